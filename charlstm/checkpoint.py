@@ -1,0 +1,223 @@
+"""Self-describing checkpoints, written with Orbax, never pickled.
+
+A run directory holds two Orbax CheckpointManagers:
+
+    RUN/checkpoints/latest/<step>/   the newest few, for resuming
+    RUN/checkpoints/best/<step>/     the one with the lowest validation loss
+
+Each step directory has two items: `state`, the whole TrainState as a tree of
+named arrays (parameters, Adam moments, step, carried stream state, RNG key),
+and `meta`, a JSON object with everything needed to rebuild the model and
+continue the run: format and version, both configs, the vocabulary, the
+corpus path and sha256, the data position and the metrics so far. Orbax writes
+into a temporary directory and renames it only when complete, so a crash
+mid-save leaves the previous checkpoint as the newest one.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import flax.serialization
+import jax
+import orbax.checkpoint as ocp
+
+from charlstm import __version__
+from charlstm.config import ModelConfig, TrainConfig, from_dict, to_dict
+from charlstm.errors import CharlstmError, CheckpointError, ConfigError
+from charlstm.train import Run, TrainState, init_state
+from charlstm.vocab import Vocab
+
+FORMAT = "charlstm-checkpoint"
+FORMAT_VERSION = 1
+LATEST, BEST = "latest", "best"
+KEEP_LATEST = 2
+
+
+def _manager(directory: Path, keep: int | None = None) -> ocp.CheckpointManager:
+    options = ocp.CheckpointManagerOptions(
+        max_to_keep=keep,
+        # Saves are small and rare; a synchronous save means a checkpoint the
+        # loop reports as written is on disk, also when Ctrl-C follows.
+        enable_async_checkpointing=False,
+    )
+    return ocp.CheckpointManager(directory.absolute(), options=options, item_names=("state", "meta"))
+
+
+def metadata(run: Run, data_windows: int | None = None) -> dict[str, Any]:
+    step = int(run.state.step)
+    meta: dict[str, Any] = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "charlstm_version": __version__,
+        "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "step": step,
+        "model": to_dict(run.model_config),
+        "train": to_dict(run.train_config),
+        "vocab": run.vocab.chars,
+        "corpus": {"path": run.corpus.path, "sha256": run.corpus.sha256},
+        "best_val_loss": run.best_val_loss,
+        "train_seconds": run.train_seconds,
+        "history": run.history,
+    }
+    if data_windows is not None:
+        # Informational: the window is derived from the step (see data.py).
+        meta["data_position"] = {
+            "pass": step // data_windows,
+            "window": step % data_windows,
+            "windows_per_pass": data_windows,
+        }
+    return meta
+
+
+class CheckpointWriter:
+    """Writes a run's latest and best checkpoints."""
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = run_dir
+        root = run_dir / "checkpoints"
+        self._managers = {LATEST: _manager(root / LATEST, KEEP_LATEST), BEST: _manager(root / BEST, 1)}
+
+    def save(self, run: Run, best: bool, data_windows: int | None = None) -> str:
+        kind = BEST if best else LATEST
+        manager = self._managers[kind]
+        step = int(run.state.step)
+        state = flax.serialization.to_state_dict(run.state)
+        args = ocp.args.Composite(
+            state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(metadata(run, data_windows))
+        )
+        try:
+            manager.save(step, args=args, force=True)
+            manager.wait_until_finished()
+        except OSError as err:
+            raise CheckpointError(f"could not write checkpoint under {self.run_dir}: {err}") from None
+        return str(self.run_dir / "checkpoints" / kind / str(step))
+
+    def close(self) -> None:
+        for manager in self._managers.values():
+            manager.close()
+
+
+@dataclass
+class Checkpoint:
+    path: Path  # the step directory
+    model_config: ModelConfig
+    train_config: TrainConfig
+    vocab: Vocab
+    corpus_path: str
+    corpus_sha256: str
+    state: TrainState
+    best_val_loss: float | None
+    train_seconds: float
+    history: list[dict[str, float]]
+
+
+def locate(path: Path, prefer: str = BEST) -> tuple[Path, int]:
+    """A run directory, a checkpoints/{latest,best} directory, or one step
+    directory -> (manager directory, step)."""
+    if not path.exists():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    if path.name.isdigit() and (path / "meta").exists():
+        return path.parent, int(path.name)
+    if (path / "checkpoints").is_dir():
+        order = [prefer, LATEST if prefer == BEST else BEST]
+        for kind in order:
+            found = _latest_step(path / "checkpoints" / kind)
+            if found is not None:
+                return path / "checkpoints" / kind, found
+        raise CheckpointError(f"no complete checkpoint in run directory {path}")
+    found = _latest_step(path)
+    if found is None:
+        raise CheckpointError(f"not a charlstm run or checkpoint directory: {path}")
+    return path, found
+
+
+def _latest_step(directory: Path) -> int | None:
+    if not directory.is_dir():
+        return None
+    # Orbax renames a step directory into place only when it is complete, so
+    # any plain integer name with its items present is a finished checkpoint.
+    steps = [int(p.name) for p in directory.iterdir() if p.name.isdigit() and (p / "meta").is_dir()]
+    return max(steps) if steps else None
+
+
+def _parse_meta(meta: Any, where: Path) -> dict[str, Any]:
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise CheckpointError(f"not a charlstm checkpoint: {where}")
+    version = meta.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise CheckpointError(
+            f"checkpoint {where} has format version {version!r}; this charlstm reads up to "
+            f"{FORMAT_VERSION}: upgrade charlstm to load it"
+        )
+    return meta
+
+
+def load(path: Path, prefer: str = BEST) -> Checkpoint:
+    """Restore a checkpoint onto this machine's default device, whatever
+    device wrote it."""
+    directory, step = locate(path, prefer)
+    where = directory / str(step)
+    checkpointer = ocp.Checkpointer(ocp.CompositeCheckpointHandler())
+    try:
+        meta = checkpointer.restore(where.absolute(), args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+        meta = _parse_meta(meta, where)
+        model_config = from_dict(ModelConfig, meta["model"])
+        train_config = from_dict(TrainConfig, meta["train"])
+        vocab = Vocab(meta["vocab"])
+        if vocab.size != model_config.vocab_size:
+            raise CheckpointError(
+                f"checkpoint {where} is inconsistent: {vocab.size} characters but a model for {model_config.vocab_size}"
+            )
+        template = jax.eval_shape(lambda: init_state(model_config, train_config))
+        device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+        abstract = jax.tree_util.tree_map(
+            lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
+            flax.serialization.to_state_dict(template),
+        )
+        restored = checkpointer.restore(
+            where.absolute(), args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract))
+        )
+        state = flax.serialization.from_state_dict(template, restored["state"])
+    except ConfigError as err:
+        raise CheckpointError(f"checkpoint {where} has an invalid configuration: {err}") from None
+    except CharlstmError:
+        raise
+    except (KeyError, TypeError, ValueError, OSError) as err:
+        raise CheckpointError(f"cannot read checkpoint {where}: {err}") from None
+    finally:
+        checkpointer.close()
+    return Checkpoint(
+        path=where,
+        model_config=model_config,
+        train_config=train_config,
+        vocab=vocab,
+        corpus_path=meta["corpus"]["path"],
+        corpus_sha256=meta["corpus"]["sha256"],
+        state=state,
+        best_val_loss=meta.get("best_val_loss"),
+        train_seconds=float(meta.get("train_seconds", 0.0)),
+        history=list(meta.get("history", [])),
+    )
+
+
+def most_recent_run(runs_dir: Path) -> Path:
+    """The run under `runs_dir` whose newest checkpoint was written last."""
+    newest: tuple[float, Path] | None = None
+    if runs_dir.is_dir():
+        for run_dir in runs_dir.iterdir():
+            for kind in (LATEST, BEST):
+                step = _latest_step(run_dir / "checkpoints" / kind)
+                if step is not None:
+                    mtime = (run_dir / "checkpoints" / kind / str(step)).stat().st_mtime
+                    if newest is None or mtime > newest[0]:
+                        newest = (mtime, run_dir)
+    if newest is None:
+        raise CheckpointError(
+            f"no trained run found under {runs_dir}/: train one with 'charlstm train CORPUS' "
+            "or pass --checkpoint RUN_DIR"
+        )
+    return newest[1]

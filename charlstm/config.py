@@ -1,0 +1,121 @@
+"""Frozen, typed configuration for the model, training and sampling.
+
+Configs are plain values: they are hashable (so a jitted function can close
+over them), they round-trip through JSON (so checkpoints can describe
+themselves), and they validate on construction (so a bad value is reported
+once, clearly, before any work starts).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from charlstm.errors import ConfigError
+
+T = TypeVar("T")
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The network's shape. Changing any of these makes a different model."""
+
+    vocab_size: int
+    embed_dim: int = 64
+    hidden_size: int = 384
+    num_layers: int = 2
+    forget_bias: float = 1.0
+
+    def __post_init__(self) -> None:
+        _check(self.vocab_size >= 1, f"vocab_size must be >= 1, got {self.vocab_size}")
+        _check(self.embed_dim >= 1, f"--embed must be >= 1, got {self.embed_dim}")
+        _check(self.hidden_size >= 1, f"--hidden must be >= 1, got {self.hidden_size}")
+        _check(self.num_layers >= 1, f"--layers must be >= 1, got {self.num_layers}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train. Everything here may differ between runs of one model,
+    but `batch_size`, `seq_len` and `val_fraction` fix the data layout, so a
+    resumed run must keep them to continue exactly."""
+
+    steps: int = 3000
+    batch_size: int = 64
+    seq_len: int = 128
+    learning_rate: float = 3e-3
+    warmup_steps: int = 100
+    min_lr_ratio: float = 0.05
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    val_fraction: float = 0.1
+    eval_every: int = 250
+    checkpoint_every: int = 250
+    log_every: int = 10
+    max_seconds: float | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _check(self.steps >= 1, f"--steps must be >= 1, got {self.steps}")
+        _check(self.batch_size >= 1, f"--batch-size must be >= 1, got {self.batch_size}")
+        _check(self.seq_len >= 1, f"--seq-len must be >= 1, got {self.seq_len}")
+        _check(self.learning_rate > 0, f"--lr must be > 0, got {self.learning_rate}")
+        _check(self.warmup_steps >= 0, f"--warmup must be >= 0, got {self.warmup_steps}")
+        _check(0 <= self.min_lr_ratio <= 1, f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
+        _check(self.weight_decay >= 0, f"--weight-decay must be >= 0, got {self.weight_decay}")
+        _check(self.grad_clip > 0, f"--clip must be > 0, got {self.grad_clip}")
+        _check(
+            0 < self.val_fraction < 1,
+            f"--val-fraction must be strictly between 0 and 1, got {self.val_fraction}",
+        )
+        _check(self.eval_every >= 1, f"--eval-every must be >= 1, got {self.eval_every}")
+        _check(
+            self.checkpoint_every >= 1,
+            f"--checkpoint-every must be >= 1, got {self.checkpoint_every}",
+        )
+        _check(self.log_every >= 1, f"--log-every must be >= 1, got {self.log_every}")
+        _check(
+            self.max_seconds is None or self.max_seconds > 0,
+            f"--max-time must be > 0, got {self.max_seconds}",
+        )
+
+
+# Options that decide which characters each step sees; changing them on
+# resume would silently train on a different stream of data.
+DATA_LAYOUT_FIELDS = ("batch_size", "seq_len", "val_fraction")
+
+
+_JSON_TYPES: dict[str, tuple[type, ...]] = {
+    "int": (int,),
+    "float": (int, float),
+    "float | None": (int, float, type(None)),
+}
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    return dataclasses.asdict(config)
+
+
+def from_dict(cls: type[T], data: Any) -> T:
+    """Build a config from untrusted JSON, rejecting unknown or mistyped keys."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{cls.__name__} must be a JSON object, got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(f"{cls.__name__} has unknown fields: {', '.join(unknown)}")
+    # Defaults may change between versions; a stored config must be complete.
+    missing = sorted(set(fields) - set(data))
+    if missing:
+        raise ConfigError(f"{cls.__name__} lacks fields: {', '.join(missing)}")
+    for name, value in data.items():
+        expected = str(fields[name].type)  # the annotation's text: "int", "float", "float | None"
+        # JSON has no int/bool distinction Python respects (True is an int), so refuse bools outright.
+        if isinstance(value, bool) or not isinstance(value, _JSON_TYPES[expected]):
+            raise ConfigError(f"{cls.__name__}.{name} should be {expected}, got {value!r}")
+    return cls(**data)

@@ -1,0 +1,127 @@
+"""Reading a corpus, splitting it, and cutting it into training windows.
+
+Batching follows char-rnn: the training text is cut into B contiguous
+streams, and step s reads window (s mod W) of every stream, where W windows
+of T characters fit in one stream. The LSTM's (h, c) is carried from one
+window to the next, so the model sees context far longer than T while
+gradients are truncated at T (truncated backprop through time); the carry is
+reset when a pass over the data wraps around. Because the window is a pure
+function of the step number, the data position needs no state of its own,
+and a resumed run reads exactly the characters an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from charlstm.errors import CorpusError
+from charlstm.vocab import Vocab
+
+
+@dataclass(frozen=True)
+class Corpus:
+    path: str
+    text: str
+    sha256: str
+
+
+def shipped_corpora() -> dict[str, Path]:
+    """Corpora that ship with charlstm, by file name."""
+    candidates = [
+        Path(str(resources.files("charlstm"))) / "corpora",  # installed wheel
+        Path(__file__).resolve().parent.parent / "corpora",  # source checkout
+    ]
+    for folder in candidates:
+        if folder.is_dir():
+            return {p.name: p for p in sorted(folder.glob("*.txt"))}
+    return {}
+
+
+def resolve_corpus_path(path: str) -> tuple[Path, bool]:
+    """The file to read, and whether it is a shipped corpus standing in for `path`."""
+    given = Path(path)
+    if given.exists():
+        return given, False
+    shipped = shipped_corpora()
+    if given.name in shipped and given.parent == Path():
+        return shipped[given.name], True
+    hint = f" (shipped corpora: {', '.join(shipped)})" if shipped else ""
+    raise CorpusError(f"corpus file not found: {path}{hint}")
+
+
+def read_corpus(path: Path) -> Corpus:
+    if path.is_dir():
+        raise CorpusError(f"corpus path is a directory, not a text file: {path}")
+    try:
+        raw = path.read_bytes()
+    except OSError as err:
+        raise CorpusError(f"cannot read corpus {path}: {err.strerror}") from None
+    if not raw:
+        raise CorpusError(f"corpus is empty: {path}")
+    if b"\x00" in raw[:65536]:
+        raise CorpusError(f"corpus looks like binary data, not text: {path}")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise CorpusError(
+            f"corpus is not valid UTF-8: {path} (byte offset {err.start}: {raw[err.start : err.start + 4]!r})"
+        ) from None
+    return Corpus(str(path), text, hashlib.sha256(raw).hexdigest())
+
+
+def split(ids: np.ndarray, val_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """(N,) ids -> training ids and the held-out tail of the text."""
+    n_val = int(len(ids) * val_fraction)
+    return ids[: len(ids) - n_val], ids[len(ids) - n_val :]
+
+
+@jax.tree_util.register_dataclass
+@dataclass(frozen=True)
+class Batch:
+    inputs: np.ndarray  # (B, T) int32
+    targets: np.ndarray  # (B, T) int32: inputs shifted one character on
+    reset: np.ndarray  # () bool: start of a pass, so the carried state is zeroed
+
+
+class Streams:
+    """B contiguous streams over `ids`, read T characters at a time."""
+
+    def __init__(self, ids: np.ndarray, batch: int, seq_len: int, what: str = "training text"):
+        stream_len = (len(ids) - 1) // batch
+        self.windows = stream_len // seq_len  # W
+        if self.windows < 1:
+            need = batch * seq_len + 1
+            raise CorpusError(
+                f"{what} is too short: {len(ids)} characters, but {batch} streams of "
+                f"{seq_len} need at least {need}; use a longer text or a smaller "
+                "--batch-size / --seq-len"
+            )
+        used = batch * stream_len
+        self._inputs = ids[:used].reshape(batch, stream_len)  # (B, S)
+        self._targets = ids[1 : used + 1].reshape(batch, stream_len)  # (B, S)
+        self.seq_len = seq_len
+
+    def __getitem__(self, step: int) -> Batch:
+        w = step % self.windows
+        cols = slice(w * self.seq_len, (w + 1) * self.seq_len)
+        return Batch(self._inputs[:, cols], self._targets[:, cols], np.asarray(w == 0))
+
+    def __len__(self) -> int:
+        return self.windows
+
+
+def layout(text: str, vocab: Vocab, batch: int, seq_len: int, val_fraction: float) -> tuple[Streams, Streams]:
+    """Training and validation streams of a text; validation uses as many
+    streams as its length allows, up to `batch`."""
+    ids = vocab.encode(text)
+    train_ids, val_ids = split(ids, val_fraction)
+    train = Streams(train_ids, batch, seq_len)
+    val_batch = max(1, min(batch, (len(val_ids) - 1) // seq_len))
+    val = Streams(val_ids, val_batch, seq_len, what="validation split (--val-fraction of the text)")
+    return train, val

@@ -1,0 +1,58 @@
+"""What the training loop reports. Plain values: the loop yields them, the
+progress display (or a test, or a notebook) decides what to do with them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Started:
+    step: int
+    total_steps: int
+    backend: str
+    devices: list[str]
+    train_chars: int  # characters seen per pass over the training split
+    val_chars: int
+    windows_per_pass: int
+
+
+@dataclass(frozen=True)
+class Compiled:
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Progress:
+    step: int
+    total_steps: int
+    loss: float  # mean training loss (nats/char) since the last report
+    grad_norm: float  # global gradient norm before clipping, last step
+    lr: float
+    chars_per_sec: float
+    elapsed: float  # training wall time over all sessions of the run
+
+
+@dataclass(frozen=True)
+class Evaluated:
+    step: int
+    val_loss: float  # nats/char on the validation split
+    best: bool
+
+
+@dataclass(frozen=True)
+class Saved:
+    step: int
+    path: str
+    best: bool
+
+
+@dataclass(frozen=True)
+class Finished:
+    step: int
+    reason: str  # "done", "time limit" or "interrupted"
+    best_val_loss: float | None
+    train_seconds: float
+
+
+Event = Started | Compiled | Progress | Evaluated | Saved | Finished

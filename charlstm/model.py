@@ -1,0 +1,118 @@
+"""The character LSTM: embedding, stacked LSTM layers, dense head.
+
+Shape legend used in the comments below:
+    B batch (independent text streams), T time (characters in a window),
+    E embedding width, H hidden size, L layers, V vocabulary size.
+
+The model is Flax Linen: parameters are a plain nested dict, `apply` is a
+pure function, and the recurrence is an ordinary `jax.lax.scan`. That keeps
+the training step a pure `(state, batch) -> (state, metrics)` function and
+the checkpoint a plain tree of named arrays.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from charlstm.config import ModelConfig
+
+# The recurrent state of the whole stack: (h, c), each (L, B, H).
+Carry = tuple[jax.Array, jax.Array]
+Params = Any
+
+
+def lstm_update(z: jax.Array, c_prev: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """The textbook cell, given the pre-activations of all four gates.
+
+    z is (B, 4H), laid out as [input i | forget f | candidate g | output o];
+    each block is W_x x_t + W_h h_{t-1} + b for that gate.
+    """
+    i, f, g, o = jnp.split(z, 4, axis=-1)  # each (B, H)
+    i = jax.nn.sigmoid(i)
+    f = jax.nn.sigmoid(f)
+    g = jnp.tanh(g)
+    o = jax.nn.sigmoid(o)
+    c = f * c_prev + i * g
+    h = o * jnp.tanh(c)
+    return h, c
+
+
+def _gate_bias_init(forget_bias: float) -> Any:
+    def init(key: jax.Array, shape: tuple[int, ...], dtype: Any = jnp.float32) -> jax.Array:
+        del key
+        hidden = shape[0] // 4
+        # A positive forget bias starts every cell remembering, so gradients
+        # flow through c over long spans from the first step of training.
+        return jnp.zeros(shape, dtype).at[hidden : 2 * hidden].set(forget_bias)
+
+    return init
+
+
+class LSTMLayer(nn.Module):
+    """One LSTM layer over a whole window, time-major."""
+
+    hidden_size: int
+    forget_bias: float = 1.0
+
+    @nn.compact
+    def __call__(
+        self, xs: jax.Array, carry: tuple[jax.Array, jax.Array]
+    ) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
+        """xs (T, B, D) and carry (h, c) each (B, H) -> hs (T, B, H), final (h, c)."""
+        hidden = self.hidden_size
+        w_x = self.param("w_x", nn.initializers.lecun_normal(), (xs.shape[-1], 4 * hidden))
+        w_h = self.param("w_h", nn.initializers.orthogonal(), (hidden, 4 * hidden))
+        b = self.param("b", _gate_bias_init(self.forget_bias), (4 * hidden,))
+
+        # The input's contribution to the gates does not depend on h, so all
+        # T time steps are computed in one large matrix product here; only the
+        # (B, H) x (H, 4H) product with the previous h stays inside the loop.
+        zx = xs @ w_x + b  # (T, B, 4H)
+
+        def step(state: tuple[jax.Array, jax.Array], zx_t: jax.Array) -> tuple[tuple[jax.Array, jax.Array], jax.Array]:
+            h_prev, c_prev = state  # (B, H) each
+            h, c = lstm_update(zx_t + h_prev @ w_h, c_prev)  # (B, 4H) -> (B, H)
+            return (h, c), h
+
+        final, hs = jax.lax.scan(step, carry, zx)  # hs (T, B, H)
+        return hs, final
+
+
+class CharLSTM(nn.Module):
+    config: ModelConfig
+
+    @nn.compact
+    def __call__(self, tokens: jax.Array, carry: Carry) -> tuple[jax.Array, Carry]:
+        """tokens (B, T) int -> logits (B, T, V) and the carry after the window."""
+        cfg = self.config
+        # Time-major inside: scan walks the leading axis, and transposing the
+        # small int token array is cheaper than transposing activations.
+        x = nn.Embed(cfg.vocab_size, cfg.embed_dim, name="embed")(tokens.T)  # (T, B, E)
+        h0, c0 = carry  # (L, B, H) each
+        hs, cs = [], []
+        for layer in range(cfg.num_layers):
+            x, (h, c) = LSTMLayer(cfg.hidden_size, cfg.forget_bias, name=f"lstm_{layer}")(
+                x, (h0[layer], c0[layer])
+            )  # x (T, B, H)
+            hs.append(h)
+            cs.append(c)
+        logits = nn.Dense(cfg.vocab_size, name="head")(x)  # (T, B, V)
+        return jnp.swapaxes(logits, 0, 1), (jnp.stack(hs), jnp.stack(cs))
+
+
+def zero_carry(config: ModelConfig, batch: int) -> Carry:
+    shape = (config.num_layers, batch, config.hidden_size)  # (L, B, H)
+    return jnp.zeros(shape, jnp.float32), jnp.zeros(shape, jnp.float32)
+
+
+def init_params(config: ModelConfig, key: jax.Array) -> Params:
+    tokens = jnp.zeros((1, 1), jnp.int32)
+    return CharLSTM(config).init(key, tokens, zero_carry(config, 1))["params"]
+
+
+def count_params(params: Params) -> int:
+    return sum(int(x.size) for x in jax.tree_util.tree_leaves(params))

@@ -1,0 +1,117 @@
+"""The training display: the one place that turns loop events into terminal output.
+
+On a terminal it is a live rich progress bar; elsewhere (CI logs, files,
+pipes) it prints plain lines, at most one progress line every few seconds
+plus one for every evaluation, save and the end.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from types import TracebackType
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from charlstm import events
+
+LN2 = math.log(2.0)
+
+
+def _loss_text(nats: float | None) -> str:
+    if nats is None:
+        return "-"
+    return f"{nats:.3f} ({nats / LN2:.2f} bpc)"
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+class TrainingDisplay:
+    def __init__(self, console: Console, plain_interval: float = 10.0):
+        self.console = console
+        self.live = console.is_terminal
+        self.plain_interval = plain_interval
+        self._last_plain = 0.0
+        self._val: float | None = None
+        self._progress: Progress | None = None
+        self._task = None
+
+    def __enter__(self) -> TrainingDisplay:
+        return self
+
+    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+    def _say(self, message: str) -> None:
+        if self._progress is not None:
+            self._progress.console.print(message)
+        else:
+            self.console.print(message, highlight=False)
+
+    def handle(self, event: events.Event) -> None:
+        if isinstance(event, events.Started):
+            verb = "resuming at step" if event.step else "starting at step"
+            self._say(
+                f"training on {event.backend} ({', '.join(event.devices)}), {verb} {event.step} of "
+                f"{event.total_steps}; {event.train_chars:,} training chars per pass, "
+                f"{event.val_chars:,} validation chars"
+            )
+            if self.live:
+                self._start_bar(event.step, event.total_steps)
+        elif isinstance(event, events.Compiled):
+            self._say(f"compiled the training step in {event.seconds:.1f}s")
+        elif isinstance(event, events.Progress):
+            self._on_progress(event)
+        elif isinstance(event, events.Evaluated):
+            self._val = event.val_loss
+            mark = "  [bold green]new best[/]" if event.best and self.live else ("  new best" if event.best else "")
+            self._say(f"step {event.step}: validation loss {_loss_text(event.val_loss)}{mark}")
+        elif isinstance(event, events.Saved):
+            if not event.best:
+                self._say(f"step {event.step}: saved checkpoint {event.path}")
+        elif isinstance(event, events.Finished):
+            if self._progress is not None:
+                self._progress.stop()
+                self._progress = None
+            self._say(
+                f"{event.reason} at step {event.step} after {_duration(event.train_seconds)} of training; "
+                f"best validation loss {_loss_text(event.best_val_loss)}"
+            )
+
+    def _start_bar(self, step: int, total: int) -> None:
+        self._progress = Progress(
+            TextColumn("[bold]train"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[stats]}"),
+            TimeRemainingColumn(),
+            console=self.console,
+            transient=False,
+        )
+        self._task = self._progress.add_task("train", total=total, completed=step, stats="compiling...")
+        self._progress.start()
+
+    def _stats(self, event: events.Progress) -> str:
+        return (
+            f"loss {event.loss:.3f}  val {_loss_text(self._val)}  |g| {event.grad_norm:.2f}  "
+            f"lr {event.lr:.2e}  {event.chars_per_sec / 1000:.1f}k chars/s"
+        )
+
+    def _on_progress(self, event: events.Progress) -> None:
+        if self._progress is not None and self._task is not None:
+            self._progress.update(self._task, completed=event.step, stats=self._stats(event))
+            return
+        now = time.monotonic()
+        if now - self._last_plain >= self.plain_interval or event.step == event.total_steps:
+            self._last_plain = now
+            remaining = (event.total_steps - event.step) * (event.elapsed / max(event.step, 1))
+            self._say(
+                f"step {event.step}/{event.total_steps}  {self._stats(event)}  "
+                f"elapsed {_duration(event.elapsed)}  eta ~{_duration(remaining)}"
+            )

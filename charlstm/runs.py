@@ -1,0 +1,74 @@
+"""Starting a run from a corpus, or picking one up from its checkpoint."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Any
+
+from charlstm import checkpoint, data
+from charlstm.config import DATA_LAYOUT_FIELDS, ModelConfig, TrainConfig
+from charlstm.errors import CharlstmError, CorpusError
+from charlstm.train import Run, init_state
+from charlstm.vocab import Vocab
+
+RUNS_DIR = Path("runs")
+
+# Options a resumed run may change; the rest would make it a different run.
+RESUMABLE_FIELDS = ("steps", "max_seconds", "learning_rate", "eval_every", "checkpoint_every", "log_every")
+
+
+def default_run_dir(corpus_path: Path, runs_dir: Path = RUNS_DIR) -> Path:
+    return runs_dir / f"{corpus_path.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def prepare_run_dir(run_dir: Path) -> None:
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise CharlstmError(
+            f"run directory {run_dir} already exists and is not empty; "
+            "pick another --out, or continue it with 'charlstm resume'"
+        )
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise CharlstmError(f"cannot create run directory {run_dir}: {err.strerror}") from None
+
+
+def new_run(corpus: data.Corpus, model_kwargs: dict[str, Any], train_config: TrainConfig) -> Run:
+    vocab = Vocab.from_text(corpus.text)
+    model_config = ModelConfig(vocab_size=vocab.size, **model_kwargs)
+    # Fail on a too-short text now, before compiling anything.
+    data.layout(corpus.text, vocab, train_config.batch_size, train_config.seq_len, train_config.val_fraction)
+    return Run(model_config, train_config, vocab, corpus, init_state(model_config, train_config))
+
+
+def resume_run(run_dir: Path, overrides: dict[str, Any], force: bool = False) -> Run:
+    """The run in `run_dir` at its latest checkpoint, with `overrides` (names
+    from RESUMABLE_FIELDS) applied to its training config."""
+    refused = sorted(set(overrides) - set(RESUMABLE_FIELDS))
+    if refused:
+        raise CharlstmError(f"cannot change {', '.join(refused)} when resuming; start a new run instead")
+    ckpt = checkpoint.load(run_dir, prefer=checkpoint.LATEST)
+    corpus_path, _ = data.resolve_corpus_path(ckpt.corpus_path)
+    corpus = data.read_corpus(corpus_path)
+    if corpus.sha256 != ckpt.corpus_sha256 and not force:
+        raise CorpusError(
+            f"corpus {corpus_path} changed since this run started (sha256 differs); "
+            "resuming would train on different text. Use --force to resume anyway"
+        )
+    unknown = ckpt.vocab.unknown(corpus.text)
+    if unknown:
+        raise CorpusError(f"corpus {corpus_path} now has characters the model has no place for: {''.join(unknown)!r}")
+    train_config = dataclasses.replace(ckpt.train_config, **overrides)
+    assert all(getattr(train_config, f) == getattr(ckpt.train_config, f) for f in DATA_LAYOUT_FIELDS)
+    return Run(
+        ckpt.model_config,
+        train_config,
+        ckpt.vocab,
+        corpus,
+        ckpt.state,
+        history=ckpt.history,
+        best_val_loss=ckpt.best_val_loss,
+        train_seconds=ckpt.train_seconds,
+    )

@@ -1,0 +1,60 @@
+"""Characters <-> integer ids.
+
+The vocabulary is the sorted set of characters (Unicode code points) of the
+training text, stored in every checkpoint as a string. Encoding works on code
+point arrays with a binary search, so a large corpus is encoded without a
+Python-level loop over its characters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from charlstm.errors import CharlstmError
+
+
+def _code_points(text: str) -> np.ndarray:
+    # UTF-32-LE is one fixed-width unit per code point: a zero-copy view gives
+    # every character's code point as an integer.
+    return np.frombuffer(text.encode("utf-32-le"), dtype="<u4")
+
+
+@dataclass(frozen=True)
+class Vocab:
+    chars: str  # sorted, unique
+
+    def __post_init__(self) -> None:
+        if not self.chars:
+            raise CharlstmError("vocabulary is empty")
+        if list(self.chars) != sorted(set(self.chars)):
+            raise CharlstmError("vocabulary must be sorted unique characters")
+
+    @classmethod
+    def from_text(cls, text: str) -> Vocab:
+        unique = np.unique(_code_points(text))
+        return cls("".join(map(chr, unique.tolist())))
+
+    @property
+    def size(self) -> int:
+        return len(self.chars)
+
+    def unknown(self, text: str) -> list[str]:
+        """Characters of `text` that the vocabulary lacks, sorted."""
+        return sorted(set(text) - set(self.chars))
+
+    def encode(self, text: str) -> np.ndarray:
+        """text -> (N,) int32 ids; raises naming any character not in the vocabulary."""
+        table = _code_points(self.chars)
+        points = _code_points(text)
+        ids = np.searchsorted(table, points)
+        ids = np.minimum(ids, len(table) - 1)
+        if not np.array_equal(table[ids], points):
+            missing = "".join(self.unknown(text))
+            raise CharlstmError(f"characters not in the model's vocabulary: {missing!r}")
+        return ids.astype(np.int32)
+
+    def decode(self, ids: np.ndarray | list[int]) -> str:
+        table = np.array([ord(c) for c in self.chars], dtype="<u4")
+        return table[np.asarray(ids, dtype=np.int64)].tobytes().decode("utf-32-le")

@@ -1,0 +1,45 @@
+import random
+from pathlib import Path
+
+import pytest
+
+
+def _tiny_text(lines: int = 400, seed: int = 1) -> str:
+    rng = random.Random(seed)
+    speakers = ["HAMLET.", "OPHELIA.", "KING.", "QUEEN."]
+    words = [
+        "the",
+        "king",
+        "and",
+        "queen",
+        "of",
+        "denmark",
+        "speak",
+        "to",
+        "hamlet",
+        "who",
+        "is",
+        "sad",
+        "but",
+        "brave",
+        "my",
+        "lord",
+    ]
+    out = []
+    for _ in range(lines // 3):
+        out.append(rng.choice(speakers))
+        out.append(" ".join(rng.choice(words) for _ in range(rng.randint(4, 9))).capitalize() + ".")
+        out.append("")
+    return "\n".join(out) + "\n"
+
+
+@pytest.fixture(scope="session")
+def tiny_text() -> str:
+    return _tiny_text()
+
+
+@pytest.fixture()
+def tiny_corpus(tmp_path: Path, tiny_text: str) -> Path:
+    path = tmp_path / "tiny.txt"
+    path.write_text(tiny_text, encoding="utf-8")
+    return path

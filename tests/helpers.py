@@ -1,0 +1,47 @@
+"""Small runs for tests: tiny models on the tiny corpus, trained in-process."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from charlstm import data, events, runs
+from charlstm.checkpoint import CheckpointWriter
+from charlstm.config import TrainConfig
+from charlstm.train import Run, fit
+
+TINY_MODEL = {"hidden_size": 24, "num_layers": 2, "embed_dim": 8}
+
+
+def tiny_train_config(**overrides) -> TrainConfig:
+    base = {"steps": 12, "batch_size": 4, "seq_len": 16, "eval_every": 4, "checkpoint_every": 6, "log_every": 1}
+    base.update(overrides)
+    return TrainConfig(**base)
+
+
+def new_tiny_run(corpus_path: Path, **overrides) -> Run:
+    return runs.new_run(data.read_corpus(corpus_path), TINY_MODEL, tiny_train_config(**overrides))
+
+
+def train(run: Run, run_dir: Path, stop_at: int | None = None) -> list[events.Event]:
+    """Run `fit` to the end, or stop it cleanly before step `stop_at`."""
+    writer = CheckpointWriter(run_dir)
+    should_stop = (lambda: int(run.state.step) >= stop_at) if stop_at is not None else (lambda: False)
+    try:
+        return list(fit(run, writer.save, should_stop))
+    finally:
+        writer.close()
+
+
+def losses(evts: list[events.Event]) -> list[tuple[int, float]]:
+    return [(e.step, e.loss) for e in evts if isinstance(e, events.Progress)]
+
+
+def assert_trees_equal(a, b) -> None:
+    flat_a, tree_a = jax.tree_util.tree_flatten(a)
+    flat_b, tree_b = jax.tree_util.tree_flatten(b)
+    assert tree_a == tree_b
+    for x, y in zip(flat_a, flat_b, strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))

@@ -1,0 +1,94 @@
+import json
+
+import pytest
+
+from charlstm import checkpoint
+from charlstm.errors import CheckpointError
+
+from .helpers import assert_trees_equal, new_tiny_run, train
+
+
+@pytest.fixture()
+def trained(tiny_corpus, tmp_path):
+    run = new_tiny_run(tiny_corpus, steps=12, eval_every=4, checkpoint_every=4)
+    train(run, tmp_path / "run")
+    return run, tmp_path / "run"
+
+
+def test_run_directory_has_latest_and_best(trained):
+    _, run_dir = trained
+    latest = sorted(int(p.name) for p in (run_dir / "checkpoints" / "latest").iterdir())
+    assert latest == [8, 12]  # the newest two are kept
+    best = [p.name for p in (run_dir / "checkpoints" / "best").iterdir()]
+    assert len(best) == 1
+
+
+def test_round_trip_restores_everything(trained):
+    run, run_dir = trained
+    ckpt = checkpoint.load(run_dir, prefer=checkpoint.LATEST)
+    assert ckpt.path.name == "12"
+    assert_trees_equal(ckpt.state, run.state)
+    assert ckpt.vocab == run.vocab
+    assert ckpt.model_config == run.model_config and ckpt.train_config == run.train_config
+    assert ckpt.best_val_loss == run.best_val_loss
+    assert [h["step"] for h in ckpt.history] == [4, 8, 12]
+
+
+def test_metadata_is_plain_json_describing_the_run(trained):
+    run, run_dir = trained
+    meta = json.loads((run_dir / "checkpoints" / "latest" / "12" / "meta" / "metadata").read_text())
+    assert meta["format"] == checkpoint.FORMAT and meta["format_version"] == checkpoint.FORMAT_VERSION
+    assert meta["vocab"] == run.vocab.chars
+    assert meta["model"]["hidden_size"] == 24
+    assert meta["corpus"]["sha256"] == run.corpus.sha256
+    assert meta["data_position"]["window"] == 12 % meta["data_position"]["windows_per_pass"]
+
+
+def test_locate_accepts_run_kind_and_step_directories(trained):
+    _, run_dir = trained
+    assert checkpoint.locate(run_dir)[0].name == "best"
+    assert checkpoint.locate(run_dir, prefer=checkpoint.LATEST) == (run_dir / "checkpoints" / "latest", 12)
+    assert checkpoint.locate(run_dir / "checkpoints" / "latest" / "8") == (run_dir / "checkpoints" / "latest", 8)
+    assert checkpoint.load(run_dir / "checkpoints" / "latest" / "8").path.name == "8"
+
+
+def test_unfinished_save_is_never_picked(trained):
+    _, run_dir = trained
+    # What a save killed half-way leaves: a temporary directory, never renamed.
+    (run_dir / "checkpoints" / "latest" / "16.orbax-checkpoint-tmp-1234").mkdir()
+    assert checkpoint.locate(run_dir, prefer=checkpoint.LATEST)[1] == 12
+
+
+def test_most_recent_run(trained, tmp_path):
+    _, run_dir = trained
+    assert checkpoint.most_recent_run(tmp_path) == run_dir
+    with pytest.raises(CheckpointError, match="no trained run found"):
+        checkpoint.most_recent_run(tmp_path / "nothing")
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda m: m.update(format="something-else"), "not a charlstm checkpoint"),
+        (lambda m: m.update(format_version=99), "format version 99.*upgrade"),
+        (lambda m: m.update(vocab=m["vocab"][:-1]), "inconsistent"),
+        (lambda m: m["model"].update(hidden_size="big"), "hidden_size should be int"),
+        (lambda m: m["model"].update(colour="red"), "unknown fields: colour"),
+    ],
+)
+def test_bad_metadata_is_rejected_clearly(trained, mutate, message):
+    _, run_dir = trained
+    path = run_dir / "checkpoints" / "latest" / "12" / "meta" / "metadata"
+    meta = json.loads(path.read_text())
+    mutate(meta)
+    path.write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match=message):
+        checkpoint.load(run_dir / "checkpoints" / "latest" / "12")
+
+
+def test_missing_and_foreign_paths(tmp_path):
+    with pytest.raises(CheckpointError, match="not found"):
+        checkpoint.load(tmp_path / "absent")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CheckpointError, match="not a charlstm run"):
+        checkpoint.load(tmp_path / "empty")

@@ -1,0 +1,92 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from charlstm import data
+from charlstm.errors import CorpusError
+from charlstm.vocab import Vocab
+
+
+def test_streams_are_contiguous_and_targets_shifted():
+    ids = np.arange(1000, dtype=np.int32)
+    streams = data.Streams(ids, batch=4, seq_len=10)
+    stream_len = 999 // 4
+    assert len(streams) == stream_len // 10
+    first, second = streams[0], streams[1]
+    assert first.inputs.shape == first.targets.shape == (4, 10)
+    np.testing.assert_array_equal(first.targets, first.inputs + 1)
+    # Window 1 of every stream continues window 0 of the same stream.
+    np.testing.assert_array_equal(second.inputs[:, 0], first.inputs[:, -1] + 1)
+    np.testing.assert_array_equal(first.inputs[:, 0], np.arange(4) * stream_len)
+    assert bool(first.reset) and not bool(second.reset)
+
+
+def test_data_position_is_a_function_of_the_step():
+    streams = data.Streams(np.arange(500, dtype=np.int32), batch=2, seq_len=10)
+    wrapped = streams[len(streams)]
+    np.testing.assert_array_equal(wrapped.inputs, streams[0].inputs)
+    assert bool(wrapped.reset)
+
+
+def test_too_short_text_says_what_would_work():
+    with pytest.raises(CorpusError, match="too short.*--batch-size"):
+        data.Streams(np.arange(50, dtype=np.int32), batch=8, seq_len=10)
+
+
+def test_split_holds_out_the_tail():
+    train, val = data.split(np.arange(100), 0.1)
+    assert train.tolist() == list(range(90))
+    assert val.tolist() == list(range(90, 100))
+
+
+def test_layout_covers_training_and_validation_text(tiny_text):
+    vocab = Vocab.from_text(tiny_text)
+    train, val = data.layout(tiny_text, vocab, batch=4, seq_len=16, val_fraction=0.1)
+    assert len(train) > len(val) >= 1
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "empty"),
+        (b"abc\xff\xfedef", r"not valid UTF-8.*byte offset 3"),
+        (b"\x7fELF\x00\x00\x01binary", "binary"),
+    ],
+)
+def test_unusable_corpus_files(tmp_path, content, message):
+    path = tmp_path / "c.txt"
+    path.write_bytes(content)
+    with pytest.raises(CorpusError, match=message):
+        data.read_corpus(path)
+
+
+def test_directory_is_not_a_corpus(tmp_path):
+    with pytest.raises(CorpusError, match="directory"):
+        data.read_corpus(tmp_path)
+
+
+def test_corpus_hash_and_text(tmp_path):
+    path = tmp_path / "c.txt"
+    path.write_text("héllo\n", encoding="utf-8")
+    corpus = data.read_corpus(path)
+    assert corpus.text == "héllo\n"
+    assert len(corpus.sha256) == 64
+
+
+def test_shipped_corpus_stands_in_for_a_bare_name(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path, shipped = data.resolve_corpus_path("shakespeare.txt")
+    assert shipped and path.is_file() and path.name == "shakespeare.txt"
+    with pytest.raises(CorpusError, match="not found.*shakespeare.txt"):
+        data.resolve_corpus_path("missing.txt")
+    # A path with a folder is taken literally: no silent substitution.
+    with pytest.raises(CorpusError, match="not found"):
+        data.resolve_corpus_path("elsewhere/shakespeare.txt")
+
+
+def test_existing_file_wins_over_shipped_corpus(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    Path("shakespeare.txt").write_text("mine", encoding="utf-8")
+    path, shipped = data.resolve_corpus_path("shakespeare.txt")
+    assert not shipped and path == Path("shakespeare.txt")

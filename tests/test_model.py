@@ -1,0 +1,88 @@
+"""The LSTM layer against an independent float64 NumPy implementation of the
+textbook equations, and the stacked model's carry semantics."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from charlstm.config import ModelConfig
+from charlstm.model import CharLSTM, LSTMLayer, count_params, init_params, zero_carry
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def numpy_lstm(xs, h, c, w_x, w_h, b):
+    """xs (T, B, D); gates in the order i, f, g, o; one time step per loop."""
+    hidden = h.shape[-1]
+    outputs = []
+    for x_t in xs:
+        z = x_t @ w_x + h @ w_h + b
+        i = _sigmoid(z[:, 0 * hidden : 1 * hidden])
+        f = _sigmoid(z[:, 1 * hidden : 2 * hidden])
+        g = np.tanh(z[:, 2 * hidden : 3 * hidden])
+        o = _sigmoid(z[:, 3 * hidden : 4 * hidden])
+        c = f * c + i * g
+        h = o * np.tanh(c)
+        outputs.append(h)
+    return np.stack(outputs), h, c
+
+
+def test_lstm_layer_matches_numpy_float64_reference():
+    T, B, D, H = 17, 3, 5, 8
+    rng = np.random.default_rng(0)
+    xs = rng.normal(size=(T, B, D)).astype(np.float32)
+    h0 = rng.normal(size=(B, H)).astype(np.float32) * 0.5
+    c0 = rng.normal(size=(B, H)).astype(np.float32) * 0.5
+    layer = LSTMLayer(H)
+    params = layer.init(jax.random.PRNGKey(0), xs, (h0, c0))["params"]
+    # Random weights everywhere (not the initialisers' values), biases included.
+    params = {
+        "w_x": jnp.asarray(rng.normal(size=(D, 4 * H)), jnp.float32) * 0.7,
+        "w_h": jnp.asarray(rng.normal(size=(H, 4 * H)), jnp.float32) * 0.7,
+        "b": jnp.asarray(rng.normal(size=(4 * H,)), jnp.float32),
+    }
+    hs, (h, c) = layer.apply({"params": params}, xs, (h0, c0))
+    f64 = {k: np.asarray(v, np.float64) for k, v in params.items()}
+    ref_hs, ref_h, ref_c = numpy_lstm(
+        xs.astype(np.float64), h0.astype(np.float64), c0.astype(np.float64), f64["w_x"], f64["w_h"], f64["b"]
+    )
+    np.testing.assert_allclose(np.asarray(hs), ref_hs, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(np.asarray(h), ref_h, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(np.asarray(c), ref_c, atol=1e-5, rtol=0)
+
+
+def test_forget_gate_bias_starts_at_one():
+    cfg = ModelConfig(vocab_size=7, embed_dim=4, hidden_size=6, num_layers=2)
+    params = init_params(cfg, jax.random.PRNGKey(0))
+    b = np.asarray(params["lstm_0"]["b"])
+    np.testing.assert_array_equal(b[6:12], 1.0)
+    np.testing.assert_array_equal(np.delete(b, np.s_[6:12]), 0.0)
+
+
+def _model(cfg):
+    params = init_params(cfg, jax.random.PRNGKey(1))
+    return CharLSTM(cfg), params
+
+
+def test_carried_state_makes_two_windows_equal_one_long_window():
+    cfg = ModelConfig(vocab_size=11, embed_dim=4, hidden_size=8, num_layers=3)
+    model, params = _model(cfg)
+    tokens = jax.random.randint(jax.random.PRNGKey(2), (2, 20), 0, 11)
+    whole, carry_whole = model.apply({"params": params}, tokens, zero_carry(cfg, 2))
+    first, carry = model.apply({"params": params}, tokens[:, :12], zero_carry(cfg, 2))
+    second, carry = model.apply({"params": params}, tokens[:, 12:], carry)
+    np.testing.assert_allclose(np.concatenate([first, second], axis=1), whole, atol=1e-6)
+    for a, b in zip(carry, carry_whole, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_shapes_and_parameter_count():
+    cfg = ModelConfig(vocab_size=65, embed_dim=16, hidden_size=32, num_layers=2)
+    model, params = _model(cfg)
+    logits, (h, c) = model.apply({"params": params}, jnp.zeros((4, 9), jnp.int32), zero_carry(cfg, 4))
+    assert logits.shape == (4, 9, 65)
+    assert h.shape == c.shape == (2, 4, 32)
+    expected = 65 * 16 + (16 * 128 + 32 * 128 + 128) + (32 * 128 + 32 * 128 + 128) + (32 * 65 + 65)
+    assert count_params(params) == expected

@@ -1,0 +1,49 @@
+import numpy as np
+import pytest
+
+from charlstm.errors import CharlstmError
+from charlstm.vocab import Vocab
+
+TEXTS = [
+    "To be, or not to be: that is the question.\n",
+    "床前明月光，疑是地上霜。举头望明月，低头思故乡。",
+    "emoji 🎭🗡️👑 and flags 🇩🇰, ZWJ 👩‍👩‍👧",
+    "combining: e\u0301 vs \u00e9, tabs\tand\r\nCRLF, NUL-free control \x07",
+]
+
+
+@pytest.mark.parametrize("text", TEXTS)
+def test_round_trip(text):
+    vocab = Vocab.from_text(text)
+    ids = vocab.encode(text)
+    assert ids.dtype == np.int32
+    assert ids.shape == (len(text),)
+    assert vocab.decode(ids) == text
+    assert vocab.size == len(set(text))
+    assert list(vocab.chars) == sorted(set(text))
+
+
+def test_ids_follow_sorted_characters():
+    vocab = Vocab.from_text("cabbage")
+    assert vocab.chars == "abceg"
+    assert vocab.encode("gab").tolist() == [4, 0, 1]
+
+
+def test_unknown_characters_are_named():
+    vocab = Vocab.from_text("hello")
+    with pytest.raises(CharlstmError, match="'xz'"):
+        vocab.encode("hexz")
+    assert vocab.unknown("hi🎭") == ["i", "🎭"]
+
+
+def test_character_above_every_vocabulary_entry_is_rejected():
+    vocab = Vocab.from_text("abc")
+    with pytest.raises(CharlstmError):
+        vocab.encode("中")
+
+
+def test_vocabulary_must_be_sorted_and_unique():
+    with pytest.raises(CharlstmError):
+        Vocab("ba")
+    with pytest.raises(CharlstmError):
+        Vocab("")
