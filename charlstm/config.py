@@ -28,7 +28,7 @@ class ModelConfig:
 
     vocab_size: int
     embed_dim: int = 64
-    hidden_size: int = 384
+    hidden_size: int = 256
     num_layers: int = 2
     forget_bias: float = 1.0
 
@@ -45,9 +45,9 @@ class TrainConfig:
     but `batch_size`, `seq_len` and `val_fraction` fix the data layout, so a
     resumed run must keep them to continue exactly."""
 
-    steps: int = 3000
+    steps: int = 2200
     batch_size: int = 64
-    seq_len: int = 128
+    seq_len: int = 64
     learning_rate: float = 3e-3
     warmup_steps: int = 100
     min_lr_ratio: float = 0.05

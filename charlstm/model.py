@@ -12,7 +12,7 @@ the checkpoint a plain tree of named arrays.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import flax.linen as nn
 import jax
@@ -102,6 +102,11 @@ class CharLSTM(nn.Module):
             cs.append(c)
         logits = nn.Dense(cfg.vocab_size, name="head")(x)  # (T, B, V)
         return jnp.swapaxes(logits, 0, 1), (jnp.stack(hs), jnp.stack(cs))
+
+
+def forward(model: CharLSTM, params: Params, tokens: jax.Array, carry: Carry) -> tuple[jax.Array, Carry]:
+    """tokens (B, T) -> logits (B, T, V) and the carry after them."""
+    return cast(tuple[jax.Array, Carry], model.apply({"params": params}, tokens, carry))
 
 
 def zero_carry(config: ModelConfig, batch: int) -> Carry:

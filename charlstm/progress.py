@@ -12,7 +12,7 @@ import time
 from types import TracebackType
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
 from charlstm import events
 
@@ -39,7 +39,7 @@ class TrainingDisplay:
         self._last_plain = 0.0
         self._val: float | None = None
         self._progress: Progress | None = None
-        self._task = None
+        self._task: TaskID | None = None
 
     def __enter__(self) -> TrainingDisplay:
         return self

@@ -15,7 +15,7 @@ import numpy as np
 
 from charlstm.config import ModelConfig
 from charlstm.errors import CharlstmError
-from charlstm.model import Carry, CharLSTM, Params, zero_carry
+from charlstm.model import Carry, CharLSTM, Params, forward, zero_carry
 from charlstm.vocab import Vocab
 
 
@@ -36,11 +36,11 @@ def generate(
     batch = prime.shape[0]
     # Read all of the prime but its last character; the last one is the first
     # input of the generation loop.
-    _, carry = model.apply({"params": params}, prime[:, :-1], zero_carry(config, batch))
+    _, carry = forward(model, params, prime[:, :-1], zero_carry(config, batch))
 
     def step(state: tuple[jax.Array, Carry], key_t: jax.Array) -> tuple[tuple[jax.Array, Carry], jax.Array]:
         token, carry = state  # token (B,)
-        logits, carry = model.apply({"params": params}, token[:, None], carry)  # (B, 1, V)
+        logits, carry = forward(model, params, token[:, None], carry)  # (B, 1, V)
         logits = logits[:, 0]  # (B, V)
         safe_t = jnp.where(temperature > 0, temperature, 1.0)
         drawn = jax.random.categorical(key_t, logits / safe_t, axis=-1)

@@ -9,6 +9,7 @@ them, so the host does not stall the device on every step.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ import optax
 
 from charlstm import data, events
 from charlstm.config import ModelConfig, TrainConfig
-from charlstm.model import Carry, CharLSTM, Params, init_params, zero_carry
+from charlstm.model import Carry, CharLSTM, Params, forward, init_params, zero_carry
 from charlstm.vocab import Vocab
 
 
@@ -84,14 +85,14 @@ def init_state(model_cfg: ModelConfig, train_cfg: TrainConfig) -> TrainState:
 def _loss(
     model: CharLSTM, params: Params, inputs: jax.Array, targets: jax.Array, carry: Carry
 ) -> tuple[jax.Array, Carry]:
-    logits, carry = model.apply({"params": params}, inputs, carry)  # (B, T, V)
+    logits, carry = forward(model, params, inputs, carry)  # (B, T, V)
     losses = optax.softmax_cross_entropy_with_integer_labels(logits, targets)  # (B, T)
     return losses.mean(), carry
 
 
-def make_train_step(
-    model_cfg: ModelConfig, train_cfg: TrainConfig
-) -> Callable[[TrainState, data.Batch], tuple[TrainState, dict[str, jax.Array]]]:
+def make_train_step(model_cfg: ModelConfig, train_cfg: TrainConfig) -> jax.stages.Wrapped:
+    """The jitted `train_step(state, batch) -> (state, metrics)`; the state's
+    buffers are donated, so the caller must use the returned state."""
     model = CharLSTM(model_cfg)
     tx = make_optimizer(train_cfg)
     schedule = learning_rate_schedule(train_cfg)
@@ -110,7 +111,8 @@ def make_train_step(
         }
         # The carry is a value, not a parameter: no gradient flows into the
         # next window through it (that is the truncation in truncated BPTT).
-        new_state = state.replace(
+        new_state = dataclasses.replace(
+            state,
             step=state.step + 1,
             params=optax.apply_updates(state.params, updates),
             opt_state=opt_state,
@@ -128,7 +130,7 @@ def make_evaluator(model_cfg: ModelConfig) -> Callable[[Params, data.Streams], f
 
     @jax.jit
     def window_loss(params: Params, inputs: jax.Array, targets: jax.Array, carry: Carry) -> tuple[jax.Array, Carry]:
-        logits, carry = model.apply({"params": params}, inputs, carry)
+        logits, carry = forward(model, params, inputs, carry)  # (B, T, V)
         return optax.softmax_cross_entropy_with_integer_labels(logits, targets).sum(), carry
 
     def evaluate(params: Params, streams: data.Streams) -> float:

@@ -2,8 +2,11 @@
 
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -98,11 +101,9 @@ def test_every_command_has_useful_help(runner):
 def test_console_script_and_shipped_corpus_from_an_empty_directory(tmp_path):
     """`charlstm train shakespeare.txt` in a directory without that file
     trains on the shipped corpus (a couple of steps, tiny model)."""
-    exe = Path(sys.executable).parent / "charlstm"
-    command = [str(exe)] if exe.exists() else [sys.executable, "-m", "charlstm"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     result = subprocess.run(
-        [*command, "train", "shakespeare.txt", "--steps", "2", "--eval-every", "2", *TINY],
+        [*_charlstm_command(), "train", "shakespeare.txt", "--steps", "2", "--eval-every", "2", *TINY],
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -114,3 +115,34 @@ def test_console_script_and_shipped_corpus_from_an_empty_directory(tmp_path):
     assert "done at step 2" in result.stderr
     runs = list((tmp_path / "runs").iterdir())
     assert len(runs) == 1 and runs[0].name.startswith("shakespeare-")
+
+
+def _charlstm_command() -> list[str]:
+    exe = Path(sys.executable).parent / "charlstm"
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "charlstm"]
+
+
+@pytest.mark.parametrize(("signum", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_interrupt_saves_a_checkpoint_and_says_how_to_resume(tiny_corpus, tmp_path, signum, status):
+    run_dir = tmp_path / "run"
+    process = subprocess.Popen(
+        [*_charlstm_command(), "train", str(tiny_corpus), "--out", str(run_dir), "--steps", "100000", *TINY],
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    assert process.stderr is not None
+    for line in process.stderr:  # wait until it is really training
+        if line.startswith("compiled"):
+            break
+    time.sleep(1.0)
+    process.send_signal(signum)
+    rest = process.stderr.read()
+    assert process.wait(timeout=120) == status
+    assert f"charlstm resume {run_dir}" in rest
+    stopped = re.search(r"interrupted at step (\d+)", rest)
+    assert stopped is not None, rest
+    latest = [int(p.name) for p in (run_dir / "checkpoints" / "latest").iterdir() if p.name.isdigit()]
+    assert max(latest) == int(stopped.group(1)) > 0
+    result = CliRunner().invoke(app, ["sample", "-c", str(run_dir), "--length", "20"])
+    assert result.exit_code == 0
