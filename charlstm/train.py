@@ -207,12 +207,14 @@ def fit(
         run.state, metrics = train_step(run.state, train_streams[step])
         step += 1
         pending.append(metrics)
-        run.train_seconds = seconds_before + time.perf_counter() - session_start
 
         if step % tc.log_every == 0 or step == tc.steps:
-            host = jax.device_get(pending)  # the only per-log sync with the device
+            # Steps are dispatched asynchronously; this is the only per-log
+            # sync with the device, so times are taken after it.
+            host = jax.device_get(pending)
             pending.clear()
             now = time.perf_counter()
+            run.train_seconds = seconds_before + now - session_start
             yield events.Progress(
                 step=step,
                 total_steps=tc.steps,
@@ -241,6 +243,8 @@ def fit(
             saved_step = step
             last_report = time.perf_counter()
 
+    jax.block_until_ready(run.state)
+    run.train_seconds = seconds_before + time.perf_counter() - session_start
     if saved_step != step:
         yield events.Saved(step, save(run, False, train_streams.windows), best=False)
     yield events.Finished(step, reason, run.best_val_loss, run.train_seconds)
