@@ -28,7 +28,7 @@ import orbax.checkpoint as ocp
 from charlstm import __version__
 from charlstm.config import ModelConfig, TrainConfig, from_dict, to_dict
 from charlstm.errors import CharlstmError, CheckpointError, ConfigError
-from charlstm.train import Run, TrainState, init_state
+from charlstm.state import Run, TrainState, init_state
 from charlstm.vocab import Vocab
 
 FORMAT = "charlstm-checkpoint"
@@ -85,6 +85,11 @@ class CheckpointWriter:
         kind = BEST if best else LATEST
         manager = self._managers[kind]
         step = int(run.state.step)
+        path = str(self.run_dir / "checkpoints" / kind / str(step))
+        # After a hard kill, a resumed run can reach a step that was already
+        # saved; training is deterministic, so that checkpoint is this one.
+        if step in manager.all_steps():
+            return path
         state = flax.serialization.to_state_dict(run.state)
         args = ocp.args.Composite(
             state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(metadata(run, data_windows))
@@ -92,9 +97,9 @@ class CheckpointWriter:
         try:
             manager.save(step, args=args, force=True)
             manager.wait_until_finished()
-        except OSError as err:
-            raise CheckpointError(f"could not write checkpoint under {self.run_dir}: {err}") from None
-        return str(self.run_dir / "checkpoints" / kind / str(step))
+        except (OSError, ValueError) as err:
+            raise CheckpointError(f"could not write checkpoint {path}: {err}") from None
+        return path
 
     def close(self) -> None:
         for manager in self._managers.values():
@@ -182,26 +187,41 @@ def load(path: Path, prefer: str = BEST) -> Checkpoint:
             where.absolute(), args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract))
         )
         state = flax.serialization.from_state_dict(template, restored["state"])
+        return Checkpoint(
+            path=where,
+            model_config=model_config,
+            train_config=train_config,
+            vocab=vocab,
+            corpus_path=str(meta["corpus"]["path"]),
+            corpus_sha256=str(meta["corpus"]["sha256"]),
+            state=state,
+            best_val_loss=_optional_float(meta.get("best_val_loss")),
+            train_seconds=float(meta.get("train_seconds", 0.0)),
+            history=list(meta.get("history", [])),
+        )
     except ConfigError as err:
         raise CheckpointError(f"checkpoint {where} has an invalid configuration: {err}") from None
     except CharlstmError:
         raise
     except (KeyError, TypeError, ValueError, OSError) as err:
-        raise CheckpointError(f"cannot read checkpoint {where}: {err}") from None
+        raise CheckpointError(f"cannot read checkpoint {where}: {type(err).__name__}: {err}") from None
     finally:
         checkpointer.close()
-    return Checkpoint(
-        path=where,
-        model_config=model_config,
-        train_config=train_config,
-        vocab=vocab,
-        corpus_path=meta["corpus"]["path"],
-        corpus_sha256=meta["corpus"]["sha256"],
-        state=state,
-        best_val_loss=meta.get("best_val_loss"),
-        train_seconds=float(meta.get("train_seconds", 0.0)),
-        history=list(meta.get("history", [])),
-    )
+
+
+def _optional_float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def best_val_loss(run_dir: Path) -> float | None:
+    """The validation loss of the run's best checkpoint, if it has one. After
+    a hard kill the best checkpoint can be newer than the latest one."""
+    try:
+        return (
+            load(run_dir / "checkpoints" / BEST).best_val_loss if _latest_step(run_dir / "checkpoints" / BEST) else None
+        )
+    except CheckpointError:
+        return None
 
 
 def most_recent_run(runs_dir: Path) -> Path:

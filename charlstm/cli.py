@@ -17,11 +17,12 @@ import typer
 from rich.console import Console
 
 from charlstm.config import ModelConfig as _M
+from charlstm.config import SampleConfig
 from charlstm.config import TrainConfig as _T
 from charlstm.errors import CharlstmError
 
 if TYPE_CHECKING:
-    from charlstm.train import Run
+    from charlstm.state import Run
 
 app = typer.Typer(
     name="charlstm",
@@ -46,8 +47,13 @@ def _stderr() -> Console:
     return Console(stderr=True, soft_wrap=True)
 
 
+def _say(message: str) -> None:
+    # Paths and user text can contain [brackets]: never read them as markup.
+    _stderr().print(message, highlight=False, markup=False)
+
+
 def _fail(message: str) -> NoReturn:
-    _stderr().print(f"error: {message}", highlight=False, markup=False)
+    _say(f"error: {message}")
     raise typer.Exit(EXIT_USAGE)
 
 
@@ -60,11 +66,14 @@ def _user_errors() -> Iterator[None]:
 
 
 class _StopFlag:
-    """Ctrl-C / SIGTERM ask the loop to stop at the next step boundary, so
-    the checkpoint it then writes is never cut off half-way."""
+    """Ctrl-C / SIGTERM ask the loop to stop at the next step boundary and
+    save, so the checkpoint it then writes is never cut off half-way. A second
+    Ctrl-C says so; a third aborts at once (the previous checkpoint survives,
+    since saves are atomic)."""
 
     def __init__(self) -> None:
         self.signal: int | None = None
+        self.count = 0
 
     def __call__(self) -> bool:
         return self.signal is not None
@@ -72,8 +81,13 @@ class _StopFlag:
     @contextmanager
     def installed(self) -> Iterator[None]:
         def handler(signum: int, frame: Any) -> None:
+            self.count += 1
             if self.signal is None:
                 self.signal = signum
+            elif self.count == 2:
+                _say("stopping after the checkpoint is saved; press Ctrl-C once more to abort without it")
+            else:
+                raise KeyboardInterrupt
 
         previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
@@ -84,24 +98,27 @@ class _StopFlag:
 
 
 def _train(run: Run, run_dir: Path) -> None:
+    from charlstm import events
     from charlstm.checkpoint import CheckpointWriter
     from charlstm.progress import TrainingDisplay
     from charlstm.train import fit
 
-    console = _stderr()
     stop = _StopFlag()
     writer = CheckpointWriter(run_dir)
-    console.print(f"run directory: {run_dir}", highlight=False)
+    _say(f"run directory: {run_dir}")
+    finished: events.Finished | None = None
     try:
-        with stop.installed(), TrainingDisplay(console) as display:
+        with stop.installed(), TrainingDisplay(_stderr()) as display:
             for event in fit(run, writer.save, stop):
                 display.handle(event)
+                if isinstance(event, events.Finished):
+                    finished = event
     finally:
         writer.close()
-    if stop.signal is not None:
-        console.print(f"interrupted; checkpoint saved. Continue with: charlstm resume {run_dir}", highlight=False)
+    if finished is not None and finished.reason == "interrupted":
+        _say(f"interrupted; checkpoint saved. Continue with: charlstm resume {run_dir}")
         raise typer.Exit(EXIT_SIGINT if stop.signal == signal.SIGINT else EXIT_SIGTERM)
-    console.print(f"sample with: charlstm sample --checkpoint {run_dir}", highlight=False)
+    _say(f"sample with: charlstm sample --checkpoint {run_dir}")
 
 
 @app.command()
@@ -131,7 +148,9 @@ def train(
     lr: Annotated[
         float, typer.Option("--lr", help="Peak learning rate (after warmup, before cosine decay).")
     ] = _T.learning_rate,
-    warmup: Annotated[int, typer.Option(help="Learning-rate warmup steps.")] = _T.warmup_steps,
+    warmup: Annotated[
+        int, typer.Option(help="Learning-rate warmup steps (at most a tenth of --steps).")
+    ] = _T.warmup_steps,
     weight_decay: Annotated[
         float, typer.Option("--weight-decay", help="AdamW decoupled weight decay on weight matrices.")
     ] = _T.weight_decay,
@@ -166,7 +185,7 @@ def train(
         )
         path, shipped = data.resolve_corpus_path(corpus)
         if shipped:
-            _stderr().print(f"note: no file {corpus} here; using the shipped corpus {path}", highlight=False)
+            _say(f"note: no file {corpus} here; using the shipped corpus {path}")
         text = data.read_corpus(path.resolve())
         run = runs.new_run(text, {"hidden_size": hidden, "num_layers": layers, "embed_dim": embed}, train_config)
         run_dir = out if out is not None else runs.default_run_dir(path)
@@ -213,17 +232,14 @@ def sample(
     ] = None,
     temp: Annotated[
         float, typer.Option("--temp", "-t", help="Sampling temperature: lower is safer, higher is wilder; 0 is greedy.")
-    ] = 1.0,
-    length: Annotated[int, typer.Option("--length", "-n", help="Characters to generate.")] = 1000,
-    prime: Annotated[str, typer.Option(help="Text to start from; it is printed, then continued.")] = "",
-    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same text.")] = 0,
+    ] = SampleConfig.temperature,
+    length: Annotated[int, typer.Option("--length", "-n", help="Characters to generate.")] = SampleConfig.length,
+    prime: Annotated[str, typer.Option(help="Text to start from; it is printed, then continued.")] = SampleConfig.prime,
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same text.")] = SampleConfig.seed,
 ) -> None:
     """Print new text from a trained model to stdout."""
     with _user_errors():
-        if length < 1:
-            raise CharlstmError(f"--length must be >= 1, got {length}")
-        if temp < 0:
-            raise CharlstmError(f"--temp must be > 0 (or 0 for greedy), got {temp}")
+        request = SampleConfig(length=length, temperature=temp, prime=prime, seed=seed)
         from charlstm import checkpoint as ckpt_lib
         from charlstm.runs import RUNS_DIR
         from charlstm.sample import sample_text
@@ -231,8 +247,8 @@ def sample(
         source = checkpoint if checkpoint is not None else ckpt_lib.most_recent_run(RUNS_DIR)
         ckpt = ckpt_lib.load(source, prefer=ckpt_lib.BEST)
         best = f", validation loss {ckpt.best_val_loss:.3f}" if ckpt.best_val_loss is not None else ""
-        _stderr().print(f"sampling from {ckpt.path} (step {int(ckpt.state.step)}{best})", highlight=False)
-        text = sample_text(ckpt.model_config, ckpt.state.params, ckpt.vocab, length, temp, prime, seed)
+        _say(f"sampling from {ckpt.path} (step {int(ckpt.state.step)}{best})")
+        text = sample_text(ckpt.model_config, ckpt.state.params, ckpt.vocab, request)
         sys.stdout.write(prime + text)
         if not text.endswith("\n"):
             sys.stdout.write("\n")

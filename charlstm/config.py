@@ -41,9 +41,9 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """How to train. Everything here may differ between runs of one model,
-    but `batch_size`, `seq_len` and `val_fraction` fix the data layout, so a
-    resumed run must keep them to continue exactly."""
+    """How to train. `batch_size`, `seq_len` and `val_fraction` fix which
+    characters each step reads, so a resumed run keeps them (see
+    runs.RESUMABLE_FIELDS for what may change)."""
 
     steps: int = 2200
     batch_size: int = 64
@@ -81,13 +81,22 @@ class TrainConfig:
         _check(self.log_every >= 1, f"--log-every must be >= 1, got {self.log_every}")
         _check(
             self.max_seconds is None or self.max_seconds > 0,
-            f"--max-time must be > 0, got {self.max_seconds}",
+            f"--max-time must be > 0 minutes, got {(self.max_seconds or 0) / 60:g}",
         )
 
 
-# Options that decide which characters each step sees; changing them on
-# resume would silently train on a different stream of data.
-DATA_LAYOUT_FIELDS = ("batch_size", "seq_len", "val_fraction")
+@dataclass(frozen=True)
+class SampleConfig:
+    """How to generate text from a trained model."""
+
+    length: int = 1000
+    temperature: float = 1.0  # 0 means greedy: always the most likely character
+    prime: str = ""
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _check(self.length >= 1, f"--length must be >= 1, got {self.length}")
+        _check(self.temperature >= 0, f"--temp must be > 0 (or 0 for greedy), got {self.temperature}")
 
 
 _JSON_TYPES: dict[str, tuple[type, ...]] = {

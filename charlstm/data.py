@@ -106,13 +106,16 @@ class Streams:
         self._inputs = ids[:used].reshape(batch, stream_len)  # (B, S)
         self._targets = ids[1 : used + 1].reshape(batch, stream_len)  # (B, S)
         self.seq_len = seq_len
+        self.batch = batch
 
-    def __getitem__(self, step: int) -> Batch:
+    def window(self, step: int) -> Batch:
+        """The batch read at `step`: window (step mod W) of every stream."""
         w = step % self.windows
         cols = slice(w * self.seq_len, (w + 1) * self.seq_len)
         return Batch(self._inputs[:, cols], self._targets[:, cols], np.asarray(w == 0))
 
     def __len__(self) -> int:
+        """Windows in one pass."""
         return self.windows
 
 

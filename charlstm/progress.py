@@ -49,10 +49,9 @@ class TrainingDisplay:
             self._progress.stop()
 
     def _say(self, message: str) -> None:
-        if self._progress is not None:
-            self._progress.console.print(message)
-        else:
-            self.console.print(message, highlight=False)
+        # Paths can contain [brackets]: never read messages as markup.
+        console = self._progress.console if self._progress is not None else self.console
+        console.print(message, highlight=False, markup=False)
 
     def handle(self, event: events.Event) -> None:
         if isinstance(event, events.Started):
@@ -70,7 +69,7 @@ class TrainingDisplay:
             self._on_progress(event)
         elif isinstance(event, events.Evaluated):
             self._val = event.val_loss
-            mark = "  [bold green]new best[/]" if event.best and self.live else ("  new best" if event.best else "")
+            mark = "  new best" if event.best else ""
             self._say(f"step {event.step}: validation loss {_loss_text(event.val_loss)}{mark}")
         elif isinstance(event, events.Saved):
             if not event.best:

@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from charlstm import checkpoint, data
-from charlstm.config import DATA_LAYOUT_FIELDS, ModelConfig, TrainConfig
+from charlstm.config import ModelConfig, TrainConfig
 from charlstm.errors import CharlstmError, CorpusError
-from charlstm.train import Run, init_state
+from charlstm.state import Run, init_state
 from charlstm.vocab import Vocab
 
 RUNS_DIR = Path("runs")
@@ -24,6 +24,8 @@ def default_run_dir(corpus_path: Path, runs_dir: Path = RUNS_DIR) -> Path:
 
 
 def prepare_run_dir(run_dir: Path) -> None:
+    if run_dir.exists() and not run_dir.is_dir():
+        raise CharlstmError(f"--out {run_dir} is a file, not a directory")
     if run_dir.exists() and any(run_dir.iterdir()):
         raise CharlstmError(
             f"run directory {run_dir} already exists and is not empty; "
@@ -49,7 +51,17 @@ def resume_run(run_dir: Path, overrides: dict[str, Any], force: bool = False) ->
     refused = sorted(set(overrides) - set(RESUMABLE_FIELDS))
     if refused:
         raise CharlstmError(f"cannot change {', '.join(refused)} when resuming; start a new run instead")
+    if not (run_dir / "checkpoints").is_dir():
+        raise CharlstmError(
+            f"{run_dir} is not a run directory (it has no checkpoints/ folder); "
+            "resume takes the directory that 'charlstm train' created, such as runs/NAME"
+        )
     ckpt = checkpoint.load(run_dir, prefer=checkpoint.LATEST)
+    if "steps" in overrides and overrides["steps"] <= int(ckpt.state.step):
+        raise CharlstmError(
+            f"--steps {overrides['steps']} is not beyond step {int(ckpt.state.step)}, where this run is; "
+            "give a larger total to train on"
+        )
     corpus_path, _ = data.resolve_corpus_path(ckpt.corpus_path)
     corpus = data.read_corpus(corpus_path)
     if corpus.sha256 != ckpt.corpus_sha256 and not force:
@@ -61,7 +73,6 @@ def resume_run(run_dir: Path, overrides: dict[str, Any], force: bool = False) ->
     if unknown:
         raise CorpusError(f"corpus {corpus_path} now has characters the model has no place for: {''.join(unknown)!r}")
     train_config = dataclasses.replace(ckpt.train_config, **overrides)
-    assert all(getattr(train_config, f) == getattr(ckpt.train_config, f) for f in DATA_LAYOUT_FIELDS)
     return Run(
         ckpt.model_config,
         train_config,
@@ -69,6 +80,8 @@ def resume_run(run_dir: Path, overrides: dict[str, Any], force: bool = False) ->
         corpus,
         ckpt.state,
         history=ckpt.history,
-        best_val_loss=ckpt.best_val_loss,
+        best_val_loss=min(
+            (v for v in (ckpt.best_val_loss, checkpoint.best_val_loss(run_dir)) if v is not None), default=None
+        ),
         train_seconds=ckpt.train_seconds,
     )

@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from charlstm.config import ModelConfig
+from charlstm.config import ModelConfig, SampleConfig
 from charlstm.errors import CharlstmError
 from charlstm.model import Carry, CharLSTM, Params, forward, zero_carry
 from charlstm.vocab import Vocab
@@ -58,30 +58,19 @@ def default_prime(vocab: Vocab) -> str:
     return "\n" if "\n" in vocab.chars else vocab.chars[0]
 
 
-def sample_text(
-    config: ModelConfig,
-    params: Params,
-    vocab: Vocab,
-    length: int,
-    temperature: float = 1.0,
-    prime: str = "",
-    seed: int = 0,
-) -> str:
-    """`length` new characters following `prime` (not included in the result)."""
-    if length < 1:
-        raise CharlstmError(f"--length must be >= 1, got {length}")
-    if temperature < 0:
-        raise CharlstmError(f"--temp must be > 0 (or 0 for greedy), got {temperature}")
-    unknown = vocab.unknown(prime)
+def sample_text(config: ModelConfig, params: Params, vocab: Vocab, request: SampleConfig) -> str:
+    """`request.length` new characters following `request.prime` (which is
+    not included in the result)."""
+    unknown = vocab.unknown(request.prime)
     if unknown:
         raise CharlstmError(f"the prime contains characters the model never saw: {''.join(unknown)!r}; remove them")
-    ids = vocab.encode(prime or default_prime(vocab))[None, :]  # (1, P)
+    ids = vocab.encode(request.prime or default_prime(vocab))[None, :]  # (1, P)
     out = generate(
         config,
         params,
         jnp.asarray(ids),
-        jax.random.PRNGKey(seed),
-        jnp.float32(temperature),
-        length,
+        jax.random.PRNGKey(request.seed),
+        jnp.float32(request.temperature),
+        request.length,
     )
     return vocab.decode(np.asarray(out[0]))

@@ -10,7 +10,8 @@ import numpy as np
 from charlstm import data, events, runs
 from charlstm.checkpoint import CheckpointWriter
 from charlstm.config import TrainConfig
-from charlstm.train import Run, fit
+from charlstm.state import Run
+from charlstm.train import fit
 
 TINY_MODEL = {"hidden_size": 24, "num_layers": 2, "embed_dim": 8}
 

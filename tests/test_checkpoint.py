@@ -1,4 +1,5 @@
 import json
+import shutil
 
 import pytest
 
@@ -54,8 +55,14 @@ def test_locate_accepts_run_kind_and_step_directories(trained):
 
 def test_unfinished_save_is_never_picked(trained):
     _, run_dir = trained
-    # What a save killed half-way leaves: a temporary directory, never renamed.
-    (run_dir / "checkpoints" / "latest" / "16.orbax-checkpoint-tmp-1234").mkdir()
+    # What a save killed half-way leaves: Orbax's temporary directory, whose
+    # rename to the bare step number never happened. Even complete contents
+    # do not make it a checkpoint.
+    latest = run_dir / "checkpoints" / "latest"
+    shutil.copytree(latest / "12", latest / "16.orbax-checkpoint-tmp-1234")
+    assert checkpoint.locate(run_dir, prefer=checkpoint.LATEST)[1] == 12
+    # A bare step directory without its items is not one either.
+    (latest / "20").mkdir()
     assert checkpoint.locate(run_dir, prefer=checkpoint.LATEST)[1] == 12
 
 

@@ -55,10 +55,13 @@ def test_train_sample_resume(runner, tiny_corpus, tmp_path, monkeypatch):
 
 
 def test_refuses_to_overwrite_a_run(runner, tiny_corpus, tmp_path):
-    assert _train(runner, tiny_corpus, tmp_path / "run", "--steps", "2").exit_code == 0
-    result = _train(runner, tiny_corpus, tmp_path / "run", "--steps", "2")
+    run_dir = tmp_path / "[bold]run"  # brackets in paths are printed as they are, not read as markup
+    first = _train(runner, tiny_corpus, run_dir, "--steps", "2")
+    assert first.exit_code == 0, first.output
+    assert f"run directory: {run_dir}" in first.stderr
+    result = _train(runner, tiny_corpus, run_dir, "--steps", "2")
     assert result.exit_code == 2
-    assert "already exists" in result.stderr
+    assert f"run directory {run_dir} already exists" in result.stderr
 
 
 @pytest.mark.parametrize(
@@ -69,12 +72,15 @@ def test_refuses_to_overwrite_a_run(runner, tiny_corpus, tmp_path):
         (["train", "{corpus}", "--hidden", "0"], "--hidden must be >= 1"),
         (["train", "{corpus}", "--batch-size", "0"], "--batch-size must be >= 1"),
         (["train", "{corpus}", "--val-fraction", "1.5"], "--val-fraction must be strictly between 0 and 1"),
-        (["train", "{corpus}", "--seq-len", "100000"], "too short"),
         (["sample", "--checkpoint", "{tmp}/nope"], "checkpoint not found"),
         (["sample", "--checkpoint", "{tmp}"], "not a charlstm run"),
         (["sample", "--length", "0"], "--length must be >= 1"),
         (["sample", "--temp", "-1"], "--temp must be > 0"),
-        (["resume", "{tmp}/nope"], "checkpoint not found"),
+        (["resume", "{tmp}/nope"], "not a run directory"),
+        (["resume", "{tmp}"], "not a run directory"),
+        (["train", "{corpus}", "--out", "{corpus}"], "is a file, not a directory"),
+        (["train", "{corpus}", "--max-time", "-1"], "--max-time must be > 0 minutes, got -1"),
+        (["train", "{corpus}", "--seq-len", "100000"], "too short"),
     ],
 )
 def test_bad_input_is_one_clear_line_and_status_2(runner, tiny_corpus, tmp_path, args, message):

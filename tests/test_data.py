@@ -13,7 +13,7 @@ def test_streams_are_contiguous_and_targets_shifted():
     streams = data.Streams(ids, batch=4, seq_len=10)
     stream_len = 999 // 4
     assert len(streams) == stream_len // 10
-    first, second = streams[0], streams[1]
+    first, second = streams.window(0), streams.window(1)
     assert first.inputs.shape == first.targets.shape == (4, 10)
     np.testing.assert_array_equal(first.targets, first.inputs + 1)
     # Window 1 of every stream continues window 0 of the same stream.
@@ -24,8 +24,8 @@ def test_streams_are_contiguous_and_targets_shifted():
 
 def test_data_position_is_a_function_of_the_step():
     streams = data.Streams(np.arange(500, dtype=np.int32), batch=2, seq_len=10)
-    wrapped = streams[len(streams)]
-    np.testing.assert_array_equal(wrapped.inputs, streams[0].inputs)
+    wrapped = streams.window(len(streams))
+    np.testing.assert_array_equal(wrapped.inputs, streams.window(0).inputs)
     assert bool(wrapped.reset)
 
 

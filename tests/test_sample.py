@@ -5,9 +5,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from charlstm.config import ModelConfig
+from charlstm.config import ModelConfig, SampleConfig
 from charlstm.errors import CharlstmError
-from charlstm.model import init_params
+from charlstm.model import CharLSTM, forward, init_params, zero_carry
 from charlstm.sample import generate, sample_text
 from charlstm.vocab import Vocab
 
@@ -24,14 +24,14 @@ def _with_head_bias(bias):
 
 def test_peaked_distribution_always_gives_its_peak():
     params = _with_head_bias([0, 0, 30.0, 0, 0])
-    assert sample_text(CFG, params, VOCAB, 50, temperature=1.0) == "b" * 50
+    assert sample_text(CFG, params, VOCAB, SampleConfig(50, temperature=1.0)) == "b" * 50
 
 
 def test_temperature_zero_is_greedy_and_low_temperature_approaches_it():
     params = _with_head_bias([0, 0, 0, 1.0, 0.5])
-    assert sample_text(CFG, params, VOCAB, 40, temperature=0) == "c" * 40
-    cold = sample_text(CFG, params, VOCAB, 400, temperature=0.05)
-    hot = sample_text(CFG, params, VOCAB, 400, temperature=5.0)
+    assert sample_text(CFG, params, VOCAB, SampleConfig(40, temperature=0)) == "c" * 40
+    cold = sample_text(CFG, params, VOCAB, SampleConfig(400, temperature=0.05))
+    hot = sample_text(CFG, params, VOCAB, SampleConfig(400, temperature=5.0))
     assert cold.count("c") > 390
     assert hot.count("c") < 200
 
@@ -46,17 +46,26 @@ def test_frequencies_follow_the_softmax():
 
 def test_same_seed_same_text_and_seeds_differ():
     params = init_params(CFG, jax.random.PRNGKey(5))
-    a = sample_text(CFG, params, VOCAB, 100, seed=1)
-    assert a == sample_text(CFG, params, VOCAB, 100, seed=1)
-    assert a != sample_text(CFG, params, VOCAB, 100, seed=2)
+    a = sample_text(CFG, params, VOCAB, SampleConfig(100, seed=1))
+    assert a == sample_text(CFG, params, VOCAB, SampleConfig(100, seed=1))
+    assert a != sample_text(CFG, params, VOCAB, SampleConfig(100, seed=2))
     assert len(a) == 100 and set(a) <= set(VOCAB.chars)
 
 
-def test_prime_conditions_the_model():
+def test_prime_is_read_once_then_continued_greedily():
+    """Greedy generation after a prime equals reading the prime with the
+    model and then taking the argmax one character at a time."""
     params = init_params(CFG, jax.random.PRNGKey(5))
-    a = sample_text(CFG, params, VOCAB, 30, temperature=0, prime="abab")
-    b = sample_text(CFG, params, VOCAB, 30, temperature=0, prime="dddd")
-    assert a != b
+    prime = "ab\ncd"
+    got = sample_text(CFG, params, VOCAB, SampleConfig(12, temperature=0, prime=prime))
+    model = CharLSTM(CFG)
+    logits, carry = forward(model, params, jnp.asarray(VOCAB.encode(prime))[None], zero_carry(CFG, 1))
+    expected = []
+    for _ in range(12):
+        token = int(jnp.argmax(logits[0, -1]))
+        expected.append(token)
+        logits, carry = forward(model, params, jnp.asarray([[token]]), carry)
+    assert got == VOCAB.decode(expected)
 
 
 @pytest.mark.parametrize(
@@ -64,10 +73,14 @@ def test_prime_conditions_the_model():
     [
         ({"length": 0}, "--length must be >= 1"),
         ({"length": 5, "temperature": -1.0}, "--temp must be > 0"),
-        ({"length": 5, "prime": "abz!"}, r"never saw: '!z'"),
     ],
 )
 def test_bad_requests(kwargs, message):
-    params = init_params(CFG, jax.random.PRNGKey(0))
     with pytest.raises(CharlstmError, match=message):
-        sample_text(CFG, params, VOCAB, **kwargs)
+        SampleConfig(**kwargs)
+
+
+def test_prime_with_unseen_characters_names_them():
+    params = init_params(CFG, jax.random.PRNGKey(0))
+    with pytest.raises(CharlstmError, match=r"never saw: '!z'"):
+        sample_text(CFG, params, VOCAB, SampleConfig(5, prime="abz!"))

@@ -1,10 +1,17 @@
+import dataclasses
 import math
+import shutil
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from charlstm import data, events, runs
-from charlstm.train import learning_rate_schedule, make_evaluator
+from charlstm.errors import CharlstmError
+from charlstm.model import zero_carry
+from charlstm.state import _decay_mask, learning_rate_schedule
+from charlstm.train import make_evaluator, make_train_step
 
 from .helpers import assert_trees_equal, losses, new_tiny_run, tiny_train_config, train
 
@@ -71,12 +78,12 @@ def test_evaluator_is_the_mean_per_character_loss(tiny_corpus, tiny_text):
     from charlstm.model import CharLSTM, zero_carry
 
     run = new_tiny_run(tiny_corpus)
-    streams = data.Streams(run.vocab.encode(tiny_text), batch=3, seq_len=8)
+    streams = data.Streams(run.vocab.encode(tiny_text[:1200]), batch=3, seq_len=8)
     model = CharLSTM(run.model_config)
     carry = zero_carry(run.model_config, 3)
     per_char = []
     for w in range(len(streams)):
-        batch = streams[w]
+        batch = streams.window(w)
         logits, carry = model.apply({"params": run.state.params}, batch.inputs, carry)
         per_char.append(np.asarray(optax.softmax_cross_entropy_with_integer_labels(logits, batch.targets)))
     expected = float(np.mean(np.concatenate(per_char)))
@@ -92,3 +99,61 @@ def test_schedule_warms_up_then_decays():
     assert float(lr(100)) == pytest.approx(1e-3)
     assert float(lr(1000)) == pytest.approx(1e-4)
     assert float(lr(50)) < float(lr(100)) and float(lr(500)) < float(lr(100))
+
+
+def test_carry_is_reset_when_a_pass_wraps_around(tiny_corpus):
+    """At the first window of a pass the step must start from a zero state,
+    whatever state the previous window left behind."""
+    run = new_tiny_run(tiny_corpus)
+    streams = data.Streams(run.vocab.encode(run.corpus.text), batch=4, seq_len=16)
+    step = make_train_step(run.model_config, run.train_config)
+
+    def state_with(carry):  # a fresh copy each time: the step donates its input state
+        return jax.tree_util.tree_map(jnp.copy, dataclasses.replace(run.state, carry=carry))
+
+    junk = jax.tree_util.tree_map(lambda x: x + 0.7, run.state.carry)
+    zero = zero_carry(run.model_config, 4)
+    _, from_junk = step(state_with(junk), streams.window(len(streams)))
+    _, from_zero = step(state_with(zero), streams.window(0))
+    assert float(from_junk["loss"]) == float(from_zero["loss"])
+    # Mid-pass, the carried state is used (and changes the loss).
+    _, mid_junk = step(state_with(junk), streams.window(1))
+    _, mid_zero = step(state_with(zero), streams.window(1))
+    assert float(mid_junk["loss"]) != float(mid_zero["loss"])
+
+
+def test_interrupt_before_the_first_step_still_leaves_a_resumable_run(tiny_corpus, tmp_path):
+    run = new_tiny_run(tiny_corpus)
+    evts = train(run, tmp_path / "run", stop_at=0)
+    assert evts[-1].reason == "interrupted" and evts[-1].step == 0
+    assert int(runs.resume_run(tmp_path / "run", {}).state.step) == 0
+
+
+def test_resume_after_a_hard_kill_with_a_newer_best_checkpoint(tiny_corpus, tmp_path):
+    """A kill between a best save and the next latest save leaves best newer
+    than latest; resuming must neither crash nor forget the best loss."""
+    run = new_tiny_run(tiny_corpus, steps=12, eval_every=3, checkpoint_every=5)
+    train(run, tmp_path / "run")
+    latest = tmp_path / "run" / "checkpoints" / "latest"
+    shutil.rmtree(latest / "12")  # as if killed after step 11: latest is 10, best may be 12
+    resumed = runs.resume_run(tmp_path / "run", {})
+    assert int(resumed.state.step) == 10
+    assert resumed.best_val_loss == pytest.approx(run.best_val_loss)
+    evts = train(resumed, tmp_path / "run")
+    assert evts[-1].reason == "done" and evts[-1].step == 12
+    assert_trees_equal(resumed.state.params, run.state.params)
+
+
+def test_resume_takes_a_run_directory_and_a_larger_step_total(tiny_corpus, tmp_path):
+    train(new_tiny_run(tiny_corpus, steps=4), tmp_path / "run")
+    with pytest.raises(CharlstmError, match="not a run directory"):
+        runs.resume_run(tmp_path / "run" / "checkpoints" / "latest" / "4", {})
+    with pytest.raises(CharlstmError, match="--steps 4 is not beyond step 4"):
+        runs.resume_run(tmp_path / "run", {"steps": 4})
+
+
+def test_weight_decay_applies_to_weight_matrices_only(tiny_corpus):
+    mask = _decay_mask(new_tiny_run(tiny_corpus).state.params)
+    assert mask["embed"]["embedding"] is False
+    assert mask["lstm_0"]["w_x"] and mask["lstm_0"]["w_h"] and mask["head"]["kernel"]
+    assert not mask["lstm_0"]["b"] and not mask["head"]["bias"]

@@ -1,5 +1,7 @@
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from charlstm.errors import CharlstmError
 from charlstm.vocab import Vocab
@@ -47,3 +49,10 @@ def test_vocabulary_must_be_sorted_and_unique():
         Vocab("ba")
     with pytest.raises(CharlstmError):
         Vocab("")
+
+
+@given(st.text(min_size=1, max_size=200))
+def test_round_trip_any_unicode_text(text):
+    vocab = Vocab.from_text(text)
+    assert vocab.decode(vocab.encode(text)) == text
+    assert vocab.encode(text).max() < vocab.size

@@ -1,0 +1,88 @@
+"""Training throughput of charlstm's real jitted step, for a few shapes.
+
+    python benchmarks/step_speed.py                      # the default shapes
+    python benchmarks/step_speed.py --shape 256,2,64,64 --steps 50 --json out.json
+
+Each shape is HIDDEN,LAYERS,BATCH,SEQ_LEN (embedding 64, vocabulary 81 as in
+the shipped corpus). The step is compiled once, warmed up, then timed step by
+step with the device synchronised; the median is reported as characters per
+second (BATCH x SEQ_LEN characters per step). Timings are for reading, never
+for pass/fail tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+
+import jax
+import numpy as np
+
+from charlstm.config import ModelConfig, TrainConfig
+from charlstm.data import Batch
+from charlstm.model import count_params
+from charlstm.state import init_state
+from charlstm.train import make_train_step
+
+DEFAULT_SHAPES = ["256,2,64,64", "256,2,32,128", "256,2,64,128", "512,2,64,64"]
+
+
+def measure(hidden: int, layers: int, batch: int, seq_len: int, steps: int) -> dict[str, float]:
+    model_cfg = ModelConfig(vocab_size=81, embed_dim=64, hidden_size=hidden, num_layers=layers)
+    train_cfg = TrainConfig(batch_size=batch, seq_len=seq_len)
+    state = init_state(model_cfg, train_cfg)
+    rng = np.random.default_rng(0)
+    tokens = rng.integers(0, 81, size=(batch, seq_len + 1), dtype=np.int32)
+    data = Batch(tokens[:, :-1], tokens[:, 1:], np.asarray(False))
+
+    t0 = time.perf_counter()
+    step = make_train_step(model_cfg, train_cfg).lower(state, data).compile()
+    compile_s = time.perf_counter() - t0
+    for _ in range(3):  # warm-up
+        state, metrics = step(state, data)
+    jax.block_until_ready(state)
+    times = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        state, metrics = step(state, data)
+        jax.block_until_ready(metrics)
+        times.append(time.perf_counter() - t0)
+    median = statistics.median(times)
+    return {
+        "hidden": hidden,
+        "layers": layers,
+        "batch": batch,
+        "seq_len": seq_len,
+        "params": count_params(state.params),
+        "compile_s": round(compile_s, 2),
+        "step_ms": round(median * 1000, 1),
+        "chars_per_s": round(batch * seq_len / median),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--shape", action="append", help="HIDDEN,LAYERS,BATCH,SEQ_LEN (repeatable)")
+    parser.add_argument("--steps", type=int, default=30, help="timed steps per shape")
+    parser.add_argument("--json", help="also write the results here")
+    args = parser.parse_args()
+    rows = [measure(*map(int, shape.split(",")), steps=args.steps) for shape in args.shape or DEFAULT_SHAPES]
+    device = jax.devices()[0].device_kind
+    print(f"backend {jax.default_backend()} ({device}), {platform.machine()}, jax {jax.__version__}")
+    header = ("hidden", "layers", "batch", "seq", "params", "compile s", "step ms", "chars/s")
+    print("{:>6} {:>6} {:>5} {:>4} {:>9} {:>9} {:>8} {:>8}".format(*header))
+    for r in rows:
+        print(
+            f"{r['hidden']:>6} {r['layers']:>6} {r['batch']:>5} {r['seq_len']:>4} {r['params']:>9,} "
+            f"{r['compile_s']:>9} {r['step_ms']:>8} {r['chars_per_s']:>8,}"
+        )
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"backend": jax.default_backend(), "jax": jax.__version__, "results": rows}, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()

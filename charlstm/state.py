@@ -1,0 +1,96 @@
+"""The training state and how a run starts: parameters, optimizer, schedule.
+
+Kept apart from the loop in `train.py` so that checkpoints (which store and
+restore this state) and the loop (which advances it) both depend on it, and
+not on each other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import optax
+
+from charlstm.config import ModelConfig, TrainConfig
+from charlstm.data import Corpus
+from charlstm.model import Carry, Params, init_params, zero_carry
+from charlstm.vocab import Vocab
+
+
+@flax.struct.dataclass
+class TrainState:
+    step: jax.Array  # () int32: optimizer steps taken
+    params: Params
+    opt_state: optax.OptState
+    carry: Carry  # (h, c) each (L, B, H): the streams' state, carried across windows
+    rng: jax.Array  # (2,) uint32: reserved for stochastic training (dropout)
+
+
+@dataclass
+class Run:
+    """Everything a training run needs, fresh or restored from a checkpoint."""
+
+    model_config: ModelConfig
+    train_config: TrainConfig
+    vocab: Vocab
+    corpus: Corpus
+    state: TrainState
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_val_loss: float | None = None
+    train_seconds: float = 0.0  # wall time spent training, over all sessions
+
+
+def warmup_steps(cfg: TrainConfig) -> int:
+    # Short runs (tests, quick tries) would otherwise spend most steps warming up.
+    return min(cfg.warmup_steps, cfg.steps // 10)
+
+
+def learning_rate_schedule(cfg: TrainConfig) -> optax.Schedule:
+    """Linear warmup, then cosine decay to `min_lr_ratio` of the peak at `steps`.
+
+    The schedule is rebuilt from the config, so extending a run's `steps` on
+    resume stretches the decay over the new total."""
+    return optax.warmup_cosine_decay_schedule(
+        init_value=0.0,
+        peak_value=cfg.learning_rate,
+        warmup_steps=warmup_steps(cfg),
+        decay_steps=cfg.steps,
+        end_value=cfg.learning_rate * cfg.min_lr_ratio,
+    )
+
+
+def _decay_mask(params: Params) -> Any:
+    # Weight decay only on weight matrices: decaying biases (the forget bias
+    # above all) or the embedding's rows of rare characters only hurts.
+    return jax.tree_util.tree_map_with_path(
+        lambda path, p: p.ndim == 2 and getattr(path[0], "key", None) != "embed", params
+    )
+
+
+def make_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
+    return optax.chain(
+        optax.clip_by_global_norm(cfg.grad_clip),
+        optax.adamw(
+            learning_rate_schedule(cfg),
+            b1=0.9,
+            b2=0.99,
+            weight_decay=cfg.weight_decay,
+            mask=_decay_mask,
+        ),
+    )
+
+
+def init_state(model_cfg: ModelConfig, train_cfg: TrainConfig) -> TrainState:
+    init_key, rng = jax.random.split(jax.random.PRNGKey(train_cfg.seed))
+    params = init_params(model_cfg, init_key)
+    return TrainState(
+        step=jnp.zeros((), jnp.int32),
+        params=params,
+        opt_state=make_optimizer(train_cfg).init(params),
+        carry=zero_carry(model_cfg, train_cfg.batch_size),
+        rng=rng,
+    )
