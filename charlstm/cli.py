@@ -38,6 +38,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+EXIT_DIVERGED = 1
 EXIT_USAGE = 2
 EXIT_SIGINT = 128 + signal.SIGINT
 EXIT_SIGTERM = 128 + signal.SIGTERM
@@ -97,6 +98,20 @@ class _StopFlag:
                 signal.signal(s, h)
 
 
+def _last_good(run_dir: Path, lower_lr: float) -> str:
+    from charlstm import checkpoint
+    from charlstm.errors import CheckpointError
+
+    try:
+        directory, step = checkpoint.locate(run_dir, prefer=checkpoint.LATEST)
+    except CheckpointError:
+        return f"No checkpoint was saved before it: start again with a lower learning rate, e.g. --lr {lower_lr:.2g}."
+    return (
+        f"The last good checkpoint is {directory / str(step)} (step {step}); continue from it with a lower "
+        f"learning rate: charlstm resume {run_dir} --lr {lower_lr:.2g}"
+    )
+
+
 def _train(run: Run, run_dir: Path) -> None:
     from charlstm import events
     from charlstm.checkpoint import CheckpointWriter
@@ -115,6 +130,13 @@ def _train(run: Run, run_dir: Path) -> None:
                     finished = event
     finally:
         writer.close()
+    if finished is not None and finished.reason == "diverged":
+        advice = _last_good(run_dir, run.train_config.learning_rate / 2)
+        _say(
+            f"error: training diverged at step {finished.step} (a loss, the gradients or the parameters "
+            f"stopped being finite); nothing from it was saved. {advice}"
+        )
+        raise typer.Exit(EXIT_DIVERGED)
     if finished is not None and finished.reason == "interrupted":
         _say(f"interrupted; checkpoint saved. Continue with: charlstm resume {run_dir}")
         raise typer.Exit(EXIT_SIGINT if stop.signal == signal.SIGINT else EXIT_SIGTERM)

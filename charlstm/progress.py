@@ -40,6 +40,7 @@ class TrainingDisplay:
         self._val: float | None = None
         self._progress: Progress | None = None
         self._task: TaskID | None = None
+        self._last: events.Progress | None = None
 
     def __enter__(self) -> TrainingDisplay:
         return self
@@ -69,6 +70,8 @@ class TrainingDisplay:
             self._on_progress(event)
         elif isinstance(event, events.Evaluated):
             self._val = event.val_loss
+            if self._progress is not None and self._task is not None and self._last is not None:
+                self._progress.update(self._task, stats=self._stats(self._last))
             mark = "  new best" if event.best else ""
             self._say(f"step {event.step}: validation loss {_loss_text(event.val_loss)}{mark}")
         elif isinstance(event, events.Saved):
@@ -103,6 +106,7 @@ class TrainingDisplay:
         )
 
     def _on_progress(self, event: events.Progress) -> None:
+        self._last = event
         if self._progress is not None and self._task is not None:
             self._progress.update(self._task, completed=event.step, stats=self._stats(event))
             return

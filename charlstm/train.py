@@ -10,6 +10,7 @@ them, so the host does not stall the device on every step.
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from collections.abc import Callable, Iterator
 
@@ -46,17 +47,21 @@ def make_train_step(model_cfg: ModelConfig, train_cfg: TrainConfig) -> jax.stage
             model, state.params, batch.inputs, batch.targets, carry
         )
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
         metrics = {
             "loss": loss,
             "grad_norm": optax.tree.norm(grads),  # before clipping
             "lr": schedule(state.step),
+            # The loss above comes from the parameters before this update; a
+            # checkpoint must also never hold parameters that overflowed now.
+            "params_finite": jnp.all(jnp.stack([jnp.isfinite(p).all() for p in jax.tree_util.tree_leaves(params)])),
         }
         # The carry is a value, not a parameter: no gradient flows into the
         # next window through it (that is the truncation in truncated BPTT).
         new_state = dataclasses.replace(
             state,
             step=state.step + 1,
-            params=optax.apply_updates(state.params, updates),
+            params=params,
             opt_state=opt_state,
             carry=jax.lax.stop_gradient(carry),
         )
@@ -127,12 +132,18 @@ def fit(
         run.train_seconds = seconds_before + time.perf_counter() - session_start
         return run.train_seconds
 
+    healthy = True
+
     def report() -> events.Progress:
-        nonlocal last_report, last_report_step
+        nonlocal last_report, last_report_step, healthy
         # Steps are dispatched asynchronously; this is the only per-log sync
         # with the device, so times are taken after it.
         host = jax.device_get(pending)
         pending.clear()
+        healthy = all(
+            bool(m["params_finite"]) and math.isfinite(float(m["loss"])) and math.isfinite(float(m["grad_norm"]))
+            for m in host
+        )
         now = time.perf_counter()
         progress = events.Progress(
             step=step,
@@ -147,9 +158,13 @@ def fit(
         return progress
 
     def validate() -> Iterator[events.Event]:
-        nonlocal evaluated_step
+        nonlocal evaluated_step, healthy
         val_loss = evaluate(run.state.params, val_streams)
         evaluated_step = step
+        if not math.isfinite(val_loss):
+            healthy = False
+            yield events.Evaluated(step, val_loss, best=False)
+            return
         is_best = run.best_val_loss is None or val_loss < run.best_val_loss
         if is_best:
             run.best_val_loss = val_loss
@@ -174,20 +189,35 @@ def fit(
         run.state, metrics = train_step(run.state, train_streams.window(step))
         step += 1
         pending.append(metrics)
-        if step % tc.log_every == 0 or step == tc.steps:
+        evaluate_now = step % tc.eval_every == 0 or step == tc.steps
+        save_now = step % tc.checkpoint_every == 0 or step == tc.steps
+        # Every step that evaluates or saves is also a report, so nothing is
+        # ever evaluated or written from a state whose loss went non-finite.
+        if step % tc.log_every == 0 or evaluate_now or save_now:
             yield report()
+            if not healthy:
+                reason = "diverged"
+                break
         paused = time.perf_counter()
-        if step % tc.eval_every == 0 or step == tc.steps:
+        if evaluate_now:
             yield from validate()
-        if step % tc.checkpoint_every == 0 or step == tc.steps:
+            if not healthy:
+                reason = "diverged"
+                break
+        if save_now:
             yield checkpoint()
         # Evaluation and saving are not training: keep them out of chars/s.
         last_report += time.perf_counter() - paused
 
-    if pending:
+    if pending and reason != "diverged":
         yield report()
+        if not healthy:
+            reason = "diverged"
     if reason == "time limit" and evaluated_step != step:
         yield from validate()
-    if saved_step != step:
+        if not healthy:
+            reason = "diverged"
+    # A diverged state is never saved: the newest checkpoint stays the last good one.
+    if saved_step != step and reason != "diverged":
         yield checkpoint()
     yield events.Finished(step, reason, run.best_val_loss, clock())

@@ -152,3 +152,26 @@ def test_interrupt_saves_a_checkpoint_and_says_how_to_resume(tiny_corpus, tmp_pa
     assert max(latest) == int(stopped.group(1)) > 0
     result = CliRunner().invoke(app, ["sample", "-c", str(run_dir), "--length", "20"])
     assert result.exit_code == 0
+
+
+def _tree_digest(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_divergence_stops_training_and_keeps_the_last_good_checkpoint(runner, tiny_corpus, tmp_path):
+    run_dir = tmp_path / "run"
+    assert _train(runner, tiny_corpus, run_dir, "--steps", "4", "--checkpoint-every", "2").exit_code == 0
+    good = run_dir / "checkpoints" / "latest" / "4"
+    before = _tree_digest(run_dir / "checkpoints")
+
+    # An absurd learning rate overflows the parameters within a step or two.
+    result = runner.invoke(app, ["resume", str(run_dir), "--steps", "40", "--lr", "1e38", "--eval-every", "1"])
+    assert result.exit_code == 1, result.output
+    assert "error: training diverged at step" in result.stderr
+    assert f"The last good checkpoint is {good} (step 4)" in result.stderr
+    assert "Traceback" not in result.output
+    assert _tree_digest(run_dir / "checkpoints") == before  # nothing written, nothing replaced
+
+    again = runner.invoke(app, ["resume", str(run_dir), "--steps", "8"])
+    assert again.exit_code == 0, again.output
+    assert "done at step 8" in again.stderr
