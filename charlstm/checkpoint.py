@@ -27,7 +27,7 @@ import orbax.checkpoint as ocp
 
 from charlstm import __version__
 from charlstm.config import ModelConfig, TrainConfig, from_dict, to_dict
-from charlstm.errors import CharlstmError, CheckpointError, ConfigError
+from charlstm.errors import CharlstmError, CheckpointError
 from charlstm.state import Run, TrainState, init_state
 from charlstm.vocab import Vocab
 
@@ -43,6 +43,9 @@ def _manager(directory: Path, keep: int | None = None) -> ocp.CheckpointManager:
         # Saves are small and rare; a synchronous save means a checkpoint the
         # loop reports as written is on disk, also when Ctrl-C follows.
         enable_async_checkpointing=False,
+        # A save killed half-way leaves a temporary directory; clear those
+        # when the run is next opened for writing.
+        cleanup_tmp_directories=True,
     )
     return ocp.CheckpointManager(directory.absolute(), options=options, item_names=("state", "meta"))
 
@@ -199,10 +202,10 @@ def load(path: Path, prefer: str = BEST) -> Checkpoint:
             train_seconds=float(meta.get("train_seconds", 0.0)),
             history=list(meta.get("history", [])),
         )
-    except ConfigError as err:
-        raise CheckpointError(f"checkpoint {where} has an invalid configuration: {err}") from None
-    except CharlstmError:
+    except CheckpointError:
         raise
+    except CharlstmError as err:  # a bad stored config or vocabulary
+        raise CheckpointError(f"checkpoint {where} is invalid: {err}") from None
     except (KeyError, TypeError, ValueError, OSError) as err:
         raise CheckpointError(f"cannot read checkpoint {where}: {type(err).__name__}: {err}") from None
     finally:

@@ -1,0 +1,182 @@
+"""Never lose a run, never run code from a checkpoint, always a clean error."""
+
+import contextlib
+import json
+import os
+import pickle
+import random
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from charlstm import checkpoint
+from charlstm.errors import CheckpointError
+
+from .helpers import assert_trees_equal, new_tiny_run, train
+from .test_cli import TINY, _charlstm_command
+
+MARKER = Path("/tmp/charlstm-pickle-payload-ran")
+
+
+class _Payload:
+    """Unpickling this object would create MARKER."""
+
+    def __reduce__(self):
+        return (os.system, (f"touch {MARKER}",))
+
+
+@pytest.fixture(scope="module")
+def saved_run(tmp_path_factory):
+    corpus = tmp_path_factory.mktemp("corpus") / "tiny.txt"
+    from .conftest import _tiny_text
+
+    corpus.write_text(_tiny_text(), encoding="utf-8")
+    run_dir = tmp_path_factory.mktemp("runs") / "run"
+    train(new_tiny_run(corpus, steps=4, checkpoint_every=4, eval_every=4), run_dir)
+    return run_dir
+
+
+@pytest.fixture()
+def damaged(saved_run, tmp_path):
+    """A private copy of a complete run to damage."""
+    copy = tmp_path / "run"
+    shutil.copytree(saved_run, copy)
+    return copy / "checkpoints" / "latest" / "4"
+
+
+def _state_files(step_dir: Path) -> list[Path]:
+    return sorted(p for p in (step_dir / "state").rglob("*") if p.is_file())
+
+
+@pytest.mark.parametrize("target", ["meta/metadata", "state/_METADATA", "state/manifest.ocdbt", "every state file"])
+def test_a_planted_pickle_is_rejected_and_never_runs(damaged, target):
+    MARKER.unlink(missing_ok=True)
+    payload = pickle.dumps(_Payload())
+    files = _state_files(damaged) if target == "every state file" else [damaged / target]
+    for path in files:
+        path.write_bytes(payload)
+    with pytest.raises(CheckpointError, match="cannot read checkpoint|not a charlstm checkpoint"):
+        checkpoint.load(damaged)
+    assert not MARKER.exists()
+
+
+@pytest.mark.parametrize("how", ["truncate", "zero", "delete"])
+def test_truncated_or_corrupted_files_give_a_clean_error(damaged, how):
+    for path in [damaged / "meta" / "metadata", *_state_files(damaged)]:
+        if how == "truncate":
+            path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
+        elif how == "zero":
+            path.write_bytes(b"\0" * len(path.read_bytes()))
+        else:
+            path.unlink()
+    with pytest.raises(CheckpointError):
+        checkpoint.load(damaged)
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=6,
+)
+
+
+def _paths(meta, prefix=()):
+    yield prefix
+    if isinstance(meta, dict):
+        for key, value in meta.items():
+            yield from _paths(value, (*prefix, key))
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_fuzzed_metadata_gets_only_clean_errors(saved_run, tmp_path_factory, data):
+    step_dir = tmp_path_factory.mktemp("fuzz") / "4"
+    shutil.copytree(saved_run / "checkpoints" / "latest" / "4", step_dir)
+    meta_file = step_dir / "meta" / "metadata"
+    meta = json.loads(meta_file.read_text())
+    path = data.draw(st.sampled_from(list(_paths(meta))[1:]))
+    parent = meta
+    for key in path[:-1]:
+        parent = parent[key]
+    if data.draw(st.booleans()):
+        del parent[path[-1]]
+    else:
+        parent[path[-1]] = data.draw(JSON)
+    meta_file.write_text(json.dumps(meta))
+    with contextlib.suppress(CheckpointError):  # the only acceptable failure: anything else fails the test
+        checkpoint.load(step_dir)
+
+
+def test_same_seed_gives_the_same_parameters_and_samples(tiny_corpus, tmp_path):
+    from charlstm.config import SampleConfig
+    from charlstm.sample import sample_text
+
+    a, b = new_tiny_run(tiny_corpus, steps=6), new_tiny_run(tiny_corpus, steps=6)
+    train(a, tmp_path / "a")
+    train(b, tmp_path / "b")
+    assert_trees_equal(a.state.params, b.state.params)
+    request = SampleConfig(200, temperature=0.9, seed=3)
+    assert sample_text(a.model_config, a.state.params, a.vocab, request) == sample_text(
+        b.model_config, b.state.params, b.vocab, request
+    )
+    c = new_tiny_run(tiny_corpus, steps=6, seed=1)
+    train(c, tmp_path / "c")
+    assert sample_text(c.model_config, c.state.params, c.vocab, request) != sample_text(
+        a.model_config, a.state.params, a.vocab, request
+    )
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_moments_never_loses_the_run(tiny_corpus, tmp_path):
+    """Kill training (then each resume) with SIGKILL at random moments; with a
+    checkpoint written every step most kills land in or near a save. After
+    every kill the newest checkpoints load, no half-written one is ever
+    picked, and `charlstm resume` starts exactly from the latest."""
+    rng = random.Random(20261124)
+    run_dir = tmp_path / "run"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    command = [*_charlstm_command(), "train", str(tiny_corpus), "--out", str(run_dir), "--steps", "100000"]
+    command += [*TINY, "--checkpoint-every", "1", "--eval-every", "3"]
+    latest_step = None
+    tmp_dirs_seen = 0
+    for _ in range(10):
+        process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env)
+        assert process.stderr is not None
+        started = None
+        for line in process.stderr:
+            found = re.search(r"(?:starting|resuming) at step (\d+)", line)
+            if found:
+                started = int(found.group(1))
+            if "saved checkpoint" in line:
+                break
+        time.sleep(rng.uniform(0.0, 0.5))
+        process.kill()
+        process.wait(timeout=60)
+        process.stderr.close()
+
+        if latest_step is not None:
+            assert started == latest_step  # the resume began at the newest checkpoint
+        tmp_dirs_seen += any(".orbax-checkpoint-tmp" in p.name for p in (run_dir / "checkpoints").rglob("*"))
+        for kind in (checkpoint.LATEST, checkpoint.BEST):
+            directory, step = checkpoint.locate(run_dir, prefer=kind)
+            assert directory.name in {kind, checkpoint.LATEST} and (directory / str(step)).is_dir()
+            assert int(checkpoint.load(directory / str(step)).state.step) == step
+        latest_step = checkpoint.locate(run_dir, prefer=checkpoint.LATEST)[1]
+        command = [*_charlstm_command(), "resume", str(run_dir)]
+
+    assert latest_step is not None and latest_step > 0
+    # The run goes on to a finish after all that.
+    done = subprocess.run(
+        [*command, "--steps", str(latest_step + 3)], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"resuming at step {latest_step}" in done.stderr and f"done at step {latest_step + 3}" in done.stderr
+    # Half-written leftovers are cleared when a run is opened for writing again.
+    assert not any(".orbax-checkpoint-tmp" in p.name for p in (run_dir / "checkpoints").rglob("*"))
+    print(f"kills after which a half-written checkpoint was on disk: {tmp_dirs_seen} of 10")
