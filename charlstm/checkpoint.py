@@ -101,7 +101,10 @@ class CheckpointWriter:
             manager.save(step, args=args, force=True)
             manager.wait_until_finished()
         except (OSError, ValueError) as err:
-            raise CheckpointError(f"could not write checkpoint {path}: {err}") from None
+            raise CheckpointError(
+                f"could not write checkpoint {path}: {err}; earlier checkpoints are intact, "
+                "and 'charlstm resume' continues from the newest once the problem is fixed"
+            ) from None
         return path
 
     def close(self) -> None:

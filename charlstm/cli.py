@@ -269,8 +269,8 @@ def sample(
         source = checkpoint if checkpoint is not None else ckpt_lib.most_recent_run(RUNS_DIR)
         ckpt = ckpt_lib.load(source, prefer=ckpt_lib.BEST)
         best = f", validation loss {ckpt.best_val_loss:.3f}" if ckpt.best_val_loss is not None else ""
-        _say(f"sampling from {ckpt.path} (step {int(ckpt.state.step)}{best})")
         text = sample_text(ckpt.model_config, ckpt.state.params, ckpt.vocab, request)
+        _say(f"sampled from {ckpt.path} (step {int(ckpt.state.step)}{best})")
         sys.stdout.write(prime + text)
         if not text.endswith("\n"):
             sys.stdout.write("\n")

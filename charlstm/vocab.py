@@ -14,6 +14,10 @@ import numpy as np
 
 from charlstm.errors import CharlstmError
 
+# Characters handled at a time: large texts are converted piece by piece, so
+# the temporaries stay a few tens of MB whatever the corpus size.
+CHUNK = 1 << 22
+
 
 def _code_points(text: str) -> np.ndarray:
     # UTF-32-LE is one fixed-width unit per code point: a zero-copy view gives
@@ -33,8 +37,10 @@ class Vocab:
 
     @classmethod
     def from_text(cls, text: str) -> Vocab:
-        unique = np.unique(_code_points(text))
-        return cls("".join(map(chr, unique.tolist())))
+        unique: set[int] = set()
+        for start in range(0, len(text), CHUNK):
+            unique.update(np.unique(_code_points(text[start : start + CHUNK])).tolist())
+        return cls("".join(map(chr, sorted(unique))))
 
     @property
     def size(self) -> int:
@@ -42,18 +48,20 @@ class Vocab:
 
     def unknown(self, text: str) -> list[str]:
         """Characters of `text` that the vocabulary lacks, sorted."""
-        return sorted(set(text) - set(self.chars))
+        return sorted(set(Vocab.from_text(text).chars) - set(self.chars)) if text else []
 
     def encode(self, text: str) -> np.ndarray:
         """text -> (N,) int32 ids; raises naming any character not in the vocabulary."""
         table = _code_points(self.chars)
-        points = _code_points(text)
-        ids = np.searchsorted(table, points)
-        ids = np.minimum(ids, len(table) - 1)
-        if not np.array_equal(table[ids], points):
-            missing = "".join(self.unknown(text))
-            raise CharlstmError(f"characters not in the model's vocabulary: {missing!r}")
-        return ids.astype(np.int32)
+        ids = np.empty(len(text), dtype=np.int32)
+        for start in range(0, len(text), CHUNK):
+            points = _code_points(text[start : start + CHUNK])
+            found = np.minimum(np.searchsorted(table, points), len(table) - 1)
+            if not np.array_equal(table[found], points):
+                missing = "".join(self.unknown(text))
+                raise CharlstmError(f"characters not in the model's vocabulary: {missing!r}")
+            ids[start : start + len(points)] = found
+        return ids
 
     def decode(self, ids: np.ndarray | list[int]) -> str:
         table = np.array([ord(c) for c in self.chars], dtype="<u4")

@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -41,7 +42,7 @@ def test_train_sample_resume(runner, tiny_corpus, tmp_path, monkeypatch):
     assert result.stdout.startswith("HAMLET.")
     body = result.stdout[len("HAMLET.") :]  # 80 new characters, then a newline unless the text ended in one
     assert len(body) == 80 or (len(body) == 81 and body.endswith("\n"))
-    assert "sampling from runs/first/checkpoints/best/" in result.stderr
+    assert "sampled from runs/first/checkpoints/best/" in result.stderr
 
     again = runner.invoke(app, ["sample", "--temp", "0.8", "--length", "80", "--prime", "HAMLET."])
     assert again.stdout == result.stdout  # same seed, same text
@@ -64,32 +65,95 @@ def test_refuses_to_overwrite_a_run(runner, tiny_corpus, tmp_path):
     assert f"run directory {run_dir} already exists" in result.stderr
 
 
-@pytest.mark.parametrize(
-    ("args", "message"),
-    [
-        (["train", "missing.txt"], "corpus file not found: missing.txt"),
-        (["train", "{tmp}"], "is a directory"),
-        (["train", "{corpus}", "--hidden", "0"], "--hidden must be >= 1"),
-        (["train", "{corpus}", "--batch-size", "0"], "--batch-size must be >= 1"),
-        (["train", "{corpus}", "--val-fraction", "1.5"], "--val-fraction must be strictly between 0 and 1"),
-        (["sample", "--checkpoint", "{tmp}/nope"], "checkpoint not found"),
-        (["sample", "--checkpoint", "{tmp}"], "not a charlstm run"),
-        (["sample", "--length", "0"], "--length must be >= 1"),
-        (["sample", "--temp", "-1"], "--temp must be > 0"),
-        (["resume", "{tmp}/nope"], "not a run directory"),
-        (["resume", "{tmp}"], "not a run directory"),
-        (["train", "{corpus}", "--out", "{corpus}"], "is a file, not a directory"),
-        (["train", "{corpus}", "--max-time", "-1"], "--max-time must be > 0 minutes, got -1"),
-        (["train", "{corpus}", "--seq-len", "100000"], "too short"),
-    ],
-)
-def test_bad_input_is_one_clear_line_and_status_2(runner, tiny_corpus, tmp_path, args, message):
-    args = [a.format(tmp=tmp_path, corpus=tiny_corpus) for a in args]
-    result = runner.invoke(app, args)
-    assert result.exit_code == 2, result.output
-    assert message in result.stderr
-    assert "Traceback" not in result.output
-    assert result.stderr.count("\n") == 1
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    from .conftest import _tiny_text
+    from .helpers import new_tiny_run, train
+
+    corpus = tmp_path_factory.mktemp("corpus") / "tiny.txt"
+    corpus.write_text(_tiny_text(), encoding="utf-8")
+    run_dir = tmp_path_factory.mktemp("runs") / "run"
+    train(new_tiny_run(corpus, steps=4, checkpoint_every=4, eval_every=4), run_dir)
+    return run_dir, corpus
+
+
+def _set_meta(run_dir: Path, **changes) -> None:
+    for meta_file in run_dir.glob("checkpoints/*/*/meta/metadata"):
+        meta = json.loads(meta_file.read_text())
+        meta.update(changes)
+        meta_file.write_text(json.dumps(meta))
+
+
+def _prepare(case: str, tmp: Path, corpus: Path, run_dir: Path) -> None:
+    """Damage the files a case needs damaged."""
+    files = {
+        "empty": b"",
+        "latin1": "caf\u00e9 au lait\n".encode("latin-1"),
+        "binary": b"\x7fELF\x02\x01\x01\x00\x00\x00" * 10,
+    }
+    if case in files:
+        (tmp / f"{case}.txt").write_bytes(files[case])
+    elif case == "newer":
+        _set_meta(run_dir, format_version=99)
+    elif case == "foreign":
+        _set_meta(run_dir, format="someone-elses-tool")
+    elif case == "truncated":
+        for f in run_dir.glob("checkpoints/*/*/state/**/*"):
+            if f.is_file():
+                f.write_bytes(f.read_bytes()[:7])
+    elif case == "changed-corpus":
+        corpus.write_text(corpus.read_text() + "the king speaks\n", encoding="utf-8")
+
+
+CASES = [
+    ("missing corpus", ["train", "missing.txt"], "corpus file not found: missing.txt"),
+    ("directory", ["train", "{tmp}"], "is a directory"),
+    ("empty", ["train", "{tmp}/empty.txt"], "corpus is empty"),
+    ("latin1", ["train", "{tmp}/latin1.txt"], "not valid UTF-8: {tmp}/latin1.txt (byte offset 3"),
+    ("binary", ["train", "{tmp}/binary.txt"], "looks like binary data"),
+    ("short", ["train", "{corpus}", "--seq-len", "100000"], "too short"),
+    ("hidden", ["train", "{corpus}", "--hidden", "0"], "--hidden must be >= 1"),
+    ("batch", ["train", "{corpus}", "--batch-size", "0"], "--batch-size must be >= 1"),
+    ("val", ["train", "{corpus}", "--val-fraction", "1.5"], "--val-fraction must be strictly between 0 and 1"),
+    ("val0", ["train", "{corpus}", "--val-fraction", "0"], "--val-fraction must be strictly between 0 and 1"),
+    ("max-time", ["train", "{corpus}", "--max-time", "-1"], "--max-time must be > 0 minutes, got -1"),
+    ("out-file", ["train", "{corpus}", "--out", "{corpus}"], "is a file, not a directory"),
+    ("out-exists", ["train", "{corpus}", "--out", "{run}"], "already exists and is not empty"),
+    ("length", ["sample", "-c", "{run}", "--length", "0"], "--length must be >= 1"),
+    ("temp", ["sample", "-c", "{run}", "--temp", "-1"], "--temp must be > 0"),
+    ("prime", ["sample", "-c", "{run}", "--prime", "Zebra@"], "never saw: '@Z'"),
+    ("no checkpoint", ["sample", "--checkpoint", "{tmp}/nope"], "checkpoint not found"),
+    ("empty dir", ["sample", "--checkpoint", "{tmp}"], "not a charlstm run"),
+    ("newer", ["sample", "-c", "{run}"], "format version 99; this charlstm reads up to 1: upgrade"),
+    ("foreign", ["sample", "-c", "{run}"], "not a charlstm checkpoint"),
+    ("truncated", ["sample", "-c", "{run}"], "cannot read checkpoint"),
+    ("resume missing", ["resume", "{tmp}/nope"], "not a run directory"),
+    ("resume non-run", ["resume", "{tmp}"], "not a run directory"),
+    ("resume steps", ["resume", "{run}", "--steps", "3"], "--steps 3 is not beyond step 4"),
+    ("changed-corpus", ["resume", "{run}"], "changed since this run started (sha256 differs)"),
+]
+
+
+@pytest.mark.parametrize(("case", "args", "message"), CASES, ids=[c[0] for c in CASES])
+def test_bad_input_is_one_clear_line_and_status_2(runner, tmp_path, trained_run, case, args, message):
+    run_src, corpus_src = trained_run
+    run_dir = tmp_path / "run"
+    shutil.copytree(run_src, run_dir)
+    corpus = Path(corpus_src)
+    snapshot = corpus.read_bytes()
+    _prepare(case, tmp_path, corpus, run_dir)
+    before = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
+    try:
+        fmt = {"tmp": tmp_path, "corpus": corpus, "run": run_dir}
+        result = runner.invoke(app, [a.format(**fmt) for a in args])
+        assert result.exit_code == 2, result.output
+        assert message.format(**fmt) in result.stderr
+        assert "Traceback" not in result.output
+        assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ")
+        # Nothing on disk was touched by the failed command.
+        assert {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()} == before
+    finally:
+        corpus.write_bytes(snapshot)
 
 
 def test_every_command_has_useful_help(runner):

@@ -180,3 +180,38 @@ def test_sigkill_at_random_moments_never_loses_the_run(tiny_corpus, tmp_path):
     # Half-written leftovers are cleared when a run is opened for writing again.
     assert not any(".orbax-checkpoint-tmp" in p.name for p in (run_dir / "checkpoints").rglob("*"))
     print(f"kills after which a half-written checkpoint was on disk: {tmp_dirs_seen} of 10")
+
+
+@pytest.fixture()
+def tiny_filesystem(tmp_path):
+    """A 2 MB tmpfs, where this machine lets the tests mount one (as root)."""
+    mount_point = tmp_path / "tinyfs"
+    mount_point.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount_point)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip("cannot mount a small tmpfs here (needs root)")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", str(mount_point)], check=False)
+
+
+def test_a_full_disk_during_a_save_keeps_the_previous_checkpoint(tiny_corpus, tiny_filesystem):
+    from typer.testing import CliRunner
+
+    from charlstm.cli import app
+
+    runner = CliRunner()
+    run_dir = tiny_filesystem / "run"
+    first = runner.invoke(app, ["train", str(tiny_corpus), "--out", str(run_dir), "--steps", "4", *TINY])
+    assert first.exit_code == 0, first.output
+    filler = tiny_filesystem / "filler"
+    with filler.open("wb") as f, contextlib.suppress(OSError):
+        f.write(b"\0" * (4 << 20))  # more than the disk holds
+    result = runner.invoke(app, ["resume", str(run_dir), "--steps", "8"])
+    assert result.exit_code == 2
+    assert "No space left on device; earlier checkpoints are intact" in result.stderr
+    assert "Traceback" not in result.output
+    filler.unlink()
+    assert int(checkpoint.load(run_dir, prefer=checkpoint.LATEST).state.step) == 4
+    assert runner.invoke(app, ["resume", str(run_dir), "--steps", "8"]).exit_code == 0

@@ -56,3 +56,18 @@ def test_round_trip_any_unicode_text(text):
     vocab = Vocab.from_text(text)
     assert vocab.decode(vocab.encode(text)) == text
     assert vocab.encode(text).max() < vocab.size
+
+
+def test_chunked_conversion_matches_whole_text(monkeypatch):
+    """Large texts are converted piece by piece; pieces must join seamlessly."""
+    import charlstm.vocab as vocab_module
+
+    text = "ab🎭\n中文 " * 50
+    whole = Vocab.from_text(text)
+    ids = whole.encode(text)
+    monkeypatch.setattr(vocab_module, "CHUNK", 7)
+    assert Vocab.from_text(text) == whole
+    np.testing.assert_array_equal(whole.encode(text), ids)
+    assert whole.decode(ids) == text
+    with pytest.raises(CharlstmError, match="'x'"):
+        whole.encode(text + "x")
