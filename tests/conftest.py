@@ -43,3 +43,16 @@ def tiny_corpus(tmp_path: Path, tiny_text: str) -> Path:
     path = tmp_path / "tiny.txt"
     path.write_text(tiny_text, encoding="utf-8")
     return path
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory) -> tuple[Path, Path]:
+    """A tiny run trained for 4 steps (checkpoint and evaluation at 4), and its
+    corpus. Shared: tests that damage it must work on a copy."""
+    from .helpers import new_tiny_run, train
+
+    corpus = tmp_path_factory.mktemp("corpus") / "tiny.txt"
+    corpus.write_text(_tiny_text(), encoding="utf-8")
+    run_dir = tmp_path_factory.mktemp("runs") / "run"
+    train(new_tiny_run(corpus, steps=4, checkpoint_every=4, eval_every=4), run_dir)
+    return run_dir, corpus

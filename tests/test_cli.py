@@ -65,18 +65,6 @@ def test_refuses_to_overwrite_a_run(runner, tiny_corpus, tmp_path):
     assert f"run directory {run_dir} already exists" in result.stderr
 
 
-@pytest.fixture(scope="module")
-def trained_run(tmp_path_factory):
-    from .conftest import _tiny_text
-    from .helpers import new_tiny_run, train
-
-    corpus = tmp_path_factory.mktemp("corpus") / "tiny.txt"
-    corpus.write_text(_tiny_text(), encoding="utf-8")
-    run_dir = tmp_path_factory.mktemp("runs") / "run"
-    train(new_tiny_run(corpus, steps=4, checkpoint_every=4, eval_every=4), run_dir)
-    return run_dir, corpus
-
-
 def _set_meta(run_dir: Path, **changes) -> None:
     for meta_file in run_dir.glob("checkpoints/*/*/meta/metadata"):
         meta = json.loads(meta_file.read_text())
@@ -108,6 +96,8 @@ def _prepare(case: str, tmp: Path, corpus: Path, run_dir: Path) -> None:
 CASES = [
     ("missing corpus", ["train", "missing.txt"], "corpus file not found: missing.txt"),
     ("directory", ["train", "{tmp}"], "is a directory"),
+    # Root reads any file regardless of permissions; this one fails to read for anyone.
+    ("unreadable", ["train", "/proc/self/mem"], "/mem: Input/output error"),
     ("empty", ["train", "{tmp}/empty.txt"], "corpus is empty"),
     ("latin1", ["train", "{tmp}/latin1.txt"], "not valid UTF-8: {tmp}/latin1.txt (byte offset 3"),
     ("binary", ["train", "{tmp}/binary.txt"], "looks like binary data"),
@@ -207,6 +197,8 @@ def test_interrupt_saves_a_checkpoint_and_says_how_to_resume(tiny_corpus, tmp_pa
             break
     time.sleep(1.0)
     process.send_signal(signum)
+    if signum == signal.SIGINT:  # an impatient second Ctrl-C must not spoil the save
+        process.send_signal(signum)
     rest = process.stderr.read()
     assert process.wait(timeout=120) == status
     assert f"charlstm resume {run_dir}" in rest

@@ -31,15 +31,9 @@ class _Payload:
         return (os.system, (f"touch {MARKER}",))
 
 
-@pytest.fixture(scope="module")
-def saved_run(tmp_path_factory):
-    corpus = tmp_path_factory.mktemp("corpus") / "tiny.txt"
-    from .conftest import _tiny_text
-
-    corpus.write_text(_tiny_text(), encoding="utf-8")
-    run_dir = tmp_path_factory.mktemp("runs") / "run"
-    train(new_tiny_run(corpus, steps=4, checkpoint_every=4, eval_every=4), run_dir)
-    return run_dir
+@pytest.fixture()
+def saved_run(trained_run):
+    return trained_run[0]
 
 
 @pytest.fixture()
@@ -182,18 +176,34 @@ def test_sigkill_at_random_moments_never_loses_the_run(tiny_corpus, tmp_path):
     print(f"kills after which a half-written checkpoint was on disk: {tmp_dirs_seen} of 10")
 
 
-@pytest.fixture()
-def tiny_filesystem(tmp_path):
-    """A 2 MB tmpfs, where this machine lets the tests mount one (as root)."""
-    mount_point = tmp_path / "tinyfs"
+@contextlib.contextmanager
+def _tmpfs(mount_point: Path, options: str):
+    """A small tmpfs, where this machine lets the tests mount one (as root)."""
     mount_point.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount_point)], capture_output=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mount_point)], capture_output=True)
     if mounted.returncode != 0:
         pytest.skip("cannot mount a small tmpfs here (needs root)")
     try:
         yield mount_point
     finally:
         subprocess.run(["umount", str(mount_point)], check=False)
+
+
+@pytest.fixture()
+def tiny_filesystem(tmp_path):
+    with _tmpfs(tmp_path / "tinyfs", "size=2m") as mount_point:
+        yield mount_point
+
+
+def test_an_unwritable_output_directory_is_one_clear_line(tiny_corpus, tmp_path):
+    from typer.testing import CliRunner
+
+    from charlstm.cli import app
+
+    with _tmpfs(tmp_path / "readonly", "size=1m,ro") as mount_point:
+        result = CliRunner().invoke(app, ["train", str(tiny_corpus), "--out", str(mount_point / "run"), *TINY])
+    assert result.exit_code == 2
+    assert result.stderr == f"error: cannot create run directory {mount_point / 'run'}: Read-only file system\n"
 
 
 def test_a_full_disk_during_a_save_keeps_the_previous_checkpoint(tiny_corpus, tiny_filesystem):
