@@ -30,17 +30,24 @@ from charlstm.train import make_train_step
 DEFAULT_SHAPES = ["256,2,64,64", "256,2,32,128", "256,2,64,128", "512,2,64,64"]
 
 
-def measure(hidden: int, layers: int, batch: int, seq_len: int, steps: int) -> dict[str, float]:
-    model_cfg = ModelConfig(vocab_size=81, embed_dim=64, hidden_size=hidden, num_layers=layers)
+def measure(
+    hidden: int, layers: int, batch: int, seq_len: int, steps: int, embed: int = 64, vocab: int = 81
+) -> dict[str, float]:
+    """Median chars/s of the real jitted training step at one shape."""
+    model_cfg = ModelConfig(vocab_size=vocab, embed_dim=embed, hidden_size=hidden, num_layers=layers)
     train_cfg = TrainConfig(batch_size=batch, seq_len=seq_len)
     state = init_state(model_cfg, train_cfg)
     rng = np.random.default_rng(0)
-    tokens = rng.integers(0, 81, size=(batch, seq_len + 1), dtype=np.int32)
+    tokens = rng.integers(0, vocab, size=(batch, seq_len + 1), dtype=np.int32)
     data = Batch(tokens[:, :-1], tokens[:, 1:], np.asarray(False))
 
     t0 = time.perf_counter()
     step = make_train_step(model_cfg, train_cfg).lower(state, data).compile()
     compile_s = time.perf_counter() - t0
+    memory = step.memory_analysis()
+    # What XLA plans for this step: inputs, outputs and scratch (no allocator overhead).
+    planned = None if memory is None else memory.argument_size_in_bytes + memory.output_size_in_bytes
+    planned = None if planned is None else planned + memory.temp_size_in_bytes
     for _ in range(3):  # warm-up
         state, metrics = step(state, data)
     jax.block_until_ready(state)
@@ -58,6 +65,7 @@ def measure(hidden: int, layers: int, batch: int, seq_len: int, steps: int) -> d
         "seq_len": seq_len,
         "params": count_params(state.params),
         "compile_s": round(compile_s, 2),
+        "planned_mb": None if planned is None else round(planned / 1e6, 1),
         "step_ms": round(median * 1000, 1),
         "chars_per_s": round(batch * seq_len / median),
     }

@@ -78,6 +78,9 @@ class LSTMLayer(nn.Module):
             h, c = lstm_update(zx_t + h_prev @ w_h, c_prev)  # (B, 4H) -> (B, H)
             return (h, c), h
 
+        if zx.shape[0] == 1:  # one character at a time (generation): no loop needed
+            final, h = step(carry, zx[0])
+            return h[None], final
         final, hs = jax.lax.scan(step, carry, zx)  # hs (T, B, H)
         return hs, final
 

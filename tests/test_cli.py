@@ -231,3 +231,10 @@ def test_divergence_stops_training_and_keeps_the_last_good_checkpoint(runner, ti
     again = runner.invoke(app, ["resume", str(run_dir), "--steps", "8"])
     assert again.exit_code == 0, again.output
     assert "done at step 8" in again.stderr
+
+
+@pytest.mark.parametrize("option", ["--hidden", "--layers", "--embed", "--batch-size", "--seq-len", "--val-fraction"])
+def test_resume_refuses_options_that_would_change_the_run(runner, trained_run, option):
+    result = runner.invoke(app, ["resume", str(trained_run[0]), option, "8"])
+    assert result.exit_code == 2
+    assert f"No such option: {option}" in result.output

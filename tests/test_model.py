@@ -86,3 +86,19 @@ def test_shapes_and_parameter_count():
     assert h.shape == c.shape == (2, 4, 32)
     expected = 65 * 16 + (16 * 128 + 32 * 128 + 128) + (32 * 128 + 32 * 128 + 128) + (32 * 65 + 65)
     assert count_params(params) == expected
+
+
+def test_one_character_at_a_time_equals_the_scanned_window():
+    """Generation feeds one character per call (a shortcut without a loop);
+    it must agree with the scan over a whole window."""
+    cfg = ModelConfig(vocab_size=11, embed_dim=4, hidden_size=8, num_layers=2)
+    model, params = _model(cfg)
+    tokens = jax.random.randint(jax.random.PRNGKey(3), (2, 9), 0, 11)
+    whole, carry_whole = model.apply({"params": params}, tokens, zero_carry(cfg, 2))
+    carry, steps = zero_carry(cfg, 2), []
+    for t in range(9):
+        logits, carry = model.apply({"params": params}, tokens[:, t : t + 1], carry)
+        steps.append(logits)
+    np.testing.assert_allclose(np.concatenate(steps, axis=1), whole, atol=1e-6)
+    for a, b in zip(carry, carry_whole, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-6)
