@@ -16,6 +16,7 @@ mid-save leaves the previous checkpoint as the newest one.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,10 +90,14 @@ class CheckpointWriter:
         manager = self._managers[kind]
         step = int(run.state.step)
         path = str(self.run_dir / "checkpoints" / kind / str(step))
-        # After a hard kill, a resumed run can reach a step that was already
-        # saved; training is deterministic, so that checkpoint is this one.
         if step in manager.all_steps():
-            return path
+            # Resuming reaches steps saved before. A latest checkpoint there
+            # holds this very state (training is deterministic and resume
+            # starts at the newest latest); a best one may not (resumed with
+            # another --lr, say), and it was only reached again by being better.
+            if not best:
+                return path
+            manager.delete(step)
         state = flax.serialization.to_state_dict(run.state)
         args = ocp.args.Composite(
             state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(metadata(run, data_windows))
@@ -201,22 +206,36 @@ def load(path: Path, prefer: str = BEST) -> Checkpoint:
             corpus_path=str(meta["corpus"]["path"]),
             corpus_sha256=str(meta["corpus"]["sha256"]),
             state=state,
-            best_val_loss=_optional_float(meta.get("best_val_loss")),
-            train_seconds=float(meta.get("train_seconds", 0.0)),
-            history=list(meta.get("history", [])),
+            best_val_loss=_finite_or_none(meta.get("best_val_loss"), "best_val_loss", where),
+            train_seconds=_finite_or_none(meta.get("train_seconds", 0.0), "train_seconds", where) or 0.0,
+            history=_history(meta.get("history", []), where),
         )
     except CheckpointError:
         raise
     except CharlstmError as err:  # a bad stored config or vocabulary
         raise CheckpointError(f"checkpoint {where} is invalid: {err}") from None
-    except (KeyError, TypeError, ValueError, OSError) as err:
+    except (KeyError, TypeError, ValueError, OverflowError, OSError) as err:
         raise CheckpointError(f"cannot read checkpoint {where}: {type(err).__name__}: {err}") from None
     finally:
         checkpointer.close()
 
 
-def _optional_float(value: Any) -> float | None:
-    return None if value is None else float(value)
+def _finite_or_none(value: Any, name: str, where: Path) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise CheckpointError(f"checkpoint {where} has an invalid {name}: {value!r}")
+    return float(value)
+
+
+def _history(value: Any, where: Path) -> list[dict[str, float]]:
+    ok = isinstance(value, list) and all(
+        isinstance(entry, dict) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in entry.values())
+        for entry in value
+    )
+    if not ok:
+        raise CheckpointError(f"checkpoint {where} has an invalid metrics history")
+    return list(value)
 
 
 def best_val_loss(run_dir: Path) -> float | None:

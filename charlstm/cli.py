@@ -6,6 +6,7 @@ answers without loading them.
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from collections.abc import Iterator
@@ -39,6 +40,7 @@ app = typer.Typer(
 )
 
 EXIT_DIVERGED = 1
+EXIT_ABORTED = 3
 EXIT_USAGE = 2
 EXIT_SIGINT = 128 + signal.SIGINT
 EXIT_SIGTERM = 128 + signal.SIGTERM
@@ -69,8 +71,8 @@ def _user_errors() -> Iterator[None]:
 class _StopFlag:
     """Ctrl-C / SIGTERM ask the loop to stop at the next step boundary and
     save, so the checkpoint it then writes is never cut off half-way. A second
-    Ctrl-C says so; a third aborts at once (the previous checkpoint survives,
-    since saves are atomic)."""
+    signal says so; a third aborts at once, without that save (the earlier
+    checkpoints survive: saves are atomic)."""
 
     def __init__(self) -> None:
         self.signal: int | None = None
@@ -86,7 +88,8 @@ class _StopFlag:
             if self.signal is None:
                 self.signal = signum
             elif self.count == 2:
-                _say("stopping after the checkpoint is saved; press Ctrl-C once more to abort without it")
+                # os.write, not print: a handler may interrupt a print in progress.
+                os.write(2, b"stopping after the checkpoint is saved; signal once more to abort without it\n")
             else:
                 raise KeyboardInterrupt
 
@@ -98,7 +101,7 @@ class _StopFlag:
                 signal.signal(s, h)
 
 
-def _last_good(run_dir: Path, lower_lr: float) -> str:
+def _last_good(run_dir: Path, lower_lr: float, steps: int) -> str:
     from charlstm import checkpoint
     from charlstm.errors import CheckpointError
 
@@ -108,7 +111,7 @@ def _last_good(run_dir: Path, lower_lr: float) -> str:
         return f"No checkpoint was saved before it: start again with a lower learning rate, e.g. --lr {lower_lr:.2g}."
     return (
         f"The last good checkpoint is {directory / str(step)} (step {step}); continue from it with a lower "
-        f"learning rate: charlstm resume {run_dir} --lr {lower_lr:.2g}"
+        f"learning rate: charlstm resume {run_dir} --lr {lower_lr:.2g} --steps {steps}"
     )
 
 
@@ -128,10 +131,13 @@ def _train(run: Run, run_dir: Path) -> None:
                 display.handle(event)
                 if isinstance(event, events.Finished):
                     finished = event
+    except KeyboardInterrupt:
+        _say(f"aborted without saving; earlier checkpoints are intact. Continue with: charlstm resume {run_dir}")
+        raise typer.Exit(EXIT_ABORTED) from None
     finally:
         writer.close()
     if finished is not None and finished.reason == "diverged":
-        advice = _last_good(run_dir, run.train_config.learning_rate / 2)
+        advice = _last_good(run_dir, run.train_config.learning_rate / 2, run.train_config.steps)
         _say(
             f"error: training diverged at step {finished.step} (a loss, the gradients or the parameters "
             f"stopped being finite); nothing from it was saved. {advice}"

@@ -116,6 +116,9 @@ def fit(
         val_chars=len(val_streams) * val_streams.seq_len * val_streams.batch,
         windows_per_pass=train_streams.windows,
     )
+    if step >= tc.steps:
+        yield events.Finished(step, "done", run.best_val_loss, run.train_seconds)
+        return
 
     t0 = time.perf_counter()
     train_step = make_train_step(mc, tc).lower(run.state, train_streams.window(step)).compile()

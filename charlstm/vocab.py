@@ -22,7 +22,9 @@ CHUNK = 1 << 22
 def _code_points(text: str) -> np.ndarray:
     # UTF-32-LE is one fixed-width unit per code point: a zero-copy view gives
     # every character's code point as an integer.
-    return np.frombuffer(text.encode("utf-32-le"), dtype="<u4")
+    # surrogatepass: a lone surrogate (what undecodable bytes in a command
+    # line become) is a code point like any other, reported as unknown.
+    return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype="<u4")
 
 
 @dataclass(frozen=True)
@@ -65,4 +67,4 @@ class Vocab:
 
     def decode(self, ids: np.ndarray | list[int]) -> str:
         table = np.array([ord(c) for c in self.chars], dtype="<u4")
-        return table[np.asarray(ids, dtype=np.int64)].tobytes().decode("utf-32-le")
+        return table[np.asarray(ids, dtype=np.int64)].tobytes().decode("utf-32-le", "surrogatepass")

@@ -112,6 +112,8 @@ CASES = [
     ("length", ["sample", "-c", "{run}", "--length", "0"], "--length must be >= 1"),
     ("temp", ["sample", "-c", "{run}", "--temp", "-1"], "--temp must be > 0"),
     ("prime", ["sample", "-c", "{run}", "--prime", "Zebra@"], "never saw: '@Z'"),
+    # Undecodable command-line bytes arrive as lone surrogates.
+    ("surrogate", ["sample", "-c", "{run}", "--prime", "a\udcff"], "never saw: '\\udcff'"),
     ("no checkpoint", ["sample", "--checkpoint", "{tmp}/nope"], "checkpoint not found"),
     ("empty dir", ["sample", "--checkpoint", "{tmp}"], "not a charlstm run"),
     ("newer", ["sample", "-c", "{run}"], "format version 99; this charlstm reads up to 1: upgrade"),
@@ -225,6 +227,7 @@ def test_divergence_stops_training_and_keeps_the_last_good_checkpoint(runner, ti
     assert result.exit_code == 1, result.output
     assert "error: training diverged at step" in result.stderr
     assert f"The last good checkpoint is {good} (step 4)" in result.stderr
+    assert f"charlstm resume {run_dir} --lr 5e+37 --steps 40" in result.stderr
     assert "Traceback" not in result.output
     assert _tree_digest(run_dir / "checkpoints") == before  # nothing written, nothing replaced
 
