@@ -157,3 +157,20 @@ def test_weight_decay_applies_to_weight_matrices_only(tiny_corpus):
     assert mask["embed"]["embedding"] is False
     assert mask["lstm_0"]["w_x"] and mask["lstm_0"]["w_h"] and mask["head"]["kernel"]
     assert not mask["lstm_0"]["b"] and not mask["head"]["bias"]
+
+
+def test_non_finite_parameters_stop_training_even_with_a_finite_loss(tiny_corpus, tmp_path):
+    """'~' occurs only in the validation tail, so training never reads its
+    embedding row: an inf there leaves every training loss and gradient
+    finite, and only the parameter check can see it."""
+    tiny_corpus.write_text(tiny_corpus.read_text() + "~\n", encoding="utf-8")
+    run = new_tiny_run(tiny_corpus, steps=6, checkpoint_every=2, eval_every=100)
+    tilde = run.vocab.chars.index("~")
+    embedding = run.state.params["embed"]["embedding"]
+    params = {**run.state.params, "embed": {"embedding": embedding.at[tilde].set(jnp.inf)}}
+    run.state = dataclasses.replace(run.state, params=params)
+    evts = train(run, tmp_path / "run")
+    progress = [e for e in evts if isinstance(e, events.Progress)]
+    assert progress and all(math.isfinite(p.loss) and math.isfinite(p.grad_norm) for p in progress)
+    assert evts[-1].reason == "diverged" and evts[-1].step == 1
+    assert not any(isinstance(e, events.Saved) for e in evts)  # nothing was written from it
