@@ -160,6 +160,11 @@ def _latest_step(directory: Path) -> int | None:
     return max(steps) if steps else None
 
 
+def _read_meta(checkpointer: ocp.Checkpointer, where: Path) -> dict[str, Any]:
+    meta = checkpointer.restore(where.absolute(), args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+    return _parse_meta(meta, where)
+
+
 def _parse_meta(meta: Any, where: Path) -> dict[str, Any]:
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise CheckpointError(f"not a charlstm checkpoint: {where}")
@@ -179,8 +184,7 @@ def load(path: Path, prefer: str = BEST) -> Checkpoint:
     where = directory / str(step)
     checkpointer = ocp.Checkpointer(ocp.CompositeCheckpointHandler())
     try:
-        meta = checkpointer.restore(where.absolute(), args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
-        meta = _parse_meta(meta, where)
+        meta = _read_meta(checkpointer, where)
         model_config = from_dict(ModelConfig, meta["model"])
         train_config = from_dict(TrainConfig, meta["train"])
         vocab = Vocab(meta["vocab"])
@@ -239,14 +243,21 @@ def _history(value: Any, where: Path) -> list[dict[str, float]]:
 
 
 def best_val_loss(run_dir: Path) -> float | None:
-    """The validation loss of the run's best checkpoint, if it has one. After
-    a hard kill the best checkpoint can be newer than the latest one."""
-    try:
-        return (
-            load(run_dir / "checkpoints" / BEST).best_val_loss if _latest_step(run_dir / "checkpoints" / BEST) else None
-        )
-    except CheckpointError:
+    """The validation loss of the run's best checkpoint, if it has a readable
+    one. After a hard kill the best checkpoint can be newer than the latest.
+    Only its JSON metadata is read, not its arrays."""
+    directory = run_dir / "checkpoints" / BEST
+    step = _latest_step(directory)
+    if step is None:
         return None
+    where = directory / str(step)
+    checkpointer = ocp.Checkpointer(ocp.CompositeCheckpointHandler())
+    try:
+        return _finite_or_none(_read_meta(checkpointer, where).get("best_val_loss"), "best_val_loss", where)
+    except (CheckpointError, KeyError, TypeError, ValueError, OSError):
+        return None
+    finally:
+        checkpointer.close()
 
 
 def most_recent_run(runs_dir: Path) -> Path:

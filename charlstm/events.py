@@ -50,7 +50,7 @@ class Saved:
 @dataclass(frozen=True)
 class Finished:
     step: int
-    reason: str  # "done", "time limit", "interrupted" or "diverged" (loss or gradient not finite)
+    reason: str  # "done", "time limit", "interrupted" or "diverged" (a loss, gradients or parameters not finite)
     best_val_loss: float | None
     train_seconds: float
 

@@ -130,12 +130,11 @@ def fit(
     pending: list[dict[str, jax.Array]] = []
     saved_step: int | None = None
     evaluated_step: int | None = None
+    healthy = True  # every loss, gradient norm and parameter seen so far is finite
 
     def clock() -> float:
         run.train_seconds = seconds_before + time.perf_counter() - session_start
         return run.train_seconds
-
-    healthy = True
 
     def report() -> events.Progress:
         nonlocal last_report, last_report_step, healthy
