@@ -25,7 +25,7 @@ from charlstm.config import ModelConfig, TrainConfig
 from charlstm.data import Batch
 from charlstm.model import count_params
 from charlstm.state import init_state
-from charlstm.train import make_train_step
+from charlstm.training import make_train_step
 
 DEFAULT_SHAPES = ["256,2,64,64", "256,2,32,128", "256,2,64,128", "512,2,64,64"]
 

@@ -177,6 +177,22 @@ def _parse_meta(meta: Any, where: Path) -> dict[str, Any]:
     return meta
 
 
+def read_meta(path: Path, prefer: str = BEST) -> tuple[Path, dict[str, Any]]:
+    """The step directory `path` points to (see `locate`) and its JSON
+    metadata, without reading any arrays."""
+    directory, step = locate(path, prefer)
+    where = directory / str(step)
+    checkpointer = ocp.Checkpointer(ocp.CompositeCheckpointHandler())
+    try:
+        return where, _read_meta(checkpointer, where)
+    except CheckpointError:
+        raise
+    except (KeyError, TypeError, ValueError, OSError) as err:
+        raise CheckpointError(f"cannot read checkpoint {where}: {type(err).__name__}: {err}") from None
+    finally:
+        checkpointer.close()
+
+
 def load(path: Path, prefer: str = BEST) -> Checkpoint:
     """Restore a checkpoint onto this machine's default device, whatever
     device wrote it."""

@@ -41,8 +41,8 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """How to train. `batch_size`, `seq_len` and `val_fraction` fix which
-    characters each step reads, so a resumed run keeps them (see
+    """How to train. `batch_size`, `seq_len`, `val_fraction` and
+    `reset_chars` fix which characters each step reads, so a resumed run keeps them (see
     runs.RESUMABLE_FIELDS for what may change)."""
 
     steps: int = 2200
@@ -54,6 +54,9 @@ class TrainConfig:
     weight_decay: float = 0.0
     grad_clip: float = 1.0
     val_fraction: float = 0.1
+    # Zero each stream's carried state every this many characters (staggered
+    # across streams; 0: only when a pass over the text starts again).
+    reset_chars: int = 1024
     eval_every: int = 250
     checkpoint_every: int = 250
     log_every: int = 10
@@ -73,6 +76,7 @@ class TrainConfig:
             0 < self.val_fraction < 1,
             f"--val-fraction must be strictly between 0 and 1, got {self.val_fraction}",
         )
+        _check(self.reset_chars >= 0, f"--reset-chars must be >= 0, got {self.reset_chars}")
         _check(self.eval_every >= 1, f"--eval-every must be >= 1, got {self.eval_every}")
         _check(
             self.checkpoint_every >= 1,
@@ -87,16 +91,25 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class SampleConfig:
-    """How to generate text from a trained model."""
+    """How to generate text from a trained model.
+
+    Filtering applies in this order: temperature, then top-k, then top-p."""
 
     length: int = 1000
     temperature: float = 1.0  # 0 means greedy: always the most likely character
     prime: str = ""
     seed: int = 0
+    top_k: int = 0  # keep only the k most likely characters; 0 keeps all
+    top_p: float = 1.0  # keep the fewest most likely characters holding this much probability; 1 keeps all
+    num_samples: int = 1  # independent samples, generated together as one batch
 
     def __post_init__(self) -> None:
         _check(self.length >= 1, f"--length must be >= 1, got {self.length}")
         _check(self.temperature >= 0, f"--temp must be > 0 (or 0 for greedy), got {self.temperature}")
+        _check(self.top_k >= 0, f"--top-k must be >= 0, got {self.top_k}")
+        # p = 0 would keep nothing; NaN fails the comparison and is refused too.
+        _check(0 < self.top_p <= 1, f"--top-p must be in (0, 1], got {self.top_p}")
+        _check(self.num_samples >= 1, f"--num-samples must be >= 1, got {self.num_samples}")
 
 
 _JSON_TYPES: dict[str, tuple[type, ...]] = {
@@ -118,8 +131,9 @@ def from_dict(cls: type[T], data: Any) -> T:
     unknown = sorted(set(data) - set(fields))
     if unknown:
         raise ConfigError(f"{cls.__name__} has unknown fields: {', '.join(unknown)}")
-    # Defaults may change between versions; a stored config must be complete.
-    missing = sorted(set(fields) - set(data))
+    # A field added in a later version takes its default in an older config;
+    # a field without a default must be there.
+    missing = sorted(n for n, f in fields.items() if n not in data and f.default is dataclasses.MISSING)
     if missing:
         raise ConfigError(f"{cls.__name__} lacks fields: {', '.join(missing)}")
     for name, value in data.items():

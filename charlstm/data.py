@@ -4,8 +4,11 @@ Batching follows char-rnn: the training text is cut into B contiguous
 streams, and step s reads window (s mod W) of every stream, where W windows
 of T characters fit in one stream. The LSTM's (h, c) is carried from one
 window to the next, so the model sees context far longer than T while
-gradients are truncated at T (truncated backprop through time); the carry is
-reset when a pass over the data wraps around. Because the window is a pure
+gradients are truncated at T (truncated backprop through time). The carry is
+reset when a pass over the data wraps around, and also every R windows in
+each stream, staggered so that about B/R streams start afresh at every step:
+text is generated from a zero state, and a model that only ever saw zero
+states once per pass starts every sample with garbage. Because the window is a pure
 function of the step number, the data position needs no state of its own,
 and a resumed run reads exactly the characters an uninterrupted one would.
 """
@@ -86,13 +89,13 @@ def split(ids: np.ndarray, val_fraction: float) -> tuple[np.ndarray, np.ndarray]
 class Batch:
     inputs: np.ndarray  # (B, T) int32
     targets: np.ndarray  # (B, T) int32: inputs shifted one character on
-    reset: np.ndarray  # () bool: start of a pass, so the carried state is zeroed
+    reset: np.ndarray  # (B,) bool: streams whose carried state is zeroed before this window
 
 
 class Streams:
     """B contiguous streams over `ids`, read T characters at a time."""
 
-    def __init__(self, ids: np.ndarray, batch: int, seq_len: int, what: str = "training text"):
+    def __init__(self, ids: np.ndarray, batch: int, seq_len: int, reset_windows: int = 0, what: str = "training text"):
         stream_len = (len(ids) - 1) // batch
         self.windows = stream_len // seq_len  # W
         if self.windows < 1:
@@ -107,24 +110,33 @@ class Streams:
         self._targets = ids[1 : used + 1].reshape(batch, stream_len)  # (B, S)
         self.seq_len = seq_len
         self.batch = batch
+        self.reset_windows = reset_windows  # R; 0: only at the start of a pass
+        self._offsets = (np.arange(batch) * reset_windows) // batch if reset_windows else None  # (B,)
 
     def window(self, step: int) -> Batch:
         """The batch read at `step`: window (step mod W) of every stream."""
         w = step % self.windows
         cols = slice(w * self.seq_len, (w + 1) * self.seq_len)
-        return Batch(self._inputs[:, cols], self._targets[:, cols], np.asarray(w == 0))
+        reset = np.full(self.batch, w == 0)
+        if self._offsets is not None:
+            reset |= (w + self._offsets) % self.reset_windows == 0
+        return Batch(self._inputs[:, cols], self._targets[:, cols], reset)
 
     def __len__(self) -> int:
         """Windows in one pass."""
         return self.windows
 
 
-def layout(text: str, vocab: Vocab, batch: int, seq_len: int, val_fraction: float) -> tuple[Streams, Streams]:
-    """Training and validation streams of a text; validation uses as many
-    streams as its length allows, up to `batch`."""
+def layout(
+    text: str, vocab: Vocab, batch: int, seq_len: int, val_fraction: float, reset_chars: int = 0
+) -> tuple[Streams, np.ndarray]:
+    """Training streams and the validation ids (scored by `evaluate.py`)."""
     ids = vocab.encode(text)
     train_ids, val_ids = split(ids, val_fraction)
-    train = Streams(train_ids, batch, seq_len)
-    val_batch = max(1, min(batch, (len(val_ids) - 1) // seq_len))
-    val = Streams(val_ids, val_batch, seq_len, what="validation split (--val-fraction of the text)")
-    return train, val
+    train = Streams(train_ids, batch, seq_len, max(1, reset_chars // seq_len) if reset_chars else 0)
+    if len(val_ids) < 2:
+        raise CorpusError(
+            f"validation split is too short: {len(val_ids)} characters (--val-fraction {val_fraction:g} of "
+            f"{len(ids)}); it needs at least 2: use a larger --val-fraction or a longer text"
+        )
+    return train, val_ids

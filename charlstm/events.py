@@ -13,7 +13,7 @@ class Started:
     backend: str
     devices: list[str]
     train_chars: int  # characters seen per pass over the training split
-    val_chars: int
+    val_chars: int  # characters scored by each validation pass
     windows_per_pass: int
 
 
@@ -41,6 +41,15 @@ class Evaluated:
 
 
 @dataclass(frozen=True)
+class Sampled:
+    """A short text generated after a validation pass (fixed prime, seed and
+    temperature, so samples from different steps are comparable)."""
+
+    step: int
+    text: str
+
+
+@dataclass(frozen=True)
 class Saved:
     step: int
     path: str
@@ -55,4 +64,4 @@ class Finished:
     train_seconds: float
 
 
-Event = Started | Compiled | Progress | Evaluated | Saved | Finished
+Event = Started | Compiled | Progress | Evaluated | Sampled | Saved | Finished

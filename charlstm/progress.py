@@ -7,7 +7,6 @@ plus one for every evaluation, save and the end.
 
 from __future__ import annotations
 
-import math
 import time
 from types import TracebackType
 
@@ -15,26 +14,21 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
 from charlstm import events
+from charlstm.fmt import duration as _duration
+from charlstm.fmt import loss_text as _loss_text
 
-LN2 = math.log(2.0)
-
-
-def _loss_text(nats: float | None) -> str:
-    if nats is None:
-        return "-"
-    return f"{nats:.3f} ({nats / LN2:.2f} bpc)"
-
-
-def _duration(seconds: float) -> str:
-    minutes, secs = divmod(int(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+QUIET, NORMAL, VERBOSE = 0, 1, 2
 
 
 class TrainingDisplay:
-    def __init__(self, console: Console, plain_interval: float = 10.0):
+    """verbosity: QUIET shows nothing (errors are the CLI's), NORMAL the bar
+    or throttled lines plus evaluations, samples and saves, VERBOSE also
+    every logged step as a line."""
+
+    def __init__(self, console: Console, verbosity: int = NORMAL, plain_interval: float = 10.0):
         self.console = console
-        self.live = console.is_terminal
+        self.verbosity = verbosity
+        self.live = console.is_terminal and verbosity == NORMAL
         self.plain_interval = plain_interval
         self._last_plain = 0.0
         self._val: float | None = None
@@ -49,12 +43,14 @@ class TrainingDisplay:
         if self._progress is not None:
             self._progress.stop()
 
-    def _say(self, message: str) -> None:
-        # Paths can contain [brackets]: never read messages as markup.
+    def _say(self, message: str, style: str | None = None) -> None:
+        # Paths and samples can contain [brackets]: never read messages as markup.
         console = self._progress.console if self._progress is not None else self.console
-        console.print(message, highlight=False, markup=False)
+        console.print(message, highlight=False, markup=False, style=style)
 
     def handle(self, event: events.Event) -> None:
+        if self.verbosity == QUIET:
+            return
         if isinstance(event, events.Started):
             verb = "resuming at step" if event.step else "starting at step"
             self._say(
@@ -74,9 +70,12 @@ class TrainingDisplay:
                 self._progress.update(self._task, stats=self._stats(self._last))
             mark = "  new best" if event.best else ""
             self._say(f"step {event.step}: validation loss {_loss_text(event.val_loss)}{mark}")
+        elif isinstance(event, events.Sampled):
+            lines = event.text.splitlines() or [""]
+            self._say(f"step {event.step}: sample\n" + "\n".join(f"  | {line}" for line in lines), style="dim")
         elif isinstance(event, events.Saved):
-            if not event.best:
-                self._say(f"step {event.step}: saved checkpoint {event.path}")
+            if not event.best or self.verbosity == VERBOSE:
+                self._say(f"step {event.step}: saved {'best ' if event.best else ''}checkpoint {event.path}")
         elif isinstance(event, events.Finished):
             if self._progress is not None:
                 self._progress.stop()
@@ -111,7 +110,8 @@ class TrainingDisplay:
             self._progress.update(self._task, completed=event.step, stats=self._stats(event))
             return
         now = time.monotonic()
-        if now - self._last_plain >= self.plain_interval or event.step == event.total_steps:
+        due = now - self._last_plain >= self.plain_interval or self.verbosity == VERBOSE
+        if due or event.step == event.total_steps:
             self._last_plain = now
             remaining = (event.total_steps - event.step) * (event.elapsed / max(event.step, 1))
             self._say(

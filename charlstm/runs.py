@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from charlstm import checkpoint, data
 from charlstm.config import ModelConfig, TrainConfig
-from charlstm.errors import CharlstmError, CorpusError
+from charlstm.errors import CharlstmError, CheckpointError, CorpusError
+from charlstm.model import param_count
 from charlstm.state import Run, init_state
 from charlstm.vocab import Vocab
 
@@ -85,3 +87,47 @@ def resume_run(run_dir: Path, overrides: dict[str, Any], force: bool = False) ->
         ),
         train_seconds=ckpt.train_seconds,
     )
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    path: Path
+    corpus: str  # the corpus file's path as given when the run started
+    model: str  # e.g. "2x256 LSTM"
+    params: int
+    step: int
+    total_steps: int
+    best_val_loss: float | None  # nats/char
+    train_seconds: float
+    updated: float  # unix time of the newest checkpoint
+    problem: str | None = None  # why the run could not be read, if it could not
+
+
+def list_runs(runs_dir: Path = RUNS_DIR) -> list[RunSummary]:
+    """Every run directory under `runs_dir` with at least one checkpoint,
+    most recently updated last. Reads only the checkpoints' JSON metadata."""
+    if not runs_dir.is_dir():
+        raise CharlstmError(f"no runs directory {runs_dir}; train a model first, or name the folder that holds runs")
+    found = [summarize(d) for d in sorted(runs_dir.iterdir()) if (d / "checkpoints").is_dir()]
+    return sorted(found, key=lambda r: r.updated)
+
+
+def summarize(run_dir: Path) -> RunSummary:
+    try:
+        where, meta = checkpoint.read_meta(run_dir, prefer=checkpoint.LATEST)
+        model = ModelConfig(**meta["model"])
+        bests = (meta.get("best_val_loss"), checkpoint.best_val_loss(run_dir))
+        return RunSummary(
+            path=run_dir,
+            corpus=str(meta["corpus"]["path"]),
+            model=f"{model.num_layers}x{model.hidden_size} LSTM",
+            params=param_count(model),
+            step=int(meta["step"]),
+            total_steps=int(meta["train"]["steps"]),
+            best_val_loss=min((float(b) for b in bests if isinstance(b, (int, float))), default=None),
+            train_seconds=float(meta.get("train_seconds") or 0.0),
+            updated=where.stat().st_mtime,
+        )
+    except (CheckpointError, CharlstmError, KeyError, TypeError, ValueError) as err:
+        mtime = run_dir.stat().st_mtime
+        return RunSummary(run_dir, "?", "?", 0, 0, 0, None, 0.0, mtime, problem=str(err))

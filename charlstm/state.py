@@ -1,6 +1,6 @@
 """The training state and how a run starts: parameters, optimizer, schedule.
 
-Kept apart from the loop in `train.py` so that checkpoints (which store and
+Kept apart from the loop in `training.py` so that checkpoints (which store and
 restore this state) and the loop (which advances it) both depend on it, and
 not on each other.
 """

@@ -1,7 +1,18 @@
+import atexit
+import os
 import random
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
+
+# Commands enable JAX's persistent compilation cache; keep the tests' cache
+# out of the user's home, in one folder the whole session (and its
+# subprocesses) shares.
+os.environ["CHARLSTM_CACHE_DIR"] = tempfile.mkdtemp(prefix="charlstm-test-cache-")
+atexit.register(shutil.rmtree, os.environ["CHARLSTM_CACHE_DIR"], ignore_errors=True)
+os.environ.pop("CHARLSTM_NO_CACHE", None)
 
 
 def _tiny_text(lines: int = 400, seed: int = 1) -> str:

@@ -7,11 +7,9 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from charlstm import data, events, runs
-from charlstm.checkpoint import CheckpointWriter
+from charlstm import api, data, events, runs
 from charlstm.config import TrainConfig
 from charlstm.state import Run
-from charlstm.train import fit
 
 TINY_MODEL = {"hidden_size": 24, "num_layers": 2, "embed_dim": 8}
 
@@ -27,13 +25,12 @@ def new_tiny_run(corpus_path: Path, **overrides) -> Run:
 
 
 def train(run: Run, run_dir: Path, stop_at: int | None = None) -> list[events.Event]:
-    """Run `fit` to the end, or stop it cleanly before step `stop_at`."""
-    writer = CheckpointWriter(run_dir)
+    """Train as the CLI does (checkpoints, metrics.jsonl, samples) to the
+    end, or stop cleanly before step `stop_at`; the events it yielded."""
     should_stop = (lambda: int(run.state.step) >= stop_at) if stop_at is not None else (lambda: False)
-    try:
-        return list(fit(run, writer.save, should_stop))
-    finally:
-        writer.close()
+    got: list[events.Event] = []
+    api.run_session(run, run_dir, got.append, should_stop)
+    return got
 
 
 def losses(evts: list[events.Event]) -> list[tuple[int, float]]:

@@ -42,7 +42,7 @@ def test_train_sample_resume(runner, tiny_corpus, tmp_path, monkeypatch):
     assert result.stdout.startswith("HAMLET.")
     body = result.stdout[len("HAMLET.") :]  # 80 new characters, then a newline unless the text ended in one
     assert len(body) == 80 or (len(body) == 81 and body.endswith("\n"))
-    assert "sampled from runs/first/checkpoints/best/" in result.stderr
+    assert "sampling from runs/first/checkpoints/best/" in result.stderr
 
     again = runner.invoke(app, ["sample", "--temp", "0.8", "--length", "80", "--prime", "HAMLET."])
     assert again.stdout == result.stdout  # same seed, same text
@@ -79,11 +79,12 @@ def _prepare(case: str, tmp: Path, corpus: Path, run_dir: Path) -> None:
         "latin1": "caf\u00e9 au lait\n".encode("latin-1"),
         "binary": b"\x7fELF\x02\x01\x01\x00\x00\x00" * 10,
     }
-    if case in files:
-        (tmp / f"{case}.txt").write_bytes(files[case])
+    if case in files or case == "prime-file latin1":
+        name = "latin1" if case == "prime-file latin1" else case
+        (tmp / f"{name}.txt").write_bytes(files[name])
     elif case == "newer":
         _set_meta(run_dir, format_version=99)
-    elif case == "foreign":
+    elif case in ("foreign", "info foreign"):
         _set_meta(run_dir, format="someone-elses-tool")
     elif case == "truncated":
         for f in run_dir.glob("checkpoints/*/*/state/**/*"):
@@ -119,6 +120,22 @@ CASES = [
     ("newer", ["sample", "-c", "{run}"], "format version 99; this charlstm reads up to 1: upgrade"),
     ("foreign", ["sample", "-c", "{run}"], "not a charlstm checkpoint"),
     ("truncated", ["sample", "-c", "{run}"], "cannot read checkpoint"),
+    ("top-k", ["sample", "-c", "{run}", "--top-k", "-1"], "--top-k must be >= 0"),
+    ("top-p 0", ["sample", "-c", "{run}", "--top-p", "0"], "--top-p must be"),
+    ("top-p 2", ["sample", "-c", "{run}", "--top-p", "1.5"], "--top-p must be"),
+    ("num-samples", ["sample", "-c", "{run}", "-N", "0"], "--num-samples must be >= 1"),
+    ("two primes", ["sample", "-c", "{run}", "--prime", "a", "--prime-file", "{corpus}"], "not both"),
+    ("prime-file missing", ["sample", "-c", "{run}", "--prime-file", "{tmp}/nope.txt"], "cannot read --prime-file"),
+    ("prime-file latin1", ["sample", "-c", "{run}", "--prime-file", "{tmp}/latin1.txt"], "is not UTF-8 text"),
+    ("output dir", ["sample", "-c", "{run}", "-n", "5", "-o", "{tmp}"], "cannot write --output"),
+    ("quiet+verbose", ["train", "{corpus}", "-q", "-v"], "--quiet and --verbose contradict"),
+    ("eval missing text", ["eval", "{run}", "{tmp}/nope.txt"], "corpus file not found"),
+    ("eval missing run", ["eval", "{tmp}/nope", "{corpus}"], "checkpoint not found"),
+    ("eval streams", ["eval", "{run}", "{corpus}", "--streams", "0"], "--streams must be >= 1"),
+    ("runs missing", ["runs", "{tmp}/nope"], "no runs directory"),
+    ("info missing", ["info", "{tmp}/nope"], "checkpoint not found"),
+    ("info foreign", ["info", "{run}"], "not a charlstm checkpoint"),
+    ("plot missing", ["plot", "{tmp}/nope"], "not a run directory"),
     ("resume missing", ["resume", "{tmp}/nope"], "not a run directory"),
     ("resume non-run", ["resume", "{tmp}"], "not a run directory"),
     ("resume steps", ["resume", "{run}", "--steps", "3"], "--steps 3 is not beyond step 4"),
@@ -151,7 +168,7 @@ def test_bad_input_is_one_clear_line_and_status_2(runner, tmp_path, trained_run,
 def test_every_command_has_useful_help(runner):
     top = runner.invoke(app, ["--help"])
     assert top.exit_code == 0
-    for command in ("train", "sample", "resume"):
+    for command in ("train", "sample", "resume", "eval", "runs", "info", "plot"):
         assert command in top.stdout
         result = runner.invoke(app, [command, "--help"])
         assert result.exit_code == 0
@@ -241,3 +258,79 @@ def test_resume_refuses_options_that_would_change_the_run(runner, trained_run, o
     result = runner.invoke(app, ["resume", str(trained_run[0]), option, "8"])
     assert result.exit_code == 2
     assert f"No such option: {option}" in result.output
+
+
+def _sample(runner, run_dir, *args):
+    result = runner.invoke(app, ["sample", "-c", str(run_dir), "-q", *args])
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+def test_top_k_one_is_greedy_and_streaming_gives_the_same_text(runner, trained_run):
+    run_dir, _ = trained_run
+    greedy = _sample(runner, run_dir, "-n", "120", "--greedy")
+    assert greedy == _sample(runner, run_dir, "-n", "120", "--temp", "0")
+    assert greedy == _sample(runner, run_dir, "-n", "120", "--top-k", "1", "--temp", "1.3", "--seed", "9")
+    streamed = _sample(runner, run_dir, "-n", "700", "--seed", "4", "--top-p", "0.9", "--stream")
+    assert streamed == _sample(runner, run_dir, "-n", "700", "--seed", "4", "--top-p", "0.9", "--no-stream")
+    assert len(streamed.rstrip("\n")) >= 700 - 1
+
+
+def test_several_samples_json_output_file_and_prime_file(runner, trained_run, tmp_path):
+    run_dir, _ = trained_run
+    lines = _sample(runner, run_dir, "-n", "60", "-N", "3", "--seed", "2", "--prime", "KING.", "--json").splitlines()
+    records = [json.loads(line) for line in lines]
+    assert [r["sample"] for r in records] == [0, 1, 2]
+    assert all(len(r["text"]) == 60 and r["prime"] == "KING." for r in records)
+    assert {r["seed"] for r in records} == {2} and records[0]["temperature"] == 1.0
+    assert records[0]["checkpoint"].startswith(str(run_dir)) and records[0]["step"] == 4
+    assert len({r["text"] for r in records}) == 3  # independent samples
+    # Sample 0 of a batch is the sample the same seed gives alone.
+    single = _sample(runner, run_dir, "-n", "60", "--seed", "2", "--prime", "KING.")
+    assert single.rstrip("\n") == "KING." + records[0]["text"].rstrip("\n")
+
+    text = _sample(runner, run_dir, "-n", "60", "-N", "2", "--seed", "2", "--prime", "KING.")
+    assert text.startswith("----- sample 1 of 2 -----\nKING." + records[0]["text"])
+    assert "----- sample 2 of 2 -----\nKING." + records[1]["text"] in text
+
+    prime_file = tmp_path / "prime.txt"
+    prime_file.write_text("KING.", encoding="utf-8")
+    out = tmp_path / "out.txt"
+    assert _sample(runner, run_dir, "-n", "60", "--seed", "2", "--prime-file", str(prime_file), "-o", str(out)) == ""
+    assert out.read_text(encoding="utf-8") == single
+
+
+def test_quiet_and_verbose(runner, tiny_corpus, tmp_path):
+    quiet = _train(runner, tiny_corpus, tmp_path / "q", "--steps", "5", "--quiet")
+    assert quiet.exit_code == 0 and quiet.stderr == "" and quiet.stdout == ""
+    verbose = _train(runner, tiny_corpus, tmp_path / "v", "--steps", "5", "--log-every", "1", "--verbose")
+    assert verbose.exit_code == 0
+    assert "model: ModelConfig(vocab_size=" in verbose.stderr and "parameters)" in verbose.stderr
+    assert "training: TrainConfig(steps=5" in verbose.stderr
+    assert "training on cpu" in verbose.stderr  # backend and devices, once
+    # Every logged step is a line, and the sample after evaluation is shown.
+    assert all(f"step {s}/5" in verbose.stderr for s in range(1, 6))
+    assert "step 5: sample\n  | " in verbose.stderr
+
+
+def test_the_cli_module_loads_without_jax_and_the_compilation_cache_works(trained_run, tmp_path):
+    run_dir, _ = trained_run
+    probe = "import sys, charlstm, charlstm.cli; print(sorted(m for m in ('jax', 'flax', 'orbax') if m in sys.modules))"
+    assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True).stdout.strip() == "[]"
+
+    base = {k: v for k, v in os.environ.items() if not k.startswith("CHARLSTM_")}
+    outputs = []
+    for name, extra_env, extra_args in [
+        ("on", {}, []),
+        ("env-off", {"CHARLSTM_NO_CACHE": "1"}, []),
+        ("flag-off", {}, ["--no-cache"]),
+    ]:
+        cache = tmp_path / name
+        env = {**base, "CHARLSTM_CACHE_DIR": str(cache), **extra_env}
+        command = [*_charlstm_command(), *extra_args, "sample", "-c", str(run_dir), "-n", "20", "-q"]
+        result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+        assert result.returncode == 0, result.stderr
+        outputs.append(result.stdout)
+        cached = list(cache.iterdir()) if cache.exists() else []
+        assert bool(cached) == (name == "on"), (name, cached)
+    assert len(set(outputs)) == 1

@@ -19,14 +19,26 @@ def test_streams_are_contiguous_and_targets_shifted():
     # Window 1 of every stream continues window 0 of the same stream.
     np.testing.assert_array_equal(second.inputs[:, 0], first.inputs[:, -1] + 1)
     np.testing.assert_array_equal(first.inputs[:, 0], np.arange(4) * stream_len)
-    assert bool(first.reset) and not bool(second.reset)
+    assert first.reset.shape == (4,) and first.reset.all() and not second.reset.any()
+
+
+def test_streams_also_start_afresh_every_r_windows_staggered():
+    streams = data.Streams(np.arange(10_000, dtype=np.int32), batch=8, seq_len=10, reset_windows=4)
+    resets = np.stack([streams.window(w).reset for w in range(len(streams))])  # (W, B)
+    assert resets[0].all()  # a new pass starts every stream afresh
+    # Afterwards each stream restarts once every 4 windows, and the restarts
+    # are spread evenly: 2 of the 8 streams at every step.
+    assert (resets[1:].sum(axis=1) == 2).all()
+    for b in range(8):
+        gaps = np.diff(np.flatnonzero(resets[1:, b]))
+        assert (gaps == 4).all()
 
 
 def test_data_position_is_a_function_of_the_step():
     streams = data.Streams(np.arange(500, dtype=np.int32), batch=2, seq_len=10)
     wrapped = streams.window(len(streams))
     np.testing.assert_array_equal(wrapped.inputs, streams.window(0).inputs)
-    assert bool(wrapped.reset)
+    assert wrapped.reset.all()
 
 
 def test_too_short_text_says_what_would_work():
@@ -43,7 +55,8 @@ def test_split_holds_out_the_tail():
 def test_layout_covers_training_and_validation_text(tiny_text):
     vocab = Vocab.from_text(tiny_text)
     train, val = data.layout(tiny_text, vocab, batch=4, seq_len=16, val_fraction=0.1)
-    assert len(train) > len(val) >= 1
+    assert len(train) == (len(tiny_text) - len(val) - 1) // 4 // 16
+    assert vocab.decode(val) == tiny_text[len(tiny_text) - int(len(tiny_text) * 0.1) :]
 
 
 @pytest.mark.parametrize(

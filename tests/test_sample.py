@@ -1,14 +1,26 @@
 """The sampler on models whose next-character distribution is known."""
 
+import math
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from charlstm.config import ModelConfig, SampleConfig
 from charlstm.errors import CharlstmError
 from charlstm.model import CharLSTM, forward, init_params, zero_carry
-from charlstm.sample import generate, sample_text
+from charlstm.sample import (
+    filter_logits,
+    filtering_on,
+    generate,
+    sample_chunk,
+    sample_text,
+    sample_texts,
+    stream_texts,
+)
 from charlstm.vocab import Vocab
 
 VOCAB = Vocab("\nabcd")
@@ -20,6 +32,18 @@ def _with_head_bias(bias):
     params = jax.tree_util.tree_map(jnp.zeros_like, init_params(CFG, jax.random.PRNGKey(0)))
     params["head"]["bias"] = jnp.asarray(bias, jnp.float32)
     return params
+
+
+def _frequencies(params, **filters):
+    """Frequencies of each id over 64 x 500 draws at temperature 1."""
+    out = generate(CFG, params, jnp.zeros((64, 1), jnp.int32), jax.random.PRNGKey(3), jnp.float32(1.0), 500, **filters)
+    return np.bincount(np.asarray(out).ravel(), minlength=VOCAB.size) / out.size
+
+
+def _kept(logits, top_k=0, top_p=1.0):
+    """The ids filter_logits keeps, for one row of logits."""
+    out = filter_logits(jnp.asarray([logits], jnp.float32), jnp.int32(top_k), jnp.float32(top_p))
+    return set(np.flatnonzero(np.isfinite(np.asarray(out[0]))).tolist())
 
 
 def test_peaked_distribution_always_gives_its_peak():
@@ -38,10 +62,116 @@ def test_temperature_zero_is_greedy_and_low_temperature_approaches_it():
 
 def test_frequencies_follow_the_softmax():
     probs = np.array([0.1, 0.2, 0.3, 0.25, 0.15])
-    params = _with_head_bias(np.log(probs))
-    out = generate(CFG, params, jnp.zeros((64, 1), jnp.int32), jax.random.PRNGKey(3), jnp.float32(1.0), 500)
-    counts = np.bincount(np.asarray(out).ravel(), minlength=5) / out.size
-    np.testing.assert_allclose(counts, probs, atol=0.01)
+    np.testing.assert_allclose(_frequencies(_with_head_bias(np.log(probs))), probs, atol=0.01)
+
+
+def test_top_k_one_is_greedy():
+    params = init_params(CFG, jax.random.PRNGKey(5))
+    for prime in ("", "ab\nc"):
+        greedy = sample_text(CFG, params, VOCAB, SampleConfig(80, temperature=0, prime=prime))
+        assert greedy == sample_text(CFG, params, VOCAB, SampleConfig(80, temperature=1.3, prime=prime, top_k=1))
+
+
+def test_top_k_draws_from_the_k_most_likely_in_proportion():
+    probs = np.array([0.1, 0.2, 0.3, 0.25, 0.15])
+    expected = np.where(probs >= 0.25, probs, 0) / 0.55  # ids 2 and 3, renormalised
+    freq = _frequencies(_with_head_bias(np.log(probs)), top_k=2)
+    assert set(np.flatnonzero(freq)) == {2, 3}
+    np.testing.assert_allclose(freq, expected, atol=0.01)
+
+
+@pytest.mark.parametrize(("top_p", "kept"), [(0.75, {1, 3}), (0.85, {1, 3, 4}), (0.3, {1})])
+def test_top_p_keeps_the_fewest_likely_characters_that_reach_p(top_p, kept):
+    probs = np.array([0.06, 0.5, 0.04, 0.3, 0.1])  # by rank: 0.5, 0.3, 0.1, 0.06, 0.04
+    assert _kept(np.log(probs), top_p=top_p) == kept
+    freq = _frequencies(_with_head_bias(np.log(probs)), top_p=top_p)
+    expected = np.where(np.isin(np.arange(5), list(kept)), probs, 0)
+    np.testing.assert_allclose(freq, expected / expected.sum(), atol=0.01)
+
+
+def test_filters_apply_in_order_temperature_top_k_top_p():
+    logits = np.log([0.5, 0.3, 0.1, 0.06, 0.04])
+    # top-p alone: 0.5 + 0.3 < 0.85, so 0.1 is needed too. After top-k 3 the
+    # first two hold 0.8 / 0.9 of the renormalised mass, which is enough.
+    assert _kept(logits, top_p=0.85) == {0, 1, 2}
+    assert _kept(logits, top_k=3, top_p=0.85) == {0, 1}
+    # Temperature 0.5 squares the probabilities: the first then holds 0.70,
+    # enough for p = 0.6 on its own.
+    params = _with_head_bias(logits)
+    assert set(sample_text(CFG, params, VOCAB, SampleConfig(200, temperature=1.0, top_p=0.6))) == {"\n", "a"}
+    assert sample_text(CFG, params, VOCAB, SampleConfig(200, temperature=0.5, top_p=0.6)) == "\n" * 200
+
+
+def test_filter_edge_cases_are_exact_and_deterministic():
+    assert _kept([1.0, 1.0, 1.0, 0.0], top_k=1) == {0}  # ties go to the lowest id, as argmax does
+    assert _kept([0.0, 2.0, 2.0, 1.0], top_k=2) == {1, 2}
+    assert _kept([0.0, 2.0, 2.0, 1.0], top_k=9) == {0, 1, 2, 3}  # k >= V keeps everything
+    # p = 1 keeps characters so unlikely that the cumulative sum is 1.0 before them.
+    assert _kept([0.0, -40.0, -80.0, -100.0], top_k=3, top_p=1.0) == {0, 1, 2}
+    assert _kept([0.0, 5.0, 1.0], top_p=1e-6) == {1}  # the most likely is always kept
+    assert filtering_on(0, 1.0, 5) is False
+    assert filtering_on(5, 1.0, 5) is False  # k >= V: no sort compiled at all
+    assert filtering_on(4, 1.0, 5) and filtering_on(0, 0.9, 5)
+
+
+_filter = jax.jit(filter_logits)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    halves=st.lists(st.integers(-6, 6), min_size=1, max_size=8),  # small integers: many ties
+    top_k=st.integers(0, 9),
+    top_p=st.floats(0.01, 1.0),
+)
+def test_filter_matches_its_definition(halves, top_k, top_p):
+    logits = np.asarray(halves, np.float64) / 2
+    order = np.argsort(-logits, kind="stable")
+    k = len(logits) if top_k == 0 else min(top_k, len(logits))
+    probs = np.exp(logits[order[:k]] - logits[order[0]])
+    cumulative = np.cumsum(probs / probs.sum())
+    if top_p < 1 and np.min(np.abs(cumulative - top_p)) < 1e-5:
+        return  # float32 and float64 may disagree on which side of p the sum falls
+    m = k if top_p >= 1 else int(np.argmax(cumulative >= top_p)) + 1
+    out = _filter(jnp.asarray([logits], jnp.float32), jnp.int32(top_k), jnp.float32(top_p))
+    assert set(np.flatnonzero(np.isfinite(np.asarray(out[0])))) == set(order[:m].tolist())
+    kept = np.isfinite(np.asarray(out[0]))
+    np.testing.assert_array_equal(np.asarray(out[0])[kept], logits[kept])  # kept logits unchanged
+
+
+def test_changing_temperature_top_k_or_top_p_does_not_recompile():
+    params = init_params(CFG, jax.random.PRNGKey(5))
+    sample_text(CFG, params, VOCAB, SampleConfig(33, top_k=2, top_p=0.9))
+    compiled = sample_chunk._cache_size()
+    for temperature, top_k, top_p in [(0.7, 3, 0.5), (1.5, 1, 0.99), (0.0, 4, 1.0), (1.0, 0, 0.8)]:
+        sample_text(CFG, params, VOCAB, SampleConfig(33, temperature=temperature, top_k=top_k, top_p=top_p))
+    assert sample_chunk._cache_size() == compiled
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 30, 100])
+def test_streaming_in_chunks_gives_exactly_the_batch_texts(chunk):
+    params = init_params(CFG, jax.random.PRNGKey(5))
+    request = SampleConfig(30, temperature=1.2, prime="ab", seed=4, top_p=0.9, num_samples=2)
+    pieces = list(stream_texts(CFG, params, VOCAB, request, chunk))
+    assert [len(p[0]) for p in pieces[:-1]] == [chunk] * (len(pieces) - 1)
+    assert all(len(p) == 2 for p in pieces)
+    assert ["".join(p[i] for p in pieces) for i in range(2)] == sample_texts(CFG, params, VOCAB, request)
+
+
+def test_stream_checks_its_request_before_the_first_piece():
+    params = init_params(CFG, jax.random.PRNGKey(0))
+    with pytest.raises(CharlstmError, match="never saw: '!'"):
+        stream_texts(CFG, params, VOCAB, SampleConfig(5, prime="a!"))
+    with pytest.raises(CharlstmError, match="chunk must be >= 1"):
+        stream_texts(CFG, params, VOCAB, SampleConfig(5), chunk=0)
+
+
+def test_samples_in_a_batch_are_independent_and_do_not_depend_on_the_batch():
+    params = init_params(CFG, jax.random.PRNGKey(5))
+    three = sample_texts(CFG, params, VOCAB, SampleConfig(60, seed=5, num_samples=3))
+    assert len(three) == 3 and len(set(three)) == 3
+    assert all(len(t) == 60 for t in three)
+    assert three[0] == sample_text(CFG, params, VOCAB, SampleConfig(60, seed=5))
+    assert three[:2] == sample_texts(CFG, params, VOCAB, SampleConfig(60, seed=5, num_samples=2))
 
 
 def test_same_seed_same_text_and_seeds_differ():
@@ -68,11 +198,23 @@ def test_prime_is_read_once_then_continued_greedily():
     assert got == VOCAB.decode(expected)
 
 
+def test_empty_prime_starts_from_a_new_line():
+    params = init_params(CFG, jax.random.PRNGKey(5))
+    assert sample_text(CFG, params, VOCAB, SampleConfig(40, seed=3)) == sample_text(
+        CFG, params, VOCAB, SampleConfig(40, seed=3, prime="\n")
+    )
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
         ({"length": 0}, "--length must be >= 1"),
         ({"length": 5, "temperature": -1.0}, "--temp must be > 0"),
+        ({"top_k": -1}, r"--top-k must be >= 0, got -1"),
+        ({"top_p": 0.0}, r"--top-p must be in \(0, 1\], got 0.0"),
+        ({"top_p": 1.5}, r"--top-p must be in \(0, 1\], got 1.5"),
+        ({"top_p": math.nan}, r"--top-p must be in \(0, 1\]"),
+        ({"num_samples": 0}, r"--num-samples must be >= 1, got 0"),
     ],
 )
 def test_bad_requests(kwargs, message):

@@ -20,9 +20,15 @@ import numpy as np
 import optax
 
 from charlstm import data, events
-from charlstm.config import ModelConfig, TrainConfig
-from charlstm.model import Carry, CharLSTM, Params, forward, zero_carry
+from charlstm.config import ModelConfig, SampleConfig, TrainConfig
+from charlstm.evaluate import make_scorer
+from charlstm.model import Carry, CharLSTM, Params, forward
+from charlstm.sample import sample_text
 from charlstm.state import Run, TrainState, learning_rate_schedule, make_optimizer
+
+# What is shown after each validation pass: the same prime, seed and
+# temperature every time, so the samples show the model improving, not luck.
+PROGRESS_SAMPLE = SampleConfig(length=200, temperature=0.8, seed=0)
 
 
 def _loss(
@@ -41,8 +47,10 @@ def make_train_step(model_cfg: ModelConfig, train_cfg: TrainConfig) -> jax.stage
     schedule = learning_rate_schedule(train_cfg)
 
     def train_step(state: TrainState, batch: data.Batch) -> tuple[TrainState, dict[str, jax.Array]]:
-        # A new pass over the data starts every stream afresh.
-        carry = jax.tree_util.tree_map(lambda x: jnp.where(batch.reset, 0.0, x), state.carry)
+        # Streams that start afresh (see data.py) begin this window from zeros.
+        carry = jax.tree_util.tree_map(
+            lambda x: jnp.where(batch.reset[None, :, None], 0.0, x), state.carry
+        )  # (L, B, H)
         (loss, carry), grads = jax.value_and_grad(_loss, argnums=1, has_aux=True)(
             model, state.params, batch.inputs, batch.targets, carry
         )
@@ -70,42 +78,24 @@ def make_train_step(model_cfg: ModelConfig, train_cfg: TrainConfig) -> jax.stage
     return jax.jit(train_step, donate_argnums=0)
 
 
-def make_evaluator(model_cfg: ModelConfig) -> Callable[[Params, data.Streams], float]:
-    """Mean loss in nats per character over every window of `streams`, with
-    the state carried across windows exactly as in training."""
-    model = CharLSTM(model_cfg)
-
-    @jax.jit
-    def window_loss(params: Params, inputs: jax.Array, targets: jax.Array, carry: Carry) -> tuple[jax.Array, Carry]:
-        logits, carry = forward(model, params, inputs, carry)  # (B, T, V)
-        return optax.softmax_cross_entropy_with_integer_labels(logits, targets).sum(), carry
-
-    def evaluate(params: Params, streams: data.Streams) -> float:
-        carry = zero_carry(model_cfg, streams.batch)
-        total = jnp.zeros((), jnp.float32)
-        for w in range(len(streams)):
-            batch = streams.window(w)
-            loss_sum, carry = window_loss(params, batch.inputs, batch.targets, carry)
-            total = total + loss_sum  # stays on the device until the end
-        return float(total) / (len(streams) * streams.batch * streams.seq_len)
-
-    return evaluate
-
-
 def fit(
     run: Run,
     save: Callable[[Run, bool, int], str],
     should_stop: Callable[[], bool] = lambda: False,
+    sample: SampleConfig | None = PROGRESS_SAMPLE,
 ) -> Iterator[events.Event]:
     """Train `run` to `train_config.steps`, yielding events as it goes.
 
     `save(run, best, windows_per_pass)` writes a checkpoint and returns where;
     the loop decides when: every `checkpoint_every` steps, at every new best
     validation loss, and when it stops for any reason (so an interrupted run
-    always has a checkpoint to resume from)."""
+    always has a checkpoint to resume from). After each validation pass a
+    short `sample` is generated (None: no samples)."""
     tc, mc = run.train_config, run.model_config
-    train_streams, val_streams = data.layout(run.corpus.text, run.vocab, tc.batch_size, tc.seq_len, tc.val_fraction)
-    evaluate = make_evaluator(mc)
+    train_streams, val_ids = data.layout(
+        run.corpus.text, run.vocab, tc.batch_size, tc.seq_len, tc.val_fraction, tc.reset_chars
+    )
+    score = make_scorer(mc)
     step = int(run.state.step)
     yield events.Started(
         step=step,
@@ -113,7 +103,7 @@ def fit(
         backend=jax.default_backend(),
         devices=[str(d) for d in jax.devices()],
         train_chars=train_streams.windows * tc.seq_len * tc.batch_size,
-        val_chars=len(val_streams) * val_streams.seq_len * val_streams.batch,
+        val_chars=len(val_ids) - 1,
         windows_per_pass=train_streams.windows,
     )
     if step >= tc.steps:
@@ -161,7 +151,8 @@ def fit(
 
     def validate() -> Iterator[events.Event]:
         nonlocal evaluated_step, healthy
-        val_loss = evaluate(run.state.params, val_streams)
+        # Up to batch_size streams: the same layout `charlstm eval` uses by default.
+        val_loss = score(run.state.params, val_ids, tc.batch_size).loss
         evaluated_step = step
         if not math.isfinite(val_loss):
             healthy = False
@@ -174,6 +165,8 @@ def fit(
         yield events.Evaluated(step, val_loss, is_best)
         if is_best:
             yield events.Saved(step, save(run, True, train_streams.windows), best=True)
+        if sample is not None:
+            yield events.Sampled(step, sample_text(mc, run.state.params, run.vocab, sample))
 
     def checkpoint() -> events.Saved:
         nonlocal saved_step

@@ -4,14 +4,13 @@ import shutil
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import pytest
 
 from charlstm import data, events, runs
 from charlstm.errors import CharlstmError
 from charlstm.model import zero_carry
 from charlstm.state import _decay_mask, learning_rate_schedule
-from charlstm.train import make_evaluator, make_train_step
+from charlstm.training import make_train_step
 
 from .helpers import assert_trees_equal, losses, new_tiny_run, tiny_train_config, train
 
@@ -68,28 +67,6 @@ def test_resume_refuses_a_changed_corpus_unless_forced(tiny_corpus, tmp_path):
     with pytest.raises(Exception, match="changed since this run started"):
         runs.resume_run(tmp_path / "run", {})
     assert int(runs.resume_run(tmp_path / "run", {}, force=True).state.step) == 2
-
-
-def test_evaluator_is_the_mean_per_character_loss(tiny_corpus, tiny_text):
-    """On the training streams, the evaluator agrees with a direct
-    computation of the mean cross-entropy with carried state."""
-    import optax
-
-    from charlstm.model import CharLSTM, zero_carry
-
-    run = new_tiny_run(tiny_corpus)
-    streams = data.Streams(run.vocab.encode(tiny_text[:1200]), batch=3, seq_len=8)
-    model = CharLSTM(run.model_config)
-    carry = zero_carry(run.model_config, 3)
-    per_char = []
-    for w in range(len(streams)):
-        batch = streams.window(w)
-        logits, carry = model.apply({"params": run.state.params}, batch.inputs, carry)
-        per_char.append(np.asarray(optax.softmax_cross_entropy_with_integer_labels(logits, batch.targets)))
-    expected = float(np.mean(np.concatenate(per_char)))
-    assert make_evaluator(run.model_config)(run.state.params, streams) == pytest.approx(expected, rel=1e-5)
-    # An untrained model is close to uniform over the vocabulary.
-    assert expected == pytest.approx(math.log(run.vocab.size), rel=0.1)
 
 
 def test_schedule_warms_up_then_decays():

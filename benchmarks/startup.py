@@ -1,0 +1,78 @@
+"""How long the user waits: `--help`, and `charlstm sample` cold and warm.
+
+    python benchmarks/startup.py                      # trains a default-size model for 1 step first
+    python benchmarks/startup.py --checkpoint runs/X  # or times sampling from an existing run
+    python benchmarks/startup.py --json results.json
+
+Every command runs as its own process, as a user runs it, and is timed from
+start to exit. "first" samples with an empty compilation cache (as on the
+first run after installing), "second" with the cache the first run filled;
+both include starting Python and loading JAX and the checkpoint. Medians of
+--repeats runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def _charlstm() -> list[str]:
+    exe = Path(sys.executable).parent / "charlstm"
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "charlstm"]
+
+
+def _time(args: list[str], env: dict[str, str] | None = None) -> float:
+    start = time.perf_counter()
+    subprocess.run([*_charlstm(), *args], check=True, capture_output=True, env=env)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", type=Path, help="run to sample from [default: train a default-size one]")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--length", type=int, default=1000, help="characters per sample")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CHARLSTM_")}
+        run = args.checkpoint
+        if run is None:
+            run = Path(tmp) / "run"
+            print("training a default-size model for one step to sample from ...", file=sys.stderr)
+            train = ["train", "shakespeare.txt", "--steps", "1", "--out", str(run), "-q", "--no-cache"]
+            subprocess.run([*_charlstm(), *train], check=True, cwd=tmp)
+        sample = ["sample", "-c", str(run), "-n", str(args.length), "-q"]
+        rows: dict[str, list[float]] = {"charlstm --help": [], "charlstm sample --help": [], "first": [], "second": []}
+        for i in range(args.repeats):
+            rows["charlstm --help"].append(_time(["--help"], env))
+            rows["charlstm sample --help"].append(_time(["sample", "--help"], env))
+            cache = Path(tmp) / f"cache-{i}"
+            cached_env = {**env, "CHARLSTM_CACHE_DIR": str(cache)}
+            rows["first"].append(_time(sample, cached_env))
+            rows["second"].append(_time(sample, cached_env))
+            shutil.rmtree(cache, ignore_errors=True)
+    medians = {name: statistics.median(times) for name, times in rows.items()}
+    labels = {
+        "first": f"charlstm sample -n {args.length}, empty compilation cache",
+        "second": f"charlstm sample -n {args.length}, cache filled by the first",
+    }
+    print(f"{'command':<55} {'median s':>9} {'min s':>7} {'max s':>7}")
+    for name, times in rows.items():
+        print(f"{labels.get(name, name):<55} {medians[name]:>9.2f} {min(times):>7.2f} {max(times):>7.2f}")
+    if args.json:
+        args.json.write_text(json.dumps({"repeats": args.repeats, "seconds": rows, "median": medians}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,50 @@
+"""JAX's persistent compilation cache, kept in a per-user directory.
+
+Compiling the sampler or the training step takes seconds; with the cache a
+second `charlstm sample` on the same model shape loads the compiled program
+from disk instead. The CLI turns it on for every command; library users
+call `enable_compilation_cache()` themselves if they want it.
+
+    CHARLSTM_CACHE_DIR   where to keep it (default: $XDG_CACHE_HOME/charlstm/jax,
+                         else ~/.cache/charlstm/jax)
+    CHARLSTM_NO_CACHE=1  turn it off (as does `charlstm --no-cache ...`)
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+ENV_DIR = "CHARLSTM_CACHE_DIR"
+ENV_OFF = "CHARLSTM_NO_CACHE"
+
+
+def cache_dir() -> Path | None:
+    """Where the cache lives, or None when the environment turns it off."""
+    if os.environ.get(ENV_OFF, "").strip().lower() not in ("", "0", "false", "no"):
+        return None
+    if os.environ.get(ENV_DIR):
+        return Path(os.environ[ENV_DIR]).expanduser()
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "charlstm" / "jax"
+
+
+def enable_compilation_cache(directory: Path | None = None) -> Path | None:
+    """Cache compiled programs in `directory` (default: `cache_dir()`).
+    Returns the directory used, or None if caching is off or impossible
+    (an unwritable location only costs speed, so it is not an error)."""
+    directory = directory or cache_dir()
+    if directory is None:
+        return None
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    import jax
+
+    jax.config.update("jax_compilation_cache_dir", str(directory))
+    # JAX by default skips programs that compile in under a second; the
+    # sampler for a small model is one of those, and it is exactly what a
+    # user waits for at every `charlstm sample`.
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+    return directory

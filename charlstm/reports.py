@@ -1,0 +1,127 @@
+"""Tables for `charlstm runs`, `info` and `eval`: data in, rich renderables
+out. Nothing here prints; the CLI decides where the tables go."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from rich import box
+from rich.table import Table
+
+from charlstm.evaluate import Score
+from charlstm.fmt import LN2, duration, loss_text
+from charlstm.runs import RunSummary
+
+
+def _when(unix: float) -> str:
+    return time.strftime("%m-%d %H:%M", time.localtime(unix))
+
+
+def runs_table(runs: Sequence[RunSummary]) -> Table:
+    table = Table(box=box.SIMPLE_HEAD, header_style="bold", pad_edge=False)
+    table.add_column("run", overflow="fold")
+    table.add_column("corpus", overflow="fold")
+    table.add_column("model", no_wrap=True)
+    table.add_column("steps", justify="right", no_wrap=True)
+    table.add_column("best val (bpc)", justify="right", no_wrap=True)
+    table.add_column("time", justify="right", no_wrap=True)
+    table.add_column("updated", no_wrap=True)
+    for r in runs:
+        if r.problem is not None:
+            continue  # listed apart: see the CLI
+        table.add_row(
+            r.path.name,
+            Path(r.corpus).name,
+            f"{r.model.replace(' LSTM', '')} {r.params / 1e6:.2f}M",
+            f"{r.step}/{r.total_steps}",
+            "-" if r.best_val_loss is None else f"{r.best_val_loss:.4f} ({r.best_val_loss / LN2:.3f})",
+            duration(r.train_seconds),
+            _when(r.updated),
+        )
+    return table
+
+
+def run_record(r: RunSummary) -> dict[str, Any]:
+    return {
+        "run": str(r.path),
+        "corpus": r.corpus,
+        "model": r.model,
+        "params": r.params,
+        "step": r.step,
+        "total_steps": r.total_steps,
+        "best_val_loss": r.best_val_loss,
+        "best_val_bpc": None if r.best_val_loss is None else r.best_val_loss / LN2,
+        "train_seconds": r.train_seconds,
+        "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(r.updated)),
+        "problem": r.problem,
+    }
+
+
+def _vocab_preview(chars: str, limit: int = 60) -> str:
+    shown = chars if len(chars) <= limit else chars[:limit]
+    more = f" ... and {len(chars) - limit} more" if len(chars) > limit else ""
+    return repr(shown) + more
+
+
+def _wrapped(items: list[str], per_line: int) -> str:
+    return "\n".join(", ".join(items[i : i + per_line]) for i in range(0, len(items), per_line))
+
+
+def info_table(where: Path, meta: Mapping[str, Any], params: int) -> Table:
+    table = Table(show_header=False, show_edge=False, box=None, padding=(0, 2))
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column(overflow="fold")
+    model, train = meta["model"], meta["train"]
+    rows = [
+        ("checkpoint", str(where)),
+        ("saved", f"{meta.get('saved_at', '?')} by charlstm {meta.get('charlstm_version', '?')}"),
+        ("step", f"{meta['step']} of {train['steps']}"),
+        ("model", f"{model['num_layers']}x{model['hidden_size']} LSTM, embedding {model['embed_dim']}"),
+        ("parameters", f"{params:,}"),
+        ("vocabulary", f"{len(meta['vocab'])} characters: {_vocab_preview(meta['vocab'])}"),
+        ("corpus", f"{meta['corpus']['path']} (sha256 {meta['corpus']['sha256'][:12]}...)"),
+        ("best validation loss", loss_text(meta.get("best_val_loss"), 4)),
+        ("training time", duration(float(meta.get("train_seconds") or 0.0))),
+        ("training", _wrapped([f"{k}={v}" for k, v in train.items()], per_line=4)),
+    ]
+    history = meta.get("history") or []
+    if history:
+        last = history[-5:]
+        rows.append(
+            ("validation", "; ".join(f"step {h['step']}: {h['val_loss']:.4f}" for h in last) + " (latest passes)")
+        )
+    for name, value in rows:
+        table.add_row(name, value)
+    return table
+
+
+def score_table(text_path: str, where: Path, score: Score) -> Table:
+    table = Table(show_header=False, show_edge=False, box=None, padding=(0, 2))
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column(overflow="fold")
+    table.add_row("text", text_path)
+    table.add_row("checkpoint", str(where))
+    table.add_row("characters scored", f"{score.chars:,}")
+    if score.skipped:
+        listed = ", ".join(f"{c!r} x{n}" for c, n in sorted(score.skipped.items(), key=lambda kv: -kv[1])[:10])
+        table.add_row("skipped (not in vocabulary)", f"{sum(score.skipped.values()):,}: {listed}")
+    table.add_row("loss", f"{score.loss:.4f} nats/char")
+    table.add_row("bits per char", f"{score.bits_per_char:.4f}")
+    table.add_row("perplexity", f"{score.perplexity:.3f}")
+    return table
+
+
+def score_record(text_path: str, where: Path, score: Score) -> dict[str, Any]:
+    return {
+        "text": text_path,
+        "checkpoint": str(where),
+        "chars": score.chars,
+        "skipped": sum(score.skipped.values()),
+        "skipped_chars": dict(score.skipped),
+        "loss": score.loss,
+        "bits_per_char": score.bits_per_char,
+        "perplexity": score.perplexity,
+    }

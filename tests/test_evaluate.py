@@ -1,0 +1,74 @@
+"""Scoring text: every character once, with carried state, as validation does."""
+
+import itertools
+import math
+
+import jax
+import numpy as np
+import optax
+import pytest
+
+from charlstm import api
+from charlstm.config import ModelConfig
+from charlstm.errors import CorpusError
+from charlstm.evaluate import EVAL_WINDOW, MIN_STREAM_CHARS, make_scorer
+from charlstm.model import CharLSTM, init_params, zero_carry
+from charlstm.vocab import Vocab
+
+from .helpers import new_tiny_run, train
+
+
+def _direct_loss(cfg, params, ids):
+    """Mean cross-entropy of ids[1:] given ids[:-1], one stream, one call."""
+    logits, _ = CharLSTM(cfg).apply({"params": params}, ids[None, :-1], zero_carry(cfg, 1))
+    return np.asarray(optax.softmax_cross_entropy_with_integer_labels(logits[0], ids[1:]), np.float64)
+
+
+@pytest.fixture(scope="module")
+def model(tiny_text):
+    vocab = Vocab.from_text(tiny_text)
+    cfg = ModelConfig(vocab_size=vocab.size, embed_dim=8, hidden_size=16, num_layers=2)
+    return cfg, init_params(cfg, jax.random.PRNGKey(1)), vocab
+
+
+@pytest.mark.parametrize("n_chars", [2, 100, EVAL_WINDOW + 1, 3 * EVAL_WINDOW + 17])
+def test_one_stream_scores_every_character_once_across_windows(model, tiny_text, n_chars):
+    cfg, params, vocab = model
+    ids = vocab.encode(tiny_text[:n_chars])
+    score = make_scorer(cfg)(params, ids, 1)
+    assert score.chars == n_chars - 1
+    assert score.loss == pytest.approx(_direct_loss(cfg, params, ids).mean(), rel=1e-5)
+
+
+def test_several_streams_each_start_fresh_and_cover_the_text(model, tiny_text):
+    cfg, params, vocab = model
+    ids = vocab.encode(tiny_text[: 3 * MIN_STREAM_CHARS + 2])
+    score = make_scorer(cfg)(params, ids, 3)
+    # 3 * MIN + 1 predictions: streams of MIN + 1, MIN, MIN predictions.
+    cuts = [0, MIN_STREAM_CHARS + 1, 2 * MIN_STREAM_CHARS + 1, 3 * MIN_STREAM_CHARS + 1]
+    parts = [_direct_loss(cfg, params, ids[a : b + 1]) for a, b in itertools.pairwise(cuts)]
+    assert score.chars == sum(len(p) for p in parts) == len(ids) - 1
+    assert score.loss == pytest.approx(np.concatenate(parts).mean(), rel=1e-5)
+    # Streams never get shorter than MIN_STREAM_CHARS: asking for 64 gives 3 here.
+    assert make_scorer(cfg)(params, ids, 64).loss == score.loss
+
+
+def test_a_text_of_one_character_cannot_be_scored(model):
+    cfg, params, vocab = model
+    with pytest.raises(CorpusError, match="at least 2"):
+        make_scorer(cfg)(params, vocab.encode("a"), 4)
+
+
+def test_evaluate_reproduces_the_logged_validation_loss_and_skips_unknown_characters(tiny_corpus, tiny_text, tmp_path):
+    run = new_tiny_run(tiny_corpus, steps=4, eval_every=4, checkpoint_every=4)
+    train(run, tmp_path / "run")
+    model = api.load(tmp_path / "run")
+    val_text = tiny_text[len(tiny_text) - int(len(tiny_text) * run.train_config.val_fraction) :]
+    logged = model.history[-1]["val_loss"]
+    assert model.evaluate(val_text).loss == pytest.approx(logged, abs=1e-6)
+
+    score = model.evaluate("€" + val_text[:500] + "€€ü")
+    assert score.skipped == {"€": 3, "ü": 1}
+    assert score.loss == pytest.approx(model.evaluate(val_text[:500]).loss, abs=1e-6)
+    assert score.bits_per_char == pytest.approx(score.loss / math.log(2))
+    assert score.perplexity == pytest.approx(math.exp(score.loss))

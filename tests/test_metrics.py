@@ -1,0 +1,54 @@
+"""metrics.jsonl and samples.txt: what a run leaves for plots and people."""
+
+import math
+
+from charlstm import api, events
+from charlstm.metrics import METRICS_FILE, SAMPLES_FILE, RunLog, read_metrics
+from charlstm.training import PROGRESS_SAMPLE
+
+from .helpers import new_tiny_run
+
+KEYS = {"step", "time", "elapsed", "train_loss", "train_bpc", "lr", "grad_norm", "chars_per_sec"}
+
+
+def test_a_run_logs_every_logged_step_with_validation_where_evaluated(tiny_corpus, tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    run = new_tiny_run(tiny_corpus, steps=8, eval_every=4, checkpoint_every=8, log_every=2)
+    got = []
+    api.run_session(run, run_dir, got.append)
+    records = read_metrics(run_dir)
+    assert [r["step"] for r in records] == [2, 4, 6, 8]
+    for r in records:
+        assert set(r) >= KEYS, r
+        assert r["train_bpc"] == r["train_loss"] / math.log(2)
+    evaluated = {e.step: e.val_loss for e in got if isinstance(e, events.Evaluated)}
+    assert sorted(evaluated) == [4, 8]
+    assert {r["step"]: r["val_loss"] for r in records if "val_loss" in r} == evaluated
+    assert records[1]["val_bpc"] == records[1]["val_loss"] / math.log(2)
+
+    samples = (run_dir / SAMPLES_FILE).read_text(encoding="utf-8")
+    shown = [e for e in got if isinstance(e, events.Sampled)]
+    assert [e.step for e in shown] == [4, 8]
+    assert all(len(e.text) == PROGRESS_SAMPLE.length and e.text in samples for e in shown)
+    assert "===== step 8 =====" in samples
+
+
+def test_resuming_drops_lines_the_dead_session_wrote_after_the_checkpoint(tiny_corpus, tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    run = new_tiny_run(tiny_corpus, steps=6, eval_every=100, checkpoint_every=3, log_every=1)
+    api.run_session(run, run_dir)
+    # As if the process died after step 5, with a half-written line, and the
+    # newest checkpoint was at step 3.
+    lines = (run_dir / METRICS_FILE).read_text().splitlines(keepends=True)[:5]
+    (run_dir / METRICS_FILE).write_text("".join(lines) + '{"step": 6, "tra')
+    log = RunLog(run_dir)
+    log.handle(events.Started(3, 6, "cpu", ["cpu"], 0, 0, 1))
+    assert [r["step"] for r in read_metrics(run_dir)] == [1, 2, 3]
+
+
+def test_unreadable_lines_are_skipped_and_a_missing_file_is_empty(tmp_path):
+    assert read_metrics(tmp_path) == []
+    (tmp_path / METRICS_FILE).write_text('{"step": 1, "train_loss": 2.0}\nnot json\n[1]\n{"step": 2, "train_loss": 1.5')
+    assert read_metrics(tmp_path) == [{"step": 1, "train_loss": 2.0}]

@@ -1,0 +1,124 @@
+"""charlstm.plot: loss curves from metrics records, drawn to a PNG."""
+
+import math
+import struct
+import subprocess
+import sys
+
+import pytest
+
+from charlstm.errors import CharlstmError
+from charlstm.plot import PlotError, _figure, plot_runs
+
+LN2 = math.log(2.0)
+
+
+def _records(steps=400, log_every=10, eval_every=100, final=1.3, seconds_per_step=0.5, seed=0):
+    """Metrics lines shaped like a real run's: a fast drop from ln(vocab),
+    a slow tail, validation a little above training every `eval_every`."""
+    records = []
+    for step in range(log_every, steps + 1, log_every):
+        smooth = final + (4.4 - final) * math.exp(-step / (steps / 8))
+        train = smooth + 0.02 * math.sin(step * 0.7 + seed)
+        record = {
+            "step": step,
+            "time": 1.7e9 + step,
+            "elapsed": step * seconds_per_step,
+            "train_loss": train,
+            "train_bpc": train / LN2,
+            "lr": 2e-3,
+            "grad_norm": 1.0,
+            "chars_per_sec": 1e5,
+        }
+        if step % eval_every == 0:
+            record["val_loss"] = smooth + 0.1
+            record["val_bpc"] = (smooth + 0.1) / LN2
+        records.append(record)
+    return records
+
+
+def _png_size(path):
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR"
+    return struct.unpack(">II", data[16:24])
+
+
+def _legend_texts(figure):
+    legends = figure.legends or [axes.get_legend() for axes in figure.axes if axes.get_legend()]
+    return [text.get_text() for legend in legends for text in legend.get_texts() if text.get_text()]
+
+
+@pytest.mark.parametrize(("width", "height"), [(1200, 450), (777, 333)])
+def test_writes_a_png_of_exactly_the_requested_size(tmp_path, width, height):
+    from matplotlib.image import imread
+
+    out = tmp_path / "nested" / "dirs" / "loss.png"
+    written = plot_runs([("alpha", _records())], out, width_px=width, height_px=height)
+    assert written == out
+    assert _png_size(out) == (width, height)
+    assert imread(out).shape[:2] == (height, width)
+
+
+def test_two_runs_overlaid_share_axes_and_name_both_in_the_legend():
+    figure = _figure([("runs/alpha", _records()), ("runs/beta", _records(final=1.2, seed=1))])
+    by_step, by_time = figure.axes[:2]
+    assert by_step.get_shared_y_axes().joined(by_step, by_time)
+    # A train line and a val line per run, in each panel.
+    assert len(by_step.get_lines()) == len(by_time.get_lines()) == 4
+    texts = _legend_texts(figure)
+    assert len(texts) == 4
+    for label in ("runs/alpha", "runs/beta"):
+        assert any(text.startswith(f"{label} train") for text in texts)
+        assert any(text.startswith(f"{label} val") for text in texts)
+    # Each run keeps one colour for its train and val lines.
+    colours = [line.get_color() for line in by_step.get_lines()]
+    assert colours[0] == colours[1] != colours[2] == colours[3]
+
+
+def test_the_loss_axis_skips_the_initial_drop():
+    figure = _figure([("alpha", _records(steps=2200, eval_every=250))])
+    low, high = figure.axes[0].get_ylim()
+    # Training starts near ln(vocab) ~ 4.4; the axis is scaled to the rest.
+    assert 1.0 < low < 1.35 and high < 4.0
+
+
+def test_runs_without_validation_points_are_drawn(tmp_path):
+    records = [{k: v for k, v in r.items() if not k.startswith("val_")} for r in _records()]
+    figure = _figure([("no-val", records), ("with-val", _records())])
+    assert len(figure.axes[0].get_lines()) == 3
+    texts = _legend_texts(figure)
+    assert any(t.startswith("no-val train") for t in texts) and not any(t.startswith("no-val val") for t in texts)
+    assert _png_size(plot_runs([("no-val", records)], tmp_path / "loss.png", width_px=640, height_px=320)) == (640, 320)
+
+
+def test_a_validation_only_line_is_placed_in_time_between_its_neighbours():
+    records = [
+        {"step": 10, "elapsed": 60.0, "train_loss": 2.0},
+        {"step": 15, "val_loss": 2.1},  # evaluated at a step that was not logged
+        {"step": 20, "elapsed": 120.0, "train_loss": 1.9},
+    ]
+    val_line = _figure([("alpha", records)]).axes[1].get_lines()[1]
+    assert list(val_line.get_xdata()) == [1.5]
+
+
+def test_a_run_without_metrics_is_named_in_the_error(tmp_path):
+    with pytest.raises(PlotError, match="runs/empty has no metrics yet") as raised:
+        plot_runs([("runs/full", _records()), ("runs/empty", [])], tmp_path / "loss.png")
+    assert isinstance(raised.value, CharlstmError)
+    assert not (tmp_path / "loss.png").exists()
+
+
+def test_a_picture_too_small_for_the_panels_is_refused(tmp_path):
+    with pytest.raises(PlotError, match="at least 320x200 pixels"):
+        plot_runs([("alpha", _records())], tmp_path / "loss.png", width_px=100, height_px=100)
+
+
+def test_missing_matplotlib_says_how_to_install_it(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    with pytest.raises(PlotError, match=r"pip install 'charlstm\[plot\]'"):
+        plot_runs([("alpha", _records())], tmp_path / "loss.png")
+
+
+def test_importing_the_module_does_not_import_matplotlib():
+    code = "import sys, charlstm.plot; sys.exit('matplotlib' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

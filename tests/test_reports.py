@@ -1,0 +1,93 @@
+"""`charlstm runs`, `info`, `eval` and `plot` on real runs."""
+
+import json
+import shutil
+import struct
+
+import pytest
+from typer.testing import CliRunner
+
+from charlstm import api, checkpoint
+from charlstm.cli import app
+from charlstm.model import param_count
+
+WIDE = {"COLUMNS": "200"}
+
+
+@pytest.fixture()
+def runner():
+    return CliRunner()
+
+
+def _ok(result):
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+def test_runs_lists_each_run_with_its_best_loss(runner, trained_run, tmp_path):
+    run_dir, _ = trained_run
+    runs_dir = tmp_path / "runs"
+    shutil.copytree(run_dir, runs_dir / "alpha")
+    (runs_dir / "not-a-run").mkdir()
+    (runs_dir / "broken" / "checkpoints").mkdir(parents=True)
+    best = checkpoint.best_val_loss(run_dir)
+    assert best is not None
+
+    records = {r["run"]: r for r in json.loads(_ok(runner.invoke(app, ["runs", str(runs_dir), "--json"])))}
+    assert set(records) == {str(runs_dir / "alpha"), str(runs_dir / "broken")}
+    alpha = records[str(runs_dir / "alpha")]
+    assert alpha["best_val_loss"] == best and alpha["step"] == alpha["total_steps"] == 4
+    assert alpha["model"] == "2x24 LSTM" and alpha["corpus"].endswith("tiny.txt")
+    assert records[str(runs_dir / "broken")]["problem"]
+
+    result = runner.invoke(app, ["runs", str(runs_dir)])
+    row = next(line for line in _ok(result).splitlines() if "alpha" in line)  # one line, however long
+    assert f"{best:.4f}" in row and "4/4" in row and "tiny.txt" in row and "2x24" in row
+    assert "broken" not in result.stdout
+    assert f"note: {runs_dir / 'broken'} could not be read: no complete checkpoint" in result.stderr
+
+
+def test_info_describes_the_checkpoint(runner, trained_run):
+    run_dir, _ = trained_run
+    model = api.load(run_dir)
+    out = _ok(runner.invoke(app, ["info", str(run_dir)], env=WIDE))
+    assert str(model.path) in out
+    assert "4 of 4" in out and "2x24 LSTM, embedding 8" in out
+    assert f"{model.num_params:,}" in out and f"{model.vocab.size} characters" in out
+    assert f"{model.best_val_loss:.4f}" in out
+    record = json.loads(_ok(runner.invoke(app, ["info", str(run_dir), "--json"])))
+    assert record["params"] == model.num_params == param_count(model.model_config)
+    assert record["vocab"] == model.vocab.chars and record["step"] == 4
+
+
+def test_eval_matches_the_logged_validation_loss(runner, trained_run, tmp_path):
+    run_dir, corpus = trained_run
+    text = corpus.read_text(encoding="utf-8")
+    val = tmp_path / "val.txt"
+    val.write_text(text[len(text) - int(len(text) * 0.1) :], encoding="utf-8")
+    logged = api.load(run_dir).history[-1]["val_loss"]
+    record = json.loads(_ok(runner.invoke(app, ["eval", str(run_dir), str(val), "--json"])))
+    assert record["loss"] == pytest.approx(logged, abs=1e-4)
+    assert record["chars"] == len(val.read_text(encoding="utf-8")) - 1 and record["skipped"] == 0
+
+    odd = tmp_path / "odd.txt"
+    odd.write_text("KING. Wherefore art thou \u00e9\u00e9 #\n" * 40, encoding="utf-8")
+    out = _ok(runner.invoke(app, ["eval", str(run_dir), str(odd)], env=WIDE))
+    assert "bits per char" in out and "perplexity" in out
+    assert "skipped (not in vocabulary)" in out and "'\u00e9' x80" in out
+
+
+def _png_size(path):
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR"
+    return struct.unpack(">II", data[16:24])
+
+
+def test_plot_writes_a_png_of_the_requested_size(runner, trained_run, tmp_path):
+    run_dir, _ = trained_run
+    out = tmp_path / "curves" / "loss.png"
+    args = ["plot", str(run_dir), str(run_dir), "-o", str(out), "--width", "900", "--height", "360"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert f"wrote {out}" in result.stderr
+    assert _png_size(out) == (900, 360)
