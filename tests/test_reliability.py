@@ -239,7 +239,7 @@ def test_a_full_disk_during_a_save_keeps_the_previous_checkpoint(tiny_corpus, ti
 def test_signal_handler_stops_then_warns_then_aborts(capfd):
     import signal
 
-    from charlstm.cli import _StopFlag
+    from charlstm.cli.training import _StopFlag
 
     stop = _StopFlag()
     with stop.installed():

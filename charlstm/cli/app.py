@@ -1,0 +1,113 @@
+"""The Typer application and what every command shares: the two consoles,
+one-line errors, exit statuses and the global options.
+
+Commands live beside it (training, sampling, inspection); JAX, Flax and
+Orbax are imported inside them, so `charlstm --help` answers without
+loading them.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+
+from charlstm.errors import CharlstmError
+
+app = typer.Typer(
+    name="charlstm",
+    help=(
+        "Character-level text generation with an LSTM in JAX.\n\n"
+        "Train on any UTF-8 text, watch it learn, sample new text in its style, "
+        "and resume any run from its checkpoint.\n\n"
+        "Example: charlstm train shakespeare.txt && charlstm sample --temp 0.8"
+    ),
+    epilog=(
+        "Exit statuses: 0 success, 1 training diverged, 2 bad input or options, "
+        "3 aborted without a final save, 130/143 interrupted by SIGINT/SIGTERM after saving."
+    ),
+    no_args_is_help=True,
+    add_completion=True,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+)
+
+EXIT_DIVERGED = 1
+EXIT_ABORTED = 3
+EXIT_USAGE = 2
+EXIT_SIGINT = 128 + signal.SIGINT
+EXIT_SIGTERM = 128 + signal.SIGTERM
+
+
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")]
+Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Print more: configuration, every logged step.")]
+AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+_options = {"cache": True}
+
+
+def stderr() -> Console:
+    return Console(stderr=True, soft_wrap=True)
+
+
+def stdout() -> Console:
+    return Console(soft_wrap=False)
+
+
+def print_table(table: Any) -> None:
+    console = stdout()
+    if not console.is_terminal:
+        # A file or pipe has no width to fit: never wrap cells there.
+        console.width = max(console.width, Console(width=10_000).measure(table).maximum)
+    console.print(table)
+
+
+def use_cache() -> None:
+    if _options["cache"]:
+        from charlstm.compile_cache import enable_compilation_cache
+
+        enable_compilation_cache()
+
+
+def say(message: str) -> None:
+    # Paths and user text can contain [brackets]: never read them as markup.
+    stderr().print(message, highlight=False, markup=False)
+
+
+def fail(message: str) -> NoReturn:
+    say(f"error: {message}")
+    raise typer.Exit(EXIT_USAGE)
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    try:
+        yield
+    except CharlstmError as err:
+        fail(str(err))
+
+
+@app.callback()
+def _global_options(
+    no_cache: Annotated[
+        bool,
+        typer.Option(
+            "--no-cache", help="Do not use the compilation cache (also: CHARLSTM_NO_CACHE=1).", show_default=False
+        ),
+    ] = False,
+    version: Annotated[bool | None, typer.Option("--version", help="Show the version and exit.", is_eager=True)] = None,
+) -> None:
+    if version:
+        from charlstm import __version__
+
+        stdout().print(f"charlstm {__version__}", highlight=False)
+        raise typer.Exit()
+    _options["cache"] = not no_cache
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,145 @@
+"""`charlstm sample`: text to stdout, a file, or JSON; streamed on a terminal."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, TextIO
+
+import typer
+
+from charlstm.cli.app import Quiet, fail, say, use_cache, user_errors
+from charlstm.config import SampleConfig, to_dict
+
+if TYPE_CHECKING:
+    from charlstm.api import Model
+
+
+def _read_prime(prime: str, prime_file: Path | None) -> str:
+    if prime_file is None:
+        return prime
+    if prime:
+        fail("give --prime or --prime-file, not both")
+    try:
+        return prime_file.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        fail(f"--prime-file {prime_file} is not UTF-8 text")
+    except OSError as err:
+        fail(f"cannot read --prime-file {prime_file}: {err.strerror}")
+
+
+def sample(
+    checkpoint: Annotated[
+        Path | None,
+        typer.Option(
+            "--checkpoint", "-c", help="Run directory or checkpoint [default: the most recent run under runs/]."
+        ),
+    ] = None,
+    temp: Annotated[
+        float, typer.Option("--temp", "-t", help="Sampling temperature: lower is safer, higher is wilder; 0 is greedy.")
+    ] = SampleConfig.temperature,
+    greedy: Annotated[bool, typer.Option(help="Always take the most likely character (same as --temp 0).")] = False,
+    top_k: Annotated[
+        int, typer.Option("--top-k", help="Draw only from the k most likely characters (0: all).")
+    ] = SampleConfig.top_k,
+    top_p: Annotated[
+        float,
+        typer.Option("--top-p", help="Draw only from the most likely characters that make up this probability."),
+    ] = SampleConfig.top_p,
+    length: Annotated[int, typer.Option("--length", "-n", help="Characters to generate.")] = SampleConfig.length,
+    prime: Annotated[str, typer.Option(help="Text to start from; it is printed, then continued.")] = SampleConfig.prime,
+    prime_file: Annotated[
+        Path | None, typer.Option("--prime-file", help="Start from this file's text instead of --prime.")
+    ] = None,
+    num_samples: Annotated[
+        int, typer.Option("--num-samples", "-N", help="Independent samples, generated together in one batch.")
+    ] = SampleConfig.num_samples,
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same text.")] = SampleConfig.seed,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to this file instead of stdout.")] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="One JSON object per sample (text and settings), one per line.")
+    ] = False,
+    stream: Annotated[
+        bool | None,
+        typer.Option(
+            "--stream/--no-stream", help="Print text as it is generated [default: when stdout is a terminal]."
+        ),
+    ] = None,
+    quiet: Quiet = False,
+) -> None:
+    """Generate new text from a trained model."""
+    with user_errors():
+        request = SampleConfig(
+            length=length,
+            temperature=0.0 if greedy else temp,
+            prime=_read_prime(prime, prime_file),
+            seed=seed,
+            top_k=top_k,
+            top_p=top_p,
+            num_samples=num_samples,
+        )
+        from charlstm import api
+        from charlstm import checkpoint as ckpt_lib
+        from charlstm.runs import RUNS_DIR
+
+        use_cache()
+        model = api.load(checkpoint if checkpoint is not None else ckpt_lib.most_recent_run(RUNS_DIR))
+        best = f", validation loss {model.best_val_loss:.3f}" if model.best_val_loss is not None else ""
+        note = f"sampling from {model.path} (step {model.step}{best})"
+        streaming = stream if stream is not None else sys.stdout.isatty() and output is None
+        if streaming and num_samples == 1 and not as_json and output is None:
+            pieces = model.stream(request)  # checks the prime before anything is printed
+            if not quiet:
+                say(note)
+            _stream_one(pieces, request.prime)
+            return
+        with _open_output(output) as sink:
+            texts = model.generate(request)
+            if not quiet:
+                say(note)
+            sink.write(_render(texts, request, model, as_json))
+        if output is not None and not quiet:
+            say(f"wrote {len(texts)} sample{'s' if len(texts) > 1 else ''} to {output}")
+
+
+def _render(texts: list[str], request: SampleConfig, model: Model, as_json: bool) -> str:
+    if as_json:
+        settings = {"checkpoint": str(model.path), "step": model.step, **to_dict(request)}
+        del settings["prime"], settings["num_samples"]
+        return "".join(
+            json.dumps({"sample": i, "prime": request.prime, "text": t, **settings}) + "\n" for i, t in enumerate(texts)
+        )
+    parts = [_with_newline(request.prime + t) for t in texts]
+    if len(parts) > 1:
+        parts = [f"----- sample {i + 1} of {len(parts)} -----\n{p}" for i, p in enumerate(parts)]
+    return "\n".join(parts)
+
+
+def _open_output(output: Path | None) -> contextlib.AbstractContextManager[TextIO]:
+    """stdout, or the --output file opened now, so that an unwritable path
+    is reported before any work is done."""
+    if output is None:
+        return contextlib.nullcontext(sys.stdout)
+    try:
+        return output.open("w", encoding="utf-8")
+    except OSError as err:
+        fail(f"cannot write --output {output}: {err.strerror}")
+
+
+def _with_newline(text: str) -> str:
+    return text if text.endswith("\n") else text + "\n"
+
+
+def _stream_one(pieces: Iterator[list[str]], prime: str) -> None:
+    sys.stdout.write(prime)
+    last = prime
+    for piece in pieces:
+        sys.stdout.write(piece[0])
+        sys.stdout.flush()
+        last = piece[0] or last
+    if not last.endswith("\n"):
+        sys.stdout.write("\n")
+    sys.stdout.flush()
