@@ -20,7 +20,7 @@ from typing import Any
 from charlstm import checkpoint, data, events, runs
 from charlstm.checkpoint import CheckpointWriter
 from charlstm.config import ModelConfig, SampleConfig, TrainConfig
-from charlstm.errors import CharlstmError, ConfigError
+from charlstm.errors import CharlstmError, ConfigError, CorpusError
 from charlstm.evaluate import Score, make_scorer
 from charlstm.metrics import RunLog
 from charlstm.model import Params, count_params
@@ -92,6 +92,11 @@ class Model:
         skipped = {c: text.count(c) for c in self.vocab.unknown(text)}
         if skipped:
             text = text.translate({ord(c): None for c in skipped})
+            if len(text) < 2:
+                raise CorpusError(
+                    f"almost none of the text is in the model's vocabulary ({sum(skipped.values())} characters "
+                    "skipped): nothing to score"
+                )
         score = make_scorer(self.model_config)(
             self.params, self.vocab.encode(text), streams or self.train_config.batch_size
         )

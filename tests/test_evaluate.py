@@ -72,3 +72,11 @@ def test_evaluate_reproduces_the_logged_validation_loss_and_skips_unknown_charac
     assert score.loss == pytest.approx(model.evaluate(val_text[:500]).loss, abs=1e-6)
     assert score.bits_per_char == pytest.approx(score.loss / math.log(2))
     assert score.perplexity == pytest.approx(math.exp(score.loss))
+
+
+def test_a_text_the_model_cannot_read_says_so(trained_run):
+    from charlstm.errors import CorpusError
+
+    model = api.load(trained_run[0])
+    with pytest.raises(CorpusError, match="nothing to score"):
+        model.evaluate("€€€€ü")
