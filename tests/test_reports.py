@@ -1,6 +1,7 @@
 """`charlstm runs`, `info`, `eval` and `plot` on real runs."""
 
 import json
+import re
 import shutil
 import struct
 
@@ -91,3 +92,25 @@ def test_plot_writes_a_png_of_the_requested_size(runner, trained_run, tmp_path):
     assert result.exit_code == 0, result.output
     assert f"wrote {out}" in result.stderr
     assert _png_size(out) == (900, 360)
+
+
+def test_colour_only_on_a_terminal_and_never_with_no_color(runner, tiny_corpus, tmp_path):
+    """FORCE_COLOR makes rich treat the output as a terminal: the live
+    progress bar is coloured, unless NO_COLOR is set."""
+    colour = re.compile(r"\x1b\[[0-9;]*(?:3[0-9]|9[0-7])m")  # SGR foreground colours
+    tiny = ["--hidden", "8", "--layers", "1", "--embed", "4", "--batch-size", "2", "--seq-len", "8", "--steps", "3"]
+
+    def train(name, env):
+        result = runner.invoke(app, ["train", str(tiny_corpus), "--out", str(tmp_path / name), *tiny], env=env)
+        assert result.exit_code == 0, result.output
+        return result.stderr
+
+    assert "\x1b[" not in train("plain", {})  # not a terminal: plain lines
+    assert colour.search(train("terminal", {"FORCE_COLOR": "1", "TERM": "xterm"}))
+    assert not colour.search(train("no-color", {"FORCE_COLOR": "1", "TERM": "xterm", "NO_COLOR": "1"}))
+
+
+def test_shell_completion_script(runner):
+    result = runner.invoke(app, ["--show-completion", "bash"])
+    assert result.exit_code == 0, result.output
+    assert "complete" in result.stdout and "charlstm" in result.stdout.lower()
