@@ -3,7 +3,7 @@ progress display (or a test, or a notebook) decides what to do with them."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,8 @@ class Progress:
     lr: float
     chars_per_sec: float
     elapsed: float  # training wall time over all sessions of the run
+    layer_grad_norms: dict[str, float] = field(default_factory=dict)  # per top-level layer, last step
+    clipped_fraction: float = 0.0  # share of steps since the last report whose gradients were clipped
 
 
 @dataclass(frozen=True)

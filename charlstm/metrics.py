@@ -5,7 +5,9 @@ does. `metrics.jsonl` gets one JSON object per logged step:
 
     step, time (unix seconds), elapsed (training seconds over all sessions),
     train_loss and train_bpc (mean since the previous line), lr, grad_norm
-    (global, before clipping), chars_per_sec, and where that step was
+    (global, before clipping), grad_norms (per layer: embed, lstm_0, ...,
+    head), clipped_fraction (share of steps since the previous line whose
+    gradients were clipped), chars_per_sec, and where that step was
     evaluated also val_loss and val_bpc.
 
 Lines are appended and flushed as they are complete, so a killed run keeps
@@ -67,6 +69,8 @@ class RunLog:
                 "train_bpc": event.loss / LN2,
                 "lr": event.lr,
                 "grad_norm": event.grad_norm,
+                "grad_norms": event.layer_grad_norms,
+                "clipped_fraction": event.clipped_fraction,
                 "chars_per_sec": round(event.chars_per_sec, 1),
             }
         elif isinstance(event, events.Evaluated):

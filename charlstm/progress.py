@@ -18,6 +18,29 @@ from charlstm.fmt import duration as _duration
 from charlstm.fmt import loss_text as _loss_text
 
 QUIET, NORMAL, VERBOSE = 0, 1, 2
+# Clipping on most steps means the gradients keep exceeding --clip: they are
+# exploding, and the optimizer only moves as far as the clip allows.
+EXPLODING_CLIPPED_SHARE = 0.5
+# Gradients reaching the first LSTM layer this far below the output layer's
+# are vanishing: the bottom of the network has stopped learning.
+VANISHING_RATIO = 1e-3
+
+
+def gradient_warning(event: events.Progress) -> str | None:
+    """What is wrong with the gradients, if anything."""
+    if event.clipped_fraction >= EXPLODING_CLIPPED_SHARE:
+        return (
+            f"gradients exploding: the norm exceeded --clip on {event.clipped_fraction:.0%} of the recent steps "
+            f"(|g| {event.grad_norm:.3g}); a lower --lr usually steadies training"
+        )
+    first, head = event.layer_grad_norms.get("lstm_0"), event.layer_grad_norms.get("head")
+    if first is not None and head and first < VANISHING_RATIO * head:
+        return (
+            f"gradients vanishing: the first LSTM layer's gradient norm ({first:.2g}) is "
+            f"{head / max(first, 1e-30):.0f}x below the output layer's, so the lower layers barely learn; "
+            "fewer --layers can help"
+        )
+    return None
 
 
 class TrainingDisplay:
@@ -35,6 +58,7 @@ class TrainingDisplay:
         self._progress: Progress | None = None
         self._task: TaskID | None = None
         self._last: events.Progress | None = None
+        self._warning: str | None = None  # the kind of gradient trouble last reported
 
     def __enter__(self) -> TrainingDisplay:
         return self
@@ -99,13 +123,19 @@ class TrainingDisplay:
         self._progress.start()
 
     def _stats(self, event: events.Progress) -> str:
+        clipped = f" clip {event.clipped_fraction:.0%}" if event.clipped_fraction else ""
         return (
-            f"loss {event.loss:.3f}  val {_loss_text(self._val)}  |g| {event.grad_norm:.2f}  "
+            f"loss {event.loss:.3f}  val {_loss_text(self._val)}  |g| {event.grad_norm:.2f}{clipped}  "
             f"lr {event.lr:.2e}  {event.chars_per_sec / 1000:.1f}k chars/s"
         )
 
     def _on_progress(self, event: events.Progress) -> None:
         self._last = event
+        warning = gradient_warning(event)
+        kind = warning.split(":")[0] if warning else None
+        if warning and kind != self._warning:  # once per episode, not at every report
+            self._say(f"step {event.step}: warning: {warning}", style="yellow")
+        self._warning = kind
         if self._progress is not None and self._task is not None:
             self._progress.update(self._task, completed=event.step, stats=self._stats(event))
             return

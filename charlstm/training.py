@@ -13,6 +13,7 @@ import dataclasses
 import math
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -46,7 +47,7 @@ def make_train_step(model_cfg: ModelConfig, train_cfg: TrainConfig) -> jax.stage
     tx = make_optimizer(train_cfg)
     schedule = learning_rate_schedule(train_cfg)
 
-    def train_step(state: TrainState, batch: data.Batch) -> tuple[TrainState, dict[str, jax.Array]]:
+    def train_step(state: TrainState, batch: data.Batch) -> tuple[TrainState, dict[str, Any]]:
         # Streams that start afresh (see data.py) begin this window from zeros.
         carry = jax.tree_util.tree_map(
             lambda x: jnp.where(batch.reset[None, :, None], 0.0, x), state.carry
@@ -56,9 +57,14 @@ def make_train_step(model_cfg: ModelConfig, train_cfg: TrainConfig) -> jax.stage
         )
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
+        grad_norm = optax.tree.norm(grads)  # before clipping
         metrics = {
             "loss": loss,
-            "grad_norm": optax.tree.norm(grads),  # before clipping
+            "grad_norm": grad_norm,
+            # Per layer (embed, lstm_0, ..., head): vanishing gradients show
+            # as the layers far from the loss getting norms far below the head's.
+            "layer_grad_norms": {name: optax.tree.norm(g) for name, g in grads.items()},
+            "clipped": grad_norm > train_cfg.grad_clip,
             "lr": schedule(state.step),
             # The loss above comes from the parameters before this update; a
             # checkpoint must also never hold parameters that overflowed now.
@@ -117,7 +123,7 @@ def fit(
     session_start = time.perf_counter()
     seconds_before = run.train_seconds
     last_report, last_report_step = session_start, step
-    pending: list[dict[str, jax.Array]] = []
+    pending: list[dict[str, Any]] = []
     saved_step: int | None = None
     evaluated_step: int | None = None
     healthy = True  # every loss, gradient norm and parameter seen so far is finite
@@ -142,6 +148,8 @@ def fit(
             total_steps=tc.steps,
             loss=float(np.mean([m["loss"] for m in host])),
             grad_norm=float(host[-1]["grad_norm"]),
+            layer_grad_norms={name: float(v) for name, v in host[-1]["layer_grad_norms"].items()},
+            clipped_fraction=float(np.mean([m["clipped"] for m in host])),
             lr=float(host[-1]["lr"]),
             chars_per_sec=(step - last_report_step) * tc.batch_size * tc.seq_len / (now - last_report),
             elapsed=clock(),

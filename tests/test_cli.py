@@ -334,3 +334,9 @@ def test_the_cli_module_loads_without_jax_and_the_compilation_cache_works(traine
         cached = list(cache.iterdir()) if cache.exists() else []
         assert bool(cached) == (name == "on"), (name, cached)
     assert len(set(outputs)) == 1
+
+
+def test_exploding_gradients_are_warned_about(runner, tiny_corpus, tmp_path):
+    result = _train(runner, tiny_corpus, tmp_path / "run", "--steps", "6", "--log-every", "2", "--clip", "1e-6")
+    assert result.exit_code == 0, result.output
+    assert result.stderr.count("warning: gradients exploding: the norm exceeded --clip on 100%") == 1

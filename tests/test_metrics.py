@@ -2,6 +2,8 @@
 
 import math
 
+import pytest
+
 from charlstm import api, events
 from charlstm.metrics import METRICS_FILE, SAMPLES_FILE, RunLog, read_metrics
 from charlstm.training import PROGRESS_SAMPLE
@@ -52,3 +54,12 @@ def test_unreadable_lines_are_skipped_and_a_missing_file_is_empty(tmp_path):
     assert read_metrics(tmp_path) == []
     (tmp_path / METRICS_FILE).write_text('{"step": 1, "train_loss": 2.0}\nnot json\n[1]\n{"step": 2, "train_loss": 1.5')
     assert read_metrics(tmp_path) == [{"step": 1, "train_loss": 2.0}]
+
+
+def test_per_layer_gradient_norms_make_up_the_global_norm(trained_run):
+    records = read_metrics(trained_run[0])
+    assert records
+    for r in records:
+        assert set(r["grad_norms"]) == {"embed", "lstm_0", "lstm_1", "head"}
+        assert math.sqrt(sum(v * v for v in r["grad_norms"].values())) == pytest.approx(r["grad_norm"], rel=1e-4)
+        assert 0.0 <= r["clipped_fraction"] <= 1.0
