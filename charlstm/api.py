@@ -158,10 +158,6 @@ def _trained(finished: events.Finished, run_dir: Path) -> Model:
     return load(run_dir)
 
 
-def _model_options(hidden_size: int, num_layers: int, embed_dim: int) -> dict[str, Any]:
-    return {"hidden_size": hidden_size, "num_layers": num_layers, "embed_dim": embed_dim}
-
-
 def train(
     corpus: str | Path,
     out: str | Path | None = None,
@@ -169,6 +165,7 @@ def train(
     hidden_size: int = ModelConfig.hidden_size,
     num_layers: int = ModelConfig.num_layers,
     embed_dim: int = ModelConfig.embed_dim,
+    cell: str = ModelConfig.cell,
     on_event: EventHandler | None = None,
     should_stop: StopCheck | None = None,
     **options: Any,
@@ -184,7 +181,8 @@ def train(
         config = TrainConfig(**options)
     except TypeError as err:
         raise ConfigError(f"unknown training option: {err}") from None
-    run, run_dir = prepare(corpus, out, _model_options(hidden_size, num_layers, embed_dim), config)
+    model = {"hidden_size": hidden_size, "num_layers": num_layers, "embed_dim": embed_dim, "cell": cell}
+    run, run_dir = prepare(corpus, out, model, config)
     return _trained(run_session(run, run_dir, on_event, should_stop), run_dir)
 
 

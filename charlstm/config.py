@@ -17,6 +17,9 @@ from charlstm.errors import ConfigError
 T = TypeVar("T")
 
 
+CELLS = ("lstm", "gru")
+
+
 def _check(condition: bool, message: str) -> None:
     if not condition:
         raise ConfigError(message)
@@ -30,13 +33,15 @@ class ModelConfig:
     embed_dim: int = 64
     hidden_size: int = 256
     num_layers: int = 2
-    forget_bias: float = 1.0
+    forget_bias: float = 1.0  # initial bias of the LSTM's forget gate, or the GRU's update gate
+    cell: str = "lstm"  # "lstm" or "gru"
 
     def __post_init__(self) -> None:
         _check(self.vocab_size >= 1, f"vocab_size must be >= 1, got {self.vocab_size}")
         _check(self.embed_dim >= 1, f"--embed must be >= 1, got {self.embed_dim}")
         _check(self.hidden_size >= 1, f"--hidden must be >= 1, got {self.hidden_size}")
         _check(self.num_layers >= 1, f"--layers must be >= 1, got {self.num_layers}")
+        _check(self.cell in CELLS, f"--cell must be one of {', '.join(CELLS)}, got {self.cell!r}")
 
 
 @dataclass(frozen=True)
@@ -116,6 +121,7 @@ _JSON_TYPES: dict[str, tuple[type, ...]] = {
     "int": (int,),
     "float": (int, float),
     "float | None": (int, float, type(None)),
+    "str": (str,),
 }
 
 

@@ -41,12 +41,13 @@ def lstm_update(z: jax.Array, c_prev: jax.Array) -> tuple[jax.Array, jax.Array]:
     return h, c
 
 
-def _gate_bias_init(forget_bias: float) -> Any:
+def _gate_bias_init(forget_bias: float, blocks: int = 4) -> Any:
     def init(key: jax.Array, shape: tuple[int, ...], dtype: Any = jnp.float32) -> jax.Array:
         del key
-        hidden = shape[0] // 4
-        # A positive forget bias starts every cell remembering, so gradients
-        # flow through c over long spans from the first step of training.
+        hidden = shape[0] // blocks
+        # A positive bias on the second block (the LSTM's forget gate, the
+        # GRU's update gate) starts every unit remembering, so gradients flow
+        # through the state over long spans from the first step of training.
         return jnp.zeros(shape, dtype).at[hidden : 2 * hidden].set(forget_bias)
 
     return init
@@ -85,7 +86,61 @@ class LSTMLayer(nn.Module):
         return hs, final
 
 
+class GRULayer(nn.Module):
+    """One GRU layer over a whole window, time-major: the lighter recurrent
+    cell (three gate blocks instead of four, no separate cell state).
+
+        r = sigmoid(W_xr x + W_hr h + b_r)          reset gate
+        u = sigmoid(W_xu x + W_hu h + b_u)          update gate
+        n = tanh(W_xn x + W_hn (r * h) + b_n)       candidate state
+        h' = (1 - u) * n + u * h
+
+    The carry keeps the LSTM's (h, c) shape so that both cells share one
+    training state layout; a GRU has no cell state, and its c stays zero.
+    """
+
+    hidden_size: int
+    update_bias: float = 1.0  # like the LSTM's forget bias: start out keeping h
+
+    @nn.compact
+    def __call__(
+        self, xs: jax.Array, carry: tuple[jax.Array, jax.Array]
+    ) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
+        """xs (T, B, D) and carry (h, c) each (B, H) -> hs (T, B, H), final (h, c)."""
+        hidden = self.hidden_size
+        w_x = self.param("w_x", nn.initializers.lecun_normal(), (xs.shape[-1], 3 * hidden))  # [r | u | n]
+        w_h = self.param("w_h", nn.initializers.orthogonal(), (hidden, 2 * hidden))  # [r | u]
+        w_hn = self.param("w_hn", nn.initializers.orthogonal(), (hidden, hidden))
+        b = self.param("b", _gate_bias_init(self.update_bias, blocks=3), (3 * hidden,))
+        zx = xs @ w_x + b  # (T, B, 3H), hoisted out of the loop as in the LSTM
+
+        def step(h_prev: jax.Array, zx_t: jax.Array) -> tuple[jax.Array, jax.Array]:
+            h = gru_update(zx_t, h_prev, w_h, w_hn)  # (B, H)
+            return h, h
+
+        h_last, c = carry
+        if zx.shape[0] == 1:
+            h, _ = step(h_last, zx[0])
+            return h[None], (h, c)
+        h, hs = jax.lax.scan(step, h_last, zx)  # hs (T, B, H)
+        return hs, (h, c)
+
+
+def gru_update(zx: jax.Array, h_prev: jax.Array, w_h: jax.Array, w_hn: jax.Array) -> jax.Array:
+    """The textbook GRU step; zx (B, 3H) is the input's part of [r | u | n]."""
+    hidden = h_prev.shape[-1]
+    ru = jax.nn.sigmoid(zx[:, : 2 * hidden] + h_prev @ w_h)  # (B, 2H)
+    r, u = ru[:, :hidden], ru[:, hidden:]
+    # The reset gate scales h before it enters the candidate: r near 0 lets
+    # the candidate ignore the past.
+    n = jnp.tanh(zx[:, 2 * hidden :] + (r * h_prev) @ w_hn)
+    return (1.0 - u) * n + u * h_prev
+
+
 class CharLSTM(nn.Module):
+    """Embedding, `num_layers` recurrent layers (LSTM, or GRU with
+    `config.cell == "gru"`), and a dense head over the vocabulary."""
+
     config: ModelConfig
 
     @nn.compact
@@ -97,8 +152,9 @@ class CharLSTM(nn.Module):
         x = nn.Embed(cfg.vocab_size, cfg.embed_dim, name="embed")(tokens.T)  # (T, B, E)
         h0, c0 = carry  # (L, B, H) each
         hs, cs = [], []
+        cell = LSTMLayer if cfg.cell == "lstm" else GRULayer
         for layer in range(cfg.num_layers):
-            x, (h, c) = LSTMLayer(cfg.hidden_size, cfg.forget_bias, name=f"lstm_{layer}")(
+            x, (h, c) = cell(cfg.hidden_size, cfg.forget_bias, name=f"{cfg.cell}_{layer}")(
                 x, (h0[layer], c0[layer])
             )  # x (T, B, H)
             hs.append(h)

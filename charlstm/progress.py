@@ -21,7 +21,7 @@ QUIET, NORMAL, VERBOSE = 0, 1, 2
 # Clipping on most steps means the gradients keep exceeding --clip: they are
 # exploding, and the optimizer only moves as far as the clip allows.
 EXPLODING_CLIPPED_SHARE = 0.5
-# Gradients reaching the first LSTM layer this far below the output layer's
+# Gradients reaching the first recurrent layer this far below the output layer's
 # are vanishing: the bottom of the network has stopped learning.
 VANISHING_RATIO = 1e-3
 
@@ -33,10 +33,11 @@ def gradient_warning(event: events.Progress) -> str | None:
             f"gradients exploding: the norm exceeded --clip on {event.clipped_fraction:.0%} of the recent steps "
             f"(|g| {event.grad_norm:.3g}); a lower --lr usually steadies training"
         )
-    first, head = event.layer_grad_norms.get("lstm_0"), event.layer_grad_norms.get("head")
+    norms = event.layer_grad_norms
+    first, head = norms.get("lstm_0", norms.get("gru_0")), norms.get("head")
     if first is not None and head and first < VANISHING_RATIO * head:
         return (
-            f"gradients vanishing: the first LSTM layer's gradient norm ({first:.2g}) is "
+            f"gradients vanishing: the first recurrent layer's gradient norm ({first:.2g}) is "
             f"{head / max(first, 1e-30):.0f}x below the output layer's, so the lower layers barely learn; "
             "fewer --layers can help"
         )

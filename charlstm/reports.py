@@ -35,7 +35,7 @@ def runs_table(runs: Sequence[RunSummary]) -> Table:
         table.add_row(
             r.path.name,
             Path(r.corpus).name,
-            f"{r.model.replace(' LSTM', '')} {r.params / 1e6:.2f}M",
+            f"{r.model} {r.params / 1e6:.2f}M",
             f"{r.step}/{r.total_steps}",
             "-" if r.best_val_loss is None else f"{r.best_val_loss:.4f} ({r.best_val_loss / LN2:.3f})",
             duration(r.train_seconds),
@@ -75,11 +75,12 @@ def info_table(where: Path, meta: Mapping[str, Any], params: int) -> Table:
     table.add_column(style="bold", no_wrap=True)
     table.add_column(overflow="fold")
     model, train = meta["model"], meta["train"]
+    shape = f"{model['num_layers']}x{model['hidden_size']}"
     rows = [
         ("checkpoint", str(where)),
         ("saved", f"{meta.get('saved_at', '?')} by charlstm {meta.get('charlstm_version', '?')}"),
         ("step", f"{meta['step']} of {train['steps']}"),
-        ("model", f"{model['num_layers']}x{model['hidden_size']} LSTM, embedding {model['embed_dim']}"),
+        ("model", f"{shape} {model.get('cell', 'lstm').upper()}, embedding {model['embed_dim']}"),
         ("parameters", f"{params:,}"),
         ("vocabulary", f"{len(meta['vocab'])} characters: {_vocab_preview(meta['vocab'])}"),
         ("corpus", f"{meta['corpus']['path']} (sha256 {meta['corpus']['sha256'][:12]}...)"),

@@ -120,7 +120,7 @@ def summarize(run_dir: Path) -> RunSummary:
         return RunSummary(
             path=run_dir,
             corpus=str(meta["corpus"]["path"]),
-            model=f"{model.num_layers}x{model.hidden_size} LSTM",
+            model=f"{model.num_layers}x{model.hidden_size} {model.cell.upper()}",
             params=param_count(model),
             step=int(meta["step"]),
             total_steps=int(meta["train"]["steps"]),

@@ -340,3 +340,15 @@ def test_exploding_gradients_are_warned_about(runner, tiny_corpus, tmp_path):
     result = _train(runner, tiny_corpus, tmp_path / "run", "--steps", "6", "--log-every", "2", "--clip", "1e-6")
     assert result.exit_code == 0, result.output
     assert result.stderr.count("warning: gradients exploding: the norm exceeded --clip on 100%") == 1
+
+
+def test_a_gru_trains_samples_and_says_what_it_is(runner, tiny_corpus, tmp_path):
+    run_dir = tmp_path / "gru"
+    result = _train(runner, tiny_corpus, run_dir, "--steps", "30", "--cell", "gru", "--log-every", "5")
+    assert result.exit_code == 0, result.output
+    losses = [r["train_loss"] for r in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines())]
+    assert losses[-1] < losses[0] - 0.2  # it learns
+    assert "2x24 GRU" in runner.invoke(app, ["info", str(run_dir)], env={"COLUMNS": "200"}).stdout
+    assert len(_sample(runner, run_dir, "-n", "50", "--prime", "KING.").rstrip("\n")) == len("KING.") + 50
+    bad = runner.invoke(app, ["train", str(tiny_corpus), "--cell", "rnn", "--out", str(tmp_path / "x")])
+    assert bad.exit_code == 2 and "--cell must be one of lstm, gru, got 'rnn'" in bad.stderr

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from charlstm.config import ModelConfig
-from charlstm.model import CharLSTM, LSTMLayer, count_params, init_params, zero_carry
+from charlstm.model import CharLSTM, GRULayer, LSTMLayer, count_params, init_params, zero_carry
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -51,6 +51,53 @@ def test_lstm_layer_matches_numpy_float64_reference():
     np.testing.assert_allclose(np.asarray(hs), ref_hs, atol=1e-5, rtol=0)
     np.testing.assert_allclose(np.asarray(h), ref_h, atol=1e-5, rtol=0)
     np.testing.assert_allclose(np.asarray(c), ref_c, atol=1e-5, rtol=0)
+
+
+def numpy_gru(xs, h, w_x, w_h, w_hn, b):
+    """xs (T, B, D); blocks in the order reset r, update u, candidate n."""
+    hidden = h.shape[-1]
+    outputs = []
+    for x_t in xs:
+        zx = x_t @ w_x + b
+        r = _sigmoid(zx[:, :hidden] + h @ w_h[:, :hidden])
+        u = _sigmoid(zx[:, hidden : 2 * hidden] + h @ w_h[:, hidden:])
+        n = np.tanh(zx[:, 2 * hidden :] + (r * h) @ w_hn)
+        h = (1 - u) * n + u * h
+        outputs.append(h)
+    return np.stack(outputs), h
+
+
+def test_gru_layer_matches_numpy_float64_reference():
+    T, B, D, H = 17, 3, 5, 8
+    rng = np.random.default_rng(1)
+    xs = rng.normal(size=(T, B, D)).astype(np.float32)
+    h0 = rng.normal(size=(B, H)).astype(np.float32) * 0.5
+    c0 = np.zeros((B, H), np.float32)
+    layer = GRULayer(H)
+    shapes = jax.tree_util.tree_map(np.shape, layer.init(jax.random.PRNGKey(0), xs, (h0, c0))["params"])
+    assert shapes == {"w_x": (D, 3 * H), "w_h": (H, 2 * H), "w_hn": (H, H), "b": (3 * H,)}
+    params = {k: jnp.asarray(rng.normal(size=shape), jnp.float32) * 0.7 for k, shape in shapes.items()}
+    hs, (h, c) = layer.apply({"params": params}, xs, (h0, c0))
+    f64 = {k: np.asarray(v, np.float64) for k, v in params.items()}
+    weights = (f64[k] for k in ("w_x", "w_h", "w_hn", "b"))
+    ref_hs, ref_h = numpy_gru(xs.astype(np.float64), h0.astype(np.float64), *weights)
+    np.testing.assert_allclose(np.asarray(hs), ref_hs, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(np.asarray(h), ref_h, atol=1e-5, rtol=0)
+    np.testing.assert_array_equal(np.asarray(c), 0.0)  # a GRU has no cell state
+    # One character at a time (generation) gives the same states as the scan.
+    h1, (h_step, _) = layer.apply({"params": params}, xs[:1], (h0, c0))
+    np.testing.assert_allclose(np.asarray(h1[0]), np.asarray(hs[0]), atol=1e-6)
+    np.testing.assert_array_equal(np.asarray(h_step), np.asarray(h1[0]))
+
+
+def test_a_gru_model_is_lighter_and_starts_with_the_update_gate_keeping_h():
+    lstm = ModelConfig(vocab_size=7, embed_dim=4, hidden_size=6, num_layers=2)
+    gru = ModelConfig(vocab_size=7, embed_dim=4, hidden_size=6, num_layers=2, cell="gru")
+    params = init_params(gru, jax.random.PRNGKey(0))
+    assert set(params) == {"embed", "gru_0", "gru_1", "head"}
+    np.testing.assert_array_equal(np.asarray(params["gru_0"]["b"])[6:12], 1.0)
+    recurrent = lambda p: sum(count_params(p[k]) for k in p if k not in ("embed", "head"))  # noqa: E731
+    assert recurrent(params) == 3 * recurrent(init_params(lstm, jax.random.PRNGKey(0))) // 4
 
 
 def test_forget_gate_bias_starts_at_one():

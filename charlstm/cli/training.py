@@ -126,8 +126,11 @@ def train(
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Run directory [default: runs/<corpus>-<time>].")
     ] = None,
-    hidden: Annotated[int, typer.Option(help="LSTM hidden size (units per layer).")] = _M.hidden_size,
-    layers: Annotated[int, typer.Option(help="Number of stacked LSTM layers.")] = _M.num_layers,
+    hidden: Annotated[int, typer.Option(help="Hidden size (units per recurrent layer).")] = _M.hidden_size,
+    layers: Annotated[int, typer.Option(help="Number of stacked recurrent layers.")] = _M.num_layers,
+    cell: Annotated[
+        str, typer.Option(help="Recurrent cell: lstm, or gru (lighter: three gates, no cell state).")
+    ] = _M.cell,
     embed: Annotated[int, typer.Option(help="Character embedding size.")] = _M.embed_dim,
     steps: Annotated[int, typer.Option(help="Optimizer steps to train for.")] = _T.steps,
     max_time: Annotated[
@@ -197,7 +200,7 @@ def train(
         if shipped and level:
             say(f"note: no file {corpus} here; using the shipped corpus {path}")
         run_dir = out if out is not None else runs.default_run_dir(path)
-        model = {"hidden_size": hidden, "num_layers": layers, "embed_dim": embed}
+        model = {"hidden_size": hidden, "num_layers": layers, "embed_dim": embed, "cell": cell}
         run, run_dir = api.prepare(path, run_dir, model, train_config)
         use_cache()
         _train(run, run_dir, level)
