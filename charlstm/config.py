@@ -125,6 +125,15 @@ _JSON_TYPES: dict[str, tuple[type, ...]] = {
 }
 
 
+# Fields added since checkpoint format 1 first shipped, with the value that
+# reproduces how a run saved without them was trained (resuming it must read
+# exactly what it would have read), not today's default.
+_LEGACY: dict[str, dict[str, Any]] = {
+    "ModelConfig": {"cell": "lstm"},
+    "TrainConfig": {"reset_chars": 0},
+}
+
+
 def to_dict(config: Any) -> dict[str, Any]:
     return dataclasses.asdict(config)
 
@@ -137,11 +146,11 @@ def from_dict(cls: type[T], data: Any) -> T:
     unknown = sorted(set(data) - set(fields))
     if unknown:
         raise ConfigError(f"{cls.__name__} has unknown fields: {', '.join(unknown)}")
-    # A field added in a later version takes its default in an older config;
-    # a field without a default must be there.
-    missing = sorted(n for n, f in fields.items() if n not in data and f.default is dataclasses.MISSING)
+    legacy = _LEGACY.get(cls.__name__, {})
+    missing = sorted(set(fields) - set(data) - set(legacy))
     if missing:
         raise ConfigError(f"{cls.__name__} lacks fields: {', '.join(missing)}")
+    data = {**{k: v for k, v in legacy.items() if k not in data}, **data}
     for name, value in data.items():
         expected = str(fields[name].type)  # the annotation's text: "int", "float", "float | None"
         # JSON has no int/bool distinction Python respects (True is an int), so refuse bools outright.

@@ -133,6 +133,8 @@ def layout(
     """Training streams and the validation ids (scored by `evaluate.py`)."""
     ids = vocab.encode(text)
     train_ids, val_ids = split(ids, val_fraction)
+    # Resets happen between windows: reset_chars is rounded down to whole
+    # windows, and is at least one (a --seq-len beyond it resets every window).
     train = Streams(train_ids, batch, seq_len, max(1, reset_chars // seq_len) if reset_chars else 0)
     if len(val_ids) < 2:
         raise CorpusError(

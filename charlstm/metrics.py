@@ -5,10 +5,11 @@ does. `metrics.jsonl` gets one JSON object per logged step:
 
     step, time (unix seconds), elapsed (training seconds over all sessions),
     train_loss and train_bpc (mean since the previous line), lr, grad_norm
-    (global, before clipping), grad_norms (per layer: embed, lstm_0, ...,
-    head), clipped_fraction (share of steps since the previous line whose
+    (global, before clipping, at the logged step), grad_norms (per layer:
+    embed, lstm_0, ..., head, at the logged step), clipped_fraction (share of steps since the previous line whose
     gradients were clipped), chars_per_sec, and where that step was
-    evaluated also val_loss and val_bpc.
+    evaluated also val_loss and val_bpc. A loss that is not finite (a
+    diverged step) is written as null.
 
 Lines are appended and flushed as they are complete, so a killed run keeps
 all but its last line. A resumed run continues from its checkpoint's step,
@@ -21,6 +22,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -94,11 +96,12 @@ class RunLog:
         if self._pending is None:
             return
         record, self._pending = self._pending, None
-        # allow_nan: a diverged step's loss is logged as NaN, not hidden.
+        # A diverged step's loss is logged as null: strict JSON has no NaN.
         with (self.run_dir / METRICS_FILE).open("a", encoding="utf-8") as out:
-            out.write(json.dumps(record) + "\n")
+            out.write(json.dumps(_finite(record), allow_nan=False) + "\n")
 
     def _drop_after(self, step: int) -> None:
+        self._drop_samples_after(step)
         path = self.run_dir / METRICS_FILE
         if not path.is_file():
             return
@@ -109,6 +112,29 @@ class RunLog:
         tmp = path.with_suffix(".jsonl.tmp")
         tmp.write_text("".join(kept), encoding="utf-8")
         os.replace(tmp, path)
+
+    def _drop_samples_after(self, step: int) -> None:
+        path = self.run_dir / SAMPLES_FILE
+        if not path.is_file():
+            return
+        text = path.read_text(encoding="utf-8")
+        blocks = [b for b in re.split(r"(?m)^(?====== step \d+ =====$)", text) if b]
+        kept = [b for b in blocks if _sample_step(b) <= step]
+        if len(kept) != len(blocks):
+            path.write_text("".join(kept), encoding="utf-8")
+
+
+def _sample_step(block: str) -> int:
+    found = re.match(r"===== step (\d+) =====", block)
+    return int(found.group(1)) if found else -1
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    return value
 
 
 def _step_of(line: str) -> float:

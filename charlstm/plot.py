@@ -141,11 +141,16 @@ def _sorted(records: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     return sorted(records, key=lambda record: record["step"])
 
 
+def _loss(value: Any) -> float:
+    """A logged loss; null (a diverged step) or anything unreadable is a gap."""
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
+
+
 def _draw_run(by_step: Axes, by_time: Axes, label: str, records: list[Mapping[str, Any]], colour: Any) -> list[Line2D]:
     """Draw one run on both panels; its step-panel lines, for the legend."""
     minutes = [seconds / 60 for seconds in _elapsed(records)]
-    train = [(r["step"], m, float(r["train_loss"])) for r, m in zip(records, minutes, strict=True) if "train_loss" in r]
-    val = [(r["step"], m, float(r["val_loss"])) for r, m in zip(records, minutes, strict=True) if "val_loss" in r]
+    train = [(r["step"], m, _loss(r["train_loss"])) for r, m in zip(records, minutes, strict=True) if "train_loss" in r]
+    val = [(r["step"], m, _loss(r["val_loss"])) for r, m in zip(records, minutes, strict=True) if "val_loss" in r]
     lines = []
     if train:
         steps, times, losses = zip(*train, strict=True)

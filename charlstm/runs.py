@@ -10,7 +10,7 @@ from typing import Any
 
 from charlstm import checkpoint, data
 from charlstm.config import ModelConfig, TrainConfig
-from charlstm.errors import CharlstmError, CheckpointError, CorpusError
+from charlstm.errors import CharlstmError, CorpusError
 from charlstm.model import param_count
 from charlstm.state import Run, init_state
 from charlstm.vocab import Vocab
@@ -108,8 +108,15 @@ def list_runs(runs_dir: Path = RUNS_DIR) -> list[RunSummary]:
     most recently updated last. Reads only the checkpoints' JSON metadata."""
     if not runs_dir.is_dir():
         raise CharlstmError(f"no runs directory {runs_dir}; train a model first, or name the folder that holds runs")
-    found = [summarize(d) for d in sorted(runs_dir.iterdir()) if (d / "checkpoints").is_dir()]
+    found = [summarize(d) for d in sorted(runs_dir.iterdir()) if _is_run(d)]
     return sorted(found, key=lambda r: r.updated)
+
+
+def _is_run(path: Path) -> bool:
+    try:
+        return (path / "checkpoints").is_dir()
+    except OSError:  # an unreadable directory is not one of ours to list
+        return False
 
 
 def summarize(run_dir: Path) -> RunSummary:
@@ -128,6 +135,9 @@ def summarize(run_dir: Path) -> RunSummary:
             train_seconds=float(meta.get("train_seconds") or 0.0),
             updated=where.stat().st_mtime,
         )
-    except (CheckpointError, CharlstmError, KeyError, TypeError, ValueError) as err:
-        mtime = run_dir.stat().st_mtime
+    except (CharlstmError, KeyError, TypeError, ValueError, OSError) as err:
+        try:
+            mtime = run_dir.stat().st_mtime
+        except OSError:
+            mtime = 0.0
         return RunSummary(run_dir, "?", "?", 0, 0, 0, None, 0.0, mtime, problem=str(err))

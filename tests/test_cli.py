@@ -84,6 +84,8 @@ def _prepare(case: str, tmp: Path, corpus: Path, run_dir: Path) -> None:
         (tmp / f"{name}.txt").write_bytes(files[name])
     elif case == "newer":
         _set_meta(run_dir, format_version=99)
+    elif case == "info damaged":
+        _set_meta(run_dir, corpus=None)
     elif case in ("foreign", "info foreign"):
         _set_meta(run_dir, format="someone-elses-tool")
     elif case == "truncated":
@@ -129,6 +131,8 @@ CASES = [
     ("prime-file latin1", ["sample", "-c", "{run}", "--prime-file", "{tmp}/latin1.txt"], "is not UTF-8 text"),
     ("output dir", ["sample", "-c", "{run}", "-n", "5", "-o", "{tmp}"], "cannot write --output"),
     ("quiet+verbose", ["train", "{corpus}", "-q", "-v"], "--quiet and --verbose contradict"),
+    ("reset-chars", ["train", "{corpus}", "--reset-chars", "-1"], "--reset-chars must be >= 0, got -1"),
+    ("info damaged", ["info", "{run}"], "has invalid metadata: TypeError"),
     ("eval missing text", ["eval", "{run}", "{tmp}/nope.txt"], "corpus file not found"),
     ("eval missing run", ["eval", "{tmp}/nope", "{corpus}"], "checkpoint not found"),
     ("eval streams", ["eval", "{run}", "{corpus}", "--streams", "0"], "--streams must be >= 1"),
@@ -298,6 +302,11 @@ def test_several_samples_json_output_file_and_prime_file(runner, trained_run, tm
     out = tmp_path / "out.txt"
     assert _sample(runner, run_dir, "-n", "60", "--seed", "2", "--prime-file", str(prime_file), "-o", str(out)) == ""
     assert out.read_text(encoding="utf-8") == single
+    # A prime the model cannot read fails before the output file is touched.
+    bad = runner.invoke(app, ["sample", "-c", str(run_dir), "--prime", "@", "-o", str(out)])
+    assert bad.exit_code == 2 and out.read_text(encoding="utf-8") == single
+    # Without a prime, JSON names the one the model read: a new line.
+    assert json.loads(_sample(runner, run_dir, "-n", "5", "--json"))["prime"] == "\n"
 
 
 def test_quiet_and_verbose(runner, tiny_corpus, tmp_path):

@@ -45,9 +45,21 @@ def test_resuming_drops_lines_the_dead_session_wrote_after_the_checkpoint(tiny_c
     # newest checkpoint was at step 3.
     lines = (run_dir / METRICS_FILE).read_text().splitlines(keepends=True)[:5]
     (run_dir / METRICS_FILE).write_text("".join(lines) + '{"step": 6, "tra')
+    (run_dir / SAMPLES_FILE).write_text("===== step 2 =====\nabc\n\n===== step 5 =====\ndef\n\n")
     log = RunLog(run_dir)
     log.handle(events.Started(3, 6, "cpu", ["cpu"], 0, 0, 1))
     assert [r["step"] for r in read_metrics(run_dir)] == [1, 2, 3]
+    assert (run_dir / SAMPLES_FILE).read_text() == "===== step 2 =====\nabc\n\n"
+
+
+def test_a_diverged_loss_is_logged_as_null(tmp_path):
+    log = RunLog(tmp_path)
+    log.handle(events.Progress(1, 5, math.nan, math.inf, 1e-3, 10.0, 1.0, {"head": math.nan}, 1.0))
+    log.close()
+    line = (tmp_path / METRICS_FILE).read_text()
+    assert "NaN" not in line and "Infinity" not in line
+    record = read_metrics(tmp_path)[0]
+    assert record["train_loss"] is None and record["grad_norm"] is None and record["grad_norms"] == {"head": None}
 
 
 def test_unreadable_lines_are_skipped_and_a_missing_file_is_empty(tmp_path):

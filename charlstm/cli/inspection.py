@@ -70,11 +70,15 @@ def info(
         from charlstm.model import param_count
 
         where, meta = ckpt_lib.read_meta(checkpoint)
-        params = param_count(from_dict(ModelConfig, meta["model"]))
+        try:
+            params = param_count(from_dict(ModelConfig, meta["model"]))
+            table = reports.info_table(where, meta, params)
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
+            fail(f"checkpoint {where} has invalid metadata: {type(err).__name__}: {err}")
         if as_json:
             sys.stdout.write(json.dumps({"checkpoint": str(where), "params": params, **meta}) + "\n")
         else:
-            print_table(reports.info_table(where, meta, params))
+            print_table(table)
 
 
 def plot(

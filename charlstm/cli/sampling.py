@@ -89,28 +89,33 @@ def sample(
         model = api.load(checkpoint if checkpoint is not None else ckpt_lib.most_recent_run(RUNS_DIR))
         best = f", validation loss {model.best_val_loss:.3f}" if model.best_val_loss is not None else ""
         note = f"sampling from {model.path} (step {model.step}{best})"
-        streaming = stream if stream is not None else sys.stdout.isatty() and output is None
-        if streaming and num_samples == 1 and not as_json and output is None:
+        streamable = num_samples == 1 and not as_json and output is None
+        if stream and not streamable and not quiet:
+            say("note: --stream streams one sample to stdout; -N, --json and --output write all the text at once")
+        if (stream if stream is not None else sys.stdout.isatty()) and streamable:
             pieces = model.stream(request)  # checks the prime before anything is printed
             if not quiet:
                 say(note)
             _stream_one(pieces, request.prime)
             return
+        texts = model.generate(request)  # before --output is opened: a bad prime leaves the file alone
         with _open_output(output) as sink:
-            texts = model.generate(request)
-            if not quiet:
-                say(note)
             sink.write(_render(texts, request, model, as_json))
+        if not quiet:
+            say(note)
         if output is not None and not quiet:
             say(f"wrote {len(texts)} sample{'s' if len(texts) > 1 else ''} to {output}")
 
 
 def _render(texts: list[str], request: SampleConfig, model: Model, as_json: bool) -> str:
+    from charlstm.sample import default_prime
+
     if as_json:
         settings = {"checkpoint": str(model.path), "step": model.step, **to_dict(request)}
         del settings["prime"], settings["num_samples"]
+        prime = request.prime or default_prime(model.vocab)  # what the model actually read first
         return "".join(
-            json.dumps({"sample": i, "prime": request.prime, "text": t, **settings}) + "\n" for i, t in enumerate(texts)
+            json.dumps({"sample": i, "prime": prime, "text": t, **settings}) + "\n" for i, t in enumerate(texts)
         )
     parts = [_with_newline(request.prime + t) for t in texts]
     if len(parts) > 1:
@@ -119,8 +124,7 @@ def _render(texts: list[str], request: SampleConfig, model: Model, as_json: bool
 
 
 def _open_output(output: Path | None) -> contextlib.AbstractContextManager[TextIO]:
-    """stdout, or the --output file opened now, so that an unwritable path
-    is reported before any work is done."""
+    """stdout, or the --output file, with a one-line error if it cannot be written."""
     if output is None:
         return contextlib.nullcontext(sys.stdout)
     try:
