@@ -8,6 +8,7 @@ The public API (see `charlstm.api`):
     Model.sample(length, temperature=..., prime=..., seed=..., top_k=..., top_p=...) -> str
     Model.generate(SampleConfig) -> list[str];  Model.stream(SampleConfig) -> Iterator[list[str]]
     Model.evaluate(text) -> Score (loss, bits_per_char, perplexity, chars, skipped)
+    Model.inspect(text) -> Inspection (gates, c, h and predictions per character)
 
 They are imported on first use, so `import charlstm` (and `charlstm --help`)
 does not load JAX.
@@ -27,6 +28,7 @@ _EXPORTS = {
     "Model": "charlstm.api",
     "TrainingDiverged": "charlstm.api",
     "Score": "charlstm.evaluate",
+    "Inspection": "charlstm.introspect",
     "ModelConfig": "charlstm.config",
     "TrainConfig": "charlstm.config",
     "SampleConfig": "charlstm.config",
@@ -35,6 +37,7 @@ _EXPORTS = {
 }
 __all__ = [
     "CharlstmError",
+    "Inspection",
     "Model",
     "ModelConfig",
     "SampleConfig",
@@ -54,6 +57,7 @@ if TYPE_CHECKING:
     from charlstm.config import ModelConfig, SampleConfig, TrainConfig
     from charlstm.errors import CharlstmError
     from charlstm.evaluate import Score
+    from charlstm.introspect import Inspection
 
 
 def __getattr__(name: str) -> Any:

@@ -25,17 +25,20 @@ Carry = tuple[jax.Array, jax.Array]
 Params = Any
 
 
-def lstm_update(z: jax.Array, c_prev: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """The textbook cell, given the pre-activations of all four gates.
-
-    z is (B, 4H), laid out as [input i | forget f | candidate g | output o];
-    each block is W_x x_t + W_h h_{t-1} + b for that gate.
+def lstm_gates(z: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+    """(i, f, g, o), each (B, H): the input and forget gates, the candidate
+    and the output gate, from their pre-activations z (B, 4H), laid out as
+    [input i | forget f | candidate g | output o]; each block is
+    W_x x_t + W_h h_{t-1} + b for that gate.
     """
     i, f, g, o = jnp.split(z, 4, axis=-1)  # each (B, H)
-    i = jax.nn.sigmoid(i)
-    f = jax.nn.sigmoid(f)
-    g = jnp.tanh(g)
-    o = jax.nn.sigmoid(o)
+    return jax.nn.sigmoid(i), jax.nn.sigmoid(f), jnp.tanh(g), jax.nn.sigmoid(o)
+
+
+def lstm_update(z: jax.Array, c_prev: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """The textbook cell, given the pre-activations z (B, 4H) of all four gates."""
+    # `charlstm inspect` records the same gates through lstm_gates.
+    i, f, g, o = lstm_gates(z)
     c = f * c_prev + i * g
     h = o * jnp.tanh(c)
     return h, c
@@ -126,14 +129,23 @@ class GRULayer(nn.Module):
         return hs, (h, c)
 
 
-def gru_update(zx: jax.Array, h_prev: jax.Array, w_h: jax.Array, w_hn: jax.Array) -> jax.Array:
-    """The textbook GRU step; zx (B, 3H) is the input's part of [r | u | n]."""
+def gru_gates(
+    zx: jax.Array, h_prev: jax.Array, w_h: jax.Array, w_hn: jax.Array
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """The reset gate r, update gate u and candidate n, each (B, H); zx (B, 3H)
+    is the input's part of [r | u | n]."""
     hidden = h_prev.shape[-1]
     ru = jax.nn.sigmoid(zx[:, : 2 * hidden] + h_prev @ w_h)  # (B, 2H)
     r, u = ru[:, :hidden], ru[:, hidden:]
     # The reset gate scales h before it enters the candidate: r near 0 lets
     # the candidate ignore the past.
     n = jnp.tanh(zx[:, 2 * hidden :] + (r * h_prev) @ w_hn)
+    return r, u, n
+
+
+def gru_update(zx: jax.Array, h_prev: jax.Array, w_h: jax.Array, w_hn: jax.Array) -> jax.Array:
+    """The textbook GRU step; zx (B, 3H) is the input's part of [r | u | n]."""
+    _, u, n = gru_gates(zx, h_prev, w_h, w_hn)
     return (1.0 - u) * n + u * h_prev
 
 

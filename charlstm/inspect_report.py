@@ -1,0 +1,139 @@
+"""Tables and the JSON record for `charlstm inspect`: data in, rich
+renderables or plain dicts out. Nothing here prints."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich import box
+from rich.table import Table
+
+from charlstm.features import FEATURES, UnitScore
+from charlstm.introspect import LABELS, SATURATED_HIGH, SATURATED_LOW, Inspection
+
+Saturation = Mapping[str, tuple[np.ndarray, np.ndarray]]  # gate -> (left, right), each (L, H)
+# A unit counts as "mostly" saturated on one side when it is there on more
+# than half of the steps.
+_MOSTLY = 0.5
+
+
+def summary_table(source: str, where: Path, inspection: Inspection, page: Path) -> Table:
+    table = Table(show_header=False, show_edge=False, box=None, padding=(0, 2))
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column(overflow="fold")
+    layers, n, hidden = inspection.h.shape
+    table.add_row("text", source)
+    table.add_row("checkpoint", f"{where} ({layers}x{hidden} {inspection.cell.upper()})")
+    table.add_row("characters read", f"{n:,}")
+    if inspection.skipped:
+        listed = ", ".join(f"{c!r} x{k}" for c, k in sorted(inspection.skipped.items(), key=lambda kv: -kv[1])[:10])
+        table.add_row("skipped (not in vocabulary)", f"{sum(inspection.skipped.values()):,}: {listed}")
+    if inspection.truncated:
+        table.add_row("not read (--max-chars)", f"{inspection.truncated:,}")
+    table.add_row("loss", f"{inspection.loss:.4f} nats/char ({inspection.bits_per_char:.4f} bits per char)")
+    table.add_row("page", str(page))
+    return table
+
+
+def top_units_table(tops: Mapping[str, Sequence[UnitScore]], top: int) -> Table:
+    table = Table(
+        title="Units that follow text features (L layer, c or h, unit: correlation r)",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        header_style="bold",
+        pad_edge=False,
+    )
+    table.add_column("feature", no_wrap=True)
+    table.add_column("what", no_wrap=True)
+    for rank in range(1, top + 1):
+        table.add_column(f"#{rank}", no_wrap=True)
+    for feature in FEATURES:
+        found = tops.get(feature.name, [])
+        cells = [f"{s.label} {s.r:+.2f}" for s in found] or ["not in text"]
+        table.add_row(feature.name, feature.description, *cells)
+    return table
+
+
+def saturation_table(saturation: Saturation) -> Table:
+    table = Table(
+        title=f"Gate saturation: share of steps below {SATURATED_LOW} (left) and above {SATURATED_HIGH} (right)",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        header_style="bold",
+        pad_edge=False,
+    )
+    table.add_column("layer", justify="right", no_wrap=True)
+    table.add_column("gate", no_wrap=True)
+    mostly = f"(>{_MOSTLY:.0%})"
+    for name in ["left, mean", "right, mean", f"units mostly left {mostly}", f"units mostly right {mostly}", "units"]:
+        table.add_column(name, justify="right", no_wrap=True)
+    for layer in range(_layers(saturation)):
+        for gate, (left, right) in saturation.items():
+            table.add_row(
+                str(layer),
+                f"{gate} ({LABELS[gate]})",
+                f"{left[layer].mean():.1%}",
+                f"{right[layer].mean():.1%}",
+                str(int((left[layer] > _MOSTLY).sum())),
+                str(int((right[layer] > _MOSTLY).sum())),
+                str(left.shape[1]),
+            )
+    return table
+
+
+def inspection_record(
+    source: str,
+    where: Path,
+    inspection: Inspection,
+    correlations: Mapping[str, Mapping[str, np.ndarray]],
+    tops: Mapping[str, Sequence[UnitScore]],
+    saturation: Saturation,
+    page: Path,
+) -> dict[str, Any]:
+    """Everything the tables show, per unit, for scripts; correlations of a
+    feature that does not occur in the text are null."""
+    layers, n, hidden = inspection.h.shape
+    return {
+        "text": source,
+        "checkpoint": str(where),
+        "cell": inspection.cell,
+        "layers": layers,
+        "hidden": hidden,
+        "chars": n,
+        "skipped": sum(inspection.skipped.values()),
+        "skipped_chars": dict(inspection.skipped),
+        "truncated": inspection.truncated,
+        "loss": inspection.loss,
+        "bits_per_char": inspection.bits_per_char,
+        "page": str(page),
+        "features": [
+            {
+                "name": f.name,
+                "description": f.description,
+                "top": [{"layer": s.layer, "quantity": s.quantity, "unit": s.unit, "r": s.r} for s in tops[f.name]],
+            }
+            for f in FEATURES
+        ],
+        # quantity -> feature -> [layer][unit]
+        "correlations": {
+            quantity: {name: _listed(r) for name, r in by_feature.items()}
+            for quantity, by_feature in correlations.items()
+        },
+        "saturation_thresholds": [SATURATED_LOW, SATURATED_HIGH],
+        # gate -> {"left": [layer][unit], "right": [layer][unit]}
+        "saturation": {
+            gate: {"left": _listed(left), "right": _listed(right)} for gate, (left, right) in saturation.items()
+        },
+    }
+
+
+def _layers(saturation: Saturation) -> int:
+    return next(iter(saturation.values()))[0].shape[0]
+
+
+def _listed(values: np.ndarray) -> list[list[float | None]]:
+    """(L, H) -> nested lists, 4 decimals, NaN as None (JSON null)."""
+    return [[None if np.isnan(v) else round(float(v), 4) for v in row] for row in values]

@@ -1,0 +1,303 @@
+"""`charlstm inspect`: the recorded gates against the model's own forward
+pass, the losses against `eval`, the features and the units found for them,
+the page, and the command."""
+
+import inspect
+import json
+import re
+import shutil
+import subprocess
+from html.parser import HTMLParser
+
+import jax
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from charlstm import api, features
+from charlstm.cli import app
+from charlstm.cli.inspection import inspect_model
+from charlstm.config import ModelConfig
+from charlstm.errors import ConfigError
+from charlstm.inspect_page import render_page
+from charlstm.introspect import MAX_CHARS, Inspection, record
+from charlstm.model import CharLSTM, init_params, zero_carry
+from charlstm.vocab import Vocab
+
+WIDE = {"COLUMNS": "200"}
+HOSTILE = 'He said "</script><script>alert(1)</script>" &amp; &lt;b&gt; \u00e9\u2014\U0001f600\n<img src=x>\n'
+
+
+def _model_states(cfg, params, ids):
+    """The model's own per-layer h, each (N, H), and its next-character
+    probabilities (N, V), from one call over the whole text."""
+    (logits, _), state = CharLSTM(cfg).apply(
+        {"params": params}, ids[None], zero_carry(cfg, 1), capture_intermediates=True, mutable=["intermediates"]
+    )
+    calls = state["intermediates"]
+    hs = [np.asarray(calls[f"{cfg.cell}_{layer}"]["__call__"][0][0])[:, 0] for layer in range(cfg.num_layers)]
+    return hs, np.asarray(jax.nn.softmax(logits[0]))
+
+
+def _shifted(states):
+    """(N, H) states after each character -> the states before it (zero first)."""
+    return np.concatenate([np.zeros_like(states[:1]), states[:-1]]).astype(np.float64)
+
+
+@pytest.fixture(scope="module", params=["lstm", "gru"])
+def small_model(request, tiny_text):
+    """A 2x16 model of each cell, untrained, whose vocabulary covers the tiny
+    corpus and HOSTILE: one shape per cell, so the recorder compiles once."""
+    vocab = Vocab.from_text(tiny_text + HOSTILE)
+    cfg = ModelConfig(vocab_size=vocab.size, embed_dim=8, hidden_size=16, num_layers=2, cell=request.param)
+    return cfg, init_params(cfg, jax.random.PRNGKey(3)), vocab
+
+
+def test_recorded_gates_reproduce_the_models_forward_pass(small_model, tiny_text):
+    cfg, params, vocab = small_model
+    cell = cfg.cell
+    text = tiny_text[:600]  # three windows: the state is carried across two window edges
+    seen = record(cfg, params, vocab, text)
+    model_h, model_probs = _model_states(cfg, params, vocab.encode(text))
+
+    assert seen.h.shape == seen.c.shape == (2, 600, 16) and seen.probs.shape == (600, vocab.size)
+    for layer in range(2):
+        g = {name: values[layer].astype(np.float64) for name, values in seen.gates.items()}  # (N, H) each
+        np.testing.assert_allclose(seen.h[layer], model_h[layer], atol=1e-6, rtol=0)
+        if cell == "lstm":
+            assert set(g) == {"i", "f", "g", "o"}
+            c = g["f"] * _shifted(seen.c[layer]) + g["i"] * g["g"]
+            np.testing.assert_allclose(c, seen.c[layer], atol=1e-6, rtol=0)
+            np.testing.assert_allclose(g["o"] * np.tanh(c), model_h[layer], atol=1e-6, rtol=0)
+        else:
+            assert set(g) == {"r", "u", "n"} and not seen.c.any()  # a GRU has no cell state
+            h = (1 - g["u"]) * g["n"] + g["u"] * _shifted(model_h[layer])
+            np.testing.assert_allclose(h, model_h[layer], atol=1e-6, rtol=0)
+    np.testing.assert_allclose(seen.probs, model_probs, atol=1e-6, rtol=0)
+
+
+def test_losses_average_to_what_eval_reports(trained_run):
+    run_dir, corpus = trained_run
+    model = api.load(run_dir)
+    text = corpus.read_text(encoding="utf-8")[-1200:]
+    seen = model.inspect(text, max_chars=1200)
+    ids = model.vocab.encode(text)
+    assert seen.losses.shape == (1199,) and seen.text == text
+    # eval reads up to batch-size streams; one stream is the layout inspect reads.
+    assert seen.loss == pytest.approx(model.evaluate(text, streams=1).loss, abs=1e-5)
+    np.testing.assert_allclose(seen.losses, -np.log(seen.probs[np.arange(1199), ids[1:]]), atol=1e-5)
+    top_ids, top_p = seen.top_predictions(3)
+    assert top_ids.shape == (1200, 3) and (np.diff(top_p, axis=1) <= 0).all()
+
+
+def test_unknown_characters_are_left_out_and_max_chars_caps_the_text(trained_run):
+    model = api.load(trained_run[0])
+    seen = model.inspect("\u20acthe king and\u20ac queen\u00fc")
+    assert seen.text == "the king and queen" and seen.skipped == {"\u20ac": 2, "\u00fc": 1}
+    seen = model.inspect("the king and queen of denmark", max_chars=10)
+    assert seen.text == "the king a" and seen.truncated == 19 and seen.h.shape[1] == 10
+    with pytest.raises(ConfigError, match="--max-chars must be >= 2"):
+        model.inspect("the king", max_chars=1)
+
+
+def _mask(marks: str) -> np.ndarray:
+    return np.array([ch != " " for ch in marks], np.float64)
+
+
+def test_features_on_a_text_where_the_answers_are_known():
+    text = 'Say "hi" (a [b]) ok\nKING. Yes'
+    values = {f.name: f.values(text) for f in features.FEATURES}
+    np.testing.assert_array_equal(values["in_quotes"], _mask("    111                      "))
+    np.testing.assert_array_equal(values["in_brackets"], _mask("         111111              "))
+    np.testing.assert_array_equal(values["in_word"], _mask("xxx  xx   x  x   xx xxxx  xxx"))
+    np.testing.assert_array_equal(values["in_caps_word"], _mask("                    xxxx     "))
+    np.testing.assert_array_equal(values["line_start"], _mask("                   x         "))
+    np.testing.assert_array_equal(values["line_position"], [*range(1, 20), 0, *range(1, 10)])
+    np.testing.assert_array_equal(features.in_quotes("\u201ca\u201d b"), [1, 1, 0, 0, 0])
+
+
+def _quote_tracking_model(vocab, hidden=16):
+    """A one-layer LSTM whose unit 0 flips its cell state at every '"':
+    to +1 when it was outside quotes, to -1 when it was inside. The other
+    units have small random weights."""
+    cfg = ModelConfig(vocab_size=vocab.size, embed_dim=vocab.size, hidden_size=hidden, num_layers=1)
+    rng = np.random.default_rng(0)
+    v, h, quote = vocab.size, hidden, vocab.chars.index('"')
+    w_x, w_h, b = rng.normal(0, 0.3, (v, 4 * h)), rng.normal(0, 0.3, (h, 4 * h)), np.zeros(4 * h)
+    i, f, g, o = 0, h, 2 * h, 3 * h  # unit 0 of each gate block
+    w_x[:, [i, f, g, o]] = w_h[:, [i, f, g, o]] = 0
+    w_h[0] = 0  # unit 0 feeds no other unit, so none inherits its memory of quotes
+    b[i], w_x[quote, i] = -10, 20  # write only at a quote
+    b[f], w_x[quote, f] = 10, -20  # and forget only there
+    b[g], w_h[0, g] = 5, -20  # write +1 while h0 <= 0 (outside), -1 while h0 > 0 (inside)
+    b[o] = 10  # always show c
+    params = {
+        "embed": {"embedding": np.eye(v)},  # one-hot characters
+        "lstm_0": {"w_x": w_x, "w_h": w_h, "b": b},
+        "head": {"kernel": rng.normal(0, 0.1, (h, v)), "bias": np.zeros(v)},
+    }
+    return cfg, jax.tree_util.tree_map(lambda a: np.asarray(a, np.float32), params)
+
+
+def _quoted_text(words=120, seed=0):
+    rng = np.random.default_rng(seed)
+    vocabulary = ["the", "king", "said", "and", "queen", "of", "sad", "brave", "lord", "who"]
+    out, inside = [], False
+    for k in range(words):
+        word = str(rng.choice(vocabulary))
+        if k % 5 == 2 or (inside and rng.random() < 0.3):
+            word = ('"' + word) if not inside else (word + '"')
+            inside = not inside
+        out.append(word + ("\n" if rng.random() < 0.1 else " "))
+    return "".join(out)
+
+
+def test_a_unit_built_to_track_quotes_is_ranked_first_for_quotes():
+    text = _quoted_text()
+    vocab = Vocab.from_text(text)
+    cfg, params = _quote_tracking_model(vocab)
+    seen = record(cfg, params, vocab, text)
+    tops = features.top_units(features.correlations(seen), 5)
+    first = tops["in_quotes"][0]
+    assert (first.layer, first.unit) == (0, 0) and first.r > 0.9
+    others = [s for s in tops["in_quotes"] if s.unit != 0]
+    assert all(abs(s.r) < first.r - 0.2 for s in others)
+    assert tops["in_brackets"] == []  # no brackets in the text: no correlation to rank
+
+
+def test_saturation_counts_steps_beyond_the_thresholds():
+    values = np.array([0.05] * 3 + [0.5] * 5 + [0.95] * 2, np.float32)  # (N,) = 10 steps
+    gates = {name: np.tile(values[None, :, None], (1, 1, 2)) for name in "ifgo"}  # (1, 10, 2)
+    vocab = Vocab("ab")
+    seen = Inspection("ab" * 5, vocab, "lstm", gates, gates["g"], gates["g"], np.zeros((10, 2)), np.zeros(9))
+    saturation = seen.saturation()
+    assert list(saturation) == ["i", "f", "o"]  # the candidate g is a tanh, not a gate
+    left, right = saturation["f"]
+    np.testing.assert_allclose(left, [[0.3, 0.3]])
+    np.testing.assert_allclose(right, [[0.2, 0.2]])
+
+
+class _Page(HTMLParser):
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.tags, self.attrs, self.scripts, self._in_script = [], [], [], False
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+        self.attrs += [name for name, _ in attrs]
+        if tag == "script":
+            self._in_script = True
+            self.scripts.append("")
+
+    def handle_endtag(self, tag):
+        self._in_script = self._in_script and tag != "script"
+
+    def handle_data(self, data):
+        if self._in_script:
+            self.scripts[-1] += data
+
+
+def _parsed(page: str) -> _Page:
+    parser = _Page()
+    parser.feed(page)
+    parser.close()
+    return parser
+
+
+def test_the_page_parses_holds_every_character_and_runs_none_of_the_text(small_model, tmp_path):
+    cfg, params, vocab = small_model
+
+    def page(text):
+        seen = record(cfg, params, vocab, text)
+        tops = features.top_units(features.correlations(seen), 3)
+        return render_page(seen, tops, source="<b>x.txt</b>", checkpoint="runs/r")
+
+    raw = page(HOSTILE)
+    hostile_page, plain_page = _parsed(raw), _parsed(page("the king and queen of denmark\n" * 3))
+    # The text added no element: the page has the same tags whatever it shows.
+    assert hostile_page.tags == plain_page.tags and hostile_page.tags.count("script") == 2
+    assert "src" not in hostile_page.attrs and "href" not in hostile_page.attrs  # nothing fetched
+    data = json.loads(hostile_page.scripts[0])
+    assert data["text"] == HOSTILE and data["title"] == "charlstm inspect: <b>x.txt</b>"
+    assert len(data["bits"]) == len(HOSTILE) - 1 and len(data["top_ids"]) == len(HOSTILE)
+    names = [q["name"] for q in data["quantities"]]
+    assert names == (["c", "h", "i", "f", "g", "o"] if cfg.cell == "lstm" else ["h", "r", "u", "n"])
+    assert raw.count("</script>") == 2 and "alert(1)</script>" not in raw and "&amp;" not in raw
+
+    node = shutil.which("node")
+    if node is not None:  # the page's script is at least valid JavaScript
+        script = tmp_path / "page.js"
+        script.write_text(hostile_page.scripts[1], encoding="utf-8")
+        subprocess.run([node, "--check", str(script)], check=True, capture_output=True)
+
+
+@pytest.fixture()
+def runner():
+    return CliRunner()
+
+
+def test_inspect_writes_the_page_the_plot_and_json(runner, trained_run, tmp_path):
+    run_dir, corpus = trained_run
+    text = corpus.read_text(encoding="utf-8")[:800]
+    text_file = tmp_path / "scene.txt"
+    text_file.write_text(text, encoding="utf-8")
+    page, png = tmp_path / "out" / "page.html", tmp_path / "saturation.png"
+    args = ["inspect", str(run_dir), str(text_file), "-o", str(page), "--top", "3", "--saturation-png", str(png)]
+    result = runner.invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    got = json.loads(result.stdout)
+    assert got["chars"] == 800 and got["page"] == str(page) and got["cell"] == "lstm"
+    assert got["loss"] == pytest.approx(api.load(run_dir).evaluate(text, streams=1).loss, abs=1e-5)
+    assert [f["name"] for f in got["features"]] == [f.name for f in features.FEATURES]
+    # The tiny corpus has neither quotes nor brackets.
+    assert {f["name"] for f in got["features"] if not f["top"]} == {"in_quotes", "in_brackets"}
+    assert all(len(f["top"]) in (0, 3) for f in got["features"])
+    assert set(got["saturation"]) == {"i", "f", "o"} and np.shape(got["saturation"]["f"]["left"]) == (2, 24)
+    assert np.shape(got["correlations"]["c"]["line_position"]) == (2, 24)
+    assert f"wrote {page} and {png}" in result.stderr
+    assert page.read_text(encoding="utf-8").startswith("<!doctype html>")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    # No text: the run's own validation text, cut to --max-chars.
+    result = runner.invoke(app, ["inspect", str(run_dir), "--max-chars", "300", "-o", str(page)], env=WIDE)
+    assert result.exit_code == 0, result.output
+    assert "reading the run's validation text" in result.stderr
+    out = result.stdout
+    assert re.search(r"characters read\s+300\b", out) and re.search(r"not read \(--max-chars\)\s+[1-9]", out)
+    assert re.search(r"in_caps_word\s+in an ALL-CAPITALS word\s+L\d [ch]\d+ [+-]0\.\d\d", out)
+    assert re.search(r"in_quotes\s+inside double quotes\s+not in text", out)
+    assert "Gate saturation" in out and "f (forget gate)" in out
+
+
+def test_the_command_and_the_library_share_the_max_chars_default():
+    assert inspect.signature(inspect_model).parameters["max_chars"].default == MAX_CHARS
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["{text}", "--text", "the king"], "give a TEXTFILE or --text, not both"),
+        (["--text", "the king", "--max-chars", "1"], "--max-chars must be >= 2, got 1"),
+        (["--text", "the king", "--top", "0"], "--top must be >= 1, got 0"),
+        (["--text", "\u20ac\u20ac\u20ac"], "nothing to inspect"),
+        (["--text", "the king", "-o", "{tmp}"], "cannot write"),
+    ],
+)
+def test_inspect_refuses_bad_input_in_one_line(runner, trained_run, tmp_path, args, message):
+    run_dir, corpus = trained_run
+    args = [a.format(text=corpus, tmp=tmp_path) for a in args]
+    result = runner.invoke(app, ["inspect", str(run_dir), *args])
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr and result.stderr.count("\n") == 1
+
+
+def test_without_a_text_or_the_corpus_it_says_what_to_give(runner, trained_run, tmp_path):
+    moved = tmp_path / "run"
+    shutil.copytree(trained_run[0], moved)
+    for meta_file in moved.glob("checkpoints/*/*/meta/metadata"):
+        meta = json.loads(meta_file.read_text())
+        meta["corpus"]["path"] = str(tmp_path / "gone.txt")
+        meta_file.write_text(json.dumps(meta))
+    result = runner.invoke(app, ["inspect", str(moved), "-o", str(tmp_path / "p.html")])
+    assert result.exit_code == 2
+    assert "gone.txt is not there" in result.stderr and "give a TEXTFILE or --text" in result.stderr
