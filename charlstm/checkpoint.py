@@ -12,6 +12,10 @@ continue the run: format and version, both configs, the vocabulary, the
 corpus path and sha256, the data position and the metrics so far. Orbax writes
 into a temporary directory and renames it only when complete, so a crash
 mid-save leaves the previous checkpoint as the newest one.
+
+In a multi-process run every process calls the same saves and loads, in the
+same order: Orbax synchronises them, each process writes its own part of
+the arrays, and only process 0 writes the JSON and renames the directory.
 """
 
 from __future__ import annotations
@@ -194,8 +198,9 @@ def read_meta(path: Path, prefer: str = BEST) -> tuple[Path, dict[str, Any]]:
 
 
 def load(path: Path, prefer: str = BEST) -> Checkpoint:
-    """Restore a checkpoint onto this machine's default device, whatever
-    device wrote it."""
+    """Restore a checkpoint onto this process's first device, whatever
+    devices, or how many processes, wrote it. In a multi-process run every
+    process must call this (Orbax synchronises them)."""
     directory, step = locate(path, prefer)
     where = directory / str(step)
     checkpointer = ocp.Checkpointer(ocp.CompositeCheckpointHandler())
@@ -208,8 +213,17 @@ def load(path: Path, prefer: str = BEST) -> Checkpoint:
             raise CheckpointError(
                 f"checkpoint {where} is inconsistent: {vocab.size} characters but a model for {model_config.vocab_size}"
             )
+        # A damaged configuration can describe an absurd model (a billion
+        # layers), whose shape alone would take hours to build. No real
+        # checkpoint comes near these limits.
+        mc = model_config
+        if mc.num_layers > 1024 or max(mc.hidden_size, mc.embed_dim) > 1 << 17 or mc.vocab_size > 1 << 21:
+            raise CheckpointError(f"checkpoint {where} is invalid: its model is implausibly large ({mc})")
         template = jax.eval_shape(lambda: init_state(model_config, train_config))
-        device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+        # Whole, on a device of this process: in a multi-process run every
+        # process reads the full state and takes its own share (any process
+        # count can resume any checkpoint; see distributed.place_state).
+        device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
         abstract = jax.tree_util.tree_map(
             lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
             flax.serialization.to_state_dict(template),

@@ -113,14 +113,15 @@ class Streams:
         self.reset_windows = reset_windows  # R; 0: only at the start of a pass
         self._offsets = (np.arange(batch) * reset_windows) // batch if reset_windows else None  # (B,)
 
-    def window(self, step: int) -> Batch:
-        """The batch read at `step`: window (step mod W) of every stream."""
+    def window(self, step: int, rows: slice = slice(None)) -> Batch:
+        """The batch read at `step`: window (step mod W) of every stream, or
+        only of the streams in `rows` (one process's share of a multi-process run)."""
         w = step % self.windows
         cols = slice(w * self.seq_len, (w + 1) * self.seq_len)
         reset = np.full(self.batch, w == 0)
         if self._offsets is not None:
             reset |= (w + self._offsets) % self.reset_windows == 0
-        return Batch(self._inputs[:, cols], self._targets[:, cols], reset)
+        return Batch(self._inputs[rows, cols], self._targets[rows, cols], reset[rows])
 
     def __len__(self) -> int:
         """Windows in one pass."""

@@ -21,11 +21,14 @@ RUNS_DIR = Path("runs")
 RESUMABLE_FIELDS = ("steps", "max_seconds", "learning_rate", "eval_every", "checkpoint_every", "log_every")
 
 
-def default_run_dir(corpus_path: Path, runs_dir: Path = RUNS_DIR) -> Path:
-    return runs_dir / f"{corpus_path.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+def default_run_dir(corpus_path: Path, runs_dir: Path = RUNS_DIR, when: float | None = None) -> Path:
+    """runs/<corpus>-<time>; `when` (unix seconds, default now) lets the
+    processes of a multi-process run agree on one name."""
+    return runs_dir / f"{corpus_path.stem}-{time.strftime('%Y%m%d-%H%M%S', time.localtime(when))}"
 
 
-def prepare_run_dir(run_dir: Path) -> None:
+def check_run_dir(run_dir: Path) -> None:
+    """Refuse a run directory that is a file or already holds something."""
     if run_dir.exists() and not run_dir.is_dir():
         raise CharlstmError(f"--out {run_dir} is a file, not a directory")
     if run_dir.exists() and any(run_dir.iterdir()):
@@ -33,6 +36,12 @@ def prepare_run_dir(run_dir: Path) -> None:
             f"run directory {run_dir} already exists and is not empty; "
             "pick another --out, or continue it with 'charlstm resume'"
         )
+
+
+def prepare_run_dir(run_dir: Path, checked: bool = False) -> None:
+    """Create the run directory, refusing one in use unless `checked` already."""
+    if not checked:
+        check_run_dir(run_dir)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:

@@ -10,6 +10,7 @@ them, so the host does not stall the device on every step.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -19,8 +20,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.sharding import Mesh, PartitionSpec
 
-from charlstm import data, events
+from charlstm import data, distributed, events
 from charlstm.config import ModelConfig, SampleConfig, TrainConfig
 from charlstm.evaluate import make_scorer
 from charlstm.model import Carry, CharLSTM, Params, forward
@@ -40,21 +42,38 @@ def _loss(
     return losses.mean(), carry
 
 
-def make_train_step(model_cfg: ModelConfig, train_cfg: TrainConfig) -> jax.stages.Wrapped:
+def make_train_step(model_cfg: ModelConfig, train_cfg: TrainConfig, mesh: Mesh | None = None) -> jax.stages.Wrapped:
     """The jitted `train_step(state, batch) -> (state, metrics)`; the state's
-    buffers are donated, so the caller must use the returned state."""
+    buffers are donated, so the caller must use the returned state.
+
+    With a `mesh` the same function runs data-parallel: each device takes its
+    share of the streams (batch and carried state split by stream, the rest
+    replicated), computes their loss and gradients, and one `pmean` inside
+    the step averages them over the devices (see `distributed.py` for why
+    the mean is taken explicitly)."""
     model = CharLSTM(model_cfg)
     tx = make_optimizer(train_cfg)
     schedule = learning_rate_schedule(train_cfg)
 
-    def train_step(state: TrainState, batch: data.Batch) -> tuple[TrainState, dict[str, Any]]:
+    def train_step(state: TrainState, batch: data.Batch, axis: str | None = None) -> tuple[TrainState, dict[str, Any]]:
         # Streams that start afresh (see data.py) begin this window from zeros.
         carry = jax.tree_util.tree_map(
             lambda x: jnp.where(batch.reset[None, :, None], 0.0, x), state.carry
         )  # (L, B, H)
+        params = state.params
+        if axis is not None:
+            # Gradients with respect to each device's own copy of the
+            # parameters stay on the device until the pmean below; through
+            # the replicated ones, autodiff would sum the recurrent weights'
+            # gradient over the devices at every time step of the scan.
+            params = distributed.own_copy(params, axis)
         (loss, carry), grads = jax.value_and_grad(_loss, argnums=1, has_aux=True)(
-            model, state.params, batch.inputs, batch.targets, carry
+            model, params, batch.inputs, batch.targets, carry
         )
+        if axis is not None:
+            # Every device has the mean over its own, equally many streams:
+            # the mean of those is the mean over the global batch.
+            loss, grads = jax.lax.pmean((loss, grads), axis)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         grad_norm = optax.tree.norm(grads)  # before clipping
@@ -81,7 +100,18 @@ def make_train_step(model_cfg: ModelConfig, train_cfg: TrainConfig) -> jax.stage
         )
         return new_state, metrics
 
-    return jax.jit(train_step, donate_argnums=0)
+    if mesh is None:
+        return jax.jit(train_step, donate_argnums=0)
+    # Each device runs train_step on its own rows; the optimizer update then
+    # runs replicated, on the same averaged gradients everywhere.
+    specs = distributed.state_specs()
+    per_device = jax.shard_map(
+        functools.partial(train_step, axis=distributed.AXIS),
+        mesh=mesh,
+        in_specs=(specs, PartitionSpec(distributed.AXIS)),
+        out_specs=(specs, PartitionSpec()),
+    )
+    return jax.jit(per_device, donate_argnums=0)
 
 
 def fit(
@@ -89,6 +119,7 @@ def fit(
     save: Callable[[Run, bool, int], str],
     should_stop: Callable[[], bool] = lambda: False,
     sample: SampleConfig | None = PROGRESS_SAMPLE,
+    devices: int | None = None,
 ) -> Iterator[events.Event]:
     """Train `run` to `train_config.steps`, yielding events as it goes.
 
@@ -96,18 +127,25 @@ def fit(
     the loop decides when: every `checkpoint_every` steps, at every new best
     validation loss, and when it stops for any reason (so an interrupted run
     always has a checkpoint to resume from). After each validation pass a
-    short `sample` is generated (None: no samples)."""
+    short `sample` is generated (None: no samples).
+
+    The step runs over the first `devices` local devices (default: all) of
+    every process; in a multi-process run every process runs this loop, all
+    use the first's validation loss, and only the first samples."""
     tc, mc = run.train_config, run.model_config
+    mesh = distributed.make_mesh(tc.batch_size, devices)
     train_streams, val_ids = data.layout(
         run.corpus.text, run.vocab, tc.batch_size, tc.seq_len, tc.val_fraction, tc.reset_chars
     )
     score = make_scorer(mc)
     step = int(run.state.step)
+    main, several = distributed.is_main(), jax.process_count() > 1
     yield events.Started(
         step=step,
         total_steps=tc.steps,
         backend=jax.default_backend(),
-        devices=[str(d) for d in jax.devices()],
+        devices=[str(d) for d in mesh.devices.flat],
+        processes=jax.process_count(),
         train_chars=train_streams.windows * tc.seq_len * tc.batch_size,
         val_chars=len(val_ids) - 1,
         windows_per_pass=train_streams.windows,
@@ -117,7 +155,15 @@ def fit(
         return
 
     t0 = time.perf_counter()
-    train_step = make_train_step(mc, tc).lower(run.state, train_streams.window(step)).compile()
+    if mesh.size == 1:
+        # One device: the step exactly as it is compiled without a mesh, so
+        # that single-device runs keep their losses and speed bit for bit.
+        feed: Callable[[int], data.Batch] = train_streams.window
+        train_step = make_train_step(mc, tc).lower(run.state, feed(step)).compile()
+    else:
+        feed = distributed.Feeder(train_streams, mesh)
+        run.state = distributed.place_state(run.state, mesh)
+        train_step = make_train_step(mc, tc, mesh).lower(run.state, feed(step)).compile()
     yield events.Compiled(seconds=time.perf_counter() - t0)
 
     session_start = time.perf_counter()
@@ -159,8 +205,11 @@ def fit(
 
     def validate() -> Iterator[events.Event]:
         nonlocal evaluated_step, healthy
-        # Up to batch_size streams: the same layout `charlstm eval` uses by default.
-        val_loss = score(run.state.params, val_ids, tc.batch_size).loss
+        # Up to batch_size streams: the same layout `charlstm eval` uses by
+        # default. Every process scores (so none waits long enough in the next
+        # collective to time out) and all decide on process 0's number.
+        val_loss = score(distributed.local_copy(run.state.params), val_ids, tc.batch_size).loss
+        val_loss = distributed.from_main(val_loss)
         evaluated_step = step
         if not math.isfinite(val_loss):
             healthy = False
@@ -173,23 +222,32 @@ def fit(
         yield events.Evaluated(step, val_loss, is_best)
         if is_best:
             yield events.Saved(step, save(run, True, train_streams.windows), best=True)
-        if sample is not None:
-            yield events.Sampled(step, sample_text(mc, run.state.params, run.vocab, sample))
+        if sample is not None and main:
+            yield events.Sampled(step, sample_text(mc, distributed.local_copy(run.state.params), run.vocab, sample))
 
     def checkpoint() -> events.Saved:
         nonlocal saved_step
         saved_step = step
         return events.Saved(step, save(run, False, train_streams.windows), best=False)
 
+    def stop_wanted() -> str | None:
+        if should_stop():
+            return "interrupted"
+        if tc.max_seconds is not None and time.perf_counter() - session_start >= tc.max_seconds:
+            return "time limit"
+        return None
+
     reason = "done"
     while step < tc.steps:
-        if should_stop():
-            reason = "interrupted"
+        stop = stop_wanted()
+        if several:
+            # Processes settle a stop together, at report steps only: there
+            # the host waits for the device anyway.
+            stop = distributed.stop_agreed(stop) if step % tc.log_every == 0 else None
+        if stop is not None:
+            reason = stop
             break
-        if tc.max_seconds is not None and time.perf_counter() - session_start >= tc.max_seconds:
-            reason = "time limit"
-            break
-        run.state, metrics = train_step(run.state, train_streams.window(step))
+        run.state, metrics = train_step(run.state, feed(step))
         step += 1
         pending.append(metrics)
         evaluate_now = step % tc.eval_every == 0 or step == tc.steps

@@ -114,6 +114,17 @@ def test_fuzzed_metadata_gets_only_clean_errors(saved_run, tmp_path_factory, dat
     assert all(isinstance(entry, dict) for entry in loaded.history)
 
 
+def test_an_absurd_model_size_in_metadata_is_refused_at_once(saved_run, tmp_path):
+    step_dir = tmp_path / "4"
+    shutil.copytree(saved_run / "checkpoints" / "latest" / "4", step_dir)
+    meta_file = step_dir / "meta" / "metadata"
+    meta = json.loads(meta_file.read_text())
+    meta["model"]["num_layers"] = 1_400_000_000  # hypothesis found this: building its shape took hours
+    meta_file.write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="implausibly large"):
+        checkpoint.load(step_dir)
+
+
 def test_same_seed_gives_the_same_parameters_and_samples(tiny_corpus, tmp_path):
     from charlstm.config import SampleConfig
     from charlstm.sample import sample_text

@@ -1,0 +1,206 @@
+"""Data-parallel training over several devices and processes (charlstm/distributed.py).
+
+One device against two forced CPU devices, and one process against two
+real `charlstm train` processes joined by JAX's distributed runtime on the
+loopback interface: the same global batch and seed give the same losses.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from charlstm import checkpoint, data, distributed, events, runs
+from charlstm.cli import app
+from charlstm.errors import ConfigError
+from charlstm.metrics import read_metrics
+
+from .helpers import losses, tiny_train_config, train
+from .test_cli import TINY
+
+# Collectives change the order of the sums behind the mean loss and the
+# gradients; a few steps keep the difference at float32 rounding.
+RTOL = 1e-5
+# Every process pays for importing JAX, initialising and compiling: the
+# smallest model and schedule that still evaluate, save and resume.
+MODEL = {"hidden_size": 16, "num_layers": 1, "embed_dim": 8}
+STEPS = 4
+SCHEDULE = {
+    "steps": STEPS,
+    "batch_size": 4,
+    "seq_len": 16,
+    "log_every": 1,
+    "eval_every": STEPS,
+    "checkpoint_every": STEPS,
+}
+CLI_ARGS = ["--hidden", "16", "--layers", "1", "--embed", "8", "--batch-size", "4", "--seq-len", "16"]
+CLI_ARGS += ["--steps", str(STEPS), "--log-every", "1", "--eval-every", str(STEPS), "--checkpoint-every", str(STEPS)]
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONUNBUFFERED": "1", **extra}
+    for name in ("XLA_FLAGS", distributed.ENV_COORDINATOR, distributed.ENV_NUM_PROCESSES, distributed.ENV_PROCESS_ID):
+        if name not in extra:
+            env.pop(name, None)
+    return env
+
+
+def _train_losses(run_dir: Path) -> list[float]:
+    return [m["train_loss"] for m in read_metrics(run_dir) if "train_loss" in m]
+
+
+def test_a_process_reads_only_its_own_streams(tiny_text):
+    ids = np.arange(len(tiny_text), dtype=np.int32)
+    streams = data.Streams(ids, batch=8, seq_len=16, reset_windows=3)
+    whole, part = streams.window(5), streams.window(5, slice(2, 6))
+    np.testing.assert_array_equal(part.inputs, whole.inputs[2:6])
+    np.testing.assert_array_equal(part.targets, whole.targets[2:6])
+    np.testing.assert_array_equal(part.reset, whole.reset[2:6])
+
+
+def test_a_batch_the_devices_cannot_share_says_what_would_work():
+    distributed.check_batch(64, 4)
+    with pytest.raises(ConfigError) as err:
+        distributed.check_batch(5, 2)
+    assert str(err.value) == (
+        "--batch-size 5 does not split evenly over 2 devices: use a multiple of 2, such as 4 or 6; "
+        "or keep it with --devices 1"
+    )
+    with pytest.raises(
+        ConfigError, match=r"over 6 devices \(2 processes x 3\).* 6 or 12; or keep it with --devices 1 "
+    ):
+        distributed.check_batch(10, 3, processes=2, available=4)
+
+
+def test_devices_beyond_the_machine_are_one_line_and_write_nothing(tiny_corpus, tmp_path):
+    result = CliRunner().invoke(
+        app, ["train", str(tiny_corpus), "--out", str(tmp_path / "run"), *TINY, "--devices", "2"]
+    )
+    assert result.exit_code == 2
+    assert result.stderr == "error: --devices 2: this process has 1 cpu device; pick 1 to 1\n"
+    assert not (tmp_path / "run").exists()
+
+
+def test_only_launchers_that_name_several_processes_start_a_multi_process_run():
+    assert distributed.cluster_launcher({}) is None
+    slurm = {"SLURM_JOB_ID": "7", "SLURM_STEP_NODELIST": "n1", "SLURM_PROCID": "0", "SLURM_LOCALID": "0"}
+    assert distributed.cluster_launcher({**slurm, "SLURM_NTASKS": "1"}) is None  # a one-task job: nothing to join
+    assert distributed.cluster_launcher({**slurm, "SLURM_NTASKS": "4"}) == "Slurm"
+    assert distributed.cluster_launcher({"OMPI_MCA_orte_hnp_uri": "x", "OMPI_COMM_WORLD_SIZE": "2"}) == "Open MPI"
+    assert distributed.cluster_launcher({"JAX_COORDINATOR_ADDRESS": "10.0.0.1:1234"}) == "JAX_COORDINATOR_ADDRESS"
+
+
+def test_an_incomplete_process_layout_is_one_line(tiny_corpus, tmp_path):
+    command = [sys.executable, "-m", "charlstm", "train", str(tiny_corpus), "--out", str(tmp_path / "run"), *TINY]
+    result = subprocess.run(
+        [*command, "--num-processes", "2", "--process-id", "0"], capture_output=True, text=True, env=_env(), timeout=120
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: cannot start a multi-process run: ")
+    assert "--coordinator HOST:PORT" in result.stderr and len(result.stderr.splitlines()) == 1
+
+
+# Runs in a process of its own, where XLA makes two CPU devices: one device
+# and two, the same global batch and seed; then a batch they cannot share.
+_ONE_AND_TWO_DEVICES = textwrap.dedent(
+    """
+    import json, sys
+    import charlstm
+    from charlstm import events
+
+    corpus, out, model, schedule = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), json.loads(sys.argv[4])
+    seen = {}
+    for n in (1, 2):
+        record = lambda e, n=n: seen.setdefault(n, e.devices) if isinstance(e, events.Started) else None
+        charlstm.train(corpus, f"{out}/{n}", devices=n, on_event=record, **model, **schedule)
+    try:
+        charlstm.train(corpus, f"{out}/odd", devices=2, **model, **{**schedule, "batch_size": 5})
+        error = None
+    except charlstm.CharlstmError as err:
+        error = str(err)
+    print(json.dumps({"devices": seen, "error": error}))
+    """
+)
+
+
+@pytest.mark.slow
+def test_one_device_and_two_devices_give_the_same_losses(tiny_corpus, tmp_path):
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _ONE_AND_TWO_DEVICES,
+            str(tiny_corpus),
+            str(tmp_path),
+            *map(json.dumps, (MODEL, SCHEDULE)),
+        ],
+        capture_output=True,
+        text=True,
+        env=_env(XLA_FLAGS="--xla_force_host_platform_device_count=2"),
+        timeout=240,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.splitlines()[-1])
+    assert len(report["devices"]["1"]) == 1 and len(report["devices"]["2"]) == 2
+    one, two = _train_losses(tmp_path / "1"), _train_losses(tmp_path / "2")
+    assert len(one) == len(two) == STEPS
+    np.testing.assert_allclose(two, one, rtol=RTOL)
+    vals = [[m["val_loss"] for m in read_metrics(tmp_path / str(n)) if "val_loss" in m] for n in (1, 2)]
+    np.testing.assert_allclose(vals[1], vals[0], rtol=RTOL)
+    assert report["error"].startswith("--batch-size 5 does not split evenly over 2 devices")
+    assert not (tmp_path / "odd").exists()
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.slow
+def test_two_processes_train_like_one_and_one_process_resumes(tiny_corpus, tmp_path):
+    run_dir, port = tmp_path / "two", _free_port()
+    command = [sys.executable, "-m", "charlstm", "train", str(tiny_corpus), "--out", str(run_dir), *CLI_ARGS]
+    logs = [tmp_path / f"process-{i}.log" for i in range(2)]
+    processes = []
+    for i, log in enumerate(logs):
+        with log.open("w") as stderr:
+            joined = ["--coordinator", f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", str(i)]
+            processes.append(subprocess.Popen([*command, *joined], stderr=stderr, env=_env()))
+    deadline = time.monotonic() + 240
+    try:
+        for process in processes:
+            process.wait(timeout=max(1.0, deadline - time.monotonic()))
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    outputs = [log.read_text() for log in logs]
+    assert [p.returncode for p in processes] == [0, 0], outputs
+    assert "in 2 processes" in outputs[0]
+    # Process 1 reports nothing (JAX may still warn there): process 0 speaks for both.
+    assert "training on" not in outputs[1] and "done at step" not in outputs[1]
+
+    alone = runs.new_run(data.read_corpus(tiny_corpus), MODEL, tiny_train_config(**SCHEDULE))
+    alone_events = train(alone, tmp_path / "one")
+    np.testing.assert_allclose(_train_losses(run_dir), [loss for _, loss in losses(alone_events)], rtol=RTOL)
+    saved = checkpoint.load(run_dir, prefer=checkpoint.LATEST)
+    assert int(saved.state.step) == STEPS
+    for a, b in zip(*(jax.tree_util.tree_leaves(s) for s in (saved.state.params, alone.state.params)), strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6)
+
+    # The checkpoint two processes wrote is complete: one process carries on from it.
+    resumed = runs.resume_run(run_dir, {"steps": STEPS + 2})
+    more = train(resumed, run_dir)
+    assert isinstance(more[-1], events.Finished) and more[-1].reason == "done" and more[-1].step == STEPS + 2
+    assert [m["step"] for m in read_metrics(run_dir) if "train_loss" in m] == list(range(1, STEPS + 3))
