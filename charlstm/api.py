@@ -5,6 +5,7 @@
     model = charlstm.train("shakespeare.txt", out="runs/demo", steps=300)
     print(model.sample(200, temperature=0.8, prime="ROMEO."))
     print(model.evaluate(open("hamlet.txt").read()).bits_per_char)
+    seen = model.inspect("To be, or not to be")  # gates, c, h, predictions per character
     model = charlstm.load("runs/demo")  # later: its best checkpoint
 
 The `charlstm` command line is a thin layer over these functions.
@@ -13,11 +14,12 @@ The `charlstm` command line is a thin layer over these functions.
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from charlstm import checkpoint, data, events, runs
+from charlstm import checkpoint, data, distributed, events, introspect, presets, runs
 from charlstm.checkpoint import CheckpointWriter
 from charlstm.config import ModelConfig, SampleConfig, TrainConfig
 from charlstm.errors import CharlstmError, ConfigError, CorpusError
@@ -89,18 +91,41 @@ class Model:
         `streams` parallel streams (default: the training batch size, which
         is how validation was scored). Characters the model never saw are
         left out, and counted in `Score.skipped`."""
+        text, skipped = self._known(text, "score")
+        score = make_scorer(self.model_config)(
+            self.params, self.vocab.encode(text), streams or self.train_config.batch_size
+        )
+        return dataclasses.replace(score, skipped=skipped)
+
+    def inspect(self, text: str, max_chars: int = introspect.MAX_CHARS) -> introspect.Inspection:
+        """What the model does on the first `max_chars` characters of `text`,
+        read from a zero state with carried state (as `evaluate(text,
+        streams=1)` reads it): per character and layer the gates, c and h,
+        and the next-character distribution; see `Inspection` for the
+        arrays and their shapes. Characters the model never saw are left
+        out, and counted in `Inspection.skipped`."""
+        introspect.check_max_chars(max_chars)
+        head, skipped = self._known(text[:max_chars], "inspect")
+        return introspect.record(
+            self.model_config,
+            self.params,
+            self.vocab,
+            head,
+            skipped=skipped,
+            truncated=max(0, len(text) - max_chars),
+        )
+
+    def _known(self, text: str, verb: str) -> tuple[str, dict[str, int]]:
+        """`text` without the characters the model never saw, and how often each occurred."""
         skipped = {c: text.count(c) for c in self.vocab.unknown(text)}
         if skipped:
             text = text.translate({ord(c): None for c in skipped})
             if len(text) < 2:
                 raise CorpusError(
                     f"almost none of the text is in the model's vocabulary ({sum(skipped.values())} characters "
-                    "skipped): nothing to score"
+                    f"skipped): nothing to {verb}"
                 )
-        score = make_scorer(self.model_config)(
-            self.params, self.vocab.encode(text), streams or self.train_config.batch_size
-        )
-        return dataclasses.replace(score, skipped=skipped)
+        return text, skipped
 
 
 def load(path: str | Path, prefer: str = checkpoint.BEST) -> Model:
@@ -126,27 +151,41 @@ def prepare(corpus: str | Path, out: str | Path | None, model: dict[str, Any], c
     fresh run directory. `model`: ModelConfig fields other than vocab_size."""
     path, _ = data.resolve_corpus_path(str(corpus))
     run = runs.new_run(data.read_corpus(path.resolve()), model, config)
-    run_dir = Path(out) if out is not None else runs.default_run_dir(path)
-    runs.prepare_run_dir(run_dir)
+    # The processes of a multi-process run must name the same directory.
+    run_dir = Path(out) if out is not None else runs.default_run_dir(path, when=distributed.from_main(time.time()))
+    runs.check_run_dir(run_dir)
+    # ... and all look at it before any of them creates it (or its checkpoint folders).
+    distributed.barrier("charlstm: run directory checked")
+    runs.prepare_run_dir(run_dir, checked=True)
     return run, run_dir
 
 
 def run_session(
-    run: Run, run_dir: Path, on_event: EventHandler | None = None, should_stop: StopCheck | None = None
+    run: Run,
+    run_dir: Path,
+    on_event: EventHandler | None = None,
+    should_stop: StopCheck | None = None,
+    devices: int | None = None,
 ) -> events.Finished:
     """Train `run` in `run_dir` until done, stopped or diverged, keeping its
-    checkpoints and logs; every event also goes to `on_event`."""
-    writer, log = CheckpointWriter(run_dir), RunLog(run_dir)
+    checkpoints and logs; every event also goes to `on_event`. The batch is
+    split over the first `devices` local devices (default: all); in a
+    multi-process run (`distributed.initialize`) every process calls this,
+    and only the first writes the logs."""
+    writer = CheckpointWriter(run_dir)  # every process: Orbax coordinates their saves
+    log = RunLog(run_dir) if distributed.is_main() else None
     finished: events.Finished | None = None
     try:
-        for event in fit(run, writer.save, should_stop or (lambda: False)):
-            log.handle(event)
+        for event in fit(run, writer.save, should_stop or (lambda: False), devices=devices):
+            if log is not None:
+                log.handle(event)
             if on_event is not None:
                 on_event(event)
             if isinstance(event, events.Finished):
                 finished = event
     finally:
-        log.close()
+        if log is not None:
+            log.close()
         writer.close()
     assert finished is not None  # fit always ends with Finished
     return finished
@@ -162,28 +201,37 @@ def train(
     corpus: str | Path,
     out: str | Path | None = None,
     *,
-    hidden_size: int = ModelConfig.hidden_size,
-    num_layers: int = ModelConfig.num_layers,
-    embed_dim: int = ModelConfig.embed_dim,
-    cell: str = ModelConfig.cell,
+    preset: str | None = None,
+    hidden_size: int | None = None,
+    num_layers: int | None = None,
+    embed_dim: int | None = None,
+    cell: str | None = None,
     on_event: EventHandler | None = None,
     should_stop: StopCheck | None = None,
+    devices: int | None = None,
     **options: Any,
 ) -> Model:
     """Train a new model on `corpus` and return its best checkpoint.
 
-    `options` are TrainConfig fields (steps=, batch_size=, seq_len=,
-    learning_rate=, max_seconds=, ...). `on_event` receives the loop's events
-    (see `charlstm.events`); `should_stop` is polled between steps, and when
-    it returns True the run saves and stops (resume it later). Raises
-    TrainingDiverged if the loss stops being finite."""
+    `preset` ("tiny", "small", "medium", "large"; see `charlstm.presets`)
+    sets the sizes the other arguments leave out; the model's shape is
+    otherwise ModelConfig's defaults. `options` are TrainConfig fields
+    (steps=, batch_size=, seq_len=, learning_rate=, max_seconds=, ...).
+    `on_event` receives the loop's events (see `charlstm.events`);
+    `should_stop` is polled between steps, and when it returns True the run
+    saves and stops (resume it later). `devices`: how many local devices to
+    split the batch over (default: all). Raises TrainingDiverged if the loss
+    stops being finite."""
+    shape = {"hidden_size": hidden_size, "num_layers": num_layers, "embed_dim": embed_dim, "cell": cell}
+    model, options = presets.apply(preset, {k: v for k, v in shape.items() if v is not None}, options)
     try:
         config = TrainConfig(**options)
     except TypeError as err:
         raise ConfigError(f"unknown training option: {err}") from None
-    model = {"hidden_size": hidden_size, "num_layers": num_layers, "embed_dim": embed_dim, "cell": cell}
+    # A batch the devices cannot share fails here, before any file is written.
+    distributed.make_mesh(config.batch_size, devices)
     run, run_dir = prepare(corpus, out, model, config)
-    return _trained(run_session(run, run_dir, on_event, should_stop), run_dir)
+    return _trained(run_session(run, run_dir, on_event, should_stop, devices), run_dir)
 
 
 def resume(
@@ -192,13 +240,15 @@ def resume(
     force: bool = False,
     on_event: EventHandler | None = None,
     should_stop: StopCheck | None = None,
+    devices: int | None = None,
     **overrides: Any,
 ) -> Model:
     """Continue the run in `run_dir` from its latest checkpoint, exactly.
 
     `overrides` may change the fields in `runs.RESUMABLE_FIELDS` (steps=,
     learning_rate=, max_seconds=, ...); `force` resumes even if the corpus
-    file changed."""
+    file changed. `devices` need not be the count the run started with: the
+    batch only has to split evenly over it."""
     path = Path(run_dir)
     run = runs.resume_run(path, overrides, force=force)
-    return _trained(run_session(run, path, on_event, should_stop), path)
+    return _trained(run_session(run, path, on_event, should_stop, devices), path)

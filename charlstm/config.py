@@ -53,7 +53,9 @@ class TrainConfig:
     steps: int = 2200
     batch_size: int = 64
     seq_len: int = 64
-    learning_rate: float = 3e-3
+    # Measured on the shipped corpus, 2x256, 10 CPU minutes (2026-11-24): 1e-2
+    # reached 1.384 nats/char where 3e-3 reached 1.434 (README, Quality per minute).
+    learning_rate: float = 1e-2
     warmup_steps: int = 100
     min_lr_ratio: float = 0.05
     weight_decay: float = 0.0

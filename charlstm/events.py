@@ -4,6 +4,9 @@ progress display (or a test, or a notebook) decides what to do with them."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
+
+from charlstm.fmt import LN2
 
 
 @dataclass(frozen=True)
@@ -11,10 +14,11 @@ class Started:
     step: int
     total_steps: int
     backend: str
-    devices: list[str]
+    devices: list[str]  # the devices the batch is split over, in every process
     train_chars: int  # characters seen per pass over the training split
     val_chars: int  # characters scored by each validation pass
     windows_per_pass: int
+    processes: int = 1  # processes taking part (each feeding its own share of the streams)
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,45 @@ class Finished:
     reason: str  # "done", "time limit", "interrupted" or "diverged" (a loss, gradients or parameters not finite)
     best_val_loss: float | None
     train_seconds: float
+
+
+@dataclass(frozen=True)
+class TrialStarted:
+    """A search's trial begins (`charlstm.tune`); `point` holds its searched values."""
+
+    index: int
+    total: int
+    point: dict[str, float]
+    steps: int
+    params: int
+
+
+@dataclass(frozen=True)
+class TrialResult:
+    """One trial of a hyperparameter search (`charlstm.tune`)."""
+
+    trial: int
+    run_dir: str
+    point: dict[str, float]  # the searched values, by config field
+    model: dict[str, Any]  # the whole model shape it trained
+    steps: int  # steps it completed
+    planned_steps: int
+    val_loss: float | None  # best validation loss, nats/char (None: diverged before any)
+    train_seconds: float
+    params: int
+    reason: str  # why it stopped: done, time limit, interrupted, diverged
+    train: dict[str, Any] = field(default_factory=dict)  # the TrainConfig it used
+
+    @property
+    def bits_per_char(self) -> float | None:
+        return None if self.val_loss is None else self.val_loss / LN2
+
+
+@dataclass(frozen=True)
+class TrialFinished:
+    index: int
+    total: int
+    result: TrialResult
 
 
 Event = Started | Compiled | Progress | Evaluated | Sampled | Saved | Finished

@@ -16,3 +16,12 @@ def duration(seconds: float) -> str:
     minutes, secs = divmod(int(seconds), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+# How a searched value is labelled (`charlstm tune`): its command-line name.
+OPTION_NAMES = {"learning_rate": "lr", "hidden_size": "hidden", "num_layers": "layers", "seq_len": "seq-len"}
+
+
+def point_text(point: dict[str, float]) -> str:
+    """A search point as the options that would train it: `--lr 0.004 --hidden 256`."""
+    return " ".join(f"--{OPTION_NAMES.get(k, k)} {v:g}" for k, v in point.items())

@@ -16,6 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from charlstm import events
 from charlstm.fmt import duration as _duration
 from charlstm.fmt import loss_text as _loss_text
+from charlstm.fmt import point_text
 
 QUIET, NORMAL, VERBOSE = 0, 1, 2
 # Clipping on most steps means the gradients keep exceeding --clip: they are
@@ -78,8 +79,9 @@ class TrainingDisplay:
             return
         if isinstance(event, events.Started):
             verb = "resuming at step" if event.step else "starting at step"
+            where = ", ".join(event.devices) + (f" in {event.processes} processes" if event.processes > 1 else "")
             self._say(
-                f"training on {event.backend} ({', '.join(event.devices)}), {verb} {event.step} of "
+                f"training on {event.backend} ({where}), {verb} {event.step} of "
                 f"{event.total_steps}; {event.train_chars:,} training chars per pass, "
                 f"{event.val_chars:,} validation chars"
             )
@@ -149,3 +151,61 @@ class TrainingDisplay:
                 f"step {event.step}/{event.total_steps}  {self._stats(event)}  "
                 f"elapsed {_duration(event.elapsed)}  eta ~{_duration(remaining)}"
             )
+
+
+class SearchDisplay:
+    """`charlstm tune`: a line as each trial starts and ends; in between, on a
+    terminal, a transient bar for the trial's steps. VERBOSE shows each trial
+    as `charlstm train` would (evaluations, samples, saves)."""
+
+    def __init__(self, console: Console, verbosity: int = NORMAL):
+        self.console = console
+        self.verbosity = verbosity
+        self._trial: TrainingDisplay | None = None
+        self._progress: Progress | None = None
+        self._task: TaskID | None = None
+
+    def __enter__(self) -> SearchDisplay:
+        return self
+
+    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        self._stop_bar()
+
+    def _stop_bar(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+
+    def _say(self, message: str) -> None:
+        self.console.print(message, highlight=False, markup=False)
+
+    def handle(self, event: events.Event | events.TrialStarted | events.TrialFinished) -> None:
+        if self.verbosity == QUIET:
+            return
+        if isinstance(event, events.TrialStarted):
+            self._say(
+                f"trial {event.index + 1}/{event.total}: {point_text(event.point)}  "
+                f"({event.params / 1e6:.2f}M parameters, {event.steps:,} steps)"
+            )
+            if self.verbosity == VERBOSE:
+                self._trial = TrainingDisplay(self.console, NORMAL)
+            elif self.console.is_terminal:
+                self._progress = Progress(
+                    TextColumn("  "), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[stats]}"),
+                    console=self.console, transient=True,
+                )  # fmt: skip
+                self._task = self._progress.add_task("trial", total=event.steps, stats="compiling...")
+                self._progress.start()
+        elif isinstance(event, events.TrialFinished):
+            self._stop_bar()
+            self._trial = None
+            r = event.result
+            self._say(
+                f"trial {event.index + 1}/{event.total}: {r.reason} at step {r.steps} after "
+                f"{_duration(r.train_seconds)}; best validation loss {_loss_text(r.val_loss)}"
+            )
+        elif self._trial is not None:
+            self._trial.handle(event)
+        elif isinstance(event, events.Progress) and self._progress is not None and self._task is not None:
+            stats = f"loss {event.loss:.3f}  {event.chars_per_sec / 1000:.1f}k chars/s"
+            self._progress.update(self._task, completed=event.step, stats=stats)

@@ -12,7 +12,8 @@ from rich import box
 from rich.table import Table
 
 from charlstm.evaluate import Score
-from charlstm.fmt import LN2, duration, loss_text
+from charlstm.events import TrialResult
+from charlstm.fmt import LN2, OPTION_NAMES, duration, loss_text
 from charlstm.runs import RunSummary
 
 
@@ -126,3 +127,30 @@ def score_record(text_path: str, where: Path, score: Score) -> dict[str, Any]:
         "bits_per_char": score.bits_per_char,
         "perplexity": score.perplexity,
     }
+
+
+def trials_table(results: Sequence[TrialResult]) -> Table:
+    """A search's trials, in the order given (best first, from tune.ranked)."""
+    table = Table(box=box.SIMPLE_HEAD, header_style="bold", pad_edge=False)
+    fields = list(results[0].point) if results else []
+    table.add_column("#", justify="right", no_wrap=True)
+    table.add_column("trial", no_wrap=True)
+    for name in fields:
+        table.add_column(OPTION_NAMES.get(name, name), justify="right", no_wrap=True)
+    table.add_column("params", justify="right", no_wrap=True)
+    table.add_column("steps", justify="right", no_wrap=True)
+    table.add_column("val (bpc)", justify="right", no_wrap=True)
+    table.add_column("time", justify="right", no_wrap=True)
+    table.add_column("ended", no_wrap=True)
+    for rank, r in enumerate(results, 1):
+        table.add_row(
+            str(rank),
+            Path(r.run_dir).name,
+            *(f"{r.point[name]:g}" for name in fields),
+            f"{r.params / 1e6:.2f}M",
+            f"{r.steps}/{r.planned_steps}",
+            "-" if r.val_loss is None else f"{r.val_loss:.4f} ({r.val_loss / LN2:.3f})",
+            duration(r.train_seconds),
+            r.reason,
+        )
+    return table

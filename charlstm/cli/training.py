@@ -30,6 +30,33 @@ from charlstm.config import TrainConfig as _T
 if TYPE_CHECKING:
     from charlstm.state import Run
 
+# Where training runs (see charlstm/distributed.py); shared by train and resume.
+Devices = Annotated[
+    int | None,
+    typer.Option(
+        "--devices",
+        help="Split each batch over this many of this process's devices [default: all of them]; "
+        "the batch size must divide by the total over all processes.",
+    ),
+]
+Coordinator = Annotated[
+    str | None,
+    typer.Option(
+        "--coordinator",
+        envvar="CHARLSTM_COORDINATOR",
+        help="HOST:PORT of process 0, to train in several processes (every process names the same); "
+        "'auto': let JAX find it on a cluster.",
+    ),
+]
+NumProcesses = Annotated[
+    int | None,
+    typer.Option("--num-processes", envvar="CHARLSTM_NUM_PROCESSES", help="Processes in a multi-process run."),
+]
+ProcessId = Annotated[
+    int | None,
+    typer.Option("--process-id", envvar="CHARLSTM_PROCESS_ID", help="This process's index, 0 to N-1."),
+]
+
 
 class _StopFlag:
     """Ctrl-C / SIGTERM ask the loop to stop at the next step boundary and
@@ -78,14 +105,31 @@ def _last_good(run_dir: Path, lower_lr: float, steps: int) -> str:
     )
 
 
+def _given(ctx: typer.Context, name: str) -> bool:
+    """Whether the user set option `name` (on the command line or through the
+    environment) rather than leaving it at its default."""
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
+
+
 def _verbosity(quiet: bool, verbose: bool) -> int:
     if quiet and verbose:
         fail("--quiet and --verbose contradict each other; pick one")
     return 0 if quiet else 2 if verbose else 1
 
 
-def _train(run: Run, run_dir: Path, verbosity: int) -> None:
-    from charlstm import api
+def _join(coordinator: str | None, num_processes: int | None, process_id: int | None, verbosity: int) -> int:
+    """Join a multi-process run if one is asked for or detected (before
+    anything touches JAX's devices); the verbosity this process reports with:
+    only process 0 reports."""
+    from charlstm import distributed
+
+    distributed.initialize(coordinator, num_processes, process_id)
+    return verbosity if distributed.is_main() else 0
+
+
+def _train(run: Run, run_dir: Path, verbosity: int, devices: int | None = None) -> None:
+    from charlstm import api, distributed
     from charlstm.model import count_params
     from charlstm.progress import TrainingDisplay
 
@@ -98,10 +142,14 @@ def _train(run: Run, run_dir: Path, verbosity: int) -> None:
         say(f"training: {tc}")
     try:
         with stop.installed(), TrainingDisplay(stderr(), verbosity) as display:
-            finished = api.run_session(run, run_dir, display.handle, stop)
+            finished = api.run_session(run, run_dir, display.handle, stop, devices)
     except KeyboardInterrupt:
         say(f"aborted without saving; earlier checkpoints are intact. Continue with: charlstm resume {run_dir}")
         raise typer.Exit(EXIT_ABORTED) from None
+    if not distributed.is_main():  # the processes agree on how it ended; one says so
+        if finished.reason in ("diverged", "interrupted"):
+            raise typer.Exit(EXIT_DIVERGED if finished.reason == "diverged" else _interrupted_status(stop))
+        return
     if finished.reason == "diverged":
         advice = _last_good(run_dir, run.train_config.learning_rate / 2, run.train_config.steps)
         say(
@@ -111,12 +159,18 @@ def _train(run: Run, run_dir: Path, verbosity: int) -> None:
         raise typer.Exit(EXIT_DIVERGED)
     if finished.reason == "interrupted":
         say(f"interrupted; checkpoint saved. Continue with: charlstm resume {run_dir}")
-        raise typer.Exit(EXIT_SIGINT if stop.signal == signal.SIGINT else EXIT_SIGTERM)
+        raise typer.Exit(_interrupted_status(stop))
     if verbosity:
         say(f"sample with: charlstm sample --checkpoint {run_dir}")
 
 
+def _interrupted_status(stop: _StopFlag) -> int:
+    # SIGTERM also when another process of a multi-process run was the one signalled.
+    return EXIT_SIGINT if stop.signal == signal.SIGINT else EXIT_SIGTERM
+
+
 def train(
+    ctx: typer.Context,
     corpus: Annotated[
         str,
         typer.Argument(
@@ -125,6 +179,13 @@ def train(
     ],
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Run directory [default: runs/<corpus>-<time>].")
+    ] = None,
+    preset: Annotated[
+        str | None,
+        typer.Option(
+            help="Start from a named size: tiny (a minute on a CPU), small (10 CPU minutes: the defaults), "
+            "medium (a GPU hour), large (a long GPU run). Options given here override it."
+        ),
     ] = None,
     hidden: Annotated[int, typer.Option(help="Hidden size (units per recurrent layer).")] = _M.hidden_size,
     layers: Annotated[int, typer.Option(help="Number of stacked recurrent layers.")] = _M.num_layers,
@@ -171,39 +232,57 @@ def train(
         int, typer.Option("--log-every", help="Steps between progress reports and metrics.jsonl lines.")
     ] = _T.log_every,
     seed: Annotated[int, typer.Option(help="Random seed for initialisation.")] = _T.seed,
+    devices: Devices = None,
+    coordinator: Coordinator = None,
+    num_processes: NumProcesses = None,
+    process_id: ProcessId = None,
     quiet: Quiet = False,
     verbose: Verbose = False,
 ) -> None:
     """Train a new model on CORPUS and save checkpoints in a run directory."""
     level = _verbosity(quiet, verbose)
     with user_errors():
-        from charlstm import api, data, runs
+        from charlstm import api, data, distributed, presets
         from charlstm.config import TrainConfig
 
-        train_config = TrainConfig(
-            steps=steps,
-            batch_size=batch_size,
-            seq_len=seq_len,
-            learning_rate=lr,
-            warmup_steps=warmup,
-            weight_decay=weight_decay,
-            grad_clip=clip,
-            val_fraction=val_fraction,
-            reset_chars=reset_chars,
-            eval_every=eval_every,
-            checkpoint_every=checkpoint_every,
-            log_every=log_every,
-            max_seconds=None if max_time is None else max_time * 60,
-            seed=seed,
+        # (config field, command-line parameter, value)
+        model_options = [
+            ("hidden_size", "hidden", hidden),
+            ("num_layers", "layers", layers),
+            ("embed_dim", "embed", embed),
+            ("cell", "cell", cell),
+        ]
+        train_options = [
+            ("steps", "steps", steps),
+            ("batch_size", "batch_size", batch_size),
+            ("seq_len", "seq_len", seq_len),
+            ("learning_rate", "lr", lr),
+            ("warmup_steps", "warmup", warmup),
+            ("weight_decay", "weight_decay", weight_decay),
+            ("grad_clip", "clip", clip),
+            ("val_fraction", "val_fraction", val_fraction),
+            ("reset_chars", "reset_chars", reset_chars),
+            ("eval_every", "eval_every", eval_every),
+            ("checkpoint_every", "checkpoint_every", checkpoint_every),
+            ("log_every", "log_every", log_every),
+            ("max_seconds", "max_time", None if max_time is None else max_time * 60),
+            ("seed", "seed", seed),
+        ]
+        model, options = presets.apply(
+            preset,
+            {field: value for field, name, value in model_options if preset is None or _given(ctx, name)},
+            {field: value for field, name, value in train_options if preset is None or _given(ctx, name)},
         )
+        train_config = TrainConfig(**options)
+        level = _join(coordinator, num_processes, process_id, level)
+        # A batch the devices cannot share fails here, before the run directory exists.
+        distributed.make_mesh(train_config.batch_size, devices)
         path, shipped = data.resolve_corpus_path(corpus)
         if shipped and level:
             say(f"note: no file {corpus} here; using the shipped corpus {path}")
-        run_dir = out if out is not None else runs.default_run_dir(path)
-        model = {"hidden_size": hidden, "num_layers": layers, "embed_dim": embed, "cell": cell}
-        run, run_dir = api.prepare(path, run_dir, model, train_config)
+        run, run_dir = api.prepare(path, out, model, train_config)
         use_cache()
-        _train(run, run_dir, level)
+        _train(run, run_dir, level, devices)
 
 
 def resume(
@@ -221,13 +300,20 @@ def resume(
         int | None, typer.Option("--log-every", help="Steps between progress reports and metrics lines.")
     ] = None,
     force: Annotated[bool, typer.Option(help="Resume even if the corpus file changed since the run started.")] = False,
+    devices: Devices = None,
+    coordinator: Coordinator = None,
+    num_processes: NumProcesses = None,
+    process_id: ProcessId = None,
     quiet: Quiet = False,
     verbose: Verbose = False,
 ) -> None:
-    """Continue a run exactly where its latest checkpoint left it."""
+    """Continue a run exactly where its latest checkpoint left it (on any
+    number of devices and processes the batch splits evenly over)."""
     level = _verbosity(quiet, verbose)
     with user_errors():
-        from charlstm import runs
+        from charlstm import distributed, runs
+
+        level = _join(coordinator, num_processes, process_id, level)
 
         overrides = {
             "steps": steps,
@@ -238,5 +324,6 @@ def resume(
             "log_every": log_every,
         }
         run = runs.resume_run(run_dir, {k: v for k, v in overrides.items() if v is not None}, force=force)
+        distributed.make_mesh(run.train_config.batch_size, devices)
         use_cache()
-        _train(run, run_dir, level)
+        _train(run, run_dir, level, devices)

@@ -1,0 +1,93 @@
+"""Named model and training sizes, for `charlstm train --preset NAME`.
+
+A preset is a starting point, not a mode: it fills in the options the user
+did not give, and an option given on the command line (or as a keyword to
+`charlstm.train`) always wins. The measured losses and times for each preset
+are in the README's "Presets" section.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from charlstm.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    purpose: str
+    model: dict[str, Any] = field(default_factory=dict)  # ModelConfig fields
+    train: dict[str, Any] = field(default_factory=dict)  # TrainConfig fields
+
+
+PRESETS = {
+    p.name: p
+    for p in (
+        Preset(
+            "tiny",
+            "a quick try on a laptop CPU: about a minute",
+            model={"hidden_size": 128, "num_layers": 2, "embed_dim": 32},
+            # A small model takes a large learning rate: on the shipped corpus
+            # 2e-2 reached 1.614 in 900 steps where 3e-3 reached 2.034 in
+            # 600 (2026-11-24, 2-core CPU; 1e-2: 1.677).
+            train={
+                "steps": 900,
+                "batch_size": 32,
+                "learning_rate": 2e-2,
+                "warmup_steps": 50,
+                "eval_every": 150,
+                "checkpoint_every": 150,
+            },
+        ),
+        # The defaults: tuned for the lowest validation loss in a 10-minute run
+        # on a 2-core CPU (see benchmarks/time_to_quality.py).
+        Preset("small", "a 10-minute CPU run (the defaults)"),
+        Preset(
+            "medium",
+            "about an hour on one GPU",
+            model={"hidden_size": 512, "num_layers": 3, "embed_dim": 128},
+            train={
+                "steps": 40_000,
+                "batch_size": 128,
+                "seq_len": 128,
+                "learning_rate": 2e-3,
+                "warmup_steps": 500,
+                "eval_every": 1000,
+                "checkpoint_every": 1000,
+                "log_every": 50,
+            },
+        ),
+        Preset(
+            "large",
+            "a long GPU run on a large corpus",
+            model={"hidden_size": 1024, "num_layers": 3, "embed_dim": 256},
+            train={
+                "steps": 200_000,
+                "batch_size": 256,
+                "seq_len": 256,
+                "learning_rate": 1e-3,
+                "warmup_steps": 2000,
+                "eval_every": 2500,
+                "checkpoint_every": 2500,
+                "log_every": 100,
+            },
+        ),
+    )
+}
+
+
+def get(name: str) -> Preset:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ConfigError(f"--preset must be one of {', '.join(PRESETS)}, got {name!r}") from None
+
+
+def apply(name: str | None, model: dict[str, Any], train: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The preset's values under the explicitly given `model` and `train` ones."""
+    if name is None:
+        return model, train
+    preset = get(name)
+    return {**preset.model, **model}, {**preset.train, **train}
