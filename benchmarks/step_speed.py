@@ -39,7 +39,7 @@ def measure(
     state = init_state(model_cfg, train_cfg)
     rng = np.random.default_rng(0)
     tokens = rng.integers(0, vocab, size=(batch, seq_len + 1), dtype=np.int32)
-    data = Batch(tokens[:, :-1], tokens[:, 1:], np.asarray(False))
+    data = Batch(tokens[:, :-1], tokens[:, 1:], np.zeros(batch, bool))
 
     t0 = time.perf_counter()
     step = make_train_step(model_cfg, train_cfg).lower(state, data).compile()

@@ -34,6 +34,7 @@ _EXPORTS = {
     "SampleConfig": "charlstm.config",
     "CharlstmError": "charlstm.errors",
     "enable_compilation_cache": "charlstm.compile_cache",
+    "keep_host_memory": "charlstm.hostmem",
 }
 __all__ = [
     "CharlstmError",
@@ -46,6 +47,7 @@ __all__ = [
     "TrainingDiverged",
     "__version__",
     "enable_compilation_cache",
+    "keep_host_memory",
     "load",
     "resume",
     "train",
@@ -57,6 +59,7 @@ if TYPE_CHECKING:
     from charlstm.config import ModelConfig, SampleConfig, TrainConfig
     from charlstm.errors import CharlstmError
     from charlstm.evaluate import Score
+    from charlstm.hostmem import keep_host_memory
     from charlstm.introspect import Inspection
 
 

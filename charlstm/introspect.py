@@ -7,8 +7,8 @@ hidden state, and the distribution of the next character. Position t always
 holds the values after reading character t.
 
 The pass reads the same parameter tree as `model.CharLSTM` and calls the
-model's own cell functions (`lstm_gates`/`lstm_update`, `gru_gates`/
-`gru_update`); only the layer wiring (input projection hoisted out of the
+model's own cell functions (`recurrence.lstm_gates`/`lstm_update`,
+`model.gru_gates`/`gru_update`); only the layer wiring (input projection hoisted out of the
 scan, as in `LSTMLayer`) is repeated here, and the tests check the recorded
 values against the model's own forward pass.
 
@@ -32,7 +32,8 @@ from charlstm.config import ModelConfig
 from charlstm.errors import ConfigError, CorpusError
 from charlstm.evaluate import EVAL_WINDOW
 from charlstm.fmt import LN2
-from charlstm.model import Params, gru_gates, gru_update, lstm_gates, lstm_update, zero_carry
+from charlstm.model import Params, gru_gates, gru_update, zero_carry
+from charlstm.recurrence import lstm_gates, lstm_update
 from charlstm.vocab import Vocab
 
 MAX_CHARS = 2000  # default cap on the characters read: the arrays grow with it

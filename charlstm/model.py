@@ -5,7 +5,8 @@ Shape legend used in the comments below:
     E embedding width, H hidden size, L layers, V vocabulary size.
 
 The model is Flax Linen: parameters are a plain nested dict, `apply` is a
-pure function, and the recurrence is an ordinary `jax.lax.scan`. That keeps
+pure function, and the recurrence is a `jax.lax.scan` (for the LSTM with a
+hand-written backward pass, in `recurrence.py`). That keeps
 the training step a pure `(state, batch) -> (state, metrics)` function and
 the checkpoint a plain tree of named arrays.
 """
@@ -19,29 +20,11 @@ import jax
 import jax.numpy as jnp
 
 from charlstm.config import ModelConfig
+from charlstm.recurrence import lstm_layer, lstm_update
 
 # The recurrent state of the whole stack: (h, c), each (L, B, H).
 Carry = tuple[jax.Array, jax.Array]
 Params = Any
-
-
-def lstm_gates(z: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
-    """(i, f, g, o), each (B, H): the input and forget gates, the candidate
-    and the output gate, from their pre-activations z (B, 4H), laid out as
-    [input i | forget f | candidate g | output o]; each block is
-    W_x x_t + W_h h_{t-1} + b for that gate.
-    """
-    i, f, g, o = jnp.split(z, 4, axis=-1)  # each (B, H)
-    return jax.nn.sigmoid(i), jax.nn.sigmoid(f), jnp.tanh(g), jax.nn.sigmoid(o)
-
-
-def lstm_update(z: jax.Array, c_prev: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """The textbook cell, given the pre-activations z (B, 4H) of all four gates."""
-    # `charlstm inspect` records the same gates through lstm_gates.
-    i, f, g, o = lstm_gates(z)
-    c = f * c_prev + i * g
-    h = o * jnp.tanh(c)
-    return h, c
 
 
 def _gate_bias_init(forget_bias: float, blocks: int = 4) -> Any:
@@ -72,21 +55,15 @@ class LSTMLayer(nn.Module):
         w_h = self.param("w_h", nn.initializers.orthogonal(), (hidden, 4 * hidden))
         b = self.param("b", _gate_bias_init(self.forget_bias), (4 * hidden,))
 
-        # The input's contribution to the gates does not depend on h, so all
-        # T time steps are computed in one large matrix product here; only the
-        # (B, H) x (H, 4H) product with the previous h stays inside the loop.
-        zx = xs @ w_x + b  # (T, B, 4H)
-
-        def step(state: tuple[jax.Array, jax.Array], zx_t: jax.Array) -> tuple[tuple[jax.Array, jax.Array], jax.Array]:
-            h_prev, c_prev = state  # (B, H) each
-            h, c = lstm_update(zx_t + h_prev @ w_h, c_prev)  # (B, 4H) -> (B, H)
-            return (h, c), h
-
-        if zx.shape[0] == 1:  # one character at a time (generation): no loop needed
-            final, h = step(carry, zx[0])
-            return h[None], final
-        final, hs = jax.lax.scan(step, carry, zx)  # hs (T, B, H)
-        return hs, final
+        if xs.shape[0] == 0:  # an empty prime: nothing to read
+            return jnp.zeros((0, *carry[0].shape), xs.dtype), carry
+        if xs.shape[0] == 1:  # one character at a time (generation): no loop
+            h, c = lstm_update(xs[0] @ w_x + b + carry[0] @ w_h, carry[1])  # (B, 4H) -> (B, H)
+            return h[None], (h, c)
+        # A window: the whole recurrence with its hand-written backward pass
+        # (see recurrence.py for why, and what it measured).
+        hs, h, c = lstm_layer(xs, w_x, b, w_h, *carry)  # hs (T, B, H)
+        return hs, (h, c)
 
 
 class GRULayer(nn.Module):

@@ -107,6 +107,9 @@ def _global_options(
         stdout().print(f"charlstm {__version__}", highlight=False)
         raise typer.Exit()
     _options["cache"] = not no_cache
+    from charlstm.hostmem import keep_host_memory
+
+    keep_host_memory()  # before any command starts JAX's threads
 
 
 def main() -> None:
