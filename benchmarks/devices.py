@@ -39,6 +39,9 @@ ROWS = [
 def worker(args: argparse.Namespace) -> None:
     """One process of one row: time the real step, print a JSON line (process 0)."""
     from charlstm import distributed
+    from charlstm.hostmem import keep_host_memory
+
+    keep_host_memory()  # as the CLI does
 
     distributed.initialize(args.coordinator, args.num_processes, args.process_id)
 

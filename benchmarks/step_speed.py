@@ -23,6 +23,7 @@ import numpy as np
 
 from charlstm.config import ModelConfig, TrainConfig
 from charlstm.data import Batch
+from charlstm.hostmem import keep_host_memory
 from charlstm.model import count_params
 from charlstm.state import init_state
 from charlstm.training import make_train_step
@@ -77,6 +78,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30, help="timed steps per shape")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
+    keep_host_memory()  # as the CLI does (see charlstm/hostmem.py)
     rows = [measure(*map(int, shape.split(",")), steps=args.steps) for shape in args.shape or DEFAULT_SHAPES]
     device = jax.devices()[0].device_kind
     print(f"backend {jax.default_backend()} ({device}), {platform.machine()}, jax {jax.__version__}")

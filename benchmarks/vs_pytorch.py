@@ -1,4 +1,4 @@
-"""charlstm against a PyTorch char-LSTM of the same shapes, in one process.
+"""charlstm against a PyTorch char-LSTM of the same shapes, side by side in one run.
 
     pip install -e ".[bench]"                  # a CPU build of PyTorch
     python benchmarks/vs_pytorch.py            # all configurations, about 10 minutes on 2 CPU cores
@@ -12,8 +12,16 @@ the same clipping, same batch and sequence length, state carried between
 steps in both. Each is timed per step with the device synchronised, after
 warm-up; the median is reported. Sampling: 2,000 characters at batch 1 and
 32, charlstm's one jitted scan against PyTorch's usual loop of one model call
-per character with carried state. Ratios are charlstm / PyTorch: above 1
-means charlstm is faster. Timings never feed a pass/fail test.
+per character with carried state; the median of three runs each.
+
+Host memory matters on the CPU: under glibc's default malloc settings both
+frameworks get fresh pages from the kernel for their large per-step buffers
+at every step. charlstm's CLI changes those settings (`charlstm.hostmem`),
+so the comparison that counts gives PyTorch the same ones; PyTorch as a
+plain script runs it is shown beside it. Each side runs in a child process
+of this one with its own settings (they are process-wide and cannot be
+undone), one after the other. Ratios are charlstm / PyTorch: above 1 means
+charlstm is faster. Timings never feed a pass/fail test.
 """
 
 from __future__ import annotations
@@ -23,6 +31,8 @@ import json
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import time
 
 import jax
@@ -31,6 +41,7 @@ import torch
 from step_speed import measure
 
 from charlstm.config import ModelConfig
+from charlstm.hostmem import ENV_OFF, keep_host_memory
 from charlstm.model import init_params
 from charlstm.sample import generate
 
@@ -111,9 +122,12 @@ def torch_sample(batch: int, length: int) -> float:
         _sync(device)
 
     run()  # warm-up
-    t0 = time.perf_counter()
-    run()
-    return batch * length / (time.perf_counter() - t0)
+    times = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - t0)
+    return batch * length / statistics.median(times)
 
 
 def jax_sample(batch: int, length: int) -> tuple[float, float]:
@@ -123,9 +137,63 @@ def jax_sample(batch: int, length: int) -> tuple[float, float]:
     t0 = time.perf_counter()
     generate(cfg, params, prime, jax.random.PRNGKey(0), jnp.float32(0.8), length).block_until_ready()
     compile_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    generate(cfg, params, prime, jax.random.PRNGKey(1), jnp.float32(0.8), length).block_until_ready()
-    return batch * length / (time.perf_counter() - t0), compile_s
+    times = []
+    for seed in range(3):
+        t0 = time.perf_counter()
+        generate(cfg, params, prime, jax.random.PRNGKey(seed + 1), jnp.float32(0.8), length).block_until_ready()
+        times.append(time.perf_counter() - t0)
+    return batch * length / statistics.median(times), compile_s
+
+
+SAMPLE_BATCHES = (1, 32)
+# Who runs in which child: (name, framework, host-memory settings).
+SIDES = [("charlstm", "charlstm", "kept"), ("torch", "torch", "kept"), ("torch_system", "torch", "system")]
+MAIN_ROWS = ("small", "large")  # the only rows PyTorch also runs with glibc's defaults (time)
+
+
+def worker(framework: str, names: list[str], steps: int) -> list[dict]:
+    """One side's figures, in this (child) process: training rows, then sampling."""
+    torch.set_num_threads(os.cpu_count() or 1)
+    configs = dict(all_configs())
+    out = []
+    for name in names:
+        c = configs[name]
+        if framework == "charlstm":
+            r = measure(c["hidden"], c["layers"], c["batch"], c["seq_len"], steps, embed=c["embed"], vocab=VOCAB)
+            out.append(
+                {
+                    "config": name,
+                    "chars_per_s": r["chars_per_s"],
+                    "compile_s": r["compile_s"],
+                    "xla_planned_mb": r["planned_mb"],
+                }
+            )
+        else:
+            chars = torch_train(c["embed"], c["hidden"], c["layers"], c["batch"], c["seq_len"], steps)
+            out.append({"config": name, "chars_per_s": round(chars)})
+        print(f"  {framework}: {name} done", file=sys.stderr, flush=True)
+    for batch in SAMPLE_BATCHES:
+        if framework == "charlstm":
+            chars, compile_s = jax_sample(batch, 2000)
+            out.append({"config": f"sample b{batch}", "chars_per_s": round(chars), "compile_s": round(compile_s, 2)})
+        else:
+            out.append({"config": f"sample b{batch}", "chars_per_s": round(torch_sample(batch, 2000))})
+    return out
+
+
+def all_configs() -> list[tuple[str, dict[str, int]]]:
+    return [("small", SMALL), ("large", LARGE), *_growth()]
+
+
+def run_side(framework: str, memory: str, names: list[str], steps: int) -> dict[str, dict]:
+    env = {**os.environ, ENV_OFF: "1" if memory == "system" else "0"}
+    command = [sys.executable, __file__, "--worker", framework, "--steps", str(steps), "--configs", *names]
+    out = subprocess.run(command, env=env, check=True, stdout=subprocess.PIPE, text=True).stdout
+    return {row["config"]: row for row in json.loads(out.splitlines()[-1])}
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return None if not a or not b else round(a / b, 2)
 
 
 def main() -> None:
@@ -133,56 +201,93 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small configuration and sampling only")
     parser.add_argument("--steps", type=int, default=8, help="timed training steps per configuration")
     parser.add_argument("--json", help="also write the results here")
+    parser.add_argument("--worker", choices=["charlstm", "torch"], help=argparse.SUPPRESS)
+    parser.add_argument("--configs", nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    torch.set_num_threads(os.cpu_count() or 1)
+    if args.worker:
+        keep_host_memory()  # unless the parent set CHARLSTM_SYSTEM_MALLOC for this side
+        print(json.dumps(worker(args.worker, args.configs or [], args.steps)))
+        return
 
-    configs = [("small", SMALL)] + ([] if args.quick else [("large", LARGE), *_growth()])
+    names = [n for n, _ in all_configs() if not args.quick or n == "small"]
     device = jax.devices()[0]
     print(
         f"{time.strftime('%Y-%m-%d')}  {platform.machine()}, {os.cpu_count()} cores  "
-        f"jax {jax.__version__} on {device.platform} ({device.device_kind}), torch {torch.__version__}"
+        f"jax {jax.__version__} on {device.platform} ({device.device_kind}), torch {torch.__version__}",
+        flush=True,
     )
-    head = ("config", "E", "H", "L", "B", "T", "charlstm c/s", "torch c/s", "ratio", "compile s", "XLA MB", "GFLOP/s")
-    print("{:<11} {:>4} {:>5} {:>2} {:>4} {:>4} {:>12} {:>10} {:>6} {:>9} {:>7} {:>8}".format(*head))
+    sides = {}
+    for side, framework, memory in SIDES:
+        print(f"measuring {side} ...", file=sys.stderr, flush=True)
+        sides[side] = run_side(
+            framework, memory, [n for n in names if side != "torch_system" or n in MAIN_ROWS], args.steps
+        )
+
+    head = (
+        "config",
+        "E",
+        "H",
+        "L",
+        "B",
+        "T",
+        "charlstm c/s",
+        "torch c/s",
+        "ratio",
+        "torch* c/s",
+        "ratio*",
+        "compile s",
+        "XLA MB",
+        "GFLOP/s",
+    )
+    print("{:<11} {:>4} {:>5} {:>2} {:>4} {:>4} {:>12} {:>10} {:>6} {:>10} {:>6} {:>9} {:>7} {:>8}".format(*head))
     rows = []
-    for name, c in configs:
-        ours = measure(c["hidden"], c["layers"], c["batch"], c["seq_len"], args.steps, embed=c["embed"], vocab=VOCAB)
-        theirs = torch_train(c["embed"], c["hidden"], c["layers"], c["batch"], c["seq_len"], args.steps)
+    configs = dict(all_configs())
+    for name in names:
+        c, ours = configs[name], sides["charlstm"][name]
+        theirs, plain = sides["torch"][name]["chars_per_s"], sides["torch_system"].get(name, {}).get("chars_per_s")
         gflops = ours["chars_per_s"] * train_flops_per_char(c["embed"], c["hidden"], c["layers"]) / 1e9
         row = {
             "config": name,
             **c,
             "charlstm_chars_per_s": ours["chars_per_s"],
-            "torch_chars_per_s": round(theirs),
-            "ratio": round(ours["chars_per_s"] / theirs, 2),
+            "torch_chars_per_s": theirs,
+            "ratio": _ratio(ours["chars_per_s"], theirs),
+            "torch_system_malloc_chars_per_s": plain,
+            "ratio_vs_torch_system_malloc": _ratio(ours["chars_per_s"], plain),
             "compile_s": ours["compile_s"],
-            "xla_planned_mb": ours["planned_mb"],
+            "xla_planned_mb": ours["xla_planned_mb"],
             "charlstm_gflops": round(gflops, 1),
         }
         rows.append(row)
         print(
             f"{name:<11} {c['embed']:>4} {c['hidden']:>5} {c['layers']:>2} {c['batch']:>4} {c['seq_len']:>4} "
-            f"{row['charlstm_chars_per_s']:>12,} {row['torch_chars_per_s']:>10,} {row['ratio']:>6} "
-            f"{row['compile_s']:>9} {row['xla_planned_mb']!s:>7} {row['charlstm_gflops']:>8}",
-            flush=True,
+            f"{row['charlstm_chars_per_s']:>12,} {theirs:>10,} {row['ratio']!s:>6} {plain or '-'!s:>10} "
+            f"{row['ratio_vs_torch_system_malloc'] or '-'!s:>6} "
+            f"{row['compile_s']:>9} {row['xla_planned_mb']!s:>7} {row['charlstm_gflops']:>8}"
         )
+    print("(* PyTorch under glibc's default malloc settings, as a plain script runs it)")
 
     print(
-        f"\nsampling 2,000 characters (small model)\n{'batch':>5} {'charlstm c/s':>12} {'torch c/s':>10} {'ratio':>6}"
+        f"\nsampling 2,000 characters (small model)\n{'batch':>5} {'charlstm c/s':>12} {'torch c/s':>10} "
+        f"{'ratio':>6} {'torch* c/s':>10} {'ratio*':>6}"
     )
-    for batch in (1, 32):
-        ours_s, compile_s = jax_sample(batch, 2000)
-        theirs_s = torch_sample(batch, 2000)
-        rows.append(
-            {
-                "config": f"sample b{batch}",
-                "charlstm_chars_per_s": round(ours_s),
-                "torch_chars_per_s": round(theirs_s),
-                "ratio": round(ours_s / theirs_s, 1),
-                "compile_s": round(compile_s, 2),
-            }
+    for batch in SAMPLE_BATCHES:
+        key = f"sample b{batch}"
+        ours, theirs, plain = (sides[s][key]["chars_per_s"] for s in ("charlstm", "torch", "torch_system"))
+        row = {
+            "config": key,
+            "charlstm_chars_per_s": ours,
+            "torch_chars_per_s": theirs,
+            "ratio": round(ours / theirs, 1),
+            "torch_system_malloc_chars_per_s": plain,
+            "ratio_vs_torch_system_malloc": round(ours / plain, 1),
+            "compile_s": sides["charlstm"][key]["compile_s"],
+        }
+        rows.append(row)
+        print(
+            f"{batch:>5} {ours:>12,} {theirs:>10,} {row['ratio']:>6} {plain:>10,} "
+            f"{row['ratio_vs_torch_system_malloc']:>6}"
         )
-        print(f"{batch:>5} {round(ours_s):>12,} {round(theirs_s):>10,} {ours_s / theirs_s:>6.1f}", flush=True)
 
     if args.json:
         with open(args.json, "w") as f:
@@ -192,6 +297,8 @@ def main() -> None:
                     "jax": jax.__version__,
                     "torch": torch.__version__,
                     "device": device.device_kind,
+                    "cpus": os.cpu_count(),
+                    "torch_malloc": "the same settings as charlstm (charlstm.hostmem); *_system_malloc: glibc defaults",
                     "rows": rows,
                 },
                 f,

@@ -133,8 +133,14 @@ class CharLSTM(nn.Module):
     config: ModelConfig
 
     @nn.compact
-    def __call__(self, tokens: jax.Array, carry: Carry) -> tuple[jax.Array, Carry]:
-        """tokens (B, T) int -> logits (B, T, V) and the carry after the window."""
+    def __call__(
+        self, tokens: jax.Array, carry: Carry, dropout: float = 0.0, key: jax.Array | None = None
+    ) -> tuple[jax.Array, Carry]:
+        """tokens (B, T) int -> logits (B, T, V) and the carry after the window.
+
+        With a `key` and a `dropout` rate, each layer's output (what the next
+        layer or the head reads, never the recurrent state) is dropped at that
+        rate, as in Zaremba, Sutskever and Vinyals (2014); without, nothing is."""
         cfg = self.config
         # Time-major inside: scan walks the leading axis, and transposing the
         # small int token array is cheaper than transposing activations.
@@ -146,15 +152,26 @@ class CharLSTM(nn.Module):
             x, (h, c) = cell(cfg.hidden_size, cfg.forget_bias, name=f"{cfg.cell}_{layer}")(
                 x, (h0[layer], c0[layer])
             )  # x (T, B, H)
+            if key is not None and dropout > 0:
+                keep = jax.random.bernoulli(jax.random.fold_in(key, layer), 1.0 - dropout, x.shape)  # (T, B, H)
+                x = jnp.where(keep, x / (1.0 - dropout), 0.0)
             hs.append(h)
             cs.append(c)
         logits = nn.Dense(cfg.vocab_size, name="head")(x)  # (T, B, V)
         return jnp.swapaxes(logits, 0, 1), (jnp.stack(hs), jnp.stack(cs))
 
 
-def forward(model: CharLSTM, params: Params, tokens: jax.Array, carry: Carry) -> tuple[jax.Array, Carry]:
-    """tokens (B, T) -> logits (B, T, V) and the carry after them."""
-    return cast(tuple[jax.Array, Carry], model.apply({"params": params}, tokens, carry))
+def forward(
+    model: CharLSTM,
+    params: Params,
+    tokens: jax.Array,
+    carry: Carry,
+    dropout: float = 0.0,
+    key: jax.Array | None = None,
+) -> tuple[jax.Array, Carry]:
+    """tokens (B, T) -> logits (B, T, V) and the carry after them (dropout
+    only in training, with a key)."""
+    return cast(tuple[jax.Array, Carry], model.apply({"params": params}, tokens, carry, dropout, key))
 
 
 def zero_carry(config: ModelConfig, batch: int) -> Carry:

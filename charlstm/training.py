@@ -35,9 +35,15 @@ PROGRESS_SAMPLE = SampleConfig(length=200, temperature=0.8, seed=0)
 
 
 def _loss(
-    model: CharLSTM, params: Params, inputs: jax.Array, targets: jax.Array, carry: Carry
+    model: CharLSTM,
+    params: Params,
+    inputs: jax.Array,
+    targets: jax.Array,
+    carry: Carry,
+    dropout: float,
+    key: jax.Array,
 ) -> tuple[jax.Array, Carry]:
-    logits, carry = forward(model, params, inputs, carry)  # (B, T, V)
+    logits, carry = forward(model, params, inputs, carry, dropout, key)  # (B, T, V)
     losses = optax.softmax_cross_entropy_with_integer_labels(logits, targets)  # (B, T)
     return losses.mean(), carry
 
@@ -67,8 +73,13 @@ def make_train_step(model_cfg: ModelConfig, train_cfg: TrainConfig, mesh: Mesh |
             # the replicated ones, autodiff would sum the recurrent weights'
             # gradient over the devices at every time step of the scan.
             params = distributed.own_copy(params, axis)
+        # Dropout masks are a pure function of the run's key and the step, so
+        # a resumed run draws exactly the masks it would have drawn.
+        key = jax.random.fold_in(state.rng, state.step)
+        if axis is not None:
+            key = jax.random.fold_in(key, jax.lax.axis_index(axis))  # each device's own rows
         (loss, carry), grads = jax.value_and_grad(_loss, argnums=1, has_aux=True)(
-            model, params, batch.inputs, batch.targets, carry
+            model, params, batch.inputs, batch.targets, carry, train_cfg.dropout, key
         )
         if axis is not None:
             # Every device has the mean over its own, equally many streams:

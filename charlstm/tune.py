@@ -1,7 +1,8 @@
 """Hyperparameter search: random or grid, each trial a real run on one budget.
 
-The search space has four dimensions (see SPACE): the peak learning rate,
-the hidden size, the number of layers and the sequence length. Each can be
+The search space has five dimensions (see SPACE): the peak learning rate,
+the hidden size, the number of layers, the sequence length and the dropout
+rate. Each can be
 narrowed to a list of values ("128,256") or, for random search, a range
 sampled log-uniformly ("1e-3:3e-2"). Random search draws every dimension
 independently from `numpy.random.default_rng(seed)`; grid search takes all
@@ -60,6 +61,8 @@ class Dimension:
     values: tuple[float, ...]  # the choices; also the grid
     log_range: tuple[float, float] | None = None  # random search samples this instead of `values`
     integer: bool = True
+    allow_zero: bool = False
+    below: float | None = None  # values must be less than this
 
 
 SPACE = (
@@ -67,6 +70,7 @@ SPACE = (
     Dimension("hidden", "hidden_size", (128, 256, 384, 512)),
     Dimension("layers", "num_layers", (1, 2, 3)),
     Dimension("seq_len", "seq_len", (32, 64, 128)),
+    Dimension("dropout", "dropout", (0.0, 0.1, 0.2, 0.3), integer=False, allow_zero=True, below=1.0),
 )
 MODEL_FIELDS = ("hidden_size", "num_layers")
 
@@ -87,8 +91,10 @@ def parse_dimension(dim: Dimension, spec: str) -> Dimension:
         values = tuple(number(x) for x in spec.split(","))
     except ValueError:
         raise ConfigError(f"{where}: expected comma-separated numbers, e.g. {dim.values[0]},{dim.values[1]}") from None
-    if any(v <= 0 for v in values):
-        raise ConfigError(f"{where}: values must be > 0")
+    if any(v < 0 or (v == 0 and not dim.allow_zero) for v in values):
+        raise ConfigError(f"{where}: values must be {'>= 0' if dim.allow_zero else '> 0'}")
+    if dim.below is not None and any(v >= dim.below for v in values):
+        raise ConfigError(f"{where}: values must be < {dim.below:g}")
     return replace(dim, values=values, log_range=None)
 
 

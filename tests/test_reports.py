@@ -1,9 +1,12 @@
 """`charlstm runs`, `info`, `eval` and `plot` on real runs."""
 
 import json
+import os
 import re
 import shutil
 import struct
+import subprocess
+import sys
 
 import pytest
 from typer.testing import CliRunner
@@ -110,7 +113,11 @@ def test_colour_only_on_a_terminal_and_never_with_no_color(runner, tiny_corpus, 
     assert not colour.search(train("no-color", {"FORCE_COLOR": "1", "TERM": "xterm", "NO_COLOR": "1"}))
 
 
-def test_shell_completion_script(runner):
-    result = runner.invoke(app, ["--show-completion", "bash"])
-    assert result.exit_code == 0, result.output
+def test_shell_completion_script():
+    # Named explicitly: typer otherwise detects the shell from the parent
+    # processes, which a test run started from a service or cron may not have.
+    env = {**os.environ, "_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION": "1"}
+    command = [sys.executable, "-m", "charlstm", "--show-completion", "bash"]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
     assert "complete" in result.stdout and "charlstm" in result.stdout.lower()

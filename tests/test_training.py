@@ -8,6 +8,7 @@ import pytest
 
 from charlstm import data, events, runs
 from charlstm.errors import CharlstmError
+from charlstm.evaluate import make_scorer
 from charlstm.model import zero_carry
 from charlstm.state import _decay_mask, learning_rate_schedule
 from charlstm.training import make_train_step
@@ -25,13 +26,15 @@ def test_training_lowers_the_loss(tiny_corpus, tmp_path):
     assert isinstance(evts[-1], events.Finished) and evts[-1].reason == "done" and evts[-1].step == 150
 
 
-def test_stop_and_resume_is_bitwise_identical_to_straight_training(tiny_corpus, tmp_path):
+@pytest.mark.parametrize("dropout", [0.0, 0.3])
+def test_stop_and_resume_is_bitwise_identical_to_straight_training(tiny_corpus, tmp_path, dropout):
     """N steps, a stop, a checkpoint on disk, a resume and N more steps give
-    the same parameters, optimizer state, carry and losses as 2N steps."""
-    straight = new_tiny_run(tiny_corpus)
+    the same parameters, optimizer state, carry and losses as 2N steps (with
+    dropout too: its masks are a function of the run's key and the step)."""
+    straight = new_tiny_run(tiny_corpus, dropout=dropout)
     straight_events = train(straight, tmp_path / "straight")
 
-    first = new_tiny_run(tiny_corpus)
+    first = new_tiny_run(tiny_corpus, dropout=dropout)
     first_events = train(first, tmp_path / "split", stop_at=7)
     assert first_events[-1].reason == "interrupted" and first_events[-1].step == 7
 
@@ -127,6 +130,24 @@ def test_resume_takes_a_run_directory_and_a_larger_step_total(tiny_corpus, tmp_p
         runs.resume_run(tmp_path / "run" / "checkpoints" / "latest" / "4", {})
     with pytest.raises(CharlstmError, match="--steps 4 is not beyond step 4"):
         runs.resume_run(tmp_path / "run", {"steps": 4})
+
+
+def test_dropout_acts_in_training_only_with_a_mask_per_step(tiny_corpus):
+    plain, dropped = new_tiny_run(tiny_corpus), new_tiny_run(tiny_corpus, dropout=0.5)
+    streams = data.Streams(plain.vocab.encode(plain.corpus.text), batch=4, seq_len=16)
+    batch = streams.window(1)
+
+    def loss(run, step=0):  # a fresh copy each time: the step donates its input state
+        state = jax.tree_util.tree_map(jnp.copy, dataclasses.replace(run.state, step=jnp.int32(step)))
+        return float(make_train_step(run.model_config, run.train_config)(state, batch)[1]["loss"])
+
+    assert loss(dropped) == loss(dropped)  # the same key and step: the same mask
+    assert loss(dropped) != loss(dropped, step=1)  # the next step draws another
+    assert loss(dropped) != loss(plain)
+    # Evaluation and sampling never drop: the same parameters score the same.
+    score = make_scorer(plain.model_config)
+    ids = plain.vocab.encode(plain.corpus.text[:2000])
+    assert score(dropped.state.params, ids, 4).loss == score(plain.state.params, ids, 4).loss
 
 
 def test_weight_decay_applies_to_weight_matrices_only(tiny_corpus):

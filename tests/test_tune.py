@@ -10,7 +10,7 @@ from charlstm import checkpoint, presets, tune
 from charlstm.cli import app
 from charlstm.errors import ConfigError
 
-SMALL_SPACE = ["--hidden", "8,16", "--layers", "1", "--seq-len", "16", "--embed", "8", "-b", "4"]
+SMALL_SPACE = ["--hidden", "8,16", "--layers", "1", "--seq-len", "16", "--dropout", "0,0.2", "--embed", "8", "-b", "4"]
 
 
 @pytest.fixture()
@@ -26,19 +26,20 @@ def test_random_trials_repeat_for_a_seed_and_stay_in_the_space():
     first = tune.random_trials(tune.SPACE, 20, seed=7)
     assert first == tune.random_trials(tune.SPACE, 20, seed=7)
     assert first != tune.random_trials(tune.SPACE, 20, seed=8)
-    lr, hidden, layers, seq_len = tune.SPACE
+    lr, hidden, layers, seq_len, dropout = tune.SPACE
     for point in first:
         assert lr.log_range is not None and lr.log_range[0] <= point["learning_rate"] <= lr.log_range[1]
         assert point["hidden_size"] in hidden.values
         assert point["num_layers"] in layers.values
         assert point["seq_len"] in seq_len.values
+        assert point["dropout"] in dropout.values
     # Random, not a fixed cycle: over 20 draws every hidden size shows up.
     assert {p["hidden_size"] for p in first} == set(hidden.values)
 
 
 def test_grid_covers_every_combination_or_a_seeded_part_of_it():
     space = tuple(
-        tune.parse_dimension(d, s) for d, s in zip(tune.SPACE, ["1e-3,3e-3", "64,128", "1,2", "32"], strict=True)
+        tune.parse_dimension(d, s) for d, s in zip(tune.SPACE, ["1e-3,3e-3", "64,128", "1,2", "32", "0"], strict=True)
     )
     full = tune.grid_trials(space, None, seed=0)
     assert len(full) == 8
@@ -57,6 +58,8 @@ def test_grid_covers_every_combination_or_a_seeded_part_of_it():
         (1, "128,big", "comma-separated numbers"),
         (2, "0,1", "must be > 0"),
         (0, "1e-2:1e-3", "0 < lo <= hi"),
+        (4, "0,1", "must be < 1"),
+        (4, "-0.1", "must be >= 0"),
     ],
 )
 def test_bad_search_specs_are_refused(index, spec, message):
@@ -138,7 +141,10 @@ def test_tune_fits_the_steps_to_a_time_budget(runner, tiny_corpus, tmp_path):
     # A tiny model takes milliseconds a step: 2 s holds far more than the
     # calibration's dozen steps, and the run ends by its step count.
     assert trial["planned_steps"] > tune.CALIBRATION_STEPS
-    assert trial["reason"] == "done" and trial["steps"] == trial["planned_steps"]
+    # Normally it ends by its step count; on a machine that slows down after
+    # the calibration the wall clock stops it instead (timing is no pass/fail).
+    assert trial["reason"] in ("done", "time limit")
+    assert trial["steps"] == trial["planned_steps"] if trial["reason"] == "done" else trial["steps"] > 0
     assert trial["val_loss"] is not None
 
 

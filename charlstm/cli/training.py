@@ -212,6 +212,9 @@ def train(
     weight_decay: Annotated[
         float, typer.Option("--weight-decay", help="AdamW decoupled weight decay on weight matrices.")
     ] = _T.weight_decay,
+    dropout: Annotated[
+        float, typer.Option(help="Drop this share of each recurrent layer's outputs in training (0: none).")
+    ] = _T.dropout,
     clip: Annotated[float, typer.Option(help="Clip the global gradient norm to this.")] = _T.grad_clip,
     val_fraction: Annotated[
         float, typer.Option("--val-fraction", help="Share of the text, from its end, held out for validation.")
@@ -259,6 +262,7 @@ def train(
             ("learning_rate", "lr", lr),
             ("warmup_steps", "warmup", warmup),
             ("weight_decay", "weight_decay", weight_decay),
+            ("dropout", "dropout", dropout),
             ("grad_clip", "clip", clip),
             ("val_fraction", "val_fraction", val_fraction),
             ("reset_chars", "reset_chars", reset_chars),

@@ -52,6 +52,7 @@ def tune(
     hidden: Annotated[str | None, typer.Option(help="Hidden sizes to try [128,256,384,512].")] = None,
     layers: Annotated[str | None, typer.Option(help="Layer counts to try [1,2,3].")] = None,
     seq_len: Annotated[str | None, typer.Option("--seq-len", help="Sequence lengths to try [32,64,128].")] = None,
+    dropout: Annotated[str | None, typer.Option(help="Dropout rates to try [0,0.1,0.2,0.3].")] = None,
     cell: Annotated[str, typer.Option(help="Recurrent cell for every trial: lstm or gru.")] = _M.cell,
     embed: Annotated[int, typer.Option(help="Character embedding size for every trial.")] = _M.embed_dim,
     batch_size: Annotated[
@@ -64,7 +65,7 @@ def tune(
     quiet: Quiet = False,
     verbose: Verbose = False,
 ) -> None:
-    """Search learning rate, hidden size, layers and sequence length: each trial
+    """Search learning rate, hidden size, layers, sequence length and dropout: each trial
     a short run on the same budget, ranked by validation loss."""
     level = _verbosity(quiet, verbose)
     with user_errors():
@@ -82,7 +83,7 @@ def tune(
             raise ConfigError("the budget per trial must be positive")
         if trials is not None and trials < 1:
             raise ConfigError(f"--trials must be >= 1, got {trials}")
-        specs = {"lr": lr, "hidden": hidden, "layers": layers, "seq_len": seq_len}
+        specs = {"lr": lr, "hidden": hidden, "layers": layers, "seq_len": seq_len, "dropout": dropout}
         space = tuple(d if specs[d.name] is None else tune.parse_dimension(d, specs[d.name] or "") for d in tune.SPACE)
         points = (
             tune.grid_trials(space, trials, seed)
