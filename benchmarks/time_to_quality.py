@@ -44,6 +44,9 @@ from charlstm.vocab import Vocab
 RUNS = {
     "charlstm": ["--cell", "lstm"],
     "charlstm-gru": ["--cell", "gru"],
+    "charlstm-layer-norm": ["--norm", "layer"],
+    "charlstm-dropout-0.1": ["--dropout", "0.1"],
+    "charlstm-dropout-0.2": ["--dropout", "0.2"],
     "torch-2x256": (64, 256, 2),
     "torch-2x512": (64, 512, 2),
 }
@@ -155,10 +158,10 @@ def main() -> None:
         else:
             results[name] = run_torch(spec, train_ids, val_ids, vocab.size, args.minutes)
     marks = [m for m in args.marks if m <= args.minutes]
-    print(f"{'run':<14}" + "".join(f"{f'{m:g} min':>10}" for m in marks))
+    print(f"{'run':<22}" + "".join(f"{f'{m:g} min':>10}" for m in marks))
     for name, records in results.items():
         cells = [best_by(records, m * 60) for m in marks]
-        print(f"{name:<14}" + "".join(f"{'-' if c is None else f'{c:.3f}':>10}" for c in cells))
+        print(f"{name:<22}" + "".join(f"{'-' if c is None else f'{c:.3f}':>10}" for c in cells))
     if args.json:
         table = {n: {f"{m:g}": best_by(r, m * 60) for m in marks} for n, r in results.items()}
         args.json.write_text(json.dumps({"best_val_loss_by_minute": table, "records": results}, indent=1))

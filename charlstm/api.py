@@ -206,6 +206,7 @@ def train(
     num_layers: int | None = None,
     embed_dim: int | None = None,
     cell: str | None = None,
+    norm: str | None = None,
     on_event: EventHandler | None = None,
     should_stop: StopCheck | None = None,
     devices: int | None = None,
@@ -222,7 +223,7 @@ def train(
     saves and stops (resume it later). `devices`: how many local devices to
     split the batch over (default: all). Raises TrainingDiverged if the loss
     stops being finite."""
-    shape = {"hidden_size": hidden_size, "num_layers": num_layers, "embed_dim": embed_dim, "cell": cell}
+    shape = {"hidden_size": hidden_size, "num_layers": num_layers, "embed_dim": embed_dim, "cell": cell, "norm": norm}
     model, options = presets.apply(preset, {k: v for k, v in shape.items() if v is not None}, options)
     try:
         config = TrainConfig(**options)

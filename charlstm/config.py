@@ -18,6 +18,7 @@ T = TypeVar("T")
 
 
 CELLS = ("lstm", "gru")
+NORMS = ("none", "layer")
 
 
 def _check(condition: bool, message: str) -> None:
@@ -35,6 +36,7 @@ class ModelConfig:
     num_layers: int = 2
     forget_bias: float = 1.0  # initial bias of the LSTM's forget gate, or the GRU's update gate
     cell: str = "lstm"  # "lstm" or "gru"
+    norm: str = "none"  # "layer": layer normalisation inside the LSTM cell (recurrence.ln_lstm_step)
 
     def __post_init__(self) -> None:
         _check(self.vocab_size >= 1, f"vocab_size must be >= 1, got {self.vocab_size}")
@@ -42,6 +44,13 @@ class ModelConfig:
         _check(self.hidden_size >= 1, f"--hidden must be >= 1, got {self.hidden_size}")
         _check(self.num_layers >= 1, f"--layers must be >= 1, got {self.num_layers}")
         _check(self.cell in CELLS, f"--cell must be one of {', '.join(CELLS)}, got {self.cell!r}")
+        _check(self.norm in NORMS, f"--norm must be one of {', '.join(NORMS)}, got {self.norm!r}")
+        _check(self.norm == "none" or self.cell == "lstm", "--norm layer works with --cell lstm only")
+
+    def describe(self) -> str:
+        """The model's shape in words, as reports show it: "2x256 LSTM"."""
+        norm = " with layer norm" if self.norm == "layer" else ""
+        return f"{self.num_layers}x{self.hidden_size} {self.cell.upper()}{norm}"
 
 
 @dataclass(frozen=True)
@@ -135,7 +144,7 @@ _JSON_TYPES: dict[str, tuple[type, ...]] = {
 # reproduces how a run saved without them was trained (resuming it must read
 # exactly what it would have read), not today's default.
 _LEGACY: dict[str, dict[str, Any]] = {
-    "ModelConfig": {"cell": "lstm"},
+    "ModelConfig": {"cell": "lstm", "norm": "none"},
     "TrainConfig": {"reset_chars": 0, "dropout": 0.0},
 }
 

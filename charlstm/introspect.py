@@ -8,7 +8,7 @@ holds the values after reading character t.
 
 The pass reads the same parameter tree as `model.CharLSTM` and calls the
 model's own cell functions (`recurrence.lstm_gates`/`lstm_update`,
-`model.gru_gates`/`gru_update`); only the layer wiring (input projection hoisted out of the
+`recurrence.gru_gates`/`gru_update`); only the layer wiring (input projection hoisted out of the
 scan, as in `LSTMLayer`) is repeated here, and the tests check the recorded
 values against the model's own forward pass.
 
@@ -32,8 +32,8 @@ from charlstm.config import ModelConfig
 from charlstm.errors import ConfigError, CorpusError
 from charlstm.evaluate import EVAL_WINDOW
 from charlstm.fmt import LN2
-from charlstm.model import Params, gru_gates, gru_update, zero_carry
-from charlstm.recurrence import lstm_gates, lstm_update
+from charlstm.model import Params, zero_carry
+from charlstm.recurrence import gru_gates, gru_update, ln_lstm_input, ln_lstm_step, lstm_gates, lstm_update
 from charlstm.vocab import Vocab
 
 MAX_CHARS = 2000  # default cap on the characters read: the arrays grow with it
@@ -180,6 +180,11 @@ def _lstm_step(p: Params, carry: tuple[jax.Array, jax.Array], zx_t: jax.Array) -
     return (h, c), {"i": i, "f": f, "g": g, "o": o, "c": c, "h": h}
 
 
+def _ln_lstm_step(p: Params, carry: tuple[jax.Array, jax.Array], zx_t: jax.Array) -> tuple[Any, Recorded]:
+    i, f, g, o, h, c = ln_lstm_step(p, zx_t, *carry)  # (1, H) each
+    return (h, c), {"i": i, "f": f, "g": g, "o": o, "c": c, "h": h}
+
+
 def _gru_step(p: Params, carry: tuple[jax.Array, jax.Array], zx_t: jax.Array) -> tuple[Any, Recorded]:
     h_prev, c = carry  # (1, H) each; c stays zero
     r, u, n = gru_gates(zx_t, h_prev, p["w_h"], p["w_hn"])
@@ -190,7 +195,7 @@ def _gru_step(p: Params, carry: tuple[jax.Array, jax.Array], zx_t: jax.Array) ->
 @functools.lru_cache(maxsize=8)
 def _window_fn(config: ModelConfig) -> Callable[..., Any]:
     """One jitted window: compiled once per model shape and reused."""
-    step: StepFn = _lstm_step if config.cell == "lstm" else _gru_step
+    step: StepFn = _gru_step if config.cell == "gru" else _ln_lstm_step if config.norm == "layer" else _lstm_step
 
     @jax.jit
     def window(params: Params, inputs: jax.Array, targets: jax.Array, carry: tuple[jax.Array, jax.Array]) -> Any:
@@ -203,7 +208,8 @@ def _window_fn(config: ModelConfig) -> Callable[..., Any]:
         layers, finals = [], []
         for layer in range(config.num_layers):
             p = params[f"{config.cell}_{layer}"]
-            zx = x @ p["w_x"] + p["b"]  # (W, 1, 4H or 3H): the input's part, hoisted out of the loop
+            # (W, 1, 4H or 3H): the input's part, hoisted out of the loop
+            zx = ln_lstm_input(p, x) if config.norm == "layer" else x @ p["w_x"] + p["b"]
             final, got = jax.lax.scan(functools.partial(step, p), (h0[layer], c0[layer]), zx)  # got: (W, 1, H) each
             layers.append(got)
             finals.append(final)

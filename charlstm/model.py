@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 
 from charlstm.config import ModelConfig
-from charlstm.recurrence import lstm_layer, lstm_update
+from charlstm.recurrence import gru_layer, gru_update, ln_lstm_layer, lstm_layer, lstm_update
 
 # The recurrent state of the whole stack: (h, c), each (L, B, H).
 Carry = tuple[jax.Array, jax.Array]
@@ -44,6 +44,7 @@ class LSTMLayer(nn.Module):
 
     hidden_size: int
     forget_bias: float = 1.0
+    norm: str = "none"  # "layer": the layer-normalised cell of recurrence.ln_lstm_step
 
     @nn.compact
     def __call__(
@@ -54,6 +55,13 @@ class LSTMLayer(nn.Module):
         w_x = self.param("w_x", nn.initializers.lecun_normal(), (xs.shape[-1], 4 * hidden))
         w_h = self.param("w_h", nn.initializers.orthogonal(), (hidden, 4 * hidden))
         b = self.param("b", _gate_bias_init(self.forget_bias), (4 * hidden,))
+        if self.norm == "layer":
+            ones, zeros = nn.initializers.ones, nn.initializers.zeros
+            p = {"w_x": w_x, "w_h": w_h, "b": b}
+            p |= {name: self.param(name, ones, (4 * hidden,)) for name in ("gain_x", "gain_h")}
+            p |= {"gain_c": self.param("gain_c", ones, (hidden,)), "bias_c": self.param("bias_c", zeros, (hidden,))}
+            hs, h, c = ln_lstm_layer(p, xs, *carry)  # hs (T, B, H)
+            return hs, (h, c)
 
         if xs.shape[0] == 0:  # an empty prime: nothing to read
             return jnp.zeros((0, *carry[0].shape), xs.dtype), carry
@@ -92,38 +100,15 @@ class GRULayer(nn.Module):
         w_h = self.param("w_h", nn.initializers.orthogonal(), (hidden, 2 * hidden))  # [r | u]
         w_hn = self.param("w_hn", nn.initializers.orthogonal(), (hidden, hidden))
         b = self.param("b", _gate_bias_init(self.update_bias, blocks=3), (3 * hidden,))
-        zx = xs @ w_x + b  # (T, B, 3H), hoisted out of the loop as in the LSTM
-
-        def step(h_prev: jax.Array, zx_t: jax.Array) -> tuple[jax.Array, jax.Array]:
-            h = gru_update(zx_t, h_prev, w_h, w_hn)  # (B, H)
-            return h, h
-
         h_last, c = carry
-        if zx.shape[0] == 1:
-            h, _ = step(h_last, zx[0])
+        if xs.shape[0] == 0:  # an empty prime: nothing to read
+            return jnp.zeros((0, *h_last.shape), xs.dtype), carry
+        if xs.shape[0] == 1:  # one character at a time (generation): no loop
+            h = gru_update(xs[0] @ w_x + b, h_last, w_h, w_hn)  # (B, H)
             return h[None], (h, c)
-        h, hs = jax.lax.scan(step, h_last, zx)  # hs (T, B, H)
+        # A window: the recurrence with its hand-written backward pass (recurrence.py).
+        hs, h = gru_layer(xs, w_x, b, w_h, w_hn, h_last)  # hs (T, B, H)
         return hs, (h, c)
-
-
-def gru_gates(
-    zx: jax.Array, h_prev: jax.Array, w_h: jax.Array, w_hn: jax.Array
-) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """The reset gate r, update gate u and candidate n, each (B, H); zx (B, 3H)
-    is the input's part of [r | u | n]."""
-    hidden = h_prev.shape[-1]
-    ru = jax.nn.sigmoid(zx[:, : 2 * hidden] + h_prev @ w_h)  # (B, 2H)
-    r, u = ru[:, :hidden], ru[:, hidden:]
-    # The reset gate scales h before it enters the candidate: r near 0 lets
-    # the candidate ignore the past.
-    n = jnp.tanh(zx[:, 2 * hidden :] + (r * h_prev) @ w_hn)
-    return r, u, n
-
-
-def gru_update(zx: jax.Array, h_prev: jax.Array, w_h: jax.Array, w_hn: jax.Array) -> jax.Array:
-    """The textbook GRU step; zx (B, 3H) is the input's part of [r | u | n]."""
-    _, u, n = gru_gates(zx, h_prev, w_h, w_hn)
-    return (1.0 - u) * n + u * h_prev
 
 
 class CharLSTM(nn.Module):
@@ -147,11 +132,13 @@ class CharLSTM(nn.Module):
         x = nn.Embed(cfg.vocab_size, cfg.embed_dim, name="embed")(tokens.T)  # (T, B, E)
         h0, c0 = carry  # (L, B, H) each
         hs, cs = [], []
-        cell = LSTMLayer if cfg.cell == "lstm" else GRULayer
         for layer in range(cfg.num_layers):
-            x, (h, c) = cell(cfg.hidden_size, cfg.forget_bias, name=f"{cfg.cell}_{layer}")(
-                x, (h0[layer], c0[layer])
-            )  # x (T, B, H)
+            name = f"{cfg.cell}_{layer}"
+            if cfg.cell == "lstm":
+                cell: nn.Module = LSTMLayer(cfg.hidden_size, cfg.forget_bias, cfg.norm, name=name)
+            else:
+                cell = GRULayer(cfg.hidden_size, cfg.forget_bias, name=name)
+            x, (h, c) = cell(x, (h0[layer], c0[layer]))  # x (T, B, H)
             if key is not None and dropout > 0:
                 keep = jax.random.bernoulli(jax.random.fold_in(key, layer), 1.0 - dropout, x.shape)  # (T, B, H)
                 x = jnp.where(keep, x / (1.0 - dropout), 0.0)

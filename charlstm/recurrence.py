@@ -1,4 +1,5 @@
-"""The LSTM cell, and one LSTM layer over a window with a hand-written backward pass.
+"""The LSTM and GRU cells, and one layer of each over a window with a
+hand-written backward pass.
 
 Shapes: T time, B batch, D input width, H hidden size.
 
@@ -13,14 +14,15 @@ Why `lstm_layer` has its own backward pass: automatic differentiation of the
 scan adds the recurrent weight's gradient h_{t-1}^T dz_t into a (H, 4H)
 accumulator at every time step, T small matrix products with a short inner
 dimension plus a full read and write of the accumulator each, and it keeps
-more of the forward pass than the backward needs. `_backward` walks the
+more of the forward pass than the backward needs. `_lstm_backward` walks the
 window in reverse carrying only (dh, dc), keeps every step's gate gradient dz,
 and forms the weight gradients afterwards as one large product each over all
 T * B rows. Measured on the 2-core CPU (2026-11-24, the benchmark's small
 configuration, 2x256 on 64 x 128 characters, malloc settings of hostmem.py
 on both sides): the training step took 0.36-0.39 s with autodiff and
 0.26-0.30 s with this pass. The gradients equal autodiff's to float32
-rounding (tests/test_recurrence.py).
+rounding (tests/test_recurrence.py). `gru_layer` does the same for the GRU
+(the cell's equations are in `gru_gates`).
 """
 
 from __future__ import annotations
@@ -62,7 +64,7 @@ def _rows_transposed(x: jax.Array) -> jax.Array:
     return jax.lax.optimization_barrier(rows.T)
 
 
-def _forward(
+def _lstm_forward(
     xs: jax.Array, w_x: jax.Array, b: jax.Array, w_h: jax.Array, h0: jax.Array, c0: jax.Array
 ) -> tuple[tuple[jax.Array, jax.Array, jax.Array], tuple[jax.Array, ...]]:
     # The input's share of the gates does not depend on h: one large product
@@ -82,7 +84,9 @@ def _forward(
     return (hs, h, c), (xs, w_x, w_h, h0, c0, hs, cs, gates)
 
 
-def _backward(saved: tuple[jax.Array, ...], grads: tuple[jax.Array, jax.Array, jax.Array]) -> tuple[jax.Array, ...]:
+def _lstm_backward(
+    saved: tuple[jax.Array, ...], grads: tuple[jax.Array, jax.Array, jax.Array]
+) -> tuple[jax.Array, ...]:
     xs, w_x, w_h, h0, c0, hs, cs, gates = saved
     dhs, dh_last, dc_last = grads  # (T, B, H), (B, H), (B, H)
     hidden = h0.shape[-1]
@@ -117,7 +121,135 @@ def lstm_layer(
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
     """One LSTM layer over a window: xs (T, B, D), w_x (D, 4H), b (4H,),
     w_h (H, 4H), h0 and c0 (B, H) -> hs (T, B, H) and the final h and c."""
-    return _forward(xs, w_x, b, w_h, h0, c0)[0]
+    return _lstm_forward(xs, w_x, b, w_h, h0, c0)[0]
 
 
-lstm_layer.defvjp(_forward, _backward)
+lstm_layer.defvjp(_lstm_forward, _lstm_backward)
+
+
+def layer_norm(x: jax.Array) -> jax.Array:
+    """x normalised to zero mean and unit variance over its last axis."""
+    mean = x.mean(axis=-1, keepdims=True)
+    var = jnp.square(x - mean).mean(axis=-1, keepdims=True)
+    return (x - mean) * jax.lax.rsqrt(var + 1e-5)
+
+
+# Layer normalisation inside the LSTM cell (`--norm layer`), as in Ba, Kiros and
+# Hinton (2016): the input's and the state's shares of the gates are
+# normalised separately, each with its own gain, and so is the cell state
+# before its tanh:
+#
+#     z = LN(W_x x) * gain_x + LN(W_h h_prev) * gain_h + b
+#     c = f * c_prev + i * g
+#     h = o * tanh(LN(c) * gain_c + bias_c)
+#
+# It has no hand-written backward pass: autodiff of the scan.
+LNParams = dict[str, jax.Array]  # w_x, w_h, b, gain_x, gain_h, gain_c, bias_c
+
+
+def ln_lstm_input(p: LNParams, xs: jax.Array) -> jax.Array:
+    """The input's share of the gates, (..., D) -> (..., 4H), bias included."""
+    return layer_norm(xs @ p["w_x"]) * p["gain_x"] + p["b"]
+
+
+def ln_lstm_step(p: LNParams, zx_t: jax.Array, h_prev: jax.Array, c_prev: jax.Array) -> tuple[jax.Array, ...]:
+    """One step from the input's share zx_t (B, 4H): (i, f, g, o, h, c), each (B, H)."""
+    i, f, g, o = lstm_gates(zx_t + layer_norm(h_prev @ p["w_h"]) * p["gain_h"])
+    c = f * c_prev + i * g
+    h = o * jnp.tanh(layer_norm(c) * p["gain_c"] + p["bias_c"])
+    return i, f, g, o, h, c
+
+
+def ln_lstm_layer(p: LNParams, xs: jax.Array, h0: jax.Array, c0: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """xs (T, B, D), h0 and c0 (B, H) -> hs (T, B, H) and the final h and c."""
+
+    def step(state: State, zx_t: jax.Array) -> tuple[State, jax.Array]:
+        *_, h, c = ln_lstm_step(p, zx_t, *state)
+        return (h, c), h
+
+    (h, c), hs = jax.lax.scan(step, (h0, c0), ln_lstm_input(p, xs))  # hs (T, B, H)
+    return hs, h, c
+
+
+def gru_gates(
+    zx: jax.Array, h_prev: jax.Array, w_h: jax.Array, w_hn: jax.Array
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """The GRU's reset gate r, update gate u and candidate n, each (B, H);
+    zx (B, 3H) is the input's part of [r | u | n]:
+
+        r = sigmoid(W_xr x + W_hr h_prev + b_r)
+        u = sigmoid(W_xu x + W_hu h_prev + b_u)
+        n = tanh(W_xn x + W_hn (r * h_prev) + b_n)
+        h = (1 - u) * n + u * h_prev
+    """
+    hidden = h_prev.shape[-1]
+    ru = jax.nn.sigmoid(zx[:, : 2 * hidden] + h_prev @ w_h)  # (B, 2H)
+    r, u = ru[:, :hidden], ru[:, hidden:]
+    # The reset gate scales h before it enters the candidate: r near 0 lets
+    # the candidate ignore the past.
+    n = jnp.tanh(zx[:, 2 * hidden :] + (r * h_prev) @ w_hn)
+    return r, u, n
+
+
+def gru_update(zx: jax.Array, h_prev: jax.Array, w_h: jax.Array, w_hn: jax.Array) -> jax.Array:
+    """The textbook GRU step; zx (B, 3H) is the input's part of [r | u | n]."""
+    _, u, n = gru_gates(zx, h_prev, w_h, w_hn)
+    return (1.0 - u) * n + u * h_prev
+
+
+def _gru_forward(
+    xs: jax.Array, w_x: jax.Array, b: jax.Array, w_h: jax.Array, w_hn: jax.Array, h0: jax.Array
+) -> tuple[tuple[jax.Array, jax.Array], tuple[jax.Array, ...]]:
+    zx = xs @ w_x + b  # (T, B, 3H), hoisted as in the LSTM
+
+    def step(h_prev: jax.Array, zx_t: jax.Array) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
+        r, u, n = gru_gates(zx_t, h_prev, w_h, w_hn)  # (B, H) each
+        h = (1.0 - u) * n + u * h_prev
+        return h, (h, jnp.concatenate([r, u, n], axis=-1))
+
+    h, (hs, gates) = jax.lax.scan(step, h0, zx)  # hs (T, B, H); gates (T, B, 3H)
+    return (hs, h), (xs, w_x, w_h, w_hn, h0, hs, gates)
+
+
+def _gru_backward(saved: tuple[jax.Array, ...], grads: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, ...]:
+    # The same plan as the LSTM's: carry only dh backwards, keep each step's
+    # pre-activation gradients, form the weight gradients afterwards.
+    xs, w_x, w_h, w_hn, h0, hs, gates = saved
+    dhs, dh_last = grads  # (T, B, H), (B, H)
+    hidden = h0.shape[-1]
+    h_prevs = jnp.concatenate([h0[None], hs[:-1]])  # (T, B, H): h_{t-1} at step t
+    w_h_t = jax.lax.optimization_barrier(w_h.T)  # (2H, H)
+    w_hn_t = jax.lax.optimization_barrier(w_hn.T)  # (H, H)
+
+    def step(dh_next: jax.Array, at_t: tuple[jax.Array, ...]) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
+        dh_t, gates_t, h_prev = at_t
+        r, u, n = jnp.split(gates_t, 3, axis=-1)  # (B, H) each
+        dh = dh_t + dh_next
+        dzn = dh * (1.0 - u) * (1.0 - n * n)  # through h = (1-u) n + u h_prev, then tanh' = 1 - n^2
+        drh = dzn @ w_hn_t  # (B, H): the gradient of r * h_prev
+        dzr = drh * h_prev * r * (1.0 - r)  # sigmoid' = s (1 - s)
+        dzu = dh * (h_prev - n) * u * (1.0 - u)
+        dzru = jnp.concatenate([dzr, dzu], axis=-1)  # (B, 2H)
+        dh_prev = dh * u + drh * r + dzru @ w_h_t
+        return dh_prev, (dzru, dzn)
+
+    dh0, (dzrus, dzns) = jax.lax.scan(step, dh_last, (dhs, gates, h_prevs), reverse=True)  # (T, B, 2H), (T, B, H)
+    dw_h = _rows_transposed(h_prevs) @ dzrus.reshape(-1, 2 * hidden)  # (H, 2H)
+    rh = gates[..., :hidden] * h_prevs  # (T, B, H): r * h_prev, recomputed rather than kept
+    dw_hn = _rows_transposed(rh) @ dzns.reshape(-1, hidden)  # (H, H)
+    dzx = jnp.concatenate([dzrus, dzns], axis=-1)  # (T, B, 3H)
+    dw_x = _rows_transposed(xs) @ dzx.reshape(-1, 3 * hidden)  # (D, 3H)
+    dxs = dzx @ w_x.T  # (T, B, D)
+    return dxs, dw_x, dzx.sum(axis=(0, 1)), dw_h, dw_hn, dh0
+
+
+@jax.custom_vjp
+def gru_layer(
+    xs: jax.Array, w_x: jax.Array, b: jax.Array, w_h: jax.Array, w_hn: jax.Array, h0: jax.Array
+) -> tuple[jax.Array, jax.Array]:
+    """One GRU layer over a window: xs (T, B, D), w_x (D, 3H), b (3H,),
+    w_h (H, 2H), w_hn (H, H), h0 (B, H) -> hs (T, B, H) and the final h."""
+    return _gru_forward(xs, w_x, b, w_h, w_hn, h0)[0]
+
+
+gru_layer.defvjp(_gru_forward, _gru_backward)

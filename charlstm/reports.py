@@ -11,6 +11,7 @@ from typing import Any
 from rich import box
 from rich.table import Table
 
+from charlstm.config import ModelConfig, from_dict
 from charlstm.evaluate import Score
 from charlstm.events import TrialResult
 from charlstm.fmt import LN2, OPTION_NAMES, duration, loss_text
@@ -76,12 +77,11 @@ def info_table(where: Path, meta: Mapping[str, Any], params: int) -> Table:
     table.add_column(style="bold", no_wrap=True)
     table.add_column(overflow="fold")
     model, train = meta["model"], meta["train"]
-    shape = f"{model['num_layers']}x{model['hidden_size']}"
     rows = [
         ("checkpoint", str(where)),
         ("saved", f"{meta.get('saved_at', '?')} by charlstm {meta.get('charlstm_version', '?')}"),
         ("step", f"{meta['step']} of {train['steps']}"),
-        ("model", f"{shape} {model.get('cell', 'lstm').upper()}, embedding {model['embed_dim']}"),
+        ("model", f"{from_dict(ModelConfig, model).describe()}, embedding {model['embed_dim']}"),
         ("parameters", f"{params:,}"),
         ("vocabulary", f"{len(meta['vocab'])} characters: {_vocab_preview(meta['vocab'])}"),
         ("corpus", f"{meta['corpus']['path']} (sha256 {meta['corpus']['sha256'][:12]}...)"),

@@ -136,7 +136,7 @@ def summarize(run_dir: Path) -> RunSummary:
         return RunSummary(
             path=run_dir,
             corpus=str(meta["corpus"]["path"]),
-            model=f"{model.num_layers}x{model.hidden_size} {model.cell.upper()}",
+            model=model.describe(),
             params=param_count(model),
             step=int(meta["step"]),
             total_steps=int(meta["train"]["steps"]),

@@ -9,10 +9,21 @@ from charlstm.errors import CheckpointError
 from .helpers import assert_trees_equal, new_tiny_run, train
 
 
+@pytest.fixture(scope="module")
+def trained_once(tiny_text, tmp_path_factory):
+    corpus = tmp_path_factory.mktemp("checkpoint") / "tiny.txt"
+    corpus.write_text(tiny_text, encoding="utf-8")
+    run = new_tiny_run(corpus, steps=12, eval_every=4, checkpoint_every=4)
+    run_dir = corpus.parent / "run"
+    train(run, run_dir)
+    return run, run_dir
+
+
 @pytest.fixture()
-def trained(tiny_corpus, tmp_path):
-    run = new_tiny_run(tiny_corpus, steps=12, eval_every=4, checkpoint_every=4)
-    train(run, tmp_path / "run")
+def trained(trained_once, tmp_path):
+    """The run above, copied: each test may change or damage its own."""
+    run, run_dir = trained_once
+    shutil.copytree(run_dir, tmp_path / "run")
     return run, tmp_path / "run"
 
 
@@ -95,15 +106,16 @@ def test_bad_metadata_is_rejected_clearly(trained, mutate, message):
 
 def test_a_checkpoint_from_before_reset_chars_and_cell_resumes_as_it_was_trained(trained_run, tmp_path):
     """Fields added later take the value that reproduces how an older run was
-    trained (no staggered resets, an LSTM), not today's defaults."""
+    trained (no staggered resets, an LSTM without normalisation), not today's defaults."""
     run_dir = tmp_path / "run"
     shutil.copytree(trained_run[0], run_dir)
     for meta_file in run_dir.glob("checkpoints/*/*/meta/metadata"):
         meta = json.loads(meta_file.read_text())
-        del meta["train"]["reset_chars"], meta["model"]["cell"]
+        del meta["train"]["reset_chars"], meta["model"]["cell"], meta["model"]["norm"]
         meta_file.write_text(json.dumps(meta))
     ckpt = checkpoint.load(run_dir)
     assert ckpt.train_config.reset_chars == 0 and ckpt.model_config.cell == "lstm"
+    assert ckpt.model_config.norm == "none"
 
 
 def test_missing_and_foreign_paths(tmp_path):

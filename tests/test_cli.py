@@ -361,3 +361,19 @@ def test_a_gru_trains_samples_and_says_what_it_is(runner, tiny_corpus, tmp_path)
     assert len(_sample(runner, run_dir, "-n", "50", "--prime", "KING.").rstrip("\n")) == len("KING.") + 50
     bad = runner.invoke(app, ["train", str(tiny_corpus), "--cell", "rnn", "--out", str(tmp_path / "x")])
     assert bad.exit_code == 2 and "--cell must be one of lstm, gru, got 'rnn'" in bad.stderr
+
+
+def test_a_layer_normalised_lstm_trains_samples_and_says_what_it_is(runner, tiny_corpus, tmp_path):
+    run_dir = tmp_path / "ln"
+    result = _train(runner, tiny_corpus, run_dir, "--steps", "30", "--norm", "layer", "--log-every", "5")
+    assert result.exit_code == 0, result.output
+    losses = [r["train_loss"] for r in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines())]
+    assert losses[-1] < losses[0] - 0.2
+    assert "2x24 LSTM with layer norm" in runner.invoke(app, ["info", str(run_dir)], env={"COLUMNS": "200"}).stdout
+    assert len(_sample(runner, run_dir, "-n", "50", "--prime", "KING.").rstrip("\n")) == len("KING.") + 50
+    for args, message in [
+        (["--norm", "batch"], "--norm must be one of none, layer, got 'batch'"),
+        (["--norm", "layer", "--cell", "gru"], "--norm layer works with --cell lstm only"),
+    ]:
+        bad = runner.invoke(app, ["train", str(tiny_corpus), *args, "--out", str(tmp_path / "x")])
+        assert bad.exit_code == 2 and message in bad.stderr, bad.stderr

@@ -13,18 +13,26 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
 
-def numpy_lstm(xs, h, c, w_x, w_h, b):
-    """xs (T, B, D); gates in the order i, f, g, o; one time step per loop."""
+def _numpy_layer_norm(x):
+    return (x - x.mean(-1, keepdims=True)) / np.sqrt(x.var(-1, keepdims=True) + 1e-5)
+
+
+def numpy_lstm(xs, h, c, w_x, w_h, b, ln=None):
+    """xs (T, B, D); gates in the order i, f, g, o; one time step per loop.
+    With `ln` (gain_x, gain_h, gain_c, bias_c): Ba, Kiros and Hinton's
+    layer-normalised cell."""
     hidden = h.shape[-1]
+    norm = _numpy_layer_norm if ln else (lambda x: x)
+    ln = ln or {"gain_x": 1.0, "gain_h": 1.0, "gain_c": 1.0, "bias_c": 0.0}
     outputs = []
     for x_t in xs:
-        z = x_t @ w_x + h @ w_h + b
+        z = norm(x_t @ w_x) * ln["gain_x"] + norm(h @ w_h) * ln["gain_h"] + b
         i = _sigmoid(z[:, 0 * hidden : 1 * hidden])
         f = _sigmoid(z[:, 1 * hidden : 2 * hidden])
         g = np.tanh(z[:, 2 * hidden : 3 * hidden])
         o = _sigmoid(z[:, 3 * hidden : 4 * hidden])
         c = f * c + i * g
-        h = o * np.tanh(c)
+        h = o * np.tanh(norm(c) * ln["gain_c"] + ln["bias_c"])
         outputs.append(h)
     return np.stack(outputs), h, c
 
@@ -51,6 +59,26 @@ def test_lstm_layer_matches_numpy_float64_reference():
     np.testing.assert_allclose(np.asarray(hs), ref_hs, atol=1e-5, rtol=0)
     np.testing.assert_allclose(np.asarray(h), ref_h, atol=1e-5, rtol=0)
     np.testing.assert_allclose(np.asarray(c), ref_c, atol=1e-5, rtol=0)
+
+
+def test_layer_normalised_lstm_matches_numpy_float64_reference():
+    T, B, D, H = 11, 3, 5, 8
+    rng = np.random.default_rng(5)
+    xs = rng.normal(size=(T, B, D)).astype(np.float32)
+    h0, c0 = (rng.normal(size=(B, H)).astype(np.float32) * 0.5 for _ in range(2))
+    layer = LSTMLayer(H, norm="layer")
+    shapes = jax.tree_util.tree_map(jnp.shape, layer.init(jax.random.PRNGKey(0), xs, (h0, c0))["params"])
+    assert shapes == {"w_x": (D, 4 * H), "w_h": (H, 4 * H), "b": (4 * H,), "gain_x": (4 * H,), "gain_h": (4 * H,)} | {
+        "gain_c": (H,),
+        "bias_c": (H,),
+    }
+    params = {k: jnp.asarray(rng.normal(size=s), jnp.float32) * 0.7 for k, s in shapes.items()}
+    hs, (h, c) = layer.apply({"params": params}, xs, (h0, c0))
+    f64 = {k: np.asarray(v, np.float64) for k, v in params.items()}
+    weights = [f64.pop(name) for name in ("w_x", "w_h", "b")]
+    ref = numpy_lstm(xs.astype(np.float64), h0.astype(np.float64), c0.astype(np.float64), *weights, ln=f64)
+    for got, want in zip((hs, h, c), ref, strict=True):
+        np.testing.assert_allclose(np.asarray(got), want, atol=1e-5, rtol=0)
 
 
 def numpy_gru(xs, h, w_x, w_h, w_hn, b):

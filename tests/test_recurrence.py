@@ -1,17 +1,17 @@
-"""The LSTM layer's hand-written backward pass against automatic
+"""The LSTM and GRU layers' hand-written backward passes against automatic
 differentiation of the plain scan of the same cell (the forward values are
-checked against a float64 NumPy reference in test_model.py)."""
+checked against float64 NumPy references in test_model.py)."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from charlstm.model import LSTMLayer
-from charlstm.recurrence import lstm_layer, lstm_update
+from charlstm.model import GRULayer, LSTMLayer
+from charlstm.recurrence import gru_layer, gru_update, lstm_layer, lstm_update
 
 
-def plain_layer(xs, w_x, b, w_h, h0, c0):
+def plain_lstm(xs, w_x, b, w_h, h0, c0):
     """The layer as autodiff sees it: one lax.scan over the cell, no custom rule."""
 
     def step(state, x_t):
@@ -22,60 +22,80 @@ def plain_layer(xs, w_x, b, w_h, h0, c0):
     return hs, h, c
 
 
-def _inputs(T, B, D, H, seed=0):
+def plain_gru(xs, w_x, b, w_h, w_hn, h0):
+    def step(h, x_t):
+        h = gru_update(x_t @ w_x + b, h, w_h, w_hn)
+        return h, h
+
+    h, hs = jax.lax.scan(step, h0, xs)
+    return hs, h
+
+
+def _normal(rng, *shape, scale=1.0):
+    return jnp.asarray(rng.normal(size=shape) * scale, jnp.float32)
+
+
+def lstm_inputs(T, B, D, H, seed=0):
     rng = np.random.default_rng(seed)
+    sizes = [((T, B, D), 1.0), ((D, 4 * H), 0.4), ((4 * H,), 1.0), ((H, 4 * H), 0.4), ((B, H), 0.5), ((B, H), 0.5)]
+    return tuple(_normal(rng, *shape, scale=scale) for shape, scale in sizes)
 
-    def normal(*shape, scale=1.0):
-        return jnp.asarray(rng.normal(size=shape) * scale, jnp.float32)
 
-    return (
-        normal(T, B, D),
-        normal(D, 4 * H, scale=0.4),
-        normal(4 * H),
-        normal(H, 4 * H, scale=0.4),
-        normal(B, H, scale=0.5),
-        normal(B, H, scale=0.5),
-    )
+def gru_inputs(T, B, D, H, seed=0):
+    rng = np.random.default_rng(seed)
+    sizes = [((T, B, D), 1.0), ((D, 3 * H), 0.4), ((3 * H,), 1.0), ((H, 2 * H), 0.4), ((H, H), 0.4), ((B, H), 0.5)]
+    return tuple(_normal(rng, *shape, scale=scale) for shape, scale in sizes)
+
+
+CELLS = {
+    # name: (layer, plain scan, inputs, argument names)
+    "lstm": (lstm_layer, plain_lstm, lstm_inputs, ["xs", "w_x", "b", "w_h", "h0", "c0"]),
+    "gru": (gru_layer, plain_gru, gru_inputs, ["xs", "w_x", "b", "w_h", "w_hn", "h0"]),
+}
 
 
 def _loss(layer, weights):
-    w_hs, w_h, w_c = weights
-
     def loss(*args):
-        hs, h, c = layer(*args)
-        # Every output gets its own weighting, so no gradient path cancels.
-        return jnp.sum(hs * w_hs) + jnp.sum(h * w_h) + jnp.sum(jnp.sin(c) * w_c)
+        # Every output gets its own weighting (and the last a nonlinearity),
+        # so no gradient path cancels.
+        *outs, last = layer(*args)
+        total = sum(jnp.sum(out * w) for out, w in zip(outs, weights, strict=False))
+        return total + jnp.sum(jnp.sin(last) * weights[-1])
 
     return loss
 
 
+@pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize(("T", "B", "D", "H"), [(19, 3, 5, 8), (2, 1, 3, 4), (64, 4, 6, 16)])
-def test_gradients_equal_autodiff_of_the_plain_scan(T, B, D, H):
-    args = _inputs(T, B, D, H)
+def test_gradients_equal_autodiff_of_the_plain_scan(cell, T, B, D, H):
+    layer, plain, inputs, names = CELLS[cell]
+    args = inputs(T, B, D, H)
+    outs = jax.eval_shape(layer, *args)
     rng = np.random.default_rng(1)
-    weights = tuple(jnp.asarray(rng.normal(size=s), jnp.float32) for s in [(T, B, H), (B, H), (B, H)])
-    argnums = tuple(range(6))
-    ours = jax.jit(jax.grad(_loss(lstm_layer, weights), argnums))(*args)
-    reference = jax.jit(jax.grad(_loss(plain_layer, weights), argnums))(*args)
-    names = ["xs", "w_x", "b", "w_h", "h0", "c0"]
+    weights = tuple(_normal(rng, *out.shape) for out in outs)
+    argnums = tuple(range(len(args)))
+    ours = jax.jit(jax.grad(_loss(layer, weights), argnums))(*args)
+    reference = jax.jit(jax.grad(_loss(plain, weights), argnums))(*args)
     for name, got, want in zip(names, ours, reference, strict=True):
         assert got.shape == want.shape, name
         scale = float(jnp.abs(want).max())
         np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=0, atol=2e-5 * scale, err_msg=name)
 
 
-def test_forward_equals_the_plain_scan():
-    args = _inputs(23, 2, 5, 8, seed=3)
-    for got, want in zip(lstm_layer(*args), plain_layer(*args), strict=True):
+@pytest.mark.parametrize("cell", CELLS)
+def test_forward_equals_the_plain_scan(cell):
+    layer, plain, inputs, _ = CELLS[cell]
+    args = inputs(23, 2, 5, 8, seed=3)
+    for got, want in zip(layer(*args), plain(*args), strict=True):
         np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=0, atol=1e-6)
 
 
-def test_layer_reads_windows_of_one_and_zero_characters():
-    xs, w_x, b, w_h, h0, c0 = _inputs(1, 2, 5, 8, seed=4)
+def test_lstm_layer_reads_windows_of_one_and_zero_characters():
+    xs, w_x, b, w_h, h0, c0 = lstm_inputs(1, 2, 5, 8, seed=4)
     params = {"w_x": w_x, "w_h": w_h, "b": b}
     layer = LSTMLayer(8)
     hs, (h, c) = layer.apply({"params": params}, xs, (h0, c0))
-    want_hs, want_h, want_c = plain_layer(xs, w_x, b, w_h, h0, c0)
+    want_hs, want_h, want_c = plain_lstm(xs, w_x, b, w_h, h0, c0)
     np.testing.assert_allclose(np.asarray(hs), np.asarray(want_hs), atol=1e-6)
     np.testing.assert_allclose(np.asarray(h), np.asarray(want_h), atol=1e-6)
     np.testing.assert_allclose(np.asarray(c), np.asarray(want_c), atol=1e-6)
@@ -84,3 +104,18 @@ def test_layer_reads_windows_of_one_and_zero_characters():
     assert hs.shape == (0, 2, 8)
     np.testing.assert_array_equal(np.asarray(h), np.asarray(h0))
     np.testing.assert_array_equal(np.asarray(c), np.asarray(c0))
+
+
+def test_gru_layer_reads_windows_of_one_and_zero_characters():
+    xs, w_x, b, w_h, w_hn, h0 = gru_inputs(1, 2, 5, 8, seed=5)
+    c0 = jnp.zeros_like(h0)  # a GRU's cell-state slot
+    params = {"w_x": w_x, "w_h": w_h, "w_hn": w_hn, "b": b}
+    layer = GRULayer(8)
+    hs, (h, c) = layer.apply({"params": params}, xs, (h0, c0))
+    want_hs, want_h = plain_gru(xs, w_x, b, w_h, w_hn, h0)
+    np.testing.assert_allclose(np.asarray(hs), np.asarray(want_hs), atol=1e-6)
+    np.testing.assert_allclose(np.asarray(h), np.asarray(want_h), atol=1e-6)
+    np.testing.assert_array_equal(np.asarray(c), 0.0)
+    hs, (h, c) = layer.apply({"params": params}, xs[:0], (h0, c0))
+    assert hs.shape == (0, 2, 8)
+    np.testing.assert_array_equal(np.asarray(h), np.asarray(h0))

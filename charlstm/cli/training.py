@@ -192,6 +192,10 @@ def train(
     cell: Annotated[
         str, typer.Option(help="Recurrent cell: lstm, or gru (lighter: three gates, no cell state).")
     ] = _M.cell,
+    norm: Annotated[
+        str,
+        typer.Option(help="none, or layer: layer normalisation inside the LSTM cell (slower per step on a CPU)."),
+    ] = _M.norm,
     embed: Annotated[int, typer.Option(help="Character embedding size.")] = _M.embed_dim,
     steps: Annotated[int, typer.Option(help="Optimizer steps to train for.")] = _T.steps,
     max_time: Annotated[
@@ -254,6 +258,7 @@ def train(
             ("num_layers", "layers", layers),
             ("embed_dim", "embed", embed),
             ("cell", "cell", cell),
+            ("norm", "norm", norm),
         ]
         train_options = [
             ("steps", "steps", steps),
