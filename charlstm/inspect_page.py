@@ -97,9 +97,9 @@ def page_data(
 
 
 def _summary(inspection: Inspection, checkpoint: str) -> str:
-    layers, n, hidden = inspection.h.shape
+    n = inspection.h.shape[1]
     lines = [
-        f"checkpoint {checkpoint}: {layers}x{hidden} {inspection.cell.upper()}",
+        f"checkpoint {checkpoint}: {inspection.model}",
         f"{n:,} characters, {inspection.bits_per_char:.3f} bits per character "
         f"({inspection.loss:.4f} nats) predicting each from the ones before it",
     ]

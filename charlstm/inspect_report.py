@@ -24,9 +24,9 @@ def summary_table(source: str, where: Path, inspection: Inspection, page: Path) 
     table = Table(show_header=False, show_edge=False, box=None, padding=(0, 2))
     table.add_column(style="bold", no_wrap=True)
     table.add_column(overflow="fold")
-    layers, n, hidden = inspection.h.shape
+    n = inspection.h.shape[1]
     table.add_row("text", source)
-    table.add_row("checkpoint", f"{where} ({layers}x{hidden} {inspection.cell.upper()})")
+    table.add_row("checkpoint", f"{where} ({inspection.model})")
     table.add_row("characters read", f"{n:,}")
     if inspection.skipped:
         listed = ", ".join(f"{c!r} x{k}" for c, k in sorted(inspection.skipped.items(), key=lambda kv: -kv[1])[:10])

@@ -76,6 +76,7 @@ class Inspection:
     losses: np.ndarray  # (N - 1,) float32 nats: -ln p(text[t + 1] | text[: t + 1])
     skipped: Mapping[str, int] = field(default_factory=dict)  # characters left out (not in the vocabulary): count
     truncated: int = 0  # characters after the first max_chars, not read
+    model: str = ""  # the model in words, ModelConfig.describe(): "2x256 LSTM"
 
     @property
     def loss(self) -> float:
@@ -152,6 +153,7 @@ def record(
         text=text,
         vocab=vocab,
         cell=config.cell,
+        model=config.describe(),
         gates={name: kept[name] for name in GATES[config.cell]},
         c=kept["c"],
         h=kept["h"],

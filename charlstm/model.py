@@ -1,12 +1,12 @@
-"""The character LSTM: embedding, stacked LSTM layers, dense head.
+"""The character model: embedding, stacked LSTM (or GRU) layers, dense head.
 
 Shape legend used in the comments below:
     B batch (independent text streams), T time (characters in a window),
     E embedding width, H hidden size, L layers, V vocabulary size.
 
 The model is Flax Linen: parameters are a plain nested dict, `apply` is a
-pure function, and the recurrence is a `jax.lax.scan` (for the LSTM with a
-hand-written backward pass, in `recurrence.py`). That keeps
+pure function, and the recurrence is a `jax.lax.scan` with a hand-written
+backward pass for each cell (`recurrence.py`). That keeps
 the training step a pure `(state, batch) -> (state, metrics)` function and
 the checkpoint a plain tree of named arrays.
 """
@@ -55,6 +55,8 @@ class LSTMLayer(nn.Module):
         w_x = self.param("w_x", nn.initializers.lecun_normal(), (xs.shape[-1], 4 * hidden))
         w_h = self.param("w_h", nn.initializers.orthogonal(), (hidden, 4 * hidden))
         b = self.param("b", _gate_bias_init(self.forget_bias), (4 * hidden,))
+        if xs.shape[0] == 0:  # an empty prime: nothing to read
+            return jnp.zeros((0, *carry[0].shape), xs.dtype), carry
         if self.norm == "layer":
             ones, zeros = nn.initializers.ones, nn.initializers.zeros
             p = {"w_x": w_x, "w_h": w_h, "b": b}
@@ -62,9 +64,6 @@ class LSTMLayer(nn.Module):
             p |= {"gain_c": self.param("gain_c", ones, (hidden,)), "bias_c": self.param("bias_c", zeros, (hidden,))}
             hs, h, c = ln_lstm_layer(p, xs, *carry)  # hs (T, B, H)
             return hs, (h, c)
-
-        if xs.shape[0] == 0:  # an empty prime: nothing to read
-            return jnp.zeros((0, *carry[0].shape), xs.dtype), carry
         if xs.shape[0] == 1:  # one character at a time (generation): no loop
             h, c = lstm_update(xs[0] @ w_x + b + carry[0] @ w_h, carry[1])  # (B, 4H) -> (B, H)
             return h[None], (h, c)

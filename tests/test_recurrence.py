@@ -8,7 +8,16 @@ import numpy as np
 import pytest
 
 from charlstm.model import GRULayer, LSTMLayer
-from charlstm.recurrence import gru_layer, gru_update, lstm_layer, lstm_update
+from charlstm.recurrence import (
+    LN_NAMES,
+    gru_layer,
+    gru_update,
+    ln_lstm_input,
+    ln_lstm_layer,
+    ln_lstm_step,
+    lstm_layer,
+    lstm_update,
+)
 
 
 def plain_lstm(xs, w_x, b, w_h, h0, c0):
@@ -31,6 +40,25 @@ def plain_gru(xs, w_x, b, w_h, w_hn, h0):
     return hs, h
 
 
+def _ln_params(w_x, b, w_h, gain_x, gain_h, gain_c, bias_c):
+    return dict(zip(LN_NAMES, (w_x, b, w_h, gain_x, gain_h, gain_c, bias_c), strict=True))
+
+
+def ln_layer(xs, *weights_and_state):
+    return ln_lstm_layer(_ln_params(*weights_and_state[:-2]), xs, *weights_and_state[-2:])
+
+
+def plain_ln_lstm(xs, *weights_and_state):
+    p = _ln_params(*weights_and_state[:-2])
+
+    def step(state, zx_t):
+        *_, h, c = ln_lstm_step(p, zx_t, *state)
+        return (h, c), h
+
+    (h, c), hs = jax.lax.scan(step, weights_and_state[-2:], ln_lstm_input(p, xs))
+    return hs, h, c
+
+
 def _normal(rng, *shape, scale=1.0):
     return jnp.asarray(rng.normal(size=shape) * scale, jnp.float32)
 
@@ -47,10 +75,21 @@ def gru_inputs(T, B, D, H, seed=0):
     return tuple(_normal(rng, *shape, scale=scale) for shape, scale in sizes)
 
 
+def ln_inputs(T, B, D, H, seed=0):
+    rng = np.random.default_rng(seed)
+    sizes = [((T, B, D), 1.0), ((D, 4 * H), 0.4), ((4 * H,), 1.0), ((H, 4 * H), 0.4)]
+    sizes += [((4 * H,), 0.5), ((4 * H,), 0.5), ((H,), 0.5), ((H,), 0.5), ((B, H), 0.5), ((B, H), 0.5)]
+    args = [_normal(rng, *shape, scale=scale) for shape, scale in sizes]
+    for k in (4, 5, 6):  # gains around 1, as trained ones are
+        args[k] = args[k] + 1.0
+    return tuple(args)
+
+
 CELLS = {
     # name: (layer, plain scan, inputs, argument names)
     "lstm": (lstm_layer, plain_lstm, lstm_inputs, ["xs", "w_x", "b", "w_h", "h0", "c0"]),
     "gru": (gru_layer, plain_gru, gru_inputs, ["xs", "w_x", "b", "w_h", "w_hn", "h0"]),
+    "lstm-layer-norm": (ln_layer, plain_ln_lstm, ln_inputs, ["xs", *LN_NAMES, "h0", "c0"]),
 }
 
 
@@ -59,7 +98,7 @@ def _loss(layer, weights):
         # Every output gets its own weighting (and the last a nonlinearity),
         # so no gradient path cancels.
         *outs, last = layer(*args)
-        total = sum(jnp.sum(out * w) for out, w in zip(outs, weights, strict=False))
+        total = sum(jnp.sum(out * w) for out, w in zip(outs, weights[:-1], strict=True))
         return total + jnp.sum(jnp.sin(last) * weights[-1])
 
     return loss
