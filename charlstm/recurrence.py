@@ -86,6 +86,16 @@ def _lstm_forward(
     return (hs, h, c), (xs, w_x, w_h, h0, c0, hs, cs, gates)
 
 
+def _gate_grads(gates: jax.Array, dc: jax.Array, do: jax.Array, c_prev: jax.Array) -> jax.Array:
+    """The gradient of the gates' pre-activations z (B, 4H), from the kept
+    gates (B, 4H, after their nonlinearities) and the gradients of c and o."""
+    i, f, g, o = jnp.split(gates, 4, axis=-1)  # (B, H) each
+    di, df, dg = dc * g, dc * c_prev, dc * i
+    # The derivative of each gate's nonlinearity, written with its output:
+    # sigmoid' = s (1 - s), tanh' = 1 - t^2.
+    return jnp.concatenate([di * i * (1.0 - i), df * f * (1.0 - f), dg * (1.0 - g * g), do * o * (1.0 - o)], axis=-1)
+
+
 def _lstm_backward(
     saved: tuple[jax.Array, ...], grads: tuple[jax.Array, jax.Array, jax.Array]
 ) -> tuple[jax.Array, ...]:
@@ -98,14 +108,11 @@ def _lstm_backward(
     def step(carry: State, at_t: tuple[jax.Array, ...]) -> tuple[State, jax.Array]:
         dh_next, dc_next = carry  # from step t+1, (B, H) each
         dh_t, gates_t, c_t, c_prev_t = at_t
-        i, f, g, o = jnp.split(gates_t, 4, axis=-1)  # (B, H) each
+        _, f, _, o = jnp.split(gates_t, 4, axis=-1)  # the forget and output gates, (B, H) each
         dh = dh_t + dh_next
         tanh_c = jnp.tanh(c_t)
         dc = dc_next + dh * o * (1.0 - tanh_c * tanh_c)
-        # The derivative of each gate's nonlinearity, written with its output:
-        # sigmoid' = s (1 - s), tanh' = 1 - t^2.
-        di, df, dg, do = dc * g, dc * c_prev_t, dc * i, dh * tanh_c
-        dz = jnp.concatenate([di * i * (1.0 - i), df * f * (1.0 - f), dg * (1.0 - g * g), do * o * (1.0 - o)], axis=-1)
+        dz = _gate_grads(gates_t, dc, dh * tanh_c, c_prev_t)  # (B, 4H)
         return (dz @ w_h_t, dc * f), dz
 
     (dh0, dc0), dzs = jax.lax.scan(step, (dh_last, dc_last), (dhs, gates, cs, c_prev), reverse=True)  # dzs (T, B, 4H)
@@ -219,12 +226,11 @@ def _ln_lstm_backward(
     def step(carry: State, at_t: tuple[jax.Array, ...]) -> tuple[State, tuple[jax.Array, ...]]:
         dh_next, dc_next = carry
         dh_t, gates_t, c_prev, ah_t, rstd_h_t, nc_t, rstd_c_t, tanh_y_t = at_t
-        i, f, g, o = jnp.split(gates_t, 4, axis=-1)  # (B, H) each
+        _, f, _, o = jnp.split(gates_t, 4, axis=-1)  # the forget and output gates, (B, H) each
         dh = dh_t + dh_next
         dy = dh * o * (1.0 - tanh_y_t * tanh_y_t)  # through h = o tanh(y), y = LN(c) gain_c + bias_c
         dc = dc_next + _normalised_grad(dy * gain_c, nc_t, rstd_c_t)
-        di, df, dg, do = dc * g, dc * c_prev, dc * i, dh * tanh_y_t
-        dz = jnp.concatenate([di * i * (1.0 - i), df * f * (1.0 - f), dg * (1.0 - g * g), do * o * (1.0 - o)], axis=-1)
+        dz = _gate_grads(gates_t, dc, dh * tanh_y_t, c_prev)  # (B, 4H)
         da = _normalised_grad(dz * gain_h, ah_t, rstd_h_t)  # (B, 4H): the gradient of h_prev @ W_h
         return (da @ w_h_t, dc * f), (dz, da, dy)
 
