@@ -136,11 +136,6 @@ def lstm_layer(
 lstm_layer.defvjp(_lstm_forward, _lstm_backward)
 
 
-def layer_norm(x: jax.Array) -> jax.Array:
-    """x normalised to zero mean and unit variance over its last axis."""
-    return _normalised(x)[0]
-
-
 # Layer normalisation inside the LSTM cell (`--norm layer`), as in Ba, Kiros and
 # Hinton (2016): the input's and the state's shares of the gates are
 # normalised separately, each with its own gain, and so is the cell state
@@ -151,20 +146,46 @@ def layer_norm(x: jax.Array) -> jax.Array:
 #     h = o * tanh(LN(c) * gain_c + bias_c)
 #
 # Its backward pass (`_ln_lstm_backward`) is written by hand like the LSTM's.
-LNParams = dict[str, jax.Array]  # w_x, w_h, b, gain_x, gain_h, gain_c, bias_c
+LNParams = dict[str, jax.Array]  # the names in LN_NAMES
+LN_NAMES = ("w_x", "b", "w_h", "gain_x", "gain_h", "gain_c", "bias_c")
+
+
+def _normalised(x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """x normalised to zero mean and unit variance over its last axis, and
+    1 / the standard deviation it divided by, (..., 1); the 1e-5 keeps a
+    constant row (all units equal) finite."""
+    mean = x.mean(axis=-1, keepdims=True)
+    rstd = jax.lax.rsqrt(jnp.square(x - mean).mean(axis=-1, keepdims=True) + 1e-5)
+    return (x - mean) * rstd, rstd
+
+
+def _normalised_grad(d_out: jax.Array, out: jax.Array, rstd: jax.Array) -> jax.Array:
+    """The gradient of x from that of out = _normalised(x)[0], written with out."""
+    mean_d = d_out.mean(axis=-1, keepdims=True)
+    mean_d_out = (d_out * out).mean(axis=-1, keepdims=True)
+    return rstd * (d_out - mean_d - out * mean_d_out)
 
 
 def ln_lstm_input(p: LNParams, xs: jax.Array) -> jax.Array:
     """The input's share of the gates, (..., D) -> (..., 4H), bias included."""
-    return layer_norm(xs @ p["w_x"]) * p["gain_x"] + p["b"]
+    return _normalised(xs @ p["w_x"])[0] * p["gain_x"] + p["b"]
+
+
+def _ln_cell(p: LNParams, zx_t: jax.Array, h_prev: jax.Array, c_prev: jax.Array) -> tuple[jax.Array, ...]:
+    """One step: (i, f, g, o, h, c), each (B, H), then what the backward pass
+    keeps: LN(h_prev @ W_h) (B, 4H) and its 1/std, LN(c) (B, H) and its 1/std,
+    and tanh(LN(c) * gain_c + bias_c) (B, H)."""
+    ah, rstd_h = _normalised(h_prev @ p["w_h"])  # (B, 4H), (B, 1)
+    i, f, g, o = lstm_gates(zx_t + ah * p["gain_h"])
+    c = f * c_prev + i * g
+    nc, rstd_c = _normalised(c)  # (B, H), (B, 1)
+    tanh_y = jnp.tanh(nc * p["gain_c"] + p["bias_c"])
+    return i, f, g, o, o * tanh_y, c, ah, rstd_h, nc, rstd_c, tanh_y
 
 
 def ln_lstm_step(p: LNParams, zx_t: jax.Array, h_prev: jax.Array, c_prev: jax.Array) -> tuple[jax.Array, ...]:
     """One step from the input's share zx_t (B, 4H): (i, f, g, o, h, c), each (B, H)."""
-    i, f, g, o = lstm_gates(zx_t + layer_norm(h_prev @ p["w_h"]) * p["gain_h"])
-    c = f * c_prev + i * g
-    h = o * jnp.tanh(layer_norm(c) * p["gain_c"] + p["bias_c"])
-    return i, f, g, o, h, c
+    return _ln_cell(p, zx_t, h_prev, c_prev)[:6]
 
 
 def ln_lstm_layer(p: LNParams, xs: jax.Array, h0: jax.Array, c0: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
@@ -172,43 +193,20 @@ def ln_lstm_layer(p: LNParams, xs: jax.Array, h0: jax.Array, c0: jax.Array) -> t
     return _ln_lstm(xs, *(p[name] for name in LN_NAMES), h0, c0)
 
 
-LN_NAMES = ("w_x", "b", "w_h", "gain_x", "gain_h", "gain_c", "bias_c")
-
-
-def _normalised(x: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """layer_norm(x) and 1 / the standard deviation it divided by, (..., 1);
-    the 1e-5 keeps a constant row (all units equal) finite."""
-    mean = x.mean(axis=-1, keepdims=True)
-    rstd = jax.lax.rsqrt(jnp.square(x - mean).mean(axis=-1, keepdims=True) + 1e-5)
-    return (x - mean) * rstd, rstd
-
-
-def _normalised_grad(d_out: jax.Array, out: jax.Array, rstd: jax.Array) -> jax.Array:
-    """The gradient of x from that of out = layer_norm(x), written with out."""
-    mean_d = d_out.mean(axis=-1, keepdims=True)
-    mean_d_out = (d_out * out).mean(axis=-1, keepdims=True)
-    return rstd * (d_out - mean_d - out * mean_d_out)
-
-
 def _ln_lstm_forward(
     xs: jax.Array, *weights_and_state: jax.Array
 ) -> tuple[tuple[jax.Array, jax.Array, jax.Array], tuple[jax.Array, ...]]:
-    w_x, b, w_h, gain_x, gain_h, gain_c, bias_c, h0, c0 = weights_and_state
-    ax, rstd_x = _normalised(xs @ w_x)  # (T, B, 4H), (T, B, 1)
-    zx = ax * gain_x + b
+    p = dict(zip(LN_NAMES, weights_and_state[:-2], strict=True))
+    h0, c0 = weights_and_state[-2:]
+    ax, rstd_x = _normalised(xs @ p["w_x"])  # (T, B, 4H), (T, B, 1)
 
     def step(state: State, zx_t: jax.Array) -> tuple[State, tuple[jax.Array, ...]]:
-        h_prev, c_prev = state  # (B, H) each
-        ah, rstd_h = _normalised(h_prev @ w_h)  # (B, 4H), (B, 1)
-        i, f, g, o = lstm_gates(zx_t + ah * gain_h)
-        c = f * c_prev + i * g
-        nc, rstd_c = _normalised(c)  # (B, H), (B, 1)
-        tanh_y = jnp.tanh(nc * gain_c + bias_c)
-        h = o * tanh_y
-        return (h, c), (h, c, jnp.concatenate([i, f, g, o], axis=-1), ah, rstd_h, nc, rstd_c, tanh_y)
+        i, f, g, o, h, c, *kept = _ln_cell(p, zx_t, *state)
+        return (h, c), (h, c, jnp.concatenate([i, f, g, o], axis=-1), *kept)
 
-    (h, c), kept = jax.lax.scan(step, (h0, c0), zx)  # kept[0], hs: (T, B, H)
-    return (kept[0], h, c), (xs, w_x, w_h, gain_x, gain_h, gain_c, h0, c0, ax, rstd_x, *kept)
+    (h, c), kept = jax.lax.scan(step, (h0, c0), ax * p["gain_x"] + p["b"])  # kept[0], hs: (T, B, H)
+    weights = tuple(p[name] for name in ("w_x", "w_h", "gain_x", "gain_h", "gain_c"))
+    return (kept[0], h, c), (xs, *weights, h0, c0, ax, rstd_x, *kept)
 
 
 def _ln_lstm_backward(
