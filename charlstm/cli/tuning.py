@@ -54,6 +54,9 @@ def tune(
     seq_len: Annotated[str | None, typer.Option("--seq-len", help="Sequence lengths to try [32,64,128].")] = None,
     dropout: Annotated[str | None, typer.Option(help="Dropout rates to try [0,0.1,0.2,0.3].")] = None,
     cell: Annotated[str, typer.Option(help="Recurrent cell for every trial: lstm or gru.")] = _M.cell,
+    norm: Annotated[
+        str, typer.Option(help="Normalisation inside the cell for every trial: none or layer (LSTM only).")
+    ] = _M.norm,
     embed: Annotated[int, typer.Option(help="Character embedding size for every trial.")] = _M.embed_dim,
     batch_size: Annotated[
         int, typer.Option("--batch-size", "-b", help="Parallel text streams per step, every trial.")
@@ -90,8 +93,8 @@ def tune(
             if grid
             else tune.random_trials(space, 8 if trials is None else trials, seed)
         )
-        model: dict[str, Any] = {"embed_dim": embed, "cell": cell}
-        ModelConfig(vocab_size=1, **model)  # refuse a bad --cell or --embed before any trial
+        model: dict[str, Any] = {"embed_dim": embed, "cell": cell, "norm": norm}
+        ModelConfig(vocab_size=1, **model)  # refuse a bad --cell, --norm or --embed before any trial
         train = {"batch_size": batch_size, "seed": seed}
         TrainConfig(**train)
         path, _ = data.resolve_corpus_path(corpus)
@@ -134,7 +137,12 @@ def tune(
             print_table(reports.trials_table(ranked))
         best = ranked[0] if ranked and ranked[0].val_loss is not None else None
         if level and best is not None:
-            given = [("--cell", cell, _M.cell), ("--embed", embed, _M.embed_dim), ("-b", batch_size, _T.batch_size)]
+            given = [
+                ("--cell", cell, _M.cell),
+                ("--norm", norm, _M.norm),
+                ("--embed", embed, _M.embed_dim),
+                ("-b", batch_size, _T.batch_size),
+            ]
             fixed = "".join(f" {flag} {value}" for flag, value, default in given if value != default)
             say(
                 f"best: {best.run_dir} (validation loss {best.val_loss:.4f}); "
