@@ -54,8 +54,9 @@ def worker(args: argparse.Namespace) -> None:
     from charlstm.training import make_train_step
 
     hidden, layers, batch, seq_len = map(int, args.shape.split(","))
-    model_cfg = ModelConfig(vocab_size=81, embed_dim=64, hidden_size=hidden, num_layers=layers)
-    train_cfg = TrainConfig(batch_size=batch, seq_len=seq_len)
+    # The plain LSTM without dropout, as in step_speed.py and the stored results.
+    model_cfg = ModelConfig(vocab_size=81, embed_dim=64, hidden_size=hidden, num_layers=layers, norm="none")
+    train_cfg = TrainConfig(batch_size=batch, seq_len=seq_len, dropout=0.0)
     ids = np.random.default_rng(0).integers(0, 81, size=batch * seq_len * (args.steps + 8) + 1, dtype=np.int32)
     streams = data.Streams(ids, batch, seq_len, reset_windows=16)
     state = init_state(model_cfg, train_cfg)

@@ -2,11 +2,14 @@
 
     python benchmarks/step_speed.py                      # the default shapes
     python benchmarks/step_speed.py --shape 256,2,64,64 --steps 50 --json out.json
+    python benchmarks/step_speed.py --norm layer --dropout 0.2   # the CLI's default LSTM
 
 Each shape is HIDDEN,LAYERS,BATCH,SEQ_LEN (embedding 64, vocabulary 81 as in
 the shipped corpus). The step is compiled once, warmed up, then timed step by
 step with the device synchronised; the median is reported as characters per
-second (BATCH x SEQ_LEN characters per step). Timings are for reading, never
+second (BATCH x SEQ_LEN characters per step). The model is the plain LSTM
+without dropout unless --norm or --dropout say otherwise: the cell that
+benchmarks/vs_pytorch.py compares with nn.LSTM. Timings are for reading, never
 for pass/fail tests.
 """
 
@@ -32,11 +35,19 @@ DEFAULT_SHAPES = ["256,2,64,64", "256,2,32,128", "256,2,64,128", "512,2,64,64"]
 
 
 def measure(
-    hidden: int, layers: int, batch: int, seq_len: int, steps: int, embed: int = 64, vocab: int = 81
+    hidden: int,
+    layers: int,
+    batch: int,
+    seq_len: int,
+    steps: int,
+    embed: int = 64,
+    vocab: int = 81,
+    norm: str = "none",
+    dropout: float = 0.0,
 ) -> dict[str, float]:
     """Median chars/s of the real jitted training step at one shape."""
-    model_cfg = ModelConfig(vocab_size=vocab, embed_dim=embed, hidden_size=hidden, num_layers=layers)
-    train_cfg = TrainConfig(batch_size=batch, seq_len=seq_len)
+    model_cfg = ModelConfig(vocab_size=vocab, embed_dim=embed, hidden_size=hidden, num_layers=layers, norm=norm)
+    train_cfg = TrainConfig(batch_size=batch, seq_len=seq_len, dropout=dropout)
     state = init_state(model_cfg, train_cfg)
     rng = np.random.default_rng(0)
     tokens = rng.integers(0, vocab, size=(batch, seq_len + 1), dtype=np.int32)
@@ -76,10 +87,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shape", action="append", help="HIDDEN,LAYERS,BATCH,SEQ_LEN (repeatable)")
     parser.add_argument("--steps", type=int, default=30, help="timed steps per shape")
+    parser.add_argument("--norm", default="none", help="none or layer [none]")
+    parser.add_argument("--dropout", type=float, default=0.0, help="dropout rate in the step [0]")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
     keep_host_memory()  # as the CLI does (see charlstm/hostmem.py)
-    rows = [measure(*map(int, shape.split(",")), steps=args.steps) for shape in args.shape or DEFAULT_SHAPES]
+    shapes = args.shape or DEFAULT_SHAPES
+    rows = [
+        measure(*map(int, shape.split(",")), steps=args.steps, norm=args.norm, dropout=args.dropout) for shape in shapes
+    ]
     device = jax.devices()[0].device_kind
     print(f"backend {jax.default_backend()} ({device}), {platform.machine()}, jax {jax.__version__}")
     header = ("hidden", "layers", "batch", "seq", "params", "compile s", "step ms", "chars/s")

@@ -158,7 +158,7 @@ def torch_sample(batch: int, length: int) -> float:
 
 
 def jax_sample(batch: int, length: int) -> tuple[float, float]:
-    cfg = ModelConfig(VOCAB, SMALL["embed"], SMALL["hidden"], SMALL["layers"])
+    cfg = ModelConfig(VOCAB, SMALL["embed"], SMALL["hidden"], SMALL["layers"], norm="none")  # nn.LSTM's cell
     params = init_params(cfg, jax.random.PRNGKey(0))
     prime = jnp.zeros((batch, 1), jnp.int32)
     t0 = time.perf_counter()

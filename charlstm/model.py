@@ -110,6 +110,16 @@ class GRULayer(nn.Module):
         return hs, (h, c)
 
 
+def _dropped(x: jax.Array, keys: jax.Array, layer: int, rate: float) -> jax.Array:
+    """x (T, B, H) with units dropped at `rate`, row b's mask drawn from keys[b] alone."""
+
+    def mask(key: jax.Array) -> jax.Array:
+        return jax.random.bernoulli(jax.random.fold_in(key, layer), 1.0 - rate, (x.shape[0], x.shape[2]))  # (T, H)
+
+    keep = jax.vmap(mask, out_axes=1)(keys)  # (T, B, H)
+    return jnp.where(keep, x / (1.0 - rate), 0.0)
+
+
 class CharLSTM(nn.Module):
     """Embedding, `num_layers` recurrent layers (LSTM, or GRU with
     `config.cell == "gru"`), and a dense head over the vocabulary."""
@@ -118,13 +128,15 @@ class CharLSTM(nn.Module):
 
     @nn.compact
     def __call__(
-        self, tokens: jax.Array, carry: Carry, dropout: float = 0.0, key: jax.Array | None = None
+        self, tokens: jax.Array, carry: Carry, dropout: float = 0.0, keys: jax.Array | None = None
     ) -> tuple[jax.Array, Carry]:
         """tokens (B, T) int -> logits (B, T, V) and the carry after the window.
 
-        With a `key` and a `dropout` rate, each layer's output (what the next
-        layer or the head reads, never the recurrent state) is dropped at that
-        rate, as in Zaremba, Sutskever and Vinyals (2014); without, nothing is."""
+        With `keys` (B,), one per row, and a `dropout` rate, each layer's
+        output (what the next layer or the head reads, never the recurrent
+        state) is dropped at that rate, as in Zaremba, Sutskever and Vinyals
+        (2014); without, nothing is. A row's mask depends only on its own key,
+        so splitting the rows over devices does not change the masks."""
         cfg = self.config
         # Time-major inside: scan walks the leading axis, and transposing the
         # small int token array is cheaper than transposing activations.
@@ -138,9 +150,8 @@ class CharLSTM(nn.Module):
             else:
                 cell = GRULayer(cfg.hidden_size, cfg.forget_bias, name=name)
             x, (h, c) = cell(x, (h0[layer], c0[layer]))  # x (T, B, H)
-            if key is not None and dropout > 0:
-                keep = jax.random.bernoulli(jax.random.fold_in(key, layer), 1.0 - dropout, x.shape)  # (T, B, H)
-                x = jnp.where(keep, x / (1.0 - dropout), 0.0)
+            if keys is not None and dropout > 0:
+                x = _dropped(x, keys, layer, dropout)
             hs.append(h)
             cs.append(c)
         logits = nn.Dense(cfg.vocab_size, name="head")(x)  # (T, B, V)
@@ -153,11 +164,11 @@ def forward(
     tokens: jax.Array,
     carry: Carry,
     dropout: float = 0.0,
-    key: jax.Array | None = None,
+    keys: jax.Array | None = None,
 ) -> tuple[jax.Array, Carry]:
     """tokens (B, T) -> logits (B, T, V) and the carry after them (dropout
-    only in training, with a key)."""
-    return cast(tuple[jax.Array, Carry], model.apply({"params": params}, tokens, carry, dropout, key))
+    only in training, with a key per row)."""
+    return cast(tuple[jax.Array, Carry], model.apply({"params": params}, tokens, carry, dropout, keys))
 
 
 def zero_carry(config: ModelConfig, batch: int) -> Carry:

@@ -89,9 +89,9 @@ def draw(
     return jnp.where(temperature > 0, drawn, greedy).astype(jnp.int32)
 
 
-def row_keys(key: jax.Array, batch: int) -> jax.Array:
-    """key -> (B,) keys, row r's being fold_in(key, r)."""
-    return jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, jnp.arange(batch))
+def row_keys(key: jax.Array, batch: int, first: jax.Array | int = 0) -> jax.Array:
+    """key -> (B,) keys for rows first .. first + B - 1, row r's being fold_in(key, r)."""
+    return jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, first + jnp.arange(batch))
 
 
 @partial(jax.jit, static_argnames=("config",))

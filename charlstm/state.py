@@ -27,7 +27,7 @@ class TrainState:
     params: Params
     opt_state: optax.OptState
     carry: Carry  # (h, c) each (L, B, H): the streams' state, carried across windows
-    rng: jax.Array  # (2,) uint32: the run's key; step s draws its dropout masks from fold_in(rng, s)
+    rng: jax.Array  # (2,) uint32: the run's key; step s, stream r draw dropout masks from fold_in(fold_in(rng, s), r)
 
 
 @dataclass

@@ -26,7 +26,7 @@ from charlstm import data, distributed, events
 from charlstm.config import ModelConfig, SampleConfig, TrainConfig
 from charlstm.evaluate import make_scorer
 from charlstm.model import Carry, CharLSTM, Params, forward
-from charlstm.sample import sample_text
+from charlstm.sample import row_keys, sample_text
 from charlstm.state import Run, TrainState, learning_rate_schedule, make_optimizer
 
 # What is shown after each validation pass: the same prime, seed and
@@ -41,9 +41,9 @@ def _loss(
     targets: jax.Array,
     carry: Carry,
     dropout: float,
-    key: jax.Array,
+    keys: jax.Array,
 ) -> tuple[jax.Array, Carry]:
-    logits, carry = forward(model, params, inputs, carry, dropout, key)  # (B, T, V)
+    logits, carry = forward(model, params, inputs, carry, dropout, keys)  # (B, T, V)
     losses = optax.softmax_cross_entropy_with_integer_labels(logits, targets)  # (B, T)
     return losses.mean(), carry
 
@@ -73,13 +73,14 @@ def make_train_step(model_cfg: ModelConfig, train_cfg: TrainConfig, mesh: Mesh |
             # the replicated ones, autodiff would sum the recurrent weights'
             # gradient over the devices at every time step of the scan.
             params = distributed.own_copy(params, axis)
-        # Dropout masks are a pure function of the run's key and the step, so
-        # a resumed run draws exactly the masks it would have drawn.
-        key = jax.random.fold_in(state.rng, state.step)
-        if axis is not None:
-            key = jax.random.fold_in(key, jax.lax.axis_index(axis))  # each device's own rows
+        # Dropout masks are a pure function of the run's key, the step and the
+        # stream, so a resumed run draws exactly the masks it would have
+        # drawn, on any number of devices.
+        rows = batch.inputs.shape[0]  # this device's streams
+        first = 0 if axis is None else jax.lax.axis_index(axis) * rows  # the global index of its first
+        keys = row_keys(jax.random.fold_in(state.rng, state.step), rows, first)  # (B,)
         (loss, carry), grads = jax.value_and_grad(_loss, argnums=1, has_aux=True)(
-            model, params, batch.inputs, batch.targets, carry, train_cfg.dropout, key
+            model, params, batch.inputs, batch.targets, carry, train_cfg.dropout, keys
         )
         if axis is not None:
             # Every device has the mean over its own, equally many streams:

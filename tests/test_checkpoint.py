@@ -106,18 +106,18 @@ def test_bad_metadata_is_rejected_clearly(trained, mutate, message):
         checkpoint.load(run_dir / "checkpoints" / "latest" / "12")
 
 
-def test_a_checkpoint_from_before_reset_chars_and_cell_resumes_as_it_was_trained(trained_run, tmp_path):
+def test_a_checkpoint_from_before_reset_chars_and_cell_resumes_as_it_was_trained(tiny_corpus, tmp_path):
     """Fields added later take the value that reproduces how an older run was
-    trained (no staggered resets, an LSTM without normalisation), not today's defaults."""
+    trained (no staggered resets, a plain LSTM without dropout), not today's defaults."""
     run_dir = tmp_path / "run"
-    shutil.copytree(trained_run[0], run_dir)
+    train(new_tiny_run(tiny_corpus, {"norm": "none"}, steps=2, dropout=0.0, reset_chars=0), run_dir)
     for meta_file in run_dir.glob("checkpoints/*/*/meta/metadata"):
         meta = json.loads(meta_file.read_text())
-        del meta["train"]["reset_chars"], meta["model"]["cell"], meta["model"]["norm"]
+        del meta["train"]["reset_chars"], meta["train"]["dropout"], meta["model"]["cell"], meta["model"]["norm"]
         meta_file.write_text(json.dumps(meta))
     ckpt = checkpoint.load(run_dir)
-    assert ckpt.train_config.reset_chars == 0 and ckpt.model_config.cell == "lstm"
-    assert ckpt.model_config.norm == "none"
+    assert ckpt.train_config.reset_chars == 0 and ckpt.train_config.dropout == 0.0
+    assert ckpt.model_config.cell == "lstm" and ckpt.model_config.norm == "none"
 
 
 def test_missing_and_foreign_paths(tmp_path):

@@ -15,7 +15,8 @@ from typer.testing import CliRunner
 
 from charlstm.cli import app
 
-TINY = ["--hidden", "24", "--layers", "2", "--embed", "8", "--batch-size", "4", "--seq-len", "16"]
+# The plain cell, as in helpers.TINY_MODEL (the layer-normalised default has its own test below).
+TINY = ["--hidden", "24", "--layers", "2", "--embed", "8", "--batch-size", "4", "--seq-len", "16", "--norm", "none"]
 
 
 @pytest.fixture()

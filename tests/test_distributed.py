@@ -32,7 +32,7 @@ from .test_cli import TINY
 RTOL = 1e-5
 # Every process pays for importing JAX, initialising and compiling: the
 # smallest model and schedule that still evaluate, save and resume.
-MODEL = {"hidden_size": 16, "num_layers": 1, "embed_dim": 8}
+MODEL = {"hidden_size": 16, "num_layers": 1, "embed_dim": 8, "norm": "none"}
 STEPS = 4
 SCHEDULE = {
     "steps": STEPS,
@@ -42,7 +42,7 @@ SCHEDULE = {
     "eval_every": STEPS,
     "checkpoint_every": STEPS,
 }
-CLI_ARGS = ["--hidden", "16", "--layers", "1", "--embed", "8", "--batch-size", "4", "--seq-len", "16"]
+CLI_ARGS = ["--hidden", "16", "--layers", "1", "--embed", "8", "--batch-size", "4", "--seq-len", "16", "--norm", "none"]
 CLI_ARGS += ["--steps", str(STEPS), "--log-every", "1", "--eval-every", str(STEPS), "--checkpoint-every", str(STEPS)]
 
 
@@ -110,18 +110,21 @@ def test_an_incomplete_process_layout_is_one_line(tiny_corpus, tmp_path):
 
 
 # Runs in a process of its own, where XLA makes two CPU devices: one device
-# and two, the same global batch and seed; then a batch they cannot share.
+# and two, the same global batch and seed, for each cell (each has its own
+# hand-written backward pass), all with dropout (each stream's mask must not
+# depend on the device it is on); then a batch they cannot share.
 _ONE_AND_TWO_DEVICES = textwrap.dedent(
     """
     import json, sys
     import charlstm
     from charlstm import events
 
-    corpus, out, model, schedule = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), json.loads(sys.argv[4])
+    corpus, out, model, schedule, cells = sys.argv[1], sys.argv[2], *map(json.loads, sys.argv[3:6])
     seen = {}
-    for n in (1, 2):
-        record = lambda e, n=n: seen.setdefault(n, e.devices) if isinstance(e, events.Started) else None
-        charlstm.train(corpus, f"{out}/{n}", devices=n, on_event=record, **model, **schedule)
+    for name, cell in cells.items():
+        for n in (1, 2):
+            record = lambda e, n=n: seen.setdefault(n, e.devices) if isinstance(e, events.Started) else None
+            charlstm.train(corpus, f"{out}/{name}/{n}", devices=n, on_event=record, **{**model, **cell}, **schedule)
     try:
         charlstm.train(corpus, f"{out}/odd", devices=2, **model, **{**schedule, "batch_size": 5})
         error = None
@@ -130,6 +133,9 @@ _ONE_AND_TWO_DEVICES = textwrap.dedent(
     print(json.dumps({"devices": seen, "error": error}))
     """
 )
+# The LSTM's two cells share their gate gradients (recurrence._gate_grads):
+# the layer-normalised one, the default, stands for both.
+CELLS = {"lstm-layer-norm": {"norm": "layer", "dropout": 0.2}, "gru": {"cell": "gru", "dropout": 0.2}}
 
 
 @pytest.mark.slow
@@ -141,7 +147,7 @@ def test_one_device_and_two_devices_give_the_same_losses(tiny_corpus, tmp_path):
             _ONE_AND_TWO_DEVICES,
             str(tiny_corpus),
             str(tmp_path),
-            *map(json.dumps, (MODEL, SCHEDULE)),
+            *map(json.dumps, (MODEL, SCHEDULE, CELLS)),
         ],
         capture_output=True,
         text=True,
@@ -151,11 +157,12 @@ def test_one_device_and_two_devices_give_the_same_losses(tiny_corpus, tmp_path):
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout.splitlines()[-1])
     assert len(report["devices"]["1"]) == 1 and len(report["devices"]["2"]) == 2
-    one, two = _train_losses(tmp_path / "1"), _train_losses(tmp_path / "2")
-    assert len(one) == len(two) == STEPS
-    np.testing.assert_allclose(two, one, rtol=RTOL)
-    vals = [[m["val_loss"] for m in read_metrics(tmp_path / str(n)) if "val_loss" in m] for n in (1, 2)]
-    np.testing.assert_allclose(vals[1], vals[0], rtol=RTOL)
+    for name in CELLS:
+        one, two = _train_losses(tmp_path / name / "1"), _train_losses(tmp_path / name / "2")
+        assert len(one) == len(two) == STEPS, name
+        np.testing.assert_allclose(two, one, rtol=RTOL, err_msg=name)
+        vals = [[m["val_loss"] for m in read_metrics(tmp_path / name / str(n)) if "val_loss" in m] for n in (1, 2)]
+        np.testing.assert_allclose(vals[1], vals[0], rtol=RTOL, err_msg=name)
     assert report["error"].startswith("--batch-size 5 does not split evenly over 2 devices")
     assert not (tmp_path / "odd").exists()
 

@@ -127,7 +127,7 @@ def _quote_tracking_model(vocab, hidden=16):
     """A one-layer LSTM whose unit 0 flips its cell state at every '"':
     to +1 when it was outside quotes, to -1 when it was inside. The other
     units have small random weights."""
-    cfg = ModelConfig(vocab_size=vocab.size, embed_dim=vocab.size, hidden_size=hidden, num_layers=1)
+    cfg = ModelConfig(vocab_size=vocab.size, embed_dim=vocab.size, hidden_size=hidden, num_layers=1, norm="none")
     rng = np.random.default_rng(0)
     v, h, quote = vocab.size, hidden, vocab.chars.index('"')
     w_x, w_h, b = rng.normal(0, 0.3, (v, 4 * h)), rng.normal(0, 0.3, (h, 4 * h)), np.zeros(4 * h)

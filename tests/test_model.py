@@ -1,6 +1,8 @@
 """The LSTM layer against an independent float64 NumPy implementation of the
 textbook equations, and the stacked model's carry semantics."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -119,7 +121,7 @@ def test_gru_layer_matches_numpy_float64_reference():
 
 
 def test_a_gru_model_is_lighter_and_starts_with_the_update_gate_keeping_h():
-    lstm = ModelConfig(vocab_size=7, embed_dim=4, hidden_size=6, num_layers=2)
+    lstm = ModelConfig(vocab_size=7, embed_dim=4, hidden_size=6, num_layers=2, norm="none")
     gru = ModelConfig(vocab_size=7, embed_dim=4, hidden_size=6, num_layers=2, cell="gru")
     params = init_params(gru, jax.random.PRNGKey(0))
     assert set(params) == {"embed", "gru_0", "gru_1", "head"}
@@ -154,13 +156,18 @@ def test_carried_state_makes_two_windows_equal_one_long_window():
 
 
 def test_shapes_and_parameter_count():
-    cfg = ModelConfig(vocab_size=65, embed_dim=16, hidden_size=32, num_layers=2)
+    cfg = ModelConfig(vocab_size=65, embed_dim=16, hidden_size=32, num_layers=2, norm="none")
     model, params = _model(cfg)
     logits, (h, c) = model.apply({"params": params}, jnp.zeros((4, 9), jnp.int32), zero_carry(cfg, 4))
     assert logits.shape == (4, 9, 65)
     assert h.shape == c.shape == (2, 4, 32)
     expected = 65 * 16 + (16 * 128 + 32 * 128 + 128) + (32 * 128 + 32 * 128 + 128) + (32 * 65 + 65)
     assert count_params(params) == expected
+    # The default LSTM is layer-normalised: gains for the input and state
+    # products (4H each), gain and bias for the cell state (H each), per layer.
+    default = dataclasses.replace(cfg, norm="auto")
+    assert default.norm == "layer" and ModelConfig(vocab_size=65, cell="gru").norm == "none"
+    assert count_params(_model(default)[1]) == expected + 2 * (2 * 128 + 2 * 32)
 
 
 def test_one_character_at_a_time_equals_the_scanned_window():

@@ -26,15 +26,16 @@ def test_training_lowers_the_loss(tiny_corpus, tmp_path):
     assert isinstance(evts[-1], events.Finished) and evts[-1].reason == "done" and evts[-1].step == 150
 
 
-@pytest.mark.parametrize("dropout", [0.0, 0.3])
-def test_stop_and_resume_is_bitwise_identical_to_straight_training(tiny_corpus, tmp_path, dropout):
+@pytest.mark.parametrize(("norm", "dropout"), [("none", 0.0), ("none", 0.3), ("layer", 0.2)])
+def test_stop_and_resume_is_bitwise_identical_to_straight_training(tiny_corpus, tmp_path, norm, dropout):
     """N steps, a stop, a checkpoint on disk, a resume and N more steps give
     the same parameters, optimizer state, carry and losses as 2N steps (with
-    dropout too: its masks are a function of the run's key and the step)."""
-    straight = new_tiny_run(tiny_corpus, dropout=dropout)
+    dropout too: its masks are a function of the run's key, the step and the
+    stream); last, the default cell and dropout."""
+    straight = new_tiny_run(tiny_corpus, {"norm": norm}, dropout=dropout)
     straight_events = train(straight, tmp_path / "straight")
 
-    first = new_tiny_run(tiny_corpus, dropout=dropout)
+    first = new_tiny_run(tiny_corpus, {"norm": norm}, dropout=dropout)
     first_events = train(first, tmp_path / "split", stop_at=7)
     assert first_events[-1].reason == "interrupted" and first_events[-1].step == 7
 
@@ -133,7 +134,7 @@ def test_resume_takes_a_run_directory_and_a_larger_step_total(tiny_corpus, tmp_p
 
 
 def test_dropout_acts_in_training_only_with_a_mask_per_step(tiny_corpus):
-    plain, dropped = new_tiny_run(tiny_corpus), new_tiny_run(tiny_corpus, dropout=0.5)
+    plain, dropped = new_tiny_run(tiny_corpus, dropout=0.0), new_tiny_run(tiny_corpus, dropout=0.5)
     streams = data.Streams(plain.vocab.encode(plain.corpus.text), batch=4, seq_len=16)
     batch = streams.window(1)
 

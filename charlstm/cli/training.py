@@ -194,7 +194,10 @@ def train(
     ] = _M.cell,
     norm: Annotated[
         str,
-        typer.Option(help="none, or layer: layer normalisation inside the LSTM cell (slower per step on a CPU)."),
+        typer.Option(
+            help="layer: layer normalisation inside the LSTM cell (learns faster per step, each step about 1.35x "
+            "the plain cell's on a CPU), or none; auto is layer for the LSTM, none for the GRU."
+        ),
     ] = _M.norm,
     embed: Annotated[int, typer.Option(help="Character embedding size.")] = _M.embed_dim,
     steps: Annotated[int, typer.Option(help="Optimizer steps to train for.")] = _T.steps,

@@ -55,7 +55,7 @@ def tune(
     dropout: Annotated[str | None, typer.Option(help="Dropout rates to try [0,0.1,0.2,0.3].")] = None,
     cell: Annotated[str, typer.Option(help="Recurrent cell for every trial: lstm or gru.")] = _M.cell,
     norm: Annotated[
-        str, typer.Option(help="Normalisation inside the cell for every trial: none or layer (LSTM only).")
+        str, typer.Option(help="Normalisation inside the cell for every trial: layer or none (auto: as `train`).")
     ] = _M.norm,
     embed: Annotated[int, typer.Option(help="Character embedding size for every trial.")] = _M.embed_dim,
     batch_size: Annotated[
