@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from charlstm import checkpoint, data
-from charlstm.config import ModelConfig, TrainConfig
+from charlstm.config import ModelConfig, TrainConfig, from_dict
 from charlstm.errors import CharlstmError, CorpusError
 from charlstm.model import param_count
 from charlstm.state import Run, init_state
@@ -131,7 +131,7 @@ def _is_run(path: Path) -> bool:
 def summarize(run_dir: Path) -> RunSummary:
     try:
         where, meta = checkpoint.read_meta(run_dir, prefer=checkpoint.LATEST)
-        model = ModelConfig(**meta["model"])
+        model = from_dict(ModelConfig, meta["model"])  # old checkpoints: their own defaults
         bests = (meta.get("best_val_loss"), checkpoint.best_val_loss(run_dir))
         return RunSummary(
             path=run_dir,

@@ -133,7 +133,7 @@ def test_tune_ranks_trials_keeps_the_best_and_repeats_for_a_seed(runner, tiny_co
 def test_tune_fits_the_steps_to_a_time_budget(runner, tiny_corpus, tmp_path):
     out = tmp_path / "timed"
     args = ["tune", str(tiny_corpus), "--budget-s", "2", "--trials", "1", "--out", str(out), "--json"]
-    result = runner.invoke(app, [*args, *SMALL_SPACE, "--norm", "layer"])
+    result = runner.invoke(app, [*args, *SMALL_SPACE, "--norm", "none"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["search"]["budget_s"] == 2 and report["search"]["kind"] == "random"
@@ -146,7 +146,7 @@ def test_tune_fits_the_steps_to_a_time_budget(runner, tiny_corpus, tmp_path):
     assert trial["reason"] in ("done", "time limit")
     assert trial["steps"] == trial["planned_steps"] if trial["reason"] == "done" else trial["steps"] > 0
     assert trial["val_loss"] is not None
-    assert trial["model"]["norm"] == "layer"  # the fixed options reach every trial
+    assert trial["model"]["norm"] == "none"  # the fixed options reach every trial
 
 
 def test_tune_refuses_conflicting_budgets(runner, tiny_corpus, tmp_path):
