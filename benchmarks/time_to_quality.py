@@ -41,21 +41,26 @@ from charlstm.hostmem import keep_host_memory
 from charlstm.metrics import read_metrics
 from charlstm.vocab import Vocab
 
-# Every charlstm run but the first spells out what it changes, so that it
-# measures the same thing whatever the defaults are. The defaults before
-# 2026-11-25's evening: the plain LSTM, no dropout, 3,000 steps.
-_PLAIN = ["--norm", "none", "--dropout", "0", "--steps", "3000"]
+
+def _spelled_out(norm: str, dropout: str, steps: int) -> list[str]:
+    """`charlstm train` flags that fix what the defaults would otherwise choose."""
+    return ["--norm", norm, "--dropout", dropout, "--steps", str(steps)]
+
+
+# Every charlstm run but the first spells out its cell, dropout and steps, so
+# that it measures the same thing whatever the defaults are. The defaults
+# before 2026-11-25's evening: the plain LSTM, no dropout, 3,000 steps.
 RUNS = {
     "charlstm": [],  # the defaults: layer-normalised LSTM, dropout 0.2, 2,300 steps
-    "charlstm-plain": _PLAIN,
-    "charlstm-gru": [*_PLAIN, "--cell", "gru"],
-    "charlstm-layer-norm": ["--norm", "layer", "--dropout", "0", "--steps", "3000"],
-    "charlstm-dropout-0.1": ["--norm", "none", "--dropout", "0.1", "--steps", "3000"],
-    "charlstm-dropout-0.2": ["--norm", "none", "--dropout", "0.2", "--steps", "3000"],
+    "charlstm-plain": _spelled_out("none", "0", 3000),
+    "charlstm-gru": [*_spelled_out("none", "0", 3000), "--cell", "gru"],
+    "charlstm-layer-norm": _spelled_out("layer", "0", 3000),
+    "charlstm-dropout-0.1": _spelled_out("none", "0.1", 3000),
+    "charlstm-dropout-0.2": _spelled_out("none", "0.2", 3000),
     # Layer norm's steps cost about 1.35x the plain LSTM's: a schedule that
     # ends inside 10 minutes instead of being cut off at step ~2400 of 3000.
-    "charlstm-layer-norm-2300": ["--norm", "layer", "--dropout", "0", "--steps", "2300"],
-    "charlstm-layer-norm-2300-dropout-0.2": ["--norm", "layer", "--dropout", "0.2", "--steps", "2300"],
+    "charlstm-layer-norm-2300": _spelled_out("layer", "0", 2300),
+    "charlstm-layer-norm-2300-dropout-0.2": _spelled_out("layer", "0.2", 2300),
     "torch-2x256": (64, 256, 2),
     "torch-2x512": (64, 512, 2),
 }

@@ -20,9 +20,9 @@ T = TypeVar("T")
 CELLS = ("lstm", "gru")
 NORMS = ("none", "layer")
 # The norm a model gets when none is asked for: the layer-normalised cell for
-# the LSTM (with dropout 0.2 it reached 1.302, without 1.342, against the plain cell's 1.352 in the 10-minute
-# CPU benchmark, README "Quality per minute"), none for the GRU, which has no
-# layer-normalised form here.
+# the LSTM (with dropout 0.2 it reached 1.302, without 1.342, against the
+# plain cell's 1.352 in the 10-minute CPU benchmark, README "Quality per
+# minute"), none for the GRU, which has no layer-normalised form here.
 AUTO_NORM = "auto"
 
 
