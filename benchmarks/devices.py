@@ -38,8 +38,8 @@ ROWS = [
 
 def worker(args: argparse.Namespace) -> None:
     """One process of one row: time the real step, print a JSON line (process 0)."""
-    from charlstm import distributed
-    from charlstm.hostmem import keep_host_memory
+    from charlstm.runtime.hostmem import keep_host_memory
+    from charlstm.training import distributed
 
     keep_host_memory()  # as the CLI does
 
@@ -48,24 +48,24 @@ def worker(args: argparse.Namespace) -> None:
     import jax
     import numpy as np
 
-    from charlstm import data
     from charlstm.config import ModelConfig, TrainConfig
-    from charlstm.state import init_state
-    from charlstm.training import make_train_step
+    from charlstm.core.state import init_state
+    from charlstm.core.step import make_train_step
+    from charlstm.text import streams
 
     hidden, layers, batch, seq_len = map(int, args.shape.split(","))
     # The plain LSTM without dropout, as in step_speed.py and the stored results.
     model_cfg = ModelConfig(vocab_size=81, embed_dim=64, hidden_size=hidden, num_layers=layers, norm="none")
     train_cfg = TrainConfig(batch_size=batch, seq_len=seq_len, dropout=0.0)
     ids = np.random.default_rng(0).integers(0, 81, size=batch * seq_len * (args.steps + 8) + 1, dtype=np.int32)
-    streams = data.Streams(ids, batch, seq_len, reset_windows=16)
+    train_streams = streams.Streams(ids, batch, seq_len, reset_windows=16)
     state = init_state(model_cfg, train_cfg)
     mesh = distributed.make_mesh(batch, args.devices)
     if mesh.size == 1:  # as fit() does: one device runs the plain jitted step
-        feed = streams.window
+        feed = train_streams.window
         step = make_train_step(model_cfg, train_cfg).lower(state, feed(0)).compile()
     else:
-        feed = distributed.Feeder(streams, mesh)  # type: ignore[assignment]
+        feed = distributed.Feeder(train_streams, mesh)  # type: ignore[assignment]
         state = distributed.place_state(state, mesh)
         step = make_train_step(model_cfg, train_cfg, mesh).lower(state, feed(0)).compile()
     for i in range(3):  # warm-up

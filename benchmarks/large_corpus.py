@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from charlstm.data import shipped_corpora
+from charlstm.text.corpus import shipped_corpora
 
 
 def main() -> None:

@@ -25,11 +25,11 @@ import jax
 import numpy as np
 
 from charlstm.config import ModelConfig, TrainConfig
-from charlstm.data import Batch
-from charlstm.hostmem import keep_host_memory
-from charlstm.model import count_params
-from charlstm.state import init_state
-from charlstm.training import make_train_step
+from charlstm.core.model import count_params
+from charlstm.core.state import init_state
+from charlstm.core.step import make_train_step
+from charlstm.runtime.hostmem import keep_host_memory
+from charlstm.text.streams import Batch
 
 DEFAULT_SHAPES = ["256,2,64,64", "256,2,32,128", "256,2,64,128", "512,2,64,64"]
 

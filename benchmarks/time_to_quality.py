@@ -6,7 +6,7 @@
     python benchmarks/time_to_quality.py --json ttq.json --png ttq.png
 
 Every run trains on corpora/shakespeare.txt with its last 10% held out and
-is scored on the whole held-out tail by the same layout (`charlstm.evaluate`:
+is scored on the whole held-out tail by the same layout (`charlstm.core.scorer`:
 up to 64 streams of carried state, every character once), so the losses are
 comparable. charlstm runs are `charlstm train` with its defaults (a child
 process, read back from its metrics.jsonl), evaluated every 100 steps and
@@ -15,7 +15,7 @@ samples and checkpoints. The PyTorch runs are the usual recipe: nn.Embedding
 + nn.LSTM + nn.Linear, random 64 x 128 windows from a zero state, Adam at
 2e-3, gradient-norm clipping at 1.0, evaluated at every whole minute with
 the evaluation time left out of their clock, under the same malloc settings
-the CLI uses (`charlstm.hostmem`; `--system-malloc` for glibc's defaults,
+the CLI uses (`charlstm.runtime.hostmem`; `--system-malloc` for glibc's defaults,
 under which PyTorch trains about 40% slower on the 2-core CPU). Reported: the best validation
 loss reached by 1, 2, 5 and 10 minutes (or the --marks given), counting an
 evaluation made for a mark or for the budget within 3 s after it (at the end
@@ -35,11 +35,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from charlstm.data import shipped_corpora, split
-from charlstm.evaluate import _layout, _windows
-from charlstm.hostmem import keep_host_memory
-from charlstm.metrics import read_metrics
-from charlstm.vocab import Vocab
+from charlstm.core.scorer import stream_layout, windows
+from charlstm.runtime.hostmem import keep_host_memory
+from charlstm.text.corpus import shipped_corpora
+from charlstm.text.streams import split
+from charlstm.text.vocab import Vocab
+from charlstm.training.runlog import read_metrics
 
 
 def _spelled_out(norm: str, dropout: str, steps: int) -> list[str]:
@@ -80,10 +81,10 @@ class TorchCharLSTM(torch.nn.Module):
 
 @torch.no_grad()
 def torch_val_loss(model: TorchCharLSTM, val_ids: np.ndarray, streams: int = 64) -> float:
-    layout = _layout(len(val_ids) - 1, streams)
+    layout = stream_layout(len(val_ids) - 1, streams)
     state = None
     total = 0.0
-    for inputs, targets, mask in _windows(val_ids, layout):
+    for inputs, targets, mask in windows(val_ids, layout):
         logits, state = model(torch.from_numpy(inputs.astype(np.int64)), state)
         losses = torch.nn.functional.cross_entropy(
             logits.reshape(-1, logits.shape[-1]),
@@ -189,7 +190,7 @@ def main() -> None:
         table = {n: {f"{m:g}": best_by(r, m * 60) for m in marks} for n, r in results.items()}
         args.json.write_text(json.dumps({"best_val_loss_by_minute": table, "records": results}, indent=1))
     if args.png:
-        from charlstm.plot import plot_runs
+        from charlstm.plots.curves import plot_runs
 
         plot_runs(list(results.items()), args.png)
 

@@ -23,7 +23,7 @@ ceiling the training rows' GFLOP/s can be read against.
 
 Host memory matters on the CPU: under glibc's default malloc settings both
 frameworks get fresh pages from the kernel for their large per-step buffers
-at every step. charlstm's CLI changes those settings (`charlstm.hostmem`),
+at every step. charlstm's CLI changes those settings (`charlstm.runtime.hostmem`),
 so the comparison that counts gives PyTorch the same ones; PyTorch as a
 plain script runs it is shown beside it. Each side runs in a child process
 of this one with its own settings (they are process-wide and cannot be
@@ -48,9 +48,9 @@ import torch
 from step_speed import measure
 
 from charlstm.config import ModelConfig
-from charlstm.hostmem import ENV_OFF, keep_host_memory
-from charlstm.model import init_params
-from charlstm.sample import generate
+from charlstm.core.model import init_params
+from charlstm.core.sampler import generate
+from charlstm.runtime.hostmem import ENV_OFF, keep_host_memory
 
 VOCAB = 65
 SMALL = {"embed": 64, "hidden": 256, "layers": 2, "batch": 64, "seq_len": 128}
@@ -354,7 +354,7 @@ def main() -> None:
                     "torch": torch.__version__,
                     "device": device.device_kind,
                     "cpus": os.cpu_count(),
-                    "torch_malloc": "the same settings as charlstm (charlstm.hostmem); *_system_malloc: glibc defaults",
+                    "torch_malloc": "the same settings as charlstm (runtime.hostmem); *_system_malloc: glibc defaults",
                     "rounds": f"small and large: each side's best of {args.rounds} rounds",
                     "matmul_peak_gflops": {"jax": peak["charlstm"], "torch": peak["torch"]},
                     "rows": rows,

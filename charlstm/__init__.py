@@ -9,6 +9,7 @@ The public API (see `charlstm.api`):
     Model.generate(SampleConfig) -> list[str];  Model.stream(SampleConfig) -> Iterator[list[str]]
     Model.evaluate(text) -> Score (loss, bits_per_char, perplexity, chars, skipped)
     Model.inspect(text) -> Inspection (gates, c, h and predictions per character)
+    tune(corpus, ...) -> Search;  list_runs(runs_dir) -> [RunSummary];  describe(path) -> Meta
 
 They are imported on first use, so `import charlstm` (and `charlstm --help`)
 does not load JAX.
@@ -25,16 +26,19 @@ _EXPORTS = {
     "train": "charlstm.api",
     "resume": "charlstm.api",
     "load": "charlstm.api",
+    "tune": "charlstm.api",
+    "list_runs": "charlstm.api",
+    "describe": "charlstm.api",
     "Model": "charlstm.api",
     "TrainingDiverged": "charlstm.api",
-    "Score": "charlstm.evaluate",
-    "Inspection": "charlstm.introspect",
+    "Score": "charlstm.core.scorer",
+    "Inspection": "charlstm.introspect.record",
     "ModelConfig": "charlstm.config",
     "TrainConfig": "charlstm.config",
     "SampleConfig": "charlstm.config",
     "CharlstmError": "charlstm.errors",
-    "enable_compilation_cache": "charlstm.compile_cache",
-    "keep_host_memory": "charlstm.hostmem",
+    "enable_compilation_cache": "charlstm.runtime.compile_cache",
+    "keep_host_memory": "charlstm.runtime.hostmem",
 }
 __all__ = [
     "CharlstmError",
@@ -46,21 +50,24 @@ __all__ = [
     "TrainConfig",
     "TrainingDiverged",
     "__version__",
+    "describe",
     "enable_compilation_cache",
     "keep_host_memory",
+    "list_runs",
     "load",
     "resume",
     "train",
+    "tune",
 ]
 
 if TYPE_CHECKING:
-    from charlstm.api import Model, TrainingDiverged, load, resume, train
-    from charlstm.compile_cache import enable_compilation_cache
+    from charlstm.api import Model, TrainingDiverged, describe, list_runs, load, resume, train, tune
     from charlstm.config import ModelConfig, SampleConfig, TrainConfig
+    from charlstm.core.scorer import Score
     from charlstm.errors import CharlstmError
-    from charlstm.evaluate import Score
-    from charlstm.hostmem import keep_host_memory
-    from charlstm.introspect import Inspection
+    from charlstm.introspect.record import Inspection
+    from charlstm.runtime.compile_cache import enable_compilation_cache
+    from charlstm.runtime.hostmem import keep_host_memory
 
 
 def __getattr__(name: str) -> Any:

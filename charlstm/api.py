@@ -8,41 +8,51 @@
     seen = model.inspect("To be, or not to be")  # gates, c, h, predictions per character
     model = charlstm.load("runs/demo")  # later: its best checkpoint
 
-The `charlstm` command line is a thin layer over these functions.
+The `charlstm` command line is a thin layer over these functions: every
+command parses its options, calls one of them and renders what comes back.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from charlstm import checkpoint, data, distributed, events, introspect, presets, runs
-from charlstm.checkpoint import CheckpointWriter
+from charlstm import presets
 from charlstm.config import ModelConfig, SampleConfig, TrainConfig
-from charlstm.errors import CharlstmError, ConfigError, CorpusError
-from charlstm.evaluate import Score, make_scorer
-from charlstm.metrics import RunLog
-from charlstm.model import Params, count_params
-from charlstm.sample import sample_texts, stream_texts
-from charlstm.state import Run
-from charlstm.training import fit
-from charlstm.vocab import Vocab
+from charlstm.core.model import Params, count_params
+from charlstm.core.sampler import sample_texts, stream_texts
+from charlstm.core.scorer import Score, make_scorer
+from charlstm.errors import CharlstmError, CheckpointError, ConfigError, CorpusError
+from charlstm.introspect import record
+from charlstm.text.corpus import read_corpus, resolve_corpus_path
+from charlstm.text.streams import split
+from charlstm.text.vocab import Vocab
+from charlstm.training import catalog, checkpoint, distributed, events, session
+from charlstm.training import tune as tuning
+from charlstm.training.run import RUNS_DIR, Run
 
-EventHandler = Callable[[events.Event], None]
+EventHandler = Callable[[Any], None]
 StopCheck = Callable[[], bool]
+_MODEL_FIELDS = frozenset(f.name for f in dataclasses.fields(ModelConfig))
 
 
 class TrainingDiverged(CharlstmError):
     """Training stopped because a loss, the gradients or the parameters stopped
     being finite. The run directory keeps its last good checkpoint."""
 
-    def __init__(self, step: int, run_dir: Path):
+    def __init__(self, step: int, run_dir: Path, learning_rate: float, steps: int):
         super().__init__(f"training diverged at step {step}; the newest checkpoint in {run_dir} is the last good one")
         self.step = step
         self.run_dir = run_dir
+        self.learning_rate = learning_rate  # the peak learning rate it diverged with
+        self.steps = steps  # the run's planned total
+        try:
+            directory, self.last_good_step = checkpoint.locate(run_dir, prefer=checkpoint.LATEST)
+            self.last_good: Path | None = directory / str(self.last_good_step)
+        except CheckpointError:  # diverged before its first save
+            self.last_good, self.last_good_step = None, 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,16 +107,16 @@ class Model:
         )
         return dataclasses.replace(score, skipped=skipped)
 
-    def inspect(self, text: str, max_chars: int = introspect.MAX_CHARS) -> introspect.Inspection:
+    def inspect(self, text: str, max_chars: int = record.MAX_CHARS) -> record.Inspection:
         """What the model does on the first `max_chars` characters of `text`,
         read from a zero state with carried state (as `evaluate(text,
         streams=1)` reads it): per character and layer the gates, c and h,
         and the next-character distribution; see `Inspection` for the
         arrays and their shapes. Characters the model never saw are left
         out, and counted in `Inspection.skipped`."""
-        introspect.check_max_chars(max_chars)
+        record.check_max_chars(max_chars)
         head, skipped = self._known(text[:max_chars], "inspect")
-        return introspect.record(
+        return record.record(
             self.model_config,
             self.params,
             self.vocab,
@@ -114,6 +124,17 @@ class Model:
             skipped=skipped,
             truncated=max(0, len(text) - max_chars),
         )
+
+    def validation_text(self) -> str:
+        """The held-out end of the run's corpus, which validation scored and
+        the model never trained on (read again from the corpus file)."""
+        try:
+            path, _ = resolve_corpus_path(self.corpus_path)
+        except CorpusError:
+            raise CorpusError(
+                f"the run's corpus {self.corpus_path} is not there to take its validation text from"
+            ) from None
+        return split(read_corpus(path).text, self.train_config.val_fraction)[1]
 
     def _known(self, text: str, verb: str) -> tuple[str, dict[str, int]]:
         """`text` without the characters the model never saw, and how often each occurred."""
@@ -128,10 +149,11 @@ class Model:
         return text, skipped
 
 
-def load(path: str | Path, prefer: str = checkpoint.BEST) -> Model:
+def load(path: str | Path | None = None, prefer: str = checkpoint.BEST) -> Model:
     """A run directory (its best checkpoint by validation loss, or with
-    `prefer="latest"` its newest), or one checkpoint step directory."""
-    ckpt = checkpoint.load(Path(path), prefer=prefer)
+    `prefer="latest"` its newest), or one checkpoint step directory; by
+    default the most recently updated run under ./runs."""
+    ckpt = checkpoint.load(Path(path) if path is not None else catalog.most_recent_run(RUNS_DIR), prefer=prefer)
     return Model(
         path=ckpt.path,
         model_config=ckpt.model_config,
@@ -144,57 +166,6 @@ def load(path: str | Path, prefer: str = checkpoint.BEST) -> Model:
         history=ckpt.history,
         corpus_path=ckpt.corpus_path,
     )
-
-
-def prepare(corpus: str | Path, out: str | Path | None, model: dict[str, Any], config: TrainConfig) -> tuple[Run, Path]:
-    """A new run on `corpus` (a file, or a shipped corpus's name) and its
-    fresh run directory. `model`: ModelConfig fields other than vocab_size."""
-    path, _ = data.resolve_corpus_path(str(corpus))
-    run = runs.new_run(data.read_corpus(path.resolve()), model, config)
-    # The processes of a multi-process run must name the same directory.
-    run_dir = Path(out) if out is not None else runs.default_run_dir(path, when=distributed.from_main(time.time()))
-    runs.check_run_dir(run_dir)
-    # ... and all look at it before any of them creates it (or its checkpoint folders).
-    distributed.barrier("charlstm: run directory checked")
-    runs.prepare_run_dir(run_dir, checked=True)
-    return run, run_dir
-
-
-def run_session(
-    run: Run,
-    run_dir: Path,
-    on_event: EventHandler | None = None,
-    should_stop: StopCheck | None = None,
-    devices: int | None = None,
-) -> events.Finished:
-    """Train `run` in `run_dir` until done, stopped or diverged, keeping its
-    checkpoints and logs; every event also goes to `on_event`. The batch is
-    split over the first `devices` local devices (default: all); in a
-    multi-process run (`distributed.initialize`) every process calls this,
-    and only the first writes the logs."""
-    writer = CheckpointWriter(run_dir)  # every process: Orbax coordinates their saves
-    log = RunLog(run_dir) if distributed.is_main() else None
-    finished: events.Finished | None = None
-    try:
-        for event in fit(run, writer.save, should_stop or (lambda: False), devices=devices):
-            if log is not None:
-                log.handle(event)
-            if on_event is not None:
-                on_event(event)
-            if isinstance(event, events.Finished):
-                finished = event
-    finally:
-        if log is not None:
-            log.close()
-        writer.close()
-    assert finished is not None  # fit always ends with Finished
-    return finished
-
-
-def _trained(finished: events.Finished, run_dir: Path) -> Model:
-    if finished.reason == "diverged":
-        raise TrainingDiverged(finished.step, run_dir)
-    return load(run_dir)
 
 
 def train(
@@ -218,11 +189,12 @@ def train(
     sets the sizes the other arguments leave out; the model's shape is
     otherwise ModelConfig's defaults. `options` are TrainConfig fields
     (steps=, batch_size=, seq_len=, learning_rate=, max_seconds=, ...).
-    `on_event` receives the loop's events (see `charlstm.events`);
-    `should_stop` is polled between steps, and when it returns True the run
-    saves and stops (resume it later). `devices`: how many local devices to
-    split the batch over (default: all). Raises TrainingDiverged if the loss
-    stops being finite."""
+    `on_event` receives the run's events (see `charlstm.training.events`):
+    `Opened` once the run directory exists, then the loop's. `should_stop`
+    is polled between steps, and when it returns True the run saves and
+    stops (resume it later). `devices`: how many local devices to split the
+    batch over (default: all). Raises TrainingDiverged if the loss stops
+    being finite."""
     shape = {"hidden_size": hidden_size, "num_layers": num_layers, "embed_dim": embed_dim, "cell": cell, "norm": norm}
     model, options = presets.apply(preset, {k: v for k, v in shape.items() if v is not None}, options)
     try:
@@ -231,8 +203,8 @@ def train(
         raise ConfigError(f"unknown training option: {err}") from None
     # A batch the devices cannot share fails here, before any file is written.
     distributed.make_mesh(config.batch_size, devices)
-    run, run_dir = prepare(corpus, out, model, config)
-    return _trained(run_session(run, run_dir, on_event, should_stop, devices), run_dir)
+    run, run_dir, shipped = session.new(corpus, out, model, config)
+    return _train(run, run_dir, on_event, should_stop, devices, shipped=shipped)
 
 
 def resume(
@@ -246,10 +218,83 @@ def resume(
 ) -> Model:
     """Continue the run in `run_dir` from its latest checkpoint, exactly.
 
-    `overrides` may change the fields in `runs.RESUMABLE_FIELDS` (steps=,
-    learning_rate=, max_seconds=, ...); `force` resumes even if the corpus
-    file changed. `devices` need not be the count the run started with: the
-    batch only has to split evenly over it."""
+    `overrides` may change the fields in `training.run.RESUMABLE_FIELDS`
+    (steps=, learning_rate=, max_seconds=, ...); `force` resumes even if
+    the corpus file changed. `devices` need not be the count the run started
+    with: the batch only has to split evenly over it."""
     path = Path(run_dir)
-    run = runs.resume_run(path, overrides, force=force)
-    return _trained(run_session(run, path, on_event, should_stop, devices), path)
+    run = session.resumed_run(path, overrides, force=force)
+    distributed.make_mesh(run.train_config.batch_size, devices)
+    return _train(run, path, on_event, should_stop, devices, resumed=True)
+
+
+def _train(
+    run: Run,
+    run_dir: Path,
+    on_event: EventHandler | None,
+    should_stop: StopCheck | None,
+    devices: int | None,
+    *,
+    resumed: bool = False,
+    shipped: bool = False,
+) -> Model:
+    if on_event is not None:
+        params = count_params(run.state.params)
+        on_event(events.Opened(run_dir, run.corpus.path, run.model_config, run.train_config, params, resumed, shipped))
+    finished = session.train(run, run_dir, on_event, should_stop, devices)
+    if finished.reason == "diverged":
+        raise TrainingDiverged(finished.step, run_dir, run.train_config.learning_rate, run.train_config.steps)
+    return load(run_dir)
+
+
+def tune(
+    corpus: str | Path,
+    out: str | Path | None = None,
+    *,
+    trials: int | None = None,
+    grid: bool = False,
+    steps: int | None = None,
+    budget_s: float | None = None,
+    seed: int = 0,
+    space: Mapping[str, str] | None = None,
+    keep_all: bool = False,
+    on_event: EventHandler | None = None,
+    should_stop: StopCheck | None = None,
+    **fixed: Any,
+) -> tuning.Search:
+    """A random (or `grid`) search, each trial a short run on the same budget:
+    `steps` per trial, or `budget_s` seconds of training (default 60).
+    `space` narrows what is searched, by config field ("learning_rate":
+    "1e-3:3e-2", "hidden_size": "128,256"; see `training.tune.SPACE`);
+    `fixed` sets other ModelConfig and TrainConfig fields for every trial.
+    Returns the search's directory and its trials, best first."""
+    model = {k: v for k, v in fixed.items() if k in _MODEL_FIELDS}
+    train = {k: v for k, v in fixed.items() if k not in _MODEL_FIELDS}
+    plan = tuning.plan(
+        corpus,
+        out,
+        trials=trials,
+        grid=grid,
+        steps=steps,
+        budget_s=budget_s,
+        seed=seed,
+        space=space,
+        model=model,
+        train=train,
+        keep_all=keep_all,
+    )
+    results = list(tuning.search(plan, on_event or (lambda e: None), should_stop or (lambda: False)))
+    return tuning.Search(plan.out, len(plan.points), tuning.ranked(results))
+
+
+def list_runs(runs_dir: str | Path = RUNS_DIR) -> list[catalog.RunSummary]:
+    """Every run under `runs_dir` with a checkpoint, most recently updated
+    last; runs that cannot be read say why in `RunSummary.problem`."""
+    return catalog.list_runs(Path(runs_dir))
+
+
+def describe(path: str | Path) -> checkpoint.Meta:
+    """A checkpoint's configuration, vocabulary, corpus and metrics, from its
+    metadata alone (no arrays are read): a run directory's best checkpoint,
+    or one step directory."""
+    return checkpoint.describe(Path(path))

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from charlstm.errors import ConfigError
+from charlstm.flags import flag
 
 T = TypeVar("T")
 
@@ -21,8 +22,8 @@ CELLS = ("lstm", "gru")
 NORMS = ("none", "layer")
 # The norm a model gets when none is asked for: the layer-normalised cell for
 # the LSTM (with dropout 0.2 it reached 1.302, without 1.342, against the
-# plain cell's 1.352 in the 10-minute CPU benchmark, README "Quality per
-# minute"), none for the GRU, which has no layer-normalised form here.
+# plain cell's 1.352 in the 10-minute CPU benchmark, docs/benchmarks.md),
+# none for the GRU, which has no layer-normalised form here.
 AUTO_NORM = "auto"
 
 
@@ -41,7 +42,7 @@ class ModelConfig:
     num_layers: int = 2
     forget_bias: float = 1.0  # initial bias of the LSTM's forget gate, or the GRU's update gate
     cell: str = "lstm"  # "lstm" or "gru"
-    # "layer": layer normalisation inside the LSTM cell (recurrence.ln_lstm_step);
+    # "layer": layer normalisation inside the LSTM cell (core/cells.py);
     # "auto" becomes "layer" for the LSTM and "none" for the GRU on construction.
     norm: str = AUTO_NORM
 
@@ -49,12 +50,12 @@ class ModelConfig:
         if self.norm == AUTO_NORM:
             object.__setattr__(self, "norm", "layer" if self.cell == "lstm" else "none")
         _check(self.vocab_size >= 1, f"vocab_size must be >= 1, got {self.vocab_size}")
-        _check(self.embed_dim >= 1, f"--embed must be >= 1, got {self.embed_dim}")
-        _check(self.hidden_size >= 1, f"--hidden must be >= 1, got {self.hidden_size}")
-        _check(self.num_layers >= 1, f"--layers must be >= 1, got {self.num_layers}")
-        _check(self.cell in CELLS, f"--cell must be one of {', '.join(CELLS)}, got {self.cell!r}")
-        _check(self.norm in NORMS, f"--norm must be one of {', '.join(NORMS)}, got {self.norm!r}")
-        _check(self.norm == "none" or self.cell == "lstm", "--norm layer works with --cell lstm only")
+        _check(self.embed_dim >= 1, f"{flag('embed_dim')} must be >= 1, got {self.embed_dim}")
+        _check(self.hidden_size >= 1, f"{flag('hidden_size')} must be >= 1, got {self.hidden_size}")
+        _check(self.num_layers >= 1, f"{flag('num_layers')} must be >= 1, got {self.num_layers}")
+        _check(self.cell in CELLS, f"{flag('cell')} must be one of {', '.join(CELLS)}, got {self.cell!r}")
+        _check(self.norm in NORMS, f"{flag('norm')} must be one of {', '.join((AUTO_NORM, *NORMS))}, got {self.norm!r}")
+        _check(self.norm == "none" or self.cell == "lstm", f"{flag('norm')} layer works with {flag('cell')} lstm only")
 
     def describe(self) -> str:
         """The model's shape in words, as reports show it: "2x256 LSTM"."""
@@ -66,16 +67,16 @@ class ModelConfig:
 class TrainConfig:
     """How to train. `batch_size`, `seq_len`, `val_fraction` and
     `reset_chars` fix which characters each step reads, so a resumed run keeps them (see
-    runs.RESUMABLE_FIELDS for what may change)."""
+    training.run.RESUMABLE_FIELDS for what may change)."""
 
     # About 9.7 minutes of the layer-normalised LSTM with dropout on the 2-core
     # CPU, evaluations included: a schedule that ends inside the 10 minutes
-    # instead of being cut off (README, Quality per minute).
+    # instead of being cut off (docs/benchmarks.md).
     steps: int = 2300
     batch_size: int = 64
     seq_len: int = 64
     # Measured on the shipped corpus, 2x256, 10 CPU minutes (2026-11-24): 1e-2
-    # reached 1.384 nats/char, 3e-3 1.434 and 2e-2 1.389 (README, Quality per minute).
+    # reached 1.384 nats/char, 3e-3 1.434 and 2e-2 1.389 (docs/benchmarks.md).
     learning_rate: float = 1e-2
     warmup_steps: int = 100
     min_lr_ratio: float = 0.05
@@ -97,29 +98,29 @@ class TrainConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        _check(self.steps >= 1, f"--steps must be >= 1, got {self.steps}")
-        _check(self.batch_size >= 1, f"--batch-size must be >= 1, got {self.batch_size}")
-        _check(self.seq_len >= 1, f"--seq-len must be >= 1, got {self.seq_len}")
-        _check(self.learning_rate > 0, f"--lr must be > 0, got {self.learning_rate}")
-        _check(self.warmup_steps >= 0, f"--warmup must be >= 0, got {self.warmup_steps}")
+        _check(self.steps >= 1, f"{flag('steps')} must be >= 1, got {self.steps}")
+        _check(self.batch_size >= 1, f"{flag('batch_size')} must be >= 1, got {self.batch_size}")
+        _check(self.seq_len >= 1, f"{flag('seq_len')} must be >= 1, got {self.seq_len}")
+        _check(self.learning_rate > 0, f"{flag('learning_rate')} must be > 0, got {self.learning_rate}")
+        _check(self.warmup_steps >= 0, f"{flag('warmup_steps')} must be >= 0, got {self.warmup_steps}")
         _check(0 <= self.min_lr_ratio <= 1, f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
-        _check(self.weight_decay >= 0, f"--weight-decay must be >= 0, got {self.weight_decay}")
-        _check(0 <= self.dropout < 1, f"--dropout must be in [0, 1), got {self.dropout}")
-        _check(self.grad_clip > 0, f"--clip must be > 0, got {self.grad_clip}")
+        _check(self.weight_decay >= 0, f"{flag('weight_decay')} must be >= 0, got {self.weight_decay}")
+        _check(0 <= self.dropout < 1, f"{flag('dropout')} must be in [0, 1), got {self.dropout}")
+        _check(self.grad_clip > 0, f"{flag('grad_clip')} must be > 0, got {self.grad_clip}")
         _check(
             0 < self.val_fraction < 1,
-            f"--val-fraction must be strictly between 0 and 1, got {self.val_fraction}",
+            f"{flag('val_fraction')} must be strictly between 0 and 1, got {self.val_fraction}",
         )
-        _check(self.reset_chars >= 0, f"--reset-chars must be >= 0, got {self.reset_chars}")
-        _check(self.eval_every >= 1, f"--eval-every must be >= 1, got {self.eval_every}")
+        _check(self.reset_chars >= 0, f"{flag('reset_chars')} must be >= 0, got {self.reset_chars}")
+        _check(self.eval_every >= 1, f"{flag('eval_every')} must be >= 1, got {self.eval_every}")
         _check(
             self.checkpoint_every >= 1,
-            f"--checkpoint-every must be >= 1, got {self.checkpoint_every}",
+            f"{flag('checkpoint_every')} must be >= 1, got {self.checkpoint_every}",
         )
-        _check(self.log_every >= 1, f"--log-every must be >= 1, got {self.log_every}")
+        _check(self.log_every >= 1, f"{flag('log_every')} must be >= 1, got {self.log_every}")
         _check(
             self.max_seconds is None or self.max_seconds > 0,
-            f"--max-time must be > 0 minutes, got {(self.max_seconds or 0) / 60:g}",
+            f"{flag('max_seconds')} must be > 0 minutes, got {(self.max_seconds or 0) / 60:g}",
         )
 
 
@@ -138,12 +139,12 @@ class SampleConfig:
     num_samples: int = 1  # independent samples, generated together as one batch
 
     def __post_init__(self) -> None:
-        _check(self.length >= 1, f"--length must be >= 1, got {self.length}")
-        _check(self.temperature >= 0, f"--temp must be > 0 (or 0 for greedy), got {self.temperature}")
-        _check(self.top_k >= 0, f"--top-k must be >= 0, got {self.top_k}")
+        _check(self.length >= 1, f"{flag('length')} must be >= 1, got {self.length}")
+        _check(self.temperature >= 0, f"{flag('temperature')} must be > 0 (or 0 for greedy), got {self.temperature}")
+        _check(self.top_k >= 0, f"{flag('top_k')} must be >= 0, got {self.top_k}")
         # p = 0 would keep nothing; NaN fails the comparison and is refused too.
-        _check(0 < self.top_p <= 1, f"--top-p must be in (0, 1], got {self.top_p}")
-        _check(self.num_samples >= 1, f"--num-samples must be >= 1, got {self.num_samples}")
+        _check(0 < self.top_p <= 1, f"{flag('top_p')} must be in (0, 1], got {self.top_p}")
+        _check(self.num_samples >= 1, f"{flag('num_samples')} must be >= 1, got {self.num_samples}")
 
 
 _JSON_TYPES: dict[str, tuple[type, ...]] = {

@@ -3,7 +3,7 @@
 A preset is a starting point, not a mode: it fills in the options the user
 did not give, and an option given on the command line (or as a keyword to
 `charlstm.train`) always wins. The measured losses and times for each preset
-are in the README's "Presets" section.
+are in docs/benchmarks.md, "Presets".
 """
 
 from __future__ import annotations

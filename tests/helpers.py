@@ -7,9 +7,10 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from charlstm import api, data, events, runs
 from charlstm.config import TrainConfig
-from charlstm.state import Run
+from charlstm.text.corpus import read_corpus
+from charlstm.training import events, session
+from charlstm.training.run import Run, new_run
 
 # The plain cell: the tests of everything around the model (checkpoints,
 # resuming, the loop, reports) compile about 40% faster with it than with the
@@ -26,7 +27,7 @@ def tiny_train_config(**overrides) -> TrainConfig:
 
 def new_tiny_run(corpus_path: Path, model: dict | None = None, **overrides) -> Run:
     """A tiny model (TINY_MODEL, updated by `model`) and schedule (`overrides`)."""
-    return runs.new_run(data.read_corpus(corpus_path), {**TINY_MODEL, **(model or {})}, tiny_train_config(**overrides))
+    return new_run(read_corpus(corpus_path), {**TINY_MODEL, **(model or {})}, tiny_train_config(**overrides))
 
 
 def train(run: Run, run_dir: Path, stop_at: int | None = None) -> list[events.Event]:
@@ -34,7 +35,7 @@ def train(run: Run, run_dir: Path, stop_at: int | None = None) -> list[events.Ev
     end, or stop cleanly before step `stop_at`; the events it yielded."""
     should_stop = (lambda: int(run.state.step) >= stop_at) if stop_at is not None else (lambda: False)
     got: list[events.Event] = []
-    api.run_session(run, run_dir, got.append, should_stop)
+    session.train(run, run_dir, got.append, should_stop)
     return got
 
 

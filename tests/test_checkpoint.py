@@ -3,8 +3,8 @@ import shutil
 
 import pytest
 
-from charlstm import checkpoint
 from charlstm.errors import CheckpointError
+from charlstm.training import catalog, checkpoint
 
 from .helpers import assert_trees_equal, new_tiny_run, train
 
@@ -79,9 +79,9 @@ def test_unfinished_save_is_never_picked(trained):
 
 def test_most_recent_run(trained, tmp_path):
     _, run_dir = trained
-    assert checkpoint.most_recent_run(tmp_path) == run_dir
+    assert catalog.most_recent_run(tmp_path) == run_dir
     with pytest.raises(CheckpointError, match="no trained run found"):
-        checkpoint.most_recent_run(tmp_path / "nothing")
+        catalog.most_recent_run(tmp_path / "nothing")
 
 
 @pytest.mark.parametrize(
@@ -92,7 +92,7 @@ def test_most_recent_run(trained, tmp_path):
         (lambda m: m.update(vocab=m["vocab"][:-1]), "inconsistent"),
         (lambda m: m["model"].update(hidden_size="big"), "hidden_size should be int"),
         (lambda m: m["model"].update(colour="red"), "unknown fields: colour"),
-        (lambda m: m["model"].update(norm="batch"), "--norm must be one of none, layer"),
+        (lambda m: m["model"].update(norm="batch"), "--norm must be one of auto, none, layer"),
         (lambda m: m["model"].update(cell="gru", norm="layer"), "--norm layer works with --cell lstm only"),
     ],
 )

@@ -3,14 +3,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from charlstm import data
 from charlstm.errors import CorpusError
-from charlstm.vocab import Vocab
+from charlstm.text.corpus import read_corpus, resolve_corpus_path
+from charlstm.text.streams import Streams, layout, split
+from charlstm.text.vocab import Vocab
 
 
 def test_streams_are_contiguous_and_targets_shifted():
     ids = np.arange(1000, dtype=np.int32)
-    streams = data.Streams(ids, batch=4, seq_len=10)
+    streams = Streams(ids, batch=4, seq_len=10)
     stream_len = 999 // 4
     assert len(streams) == stream_len // 10
     first, second = streams.window(0), streams.window(1)
@@ -23,7 +24,7 @@ def test_streams_are_contiguous_and_targets_shifted():
 
 
 def test_streams_also_start_afresh_every_r_windows_staggered():
-    streams = data.Streams(np.arange(10_000, dtype=np.int32), batch=8, seq_len=10, reset_windows=4)
+    streams = Streams(np.arange(10_000, dtype=np.int32), batch=8, seq_len=10, reset_windows=4)
     resets = np.stack([streams.window(w).reset for w in range(len(streams))])  # (W, B)
     assert resets[0].all()  # a new pass starts every stream afresh
     # Afterwards each stream restarts once every 4 windows, and the restarts
@@ -35,7 +36,7 @@ def test_streams_also_start_afresh_every_r_windows_staggered():
 
 
 def test_data_position_is_a_function_of_the_step():
-    streams = data.Streams(np.arange(500, dtype=np.int32), batch=2, seq_len=10)
+    streams = Streams(np.arange(500, dtype=np.int32), batch=2, seq_len=10)
     wrapped = streams.window(len(streams))
     np.testing.assert_array_equal(wrapped.inputs, streams.window(0).inputs)
     assert wrapped.reset.all()
@@ -43,18 +44,18 @@ def test_data_position_is_a_function_of_the_step():
 
 def test_too_short_text_says_what_would_work():
     with pytest.raises(CorpusError, match="too short.*--batch-size"):
-        data.Streams(np.arange(50, dtype=np.int32), batch=8, seq_len=10)
+        Streams(np.arange(50, dtype=np.int32), batch=8, seq_len=10)
 
 
 def test_split_holds_out_the_tail():
-    train, val = data.split(np.arange(100), 0.1)
+    train, val = split(np.arange(100), 0.1)
     assert train.tolist() == list(range(90))
     assert val.tolist() == list(range(90, 100))
 
 
 def test_layout_covers_training_and_validation_text(tiny_text):
     vocab = Vocab.from_text(tiny_text)
-    train, val = data.layout(tiny_text, vocab, batch=4, seq_len=16, val_fraction=0.1)
+    train, val = layout(tiny_text, vocab, batch=4, seq_len=16, val_fraction=0.1)
     assert len(train) == (len(tiny_text) - len(val) - 1) // 4 // 16
     assert vocab.decode(val) == tiny_text[len(tiny_text) - int(len(tiny_text) * 0.1) :]
 
@@ -71,35 +72,35 @@ def test_unusable_corpus_files(tmp_path, content, message):
     path = tmp_path / "c.txt"
     path.write_bytes(content)
     with pytest.raises(CorpusError, match=message):
-        data.read_corpus(path)
+        read_corpus(path)
 
 
 def test_directory_is_not_a_corpus(tmp_path):
     with pytest.raises(CorpusError, match="directory"):
-        data.read_corpus(tmp_path)
+        read_corpus(tmp_path)
 
 
 def test_corpus_hash_and_text(tmp_path):
     path = tmp_path / "c.txt"
     path.write_text("héllo\n", encoding="utf-8")
-    corpus = data.read_corpus(path)
+    corpus = read_corpus(path)
     assert corpus.text == "héllo\n"
     assert len(corpus.sha256) == 64
 
 
 def test_shipped_corpus_stands_in_for_a_bare_name(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    path, shipped = data.resolve_corpus_path("shakespeare.txt")
+    path, shipped = resolve_corpus_path("shakespeare.txt")
     assert shipped and path.is_file() and path.name == "shakespeare.txt"
     with pytest.raises(CorpusError, match="not found.*shakespeare.txt"):
-        data.resolve_corpus_path("missing.txt")
+        resolve_corpus_path("missing.txt")
     # A path with a folder is taken literally: no silent substitution.
     with pytest.raises(CorpusError, match="not found"):
-        data.resolve_corpus_path("elsewhere/shakespeare.txt")
+        resolve_corpus_path("elsewhere/shakespeare.txt")
 
 
 def test_existing_file_wins_over_shipped_corpus(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     Path("shakespeare.txt").write_text("mine", encoding="utf-8")
-    path, shipped = data.resolve_corpus_path("shakespeare.txt")
+    path, shipped = resolve_corpus_path("shakespeare.txt")
     assert not shipped and path == Path("shakespeare.txt")

@@ -19,10 +19,13 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from charlstm import checkpoint, data, distributed, events, runs
 from charlstm.cli import app
 from charlstm.errors import ConfigError
-from charlstm.metrics import read_metrics
+from charlstm.text.corpus import read_corpus
+from charlstm.text.streams import Streams
+from charlstm.training import checkpoint, distributed, events, session
+from charlstm.training.run import new_run
+from charlstm.training.runlog import read_metrics
 
 from .helpers import losses, tiny_train_config, train
 from .test_cli import TINY
@@ -60,7 +63,7 @@ def _train_losses(run_dir: Path) -> list[float]:
 
 def test_a_process_reads_only_its_own_streams(tiny_text):
     ids = np.arange(len(tiny_text), dtype=np.int32)
-    streams = data.Streams(ids, batch=8, seq_len=16, reset_windows=3)
+    streams = Streams(ids, batch=8, seq_len=16, reset_windows=3)
     whole, part = streams.window(5), streams.window(5, slice(2, 6))
     np.testing.assert_array_equal(part.inputs, whole.inputs[2:6])
     np.testing.assert_array_equal(part.targets, whole.targets[2:6])
@@ -117,7 +120,7 @@ _ONE_AND_TWO_DEVICES = textwrap.dedent(
     """
     import json, sys
     import charlstm
-    from charlstm import events
+    from charlstm.training import events
 
     corpus, out, model, schedule, cells = sys.argv[1], sys.argv[2], *map(json.loads, sys.argv[3:6])
     seen = {}
@@ -133,7 +136,7 @@ _ONE_AND_TWO_DEVICES = textwrap.dedent(
     print(json.dumps({"devices": seen, "error": error}))
     """
 )
-# The LSTM's two cells share their gate gradients (recurrence._gate_grads):
+# The LSTM's two cells share their gate gradients (cells._gate_grads):
 # the layer-normalised one, the default, stands for both.
 CELLS = {"lstm-layer-norm": {"norm": "layer", "dropout": 0.2}, "gru": {"cell": "gru", "dropout": 0.2}}
 
@@ -198,7 +201,7 @@ def test_two_processes_train_like_one_and_one_process_resumes(tiny_corpus, tmp_p
     # Process 1 reports nothing (JAX may still warn there): process 0 speaks for both.
     assert "training on" not in outputs[1] and "done at step" not in outputs[1]
 
-    alone = runs.new_run(data.read_corpus(tiny_corpus), MODEL, tiny_train_config(**SCHEDULE))
+    alone = new_run(read_corpus(tiny_corpus), MODEL, tiny_train_config(**SCHEDULE))
     alone_events = train(alone, tmp_path / "one")
     np.testing.assert_allclose(_train_losses(run_dir), [loss for _, loss in losses(alone_events)], rtol=RTOL)
     saved = checkpoint.load(run_dir, prefer=checkpoint.LATEST)
@@ -207,7 +210,7 @@ def test_two_processes_train_like_one_and_one_process_resumes(tiny_corpus, tmp_p
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6)
 
     # The checkpoint two processes wrote is complete: one process carries on from it.
-    resumed = runs.resume_run(run_dir, {"steps": STEPS + 2})
+    resumed = session.resumed_run(run_dir, {"steps": STEPS + 2})
     more = train(resumed, run_dir)
     assert isinstance(more[-1], events.Finished) and more[-1].reason == "done" and more[-1].step == STEPS + 2
     assert [m["step"] for m in read_metrics(run_dir) if "train_loss" in m] == list(range(1, STEPS + 3))

@@ -10,10 +10,10 @@ import pytest
 
 from charlstm import api
 from charlstm.config import ModelConfig
+from charlstm.core.model import CharLSTM, init_params, zero_carry
+from charlstm.core.scorer import EVAL_WINDOW, MIN_STREAM_CHARS, make_scorer
 from charlstm.errors import CorpusError
-from charlstm.evaluate import EVAL_WINDOW, MIN_STREAM_CHARS, make_scorer
-from charlstm.model import CharLSTM, init_params, zero_carry
-from charlstm.vocab import Vocab
+from charlstm.text.vocab import Vocab
 
 from .helpers import new_tiny_run, train
 

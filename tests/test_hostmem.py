@@ -10,7 +10,7 @@ import pytest
 
 CHILD = """
 import ctypes, resource, threading
-from charlstm.hostmem import keep_host_memory
+from charlstm.runtime.hostmem import keep_host_memory
 kept = keep_host_memory()
 libc = ctypes.CDLL(None)
 libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]

@@ -14,15 +14,16 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from charlstm import api, features
+from charlstm import api
 from charlstm.cli import app
 from charlstm.cli.inspection import inspect_model
 from charlstm.config import ModelConfig
+from charlstm.core.model import CharLSTM, init_params, zero_carry
 from charlstm.errors import ConfigError
-from charlstm.inspect_page import render_page
-from charlstm.introspect import MAX_CHARS, Inspection, record
-from charlstm.model import CharLSTM, init_params, zero_carry
-from charlstm.vocab import Vocab
+from charlstm.introspect import features
+from charlstm.introspect.page import render_page
+from charlstm.introspect.record import MAX_CHARS, Inspection, record
+from charlstm.text.vocab import Vocab
 
 WIDE = {"COLUMNS": "200"}
 HOSTILE = 'He said "</script><script>alert(1)</script>" &amp; &lt;b&gt; \u00e9\u2014\U0001f600\n<img src=x>\n'

@@ -4,9 +4,9 @@ import math
 
 import pytest
 
-from charlstm import api, events
-from charlstm.metrics import METRICS_FILE, SAMPLES_FILE, RunLog, read_metrics
-from charlstm.training import PROGRESS_SAMPLE
+from charlstm.training import events, session
+from charlstm.training.loop import PROGRESS_SAMPLE
+from charlstm.training.runlog import METRICS_FILE, SAMPLES_FILE, RunLog, read_metrics
 
 from .helpers import new_tiny_run
 
@@ -18,7 +18,7 @@ def test_a_run_logs_every_logged_step_with_validation_where_evaluated(tiny_corpu
     run_dir.mkdir()
     run = new_tiny_run(tiny_corpus, steps=8, eval_every=4, checkpoint_every=8, log_every=2)
     got = []
-    api.run_session(run, run_dir, got.append)
+    session.train(run, run_dir, got.append)
     records = read_metrics(run_dir)
     assert [r["step"] for r in records] == [2, 4, 6, 8]
     for r in records:
@@ -40,7 +40,7 @@ def test_resuming_drops_lines_the_dead_session_wrote_after_the_checkpoint(tiny_c
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     run = new_tiny_run(tiny_corpus, steps=6, eval_every=100, checkpoint_every=3, log_every=1)
-    api.run_session(run, run_dir)
+    session.train(run, run_dir)
     # As if the process died after step 5, with a half-written line, and the
     # newest checkpoint was at step 3.
     lines = (run_dir / METRICS_FILE).read_text().splitlines(keepends=True)[:5]

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from charlstm.config import ModelConfig
-from charlstm.model import CharLSTM, GRULayer, LSTMLayer, count_params, init_params, zero_carry
+from charlstm.core.model import CharLSTM, GRULayer, LSTMLayer, count_params, init_params, zero_carry
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:

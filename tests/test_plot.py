@@ -1,4 +1,4 @@
-"""charlstm.plot: loss curves from metrics records, drawn to a PNG."""
+"""charlstm.plots.curves: loss curves from metrics records, drawn to a PNG."""
 
 import math
 import struct
@@ -8,7 +8,8 @@ import sys
 import pytest
 
 from charlstm.errors import CharlstmError
-from charlstm.plot import PlotError, _figure, plot_runs
+from charlstm.plots import PlotError
+from charlstm.plots.curves import build_figure, plot_runs
 
 LN2 = math.log(2.0)
 
@@ -60,7 +61,7 @@ def test_writes_a_png_of_exactly_the_requested_size(tmp_path, width, height):
 
 
 def test_two_runs_overlaid_share_axes_and_name_both_in_the_legend():
-    figure = _figure([("runs/alpha", _records()), ("runs/beta", _records(final=1.2, seed=1))])
+    figure = build_figure([("runs/alpha", _records()), ("runs/beta", _records(final=1.2, seed=1))])
     by_step, by_time = figure.axes[:2]
     assert by_step.get_shared_y_axes().joined(by_step, by_time)
     # A train line and a val line per run, in each panel.
@@ -76,7 +77,7 @@ def test_two_runs_overlaid_share_axes_and_name_both_in_the_legend():
 
 
 def test_the_loss_axis_skips_the_initial_drop():
-    figure = _figure([("alpha", _records(steps=2200, eval_every=250))])
+    figure = build_figure([("alpha", _records(steps=2200, eval_every=250))])
     low, high = figure.axes[0].get_ylim()
     # Training starts near ln(vocab) ~ 4.4; the axis is scaled to the rest.
     assert 1.0 < low < 1.35 and high < 4.0
@@ -84,7 +85,7 @@ def test_the_loss_axis_skips_the_initial_drop():
 
 def test_runs_without_validation_points_are_drawn(tmp_path):
     records = [{k: v for k, v in r.items() if not k.startswith("val_")} for r in _records()]
-    figure = _figure([("no-val", records), ("with-val", _records())])
+    figure = build_figure([("no-val", records), ("with-val", _records())])
     assert len(figure.axes[0].get_lines()) == 3
     texts = _legend_texts(figure)
     assert any(t.startswith("no-val train") for t in texts) and not any(t.startswith("no-val val") for t in texts)
@@ -97,7 +98,7 @@ def test_a_validation_only_line_is_placed_in_time_between_its_neighbours():
         {"step": 15, "val_loss": 2.1},  # evaluated at a step that was not logged
         {"step": 20, "elapsed": 120.0, "train_loss": 1.9},
     ]
-    val_line = _figure([("alpha", records)]).axes[1].get_lines()[1]
+    val_line = build_figure([("alpha", records)]).axes[1].get_lines()[1]
     assert list(val_line.get_xdata()) == [1.5]
 
 
@@ -120,5 +121,5 @@ def test_missing_matplotlib_says_how_to_install_it(tmp_path, monkeypatch):
 
 
 def test_importing_the_module_does_not_import_matplotlib():
-    code = "import sys, charlstm.plot; sys.exit('matplotlib' in sys.modules)"
+    code = "import sys, charlstm.plots.curves, charlstm.plots.saturation; sys.exit('matplotlib' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

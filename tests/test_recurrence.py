@@ -7,8 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from charlstm.model import GRULayer, LSTMLayer
-from charlstm.recurrence import (
+from charlstm.core.cells import (
     LN_NAMES,
     gru_layer,
     gru_update,
@@ -18,6 +17,7 @@ from charlstm.recurrence import (
     lstm_layer,
     lstm_update,
 )
+from charlstm.core.model import GRULayer, LSTMLayer
 
 
 def plain_lstm(xs, w_x, b, w_h, h0, c0):

@@ -16,8 +16,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from charlstm import checkpoint
 from charlstm.errors import CheckpointError
+from charlstm.training import checkpoint
 
 from .helpers import assert_trees_equal, new_tiny_run, train
 from .test_cli import TINY, _charlstm_command
@@ -127,7 +127,7 @@ def test_an_absurd_model_size_in_metadata_is_refused_at_once(saved_run, tmp_path
 
 def test_same_seed_gives_the_same_parameters_and_samples(tiny_corpus, tmp_path):
     from charlstm.config import SampleConfig
-    from charlstm.sample import sample_text
+    from charlstm.core.sampler import sample_text
 
     a, b = new_tiny_run(tiny_corpus, steps=6), new_tiny_run(tiny_corpus, steps=6)
     train(a, tmp_path / "a")
@@ -250,9 +250,9 @@ def test_a_full_disk_during_a_save_keeps_the_previous_checkpoint(tiny_corpus, ti
 def test_signal_handler_stops_then_warns_then_aborts(capfd):
     import signal
 
-    from charlstm.cli.training import _StopFlag
+    from charlstm.cli.signals import StopFlag
 
-    stop = _StopFlag()
+    stop = StopFlag()
     with stop.installed():
         os.kill(os.getpid(), signal.SIGINT)
         assert stop() and stop.signal == signal.SIGINT
@@ -264,12 +264,12 @@ def test_signal_handler_stops_then_warns_then_aborts(capfd):
 
 
 def test_a_better_best_after_resuming_with_another_rate_replaces_the_old_one(tiny_corpus, tmp_path):
-    from charlstm import events, runs
+    from charlstm.training import events, session
 
     run = new_tiny_run(tiny_corpus, steps=8, eval_every=2, checkpoint_every=4)
     train(run, tmp_path / "run")
     shutil.rmtree(tmp_path / "run" / "checkpoints" / "latest" / "8")  # a kill after best/8, before latest/8
-    resumed = runs.resume_run(tmp_path / "run", {"learning_rate": 3e-2})
+    resumed = session.resumed_run(tmp_path / "run", {"learning_rate": 3e-2})
     evts = train(resumed, tmp_path / "run")
     final = [e for e in evts if isinstance(e, events.Evaluated) and e.step == 8]
     assert final and final[0].best  # the higher rate did better here, so best/8 must be rewritten

@@ -11,9 +11,10 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from charlstm import api, checkpoint
+from charlstm import api
 from charlstm.cli import app
-from charlstm.model import param_count
+from charlstm.core.model import param_count
+from charlstm.training import checkpoint
 
 WIDE = {"COLUMNS": "200"}
 

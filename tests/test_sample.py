@@ -10,9 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from charlstm.config import ModelConfig, SampleConfig
-from charlstm.errors import CharlstmError
-from charlstm.model import CharLSTM, forward, init_params, zero_carry
-from charlstm.sample import (
+from charlstm.core.model import CharLSTM, forward, init_params, zero_carry
+from charlstm.core.sampler import (
     filter_logits,
     filtering_on,
     generate,
@@ -21,7 +20,8 @@ from charlstm.sample import (
     sample_texts,
     stream_texts,
 )
-from charlstm.vocab import Vocab
+from charlstm.errors import CharlstmError
+from charlstm.text.vocab import Vocab
 
 VOCAB = Vocab("\nabcd")
 CFG = ModelConfig(vocab_size=VOCAB.size, embed_dim=4, hidden_size=8, num_layers=1)

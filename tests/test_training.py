@@ -6,12 +6,13 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from charlstm import data, events, runs
+from charlstm.core.model import zero_carry
+from charlstm.core.scorer import make_scorer
+from charlstm.core.state import decay_mask, learning_rate_schedule
+from charlstm.core.step import make_train_step
 from charlstm.errors import CharlstmError
-from charlstm.evaluate import make_scorer
-from charlstm.model import zero_carry
-from charlstm.state import _decay_mask, learning_rate_schedule
-from charlstm.training import make_train_step
+from charlstm.text.streams import Streams
+from charlstm.training import events, session
 
 from .helpers import assert_trees_equal, losses, new_tiny_run, tiny_train_config, train
 
@@ -39,7 +40,7 @@ def test_stop_and_resume_is_bitwise_identical_to_straight_training(tiny_corpus, 
     first_events = train(first, tmp_path / "split", stop_at=7)
     assert first_events[-1].reason == "interrupted" and first_events[-1].step == 7
 
-    resumed = runs.resume_run(tmp_path / "split", {})
+    resumed = session.resumed_run(tmp_path / "split", {})
     assert int(resumed.state.step) == 7
     second_events = train(resumed, tmp_path / "split")
 
@@ -53,24 +54,24 @@ def test_stop_and_resume_is_bitwise_identical_to_straight_training(tiny_corpus, 
 def test_resume_extends_a_finished_run(tiny_corpus, tmp_path):
     run = new_tiny_run(tiny_corpus, steps=6)
     train(run, tmp_path / "run")
-    more = runs.resume_run(tmp_path / "run", {"steps": 10})
+    more = session.resumed_run(tmp_path / "run", {"steps": 10})
     evts = train(more, tmp_path / "run")
     assert evts[0].step == 6 and evts[-1].step == 10
-    assert int(runs.resume_run(tmp_path / "run", {}).state.step) == 10
+    assert int(session.resumed_run(tmp_path / "run", {}).state.step) == 10
 
 
 def test_resume_refuses_to_change_the_data_layout_or_model(tiny_corpus, tmp_path):
     train(new_tiny_run(tiny_corpus, steps=2), tmp_path / "run")
     with pytest.raises(Exception, match="cannot change batch_size"):
-        runs.resume_run(tmp_path / "run", {"batch_size": 8})
+        session.resumed_run(tmp_path / "run", {"batch_size": 8})
 
 
 def test_resume_refuses_a_changed_corpus_unless_forced(tiny_corpus, tmp_path):
     train(new_tiny_run(tiny_corpus, steps=2), tmp_path / "run")
     tiny_corpus.write_text(tiny_corpus.read_text() + "the king speaks\n", encoding="utf-8")
     with pytest.raises(Exception, match="changed since this run started"):
-        runs.resume_run(tmp_path / "run", {})
-    assert int(runs.resume_run(tmp_path / "run", {}, force=True).state.step) == 2
+        session.resumed_run(tmp_path / "run", {})
+    assert int(session.resumed_run(tmp_path / "run", {}, force=True).state.step) == 2
 
 
 def test_schedule_warms_up_then_decays():
@@ -86,7 +87,7 @@ def test_carry_is_reset_when_a_pass_wraps_around(tiny_corpus):
     """At the first window of a pass the step must start from a zero state,
     whatever state the previous window left behind."""
     run = new_tiny_run(tiny_corpus)
-    streams = data.Streams(run.vocab.encode(run.corpus.text), batch=4, seq_len=16)
+    streams = Streams(run.vocab.encode(run.corpus.text), batch=4, seq_len=16)
     step = make_train_step(run.model_config, run.train_config)
 
     def state_with(carry):  # a fresh copy each time: the step donates its input state
@@ -107,7 +108,7 @@ def test_interrupt_before_the_first_step_still_leaves_a_resumable_run(tiny_corpu
     run = new_tiny_run(tiny_corpus)
     evts = train(run, tmp_path / "run", stop_at=0)
     assert evts[-1].reason == "interrupted" and evts[-1].step == 0
-    assert int(runs.resume_run(tmp_path / "run", {}).state.step) == 0
+    assert int(session.resumed_run(tmp_path / "run", {}).state.step) == 0
 
 
 def test_resume_after_a_hard_kill_with_a_newer_best_checkpoint(tiny_corpus, tmp_path):
@@ -117,7 +118,7 @@ def test_resume_after_a_hard_kill_with_a_newer_best_checkpoint(tiny_corpus, tmp_
     train(run, tmp_path / "run")
     latest = tmp_path / "run" / "checkpoints" / "latest"
     shutil.rmtree(latest / "12")  # as if killed after step 11: latest is 10, best may be 12
-    resumed = runs.resume_run(tmp_path / "run", {})
+    resumed = session.resumed_run(tmp_path / "run", {})
     assert int(resumed.state.step) == 10
     assert resumed.best_val_loss == pytest.approx(run.best_val_loss)
     evts = train(resumed, tmp_path / "run")
@@ -128,14 +129,14 @@ def test_resume_after_a_hard_kill_with_a_newer_best_checkpoint(tiny_corpus, tmp_
 def test_resume_takes_a_run_directory_and_a_larger_step_total(tiny_corpus, tmp_path):
     train(new_tiny_run(tiny_corpus, steps=4), tmp_path / "run")
     with pytest.raises(CharlstmError, match="not a run directory"):
-        runs.resume_run(tmp_path / "run" / "checkpoints" / "latest" / "4", {})
+        session.resumed_run(tmp_path / "run" / "checkpoints" / "latest" / "4", {})
     with pytest.raises(CharlstmError, match="--steps 4 is not beyond step 4"):
-        runs.resume_run(tmp_path / "run", {"steps": 4})
+        session.resumed_run(tmp_path / "run", {"steps": 4})
 
 
 def test_dropout_acts_in_training_only_with_a_mask_per_step(tiny_corpus):
     plain, dropped = new_tiny_run(tiny_corpus, dropout=0.0), new_tiny_run(tiny_corpus, dropout=0.5)
-    streams = data.Streams(plain.vocab.encode(plain.corpus.text), batch=4, seq_len=16)
+    streams = Streams(plain.vocab.encode(plain.corpus.text), batch=4, seq_len=16)
     batch = streams.window(1)
 
     def loss(run, step=0):  # a fresh copy each time: the step donates its input state
@@ -152,7 +153,7 @@ def test_dropout_acts_in_training_only_with_a_mask_per_step(tiny_corpus):
 
 
 def test_weight_decay_applies_to_weight_matrices_only(tiny_corpus):
-    mask = _decay_mask(new_tiny_run(tiny_corpus).state.params)
+    mask = decay_mask(new_tiny_run(tiny_corpus).state.params)
     assert mask["embed"]["embedding"] is False
     assert mask["lstm_0"]["w_x"] and mask["lstm_0"]["w_h"] and mask["head"]["kernel"]
     assert not mask["lstm_0"]["b"] and not mask["head"]["bias"]

@@ -6,9 +6,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from charlstm import checkpoint, presets, tune
+from charlstm import presets
 from charlstm.cli import app
 from charlstm.errors import ConfigError
+from charlstm.training import checkpoint, tune
 
 SMALL_SPACE = ["--hidden", "8,16", "--layers", "1", "--seq-len", "16", "--dropout", "0,0.2", "--embed", "8", "-b", "4"]
 
@@ -19,7 +20,7 @@ def runner():
 
 
 def _meta(run_dir: Path) -> dict:
-    return checkpoint.read_meta(run_dir, checkpoint.LATEST)[1]
+    return checkpoint.describe(run_dir, checkpoint.LATEST).raw
 
 
 def test_random_trials_repeat_for_a_seed_and_stay_in_the_space():

@@ -4,7 +4,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from charlstm.errors import CharlstmError
-from charlstm.vocab import Vocab
+from charlstm.text.vocab import Vocab
 
 TEXTS = [
     "To be, or not to be: that is the question.\n",
@@ -60,7 +60,7 @@ def test_round_trip_any_unicode_text(text):
 
 def test_chunked_conversion_matches_whole_text(monkeypatch):
     """Large texts are converted piece by piece; pieces must join seamlessly."""
-    import charlstm.vocab as vocab_module
+    import charlstm.text.vocab as vocab_module
 
     text = "ab🎭\n中文 " * 50
     whole = Vocab.from_text(text)

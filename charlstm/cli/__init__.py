@@ -1,8 +1,12 @@
-"""The `charlstm` command line: parse options, call the library, render.
+"""The `charlstm` command line: the only part of the package that prints.
 
-`app.py` holds the Typer application and what all commands share; the other
-modules hold the commands: `training` (train, resume), `sampling` (sample),
-`tuning` (tune) and `inspection` (eval, inspect, runs, info, plot). They are
+`app` holds the Typer application and what every command shares (consoles,
+one-line errors, exit statuses); `training` (train, resume), `sampling`
+(sample), `tuning` (tune) and `inspection` (eval, inspect, runs, info, plot)
+hold the commands, each parsing its options, calling `charlstm.api` and
+rendering what comes back. `display` is the live training display, `tables`
+and `inspect_tables` the rich tables, `records` the `--json` output,
+`format` the number formats and `signals` the Ctrl-C handling. They are
 registered here, in the order `--help` lists them.
 """
 

@@ -8,14 +8,14 @@ loading them.
 
 from __future__ import annotations
 
-import signal
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
 
+from charlstm.cli.display import NORMAL, QUIET, VERBOSE
 from charlstm.errors import CharlstmError
 
 app = typer.Typer(
@@ -39,8 +39,6 @@ app = typer.Typer(
 EXIT_DIVERGED = 1
 EXIT_ABORTED = 3
 EXIT_USAGE = 2
-EXIT_SIGINT = 128 + signal.SIGINT
-EXIT_SIGTERM = 128 + signal.SIGTERM
 
 
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")]
@@ -68,7 +66,7 @@ def print_table(table: Any) -> None:
 
 def use_cache() -> None:
     if _options["cache"]:
-        from charlstm.compile_cache import enable_compilation_cache
+        from charlstm.runtime.compile_cache import enable_compilation_cache
 
         enable_compilation_cache()
 
@@ -81,6 +79,24 @@ def say(message: str) -> None:
 def fail(message: str) -> NoReturn:
     say(f"error: {message}")
     raise typer.Exit(EXIT_USAGE)
+
+
+def given(ctx: typer.Context, names: Iterable[str]) -> dict[str, Any]:
+    """The options among `names` that the user set (on the command line or
+    through the environment), by name; the rest are left to the library's defaults."""
+    chosen = {}
+    for name in names:
+        source = ctx.get_parameter_source(name)
+        if source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP"):
+            chosen[name] = ctx.params[name]
+    return chosen
+
+
+def verbosity(quiet: bool, verbose: bool) -> int:
+    """The display's verbosity for --quiet / --verbose."""
+    if quiet and verbose:
+        fail("--quiet and --verbose contradict each other; pick one")
+    return QUIET if quiet else VERBOSE if verbose else NORMAL
 
 
 @contextmanager
@@ -107,7 +123,7 @@ def _global_options(
         stdout().print(f"charlstm {__version__}", highlight=False)
         raise typer.Exit()
     _options["cache"] = not no_cache
-    from charlstm.hostmem import keep_host_memory
+    from charlstm.runtime.hostmem import keep_host_memory
 
     keep_host_memory()  # before any command starts JAX's threads
 

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from charlstm.cli.app import AsJson, fail, print_table, say, use_cache, user_errors
+from charlstm.errors import CharlstmError
 
 if TYPE_CHECKING:
     from charlstm.api import Model
@@ -17,7 +18,10 @@ if TYPE_CHECKING:
 
 def evaluate(
     checkpoint: Annotated[Path, typer.Argument(help="Run directory (its best checkpoint) or checkpoint directory.")],
-    text_file: Annotated[str, typer.Argument(help="UTF-8 text to score.")],
+    text_file: Annotated[
+        str | None,
+        typer.Argument(help="UTF-8 text to score [default: the run's validation text].", show_default=False),
+    ] = None,
     streams: Annotated[
         int | None,
         typer.Option(help="Parallel streams to read the text in [default: the run's batch size, as in validation]."),
@@ -28,17 +32,18 @@ def evaluate(
     with user_errors():
         if streams is not None and streams < 1:
             fail(f"--streams must be >= 1, got {streams}")
-        from charlstm import api, data, reports
+        from charlstm import api
+        from charlstm.cli import records, tables
 
-        path, _ = data.resolve_corpus_path(text_file)
-        text = data.read_corpus(path).text
+        given = _given_text(text_file, None)  # a missing file fails before the model is read
         use_cache()
         model = api.load(checkpoint)
+        source, text = given or _validation_text(model)
         score = model.evaluate(text, streams)
         if as_json:
-            sys.stdout.write(json.dumps(reports.score_record(str(path), model.path, score)) + "\n")
+            sys.stdout.write(json.dumps(records.score_record(source, model.path, score)) + "\n")
         else:
-            print_table(reports.score_table(str(path), model.path, score))
+            print_table(tables.score_table(source, model.path, score))
 
 
 def inspect_model(
@@ -50,7 +55,7 @@ def inspect_model(
     text: Annotated[
         str | None, typer.Option("--text", help="Read this text instead of a file.", show_default=False)
     ] = None,
-    # The library's default, introspect.MAX_CHARS, written out so that --help needs no JAX.
+    # The library's default, introspect.record.MAX_CHARS, written out so that --help needs no JAX.
     max_chars: Annotated[
         int, typer.Option(help="Read at most the first N characters (the page grows with N).", metavar="N")
     ] = 2000,
@@ -69,56 +74,64 @@ def inspect_model(
             fail("give a TEXTFILE or --text, not both")
         if top < 1:
             fail(f"--top must be >= 1, got {top}")
-        from charlstm import api, features, inspect_page, inspect_plot, inspect_report, introspect
+        from charlstm import api
+        from charlstm.cli import inspect_tables, records
+        from charlstm.introspect import features, page, record
+        from charlstm.plots import require_matplotlib
+        from charlstm.plots.saturation import plot_saturation
 
-        introspect.check_max_chars(max_chars)
+        record.check_max_chars(max_chars)
         if saturation_png is not None:
-            inspect_plot.require_matplotlib()
+            require_matplotlib()
+        given = _given_text(text_file, text)
         use_cache()
         model = api.load(checkpoint)
-        source, body = _text_to_inspect(model, text_file, text)
+        source, body = given or _validation_text(model)
         seen = model.inspect(body, max_chars)
         correlations = features.correlations(seen)
         tops = features.top_units(correlations, top)
         saturation = seen.saturation()
         try:
-            page = inspect_page.write_page(out, seen, tops, source=source, checkpoint=str(model.path))
+            written = page.write_page(out, seen, tops, source=source, checkpoint=str(model.path))
             if saturation_png is not None:
-                inspect_plot.plot_saturation(saturation, saturation_png)
+                plot_saturation(saturation, saturation_png)
         except OSError as err:
             fail(f"cannot write {err.filename}: {err.strerror}")
         if as_json:
-            record = inspect_report.inspection_record(source, model.path, seen, correlations, tops, saturation, page)
-            sys.stdout.write(json.dumps(record) + "\n")
+            record_ = records.inspection_record(source, model.path, seen, correlations, tops, saturation, written)
+            sys.stdout.write(json.dumps(record_) + "\n")
             if seen.truncated:  # the tables would have said so
                 say(f"note: read the first {max_chars:,} characters; {seen.truncated:,} more were not (--max-chars)")
         else:
-            print_table(inspect_report.summary_table(source, model.path, seen, page))
-            print_table(inspect_report.top_units_table(tops, top))
-            print_table(inspect_report.saturation_table(saturation))
-        say(f"wrote {page}" + (f" and {saturation_png}" if saturation_png is not None else ""))
+            print_table(inspect_tables.summary_table(source, model.path, seen, written))
+            print_table(inspect_tables.top_units_table(tops, top))
+            print_table(inspect_tables.saturation_table(saturation))
+        say(f"wrote {written}" + (f" and {saturation_png}" if saturation_png is not None else ""))
 
 
-def _text_to_inspect(model: Model, text_file: str | None, text: str | None) -> tuple[str, str]:
-    """Where the text comes from, and the text: --text, the file, or else
-    the held-out tail of the run's own corpus, which the model never trained on."""
-    from charlstm import data
+def _given_text(text_file: str | None, text: str | None) -> tuple[str, str] | None:
+    """Where the text comes from, and the text: --text or the file, if either was given."""
+    from charlstm.text.corpus import read_corpus, resolve_corpus_path
 
     if text is not None:
         return "--text", text
     if text_file is not None:
-        path, _ = data.resolve_corpus_path(text_file)
-        return str(path), data.read_corpus(path).text
-    corpus = Path(model.corpus_path)
-    if not corpus.is_file():
-        fail(
-            f"no text given, and the run's corpus {corpus} is not there to take its validation text from: "
-            "give a TEXTFILE or --text"
-        )
-    whole = data.read_corpus(corpus).text
-    held_out = int(len(whole) * model.train_config.val_fraction)
-    say(f"no text given: reading the run's validation text, the last {held_out:,} characters of {corpus}")
-    return f"{corpus} (validation text)", whole[len(whole) - held_out :]
+        path, _ = resolve_corpus_path(text_file)
+        return str(path), read_corpus(path).text
+    return None
+
+
+def _validation_text(model: Model) -> tuple[str, str]:
+    """The held-out end of the run's own corpus, which the model never trained on."""
+    try:
+        held_out = model.validation_text()
+    except CharlstmError as err:
+        fail(f"no text given, and {err}: give a TEXTFILE or --text")
+    say(
+        f"no text given: reading the run's validation text, the last {len(held_out):,} characters of "
+        f"{model.corpus_path}"
+    )
+    return f"{model.corpus_path} (validation text)", held_out
 
 
 def list_runs(
@@ -127,15 +140,16 @@ def list_runs(
 ) -> None:
     """List training runs: corpus, model, progress, best validation loss."""
     with user_errors():
-        from charlstm import reports, runs
+        from charlstm import api
+        from charlstm.cli import records, tables
 
-        found = runs.list_runs(runs_dir)
+        found = api.list_runs(runs_dir)
         if as_json:
-            sys.stdout.write(json.dumps([reports.run_record(r) for r in found]) + "\n")
+            sys.stdout.write(json.dumps([records.run_record(r) for r in found]) + "\n")
         elif not found:
             say(f"no runs with checkpoints under {runs_dir}/")
         else:
-            print_table(reports.runs_table(found))
+            print_table(tables.runs_table(found))
             for r in found:
                 if r.problem is not None:
                     say(f"note: {r.path} could not be read: {r.problem}")
@@ -147,21 +161,16 @@ def info(
 ) -> None:
     """Describe a checkpoint: configuration, vocabulary, parameters, metrics."""
     with user_errors():
-        from charlstm import checkpoint as ckpt_lib
-        from charlstm import reports
-        from charlstm.config import ModelConfig, from_dict
-        from charlstm.model import param_count
+        from charlstm import api
+        from charlstm.cli import tables
+        from charlstm.core.model import param_count
 
-        where, meta = ckpt_lib.read_meta(checkpoint)
-        try:
-            params = param_count(from_dict(ModelConfig, meta["model"]))
-            table = reports.info_table(where, meta, params)
-        except (KeyError, TypeError, ValueError, AttributeError) as err:
-            fail(f"checkpoint {where} has invalid metadata: {type(err).__name__}: {err}")
+        meta = api.describe(checkpoint)
+        params = param_count(meta.model_config)
         if as_json:
-            sys.stdout.write(json.dumps({"checkpoint": str(where), "params": params, **meta}) + "\n")
+            sys.stdout.write(json.dumps({"checkpoint": str(meta.path), "params": params, **meta.raw}) + "\n")
         else:
-            print_table(table)
+            print_table(tables.info_table(meta, params))
 
 
 def plot(
@@ -172,8 +181,8 @@ def plot(
 ) -> None:
     """Plot training and validation loss against steps and time (needs the plot extra)."""
     with user_errors():
-        from charlstm.metrics import read_metrics
-        from charlstm.plot import plot_runs
+        from charlstm.plots.curves import plot_runs
+        from charlstm.training.runlog import read_metrics
 
         for run_dir in run_dirs:
             if not run_dir.is_dir():

@@ -13,6 +13,7 @@ import typer
 
 from charlstm.cli.app import Quiet, fail, say, use_cache, user_errors
 from charlstm.config import SampleConfig, to_dict
+from charlstm.flags import flag
 
 if TYPE_CHECKING:
     from charlstm.api import Model
@@ -22,7 +23,7 @@ def _read_prime(prime: str, prime_file: Path | None) -> str:
     if prime_file is None:
         return prime
     if prime:
-        fail("give --prime or --prime-file, not both")
+        fail(f"give {flag('prime')} or --prime-file, not both")
     try:
         return prime_file.read_text(encoding="utf-8")
     except UnicodeDecodeError:
@@ -35,29 +36,36 @@ def sample(
     checkpoint: Annotated[
         Path | None,
         typer.Option(
-            "--checkpoint", "-c", help="Run directory or checkpoint [default: the most recent run under runs/]."
+            flag("checkpoint"), "-c", help="Run directory or checkpoint [default: the most recent run under runs/]."
         ),
     ] = None,
     temp: Annotated[
-        float, typer.Option("--temp", "-t", help="Sampling temperature: lower is safer, higher is wilder; 0 is greedy.")
+        float,
+        typer.Option(
+            flag("temperature"), "-t", help="Sampling temperature: lower is safer, higher is wilder; 0 is greedy."
+        ),
     ] = SampleConfig.temperature,
     greedy: Annotated[bool, typer.Option(help="Always take the most likely character (same as --temp 0).")] = False,
     top_k: Annotated[
-        int, typer.Option("--top-k", help="Draw only from the k most likely characters (0: all).")
+        int, typer.Option(flag("top_k"), help="Draw only from the k most likely characters (0: all).")
     ] = SampleConfig.top_k,
     top_p: Annotated[
         float,
-        typer.Option("--top-p", help="Draw only from the most likely characters that make up this probability."),
+        typer.Option(flag("top_p"), help="Draw only from the most likely characters that make up this probability."),
     ] = SampleConfig.top_p,
-    length: Annotated[int, typer.Option("--length", "-n", help="Characters to generate.")] = SampleConfig.length,
-    prime: Annotated[str, typer.Option(help="Text to start from; it is printed, then continued.")] = SampleConfig.prime,
+    length: Annotated[int, typer.Option(flag("length"), "-n", help="Characters to generate.")] = SampleConfig.length,
+    prime: Annotated[
+        str, typer.Option(flag("prime"), help="Text to start from; it is printed, then continued.")
+    ] = SampleConfig.prime,
     prime_file: Annotated[
         Path | None, typer.Option("--prime-file", help="Start from this file's text instead of --prime.")
     ] = None,
     num_samples: Annotated[
-        int, typer.Option("--num-samples", "-N", help="Independent samples, generated together in one batch.")
+        int, typer.Option(flag("num_samples"), "-N", help="Independent samples, generated together in one batch.")
     ] = SampleConfig.num_samples,
-    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same text.")] = SampleConfig.seed,
+    seed: Annotated[
+        int, typer.Option(flag("seed"), help="Random seed; the same seed gives the same text.")
+    ] = SampleConfig.seed,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to this file instead of stdout.")] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="One JSON object per sample (text and settings), one per line.")
@@ -82,16 +90,17 @@ def sample(
             num_samples=num_samples,
         )
         from charlstm import api
-        from charlstm import checkpoint as ckpt_lib
-        from charlstm.runs import RUNS_DIR
 
         use_cache()
-        model = api.load(checkpoint if checkpoint is not None else ckpt_lib.most_recent_run(RUNS_DIR))
+        model = api.load(checkpoint)
         best = f", validation loss {model.best_val_loss:.3f}" if model.best_val_loss is not None else ""
         note = f"sampling from {model.path} (step {model.step}{best})"
         streamable = num_samples == 1 and not as_json and output is None
         if stream and not streamable and not quiet:
-            say("note: --stream streams one sample to stdout; -N, --json and --output write all the text at once")
+            say(
+                f"note: --stream streams one sample to stdout; {flag('num_samples')}, --json and --output write "
+                "all the text at once"
+            )
         if (stream if stream is not None else sys.stdout.isatty()) and streamable:
             pieces = model.stream(request)  # checks the prime before anything is printed
             if not quiet:
@@ -108,7 +117,7 @@ def sample(
 
 
 def _render(texts: list[str], request: SampleConfig, model: Model, as_json: bool) -> str:
-    from charlstm.sample import default_prime
+    from charlstm.core.sampler import default_prime
 
     if as_json:
         settings = {"checkpoint": str(model.path), "step": model.step, **to_dict(request)}

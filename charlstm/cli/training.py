@@ -1,11 +1,14 @@
-"""`charlstm train` and `charlstm resume`, and how they handle signals."""
+"""`charlstm train` and `charlstm resume`: the options the user gave go to
+`charlstm.train` / `charlstm.resume`; what comes back is rendered here.
+
+What stays in the CLI: parsing, joining a multi-process run (before JAX
+touches any device), signals, and turning the outcome into words and an
+exit status.
+"""
 
 from __future__ import annotations
 
-import os
-import signal
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -14,27 +17,29 @@ import typer
 from charlstm.cli.app import (
     EXIT_ABORTED,
     EXIT_DIVERGED,
-    EXIT_SIGINT,
-    EXIT_SIGTERM,
     Quiet,
     Verbose,
-    fail,
+    given,
     say,
     stderr,
     use_cache,
     user_errors,
+    verbosity,
 )
+from charlstm.cli.signals import StopFlag
 from charlstm.config import ModelConfig as _M
 from charlstm.config import TrainConfig as _T
+from charlstm.flags import flag
 
 if TYPE_CHECKING:
-    from charlstm.state import Run
+    from charlstm.api import TrainingDiverged
+    from charlstm.training.events import Finished
 
-# Where training runs (see charlstm/distributed.py); shared by train and resume.
+# Where training runs (see charlstm/training/distributed.py); shared by train and resume.
 Devices = Annotated[
     int | None,
     typer.Option(
-        "--devices",
+        flag("devices"),
         help="Split each batch over this many of this process's devices [default: all of them]; "
         "the batch size must divide by the total over all processes.",
     ),
@@ -42,7 +47,7 @@ Devices = Annotated[
 Coordinator = Annotated[
     str | None,
     typer.Option(
-        "--coordinator",
+        flag("coordinator"),
         envvar="CHARLSTM_COORDINATOR",
         help="HOST:PORT of process 0, to train in several processes (every process names the same); "
         "'auto': let JAX find it on a cluster.",
@@ -50,123 +55,22 @@ Coordinator = Annotated[
 ]
 NumProcesses = Annotated[
     int | None,
-    typer.Option("--num-processes", envvar="CHARLSTM_NUM_PROCESSES", help="Processes in a multi-process run."),
+    typer.Option(flag("num_processes"), envvar="CHARLSTM_NUM_PROCESSES", help="Processes in a multi-process run."),
 ]
 ProcessId = Annotated[
     int | None,
-    typer.Option("--process-id", envvar="CHARLSTM_PROCESS_ID", help="This process's index, 0 to N-1."),
+    typer.Option(flag("process_id"), envvar="CHARLSTM_PROCESS_ID", help="This process's index, 0 to N-1."),
 ]
+_EVAL_EVERY = "Steps between validation passes."
+_CHECKPOINT_EVERY = "Steps between checkpoints."
+_LOG_EVERY = "Steps between progress reports and metrics.jsonl lines."
 
-
-class _StopFlag:
-    """Ctrl-C / SIGTERM ask the loop to stop at the next step boundary and
-    save, so the checkpoint it then writes is never cut off half-way. A second
-    signal says so; a third aborts at once, without that save (the earlier
-    checkpoints survive: saves are atomic)."""
-
-    def __init__(self) -> None:
-        self.signal: int | None = None
-        self.count = 0
-
-    def __call__(self) -> bool:
-        return self.signal is not None
-
-    @contextmanager
-    def installed(self) -> Iterator[None]:
-        def handler(signum: int, frame: Any) -> None:
-            self.count += 1
-            if self.signal is None:
-                self.signal = signum
-            elif self.count == 2:
-                # os.write, not print: a handler may interrupt a print in progress.
-                os.write(2, b"stopping after the checkpoint is saved; signal once more to abort without it\n")
-            else:
-                raise KeyboardInterrupt
-
-        previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            yield
-        finally:
-            for s, h in previous.items():
-                signal.signal(s, h)
-
-
-def _last_good(run_dir: Path, lower_lr: float, steps: int) -> str:
-    from charlstm import checkpoint
-    from charlstm.errors import CheckpointError
-
-    try:
-        directory, step = checkpoint.locate(run_dir, prefer=checkpoint.LATEST)
-    except CheckpointError:
-        return f"No checkpoint was saved before it: start again with a lower learning rate, e.g. --lr {lower_lr:.2g}."
-    return (
-        f"The last good checkpoint is {directory / str(step)} (step {step}); continue from it with a lower "
-        f"learning rate: charlstm resume {run_dir} --lr {lower_lr:.2g} --steps {steps}"
-    )
-
-
-def _given(ctx: typer.Context, name: str) -> bool:
-    """Whether the user set option `name` (on the command line or through the
-    environment) rather than leaving it at its default."""
-    source = ctx.get_parameter_source(name)
-    return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
-
-
-def _verbosity(quiet: bool, verbose: bool) -> int:
-    if quiet and verbose:
-        fail("--quiet and --verbose contradict each other; pick one")
-    return 0 if quiet else 2 if verbose else 1
-
-
-def _join(coordinator: str | None, num_processes: int | None, process_id: int | None, verbosity: int) -> int:
-    """Join a multi-process run if one is asked for or detected (before
-    anything touches JAX's devices); the verbosity this process reports with:
-    only process 0 reports."""
-    from charlstm import distributed
-
-    distributed.initialize(coordinator, num_processes, process_id)
-    return verbosity if distributed.is_main() else 0
-
-
-def _train(run: Run, run_dir: Path, verbosity: int, devices: int | None = None) -> None:
-    from charlstm import api, distributed
-    from charlstm.model import count_params
-    from charlstm.progress import TrainingDisplay
-
-    stop = _StopFlag()
-    if verbosity:
-        say(f"run directory: {run_dir}")
-    if verbosity > 1:
-        mc, tc = run.model_config, run.train_config
-        say(f"model: {mc} ({count_params(run.state.params):,} parameters)")
-        say(f"training: {tc}")
-    try:
-        with stop.installed(), TrainingDisplay(stderr(), verbosity) as display:
-            finished = api.run_session(run, run_dir, display.handle, stop, devices)
-    except KeyboardInterrupt:
-        say(f"aborted without saving; earlier checkpoints are intact. Continue with: charlstm resume {run_dir}")
-        raise typer.Exit(EXIT_ABORTED) from None
-    if not distributed.is_main():  # the processes agree on how it ended; one says so
-        if finished.reason in ("diverged", "interrupted"):
-            raise typer.Exit(EXIT_DIVERGED if finished.reason == "diverged" else _interrupted_status(stop))
-        return
-    if finished.reason == "diverged":
-        advice = _last_good(run_dir, run.train_config.learning_rate / 2, run.train_config.steps)
-        say(
-            f"error: training diverged at step {finished.step} (a loss, the gradients or the parameters "
-            f"stopped being finite); nothing from it was saved. {advice}"
-        )
-        raise typer.Exit(EXIT_DIVERGED)
-    if finished.reason == "interrupted":
-        say(f"interrupted; checkpoint saved. Continue with: charlstm resume {run_dir}")
-        raise typer.Exit(_interrupted_status(stop))
-    if verbosity:
-        say(f"sample with: charlstm sample --checkpoint {run_dir}")
-
-
-def _interrupted_status(stop: _StopFlag) -> int:
-    # SIGTERM also when another process of a multi-process run was the one signalled.
-    return EXIT_SIGINT if stop.signal == signal.SIGINT else EXIT_SIGTERM
+# The parameters of `train` that are charlstm.train's keyword arguments, by the same names.
+_TRAIN_ARGS = (
+    *("preset", "hidden_size", "num_layers", "cell", "norm", "embed_dim", "steps", "batch_size", "seq_len"),
+    *("learning_rate", "warmup_steps", "weight_decay", "dropout", "grad_clip", "val_fraction", "reset_chars"),
+    *("eval_every", "checkpoint_every", "log_every", "seed"),
+)
 
 
 def train(
@@ -178,70 +82,77 @@ def train(
         ),
     ],
     out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Run directory [default: runs/<corpus>-<time>].")
+        Path | None, typer.Option(flag("out"), "-o", help="Run directory [default: runs/<corpus>-<time>].")
     ] = None,
     preset: Annotated[
         str | None,
         typer.Option(
+            flag("preset"),
             help="Start from a named size: tiny (a minute on a CPU), small (10 CPU minutes: the defaults), "
-            "medium (a GPU hour), large (a long GPU run). Options given here override it."
+            "medium (a GPU hour), large (a long GPU run). Options given here override it.",
         ),
     ] = None,
-    hidden: Annotated[int, typer.Option(help="Hidden size (units per recurrent layer).")] = _M.hidden_size,
-    layers: Annotated[int, typer.Option(help="Number of stacked recurrent layers.")] = _M.num_layers,
+    hidden_size: Annotated[
+        int, typer.Option(flag("hidden_size"), help="Hidden size (units per recurrent layer).")
+    ] = _M.hidden_size,
+    num_layers: Annotated[
+        int, typer.Option(flag("num_layers"), help="Number of stacked recurrent layers.")
+    ] = _M.num_layers,
     cell: Annotated[
-        str, typer.Option(help="Recurrent cell: lstm, or gru (lighter: three gates, no cell state).")
+        str, typer.Option(flag("cell"), help="Recurrent cell: lstm, or gru (lighter: three gates, no cell state).")
     ] = _M.cell,
     norm: Annotated[
         str,
         typer.Option(
+            flag("norm"),
             help="layer: layer normalisation inside the LSTM cell (learns faster per step, each step about 1.35x "
-            "the plain cell's on a CPU), or none; auto is layer for the LSTM, none for the GRU."
+            "the plain cell's on a CPU), or none; auto is layer for the LSTM, none for the GRU.",
         ),
     ] = _M.norm,
-    embed: Annotated[int, typer.Option(help="Character embedding size.")] = _M.embed_dim,
-    steps: Annotated[int, typer.Option(help="Optimizer steps to train for.")] = _T.steps,
+    embed_dim: Annotated[int, typer.Option(flag("embed_dim"), help="Character embedding size.")] = _M.embed_dim,
+    steps: Annotated[int, typer.Option(flag("steps"), help="Optimizer steps to train for.")] = _T.steps,
     max_time: Annotated[
-        float | None, typer.Option("--max-time", help="Stop after this many minutes even if steps remain.")
+        float | None, typer.Option(flag("max_seconds"), help="Stop after this many minutes even if steps remain.")
     ] = None,
     batch_size: Annotated[
-        int, typer.Option("--batch-size", "-b", help="Parallel text streams per step.")
+        int, typer.Option(flag("batch_size"), "-b", help="Parallel text streams per step.")
     ] = _T.batch_size,
     seq_len: Annotated[
-        int, typer.Option("--seq-len", help="Characters per window (backprop truncation length).")
+        int, typer.Option(flag("seq_len"), help="Characters per window (backprop truncation length).")
     ] = _T.seq_len,
-    lr: Annotated[
-        float, typer.Option("--lr", help="Peak learning rate (after warmup, before cosine decay).")
+    learning_rate: Annotated[
+        float, typer.Option(flag("learning_rate"), help="Peak learning rate (after warmup, before cosine decay).")
     ] = _T.learning_rate,
-    warmup: Annotated[
-        int, typer.Option(help="Learning-rate warmup steps (at most a tenth of --steps).")
+    warmup_steps: Annotated[
+        int, typer.Option(flag("warmup_steps"), help="Learning-rate warmup steps (at most a tenth of --steps).")
     ] = _T.warmup_steps,
     weight_decay: Annotated[
-        float, typer.Option("--weight-decay", help="AdamW decoupled weight decay on weight matrices.")
+        float, typer.Option(flag("weight_decay"), help="AdamW decoupled weight decay on weight matrices.")
     ] = _T.weight_decay,
     dropout: Annotated[
-        float, typer.Option(help="Drop this share of each recurrent layer's outputs in training (0: none).")
+        float,
+        typer.Option(flag("dropout"), help="Drop this share of each recurrent layer's outputs in training (0: none)."),
     ] = _T.dropout,
-    clip: Annotated[float, typer.Option(help="Clip the global gradient norm to this.")] = _T.grad_clip,
+    grad_clip: Annotated[
+        float, typer.Option(flag("grad_clip"), help="Clip the global gradient norm to this.")
+    ] = _T.grad_clip,
     val_fraction: Annotated[
-        float, typer.Option("--val-fraction", help="Share of the text, from its end, held out for validation.")
+        float, typer.Option(flag("val_fraction"), help="Share of the text, from its end, held out for validation.")
     ] = _T.val_fraction,
     reset_chars: Annotated[
         int,
         typer.Option(
-            "--reset-chars",
+            flag("reset_chars"),
             help="Restart each stream's carried state from zero every this many characters (staggered), as "
             "sampling starts; 0: only at each new pass over the text.",
         ),
     ] = _T.reset_chars,
-    eval_every: Annotated[int, typer.Option("--eval-every", help="Steps between validation passes.")] = _T.eval_every,
+    eval_every: Annotated[int, typer.Option(flag("eval_every"), help=_EVAL_EVERY)] = _T.eval_every,
     checkpoint_every: Annotated[
-        int, typer.Option("--checkpoint-every", help="Steps between checkpoints.")
+        int, typer.Option(flag("checkpoint_every"), help=_CHECKPOINT_EVERY)
     ] = _T.checkpoint_every,
-    log_every: Annotated[
-        int, typer.Option("--log-every", help="Steps between progress reports and metrics.jsonl lines.")
-    ] = _T.log_every,
-    seed: Annotated[int, typer.Option(help="Random seed for initialisation.")] = _T.seed,
+    log_every: Annotated[int, typer.Option(flag("log_every"), help=_LOG_EVERY)] = _T.log_every,
+    seed: Annotated[int, typer.Option(flag("seed"), help="Random seed for initialisation.")] = _T.seed,
     devices: Devices = None,
     coordinator: Coordinator = None,
     num_processes: NumProcesses = None,
@@ -250,68 +161,37 @@ def train(
     verbose: Verbose = False,
 ) -> None:
     """Train a new model on CORPUS and save checkpoints in a run directory."""
-    level = _verbosity(quiet, verbose)
+    level = verbosity(quiet, verbose)
+    options = given(ctx, _TRAIN_ARGS)
+    if max_time is not None:
+        options["max_seconds"] = max_time * 60
     with user_errors():
-        from charlstm import api, data, distributed, presets
-        from charlstm.config import TrainConfig
+        from charlstm import api
 
-        # (config field, command-line parameter, value)
-        model_options = [
-            ("hidden_size", "hidden", hidden),
-            ("num_layers", "layers", layers),
-            ("embed_dim", "embed", embed),
-            ("cell", "cell", cell),
-            ("norm", "norm", norm),
-        ]
-        train_options = [
-            ("steps", "steps", steps),
-            ("batch_size", "batch_size", batch_size),
-            ("seq_len", "seq_len", seq_len),
-            ("learning_rate", "lr", lr),
-            ("warmup_steps", "warmup", warmup),
-            ("weight_decay", "weight_decay", weight_decay),
-            ("dropout", "dropout", dropout),
-            ("grad_clip", "clip", clip),
-            ("val_fraction", "val_fraction", val_fraction),
-            ("reset_chars", "reset_chars", reset_chars),
-            ("eval_every", "eval_every", eval_every),
-            ("checkpoint_every", "checkpoint_every", checkpoint_every),
-            ("log_every", "log_every", log_every),
-            ("max_seconds", "max_time", None if max_time is None else max_time * 60),
-            ("seed", "seed", seed),
-        ]
-        model, options = presets.apply(
-            preset,
-            {field: value for field, name, value in model_options if preset is None or _given(ctx, name)},
-            {field: value for field, name, value in train_options if preset is None or _given(ctx, name)},
-        )
-        train_config = TrainConfig(**options)
         level = _join(coordinator, num_processes, process_id, level)
-        # A batch the devices cannot share fails here, before the run directory exists.
-        distributed.make_mesh(train_config.batch_size, devices)
-        path, shipped = data.resolve_corpus_path(corpus)
-        if shipped and level:
-            say(f"note: no file {corpus} here; using the shipped corpus {path}")
-        run, run_dir = api.prepare(path, out, model, train_config)
         use_cache()
-        _train(run, run_dir, level, devices)
+        _train(
+            level,
+            lambda watch, stop: api.train(corpus, out, on_event=watch, should_stop=stop, devices=devices, **options),
+        )
 
 
 def resume(
     run_dir: Annotated[Path, typer.Argument(help="Run directory to continue (from its latest checkpoint).")],
-    steps: Annotated[int | None, typer.Option(help="New total step count, to extend a finished run.")] = None,
-    max_time: Annotated[float | None, typer.Option("--max-time", help="Stop after this many minutes.")] = None,
-    lr: Annotated[
-        float | None, typer.Option("--lr", help="New peak learning rate (changes the schedule from here on).")
+    steps: Annotated[
+        int | None, typer.Option(flag("steps"), help="New total step count, to extend a finished run.")
     ] = None,
-    eval_every: Annotated[int | None, typer.Option("--eval-every", help="Steps between validation passes.")] = None,
-    checkpoint_every: Annotated[
-        int | None, typer.Option("--checkpoint-every", help="Steps between checkpoints.")
+    max_time: Annotated[float | None, typer.Option(flag("max_seconds"), help="Stop after this many minutes.")] = None,
+    learning_rate: Annotated[
+        float | None,
+        typer.Option(flag("learning_rate"), help="New peak learning rate (changes the schedule from here on)."),
     ] = None,
-    log_every: Annotated[
-        int | None, typer.Option("--log-every", help="Steps between progress reports and metrics lines.")
-    ] = None,
-    force: Annotated[bool, typer.Option(help="Resume even if the corpus file changed since the run started.")] = False,
+    eval_every: Annotated[int | None, typer.Option(flag("eval_every"), help=_EVAL_EVERY)] = None,
+    checkpoint_every: Annotated[int | None, typer.Option(flag("checkpoint_every"), help=_CHECKPOINT_EVERY)] = None,
+    log_every: Annotated[int | None, typer.Option(flag("log_every"), help=_LOG_EVERY)] = None,
+    force: Annotated[
+        bool, typer.Option(flag("force"), help="Resume even if the corpus file changed since the run started.")
+    ] = False,
     devices: Devices = None,
     coordinator: Coordinator = None,
     num_processes: NumProcesses = None,
@@ -321,21 +201,100 @@ def resume(
 ) -> None:
     """Continue a run exactly where its latest checkpoint left it (on any
     number of devices and processes the batch splits evenly over)."""
-    level = _verbosity(quiet, verbose)
+    level = verbosity(quiet, verbose)
+    changes = {
+        "steps": steps,
+        "max_seconds": None if max_time is None else max_time * 60,
+        "learning_rate": learning_rate,
+        "eval_every": eval_every,
+        "checkpoint_every": checkpoint_every,
+        "log_every": log_every,
+    }
+    overrides = {name: value for name, value in changes.items() if value is not None}
     with user_errors():
-        from charlstm import distributed, runs
+        from charlstm import api
 
         level = _join(coordinator, num_processes, process_id, level)
-
-        overrides = {
-            "steps": steps,
-            "max_seconds": None if max_time is None else max_time * 60,
-            "learning_rate": lr,
-            "eval_every": eval_every,
-            "checkpoint_every": checkpoint_every,
-            "log_every": log_every,
-        }
-        run = runs.resume_run(run_dir, {k: v for k, v in overrides.items() if v is not None}, force=force)
-        distributed.make_mesh(run.train_config.batch_size, devices)
         use_cache()
-        _train(run, run_dir, level, devices)
+        _train(
+            level,
+            lambda watch, stop: api.resume(
+                run_dir, force=force, on_event=watch, should_stop=stop, devices=devices, **overrides
+            ),
+        )
+
+
+def _join(coordinator: str | None, num_processes: int | None, process_id: int | None, level: int) -> int:
+    """Join a multi-process run if one is asked for or detected (before
+    anything touches JAX's devices); the verbosity this process reports with:
+    only process 0 reports."""
+    from charlstm.training import distributed
+
+    distributed.initialize(coordinator, num_processes, process_id)
+    return level if distributed.is_main() else 0
+
+
+class _Watch:
+    """Passes the run's events to the display, keeping the two it ends on."""
+
+    def __init__(self, handle: Callable[[Any], None]):
+        self.handle = handle
+        self.run_dir: Path | None = None
+        self.finished: Finished | None = None
+
+    def __call__(self, event: Any) -> None:
+        from charlstm.training import events
+
+        if isinstance(event, events.Opened):
+            self.run_dir = event.run_dir
+        elif isinstance(event, events.Finished):
+            self.finished = event
+        self.handle(event)
+
+
+def _train(level: int, start: Callable[[_Watch, StopFlag], Any]) -> None:
+    """Train (a new or resumed run, as `start` says) with the display and the
+    signal handlers in place, then say how it ended."""
+    from charlstm.api import TrainingDiverged
+    from charlstm.cli.display import TrainingDisplay
+    from charlstm.training import distributed
+
+    stop = StopFlag()
+    display = TrainingDisplay(stderr(), level)
+    watch = _Watch(display.handle)
+    try:
+        with stop.installed(), display:
+            start(watch, stop)
+    except KeyboardInterrupt:
+        say(f"aborted without saving; earlier checkpoints are intact. Continue with: charlstm resume {watch.run_dir}")
+        raise typer.Exit(EXIT_ABORTED) from None
+    except TrainingDiverged as diverged:
+        if distributed.is_main():  # the processes agree on how it ended; one says so
+            say(f"error: {_diverged_advice(diverged)}")
+        raise typer.Exit(EXIT_DIVERGED) from None
+    interrupted = watch.finished is not None and watch.finished.reason == "interrupted"
+    if interrupted and distributed.is_main():
+        say(f"interrupted; checkpoint saved. Continue with: charlstm resume {watch.run_dir}")
+    if interrupted:
+        raise typer.Exit(stop.exit_status)
+    if level:
+        say(f"sample with: charlstm sample {flag('checkpoint')} {watch.run_dir}")
+
+
+def _diverged_advice(diverged: TrainingDiverged) -> str:
+    lower = diverged.learning_rate / 2
+    if diverged.last_good is None:
+        advice = (
+            "No checkpoint was saved before it: start again with a lower learning rate, e.g. "
+            f"{flag('learning_rate')} {lower:.2g}."
+        )
+    else:
+        advice = (
+            f"The last good checkpoint is {diverged.last_good} (step {diverged.last_good_step}); continue from it "
+            f"with a lower learning rate: charlstm resume {diverged.run_dir} {flag('learning_rate')} {lower:.2g} "
+            f"{flag('steps')} {diverged.steps}"
+        )
+    return (
+        f"training diverged at step {diverged.step} (a loss, the gradients or the parameters stopped being finite); "
+        f"nothing from it was saved. {advice}"
+    )

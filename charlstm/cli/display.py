@@ -1,0 +1,197 @@
+"""The training display: the one place that turns loop events into terminal output.
+
+On a terminal it is a live rich progress bar; elsewhere (CI logs, files,
+pipes) it prints plain lines, at most one progress line every few seconds
+plus one for every evaluation, save and the end.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
+
+from charlstm.cli.format import duration as _duration
+from charlstm.cli.format import loss_text as _loss_text
+from charlstm.flags import as_options
+from charlstm.training import events
+
+QUIET, NORMAL, VERBOSE = 0, 1, 2
+
+
+class TrainingDisplay:
+    """verbosity: QUIET shows nothing (errors are the CLI's), NORMAL the bar
+    or throttled lines plus evaluations, samples and saves, VERBOSE also
+    every logged step as a line."""
+
+    def __init__(self, console: Console, verbosity: int = NORMAL, plain_interval: float = 10.0):
+        self.console = console
+        self.verbosity = verbosity
+        self.live = console.is_terminal and verbosity == NORMAL
+        self.plain_interval = plain_interval
+        self._last_plain = 0.0
+        self._val: float | None = None
+        self._progress: Progress | None = None
+        self._task: TaskID | None = None
+        self._last: events.Progress | None = None
+
+    def __enter__(self) -> TrainingDisplay:
+        return self
+
+    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+    def _say(self, message: str, style: str | None = None) -> None:
+        # Paths and samples can contain [brackets]: never read messages as markup.
+        console = self._progress.console if self._progress is not None else self.console
+        console.print(message, highlight=False, markup=False, style=style)
+
+    def handle(self, event: events.Event) -> None:
+        if self.verbosity == QUIET:
+            return
+        if isinstance(event, events.Opened):
+            self._on_opened(event)
+        elif isinstance(event, events.Started):
+            verb = "resuming at step" if event.step else "starting at step"
+            where = ", ".join(event.devices) + (f" in {event.processes} processes" if event.processes > 1 else "")
+            self._say(
+                f"training on {event.backend} ({where}), {verb} {event.step} of "
+                f"{event.total_steps}; {event.train_chars:,} training chars per pass, "
+                f"{event.val_chars:,} validation chars"
+            )
+            if self.live:
+                self._start_bar(event.step, event.total_steps)
+        elif isinstance(event, events.Compiled):
+            self._say(f"compiled the training step in {event.seconds:.1f}s")
+        elif isinstance(event, events.Progress):
+            self._on_progress(event)
+        elif isinstance(event, events.Warned):
+            self._say(f"step {event.step}: warning: {event.message}", style="yellow")
+        elif isinstance(event, events.Evaluated):
+            self._val = event.val_loss
+            if self._progress is not None and self._task is not None and self._last is not None:
+                self._progress.update(self._task, stats=self._stats(self._last))
+            mark = "  new best" if event.best else ""
+            self._say(f"step {event.step}: validation loss {_loss_text(event.val_loss)}{mark}")
+        elif isinstance(event, events.Sampled):
+            lines = event.text.splitlines() or [""]
+            self._say(f"step {event.step}: sample\n" + "\n".join(f"  | {line}" for line in lines), style="dim")
+        elif isinstance(event, events.Saved):
+            if not event.best or self.verbosity == VERBOSE:
+                self._say(f"step {event.step}: saved {'best ' if event.best else ''}checkpoint {event.path}")
+        elif isinstance(event, events.Finished):
+            if self._progress is not None:
+                self._progress.stop()
+                self._progress = None
+            self._say(
+                f"{event.reason} at step {event.step} after {_duration(event.train_seconds)} of training; "
+                f"best validation loss {_loss_text(event.best_val_loss)}"
+            )
+
+    def _start_bar(self, step: int, total: int) -> None:
+        self._progress = Progress(
+            TextColumn("[bold]train"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[stats]}"),
+            TimeRemainingColumn(),
+            console=self.console,
+            transient=False,
+        )
+        self._task = self._progress.add_task("train", total=total, completed=step, stats="compiling...")
+        self._progress.start()
+
+    def _stats(self, event: events.Progress) -> str:
+        clipped = f" clip {event.clipped_fraction:.0%}" if event.clipped_fraction else ""
+        return (
+            f"loss {event.loss:.3f}  val {_loss_text(self._val)}  |g| {event.grad_norm:.2f}{clipped}  "
+            f"lr {event.lr:.2e}  {event.chars_per_sec / 1000:.1f}k chars/s"
+        )
+
+    def _on_opened(self, event: events.Opened) -> None:
+        if event.shipped_corpus:
+            self._say(f"note: no file {Path(event.corpus).name} here; using the shipped corpus {event.corpus}")
+        self._say(f"run directory: {event.run_dir}")
+        if self.verbosity == VERBOSE:
+            self._say(f"model: {event.model_config} ({event.params:,} parameters)")
+            self._say(f"training: {event.train_config}")
+
+    def _on_progress(self, event: events.Progress) -> None:
+        self._last = event
+        if self._progress is not None and self._task is not None:
+            self._progress.update(self._task, completed=event.step, stats=self._stats(event))
+            return
+        now = time.monotonic()
+        due = now - self._last_plain >= self.plain_interval or self.verbosity == VERBOSE
+        if due or event.step == event.total_steps:
+            self._last_plain = now
+            remaining = (event.total_steps - event.step) * (event.elapsed / max(event.step, 1))
+            self._say(
+                f"step {event.step}/{event.total_steps}  {self._stats(event)}  "
+                f"elapsed {_duration(event.elapsed)}  eta ~{_duration(remaining)}"
+            )
+
+
+class SearchDisplay:
+    """`charlstm tune`: a line as each trial starts and ends; in between, on a
+    terminal, a transient bar for the trial's steps. VERBOSE shows each trial
+    as `charlstm train` would (evaluations, samples, saves)."""
+
+    def __init__(self, console: Console, verbosity: int = NORMAL):
+        self.console = console
+        self.verbosity = verbosity
+        self._trial: TrainingDisplay | None = None
+        self._progress: Progress | None = None
+        self._task: TaskID | None = None
+
+    def __enter__(self) -> SearchDisplay:
+        return self
+
+    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        self._stop_bar()
+
+    def _stop_bar(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+
+    def _say(self, message: str) -> None:
+        self.console.print(message, highlight=False, markup=False)
+
+    def handle(self, event: Any) -> None:
+        if self.verbosity == QUIET:
+            return
+        if isinstance(event, events.SearchPlanned):
+            self._say(f"search directory: {event.directory}; {event.trials} {event.kind} trials")
+        elif isinstance(event, events.TrialStarted):
+            self._say(
+                f"trial {event.index + 1}/{event.total}: {as_options(event.point)}  "
+                f"({event.params / 1e6:.2f}M parameters, {event.steps:,} steps)"
+            )
+            if self.verbosity == VERBOSE:
+                self._trial = TrainingDisplay(self.console, NORMAL)
+            elif self.console.is_terminal:
+                self._progress = Progress(
+                    TextColumn("  "), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[stats]}"),
+                    console=self.console, transient=True,
+                )  # fmt: skip
+                self._task = self._progress.add_task("trial", total=event.steps, stats="compiling...")
+                self._progress.start()
+        elif isinstance(event, events.TrialFinished):
+            self._stop_bar()
+            self._trial = None
+            r = event.result
+            self._say(
+                f"trial {event.index + 1}/{event.total}: {r.reason} at step {r.steps} after "
+                f"{_duration(r.train_seconds)}; best validation loss {_loss_text(r.val_loss)}"
+            )
+        elif self._trial is not None:
+            self._trial.handle(event)
+        elif isinstance(event, events.Progress) and self._progress is not None and self._task is not None:
+            stats = f"loss {event.loss:.3f}  {event.chars_per_sec / 1000:.1f}k chars/s"
+            self._progress.update(self._task, completed=event.step, stats=stats)

@@ -1,0 +1,84 @@
+"""Tables for `charlstm inspect`: data in, rich renderables out. Nothing here prints."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from rich import box
+from rich.table import Table
+
+from charlstm.introspect.features import FEATURES, UnitScore
+from charlstm.introspect.record import LABELS, SATURATED_HIGH, SATURATED_LOW, Inspection, Saturation
+
+# A unit counts as "mostly" saturated on one side when it is there on more
+# than half of the steps.
+_MOSTLY = 0.5
+
+
+def summary_table(source: str, where: Path, inspection: Inspection, page: Path) -> Table:
+    table = Table(show_header=False, show_edge=False, box=None, padding=(0, 2))
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column(overflow="fold")
+    n = inspection.h.shape[1]
+    table.add_row("text", source)
+    table.add_row("checkpoint", f"{where} ({inspection.model})")
+    table.add_row("characters read", f"{n:,}")
+    if inspection.skipped:
+        listed = ", ".join(f"{c!r} x{k}" for c, k in sorted(inspection.skipped.items(), key=lambda kv: -kv[1])[:10])
+        table.add_row("skipped (not in vocabulary)", f"{sum(inspection.skipped.values()):,}: {listed}")
+    if inspection.truncated:
+        table.add_row("not read (--max-chars)", f"{inspection.truncated:,}")
+    table.add_row("loss", f"{inspection.loss:.4f} nats/char ({inspection.bits_per_char:.4f} bits per char)")
+    table.add_row("page", str(page))
+    return table
+
+
+def top_units_table(tops: Mapping[str, Sequence[UnitScore]], top: int) -> Table:
+    table = Table(
+        title="Units that follow text features (L layer, c or h, unit: correlation r)",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        header_style="bold",
+        pad_edge=False,
+    )
+    table.add_column("feature", no_wrap=True)
+    table.add_column("what", no_wrap=True)
+    for rank in range(1, top + 1):
+        table.add_column(f"#{rank}", no_wrap=True)
+    for feature in FEATURES:
+        found = tops.get(feature.name, [])
+        cells = [f"{s.label} {s.r:+.2f}" for s in found] or ["not in text"]
+        table.add_row(feature.name, feature.description, *cells)
+    return table
+
+
+def saturation_table(saturation: Saturation) -> Table:
+    table = Table(
+        title=f"Gate saturation: share of steps below {SATURATED_LOW} (left) and above {SATURATED_HIGH} (right)",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        header_style="bold",
+        pad_edge=False,
+    )
+    table.add_column("layer", justify="right", no_wrap=True)
+    table.add_column("gate", no_wrap=True)
+    mostly = f"(>{_MOSTLY:.0%})"
+    for name in ["left, mean", "right, mean", f"units mostly left {mostly}", f"units mostly right {mostly}", "units"]:
+        table.add_column(name, justify="right", no_wrap=True)
+    for layer in range(_layers(saturation)):
+        for gate, (left, right) in saturation.items():
+            table.add_row(
+                str(layer),
+                f"{gate} ({LABELS[gate]})",
+                f"{left[layer].mean():.1%}",
+                f"{right[layer].mean():.1%}",
+                str(int((left[layer] > _MOSTLY).sum())),
+                str(int((right[layer] > _MOSTLY).sum())),
+                str(left.shape[1]),
+            )
+    return table
+
+
+def _layers(saturation: Saturation) -> int:
+    return next(iter(saturation.values()))[0].shape[0]

@@ -1,0 +1,130 @@
+"""Tables for `charlstm runs`, `info`, `eval` and `tune`: data in, rich
+renderables out. Nothing here prints; the commands decide where tables go."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich import box
+from rich.table import Table
+
+from charlstm.cli.format import duration, loss_text
+from charlstm.core.scorer import Score
+from charlstm.flags import label
+from charlstm.training.catalog import RunSummary
+from charlstm.training.checkpoint import Meta
+from charlstm.training.events import TrialResult
+from charlstm.units import LN2
+
+
+def _when(unix: float) -> str:
+    return time.strftime("%m-%d %H:%M", time.localtime(unix))
+
+
+def runs_table(runs: Sequence[RunSummary]) -> Table:
+    table = Table(box=box.SIMPLE_HEAD, header_style="bold", pad_edge=False)
+    table.add_column("run", overflow="fold")
+    table.add_column("corpus", overflow="fold")
+    table.add_column("model", no_wrap=True)
+    table.add_column("steps", justify="right", no_wrap=True)
+    table.add_column("best val (bpc)", justify="right", no_wrap=True)
+    table.add_column("time", justify="right", no_wrap=True)
+    table.add_column("updated", no_wrap=True)
+    for r in runs:
+        if r.problem is not None:
+            continue  # listed apart: see the CLI
+        table.add_row(
+            r.path.name,
+            Path(r.corpus).name,
+            f"{r.model} {r.params / 1e6:.2f}M",
+            f"{r.step}/{r.total_steps}",
+            "-" if r.best_val_loss is None else f"{r.best_val_loss:.4f} ({r.best_val_loss / LN2:.3f})",
+            duration(r.train_seconds),
+            _when(r.updated),
+        )
+    return table
+
+
+def _vocab_preview(chars: str, limit: int = 60) -> str:
+    shown = chars if len(chars) <= limit else chars[:limit]
+    more = f" ... and {len(chars) - limit} more" if len(chars) > limit else ""
+    return repr(shown) + more
+
+
+def _wrapped(items: list[str], per_line: int) -> str:
+    return "\n".join(", ".join(items[i : i + per_line]) for i in range(0, len(items), per_line))
+
+
+def info_table(meta: Meta, params: int) -> Table:
+    table = Table(show_header=False, show_edge=False, box=None, padding=(0, 2))
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column(overflow="fold")
+    model, train = meta.model_config, meta.train_config
+    saved = f"{meta.raw.get('saved_at', '?')} by charlstm {meta.raw.get('charlstm_version', '?')}"
+    rows = [
+        ("checkpoint", str(meta.path)),
+        ("saved", saved),
+        ("step", f"{meta.step} of {train.steps}"),
+        ("model", f"{model.describe()}, embedding {model.embed_dim}"),
+        ("parameters", f"{params:,}"),
+        ("vocabulary", f"{meta.vocab.size} characters: {_vocab_preview(meta.vocab.chars)}"),
+        ("corpus", f"{meta.corpus_path} (sha256 {meta.corpus_sha256[:12]}...)"),
+        ("validation text", f"the last {train.val_fraction:.0%} of the corpus"),
+        ("best validation loss", loss_text(meta.best_val_loss, 4)),
+        ("training time", duration(meta.train_seconds)),
+        ("training", _wrapped([f"{k}={v}" for k, v in dataclasses.asdict(train).items()], per_line=4)),
+    ]
+    if meta.history:
+        last = meta.history[-5:]
+        rows.append(
+            ("validation", "; ".join(f"step {h['step']:g}: {h['val_loss']:.4f}" for h in last) + " (latest passes)")
+        )
+    for name, value in rows:
+        table.add_row(name, value)
+    return table
+
+
+def score_table(text_path: str, where: Path, score: Score) -> Table:
+    table = Table(show_header=False, show_edge=False, box=None, padding=(0, 2))
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column(overflow="fold")
+    table.add_row("text", text_path)
+    table.add_row("checkpoint", str(where))
+    table.add_row("characters scored", f"{score.chars:,}")
+    if score.skipped:
+        listed = ", ".join(f"{c!r} x{n}" for c, n in sorted(score.skipped.items(), key=lambda kv: -kv[1])[:10])
+        table.add_row("skipped (not in vocabulary)", f"{sum(score.skipped.values()):,}: {listed}")
+    table.add_row("loss", f"{score.loss:.4f} nats/char")
+    table.add_row("bits per char", f"{score.bits_per_char:.4f}")
+    table.add_row("perplexity", f"{score.perplexity:.3f}")
+    return table
+
+
+def trials_table(results: Sequence[TrialResult]) -> Table:
+    """A search's trials, in the order given (best first, from tune.ranked)."""
+    table = Table(box=box.SIMPLE_HEAD, header_style="bold", pad_edge=False)
+    fields = list(results[0].point) if results else []
+    table.add_column("#", justify="right", no_wrap=True)
+    table.add_column("trial", no_wrap=True)
+    for name in fields:
+        table.add_column(label(name), justify="right", no_wrap=True)
+    table.add_column("params", justify="right", no_wrap=True)
+    table.add_column("steps", justify="right", no_wrap=True)
+    table.add_column("val (bpc)", justify="right", no_wrap=True)
+    table.add_column("time", justify="right", no_wrap=True)
+    table.add_column("ended", no_wrap=True)
+    for rank, r in enumerate(results, 1):
+        table.add_row(
+            str(rank),
+            Path(r.run_dir).name,
+            *(f"{r.point[name]:g}" for name in fields),
+            f"{r.params / 1e6:.2f}M",
+            f"{r.steps}/{r.planned_steps}",
+            "-" if r.val_loss is None else f"{r.val_loss:.4f} ({r.val_loss / LN2:.3f})",
+            duration(r.train_seconds),
+            r.reason,
+        )
+    return table

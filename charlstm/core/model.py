@@ -1,0 +1,228 @@
+"""The character model: embedding, stacked LSTM (or GRU) layers, dense head.
+
+Shape legend used in the comments below:
+    B batch (independent text streams), T time (characters in a window),
+    E embedding width, H hidden size, L layers, V vocabulary size.
+
+The model is Flax Linen: parameters are a plain nested dict, `apply` is a
+pure function, and the recurrence is a `jax.lax.scan` with a hand-written
+backward pass for each cell (`cells.py`). That keeps the training step a
+pure `(state, batch) -> (state, metrics)` function and the checkpoint a
+plain tree of named arrays.
+
+Applied with the "intermediates" collection mutable, every recurrent layer
+also records its gates and states at each step (`charlstm inspect` reads
+them; see `record`), computed by the same forward pass as training's.
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from charlstm.config import ModelConfig
+from charlstm.core.cells import (
+    gru_layer,
+    gru_record,
+    gru_update,
+    ln_lstm_layer,
+    ln_lstm_record,
+    lstm_layer,
+    lstm_record,
+    lstm_update,
+)
+
+# The recurrent state of the whole stack: (h, c), each (L, B, H).
+Carry = tuple[jax.Array, jax.Array]
+Params = Any
+LayerCarry = tuple[jax.Array, jax.Array]  # one layer's (h, c), (B, H) each
+RECORDED = "intermediates"  # the Flax collection the layers record into
+
+
+def layer_name(config: ModelConfig, layer: int) -> str:
+    """The parameter group of recurrent layer `layer`: "lstm_0", "gru_1", ..."""
+    return f"{config.cell}_{layer}"
+
+
+def _record(layer: nn.Module, recorded: dict[str, jax.Array]) -> None:
+    """Keep a layer's per-step gates and states, (T, B, H) each, in RECORDED."""
+    for name, values in recorded.items():
+        layer.sow(RECORDED, name, values)
+
+
+def _gate_bias_init(forget_bias: float, blocks: int = 4) -> Any:
+    def init(key: jax.Array, shape: tuple[int, ...], dtype: Any = jnp.float32) -> jax.Array:
+        del key
+        hidden = shape[0] // blocks
+        # A positive bias on the second block (the LSTM's forget gate, the
+        # GRU's update gate) starts every unit remembering, so gradients flow
+        # through the state over long spans from the first step of training.
+        return jnp.zeros(shape, dtype).at[hidden : 2 * hidden].set(forget_bias)
+
+    return init
+
+
+class LSTMLayer(nn.Module):
+    """One LSTM layer over a whole window, time-major."""
+
+    hidden_size: int
+    forget_bias: float = 1.0
+    norm: str = "none"  # "layer": the layer-normalised cell (cells.ln_lstm_layer)
+
+    @nn.compact
+    def __call__(self, xs: jax.Array, carry: LayerCarry) -> tuple[jax.Array, LayerCarry]:
+        """xs (T, B, D) and carry (h, c) each (B, H) -> hs (T, B, H), final (h, c)."""
+        hidden = self.hidden_size
+        w_x = self.param("w_x", nn.initializers.lecun_normal(), (xs.shape[-1], 4 * hidden))
+        w_h = self.param("w_h", nn.initializers.orthogonal(), (hidden, 4 * hidden))
+        b = self.param("b", _gate_bias_init(self.forget_bias), (4 * hidden,))
+        if xs.shape[0] == 0:  # an empty prime: nothing to read
+            return jnp.zeros((0, *carry[0].shape), xs.dtype), carry
+        if self.norm == "layer":
+            ones, zeros = nn.initializers.ones, nn.initializers.zeros
+            p = {"w_x": w_x, "w_h": w_h, "b": b}
+            p |= {name: self.param(name, ones, (4 * hidden,)) for name in ("gain_x", "gain_h")}
+            p |= {"gain_c": self.param("gain_c", ones, (hidden,)), "bias_c": self.param("bias_c", zeros, (hidden,))}
+            if self.is_mutable_collection(RECORDED):
+                hs, h, c, recorded = ln_lstm_record(p, xs, *carry)
+                _record(self, recorded)
+                return hs, (h, c)
+            hs, h, c = ln_lstm_layer(p, xs, *carry)  # hs (T, B, H)
+            return hs, (h, c)
+        if self.is_mutable_collection(RECORDED):
+            hs, h, c, recorded = lstm_record(xs, w_x, b, w_h, *carry)
+            _record(self, recorded)
+            return hs, (h, c)
+        if xs.shape[0] == 1:  # one character at a time (generation): no loop
+            h, c = lstm_update(xs[0] @ w_x + b + carry[0] @ w_h, carry[1])  # (B, 4H) -> (B, H)
+            return h[None], (h, c)
+        # A window: the whole recurrence with its hand-written backward pass
+        # (see cells.py for why, and what it measured).
+        hs, h, c = lstm_layer(xs, w_x, b, w_h, *carry)  # hs (T, B, H)
+        return hs, (h, c)
+
+
+class GRULayer(nn.Module):
+    """One GRU layer over a whole window, time-major: the lighter recurrent
+    cell (three gate blocks instead of four, no separate cell state).
+
+        r = sigmoid(W_xr x + W_hr h + b_r)          reset gate
+        u = sigmoid(W_xu x + W_hu h + b_u)          update gate
+        n = tanh(W_xn x + W_hn (r * h) + b_n)       candidate state
+        h' = (1 - u) * n + u * h
+
+    The carry keeps the LSTM's (h, c) shape so that both cells share one
+    training state layout; a GRU has no cell state, and its c stays zero.
+    """
+
+    hidden_size: int
+    update_bias: float = 1.0  # like the LSTM's forget bias: start out keeping h
+
+    @nn.compact
+    def __call__(self, xs: jax.Array, carry: LayerCarry) -> tuple[jax.Array, LayerCarry]:
+        """xs (T, B, D) and carry (h, c) each (B, H) -> hs (T, B, H), final (h, c)."""
+        hidden = self.hidden_size
+        w_x = self.param("w_x", nn.initializers.lecun_normal(), (xs.shape[-1], 3 * hidden))  # [r | u | n]
+        w_h = self.param("w_h", nn.initializers.orthogonal(), (hidden, 2 * hidden))  # [r | u]
+        w_hn = self.param("w_hn", nn.initializers.orthogonal(), (hidden, hidden))
+        b = self.param("b", _gate_bias_init(self.update_bias, blocks=3), (3 * hidden,))
+        h_last, c = carry
+        if xs.shape[0] == 0:  # an empty prime: nothing to read
+            return jnp.zeros((0, *h_last.shape), xs.dtype), carry
+        if self.is_mutable_collection(RECORDED):
+            hs, h, recorded = gru_record(xs, w_x, b, w_h, w_hn, h_last)
+            _record(self, {**recorded, "c": jnp.zeros_like(hs)})
+            return hs, (h, c)
+        if xs.shape[0] == 1:  # one character at a time (generation): no loop
+            h = gru_update(xs[0] @ w_x + b, h_last, w_h, w_hn)  # (B, H)
+            return h[None], (h, c)
+        # A window: the recurrence with its hand-written backward pass (cells.py).
+        hs, h = gru_layer(xs, w_x, b, w_h, w_hn, h_last)  # hs (T, B, H)
+        return hs, (h, c)
+
+
+def _dropped(x: jax.Array, keys: jax.Array, layer: int, rate: float) -> jax.Array:
+    """x (T, B, H) with units dropped at `rate`, row b's mask drawn from keys[b] alone."""
+
+    def mask(key: jax.Array) -> jax.Array:
+        return jax.random.bernoulli(jax.random.fold_in(key, layer), 1.0 - rate, (x.shape[0], x.shape[2]))  # (T, H)
+
+    keep = jax.vmap(mask, out_axes=1)(keys)  # (T, B, H)
+    return jnp.where(keep, x / (1.0 - rate), 0.0)
+
+
+class CharLSTM(nn.Module):
+    """Embedding, `num_layers` recurrent layers (LSTM, or GRU with
+    `config.cell == "gru"`), and a dense head over the vocabulary.
+
+    With the RECORDED collection mutable, layer l's gates and states at every
+    step are kept under `layer_name(config, l)`: i, f, g, o, c, h for an LSTM;
+    r, u, n, h for a GRU, and a zero c (see `charlstm.introspect.record`)."""
+
+    config: ModelConfig
+
+    @nn.compact
+    def __call__(
+        self, tokens: jax.Array, carry: Carry, dropout: float = 0.0, keys: jax.Array | None = None
+    ) -> tuple[jax.Array, Carry]:
+        """tokens (B, T) int -> logits (B, T, V) and the carry after the window.
+
+        With `keys` (B, 2), one per row, and a `dropout` rate, each layer's
+        output (what the next layer or the head reads, never the recurrent
+        state) is dropped at that rate, as in Zaremba, Sutskever and Vinyals
+        (2014); without, nothing is. A row's mask depends only on its own key,
+        so splitting the rows over devices does not change the masks."""
+        cfg = self.config
+        # Time-major inside: scan walks the leading axis, and transposing the
+        # small int token array is cheaper than transposing activations.
+        x = nn.Embed(cfg.vocab_size, cfg.embed_dim, name="embed")(tokens.T)  # (T, B, E)
+        h0, c0 = carry  # (L, B, H) each
+        hs, cs = [], []
+        for layer in range(cfg.num_layers):
+            name = layer_name(cfg, layer)
+            if cfg.cell == "lstm":
+                cell: nn.Module = LSTMLayer(cfg.hidden_size, cfg.forget_bias, cfg.norm, name=name)
+            else:
+                cell = GRULayer(cfg.hidden_size, cfg.forget_bias, name=name)
+            x, (h, c) = cell(x, (h0[layer], c0[layer]))  # x (T, B, H)
+            if keys is not None and dropout > 0:
+                x = _dropped(x, keys, layer, dropout)
+            hs.append(h)
+            cs.append(c)
+        logits = nn.Dense(cfg.vocab_size, name="head")(x)  # (T, B, V)
+        return jnp.swapaxes(logits, 0, 1), (jnp.stack(hs), jnp.stack(cs))
+
+
+def forward(
+    model: CharLSTM,
+    params: Params,
+    tokens: jax.Array,
+    carry: Carry,
+    dropout: float = 0.0,
+    keys: jax.Array | None = None,
+) -> tuple[jax.Array, Carry]:
+    """tokens (B, T) -> logits (B, T, V) and the carry after them (dropout
+    only in training, with a key per row)."""
+    return cast(tuple[jax.Array, Carry], model.apply({"params": params}, tokens, carry, dropout, keys))
+
+
+def zero_carry(config: ModelConfig, batch: int) -> Carry:
+    shape = (config.num_layers, batch, config.hidden_size)  # (L, B, H)
+    return jnp.zeros(shape, jnp.float32), jnp.zeros(shape, jnp.float32)
+
+
+def init_params(config: ModelConfig, key: jax.Array) -> Params:
+    tokens = jnp.zeros((1, 1), jnp.int32)
+    return CharLSTM(config).init(key, tokens, zero_carry(config, 1))["params"]
+
+
+def count_params(params: Params) -> int:
+    return sum(int(x.size) for x in jax.tree_util.tree_leaves(params))
+
+
+def param_count(config: ModelConfig) -> int:
+    """Parameters of a model of this shape, without creating them."""
+    return count_params(jax.eval_shape(lambda: init_params(config, jax.random.PRNGKey(0))))

@@ -1,0 +1,109 @@
+"""Scoring text: the model's mean loss per character, with carried state.
+
+Validation during training and `charlstm eval` both score text through
+`make_scorer`, laid out the same way, so `eval` on the validation text
+reproduces the validation loss logged during training.
+
+Layout: the N - 1 predictions of a text (character t + 1 given characters
+0..t) are cut into at most `max_streams` contiguous streams, read in windows
+of EVAL_WINDOW characters with the LSTM state carried from window to window,
+so every prediction but the first few of each stream sees long context. The
+streams are padded to a whole number of windows and the padding is masked
+out: every character is scored exactly once.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from charlstm.config import ModelConfig
+from charlstm.core.model import Carry, CharLSTM, Params, forward, zero_carry
+from charlstm.errors import CorpusError
+from charlstm.units import LN2
+
+EVAL_WINDOW = 256
+# A stream starts from a zero state and pays a few characters of warm-up;
+# keep streams long enough that this is noise.
+MIN_STREAM_CHARS = 512
+# Window sums are fetched and added in float64 this often, so a long text's
+# total does not drift in float32 while the device still runs ahead.
+_FETCH_EVERY = 64
+
+
+@dataclass(frozen=True)
+class Score:
+    loss: float  # mean cross-entropy, nats per character
+    chars: int  # characters predicted and scored
+    skipped: Mapping[str, int] = field(default_factory=dict)  # characters left out (not in the vocabulary): count
+
+    @property
+    def bits_per_char(self) -> float:
+        return self.loss / LN2
+
+    @property
+    def perplexity(self) -> float:
+        return math.exp(self.loss)
+
+
+@dataclass(frozen=True)
+class Layout:
+    starts: np.ndarray  # (B,) index of each stream's first input character
+    lengths: np.ndarray  # (B,) predictions in each stream
+    windows: int
+
+
+def stream_layout(n_predictions: int, max_streams: int) -> Layout:
+    streams = max(1, min(max_streams, n_predictions // MIN_STREAM_CHARS))
+    base, extra = divmod(n_predictions, streams)
+    lengths = np.full(streams, base, np.int64) + (np.arange(streams) < extra)
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    return Layout(starts, lengths, -(-int(lengths.max()) // EVAL_WINDOW))
+
+
+def windows(ids: np.ndarray, layout: Layout) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(inputs, targets, mask), each (B, EVAL_WINDOW), window by window."""
+    offsets = np.arange(EVAL_WINDOW)
+    last = len(ids) - 1
+    for w in range(layout.windows):
+        pos = w * EVAL_WINDOW + offsets  # (W,) position within each stream
+        mask = pos[None, :] < layout.lengths[:, None]  # (B, W)
+        idx = np.minimum(layout.starts[:, None] + pos[None, :], last - 1)  # (B, W), padding clamped in range
+        yield ids[idx], ids[idx + 1], mask.astype(np.float32)
+
+
+def make_scorer(config: ModelConfig) -> Callable[[Params, np.ndarray, int], Score]:
+    """`score(params, ids, max_streams)`: the mean loss over all of `ids`."""
+    model = CharLSTM(config)
+
+    @jax.jit
+    def window_loss(
+        params: Params, inputs: jax.Array, targets: jax.Array, mask: jax.Array, carry: Carry
+    ) -> tuple[jax.Array, Carry]:
+        logits, carry = forward(model, params, inputs, carry)  # (B, W, V)
+        losses = optax.softmax_cross_entropy_with_integer_labels(logits, targets)  # (B, W)
+        return (losses * mask).sum(), carry
+
+    def score(params: Params, ids: np.ndarray, max_streams: int) -> Score:
+        if len(ids) < 2:
+            raise CorpusError("text to score needs at least 2 characters (one to read, one to predict)")
+        layout = stream_layout(len(ids) - 1, max_streams)
+        carry = zero_carry(config, len(layout.starts))
+        total, pending = 0.0, []
+        for inputs, targets, mask in windows(ids, layout):
+            loss_sum, carry = window_loss(params, jnp.asarray(inputs), jnp.asarray(targets), jnp.asarray(mask), carry)
+            pending.append(loss_sum)
+            if len(pending) == _FETCH_EVERY:
+                total += float(np.sum(np.asarray(jax.device_get(pending), np.float64)))
+                pending.clear()
+        total += float(np.sum(np.asarray(jax.device_get(pending), np.float64)))
+        chars = int(layout.lengths.sum())
+        return Score(total / chars, chars)
+
+    return score

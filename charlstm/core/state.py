@@ -1,0 +1,78 @@
+"""The training state and how it starts: parameters, optimizer, schedule.
+
+Kept apart from the step (which advances it) so that checkpoints (which store
+and restore it) depend on it alone.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import optax
+
+from charlstm.config import ModelConfig, TrainConfig
+from charlstm.core.model import Carry, Params, init_params, zero_carry
+
+
+@flax.struct.dataclass
+class TrainState:
+    step: jax.Array  # () int32: optimizer steps taken
+    params: Params
+    opt_state: optax.OptState
+    carry: Carry  # (h, c) each (L, B, H): the streams' state, carried across windows
+    rng: jax.Array  # (2,) uint32: the run's key; step s, stream r draw dropout masks from fold_in(fold_in(rng, s), r)
+
+
+def warmup_steps(cfg: TrainConfig) -> int:
+    # Short runs (tests, quick tries) would otherwise spend most steps warming up.
+    return min(cfg.warmup_steps, cfg.steps // 10)
+
+
+def learning_rate_schedule(cfg: TrainConfig) -> optax.Schedule:
+    """Linear warmup, then cosine decay to `min_lr_ratio` of the peak at `steps`.
+
+    The schedule is rebuilt from the config, so extending a run's `steps` on
+    resume stretches the decay over the new total."""
+    return optax.warmup_cosine_decay_schedule(
+        init_value=0.0,
+        peak_value=cfg.learning_rate,
+        warmup_steps=warmup_steps(cfg),
+        decay_steps=cfg.steps,
+        end_value=cfg.learning_rate * cfg.min_lr_ratio,
+    )
+
+
+def decay_mask(params: Params) -> Any:
+    # Weight decay only on weight matrices: decaying biases (the forget bias
+    # above all) or the embedding's rows of rare characters only hurts.
+    return jax.tree_util.tree_map_with_path(
+        lambda path, p: p.ndim == 2 and getattr(path[0], "key", None) != "embed", params
+    )
+
+
+def make_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
+    return optax.chain(
+        optax.clip_by_global_norm(cfg.grad_clip),
+        optax.adamw(
+            learning_rate_schedule(cfg),
+            b1=0.9,
+            b2=0.99,
+            weight_decay=cfg.weight_decay,
+            mask=decay_mask,
+        ),
+    )
+
+
+def init_state(model_cfg: ModelConfig, train_cfg: TrainConfig) -> TrainState:
+    init_key, rng = jax.random.split(jax.random.PRNGKey(train_cfg.seed))
+    params = init_params(model_cfg, init_key)
+    return TrainState(
+        step=jnp.zeros((), jnp.int32),
+        params=params,
+        opt_state=make_optimizer(train_cfg).init(params),
+        carry=zero_carry(model_cfg, train_cfg.batch_size),
+        rng=rng,
+    )

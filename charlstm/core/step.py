@@ -1,0 +1,117 @@
+"""The pure, jitted training step.
+
+`train_step(state, batch) -> (state, metrics)` is compiled once per run and
+does the forward pass, loss, gradients and the optimizer update on device;
+the loop around it is `charlstm/training/loop.py`. Its metrics stay on the
+device until the loop reads them back.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from jax.sharding import Mesh, PartitionSpec
+
+from charlstm.config import ModelConfig, TrainConfig
+from charlstm.core import sharding
+from charlstm.core.model import Carry, CharLSTM, Params, forward
+from charlstm.core.sampler import row_keys
+from charlstm.core.state import TrainState, learning_rate_schedule, make_optimizer
+from charlstm.text.streams import Batch
+
+
+def _loss(
+    model: CharLSTM,
+    params: Params,
+    inputs: jax.Array,
+    targets: jax.Array,
+    carry: Carry,
+    dropout: float,
+    keys: jax.Array,
+) -> tuple[jax.Array, Carry]:
+    logits, carry = forward(model, params, inputs, carry, dropout, keys)  # (B, T, V)
+    losses = optax.softmax_cross_entropy_with_integer_labels(logits, targets)  # (B, T)
+    return losses.mean(), carry
+
+
+def make_train_step(model_cfg: ModelConfig, train_cfg: TrainConfig, mesh: Mesh | None = None) -> jax.stages.Wrapped:
+    """The jitted `train_step(state, batch) -> (state, metrics)`; the state's
+    buffers are donated, so the caller must use the returned state.
+
+    With a `mesh` the same function runs data-parallel: each device takes its
+    share of the streams (batch and carried state split by stream, the rest
+    replicated), computes their loss and gradients, and one `pmean` inside
+    the step averages them over the devices (see `training/distributed.py`
+    for why the mean is taken explicitly)."""
+    model = CharLSTM(model_cfg)
+    tx = make_optimizer(train_cfg)
+    schedule = learning_rate_schedule(train_cfg)
+
+    def train_step(state: TrainState, batch: Batch, axis: str | None = None) -> tuple[TrainState, dict[str, Any]]:
+        # Streams that start afresh (see text/streams.py) begin this window from zeros.
+        carry = jax.tree_util.tree_map(
+            lambda x: jnp.where(batch.reset[None, :, None], 0.0, x), state.carry
+        )  # (L, B, H)
+        params = state.params
+        if axis is not None:
+            # Gradients with respect to each device's own copy of the
+            # parameters stay on the device until the pmean below; through
+            # the replicated ones, autodiff would sum the recurrent weights'
+            # gradient over the devices at every time step of the scan.
+            params = sharding.own_copy(params, axis)
+        # Dropout masks are a pure function of the run's key, the step and the
+        # stream, so a resumed run draws exactly the masks it would have
+        # drawn, on any number of devices.
+        rows = batch.inputs.shape[0]  # this device's streams
+        first = 0 if axis is None else jax.lax.axis_index(axis) * rows  # the global index of its first
+        keys = row_keys(jax.random.fold_in(state.rng, state.step), rows, first)  # (B, 2)
+        (loss, carry), grads = jax.value_and_grad(_loss, argnums=1, has_aux=True)(
+            model, params, batch.inputs, batch.targets, carry, train_cfg.dropout, keys
+        )
+        if axis is not None:
+            # Every device has the mean over its own, equally many streams:
+            # the mean of those is the mean over the global batch.
+            loss, grads = jax.lax.pmean((loss, grads), axis)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        grad_norm = optax.tree.norm(grads)  # before clipping
+        metrics = {
+            "loss": loss,
+            "grad_norm": grad_norm,
+            # Per layer (embed, lstm_0, ..., head): vanishing gradients show
+            # as the layers far from the loss getting norms far below the head's.
+            "layer_grad_norms": {name: optax.tree.norm(g) for name, g in grads.items()},
+            "clipped": grad_norm > train_cfg.grad_clip,
+            "lr": schedule(state.step),
+            # The loss above comes from the parameters before this update; a
+            # checkpoint must also never hold parameters that overflowed now.
+            "params_finite": jnp.all(jnp.stack([jnp.isfinite(p).all() for p in jax.tree_util.tree_leaves(params)])),
+        }
+        # The carry is a value, not a parameter: no gradient flows into the
+        # next window through it (that is the truncation in truncated BPTT).
+        new_state = dataclasses.replace(
+            state,
+            step=state.step + 1,
+            params=params,
+            opt_state=opt_state,
+            carry=jax.lax.stop_gradient(carry),
+        )
+        return new_state, metrics
+
+    if mesh is None:
+        return jax.jit(train_step, donate_argnums=0)
+    # Each device runs train_step on its own rows; the optimizer update then
+    # runs replicated, on the same averaged gradients everywhere.
+    specs = sharding.state_specs()
+    per_device = jax.shard_map(
+        functools.partial(train_step, axis=sharding.AXIS),
+        mesh=mesh,
+        in_specs=(specs, PartitionSpec(sharding.AXIS)),
+        out_specs=(specs, PartitionSpec()),
+    )
+    return jax.jit(per_device, donate_argnums=0)

@@ -1,0 +1,70 @@
+"""The one table from configuration fields (and API arguments) to command-line flags.
+
+Every message that names an option (a config's validation error, the CLI's
+help and hints, `charlstm tune`'s tables, the progress line) spells it
+through this table, so renaming a flag is a one-line change here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+# Config field (ModelConfig, TrainConfig, SampleConfig) or keyword argument of
+# the API -> its flag. A name means the same flag wherever it appears
+# (`--seed`, `--steps`).
+FLAGS: Mapping[str, str] = {
+    # ModelConfig
+    "hidden_size": "--hidden",
+    "num_layers": "--layers",
+    "embed_dim": "--embed",
+    "cell": "--cell",
+    "norm": "--norm",
+    # TrainConfig
+    "steps": "--steps",
+    "batch_size": "--batch-size",
+    "seq_len": "--seq-len",
+    "learning_rate": "--lr",
+    "warmup_steps": "--warmup",
+    "weight_decay": "--weight-decay",
+    "dropout": "--dropout",
+    "grad_clip": "--clip",
+    "val_fraction": "--val-fraction",
+    "reset_chars": "--reset-chars",
+    "eval_every": "--eval-every",
+    "checkpoint_every": "--checkpoint-every",
+    "log_every": "--log-every",
+    "max_seconds": "--max-time",  # given in minutes on the command line
+    "seed": "--seed",
+    # SampleConfig
+    "length": "--length",
+    "temperature": "--temp",
+    "prime": "--prime",
+    "top_k": "--top-k",
+    "top_p": "--top-p",
+    "num_samples": "--num-samples",
+    # Arguments of charlstm.train / resume that are not config fields
+    "out": "--out",
+    "preset": "--preset",
+    "devices": "--devices",
+    "coordinator": "--coordinator",
+    "num_processes": "--num-processes",
+    "process_id": "--process-id",
+    "force": "--force",
+    "checkpoint": "--checkpoint",  # the model to sample, as `charlstm sample` names it
+    "max_chars": "--max-chars",  # Model.inspect's, as `charlstm inspect` names it
+}
+
+
+def flag(field: str) -> str:
+    """The flag that sets config `field`; a field without one keeps its own name."""
+    return FLAGS.get(field, field)
+
+
+def label(field: str) -> str:
+    """The flag without its dashes, as a column heading: `lr`, `hidden`."""
+    return flag(field).lstrip("-")
+
+
+def as_options(values: Mapping[str, float]) -> str:
+    """Config values as the options that would set them: `--lr 0.004 --hidden 256`."""
+    return " ".join(f"{flag(field)} {value:g}" for field, value in values.items())

@@ -1,0 +1,138 @@
+"""The page `charlstm inspect` writes: one self-contained HTML file.
+
+The CSS and the script live in the template `page.html` beside this
+module; this module fills in the data, one JSON object in a
+`<script type="application/json">` element. Nothing is fetched: the page
+opens offline in any browser.
+
+The text never becomes markup. The JSON escapes `<`, `>` and `&` as \\u003c,
+\\u003e and \\u0026, so not even `</script>` in the text can end the data
+element, and the script puts the characters on the page with textContent.
+
+Size: each activation is one byte, scaled to its unit's range over the text
+(at most 1/510 of that range off), base64-encoded: 4/3 bytes per value, so
+1.33 x Q x L x H x N bytes for Q quantities (6 for an LSTM: c, h, i, f,
+g, o; 4 for a GRU: h, r, u, n), L layers of H units and N characters; 8.2 MB
+for a 2x256 LSTM over 2,000 characters.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+from collections.abc import Mapping, Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from charlstm.introspect.features import FEATURES, UnitScore
+from charlstm.introspect.record import LABELS, SIGMOID_GATES, Inspection
+
+DATA_MARKER = "__CHARLSTM_DATA__"
+TOP_PREDICTIONS = 5
+_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026"}
+
+
+def render_page(
+    inspection: Inspection, tops: Mapping[str, Sequence[UnitScore]], *, source: str, checkpoint: str
+) -> str:
+    """The HTML page for `inspection`, with `tops` (feature name -> top
+    units) listed and `source` (where the text came from) and `checkpoint`
+    named in its header."""
+    template = resources.files("charlstm.introspect").joinpath("page.html").read_text(encoding="utf-8")
+    before, marker, after = template.partition(DATA_MARKER)
+    assert marker and DATA_MARKER not in after, "the page template must hold the data marker once"
+    return before + script_json(page_data(inspection, tops, source=source, checkpoint=checkpoint)) + after
+
+
+def write_page(
+    path: Path, inspection: Inspection, tops: Mapping[str, Sequence[UnitScore]], *, source: str, checkpoint: str
+) -> Path:
+    page = render_page(inspection, tops, source=source, checkpoint=checkpoint)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(page, encoding="utf-8")
+    return path
+
+
+def script_json(data: Any) -> str:
+    """JSON that is safe inside a script element: no `<`, `>` or `&` at all."""
+    text = json.dumps(data, ensure_ascii=True, allow_nan=False, separators=(",", ":"))
+    for ch, escape in _ESCAPES.items():
+        text = text.replace(ch, escape)
+    return text
+
+
+def page_data(
+    inspection: Inspection, tops: Mapping[str, Sequence[UnitScore]], *, source: str, checkpoint: str
+) -> dict[str, Any]:
+    layers, _, hidden = inspection.h.shape
+    top_ids, top_p = inspection.top_predictions(TOP_PREDICTIONS)  # (N, k) each
+    return {
+        "title": f"charlstm inspect: {source}",
+        "summary": _summary(inspection, checkpoint),
+        "text": inspection.text,
+        "vocab": inspection.vocab.chars,
+        "cell": inspection.cell,
+        "layers": layers,
+        "hidden": hidden,
+        "quantities": [_quantity(name, values, inspection.cell) for name, values in inspection.quantities.items()],
+        "bits": _rounded(inspection.losses / math.log(2.0), 4),  # (N - 1,)
+        "top_ids": top_ids.tolist(),
+        "top_p": _rounded(top_p, 3),
+        "features": [
+            {
+                "name": f.name,
+                "description": f.description,
+                "top": [
+                    {"layer": s.layer, "quantity": s.quantity, "unit": s.unit, "r": round(s.r, 3)}
+                    for s in tops.get(f.name, [])
+                ],
+            }
+            for f in FEATURES
+        ],
+    }
+
+
+def _summary(inspection: Inspection, checkpoint: str) -> str:
+    n = inspection.h.shape[1]
+    lines = [
+        f"checkpoint {checkpoint}: {inspection.model}",
+        f"{n:,} characters, {inspection.bits_per_char:.3f} bits per character "
+        f"({inspection.loss:.4f} nats) predicting each from the ones before it",
+    ]
+    if inspection.skipped:
+        lines.append(f"{sum(inspection.skipped.values()):,} characters the model never saw were left out")
+    if inspection.truncated:
+        lines.append(f"{inspection.truncated:,} characters after these were not read (--max-chars)")
+    return "\n".join(lines)
+
+
+def _quantity(name: str, values: np.ndarray, cell: str) -> dict[str, Any]:
+    """values (L, N, H) -> one byte per value, each unit scaled to its own range."""
+    # Rounded outward, so that every value stays inside the range the page is told.
+    lo = np.floor(values.min(axis=1).astype(np.float64) * 1e4) / 1e4  # (L, H)
+    hi = np.ceil(values.max(axis=1).astype(np.float64) * 1e4) / 1e4  # (L, H)
+    span = np.where(hi > lo, hi - lo, 1.0)
+    scaled = (values.astype(np.float64) - lo[:, None, :]) / span[:, None, :] * 255  # (L, N, H)
+    data = np.clip(np.rint(scaled), 0, 255).astype(np.uint8).transpose(0, 2, 1)  # (L, H, N): a unit's series contiguous
+    if name == "c":
+        kind = "cell"
+    elif name in SIGMOID_GATES[cell]:
+        kind = "gate"
+    else:
+        kind = "tanh"  # h and the candidates g, n lie in (-1, 1)
+    return {
+        "name": name,
+        "label": LABELS[name],
+        "kind": kind,
+        "lo": lo.ravel().tolist(),  # (L * H,)
+        "hi": hi.ravel().tolist(),
+        "data": base64.b64encode(np.ascontiguousarray(data).tobytes()).decode("ascii"),
+    }
+
+
+def _rounded(values: np.ndarray, digits: int) -> Any:
+    return np.round(values.astype(np.float64), digits).tolist()

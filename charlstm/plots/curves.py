@@ -1,0 +1,248 @@
+"""Loss curves from runs' `metrics.jsonl` records, drawn to a PNG.
+
+Two panels share the loss axis: loss against step (compare sample
+efficiency) and against training time (compare what a run costs). Each
+run gets one colour: its training loss a thin translucent line, its
+validation loss a solid line with markers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from charlstm.plots import PlotError, require_matplotlib
+from charlstm.units import LN2
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+
+Run = tuple[str, Sequence[Mapping[str, Any]]]
+
+# The first steps fall from ~ln(vocab) in a near-vertical drop; scaling the
+# loss axis to them would flatten the part of the curves worth comparing.
+WARMUP_FRACTION = 0.05
+# Text is sized in points, so the smallest picture that still fits both
+# panels and their labels is fixed in inches: 320x200 pixels at 100 dpi.
+MIN_WIDTH_IN, MIN_HEIGHT_IN = 3.2, 2.0
+_TRAIN_ALPHA = 0.4
+# A legend above the panels may take at most this share of the height.
+_MAX_LEGEND_HEIGHT = 0.3
+
+
+def plot_runs(
+    runs: Sequence[Run],
+    out: Path,
+    *,
+    width_px: int = 1200,
+    height_px: int = 450,
+    dpi: int = 100,
+) -> Path:
+    """Draw the runs' loss curves, overlaid, to the PNG `out` of exactly
+    `width_px` x `height_px` pixels; returns `out`.
+
+    Each run is a label and its metrics records (as
+    `training.runlog.read_metrics` returns them). Raises PlotError if a run has no records yet, the size is
+    too small, or matplotlib is not installed.
+    """
+    figure = build_figure(runs, width_px=width_px, height_px=height_px, dpi=dpi)
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # print_png rather than savefig: savefig honours a user's rc settings
+    # such as savefig.bbox = tight, which would change the image size.
+    FigureCanvasAgg(figure).print_png(out)
+    return out
+
+
+def build_figure(runs: Sequence[Run], *, width_px: int = 1200, height_px: int = 450, dpi: int = 100) -> Figure:
+    """The two-panel figure for `runs`, not yet rendered."""
+    _check_request(runs, width_px, height_px, dpi)
+    require_matplotlib()
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
+
+    figure = Figure(figsize=(width_px / dpi, height_px / dpi), dpi=dpi, layout="constrained", facecolor="white")
+    by_step, by_time = figure.subplots(1, 2, sharey=True)
+    rows = [
+        _draw_run(by_step, by_time, label, _sorted(records), colour)
+        for (label, records), colour in zip(runs, _colours(len(runs)), strict=True)
+    ]
+
+    by_step.set_xlabel("step")
+    by_step.set_ylabel("loss (nats/char)")
+    by_step.xaxis.set_major_locator(MaxNLocator(integer=True))
+    by_step.xaxis.set_major_formatter(FuncFormatter(lambda value, _pos: f"{value:,.0f}"))
+    by_time.set_xlabel("training time (minutes)")
+    bpc = by_time.secondary_yaxis("right", functions=(_nats_to_bits, _bits_to_nats))
+    bpc.set_ylabel("bits/char")
+    for axes in (by_step, by_time):
+        axes.set_xlim(left=0)
+        axes.grid(True, color="0.9", linewidth=0.8)
+        axes.set_axisbelow(True)
+        for side in ("top", "right"):
+            axes.spines[side].set_visible(False)
+    limits = _loss_limits(runs)
+    if limits is not None:
+        by_step.set_ylim(*limits)
+    _legend(figure, by_step, rows)
+    return figure
+
+
+def _check_request(runs: Sequence[Run], width_px: int, height_px: int, dpi: int) -> None:
+    if not runs:
+        raise PlotError("nothing to plot: no runs were given.")
+    for label, records in runs:
+        if not records:
+            raise PlotError(f"run {label} has no metrics yet (its metrics.jsonl is missing or empty).")
+    if dpi <= 0:
+        raise PlotError(f"dpi must be positive, not {dpi}.")
+    min_width, min_height = math.ceil(MIN_WIDTH_IN * dpi), math.ceil(MIN_HEIGHT_IN * dpi)
+    if width_px < min_width or height_px < min_height:
+        raise PlotError(
+            f"at {dpi} dpi the image must be at least {min_width}x{min_height} pixels to fit both panels, "
+            f"not {width_px}x{height_px}."
+        )
+
+
+def _colours(count: int) -> list[Any]:
+    from matplotlib import colormaps
+
+    # tab10 keeps up to ten runs distinct; beyond that colours repeat.
+    palette = colormaps["tab10"]
+    return [palette(i % palette.N) for i in range(count)]
+
+
+def _sorted(records: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    return sorted(records, key=lambda record: record["step"])
+
+
+def _loss(value: Any) -> float:
+    """A logged loss; null (a diverged step) or anything unreadable is a gap."""
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
+
+
+def _draw_run(by_step: Axes, by_time: Axes, label: str, records: list[Mapping[str, Any]], colour: Any) -> list[Line2D]:
+    """Draw one run on both panels; its step-panel lines, for the legend."""
+    minutes = [seconds / 60 for seconds in _elapsed(records)]
+    train = [(r["step"], m, _loss(r["train_loss"])) for r, m in zip(records, minutes, strict=True) if "train_loss" in r]
+    val = [(r["step"], m, _loss(r["val_loss"])) for r, m in zip(records, minutes, strict=True) if "val_loss" in r]
+    lines = []
+    if train:
+        steps, times, losses = zip(*train, strict=True)
+        style = {"color": colour, "linewidth": 1.0, "alpha": _TRAIN_ALPHA}
+        lines += by_step.plot(steps, losses, label=f"{label} train", **style)
+        by_time.plot(times, losses, **style)
+    if val:
+        steps, times, losses = zip(*val, strict=True)
+        style = {"color": colour, "linewidth": 1.8, "marker": "o", "markersize": 3.5}
+        lines += by_step.plot(steps, losses, label=f"{label} val, {_best_text(val)}", **style)
+        by_time.plot(times, losses, **style)
+    return lines
+
+
+def _legend(figure: Figure, by_step: Axes, rows: list[list[Line2D]]) -> None:
+    """One legend above both panels: a row per run (two runs a row when
+    there are many), its train entry beside its val entry; one entry a row,
+    smaller, when that is too wide. When no arrangement fits above the
+    panels, it goes inside the step panel rather than squeeze them away."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    renderer = FigureCanvasAgg(figure).get_renderer()
+    for runs_per_row, fontsize in [(2 if len(rows) > 3 else 1, "small"), (1, "small"), (0, "small"), (0, "x-small")]:
+        handles, columns = _legend_order(rows, runs_per_row)
+        legend = figure.legend(
+            handles=handles,
+            labels=[line.get_label() for line in handles],
+            loc="outside upper center",
+            ncols=columns,
+            fontsize=fontsize,
+            frameon=False,
+            columnspacing=2.5,
+        )
+        extent = legend.get_window_extent(renderer)
+        if extent.width <= figure.bbox.width and extent.height <= _MAX_LEGEND_HEIGHT * figure.bbox.height:
+            return
+        legend.remove()
+    legend = by_step.legend(handles=handles, loc="upper right", fontsize="x-small", framealpha=0.9)
+    legend.set_in_layout(False)
+
+
+def _legend_order(rows: list[list[Line2D]], runs_per_row: int) -> tuple[list[Line2D], int]:
+    """The legend's handles and column count to show `runs_per_row` runs a
+    row, or every entry on a row of its own when that is 0."""
+    if runs_per_row == 0:
+        return [line for row in rows for line in row], 1
+    width = max(len(row) for row in rows)
+    columns = width * runs_per_row
+    entries = [line for row in rows for line in row + [_blank() for _ in range(width - len(row))]]
+    entries += [_blank() for _ in range(-len(entries) % columns)]
+    # A legend fills its columns top to bottom; reorder so it reads by rows.
+    height = len(entries) // columns
+    return [entries[row * columns + column] for column in range(columns) for row in range(height)], columns
+
+
+def _blank() -> Line2D:
+    """An invisible legend entry: it stands in for a run's missing train or
+    val line so that the runs after it stay in their columns."""
+    from matplotlib.lines import Line2D
+
+    return Line2D([], [], linestyle="none", label="")
+
+
+def _best_text(val: list[tuple[int, float, float]]) -> str:
+    finite = [(loss, step) for step, _minutes, loss in val if math.isfinite(loss)]
+    if not finite:
+        return "no finite loss"
+    loss, step = min(finite)
+    return f"best {loss:.3f} at step {step:,}"
+
+
+def _elapsed(records: list[Mapping[str, Any]]) -> list[float]:
+    """Training seconds at each record. A validation-only line carries no
+    `elapsed`; it gets the time interpolated from its neighbours' steps."""
+    known = [(record["step"], float(record["elapsed"])) for record in records if "elapsed" in record]
+    if not known or known[0][0] > 0:
+        known.insert(0, (0, 0.0))  # a run starts at step 0 with no time spent
+    steps, seconds = zip(*known, strict=True)
+    return [
+        float(record["elapsed"]) if "elapsed" in record else float(np.interp(record["step"], steps, seconds))
+        for record in records
+    ]
+
+
+def _loss_limits(runs: Sequence[Run]) -> tuple[float, float] | None:
+    """The loss range to show: everything from the lowest loss up to the
+    highest one after the first few percent of steps. None when there is no
+    finite loss at all (a run that diverged at once), to leave matplotlib's
+    automatic range."""
+    last_step = max(record["step"] for _label, records in runs for record in records)
+    cutoff = WARMUP_FRACTION * last_step
+    low, high = math.inf, -math.inf
+    for _label, records in runs:
+        for record in records:
+            for key in ("train_loss", "val_loss"):
+                loss = float(record.get(key, math.nan))
+                if not math.isfinite(loss):
+                    continue
+                low = min(low, loss)
+                if record["step"] >= cutoff:
+                    high = max(high, loss)
+    if not math.isfinite(low) or not math.isfinite(high):
+        return None
+    span = max(high - low, 0.05 * max(abs(high), 1.0))
+    return low - 0.05 * span, high + 0.08 * span
+
+
+def _nats_to_bits(nats: Any) -> Any:
+    return nats / LN2
+
+
+def _bits_to_nats(bits: Any) -> Any:
+    return bits * LN2

@@ -1,0 +1,88 @@
+"""The runs under a folder, as `charlstm runs` lists them, and the newest one.
+
+Only the checkpoints' JSON metadata is read, never their arrays, so listing
+many runs is quick.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from charlstm.core.model import param_count
+from charlstm.errors import CharlstmError, CheckpointError
+from charlstm.flags import flag
+from charlstm.training import checkpoint
+from charlstm.training.run import RUNS_DIR
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    path: Path
+    corpus: str  # the corpus file's path as given when the run started
+    model: str  # e.g. "2x256 LSTM"
+    params: int
+    step: int
+    total_steps: int
+    best_val_loss: float | None  # nats/char
+    train_seconds: float
+    updated: float  # unix time of the newest checkpoint
+    problem: str | None = None  # why the run could not be read, if it could not
+
+
+def list_runs(runs_dir: Path = RUNS_DIR) -> list[RunSummary]:
+    """Every run directory under `runs_dir` with at least one checkpoint,
+    most recently updated last. Reads only the checkpoints' JSON metadata."""
+    if not runs_dir.is_dir():
+        raise CharlstmError(f"no runs directory {runs_dir}; train a model first, or name the folder that holds runs")
+    found = [summarize(d) for d in sorted(runs_dir.iterdir()) if _is_run(d)]
+    return sorted(found, key=lambda r: r.updated)
+
+
+def _is_run(path: Path) -> bool:
+    try:
+        return (path / "checkpoints").is_dir()
+    except OSError:  # an unreadable directory is not one of ours to list
+        return False
+
+
+def summarize(run_dir: Path) -> RunSummary:
+    try:
+        meta = checkpoint.describe(run_dir, prefer=checkpoint.LATEST)
+        bests = (meta.best_val_loss, checkpoint.best_val_loss(run_dir))
+        return RunSummary(
+            path=run_dir,
+            corpus=meta.corpus_path,
+            model=meta.model_config.describe(),
+            params=param_count(meta.model_config),
+            step=meta.step,
+            total_steps=meta.train_config.steps,
+            best_val_loss=min((b for b in bests if b is not None), default=None),
+            train_seconds=meta.train_seconds,
+            updated=meta.path.stat().st_mtime,
+        )
+    except (CharlstmError, KeyError, TypeError, ValueError, OSError) as err:
+        try:
+            mtime = run_dir.stat().st_mtime
+        except OSError:
+            mtime = 0.0
+        return RunSummary(run_dir, "?", "?", 0, 0, 0, None, 0.0, mtime, problem=str(err))
+
+
+def most_recent_run(runs_dir: Path) -> Path:
+    """The run under `runs_dir` whose newest checkpoint was written last."""
+    newest: tuple[float, Path] | None = None
+    if runs_dir.is_dir():
+        for run_dir in runs_dir.iterdir():
+            for kind in (checkpoint.LATEST, checkpoint.BEST):
+                step = checkpoint.latest_step(run_dir / "checkpoints" / kind)
+                if step is not None:
+                    mtime = (run_dir / "checkpoints" / kind / str(step)).stat().st_mtime
+                    if newest is None or mtime > newest[0]:
+                        newest = (mtime, run_dir)
+    if newest is None:
+        raise CheckpointError(
+            f"no trained run found under {runs_dir}/: train one with 'charlstm train CORPUS' "
+            f"or pass {flag('checkpoint')} RUN_DIR"
+        )
+    return newest[1]

@@ -1,0 +1,219 @@
+"""Where training runs: the devices it is split over and the processes that share them.
+
+Training is data-parallel with JAX's own machinery, nothing hand-written.
+The B text streams of a batch are split over a one-axis `data` mesh: each
+device reads, and carries the LSTM state of, its own B / D streams and
+computes their loss and gradients under `shard_map`; one `pmean` (an
+all-reduce that XLA runs inside the jitted step) averages the gradients, and
+the replicated parameters and optimizer state are updated alike everywhere.
+The gradients are taken with respect to each device's own copy of the
+parameters: differentiated through the replicated ones, or left to XLA's
+sharding propagation, the recurrent weights' gradient was all-reduced inside
+the backward scan, once per character (256 all-reduces a step for 2 layers x
+128 characters, milliseconds each between processes) instead of once after
+it. On one device the step is jitted plainly, as it always was: a one-device
+shard_map still routes the gradients through a trivial all-reduce, which
+changes how XLA fuses the update.
+
+Validation runs on one device of each process, from its copy of the
+replicated parameters, and every process then uses process 0's result, so
+all take the same decisions (a new best, divergence, when to stop) and call
+every checkpoint save in step with the others. Only process 0 samples.
+
+Several processes (one per host, or per GPU) join through
+`jax.distributed`. A process starts one when given the coordinator's
+address, the process count and its own index (options or environment):
+
+    CHARLSTM_COORDINATOR    HOST:PORT of process 0 ("auto": let JAX find it)
+    CHARLSTM_NUM_PROCESSES  how many processes take part
+    CHARLSTM_PROCESS_ID     this process's index, 0 .. N-1
+
+or, with none of these, when JAX's own cluster detection would find more
+than one process: under Slurm's srun or Open MPI's mpirun, or with
+JAX_COORDINATOR_ADDRESS set. Otherwise nothing is initialised, and a
+single process uses all its local devices.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import numpy as np
+from jax.experimental import multihost_utils
+from jax.sharding import Mesh, NamedSharding
+
+from charlstm.core.sharding import AXIS, batch_sharding, state_shardings
+from charlstm.core.state import TrainState
+from charlstm.errors import CharlstmError, ConfigError
+from charlstm.flags import flag
+from charlstm.text.streams import Batch, Streams
+
+ENV_COORDINATOR = "CHARLSTM_COORDINATOR"
+ENV_NUM_PROCESSES = "CHARLSTM_NUM_PROCESSES"
+ENV_PROCESS_ID = "CHARLSTM_PROCESS_ID"
+
+# Ways a multi-process run stops early, in the order the processes settle on
+# when they disagree: an interrupt anywhere stops all of them.
+_STOP_REASONS = (None, "time limit", "interrupted")
+
+
+def cluster_launcher(env: Mapping[str, str] = os.environ) -> str | None:
+    """The launcher that started this process as one of several, if
+    `jax.distributed.initialize()` can read the layout from it alone."""
+    if env.get("JAX_COORDINATOR_ADDRESS"):
+        return "JAX_COORDINATOR_ADDRESS"
+    slurm = ("SLURM_JOB_ID", "SLURM_STEP_NODELIST", "SLURM_PROCID", "SLURM_LOCALID")
+    if all(v in env for v in slurm) and _count(env.get("SLURM_NTASKS")) > 1:
+        return "Slurm"
+    if "OMPI_MCA_orte_hnp_uri" in env and _count(env.get("OMPI_COMM_WORLD_SIZE")) > 1:
+        return "Open MPI"
+    return None
+
+
+def _count(value: str | None) -> int:
+    return int(value) if value is not None and value.isdigit() else 1
+
+
+def initialize(coordinator: str | None = None, num_processes: int | None = None, process_id: int | None = None) -> bool:
+    """Join a multi-process run if one is asked for or detected; whether it
+    was. Must come before anything else touches JAX's devices."""
+    if num_processes == 1 and process_id in (None, 0):
+        return False
+    explicit = coordinator is not None or num_processes is not None or process_id is not None
+    if not explicit and cluster_launcher() is None:
+        return False  # a plain single-process run: never pay for (or wait on) a coordinator
+    # JAX's default for CPU collectives has changed between versions; gloo is
+    # what lets CPU-only processes (and the tests) reduce gradients at all.
+    if "JAX_CPU_COLLECTIVES_IMPLEMENTATION" not in os.environ:
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    try:
+        jax.distributed.initialize(
+            coordinator_address=None if coordinator in (None, "auto") else coordinator,
+            num_processes=num_processes,
+            process_id=process_id,
+        )
+    except ValueError as err:  # something missing that no cluster environment supplied
+        raise ConfigError(
+            f"cannot start a multi-process run: {err} Give {flag('coordinator')} HOST:PORT, {flag('num_processes')} N "
+            f"and {flag('process_id')} I (or {ENV_COORDINATOR}, {ENV_NUM_PROCESSES}, {ENV_PROCESS_ID}), or launch "
+            "under Slurm or Open MPI"
+        ) from None
+    except RuntimeError as err:  # the coordinator never answered, a process never arrived
+        where = coordinator or "the detected coordinator"
+        raise CharlstmError(f"could not join the multi-process run at {where}: {err}") from None
+    return True
+
+
+def is_main() -> bool:
+    """Whether this is the process that reports progress and writes logs."""
+    return jax.process_index() == 0
+
+
+def make_mesh(batch_size: int, devices: int | None = None) -> Mesh:
+    """A one-axis `data` mesh over the first `devices` local devices of every
+    process (default: all of them), checked against the global batch."""
+    local = jax.local_device_count()
+    if devices is not None and not 1 <= devices <= local:
+        raise ConfigError(
+            f"{flag('devices')} {devices}: this process has {local} {jax.default_backend()} device"
+            f"{'s' if local != 1 else ''}; pick 1 to {local}"
+        )
+    per_process: dict[int, list[Any]] = {}
+    for device in sorted(jax.devices(), key=lambda d: (d.process_index, d.id)):
+        per_process.setdefault(device.process_index, []).append(device)
+    check_batch(batch_size, devices or local, len(per_process), local)
+    # Ordered by process, so that each process's streams are one contiguous block of rows.
+    chosen = [d for p in sorted(per_process) for d in per_process[p][: devices or local]]
+    return Mesh(np.array(chosen), (AXIS,))
+
+
+def check_batch(batch_size: int, per_process: int, processes: int = 1, available: int | None = None) -> None:
+    """Every device must get the same number of streams; when they cannot,
+    say which batch sizes (and device counts) would work."""
+    total = per_process * processes
+    if batch_size % total == 0:
+        return
+    below, above = batch_size // total * total, (batch_size // total + 1) * total
+    sizes = f"{below} or {above}" if below else str(above)
+    counts = [n for n in range(1, (available or per_process) + 1) if batch_size % (n * processes) == 0]
+    per = " per process" if processes > 1 else ""
+    keep = f"; or keep it with {flag('devices')} {' or '.join(map(str, counts))}{per}" if counts else ""
+    over = f"{total} devices" + (f" ({processes} processes x {per_process})" if processes > 1 else "")
+    raise ConfigError(
+        f"{flag('batch_size')} {batch_size} does not split evenly over {over}: "
+        f"use a multiple of {total}, such as {sizes}{keep}"
+    )
+
+
+def place_state(state: TrainState, mesh: Mesh) -> TrainState:
+    """A state held whole by every process (fresh, or restored from a
+    checkpoint) -> global arrays laid out over `mesh`."""
+    shardings = jax.tree.broadcast(state_shardings(mesh), state)
+    if jax.process_count() == 1:
+        return jax.device_put(state, shardings)
+
+    def to_global(x: jax.Array, sharding: NamedSharding) -> jax.Array:
+        host = np.asarray(x)
+        return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+
+    return jax.tree.map(to_global, state, shardings)
+
+
+def local_copy(tree: Any) -> Any:
+    """This process's copy of replicated global arrays, on one of its
+    devices: what scoring and sampling (single-device programs) take."""
+    return jax.tree.map(lambda x: x.addressable_data(0), tree)
+
+
+class Feeder:
+    """Training batches as global arrays, each process reading only its own
+    streams from its own copy of the text."""
+
+    def __init__(self, streams: Streams, mesh: Mesh):
+        self.streams = streams
+        self.sharding = batch_sharding(mesh)
+        spans = sorted(
+            (index[0].start or 0, index[0].stop or streams.batch)
+            for index in self.sharding.addressable_devices_indices_map((streams.batch,)).values()
+            if index is not None
+        )
+        self.rows = slice(spans[0][0], spans[-1][1])  # contiguous: the mesh is ordered by process
+        self._single = jax.process_count() == 1
+
+    def __call__(self, step: int) -> Batch:
+        batch = self.streams.window(step, self.rows)
+        if self._single:
+            return jax.device_put(batch, self.sharding)
+        return jax.tree.map(
+            lambda x: jax.make_array_from_process_local_data(self.sharding, x, (self.streams.batch, *x.shape[1:])),
+            batch,
+        )
+
+
+def stop_agreed(reason: str | None) -> str | None:
+    """The stop every process settles on, given this one's wish: a signal
+    or a clock reaches one process before another, and a process that
+    stopped alone would leave the others waiting in the next step."""
+    if jax.process_count() == 1:
+        return reason
+    wishes = multihost_utils.process_allgather(np.int32(_STOP_REASONS.index(reason)))
+    return _STOP_REASONS[int(np.max(wishes))]
+
+
+def from_main(value: float) -> float:
+    """Process 0's `value`, on every process."""
+    if jax.process_count() == 1:
+        return value
+    # Sent as the float64's bits in two int32s: JAX would round a float64
+    # array to float32 (it runs without x64), and a NaN must stay a NaN.
+    bits = np.array([value], np.float64).view(np.int32)
+    return float(np.asarray(multihost_utils.broadcast_one_to_all(bits), np.int32).view(np.float64)[0])
+
+
+def barrier(name: str) -> None:
+    """Wait until every process gets here."""
+    if jax.process_count() > 1:
+        multihost_utils.sync_global_devices(name)

@@ -1,0 +1,146 @@
+"""What the training loop reports. Plain values: the loop yields them, the
+progress display (or a test, or a notebook) decides what to do with them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from charlstm.config import ModelConfig, TrainConfig
+from charlstm.units import LN2
+
+
+@dataclass(frozen=True)
+class Opened:
+    """A run is ready to train: new, or picked up again from its checkpoint."""
+
+    run_dir: Path
+    corpus: str  # the corpus file it reads
+    model_config: ModelConfig
+    train_config: TrainConfig
+    params: int
+    resumed: bool = False
+    shipped_corpus: bool = False  # the corpus was named, not found here, and the shipped one was used
+
+
+@dataclass(frozen=True)
+class Started:
+    step: int
+    total_steps: int
+    backend: str
+    devices: list[str]  # the devices the batch is split over, in every process
+    train_chars: int  # characters seen per pass over the training split
+    val_chars: int  # characters scored by each validation pass
+    windows_per_pass: int
+    processes: int = 1  # processes taking part (each feeding its own share of the streams)
+    warmup_steps: int = 0  # steps of learning-rate warmup at the start of the schedule
+
+
+@dataclass(frozen=True)
+class Compiled:
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Progress:
+    step: int
+    total_steps: int
+    loss: float  # mean training loss (nats/char) since the last report
+    grad_norm: float  # global gradient norm before clipping, last step
+    lr: float
+    chars_per_sec: float
+    elapsed: float  # training wall time over all sessions of the run
+    layer_grad_norms: dict[str, float] = field(default_factory=dict)  # per top-level layer, last step
+    clipped_fraction: float = 0.0  # share of steps since the last report whose gradients were clipped
+
+
+@dataclass(frozen=True)
+class Warned:
+    """Something about training that needs the user's attention (see `health.py`)."""
+
+    step: int
+    kind: str  # "exploding", "vanishing" or "loss rising"
+    message: str
+
+
+@dataclass(frozen=True)
+class Evaluated:
+    step: int
+    val_loss: float  # nats/char on the validation split
+    best: bool
+
+
+@dataclass(frozen=True)
+class Sampled:
+    """A short text generated after a validation pass (fixed prime, seed and
+    temperature, so samples from different steps are comparable)."""
+
+    step: int
+    text: str
+
+
+@dataclass(frozen=True)
+class Saved:
+    step: int
+    path: str
+    best: bool
+
+
+@dataclass(frozen=True)
+class Finished:
+    step: int
+    reason: str  # "done", "time limit", "interrupted" or "diverged" (a loss, gradients or parameters not finite)
+    best_val_loss: float | None
+    train_seconds: float
+
+
+@dataclass(frozen=True)
+class SearchPlanned:
+    """A hyperparameter search (`charlstm tune`) is about to run its trials."""
+
+    directory: Path
+    trials: int
+    kind: str  # "random" or "grid"
+
+
+@dataclass(frozen=True)
+class TrialStarted:
+    """A search's trial begins (`charlstm.tune`); `point` holds its searched values."""
+
+    index: int
+    total: int
+    point: dict[str, float]
+    steps: int
+    params: int
+
+
+@dataclass(frozen=True)
+class TrialResult:
+    """One trial of a hyperparameter search (`charlstm.tune`)."""
+
+    trial: int
+    run_dir: str
+    point: dict[str, float]  # the searched values, by config field
+    model: dict[str, Any]  # the whole model shape it trained
+    steps: int  # steps it completed
+    planned_steps: int
+    val_loss: float | None  # best validation loss, nats/char (None: diverged before any)
+    train_seconds: float
+    params: int
+    reason: str  # why it stopped: done, time limit, interrupted, diverged
+    train: dict[str, Any] = field(default_factory=dict)  # the TrainConfig it used
+
+    @property
+    def bits_per_char(self) -> float | None:
+        return None if self.val_loss is None else self.val_loss / LN2
+
+
+@dataclass(frozen=True)
+class TrialFinished:
+    index: int
+    total: int
+    result: TrialResult
+
+
+Event = Opened | Started | Compiled | Progress | Warned | Evaluated | Sampled | Saved | Finished

@@ -1,0 +1,255 @@
+"""The training loop: run the compiled step until done, stopped or diverged.
+
+The loop never prints. It yields events (`events.py`) that its caller
+renders or logs, and reads values back from the device only when it
+reports them, so the host does not stall the device at every step. It
+decides when to evaluate and save; how a checkpoint is written is passed
+in (`save`).
+
+`fit` sets a session up (the stream layout, the device mesh, the compiled
+step) and hands it to `Session`, which holds what changes while it trains:
+the step, the metrics not yet reported, the clocks, the last evaluated and
+saved steps, and whether everything seen so far is finite.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Generator, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import jax
+import numpy as np
+from jax.sharding import Mesh
+
+from charlstm.config import SampleConfig
+from charlstm.core.sampler import sample_text
+from charlstm.core.scorer import make_scorer
+from charlstm.core.state import TrainState, warmup_steps
+from charlstm.core.step import make_train_step
+from charlstm.text import streams
+from charlstm.training import distributed, events
+from charlstm.training.health import Health
+from charlstm.training.run import Run
+
+# What is shown after each validation pass: the same prime, seed and
+# temperature every time, so the samples show the model improving, not luck.
+PROGRESS_SAMPLE = SampleConfig(length=200, temperature=0.8, seed=0)
+
+Save = Callable[[Run, bool, int], str]  # (run, best, windows per pass) -> where it was written
+TrainStep = Callable[[TrainState, streams.Batch], tuple[TrainState, dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class Setup:
+    """What a session trains with, fixed before its first step."""
+
+    mesh: Mesh
+    train_streams: streams.Streams
+    val_ids: np.ndarray  # (N,) the held-out ids, scored whole at each validation pass
+    feed: Callable[[int], streams.Batch]  # step -> the batch it reads
+
+
+def _setup(run: Run, devices: int | None) -> Setup:
+    tc = run.train_config
+    mesh = distributed.make_mesh(tc.batch_size, devices)
+    train_streams, val_ids = streams.layout(
+        run.corpus.text, run.vocab, tc.batch_size, tc.seq_len, tc.val_fraction, tc.reset_chars
+    )
+    if mesh.size == 1:
+        # One device: the step exactly as it is compiled without a mesh, so
+        # that single-device runs keep their losses and speed bit for bit.
+        return Setup(mesh, train_streams, val_ids, train_streams.window)
+    run.state = distributed.place_state(run.state, mesh)
+    return Setup(mesh, train_streams, val_ids, distributed.Feeder(train_streams, mesh))
+
+
+def _compile(run: Run, setup: Setup) -> TrainStep:
+    mesh = None if setup.mesh.size == 1 else setup.mesh
+    step = make_train_step(run.model_config, run.train_config, mesh)
+    compiled: TrainStep = step.lower(run.state, setup.feed(int(run.state.step))).compile()
+    return compiled
+
+
+def fit(
+    run: Run,
+    save: Save,
+    should_stop: Callable[[], bool] = lambda: False,
+    sample: SampleConfig | None = PROGRESS_SAMPLE,
+    devices: int | None = None,
+) -> Iterator[events.Event]:
+    """Train `run` to `train_config.steps`, yielding events as it goes.
+
+    `save(run, best, windows_per_pass)` writes a checkpoint and returns where;
+    the loop decides when: every `checkpoint_every` steps, at every new best
+    validation loss, and when it stops for any reason but divergence (so an
+    interrupted run always has a checkpoint to resume from). After each
+    validation pass a short `sample` is generated (None: no samples).
+
+    The step runs over the first `devices` local devices (default: all) of
+    every process; in a multi-process run every process runs this loop, all
+    use the first's validation loss, and only the first samples."""
+    tc = run.train_config
+    setup = _setup(run, devices)
+    step = int(run.state.step)
+    yield events.Started(
+        step=step,
+        total_steps=tc.steps,
+        backend=jax.default_backend(),
+        devices=[str(d) for d in setup.mesh.devices.flat],
+        processes=jax.process_count(),
+        train_chars=setup.train_streams.windows * tc.seq_len * tc.batch_size,
+        val_chars=len(setup.val_ids) - 1,
+        windows_per_pass=setup.train_streams.windows,
+        warmup_steps=warmup_steps(tc),
+    )
+    if step >= tc.steps:
+        yield events.Finished(step, "done", run.best_val_loss, run.train_seconds)
+        return
+    started = time.perf_counter()
+    train_step = _compile(run, setup)
+    yield events.Compiled(seconds=time.perf_counter() - started)
+    yield from Session(run, setup, train_step, save, should_stop, sample).train()
+
+
+class Session:
+    """One session of training: from where the run stands to its last step,
+    a stop, or divergence."""
+
+    def __init__(
+        self,
+        run: Run,
+        setup: Setup,
+        train_step: TrainStep,
+        save: Save,
+        should_stop: Callable[[], bool],
+        sample: SampleConfig | None,
+    ):
+        self.run, self.setup, self.train_step = run, setup, train_step
+        self._save, self._should_stop, self._sample = save, should_stop, sample
+        self.config = run.train_config
+        self.score = make_scorer(run.model_config)
+        self.step = int(run.state.step)
+        self.pending: list[dict[str, Any]] = []  # the device's metrics of steps not reported yet
+        self.healthy = True  # every loss, gradient norm and parameter seen so far is finite
+        self.health = Health(warmup_steps(self.config))
+        self.saved_step: int | None = None
+        self.evaluated_step: int | None = None
+        self.started = time.perf_counter()
+        self.seconds_before = run.train_seconds
+        self.last_report, self.last_report_step = self.started, self.step
+
+    def train(self) -> Iterator[events.Event]:
+        reason = yield from self._steps()
+        yield from self._finish(reason)
+
+    def _steps(self) -> Generator[events.Event, None, str]:
+        """Steps until the last, a stop or divergence; why it ended."""
+        tc = self.config
+        while self.step < tc.steps:
+            stop = self._stop_wanted()
+            if stop is not None:
+                return stop
+            self.run.state, metrics = self.train_step(self.run.state, self.setup.feed(self.step))
+            self.step += 1
+            self.pending.append(metrics)
+            evaluate_now = self.step % tc.eval_every == 0 or self.step == tc.steps
+            save_now = self.step % tc.checkpoint_every == 0 or self.step == tc.steps
+            # Every step that evaluates or saves is also a report, so nothing is
+            # ever evaluated or written from a state whose loss went non-finite.
+            if self.step % tc.log_every == 0 or evaluate_now or save_now:
+                yield from self._report()
+            paused = time.perf_counter()
+            if evaluate_now and self.healthy:
+                yield from self._validate()
+            if not self.healthy:
+                return "diverged"
+            if save_now:
+                yield self._checkpoint()
+            # Evaluation and saving are not training: keep them out of chars/s.
+            self.last_report += time.perf_counter() - paused
+        return "done"
+
+    def _finish(self, reason: str) -> Iterator[events.Event]:
+        if reason != "diverged":
+            if self.pending:
+                yield from self._report()
+            if self.healthy and reason == "time limit" and self.evaluated_step != self.step:
+                yield from self._validate()
+            if not self.healthy:
+                reason = "diverged"
+            # A diverged state is never saved: the newest checkpoint stays the last good one.
+            elif self.saved_step != self.step:
+                yield self._checkpoint()
+        yield events.Finished(self.step, reason, self.run.best_val_loss, self._clock())
+
+    def _stop_wanted(self) -> str | None:
+        stop = None
+        if self._should_stop():
+            stop = "interrupted"
+        elif self.config.max_seconds is not None and time.perf_counter() - self.started >= self.config.max_seconds:
+            stop = "time limit"
+        if jax.process_count() > 1:
+            # Processes settle a stop together, at report steps only: there
+            # the host waits for the device anyway.
+            return distributed.stop_agreed(stop) if self.step % self.config.log_every == 0 else None
+        return stop
+
+    def _clock(self) -> float:
+        """Training seconds over all sessions of the run, as of now."""
+        self.run.train_seconds = self.seconds_before + time.perf_counter() - self.started
+        return self.run.train_seconds
+
+    def _report(self) -> Iterator[events.Progress | events.Warned]:
+        # Steps are dispatched asynchronously; this is the only per-report
+        # sync with the device, so times are taken after it.
+        host = jax.device_get(self.pending)
+        self.pending.clear()
+        self.healthy = all(
+            bool(m["params_finite"]) and math.isfinite(float(m["loss"])) and math.isfinite(float(m["grad_norm"]))
+            for m in host
+        )
+        now = time.perf_counter()
+        chars = (self.step - self.last_report_step) * self.config.batch_size * self.config.seq_len
+        progress = events.Progress(
+            step=self.step,
+            total_steps=self.config.steps,
+            loss=float(np.mean([m["loss"] for m in host])),
+            grad_norm=float(host[-1]["grad_norm"]),
+            layer_grad_norms={name: float(v) for name, v in host[-1]["layer_grad_norms"].items()},
+            clipped_fraction=float(np.mean([m["clipped"] for m in host])),
+            lr=float(host[-1]["lr"]),
+            chars_per_sec=chars / (now - self.last_report),
+            elapsed=self._clock(),
+        )
+        self.last_report, self.last_report_step = now, self.step
+        yield progress
+        yield from self.health.observe(progress)
+
+    def _validate(self) -> Iterator[events.Event]:
+        run = self.run
+        # Up to batch_size streams: the same layout `charlstm eval` uses by
+        # default. Every process scores (so none waits long enough in the next
+        # collective to time out) and all decide on process 0's number.
+        params = distributed.local_copy(run.state.params)
+        val_loss = distributed.from_main(self.score(params, self.setup.val_ids, self.config.batch_size).loss)
+        self.evaluated_step = self.step
+        if not math.isfinite(val_loss):
+            self.healthy = False
+            yield events.Evaluated(self.step, val_loss, best=False)
+            return
+        is_best = run.best_val_loss is None or val_loss < run.best_val_loss
+        if is_best:
+            run.best_val_loss = val_loss
+        run.history.append({"step": self.step, "val_loss": val_loss, "train_seconds": self._clock()})
+        yield events.Evaluated(self.step, val_loss, is_best)
+        if is_best:
+            yield events.Saved(self.step, self._save(run, True, self.setup.train_streams.windows), best=True)
+        if self._sample is not None and distributed.is_main():
+            yield events.Sampled(self.step, sample_text(run.model_config, params, run.vocab, self._sample))
+
+    def _checkpoint(self) -> events.Saved:
+        self.saved_step = self.step
+        return events.Saved(self.step, self._save(self.run, False, self.setup.train_streams.windows), best=False)

@@ -1,0 +1,80 @@
+"""A training run: what it trains and where it lives on disk."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from charlstm.config import ModelConfig, TrainConfig
+from charlstm.core.state import TrainState, init_state
+from charlstm.errors import CharlstmError
+from charlstm.flags import flag
+from charlstm.text import streams
+from charlstm.text.corpus import Corpus
+from charlstm.text.vocab import Vocab
+
+RUNS_DIR = Path("runs")
+
+
+@dataclass
+class Run:
+    """Everything a training run needs, fresh or restored from a checkpoint."""
+
+    model_config: ModelConfig
+    train_config: TrainConfig
+    vocab: Vocab
+    corpus: Corpus
+    state: TrainState
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_val_loss: float | None = None
+    train_seconds: float = 0.0  # wall time spent training, over all sessions
+
+
+# Options a resumed run may change; the rest would make it a different run.
+RESUMABLE_FIELDS = ("steps", "max_seconds", "learning_rate", "eval_every", "checkpoint_every", "log_every")
+
+
+def default_run_dir(corpus_path: Path, runs_dir: Path = RUNS_DIR, when: float | None = None) -> Path:
+    """runs/<corpus>-<time>; `when` (unix seconds, default now) lets the
+    processes of a multi-process run agree on one name."""
+    return runs_dir / f"{corpus_path.stem}-{time.strftime('%Y%m%d-%H%M%S', time.localtime(when))}"
+
+
+def check_run_dir(run_dir: Path) -> None:
+    """Refuse a run directory that is a file, already holds something, or
+    could not be read back."""
+    odd = sorted(set("[]*?") & set(str(run_dir.absolute())))
+    if odd:
+        # Orbax finds a checkpoint's parts with a glob on its directory, which
+        # reads these as a pattern: the checkpoint would be written and never read.
+        raise CharlstmError(
+            f"run directory {run_dir}: its path contains {' '.join(odd)}, which the checkpoint library reads as a "
+            f"pattern, so its checkpoints could not be read back; pick another {flag('out')}"
+        )
+    if run_dir.exists() and not run_dir.is_dir():
+        raise CharlstmError(f"{flag('out')} {run_dir} is a file, not a directory")
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise CharlstmError(
+            f"run directory {run_dir} already exists and is not empty; "
+            f"pick another {flag('out')}, or continue it with 'charlstm resume'"
+        )
+
+
+def prepare_run_dir(run_dir: Path, checked: bool = False) -> None:
+    """Create the run directory, refusing one in use unless `checked` already."""
+    if not checked:
+        check_run_dir(run_dir)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise CharlstmError(f"cannot create run directory {run_dir}: {err.strerror}") from None
+
+
+def new_run(corpus: Corpus, model_kwargs: dict[str, Any], train_config: TrainConfig) -> Run:
+    vocab = Vocab.from_text(corpus.text)
+    model_config = ModelConfig(vocab_size=vocab.size, **model_kwargs)
+    # Fail on a too-short text now, before compiling anything.
+    streams.layout(corpus.text, vocab, train_config.batch_size, train_config.seq_len, train_config.val_fraction)
+    return Run(model_config, train_config, vocab, corpus, init_state(model_config, train_config))

@@ -1,0 +1,151 @@
+"""The run directory's logs: `metrics.jsonl` for tools, `samples.txt` for people.
+
+`RunLog` listens to the training loop's events, as the progress display
+does. `metrics.jsonl` gets one JSON object per logged step:
+
+    step, time (unix seconds), elapsed (training seconds over all sessions),
+    train_loss and train_bpc (mean since the previous line), lr, grad_norm
+    (global, before clipping, at the logged step), grad_norms (per layer:
+    embed, lstm_0, ..., head, at the logged step), clipped_fraction (share of steps since the previous line whose
+    gradients were clipped), chars_per_sec, where that step was evaluated
+    also val_loss and val_bpc, and where a gradient warning began
+    (`health.py`) its message in warnings. A loss that is not finite (a
+    diverged step) is written as null.
+
+Lines are appended and flushed as they are complete, so a killed run keeps
+all but its last line. A resumed run continues from its checkpoint's step,
+so lines written after that step by the session that died are dropped first
+and every step appears once.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+from charlstm.training import events
+from charlstm.units import LN2
+
+METRICS_FILE = "metrics.jsonl"
+SAMPLES_FILE = "samples.txt"
+
+
+def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
+    """The run's metrics lines, oldest first. A line cut off by a crash, or
+    otherwise unreadable, is skipped."""
+    path = run_dir / METRICS_FILE
+    if not path.is_file():
+        return []
+    records = []
+    with path.open(encoding="utf-8") as lines:
+        for line in lines:
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict) and isinstance(record.get("step"), int):
+                records.append(record)
+    return records
+
+
+class RunLog:
+    def __init__(self, run_dir: Path):
+        self.run_dir = run_dir
+        run_dir.mkdir(parents=True, exist_ok=True)
+        self._pending: dict[str, Any] | None = None
+
+    def handle(self, event: events.Event) -> None:
+        if isinstance(event, events.Started):
+            self._drop_after(event.step)
+        elif isinstance(event, events.Progress):
+            self._flush()
+            self._pending = {
+                "step": event.step,
+                "time": round(time.time(), 3),
+                "elapsed": round(event.elapsed, 3),
+                "train_loss": event.loss,
+                "train_bpc": event.loss / LN2,
+                "lr": event.lr,
+                "grad_norm": event.grad_norm,
+                "grad_norms": event.layer_grad_norms,
+                "clipped_fraction": event.clipped_fraction,
+                "chars_per_sec": round(event.chars_per_sec, 1),
+            }
+        elif isinstance(event, events.Warned) and self._pending is not None:
+            # Right after the report it is about, so it joins that line.
+            self._pending.setdefault("warnings", []).append(event.message)
+        elif isinstance(event, events.Evaluated):
+            # The loop reports every step it evaluates, just before evaluating it.
+            if self._pending is None or self._pending["step"] != event.step:
+                self._flush()
+                self._pending = {"step": event.step, "time": round(time.time(), 3)}
+            self._pending["val_loss"] = event.val_loss
+            self._pending["val_bpc"] = event.val_loss / LN2
+            self._flush()
+        elif isinstance(event, events.Sampled):
+            with (self.run_dir / SAMPLES_FILE).open("a", encoding="utf-8") as out:
+                out.write(f"===== step {event.step} =====\n{event.text}\n\n")
+        elif isinstance(event, events.Finished):
+            self._flush()
+
+    def close(self) -> None:
+        self._flush()
+
+    def _flush(self) -> None:
+        if self._pending is None:
+            return
+        record, self._pending = self._pending, None
+        # A diverged step's loss is logged as null: strict JSON has no NaN.
+        with (self.run_dir / METRICS_FILE).open("a", encoding="utf-8") as out:
+            out.write(json.dumps(_finite(record), allow_nan=False) + "\n")
+
+    def _drop_after(self, step: int) -> None:
+        self._drop_samples_after(step)
+        path = self.run_dir / METRICS_FILE
+        if not path.is_file():
+            return
+        lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+        kept = [line for line in lines if _step_of(line) <= step]
+        if len(kept) == len(lines):
+            return
+        tmp = path.with_suffix(".jsonl.tmp")
+        tmp.write_text("".join(kept), encoding="utf-8")
+        os.replace(tmp, path)
+
+    def _drop_samples_after(self, step: int) -> None:
+        path = self.run_dir / SAMPLES_FILE
+        if not path.is_file():
+            return
+        text = path.read_text(encoding="utf-8")
+        blocks = [b for b in re.split(r"(?m)^(?====== step \d+ =====$)", text) if b]
+        kept = [b for b in blocks if _sample_step(b) <= step]
+        if len(kept) != len(blocks):
+            path.write_text("".join(kept), encoding="utf-8")
+
+
+def _sample_step(block: str) -> int:
+    found = re.match(r"===== step (\d+) =====", block)
+    return int(found.group(1)) if found else -1
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    return value
+
+
+def _step_of(line: str) -> float:
+    """The line's step; infinity for a line that cannot be read (cut off by a crash)."""
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return math.inf
+    step = record.get("step") if isinstance(record, dict) else None
+    return step if isinstance(step, int) else math.inf

@@ -1,0 +1,306 @@
+"""Hyperparameter search: random or grid, each trial a real run on one budget.
+
+The search space has five dimensions (see SPACE): the peak learning rate,
+the hidden size, the number of layers, the sequence length and the dropout
+rate. Each can be
+narrowed to a list of values ("128,256") or, for random search, a range
+sampled log-uniformly ("1e-3:3e-2"). Random search draws every dimension
+independently from `numpy.random.default_rng(seed)`; grid search takes all
+combinations of the lists, in a seeded order when only some are run. Every
+trial starts from the same initialisation seed, so trials differ only in
+their hyperparameters.
+
+A trial's budget is either a step count (deterministic: the same seed gives
+the same results) or seconds of training. For a time budget the step count
+is fitted first, from a timing of the trial's own training step, so that
+the learning-rate schedule warms up and decays within the budget rather
+than being cut off half-way; the wall clock still stops a trial that runs
+long. The budget is for training steps: compilation and the one validation
+pass at the end come on top (a step budget evaluates four times).
+
+Trials are ordinary run directories (TRIAL_DIR/trial-NN): plot, compare,
+evaluate or sample them like any run. `trials.json` is rewritten after each
+trial, so an interrupted search keeps what it finished.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from charlstm.config import ModelConfig, TrainConfig
+from charlstm.core.model import param_count
+from charlstm.core.state import init_state
+from charlstm.errors import ConfigError
+from charlstm.flags import flag, label
+from charlstm.text.corpus import read_corpus, resolve_corpus_path
+from charlstm.training import events, session
+from charlstm.training.events import TrialFinished, TrialResult, TrialStarted
+from charlstm.training.loop import fit
+from charlstm.training.run import RUNS_DIR, Run, new_run, prepare_run_dir
+
+# The fraction of a time budget the fitted step count aims at: timing noise
+# and the final evaluation take the rest.
+BUDGET_FILL = 0.9
+CALIBRATION_STEPS = 12
+# Validation passes per trial with a step budget (for its curves). A time
+# budget evaluates only at the end: a pass over the held-out text costs as
+# much as many training steps, and the clock would count it.
+EVALS_PER_TRIAL = 4
+DEFAULT_TRIALS = 8  # random search
+DEFAULT_BUDGET_S = 60.0
+
+
+@dataclass(frozen=True)
+class Dimension:
+    field: str  # the ModelConfig or TrainConfig field it sets
+    values: tuple[float, ...]  # the choices; also the grid
+    log_range: tuple[float, float] | None = None  # random search samples this instead of `values`
+    integer: bool = True
+    allow_zero: bool = False
+    below: float | None = None  # values must be less than this
+
+    @property
+    def name(self) -> str:
+        """As on the command line, without dashes: lr, hidden, ..."""
+        return label(self.field)
+
+
+SPACE = (
+    Dimension("learning_rate", (2e-3, 5e-3, 1e-2, 2e-2), log_range=(1e-3, 3e-2), integer=False),
+    Dimension("hidden_size", (128, 256, 384, 512)),
+    Dimension("num_layers", (1, 2, 3)),
+    Dimension("seq_len", (32, 64, 128)),
+    Dimension("dropout", (0.0, 0.1, 0.2, 0.3), integer=False, allow_zero=True, below=1.0),
+)
+MODEL_FIELDS = ("hidden_size", "num_layers")
+
+
+def parse_dimension(dim: Dimension, spec: str) -> Dimension:
+    """`dim` narrowed by a command-line SPEC: "a,b,c" (values) or "lo:hi" (a
+    log-uniform range, learning rate only)."""
+    where = f"{flag(dim.field)} {spec!r}"
+    number = int if dim.integer else float
+    try:
+        if ":" in spec:
+            if dim.integer:
+                raise ConfigError(
+                    f"{where}: a range lo:hi is only for {flag('learning_rate')}; list values instead, e.g. 128,256"
+                )
+            low, high = (float(x) for x in spec.split(":"))
+            if not 0 < low <= high:
+                raise ConfigError(f"{where}: the range needs 0 < lo <= hi")
+            return replace(dim, values=(low, high), log_range=(low, high))
+        values = tuple(number(x) for x in spec.split(","))
+    except ValueError:
+        raise ConfigError(f"{where}: expected comma-separated numbers, e.g. {dim.values[0]},{dim.values[1]}") from None
+    if any(v < 0 or (v == 0 and not dim.allow_zero) for v in values):
+        raise ConfigError(f"{where}: values must be {'>= 0' if dim.allow_zero else '> 0'}")
+    if dim.below is not None and any(v >= dim.below for v in values):
+        raise ConfigError(f"{where}: values must be < {dim.below:g}")
+    return replace(dim, values=values, log_range=None)
+
+
+def random_trials(space: tuple[Dimension, ...], count: int, seed: int) -> list[dict[str, float]]:
+    rng = np.random.default_rng(seed)
+    trials = []
+    for _ in range(count):
+        point: dict[str, float] = {}
+        for dim in space:
+            if dim.log_range is not None:
+                low, high = np.log(dim.log_range[0]), np.log(dim.log_range[1])
+                point[dim.field] = float(f"{math.exp(rng.uniform(low, high)):.3g}")
+            else:
+                point[dim.field] = dim.values[int(rng.integers(len(dim.values)))]
+        trials.append(point)
+    return trials
+
+
+def grid_trials(space: tuple[Dimension, ...], count: int | None, seed: int) -> list[dict[str, float]]:
+    """All combinations; when `count` is smaller, that many in a seeded order
+    (so a partial grid still spreads over the space)."""
+    ranged = [d.field for d in space if d.log_range is not None and d.values == d.log_range]
+    if ranged:
+        raise ConfigError(f"--grid needs lists of values, not ranges: {flag(ranged[0])} a,b,c")
+    points = [
+        dict(zip([d.field for d in space], combo, strict=True))
+        for combo in itertools.product(*(d.values for d in space))
+    ]
+    if count is None or count >= len(points):
+        return points
+    order = np.random.default_rng(seed).permutation(len(points))[:count]
+    return [points[i] for i in order]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A search, decided and checked before its first trial."""
+
+    corpus: Path
+    out: Path
+    points: list[dict[str, float]]  # each trial's searched values, by config field
+    model: dict[str, Any]  # ModelConfig fields every trial shares
+    train: dict[str, Any]  # TrainConfig fields every trial shares
+    steps: int | None  # the budget per trial: steps, or
+    budget_s: float | None  # seconds of training
+    keep_all: bool
+    settings: dict[str, Any]  # what trials.json records of the search
+
+
+def plan(
+    corpus: str | Path,
+    out: str | Path | None = None,
+    *,
+    trials: int | None = None,
+    grid: bool = False,
+    steps: int | None = None,
+    budget_s: float | None = None,
+    seed: int = 0,
+    space: Mapping[str, str] | None = None,
+    model: Mapping[str, Any] | None = None,
+    train: Mapping[str, Any] | None = None,
+    keep_all: bool = False,
+) -> Plan:
+    """Check a search's options and draw its trials. `space` narrows
+    dimensions by field ("learning_rate": "1e-3:1e-2", "hidden_size":
+    "128,256"); `model` and `train` fix ModelConfig / TrainConfig fields for
+    every trial (the trials' seed is `seed`)."""
+    if steps is not None and budget_s is not None:
+        raise ConfigError("give --steps or --budget-s, not both")
+    if steps is None and budget_s is None:
+        budget_s = DEFAULT_BUDGET_S
+    if (steps is not None and steps < 1) or (budget_s is not None and budget_s <= 0):
+        raise ConfigError("the budget per trial must be positive")
+    if trials is not None and trials < 1:
+        raise ConfigError(f"--trials must be >= 1, got {trials}")
+    narrowed = dict(space or {})
+    unknown = sorted(set(narrowed) - {d.field for d in SPACE})
+    if unknown:
+        raise ConfigError(f"cannot search {', '.join(unknown)}; the space has {', '.join(d.field for d in SPACE)}")
+    dims = tuple(parse_dimension(d, narrowed[d.field]) if d.field in narrowed else d for d in SPACE)
+    points = grid_trials(dims, trials, seed) if grid else random_trials(dims, trials or DEFAULT_TRIALS, seed)
+    fixed_model, fixed_train = dict(model or {}), {**(train or {}), "seed": seed}
+    ModelConfig(vocab_size=1, **fixed_model)  # refuse a bad --cell, --norm or --embed before any trial
+    TrainConfig(**fixed_train)
+    path, _ = resolve_corpus_path(str(corpus))
+    directory = Path(out) if out is not None else RUNS_DIR / f"tune-{path.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    settings = {
+        "corpus": str(path.resolve()),
+        "kind": "grid" if grid else "random",
+        "trials": len(points),
+        "seed": seed,
+        "steps": steps,
+        "budget_s": budget_s,
+        "space": {d.field: list(d.log_range or d.values) for d in dims},
+        "range": [d.field for d in dims if d.log_range is not None],
+        "fixed": {**fixed_model, **fixed_train},
+    }
+    return Plan(path, directory, points, fixed_model, fixed_train, steps, budget_s, keep_all, settings)
+
+
+@dataclass(frozen=True)
+class Search:
+    """A finished (or interrupted) search."""
+
+    directory: Path
+    planned: int  # trials planned
+    trials: list[TrialResult]  # those run, best first
+
+    @property
+    def best(self) -> TrialResult | None:
+        """The best trial, if any trial reached a validation loss."""
+        return self.trials[0] if self.trials and self.trials[0].val_loss is not None else None
+
+
+def ranked(results: list[TrialResult]) -> list[TrialResult]:
+    """Best first; trials without a validation loss last."""
+    return sorted(results, key=lambda r: (r.val_loss is None, r.val_loss or 0.0, r.trial))
+
+
+def _fit_steps(run: Run, budget_s: float) -> int:
+    """Steps of this run's training step that fill `budget_s`, timed on a
+    throwaway copy of the run (a fresh state, nothing saved or evaluated)."""
+    trial = replace(run, train_config=replace(run.train_config, steps=10**6, log_every=CALIBRATION_STEPS // 2))
+    trial.state = init_state(run.model_config, trial.train_config)
+    rates = [
+        e.chars_per_sec
+        for e in fit(trial, lambda *_: "", lambda: int(trial.state.step) >= CALIBRATION_STEPS, sample=None)
+        if isinstance(e, events.Progress)
+    ]
+    # The first report can include the first call's one-off costs: time the last.
+    seconds_per_step = run.train_config.batch_size * run.train_config.seq_len / rates[-1]
+    return max(1, int(BUDGET_FILL * budget_s / seconds_per_step))
+
+
+def _write_json(path: Path, results: list[TrialResult], settings: dict[str, Any]) -> None:
+    records = [{**asdict(r), "bits_per_char": r.bits_per_char} for r in ranked(results)]
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"search": settings, "trials": records}, indent=1) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def search(
+    plan: Plan,
+    on_event: Callable[[Any], None] = lambda e: None,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> Iterator[TrialResult]:
+    """Train one run per trial of `plan` under `plan.out`, yielding each
+    result as it ends. Afterwards only the best trial keeps its checkpoints,
+    unless `plan.keep_all`."""
+    prepare_run_dir(plan.out)
+    on_event(events.SearchPlanned(plan.out, len(plan.points), plan.settings["kind"]))
+    text = read_corpus(plan.corpus.resolve())
+    results: list[TrialResult] = []
+    for index, point in enumerate(plan.points):
+        if should_stop():
+            break
+        shape = {**plan.model, **{k: v for k, v in point.items() if k in MODEL_FIELDS}}
+        options = {**plan.train, **{k: v for k, v in point.items() if k not in MODEL_FIELDS}}
+        run_dir = plan.out / f"trial-{index:02d}"
+        run = new_run(text, shape, TrainConfig(**{**options, "steps": plan.steps or 1}))
+        planned = plan.steps if plan.steps is not None else _fit_steps(run, plan.budget_s or 0.0)
+        every = max(1, planned // EVALS_PER_TRIAL) if plan.budget_s is None else planned
+        config = replace(
+            run.train_config,
+            steps=planned,
+            eval_every=every,
+            checkpoint_every=planned,
+            max_seconds=None if plan.budget_s is None else 1.25 * plan.budget_s,
+        )
+        run = replace(run, train_config=config)
+        run.state = init_state(run.model_config, config)
+        on_event(TrialStarted(index, len(plan.points), point, planned, param_count(run.model_config)))
+        prepare_run_dir(run_dir)
+        finished = session.train(run, run_dir, on_event, should_stop)
+        result = TrialResult(
+            trial=index,
+            run_dir=str(run_dir),
+            point=point,
+            model=asdict(run.model_config),
+            steps=finished.step,
+            planned_steps=planned,
+            val_loss=finished.best_val_loss,
+            train_seconds=finished.train_seconds,
+            params=param_count(run.model_config),
+            reason=finished.reason,
+            train=asdict(config),
+        )
+        results.append(result)
+        _write_json(plan.out / "trials.json", results, plan.settings)
+        on_event(TrialFinished(index, len(plan.points), result))
+        yield result
+    if not plan.keep_all and results:
+        best = ranked(results)[0]
+        for r in results:
+            if r is not best and best.val_loss is not None:
+                shutil.rmtree(Path(r.run_dir) / "checkpoints", ignore_errors=True)
