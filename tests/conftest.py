@@ -18,6 +18,12 @@ os.environ.pop("CHARLSTM_NO_CACHE", None)
 # tests them in child processes that set this variable themselves.
 os.environ["CHARLSTM_SYSTEM_MALLOC"] = "1"
 
+# The in-process tests compile the same tiny programs again and again (a new
+# jit per run); the cache serves the repeats, as it does the commands'.
+from charlstm.runtime.compile_cache import enable_compilation_cache  # noqa: E402
+
+enable_compilation_cache()
+
 
 def _tiny_text(lines: int = 400, seed: int = 1) -> str:
     rng = random.Random(seed)

@@ -6,6 +6,7 @@ and restore it) depend on it alone.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import flax.struct
@@ -66,7 +67,12 @@ def make_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
     )
 
 
+# Compiled as one program: run op by op, initialisation took 3.0-3.5 s of
+# every new run's start on the 2-core CPU (2026-12-01), compiled 1.4 s (and
+# far less from the compilation cache), with bit-identical results.
+@functools.partial(jax.jit, static_argnums=(0, 1))
 def init_state(model_cfg: ModelConfig, train_cfg: TrainConfig) -> TrainState:
+    """A fresh state: parameters from `train_cfg.seed`, the optimizer at step 0, zero carries."""
     init_key, rng = jax.random.split(jax.random.PRNGKey(train_cfg.seed))
     params = init_params(model_cfg, init_key)
     return TrainState(
