@@ -1,5 +1,8 @@
 """When a run's gradients or loss are worth a warning, and how it is shown."""
 
+import json
+from pathlib import Path
+
 import pytest
 from rich.console import Console
 
@@ -7,21 +10,9 @@ from charlstm.cli.display import NORMAL, TrainingDisplay
 from charlstm.training import events
 from charlstm.training.health import SUSTAINED, Health
 
-# The first 200 steps of the default run on the shipped corpus, every 10th
-# report (2026-12-01, 2-core CPU): step, loss, global norm, clipped share.
-DEFAULT_RUN = [
-    (10, 4.202, 1.056, 1.0), (30, 3.293, 0.93, 0.0), (50, 2.506, 0.282, 0.0), (70, 2.115, 0.393, 0.0),
-    (90, 1.958, 0.268, 0.0), (110, 1.83, 0.229, 0.0), (130, 1.76, 0.263, 0.0), (150, 1.725, 0.229, 0.0),
-    (170, 1.701, 0.211, 0.0), (190, 1.627, 0.213, 0.0), (210, 1.604, 0.19, 0.0), (230, 1.619, 0.212, 0.0),
-]  # fmt: skip
-# The same run at --lr 1.
-LR_1_RUN = [
-    (10, 3.731, 0.457, 0.4), (20, 3.305, 0.231, 0.0), (40, 2.741, 0.17, 0.0), (80, 2.422, 0.154, 0.0),
-    (100, 2.652, 0.088, 0.0), (110, 2.523, 0.069, 0.0), (120, 2.468, 0.096, 0.0), (130, 2.515, 0.092, 0.0),
-    (140, 3.561, 0.993, 0.2), (150, 5.886, 0.643, 0.5), (160, 4.104, 0.283, 0.0), (170, 3.487, 0.166, 0.0),
-    (180, 3.402, 0.283, 0.0), (190, 3.334, 0.076, 0.0), (200, 3.111, 0.049, 0.0), (230, 8.562, 1.809, 0.9),
-    (240, 9.493, 1.047, 0.7), (250, 8.469, 1.899, 0.9),
-]  # fmt: skip
+# Every report of the default run on the shipped corpus and of the same run at
+# --lr 1 (2026-12-01; tests/data/health-runs.json says how they were made).
+RUNS = json.loads((Path(__file__).parent / "data" / "health-runs.json").read_text())
 HEALTHY_LAYERS = {"embed": 0.1, "lstm_0": 0.2, "lstm_1": 0.3, "head": 0.4}
 
 
@@ -33,15 +24,25 @@ def _warnings(health, reports):
     return [w for step, loss, norm, clipped in reports for w in health.observe(_progress(step, loss, norm, clipped))]
 
 
-def test_the_default_run_gives_no_warning_though_its_first_steps_clip():
-    assert _warnings(Health(warmup_steps=100), DEFAULT_RUN) == []
-    # Without the warm-up rule its first report alone would count: only one, so still no warning.
-    assert _warnings(Health(warmup_steps=0), DEFAULT_RUN) == []
+def _replayed(run):
+    """The warnings a recorded run gets, its reports fed to Health in order."""
+    health = Health(warmup_steps=RUNS["warmup_steps"])
+    found = []
+    for step, loss, norm, clipped, first, head in RUNS[run]:
+        layers = {"embed": 0.1, "lstm_0": first, "lstm_1": 0.1, "head": head}
+        found += health.observe(_progress(step, loss, norm, clipped, layers))
+    return found
 
 
-def test_a_run_at_lr_1_warns_that_its_loss_rises_then_that_gradients_explode():
-    found = _warnings(Health(warmup_steps=100), LR_1_RUN)
-    assert [(w.step, w.kind) for w in found] == [(160, "loss rising"), (250, "exploding")]
+def test_the_whole_default_run_gives_no_warning_though_its_first_steps_clip():
+    reports = RUNS["default"]
+    assert len(reports) == 230 and reports[-1][0] == 2300 and reports[0][3] == 1.0  # step 10 clipped every step
+    assert _replayed("default") == []
+
+
+def test_a_run_at_lr_1_warns_that_its_loss_rises_then_that_gradients_explode_and_vanish():
+    found = _replayed("lr_1")
+    assert [(w.step, w.kind) for w in found] == [(160, "loss rising"), (250, "exploding"), (280, "vanishing")]
     assert "3 reports in a row" in found[0].message and "--lr" in found[0].message
     assert "--clip on 90%" in found[1].message
 

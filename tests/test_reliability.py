@@ -74,6 +74,20 @@ def test_truncated_or_corrupted_files_give_a_clean_error(damaged, how):
         checkpoint.load(damaged)
 
 
+@pytest.mark.parametrize("how", ["delete", "truncate"])
+def test_damaged_arrays_behind_good_metadata_give_a_clean_error(damaged, how):
+    """Orbax and TensorStore raise bare Exceptions when the data files are bad."""
+    data = [p for p in _state_files(damaged) if p.parent.name == "d"]
+    assert data
+    for path in data:
+        if how == "delete":
+            path.unlink()
+        else:
+            path.write_bytes(path.read_bytes()[:3])
+    with pytest.raises(CheckpointError, match="cannot read checkpoint .*: its arrays are damaged"):
+        checkpoint.load(damaged)
+
+
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),

@@ -60,6 +60,7 @@ def test_info_describes_the_checkpoint(runner, trained_run):
     assert "4 of 4" in out and "2x24 LSTM, embedding 8" in out
     assert f"{model.num_params:,}" in out and f"{model.vocab.size} characters" in out
     assert f"{model.best_val_loss:.4f}" in out
+    assert "validation text" in out and "the last 10% of the corpus" in out
     record = json.loads(_ok(runner.invoke(app, ["info", str(run_dir), "--json"])))
     assert record["params"] == model.num_params == param_count(model.model_config)
     assert record["vocab"] == model.vocab.chars and record["step"] == 4
@@ -74,6 +75,10 @@ def test_eval_matches_the_logged_validation_loss(runner, trained_run, tmp_path):
     record = json.loads(_ok(runner.invoke(app, ["eval", str(run_dir), str(val), "--json"])))
     assert record["loss"] == pytest.approx(logged, abs=1e-4)
     assert record["chars"] == len(val.read_text(encoding="utf-8")) - 1 and record["skipped"] == 0
+    # With no text it scores the run's own validation text: the same number.
+    result = runner.invoke(app, ["eval", str(run_dir), "--json"])
+    assert json.loads(_ok(result)) == {**record, "text": f"{corpus} (validation text)"}
+    assert "no text given: reading the run's validation text" in result.stderr
 
     odd = tmp_path / "odd.txt"
     odd.write_text("KING. Wherefore art thou \u00e9\u00e9 #\n" * 40, encoding="utf-8")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -127,11 +128,15 @@ def _validation_text(model: Model) -> tuple[str, str]:
         held_out = model.validation_text()
     except CharlstmError as err:
         fail(f"no text given, and {err}: give a TEXTFILE or --text")
-    say(
-        f"no text given: reading the run's validation text, the last {len(held_out):,} characters of "
-        f"{model.corpus_path}"
-    )
-    return f"{model.corpus_path} (validation text)", held_out
+    corpus = _shown(model.corpus_path)
+    say(f"no text given: reading the run's validation text, the last {len(held_out):,} characters of {corpus}")
+    return f"{corpus} (validation text)", held_out
+
+
+def _shown(path: str) -> str:
+    """A path as short as it can be shown: relative to here when it is below here."""
+    relative = os.path.relpath(path)
+    return path if relative.startswith("..") else relative
 
 
 def list_runs(
