@@ -1,46 +1,68 @@
-"""Validation loss per minute of training: charlstm against a plain PyTorch char-LSTM.
+"""Validation loss per minute of training: charlstm against PyTorch char-LSTMs.
 
     pip install -e ".[bench]"
-    python benchmarks/time_to_quality.py                              # 10 minutes each: charlstm, PyTorch 2x256, 2x512
-    python benchmarks/time_to_quality.py --runs charlstm-gru torch-2x512 --minutes 5
-    python benchmarks/time_to_quality.py --json ttq.json --png ttq.png
+    python benchmarks/time_to_quality.py                                  # shakespeare, 10 minutes, seed 0
+    python benchmarks/time_to_quality.py --corpus tang-poems --seeds 0 1 --json ttq-tang.json
+    python benchmarks/time_to_quality.py --runs charlstm torch-recipe --recipe-lrs 2e-3 5e-3 1e-2
 
-Every run trains on corpora/shakespeare.txt with its last 10% held out and
-is scored on the whole held-out tail by the same layout (`charlstm.core.scorer`:
-up to 64 streams of carried state, every character once), so the losses are
-comparable. charlstm runs are `charlstm train` with its defaults (a child
-process, read back from its metrics.jsonl), evaluated every 100 steps and
-stopped at the time budget; their clock includes their own evaluations,
-samples and checkpoints. The PyTorch runs are the usual recipe: nn.Embedding
-+ nn.LSTM + nn.Linear, random 64 x 128 windows from a zero state, Adam at
-2e-3, gradient-norm clipping at 1.0, evaluated at every whole minute with
-the evaluation time left out of their clock, under the same malloc settings
-the CLI uses (`charlstm.runtime.hostmem`; `--system-malloc` for glibc's defaults,
-under which PyTorch trains about 40% slower on the 2-core CPU). Reported: the best validation
-loss reached by 1, 2, 5 and 10 minutes (or the --marks given), counting an
-evaluation made for a mark or for the budget within 3 s after it (at the end
-of the step that crossed it).
+Every run is a child process trained on the same corpus with its last 10%
+held out, and scored on the whole held-out tail by the same layout
+(`charlstm.core.scorer`: up to 64 streams of carried state, every character
+once), so the losses are comparable. Every run's clock starts when its
+process is launched: imports, compilation and evaluations count, the same
+way on both sides. A validation loss is placed at the moment its evaluation
+began (the model as it stood then); every run evaluates every 100 steps and
+at the end of its budget.
+
+The runs:
+
+- `charlstm`: `charlstm train` with its defaults (the layer-normalised LSTM
+  with dropout 0.2, AdamW with weight decay 0.1, 100 warm-up steps and a
+  cosine schedule over 2,300 steps, 64 carried-state streams of 64
+  characters). Other `charlstm-*` runs change one thing.
+- `torch-recipe`: the same recipe in PyTorch: nn.Embedding + nn.LSTM with
+  dropout 0.2 between layers and before the head, the forget-gate bias
+  starting at 1, AdamW (b2 0.99) with weight decay 0.1 on the weight
+  matrices, the same warm-up and cosine schedule (its step count fitted to
+  the budget from a timing of its own step, as charlstm's 2,300 are on this
+  CPU), clipping at 1.0, and charlstm's own stream layout (text/streams.py:
+  contiguous streams, state carried, staggered resets every 1,024
+  characters). Its peak learning rate is swept (`--recipe-lrs`, on the first
+  seed); the best at the budget is run on the other seeds.
+- `torch-2x256`, `torch-2x512`: the usual PyTorch recipe: random 64 x 128
+  windows from a zero state, Adam at 2e-3, clipping at 1.0, no schedule, no
+  dropout, no weight decay.
+
+Both sides run under the same malloc settings (`charlstm.runtime.hostmem`;
+`--system-malloc` for glibc's defaults). Reported: the best validation loss
+reached by 1, 2, 5 and 10 minutes (or the --marks given); the last
+evaluation, made for the budget, counts for a mark up to 3 s after it.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
+import math
+import os
+import shlex
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
-
-from charlstm.core.scorer import stream_layout, windows
-from charlstm.runtime.hostmem import keep_host_memory
-from charlstm.text.corpus import shipped_corpora
-from charlstm.text.streams import split
-from charlstm.text.vocab import Vocab
-from charlstm.training.runlog import read_metrics
+ROOT = Path(__file__).resolve().parent.parent
+CORPORA = {
+    "shakespeare": (ROOT / "corpora" / "shakespeare.txt", None),
+    "tang-poems": (ROOT / "corpora" / "tang-poems.txt", ROOT / "corpora" / "build_tang_poems.py"),
+    "python-stdlib": (ROOT / "corpora" / "python-stdlib.txt", ROOT / "corpora" / "build_python_stdlib.py"),
+}
+EVAL_EVERY = 100
+BATCH, SEQ_LEN = 64, 64  # charlstm's defaults, and the recipe's
+STEPS_FILL = 0.85  # of the budget the recipe's fitted schedule aims at: evaluations take the rest
 
 
 def _spelled_out(norm: str, dropout: str, steps: int) -> list[str]:
@@ -51,148 +73,301 @@ def _spelled_out(norm: str, dropout: str, steps: int) -> list[str]:
 # Every charlstm run but the first spells out its cell, dropout and steps, so
 # that it measures the same thing whatever the defaults are. The defaults
 # before 2026-11-25's evening: the plain LSTM, no dropout, 3,000 steps.
-RUNS = {
+CHARLSTM_RUNS = {
     "charlstm": [],  # the defaults: layer-normalised LSTM, dropout 0.2, 2,300 steps
     "charlstm-plain": _spelled_out("none", "0", 3000),
     "charlstm-gru": [*_spelled_out("none", "0", 3000), "--cell", "gru"],
     "charlstm-layer-norm": _spelled_out("layer", "0", 3000),
     "charlstm-dropout-0.1": _spelled_out("none", "0.1", 3000),
     "charlstm-dropout-0.2": _spelled_out("none", "0.2", 3000),
-    # Layer norm's steps cost about 1.35x the plain LSTM's: a schedule that
-    # ends inside 10 minutes instead of being cut off at step ~2400 of 3000.
     "charlstm-layer-norm-2300": _spelled_out("layer", "0", 2300),
     "charlstm-layer-norm-2300-dropout-0.2": _spelled_out("layer", "0.2", 2300),
-    "torch-2x256": (64, 256, 2),
-    "torch-2x512": (64, 512, 2),
 }
+TORCH_RUNS = {"torch-recipe": None, "torch-2x256": (64, 256, 2), "torch-2x512": (64, 512, 2)}
+ALL_RUNS = [*CHARLSTM_RUNS, *TORCH_RUNS]
 
 
-class TorchCharLSTM(torch.nn.Module):
-    def __init__(self, vocab: int, embed: int, hidden: int, layers: int):
-        super().__init__()
-        self.embed = torch.nn.Embedding(vocab, embed)
-        self.lstm = torch.nn.LSTM(embed, hidden, layers, batch_first=True)
-        self.head = torch.nn.Linear(hidden, vocab)
-
-    def forward(self, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor] | None = None):
-        y, state = self.lstm(self.embed(x), state)
-        return self.head(y), state
+def corpus_path(name: str) -> Path:
+    """A named benchmark corpus (built on first use) or a file."""
+    if name not in CORPORA:
+        return Path(name)
+    path, builder = CORPORA[name]
+    if not path.is_file() and builder is not None:
+        subprocess.run([sys.executable, str(builder)], check=True)
+    return path
 
 
-@torch.no_grad()
-def torch_val_loss(model: TorchCharLSTM, val_ids: np.ndarray, streams: int = 64) -> float:
+# ---- charlstm: `charlstm train` in a child, read back from its metrics.jsonl
+
+
+def run_charlstm(args: list[str], minutes: float, corpus: Path, seed: int) -> list[dict]:
+    from charlstm.training.runlog import read_metrics
+
+    with tempfile.TemporaryDirectory() as tmp:
+        command = [sys.executable, "-m", "charlstm", "--no-cache", "train", str(corpus), "--out", f"{tmp}/run"]
+        command += ["--eval-every", str(EVAL_EVERY), "--max-time", str(minutes), "--seed", str(seed), "-q", *args]
+        launched = time.time()
+        subprocess.run(command, check=True)
+        records = read_metrics(Path(tmp) / "run")
+    # Wall seconds since launch; a metrics line is written when the step is
+    # reported, just before an evaluation of that step begins.
+    return [{**r, "elapsed": r["time"] - launched} for r in records]
+
+
+# ---- PyTorch: a child process per run (`--worker`), records on its stdout
+
+
+def _torch_model(vocab: int, embed: int, hidden: int, layers: int, dropout: float):
+    import torch
+
+    class CharLSTM(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.embed = torch.nn.Embedding(vocab, embed)
+            self.lstm = torch.nn.LSTM(embed, hidden, layers, batch_first=True, dropout=dropout)
+            self.drop = torch.nn.Dropout(dropout)
+            self.head = torch.nn.Linear(hidden, vocab)
+
+        def forward(self, x, state=None):
+            y, state = self.lstm(self.embed(x), state)
+            return self.head(self.drop(y)), state
+
+    return CharLSTM()
+
+
+def _torch_val_loss(model, val_ids, streams: int = 64) -> float:
+    import numpy as np
+    import torch
+
+    from charlstm.core.scorer import stream_layout, windows
+
+    model.eval()
     layout = stream_layout(len(val_ids) - 1, streams)
-    state = None
-    total = 0.0
-    for inputs, targets, mask in windows(val_ids, layout):
-        logits, state = model(torch.from_numpy(inputs.astype(np.int64)), state)
-        losses = torch.nn.functional.cross_entropy(
-            logits.reshape(-1, logits.shape[-1]),
-            torch.from_numpy(targets.astype(np.int64)).reshape(-1),
-            reduction="none",
-        )
-        total += float((losses * torch.from_numpy(mask).reshape(-1)).sum())
+    state, total = None, 0.0
+    with torch.no_grad():
+        for inputs, targets, mask in windows(val_ids, layout):
+            logits, state = model(torch.from_numpy(inputs.astype(np.int64)), state)
+            losses = torch.nn.functional.cross_entropy(
+                logits.reshape(-1, logits.shape[-1]),
+                torch.from_numpy(targets.astype(np.int64)).reshape(-1),
+                reduction="none",
+            )
+            total += float((losses * torch.from_numpy(mask).reshape(-1)).sum())
+    model.train()
     return total / int(layout.lengths.sum())
 
 
-def run_torch(shape: tuple[int, int, int], ids: np.ndarray, val_ids: np.ndarray, vocab: int, minutes: float):
-    embed, hidden, layers = shape
-    torch.manual_seed(0)
-    rng = np.random.default_rng(0)
-    model = TorchCharLSTM(vocab, embed, hidden, layers)
-    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
-    batch, seq_len = 64, 128
+def _recipe_schedule(peak: float, steps: int):
+    """charlstm's: linear warm-up over min(100, steps // 10), cosine decay to 5% at `steps`."""
+    warmup = min(100, steps // 10)
+
+    def lr(step: int) -> float:
+        if step < warmup:
+            return peak * step / warmup
+        progress = min(1.0, (step - warmup) / max(1, steps - warmup))
+        return peak * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+    return lr
+
+
+def torch_worker(name: str, corpus: Path, minutes: float, seed: int, lr: float, launched: float) -> None:
+    import numpy as np
+    import torch
+
+    from charlstm.text.streams import Streams, split
+    from charlstm.text.vocab import Vocab
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    torch.manual_seed(seed)
+    text = corpus.read_text(encoding="utf-8")
+    vocab = Vocab.from_text(text)
+    train_ids, val_ids = split(vocab.encode(text), 0.1)
+    recipe = name == "torch-recipe"
+    embed, hidden, layers = (64, 256, 2) if recipe else TORCH_RUNS[name]  # type: ignore[misc]
+    model = _torch_model(vocab.size, embed, hidden, layers, 0.2 if recipe else 0.0)
+    budget = minutes * 60
     records: list[dict] = []
-    clock, step, next_eval = 0.0, 0, 60.0
-    while clock < minutes * 60:
-        t0 = time.perf_counter()
-        starts = rng.integers(0, len(ids) - seq_len - 1, batch)
-        window = torch.from_numpy(np.stack([ids[s : s + seq_len + 1] for s in starts]).astype(np.int64))
-        logits, _ = model(window[:, :-1])
-        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, vocab), window[:, 1:].reshape(-1))
+
+    if recipe:
+        with torch.no_grad():  # the forget gate's bias starts at 1, as charlstm's does
+            for name_, p in model.lstm.named_parameters():
+                if name_.startswith("bias_ih"):
+                    p[hidden : 2 * hidden] = 1.0
+        decayed = [p for n, p in model.named_parameters() if p.ndim == 2 and not n.startswith("embed")]
+        others = [p for n, p in model.named_parameters() if not (p.ndim == 2 and not n.startswith("embed"))]
+        groups = [{"params": decayed, "weight_decay": 0.1}, {"params": others, "weight_decay": 0.0}]
+        opt = torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.99), eps=1e-8)
+        streams = Streams(train_ids, BATCH, SEQ_LEN, reset_windows=1024 // SEQ_LEN)
+
+        def batch(step: int):
+            window = streams.window(step)
+            return (
+                torch.from_numpy(window.inputs.astype(np.int64)),
+                torch.from_numpy(window.targets.astype(np.int64)),
+                torch.from_numpy(window.reset),
+            )
+    else:
+        opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+        rng = np.random.default_rng(seed)
+
+        def batch(step: int):
+            starts = rng.integers(0, len(train_ids) - 128 - 1, 64)
+            window = torch.from_numpy(np.stack([train_ids[s : s + 129] for s in starts]).astype(np.int64))
+            return window[:, :-1], window[:, 1:], None
+
+    def train_step(step: int, state):
+        inputs, targets, reset = batch(step)
+        if state is not None and reset is not None:
+            keep = (~reset).to(torch.float32)[None, :, None]  # (1, B, 1): streams that start afresh get zeros
+            state = tuple(s * keep for s in state)
+        logits, state = model(inputs, state)
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, vocab.size), targets.reshape(-1))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        clock += time.perf_counter() - t0
+        new_state = None if reset is None else tuple(s.detach() for s in state)
+        return loss.item(), new_state
+
+    steps, state = None, None
+    if recipe:
+        # Fit the schedule to the budget from a timing of this very step, then
+        # put the model, the optimizer and the random state back as they were.
+        saved = copy.deepcopy(model.state_dict()), copy.deepcopy(opt.state_dict())
+        t0 = time.perf_counter()
+        for probe in range(12):
+            _, state = train_step(probe, state)
+        seconds_per_step = (time.perf_counter() - t0) / 12
+        model.load_state_dict(saved[0])
+        opt.load_state_dict(saved[1])
+        torch.manual_seed(seed)
+        remaining = budget - (time.time() - launched)
+        steps = max(10, int(STEPS_FILL * remaining / seconds_per_step))
+        state = None
+        schedule = _recipe_schedule(lr, steps)
+    step = 0
+    while True:
+        elapsed = time.time() - launched
+        if step % EVAL_EVERY == 0 and step > 0:
+            records.append({"step": step, "elapsed": elapsed, "val_loss": _torch_val_loss(model, val_ids)})
+        if time.time() - launched >= budget or (steps is not None and step >= steps):
+            break
+        if recipe:
+            for g in opt.param_groups:
+                g["lr"] = schedule(step)
+        loss, state = train_step(step, state)
         step += 1
-        record: dict = {"step": step, "elapsed": clock, "train_loss": loss.item()}
-        if clock >= next_eval or clock >= minutes * 60:
-            record["val_loss"] = torch_val_loss(model, val_ids)
-            record["at_mark"] = True  # made for the mark this step crossed
-            next_eval += 60.0
-        if step % 10 == 0 or "val_loss" in record:
-            records.append(record)
-    return records
+        if step % 10 == 0:
+            records.append({"step": step, "elapsed": time.time() - launched, "train_loss": loss})
+    records.append({"step": step, "elapsed": time.time() - launched, "val_loss": _torch_val_loss(model, val_ids)})
+    print(json.dumps({"records": records, "steps": steps, "lr": lr if recipe else 2e-3}))
 
 
-def run_charlstm(args: list[str], minutes: float, corpus: Path) -> list[dict]:
-    with tempfile.TemporaryDirectory() as tmp:
-        command = [sys.executable, "-m", "charlstm", "--no-cache", "train", str(corpus), "--out", f"{tmp}/run"]
-        command += ["--eval-every", "100", "--max-time", str(minutes), "-q", *args]
-        subprocess.run(command, check=True)
-        return read_metrics(Path(tmp) / "run")
+def run_torch(name: str, corpus: Path, minutes: float, seed: int, lr: float, system_malloc: bool) -> dict:
+    from charlstm.runtime.hostmem import ENV_OFF
+
+    env = {**os.environ, ENV_OFF: "1" if system_malloc else "0"}
+    launched = time.time()
+    command = [sys.executable, __file__, "--worker", name, "--corpus", str(corpus), "--minutes", str(minutes)]
+    command += ["--seeds", str(seed), "--lr", str(lr), "--launched", repr(launched)]
+    out = subprocess.run(command, env=env, check=True, stdout=subprocess.PIPE, text=True).stdout
+    return json.loads(out.splitlines()[-1])
 
 
-# A run notices a mark or its budget at the end of the step that crosses it,
-# and evaluates then: an evaluation made for a mark (PyTorch's, every whole
-# minute) or for the budget (the last one) counts for the mark this close
-# before it. charlstm's regular evaluations (every 100 steps) count only
-# before the mark.
+# ---- marks
+
 SLACK_S = 3.0
 
 
 def best_by(records: list[dict], seconds: float) -> float | None:
+    """The best validation loss reached by `seconds` (the last evaluation, made
+    for the budget, counts up to SLACK_S after the mark)."""
     evals = [r for r in records if r.get("val_loss") is not None]
     seen = [
         r["val_loss"]
         for i, r in enumerate(evals)
-        if r["elapsed"] <= seconds + (SLACK_S if r.get("at_mark") or i == len(evals) - 1 else 0.0)
+        if r["elapsed"] <= seconds + (SLACK_S if i == len(evals) - 1 else 0.0)
     ]
     return min(seen) if seen else None
 
 
+def _median(values: list[float | None]) -> float | None:
+    """The median over seeds; None if any seed had no evaluation by then."""
+    return None if any(v is None for v in values) else statistics.median(values)  # type: ignore[type-var]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs", nargs="+", choices=list(RUNS), default=["charlstm", "torch-2x256", "torch-2x512"])
+    parser.add_argument("--runs", nargs="+", choices=ALL_RUNS, default=["charlstm", "torch-recipe", "torch-2x256"])
+    parser.add_argument("--corpus", default="shakespeare", help=f"{', '.join(CORPORA)}, or a text file")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--recipe-lrs", type=float, nargs="+", default=[3e-3, 1e-2], help="torch-recipe's sweep")
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--marks", type=float, nargs="+", default=[1, 2, 5, 10], help="minutes to report")
     parser.add_argument("--json", type=Path)
-    parser.add_argument("--png", type=Path, help="the curves (needs the plot extra)")
-    parser.add_argument(
-        "--system-malloc",
-        action="store_true",
-        help="run PyTorch with glibc's default malloc settings (default: the same settings charlstm's CLI uses)",
-    )
+    parser.add_argument("--png", type=Path, help="the curves of the first seed (needs the plot extra)")
+    parser.add_argument("--system-malloc", action="store_true", help="glibc's default malloc for every run")
+    parser.add_argument("--charlstm-args", default="", help="more `charlstm train` options for the charlstm runs")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--lr", type=float, default=2e-3, help=argparse.SUPPRESS)
+    parser.add_argument("--launched", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if not args.system_malloc:
-        # The same host-memory settings for both sides: PyTorch's CPU LSTM
-        # also pays for fresh pages at every step under glibc's defaults.
-        keep_host_memory()
-    corpus = shipped_corpora()["shakespeare.txt"]
-    text = corpus.read_text(encoding="utf-8")
-    vocab = Vocab.from_text(text)
-    train_ids, val_ids = split(vocab.encode(text), 0.1)
-    results = {}
-    for name in args.runs:
-        print(f"{name}: training for {args.minutes:g} minutes ...", file=sys.stderr, flush=True)
-        spec = RUNS[name]
-        if isinstance(spec, list):
-            results[name] = run_charlstm(spec, args.minutes, corpus)
-        else:
-            results[name] = run_torch(spec, train_ids, val_ids, vocab.size, args.minutes)
+    if args.worker:
+        from charlstm.runtime.hostmem import keep_host_memory
+
+        keep_host_memory()  # does nothing when the parent set CHARLSTM_SYSTEM_MALLOC=1
+        torch_worker(args.worker, Path(args.corpus), args.minutes, args.seeds[0], args.lr, args.launched)
+        return
+    corpus = corpus_path(args.corpus)
     marks = [m for m in args.marks if m <= args.minutes]
-    print(f"{'run':<22}" + "".join(f"{f'{m:g} min':>10}" for m in marks))
-    for name, records in results.items():
-        cells = [best_by(records, m * 60) for m in marks]
-        print(f"{name:<22}" + "".join(f"{'-' if c is None else f'{c:.3f}':>10}" for c in cells))
+    results: dict[str, dict] = {}
+
+    def record(label: str, seed: int, records: list[dict], **extra: object) -> None:
+        cells = {f"{m:g}": best_by(records, m * 60) for m in marks}
+        results.setdefault(label, {})[str(seed)] = {"best_val_loss_by_minute": cells, "records": records, **extra}
+        shown = "".join(f"{'-' if c is None else f'{c:.3f}':>9}" for c in cells.values())
+        print(f"{label:<28}{seed:>5}{shown}", flush=True)
+
+    print(f"{corpus.name}, {args.minutes:g} minutes per run")
+    print(f"{'run':<28}{'seed':>5}" + "".join(f"{f'{m:g} min':>9}" for m in marks), flush=True)
+    for name in args.runs:
+        if name in CHARLSTM_RUNS:
+            env_note = {"CHARLSTM_SYSTEM_MALLOC": "1"} if args.system_malloc else {}
+            os.environ.update(env_note)
+            for seed in args.seeds:
+                extra = shlex.split(args.charlstm_args)
+                record(name, seed, run_charlstm([*CHARLSTM_RUNS[name], *extra], args.minutes, corpus, seed))
+        elif name == "torch-recipe":
+            swept = {}
+            for lr in args.recipe_lrs:
+                out = run_torch(name, corpus, args.minutes, args.seeds[0], lr, args.system_malloc)
+                record(f"torch-recipe lr {lr:g}", args.seeds[0], out["records"], steps=out["steps"], lr=lr)
+                swept[lr] = best_by(out["records"], args.minutes * 60) or math.inf
+            best_lr = min(swept, key=swept.__getitem__)
+            for seed in args.seeds[1:]:
+                out = run_torch(name, corpus, args.minutes, seed, best_lr, args.system_malloc)
+                record(f"torch-recipe lr {best_lr:g}", seed, out["records"], steps=out["steps"], lr=best_lr)
+            results["torch-recipe best lr"] = {"lr": best_lr}  # type: ignore[dict-item]
+        else:
+            for seed in args.seeds:
+                out = run_torch(name, corpus, args.minutes, seed, 2e-3, args.system_malloc)
+                record(name, seed, out["records"])
+    summary = {
+        label: {
+            m: statistics.median([s["best_val_loss_by_minute"][m] or math.inf for s in seeds.values()])
+            for m in seeds[next(iter(seeds))]["best_val_loss_by_minute"]
+        }
+        for label, seeds in results.items()
+        if label != "torch-recipe best lr"
+    }
     if args.json:
-        table = {n: {f"{m:g}": best_by(r, m * 60) for m in marks} for n, r in results.items()}
-        args.json.write_text(json.dumps({"best_val_loss_by_minute": table, "records": results}, indent=1))
+        meta = {"corpus": str(corpus), "minutes": args.minutes, "seeds": args.seeds, "date": time.strftime("%Y-%m-%d")}
+        args.json.write_text(json.dumps({**meta, "median_by_minute": summary, "runs": results}, indent=1))
     if args.png:
         from charlstm.plots.curves import plot_runs
 
-        plot_runs(list(results.items()), args.png)
+        first = str(args.seeds[0])
+        plot_runs([(label, seeds[first]["records"]) for label, seeds in results.items() if first in seeds], args.png)
 
 
 if __name__ == "__main__":

@@ -55,6 +55,13 @@ from charlstm.runtime.hostmem import ENV_OFF, keep_host_memory
 VOCAB = 65
 SMALL = {"embed": 64, "hidden": 256, "layers": 2, "batch": 64, "seq_len": 128}
 LARGE = {"embed": 128, "hidden": 512, "layers": 3, "batch": 128, "seq_len": 128}
+SAMPLE_LENGTH = 2000
+# --smoke: the same code at toy sizes, so that benchmarks/gpu_check.py --smoke
+# can run every path in seconds (the figures mean nothing).
+if os.environ.get("CHARLSTM_BENCH_SMOKE") == "1":
+    SMALL = {"embed": 8, "hidden": 16, "layers": 1, "batch": 4, "seq_len": 8}
+    LARGE = {"embed": 8, "hidden": 32, "layers": 2, "batch": 4, "seq_len": 8}
+    SAMPLE_LENGTH = 20
 
 
 def _growth() -> list[tuple[str, dict[str, int]]]:
@@ -203,10 +210,10 @@ def worker(framework: str, names: list[str], steps: int, sample: bool) -> list[d
     out.append({"config": "matmul peak", "gflops": matmul_peak_gflops(framework)})
     for batch in SAMPLE_BATCHES if sample else ():
         if framework == "charlstm":
-            chars, compile_s = jax_sample(batch, 2000)
+            chars, compile_s = jax_sample(batch, SAMPLE_LENGTH)
             out.append({"config": f"sample b{batch}", "chars_per_s": round(chars), "compile_s": round(compile_s, 2)})
         else:
-            out.append({"config": f"sample b{batch}", "chars_per_s": round(torch_sample(batch, 2000))})
+            out.append({"config": f"sample b{batch}", "chars_per_s": round(torch_sample(batch, SAMPLE_LENGTH))})
     return out
 
 
@@ -229,6 +236,10 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small configuration and sampling only")
+    parser.add_argument("--rows", nargs="+", help="only these training rows (small, large, 'hidden 512', ...)")
+    parser.add_argument(
+        "--smoke", action="store_true", help="toy sizes: check that every path runs (sets CHARLSTM_BENCH_SMOKE=1)"
+    )
     parser.add_argument("--steps", type=int, default=8, help="timed training steps per configuration")
     parser.add_argument("--rounds", type=int, default=2, help="rounds for the small and large rows (best shown)")
     parser.add_argument("--json", help="also write the results here")
@@ -236,6 +247,9 @@ def main() -> None:
     parser.add_argument("--worker", choices=["charlstm", "torch"], help=argparse.SUPPRESS)
     parser.add_argument("--configs", nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.smoke and os.environ.get("CHARLSTM_BENCH_SMOKE") != "1":
+        os.environ["CHARLSTM_BENCH_SMOKE"] = "1"  # for the children; this process re-reads it below
+        os.execv(sys.executable, [sys.executable, __file__, *sys.argv[1:]])
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
     if args.worker:
@@ -243,7 +257,7 @@ def main() -> None:
         print(json.dumps(worker(args.worker, args.configs or [], args.steps, not args.no_sample)))
         return
 
-    names = [n for n, _ in all_configs() if not args.quick or n == "small"]
+    names = [n for n, _ in all_configs() if (not args.quick or n == "small") and (not args.rows or n in args.rows)]
     device = jax.devices()[0]
     print(
         f"{time.strftime('%Y-%m-%d')}  {platform.machine()}, {os.cpu_count()} cores  "
@@ -324,7 +338,7 @@ def main() -> None:
     print(f"(small and large: each side's best of {args.rounds} rounds)")
 
     print(
-        f"\nsampling 2,000 characters (small model)\n{'batch':>5} {'charlstm c/s':>12} {'torch c/s':>10} "
+        f"\nsampling {SAMPLE_LENGTH:,} characters (small model)\n{'batch':>5} {'charlstm c/s':>12} {'torch c/s':>10} "
         f"{'ratio':>6} {'torch* c/s':>10} {'ratio*':>6}"
     )
     for batch in SAMPLE_BATCHES:
