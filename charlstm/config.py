@@ -45,6 +45,9 @@ class ModelConfig:
     # "layer": layer normalisation inside the LSTM cell (core/cells.py);
     # "auto" becomes "layer" for the LSTM and "none" for the GRU on construction.
     norm: str = AUTO_NORM
+    # The id of the document boundary symbol (text/vocab.py) in a model of
+    # several documents: reading it zeroes the recurrent state. None: no documents.
+    boundary_id: int | None = None
 
     def __post_init__(self) -> None:
         if self.norm == AUTO_NORM:
@@ -56,6 +59,10 @@ class ModelConfig:
         _check(self.cell in CELLS, f"{flag('cell')} must be one of {', '.join(CELLS)}, got {self.cell!r}")
         _check(self.norm in NORMS, f"{flag('norm')} must be one of {', '.join((AUTO_NORM, *NORMS))}, got {self.norm!r}")
         _check(self.norm == "none" or self.cell == "lstm", f"{flag('norm')} layer works with {flag('cell')} lstm only")
+        _check(
+            self.boundary_id is None or 0 <= self.boundary_id < self.vocab_size,
+            f"boundary_id must be a vocabulary id (0 to {self.vocab_size - 1}) or None, got {self.boundary_id}",
+        )
 
     def describe(self) -> str:
         """The model's shape in words, as reports show it: "2x256 LSTM"."""
@@ -96,6 +103,9 @@ class TrainConfig:
     log_every: int = 10
     max_seconds: float | None = None
     seed: int = 0
+    # Stop after this many validation passes in a row without a new best
+    # (None: train to `steps`); the best checkpoint is the one kept.
+    patience: int | None = None
 
     def __post_init__(self) -> None:
         _check(self.steps >= 1, f"{flag('steps')} must be >= 1, got {self.steps}")
@@ -122,6 +132,16 @@ class TrainConfig:
             self.max_seconds is None or self.max_seconds > 0,
             f"{flag('max_seconds')} must be > 0 minutes, got {(self.max_seconds or 0) / 60:g}",
         )
+        _check(
+            self.patience is None or self.patience >= 1,
+            f"{flag('patience')} must be >= 1 validation passes, got {self.patience}",
+        )
+
+
+# The peak learning rate of a run that starts from another's weights
+# (`--init-from`) when none is given: a step as large as a new run's would
+# wash out what the model learned before it learns the new text.
+FINE_TUNE_LEARNING_RATE = 3e-3
 
 
 @dataclass(frozen=True)
@@ -151,6 +171,7 @@ _JSON_TYPES: dict[str, tuple[type, ...]] = {
     "int": (int,),
     "float": (int, float),
     "float | None": (int, float, type(None)),
+    "int | None": (int, type(None)),
     "str": (str,),
 }
 
@@ -159,8 +180,8 @@ _JSON_TYPES: dict[str, tuple[type, ...]] = {
 # reproduces how a run saved without them was trained (resuming it must read
 # exactly what it would have read), not today's default.
 _LEGACY: dict[str, dict[str, Any]] = {
-    "ModelConfig": {"cell": "lstm", "norm": "none"},
-    "TrainConfig": {"reset_chars": 0, "dropout": 0.0},
+    "ModelConfig": {"cell": "lstm", "norm": "none", "boundary_id": None},
+    "TrainConfig": {"reset_chars": 0, "dropout": 0.0, "patience": None},
 }
 
 

@@ -158,3 +158,76 @@ def test_gru_layer_reads_windows_of_one_and_zero_characters():
     hs, (h, c) = layer.apply({"params": params}, xs[:0], (h0, c0))
     assert hs.shape == (0, 2, 8)
     np.testing.assert_array_equal(np.asarray(h), np.asarray(h0))
+
+
+# Documents (core/model.py): where a step's input is the boundary symbol, the
+# layer reads it from a zero state. The plain scans, with that restart.
+def _restart(state, r_t):
+    return jax.tree_util.tree_map(lambda x: jnp.where(r_t[:, None], 0.0, x), state)
+
+
+def plain_lstm_restarting(resets, xs, w_x, b, w_h, h0, c0):
+    def step(state, at_t):
+        x_t, r_t = at_t
+        h_prev, c_prev = _restart(state, r_t)
+        h, c = lstm_update(x_t @ w_x + b + h_prev @ w_h, c_prev)
+        return (h, c), h
+
+    (h, c), hs = jax.lax.scan(step, (h0, c0), (xs, resets))
+    return hs, h, c
+
+
+def plain_gru_restarting(resets, xs, w_x, b, w_h, w_hn, h0):
+    def step(h, at_t):
+        x_t, r_t = at_t
+        h = gru_update(x_t @ w_x + b, _restart(h, r_t), w_h, w_hn)
+        return h, h
+
+    h, hs = jax.lax.scan(step, h0, (xs, resets))
+    return hs, h
+
+
+def plain_ln_lstm_restarting(resets, xs, *weights_and_state):
+    p = _ln_params(*weights_and_state[:-2])
+
+    def step(state, at_t):
+        zx_t, r_t = at_t
+        *_, h, c = ln_lstm_step(p, zx_t, *_restart(state, r_t))
+        return (h, c), h
+
+    (h, c), hs = jax.lax.scan(step, weights_and_state[-2:], (ln_lstm_input(p, xs), resets))
+    return hs, h, c
+
+
+RESTARTING = {
+    "lstm": (lambda r, *a: lstm_layer(*a, r), plain_lstm_restarting),
+    "gru": (lambda r, *a: gru_layer(*a, r), plain_gru_restarting),
+    "lstm-layer-norm": (
+        lambda r, xs, *w: ln_lstm_layer(_ln_params(*w[:-2]), xs, *w[-2:], r),
+        plain_ln_lstm_restarting,
+    ),
+}
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_restarts_at_the_boundary_equal_autodiff_of_the_plain_scan(cell):
+    """Forward values and every gradient with the state zeroed at some steps
+    of some streams (the first step of one of them too): nothing flows back
+    across a restart."""
+    _, _, inputs, names = CELLS[cell]
+    layer, plain = RESTARTING[cell]
+    args = inputs(19, 3, 5, 8, seed=6)
+    resets = jnp.asarray(np.random.default_rng(7).random((19, 3)) < 0.15).at[0, 1].set(True)
+    for got, want in zip(jax.jit(layer)(resets, *args), jax.jit(plain)(resets, *args), strict=True):
+        np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=0, atol=1e-6)
+    outs = jax.eval_shape(layer, resets, *args)
+    weights = tuple(_normal(np.random.default_rng(8), *out.shape) for out in outs)
+    argnums = tuple(range(1, len(args) + 1))
+    ours = jax.jit(jax.grad(_loss(layer, weights), argnums))(resets, *args)
+    reference = jax.jit(jax.grad(_loss(plain, weights), argnums))(resets, *args)
+    for name, got, want in zip(names, ours, reference, strict=True):
+        scale = float(jnp.abs(want).max())
+        np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=0, atol=2e-5 * scale, err_msg=name)
+    # A stream restarted at its first step never reads the carried state.
+    initial = names.index("h0")
+    np.testing.assert_array_equal(np.asarray(ours[initial])[1], 0.0)

@@ -44,11 +44,29 @@ def test_character_above_every_vocabulary_entry_is_rejected():
         vocab.encode("中")
 
 
-def test_vocabulary_must_be_sorted_and_unique():
+def test_vocabulary_must_be_unique_and_not_empty():
     with pytest.raises(CharlstmError):
-        Vocab("ba")
+        Vocab("aba")
     with pytest.raises(CharlstmError):
         Vocab("")
+
+
+def test_a_grown_vocabulary_keeps_every_old_id():
+    """Fine-tuning appends the characters a model never saw: ids stay put,
+    and encoding and the token files' lookup table follow the new order."""
+    old = Vocab.from_text("the king")
+    grown = old.grown("王 the queen 后\ufdd0")
+    assert grown.chars[: old.size] == old.chars
+    assert grown.chars[old.size :] == "".join(sorted("qu王后\ufdd0"))
+    text = "the queen 王"
+    ids = grown.encode(text)
+    assert grown.decode(ids) == text
+    assert ids[:3].tolist() == old.encode("the").tolist()
+    table = grown.lookup_table()
+    assert [int(table[ord(c)]) for c in text] == ids.tolist()
+    assert table[ord("z")] == -1
+    assert grown.boundary_id == grown.chars.index("\ufdd0") and old.boundary_id is None
+    assert old.grown("king") is old
 
 
 @given(st.text(min_size=1, max_size=200))

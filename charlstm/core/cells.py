@@ -29,10 +29,29 @@ chars/s with autodiff, 19.0k with its own pass; the plain LSTM 25.9k).
 
 from __future__ import annotations
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 
 State = tuple[jax.Array, jax.Array]  # (h, c) or their gradients (dh, dc), (B, H) each
+# (T, B) bool, or None: the steps whose input is the document boundary symbol
+# (see core/model.py), where a stream's carried state restarts from zero.
+Resets = jax.Array | None
+# What a forward pass keeps for its backward pass: arrays, and the resets (or None).
+Saved = tuple[Any, ...]
+
+
+def _restart(x: jax.Array, r_t: jax.Array | None) -> jax.Array:
+    """x (B, H) with the rows that restart at this step (r_t (B,) bool) zeroed;
+    without resets, x itself (so a corpus of one document computes exactly
+    what it always did)."""
+    return x if r_t is None else jnp.where(r_t[:, None], 0.0, x)
+
+
+def _restarted(xs: jax.Array, resets: Resets) -> jax.Array:
+    """xs (T, B, H), the state before each step, as the step reads it."""
+    return xs if resets is None else jnp.where(resets[..., None], 0.0, xs)
 
 
 def lstm_gates(z: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
@@ -66,23 +85,24 @@ def _rows_transposed(x: jax.Array) -> jax.Array:
 
 
 def _lstm_forward(
-    xs: jax.Array, w_x: jax.Array, b: jax.Array, w_h: jax.Array, h0: jax.Array, c0: jax.Array
-) -> tuple[tuple[jax.Array, jax.Array, jax.Array], tuple[jax.Array, ...]]:
+    xs: jax.Array, w_x: jax.Array, b: jax.Array, w_h: jax.Array, h0: jax.Array, c0: jax.Array, resets: Resets
+) -> tuple[tuple[jax.Array, jax.Array, jax.Array], Saved]:
     # The input's share of the gates does not depend on h: one large product
     # for all T steps; only (B, H) x (H, 4H) stays inside the loop.
     zx = xs @ w_x + b  # (T, B, 4H)
 
-    def step(state: State, zx_t: jax.Array) -> tuple[State, tuple[jax.Array, ...]]:
-        h_prev, c_prev = state  # (B, H) each
+    def step(state: State, at_t: tuple[jax.Array, jax.Array | None]) -> tuple[State, tuple[jax.Array, ...]]:
+        zx_t, r_t = at_t
+        h_prev, c_prev = (_restart(x, r_t) for x in state)  # (B, H) each
         i, f, g, o = lstm_gates(zx_t + h_prev @ w_h)  # (B, H) each
         c = f * c_prev + i * g
         h = o * jnp.tanh(c)
         return (h, c), (h, c, jnp.concatenate([i, f, g, o], axis=-1))
 
-    (h, c), (hs, cs, gates) = jax.lax.scan(step, (h0, c0), zx)  # hs, cs (T, B, H); gates (T, B, 4H)
+    (h, c), (hs, cs, gates) = jax.lax.scan(step, (h0, c0), (zx, resets))  # hs, cs (T, B, H); gates (T, B, 4H)
     # What the backward pass needs: the gates after their nonlinearities and
     # the cell states; the pre-activations are not kept.
-    return (hs, h, c), (xs, w_x, w_h, h0, c0, hs, cs, gates)
+    return (hs, h, c), (xs, w_x, w_h, h0, c0, hs, cs, gates, resets)
 
 
 def _gate_grads(gates: jax.Array, dc: jax.Array, do: jax.Array, c_prev: jax.Array) -> jax.Array:
@@ -97,39 +117,42 @@ def _gate_grads(gates: jax.Array, dc: jax.Array, do: jax.Array, c_prev: jax.Arra
 
 def _lstm_backward(
     saved: tuple[jax.Array, ...], grads: tuple[jax.Array, jax.Array, jax.Array]
-) -> tuple[jax.Array, ...]:
-    xs, w_x, w_h, h0, c0, hs, cs, gates = saved
+) -> tuple[jax.Array | None, ...]:
+    xs, w_x, w_h, h0, c0, hs, cs, gates, resets = saved
     dhs, dh_last, dc_last = grads  # (T, B, H), (B, H), (B, H)
     hidden = h0.shape[-1]
-    c_prev = jnp.concatenate([c0[None], cs[:-1]])  # (T, B, H): c_{t-1} at step t
+    c_prev = _restarted(jnp.concatenate([c0[None], cs[:-1]]), resets)  # (T, B, H): c_{t-1} as step t read it
     w_h_t = jax.lax.optimization_barrier(w_h.T)  # (4H, H), transposed once rather than at each step
 
     def step(carry: State, at_t: tuple[jax.Array, ...]) -> tuple[State, jax.Array]:
         dh_next, dc_next = carry  # from step t+1, (B, H) each
-        dh_t, gates_t, c_t, c_prev_t = at_t
+        dh_t, gates_t, c_t, c_prev_t, r_t = at_t
         _, f, _, o = jnp.split(gates_t, 4, axis=-1)  # the forget and output gates, (B, H) each
         dh = dh_t + dh_next
         tanh_c = jnp.tanh(c_t)
         dc = dc_next + dh * o * (1.0 - tanh_c * tanh_c)
         dz = _gate_grads(gates_t, dc, dh * tanh_c, c_prev_t)  # (B, 4H)
-        return (dz @ w_h_t, dc * f), dz
+        # A stream that restarted here read zeros: nothing flows into the state before.
+        return (_restart(dz @ w_h_t, r_t), _restart(dc * f, r_t)), dz
 
-    (dh0, dc0), dzs = jax.lax.scan(step, (dh_last, dc_last), (dhs, gates, cs, c_prev), reverse=True)  # dzs (T, B, 4H)
-    h_prev = jnp.concatenate([h0[None], hs[:-1]])  # (T, B, H): h_{t-1} at step t
+    at = (dhs, gates, cs, c_prev, resets)
+    (dh0, dc0), dzs = jax.lax.scan(step, (dh_last, dc_last), at, reverse=True)  # dzs (T, B, 4H)
+    h_prev = _restarted(jnp.concatenate([h0[None], hs[:-1]]), resets)  # (T, B, H): h_{t-1} as step t read it
     dz_rows = dzs.reshape(-1, 4 * hidden)  # (T*B, 4H)
     dw_h = _rows_transposed(h_prev) @ dz_rows  # (H, 4H), one product over all T*B rows
     dw_x = _rows_transposed(xs) @ dz_rows  # (D, 4H)
     dxs = dzs @ w_x.T  # (T, B, D)
-    return dxs, dw_x, dzs.sum(axis=(0, 1)), dw_h, dh0, dc0
+    return dxs, dw_x, dzs.sum(axis=(0, 1)), dw_h, dh0, dc0, None
 
 
 @jax.custom_vjp
 def lstm_layer(
-    xs: jax.Array, w_x: jax.Array, b: jax.Array, w_h: jax.Array, h0: jax.Array, c0: jax.Array
+    xs: jax.Array, w_x: jax.Array, b: jax.Array, w_h: jax.Array, h0: jax.Array, c0: jax.Array, resets: Resets = None
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
     """One LSTM layer over a window: xs (T, B, D), w_x (D, 4H), b (4H,),
-    w_h (H, 4H), h0 and c0 (B, H) -> hs (T, B, H) and the final h and c."""
-    return _lstm_forward(xs, w_x, b, w_h, h0, c0)[0]
+    w_h (H, 4H), h0 and c0 (B, H), resets (T, B) bool or None -> hs (T, B, H)
+    and the final h and c."""
+    return _lstm_forward(xs, w_x, b, w_h, h0, c0, resets)[0]
 
 
 lstm_layer.defvjp(_lstm_forward, _lstm_backward)
@@ -142,11 +165,11 @@ Recorded = dict[str, jax.Array]
 
 
 def lstm_record(
-    xs: jax.Array, w_x: jax.Array, b: jax.Array, w_h: jax.Array, h0: jax.Array, c0: jax.Array
+    xs: jax.Array, w_x: jax.Array, b: jax.Array, w_h: jax.Array, h0: jax.Array, c0: jax.Array, resets: Resets
 ) -> tuple[jax.Array, jax.Array, jax.Array, Recorded]:
     """`lstm_layer`'s outputs and its gates i, f, g, o, cell states c and hidden states h."""
-    (hs, h, c), saved = _lstm_forward(xs, w_x, b, w_h, h0, c0)
-    cs, gates = saved[-2:]  # (T, B, H), (T, B, 4H)
+    (hs, h, c), saved = _lstm_forward(xs, w_x, b, w_h, h0, c0, resets)
+    cs, gates = saved[6:8]  # (T, B, H), (T, B, 4H)
     return hs, h, c, {**dict(zip("ifgo", jnp.split(gates, 4, axis=-1), strict=True)), "c": cs, "h": hs}
 
 
@@ -203,74 +226,77 @@ def ln_lstm_step(p: LNParams, zx_t: jax.Array, h_prev: jax.Array, c_prev: jax.Ar
     return _ln_cell(p, zx_t, h_prev, c_prev)[:6]
 
 
-def ln_lstm_layer(p: LNParams, xs: jax.Array, h0: jax.Array, c0: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """xs (T, B, D), h0 and c0 (B, H) -> hs (T, B, H) and the final h and c."""
-    return _ln_lstm(xs, *(p[name] for name in LN_NAMES), h0, c0)
+def ln_lstm_layer(
+    p: LNParams, xs: jax.Array, h0: jax.Array, c0: jax.Array, resets: Resets = None
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """xs (T, B, D), h0 and c0 (B, H), resets (T, B) bool or None -> hs (T, B, H) and the final h and c."""
+    return _ln_lstm(xs, resets, *(p[name] for name in LN_NAMES), h0, c0)
 
 
 def ln_lstm_record(
-    p: LNParams, xs: jax.Array, h0: jax.Array, c0: jax.Array
+    p: LNParams, xs: jax.Array, h0: jax.Array, c0: jax.Array, resets: Resets = None
 ) -> tuple[jax.Array, jax.Array, jax.Array, Recorded]:
     """`ln_lstm_layer`'s outputs and what `lstm_record` records."""
-    (hs, h, c), saved = _ln_lstm_forward(xs, *(p[name] for name in LN_NAMES), h0, c0)
+    (hs, h, c), saved = _ln_lstm_forward(xs, resets, *(p[name] for name in LN_NAMES), h0, c0)
     cs, gates = saved[11:13]  # after xs, 5 weights, h0, c0, ax, rstd_x and hs
     return hs, h, c, {**dict(zip("ifgo", jnp.split(gates, 4, axis=-1), strict=True)), "c": cs, "h": hs}
 
 
 def _ln_lstm_forward(
-    xs: jax.Array, *weights_and_state: jax.Array
-) -> tuple[tuple[jax.Array, jax.Array, jax.Array], tuple[jax.Array, ...]]:
+    xs: jax.Array, resets: Resets, *weights_and_state: jax.Array
+) -> tuple[tuple[jax.Array, jax.Array, jax.Array], Saved]:
     p = dict(zip(LN_NAMES, weights_and_state[:-2], strict=True))
     h0, c0 = weights_and_state[-2:]
     ax, rstd_x = _normalised(xs @ p["w_x"])  # (T, B, 4H), (T, B, 1)
 
-    def step(state: State, zx_t: jax.Array) -> tuple[State, tuple[jax.Array, ...]]:
-        i, f, g, o, h, c, *kept = _ln_cell(p, zx_t, *state)
+    def step(state: State, at_t: tuple[jax.Array, jax.Array | None]) -> tuple[State, tuple[jax.Array, ...]]:
+        zx_t, r_t = at_t
+        i, f, g, o, h, c, *kept = _ln_cell(p, zx_t, *(_restart(x, r_t) for x in state))
         return (h, c), (h, c, jnp.concatenate([i, f, g, o], axis=-1), *kept)
 
-    (h, c), kept = jax.lax.scan(step, (h0, c0), ax * p["gain_x"] + p["b"])  # kept[0], hs: (T, B, H)
+    (h, c), kept = jax.lax.scan(step, (h0, c0), (ax * p["gain_x"] + p["b"], resets))  # kept[0], hs: (T, B, H)
     weights = tuple(p[name] for name in ("w_x", "w_h", "gain_x", "gain_h", "gain_c"))
-    return (kept[0], h, c), (xs, *weights, h0, c0, ax, rstd_x, *kept)
+    return (kept[0], h, c), (xs, *weights, h0, c0, ax, rstd_x, *kept, resets)
 
 
 def _ln_lstm_backward(
     saved: tuple[jax.Array, ...], grads: tuple[jax.Array, jax.Array, jax.Array]
-) -> tuple[jax.Array, ...]:
+) -> tuple[jax.Array | None, ...]:
     # The LSTM's plan again, with each normalisation's gradient taken where
     # it sits: carry (dh, dc) backwards, keep what the weight gradients need.
     xs, w_x, w_h, gain_x, gain_h, gain_c, h0, c0, ax, rstd_x = saved[:10]
-    hs, cs, gates, ah, rstd_h, nc, rstd_c, tanh_y = saved[10:]  # per step, (T, B, ...)
+    hs, cs, gates, ah, rstd_h, nc, rstd_c, tanh_y, resets = saved[10:]  # per step, (T, B, ...)
     dhs, dh_last, dc_last = grads  # (T, B, H), (B, H), (B, H)
     hidden = h0.shape[-1]
-    c_prevs = jnp.concatenate([c0[None], cs[:-1]])  # (T, B, H)
+    c_prevs = _restarted(jnp.concatenate([c0[None], cs[:-1]]), resets)  # (T, B, H)
     w_h_t = jax.lax.optimization_barrier(w_h.T)  # (4H, H)
 
     def step(carry: State, at_t: tuple[jax.Array, ...]) -> tuple[State, tuple[jax.Array, ...]]:
         dh_next, dc_next = carry
-        dh_t, gates_t, c_prev, ah_t, rstd_h_t, nc_t, rstd_c_t, tanh_y_t = at_t
+        dh_t, gates_t, c_prev, ah_t, rstd_h_t, nc_t, rstd_c_t, tanh_y_t, r_t = at_t
         _, f, _, o = jnp.split(gates_t, 4, axis=-1)  # the forget and output gates, (B, H) each
         dh = dh_t + dh_next
         dy = dh * o * (1.0 - tanh_y_t * tanh_y_t)  # through h = o tanh(y), y = LN(c) gain_c + bias_c
         dc = dc_next + _normalised_grad(dy * gain_c, nc_t, rstd_c_t)
         dz = _gate_grads(gates_t, dc, dh * tanh_y_t, c_prev)  # (B, 4H)
         da = _normalised_grad(dz * gain_h, ah_t, rstd_h_t)  # (B, 4H): the gradient of h_prev @ W_h
-        return (da @ w_h_t, dc * f), (dz, da, dy)
+        return (_restart(da @ w_h_t, r_t), _restart(dc * f, r_t)), (dz, da, dy)
 
-    at = (dhs, gates, c_prevs, ah, rstd_h, nc, rstd_c, tanh_y)
+    at = (dhs, gates, c_prevs, ah, rstd_h, nc, rstd_c, tanh_y, resets)
     (dh0, dc0), (dzs, das, dys) = jax.lax.scan(step, (dh_last, dc_last), at, reverse=True)  # (T, B, 4H|4H|H)
-    h_prevs = jnp.concatenate([h0[None], hs[:-1]])  # (T, B, H)
+    h_prevs = _restarted(jnp.concatenate([h0[None], hs[:-1]]), resets)  # (T, B, H)
     dw_h = _rows_transposed(h_prevs) @ das.reshape(-1, 4 * hidden)  # (H, 4H)
     dax = _normalised_grad(dzs * gain_x, ax, rstd_x)  # (T, B, 4H): the gradient of xs @ W_x
     dw_x = _rows_transposed(xs) @ dax.reshape(-1, 4 * hidden)  # (D, 4H)
     dxs = dax @ w_x.T  # (T, B, D)
     total = lambda x: x.sum(axis=(0, 1))  # noqa: E731  over time and batch
     grads_out = (dw_x, total(dzs), dw_h, total(dzs * ax), total(dzs * ah), total(dys * nc), total(dys))
-    return (dxs, *grads_out, dh0, dc0)
+    return (dxs, None, *grads_out, dh0, dc0)
 
 
 @jax.custom_vjp
-def _ln_lstm(xs: jax.Array, *weights_and_state: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
-    return _ln_lstm_forward(xs, *weights_and_state)[0]
+def _ln_lstm(xs: jax.Array, resets: Resets, *weights_and_state: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    return _ln_lstm_forward(xs, resets, *weights_and_state)[0]
 
 
 _ln_lstm.defvjp(_ln_lstm_forward, _ln_lstm_backward)
@@ -303,32 +329,34 @@ def gru_update(zx: jax.Array, h_prev: jax.Array, w_h: jax.Array, w_hn: jax.Array
 
 
 def _gru_forward(
-    xs: jax.Array, w_x: jax.Array, b: jax.Array, w_h: jax.Array, w_hn: jax.Array, h0: jax.Array
-) -> tuple[tuple[jax.Array, jax.Array], tuple[jax.Array, ...]]:
+    xs: jax.Array, w_x: jax.Array, b: jax.Array, w_h: jax.Array, w_hn: jax.Array, h0: jax.Array, resets: Resets
+) -> tuple[tuple[jax.Array, jax.Array], Saved]:
     zx = xs @ w_x + b  # (T, B, 3H), hoisted as in the LSTM
 
-    def step(h_prev: jax.Array, zx_t: jax.Array) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
+    def step(h_prev: jax.Array, at_t: tuple[jax.Array, jax.Array | None]) -> tuple[jax.Array, tuple[jax.Array, ...]]:
+        zx_t, r_t = at_t
+        h_prev = _restart(h_prev, r_t)
         r, u, n = gru_gates(zx_t, h_prev, w_h, w_hn)  # (B, H) each
         h = (1.0 - u) * n + u * h_prev
         return h, (h, jnp.concatenate([r, u, n], axis=-1))
 
-    h, (hs, gates) = jax.lax.scan(step, h0, zx)  # hs (T, B, H); gates (T, B, 3H)
-    return (hs, h), (xs, w_x, w_h, w_hn, h0, hs, gates)
+    h, (hs, gates) = jax.lax.scan(step, h0, (zx, resets))  # hs (T, B, H); gates (T, B, 3H)
+    return (hs, h), (xs, w_x, w_h, w_hn, h0, hs, gates, resets)
 
 
-def _gru_backward(saved: tuple[jax.Array, ...], grads: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, ...]:
+def _gru_backward(saved: tuple[jax.Array, ...], grads: tuple[jax.Array, jax.Array]) -> tuple[jax.Array | None, ...]:
     # The same plan as the LSTM's: carry only dh backwards, keep each step's
     # pre-activation gradients, form the weight gradients afterwards.
-    xs, w_x, w_h, w_hn, h0, hs, gates = saved
+    xs, w_x, w_h, w_hn, h0, hs, gates, resets = saved
     dhs, dh_last = grads  # (T, B, H), (B, H)
     hidden = h0.shape[-1]
-    h_prevs = jnp.concatenate([h0[None], hs[:-1]])  # (T, B, H): h_{t-1} at step t
+    h_prevs = _restarted(jnp.concatenate([h0[None], hs[:-1]]), resets)  # (T, B, H): h_{t-1} as step t read it
     # Transposed once, not at every step (the barrier keeps XLA from folding it back in).
     w_h_t = jax.lax.optimization_barrier(w_h.T)  # (2H, H)
     w_hn_t = jax.lax.optimization_barrier(w_hn.T)  # (H, H)
 
     def step(dh_next: jax.Array, at_t: tuple[jax.Array, ...]) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
-        dh_t, gates_t, h_prev = at_t
+        dh_t, gates_t, h_prev, r_t = at_t
         r, u, n = jnp.split(gates_t, 3, axis=-1)  # (B, H) each
         dh = dh_t + dh_next
         dzn = dh * (1.0 - u) * (1.0 - n * n)  # through h = (1-u) n + u h_prev, then tanh' = 1 - n^2
@@ -337,34 +365,42 @@ def _gru_backward(saved: tuple[jax.Array, ...], grads: tuple[jax.Array, jax.Arra
         dzu = dh * (h_prev - n) * u * (1.0 - u)
         dzru = jnp.concatenate([dzr, dzu], axis=-1)  # (B, 2H)
         dh_prev = dh * u + drh * r + dzru @ w_h_t  # (B, H)
-        return dh_prev, (dzru, dzn)
+        return _restart(dh_prev, r_t), (dzru, dzn)
 
-    dh0, (dzrus, dzns) = jax.lax.scan(step, dh_last, (dhs, gates, h_prevs), reverse=True)  # (T, B, 2H), (T, B, H)
+    at = (dhs, gates, h_prevs, resets)
+    dh0, (dzrus, dzns) = jax.lax.scan(step, dh_last, at, reverse=True)  # (T, B, 2H), (T, B, H)
     dw_h = _rows_transposed(h_prevs) @ dzrus.reshape(-1, 2 * hidden)  # (H, 2H)
     rh = gates[..., :hidden] * h_prevs  # (T, B, H): r * h_prev, recomputed rather than kept
     dw_hn = _rows_transposed(rh) @ dzns.reshape(-1, hidden)  # (H, H)
     dzx = jnp.concatenate([dzrus, dzns], axis=-1)  # (T, B, 3H)
     dw_x = _rows_transposed(xs) @ dzx.reshape(-1, 3 * hidden)  # (D, 3H)
     dxs = dzx @ w_x.T  # (T, B, D)
-    return dxs, dw_x, dzx.sum(axis=(0, 1)), dw_h, dw_hn, dh0
+    return dxs, dw_x, dzx.sum(axis=(0, 1)), dw_h, dw_hn, dh0, None
 
 
 @jax.custom_vjp
 def gru_layer(
-    xs: jax.Array, w_x: jax.Array, b: jax.Array, w_h: jax.Array, w_hn: jax.Array, h0: jax.Array
+    xs: jax.Array,
+    w_x: jax.Array,
+    b: jax.Array,
+    w_h: jax.Array,
+    w_hn: jax.Array,
+    h0: jax.Array,
+    resets: Resets = None,
 ) -> tuple[jax.Array, jax.Array]:
     """One GRU layer over a window: xs (T, B, D), w_x (D, 3H), b (3H,),
-    w_h (H, 2H), w_hn (H, H), h0 (B, H) -> hs (T, B, H) and the final h."""
-    return _gru_forward(xs, w_x, b, w_h, w_hn, h0)[0]
+    w_h (H, 2H), w_hn (H, H), h0 (B, H), resets (T, B) bool or None -> hs
+    (T, B, H) and the final h."""
+    return _gru_forward(xs, w_x, b, w_h, w_hn, h0, resets)[0]
 
 
 gru_layer.defvjp(_gru_forward, _gru_backward)
 
 
 def gru_record(
-    xs: jax.Array, w_x: jax.Array, b: jax.Array, w_h: jax.Array, w_hn: jax.Array, h0: jax.Array
+    xs: jax.Array, w_x: jax.Array, b: jax.Array, w_h: jax.Array, w_hn: jax.Array, h0: jax.Array, resets: Resets
 ) -> tuple[jax.Array, jax.Array, Recorded]:
     """`gru_layer`'s outputs and its reset gates r, update gates u, candidates n and hidden states h."""
-    (hs, h), saved = _gru_forward(xs, w_x, b, w_h, w_hn, h0)
-    gates = saved[-1]  # (T, B, 3H)
+    (hs, h), saved = _gru_forward(xs, w_x, b, w_h, w_hn, h0, resets)
+    gates = saved[6]  # (T, B, 3H)
     return hs, h, {**dict(zip("run", jnp.split(gates, 3, axis=-1), strict=True)), "h": hs}

@@ -13,6 +13,11 @@ plain tree of named arrays.
 Applied with the "intermediates" collection mutable, every recurrent layer
 also records its gates and states at each step (`charlstm inspect` reads
 them; see `record`), computed by the same forward pass as training's.
+
+A model of several documents (`config.boundary_id` set) zeroes every layer's
+state wherever it reads the document boundary symbol, in training, scoring
+and sampling alike: a document's first character is predicted from the
+boundary and a zero state only, never from the end of the document before.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ Carry = tuple[jax.Array, jax.Array]
 Params = Any
 LayerCarry = tuple[jax.Array, jax.Array]  # one layer's (h, c), (B, H) each
 RECORDED = "intermediates"  # the Flax collection the layers record into
+Resets = jax.Array | None  # (T, B) bool: where the state restarts (the boundary symbol is read); None: nowhere
 
 
 def layer_name(config: ModelConfig, layer: int) -> str:
@@ -73,7 +79,7 @@ class LSTMLayer(nn.Module):
     norm: str = "none"  # "layer": the layer-normalised cell (cells.ln_lstm_layer)
 
     @nn.compact
-    def __call__(self, xs: jax.Array, carry: LayerCarry) -> tuple[jax.Array, LayerCarry]:
+    def __call__(self, xs: jax.Array, carry: LayerCarry, resets: Resets = None) -> tuple[jax.Array, LayerCarry]:
         """xs (T, B, D) and carry (h, c) each (B, H) -> hs (T, B, H), final (h, c)."""
         hidden = self.hidden_size
         w_x = self.param("w_x", nn.initializers.lecun_normal(), (xs.shape[-1], 4 * hidden))
@@ -87,21 +93,22 @@ class LSTMLayer(nn.Module):
             p |= {name: self.param(name, ones, (4 * hidden,)) for name in ("gain_x", "gain_h")}
             p |= {"gain_c": self.param("gain_c", ones, (hidden,)), "bias_c": self.param("bias_c", zeros, (hidden,))}
             if self.is_mutable_collection(RECORDED):
-                hs, h, c, recorded = ln_lstm_record(p, xs, *carry)
+                hs, h, c, recorded = ln_lstm_record(p, xs, *carry, resets)
                 _record(self, recorded)
                 return hs, (h, c)
-            hs, h, c = ln_lstm_layer(p, xs, *carry)  # hs (T, B, H)
+            hs, h, c = ln_lstm_layer(p, xs, *carry, resets)  # hs (T, B, H)
             return hs, (h, c)
         if self.is_mutable_collection(RECORDED):
-            hs, h, c, recorded = lstm_record(xs, w_x, b, w_h, *carry)
+            hs, h, c, recorded = lstm_record(xs, w_x, b, w_h, *carry, resets)
             _record(self, recorded)
             return hs, (h, c)
         if xs.shape[0] == 1:  # one character at a time (generation): no loop
-            h, c = lstm_update(xs[0] @ w_x + b + carry[0] @ w_h, carry[1])  # (B, 4H) -> (B, H)
+            h_prev, c_prev = _restarted(carry, resets)
+            h, c = lstm_update(xs[0] @ w_x + b + h_prev @ w_h, c_prev)  # (B, 4H) -> (B, H)
             return h[None], (h, c)
         # A window: the whole recurrence with its hand-written backward pass
         # (see cells.py for why, and what it measured).
-        hs, h, c = lstm_layer(xs, w_x, b, w_h, *carry)  # hs (T, B, H)
+        hs, h, c = lstm_layer(xs, w_x, b, w_h, *carry, resets)  # hs (T, B, H)
         return hs, (h, c)
 
 
@@ -122,7 +129,7 @@ class GRULayer(nn.Module):
     update_bias: float = 1.0  # like the LSTM's forget bias: start out keeping h
 
     @nn.compact
-    def __call__(self, xs: jax.Array, carry: LayerCarry) -> tuple[jax.Array, LayerCarry]:
+    def __call__(self, xs: jax.Array, carry: LayerCarry, resets: Resets = None) -> tuple[jax.Array, LayerCarry]:
         """xs (T, B, D) and carry (h, c) each (B, H) -> hs (T, B, H), final (h, c)."""
         hidden = self.hidden_size
         w_x = self.param("w_x", nn.initializers.lecun_normal(), (xs.shape[-1], 3 * hidden))  # [r | u | n]
@@ -133,15 +140,22 @@ class GRULayer(nn.Module):
         if xs.shape[0] == 0:  # an empty prime: nothing to read
             return jnp.zeros((0, *h_last.shape), xs.dtype), carry
         if self.is_mutable_collection(RECORDED):
-            hs, h, recorded = gru_record(xs, w_x, b, w_h, w_hn, h_last)
+            hs, h, recorded = gru_record(xs, w_x, b, w_h, w_hn, h_last, resets)
             _record(self, {**recorded, "c": jnp.zeros_like(hs)})
             return hs, (h, c)
         if xs.shape[0] == 1:  # one character at a time (generation): no loop
-            h = gru_update(xs[0] @ w_x + b, h_last, w_h, w_hn)  # (B, H)
+            h = gru_update(xs[0] @ w_x + b, _restarted(carry, resets)[0], w_h, w_hn)  # (B, H)
             return h[None], (h, c)
         # A window: the recurrence with its hand-written backward pass (cells.py).
-        hs, h = gru_layer(xs, w_x, b, w_h, w_hn, h_last)  # hs (T, B, H)
+        hs, h = gru_layer(xs, w_x, b, w_h, w_hn, h_last, resets)  # hs (T, B, H)
         return hs, (h, c)
+
+
+def _restarted(carry: LayerCarry, resets: Resets) -> LayerCarry:
+    """A one-character window's carry as it reads it: zero where the character is the boundary symbol."""
+    if resets is None:
+        return carry
+    return jax.tree_util.tree_map(lambda x: jnp.where(resets[0][:, None], 0.0, x), carry)
 
 
 def _dropped(x: jax.Array, keys: jax.Array, layer: int, rate: float) -> jax.Array:
@@ -179,6 +193,8 @@ class CharLSTM(nn.Module):
         # Time-major inside: scan walks the leading axis, and transposing the
         # small int token array is cheaper than transposing activations.
         x = nn.Embed(cfg.vocab_size, cfg.embed_dim, name="embed")(tokens.T)  # (T, B, E)
+        # Static: a model of one document compiles exactly as it always did.
+        resets = None if cfg.boundary_id is None else cfg.boundary_id == tokens.T  # (T, B)
         h0, c0 = carry  # (L, B, H) each
         hs, cs = [], []
         for layer in range(cfg.num_layers):
@@ -187,7 +203,7 @@ class CharLSTM(nn.Module):
                 cell: nn.Module = LSTMLayer(cfg.hidden_size, cfg.forget_bias, cfg.norm, name=name)
             else:
                 cell = GRULayer(cfg.hidden_size, cfg.forget_bias, name=name)
-            x, (h, c) = cell(x, (h0[layer], c0[layer]))  # x (T, B, H)
+            x, (h, c) = cell(x, (h0[layer], c0[layer]), resets)  # x (T, B, H)
             if keys is not None and dropout > 0:
                 x = _dropped(x, keys, layer, dropout)
             hs.append(h)
@@ -226,3 +242,27 @@ def count_params(params: Params) -> int:
 def param_count(config: ModelConfig) -> int:
     """Parameters of a model of this shape, without creating them."""
     return count_params(jax.eval_shape(lambda: init_params(config, jax.random.PRNGKey(0))))
+
+
+def grow_vocab(params: Params, new_size: int) -> Params:
+    """The parameters of a model over more characters: ids below the old
+    vocabulary size keep their embedding rows, head columns and biases bit
+    for bit; the new ones start as the model's average character, as
+    unlikely as its rarest (embedding row and head column: the means of the
+    old ones; bias: the lowest old bias), so fine-tuning begins with the old
+    model's predictions for every character it knew."""
+    embed = params["embed"]["embedding"]  # (V, E)
+    kernel, bias = params["head"]["kernel"], params["head"]["bias"]  # (H, V), (V,)
+    extra = new_size - embed.shape[0]
+    if extra <= 0:
+        return params
+    rows = jnp.broadcast_to(embed.mean(axis=0), (extra, embed.shape[1]))  # (extra, E)
+    columns = jnp.broadcast_to(kernel.mean(axis=1, keepdims=True), (kernel.shape[0], extra))  # (H, extra)
+    return {
+        **params,
+        "embed": {"embedding": jnp.concatenate([embed, rows])},  # (V', E)
+        "head": {
+            "kernel": jnp.concatenate([kernel, columns], axis=1),
+            "bias": jnp.concatenate([bias, jnp.full(extra, bias.min())]),
+        },
+    }

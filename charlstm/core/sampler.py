@@ -10,6 +10,11 @@ position: the draw for row r at generated position t uses the key
 `fold_in(fold_in(key, r), t)`. So sample 0 of a batch is the sample the same
 seed gives alone, and generating in chunks of any size gives the same text as
 generating in one go.
+
+A model trained on several documents knows where a document starts and ends
+(the boundary symbol, text/vocab.py): its samples start a new document
+(primed with the boundary, then the prime if there is one) and end where the
+model ends that document, so a sample can be shorter than its length.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import numpy as np
 from charlstm.config import ModelConfig, SampleConfig
 from charlstm.core.model import Carry, CharLSTM, Params, forward, zero_carry
 from charlstm.errors import CharlstmError
-from charlstm.text.vocab import Vocab
+from charlstm.text.vocab import BOUNDARY, Vocab
 
 
 class SampleState(NamedTuple):
@@ -176,22 +181,38 @@ def generate(
 
 
 def default_prime(vocab: Vocab) -> str:
-    """A new line if the corpus has one (text then starts like a new line of
-    the corpus), else its first character."""
+    """The start of a document for a model of several documents; else a new
+    line if the corpus has one (text then starts like a new line of the
+    corpus), else its first character."""
+    if vocab.boundary_id is not None:
+        return BOUNDARY
     return "\n" if "\n" in vocab.chars else vocab.chars[0]
 
 
 def _prime_ids(vocab: Vocab, request: SampleConfig) -> jax.Array:
-    """The request's prime, once per sample: (N, P) ids."""
+    """The request's prime, once per sample: (N, P) ids. A model of several
+    documents reads a prime as the start of a document."""
     unknown = vocab.unknown(request.prime)
     if unknown:
         raise CharlstmError(f"the prime contains characters the model never saw: {''.join(unknown)!r}; remove them")
-    ids = vocab.encode(request.prime or default_prime(vocab))  # (P,)
+    prime = request.prime or default_prime(vocab)
+    if vocab.boundary_id is not None and not prime.startswith(BOUNDARY):
+        prime = BOUNDARY + prime
+    ids = vocab.encode(prime)  # (P,)
     return jnp.asarray(np.tile(ids, (request.num_samples, 1)))  # (N, P)
 
 
-def _decode_rows(vocab: Vocab, ids: np.ndarray) -> list[str]:
-    return [vocab.decode(row) for row in ids]
+def _decode_rows(vocab: Vocab, ids: np.ndarray, ended: list[bool] | None = None) -> list[str]:
+    """Each row's text, up to the end of its document: nothing after a row
+    that has `ended` (updated in place) or after the boundary symbol."""
+    texts = [vocab.decode(row) for row in ids]
+    if vocab.boundary_id is None:
+        return texts
+    ended = ended if ended is not None else [False] * len(texts)
+    for i, text in enumerate(texts):
+        texts[i] = "" if ended[i] else text.split(BOUNDARY, 1)[0]
+        ended[i] = ended[i] or BOUNDARY in text
+    return texts
 
 
 def sample_texts(config: ModelConfig, params: Params, vocab: Vocab, request: SampleConfig) -> list[str]:
@@ -237,6 +258,7 @@ def stream_texts(
         return sample_chunk(config, params, state, key, *knobs, length=size, filtered=filtered)
 
     def pieces() -> Iterator[list[str]]:
+        ended = [False] * request.num_samples
         pending = run(start(config, params, prime))
         for done in range(0, request.length, size):
             state, tokens = pending
@@ -244,6 +266,6 @@ def stream_texts(
                 # Dispatched before this chunk is decoded: JAX runs it
                 # asynchronously while the caller handles this piece.
                 pending = run(state)
-            yield _decode_rows(vocab, np.asarray(tokens)[:, : request.length - done])
+            yield _decode_rows(vocab, np.asarray(tokens)[:, : request.length - done], ended)
 
     return pieces()
