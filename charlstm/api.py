@@ -15,19 +15,20 @@ command parses its options, calls one of them and renders what comes back.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from charlstm import presets
-from charlstm.config import ModelConfig, SampleConfig, TrainConfig
+from charlstm.config import FINE_TUNE_LEARNING_RATE, ModelConfig, SampleConfig, TrainConfig
 from charlstm.core.model import Params, count_params
 from charlstm.core.sampler import sample_texts, stream_texts
 from charlstm.core.scorer import Score, make_scorer
 from charlstm.errors import CharlstmError, CheckpointError, ConfigError, CorpusError
+from charlstm.flags import flag
 from charlstm.introspect import record
-from charlstm.text.corpus import read_corpus, resolve_corpus_path
-from charlstm.text.streams import split
+from charlstm.text import manifest, streams
+from charlstm.text.tokens import open_tokens, prepare
 from charlstm.text.vocab import Vocab
 from charlstm.training import catalog, checkpoint, distributed, events, session
 from charlstm.training import tune as tuning
@@ -69,6 +70,8 @@ class Model:
     train_seconds: float
     history: list[dict[str, float]]  # validation passes: step, val_loss, train_seconds
     corpus_path: str
+    corpus: dict[str, Any] = dataclasses.field(default_factory=dict)  # what the run read (text/manifest.py)
+    init_from: dict[str, Any] | None = None  # the checkpoint a fine-tuned run started from
 
     @property
     def num_params(self) -> int:
@@ -126,15 +129,25 @@ class Model:
         )
 
     def validation_text(self) -> str:
-        """The held-out end of the run's corpus, which validation scored and
-        the model never trained on (read again from the corpus file)."""
+        """The text validation scored and the model never trained on, read
+        again from the run's corpus (a model of several documents has the
+        boundary symbol before each)."""
+        entry = self.corpus or {"path": self.corpus_path}
         try:
-            path, _ = resolve_corpus_path(self.corpus_path)
-        except CorpusError:
+            corpus = prepare(manifest.source_of(entry))
+        except CorpusError as err:
             raise CorpusError(
-                f"the run's corpus {self.corpus_path} is not there to take its validation text from"
+                f"the run's corpus {self.corpus_path} is not there to take its validation text from ({err})"
             ) from None
-        return split(read_corpus(path).text, self.train_config.val_fraction)[1]
+        tokens = open_tokens(corpus, self.vocab)
+        hashes = [d.sha256 for d in corpus.train]
+        held_out = streams.split_documents(tokens, self.train_config.val_fraction, hashes)
+        segments = streams.Segments(tokens.ids, held_out.val)
+        return self.vocab.decode(segments[:])
+
+    def validation_description(self) -> str:
+        """What `validation_text` is, in words."""
+        return manifest.describe_validation(self.corpus, self.train_config.val_fraction)
 
     def _known(self, text: str, verb: str) -> tuple[str, dict[str, int]]:
         """`text` without the characters the model never saw, and how often each occurred."""
@@ -165,11 +178,13 @@ def load(path: str | Path | None = None, prefer: str = checkpoint.BEST) -> Model
         train_seconds=ckpt.train_seconds,
         history=ckpt.history,
         corpus_path=ckpt.corpus_path,
+        corpus=ckpt.corpus,
+        init_from=ckpt.init_from,
     )
 
 
 def train(
-    corpus: str | Path,
+    corpus: str | Path | Sequence[str | Path],
     out: str | Path | None = None,
     *,
     preset: str | None = None,
@@ -178,6 +193,10 @@ def train(
     embed_dim: int | None = None,
     cell: str | None = None,
     norm: str | None = None,
+    glob: str | None = None,
+    val_file: str | Path | Sequence[str | Path] | None = None,
+    skip_bad_files: bool = False,
+    init_from: str | Path | None = None,
     on_event: EventHandler | None = None,
     should_stop: StopCheck | None = None,
     devices: int | None = None,
@@ -185,25 +204,55 @@ def train(
 ) -> Model:
     """Train a new model on `corpus` and return its best checkpoint.
 
+    `corpus`: a UTF-8 text file, a folder (its files matching `glob`,
+    default "**/*.txt"), or a list of them; each file is a document of its
+    own. `val_file` (one or several files) is the validation text instead of
+    a held-out share (`val_fraction`). Files that are not UTF-8 text stop
+    the run, each named, unless `skip_bad_files`. `init_from` (a run
+    directory or checkpoint) fine-tunes that model: its weights, with new
+    characters added, a fresh optimizer and schedule, and a peak learning
+    rate of FINE_TUNE_LEARNING_RATE unless one is given.
+
     `preset` ("tiny", "small", "medium", "large"; see `charlstm.presets`)
     sets the sizes the other arguments leave out; the model's shape is
-    otherwise ModelConfig's defaults. `options` are TrainConfig fields
-    (steps=, batch_size=, seq_len=, learning_rate=, max_seconds=, ...).
-    `on_event` receives the run's events (see `charlstm.training.events`):
+    otherwise ModelConfig's defaults (or, with `init_from`, that model's).
+    `options` are TrainConfig fields (steps=, batch_size=, seq_len=,
+    learning_rate=, max_seconds=, patience=, ...). `on_event` receives the
+    run's events (see `charlstm.training.events`): the corpus's reading,
     `Opened` once the run directory exists, then the loop's. `should_stop`
     is polled between steps, and when it returns True the run saves and
     stops (resume it later). `devices`: how many local devices to split the
     batch over (default: all). Raises TrainingDiverged if the loss stops
     being finite."""
     shape = {"hidden_size": hidden_size, "num_layers": num_layers, "embed_dim": embed_dim, "cell": cell, "norm": norm}
-    model, options = presets.apply(preset, {k: v for k, v in shape.items() if v is not None}, options)
+    given = {k: v for k, v in shape.items() if v is not None}
+    if val_file is not None and "val_fraction" in options:
+        raise ConfigError(
+            f"give {flag('val_file')} or {flag('val_fraction')}, not both: with a validation file nothing is held out"
+        )
+    tuned = init_from is not None and "learning_rate" not in options
+    model, options = presets.apply(preset, given, options)
+    if init_from is not None:
+        model = given  # the shape is the base model's: only what was asked explicitly must match it
+        if tuned:
+            options["learning_rate"] = FINE_TUNE_LEARNING_RATE
     try:
         config = TrainConfig(**options)
     except TypeError as err:
         raise ConfigError(f"unknown training option: {err}") from None
     # A batch the devices cannot share fails here, before any file is written.
     distributed.make_mesh(config.batch_size, devices)
-    run, run_dir, shipped = session.new(corpus, out, model, config)
+    run, run_dir, shipped = session.new(
+        corpus,
+        out,
+        model,
+        config,
+        glob=glob,
+        val_file=val_file,
+        skip_bad_files=skip_bad_files,
+        init_from=init_from,
+        on_event=on_event,
+    )
     return _train(run, run_dir, on_event, should_stop, devices, shipped=shipped)
 
 
@@ -223,7 +272,7 @@ def resume(
     the corpus file changed. `devices` need not be the count the run started
     with: the batch only has to split evenly over it."""
     path = Path(run_dir)
-    run = session.resumed_run(path, overrides, force=force)
+    run = session.resumed_run(path, overrides, force=force, on_event=on_event)
     distributed.make_mesh(run.train_config.batch_size, devices)
     return _train(run, path, on_event, should_stop, devices, resumed=True)
 

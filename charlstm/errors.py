@@ -1,12 +1,16 @@
 """The one exception family the library raises for a user's mistake.
 
-The CLI turns any `CharlstmError` into a one-line message and exit status 2;
-anything else is a bug and keeps its traceback.
+The CLI turns any `CharlstmError` into a one-line message and exit status 2
+(after one line for each of its `details`, such as the files that are not
+text); anything else is a bug and keeps its traceback.
 """
 
 
 class CharlstmError(Exception):
     """A problem the user can fix: bad input, bad option, bad checkpoint."""
+
+    # Lines to show before the message, one per item (each file that is not text, say).
+    details: tuple[str, ...] = ()
 
 
 class ConfigError(CharlstmError):
@@ -15,6 +19,10 @@ class ConfigError(CharlstmError):
 
 class CorpusError(CharlstmError):
     """The training text cannot be read or is unusable."""
+
+    def __init__(self, message: str, details: tuple[str, ...] = ()):
+        super().__init__(message)
+        self.details = details
 
 
 class CheckpointError(CharlstmError):

@@ -35,6 +35,7 @@ FLAGS: Mapping[str, str] = {
     "log_every": "--log-every",
     "max_seconds": "--max-time",  # given in minutes on the command line
     "seed": "--seed",
+    "patience": "--patience",
     # SampleConfig
     "length": "--length",
     "temperature": "--temp",
@@ -50,6 +51,10 @@ FLAGS: Mapping[str, str] = {
     "num_processes": "--num-processes",
     "process_id": "--process-id",
     "force": "--force",
+    "glob": "--glob",
+    "val_file": "--val-file",
+    "skip_bad_files": "--skip-bad-files",
+    "init_from": "--init-from",
     "checkpoint": "--checkpoint",  # the model to sample, as `charlstm sample` names it
     "max_chars": "--max-chars",  # Model.inspect's, as `charlstm inspect` names it
 }

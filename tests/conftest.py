@@ -13,6 +13,9 @@ import pytest
 os.environ["CHARLSTM_CACHE_DIR"] = tempfile.mkdtemp(prefix="charlstm-test-cache-")
 atexit.register(shutil.rmtree, os.environ["CHARLSTM_CACHE_DIR"], ignore_errors=True)
 os.environ.pop("CHARLSTM_NO_CACHE", None)
+# The same for the corpus cache (charlstm/text/tokens.py), which subprocesses inherit too.
+os.environ["CHARLSTM_CORPUS_CACHE"] = tempfile.mkdtemp(prefix="charlstm-test-corpora-")
+atexit.register(shutil.rmtree, os.environ["CHARLSTM_CORPUS_CACHE"], ignore_errors=True)
 # The tests' models are tiny, and for tiny buffers charlstm's malloc settings
 # (charlstm/hostmem.py) cost about 20% of the suite's time; test_hostmem.py
 # tests them in child processes that set this variable themselves.

@@ -8,7 +8,8 @@ import jax
 import numpy as np
 
 from charlstm.config import TrainConfig
-from charlstm.text.corpus import read_corpus
+from charlstm.text.corpus import Source
+from charlstm.text.tokens import prepare
 from charlstm.training import events, session
 from charlstm.training.run import Run, new_run
 
@@ -25,9 +26,12 @@ def tiny_train_config(**overrides) -> TrainConfig:
     return TrainConfig(**base)
 
 
-def new_tiny_run(corpus_path: Path, model: dict | None = None, **overrides) -> Run:
-    """A tiny model (TINY_MODEL, updated by `model`) and schedule (`overrides`)."""
-    return new_run(read_corpus(corpus_path), {**TINY_MODEL, **(model or {})}, tiny_train_config(**overrides))
+def new_tiny_run(corpus_path: Path | list[Path], model: dict | None = None, **overrides) -> Run:
+    """A tiny model (TINY_MODEL, updated by `model`) and schedule (`overrides`)
+    on a text file, a folder, or a list of them."""
+    paths = corpus_path if isinstance(corpus_path, list) else [corpus_path]
+    corpus = prepare(Source(tuple(str(p) for p in paths)))
+    return new_run(corpus, {**TINY_MODEL, **(model or {})}, tiny_train_config(**overrides))
 
 
 def train(run: Run, run_dir: Path, stop_at: int | None = None) -> list[events.Event]:

@@ -91,6 +91,12 @@ def _prepare(case: str, tmp: Path, corpus: Path, run_dir: Path) -> None:
     if case in files or case == "prime-file latin1":
         name = "latin1" if case == "prime-file latin1" else case
         (tmp / f"{name}.txt").write_bytes(files[name])
+    elif case == "folder without text":
+        (tmp / "emptydir").mkdir()
+    elif case == "empty glob":
+        for name in ("a", "b"):
+            (tmp / "poems" / name).mkdir(parents=True)
+            (tmp / "poems" / name / "poem.txt").write_text("a poem\n", encoding="utf-8")
     elif case == "newer":
         _set_meta(run_dir, format_version=99)
     elif case == "info damaged":
@@ -106,12 +112,24 @@ def _prepare(case: str, tmp: Path, corpus: Path, run_dir: Path) -> None:
 
 
 CASES = [
-    ("missing corpus", ["train", "missing.txt"], "corpus file not found: missing.txt"),
-    ("directory", ["train", "{tmp}"], "is a directory"),
+    ("missing corpus", ["train", "missing.txt"], "corpus file or folder not found: missing.txt"),
+    ("missing folder", ["train", "{tmp}/nope/"], "not found: {tmp}/nope/"),
+    (
+        "folder without text",
+        ["train", "{tmp}/emptydir"],
+        "emptydir match '**/*.txt' (it has no files)",
+    ),
+    ("empty glob", ["train", "{tmp}/poems", "--glob", "*.py"], "no files in {tmp}/poems match '*.py' (it has 2 .txt)"),
+    ("val-file missing", ["train", "{corpus}", "--val-file", "{tmp}/nope.txt"], "--val-file {tmp}/nope.txt: not found"),
+    ("val-file and fraction", ["train", "{corpus}", "--val-file", "{corpus}", "--val-fraction", "0.2"], "not both"),
+    ("init-from size", ["train", "{corpus}", "--init-from", "{run}", "--hidden", "32"], "--hidden 32 asks for another"),
+    ("init-from missing", ["train", "{corpus}", "--init-from", "{tmp}/nope"], "checkpoint not found: {tmp}/nope"),
+    ("patience", ["train", "{corpus}", "--patience", "0"], "--patience must be >= 1 validation passes, got 0"),
+    ("resume patience", ["resume", "{run}", "--patience", "0"], "--patience must be >= 1 validation passes, got 0"),
     # Root reads any file regardless of permissions; this one fails to read for anyone.
     ("unreadable", ["train", "/proc/self/mem"], "/mem: Input/output error"),
     ("empty", ["train", "{tmp}/empty.txt"], "corpus is empty"),
-    ("latin1", ["train", "{tmp}/latin1.txt"], "not valid UTF-8: {tmp}/latin1.txt (byte offset 3"),
+    ("latin1", ["train", "{tmp}/latin1.txt"], "{tmp}/latin1.txt: not valid UTF-8 (byte offset 3"),
     ("binary", ["train", "{tmp}/binary.txt"], "looks like binary data"),
     ("short", ["train", "{corpus}", "--seq-len", "100000"], "too short"),
     ("hidden", ["train", "{corpus}", "--hidden", "0"], "--hidden must be >= 1"),
@@ -142,7 +160,7 @@ CASES = [
     ("quiet+verbose", ["train", "{corpus}", "-q", "-v"], "--quiet and --verbose contradict"),
     ("reset-chars", ["train", "{corpus}", "--reset-chars", "-1"], "--reset-chars must be >= 0, got -1"),
     ("info damaged", ["info", "{run}"], "cannot read checkpoint"),
-    ("eval missing text", ["eval", "{run}", "{tmp}/nope.txt"], "corpus file not found"),
+    ("eval missing text", ["eval", "{run}", "{tmp}/nope.txt"], "not found: {tmp}/nope.txt"),
     ("eval missing run", ["eval", "{tmp}/nope", "{corpus}"], "checkpoint not found"),
     ("eval streams", ["eval", "{run}", "{corpus}", "--streams", "0"], "--streams must be >= 1"),
     ("runs missing", ["runs", "{tmp}/nope"], "no runs directory"),
@@ -152,7 +170,7 @@ CASES = [
     ("resume missing", ["resume", "{tmp}/nope"], "not a run directory"),
     ("resume non-run", ["resume", "{tmp}"], "not a run directory"),
     ("resume steps", ["resume", "{run}", "--steps", "3"], "--steps 3 is not beyond step 4"),
-    ("changed-corpus", ["resume", "{run}"], "changed since this run started (sha256 differs)"),
+    ("changed-corpus", ["resume", "{run}"], "corpus changed since this run started: 1 file changed ({corpus}: "),
 ]
 
 

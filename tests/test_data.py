@@ -1,11 +1,13 @@
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from charlstm.errors import CorpusError
-from charlstm.text.corpus import read_corpus, resolve_corpus_path
+from charlstm.text.corpus import Source, read_corpus, resolve_corpus_path
 from charlstm.text.streams import Streams, layout, split
+from charlstm.text.tokens import open_tokens, prepare
 from charlstm.text.vocab import Vocab
 
 
@@ -53,11 +55,22 @@ def test_split_holds_out_the_tail():
     assert val.tolist() == list(range(90, 100))
 
 
-def test_layout_covers_training_and_validation_text(tiny_text):
+def test_layout_of_one_file_is_its_head_and_its_tail(tiny_corpus, tiny_text):
+    """One file: no boundary symbol, the training streams over its head and
+    the last --val-fraction as validation, as before folders existed."""
+    corpus = prepare(Source((str(tiny_corpus),)))
     vocab = Vocab.from_text(tiny_text)
-    train, val = layout(tiny_text, vocab, batch=4, seq_len=16, val_fraction=0.1)
-    assert len(train) == (len(tiny_text) - len(val) - 1) // 4 // 16
-    assert vocab.decode(val) == tiny_text[len(tiny_text) - int(len(tiny_text) * 0.1) :]
+    tokens = open_tokens(corpus, vocab)
+    assert tokens.ids.dtype == np.uint8 and not tokens.boundary
+    np.testing.assert_array_equal(tokens.ids, vocab.encode(tiny_text))
+    data = layout(tokens, [corpus.train[0].sha256], batch=4, seq_len=16, val_fraction=0.1)
+    assert data.split.kind == "tail"
+    head, tail = split(vocab.encode(tiny_text), 0.1)
+    assert len(data.train) == (len(head) - 1) // 4 // 16
+    np.testing.assert_array_equal(data.val[:], tail)
+    first, stream = data.train.window(0), (len(head) - 1) // 4  # stream 1 starts one stream's length in
+    np.testing.assert_array_equal(first.inputs[1], head[stream : stream + 16])
+    np.testing.assert_array_equal(first.targets[1], head[stream + 1 : stream + 17])
 
 
 @pytest.mark.parametrize(
@@ -66,17 +79,21 @@ def test_layout_covers_training_and_validation_text(tiny_text):
         (b"", "empty"),
         (b"abc\xff\xfedef", r"not valid UTF-8.*byte offset 3"),
         (b"\x7fELF\x00\x00\x01binary", "binary"),
+        (b"ab\xe2\x82", r"not valid UTF-8.*byte offset 2"),  # cut off inside a character
     ],
 )
 def test_unusable_corpus_files(tmp_path, content, message):
     path = tmp_path / "c.txt"
     path.write_bytes(content)
+    with pytest.raises(CorpusError) as err:
+        prepare(Source((str(path),)))
+    assert re.search(message, " ".join((str(err.value), *err.value.details)))
     with pytest.raises(CorpusError, match=message):
         read_corpus(path)
 
 
-def test_directory_is_not_a_corpus(tmp_path):
-    with pytest.raises(CorpusError, match="directory"):
+def test_directory_is_not_a_text_file(tmp_path):
+    with pytest.raises(CorpusError, match="folder"):
         read_corpus(tmp_path)
 
 

@@ -21,13 +21,11 @@ from typer.testing import CliRunner
 
 from charlstm.cli import app
 from charlstm.errors import ConfigError
-from charlstm.text.corpus import read_corpus
 from charlstm.text.streams import Streams
 from charlstm.training import checkpoint, distributed, events, session
-from charlstm.training.run import new_run
 from charlstm.training.runlog import read_metrics
 
-from .helpers import losses, tiny_train_config, train
+from .helpers import losses, new_tiny_run, train
 from .test_cli import TINY
 
 # Collectives change the order of the sums behind the mean loss and the
@@ -201,7 +199,7 @@ def test_two_processes_train_like_one_and_one_process_resumes(tiny_corpus, tmp_p
     # Process 1 reports nothing (JAX may still warn there): process 0 speaks for both.
     assert "training on" not in outputs[1] and "done at step" not in outputs[1]
 
-    alone = new_run(read_corpus(tiny_corpus), MODEL, tiny_train_config(**SCHEDULE))
+    alone = new_tiny_run(tiny_corpus, MODEL, **SCHEDULE)
     alone_events = train(alone, tmp_path / "one")
     np.testing.assert_allclose(_train_losses(run_dir), [loss for _, loss in losses(alone_events)], rtol=RTOL)
     saved = checkpoint.load(run_dir, prefer=checkpoint.LATEST)

@@ -305,6 +305,7 @@ def test_without_a_text_or_the_corpus_it_says_what_to_give(runner, trained_run, 
     for meta_file in moved.glob("checkpoints/*/*/meta/metadata"):
         meta = json.loads(meta_file.read_text())
         meta["corpus"]["path"] = str(tmp_path / "gone.txt")
+        meta["corpus"]["sources"] = [str(tmp_path / "gone.txt")]
         meta_file.write_text(json.dumps(meta))
     result = runner.invoke(app, ["inspect", str(moved), "-o", str(tmp_path / "p.html")])
     assert result.exit_code == 2

@@ -6,15 +6,18 @@ import jax
 import jax.numpy as jnp
 import pytest
 
+import charlstm
 from charlstm.core.model import zero_carry
-from charlstm.core.scorer import make_scorer
+from charlstm.core.scorer import Score, make_scorer
 from charlstm.core.state import decay_mask, learning_rate_schedule
 from charlstm.core.step import make_train_step
-from charlstm.errors import CharlstmError
+from charlstm.errors import CharlstmError, CorpusError
 from charlstm.text.streams import Streams
-from charlstm.training import events, session
+from charlstm.training import checkpoint, events, loop, session
+from charlstm.training.runlog import read_metrics
 
 from .helpers import assert_trees_equal, losses, new_tiny_run, tiny_train_config, train
+from .test_corpus import write_folder
 
 
 def test_training_lowers_the_loss(tiny_corpus, tmp_path):
@@ -27,16 +30,25 @@ def test_training_lowers_the_loss(tiny_corpus, tmp_path):
     assert isinstance(evts[-1], events.Finished) and evts[-1].reason == "done" and evts[-1].step == 150
 
 
-@pytest.mark.parametrize(("norm", "dropout"), [("none", 0.0), ("none", 0.3), ("layer", 0.2)])
-def test_stop_and_resume_is_bitwise_identical_to_straight_training(tiny_corpus, tmp_path, norm, dropout):
+@pytest.mark.parametrize(
+    ("norm", "dropout", "folder"),
+    [("none", 0.0, False), ("none", 0.3, False), ("layer", 0.2, False), ("none", 0.0, True)],
+)
+def test_stop_and_resume_is_bitwise_identical_to_straight_training(tiny_corpus, tmp_path, norm, dropout, folder):
     """N steps, a stop, a checkpoint on disk, a resume and N more steps give
     the same parameters, optimizer state, carry and losses as 2N steps (with
     dropout too: its masks are a function of the run's key, the step and the
-    stream); last, the default cell and dropout."""
-    straight = new_tiny_run(tiny_corpus, {"norm": norm}, dropout=dropout)
+    stream); then the default cell and dropout; last, a folder of files, which
+    then refuses to resume once one of them changed."""
+    corpus = tiny_corpus
+    if folder:
+        corpus = tmp_path / "poems"
+        files = write_folder(corpus, 4, lines=25)
+    straight = new_tiny_run(corpus, {"norm": norm}, dropout=dropout)
+    assert straight.tokens.boundary == folder
     straight_events = train(straight, tmp_path / "straight")
 
-    first = new_tiny_run(tiny_corpus, {"norm": norm}, dropout=dropout)
+    first = new_tiny_run(corpus, {"norm": norm}, dropout=dropout)
     first_events = train(first, tmp_path / "split", stop_at=7)
     assert first_events[-1].reason == "interrupted" and first_events[-1].step == 7
 
@@ -49,6 +61,36 @@ def test_stop_and_resume_is_bitwise_identical_to_straight_training(tiny_corpus, 
     straight_vals = [(e.step, e.val_loss) for e in straight_events if isinstance(e, events.Evaluated)]
     split_vals = [(e.step, e.val_loss) for e in first_events + second_events if isinstance(e, events.Evaluated)]
     assert split_vals == straight_vals
+    if folder:
+        files[1].write_text(files[1].read_text(encoding="utf-8") + "one more line\n", encoding="utf-8")
+        changed = f"corpus changed since this run started: 1 file changed .*{files[1].name}"
+        with pytest.raises(CorpusError, match=changed):
+            session.resumed_run(tmp_path / "split", {"steps": 14})
+        assert int(session.resumed_run(tmp_path / "split", {"steps": 14}, force=True).state.step) == 12
+
+
+def test_patience_stops_a_run_that_stopped_improving_and_keeps_its_best(tiny_corpus, tmp_path, monkeypatch):
+    """Validation losses scripted as 3.0, 2.0 (best), 2.5, 2.1, 2.2 stop a
+    --patience 3 run at the fifth pass; its best checkpoint is the second's.
+    Resumed, it counts on from its history: it stops again at once, unless
+    given more patience."""
+    scripted = iter([3.0, 2.0, 2.5, 2.1, 2.2, 2.4, 2.3])
+    monkeypatch.setattr(loop, "make_scorer", lambda config: lambda params, ids, streams: Score(next(scripted), 10))
+    run_dir = tmp_path / "run"
+    evts = train(new_tiny_run(tiny_corpus, steps=20, eval_every=2, checkpoint_every=100, patience=3), run_dir)
+    assert [e.step for e in evts if isinstance(e, events.Evaluated)] == [2, 4, 6, 8, 10]
+    end = evts[-1]
+    assert (end.reason, end.step, end.best_val_loss, end.best_step) == ("patience", 10, 2.0, 4)
+    assert "no new best validation loss in the last 3 validation passes (--patience 3)" in end.detail
+    last = read_metrics(run_dir)[-1]
+    assert last["stopped"] == "patience" and last["detail"] == end.detail and last["best_step"] == 4
+    assert checkpoint.locate(run_dir)[1] == 4 and charlstm.load(run_dir).step == 4
+
+    again = train(session.resumed_run(run_dir, {}), run_dir)
+    assert again[-1].reason == "patience" and not any(isinstance(e, events.Progress) for e in again)
+    more = train(session.resumed_run(run_dir, {"patience": 5}), run_dir)
+    assert [e.step for e in more if isinstance(e, events.Evaluated)] == [12, 14]
+    assert (more[-1].reason, more[-1].step, more[-1].best_step) == ("patience", 14, 4)
 
 
 def test_resume_extends_a_finished_run(tiny_corpus, tmp_path):
@@ -87,7 +129,7 @@ def test_carry_is_reset_when_a_pass_wraps_around(tiny_corpus):
     """At the first window of a pass the step must start from a zero state,
     whatever state the previous window left behind."""
     run = new_tiny_run(tiny_corpus)
-    streams = Streams(run.vocab.encode(run.corpus.text), batch=4, seq_len=16)
+    streams = Streams(run.vocab.encode(tiny_corpus.read_text()), batch=4, seq_len=16)
     step = make_train_step(run.model_config, run.train_config)
 
     def state_with(carry):  # a fresh copy each time: the step donates its input state
@@ -136,7 +178,7 @@ def test_resume_takes_a_run_directory_and_a_larger_step_total(tiny_corpus, tmp_p
 
 def test_dropout_acts_in_training_only_with_a_mask_per_step(tiny_corpus):
     plain, dropped = new_tiny_run(tiny_corpus, dropout=0.0), new_tiny_run(tiny_corpus, dropout=0.5)
-    streams = Streams(plain.vocab.encode(plain.corpus.text), batch=4, seq_len=16)
+    streams = Streams(plain.vocab.encode(tiny_corpus.read_text()), batch=4, seq_len=16)
     batch = streams.window(1)
 
     def loss(run, step=0):  # a fresh copy each time: the step donates its input state
@@ -148,7 +190,7 @@ def test_dropout_acts_in_training_only_with_a_mask_per_step(tiny_corpus):
     assert loss(dropped) != loss(plain)
     # Evaluation and sampling never drop: the same parameters score the same.
     score = make_scorer(plain.model_config)
-    ids = plain.vocab.encode(plain.corpus.text[:2000])
+    ids = plain.vocab.encode(tiny_corpus.read_text()[:2000])
     assert score(dropped.state.params, ids, 4).loss == score(plain.state.params, ids, 4).loss
 
 

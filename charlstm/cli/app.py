@@ -104,6 +104,8 @@ def user_errors() -> Iterator[None]:
     try:
         yield
     except CharlstmError as err:
+        for line in err.details:
+            say(line)
         fail(str(err))
 
 

@@ -13,14 +13,27 @@ from types import TracebackType
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
 
 from charlstm.cli.format import duration as _duration
 from charlstm.cli.format import loss_text as _loss_text
 from charlstm.flags import as_options
+from charlstm.text.corpus import shown
 from charlstm.training import events
 
 QUIET, NORMAL, VERBOSE = 0, 1, 2
+# A corpus this large is worth a line saying where its token file is, and how long it took.
+LARGE_CORPUS = 64 << 20
+_PHASES = {"hashing": "hashing corpus", "reading": "checking corpus", "encoding": "encoding corpus"}
 
 
 class TrainingDisplay:
@@ -38,11 +51,14 @@ class TrainingDisplay:
         self._progress: Progress | None = None
         self._task: TaskID | None = None
         self._last: events.Progress | None = None
+        self._reading: tuple[str, Progress | None, TaskID | None, float] | None = None  # phase, bar, task, start
+        self._last_reading_line = 0.0
 
     def __enter__(self) -> TrainingDisplay:
         return self
 
     def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        self._stop_reading()
         if self._progress is not None:
             self._progress.stop()
 
@@ -54,7 +70,15 @@ class TrainingDisplay:
     def handle(self, event: events.Event) -> None:
         if self.verbosity == QUIET:
             return
-        if isinstance(event, events.Opened):
+        if isinstance(event, events.Reading):
+            self._on_reading(event)
+            return
+        self._stop_reading()
+        if isinstance(event, events.Skipped):
+            self._say(f"skipped {event.path}: {event.problem}", style="yellow")
+        elif isinstance(event, events.CorpusReady):
+            self._on_corpus(event)
+        elif isinstance(event, events.Opened):
             self._on_opened(event)
         elif isinstance(event, events.Started):
             verb = "resuming at step" if event.step else "starting at step"
@@ -88,10 +112,64 @@ class TrainingDisplay:
             if self._progress is not None:
                 self._progress.stop()
                 self._progress = None
+            if event.reason == "patience":
+                self._say(
+                    f"stopped early at step {event.step} after {_duration(event.train_seconds)} of training: "
+                    f"{event.detail}; best validation loss {_loss_text(event.best_val_loss)} at step "
+                    f"{event.best_step}, the checkpoint kept as best"
+                )
+                return
             self._say(
                 f"{event.reason} at step {event.step} after {_duration(event.train_seconds)} of training; "
                 f"best validation loss {_loss_text(event.best_val_loss)}"
             )
+
+    def _on_reading(self, event: events.Reading) -> None:
+        """A transient bar of bytes on a terminal; elsewhere a line every few
+        seconds, once a phase has taken that long."""
+        now = time.monotonic()
+        if self._reading is None or self._reading[0] != event.phase:
+            self._stop_reading()
+            bar, task = None, None
+            if self.live:
+                bar = Progress(
+                    TextColumn(f"[bold]{_PHASES.get(event.phase, event.phase)}"), BarColumn(), DownloadColumn(),
+                    TransferSpeedColumn(), TimeRemainingColumn(), console=self.console, transient=True,
+                )  # fmt: skip
+                task = bar.add_task(event.phase, total=event.total)
+                bar.start()
+            self._reading = (event.phase, bar, task, now)
+            self._last_reading_line = now
+        _, bar, task, started = self._reading
+        if bar is not None and task is not None:
+            bar.update(task, completed=event.done)
+        elif now - self._last_reading_line >= self.plain_interval and event.done < event.total:
+            self._last_reading_line = now
+            rate = event.done / max(now - started, 1e-9)
+            self._say(
+                f"{_PHASES.get(event.phase, event.phase)}: {event.done / event.total:.0%} of {_size(event.total)} "
+                f"({_size(rate)}/s)"
+            )
+
+    def _stop_reading(self) -> None:
+        if self._reading is not None and self._reading[1] is not None:
+            self._reading[1].stop()
+        self._reading = None
+
+    def _on_corpus(self, event: events.CorpusReady) -> None:
+        several = event.files + event.val_files > 1
+        if not (several or event.size >= LARGE_CORPUS or self.verbosity == VERBOSE):
+            return
+        what = f"{event.files} files from {shown(event.path)}" if event.files > 1 else shown(event.path)
+        self._say(
+            f"corpus: {what}, {_size(event.size)}, {event.chars:,} characters ({event.vocab_size} in the "
+            f"vocabulary); validation text: {event.validation}"
+        )
+        if event.encoded_seconds is not None:
+            rate = event.size / max(event.encoded_seconds, 1e-9)
+            self._say(f"encoded in {event.encoded_seconds:.1f}s ({_size(rate)}/s) to {event.tokens}")
+        else:
+            self._say(f"token file (from the cache): {event.tokens}")
 
     def _start_bar(self, step: int, total: int) -> None:
         self._progress = Progress(
@@ -135,6 +213,14 @@ class TrainingDisplay:
                 f"step {event.step}/{event.total_steps}  {self._stats(event)}  "
                 f"elapsed {_duration(event.elapsed)}  eta ~{_duration(remaining)}"
             )
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} GB"
 
 
 class SearchDisplay:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -128,15 +127,14 @@ def _validation_text(model: Model) -> tuple[str, str]:
         held_out = model.validation_text()
     except CharlstmError as err:
         fail(f"no text given, and {err}: give a TEXTFILE or --text")
-    corpus = _shown(model.corpus_path)
-    say(f"no text given: reading the run's validation text, the last {len(held_out):,} characters of {corpus}")
+    from charlstm.text.corpus import shown
+
+    corpus = shown(model.corpus_path)
+    if model.corpus.get("documents", 1) > 1 or model.corpus.get("val_files"):
+        say(f"no text given: reading the run's validation text, {model.validation_description()}, from {corpus}")
+    else:
+        say(f"no text given: reading the run's validation text, the last {len(held_out):,} characters of {corpus}")
     return f"{corpus} (validation text)", held_out
-
-
-def _shown(path: str) -> str:
-    """A path as short as it can be shown: relative to here when it is below here."""
-    relative = os.path.relpath(path)
-    return path if relative.startswith("..") else relative
 
 
 def list_runs(

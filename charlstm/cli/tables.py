@@ -14,6 +14,8 @@ from rich.table import Table
 from charlstm.cli.format import duration, loss_text
 from charlstm.core.scorer import Score
 from charlstm.flags import label
+from charlstm.text.manifest import describe_validation
+from charlstm.text.vocab import BOUNDARY
 from charlstm.training.catalog import RunSummary
 from charlstm.training.checkpoint import Meta
 from charlstm.training.events import TrialResult
@@ -49,9 +51,11 @@ def runs_table(runs: Sequence[RunSummary]) -> Table:
 
 
 def _vocab_preview(chars: str, limit: int = 60) -> str:
+    marked = BOUNDARY in chars
+    chars = chars.replace(BOUNDARY, "")
     shown = chars if len(chars) <= limit else chars[:limit]
     more = f" ... and {len(chars) - limit} more" if len(chars) > limit else ""
-    return repr(shown) + more
+    return repr(shown) + more + (", and the document boundary" if marked else "")
 
 
 def _wrapped(items: list[str], per_line: int) -> str:
@@ -71,12 +75,24 @@ def info_table(meta: Meta, params: int) -> Table:
         ("model", f"{model.describe()}, embedding {model.embed_dim}"),
         ("parameters", f"{params:,}"),
         ("vocabulary", f"{meta.vocab.size} characters: {_vocab_preview(meta.vocab.chars)}"),
-        ("corpus", f"{meta.corpus_path} (sha256 {meta.corpus_sha256[:12]}...)"),
-        ("validation text", f"the last {train.val_fraction:.0%} of the corpus"),
+        ("corpus", _corpus_text(meta)),
+        ("validation text", describe_validation(meta.corpus, train.val_fraction)),
         ("best validation loss", loss_text(meta.best_val_loss, 4)),
         ("training time", duration(meta.train_seconds)),
         ("training", _wrapped([f"{k}={v}" for k, v in dataclasses.asdict(train).items()], per_line=4)),
     ]
+    tokens = meta.corpus.get("tokens")
+    if isinstance(tokens, dict):
+        rows.append(("token file", f"{tokens.get('path')} ({tokens.get('dtype')})"))
+    if meta.init_from is not None:
+        base = meta.init_from
+        rows.append(
+            (
+                "initialised from",
+                f"{base.get('checkpoint')} (step {base.get('step')}, {base.get('vocab_size')} characters, "
+                f"trained on {base.get('corpus')})",
+            )
+        )
     if meta.history:
         last = meta.history[-5:]
         rows.append(
@@ -85,6 +101,17 @@ def info_table(meta: Meta, params: int) -> Table:
     for name, value in rows:
         table.add_row(name, value)
     return table
+
+
+def _corpus_text(meta: Meta) -> str:
+    """The corpus in words: one file, or how many files from where, and its hash."""
+    entry = meta.corpus
+    files = entry.get("documents", 1)
+    where = meta.corpus_path if files == 1 else f"{files} files from {', '.join(entry.get('sources', []))}"
+    if entry.get("sources") and any(Path(p).is_dir() for p in entry["sources"]):
+        where += f" ({entry.get('glob')})"
+    skipped = f"; {entry['skipped']} left out (not text)" if entry.get("skipped") else ""
+    return f"{where}{skipped} (sha256 {meta.corpus_sha256[:12]}...)"
 
 
 def score_table(text_path: str, where: Path, score: Score) -> Table:

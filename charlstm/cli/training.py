@@ -27,6 +27,7 @@ from charlstm.cli.app import (
     verbosity,
 )
 from charlstm.cli.signals import StopFlag
+from charlstm.config import FINE_TUNE_LEARNING_RATE
 from charlstm.config import ModelConfig as _M
 from charlstm.config import TrainConfig as _T
 from charlstm.flags import flag
@@ -65,22 +66,65 @@ _EVAL_EVERY = "Steps between validation passes."
 _CHECKPOINT_EVERY = "Steps between checkpoints."
 _LOG_EVERY = "Steps between progress reports and metrics.jsonl lines."
 
+_PATIENCE = (
+    "Stop after this many validation passes in a row without a new best validation loss; the best checkpoint "
+    "is the one kept [default: train for all --steps]."
+)
+
 # The parameters of `train` that are charlstm.train's keyword arguments, by the same names.
 _TRAIN_ARGS = (
     *("preset", "hidden_size", "num_layers", "cell", "norm", "embed_dim", "steps", "batch_size", "seq_len"),
     *("learning_rate", "warmup_steps", "weight_decay", "dropout", "grad_clip", "val_fraction", "reset_chars"),
-    *("eval_every", "checkpoint_every", "log_every", "seed"),
+    *("eval_every", "checkpoint_every", "log_every", "seed", "patience"),
+    *("glob", "val_file", "skip_bad_files", "init_from"),
 )
 
 
 def train(
     ctx: typer.Context,
     corpus: Annotated[
-        str,
+        list[str],
         typer.Argument(
-            help="UTF-8 text file to learn from; a shipped corpus's name (shakespeare.txt) works from any directory."
+            help="UTF-8 text files or folders to learn from, each file a document of its own; a shipped corpus's "
+            "name (shakespeare.txt) works from any directory.",
+            show_default=False,
         ),
     ],
+    glob: Annotated[
+        str | None,
+        typer.Option(
+            flag("glob"),
+            help="Which files of a folder to read, as a pattern relative to it ('**/*.py': every .py file at any "
+            "depth); hidden files and folders are left out. [default: **/*.txt]",
+            show_default=False,
+        ),
+    ] = None,
+    val_file: Annotated[
+        list[Path] | None,
+        typer.Option(
+            flag("val_file"),
+            help="Validate on this text instead of holding out a share of the corpus (repeat it for several files).",
+            show_default=False,
+        ),
+    ] = None,
+    skip_bad_files: Annotated[
+        bool,
+        typer.Option(
+            flag("skip_bad_files"),
+            help="Leave out files that are not UTF-8 text, naming each, instead of stopping.",
+        ),
+    ] = False,
+    init_from: Annotated[
+        Path | None,
+        typer.Option(
+            flag("init_from"),
+            help="Fine-tune: start from this run's best checkpoint (or a checkpoint directory), with a fresh "
+            "optimizer and schedule. The model keeps its shape; characters it never saw get new rows. The "
+            f"learning rate defaults to {FINE_TUNE_LEARNING_RATE:g}, lower than a new run's, so that the first "
+            "steps refine what the model knows instead of washing it out.",
+            show_default=False,
+        ),
+    ] = None,
     out: Annotated[
         Path | None, typer.Option(flag("out"), "-o", help="Run directory [default: runs/<corpus>-<time>].")
     ] = None,
@@ -121,7 +165,12 @@ def train(
         int, typer.Option(flag("seq_len"), help="Characters per window (backprop truncation length).")
     ] = _T.seq_len,
     learning_rate: Annotated[
-        float, typer.Option(flag("learning_rate"), help="Peak learning rate (after warmup, before cosine decay).")
+        float,
+        typer.Option(
+            flag("learning_rate"),
+            help="Peak learning rate (after warmup, before cosine decay); "
+            f"{FINE_TUNE_LEARNING_RATE:g} when fine-tuning ({flag('init_from')}).",
+        ),
     ] = _T.learning_rate,
     warmup_steps: Annotated[
         int, typer.Option(flag("warmup_steps"), help="Learning-rate warmup steps (at most a tenth of --steps).")
@@ -153,6 +202,7 @@ def train(
     ] = _T.checkpoint_every,
     log_every: Annotated[int, typer.Option(flag("log_every"), help=_LOG_EVERY)] = _T.log_every,
     seed: Annotated[int, typer.Option(flag("seed"), help="Random seed for initialisation.")] = _T.seed,
+    patience: Annotated[int | None, typer.Option(flag("patience"), help=_PATIENCE, show_default=False)] = None,
     devices: Devices = None,
     coordinator: Coordinator = None,
     num_processes: NumProcesses = None,
@@ -160,7 +210,7 @@ def train(
     quiet: Quiet = False,
     verbose: Verbose = False,
 ) -> None:
-    """Train a new model on CORPUS and save checkpoints in a run directory."""
+    """Train a new model on CORPUS (files and folders) and save checkpoints in a run directory."""
     level = verbosity(quiet, verbose)
     options = given(ctx, _TRAIN_ARGS)
     if max_time is not None:
@@ -189,8 +239,9 @@ def resume(
     eval_every: Annotated[int | None, typer.Option(flag("eval_every"), help=_EVAL_EVERY)] = None,
     checkpoint_every: Annotated[int | None, typer.Option(flag("checkpoint_every"), help=_CHECKPOINT_EVERY)] = None,
     log_every: Annotated[int | None, typer.Option(flag("log_every"), help=_LOG_EVERY)] = None,
+    patience: Annotated[int | None, typer.Option(flag("patience"), help=_PATIENCE, show_default=False)] = None,
     force: Annotated[
-        bool, typer.Option(flag("force"), help="Resume even if the corpus file changed since the run started.")
+        bool, typer.Option(flag("force"), help="Resume even if the corpus's files changed since the run started.")
     ] = False,
     devices: Devices = None,
     coordinator: Coordinator = None,
@@ -209,6 +260,7 @@ def resume(
         "eval_every": eval_every,
         "checkpoint_every": checkpoint_every,
         "log_every": log_every,
+        "patience": patience,
     }
     overrides = {name: value for name, value in changes.items() if value is not None}
     with user_errors():

@@ -26,6 +26,7 @@ import optax
 from charlstm.config import ModelConfig
 from charlstm.core.model import Carry, CharLSTM, Params, forward, zero_carry
 from charlstm.errors import CorpusError
+from charlstm.text.streams import Segments
 from charlstm.units import LN2
 
 EVAL_WINDOW = 256
@@ -67,18 +68,19 @@ def stream_layout(n_predictions: int, max_streams: int) -> Layout:
     return Layout(starts, lengths, -(-int(lengths.max()) // EVAL_WINDOW))
 
 
-def windows(ids: np.ndarray, layout: Layout) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """(inputs, targets, mask), each (B, EVAL_WINDOW), window by window."""
+def windows(ids: np.ndarray | Segments, layout: Layout) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(inputs, targets, mask), each (B, EVAL_WINDOW), window by window; ids
+    in memory, or Segments of a mapped token file (read a window at a time)."""
     offsets = np.arange(EVAL_WINDOW)
     last = len(ids) - 1
     for w in range(layout.windows):
         pos = w * EVAL_WINDOW + offsets  # (W,) position within each stream
         mask = pos[None, :] < layout.lengths[:, None]  # (B, W)
         idx = np.minimum(layout.starts[:, None] + pos[None, :], last - 1)  # (B, W), padding clamped in range
-        yield ids[idx], ids[idx + 1], mask.astype(np.float32)
+        yield np.asarray(ids[idx], np.int32), np.asarray(ids[idx + 1], np.int32), mask.astype(np.float32)
 
 
-def make_scorer(config: ModelConfig) -> Callable[[Params, np.ndarray, int], Score]:
+def make_scorer(config: ModelConfig) -> Callable[[Params, np.ndarray | Segments, int], Score]:
     """`score(params, ids, max_streams)`: the mean loss over all of `ids`."""
     model = CharLSTM(config)
 
@@ -90,7 +92,7 @@ def make_scorer(config: ModelConfig) -> Callable[[Params, np.ndarray, int], Scor
         losses = optax.softmax_cross_entropy_with_integer_labels(logits, targets)  # (B, W)
         return (losses * mask).sum(), carry
 
-    def score(params: Params, ids: np.ndarray, max_streams: int) -> Score:
+    def score(params: Params, ids: np.ndarray | Segments, max_streams: int) -> Score:
         if len(ids) < 2:
             raise CorpusError("text to score needs at least 2 characters (one to read, one to predict)")
         layout = stream_layout(len(ids) - 1, max_streams)

@@ -1,21 +1,59 @@
-"""Reading a corpus: one UTF-8 text file, or a shipped corpus by its name.
+"""What a corpus is made of: the files a user names, found and listed.
 
-A corpus is read whole, checked (not empty, not binary, valid UTF-8) and
-hashed, so that a resumed run can tell whether its text changed.
+A corpus is one or more documents: text files named one by one, or the
+files of a folder that match a pattern (`--glob`, default `**/*.txt`;
+hidden files and folders are left out). Optionally, other files are the
+validation text (`--val-file`) instead of a held-out share of the corpus.
+Reading them (checking, hashing, encoding) is `text/scan.py`'s; caching the
+result is `text/tokens.py`'s.
+
+`read_corpus` reads one file whole, for the commands that score or inspect a
+text in memory.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 from charlstm.errors import CorpusError
+from charlstm.flags import flag
+
+DEFAULT_GLOB = "**/*.txt"
 
 
 @dataclass(frozen=True)
-class Corpus:
+class Source:
+    """The files to read, as the user named them."""
+
+    paths: tuple[str, ...]  # text files and folders, in order
+    glob: str = DEFAULT_GLOB  # which files of a folder are documents
+    val_files: tuple[str, ...] = ()  # validation documents, instead of a held-out share
+    skip_bad_files: bool = False  # leave out files that are not UTF-8 text instead of stopping
+
+
+@dataclass(frozen=True)
+class Document:
+    path: Path  # absolute
+    size: int  # bytes
+
+
+@dataclass(frozen=True)
+class Found:
+    """The documents a Source names, in the order they are read."""
+
+    train: tuple[Document, ...]
+    val: tuple[Document, ...]
+    shipped: bool  # a shipped corpus stood in for a name not found here
+
+
+@dataclass(frozen=True)
+class TextFile:
     path: str
     text: str
     sha256: str
@@ -34,7 +72,7 @@ def shipped_corpora() -> dict[str, Path]:
 
 
 def resolve_corpus_path(path: str) -> tuple[Path, bool]:
-    """The file to read, and whether it is a shipped corpus standing in for `path`."""
+    """The file or folder to read, and whether it is a shipped corpus standing in for `path`."""
     given = Path(path)
     if given.exists():
         return given, False
@@ -42,24 +80,117 @@ def resolve_corpus_path(path: str) -> tuple[Path, bool]:
     if given.name in shipped and given.parent == Path():
         return shipped[given.name], True
     hint = f" (shipped corpora: {', '.join(shipped)})" if shipped else ""
-    raise CorpusError(f"corpus file not found: {path}{hint}")
+    raise CorpusError(f"corpus file or folder not found: {path}{hint}")
 
 
-def read_corpus(path: Path) -> Corpus:
+def shown(path: str | Path) -> str:
+    """A path as short as it can be shown: relative to here when it is below here."""
+    relative = os.path.relpath(path)
+    return str(path) if relative.startswith("..") else relative
+
+
+def _hidden(relative: Path) -> bool:
+    return any(part.startswith(".") for part in relative.parts)
+
+
+def _folder_files(folder: Path, pattern: str) -> list[Path]:
+    """The files of `folder` matching `pattern`, hidden ones left out, sorted by their path inside it."""
+    try:
+        matches = [p for p in folder.glob(pattern) if not _hidden(p.relative_to(folder)) and p.is_file()]
+    except (ValueError, NotImplementedError) as err:  # a malformed pattern
+        raise CorpusError(f"{flag('glob')} {pattern!r}: {err}") from None
+    except OSError as err:
+        raise CorpusError(f"cannot list folder {folder}: {err.strerror}") from None
+    if not matches:
+        kinds = Counter(p.suffix or "(no extension)" for p in folder.rglob("*") if p.is_file())
+        has = ", ".join(f"{n} {suffix}" for suffix, n in kinds.most_common(5))
+        raise CorpusError(
+            f"no files in {folder} match {pattern!r} ({f'it has {has}' if kinds else 'it has no files'}); "
+            f"choose others with {flag('glob')}, such as '**/*'"
+        )
+    return sorted(matches, key=lambda p: p.relative_to(folder).as_posix())
+
+
+def _document(path: Path) -> Document:
+    try:
+        return Document(path.resolve(), path.stat().st_size)
+    except OSError as err:
+        raise CorpusError(f"cannot read {path}: {err.strerror}") from None
+
+
+def find(source: Source) -> Found:
+    """The documents `source` names: every file given, and the matching
+    files of every folder given; each file once, in the order given."""
+    if not source.paths:
+        raise CorpusError("no corpus given: name a text file or a folder")
+    files: list[Path] = []
+    any_shipped = any_folder = False
+    for given in source.paths:
+        path, shipped = resolve_corpus_path(str(given))
+        any_shipped |= shipped
+        if path.is_dir():
+            any_folder = True
+            files += _folder_files(path, source.glob)
+        else:
+            files.append(path)
+    if source.glob != DEFAULT_GLOB and not any_folder:
+        raise CorpusError(f"{flag('glob')} picks the files of a folder, but no folder was given")
+    train = _unique(_document(p) for p in files)
+    val = []
+    for given in source.val_files:
+        path = Path(given)
+        if not path.is_file():
+            what = "is a folder, not a file" if path.is_dir() else "not found"
+            raise CorpusError(f"{flag('val_file')} {given}: {what}")
+        val.append(_document(path))
+    val = _unique(val)
+    both = {d.path for d in train} & {d.path for d in val}
+    if both:
+        raise CorpusError(
+            f"{shown(min(both))} is both a training file and a {flag('val_file')}: validation must be text "
+            "the model does not train on"
+        )
+    return Found(tuple(train), tuple(val), any_shipped)
+
+
+def _unique(documents: Iterable[Document]) -> list[Document]:
+    seen: set[Path] = set()
+    out = []
+    for d in documents:
+        if d.path not in seen:
+            seen.add(d.path)
+            out.append(d)
+    return out
+
+
+def read_corpus(path: Path) -> TextFile:
+    """One UTF-8 text file, read whole and checked (not empty, not binary, valid UTF-8)."""
     if path.is_dir():
-        raise CorpusError(f"corpus path is a directory, not a text file: {path}")
+        raise CorpusError(f"{path} is a folder; this reads one text file")
     try:
         raw = path.read_bytes()
     except OSError as err:
-        raise CorpusError(f"cannot read corpus {path}: {err.strerror}") from None
+        raise CorpusError(f"cannot read {path}: {err.strerror}") from None
     if not raw:
         raise CorpusError(f"corpus is empty: {path}")
-    if b"\x00" in raw[:65536]:
-        raise CorpusError(f"corpus looks like binary data, not text: {path}")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise CorpusError(
-            f"corpus is not valid UTF-8: {path} (byte offset {err.start}: {raw[err.start : err.start + 4]!r})"
-        ) from None
-    return Corpus(str(path), text, hashlib.sha256(raw).hexdigest())
+    problem = binary_or_invalid(raw[:65536], raw)
+    if problem:
+        raise CorpusError(f"{path}: {problem}")
+    return TextFile(str(path), raw.decode("utf-8"), hashlib.sha256(raw).hexdigest())
+
+
+def binary_or_invalid(head: bytes, raw: bytes | None = None) -> str | None:
+    """Why a file starting with `head` (and, if given, all of whose bytes are
+    `raw`) is not text, or None."""
+    if b"\x00" in head:
+        return "looks like binary data, not text"
+    if raw is not None:
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError as err:
+            return not_utf8(err.start, raw[err.start : err.start + 4])
+    return None
+
+
+def not_utf8(offset: int, found: bytes) -> str:
+    return f"not valid UTF-8 (byte offset {offset:,}: {found!r})"

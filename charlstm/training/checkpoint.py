@@ -9,7 +9,9 @@ Each step directory has two items: `state`, the whole TrainState as a tree of
 named arrays (parameters, Adam moments, step, carried stream state, RNG key),
 and `meta`, a JSON object with everything needed to rebuild the model and
 continue the run: format and version, both configs, the vocabulary, the
-corpus path and sha256, the data position and the metrics so far. Orbax writes
+corpus (what was read, how it was split, where its token file is; see
+text/manifest.py), the data position, the metrics so far and, for a
+fine-tuned run, the checkpoint it started from. Orbax writes
 into a temporary directory and renames it only when complete, so a crash
 mid-save leaves the previous checkpoint as the newest one.
 
@@ -36,6 +38,7 @@ import orbax.checkpoint as ocp
 from charlstm.config import ModelConfig, TrainConfig, from_dict, to_dict
 from charlstm.core.state import TrainState, init_state
 from charlstm.errors import CharlstmError, CheckpointError
+from charlstm.text import manifest
 from charlstm.text.vocab import Vocab
 from charlstm.training.run import Run
 
@@ -77,11 +80,13 @@ def metadata(run: Run, data_windows: int | None = None) -> dict[str, Any]:
         "model": to_dict(run.model_config),
         "train": to_dict(run.train_config),
         "vocab": run.vocab.chars,
-        "corpus": {"path": run.corpus.path, "sha256": run.corpus.sha256},
+        "corpus": run.corpus_entry,
         "best_val_loss": run.best_val_loss,
         "train_seconds": run.train_seconds,
         "history": run.history,
     }
+    if run.init_from is not None:
+        meta["init_from"] = run.init_from
     if data_windows is not None:
         # Informational: the window is derived from the step (see data.py).
         meta["data_position"] = {
@@ -148,6 +153,8 @@ class Meta:
     train_seconds: float
     history: list[dict[str, float]]
     raw: dict[str, Any]  # the JSON object as stored (saved_at, charlstm_version, data_position, ...)
+    corpus: dict[str, Any]  # what the run read and how it split it (text/manifest.py)
+    init_from: dict[str, Any] | None  # the checkpoint a fine-tuned run started from
 
 
 @dataclass(frozen=True)
@@ -272,6 +279,15 @@ def _parse(meta: dict[str, Any], where: Path) -> Meta:
         raise CheckpointError(
             f"checkpoint {where} is inconsistent: {vocab.size} characters but a model for {model_config.vocab_size}"
         )
+    if vocab.boundary_id != model_config.boundary_id:
+        raise CheckpointError(f"checkpoint {where} is inconsistent: its vocabulary and model disagree on documents")
+    corpus, init_from = meta["corpus"], meta.get("init_from")
+    try:
+        manifest.check_entry(corpus)
+    except ValueError as err:
+        raise CheckpointError(f"cannot read checkpoint {where}: {err}") from None
+    if not isinstance(init_from, dict | None):
+        raise CheckpointError(f"cannot read checkpoint {where}: its init_from entry is not an object")
     # A damaged configuration can describe an absurd model (a billion
     # layers), whose shape alone would take hours to build. No real
     # checkpoint comes near these limits.
@@ -287,12 +303,14 @@ def _parse(meta: dict[str, Any], where: Path) -> Meta:
         model_config=model_config,
         train_config=train_config,
         vocab=vocab,
-        corpus_path=str(meta["corpus"]["path"]),
-        corpus_sha256=str(meta["corpus"]["sha256"]),
+        corpus_path=str(corpus["path"]),
+        corpus_sha256=str(corpus["sha256"]),
         best_val_loss=_finite_or_none(meta.get("best_val_loss"), "best_val_loss", where),
         train_seconds=_finite_or_none(meta.get("train_seconds", 0.0), "train_seconds", where) or 0.0,
         history=_history(meta.get("history", []), where),
         raw=meta,
+        corpus=corpus,
+        init_from=init_from,
     )
 
 

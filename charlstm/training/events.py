@@ -12,6 +12,40 @@ from charlstm.units import LN2
 
 
 @dataclass(frozen=True)
+class Reading:
+    """The corpus is being read: hashed (every run), checked (the first time
+    its content is seen) or encoded (the first time under a vocabulary)."""
+
+    phase: str  # "hashing", "reading" or "encoding"
+    done: int  # bytes read so far in this phase
+    total: int  # bytes in all
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A file left out of the corpus (`--skip-bad-files`)."""
+
+    path: str
+    problem: str
+
+
+@dataclass(frozen=True)
+class CorpusReady:
+    """The corpus is read and its token file mapped."""
+
+    path: str  # the first file or folder given
+    files: int  # training documents (held-out ones included)
+    val_files: int  # --val-file documents
+    chars: int
+    size: int  # bytes
+    vocab_size: int
+    validation: str  # the validation text, in words
+    tokens: str  # the token file
+    encoded_seconds: float | None  # how long encoding took; None: the token file was in the cache
+    checked: bool  # whether the files were checked now (False: their first reading was cached)
+
+
+@dataclass(frozen=True)
 class Opened:
     """A run is ready to train: new, or picked up again from its checkpoint."""
 
@@ -90,9 +124,13 @@ class Saved:
 @dataclass(frozen=True)
 class Finished:
     step: int
-    reason: str  # "done", "time limit", "interrupted" or "diverged" (a loss, gradients or parameters not finite)
+    # "done", "time limit", "interrupted", "patience" (no new best in --patience
+    # validation passes) or "diverged" (a loss, gradients or parameters not finite)
+    reason: str
     best_val_loss: float | None
     train_seconds: float
+    best_step: int | None = None  # the step of the best validation loss, if any
+    detail: str = ""  # why it stopped, in words, when the reason alone does not say ("patience")
 
 
 @dataclass(frozen=True)
@@ -143,4 +181,17 @@ class TrialFinished:
     result: TrialResult
 
 
-Event = Opened | Started | Compiled | Progress | Warned | Evaluated | Sampled | Saved | Finished
+Event = (
+    Reading
+    | Skipped
+    | CorpusReady
+    | Opened
+    | Started
+    | Compiled
+    | Progress
+    | Warned
+    | Evaluated
+    | Sampled
+    | Saved
+    | Finished
+)

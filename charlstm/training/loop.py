@@ -29,6 +29,7 @@ from charlstm.core.sampler import sample_text
 from charlstm.core.scorer import make_scorer
 from charlstm.core.state import TrainState, warmup_steps
 from charlstm.core.step import make_train_step
+from charlstm.flags import flag
 from charlstm.text import streams
 from charlstm.training import distributed, events
 from charlstm.training.health import Health
@@ -48,16 +49,15 @@ class Setup:
 
     mesh: Mesh
     train_streams: streams.Streams
-    val_ids: np.ndarray  # (N,) the held-out ids, scored whole at each validation pass
+    val_ids: streams.Segments  # (N,) the held-out ids, scored whole at each validation pass
     feed: Callable[[int], streams.Batch]  # step -> the batch it reads
 
 
 def _setup(run: Run, devices: int | None) -> Setup:
     tc = run.train_config
     mesh = distributed.make_mesh(tc.batch_size, devices)
-    train_streams, val_ids = streams.layout(
-        run.corpus.text, run.vocab, tc.batch_size, tc.seq_len, tc.val_fraction, tc.reset_chars
-    )
+    layout = run.layout()
+    train_streams, val_ids = layout.train, layout.val
     if mesh.size == 1:
         # One device: the step exactly as it is compiled without a mesh, so
         # that single-device runs keep their losses and speed bit for bit.
@@ -137,6 +137,9 @@ class Session:
         self.health = Health(warmup_steps(self.config))
         self.saved_step: int | None = None
         self.evaluated_step: int | None = None
+        # Validation passes since the best one, counted from the run's history
+        # so that a resumed run keeps counting where it stopped (--patience).
+        self.since_best = _passes_since_best(run.history)
         self.started = time.perf_counter()
         self.seconds_before = run.train_seconds
         self.last_report, self.last_report_step = self.started, self.step
@@ -152,6 +155,8 @@ class Session:
             stop = self._stop_wanted()
             if stop is not None:
                 return stop
+            if tc.patience is not None and self.since_best >= tc.patience:
+                return "patience"
             self.run.state, metrics = self.train_step(self.run.state, self.setup.feed(self.step))
             self.step += 1
             self.pending.append(metrics)
@@ -183,7 +188,14 @@ class Session:
             # A diverged state is never saved: the newest checkpoint stays the last good one.
             elif self.saved_step != self.step:
                 yield self._checkpoint()
-        yield events.Finished(self.step, reason, self.run.best_val_loss, self._clock())
+        detail = ""
+        if reason == "patience":
+            detail = (
+                f"no new best validation loss in the last {self.since_best} validation passes "
+                f"({flag('patience')} {self.config.patience})"
+            )
+        best_step = _best_step(self.run.history)
+        yield events.Finished(self.step, reason, self.run.best_val_loss, self._clock(), best_step, detail)
 
     def _stop_wanted(self) -> str | None:
         stop = None
@@ -235,12 +247,14 @@ class Session:
         # collective to time out) and all decide on process 0's number.
         params = distributed.local_copy(run.state.params)
         val_loss = distributed.from_main(self.score(params, self.setup.val_ids, self.config.batch_size).loss)
+        run.tokens.release()  # the pages scoring read stay in the page cache, not in this process
         self.evaluated_step = self.step
         if not math.isfinite(val_loss):
             self.healthy = False
             yield events.Evaluated(self.step, val_loss, best=False)
             return
         is_best = run.best_val_loss is None or val_loss < run.best_val_loss
+        self.since_best = 0 if is_best else self.since_best + 1
         if is_best:
             run.best_val_loss = val_loss
         run.history.append({"step": self.step, "val_loss": val_loss, "train_seconds": self._clock()})
@@ -253,3 +267,15 @@ class Session:
     def _checkpoint(self) -> events.Saved:
         self.saved_step = self.step
         return events.Saved(self.step, self._save(self.run, False, self.setup.train_streams.windows), best=False)
+
+
+def _passes_since_best(history: list[dict[str, float]]) -> int:
+    """Validation passes after the one with the lowest loss (0 if it was the last, or none yet)."""
+    losses = [h["val_loss"] for h in history]
+    return len(losses) - 1 - losses.index(min(losses)) if losses else 0
+
+
+def _best_step(history: list[dict[str, float]]) -> int | None:
+    if not history:
+        return None
+    return int(min(history, key=lambda h: h["val_loss"])["step"])

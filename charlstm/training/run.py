@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from charlstm.config import ModelConfig, TrainConfig
-from charlstm.core.state import TrainState, init_state
-from charlstm.errors import CharlstmError
+from charlstm.core.model import grow_vocab
+from charlstm.core.state import TrainState, init_state, make_optimizer
+from charlstm.errors import CharlstmError, ConfigError
 from charlstm.flags import flag
-from charlstm.text import streams
-from charlstm.text.corpus import Corpus
-from charlstm.text.vocab import Vocab
+from charlstm.text import manifest, streams
+from charlstm.text.scan import Progress, no_progress
+from charlstm.text.tokens import Corpus, Tokens, open_tokens
+from charlstm.text.vocab import BOUNDARY, Vocab
+
+if TYPE_CHECKING:
+    from charlstm.training.checkpoint import Checkpoint
 
 RUNS_DIR = Path("runs")
 
@@ -26,14 +32,27 @@ class Run:
     train_config: TrainConfig
     vocab: Vocab
     corpus: Corpus
+    tokens: Tokens  # the corpus's ids, mapped from the cache
     state: TrainState
     history: list[dict[str, float]] = field(default_factory=list)
     best_val_loss: float | None = None
     train_seconds: float = 0.0  # wall time spent training, over all sessions
+    corpus_entry: dict[str, Any] = field(default_factory=dict)  # what checkpoints record (text/manifest.py)
+    init_from: dict[str, Any] | None = None  # the checkpoint a fine-tuned run started from
+
+    def layout(self) -> streams.Layout:
+        """The training streams and validation ids, as the config lays them out."""
+        tc = self.train_config
+        hashes = [d.sha256 for d in self.corpus.train]
+        return streams.layout(self.tokens, hashes, tc.batch_size, tc.seq_len, tc.val_fraction, tc.reset_chars)
 
 
 # Options a resumed run may change; the rest would make it a different run.
-RESUMABLE_FIELDS = ("steps", "max_seconds", "learning_rate", "eval_every", "checkpoint_every", "log_every")
+RESUMABLE_FIELDS = (
+    *("steps", "max_seconds", "learning_rate", "eval_every", "checkpoint_every", "log_every", "patience"),
+)
+# What must match for a run to start from another's weights (`--init-from`).
+SHAPE_FIELDS = ("cell", "norm", "hidden_size", "num_layers", "embed_dim")
 
 
 def default_run_dir(corpus_path: Path, runs_dir: Path = RUNS_DIR, when: float | None = None) -> Path:
@@ -72,9 +91,72 @@ def prepare_run_dir(run_dir: Path, checked: bool = False) -> None:
         raise CharlstmError(f"cannot create run directory {run_dir}: {err.strerror}") from None
 
 
-def new_run(corpus: Corpus, model_kwargs: dict[str, Any], train_config: TrainConfig) -> Run:
-    vocab = Vocab.from_text(corpus.text)
-    model_config = ModelConfig(vocab_size=vocab.size, **model_kwargs)
+def corpus_vocab(corpus: Corpus, base: Vocab | None = None) -> Vocab:
+    """A new run's vocabulary: the corpus's characters, sorted, with the
+    boundary symbol if it has several documents; a fine-tuned run's: its
+    base model's, with the characters it lacks appended."""
+    chars = corpus.charset + (BOUNDARY if corpus.boundary else "")
+    return Vocab("".join(sorted(chars))) if base is None else base.grown(chars)
+
+
+def _with_tokens(
+    corpus: Corpus, vocab: Vocab, model_config: ModelConfig, config: TrainConfig, state: TrainState, progress: Progress
+) -> Run:
+    tokens = open_tokens(corpus, vocab, progress)
+    run = Run(model_config, config, vocab, corpus, tokens, state)
     # Fail on a too-short text now, before compiling anything.
-    streams.layout(corpus.text, vocab, train_config.batch_size, train_config.seq_len, train_config.val_fraction)
-    return Run(model_config, train_config, vocab, corpus, init_state(model_config, train_config))
+    layout = run.layout()
+    run.corpus_entry = manifest.summary(corpus, tokens, layout.split, config.val_fraction)
+    return run
+
+
+def new_run(
+    corpus: Corpus, model_kwargs: dict[str, Any], train_config: TrainConfig, progress: Progress = no_progress
+) -> Run:
+    vocab = corpus_vocab(corpus)
+    model_config = ModelConfig(vocab_size=vocab.size, boundary_id=vocab.boundary_id, **model_kwargs)
+    state = init_state(model_config, train_config)
+    return _with_tokens(corpus, vocab, model_config, train_config, state, progress)
+
+
+def fine_tune_run(
+    corpus: Corpus,
+    base: Checkpoint,
+    model_kwargs: dict[str, Any],
+    train_config: TrainConfig,
+    progress: Progress = no_progress,
+) -> Run:
+    """A run that starts from `base`'s weights (a loaded checkpoint) with a
+    fresh optimizer and schedule; its vocabulary grows by the characters of
+    `corpus` that `base` never saw (core.model.grow_vocab)."""
+    old = base.model_config
+    asked = dataclasses.replace(old, **model_kwargs) if model_kwargs else old
+    wrong = [name for name in SHAPE_FIELDS if getattr(asked, name) != getattr(old, name)]
+    if wrong:
+        given = ", ".join(f"{flag(n)} {getattr(asked, n)}" for n in wrong)
+        raise ConfigError(
+            f"{flag('init_from')} {base.path} is a {old.describe()} with embedding {old.embed_dim}, but {given} "
+            f"asks for another shape; fine-tuning keeps the model's shape (leave those options out)"
+        )
+    vocab = corpus_vocab(corpus, base.vocab)
+    model_config = dataclasses.replace(old, vocab_size=vocab.size, boundary_id=vocab.boundary_id)
+    params = grow_vocab(base.state.params, vocab.size)
+    fresh = init_state(model_config, train_config)  # the step, carries and key of a new run
+    state = dataclasses.replace(fresh, params=params, opt_state=make_optimizer(train_config).init(params))
+    run = _with_tokens(corpus, vocab, model_config, train_config, state, progress)
+    run.init_from = {
+        "checkpoint": str(base.path),
+        "step": base.step,
+        "corpus": base.corpus_path,
+        "vocab_size": base.vocab.size,
+        "model": old.describe(),
+    }
+    return run
+
+
+def restored_run(corpus: Corpus, ckpt: Checkpoint, train_config: TrainConfig, progress: Progress = no_progress) -> Run:
+    """A run continued from its checkpoint `ckpt`, on `corpus` (read again)."""
+    run = _with_tokens(corpus, ckpt.vocab, ckpt.model_config, train_config, ckpt.state, progress)
+    run.history, run.train_seconds, run.init_from = ckpt.history, ckpt.train_seconds, ckpt.init_from
+    run.best_val_loss = ckpt.best_val_loss
+    return run

@@ -10,7 +10,10 @@ does. `metrics.jsonl` gets one JSON object per logged step:
     gradients were clipped), chars_per_sec, where that step was evaluated
     also val_loss and val_bpc, and where a gradient warning began
     (`health.py`) its message in warnings. A loss that is not finite (a
-    diverged step) is written as null.
+    diverged step) is written as null. A session that ends before its last
+    step adds a line with `stopped` (the reason: time limit, interrupted,
+    patience or diverged), `detail` (in words), and the best validation
+    loss and its step.
 
 Lines are appended and flushed as they are complete, so a killed run keeps
 all but its last line. A resumed run continues from its checkpoint's step,
@@ -92,6 +95,16 @@ class RunLog:
                 out.write(f"===== step {event.step} =====\n{event.text}\n\n")
         elif isinstance(event, events.Finished):
             self._flush()
+            if event.reason != "done":
+                self._pending = {
+                    "step": event.step,
+                    "time": round(time.time(), 3),
+                    "stopped": event.reason,
+                    "detail": event.detail or event.reason,
+                    "best_val_loss": event.best_val_loss,
+                    "best_step": event.best_step,
+                }
+                self._flush()
 
     def close(self) -> None:
         self._flush()

@@ -9,41 +9,116 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from charlstm.config import TrainConfig
 from charlstm.errors import CharlstmError, CorpusError
 from charlstm.flags import flag
-from charlstm.text.corpus import read_corpus, resolve_corpus_path
+from charlstm.text import manifest
+from charlstm.text.corpus import DEFAULT_GLOB, Source
+from charlstm.text.scan import Progress
+from charlstm.text.tokens import Corpus, prepare
 from charlstm.training import checkpoint, distributed, events
 from charlstm.training.loop import fit
-from charlstm.training.run import RESUMABLE_FIELDS, Run, check_run_dir, default_run_dir, new_run, prepare_run_dir
+from charlstm.training.run import (
+    RESUMABLE_FIELDS,
+    Run,
+    check_run_dir,
+    default_run_dir,
+    fine_tune_run,
+    new_run,
+    prepare_run_dir,
+    restored_run,
+)
 from charlstm.training.runlog import RunLog
 
 EventHandler = Callable[[Any], None]
 StopCheck = Callable[[], bool]
 
 
+def _reporter(on_event: EventHandler | None) -> Progress:
+    def progress(phase: str, done: int, total: int) -> None:
+        if on_event is not None:
+            on_event(events.Reading(phase, done, total))
+
+    return progress
+
+
+def _read(source: Source, on_event: EventHandler | None) -> Corpus:
+    corpus = prepare(source, _reporter(on_event))
+    if on_event is not None:
+        for bad in corpus.skipped:
+            on_event(events.Skipped(bad.path, bad.problem or ""))
+    return corpus
+
+
+def _ready(run: Run, on_event: EventHandler | None) -> None:
+    if on_event is None:
+        return
+    entry = run.corpus_entry
+    on_event(
+        events.CorpusReady(
+            path=run.corpus.path,
+            files=len(run.corpus.train),
+            val_files=len(run.corpus.val),
+            chars=run.corpus.chars,
+            size=entry["bytes"],
+            vocab_size=run.vocab.size,
+            validation=manifest.describe_validation(entry, run.train_config.val_fraction),
+            tokens=str(run.tokens.path),
+            encoded_seconds=run.tokens.encoded_seconds,
+            checked=not run.corpus.from_cache,
+        )
+    )
+
+
 def new(
-    corpus: str | Path, out: str | Path | None, model: dict[str, Any], config: TrainConfig
+    corpus: str | Path | Sequence[str | Path],
+    out: str | Path | None,
+    model: dict[str, Any],
+    config: TrainConfig,
+    *,
+    glob: str | None = None,
+    val_file: str | Path | Sequence[str | Path] | None = None,
+    skip_bad_files: bool = False,
+    init_from: str | Path | None = None,
+    on_event: EventHandler | None = None,
 ) -> tuple[Run, Path, bool]:
-    """A new run on `corpus` (a file, or a shipped corpus's name), its fresh
-    run directory, and whether the shipped corpus stood in for the name.
-    `model`: ModelConfig fields other than vocab_size."""
-    path, shipped = resolve_corpus_path(str(corpus))
-    run = new_run(read_corpus(path.resolve()), model, config)
+    """A new run on `corpus` (files and folders, or a shipped corpus's name),
+    its fresh run directory, and whether the shipped corpus stood in for the
+    name. `model`: ModelConfig fields other than vocab_size; with
+    `init_from` (a run or checkpoint), those given must match its model.
+    `glob` picks a folder's files; `val_file` is validation text instead of a
+    held-out share; `skip_bad_files` leaves out files that are not text."""
+    source = Source(_paths(corpus), glob or DEFAULT_GLOB, _paths(val_file), skip_bad_files)
     # The processes of a multi-process run must name the same directory.
-    run_dir = Path(out) if out is not None else default_run_dir(path, when=distributed.from_main(time.time()))
+    when = distributed.from_main(time.time())
+    run_dir = Path(out) if out is not None else default_run_dir(Path(source.paths[0]), when=when)
     check_run_dir(run_dir)
+    base = checkpoint.load(Path(init_from)) if init_from is not None else None
+    read = _read(source, on_event)
+    progress = _reporter(on_event)
+    run = new_run(read, model, config, progress) if base is None else fine_tune_run(read, base, model, config, progress)
+    _ready(run, on_event)
     # ... and all look at it before any of them creates it (or its checkpoint folders).
     distributed.barrier("charlstm: run directory checked")
     prepare_run_dir(run_dir, checked=True)
-    return run, run_dir, shipped
+    return run, run_dir, read.shipped
 
 
-def resumed_run(run_dir: Path, overrides: dict[str, Any], force: bool = False) -> Run:
+def _paths(given: str | Path | Sequence[str | Path] | None) -> tuple[str, ...]:
+    if given is None:
+        return ()
+    if isinstance(given, str | Path):
+        return (str(given),)
+    return tuple(str(p) for p in given)
+
+
+def resumed_run(
+    run_dir: Path, overrides: dict[str, Any], force: bool = False, on_event: EventHandler | None = None
+) -> Run:
     """The run in `run_dir` at its latest checkpoint, with `overrides` (names
     from RESUMABLE_FIELDS) applied to its training config."""
     refused = sorted(set(overrides) - set(RESUMABLE_FIELDS))
@@ -60,29 +135,24 @@ def resumed_run(run_dir: Path, overrides: dict[str, Any], force: bool = False) -
             f"{flag('steps')} {overrides['steps']} is not beyond step {int(ckpt.state.step)}, where this run is; "
             "give a larger total to train on"
         )
-    corpus_path, _ = resolve_corpus_path(ckpt.corpus_path)
-    corpus = read_corpus(corpus_path)
-    if corpus.sha256 != ckpt.corpus_sha256 and not force:
-        raise CorpusError(
-            f"corpus {corpus_path} changed since this run started (sha256 differs); "
-            f"resuming would train on different text. Use {flag('force')} to resume anyway"
-        )
-    unknown = ckpt.vocab.unknown(corpus.text)
+    corpus = _read(manifest.source_of(ckpt.corpus), on_event)
+    if not force:
+        manifest.refuse_changed(ckpt.corpus, manifest.read_files(run_dir), corpus)
+    unknown = sorted(set(corpus.charset) - set(ckpt.vocab.chars))
     if unknown:
-        raise CorpusError(f"corpus {corpus_path} now has characters the model has no place for: {''.join(unknown)!r}")
+        raise CorpusError(f"corpus {corpus.path} now has characters the model has no place for: {''.join(unknown)!r}")
+    if corpus.boundary and ckpt.vocab.boundary_id is None:
+        raise CorpusError(
+            f"corpus {corpus.path} now has several files, and this run's model was trained on one: it has no "
+            "symbol to mark where they meet; start a new run (or one that starts from this one's weights)"
+        )
     train_config = dataclasses.replace(ckpt.train_config, **overrides)
-    return Run(
-        ckpt.model_config,
-        train_config,
-        ckpt.vocab,
-        corpus,
-        ckpt.state,
-        history=ckpt.history,
-        best_val_loss=min(
-            (v for v in (ckpt.best_val_loss, checkpoint.best_val_loss(run_dir)) if v is not None), default=None
-        ),
-        train_seconds=ckpt.train_seconds,
+    run = restored_run(corpus, ckpt, train_config, _reporter(on_event))
+    run.best_val_loss = min(
+        (v for v in (ckpt.best_val_loss, checkpoint.best_val_loss(run_dir)) if v is not None), default=None
     )
+    _ready(run, on_event)
+    return run
 
 
 def train(
@@ -99,6 +169,9 @@ def train(
     and only the first writes the logs."""
     writer = checkpoint.CheckpointWriter(run_dir)  # every process: Orbax coordinates their saves
     log = RunLog(run_dir) if distributed.is_main() else None
+    if log is not None:
+        # The files this session reads, for the next resume to compare with (text/manifest.py).
+        manifest.write_files(run_dir, manifest.files_record(run.corpus, run.layout().split))
     finished: events.Finished | None = None
     try:
         for event in fit(run, writer.save, should_stop or (lambda: False), devices=devices):

@@ -43,7 +43,8 @@ from charlstm.core.model import param_count
 from charlstm.core.state import init_state
 from charlstm.errors import ConfigError
 from charlstm.flags import flag, label
-from charlstm.text.corpus import read_corpus, resolve_corpus_path
+from charlstm.text.corpus import Source, resolve_corpus_path
+from charlstm.text.tokens import prepare
 from charlstm.training import events, session
 from charlstm.training.events import TrialFinished, TrialResult, TrialStarted
 from charlstm.training.loop import fit
@@ -259,7 +260,7 @@ def search(
     unless `plan.keep_all`."""
     prepare_run_dir(plan.out)
     on_event(events.SearchPlanned(plan.out, len(plan.points), plan.settings["kind"]))
-    text = read_corpus(plan.corpus.resolve())
+    text = prepare(Source((str(plan.corpus.resolve()),)))
     results: list[TrialResult] = []
     for index, point in enumerate(plan.points):
         if should_stop():

@@ -1,0 +1,189 @@
+"""What a run records about its corpus, and what changed since.
+
+Every checkpoint's metadata has a summary under "corpus" (what was read,
+from where, how it was split, and where its token file is); the run
+directory's `corpus.json` lists every file with its size and sha256, so a
+resumed run can say which files were added, removed or changed. Runs from
+before folders recorded only a file's path and sha256; they read as a
+corpus of that one file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from charlstm.errors import CorpusError
+from charlstm.flags import flag
+from charlstm.text.corpus import DEFAULT_GLOB, Source, resolve_corpus_path, shown
+from charlstm.text.streams import Split
+from charlstm.text.tokens import Corpus, Tokens
+
+FILES = "corpus.json"
+
+
+def summary(corpus: Corpus, tokens: Tokens, split: Split, val_fraction: float) -> dict[str, Any]:
+    """The checkpoint's "corpus" entry."""
+    val_chars = sum(b - a for a, b in split.val)
+    return {
+        "path": corpus.path,
+        "sha256": corpus.sha256,
+        "sources": [str(resolve_corpus_path(p)[0].resolve()) for p in corpus.source.paths],
+        "glob": corpus.source.glob,
+        "val_files": [str(Path(p).resolve()) for p in corpus.source.val_files],
+        "skip_bad_files": corpus.source.skip_bad_files,
+        "documents": len(corpus.train),
+        "chars": corpus.chars,
+        "bytes": sum(d.size for d in corpus.documents),
+        "skipped": len(corpus.skipped),
+        "boundary": corpus.boundary,
+        "validation": {
+            "kind": split.kind,
+            "fraction": val_fraction,
+            "documents": len(split.held_out) if split.kind == "documents" else len(corpus.val),
+            "chars": val_chars,
+        },
+        "tokens": {"path": str(tokens.path), "dtype": tokens.ids.dtype.name},
+    }
+
+
+def files_record(corpus: Corpus, split: Split) -> dict[str, Any]:
+    """corpus.json: every file read, with its size and sha256."""
+
+    def listed(docs: tuple[Any, ...]) -> list[dict[str, Any]]:
+        return [{"path": d.path, "size": d.size, "sha256": d.sha256} for d in docs]
+
+    return {
+        "train": listed(corpus.train),
+        "val": listed(corpus.val),
+        "held_out": [corpus.train[k].path for k in split.held_out],
+        "skipped": [{"path": d.path, "problem": d.problem} for d in corpus.skipped],
+    }
+
+
+def write_files(run_dir: Path, record: dict[str, Any]) -> None:
+    """Write corpus.json, unless it already says the same (a resumed run on unchanged text)."""
+    if read_files(run_dir) == record:
+        return
+    tmp = run_dir / f"{FILES}.tmp"
+    try:
+        tmp.write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        os.replace(tmp, run_dir / FILES)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise CorpusError(f"cannot write {run_dir / FILES}: {err.strerror}; earlier checkpoints are intact") from None
+
+
+def read_files(run_dir: Path) -> dict[str, Any] | None:
+    try:
+        record = json.loads((run_dir / FILES).read_text(encoding="utf-8"))
+        return record if isinstance(record, dict) else None
+    except (OSError, ValueError):
+        return None
+
+
+# The types of what a checkpoint's corpus entry may hold, checked when it is
+# read: runs from before folders have only "path" and "sha256".
+_ENTRY_TYPES: dict[str, type | tuple[type, ...]] = {
+    "path": str,
+    "sha256": str,
+    "sources": list,
+    "glob": str,
+    "val_files": list,
+    "skip_bad_files": bool,
+    "documents": int,
+    "chars": int,
+    "bytes": int,
+    "skipped": int,
+    "boundary": bool,
+    "validation": dict,
+    "tokens": dict,
+}
+
+
+def check_entry(entry: Any) -> None:
+    """Refuse a corpus entry that later code could not use (ValueError)."""
+    if not isinstance(entry, dict) or "path" not in entry or "sha256" not in entry:
+        raise ValueError("its corpus entry lacks a path or a sha256")
+    for key, kind in _ENTRY_TYPES.items():
+        if key in entry and (not isinstance(entry[key], kind) or (kind is int and isinstance(entry[key], bool))):
+            raise ValueError(f"its corpus entry's {key} is not a {getattr(kind, '__name__', kind)}")
+    for key in ("sources", "val_files"):
+        if not all(isinstance(p, str) for p in entry.get(key, [])):
+            raise ValueError(f"its corpus entry's {key} are not paths")
+    validation = entry.get("validation", {})
+    if not all(isinstance(validation.get(k, 0), int) for k in ("documents", "chars")):
+        raise ValueError("its corpus entry's validation is malformed")
+
+
+def source_of(entry: dict[str, Any]) -> Source:
+    """The Source a checkpoint's corpus entry was read from."""
+    paths = entry.get("sources") or [entry["path"]]
+    return Source(
+        tuple(str(p) for p in paths),
+        str(entry.get("glob", DEFAULT_GLOB)),
+        tuple(str(p) for p in entry.get("val_files", [])),
+        bool(entry.get("skip_bad_files", False)),
+    )
+
+
+def changes(entry: dict[str, Any], files: dict[str, Any] | None, corpus: Corpus) -> list[str]:
+    """How `corpus` differs from what a run recorded: one phrase per kind of
+    change, naming the files; empty if nothing changed."""
+    if files is None:
+        return [] if corpus.sha256 == entry.get("sha256") else [f"{shown(corpus.path)} differs (sha256)"]
+    out = []
+    for kind, now in (("", corpus.train), ("validation ", corpus.val)):
+        before = {f["path"]: (f["size"], f["sha256"]) for f in files.get("train" if not kind else "val", [])}
+        after = {d.path: (d.size, d.sha256) for d in now}
+        added = [p for p in after if p not in before]
+        removed = [p for p in before if p not in after]
+        changed = [p for p in after if p in before and after[p] != before[p]]
+        if added:
+            out.append(f"{_count(added, kind)} added ({_names(added)})")
+        if removed:
+            out.append(f"{_count(removed, kind)} removed ({_names(removed)})")
+        if changed:
+            sizes = [f"{shown(p)}: {before[p][0]:,} -> {after[p][0]:,} bytes" for p in changed[:5]]
+            more = f", and {len(changed) - 5} more" if len(changed) > 5 else ""
+            out.append(f"{_count(changed, kind)} changed ({'; '.join(sizes)}{more})")
+    if not out and [d.path for d in corpus.train] != [f["path"] for f in files.get("train", [])]:
+        out.append("the files are read in another order")
+    return out
+
+
+def _count(paths: list[str], kind: str) -> str:
+    return f"{len(paths)} {kind}file{'s' if len(paths) != 1 else ''}"
+
+
+def _names(paths: list[str]) -> str:
+    shown_paths = ", ".join(shown(p) for p in paths[:5])
+    return shown_paths + (f", and {len(paths) - 5} more" if len(paths) > 5 else "")
+
+
+def refuse_changed(entry: dict[str, Any], files: dict[str, Any] | None, corpus: Corpus) -> None:
+    found = changes(entry, files, corpus)
+    if found:
+        raise CorpusError(
+            f"the corpus changed since this run started: {'; '.join(found)}; resuming would train on different "
+            f"text. Use {flag('force')} to resume anyway"
+        )
+
+
+def describe_validation(entry: dict[str, Any], val_fraction: float) -> str:
+    """The validation text in words, as `charlstm info` and `eval` show it."""
+    validation = entry.get("validation")
+    if not isinstance(validation, dict):  # a run from before folders: one file's end
+        return f"the last {val_fraction:.0%} of the corpus"
+    kind, n = validation.get("kind"), validation.get("documents", 0)
+    if kind == "files":
+        return f"{n} {'file' if n == 1 else 'files'} given with {flag('val_file')}, none of it trained on"
+    if kind == "documents":
+        share = validation.get("chars", 0) / max(1, entry.get("chars", 1))
+        total = entry.get("documents", n)
+        return f"{n} whole files of {total} ({share:.1%} of the text), chosen by their content's hash"
+    if kind == "tails":
+        return f"the last {val_fraction:.0%} of each of its {entry.get('documents', 0)} files"
+    return f"the last {val_fraction:.0%} of the corpus"

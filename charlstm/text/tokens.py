@@ -1,0 +1,277 @@
+"""The corpus cache: a corpus is read once, encoded once, then memory-mapped.
+
+    $CHARLSTM_CORPUS_CACHE, else $XDG_CACHE_HOME/charlstm/corpora, else ~/.cache/charlstm/corpora
+      <key>/                key: the sha256 of the files' own sha256s, in order
+        scan.json           what the first reading found: each file's size, hash,
+                            characters and problem, and the usable files' characters
+        tokens-<v>.u8       the ids under vocabulary v (.u16 or .u32 for a larger
+                            vocabulary), every document preceded by the boundary
+                            symbol when there are several
+
+A run hashes its files (about 1 GB/s on the 2-core CPU), finds the scan and
+token file of that content, and maps the token file: training then reads its
+windows from the page cache, and the process's memory does not grow with the
+corpus. Only a new text, or a new vocabulary for it (a fine-tuned model's),
+is read and encoded again. Files are written under a temporary name and
+renamed into place, so a crash never leaves a half-written one, and the
+processes of a multi-process run take turns through a lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import mmap
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+
+from charlstm.errors import CorpusError
+from charlstm.flags import flag
+from charlstm.text import scan as scanning
+from charlstm.text.corpus import Document, Source, find, shown
+from charlstm.text.scan import Progress, Scanned, no_progress
+from charlstm.text.vocab import Vocab, token_dtype
+
+ENV_CACHE = "CHARLSTM_CORPUS_CACHE"
+SCAN_FORMAT = 1
+_SUFFIX = {1: "u8", 2: "u16", 4: "u32"}
+
+
+def cache_root() -> Path:
+    if os.environ.get(ENV_CACHE):
+        return Path(os.environ[ENV_CACHE]).expanduser()
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "charlstm" / "corpora"
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """A corpus read and checked: its usable documents, in order."""
+
+    source: Source
+    train: tuple[Scanned, ...]  # training documents
+    val: tuple[Scanned, ...]  # validation documents (--val-file), if any
+    skipped: tuple[Scanned, ...]  # files left out, each with its problem
+    charset: str  # every character of the documents, sorted
+    directory: Path  # its folder in the cache
+    shipped: bool = False  # a shipped corpus stood in for a name not found here
+    from_cache: bool = False  # the first reading's results came from the cache
+
+    @property
+    def documents(self) -> tuple[Scanned, ...]:
+        return self.train + self.val
+
+    @property
+    def boundary(self) -> bool:
+        """Whether documents are marked: only where several of them meet."""
+        return len(self.train) > 1 or len(self.val) > 1
+
+    @property
+    def path(self) -> str:
+        """What the corpus is called: the first file or folder given, resolved."""
+        return str(Path(self.source.paths[0]).resolve())
+
+    @property
+    def sha256(self) -> str:
+        """A single file's sha256 (as runs recorded before folders), else that of the files' hashes."""
+        if len(self.documents) == 1:
+            return self.documents[0].sha256
+        return _key(self.train, self.val)
+
+    @property
+    def chars(self) -> int:
+        return sum(d.chars for d in self.documents)
+
+
+def _key(train: tuple[Scanned, ...] | list[str], val: tuple[Scanned, ...] | list[str]) -> str:
+    digest = hashlib.sha256(f"charlstm-corpus-{SCAN_FORMAT}\n".encode())
+    for kind, items in (("train", train), ("val", val)):
+        for item in items:
+            digest.update(f"{kind} {item if isinstance(item, str) else item.sha256}\n".encode())
+    return digest.hexdigest()
+
+
+def _hash(path: Path, progress: Progress, done: int, total: int) -> str:
+    digest = hashlib.sha256()
+    try:
+        with path.open("rb") as f:
+            while chunk := f.read(scanning.CHUNK_BYTES):
+                digest.update(chunk)
+                done += len(chunk)
+                progress("hashing", done, total)
+    except OSError as err:
+        raise CorpusError(f"cannot read {path}: {err.strerror}") from None
+    return digest.hexdigest()
+
+
+def prepare(source: Source, progress: Progress = no_progress) -> Corpus:
+    """Find, hash and check the files `source` names (each read once, ever,
+    for the checking: later runs find the results in the cache)."""
+    found = find(source)
+    docs = found.train + found.val
+    total = sum(d.size for d in docs)
+    hashes, done = [], 0
+    for d in docs:
+        hashes.append(_hash(d.path, progress, done, total))
+        done += d.size
+    directory = cache_root() / _key(hashes[: len(found.train)], hashes[len(found.train) :])
+    result = _load_scan(directory, docs, hashes)
+    from_cache = result is not None
+    if result is None:
+        result = scanning.scan(docs, progress)
+        if [f.sha256 for f in result.files] != hashes:
+            raise CorpusError("the corpus changed while it was being read; run again")
+        _save_scan(directory, result)
+    bad = tuple(f for f in result.files if f.problem is not None)
+    if bad and not source.skip_bad_files:
+        _refuse(bad, alone=len(result.files) == 1)
+    usable = [f.problem is None and f.chars > 0 for f in result.files]
+    n = len(found.train)
+    train = tuple(f for f, ok in zip(result.files[:n], usable[:n], strict=True) if ok)
+    val = tuple(f for f, ok in zip(result.files[n:], usable[n:], strict=True) if ok)
+    if not train:
+        what = found.train[0].path if len(found.train) == 1 else "every file of the corpus"
+        raise CorpusError(f"corpus is empty: {what}" if not bad else "no usable text: every file was left out")
+    if source.val_files and not val:
+        raise CorpusError(f"{flag('val_file')}: no usable text in {', '.join(source.val_files)}")
+    return Corpus(source, train, val, bad, result.charset, directory, found.shipped, from_cache)
+
+
+def _refuse(bad: tuple[Scanned, ...], alone: bool) -> None:
+    """Stop on files that are not text: the one file of a corpus in the
+    message itself, several each on a line of their own before it."""
+    if alone:
+        raise CorpusError(f"{shown(bad[0].path)}: {bad[0].problem}")
+    them = "it" if len(bad) == 1 else "them"
+    raise CorpusError(
+        f"{'a file is' if len(bad) == 1 else f'{len(bad)} files are'} not usable text (listed above): fix {them}, "
+        f"or leave {them} out with {flag('skip_bad_files')}",
+        details=tuple(f"{shown(f.path)}: {f.problem}" for f in bad),
+    )
+
+
+def _load_scan(directory: Path, docs: tuple[Document, ...], hashes: list[str]) -> scanning.ScanResult | None:
+    try:
+        stored = json.loads((directory / "scan.json").read_text(encoding="utf-8"))
+        if stored.get("format") != SCAN_FORMAT or [f["sha256"] for f in stored["files"]] != hashes:
+            return None
+        files = tuple(
+            Scanned(str(d.path), int(f["size"]), f["sha256"], int(f["chars"]), f["problem"])
+            for d, f in zip(docs, stored["files"], strict=True)
+        )
+        return scanning.ScanResult(files, str(stored["charset"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # not there, or unreadable: read the files again
+
+
+def _save_scan(directory: Path, result: scanning.ScanResult) -> None:
+    files = [
+        {"path": f.path, "size": f.size, "sha256": f.sha256, "chars": f.chars, "problem": f.problem}
+        for f in result.files
+    ]
+    text = json.dumps({"format": SCAN_FORMAT, "files": files, "charset": result.charset}, ensure_ascii=False)
+    _write_atomically(directory / "scan.json", lambda out: out.write(text.encode("utf-8")))
+
+
+@dataclass
+class Tokens:
+    """A corpus's ids under one vocabulary, mapped from its token file."""
+
+    path: Path
+    ids: np.ndarray  # (N,) the mapped file, read-only
+    starts: np.ndarray  # (D,) int64: where each document starts (at its boundary symbol, if marked)
+    lengths: np.ndarray  # (D,) int64: each document's ids, its boundary symbol included
+    train_docs: int  # the first this many documents are the training text
+    boundary: bool  # whether every document starts with the boundary symbol
+    encoded_seconds: float | None  # how long encoding took, or None: found in the cache
+    _map: mmap.mmap | None = field(default=None, repr=False)
+
+    def release(self) -> None:
+        """Let go of the pages read so far: they stay in the page cache, but
+        no longer count towards this process's memory."""
+        if self._map is not None and hasattr(mmap, "MADV_DONTNEED"):
+            self._map.madvise(mmap.MADV_DONTNEED)
+
+
+def open_tokens(corpus: Corpus, vocab: Vocab, progress: Progress = no_progress) -> Tokens:
+    """The corpus's token file under `vocab`, encoded if the cache lacks it, mapped."""
+    missing = sorted(set(corpus.charset) - set(vocab.chars))
+    if missing:
+        raise CorpusError(f"the corpus has characters the vocabulary lacks: {''.join(missing)!r}")
+    dtype = token_dtype(vocab.size)
+    tag = hashlib.sha256(vocab.chars.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    path = corpus.directory / f"tokens-{tag}.{_SUFFIX[dtype.itemsize]}"
+    lengths = np.array([d.chars for d in corpus.documents], np.int64) + int(corpus.boundary)
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+    size = int(lengths.sum()) * dtype.itemsize
+    seconds = None
+    if not _complete(path, size):
+        with _locked(corpus.directory):
+            if not _complete(path, size):  # another process may have written it meanwhile
+                started = time.perf_counter()
+                total = sum(d.size for d in corpus.documents)
+
+                def write(out: BinaryIO) -> None:
+                    scanning.encode(corpus.documents, vocab, corpus.boundary, out, 0, total, progress)
+
+                _write_atomically(path, write)
+                seconds = time.perf_counter() - started
+    ids, mapped = _map(path, dtype)
+    return Tokens(path, ids, starts, lengths, len(corpus.train), corpus.boundary, seconds, mapped)
+
+
+def _complete(path: Path, size: int) -> bool:
+    try:
+        return path.stat().st_size == size
+    except OSError:
+        return False
+
+
+def _map(path: Path, dtype: np.dtype) -> tuple[np.ndarray, mmap.mmap]:
+    try:
+        with path.open("rb") as f:
+            mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    except OSError as err:
+        raise CorpusError(f"cannot map the token file {path}: {err.strerror}") from None
+    return np.frombuffer(mapped, dtype), mapped
+
+
+def _write_atomically(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tmp.open("wb", buffering=scanning.CHUNK_BYTES) as out:
+            write(out)
+        os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise CorpusError(
+            f"cannot write the corpus cache {path}: {err.strerror}; point {ENV_CACHE} at a folder with room"
+        ) from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+@contextlib.contextmanager
+def _locked(directory: Path) -> Iterator[None]:
+    """Hold the cache folder's lock: one process encodes, the others wait and map its file."""
+    try:
+        import fcntl
+    except ImportError:  # not on a POSIX system: encode without a lock (a rename still keeps files whole)
+        yield
+        return
+    directory.mkdir(parents=True, exist_ok=True)
+    with (directory / "lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)

@@ -1,0 +1,78 @@
+"""`charlstm train` on folders and several files, driven as a user drives it."""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from charlstm.cli import app
+
+from .test_cli import TINY
+from .test_corpus import write_folder
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+NEW_OPTIONS = ("--glob", "--val-file", "--skip-bad-files", "--init-from", "--patience")
+
+
+@pytest.fixture()
+def runner():
+    return CliRunner()
+
+
+def test_a_folder_with_a_pattern_a_validation_file_and_a_bad_file(runner, tmp_path):
+    poems = tmp_path / "poems"
+    write_folder(poems, 3)
+    for p in poems.rglob("*.txt"):
+        p.rename(p.with_suffix(".poem"))
+    (poems / "old.poem").write_bytes("caf\xe9\n".encode("latin-1"))
+    (poems / "skip-me.txt").write_text("not matched by the pattern", encoding="utf-8")
+    (tmp_path / "val.txt").write_text("The king speaks to the queen.\n" * 10, encoding="utf-8")
+    run_dir = tmp_path / "run"
+    args = ["train", str(poems), "--glob", "**/*.poem", "--val-file", str(tmp_path / "val.txt"), "--skip-bad-files"]
+    result = runner.invoke(app, [*args, "--out", str(run_dir), *TINY, "--steps", "4", "--eval-every", "4"])
+    assert result.exit_code == 0, result.output
+    skipped = [line for line in result.stderr.splitlines() if line.startswith("skipped ")]
+    assert skipped == [f"skipped {poems / 'old.poem'}: not valid UTF-8 (byte offset 3: b'\\xe9\\n')"]
+    assert f"corpus: 3 files from {poems}" in result.stderr
+    assert "validation text: 1 file given with --val-file, none of it trained on" in result.stderr
+
+    info = runner.invoke(app, ["info", str(run_dir)])
+    assert re.search(r"corpus\s+3 files from .*poems \(\*\*/\*\.poem\); 1 left out \(not text\)", info.stdout)
+    assert re.search(r"validation text\s+1 file given with --val-file", info.stdout)
+    record = json.loads(runner.invoke(app, ["info", str(run_dir), "--json"]).stdout)
+    assert record["corpus"]["validation"]["kind"] == "files" and record["corpus"]["documents"] == 3
+    assert Path(record["corpus"]["tokens"]["path"]).is_file()
+    files = json.loads((run_dir / "corpus.json").read_text(encoding="utf-8"))
+    assert [Path(f["path"]).name for f in files["train"]] == ["poem-02.poem", "poem-00.poem", "poem-01.poem"]
+    assert files["skipped"][0]["problem"].startswith("not valid UTF-8")
+
+    # With no text, eval scores the validation file and reproduces the logged loss.
+    scored = runner.invoke(app, ["eval", str(run_dir), "--json"])
+    assert "reading the run's validation text, 1 file given with --val-file" in scored.stderr
+    assert json.loads(scored.stdout)["loss"] == pytest.approx(record["best_val_loss"], abs=1e-6)
+
+
+def test_files_that_are_not_text_stop_the_run_each_named_on_its_line(runner, tmp_path):
+    poems = tmp_path / "poems"
+    write_folder(poems, 2)
+    (poems / "a.txt").write_bytes(b"\xff\xfe\x00t\x00e\x00x\x00t")  # UTF-16
+    (poems / "b.txt").write_bytes("na\xefve\n".encode("latin-1"))
+    result = runner.invoke(app, ["train", str(poems), "--out", str(tmp_path / "run"), *TINY])
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        f"{poems / 'a.txt'}: looks like binary data, not text",
+        f"{poems / 'b.txt'}: not valid UTF-8 (byte offset 2: b'\\xefve\\n')",
+        "error: 2 files are not usable text (listed above): fix them, or leave them out with --skip-bad-files",
+    ]
+    assert not (tmp_path / "run").exists()
+
+
+def test_every_new_option_is_in_the_help_and_the_readme(runner):
+    train_help = runner.invoke(app, ["train", "--help"], terminal_width=200).stdout
+    readme = README.read_text(encoding="utf-8")
+    for option in NEW_OPTIONS:
+        assert option in train_help, option
+        assert f"`{option}" in readme, option
+    assert "--patience" in runner.invoke(app, ["resume", "--help"], terminal_width=200).stdout

@@ -1,0 +1,210 @@
+"""Corpora of several files: finding them, reading them once, keeping
+documents apart in the windows training reads, and noticing changes."""
+
+import hashlib
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from charlstm.errors import CorpusError
+from charlstm.text import manifest, scan
+from charlstm.text.corpus import Source
+from charlstm.text.streams import MANY_DOCUMENTS, layout
+from charlstm.text.tokens import open_tokens, prepare
+from charlstm.text.vocab import BOUNDARY, Vocab
+from charlstm.training.run import corpus_vocab
+
+MARK = "~"  # ends every file of the test folders, and starts none
+
+
+def _poem(rng: random.Random, lines: int) -> str:
+    words = ["the", "king", "and", "queen", "of", "denmark", "speak", "to", "hamlet", "who", "is", "sad", "my", "lord"]
+    body = "\n".join(" ".join(rng.choice(words) for _ in range(rng.randint(3, 8))) for _ in range(lines))
+    return body.capitalize() + "\n" + MARK
+
+
+def write_folder(root: Path, files: int, lines: int = 30, seed: int = 0) -> list[Path]:
+    """`files` poems under root (some in a subfolder), each ending with MARK; their paths in reading order."""
+    rng = random.Random(seed)
+    paths = []
+    for i in range(files):
+        path = root / ("deeper" if i % 3 == 2 else "") / f"poem-{i:02d}.txt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(_poem(rng, lines), encoding="utf-8")
+        paths.append(path)
+    return sorted(paths, key=lambda p: p.relative_to(root).as_posix())
+
+
+def _tokens(source: Source, vocab: Vocab | None = None):
+    corpus = prepare(source)
+    vocab = vocab or corpus_vocab(corpus)
+    return corpus, vocab, open_tokens(corpus, vocab)
+
+
+def test_a_folder_is_its_matching_files_in_order_hidden_ones_left_out(tmp_path):
+    paths = write_folder(tmp_path / "poems", 4)
+    (tmp_path / "poems" / "notes.md").write_text("not a poem", encoding="utf-8")
+    (tmp_path / "poems" / ".hidden.txt").write_text("secret", encoding="utf-8")
+    (tmp_path / "poems" / ".git").mkdir()
+    (tmp_path / "poems" / ".git" / "x.txt").write_text("secret", encoding="utf-8")
+    corpus = prepare(Source((str(tmp_path / "poems"),)))
+    assert [d.path for d in corpus.train] == [str(p.resolve()) for p in paths]
+    assert [d.sha256 for d in corpus.train] == [hashlib.sha256(p.read_bytes()).hexdigest() for p in paths]
+    markdown = prepare(Source((str(tmp_path / "poems"),), glob="*.md"))
+    assert [Path(d.path).name for d in markdown.train] == ["notes.md"]
+    # Files named one by one, and a folder among them, are read in the order given.
+    deeper = tmp_path / "poems" / "deeper"
+    mixed = prepare(Source((str(deeper / "poem-02.txt"), str(paths[1]), str(deeper))))
+    assert [Path(d.path).name for d in mixed.train] == ["poem-02.txt", "poem-00.txt"]  # each file read once
+
+
+def test_folder_errors_say_what_to_do(tmp_path):
+    write_folder(tmp_path / "poems", 2)
+    with pytest.raises(CorpusError, match=r"no files in .*poems match '\*\*/\*\.py' \(it has 2 \.txt\).*--glob"):
+        prepare(Source((str(tmp_path / "poems"),), glob="**/*.py"))
+    with pytest.raises(CorpusError, match="not found: .*missing"):
+        prepare(Source((str(tmp_path / "missing"),)))
+    with pytest.raises(CorpusError, match="--glob picks the files of a folder"):
+        prepare(Source((str(tmp_path / "poems" / "poem-00.txt"),), glob="*.md"))
+    with pytest.raises(CorpusError, match="--val-file .*nope.txt: not found"):
+        prepare(Source((str(tmp_path / "poems"),), val_files=(str(tmp_path / "nope.txt"),)))
+    with pytest.raises(CorpusError, match="both a training file and a --val-file"):
+        prepare(Source((str(tmp_path / "poems"),), val_files=(str(tmp_path / "poems" / "poem-00.txt"),)))
+
+
+def test_files_that_are_not_text_are_each_named_then_stop_or_are_skipped(tmp_path):
+    write_folder(tmp_path / "poems", 3)
+    (tmp_path / "poems" / "latin1.txt").write_bytes("caf\xe9 au lait\n".encode("latin-1"))
+    (tmp_path / "poems" / "image.txt").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00")
+    with pytest.raises(CorpusError, match="2 files are not usable text.*--skip-bad-files") as err:
+        prepare(Source((str(tmp_path / "poems"),)))
+    assert len(err.value.details) == 2
+    assert err.value.details[0].endswith("image.txt: looks like binary data, not text")
+    assert "latin1.txt: not valid UTF-8 (byte offset 3: b'\\xe9 au'" in err.value.details[1]
+    corpus = prepare(Source((str(tmp_path / "poems"),), skip_bad_files=True))
+    assert sorted(Path(d.path).name for d in corpus.skipped) == ["image.txt", "latin1.txt"]
+    assert len(corpus.train) == 3 and "\xe9" not in corpus.charset  # a skipped file's characters are not kept
+
+
+def test_reading_in_small_chunks_gives_the_same_ids(tmp_path, monkeypatch):
+    """Chunks end inside multi-byte characters and switch between ASCII and
+    other text; the ids must be those of the whole text."""
+    texts = ["plain ascii " * 20, "mixé 中文 🎭 " * 15 + "end", "ab" * 30]
+    for i, text in enumerate(texts):
+        (tmp_path / f"{i}.txt").write_text(text, encoding="utf-8")
+    monkeypatch.setattr(scan, "CHUNK_BYTES", 7)
+    corpus, vocab, tokens = _tokens(Source((str(tmp_path),)))
+    assert corpus.charset == "".join(sorted(set("".join(texts))))
+    expected = "".join(BOUNDARY + t for t in texts)
+    assert vocab.decode(tokens.ids) == expected
+    np.testing.assert_array_equal(tokens.starts, [0, 1 + len(texts[0]), 2 + len(texts[0]) + len(texts[1])])
+
+
+def test_a_large_vocabulary_is_stored_two_bytes_a_character(tmp_path):
+    text = "".join(chr(0x4E00 + i) for i in range(300)) * 2
+    (tmp_path / "wide.txt").write_text(text, encoding="utf-8")
+    _, vocab, tokens = _tokens(Source((str(tmp_path / "wide.txt"),)))
+    assert vocab.size == 300 and tokens.ids.dtype == np.uint16 and tokens.path.suffix == ".u16"
+    assert vocab.decode(tokens.ids) == text
+
+
+def test_a_second_run_reuses_the_cached_reading_and_token_file(tmp_path):
+    write_folder(tmp_path / "poems", 3)
+    source = Source((str(tmp_path / "poems"),))
+    first, vocab, tokens = _tokens(source)
+    assert not first.from_cache and tokens.encoded_seconds is not None
+    written = tokens.path.stat().st_mtime_ns
+    again = prepare(source)
+    assert again.from_cache and again.train == first.train and again.charset == first.charset
+    reopened = open_tokens(again, vocab)
+    assert reopened.encoded_seconds is None and reopened.path == tokens.path
+    assert reopened.path.stat().st_mtime_ns == written
+    # Another vocabulary (a fine-tuned model's) gets a token file of its own.
+    other = open_tokens(again, vocab.grown("xyz"))
+    assert other.path != tokens.path and other.encoded_seconds is not None
+
+
+@pytest.mark.parametrize("held_out", ["val-file", "whole files"])
+def test_training_windows_never_run_from_one_file_into_the_next(tmp_path, held_out):
+    """The bar: every file ends with MARK, which starts none. In every window
+    of a whole pass, MARK is followed only by the boundary symbol, a file's
+    first character is read only after the boundary, and the windows are
+    slices of the files joined with the boundary before each (so the model,
+    which restarts its state there, never reads one file into the next)."""
+    files = 6 if held_out == "val-file" else MANY_DOCUMENTS + 4
+    paths = write_folder(tmp_path / "poems", files, lines=12)
+    (tmp_path / "val.txt").write_text("Hamlet is sad\n", encoding="utf-8")
+    val = (str(tmp_path / "val.txt"),) if held_out == "val-file" else ()
+    corpus, vocab, tokens = _tokens(Source((str(tmp_path / "poems"),), val_files=val))
+    data = layout(tokens, [d.sha256 for d in corpus.train], batch=4, seq_len=8, val_fraction=0.1, reset_chars=64)
+    texts = [p.read_text(encoding="utf-8") for p in paths]
+    kept = [t for k, t in enumerate(texts) if k not in data.split.held_out]
+    assert len(kept) >= 4
+    joined = vocab.encode("".join(BOUNDARY + t for t in kept))
+    np.testing.assert_array_equal(data.train.ids[:], joined)
+
+    windows = [data.train.window(w) for w in range(len(data.train))]
+    inputs = np.concatenate([w.inputs for w in windows], axis=1)  # (B, W*T): each stream's whole pass
+    targets = np.concatenate([w.targets for w in windows], axis=1)
+    stream = (len(joined) - 1) // 4
+    for b in range(4):
+        np.testing.assert_array_equal(inputs[b], joined[b * stream : b * stream + inputs.shape[1]])
+        np.testing.assert_array_equal(targets[b], joined[b * stream + 1 : b * stream + 1 + inputs.shape[1]])
+    boundary, mark = vocab.boundary_id, vocab.chars.index(MARK)
+    firsts = {vocab.chars.index(t[0]) for t in texts}
+    assert mark not in firsts
+    assert (inputs == mark).sum() >= 3  # file ends are really read
+    assert (targets[inputs == mark] == boundary).all()
+    assert np.isin(targets[inputs == boundary], list(firsts)).all()
+
+
+def test_validation_holds_out_each_files_end_or_whole_files(tmp_path):
+    few = write_folder(tmp_path / "few", 3)
+    corpus, vocab, tokens = _tokens(Source((str(tmp_path / "few"),)))
+    data = layout(tokens, [d.sha256 for d in corpus.train], batch=2, seq_len=8, val_fraction=0.1)
+    assert data.split.kind == "tails"
+    held_out = vocab.decode(data.val[:])
+    tails = [p.read_text(encoding="utf-8") for p in few]
+    tails = [t[len(t) - int(len(t) * 0.1) :] for t in tails]
+    assert held_out == "".join(BOUNDARY + t for t in tails)
+
+    many = write_folder(tmp_path / "many", MANY_DOCUMENTS + 10, lines=6)
+    corpus, vocab, tokens = _tokens(Source((str(tmp_path / "many"),)))
+    data = layout(tokens, [d.sha256 for d in corpus.train], batch=2, seq_len=8, val_fraction=0.1)
+    assert data.split.kind == "documents" and len(data.split.held_out) >= 2
+    share = len(data.val) / len(tokens.ids)
+    assert 0.05 <= share <= 0.15
+    texts = [p.read_text(encoding="utf-8") for p in many]
+    held = [texts[k] for k in data.split.held_out]
+    assert vocab.decode(data.val[:]) == "".join(BOUNDARY + t for t in held)
+    train_text = vocab.decode(data.train.ids[:])
+    assert all(BOUNDARY + t not in train_text for t in held)
+
+
+def test_a_validation_file_is_the_validation_text(tmp_path):
+    write_folder(tmp_path / "poems", 2)
+    (tmp_path / "val.txt").write_text("Hamlet speaks to the queen\n", encoding="utf-8")
+    corpus, vocab, tokens = _tokens(Source((str(tmp_path / "poems"),), val_files=(str(tmp_path / "val.txt"),)))
+    data = layout(tokens, [d.sha256 for d in corpus.train], batch=2, seq_len=8, val_fraction=0.1)
+    assert data.split.kind == "files"
+    assert vocab.decode(data.val[:]) == BOUNDARY + "Hamlet speaks to the queen\n"
+    assert len(data.train.ids) == int(tokens.lengths[:2].sum())
+
+
+def test_changes_name_the_files_added_removed_and_changed(tmp_path):
+    paths = write_folder(tmp_path / "poems", 3)
+    source = Source((str(tmp_path / "poems"),))
+    corpus, _, tokens = _tokens(source)
+    recorded = json.loads(json.dumps(manifest.files_record(corpus, layout(tokens, [], 1, 8, 0.1).split)))
+    entry = {"sha256": corpus.sha256}
+    assert manifest.changes(entry, recorded, prepare(source)) == []
+    paths[0].write_text(paths[0].read_text(encoding="utf-8") + "more\n", encoding="utf-8")
+    paths[1].unlink()
+    (tmp_path / "poems" / "new.txt").write_text("a new poem\n", encoding="utf-8")
+    found = manifest.changes(entry, recorded, prepare(source))
+    assert found[0].startswith("1 file added (") and found[0].endswith("new.txt)")
+    assert found[1].startswith("1 file removed (") and found[1].endswith(f"{paths[1].name})")
+    assert found[2].startswith("1 file changed (") and f"{paths[0].name}: " in found[2] and "bytes" in found[2]

@@ -1,0 +1,66 @@
+"""Fine-tuning (`--init-from`): a trained model's weights, a grown
+vocabulary, a fresh optimizer and schedule."""
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import charlstm
+from charlstm.config import FINE_TUNE_LEARNING_RATE
+from charlstm.core.model import CharLSTM, forward, zero_carry
+from charlstm.training import checkpoint
+
+NEW_TEXT = "王后说：你好，哈姆雷特。\nThe queen speaks to Hamlet.\n" * 60
+SMALL = {"batch_size": 4, "seq_len": 16, "eval_every": 100, "checkpoint_every": 100}
+
+
+def test_fine_tuning_keeps_old_rows_bit_for_bit_and_trains(trained_run, tmp_path):
+    """From a model trained on English, on text with Chinese characters: the
+    old characters keep their ids and every old value until the first
+    update; the new ones start as designed; then it trains."""
+    base_dir, _ = trained_run
+    base = charlstm.load(base_dir)
+    corpus = tmp_path / "new.txt"
+    corpus.write_text(NEW_TEXT, encoding="utf-8")
+    start = charlstm.train(corpus, tmp_path / "tuned", init_from=base_dir, should_stop=lambda: True, steps=3, **SMALL)
+    assert start.step == 0 and start.train_config.learning_rate == FINE_TUNE_LEARNING_RATE
+    old_v = base.vocab.size
+    assert start.vocab.chars[:old_v] == base.vocab.chars
+    assert set(start.vocab.chars[old_v:]) == set(NEW_TEXT) - set(base.vocab.chars)
+    assert start.model_config.vocab_size == start.vocab.size
+    embed, old_embed = np.asarray(start.params["embed"]["embedding"]), np.asarray(base.params["embed"]["embedding"])
+    kernel, old_kernel = np.asarray(start.params["head"]["kernel"]), np.asarray(base.params["head"]["kernel"])
+    bias, old_bias = np.asarray(start.params["head"]["bias"]), np.asarray(base.params["head"]["bias"])
+    np.testing.assert_array_equal(embed[:old_v], old_embed)
+    np.testing.assert_array_equal(kernel[:, :old_v], old_kernel)
+    np.testing.assert_array_equal(bias[:old_v], old_bias)
+    for name in ("lstm_0", "lstm_1"):
+        for key, value in base.params[name].items():
+            np.testing.assert_array_equal(np.asarray(start.params[name][key]), np.asarray(value))
+    np.testing.assert_allclose(embed[old_v:], np.broadcast_to(old_embed.mean(axis=0), embed[old_v:].shape), atol=1e-6)
+    mean_column = np.broadcast_to(old_kernel.mean(axis=1, keepdims=True), kernel[:, old_v:].shape)
+    np.testing.assert_allclose(kernel[:, old_v:], mean_column, atol=1e-6)
+    assert (bias[old_v:] == old_bias.min()).all()
+    # On English, the new model's scores for the old characters are the old
+    # model's (to float32 rounding: the head's product has more columns now).
+    tokens = jnp.asarray(base.vocab.encode("The queen speaks to Hamlet.\n" * 3))[None]  # (1, T)
+    logits = [
+        forward(CharLSTM(m.model_config), m.params, tokens, zero_carry(m.model_config, 1))[0] for m in (base, start)
+    ]
+    np.testing.assert_allclose(np.asarray(logits[1])[..., :old_v], np.asarray(logits[0]), rtol=0, atol=1e-6)
+    meta = checkpoint.describe(tmp_path / "tuned", prefer=checkpoint.LATEST)
+    assert meta.init_from["checkpoint"] == str(base.path) and meta.init_from["vocab_size"] == old_v
+
+    trained = []
+    charlstm.resume(tmp_path / "tuned", on_event=trained.append)
+    assert trained[-1].reason == "done" and trained[-1].step == 3
+    assert all(np.isfinite(e.loss) for e in trained if type(e).__name__ == "Progress")
+
+
+def test_fine_tuning_keeps_the_models_shape(trained_run, tmp_path):
+    base_dir, corpus = trained_run
+    with pytest.raises(charlstm.CharlstmError, match=r"is a 2x24 LSTM with embedding 8, but --hidden 32 .*shape"):
+        charlstm.train(corpus, tmp_path / "a", init_from=base_dir, hidden_size=32, **SMALL)
+    with pytest.raises(charlstm.CharlstmError, match="but --cell gru asks for another shape"):
+        charlstm.train(corpus, tmp_path / "b", init_from=base_dir, cell="gru", **SMALL)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
