@@ -87,7 +87,9 @@ class Model:
         top_k: int = SampleConfig.top_k,
         top_p: float = SampleConfig.top_p,
     ) -> str:
-        """`length` new characters continuing `prime` (not included)."""
+        """`length` new characters continuing `prime` (not included); a model
+        trained on several documents starts a new one, and ends its sample
+        where it ends that document (so the text can be shorter)."""
         request = SampleConfig(length, temperature, prime, seed, top_k=top_k, top_p=top_p)
         return self.generate(request)[0]
 

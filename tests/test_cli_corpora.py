@@ -1,5 +1,6 @@
 """`charlstm train` on folders and several files, driven as a user drives it."""
 
+import io
 import json
 import re
 from pathlib import Path
@@ -76,3 +77,33 @@ def test_every_new_option_is_in_the_help_and_the_readme(runner):
         assert option in train_help, option
         assert f"`{option}" in readme, option
     assert "--patience" in runner.invoke(app, ["resume", "--help"], terminal_width=200).stdout
+
+
+def test_reading_a_large_corpus_shows_its_progress():
+    """A live bar on a terminal; elsewhere a line every few seconds; then
+    where the token file is and how fast it was written."""
+    from rich.console import Console
+
+    from charlstm.cli.display import NORMAL, TrainingDisplay
+    from charlstm.training import events
+
+    reading = [events.Reading("encoding", done, 2_000_000_000) for done in (0, 500_000_000, 2_000_000_000)]
+    size = 2_000_000_000
+    ready = events.CorpusReady("/data/big", 20, 0, size, size, 96, "the last 10% of each", "T", 8.0, True)
+    terminal = Console(file=io.StringIO(), force_terminal=True, width=120)
+    with TrainingDisplay(terminal, NORMAL) as display:
+        for event in [*reading, ready]:
+            display.handle(event)
+    shown = terminal.file.getvalue()
+    assert "encoding corpus" in shown and "2.0 GB" in shown
+    plain = Console(file=io.StringIO(), force_terminal=False, width=200)
+    with TrainingDisplay(plain, NORMAL, plain_interval=0.0) as display:
+        for event in [*reading, ready]:
+            display.handle(event)
+    lines = plain.file.getvalue().splitlines()
+    assert re.fullmatch(r"encoding corpus: 25% of 2\.0 GB \(.+/s\)", lines[0])
+    assert lines[1:] == [
+        "corpus: 20 files from /data/big, 2.0 GB, 2,000,000,000 characters (96 in the vocabulary); validation "
+        "text: the last 10% of each",
+        "encoded in 8.0s (250.0 MB/s) to T",
+    ]

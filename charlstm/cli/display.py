@@ -143,7 +143,7 @@ class TrainingDisplay:
         _, bar, task, started = self._reading
         if bar is not None and task is not None:
             bar.update(task, completed=event.done)
-        elif now - self._last_reading_line >= self.plain_interval and event.done < event.total:
+        elif 0 < event.done < event.total and now - self._last_reading_line >= self.plain_interval:
             self._last_reading_line = now
             rate = event.done / max(now - started, 1e-9)
             self._say(

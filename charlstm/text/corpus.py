@@ -50,6 +50,7 @@ class Found:
     train: tuple[Document, ...]
     val: tuple[Document, ...]
     shipped: bool  # a shipped corpus stood in for a name not found here
+    roots: tuple[Path, ...]  # the files and folders given, resolved (absolute)
 
 
 @dataclass(frozen=True)
@@ -124,9 +125,11 @@ def find(source: Source) -> Found:
     if not source.paths:
         raise CorpusError("no corpus given: name a text file or a folder")
     files: list[Path] = []
+    roots: list[Path] = []
     any_shipped = any_folder = False
     for given in source.paths:
         path, shipped = resolve_corpus_path(str(given))
+        roots.append(path.resolve())
         any_shipped |= shipped
         if path.is_dir():
             any_folder = True
@@ -150,7 +153,7 @@ def find(source: Source) -> Found:
             f"{shown(min(both))} is both a training file and a {flag('val_file')}: validation must be text "
             "the model does not train on"
         )
-    return Found(tuple(train), tuple(val), any_shipped)
+    return Found(tuple(train), tuple(val), any_shipped, tuple(roots))
 
 
 def _unique(documents: Iterable[Document]) -> list[Document]:

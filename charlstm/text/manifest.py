@@ -17,7 +17,7 @@ from typing import Any
 
 from charlstm.errors import CorpusError
 from charlstm.flags import flag
-from charlstm.text.corpus import DEFAULT_GLOB, Source, resolve_corpus_path, shown
+from charlstm.text.corpus import DEFAULT_GLOB, Source, shown
 from charlstm.text.streams import Split
 from charlstm.text.tokens import Corpus, Tokens
 
@@ -30,7 +30,7 @@ def summary(corpus: Corpus, tokens: Tokens, split: Split, val_fraction: float) -
     return {
         "path": corpus.path,
         "sha256": corpus.sha256,
-        "sources": [str(resolve_corpus_path(p)[0].resolve()) for p in corpus.source.paths],
+        "sources": [str(p) for p in corpus.roots],
         "glob": corpus.source.glob,
         "val_files": [str(Path(p).resolve()) for p in corpus.source.val_files],
         "skip_bad_files": corpus.source.skip_bad_files,

@@ -61,6 +61,7 @@ class Corpus:
     skipped: tuple[Scanned, ...]  # files left out, each with its problem
     charset: str  # every character of the documents, sorted
     directory: Path  # its folder in the cache
+    roots: tuple[Path, ...]  # the files and folders given, resolved
     shipped: bool = False  # a shipped corpus stood in for a name not found here
     from_cache: bool = False  # the first reading's results came from the cache
 
@@ -76,7 +77,7 @@ class Corpus:
     @property
     def path(self) -> str:
         """What the corpus is called: the first file or folder given, resolved."""
-        return str(Path(self.source.paths[0]).resolve())
+        return str(self.roots[0])
 
     @property
     def sha256(self) -> str:
@@ -141,7 +142,7 @@ def prepare(source: Source, progress: Progress = no_progress) -> Corpus:
         raise CorpusError(f"corpus is empty: {what}" if not bad else "no usable text: every file was left out")
     if source.val_files and not val:
         raise CorpusError(f"{flag('val_file')}: no usable text in {', '.join(source.val_files)}")
-    return Corpus(source, train, val, bad, result.charset, directory, found.shipped, from_cache)
+    return Corpus(source, train, val, bad, result.charset, directory, found.roots, found.shipped, from_cache)
 
 
 def _refuse(bad: tuple[Scanned, ...], alone: bool) -> None:
