@@ -15,26 +15,27 @@ command parses its options, calls one of them and renders what comes back.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from charlstm import presets
 from charlstm.config import ModelConfig, SampleConfig, TrainConfig
-from charlstm.core.model import Params, count_params
-from charlstm.core.sampler import sample_texts, stream_texts
+from charlstm.core.model import Params, count_params, param_count
+from charlstm.core.sampler import default_prime, sample_texts, stream_texts
 from charlstm.core.scorer import Score, make_scorer
 from charlstm.errors import CharlstmError, CheckpointError, ConfigError, CorpusError
 from charlstm.introspect import record
+from charlstm.plots import curves
 from charlstm.text.corpus import read_corpus, resolve_corpus_path
 from charlstm.text.streams import split
 from charlstm.text.vocab import Vocab
 from charlstm.training import catalog, checkpoint, distributed, events, session
 from charlstm.training import tune as tuning
 from charlstm.training.run import RUNS_DIR, Run
+from charlstm.training.runlog import read_metrics
+from charlstm.training.session import EventHandler, StopCheck
 
-EventHandler = Callable[[Any], None]
-StopCheck = Callable[[], bool]
 _MODEL_FIELDS = frozenset(f.name for f in dataclasses.fields(ModelConfig))
 
 
@@ -42,17 +43,16 @@ class TrainingDiverged(CharlstmError):
     """Training stopped because a loss, the gradients or the parameters stopped
     being finite. The run directory keeps its last good checkpoint."""
 
-    def __init__(self, step: int, run_dir: Path, learning_rate: float, steps: int):
+    def __init__(
+        self, step: int, run_dir: Path, learning_rate: float, steps: int, last_good: Path | None, last_good_step: int
+    ):
         super().__init__(f"training diverged at step {step}; the newest checkpoint in {run_dir} is the last good one")
         self.step = step
         self.run_dir = run_dir
         self.learning_rate = learning_rate  # the peak learning rate it diverged with
         self.steps = steps  # the run's planned total
-        try:
-            directory, self.last_good_step = checkpoint.locate(run_dir, prefer=checkpoint.LATEST)
-            self.last_good: Path | None = directory / str(self.last_good_step)
-        except CheckpointError:  # diverged before its first save
-            self.last_good, self.last_good_step = None, 0
+        self.last_good = last_good  # the newest checkpoint's step directory; None if it diverged before one
+        self.last_good_step = last_good_step
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,6 +69,10 @@ class Model:
     train_seconds: float
     history: list[dict[str, float]]  # validation passes: step, val_loss, train_seconds
     corpus_path: str
+    corpus_sha256: str
+    # How the training session that returned this model ended ("done", "time
+    # limit" or "interrupted"); None for a model loaded from disk.
+    ended: str | None = None
 
     @property
     def num_params(self) -> int:
@@ -125,16 +129,28 @@ class Model:
             truncated=max(0, len(text) - max_chars),
         )
 
+    @property
+    def default_prime(self) -> str:
+        """What a sample starts from when no prime is given."""
+        return default_prime(self.vocab)
+
     def validation_text(self) -> str:
         """The held-out end of the run's corpus, which validation scored and
-        the model never trained on (read again from the corpus file)."""
+        the model never trained on (read again from the corpus file, which
+        must not have changed since)."""
         try:
             path, _ = resolve_corpus_path(self.corpus_path)
         except CorpusError:
             raise CorpusError(
                 f"the run's corpus {self.corpus_path} is not there to take its validation text from"
             ) from None
-        return split(read_corpus(path).text, self.train_config.val_fraction)[1]
+        corpus = read_corpus(path)
+        if corpus.sha256 != self.corpus_sha256:
+            raise CorpusError(
+                f"the run's corpus {self.corpus_path} changed since it trained (sha256 differs), so its "
+                "validation text is not the one the model was scored on"
+            )
+        return split(corpus.text, self.train_config.val_fraction)[1]
 
     def _known(self, text: str, verb: str) -> tuple[str, dict[str, int]]:
         """`text` without the characters the model never saw, and how often each occurred."""
@@ -165,6 +181,7 @@ def load(path: str | Path | None = None, prefer: str = checkpoint.BEST) -> Model
         train_seconds=ckpt.train_seconds,
         history=ckpt.history,
         corpus_path=ckpt.corpus_path,
+        corpus_sha256=ckpt.corpus_sha256,
     )
 
 
@@ -243,8 +260,14 @@ def _train(
         on_event(events.Opened(run_dir, run.corpus.path, run.model_config, run.train_config, params, resumed, shipped))
     finished = session.train(run, run_dir, on_event, should_stop, devices)
     if finished.reason == "diverged":
-        raise TrainingDiverged(finished.step, run_dir, run.train_config.learning_rate, run.train_config.steps)
-    return load(run_dir)
+        try:
+            directory, good_step = checkpoint.locate(run_dir, prefer=checkpoint.LATEST)
+            last_good: Path | None = directory / str(good_step)
+        except CheckpointError:  # diverged before its first save
+            last_good, good_step = None, 0
+        tc = run.train_config
+        raise TrainingDiverged(finished.step, run_dir, tc.learning_rate, tc.steps, last_good, good_step)
+    return dataclasses.replace(load(run_dir), ended=finished.reason)
 
 
 def tune(
@@ -293,8 +316,29 @@ def list_runs(runs_dir: str | Path = RUNS_DIR) -> list[catalog.RunSummary]:
     return catalog.list_runs(Path(runs_dir))
 
 
-def describe(path: str | Path) -> checkpoint.Meta:
+@dataclasses.dataclass(frozen=True)
+class Description:
+    meta: checkpoint.Meta  # configs, vocabulary, corpus, metrics, the stored JSON
+    params: int  # parameters of the model it describes
+
+
+def describe(path: str | Path) -> Description:
     """A checkpoint's configuration, vocabulary, corpus and metrics, from its
     metadata alone (no arrays are read): a run directory's best checkpoint,
     or one step directory."""
-    return checkpoint.describe(Path(path))
+    meta = checkpoint.describe(Path(path))
+    return Description(meta, param_count(meta.model_config))
+
+
+def read_text(path: str | Path) -> tuple[Path, str]:
+    """A UTF-8 text file (or a shipped corpus by its name) and its text."""
+    found, _ = resolve_corpus_path(str(path))
+    return found, read_corpus(found).text
+
+
+def plot_runs(run_dirs: list[Path], out: Path, *, width_px: int = 1200, height_px: int = 450) -> Path:
+    """Training and validation loss of the runs against step and time, overlaid, as a PNG (the plot extra)."""
+    for run_dir in run_dirs:
+        if not run_dir.is_dir():
+            raise CharlstmError(f"not a run directory: {run_dir}")
+    return curves.plot_runs([(str(d), read_metrics(d)) for d in run_dirs], out, width_px=width_px, height_px=height_px)

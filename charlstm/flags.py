@@ -52,6 +52,11 @@ FLAGS: Mapping[str, str] = {
     "force": "--force",
     "checkpoint": "--checkpoint",  # the model to sample, as `charlstm sample` names it
     "max_chars": "--max-chars",  # Model.inspect's, as `charlstm inspect` names it
+    "streams": "--streams",  # Model.evaluate's, as `charlstm eval` names it
+    # charlstm.tune's
+    "trials": "--trials",
+    "budget_s": "--budget-s",
+    "grid": "--grid",
 }
 
 

@@ -14,7 +14,7 @@ os.environ["CHARLSTM_CACHE_DIR"] = tempfile.mkdtemp(prefix="charlstm-test-cache-
 atexit.register(shutil.rmtree, os.environ["CHARLSTM_CACHE_DIR"], ignore_errors=True)
 os.environ.pop("CHARLSTM_NO_CACHE", None)
 # The tests' models are tiny, and for tiny buffers charlstm's malloc settings
-# (charlstm/hostmem.py) cost about 20% of the suite's time; test_hostmem.py
+# (charlstm/runtime/hostmem.py) cost about 20% of the suite's time; test_hostmem.py
 # tests them in child processes that set this variable themselves.
 os.environ["CHARLSTM_SYSTEM_MALLOC"] = "1"
 

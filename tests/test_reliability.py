@@ -84,7 +84,7 @@ def test_damaged_arrays_behind_good_metadata_give_a_clean_error(damaged, how):
             path.unlink()
         else:
             path.write_bytes(path.read_bytes()[:3])
-    with pytest.raises(CheckpointError, match="cannot read checkpoint .*: its arrays are damaged"):
+    with pytest.raises(CheckpointError, match="cannot read checkpoint .*: its arrays are missing or damaged"):
         checkpoint.load(damaged)
 
 

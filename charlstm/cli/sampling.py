@@ -117,12 +117,10 @@ def sample(
 
 
 def _render(texts: list[str], request: SampleConfig, model: Model, as_json: bool) -> str:
-    from charlstm.core.sampler import default_prime
-
     if as_json:
         settings = {"checkpoint": str(model.path), "step": model.step, **to_dict(request)}
         del settings["prime"], settings["num_samples"]
-        prime = request.prime or default_prime(model.vocab)  # what the model actually read first
+        prime = request.prime or model.default_prime  # what the model actually read first
         return "".join(
             json.dumps({"sample": i, "prime": prime, "text": t, **settings}) + "\n" for i, t in enumerate(texts)
         )

@@ -7,17 +7,19 @@ import dataclasses
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich import box
 from rich.table import Table
 
 from charlstm.cli.format import duration, loss_text
-from charlstm.core.scorer import Score
 from charlstm.flags import label
 from charlstm.training.catalog import RunSummary
 from charlstm.training.checkpoint import Meta
 from charlstm.training.events import TrialResult
-from charlstm.units import LN2
+
+if TYPE_CHECKING:
+    from charlstm.core.scorer import Score
 
 
 def _when(unix: float) -> str:
@@ -41,7 +43,7 @@ def runs_table(runs: Sequence[RunSummary]) -> Table:
             Path(r.corpus).name,
             f"{r.model} {r.params / 1e6:.2f}M",
             f"{r.step}/{r.total_steps}",
-            "-" if r.best_val_loss is None else f"{r.best_val_loss:.4f} ({r.best_val_loss / LN2:.3f})",
+            loss_text(r.best_val_loss, 4, unit=""),
             duration(r.train_seconds),
             _when(r.updated),
         )
@@ -123,7 +125,7 @@ def trials_table(results: Sequence[TrialResult]) -> Table:
             *(f"{r.point[name]:g}" for name in fields),
             f"{r.params / 1e6:.2f}M",
             f"{r.steps}/{r.planned_steps}",
-            "-" if r.val_loss is None else f"{r.val_loss:.4f} ({r.val_loss / LN2:.3f})",
+            loss_text(r.val_loss, 4, unit=""),
             duration(r.train_seconds),
             r.reason,
         )

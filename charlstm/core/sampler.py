@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from charlstm.config import ModelConfig, SampleConfig
-from charlstm.core.model import Carry, CharLSTM, Params, forward, zero_carry
+from charlstm.core.model import Carry, CharLSTM, Params, forward, row_keys, zero_carry
 from charlstm.errors import CharlstmError
 from charlstm.text.vocab import Vocab
 
@@ -87,11 +87,6 @@ def draw(
     # One key per row: a row's draws do not depend on how many rows there are.
     drawn = jax.vmap(jax.random.categorical)(keys, scaled)  # (B,)
     return jnp.where(temperature > 0, drawn, greedy).astype(jnp.int32)
-
-
-def row_keys(key: jax.Array, batch: int, first: jax.Array | int = 0) -> jax.Array:
-    """key -> (B, 2) keys for rows first .. first + B - 1, row r's being fold_in(key, r)."""
-    return jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, first + jnp.arange(batch))
 
 
 @partial(jax.jit, static_argnames=("config",))

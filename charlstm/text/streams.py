@@ -81,7 +81,7 @@ class Streams:
 def layout(
     text: str, vocab: Vocab, batch: int, seq_len: int, val_fraction: float, reset_chars: int = 0
 ) -> tuple[Streams, np.ndarray]:
-    """Training streams and the validation ids (scored by `evaluate.py`)."""
+    """Training streams and the validation ids (scored by `core/scorer.py`)."""
     ids = vocab.encode(text)
     train_ids, val_ids = split(ids, val_fraction)
     # Resets happen between windows: reset_chars is rounded down to whole

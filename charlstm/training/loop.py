@@ -103,7 +103,6 @@ def fit(
         train_chars=setup.train_streams.windows * tc.seq_len * tc.batch_size,
         val_chars=len(setup.val_ids) - 1,
         windows_per_pass=setup.train_streams.windows,
-        warmup_steps=warmup_steps(tc),
     )
     if step >= tc.steps:
         yield events.Finished(step, "done", run.best_val_loss, run.train_seconds)
