@@ -15,14 +15,14 @@ command parses its options, calls one of them and renders what comes back.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from charlstm import presets
 from charlstm.config import ModelConfig, SampleConfig, TrainConfig
+from charlstm.core.generation import Completion, complete, sample_texts, stream_texts
 from charlstm.core.model import Params, count_params
-from charlstm.core.sampler import sample_texts, stream_texts
 from charlstm.core.scorer import Score, make_scorer
 from charlstm.errors import CharlstmError, CheckpointError, ConfigError, CorpusError
 from charlstm.introspect import record
@@ -83,14 +83,21 @@ class Model:
         seed: int = SampleConfig.seed,
         top_k: int = SampleConfig.top_k,
         top_p: float = SampleConfig.top_p,
+        stop: Sequence[str] = (),
     ) -> str:
-        """`length` new characters continuing `prime` (not included)."""
-        request = SampleConfig(length, temperature, prime, seed, top_k=top_k, top_p=top_p)
+        """`length` new characters continuing `prime` (not included), or
+        fewer: up to the first of the `stop` texts (not included)."""
+        request = SampleConfig(length, temperature, prime, seed, top_k=top_k, top_p=top_p, stop=tuple(stop))
         return self.generate(request)[0]
 
     def generate(self, request: SampleConfig) -> list[str]:
         """`request.num_samples` texts, generated together in one batch."""
         return sample_texts(self.model_config, self.params, self.vocab, request)
+
+    def complete(self, request: SampleConfig) -> list[Completion]:
+        """The texts of `generate`, each with why it ended: `finish_reason`
+        is "stop" where one of `request.stop` ended it, else "length"."""
+        return complete(self.model_config, self.params, self.vocab, request)
 
     def stream(self, request: SampleConfig, chunk: int = 256) -> Iterator[list[str]]:
         """The same texts as `generate`, a piece of each at a time as it is generated."""

@@ -42,6 +42,7 @@ FLAGS: Mapping[str, str] = {
     "top_k": "--top-k",
     "top_p": "--top-p",
     "num_samples": "--num-samples",
+    "stop": "--stop",
     # Arguments of charlstm.train / resume that are not config fields
     "out": "--out",
     "preset": "--preset",
