@@ -25,6 +25,7 @@ from charlstm.core.generation import Completion, complete, sample_texts, stream_
 from charlstm.core.model import Params, count_params
 from charlstm.core.scorer import Score, make_scorer
 from charlstm.errors import CharlstmError, CheckpointError, ConfigError, CorpusError
+from charlstm.export import page, weights
 from charlstm.introspect import record
 from charlstm.text.corpus import read_corpus, resolve_corpus_path
 from charlstm.text.streams import split
@@ -131,6 +132,35 @@ class Model:
             skipped=skipped,
             truncated=max(0, len(text) - max_chars),
         )
+
+    def export_html(self, path: str | Path, half: bool = False) -> page.ExportedPage:
+        """Write one self-contained HTML page that runs this model in a
+        browser: its weights (float32, or float16 with `half`, half the
+        size), a JavaScript forward pass of its cell, and controls to write
+        with it. Nothing is fetched; it opens from file://."""
+        title = f"charlstm: {self._run_name()}"
+        describe = f"{self.model_config.describe()} at step {self.step}"
+        return page.write_page(
+            Path(path), self.model_config, self.vocab, self.params, half=half, title=title, describe=describe
+        )
+
+    def export_weights(self, directory: str | Path) -> weights.ExportedWeights:
+        """Write `directory`/model.safetensors (the parameters, float32) and
+        model.json (configuration, vocabulary, tensor names and shapes):
+        enough to run the model anywhere, with NumPy alone
+        (examples/numpy_forward.py); nothing in them is code."""
+        source = {
+            "checkpoint": str(self.path),
+            "step": self.step,
+            "corpus": self.corpus_path,
+            "best_val_loss": self.best_val_loss,
+        }
+        return weights.write_weights(Path(directory), self.model_config, self.vocab, self.params, source)
+
+    def _run_name(self) -> str:
+        """The run directory's name (a checkpoint is RUN/checkpoints/KIND/STEP)."""
+        parts = self.path.parts
+        return parts[-4] if len(parts) >= 4 and parts[-3] == "checkpoints" else self.path.name
 
     def validation_text(self) -> str:
         """The held-out end of the run's corpus, which validation scored and

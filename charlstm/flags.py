@@ -53,6 +53,10 @@ FLAGS: Mapping[str, str] = {
     "force": "--force",
     "checkpoint": "--checkpoint",  # the model to sample, as `charlstm sample` names it
     "max_chars": "--max-chars",  # Model.inspect's, as `charlstm inspect` names it
+    # charlstm export
+    "html": "--html",
+    "half": "--half",
+    "weights": "--weights",
 }
 
 
