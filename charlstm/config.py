@@ -165,6 +165,30 @@ class SampleConfig:
         )
 
 
+@dataclass(frozen=True)
+class ServeConfig:
+    """What `charlstm serve` allows a request, and how it batches them."""
+
+    max_length: int = 4000  # characters a sample may ask for
+    max_samples: int = 16  # samples (n) one request may ask for
+    max_body_bytes: int = 65536  # a request's JSON body
+    timeout_s: float = 120.0  # a request still generating after this is ended (408)
+    max_batch: int = 64  # rows generated together in one compiled call
+    chunk: int = 32  # characters per call: how often rows can join or leave, and stream
+    max_waiting: int = 512  # rows queued to join the batch; more and requests get 503
+
+    def __post_init__(self) -> None:
+        for name in ("max_length", "max_samples", "max_body_bytes", "max_batch", "chunk", "max_waiting"):
+            value = getattr(self, name)
+            _check(value >= 1, f"{flag(name)} must be >= 1, got {value}")
+        _check(self.timeout_s > 0, f"{flag('timeout_s')} must be > 0 seconds, got {self.timeout_s}")
+        _check(
+            self.max_samples <= self.max_batch,
+            f"{flag('max_samples')} ({self.max_samples}) must be at most {flag('max_batch')} ({self.max_batch}): "
+            "a request's samples are generated together",
+        )
+
+
 _JSON_TYPES: dict[str, tuple[type, ...]] = {
     "int": (int,),
     "float": (int, float),

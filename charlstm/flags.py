@@ -57,6 +57,17 @@ FLAGS: Mapping[str, str] = {
     "html": "--html",
     "half": "--half",
     "weights": "--weights",
+    # charlstm serve (ServeConfig and the server's address)
+    "host": "--host",
+    "port": "--port",
+    "api_key": "--api-key",
+    "max_length": "--max-length",
+    "max_samples": "--max-samples",
+    "max_body_bytes": "--max-body",
+    "timeout_s": "--timeout",
+    "max_batch": "--max-batch",
+    "chunk": "--chunk",
+    "max_waiting": "--max-waiting",
 }
 
 
