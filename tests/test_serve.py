@@ -300,6 +300,9 @@ def test_streamed_text_is_the_whole_answer(served):
 
 
 @browser.needs_chromium
+# The DevTools pipe needs a file-descriptor shuffle between fork and exec;
+# JAX warns about any fork in a process it runs in, but nothing else runs in between.
+@pytest.mark.filterwarnings("ignore:os.fork:RuntimeWarning")
 def test_the_servers_page_writes_in_chromium(served):
     server, model = served
     run = {"key": KEY, "prime": "The king", "length": 120, "seed": 9, "temperature": 0.8, "top_k": 0, "top_p": 1}

@@ -25,6 +25,7 @@ import contextlib
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -83,19 +84,54 @@ def _bucket(rows: int, most: int) -> int:
     return min(size, most)
 
 
-def _take(state: SampleState, rows: Rows, index: jax.Array) -> tuple[SampleState, Rows]:
-    """Rows `index` of a batch (the carry's batch axis is 1)."""
-    h, c = (jnp.take(x, index, axis=1) for x in state.carry)
-    taken = SampleState(jnp.take(state.token, index), (h, c), jnp.take(state.position, index))
-    return taken, Rows(*(jnp.take(x, index, axis=0) for x in rows))
+def _empty(config: ModelConfig, capacity: int) -> tuple[SampleState, Rows]:
+    """A batch of `capacity` idle rows: every row the server can generate at once has a slot here."""
+    shape = (config.num_layers, capacity, config.hidden_size)  # (L, C, H); h and c apart: both are donated
+    carry = (jnp.zeros(shape, jnp.float32), jnp.zeros(shape, jnp.float32))
+    state = SampleState(jnp.zeros(capacity, jnp.int32), carry, jnp.zeros(capacity, jnp.int32))
+    rows = Rows(
+        jnp.zeros((capacity, 2), jnp.uint32), jnp.ones(capacity), jnp.zeros(capacity, jnp.int32), jnp.ones(capacity)
+    )
+    return state, rows
 
 
-def _join(a: tuple[SampleState, Rows], b: tuple[SampleState, Rows]) -> tuple[SampleState, Rows]:
-    """Batch `a`'s rows, then `b`'s."""
-    (sa, ra), (sb, rb) = a, b
-    h, c = (jnp.concatenate([x, y], axis=1) for x, y in zip(sa.carry, sb.carry, strict=True))
-    state = SampleState(jnp.concatenate([sa.token, sb.token]), (h, c), jnp.concatenate([sa.position, sb.position]))
-    return state, Rows(*(jnp.concatenate([x, y]) for x, y in zip(ra, rb, strict=True)))
+@partial(jax.jit, donate_argnums=(0,))
+def _put(batch: tuple[SampleState, Rows], new: tuple[SampleState, Rows], slots: jax.Array) -> tuple[SampleState, Rows]:
+    """`new`'s rows (n of them) written into `batch` at `slots` (n,). Compiled once per n."""
+    (state, rows), (fresh, fresh_rows) = batch, new
+    h, c = (x.at[:, slots].set(y) for x, y in zip(state.carry, fresh.carry, strict=True))  # (L, C, H)
+    state = SampleState(state.token.at[slots].set(fresh.token), (h, c), state.position.at[slots].set(fresh.position))
+    return state, Rows(*(x.at[slots].set(y) for x, y in zip(rows, fresh_rows, strict=True)))
+
+
+@partial(jax.jit, static_argnames=("config", "length", "filtered"), donate_argnums=(2,))
+def _advance(
+    config: ModelConfig,
+    params: Params,
+    batch: tuple[SampleState, Rows],
+    slots: jax.Array,
+    *,
+    length: int,
+    filtered: bool,
+) -> tuple[tuple[SampleState, Rows], jax.Array]:
+    """The rows at `slots` (S,) advanced by `length` characters in one call of
+    the sampler's chunk -> (the batch with them updated, (S, length) ids).
+
+    One program per number of slots (the bucket) and `filtered`: whatever
+    rows join and leave, the arrays keep their shapes, so nothing else
+    compiles while serving. Slots may repeat (padding): a repeated row is
+    computed twice, identically, and written back once."""
+    state, rows = batch
+    carry = tuple(x[:, slots] for x in state.carry)
+    picked = SampleState(state.token[slots], carry, state.position[slots])  # type: ignore[arg-type]
+    advanced, tokens = sample_chunk(
+        config, params, picked, Rows(*(x[slots] for x in rows)), length=length, filtered=filtered
+    )
+    h, c = (x.at[:, slots].set(y) for x, y in zip(state.carry, advanced.carry, strict=True))
+    state = SampleState(
+        state.token.at[slots].set(advanced.token), (h, c), state.position.at[slots].set(advanced.position)
+    )
+    return (state, rows), tokens
 
 
 class Batcher:
@@ -110,8 +146,9 @@ class Batcher:
         self._ready: collections.deque[tuple[Job, SampleState, Rows]] = collections.deque()  # read in, waiting
         self._wake = threading.Condition()
         self._closing = False
-        self._slots: list[tuple[Job, int]] = []  # the active rows, in batch order: (job, row of the job)
-        self._batch: tuple[SampleState, Rows] | None = None  # (B, ...) for the active rows
+        self._slots: list[tuple[Job, int, int]] = []  # the active rows: (job, row of the job, slot in the batch)
+        self._free = list(range(max_batch))  # slots no row holds
+        self._batch = _empty(config, max_batch)  # (C, ...): every slot's state and settings
         # Since start: compiled calls made, the most rows one call advanced,
         # and rows freed because their client left or timed out.
         self._counts = {"calls": 0, "peak_rows": 0, "cancelled_rows": 0}
@@ -179,7 +216,7 @@ class Batcher:
                     return
                 joining = self._admit()
             self._add(joining)
-            gone = [i for i, (job, _) in enumerate(self._slots) if job.cancelled.is_set()]
+            gone = [i for i, (job, *_) in enumerate(self._slots) if job.cancelled.is_set()]
             self._counts["cancelled_rows"] += len(gone)
             self._drop(gone)
             if self._slots:
@@ -187,7 +224,7 @@ class Batcher:
 
     def _admit(self) -> list[tuple[Job, SampleState, Rows]]:
         """The waiting requests whose rows fit in the batch now, first come first served."""
-        joining, free = [], self.max_batch - len(self._slots)
+        joining, free = [], len(self._free)
         while self._ready and self._ready[0][0].request.num_samples <= free:
             item = self._ready.popleft()
             joining.append(item)
@@ -198,37 +235,33 @@ class Batcher:
         for job, state, rows in joining:
             if job.cancelled.is_set():
                 continue
-            self._slots.extend((job, r) for r in range(job.request.num_samples))
-            self._batch = (state, rows) if self._batch is None else _join(self._batch, (state, rows))
+            n = job.request.num_samples
+            slots, self._free = self._free[:n], self._free[n:]
+            self._slots.extend((job, r, slot) for r, slot in enumerate(slots))
+            self._batch = _put(self._batch, (state, rows), jnp.asarray(slots, jnp.int32))
 
     def _drop(self, gone: list[int]) -> None:
-        if not gone:
-            return
         leaving = set(gone)
-        keep = [i for i in range(len(self._slots)) if i not in leaving]
-        self._slots = [self._slots[i] for i in keep]
-        if keep and self._batch is not None:
-            self._batch = _take(*self._batch, jnp.asarray(keep, jnp.int32))
-        else:
-            self._batch = None
+        self._free.extend(self._slots[i][2] for i in gone)
+        self._slots = [slot for i, slot in enumerate(self._slots) if i not in leaving]
 
     def _step(self) -> None:
         """One chunk for every active row, then hand each job its pieces."""
-        assert self._batch is not None
         active = len(self._slots)
         size = _bucket(active, self.max_batch)
-        state, rows = self._batch
-        if size != active:  # padding rows repeat row 0; their characters are thrown away
-            state, rows = _take(state, rows, jnp.asarray(list(range(active)) + [0] * (size - active), jnp.int32))
-        filtered = any(filtering_on(j.request.top_k, j.request.top_p, self.config.vocab_size) for j, _ in self._slots)
+        # Padding repeats the first row; its characters are thrown away.
+        slots = [slot for *_, slot in self._slots]
+        filtered = any(filtering_on(j.request.top_k, j.request.top_p, self.config.vocab_size) for j, *_ in self._slots)
         self._counts["calls"] += 1
         self._counts["peak_rows"] = max(self._counts["peak_rows"], active)
-        state, tokens = sample_chunk(self.config, self.params, state, rows, length=self.chunk, filtered=filtered)
-        self._batch = (state, rows) if size == active else _take(state, rows, jnp.arange(active))
+        index = jnp.asarray(slots + slots[:1] * (size - active), jnp.int32)
+        self._batch, tokens = _advance(
+            self.config, self.params, self._batch, index, length=self.chunk, filtered=filtered
+        )
         ids = np.asarray(tokens)[:active]  # (B, chunk)
         pieces: dict[Job, Piece] = {}
         finished = []
-        for i, (job, r) in enumerate(self._slots):
+        for i, (job, r, _) in enumerate(self._slots):
             n_left = job.request.length - job.generated[r]
             text = self.vocab.decode(ids[i, : min(self.chunk, n_left)])
             job.generated[r] += len(text)
