@@ -333,3 +333,12 @@ def test_sigterm_lets_requests_in_flight_finish_then_exits_0(served):
     assert status == 200 and len(answer["samples"][0]["text"]) == 20_000
     log = server.log.read_text()
     assert "SIGTERM: finishing the requests in flight" in log and "stopped" in log and "Traceback" not in log
+
+
+def test_help_and_import_never_load_the_web_stack():
+    code = (
+        "import sys; from typer.testing import CliRunner; from charlstm.cli import app; import charlstm; "
+        "r = CliRunner().invoke(app, ['serve', '--help']); assert '--api-key' in r.stdout, r.output; "
+        "assert not {'starlette', 'uvicorn', 'jax'} & set(sys.modules), sorted(sys.modules)"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=WAIT_S)
