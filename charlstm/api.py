@@ -15,16 +15,18 @@ command parses its options, calls one of them and renders what comes back.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from charlstm import presets
-from charlstm.config import ModelConfig, SampleConfig, TrainConfig
+from charlstm.config import ModelConfig, SampleConfig, ServeConfig, TrainConfig
+from charlstm.core.generation import Completion, complete, default_prime, sample_texts, stream_texts
 from charlstm.core.model import Params, count_params, param_count
-from charlstm.core.sampler import default_prime, sample_texts, stream_texts
 from charlstm.core.scorer import Score, make_scorer
 from charlstm.errors import CharlstmError, CheckpointError, ConfigError, CorpusError
+from charlstm.export import page, weights
+from charlstm.flags import flag
 from charlstm.introspect import record
 from charlstm.plots import curves
 from charlstm.text.corpus import read_corpus, resolve_corpus_path
@@ -87,14 +89,21 @@ class Model:
         seed: int = SampleConfig.seed,
         top_k: int = SampleConfig.top_k,
         top_p: float = SampleConfig.top_p,
+        stop: Sequence[str] = (),
     ) -> str:
-        """`length` new characters continuing `prime` (not included)."""
-        request = SampleConfig(length, temperature, prime, seed, top_k=top_k, top_p=top_p)
+        """`length` new characters continuing `prime` (not included), or
+        fewer: up to the first of the `stop` texts (not included)."""
+        request = SampleConfig(length, temperature, prime, seed, top_k=top_k, top_p=top_p, stop=tuple(stop))
         return self.generate(request)[0]
 
     def generate(self, request: SampleConfig) -> list[str]:
         """`request.num_samples` texts, generated together in one batch."""
         return sample_texts(self.model_config, self.params, self.vocab, request)
+
+    def complete(self, request: SampleConfig) -> list[Completion]:
+        """The texts of `generate`, each with why it ended: `finish_reason`
+        is "stop" where one of `request.stop` ended it, else "length"."""
+        return complete(self.model_config, self.params, self.vocab, request)
 
     def stream(self, request: SampleConfig, chunk: int = 256) -> Iterator[list[str]]:
         """The same texts as `generate`, a piece of each at a time as it is generated."""
@@ -134,6 +143,35 @@ class Model:
         """What a sample starts from when no prime is given."""
         return default_prime(self.vocab)
 
+    def export_html(self, path: str | Path, half: bool = False) -> page.ExportedPage:
+        """Write one self-contained HTML page that runs this model in a
+        browser: its weights (float32, or float16 with `half`, half the
+        size), a JavaScript forward pass of its cell, and controls to write
+        with it. Nothing is fetched; it opens from file://."""
+        title = f"charlstm: {self._run_name()}"
+        describe = f"{self.model_config.describe()} at step {self.step}"
+        return page.write_page(
+            Path(path), self.model_config, self.vocab, self.params, half=half, title=title, describe=describe
+        )
+
+    def export_weights(self, directory: str | Path) -> weights.ExportedWeights:
+        """Write `directory`/model.safetensors (the parameters, float32) and
+        model.json (configuration, vocabulary, tensor names and shapes):
+        enough to run the model anywhere, with NumPy alone
+        (examples/numpy_forward.py); nothing in them is code."""
+        source = {
+            "checkpoint": str(self.path),
+            "step": self.step,
+            "corpus": self.corpus_path,
+            "best_val_loss": self.best_val_loss,
+        }
+        return weights.write_weights(Path(directory), self.model_config, self.vocab, self.params, source)
+
+    def _run_name(self) -> str:
+        """The run directory's name (a checkpoint is RUN/checkpoints/KIND/STEP)."""
+        parts = self.path.parts
+        return parts[-4] if len(parts) >= 4 and parts[-3] == "checkpoints" else self.path.name
+
     def validation_text(self) -> str:
         """The held-out end of the run's corpus, which validation scored and
         the model never trained on (read again from the corpus file, which
@@ -163,6 +201,51 @@ class Model:
                     f"skipped): nothing to {verb}"
                 )
         return text, skipped
+
+
+def app(model: Model, *, api_key: str | None = None, **limits: Any) -> Any:
+    """The HTTP server for `model` as an ASGI application (Starlette), to
+    run under any ASGI server or mount in your own: POST /v1/generate,
+    GET /v1/model, GET /healthz and a page at /. `limits` are ServeConfig
+    fields (max_length=, max_samples=, timeout_s=, max_batch=, ...);
+    with `api_key` every endpoint but /healthz and the page needs
+    `Authorization: Bearer KEY`. Needs the serve extra."""
+    try:
+        from charlstm.serve.app import create_app
+    except ImportError as err:
+        raise CharlstmError(
+            f"serving needs the serve extra ({err.name} is missing): pip install 'charlstm[serve]'"
+        ) from None
+    try:
+        config = ServeConfig(**limits)
+    except TypeError as err:
+        raise ConfigError(f"unknown server option: {err}") from None
+    about = {"checkpoint": str(model.path), "step": model.step, "best_val_loss": model.best_val_loss}
+    return create_app(model.model_config, model.params, model.vocab, limits=config, api_key=api_key, about=about)
+
+
+def serve(
+    model: Model,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    *,
+    api_key: str | None = None,
+    access_log: bool = False,
+    on_ready: Callable[[], None] | None = None,
+    on_stop: Callable[[int], None] | None = None,
+    **limits: Any,
+) -> None:
+    """Serve `app(model, ...)` with uvicorn on host:port until SIGTERM or
+    Ctrl-C, which stop taking connections, let the requests in flight
+    finish, and return. `on_ready` is called once it listens, `on_stop`
+    with the signal that stops it."""
+    application = app(model, api_key=api_key, **limits)
+    from charlstm.serve import server
+
+    if not 1 <= port <= 65535:
+        raise ConfigError(f"{flag('port')} must be from 1 to 65535, got {port}")
+    drain = application.state.limits.timeout_s + 5  # every request in flight can finish
+    server.run(application, host, port, drain_s=drain, access_log=access_log, on_ready=on_ready, on_stop=on_stop)
 
 
 def load(path: str | Path | None = None, prefer: str = checkpoint.BEST) -> Model:

@@ -188,7 +188,7 @@ def test_bad_input_is_one_clear_line_and_status_2(runner, tmp_path, trained_run,
 def test_every_command_has_useful_help(runner):
     top = runner.invoke(app, ["--help"])
     assert top.exit_code == 0
-    for command in ("train", "sample", "resume", "eval", "runs", "info", "plot"):
+    for command in ("train", "sample", "resume", "eval", "runs", "info", "plot", "export", "serve"):
         assert command in top.stdout
         result = runner.invoke(app, [command, "--help"])
         assert result.exit_code == 0

@@ -25,7 +25,7 @@ import numpy as np
 from jax.sharding import Mesh
 
 from charlstm.config import SampleConfig
-from charlstm.core.sampler import sample_text
+from charlstm.core.generation import sample_text
 from charlstm.core.scorer import make_scorer
 from charlstm.core.state import TrainState, warmup_steps
 from charlstm.core.step import make_train_step
