@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import json
 import math
 import os
@@ -97,21 +98,47 @@ def corpus_path(name: str) -> Path:
     return path
 
 
-# ---- charlstm: `charlstm train` in a child, read back from its metrics.jsonl
+# ---- charlstm: `charlstm.train` in a child (`--worker charlstm`), stopped at launch + budget
 
 
-def run_charlstm(args: list[str], minutes: float, corpus: Path, seed: int) -> list[dict]:
+def _api_options(flags: list[str]) -> dict[str, object]:
+    """`charlstm train` flags (`--norm none --steps 3000`) as charlstm.train's keyword arguments."""
+    from charlstm.config import ModelConfig, TrainConfig
+    from charlstm.flags import FLAGS
+
+    by_flag = {flag: field for field, flag in FLAGS.items()}
+    types = {f.name: f.type for cls in (ModelConfig, TrainConfig) for f in dataclasses.fields(cls)}
+    options: dict[str, object] = {}
+    for name, value in zip(flags[::2], flags[1::2], strict=True):
+        field = by_flag[name]
+        kind = str(types.get(field, "str"))
+        options[field] = int(value) if kind == "int" else float(value) if kind.startswith("float") else value
+    return options
+
+
+def charlstm_worker(flags: list[str], corpus: Path, minutes: float, seed: int, launched: float) -> None:
+    import charlstm
     from charlstm.training.runlog import read_metrics
 
+    deadline = launched + minutes * 60
     with tempfile.TemporaryDirectory() as tmp:
-        command = [sys.executable, "-m", "charlstm", "--no-cache", "train", str(corpus), "--out", f"{tmp}/run"]
-        command += ["--eval-every", str(EVAL_EVERY), "--max-time", str(minutes), "--seed", str(seed), "-q", *args]
-        launched = time.time()
-        subprocess.run(command, check=True)
-        records = read_metrics(Path(tmp) / "run")
-    # Wall seconds since launch; a metrics line is written when the step is
-    # reported, just before an evaluation of that step begins.
-    return [{**r, "elapsed": r["time"] - launched} for r in records]
+        options = {"eval_every": EVAL_EVERY, "seed": seed, **_api_options(flags)}
+        charlstm.train(corpus, f"{tmp}/run", should_stop=lambda: time.time() >= deadline, **options)
+        # Wall seconds since launch; a metrics line is written when its step
+        # is reported, just before an evaluation of that step begins.
+        records = [{**r, "elapsed": r["time"] - launched} for r in read_metrics(Path(tmp) / "run")]
+        last = max((r for r in records if "val_loss" in r), key=lambda r: r["step"], default=None)
+        final = charlstm.load(f"{tmp}/run", prefer="latest")
+        if last is None or last["step"] != final.step:
+            # Stopped by the clock between evaluations: score where it stopped.
+            stopped = time.time() - launched
+            score = final.evaluate(final.validation_text())
+            records.append({"step": final.step, "elapsed": stopped, "val_loss": score.loss})
+    print(json.dumps({"records": records, "steps": final.train_config.steps}))
+
+
+def run_charlstm(flags: list[str], minutes: float, corpus: Path, seed: int, system_malloc: bool) -> list[dict]:
+    return _child("charlstm", corpus, minutes, seed, 0.0, system_malloc, flags)["records"]
 
 
 # ---- PyTorch: a child process per run (`--worker`), records on its stdout
@@ -135,7 +162,7 @@ def _torch_model(vocab: int, embed: int, hidden: int, layers: int, dropout: floa
     return CharLSTM()
 
 
-def _torch_val_loss(model, val_ids, streams: int = 64) -> float:
+def _torch_val_loss(model, val_ids, device, streams: int = 64) -> float:
     import numpy as np
     import torch
 
@@ -143,18 +170,18 @@ def _torch_val_loss(model, val_ids, streams: int = 64) -> float:
 
     model.eval()
     layout = stream_layout(len(val_ids) - 1, streams)
-    state, total = None, 0.0
+    state, total = None, torch.zeros((), dtype=torch.float64, device=device)
     with torch.no_grad():
         for inputs, targets, mask in windows(val_ids, layout):
-            logits, state = model(torch.from_numpy(inputs.astype(np.int64)), state)
+            logits, state = model(torch.from_numpy(inputs.astype(np.int64)).to(device), state)
             losses = torch.nn.functional.cross_entropy(
                 logits.reshape(-1, logits.shape[-1]),
-                torch.from_numpy(targets.astype(np.int64)).reshape(-1),
+                torch.from_numpy(targets.astype(np.int64)).to(device).reshape(-1),
                 reduction="none",
             )
-            total += float((losses * torch.from_numpy(mask).reshape(-1)).sum())
+            total += (losses * torch.from_numpy(mask).to(device).reshape(-1)).sum()
     model.train()
-    return total / int(layout.lengths.sum())
+    return float(total) / int(layout.lengths.sum())
 
 
 def _recipe_schedule(peak: float, steps: int):
@@ -179,20 +206,24 @@ def torch_worker(name: str, corpus: Path, minutes: float, seed: int, lr: float, 
 
     torch.set_num_threads(os.cpu_count() or 1)
     torch.manual_seed(seed)
+    # On the same accelerator charlstm gets: a GPU where there is one.
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     text = corpus.read_text(encoding="utf-8")
     vocab = Vocab.from_text(text)
     train_ids, val_ids = split(vocab.encode(text), 0.1)
     recipe = name == "torch-recipe"
     embed, hidden, layers = (64, 256, 2) if recipe else TORCH_RUNS[name]  # type: ignore[misc]
-    model = _torch_model(vocab.size, embed, hidden, layers, 0.2 if recipe else 0.0)
+    model = _torch_model(vocab.size, embed, hidden, layers, 0.2 if recipe else 0.0).to(device)
     budget = minutes * 60
     records: list[dict] = []
 
     if recipe:
-        with torch.no_grad():  # the forget gate's bias starts at 1, as charlstm's does
+        with torch.no_grad():  # biases start at zero but the forget gate's, at 1, as charlstm's do
             for name_, p in model.lstm.named_parameters():
+                if name_.startswith("bias"):
+                    p.zero_()
                 if name_.startswith("bias_ih"):
-                    p[hidden : 2 * hidden] = 1.0
+                    p[hidden : 2 * hidden] = 1.0  # nn.LSTM's gate order is input, forget, cell, output
         decayed = [p for n, p in model.named_parameters() if p.ndim == 2 and not n.startswith("embed")]
         others = [p for n, p in model.named_parameters() if not (p.ndim == 2 and not n.startswith("embed"))]
         groups = [{"params": decayed, "weight_decay": 0.1}, {"params": others, "weight_decay": 0.0}]
@@ -202,9 +233,9 @@ def torch_worker(name: str, corpus: Path, minutes: float, seed: int, lr: float, 
         def batch(step: int):
             window = streams.window(step)
             return (
-                torch.from_numpy(window.inputs.astype(np.int64)),
-                torch.from_numpy(window.targets.astype(np.int64)),
-                torch.from_numpy(window.reset),
+                torch.from_numpy(window.inputs.astype(np.int64)).to(device),
+                torch.from_numpy(window.targets.astype(np.int64)).to(device),
+                torch.from_numpy(window.reset).to(device),
             )
     else:
         opt = torch.optim.Adam(model.parameters(), lr=2e-3)
@@ -213,6 +244,7 @@ def torch_worker(name: str, corpus: Path, minutes: float, seed: int, lr: float, 
         def batch(step: int):
             starts = rng.integers(0, len(train_ids) - 128 - 1, 64)
             window = torch.from_numpy(np.stack([train_ids[s : s + 129] for s in starts]).astype(np.int64))
+            window = window.to(device)
             return window[:, :-1], window[:, 1:], None
 
     def train_step(step: int, state):
@@ -234,8 +266,10 @@ def torch_worker(name: str, corpus: Path, minutes: float, seed: int, lr: float, 
         # Fit the schedule to the budget from a timing of this very step, then
         # put the model, the optimizer and the random state back as they were.
         saved = copy.deepcopy(model.state_dict()), copy.deepcopy(opt.state_dict())
+        for probe in range(2):  # the first steps pay one-off costs: not timed
+            _, state = train_step(probe, state)
         t0 = time.perf_counter()
-        for probe in range(12):
+        for probe in range(2, 14):
             _, state = train_step(probe, state)
         seconds_per_step = (time.perf_counter() - t0) / 12
         model.load_state_dict(saved[0])
@@ -248,9 +282,10 @@ def torch_worker(name: str, corpus: Path, minutes: float, seed: int, lr: float, 
     step = 0
     while True:
         elapsed = time.time() - launched
-        if step % EVAL_EVERY == 0 and step > 0:
-            records.append({"step": step, "elapsed": elapsed, "val_loss": _torch_val_loss(model, val_ids)})
-        if time.time() - launched >= budget or (steps is not None and step >= steps):
+        over = elapsed >= budget or (steps is not None and step >= steps)
+        if (step % EVAL_EVERY == 0 and step > 0) or over:
+            records.append({"step": step, "elapsed": elapsed, "val_loss": _torch_val_loss(model, val_ids, device)})
+        if over:
             break
         if recipe:
             for g in opt.param_groups:
@@ -259,19 +294,26 @@ def torch_worker(name: str, corpus: Path, minutes: float, seed: int, lr: float, 
         step += 1
         if step % 10 == 0:
             records.append({"step": step, "elapsed": time.time() - launched, "train_loss": loss})
-    records.append({"step": step, "elapsed": time.time() - launched, "val_loss": _torch_val_loss(model, val_ids)})
-    print(json.dumps({"records": records, "steps": steps, "lr": lr if recipe else 2e-3}))
+    print(json.dumps({"records": records, "steps": steps, "lr": lr if recipe else 2e-3, "device": str(device)}))
 
 
-def run_torch(name: str, corpus: Path, minutes: float, seed: int, lr: float, system_malloc: bool) -> dict:
+def _child(
+    worker: str, corpus: Path, minutes: float, seed: int, lr: float, system_malloc: bool, flags: list[str] | None = None
+) -> dict:
+    """One run in a child process of its own, its clock started at launch."""
     from charlstm.runtime.hostmem import ENV_OFF
 
     env = {**os.environ, ENV_OFF: "1" if system_malloc else "0"}
     launched = time.time()
-    command = [sys.executable, __file__, "--worker", name, "--corpus", str(corpus), "--minutes", str(minutes)]
+    command = [sys.executable, __file__, "--worker", worker, "--corpus", str(corpus), "--minutes", str(minutes)]
     command += ["--seeds", str(seed), "--lr", str(lr), "--launched", repr(launched)]
+    command += ["--charlstm-args", shlex.join(flags or [])]
     out = subprocess.run(command, env=env, check=True, stdout=subprocess.PIPE, text=True).stdout
     return json.loads(out.splitlines()[-1])
+
+
+def run_torch(name: str, corpus: Path, minutes: float, seed: int, lr: float, system_malloc: bool) -> dict:
+    return _child(name, corpus, minutes, seed, lr, system_malloc)
 
 
 # ---- marks
@@ -316,7 +358,11 @@ def main() -> None:
         from charlstm.runtime.hostmem import keep_host_memory
 
         keep_host_memory()  # does nothing when the parent set CHARLSTM_SYSTEM_MALLOC=1
-        torch_worker(args.worker, Path(args.corpus), args.minutes, args.seeds[0], args.lr, args.launched)
+        if args.worker == "charlstm":
+            flags = shlex.split(args.charlstm_args)
+            charlstm_worker(flags, Path(args.corpus), args.minutes, args.seeds[0], args.launched)
+        else:
+            torch_worker(args.worker, Path(args.corpus), args.minutes, args.seeds[0], args.lr, args.launched)
         return
     corpus = corpus_path(args.corpus)
     marks = [m for m in args.marks if m <= args.minutes]
@@ -332,11 +378,9 @@ def main() -> None:
     print(f"{'run':<28}{'seed':>5}" + "".join(f"{f'{m:g} min':>9}" for m in marks), flush=True)
     for name in args.runs:
         if name in CHARLSTM_RUNS:
-            env_note = {"CHARLSTM_SYSTEM_MALLOC": "1"} if args.system_malloc else {}
-            os.environ.update(env_note)
             for seed in args.seeds:
-                extra = shlex.split(args.charlstm_args)
-                record(name, seed, run_charlstm([*CHARLSTM_RUNS[name], *extra], args.minutes, corpus, seed))
+                flags = [*CHARLSTM_RUNS[name], *shlex.split(args.charlstm_args)]
+                record(name, seed, run_charlstm(flags, args.minutes, corpus, seed, args.system_malloc))
         elif name == "torch-recipe":
             swept = {}
             for lr in args.recipe_lrs:
@@ -354,7 +398,7 @@ def main() -> None:
                 record(name, seed, out["records"])
     summary = {
         label: {
-            m: statistics.median([s["best_val_loss_by_minute"][m] or math.inf for s in seeds.values()])
+            m: _median([s["best_val_loss_by_minute"][m] for s in seeds.values()])
             for m in seeds[next(iter(seeds))]["best_val_loss_by_minute"]
         }
         for label, seeds in results.items()

@@ -9,6 +9,9 @@ The public API (see `charlstm.api`):
     Model.generate(SampleConfig) -> list[str];  Model.stream(SampleConfig) -> Iterator[list[str]]
     Model.evaluate(text) -> Score (loss, bits_per_char, perplexity, chars, skipped)
     Model.inspect(text) -> Inspection (gates, c, h and predictions per character)
+    Model.complete(SampleConfig) -> list[Completion] (text, finish_reason)
+    Model.export_html(path, half=False);  Model.export_weights(directory)
+    app(model, api_key=None, **ServeConfig fields) -> ASGI app;  serve(model, host, port, ...)
     tune(corpus, ...) -> Search;  list_runs(runs_dir) -> [RunSummary];  describe(path) -> Meta
 
 They are imported on first use, so `import charlstm` (and `charlstm --help`)
@@ -29,6 +32,8 @@ _EXPORTS = {
     "tune": "charlstm.api",
     "list_runs": "charlstm.api",
     "describe": "charlstm.api",
+    "app": "charlstm.api",
+    "serve": "charlstm.api",
     "Model": "charlstm.api",
     "TrainingDiverged": "charlstm.api",
     "Score": "charlstm.core.scorer",
@@ -36,6 +41,7 @@ _EXPORTS = {
     "ModelConfig": "charlstm.config",
     "TrainConfig": "charlstm.config",
     "SampleConfig": "charlstm.config",
+    "ServeConfig": "charlstm.config",
     "CharlstmError": "charlstm.errors",
     "enable_compilation_cache": "charlstm.runtime.compile_cache",
     "keep_host_memory": "charlstm.runtime.hostmem",
@@ -47,22 +53,25 @@ __all__ = [
     "ModelConfig",
     "SampleConfig",
     "Score",
+    "ServeConfig",
     "TrainConfig",
     "TrainingDiverged",
     "__version__",
+    "app",
     "describe",
     "enable_compilation_cache",
     "keep_host_memory",
     "list_runs",
     "load",
     "resume",
+    "serve",
     "train",
     "tune",
 ]
 
 if TYPE_CHECKING:
-    from charlstm.api import Model, TrainingDiverged, describe, list_runs, load, resume, train, tune
-    from charlstm.config import ModelConfig, SampleConfig, TrainConfig
+    from charlstm.api import Model, TrainingDiverged, app, describe, list_runs, load, resume, serve, train, tune
+    from charlstm.config import ModelConfig, SampleConfig, ServeConfig, TrainConfig
     from charlstm.core.scorer import Score
     from charlstm.errors import CharlstmError
     from charlstm.introspect.record import Inspection

@@ -20,22 +20,25 @@ from pathlib import Path
 from typing import Any
 
 from charlstm import presets
-from charlstm.config import FINE_TUNE_LEARNING_RATE, ModelConfig, SampleConfig, TrainConfig
-from charlstm.core.model import Params, count_params
-from charlstm.core.sampler import sample_texts, stream_texts
+from charlstm.config import FINE_TUNE_LEARNING_RATE, ModelConfig, SampleConfig, ServeConfig, TrainConfig
+from charlstm.core.generation import Completion, complete, default_prime, sample_texts, stream_texts
+from charlstm.core.model import Params, count_params, param_count
 from charlstm.core.scorer import Score, make_scorer
 from charlstm.errors import CharlstmError, CheckpointError, ConfigError, CorpusError
+from charlstm.export import page, weights
 from charlstm.flags import flag
 from charlstm.introspect import record
+from charlstm.plots import curves
 from charlstm.text import manifest, streams
+from charlstm.text.corpus import read_corpus, resolve_corpus_path
 from charlstm.text.tokens import open_tokens, prepare
 from charlstm.text.vocab import Vocab
 from charlstm.training import catalog, checkpoint, distributed, events, session
 from charlstm.training import tune as tuning
 from charlstm.training.run import RUNS_DIR, Run
+from charlstm.training.runlog import read_metrics
+from charlstm.training.session import EventHandler, StopCheck
 
-EventHandler = Callable[[Any], None]
-StopCheck = Callable[[], bool]
 _MODEL_FIELDS = frozenset(f.name for f in dataclasses.fields(ModelConfig))
 
 
@@ -43,17 +46,16 @@ class TrainingDiverged(CharlstmError):
     """Training stopped because a loss, the gradients or the parameters stopped
     being finite. The run directory keeps its last good checkpoint."""
 
-    def __init__(self, step: int, run_dir: Path, learning_rate: float, steps: int):
+    def __init__(
+        self, step: int, run_dir: Path, learning_rate: float, steps: int, last_good: Path | None, last_good_step: int
+    ):
         super().__init__(f"training diverged at step {step}; the newest checkpoint in {run_dir} is the last good one")
         self.step = step
         self.run_dir = run_dir
         self.learning_rate = learning_rate  # the peak learning rate it diverged with
         self.steps = steps  # the run's planned total
-        try:
-            directory, self.last_good_step = checkpoint.locate(run_dir, prefer=checkpoint.LATEST)
-            self.last_good: Path | None = directory / str(self.last_good_step)
-        except CheckpointError:  # diverged before its first save
-            self.last_good, self.last_good_step = None, 0
+        self.last_good = last_good  # the newest checkpoint's step directory; None if it diverged before one
+        self.last_good_step = last_good_step
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,8 +72,12 @@ class Model:
     train_seconds: float
     history: list[dict[str, float]]  # validation passes: step, val_loss, train_seconds
     corpus_path: str
+    corpus_sha256: str
     corpus: dict[str, Any] = dataclasses.field(default_factory=dict)  # what the run read (text/manifest.py)
     init_from: dict[str, Any] | None = None  # the checkpoint a fine-tuned run started from
+    # How the training session that returned this model ended ("done", "time
+    # limit", "interrupted" or "patience"); None for a model loaded from disk.
+    ended: str | None = None
 
     @property
     def num_params(self) -> int:
@@ -86,16 +92,25 @@ class Model:
         seed: int = SampleConfig.seed,
         top_k: int = SampleConfig.top_k,
         top_p: float = SampleConfig.top_p,
+        stop: Sequence[str] = (),
     ) -> str:
-        """`length` new characters continuing `prime` (not included); a model
-        trained on several documents starts a new one, and ends its sample
-        where it ends that document (so the text can be shorter)."""
-        request = SampleConfig(length, temperature, prime, seed, top_k=top_k, top_p=top_p)
+        """`length` new characters continuing `prime` (not included), or
+        fewer: up to the first of the `stop` texts (not included), or, for a
+        model trained on several documents, to the end of the document it
+        writes (every sample starts a new one)."""
+        request = SampleConfig(length, temperature, prime, seed, top_k=top_k, top_p=top_p, stop=tuple(stop))
         return self.generate(request)[0]
 
     def generate(self, request: SampleConfig) -> list[str]:
         """`request.num_samples` texts, generated together in one batch."""
         return sample_texts(self.model_config, self.params, self.vocab, request)
+
+    def complete(self, request: SampleConfig) -> list[Completion]:
+        """The texts of `generate`, each with why it ended: `finish_reason`
+        is "stop" where one of `request.stop` ended it, "end" where the
+        model ended its document (a model of several documents), else
+        "length"."""
+        return complete(self.model_config, self.params, self.vocab, request)
 
     def stream(self, request: SampleConfig, chunk: int = 256) -> Iterator[list[str]]:
         """The same texts as `generate`, a piece of each at a time as it is generated."""
@@ -130,17 +145,56 @@ class Model:
             truncated=max(0, len(text) - max_chars),
         )
 
+    @property
+    def default_prime(self) -> str:
+        """What a sample starts from when no prime is given."""
+        return default_prime(self.vocab)
+
+    def export_html(self, path: str | Path, half: bool = False) -> page.ExportedPage:
+        """Write one self-contained HTML page that runs this model in a
+        browser: its weights (float32, or float16 with `half`, half the
+        size), a JavaScript forward pass of its cell, and controls to write
+        with it. Nothing is fetched; it opens from file://."""
+        title = f"charlstm: {self._run_name()}"
+        describe = f"{self.model_config.describe()} at step {self.step}"
+        return page.write_page(
+            Path(path), self.model_config, self.vocab, self.params, half=half, title=title, describe=describe
+        )
+
+    def export_weights(self, directory: str | Path) -> weights.ExportedWeights:
+        """Write `directory`/model.safetensors (the parameters, float32) and
+        model.json (configuration, vocabulary, tensor names and shapes):
+        enough to run the model anywhere, with NumPy alone
+        (examples/numpy_forward.py); nothing in them is code."""
+        source = {
+            "checkpoint": str(self.path),
+            "step": self.step,
+            "corpus": self.corpus_path,
+            "best_val_loss": self.best_val_loss,
+        }
+        return weights.write_weights(Path(directory), self.model_config, self.vocab, self.params, source)
+
+    def _run_name(self) -> str:
+        """The run directory's name (a checkpoint is RUN/checkpoints/KIND/STEP)."""
+        parts = self.path.parts
+        return parts[-4] if len(parts) >= 4 and parts[-3] == "checkpoints" else self.path.name
+
     def validation_text(self) -> str:
         """The text validation scored and the model never trained on, read
-        again from the run's corpus (a model of several documents has the
-        boundary symbol before each)."""
-        entry = self.corpus or {"path": self.corpus_path}
+        again from the run's corpus, which must not have changed since (a
+        model of several documents has the boundary symbol before each)."""
+        entry = self.corpus or {"path": self.corpus_path, "sha256": self.corpus_sha256}
         try:
             corpus = prepare(manifest.source_of(entry))
         except CorpusError as err:
             raise CorpusError(
                 f"the run's corpus {self.corpus_path} is not there to take its validation text from ({err})"
             ) from None
+        if corpus.sha256 != self.corpus_sha256:
+            raise CorpusError(
+                f"the run's corpus {self.corpus_path} changed since it trained (sha256 differs), so its "
+                "validation text is not the one the model was scored on"
+            )
         tokens = open_tokens(corpus, self.vocab)
         hashes = [d.sha256 for d in corpus.train]
         held_out = streams.split_documents(tokens, self.train_config.val_fraction, hashes)
@@ -164,6 +218,51 @@ class Model:
         return text, skipped
 
 
+def app(model: Model, *, api_key: str | None = None, **limits: Any) -> Any:
+    """The HTTP server for `model` as an ASGI application (Starlette), to
+    run under any ASGI server or mount in your own: POST /v1/generate,
+    GET /v1/model, GET /healthz and a page at /. `limits` are ServeConfig
+    fields (max_length=, max_samples=, timeout_s=, max_batch=, ...);
+    with `api_key` every endpoint but /healthz and the page needs
+    `Authorization: Bearer KEY`. Needs the serve extra."""
+    try:
+        from charlstm.serve.app import create_app
+    except ImportError as err:
+        raise CharlstmError(
+            f"serving needs the serve extra ({err.name} is missing): pip install 'charlstm[serve]'"
+        ) from None
+    try:
+        config = ServeConfig(**limits)
+    except TypeError as err:
+        raise ConfigError(f"unknown server option: {err}") from None
+    about = {"checkpoint": str(model.path), "step": model.step, "best_val_loss": model.best_val_loss}
+    return create_app(model.model_config, model.params, model.vocab, limits=config, api_key=api_key, about=about)
+
+
+def serve(
+    model: Model,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    *,
+    api_key: str | None = None,
+    access_log: bool = False,
+    on_ready: Callable[[], None] | None = None,
+    on_stop: Callable[[int], None] | None = None,
+    **limits: Any,
+) -> None:
+    """Serve `app(model, ...)` with uvicorn on host:port until SIGTERM or
+    Ctrl-C, which stop taking connections, let the requests in flight
+    finish, and return. `on_ready` is called once it listens, `on_stop`
+    with the signal that stops it."""
+    application = app(model, api_key=api_key, **limits)
+    from charlstm.serve import server
+
+    if not 1 <= port <= 65535:
+        raise ConfigError(f"{flag('port')} must be from 1 to 65535, got {port}")
+    drain = application.state.limits.timeout_s + 5  # every request in flight can finish
+    server.run(application, host, port, drain_s=drain, access_log=access_log, on_ready=on_ready, on_stop=on_stop)
+
+
 def load(path: str | Path | None = None, prefer: str = checkpoint.BEST) -> Model:
     """A run directory (its best checkpoint by validation loss, or with
     `prefer="latest"` its newest), or one checkpoint step directory; by
@@ -180,6 +279,7 @@ def load(path: str | Path | None = None, prefer: str = checkpoint.BEST) -> Model
         train_seconds=ckpt.train_seconds,
         history=ckpt.history,
         corpus_path=ckpt.corpus_path,
+        corpus_sha256=ckpt.corpus_sha256,
         corpus=ckpt.corpus,
         init_from=ckpt.init_from,
     )
@@ -294,8 +394,14 @@ def _train(
         on_event(events.Opened(run_dir, run.corpus.path, run.model_config, run.train_config, params, resumed, shipped))
     finished = session.train(run, run_dir, on_event, should_stop, devices)
     if finished.reason == "diverged":
-        raise TrainingDiverged(finished.step, run_dir, run.train_config.learning_rate, run.train_config.steps)
-    return load(run_dir)
+        try:
+            directory, good_step = checkpoint.locate(run_dir, prefer=checkpoint.LATEST)
+            last_good: Path | None = directory / str(good_step)
+        except CheckpointError:  # diverged before its first save
+            last_good, good_step = None, 0
+        tc = run.train_config
+        raise TrainingDiverged(finished.step, run_dir, tc.learning_rate, tc.steps, last_good, good_step)
+    return dataclasses.replace(load(run_dir), ended=finished.reason)
 
 
 def tune(
@@ -344,8 +450,31 @@ def list_runs(runs_dir: str | Path = RUNS_DIR) -> list[catalog.RunSummary]:
     return catalog.list_runs(Path(runs_dir))
 
 
-def describe(path: str | Path) -> checkpoint.Meta:
+@dataclasses.dataclass(frozen=True)
+class Description:
+    meta: checkpoint.Meta  # configs, vocabulary, corpus, metrics, the stored JSON
+    params: int  # parameters of the model it describes
+    validation: str  # what its validation text is, in words
+
+
+def describe(path: str | Path) -> Description:
     """A checkpoint's configuration, vocabulary, corpus and metrics, from its
     metadata alone (no arrays are read): a run directory's best checkpoint,
     or one step directory."""
-    return checkpoint.describe(Path(path))
+    meta = checkpoint.describe(Path(path))
+    validation = manifest.describe_validation(meta.corpus, meta.train_config.val_fraction)
+    return Description(meta, param_count(meta.model_config), validation)
+
+
+def read_text(path: str | Path) -> tuple[Path, str]:
+    """A UTF-8 text file (or a shipped corpus by its name) and its text."""
+    found, _ = resolve_corpus_path(str(path))
+    return found, read_corpus(found).text
+
+
+def plot_runs(run_dirs: list[Path], out: Path, *, width_px: int = 1200, height_px: int = 450) -> Path:
+    """Training and validation loss of the runs against step and time, overlaid, as a PNG (the plot extra)."""
+    for run_dir in run_dirs:
+        if not run_dir.is_dir():
+            raise CharlstmError(f"not a run directory: {run_dir}")
+    return curves.plot_runs([(str(d), read_metrics(d)) for d in run_dirs], out, width_px=width_px, height_px=height_px)

@@ -144,6 +144,12 @@ class TrainConfig:
 FINE_TUNE_LEARNING_RATE = 3e-3
 
 
+# Enough for any separator a user would stop at, and small enough that
+# looking for them after every piece of text costs nothing.
+MAX_STOPS = 16
+MAX_STOP_CHARS = 256
+
+
 @dataclass(frozen=True)
 class SampleConfig:
     """How to generate text from a trained model.
@@ -157,6 +163,9 @@ class SampleConfig:
     top_k: int = 0  # keep only the k most likely characters; 0 keeps all
     top_p: float = 1.0  # keep the fewest most likely characters holding this much probability; 1 keeps all
     num_samples: int = 1  # independent samples, generated together as one batch
+    # End a sample at the first occurrence of any of these texts in what it
+    # generates (the stop text itself is left out); () never stops early.
+    stop: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         _check(self.length >= 1, f"{flag('length')} must be >= 1, got {self.length}")
@@ -165,6 +174,39 @@ class SampleConfig:
         # p = 0 would keep nothing; NaN fails the comparison and is refused too.
         _check(0 < self.top_p <= 1, f"{flag('top_p')} must be in (0, 1], got {self.top_p}")
         _check(self.num_samples >= 1, f"{flag('num_samples')} must be >= 1, got {self.num_samples}")
+        _check(not isinstance(self.stop, str), f"{flag('stop')} must be a list of texts, not one string")
+        object.__setattr__(self, "stop", tuple(self.stop))  # a list from JSON or a caller: frozen like the rest
+        _check(all(isinstance(s, str) for s in self.stop), f"{flag('stop')} must be texts, got {list(self.stop)!r}")
+        _check(len(self.stop) <= MAX_STOPS, f"at most {MAX_STOPS} {flag('stop')} texts, got {len(self.stop)}")
+        _check(all(self.stop), f"{flag('stop')} must not be empty: an empty text would end every sample at once")
+        longest = max(map(len, self.stop), default=0)
+        _check(
+            longest <= MAX_STOP_CHARS, f"a {flag('stop')} text is at most {MAX_STOP_CHARS} characters, got {longest}"
+        )
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """What `charlstm serve` allows a request, and how it batches them."""
+
+    max_length: int = 4000  # characters a sample may ask for
+    max_samples: int = 16  # samples (n) one request may ask for
+    max_body_bytes: int = 65536  # a request's JSON body
+    timeout_s: float = 120.0  # a request still generating after this is ended (408)
+    max_batch: int = 64  # rows generated together in one compiled call
+    chunk: int = 32  # characters per call: how often rows can join or leave, and stream
+    max_waiting: int = 512  # rows queued to join the batch; more and requests get 503
+
+    def __post_init__(self) -> None:
+        for name in ("max_length", "max_samples", "max_body_bytes", "max_batch", "chunk", "max_waiting"):
+            value = getattr(self, name)
+            _check(value >= 1, f"{flag(name)} must be >= 1, got {value}")
+        _check(self.timeout_s > 0, f"{flag('timeout_s')} must be > 0 seconds, got {self.timeout_s}")
+        _check(
+            self.max_samples <= self.max_batch,
+            f"{flag('max_samples')} ({self.max_samples}) must be at most {flag('max_batch')} ({self.max_batch}): "
+            "a request's samples are generated together",
+        )
 
 
 _JSON_TYPES: dict[str, tuple[type, ...]] = {

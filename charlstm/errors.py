@@ -1,9 +1,13 @@
-"""The one exception family the library raises for a user's mistake.
+"""The one exception family the library raises for a user's mistake, and
+how paths are shown in what users are told.
 
 The CLI turns any `CharlstmError` into a one-line message and exit status 2
 (after one line for each of its `details`, such as the files that are not
 text); anything else is a bug and keeps its traceback.
 """
+
+import os
+from pathlib import Path
 
 
 class CharlstmError(Exception):
@@ -27,3 +31,9 @@ class CorpusError(CharlstmError):
 
 class CheckpointError(CharlstmError):
     """A checkpoint is missing, incomplete, foreign or inconsistent."""
+
+
+def shown(path: str | Path) -> str:
+    """A path as short as it can be shown: relative to here when it is below here."""
+    relative = os.path.relpath(path)
+    return str(path) if relative.startswith("..") else relative

@@ -43,6 +43,7 @@ FLAGS: Mapping[str, str] = {
     "top_k": "--top-k",
     "top_p": "--top-p",
     "num_samples": "--num-samples",
+    "stop": "--stop",
     # Arguments of charlstm.train / resume that are not config fields
     "out": "--out",
     "preset": "--preset",
@@ -57,6 +58,26 @@ FLAGS: Mapping[str, str] = {
     "init_from": "--init-from",
     "checkpoint": "--checkpoint",  # the model to sample, as `charlstm sample` names it
     "max_chars": "--max-chars",  # Model.inspect's, as `charlstm inspect` names it
+    "streams": "--streams",  # Model.evaluate's, as `charlstm eval` names it
+    # charlstm.tune's
+    "trials": "--trials",
+    "budget_s": "--budget-s",
+    "grid": "--grid",
+    # charlstm export
+    "html": "--html",
+    "half": "--half",
+    "weights": "--weights",
+    # charlstm serve (ServeConfig and the server's address)
+    "host": "--host",
+    "port": "--port",
+    "api_key": "--api-key",
+    "max_length": "--max-length",
+    "max_samples": "--max-samples",
+    "max_body_bytes": "--max-body",
+    "timeout_s": "--timeout",
+    "max_batch": "--max-batch",
+    "chunk": "--chunk",
+    "max_waiting": "--max-waiting",
 }
 
 

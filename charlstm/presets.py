@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from charlstm.errors import ConfigError
+from charlstm.flags import flag
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,7 @@ def get(name: str) -> Preset:
     try:
         return PRESETS[name]
     except KeyError:
-        raise ConfigError(f"--preset must be one of {', '.join(PRESETS)}, got {name!r}") from None
+        raise ConfigError(f"{flag('preset')} must be one of {', '.join(PRESETS)}, got {name!r}") from None
 
 
 def apply(name: str | None, model: dict[str, Any], train: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

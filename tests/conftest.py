@@ -17,7 +17,7 @@ os.environ.pop("CHARLSTM_NO_CACHE", None)
 os.environ["CHARLSTM_CORPUS_CACHE"] = tempfile.mkdtemp(prefix="charlstm-test-corpora-")
 atexit.register(shutil.rmtree, os.environ["CHARLSTM_CORPUS_CACHE"], ignore_errors=True)
 # The tests' models are tiny, and for tiny buffers charlstm's malloc settings
-# (charlstm/hostmem.py) cost about 20% of the suite's time; test_hostmem.py
+# (charlstm/runtime/hostmem.py) cost about 20% of the suite's time; test_hostmem.py
 # tests them in child processes that set this variable themselves.
 os.environ["CHARLSTM_SYSTEM_MALLOC"] = "1"
 

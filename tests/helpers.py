@@ -53,3 +53,25 @@ def assert_trees_equal(a, b) -> None:
     assert tree_a == tree_b
     for x, y in zip(flat_a, flat_b, strict=True):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def perturbed_checkpoint(corpus_path: Path, run_dir: Path, model: dict | None = None, seed: int = 0) -> Path:
+    """A run directory holding one checkpoint of a tiny model whose every
+    parameter (gains and biases too) is its initial value plus N(0, 0.5^2)
+    noise: no training to wait for, and no term of the cell left at a
+    neutral value that would hide a mistake in code that re-implements it."""
+    import dataclasses
+
+    from charlstm.training.checkpoint import CheckpointWriter
+
+    run = new_tiny_run(corpus_path, model)
+    leaves, tree = jax.tree_util.tree_flatten(run.state.params)
+    keys = jax.random.split(jax.random.PRNGKey(seed), len(leaves))
+    noisy = [x + 0.5 * jax.random.normal(k, x.shape, x.dtype) for x, k in zip(leaves, keys, strict=True)]
+    state = run.state.replace(params=jax.tree_util.tree_unflatten(tree, noisy))
+    writer = CheckpointWriter(run_dir)
+    try:
+        writer.save(dataclasses.replace(run, state=state), best=True)
+    finally:
+        writer.close()
+    return run_dir

@@ -72,6 +72,13 @@ def test_refuses_a_run_directory_whose_checkpoints_could_not_be_read_back(runner
     assert result.exit_code == 2
     assert f"run directory {run_dir}: its path contains [ ]" in result.stderr
     assert not run_dir.exists()
+    # A run moved under such a path says why it cannot be read, and is never written to.
+    good = tmp_path / "good"
+    assert _train(runner, tiny_corpus, good, "--steps", "2").exit_code == 0
+    good.rename(run_dir.parent / "[moved]")
+    moved = runner.invoke(app, ["resume", str(run_dir.parent / "[moved]"), "--steps", "4"])
+    assert moved.exit_code == 2 and "its path contains [ ]" in moved.stderr
+    assert not (run_dir.parent / "[moved]" / "checkpoints" / "latest" / "4").exists()
 
 
 def _set_meta(run_dir: Path, **changes) -> None:
@@ -199,7 +206,7 @@ def test_bad_input_is_one_clear_line_and_status_2(runner, tmp_path, trained_run,
 def test_every_command_has_useful_help(runner):
     top = runner.invoke(app, ["--help"])
     assert top.exit_code == 0
-    for command in ("train", "sample", "resume", "eval", "runs", "info", "plot"):
+    for command in ("train", "sample", "resume", "eval", "runs", "info", "plot", "export", "serve"):
         assert command in top.stdout
         result = runner.invoke(app, [command, "--help"])
         assert result.exit_code == 0

@@ -1,4 +1,4 @@
-"""Data-parallel training over several devices and processes (charlstm/distributed.py).
+"""Data-parallel training over several devices and processes (charlstm/training/distributed.py).
 
 One device against two forced CPU devices, and one process against two
 real `charlstm train` processes joined by JAX's distributed runtime on the

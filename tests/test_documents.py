@@ -8,7 +8,7 @@ import pytest
 
 from charlstm.config import ModelConfig, SampleConfig
 from charlstm.core.model import CharLSTM, forward, init_params
-from charlstm.core.sampler import default_prime, sample_texts, stream_texts
+from charlstm.core.generation import complete, default_prime, sample_texts, stream_texts
 from charlstm.text.vocab import BOUNDARY, Vocab
 
 VOCAB = Vocab("\nab" + BOUNDARY)
@@ -54,7 +54,9 @@ def test_samples_start_a_document_and_end_where_the_model_ends_it():
     assert default_prime(VOCAB) == BOUNDARY
     request = SampleConfig(length=12, seed=3, num_samples=2)
     assert sample_texts(config, _biased(config, BOUNDARY), VOCAB, request) == ["", ""]
+    assert [c.finish_reason for c in complete(config, _biased(config, BOUNDARY), VOCAB, request)] == ["end"] * 2
     assert sample_texts(config, _biased(config, "a"), VOCAB, request) == ["a" * 12] * 2
+    assert [c.finish_reason for c in complete(config, _biased(config, "a"), VOCAB, request)] == ["length"] * 2
     # A prime is read as the start of a document: the boundary, then the prime.
     params = init_params(config, jax.random.PRNGKey(4))
     primed = SampleConfig(length=40, seed=5, prime="ab\na", temperature=1.0)

@@ -84,7 +84,7 @@ def test_damaged_arrays_behind_good_metadata_give_a_clean_error(damaged, how):
             path.unlink()
         else:
             path.write_bytes(path.read_bytes()[:3])
-    with pytest.raises(CheckpointError, match="cannot read checkpoint .*: its arrays are damaged"):
+    with pytest.raises(CheckpointError, match="cannot read checkpoint .*: its arrays are missing or damaged"):
         checkpoint.load(damaged)
 
 
@@ -141,7 +141,7 @@ def test_an_absurd_model_size_in_metadata_is_refused_at_once(saved_run, tmp_path
 
 def test_same_seed_gives_the_same_parameters_and_samples(tiny_corpus, tmp_path):
     from charlstm.config import SampleConfig
-    from charlstm.core.sampler import sample_text
+    from charlstm.core.generation import sample_text
 
     a, b = new_tiny_run(tiny_corpus, steps=6), new_tiny_run(tiny_corpus, steps=6)
     train(a, tmp_path / "a")

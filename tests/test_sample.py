@@ -10,16 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from charlstm.config import ModelConfig, SampleConfig
+from charlstm.core.generation import sample_text, sample_texts, stream_texts
 from charlstm.core.model import CharLSTM, forward, init_params, zero_carry
-from charlstm.core.sampler import (
-    filter_logits,
-    filtering_on,
-    generate,
-    sample_chunk,
-    sample_text,
-    sample_texts,
-    stream_texts,
-)
+from charlstm.core.sampler import filter_logits, filtering_on, generate, sample_chunk
 from charlstm.errors import CharlstmError
 from charlstm.text.vocab import Vocab
 

@@ -2,7 +2,8 @@
 
 `app` holds the Typer application and what every command shares (consoles,
 one-line errors, exit statuses); `training` (train, resume), `sampling`
-(sample), `tuning` (tune) and `inspection` (eval, inspect, runs, info, plot)
+(sample), `tuning` (tune), `inspection` (eval, inspect, runs, info, plot) and
+`exporting` (export), `serving` (serve)
 hold the commands, each parsing its options, calling `charlstm.api` and
 rendering what comes back. `display` is the live training display, `tables`
 and `inspect_tables` the rich tables, `records` the `--json` output,
@@ -10,7 +11,7 @@ and `inspect_tables` the rich tables, `records` the `--json` output,
 registered here, in the order `--help` lists them.
 """
 
-from charlstm.cli import inspection, sampling, training, tuning
+from charlstm.cli import exporting, inspection, sampling, serving, training, tuning
 from charlstm.cli.app import app, main
 
 app.command()(training.train)
@@ -22,5 +23,7 @@ app.command("inspect")(inspection.inspect_model)
 app.command("runs")(inspection.list_runs)
 app.command()(inspection.info)
 app.command()(inspection.plot)
+app.command()(exporting.export)
+app.command()(serving.serve)
 
 __all__ = ["app", "main"]

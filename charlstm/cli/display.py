@@ -26,8 +26,8 @@ from rich.progress import (
 
 from charlstm.cli.format import duration as _duration
 from charlstm.cli.format import loss_text as _loss_text
+from charlstm.errors import shown
 from charlstm.flags import as_options
-from charlstm.text.corpus import shown
 from charlstm.training import events
 
 QUIET, NORMAL, VERBOSE = 0, 1, 2

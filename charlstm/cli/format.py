@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from charlstm.units import LN2
+from charlstm.units import bits
 
 
-def loss_text(nats: float | None, digits: int = 3) -> str:
+def loss_text(nats: float | None, digits: int = 3, unit: str = " bpc") -> str:
     """A loss in nats per character, with its bits per character."""
-    return "-" if nats is None else f"{nats:.{digits}f} ({nats / LN2:.{digits - 1}f} bpc)"
+    return "-" if nats is None else f"{nats:.{digits}f} ({bits(nats):.{digits - 1}f}{unit})"
 
 
 def duration(seconds: float) -> str:

@@ -8,6 +8,7 @@ from pathlib import Path
 from rich import box
 from rich.table import Table
 
+from charlstm.flags import flag
 from charlstm.introspect.features import FEATURES, UnitScore
 from charlstm.introspect.record import LABELS, SATURATED_HIGH, SATURATED_LOW, Inspection, Saturation
 
@@ -28,7 +29,7 @@ def summary_table(source: str, where: Path, inspection: Inspection, page: Path) 
         listed = ", ".join(f"{c!r} x{k}" for c, k in sorted(inspection.skipped.items(), key=lambda kv: -kv[1])[:10])
         table.add_row("skipped (not in vocabulary)", f"{sum(inspection.skipped.values()):,}: {listed}")
     if inspection.truncated:
-        table.add_row("not read (--max-chars)", f"{inspection.truncated:,}")
+        table.add_row(f"not read ({flag('max_chars')})", f"{inspection.truncated:,}")
     table.add_row("loss", f"{inspection.loss:.4f} nats/char ({inspection.bits_per_char:.4f} bits per char)")
     table.add_row("page", str(page))
     return table

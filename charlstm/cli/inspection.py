@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from charlstm.cli.app import AsJson, fail, print_table, say, use_cache, user_errors
-from charlstm.errors import CharlstmError
+from charlstm.errors import CharlstmError, shown
+from charlstm.flags import flag
 
 if TYPE_CHECKING:
     from charlstm.api import Model
@@ -24,14 +25,17 @@ def evaluate(
     ] = None,
     streams: Annotated[
         int | None,
-        typer.Option(help="Parallel streams to read the text in [default: the run's batch size, as in validation]."),
+        typer.Option(
+            flag("streams"),
+            help="Parallel streams to read the text in [default: the run's batch size, as in validation].",
+        ),
     ] = None,
     as_json: AsJson = False,
 ) -> None:
     """Score a text: loss per character, bits per character and perplexity."""
     with user_errors():
         if streams is not None and streams < 1:
-            fail(f"--streams must be >= 1, got {streams}")
+            fail(f"{flag('streams')} must be >= 1, got {streams}")
         from charlstm import api
         from charlstm.cli import records, tables
 
@@ -57,7 +61,10 @@ def inspect_model(
     ] = None,
     # The library's default, introspect.record.MAX_CHARS, written out so that --help needs no JAX.
     max_chars: Annotated[
-        int, typer.Option(help="Read at most the first N characters (the page grows with N).", metavar="N")
+        int,
+        typer.Option(
+            flag("max_chars"), help="Read at most the first N characters (the page grows with N).", metavar="N"
+        ),
     ] = 2000,
     out: Annotated[Path, typer.Option("--out", "-o", help="HTML page to write.")] = Path("inspect.html"),
     top: Annotated[int, typer.Option(help="Units listed per feature.", metavar="N")] = 5,
@@ -101,7 +108,8 @@ def inspect_model(
             record_ = records.inspection_record(source, model.path, seen, correlations, tops, saturation, written)
             sys.stdout.write(json.dumps(record_) + "\n")
             if seen.truncated:  # the tables would have said so
-                say(f"note: read the first {max_chars:,} characters; {seen.truncated:,} more were not (--max-chars)")
+                more = f"{seen.truncated:,} more were not ({flag('max_chars')})"
+                say(f"note: read the first {max_chars:,} characters; {more}")
         else:
             print_table(inspect_tables.summary_table(source, model.path, seen, written))
             print_table(inspect_tables.top_units_table(tops, top))
@@ -111,13 +119,13 @@ def inspect_model(
 
 def _given_text(text_file: str | None, text: str | None) -> tuple[str, str] | None:
     """Where the text comes from, and the text: --text or the file, if either was given."""
-    from charlstm.text.corpus import read_corpus, resolve_corpus_path
+    from charlstm import api
 
     if text is not None:
         return "--text", text
     if text_file is not None:
-        path, _ = resolve_corpus_path(text_file)
-        return str(path), read_corpus(path).text
+        path, body = api.read_text(text_file)
+        return str(path), body
     return None
 
 
@@ -127,8 +135,6 @@ def _validation_text(model: Model) -> tuple[str, str]:
         held_out = model.validation_text()
     except CharlstmError as err:
         fail(f"no text given, and {err}: give a TEXTFILE or --text")
-    from charlstm.text.corpus import shown
-
     corpus = shown(model.corpus_path)
     if model.corpus.get("documents", 1) > 1 or model.corpus.get("val_files"):
         say(f"no text given: reading the run's validation text, {model.validation_description()}, from {corpus}")
@@ -166,14 +172,13 @@ def info(
     with user_errors():
         from charlstm import api
         from charlstm.cli import tables
-        from charlstm.core.model import param_count
 
-        meta = api.describe(checkpoint)
-        params = param_count(meta.model_config)
+        found = api.describe(checkpoint)
+        meta = found.meta
         if as_json:
-            sys.stdout.write(json.dumps({"checkpoint": str(meta.path), "params": params, **meta.raw}) + "\n")
+            sys.stdout.write(json.dumps({"checkpoint": str(meta.path), "params": found.params, **meta.raw}) + "\n")
         else:
-            print_table(tables.info_table(meta, params))
+            print_table(tables.info_table(found))
 
 
 def plot(
@@ -184,11 +189,6 @@ def plot(
 ) -> None:
     """Plot training and validation loss against steps and time (needs the plot extra)."""
     with user_errors():
-        from charlstm.plots.curves import plot_runs
-        from charlstm.training.runlog import read_metrics
+        from charlstm import api
 
-        for run_dir in run_dirs:
-            if not run_dir.is_dir():
-                fail(f"not a run directory: {run_dir}")
-        written = plot_runs([(str(d), read_metrics(d)) for d in run_dirs], out, width_px=width, height_px=height)
-        say(f"wrote {written}")
+        say(f"wrote {api.plot_runs(run_dirs, out, width_px=width, height_px=height)}")

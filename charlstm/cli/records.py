@@ -6,15 +6,17 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from charlstm.core.scorer import Score
 from charlstm.introspect.features import FEATURES, UnitScore
 from charlstm.introspect.record import SATURATED_HIGH, SATURATED_LOW, Inspection, Saturation
 from charlstm.training.catalog import RunSummary
-from charlstm.units import LN2
+from charlstm.units import bits
+
+if TYPE_CHECKING:
+    from charlstm.core.scorer import Score
 
 
 def run_record(r: RunSummary) -> dict[str, Any]:
@@ -26,7 +28,7 @@ def run_record(r: RunSummary) -> dict[str, Any]:
         "step": r.step,
         "total_steps": r.total_steps,
         "best_val_loss": r.best_val_loss,
-        "best_val_bpc": None if r.best_val_loss is None else r.best_val_loss / LN2,
+        "best_val_bpc": None if r.best_val_loss is None else bits(r.best_val_loss),
         "train_seconds": r.train_seconds,
         "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(r.updated)),
         "problem": r.problem,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +18,7 @@ from charlstm.flags import flag
 
 if TYPE_CHECKING:
     from charlstm.api import Model
+    from charlstm.core.generation import Completion
 
 
 def _read_prime(prime: str, prime_file: Path | None) -> str:
@@ -30,6 +32,25 @@ def _read_prime(prime: str, prime_file: Path | None) -> str:
         fail(f"--prime-file {prime_file} is not UTF-8 text")
     except OSError as err:
         fail(f"cannot read --prime-file {prime_file}: {err.strerror}")
+
+
+_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\"}
+_ESCAPE = re.compile(r"\\(x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|.?)", re.DOTALL)
+
+
+def unescape(text: str, option: str) -> str:
+    """`text` with backslash escapes read as Python reads them (\\n, \\t,
+    \\r, \\\\, \\xHH, \\uHHHH), so that `--stop "\\n\\n"` means a blank line."""
+
+    def one(match: re.Match[str]) -> str:
+        code = match.group(1)
+        if code in _ESCAPES:
+            return _ESCAPES[code]
+        if len(code) > 1:
+            return chr(int(code[1:], 16))
+        fail(f"{option} {text!r}: unknown escape \\{code}; use \\n, \\t, \\r, \\xHH, \\uHHHH, or \\\\ for a backslash")
+
+    return _ESCAPE.sub(one, text)
 
 
 def sample(
@@ -60,6 +81,16 @@ def sample(
     prime_file: Annotated[
         Path | None, typer.Option("--prime-file", help="Start from this file's text instead of --prime.")
     ] = None,
+    stop: Annotated[
+        list[str] | None,
+        typer.Option(
+            flag("stop"),
+            help=(
+                "End each sample at the first occurrence of this text, which is left out (repeatable; "
+                'escapes such as "\\n" work: --stop "\\n\\n" ends at a blank line).'
+            ),
+        ),
+    ] = None,
     num_samples: Annotated[
         int, typer.Option(flag("num_samples"), "-N", help="Independent samples, generated together in one batch.")
     ] = SampleConfig.num_samples,
@@ -88,6 +119,7 @@ def sample(
             top_k=top_k,
             top_p=top_p,
             num_samples=num_samples,
+            stop=tuple(unescape(s, flag("stop")) for s in stop or ()),
         )
         from charlstm import api
 
@@ -107,26 +139,27 @@ def sample(
                 say(note)
             _stream_one(pieces, request.prime)
             return
-        texts = model.generate(request)  # before --output is opened: a bad prime leaves the file alone
+        done = model.complete(request)  # before --output is opened: a bad prime leaves the file alone
         with _open_output(output) as sink:
-            sink.write(_render(texts, request, model, as_json))
+            sink.write(_render(done, request, model, as_json))
         if not quiet:
             say(note)
         if output is not None and not quiet:
-            say(f"wrote {len(texts)} sample{'s' if len(texts) > 1 else ''} to {output}")
+            say(f"wrote {len(done)} sample{'s' if len(done) > 1 else ''} to {output}")
 
 
-def _render(texts: list[str], request: SampleConfig, model: Model, as_json: bool) -> str:
-    from charlstm.core.sampler import default_prime
-
+def _render(done: list[Completion], request: SampleConfig, model: Model, as_json: bool) -> str:
     if as_json:
         settings = {"checkpoint": str(model.path), "step": model.step, **to_dict(request)}
         del settings["prime"], settings["num_samples"]
-        prime = request.prime or default_prime(model.vocab)  # what the model actually read first
+        settings["stop"] = list(request.stop)
+        prime = request.prime or model.default_prime  # what the model actually read first
         return "".join(
-            json.dumps({"sample": i, "prime": prime, "text": t, **settings}) + "\n" for i, t in enumerate(texts)
+            json.dumps({"sample": i, "prime": prime, "text": c.text, "finish_reason": c.finish_reason, **settings})
+            + "\n"
+            for i, c in enumerate(done)
         )
-    parts = [_with_newline(request.prime + t) for t in texts]
+    parts = [_with_newline(request.prime + c.text) for c in done]
     if len(parts) > 1:
         parts = [f"----- sample {i + 1} of {len(parts)} -----\n{p}" for i, p in enumerate(parts)]
     return "\n".join(parts)

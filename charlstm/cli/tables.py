@@ -7,19 +7,21 @@ import dataclasses
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich import box
 from rich.table import Table
 
 from charlstm.cli.format import duration, loss_text
-from charlstm.core.scorer import Score
 from charlstm.flags import label
-from charlstm.text.manifest import describe_validation
-from charlstm.text.vocab import BOUNDARY
 from charlstm.training.catalog import RunSummary
 from charlstm.training.checkpoint import Meta
 from charlstm.training.events import TrialResult
-from charlstm.units import LN2
+
+if TYPE_CHECKING:
+    from charlstm.api import Description
+    from charlstm.core.scorer import Score
+    from charlstm.text.vocab import Vocab
 
 
 def _when(unix: float) -> str:
@@ -43,16 +45,16 @@ def runs_table(runs: Sequence[RunSummary]) -> Table:
             Path(r.corpus).name,
             f"{r.model} {r.params / 1e6:.2f}M",
             f"{r.step}/{r.total_steps}",
-            "-" if r.best_val_loss is None else f"{r.best_val_loss:.4f} ({r.best_val_loss / LN2:.3f})",
+            loss_text(r.best_val_loss, 4, unit=""),
             duration(r.train_seconds),
             _when(r.updated),
         )
     return table
 
 
-def _vocab_preview(chars: str, limit: int = 60) -> str:
-    marked = BOUNDARY in chars
-    chars = chars.replace(BOUNDARY, "")
+def _vocab_preview(vocab: Vocab, limit: int = 60) -> str:
+    marked = vocab.boundary_id is not None
+    chars = "".join(c for i, c in enumerate(vocab.chars) if i != vocab.boundary_id)
     shown = chars if len(chars) <= limit else chars[:limit]
     more = f" ... and {len(chars) - limit} more" if len(chars) > limit else ""
     return repr(shown) + more + (", and the document boundary" if marked else "")
@@ -62,10 +64,11 @@ def _wrapped(items: list[str], per_line: int) -> str:
     return "\n".join(", ".join(items[i : i + per_line]) for i in range(0, len(items), per_line))
 
 
-def info_table(meta: Meta, params: int) -> Table:
+def info_table(description: Description) -> Table:
     table = Table(show_header=False, show_edge=False, box=None, padding=(0, 2))
     table.add_column(style="bold", no_wrap=True)
     table.add_column(overflow="fold")
+    meta, params = description.meta, description.params
     model, train = meta.model_config, meta.train_config
     saved = f"{meta.raw.get('saved_at', '?')} by charlstm {meta.raw.get('charlstm_version', '?')}"
     rows = [
@@ -74,9 +77,9 @@ def info_table(meta: Meta, params: int) -> Table:
         ("step", f"{meta.step} of {train.steps}"),
         ("model", f"{model.describe()}, embedding {model.embed_dim}"),
         ("parameters", f"{params:,}"),
-        ("vocabulary", f"{meta.vocab.size} characters: {_vocab_preview(meta.vocab.chars)}"),
+        ("vocabulary", f"{meta.vocab.size} characters: {_vocab_preview(meta.vocab)}"),
         ("corpus", _corpus_text(meta)),
-        ("validation text", describe_validation(meta.corpus, train.val_fraction)),
+        ("validation text", description.validation),
         ("best validation loss", loss_text(meta.best_val_loss, 4)),
         ("training time", duration(meta.train_seconds)),
         ("training", _wrapped([f"{k}={v}" for k, v in dataclasses.asdict(train).items()], per_line=4)),
@@ -150,7 +153,7 @@ def trials_table(results: Sequence[TrialResult]) -> Table:
             *(f"{r.point[name]:g}" for name in fields),
             f"{r.params / 1e6:.2f}M",
             f"{r.steps}/{r.planned_steps}",
-            "-" if r.val_loss is None else f"{r.val_loss:.4f} ({r.val_loss / LN2:.3f})",
+            loss_text(r.val_loss, 4, unit=""),
             duration(r.train_seconds),
             r.reason,
         )

@@ -33,8 +33,7 @@ from charlstm.config import TrainConfig as _T
 from charlstm.flags import flag
 
 if TYPE_CHECKING:
-    from charlstm.api import TrainingDiverged
-    from charlstm.training.events import Finished
+    from charlstm.api import Model, TrainingDiverged
 
 # Where training runs (see charlstm/training/distributed.py); shared by train and resume.
 Devices = Annotated[
@@ -287,12 +286,12 @@ def _join(coordinator: str | None, num_processes: int | None, process_id: int | 
 
 
 class _Watch:
-    """Passes the run's events to the display, keeping the two it ends on."""
+    """Passes the run's events to the display, noting where the run lives and whether it has ended."""
 
     def __init__(self, handle: Callable[[Any], None]):
         self.handle = handle
         self.run_dir: Path | None = None
-        self.finished: Finished | None = None
+        self.ended = False
 
     def __call__(self, event: Any) -> None:
         from charlstm.training import events
@@ -300,11 +299,11 @@ class _Watch:
         if isinstance(event, events.Opened):
             self.run_dir = event.run_dir
         elif isinstance(event, events.Finished):
-            self.finished = event
+            self.ended = True
         self.handle(event)
 
 
-def _train(level: int, start: Callable[[_Watch, StopFlag], Any]) -> None:
+def _train(level: int, start: Callable[[_Watch, StopFlag], Model]) -> None:
     """Train (a new or resumed run, as `start` says) with the display and the
     signal handlers in place, then say how it ended."""
     from charlstm.api import TrainingDiverged
@@ -316,18 +315,21 @@ def _train(level: int, start: Callable[[_Watch, StopFlag], Any]) -> None:
     watch = _Watch(display.handle)
     try:
         with stop.installed(), display:
-            start(watch, stop)
+            model = start(watch, stop)
     except KeyboardInterrupt:
-        say(f"aborted without saving; earlier checkpoints are intact. Continue with: charlstm resume {watch.run_dir}")
+        if watch.ended:  # the run had saved and stopped; only reading its best checkpoint back was cut short
+            say(f"interrupted after the run ended; its checkpoints are complete: {watch.run_dir}")
+            raise typer.Exit(stop.exit_status) from None
+        where = f" Continue with: charlstm resume {watch.run_dir}" if watch.run_dir is not None else ""
+        say(f"aborted without saving; earlier checkpoints are intact.{where}")
         raise typer.Exit(EXIT_ABORTED) from None
     except TrainingDiverged as diverged:
         if distributed.is_main():  # the processes agree on how it ended; one says so
             say(f"error: {_diverged_advice(diverged)}")
         raise typer.Exit(EXIT_DIVERGED) from None
-    interrupted = watch.finished is not None and watch.finished.reason == "interrupted"
-    if interrupted and distributed.is_main():
-        say(f"interrupted; checkpoint saved. Continue with: charlstm resume {watch.run_dir}")
-    if interrupted:
+    if model.ended == "interrupted":
+        if distributed.is_main():
+            say(f"interrupted; checkpoint saved. Continue with: charlstm resume {watch.run_dir}")
         raise typer.Exit(stop.exit_status)
     if level:
         say(f"sample with: charlstm sample {flag('checkpoint')} {watch.run_dir}")

@@ -31,17 +31,21 @@ def tune(
     ctx: typer.Context,
     corpus: Annotated[str, typer.Argument(help="UTF-8 text file to learn from (or a shipped corpus's name).")],
     trials: Annotated[
-        int | None, typer.Option(help="Trials to run [default: 8; with --grid, every combination].")
+        int | None, typer.Option(flag("trials"), help="Trials to run [default: 8; with --grid, every combination].")
     ] = None,
     budget_s: Annotated[
         float | None,
-        typer.Option("--budget-s", help="Seconds of training per trial; the step count is fitted to it [default: 60]."),
+        typer.Option(
+            flag("budget_s"), help="Seconds of training per trial; the step count is fitted to it [default: 60]."
+        ),
     ] = None,
     steps: Annotated[
         int | None,
         typer.Option(flag("steps"), help="Steps per trial instead of a time budget (results then repeat exactly)."),
     ] = None,
-    grid: Annotated[bool, typer.Option("--grid", help="Grid search over the value lists instead of random.")] = False,
+    grid: Annotated[
+        bool, typer.Option(flag("grid"), help="Grid search over the value lists instead of random.")
+    ] = False,
     seed: Annotated[
         int, typer.Option(flag("seed"), help="Seed for choosing the trials and for every trial's initialisation.")
     ] = 0,

@@ -158,6 +158,15 @@ def _restarted(carry: LayerCarry, resets: Resets) -> LayerCarry:
     return jax.tree_util.tree_map(lambda x: jnp.where(resets[0][:, None], 0.0, x), carry)
 
 
+def row_keys(key: jax.Array, batch: int, first: jax.Array | int = 0) -> jax.Array:
+    """key -> (B, 2) keys for rows first .. first + B - 1, row r's being fold_in(key, r).
+
+    A row's randomness (its dropout masks in training, its draws in sampling)
+    then depends on its own index alone, not on how many rows are batched
+    with it or on which device holds it."""
+    return jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, first + jnp.arange(batch))
+
+
 def _dropped(x: jax.Array, keys: jax.Array, layer: int, rate: float) -> jax.Array:
     """x (T, B, H) with units dropped at `rate`, row b's mask drawn from keys[b] alone."""
 

@@ -19,8 +19,7 @@ from jax.sharding import Mesh, PartitionSpec
 
 from charlstm.config import ModelConfig, TrainConfig
 from charlstm.core import sharding
-from charlstm.core.model import Carry, CharLSTM, Params, forward
-from charlstm.core.sampler import row_keys
+from charlstm.core.model import Carry, CharLSTM, Params, forward, row_keys
 from charlstm.core.state import TrainState, learning_rate_schedule, make_optimizer
 from charlstm.text.streams import Batch
 

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from charlstm.flags import flag
 from charlstm.introspect.features import FEATURES, UnitScore
 from charlstm.introspect.record import LABELS, SIGMOID_GATES, Inspection
 
@@ -106,7 +107,7 @@ def _summary(inspection: Inspection, checkpoint: str) -> str:
     if inspection.skipped:
         lines.append(f"{sum(inspection.skipped.values()):,} characters the model never saw were left out")
     if inspection.truncated:
-        lines.append(f"{inspection.truncated:,} characters after these were not read (--max-chars)")
+        lines.append(f"{inspection.truncated:,} characters after these were not read ({flag('max_chars')})")
     return "\n".join(lines)
 
 

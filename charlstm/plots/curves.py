@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from charlstm.plots import PlotError, require_matplotlib
-from charlstm.units import LN2
+from charlstm.units import LN2, bits
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -241,7 +241,7 @@ def _loss_limits(runs: Sequence[Run]) -> tuple[float, float] | None:
 
 
 def _nats_to_bits(nats: Any) -> Any:
-    return nats / LN2
+    return bits(nats)
 
 
 def _bits_to_nats(bits: Any) -> Any:

@@ -14,14 +14,13 @@ text in memory.
 from __future__ import annotations
 
 import hashlib
-import os
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from charlstm.errors import CorpusError
+from charlstm.errors import CorpusError, shown
 from charlstm.flags import flag
 
 DEFAULT_GLOB = "**/*.txt"
@@ -82,12 +81,6 @@ def resolve_corpus_path(path: str) -> tuple[Path, bool]:
         return shipped[given.name], True
     hint = f" (shipped corpora: {', '.join(shipped)})" if shipped else ""
     raise CorpusError(f"corpus file or folder not found: {path}{hint}")
-
-
-def shown(path: str | Path) -> str:
-    """A path as short as it can be shown: relative to here when it is below here."""
-    relative = os.path.relpath(path)
-    return str(path) if relative.startswith("..") else relative
 
 
 def _hidden(relative: Path) -> bool:

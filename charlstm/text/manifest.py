@@ -15,9 +15,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from charlstm.errors import CorpusError
+from charlstm.errors import CorpusError, shown
 from charlstm.flags import flag
-from charlstm.text.corpus import DEFAULT_GLOB, Source, shown
+from charlstm.text.corpus import DEFAULT_GLOB, Source
 from charlstm.text.streams import Split
 from charlstm.text.tokens import Corpus, Tokens
 

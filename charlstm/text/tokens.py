@@ -32,10 +32,10 @@ from typing import BinaryIO
 
 import numpy as np
 
-from charlstm.errors import CorpusError
+from charlstm.errors import CorpusError, shown
 from charlstm.flags import flag
 from charlstm.text import scan as scanning
-from charlstm.text.corpus import Document, Source, find, shown
+from charlstm.text.corpus import Document, Source, find
 from charlstm.text.scan import Progress, Scanned, no_progress
 from charlstm.text.vocab import Vocab, token_dtype
 

@@ -40,7 +40,7 @@ from charlstm.core.state import TrainState, init_state
 from charlstm.errors import CharlstmError, CheckpointError
 from charlstm.text import manifest
 from charlstm.text.vocab import Vocab
-from charlstm.training.run import Run
+from charlstm.training.run import Run, check_writable_path, pattern_characters
 
 FORMAT = "charlstm-checkpoint"
 FORMAT_VERSION = 1
@@ -88,7 +88,7 @@ def metadata(run: Run, data_windows: int | None = None) -> dict[str, Any]:
     if run.init_from is not None:
         meta["init_from"] = run.init_from
     if data_windows is not None:
-        # Informational: the window is derived from the step (see data.py).
+        # Informational: the window is derived from the step (see text/streams.py).
         meta["data_position"] = {
             "pass": step // data_windows,
             "window": step % data_windows,
@@ -101,6 +101,7 @@ class CheckpointWriter:
     """Writes a run's latest and best checkpoints."""
 
     def __init__(self, run_dir: Path):
+        check_writable_path(run_dir)  # new and resumed runs alike
         self.run_dir = run_dir
         root = run_dir / "checkpoints"
         self._managers = {LATEST: _manager(root / LATEST, KEEP_LATEST), BEST: _manager(root / BEST, 1)}
@@ -243,10 +244,8 @@ def load(path: Path, prefer: str = BEST) -> Checkpoint:
             restored = checkpointer.restore(
                 where.absolute(), args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract))
             )
-        except Exception as err:  # Orbax and TensorStore raise bare Exceptions for a missing or damaged file
-            text = str(err).strip() or type(err).__name__
-            first_line = text.splitlines()[0].split(" See full TensorStore details")[0][:200]
-            raise CheckpointError(f"cannot read checkpoint {where}: its arrays are damaged ({first_line})") from None
+        except Exception as err:  # Orbax and TensorStore raise bare Exceptions, most for a missing or damaged file
+            raise CheckpointError(_restore_failure(where, err)) from None
         state = flax.serialization.from_state_dict(template, restored["state"])
         return Checkpoint(**{f.name: getattr(meta, f.name) for f in dataclasses.fields(Meta)}, state=state)
 
@@ -257,6 +256,21 @@ def load(path: Path, prefer: str = BEST) -> Checkpoint:
 
 
 T = TypeVar("T")
+
+
+def _restore_failure(where: Path, err: Exception) -> str:
+    """One line on why a checkpoint's arrays could not be restored."""
+    odd = pattern_characters(where)
+    if odd:
+        return (
+            f"cannot read checkpoint {where}: its path contains {' '.join(odd)}, which the checkpoint library reads "
+            "as a pattern; move or rename the run directory"
+        )
+    text = str(err).strip() or type(err).__name__
+    first_line = text.splitlines()[0].split(" See full TensorStore details")[0][:200]
+    damaged = any(code in text for code in ("NOT_FOUND", "DATA_LOSS", "FAILED_PRECONDITION", "OUT_OF_RANGE"))
+    why = "its arrays are missing or damaged" if damaged else f"restoring its arrays failed ({type(err).__name__})"
+    return f"cannot read checkpoint {where}: {why}: {first_line}"
 
 
 def _checked(read: Callable[[], T], where: Path) -> T:

@@ -68,7 +68,6 @@ class Started:
     val_chars: int  # characters scored by each validation pass
     windows_per_pass: int
     processes: int = 1  # processes taking part (each feeding its own share of the streams)
-    warmup_steps: int = 0  # steps of learning-rate warmup at the start of the schedule
 
 
 @dataclass(frozen=True)

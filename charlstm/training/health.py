@@ -19,8 +19,8 @@ the signal means something:
 
 What a run at `--lr 1` looked like (default model, shipped corpus,
 2026-12-01, 2-core CPU): its training loss fell to 2.42 by step 80, jumped
-to 3.56 at step 140 and 5.89 at 150, and stayed above 3.3 from there, while
-most of its steps stopped clipping; over all 2,300 steps of the default
+to 3.56 at step 140 and 5.89 at 150, and stayed above 3.1 from there (8.5
+and more by step 230), while most of its steps stopped clipping until then; over all 2,300 steps of the default
 run, the 10-step losses after warm-up never rose more than 2.8% above their
 best, and it clipped on its first 10 steps only.
 

@@ -25,7 +25,7 @@ import numpy as np
 from jax.sharding import Mesh
 
 from charlstm.config import SampleConfig
-from charlstm.core.sampler import sample_text
+from charlstm.core.generation import sample_text
 from charlstm.core.scorer import make_scorer
 from charlstm.core.state import TrainState, warmup_steps
 from charlstm.core.step import make_train_step
@@ -103,7 +103,6 @@ def fit(
         train_chars=setup.train_streams.windows * tc.seq_len * tc.batch_size,
         val_chars=len(setup.val_ids) - 1,
         windows_per_pass=setup.train_streams.windows,
-        warmup_steps=warmup_steps(tc),
     )
     if step >= tc.steps:
         yield events.Finished(step, "done", run.best_val_loss, run.train_seconds)

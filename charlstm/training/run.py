@@ -61,17 +61,27 @@ def default_run_dir(corpus_path: Path, runs_dir: Path = RUNS_DIR, when: float | 
     return runs_dir / f"{corpus_path.stem}-{time.strftime('%Y%m%d-%H%M%S', time.localtime(when))}"
 
 
-def check_run_dir(run_dir: Path) -> None:
-    """Refuse a run directory that is a file, already holds something, or
-    could not be read back."""
-    odd = sorted(set("[]*?") & set(str(run_dir.absolute())))
+def pattern_characters(path: Path) -> list[str]:
+    """The glob characters in `path`. Orbax finds a checkpoint's parts with a
+    glob on its directory, which reads these as a pattern: a checkpoint under
+    such a path is written and can never be read back."""
+    return sorted(set("[]*?") & set(str(path.absolute())))
+
+
+def check_writable_path(run_dir: Path) -> None:
+    """Refuse to write checkpoints where they could not be read back."""
+    odd = pattern_characters(run_dir)
     if odd:
-        # Orbax finds a checkpoint's parts with a glob on its directory, which
-        # reads these as a pattern: the checkpoint would be written and never read.
         raise CharlstmError(
             f"run directory {run_dir}: its path contains {' '.join(odd)}, which the checkpoint library reads as a "
             f"pattern, so its checkpoints could not be read back; pick another {flag('out')}"
         )
+
+
+def check_run_dir(run_dir: Path) -> None:
+    """Refuse a run directory that is a file, already holds something, or
+    could not be read back."""
+    check_writable_path(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
         raise CharlstmError(f"{flag('out')} {run_dir} is a file, not a directory")
     if run_dir.exists() and any(run_dir.iterdir()):

@@ -132,7 +132,7 @@ def grid_trials(space: tuple[Dimension, ...], count: int | None, seed: int) -> l
     (so a partial grid still spreads over the space)."""
     ranged = [d.field for d in space if d.log_range is not None and d.values == d.log_range]
     if ranged:
-        raise ConfigError(f"--grid needs lists of values, not ranges: {flag(ranged[0])} a,b,c")
+        raise ConfigError(f"{flag('grid')} needs lists of values, not ranges: {flag(ranged[0])} a,b,c")
     points = [
         dict(zip([d.field for d in space], combo, strict=True))
         for combo in itertools.product(*(d.values for d in space))
@@ -177,13 +177,13 @@ def plan(
     "128,256"); `model` and `train` fix ModelConfig / TrainConfig fields for
     every trial (the trials' seed is `seed`)."""
     if steps is not None and budget_s is not None:
-        raise ConfigError("give --steps or --budget-s, not both")
+        raise ConfigError(f"give {flag('steps')} or {flag('budget_s')}, not both")
     if steps is None and budget_s is None:
         budget_s = DEFAULT_BUDGET_S
     if (steps is not None and steps < 1) or (budget_s is not None and budget_s <= 0):
         raise ConfigError("the budget per trial must be positive")
     if trials is not None and trials < 1:
-        raise ConfigError(f"--trials must be >= 1, got {trials}")
+        raise ConfigError(f"{flag('trials')} must be >= 1, got {trials}")
     narrowed = dict(space or {})
     unknown = sorted(set(narrowed) - {d.field for d in SPACE})
     if unknown:

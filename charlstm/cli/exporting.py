@@ -1,0 +1,57 @@
+"""`charlstm export`: a page that writes in the browser, and portable weights."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from charlstm.cli.app import Quiet, fail, say, user_errors
+from charlstm.flags import flag
+
+
+def export(
+    checkpoint: Annotated[Path, typer.Argument(help="Run directory (its best checkpoint) or checkpoint directory.")],
+    html: Annotated[
+        Path | None,
+        typer.Option(
+            flag("html"), help="Write one self-contained HTML page that runs the model in a browser, offline."
+        ),
+    ] = None,
+    half: Annotated[
+        bool, typer.Option(flag("half"), help="Store the page's weights as float16: half the size.")
+    ] = False,
+    weights: Annotated[
+        Path | None,
+        typer.Option(
+            flag("weights"),
+            help="Write DIR/model.safetensors and DIR/model.json: the parameters, configuration and vocabulary.",
+        ),
+    ] = None,
+    quiet: Quiet = False,
+) -> None:
+    """Take a trained model anywhere: an HTML page that writes, or portable weights."""
+    with user_errors():
+        if html is None and weights is None:
+            fail(f"nothing to export: give {flag('html')} PAGE.html, {flag('weights')} DIR, or both")
+        if half and html is None:
+            fail(f"{flag('half')} applies to the page: give {flag('html')} PAGE.html too")
+        from charlstm import api
+
+        model = api.load(checkpoint)
+        if html is not None:
+            page = model.export_html(html, half=half)
+            if not quiet:
+                say(
+                    f"wrote {page.path}: {page.bytes / 1e6:.1f} MB, {page.parameters:,} parameters in "
+                    f"{'float16' if half else 'float32'} ({page.weight_bytes / 1e6:.1f} MB before base64); "
+                    "open it in a browser, no network needed"
+                )
+        if weights is not None:
+            out = model.export_weights(weights)
+            if not quiet:
+                say(
+                    f"wrote {out.weights} ({out.tensors} tensors, {out.parameters:,} parameters, "
+                    f"{out.bytes / 1e6:.1f} MB) and {out.meta}"
+                )

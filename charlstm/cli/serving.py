@@ -1,0 +1,110 @@
+"""`charlstm serve`: the model behind a local HTTP server that batches its clients."""
+
+from __future__ import annotations
+
+import ipaddress
+import signal
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from charlstm.cli.app import Quiet, say, use_cache, user_errors
+from charlstm.config import ServeConfig
+from charlstm.flags import flag
+
+API_KEY_ENV = "CHARLSTM_API_KEY"
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything
+
+
+def serve(
+    checkpoint: Annotated[
+        Path | None,
+        typer.Argument(help="Run directory (its best checkpoint) or checkpoint [default: the most recent run]."),
+    ] = None,
+    host: Annotated[
+        str, typer.Option(flag("host"), help="Address to listen on; 0.0.0.0 is every interface (warned about).")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(flag("port"), help="Port to listen on.")] = 8000,
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            flag("api_key"),
+            envvar=API_KEY_ENV,
+            help=f"Require 'Authorization: Bearer KEY' on every endpoint but /healthz and the page (or {API_KEY_ENV}).",
+            show_default=False,
+        ),
+    ] = None,
+    max_length: Annotated[
+        int, typer.Option(flag("max_length"), help="Most characters a sample may ask for.")
+    ] = ServeConfig.max_length,
+    max_samples: Annotated[
+        int, typer.Option(flag("max_samples"), help="Most samples (n) one request may ask for.")
+    ] = ServeConfig.max_samples,
+    max_body: Annotated[
+        int, typer.Option(flag("max_body_bytes"), help="Largest request body, in bytes.")
+    ] = ServeConfig.max_body_bytes,
+    timeout: Annotated[
+        float, typer.Option(flag("timeout_s"), help="Seconds a request may take before it is ended (408).")
+    ] = ServeConfig.timeout_s,
+    max_batch: Annotated[
+        int, typer.Option(flag("max_batch"), help="Most rows (samples) generated together in one call.")
+    ] = ServeConfig.max_batch,
+    chunk: Annotated[
+        int,
+        typer.Option(
+            flag("chunk"), help="Characters per call: how often requests join or leave the batch, and stream."
+        ),
+    ] = ServeConfig.chunk,
+    max_waiting: Annotated[
+        int, typer.Option(flag("max_waiting"), help="Most rows waiting to join the batch; beyond, 503.")
+    ] = ServeConfig.max_waiting,
+    access_log: Annotated[bool, typer.Option("--access-log", help="Log every request on stderr.")] = False,
+    quiet: Quiet = False,
+) -> None:
+    """Serve the model over HTTP: POST /v1/generate, GET /v1/model, GET /healthz, and a page at /.
+
+    Concurrent requests are generated together, in one batch. SIGTERM or Ctrl-C
+    lets the requests in flight finish, then exits 0."""
+    with user_errors():
+        from charlstm import api
+
+        limits: dict[str, Any] = {
+            "max_length": max_length,
+            "max_samples": max_samples,
+            "max_body_bytes": max_body,
+            "timeout_s": timeout,
+            "max_batch": max_batch,
+            "chunk": chunk,
+            "max_waiting": max_waiting,
+        }
+        ServeConfig(**limits)  # a bad limit fails before the model is read
+        if not _loopback(host) and not quiet:
+            unprotected = "" if api_key else f", and without {flag('api_key')} anyone can use it"
+            say(f"warning: {flag('host')} {host} accepts connections from other machines{unprotected}")
+        use_cache()
+        model = api.load(checkpoint)
+        url = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
+
+        def ready() -> None:
+            if not quiet:
+                say(
+                    f"serving {model.path} ({model.model_config.describe()}) on {url}: POST /v1/generate, "
+                    f"GET /v1/model, a page at {url}/; SIGTERM or Ctrl-C stops after the requests in flight"
+                )
+
+        def stopping(sig: int) -> None:
+            if not quiet:
+                say(f"{signal.Signals(sig).name}: finishing the requests in flight, then stopping")
+
+        api.serve(model, host, port, api_key=api_key, access_log=access_log, on_ready=ready, on_stop=stopping, **limits)
+        if not quiet:
+            say("stopped")

@@ -1,0 +1,214 @@
+"""Texts from the compiled sampler (`sampler.py`): primes, chunks, stop texts.
+
+`charlstm sample`, the API and `charlstm serve` all come through here or
+through the same three calls (`start`, `request_rows`, `sample_chunk`), so a
+request gives the same text whichever of them asked for it.
+
+A model trained on several documents knows where a document starts and ends
+(the boundary symbol, text/vocab.py): its samples start a new document (the
+prime is read after the boundary) and end where the model writes the
+boundary, as if it were a stop text, so a sample can be shorter than its
+length.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from charlstm.config import ModelConfig, SampleConfig
+from charlstm.core.model import Params
+from charlstm.core.sampler import Rows, SampleState, filtering_on, request_rows, sample_chunk, start
+from charlstm.errors import CharlstmError
+from charlstm.text.vocab import BOUNDARY, Vocab
+
+# With stop texts, characters generated between two looks for them: a sample
+# that stops early wastes at most this many.
+STOP_CHUNK = 256
+LENGTH = "length"  # why a sample ended: it reached its length ...
+STOP = "stop"  # ... or wrote one of its stop texts ...
+END = "end"  # ... or ended its document (a model of several documents)
+
+
+class Completion(NamedTuple):
+    text: str  # the generated characters, without the prime or the stop text
+    finish_reason: str  # LENGTH, STOP or END
+
+
+def default_prime(vocab: Vocab) -> str:
+    """The start of a document for a model of several documents; else a new
+    line if the corpus has one (text then starts like a new line of the
+    corpus), else its first character."""
+    if vocab.boundary_id is not None:
+        return BOUNDARY
+    return "\n" if "\n" in vocab.chars else vocab.chars[0]
+
+
+def check_request(vocab: Vocab, request: SampleConfig) -> None:
+    """Refuse a prime or stop text the model can never read or write."""
+    unknown = vocab.unknown(request.prime)
+    if unknown:
+        raise CharlstmError(f"the prime contains characters the model never saw: {''.join(unknown)!r}; remove them")
+    for stop in request.stop:
+        unknown = vocab.unknown(stop)
+        if unknown:
+            raise CharlstmError(
+                f"the stop text {stop!r} contains characters the model never writes: {''.join(unknown)!r}"
+            )
+
+
+def prime_ids(vocab: Vocab, request: SampleConfig) -> jax.Array:
+    """The request's prime, once per sample: (N, P) ids. A model of several
+    documents reads a prime as the start of a document."""
+    check_request(vocab, request)
+    prime = request.prime or default_prime(vocab)
+    if vocab.boundary_id is not None and not prime.startswith(BOUNDARY):
+        prime = BOUNDARY + prime
+    ids = vocab.encode(prime)  # (P,)
+    return jnp.asarray(np.tile(ids, (request.num_samples, 1)))  # (N, P)
+
+
+def begin(config: ModelConfig, params: Params, vocab: Vocab, request: SampleConfig) -> tuple[SampleState, Rows]:
+    """A request's rows, with its prime read: ready for `sample_chunk`."""
+    state = start(config, params, prime_ids(vocab, request))
+    rows = request_rows(config, request.seed, request.num_samples, request.temperature, request.top_k, request.top_p)
+    return state, rows
+
+
+def first_stop(text: str, stops: Sequence[str]) -> tuple[int, str] | None:
+    """Where the stop text that `text` completes first begins, and which one
+    it is (of two that end together, the longer), or None: generation ends
+    as soon as one is written, so the first to end wins."""
+    found = [(i + len(s), i, s) for s, i in ((s, text.find(s)) for s in stops) if i >= 0]
+    return min(found)[1:] if found else None
+
+
+class StopScanner:
+    """One sample's text as it arrives, cut where `first_stop` says.
+
+    A stop text can straddle two pieces, so up to (longest stop - 1)
+    characters are held back until the next piece shows whether they begin
+    one."""
+
+    def __init__(self, stops: Sequence[str]):
+        self.stops = tuple(stops)
+        self.hold = max(map(len, self.stops), default=1) - 1
+        self.pending = ""
+        self.matched: str | None = None  # the stop text the sample ended at
+
+    @classmethod
+    def of(cls, vocab: Vocab, request: SampleConfig) -> StopScanner:
+        """The scanner of one sample of `request`: its stop texts, and the
+        end of the document for a model of several documents."""
+        return cls((*request.stop, BOUNDARY) if vocab.boundary_id is not None else request.stop)
+
+    @property
+    def stopped(self) -> bool:
+        return self.matched is not None
+
+    @property
+    def reason(self) -> str:
+        """Why the sample ended, once it has: LENGTH, STOP or END."""
+        return LENGTH if self.matched is None else END if self.matched == BOUNDARY else STOP
+
+    def feed(self, piece: str) -> str:
+        """The text that is now certain to be part of the sample."""
+        if self.stopped:
+            return ""
+        text = self.pending + piece
+        found = first_stop(text, self.stops)
+        if found is not None:
+            cut, self.matched = found
+            self.pending = ""
+            return text[:cut]
+        keep = min(self.hold, len(text))
+        self.pending = text[len(text) - keep :]
+        return text[: len(text) - keep]
+
+    def finish(self) -> str:
+        """What was held back, once the sample has reached its length."""
+        rest, self.pending = self.pending, ""
+        return rest
+
+
+def stream_completions(
+    config: ModelConfig, params: Params, vocab: Vocab, request: SampleConfig, chunk: int = 256
+) -> Iterator[list[Completion]]:
+    """`request.num_samples` samples, a piece of each at a time as it is
+    generated: joining a sample's pieces gives its text, and the last piece
+    of each sample says why it ended. A sample that has stopped gets empty
+    pieces until every sample has (then generation ends early) or the
+    length is reached.
+
+    The request is checked here, before the first piece is asked for."""
+    if chunk < 1:
+        raise CharlstmError(f"chunk must be >= 1, got {chunk}")
+    state, rows = begin(config, params, vocab, request)
+    filtered = filtering_on(request.top_k, request.top_p, config.vocab_size)
+    # Every chunk has the same length, so one compilation serves them all;
+    # the last one is generated whole and cut.
+    size = min(chunk, request.length)
+
+    def run(state: SampleState) -> tuple[SampleState, jax.Array]:
+        return sample_chunk(config, params, state, rows, length=size, filtered=filtered)
+
+    def pieces() -> Iterator[list[Completion]]:
+        scanners = [StopScanner.of(vocab, request) for _ in range(request.num_samples)]
+        pending = run(state)
+        for done in range(0, request.length, size):
+            current, tokens = pending
+            last = done + size >= request.length
+            if not last:
+                # Dispatched before this chunk is decoded: JAX runs it
+                # asynchronously while the caller handles this piece.
+                pending = run(current)
+            texts = [vocab.decode(row) for row in np.asarray(tokens)[:, : request.length - done]]
+            out = []
+            for scanner, text in zip(scanners, texts, strict=True):
+                piece = scanner.feed(text) + (scanner.finish() if last else "")
+                out.append(Completion(piece, scanner.reason))
+            yield out
+            if all(s.stopped for s in scanners):
+                return
+
+    return pieces()
+
+
+def complete(config: ModelConfig, params: Params, vocab: Vocab, request: SampleConfig) -> list[Completion]:
+    """`request.num_samples` samples of at most `request.length` new
+    characters each, following `request.prime` (not included), generated in
+    one batch, each with the reason it ended."""
+    # Without stop texts the whole length is one compiled call; with them,
+    # chunks, so that generation ends once every sample has stopped.
+    chunk = STOP_CHUNK if request.stop or vocab.boundary_id is not None else request.length
+    texts = [""] * request.num_samples
+    reasons = [LENGTH] * request.num_samples
+    for piece in stream_completions(config, params, vocab, request, chunk):
+        for i, (text, reason) in enumerate(piece):
+            texts[i] += text
+            reasons[i] = reason
+    return [Completion(t, r) for t, r in zip(texts, reasons, strict=True)]
+
+
+def sample_texts(config: ModelConfig, params: Params, vocab: Vocab, request: SampleConfig) -> list[str]:
+    """The texts of `complete`."""
+    return [c.text for c in complete(config, params, vocab, request)]
+
+
+def sample_text(config: ModelConfig, params: Params, vocab: Vocab, request: SampleConfig) -> str:
+    """The first of `sample_texts`: with the same seed, the same text whatever
+    `request.num_samples` is."""
+    return sample_texts(config, params, vocab, request)[0]
+
+
+def stream_texts(
+    config: ModelConfig, params: Params, vocab: Vocab, request: SampleConfig, chunk: int = 256
+) -> Iterator[list[str]]:
+    """The texts of `sample_texts`, `chunk` characters of every sample at a
+    time: joining each sample's pieces gives exactly `sample_texts(...)`."""
+    pieces = stream_completions(config, params, vocab, request, chunk)
+    return ([c.text for c in piece] for piece in pieces)

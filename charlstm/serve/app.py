@@ -1,0 +1,237 @@
+"""The HTTP face of the server: a Starlette (ASGI) application.
+
+    POST /v1/generate   {prime, length, temperature, top_k, top_p, seed, n, stop, stream}
+    GET  /v1/model      the model, the limits and the current load
+    GET  /healthz       {"status": "ok"}: for load balancers; never needs the key
+    GET  /              a page to write with the model (static: it holds no model data)
+
+Requests become `batcher.Job`s; the batcher generates them together. With
+`"stream": true` the answer is server-sent events: one `piece` event per
+chunk, then `done` with the whole answer (or `error`). A client that goes
+away frees its rows at the next chunk boundary, streamed or not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hashlib
+import hmac
+import json
+import re
+import time
+from collections.abc import AsyncIterator
+from importlib import resources
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from charlstm.config import ModelConfig, SampleConfig, ServeConfig, to_dict
+from charlstm.core.generation import default_prime
+from charlstm.core.model import Params
+from charlstm.serve.batcher import Batcher, Job, Piece, asyncio_delivery
+from charlstm.serve.requests import RequestError, parse_generate, settings
+from charlstm.text.vocab import Vocab
+
+OPEN_PATHS = ("/healthz", "/")  # answered without the API key: neither says anything about the model
+
+
+def error_response(error: RequestError) -> JSONResponse:
+    headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else {}
+    if error.status == 503:
+        headers["Retry-After"] = "1"
+    return JSONResponse(error.body(), status_code=error.status, headers=headers)
+
+
+class Generation:
+    """One request in flight: its job, its pieces, the texts so far."""
+
+    def __init__(self, request: SampleConfig, batcher: Batcher, timeout_s: float):
+        self.request, self.batcher = request, batcher
+        self.queue: asyncio.Queue[Piece | None] = asyncio.Queue()
+        self.job = Job(request, asyncio_delivery(asyncio.get_running_loop(), self.queue))
+        self.texts = [""] * request.num_samples
+        self.deadline = time.monotonic() + timeout_s
+        self.timeout_s = timeout_s
+        self.started = time.monotonic()
+
+    def submit(self) -> None:
+        if not self.batcher.submit(self.job):
+            raise RequestError(503, "the server is busy: too many samples are waiting; try again shortly")
+
+    async def next_piece(self) -> Piece | None:
+        """The next piece, or None when every sample has ended; RequestError(408) past the deadline."""
+        left = self.deadline - time.monotonic()
+        try:
+            piece = await asyncio.wait_for(self.queue.get(), timeout=max(left, 0.0))
+        except TimeoutError:
+            self.job.cancel()
+            raise RequestError(
+                408,
+                f"generation took longer than this server's per-request limit of {self.timeout_s:g} s (timeout); "
+                "ask for fewer characters or samples",
+            ) from None
+        if piece is not None:
+            for i, part in enumerate(piece):
+                self.texts[i] += part.text
+        return piece
+
+    def answer(self) -> dict[str, Any]:
+        reasons = [s.reason for s in self.job.scanners]
+        return {
+            "samples": [{"text": t, "finish_reason": r} for t, r in zip(self.texts, reasons, strict=True)],
+            "settings": settings(self.request),
+            "seconds": round(time.monotonic() - self.started, 4),
+        }
+
+
+def create_app(
+    config: ModelConfig,
+    params: Params,
+    vocab: Vocab,
+    *,
+    limits: ServeConfig = ServeConfig(),
+    api_key: str | None = None,
+    about: dict[str, Any] | None = None,
+) -> Starlette:
+    """The ASGI application serving this model. `about` is added to what
+    GET /v1/model says (the checkpoint, its step...). The batcher's threads
+    run while the application's lifespan does."""
+    batcher = Batcher(
+        config, params, vocab, max_batch=limits.max_batch, chunk=limits.chunk, max_waiting=limits.max_waiting
+    )
+    page = resources.files("charlstm.serve").joinpath("page.html").read_text(encoding="utf-8")
+    page_headers = {**_NO_CACHE, "Content-Security-Policy": _page_policy(page)}
+
+    def authorised(request: Request) -> None:
+        if api_key is None or request.url.path in OPEN_PATHS:
+            return
+        given = request.headers.get("authorization", "")
+        scheme, _, token = given.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise RequestError(401, "this server needs an API key: send the header 'Authorization: Bearer KEY'")
+        if not hmac.compare_digest(token.strip().encode(), api_key.encode()):
+            raise RequestError(401, "wrong API key")
+
+    async def read_body(request: Request) -> bytes:
+        """The body, refused (413) as soon as it grows past the limit, whatever Content-Length claimed."""
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limits.max_body_bytes:
+            raise RequestError(413, f"the body is {int(declared):,} bytes; the limit is {limits.max_body_bytes:,}")
+        body = bytearray()
+        async for part in request.stream():
+            body += part
+            if len(body) > limits.max_body_bytes:
+                raise RequestError(413, f"the body is over the limit of {limits.max_body_bytes:,} bytes")
+        return bytes(body)
+
+    async def generate(request: Request) -> Response:
+        try:
+            authorised(request)
+            asked = parse_generate(await read_body(request), vocab, limits)
+            generation = Generation(asked.request, batcher, limits.timeout_s)
+            generation.submit()
+        except RequestError as err:
+            return error_response(err)
+        except ClientDisconnect:
+            return Response(status_code=400)
+        if asked.stream:
+            return StreamingResponse(_events(generation), media_type="text/event-stream", headers=_NO_CACHE)
+        return await _whole(generation, request)
+
+    async def model_info(request: Request) -> Response:
+        try:
+            authorised(request)
+        except RequestError as err:
+            return error_response(err)
+        return JSONResponse(
+            {
+                "model": config.describe(),
+                "config": to_dict(config),
+                "vocab": vocab.chars,
+                "default_prime": default_prime(vocab),
+                **(about or {}),
+                "limits": to_dict(limits),
+                "load": batcher.load(),
+            }
+        )
+
+    async def health(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def home(request: Request) -> Response:
+        return HTMLResponse(page, headers=page_headers)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        batcher.start()
+        try:
+            yield
+        finally:
+            batcher.close()
+
+    routes = [
+        Route("/v1/generate", generate, methods=["POST"]),
+        Route("/v1/model", model_info, methods=["GET"]),
+        Route("/healthz", health, methods=["GET"]),
+        Route("/", home, methods=["GET"]),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.batcher, app.state.limits = batcher, limits
+    return app
+
+
+_NO_CACHE = {"Cache-Control": "no-store"}
+
+
+def _page_policy(page: str) -> str:
+    """The page may talk to this server only, and run only its own script (by hash)."""
+    scripts = re.findall(r"<script>(.*?)</script>", page, re.DOTALL)
+    digest = base64.b64encode(hashlib.sha256(scripts[0].encode("utf-8")).digest()).decode("ascii")
+    return (
+        f"default-src 'none'; connect-src 'self'; script-src 'sha256-{digest}'; style-src 'unsafe-inline'; "
+        "form-action 'none'; base-uri 'none'; frame-ancestors 'none'"
+    )
+
+
+async def _whole(generation: Generation, request: Request) -> Response:
+    """Wait for every piece; a client that hangs up meanwhile frees its rows
+    (looked for every quarter second, however fast the pieces come)."""
+    checked = time.monotonic()
+    try:
+        while True:
+            waiting = asyncio.ensure_future(generation.next_piece())
+            while not waiting.done():
+                await asyncio.wait({waiting}, timeout=0.25)
+            if waiting.result() is None:
+                return JSONResponse(generation.answer())
+            if time.monotonic() - checked > 0.25:
+                checked = time.monotonic()
+                if await request.is_disconnected():
+                    generation.job.cancel()
+                    return Response(status_code=499)
+    except RequestError as err:
+        return error_response(err)
+
+
+def _event(name: str, data: dict[str, Any]) -> str:
+    return f"event: {name}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
+
+
+async def _events(generation: Generation) -> AsyncIterator[str]:
+    """Server-sent events; Starlette cancels this when the client disconnects."""
+    try:
+        while True:
+            piece = await generation.next_piece()
+            if piece is None:
+                yield _event("done", generation.answer())
+                return
+            yield _event("piece", {"texts": [p.text for p in piece]})
+    except RequestError as err:
+        yield _event("error", err.body())
+    finally:
+        generation.job.cancel()  # a no-op once it has ended; frees the rows if the client left

@@ -1,0 +1,283 @@
+"""Continuous batching: every request's rows share the compiled sampler call.
+
+A request is read in (its prime, by `generation.begin`: the very call
+`charlstm sample` makes) on a prefill thread, then waits for the next chunk
+boundary of the generation thread, which joins its rows to the batch. Each
+call of `sample_chunk` advances every active row by `chunk` characters, so
+concurrent clients share its matrix products instead of queueing one by one;
+rows that reach their length or a stop text, or whose client went away, leave
+at the next boundary.
+
+A row's characters are drawn with its own request's keys, temperature, top-k
+and top-p, at its own position (`sampler.Rows`), so its text does not depend
+on which other rows shared the batch. (XLA picks its CPU matrix kernels by
+batch size, so logits can differ in the last bits between batch sizes, about
+1e-7; that changes a drawn character only where two are tied that closely.)
+
+Nothing here knows about HTTP: `app.py` submits jobs and reads their pieces.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from charlstm.config import ModelConfig, SampleConfig
+from charlstm.core.generation import LENGTH, Completion, StopScanner, begin
+from charlstm.core.model import Params
+from charlstm.core.sampler import Rows, SampleState, filtering_on, sample_chunk
+from charlstm.errors import CharlstmError
+from charlstm.text.vocab import Vocab
+
+Piece = list[Completion]  # one text piece and state per sample of a request; None ends the stream
+
+
+@dataclass(eq=False)
+class Job:
+    """One request: its settings, and where its pieces go (an asyncio queue,
+    filled from the generation thread)."""
+
+    request: SampleConfig
+    deliver: Callable[[Piece | None], None]
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    generated: list[int] = field(default_factory=list)  # characters drawn per row so far
+    scanners: list[StopScanner] = field(default_factory=list)
+    done: list[bool] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        n = self.request.num_samples
+        self.generated, self.done = [0] * n, [False] * n
+        self.scanners = [StopScanner(self.request.stop) for _ in range(n)]
+
+    def cancel(self) -> None:
+        """Free the job's rows at the next chunk boundary (its client left, or it timed out)."""
+        self.cancelled.set()
+
+
+def asyncio_delivery(
+    loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[Piece | None]
+) -> Callable[[Piece | None], None]:
+    """A `Job.deliver` that hands pieces to `queue` on `loop` from any thread."""
+
+    def deliver(piece: Piece | None) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop has closed: nobody is listening
+            loop.call_soon_threadsafe(queue.put_nowait, piece)
+
+    return deliver
+
+
+def _bucket(rows: int, most: int) -> int:
+    """The batch size a call compiles for: the next power of two, at most
+    `most` (so a server compiles a handful of programs, not one per size)."""
+    size = 1
+    while size < rows:
+        size *= 2
+    return min(size, most)
+
+
+def _empty(config: ModelConfig, capacity: int) -> tuple[SampleState, Rows]:
+    """A batch of `capacity` idle rows: every row the server can generate at once has a slot here."""
+    shape = (config.num_layers, capacity, config.hidden_size)  # (L, C, H); h and c apart: both are donated
+    carry = (jnp.zeros(shape, jnp.float32), jnp.zeros(shape, jnp.float32))
+    state = SampleState(jnp.zeros(capacity, jnp.int32), carry, jnp.zeros(capacity, jnp.int32))
+    rows = Rows(
+        jnp.zeros((capacity, 2), jnp.uint32), jnp.ones(capacity), jnp.zeros(capacity, jnp.int32), jnp.ones(capacity)
+    )
+    return state, rows
+
+
+@partial(jax.jit, donate_argnums=(0,))
+def _put(batch: tuple[SampleState, Rows], new: tuple[SampleState, Rows], slots: jax.Array) -> tuple[SampleState, Rows]:
+    """`new`'s rows (n of them) written into `batch` at `slots` (n,). Compiled once per n."""
+    (state, rows), (fresh, fresh_rows) = batch, new
+    h, c = (x.at[:, slots].set(y) for x, y in zip(state.carry, fresh.carry, strict=True))  # (L, C, H)
+    state = SampleState(state.token.at[slots].set(fresh.token), (h, c), state.position.at[slots].set(fresh.position))
+    return state, Rows(*(x.at[slots].set(y) for x, y in zip(rows, fresh_rows, strict=True)))
+
+
+@partial(jax.jit, static_argnames=("config", "length", "filtered"), donate_argnums=(2,))
+def _advance(
+    config: ModelConfig,
+    params: Params,
+    batch: tuple[SampleState, Rows],
+    slots: jax.Array,
+    *,
+    length: int,
+    filtered: bool,
+) -> tuple[tuple[SampleState, Rows], jax.Array]:
+    """The rows at `slots` (S,) advanced by `length` characters in one call of
+    the sampler's chunk -> (the batch with them updated, (S, length) ids).
+
+    One program per number of slots (the bucket) and `filtered`: whatever
+    rows join and leave, the arrays keep their shapes, so nothing else
+    compiles while serving. Slots may repeat (padding): a repeated row is
+    computed twice, identically, and written back once."""
+    state, rows = batch
+    carry = tuple(x[:, slots] for x in state.carry)
+    picked = SampleState(state.token[slots], carry, state.position[slots])  # type: ignore[arg-type]
+    advanced, tokens = sample_chunk(
+        config, params, picked, Rows(*(x[slots] for x in rows)), length=length, filtered=filtered
+    )
+    h, c = (x.at[:, slots].set(y) for x, y in zip(state.carry, advanced.carry, strict=True))
+    state = SampleState(
+        state.token.at[slots].set(advanced.token), (h, c), state.position.at[slots].set(advanced.position)
+    )
+    return (state, rows), tokens
+
+
+class Batcher:
+    """Owns the generation: `submit` jobs from any thread; `start` and `close` it once."""
+
+    def __init__(
+        self, config: ModelConfig, params: Params, vocab: Vocab, *, max_batch: int, chunk: int, max_waiting: int
+    ):
+        self.config, self.params, self.vocab = config, params, vocab
+        self.max_batch, self.chunk, self.max_waiting = max_batch, chunk, max_waiting
+        self._incoming: collections.deque[Job] = collections.deque()  # to be read in
+        self._ready: collections.deque[tuple[Job, SampleState, Rows]] = collections.deque()  # read in, waiting
+        self._wake = threading.Condition()
+        self._closing = False
+        self._slots: list[tuple[Job, int, int]] = []  # the active rows: (job, row of the job, slot in the batch)
+        self._free = list(range(max_batch))  # slots no row holds
+        self._batch = _empty(config, max_batch)  # (C, ...): every slot's state and settings
+        # Since start: compiled calls made, the most rows one call advanced,
+        # and rows freed because their client left or timed out.
+        self._counts = {"calls": 0, "peak_rows": 0, "cancelled_rows": 0}
+        self._threads = [
+            threading.Thread(target=self._prefill_loop, name="charlstm-prefill", daemon=True),
+            threading.Thread(target=self._generate_loop, name="charlstm-generate", daemon=True),
+        ]
+
+    # ---- what the app sees ----
+    def start(self) -> None:
+        for thread in self._threads:
+            thread.start()
+
+    def close(self) -> None:
+        with self._wake:
+            self._closing = True
+            self._wake.notify_all()
+        for thread in self._threads:
+            thread.join()
+
+    def load(self) -> dict[str, int]:
+        """Rows generating now and waiting to join, and the counts since start."""
+        with self._wake:
+            waiting = sum(j.request.num_samples for j in self._incoming)
+            waiting += sum(j.request.num_samples for j, *_ in self._ready)
+            return {"active_rows": len(self._slots), "waiting_rows": waiting, **self._counts}
+
+    def submit(self, job: Job) -> bool:
+        """Queue `job`; False if too many rows are already waiting (try again later)."""
+        with self._wake:
+            if self.load()["waiting_rows"] + job.request.num_samples > self.max_waiting:
+                return False
+            # A model of several documents also ends a sample at the end of its document.
+            job.scanners = [StopScanner.of(self.vocab, job.request) for _ in job.scanners]
+            self._incoming.append(job)
+            self._wake.notify_all()
+        return True
+
+    # ---- the two threads ----
+    def _prefill_loop(self) -> None:
+        while True:
+            with self._wake:
+                while not self._incoming and not self._closing:
+                    self._wake.wait()
+                if self._closing:
+                    return
+                job = self._incoming.popleft()
+            if job.cancelled.is_set():
+                continue
+            try:
+                # The prime is read as `charlstm sample` reads it; a new prime
+                # length compiles here, while the batch keeps generating.
+                state, rows = begin(self.config, self.params, self.vocab, job.request)
+            except CharlstmError:  # the app checked the request first; never leave a client waiting
+                job.deliver(None)
+                continue
+            with self._wake:
+                self._ready.append((job, state, rows))
+                self._wake.notify_all()
+
+    def _generate_loop(self) -> None:
+        while True:
+            with self._wake:
+                while not self._slots and not self._ready and not self._closing:
+                    self._wake.wait()
+                if self._closing:
+                    return
+                joining = self._admit()
+            self._add(joining)
+            gone = [i for i, (job, *_) in enumerate(self._slots) if job.cancelled.is_set()]
+            self._counts["cancelled_rows"] += len(gone)
+            self._drop(gone)
+            if self._slots:
+                self._step()
+
+    def _admit(self) -> list[tuple[Job, SampleState, Rows]]:
+        """The waiting requests whose rows fit in the batch now, first come first served."""
+        joining, free = [], len(self._free)
+        while self._ready and self._ready[0][0].request.num_samples <= free:
+            item = self._ready.popleft()
+            joining.append(item)
+            free -= item[0].request.num_samples
+        return joining
+
+    def _add(self, joining: list[tuple[Job, SampleState, Rows]]) -> None:
+        for job, state, rows in joining:
+            if job.cancelled.is_set():
+                continue
+            n = job.request.num_samples
+            slots, self._free = self._free[:n], self._free[n:]
+            self._slots.extend((job, r, slot) for r, slot in enumerate(slots))
+            self._batch = _put(self._batch, (state, rows), jnp.asarray(slots, jnp.int32))
+
+    def _drop(self, gone: list[int]) -> None:
+        leaving = set(gone)
+        self._free.extend(self._slots[i][2] for i in gone)
+        self._slots = [slot for i, slot in enumerate(self._slots) if i not in leaving]
+
+    def _step(self) -> None:
+        """One chunk for every active row, then hand each job its pieces."""
+        active = len(self._slots)
+        size = _bucket(active, self.max_batch)
+        # Padding repeats the first row; its characters are thrown away.
+        slots = [slot for *_, slot in self._slots]
+        filtered = any(filtering_on(j.request.top_k, j.request.top_p, self.config.vocab_size) for j, *_ in self._slots)
+        self._counts["calls"] += 1
+        self._counts["peak_rows"] = max(self._counts["peak_rows"], active)
+        index = jnp.asarray(slots + slots[:1] * (size - active), jnp.int32)
+        self._batch, tokens = _advance(
+            self.config, self.params, self._batch, index, length=self.chunk, filtered=filtered
+        )
+        ids = np.asarray(tokens)[:active]  # (B, chunk)
+        pieces: dict[Job, Piece] = {}
+        finished = []
+        for i, (job, r, _) in enumerate(self._slots):
+            n_left = job.request.length - job.generated[r]
+            text = self.vocab.decode(ids[i, : min(self.chunk, n_left)])
+            job.generated[r] += len(text)
+            scanner = job.scanners[r]
+            text = scanner.feed(text)
+            if job.generated[r] >= job.request.length:
+                text += scanner.finish()
+            if scanner.stopped or job.generated[r] >= job.request.length:
+                job.done[r] = True
+                finished.append(i)
+            piece = pieces.setdefault(job, [Completion("", LENGTH)] * job.request.num_samples)
+            piece[r] = Completion(text, scanner.reason)
+        for job, piece in pieces.items():
+            job.deliver(piece)
+            if all(job.done):
+                job.deliver(None)
+        self._drop(finished)

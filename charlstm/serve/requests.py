@@ -1,0 +1,125 @@
+"""What a client may ask `POST /v1/generate` for, checked field by field.
+
+Every refusal names the JSON field it is about, with the HTTP status that
+fits: 400 for a body that is not a JSON object, 413 for one too large, 422
+for a field of the wrong type or out of range, or a prime or stop text with
+characters the model never saw (named).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from charlstm.config import MAX_STOP_CHARS, MAX_STOPS, SampleConfig, ServeConfig
+from charlstm.errors import CharlstmError
+from charlstm.text.vocab import Vocab
+
+# The JSON fields, with SampleConfig's name where it differs.
+FIELDS = ("prime", "length", "temperature", "top_k", "top_p", "seed", "n", "stop", "stream")
+DEFAULT_LENGTH = 200  # shorter than `charlstm sample`'s 1000: a request should answer quickly
+MAX_TEMPERATURE = 100.0
+SEEDS = (-(2**31), 2**31 - 1)  # what jax.random.PRNGKey takes without 64-bit integers
+
+
+class RequestError(CharlstmError):
+    """A request the server refuses: an HTTP status and one clear message."""
+
+    def __init__(self, status: int, message: str, field: str | None = None):
+        super().__init__(message)
+        self.status, self.field = status, field
+
+    def body(self) -> dict[str, Any]:
+        error: dict[str, Any] = {"message": str(self), "status": self.status}
+        if self.field is not None:
+            error["field"] = self.field
+        return {"error": error}
+
+
+@dataclass(frozen=True)
+class Generate:
+    request: SampleConfig
+    stream: bool
+
+
+def _integer(data: dict[str, Any], name: str, default: int, low: int, high: int) -> int:
+    value = data.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise RequestError(422, f"{name} must be an integer, got {json.dumps(value)}", name)
+    if not low <= value <= high:
+        raise RequestError(422, f"{name} must be from {low} to {high}, got {value}", name)
+    return value
+
+
+def _number(data: dict[str, Any], name: str, default: float, low: float, high: float, open_low: bool = False) -> float:
+    value = data.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise RequestError(422, f"{name} must be a number, got {json.dumps(value)}", name)
+    if not (low < value if open_low else low <= value) or value > high:
+        bounds = f"in ({low:g}, {high:g}]" if open_low else f"from {low:g} to {high:g}"
+        raise RequestError(422, f"{name} must be {bounds}, got {value:g}", name)
+    return float(value)
+
+
+def _text_chars(vocab: Vocab, name: str, text: str, what: str) -> None:
+    unknown = vocab.unknown(text)
+    if unknown:
+        listed = ", ".join(json.dumps(c, ensure_ascii=False) for c in unknown)
+        raise RequestError(422, f"{name} contains characters the model never {what}: {listed}", name)
+
+
+def parse_generate(body: bytes, vocab: Vocab, limits: ServeConfig) -> Generate:
+    """The request in `body`, or a RequestError saying what is wrong with it."""
+    if len(body) > limits.max_body_bytes:
+        raise RequestError(413, f"the body is {len(body):,} bytes; the limit is {limits.max_body_bytes:,}")
+    try:
+        data = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise RequestError(400, f"the body is not valid JSON: {err}") from None
+    if not isinstance(data, dict):
+        raise RequestError(400, f"the body must be a JSON object, got {type(data).__name__}")
+    unknown = sorted(set(data) - set(FIELDS))
+    if unknown:
+        raise RequestError(422, f"unknown field {unknown[0]!r}; the fields are {', '.join(FIELDS)}", unknown[0])
+    prime = data.get("prime", "")
+    if not isinstance(prime, str):
+        raise RequestError(422, f"prime must be a string, got {json.dumps(prime)}", "prime")
+    _text_chars(vocab, "prime", prime, "saw")
+    stop = data.get("stop", [])
+    stop = [stop] if isinstance(stop, str) else stop
+    if not isinstance(stop, list) or not all(isinstance(s, str) and s for s in stop):
+        raise RequestError(422, "stop must be a non-empty string or a list of them", "stop")
+    if len(stop) > MAX_STOPS or any(len(s) > MAX_STOP_CHARS for s in stop):
+        raise RequestError(422, f"stop takes at most {MAX_STOPS} texts of at most {MAX_STOP_CHARS} characters", "stop")
+    for text in stop:
+        _text_chars(vocab, "stop", text, "writes")
+    stream = data.get("stream", False)
+    if not isinstance(stream, bool):
+        raise RequestError(422, f"stream must be true or false, got {json.dumps(stream)}", "stream")
+    request = SampleConfig(
+        length=_integer(data, "length", DEFAULT_LENGTH, 1, limits.max_length),
+        temperature=_number(data, "temperature", 1.0, 0.0, MAX_TEMPERATURE),
+        prime=prime,
+        seed=_integer(data, "seed", 0, *SEEDS),
+        top_k=_integer(data, "top_k", 0, 0, 2**31 - 1),
+        top_p=_number(data, "top_p", 1.0, 0.0, 1.0, open_low=True),
+        num_samples=_integer(data, "n", 1, 1, limits.max_samples),
+        stop=tuple(stop),
+    )
+    return Generate(request, stream)
+
+
+def settings(request: SampleConfig) -> dict[str, Any]:
+    """The request as the client would write it (every default filled in)."""
+    return {
+        "prime": request.prime,
+        "length": request.length,
+        "temperature": request.temperature,
+        "top_k": request.top_k,
+        "top_p": request.top_p,
+        "seed": request.seed,
+        "n": request.num_samples,
+        "stop": list(request.stop),
+    }

@@ -1,0 +1,97 @@
+"""Running the application under uvicorn, and stopping it gently.
+
+SIGTERM or Ctrl-C stops accepting connections, lets the requests in flight
+finish (up to the per-request timeout), stops the batcher, and returns: the
+process exits 0. (uvicorn would otherwise re-raise the signal once it has
+drained, and the process would end with 143.)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import uvicorn
+
+from charlstm.errors import CharlstmError
+
+HANDLED = (signal.SIGINT, signal.SIGTERM)
+
+
+class _Server(uvicorn.Server):
+    def __init__(
+        self, config: uvicorn.Config, on_ready: Callable[[], None] | None, on_stop: Callable[[int], None] | None
+    ):
+        super().__init__(config)
+        self._on_ready, self._on_stop = on_ready, on_stop
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        before = {sig: signal.signal(sig, self._stop) for sig in HANDLED}
+        try:
+            yield
+        finally:
+            for sig, handler in before.items():
+                signal.signal(sig, handler)
+
+    def _stop(self, sig: int, frame: Any) -> None:
+        if self.should_exit:  # a second signal: stop waiting for the requests in flight
+            self.force_exit = True
+            return
+        if self._on_stop is not None:
+            self._on_stop(sig)
+        self.should_exit = True
+
+    async def startup(self, sockets: Any = None) -> None:
+        await super().startup(sockets)
+        if self.started and self._on_ready is not None:
+            self._on_ready()
+
+
+def check_address(host: str, port: int) -> None:
+    """A clear error now, rather than uvicorn's exit, if the address cannot be listened on."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as err:
+        raise CharlstmError(f"cannot listen on {host}:{port}: {err.strerror}") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind(address)
+        except OSError as err:
+            raise CharlstmError(f"cannot listen on {host}:{port}: {err.strerror}") from None
+
+
+def run(
+    app: Any,
+    host: str,
+    port: int,
+    *,
+    drain_s: float,
+    access_log: bool = False,
+    on_ready: Callable[[], None] | None = None,
+    on_stop: Callable[[int], None] | None = None,
+) -> bool:
+    """Serve `app` until a signal; False if the server could not start."""
+    check_address(host, port)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level="info" if access_log else "warning",
+        access_log=access_log,
+        timeout_graceful_shutdown=round(drain_s),
+        lifespan="on",
+        server_header=False,
+    )
+    server = _Server(config, on_ready, on_stop)
+    server.run()
+    return server.started

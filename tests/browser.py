@@ -1,0 +1,133 @@
+"""Headless Chromium for the page tests: load a page as a user would, with
+the network blocked, and read back the DOM after its scripts have run."""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import urllib.parse
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)
+needs_chromium = pytest.mark.skipif(
+    CHROMIUM is None, reason="headless Chromium is not installed (Debian: apt-get install chromium)"
+)
+# No name resolves and every proxied connection goes nowhere: a page that
+# needed the network would fail.
+OFFLINE = ["--host-resolver-rules=MAP * ~NOTFOUND", "--proxy-server=127.0.0.1:9"]
+
+
+def run(url: str, *extra: str, budget_ms: int = 20_000, offline: bool = True, timeout: float = 90) -> str:
+    """The DOM of `url` once its scripts and timers have run for `budget_ms` of virtual time."""
+    assert CHROMIUM is not None
+    with tempfile.TemporaryDirectory(prefix="charlstm-chromium-") as profile:
+        command = [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-background-networking",
+            f"--user-data-dir={profile}",
+            f"--virtual-time-budget={budget_ms}",
+            *(OFFLINE if offline else []),
+            *extra,
+            "--dump-dom",
+            url,
+        ]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+def page_url(path: Path, test: dict) -> str:
+    return path.resolve().as_uri() + "#test=" + urllib.parse.quote(json.dumps(test))
+
+
+def element_text(dom: str, element_id: str) -> str:
+    """The text of the element with this id (no nested elements) in a dumped DOM."""
+    found = re.search(rf'<(\w+)[^>]*\bid="{element_id}"[^>]*>(.*?)</\1>', dom, re.DOTALL)
+    assert found, f"no #{element_id} in the page"
+    return html.unescape(re.sub(r"<[^>]+>", "", found.group(2)))
+
+
+def hook_result(dom: str) -> dict:
+    text = element_text(dom, "test-output")
+    assert text, "the page's test hook wrote nothing: its script did not run"
+    return json.loads(text)
+
+
+class Session:
+    """Chromium driven over the DevTools protocol on a pipe, for a page that
+    talks to a live server (virtual time does not wait for a streamed
+    response, so --dump-dom would read the page too early)."""
+
+    def __init__(self, *extra: str):
+        assert CHROMIUM is not None
+        ours_to_read, theirs_to_write = os.pipe()
+        theirs_to_read, ours_to_write = os.pipe()
+
+        def pipes_as_3_and_4() -> None:  # in the child: the protocol's fixed descriptors
+            high = os.dup(theirs_to_read), os.dup(theirs_to_write)
+            os.dup2(high[0], 3)
+            os.dup2(high[1], 4)
+
+        self.profile = tempfile.TemporaryDirectory(prefix="charlstm-chromium-")
+        command = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"]
+        command += [
+            "--disable-background-networking",
+            f"--user-data-dir={self.profile.name}",
+            "--remote-debugging-pipe",
+        ]
+        self.process = subprocess.Popen(
+            [*command, *extra, "about:blank"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            close_fds=False,
+            preexec_fn=pipes_as_3_and_4,
+        )
+        os.close(theirs_to_read)
+        os.close(theirs_to_write)
+        self.reader, self.writer = os.fdopen(ours_to_read, "rb"), os.fdopen(ours_to_write, "wb")
+        self.next_id, self.buffer = 0, b""
+        page = next(t for t in self.call("Target.getTargets")["targetInfos"] if t["type"] == "page")
+        self.session = self.call("Target.attachToTarget", targetId=page["targetId"], flatten=True)["sessionId"]
+
+    def call(self, method: str, session: str | None = None, **params) -> dict:
+        self.next_id += 1
+        message = {"id": self.next_id, "method": method, "params": params}
+        if session:
+            message["sessionId"] = session
+        self.writer.write(json.dumps(message).encode() + b"\0")
+        self.writer.flush()
+        while True:
+            while b"\0" not in self.buffer:
+                data = os.read(self.reader.fileno(), 65536)
+                assert data, "Chromium closed the DevTools pipe"
+                self.buffer += data
+            raw, self.buffer = self.buffer.split(b"\0", 1)
+            reply = json.loads(raw)
+            if reply.get("id") == self.next_id:
+                assert "error" not in reply, reply["error"]
+                return reply["result"]
+
+    def open(self, url: str) -> None:
+        self.call("Page.navigate", self.session, url=url)
+
+    def evaluate(self, expression: str):
+        result = self.call("Runtime.evaluate", self.session, expression=expression, returnByValue=True)
+        return result["result"].get("value")
+
+    def close(self) -> None:
+        self.process.kill()
+        self.process.wait()
+        self.reader.close()
+        self.writer.close()
+        self.profile.cleanup()

@@ -1,0 +1,147 @@
+"""`charlstm export`: portable weights read back with NumPy alone, and the
+page that runs the model, in a real headless Chromium with the network off."""
+
+import json
+import runpy
+import struct
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from safetensors.numpy import load_file
+from typer.testing import CliRunner
+
+import charlstm
+from charlstm.cli import app
+from charlstm.core.model import CharLSTM, forward, zero_carry
+
+from . import browser
+from .conftest import _tiny_text
+from .helpers import perturbed_checkpoint
+
+ROOT = Path(__file__).resolve().parent.parent
+CELLS = {"lstm": {}, "ln-lstm": {"norm": "layer"}, "gru": {"cell": "gru"}}
+# The vocabulary holds markup: a page that let it through would run it.
+HOSTILE = "<script>document.title='pwned'</script><img src=x onerror=\"document.title='pwned'\">&amp;\n"
+PRIME = "HAMLET.\nTo <be>"
+numpy_forward = runpy.run_path(str(ROOT / "examples" / "numpy_forward.py"))
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """One checkpoint per cell (see helpers.perturbed_checkpoint), on a corpus with markup in it."""
+    root = tmp_path_factory.mktemp("export")
+    corpus = root / "tiny.txt"
+    corpus.write_text(_tiny_text() + HOSTILE, encoding="utf-8")
+    return {
+        name: perturbed_checkpoint(corpus, root / name, model, seed=i) for i, (name, model) in enumerate(CELLS.items())
+    }
+
+
+def _jax_probs(model, text: str) -> np.ndarray:
+    """(len(text), V): the model's next-character distribution after each prefix of `text`."""
+    logits, _ = forward(
+        CharLSTM(model.model_config),
+        model.params,
+        jnp.asarray(model.vocab.encode(text))[None],
+        zero_carry(model.model_config, 1),
+    )
+    return np.asarray(jax.nn.softmax(logits[0], axis=-1))
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_weights_read_back_and_the_numpy_reference_matches_jax(runs, tmp_path, cell):
+    result = CliRunner().invoke(app, ["export", str(runs[cell]), "--weights", str(tmp_path / "w")])
+    assert result.exit_code == 0, result.output
+    assert "model.safetensors" in result.stderr
+    model = charlstm.load(runs[cell])
+    # The safetensors package reads the file, and every tensor is the parameter.
+    tensors = load_file(tmp_path / "w" / "model.safetensors")
+    flat = {".".join(k.key for k in path): leaf for path, leaf in jax.tree_util.tree_leaves_with_path(model.params)}
+    assert set(tensors) == set(flat)
+    for name, value in flat.items():
+        np.testing.assert_array_equal(tensors[name], np.asarray(value))
+    meta = json.loads((tmp_path / "w" / "model.json").read_text(encoding="utf-8"))
+    assert meta["vocab"] == model.vocab.chars and meta["model"]["cell"] == model.model_config.cell
+    assert {n: t["shape"] for n, t in meta["tensors"].items()} == {n: list(np.shape(v)) for n, v in flat.items()}
+
+    # The reference forward pass in examples/numpy_forward.py, character by character.
+    ref_meta, ref = numpy_forward["load"](tmp_path / "w")
+    state, probs = numpy_forward["zero_state"](ref_meta), []
+    for ch in PRIME * 3:
+        logits, state = numpy_forward["step"](ref_meta, ref, ref_meta["vocab"].index(ch), state)
+        probs.append(np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum())
+    np.testing.assert_allclose(np.array(probs), _jax_probs(model, PRIME * 3), atol=1e-5, rtol=0)
+
+
+def test_the_weights_header_is_data_not_code(runs, tmp_path):
+    charlstm.load(runs["lstm"]).export_weights(tmp_path)
+    raw = (tmp_path / "model.safetensors").read_bytes()
+    (size,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8 : 8 + size])
+    assert header["__metadata__"]["format"] == "charlstm-weights"
+    assert (
+        size % 8 == 0
+        and max(t["data_offsets"][1] for n, t in header.items() if n != "__metadata__") == len(raw) - 8 - size
+    )
+
+
+@browser.needs_chromium
+@pytest.mark.parametrize("cell", CELLS)
+def test_the_page_computes_what_the_model_computes(runs, tmp_path, cell):
+    page = tmp_path / "page.html"
+    result = CliRunner().invoke(app, ["export", str(runs[cell]), "--html", str(page)])
+    assert result.exit_code == 0, result.output
+    model = charlstm.load(runs[cell])
+    greedy = CliRunner().invoke(app, ["sample", "-c", str(runs[cell]), "--greedy", "-n", "300", "--prime", PRIME])
+    assert greedy.exit_code == 0, greedy.output
+    test = {"prime": PRIME, "greedy": 300}
+    if cell == "ln-lstm":  # and drive the controls once, as a user would
+        test["ui"] = {"temperature": 0.9, "top-k": 5, "top-p": 0.9, "length": 500, "seed": 3}
+    dom = browser.run(browser.page_url(page, test))
+    seen = browser.hook_result(dom)
+    np.testing.assert_allclose(seen["probs"], _jax_probs(model, PRIME)[-1], atol=1e-4, rtol=0)
+    assert PRIME + seen["greedy"] + "\n" == greedy.stdout
+    # Self-contained and inert: nothing loaded, nothing blocked, no markup run.
+    assert seen["resources"] == [] and seen["violations"] == []
+    assert seen["title"] == f"charlstm: {cell}" and "pwned" not in dom
+    if "ui" in test:
+        generated = browser.element_text(dom, "generated")
+        assert len(generated) == 500 and set(generated) <= set(model.vocab.chars)
+        assert browser.element_text(dom, "status").startswith("500 characters")
+        assert browser.element_text(dom, "shown-prime") == PRIME
+
+
+@browser.needs_chromium
+def test_half_page_is_half_the_weights_and_names_unknown_prime_characters(runs, tmp_path):
+    model = charlstm.load(runs["ln-lstm"])
+    full, half = model.export_html(tmp_path / "full.html"), model.export_html(tmp_path / "half.html", half=True)
+    assert half.weight_bytes * 2 == full.weight_bytes and half.dtype == "f16"
+    assert full.bytes - half.bytes > 1.3 * half.weight_bytes  # base64 of the bytes saved
+    text = (tmp_path / "half.html").read_text(encoding="utf-8")
+    assert "http://" not in text and "https://" not in text and "<script>document" not in text
+    dom = browser.run(browser.page_url(tmp_path / "half.html", {"prime": PRIME, "greedy": 5, "ui": {"length": 5}}))
+    seen = browser.hook_result(dom)
+    # float16 weights: about 3 significant digits each.
+    np.testing.assert_allclose(seen["probs"], _jax_probs(model, PRIME)[-1], atol=2e-2, rtol=0)
+    dom = browser.run(browser.page_url(tmp_path / "half.html", {"prime": "To be \u03a9 or ~", "ui": {"length": 5}}))
+    assert browser.hook_result(dom)["unknown"] == sorted(["\u03a9", "~"])
+    assert browser.element_text(dom, "unknown") == 'The model never saw "~", "\u03a9": remove them to generate.'
+    assert browser.element_text(dom, "generated") == ""
+
+
+def test_export_errors_are_one_line(runs, tmp_path):
+    runner = CliRunner()
+    cases = [
+        (["export", str(runs["lstm"])], "nothing to export: give --html PAGE.html, --weights DIR, or both"),
+        (["export", str(runs["lstm"]), "--weights", str(tmp_path), "--half"], "--half applies to the page"),
+        (["export", str(runs["lstm"]), "--html", str(tmp_path)], "is a directory: give the HTML file"),
+        (["export", str(runs["lstm"]), "--weights", str(ROOT / "README.md")], "is a file, not a directory"),
+        (["export", str(tmp_path / "nope"), "--html", "x.html"], "checkpoint not found"),
+    ]
+    for args, message in cases:
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2, result.output
+        assert message in result.stderr and result.stderr.count("\n") == 1

@@ -1,0 +1,344 @@
+"""`charlstm serve`: a real server in a child process, on a free loopback port.
+
+One server serves every test here (they share an xdist group, so one worker
+runs them, in this order); the last test stops it with SIGTERM.
+"""
+
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+import charlstm
+from charlstm.cli import app
+from charlstm.config import SampleConfig
+
+from . import browser
+from .conftest import _tiny_text
+from .helpers import perturbed_checkpoint
+
+pytestmark = pytest.mark.xdist_group("serve")
+KEY = "s3cret-key"
+AUTH = {"Authorization": f"Bearer {KEY}"}
+MAX_LENGTH = 200_000  # long enough that a request outlives its client on purpose
+WAIT_S = 120  # the longest any loop here waits for the server (it compiles as it goes)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _until(check, what: str, timeout: float = WAIT_S, every: float = 0.1):
+    """Poll `check` until it returns something truthy; bounded."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"gave up waiting for {what}")
+
+
+class Server:
+    def __init__(self, run_dir: Path, tmp: Path):
+        self.port = _free_port()
+        self.run_dir = run_dir
+        self.log = tmp / "serve.log"
+        command = [sys.executable, "-m", "charlstm", "serve", str(run_dir), "--port", str(self.port), "--chunk", "16"]
+        command += ["--max-length", str(MAX_LENGTH), "--max-samples", "4", "--max-body", "4096", "--timeout", "60"]
+        command += ["--max-batch", "16"]  # fewer batch sizes to compile than the default 64, and still shared
+        env = {**os.environ, "CHARLSTM_API_KEY": KEY}
+        with self.log.open("w") as log:
+            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+        _until(self._healthy, "the server to answer /healthz")
+
+    def _healthy(self) -> bool:
+        assert self.process.poll() is None, self.log.read_text()
+        try:
+            return self.request("GET", "/healthz")[0] == 200
+        except OSError:
+            return False
+
+    def request(self, method: str, path: str, body=None, headers=None, timeout: float = WAIT_S):
+        """(status, parsed JSON or text) of one request on a fresh connection."""
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            data = body if isinstance(body, bytes | None) else json.dumps(body).encode()
+            connection.request(method, path, body=data, headers=headers or {})
+            response = connection.getresponse()
+            raw = response.read().decode()
+            kind = response.getheader("content-type", "")
+            return response.status, json.loads(raw) if "json" in kind else raw
+        finally:
+            connection.close()
+
+    def generate(self, body, headers=AUTH):
+        return self.request("POST", "/v1/generate", body, headers)
+
+    def load(self) -> dict:
+        return self.request("GET", "/v1/model", headers=AUTH)[1]["load"]
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("serve")
+    corpus = tmp / "tiny.txt"
+    corpus.write_text(_tiny_text(), encoding="utf-8")
+    run_dir = perturbed_checkpoint(corpus, tmp / "run", seed=7)
+    server = Server(run_dir, tmp)
+    yield server, charlstm.load(run_dir)
+    if server.process.poll() is None:
+        server.process.kill()
+        server.process.wait()
+
+
+def _body(i: int) -> dict:
+    """64 different requests: two primes, one or two samples, filtering on or off, stop texts or not."""
+    body = {"prime": ["HAMLET.\n", "The king and"][i % 2], "length": 60, "seed": i}
+    body["temperature"] = [0.0, 0.7, 1.0, 1.3][i % 4]
+    if i % 3 == 0:
+        body |= {"top_k": 5, "top_p": 0.9}
+    if i % 5 == 0:
+        body["n"] = 2
+    if i % 7 == 0:
+        body["stop"] = ["\n", "king"]
+    return body
+
+
+def _library(model, body: dict) -> list[dict]:
+    request = SampleConfig(
+        length=body["length"],
+        temperature=body["temperature"],
+        prime=body["prime"],
+        seed=body["seed"],
+        top_k=body.get("top_k", 0),
+        top_p=body.get("top_p", 1.0),
+        num_samples=body.get("n", 1),
+        stop=tuple(body.get("stop", ())),
+    )
+    return [{"text": c.text, "finish_reason": c.finish_reason} for c in model.complete(request)]
+
+
+def test_concurrent_clients_share_batches_and_get_what_sample_gives(served):
+    server, model = served
+    before = server.load()
+    # The library first: the server then finds the programs that read the
+    # primes in the compilation cache the tests share.
+    expected = [_library(model, _body(i)) for i in range(64)]
+    with ThreadPoolExecutor(64) as pool:
+        answers = list(pool.map(server.generate, [_body(i) for i in range(64)]))
+    assert [status for status, _ in answers] == [200] * 64
+    for i, (_, answer) in enumerate(answers):
+        assert answer["samples"] == expected[i], f"request {i}: {_body(i)}"
+        assert answer["settings"]["seed"] == i and answer["settings"]["n"] == _body(i).get("n", 1)
+    after = server.load()
+    # Shared: fewer calls than one per request and chunk, and calls that carried many rows.
+    assert after["peak_rows"] >= 8
+    assert after["calls"] - before["calls"] < 64
+    # The command line gives the same texts as the library (and so as the server).
+    for i in (3, 10):
+        body = _body(i)
+        args = ["sample", "-c", str(server.run_dir), "--json", "--prime", body["prime"], "-n", str(body["length"])]
+        args += ["--seed", str(i), "--temp", str(body["temperature"]), "-N", str(body.get("n", 1))]
+        args += ["--top-k", str(body.get("top_k", 0)), "--top-p", str(body.get("top_p", 1.0))]
+        for stop in body.get("stop", []):
+            args += ["--stop", stop.replace("\n", "\\n")]
+        cli = CliRunner().invoke(app, args)
+        records = [json.loads(line) for line in cli.stdout.splitlines()]
+        assert [r["text"] for r in records] == [s["text"] for s in answers[i][1]["samples"]]
+
+
+BIG = b'{"prime": "' + b"a" * 5000 + b'"}'
+BAD = [
+    # (name, method, path, body, headers, status, message, field)
+    ("malformed JSON", "POST", "/v1/generate", b"{nope", AUTH, 400, "the body is not valid JSON", None),
+    ("not an object", "POST", "/v1/generate", b"[1, 2]", AUTH, 400, "must be a JSON object, got list", None),
+    ("not UTF-8", "POST", "/v1/generate", b'{"prime": "\xff"}', AUTH, 400, "not valid JSON", None),
+    ("unknown field", "POST", "/v1/generate", {"lenght": 5}, AUTH, 422, "unknown field 'lenght'", "lenght"),
+    (
+        "length type",
+        "POST",
+        "/v1/generate",
+        {"length": "10"},
+        AUTH,
+        422,
+        'length must be an integer, got "10"',
+        "length",
+    ),
+    ("n bool", "POST", "/v1/generate", {"n": True}, AUTH, 422, "n must be an integer, got true", "n"),
+    ("length 0", "POST", "/v1/generate", {"length": 0}, AUTH, 422, "length must be from 1 to 200000, got 0", "length"),
+    ("too long", "POST", "/v1/generate", {"length": MAX_LENGTH + 1}, AUTH, 422, "length must be from 1", "length"),
+    ("too many", "POST", "/v1/generate", {"n": 5}, AUTH, 422, "n must be from 1 to 4, got 5", "n"),
+    ("top_p 0", "POST", "/v1/generate", {"top_p": 0}, AUTH, 422, "top_p must be in (0, 1], got 0", "top_p"),
+    ("top_k < 0", "POST", "/v1/generate", {"top_k": -1}, AUTH, 422, "top_k must be from 0", "top_k"),
+    (
+        "temperature",
+        "POST",
+        "/v1/generate",
+        {"temperature": -1},
+        AUTH,
+        422,
+        "temperature must be from 0",
+        "temperature",
+    ),
+    ("seed type", "POST", "/v1/generate", {"seed": 1.5}, AUTH, 422, "seed must be an integer", "seed"),
+    ("stop type", "POST", "/v1/generate", {"stop": [1]}, AUTH, 422, "stop must be a non-empty string", "stop"),
+    ("stream type", "POST", "/v1/generate", {"stream": "yes"}, AUTH, 422, "stream must be true or false", "stream"),
+    (
+        "prime chars",
+        "POST",
+        "/v1/generate",
+        {"prime": "Zo\u00e9!"},
+        AUTH,
+        422,
+        'never saw: "!", "Z", "\u00e9"',
+        "prime",
+    ),
+    ("stop chars", "POST", "/v1/generate", {"stop": "~"}, AUTH, 422, 'never writes: "~"', "stop"),
+    ("oversize", "POST", "/v1/generate", BIG, AUTH, 413, "the limit is 4,096", None),
+    ("no key", "POST", "/v1/generate", {}, {}, 401, "needs an API key", None),
+    ("wrong key", "POST", "/v1/generate", {}, {"Authorization": "Bearer nope"}, 401, "wrong API key", None),
+    ("model no key", "GET", "/v1/model", None, {}, 401, "needs an API key", None),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "method", "path", "body", "headers", "status", "message", "field"), BAD, ids=[b[0] for b in BAD]
+)
+def test_bad_requests_get_the_right_status_and_one_clear_message(
+    served, name, method, path, body, headers, status, message, field
+):
+    server, _ = served
+    got, answer = server.request(method, path, body, headers)
+    assert got == status, answer
+    error = answer["error"]
+    assert message in error["message"] and "\n" not in error["message"]
+    assert error.get("field") == field
+
+
+def test_the_server_keeps_serving_and_answers_health_and_the_page_without_the_key(served):
+    server, _ = served
+    assert server.request("GET", "/healthz") == (200, {"status": "ok"})
+    status, page = server.request("GET", "/")
+    assert status == 200 and "charlstm serve" in page
+    assert server.generate({"length": 5})[0] == 200
+    status, about = server.request("GET", "/v1/model", headers=AUTH)
+    assert about["limits"]["max_samples"] == 4 and about["step"] == 0 and about["config"]["cell"] == "lstm"
+    assert server.request("GET", "/v1/generate", headers=AUTH)[0] == 405
+
+
+def _chunked_body(server, parts: list[bytes]) -> int:
+    """Send a body in chunks without a Content-Length; the status."""
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=WAIT_S)
+    try:
+        connection.request("POST", "/v1/generate", body=iter(parts), headers=AUTH, encode_chunked=True)
+        return connection.getresponse().status
+    finally:
+        connection.close()
+
+
+def test_an_oversize_body_is_refused_without_content_length(served):
+    server, _ = served
+    assert _chunked_body(served[0], [b'{"prime": "', b"a" * 3000, b"a" * 3000, b'"}']) == 413
+    assert _chunked_body(server, [b'{"length":', b" 3}"]) == 200
+
+
+def test_a_client_that_leaves_frees_its_rows(served):
+    server, _ = served
+    cancelled = server.load()["cancelled_rows"]
+    # Streamed: read the first event, then hang up.
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=WAIT_S)
+    body = json.dumps({"length": MAX_LENGTH, "stream": True, "n": 2}).encode()
+    head = (
+        f"POST /v1/generate HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {KEY}\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    sock.sendall(head.encode() + body)
+    received = b""
+    while b"event: piece" not in received:
+        received += sock.recv(4096)
+    assert b"200 OK" in received
+    sock.close()
+    _until(lambda: server.load()["cancelled_rows"] == cancelled + 2, "the streamed request's 2 rows to be freed")
+    # Not streamed: the same once the client has gone.
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=WAIT_S)
+    body = json.dumps({"length": MAX_LENGTH}).encode()
+    head = head.replace(str(len(json.dumps({"length": MAX_LENGTH, "stream": True, "n": 2}))), str(len(body)))
+    sock.sendall(head.encode() + body)
+    _until(lambda: server.load()["active_rows"] == 1, "the request to start")
+    sock.close()
+    _until(lambda: server.load()["cancelled_rows"] == cancelled + 3, "the plain request's row to be freed")
+    assert server.load()["active_rows"] == 0
+
+
+def test_streamed_text_is_the_whole_answer(served):
+    server, model = served
+    body = {"prime": "HAMLET.\n", "length": 100, "seed": 4, "temperature": 0.9, "stream": True}
+    status, events = server.generate(body)
+    assert status == 200
+    pieces, done = [], None
+    for event in events.strip().split("\n\n"):
+        name, data = (line.split(": ", 1)[1] for line in event.split("\n"))
+        if name == "piece":
+            pieces.append(json.loads(data)["texts"][0])
+        else:
+            done = json.loads(data)
+    assert len(pieces) > 1 and "".join(pieces) == done["samples"][0]["text"]
+    assert done["samples"] == _library(model, {**body, "stream": None})
+
+
+@browser.needs_chromium
+# The DevTools pipe needs a file-descriptor shuffle between fork and exec;
+# JAX warns about any fork in a process it runs in, but nothing else runs in between.
+@pytest.mark.filterwarnings("ignore:os.fork:RuntimeWarning")
+def test_the_servers_page_writes_in_chromium(served):
+    server, model = served
+    run = {"key": KEY, "prime": "The king", "length": 120, "seed": 9, "temperature": 0.8, "top_k": 0, "top_p": 1}
+    expected = _library(model, {"prime": "The king", "length": 120, "seed": 9, "temperature": 0.8})[0]["text"]
+    # Names resolve to nothing: the page can reach this server and nothing else.
+    chromium = browser.Session("--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1")
+    try:
+        chromium.open(f"http://127.0.0.1:{server.port}/#run=" + urllib.parse.quote(json.dumps(run)))
+        status = "document.getElementById('status').textContent + document.getElementById('problem').textContent"
+        _until(lambda: " in " in (chromium.evaluate(status) or ""), "the page to finish", every=0.2)
+        assert chromium.evaluate("document.getElementById('generated').textContent") == expected
+        assert chromium.evaluate(status).startswith("120 characters in")
+        assert chromium.evaluate("document.title") == "charlstm serve: 2x24 LSTM"
+    finally:
+        chromium.close()
+
+
+def test_sigterm_lets_requests_in_flight_finish_then_exits_0(served):
+    server, _ = served
+    answers = []
+    client = threading.Thread(target=lambda: answers.append(server.generate({"length": 20_000, "seed": 1})))
+    client.start()
+    _until(lambda: server.load()["active_rows"] == 1, "the request to start")
+    server.process.send_signal(signal.SIGTERM)
+    client.join(WAIT_S)
+    assert server.process.wait(WAIT_S) == 0
+    status, answer = answers[0]
+    assert status == 200 and len(answer["samples"][0]["text"]) == 20_000
+    log = server.log.read_text()
+    assert "SIGTERM: finishing the requests in flight" in log and "stopped" in log and "Traceback" not in log
+
+
+def test_help_and_import_never_load_the_web_stack():
+    code = (
+        "import sys; from typer.testing import CliRunner; from charlstm.cli import app; import charlstm; "
+        "r = CliRunner().invoke(app, ['serve', '--help']); assert '--api-key' in r.stdout, r.output; "
+        "assert not {'starlette', 'uvicorn', 'jax'} & set(sys.modules), sorted(sys.modules)"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=WAIT_S)

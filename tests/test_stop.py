@@ -1,0 +1,123 @@
+"""`--stop`: a sample ends at the first occurrence of a stop text."""
+
+import itertools
+import json
+
+import jax
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from charlstm.cli import app
+from charlstm.config import SampleConfig
+from charlstm.core.generation import STOP_CHUNK, StopScanner, complete, sample_texts, stream_texts
+from charlstm.core.model import init_params
+from charlstm.errors import CharlstmError
+
+from .test_sample import CFG, VOCAB
+
+
+def _first_cut(text: str, stops: list[str]) -> str:
+    """The text up to the stop that is complete first, written out the slow way."""
+    for end in range(len(text) + 1):
+        starts = [end - len(s) for s in stops if end >= len(s) and text[end - len(s) : end] == s]
+        if starts:
+            return text[: min(starts)]
+    return text
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    text=st.text("abc\n", max_size=60),
+    stops=st.lists(st.text("abc\n", min_size=1, max_size=4), min_size=1, max_size=3),
+    cuts=st.lists(st.integers(0, 60), max_size=6),
+)
+def test_scanner_cuts_at_the_first_stop_however_the_text_is_split(text, stops, cuts):
+    scanner = StopScanner(stops)
+    bounds = [0, *sorted(min(c, len(text)) for c in cuts), len(text)]
+    out = "".join(scanner.feed(text[a:b]) for a, b in itertools.pairwise(bounds))
+    out += "" if scanner.stopped else scanner.finish()
+    assert out == _first_cut(text, stops)
+    assert scanner.stopped == any(s in text for s in stops)
+
+
+@pytest.fixture(scope="module")
+def params():
+    return init_params(CFG, jax.random.PRNGKey(5))
+
+
+def test_a_sample_ends_where_its_stop_text_first_occurs(params):
+    request = SampleConfig(300, temperature=1.2, prime="ab", seed=4, num_samples=3)
+    full = sample_texts(CFG, params, VOCAB, request)
+    stop = full[0][40:42]  # occurs in sample 0 at 40 at the latest
+    done = complete(CFG, params, VOCAB, SampleConfig(300, 1.2, "ab", 4, num_samples=3, stop=(stop, "dddddd")))
+    for whole, (text, reason) in zip(full, done, strict=True):
+        assert text == _first_cut(whole, [stop])
+        assert reason == ("stop" if stop in whole else "length")
+    assert done[0].finish_reason == "stop" and len(done[0].text) <= 40
+
+
+def test_streamed_pieces_with_a_stop_join_to_the_same_text(params):
+    request = SampleConfig(2 * STOP_CHUNK + 10, temperature=1.0, seed=1, stop=("\nd",))
+    whole = complete(CFG, params, VOCAB, request)[0]
+    pieces = list(stream_texts(CFG, params, VOCAB, request, chunk=7))
+    assert "".join(p[0] for p in pieces) == whole.text
+    unstopped = sample_texts(CFG, params, VOCAB, SampleConfig(request.length, 1.0, seed=1))[0]
+    assert whole.text == _first_cut(unstopped, ["\nd"])
+
+
+@pytest.mark.parametrize(
+    ("stop", "message"),
+    [
+        (("",), "--stop must not be empty"),
+        ("ab", "--stop must be a list of texts"),
+        (("a" * 257,), "at most 256 characters"),
+        (tuple("abcdabcdabcdabcda"), "at most 16 --stop texts"),
+    ],
+)
+def test_bad_stop_values(stop, message):
+    with pytest.raises(CharlstmError, match=message):
+        SampleConfig(stop=stop)
+
+
+def test_a_stop_the_model_can_never_write_is_refused(params):
+    with pytest.raises(CharlstmError, match=r"stop text 'a!' contains characters the model never writes: '!'"):
+        complete(CFG, params, VOCAB, SampleConfig(5, stop=("a!",)))
+
+
+def test_cli_stop_json_says_why_each_sample_ended(trained_run):
+    run_dir, _ = trained_run
+    runner = CliRunner()
+    base = ["sample", "-c", str(run_dir), "-n", "200", "--seed", "2", "-N", "2", "--json"]
+    plain = [json.loads(line) for line in runner.invoke(app, base).stdout.splitlines()]
+    assert [r["finish_reason"] for r in plain] == ["length", "length"] and plain[0]["stop"] == []
+    result = runner.invoke(app, [*base, "--stop", "\\n", "--stop", "qqqqq"])
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    for before, after in zip(plain, records, strict=True):
+        assert after["text"] == _first_cut(before["text"], ["\n"])
+        assert after["finish_reason"] == ("stop" if "\n" in before["text"] else "length")
+        assert after["stop"] == ["\n", "qqqqq"]
+    text = runner.invoke(app, ["sample", "-c", str(run_dir), "-n", "200", "--seed", "2", "--stop", "\\n"]).stdout
+    assert text == _first_cut(plain[0]["text"], ["\n"]) + "\n"
+
+
+@pytest.mark.parametrize(
+    ("stop", "message"),
+    [
+        ("", "--stop must not be empty"),
+        ("a\\q", "unknown escape \\q"),
+        ("\\x4", "unknown escape \\x"),
+        ("~~", "never writes: '~'"),
+    ],
+)
+def test_cli_bad_stop_is_one_line_and_status_2(trained_run, stop, message):
+    result = CliRunner().invoke(app, ["sample", "-c", str(trained_run[0]), "--stop", stop])
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr and result.stderr.count("\n") == 1
+
+
+def test_help_explains_stop():
+    out = CliRunner().invoke(app, ["sample", "--help"]).stdout
+    assert "--stop" in out and "blank line" in out
