@@ -1,14 +1,18 @@
 """A model of several documents: reading the boundary symbol restarts it,
 and its samples start and end documents."""
 
+import runpy
+from pathlib import Path
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from charlstm.config import ModelConfig, SampleConfig
-from charlstm.core.model import CharLSTM, forward, init_params
 from charlstm.core.generation import complete, default_prime, sample_texts, stream_texts
+from charlstm.core.model import CharLSTM, forward, init_params, zero_carry
+from charlstm.export.weights import write_weights
 from charlstm.text.vocab import BOUNDARY, Vocab
 
 VOCAB = Vocab("\nab" + BOUNDARY)
@@ -69,3 +73,29 @@ def test_samples_start_a_document_and_end_where_the_model_ends_it():
         pieces = list(stream_texts(config, params, VOCAB, request, chunk=6))
         assert ["".join(p[i] for p in pieces) for i in range(3)] == whole
         assert all(BOUNDARY not in t for t in whole)
+
+
+@pytest.mark.parametrize("cell", SHAPES)
+def test_the_exported_weights_restart_at_the_boundary_like_the_model(cell, tmp_path):
+    """examples/numpy_forward.py (and so the page, which mirrors it) zeroes
+    the state on reading the boundary, and a greedy sample ends with the document."""
+    reference = runpy.run_path(str(Path(__file__).resolve().parent.parent / "examples" / "numpy_forward.py"))
+    config = _config(**SHAPES[cell])
+    params = init_params(config, jax.random.PRNGKey(7))
+    write_weights(tmp_path, config, VOCAB, params, {})
+    meta, tensors = reference["load"](tmp_path)
+    text = "ab\nba" + BOUNDARY + "aab\n" + BOUNDARY + "b"
+    logits, _ = forward(CharLSTM(config), params, jnp.asarray(VOCAB.encode(text))[None], zero_carry(config, 1))
+    state, seen = reference["zero_state"](meta), []
+    for ch in text:
+        out, state = reference["step"](meta, tensors, VOCAB.chars.index(ch), state)
+        seen.append(out)
+    np.testing.assert_allclose(np.array(seen), np.asarray(logits[0]), atol=1e-5, rtol=0)
+    for prime in ("", "ab"):
+        request = SampleConfig(length=30, temperature=0.0, prime=prime)
+        expected = complete(config, params, VOCAB, request)[0].text
+        assert reference["greedy"](meta, tensors, prime or BOUNDARY, 30) == expected
+    biased = _biased(config, BOUNDARY)
+    write_weights(tmp_path, config, VOCAB, biased, {})
+    meta, tensors = reference["load"](tmp_path)
+    assert reference["greedy"](meta, tensors, "ab", 30) == ""
