@@ -8,14 +8,19 @@ from pathlib import Path
 import pytest
 
 # Commands enable JAX's persistent compilation cache; keep the tests' cache
-# out of the user's home, in one folder the whole session (and its
-# subprocesses) shares.
-os.environ["CHARLSTM_CACHE_DIR"] = tempfile.mkdtemp(prefix="charlstm-test-cache-")
-atexit.register(shutil.rmtree, os.environ["CHARLSTM_CACHE_DIR"], ignore_errors=True)
+# out of the user's home, in one folder the whole session shares: pytest's
+# main process makes it, and the xdist workers and every subprocess inherit
+# it, so a program one worker compiled the other reads (most tests compile
+# the same few tiny models). Only its maker removes it.
+if "CHARLSTM_TEST_CACHES_OWNER" not in os.environ:
+    os.environ["CHARLSTM_TEST_CACHES_OWNER"] = str(os.getpid())
+    os.environ["CHARLSTM_CACHE_DIR"] = tempfile.mkdtemp(prefix="charlstm-test-cache-")
+    # The same for the corpus cache (charlstm/text/tokens.py).
+    os.environ["CHARLSTM_CORPUS_CACHE"] = tempfile.mkdtemp(prefix="charlstm-test-corpora-")
+if os.environ["CHARLSTM_TEST_CACHES_OWNER"] == str(os.getpid()):
+    for _cache in ("CHARLSTM_CACHE_DIR", "CHARLSTM_CORPUS_CACHE"):
+        atexit.register(shutil.rmtree, os.environ[_cache], ignore_errors=True)
 os.environ.pop("CHARLSTM_NO_CACHE", None)
-# The same for the corpus cache (charlstm/text/tokens.py), which subprocesses inherit too.
-os.environ["CHARLSTM_CORPUS_CACHE"] = tempfile.mkdtemp(prefix="charlstm-test-corpora-")
-atexit.register(shutil.rmtree, os.environ["CHARLSTM_CORPUS_CACHE"], ignore_errors=True)
 # The tests' models are tiny, and for tiny buffers charlstm's malloc settings
 # (charlstm/runtime/hostmem.py) cost about 20% of the suite's time; test_hostmem.py
 # tests them in child processes that set this variable themselves.
