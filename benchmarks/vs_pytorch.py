@@ -15,9 +15,10 @@ warm-up; the median is reported. Sampling: 2,000 characters at batch 1 and
 per character with carried state; the median of three runs each.
 
 This machine's neighbours make timings drift by up to a third within minutes,
-so the small and large rows are measured in `--rounds` rounds, each running
-every side once (charlstm, PyTorch, PyTorch under glibc's defaults), and each
-side's best round is reported, whole; every round is kept in the JSON. Each child also times one large
+so the small and large rows and sampling are measured in `--rounds` rounds
+(default 5), each running every side once in turn (charlstm, PyTorch,
+PyTorch under glibc's defaults), and each side's median round is reported;
+every round is kept in the JSON. Each child also times one large
 fp32 matrix product (2048 x 1024 x 1024) in its own framework: that is the
 ceiling the training rows' GFLOP/s can be read against.
 
@@ -241,7 +242,9 @@ def main() -> None:
         "--smoke", action="store_true", help="toy sizes: check that every path runs (sets CHARLSTM_BENCH_SMOKE=1)"
     )
     parser.add_argument("--steps", type=int, default=8, help="timed training steps per configuration")
-    parser.add_argument("--rounds", type=int, default=2, help="rounds for the small and large rows (best shown)")
+    parser.add_argument(
+        "--rounds", type=int, default=5, help="alternating rounds of the small and large rows and sampling (median)"
+    )
     parser.add_argument("--json", help="also write the results here")
     parser.add_argument("--no-sample", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--worker", choices=["charlstm", "torch"], help=argparse.SUPPRESS)
@@ -270,19 +273,22 @@ def main() -> None:
         sides[side] = run_side(
             framework, memory, [n for n in names if side != "torch_system" or n in MAIN_ROWS], args.steps
         )
-    # More rounds of the main rows, every side in turn; each side keeps its best row.
+    # More rounds of the main rows and sampling, every side in turn; each
+    # side reports its median round.
     main_rows = [n for n in names if n in MAIN_ROWS]
-    rounds = {side: {n: [sides[side][n]["chars_per_s"]] for n in main_rows} for side, _, _ in SIDES}
+    repeated = [*main_rows, *(f"sample b{b}" for b in SAMPLE_BATCHES)]
+    rounds = {side: {n: [sides[side][n]["chars_per_s"]] for n in repeated} for side, _, _ in SIDES}
     for r in range(1, args.rounds):
         for side, framework, memory in SIDES:
             print(f"round {r + 1}: measuring {side} ...", file=sys.stderr, flush=True)
-            again = run_side(framework, memory, main_rows, args.steps, sample=False)
-            for n in main_rows:
+            again = run_side(framework, memory, main_rows, args.steps)
+            for n in repeated:
                 rounds[side][n].append(again[n]["chars_per_s"])
-                if again[n]["chars_per_s"] > sides[side][n]["chars_per_s"]:
-                    sides[side][n] = again[n]
             best_peak = max(again["matmul peak"]["gflops"], sides[side]["matmul peak"]["gflops"])
             sides[side]["matmul peak"] = {"config": "matmul peak", "gflops": best_peak}
+    for side in rounds:
+        for n in repeated:
+            sides[side][n]["chars_per_s"] = round(statistics.median(rounds[side][n]))
     peak = {side: sides[side]["matmul peak"]["gflops"] for side in ("charlstm", "torch")}
     print(f"fp32 matmul 2048x1024x1024: JAX {peak['charlstm']} GFLOP/s, PyTorch {peak['torch']} GFLOP/s")
 
@@ -335,7 +341,7 @@ def main() -> None:
             f"{row['compile_s']:>9} {row['xla_planned_mb']!s:>7} {row['charlstm_gflops']:>8} {row['torch_gflops']:>13}"
         )
     print("(* PyTorch under glibc's default malloc settings, as a plain script runs it)")
-    print(f"(small and large: each side's best of {args.rounds} rounds)")
+    print(f"(small, large and sampling: each side's median of {args.rounds} alternating rounds)")
 
     print(
         f"\nsampling {SAMPLE_LENGTH:,} characters (small model)\n{'batch':>5} {'charlstm c/s':>12} {'torch c/s':>10} "
@@ -352,6 +358,7 @@ def main() -> None:
             "torch_system_malloc_chars_per_s": plain,
             "ratio_vs_torch_system_malloc": round(ours / plain, 1),
             "compile_s": sides["charlstm"][key]["compile_s"],
+            "rounds": {side: rounds[side][key] for side in rounds},  # chars/s of every round
         }
         rows.append(row)
         print(
@@ -369,7 +376,7 @@ def main() -> None:
                     "device": device.device_kind,
                     "cpus": os.cpu_count(),
                     "torch_malloc": "the same settings as charlstm (runtime.hostmem); *_system_malloc: glibc defaults",
-                    "rounds": f"small and large: each side's best of {args.rounds} rounds",
+                    "rounds": f"small, large and sampling: each side's median of {args.rounds} alternating rounds",
                     "matmul_peak_gflops": {"jax": peak["charlstm"], "torch": peak["torch"]},
                     "rows": rows,
                 },

@@ -313,7 +313,8 @@ def train(
     the run, each named, unless `skip_bad_files`. `init_from` (a run
     directory or checkpoint) fine-tunes that model: its weights, with new
     characters added, a fresh optimizer and schedule, and a peak learning
-    rate of FINE_TUNE_LEARNING_RATE unless one is given.
+    rate of FINE_TUNE_LEARNING_RATE (a new run's; see config.py for the
+    measurements) unless one is given.
 
     `preset` ("tiny", "small", "medium", "large"; see `charlstm.presets`)
     sets the sizes the other arguments leave out; the model's shape is

@@ -36,6 +36,7 @@ FLAGS: Mapping[str, str] = {
     "max_seconds": "--max-time",  # given in minutes on the command line
     "seed": "--seed",
     "patience": "--patience",
+    "precision": "--precision",
     # SampleConfig
     "length": "--length",
     "temperature": "--temp",

@@ -28,7 +28,7 @@ os.environ["CHARLSTM_SYSTEM_MALLOC"] = "1"
 
 # The in-process tests compile the same tiny programs again and again (a new
 # jit per run); the cache serves the repeats, as it does the commands'.
-from charlstm.runtime.compile_cache import enable_compilation_cache  # noqa: E402
+from charlstm.runtime.compile_cache import enable_compilation_cache
 
 enable_compilation_cache()
 

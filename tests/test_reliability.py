@@ -173,7 +173,7 @@ def test_sigkill_at_random_moments_never_loses_the_run(tiny_corpus, tmp_path):
     command += [*TINY, "--checkpoint-every", "1", "--eval-every", "3"]
     latest_step = None
     tmp_dirs_seen = 0
-    kills = 6
+    kills = 4
     for kill in range(kills):
         process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env)
         assert process.stderr is not None

@@ -32,7 +32,7 @@ def test_training_lowers_the_loss(tiny_corpus, tmp_path):
 
 @pytest.mark.parametrize(
     ("norm", "dropout", "folder"),
-    [("none", 0.0, False), ("none", 0.3, False), ("layer", 0.2, False), ("none", 0.0, True)],
+    [("none", 0.0, False), ("layer", 0.2, False), ("none", 0.0, True)],
 )
 def test_stop_and_resume_is_bitwise_identical_to_straight_training(tiny_corpus, tmp_path, norm, dropout, folder):
     """N steps, a stop, a checkpoint on disk, a resume and N more steps give

@@ -65,6 +65,10 @@ _EVAL_EVERY = "Steps between validation passes."
 _CHECKPOINT_EVERY = "Steps between checkpoints."
 _LOG_EVERY = "Steps between progress reports and metrics.jsonl lines."
 
+_PRECISION = (
+    "bf16: the training step's matrix products in bfloat16 with float32 results, for GPUs and TPUs (the "
+    "parameters, optimizer, cell state and loss stay float32; sampling and validation are float32)."
+)
 _PATIENCE = (
     "Stop after this many validation passes in a row without a new best validation loss; the best checkpoint "
     "is the one kept [default: train for all --steps]."
@@ -74,7 +78,7 @@ _PATIENCE = (
 _TRAIN_ARGS = (
     *("preset", "hidden_size", "num_layers", "cell", "norm", "embed_dim", "steps", "batch_size", "seq_len"),
     *("learning_rate", "warmup_steps", "weight_decay", "dropout", "grad_clip", "val_fraction", "reset_chars"),
-    *("eval_every", "checkpoint_every", "log_every", "seed", "patience"),
+    *("eval_every", "checkpoint_every", "log_every", "seed", "patience", "precision"),
     *("glob", "val_file", "skip_bad_files", "init_from"),
 )
 
@@ -119,8 +123,8 @@ def train(
             flag("init_from"),
             help="Fine-tune: start from this run's best checkpoint (or a checkpoint directory), with a fresh "
             "optimizer and schedule. The model keeps its shape; characters it never saw get new rows. The "
-            f"learning rate defaults to {FINE_TUNE_LEARNING_RATE:g}, lower than a new run's, so that the first "
-            "steps refine what the model knows instead of washing it out.",
+            f"learning rate defaults to {FINE_TUNE_LEARNING_RATE:g}, a new run's: measured, lower rates learned "
+            "new text more slowly than training from scratch; a lower --lr keeps more of what the model knew.",
             show_default=False,
         ),
     ] = None,
@@ -202,6 +206,7 @@ def train(
     log_every: Annotated[int, typer.Option(flag("log_every"), help=_LOG_EVERY)] = _T.log_every,
     seed: Annotated[int, typer.Option(flag("seed"), help="Random seed for initialisation.")] = _T.seed,
     patience: Annotated[int | None, typer.Option(flag("patience"), help=_PATIENCE, show_default=False)] = None,
+    precision: Annotated[str, typer.Option(flag("precision"), help=_PRECISION)] = _T.precision,
     devices: Devices = None,
     coordinator: Coordinator = None,
     num_processes: NumProcesses = None,
@@ -239,6 +244,9 @@ def resume(
     checkpoint_every: Annotated[int | None, typer.Option(flag("checkpoint_every"), help=_CHECKPOINT_EVERY)] = None,
     log_every: Annotated[int | None, typer.Option(flag("log_every"), help=_LOG_EVERY)] = None,
     patience: Annotated[int | None, typer.Option(flag("patience"), help=_PATIENCE, show_default=False)] = None,
+    precision: Annotated[
+        str | None, typer.Option(flag("precision"), help=_PRECISION + " [default: the run's]", show_default=False)
+    ] = None,
     force: Annotated[
         bool, typer.Option(flag("force"), help="Resume even if the corpus's files changed since the run started.")
     ] = False,
@@ -260,6 +268,7 @@ def resume(
         "checkpoint_every": checkpoint_every,
         "log_every": log_every,
         "patience": patience,
+        "precision": precision,
     }
     overrides = {name: value for name, value in changes.items() if value is not None}
     with user_errors():

@@ -25,6 +25,14 @@ rounding (tests/test_recurrence.py). `gru_layer` does the same for the GRU
 (the cell's equations are in `gru_gates`), and `ln_lstm_layer` for the
 layer-normalised LSTM (2026-11-25, same machine, 2x256 on 64 x 64: 15.7k
 chars/s with autodiff, 19.0k with its own pass; the plain LSTM 25.9k).
+
+Mixed precision (`--precision bf16`): the layer hands the cell its weight
+matrices cast to bfloat16. Every matrix product then runs in bfloat16 with a
+float32 result (`_dot`), forward and backward, while the gates, the cell
+state, the carried (dh, dc) and the biases and gains stay float32; the
+weights' gradients leave the cell as bfloat16 and reach the float32 master
+weights through the cast. With float32 weights `_dot` is the plain product,
+so a float32 run computes exactly what it did before bf16 existed.
 """
 
 from __future__ import annotations
@@ -40,6 +48,19 @@ State = tuple[jax.Array, jax.Array]  # (h, c) or their gradients (dh, dc), (B, H
 Resets = jax.Array | None
 # What a forward pass keeps for its backward pass: arrays, and the resets (or None).
 Saved = tuple[Any, ...]
+
+
+def _dot(a: jax.Array, b: jax.Array, dtype: Any = jnp.float32) -> jax.Array:
+    """a @ b, computed in `dtype` (bfloat16 for mixed precision) with a
+    float32 result; in float32, exactly `a @ b`."""
+    if dtype == jnp.float32:
+        return a @ b
+    return jnp.matmul(a.astype(dtype), b.astype(dtype), preferred_element_type=jnp.float32)
+
+
+def _like(grad: jax.Array, primal: jax.Array) -> jax.Array:
+    """A weight's gradient in the weight's own dtype (a custom VJP must return that)."""
+    return grad if grad.dtype == primal.dtype else grad.astype(primal.dtype)
 
 
 def _restart(x: jax.Array, r_t: jax.Array | None) -> jax.Array:
@@ -89,12 +110,12 @@ def _lstm_forward(
 ) -> tuple[tuple[jax.Array, jax.Array, jax.Array], Saved]:
     # The input's share of the gates does not depend on h: one large product
     # for all T steps; only (B, H) x (H, 4H) stays inside the loop.
-    zx = xs @ w_x + b  # (T, B, 4H)
+    zx = _dot(xs, w_x, w_x.dtype) + b  # (T, B, 4H)
 
     def step(state: State, at_t: tuple[jax.Array, jax.Array | None]) -> tuple[State, tuple[jax.Array, ...]]:
         zx_t, r_t = at_t
         h_prev, c_prev = (_restart(x, r_t) for x in state)  # (B, H) each
-        i, f, g, o = lstm_gates(zx_t + h_prev @ w_h)  # (B, H) each
+        i, f, g, o = lstm_gates(zx_t + _dot(h_prev, w_h, w_h.dtype))  # (B, H) each
         c = f * c_prev + i * g
         h = o * jnp.tanh(c)
         return (h, c), (h, c, jnp.concatenate([i, f, g, o], axis=-1))
@@ -120,7 +141,7 @@ def _lstm_backward(
 ) -> tuple[jax.Array | None, ...]:
     xs, w_x, w_h, h0, c0, hs, cs, gates, resets = saved
     dhs, dh_last, dc_last = grads  # (T, B, H), (B, H), (B, H)
-    hidden = h0.shape[-1]
+    hidden, dtype = h0.shape[-1], w_h.dtype
     c_prev = _restarted(jnp.concatenate([c0[None], cs[:-1]]), resets)  # (T, B, H): c_{t-1} as step t read it
     w_h_t = jax.lax.optimization_barrier(w_h.T)  # (4H, H), transposed once rather than at each step
 
@@ -133,16 +154,16 @@ def _lstm_backward(
         dc = dc_next + dh * o * (1.0 - tanh_c * tanh_c)
         dz = _gate_grads(gates_t, dc, dh * tanh_c, c_prev_t)  # (B, 4H)
         # A stream that restarted here read zeros: nothing flows into the state before.
-        return (_restart(dz @ w_h_t, r_t), _restart(dc * f, r_t)), dz
+        return (_restart(_dot(dz, w_h_t, dtype), r_t), _restart(dc * f, r_t)), dz
 
     at = (dhs, gates, cs, c_prev, resets)
     (dh0, dc0), dzs = jax.lax.scan(step, (dh_last, dc_last), at, reverse=True)  # dzs (T, B, 4H)
     h_prev = _restarted(jnp.concatenate([h0[None], hs[:-1]]), resets)  # (T, B, H): h_{t-1} as step t read it
     dz_rows = dzs.reshape(-1, 4 * hidden)  # (T*B, 4H)
-    dw_h = _rows_transposed(h_prev) @ dz_rows  # (H, 4H), one product over all T*B rows
-    dw_x = _rows_transposed(xs) @ dz_rows  # (D, 4H)
-    dxs = dzs @ w_x.T  # (T, B, D)
-    return dxs, dw_x, dzs.sum(axis=(0, 1)), dw_h, dh0, dc0, None
+    dw_h = _dot(_rows_transposed(h_prev), dz_rows, dtype)  # (H, 4H), one product over all T*B rows
+    dw_x = _dot(_rows_transposed(xs), dz_rows, dtype)  # (D, 4H)
+    dxs = _dot(dzs, w_x.T, dtype)  # (T, B, D)
+    return dxs, _like(dw_x, w_x), dzs.sum(axis=(0, 1)), _like(dw_h, w_h), dh0, dc0, None
 
 
 @jax.custom_vjp
@@ -205,14 +226,14 @@ def _normalised_grad(d_out: jax.Array, out: jax.Array, rstd: jax.Array) -> jax.A
 
 def ln_lstm_input(p: LNParams, xs: jax.Array) -> jax.Array:
     """The input's share of the gates, (..., D) -> (..., 4H), bias included."""
-    return _normalised(xs @ p["w_x"])[0] * p["gain_x"] + p["b"]
+    return _normalised(_dot(xs, p["w_x"], p["w_x"].dtype))[0] * p["gain_x"] + p["b"]
 
 
 def _ln_cell(p: LNParams, zx_t: jax.Array, h_prev: jax.Array, c_prev: jax.Array) -> tuple[jax.Array, ...]:
     """One step: (i, f, g, o, h, c), each (B, H), then what the backward pass
     keeps: LN(h_prev @ W_h) (B, 4H) and its 1/std, LN(c) (B, H) and its 1/std,
     and tanh(LN(c) * gain_c + bias_c) (B, H)."""
-    ah, rstd_h = _normalised(h_prev @ p["w_h"])  # (B, 4H), (B, 1)
+    ah, rstd_h = _normalised(_dot(h_prev, p["w_h"], p["w_h"].dtype))  # (B, 4H), (B, 1)
     i, f, g, o = lstm_gates(zx_t + ah * p["gain_h"])
     c = f * c_prev + i * g
     nc, rstd_c = _normalised(c)  # (B, H), (B, 1)
@@ -247,7 +268,7 @@ def _ln_lstm_forward(
 ) -> tuple[tuple[jax.Array, jax.Array, jax.Array], Saved]:
     p = dict(zip(LN_NAMES, weights_and_state[:-2], strict=True))
     h0, c0 = weights_and_state[-2:]
-    ax, rstd_x = _normalised(xs @ p["w_x"])  # (T, B, 4H), (T, B, 1)
+    ax, rstd_x = _normalised(_dot(xs, p["w_x"], p["w_x"].dtype))  # (T, B, 4H), (T, B, 1)
 
     def step(state: State, at_t: tuple[jax.Array, jax.Array | None]) -> tuple[State, tuple[jax.Array, ...]]:
         zx_t, r_t = at_t
@@ -267,7 +288,7 @@ def _ln_lstm_backward(
     xs, w_x, w_h, gain_x, gain_h, gain_c, h0, c0, ax, rstd_x = saved[:10]
     hs, cs, gates, ah, rstd_h, nc, rstd_c, tanh_y, resets = saved[10:]  # per step, (T, B, ...)
     dhs, dh_last, dc_last = grads  # (T, B, H), (B, H), (B, H)
-    hidden = h0.shape[-1]
+    hidden, dtype = h0.shape[-1], w_h.dtype
     c_prevs = _restarted(jnp.concatenate([c0[None], cs[:-1]]), resets)  # (T, B, H)
     w_h_t = jax.lax.optimization_barrier(w_h.T)  # (4H, H)
 
@@ -280,17 +301,18 @@ def _ln_lstm_backward(
         dc = dc_next + _normalised_grad(dy * gain_c, nc_t, rstd_c_t)
         dz = _gate_grads(gates_t, dc, dh * tanh_y_t, c_prev)  # (B, 4H)
         da = _normalised_grad(dz * gain_h, ah_t, rstd_h_t)  # (B, 4H): the gradient of h_prev @ W_h
-        return (_restart(da @ w_h_t, r_t), _restart(dc * f, r_t)), (dz, da, dy)
+        return (_restart(_dot(da, w_h_t, dtype), r_t), _restart(dc * f, r_t)), (dz, da, dy)
 
     at = (dhs, gates, c_prevs, ah, rstd_h, nc, rstd_c, tanh_y, resets)
     (dh0, dc0), (dzs, das, dys) = jax.lax.scan(step, (dh_last, dc_last), at, reverse=True)  # (T, B, 4H|4H|H)
     h_prevs = _restarted(jnp.concatenate([h0[None], hs[:-1]]), resets)  # (T, B, H)
-    dw_h = _rows_transposed(h_prevs) @ das.reshape(-1, 4 * hidden)  # (H, 4H)
+    dw_h = _dot(_rows_transposed(h_prevs), das.reshape(-1, 4 * hidden), dtype)  # (H, 4H)
     dax = _normalised_grad(dzs * gain_x, ax, rstd_x)  # (T, B, 4H): the gradient of xs @ W_x
-    dw_x = _rows_transposed(xs) @ dax.reshape(-1, 4 * hidden)  # (D, 4H)
-    dxs = dax @ w_x.T  # (T, B, D)
+    dw_x = _dot(_rows_transposed(xs), dax.reshape(-1, 4 * hidden), dtype)  # (D, 4H)
+    dxs = _dot(dax, w_x.T, dtype)  # (T, B, D)
     total = lambda x: x.sum(axis=(0, 1))  # noqa: E731  over time and batch
-    grads_out = (dw_x, total(dzs), dw_h, total(dzs * ax), total(dzs * ah), total(dys * nc), total(dys))
+    gains = (total(dzs * ax), total(dzs * ah), total(dys * nc), total(dys))  # gain_x, gain_h, gain_c, bias_c
+    grads_out = (_like(dw_x, w_x), total(dzs), _like(dw_h, w_h), *gains)
     return (dxs, None, *grads_out, dh0, dc0)
 
 
@@ -314,11 +336,11 @@ def gru_gates(
         h = (1 - u) * n + u * h_prev
     """
     hidden = h_prev.shape[-1]
-    ru = jax.nn.sigmoid(zx[:, : 2 * hidden] + h_prev @ w_h)  # (B, 2H)
+    ru = jax.nn.sigmoid(zx[:, : 2 * hidden] + _dot(h_prev, w_h, w_h.dtype))  # (B, 2H)
     r, u = ru[:, :hidden], ru[:, hidden:]
     # The reset gate scales h before it enters the candidate: r near 0 lets
     # the candidate ignore the past.
-    n = jnp.tanh(zx[:, 2 * hidden :] + (r * h_prev) @ w_hn)
+    n = jnp.tanh(zx[:, 2 * hidden :] + _dot(r * h_prev, w_hn, w_hn.dtype))
     return r, u, n
 
 
@@ -331,7 +353,7 @@ def gru_update(zx: jax.Array, h_prev: jax.Array, w_h: jax.Array, w_hn: jax.Array
 def _gru_forward(
     xs: jax.Array, w_x: jax.Array, b: jax.Array, w_h: jax.Array, w_hn: jax.Array, h0: jax.Array, resets: Resets
 ) -> tuple[tuple[jax.Array, jax.Array], Saved]:
-    zx = xs @ w_x + b  # (T, B, 3H), hoisted as in the LSTM
+    zx = _dot(xs, w_x, w_x.dtype) + b  # (T, B, 3H), hoisted as in the LSTM
 
     def step(h_prev: jax.Array, at_t: tuple[jax.Array, jax.Array | None]) -> tuple[jax.Array, tuple[jax.Array, ...]]:
         zx_t, r_t = at_t
@@ -349,7 +371,7 @@ def _gru_backward(saved: tuple[jax.Array, ...], grads: tuple[jax.Array, jax.Arra
     # pre-activation gradients, form the weight gradients afterwards.
     xs, w_x, w_h, w_hn, h0, hs, gates, resets = saved
     dhs, dh_last = grads  # (T, B, H), (B, H)
-    hidden = h0.shape[-1]
+    hidden, dtype = h0.shape[-1], w_h.dtype
     h_prevs = _restarted(jnp.concatenate([h0[None], hs[:-1]]), resets)  # (T, B, H): h_{t-1} as step t read it
     # Transposed once, not at every step (the barrier keeps XLA from folding it back in).
     w_h_t = jax.lax.optimization_barrier(w_h.T)  # (2H, H)
@@ -360,22 +382,22 @@ def _gru_backward(saved: tuple[jax.Array, ...], grads: tuple[jax.Array, jax.Arra
         r, u, n = jnp.split(gates_t, 3, axis=-1)  # (B, H) each
         dh = dh_t + dh_next
         dzn = dh * (1.0 - u) * (1.0 - n * n)  # through h = (1-u) n + u h_prev, then tanh' = 1 - n^2
-        drh = dzn @ w_hn_t  # (B, H): the gradient of r * h_prev
+        drh = _dot(dzn, w_hn_t, dtype)  # (B, H): the gradient of r * h_prev
         dzr = drh * h_prev * r * (1.0 - r)  # sigmoid' = s (1 - s)
         dzu = dh * (h_prev - n) * u * (1.0 - u)
         dzru = jnp.concatenate([dzr, dzu], axis=-1)  # (B, 2H)
-        dh_prev = dh * u + drh * r + dzru @ w_h_t  # (B, H)
+        dh_prev = dh * u + drh * r + _dot(dzru, w_h_t, dtype)  # (B, H)
         return _restart(dh_prev, r_t), (dzru, dzn)
 
     at = (dhs, gates, h_prevs, resets)
     dh0, (dzrus, dzns) = jax.lax.scan(step, dh_last, at, reverse=True)  # (T, B, 2H), (T, B, H)
-    dw_h = _rows_transposed(h_prevs) @ dzrus.reshape(-1, 2 * hidden)  # (H, 2H)
+    dw_h = _dot(_rows_transposed(h_prevs), dzrus.reshape(-1, 2 * hidden), dtype)  # (H, 2H)
     rh = gates[..., :hidden] * h_prevs  # (T, B, H): r * h_prev, recomputed rather than kept
-    dw_hn = _rows_transposed(rh) @ dzns.reshape(-1, hidden)  # (H, H)
+    dw_hn = _dot(_rows_transposed(rh), dzns.reshape(-1, hidden), dtype)  # (H, H)
     dzx = jnp.concatenate([dzrus, dzns], axis=-1)  # (T, B, 3H)
-    dw_x = _rows_transposed(xs) @ dzx.reshape(-1, 3 * hidden)  # (D, 3H)
-    dxs = dzx @ w_x.T  # (T, B, D)
-    return dxs, dw_x, dzx.sum(axis=(0, 1)), dw_h, dw_hn, dh0, None
+    dw_x = _dot(_rows_transposed(xs), dzx.reshape(-1, 3 * hidden), dtype)  # (D, 3H)
+    dxs = _dot(dzx, w_x.T, dtype)  # (T, B, D)
+    return dxs, _like(dw_x, w_x), dzx.sum(axis=(0, 1)), _like(dw_h, w_h), _like(dw_hn, w_hn), dh0, None
 
 
 @jax.custom_vjp

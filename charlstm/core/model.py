@@ -77,6 +77,7 @@ class LSTMLayer(nn.Module):
     hidden_size: int
     forget_bias: float = 1.0
     norm: str = "none"  # "layer": the layer-normalised cell (cells.ln_lstm_layer)
+    precision: str = "fp32"  # "bf16": the matrix products in bfloat16 (see cells.py)
 
     @nn.compact
     def __call__(self, xs: jax.Array, carry: LayerCarry, resets: Resets = None) -> tuple[jax.Array, LayerCarry]:
@@ -85,6 +86,7 @@ class LSTMLayer(nn.Module):
         w_x = self.param("w_x", nn.initializers.lecun_normal(), (xs.shape[-1], 4 * hidden))
         w_h = self.param("w_h", nn.initializers.orthogonal(), (hidden, 4 * hidden))
         b = self.param("b", _gate_bias_init(self.forget_bias), (4 * hidden,))
+        w_x, w_h = _compute(self.precision, w_x, w_h)
         if xs.shape[0] == 0:  # an empty prime: nothing to read
             return jnp.zeros((0, *carry[0].shape), xs.dtype), carry
         if self.norm == "layer":
@@ -127,6 +129,7 @@ class GRULayer(nn.Module):
 
     hidden_size: int
     update_bias: float = 1.0  # like the LSTM's forget bias: start out keeping h
+    precision: str = "fp32"  # "bf16": the matrix products in bfloat16 (see cells.py)
 
     @nn.compact
     def __call__(self, xs: jax.Array, carry: LayerCarry, resets: Resets = None) -> tuple[jax.Array, LayerCarry]:
@@ -136,6 +139,7 @@ class GRULayer(nn.Module):
         w_h = self.param("w_h", nn.initializers.orthogonal(), (hidden, 2 * hidden))  # [r | u]
         w_hn = self.param("w_hn", nn.initializers.orthogonal(), (hidden, hidden))
         b = self.param("b", _gate_bias_init(self.update_bias, blocks=3), (3 * hidden,))
+        w_x, w_h, w_hn = _compute(self.precision, w_x, w_h, w_hn)
         h_last, c = carry
         if xs.shape[0] == 0:  # an empty prime: nothing to read
             return jnp.zeros((0, *h_last.shape), xs.dtype), carry
@@ -149,6 +153,15 @@ class GRULayer(nn.Module):
         # A window: the recurrence with its hand-written backward pass (cells.py).
         hs, h = gru_layer(xs, w_x, b, w_h, w_hn, h_last, resets)  # hs (T, B, H)
         return hs, (h, c)
+
+
+def _compute(precision: str, *weights: jax.Array) -> tuple[jax.Array, ...]:
+    """The weight matrices as the cells multiply with them: cast to bfloat16
+    for mixed precision (the float32 parameters stay the master copy, and
+    their gradients come back through the cast), else as they are."""
+    if precision == "bf16":
+        return tuple(w.astype(jnp.bfloat16) for w in weights)
+    return weights
 
 
 def _restarted(carry: LayerCarry, resets: Resets) -> LayerCarry:
@@ -186,6 +199,9 @@ class CharLSTM(nn.Module):
     r, u, n, h for a GRU, and a zero c (see `charlstm.introspect.record`)."""
 
     config: ModelConfig
+    # How the matrix products are computed (TrainConfig.precision): a property
+    # of a training step, not of the model, so sampling and scoring use float32.
+    precision: str = "fp32"
 
     @nn.compact
     def __call__(
@@ -209,15 +225,19 @@ class CharLSTM(nn.Module):
         for layer in range(cfg.num_layers):
             name = layer_name(cfg, layer)
             if cfg.cell == "lstm":
-                cell: nn.Module = LSTMLayer(cfg.hidden_size, cfg.forget_bias, cfg.norm, name=name)
+                cell: nn.Module = LSTMLayer(cfg.hidden_size, cfg.forget_bias, cfg.norm, self.precision, name=name)
             else:
-                cell = GRULayer(cfg.hidden_size, cfg.forget_bias, name=name)
+                cell = GRULayer(cfg.hidden_size, cfg.forget_bias, self.precision, name=name)
             x, (h, c) = cell(x, (h0[layer], c0[layer]), resets)  # x (T, B, H)
             if keys is not None and dropout > 0:
                 x = _dropped(x, keys, layer, dropout)
             hs.append(h)
             cs.append(c)
-        logits = nn.Dense(cfg.vocab_size, name="head")(x)  # (T, B, V)
+        if self.precision == "bf16":
+            head = nn.Dense(cfg.vocab_size, dtype=jnp.bfloat16, name="head")  # float32 parameters, bf16 product
+            logits = head(x).astype(jnp.float32)  # (T, B, V): the loss in float32
+        else:
+            logits = nn.Dense(cfg.vocab_size, name="head")(x)  # (T, B, V)
         return jnp.swapaxes(logits, 0, 1), (jnp.stack(hs), jnp.stack(cs))
 
 

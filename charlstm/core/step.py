@@ -47,7 +47,7 @@ def make_train_step(model_cfg: ModelConfig, train_cfg: TrainConfig, mesh: Mesh |
     replicated), computes their loss and gradients, and one `pmean` inside
     the step averages them over the devices (see `training/distributed.py`
     for why the mean is taken explicitly)."""
-    model = CharLSTM(model_cfg)
+    model = CharLSTM(model_cfg, train_cfg.precision)
     tx = make_optimizer(train_cfg)
     schedule = learning_rate_schedule(train_cfg)
 

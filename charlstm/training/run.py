@@ -50,6 +50,7 @@ class Run:
 # Options a resumed run may change; the rest would make it a different run.
 RESUMABLE_FIELDS = (
     *("steps", "max_seconds", "learning_rate", "eval_every", "checkpoint_every", "log_every", "patience"),
+    "precision",  # the arithmetic, not what is learned: a run may move between a GPU and a CPU
 )
 # What must match for a run to start from another's weights (`--init-from`).
 SHAPE_FIELDS = ("cell", "norm", "hidden_size", "num_layers", "embed_dim")
