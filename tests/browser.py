@@ -27,7 +27,7 @@ OFFLINE = ["--host-resolver-rules=MAP * ~NOTFOUND", "--proxy-server=127.0.0.1:9"
 def run(url: str, *extra: str, budget_ms: int = 20_000, offline: bool = True, timeout: float = 90) -> str:
     """The DOM of `url` once its scripts and timers have run for `budget_ms` of virtual time."""
     assert CHROMIUM is not None
-    with tempfile.TemporaryDirectory(prefix="charlstm-chromium-") as profile:
+    with tempfile.TemporaryDirectory(prefix="charlstm-chromium-", ignore_cleanup_errors=True) as profile:
         command = [
             CHROMIUM,
             "--headless",
@@ -79,7 +79,8 @@ class Session:
             os.dup2(high[0], 3)
             os.dup2(high[1], 4)
 
-        self.profile = tempfile.TemporaryDirectory(prefix="charlstm-chromium-")
+        # Chromium's helper processes may still be writing to it as it closes.
+        self.profile = tempfile.TemporaryDirectory(prefix="charlstm-chromium-", ignore_cleanup_errors=True)
         command = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"]
         command += [
             "--disable-background-networking",

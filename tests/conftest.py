@@ -7,6 +7,21 @@ from pathlib import Path
 
 import pytest
 
+# The suite compiles hundreds of small programs, and LLVM's optimisation of
+# each costs more than running it: with its cheap passes only, the suite
+# needs about a third less CPU (test_training and test_sample: 190 s of CPU
+# against 120 s, 2026-12-01). Nothing the tests check depends on it;
+# `benchmarks/same_results.py` checks the numbers of programs compiled as the
+# commands compile them, and CHARLSTM_TEST_FULL_OPT=1 runs the suite that way.
+# Subprocesses inherit it.
+CHEAP_XLA_FLAGS = (
+    ""
+    if os.environ.get("CHARLSTM_TEST_FULL_OPT")
+    else "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
+)
+if CHEAP_XLA_FLAGS not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {CHEAP_XLA_FLAGS}".strip()
+
 # Commands enable JAX's persistent compilation cache; keep the tests' cache
 # out of the user's home, in one folder the whole session shares: pytest's
 # main process makes it, and the xdist workers and every subprocess inherit
@@ -28,9 +43,15 @@ os.environ["CHARLSTM_SYSTEM_MALLOC"] = "1"
 
 # The in-process tests compile the same tiny programs again and again (a new
 # jit per run); the cache serves the repeats, as it does the commands'.
-from charlstm.runtime.compile_cache import enable_compilation_cache
+from charlstm.runtime.compile_cache import enable_compilation_cache  # noqa: E402
 
 enable_compilation_cache()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The slow tests first: with several workers, a long test left for the
+    end would run alone while the other workers sit idle."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 def _tiny_text(lines: int = 400, seed: int = 1) -> str:

@@ -16,6 +16,7 @@ def _readme_example() -> str:
     return re.search(r"```python\n(.*?)```", section, re.S).group(1)
 
 
+@pytest.mark.slow
 def test_the_readme_example_runs(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)  # it trains on the shipped corpus by name, from an empty directory
     exec(compile(_readme_example(), "README.md", "exec"), {})
@@ -25,6 +26,7 @@ def test_the_readme_example_runs(tmp_path, monkeypatch, capsys):
     assert (tmp_path / "runs" / "api-demo" / "metrics.jsonl").is_file()
 
 
+@pytest.mark.slow
 def test_train_load_sample_evaluate(tiny_corpus, tmp_path):
     seen = []
     model = charlstm.train(

@@ -362,6 +362,7 @@ def test_quiet_and_verbose(runner, tiny_corpus, tmp_path):
     assert "step 5: sample\n  | " in verbose.stderr
 
 
+@pytest.mark.slow
 def test_the_cli_module_loads_without_jax_and_the_compilation_cache_works(trained_run, tmp_path):
     run_dir, _ = trained_run
     probe = "import sys, charlstm, charlstm.cli; print(sorted(m for m in ('jax', 'flax', 'orbax') if m in sys.modules))"

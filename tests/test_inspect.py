@@ -65,7 +65,9 @@ def test_recorded_gates_reproduce_the_models_forward_pass(small_model, tiny_text
     assert seen.h.shape == seen.c.shape == (2, 600, 16) and seen.probs.shape == (600, vocab.size)
     for layer in range(2):
         g = {name: values[layer].astype(np.float64) for name, values in seen.gates.items()}  # (N, H) each
-        np.testing.assert_allclose(seen.h[layer], model_h[layer], atol=1e-6, rtol=0)
+        # Two compiled programs (the recording pass and the model's): equal up
+        # to float32 rounding, which grows over 600 steps (up to 2e-6 seen).
+        np.testing.assert_allclose(seen.h[layer], model_h[layer], atol=1e-5, rtol=0)
         if cell == "lstm":
             assert set(g) == {"i", "f", "g", "o"}
             c = g["f"] * _shifted(seen.c[layer]) + g["i"] * g["g"]
@@ -81,7 +83,7 @@ def test_recorded_gates_reproduce_the_models_forward_pass(small_model, tiny_text
             assert set(g) == {"r", "u", "n"} and not seen.c.any()  # a GRU has no cell state
             h = (1 - g["u"]) * g["n"] + g["u"] * _shifted(model_h[layer])
             np.testing.assert_allclose(h, model_h[layer], atol=1e-6, rtol=0)
-    np.testing.assert_allclose(seen.probs, model_probs, atol=1e-6, rtol=0)
+    np.testing.assert_allclose(seen.probs, model_probs, atol=1e-5, rtol=0)
 
 
 def test_losses_average_to_what_eval_reports(trained_run):

@@ -39,6 +39,7 @@ def test_bf16_gradients_are_float32_and_close_to_float32s(cell):
         assert error < 0.15, (path, error)
 
 
+@pytest.mark.slow
 def test_200_bf16_steps_follow_the_float32_losses(tiny_corpus):
     """The default cell (layer-normalised LSTM), 200 steps of a small model
     through the compiled train step: the losses, averaged over 10 steps, stay

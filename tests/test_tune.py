@@ -101,6 +101,7 @@ def test_train_preset_is_overridden_by_explicit_options(runner, tiny_corpus, tmp
     assert "--preset must be one of tiny, small, medium, large, got 'huge'" in bad.stderr
 
 
+@pytest.mark.slow
 def test_tune_ranks_trials_keeps_the_best_and_repeats_for_a_seed(runner, tiny_corpus, tmp_path):
     def search(out: Path) -> list[dict]:
         args = ["tune", str(tiny_corpus), "--steps", "6", "--trials", "3", "--seed", "3", "--out", str(out)]
