@@ -63,7 +63,7 @@ def _like(grad: jax.Array, primal: jax.Array) -> jax.Array:
     return grad if grad.dtype == primal.dtype else grad.astype(primal.dtype)
 
 
-def _restart(x: jax.Array, r_t: jax.Array | None) -> jax.Array:
+def restart(x: jax.Array, r_t: jax.Array | None) -> jax.Array:
     """x (B, H) with the rows that restart at this step (r_t (B,) bool) zeroed;
     without resets, x itself (so a corpus of one document computes exactly
     what it always did)."""
@@ -114,7 +114,7 @@ def _lstm_forward(
 
     def step(state: State, at_t: tuple[jax.Array, jax.Array | None]) -> tuple[State, tuple[jax.Array, ...]]:
         zx_t, r_t = at_t
-        h_prev, c_prev = (_restart(x, r_t) for x in state)  # (B, H) each
+        h_prev, c_prev = (restart(x, r_t) for x in state)  # (B, H) each
         i, f, g, o = lstm_gates(zx_t + _dot(h_prev, w_h, w_h.dtype))  # (B, H) each
         c = f * c_prev + i * g
         h = o * jnp.tanh(c)
@@ -154,7 +154,7 @@ def _lstm_backward(
         dc = dc_next + dh * o * (1.0 - tanh_c * tanh_c)
         dz = _gate_grads(gates_t, dc, dh * tanh_c, c_prev_t)  # (B, 4H)
         # A stream that restarted here read zeros: nothing flows into the state before.
-        return (_restart(_dot(dz, w_h_t, dtype), r_t), _restart(dc * f, r_t)), dz
+        return (restart(_dot(dz, w_h_t, dtype), r_t), restart(dc * f, r_t)), dz
 
     at = (dhs, gates, cs, c_prev, resets)
     (dh0, dc0), dzs = jax.lax.scan(step, (dh_last, dc_last), at, reverse=True)  # dzs (T, B, 4H)
@@ -272,7 +272,7 @@ def _ln_lstm_forward(
 
     def step(state: State, at_t: tuple[jax.Array, jax.Array | None]) -> tuple[State, tuple[jax.Array, ...]]:
         zx_t, r_t = at_t
-        i, f, g, o, h, c, *kept = _ln_cell(p, zx_t, *(_restart(x, r_t) for x in state))
+        i, f, g, o, h, c, *kept = _ln_cell(p, zx_t, *(restart(x, r_t) for x in state))
         return (h, c), (h, c, jnp.concatenate([i, f, g, o], axis=-1), *kept)
 
     (h, c), kept = jax.lax.scan(step, (h0, c0), (ax * p["gain_x"] + p["b"], resets))  # kept[0], hs: (T, B, H)
@@ -301,7 +301,7 @@ def _ln_lstm_backward(
         dc = dc_next + _normalised_grad(dy * gain_c, nc_t, rstd_c_t)
         dz = _gate_grads(gates_t, dc, dh * tanh_y_t, c_prev)  # (B, 4H)
         da = _normalised_grad(dz * gain_h, ah_t, rstd_h_t)  # (B, 4H): the gradient of h_prev @ W_h
-        return (_restart(_dot(da, w_h_t, dtype), r_t), _restart(dc * f, r_t)), (dz, da, dy)
+        return (restart(_dot(da, w_h_t, dtype), r_t), restart(dc * f, r_t)), (dz, da, dy)
 
     at = (dhs, gates, c_prevs, ah, rstd_h, nc, rstd_c, tanh_y, resets)
     (dh0, dc0), (dzs, das, dys) = jax.lax.scan(step, (dh_last, dc_last), at, reverse=True)  # (T, B, 4H|4H|H)
@@ -357,7 +357,7 @@ def _gru_forward(
 
     def step(h_prev: jax.Array, at_t: tuple[jax.Array, jax.Array | None]) -> tuple[jax.Array, tuple[jax.Array, ...]]:
         zx_t, r_t = at_t
-        h_prev = _restart(h_prev, r_t)
+        h_prev = restart(h_prev, r_t)
         r, u, n = gru_gates(zx_t, h_prev, w_h, w_hn)  # (B, H) each
         h = (1.0 - u) * n + u * h_prev
         return h, (h, jnp.concatenate([r, u, n], axis=-1))
@@ -387,7 +387,7 @@ def _gru_backward(saved: tuple[jax.Array, ...], grads: tuple[jax.Array, jax.Arra
         dzu = dh * (h_prev - n) * u * (1.0 - u)
         dzru = jnp.concatenate([dzr, dzu], axis=-1)  # (B, 2H)
         dh_prev = dh * u + drh * r + _dot(dzru, w_h_t, dtype)  # (B, H)
-        return _restart(dh_prev, r_t), (dzru, dzn)
+        return restart(dh_prev, r_t), (dzru, dzn)
 
     at = (dhs, gates, h_prevs, resets)
     dh0, (dzrus, dzns) = jax.lax.scan(step, dh_last, at, reverse=True)  # (T, B, 2H), (T, B, H)

@@ -79,6 +79,12 @@ def begin(config: ModelConfig, params: Params, vocab: Vocab, request: SampleConf
     return state, rows
 
 
+def stops_of(vocab: Vocab, request: SampleConfig) -> tuple[str, ...]:
+    """What ends a sample of `request`: its stop texts, and the end of the
+    document for a model of several documents."""
+    return (*request.stop, BOUNDARY) if vocab.boundary_id is not None else request.stop
+
+
 def first_stop(text: str, stops: Sequence[str]) -> tuple[int, str] | None:
     """Where the stop text that `text` completes first begins, and which one
     it is (of two that end together, the longer), or None: generation ends
@@ -102,9 +108,8 @@ class StopScanner:
 
     @classmethod
     def of(cls, vocab: Vocab, request: SampleConfig) -> StopScanner:
-        """The scanner of one sample of `request`: its stop texts, and the
-        end of the document for a model of several documents."""
-        return cls((*request.stop, BOUNDARY) if vocab.boundary_id is not None else request.stop)
+        """The scanner of one sample of `request` (see `stops_of`)."""
+        return cls(stops_of(vocab, request))
 
     @property
     def stopped(self) -> bool:
@@ -184,7 +189,7 @@ def complete(config: ModelConfig, params: Params, vocab: Vocab, request: SampleC
     one batch, each with the reason it ended."""
     # Without stop texts the whole length is one compiled call; with them,
     # chunks, so that generation ends once every sample has stopped.
-    chunk = STOP_CHUNK if request.stop or vocab.boundary_id is not None else request.length
+    chunk = STOP_CHUNK if stops_of(vocab, request) else request.length
     texts = [""] * request.num_samples
     reasons = [LENGTH] * request.num_samples
     for piece in stream_completions(config, params, vocab, request, chunk):

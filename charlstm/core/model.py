@@ -38,6 +38,7 @@ from charlstm.core.cells import (
     lstm_layer,
     lstm_record,
     lstm_update,
+    restart,
 )
 
 # The recurrent state of the whole stack: (h, c), each (L, B, H).
@@ -166,9 +167,8 @@ def _compute(precision: str, *weights: jax.Array) -> tuple[jax.Array, ...]:
 
 def _restarted(carry: LayerCarry, resets: Resets) -> LayerCarry:
     """A one-character window's carry as it reads it: zero where the character is the boundary symbol."""
-    if resets is None:
-        return carry
-    return jax.tree_util.tree_map(lambda x: jnp.where(resets[0][:, None], 0.0, x), carry)
+    h, c = (restart(x, None if resets is None else resets[0]) for x in carry)
+    return h, c
 
 
 def row_keys(key: jax.Array, batch: int, first: jax.Array | int = 0) -> jax.Array:

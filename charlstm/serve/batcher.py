@@ -56,7 +56,6 @@ class Job:
     def __post_init__(self) -> None:
         n = self.request.num_samples
         self.generated, self.done = [0] * n, [False] * n
-        self.scanners = [StopScanner(self.request.stop) for _ in range(n)]
 
     def cancel(self) -> None:
         """Free the job's rows at the next chunk boundary (its client left, or it timed out)."""
@@ -181,8 +180,8 @@ class Batcher:
         with self._wake:
             if self.load()["waiting_rows"] + job.request.num_samples > self.max_waiting:
                 return False
-            # A model of several documents also ends a sample at the end of its document.
-            job.scanners = [StopScanner.of(self.vocab, job.request) for _ in job.scanners]
+            # Each sample's stop texts, and for a model of several documents the end of its document.
+            job.scanners = [StopScanner.of(self.vocab, job.request) for _ in range(job.request.num_samples)]
             self._incoming.append(job)
             self._wake.notify_all()
         return True
