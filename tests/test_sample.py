@@ -12,7 +12,16 @@ from hypothesis import strategies as st
 from charlstm.config import ModelConfig, SampleConfig
 from charlstm.core.generation import sample_text, sample_texts, stream_texts
 from charlstm.core.model import CharLSTM, forward, init_params, zero_carry
-from charlstm.core.sampler import filter_logits, filtering_on, generate, sample_chunk
+from charlstm.core.sampler import (
+    NOISE_BLOCK,
+    draw,
+    filter_logits,
+    filtering_on,
+    generate,
+    noise,
+    request_rows,
+    sample_chunk,
+)
 from charlstm.errors import CharlstmError
 from charlstm.text.vocab import Vocab
 
@@ -131,6 +140,22 @@ def test_filter_matches_its_definition(halves, top_k, top_p):
     np.testing.assert_array_equal(np.asarray(out[0])[kept], logits[kept])  # kept logits unchanged
 
 
+def test_each_draw_is_jax_categorical_with_the_rows_key_at_its_position():
+    """The noise is derived ahead of the loop, but each character is what
+    jax.random.categorical draws with fold_in(row key, position)."""
+    rows = request_rows(CFG, seed=11, n=3, temperature=0.7, top_k=0, top_p=1.0)
+    rows = rows._replace(temperature=jnp.asarray([0.7, 1.0, 1.9], jnp.float32))
+    positions = jnp.asarray([[0, 5, 40], [1, 6, 41]], jnp.int32)  # (K, B): rows at different positions
+    logits = jax.random.normal(jax.random.PRNGKey(2), (2, 3, CFG.vocab_size)) * 3  # (K, B, V)
+    gumbel = noise(rows, positions, CFG.vocab_size)  # (K, B, V)
+    for k in range(2):
+        drawn = draw(logits[k], gumbel[k], rows, filtered=False)
+        for r in range(3):
+            key = jax.random.fold_in(rows.key[r], positions[k, r])
+            expected = jax.random.categorical(key, logits[k, r] / rows.temperature[r])
+            assert int(drawn[r]) == int(expected), (k, r)
+
+
 def test_changing_temperature_top_k_or_top_p_does_not_recompile():
     params = init_params(CFG, jax.random.PRNGKey(5))
     sample_text(CFG, params, VOCAB, SampleConfig(33, top_k=2, top_p=0.9))
@@ -140,10 +165,11 @@ def test_changing_temperature_top_k_or_top_p_does_not_recompile():
     assert sample_chunk._cache_size() == compiled
 
 
-@pytest.mark.parametrize("chunk", [1, 7, 30, 100])
+@pytest.mark.parametrize("chunk", [1, 7, 33, 100])
 def test_streaming_in_chunks_gives_exactly_the_batch_texts(chunk):
+    """Chunks of any size, across the blocks the sampler derives its noise in."""
     params = init_params(CFG, jax.random.PRNGKey(5))
-    request = SampleConfig(30, temperature=1.2, prime="ab", seed=4, top_p=0.9, num_samples=2)
+    request = SampleConfig(2 * NOISE_BLOCK + 9, temperature=1.2, prime="ab", seed=4, top_p=0.9, num_samples=2)
     pieces = list(stream_texts(CFG, params, VOCAB, request, chunk))
     assert [len(p[0]) for p in pieces[:-1]] == [chunk] * (len(pieces) - 1)
     assert all(len(p) == 2 for p in pieces)

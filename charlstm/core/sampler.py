@@ -29,6 +29,10 @@ import jax.numpy as jnp
 from charlstm.config import ModelConfig
 from charlstm.core.model import Carry, CharLSTM, Params, forward, row_keys, zero_carry
 
+# Characters whose random draws are derived together, ahead of the loop that
+# uses them: 32 and 64 sampled alike at batch 1 on a 2-core CPU (docs/benchmarks.md).
+NOISE_BLOCK = 32
+
 
 class Rows(NamedTuple):
     """Each row's sampling settings; rows of a batch may come from different requests."""
@@ -79,8 +83,23 @@ def filter_logits(logits: jax.Array, top_k: jax.Array, top_p: jax.Array) -> jax.
     return jnp.where(keep_by_id, logits, -jnp.inf)
 
 
-def draw(logits: jax.Array, keys: jax.Array, rows: Rows, filtered: bool) -> jax.Array:
-    """logits (B, V) and one key per row (B, 2) -> (B,) int32 drawn ids.
+def noise(rows: Rows, positions: jax.Array, vocab_size: int) -> jax.Array:
+    """positions (K, B) -> (K, B, V) the Gumbel noise of each row's draw there.
+
+    Row r draws its character at position t as `jax.random.categorical` with
+    the key fold_in(rows.key[r], t) would: the argmax of this noise plus the
+    logits. Deriving many positions' keys and noise in one call, rather than
+    one character at a time inside the loop, is what keeps batch-1 sampling
+    fast on a CPU, where each call of the random-bits generator is a small
+    loop of its own."""
+    keys = jnp.broadcast_to(rows.key, (*positions.shape, 2))  # (K, B, 2)
+    keys = jax.vmap(jax.vmap(jax.random.fold_in))(keys, positions)  # (K, B, 2)
+    gumbel = partial(jax.random.gumbel, shape=(vocab_size,), dtype=jnp.float32)
+    return jax.vmap(jax.vmap(gumbel))(keys)  # (K, B, V)
+
+
+def draw(logits: jax.Array, gumbel: jax.Array, rows: Rows, filtered: bool) -> jax.Array:
+    """logits (B, V) and each row's Gumbel noise (B, V) -> (B,) int32 drawn ids.
 
     Temperature 0 is greedy. `filtered` (static) says whether to apply
     top-k and top-p at all; their values stay traced."""
@@ -91,8 +110,8 @@ def draw(logits: jax.Array, keys: jax.Array, rows: Rows, filtered: bool) -> jax.
     scaled = logits / jnp.where(temperature > 0, temperature, 1.0)  # (B, V)
     if filtered:
         scaled = filter_logits(scaled, rows.top_k[:, None], rows.top_p[:, None])
-    # One key per row: a row's draws do not depend on how many rows there are.
-    drawn = jax.vmap(jax.random.categorical)(keys, scaled)  # (B,)
+    # The Gumbel-max draw: what jax.random.categorical computes from the same key.
+    drawn = jnp.argmax(gumbel + scaled, axis=-1)  # (B,)
     return jnp.where(rows.temperature > 0, drawn, greedy).astype(jnp.int32)
 
 
@@ -135,14 +154,23 @@ def sample_chunk(
     `filtered` must be true for top_k and top_p to have any effect (see
     `filtering_on`)."""
     model = CharLSTM(config)
+    block = min(NOISE_BLOCK, length)
 
-    def step(state: SampleState, _: None) -> tuple[SampleState, jax.Array]:
-        logits, carry = forward(model, params, state.token[:, None], state.carry)  # (B, 1, V)
-        keys = jax.vmap(jax.random.fold_in)(rows.key, state.position)  # (B, 2)
-        token = draw(logits[:, 0], keys, rows, filtered)  # (B,)
-        return SampleState(token, carry, state.position + 1), token
+    def fresh(position: jax.Array) -> jax.Array:  # (B,) -> (K, B, V) for the next K characters
+        return noise(rows, position[None, :] + jnp.arange(block)[:, None], config.vocab_size)
 
-    state, tokens = jax.lax.scan(step, state, None, length=length)  # tokens (length, B)
+    def step(carry: tuple[SampleState, jax.Array], i: jax.Array) -> tuple[tuple[SampleState, jax.Array], jax.Array]:
+        state, gumbel = carry  # gumbel (K, B, V): this block's noise
+        # A `cond` rather than a scan of blocks inside a scan of characters:
+        # the model's step then appears once in the compiled program, which
+        # keeps compiling the sampler as fast as before.
+        gumbel = jax.lax.cond(i % block == 0, fresh, lambda _: gumbel, state.position)
+        logits, model_carry = forward(model, params, state.token[:, None], state.carry)  # (B, 1, V)
+        token = draw(logits[:, 0], gumbel[i % block], rows, filtered)  # (B,)
+        return (SampleState(token, model_carry, state.position + 1), gumbel), token
+
+    empty = jnp.zeros((block, state.token.shape[0], config.vocab_size), jnp.float32)  # (K, B, V)
+    (state, _), tokens = jax.lax.scan(step, (state, empty), jnp.arange(length))  # tokens (length, B)
     return state, tokens.T
 
 
