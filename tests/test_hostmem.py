@@ -1,12 +1,15 @@
-"""keep_host_memory: freed large blocks are reused instead of faulted in
-afresh (what makes XLA's per-step scratch memory cheap on the CPU). Run in
-child processes: malloc's settings are process-wide."""
+"""Host memory: freed large blocks reused instead of faulted in afresh
+(keep_host_memory), or faulted in as huge pages (relaunch_with_huge_pages);
+either makes XLA's per-step scratch memory cheap on the CPU. Run in child
+processes: malloc's settings are process-wide."""
 
 import os
 import subprocess
 import sys
 
 import pytest
+
+from charlstm.runtime.hostmem import huge_pages_possible
 
 CHILD = """
 import ctypes, resource, threading
@@ -48,3 +51,77 @@ def test_a_freed_large_block_is_reused_without_new_page_faults():
     kept, fraction = _child({"CHARLSTM_SYSTEM_MALLOC": "1"})
     assert kept == "False"
     assert fraction > 0.5  # glibc's default: a fresh mmap, every page faulted in again
+
+
+FIRST_TOUCH = """
+import ctypes, resource, threading
+from charlstm.runtime.hostmem import relaunch_with_huge_pages
+on = relaunch_with_huge_pages()
+libc = ctypes.CDLL(None)
+libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+libc.free.argtypes = [ctypes.c_void_p]
+size = 200 * 2**20
+faults = []
+
+def step():
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    block = libc.malloc(size)
+    ctypes.memset(block, 1, size)
+    libc.free(block)
+    faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+
+worker = threading.Thread(target=step)
+worker.start()
+worker.join()
+print(on, faults[0] / (size // resource.getpagesize()))
+"""
+
+
+def _without(*names: str) -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k not in names}
+
+
+@pytest.mark.skipif(not huge_pages_possible(), reason="needs Linux, glibc >= 2.35 and transparent huge pages")
+def test_on_huge_pages_a_fresh_large_block_costs_few_page_faults():
+    """What the CLI relaunches a training command for: the same 200 MB of
+    scratch, faulted in as 2 MB pages instead of 4 kB ones."""
+    env = _without("GLIBC_TUNABLES", "CHARLSTM_SYSTEM_MALLOC")
+    out = subprocess.run([sys.executable, "-c", FIRST_TOUCH], env=env, capture_output=True, text=True, check=True)
+    on, fraction = out.stdout.split()  # printed once: by the relaunched process
+    assert on == "True"
+    assert float(fraction) < 0.1
+    env["CHARLSTM_SYSTEM_MALLOC"] = "1"
+    out = subprocess.run([sys.executable, "-c", FIRST_TOUCH], env=env, capture_output=True, text=True, check=True)
+    on, fraction = out.stdout.split()
+    assert on == "False"
+    assert float(fraction) > 0.5
+
+
+LAUNCH = """
+import os, runpy, sys
+print("started with", os.environ.get("GLIBC_TUNABLES"), file=sys.stderr, flush=True)
+sys.argv = ["charlstm", *sys.argv[1:]]
+runpy.run_module("charlstm", run_name="__main__")
+"""
+
+
+@pytest.mark.skipif(not huge_pages_possible(), reason="needs Linux, glibc >= 2.35 and transparent huge pages")
+def test_a_training_command_relaunches_itself_on_huge_pages_and_others_do_not(tiny_corpus, tmp_path):
+    env = _without("GLIBC_TUNABLES", "CHARLSTM_SYSTEM_MALLOC")
+    run_dir = tmp_path / "run"
+    train = [sys.executable, "-c", LAUNCH, "train", str(tiny_corpus), "--out", str(run_dir), "--steps", "2"]
+    train += ["--batch-size", "4", "--seq-len", "16", "--hidden", "16", "--embed", "8", "-q"]
+    done = subprocess.run(train, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    # The same arguments reached the second start, which trained once.
+    assert done.stderr.splitlines() == ["started with None", "started with glibc.malloc.hugetlb=1"]
+    assert (run_dir / "checkpoints").is_dir()
+    sample = subprocess.run(
+        [sys.executable, "-c", LAUNCH, "sample", "-c", str(run_dir), "-n", "5", "-q"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert sample.returncode == 0, sample.stderr
+    assert sample.stderr.splitlines() == ["started with None"]

@@ -46,6 +46,9 @@ Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Print more: conf
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 _options = {"cache": True}
+# The commands that run training steps, whose scratch memory is worth
+# relaunching the process for (runtime/hostmem.py).
+TRAINING_COMMANDS = ("train", "resume", "tune")
 
 
 def stderr() -> Console:
@@ -111,6 +114,7 @@ def user_errors() -> Iterator[None]:
 
 @app.callback()
 def _global_options(
+    ctx: typer.Context,
     no_cache: Annotated[
         bool,
         typer.Option(
@@ -125,10 +129,15 @@ def _global_options(
         stdout().print(f"charlstm {__version__}", highlight=False)
         raise typer.Exit()
     _options["cache"] = not no_cache
-    from charlstm.runtime.hostmem import keep_host_memory
+    from charlstm.runtime import hostmem
 
-    keep_host_memory()  # before any command starts JAX's threads
+    # Before any command starts JAX's threads. Only the process `main`
+    # started may be replaced, never one that runs the app in-process.
+    relaunch = _options.get("entry", False) and ctx.invoked_subcommand in TRAINING_COMMANDS
+    if not (relaunch and hostmem.relaunch_with_huge_pages()):
+        hostmem.keep_host_memory()
 
 
 def main() -> None:
+    _options["entry"] = True
     app()
