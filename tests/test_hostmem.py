@@ -106,22 +106,20 @@ runpy.run_module("charlstm", run_name="__main__")
 
 
 @pytest.mark.skipif(not huge_pages_possible(), reason="needs Linux, glibc >= 2.35 and transparent huge pages")
-def test_a_training_command_relaunches_itself_on_huge_pages_and_others_do_not(tiny_corpus, tmp_path):
+def test_a_training_command_relaunches_itself_on_huge_pages_and_others_do_not():
+    """The relaunch happens before the command parses its own options, so
+    `--help` shows it cheaply: started twice, the arguments intact, the
+    help printed once. (The page faults are the test above.)"""
     env = _without("GLIBC_TUNABLES", "CHARLSTM_SYSTEM_MALLOC")
-    run_dir = tmp_path / "run"
-    train = [sys.executable, "-c", LAUNCH, "train", str(tiny_corpus), "--out", str(run_dir), "--steps", "2"]
-    train += ["--batch-size", "4", "--seq-len", "16", "--hidden", "16", "--embed", "8", "-q"]
-    done = subprocess.run(train, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
-    # The same arguments reached the second start, which trained once.
-    assert done.stderr.splitlines() == ["started with None", "started with glibc.malloc.hugetlb=1"]
-    assert (run_dir / "checkpoints").is_dir()
-    sample = subprocess.run(
-        [sys.executable, "-c", LAUNCH, "sample", "-c", str(run_dir), "-n", "5", "-q"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    for command, starts in [("train", ["None", "glibc.malloc.hugetlb=1"]), ("sample", ["None"])]:
+        done = subprocess.run(
+            [sys.executable, "-c", LAUNCH, command, "--help"], env=env, capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stderr.splitlines() == [f"started with {s}" for s in starts]
+        assert done.stdout.count("Usage:") == 1
+    opted_out = {**env, "CHARLSTM_SYSTEM_MALLOC": "1"}
+    done = subprocess.run(
+        [sys.executable, "-c", LAUNCH, "train", "--help"], env=opted_out, capture_output=True, text=True
     )
-    assert sample.returncode == 0, sample.stderr
-    assert sample.stderr.splitlines() == ["started with None"]
+    assert done.stderr.splitlines() == ["started with None"]

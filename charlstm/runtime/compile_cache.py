@@ -8,6 +8,9 @@ call `enable_compilation_cache()` themselves if they want it.
     CHARLSTM_CACHE_DIR   where to keep it (default: $XDG_CACHE_HOME/charlstm/jax,
                          else ~/.cache/charlstm/jax)
     CHARLSTM_NO_CACHE=1  turn it off (as does `charlstm --no-cache ...`)
+    JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS
+                         cache only programs that took this long to compile
+                         (JAX's own setting; charlstm's default is 0.2)
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from pathlib import Path
 
 ENV_DIR = "CHARLSTM_CACHE_DIR"
 ENV_OFF = "CHARLSTM_NO_CACHE"
+MIN_COMPILE_TIME_ENV = "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"
 
 
 def cache_dir() -> Path | None:
@@ -45,6 +49,8 @@ def enable_compilation_cache(directory: Path | None = None) -> Path | None:
     jax.config.update("jax_compilation_cache_dir", str(directory))
     # JAX by default skips programs that compile in under a second; the
     # sampler for a small model is one of those, and it is exactly what a
-    # user waits for at every `charlstm sample`.
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+    # user waits for at every `charlstm sample`. JAX's own environment
+    # variable, where set, still decides.
+    if MIN_COMPILE_TIME_ENV not in os.environ:
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
     return directory
