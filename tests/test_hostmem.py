@@ -11,52 +11,14 @@ import pytest
 
 from charlstm.runtime.hostmem import huge_pages_possible
 
+# Child process: `setup` (keep_host_memory or relaunch_with_huge_pages) and
+# how many 200 MB blocks a worker thread allocates, writes and frees, as XLA
+# does with its scratch; it prints what setup returned and the page faults of
+# the last block as a share of its 4 kB pages.
 CHILD = """
-import ctypes, resource, threading
-from charlstm.runtime.hostmem import keep_host_memory
-kept = keep_host_memory()
-libc = ctypes.CDLL(None)
-libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
-libc.free.argtypes = [ctypes.c_void_p]
-size = 200 * 2**20
-faults = []
-
-def step():  # as XLA does: a worker thread allocates, writes and frees scratch
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    block = libc.malloc(size)
-    ctypes.memset(block, 1, size)
-    libc.free(block)
-    faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
-
-for _ in range(2):
-    worker = threading.Thread(target=step)
-    worker.start()
-    worker.join()
-print(kept, faults[1] / (size // resource.getpagesize()))
-"""
-
-
-def _child(env_extra: dict[str, str]) -> tuple[str, float]:
-    env = {**os.environ, **env_extra}
-    out = subprocess.run([sys.executable, "-c", CHILD], env=env, capture_output=True, text=True, check=True).stdout
-    kept, fraction = out.split()
-    return kept, float(fraction)
-
-
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc settings")
-def test_a_freed_large_block_is_reused_without_new_page_faults():
-    kept, fraction = _child({"CHARLSTM_SYSTEM_MALLOC": "0"})
-    assert kept == "True"
-    assert fraction < 0.1  # the second 200 MB came from pages already mapped
-    kept, fraction = _child({"CHARLSTM_SYSTEM_MALLOC": "1"})
-    assert kept == "False"
-    assert fraction > 0.5  # glibc's default: a fresh mmap, every page faulted in again
-
-
-FIRST_TOUCH = """
-import ctypes, resource, threading
-from charlstm.runtime.hostmem import relaunch_with_huge_pages
-on = relaunch_with_huge_pages()
+import ctypes, resource, sys, threading
+from charlstm.runtime import hostmem
+done = getattr(hostmem, sys.argv[1])()
 libc = ctypes.CDLL(None)
 libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
 libc.free.argtypes = [ctypes.c_void_p]
@@ -70,11 +32,28 @@ def step():
     libc.free(block)
     faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 
-worker = threading.Thread(target=step)
-worker.start()
-worker.join()
-print(on, faults[0] / (size // resource.getpagesize()))
+for _ in range(int(sys.argv[2])):
+    worker = threading.Thread(target=step)
+    worker.start()
+    worker.join()
+print(done, faults[-1] / (size // resource.getpagesize()))
 """
+
+
+def _child(setup: str, blocks: int, env: dict[str, str]) -> tuple[str, float]:
+    command = [sys.executable, "-c", CHILD, setup, str(blocks)]
+    done, fraction = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout.split()
+    return done, float(fraction)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc settings")
+def test_a_freed_large_block_is_reused_without_new_page_faults():
+    kept, fraction = _child("keep_host_memory", 2, {**os.environ, "CHARLSTM_SYSTEM_MALLOC": "0"})
+    assert kept == "True"
+    assert fraction < 0.1  # the second 200 MB came from pages already mapped
+    kept, fraction = _child("keep_host_memory", 2, {**os.environ, "CHARLSTM_SYSTEM_MALLOC": "1"})
+    assert kept == "False"
+    assert fraction > 0.5  # glibc's default: a fresh mmap, every page faulted in again
 
 
 def _without(*names: str) -> dict[str, str]:
@@ -84,17 +63,15 @@ def _without(*names: str) -> dict[str, str]:
 @pytest.mark.skipif(not huge_pages_possible(), reason="needs Linux, glibc >= 2.35 and transparent huge pages")
 def test_on_huge_pages_a_fresh_large_block_costs_few_page_faults():
     """What the CLI relaunches a training command for: the same 200 MB of
-    scratch, faulted in as 2 MB pages instead of 4 kB ones."""
+    scratch, faulted in as 2 MB pages instead of 4 kB ones. The child prints
+    once: the relaunched process does."""
     env = _without("GLIBC_TUNABLES", "CHARLSTM_SYSTEM_MALLOC")
-    out = subprocess.run([sys.executable, "-c", FIRST_TOUCH], env=env, capture_output=True, text=True, check=True)
-    on, fraction = out.stdout.split()  # printed once: by the relaunched process
+    on, fraction = _child("relaunch_with_huge_pages", 1, env)
     assert on == "True"
-    assert float(fraction) < 0.1
-    env["CHARLSTM_SYSTEM_MALLOC"] = "1"
-    out = subprocess.run([sys.executable, "-c", FIRST_TOUCH], env=env, capture_output=True, text=True, check=True)
-    on, fraction = out.stdout.split()
+    assert fraction < 0.1
+    on, fraction = _child("relaunch_with_huge_pages", 1, {**env, "CHARLSTM_SYSTEM_MALLOC": "1"})
     assert on == "False"
-    assert float(fraction) > 0.5
+    assert fraction > 0.5
 
 
 LAUNCH = """
