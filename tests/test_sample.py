@@ -14,6 +14,7 @@ from charlstm.core.generation import sample_text, sample_texts, stream_texts
 from charlstm.core.model import CharLSTM, forward, init_params, zero_carry
 from charlstm.core.sampler import (
     NOISE_BLOCK,
+    capacity_for,
     draw,
     filter_logits,
     filtering_on,
@@ -163,6 +164,18 @@ def test_changing_temperature_top_k_or_top_p_does_not_recompile():
     for temperature, top_k, top_p in [(0.7, 3, 0.5), (1.5, 1, 0.99), (0.0, 4, 1.0), (1.0, 0, 0.8)]:
         sample_text(CFG, params, VOCAB, SampleConfig(33, temperature=temperature, top_k=top_k, top_p=top_p))
     assert sample_chunk._cache_size() == compiled
+
+
+def test_lengths_up_to_the_same_capacity_share_one_compiled_sampler():
+    """A new --length compiles only past the next power of two, and a text
+    is the start of any longer one with the same seed."""
+    params = init_params(CFG, jax.random.PRNGKey(5))
+    longest = sample_text(CFG, params, VOCAB, SampleConfig(capacity_for(40), seed=2))
+    compiled = sample_chunk._cache_size()
+    for length in (33, 40, 50, capacity_for(40)):
+        assert sample_text(CFG, params, VOCAB, SampleConfig(length, seed=2)) == longest[:length]
+    assert sample_chunk._cache_size() == compiled
+    assert [capacity_for(n) for n in (1, 32, 33, 64, 65, 1000)] == [32, 32, 64, 64, 128, 1024]
 
 
 @pytest.mark.parametrize("chunk", [1, 7, 33, 100])

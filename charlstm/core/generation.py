@@ -22,7 +22,7 @@ import numpy as np
 
 from charlstm.config import ModelConfig, SampleConfig
 from charlstm.core.model import Params
-from charlstm.core.sampler import Rows, SampleState, filtering_on, request_rows, sample_chunk, start
+from charlstm.core.sampler import Rows, SampleState, capacity_for, filtering_on, request_rows, sample_chunk, start
 from charlstm.errors import CharlstmError
 from charlstm.text.vocab import BOUNDARY, Vocab
 
@@ -154,24 +154,26 @@ def stream_completions(
         raise CharlstmError(f"chunk must be >= 1, got {chunk}")
     state, rows = begin(config, params, vocab, request)
     filtered = filtering_on(request.top_k, request.top_p, config.vocab_size)
-    # Every chunk has the same length, so one compilation serves them all;
-    # the last one is generated whole and cut.
     size = min(chunk, request.length)
+    # One compiled sampler for every chunk, the last and shorter one too, and
+    # for every other length up to the same capacity.
+    capacity = capacity_for(size)
 
-    def run(state: SampleState) -> tuple[SampleState, jax.Array]:
-        return sample_chunk(config, params, state, rows, length=size, filtered=filtered)
+    def run(state: SampleState, count: int) -> tuple[SampleState, jax.Array]:
+        return sample_chunk(config, params, state, rows, count, length=capacity, filtered=filtered)
 
     def pieces() -> Iterator[list[Completion]]:
         scanners = [StopScanner.of(vocab, request) for _ in range(request.num_samples)]
-        pending = run(state)
+        pending = run(state, size)
         for done in range(0, request.length, size):
             current, tokens = pending
+            count = min(size, request.length - done)
             last = done + size >= request.length
             if not last:
                 # Dispatched before this chunk is decoded: JAX runs it
                 # asynchronously while the caller handles this piece.
-                pending = run(current)
-            texts = [vocab.decode(row) for row in np.asarray(tokens)[:, : request.length - done]]
+                pending = run(current, min(size, request.length - done - size))
+            texts = [vocab.decode(row) for row in np.asarray(tokens)[:, :count]]
             out = []
             for scanner, text in zip(scanners, texts, strict=True):
                 piece = scanner.feed(text) + (scanner.finish() if last else "")

@@ -2,8 +2,9 @@
 
 The prime is read in one call of the model (the same hoisted-projection scan
 as training), then every new character is drawn inside one jitted
-`lax.scan`: one compiled loop on the device, not a Python loop per character.
-Streaming runs the same loop a chunk at a time, passing its state along.
+loop (`lax.fori_loop`, its length traced up to a compiled capacity): one
+compiled loop on the device, not a Python loop per character. Streaming
+runs the same loop a chunk at a time, passing its state along.
 
 Every row of a batch carries its own settings (`Rows`): its key, temperature,
 top-k and top-p, and its own position. So one compiled call can advance rows
@@ -136,41 +137,56 @@ def start(config: ModelConfig, params: Params, prime: jax.Array) -> SampleState:
     return SampleState(prime[:, -1].astype(jnp.int32), carry, jnp.zeros(prime.shape[:1], jnp.int32))
 
 
+def capacity_for(length: int) -> int:
+    """The compiled length that serves a request for `length` characters:
+    the next power of two (at least NOISE_BLOCK), so every length up to it
+    shares one compiled sampler and a new `--length` rarely compiles."""
+    return max(NOISE_BLOCK, 1 << (max(length, 1) - 1).bit_length())
+
+
 @partial(jax.jit, static_argnames=("config", "length", "filtered"))
 def sample_chunk(
     config: ModelConfig,
     params: Params,
     state: SampleState,
     rows: Rows,
+    count: jax.Array | int | None = None,
     *,
     length: int,
     filtered: bool,
 ) -> tuple[SampleState, jax.Array]:
-    """The next `length` characters of every row after `state` -> (new state, (B, length) ids).
+    """The next `count` characters of every row after `state` -> (the state
+    after them, (B, length) ids of which the first `count` columns are
+    drawn; the rest are 0).
 
-    Each row's position in `state` picks its characters' keys, so chunks can
-    be of any size and rows at different positions can share a call. The
-    settings in `rows` are traced, so changing them does not recompile;
-    `filtered` must be true for top_k and top_p to have any effect (see
-    `filtering_on`)."""
+    `length` is static (one compilation per length) and `count` traced, at
+    most `length` (default: all of it), so one compiled call serves every
+    count up to its length. Each row's position in `state` picks its
+    characters' keys, so chunks can be of any size and rows at different
+    positions can share a call. The settings in `rows` are traced, so
+    changing them does not recompile; `filtered` must be true for top_k and
+    top_p to have any effect (see `filtering_on`)."""
     model = CharLSTM(config)
     block = min(NOISE_BLOCK, length)
+    count = length if count is None else jnp.minimum(count, length)
 
     def fresh(position: jax.Array) -> jax.Array:  # (B,) -> (K, B, V) for the next K characters
         return noise(rows, position[None, :] + jnp.arange(block)[:, None], config.vocab_size)
 
-    def step(carry: tuple[SampleState, jax.Array], i: jax.Array) -> tuple[tuple[SampleState, jax.Array], jax.Array]:
-        state, gumbel = carry  # gumbel (K, B, V): this block's noise
-        # A `cond` rather than a scan of blocks inside a scan of characters:
-        # the model's step then appears once in the compiled program, which
-        # keeps compiling the sampler as fast as before.
+    def step(i: jax.Array, carry: tuple[SampleState, jax.Array, jax.Array]) -> tuple[SampleState, jax.Array, jax.Array]:
+        state, gumbel, tokens = carry  # gumbel (K, B, V): this block's noise; tokens (length, B)
+        # A `cond` rather than a loop of blocks inside the loop of
+        # characters: the model's step then appears once in the compiled
+        # program, which keeps compiling the sampler fast.
         gumbel = jax.lax.cond(i % block == 0, fresh, lambda _: gumbel, state.position)
         logits, model_carry = forward(model, params, state.token[:, None], state.carry)  # (B, 1, V)
         token = draw(logits[:, 0], gumbel[i % block], rows, filtered)  # (B,)
-        return (SampleState(token, model_carry, state.position + 1), gumbel), token
+        return SampleState(token, model_carry, state.position + 1), gumbel, tokens.at[i].set(token)
 
-    empty = jnp.zeros((block, state.token.shape[0], config.vocab_size), jnp.float32)  # (K, B, V)
-    (state, _), tokens = jax.lax.scan(step, (state, empty), jnp.arange(length))  # tokens (length, B)
+    batch = state.token.shape[0]
+    empty = jnp.zeros((block, batch, config.vocab_size), jnp.float32)  # (K, B, V)
+    tokens = jnp.zeros((length, batch), jnp.int32)  # (length, B)
+    state, _, tokens = jax.lax.fori_loop(0, count, step, (state, empty, tokens))
     return state, tokens.T
 
 
