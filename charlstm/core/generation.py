@@ -162,17 +162,20 @@ def stream_completions(
     def run(state: SampleState, count: int) -> tuple[SampleState, jax.Array]:
         return sample_chunk(config, params, state, rows, count, length=capacity, filtered=filtered)
 
+    def count_from(done: int) -> int:  # the characters of the chunk that starts after `done`
+        return min(size, request.length - done)
+
     def pieces() -> Iterator[list[Completion]]:
         scanners = [StopScanner.of(vocab, request) for _ in range(request.num_samples)]
-        pending = run(state, size)
+        pending = run(state, count_from(0))
         for done in range(0, request.length, size):
             current, tokens = pending
-            count = min(size, request.length - done)
+            count = count_from(done)
             last = done + size >= request.length
             if not last:
                 # Dispatched before this chunk is decoded: JAX runs it
                 # asynchronously while the caller handles this piece.
-                pending = run(current, min(size, request.length - done - size))
+                pending = run(current, count_from(done + size))
             texts = [vocab.decode(row) for row in np.asarray(tokens)[:, :count]]
             out = []
             for scanner, text in zip(scanners, texts, strict=True):

@@ -67,16 +67,22 @@ def huge_pages_possible() -> bool:
     if libc is None:
         return False
     libc.gnu_get_libc_version.restype = ctypes.c_char_p
-    major, minor = (int(part) for part in libc.gnu_get_libc_version().decode().split(".")[:2])
     try:
+        major, minor = (int(part) for part in libc.gnu_get_libc_version().decode().split(".")[:2])
         return (major, minor) >= (2, 35) and "[never]" not in THP_SETTING.read_text()
-    except OSError:
+    except (OSError, ValueError):  # no THP setting to read, or a version this cannot parse
         return False
+
+
+def _tunable() -> str | None:
+    """The `glibc.malloc.hugetlb=...` entry of GLIBC_TUNABLES, if any."""
+    name = HUGE_PAGES.split("=")[0] + "="
+    return next((t for t in os.environ.get(TUNABLES, "").split(":") if t.startswith(name)), None)
 
 
 def huge_pages_on() -> bool:
     """Whether this process started with malloc on huge pages."""
-    return HUGE_PAGES in os.environ.get(TUNABLES, "").split(":") and huge_pages_possible()
+    return _tunable() == HUGE_PAGES and huge_pages_possible()
 
 
 def relaunch_with_huge_pages() -> bool:
@@ -89,10 +95,8 @@ def relaunch_with_huge_pages() -> bool:
     worth keeping is done: the process is replaced."""
     if _opted_out() or not huge_pages_possible():
         return False
-    if huge_pages_on():
-        return True
-    if HUGE_PAGES.split("=")[0] in os.environ.get(TUNABLES, ""):
-        return False  # the user chose another value for it: theirs stands
+    if _tunable() is not None:
+        return _tunable() == HUGE_PAGES  # set by the launch before this one, or by the user: it stands
     # The relaunched process sees the tunable and returns above: no loop.
     before = os.environ.get(TUNABLES)
     os.environ[TUNABLES] = ":".join(filter(None, (before, HUGE_PAGES)))
