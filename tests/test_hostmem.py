@@ -1,7 +1,8 @@
 """Host memory: freed large blocks reused instead of faulted in afresh
 (keep_host_memory), or faulted in as huge pages (relaunch_with_huge_pages);
-either makes XLA's per-step scratch memory cheap on the CPU. Run in child
-processes: malloc's settings are process-wide."""
+either makes XLA's per-step scratch memory cheap on the CPU. Memory freed
+inside an arena goes back to the system on request (return_freed). Run in
+child processes: malloc's settings are process-wide."""
 
 import os
 import subprocess
@@ -100,3 +101,51 @@ def test_a_training_command_relaunches_itself_on_huge_pages_and_others_do_not():
         [sys.executable, "-c", LAUNCH, "train", "--help"], env=opted_out, capture_output=True, text=True
     )
     assert done.stderr.splitlines() == ["started with None"]
+
+
+# Child process: a worker thread allocates 200 MB in 2 kB blocks and frees
+# all but the last, so the freed memory sits below a live block in the
+# thread's arena, where free() never returns it (as a compiler's scratch
+# does); it prints resident memory before and after `return_freed`.
+TRIM_CHILD = """
+import ctypes, threading
+from charlstm.runtime import hostmem
+libc = ctypes.CDLL(None)
+libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+libc.free.argtypes = [ctypes.c_void_p]
+
+def rss():
+    return int(open("/proc/self/statm").read().split()[1]) * 4096
+
+def scratch():
+    blocks = [libc.malloc(2048) for _ in range(100_000)]
+    for block in blocks:
+        ctypes.memset(block, 1, 2048)
+    for block in blocks[:-1]:
+        libc.free(block)
+
+worker = threading.Thread(target=scratch)
+worker.start()
+worker.join()
+before = rss()
+print(hostmem.return_freed(), before, rss())
+"""
+
+
+def _trim_child(env: dict[str, str]) -> tuple[str, int]:
+    returned, before, after = subprocess.run(
+        [sys.executable, "-c", TRIM_CHILD], env=env, capture_output=True, text=True, check=True
+    ).stdout.split()
+    return returned, int(before) - int(after)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc")
+def test_memory_freed_inside_an_arena_goes_back_to_the_system():
+    """What the training loop does once a compilation is done."""
+    env = _without("GLIBC_TUNABLES", "CHARLSTM_SYSTEM_MALLOC")
+    returned, dropped = _trim_child(env)
+    assert returned == "True"
+    assert dropped > 150 * 2**20  # most of the 200 MB
+    returned, dropped = _trim_child({**env, "CHARLSTM_SYSTEM_MALLOC": "1"})
+    assert returned == "False"
+    assert dropped < 50 * 2**20

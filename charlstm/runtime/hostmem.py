@@ -22,6 +22,12 @@ corpus, 2026-12-01, docs/design.md#host-memory):
   the same pages. As fast (34 s), but the process keeps its fragmented
   peak heap until it exits: 1.9-2.9 GB.
 
+Either way, compiling leaves hundreds of MB freed in malloc's arenas
+that the training threads do not reuse, so the loop hands them back to the
+system once a compilation is done (`return_freed`): a first run on the
+shipped corpus, with nothing in the compilation cache, peaked at 1.01 GB
+without it and 0.80 GB with it (2026-12-01).
+
     CHARLSTM_SYSTEM_MALLOC=1   leave malloc's settings alone
 """
 
@@ -110,6 +116,16 @@ def relaunch_with_huge_pages() -> bool:
         else:
             os.environ[TUNABLES] = before
     return False
+
+
+def return_freed() -> bool:
+    """Give the memory malloc holds freed, in every arena, back to the
+    system (`malloc_trim(0)`); True if anything was returned. A no-op off
+    glibc. Cheap enough for once after a compilation, not for every step."""
+    libc = _glibc()
+    if libc is None or _opted_out():
+        return False
+    return bool(libc.malloc_trim(0))
 
 
 def keep_host_memory() -> bool:

@@ -30,6 +30,7 @@ from charlstm.core.scorer import make_scorer
 from charlstm.core.state import TrainState, warmup_steps
 from charlstm.core.step import make_train_step
 from charlstm.flags import flag
+from charlstm.runtime import hostmem
 from charlstm.text import streams
 from charlstm.training import distributed, events
 from charlstm.training.health import Health
@@ -70,6 +71,7 @@ def _compile(run: Run, setup: Setup) -> TrainStep:
     mesh = None if setup.mesh.size == 1 else setup.mesh
     step = make_train_step(run.model_config, run.train_config, mesh)
     compiled: TrainStep = step.lower(run.state, setup.feed(int(run.state.step))).compile()
+    hostmem.return_freed()  # the compiler's scratch, which training would not reuse
     return compiled
 
 
@@ -167,7 +169,10 @@ class Session:
                 yield from self._report()
             paused = time.perf_counter()
             if evaluate_now and self.healthy:
+                first = self.evaluated_step is None
                 yield from self._validate()
+                if first:
+                    hostmem.return_freed()  # the scorer's and the sampler's compilations
             if not self.healthy:
                 return "diverged"
             if save_now:
