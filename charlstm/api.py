@@ -188,7 +188,8 @@ class Model:
             corpus = prepare(manifest.source_of(entry))
         except CorpusError as err:
             raise CorpusError(
-                f"the run's corpus {self.corpus_path} is not there to take its validation text from ({err})"
+                f"the run's corpus {self.corpus_path} is not there to take its validation text from ({err})",
+                details=err.details,  # the files it names "above"
             ) from None
         if corpus.sha256 != self.corpus_sha256:
             raise CorpusError(

@@ -55,6 +55,22 @@ def test_a_folder_with_a_pattern_a_validation_file_and_a_bad_file(runner, tmp_pa
     assert json.loads(scored.stdout)["loss"] == pytest.approx(record["best_val_loss"], abs=1e-6)
 
 
+def test_eval_names_a_bad_file_that_joined_the_runs_folder(runner, tmp_path):
+    """With no text, eval reads the run's folder again: a file that is not
+    text and was added since is named on its line, as train names it."""
+    poems = tmp_path / "poems"
+    write_folder(poems, 2)
+    run_dir = tmp_path / "run"
+    trained = runner.invoke(app, ["train", str(poems), "--out", str(run_dir), *TINY, "--steps", "2"])
+    assert trained.exit_code == 0, trained.output
+    (poems / "late.txt").write_bytes("caf\xe9\n".encode("latin-1"))
+    result = runner.invoke(app, ["eval", str(run_dir)])
+    assert result.exit_code == 2
+    lines = result.stderr.splitlines()
+    assert lines[0] == f"{poems / 'late.txt'}: not valid UTF-8 (byte offset 3: b'\\xe9\\n')"
+    assert "is not there to take its validation text from (a file is not usable text (listed above)" in lines[1]
+
+
 def test_files_that_are_not_text_stop_the_run_each_named_on_its_line(runner, tmp_path):
     poems = tmp_path / "poems"
     write_folder(poems, 2)
