@@ -79,7 +79,10 @@ def say(message: str) -> None:
     stderr().print(message, highlight=False, markup=False)
 
 
-def fail(message: str) -> NoReturn:
+def fail(message: str, details: Iterable[str] = ()) -> NoReturn:
+    """Exit 2 with one error line, after a line for each detail (the files that are not text, say)."""
+    for line in details:
+        say(line)
     say(f"error: {message}")
     raise typer.Exit(EXIT_USAGE)
 
@@ -107,9 +110,7 @@ def user_errors() -> Iterator[None]:
     try:
         yield
     except CharlstmError as err:
-        for line in err.details:
-            say(line)
-        fail(str(err))
+        fail(str(err), err.details)
 
 
 @app.callback()

@@ -134,9 +134,7 @@ def _validation_text(model: Model) -> tuple[str, str]:
     try:
         held_out = model.validation_text()
     except CharlstmError as err:
-        for line in err.details:  # the files the message says are listed above
-            say(line)
-        fail(f"no text given, and {err}: give a TEXTFILE or --text")
+        fail(f"no text given, and {err}: give a TEXTFILE or --text", err.details)
     corpus = shown(model.corpus_path)
     if model.corpus.get("documents", 1) > 1 or model.corpus.get("val_files"):
         say(f"no text given: reading the run's validation text, {model.validation_description()}, from {corpus}")
