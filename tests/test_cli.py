@@ -9,11 +9,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from unittest import mock
 
 import pytest
 from typer.testing import CliRunner
 
 from charlstm.cli import app
+from charlstm.runtime import compile_cache
 
 # The plain cell, as in helpers.TINY_MODEL (the layer-normalised default has its own test below).
 TINY = ["--hidden", "24", "--layers", "2", "--embed", "8", "--batch-size", "4", "--seq-len", "16", "--norm", "none"]
@@ -368,15 +370,18 @@ def test_the_cli_module_loads_without_jax_and_the_compilation_cache_works(traine
     probe = "import sys, charlstm, charlstm.cli; print(sorted(m for m in ('jax', 'flax', 'orbax') if m in sys.modules))"
     assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True).stdout.strip() == "[]"
 
+    # CHARLSTM_NO_CACHE turns it off where the flag does (checked here, not
+    # in a third process: each one compiles the sampler from nothing).
+    for value, off in [("1", True), ("yes", True), ("0", False), ("", False)]:
+        env = {"CHARLSTM_NO_CACHE": value, "CHARLSTM_CACHE_DIR": str(tmp_path / "env")}
+        with mock.patch.dict(os.environ, env):
+            assert (compile_cache.cache_dir() is None) == off, value
+
     base = {k: v for k, v in os.environ.items() if not k.startswith("CHARLSTM_")}
     outputs = []
-    for name, extra_env, extra_args in [
-        ("on", {}, []),
-        ("env-off", {"CHARLSTM_NO_CACHE": "1"}, []),
-        ("flag-off", {}, ["--no-cache"]),
-    ]:
+    for name, extra_args in [("on", []), ("flag-off", ["--no-cache"])]:
         cache = tmp_path / name
-        env = {**base, "CHARLSTM_CACHE_DIR": str(cache), **extra_env}
+        env = {**base, "CHARLSTM_CACHE_DIR": str(cache)}
         command = [*_charlstm_command(), *extra_args, "sample", "-c", str(run_dir), "-n", "20", "-q"]
         result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
         assert result.returncode == 0, result.stderr
