@@ -49,7 +49,7 @@ def worker(args: argparse.Namespace) -> None:
     import numpy as np
 
     from charlstm.config import ModelConfig, TrainConfig
-    from charlstm.core.state import init_state
+    from charlstm.core.state import hyperparameters, init_state
     from charlstm.core.step import make_train_step
     from charlstm.text import streams
 
@@ -63,18 +63,20 @@ def worker(args: argparse.Namespace) -> None:
     mesh = distributed.make_mesh(batch, args.devices)
     if mesh.size == 1:  # as fit() does: one device runs the plain jitted step
         feed = train_streams.window
-        step = make_train_step(model_cfg, train_cfg).lower(state, feed(0)).compile()
+        hyper = jax.device_put(hyperparameters(train_cfg))
+        step = make_train_step(model_cfg, train_cfg).lower(state, feed(0), hyper).compile()
     else:
         feed = distributed.Feeder(train_streams, mesh)  # type: ignore[assignment]
         state = distributed.place_state(state, mesh)
-        step = make_train_step(model_cfg, train_cfg, mesh).lower(state, feed(0)).compile()
+        hyper = distributed.replicate(hyperparameters(train_cfg), mesh)
+        step = make_train_step(model_cfg, train_cfg, mesh).lower(state, feed(0), hyper).compile()
     for i in range(3):  # warm-up
-        state, metrics = step(state, feed(i))
+        state, metrics = step(state, feed(i), hyper)
     jax.block_until_ready(metrics)
     times = []
     for i in range(3, 3 + args.steps):
         t0 = time.perf_counter()
-        state, metrics = step(state, feed(i))
+        state, metrics = step(state, feed(i), hyper)
         jax.block_until_ready(metrics)
         times.append(time.perf_counter() - t0)
     if distributed.is_main():

@@ -26,7 +26,7 @@ import numpy as np
 
 from charlstm.config import ModelConfig, TrainConfig
 from charlstm.core.model import count_params
-from charlstm.core.state import init_state
+from charlstm.core.state import hyperparameters, init_state
 from charlstm.core.step import make_train_step
 from charlstm.runtime.hostmem import keep_host_memory
 from charlstm.text.streams import Batch
@@ -54,19 +54,20 @@ def measure(
     data = Batch(tokens[:, :-1], tokens[:, 1:], np.zeros(batch, bool))
 
     t0 = time.perf_counter()
-    step = make_train_step(model_cfg, train_cfg).lower(state, data).compile()
+    hyper = jax.device_put(hyperparameters(train_cfg))
+    step = make_train_step(model_cfg, train_cfg).lower(state, data, hyper).compile()
     compile_s = time.perf_counter() - t0
     memory = step.memory_analysis()
     # What XLA plans for this step: inputs, outputs and scratch (no allocator overhead).
     planned = None if memory is None else memory.argument_size_in_bytes + memory.output_size_in_bytes
     planned = None if planned is None else planned + memory.temp_size_in_bytes
     for _ in range(3):  # warm-up
-        state, metrics = step(state, data)
+        state, metrics = step(state, data, hyper)
     jax.block_until_ready(state)
     times = []
     for _ in range(steps):
         t0 = time.perf_counter()
-        state, metrics = step(state, data)
+        state, metrics = step(state, data, hyper)
         jax.block_until_ready(metrics)
         times.append(time.perf_counter() - t0)
     median = statistics.median(times)

@@ -7,6 +7,7 @@ import pytest
 
 from charlstm.config import ModelConfig, TrainConfig
 from charlstm.core.model import CharLSTM, forward, init_params, zero_carry
+from charlstm.core.state import hyperparameters
 from charlstm.core.step import make_train_step
 from charlstm.errors import ConfigError
 
@@ -51,9 +52,10 @@ def test_200_bf16_steps_follow_the_float32_losses(tiny_corpus):
         model = {"norm": "layer", "hidden_size": 64}
         run = new_tiny_run(tiny_corpus, model, steps=200, batch_size=8, precision=precision)
         step, streams, state = make_train_step(run.model_config, run.train_config), run.layout().train, run.state
+        hyper = hyperparameters(run.train_config)
         losses = []
         for i in range(200):
-            state, metrics = step(state, streams.window(i))
+            state, metrics = step(state, streams.window(i), hyper)
             losses.append(float(metrics["loss"]))
         curves[precision] = np.array(losses)
         kinds = {x.dtype for x in jax.tree_util.tree_leaves((state.params, state.opt_state, state.carry))}

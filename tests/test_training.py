@@ -4,12 +4,14 @@ import shutil
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+import optax
 import pytest
 
 import charlstm
 from charlstm.core.model import zero_carry
 from charlstm.core.scorer import Score, make_scorer
-from charlstm.core.state import decay_mask, learning_rate_schedule
+from charlstm.core.state import decay_mask, hyperparameters, learning_rate
 from charlstm.core.step import make_train_step
 from charlstm.errors import CharlstmError, CorpusError
 from charlstm.text.streams import Streams
@@ -118,11 +120,37 @@ def test_resume_refuses_a_changed_corpus_unless_forced(tiny_corpus, tmp_path):
 
 def test_schedule_warms_up_then_decays():
     cfg = tiny_train_config(steps=1000, warmup_steps=100, learning_rate=1e-3, min_lr_ratio=0.1)
-    lr = learning_rate_schedule(cfg)
-    assert float(lr(0)) == 0.0
-    assert float(lr(100)) == pytest.approx(1e-3)
-    assert float(lr(1000)) == pytest.approx(1e-4)
-    assert float(lr(50)) < float(lr(100)) and float(lr(500)) < float(lr(100))
+    h = hyperparameters(cfg)
+    lr = jax.jit(learning_rate)
+    assert float(lr(h, 0)) == 0.0
+    assert float(lr(h, 100)) == pytest.approx(1e-3)
+    assert float(lr(h, 1000)) == pytest.approx(1e-4)
+    assert float(lr(h, 50)) < float(lr(h, 100)) and float(lr(h, 500)) < float(lr(h, 100))
+
+
+@pytest.mark.parametrize(
+    "steps, peak, min_lr_ratio, warmup",
+    [
+        (2300, 1e-2, 0.05, 100),
+        (120, 3.7e-3, 0.33, 7),
+        (7, 3e-3, 0.1, 5),
+        (1000, 0.1, 0.0, 0),
+        (12345, 7.7e-3, 0.01, 333),
+    ],
+)
+def test_schedule_is_optaxs_bit_for_bit(steps, peak, min_lr_ratio, warmup):
+    """The schedule's numbers are traced arguments of the step (so runs that
+    differ in them share one compiled program), yet give at every step the
+    bits optax's schedule gave compiled with them as constants, as the step
+    did before: old runs resume and fixed seeds reproduce exactly. Each
+    count is computed alone (`lax.map`), as in the step: XLA folds scalar
+    constants there that it leaves apart in a vectorised schedule."""
+    cfg = tiny_train_config(steps=steps, learning_rate=peak, min_lr_ratio=min_lr_ratio, warmup_steps=warmup)
+    counts = jnp.arange(steps + 10, dtype=jnp.int32)
+    reference = optax.warmup_cosine_decay_schedule(0.0, peak, min(warmup, steps // 10), steps, peak * min_lr_ratio)
+    expected = np.asarray(jax.jit(lambda c: jax.lax.map(reference, c))(counts))
+    got = np.asarray(jax.jit(lambda h, c: jax.lax.map(lambda x: learning_rate(h, x), c))(hyperparameters(cfg), counts))
+    assert np.array_equal(got.view(np.int32), expected.view(np.int32))
 
 
 def test_carry_is_reset_when_a_pass_wraps_around(tiny_corpus):
@@ -130,7 +158,10 @@ def test_carry_is_reset_when_a_pass_wraps_around(tiny_corpus):
     whatever state the previous window left behind."""
     run = new_tiny_run(tiny_corpus)
     streams = Streams(run.vocab.encode(tiny_corpus.read_text()), batch=4, seq_len=16)
-    step = make_train_step(run.model_config, run.train_config)
+    compiled, hyper = make_train_step(run.model_config, run.train_config), hyperparameters(run.train_config)
+
+    def step(state, batch):
+        return compiled(state, batch, hyper)
 
     def state_with(carry):  # a fresh copy each time: the step donates its input state
         return jax.tree_util.tree_map(jnp.copy, dataclasses.replace(run.state, carry=carry))
@@ -183,7 +214,8 @@ def test_dropout_acts_in_training_only_with_a_mask_per_step(tiny_corpus):
 
     def loss(run, step=0):  # a fresh copy each time: the step donates its input state
         state = jax.tree_util.tree_map(jnp.copy, dataclasses.replace(run.state, step=jnp.int32(step)))
-        return float(make_train_step(run.model_config, run.train_config)(state, batch)[1]["loss"])
+        step = make_train_step(run.model_config, run.train_config)
+        return float(step(state, batch, hyperparameters(run.train_config))[1]["loss"])
 
     assert loss(dropped) == loss(dropped)  # the same key and step: the same mask
     assert loss(dropped) != loss(dropped, step=1)  # the next step draws another

@@ -12,7 +12,9 @@ from typing import Any
 import flax.struct
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
+from jax.typing import ArrayLike
 
 from charlstm.config import ModelConfig, TrainConfig
 from charlstm.core.model import Carry, Params, init_params, zero_carry
@@ -32,18 +34,66 @@ def warmup_steps(cfg: TrainConfig) -> int:
     return min(cfg.warmup_steps, cfg.steps // 10)
 
 
-def learning_rate_schedule(cfg: TrainConfig) -> optax.Schedule:
-    """Linear warmup, then cosine decay to `min_lr_ratio` of the peak at `steps`.
+@flax.struct.dataclass
+class Hyperparameters:
+    """The numbers of a TrainConfig that the training step reads: the
+    learning rate schedule, clipping and weight decay.
+
+    They are arguments of the compiled step, not constants baked into it, so
+    runs that differ only in them share one compiled program: every trial of
+    a tune, a resume that extends `steps`, and most of the test suite (which
+    compiled the step 80 times when these were constants, 2026-12-02).
+    What changes the program's shape (the model, the precision, the dropout
+    rate) stays static."""
+
+    peak_lr: ArrayLike  # () float32: the learning rate at the end of warm-up
+    warmup: ArrayLike  # () int32: steps of linear warm-up from 0
+    decay: ArrayLike  # () float32: steps of cosine decay after warm-up, >= 1
+    # The next two are products and reciprocals rounded to float32 as XLA
+    # folded them when the schedule was compiled with its numbers as
+    # constants; computed so, training gives the same bits as it did then
+    # (tests/test_training.py checks the schedule against optax's at every step).
+    inv_warmup: ArrayLike  # () float32: 1 / warmup (1 when there is none)
+    radians_per_step: ArrayLike  # () float32: pi / decay, the cosine's pace
+    alpha: ArrayLike  # () float32: the final learning rate as a fraction of the peak
+    one_minus_alpha: ArrayLike  # () float32: 1 - alpha, computed in float64 as optax does
+    grad_clip: ArrayLike  # () float32: the global gradient norm clipped to
+    weight_decay: ArrayLike  # () float32: decoupled (AdamW), on weight matrices only
+
+
+def hyperparameters(cfg: TrainConfig) -> Hyperparameters:
+    """`cfg`'s schedule, clipping and weight decay as the step takes them (host scalars)."""
+    one = np.float32(1)
+    warmup = warmup_steps(cfg)
+    decay = np.float32(cfg.steps - warmup)  # >= 1: steps >= 1 and warm-up <= steps // 10
+    alpha = cfg.learning_rate * cfg.min_lr_ratio / cfg.learning_rate  # as optax's warmup_cosine_decay_schedule
+    return Hyperparameters(
+        peak_lr=np.float32(cfg.learning_rate),
+        warmup=np.int32(warmup),
+        decay=decay,
+        inv_warmup=one / np.float32(max(warmup, 1)),
+        radians_per_step=np.float32(np.pi) * (one / decay),
+        alpha=np.float32(alpha),
+        one_minus_alpha=np.float32(1 - alpha),
+        grad_clip=np.float32(cfg.grad_clip),
+        weight_decay=np.float32(cfg.weight_decay),
+    )
+
+
+def learning_rate(h: Hyperparameters, count: jax.Array | int) -> jax.Array:
+    """The learning rate at optimizer step `count`: linear warm-up from 0 to
+    the peak, then cosine decay to `alpha` of the peak at the run's last step.
 
     The schedule is rebuilt from the config, so extending a run's `steps` on
-    resume stretches the decay over the new total."""
-    return optax.warmup_cosine_decay_schedule(
-        init_value=0.0,
-        peak_value=cfg.learning_rate,
-        warmup_steps=warmup_steps(cfg),
-        decay_steps=cfg.steps,
-        end_value=cfg.learning_rate * cfg.min_lr_ratio,
-    )
+    resume stretches the decay over the new total. Bit for bit the numbers
+    of optax.warmup_cosine_decay_schedule as the step computed them when they
+    were constants."""
+    count, peak = jnp.asarray(count, jnp.int32), jnp.asarray(h.peak_lr)
+    warming = -peak * (1 - jnp.clip(count, 0, h.warmup) * h.inv_warmup) + peak
+    t = jnp.minimum(count - h.warmup, h.decay)  # steps into the decay, float32
+    cosine = 0.5 * (1 + jnp.cos(t * h.radians_per_step))
+    decaying = peak * (h.one_minus_alpha * cosine + h.alpha)
+    return jnp.where(count < h.warmup, warming, decaying)
 
 
 def decay_mask(params: Params) -> Any:
@@ -54,14 +104,17 @@ def decay_mask(params: Params) -> Any:
     )
 
 
-def make_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
+def make_optimizer(h: Hyperparameters) -> optax.GradientTransformation:
+    """Clipping by global norm, then AdamW on the schedule. `h` may hold
+    traced values (inside the step) or host ones; the optimizer's state has
+    the same structure either way."""
     return optax.chain(
-        optax.clip_by_global_norm(cfg.grad_clip),
+        optax.clip_by_global_norm(h.grad_clip),
         optax.adamw(
-            learning_rate_schedule(cfg),
+            functools.partial(learning_rate, h),
             b1=0.9,
             b2=0.99,
-            weight_decay=cfg.weight_decay,
+            weight_decay=h.weight_decay,
             mask=decay_mask,
         ),
     )
@@ -87,7 +140,7 @@ def _init_state(model_cfg: ModelConfig, seed: int, batch_size: int) -> TrainStat
         params=params,
         # Zeros and a count whatever the hyperparameters: the default config's
         # optimizer has the same state as any other's.
-        opt_state=make_optimizer(TrainConfig()).init(params),
+        opt_state=make_optimizer(hyperparameters(TrainConfig())).init(params),
         carry=zero_carry(model_cfg, batch_size),
         rng=rng,
     )

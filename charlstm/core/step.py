@@ -1,9 +1,13 @@
 """The pure, jitted training step.
 
-`train_step(state, batch) -> (state, metrics)` is compiled once per run and
-does the forward pass, loss, gradients and the optimizer update on device;
-the loop around it is `charlstm/training/loop.py`. Its metrics stay on the
-device until the loop reads them back.
+`train_step(state, batch, hyper) -> (state, metrics)` does the forward pass,
+loss, gradients and the optimizer update on device; the loop around it is
+`charlstm/training/loop.py`, which binds a run's `hyper` once. Its metrics
+stay on the device until the loop reads them back.
+
+The step is compiled once per model, precision and dropout rate: the
+schedule, clipping and weight decay come in as traced `Hyperparameters`
+(core/state.py), so runs that differ only in those share the program.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from jax.sharding import Mesh, PartitionSpec
 from charlstm.config import ModelConfig, TrainConfig
 from charlstm.core import sharding
 from charlstm.core.model import Carry, CharLSTM, Params, forward, row_keys
-from charlstm.core.state import TrainState, learning_rate_schedule, make_optimizer
+from charlstm.core.state import Hyperparameters, TrainState, learning_rate, make_optimizer
 from charlstm.text.streams import Batch
 
 
@@ -39,19 +43,29 @@ def _loss(
 
 
 def make_train_step(model_cfg: ModelConfig, train_cfg: TrainConfig, mesh: Mesh | None = None) -> jax.stages.Wrapped:
-    """The jitted `train_step(state, batch) -> (state, metrics)`; the state's
-    buffers are donated, so the caller must use the returned state.
+    """The jitted `train_step(state, batch, hyper) -> (state, metrics)`, with
+    `hyper = hyperparameters(train_cfg)` (core/state.py); the state's buffers
+    are donated, so the caller must use the returned state.
+
+    Only `train_cfg`'s precision and dropout shape the program; the same
+    function comes back for every config that shares them, so JAX traces
+    and compiles it once.
 
     With a `mesh` the same function runs data-parallel: each device takes its
     share of the streams (batch and carried state split by stream, the rest
     replicated), computes their loss and gradients, and one `pmean` inside
     the step averages them over the devices (see `training/distributed.py`
     for why the mean is taken explicitly)."""
-    model = CharLSTM(model_cfg, train_cfg.precision)
-    tx = make_optimizer(train_cfg)
-    schedule = learning_rate_schedule(train_cfg)
+    return _make_train_step(model_cfg, train_cfg.precision, train_cfg.dropout, mesh)
 
-    def train_step(state: TrainState, batch: Batch, axis: str | None = None) -> tuple[TrainState, dict[str, Any]]:
+
+@functools.cache
+def _make_train_step(model_cfg: ModelConfig, precision: str, dropout: float, mesh: Mesh | None) -> jax.stages.Wrapped:
+    model = CharLSTM(model_cfg, precision)
+
+    def train_step(
+        state: TrainState, batch: Batch, hyper: Hyperparameters, axis: str | None = None
+    ) -> tuple[TrainState, dict[str, Any]]:
         # Streams that start afresh (see text/streams.py) begin this window from zeros.
         carry = jax.tree_util.tree_map(
             lambda x: jnp.where(batch.reset[None, :, None], 0.0, x), state.carry
@@ -70,13 +84,13 @@ def make_train_step(model_cfg: ModelConfig, train_cfg: TrainConfig, mesh: Mesh |
         first = 0 if axis is None else jax.lax.axis_index(axis) * rows  # the global index of its first
         keys = row_keys(jax.random.fold_in(state.rng, state.step), rows, first)  # (B, 2)
         (loss, carry), grads = jax.value_and_grad(_loss, argnums=1, has_aux=True)(
-            model, params, batch.inputs, batch.targets, carry, train_cfg.dropout, keys
+            model, params, batch.inputs, batch.targets, carry, dropout, keys
         )
         if axis is not None:
             # Every device has the mean over its own, equally many streams:
             # the mean of those is the mean over the global batch.
             loss, grads = jax.lax.pmean((loss, grads), axis)
-        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        updates, opt_state = make_optimizer(hyper).update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         grad_norm = optax.tree.norm(grads)  # before clipping
         metrics = {
@@ -85,8 +99,8 @@ def make_train_step(model_cfg: ModelConfig, train_cfg: TrainConfig, mesh: Mesh |
             # Per layer (embed, lstm_0, ..., head): vanishing gradients show
             # as the layers far from the loss getting norms far below the head's.
             "layer_grad_norms": {name: optax.tree.norm(g) for name, g in grads.items()},
-            "clipped": grad_norm > train_cfg.grad_clip,
-            "lr": schedule(state.step),
+            "clipped": grad_norm > hyper.grad_clip,
+            "lr": learning_rate(hyper, state.step),
             # The loss above comes from the parameters before this update; a
             # checkpoint must also never hold parameters that overflowed now.
             "params_finite": jnp.all(jnp.stack([jnp.isfinite(p).all() for p in jax.tree_util.tree_leaves(params)])),
@@ -110,7 +124,7 @@ def make_train_step(model_cfg: ModelConfig, train_cfg: TrainConfig, mesh: Mesh |
     per_device = jax.shard_map(
         functools.partial(train_step, axis=sharding.AXIS),
         mesh=mesh,
-        in_specs=(specs, PartitionSpec(sharding.AXIS)),
+        in_specs=(specs, PartitionSpec(sharding.AXIS), PartitionSpec()),
         out_specs=(specs, PartitionSpec()),
     )
     return jax.jit(per_device, donate_argnums=0)

@@ -43,7 +43,7 @@ from typing import Any
 import jax
 import numpy as np
 from jax.experimental import multihost_utils
-from jax.sharding import Mesh, NamedSharding
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from charlstm.core.sharding import AXIS, batch_sharding, state_shardings
 from charlstm.core.state import TrainState
@@ -151,15 +151,24 @@ def check_batch(batch_size: int, per_process: int, processes: int = 1, available
 def place_state(state: TrainState, mesh: Mesh) -> TrainState:
     """A state held whole by every process (fresh, or restored from a
     checkpoint) -> global arrays laid out over `mesh`."""
-    shardings = jax.tree.broadcast(state_shardings(mesh), state)
+    return _place(state, jax.tree.broadcast(state_shardings(mesh), state))
+
+
+def replicate(tree: Any, mesh: Mesh) -> Any:
+    """Values every process holds alike (the step's hyperparameters) -> global
+    arrays replicated over `mesh`."""
+    return _place(tree, jax.tree.map(lambda _: NamedSharding(mesh, PartitionSpec()), tree))
+
+
+def _place(tree: Any, shardings: Any) -> Any:
     if jax.process_count() == 1:
-        return jax.device_put(state, shardings)
+        return jax.device_put(tree, shardings)
 
     def to_global(x: jax.Array, sharding: NamedSharding) -> jax.Array:
         host = np.asarray(x)
         return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
 
-    return jax.tree.map(to_global, state, shardings)
+    return jax.tree.map(to_global, tree, shardings)
 
 
 def local_copy(tree: Any) -> Any:

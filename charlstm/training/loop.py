@@ -27,7 +27,7 @@ from jax.sharding import Mesh
 from charlstm.config import SampleConfig
 from charlstm.core.generation import sample_text
 from charlstm.core.scorer import make_scorer
-from charlstm.core.state import TrainState, warmup_steps
+from charlstm.core.state import TrainState, hyperparameters, warmup_steps
 from charlstm.core.step import make_train_step
 from charlstm.flags import flag
 from charlstm.runtime import hostmem
@@ -68,11 +68,15 @@ def _setup(run: Run, devices: int | None) -> Setup:
 
 
 def _compile(run: Run, setup: Setup) -> TrainStep:
+    """The step compiled for this run, its hyperparameters bound."""
     mesh = None if setup.mesh.size == 1 else setup.mesh
+    hyper = hyperparameters(run.train_config)
+    # On the device once, not copied from the host at every step.
+    hyper = jax.device_put(hyper) if mesh is None else distributed.replicate(hyper, mesh)
     step = make_train_step(run.model_config, run.train_config, mesh)
-    compiled: TrainStep = step.lower(run.state, setup.feed(int(run.state.step))).compile()
+    compiled = step.lower(run.state, setup.feed(int(run.state.step)), hyper).compile()
     hostmem.return_freed()  # the compiler's scratch, which training would not reuse
-    return compiled
+    return lambda state, batch: compiled(state, batch, hyper)
 
 
 def fit(
