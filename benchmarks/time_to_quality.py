@@ -83,7 +83,12 @@ CHARLSTM_RUNS = {
     "charlstm-dropout-0.2": _spelled_out("none", "0.2", 3000),
     "charlstm-layer-norm-2300": _spelled_out("layer", "0", 2300),
     "charlstm-layer-norm-2300-dropout-0.2": _spelled_out("layer", "0.2", 2300),
+    # The defaults given the budget as a user would (`--max-time`): what is
+    # left of it when training is called, less SETUP_S for reading the corpus
+    # and compiling, so the schedule is fitted to end with the budget.
+    "charlstm-max-time": ["--max-time", "budget"],
 }
+SETUP_S = 10.0  # reading the corpus and compiling the default model: 5-8 s here (2026-12-02)
 TORCH_RUNS = {"torch-recipe": None, "torch-2x256": (64, 256, 2), "torch-2x512": (64, 512, 2)}
 ALL_RUNS = [*CHARLSTM_RUNS, *TORCH_RUNS]
 
@@ -112,6 +117,9 @@ def _api_options(flags: list[str]) -> dict[str, object]:
     for name, value in zip(flags[::2], flags[1::2], strict=True):
         field = by_flag[name]
         kind = str(types.get(field, "str"))
+        if field == "max_seconds":  # minutes on the command line; "budget": see CHARLSTM_RUNS
+            options[field] = value if value == "budget" else 60 * float(value)
+            continue
         options[field] = int(value) if kind == "int" else float(value) if kind.startswith("float") else value
     return options
 
@@ -123,6 +131,8 @@ def charlstm_worker(flags: list[str], corpus: Path, minutes: float, seed: int, l
     deadline = launched + minutes * 60
     with tempfile.TemporaryDirectory() as tmp:
         options = {"eval_every": EVAL_EVERY, "seed": seed, **_api_options(flags)}
+        if options.get("max_seconds") == "budget":
+            options["max_seconds"] = deadline - time.time() - SETUP_S
         charlstm.train(corpus, f"{tmp}/run", should_stop=lambda: time.time() >= deadline, **options)
         # Wall seconds since launch; a metrics line is written when its step
         # is reported, just before an evaluation of that step begins.

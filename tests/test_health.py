@@ -92,3 +92,10 @@ def test_the_display_shows_a_warning_and_the_clipped_share(capsys):
     err = capsys.readouterr().err
     assert "step 10: warning: gradients exploding: it is what it is" in err
     assert "clip 90%" in err  # the share is on the progress line too
+
+
+def test_the_display_says_where_a_time_limit_moved_the_end(capsys):
+    console = Console(stderr=True, force_terminal=False, width=200)
+    TrainingDisplay(console, NORMAL).handle(events.Rescheduled(20, 1912, 2300, 600.0))
+    err = capsys.readouterr().err
+    assert "step 20: --max-time 10 ends the run near step 1,912 of 2,300" in err

@@ -1,4 +1,5 @@
 import dataclasses
+import itertools
 import math
 import shutil
 
@@ -151,6 +152,40 @@ def test_schedule_is_optaxs_bit_for_bit(steps, peak, min_lr_ratio, warmup):
     expected = np.asarray(jax.jit(lambda c: jax.lax.map(reference, c))(counts))
     got = np.asarray(jax.jit(lambda h, c: jax.lax.map(lambda x: learning_rate(h, x), c))(hyperparameters(cfg), counts))
     assert np.array_equal(got.view(np.int32), expected.view(np.int32))
+
+
+def test_a_time_limit_fits_the_schedule_to_end_with_it(tiny_corpus, tmp_path):
+    """A run its time limit would cut off long before its last step: after
+    timing steps 10 to 20 the schedule is fitted to end near the limit (an
+    argument of the compiled step: nothing compiles again), planned again
+    after validation passes, only ever shortened; the checkpoint records it.
+    Where it ends depends on this machine's speed; what is checked does not."""
+    steps, limit = 10**6, 4.0
+    run = new_tiny_run(tiny_corpus, steps=steps, warmup_steps=1, max_seconds=limit, eval_every=200, log_every=5)
+    evts = train(run, tmp_path / "run")
+    plans = [e for e in evts if isinstance(e, events.Rescheduled)]
+    assert plans and plans[0].step == 20 and plans[0].was == steps and plans[0].max_seconds == limit
+    assert all(later.steps < earlier.steps == later.was for earlier, later in itertools.pairwise(plans))
+    finished = evts[-1]
+    assert isinstance(finished, events.Finished) and finished.reason in ("done", "time limit")
+    assert finished.step <= plans[-1].steps
+    reports = [e for e in evts if isinstance(e, events.Progress)]
+    assert reports[-1].total_steps == plans[-1].steps
+    assert checkpoint.load(tmp_path / "run", checkpoint.LATEST).train_config.steps == plans[-1].steps
+    logged = [r["rescheduled_to"] for r in read_metrics(tmp_path / "run") if "rescheduled_to" in r]
+    assert logged == [plan.steps for plan in plans]
+    if finished.reason == "done":  # the learning rate decayed to its end value
+        end = run.train_config.learning_rate * run.train_config.min_lr_ratio
+        assert reports[-1].lr == pytest.approx(end, rel=1e-3)
+
+
+def test_a_run_too_short_to_keep_its_warm_up_is_not_refitted(tiny_corpus, tmp_path):
+    """A fitted schedule keeps its warm-up whole (ten times the warm-up at
+    least); a limit shorter than that stops the run as it always did."""
+    run = new_tiny_run(tiny_corpus, steps=10**6, warmup_steps=10**5, max_seconds=1.5, eval_every=10**5, log_every=5)
+    evts = train(run, tmp_path / "run")
+    assert not any(isinstance(e, events.Rescheduled) for e in evts)
+    assert evts[-1].reason == "time limit" and evts[-1].step < 10**6
 
 
 def test_carry_is_reset_when_a_pass_wraps_around(tiny_corpus):

@@ -27,7 +27,7 @@ from rich.progress import (
 from charlstm.cli.format import duration as _duration
 from charlstm.cli.format import loss_text as _loss_text
 from charlstm.errors import shown
-from charlstm.flags import as_options
+from charlstm.flags import as_options, flag
 from charlstm.training import events
 
 QUIET, NORMAL, VERBOSE = 0, 1, 2
@@ -96,6 +96,13 @@ class TrainingDisplay:
             self._on_progress(event)
         elif isinstance(event, events.Warned):
             self._say(f"step {event.step}: warning: {event.message}", style="yellow")
+        elif isinstance(event, events.Rescheduled):
+            if self._progress is not None and self._task is not None:
+                self._progress.update(self._task, total=event.steps)
+            self._say(
+                f"step {event.step}: {flag('max_seconds')} {event.max_seconds / 60:g} ends the run near step "
+                f"{event.steps:,} of {event.was:,}: its learning rate now decays fully by then"
+            )
         elif isinstance(event, events.Evaluated):
             self._val = event.val_loss
             if self._progress is not None and self._task is not None and self._last is not None:

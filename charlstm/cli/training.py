@@ -61,6 +61,10 @@ ProcessId = Annotated[
     int | None,
     typer.Option(flag("process_id"), envvar="CHARLSTM_PROCESS_ID", help="This process's index, 0 to N-1."),
 ]
+_MAX_TIME = (
+    "Stop after this many minutes even if steps remain; a run this would cut short gets its learning rate "
+    "schedule fitted to end by then."
+)
 _EVAL_EVERY = "Steps between validation passes."
 _CHECKPOINT_EVERY = "Steps between checkpoints."
 _LOG_EVERY = "Steps between progress reports and metrics.jsonl lines."
@@ -159,7 +163,11 @@ def train(
     embed_dim: Annotated[int, typer.Option(flag("embed_dim"), help="Character embedding size.")] = _M.embed_dim,
     steps: Annotated[int, typer.Option(flag("steps"), help="Optimizer steps to train for.")] = _T.steps,
     max_time: Annotated[
-        float | None, typer.Option(flag("max_seconds"), help="Stop after this many minutes even if steps remain.")
+        float | None,
+        typer.Option(
+            flag("max_seconds"),
+            help=_MAX_TIME,
+        ),
     ] = None,
     batch_size: Annotated[
         int, typer.Option(flag("batch_size"), "-b", help="Parallel text streams per step.")
@@ -235,7 +243,7 @@ def resume(
     steps: Annotated[
         int | None, typer.Option(flag("steps"), help="New total step count, to extend a finished run.")
     ] = None,
-    max_time: Annotated[float | None, typer.Option(flag("max_seconds"), help="Stop after this many minutes.")] = None,
+    max_time: Annotated[float | None, typer.Option(flag("max_seconds"), help=_MAX_TIME)] = None,
     learning_rate: Annotated[
         float | None,
         typer.Option(flag("learning_rate"), help="New peak learning rate (changes the schedule from here on)."),

@@ -121,6 +121,18 @@ class Saved:
 
 
 @dataclass(frozen=True)
+class Rescheduled:
+    """The time limit would stop the run before its last step, so its
+    learning rate schedule now ends where the limit will: at `steps`, not
+    `was`, decaying fully instead of being cut off near its peak."""
+
+    step: int
+    steps: int
+    was: int
+    max_seconds: float
+
+
+@dataclass(frozen=True)
 class Finished:
     step: int
     # "done", "time limit", "interrupted", "patience" (no new best in --patience
@@ -189,6 +201,7 @@ Event = (
     | Compiled
     | Progress
     | Warned
+    | Rescheduled
     | Evaluated
     | Sampled
     | Saved

@@ -17,14 +17,14 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Generator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import jax
 import numpy as np
 from jax.sharding import Mesh
 
-from charlstm.config import SampleConfig
+from charlstm.config import SampleConfig, TrainConfig
 from charlstm.core.generation import sample_text
 from charlstm.core.scorer import make_scorer
 from charlstm.core.state import TrainState, hyperparameters, warmup_steps
@@ -41,7 +41,15 @@ from charlstm.training.run import Run
 PROGRESS_SAMPLE = SampleConfig(length=200, temperature=0.8, seed=0)
 
 Save = Callable[[Run, bool, int], str]  # (run, best, windows per pass) -> where it was written
-TrainStep = Callable[[TrainState, streams.Batch], tuple[TrainState, dict[str, Any]]]
+
+# A session with a time limit times its own steps, then fits the schedule to
+# the limit: timed from this many steps in (after the first calls' one-off
+# costs) to twice as many.
+FIT_AFTER_STEPS = 10
+# The share of the time left that the fitted steps fill; validation passes,
+# samples and saves take some of the rest until the first one is timed, and
+# a step's time wanders by a few percent.
+TIME_FILL = 0.95
 
 
 @dataclass(frozen=True)
@@ -67,16 +75,24 @@ def _setup(run: Run, devices: int | None) -> Setup:
     return Setup(mesh, train_streams, val_ids, distributed.Feeder(train_streams, mesh))
 
 
-def _compile(run: Run, setup: Setup) -> TrainStep:
-    """The step compiled for this run, its hyperparameters bound."""
-    mesh = None if setup.mesh.size == 1 else setup.mesh
-    hyper = hyperparameters(run.train_config)
-    # On the device once, not copied from the host at every step.
-    hyper = jax.device_put(hyper) if mesh is None else distributed.replicate(hyper, mesh)
-    step = make_train_step(run.model_config, run.train_config, mesh)
-    compiled = step.lower(run.state, setup.feed(int(run.state.step)), hyper).compile()
-    hostmem.return_freed()  # the compiler's scratch, which training would not reuse
-    return lambda state, batch: compiled(state, batch, hyper)
+class TrainStep:
+    """The step compiled for a run, with the hyperparameters it runs under
+    (on the device, not copied from the host at every step). They are
+    arguments of the program, so changing them (`retime`) compiles nothing."""
+
+    def __init__(self, run: Run, setup: Setup):
+        self._mesh = None if setup.mesh.size == 1 else setup.mesh
+        self.retime(run.train_config)
+        step = make_train_step(run.model_config, run.train_config, self._mesh)
+        self._compiled = step.lower(run.state, setup.feed(int(run.state.step)), self._hyper).compile()
+        hostmem.return_freed()  # the compiler's scratch, which training would not reuse
+
+    def retime(self, config: TrainConfig) -> None:
+        hyper = hyperparameters(config)
+        self._hyper = jax.device_put(hyper) if self._mesh is None else distributed.replicate(hyper, self._mesh)
+
+    def __call__(self, state: TrainState, batch: streams.Batch) -> tuple[TrainState, dict[str, Any]]:
+        return self._compiled(state, batch, self._hyper)
 
 
 def fit(
@@ -114,7 +130,7 @@ def fit(
         yield events.Finished(step, "done", run.best_val_loss, run.train_seconds)
         return
     started = time.perf_counter()
-    train_step = _compile(run, setup)
+    train_step = TrainStep(run, setup)
     yield events.Compiled(seconds=time.perf_counter() - started)
     yield from Session(run, setup, train_step, save, should_stop, sample).train()
 
@@ -148,6 +164,16 @@ class Session:
         self.started = time.perf_counter()
         self.seconds_before = run.train_seconds
         self.last_report, self.last_report_step = self.started, self.step
+        # With a time limit, for fitting the schedule to it: where the timing
+        # of the steps began, the seconds a validation pass and its save take
+        # (once a pass without compilations has been timed), and whether the
+        # first plan was made.
+        self.fitting = self.config.max_seconds is not None
+        self.first_step = self.step
+        self.paused = 0.0  # seconds this session spent validating and saving
+        self.timing: tuple[int, float] | None = None  # (step, training seconds)
+        self.validation_cost = 0.0
+        self.planned = False
 
     def train(self) -> Iterator[events.Event]:
         reason = yield from self._steps()
@@ -155,8 +181,8 @@ class Session:
 
     def _steps(self) -> Generator[events.Event, None, str]:
         """Steps until the last, a stop or divergence; why it ended."""
-        tc = self.config
-        while self.step < tc.steps:
+        while self.step < self.config.steps:
+            tc = self.config  # the time limit may shorten it (_fit_to_time)
             stop = self._stop_wanted()
             if stop is not None:
                 return stop
@@ -169,11 +195,12 @@ class Session:
             save_now = self.step % tc.checkpoint_every == 0 or self.step == tc.steps
             # Every step that evaluates or saves is also a report, so nothing is
             # ever evaluated or written from a state whose loss went non-finite.
-            if self.step % tc.log_every == 0 or evaluate_now or save_now:
+            reported = self.step % tc.log_every == 0 or evaluate_now or save_now
+            if reported:
                 yield from self._report()
             paused = time.perf_counter()
+            first = self.evaluated_step is None
             if evaluate_now and self.healthy:
-                first = self.evaluated_step is None
                 yield from self._validate()
                 if first:
                     hostmem.return_freed()  # the scorer's and the sampler's compilations
@@ -182,7 +209,13 @@ class Session:
             if save_now:
                 yield self._checkpoint()
             # Evaluation and saving are not training: keep them out of chars/s.
-            self.last_report += time.perf_counter() - paused
+            pause = time.perf_counter() - paused
+            self.last_report += pause
+            self.paused += pause
+            if evaluate_now and not first:  # the first pays one-off compilations
+                self.validation_cost = pause
+            if self.fitting and reported:
+                yield from self._fit_to_time(evaluate_now)
         return "done"
 
     def _finish(self, reason: str) -> Iterator[events.Event]:
@@ -204,6 +237,53 @@ class Session:
             )
         best_step = _best_step(self.run.history)
         yield events.Finished(self.step, reason, self.run.best_val_loss, self._clock(), best_step, detail)
+
+    def _fit_to_time(self, evaluated: bool) -> Iterator[events.Rescheduled]:
+        """With a time limit that would stop the run before its last step,
+        end the schedule where the limit will, so that the learning rate
+        decays fully instead of being cut off near its peak. Called after
+        reports: it times the steps between two of them, plans, and plans
+        again after every validation pass (whose time it then knows); it
+        never lengthens a run. Costs no compilation: the schedule is an
+        argument of the compiled step."""
+        into = self.step - self.first_step
+        if into < FIT_AFTER_STEPS:
+            return
+        now = time.perf_counter()
+        training = now - self.started - self.paused
+        if self.timing is None:
+            self.timing = (self.step, training)
+            return
+        if into < 2 * FIT_AFTER_STEPS or (self.planned and not evaluated):
+            return
+        tc = self.config
+        assert tc.max_seconds is not None
+        timed_step, timed_at = self.timing
+        # Seconds per step, a share of the validation passes (every
+        # eval_every steps, and one at the end) included.
+        per_step = (training - timed_at) / (self.step - timed_step) + self.validation_cost / tc.eval_every
+        left = TIME_FILL * (tc.max_seconds - (now - self.started)) - self.validation_cost
+        fitted = self.step + max(1, int(left / per_step))
+        # Every process takes process 0's plan, so that all stop at one step.
+        fitted = int(distributed.from_main(float(fitted)))
+        # The warm-up stays whole (it is a tenth of the steps at most,
+        # core/state.py). A run too short for that is left as it is: it
+        # would change its warm-up half way, and it is still learning fast
+        # enough that a decay costs it more than it gains (45 seconds of the
+        # default model on the shipped corpus, 2026-12-02: 1.754 fitted to
+        # 130 steps against 1.700 cut off at step 140). Later plans stop there.
+        floor = 10 * tc.warmup_steps
+        if not self.planned and fitted < floor:
+            self.fitting = False
+            return
+        self.planned = True
+        fitted = max(fitted, floor, self.step + 1)
+        if fitted >= tc.steps:
+            return
+        self.config = replace(tc, steps=fitted)
+        self.run.train_config = self.config  # what checkpoints record, so a resume keeps the schedule
+        self.train_step.retime(self.config)
+        yield events.Rescheduled(self.step, fitted, tc.steps, tc.max_seconds)
 
     def _stop_wanted(self) -> str | None:
         stop = None

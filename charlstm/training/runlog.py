@@ -9,7 +9,8 @@ does. `metrics.jsonl` gets one JSON object per logged step:
     embed, lstm_0, ..., head, at the logged step), clipped_fraction (share of steps since the previous line whose
     gradients were clipped), chars_per_sec, where that step was evaluated
     also val_loss and val_bpc, and where a gradient warning began
-    (`health.py`) its message in warnings. A loss that is not finite (a
+    (`health.py`) its message in warnings, and where the time limit
+    shortened the schedule (`loop.py`) the new last step in rescheduled_to. A loss that is not finite (a
     diverged step) is written as null. A session that ends before its last
     step adds a line with `stopped` (the reason: time limit, interrupted,
     patience or diverged), `detail` (in words), and the best validation
@@ -82,6 +83,11 @@ class RunLog:
         elif isinstance(event, events.Warned) and self._pending is not None:
             # Right after the report it is about, so it joins that line.
             self._pending.setdefault("warnings", []).append(event.message)
+        elif isinstance(event, events.Rescheduled):
+            # After the report it follows, or after a validation pass (whose line is written).
+            if self._pending is None:
+                self._pending = {"step": event.step, "time": round(time.time(), 3)}
+            self._pending["rescheduled_to"] = event.steps
         elif isinstance(event, events.Evaluated):
             # The loop reports every step it evaluates, just before evaluating it.
             if self._pending is None or self._pending["step"] != event.step:
