@@ -145,7 +145,9 @@ def test_schedule_is_optaxs_bit_for_bit(steps, peak, min_lr_ratio, warmup):
     bits optax's schedule gave compiled with them as constants, as the step
     did before: old runs resume and fixed seeds reproduce exactly. Each
     count is computed alone (`lax.map`), as in the step: XLA folds scalar
-    constants there that it leaves apart in a vectorised schedule."""
+    constants there that it leaves apart in a vectorised schedule. Should
+    a JAX or XLA upgrade fold differently, this fails every time, not now
+    and then: re-derive the folded fields of Hyperparameters."""
     cfg = tiny_train_config(steps=steps, learning_rate=peak, min_lr_ratio=min_lr_ratio, warmup_steps=warmup)
     counts = jnp.arange(steps + 10, dtype=jnp.int32)
     reference = optax.warmup_cosine_decay_schedule(0.0, peak, min(warmup, steps // 10), steps, peak * min_lr_ratio)
@@ -161,7 +163,9 @@ def test_a_time_limit_fits_the_schedule_to_end_with_it(tiny_corpus, tmp_path):
     after validation passes, only ever shortened; the checkpoint records it.
     Where it ends depends on this machine's speed; what is checked does not."""
     steps, limit = 10**6, 4.0
-    run = new_tiny_run(tiny_corpus, steps=steps, warmup_steps=1, max_seconds=limit, eval_every=200, log_every=5)
+    run = new_tiny_run(
+        tiny_corpus, steps=steps, warmup_steps=1, max_seconds=limit, eval_every=200, checkpoint_every=10**6, log_every=5
+    )
     evts = train(run, tmp_path / "run")
     plans = [e for e in evts if isinstance(e, events.Rescheduled)]
     assert plans and plans[0].step == 20 and plans[0].was == steps and plans[0].max_seconds == limit
@@ -169,14 +173,20 @@ def test_a_time_limit_fits_the_schedule_to_end_with_it(tiny_corpus, tmp_path):
     finished = evts[-1]
     assert isinstance(finished, events.Finished) and finished.reason in ("done", "time limit")
     assert finished.step <= plans[-1].steps
+    # Every report after a plan shows its end.
+    plan = None
+    for e in evts:
+        if isinstance(e, events.Rescheduled):
+            plan = e.steps
+        elif isinstance(e, events.Progress) and plan is not None:
+            assert e.total_steps == plan
     reports = [e for e in evts if isinstance(e, events.Progress)]
-    assert reports[-1].total_steps == plans[-1].steps
     assert checkpoint.load(tmp_path / "run", checkpoint.LATEST).train_config.steps == plans[-1].steps
     logged = [r["rescheduled_to"] for r in read_metrics(tmp_path / "run") if "rescheduled_to" in r]
     assert logged == [plan.steps for plan in plans]
-    if finished.reason == "done":  # the learning rate decayed to its end value
-        end = run.train_config.learning_rate * run.train_config.min_lr_ratio
-        assert reports[-1].lr == pytest.approx(end, rel=1e-3)
+    if finished.reason == "done":  # the last step ran at the fitted schedule's last learning rate
+        fitted = hyperparameters(dataclasses.replace(run.train_config, steps=plans[-1].steps))
+        assert reports[-1].lr == float(jax.jit(learning_rate)(fitted, plans[-1].steps - 1))
 
 
 def test_a_run_too_short_to_keep_its_warm_up_is_not_refitted(tiny_corpus, tmp_path):
@@ -249,8 +259,8 @@ def test_dropout_acts_in_training_only_with_a_mask_per_step(tiny_corpus):
 
     def loss(run, step=0):  # a fresh copy each time: the step donates its input state
         state = jax.tree_util.tree_map(jnp.copy, dataclasses.replace(run.state, step=jnp.int32(step)))
-        step = make_train_step(run.model_config, run.train_config)
-        return float(step(state, batch, hyperparameters(run.train_config))[1]["loss"])
+        train_step = make_train_step(run.model_config, run.train_config)
+        return float(train_step(state, batch, hyperparameters(run.train_config))[1]["loss"])
 
     assert loss(dropped) == loss(dropped)  # the same key and step: the same mask
     assert loss(dropped) != loss(dropped, step=1)  # the next step draws another

@@ -62,8 +62,8 @@ ProcessId = Annotated[
     typer.Option(flag("process_id"), envvar="CHARLSTM_PROCESS_ID", help="This process's index, 0 to N-1."),
 ]
 _MAX_TIME = (
-    "Stop after this many minutes even if steps remain; a run this would cut short gets its learning rate "
-    "schedule fitted to end by then."
+    "Stop after this many minutes of training even if steps remain; a run of at least ten warm-ups that this "
+    "would cut short gets its learning rate schedule fitted to end by then."
 )
 _EVAL_EVERY = "Steps between validation passes."
 _CHECKPOINT_EVERY = "Steps between checkpoints."

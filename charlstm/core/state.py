@@ -54,7 +54,7 @@ class Hyperparameters:
     # constants; computed so, training gives the same bits as it did then
     # (tests/test_training.py checks the schedule against optax's at every step).
     inv_warmup: ArrayLike  # () float32: 1 / warmup (1 when there is none)
-    radians_per_step: ArrayLike  # () float32: pi / decay, the cosine's pace
+    radians_per_step: ArrayLike  # () float32: float32(pi) * float32(1 / decay), the cosine's pace
     alpha: ArrayLike  # () float32: the final learning rate as a fraction of the peak
     one_minus_alpha: ArrayLike  # () float32: 1 - alpha, computed in float64 as optax does
     grad_clip: ArrayLike  # () float32: the global gradient norm clipped to

@@ -5,7 +5,7 @@ loss, gradients and the optimizer update on device; the loop around it is
 `charlstm/training/loop.py`, which binds a run's `hyper` once. Its metrics
 stay on the device until the loop reads them back.
 
-The step is compiled once per model, precision and dropout rate: the
+The step is compiled once per model, precision, dropout rate and mesh: the
 schedule, clipping and weight decay come in as traced `Hyperparameters`
 (core/state.py), so runs that differ only in those share the program.
 """
@@ -59,7 +59,7 @@ def make_train_step(model_cfg: ModelConfig, train_cfg: TrainConfig, mesh: Mesh |
     return _make_train_step(model_cfg, train_cfg.precision, train_cfg.dropout, mesh)
 
 
-@functools.cache
+@functools.lru_cache(maxsize=16)  # a tune over many shapes would otherwise keep every program
 def _make_train_step(model_cfg: ModelConfig, precision: str, dropout: float, mesh: Mesh | None) -> jax.stages.Wrapped:
     model = CharLSTM(model_cfg, precision)
 

@@ -43,8 +43,8 @@ PROGRESS_SAMPLE = SampleConfig(length=200, temperature=0.8, seed=0)
 Save = Callable[[Run, bool, int], str]  # (run, best, windows per pass) -> where it was written
 
 # A session with a time limit times its own steps, then fits the schedule to
-# the limit: timed from this many steps in (after the first calls' one-off
-# costs) to twice as many.
+# the limit: timed from the first report this many steps in (after the first
+# calls' one-off costs) to the first report twice as many in.
 FIT_AFTER_STEPS = 10
 # The share of the time left that the fitted steps fill; validation passes,
 # samples and saves take some of the rest until the first one is timed, and
@@ -165,13 +165,13 @@ class Session:
         self.seconds_before = run.train_seconds
         self.last_report, self.last_report_step = self.started, self.step
         # With a time limit, for fitting the schedule to it: where the timing
-        # of the steps began, the seconds a validation pass and its save take
-        # (once a pass without compilations has been timed), and whether the
-        # first plan was made.
+        # of the steps began, the one-off cost of the first validation pass
+        # (left out of the timing), what a later pass and its save take, and
+        # whether the first plan was made.
         self.fitting = self.config.max_seconds is not None
         self.first_step = self.step
-        self.paused = 0.0  # seconds this session spent validating and saving
-        self.timing: tuple[int, float] | None = None  # (step, training seconds)
+        self.timing: tuple[int, float, float] | None = None  # (step, clock, one-off seconds by then)
+        self.one_off = 0.0  # seconds of the first validation pass
         self.validation_cost = 0.0
         self.planned = False
 
@@ -211,9 +211,12 @@ class Session:
             # Evaluation and saving are not training: keep them out of chars/s.
             pause = time.perf_counter() - paused
             self.last_report += pause
-            self.paused += pause
-            if evaluate_now and not first:  # the first pays one-off compilations
-                self.validation_cost = pause
+            if evaluate_now:
+                # The session's first pass also compiles the scorer and the sampler, once.
+                if first:
+                    self.one_off += pause
+                else:
+                    self.validation_cost = pause
             if self.fitting and reported:
                 yield from self._fit_to_time(evaluate_now)
         return "done"
@@ -243,29 +246,31 @@ class Session:
         end the schedule where the limit will, so that the learning rate
         decays fully instead of being cut off near its peak. Called after
         reports: it times the steps between two of them, plans, and plans
-        again after every validation pass (whose time it then knows); it
-        never lengthens a run. Costs no compilation: the schedule is an
-        argument of the compiled step."""
+        again after every validation pass, as the passes' and saves' share
+        of the time becomes known; it never lengthens a run. Costs no
+        compilation: the schedule is an argument of the compiled step."""
         into = self.step - self.first_step
         if into < FIT_AFTER_STEPS:
             return
         now = time.perf_counter()
-        training = now - self.started - self.paused
         if self.timing is None:
-            self.timing = (self.step, training)
+            self.timing = (self.step, now, self.one_off)
             return
         if into < 2 * FIT_AFTER_STEPS or (self.planned and not evaluated):
             return
         tc = self.config
         assert tc.max_seconds is not None
-        timed_step, timed_at = self.timing
-        # Seconds per step, a share of the validation passes (every
-        # eval_every steps, and one at the end) included.
-        per_step = (training - timed_at) / (self.step - timed_step) + self.validation_cost / tc.eval_every
+        timed_step, timed_at, one_off_then = self.timing
+        # Seconds per step since the timing began, its validation passes and
+        # saves included but not the first pass's compilations.
+        per_step = (now - timed_at - (self.one_off - one_off_then)) / (self.step - timed_step)
+        # The time left, less a margin and the last step's validation pass.
         left = TIME_FILL * (tc.max_seconds - (now - self.started)) - self.validation_cost
-        fitted = self.step + max(1, int(left / per_step))
+        fitted = self.step + int(left / per_step)
         # Every process takes process 0's plan, so that all stop at one step.
         fitted = int(distributed.from_main(float(fitted)))
+        if fitted <= self.step:
+            return  # the time is up: the limit stops the run at the next step
         # The warm-up stays whole (it is a tenth of the steps at most,
         # core/state.py). A run too short for that is left as it is: it
         # would change its warm-up half way, and it is still learning fast
@@ -277,7 +282,7 @@ class Session:
             self.fitting = False
             return
         self.planned = True
-        fitted = max(fitted, floor, self.step + 1)
+        fitted = max(fitted, floor)
         if fitted >= tc.steps:
             return
         self.config = replace(tc, steps=fitted)

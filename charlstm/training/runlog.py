@@ -10,7 +10,8 @@ does. `metrics.jsonl` gets one JSON object per logged step:
     gradients were clipped), chars_per_sec, where that step was evaluated
     also val_loss and val_bpc, and where a gradient warning began
     (`health.py`) its message in warnings, and where the time limit
-    shortened the schedule (`loop.py`) the new last step in rescheduled_to. A loss that is not finite (a
+    shortened the schedule (`loop.py`) the new last step in rescheduled_to
+    (on the first line after the change). A loss that is not finite (a
     diverged step) is written as null. A session that ends before its last
     step adds a line with `stopped` (the reason: time limit, interrupted,
     patience or diverged), `detail` (in words), and the best validation
@@ -62,6 +63,7 @@ class RunLog:
         self.run_dir = run_dir
         run_dir.mkdir(parents=True, exist_ok=True)
         self._pending: dict[str, Any] | None = None
+        self._held: dict[str, Any] = {}  # for the next line
 
     def handle(self, event: events.Event) -> None:
         if isinstance(event, events.Started):
@@ -79,15 +81,19 @@ class RunLog:
                 "grad_norms": event.layer_grad_norms,
                 "clipped_fraction": event.clipped_fraction,
                 "chars_per_sec": round(event.chars_per_sec, 1),
+                **self._held,
             }
+            self._held.clear()
         elif isinstance(event, events.Warned) and self._pending is not None:
             # Right after the report it is about, so it joins that line.
             self._pending.setdefault("warnings", []).append(event.message)
         elif isinstance(event, events.Rescheduled):
-            # After the report it follows, or after a validation pass (whose line is written).
-            if self._pending is None:
-                self._pending = {"step": event.step, "time": round(time.time(), 3)}
-            self._pending["rescheduled_to"] = event.steps
+            # After a report it joins that line; after a validation pass
+            # (whose line is written) the next line.
+            if self._pending is not None:
+                self._pending["rescheduled_to"] = event.steps
+            else:
+                self._held["rescheduled_to"] = event.steps
         elif isinstance(event, events.Evaluated):
             # The loop reports every step it evaluates, just before evaluating it.
             if self._pending is None or self._pending["step"] != event.step:
@@ -101,6 +107,10 @@ class RunLog:
                 out.write(f"===== step {event.step} =====\n{event.text}\n\n")
         elif isinstance(event, events.Finished):
             self._flush()
+            if self._held:  # a plan with no report after it
+                self._pending = {"step": event.step, "time": round(time.time(), 3), **self._held}
+                self._held.clear()
+                self._flush()
             if event.reason != "done":
                 self._pending = {
                     "step": event.step,

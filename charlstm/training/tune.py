@@ -14,8 +14,9 @@ A trial's budget is either a step count (deterministic: the same seed gives
 the same results) or seconds of training. For a time budget the step count
 is fitted first, from a timing of the trial's own training step, so that
 the learning-rate schedule warms up and decays within the budget rather
-than being cut off half-way; the wall clock still stops a trial that runs
-long. The budget is for training steps: compilation and the one validation
+than being cut off half-way; a trial that runs long anyway (past 1.25x
+its budget) has its schedule fitted again to end there (training/loop.py).
+The budget is for training steps: compilation and the one validation
 pass at the end come on top (a step budget evaluates four times).
 
 Trials are ordinary run directories (TRIAL_DIR/trial-NN): plot, compare,
@@ -289,12 +290,12 @@ def search(
             point=point,
             model=asdict(run.model_config),
             steps=finished.step,
-            planned_steps=planned,
+            planned_steps=run.train_config.steps,  # the plan, or where a time limit moved it (training/loop.py)
             val_loss=finished.best_val_loss,
             train_seconds=finished.train_seconds,
             params=param_count(run.model_config),
             reason=finished.reason,
-            train=asdict(config),
+            train=asdict(run.train_config),
         )
         results.append(result)
         _write_json(plan.out / "trials.json", results, plan.settings)
