@@ -162,13 +162,7 @@ def train(
     ] = _M.norm,
     embed_dim: Annotated[int, typer.Option(flag("embed_dim"), help="Character embedding size.")] = _M.embed_dim,
     steps: Annotated[int, typer.Option(flag("steps"), help="Optimizer steps to train for.")] = _T.steps,
-    max_time: Annotated[
-        float | None,
-        typer.Option(
-            flag("max_seconds"),
-            help=_MAX_TIME,
-        ),
-    ] = None,
+    max_time: Annotated[float | None, typer.Option(flag("max_seconds"), help=_MAX_TIME)] = None,
     batch_size: Annotated[
         int, typer.Option(flag("batch_size"), "-b", help="Parallel text streams per step.")
     ] = _T.batch_size,

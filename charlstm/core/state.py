@@ -120,6 +120,12 @@ def make_optimizer(h: Hyperparameters) -> optax.GradientTransformation:
     )
 
 
+def init_optimizer(params: Params) -> optax.OptState:
+    """The optimizer's state at step 0 for `params`: zeros and a count,
+    the same whatever the hyperparameters (so any config's will do)."""
+    return make_optimizer(hyperparameters(TrainConfig())).init(params)
+
+
 def init_state(model_cfg: ModelConfig, train_cfg: TrainConfig) -> TrainState:
     """A fresh state: parameters from `train_cfg.seed`, the optimizer at step 0, zero carries."""
     return _init_state(model_cfg, train_cfg.seed, train_cfg.batch_size)
@@ -138,9 +144,7 @@ def _init_state(model_cfg: ModelConfig, seed: int, batch_size: int) -> TrainStat
     return TrainState(
         step=jnp.zeros((), jnp.int32),
         params=params,
-        # Zeros and a count whatever the hyperparameters: the default config's
-        # optimizer has the same state as any other's.
-        opt_state=make_optimizer(hyperparameters(TrainConfig())).init(params),
+        opt_state=init_optimizer(params),
         carry=zero_carry(model_cfg, batch_size),
         rng=rng,
     )

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from charlstm.config import ModelConfig, TrainConfig
 from charlstm.core.model import grow_vocab
-from charlstm.core.state import TrainState, hyperparameters, init_state, make_optimizer
+from charlstm.core.state import TrainState, init_optimizer, init_state
 from charlstm.errors import CharlstmError, ConfigError
 from charlstm.flags import flag
 from charlstm.text import manifest, streams
@@ -153,8 +153,7 @@ def fine_tune_run(
     model_config = dataclasses.replace(old, vocab_size=vocab.size, boundary_id=vocab.boundary_id)
     params = grow_vocab(base.state.params, vocab.size)
     fresh = init_state(model_config, train_config)  # the step, carries and key of a new run
-    opt_state = make_optimizer(hyperparameters(train_config)).init(params)
-    state = dataclasses.replace(fresh, params=params, opt_state=opt_state)
+    state = dataclasses.replace(fresh, params=params, opt_state=init_optimizer(params))
     run = _with_tokens(corpus, vocab, model_config, train_config, state, progress)
     run.init_from = {
         "checkpoint": str(base.path),
