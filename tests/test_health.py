@@ -99,3 +99,12 @@ def test_the_display_says_where_a_time_limit_moved_the_end(capsys):
     TrainingDisplay(console, NORMAL).handle(events.Rescheduled(20, 1912, 2300, 600.0))
     err = capsys.readouterr().err
     assert "step 20: --max-time 10 ends the run near step 1,912 of 2,300" in err
+
+
+def test_the_last_line_of_a_resumed_run_gives_its_own_time_then_the_runs(capsys):
+    console = Console(stderr=True, force_terminal=False, width=200)
+    TrainingDisplay(console, NORMAL).handle(events.Finished(1000, "done", 1.5, 46.0, 900, earlier_seconds=41.0))
+    TrainingDisplay(console, NORMAL).handle(events.Finished(900, "done", 1.5, 41.0, 900))
+    err = capsys.readouterr().err
+    assert "done at step 1000 after 0:05 of training (0:46 in all); best validation loss 1.5" in err
+    assert "done at step 900 after 0:41 of training; best validation loss 1.5" in err

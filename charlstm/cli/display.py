@@ -121,13 +121,13 @@ class TrainingDisplay:
                 self._progress = None
             if event.reason == "patience":
                 self._say(
-                    f"stopped early at step {event.step} after {_duration(event.train_seconds)} of training: "
+                    f"stopped early at step {event.step} after {_trained(event)}: "
                     f"{event.detail}; best validation loss {_loss_text(event.best_val_loss)} at step "
                     f"{event.best_step}, the checkpoint kept as best"
                 )
                 return
             self._say(
-                f"{event.reason} at step {event.step} after {_duration(event.train_seconds)} of training; "
+                f"{event.reason} at step {event.step} after {_trained(event)}; "
                 f"best validation loss {_loss_text(event.best_val_loss)}"
             )
 
@@ -220,6 +220,14 @@ class TrainingDisplay:
                 f"step {event.step}/{event.total_steps}  {self._stats(event)}  "
                 f"elapsed {_duration(event.elapsed)}  eta ~{_duration(remaining)}"
             )
+
+
+def _trained(event: events.Finished) -> str:
+    """How long the run trained; after a resume, this session's share first."""
+    total = _duration(event.train_seconds)
+    if event.earlier_seconds <= 0:
+        return f"{total} of training"
+    return f"{_duration(event.train_seconds - event.earlier_seconds)} of training ({total} in all)"
 
 
 def _size(n: float) -> str:

@@ -142,6 +142,7 @@ class Finished:
     train_seconds: float
     best_step: int | None = None  # the step of the best validation loss, if any
     detail: str = ""  # why it stopped, in words, when the reason alone does not say ("patience")
+    earlier_seconds: float = 0.0  # of train_seconds, what the run's earlier sessions trained (a resume)
 
 
 @dataclass(frozen=True)

@@ -239,7 +239,9 @@ class Session:
                 f"({flag('patience')} {self.config.patience})"
             )
         best_step = _best_step(self.run.history)
-        yield events.Finished(self.step, reason, self.run.best_val_loss, self._clock(), best_step, detail)
+        yield events.Finished(
+            self.step, reason, self.run.best_val_loss, self._clock(), best_step, detail, self.seconds_before
+        )
 
     def _fit_to_time(self, evaluated: bool) -> Iterator[events.Rescheduled]:
         """With a time limit that would stop the run before its last step,
