@@ -127,7 +127,8 @@ def fit(
         windows_per_pass=setup.train_streams.windows,
     )
     if step >= tc.steps:
-        yield events.Finished(step, "done", run.best_val_loss, run.train_seconds)
+        # Nothing to train: all of its time is the earlier sessions'.
+        yield events.Finished(step, "done", run.best_val_loss, run.train_seconds, earlier_seconds=run.train_seconds)
         return
     started = time.perf_counter()
     train_step = TrainStep(run, setup)
