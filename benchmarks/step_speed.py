@@ -16,17 +16,19 @@ for pass/fail tests.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import statistics
 import time
+from typing import Any
 
 import jax
 import numpy as np
 
 from charlstm.config import ModelConfig, TrainConfig
 from charlstm.core.model import count_params
-from charlstm.core.state import hyperparameters, init_state
+from charlstm.core.state import Hyperparameters, TrainState, hyperparameters, init_state
 from charlstm.core.step import make_train_step
 from charlstm.runtime.hostmem import keep_host_memory
 from charlstm.text.streams import Batch
@@ -34,18 +36,29 @@ from charlstm.text.streams import Batch
 DEFAULT_SHAPES = ["256,2,64,64", "256,2,32,128", "256,2,64,128", "512,2,64,64"]
 
 
-def measure(
+@dataclasses.dataclass
+class CompiledStep:
+    """charlstm's real training step, compiled for one shape, with its inputs."""
+
+    step: Any  # the compiled `train_step(state, batch, hyper)`
+    state: TrainState
+    data: Batch
+    hyper: Hyperparameters
+    compile_s: float
+    planned: int | None  # bytes XLA plans for the step's buffers
+
+
+def compiled_step(
     hidden: int,
     layers: int,
     batch: int,
     seq_len: int,
-    steps: int,
     embed: int = 64,
     vocab: int = 81,
     norm: str = "none",
     dropout: float = 0.0,
-) -> dict[str, float]:
-    """Median chars/s of the real jitted training step at one shape."""
+) -> CompiledStep:
+    """The jitted training step at one shape, compiled, on random tokens."""
     model_cfg = ModelConfig(vocab_size=vocab, embed_dim=embed, hidden_size=hidden, num_layers=layers, norm=norm)
     train_cfg = TrainConfig(batch_size=batch, seq_len=seq_len, dropout=dropout)
     state = init_state(model_cfg, train_cfg)
@@ -61,6 +74,23 @@ def measure(
     # What XLA plans for this step: inputs, outputs and scratch (no allocator overhead).
     planned = None if memory is None else memory.argument_size_in_bytes + memory.output_size_in_bytes
     planned = None if planned is None else planned + memory.temp_size_in_bytes
+    return CompiledStep(step, state, data, hyper, compile_s, planned)
+
+
+def measure(
+    hidden: int,
+    layers: int,
+    batch: int,
+    seq_len: int,
+    steps: int,
+    embed: int = 64,
+    vocab: int = 81,
+    norm: str = "none",
+    dropout: float = 0.0,
+) -> dict[str, float]:
+    """Median chars/s of the real jitted training step at one shape."""
+    c = compiled_step(hidden, layers, batch, seq_len, embed, vocab, norm, dropout)
+    step, state, data, hyper, compile_s, planned = c.step, c.state, c.data, c.hyper, c.compile_s, c.planned
     for _ in range(3):  # warm-up
         state, metrics = step(state, data, hyper)
     jax.block_until_ready(state)

@@ -42,6 +42,7 @@ import statistics
 import subprocess
 import sys
 import time
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -113,7 +114,9 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def torch_train(embed: int, hidden: int, layers: int, batch: int, seq_len: int, steps: int) -> float:
+def torch_step(embed: int, hidden: int, layers: int, batch: int, seq_len: int) -> tuple[Any, Any]:
+    """PyTorch's training step on one fixed batch, `step(state) -> state`,
+    and its first carried state."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(0)
     model = TorchCharLSTM(embed, hidden, layers).to(device)
@@ -130,6 +133,12 @@ def torch_train(embed: int, hidden: int, layers: int, batch: int, seq_len: int, 
         opt.step()
         return tuple(s.detach() for s in state)
 
+    return step, state
+
+
+def torch_train(embed: int, hidden: int, layers: int, batch: int, seq_len: int, steps: int) -> float:
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    step, state = torch_step(embed, hidden, layers, batch, seq_len)
     for _ in range(3):
         state = step(state)
     _sync(device)
