@@ -21,7 +21,6 @@ import json
 import platform
 import statistics
 import time
-from typing import Any
 
 import jax
 import numpy as np
@@ -40,7 +39,7 @@ DEFAULT_SHAPES = ["256,2,64,64", "256,2,32,128", "256,2,64,128", "512,2,64,64"]
 class CompiledStep:
     """charlstm's real training step, compiled for one shape, with its inputs."""
 
-    step: Any  # the compiled `train_step(state, batch, hyper)`
+    step: jax.stages.Compiled  # `train_step(state, batch, hyper)`
     state: TrainState
     data: Batch
     hyper: Hyperparameters

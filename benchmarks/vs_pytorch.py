@@ -42,7 +42,7 @@ import statistics
 import subprocess
 import sys
 import time
-from typing import Any
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -114,7 +114,12 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def torch_step(embed: int, hidden: int, layers: int, batch: int, seq_len: int) -> tuple[Any, Any]:
+TorchState = tuple[torch.Tensor, torch.Tensor]  # the carried (h, c), (layers, batch, hidden) each
+
+
+def torch_step(
+    embed: int, hidden: int, layers: int, batch: int, seq_len: int
+) -> tuple[Callable[[TorchState], TorchState], TorchState]:
     """PyTorch's training step on one fixed batch, `step(state) -> state`,
     and its first carried state."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -124,14 +129,14 @@ def torch_step(embed: int, hidden: int, layers: int, batch: int, seq_len: int) -
     x = torch.randint(0, VOCAB, (batch, seq_len + 1), device=device)
     state = (torch.zeros(layers, batch, hidden, device=device), torch.zeros(layers, batch, hidden, device=device))
 
-    def step(state):
+    def step(state: TorchState) -> TorchState:
         opt.zero_grad(set_to_none=True)
         logits, state = model(x[:, :-1], state)
         loss = torch.nn.functional.cross_entropy(logits.reshape(-1, VOCAB), x[:, 1:].reshape(-1))
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        return tuple(s.detach() for s in state)
+        return state[0].detach(), state[1].detach()
 
     return step, state
 
