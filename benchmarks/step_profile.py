@@ -93,7 +93,7 @@ def _instructions(hlo: str) -> tuple[str, dict[str, Instruction]]:
     where it runs: in a scan's body, the scan's; elsewhere, the nearest
     instruction that uses it and has an op_name."""
     module = _MODULE.match(hlo)
-    rows = []  # (computation, name, opcode, op_name, operands, called)
+    rows = []  # (computation, name, opcode, op_name, operands, called computations, the line)
     calls: dict[str, set[str]] = collections.defaultdict(set)
     computation = ""
     for line in hlo.splitlines():
