@@ -157,6 +157,19 @@ def test_each_draw_is_jax_categorical_with_the_rows_key_at_its_position():
             assert int(drawn[r]) == int(expected), (k, r)
 
 
+@pytest.mark.parametrize("seed", [0, 11, -1, 2**31 - 1, -(2**31)])
+def test_a_requests_rows_are_its_seeds_keys_and_settings(seed):
+    """`request_rows` is one compiled call; its keys are the bits that eager
+    PRNGKey(seed) and fold_in give, over the whole range of seeds."""
+    rows = request_rows(CFG, seed=seed, n=3, temperature=0.7, top_k=99, top_p=0.9)
+    expected = [jax.random.fold_in(jax.random.PRNGKey(seed), r) for r in range(3)]
+    np.testing.assert_array_equal(np.asarray(rows.key), np.stack([np.asarray(k) for k in expected]))
+    assert rows.temperature.dtype == jnp.float32 and rows.top_k.dtype == jnp.int32
+    np.testing.assert_array_equal(np.asarray(rows.temperature), np.float32([0.7] * 3))
+    np.testing.assert_array_equal(np.asarray(rows.top_k), [CFG.vocab_size] * 3)  # k past V means V
+    np.testing.assert_array_equal(np.asarray(rows.top_p), np.float32([0.9] * 3))
+
+
 def test_changing_temperature_top_k_or_top_p_does_not_recompile():
     params = init_params(CFG, jax.random.PRNGKey(5))
     sample_text(CFG, params, VOCAB, SampleConfig(33, top_k=2, top_p=0.9))

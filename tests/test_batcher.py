@@ -1,0 +1,78 @@
+"""The server's continuous batching without HTTP: jobs submitted together
+share compiled calls and still get what `charlstm sample` gives."""
+
+import queue
+
+import jax
+import pytest
+
+from charlstm.config import SampleConfig
+from charlstm.core.generation import complete
+from charlstm.core.model import init_params
+from charlstm.serve.batcher import Batcher, Job, _bucket
+
+from .test_sample import CFG, VOCAB
+
+
+def test_a_call_is_padded_to_one_of_a_dozen_sizes_and_at_most_a_third_padding():
+    sizes = [_bucket(rows, 64) for rows in range(1, 65)]
+    assert sorted(set(sizes)) == [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64]
+    assert all(rows <= size and size - rows < size / 3 for rows, size in enumerate(sizes, start=1))
+    assert _bucket(100, 64) == 64 and _bucket(5, 4) == 4  # never past the batch
+
+
+@pytest.fixture(scope="module")
+def params():
+    return init_params(CFG, jax.random.PRNGKey(5))
+
+
+def _answers(batcher: Batcher, jobs: list[tuple[SampleConfig, bool]]) -> list[list[list[str]]]:
+    """Every job's pieces (texts per sample), the jobs submitted at once."""
+    inboxes: list[queue.Queue] = []
+    for request, whole in jobs:
+        inbox: queue.Queue = queue.Queue()
+        assert batcher.submit(Job(request, inbox.put, whole=whole))
+        inboxes.append(inbox)
+    answers = []
+    for inbox in inboxes:
+        pieces = []
+        while (piece := inbox.get(timeout=120)) is not None:
+            pieces.append([part.text for part in piece])
+        answers.append(pieces)
+    return answers
+
+
+def test_jobs_that_join_together_get_what_sample_gives(params):
+    """Eleven requests (one to three samples, greedy or drawn, filtered or
+    not, with and without a stop text, whole or streamed) join a batch of 8
+    rows as rows free up, several at one boundary."""
+    jobs = [
+        (
+            SampleConfig(
+                length=9 + 5 * i,
+                temperature=(0.0, 0.8, 1.3)[i % 3],
+                prime="ab"[: 1 + i % 2],
+                seed=i,
+                num_samples=1 + i % 3,
+                top_k=2 if i == 4 else 0,
+                stop=("dd",) if i == 7 else (),
+            ),
+            i % 2 == 0,
+        )
+        for i in range(11)
+    ]
+    batcher = Batcher(CFG, params, VOCAB, max_batch=8, chunk=4, max_waiting=64)
+    batcher.start()
+    try:
+        answers = _answers(batcher, jobs)
+        load = batcher.load()
+    finally:
+        batcher.close()
+    for (request, whole), pieces in zip(jobs, answers, strict=True):
+        expected = [c.text for c in complete(CFG, params, VOCAB, request)]
+        assert ["".join(texts) for texts in zip(*pieces, strict=True)] == expected, request
+        # A whole job hands over one piece; a streamed one a piece per chunk it ran in.
+        if whole or not request.stop:
+            assert len(pieces) == (1 if whole else -(-request.length // 4))
+    assert load["active_rows"] == 0 and load["waiting_rows"] == 0
+    assert load["peak_rows"] >= 2  # calls were shared
