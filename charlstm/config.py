@@ -189,6 +189,8 @@ class SampleConfig:
         # p = 0 would keep nothing; NaN fails the comparison and is refused too.
         _check(0 < self.top_p <= 1, f"{flag('top_p')} must be in (0, 1], got {self.top_p}")
         _check(self.num_samples >= 1, f"{flag('num_samples')} must be >= 1, got {self.num_samples}")
+        # What jax.random.PRNGKey takes (a seed past 32 bits wraps, as it always did).
+        _check(-(2**63) <= self.seed < 2**63, f"{flag('seed')} must fit in 64 bits, got {self.seed}")
         _check(not isinstance(self.stop, str), f"{flag('stop')} must be a list of texts, not one string")
         object.__setattr__(self, "stop", tuple(self.stop))  # a list from JSON or a caller: frozen like the rest
         _check(all(isinstance(s, str) for s in self.stop), f"{flag('stop')} must be texts, got {list(self.stop)!r}")

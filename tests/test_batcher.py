@@ -4,10 +4,11 @@ share compiled calls and still get what `charlstm sample` gives."""
 import queue
 
 import jax
+import numpy as np
 import pytest
 
 from charlstm.config import SampleConfig
-from charlstm.core.generation import complete
+from charlstm.core.generation import begin, complete
 from charlstm.core.model import init_params
 from charlstm.serve.batcher import Batcher, Job, _bucket
 
@@ -26,8 +27,9 @@ def params():
     return init_params(CFG, jax.random.PRNGKey(5))
 
 
-def _answers(batcher: Batcher, jobs: list[tuple[SampleConfig, bool]]) -> list[list[list[str]]]:
-    """Every job's pieces (texts per sample), the jobs submitted at once."""
+def _answers(batcher: Batcher, jobs: list[tuple[SampleConfig, bool]]) -> list[tuple[list[list[str]], list[str]]]:
+    """Every job's pieces (texts per sample) and the reasons its samples
+    ended, the jobs submitted at once."""
     inboxes: list[queue.Queue] = []
     for request, whole in jobs:
         inbox: queue.Queue = queue.Queue()
@@ -35,17 +37,18 @@ def _answers(batcher: Batcher, jobs: list[tuple[SampleConfig, bool]]) -> list[li
         inboxes.append(inbox)
     answers = []
     for inbox in inboxes:
-        pieces = []
+        pieces, reasons = [], []
         while (piece := inbox.get(timeout=120)) is not None:
             pieces.append([part.text for part in piece])
-        answers.append(pieces)
+            reasons = [part.finish_reason for part in piece]
+        answers.append((pieces, reasons))
     return answers
 
 
 def test_jobs_that_join_together_get_what_sample_gives(params):
     """Eleven requests (one to three samples, greedy or drawn, filtered or
     not, with and without a stop text, whole or streamed) join a batch of 8
-    rows as rows free up, several at one boundary."""
+    rows as rows free up."""
     jobs = [
         (
             SampleConfig(
@@ -55,7 +58,7 @@ def test_jobs_that_join_together_get_what_sample_gives(params):
                 seed=i,
                 num_samples=1 + i % 3,
                 top_k=2 if i == 4 else 0,
-                stop=("dd",) if i == 7 else (),
+                stop=("dd",) if i in (6, 7) else (),
             ),
             i % 2 == 0,
         )
@@ -65,14 +68,36 @@ def test_jobs_that_join_together_get_what_sample_gives(params):
     batcher.start()
     try:
         answers = _answers(batcher, jobs)
-        load = batcher.load()
     finally:
         batcher.close()
-    for (request, whole), pieces in zip(jobs, answers, strict=True):
-        expected = [c.text for c in complete(CFG, params, VOCAB, request)]
-        assert ["".join(texts) for texts in zip(*pieces, strict=True)] == expected, request
+    for (request, whole), (pieces, reasons) in zip(jobs, answers, strict=True):
+        expected = complete(CFG, params, VOCAB, request)
+        assert ["".join(texts) for texts in zip(*pieces, strict=True)] == [c.text for c in expected], request
+        assert reasons == [c.finish_reason for c in expected], request
         # A whole job hands over one piece; a streamed one a piece per chunk it ran in.
         if whole or not request.stop:
             assert len(pieces) == (1 if whole else -(-request.length // 4))
+    assert any(reason == "stop" for _, reasons in answers for reason in reasons)  # a stop text was met
+    load = batcher.load()
     assert load["active_rows"] == 0 and load["waiting_rows"] == 0
-    assert load["peak_rows"] >= 2  # calls were shared
+    assert load["peak_rows"] > 3  # calls were shared: no request has more than 3 rows
+
+
+def test_requests_joining_at_one_boundary_each_land_in_their_own_slots(params):
+    """Three requests (5 rows, padded to 6) written into the batch in one
+    call: every slot holds its own request's row, state and settings."""
+    batcher = Batcher(CFG, params, VOCAB, max_batch=8, chunk=4, max_waiting=64)  # not started: driven by hand
+    requests = [
+        SampleConfig(length=5, prime=prime, seed=seed, num_samples=n, temperature=t, top_k=k)
+        for prime, seed, n, t, k in [("ab", 1, 2, 0.5, 0), ("a", 2, 1, 1.0, 3), ("ba", 3, 2, 1.5, 0)]
+    ]
+    read = [jax.device_get(begin(CFG, params, VOCAB, request)) for request in requests]
+    batcher._add([(Job(request, lambda piece: None), rows) for request, rows in zip(requests, read, strict=True)])
+    (state, rows), count = jax.device_get(batcher._batch), 0
+    for job, r, slot in batcher._slots:
+        own_state, own_rows = read[requests.index(job.request)]
+        for got, own in zip(jax.tree.leaves((state, rows)), jax.tree.leaves((own_state, own_rows)), strict=True):
+            axis = 1 if own.ndim == 3 else 0  # the carry is (L, rows, H)
+            np.testing.assert_array_equal(np.take(got, slot, axis=axis), np.take(own, r, axis=axis))
+        count += 1
+    assert count == 5 and sorted(slot for *_, slot in batcher._slots) == list(range(5))

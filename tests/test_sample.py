@@ -14,6 +14,7 @@ from charlstm.core.generation import sample_text, sample_texts, stream_texts
 from charlstm.core.model import CharLSTM, forward, init_params, zero_carry
 from charlstm.core.sampler import (
     NOISE_BLOCK,
+    _request_rows,
     capacity_for,
     draw,
     filter_logits,
@@ -157,17 +158,26 @@ def test_each_draw_is_jax_categorical_with_the_rows_key_at_its_position():
             assert int(drawn[r]) == int(expected), (k, r)
 
 
-@pytest.mark.parametrize("seed", [0, 11, -1, 2**31 - 1, -(2**31)])
+@pytest.mark.parametrize("seed", [0, 11, -1, 2**31 - 1, -(2**31), 2**31, 3_000_000_000, 2**32 + 5, -(2**63)])
 def test_a_requests_rows_are_its_seeds_keys_and_settings(seed):
     """`request_rows` is one compiled call; its keys are the bits that eager
-    PRNGKey(seed) and fold_in give, over the whole range of seeds."""
+    PRNGKey(seed) and fold_in give (a seed past 32 bits wraps, as PRNGKey
+    wraps it), and no seed or setting compiles it again."""
+    request_rows(CFG, seed=0, n=3, temperature=1.0, top_k=0, top_p=1.0)
+    compiled = _request_rows._cache_size()
     rows = request_rows(CFG, seed=seed, n=3, temperature=0.7, top_k=99, top_p=0.9)
+    assert _request_rows._cache_size() == compiled
     expected = [jax.random.fold_in(jax.random.PRNGKey(seed), r) for r in range(3)]
     np.testing.assert_array_equal(np.asarray(rows.key), np.stack([np.asarray(k) for k in expected]))
     assert rows.temperature.dtype == jnp.float32 and rows.top_k.dtype == jnp.int32
     np.testing.assert_array_equal(np.asarray(rows.temperature), np.float32([0.7] * 3))
     np.testing.assert_array_equal(np.asarray(rows.top_k), [CFG.vocab_size] * 3)  # k past V means V
     np.testing.assert_array_equal(np.asarray(rows.top_p), np.float32([0.9] * 3))
+
+
+def test_a_seed_past_64_bits_is_refused_with_a_message():
+    with pytest.raises(CharlstmError, match="--seed must fit in 64 bits"):
+        SampleConfig(seed=2**64)
 
 
 def test_changing_temperature_top_k_or_top_p_does_not_recompile():

@@ -208,6 +208,8 @@ async def _whole(generation: Generation, request: Request) -> Response:
                 await asyncio.wait({waiting}, timeout=0.25)
                 if not waiting.done() and await request.is_disconnected():
                     waiting.cancel()
+                    # It may have ended meanwhile (408): retrieve that, nobody is listening.
+                    waiting.add_done_callback(lambda task: task.cancelled() or task.exception())
                     generation.job.cancel()
                     return Response(status_code=499)
             if waiting.result() is None:

@@ -26,20 +26,23 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import cast
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from charlstm.config import ModelConfig, SampleConfig
-from charlstm.core.generation import LENGTH, Completion, StopScanner, begin
+from charlstm.core.generation import Completion, StopScanner, begin
 from charlstm.core.model import Params
 from charlstm.core.sampler import Rows, SampleState, filtering_on, sample_chunk
 from charlstm.errors import CharlstmError
 from charlstm.text.vocab import Vocab
 
 Piece = list[Completion]  # one text piece and state per sample of a request; None ends the stream
+# A request's rows as `generation.begin` reads them in, brought to the host:
+# a SampleState and Rows whose fields are NumPy arrays.
+HostRows = tuple[Any, Any]
 
 
 @dataclass(eq=False)
@@ -82,11 +85,11 @@ def asyncio_delivery(
 
 def _bucket(rows: int, most: int) -> int:
     """The batch size a call compiles for: the next of 1, 2, 3, 4, 6, 8, 12,
-    16, 24, ... (powers of two and half-way steps), at most `most`, so a
-    server compiles a dozen programs rather than one per size, and pads a
-    batch by at most a third. (With powers of two alone, 17-31 rows paid
-    for 32: on the 2-core CPU a chunk costs about the same per row from 8
-    rows up, 20 ms for 24 rows against 24-34 for 32, 2026-12-02.)"""
+    16, 24, ... (powers of two and the steps half-way between), at most
+    `most`, so a server compiles a dozen programs rather than one per size,
+    and under a third of a call's rows are padding (half of them with
+    powers of two alone: 17 rows paid for 32, where from 8 rows up on the
+    2-core CPU a chunk costs about the same per row)."""
     size = next(s for k in range(32) for s in (2**k, 3 * 2**k // 2) if s >= rows)
     return min(size, most)
 
@@ -112,21 +115,18 @@ def _put(batch: tuple[SampleState, Rows], new: tuple[SampleState, Rows], slots: 
     return state, Rows(*(x.at[slots].set(y) for x, y in zip(rows, fresh_rows, strict=True)))
 
 
-def _joined(read: list[tuple[SampleState, Rows]], size: int) -> tuple[SampleState, Rows]:
-    """Several requests' rows, read in (host arrays), as one batch of `size`
-    rows, padded by repeating the first: one `_put` for every request that
-    joins at a boundary, compiled once per bucket."""
+def _joined(read: list[HostRows], size: int) -> HostRows:
+    """Several requests' rows, read in, as one batch of `size` rows (host
+    arrays): one `_put`, compiled once per bucket, for every request that
+    joins at a boundary."""
     count = sum(len(state.token) for state, _ in read)
-    index = np.arange(size) % count  # (size,): padding repeats the rows from the first
+    index = np.arange(size) % count  # (size,): the rows in order, then again from the first as padding
 
-    def rows_of(*parts: np.ndarray, axis: int = 0) -> jax.Array:
-        # A host array, which `_put` takes as it would a device array.
-        return cast(jax.Array, np.take(np.concatenate(parts, axis=axis), index, axis=axis))
+    def rows_of(*parts: np.ndarray) -> np.ndarray:
+        axis = 1 if parts[0].ndim == 3 else 0  # the carry's h and c are (L, n, H), the rest (n, ...)
+        return np.take(np.concatenate(parts, axis=axis), index, axis=axis)
 
-    states, settings = zip(*read, strict=True)
-    h, c = (rows_of(*parts, axis=1) for parts in zip(*(s.carry for s in states), strict=True))  # (L, size, H)
-    state = SampleState(rows_of(*(s.token for s in states)), (h, c), rows_of(*(s.position for s in states)))
-    return state, Rows(*(rows_of(*parts) for parts in zip(*settings, strict=True)))
+    return jax.tree.map(rows_of, *read)
 
 
 @partial(jax.jit, static_argnames=("config", "length", "filtered"), donate_argnums=(2,))
@@ -168,7 +168,7 @@ class Batcher:
         self.config, self.params, self.vocab = config, params, vocab
         self.max_batch, self.chunk, self.max_waiting = max_batch, chunk, max_waiting
         self._incoming: collections.deque[Job] = collections.deque()  # to be read in
-        self._ready: collections.deque[tuple[Job, SampleState, Rows]] = collections.deque()  # read in, waiting
+        self._ready: collections.deque[tuple[Job, HostRows]] = collections.deque()  # read in, waiting
         self._wake = threading.Condition()
         self._closing = False
         self._slots: list[tuple[Job, int, int]] = []  # the active rows: (job, row of the job, slot in the batch)
@@ -198,7 +198,7 @@ class Batcher:
         """Rows generating now and waiting to join, and the counts since start."""
         with self._wake:
             waiting = sum(j.request.num_samples for j in self._incoming)
-            waiting += sum(j.request.num_samples for j, *_ in self._ready)
+            waiting += sum(j.request.num_samples for j, _ in self._ready)
             return {"active_rows": len(self._slots), "waiting_rows": waiting, **self._counts}
 
     def submit(self, job: Job) -> bool:
@@ -228,12 +228,12 @@ class Batcher:
                 # length compiles here, while the batch keeps generating.
                 # On the host, so that the generation thread joins every
                 # waiting request's rows in one call (`_joined`).
-                state, rows = jax.device_get(begin(self.config, self.params, self.vocab, job.request))
+                read = jax.device_get(begin(self.config, self.params, self.vocab, job.request))
             except CharlstmError:  # the app checked the request first; never leave a client waiting
                 job.deliver(None)
                 continue
             with self._wake:
-                self._ready.append((job, state, rows))
+                self._ready.append((job, read))
                 self._wake.notify_all()
 
     def _generate_loop(self) -> None:
@@ -251,7 +251,7 @@ class Batcher:
             if self._slots:
                 self._step()
 
-    def _admit(self) -> list[tuple[Job, SampleState, Rows]]:
+    def _admit(self) -> list[tuple[Job, HostRows]]:
         """The waiting requests whose rows fit in the batch now, first come first served."""
         joining, free = [], len(self._free)
         while self._ready and self._ready[0][0].request.num_samples <= free:
@@ -260,19 +260,19 @@ class Batcher:
             free -= item[0].request.num_samples
         return joining
 
-    def _add(self, joining: list[tuple[Job, SampleState, Rows]]) -> None:
+    def _add(self, joining: list[tuple[Job, HostRows]]) -> None:
         joining = [item for item in joining if not item[0].cancelled.is_set()]
         if not joining:
             return
         slots: list[int] = []
-        for job, *_ in joining:
+        for job, _ in joining:
             n = job.request.num_samples
             taken, self._free = self._free[:n], self._free[n:]
             self._slots.extend((job, r, slot) for r, slot in enumerate(taken))
             slots += taken
         size = _bucket(len(slots), self.max_batch)
         index = jnp.asarray([slots[i % len(slots)] for i in range(size)], jnp.int32)  # padding: the same rows again
-        self._batch = _put(self._batch, _joined([(state, rows) for _, state, rows in joining], size), index)
+        self._batch = _put(self._batch, _joined([read for _, read in joining], size), index)
 
     def _drop(self, gone: list[int]) -> None:
         leaving = set(gone)
@@ -306,7 +306,8 @@ class Batcher:
             if scanner.stopped or job.generated[r] >= job.request.length:
                 job.done[r] = True
                 finished.append(i)
-            piece = pieces.setdefault(job, [Completion("", LENGTH)] * job.request.num_samples)
+            # Rows that ended in an earlier chunk have nothing new, and their reason.
+            piece = pieces.setdefault(job, [Completion("", s.reason) for s in job.scanners])
             piece[r] = Completion(text, scanner.reason)
         for job, piece in pieces.items():
             if job.whole:
