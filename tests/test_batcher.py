@@ -2,6 +2,7 @@
 share compiled calls and still get what `charlstm sample` gives."""
 
 import queue
+import time
 
 import jax
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 from charlstm.config import SampleConfig
 from charlstm.core.generation import begin, complete
 from charlstm.core.model import init_params
-from charlstm.serve.batcher import Batcher, Job, _bucket
+from charlstm.serve.batcher import Batcher, Job, _advance, _bucket, _put
 
 from .test_sample import CFG, VOCAB
 
@@ -101,3 +102,20 @@ def test_requests_joining_at_one_boundary_each_land_in_their_own_slots(params):
             np.testing.assert_array_equal(np.take(got, slot, axis=axis), np.take(own, r, axis=axis))
         count += 1
     assert count == 5 and sorted(slot for *_, slot in batcher._slots) == list(range(5))
+
+
+def test_an_idle_batcher_compiles_every_batch_size_before_a_client_needs_one(params):
+    batcher = Batcher(CFG, params, VOCAB, max_batch=8, chunk=4, max_waiting=64)
+    batcher.start()
+    try:
+        deadline = time.monotonic() + 120
+        while batcher._cold and time.monotonic() < deadline:
+            time.sleep(0.05)
+        _answers(batcher, [(SampleConfig(length=3), True)])  # served after the last size compiled
+        compiled = _advance._cache_size(), _put._cache_size()
+        jobs = [(SampleConfig(length=9 + i, seed=i, num_samples=1 + i % 3, temperature=0.8), False) for i in range(9)]
+        _answers(batcher, jobs)
+        assert batcher.load()["peak_rows"] > 3  # several sizes were called
+        assert (_advance._cache_size(), _put._cache_size()) == compiled
+    finally:
+        batcher.close()

@@ -163,7 +163,15 @@ class Batcher:
     """Owns the generation: `submit` jobs from any thread; `start` and `close` it once."""
 
     def __init__(
-        self, config: ModelConfig, params: Params, vocab: Vocab, *, max_batch: int, chunk: int, max_waiting: int
+        self,
+        config: ModelConfig,
+        params: Params,
+        vocab: Vocab,
+        *,
+        max_batch: int,
+        chunk: int,
+        max_waiting: int,
+        warm: bool = True,
     ):
         self.config, self.params, self.vocab = config, params, vocab
         self.max_batch, self.chunk, self.max_waiting = max_batch, chunk, max_waiting
@@ -177,6 +185,12 @@ class Batcher:
         # Since start: compiled calls made, the most rows one call advanced,
         # and rows freed because their client left or timed out.
         self._counts = {"calls": 0, "peak_rows": 0, "cancelled_rows": 0}
+        # Batch sizes whose calls are not compiled yet (`warm`): compiled one
+        # at a time, smallest first, whenever no row is generating, so that
+        # a client rarely waits on a compilation (about a second each for
+        # the default model on the 2-core CPU; the compilation cache keeps
+        # them for the next start).
+        self._cold = sorted({_bucket(rows, max_batch) for rows in range(1, max_batch + 1)}) if warm else []
         self._threads = [
             threading.Thread(target=self._prefill_loop, name="charlstm-prefill", daemon=True),
             threading.Thread(target=self._generate_loop, name="charlstm-generate", daemon=True),
@@ -239,17 +253,32 @@ class Batcher:
     def _generate_loop(self) -> None:
         while True:
             with self._wake:
-                while not self._slots and not self._ready and not self._closing:
+                while not (self._slots or self._ready or self._closing or self._cold):
                     self._wake.wait()
                 if self._closing:
                     return
                 joining = self._admit()
+            if not self._slots and not joining and self._cold:
+                self._warm(self._cold.pop(0))
+                continue
             self._add(joining)
             gone = [i for i, (job, *_) in enumerate(self._slots) if job.cancelled.is_set()]
             self._counts["cancelled_rows"] += len(gone)
             self._drop(gone)
             if self._slots:
                 self._step()
+
+    def _warm(self, size: int) -> None:
+        """Compile the calls for `size` rows by making them on free slots
+        (a row that joins is written over whole), with the same shapes and
+        types as a real call; not counted in `load()`."""
+        index = jnp.arange(size, dtype=jnp.int32)
+        idle = jax.tree.map(
+            lambda x: np.take(np.asarray(x), np.arange(size), axis=1 if x.ndim == 3 else 0), self._batch
+        )
+        self._batch = _put(self._batch, idle, index)
+        self._batch, tokens = _advance(self.config, self.params, self._batch, index, length=self.chunk, filtered=False)
+        tokens.block_until_ready()
 
     def _admit(self) -> list[tuple[Job, HostRows]]:
         """The waiting requests whose rows fit in the batch now, first come first served."""
