@@ -109,7 +109,7 @@ def test_an_idle_batcher_compiles_every_batch_size_before_a_client_needs_one(par
     batcher.start()
     try:
         deadline = time.monotonic() + 120
-        while batcher._cold and time.monotonic() < deadline:
+        while batcher.load()["sizes_to_compile"] and time.monotonic() < deadline:
             time.sleep(0.05)
         _answers(batcher, [(SampleConfig(length=3), True)])  # served after the last size compiled
         compiled = _advance._cache_size(), _put._cache_size()

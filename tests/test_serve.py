@@ -237,6 +237,8 @@ def test_the_server_keeps_serving_and_answers_health_and_the_page_without_the_ke
     assert server.generate({"length": 5})[0] == 200
     status, about = server.request("GET", "/v1/model", headers=AUTH)
     assert about["limits"]["max_samples"] == 4 and about["step"] == 0 and about["config"]["cell"] == "lstm"
+    # Idle, it compiles every batch size ahead of the clients.
+    _until(lambda: server.load()["sizes_to_compile"] == 0, "the idle server to compile its batch sizes")
     assert server.request("GET", "/v1/generate", headers=AUTH)[0] == 405
 
 

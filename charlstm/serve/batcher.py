@@ -209,11 +209,13 @@ class Batcher:
             thread.join()
 
     def load(self) -> dict[str, int]:
-        """Rows generating now and waiting to join, and the counts since start."""
+        """Rows generating now and waiting to join, the batch sizes not
+        compiled ahead yet (`warm`), and the counts since start."""
         with self._wake:
             waiting = sum(j.request.num_samples for j in self._incoming)
             waiting += sum(j.request.num_samples for j, _ in self._ready)
-            return {"active_rows": len(self._slots), "waiting_rows": waiting, **self._counts}
+            load = {"active_rows": len(self._slots), "waiting_rows": waiting, "sizes_to_compile": len(self._cold)}
+            return {**load, **self._counts}
 
     def submit(self, job: Job) -> bool:
         """Queue `job`; False if too many rows are already waiting (try again later)."""
