@@ -39,6 +39,8 @@ DEFAULT_SHAPES = ["256,2,64,64", "256,2,32,128", "256,2,64,128", "512,2,64,64"]
 class CompiledStep:
     """charlstm's real training step, compiled for one shape, with its inputs."""
 
+    model: ModelConfig
+    train: TrainConfig
     step: jax.stages.Compiled  # `train_step(state, batch, hyper)`
     state: TrainState
     data: Batch
@@ -73,23 +75,13 @@ def compiled_step(
     # What XLA plans for this step: inputs, outputs and scratch (no allocator overhead).
     planned = None if memory is None else memory.argument_size_in_bytes + memory.output_size_in_bytes
     planned = None if planned is None else planned + memory.temp_size_in_bytes
-    return CompiledStep(step, state, data, hyper, compile_s, planned)
+    return CompiledStep(model_cfg, train_cfg, step, state, data, hyper, compile_s, planned)
 
 
-def measure(
-    hidden: int,
-    layers: int,
-    batch: int,
-    seq_len: int,
-    steps: int,
-    embed: int = 64,
-    vocab: int = 81,
-    norm: str = "none",
-    dropout: float = 0.0,
-) -> dict[str, float]:
-    """Median chars/s of the real jitted training step at one shape."""
-    c = compiled_step(hidden, layers, batch, seq_len, embed, vocab, norm, dropout)
-    step, state, data, hyper, compile_s, planned = c.step, c.state, c.data, c.hyper, c.compile_s, c.planned
+def measure(compiled: CompiledStep, steps: int) -> dict[str, float]:
+    """Median chars/s of a compiled training step (`compiled_step`)."""
+    step, state, data, hyper = compiled.step, compiled.state, compiled.data, compiled.hyper
+    batch, seq_len = compiled.train.batch_size, compiled.train.seq_len
     for _ in range(3):  # warm-up
         state, metrics = step(state, data, hyper)
     jax.block_until_ready(state)
@@ -101,13 +93,13 @@ def measure(
         times.append(time.perf_counter() - t0)
     median = statistics.median(times)
     return {
-        "hidden": hidden,
-        "layers": layers,
+        "hidden": compiled.model.hidden_size,
+        "layers": compiled.model.num_layers,
         "batch": batch,
         "seq_len": seq_len,
         "params": count_params(state.params),
-        "compile_s": round(compile_s, 2),
-        "planned_mb": None if planned is None else round(planned / 1e6, 1),
+        "compile_s": round(compiled.compile_s, 2),
+        "planned_mb": None if compiled.planned is None else round(compiled.planned / 1e6, 1),
         "step_ms": round(median * 1000, 1),
         "chars_per_s": round(batch * seq_len / median),
     }
@@ -123,9 +115,10 @@ def main() -> None:
     args = parser.parse_args()
     keep_host_memory()  # as the CLI does (see charlstm/hostmem.py)
     shapes = args.shape or DEFAULT_SHAPES
-    rows = [
-        measure(*map(int, shape.split(",")), steps=args.steps, norm=args.norm, dropout=args.dropout) for shape in shapes
-    ]
+    rows = []
+    for shape in shapes:
+        compiled = compiled_step(*map(int, shape.split(",")), norm=args.norm, dropout=args.dropout)
+        rows.append(measure(compiled, args.steps))
     device = jax.devices()[0].device_kind
     print(f"backend {jax.default_backend()} ({device}), {platform.machine()}, jax {jax.__version__}")
     header = ("hidden", "layers", "batch", "seq", "params", "compile s", "step ms", "chars/s")

@@ -47,7 +47,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 import torch
-from step_speed import measure
+from step_speed import compiled_step, measure
 
 from charlstm.config import ModelConfig
 from charlstm.core.model import init_params
@@ -209,7 +209,8 @@ def worker(framework: str, names: list[str], steps: int, sample: bool) -> list[d
     for name in names:
         c = configs[name]
         if framework == "charlstm":
-            r = measure(c["hidden"], c["layers"], c["batch"], c["seq_len"], steps, embed=c["embed"], vocab=VOCAB)
+            compiled = compiled_step(c["hidden"], c["layers"], c["batch"], c["seq_len"], embed=c["embed"], vocab=VOCAB)
+            r = measure(compiled, steps)
             out.append(
                 {
                     "config": name,

@@ -275,10 +275,7 @@ class Batcher:
         (a row that joins is written over whole), with the same shapes and
         types as a real call; not counted in `load()`."""
         index = jnp.arange(size, dtype=jnp.int32)
-        idle = jax.tree.map(
-            lambda x: np.take(np.asarray(x), np.arange(size), axis=1 if x.ndim == 3 else 0), self._batch
-        )
-        self._batch = _put(self._batch, idle, index)
+        self._batch = _put(self._batch, _joined([jax.device_get(self._batch)], size), index)  # its first rows again
         self._batch, tokens = _advance(self.config, self.params, self._batch, index, length=self.chunk, filtered=False)
         tokens.block_until_ready()
 
