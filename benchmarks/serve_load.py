@@ -13,6 +13,11 @@ and reports characters per second over the whole round, and the p50 and p99
 latency of a request (sent to fully answered). Every request asks for
 `--length` characters at temperature 0.8 with its own seed, after one of four
 primes. Several rounds alternate the orders; the medians are reported.
+
+`--varied-primes` gives every request a prime of its own length instead (1,
+2, 3, ... characters of the shipped corpus), as a server's clients send, and
+first times one "cold" round at 32 clients in which the server meets each
+length for the first time.
 """
 
 from __future__ import annotations
@@ -72,6 +77,22 @@ def _round(port: int, bodies: list[dict[str, Any]], clients: int) -> dict[str, f
     }
 
 
+def _compiled_ahead(port: int, deadline: float) -> None:
+    """Wait until the server has compiled every batch size ahead: an idle
+    server compiles the next one, and a request arriving meanwhile waits."""
+    while True:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        try:
+            connection.request("GET", "/v1/model")
+            left = json.loads(connection.getresponse().read())["load"]["sizes_to_compile"]
+        finally:
+            connection.close()
+        if left == 0:
+            return
+        assert time.monotonic() < deadline, "the server did not finish compiling its batch sizes"
+        time.sleep(0.2)
+
+
 def _machine() -> str:
     cpu = platform.processor() or "unknown CPU"
     with open("/proc/cpuinfo", encoding="utf-8") as info:
@@ -90,6 +111,7 @@ def main() -> int:
     parser.add_argument("--clients", default="1,8,32,64")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--chunk", type=int, default=None, help="the server's --chunk (default: its own)")
+    parser.add_argument("--varied-primes", action="store_true", help="a prime of a new length for every request")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     levels = [int(c) for c in args.clients.split(",")]
@@ -108,14 +130,20 @@ def main() -> int:
             except OSError:
                 assert time.monotonic() < deadline and server.poll() is None, "the server did not start"
                 time.sleep(0.2)
-        bodies = [
-            {"prime": PRIMES[i % len(PRIMES)], "length": args.length, "seed": i, "temperature": 0.8}
-            for i in range(args.requests)
-        ]
+        primes = [PRIMES[i % len(PRIMES)] for i in range(args.requests)]
+        bodies = [{"prime": p, "length": args.length, "seed": i, "temperature": 0.8} for i, p in enumerate(primes)]
         # Warm-up: the primes' programs, and every batch size up to the largest level.
         _round(port, bodies[: len(PRIMES)], 0)
         for clients in sorted(levels):
             _round(port, bodies[: 2 * clients], clients)
+        _compiled_ahead(port, deadline=time.monotonic() + 300)
+        cold = None
+        if args.varied_primes:
+            text = (Path(__file__).resolve().parent.parent / "corpora" / "shakespeare.txt").read_text(encoding="utf-8")
+            primes = [text[1000 + 7 * i : 1000 + 7 * i + 1 + i] for i in range(args.requests)]  # 1, 2, 3... characters
+            bodies = [{**body, "prime": prime} for body, prime in zip(bodies, primes, strict=True)]
+            cold = _round(port, bodies, 32)
+            print("cold, 32 clients", {k: round(v, 3) for k, v in cold.items()}, flush=True)
         rounds: dict[str, list[dict[str, float]]] = {"sequential": [], **{str(c): [] for c in levels}}
         for r in range(args.rounds):
             order = ["sequential", *map(str, levels)]
@@ -133,7 +161,13 @@ def main() -> int:
         "model": about["model"],
         "checkpoint": about["checkpoint"],
         "limits": about["limits"],
-        "request": {"length": args.length, "temperature": 0.8, "primes": PRIMES, "requests_per_round": args.requests},
+        "request": {
+            "length": args.length,
+            "temperature": 0.8,
+            "primes": "varied: request i has i + 1 characters of the corpus" if args.varied_primes else PRIMES,
+            "requests_per_round": args.requests,
+        },
+        "cold_round_32_clients": cold,
         "rounds": args.rounds,
         "medians": {name: {**m, "speedup": m["chars_per_s"] / base} for name, m in medians.items()},
         "all_rounds": rounds,

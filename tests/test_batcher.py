@@ -1,6 +1,7 @@
 """The server's continuous batching without HTTP: jobs submitted together
 share compiled calls and still get what `charlstm sample` gives."""
 
+import logging
 import queue
 import time
 
@@ -8,7 +9,7 @@ import jax
 import numpy as np
 import pytest
 
-from charlstm.config import SampleConfig
+from charlstm.config import ModelConfig, SampleConfig
 from charlstm.core.generation import begin, complete
 from charlstm.core.model import init_params
 from charlstm.serve.batcher import Batcher, Job, _advance, _bucket, _put
@@ -104,18 +105,33 @@ def test_requests_joining_at_one_boundary_each_land_in_their_own_slots(params):
     assert count == 5 and sorted(slot for *_, slot in batcher._slots) == list(range(5))
 
 
-def test_an_idle_batcher_compiles_every_batch_size_before_a_client_needs_one(params):
-    batcher = Batcher(CFG, params, VOCAB, max_batch=8, chunk=4, max_waiting=64)
-    batcher.start()
-    try:
-        deadline = time.monotonic() + 120
-        while batcher.load()["sizes_to_compile"] and time.monotonic() < deadline:
-            time.sleep(0.05)
-        _answers(batcher, [(SampleConfig(length=3), True)])  # served after the last size compiled
-        compiled = _advance._cache_size(), _put._cache_size()
-        jobs = [(SampleConfig(length=9 + i, seed=i, num_samples=1 + i % 3, temperature=0.8), False) for i in range(9)]
-        _answers(batcher, jobs)
-        assert batcher.load()["peak_rows"] > 3  # several sizes were called
-        assert (_advance._cache_size(), _put._cache_size()) == compiled
-    finally:
-        batcher.close()
+def test_an_idle_batcher_compiles_every_batch_size_before_a_client_needs_one(caplog):
+    """And the reading of a prime, once: primes of lengths never seen
+    compile nothing. (A model of its own: no program another test compiled
+    in this process stands in for the warm-up's.)"""
+    config = ModelConfig(vocab_size=VOCAB.size, embed_dim=5, hidden_size=7, num_layers=1)
+    params = jax.device_put(init_params(config, jax.random.PRNGKey(2)), jax.devices()[0])  # as a loaded model's
+    batcher = Batcher(config, params, VOCAB, max_batch=8, chunk=4, max_waiting=64)
+    with caplog.at_level(logging.DEBUG, logger="jax._src.dispatch"):  # where JAX says what it compiled, any thread
+        batcher.start()
+        try:
+            deadline = time.monotonic() + 120
+            while (batcher.load()["sizes_to_compile"] or not _reads(caplog)) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert _reads(caplog) == 1
+            compiled = _advance._cache_size(), _put._cache_size()
+            jobs = [
+                (SampleConfig(length=9 + i, seed=i, num_samples=1 + i % 3, temperature=0.8, prime="abc\n" * i), False)
+                for i in range(1, 10)
+            ]
+            _answers(batcher, jobs)
+            assert batcher.load()["peak_rows"] > 3  # several sizes were called
+            assert (_advance._cache_size(), _put._cache_size()) == compiled
+            assert _reads(caplog) == 1
+        finally:
+            batcher.close()
+
+
+def _reads(caplog: pytest.LogCaptureFixture) -> int:
+    """How many times JAX compiled the prime reader."""
+    return sum("compilation of jit(_read)" in record.getMessage() for record in caplog.records)

