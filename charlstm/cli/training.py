@@ -337,13 +337,20 @@ def _train(level: int, start: Callable[[_Watch, StopFlag], Model]) -> None:
     except TrainingDiverged as diverged:
         if distributed.is_main():  # the processes agree on how it ended; one says so
             say(f"error: {_diverged_advice(diverged)}")
+        distributed.leave()
         raise typer.Exit(EXIT_DIVERGED) from None
+    # Every process of a multi-process run ends here, or diverged above,
+    # together, and leaves the run with the others once it has said how it
+    # ended (an abort, a third Ctrl-C, leaves the others running: JAX's exit
+    # handler is left to try).
     if model.ended == "interrupted":
         if distributed.is_main():
             say(f"interrupted; checkpoint saved. Continue with: charlstm resume {watch.run_dir}")
+        distributed.leave()
         raise typer.Exit(stop.exit_status)
     if level:
         say(f"sample with: charlstm sample {flag('checkpoint')} {watch.run_dir}")
+    distributed.leave()
 
 
 def _diverged_advice(diverged: TrainingDiverged) -> str:
