@@ -282,11 +282,12 @@ def test_a_prime_of_any_length_is_read_by_one_compiled_program(model_name, caplo
     params = jax.device_put(init_params(config, jax.random.PRNGKey(5)), jax.devices()[0])
     model, rng = CharLSTM(config), np.random.default_rng(0)
     with caplog.at_level(logging.DEBUG, logger="jax._src.dispatch"):  # where JAX says what it compiled
-        for length in (3, 1, 2, PRIME_BLOCK, PRIME_BLOCK + 1, PRIME_BLOCK + 2, 2 * PRIME_BLOCK + 1, 200):
+        # No block, part of one, one whole block, two whole and one character.
+        for length in (3, 1, PRIME_BLOCK + 1, 2 * PRIME_BLOCK + 2):
             prime = rng.integers(0, VOCAB.size, (2, length), dtype=np.int32)  # (B, P), "\n" (id 0) included
             state = start(config, params, prime)
             _, carry = forward(model, params, jnp.asarray(prime[:, :-1]), zero_carry(config, 2))
-            for got, want in zip(state.carry, carry, strict=True):  # float32 rounding, carried up to 200 steps
+            for got, want in zip(state.carry, carry, strict=True):  # float32 rounding, carried up to 129 steps
                 np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-4, atol=1e-4)
             np.testing.assert_array_equal(np.asarray(state.token), prime[:, -1])
         assert _compiled(caplog.records, "_read") == 1
