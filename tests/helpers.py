@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import jax
@@ -75,3 +76,14 @@ def perturbed_checkpoint(corpus_path: Path, run_dir: Path, model: dict | None = 
     finally:
         writer.close()
     return run_dir
+
+
+# The logger JAX says what it compiled with, from any thread (at DEBUG unless
+# jax.log_compiles is on); a program served from the persistent cache is
+# logged too.
+COMPILE_LOGGER = "jax._src.dispatch"
+
+
+def compilations(records: list[logging.LogRecord], name: str) -> int:
+    """How many times JAX compiled the jitted function `name`, by its log records."""
+    return sum(record.getMessage().startswith(f"Finished XLA compilation of jit({name})") for record in records)

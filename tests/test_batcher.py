@@ -14,6 +14,7 @@ from charlstm.core.generation import begin, complete
 from charlstm.core.model import init_params
 from charlstm.serve.batcher import Batcher, Job, _advance, _bucket, _put
 
+from .helpers import COMPILE_LOGGER, compilations
 from .test_sample import CFG, VOCAB
 
 
@@ -112,13 +113,17 @@ def test_an_idle_batcher_compiles_every_batch_size_before_a_client_needs_one(cap
     config = ModelConfig(vocab_size=VOCAB.size, embed_dim=5, hidden_size=7, num_layers=1)
     params = jax.device_put(init_params(config, jax.random.PRNGKey(2)), jax.devices()[0])  # as a loaded model's
     batcher = Batcher(config, params, VOCAB, max_batch=8, chunk=4, max_waiting=64)
-    with caplog.at_level(logging.DEBUG, logger="jax._src.dispatch"):  # where JAX says what it compiled, any thread
+    with caplog.at_level(logging.DEBUG, logger=COMPILE_LOGGER):  # the generation and prefill threads too
         batcher.start()
         try:
             deadline = time.monotonic() + 120
-            while (batcher.load()["sizes_to_compile"] or not _reads(caplog)) and time.monotonic() < deadline:
+
+            def reads() -> int:  # compilations of the prime reader so far
+                return compilations(caplog.records, "_read")
+
+            while (batcher.load()["sizes_to_compile"] or not reads()) and time.monotonic() < deadline:
                 time.sleep(0.05)
-            assert _reads(caplog) == 1
+            assert reads() == 1
             compiled = _advance._cache_size(), _put._cache_size()
             jobs = [
                 (SampleConfig(length=9 + i, seed=i, num_samples=1 + i % 3, temperature=0.8, prime="abc\n" * i), False)
@@ -127,11 +132,6 @@ def test_an_idle_batcher_compiles_every_batch_size_before_a_client_needs_one(cap
             _answers(batcher, jobs)
             assert batcher.load()["peak_rows"] > 3  # several sizes were called
             assert (_advance._cache_size(), _put._cache_size()) == compiled
-            assert _reads(caplog) == 1
+            assert reads() == 1
         finally:
             batcher.close()
-
-
-def _reads(caplog: pytest.LogCaptureFixture) -> int:
-    """How many times JAX compiled the prime reader."""
-    return sum("compilation of jit(_read)" in record.getMessage() for record in caplog.records)

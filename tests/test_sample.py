@@ -30,6 +30,8 @@ from charlstm.core.sampler import (
 from charlstm.errors import CharlstmError
 from charlstm.text.vocab import Vocab
 
+from .helpers import COMPILE_LOGGER, compilations
+
 VOCAB = Vocab("\nabcd")
 CFG = ModelConfig(vocab_size=VOCAB.size, embed_dim=4, hidden_size=8, num_layers=1)
 
@@ -256,10 +258,6 @@ def test_prime_is_read_once_then_continued_greedily():
     assert got == VOCAB.decode(expected)
 
 
-def _compiled(logs: list[logging.LogRecord], name: str) -> int:
-    return sum(record.getMessage().startswith(f"Finished XLA compilation of jit({name})") for record in logs)
-
-
 # Sizes no other test uses (a program another test compiled in this process
 # would not be logged again), for each cell, and a model of documents.
 PRIME_MODELS = {
@@ -281,7 +279,7 @@ def test_a_prime_of_any_length_is_read_by_one_compiled_program(model_name, caplo
     # Placed on a device, as a loaded checkpoint's are.
     params = jax.device_put(init_params(config, jax.random.PRNGKey(5)), jax.devices()[0])
     model, rng = CharLSTM(config), np.random.default_rng(0)
-    with caplog.at_level(logging.DEBUG, logger="jax._src.dispatch"):  # where JAX says what it compiled
+    with caplog.at_level(logging.DEBUG, logger=COMPILE_LOGGER):
         # No block, part of one, one whole block, two whole and one character.
         for length in (3, 1, PRIME_BLOCK + 1, 2 * PRIME_BLOCK + 2):
             prime = rng.integers(0, VOCAB.size, (2, length), dtype=np.int32)  # (B, P), "\n" (id 0) included
@@ -290,9 +288,9 @@ def test_a_prime_of_any_length_is_read_by_one_compiled_program(model_name, caplo
             for got, want in zip(state.carry, carry, strict=True):  # float32 rounding, carried up to 129 steps
                 np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-4, atol=1e-4)
             np.testing.assert_array_equal(np.asarray(state.token), prime[:, -1])
-        assert _compiled(caplog.records, "_read") == 1
+        assert compilations(caplog.records, "_read") == 1
         start(config, params, np.zeros((1, 5), np.int32))  # one row
-        assert _compiled(caplog.records, "_read") == 2
+        assert compilations(caplog.records, "_read") == 2
         request = SampleConfig(3 * 7 + 2, prime="abc" * 30, seed=1, num_samples=3)
         state, _ = begin(config, params, VOCAB, request)
         assert all(np.array_equal(x[..., :1, :], x[..., 2:3, :]) for x in state.carry)
@@ -300,8 +298,8 @@ def test_a_prime_of_any_length_is_read_by_one_compiled_program(model_name, caplo
         assert len(pieces) == 4 and ["".join(p[i] for p in pieces) for i in range(3)] == sample_texts(
             config, params, VOCAB, request
         )
-        assert _compiled(caplog.records, "_read") == 2  # the prime was read for one row, not three
-        assert _compiled(caplog.records, "sample_chunk") == 1  # every chunk, and the whole text: one program
+        assert compilations(caplog.records, "_read") == 2  # the prime was read for one row, not three
+        assert compilations(caplog.records, "sample_chunk") == 1  # every chunk, and the whole text: one program
 
 
 def test_empty_prime_starts_from_a_new_line():

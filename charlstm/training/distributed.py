@@ -105,11 +105,7 @@ def initialize(coordinator: str | None = None, num_processes: int | None = None,
     except RuntimeError as err:  # the coordinator never answered, a process never arrived
         where = coordinator or "the detected coordinator"
         raise CharlstmError(f"could not join the multi-process run at {where}: {err}") from None
-    _joined.append(True)
     return True
-
-
-_joined: list[bool] = []  # not empty while this process is in a multi-process run
 
 
 def leave() -> None:
@@ -119,13 +115,12 @@ def leave() -> None:
     than by JAX's own exit handler, which first tears down the backends: at
     interpreter exit, process 0 of a run that had finished and saved once
     aborted inside the service's gRPC teardown (`server.cc: Check failed:
-    queue.Pop() == nullptr`), turning a finished run into a failed job."""
-    if _joined:
-        _joined.clear()
-        # The run has ended and saved: a peer that left first must not turn
-        # that into a traceback here.
-        with contextlib.suppress(Exception):
-            jax.distributed.shutdown()
+    queue.Pop() == nullptr`), turning a finished run into a failed job.
+    In a process that joined none, JAX's shutdown does nothing."""
+    # The run has ended and saved: a peer that left first must not turn
+    # that into a traceback here.
+    with contextlib.suppress(Exception):
+        jax.distributed.shutdown()
 
 
 def is_main() -> bool:
