@@ -1,8 +1,9 @@
 """charlstm against a PyTorch char-LSTM of the same shapes, side by side in one run.
 
     pip install -e ".[bench]"                  # a CPU build of PyTorch
-    python benchmarks/vs_pytorch.py            # all configurations, about 9 minutes on 2 CPU cores
+    python benchmarks/vs_pytorch.py            # small, large and sampling: 7-8 minutes on 2 CPU cores
     python benchmarks/vs_pytorch.py --quick    # small and sampling only
+    python benchmarks/vs_pytorch.py --growth   # also hidden 128-1024 and seq 64-256 (one round each)
     python benchmarks/vs_pytorch.py --json results.json
 
 Training: charlstm's real jitted step (embedding, stacked LSTM, dense head,
@@ -15,10 +16,12 @@ warm-up; the median is reported. Sampling: 2,000 characters at batch 1 and
 per character with carried state; the median of three runs each.
 
 This machine's neighbours make timings drift by up to a third within minutes,
-so the small and large rows and sampling are measured in `--rounds` rounds
-(default 5), each running every side once in turn (charlstm, PyTorch,
-PyTorch under glibc's defaults), and each side's median round is reported;
-every round is kept in the JSON. Each child also times one large
+so the small row and sampling are measured in `--rounds` rounds (default 5),
+the large row in the first `--large-rounds` of them (default 3), each round
+running charlstm and PyTorch once in turn, and each side's median round is
+reported; every round is kept in the JSON. PyTorch under glibc's defaults
+runs in the first round only. So that one run fits in 10 minutes on the
+2-core CPU, the other rows (`--growth`) are opt-in and measured once. Each child also times one large
 fp32 matrix product (2048 x 1024 x 1024) in its own framework: that is the
 ceiling the training rows' GFLOP/s can be read against.
 
@@ -197,7 +200,7 @@ def jax_sample(batch: int, length: int) -> tuple[float, float]:
 SAMPLE_BATCHES = (1, 32)
 # Who runs in which child: (name, framework, host-memory settings).
 SIDES = [("charlstm", "charlstm", "kept"), ("torch", "torch", "kept"), ("torch_system", "torch", "system")]
-MAIN_ROWS = ("small", "large")  # the only rows PyTorch also runs with glibc's defaults (time)
+MAIN_ROWS = ("small", "large")  # the rows measured in rounds, and the only ones PyTorch* runs (time)
 
 
 def worker(framework: str, names: list[str], steps: int, sample: bool) -> list[dict]:
@@ -252,13 +255,17 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small configuration and sampling only")
+    parser.add_argument("--growth", action="store_true", help="also the hidden and seq rows (one round each)")
     parser.add_argument("--rows", nargs="+", help="only these training rows (small, large, 'hidden 512', ...)")
     parser.add_argument(
         "--smoke", action="store_true", help="toy sizes: check that every path runs (sets CHARLSTM_BENCH_SMOKE=1)"
     )
     parser.add_argument("--steps", type=int, default=8, help="timed training steps per configuration")
     parser.add_argument(
-        "--rounds", type=int, default=5, help="alternating rounds of the small and large rows and sampling (median)"
+        "--rounds", type=int, default=5, help="alternating rounds of the small row and sampling (median)"
+    )
+    parser.add_argument(
+        "--large-rounds", type=int, default=3, help="of those rounds, how many also run the large row (median)"
     )
     parser.add_argument("--json", help="also write the results here")
     parser.add_argument("--no-sample", action="store_true", help=argparse.SUPPRESS)
@@ -268,42 +275,46 @@ def main() -> None:
     if args.smoke and os.environ.get("CHARLSTM_BENCH_SMOKE") != "1":
         os.environ["CHARLSTM_BENCH_SMOKE"] = "1"  # for the children; this process re-reads it below
         os.execv(sys.executable, [sys.executable, __file__, *sys.argv[1:]])
-    if args.rounds < 1:
-        parser.error("--rounds must be at least 1")
+    if args.rounds < 1 or args.large_rounds < 1:
+        parser.error("--rounds and --large-rounds must be at least 1")
     if args.worker:
         keep_host_memory()  # unless the parent set CHARLSTM_SYSTEM_MALLOC for this side
         print(json.dumps(worker(args.worker, args.configs or [], args.steps, not args.no_sample)))
         return
 
-    names = [n for n, _ in all_configs() if (not args.quick or n == "small") and (not args.rows or n in args.rows)]
+    wanted = args.rows or (["small"] if args.quick else [*MAIN_ROWS, *(n for n, _ in _growth() if args.growth)])
+    names = [n for n, _ in all_configs() if n in wanted]
     device = jax.devices()[0]
     print(
         f"{time.strftime('%Y-%m-%d')}  {platform.machine()}, {os.cpu_count()} cores  "
         f"jax {jax.__version__} on {device.platform} ({device.device_kind}), torch {torch.__version__}",
         flush=True,
     )
+    started = time.perf_counter()
     sides = {}
     for side, framework, memory in SIDES:
         print(f"measuring {side} ...", file=sys.stderr, flush=True)
         sides[side] = run_side(
             framework, memory, [n for n in names if side != "torch_system" or n in MAIN_ROWS], args.steps
         )
-    # More rounds of the main rows and sampling, every side in turn; each
-    # side reports its median round.
+    # More rounds of the main rows and sampling, charlstm and PyTorch in
+    # turn; each side reports its median round.
     main_rows = [n for n in names if n in MAIN_ROWS]
     repeated = [*main_rows, *(f"sample b{b}" for b in SAMPLE_BATCHES)]
     rounds = {side: {n: [sides[side][n]["chars_per_s"]] for n in repeated} for side, _, _ in SIDES}
     for r in range(1, args.rounds):
-        for side, framework, memory in SIDES:
+        this_round = [n for n in main_rows if n != "large" or r < args.large_rounds]
+        for side, framework, memory in SIDES[:2]:
             print(f"round {r + 1}: measuring {side} ...", file=sys.stderr, flush=True)
-            again = run_side(framework, memory, main_rows, args.steps)
-            for n in repeated:
+            again = run_side(framework, memory, this_round, args.steps)
+            for n in [*this_round, *(f"sample b{b}" for b in SAMPLE_BATCHES)]:
                 rounds[side][n].append(again[n]["chars_per_s"])
             best_peak = max(again["matmul peak"]["gflops"], sides[side]["matmul peak"]["gflops"])
             sides[side]["matmul peak"] = {"config": "matmul peak", "gflops": best_peak}
     for side in rounds:
         for n in repeated:
             sides[side][n]["chars_per_s"] = round(statistics.median(rounds[side][n]))
+    minutes = (time.perf_counter() - started) / 60
     peak = {side: sides[side]["matmul peak"]["gflops"] for side in ("charlstm", "torch")}
     print(f"fp32 matmul 2048x1024x1024: JAX {peak['charlstm']} GFLOP/s, PyTorch {peak['torch']} GFLOP/s")
 
@@ -356,7 +367,11 @@ def main() -> None:
             f"{row['compile_s']:>9} {row['xla_planned_mb']!s:>7} {row['charlstm_gflops']:>8} {row['torch_gflops']:>13}"
         )
     print("(* PyTorch under glibc's default malloc settings, as a plain script runs it)")
-    print(f"(small, large and sampling: each side's median of {args.rounds} alternating rounds)")
+    how = (
+        f"small and sampling: each side's median of {args.rounds} alternating rounds, large: of the first "
+        f"{min(args.large_rounds, args.rounds)}; PyTorch*: the first round only"
+    )
+    print(f"({how}; {minutes:.1f} minutes)")
 
     print(
         f"\nsampling {SAMPLE_LENGTH:,} characters (small model)\n{'batch':>5} {'charlstm c/s':>12} {'torch c/s':>10} "
@@ -391,7 +406,8 @@ def main() -> None:
                     "device": device.device_kind,
                     "cpus": os.cpu_count(),
                     "torch_malloc": "the same settings as charlstm (runtime.hostmem); *_system_malloc: glibc defaults",
-                    "rounds": f"small, large and sampling: each side's median of {args.rounds} alternating rounds",
+                    "rounds": how,
+                    "minutes": round(minutes, 1),
                     "matmul_peak_gflops": {"jax": peak["charlstm"], "torch": peak["torch"]},
                     "rows": rows,
                 },
