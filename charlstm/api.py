@@ -20,7 +20,14 @@ from pathlib import Path
 from typing import Any
 
 from charlstm import presets
-from charlstm.config import FINE_TUNE_LEARNING_RATE, ModelConfig, SampleConfig, ServeConfig, TrainConfig
+from charlstm.config import (
+    FINE_TUNE_LEARNING_RATE,
+    ModelConfig,
+    SampleConfig,
+    ServeConfig,
+    TrainConfig,
+    check_seed,
+)
 from charlstm.core.generation import Completion, complete, default_prime, sample_texts, stream_texts
 from charlstm.core.model import Params, count_params, param_count
 from charlstm.core.scorer import Score, make_scorer
@@ -32,7 +39,7 @@ from charlstm.plots import curves
 from charlstm.text import manifest, streams
 from charlstm.text.corpus import read_corpus, resolve_corpus_path
 from charlstm.text.tokens import open_tokens, prepare
-from charlstm.text.vocab import Vocab
+from charlstm.text.vocab import BOUNDARY, Vocab
 from charlstm.training import catalog, checkpoint, distributed, events, session
 from charlstm.training import tune as tuning
 from charlstm.training.run import RUNS_DIR, Run
@@ -82,6 +89,14 @@ class Model:
     @property
     def num_params(self) -> int:
         return count_params(self.params)
+
+    def __repr__(self) -> str:
+        # The dataclass's own repr would print every parameter array.
+        loss = "" if self.best_val_loss is None else f", best validation loss {self.best_val_loss:.4f}"
+        return (
+            f"<charlstm.Model {self.model_config.describe()}, {self.num_params:,} parameters, "
+            f"{len(self.vocab.chars)} characters, step {self.step}{loss}, from {self.path}>"
+        )
 
     def sample(
         self,
@@ -149,6 +164,12 @@ class Model:
     def default_prime(self) -> str:
         """What a sample starts from when no prime is given."""
         return default_prime(self.vocab)
+
+    @property
+    def default_prime_text(self) -> str:
+        """`default_prime` as text: empty for a model of documents, whose
+        samples start at a document's start (the boundary symbol, no text)."""
+        return self.default_prime.replace(BOUNDARY, "")
 
     def export_html(self, path: str | Path, half: bool = False) -> page.ExportedPage:
         """Write one self-contained HTML page that runs this model in a
@@ -344,6 +365,7 @@ def train(
         config = TrainConfig(**options)
     except TypeError as err:
         raise ConfigError(f"unknown training option: {err}") from None
+    check_seed(config.seed)  # a new run's; a stored run keeps the seed it was trained with
     # A batch the devices cannot share fails here, before any file is written.
     distributed.make_mesh(config.batch_size, devices)
     run, run_dir, shipped = session.new(
@@ -470,8 +492,8 @@ def describe(path: str | Path) -> Description:
 
 def read_text(path: str | Path) -> tuple[Path, str]:
     """A UTF-8 text file (or a shipped corpus by its name) and its text."""
-    found, _ = resolve_corpus_path(str(path))
-    return found, read_corpus(found).text
+    found, _ = resolve_corpus_path(str(path), "text file")
+    return found, read_corpus(found, "the text").text
 
 
 def plot_runs(run_dirs: list[Path], out: Path, *, width_px: int = 1200, height_px: int = 450) -> Path:

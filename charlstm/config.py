@@ -162,6 +162,20 @@ FINE_TUNE_LEARNING_RATE = 1e-2
 # Enough for any separator a user would stop at, and small enough that
 # looking for them after every piece of text costs nothing.
 MAX_STOPS = 16
+# The seeds jax.random.PRNGKey tells apart without 64-bit integers: it keeps
+# a seed's low 32 bits, so 2**32 gave seed 0's text and -1 that of 2**32 - 1.
+SEEDS = (-(2**31), 2**31 - 1)
+# Far past any useful setting (at 100 every character is all but equally
+# likely); infinity would be uniform noise, by a division that hides it.
+MAX_TEMPERATURE = 100.0
+
+
+def check_seed(seed: int) -> None:
+    """A seed that no other seed stands for (see SEEDS)."""
+    low, high = SEEDS
+    _check(low <= seed <= high, f"{flag('seed')} must be from {low} to {high}, got {seed}")
+
+
 MAX_STOP_CHARS = 256
 
 
@@ -185,12 +199,15 @@ class SampleConfig:
     def __post_init__(self) -> None:
         _check(self.length >= 1, f"{flag('length')} must be >= 1, got {self.length}")
         _check(self.temperature >= 0, f"{flag('temperature')} must be > 0 (or 0 for greedy), got {self.temperature}")
+        _check(
+            self.temperature <= MAX_TEMPERATURE,
+            f"{flag('temperature')} must be at most {MAX_TEMPERATURE:g}, got {self.temperature}",
+        )
         _check(self.top_k >= 0, f"{flag('top_k')} must be >= 0, got {self.top_k}")
         # p = 0 would keep nothing; NaN fails the comparison and is refused too.
         _check(0 < self.top_p <= 1, f"{flag('top_p')} must be in (0, 1], got {self.top_p}")
         _check(self.num_samples >= 1, f"{flag('num_samples')} must be >= 1, got {self.num_samples}")
-        # What jax.random.PRNGKey takes (a seed past 32 bits wraps, as it always did).
-        _check(-(2**63) <= self.seed < 2**63, f"{flag('seed')} must fit in 64 bits, got {self.seed}")
+        check_seed(self.seed)
         _check(not isinstance(self.stop, str), f"{flag('stop')} must be a list of texts, not one string")
         object.__setattr__(self, "stop", tuple(self.stop))  # a list from JSON or a caller: frozen like the rest
         _check(all(isinstance(s, str) for s in self.stop), f"{flag('stop')} must be texts, got {list(self.stop)!r}")

@@ -109,6 +109,9 @@ def main() -> None:
     args = parser.parse_args()
     meta, tensors = load(args.directory)
     prime = args.prime or meta["default_prime"]
+    unknown = sorted(set(prime) - set(meta["vocab"]))
+    if unknown:
+        parser.error(f"the prime contains characters the model never saw: {''.join(unknown)!r}")
     shown = prime if meta["model"].get("boundary_id") is None else prime.lstrip(meta["default_prime"])
     print(shown + greedy(meta, tensors, prime, args.length))
 

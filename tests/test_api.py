@@ -47,6 +47,8 @@ def test_train_load_sample_evaluate(tiny_corpus, tmp_path):
     assert kinds[opened - 1] == "CorpusReady" and set(kinds[: opened - 1]) == {"Reading"}
     assert kinds[opened + 1] == "Started" and kinds[-1] == "Finished"
     again = charlstm.load(tmp_path / "run")
+    # One line that says what it is, not every parameter array.
+    assert re.fullmatch(r"<charlstm\.Model .*, [\d,]+ parameters, \d+ characters, step \d+.*, from .*>", repr(again))
     assert again.sample(50, seed=3, temperature=0.7) == model.sample(50, seed=3, temperature=0.7)
     texts = model.generate(SampleConfig(length=40, num_samples=2, seed=1))
     assert len(texts) == 2 and all(len(t) == 40 for t in texts)

@@ -97,8 +97,8 @@ def _prepare(case: str, tmp: Path, corpus: Path, run_dir: Path) -> None:
         "latin1": "caf\u00e9 au lait\n".encode("latin-1"),
         "binary": b"\x7fELF\x02\x01\x01\x00\x00\x00" * 10,
     }
-    if case in files or case == "prime-file latin1":
-        name = "latin1" if case == "prime-file latin1" else case
+    if case in files or case in ("prime-file latin1", "eval empty text"):
+        name = {"prime-file latin1": "latin1", "eval empty text": "empty"}.get(case, case)
         (tmp / f"{name}.txt").write_bytes(files[name])
     elif case == "folder without text":
         (tmp / "emptydir").mkdir()
@@ -106,6 +106,8 @@ def _prepare(case: str, tmp: Path, corpus: Path, run_dir: Path) -> None:
         for name in ("a", "b"):
             (tmp / "poems" / name).mkdir(parents=True)
             (tmp / "poems" / name / "poem.txt").write_text("a poem\n", encoding="utf-8")
+        # Hidden files are never read, so the count leaves them out.
+        (tmp / "poems" / ".notes.txt").write_text("not a poem\n", encoding="utf-8")
     elif case == "newer":
         _set_meta(run_dir, format_version=99)
     elif case == "info damaged":
@@ -150,6 +152,10 @@ CASES = [
     ("out-exists", ["train", "{corpus}", "--out", "{run}"], "already exists and is not empty"),
     ("length", ["sample", "-c", "{run}", "--length", "0"], "--length must be >= 1"),
     ("temp", ["sample", "-c", "{run}", "--temp", "-1"], "--temp must be > 0"),
+    ("temp inf", ["sample", "-c", "{run}", "--temp", "inf"], "--temp must be at most 100, got inf"),
+    # PRNGKey keeps a seed's low 32 bits: 2**32 would sample seed 0's text.
+    ("sample seed", ["sample", "-c", "{run}", "--seed", "4294967296"], "--seed must be from -2147483648 to 2147483647"),
+    ("train seed", ["train", "{corpus}", "--seed", "2147483648"], "--seed must be from -2147483648 to 2147483647"),
     ("prime", ["sample", "-c", "{run}", "--prime", "Zebra@"], "never saw: '@Z'"),
     # Undecodable command-line bytes arrive as lone surrogates.
     ("surrogate", ["sample", "-c", "{run}", "--prime", "a\udcff"], "never saw: '\\udcff'"),
@@ -169,10 +175,11 @@ CASES = [
     ("quiet+verbose", ["train", "{corpus}", "-q", "-v"], "--quiet and --verbose contradict"),
     ("reset-chars", ["train", "{corpus}", "--reset-chars", "-1"], "--reset-chars must be >= 0, got -1"),
     ("info damaged", ["info", "{run}"], "cannot read checkpoint"),
-    ("eval missing text", ["eval", "{run}", "{tmp}/nope.txt"], "not found: {tmp}/nope.txt"),
+    ("eval missing text", ["eval", "{run}", "{tmp}/nope.txt"], "text file not found: {tmp}/nope.txt"),
+    ("eval empty text", ["eval", "{run}", "{tmp}/empty.txt"], "the text is empty: {tmp}/empty.txt"),
     ("eval missing run", ["eval", "{tmp}/nope", "{corpus}"], "checkpoint not found"),
     ("eval streams", ["eval", "{run}", "{corpus}", "--streams", "0"], "--streams must be >= 1"),
-    ("runs missing", ["runs", "{tmp}/nope"], "no runs directory"),
+    ("runs missing", ["runs", "{tmp}/nope"], "no folder {tmp}/nope/ here, so no runs"),
     ("info missing", ["info", "{tmp}/nope"], "checkpoint not found"),
     ("info foreign", ["info", "{run}"], "not a charlstm checkpoint"),
     ("plot missing", ["plot", "{tmp}/nope"], "not a run directory"),

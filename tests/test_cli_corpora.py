@@ -40,6 +40,8 @@ def test_a_folder_with_a_pattern_a_validation_file_and_a_bad_file(runner, tmp_pa
     assert "validation text: 1 file given with --val-file, none of it trained on" in result.stderr
 
     info = runner.invoke(app, ["info", str(run_dir)])
+    # Piped, a table's lines end where their text does.
+    assert info.stdout.strip() and all(line == line.rstrip() for line in info.stdout.splitlines())
     assert re.search(r"corpus\s+3 files from .*poems \(\*\*/\*\.poem\); 1 left out \(not text\)", info.stdout)
     assert re.search(r"validation text\s+1 file given with --val-file", info.stdout)
     record = json.loads(runner.invoke(app, ["info", str(run_dir), "--json"]).stdout)
@@ -53,6 +55,54 @@ def test_a_folder_with_a_pattern_a_validation_file_and_a_bad_file(runner, tmp_pa
     scored = runner.invoke(app, ["eval", str(run_dir), "--json"])
     assert "reading the run's validation text, 1 file given with --val-file" in scored.stderr
     assert json.loads(scored.stdout)["loss"] == pytest.approx(record["best_val_loss"], abs=1e-6)
+
+    # A model of several files starts a sample at a document's start, which
+    # is no text: the JSON's prime is empty, not the boundary symbol.
+    sampled = runner.invoke(app, ["sample", "-c", str(run_dir), "-n", "8", "-N", "2", "--json"])
+    assert [json.loads(line)["prime"] for line in sampled.stdout.splitlines()] == ["", ""]
+
+
+def test_a_validation_file_is_sized_apart_and_adds_nothing_to_the_vocabulary(runner, tmp_path):
+    """The walkthrough: a.txt and --val-file sub/b.txt. The corpus line gives
+    a.txt's size, the vocabulary is a.txt's, b.txt's other characters are
+    named once and left out of the validation loss, as eval leaves them out."""
+    text = "the king and queen of denmark speak to hamlet who is sad\n" * 40
+    (tmp_path / "a.txt").write_text(text, encoding="utf-8")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "b.txt").write_text(text[:1000] + "日本語 zz\n", encoding="utf-8")
+    run_dir = tmp_path / "run"
+    args = ["train", str(tmp_path / "a.txt"), "--val-file", str(tmp_path / "sub" / "b.txt"), "--out", str(run_dir)]
+    result = runner.invoke(app, [*args, *TINY, "--steps", "2", "--eval-every", "2"])
+    assert result.exit_code == 0, result.output
+    vocab = len(set(text))
+    assert (
+        f"corpus: {tmp_path / 'a.txt'}, 2.3 KB, {len(text):,} characters ({vocab} in the vocabulary); validation "
+        "text: 1 file given with --val-file, none of it trained on (1.0 KB, 1,007 characters)" in result.stderr
+    )
+    notes = [line for line in result.stderr.splitlines() if line.startswith("note: ")]
+    assert notes == [
+        "note: 5 characters of the validation text skipped (not in vocabulary): 'z' x2, '日' x1, '本' x1, '語' x1; "
+        "the validation loss leaves them out"
+    ]
+    assert "1,001 validation chars" in result.stderr  # 1,002 characters kept: 1,001 predictions
+    record = json.loads(runner.invoke(app, ["info", str(run_dir), "--json"]).stdout)
+    assert record["model"]["vocab_size"] == vocab
+    scored = json.loads(runner.invoke(app, ["eval", str(run_dir), str(tmp_path / "sub" / "b.txt"), "--json"]).stdout)
+    assert scored["skipped_chars"] == {"z": 2, "日": 1, "本": 1, "語": 1}
+    assert scored["loss"] == pytest.approx(record["best_val_loss"], abs=1e-6)
+
+
+def test_a_validation_file_with_nothing_the_model_can_score_is_an_error(runner, tmp_path):
+    (tmp_path / "a.txt").write_text("the king and queen of denmark\n" * 40, encoding="utf-8")
+    (tmp_path / "jp.txt").write_text("日本語\n", encoding="utf-8")
+    args = ["train", str(tmp_path / "a.txt"), "--val-file", str(tmp_path / "jp.txt"), "--out", str(tmp_path / "run")]
+    result = runner.invoke(app, [*args, *TINY])
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        f"error: --val-file {tmp_path / 'jp.txt'}: almost none of the text is in the model's vocabulary "
+        "(3 characters skipped): nothing to score"
+    ]
+    assert not (tmp_path / "run").exists()
 
 
 def test_eval_names_a_bad_file_that_joined_the_runs_folder(runner, tmp_path):

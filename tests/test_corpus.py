@@ -186,11 +186,12 @@ def test_validation_holds_out_each_files_end_or_whole_files(tmp_path):
 
 def test_a_validation_file_is_the_validation_text(tmp_path):
     write_folder(tmp_path / "poems", 2)
-    (tmp_path / "val.txt").write_text("Hamlet speaks to the queen\n", encoding="utf-8")
+    # Characters of the training text only (the others are left out: the test below).
+    (tmp_path / "val.txt").write_text("hamlet speaks to the queen\n", encoding="utf-8")
     corpus, vocab, tokens = _tokens(Source((str(tmp_path / "poems"),), val_files=(str(tmp_path / "val.txt"),)))
     data = layout(tokens, [d.sha256 for d in corpus.train], batch=2, seq_len=8, val_fraction=0.1)
     assert data.split.kind == "files"
-    assert vocab.decode(data.val[:]) == BOUNDARY + "Hamlet speaks to the queen\n"
+    assert vocab.decode(data.val[:]) == BOUNDARY + "hamlet speaks to the queen\n"
     assert len(data.train.ids) == int(tokens.lengths[:2].sum())
 
 
@@ -208,3 +209,38 @@ def test_changes_name_the_files_added_removed_and_changed(tmp_path):
     assert found[0].startswith("1 file added (") and found[0].endswith("new.txt)")
     assert found[1].startswith("1 file removed (") and found[1].endswith(f"{paths[1].name})")
     assert found[2].startswith("1 file changed (") and f"{paths[0].name}: " in found[2] and "bytes" in found[2]
+
+
+def test_a_validation_files_characters_stay_out_of_the_vocabulary_and_are_counted(tmp_path, monkeypatch):
+    """The vocabulary is the training text's; what a --val-file adds is left
+    out of its token file (ASCII and not, in chunks ending mid-character) and
+    counted, from the first reading and from the cache alike."""
+    write_folder(tmp_path / "poems", 2)
+    val = "hamlet speaks 日本語 to the queen! Zzz\n"
+    (tmp_path / "val.txt").write_text(val, encoding="utf-8")
+    source = Source((str(tmp_path / "poems"),), val_files=(str(tmp_path / "val.txt"),))
+    monkeypatch.setattr(scan, "CHUNK_BYTES", 7)
+    for reading in ("first", "cached"):
+        corpus, vocab, tokens = _tokens(source)
+        assert corpus.from_cache == (reading == "cached")
+        new = {"日", "本", "語", "!", "Z", "z"}
+        assert not new & set(corpus.charset) and not new & set(vocab.chars), reading
+        assert tokens.skipped == {"!": 1, "Z": 1, "z": 2, "日": 1, "本": 1, "語": 1}
+        data = layout(tokens, [d.sha256 for d in corpus.train], batch=2, seq_len=8, val_fraction=0.1)
+        assert vocab.decode(data.val[:]) == BOUNDARY + val.translate({ord(c): None for c in new})
+
+
+def test_a_validation_file_with_nothing_in_the_vocabulary_is_an_error(tmp_path):
+    write_folder(tmp_path / "poems", 2)
+    (tmp_path / "jp.txt").write_text("日本語\n", encoding="utf-8")
+    corpus = prepare(Source((str(tmp_path / "poems"),), val_files=(str(tmp_path / "jp.txt"),)))
+    with pytest.raises(CorpusError, match=r"--val-file .*jp\.txt: almost none .*vocabulary \(3 characters skipped\)"):
+        open_tokens(corpus, corpus_vocab(corpus))
+
+
+def test_without_a_validation_file_the_held_out_share_is_in_the_vocabulary(tmp_path):
+    (tmp_path / "one.txt").write_text("abc " * 100 + "xyz", encoding="utf-8")  # "xyz" only in the held-out tail
+    corpus, vocab, tokens = _tokens(Source((str(tmp_path / "one.txt"),)))
+    assert set("xyz") <= set(vocab.chars) and tokens.skipped == {}
+    data = layout(tokens, [d.sha256 for d in corpus.train], batch=2, seq_len=8, val_fraction=0.1)
+    assert vocab.decode(data.val[:]).endswith("xyz")

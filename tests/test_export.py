@@ -4,6 +4,8 @@ page that runs the model, in a real headless Chromium with the network off."""
 import json
 import runpy
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import jax
@@ -74,6 +76,18 @@ def test_weights_read_back_and_the_numpy_reference_matches_jax(runs, tmp_path, c
         logits, state = numpy_forward["step"](ref_meta, ref, ref_meta["vocab"].index(ch), state)
         probs.append(np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum())
     np.testing.assert_allclose(np.array(probs), _jax_probs(model, PRIME * 3), atol=1e-5, rtol=0)
+
+
+def test_the_numpy_example_names_characters_the_model_never_saw(runs, tmp_path):
+    charlstm.load(runs["lstm"]).export_weights(tmp_path)
+    script = ROOT / "examples" / "numpy_forward.py"
+    done = subprocess.run(
+        [sys.executable, str(script), str(tmp_path), "--prime", "\u65e5x", "--length", "5"],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "the prime contains characters the model never saw: '\u65e5'" in done.stderr
 
 
 def test_the_weights_header_is_data_not_code(runs, tmp_path):

@@ -1,5 +1,6 @@
 """When a run's gradients or loss are worth a warning, and how it is shown."""
 
+import io
 import json
 from pathlib import Path
 
@@ -108,3 +109,26 @@ def test_the_last_line_of_a_resumed_run_gives_its_own_time_then_the_runs(capsys)
     err = capsys.readouterr().err
     assert "done at step 1000 after 0:05 of training (0:46 in all); best validation loss 1.5" in err
     assert "done at step 900 after 0:41 of training; best validation loss 1.5" in err
+
+
+def _timed(step, total, elapsed, time_left):
+    return events.Progress(step, total, 2.0, 0.5, 1e-3, 1000.0, elapsed, HEALTHY_LAYERS, 0.0, time_left)
+
+
+def test_the_time_left_is_the_time_limits_when_it_ends_the_run_first(capsys):
+    """A run of 100,000 steps with --max-time 0.2 ends in seconds, not hours;
+    without a limit the estimate is the steps'."""
+    console = Console(stderr=True, force_terminal=False, width=200)
+    display = TrainingDisplay(console, NORMAL, plain_interval=0.0)
+    display.handle(_timed(10, 100_000, 1.0, 11.0))
+    display.handle(_timed(20, 100, 2.0, None))
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0].endswith("elapsed 0:01  eta ~0:11") and lines[1].endswith("elapsed 0:02  eta ~0:08")
+
+    terminal = Console(file=io.StringIO(), force_terminal=True, width=200)
+    with TrainingDisplay(terminal, NORMAL) as bar:
+        bar.handle(events.Started(0, 100_000, "cpu", ["cpu:0"], 1000, 100, 10))
+        bar.handle(_timed(10, 100_000, 1.0, 11.0))
+        task = bar._progress.tasks[0]
+        shown = str(bar._progress.columns[-1].render(task))
+    assert shown in ("0:11", "0:10")

@@ -312,3 +312,7 @@ def test_without_a_text_or_the_corpus_it_says_what_to_give(runner, trained_run, 
     result = runner.invoke(app, ["inspect", str(moved), "-o", str(tmp_path / "p.html")])
     assert result.exit_code == 2
     assert "gone.txt is not there" in result.stderr and "give a TEXTFILE or --text" in result.stderr
+    # eval has no --text: it names only what it takes.
+    result = runner.invoke(app, ["eval", str(moved)])
+    assert result.exit_code == 2
+    assert "gone.txt is not there" in result.stderr and result.stderr.rstrip().endswith("give a TEXTFILE")

@@ -2,6 +2,7 @@
 
 import contextlib
 import json
+import logging
 import math
 import os
 import pickle
@@ -9,7 +10,9 @@ import random
 import re
 import shutil
 import subprocess
+import sys
 import time
+import types
 from pathlib import Path
 
 import pytest
@@ -86,6 +89,51 @@ def test_damaged_arrays_behind_good_metadata_give_a_clean_error(damaged, how):
             path.write_bytes(path.read_bytes()[:3])
     with pytest.raises(CheckpointError, match="cannot read checkpoint .*: its arrays are missing or damaged"):
         checkpoint.load(damaged)
+
+
+def test_the_other_reads_of_a_damaged_checkpoint_stay_quiet(damaged, capsys, caplog):
+    """Once one array fails, Orbax's other reads fail later on TensorStore's
+    threads, through the unraisable-exception hook and asyncio's logger: one
+    CheckpointError already says it, so those echoes are dropped, and only
+    those."""
+    for path in (p for p in _state_files(damaged) if p.parent.name == "d"):
+        path.write_bytes(path.read_bytes()[:3])
+    with pytest.raises(CheckpointError, match="its arrays are missing or damaged"):
+        checkpoint.load(damaged)
+    capsys.readouterr()
+
+    def unraisable(exc):
+        sys.unraisablehook(types.SimpleNamespace(exc_type=type(exc), exc_value=exc, exc_traceback=None, object=None))
+
+    before = sys.unraisablehook
+    seen = []
+    try:
+        # What the hook falls back on for anything else: here, a list.
+        sys.unraisablehook = lambda u: seen.append(u.exc_value)
+        checkpoint._quiet_the_other_reads()
+        unraisable(RuntimeError("Event loop is closed"))
+        unraisable(Exception("Encountered error while reading array index: (slice(0, 3, 1),)."))
+        other = ValueError("something else")
+        unraisable(other)
+    finally:
+        sys.unraisablehook = before
+    assert seen == [other]
+
+    caplog.set_level(logging.ERROR, logger="asyncio")
+    echo = Exception("Encountered error while reading array index: ().")
+    logging.getLogger("asyncio").error("exception was never retrieved", exc_info=(Exception, echo, None))
+    logging.getLogger("asyncio").error("a task went wrong", exc_info=(ValueError, ValueError("mine"), None))
+    assert [r.getMessage() for r in caplog.records] == ["a task went wrong"]
+
+
+def test_sampling_from_a_damaged_checkpoint_prints_one_line(damaged):
+    for path in (p for p in _state_files(damaged) if p.parent.name == "d"):
+        path.write_bytes(path.read_bytes()[:3])
+    done = subprocess.run(
+        [*_charlstm_command(), "sample", "-c", str(damaged), "-n", "5"], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and done.stderr.startswith("error: cannot read checkpoint"), done.stderr
 
 
 JSON = st.recursive(

@@ -1,5 +1,6 @@
 """`charlstm runs`, `info`, `eval` and `plot` on real runs."""
 
+import io
 import json
 import os
 import re
@@ -7,6 +8,7 @@ import shutil
 import struct
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -127,3 +129,18 @@ def test_shell_completion_script():
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "complete" in result.stdout and "charlstm" in result.stdout.lower()
+
+
+def test_the_runs_table_names_a_runs_first_file_and_counts_the_others():
+    from rich.console import Console
+
+    from charlstm.cli.tables import runs_table
+    from charlstm.training.catalog import RunSummary
+
+    def row(sources: int) -> str:
+        summary = RunSummary(Path("runs/r"), "/data/a.txt", "2x256 LSTM", 10**6, 5, 10, 1.5, 3.0, 0.0, None, sources)
+        console = Console(width=200, file=io.StringIO())
+        console.print(runs_table([summary]))
+        return console.file.getvalue()
+
+    assert " a.txt +2 " in row(3) and " a.txt " in row(1) and "+" not in row(1)

@@ -180,9 +180,18 @@ def test_a_requests_rows_are_its_seeds_keys_and_settings(seed):
     np.testing.assert_array_equal(np.asarray(rows.top_p), np.float32([0.9] * 3))
 
 
-def test_a_seed_past_64_bits_is_refused_with_a_message():
-    with pytest.raises(CharlstmError, match="--seed must fit in 64 bits"):
-        SampleConfig(seed=2**64)
+@pytest.mark.parametrize("seed", [2**31, 2**32, -(2**31) - 1, 2**64])
+def test_a_seed_that_another_seed_stands_for_is_refused(seed):
+    """PRNGKey keeps a seed's low 32 bits: 2**32 would give seed 0's text."""
+    with pytest.raises(CharlstmError, match=r"--seed must be from -2147483648 to 2147483647"):
+        SampleConfig(seed=seed)
+    SampleConfig(seed=2**31 - 1), SampleConfig(seed=-(2**31))
+
+
+def test_an_infinite_temperature_is_refused():
+    with pytest.raises(CharlstmError, match="--temp must be at most 100"):
+        SampleConfig(temperature=float("inf"))
+    SampleConfig(temperature=100.0)
 
 
 def test_changing_temperature_top_k_or_top_p_does_not_recompile():

@@ -212,6 +212,8 @@ BAD = [
     ("no key", "POST", "/v1/generate", {}, {}, 401, "needs an API key", None),
     ("wrong key", "POST", "/v1/generate", {}, {"Authorization": "Bearer nope"}, 401, "wrong API key", None),
     ("model no key", "GET", "/v1/model", None, {}, 401, "needs an API key", None),
+    ("no such path", "GET", "/v1/nope", None, AUTH, 404, "no such endpoint: GET /v1/nope", None),
+    ("wrong method", "GET", "/v1/generate", None, AUTH, 405, "GET /v1/generate is not allowed: use POST", None),
 ]
 
 

@@ -158,3 +158,110 @@ def test_tune_refuses_conflicting_budgets(runner, tiny_corpus, tmp_path):
     gru = runner.invoke(app, ["tune", str(tiny_corpus), "--steps", "3", "--cell", "gru", "--norm", "layer"])
     assert gru.exit_code == 2
     assert "--norm layer works with --cell lstm only" in gru.stderr
+
+
+def test_random_search_never_repeats_a_configuration():
+    """A draw that repeats a configuration is drawn again: a space smaller
+    than the trials asked for runs each configuration once, and a larger
+    one keeps, for a seed, the trials it gave before the first repeat."""
+
+    def narrowed(*specs: str) -> tuple[tune.Dimension, ...]:
+        return tuple(tune.parse_dimension(d, s) for d, s in zip(tune.SPACE, specs, strict=True))
+
+    one = narrowed("1e-2", "64", "1", "32", "0")
+    assert tune.distinct_points(one) == 1
+    assert tune.random_trials(one, 3, seed=0) == [
+        {"learning_rate": 1e-2, "hidden_size": 64, "num_layers": 1, "seq_len": 32, "dropout": 0.0}
+    ]
+    four = narrowed("1e-3,1e-2", "64,128", "1", "32", "0")
+    drawn = tune.random_trials(four, 10, seed=4)
+    assert len(drawn) == 4 and all(drawn.count(p) == 1 for p in drawn)
+    assert drawn == tune.random_trials(four, 10, seed=4)  # still reproducible
+    # A space larger than the trials: as many distinct trials as asked.
+    some = tune.random_trials(four, 3, seed=4)
+    assert len(some) == 3 and len({tuple(p.items()) for p in some}) == 3
+    assert tune.distinct_points(tune.SPACE) == float("inf")
+    many = tune.random_trials(tune.SPACE, 30, seed=1)
+    assert len({tuple(p.items()) for p in many}) == 30
+
+
+def test_a_plan_with_fewer_configurations_than_trials_says_so(tiny_corpus, tmp_path):
+    space = {"learning_rate": "1e-2", "hidden_size": "8", "num_layers": "1", "seq_len": "16", "dropout": "0"}
+    plan = tune.plan(tiny_corpus, tmp_path / "s", trials=3, steps=2, space=space)
+    assert len(plan.points) == 1 and plan.settings["trials"] == 1
+    assert plan.note == "the search space holds 1 configuration, fewer than --trials 3: it runs once"
+    wide = tune.plan(tiny_corpus, tmp_path / "w", trials=3, steps=2, space={**space, "hidden_size": "8,16,24"})
+    assert len(wide.points) == 3 and wide.note == ""
+    grid = tune.plan(tiny_corpus, tmp_path / "g", trials=5, grid=True, steps=2, space={**space, "hidden_size": "8,16"})
+    assert len(grid.points) == 2 and "holds 2 different configurations, fewer than --trials 5" in grid.note
+
+
+def test_tune_runs_a_one_configuration_space_once_with_a_note(runner, tiny_corpus, tmp_path):
+    out = tmp_path / "once"
+    args = ["tune", str(tiny_corpus), "--steps", "2", "--trials", "3", "--out", str(out), "--lr", "1e-2", "-b", "4"]
+    result = runner.invoke(app, [*args, "--hidden", "8", "--layers", "1", "--seq-len", "16", "--dropout", "0"])
+    assert result.exit_code == 0, result.output
+    assert "note: the search space holds 1 configuration, fewer than --trials 3: it runs once" in result.stderr
+    assert "1 random trial\n" in result.stderr and "trial 1/1:" in result.stderr
+    assert len(json.loads((out / "trials.json").read_text())["trials"]) == 1
+
+
+class FakeClock:
+    """The loop's clock, moved only by what a test says things cost."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def perf_counter(self) -> float:
+        return self.now
+
+
+def test_a_time_budget_counts_the_same_training_time_in_every_trial(tiny_corpus, tmp_path, monkeypatch):
+    """Timing decides nothing here: the loop's clock is a fake that moves by
+    a set cost per training step, compilation and validation pass. Each
+    trial's calibration times a different speed from the one its trial then
+    trains at (a machine that speeds up or slows down; few steps timed);
+    the first compilation is slow (no compile cache) and validation is
+    slow. Every trial must still train its steps for the budget, measured
+    alike: not the calibration's prediction, and none of the compile,
+    validation, sample or save time."""
+    from charlstm.training import loop
+
+    clock = FakeClock()
+    monkeypatch.setattr(loop, "time", clock)
+    budget, step_cost = 1.0, 1 / 64  # binary fractions: the fake clock adds them exactly
+    # Per compilation, in order: trial 0's calibration and trial, trial 1's, trial 2's.
+    cal = [1 / 128, 3 / 128, 1 / 64]
+    costs = iter([(30.0, cal[0]), (0.0, step_cost), (0.0, cal[1]), (0.0, step_cost), (0.0, cal[2]), (0.0, step_cost)])
+    compile_step, call_step = loop.TrainStep.__init__, loop.TrainStep.__call__
+
+    def compiled(self, run, setup):
+        compile_step(self, run, setup)
+        compile_cost, self.fake_cost = next(costs)
+        clock.now += compile_cost
+
+    def stepped(self, state, batch):
+        clock.now += self.fake_cost
+        return call_step(self, state, batch)
+
+    validate = loop.Session._validate
+
+    def validated(self):
+        clock.now += 5.0
+        yield from validate(self)
+
+    monkeypatch.setattr(loop.TrainStep, "__init__", compiled)
+    monkeypatch.setattr(loop.TrainStep, "__call__", stepped)
+    monkeypatch.setattr(loop.Session, "_validate", validated)
+    space = {"learning_rate": "1e-2", "hidden_size": "8,12,16", "num_layers": "1", "seq_len": "16", "dropout": "0"}
+    plan = tune.plan(
+        tiny_corpus, tmp_path / "s", trials=3, budget_s=budget, space=space, model={"embed_dim": 8},
+        train={"batch_size": 4},
+    )  # fmt: skip
+    results = list(tune.search(plan))
+    assert len(results) == 3
+    for r in results:
+        # The steps that fit the budget at the trial's own speed, its schedule
+        # refitted to end there (not where the calibration put it).
+        assert (r.train_seconds, r.steps, r.planned_steps, r.reason) == (budget, 64, 64, "done"), r
+        assert r.val_loss is not None

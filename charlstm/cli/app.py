@@ -8,6 +8,7 @@ loading them.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any, NoReturn
@@ -61,10 +62,15 @@ def stdout() -> Console:
 
 def print_table(table: Any) -> None:
     console = stdout()
-    if not console.is_terminal:
-        # A file or pipe has no width to fit: never wrap cells there.
-        console.width = max(console.width, Console(width=10_000).measure(table).maximum)
-    console.print(table)
+    if console.is_terminal:
+        console.print(table)
+        return
+    # A file or pipe has no width to fit: never wrap cells there, and leave
+    # out the spaces that pad each line to the widest.
+    console.width = max(console.width, Console(width=10_000).measure(table).maximum)
+    with console.capture() as captured:
+        console.print(table)
+    sys.stdout.write("".join(line.rstrip() + "\n" for line in captured.get().splitlines()))
 
 
 def use_cache() -> None:

@@ -18,14 +18,19 @@ from rich.progress import (
     DownloadColumn,
     MofNCompleteColumn,
     Progress,
+    ProgressColumn,
+    Task,
     TaskID,
     TextColumn,
     TimeRemainingColumn,
     TransferSpeedColumn,
 )
+from rich.text import Text
 
 from charlstm.cli.format import duration as _duration
 from charlstm.cli.format import loss_text as _loss_text
+from charlstm.cli.format import skipped_text
+from charlstm.cli.format import trial_seconds as _trial_seconds
 from charlstm.errors import shown
 from charlstm.flags import as_options, flag
 from charlstm.training import events
@@ -165,15 +170,25 @@ class TrainingDisplay:
 
     def _on_corpus(self, event: events.CorpusReady) -> None:
         several = event.files + event.val_files > 1
-        if not (several or event.size >= LARGE_CORPUS or self.verbosity == VERBOSE):
-            return
+        if several or event.size >= LARGE_CORPUS or self.verbosity == VERBOSE:
+            self._on_corpus_line(event)
+        if event.skipped:
+            self._say(
+                f"note: {sum(event.skipped.values()):,} characters of the validation text skipped (not in "
+                f"vocabulary): {skipped_text(event.skipped)}; the validation loss leaves them out",
+                style="yellow",
+            )
+
+    def _on_corpus_line(self, event: events.CorpusReady) -> None:
         what = f"{event.files} files from {shown(event.path)}" if event.files > 1 else shown(event.path)
+        # The vocabulary is the training text's: --val-file text is sized apart.
+        val = f" ({_size(event.val_size)}, {event.val_chars:,} characters)" if event.val_files else ""
         self._say(
             f"corpus: {what}, {_size(event.size)}, {event.chars:,} characters ({event.vocab_size} in the "
-            f"vocabulary); validation text: {event.validation}"
+            f"vocabulary); validation text: {event.validation}{val}"
         )
         if event.encoded_seconds is not None:
-            rate = event.size / max(event.encoded_seconds, 1e-9)
+            rate = (event.size + event.val_size) / max(event.encoded_seconds, 1e-9)  # both were encoded
             self._say(f"encoded in {event.encoded_seconds:.1f}s ({_size(rate)}/s) to {event.tokens}")
         else:
             self._say(f"token file (from the cache): {event.tokens}")
@@ -184,11 +199,11 @@ class TrainingDisplay:
             BarColumn(),
             MofNCompleteColumn(),
             TextColumn("{task.fields[stats]}"),
-            TimeRemainingColumn(),
+            _TimeLeft(),
             console=self.console,
             transient=False,
         )
-        self._task = self._progress.add_task("train", total=total, completed=step, stats="compiling...")
+        self._task = self._progress.add_task("train", total=total, completed=step, stats="compiling...", ends=None)
         self._progress.start()
 
     def _stats(self, event: events.Progress) -> str:
@@ -209,17 +224,32 @@ class TrainingDisplay:
     def _on_progress(self, event: events.Progress) -> None:
         self._last = event
         if self._progress is not None and self._task is not None:
-            self._progress.update(self._task, completed=event.step, stats=self._stats(event))
+            ends = None if event.time_left is None else time.monotonic() + event.time_left
+            self._progress.update(self._task, completed=event.step, stats=self._stats(event), ends=ends)
             return
         now = time.monotonic()
         due = now - self._last_plain >= self.plain_interval or self.verbosity == VERBOSE
         if due or event.step == event.total_steps:
             self._last_plain = now
             remaining = (event.total_steps - event.step) * (event.elapsed / max(event.step, 1))
+            if event.time_left is not None:  # --max-time ends it first
+                remaining = min(remaining, event.time_left)
             self._say(
                 f"step {event.step}/{event.total_steps}  {self._stats(event)}  "
                 f"elapsed {_duration(event.elapsed)}  eta ~{_duration(remaining)}"
             )
+
+
+class _TimeLeft(ProgressColumn):
+    """Rich's estimate from the bar's speed, or the time left before
+    --max-time stops the run (the task's `ends`), whichever comes first."""
+
+    def render(self, task: Task) -> Text:
+        left = task.time_remaining
+        ends = task.fields.get("ends")
+        if ends is not None:
+            left = max(0.0, ends - time.monotonic()) if left is None else min(left, max(0.0, ends - time.monotonic()))
+        return Text("-:--" if left is None else _duration(left), style="progress.remaining")
 
 
 def _trained(event: events.Finished) -> str:
@@ -261,14 +291,17 @@ class SearchDisplay:
             self._progress.stop()
             self._progress = None
 
-    def _say(self, message: str) -> None:
-        self.console.print(message, highlight=False, markup=False)
+    def _say(self, message: str, style: str | None = None) -> None:
+        self.console.print(message, highlight=False, markup=False, style=style)
 
     def handle(self, event: Any) -> None:
         if self.verbosity == QUIET:
             return
         if isinstance(event, events.SearchPlanned):
-            self._say(f"search directory: {event.directory}; {event.trials} {event.kind} trials")
+            plural = "" if event.trials == 1 else "s"
+            self._say(f"search directory: {event.directory}; {event.trials} {event.kind} trial{plural}")
+            if event.note:
+                self._say(f"note: {event.note}", style="yellow")
         elif isinstance(event, events.TrialStarted):
             self._say(
                 f"trial {event.index + 1}/{event.total}: {as_options(event.point)}  "
@@ -289,10 +322,12 @@ class SearchDisplay:
             r = event.result
             self._say(
                 f"trial {event.index + 1}/{event.total}: {r.reason} at step {r.steps} after "
-                f"{_duration(r.train_seconds)}; best validation loss {_loss_text(r.val_loss)}"
+                f"{_trial_seconds(r.train_seconds)} of training; best validation loss {_loss_text(r.val_loss)}"
             )
         elif self._trial is not None:
             self._trial.handle(event)
+        elif isinstance(event, events.Rescheduled) and self._progress is not None and self._task is not None:
+            self._progress.update(self._task, total=event.steps)  # a time budget's refitted end
         elif isinstance(event, events.Progress) and self._progress is not None and self._task is not None:
             stats = f"loss {event.loss:.3f}  {event.chars_per_sec / 1000:.1f}k chars/s"
             self._progress.update(self._task, completed=event.step, stats=stats)

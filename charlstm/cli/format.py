@@ -1,6 +1,8 @@
-"""Number formats shared by everything that shows losses and times."""
+"""Number formats shared by everything that shows losses, times and skipped characters."""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 from charlstm.units import bits
 
@@ -14,3 +16,14 @@ def duration(seconds: float) -> str:
     minutes, secs = divmod(int(seconds), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def trial_seconds(seconds: float) -> str:
+    """A tune trial's training time: to a tenth of a second under a minute,
+    where trials on one time budget differ by a step or so."""
+    return f"{seconds:.1f}s" if seconds < 60 else duration(seconds)
+
+
+def skipped_text(skipped: Mapping[str, int], most: int = 10) -> str:
+    """Characters left out (not in the vocabulary), the most frequent first, each with its count."""
+    return ", ".join(f"{c!r} x{n}" for c, n in sorted(skipped.items(), key=lambda kv: -kv[1])[:most])

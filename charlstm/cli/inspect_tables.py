@@ -8,6 +8,7 @@ from pathlib import Path
 from rich import box
 from rich.table import Table
 
+from charlstm.cli.format import skipped_text
 from charlstm.flags import flag
 from charlstm.introspect.features import FEATURES, UnitScore
 from charlstm.introspect.record import LABELS, SATURATED_HIGH, SATURATED_LOW, Inspection, Saturation
@@ -26,8 +27,8 @@ def summary_table(source: str, where: Path, inspection: Inspection, page: Path) 
     table.add_row("checkpoint", f"{where} ({inspection.model})")
     table.add_row("characters read", f"{n:,}")
     if inspection.skipped:
-        listed = ", ".join(f"{c!r} x{k}" for c, k in sorted(inspection.skipped.items(), key=lambda kv: -kv[1])[:10])
-        table.add_row("skipped (not in vocabulary)", f"{sum(inspection.skipped.values()):,}: {listed}")
+        skipped = skipped_text(inspection.skipped)
+        table.add_row("skipped (not in vocabulary)", f"{sum(inspection.skipped.values()):,}: {skipped}")
     if inspection.truncated:
         table.add_row(f"not read ({flag('max_chars')})", f"{inspection.truncated:,}")
     table.add_row("loss", f"{inspection.loss:.4f} nats/char ({inspection.bits_per_char:.4f} bits per char)")

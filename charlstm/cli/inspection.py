@@ -42,7 +42,7 @@ def evaluate(
         given = _given_text(text_file, None)  # a missing file fails before the model is read
         use_cache()
         model = api.load(checkpoint)
-        source, text = given or _validation_text(model)
+        source, text = given or _validation_text(model, "give a TEXTFILE")
         score = model.evaluate(text, streams)
         if as_json:
             sys.stdout.write(json.dumps(records.score_record(source, model.path, score)) + "\n")
@@ -93,7 +93,7 @@ def inspect_model(
         given = _given_text(text_file, text)
         use_cache()
         model = api.load(checkpoint)
-        source, body = given or _validation_text(model)
+        source, body = given or _validation_text(model, "give a TEXTFILE or --text")
         seen = model.inspect(body, max_chars)
         correlations = features.correlations(seen)
         tops = features.top_units(correlations, top)
@@ -129,12 +129,13 @@ def _given_text(text_file: str | None, text: str | None) -> tuple[str, str] | No
     return None
 
 
-def _validation_text(model: Model) -> tuple[str, str]:
-    """The held-out end of the run's own corpus, which the model never trained on."""
+def _validation_text(model: Model, otherwise: str) -> tuple[str, str]:
+    """The held-out end of the run's own corpus, which the model never trained
+    on; `otherwise` says how this command takes a text of the user's own."""
     try:
         held_out = model.validation_text()
     except CharlstmError as err:
-        fail(f"no text given, and {err}: give a TEXTFILE or --text", err.details)
+        fail(f"no text given, and {err}: {otherwise}", err.details)
     corpus = shown(model.corpus_path)
     if model.corpus.get("documents", 1) > 1 or model.corpus.get("val_files"):
         say(f"no text given: reading the run's validation text, {model.validation_description()}, from {corpus}")

@@ -153,7 +153,7 @@ def _render(done: list[Completion], request: SampleConfig, model: Model, as_json
         settings = {"checkpoint": str(model.path), "step": model.step, **to_dict(request)}
         del settings["prime"], settings["num_samples"]
         settings["stop"] = list(request.stop)
-        prime = request.prime or model.default_prime  # what the model actually read first
+        prime = request.prime or model.default_prime_text  # what the model read first, as text
         return "".join(
             json.dumps({"sample": i, "prime": prime, "text": c.text, "finish_reason": c.finish_reason, **settings})
             + "\n"

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from rich import box
 from rich.table import Table
 
-from charlstm.cli.format import duration, loss_text
+from charlstm.cli.format import duration, loss_text, skipped_text, trial_seconds
 from charlstm.flags import label
 from charlstm.training.catalog import RunSummary
 from charlstm.training.checkpoint import Meta
@@ -42,7 +42,7 @@ def runs_table(runs: Sequence[RunSummary]) -> Table:
             continue  # listed apart: see the CLI
         table.add_row(
             r.path.name,
-            Path(r.corpus).name,
+            _corpus_name(r),
             f"{r.model} {r.params / 1e6:.2f}M",
             f"{r.step}/{r.total_steps}",
             loss_text(r.best_val_loss, 4, unit=""),
@@ -50,6 +50,12 @@ def runs_table(runs: Sequence[RunSummary]) -> Table:
             _when(r.updated),
         )
     return table
+
+
+def _corpus_name(run: RunSummary) -> str:
+    """A file's or folder's name, and how many more were given with it."""
+    more = f" +{run.corpus_sources - 1}" if run.corpus_sources > 1 else ""
+    return Path(run.corpus).name + more
 
 
 def _vocab_preview(vocab: Vocab, limit: int = 60) -> str:
@@ -125,8 +131,7 @@ def score_table(text_path: str, where: Path, score: Score) -> Table:
     table.add_row("checkpoint", str(where))
     table.add_row("characters scored", f"{score.chars:,}")
     if score.skipped:
-        listed = ", ".join(f"{c!r} x{n}" for c, n in sorted(score.skipped.items(), key=lambda kv: -kv[1])[:10])
-        table.add_row("skipped (not in vocabulary)", f"{sum(score.skipped.values()):,}: {listed}")
+        table.add_row("skipped (not in vocabulary)", f"{sum(score.skipped.values()):,}: {skipped_text(score.skipped)}")
     table.add_row("loss", f"{score.loss:.4f} nats/char")
     table.add_row("bits per char", f"{score.bits_per_char:.4f}")
     table.add_row("perplexity", f"{score.perplexity:.3f}")
@@ -154,7 +159,7 @@ def trials_table(results: Sequence[TrialResult]) -> Table:
             f"{r.params / 1e6:.2f}M",
             f"{r.steps}/{r.planned_steps}",
             loss_text(r.val_loss, 4, unit=""),
-            duration(r.train_seconds),
+            trial_seconds(r.train_seconds),
             r.reason,
         )
     return table

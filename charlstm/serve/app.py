@@ -26,6 +26,7 @@ from importlib import resources
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
@@ -45,6 +46,22 @@ def error_response(error: RequestError) -> JSONResponse:
     if error.status == 503:
         headers["Retry-After"] = "1"
     return JSONResponse(error.body(), status_code=error.status, headers=headers)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own refusals (no such path, wrong method) in the same
+    JSON as every other error, so a client reads one format."""
+    assert isinstance(exc, HTTPException)
+    where = f"{request.method} {request.url.path}"
+    if exc.status_code == 404:
+        message = f"no such endpoint: {where} (there are POST /v1/generate, GET /v1/model, GET /healthz and GET /)"
+    elif exc.status_code == 405:
+        message = f"{where} is not allowed: use {(exc.headers or {}).get('Allow', 'another method')}"
+    else:
+        message = str(exc.detail)
+    response = error_response(RequestError(exc.status_code, message))
+    response.headers.update(exc.headers or {})
+    return response
 
 
 class Generation:
@@ -180,7 +197,7 @@ def create_app(
         Route("/healthz", health, methods=["GET"]),
         Route("/", home, methods=["GET"]),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: _http_error})
     app.state.batcher, app.state.limits = batcher, limits
     return app
 

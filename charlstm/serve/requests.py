@@ -13,15 +13,13 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from charlstm.config import MAX_STOP_CHARS, MAX_STOPS, SampleConfig, ServeConfig
+from charlstm.config import MAX_STOP_CHARS, MAX_STOPS, MAX_TEMPERATURE, SEEDS, SampleConfig, ServeConfig
 from charlstm.errors import CharlstmError
 from charlstm.text.vocab import Vocab
 
 # The JSON fields, with SampleConfig's name where it differs.
 FIELDS = ("prime", "length", "temperature", "top_k", "top_p", "seed", "n", "stop", "stream")
 DEFAULT_LENGTH = 200  # shorter than `charlstm sample`'s 1000: a request should answer quickly
-MAX_TEMPERATURE = 100.0
-SEEDS = (-(2**31), 2**31 - 1)  # what jax.random.PRNGKey takes without 64-bit integers
 
 
 class RequestError(CharlstmError):

@@ -71,8 +71,9 @@ def shipped_corpora() -> dict[str, Path]:
     return {}
 
 
-def resolve_corpus_path(path: str) -> tuple[Path, bool]:
-    """The file or folder to read, and whether it is a shipped corpus standing in for `path`."""
+def resolve_corpus_path(path: str, what: str = "corpus file or folder") -> tuple[Path, bool]:
+    """The file or folder to read, and whether it is a shipped corpus standing
+    in for `path`; `what` names it in the error."""
     given = Path(path)
     if given.exists():
         return given, False
@@ -80,7 +81,7 @@ def resolve_corpus_path(path: str) -> tuple[Path, bool]:
     if given.name in shipped and given.parent == Path():
         return shipped[given.name], True
     hint = f" (shipped corpora: {', '.join(shipped)})" if shipped else ""
-    raise CorpusError(f"corpus file or folder not found: {path}{hint}")
+    raise CorpusError(f"{what} not found: {path}{hint}")
 
 
 def _hidden(relative: Path) -> bool:
@@ -96,7 +97,12 @@ def _folder_files(folder: Path, pattern: str) -> list[Path]:
     except OSError as err:
         raise CorpusError(f"cannot list folder {folder}: {err.strerror}") from None
     if not matches:
-        kinds = Counter(p.suffix or "(no extension)" for p in folder.rglob("*") if p.is_file())
+        # The files a pattern could pick: hidden ones never are.
+        kinds = Counter(
+            p.suffix or "(no extension)"
+            for p in folder.rglob("*")
+            if p.is_file() and not _hidden(p.relative_to(folder))
+        )
         has = ", ".join(f"{n} {suffix}" for suffix, n in kinds.most_common(5))
         raise CorpusError(
             f"no files in {folder} match {pattern!r} ({f'it has {has}' if kinds else 'it has no files'}); "
@@ -159,8 +165,9 @@ def _unique(documents: Iterable[Document]) -> list[Document]:
     return out
 
 
-def read_corpus(path: Path) -> TextFile:
-    """One UTF-8 text file, read whole and checked (not empty, not binary, valid UTF-8)."""
+def read_corpus(path: Path, what: str = "corpus") -> TextFile:
+    """One UTF-8 text file, read whole and checked (not empty, not binary,
+    valid UTF-8); `what` names it in the errors."""
     if path.is_dir():
         raise CorpusError(f"{path} is a folder; this reads one text file")
     try:
@@ -168,7 +175,7 @@ def read_corpus(path: Path) -> TextFile:
     except OSError as err:
         raise CorpusError(f"cannot read {path}: {err.strerror}") from None
     if not raw:
-        raise CorpusError(f"corpus is empty: {path}")
+        raise CorpusError(f"{what} is empty: {path}")
     problem = binary_or_invalid(raw[:65536], raw)
     if problem:
         raise CorpusError(f"{path}: {problem}")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import codecs
 import hashlib
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO
 
@@ -43,12 +43,15 @@ class Scanned:
     sha256: str
     chars: int  # characters, if it is text
     problem: str | None  # why it is not usable text, or None
+    # A validation file's (character, occurrences), by character: it is scored
+    # under the training text's vocabulary, and what that lacks is left out.
+    counts: tuple[tuple[str, int], ...] | None = None
 
 
 @dataclass(frozen=True)
 class ScanResult:
     files: tuple[Scanned, ...]
-    charset: str  # every character of the usable files, sorted
+    charset: str  # every character of the usable training files, sorted (not the counted ones')
 
 
 class _Charset:
@@ -82,24 +85,56 @@ class _Charset:
         return "".join(map(chr, np.flatnonzero(self.seen)))
 
 
+class _Counts:
+    """How often each character of one file occurs (a validation file's)."""
+
+    def __init__(self) -> None:
+        self.by_point: dict[int, int] = {}
+
+    def add_ascii(self, chunk: bytes) -> list[int]:
+        n = np.bincount(np.frombuffer(chunk, np.uint8), minlength=128)  # (128,)
+        present = np.flatnonzero(n)
+        return self._add(present, n[present])
+
+    def add(self, points: np.ndarray) -> list[int]:
+        present, n = np.unique(points, return_counts=True)
+        return self._add(present, n)
+
+    def _add(self, points: np.ndarray, n: np.ndarray) -> list[int]:
+        new = [p for p in points.tolist() if p not in self.by_point]
+        for p, k in zip(points.tolist(), n.tolist(), strict=True):
+            self.by_point[p] = self.by_point.get(p, 0) + k
+        return new
+
+    def pairs(self) -> tuple[tuple[str, int], ...]:
+        return tuple((chr(p), k) for p, k in sorted(self.by_point.items()))
+
+
 def _chunks(f: BinaryIO) -> Iterator[bytes]:
     while chunk := f.read(CHUNK_BYTES):
         yield chunk
 
 
-def scan(documents: Sequence[Document], progress: Progress) -> ScanResult:
-    """Check, hash and count every document; the characters of those that are text."""
+def scan(documents: Sequence[Document], progress: Progress, counted: int = 0) -> ScanResult:
+    """Check, hash and count every document; the characters of those that
+    are text. The last `counted` documents (the validation files) add
+    nothing to the charset, which makes the vocabulary: each keeps how often
+    each of its characters occurs instead (`Scanned.counts`)."""
     total = sum(d.size for d in documents)
     charset = _Charset()
     done = 0
     files = []
-    for doc in documents:
+    for k, doc in enumerate(documents):
 
         def report(n: int, before: int = done) -> None:
             progress("reading", before + n, total)
 
-        scanned, added = _scan_one(doc.path, charset, report)
-        if scanned.problem is not None:
+        sink = _Counts() if k >= len(documents) - counted else charset
+        scanned, added = _scan_one(doc.path, sink, report)
+        if isinstance(sink, _Counts):
+            if scanned.problem is None:
+                scanned = replace(scanned, counts=sink.pairs())
+        elif scanned.problem is not None:
             charset.take_back(added)
         files.append(scanned)
         done += scanned.size
@@ -107,7 +142,7 @@ def scan(documents: Sequence[Document], progress: Progress) -> ScanResult:
     return ScanResult(tuple(files), charset.chars())
 
 
-def _scan_one(path: Path, charset: _Charset, progress: Callable[[int], None]) -> tuple[Scanned, list[int]]:
+def _scan_one(path: Path, charset: _Charset | _Counts, progress: Callable[[int], None]) -> tuple[Scanned, list[int]]:
     digest = hashlib.sha256()
     decoder = codecs.getincrementaldecoder("utf-8")()
     chars, offset, added = 0, 0, []
@@ -144,16 +179,26 @@ def _scan_one(path: Path, charset: _Charset, progress: Callable[[int], None]) ->
 
 
 def encode(
-    documents: Sequence[Scanned], vocab: Vocab, boundary: bool, out: BinaryIO, done: int, total: int, progress: Progress
+    documents: Sequence[Scanned],
+    vocab: Vocab,
+    boundary: bool,
+    out: BinaryIO,
+    done: int,
+    total: int,
+    progress: Progress,
+    leave_out_unknown: bool = False,
 ) -> int:
     """Write `documents`' ids to `out` in the vocabulary's token dtype, each
     preceded by the boundary symbol if `boundary`; the bytes read so far. A
-    file whose content no longer matches its hash is an error."""
+    file whose content no longer matches its hash is an error. Characters
+    the vocabulary lacks are an error too, or with `leave_out_unknown` (the
+    validation files) are left out."""
     dtype = token_dtype(vocab.size)
     table = vocab.lookup_table()  # (largest code point + 1,) int32, -1 outside the vocabulary
     # One byte per id and per ASCII character: bytes.translate maps a chunk in one call.
     fast = dtype == np.uint8
     ascii_ids = bytes(int(table[b]) if b < len(table) and table[b] >= 0 else 0 for b in range(256)) if fast else b""
+    unknown_ascii = bytes(b for b in range(128) if b >= len(table) or table[b] < 0) if leave_out_unknown else b""
     mark = np.array([vocab.boundary_id or 0], dtype).tobytes()
     for doc in documents:
         if boundary:
@@ -164,12 +209,15 @@ def encode(
             for chunk in _chunks(f):
                 digest.update(chunk)
                 if fast and chunk.isascii() and not decoder.getstate()[0]:
-                    out.write(chunk.translate(ascii_ids))
+                    out.write(chunk.translate(ascii_ids, unknown_ascii))
                 else:
-                    points = code_points(decoder.decode(chunk))
-                    ids = table[np.minimum(points, len(table) - 1)]
-                    if (ids < 0).any() or (points >= len(table)).any():
-                        raise CorpusError(f"{doc.path} has characters it did not have when it was first read")
+                    points = code_points(decoder.decode(chunk))  # (N,)
+                    ids = table[np.minimum(points, len(table) - 1)]  # (N,)
+                    known = (ids >= 0) & (points < len(table))  # (N,)
+                    if not known.all():
+                        if not leave_out_unknown:
+                            raise CorpusError(f"{doc.path} has characters it did not have when it was first read")
+                        ids = ids[known]
                     out.write(ids.astype(dtype).tobytes())
                 done += len(chunk)
                 progress("encoding", done, total)

@@ -3,7 +3,9 @@
     $CHARLSTM_CORPUS_CACHE, else $XDG_CACHE_HOME/charlstm/corpora, else ~/.cache/charlstm/corpora
       <key>/                key: the sha256 of the files' own sha256s, in order
         scan.json           what the first reading found: each file's size, hash,
-                            characters and problem, and the usable files' characters
+                            characters and problem, the usable training files'
+                            characters, and how often each character of a
+                            validation file occurs
         tokens-<v>.u8       the ids under vocabulary v (.u16 or .u32 for a larger
                             vocabulary), every document preceded by the boundary
                             symbol when there are several
@@ -59,7 +61,7 @@ class Corpus:
     train: tuple[Scanned, ...]  # training documents
     val: tuple[Scanned, ...]  # validation documents (--val-file), if any
     skipped: tuple[Scanned, ...]  # files left out, each with its problem
-    charset: str  # every character of the documents, sorted
+    charset: str  # every character of the training documents, sorted (not the validation files')
     directory: Path  # its folder in the cache
     roots: tuple[Path, ...]  # the files and folders given, resolved
     shipped: bool = False  # a shipped corpus stood in for a name not found here
@@ -123,10 +125,10 @@ def prepare(source: Source, progress: Progress = no_progress) -> Corpus:
         hashes.append(_hash(d.path, progress, done, total))
         done += d.size
     directory = cache_root() / _key(hashes[: len(found.train)], hashes[len(found.train) :])
-    result = _load_scan(directory, docs, hashes)
+    result = _load_scan(directory, docs, hashes, counted=len(found.val))
     from_cache = result is not None
     if result is None:
-        result = scanning.scan(docs, progress)
+        result = scanning.scan(docs, progress, counted=len(found.val))
         if [f.sha256 for f in result.files] != hashes:
             raise CorpusError("the corpus changed while it was being read; run again")
         _save_scan(directory, result)
@@ -158,26 +160,38 @@ def _refuse(bad: tuple[Scanned, ...], alone: bool) -> None:
     )
 
 
-def _load_scan(directory: Path, docs: tuple[Document, ...], hashes: list[str]) -> scanning.ScanResult | None:
+def _load_scan(
+    directory: Path, docs: tuple[Document, ...], hashes: list[str], counted: int
+) -> scanning.ScanResult | None:
+    """The first reading's results; the last `counted` documents are the validation files."""
     try:
         stored = json.loads((directory / "scan.json").read_text(encoding="utf-8"))
         if stored.get("format") != SCAN_FORMAT or [f["sha256"] for f in stored["files"]] != hashes:
             return None
-        files = tuple(
-            Scanned(str(d.path), int(f["size"]), f["sha256"], int(f["chars"]), f["problem"])
-            for d, f in zip(docs, stored["files"], strict=True)
-        )
-        return scanning.ScanResult(files, str(stored["charset"]))
-    except (OSError, ValueError, KeyError, TypeError):
+        files = []
+        for k, (d, f) in enumerate(zip(docs, stored["files"], strict=True)):
+            counts = None
+            if k >= len(docs) - counted and f["problem"] is None:
+                # Scans from before validation files were counted lack this: read them again.
+                counts = tuple(sorted((str(c), int(n)) for c, n in f["counts"].items()))
+            files.append(Scanned(str(d.path), int(f["size"]), f["sha256"], int(f["chars"]), f["problem"], counts))
+        # Without validation files, "charset" is the training files' characters, in every version.
+        charset = stored["train_charset"] if counted else stored.get("train_charset", stored["charset"])
+        return scanning.ScanResult(tuple(files), str(charset))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None  # not there, or unreadable: read the files again
 
 
 def _save_scan(directory: Path, result: scanning.ScanResult) -> None:
-    files = [
-        {"path": f.path, "size": f.size, "sha256": f.sha256, "chars": f.chars, "problem": f.problem}
-        for f in result.files
-    ]
-    text = json.dumps({"format": SCAN_FORMAT, "files": files, "charset": result.charset}, ensure_ascii=False)
+    files = []
+    for f in result.files:
+        entry = {"path": f.path, "size": f.size, "sha256": f.sha256, "chars": f.chars, "problem": f.problem}
+        files.append(entry if f.counts is None else {**entry, "counts": dict(f.counts)})
+    # "charset" stays every usable file's characters, which versions before
+    # "train_charset" read as the vocabulary of a new run.
+    every = set(result.charset).union(c for f in result.files for c, _ in f.counts or ())
+    record = {"format": SCAN_FORMAT, "files": files, "charset": "".join(sorted(every))}
+    text = json.dumps({**record, "train_charset": result.charset}, ensure_ascii=False)
     _write_atomically(directory / "scan.json", lambda out: out.write(text.encode("utf-8")))
 
 
@@ -192,6 +206,9 @@ class Tokens:
     train_docs: int  # the first this many documents are the training text
     boundary: bool  # whether every document starts with the boundary symbol
     encoded_seconds: float | None  # how long encoding took, or None: found in the cache
+    # Characters of the validation files left out of the token file (not in
+    # the vocabulary): how often each occurred, as `Score.skipped` counts them.
+    skipped: dict[str, int] = field(default_factory=dict)
     _map: mmap.mmap | None = field(default=None, repr=False)
 
     def release(self) -> None:
@@ -202,14 +219,25 @@ class Tokens:
 
 
 def open_tokens(corpus: Corpus, vocab: Vocab, progress: Progress = no_progress) -> Tokens:
-    """The corpus's token file under `vocab`, encoded if the cache lacks it, mapped."""
+    """The corpus's token file under `vocab`, encoded if the cache lacks it,
+    mapped. The validation files' characters that `vocab` lacks are left out
+    of it (and counted in `Tokens.skipped`), as `charlstm eval` leaves them out."""
     missing = sorted(set(corpus.charset) - set(vocab.chars))
     if missing:
         raise CorpusError(f"the corpus has characters the vocabulary lacks: {''.join(missing)!r}")
+    known = set(vocab.chars)
+    left_out = [{c: n for c, n in d.counts or () if c not in known} for d in corpus.val]
+    kept = [d.chars - sum(out.values()) for d, out in zip(corpus.val, left_out, strict=True)]
+    skipped = {c: sum(out.get(c, 0) for out in left_out) for c in sorted(set().union(*left_out))}
+    if skipped and sum(kept) < 2:
+        raise CorpusError(
+            f"{flag('val_file')} {', '.join(shown(d.path) for d in corpus.val)}: almost none of the text is in the "
+            f"model's vocabulary ({sum(skipped.values()):,} characters skipped): nothing to score"
+        )
     dtype = token_dtype(vocab.size)
     tag = hashlib.sha256(vocab.chars.encode("utf-8", "surrogatepass")).hexdigest()[:16]
     path = corpus.directory / f"tokens-{tag}.{_SUFFIX[dtype.itemsize]}"
-    lengths = np.array([d.chars for d in corpus.documents], np.int64) + int(corpus.boundary)
+    lengths = np.array([d.chars for d in corpus.train] + kept, np.int64) + int(corpus.boundary)
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
     size = int(lengths.sum()) * dtype.itemsize
     seconds = None
@@ -220,12 +248,13 @@ def open_tokens(corpus: Corpus, vocab: Vocab, progress: Progress = no_progress) 
                 total = sum(d.size for d in corpus.documents)
 
                 def write(out: BinaryIO) -> None:
-                    scanning.encode(corpus.documents, vocab, corpus.boundary, out, 0, total, progress)
+                    done = scanning.encode(corpus.train, vocab, corpus.boundary, out, 0, total, progress)
+                    scanning.encode(corpus.val, vocab, corpus.boundary, out, done, total, progress, True)
 
                 _write_atomically(path, write)
                 seconds = time.perf_counter() - started
     ids, mapped = _map(path, dtype)
-    return Tokens(path, ids, starts, lengths, len(corpus.train), corpus.boundary, seconds, mapped)
+    return Tokens(path, ids, starts, lengths, len(corpus.train), corpus.boundary, seconds, skipped, mapped)
 
 
 def _complete(path: Path, size: int) -> bool:

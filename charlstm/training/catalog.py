@@ -11,7 +11,6 @@ from pathlib import Path
 
 from charlstm.core.model import param_count
 from charlstm.errors import CharlstmError, CheckpointError
-from charlstm.flags import flag
 from charlstm.training import checkpoint
 from charlstm.training.run import RUNS_DIR
 
@@ -28,13 +27,16 @@ class RunSummary:
     train_seconds: float
     updated: float  # unix time of the newest checkpoint
     problem: str | None = None  # why the run could not be read, if it could not
+    corpus_sources: int = 1  # files and folders given to train on; `corpus` is the first
 
 
 def list_runs(runs_dir: Path = RUNS_DIR) -> list[RunSummary]:
     """Every run directory under `runs_dir` with at least one checkpoint,
     most recently updated last. Reads only the checkpoints' JSON metadata."""
     if not runs_dir.is_dir():
-        raise CharlstmError(f"no runs directory {runs_dir}; train a model first, or name the folder that holds runs")
+        raise CharlstmError(
+            f"no folder {runs_dir}/ here, so no runs: train a model first, or name the folder that holds runs"
+        )
     found = [summarize(d) for d in sorted(runs_dir.iterdir()) if _is_run(d)]
     return sorted(found, key=lambda r: r.updated)
 
@@ -53,6 +55,7 @@ def summarize(run_dir: Path) -> RunSummary:
         return RunSummary(
             path=run_dir,
             corpus=meta.corpus_path,
+            corpus_sources=len(meta.corpus.get("sources") or [meta.corpus_path]),
             model=meta.model_config.describe(),
             params=param_count(meta.model_config),
             step=meta.step,
@@ -82,7 +85,6 @@ def most_recent_run(runs_dir: Path) -> Path:
                         newest = (mtime, run_dir)
     if newest is None:
         raise CheckpointError(
-            f"no trained run found under {runs_dir}/: train one with 'charlstm train CORPUS' "
-            f"or pass {flag('checkpoint')} RUN_DIR"
+            f"no trained run found under {runs_dir}/: train one with 'charlstm train CORPUS', or name a run directory"
         )
     return newest[1]

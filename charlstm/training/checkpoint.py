@@ -23,7 +23,9 @@ the arrays, and only process 0 writes the JSON and renames the directory.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -245,6 +247,7 @@ def load(path: Path, prefer: str = BEST) -> Checkpoint:
                 where.absolute(), args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract))
             )
         except Exception as err:  # Orbax and TensorStore raise bare Exceptions, most for a missing or damaged file
+            _quiet_the_other_reads()
             raise CheckpointError(_restore_failure(where, err)) from None
         state = flax.serialization.from_state_dict(template, restored["state"])
         return Checkpoint(**{f.name: getattr(meta, f.name) for f in dataclasses.fields(Meta)}, state=state)
@@ -271,6 +274,43 @@ def _restore_failure(where: Path, err: Exception) -> str:
     damaged = any(code in text for code in ("NOT_FOUND", "DATA_LOSS", "FAILED_PRECONDITION", "OUT_OF_RANGE"))
     why = "its arrays are missing or damaged" if damaged else f"restoring its arrays failed ({type(err).__name__})"
     return f"cannot read checkpoint {where}: {why}: {first_line}"
+
+
+# How the arrays' other reads fail once one has failed: each one left behind
+# by Orbax's gathered reads, and each TensorStore callback into Orbax's
+# event loop after it closed.
+_RESTORE_ECHOES = ("Encountered error while reading array index", "Event loop is closed")
+
+
+def _restore_echo(exc: BaseException | None) -> bool:
+    return exc is not None and str(exc).startswith(_RESTORE_ECHOES)
+
+
+class _NoRestoreEchoes(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not _restore_echo(exc)
+
+
+def _quiet_the_other_reads() -> None:
+    """When one array of a checkpoint cannot be read, Orbax stops waiting
+    for the others; as they finish (or fail) on TensorStore's threads they
+    report, through Python's unraisable-exception hook and asyncio's logger,
+    the same damage the CheckpointError already names once: dozens of
+    tracebacks, some after the error line. Those reports, and only those,
+    are dropped from now on in this process; anything else still reaches
+    the hook and the logger."""
+    if getattr(sys.unraisablehook, "charlstm_quiet", False):
+        return
+    previous = sys.unraisablehook
+
+    def hook(unraisable: Any) -> None:
+        if not _restore_echo(unraisable.exc_value):
+            previous(unraisable)
+
+    hook.charlstm_quiet = True  # type: ignore[attr-defined]
+    sys.unraisablehook = hook
+    logging.getLogger("asyncio").addFilter(_NoRestoreEchoes())
 
 
 def _checked(read: Callable[[], T], where: Path) -> T:

@@ -3,6 +3,7 @@ progress display (or a test, or a notebook) decides what to do with them."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,13 +37,18 @@ class CorpusReady:
     path: str  # the first file or folder given
     files: int  # training documents (held-out ones included)
     val_files: int  # --val-file documents
-    chars: int
-    size: int  # bytes
+    chars: int  # characters of the training documents (a held-out share included), not the --val-file ones
+    size: int  # bytes of the training documents
     vocab_size: int
     validation: str  # the validation text, in words
     tokens: str  # the token file
     encoded_seconds: float | None  # how long encoding took; None: the token file was in the cache
     checked: bool  # whether the files were checked now (False: their first reading was cached)
+    val_chars: int = 0  # characters of the --val-file documents
+    val_size: int = 0  # their bytes
+    # Characters of the --val-file documents that the vocabulary lacks, left
+    # out of the validation loss: how often each occurred.
+    skipped: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -86,6 +92,7 @@ class Progress:
     elapsed: float  # training wall time over all sessions of the run
     layer_grad_norms: dict[str, float] = field(default_factory=dict)  # per top-level layer, last step
     clipped_fraction: float = 0.0  # share of steps since the last report whose gradients were clipped
+    time_left: float | None = None  # seconds until --max-time stops this session, if it has one
 
 
 @dataclass(frozen=True)
@@ -143,6 +150,9 @@ class Finished:
     best_step: int | None = None  # the step of the best validation loss, if any
     detail: str = ""  # why it stopped, in words, when the reason alone does not say ("patience")
     earlier_seconds: float = 0.0  # of train_seconds, what the run's earlier sessions trained (a resume)
+    # Of this session's time, its training steps alone: no validation passes,
+    # samples or saves (what a tune's time budget counts).
+    step_seconds: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -152,6 +162,7 @@ class SearchPlanned:
     directory: Path
     trials: int
     kind: str  # "random" or "grid"
+    note: str = ""  # something the user should know about the plan ("" if nothing)
 
 
 @dataclass(frozen=True)
@@ -176,7 +187,7 @@ class TrialResult:
     steps: int  # steps it completed
     planned_steps: int
     val_loss: float | None  # best validation loss, nats/char (None: diverged before any)
-    train_seconds: float
+    train_seconds: float  # of training steps: what a time budget counts (no compilation, validation or saving)
     params: int
     reason: str  # why it stopped: done, time limit, interrupted, diverged
     train: dict[str, Any] = field(default_factory=dict)  # the TrainConfig it used

@@ -101,6 +101,7 @@ def fit(
     should_stop: Callable[[], bool] = lambda: False,
     sample: SampleConfig | None = PROGRESS_SAMPLE,
     devices: int | None = None,
+    budget: bool = False,
 ) -> Iterator[events.Event]:
     """Train `run` to `train_config.steps`, yielding events as it goes.
 
@@ -112,7 +113,13 @@ def fit(
 
     The step runs over the first `devices` local devices (default: all) of
     every process; in a multi-process run every process runs this loop, all
-    use the first's validation loss, and only the first samples."""
+    use the first's validation loss, and only the first samples.
+
+    `budget` makes `max_seconds` a budget of training (`charlstm tune`): it
+    counts the training steps alone, not the validation passes, samples or
+    saves, and the run ends at it, its schedule refitted at every report,
+    shortened or lengthened again (never past `steps`), so that runs on
+    one budget train for the same time whatever their first timing said."""
     tc = run.train_config
     setup = _setup(run, devices)
     step = int(run.state.step)
@@ -130,10 +137,11 @@ def fit(
         # Nothing to train: all of its time is the earlier sessions'.
         yield events.Finished(step, "done", run.best_val_loss, run.train_seconds, earlier_seconds=run.train_seconds)
         return
+    # Compiling is not training: the session's clocks start after it.
     started = time.perf_counter()
     train_step = TrainStep(run, setup)
     yield events.Compiled(seconds=time.perf_counter() - started)
-    yield from Session(run, setup, train_step, save, should_stop, sample).train()
+    yield from Session(run, setup, train_step, save, should_stop, sample, budget).train()
 
 
 class Session:
@@ -148,8 +156,10 @@ class Session:
         save: Save,
         should_stop: Callable[[], bool],
         sample: SampleConfig | None,
+        budget: bool = False,
     ):
         self.run, self.setup, self.train_step = run, setup, train_step
+        self.budget = budget
         self._save, self._should_stop, self._sample = save, should_stop, sample
         self.config = run.train_config
         self.score = make_scorer(run.model_config)
@@ -163,6 +173,7 @@ class Session:
         # so that a resumed run keeps counting where it stopped (--patience).
         self.since_best = _passes_since_best(run.history)
         self.started = time.perf_counter()
+        self.paused = 0.0  # seconds of validation passes, samples and saves between steps
         self.seconds_before = run.train_seconds
         self.last_report, self.last_report_step = self.started, self.step
         # With a time limit, for fitting the schedule to it: where the timing
@@ -175,6 +186,7 @@ class Session:
         self.one_off = 0.0  # seconds of the first validation pass
         self.validation_cost = 0.0
         self.planned = False
+        self.ceiling = self.config.steps  # a budget's refits never go past it
 
     def train(self) -> Iterator[events.Event]:
         reason = yield from self._steps()
@@ -212,6 +224,7 @@ class Session:
             # Evaluation and saving are not training: keep them out of chars/s.
             pause = time.perf_counter() - paused
             self.last_report += pause
+            self.paused += pause
             if evaluate_now:
                 # The session's first pass also compiles the scorer and the sampler, once.
                 if first:
@@ -219,13 +232,16 @@ class Session:
                 else:
                     self.validation_cost = pause
             if self.fitting and reported:
-                yield from self._fit_to_time(evaluate_now)
+                yield from self._fit_to_budget() if self.budget else self._fit_to_time(evaluate_now)
         return "done"
 
     def _finish(self, reason: str) -> Iterator[events.Event]:
+        if reason != "diverged" and self.pending:
+            yield from self._report()
+        # Taken after the last report (which waits for the device to finish
+        # its steps) and before the last validation pass and save.
+        step_seconds = self._step_seconds()
         if reason != "diverged":
-            if self.pending:
-                yield from self._report()
             if self.healthy and reason == "time limit" and self.evaluated_step != self.step:
                 yield from self._validate()
             if not self.healthy:
@@ -241,7 +257,14 @@ class Session:
             )
         best_step = _best_step(self.run.history)
         yield events.Finished(
-            self.step, reason, self.run.best_val_loss, self._clock(), best_step, detail, self.seconds_before
+            self.step,
+            reason,
+            self.run.best_val_loss,
+            self._clock(),
+            best_step,
+            detail,
+            self.seconds_before,
+            step_seconds,
         )
 
     def _fit_to_time(self, evaluated: bool) -> Iterator[events.Rescheduled]:
@@ -293,17 +316,68 @@ class Session:
         self.train_step.retime(self.config)
         yield events.Rescheduled(self.step, fitted, tc.steps, tc.max_seconds)
 
+    def _fit_to_budget(self) -> Iterator[events.Rescheduled]:
+        """`_fit_to_time` for a budget of training (`fit(budget=True)`):
+        after every report, end the schedule where the budget will, as
+        timed over all the steps since the timing began. It moves either
+        way (never past the first plan, `ceiling`), so an early timing that
+        was off is corrected, and the last plan, a report or less before the
+        end, is off by a step or so; the budget's limit stops the run if
+        the steps slow down after it."""
+        into = self.step - self.first_step
+        if into < FIT_AFTER_STEPS:
+            return
+        now = self._step_seconds()
+        if self.timing is None:
+            self.timing = (self.step, now, 0.0)
+            return
+        if into < 2 * FIT_AFTER_STEPS:
+            return
+        tc = self.config
+        assert tc.max_seconds is not None
+        timed_step, timed_at, _ = self.timing
+        per_step = (now - timed_at) / (self.step - timed_step)
+        fitted = self.step + round((tc.max_seconds - now) / max(per_step, 1e-9))
+        fitted = int(distributed.from_main(float(fitted)))  # every process stops at one step
+        if fitted <= self.step:
+            return  # the budget is spent: its limit stops the run at the next step
+        floor = 10 * tc.warmup_steps  # the warm-up stays whole, as in _fit_to_time
+        if not self.planned and fitted < floor:
+            self.fitting = False
+            return
+        self.planned = True
+        fitted = min(max(fitted, floor), self.ceiling)
+        # Small moves far from the end are noise in the timing: not worth a
+        # new plan (and a line in the log) at every report.
+        if abs(fitted - tc.steps) <= (tc.steps - self.step) // 20:
+            return
+        self.config = replace(tc, steps=fitted)
+        self.run.train_config = self.config
+        self.train_step.retime(self.config)
+        yield events.Rescheduled(self.step, fitted, tc.steps, tc.max_seconds)
+
     def _stop_wanted(self) -> str | None:
         stop = None
+        limit = self.config.max_seconds
         if self._should_stop():
             stop = "interrupted"
-        elif self.config.max_seconds is not None and time.perf_counter() - self.started >= self.config.max_seconds:
+        elif limit is not None and self._spent() >= limit:
             stop = "time limit"
         if jax.process_count() > 1:
             # Processes settle a stop together, at report steps only: there
             # the host waits for the device anyway.
             return distributed.stop_agreed(stop) if self.step % self.config.log_every == 0 else None
         return stop
+
+    def _spent(self) -> float:
+        """What the time limit counts: this session's time, or with a
+        budget its training steps alone."""
+        return self._step_seconds() if self.budget else time.perf_counter() - self.started
+
+    def _step_seconds(self) -> float:
+        """This session's seconds of training steps (and their reports), as
+        of now: its time less its validation passes, samples and saves."""
+        return time.perf_counter() - self.started - self.paused
 
     def _clock(self) -> float:
         """Training seconds over all sessions of the run, as of now."""
@@ -331,6 +405,7 @@ class Session:
             lr=float(host[-1]["lr"]),
             chars_per_sec=chars / (now - self.last_report),
             elapsed=self._clock(),
+            time_left=None if self.config.max_seconds is None else max(0.0, self.config.max_seconds - self._spent()),
         )
         self.last_report, self.last_report_step = now, self.step
         yield progress

@@ -57,19 +57,22 @@ def _read(source: Source, on_event: EventHandler | None) -> Corpus:
 def _ready(run: Run, on_event: EventHandler | None) -> None:
     if on_event is None:
         return
-    entry = run.corpus_entry
+    entry, train, val = run.corpus_entry, run.corpus.train, run.corpus.val
     on_event(
         events.CorpusReady(
             path=run.corpus.path,
-            files=len(run.corpus.train),
-            val_files=len(run.corpus.val),
-            chars=run.corpus.chars,
-            size=entry["bytes"],
+            files=len(train),
+            val_files=len(val),
+            chars=sum(d.chars for d in train),
+            size=sum(d.size for d in train),
             vocab_size=run.vocab.size,
             validation=manifest.describe_validation(entry, run.train_config.val_fraction),
             tokens=str(run.tokens.path),
             encoded_seconds=run.tokens.encoded_seconds,
             checked=not run.corpus.from_cache,
+            val_chars=sum(d.chars for d in val),
+            val_size=sum(d.size for d in val),
+            skipped=dict(run.tokens.skipped),
         )
     )
 
@@ -161,12 +164,14 @@ def train(
     on_event: EventHandler | None = None,
     should_stop: StopCheck | None = None,
     devices: int | None = None,
+    budget: bool = False,
 ) -> events.Finished:
     """Train `run` in `run_dir` until done, stopped or diverged, keeping its
     checkpoints and logs; every event also goes to `on_event`. The batch is
     split over the first `devices` local devices (default: all); in a
     multi-process run (`distributed.initialize`) every process calls this,
-    and only the first writes the logs."""
+    and only the first writes the logs. `budget`: the run's `max_seconds` is
+    a budget of training steps that it ends at (`loop.fit`; `charlstm tune`)."""
     writer = checkpoint.CheckpointWriter(run_dir)  # every process: Orbax coordinates their saves
     log = RunLog(run_dir) if distributed.is_main() else None
     if log is not None:
@@ -174,7 +179,7 @@ def train(
         manifest.write_files(run_dir, manifest.files_record(run.corpus, run.layout().split))
     finished: events.Finished | None = None
     try:
-        for event in fit(run, writer.save, should_stop or (lambda: False), devices=devices):
+        for event in fit(run, writer.save, should_stop or (lambda: False), devices=devices, budget=budget):
             if log is not None:
                 log.handle(event)
             if on_event is not None:

@@ -5,19 +5,22 @@ the hidden size, the number of layers, the sequence length and the dropout
 rate. Each can be
 narrowed to a list of values ("128,256") or, for random search, a range
 sampled log-uniformly ("1e-3:3e-2"). Random search draws every dimension
-independently from `numpy.random.default_rng(seed)`; grid search takes all
-combinations of the lists, in a seeded order when only some are run. Every
-trial starts from the same initialisation seed, so trials differ only in
-their hyperparameters.
+independently from `numpy.random.default_rng(seed)`, drawing again a
+configuration it already has (so a space smaller than the trials asked for
+runs each of its configurations once, and the plan says so); grid search
+takes all combinations of the lists, in a seeded order when only some are
+run. Every trial starts from the same initialisation seed, so trials differ
+only in their hyperparameters.
 
 A trial's budget is either a step count (deterministic: the same seed gives
-the same results) or seconds of training. For a time budget the step count
-is fitted first, from a timing of the trial's own training step, so that
-the learning-rate schedule warms up and decays within the budget rather
-than being cut off half-way; a trial that runs long anyway (past 1.25x
-its budget) has its schedule fitted again to end there (training/loop.py).
-The budget is for training steps: compilation and the one validation
-pass at the end come on top (a step budget evaluates four times).
+the same results) or seconds of training. A time budget counts the training
+steps alone, in every trial alike: not compilation, the validation pass at
+the end, its sample or the saves (a step budget evaluates four times). Each
+trial ends when its steps have taken the budget, whatever a first timing
+predicted: a timing of the trial's own step sets its warm-up and a first
+plan, then the loop refits the schedule to the budget at every report
+(training/loop.py, `fit(budget=True)`), so that the learning rate decays
+fully by the end instead of being cut off or ending early.
 
 Trials are ordinary run directories (TRIAL_DIR/trial-NN): plot, compare,
 evaluate or sample them like any run. `trials.json` is rewritten after each
@@ -41,7 +44,7 @@ import numpy as np
 
 from charlstm.config import ModelConfig, TrainConfig
 from charlstm.core.model import param_count
-from charlstm.core.state import init_state
+from charlstm.core.state import init_state, warmup_steps
 from charlstm.errors import ConfigError
 from charlstm.flags import flag, label
 from charlstm.text.corpus import Source, resolve_corpus_path
@@ -51,10 +54,11 @@ from charlstm.training.events import TrialFinished, TrialResult, TrialStarted
 from charlstm.training.loop import fit
 from charlstm.training.run import RUNS_DIR, Run, new_run, prepare_run_dir
 
-# The fraction of a time budget the fitted step count aims at: timing noise
-# and the final evaluation take the rest.
-BUDGET_FILL = 0.9
 CALIBRATION_STEPS = 12
+# A time budget's first plan is this many times the steps its calibration
+# says fit: the loop's refits shorten it (and may lengthen it back up to
+# here), so a calibration that timed slow steps cannot end a trial early.
+CEILING = 2
 # Validation passes per trial with a step budget (for its curves). A time
 # budget evaluates only at the end: a pass over the held-out text costs as
 # much as many training steps, and the clock would count it.
@@ -113,10 +117,28 @@ def parse_dimension(dim: Dimension, spec: str) -> Dimension:
     return replace(dim, values=values, log_range=None)
 
 
+def distinct_points(space: tuple[Dimension, ...]) -> float:
+    """How many configurations `space` holds (inf with a range of learning rates)."""
+    total = 1.0
+    for dim in space:
+        if dim.log_range is not None and dim.log_range[0] < dim.log_range[1]:
+            return math.inf
+        total *= len(set(dim.values))
+    return total
+
+
 def random_trials(space: tuple[Dimension, ...], count: int, seed: int) -> list[dict[str, float]]:
+    """`count` different configurations drawn from `space`, or every one it
+    holds if that is fewer. A draw that repeats one is drawn again, so the
+    trials before a repeat are those the seed always gave."""
     rng = np.random.default_rng(seed)
-    trials = []
-    for _ in range(count):
+    wanted = int(min(count, distinct_points(space)))
+    trials: list[dict[str, float]] = []
+    # Enough draws to find every configuration of a small space; a range
+    # rounded to three figures can hold fewer values than asked for.
+    for _ in range(100 * count + 1000):
+        if len(trials) == wanted:
+            break
         point: dict[str, float] = {}
         for dim in space:
             if dim.log_range is not None:
@@ -124,7 +146,8 @@ def random_trials(space: tuple[Dimension, ...], count: int, seed: int) -> list[d
                 point[dim.field] = float(f"{math.exp(rng.uniform(low, high)):.3g}")
             else:
                 point[dim.field] = dim.values[int(rng.integers(len(dim.values)))]
-        trials.append(point)
+        if point not in trials:
+            trials.append(point)
     return trials
 
 
@@ -157,6 +180,7 @@ class Plan:
     budget_s: float | None  # seconds of training
     keep_all: bool
     settings: dict[str, Any]  # what trials.json records of the search
+    note: str = ""  # for the user, about the plan: fewer trials than asked for
 
 
 def plan(
@@ -190,7 +214,15 @@ def plan(
     if unknown:
         raise ConfigError(f"cannot search {', '.join(unknown)}; the space has {', '.join(d.field for d in SPACE)}")
     dims = tuple(parse_dimension(d, narrowed[d.field]) if d.field in narrowed else d for d in SPACE)
-    points = grid_trials(dims, trials, seed) if grid else random_trials(dims, trials or DEFAULT_TRIALS, seed)
+    asked = trials if grid else trials or DEFAULT_TRIALS
+    points = grid_trials(dims, asked, seed) if grid else random_trials(dims, asked or 0, seed)
+    note = ""
+    if asked is not None and len(points) < asked:
+        holds = "configuration" if len(points) == 1 else "different configurations"
+        note = (
+            f"the search space holds {len(points)} {holds}, fewer than {flag('trials')} {asked}: "
+            f"{'it runs' if len(points) == 1 else 'each runs'} once"
+        )
     fixed_model, fixed_train = dict(model or {}), {**(train or {}), "seed": seed}
     ModelConfig(vocab_size=1, **fixed_model)  # refuse a bad --cell, --norm or --embed before any trial
     TrainConfig(**fixed_train)
@@ -207,7 +239,7 @@ def plan(
         "range": [d.field for d in dims if d.log_range is not None],
         "fixed": {**fixed_model, **fixed_train},
     }
-    return Plan(path, directory, points, fixed_model, fixed_train, steps, budget_s, keep_all, settings)
+    return Plan(path, directory, points, fixed_model, fixed_train, steps, budget_s, keep_all, settings, note)
 
 
 @dataclass(frozen=True)
@@ -231,7 +263,8 @@ def ranked(results: list[TrialResult]) -> list[TrialResult]:
 
 def _fit_steps(run: Run, budget_s: float) -> int:
     """Steps of this run's training step that fill `budget_s`, timed on a
-    throwaway copy of the run (a fresh state, nothing saved or evaluated)."""
+    throwaway copy of the run (a fresh state, nothing saved or evaluated):
+    a first guess, from a few steps, for the trial's warm-up and first plan."""
     trial = replace(run, train_config=replace(run.train_config, steps=10**6, log_every=CALIBRATION_STEPS // 2))
     trial.state = init_state(run.model_config, trial.train_config)
     rates = [
@@ -241,7 +274,30 @@ def _fit_steps(run: Run, budget_s: float) -> int:
     ]
     # The first report can include the first call's one-off costs: time the last.
     seconds_per_step = run.train_config.batch_size * run.train_config.seq_len / rates[-1]
-    return max(1, int(BUDGET_FILL * budget_s / seconds_per_step))
+    return max(1, int(budget_s / seconds_per_step))
+
+
+def _trial_config(run: Run, plan: Plan) -> TrainConfig:
+    """A trial's training config: `plan.steps` with four validation passes,
+    or a time budget that it ends at (`max_seconds`), validated once at
+    the end, with a warm-up and a first plan from a timing of its step."""
+    if plan.steps is not None:
+        every = max(1, plan.steps // EVALS_PER_TRIAL)
+        return replace(run.train_config, steps=plan.steps, eval_every=every, checkpoint_every=plan.steps)
+    assert plan.budget_s is not None
+    expected = _fit_steps(run, plan.budget_s)
+    ceiling = CEILING * expected
+    return replace(
+        run.train_config,
+        steps=ceiling,
+        # The refits keep the warm-up whole, so they stop at ten times it
+        # (loop.py): that of a run half the expected length, so that a
+        # trial whose steps turn out up to twice as slow is still fitted.
+        warmup_steps=warmup_steps(replace(run.train_config, steps=max(1, expected // 2))),
+        eval_every=ceiling,  # the last step, wherever the refits put it
+        checkpoint_every=ceiling,
+        max_seconds=plan.budget_s,
+    )
 
 
 def _write_json(path: Path, results: list[TrialResult], settings: dict[str, Any]) -> None:
@@ -260,7 +316,7 @@ def search(
     result as it ends. Afterwards only the best trial keeps its checkpoints,
     unless `plan.keep_all`."""
     prepare_run_dir(plan.out)
-    on_event(events.SearchPlanned(plan.out, len(plan.points), plan.settings["kind"]))
+    on_event(events.SearchPlanned(plan.out, len(plan.points), plan.settings["kind"], plan.note))
     text = prepare(Source((str(plan.corpus.resolve()),)))
     results: list[TrialResult] = []
     for index, point in enumerate(plan.points):
@@ -270,20 +326,13 @@ def search(
         options = {**plan.train, **{k: v for k, v in point.items() if k not in MODEL_FIELDS}}
         run_dir = plan.out / f"trial-{index:02d}"
         run = new_run(text, shape, TrainConfig(**{**options, "steps": plan.steps or 1}))
-        planned = plan.steps if plan.steps is not None else _fit_steps(run, plan.budget_s or 0.0)
-        every = max(1, planned // EVALS_PER_TRIAL) if plan.budget_s is None else planned
-        config = replace(
-            run.train_config,
-            steps=planned,
-            eval_every=every,
-            checkpoint_every=planned,
-            max_seconds=None if plan.budget_s is None else 1.25 * plan.budget_s,
-        )
+        config = _trial_config(run, plan)
         run = replace(run, train_config=config)
         run.state = init_state(run.model_config, config)
+        planned = plan.steps or config.steps // CEILING  # what the calibration expects
         on_event(TrialStarted(index, len(plan.points), point, planned, param_count(run.model_config)))
         prepare_run_dir(run_dir)
-        finished = session.train(run, run_dir, on_event, should_stop)
+        finished = session.train(run, run_dir, on_event, should_stop, budget=plan.budget_s is not None)
         result = TrialResult(
             trial=index,
             run_dir=str(run_dir),
@@ -292,7 +341,7 @@ def search(
             steps=finished.step,
             planned_steps=run.train_config.steps,  # the plan, or where a time limit moved it (training/loop.py)
             val_loss=finished.best_val_loss,
-            train_seconds=finished.train_seconds,
+            train_seconds=finished.step_seconds,
             params=param_count(run.model_config),
             reason=finished.reason,
             train=asdict(run.train_config),
