@@ -4,6 +4,7 @@ here rather than silently empty or skew the profile's table. Its timings
 are never checked."""
 
 import importlib
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -37,3 +38,25 @@ def test_the_step_profile_finds_each_part_of_the_step(step_profile):
     for key in runs:
         assert parts[key] > 0, key
     assert profile["parts_total_ms"] >= profile["busy_ms"] > 0
+
+
+@pytest.mark.skipif(
+    subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True).returncode != 0,
+    reason="benchmarks/cells_ab.py reads a git revision: this is not a git checkout",
+)
+def test_cells_ab_times_a_revisions_cells_against_the_working_trees(monkeypatch):
+    """At a tiny size: both steps compile, alternate and give a ratio per
+    pair; the model is left with the working tree's cells."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    cells_ab = importlib.import_module("cells_ab")
+    import charlstm.core.cells as cells
+    import charlstm.core.model as model
+
+    old = cells_ab.cells_at("HEAD")
+    assert old.lstm_layer is not cells.lstm_layer and callable(old.lstm_layer)
+    a = cells_ab.compiled_with(old, [8, 1, 2, 4], "none", 0.0)
+    b = cells_ab.compiled_with(cells, [8, 1, 2, 4], "none", 0.0)
+    result = cells_ab.paired(a, b, pairs=2)
+    assert len(result["ratios"]) == 2 and all(r > 0 for r in result["ratios"])
+    assert isinstance(result["bit_identical_after_3_steps"], bool)
+    assert model.lstm_layer is cells.lstm_layer

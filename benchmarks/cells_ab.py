@@ -1,0 +1,128 @@
+"""A change to the cells (charlstm/core/cells.py), timed against a git revision's, in one process.
+
+    python benchmarks/cells_ab.py HEAD                  # the plain cell, 2x256 on 64 x 128, 30 pairs
+    python benchmarks/cells_ab.py main --norm layer --dropout 0.2 --shape 256,2,64,64
+    python benchmarks/cells_ab.py HEAD~3 --pairs 60 --json out.json
+
+The training step is compiled twice in this process: once with the layer
+functions of `cells.py` as it is at REV, once with the working tree's. Then
+the two steps alternate (A then B, B then A, ...) and each pair gives a
+ratio, A's time over B's: above 1 means the working tree is faster. The
+median ratio and its quartiles are printed.
+
+Why pairs in one process: this machine's speed drifts by up to a third
+within minutes, so fresh processes timed in turn (step_speed.py, rounds)
+cannot show a 5% change; two steps a few hundred milliseconds apart see the
+same machine. Both steps start from the same state and data; whether their
+parameters are still bit for bit equal after three steps is printed too
+(a change meant to compute the same numbers should say True).
+
+Only the cells are swapped (the model, the step and everything else are the
+working tree's), so this times changes inside cells.py alone. Timings never
+feed a pass/fail test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import subprocess
+import time
+import types
+from pathlib import Path
+
+import jax
+import numpy as np
+from step_speed import CompiledStep, compiled_step
+
+import charlstm.core.cells as working_cells
+import charlstm.core.model as model_module
+import charlstm.core.step as step_module
+from charlstm.runtime.hostmem import keep_host_memory
+
+ROOT = Path(__file__).resolve().parent.parent
+SWAPPED = ("lstm_layer", "ln_lstm_layer", "gru_layer")  # what core/model.py takes from cells.py
+
+
+def cells_at(revision: str) -> types.ModuleType:
+    """cells.py as it is at `revision`, as a module of its own."""
+    source = subprocess.run(
+        ["git", "-C", str(ROOT), "show", f"{revision}:charlstm/core/cells.py"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    module = types.ModuleType(f"cells_at_{revision}")
+    exec(compile(source, f"{revision}:charlstm/core/cells.py", "exec"), module.__dict__)  # our own file, at a revision
+    return module
+
+
+def compiled_with(cells: types.ModuleType, shape: list[int], norm: str, dropout: float) -> CompiledStep:
+    for name in SWAPPED:
+        setattr(model_module, name, getattr(cells, name))
+    step_module._make_train_step.cache_clear()  # compile afresh, not the cached program
+    jax.clear_caches()
+    hidden, layers, batch, seq_len = shape
+    return compiled_step(hidden, layers, batch, seq_len, embed=64, vocab=65, norm=norm, dropout=dropout)
+
+
+def paired(a: CompiledStep, b: CompiledStep, pairs: int) -> dict:
+    state_a, state_b = a.state, b.state
+    for _ in range(3):
+        state_a, _ = a.step(state_a, a.data, a.hyper)
+        state_b, _ = b.step(state_b, b.data, b.hyper)
+    jax.block_until_ready((state_a, state_b))
+    leaves = zip(jax.tree_util.tree_leaves(state_a.params), jax.tree_util.tree_leaves(state_b.params), strict=True)
+    same = all(np.array_equal(np.asarray(x), np.asarray(y)) for x, y in leaves)
+    times: dict[str, list[float]] = {"a": [], "b": []}
+    for k in range(pairs):
+        for side in ("a", "b") if k % 2 == 0 else ("b", "a"):
+            started = time.perf_counter()
+            if side == "a":
+                state_a, metrics = a.step(state_a, a.data, a.hyper)
+            else:
+                state_b, metrics = b.step(state_b, b.data, b.hyper)
+            jax.block_until_ready(metrics)
+            times[side].append(time.perf_counter() - started)
+    ratios = [x / y for x, y in zip(times["a"], times["b"], strict=True)]
+    quartiles = statistics.quantiles(ratios, n=4)
+    return {
+        "bit_identical_after_3_steps": same,
+        "a_ms": round(statistics.median(times["a"]) * 1e3, 1),
+        "b_ms": round(statistics.median(times["b"]) * 1e3, 1),
+        "median_ratio": round(statistics.median(ratios), 4),
+        "quartiles": [round(q, 4) for q in quartiles],
+        "ratios": [round(r, 4) for r in ratios],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("revision", help="the git revision whose cells.py is A (B is the working tree's)")
+    parser.add_argument("--shape", default="256,2,64,128", help="HIDDEN,LAYERS,BATCH,SEQ_LEN [256,2,64,128]")
+    parser.add_argument("--norm", default="none", help="none or layer [none]")
+    parser.add_argument("--dropout", type=float, default=0.0, help="dropout rate in the step [0]")
+    parser.add_argument("--pairs", type=int, default=30, help="timed pairs of steps [30]")
+    parser.add_argument("--json", help="also write the results here")
+    args = parser.parse_args()
+    keep_host_memory()  # as the CLI does
+    shape = [int(n) for n in args.shape.split(",")]
+    a = compiled_with(cells_at(args.revision), shape, args.norm, args.dropout)
+    b = compiled_with(working_cells, shape, args.norm, args.dropout)
+    result = paired(a, b, args.pairs)
+    print(
+        f"cells at {args.revision} (A) against the working tree (B), {args.shape} norm={args.norm} "
+        f"dropout={args.dropout}: A {result['a_ms']} ms, B {result['b_ms']} ms a step; A/B median "
+        f"{result['median_ratio']:.3f}, quartiles {result['quartiles'][0]:.3f}-{result['quartiles'][2]:.3f} "
+        f"over {args.pairs} pairs; parameters bit-identical after 3 steps: {result['bit_identical_after_3_steps']}"
+    )
+    if args.json:
+        record = {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": platform.machine(), "jax": jax.__version__}
+        record |= {"revision": args.revision, "shape": args.shape, "norm": args.norm, "dropout": args.dropout}
+        Path(args.json).write_text(json.dumps(record | result, indent=2) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
