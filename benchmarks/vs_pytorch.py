@@ -1,7 +1,7 @@
 """charlstm against a PyTorch char-LSTM of the same shapes, side by side in one run.
 
     pip install -e ".[bench]"                  # a CPU build of PyTorch
-    python benchmarks/vs_pytorch.py            # small, large and sampling: 7-8 minutes on 2 CPU cores
+    python benchmarks/vs_pytorch.py            # small, large and sampling: 6.5 minutes on 2 CPU cores (2026-12-02)
     python benchmarks/vs_pytorch.py --quick    # small and sampling only
     python benchmarks/vs_pytorch.py --growth   # also hidden 128-1024 and seq 64-256 (one round each)
     python benchmarks/vs_pytorch.py --json results.json
@@ -256,7 +256,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small configuration and sampling only")
     parser.add_argument("--growth", action="store_true", help="also the hidden and seq rows (one round each)")
-    parser.add_argument("--rows", nargs="+", help="only these training rows (small, large, 'hidden 512', ...)")
+    parser.add_argument(
+        "--rows", nargs="+", help="only these training rows (small, large, 'hidden 512', ...), whatever --quick says"
+    )
     parser.add_argument(
         "--smoke", action="store_true", help="toy sizes: check that every path runs (sets CHARLSTM_BENCH_SMOKE=1)"
     )

@@ -131,4 +131,7 @@ def test_the_time_left_is_the_time_limits_when_it_ends_the_run_first(capsys):
         bar.handle(_timed(10, 100_000, 1.0, 11.0))
         task = bar._progress.tasks[0]
         shown = str(bar._progress.columns[-1].render(task))
-    assert shown in ("0:11", "0:10")
+    # The limit's 11 s less however long rendering took: never rich's
+    # estimate from 100,000 steps (hours), and no timing is asserted.
+    minutes, seconds = shown.split(":")
+    assert minutes == "0" and int(seconds) <= 11

@@ -1,6 +1,8 @@
 """Never lose a run, never run code from a checkpoint, always a clean error."""
 
+import asyncio
 import contextlib
+import gc
 import json
 import logging
 import math
@@ -95,35 +97,52 @@ def test_the_other_reads_of_a_damaged_checkpoint_stay_quiet(damaged, capsys, cap
     """Once one array fails, Orbax's other reads fail later on TensorStore's
     threads, through the unraisable-exception hook and asyncio's logger: one
     CheckpointError already says it, so those echoes are dropped, and only
-    those."""
+    those: the same message raised anywhere else still gets through."""
     for path in (p for p in _state_files(damaged) if p.parent.name == "d"):
         path.write_bytes(path.read_bytes()[:3])
-    with pytest.raises(CheckpointError, match="its arrays are missing or damaged"):
-        checkpoint.load(damaged)
-    capsys.readouterr()
-
-    def unraisable(exc):
-        sys.unraisablehook(types.SimpleNamespace(exc_type=type(exc), exc_value=exc, exc_traceback=None, object=None))
-
     before = sys.unraisablehook
     seen = []
     try:
         # What the hook falls back on for anything else: here, a list.
         sys.unraisablehook = lambda u: seen.append(u.exc_value)
-        checkpoint._quiet_the_other_reads()
-        unraisable(RuntimeError("Event loop is closed"))
-        unraisable(Exception("Encountered error while reading array index: (slice(0, 3, 1),)."))
-        other = ValueError("something else")
-        unraisable(other)
-    finally:
-        sys.unraisablehook = before
-    assert seen == [other]
+        with pytest.raises(CheckpointError, match="its arrays are missing or damaged"):
+            checkpoint.load(damaged)  # installs the filter over the list
+        capsys.readouterr()
 
-    caplog.set_level(logging.ERROR, logger="asyncio")
-    echo = Exception("Encountered error while reading array index: ().")
-    logging.getLogger("asyncio").error("exception was never retrieved", exc_info=(Exception, echo, None))
-    logging.getLogger("asyncio").error("a task went wrong", exc_info=(ValueError, ValueError("mine"), None))
-    assert [r.getMessage() for r in caplog.records] == ["a task went wrong"]
+        def unraisable(exc):
+            sys.unraisablehook(
+                types.SimpleNamespace(exc_type=type(exc), exc_value=exc, exc_traceback=exc.__traceback__, object=None)
+            )
+
+        loop = asyncio.new_event_loop()
+        loop.close()
+        try:
+            loop.call_soon_threadsafe(print)
+        except RuntimeError as err:  # a callback handed to the closed loop, as TensorStore's threads do
+            unraisable(err)
+        unraisable(Exception("Encountered error while reading array index: (slice(0, 3, 1),)."))
+        elsewhere = RuntimeError("Event loop is closed")  # the same words, not from a callback
+        other = ValueError("something else")
+        unraisable(elsewhere)
+        unraisable(other)
+        seen = [e for e in seen if e in (elsewhere, other) or "reading array index" in str(e) or "closed" in str(e)]
+        assert seen == [elsewhere, other]
+
+        caplog.set_level(logging.ERROR, logger="asyncio")
+        echo = Exception("Encountered error while reading array index: ().")
+        logging.getLogger("asyncio").error("exception was never retrieved", exc_info=(Exception, echo, None))
+        logging.getLogger("asyncio").error("a task went wrong", exc_info=(ValueError, ValueError("mine"), None))
+        assert [r.getMessage() for r in caplog.records] == ["a task went wrong"]
+        # An error that did not come from Orbax's reads, though the words match.
+        logging.getLogger("asyncio").error("Task exception was never retrieved", exc_info=(ValueError, other, None))
+        assert [r.getMessage() for r in caplog.records] == ["a task went wrong", "Task exception was never retrieved"]
+    finally:
+        # The failed load's last reads report while the filter is still on
+        # (not checked: only so that they do not reach pytest's own hook).
+        gc.collect()
+        time.sleep(1.0)
+        sys.unraisablehook = before
+        logging.getLogger("asyncio").removeFilter(checkpoint._NO_ECHOES)
 
 
 def test_sampling_from_a_damaged_checkpoint_prints_one_line(damaged):

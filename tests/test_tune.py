@@ -68,6 +68,12 @@ def test_bad_search_specs_are_refused(index, spec, message):
         tune.parse_dimension(tune.SPACE[index], spec)
 
 
+def test_a_seed_another_seed_stands_for_is_refused(tiny_corpus, tmp_path):
+    """As for a training run: PRNGKey keeps a seed's low 32 bits."""
+    with pytest.raises(ConfigError, match="--seed must be from -2147483648 to 2147483647"):
+        tune.plan(tiny_corpus, tmp_path / "s", trials=1, budget_s=1.0, seed=2**32)
+
+
 def test_grid_refuses_a_range():
     space = (tune.parse_dimension(tune.SPACE[0], "1e-3:1e-2"), *tune.SPACE[1:])
     with pytest.raises(ConfigError, match="--grid needs lists"):
@@ -216,7 +222,19 @@ class FakeClock:
         return self.now
 
 
-def test_a_time_budget_counts_the_same_training_time_in_every_trial(tiny_corpus, tmp_path, monkeypatch):
+@pytest.mark.parametrize(
+    ("budget", "cal", "steps"),
+    [
+        (1.0, [1 / 128, 3 / 128, 1 / 64], 64),
+        # Too short for the refits (the first comes at step 20): planned at
+        # what the calibration says fits, and ending there, decayed.
+        (0.25, [1 / 64, 1 / 64, 1 / 64], 16),
+    ],
+    ids=["refitted", "short"],
+)
+def test_a_time_budget_counts_the_same_training_time_in_every_trial(
+    tiny_corpus, tmp_path, monkeypatch, budget, cal, steps
+):
     """Timing decides nothing here: the loop's clock is a fake that moves by
     a set cost per training step, compilation and validation pass. Each
     trial's calibration times a different speed from the one its trial then
@@ -229,9 +247,8 @@ def test_a_time_budget_counts_the_same_training_time_in_every_trial(tiny_corpus,
 
     clock = FakeClock()
     monkeypatch.setattr(loop, "time", clock)
-    budget, step_cost = 1.0, 1 / 64  # binary fractions: the fake clock adds them exactly
+    step_cost = 1 / 64  # binary fractions: the fake clock adds them exactly
     # Per compilation, in order: trial 0's calibration and trial, trial 1's, trial 2's.
-    cal = [1 / 128, 3 / 128, 1 / 64]
     costs = iter([(30.0, cal[0]), (0.0, step_cost), (0.0, cal[1]), (0.0, step_cost), (0.0, cal[2]), (0.0, step_cost)])
     compile_step, call_step = loop.TrainStep.__init__, loop.TrainStep.__call__
 
@@ -263,5 +280,5 @@ def test_a_time_budget_counts_the_same_training_time_in_every_trial(tiny_corpus,
     for r in results:
         # The steps that fit the budget at the trial's own speed, its schedule
         # refitted to end there (not where the calibration put it).
-        assert (r.train_seconds, r.steps, r.planned_steps, r.reason) == (budget, 64, 64, "done"), r
+        assert (r.train_seconds, r.steps, r.planned_steps, r.reason) == (budget, steps, steps, "done"), r
         assert r.val_loss is not None

@@ -104,6 +104,8 @@ class TrainingDisplay:
         elif isinstance(event, events.Rescheduled):
             if self._progress is not None and self._task is not None:
                 self._progress.update(self._task, total=event.steps)
+            if event.budget:  # a tune trial's refit, at many reports: its bar shows it
+                return
             self._say(
                 f"step {event.step}: {flag('max_seconds')} {event.max_seconds / 60:g} ends the run near step "
                 f"{event.steps:,} of {event.was:,}: its learning rate now decays fully by then"

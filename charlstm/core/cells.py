@@ -88,8 +88,10 @@ def lstm_gates(z: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array
 def lstm_gates_at_once(z: jax.Array) -> jax.Array:
     """`lstm_gates` as one (B, 4H) array [i | f | g | o], computed by one
     elementwise operation: both nonlinearities over all 4H columns, the
-    candidate's tanh kept in its block and the sigmoid elsewhere, so the
-    values are exactly `lstm_gates`'s. XLA's CPU backend otherwise runs four
+    candidate's tanh kept in its block and the sigmoid elsewhere: bit for
+    bit `lstm_gates`'s values with XLA's default CPU emitters (with the
+    older ones the tests compile with, a few saturated values differ by up
+    to 3 units in the last place). XLA's CPU backend otherwise runs four
     operations and a concatenation at every character, each a hand-off to
     its thread pool, and the plain cell's training step is about 4% faster
     this way (2026-12-02; docs/benchmarks.md). The layer-normalised cell,

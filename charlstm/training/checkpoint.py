@@ -27,10 +27,12 @@ import logging
 import math
 import sys
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata as package_metadata
 from pathlib import Path
+from types import TracebackType
 from typing import Any, TypeVar
 
 import flax.serialization
@@ -276,20 +278,38 @@ def _restore_failure(where: Path, err: Exception) -> str:
     return f"cannot read checkpoint {where}: {why}: {first_line}"
 
 
-# How the arrays' other reads fail once one has failed: each one left behind
-# by Orbax's gathered reads, and each TensorStore callback into Orbax's
-# event loop after it closed.
-_RESTORE_ECHOES = ("Encountered error while reading array index", "Event loop is closed")
+# How the arrays' other reads fail once one has failed: each read that Orbax
+# gathered and stopped waiting for, and each TensorStore callback into
+# Orbax's event loop after it closed.
+_READ_FAILED = "Encountered error while reading array index"
+_ORBAX_READS = "orbax/checkpoint/_src/serialization/"  # where those reads run
 
 
-def _restore_echo(exc: BaseException | None) -> bool:
-    return exc is not None and str(exc).startswith(_RESTORE_ECHOES)
+def _restore_echo(exc: BaseException | None, tb: TracebackType | None) -> bool:
+    if exc is None:
+        return False
+    if str(exc).startswith(_READ_FAILED):
+        return True
+    # "Event loop is closed" is asyncio's, and anyone's: only the one raised
+    # where a thread hands a callback to a closed loop.
+    names = [frame.f_code.co_name for frame, _ in traceback.walk_tb(tb or exc.__traceback__)]
+    return isinstance(exc, RuntimeError) and str(exc) == "Event loop is closed" and "call_soon_threadsafe" in names
 
 
 class _NoRestoreEchoes(logging.Filter):
+    """asyncio's "... exception was never retrieved" for a read of Orbax's
+    array deserialisation that nobody awaits any more."""
+
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
-        return not _restore_echo(exc)
+        if exc is None or "never retrieved" not in record.getMessage():
+            return True
+        files = [frame.f_code.co_filename for frame, _ in traceback.walk_tb(exc.__traceback__)]
+        reading = str(exc).startswith(_READ_FAILED) or any(_ORBAX_READS in f for f in files)
+        return not reading
+
+
+_NO_ECHOES = _NoRestoreEchoes()
 
 
 def _quiet_the_other_reads() -> None:
@@ -297,20 +317,22 @@ def _quiet_the_other_reads() -> None:
     for the others; as they finish (or fail) on TensorStore's threads they
     report, through Python's unraisable-exception hook and asyncio's logger,
     the same damage the CheckpointError already names once: dozens of
-    tracebacks, some after the error line. Those reports, and only those,
-    are dropped from now on in this process; anything else still reaches
-    the hook and the logger."""
+    tracebacks, some after the error line. Those reports, and only those
+    (by their message and where they were raised), are dropped from now on
+    in this process; anything else still reaches the hook and the logger."""
+    asyncio_log = logging.getLogger("asyncio")
+    if _NO_ECHOES not in asyncio_log.filters:
+        asyncio_log.addFilter(_NO_ECHOES)
     if getattr(sys.unraisablehook, "charlstm_quiet", False):
         return
     previous = sys.unraisablehook
 
     def hook(unraisable: Any) -> None:
-        if not _restore_echo(unraisable.exc_value):
+        if not _restore_echo(unraisable.exc_value, unraisable.exc_traceback):
             previous(unraisable)
 
     hook.charlstm_quiet = True  # type: ignore[attr-defined]
     sys.unraisablehook = hook
-    logging.getLogger("asyncio").addFilter(_NoRestoreEchoes())
 
 
 def _checked(read: Callable[[], T], where: Path) -> T:

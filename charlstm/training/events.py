@@ -137,6 +137,7 @@ class Rescheduled:
     steps: int
     was: int
     max_seconds: float
+    budget: bool = False  # a tune trial's budget of training, refitted at every report (it may lengthen)
 
 
 @dataclass(frozen=True)

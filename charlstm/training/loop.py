@@ -347,14 +347,14 @@ class Session:
             return
         self.planned = True
         fitted = min(max(fitted, floor), self.ceiling)
-        # Small moves far from the end are noise in the timing: not worth a
-        # new plan (and a line in the log) at every report.
-        if abs(fitted - tc.steps) <= (tc.steps - self.step) // 20:
+        # Small moves are noise in the timing: not worth a new plan (and an
+        # event) at every report; near the end, no move under a report's steps.
+        if abs(fitted - tc.steps) <= max(tc.log_every, (tc.steps - self.step) // 20):
             return
         self.config = replace(tc, steps=fitted)
         self.run.train_config = self.config
         self.train_step.retime(self.config)
-        yield events.Rescheduled(self.step, fitted, tc.steps, tc.max_seconds)
+        yield events.Rescheduled(self.step, fitted, tc.steps, tc.max_seconds, budget=True)
 
     def _stop_wanted(self) -> str | None:
         stop = None

@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from charlstm.config import ModelConfig, TrainConfig
+from charlstm.config import ModelConfig, TrainConfig, check_seed
 from charlstm.core.model import param_count
 from charlstm.core.state import init_state, warmup_steps
 from charlstm.errors import ConfigError
@@ -51,7 +51,7 @@ from charlstm.text.corpus import Source, resolve_corpus_path
 from charlstm.text.tokens import prepare
 from charlstm.training import events, session
 from charlstm.training.events import TrialFinished, TrialResult, TrialStarted
-from charlstm.training.loop import fit
+from charlstm.training.loop import FIT_AFTER_STEPS, fit
 from charlstm.training.run import RUNS_DIR, Run, new_run, prepare_run_dir
 
 CALIBRATION_STEPS = 12
@@ -59,6 +59,10 @@ CALIBRATION_STEPS = 12
 # says fit: the loop's refits shorten it (and may lengthen it back up to
 # here), so a calibration that timed slow steps cannot end a trial early.
 CEILING = 2
+# Below this many expected steps the refits would come too late (the first
+# at the loop's 20th step, at a report): such a trial is planned at what the
+# calibration says fits, and its schedule ends there, as before the refits.
+SHORT_TRIAL = 4 * FIT_AFTER_STEPS
 # Validation passes per trial with a step budget (for its curves). A time
 # budget evaluates only at the end: a pass over the held-out text costs as
 # much as many training steps, and the clock would count it.
@@ -209,6 +213,7 @@ def plan(
         raise ConfigError("the budget per trial must be positive")
     if trials is not None and trials < 1:
         raise ConfigError(f"{flag('trials')} must be >= 1, got {trials}")
+    check_seed(seed)
     narrowed = dict(space or {})
     unknown = sorted(set(narrowed) - {d.field for d in SPACE})
     if unknown:
@@ -286,6 +291,15 @@ def _trial_config(run: Run, plan: Plan) -> TrainConfig:
         return replace(run.train_config, steps=plan.steps, eval_every=every, checkpoint_every=plan.steps)
     assert plan.budget_s is not None
     expected = _fit_steps(run, plan.budget_s)
+    if expected < SHORT_TRIAL:
+        return replace(
+            run.train_config,
+            steps=expected,
+            warmup_steps=warmup_steps(replace(run.train_config, steps=expected)),
+            eval_every=expected,
+            checkpoint_every=expected,
+            max_seconds=plan.budget_s,
+        )
     ceiling = CEILING * expected
     return replace(
         run.train_config,
@@ -329,7 +343,8 @@ def search(
         config = _trial_config(run, plan)
         run = replace(run, train_config=config)
         run.state = init_state(run.model_config, config)
-        planned = plan.steps or config.steps // CEILING  # what the calibration expects
+        # What the calibration expects (a longer trial's first plan is CEILING times it).
+        planned = plan.steps or (config.steps if config.steps < SHORT_TRIAL else config.steps // CEILING)
         on_event(TrialStarted(index, len(plan.points), point, planned, param_count(run.model_config)))
         prepare_run_dir(run_dir)
         finished = session.train(run, run_dir, on_event, should_stop, budget=plan.budget_s is not None)
