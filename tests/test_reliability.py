@@ -121,7 +121,10 @@ def test_the_other_reads_of_a_damaged_checkpoint_stay_quiet(damaged, capsys, cap
         except RuntimeError as err:  # a callback handed to the closed loop, as TensorStore's threads do
             unraisable(err)
         unraisable(Exception("Encountered error while reading array index: (slice(0, 3, 1),)."))
-        elsewhere = RuntimeError("Event loop is closed")  # the same words, not from a callback
+        try:
+            raise RuntimeError("Event loop is closed")  # the same words, raised by someone else
+        except RuntimeError as err:
+            elsewhere = err
         other = ValueError("something else")
         unraisable(elsewhere)
         unraisable(other)

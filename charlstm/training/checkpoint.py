@@ -244,12 +244,12 @@ def load(path: Path, prefer: str = BEST) -> Checkpoint:
             lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
             flax.serialization.to_state_dict(template),
         )
+        _quiet_the_other_reads()  # before: the first echoes can come while Orbax is still failing
         try:
             restored = checkpointer.restore(
                 where.absolute(), args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract))
             )
         except Exception as err:  # Orbax and TensorStore raise bare Exceptions, most for a missing or damaged file
-            _quiet_the_other_reads()
             raise CheckpointError(_restore_failure(where, err)) from None
         state = flax.serialization.from_state_dict(template, restored["state"])
         return Checkpoint(**{f.name: getattr(meta, f.name) for f in dataclasses.fields(Meta)}, state=state)
@@ -290,10 +290,13 @@ def _restore_echo(exc: BaseException | None, tb: TracebackType | None) -> bool:
         return False
     if str(exc).startswith(_READ_FAILED):
         return True
-    # "Event loop is closed" is asyncio's, and anyone's: only the one raised
-    # where a thread hands a callback to a closed loop.
+    # "Event loop is closed" could be anyone's: only asyncio's own (raised by
+    # its loop's check), or one with no Python frames at all, as from
+    # TensorStore's threads calling back into the loop.
+    if not (isinstance(exc, RuntimeError) and str(exc) == "Event loop is closed"):
+        return False
     names = [frame.f_code.co_name for frame, _ in traceback.walk_tb(tb or exc.__traceback__)]
-    return isinstance(exc, RuntimeError) and str(exc) == "Event loop is closed" and "call_soon_threadsafe" in names
+    return not names or names[-1] == "_check_closed"
 
 
 class _NoRestoreEchoes(logging.Filter):
@@ -317,9 +320,10 @@ def _quiet_the_other_reads() -> None:
     for the others; as they finish (or fail) on TensorStore's threads they
     report, through Python's unraisable-exception hook and asyncio's logger,
     the same damage the CheckpointError already names once: dozens of
-    tracebacks, some after the error line. Those reports, and only those
-    (by their message and where they were raised), are dropped from now on
-    in this process; anything else still reaches the hook and the logger."""
+    tracebacks, before and after the error line. Those reports, and only
+    those (by their message and where they were raised), are dropped from
+    the first restore on, in this process; anything else still reaches the
+    hook and the logger."""
     asyncio_log = logging.getLogger("asyncio")
     if _NO_ECHOES not in asyncio_log.filters:
         asyncio_log.addFilter(_NO_ECHOES)
