@@ -162,6 +162,7 @@ FINE_TUNE_LEARNING_RATE = 1e-2
 # Enough for any separator a user would stop at, and small enough that
 # looking for them after every piece of text costs nothing.
 MAX_STOPS = 16
+MAX_STOP_CHARS = 256
 # The seeds jax.random.PRNGKey tells apart without 64-bit integers: it keeps
 # a seed's low 32 bits, so 2**32 gave seed 0's text and -1 that of 2**32 - 1.
 SEEDS = (-(2**31), 2**31 - 1)
@@ -174,9 +175,6 @@ def check_seed(seed: int) -> None:
     """A seed that no other seed stands for (see SEEDS)."""
     low, high = SEEDS
     _check(low <= seed <= high, f"{flag('seed')} must be from {low} to {high}, got {seed}")
-
-
-MAX_STOP_CHARS = 256
 
 
 @dataclass(frozen=True)

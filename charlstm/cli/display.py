@@ -250,7 +250,8 @@ class _TimeLeft(ProgressColumn):
         left = task.time_remaining
         ends = task.fields.get("ends")
         if ends is not None:
-            left = max(0.0, ends - time.monotonic()) if left is None else min(left, max(0.0, ends - time.monotonic()))
+            limit = max(0.0, ends - time.monotonic())
+            left = limit if left is None else min(left, limit)
         return Text("-:--" if left is None else _duration(left), style="progress.remaining")
 
 

@@ -209,11 +209,11 @@ def layout(
     windows = max(1, reset_chars // seq_len) if reset_chars else 0
     train = Streams(Segments(tokens.ids, cut.train), batch, seq_len, windows, release=tokens.release)
     val = Segments(tokens.ids, cut.val)
-    if len(val) < 2 and cut.kind == "files":
-        raise CorpusError(
-            f"the validation text ({flag('val_file')}) is too short: {len(val)} characters; it needs at least 2"
-        )
     if len(val) < 2:
+        if cut.kind == "files":
+            raise CorpusError(
+                f"the validation text ({flag('val_file')}) is too short: {len(val)} characters; it needs at least 2"
+            )
         total = int(tokens.lengths[: tokens.train_docs].sum())
         raise CorpusError(
             f"validation split is too short: {len(val)} characters ({flag('val_fraction')} {val_fraction:g} of "

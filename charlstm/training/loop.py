@@ -297,24 +297,10 @@ class Session:
         fitted = int(distributed.from_main(float(fitted)))
         if fitted <= self.step:
             return  # the time is up: the limit stops the run at the next step
-        # The warm-up stays whole (it is a tenth of the steps at most,
-        # core/state.py). A run too short for that is left as it is: it
-        # would change its warm-up half way, and it is still learning fast
-        # enough that a decay costs it more than it gains (45 seconds of the
-        # default model on the shipped corpus, 2026-12-02: 1.754 fitted to
-        # 130 steps against 1.700 cut off at step 140). Later plans stop there.
-        floor = 10 * tc.warmup_steps
-        if not self.planned and fitted < floor:
-            self.fitting = False
+        floored = self._floored(fitted)
+        if floored is None or floored >= tc.steps:
             return
-        self.planned = True
-        fitted = max(fitted, floor)
-        if fitted >= tc.steps:
-            return
-        self.config = replace(tc, steps=fitted)
-        self.run.train_config = self.config  # what checkpoints record, so a resume keeps the schedule
-        self.train_step.retime(self.config)
-        yield events.Rescheduled(self.step, fitted, tc.steps, tc.max_seconds)
+        yield self._replan(floored)
 
     def _fit_to_budget(self) -> Iterator[events.Rescheduled]:
         """`_fit_to_time` for a budget of training (`fit(budget=True)`):
@@ -341,20 +327,39 @@ class Session:
         fitted = int(distributed.from_main(float(fitted)))  # every process stops at one step
         if fitted <= self.step:
             return  # the budget is spent: its limit stops the run at the next step
-        floor = 10 * tc.warmup_steps  # the warm-up stays whole, as in _fit_to_time
-        if not self.planned and fitted < floor:
-            self.fitting = False
+        floored = self._floored(fitted)
+        if floored is None:
             return
-        self.planned = True
-        fitted = min(max(fitted, floor), self.ceiling)
+        fitted = min(floored, self.ceiling)
         # Small moves are noise in the timing: not worth a new plan (and an
         # event) at every report; near the end, no move under a report's steps.
         if abs(fitted - tc.steps) <= max(tc.log_every, (tc.steps - self.step) // 20):
             return
-        self.config = replace(tc, steps=fitted)
-        self.run.train_config = self.config
+        yield self._replan(fitted, budget=True)
+
+    def _floored(self, fitted: int) -> int | None:
+        """A plan of `fitted` steps with the warm-up kept whole (it is a tenth
+        of the steps at most, core/state.py), or None, and no more plans, for
+        a run too short for that: it would change its warm-up half way, and
+        it is still learning fast enough that a decay costs it more than it
+        gains (45 seconds of the default model on the shipped corpus,
+        2026-12-02: 1.754 fitted to 130 steps against 1.700 cut off at step
+        140). Later plans stop at the floor."""
+        floor = 10 * self.config.warmup_steps
+        if not self.planned and fitted < floor:
+            self.fitting = False
+            return None
+        self.planned = True
+        return max(fitted, floor)
+
+    def _replan(self, steps: int, budget: bool = False) -> events.Rescheduled:
+        """End the schedule at `steps`: no compilation, the schedule is an argument of the compiled step."""
+        was = self.config
+        assert was.max_seconds is not None
+        self.config = replace(was, steps=steps)
+        self.run.train_config = self.config  # what checkpoints record, so a resume keeps the schedule
         self.train_step.retime(self.config)
-        yield events.Rescheduled(self.step, fitted, tc.steps, tc.max_seconds, budget=True)
+        return events.Rescheduled(self.step, steps, was.steps, was.max_seconds, budget=budget)
 
     def _stop_wanted(self) -> str | None:
         stop = None

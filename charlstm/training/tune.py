@@ -282,17 +282,18 @@ def _fit_steps(run: Run, budget_s: float) -> int:
     return max(1, int(budget_s / seconds_per_step))
 
 
-def _trial_config(run: Run, plan: Plan) -> TrainConfig:
-    """A trial's training config: `plan.steps` with four validation passes,
-    or a time budget that it ends at (`max_seconds`), validated once at
-    the end, with a warm-up and a first plan from a timing of its step."""
+def _trial_config(run: Run, plan: Plan) -> tuple[TrainConfig, int]:
+    """A trial's training config and the steps it is expected to take:
+    `plan.steps` with four validation passes, or a time budget that it ends
+    at (`max_seconds`), validated once at the end, with a warm-up and a
+    first plan from a timing of its step."""
     if plan.steps is not None:
         every = max(1, plan.steps // EVALS_PER_TRIAL)
-        return replace(run.train_config, steps=plan.steps, eval_every=every, checkpoint_every=plan.steps)
+        return replace(run.train_config, steps=plan.steps, eval_every=every, checkpoint_every=plan.steps), plan.steps
     assert plan.budget_s is not None
     expected = _fit_steps(run, plan.budget_s)
     if expected < SHORT_TRIAL:
-        return replace(
+        config = replace(
             run.train_config,
             steps=expected,
             warmup_steps=warmup_steps(replace(run.train_config, steps=expected)),
@@ -300,8 +301,9 @@ def _trial_config(run: Run, plan: Plan) -> TrainConfig:
             checkpoint_every=expected,
             max_seconds=plan.budget_s,
         )
+        return config, expected
     ceiling = CEILING * expected
-    return replace(
+    config = replace(
         run.train_config,
         steps=ceiling,
         # The refits keep the warm-up whole, so they stop at ten times it
@@ -312,6 +314,7 @@ def _trial_config(run: Run, plan: Plan) -> TrainConfig:
         checkpoint_every=ceiling,
         max_seconds=plan.budget_s,
     )
+    return config, expected
 
 
 def _write_json(path: Path, results: list[TrialResult], settings: dict[str, Any]) -> None:
@@ -340,11 +343,9 @@ def search(
         options = {**plan.train, **{k: v for k, v in point.items() if k not in MODEL_FIELDS}}
         run_dir = plan.out / f"trial-{index:02d}"
         run = new_run(text, shape, TrainConfig(**{**options, "steps": plan.steps or 1}))
-        config = _trial_config(run, plan)
+        config, planned = _trial_config(run, plan)
         run = replace(run, train_config=config)
         run.state = init_state(run.model_config, config)
-        # What the calibration expects (a longer trial's first plan is CEILING times it).
-        planned = plan.steps or (config.steps if config.steps < SHORT_TRIAL else config.steps // CEILING)
         on_event(TrialStarted(index, len(plan.points), point, planned, param_count(run.model_config)))
         prepare_run_dir(run_dir)
         finished = session.train(run, run_dir, on_event, should_stop, budget=plan.budget_s is not None)
