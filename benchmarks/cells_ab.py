@@ -1,11 +1,11 @@
-"""A change to the cells (charlstm/core/cells.py), timed against a git revision's, in one process.
+"""A change to the cells (charlstm/core/cells.py, ln_lstm.py, gru.py), timed against a git revision's, in one process.
 
     python benchmarks/cells_ab.py HEAD                  # the plain cell, 2x256 on 64 x 128, 30 pairs
     python benchmarks/cells_ab.py main --norm layer --dropout 0.2 --shape 256,2,64,64
     python benchmarks/cells_ab.py HEAD~3 --pairs 60 --json out.json
 
 The training step is compiled twice in this process: once with the layer
-functions of `cells.py` as it is at REV, once with the working tree's. Then
+functions of the cells' modules as they are at REV, once with the working tree's. Then
 the two steps alternate (A then B, B then A, ...) and each pair gives a
 ratio, A's time over B's: above 1 means the working tree is faster. The
 median ratio and its quartiles are printed.
@@ -18,48 +18,84 @@ parameters are still bit for bit equal after three steps is printed too
 (a change meant to compute the same numbers should say True).
 
 Only the cells are swapped (the model, the step and everything else are the
-working tree's), so this times changes inside cells.py alone. Timings never
+working tree's), so this times changes inside the cells alone. Timings never
 feed a pass/fail test.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib
 import json
 import platform
 import statistics
 import subprocess
+import sys
 import time
 import types
+from collections.abc import Iterator
 from pathlib import Path
 
 import jax
 import numpy as np
 from step_speed import CompiledStep, compiled_step
 
-import charlstm.core.cells as working_cells
 import charlstm.core.model as model_module
 import charlstm.core.step as step_module
 from charlstm.runtime.hostmem import keep_host_memory
 
 ROOT = Path(__file__).resolve().parent.parent
-SWAPPED = ("lstm_layer", "ln_lstm_layer", "gru_layer")  # what core/model.py takes from cells.py
+# The layer functions core/model.py takes, and the module of core/ each lives
+# in; up to 2026-12-02 (3ef80bc) all three were in cells.py.
+LAYERS = {"lstm_layer": "cells", "ln_lstm_layer": "ln_lstm", "gru_layer": "gru"}
+SWAPPED = tuple(LAYERS)
 
 
-def cells_at(revision: str) -> types.ModuleType:
-    """cells.py as it is at `revision`, as a module of its own."""
+def _module_at(revision: str, module: str) -> types.ModuleType:
+    """charlstm/core/`module`.py as it is at `revision`, as a module of its own."""
+    path = f"charlstm/core/{module}.py"
     source = subprocess.run(
-        ["git", "-C", str(ROOT), "show", f"{revision}:charlstm/core/cells.py"],
-        capture_output=True,
-        text=True,
-        check=True,
+        ["git", "-C", str(ROOT), "show", f"{revision}:{path}"], capture_output=True, text=True, check=True
     ).stdout
-    module = types.ModuleType(f"cells_at_{revision}")
-    exec(compile(source, f"{revision}:charlstm/core/cells.py", "exec"), module.__dict__)  # our own file, at a revision
-    return module
+    loaded = types.ModuleType(f"{module}_at_{revision}")
+    exec(compile(source, f"{revision}:{path}", "exec"), loaded.__dict__)  # our own file, at a revision
+    return loaded
 
 
-def compiled_with(cells: types.ModuleType, shape: list[int], norm: str, dropout: float) -> CompiledStep:
+@contextlib.contextmanager
+def _cells_imported_as(cells: types.ModuleType) -> Iterator[None]:
+    """`from charlstm.core.cells import ...` gives `cells`'s names meanwhile."""
+    before = sys.modules["charlstm.core.cells"]
+    sys.modules["charlstm.core.cells"] = cells
+    try:
+        yield
+    finally:
+        sys.modules["charlstm.core.cells"] = before
+
+
+def cells_at(revision: str) -> types.SimpleNamespace:
+    """The layer functions as they are at `revision`: each cell's module as it
+    is there, reading that revision's cells.py for what the cells share."""
+    cells = _module_at(revision, "cells")
+    found = {}
+    for name, module in LAYERS.items():
+        if hasattr(cells, name):  # a revision from before the cells had a module each
+            found[name] = getattr(cells, name)
+            continue
+        with _cells_imported_as(cells):
+            found[name] = getattr(_module_at(revision, module), name)
+    return types.SimpleNamespace(**found)
+
+
+def working_cells() -> types.SimpleNamespace:
+    """The layer functions as the working tree has them."""
+    return types.SimpleNamespace(
+        **{name: getattr(importlib.import_module(f"charlstm.core.{module}"), name) for name, module in LAYERS.items()}
+    )
+
+
+def compiled_with(cells: types.SimpleNamespace, shape: list[int], norm: str, dropout: float) -> CompiledStep:
     for name in SWAPPED:
         setattr(model_module, name, getattr(cells, name))
     step_module._make_train_step.cache_clear()  # compile afresh, not the cached program
@@ -100,7 +136,7 @@ def paired(a: CompiledStep, b: CompiledStep, pairs: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("revision", help="the git revision whose cells.py is A (B is the working tree's)")
+    parser.add_argument("revision", help="the git revision whose cells are A (B is the working tree's)")
     parser.add_argument("--shape", default="256,2,64,128", help="HIDDEN,LAYERS,BATCH,SEQ_LEN [256,2,64,128]")
     parser.add_argument("--norm", default="none", help="none or layer [none]")
     parser.add_argument("--dropout", type=float, default=0.0, help="dropout rate in the step [0]")
@@ -110,7 +146,7 @@ def main() -> None:
     keep_host_memory()  # as the CLI does
     shape = [int(n) for n in args.shape.split(",")]
     a = compiled_with(cells_at(args.revision), shape, args.norm, args.dropout)
-    b = compiled_with(working_cells, shape, args.norm, args.dropout)
+    b = compiled_with(working_cells(), shape, args.norm, args.dropout)
     result = paired(a, b, args.pairs)
     print(
         f"cells at {args.revision} (A) against the working tree (B), {args.shape} norm={args.norm} "

@@ -42,7 +42,7 @@ class ModelConfig:
     num_layers: int = 2
     forget_bias: float = 1.0  # initial bias of the LSTM's forget gate, or the GRU's update gate
     cell: str = "lstm"  # "lstm" or "gru"
-    # "layer": layer normalisation inside the LSTM cell (core/cells.py);
+    # "layer": layer normalisation inside the LSTM cell (core/ln_lstm.py);
     # "auto" becomes "layer" for the LSTM and "none" for the GRU on construction.
     norm: str = AUTO_NORM
     # The id of the document boundary symbol (text/vocab.py) in a model of

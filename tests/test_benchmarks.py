@@ -53,13 +53,13 @@ def test_cells_ab_times_a_revisions_cells_against_the_working_trees(monkeypatch)
     pair; the model is left with the working tree's cells."""
     monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
     cells_ab = importlib.import_module("cells_ab")
-    import charlstm.core.cells as cells
     import charlstm.core.model as model
 
     for name in cells_ab.SWAPPED:  # put back whatever happens below
         monkeypatch.setattr(model, name, getattr(model, name))
-    old = cells_ab.cells_at("HEAD")
-    assert old.lstm_layer is not cells.lstm_layer and callable(old.lstm_layer)
+    old, cells = cells_ab.cells_at("HEAD"), cells_ab.working_cells()
+    for name in cells_ab.SWAPPED:
+        assert getattr(old, name) is not getattr(cells, name) and callable(getattr(old, name))
     a = cells_ab.compiled_with(old, [8, 1, 2, 4], "none", 0.0)
     b = cells_ab.compiled_with(cells, [8, 1, 2, 4], "none", 0.0)
     result = cells_ab.paired(a, b, pairs=2)

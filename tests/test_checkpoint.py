@@ -4,7 +4,7 @@ import shutil
 import pytest
 
 from charlstm.errors import CheckpointError
-from charlstm.training import catalog, checkpoint
+from charlstm.training import catalog, checkpoint, checkpoint_meta
 
 from .helpers import assert_trees_equal, new_tiny_run, train
 
@@ -49,7 +49,7 @@ def test_round_trip_restores_everything(trained):
 def test_metadata_is_plain_json_describing_the_run(trained):
     run, run_dir = trained
     meta = json.loads((run_dir / "checkpoints" / "latest" / "12" / "meta" / "metadata").read_text())
-    assert meta["format"] == checkpoint.FORMAT and meta["format_version"] == checkpoint.FORMAT_VERSION
+    assert meta["format"] == checkpoint_meta.FORMAT and meta["format_version"] == checkpoint_meta.FORMAT_VERSION
     assert meta["vocab"] == run.vocab.chars
     assert meta["model"]["hidden_size"] == 24
     assert meta["corpus"]["sha256"] == run.corpus.sha256

@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from charlstm.errors import CheckpointError
-from charlstm.training import checkpoint
+from charlstm.training import checkpoint, restore_failures
 
 from .helpers import assert_trees_equal, new_tiny_run, train
 from .test_cli import TINY, _charlstm_command
@@ -145,7 +145,7 @@ def test_the_other_reads_of_a_damaged_checkpoint_stay_quiet(damaged, capsys, cap
         gc.collect()
         time.sleep(1.0)
         sys.unraisablehook = before
-        logging.getLogger("asyncio").removeFilter(checkpoint._NO_ECHOES)
+        logging.getLogger("asyncio").removeFilter(restore_failures._NO_ECHOES)
 
 
 def test_sampling_from_a_damaged_checkpoint_prints_one_line(damaged):

@@ -6,7 +6,7 @@ Shape legend used in the comments below:
 
 The model is Flax Linen: parameters are a plain nested dict, `apply` is a
 pure function, and the recurrence is a `jax.lax.scan` with a hand-written
-backward pass for each cell (`cells.py`). That keeps the training step a
+backward pass for each cell (`cells.py`, `ln_lstm.py`, `gru.py`). That keeps the training step a
 pure `(state, batch) -> (state, metrics)` function and the checkpoint a
 plain tree of named arrays.
 
@@ -29,17 +29,9 @@ import jax
 import jax.numpy as jnp
 
 from charlstm.config import ModelConfig
-from charlstm.core.cells import (
-    gru_layer,
-    gru_record,
-    gru_update,
-    ln_lstm_layer,
-    ln_lstm_record,
-    lstm_layer,
-    lstm_record,
-    lstm_update,
-    restart,
-)
+from charlstm.core.cells import lstm_layer, lstm_record, lstm_update, restart
+from charlstm.core.gru import gru_layer, gru_record, gru_update
+from charlstm.core.ln_lstm import ln_lstm_layer, ln_lstm_record
 
 # The recurrent state of the whole stack: (h, c), each (L, B, H).
 Carry = tuple[jax.Array, jax.Array]
@@ -77,7 +69,7 @@ class LSTMLayer(nn.Module):
 
     hidden_size: int
     forget_bias: float = 1.0
-    norm: str = "none"  # "layer": the layer-normalised cell (cells.ln_lstm_layer)
+    norm: str = "none"  # "layer": the layer-normalised cell (ln_lstm.ln_lstm_layer)
     precision: str = "fp32"  # "bf16": the matrix products in bfloat16 (see cells.py)
 
     @nn.compact

@@ -36,7 +36,7 @@ FORMAT = "charlstm-weights"
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
 META_FILE = "model.json"
-LAYER_NORM_EPSILON = 1e-5  # core/cells.py's _normalised
+LAYER_NORM_EPSILON = 1e-5  # core/ln_lstm.py's _normalised
 _DTYPES = {np.dtype("<f4"): "F32", np.dtype("<f2"): "F16"}
 
 

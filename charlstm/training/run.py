@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from charlstm.config import ModelConfig, TrainConfig
-from charlstm.core.model import grow_vocab
-from charlstm.core.state import TrainState, init_optimizer, init_state
-from charlstm.errors import CharlstmError, ConfigError
+from charlstm.core.state import TrainState, init_state
+from charlstm.errors import CharlstmError
 from charlstm.flags import flag
 from charlstm.text import manifest, streams
 from charlstm.text.scan import Progress, no_progress
 from charlstm.text.tokens import Corpus, Tokens, open_tokens
 from charlstm.text.vocab import BOUNDARY, Vocab
-
-if TYPE_CHECKING:
-    from charlstm.training.checkpoint import Checkpoint
 
 RUNS_DIR = Path("runs")
 
@@ -110,9 +105,10 @@ def corpus_vocab(corpus: Corpus, base: Vocab | None = None) -> Vocab:
     return Vocab("".join(sorted(chars))) if base is None else base.grown(chars)
 
 
-def _with_tokens(
+def with_tokens(
     corpus: Corpus, vocab: Vocab, model_config: ModelConfig, config: TrainConfig, state: TrainState, progress: Progress
 ) -> Run:
+    """A run of `state` on `corpus`, its token file opened (written first if new)."""
     tokens = open_tokens(corpus, vocab, progress)
     run = Run(model_config, config, vocab, corpus, tokens, state)
     # Fail on a too-short text now, before compiling anything.
@@ -127,47 +123,4 @@ def new_run(
     vocab = corpus_vocab(corpus)
     model_config = ModelConfig(vocab_size=vocab.size, boundary_id=vocab.boundary_id, **model_kwargs)
     state = init_state(model_config, train_config)
-    return _with_tokens(corpus, vocab, model_config, train_config, state, progress)
-
-
-def fine_tune_run(
-    corpus: Corpus,
-    base: Checkpoint,
-    model_kwargs: dict[str, Any],
-    train_config: TrainConfig,
-    progress: Progress = no_progress,
-) -> Run:
-    """A run that starts from `base`'s weights (a loaded checkpoint) with a
-    fresh optimizer and schedule; its vocabulary grows by the characters of
-    `corpus` that `base` never saw (core.model.grow_vocab)."""
-    old = base.model_config
-    asked = dataclasses.replace(old, **model_kwargs) if model_kwargs else old
-    wrong = [name for name in SHAPE_FIELDS if getattr(asked, name) != getattr(old, name)]
-    if wrong:
-        given = ", ".join(f"{flag(n)} {getattr(asked, n)}" for n in wrong)
-        raise ConfigError(
-            f"{flag('init_from')} {base.path} is a {old.describe()} with embedding {old.embed_dim}, but {given} "
-            f"asks for another shape; fine-tuning keeps the model's shape (leave those options out)"
-        )
-    vocab = corpus_vocab(corpus, base.vocab)
-    model_config = dataclasses.replace(old, vocab_size=vocab.size, boundary_id=vocab.boundary_id)
-    params = grow_vocab(base.state.params, vocab.size)
-    fresh = init_state(model_config, train_config)  # the step, carries and key of a new run
-    state = dataclasses.replace(fresh, params=params, opt_state=init_optimizer(params))
-    run = _with_tokens(corpus, vocab, model_config, train_config, state, progress)
-    run.init_from = {
-        "checkpoint": str(base.path),
-        "step": base.step,
-        "corpus": base.corpus_path,
-        "vocab_size": base.vocab.size,
-        "model": old.describe(),
-    }
-    return run
-
-
-def restored_run(corpus: Corpus, ckpt: Checkpoint, train_config: TrainConfig, progress: Progress = no_progress) -> Run:
-    """A run continued from its checkpoint `ckpt`, on `corpus` (read again)."""
-    run = _with_tokens(corpus, ckpt.vocab, ckpt.model_config, train_config, ckpt.state, progress)
-    run.history, run.train_seconds, run.init_from = ckpt.history, ckpt.train_seconds, ckpt.init_from
-    run.best_val_loss = ckpt.best_val_loss
-    return run
+    return with_tokens(corpus, vocab, model_config, train_config, state, progress)

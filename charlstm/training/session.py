@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from charlstm.config import TrainConfig
-from charlstm.errors import CharlstmError, CorpusError
+from charlstm.core.model import grow_vocab
+from charlstm.core.state import init_optimizer, init_state
+from charlstm.errors import CharlstmError, ConfigError, CorpusError
 from charlstm.flags import flag
 from charlstm.text import manifest
 from charlstm.text.corpus import DEFAULT_GLOB, Source
@@ -24,18 +26,62 @@ from charlstm.training import checkpoint, distributed, events
 from charlstm.training.loop import fit
 from charlstm.training.run import (
     RESUMABLE_FIELDS,
+    SHAPE_FIELDS,
     Run,
     check_run_dir,
+    corpus_vocab,
     default_run_dir,
-    fine_tune_run,
     new_run,
     prepare_run_dir,
-    restored_run,
+    with_tokens,
 )
 from charlstm.training.runlog import RunLog
 
 EventHandler = Callable[[Any], None]
 StopCheck = Callable[[], bool]
+
+
+def fine_tune_run(
+    corpus: Corpus,
+    base: checkpoint.Checkpoint,
+    model_kwargs: dict[str, Any],
+    train_config: TrainConfig,
+    progress: Progress,
+) -> Run:
+    """A run that starts from `base`'s weights (a loaded checkpoint) with a
+    fresh optimizer and schedule; its vocabulary grows by the characters of
+    `corpus` that `base` never saw (core.model.grow_vocab)."""
+    old = base.model_config
+    asked = dataclasses.replace(old, **model_kwargs) if model_kwargs else old
+    wrong = [name for name in SHAPE_FIELDS if getattr(asked, name) != getattr(old, name)]
+    if wrong:
+        given = ", ".join(f"{flag(n)} {getattr(asked, n)}" for n in wrong)
+        raise ConfigError(
+            f"{flag('init_from')} {base.path} is a {old.describe()} with embedding {old.embed_dim}, but {given} "
+            f"asks for another shape; fine-tuning keeps the model's shape (leave those options out)"
+        )
+    vocab = corpus_vocab(corpus, base.vocab)
+    model_config = dataclasses.replace(old, vocab_size=vocab.size, boundary_id=vocab.boundary_id)
+    params = grow_vocab(base.state.params, vocab.size)
+    fresh = init_state(model_config, train_config)  # the step, carries and key of a new run
+    state = dataclasses.replace(fresh, params=params, opt_state=init_optimizer(params))
+    run = with_tokens(corpus, vocab, model_config, train_config, state, progress)
+    run.init_from = {
+        "checkpoint": str(base.path),
+        "step": base.step,
+        "corpus": base.corpus_path,
+        "vocab_size": base.vocab.size,
+        "model": old.describe(),
+    }
+    return run
+
+
+def restored_run(corpus: Corpus, ckpt: checkpoint.Checkpoint, train_config: TrainConfig, progress: Progress) -> Run:
+    """A run continued from its checkpoint `ckpt`, on `corpus` (read again)."""
+    run = with_tokens(corpus, ckpt.vocab, ckpt.model_config, train_config, ckpt.state, progress)
+    run.history, run.train_seconds, run.init_from = ckpt.history, ckpt.train_seconds, ckpt.init_from
+    run.best_val_loss = ckpt.best_val_loss
+    return run
 
 
 def _reporter(on_event: EventHandler | None) -> Progress:

@@ -1,0 +1,34 @@
+"""The Python API: train, resume or load a model; sample from it, score text.
+
+    import charlstm
+
+    model = charlstm.train("shakespeare.txt", out="runs/demo", steps=300)
+    print(model.sample(200, temperature=0.8, prime="ROMEO."))
+    print(model.evaluate(open("hamlet.txt").read()).bits_per_char)
+    seen = model.inspect("To be, or not to be")  # gates, c, h, predictions per character
+    model = charlstm.load("runs/demo")  # later: its best checkpoint
+
+The `charlstm` command line is a thin layer over these functions: every
+command parses its options, calls one of them and renders what comes back.
+"""
+
+from charlstm.api.model import Model, load
+from charlstm.api.runs import Description, describe, list_runs, plot_runs, read_text
+from charlstm.api.serving import app, serve
+from charlstm.api.training import TrainingDiverged, resume, train, tune
+
+__all__ = [
+    "Description",
+    "Model",
+    "TrainingDiverged",
+    "app",
+    "describe",
+    "list_runs",
+    "load",
+    "plot_runs",
+    "read_text",
+    "resume",
+    "serve",
+    "train",
+    "tune",
+]

@@ -1,0 +1,223 @@
+"""A trained model (`Model`), as loaded from a checkpoint (`load`): sampling,
+scoring, inspecting and exporting it."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from charlstm.config import (
+    ModelConfig,
+    SampleConfig,
+    TrainConfig,
+)
+from charlstm.core.generation import Completion, complete, default_prime, sample_texts, stream_texts
+from charlstm.core.model import Params, count_params
+from charlstm.core.scorer import Score, make_scorer
+from charlstm.errors import CorpusError
+from charlstm.export import page, weights
+from charlstm.introspect import record
+from charlstm.text import manifest, streams
+from charlstm.text.tokens import open_tokens, prepare
+from charlstm.text.vocab import BOUNDARY, Vocab
+from charlstm.training import catalog, checkpoint
+from charlstm.training.run import RUNS_DIR
+
+
+@dataclasses.dataclass(frozen=True)
+class Model:
+    """A trained model, as loaded from one checkpoint."""
+
+    path: Path  # the checkpoint's step directory
+    model_config: ModelConfig
+    train_config: TrainConfig
+    vocab: Vocab
+    params: Params
+    step: int
+    best_val_loss: float | None  # nats/char, the run's best so far when saved
+    train_seconds: float
+    history: list[dict[str, float]]  # validation passes: step, val_loss, train_seconds
+    corpus_path: str
+    corpus_sha256: str
+    corpus: dict[str, Any] = dataclasses.field(default_factory=dict)  # what the run read (text/manifest.py)
+    init_from: dict[str, Any] | None = None  # the checkpoint a fine-tuned run started from
+    # How the training session that returned this model ended ("done", "time
+    # limit", "interrupted" or "patience"); None for a model loaded from disk.
+    ended: str | None = None
+
+    @property
+    def num_params(self) -> int:
+        return count_params(self.params)
+
+    def __repr__(self) -> str:
+        # The dataclass's own repr would print every parameter array.
+        loss = "" if self.best_val_loss is None else f", best validation loss {self.best_val_loss:.4f}"
+        return (
+            f"<charlstm.Model {self.model_config.describe()}, {self.num_params:,} parameters, "
+            f"{len(self.vocab.chars)} characters, step {self.step}{loss}, from {self.path}>"
+        )
+
+    def sample(
+        self,
+        length: int = SampleConfig.length,
+        *,
+        temperature: float = SampleConfig.temperature,
+        prime: str = SampleConfig.prime,
+        seed: int = SampleConfig.seed,
+        top_k: int = SampleConfig.top_k,
+        top_p: float = SampleConfig.top_p,
+        stop: Sequence[str] = (),
+    ) -> str:
+        """`length` new characters continuing `prime` (not included), or
+        fewer: up to the first of the `stop` texts (not included), or, for a
+        model trained on several documents, to the end of the document it
+        writes (every sample starts a new one)."""
+        request = SampleConfig(length, temperature, prime, seed, top_k=top_k, top_p=top_p, stop=tuple(stop))
+        return self.generate(request)[0]
+
+    def generate(self, request: SampleConfig) -> list[str]:
+        """`request.num_samples` texts, generated together in one batch."""
+        return sample_texts(self.model_config, self.params, self.vocab, request)
+
+    def complete(self, request: SampleConfig) -> list[Completion]:
+        """The texts of `generate`, each with why it ended: `finish_reason`
+        is "stop" where one of `request.stop` ended it, "end" where the
+        model ended its document (a model of several documents), else
+        "length"."""
+        return complete(self.model_config, self.params, self.vocab, request)
+
+    def stream(self, request: SampleConfig, chunk: int = 256) -> Iterator[list[str]]:
+        """The same texts as `generate`, a piece of each at a time as it is generated."""
+        return stream_texts(self.model_config, self.params, self.vocab, request, chunk)
+
+    def evaluate(self, text: str, streams: int | None = None) -> Score:
+        """Loss per character on `text`, read with carried state in up to
+        `streams` parallel streams (default: the training batch size, which
+        is how validation was scored). Characters the model never saw are
+        left out, and counted in `Score.skipped`."""
+        text, skipped = self._known(text, "score")
+        score = make_scorer(self.model_config)(
+            self.params, self.vocab.encode(text), streams or self.train_config.batch_size
+        )
+        return dataclasses.replace(score, skipped=skipped)
+
+    def inspect(self, text: str, max_chars: int = record.MAX_CHARS) -> record.Inspection:
+        """What the model does on the first `max_chars` characters of `text`,
+        read from a zero state with carried state (as `evaluate(text,
+        streams=1)` reads it): per character and layer the gates, c and h,
+        and the next-character distribution; see `Inspection` for the
+        arrays and their shapes. Characters the model never saw are left
+        out, and counted in `Inspection.skipped`."""
+        record.check_max_chars(max_chars)
+        head, skipped = self._known(text[:max_chars], "inspect")
+        return record.record(
+            self.model_config,
+            self.params,
+            self.vocab,
+            head,
+            skipped=skipped,
+            truncated=max(0, len(text) - max_chars),
+        )
+
+    @property
+    def default_prime(self) -> str:
+        """What a sample starts from when no prime is given."""
+        return default_prime(self.vocab)
+
+    @property
+    def default_prime_text(self) -> str:
+        """`default_prime` as text: empty for a model of documents, whose
+        samples start at a document's start (the boundary symbol, no text)."""
+        return self.default_prime.replace(BOUNDARY, "")
+
+    def export_html(self, path: str | Path, half: bool = False) -> page.ExportedPage:
+        """Write one self-contained HTML page that runs this model in a
+        browser: its weights (float32, or float16 with `half`, half the
+        size), a JavaScript forward pass of its cell, and controls to write
+        with it. Nothing is fetched; it opens from file://."""
+        title = f"charlstm: {self._run_name()}"
+        describe = f"{self.model_config.describe()} at step {self.step}"
+        return page.write_page(
+            Path(path), self.model_config, self.vocab, self.params, half=half, title=title, describe=describe
+        )
+
+    def export_weights(self, directory: str | Path) -> weights.ExportedWeights:
+        """Write `directory`/model.safetensors (the parameters, float32) and
+        model.json (configuration, vocabulary, tensor names and shapes):
+        enough to run the model anywhere, with NumPy alone
+        (examples/numpy_forward.py); nothing in them is code."""
+        source = {
+            "checkpoint": str(self.path),
+            "step": self.step,
+            "corpus": self.corpus_path,
+            "best_val_loss": self.best_val_loss,
+        }
+        return weights.write_weights(Path(directory), self.model_config, self.vocab, self.params, source)
+
+    def _run_name(self) -> str:
+        """The run directory's name (a checkpoint is RUN/checkpoints/KIND/STEP)."""
+        parts = self.path.parts
+        return parts[-4] if len(parts) >= 4 and parts[-3] == "checkpoints" else self.path.name
+
+    def validation_text(self) -> str:
+        """The text validation scored and the model never trained on, read
+        again from the run's corpus, which must not have changed since (a
+        model of several documents has the boundary symbol before each)."""
+        entry = self.corpus or {"path": self.corpus_path, "sha256": self.corpus_sha256}
+        try:
+            corpus = prepare(manifest.source_of(entry))
+        except CorpusError as err:
+            raise CorpusError(
+                f"the run's corpus {self.corpus_path} is not there to take its validation text from ({err})",
+                details=err.details,  # the files it names "above"
+            ) from None
+        if corpus.sha256 != self.corpus_sha256:
+            raise CorpusError(
+                f"the run's corpus {self.corpus_path} changed since it trained (sha256 differs), so its "
+                "validation text is not the one the model was scored on"
+            )
+        tokens = open_tokens(corpus, self.vocab)
+        hashes = [d.sha256 for d in corpus.train]
+        held_out = streams.split_documents(tokens, self.train_config.val_fraction, hashes)
+        segments = streams.Segments(tokens.ids, held_out.val)
+        return self.vocab.decode(segments[:])
+
+    def validation_description(self) -> str:
+        """What `validation_text` is, in words."""
+        return manifest.describe_validation(self.corpus, self.train_config.val_fraction)
+
+    def _known(self, text: str, verb: str) -> tuple[str, dict[str, int]]:
+        """`text` without the characters the model never saw, and how often each occurred."""
+        skipped = {c: text.count(c) for c in self.vocab.unknown(text)}
+        if skipped:
+            text = text.translate({ord(c): None for c in skipped})
+            if len(text) < 2:
+                raise CorpusError(
+                    f"almost none of the text is in the model's vocabulary ({sum(skipped.values())} characters "
+                    f"skipped): nothing to {verb}"
+                )
+        return text, skipped
+
+
+def load(path: str | Path | None = None, prefer: str = checkpoint.BEST) -> Model:
+    """A run directory (its best checkpoint by validation loss, or with
+    `prefer="latest"` its newest), or one checkpoint step directory; by
+    default the most recently updated run under ./runs."""
+    ckpt = checkpoint.load(Path(path) if path is not None else catalog.most_recent_run(RUNS_DIR), prefer=prefer)
+    return Model(
+        path=ckpt.path,
+        model_config=ckpt.model_config,
+        train_config=ckpt.train_config,
+        vocab=ckpt.vocab,
+        params=ckpt.state.params,
+        step=int(ckpt.state.step),
+        best_val_loss=ckpt.best_val_loss,
+        train_seconds=ckpt.train_seconds,
+        history=ckpt.history,
+        corpus_path=ckpt.corpus_path,
+        corpus_sha256=ckpt.corpus_sha256,
+        corpus=ckpt.corpus,
+        init_from=ckpt.init_from,
+    )

@@ -1,0 +1,52 @@
+"""What is on disk: the runs (`list_runs`), one checkpoint described from its
+metadata (`describe`), a text read (`read_text`), runs plotted (`plot_runs`)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from charlstm.core.model import param_count
+from charlstm.errors import CharlstmError
+from charlstm.plots import curves
+from charlstm.text import manifest
+from charlstm.text.corpus import read_corpus, resolve_corpus_path
+from charlstm.training import catalog, checkpoint
+from charlstm.training.run import RUNS_DIR
+from charlstm.training.runlog import read_metrics
+
+
+def list_runs(runs_dir: str | Path = RUNS_DIR) -> list[catalog.RunSummary]:
+    """Every run under `runs_dir` with a checkpoint, most recently updated
+    last; runs that cannot be read say why in `RunSummary.problem`."""
+    return catalog.list_runs(Path(runs_dir))
+
+
+@dataclasses.dataclass(frozen=True)
+class Description:
+    meta: checkpoint.Meta  # configs, vocabulary, corpus, metrics, the stored JSON
+    params: int  # parameters of the model it describes
+    validation: str  # what its validation text is, in words
+
+
+def describe(path: str | Path) -> Description:
+    """A checkpoint's configuration, vocabulary, corpus and metrics, from its
+    metadata alone (no arrays are read): a run directory's best checkpoint,
+    or one step directory."""
+    meta = checkpoint.describe(Path(path))
+    validation = manifest.describe_validation(meta.corpus, meta.train_config.val_fraction)
+    return Description(meta, param_count(meta.model_config), validation)
+
+
+def read_text(path: str | Path) -> tuple[Path, str]:
+    """A UTF-8 text file (or a shipped corpus by its name) and its text."""
+    found, _ = resolve_corpus_path(str(path), "text file")
+    return found, read_corpus(found, "the text").text
+
+
+def plot_runs(run_dirs: list[Path], out: Path, *, width_px: int = 1200, height_px: int = 450) -> Path:
+    """Training and validation loss of the runs against step and time, overlaid, as a PNG (the plot extra)."""
+    for run_dir in run_dirs:
+        if not run_dir.is_dir():
+            raise CharlstmError(f"not a run directory: {run_dir}")
+    return curves.plot_runs([(str(d), read_metrics(d)) for d in run_dirs], out, width_px=width_px, height_px=height_px)

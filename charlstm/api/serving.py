@@ -1,0 +1,59 @@
+"""The HTTP server of `charlstm serve`, as an ASGI app to mount (`app`) or
+run with uvicorn (`serve`); needs the serve extra."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from charlstm.api.model import Model
+from charlstm.config import (
+    ServeConfig,
+)
+from charlstm.errors import CharlstmError, ConfigError
+from charlstm.flags import flag
+
+
+def app(model: Model, *, api_key: str | None = None, **limits: Any) -> Any:
+    """The HTTP server for `model` as an ASGI application (Starlette), to
+    run under any ASGI server or mount in your own: POST /v1/generate,
+    GET /v1/model, GET /healthz and a page at /. `limits` are ServeConfig
+    fields (max_length=, max_samples=, timeout_s=, max_batch=, ...);
+    with `api_key` every endpoint but /healthz and the page needs
+    `Authorization: Bearer KEY`. Needs the serve extra."""
+    try:
+        from charlstm.serve.app import create_app
+    except ImportError as err:
+        raise CharlstmError(
+            f"serving needs the serve extra ({err.name} is missing): pip install 'charlstm[serve]'"
+        ) from None
+    try:
+        config = ServeConfig(**limits)
+    except TypeError as err:
+        raise ConfigError(f"unknown server option: {err}") from None
+    about = {"checkpoint": str(model.path), "step": model.step, "best_val_loss": model.best_val_loss}
+    return create_app(model.model_config, model.params, model.vocab, limits=config, api_key=api_key, about=about)
+
+
+def serve(
+    model: Model,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    *,
+    api_key: str | None = None,
+    access_log: bool = False,
+    on_ready: Callable[[], None] | None = None,
+    on_stop: Callable[[int], None] | None = None,
+    **limits: Any,
+) -> None:
+    """Serve `app(model, ...)` with uvicorn on host:port until SIGTERM or
+    Ctrl-C, which stop taking connections, let the requests in flight
+    finish, and return. `on_ready` is called once it listens, `on_stop`
+    with the signal that stops it."""
+    application = app(model, api_key=api_key, **limits)
+    from charlstm.serve import server
+
+    if not 1 <= port <= 65535:
+        raise ConfigError(f"{flag('port')} must be from 1 to 65535, got {port}")
+    drain = application.state.limits.timeout_s + 5  # every request in flight can finish
+    server.run(application, host, port, drain_s=drain, access_log=access_log, on_ready=on_ready, on_stop=on_stop)

@@ -1,0 +1,204 @@
+"""Training: a new run (`train`), one continued (`resume`), and a search of
+hyperparameters (`tune`), each returning what it trained."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from charlstm import presets
+from charlstm.api.model import Model, load
+from charlstm.config import (
+    FINE_TUNE_LEARNING_RATE,
+    ModelConfig,
+    TrainConfig,
+    check_seed,
+)
+from charlstm.core.model import count_params
+from charlstm.errors import CharlstmError, CheckpointError, ConfigError
+from charlstm.flags import flag
+from charlstm.training import checkpoint, distributed, events, session
+from charlstm.training import tune as tuning
+from charlstm.training.run import Run
+from charlstm.training.session import EventHandler, StopCheck
+
+_MODEL_FIELDS = frozenset(f.name for f in dataclasses.fields(ModelConfig))
+
+
+class TrainingDiverged(CharlstmError):
+    """Training stopped because a loss, the gradients or the parameters stopped
+    being finite. The run directory keeps its last good checkpoint."""
+
+    def __init__(
+        self, step: int, run_dir: Path, learning_rate: float, steps: int, last_good: Path | None, last_good_step: int
+    ):
+        super().__init__(f"training diverged at step {step}; the newest checkpoint in {run_dir} is the last good one")
+        self.step = step
+        self.run_dir = run_dir
+        self.learning_rate = learning_rate  # the peak learning rate it diverged with
+        self.steps = steps  # the run's planned total
+        self.last_good = last_good  # the newest checkpoint's step directory; None if it diverged before one
+        self.last_good_step = last_good_step
+
+
+def train(
+    corpus: str | Path | Sequence[str | Path],
+    out: str | Path | None = None,
+    *,
+    preset: str | None = None,
+    hidden_size: int | None = None,
+    num_layers: int | None = None,
+    embed_dim: int | None = None,
+    cell: str | None = None,
+    norm: str | None = None,
+    glob: str | None = None,
+    val_file: str | Path | Sequence[str | Path] | None = None,
+    skip_bad_files: bool = False,
+    init_from: str | Path | None = None,
+    on_event: EventHandler | None = None,
+    should_stop: StopCheck | None = None,
+    devices: int | None = None,
+    **options: Any,
+) -> Model:
+    """Train a new model on `corpus` and return its best checkpoint.
+
+    `corpus`: a UTF-8 text file, a folder (its files matching `glob`,
+    default "**/*.txt"), or a list of them; each file is a document of its
+    own. `val_file` (one or several files) is the validation text instead of
+    a held-out share (`val_fraction`). Files that are not UTF-8 text stop
+    the run, each named, unless `skip_bad_files`. `init_from` (a run
+    directory or checkpoint) fine-tunes that model: its weights, with new
+    characters added, a fresh optimizer and schedule, and a peak learning
+    rate of FINE_TUNE_LEARNING_RATE (a new run's; see config.py for the
+    measurements) unless one is given.
+
+    `preset` ("tiny", "small", "medium", "large"; see `charlstm.presets`)
+    sets the sizes the other arguments leave out; the model's shape is
+    otherwise ModelConfig's defaults (or, with `init_from`, that model's).
+    `options` are TrainConfig fields (steps=, batch_size=, seq_len=,
+    learning_rate=, max_seconds=, patience=, ...). `on_event` receives the
+    run's events (see `charlstm.training.events`): the corpus's reading,
+    `Opened` once the run directory exists, then the loop's. `should_stop`
+    is polled between steps, and when it returns True the run saves and
+    stops (resume it later). `devices`: how many local devices to split the
+    batch over (default: all). Raises TrainingDiverged if the loss stops
+    being finite."""
+    shape = {"hidden_size": hidden_size, "num_layers": num_layers, "embed_dim": embed_dim, "cell": cell, "norm": norm}
+    given = {k: v for k, v in shape.items() if v is not None}
+    if val_file is not None and "val_fraction" in options:
+        raise ConfigError(
+            f"give {flag('val_file')} or {flag('val_fraction')}, not both: with a validation file nothing is held out"
+        )
+    tuned = init_from is not None and "learning_rate" not in options
+    model, options = presets.apply(preset, given, options)
+    if init_from is not None:
+        model = given  # the shape is the base model's: only what was asked explicitly must match it
+        if tuned:
+            options["learning_rate"] = FINE_TUNE_LEARNING_RATE
+    try:
+        config = TrainConfig(**options)
+    except TypeError as err:
+        raise ConfigError(f"unknown training option: {err}") from None
+    check_seed(config.seed)  # a new run's; a stored run keeps the seed it was trained with
+    # A batch the devices cannot share fails here, before any file is written.
+    distributed.make_mesh(config.batch_size, devices)
+    run, run_dir, shipped = session.new(
+        corpus,
+        out,
+        model,
+        config,
+        glob=glob,
+        val_file=val_file,
+        skip_bad_files=skip_bad_files,
+        init_from=init_from,
+        on_event=on_event,
+    )
+    return _train(run, run_dir, on_event, should_stop, devices, shipped=shipped)
+
+
+def resume(
+    run_dir: str | Path,
+    *,
+    force: bool = False,
+    on_event: EventHandler | None = None,
+    should_stop: StopCheck | None = None,
+    devices: int | None = None,
+    **overrides: Any,
+) -> Model:
+    """Continue the run in `run_dir` from its latest checkpoint, exactly.
+
+    `overrides` may change the fields in `training.run.RESUMABLE_FIELDS`
+    (steps=, learning_rate=, max_seconds=, ...); `force` resumes even if
+    the corpus file changed. `devices` need not be the count the run started
+    with: the batch only has to split evenly over it."""
+    path = Path(run_dir)
+    run = session.resumed_run(path, overrides, force=force, on_event=on_event)
+    distributed.make_mesh(run.train_config.batch_size, devices)
+    return _train(run, path, on_event, should_stop, devices, resumed=True)
+
+
+def _train(
+    run: Run,
+    run_dir: Path,
+    on_event: EventHandler | None,
+    should_stop: StopCheck | None,
+    devices: int | None,
+    *,
+    resumed: bool = False,
+    shipped: bool = False,
+) -> Model:
+    if on_event is not None:
+        params = count_params(run.state.params)
+        on_event(events.Opened(run_dir, run.corpus.path, run.model_config, run.train_config, params, resumed, shipped))
+    finished = session.train(run, run_dir, on_event, should_stop, devices)
+    if finished.reason == "diverged":
+        try:
+            directory, good_step = checkpoint.locate(run_dir, prefer=checkpoint.LATEST)
+            last_good: Path | None = directory / str(good_step)
+        except CheckpointError:  # diverged before its first save
+            last_good, good_step = None, 0
+        tc = run.train_config
+        raise TrainingDiverged(finished.step, run_dir, tc.learning_rate, tc.steps, last_good, good_step)
+    return dataclasses.replace(load(run_dir), ended=finished.reason)
+
+
+def tune(
+    corpus: str | Path,
+    out: str | Path | None = None,
+    *,
+    trials: int | None = None,
+    grid: bool = False,
+    steps: int | None = None,
+    budget_s: float | None = None,
+    seed: int = 0,
+    space: Mapping[str, str] | None = None,
+    keep_all: bool = False,
+    on_event: EventHandler | None = None,
+    should_stop: StopCheck | None = None,
+    **fixed: Any,
+) -> tuning.Search:
+    """A random (or `grid`) search, each trial a short run on the same budget:
+    `steps` per trial, or `budget_s` seconds of training (default 60).
+    `space` narrows what is searched, by config field ("learning_rate":
+    "1e-3:3e-2", "hidden_size": "128,256"; see `training.tune.SPACE`);
+    `fixed` sets other ModelConfig and TrainConfig fields for every trial.
+    Returns the search's directory and its trials, best first."""
+    model = {k: v for k, v in fixed.items() if k in _MODEL_FIELDS}
+    train = {k: v for k, v in fixed.items() if k not in _MODEL_FIELDS}
+    plan = tuning.plan(
+        corpus,
+        out,
+        trials=trials,
+        grid=grid,
+        steps=steps,
+        budget_s=budget_s,
+        seed=seed,
+        space=space,
+        model=model,
+        train=train,
+        keep_all=keep_all,
+    )
+    results = list(tuning.search(plan, on_event or (lambda e: None), should_stop or (lambda: False)))
+    return tuning.Search(plan.out, len(plan.points), tuning.ranked(results))
