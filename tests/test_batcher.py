@@ -12,17 +12,18 @@ import pytest
 from charlstm.config import ModelConfig, SampleConfig
 from charlstm.core.generation import begin, complete
 from charlstm.core.model import init_params
-from charlstm.serve.batcher import Batcher, Job, _advance, _bucket, _put
+from charlstm.serve.batcher import Batcher, Job
+from charlstm.serve.device_batch import advance, bucket, put
 
 from .helpers import COMPILE_LOGGER, compilations
 from .test_sample import CFG, VOCAB
 
 
 def test_a_call_is_padded_to_one_of_a_dozen_sizes_and_at_most_a_third_padding():
-    sizes = [_bucket(rows, 64) for rows in range(1, 65)]
+    sizes = [bucket(rows, 64) for rows in range(1, 65)]
     assert sorted(set(sizes)) == [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64]
     assert all(rows <= size and size - rows < size / 3 for rows, size in enumerate(sizes, start=1))
-    assert _bucket(100, 64) == 64 and _bucket(5, 4) == 4  # never past the batch
+    assert bucket(100, 64) == 64 and bucket(5, 4) == 4  # never past the batch
 
 
 @pytest.fixture(scope="module")
@@ -124,14 +125,14 @@ def test_an_idle_batcher_compiles_every_batch_size_before_a_client_needs_one(cap
             while (batcher.load()["sizes_to_compile"] or not reads()) and time.monotonic() < deadline:
                 time.sleep(0.05)
             assert reads() == 1
-            compiled = _advance._cache_size(), _put._cache_size()
+            compiled = advance._cache_size(), put._cache_size()
             jobs = [
                 (SampleConfig(length=9 + i, seed=i, num_samples=1 + i % 3, temperature=0.8, prime="abc\n" * i), False)
                 for i in range(1, 10)
             ]
             _answers(batcher, jobs)
             assert batcher.load()["peak_rows"] > 3  # several sizes were called
-            assert (_advance._cache_size(), _put._cache_size()) == compiled
+            assert (advance._cache_size(), put._cache_size()) == compiled
             assert reads() == 1
         finally:
             batcher.close()

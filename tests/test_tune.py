@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 from charlstm import presets
 from charlstm.cli import app
 from charlstm.errors import ConfigError
-from charlstm.training import checkpoint, tune
+from charlstm.training import checkpoint, search_space, tune
 
 SMALL_SPACE = ["--hidden", "8,16", "--layers", "1", "--seq-len", "16", "--dropout", "0,0.2", "--embed", "8", "-b", "4"]
 
@@ -24,10 +24,10 @@ def _meta(run_dir: Path) -> dict:
 
 
 def test_random_trials_repeat_for_a_seed_and_stay_in_the_space():
-    first = tune.random_trials(tune.SPACE, 20, seed=7)
-    assert first == tune.random_trials(tune.SPACE, 20, seed=7)
-    assert first != tune.random_trials(tune.SPACE, 20, seed=8)
-    lr, hidden, layers, seq_len, dropout = tune.SPACE
+    first = search_space.random_trials(search_space.SPACE, 20, seed=7)
+    assert first == search_space.random_trials(search_space.SPACE, 20, seed=7)
+    assert first != search_space.random_trials(search_space.SPACE, 20, seed=8)
+    lr, hidden, layers, seq_len, dropout = search_space.SPACE
     for point in first:
         assert lr.log_range is not None and lr.log_range[0] <= point["learning_rate"] <= lr.log_range[1]
         assert point["hidden_size"] in hidden.values
@@ -39,17 +39,16 @@ def test_random_trials_repeat_for_a_seed_and_stay_in_the_space():
 
 
 def test_grid_covers_every_combination_or_a_seeded_part_of_it():
-    space = tuple(
-        tune.parse_dimension(d, s) for d, s in zip(tune.SPACE, ["1e-3,3e-3", "64,128", "1,2", "32", "0"], strict=True)
-    )
-    full = tune.grid_trials(space, None, seed=0)
+    specs = ["1e-3,3e-3", "64,128", "1,2", "32", "0"]
+    space = tuple(search_space.parse_dimension(d, s) for d, s in zip(search_space.SPACE, specs, strict=True))
+    full = search_space.grid_trials(space, None, seed=0)
     assert len(full) == 8
     assert {(p["learning_rate"], p["hidden_size"], p["num_layers"]) for p in full} == {
         (lr, h, n) for lr in (1e-3, 3e-3) for h in (64, 128) for n in (1, 2)
     }
-    part = tune.grid_trials(space, 3, seed=5)
+    part = search_space.grid_trials(space, 3, seed=5)
     assert len(part) == 3 and all(p in full for p in part)
-    assert part == tune.grid_trials(space, 3, seed=5)
+    assert part == search_space.grid_trials(space, 3, seed=5)
 
 
 @pytest.mark.parametrize(
@@ -65,7 +64,7 @@ def test_grid_covers_every_combination_or_a_seeded_part_of_it():
 )
 def test_bad_search_specs_are_refused(index, spec, message):
     with pytest.raises(ConfigError, match=message):
-        tune.parse_dimension(tune.SPACE[index], spec)
+        search_space.parse_dimension(search_space.SPACE[index], spec)
 
 
 def test_a_seed_another_seed_stands_for_is_refused(tiny_corpus, tmp_path):
@@ -75,9 +74,9 @@ def test_a_seed_another_seed_stands_for_is_refused(tiny_corpus, tmp_path):
 
 
 def test_grid_refuses_a_range():
-    space = (tune.parse_dimension(tune.SPACE[0], "1e-3:1e-2"), *tune.SPACE[1:])
+    space = (search_space.parse_dimension(search_space.SPACE[0], "1e-3:1e-2"), *search_space.SPACE[1:])
     with pytest.raises(ConfigError, match="--grid needs lists"):
-        tune.grid_trials(space, None, seed=0)
+        search_space.grid_trials(space, None, seed=0)
 
 
 def test_presets_fill_in_what_was_not_given():
@@ -171,23 +170,23 @@ def test_random_search_never_repeats_a_configuration():
     than the trials asked for runs each configuration once, and a larger
     one keeps, for a seed, the trials it gave before the first repeat."""
 
-    def narrowed(*specs: str) -> tuple[tune.Dimension, ...]:
-        return tuple(tune.parse_dimension(d, s) for d, s in zip(tune.SPACE, specs, strict=True))
+    def narrowed(*specs: str) -> tuple[search_space.Dimension, ...]:
+        return tuple(search_space.parse_dimension(d, s) for d, s in zip(search_space.SPACE, specs, strict=True))
 
     one = narrowed("1e-2", "64", "1", "32", "0")
-    assert tune.distinct_points(one) == 1
-    assert tune.random_trials(one, 3, seed=0) == [
+    assert search_space.distinct_points(one) == 1
+    assert search_space.random_trials(one, 3, seed=0) == [
         {"learning_rate": 1e-2, "hidden_size": 64, "num_layers": 1, "seq_len": 32, "dropout": 0.0}
     ]
     four = narrowed("1e-3,1e-2", "64,128", "1", "32", "0")
-    drawn = tune.random_trials(four, 10, seed=4)
+    drawn = search_space.random_trials(four, 10, seed=4)
     assert len(drawn) == 4 and all(drawn.count(p) == 1 for p in drawn)
-    assert drawn == tune.random_trials(four, 10, seed=4)  # still reproducible
+    assert drawn == search_space.random_trials(four, 10, seed=4)  # still reproducible
     # A space larger than the trials: as many distinct trials as asked.
-    some = tune.random_trials(four, 3, seed=4)
+    some = search_space.random_trials(four, 3, seed=4)
     assert len(some) == 3 and len({tuple(p.items()) for p in some}) == 3
-    assert tune.distinct_points(tune.SPACE) == float("inf")
-    many = tune.random_trials(tune.SPACE, 30, seed=1)
+    assert search_space.distinct_points(search_space.SPACE) == float("inf")
+    many = search_space.random_trials(search_space.SPACE, 30, seed=1)
     assert len({tuple(p.items()) for p in many}) == 30
 
 

@@ -182,7 +182,7 @@ def tune(
     """A random (or `grid`) search, each trial a short run on the same budget:
     `steps` per trial, or `budget_s` seconds of training (default 60).
     `space` narrows what is searched, by config field ("learning_rate":
-    "1e-3:3e-2", "hidden_size": "128,256"; see `training.tune.SPACE`);
+    "1e-3:3e-2", "hidden_size": "128,256"; see `training.search_space.SPACE`);
     `fixed` sets other ModelConfig and TrainConfig fields for every trial.
     Returns the search's directory and its trials, best first."""
     model = {k: v for k, v in fixed.items() if k in _MODEL_FIELDS}

@@ -1,4 +1,5 @@
-"""The training display: the one place that turns loop events into terminal output.
+"""The training display: with `search_display.py` (`charlstm tune`), the one
+place that turns loop events into terminal output.
 
 On a terminal it is a live rich progress bar; elsewhere (CI logs, files,
 pipes) it prints plain lines, at most one progress line every few seconds
@@ -10,7 +11,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import Any
 
 from rich.console import Console
 from rich.progress import (
@@ -30,9 +30,8 @@ from rich.text import Text
 from charlstm.cli.format import duration as _duration
 from charlstm.cli.format import loss_text as _loss_text
 from charlstm.cli.format import skipped_text
-from charlstm.cli.format import trial_seconds as _trial_seconds
 from charlstm.errors import shown
-from charlstm.flags import as_options, flag
+from charlstm.flags import flag
 from charlstm.training import events
 
 QUIET, NORMAL, VERBOSE = 0, 1, 2
@@ -269,68 +268,3 @@ def _size(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1000
     return f"{n:.1f} GB"
-
-
-class SearchDisplay:
-    """`charlstm tune`: a line as each trial starts and ends; in between, on a
-    terminal, a transient bar for the trial's steps. VERBOSE shows each trial
-    as `charlstm train` would (evaluations, samples, saves)."""
-
-    def __init__(self, console: Console, verbosity: int = NORMAL):
-        self.console = console
-        self.verbosity = verbosity
-        self._trial: TrainingDisplay | None = None
-        self._progress: Progress | None = None
-        self._task: TaskID | None = None
-
-    def __enter__(self) -> SearchDisplay:
-        return self
-
-    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
-        self._stop_bar()
-
-    def _stop_bar(self) -> None:
-        if self._progress is not None:
-            self._progress.stop()
-            self._progress = None
-
-    def _say(self, message: str, style: str | None = None) -> None:
-        self.console.print(message, highlight=False, markup=False, style=style)
-
-    def handle(self, event: Any) -> None:
-        if self.verbosity == QUIET:
-            return
-        if isinstance(event, events.SearchPlanned):
-            plural = "" if event.trials == 1 else "s"
-            self._say(f"search directory: {event.directory}; {event.trials} {event.kind} trial{plural}")
-            if event.note:
-                self._say(f"note: {event.note}", style="yellow")
-        elif isinstance(event, events.TrialStarted):
-            self._say(
-                f"trial {event.index + 1}/{event.total}: {as_options(event.point)}  "
-                f"({event.params / 1e6:.2f}M parameters, {event.steps:,} steps)"
-            )
-            if self.verbosity == VERBOSE:
-                self._trial = TrainingDisplay(self.console, NORMAL)
-            elif self.console.is_terminal:
-                self._progress = Progress(
-                    TextColumn("  "), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[stats]}"),
-                    console=self.console, transient=True,
-                )  # fmt: skip
-                self._task = self._progress.add_task("trial", total=event.steps, stats="compiling...")
-                self._progress.start()
-        elif isinstance(event, events.TrialFinished):
-            self._stop_bar()
-            self._trial = None
-            r = event.result
-            self._say(
-                f"trial {event.index + 1}/{event.total}: {r.reason} at step {r.steps} after "
-                f"{_trial_seconds(r.train_seconds)} of training; best validation loss {_loss_text(r.val_loss)}"
-            )
-        elif self._trial is not None:
-            self._trial.handle(event)
-        elif isinstance(event, events.Rescheduled) and self._progress is not None and self._task is not None:
-            self._progress.update(self._task, total=event.steps)  # a time budget's refitted end
-        elif isinstance(event, events.Progress) and self._progress is not None and self._task is not None:
-            stats = f"loss {event.loss:.3f}  {event.chars_per_sec / 1000:.1f}k chars/s"
-            self._progress.update(self._task, completed=event.step, stats=stats)

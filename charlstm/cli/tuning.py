@@ -94,7 +94,7 @@ def tune(
     with user_errors():
         from charlstm import api
         from charlstm.cli import tables
-        from charlstm.cli.display import SearchDisplay
+        from charlstm.cli.search_display import SearchDisplay
 
         use_cache()
         stop = StopFlag()

@@ -27,8 +27,6 @@ import contextlib
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import partial
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -37,14 +35,13 @@ import numpy as np
 from charlstm.config import ModelConfig, SampleConfig
 from charlstm.core.generation import Completion, StopScanner, begin
 from charlstm.core.model import Params
-from charlstm.core.sampler import Rows, SampleState, beside_params, filtering_on, sample_chunk
+from charlstm.core.sampler import beside_params, filtering_on
 from charlstm.errors import CharlstmError
+from charlstm.serve import device_batch
 from charlstm.text.vocab import BOUNDARY, Vocab
 
 Piece = list[Completion]  # one text piece and state per sample of a request; None ends the stream
-# A request's rows as `generation.begin` reads them in, brought to the host:
-# a SampleState and Rows whose fields are NumPy arrays.
-HostRows = tuple[Any, Any]
+HostRows = device_batch.HostRows
 
 
 @dataclass(eq=False)
@@ -86,82 +83,6 @@ def asyncio_delivery(
     return deliver
 
 
-def _bucket(rows: int, most: int) -> int:
-    """The batch size a call compiles for: the next of 1, 2, 3, 4, 6, 8, 12,
-    16, 24, ... (powers of two and the steps half-way between), at most
-    `most`, so a server compiles a dozen programs rather than one per size,
-    and under a third of a call's rows are padding (half of them with
-    powers of two alone: 17 rows paid for 32, where from 8 rows up on the
-    2-core CPU a chunk costs about the same per row)."""
-    size = next(s for k in range(32) for s in (2**k, 3 * 2**k // 2) if s >= rows)
-    return min(size, most)
-
-
-def _empty(config: ModelConfig, capacity: int) -> tuple[SampleState, Rows]:
-    """A batch of `capacity` idle rows: every row the server can generate at once has a slot here."""
-    shape = (config.num_layers, capacity, config.hidden_size)  # (L, C, H); h and c apart: both are donated
-    carry = (jnp.zeros(shape, jnp.float32), jnp.zeros(shape, jnp.float32))
-    state = SampleState(jnp.zeros(capacity, jnp.int32), carry, jnp.zeros(capacity, jnp.int32))
-    rows = Rows(
-        jnp.zeros((capacity, 2), jnp.uint32), jnp.ones(capacity), jnp.zeros(capacity, jnp.int32), jnp.ones(capacity)
-    )
-    return state, rows
-
-
-@partial(jax.jit, donate_argnums=(0,))
-def _put(batch: tuple[SampleState, Rows], new: tuple[SampleState, Rows], slots: jax.Array) -> tuple[SampleState, Rows]:
-    """`new`'s rows (n of them) written into `batch` at `slots` (n,). Compiled
-    once per n (a bucket); a slot that repeats is written twice with the same row."""
-    (state, rows), (fresh, fresh_rows) = batch, new
-    h, c = (x.at[:, slots].set(y) for x, y in zip(state.carry, fresh.carry, strict=True))  # (L, C, H)
-    state = SampleState(state.token.at[slots].set(fresh.token), (h, c), state.position.at[slots].set(fresh.position))
-    return state, Rows(*(x.at[slots].set(y) for x, y in zip(rows, fresh_rows, strict=True)))
-
-
-def _joined(read: list[HostRows], size: int) -> HostRows:
-    """Several requests' rows, read in, as one batch of `size` rows (host
-    arrays): one `_put`, compiled once per bucket, for every request that
-    joins at a boundary."""
-    count = sum(len(state.token) for state, _ in read)
-    index = np.arange(size) % count  # (size,): the rows in order, then again from the first as padding
-
-    def rows_of(*parts: np.ndarray) -> np.ndarray:
-        axis = 1 if parts[0].ndim == 3 else 0  # the carry's h and c are (L, n, H), the rest (n, ...)
-        return np.take(np.concatenate(parts, axis=axis), index, axis=axis)
-
-    return jax.tree.map(rows_of, *read)
-
-
-@partial(jax.jit, static_argnames=("config", "length", "filtered"), donate_argnums=(2,))
-def _advance(
-    config: ModelConfig,
-    params: Params,
-    batch: tuple[SampleState, Rows],
-    slots: jax.Array,
-    *,
-    length: int,
-    filtered: bool,
-) -> tuple[tuple[SampleState, Rows], jax.Array]:
-    """The rows at `slots` (S,) advanced by `length` characters in one call of
-    the sampler's chunk -> (the batch with them updated, (S, length) ids).
-
-    One program per number of slots (the bucket) and `filtered`: whatever
-    rows join and leave, the arrays keep their shapes, so nothing else
-    compiles while serving. Slots may repeat (padding): a repeated row is
-    computed twice, identically, and written back once."""
-    state, rows = batch
-    carry = tuple(x[:, slots] for x in state.carry)
-    picked = SampleState(state.token[slots], carry, state.position[slots])  # type: ignore[arg-type]
-    advanced, tokens = sample_chunk(
-        config, params, picked, Rows(*(x[slots] for x in rows)), length=length, filtered=filtered
-    )
-    h, c = (x.at[:, slots].set(y) for x, y in zip(state.carry, advanced.carry, strict=True))
-    state = SampleState(
-        state.token.at[slots].set(advanced.token), (h, c), state.position.at[slots].set(advanced.position)
-    )
-    return (state, rows), tokens
-
-
 class Batcher:
     """Owns the generation: `submit` jobs from any thread; `start` and `close` it once."""
 
@@ -185,7 +106,7 @@ class Batcher:
         self._slots: list[tuple[Job, int, int]] = []  # the active rows: (job, row of the job, slot in the batch)
         self._free = list(range(max_batch))  # slots no row holds
         # (C, ...): every slot's state and settings, placed as the parameters are (one program per batch size).
-        self._batch = beside_params(params, _empty(config, max_batch))
+        self._batch = beside_params(params, device_batch.empty_batch(config, max_batch))
         # Since start: compiled calls made, the most rows one call advanced,
         # and rows freed because their client left or timed out.
         self._counts = {"calls": 0, "peak_rows": 0, "cancelled_rows": 0}
@@ -194,7 +115,7 @@ class Batcher:
         # a client rarely waits on a compilation (about a second each for
         # the default model on the 2-core CPU; the compilation cache keeps
         # them for the next start).
-        self._cold = sorted({_bucket(rows, max_batch) for rows in range(1, max_batch + 1)}) if warm else []
+        self._cold = sorted({device_batch.bucket(rows, max_batch) for rows in range(1, max_batch + 1)}) if warm else []
         self._threads = [
             threading.Thread(target=self._prefill_loop, name="charlstm-prefill", daemon=True),
             threading.Thread(target=self._generate_loop, name="charlstm-generate", daemon=True),
@@ -254,7 +175,7 @@ class Batcher:
                 # number of samples compiles here, while the batch keeps
                 # generating; a new prime length compiles nothing). On the
                 # host, so that the generation thread joins every waiting
-                # request's rows in one call (`_joined`).
+                # request's rows in one call (`device_batch.joined`).
                 read = jax.device_get(begin(self.config, self.params, self.vocab, job.request))
             except CharlstmError:  # the app checked the request first; never leave a client waiting
                 job.deliver(None)
@@ -294,8 +215,11 @@ class Batcher:
         (a row that joins is written over whole), with the same shapes and
         types as a real call; not counted in `load()`."""
         index = jnp.arange(size, dtype=jnp.int32)
-        self._batch = _put(self._batch, _joined([jax.device_get(self._batch)], size), index)  # its first rows again
-        self._batch, tokens = _advance(self.config, self.params, self._batch, index, length=self.chunk, filtered=False)
+        again = device_batch.joined([jax.device_get(self._batch)], size)  # its first rows again
+        self._batch = device_batch.put(self._batch, again, index)
+        self._batch, tokens = device_batch.advance(
+            self.config, self.params, self._batch, index, length=self.chunk, filtered=False
+        )
         tokens.block_until_ready()
 
     def _admit(self) -> list[tuple[Job, HostRows]]:
@@ -317,9 +241,9 @@ class Batcher:
             taken, self._free = self._free[:n], self._free[n:]
             self._slots.extend((job, r, slot) for r, slot in enumerate(taken))
             slots += taken
-        size = _bucket(len(slots), self.max_batch)
+        size = device_batch.bucket(len(slots), self.max_batch)
         index = jnp.asarray([slots[i % len(slots)] for i in range(size)], jnp.int32)  # padding: the same rows again
-        self._batch = _put(self._batch, _joined([read for _, read in joining], size), index)
+        self._batch = device_batch.put(self._batch, device_batch.joined([read for _, read in joining], size), index)
 
     def _drop(self, gone: list[int]) -> None:
         leaving = set(gone)
@@ -333,14 +257,14 @@ class Batcher:
         if not rows:
             return None
         active = len(rows)
-        size = _bucket(active, self.max_batch)
+        size = device_batch.bucket(active, self.max_batch)
         # Padding repeats the first row; its characters are thrown away.
         slots = [slot for *_, slot in rows]
         filtered = any(filtering_on(j.request.top_k, j.request.top_p, self.config.vocab_size) for j, *_ in rows)
         self._counts["calls"] += 1
         self._counts["peak_rows"] = max(self._counts["peak_rows"], active)
         index = jnp.asarray(slots + slots[:1] * (size - active), jnp.int32)
-        self._batch, tokens = _advance(
+        self._batch, tokens = device_batch.advance(
             self.config, self.params, self._batch, index, length=self.chunk, filtered=filtered
         )
         for job, r, _ in rows:

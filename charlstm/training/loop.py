@@ -6,10 +6,11 @@ reports them, so the host does not stall the device at every step. It
 decides when to evaluate and save; how a checkpoint is written is passed
 in (`save`).
 
-`fit` sets a session up (the stream layout, the device mesh, the compiled
-step) and hands it to `Session`, which holds what changes while it trains:
+`fit` sets a session up (`setup.py`: the stream layout, the device mesh, the
+compiled step) and hands it to `Session`, which holds what changes while it trains:
 the step, the metrics not yet reported, the clocks, the last evaluated and
-saved steps, and whether everything seen so far is finite.
+saved steps, and whether everything seen so far is finite. With a time
+limit, `timefit.TimeFit` plans where its schedule ends.
 """
 
 from __future__ import annotations
@@ -17,82 +18,29 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Generator, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import jax
 import numpy as np
-from jax.sharding import Mesh
 
-from charlstm.config import SampleConfig, TrainConfig
+from charlstm.config import SampleConfig
 from charlstm.core.generation import sample_text
 from charlstm.core.scorer import make_scorer
-from charlstm.core.state import TrainState, hyperparameters, warmup_steps
-from charlstm.core.step import make_train_step
+from charlstm.core.state import warmup_steps
 from charlstm.flags import flag
 from charlstm.runtime import hostmem
-from charlstm.text import streams
 from charlstm.training import distributed, events
 from charlstm.training.health import Health
 from charlstm.training.run import Run
+from charlstm.training.setup import Setup, TrainStep, prepare
+from charlstm.training.timefit import TimeFit
 
 # What is shown after each validation pass: the same prime, seed and
 # temperature every time, so the samples show the model improving, not luck.
 PROGRESS_SAMPLE = SampleConfig(length=200, temperature=0.8, seed=0)
 
 Save = Callable[[Run, bool, int], str]  # (run, best, windows per pass) -> where it was written
-
-# A session with a time limit times its own steps, then fits the schedule to
-# the limit: timed from the first report this many steps in (after the first
-# calls' one-off costs) to the first report twice as many in.
-FIT_AFTER_STEPS = 10
-# The share of the time left that the fitted steps fill; validation passes,
-# samples and saves take some of the rest until the first one is timed, and
-# a step's time wanders by a few percent.
-TIME_FILL = 0.95
-
-
-@dataclass(frozen=True)
-class Setup:
-    """What a session trains with, fixed before its first step."""
-
-    mesh: Mesh
-    train_streams: streams.Streams
-    val_ids: streams.Segments  # (N,) the held-out ids, scored whole at each validation pass
-    feed: Callable[[int], streams.Batch]  # step -> the batch it reads
-
-
-def _setup(run: Run, devices: int | None) -> Setup:
-    tc = run.train_config
-    mesh = distributed.make_mesh(tc.batch_size, devices)
-    layout = run.layout()
-    train_streams, val_ids = layout.train, layout.val
-    if mesh.size == 1:
-        # One device: the step exactly as it is compiled without a mesh, so
-        # that single-device runs keep their losses and speed bit for bit.
-        return Setup(mesh, train_streams, val_ids, train_streams.window)
-    run.state = distributed.place_state(run.state, mesh)
-    return Setup(mesh, train_streams, val_ids, distributed.Feeder(train_streams, mesh))
-
-
-class TrainStep:
-    """The step compiled for a run, with the hyperparameters it runs under
-    (on the device, not copied from the host at every step). They are
-    arguments of the program, so changing them (`retime`) compiles nothing."""
-
-    def __init__(self, run: Run, setup: Setup):
-        self._mesh = None if setup.mesh.size == 1 else setup.mesh
-        self.retime(run.train_config)
-        step = make_train_step(run.model_config, run.train_config, self._mesh)
-        self._compiled = step.lower(run.state, setup.feed(int(run.state.step)), self._hyper).compile()
-        hostmem.return_freed()  # the compiler's scratch, which training would not reuse
-
-    def retime(self, config: TrainConfig) -> None:
-        hyper = hyperparameters(config)
-        self._hyper = jax.device_put(hyper) if self._mesh is None else distributed.replicate(hyper, self._mesh)
-
-    def __call__(self, state: TrainState, batch: streams.Batch) -> tuple[TrainState, dict[str, Any]]:
-        return self._compiled(state, batch, self._hyper)
 
 
 def fit(
@@ -121,7 +69,7 @@ def fit(
     shortened or lengthened again (never past `steps`), so that runs on
     one budget train for the same time whatever their first timing said."""
     tc = run.train_config
-    setup = _setup(run, devices)
+    setup = prepare(run, devices)
     step = int(run.state.step)
     yield events.Started(
         step=step,
@@ -176,17 +124,7 @@ class Session:
         self.paused = 0.0  # seconds of validation passes, samples and saves between steps
         self.seconds_before = run.train_seconds
         self.last_report, self.last_report_step = self.started, self.step
-        # With a time limit, for fitting the schedule to it: where the timing
-        # of the steps began, the one-off cost of the first validation pass
-        # (left out of the timing), what a later pass and its save take, and
-        # whether the first plan was made.
-        self.fitting = self.config.max_seconds is not None
-        self.first_step = self.step
-        self.timing: tuple[int, float, float] | None = None  # (step, clock, one-off seconds by then)
-        self.one_off = 0.0  # seconds of the first validation pass
-        self.validation_cost = 0.0
-        self.planned = False
-        self.ceiling = self.config.steps  # a budget's refits never go past it
+        self.time_fit = TimeFit(self.config, self.step, budget)  # the schedule fitted to a time limit
 
     def train(self) -> Iterator[events.Event]:
         reason = yield from self._steps()
@@ -195,7 +133,7 @@ class Session:
     def _steps(self) -> Generator[events.Event, None, str]:
         """Steps until the last, a stop or divergence; why it ended."""
         while self.step < self.config.steps:
-            tc = self.config  # the time limit may shorten it (_fit_to_time)
+            tc = self.config  # a time limit may change it (timefit.py)
             stop = self._stop_wanted()
             if stop is not None:
                 return stop
@@ -226,13 +164,12 @@ class Session:
             self.last_report += pause
             self.paused += pause
             if evaluate_now:
-                # The session's first pass also compiles the scorer and the sampler, once.
-                if first:
-                    self.one_off += pause
-                else:
-                    self.validation_cost = pause
-            if self.fitting and reported:
-                yield from self._fit_to_budget() if self.budget else self._fit_to_time(evaluate_now)
+                self.time_fit.paused(pause, first)
+            if reported:
+                now = time.perf_counter() - self.started
+                steps = self.time_fit.plan(self.config, self.step, evaluate_now, now, now - self.paused)
+                if steps is not None:
+                    yield self._replan(steps)
         return "done"
 
     def _finish(self, reason: str) -> Iterator[events.Event]:
@@ -267,99 +204,14 @@ class Session:
             step_seconds,
         )
 
-    def _fit_to_time(self, evaluated: bool) -> Iterator[events.Rescheduled]:
-        """With a time limit that would stop the run before its last step,
-        end the schedule where the limit will, so that the learning rate
-        decays fully instead of being cut off near its peak. Called after
-        reports: it times the steps between two of them, plans, and plans
-        again after every validation pass, as the passes' and saves' share
-        of the time becomes known; it never lengthens a run. Costs no
-        compilation: the schedule is an argument of the compiled step."""
-        into = self.step - self.first_step
-        if into < FIT_AFTER_STEPS:
-            return
-        now = time.perf_counter()
-        if self.timing is None:
-            self.timing = (self.step, now, self.one_off)
-            return
-        if into < 2 * FIT_AFTER_STEPS or (self.planned and not evaluated):
-            return
-        tc = self.config
-        assert tc.max_seconds is not None
-        timed_step, timed_at, one_off_then = self.timing
-        # Seconds per step since the timing began, its validation passes and
-        # saves included but not the first pass's compilations.
-        per_step = (now - timed_at - (self.one_off - one_off_then)) / (self.step - timed_step)
-        # The time left, less a margin and the last step's validation pass.
-        left = TIME_FILL * (tc.max_seconds - (now - self.started)) - self.validation_cost
-        fitted = self.step + int(left / per_step)
-        # Every process takes process 0's plan, so that all stop at one step.
-        fitted = int(distributed.from_main(float(fitted)))
-        if fitted <= self.step:
-            return  # the time is up: the limit stops the run at the next step
-        floored = self._floored(fitted)
-        if floored is None or floored >= tc.steps:
-            return
-        yield self._replan(floored)
-
-    def _fit_to_budget(self) -> Iterator[events.Rescheduled]:
-        """`_fit_to_time` for a budget of training (`fit(budget=True)`):
-        after every report, end the schedule where the budget will, as
-        timed over all the steps since the timing began. It moves either
-        way (never past the first plan, `ceiling`), so an early timing that
-        was off is corrected, and the last plan, a report or less before the
-        end, is off by a step or so; the budget's limit stops the run if
-        the steps slow down after it."""
-        into = self.step - self.first_step
-        if into < FIT_AFTER_STEPS:
-            return
-        now = self._step_seconds()
-        if self.timing is None:
-            self.timing = (self.step, now, 0.0)
-            return
-        if into < 2 * FIT_AFTER_STEPS:
-            return
-        tc = self.config
-        assert tc.max_seconds is not None
-        timed_step, timed_at, _ = self.timing
-        per_step = (now - timed_at) / (self.step - timed_step)
-        fitted = self.step + round((tc.max_seconds - now) / max(per_step, 1e-9))
-        fitted = int(distributed.from_main(float(fitted)))  # every process stops at one step
-        if fitted <= self.step:
-            return  # the budget is spent: its limit stops the run at the next step
-        floored = self._floored(fitted)
-        if floored is None:
-            return
-        fitted = min(floored, self.ceiling)
-        # Small moves are noise in the timing: not worth a new plan (and an
-        # event) at every report; near the end, no move under a report's steps.
-        if abs(fitted - tc.steps) <= max(tc.log_every, (tc.steps - self.step) // 20):
-            return
-        yield self._replan(fitted, budget=True)
-
-    def _floored(self, fitted: int) -> int | None:
-        """A plan of `fitted` steps with the warm-up kept whole (it is a tenth
-        of the steps at most, core/state.py), or None, and no more plans, for
-        a run too short for that: it would change its warm-up half way, and
-        it is still learning fast enough that a decay costs it more than it
-        gains (45 seconds of the default model on the shipped corpus,
-        2026-12-02: 1.754 fitted to 130 steps against 1.700 cut off at step
-        140). Later plans stop at the floor."""
-        floor = 10 * self.config.warmup_steps
-        if not self.planned and fitted < floor:
-            self.fitting = False
-            return None
-        self.planned = True
-        return max(fitted, floor)
-
-    def _replan(self, steps: int, budget: bool = False) -> events.Rescheduled:
+    def _replan(self, steps: int) -> events.Rescheduled:
         """End the schedule at `steps`: no compilation, the schedule is an argument of the compiled step."""
         was = self.config
         assert was.max_seconds is not None
         self.config = replace(was, steps=steps)
         self.run.train_config = self.config  # what checkpoints record, so a resume keeps the schedule
         self.train_step.retime(self.config)
-        return events.Rescheduled(self.step, steps, was.steps, was.max_seconds, budget=budget)
+        return events.Rescheduled(self.step, steps, was.steps, was.max_seconds, budget=self.budget)
 
     def _stop_wanted(self) -> str | None:
         stop = None

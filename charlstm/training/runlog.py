@@ -10,7 +10,7 @@ does. `metrics.jsonl` gets one JSON object per logged step:
     gradients were clipped), chars_per_sec, where that step was evaluated
     also val_loss and val_bpc, and where a gradient warning began
     (`health.py`) its message in warnings, and where the time limit
-    shortened the schedule (`loop.py`) the new last step in rescheduled_to
+    shortened the schedule (`timefit.py`) the new last step in rescheduled_to
     (on the first line after the change). A loss that is not finite (a
     diverged step) is written as null. A session that ends before its last
     step adds a line with `stopped` (the reason: time limit, interrupted,
