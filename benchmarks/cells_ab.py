@@ -1,21 +1,22 @@
-"""A change to the cells (charlstm/core/cells.py, ln_lstm.py, gru.py), timed against a git revision's, in one process.
+"""A change to the cells (charlstm/core/cells.py, ln_lstm.py, gru.py), timed
+against a git revision's, in one process.
 
     python benchmarks/cells_ab.py HEAD                  # the plain cell, 2x256 on 64 x 128, 30 pairs
     python benchmarks/cells_ab.py main --norm layer --dropout 0.2 --shape 256,2,64,64
     python benchmarks/cells_ab.py HEAD~3 --pairs 60 --json out.json
 
 The training step is compiled twice in this process: once with the layer
-functions of the cells' modules as they are at REV, once with the working tree's. Then
-the two steps alternate (A then B, B then A, ...) and each pair gives a
-ratio, A's time over B's: above 1 means the working tree is faster. The
-median ratio and its quartiles are printed.
+functions of the cells' modules as they are at REV, once with the working
+tree's. Then the two steps alternate (A then B, B then A, ...) and each pair
+gives a ratio, A's time over B's: above 1 means the working tree is faster.
+The median ratio and its quartiles are printed.
 
 Why pairs in one process: this machine's speed drifts by up to a third
 within minutes, so fresh processes timed in turn (step_speed.py, rounds)
 cannot show a 5% change; two steps a few hundred milliseconds apart see the
 same machine. Both steps start from the same state and data; whether their
-parameters are still bit for bit equal after three steps is printed too
-(a change meant to compute the same numbers should say True).
+parameters are still bit for bit equal after three steps is printed too (a
+change meant to compute the same numbers should say True).
 
 Only the cells are swapped (the model, the step and everything else are the
 working tree's), so this times changes inside the cells alone. Timings never

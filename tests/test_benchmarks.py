@@ -66,3 +66,32 @@ def test_cells_ab_times_a_revisions_cells_against_the_working_trees(monkeypatch)
     assert len(result["ratios"]) == 2 and all(r > 0 for r in result["ratios"])
     assert isinstance(result["bit_identical_after_3_steps"], bool)
     assert model.lstm_layer is cells.lstm_layer
+
+
+# The last revision with all three cells in cells.py.
+BEFORE_THE_SPLIT = "3ef80bc"
+
+
+def _has_commit(revision: str) -> bool:
+    found = ["git", "-C", str(ROOT), "cat-file", "-e", f"{revision}^{{commit}}"]
+    return _a_git_checkout() and subprocess.run(found, capture_output=True).returncode == 0
+
+
+@pytest.mark.skipif(
+    not _has_commit(BEFORE_THE_SPLIT),
+    reason=f"benchmarks/cells_ab.py reads a git revision: {BEFORE_THE_SPLIT} is not in this checkout",
+)
+def test_cells_ab_reads_a_revision_from_before_the_cells_had_a_module_each(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    cells_ab = importlib.import_module("cells_ab")
+    import charlstm.core.model as model
+
+    for name in cells_ab.SWAPPED:
+        monkeypatch.setattr(model, name, getattr(model, name))
+    old, cells = cells_ab.cells_at(BEFORE_THE_SPLIT), cells_ab.working_cells()
+    for name in cells_ab.SWAPPED:
+        assert getattr(old, name) is not getattr(cells, name) and callable(getattr(old, name))
+    # The layer-normalised cell, the one that moved: the same step, bit for bit.
+    a = cells_ab.compiled_with(old, [8, 1, 2, 4], "layer", 0.0)
+    b = cells_ab.compiled_with(cells, [8, 1, 2, 4], "layer", 0.0)
+    assert cells_ab.paired(a, b, pairs=2)["bit_identical_after_3_steps"]

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 from charlstm import presets
 from charlstm.cli import app
 from charlstm.errors import ConfigError
-from charlstm.training import checkpoint, search_space, tune
+from charlstm.training import checkpoint, search_space, step_setup, tune
 
 SMALL_SPACE = ["--hidden", "8,16", "--layers", "1", "--seq-len", "16", "--dropout", "0,0.2", "--embed", "8", "-b", "4"]
 
@@ -55,6 +55,7 @@ def test_grid_covers_every_combination_or_a_seeded_part_of_it():
     ("index", "spec", "message"),
     [
         (1, "128:512", "only for --lr"),
+        (4, "0.1:0.5", "only for --lr.*e.g. 0,0.1"),  # a float, but no range either
         (1, "128,big", "comma-separated numbers"),
         (2, "0,1", "must be > 0"),
         (0, "1e-2:1e-3", "0 < lo <= hi"),
@@ -249,7 +250,7 @@ def test_a_time_budget_counts_the_same_training_time_in_every_trial(
     step_cost = 1 / 64  # binary fractions: the fake clock adds them exactly
     # Per compilation, in order: trial 0's calibration and trial, trial 1's, trial 2's.
     costs = iter([(30.0, cal[0]), (0.0, step_cost), (0.0, cal[1]), (0.0, step_cost), (0.0, cal[2]), (0.0, step_cost)])
-    compile_step, call_step = loop.TrainStep.__init__, loop.TrainStep.__call__
+    compile_step, call_step = step_setup.TrainStep.__init__, step_setup.TrainStep.__call__
 
     def compiled(self, run, setup):
         compile_step(self, run, setup)
@@ -266,8 +267,8 @@ def test_a_time_budget_counts_the_same_training_time_in_every_trial(
         clock.now += 5.0
         yield from validate(self)
 
-    monkeypatch.setattr(loop.TrainStep, "__init__", compiled)
-    monkeypatch.setattr(loop.TrainStep, "__call__", stepped)
+    monkeypatch.setattr(step_setup.TrainStep, "__init__", compiled)
+    monkeypatch.setattr(step_setup.TrainStep, "__call__", stepped)
     monkeypatch.setattr(loop.Session, "_validate", validated)
     space = {"learning_rate": "1e-2", "hidden_size": "8,12,16", "num_layers": "1", "seq_len": "16", "dropout": "0"}
     plan = tune.plan(

@@ -8,11 +8,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from charlstm.config import (
-    ModelConfig,
-    SampleConfig,
-    TrainConfig,
-)
+from charlstm.config import ModelConfig, SampleConfig, TrainConfig
 from charlstm.core.generation import Completion, complete, default_prime, sample_texts, stream_texts
 from charlstm.core.model import Params, count_params
 from charlstm.core.scorer import Score, make_scorer

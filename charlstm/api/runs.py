@@ -11,7 +11,7 @@ from charlstm.errors import CharlstmError
 from charlstm.plots import curves
 from charlstm.text import manifest
 from charlstm.text.corpus import read_corpus, resolve_corpus_path
-from charlstm.training import catalog, checkpoint
+from charlstm.training import catalog, checkpoint, checkpoint_meta
 from charlstm.training.run import RUNS_DIR
 from charlstm.training.runlog import read_metrics
 
@@ -24,7 +24,7 @@ def list_runs(runs_dir: str | Path = RUNS_DIR) -> list[catalog.RunSummary]:
 
 @dataclasses.dataclass(frozen=True)
 class Description:
-    meta: checkpoint.Meta  # configs, vocabulary, corpus, metrics, the stored JSON
+    meta: checkpoint_meta.Meta  # configs, vocabulary, corpus, metrics, the stored JSON
     params: int  # parameters of the model it describes
     validation: str  # what its validation text is, in words
 

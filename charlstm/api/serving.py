@@ -7,9 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from charlstm.api.model import Model
-from charlstm.config import (
-    ServeConfig,
-)
+from charlstm.config import ServeConfig
 from charlstm.errors import CharlstmError, ConfigError
 from charlstm.flags import flag
 

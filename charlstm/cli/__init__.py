@@ -2,13 +2,13 @@
 
 `app` holds the Typer application and what every command shares (consoles,
 one-line errors, exit statuses); `training` (train, resume), `sampling`
-(sample), `tuning` (tune), `inspection` (eval, inspect, runs, info, plot) and
-`exporting` (export), `serving` (serve)
-hold the commands, each parsing its options, calling `charlstm.api` and
-rendering what comes back. `display` is the live training display, `tables`
-and `inspect_tables` the rich tables, `records` the `--json` output,
-`format` the number formats and `signals` the Ctrl-C handling. They are
-registered here, in the order `--help` lists them.
+(sample), `tuning` (tune), `inspection` (eval, inspect, runs, info, plot)
+and `exporting` (export), `serving` (serve) hold the commands, each parsing
+its options, calling `charlstm.api` and rendering what comes back. `display`
+is the live training display (`search_display` tune's), `tables` and
+`inspect_tables` the rich tables, `records` the `--json` output, `format`
+the number formats and `signals` the Ctrl-C handling. They are registered
+here, in the order `--help` lists them.
 """
 
 from charlstm.cli import exporting, inspection, sampling, serving, training, tuning

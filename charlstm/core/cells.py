@@ -50,6 +50,13 @@ State = tuple[jax.Array, jax.Array]  # (h, c) or their gradients (dh, dc), (B, H
 Resets = jax.Array | None
 # What a forward pass keeps for its backward pass: arrays, and the resets (or None).
 Saved = tuple[Any, ...]
+# What `charlstm inspect` shows per step, (T, B, H) each, taken from the very
+# forward passes that training differentiates: a cell's inspector cannot
+# disagree with the cell.
+Recorded = dict[str, jax.Array]
+
+
+# What every cell's layer uses: its products, restarts and the window's rows.
 
 
 def dot(a: jax.Array, b: jax.Array, dtype: Any = jnp.float32) -> jax.Array:
@@ -72,9 +79,24 @@ def restart(x: jax.Array, r_t: jax.Array | None) -> jax.Array:
     return x if r_t is None else jnp.where(r_t[:, None], 0.0, x)
 
 
-def restarted(xs: jax.Array, resets: Resets) -> jax.Array:
+def states_as_read(xs: jax.Array, resets: Resets) -> jax.Array:
     """xs (T, B, H), the state before each step, as the step reads it."""
     return xs if resets is None else jnp.where(resets[..., None], 0.0, xs)
+
+
+def rows_transposed(x: jax.Array) -> jax.Array:
+    """x (T, B, N) as a materialised (N, T*B) matrix.
+
+    XLA would otherwise fold the transpose into the weight-gradient product
+    as a contraction over the leading axis, which its CPU backend runs through
+    a slower general path (26-31 ms against 23 ms for (256, 8192) x (8192, 1024),
+    copy included, on the 2-core CPU); the barrier keeps the copy.
+    """
+    rows = x.reshape(-1, x.shape[-1])  # (T*B, N)
+    return jax.lax.optimization_barrier(rows.T)
+
+
+# The LSTM cell and layer.
 
 
 def lstm_gates(z: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
@@ -109,18 +131,6 @@ def lstm_update(z: jax.Array, c_prev: jax.Array) -> tuple[jax.Array, jax.Array]:
     c = f * c_prev + i * g
     h = o * jnp.tanh(c)
     return h, c
-
-
-def rows_transposed(x: jax.Array) -> jax.Array:
-    """x (T, B, N) as a materialised (N, T*B) matrix.
-
-    XLA would otherwise fold the transpose into the weight-gradient product
-    as a contraction over the leading axis, which its CPU backend runs through
-    a slower general path (26-31 ms against 23 ms for (256, 8192) x (8192, 1024),
-    copy included, on the 2-core CPU); the barrier keeps the copy.
-    """
-    rows = x.reshape(-1, x.shape[-1])  # (T*B, N)
-    return jax.lax.optimization_barrier(rows.T)
 
 
 def _lstm_forward(
@@ -161,7 +171,7 @@ def _lstm_backward(
     xs, w_x, w_h, h0, c0, hs, cs, gates, resets = saved
     dhs, dh_last, dc_last = grads  # (T, B, H), (B, H), (B, H)
     hidden, dtype = h0.shape[-1], w_h.dtype
-    c_prev = restarted(jnp.concatenate([c0[None], cs[:-1]]), resets)  # (T, B, H): c_{t-1} as step t read it
+    c_prev = states_as_read(jnp.concatenate([c0[None], cs[:-1]]), resets)  # (T, B, H): c_{t-1} as step t read it
     w_h_t = jax.lax.optimization_barrier(w_h.T)  # (4H, H), transposed once rather than at each step
 
     def step(carry: State, at_t: tuple[jax.Array, ...]) -> tuple[State, jax.Array]:
@@ -177,7 +187,7 @@ def _lstm_backward(
 
     at = (dhs, gates, cs, c_prev, resets)
     (dh0, dc0), dzs = jax.lax.scan(step, (dh_last, dc_last), at, reverse=True)  # dzs (T, B, 4H)
-    h_prev = restarted(jnp.concatenate([h0[None], hs[:-1]]), resets)  # (T, B, H): h_{t-1} as step t read it
+    h_prev = states_as_read(jnp.concatenate([h0[None], hs[:-1]]), resets)  # (T, B, H): h_{t-1} as step t read it
     dz_rows = dzs.reshape(-1, 4 * hidden)  # (T*B, 4H)
     dw_h = dot(rows_transposed(h_prev), dz_rows, dtype)  # (H, 4H), one product over all T*B rows
     dw_x = dot(rows_transposed(xs), dz_rows, dtype)  # (D, 4H)
@@ -196,12 +206,6 @@ def lstm_layer(
 
 
 lstm_layer.defvjp(_lstm_forward, _lstm_backward)
-
-
-# What `charlstm inspect` shows per step, (T, B, H) each, taken from the very
-# forward passes that training differentiates: a cell's inspector cannot
-# disagree with the cell.
-Recorded = dict[str, jax.Array]
 
 
 def lstm_record(

@@ -1,6 +1,7 @@
 """The GRU cell (`--cell gru`), the lighter alternative to the LSTM: two
 gates and no cell state. One layer of it over a window with a hand-written
-backward pass, planned as the LSTM's in `cells.py` is.
+backward pass, built like the LSTM's (`cells.py` says why the backward
+pass is written by hand).
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from charlstm.core.cells import (
     dot,
     grad_like,
     restart,
-    restarted,
     rows_transposed,
+    states_as_read,
 )
 
 
@@ -68,7 +69,7 @@ def _gru_backward(saved: tuple[jax.Array, ...], grads: tuple[jax.Array, jax.Arra
     xs, w_x, w_h, w_hn, h0, hs, gates, resets = saved
     dhs, dh_last = grads  # (T, B, H), (B, H)
     hidden, dtype = h0.shape[-1], w_h.dtype
-    h_prevs = restarted(jnp.concatenate([h0[None], hs[:-1]]), resets)  # (T, B, H): h_{t-1} as step t read it
+    h_prevs = states_as_read(jnp.concatenate([h0[None], hs[:-1]]), resets)  # (T, B, H): h_{t-1} as step t read it
     # Transposed once, not at every step (the barrier keeps XLA from folding it back in).
     w_h_t = jax.lax.optimization_barrier(w_h.T)  # (2H, H)
     w_hn_t = jax.lax.optimization_barrier(w_hn.T)  # (H, H)

@@ -6,9 +6,9 @@ Shape legend used in the comments below:
 
 The model is Flax Linen: parameters are a plain nested dict, `apply` is a
 pure function, and the recurrence is a `jax.lax.scan` with a hand-written
-backward pass for each cell (`cells.py`, `ln_lstm.py`, `gru.py`). That keeps the training step a
-pure `(state, batch) -> (state, metrics)` function and the checkpoint a
-plain tree of named arrays.
+backward pass for each cell (`cells.py`, `ln_lstm.py`, `gru.py`). That keeps
+the training step a pure `(state, batch) -> (state, metrics)` function and
+the checkpoint a plain tree of named arrays.
 
 Applied with the "intermediates" collection mutable, every recurrent layer
 also records its gates and states at each step (`charlstm inspect` reads
@@ -143,7 +143,7 @@ class GRULayer(nn.Module):
         if xs.shape[0] == 1:  # one character at a time (generation): no loop
             h = gru_update(xs[0] @ w_x + b, _restarted(carry, resets)[0], w_h, w_hn)  # (B, H)
             return h[None], (h, c)
-        # A window: the recurrence with its hand-written backward pass (cells.py).
+        # A window: the recurrence with its hand-written backward pass (gru.py).
         hs, h = gru_layer(xs, w_x, b, w_h, w_hn, h_last, resets)  # hs (T, B, H)
         return hs, (h, c)
 

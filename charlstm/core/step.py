@@ -1,9 +1,10 @@
 """The pure, jitted training step.
 
 `train_step(state, batch, hyper) -> (state, metrics)` does the forward pass,
-loss, gradients and the optimizer update on device; the loop around it is
-`charlstm/training/loop.py`, which binds a run's `hyper` once. Its metrics
-stay on the device until the loop reads them back.
+loss, gradients and the optimizer update on device. The loop around it is
+`charlstm/training/loop.py`; `training/step_setup.py`'s `TrainStep` compiles
+it and binds a run's `hyper` once. Its metrics stay on the device until the
+loop reads them back.
 
 The step is compiled once per model, precision, dropout rate and mesh: the
 schedule, clipping and weight decay come in as traced `Hyperparameters`

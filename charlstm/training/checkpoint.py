@@ -5,21 +5,20 @@ A run directory holds two Orbax CheckpointManagers:
     RUN/checkpoints/latest/<step>/   the newest few, for resuming
     RUN/checkpoints/best/<step>/     the one with the lowest validation loss
 
-Each step directory has two items: `state`, the whole TrainState as a tree of
-named arrays (parameters, Adam moments, step, carried stream state, RNG key),
-and `meta`, a JSON object with everything needed to rebuild the model and
-continue the run: format and version, both configs, the vocabulary, the
+Each step directory has two items: `state`, the whole TrainState as a tree
+of named arrays (parameters, Adam moments, step, carried stream state, RNG
+key), and `meta`, a JSON object with everything needed to rebuild the model
+and continue the run: format and version, both configs, the vocabulary, the
 corpus (what was read, how it was split, where its token file is; see
 text/manifest.py), the data position, the metrics so far and, for a
 fine-tuned run, the checkpoint it started from (written and validated by
 checkpoint_meta.py; a restore that fails is worded by restore_failures.py).
-Orbax writes
-into a temporary directory and renames it only when complete, so a crash
-mid-save leaves the previous checkpoint as the newest one.
+Orbax writes into a temporary directory and renames it only when complete,
+so a crash mid-save leaves the previous checkpoint as the newest one.
 
 In a multi-process run every process calls the same saves and loads, in the
-same order: Orbax synchronises them, each process writes its own part of
-the arrays, and only process 0 writes the JSON and renames the directory.
+same order: Orbax synchronises them, each process writes its own part of the
+arrays, and only process 0 writes the JSON and renames the directory.
 """
 
 from __future__ import annotations
@@ -136,7 +135,7 @@ def latest_step(directory: Path) -> int | None:
 
 def _read_meta(checkpointer: ocp.Checkpointer, where: Path) -> dict[str, Any]:
     meta = checkpointer.restore(where.absolute(), args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
-    return checkpoint_meta.parse_json(meta, where)
+    return checkpoint_meta.check_format(meta, where)
 
 
 def describe(path: Path, prefer: str = BEST) -> Meta:
@@ -146,7 +145,7 @@ def describe(path: Path, prefer: str = BEST) -> Meta:
     where = directory / str(step)
     checkpointer = ocp.Checkpointer(ocp.CompositeCheckpointHandler())
     try:
-        return _checked(lambda: checkpoint_meta.parse(_read_meta(checkpointer, where), where), where)
+        return _checked(lambda: checkpoint_meta.to_meta(_read_meta(checkpointer, where), where), where)
     finally:
         checkpointer.close()
 
@@ -160,7 +159,7 @@ def load(path: Path, prefer: str = BEST) -> Checkpoint:
     checkpointer = ocp.Checkpointer(ocp.CompositeCheckpointHandler())
 
     def restore() -> Checkpoint:
-        meta = checkpoint_meta.parse(_read_meta(checkpointer, where), where)
+        meta = checkpoint_meta.to_meta(_read_meta(checkpointer, where), where)
         template = jax.eval_shape(lambda: init_state(meta.model_config, meta.train_config))
         # Whole, on a device of this process: in a multi-process run every
         # process reads the full state and takes its own share (any process

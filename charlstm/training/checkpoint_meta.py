@@ -32,6 +32,7 @@ def _version() -> str:
 
 
 def metadata(run: Run, data_windows: int | None = None) -> dict[str, Any]:
+    """What a checkpoint of `run` records as its JSON, now."""
     step = int(run.state.step)
     meta: dict[str, Any] = {
         "format": FORMAT,
@@ -79,7 +80,9 @@ class Meta:
     init_from: dict[str, Any] | None  # the checkpoint a fine-tuned run started from
 
 
-def parse_json(meta: Any, where: Path) -> dict[str, Any]:
+def check_format(meta: Any, where: Path) -> dict[str, Any]:
+    """`meta`, the decoded JSON of the checkpoint at `where`, if it is a charlstm
+    checkpoint of a format version this charlstm reads."""
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise CheckpointError(f"not a charlstm checkpoint: {where}")
     version = meta.get("format_version")
@@ -91,7 +94,8 @@ def parse_json(meta: Any, where: Path) -> dict[str, Any]:
     return meta
 
 
-def parse(meta: dict[str, Any], where: Path) -> Meta:
+def to_meta(meta: dict[str, Any], where: Path) -> Meta:
+    """`meta` read into a `Meta`, every field checked (a CheckpointError says what is wrong)."""
     model_config = from_dict(ModelConfig, meta["model"])
     train_config = from_dict(TrainConfig, meta["train"])
     vocab = Vocab(meta["vocab"])
@@ -135,6 +139,7 @@ def parse(meta: dict[str, Any], where: Path) -> Meta:
 
 
 def finite_or_none(value: Any, name: str, where: Path) -> float | None:
+    """A stored number that must be finite or null, as a float or None."""
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):

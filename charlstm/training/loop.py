@@ -1,16 +1,15 @@
 """The training loop: run the compiled step until done, stopped or diverged.
 
 The loop never prints. It yields events (`events.py`) that its caller
-renders or logs, and reads values back from the device only when it
-reports them, so the host does not stall the device at every step. It
-decides when to evaluate and save; how a checkpoint is written is passed
-in (`save`).
+renders or logs, and reads values back from the device only when it reports
+them, so the host does not stall the device at every step. It decides when
+to evaluate and save; how a checkpoint is written is passed in (`save`).
 
-`fit` sets a session up (`setup.py`: the stream layout, the device mesh, the
-compiled step) and hands it to `Session`, which holds what changes while it trains:
-the step, the metrics not yet reported, the clocks, the last evaluated and
-saved steps, and whether everything seen so far is finite. With a time
-limit, `timefit.TimeFit` plans where its schedule ends.
+`fit` sets a session up (`step_setup.py`: the stream layout, the device
+mesh, the compiled step) and hands it to `Session`, which holds what changes
+while it trains: the step, the metrics not yet reported, the clocks, the
+last evaluated and saved steps, and whether everything seen so far is
+finite. With a time limit, `timefit.TimeFit` plans where its schedule ends.
 """
 
 from __future__ import annotations
@@ -33,7 +32,7 @@ from charlstm.runtime import hostmem
 from charlstm.training import distributed, events
 from charlstm.training.health import Health
 from charlstm.training.run import Run
-from charlstm.training.setup import Setup, TrainStep, prepare
+from charlstm.training.step_setup import Setup, TrainStep, setup_for
 from charlstm.training.timefit import TimeFit
 
 # What is shown after each validation pass: the same prime, seed and
@@ -69,7 +68,7 @@ def fit(
     shortened or lengthened again (never past `steps`), so that runs on
     one budget train for the same time whatever their first timing said."""
     tc = run.train_config
-    setup = prepare(run, devices)
+    setup = setup_for(run, devices)
     step = int(run.state.step)
     yield events.Started(
         step=step,
@@ -164,7 +163,7 @@ class Session:
             self.last_report += pause
             self.paused += pause
             if evaluate_now:
-                self.time_fit.paused(pause, first)
+                self.time_fit.validated(pause, first)
             if reported:
                 now = time.perf_counter() - self.started
                 steps = self.time_fit.plan(self.config, self.step, evaluate_now, now, now - self.paused)

@@ -39,7 +39,8 @@ SPACE = (
     Dimension("seq_len", (32, 64, 128)),
     Dimension("dropout", (0.0, 0.1, 0.2, 0.3), integer=False, allow_zero=True, below=1.0),
 )
-MODEL_FIELDS = ("hidden_size", "num_layers")
+# The searched fields that belong to ModelConfig (the rest are TrainConfig's).
+SEARCHED_MODEL_FIELDS = ("hidden_size", "num_layers")
 
 
 def parse_dimension(dim: Dimension, spec: str) -> Dimension:
@@ -49,9 +50,10 @@ def parse_dimension(dim: Dimension, spec: str) -> Dimension:
     number = int if dim.integer else float
     try:
         if ":" in spec:
-            if dim.integer:
+            if dim.field != "learning_rate":
+                example = ",".join(f"{v:g}" for v in dim.values[:2])
                 raise ConfigError(
-                    f"{where}: a range lo:hi is only for {flag('learning_rate')}; list values instead, e.g. 128,256"
+                    f"{where}: a range lo:hi is only for {flag('learning_rate')}; list values instead, e.g. {example}"
                 )
             low, high = (float(x) for x in spec.split(":"))
             if not 0 < low <= high:

@@ -3,8 +3,8 @@ or a budget of training (`charlstm tune --budget-s`) will stop a run, end
 the learning-rate schedule there, so that it decays fully instead of being
 cut off near its peak.
 
-The loop reports to a `TimeFit` what its pauses cost and, after each
-report, asks it for a plan: the step the schedule should now end at, or
+The loop tells a `TimeFit` what its validation passes cost and, after
+each report, asks it for a plan: the step the schedule should now end at, or
 None to keep the one it has. Changing the schedule compiles nothing: it is
 an argument of the compiled step.
 """
@@ -36,7 +36,7 @@ class TimeFit:
         self.planned = False
         self.ceiling = config.steps  # a budget's plans never go past the first
 
-    def paused(self, seconds: float, first_pass: bool) -> None:
+    def validated(self, seconds: float, first_pass: bool) -> None:
         """A validation pass (and its sample and save) took `seconds`."""
         if first_pass:
             self.one_off += seconds
@@ -49,8 +49,9 @@ class TimeFit:
         """After a report at `step`: the step the schedule should end at
         now, or None. `session_seconds` is the session's time so far and
         `step_seconds` that less its validation passes, samples and saves.
-        In a multi-process run every process calls this at the same step
-        and all take process 0's plan, so that all stop at one step."""
+        In a multi-process run every process must call this at the same
+        step: it may settle the plan with them (all take process 0's, so
+        that all stop at one step)."""
         if not self.active:
             return None
         if self.budget:

@@ -2,15 +2,14 @@
 
 The search space (`search_space.py`) has five dimensions: the peak learning
 rate, the hidden size, the number of layers, the sequence length and the
-dropout rate. Each can be
-narrowed to a list of values ("128,256") or, for random search, a range
-sampled log-uniformly ("1e-3:3e-2"). Random search draws every dimension
-independently from `numpy.random.default_rng(seed)`, drawing again a
-configuration it already has (so a space smaller than the trials asked for
-runs each of its configurations once, and the plan says so); grid search
-takes all combinations of the lists, in a seeded order when only some are
-run. Every trial starts from the same initialisation seed, so trials differ
-only in their hyperparameters.
+dropout rate. Each can be narrowed to a list of values ("128,256") or, for
+random search, a range sampled log-uniformly ("1e-3:3e-2"). Random search
+draws every dimension independently from `numpy.random.default_rng(seed)`,
+drawing again a configuration it already has (so a space smaller than the
+trials asked for runs each of its configurations once, and the plan says
+so); grid search takes all combinations of the lists, in a seeded order when
+only some are run. Every trial starts from the same initialisation seed, so
+trials differ only in their hyperparameters.
 
 A trial's budget is either a step count (deterministic: the same seed gives
 the same results) or seconds of training. A time budget counts the training
@@ -19,7 +18,7 @@ the end, its sample or the saves (a step budget evaluates four times). Each
 trial ends when its steps have taken the budget, whatever a first timing
 predicted: a timing of the trial's own step sets its warm-up and a first
 plan, then the loop refits the schedule to the budget at every report
-(training/loop.py, `fit(budget=True)`), so that the learning rate decays
+(`fit(budget=True)`; training/timefit.py), so that the learning rate decays
 fully by the end instead of being cut off or ending early.
 
 Trials are ordinary run directories (TRIAL_DIR/trial-NN): plot, compare,
@@ -49,13 +48,7 @@ from charlstm.training import events, session
 from charlstm.training.events import TrialFinished, TrialResult, TrialStarted
 from charlstm.training.loop import fit
 from charlstm.training.run import RUNS_DIR, Run, new_run, prepare_run_dir
-from charlstm.training.search_space import (
-    MODEL_FIELDS,
-    SPACE,
-    grid_trials,
-    parse_dimension,
-    random_trials,
-)
+from charlstm.training.search_space import SEARCHED_MODEL_FIELDS, SPACE, grid_trials, parse_dimension, random_trials
 from charlstm.training.timefit import FIT_AFTER_STEPS
 
 CALIBRATION_STEPS = 12
@@ -243,8 +236,8 @@ def search(
     for index, point in enumerate(plan.points):
         if should_stop():
             break
-        shape = {**plan.model, **{k: v for k, v in point.items() if k in MODEL_FIELDS}}
-        options = {**plan.train, **{k: v for k, v in point.items() if k not in MODEL_FIELDS}}
+        shape = {**plan.model, **{k: v for k, v in point.items() if k in SEARCHED_MODEL_FIELDS}}
+        options = {**plan.train, **{k: v for k, v in point.items() if k not in SEARCHED_MODEL_FIELDS}}
         run_dir = plan.out / f"trial-{index:02d}"
         run = new_run(text, shape, TrainConfig(**{**options, "steps": plan.steps or 1}))
         config, planned = _trial_config(run, plan)

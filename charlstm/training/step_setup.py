@@ -1,6 +1,7 @@
-"""What a session trains with, fixed before its first step (`Setup`): the
-device mesh, the training streams, the held-out ids and how a step's batch
-is fed; and the training step compiled for it once (`TrainStep`).
+"""What a session of training works with, decided once before its first
+step (`Setup`: the device mesh, the training streams, the held-out ids and
+how a step's batch is fed), and the training step compiled for it once
+(`TrainStep`). `loop.py` keeps what changes while it trains.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ class Setup:
     feed: Callable[[int], streams.Batch]  # step -> the batch it reads
 
 
-def prepare(run: Run, devices: int | None) -> Setup:
+def setup_for(run: Run, devices: int | None) -> Setup:
+    """`run`'s setup over its first `devices` local devices (default: all)."""
     tc = run.train_config
     mesh = distributed.make_mesh(tc.batch_size, devices)
     layout = run.layout()
