@@ -1,5 +1,5 @@
-"""A change to the cells (charlstm/core/cells.py, ln_lstm.py, gru.py), timed
-against a git revision's, in one process.
+"""A change to the cells (charlstm/core/cells.py, lstm.py, ln_lstm.py,
+gru.py), timed against a git revision's, in one process.
 
     python benchmarks/cells_ab.py HEAD                  # the plain cell, 2x256 on 64 x 128, 30 pairs
     python benchmarks/cells_ab.py main --norm layer --dropout 0.2 --shape 256,2,64,64
@@ -48,44 +48,60 @@ from charlstm.runtime.hostmem import keep_host_memory
 
 ROOT = Path(__file__).resolve().parent.parent
 # The layer functions core/model.py takes, and the module of core/ each lives
-# in; up to 2026-12-02 (3ef80bc) all three were in cells.py.
-LAYERS = {"lstm_layer": "cells", "ln_lstm_layer": "ln_lstm", "gru_layer": "gru"}
+# in. Older revisions had them elsewhere: up to 2026-12-02 (3ef80bc) all three
+# in cells.py, until 2026-12-03 (fa4b5e0) the plain LSTM's there.
+LAYERS = {"lstm_layer": "lstm", "ln_lstm_layer": "ln_lstm", "gru_layer": "gru"}
 SWAPPED = tuple(LAYERS)
 
 
-def _module_at(revision: str, module: str) -> types.ModuleType:
-    """charlstm/core/`module`.py as it is at `revision`, as a module of its own."""
-    path = f"charlstm/core/{module}.py"
-    source = subprocess.run(
-        ["git", "-C", str(ROOT), "show", f"{revision}:{path}"], capture_output=True, text=True, check=True
-    ).stdout
+def _source_at(revision: str, module: str) -> str | None:
+    """charlstm/core/`module`.py as it is at `revision` (None: not there)."""
+    shown = subprocess.run(
+        ["git", "-C", str(ROOT), "show", f"{revision}:charlstm/core/{module}.py"], capture_output=True, text=True
+    )
+    return shown.stdout if shown.returncode == 0 else None
+
+
+def _module(revision: str, module: str, source: str) -> types.ModuleType:
+    """`source`, charlstm/core/`module`.py at `revision`, as a module of its own."""
     loaded = types.ModuleType(f"{module}_at_{revision}")
-    exec(compile(source, f"{revision}:{path}", "exec"), loaded.__dict__)  # our own file, at a revision
+    where = f"{revision}:charlstm/core/{module}.py"
+    exec(compile(source, where, "exec"), loaded.__dict__)  # our own file, at a revision
     return loaded
 
 
 @contextlib.contextmanager
-def _cells_imported_as(cells: types.ModuleType) -> Iterator[None]:
-    """`from charlstm.core.cells import ...` gives `cells`'s names meanwhile."""
-    before = sys.modules["charlstm.core.cells"]
-    sys.modules["charlstm.core.cells"] = cells
+def _imported_as(modules: dict[str, types.ModuleType]) -> Iterator[None]:
+    """`from charlstm.core.NAME import ...` gives `modules[NAME]`'s names meanwhile."""
+    names = [f"charlstm.core.{name}" for name in modules]
+    before = {name: sys.modules.get(name) for name in names}
+    sys.modules.update(zip(names, modules.values(), strict=True))
     try:
         yield
     finally:
-        sys.modules["charlstm.core.cells"] = before
+        for name, module in before.items():
+            if module is None:
+                del sys.modules[name]
+            else:
+                sys.modules[name] = module
 
 
 def cells_at(revision: str) -> types.SimpleNamespace:
     """The layer functions as they are at `revision`: each cell's module as it
-    is there, reading that revision's cells.py for what the cells share."""
-    cells = _module_at(revision, "cells")
+    is there, reading that revision's own modules for what it imports of the
+    others (cells.py, lstm.py)."""
+    loaded: dict[str, types.ModuleType] = {}
     found = {}
     for name, module in LAYERS.items():
-        if hasattr(cells, name):  # a revision from before the cells had a module each
-            found[name] = getattr(cells, name)
-            continue
-        with _cells_imported_as(cells):
-            found[name] = getattr(_module_at(revision, module), name)
+        for where in ("cells", module):  # what the cells share first, as their modules import it
+            if where not in loaded and (source := _source_at(revision, where)) is not None:
+                with _imported_as(loaded):
+                    loaded[where] = _module(revision, where, source)
+        # Its own module, or where an older revision had it.
+        home = next((loaded[w] for w in (module, "cells") if w in loaded and hasattr(loaded[w], name)), None)
+        if home is None:
+            raise SystemExit(f"{revision} has no {name} in charlstm/core/{module}.py or cells.py")
+        found[name] = getattr(home, name)
     return types.SimpleNamespace(**found)
 
 

@@ -68,8 +68,8 @@ def test_cells_ab_times_a_revisions_cells_against_the_working_trees(monkeypatch)
     assert model.lstm_layer is cells.lstm_layer
 
 
-# The last revision with all three cells in cells.py.
-BEFORE_THE_SPLIT = "3ef80bc"
+# Revisions whose cells lived elsewhere: all three in cells.py, then the plain LSTM there.
+EARLIER_LAYOUTS = ("3ef80bc", "fa4b5e0")
 
 
 def _has_commit(revision: str) -> bool:
@@ -77,21 +77,20 @@ def _has_commit(revision: str) -> bool:
     return _a_git_checkout() and subprocess.run(found, capture_output=True).returncode == 0
 
 
-@pytest.mark.skipif(
-    not _has_commit(BEFORE_THE_SPLIT),
-    reason=f"benchmarks/cells_ab.py reads a git revision: {BEFORE_THE_SPLIT} is not in this checkout",
-)
-def test_cells_ab_reads_a_revision_from_before_the_cells_had_a_module_each(monkeypatch):
+@pytest.mark.parametrize("revision", EARLIER_LAYOUTS)
+def test_cells_ab_reads_revisions_whose_cells_lived_elsewhere(revision, monkeypatch):
+    if not _has_commit(revision):
+        pytest.skip(f"benchmarks/cells_ab.py reads a git revision: {revision} is not in this checkout")
     monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
     cells_ab = importlib.import_module("cells_ab")
     import charlstm.core.model as model
 
     for name in cells_ab.SWAPPED:
         monkeypatch.setattr(model, name, getattr(model, name))
-    old, cells = cells_ab.cells_at(BEFORE_THE_SPLIT), cells_ab.working_cells()
+    old, cells = cells_ab.cells_at(revision), cells_ab.working_cells()
     for name in cells_ab.SWAPPED:
         assert getattr(old, name) is not getattr(cells, name) and callable(getattr(old, name))
-    # The layer-normalised cell, the one that moved: the same step, bit for bit.
-    a = cells_ab.compiled_with(old, [8, 1, 2, 4], "layer", 0.0)
-    b = cells_ab.compiled_with(cells, [8, 1, 2, 4], "layer", 0.0)
-    assert cells_ab.paired(a, b, pairs=2)["bit_identical_after_3_steps"]
+    for norm in ("layer", "none"):  # the cells that moved: the same steps, bit for bit
+        a = cells_ab.compiled_with(old, [8, 1, 2, 4], norm, 0.0)
+        b = cells_ab.compiled_with(cells, [8, 1, 2, 4], norm, 0.0)
+        assert cells_ab.paired(a, b, pairs=2)["bit_identical_after_3_steps"], norm

@@ -137,7 +137,7 @@ _ONE_AND_TWO_DEVICES = textwrap.dedent(
     print(json.dumps({"devices": seen, "error": error}))
     """
 )
-# The LSTM's two cells share their gate gradients (cells.lstm_gate_grads):
+# The LSTM's two cells share their gate gradients (lstm.lstm_gate_grads):
 # the layer-normalised one, the default, stands for both.
 # The default cell with dropout: the sharding of the step does not depend on
 # the cell (a GRU on two devices was checked the same way until 2026-12-01).

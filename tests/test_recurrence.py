@@ -7,9 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from charlstm.core.cells import lstm_gates, lstm_gates_at_once, lstm_layer, lstm_update
 from charlstm.core.gru import gru_layer, gru_update
 from charlstm.core.ln_lstm import LN_NAMES, ln_lstm_input, ln_lstm_layer, ln_lstm_step
+from charlstm.core.lstm import lstm_gates, lstm_gates_at_once, lstm_layer, lstm_update
 from charlstm.core.model import GRULayer, LSTMLayer
 
 

@@ -31,6 +31,11 @@ def gru_gates(
         u = sigmoid(W_xu x + W_hu h_prev + b_u)
         n = tanh(W_xn x + W_hn (r * h_prev) + b_n)
         h = (1 - u) * n + u * h_prev
+
+    This is Cho et al.'s (2014) GRU, r applied to h before W_hn; PyTorch's
+    nn.GRU (cuDNN's) applies it after, r * (W_hn h_prev + b_hn), so the two
+    do not compute the same function. W_hn is a matrix of its own because
+    its product needs r first: it cannot join W_h's product for r and u.
     """
     hidden = h_prev.shape[-1]
     ru = jax.nn.sigmoid(zx[:, : 2 * hidden] + dot(h_prev, w_h, w_h.dtype))  # (B, 2H)
@@ -53,8 +58,8 @@ def _gru_forward(
     zx = dot(xs, w_x, w_x.dtype) + b  # (T, B, 3H), hoisted as in the LSTM
 
     def step(h_prev: jax.Array, at_t: tuple[jax.Array, jax.Array | None]) -> tuple[jax.Array, tuple[jax.Array, ...]]:
-        zx_t, r_t = at_t
-        h_prev = restart(h_prev, r_t)
+        zx_t, restart_t = at_t
+        h_prev = restart(h_prev, restart_t)
         r, u, n = gru_gates(zx_t, h_prev, w_h, w_hn)  # (B, H) each
         h = (1.0 - u) * n + u * h_prev
         return h, (h, jnp.concatenate([r, u, n], axis=-1))
@@ -75,7 +80,7 @@ def _gru_backward(saved: tuple[jax.Array, ...], grads: tuple[jax.Array, jax.Arra
     w_hn_t = jax.lax.optimization_barrier(w_hn.T)  # (H, H)
 
     def step(dh_next: jax.Array, at_t: tuple[jax.Array, ...]) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
-        dh_t, gates_t, h_prev, r_t = at_t
+        dh_t, gates_t, h_prev, restart_t = at_t
         r, u, n = jnp.split(gates_t, 3, axis=-1)  # (B, H) each
         dh = dh_t + dh_next
         dzn = dh * (1.0 - u) * (1.0 - n * n)  # through h = (1-u) n + u h_prev, then tanh' = 1 - n^2
@@ -84,7 +89,7 @@ def _gru_backward(saved: tuple[jax.Array, ...], grads: tuple[jax.Array, jax.Arra
         dzu = dh * (h_prev - n) * u * (1.0 - u)
         dzru = jnp.concatenate([dzr, dzu], axis=-1)  # (B, 2H)
         dh_prev = dh * u + drh * r + dot(dzru, w_h_t, dtype)  # (B, H)
-        return restart(dh_prev, r_t), (dzru, dzn)
+        return restart(dh_prev, restart_t), (dzru, dzn)
 
     at = (dhs, gates, h_prevs, resets)
     dh0, (dzrus, dzns) = jax.lax.scan(step, dh_last, at, reverse=True)  # (T, B, 2H), (T, B, H)

@@ -1,6 +1,18 @@
 """The layer-normalised LSTM cell (`--norm layer`, the default), and one
 layer of it over a window with a hand-written backward pass built like the
 plain LSTM's (`cells.py` says why the backward pass is written by hand).
+
+Layer normalisation inside the cell, as in Ba, Kiros and Hinton (2016): the
+input's and the state's shares of the gates are normalised separately, each
+with its own gain, and so is the cell state before its tanh:
+
+    z = LN(W_x x) * gain_x + LN(W_h h_prev) * gain_h + b
+    c = f * c_prev + i * g
+    h = o * tanh(LN(c) * gain_c + bias_c)
+
+Each LN of a gates' share runs over all 4H pre-activations together, not
+gate by gate, and has a gain but no bias of its own (b plays that part).
+The gates i, f, g, o come from z as in the plain LSTM (lstm.py).
 """
 
 from __future__ import annotations
@@ -15,23 +27,12 @@ from charlstm.core.cells import (
     State,
     dot,
     grad_like,
-    lstm_gate_grads,
-    lstm_gates,
     restart,
     rows_transposed,
     states_as_read,
 )
+from charlstm.core.lstm import lstm_gate_grads, lstm_gates
 
-# Layer normalisation inside the LSTM cell (`--norm layer`), as in Ba, Kiros and
-# Hinton (2016): the input's and the state's shares of the gates are
-# normalised separately, each with its own gain, and so is the cell state
-# before its tanh:
-#
-#     z = LN(W_x x) * gain_x + LN(W_h h_prev) * gain_h + b
-#     c = f * c_prev + i * g
-#     h = o * tanh(LN(c) * gain_c + bias_c)
-#
-# Its backward pass (`_ln_lstm_backward`) is written by hand like the LSTM's.
 LNParams = dict[str, jax.Array]  # the names in LN_NAMES
 LN_NAMES = ("w_x", "b", "w_h", "gain_x", "gain_h", "gain_c", "bias_c")
 
@@ -46,7 +47,9 @@ def _normalised(x: jax.Array) -> tuple[jax.Array, jax.Array]:
 
 
 def _normalised_grad(d_out: jax.Array, out: jax.Array, rstd: jax.Array) -> jax.Array:
-    """The gradient of x from that of out = _normalised(x)[0], written with out."""
+    """The gradient of x from that of out = _normalised(x)[0], written with
+    out: dx = rstd * (d - mean(d) - out * mean(d * out)), means over the last
+    axis; exact with the 1e-5 too, since rstd already holds it."""
     mean_d = d_out.mean(axis=-1, keepdims=True)
     mean_d_out = (d_out * out).mean(axis=-1, keepdims=True)
     return rstd * (d_out - mean_d - out * mean_d_out)
@@ -71,24 +74,9 @@ def _ln_cell(p: LNParams, zx_t: jax.Array, h_prev: jax.Array, c_prev: jax.Array)
 
 def ln_lstm_step(p: LNParams, zx_t: jax.Array, h_prev: jax.Array, c_prev: jax.Array) -> tuple[jax.Array, ...]:
     """One step from the input's share zx_t (B, 4H): (i, f, g, o, h, c), each (B, H);
-    with `ln_lstm_input`, the plain scan that the tests differentiate."""
+    with `ln_lstm_input`, a reference step whose scan the tests differentiate
+    by autodiff, to check the hand-written backward pass against."""
     return _ln_cell(p, zx_t, h_prev, c_prev)[:6]
-
-
-def ln_lstm_layer(
-    p: LNParams, xs: jax.Array, h0: jax.Array, c0: jax.Array, resets: Resets = None
-) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """xs (T, B, D), h0 and c0 (B, H), resets (T, B) bool or None -> hs (T, B, H) and the final h and c."""
-    return _ln_lstm(xs, resets, *(p[name] for name in LN_NAMES), h0, c0)
-
-
-def ln_lstm_record(
-    p: LNParams, xs: jax.Array, h0: jax.Array, c0: jax.Array, resets: Resets = None
-) -> tuple[jax.Array, jax.Array, jax.Array, Recorded]:
-    """`ln_lstm_layer`'s outputs and what `lstm_record` records."""
-    (hs, h, c), saved = _ln_lstm_forward(xs, resets, *(p[name] for name in LN_NAMES), h0, c0)
-    cs, gates = saved[11:13]  # after xs, 5 weights, h0, c0, ax, rstd_x and hs
-    return hs, h, c, {**dict(zip("ifgo", jnp.split(gates, 4, axis=-1), strict=True)), "c": cs, "h": hs}
 
 
 def _ln_lstm_forward(
@@ -99,8 +87,8 @@ def _ln_lstm_forward(
     ax, rstd_x = _normalised(dot(xs, p["w_x"], p["w_x"].dtype))  # (T, B, 4H), (T, B, 1)
 
     def step(state: State, at_t: tuple[jax.Array, jax.Array | None]) -> tuple[State, tuple[jax.Array, ...]]:
-        zx_t, r_t = at_t
-        i, f, g, o, h, c, *kept = _ln_cell(p, zx_t, *(restart(x, r_t) for x in state))
+        zx_t, restart_t = at_t
+        i, f, g, o, h, c, *kept = _ln_cell(p, zx_t, *(restart(x, restart_t) for x in state))
         return (h, c), (h, c, jnp.concatenate([i, f, g, o], axis=-1), *kept)
 
     (h, c), kept = jax.lax.scan(step, (h0, c0), (ax * p["gain_x"] + p["b"], resets))  # kept[0], hs: (T, B, H)
@@ -122,14 +110,14 @@ def _ln_lstm_backward(
 
     def step(carry: State, at_t: tuple[jax.Array, ...]) -> tuple[State, tuple[jax.Array, ...]]:
         dh_next, dc_next = carry
-        dh_t, gates_t, c_prev, ah_t, rstd_h_t, nc_t, rstd_c_t, tanh_y_t, r_t = at_t
+        dh_t, gates_t, c_prev, ah_t, rstd_h_t, nc_t, rstd_c_t, tanh_y_t, restart_t = at_t
         _, f, _, o = jnp.split(gates_t, 4, axis=-1)  # the forget and output gates, (B, H) each
         dh = dh_t + dh_next
         dy = dh * o * (1.0 - tanh_y_t * tanh_y_t)  # through h = o tanh(y), y = LN(c) gain_c + bias_c
         dc = dc_next + _normalised_grad(dy * gain_c, nc_t, rstd_c_t)
         dz = lstm_gate_grads(gates_t, dc, dh * tanh_y_t, c_prev)  # (B, 4H)
         da = _normalised_grad(dz * gain_h, ah_t, rstd_h_t)  # (B, 4H): the gradient of h_prev @ W_h
-        return (restart(dot(da, w_h_t, dtype), r_t), restart(dc * f, r_t)), (dz, da, dy)
+        return (restart(dot(da, w_h_t, dtype), restart_t), restart(dc * f, restart_t)), (dz, da, dy)
 
     at = (dhs, gates, c_prevs, ah, rstd_h, nc, rstd_c, tanh_y, resets)
     (dh0, dc0), (dzs, das, dys) = jax.lax.scan(step, (dh_last, dc_last), at, reverse=True)  # (T, B, 4H|4H|H)
@@ -144,9 +132,28 @@ def _ln_lstm_backward(
     return (dxs, None, *grads_out, dh0, dc0)
 
 
+# A custom VJP differentiates positional arrays, so the seven weights travel
+# as separate arguments (in LN_NAMES order, then h0 and c0), behind `resets`,
+# which has no gradient; `ln_lstm_layer` takes them as one dict.
 @jax.custom_vjp
 def _ln_lstm(xs: jax.Array, resets: Resets, *weights_and_state: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
     return _ln_lstm_forward(xs, resets, *weights_and_state)[0]
 
 
 _ln_lstm.defvjp(_ln_lstm_forward, _ln_lstm_backward)
+
+
+def ln_lstm_layer(
+    p: LNParams, xs: jax.Array, h0: jax.Array, c0: jax.Array, resets: Resets = None
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """xs (T, B, D), h0 and c0 (B, H), resets (T, B) bool or None -> hs (T, B, H) and the final h and c."""
+    return _ln_lstm(xs, resets, *(p[name] for name in LN_NAMES), h0, c0)
+
+
+def ln_lstm_record(
+    p: LNParams, xs: jax.Array, h0: jax.Array, c0: jax.Array, resets: Resets = None
+) -> tuple[jax.Array, jax.Array, jax.Array, Recorded]:
+    """`ln_lstm_layer`'s outputs and what `lstm_record` records."""
+    (hs, h, c), saved = _ln_lstm_forward(xs, resets, *(p[name] for name in LN_NAMES), h0, c0)
+    cs, gates = saved[11:13]  # after xs, 5 weights, h0, c0, ax, rstd_x and hs
+    return hs, h, c, {**dict(zip("ifgo", jnp.split(gates, 4, axis=-1), strict=True)), "c": cs, "h": hs}

@@ -6,7 +6,8 @@ Shape legend used in the comments below:
 
 The model is Flax Linen: parameters are a plain nested dict, `apply` is a
 pure function, and the recurrence is a `jax.lax.scan` with a hand-written
-backward pass for each cell (`cells.py`, `ln_lstm.py`, `gru.py`). That keeps
+backward pass for each cell (`lstm.py`, `ln_lstm.py`, `gru.py`; `cells.py`
+says why). That keeps
 the training step a pure `(state, batch) -> (state, metrics)` function and
 the checkpoint a plain tree of named arrays.
 
@@ -29,9 +30,10 @@ import jax
 import jax.numpy as jnp
 
 from charlstm.config import ModelConfig
-from charlstm.core.cells import lstm_layer, lstm_record, lstm_update, restart
+from charlstm.core.cells import restart
 from charlstm.core.gru import gru_layer, gru_record, gru_update
 from charlstm.core.ln_lstm import ln_lstm_layer, ln_lstm_record
+from charlstm.core.lstm import lstm_layer, lstm_record, lstm_update
 
 # The recurrent state of the whole stack: (h, c), each (L, B, H).
 Carry = tuple[jax.Array, jax.Array]
@@ -210,7 +212,8 @@ class CharLSTM(nn.Module):
         # Time-major inside: scan walks the leading axis, and transposing the
         # small int token array is cheaper than transposing activations.
         x = nn.Embed(cfg.vocab_size, cfg.embed_dim, name="embed")(tokens.T)  # (T, B, E)
-        # Static: a model of one document compiles exactly as it always did.
+        # boundary_id is a Python value: a model of one document gets
+        # resets=None, and its program contains no selects.
         resets = None if cfg.boundary_id is None else cfg.boundary_id == tokens.T  # (T, B)
         h0, c0 = carry  # (L, B, H) each
         hs, cs = [], []
@@ -219,7 +222,7 @@ class CharLSTM(nn.Module):
             if cfg.cell == "lstm":
                 cell: nn.Module = LSTMLayer(cfg.hidden_size, cfg.forget_bias, cfg.norm, self.precision, name=name)
             else:
-                cell = GRULayer(cfg.hidden_size, cfg.forget_bias, self.precision, name=name)
+                cell = GRULayer(cfg.hidden_size, update_bias=cfg.forget_bias, precision=self.precision, name=name)
             x, (h, c) = cell(x, (h0[layer], c0[layer]), resets)  # x (T, B, H)
             if keys is not None and dropout > 0:
                 x = _dropped(x, keys, layer, dropout)
@@ -268,10 +271,11 @@ def param_count(config: ModelConfig) -> int:
 def grow_vocab(params: Params, new_size: int) -> Params:
     """The parameters of a model over more characters: ids below the old
     vocabulary size keep their embedding rows, head columns and biases bit
-    for bit; the new ones start as the model's average character, as
-    unlikely as its rarest (embedding row and head column: the means of the
-    old ones; bias: the lowest old bias), so fine-tuning begins with the old
-    model's predictions for every character it knew."""
+    for bit; a new one starts with the means of the old embedding rows and
+    head columns and the lowest old bias, an average and unlikely character.
+    So every old character's logit is unchanged at first, and with it the
+    old characters' probabilities relative to one another; the new ones take
+    a little of the mass."""
     embed = params["embed"]["embedding"]  # (V, E)
     kernel, bias = params["head"]["kernel"], params["head"]["bias"]  # (H, V), (V,)
     extra = new_size - embed.shape[0]

@@ -61,6 +61,8 @@ def filtering_on(top_k: int, top_p: float, vocab_size: int) -> bool:
 
 def filter_logits(logits: jax.Array, top_k: jax.Array, top_p: jax.Array) -> jax.Array:
     """logits (B, V) -> (B, V) with every character outside the kept set at -inf.
+    `draw` passes logits already divided by the temperature, so top-k and
+    top-p act on the distribution the temperature made.
 
     top_k and top_p are scalars or (B, 1), one per row. top-k keeps the k most
     likely characters (k <= 0 keeps all); top-p then keeps the fewest most
@@ -112,7 +114,10 @@ def draw(logits: jax.Array, gumbel: jax.Array, rows: Rows, filtered: bool) -> ja
     scaled = logits / jnp.where(temperature > 0, temperature, 1.0)  # (B, V)
     if filtered:
         scaled = filter_logits(scaled, rows.top_k[:, None], rows.top_p[:, None])
-    # The Gumbel-max draw: what jax.random.categorical computes from the same key.
+    # The Gumbel-max draw, what jax.random.categorical computes from the same
+    # key: the argmax of the logits plus independent Gumbel(0, 1) noise is a
+    # draw from their softmax. The noise does not depend on the logits, which
+    # is why `noise` can draw it ahead of the characters.
     drawn = jnp.argmax(gumbel + scaled, axis=-1)  # (B,)
     return jnp.where(rows.temperature > 0, drawn, greedy).astype(jnp.int32)
 

@@ -50,15 +50,16 @@ class Hyperparameters:
     warmup: ArrayLike  # () int32: steps of linear warm-up from 0
     decay: ArrayLike  # () float32: steps of cosine decay after warm-up, >= 1
     # The next two are products and reciprocals rounded to float32 as XLA
-    # folded them when the schedule was compiled with its numbers as
-    # constants; computed so, training gives the same bits as it did then
-    # (tests/test_training.py checks the schedule against optax's at every step).
+    # folds optax's schedule when its numbers are constants, so the schedule
+    # gives optax's bits (tests/test_training.py checks it at every step).
     inv_warmup: ArrayLike  # () float32: 1 / warmup (1 when there is none)
     radians_per_step: ArrayLike  # () float32: float32(pi) * float32(1 / decay), the cosine's pace
     alpha: ArrayLike  # () float32: the final learning rate as a fraction of the peak
     one_minus_alpha: ArrayLike  # () float32: 1 - alpha, computed in float64 as optax does
     grad_clip: ArrayLike  # () float32: the global gradient norm clipped to
-    weight_decay: ArrayLike  # () float32: decoupled (AdamW), on weight matrices only
+    # () float32: decoupled (AdamW), on weight matrices only; optax scales
+    # it by the scheduled learning rate, so it warms up and decays too.
+    weight_decay: ArrayLike
 
 
 def hyperparameters(cfg: TrainConfig) -> Hyperparameters:
@@ -66,7 +67,9 @@ def hyperparameters(cfg: TrainConfig) -> Hyperparameters:
     one = np.float32(1)
     warmup = warmup_steps(cfg)
     decay = np.float32(cfg.steps - warmup)  # >= 1: steps >= 1 and warm-up <= steps // 10
-    alpha = cfg.learning_rate * cfg.min_lr_ratio / cfg.learning_rate  # as optax's warmup_cosine_decay_schedule
+    # optax's warmup_cosine_decay_schedule takes end / peak as its alpha: the
+    # same division here gives the same float rounding as optax.
+    alpha = cfg.learning_rate * cfg.min_lr_ratio / cfg.learning_rate
     return Hyperparameters(
         peak_lr=np.float32(cfg.learning_rate),
         warmup=np.int32(warmup),
@@ -81,13 +84,16 @@ def hyperparameters(cfg: TrainConfig) -> Hyperparameters:
 
 
 def learning_rate(h: Hyperparameters, count: jax.Array | int) -> jax.Array:
-    """The learning rate at optimizer step `count`: linear warm-up from 0 to
-    the peak, then cosine decay to `alpha` of the peak at the run's last step.
+    """The learning rate at optimizer step `count`, the number of updates
+    already made: linear warm-up from 0 to the peak, then cosine decay to
+    `alpha` of the peak. So the first update is made at 0 (Adam's moments
+    move, the weights do not) and the last one just above `alpha` of the
+    peak, which is reached one step after the run ends.
 
     The schedule is rebuilt from the config, so extending a run's `steps` on
     resume stretches the decay over the new total. Bit for bit the numbers
-    of optax.warmup_cosine_decay_schedule as the step computed them when they
-    were constants."""
+    of optax.warmup_cosine_decay_schedule, compiled with its numbers as
+    constants."""
     count, peak = jnp.asarray(count, jnp.int32), jnp.asarray(h.peak_lr)
     warming = -peak * (1 - jnp.clip(count, 0, h.warmup) * h.inv_warmup) + peak
     t = jnp.minimum(count - h.warmup, h.decay)  # steps into the decay, float32
@@ -97,8 +103,10 @@ def learning_rate(h: Hyperparameters, count: jax.Array | int) -> jax.Array:
 
 
 def decay_mask(params: Params) -> Any:
-    # Weight decay only on weight matrices: decaying biases (the forget bias
-    # above all) or the embedding's rows of rare characters only hurts.
+    # Weight decay only on weight matrices (1-D biases and layer-norm gains
+    # are left alone): decaying biases, the forget bias above all, only
+    # hurts, and so does decaying the embedding, whose rows for rare
+    # characters get few updates but would shrink at every step.
     return jax.tree_util.tree_map_with_path(
         lambda path, p: p.ndim == 2 and getattr(path[0], "key", None) != "embed", params
     )

@@ -67,7 +67,11 @@ def _make_train_step(model_cfg: ModelConfig, precision: str, dropout: float, mes
     def train_step(
         state: TrainState, batch: Batch, hyper: Hyperparameters, axis: str | None = None
     ) -> tuple[TrainState, dict[str, Any]]:
-        # Streams that start afresh (see text/streams.py) begin this window from zeros.
+        # Streams that start afresh begin this window from zeros: where a
+        # pass wraps around, and every --reset-chars characters, so the model
+        # learns to write from the zero state sampling starts in
+        # (text/streams.py; not the restarts at document boundaries, which
+        # the cells make inside the window).
         carry = jax.tree_util.tree_map(
             lambda x: jnp.where(batch.reset[None, :, None], 0.0, x), state.carry
         )  # (L, B, H)
@@ -102,12 +106,14 @@ def _make_train_step(model_cfg: ModelConfig, precision: str, dropout: float, mes
             "layer_grad_norms": {name: optax.tree.norm(g) for name, g in grads.items()},
             "clipped": grad_norm > hyper.grad_clip,
             "lr": learning_rate(hyper, state.step),
-            # The loss above comes from the parameters before this update; a
-            # checkpoint must also never hold parameters that overflowed now.
+            # Checked on the updated parameters: the loss above was computed
+            # before the update, and can be finite when the update overflowed;
+            # a checkpoint must never hold such parameters.
             "params_finite": jnp.all(jnp.stack([jnp.isfinite(p).all() for p in jax.tree_util.tree_leaves(params)])),
         }
-        # The carry is a value, not a parameter: no gradient flows into the
-        # next window through it (that is the truncation in truncated BPTT).
+        # Truncated backpropagation through time: the next window receives
+        # this carry as an input, not as a function of the parameters, so its
+        # gradient stops at the window's start; stop_gradient says so.
         new_state = dataclasses.replace(
             state,
             step=state.step + 1,
