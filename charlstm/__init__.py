@@ -43,11 +43,17 @@ _EXPORTS = {
     "SampleConfig": "charlstm.config",
     "ServeConfig": "charlstm.config",
     "CharlstmError": "charlstm.errors",
+    "ConfigError": "charlstm.errors",
+    "CorpusError": "charlstm.errors",
+    "CheckpointError": "charlstm.errors",
     "enable_compilation_cache": "charlstm.runtime.compile_cache",
     "keep_host_memory": "charlstm.runtime.hostmem",
 }
 __all__ = [
     "CharlstmError",
+    "CheckpointError",
+    "ConfigError",
+    "CorpusError",
     "Inspection",
     "Model",
     "ModelConfig",
@@ -73,7 +79,7 @@ if TYPE_CHECKING:
     from charlstm.api import Model, TrainingDiverged, app, describe, list_runs, load, resume, serve, train, tune
     from charlstm.config import ModelConfig, SampleConfig, ServeConfig, TrainConfig
     from charlstm.core.scorer import Score
-    from charlstm.errors import CharlstmError
+    from charlstm.errors import CharlstmError, CheckpointError, ConfigError, CorpusError
     from charlstm.introspect.record import Inspection
     from charlstm.runtime.compile_cache import enable_compilation_cache
     from charlstm.runtime.hostmem import keep_host_memory

@@ -9,6 +9,7 @@ once, clearly, before any work starts).
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -30,6 +31,31 @@ AUTO_NORM = "auto"
 def _check(condition: bool, message: str) -> None:
     if not condition:
         raise ConfigError(message)
+
+
+# A count the compiled sampler takes as a 32-bit integer (a length, a number of samples).
+MAX_COUNT = 2**31 - 1
+
+
+def _whole(config: Any, *names: str) -> None:
+    """Refuse fields that must be whole numbers but are not (a float or a
+    string from a Python caller; the CLI and the server parse theirs)."""
+    for name in names:
+        value = getattr(config, name)
+        _check(
+            isinstance(value, int) and not isinstance(value, bool),
+            f"{flag(name)} must be a whole number, got {value!r}",
+        )
+
+
+def _real(config: Any, *names: str) -> None:
+    """Refuse fields that must be numbers but are not."""
+    for name in names:
+        value = getattr(config, name)
+        _check(
+            isinstance(value, int | float) and not isinstance(value, bool),
+            f"{flag(name)} must be a number, got {value!r}",
+        )
 
 
 @dataclass(frozen=True)
@@ -118,7 +144,8 @@ class TrainConfig:
         _check(self.steps >= 1, f"{flag('steps')} must be >= 1, got {self.steps}")
         _check(self.batch_size >= 1, f"{flag('batch_size')} must be >= 1, got {self.batch_size}")
         _check(self.seq_len >= 1, f"{flag('seq_len')} must be >= 1, got {self.seq_len}")
-        _check(self.learning_rate > 0, f"{flag('learning_rate')} must be > 0, got {self.learning_rate}")
+        lr = self.learning_rate
+        _check(0 < lr < math.inf, f"{flag('learning_rate')} must be > 0 and finite, got {lr}")
         _check(self.warmup_steps >= 0, f"{flag('warmup_steps')} must be >= 0, got {self.warmup_steps}")
         _check(0 <= self.min_lr_ratio <= 1, f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
         _check(self.weight_decay >= 0, f"{flag('weight_decay')} must be >= 0, got {self.weight_decay}")
@@ -195,7 +222,11 @@ class SampleConfig:
     stop: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        _whole(self, "length", "seed", "top_k", "num_samples")
+        _real(self, "temperature", "top_p")
+        _check(isinstance(self.prime, str), f"{flag('prime')} must be a text, got {self.prime!r}")
         _check(self.length >= 1, f"{flag('length')} must be >= 1, got {self.length}")
+        _check(self.length <= MAX_COUNT, f"{flag('length')} must be at most {MAX_COUNT:,}, got {self.length:,}")
         _check(self.temperature >= 0, f"{flag('temperature')} must be > 0 (or 0 for greedy), got {self.temperature}")
         _check(
             self.temperature <= MAX_TEMPERATURE,

@@ -66,3 +66,36 @@ def test_unknown_options_and_divergence_are_errors(tiny_corpus, tmp_path):
     with pytest.raises(charlstm.TrainingDiverged) as err:
         charlstm.train(tiny_corpus, tmp_path / "b", steps=10, batch_size=4, seq_len=16, learning_rate=1e38)
     assert err.value.step >= 1
+
+
+def test_a_python_callers_mistakes_are_config_errors(trained_run):
+    """What the CLI's parser and the server's checks catch for their users,
+    the configs catch for a Python caller: one ConfigError each, no traceback
+    from deep inside the sampler."""
+    model = charlstm.load(trained_run[0])
+    assert issubclass(charlstm.ConfigError, charlstm.CharlstmError)
+    assert {charlstm.CorpusError, charlstm.CheckpointError} <= set(charlstm.CharlstmError.__subclasses__())
+    bad = [
+        ({"length": 10.0}, "--length must be a whole number, got 10.0"),
+        ({"length": 10**10}, "--length must be at most 2,147,483,647"),
+        ({"temperature": "0.5"}, "--temp must be a number, got '0.5'"),
+        ({"top_k": 1.5}, "--top-k must be a whole number, got 1.5"),
+        ({"prime": 7}, "--prime must be a text, got 7"),
+        ({"stop": ""}, "--stop must not be empty"),
+    ]
+    for kwargs, message in bad:
+        with pytest.raises(charlstm.ConfigError, match=re.escape(message)):
+            model.sample(**{"length": 10, **kwargs})
+    with pytest.raises(charlstm.CheckpointError, match="prefer must be 'best' or 'latest', got 'worst'"):
+        charlstm.load(trained_run[0], prefer="worst")
+    with pytest.raises(charlstm.ConfigError, match="must be > 0 and finite, got inf"):
+        charlstm.TrainConfig(learning_rate=float("inf"))
+
+
+def test_one_stop_text_is_one_text_not_its_characters(trained_run):
+    model = charlstm.load(trained_run[0])
+    full = model.sample(60, temperature=0)
+    stop = full[20:23]
+    cut = full[: full.index(stop)]
+    assert model.sample(60, temperature=0, stop=stop) == cut
+    assert model.sample(60, temperature=0, stop=[stop]) == cut

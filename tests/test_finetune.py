@@ -22,7 +22,12 @@ def test_fine_tuning_keeps_old_rows_bit_for_bit_and_trains(trained_run, tmp_path
     base = charlstm.load(base_dir)
     corpus = tmp_path / "new.txt"
     corpus.write_text(NEW_TEXT, encoding="utf-8")
-    start = charlstm.train(corpus, tmp_path / "tuned", init_from=base_dir, should_stop=lambda: True, steps=3, **SMALL)
+    seen = []
+    start = charlstm.train(
+        corpus, tmp_path / "tuned", init_from=base_dir, should_stop=lambda: True, steps=3, on_event=seen.append, **SMALL
+    )
+    opened = next(e for e in seen if type(e).__name__ == "Opened")
+    assert opened.init_from["checkpoint"] == str(base.path) and opened.init_from["vocab_size"] == base.vocab.size
     assert start.step == 0 and start.train_config.learning_rate == FINE_TUNE_LEARNING_RATE
     old_v = base.vocab.size
     assert start.vocab.chars[:old_v] == base.vocab.chars
@@ -64,3 +69,17 @@ def test_fine_tuning_keeps_the_models_shape(trained_run, tmp_path):
     with pytest.raises(charlstm.CharlstmError, match="but --cell gru asks for another shape"):
         charlstm.train(corpus, tmp_path / "b", init_from=base_dir, cell="gru", **SMALL)
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_another_cell_is_named_as_the_shape_it_asks_for(tmp_path):
+    """A base with the default layer-normalised LSTM, asked for a GRU: the
+    message names --cell, not --norm, which the user never gave."""
+    import types
+
+    from charlstm.config import ModelConfig, TrainConfig
+    from charlstm.training import session
+
+    base = types.SimpleNamespace(model_config=ModelConfig(vocab_size=10, norm="layer"), path=tmp_path / "base")
+    with pytest.raises(charlstm.CharlstmError, match=r"but --cell gru asks for another shape") as raised:
+        session.fine_tune_run(None, base, {"cell": "gru"}, TrainConfig(), lambda *a: None)  # type: ignore[arg-type]
+    assert "--norm" not in str(raised.value)

@@ -114,6 +114,29 @@ def test_a_picture_too_small_for_the_panels_is_refused(tmp_path):
         plot_runs([("alpha", _records())], tmp_path / "loss.png", width_px=100, height_px=100)
 
 
+def test_a_run_that_diverged_plots_its_finite_losses(tmp_path):
+    """A diverged step is logged with a null loss (JSON has no NaN)."""
+    records = _records(steps=100)
+    records[-1] = {**records[-1], "train_loss": None, "train_bpc": None}
+    assert _png_size(plot_runs([("diverged", records)], tmp_path / "loss.png", width_px=640, height_px=320)) == (
+        640,
+        320,
+    )
+
+
+@pytest.mark.parametrize(
+    ("out", "size", "message"),
+    [
+        ("", (1200, 450), "is a directory; give the PNG file"),
+        ("loss.txt", (1200, 450), "ending in .png, not loss.txt"),
+        ("loss.png", (100_000, 100_000), "too large to draw"),
+    ],
+)
+def test_an_output_or_size_that_cannot_be_drawn_is_one_error(tmp_path, out, size, message):
+    with pytest.raises(PlotError, match=message):
+        plot_runs([("alpha", _records())], tmp_path / out, width_px=size[0], height_px=size[1])
+
+
 def test_missing_matplotlib_says_how_to_install_it(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     with pytest.raises(PlotError, match=r"pip install 'charlstm\[plot\]'"):

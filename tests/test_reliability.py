@@ -377,3 +377,111 @@ def test_a_better_best_after_resuming_with_another_rate_replaces_the_old_one(tin
     assert best.path.name == "8"
     assert best.best_val_loss == pytest.approx(resumed.best_val_loss)
     assert_trees_equal(best.state.params, resumed.state.params)
+
+
+def test_a_run_trained_by_one_process_is_refused_to_another(trained_run, tmp_path):
+    """Two processes resuming one run would mix its log and checkpoints: while
+    one trains it (holds RUN/.lock), a second is refused in one line naming
+    the first, before it reads anything; once the first is gone, it resumes."""
+    run_dir = tmp_path / "run"
+    shutil.copytree(trained_run[0], run_dir)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from pathlib import Path; from charlstm.training import run_lock\n"
+            "with run_lock.held(Path(sys.argv[1])):\n    print('held', flush=True); time.sleep(60)",
+            str(run_dir),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        done = subprocess.run(
+            [*_charlstm_command(), "resume", str(run_dir), "--steps", "6"], capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 2
+        assert done.stderr.strip() == (
+            f"error: {run_dir} is being trained by another process (pid {holder.pid}); "
+            f"wait for it to end or stop it, then 'charlstm resume {run_dir}'"
+        ), done.stderr
+    finally:
+        holder.kill()
+        holder.wait()
+    done = subprocess.run(
+        [*_charlstm_command(), "resume", str(run_dir), "--steps", "6"], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def test_the_session_holds_the_lock_while_it_trains(trained_run, tmp_path):
+    from charlstm.errors import CharlstmError
+    from charlstm.training import run_lock, session
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(trained_run[0], run_dir)
+    seen: list[str] = []
+
+    def try_another(event):  # a second claim on the run while this session trains
+        if not seen:
+            with pytest.raises(CharlstmError, match="is being trained by another process"), run_lock.held(run_dir):
+                pass
+            seen.append("refused")
+
+    run = session.resumed_run(run_dir, {"steps": 6})
+    session.train(run, run_dir, try_another)
+    assert seen == ["refused"]
+    with run_lock.held(run_dir):  # released at the end
+        pass
+
+
+def test_ctrl_c_while_starting_up_is_not_lost(tiny_corpus, tmp_path, monkeypatch):
+    """A Ctrl-C that comes while the command imports JAX and joins its
+    devices (a second or so) stops it there; it used to be swallowed by
+    JAX's garbage-collector callback, and the run then trained to its end."""
+    import signal
+
+    from typer.testing import CliRunner
+
+    from charlstm.cli import app, training
+
+    joined = training._join
+
+    def join_with_a_ctrl_c(*args):
+        level = joined(*args)
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.1)  # the handler runs at the next bytecode boundary
+        return level
+
+    monkeypatch.setattr(training, "_join", join_with_a_ctrl_c)
+    result = CliRunner().invoke(app, ["train", str(tiny_corpus), "-o", str(tmp_path / "run"), *TINY, "--steps", "3"])
+    assert result.exit_code == 130, result.output
+    assert "interrupted before training began; nothing was written" in result.output
+    assert not (tmp_path / "run").exists()
+
+
+def test_an_abort_suggests_resume_only_where_there_is_a_checkpoint(trained_run, tmp_path):
+    from charlstm.cli.training import _what_is_left
+
+    assert _what_is_left(trained_run[0]).endswith(f"Continue with: charlstm resume {trained_run[0]}")
+    (tmp_path / "new" / "checkpoints" / "latest").mkdir(parents=True)  # opened, aborted before the first save
+    assert _what_is_left(tmp_path / "new") == f"{tmp_path / 'new'} has no checkpoint yet: start the run again"
+    assert _what_is_left(None) == "no run directory was made yet"
+
+
+def test_resuming_a_finished_run_says_how_to_train_it_further(trained_run, tmp_path):
+    """The API resumes a finished run to no effect (it returns the model);
+    the command line says why nothing happened, and what to give."""
+    from typer.testing import CliRunner
+
+    from charlstm.cli import app
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(trained_run[0], run_dir)
+    result = CliRunner().invoke(app, ["resume", str(run_dir)])
+    assert result.exit_code == 0, result.output
+    assert (
+        "nothing to train: the run had already finished at step 4; give --steps with a larger total to train it "
+        "further" in result.output
+    )

@@ -144,3 +144,13 @@ def test_the_runs_table_names_a_runs_first_file_and_counts_the_others():
         return console.file.getvalue()
 
     assert " a.txt +2 " in row(3) and " a.txt " in row(1) and "+" not in row(1)
+
+
+def test_skipped_characters_past_the_shown_ones_are_counted():
+    from charlstm.cli.format import skipped_text
+
+    skipped = {chr(0x3B1 + i): 100 - i for i in range(12)}  # 12 unknown characters, most frequent first
+    text = skipped_text(skipped)
+    assert text.startswith("'α' x100, 'β' x99") and text.count(" x") == 10
+    assert text.endswith("and 2 more (179 occurrences)")
+    assert skipped_text({"é": 3}) == "'é' x3"

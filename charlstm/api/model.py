@@ -64,13 +64,15 @@ class Model:
         seed: int = SampleConfig.seed,
         top_k: int = SampleConfig.top_k,
         top_p: float = SampleConfig.top_p,
-        stop: Sequence[str] = (),
+        stop: str | Sequence[str] = (),
     ) -> str:
         """`length` new characters continuing `prime` (not included), or
-        fewer: up to the first of the `stop` texts (not included), or, for a
+        fewer: up to the first of the `stop` texts (one text, or several;
+        not included), or, for a
         model trained on several documents, to the end of the document it
         writes (every sample starts a new one)."""
-        request = SampleConfig(length, temperature, prime, seed, top_k=top_k, top_p=top_p, stop=tuple(stop))
+        stops = (stop,) if isinstance(stop, str) else tuple(stop)  # one text, or several
+        request = SampleConfig(length, temperature, prime, seed, top_k=top_k, top_p=top_p, stop=stops)
         return self.generate(request)[0]
 
     def generate(self, request: SampleConfig) -> list[str]:

@@ -146,7 +146,11 @@ def _train(
 ) -> Model:
     if on_event is not None:
         params = count_params(run.state.params)
-        on_event(events.Opened(run_dir, run.corpus.path, run.model_config, run.train_config, params, resumed, shipped))
+        base = None if resumed else run.init_from  # a resumed fine-tuned run is just resumed
+        opened = events.Opened(
+            run_dir, run.corpus.path, run.model_config, run.train_config, params, resumed, shipped, base
+        )
+        on_event(opened)
     finished = session.train(run, run_dir, on_event, should_stop, devices)
     if finished.reason == "diverged":
         try:

@@ -57,6 +57,7 @@ class TrainingDisplay:
         self._last: events.Progress | None = None
         self._reading: tuple[str, Progress | None, TaskID | None, float] | None = None  # phase, bar, task, start
         self._last_reading_line = 0.0
+        self._started_at: int | None = None  # the step this session started at
 
     def __enter__(self) -> TrainingDisplay:
         return self
@@ -85,6 +86,7 @@ class TrainingDisplay:
         elif isinstance(event, events.Opened):
             self._on_opened(event)
         elif isinstance(event, events.Started):
+            self._started_at = event.step
             verb = "resuming at step" if event.step else "starting at step"
             where = ", ".join(event.devices) + (f" in {event.processes} processes" if event.processes > 1 else "")
             self._say(
@@ -125,6 +127,12 @@ class TrainingDisplay:
             if self._progress is not None:
                 self._progress.stop()
                 self._progress = None
+            if event.reason == "done" and event.step == self._started_at:
+                self._say(
+                    f"nothing to train: the run had already finished at step {event.step}; "
+                    f"give {flag('steps')} with a larger total to train it further"
+                )
+                return
             if event.reason == "patience":
                 self._say(
                     f"stopped early at step {event.step} after {_trained(event)}: "
@@ -218,6 +226,10 @@ class TrainingDisplay:
         if event.shipped_corpus:
             self._say(f"note: no file {Path(event.corpus).name} here; using the shipped corpus {event.corpus}")
         self._say(f"run directory: {event.run_dir}")
+        if event.init_from is not None:
+            new = event.model_config.vocab_size - int(event.init_from["vocab_size"])
+            added = f"; {new} new character{'' if new == 1 else 's'} added" if new else ""
+            self._say(f"fine-tuning {event.init_from['checkpoint']} (step {event.init_from['step']}){added}")
         if self.verbosity == VERBOSE:
             self._say(f"model: {event.model_config} ({event.params:,} parameters)")
             self._say(f"training: {event.train_config}")

@@ -25,5 +25,9 @@ def trial_seconds(seconds: float) -> str:
 
 
 def skipped_text(skipped: Mapping[str, int], most: int = 10) -> str:
-    """Characters left out (not in the vocabulary), the most frequent first, each with its count."""
-    return ", ".join(f"{c!r} x{n}" for c, n in sorted(skipped.items(), key=lambda kv: -kv[1])[:most])
+    """Characters left out (not in the vocabulary), the most frequent first,
+    each with its count; past `most`, how many more there are."""
+    ranked = sorted(skipped.items(), key=lambda kv: -kv[1])
+    shown = ", ".join(f"{c!r} x{n}" for c, n in ranked[:most])
+    rest = ranked[most:]
+    return shown if not rest else f"{shown} and {len(rest)} more ({sum(n for _, n in rest):,} occurrences)"

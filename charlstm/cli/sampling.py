@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, TextIO
 
 import typer
 
-from charlstm.cli.app import Quiet, fail, say, use_cache, user_errors
+from charlstm.cli.app import Quiet, fail, given, say, use_cache, user_errors
 from charlstm.config import SampleConfig, to_dict
 from charlstm.flags import flag
 
@@ -54,6 +54,7 @@ def unescape(text: str, option: str) -> str:
 
 
 def sample(
+    ctx: typer.Context,
     checkpoint: Annotated[
         Path | None,
         typer.Option(
@@ -110,6 +111,8 @@ def sample(
     quiet: Quiet = False,
 ) -> None:
     """Generate new text from a trained model."""
+    if greedy and given(ctx, ["temp"]):
+        fail(f"give --greedy or {flag('temperature')}, not both: --greedy is {flag('temperature')} 0")
     with user_errors():
         request = SampleConfig(
             length=length,
@@ -170,6 +173,7 @@ def _open_output(output: Path | None) -> contextlib.AbstractContextManager[TextI
     if output is None:
         return contextlib.nullcontext(sys.stdout)
     try:
+        output.parent.mkdir(parents=True, exist_ok=True)  # as export, inspect and plot do
         return output.open("w", encoding="utf-8")
     except OSError as err:
         fail(f"cannot write --output {output}: {err.strerror}")

@@ -221,14 +221,16 @@ def train(
     options = given(ctx, _TRAIN_ARGS)
     if max_time is not None:
         options["max_seconds"] = max_time * 60
-    with user_errors():
+    stop = StopFlag()
+    with user_errors(), stop.installed():  # before JAX is imported: a Ctrl-C then is not lost
         from charlstm import api
 
         level = _join(coordinator, num_processes, process_id, level)
         use_cache()
         _train(
             level,
-            lambda watch, stop: api.train(corpus, out, on_event=watch, should_stop=stop, devices=devices, **options),
+            stop,
+            lambda watch: api.train(corpus, out, on_event=watch, should_stop=stop, devices=devices, **options),
         )
 
 
@@ -273,14 +275,16 @@ def resume(
         "precision": precision,
     }
     overrides = {name: value for name, value in changes.items() if value is not None}
-    with user_errors():
+    stop = StopFlag()
+    with user_errors(), stop.installed():
         from charlstm import api
 
         level = _join(coordinator, num_processes, process_id, level)
         use_cache()
         _train(
             level,
-            lambda watch, stop: api.resume(
+            stop,
+            lambda watch: api.resume(
                 run_dir, force=force, on_event=watch, should_stop=stop, devices=devices, **overrides
             ),
         )
@@ -314,25 +318,26 @@ class _Watch:
         self.handle(event)
 
 
-def _train(level: int, start: Callable[[_Watch, StopFlag], Model]) -> None:
-    """Train (a new or resumed run, as `start` says) with the display and the
-    signal handlers in place, then say how it ended."""
+def _train(level: int, stop: StopFlag, start: Callable[[_Watch], Model]) -> None:
+    """Train (a new or resumed run, as `start` says) with the display in
+    place and `stop`'s signal handlers installed, then say how it ended."""
     from charlstm.api import TrainingDiverged
     from charlstm.cli.display import TrainingDisplay
     from charlstm.training import distributed
 
-    stop = StopFlag()
+    if stop():  # signalled while starting up: nothing was written yet
+        say("interrupted before training began; nothing was written")
+        raise typer.Exit(stop.exit_status)
     display = TrainingDisplay(stderr(), level)
     watch = _Watch(display.handle)
     try:
-        with stop.installed(), display:
-            model = start(watch, stop)
+        with display:
+            model = start(watch)
     except KeyboardInterrupt:
         if watch.ended:  # the run had saved and stopped; only reading its best checkpoint back was cut short
             say(f"interrupted after the run ended; its checkpoints are complete: {watch.run_dir}")
             raise typer.Exit(stop.exit_status) from None
-        where = f" Continue with: charlstm resume {watch.run_dir}" if watch.run_dir is not None else ""
-        say(f"aborted without saving; earlier checkpoints are intact.{where}")
+        say(f"aborted without saving; {_what_is_left(watch.run_dir)}")
         raise typer.Exit(EXIT_ABORTED) from None
     except TrainingDiverged as diverged:
         if distributed.is_main():  # the processes agree on how it ended; one says so
@@ -351,6 +356,17 @@ def _train(level: int, start: Callable[[_Watch, StopFlag], Model]) -> None:
     if level:
         say(f"sample with: charlstm sample {flag('checkpoint')} {watch.run_dir}")
     distributed.leave()
+
+
+def _what_is_left(run_dir: Path | None) -> str:
+    """After an abort: what the run directory holds, and what to do next."""
+    if run_dir is None:
+        return "no run directory was made yet"
+    # A complete checkpoint is a step directory with its metadata (Orbax
+    # renames it into place only when written whole).
+    if not any((run_dir / "checkpoints").glob("*/[0-9]*/meta")):
+        return f"{run_dir} has no checkpoint yet: start the run again"
+    return f"earlier checkpoints are intact. Continue with: charlstm resume {run_dir}"
 
 
 def _diverged_advice(diverged: TrainingDiverged) -> str:

@@ -83,12 +83,14 @@ def page_data(
         "bits": _rounded(inspection.losses / math.log(2.0), 4),  # (N - 1,)
         "top_ids": top_ids.tolist(),
         "top_p": _rounded(top_p, 3),
+        # r to the 2 digits the page shows: rounded once, here, as the CLI's
+        # table rounds it (a second rounding in the page moved some by 0.01).
         "features": [
             {
                 "name": f.name,
                 "description": f.description,
                 "top": [
-                    {"layer": s.layer, "quantity": s.quantity, "unit": s.unit, "r": round(s.r, 3)}
+                    {"layer": s.layer, "quantity": s.quantity, "unit": s.unit, "r": round(s.r, 2)}
                     for s in tops.get(f.name, [])
                 ],
             }

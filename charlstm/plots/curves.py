@@ -34,6 +34,8 @@ MIN_WIDTH_IN, MIN_HEIGHT_IN = 3.2, 2.0
 _TRAIN_ALPHA = 0.4
 # A legend above the panels may take at most this share of the height.
 _MAX_LEGEND_HEIGHT = 0.3
+# Larger images take gigabytes to draw (100,000 x 100,000 ran out of memory).
+MAX_PIXELS = 100_000_000
 
 
 def plot_runs(
@@ -51,6 +53,10 @@ def plot_runs(
     `training.runlog.read_metrics` returns them). Raises PlotError if a run has no records yet, the size is
     too small, or matplotlib is not installed.
     """
+    if out.is_dir():
+        raise PlotError(f"{out} is a directory; give the PNG file to write, such as {out / 'loss.png'}")
+    if out.suffix.lower() != ".png":
+        raise PlotError(f"the plot is a PNG image: give a file name ending in .png, not {out.name}")
     figure = build_figure(runs, width_px=width_px, height_px=height_px, dpi=dpi)
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
@@ -103,6 +109,8 @@ def _check_request(runs: Sequence[Run], width_px: int, height_px: int, dpi: int)
             raise PlotError(f"run {label} has no metrics yet (its metrics.jsonl is missing or empty).")
     if dpi <= 0:
         raise PlotError(f"dpi must be positive, not {dpi}.")
+    if width_px * height_px > MAX_PIXELS:
+        raise PlotError(f"{width_px}x{height_px} pixels is too large to draw; at most {MAX_PIXELS // 10**6} million.")
     min_width, min_height = math.ceil(MIN_WIDTH_IN * dpi), math.ceil(MIN_HEIGHT_IN * dpi)
     if width_px < min_width or height_px < min_height:
         raise PlotError(
@@ -228,7 +236,7 @@ def _loss_limits(runs: Sequence[Run]) -> tuple[float, float] | None:
     for _label, records in runs:
         for record in records:
             for key in ("train_loss", "val_loss"):
-                loss = float(record.get(key, math.nan))
+                loss = _loss(record.get(key))  # null where a diverged step was logged
                 if not math.isfinite(loss):
                     continue
                 low = min(low, loss)

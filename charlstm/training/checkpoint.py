@@ -107,6 +107,8 @@ class Checkpoint(Meta):
 def locate(path: Path, prefer: str = BEST) -> tuple[Path, int]:
     """A run directory, a checkpoints/{latest,best} directory, or one step
     directory -> (manager directory, step)."""
+    if prefer not in (BEST, LATEST):
+        raise CheckpointError(f"prefer must be {BEST!r} or {LATEST!r}, got {prefer!r}")
     if not path.exists():
         raise CheckpointError(f"checkpoint not found: {path}")
     if path.name.isdigit() and (path / "meta").exists():

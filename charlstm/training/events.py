@@ -62,6 +62,8 @@ class Opened:
     params: int
     resumed: bool = False
     shipped_corpus: bool = False  # the corpus was named, not found here, and the shipped one was used
+    # A fine-tuned run's start (checkpoint, step, vocab_size, ...; training/session.py), else None.
+    init_from: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

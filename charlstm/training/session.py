@@ -7,13 +7,14 @@ what each trial of `charlstm tune` does.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from charlstm.config import TrainConfig
+from charlstm.config import AUTO_NORM, TrainConfig
 from charlstm.core.model import grow_vocab
 from charlstm.core.state import init_optimizer, init_state
 from charlstm.errors import CharlstmError, ConfigError, CorpusError
@@ -22,7 +23,7 @@ from charlstm.text import manifest
 from charlstm.text.corpus import DEFAULT_GLOB, Source
 from charlstm.text.scan import Progress
 from charlstm.text.tokens import Corpus, prepare
-from charlstm.training import checkpoint, distributed, events
+from charlstm.training import checkpoint, distributed, events, run_lock
 from charlstm.training.loop import fit
 from charlstm.training.run import (
     RESUMABLE_FIELDS,
@@ -52,10 +53,16 @@ def fine_tune_run(
     fresh optimizer and schedule; its vocabulary grows by the characters of
     `corpus` that `base` never saw (core.model.grow_vocab)."""
     old = base.model_config
-    asked = dataclasses.replace(old, **model_kwargs) if model_kwargs else old
-    wrong = [name for name in SHAPE_FIELDS if getattr(asked, name) != getattr(old, name)]
+    # Compared as given, before any config is built from them: a config
+    # would first check them against each other (`--cell gru` with the old
+    # model's `--norm layer`) and name an option the user never gave.
+    wrong = [
+        name
+        for name in SHAPE_FIELDS
+        if name in model_kwargs and model_kwargs[name] not in (getattr(old, name), AUTO_NORM)
+    ]
     if wrong:
-        given = ", ".join(f"{flag(n)} {getattr(asked, n)}" for n in wrong)
+        given = ", ".join(f"{flag(n)} {model_kwargs[n]}" for n in wrong)
         raise ConfigError(
             f"{flag('init_from')} {base.path} is a {old.describe()} with embedding {old.embed_dim}, but {given} "
             f"asks for another shape; fine-tuning keeps the model's shape (leave those options out)"
@@ -178,6 +185,7 @@ def resumed_run(
             f"{run_dir} is not a run directory (it has no checkpoints/ folder); "
             "resume takes the directory that 'charlstm train' created, such as runs/NAME"
         )
+    run_lock.refuse_if_held(run_dir)  # before reading anything
     ckpt = checkpoint.load(run_dir, prefer=checkpoint.LATEST)
     if "steps" in overrides and overrides["steps"] <= int(ckpt.state.step):
         raise CharlstmError(
@@ -218,6 +226,20 @@ def train(
     multi-process run (`distributed.initialize`) every process calls this,
     and only the first writes the logs. `budget`: the run's `max_seconds` is
     a budget of training steps that it ends at (`loop.fit`; `charlstm tune`)."""
+    # The first process holds the run's lock: in a multi-process run the
+    # others are its partners, not rivals.
+    with run_lock.held(run_dir) if distributed.is_main() else contextlib.nullcontext():
+        return _train(run, run_dir, on_event, should_stop, devices, budget)
+
+
+def _train(
+    run: Run,
+    run_dir: Path,
+    on_event: EventHandler | None,
+    should_stop: StopCheck | None,
+    devices: int | None,
+    budget: bool,
+) -> events.Finished:
     writer = checkpoint.CheckpointWriter(run_dir)  # every process: Orbax coordinates their saves
     log = RunLog(run_dir) if distributed.is_main() else None
     if log is not None:

@@ -1,0 +1,75 @@
+"""One training process per run directory.
+
+Two processes training the same run (a `charlstm resume` started while the
+run still trains, say) would both save checkpoints and append to one
+metrics log, each from its own state: the run's history mixed, its latest
+checkpoints from two different runs. A session holds an exclusive lock on
+RUN/.lock while it trains, and a second one is refused with a line naming
+the process that holds it. The lock is the operating system's (`flock`):
+it goes with the process, so a run whose process was killed is never left
+locked. Where `fcntl` does not exist (Windows), runs are not locked.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from charlstm.errors import CharlstmError
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+
+LOCK_FILE = ".lock"
+
+
+def _refusal(run_dir: Path, fd: int) -> CharlstmError:
+    holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
+    who = f"another process (pid {holder})" if holder.isdigit() else "another process"
+    return CharlstmError(
+        f"{run_dir} is being trained by {who}; wait for it to end or stop it, then 'charlstm resume {run_dir}'"
+    )
+
+
+@contextlib.contextmanager
+def held(run_dir: Path) -> Iterator[None]:
+    """Hold `run_dir`'s lock while the block runs, or raise a CharlstmError
+    if another process holds it."""
+    if fcntl is None:
+        yield
+        return
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)  # the session is about to write there anyway
+        fd = os.open(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as err:
+        raise CharlstmError(f"cannot write in run directory {run_dir}: {err.strerror}") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise _refusal(run_dir, fd) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)  # for the message a second process gives
+        yield
+    finally:
+        os.close(fd)  # which releases the lock
+
+
+def refuse_if_held(run_dir: Path) -> None:
+    """Raise the CharlstmError `held` would, without taking the lock: so a
+    resume is refused before it reads the corpus, not after."""
+    path = run_dir / LOCK_FILE
+    if fcntl is None or not path.exists():
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise _refusal(run_dir, fd) from None
+    finally:
+        os.close(fd)
