@@ -102,7 +102,7 @@ def _prepare(case: str, tmp: Path, corpus: Path, run_dir: Path) -> None:
         (tmp / f"{name}.txt").write_bytes(files[name])
     elif case == "folder without text":
         (tmp / "emptydir").mkdir()
-    elif case == "empty glob":
+    elif case in ("empty glob", "hidden glob", "blank glob"):
         for name in ("a", "b"):
             (tmp / "poems" / name).mkdir(parents=True)
             (tmp / "poems" / name / "poem.txt").write_text("a poem\n", encoding="utf-8")
@@ -131,11 +131,16 @@ CASES = [
         "emptydir match '**/*.txt' (it has no files)",
     ),
     ("empty glob", ["train", "{tmp}/poems", "--glob", "*.py"], "no files in {tmp}/poems match '*.py' (it has 2 .txt)"),
+    ("hidden glob", ["train", "{tmp}/poems", "--glob", ".old/*.txt"], "(names starting with '.') are never read"),
+    ("blank glob", ["train", "{tmp}/poems", "--glob", ""], "--glob must not be empty"),
     ("val-file missing", ["train", "{corpus}", "--val-file", "{tmp}/nope.txt"], "--val-file {tmp}/nope.txt: not found"),
     ("val-file and fraction", ["train", "{corpus}", "--val-file", "{corpus}", "--val-fraction", "0.2"], "not both"),
     ("init-from size", ["train", "{corpus}", "--init-from", "{run}", "--hidden", "32"], "--hidden 32 asks for another"),
     ("init-from missing", ["train", "{corpus}", "--init-from", "{tmp}/nope"], "checkpoint not found: {tmp}/nope"),
     ("patience", ["train", "{corpus}", "--patience", "0"], "--patience must be >= 1 validation passes, got 0"),
+    ("greedy and temp", ["sample", "-c", "{run}", "--greedy", "--temp", "0.5"], "give --greedy or --temp, not both"),
+    ("lr inf", ["train", "{corpus}", "--lr", "inf"], "--lr must be > 0 and finite, got inf"),
+    ("length huge", ["sample", "-c", "{run}", "-n", "10000000000"], "--length must be at most 2,147,483,647"),
     ("resume patience", ["resume", "{run}", "--patience", "0"], "--patience must be >= 1 validation passes, got 0"),
     # Root reads any file regardless of permissions; this one fails to read for anyone.
     ("unreadable", ["train", "/proc/self/mem"], "/mem: Input/output error"),
@@ -183,7 +188,7 @@ CASES = [
     ("info missing", ["info", "{tmp}/nope"], "checkpoint not found"),
     ("info foreign", ["info", "{run}"], "not a charlstm checkpoint"),
     ("plot missing", ["plot", "{tmp}/nope"], "not a run directory"),
-    ("resume missing", ["resume", "{tmp}/nope"], "not a run directory"),
+    ("resume missing", ["resume", "{tmp}/nope"], "run directory not found: {tmp}/nope"),
     ("resume non-run", ["resume", "{tmp}"], "not a run directory"),
     ("resume steps", ["resume", "{run}", "--steps", "3"], "--steps 3 is not beyond step 4"),
     ("changed-corpus", ["resume", "{run}"], "corpus changed since this run started: 1 file changed ({corpus}: "),

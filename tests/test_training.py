@@ -116,7 +116,12 @@ def test_resume_refuses_a_changed_corpus_unless_forced(tiny_corpus, tmp_path):
     tiny_corpus.write_text(tiny_corpus.read_text() + "the king speaks\n", encoding="utf-8")
     with pytest.raises(Exception, match="changed since this run started"):
         session.resumed_run(tmp_path / "run", {})
-    assert int(session.resumed_run(tmp_path / "run", {}, force=True).state.step) == 2
+    seen = []
+    forced = session.resumed_run(tmp_path / "run", {}, force=True, on_event=seen.append)
+    assert int(forced.state.step) == 2
+    # Its held-out text may have changed too: the old best is no measure any more.
+    assert forced.best_val_loss is None
+    assert [e.kind for e in seen if type(e).__name__ == "Warned"] == ["corpus changed"]
 
 
 def test_schedule_warms_up_then_decays():

@@ -104,8 +104,10 @@ def _folder_files(folder: Path, pattern: str) -> list[Path]:
             if p.is_file() and not _hidden(p.relative_to(folder))
         )
         has = ", ".join(f"{n} {suffix}" for suffix, n in kinds.most_common(5))
+        hidden = any(part.startswith(".") and part not in (".", "..") for part in Path(pattern).parts)
+        why = "; hidden files and folders (names starting with '.') are never read" if hidden else ""
         raise CorpusError(
-            f"no files in {folder} match {pattern!r} ({f'it has {has}' if kinds else 'it has no files'}); "
+            f"no files in {folder} match {pattern!r} ({f'it has {has}' if kinds else 'it has no files'}{why}); "
             f"choose others with {flag('glob')}, such as '**/*'"
         )
     return sorted(matches, key=lambda p: p.relative_to(folder).as_posix())

@@ -180,6 +180,8 @@ def resumed_run(
     refused = sorted(set(overrides) - set(RESUMABLE_FIELDS))
     if refused:
         raise CharlstmError(f"cannot change {', '.join(refused)} when resuming; start a new run instead")
+    if not run_dir.exists():
+        raise CharlstmError(f"run directory not found: {run_dir}")
     if not (run_dir / "checkpoints").is_dir():
         raise CharlstmError(
             f"{run_dir} is not a run directory (it has no checkpoints/ folder); "
@@ -208,6 +210,20 @@ def resumed_run(
     run.best_val_loss = min(
         (v for v in (ckpt.best_val_loss, checkpoint.best_val_loss(run_dir)) if v is not None), default=None
     )
+    if corpus.sha256 != ckpt.corpus_sha256 and run.best_val_loss is not None:  # forced on a changed corpus
+        # The held-out text may have changed with it: a loss on it is no
+        # measure against the old best, which would keep its checkpoint.
+        if on_event is not None:
+            on_event(
+                events.Warned(
+                    int(ckpt.state.step),
+                    "corpus changed",
+                    f"the corpus changed since the run started, and its validation text may have too: the best "
+                    f"validation loss so far ({run.best_val_loss:.4f}) is set aside, and the next validation pass "
+                    "starts a new best",
+                )
+            )
+        run.best_val_loss = None
     _ready(run, on_event)
     return run
 
