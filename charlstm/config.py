@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -33,7 +34,7 @@ def _check(condition: bool, message: str) -> None:
         raise ConfigError(message)
 
 
-# A count the compiled sampler takes as a 32-bit integer (a length, a number of samples).
+# The longest sample: the compiled sampler counts characters in 32 bits.
 MAX_COUNT = 2**31 - 1
 
 
@@ -43,9 +44,10 @@ def _whole(config: Any, *names: str) -> None:
     for name in names:
         value = getattr(config, name)
         _check(
-            isinstance(value, int) and not isinstance(value, bool),
+            isinstance(value, numbers.Integral) and not isinstance(value, bool),
             f"{flag(name)} must be a whole number, got {value!r}",
         )
+        object.__setattr__(config, name, int(value))  # a NumPy integer as a plain one
 
 
 def _real(config: Any, *names: str) -> None:
@@ -53,9 +55,10 @@ def _real(config: Any, *names: str) -> None:
     for name in names:
         value = getattr(config, name)
         _check(
-            isinstance(value, int | float) and not isinstance(value, bool),
+            isinstance(value, numbers.Real) and not isinstance(value, bool),
             f"{flag(name)} must be a number, got {value!r}",
         )
+        object.__setattr__(config, name, float(value))
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import charlstm
@@ -86,6 +87,9 @@ def test_a_python_callers_mistakes_are_config_errors(trained_run):
     for kwargs, message in bad:
         with pytest.raises(charlstm.ConfigError, match=re.escape(message)):
             model.sample(**{"length": 10, **kwargs})
+    # NumPy numbers are numbers: the same text as plain ones.
+    np_kwargs = {"temperature": np.float32(0.5), "seed": np.int32(1), "top_k": np.int64(3)}
+    assert model.sample(np.int64(12), **np_kwargs) == model.sample(12, temperature=0.5, seed=1, top_k=3)
     with pytest.raises(charlstm.CheckpointError, match="prefer must be 'best' or 'latest', got 'worst'"):
         charlstm.load(trained_run[0], prefer="worst")
     with pytest.raises(charlstm.ConfigError, match="must be > 0 and finite, got inf"):

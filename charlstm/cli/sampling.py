@@ -111,7 +111,7 @@ def sample(
     quiet: Quiet = False,
 ) -> None:
     """Generate new text from a trained model."""
-    if greedy and given(ctx, ["temp"]):
+    if greedy and given(ctx, ["temp"]) and temp != 0:
         fail(f"give --greedy or {flag('temperature')}, not both: --greedy is {flag('temperature')} 0")
     with user_errors():
         request = SampleConfig(

@@ -222,16 +222,17 @@ def train(
     if max_time is not None:
         options["max_seconds"] = max_time * 60
     stop = StopFlag()
-    with user_errors(), stop.installed():  # before JAX is imported: a Ctrl-C then is not lost
-        from charlstm import api
-
-        level = _join(coordinator, num_processes, process_id, level)
-        use_cache()
-        _train(
-            level,
-            stop,
-            lambda watch: api.train(corpus, out, on_event=watch, should_stop=stop, devices=devices, **options),
-        )
+    with user_errors():
+        with stop.installed():  # while JAX is imported: a Ctrl-C then is not lost
+            from charlstm import api
+        level = _join(stop, coordinator, num_processes, process_id, level)
+        with stop.installed():
+            use_cache()
+            _train(
+                level,
+                stop,
+                lambda watch: api.train(corpus, out, on_event=watch, should_stop=stop, devices=devices, **options),
+            )
 
 
 def resume(
@@ -276,26 +277,35 @@ def resume(
     }
     overrides = {name: value for name, value in changes.items() if value is not None}
     stop = StopFlag()
-    with user_errors(), stop.installed():
-        from charlstm import api
+    with user_errors():
+        with stop.installed():
+            from charlstm import api
+        level = _join(stop, coordinator, num_processes, process_id, level)
+        with stop.installed():
+            use_cache()
+            _train(
+                level,
+                stop,
+                lambda watch: api.resume(
+                    run_dir, force=force, on_event=watch, should_stop=stop, devices=devices, **overrides
+                ),
+            )
 
-        level = _join(coordinator, num_processes, process_id, level)
-        use_cache()
-        _train(
-            level,
-            stop,
-            lambda watch: api.resume(
-                run_dir, force=force, on_event=watch, should_stop=stop, devices=devices, **overrides
-            ),
-        )
 
-
-def _join(coordinator: str | None, num_processes: int | None, process_id: int | None, level: int) -> int:
+def _join(
+    stop: StopFlag, coordinator: str | None, num_processes: int | None, process_id: int | None, level: int
+) -> int:
     """Join a multi-process run if one is asked for or detected (before
     anything touches JAX's devices); the verbosity this process reports with:
-    only process 0 reports."""
+    only process 0 reports. A signal that came while starting up ends the
+    process here, before it joins; one that comes while it waits for the
+    others (in C++, where no Python handler runs) ends it at once, as the
+    signal's default does."""
     from charlstm.training import distributed
 
+    if stop():
+        say("interrupted before training began; nothing was written")
+        raise typer.Exit(stop.exit_status)
     distributed.initialize(coordinator, num_processes, process_id)
     return level if distributed.is_main() else 0
 
@@ -325,9 +335,6 @@ def _train(level: int, stop: StopFlag, start: Callable[[_Watch], Model]) -> None
     from charlstm.cli.display import TrainingDisplay
     from charlstm.training import distributed
 
-    if stop():  # signalled while starting up: nothing was written yet
-        say("interrupted before training began; nothing was written")
-        raise typer.Exit(stop.exit_status)
     display = TrainingDisplay(stderr(), level)
     watch = _Watch(display.handle)
     try:
@@ -362,10 +369,14 @@ def _what_is_left(run_dir: Path | None) -> str:
     """After an abort: what the run directory holds, and what to do next."""
     if run_dir is None:
         return "no run directory was made yet"
-    # A complete checkpoint is a step directory with its metadata (Orbax
-    # renames it into place only when written whole).
-    if not any((run_dir / "checkpoints").glob("*/[0-9]*/meta")):
-        return f"{run_dir} has no checkpoint yet: start the run again"
+    # A complete checkpoint is a step directory (digits only: Orbax writes
+    # into a temporary name and renames it into place when whole) with its metadata.
+    saved = (p for p in (run_dir / "checkpoints").glob("*/*/meta") if p.parent.name.isdigit())
+    if next(saved, None) is None:
+        return (
+            f"{run_dir} has no checkpoint yet: remove it (rm -r {run_dir}) or pick another {flag('out')}, "
+            "then start again"
+        )
     return f"earlier checkpoints are intact. Continue with: charlstm resume {run_dir}"
 
 

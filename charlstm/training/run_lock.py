@@ -7,12 +7,14 @@ checkpoints from two different runs. A session holds an exclusive lock on
 RUN/.lock while it trains, and a second one is refused with a line naming
 the process that holds it. The lock is the operating system's (`flock`):
 it goes with the process, so a run whose process was killed is never left
-locked. Where `fcntl` does not exist (Windows), runs are not locked.
+locked. Where `fcntl` does not exist (Windows), or the filesystem does not lock
+(Lustre by default, some FUSE and network mounts), runs are not locked.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +27,9 @@ except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
 LOCK_FILE = ".lock"
+# What flock raises on filesystems that do not lock (Lustre by default, some
+# FUSE and network mounts): there runs are not locked, as on Windows.
+_NO_LOCKING = {errno.ENOSYS, errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINVAL}
 
 
 def _refusal(run_dir: Path, fd: int) -> CharlstmError:
@@ -52,6 +57,11 @@ def held(run_dir: Path) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise _refusal(run_dir, fd) from None
+        except OSError as err:
+            if err.errno not in _NO_LOCKING:
+                raise CharlstmError(f"cannot lock run directory {run_dir}: {err.strerror}") from None
+            yield  # this filesystem does not lock: train unlocked
+            return
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)  # for the message a second process gives
         yield
@@ -65,11 +75,16 @@ def refuse_if_held(run_dir: Path) -> None:
     path = run_dir / LOCK_FILE
     if fcntl is None or not path.exists():
         return
-    fd = os.open(path, os.O_RDONLY)
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return  # unreadable: `held` says what is wrong when it takes the lock
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
             raise _refusal(run_dir, fd) from None
+        except OSError:
+            pass  # a filesystem that does not lock (see `held`)
     finally:
         os.close(fd)

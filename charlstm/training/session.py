@@ -187,7 +187,9 @@ def resumed_run(
             f"{run_dir} is not a run directory (it has no checkpoints/ folder); "
             "resume takes the directory that 'charlstm train' created, such as runs/NAME"
         )
-    run_lock.refuse_if_held(run_dir)  # before reading anything
+    # Before reading anything. In a multi-process run every process passes
+    # here before process 0 takes the lock: checkpoint.load synchronises them.
+    run_lock.refuse_if_held(run_dir)
     ckpt = checkpoint.load(run_dir, prefer=checkpoint.LATEST)
     if "steps" in overrides and overrides["steps"] <= int(ckpt.state.step):
         raise CharlstmError(
@@ -210,20 +212,18 @@ def resumed_run(
     run.best_val_loss = min(
         (v for v in (ckpt.best_val_loss, checkpoint.best_val_loss(run_dir)) if v is not None), default=None
     )
-    if corpus.sha256 != ckpt.corpus_sha256 and run.best_val_loss is not None:  # forced on a changed corpus
-        # The held-out text may have changed with it: a loss on it is no
-        # measure against the old best, which would keep its checkpoint.
-        if on_event is not None:
-            on_event(
-                events.Warned(
-                    int(ckpt.state.step),
-                    "corpus changed",
-                    f"the corpus changed since the run started, and its validation text may have too: the best "
-                    f"validation loss so far ({run.best_val_loss:.4f}) is set aside, and the next validation pass "
-                    "starts a new best",
-                )
+    if corpus.sha256 != ckpt.corpus_sha256 and run.best_val_loss is not None and on_event is not None:
+        # Forced on a changed corpus. The best is kept (setting it aside
+        # would lose it again at the next resume, and patience counts passes
+        # since it), but the user should know what later passes compare with.
+        on_event(
+            events.Warned(
+                int(ckpt.state.step),
+                "corpus changed",
+                f"the corpus changed since the run started; if its validation text changed too, later validation "
+                f"losses do not compare with the best so far ({run.best_val_loss:.4f}), which keeps its checkpoint",
             )
-        run.best_val_loss = None
+        )
     _ready(run, on_event)
     return run
 
