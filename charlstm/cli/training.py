@@ -221,18 +221,11 @@ def train(
     options = given(ctx, _TRAIN_ARGS)
     if max_time is not None:
         options["max_seconds"] = max_time * 60
-    stop = StopFlag()
-    with user_errors():
-        with stop.installed():  # while JAX is imported: a Ctrl-C then is not lost
-            from charlstm import api
-        level = _join(stop, coordinator, num_processes, process_id, level)
-        with stop.installed():
-            use_cache()
-            _train(
-                level,
-                stop,
-                lambda watch: api.train(corpus, out, on_event=watch, should_stop=stop, devices=devices, **options),
-            )
+    _start(
+        level,
+        (coordinator, num_processes, process_id),
+        lambda api, watch, stop: api.train(corpus, out, on_event=watch, should_stop=stop, devices=devices, **options),
+    )
 
 
 def resume(
@@ -276,20 +269,32 @@ def resume(
         "precision": precision,
     }
     overrides = {name: value for name, value in changes.items() if value is not None}
+    _start(
+        level,
+        (coordinator, num_processes, process_id),
+        lambda api, watch, stop: api.resume(
+            run_dir, force=force, on_event=watch, should_stop=stop, devices=devices, **overrides
+        ),
+    )
+
+
+def _start(
+    level: int,
+    processes: tuple[str | None, int | None, int | None],
+    start: Callable[[Any, _Watch, StopFlag], Model],
+) -> None:
+    """What `train` and `resume` share: import the API with the signal
+    handlers in place (a Ctrl-C while JAX is imported is not lost), join a
+    multi-process run without them, then train (`start(api, watch, stop)`)
+    with them."""
     stop = StopFlag()
     with user_errors():
         with stop.installed():
             from charlstm import api
-        level = _join(stop, coordinator, num_processes, process_id, level)
+        level = _join(stop, *processes, level)
         with stop.installed():
             use_cache()
-            _train(
-                level,
-                stop,
-                lambda watch: api.resume(
-                    run_dir, force=force, on_event=watch, should_stop=stop, devices=devices, **overrides
-                ),
-            )
+            _train(level, stop, lambda watch: start(api, watch, stop))
 
 
 def _join(
@@ -369,10 +374,10 @@ def _what_is_left(run_dir: Path | None) -> str:
     """After an abort: what the run directory holds, and what to do next."""
     if run_dir is None:
         return "no run directory was made yet"
-    # A complete checkpoint is a step directory (digits only: Orbax writes
-    # into a temporary name and renames it into place when whole) with its metadata.
-    saved = (p for p in (run_dir / "checkpoints").glob("*/*/meta") if p.parent.name.isdigit())
-    if next(saved, None) is None:
+    from charlstm.training import checkpoint
+
+    kinds = (checkpoint.LATEST, checkpoint.BEST)
+    if all(checkpoint.latest_step(run_dir / "checkpoints" / kind) is None for kind in kinds):
         return (
             f"{run_dir} has no checkpoint yet: remove it (rm -r {run_dir}) or pick another {flag('out')}, "
             "then start again"

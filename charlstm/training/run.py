@@ -15,6 +15,7 @@ from charlstm.text import manifest, streams
 from charlstm.text.scan import Progress, no_progress
 from charlstm.text.tokens import Corpus, Tokens, open_tokens
 from charlstm.text.vocab import BOUNDARY, Vocab
+from charlstm.training import run_lock
 
 RUNS_DIR = Path("runs")
 
@@ -80,7 +81,7 @@ def check_run_dir(run_dir: Path) -> None:
     check_writable_path(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
         raise CharlstmError(f"{flag('out')} {run_dir} is a file, not a directory")
-    if run_dir.exists() and any(p.name != ".lock" for p in run_dir.iterdir()):  # left by an aborted start
+    if run_dir.exists() and any(p.name != run_lock.LOCK_FILE for p in run_dir.iterdir()):  # left by an aborted start
         raise CharlstmError(
             f"run directory {run_dir} already exists and is not empty; "
             f"pick another {flag('out')}, or continue it with 'charlstm resume'"
