@@ -23,8 +23,9 @@ def test_the_step_profile_finds_each_part_of_the_step(step_profile):
     layers, seq_len, steps = 2, 8, 2
     shape = {"hidden": 16, "layers": layers, "batch": 4, "seq_len": seq_len, "embed": 8}
     profile_steps = step_profile.jax_profiler(shape, "none")
-    profile = step_profile._medians([profile_steps(steps), profile_steps(steps)])
-    runs, parts = profile["operations_per_step"], profile["parts_ms"]
+    rounds = [profile_steps(steps), profile_steps(steps)]
+    profile = step_profile._medians(rounds)
+    runs = profile["operations_per_step"]
     # Each layer's scan, forward and backward, runs one recurrent product per character.
     assert runs["forward/scan products"] == layers * seq_len
     assert runs["backward/scan products"] == layers * seq_len
@@ -36,8 +37,10 @@ def test_the_step_profile_finds_each_part_of_the_step(step_profile):
     assert runs["forward/window products"] == layers
     assert runs["backward/window products"] == 3 * layers
     assert runs["rest/window products"] == 3
+    # Timed in every round. Read before _medians rounds to 0.01 ms: at this
+    # size one product takes a few microseconds, which rounds to 0 (CI, 2026-12-03).
     for key in runs:
-        assert parts[key] > 0, key
+        assert all(r["parts_ms"][key] > 0 for r in rounds), key
     assert profile["parts_total_ms"] >= profile["busy_ms"] > 0
 
 
