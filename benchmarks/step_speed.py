@@ -27,10 +27,12 @@ import numpy as np
 
 from charlstm.config import ModelConfig, TrainConfig
 from charlstm.core.model import count_params
+from charlstm.core.sharding import batch_sharding
 from charlstm.core.state import Hyperparameters, TrainState, hyperparameters, init_state
 from charlstm.core.step import make_train_step
 from charlstm.runtime.hostmem import keep_host_memory
 from charlstm.text.streams import Batch
+from charlstm.training import distributed
 
 DEFAULT_SHAPES = ["256,2,64,64", "256,2,32,128", "256,2,64,128", "512,2,64,64"]
 
@@ -47,6 +49,7 @@ class CompiledStep:
     hyper: Hyperparameters
     compile_s: float
     planned: int | None  # bytes XLA plans for the step's buffers
+    devices: int = 1  # the batch is split over this many
 
 
 def compiled_step(
@@ -68,14 +71,24 @@ def compiled_step(
     data = Batch(tokens[:, :-1], tokens[:, 1:], np.zeros(batch, bool))
 
     t0 = time.perf_counter()
-    hyper = jax.device_put(hyperparameters(train_cfg))
-    step = make_train_step(model_cfg, train_cfg).lower(state, data, hyper).compile()
+    # Over the devices `charlstm train` would split this batch over (one,
+    # unless the process split the CPU: runtime/cpu_devices.py), placed as
+    # training/step_setup.py places them.
+    mesh = distributed.make_mesh(batch)
+    if mesh.size == 1:
+        hyper = jax.device_put(hyperparameters(train_cfg))
+        step = make_train_step(model_cfg, train_cfg).lower(state, data, hyper).compile()
+    else:
+        state = distributed.place_state(state, mesh)
+        data = jax.device_put(data, batch_sharding(mesh))
+        hyper = distributed.replicate(hyperparameters(train_cfg), mesh)
+        step = make_train_step(model_cfg, train_cfg, mesh).lower(state, data, hyper).compile()
     compile_s = time.perf_counter() - t0
     memory = step.memory_analysis()
     # What XLA plans for this step: inputs, outputs and scratch (no allocator overhead).
     planned = None if memory is None else memory.argument_size_in_bytes + memory.output_size_in_bytes
     planned = None if planned is None else planned + memory.temp_size_in_bytes
-    return CompiledStep(model_cfg, train_cfg, step, state, data, hyper, compile_s, planned)
+    return CompiledStep(model_cfg, train_cfg, step, state, data, hyper, compile_s, planned, mesh.size)
 
 
 def measure(compiled: CompiledStep, steps: int) -> dict[str, float]:
@@ -98,6 +111,7 @@ def measure(compiled: CompiledStep, steps: int) -> dict[str, float]:
         "batch": batch,
         "seq_len": seq_len,
         "params": count_params(state.params),
+        "devices": compiled.devices,
         "compile_s": round(compiled.compile_s, 2),
         "planned_mb": None if compiled.planned is None else round(compiled.planned / 1e6, 1),
         "step_ms": round(median * 1000, 1),

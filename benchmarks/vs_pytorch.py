@@ -7,7 +7,9 @@
     python benchmarks/vs_pytorch.py --json results.json
 
 Training: charlstm's real jitted step (embedding, stacked LSTM, dense head,
-AdamW without decay, global-norm clipping at 1.0, fp32) against PyTorch's
+AdamW without decay, global-norm clipping at 1.0, fp32), over the devices
+`charlstm train` splits the batch over (on a CPU of two cores or more, two:
+charlstm/runtime/cpu_devices.py; `--charlstm-devices 1` times one), against PyTorch's
 nn.Embedding + nn.LSTM (oneDNN on CPU, cuDNN on GPU) + nn.Linear with Adam and
 the same clipping, same batch and sequence length, state carried between
 steps in both. Each is timed per step with the device synchronised, after
@@ -55,6 +57,7 @@ from step_speed import compiled_step, measure
 from charlstm.config import ModelConfig
 from charlstm.core.model import init_params
 from charlstm.core.sampler import generate
+from charlstm.runtime.cpu_devices import split_the_cpu
 from charlstm.runtime.hostmem import ENV_OFF, keep_host_memory
 
 VOCAB = 65
@@ -217,6 +220,7 @@ def worker(framework: str, names: list[str], steps: int, sample: bool) -> list[d
             out.append(
                 {
                     "config": name,
+                    "devices": r["devices"],
                     "chars_per_s": r["chars_per_s"],
                     "compile_s": r["compile_s"],
                     "xla_planned_mb": r["planned_mb"],
@@ -240,10 +244,13 @@ def all_configs() -> list[tuple[str, dict[str, int]]]:
     return [("small", SMALL), ("large", LARGE), *_growth()]
 
 
-def run_side(framework: str, memory: str, names: list[str], steps: int, sample: bool = True) -> dict[str, dict]:
+def run_side(
+    framework: str, memory: str, names: list[str], steps: int, sample: bool = True, devices: int | None = None
+) -> dict[str, dict]:
     env = {**os.environ, ENV_OFF: "1" if memory == "system" else "0"}
     command = [sys.executable, __file__, "--worker", framework, "--steps", str(steps), "--configs", *names]
     command += [] if sample else ["--no-sample"]
+    command += [] if devices is None else ["--charlstm-devices", str(devices)]
     out = subprocess.run(command, env=env, check=True, stdout=subprocess.PIPE, text=True).stdout
     return {row["config"]: row for row in json.loads(out.splitlines()[-1])}
 
@@ -269,6 +276,11 @@ def main() -> None:
     parser.add_argument(
         "--large-rounds", type=int, default=3, help="of those rounds, how many also run the large row (median)"
     )
+    parser.add_argument(
+        "--charlstm-devices",
+        type=int,
+        help="split charlstm's training batch over this many CPU devices [default: as `charlstm train` does]",
+    )
     parser.add_argument("--json", help="also write the results here")
     parser.add_argument("--no-sample", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--worker", choices=["charlstm", "torch"], help=argparse.SUPPRESS)
@@ -280,6 +292,8 @@ def main() -> None:
     if args.rounds < 1 or args.large_rounds < 1:
         parser.error("--rounds and --large-rounds must be at least 1")
     if args.worker:
+        if args.worker == "charlstm":
+            split_the_cpu(args.charlstm_devices)  # before anything touches JAX's devices, as the commands do
         keep_host_memory()  # unless the parent set CHARLSTM_SYSTEM_MALLOC for this side
         print(json.dumps(worker(args.worker, args.configs or [], args.steps, not args.no_sample)))
         return
@@ -296,9 +310,8 @@ def main() -> None:
     sides = {}
     for side, framework, memory in SIDES:
         print(f"measuring {side} ...", file=sys.stderr, flush=True)
-        sides[side] = run_side(
-            framework, memory, [n for n in names if side != "torch_system" or n in MAIN_ROWS], args.steps
-        )
+        rows = [n for n in names if side != "torch_system" or n in MAIN_ROWS]
+        sides[side] = run_side(framework, memory, rows, args.steps, devices=args.charlstm_devices)
     # More rounds of the main rows and sampling, charlstm and PyTorch in
     # turn; each side reports its median round.
     main_rows = [n for n in names if n in MAIN_ROWS]
@@ -308,7 +321,7 @@ def main() -> None:
         this_round = [n for n in main_rows if n != "large" or r < args.large_rounds]
         for side, framework, memory in SIDES[:2]:
             print(f"round {r + 1}: measuring {side} ...", file=sys.stderr, flush=True)
-            again = run_side(framework, memory, this_round, args.steps)
+            again = run_side(framework, memory, this_round, args.steps, devices=args.charlstm_devices)
             for n in [*this_round, *(f"sample b{b}" for b in SAMPLE_BATCHES)]:
                 rounds[side][n].append(again[n]["chars_per_s"])
             best_peak = max(again["matmul peak"]["gflops"], sides[side]["matmul peak"]["gflops"])
@@ -350,6 +363,7 @@ def main() -> None:
             "config": name,
             **c,
             "charlstm_chars_per_s": ours["chars_per_s"],
+            "charlstm_devices": ours["devices"],
             "torch_chars_per_s": theirs,
             "ratio": _ratio(ours["chars_per_s"], theirs),
             "torch_system_malloc_chars_per_s": plain,
@@ -369,6 +383,9 @@ def main() -> None:
             f"{row['compile_s']:>9} {row['xla_planned_mb']!s:>7} {row['charlstm_gflops']:>8} {row['torch_gflops']:>13}"
         )
     print("(* PyTorch under glibc's default malloc settings, as a plain script runs it)")
+    split = " or ".join(map(str, sorted({sides["charlstm"][n]["devices"] for n in names})))
+    asked = "as `charlstm train` splits it" if args.charlstm_devices is None else "--charlstm-devices"
+    print(f"(charlstm's batch split over {split} device(s), {asked})")
     how = (
         f"small and sampling: each side's median of {args.rounds} alternating rounds, large: of the first "
         f"{min(args.large_rounds, args.rounds)}; PyTorch*: the first round only"

@@ -48,6 +48,7 @@ _EXPORTS = {
     "CheckpointError": "charlstm.errors",
     "enable_compilation_cache": "charlstm.runtime.compile_cache",
     "keep_host_memory": "charlstm.runtime.hostmem",
+    "split_the_cpu": "charlstm.runtime.cpu_devices",
 }
 __all__ = [
     "CharlstmError",
@@ -71,6 +72,7 @@ __all__ = [
     "load",
     "resume",
     "serve",
+    "split_the_cpu",
     "train",
     "tune",
 ]
@@ -82,6 +84,7 @@ if TYPE_CHECKING:
     from charlstm.errors import CharlstmError, CheckpointError, ConfigError, CorpusError
     from charlstm.introspect.record import Inspection
     from charlstm.runtime.compile_cache import enable_compilation_cache
+    from charlstm.runtime.cpu_devices import split_the_cpu
     from charlstm.runtime.hostmem import keep_host_memory
 
 

@@ -56,6 +56,16 @@ from charlstm.runtime.compile_cache import enable_compilation_cache  # noqa: E40
 
 enable_compilation_cache()
 
+# The suite's own processes keep JAX's one CPU device: the commands that
+# CliRunner runs in-process would otherwise split the CPU in two
+# (charlstm/runtime/cpu_devices.py) whenever one happened to be the first
+# to touch JAX in a worker, and the tests after it would train on two
+# devices. Starting the backend here fixes the count; the commands the
+# tests start as subprocesses split it as they do for users.
+import jax  # noqa: E402
+
+jax.devices()
+
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The slow tests first: with several workers, a long test left for the

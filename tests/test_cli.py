@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from charlstm.cli import app
-from charlstm.runtime import compile_cache
+from charlstm.runtime import compile_cache, cpu_devices
 
 # The plain cell, as in helpers.TINY_MODEL (the layer-normalised default has its own test below).
 TINY = ["--hidden", "24", "--layers", "2", "--embed", "8", "--batch-size", "4", "--seq-len", "16", "--norm", "none"]
@@ -244,6 +244,8 @@ def test_console_script_and_shipped_corpus_from_an_empty_directory(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "using the shipped corpus" in result.stderr
     assert "done at step 2" in result.stderr
+    if cpu_devices.cores() >= 2 and not cpu_devices.chosen_elsewhere():  # the CPU split in two (TINY's batch is even)
+        assert "training on cpu (cpu:0, cpu:1)" in result.stderr
     runs = list((tmp_path / "runs").iterdir())
     assert len(runs) == 1 and runs[0].name.startswith("shakespeare-")
 

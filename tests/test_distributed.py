@@ -21,6 +21,7 @@ from typer.testing import CliRunner
 
 from charlstm.cli import app
 from charlstm.errors import ConfigError
+from charlstm.runtime import cpu_devices
 from charlstm.text.streams import Streams
 from charlstm.training import checkpoint, distributed, events, session
 from charlstm.training.runlog import read_metrics
@@ -171,6 +172,68 @@ def test_one_device_and_two_devices_give_the_same_losses(tiny_corpus, tmp_path):
         np.testing.assert_allclose(vals[1], vals[0], rtol=RTOL, err_msg=name)
     assert report["error"].startswith("--batch-size 5 does not split evenly over 2 devices")
     assert not (tmp_path / "odd").exists()
+
+
+# Runs in a process of its own that splits the CPU as the commands do:
+# a run on the default layout, straight and stopped then resumed.
+_SPLIT_CPU = textwrap.dedent(
+    """
+    import json, sys
+    from charlstm.runtime.cpu_devices import split_the_cpu
+
+    split_the_cpu()  # before anything touches JAX's devices, as the commands call it
+    import charlstm
+    from charlstm.training import events
+
+    corpus, out, model, schedule = sys.argv[1], sys.argv[2], *map(json.loads, sys.argv[3:5])
+    seen = {"devices": {}, "losses": {}}
+
+    def recorder(name, stop_after=None):
+        steps = []
+
+        def record(event):
+            if isinstance(event, events.Started):
+                seen["devices"].setdefault(name, event.devices)
+            elif isinstance(event, events.Progress):
+                steps.append(event.step)
+                seen["losses"].setdefault(name, []).append([event.step, event.loss])
+            elif isinstance(event, events.Evaluated):
+                seen["losses"].setdefault(name + " validation", []).append([event.step, event.val_loss])
+
+        return record, (lambda: bool(steps) and stop_after is not None and steps[-1] >= stop_after)
+
+    record, _ = recorder("straight")
+    charlstm.train(corpus, f"{out}/straight", on_event=record, **model, **schedule)
+    record, stop = recorder("split", stop_after=2)
+    charlstm.train(corpus, f"{out}/split", on_event=record, should_stop=stop, **model, **schedule)
+    record, _ = recorder("split")
+    charlstm.resume(f"{out}/split", on_event=record)
+    record, _ = recorder("odd")
+    charlstm.train(corpus, f"{out}/odd", on_event=record, **model, **{**schedule, "batch_size": 5})
+    print(json.dumps(seen))
+    """
+)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(cpu_devices.cores() < 2, reason="the CPU is split only where a process may use two cores")
+def test_the_cpu_split_in_two_trains_and_resumes_bit_for_bit(tiny_corpus, tmp_path):
+    """What `charlstm train` does on a CPU of two cores or more: two devices,
+    the batch split over them where it splits evenly; a run stopped and
+    resumed on them is the straight run bit for bit."""
+    result = subprocess.run(
+        [sys.executable, "-c", _SPLIT_CPU, str(tiny_corpus), str(tmp_path), *map(json.dumps, (MODEL, SCHEDULE))],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=240,
+    )
+    assert result.returncode == 0, result.stderr
+    seen = json.loads(result.stdout.splitlines()[-1])
+    assert seen["devices"] == {"straight": ["cpu:0", "cpu:1"], "split": ["cpu:0", "cpu:1"], "odd": ["cpu:0"]}
+    assert [step for step, _ in seen["losses"]["split"]] == list(range(1, STEPS + 1))
+    assert seen["losses"]["split"] == seen["losses"]["straight"]
+    assert seen["losses"]["split validation"] == seen["losses"]["straight validation"]
 
 
 def _free_port() -> int:

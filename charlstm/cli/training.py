@@ -40,8 +40,8 @@ Devices = Annotated[
     int | None,
     typer.Option(
         flag("devices"),
-        help="Split each batch over this many of this process's devices [default: all of them]; "
-        "the batch size must divide by the total over all processes.",
+        help="Split each batch over this many of this process's devices [default: all of them; "
+        "on a CPU, 2 where the batch splits evenly]; the batch size must divide by the total over all processes.",
     ),
 ]
 Coordinator = Annotated[
@@ -223,7 +223,7 @@ def train(
         options["max_seconds"] = max_time * 60
     _start(
         level,
-        (coordinator, num_processes, process_id),
+        (coordinator, num_processes, process_id, devices),
         lambda api, watch, stop: api.train(corpus, out, on_event=watch, should_stop=stop, devices=devices, **options),
     )
 
@@ -271,7 +271,7 @@ def resume(
     overrides = {name: value for name, value in changes.items() if value is not None}
     _start(
         level,
-        (coordinator, num_processes, process_id),
+        (coordinator, num_processes, process_id, devices),
         lambda api, watch, stop: api.resume(
             run_dir, force=force, on_event=watch, should_stop=stop, devices=devices, **overrides
         ),
@@ -280,38 +280,48 @@ def resume(
 
 def _start(
     level: int,
-    processes: tuple[str | None, int | None, int | None],
+    layout: tuple[str | None, int | None, int | None, int | None],
     start: Callable[[Any, _Watch, StopFlag], Model],
 ) -> None:
     """What `train` and `resume` share: import the API with the signal
     handlers in place (a Ctrl-C while JAX is imported is not lost), join a
     multi-process run without them, then train (`start(api, watch, stop)`)
-    with them."""
+    with them. `layout`: the coordinator, process count, process id and
+    devices asked for."""
     stop = StopFlag()
     with user_errors():
         with stop.installed():
             from charlstm import api
-        level = _join(stop, *processes, level)
+        level = _join(stop, *layout, level)
         with stop.installed():
             use_cache()
             _train(level, stop, lambda watch: start(api, watch, stop))
 
 
 def _join(
-    stop: StopFlag, coordinator: str | None, num_processes: int | None, process_id: int | None, level: int
+    stop: StopFlag,
+    coordinator: str | None,
+    num_processes: int | None,
+    process_id: int | None,
+    devices: int | None,
+    level: int,
 ) -> int:
-    """Join a multi-process run if one is asked for or detected (before
-    anything touches JAX's devices); the verbosity this process reports with:
-    only process 0 reports. A signal that came while starting up ends the
-    process here, before it joins; one that comes while it waits for the
-    others (in C++, where no Python handler runs) ends it at once, as the
-    signal's default does."""
+    """Join a multi-process run if one is asked for or detected, and make
+    devices of the CPU (both before anything touches JAX's devices); the
+    verbosity this process reports with: only process 0 reports. A signal
+    that came while starting up ends the process here, before it joins; one
+    that comes while it waits for the others (in C++, where no Python
+    handler runs) ends it at once, as the signal's default does."""
+    from charlstm.runtime.cpu_devices import split_the_cpu
     from charlstm.training import distributed
 
     if stop():
         say("interrupted before training began; nothing was written")
         raise typer.Exit(stop.exit_status)
-    distributed.initialize(coordinator, num_processes, process_id)
+    # One process splits the CPU unless told otherwise; the processes of a
+    # run on several keep one CPU device each unless --devices says more.
+    if not distributed.initialize(coordinator, num_processes, process_id) or devices is not None:
+        split_the_cpu(devices)
     return level if distributed.is_main() else 0
 
 

