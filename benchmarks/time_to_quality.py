@@ -128,6 +128,8 @@ def charlstm_worker(flags: list[str], corpus: Path, minutes: float, seed: int, l
     import charlstm
     from charlstm.training.runlog import read_metrics
 
+    charlstm.split_the_cpu()  # the devices `charlstm train` trains on (two on a CPU of two cores or more)
+
     deadline = launched + minutes * 60
     with tempfile.TemporaryDirectory() as tmp:
         options = {"eval_every": EVAL_EVERY, "seed": seed, **_api_options(flags)}

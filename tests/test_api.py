@@ -94,6 +94,17 @@ def test_a_python_callers_mistakes_are_config_errors(trained_run):
         charlstm.load(trained_run[0], prefer="worst")
     with pytest.raises(charlstm.ConfigError, match="must be > 0 and finite, got inf"):
         charlstm.TrainConfig(learning_rate=float("inf"))
+    # The training and model configs too, before any file is written.
+    for kwargs, message in [
+        ({"steps": "10"}, "--steps must be a whole number, got '10'"),
+        ({"learning_rate": "1e-3"}, "--lr must be a number, got '1e-3'"),
+        ({"patience": 2.5}, "--patience must be a whole number, got 2.5"),
+        ({"hidden_size": 8.0}, "--hidden must be a whole number, got 8.0"),
+    ]:
+        with pytest.raises(charlstm.ConfigError, match=re.escape(message)):
+            charlstm.train(trained_run[1], trained_run[0].parent / "never", **kwargs)
+    assert not (trained_run[0].parent / "never").exists()
+    assert charlstm.TrainConfig(steps=np.int64(5), patience=None, max_seconds=np.float32(60)).steps == 5
 
 
 def test_one_stop_text_is_one_text_not_its_characters(trained_run):

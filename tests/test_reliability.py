@@ -459,6 +459,33 @@ def test_ctrl_c_while_starting_up_is_not_lost(tiny_corpus, tmp_path, monkeypatch
     assert not (tmp_path / "run").exists()
 
 
+def test_ctrl_c_while_a_search_starts_up_is_not_lost(tiny_corpus, tmp_path, monkeypatch):
+    """The same for `charlstm tune`: a Ctrl-C while it imports JAX ends it
+    before any trial, with nothing written."""
+    import contextlib
+    import signal
+
+    from typer.testing import CliRunner
+
+    from charlstm.cli import app, tuning
+    from charlstm.cli.signals import StopFlag
+
+    class CtrlCWhileImporting(StopFlag):
+        @contextlib.contextmanager
+        def installed(self):
+            with super().installed():
+                yield
+                if self.count == 0:  # the first block: the imports
+                    self.signal, self.count = signal.SIGINT, 1
+
+    monkeypatch.setattr(tuning, "StopFlag", CtrlCWhileImporting)
+    out = tmp_path / "search"
+    result = CliRunner().invoke(app, ["tune", str(tiny_corpus), "-o", str(out), "--trials", "2", "--steps", "3"])
+    assert result.exit_code == 130, result.output
+    assert "interrupted before the search began; nothing was written" in result.output
+    assert not out.exists()
+
+
 def test_an_abort_suggests_resume_only_where_there_is_a_checkpoint(trained_run, tmp_path):
     from charlstm.cli.training import _what_is_left
 

@@ -91,15 +91,20 @@ def tune(
     searched = {"learning_rate": learning_rate, "hidden_size": hidden_size, "num_layers": num_layers}
     searched |= {"seq_len": seq_len, "dropout": dropout}
     fixed: dict[str, Any] = {"cell": cell, "norm": norm, "embed_dim": embed_dim, "batch_size": batch_size}
+    stop = StopFlag()
     with user_errors():
-        from charlstm import api
-        from charlstm.cli import tables
-        from charlstm.cli.search_display import SearchDisplay
-        from charlstm.runtime.cpu_devices import split_the_cpu
-
-        split_the_cpu()  # each trial's batch over both halves, as `charlstm train` splits its own
+        # The handlers go in before JAX is imported, as for `train`: a Ctrl-C
+        # during that import is otherwise lost inside it.
+        with stop.installed():
+            from charlstm import api
+            from charlstm.cli import tables
+            from charlstm.cli.search_display import SearchDisplay
+            from charlstm.runtime.cpu_devices import split_the_cpu
+        if stop():
+            say("interrupted before the search began; nothing was written")
+            raise typer.Exit(stop.exit_status)
+        split_the_cpu()  # each trial's batch over two devices, as `charlstm train` splits its own
         use_cache()
-        stop = StopFlag()
         with stop.installed(), SearchDisplay(stderr(), level) as display:
             search = api.tune(
                 corpus,
