@@ -2,6 +2,7 @@
 
     python benchmarks/devices.py                       # the small config: 2x256 LSTM, batch 64 x 128
     python benchmarks/devices.py --steps 10 --repeats 1 --json devices.json
+    python benchmarks/devices.py --norm layer --dropout 0.2   # the default cell
 
 Every row runs in processes of its own, the way `charlstm train` runs: the
 step that `fit` compiles (on several devices: a `data` mesh, the batch and
@@ -54,9 +55,9 @@ def worker(args: argparse.Namespace) -> None:
     from charlstm.text import streams
 
     hidden, layers, batch, seq_len = map(int, args.shape.split(","))
-    # The plain LSTM without dropout, as in step_speed.py and the stored results.
-    model_cfg = ModelConfig(vocab_size=81, embed_dim=64, hidden_size=hidden, num_layers=layers, norm="none")
-    train_cfg = TrainConfig(batch_size=batch, seq_len=seq_len, dropout=0.0)
+    # The plain LSTM without dropout unless --norm and --dropout say otherwise, as in step_speed.py.
+    model_cfg = ModelConfig(vocab_size=81, embed_dim=64, hidden_size=hidden, num_layers=layers, norm=args.norm)
+    train_cfg = TrainConfig(batch_size=batch, seq_len=seq_len, dropout=args.dropout)
     ids = np.random.default_rng(0).integers(0, 81, size=batch * seq_len * (args.steps + 8) + 1, dtype=np.int32)
     train_streams = streams.Streams(ids, batch, seq_len, reset_windows=16)
     state = init_state(model_cfg, train_cfg)
@@ -93,12 +94,15 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def run_row(forced: int, devices: int, processes: int, shape: str, steps: int) -> dict[str, object]:
+def run_row(
+    forced: int, devices: int, processes: int, shape: str, steps: int, cell: tuple[str, float] = ("none", 0.0)
+) -> dict[str, object]:
     env = {**os.environ, "JAX_PLATFORMS": os.environ.get("JAX_PLATFORMS", "cpu")}
     env.pop("XLA_FLAGS", None)
     if forced > 1:
         env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={forced}"
     command = [sys.executable, __file__, "--worker", "--shape", shape, "--steps", str(steps), "--devices", str(devices)]
+    command += ["--norm", cell[0], "--dropout", str(cell[1])]
     port = _free_port()
     launched = []
     for i in range(processes):
@@ -117,6 +121,8 @@ def main() -> None:
     parser.add_argument("--shape", default="256,2,64,128", help="HIDDEN,LAYERS,BATCH,SEQ_LEN (default: small)")
     parser.add_argument("--steps", type=int, default=20, help="timed steps per row")
     parser.add_argument("--repeats", type=int, default=3, help="runs per row (the median is reported)")
+    parser.add_argument("--norm", default="none", help="none or layer [none]")
+    parser.add_argument("--dropout", type=float, default=0.0, help="[0]")
     parser.add_argument("--json", help="also write the results here")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--devices", type=int, default=1, help=argparse.SUPPRESS)
@@ -132,7 +138,7 @@ def main() -> None:
     runs: dict[str, list[dict[str, object]]] = {label: [] for label, *_ in ROWS}
     for _ in range(args.repeats):
         for label, forced, devices, processes in ROWS:
-            runs[label].append(run_row(forced, devices, processes, args.shape, args.steps))
+            runs[label].append(run_row(forced, devices, processes, args.shape, args.steps, (args.norm, args.dropout)))
     rows = []
     for label, results in runs.items():
         ordered = sorted(results, key=lambda r: float(r["chars_per_s"]))  # type: ignore[arg-type]
@@ -140,13 +146,23 @@ def main() -> None:
         rows.append(row)
         print(f"{label:<42} {row['step_ms']:>8} ms/step {row['chars_per_s']:>8,} chars/s", flush=True)
     print(
-        f"shape {args.shape} (hidden, layers, batch, seq), {platform.machine()}, {os.cpu_count()} CPUs, "
+        f"shape {args.shape} (hidden, layers, batch, seq), norm {args.norm}, dropout {args.dropout}, "
+        f"{platform.machine()}, {os.cpu_count()} CPUs, "
         f"backend {rows[0]['backend']}, jax {rows[0]['jax']}; median of {args.repeats} runs per row"
     )
     if args.json:
         with open(args.json, "w") as f:
             json.dump(
-                {"shape": args.shape, "cpus": os.cpu_count(), "repeats": args.repeats, "results": rows}, f, indent=2
+                {
+                    "shape": args.shape,
+                    "norm": args.norm,
+                    "dropout": args.dropout,
+                    "cpus": os.cpu_count(),
+                    "repeats": args.repeats,
+                    "results": rows,
+                },
+                f,
+                indent=2,
             )
 
 

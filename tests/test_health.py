@@ -111,6 +111,19 @@ def test_the_last_line_of_a_resumed_run_gives_its_own_time_then_the_runs(capsys)
     assert "done at step 900 after 0:41 of training; best validation loss 1.5" in err
 
 
+def test_resuming_a_run_that_patience_stopped_says_what_to_give(capsys):
+    console = Console(stderr=True, force_terminal=False, width=300)
+    display = TrainingDisplay(console, NORMAL)
+    display.handle(events.Started(10, 20, "cpu", ["cpu:0"], 1000, 100, 4))
+    detail = "no new best validation loss in the last 3 validation passes (--patience 3)"
+    display.handle(events.Finished(10, "patience", 2.0, 5.0, 4, detail=detail))
+    err = capsys.readouterr().err
+    assert (
+        "nothing to train: the run had stopped early at step 10, no new best validation loss in the last 3 "
+        "validation passes (--patience 3); give a larger --patience to train it further" in err
+    )
+
+
 def _timed(step, total, elapsed, time_left):
     return events.Progress(step, total, 2.0, 0.5, 1e-3, 1000.0, elapsed, HEALTHY_LAYERS, 0.0, time_left)
 

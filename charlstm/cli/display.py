@@ -133,6 +133,12 @@ class TrainingDisplay:
                     f"give {flag('steps')} with a larger total to train it further"
                 )
                 return
+            if event.reason == "patience" and event.step == self._started_at:
+                self._say(
+                    f"nothing to train: the run had stopped early at step {event.step}, {event.detail}; "
+                    f"give a larger {flag('patience')} to train it further"
+                )
+                return
             if event.reason == "patience":
                 self._say(
                     f"stopped early at step {event.step} after {_trained(event)}: "

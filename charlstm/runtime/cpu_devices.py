@@ -8,10 +8,11 @@ programs at once. So `charlstm train` makes two devices of the CPU and
 splits each batch over them as it splits one over GPUs
 (`training/distributed.py`: half the streams each, one all-reduce of the
 gradients a step), and the small operations of one half run while the
-other half's run. On the 2-core CPU this trained the default model 19%
-faster (the command itself, 100 steps, alternating runs, 2026-12-03) and
-the plain cell 13% (docs/benchmarks.md). Four devices on two cores were no
-faster than two. More cores were not measured; `--devices N` asks for N.
+other half's run. On the 2-core CPU this trained the default model about
+19% faster (the command itself, 100 steps, alternating runs, 2026-12-03)
+and the plain cell 13-23% (docs/benchmarks.md). Four devices on two cores
+were no faster than two. More cores were not measured; `--devices N` asks
+for N.
 
 The losses then agree with a one-device run to float32 rounding, not bit
 for bit (the gradients are summed in another order), as on any other
