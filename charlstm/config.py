@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
+import sys
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -63,6 +64,9 @@ def _real(config: Any, *names: str, optional: bool = False) -> None:
             isinstance(value, numbers.Real) and not isinstance(value, bool),
             f"{flag(name)} must be a number, got {value!r}",
         )
+        # Only a whole number can be too large for a float (a float is inf at most).
+        too_large = isinstance(value, numbers.Integral) and abs(int(value)) > sys.float_info.max
+        _check(not too_large, f"{flag(name)} is too large: {len(str(abs(value)))} digits")
         object.__setattr__(config, name, float(value))
 
 

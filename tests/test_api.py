@@ -105,6 +105,8 @@ def test_a_python_callers_mistakes_are_config_errors(trained_run):
             charlstm.train(trained_run[1], trained_run[0].parent / "never", **kwargs)
     assert not (trained_run[0].parent / "never").exists()
     assert charlstm.TrainConfig(steps=np.int64(5), patience=None, max_seconds=np.float32(60)).steps == 5
+    with pytest.raises(charlstm.ConfigError, match="--max-time is too large: 401 digits"):
+        charlstm.TrainConfig(max_seconds=10**400)
 
 
 def test_one_stop_text_is_one_text_not_its_characters(trained_run):

@@ -210,13 +210,25 @@ _SPLIT_CPU = textwrap.dedent(
     charlstm.resume(f"{out}/split", on_event=record)
     record, _ = recorder("odd")
     charlstm.train(corpus, f"{out}/odd", on_event=record, **model, **{**schedule, "batch_size": 5})
+    # A run trained on one device (as every run before the split) resumes on
+    # one: the layout its checkpoint records, so it continues bit for bit.
+    record, _ = recorder("one")
+    charlstm.train(corpus, f"{out}/one", on_event=record, devices=1, **model, **schedule)
+    record, stop = recorder("one, resumed", stop_after=2)
+    charlstm.train(corpus, f"{out}/one-resumed", on_event=record, should_stop=stop, devices=1, **model, **schedule)
+    record, _ = recorder("one, resumed")
+    seen["devices"].pop("one, resumed")
+    charlstm.resume(f"{out}/one-resumed", on_event=record)
     print(json.dumps(seen))
     """
 )
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(cpu_devices.cores() < 2, reason="the CPU is split only where a process may use two cores")
+@pytest.mark.skipif(
+    cpu_devices.cores() < 2 or "JAX_NUM_CPU_DEVICES" in os.environ,
+    reason="the CPU is split only where a process may use two cores and no count was chosen",
+)
 def test_the_cpu_split_in_two_trains_and_resumes_bit_for_bit(tiny_corpus, tmp_path):
     """What `charlstm train` does on a CPU of two cores or more: two devices,
     the batch split over them where it splits evenly; a run stopped and
@@ -230,10 +242,13 @@ def test_the_cpu_split_in_two_trains_and_resumes_bit_for_bit(tiny_corpus, tmp_pa
     )
     assert result.returncode == 0, result.stderr
     seen = json.loads(result.stdout.splitlines()[-1])
-    assert seen["devices"] == {"straight": ["cpu:0", "cpu:1"], "split": ["cpu:0", "cpu:1"], "odd": ["cpu:0"]}
+    two, one = ["cpu:0", "cpu:1"], ["cpu:0"]
+    assert seen["devices"] == {"straight": two, "split": two, "odd": one, "one": one, "one, resumed": one}
     assert [step for step, _ in seen["losses"]["split"]] == list(range(1, STEPS + 1))
     assert seen["losses"]["split"] == seen["losses"]["straight"]
     assert seen["losses"]["split validation"] == seen["losses"]["straight validation"]
+    assert seen["losses"]["one, resumed"] == seen["losses"]["one"]
+    assert seen["losses"]["one, resumed validation"] == seen["losses"]["one validation"]
 
 
 def _free_port() -> int:

@@ -16,7 +16,8 @@ for N.
 
 The losses then agree with a one-device run to float32 rounding, not bit
 for bit (the gradients are summed in another order), as on any other
-layout; a run resumed on the same layout continues bit for bit.
+layout; a run resumed on the same layout continues bit for bit, and a
+resume keeps the layout its checkpoint records (`distributed.make_mesh`).
 
 JAX reads the count once, when its backends start, so this is for a
 command to call before anything touches a device; the API leaves the

@@ -50,6 +50,8 @@ def metadata(run: Run, data_windows: int | None = None) -> dict[str, Any]:
     }
     if run.init_from is not None:
         meta["init_from"] = run.init_from
+    if run.devices is not None:
+        meta["devices"] = run.devices
     if data_windows is not None:
         # Informational: the window is derived from the step (see text/streams.py).
         meta["data_position"] = {

@@ -128,11 +128,13 @@ def is_main() -> bool:
     return jax.process_index() == 0
 
 
-def make_mesh(batch_size: int, devices: int | None = None) -> Mesh:
+def make_mesh(batch_size: int, devices: int | None = None, before: int | None = None) -> Mesh:
     """A one-axis `data` mesh over the first `devices` local devices of every
     process, checked against the global batch. By default all of them; on a
     CPU, whose devices are its cores shared out (`runtime/cpu_devices.py`),
-    the most of them the batch splits evenly over."""
+    the layout a resumed run trained on (`before` devices in all) where it
+    fits, so that it continues bit for bit, else the most devices the batch
+    splits evenly over."""
     local = jax.local_device_count()
     if devices is not None and not 1 <= devices <= local:
         raise ConfigError(
@@ -144,7 +146,8 @@ def make_mesh(batch_size: int, devices: int | None = None) -> Mesh:
         per_process.setdefault(device.process_index, []).append(device)
     if devices is None and jax.default_backend() == "cpu":
         fits = [n for n in range(1, local + 1) if batch_size % (n * len(per_process)) == 0]
-        devices = max(fits, default=1)  # none: check_batch says what would
+        kept = before // len(per_process) if before is not None and before % len(per_process) == 0 else None
+        devices = kept if kept in fits else max(fits, default=1)  # none: check_batch says what would
     check_batch(batch_size, devices or local, len(per_process), local)
     # Ordered by process, so that each process's streams are one contiguous block of rows.
     chosen = [d for p in sorted(per_process) for d in per_process[p][: devices or local]]

@@ -35,6 +35,10 @@ class Run:
     train_seconds: float = 0.0  # wall time spent training, over all sessions
     corpus_entry: dict[str, Any] = field(default_factory=dict)  # what checkpoints record (text/manifest.py)
     init_from: dict[str, Any] | None = None  # the checkpoint a fine-tuned run started from
+    # The devices (all processes) the batch was split over when last trained,
+    # which a resume on a CPU keeps so that it continues bit for bit; None
+    # for a new run. Runs saved before it was recorded trained on one.
+    devices: int | None = None
 
     def layout(self) -> streams.Layout:
         """The training streams and validation ids, as the config lays them out."""

@@ -35,7 +35,8 @@ class Setup:
 def setup_for(run: Run, devices: int | None) -> Setup:
     """`run`'s setup over its first `devices` local devices (default: all)."""
     tc = run.train_config
-    mesh = distributed.make_mesh(tc.batch_size, devices)
+    mesh = distributed.make_mesh(tc.batch_size, devices, before=run.devices)
+    run.devices = mesh.size  # what its checkpoints record
     layout = run.layout()
     train_streams, val_ids = layout.train, layout.val
     if mesh.size == 1:
