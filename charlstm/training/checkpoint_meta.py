@@ -80,6 +80,9 @@ class Meta:
     raw: dict[str, Any]  # the JSON object as stored (saved_at, charlstm_version, data_position, ...)
     corpus: dict[str, Any]  # what the run read and how it split it (text/manifest.py)
     init_from: dict[str, Any] | None  # the checkpoint a fine-tuned run started from
+    # The devices the run last trained on (all processes); None where the
+    # entry is unreadable. Checkpoints saved before it was recorded trained on one.
+    devices: int | None
 
 
 def check_format(meta: Any, where: Path) -> dict[str, Any]:
@@ -137,7 +140,12 @@ def to_meta(meta: dict[str, Any], where: Path) -> Meta:
         raw=meta,
         corpus=corpus,
         init_from=init_from,
+        devices=_devices(meta.get("devices", 1)),
     )
+
+
+def _devices(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 1 else None
 
 
 def finite_or_none(value: Any, name: str, where: Path) -> float | None:

@@ -87,9 +87,7 @@ def restored_run(corpus: Corpus, ckpt: checkpoint.Checkpoint, train_config: Trai
     """A run continued from its checkpoint `ckpt`, on `corpus` (read again)."""
     run = with_tokens(corpus, ckpt.vocab, ckpt.model_config, train_config, ckpt.state, progress)
     run.history, run.train_seconds, run.init_from = ckpt.history, ckpt.train_seconds, ckpt.init_from
-    run.best_val_loss = ckpt.best_val_loss
-    devices = ckpt.raw.get("devices", 1)  # not recorded: saved before 2026-12-03, on one device
-    run.devices = devices if isinstance(devices, int) and not isinstance(devices, bool) and devices >= 1 else None
+    run.best_val_loss, run.devices = ckpt.best_val_loss, ckpt.devices
     return run
 
 
