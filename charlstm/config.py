@@ -237,7 +237,7 @@ class SampleConfig:
     seed: int = 0
     top_k: int = 0  # keep only the k most likely characters; 0 keeps all
     top_p: float = 1.0  # keep the fewest most likely characters holding this much probability; 1 keeps all
-    num_samples: int = 1  # independent samples, generated together as one batch
+    num_samples: int = 1  # independent samples, generated together (generation.ROW_GROUP at a time)
     # End a sample at the first occurrence of any of these texts in what it
     # generates (the stop text itself is left out); () never stops early.
     stop: tuple[str, ...] = ()

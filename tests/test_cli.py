@@ -245,7 +245,7 @@ def test_console_script_and_shipped_corpus_from_an_empty_directory(tmp_path):
     assert "using the shipped corpus" in result.stderr
     assert "done at step 2" in result.stderr
     if cpu_devices.cores() >= 2 and not cpu_devices.chosen_elsewhere():  # the CPU split in two (TINY's batch is even)
-        assert "training on cpu (cpu:0, cpu:1)" in result.stderr
+        assert "training on cpu (cpu:0, cpu:1: the CPU split in 2, half of the streams on each)" in result.stderr
     runs = list((tmp_path / "runs").iterdir())
     assert len(runs) == 1 and runs[0].name.startswith("shakespeare-")
 
@@ -312,6 +312,19 @@ def test_resume_refuses_options_that_would_change_the_run(runner, trained_run, o
     result = runner.invoke(app, ["resume", str(trained_run[0]), option, "8"])
     assert result.exit_code == 2
     assert f"No such option: {option}" in result.output
+
+
+def test_resume_checks_its_options_before_reading_the_corpus(runner, trained_run, monkeypatch):
+    """A corpus can take minutes to read: a bad option is refused first."""
+    from charlstm.training import session
+
+    def read(*args, **kwargs):
+        raise AssertionError("the corpus was read before the options were checked")
+
+    monkeypatch.setattr(session, "_read", read)
+    result = runner.invoke(app, ["resume", str(trained_run[0]), "--steps", "99", "--lr", "-1"])
+    assert result.exit_code == 2, result.output
+    assert "--lr" in result.stderr and "Traceback" not in result.output
 
 
 def _sample(runner, run_dir, *args):

@@ -251,6 +251,59 @@ def test_the_cpu_split_in_two_trains_and_resumes_bit_for_bit(tiny_corpus, tmp_pa
     assert seen["losses"]["one, resumed validation"] == seen["losses"]["one validation"]
 
 
+def _cgroup_file(folder: Path, name: str, text: str) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_text(text)
+
+
+def test_a_cgroup_cpu_quota_counts_as_fewer_cores(tmp_path):
+    """A container given one core's time (`docker run --cpus 1.5`) sees all
+    its host's cores; two devices there would share one core's time."""
+    affinity = len(os.sched_getaffinity(0))
+    # cgroup v2: the smallest quota from the process's cgroup up to the root.
+    v2, member = tmp_path / "v2", tmp_path / "v2-member"
+    _cgroup_file(v2, "cgroup.controllers", "cpu memory\n")
+    _cgroup_file(v2 / "a", "cpu.max", "150000 100000\n")
+    _cgroup_file(v2 / "a" / "b", "cpu.max", "max 100000\n")
+    member.write_text("0::/a/b\n")
+    assert cpu_devices.cpu_quota(v2, member) == 1.5
+    assert cpu_devices.cores(v2, member) == 1
+    # cgroup v1 (or a hybrid system: v2 mounted at unified/ beside it), quota -1 for none.
+    v1, member = tmp_path / "v1", tmp_path / "v1-member"
+    _cgroup_file(v1 / "cpu", "cpu.cfs_quota_us", "-1\n")
+    _cgroup_file(v1 / "cpu", "cpu.cfs_period_us", "100000\n")
+    _cgroup_file(v1 / "cpu" / "docker" / "x", "cpu.cfs_quota_us", "50000\n")
+    _cgroup_file(v1 / "cpu" / "docker" / "x", "cpu.cfs_period_us", "100000\n")
+    _cgroup_file(v1 / "unified", "cgroup.controllers", "\n")
+    member.write_text("4:cpu,cpuacct:/docker/x\n1:name=systemd:/docker/x\n0::/docker/x\n")
+    assert cpu_devices.cpu_quota(v1, member) == 0.5
+    assert cpu_devices.cores(v1, member) == 1  # under one core's time still counts one
+    # No quota anywhere, or nothing to read: the affinity alone.
+    member.write_text("4:cpu,cpuacct:/\n0::/\n")
+    assert cpu_devices.cpu_quota(v1, member) is None
+    assert cpu_devices.cores(v1, member) == affinity
+    assert cpu_devices.cpu_quota(v1, tmp_path / "missing") is None
+    assert cpu_devices.cores(v1, tmp_path / "missing") == affinity
+
+
+def test_a_count_set_in_the_process_is_left_alone(monkeypatch):
+    """`jax.config.update("jax_num_cpu_devices", N)` before a command or
+    split_the_cpu() runs is the user's choice, as the environment's is."""
+    calls = []
+    config = type("Config", (), {"jax_num_cpu_devices": 3, "update": lambda self, *a: calls.append(a)})()
+    monkeypatch.delenv("JAX_NUM_CPU_DEVICES", raising=False)
+    monkeypatch.setenv("XLA_FLAGS", "")
+    monkeypatch.setattr(cpu_devices, "jax", type("Jax", (), {"config": config}))
+    assert cpu_devices.chosen_elsewhere()
+    cpu_devices.split_the_cpu()
+    cpu_devices.split_the_cpu(4)
+    assert calls == []
+    config.jax_num_cpu_devices = -1  # JAX's default: no count chosen
+    assert not cpu_devices.chosen_elsewhere()
+    cpu_devices.split_the_cpu(4)
+    assert calls == [("jax_num_cpu_devices", 4)]
+
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))

@@ -415,6 +415,43 @@ def test_a_run_trained_by_one_process_is_refused_to_another(trained_run, tmp_pat
     assert done.returncode == 0, done.stderr
 
 
+def test_a_signal_after_the_command_has_ended_ends_the_process_as_its_default_does():
+    """A third Ctrl-C that comes after the run has saved and said so, while
+    JAX shuts down, must not print a traceback from its exit handlers."""
+    code = (
+        "import signal, sys\nfrom charlstm.cli.app import main\nsys.argv = ['charlstm', '--help']\n"
+        "try:\n    main()\nexcept SystemExit as end:\n"
+        "    print([signal.getsignal(s) == signal.SIG_DFL for s in (signal.SIGINT, signal.SIGTERM)], end.code)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.stdout.splitlines()[-1] == "[True, True] 0", done.stdout + done.stderr
+
+
+def test_a_lock_held_from_another_machine_names_the_machine(tmp_path):
+    """A run directory on a shared filesystem can be trained from another
+    host, where the pid alone would point at an unrelated local process."""
+    import fcntl
+    import socket
+
+    from charlstm.errors import CharlstmError
+    from charlstm.training import run_lock
+
+    run_dir = tmp_path / "run"
+    with run_lock.held(run_dir):
+        assert (run_dir / run_lock.LOCK_FILE).read_text() == f"{os.getpid()} {socket.gethostname()}"
+    (run_dir / run_lock.LOCK_FILE).write_text("4242 node-17.cluster")
+    fd = os.open(run_dir / run_lock.LOCK_FILE, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held, as the other machine's process would hold it
+        with pytest.raises(CharlstmError, match=r"another process \(pid 4242 on node-17\.cluster\);"):
+            run_lock.refuse_if_held(run_dir)
+        (run_dir / run_lock.LOCK_FILE).write_text(f"4242 {socket.gethostname()}")  # this machine: the pid is enough
+        with pytest.raises(CharlstmError, match=r"another process \(pid 4242\);"):
+            run_lock.refuse_if_held(run_dir)
+    finally:
+        os.close(fd)
+
+
 def test_the_session_holds_the_lock_while_it_trains(trained_run, tmp_path):
     from charlstm.errors import CharlstmError
     from charlstm.training import run_lock, session

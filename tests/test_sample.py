@@ -243,6 +243,24 @@ def test_samples_in_a_batch_are_independent_and_do_not_depend_on_the_batch():
     assert three[:2] == sample_texts(CFG, params, VOCAB, SampleConfig(60, seed=5, num_samples=2))
 
 
+def test_many_samples_are_generated_a_group_at_a_time_with_the_same_texts(monkeypatch):
+    """More samples than `ROW_GROUP` are generated in groups of rows (in
+    bounded memory), each row with the draws of its index in the request."""
+    from charlstm.core import generation
+    from charlstm.core.generation import complete
+
+    params = init_params(CFG, jax.random.PRNGKey(5))
+    requests = [
+        SampleConfig(40, temperature=1.1, seed=3, top_k=3, num_samples=7),
+        SampleConfig(300, seed=2, prime="ab", stop=("\n",), num_samples=5),  # chunks, and rows that stop early
+    ]
+    whole = [complete(CFG, params, VOCAB, r) for r in requests]
+    monkeypatch.setattr(generation, "ROW_GROUP", 2)
+    grouped = [complete(CFG, params, VOCAB, r) for r in requests]
+    assert grouped == whole
+    assert "stop" in {c.finish_reason for c in whole[1]} and len({c.text for c in whole[0]}) == 7
+
+
 def test_same_seed_same_text_and_seeds_differ():
     params = init_params(CFG, jax.random.PRNGKey(5))
     a = sample_text(CFG, params, VOCAB, SampleConfig(100, seed=1))

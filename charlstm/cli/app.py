@@ -8,6 +8,7 @@ loading them.
 
 from __future__ import annotations
 
+import signal
 import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -147,4 +148,13 @@ def _global_options(
 
 def main() -> None:
     _options["entry"] = True
-    app()
+    try:
+        app()
+    finally:
+        # The command has ended and said how (a run has saved, or aborted).
+        # A Ctrl-C or SIGTERM from here on, while JAX and Orbax shut down,
+        # ends the process at once as the signal's default does: before,
+        # a third Ctrl-C that came late printed a traceback from JAX's exit
+        # handlers.
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_DFL)

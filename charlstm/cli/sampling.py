@@ -93,7 +93,10 @@ def sample(
         ),
     ] = None,
     num_samples: Annotated[
-        int, typer.Option(flag("num_samples"), "-N", help="Independent samples, generated together in one batch.")
+        int,
+        typer.Option(
+            flag("num_samples"), "-N", help="Independent samples, generated together (8,192 at a time at most)."
+        ),
     ] = SampleConfig.num_samples,
     seed: Annotated[
         int, typer.Option(flag("seed"), help="Random seed; the same seed gives the same text.")

@@ -124,26 +124,31 @@ def draw(logits: jax.Array, gumbel: jax.Array, rows: Rows, filtered: bool) -> ja
     return jnp.argmax(scores, axis=-1).astype(jnp.int32)  # (B,)
 
 
-def request_rows(config: ModelConfig, seed: int, n: int, temperature: float, top_k: int, top_p: float) -> Rows:
-    """The rows of one request: `n` samples drawn with `seed` and these settings."""
+def request_rows(
+    config: ModelConfig, seed: int, n: int, temperature: float, top_k: int, top_p: float, first: int = 0
+) -> Rows:
+    """The rows of one request: `n` samples drawn with `seed` and these
+    settings, samples `first` .. `first` + n - 1 of the request."""
     # Fixed dtypes, so requests with the same n share one compilation; k
     # beyond the vocabulary means the same as k = V and would overflow int32.
     # A seed is wrapped to 32 bits as eager PRNGKey(seed) wraps it without
     # 64-bit integers, so any seed gives the key it always gave.
     seed32 = np.int64(seed).astype(np.int32)
     settings = seed32, np.float32(temperature), np.int32(min(top_k, config.vocab_size)), np.float32(top_p)
-    return _request_rows(*settings, n=n)
+    return _request_rows(*settings, np.int32(first), n=n)
 
 
 @partial(jax.jit, static_argnames=("n",))
-def _request_rows(seed: jax.Array, temperature: jax.Array, top_k: jax.Array, top_p: jax.Array, *, n: int) -> Rows:
+def _request_rows(
+    seed: jax.Array, temperature: jax.Array, top_k: jax.Array, top_p: jax.Array, first: jax.Array, *, n: int
+) -> Rows:
     # One compiled call rather than a dozen operations dispatched one by one:
     # `charlstm serve` builds a request's rows while its batch generates,
     # and eagerly they took about 2 ms of the server's Python a request
     # (2026-12-02). The keys are the same bits as eager PRNGKey(seed)'s
     # (tests/test_sample.py).
     return Rows(
-        row_keys(jax.random.PRNGKey(seed), n),  # (n, 2)
+        row_keys(jax.random.PRNGKey(seed), n, first),  # (n, 2)
         jnp.full((n,), temperature, jnp.float32),
         jnp.full((n,), top_k, jnp.int32),
         jnp.full((n,), top_p, jnp.float32),

@@ -5,7 +5,8 @@ run still trains, say) would both save checkpoints and append to one
 metrics log, each from its own state: the run's history mixed, its latest
 checkpoints from two different runs. A session holds an exclusive lock on
 RUN/.lock while it trains, and a second one is refused with a line naming
-the process that holds it. The lock is the operating system's (`flock`):
+the process that holds it (its pid, and its host where that is another
+machine sharing the filesystem). The lock is the operating system's (`flock`):
 it goes with the process, so a run whose process was killed is never left
 locked. Where `fcntl` does not exist (Windows), or the filesystem does not lock
 (Lustre by default, some FUSE and network mounts), runs are not locked.
@@ -16,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,9 +34,20 @@ LOCK_FILE = ".lock"
 _NO_LOCKING = {errno.ENOSYS, errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINVAL}
 
 
+def _holder() -> str:
+    """What the lock file says of its holder: the pid, and the host, since a
+    run directory on a shared filesystem can be trained from another machine."""
+    return f"{os.getpid()} {socket.gethostname()}"
+
+
 def _refusal(run_dir: Path, fd: int) -> CharlstmError:
-    holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
-    who = f"another process (pid {holder})" if holder.isdigit() else "another process"
+    pid, _, host = os.pread(fd, 300, 0).decode(errors="replace").strip().partition(" ")
+    if not pid.isdigit():
+        who = "another process"
+    elif host and host != socket.gethostname():
+        who = f"another process (pid {pid} on {host})"
+    else:
+        who = f"another process (pid {pid})"
     return CharlstmError(
         f"{run_dir} is being trained by {who}; wait for it to end or stop it, then 'charlstm resume {run_dir}'"
     )
@@ -63,7 +76,7 @@ def held(run_dir: Path) -> Iterator[None]:
             yield  # this filesystem does not lock: train unlocked
             return
         os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)  # for the message a second process gives
+        os.pwrite(fd, _holder().encode(), 0)  # for the message a second process gives
         yield
     finally:
         os.close(fd)  # which releases the lock

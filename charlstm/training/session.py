@@ -196,6 +196,8 @@ def resumed_run(
             f"{flag('steps')} {overrides['steps']} is not beyond step {int(ckpt.state.step)}, where this run is; "
             "give a larger total to train on"
         )
+    # Checked before the corpus is read, which can take a while: a bad option fails at once.
+    train_config = dataclasses.replace(ckpt.train_config, **overrides)
     corpus = _read(manifest.source_of(ckpt.corpus), on_event)
     if not force:
         manifest.refuse_changed(ckpt.corpus, manifest.read_files(run_dir), corpus)
@@ -207,7 +209,6 @@ def resumed_run(
             f"corpus {corpus.path} now has several files, and this run's model was trained on one: it has no "
             "symbol to mark where they meet; start a new run (or one that starts from this one's weights)"
         )
-    train_config = dataclasses.replace(ckpt.train_config, **overrides)
     run = restored_run(corpus, ckpt, train_config, _reporter(on_event))
     run.best_val_loss = min(
         (v for v in (ckpt.best_val_loss, checkpoint.best_val_loss(run_dir)) if v is not None), default=None
