@@ -245,7 +245,7 @@ def test_console_script_and_shipped_corpus_from_an_empty_directory(tmp_path):
     assert "using the shipped corpus" in result.stderr
     assert "done at step 2" in result.stderr
     if cpu_devices.cores() >= 2 and not cpu_devices.chosen_elsewhere():  # the CPU split in two (TINY's batch is even)
-        assert "training on cpu (cpu:0, cpu:1: the CPU split in 2, half of the streams on each)" in result.stderr
+        assert "training on cpu (cpu:0, cpu:1; the CPU split in 2, half of the streams on each)" in result.stderr
     runs = list((tmp_path / "runs").iterdir())
     assert len(runs) == 1 and runs[0].name.startswith("shakespeare-")
 

@@ -257,8 +257,8 @@ def _cgroup_file(folder: Path, name: str, text: str) -> None:
 
 
 def test_a_cgroup_cpu_quota_counts_as_fewer_cores(tmp_path):
-    """A container given one core's time (`docker run --cpus 1.5`) sees all
-    its host's cores; two devices there would share one core's time."""
+    """A container given 1.5 cores' time (`docker run --cpus 1.5`) sees all
+    its host's cores; it counts as one core, and trains on one device."""
     affinity = len(os.sched_getaffinity(0))
     # cgroup v2: the smallest quota from the process's cgroup up to the root.
     v2, member = tmp_path / "v2", tmp_path / "v2-member"

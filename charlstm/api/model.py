@@ -76,7 +76,7 @@ class Model:
         return self.generate(request)[0]
 
     def generate(self, request: SampleConfig) -> list[str]:
-        """`request.num_samples` texts, generated together in one batch."""
+        """`request.num_samples` texts, generated together (8,192 at a time at most)."""
         return sample_texts(self.model_config, self.params, self.vocab, request)
 
     def complete(self, request: SampleConfig) -> list[Completion]:

@@ -8,6 +8,7 @@ loading them.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
 from collections.abc import Iterable, Iterator
@@ -156,5 +157,8 @@ def main() -> None:
         # ends the process at once as the signal's default does: before,
         # a third Ctrl-C that came late printed a traceback from JAX's exit
         # handlers.
+        for stream in (sys.stdout, sys.stderr):  # what the command wrote, before a signal can cut it off
+            with contextlib.suppress(OSError, ValueError):
+                stream.flush()
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, signal.SIG_DFL)

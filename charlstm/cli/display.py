@@ -92,7 +92,7 @@ class TrainingDisplay:
             if event.backend == "cpu" and event.processes == 1 and len(event.devices) > 1:
                 # Why one CPU shows as several devices (runtime/cpu_devices.py).
                 share = "half" if len(event.devices) == 2 else f"1/{len(event.devices)}"
-                where += f": the CPU split in {len(event.devices)}, {share} of the streams on each"
+                where += f"; the CPU split in {len(event.devices)}, {share} of the streams on each"
             self._say(
                 f"training on {event.backend} ({where}), {verb} {event.step} of "
                 f"{event.total_steps}; {event.train_chars:,} training chars per pass, "

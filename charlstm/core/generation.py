@@ -87,6 +87,8 @@ def begin(
     """A request's rows (`rows` of its samples; default all), with its prime
     read: ready for `sample_chunk`."""
     rows = range(request.num_samples) if rows is None else rows
+    if rows.step != 1:
+        raise ValueError(f"rows must be consecutive samples, got {rows}")
     state = start(config, params, prime_ids(vocab, request)[None])  # every sample has the same prime: read once
     n = len(rows)
     state = jax.tree.map(lambda x: jnp.repeat(x, n, axis=1 if x.ndim == 3 else 0), state)  # carry (L, N, H)
@@ -203,7 +205,8 @@ def stream_completions(
                 piece = scanner.feed(text) + (scanner.finish() if last else "")
                 out.append(Completion(piece, scanner.reason))
             yield out
-            if all(s.stopped for s in scanners):
+            # Rows past the request's samples (a last group's padding) never hold it up.
+            if all(s.stopped for s, i in zip(scanners, samples, strict=True) if i < request.num_samples):
                 return
 
     return pieces()
