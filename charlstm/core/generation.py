@@ -169,13 +169,16 @@ def stream_completions(
     piece of each at a time as it is generated: joining a sample's pieces
     gives its text, and the last piece of each sample says why it ended. A
     sample that has stopped gets empty pieces until every sample has (then
-    generation ends early) or the length is reached.
+    generation ends early) or the length is reached. Rows of `samples` past
+    the request's (a last group's padding, `complete`) are drawn but get no
+    pieces.
 
     The request is checked here, before the first piece is asked for."""
     if chunk < 1:
         raise CharlstmError(f"chunk must be >= 1, got {chunk}")
     samples = range(request.num_samples) if samples is None else samples
     state, rows = begin(config, params, vocab, request, samples)
+    kept = len(range(samples.start, min(samples.stop, request.num_samples)))  # the rows handed out
     filtered = filtering_on(request.top_k, request.top_p, config.vocab_size)
     size = min(chunk, request.length)
     # One compiled sampler for every chunk, the last and shorter one too, and
@@ -189,7 +192,7 @@ def stream_completions(
         return min(size, request.length - done)
 
     def pieces() -> Iterator[list[Completion]]:
-        scanners = [StopScanner.of(vocab, request) for _ in samples]
+        scanners = [StopScanner.of(vocab, request) for _ in range(kept)]
         pending = run(state, count_from(0))
         for done in range(0, request.length, size):
             current, tokens = pending
@@ -199,14 +202,13 @@ def stream_completions(
                 # Dispatched before this chunk is decoded: JAX runs it
                 # asynchronously while the caller handles this piece.
                 pending = run(current, count_from(done + size))
-            texts = [vocab.decode(row) for row in np.asarray(tokens)[:, :count]]
+            texts = [vocab.decode(row) for row in np.asarray(tokens)[:kept, :count]]
             out = []
             for scanner, text in zip(scanners, texts, strict=True):
                 piece = scanner.feed(text) + (scanner.finish() if last else "")
                 out.append(Completion(piece, scanner.reason))
             yield out
-            # Rows past the request's samples (a last group's padding) never hold it up.
-            if all(s.stopped for s, i in zip(scanners, samples, strict=True) if i < request.num_samples):
+            if all(s.stopped for s in scanners):
                 return
 
     return pieces()
@@ -225,12 +227,10 @@ def complete(config: ModelConfig, params: Params, vocab: Vocab, request: SampleC
     # last group's rows beyond n (fewer than the groups) are drawn and dropped.
     size = -(-n // -(-n // ROW_GROUP))
     for first in range(0, n, size):
-        group = range(first, first + size)
-        for piece in stream_completions(config, params, vocab, request, chunk, group):
-            for i, (text, reason) in zip(group, piece, strict=True):
-                if i < n:
-                    texts[i] += text
-                    reasons[i] = reason
+        for piece in stream_completions(config, params, vocab, request, chunk, range(first, first + size)):
+            for i, (text, reason) in enumerate(piece, start=first):
+                texts[i] += text
+                reasons[i] = reason
     return [Completion(t, r) for t, r in zip(texts, reasons, strict=True)]
 
 
