@@ -213,10 +213,12 @@ def torch_worker(name: str, corpus: Path, minutes: float, seed: int, lr: float, 
     import numpy as np
     import torch
 
+    from charlstm.runtime.cores import cores
     from charlstm.text.streams import Streams, split
     from charlstm.text.vocab import Vocab
 
-    torch.set_num_threads(os.cpu_count() or 1)
+    # The cores charlstm's side splits its CPU by: affinity and a container's quota.
+    torch.set_num_threads(cores())
     torch.manual_seed(seed)
     # On the same accelerator charlstm gets: a GPU where there is one.
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")

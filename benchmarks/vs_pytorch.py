@@ -57,6 +57,7 @@ from step_speed import compiled_step, measure
 from charlstm.config import ModelConfig
 from charlstm.core.model import init_params
 from charlstm.core.sampler import generate
+from charlstm.runtime.cores import cores
 from charlstm.runtime.cpu_devices import split_the_cpu
 from charlstm.runtime.hostmem import ENV_OFF, keep_host_memory
 
@@ -209,7 +210,7 @@ MAIN_ROWS = ("small", "large")  # the rows measured in rounds, and the only ones
 def worker(framework: str, names: list[str], steps: int, sample: bool) -> list[dict]:
     """One side's figures, in this (child) process: training rows, the matmul
     ceiling, then (with `sample`) sampling."""
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(cores())
     configs = dict(all_configs())
     out = []
     for name in names:

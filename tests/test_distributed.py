@@ -22,6 +22,7 @@ from typer.testing import CliRunner
 from charlstm.cli import app
 from charlstm.errors import ConfigError
 from charlstm.runtime import cpu_devices
+from charlstm.runtime.cores import cores, cpu_quota
 from charlstm.text.streams import Streams
 from charlstm.training import checkpoint, distributed, events, session
 from charlstm.training.runlog import read_metrics
@@ -266,8 +267,8 @@ def test_a_cgroup_cpu_quota_counts_as_fewer_cores(tmp_path):
     _cgroup_file(v2 / "a", "cpu.max", "150000 100000\n")
     _cgroup_file(v2 / "a" / "b", "cpu.max", "max 100000\n")
     member.write_text("0::/a/b\n")
-    assert cpu_devices.cpu_quota(v2, member) == 1.5
-    assert cpu_devices.cores(v2, member) == 1
+    assert cpu_quota(v2, member) == 1.5
+    assert cores(v2, member) == 1
     # cgroup v1 (or a hybrid system: v2 mounted at unified/ beside it), quota -1 for none.
     v1, member = tmp_path / "v1", tmp_path / "v1-member"
     _cgroup_file(v1 / "cpu", "cpu.cfs_quota_us", "-1\n")
@@ -276,14 +277,22 @@ def test_a_cgroup_cpu_quota_counts_as_fewer_cores(tmp_path):
     _cgroup_file(v1 / "cpu" / "docker" / "x", "cpu.cfs_period_us", "100000\n")
     _cgroup_file(v1 / "unified", "cgroup.controllers", "\n")
     member.write_text("4:cpu,cpuacct:/docker/x\n1:name=systemd:/docker/x\n0::/docker/x\n")
-    assert cpu_devices.cpu_quota(v1, member) == 0.5
-    assert cpu_devices.cores(v1, member) == 1  # under one core's time still counts one
+    assert cpu_quota(v1, member) == 0.5
+    assert cores(v1, member) == 1  # under one core's time still counts one
     # No quota anywhere, or nothing to read: the affinity alone.
     member.write_text("4:cpu,cpuacct:/\n0::/\n")
-    assert cpu_devices.cpu_quota(v1, member) is None
-    assert cpu_devices.cores(v1, member) == affinity
-    assert cpu_devices.cpu_quota(v1, tmp_path / "missing") is None
-    assert cpu_devices.cores(v1, tmp_path / "missing") == affinity
+    assert cpu_quota(v1, member) is None
+    assert cores(v1, member) == affinity
+    assert cpu_quota(v1, tmp_path / "missing") is None
+    assert cores(v1, tmp_path / "missing") == affinity
+
+
+def test_the_core_count_is_read_without_jax():
+    """The benchmarks' PyTorch children give PyTorch `cores()` threads, the
+    count charlstm splits its CPU by; reading it must not start JAX there."""
+    code = "import sys; from charlstm.runtime.cores import cores; n = cores(); print(n, 'jax' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == [str(cores()), "False"]
 
 
 def test_a_count_set_in_the_process_is_left_alone(monkeypatch):

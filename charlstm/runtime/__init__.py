@@ -1,3 +1,5 @@
 """Settings of the process around the library, made once before JAX starts:
-glibc's malloc (`hostmem`) and JAX's persistent compilation cache
-(`compile_cache`). The CLI applies both; library users opt in."""
+glibc's malloc (`hostmem`), JAX's persistent compilation cache
+(`compile_cache`) and the devices made of the CPU (`cpu_devices`, by the
+count of usable cores in `cores`). The CLI applies them; library users opt
+in."""
