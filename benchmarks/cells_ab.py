@@ -124,8 +124,8 @@ def compiled_with(cells: types.SimpleNamespace, shape: list[int], norm: str, dro
 def paired(a: CompiledStep, b: CompiledStep, pairs: int) -> dict:
     state_a, state_b = a.state, b.state
     for _ in range(3):
-        state_a, _ = a.step(state_a, a.data, a.hyper)
-        state_b, _ = b.step(state_b, b.data, b.hyper)
+        state_a, _ = a.step(state_a, a.data)
+        state_b, _ = b.step(state_b, b.data)
     jax.block_until_ready((state_a, state_b))
     leaves = zip(jax.tree_util.tree_leaves(state_a.params), jax.tree_util.tree_leaves(state_b.params), strict=True)
     same = all(np.array_equal(np.asarray(x), np.asarray(y)) for x, y in leaves)
@@ -134,9 +134,9 @@ def paired(a: CompiledStep, b: CompiledStep, pairs: int) -> dict:
         for side in ("a", "b") if k % 2 == 0 else ("b", "a"):
             started = time.perf_counter()
             if side == "a":
-                state_a, metrics = a.step(state_a, a.data, a.hyper)
+                state_a, metrics = a.step(state_a, a.data)
             else:
-                state_b, metrics = b.step(state_b, b.data, b.hyper)
+                state_b, metrics = b.step(state_b, b.data)
             jax.block_until_ready(metrics)
             times[side].append(time.perf_counter() - started)
     ratios = [x / y for x, y in zip(times["a"], times["b"], strict=True)]

@@ -50,9 +50,9 @@ def worker(args: argparse.Namespace) -> None:
     import numpy as np
 
     from charlstm.config import ModelConfig, TrainConfig
-    from charlstm.core.state import hyperparameters, init_state
-    from charlstm.core.step import make_train_step
+    from charlstm.core.state import init_state
     from charlstm.text import streams
+    from charlstm.training.step_setup import TrainStep
 
     hidden, layers, batch, seq_len = map(int, args.shape.split(","))
     # The plain LSTM without dropout unless --norm and --dropout say otherwise, as in step_speed.py.
@@ -62,22 +62,19 @@ def worker(args: argparse.Namespace) -> None:
     train_streams = streams.Streams(ids, batch, seq_len, reset_windows=16)
     state = init_state(model_cfg, train_cfg)
     mesh = distributed.make_mesh(batch, args.devices)
-    if mesh.size == 1:  # as fit() does: one device runs the plain jitted step
+    if mesh.size == 1:  # fed and placed as training/step_setup.py does
         feed = train_streams.window
-        hyper = jax.device_put(hyperparameters(train_cfg))
-        step = make_train_step(model_cfg, train_cfg).lower(state, feed(0), hyper).compile()
     else:
         feed = distributed.Feeder(train_streams, mesh)  # type: ignore[assignment]
         state = distributed.place_state(state, mesh)
-        hyper = distributed.replicate(hyperparameters(train_cfg), mesh)
-        step = make_train_step(model_cfg, train_cfg, mesh).lower(state, feed(0), hyper).compile()
+    step = TrainStep(model_cfg, train_cfg, state, feed(0), mesh)
     for i in range(3):  # warm-up
-        state, metrics = step(state, feed(i), hyper)
+        state, metrics = step(state, feed(i))
     jax.block_until_ready(metrics)
     times = []
     for i in range(3, 3 + args.steps):
         t0 = time.perf_counter()
-        state, metrics = step(state, feed(i), hyper)
+        state, metrics = step(state, feed(i))
         jax.block_until_ready(metrics)
         times.append(time.perf_counter() - t0)
     if distributed.is_main():

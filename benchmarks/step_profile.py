@@ -181,11 +181,11 @@ def jax_profiler(shape: dict[str, int], norm: str) -> Callable[[int], dict[str, 
     if jax.default_backend() != "cpu":
         raise SystemExit("step_profile.py reads the CPU runtime's profile; benchmarks/gpu_check.py is for GPUs")
     c = compiled_step(shape["hidden"], shape["layers"], shape["batch"], shape["seq_len"], shape["embed"], norm=norm)
-    module, instructions = _instructions(c.step.as_text())
+    module, instructions = _instructions(c.step.compiled.as_text())
     state = [c.state]
 
     def one_step() -> None:
-        state[0], metrics = c.step(state[0], c.data, c.hyper)
+        state[0], metrics = c.step(state[0], c.data)
         jax.block_until_ready(metrics)
 
     _timed(one_step, 3)

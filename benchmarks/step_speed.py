@@ -28,11 +28,11 @@ import numpy as np
 from charlstm.config import ModelConfig, TrainConfig
 from charlstm.core.model import count_params
 from charlstm.core.sharding import batch_sharding
-from charlstm.core.state import Hyperparameters, TrainState, hyperparameters, init_state
-from charlstm.core.step import make_train_step
+from charlstm.core.state import TrainState, init_state
 from charlstm.runtime.hostmem import keep_host_memory
 from charlstm.text.streams import Batch
 from charlstm.training import distributed
+from charlstm.training.step_setup import TrainStep
 
 DEFAULT_SHAPES = ["256,2,64,64", "256,2,32,128", "256,2,64,128", "512,2,64,64"]
 
@@ -43,10 +43,9 @@ class CompiledStep:
 
     model: ModelConfig
     train: TrainConfig
-    step: jax.stages.Compiled  # `train_step(state, batch, hyper)`
+    step: TrainStep  # `step(state, batch) -> (state, metrics)`, as `charlstm train` runs it
     state: TrainState
     data: Batch
-    hyper: Hyperparameters
     compile_s: float
     planned: int | None  # bytes XLA plans for the step's buffers
     devices: int = 1  # the batch is split over this many
@@ -73,35 +72,31 @@ def compiled_step(
     t0 = time.perf_counter()
     # Over the devices `charlstm train` would split this batch over (one,
     # unless the process split the CPU: runtime/cpu_devices.py), placed as
-    # training/step_setup.py places them.
+    # training places its state and batches.
     mesh = distributed.make_mesh(batch)
-    if mesh.size == 1:
-        hyper = jax.device_put(hyperparameters(train_cfg))
-        step = make_train_step(model_cfg, train_cfg).lower(state, data, hyper).compile()
-    else:
+    if mesh.size > 1:
         state = distributed.place_state(state, mesh)
         data = jax.device_put(data, batch_sharding(mesh))
-        hyper = distributed.replicate(hyperparameters(train_cfg), mesh)
-        step = make_train_step(model_cfg, train_cfg, mesh).lower(state, data, hyper).compile()
+    step = TrainStep(model_cfg, train_cfg, state, data, mesh)
     compile_s = time.perf_counter() - t0
-    memory = step.memory_analysis()
+    memory = step.compiled.memory_analysis()
     # What XLA plans for this step: inputs, outputs and scratch (no allocator overhead).
     planned = None if memory is None else memory.argument_size_in_bytes + memory.output_size_in_bytes
     planned = None if planned is None else planned + memory.temp_size_in_bytes
-    return CompiledStep(model_cfg, train_cfg, step, state, data, hyper, compile_s, planned, mesh.size)
+    return CompiledStep(model_cfg, train_cfg, step, state, data, compile_s, planned, mesh.size)
 
 
 def measure(compiled: CompiledStep, steps: int) -> dict[str, float]:
     """Median chars/s of a compiled training step (`compiled_step`)."""
-    step, state, data, hyper = compiled.step, compiled.state, compiled.data, compiled.hyper
+    step, state, data = compiled.step, compiled.state, compiled.data
     batch, seq_len = compiled.train.batch_size, compiled.train.seq_len
     for _ in range(3):  # warm-up
-        state, metrics = step(state, data, hyper)
+        state, metrics = step(state, data)
     jax.block_until_ready(state)
     times = []
     for _ in range(steps):
         t0 = time.perf_counter()
-        state, metrics = step(state, data, hyper)
+        state, metrics = step(state, data)
         jax.block_until_ready(metrics)
         times.append(time.perf_counter() - t0)
     median = statistics.median(times)

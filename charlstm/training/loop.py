@@ -86,7 +86,7 @@ def fit(
         return
     # Compiling is not training: the session's clocks start after it.
     started = time.perf_counter()
-    train_step = TrainStep(run, setup)
+    train_step = TrainStep.for_run(run, setup)
     yield events.Compiled(seconds=time.perf_counter() - started)
     yield from Session(run, setup, train_step, save, should_stop, sample, budget).train()
 

@@ -13,7 +13,7 @@ from typing import Any
 import jax
 from jax.sharding import Mesh
 
-from charlstm.config import TrainConfig
+from charlstm.config import ModelConfig, TrainConfig
 from charlstm.core.state import TrainState, hyperparameters
 from charlstm.core.step import make_train_step
 from charlstm.runtime import hostmem
@@ -50,18 +50,27 @@ def setup_for(run: Run, devices: int | None) -> Setup:
 class TrainStep:
     """The step compiled for a run, with the hyperparameters it runs under
     (on the device, not copied from the host at every step). They are
-    arguments of the program, so changing them (`retime`) compiles nothing."""
+    arguments of the program, so changing them (`retime`) compiles nothing.
+    The benchmarks time this same object (benchmarks/step_speed.py)."""
 
-    def __init__(self, run: Run, setup: Setup):
-        self._mesh = None if setup.mesh.size == 1 else setup.mesh
-        self.retime(run.train_config)
-        step = make_train_step(run.model_config, run.train_config, self._mesh)
-        self._compiled = step.lower(run.state, setup.feed(int(run.state.step)), self._hyper).compile()
+    def __init__(
+        self, model_config: ModelConfig, train_config: TrainConfig, state: TrainState, batch: streams.Batch, mesh: Mesh
+    ):
+        # One device: the step exactly as it is compiled without a mesh.
+        self._mesh = None if mesh.size == 1 else mesh
+        self.retime(train_config)
+        step = make_train_step(model_config, train_config, self._mesh)
+        self.compiled = step.lower(state, batch, self._hyper).compile()
         hostmem.return_freed()  # the compiler's scratch, which training would not reuse
+
+    @classmethod
+    def for_run(cls, run: Run, setup: Setup) -> TrainStep:
+        """`run`'s step, compiled for its setup's devices and first batch."""
+        return cls(run.model_config, run.train_config, run.state, setup.feed(int(run.state.step)), setup.mesh)
 
     def retime(self, config: TrainConfig) -> None:
         hyper = hyperparameters(config)
         self._hyper = jax.device_put(hyper) if self._mesh is None else distributed.replicate(hyper, self._mesh)
 
     def __call__(self, state: TrainState, batch: streams.Batch) -> tuple[TrainState, dict[str, Any]]:
-        return self._compiled(state, batch, self._hyper)
+        return self.compiled(state, batch, self._hyper)
