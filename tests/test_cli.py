@@ -229,6 +229,34 @@ def test_every_command_has_useful_help(runner):
     assert "--steps" in runner.invoke(app, ["resume", "--help"]).stdout
 
 
+def test_version_answers_alone(runner):
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.stdout.startswith("charlstm ")
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["sample", "--temp", "abc"], "Invalid value for '--temp' / '-t': "),
+        (["sample", "-tabc"], "Invalid value for '--temp' / '-t': "),
+        (["sample", "--length=1e3"], "Invalid value for '--length' / '-n': "),
+        (["sample", "--bogus"], "No such option: --bogus"),
+        (["train"], "Missing argument 'corpus'"),
+        (["bogus"], "No such command 'bogus'"),
+    ],
+)
+def test_a_mistyped_command_line_is_one_line_naming_what_was_wrong(runner, args, expected):
+    """Click's usage errors, as every other error of the CLI: one line on
+    stderr, with the value that was refused and where help is; status 2."""
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {expected}"), result.stderr
+    if "-tabc" in args or "--temp" in args:
+        assert "(got 'abc')" in lines[0]
+    assert lines[0].endswith(f"; see 'charlstm{' ' + args[0] if args[0] != 'bogus' else ''} --help'")
+
+
 def test_console_script_and_shipped_corpus_from_an_empty_directory(tmp_path):
     """`charlstm train shakespeare.txt` in a directory without that file
     trains on the shipped corpus (a couple of steps, tiny model)."""

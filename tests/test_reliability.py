@@ -11,6 +11,7 @@ import pickle
 import random
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -285,6 +286,36 @@ def test_sigkill_at_random_moments_never_loses_the_run(tiny_corpus, tmp_path):
     # Half-written leftovers are cleared when a run is opened for writing again.
     assert not _saving(run_dir)
     print(f"kills after which a half-written checkpoint was on disk: {tmp_dirs_seen} of {kills}")
+
+
+def test_a_closed_output_pipe_never_loses_the_run(tiny_corpus, tmp_path):
+    """`charlstm train ... | head -1`, or `| tee log` whose tee died with a
+    Ctrl-C: the output's reader goes away. The run trains on unseen, saves
+    at the end (or, signalled, at once) and exits as it would have: Rich
+    alone would exit with 1, the status of a diverged run, before the
+    first checkpoint."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    for steps, interrupt in ((12, False), (100000, True)):
+        run_dir = tmp_path / f"run-{steps}"
+        command = [*_charlstm_command(), "train", str(tiny_corpus), "--out", str(run_dir), "--steps", str(steps)]
+        process = subprocess.Popen(
+            [*command, *TINY, "--eval-every", "4", "--checkpoint-every", "1"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+        assert process.stdout is not None
+        assert process.stdout.readline().startswith(b"run directory:")
+        process.stdout.close()  # the reader is gone: every later line is a broken pipe
+        if interrupt:
+            deadline = time.monotonic() + 120
+            while not any((run_dir / "checkpoints" / checkpoint.LATEST).glob("[0-9]*")):
+                assert time.monotonic() < deadline, "no checkpoint within 2 minutes"
+                time.sleep(0.05)
+            process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=300) == (130 if interrupt else 0)
+        _, step = checkpoint.locate(run_dir, prefer=checkpoint.LATEST)
+        assert step == steps if not interrupt else step > 0
 
 
 def _saving(run_dir: Path) -> bool:

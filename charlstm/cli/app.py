@@ -11,17 +11,86 @@ from __future__ import annotations
 import contextlib
 import signal
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
+from typer.core import TyperGroup
 
 from charlstm.cli.display import NORMAL, QUIET, VERBOSE
+from charlstm.cli.outputs import Terminal, outputs_gone
 from charlstm.errors import CharlstmError
 
+EXIT_DIVERGED = 1
+EXIT_ABORTED = 3
+EXIT_USAGE = 2
+EXIT_PIPE = 128 + signal.SIGPIPE  # what a shell reports for a command whose reader went away
+
+
+class _Commands(TyperGroup):
+    """Typer's group, with errors as the rest of the CLI gives them: a
+    mistyped option or value is one line on stderr, not a usage block; and
+    an output whose reader has gone (`| head` has exited) ends a command
+    quietly with 141 instead of Click's 1, the status that means a run
+    diverged. (A training run never gets that far: its display and
+    messages stop writing and it trains on, see `outputs_gone`.)"""
+
+    def main(self, args: Sequence[str] | None = None, standalone_mode: bool = True, **extra: Any) -> Any:  # type: ignore[override]
+        argv = list(sys.argv[1:] if args is None else args)
+        if not argv:  # `charlstm` alone: Typer's help
+            return super().main(argv, standalone_mode=standalone_mode, **extra)
+        try:
+            status = super().main(argv, standalone_mode=False, **extra)
+        except typer.TyperException as err:  # Click's errors: a usage error, a bad value
+            say(f"error: {_usage_error(err, argv)}")
+            status = err.exit_code
+        except typer.Abort:  # end of input at a prompt
+            status = 1
+        if not standalone_mode:
+            return status
+        sys.exit(status if isinstance(status, int) else 0)
+
+    def invoke(self, ctx: typer.Context) -> Any:  # type: ignore[override]
+        try:
+            result = super().invoke(ctx)
+            sys.stdout.flush()  # the result, while a closed pipe can still be told apart
+            return result
+        except BrokenPipeError:
+            outputs_gone()
+            raise typer.Exit(EXIT_PIPE) from None
+
+
+def _usage_error(err: typer.TyperException, argv: list[str]) -> str:
+    """Click's message, the value that was refused, and where help is."""
+    message = err.format_message().rstrip(".")
+    param = getattr(err, "param", None)
+    if getattr(param, "param_type_name", None) == "option":
+        value = _given(argv, [*param.opts, *param.secondary_opts])  # type: ignore[union-attr]
+        if value is not None and repr(value) not in message:
+            message += f" (got {value!r})"
+    ctx = getattr(err, "ctx", None)
+    where = ctx.command_path if ctx is not None else "charlstm"
+    return f"{message}; see '{where} --help'"
+
+
+def _given(argv: list[str], names: list[str]) -> str | None:
+    """What followed the last of `names` on the command line, if anything."""
+    found = None
+    for i, arg in enumerate(argv):
+        for name in names:
+            if arg == name and i + 1 < len(argv):
+                found = argv[i + 1]
+            elif name.startswith("--") and arg.startswith(name + "="):
+                found = arg[len(name) + 1 :]
+            elif len(name) == 2 and not name.startswith("--") and arg.startswith(name) and len(arg) > 2:
+                found = arg[2:]
+    return found
+
+
 app = typer.Typer(
+    cls=_Commands,
     name="charlstm",
     help=(
         "Character-level text generation with an LSTM in JAX.\n\n"
@@ -39,11 +108,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-EXIT_DIVERGED = 1
-EXIT_ABORTED = 3
-EXIT_USAGE = 2
-
-
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")]
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Print more: configuration, every logged step.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
@@ -55,11 +119,11 @@ TRAINING_COMMANDS = ("train", "resume", "tune")
 
 
 def stderr() -> Console:
-    return Console(stderr=True, soft_wrap=True)
+    return Terminal(stderr=True, soft_wrap=True)
 
 
 def stdout() -> Console:
-    return Console(soft_wrap=False)
+    return Terminal(soft_wrap=False)
 
 
 def print_table(table: Any) -> None:
@@ -84,7 +148,10 @@ def use_cache() -> None:
 
 def say(message: str) -> None:
     # Paths and user text can contain [brackets]: never read them as markup.
-    stderr().print(message, highlight=False, markup=False)
+    try:
+        stderr().print(message, highlight=False, markup=False)
+    except BrokenPipeError:
+        outputs_gone()
 
 
 def fail(message: str, details: Iterable[str] = ()) -> NoReturn:
@@ -121,6 +188,16 @@ def user_errors() -> Iterator[None]:
         fail(str(err), err.details)
 
 
+def _show_version(value: bool | None) -> None:
+    # An option's own callback: the group's body runs only before a command,
+    # and `charlstm --version` has none.
+    if value:
+        from charlstm import __version__
+
+        stdout().print(f"charlstm {__version__}", highlight=False)
+        raise typer.Exit()
+
+
 @app.callback()
 def _global_options(
     ctx: typer.Context,
@@ -130,13 +207,11 @@ def _global_options(
             "--no-cache", help="Do not use the compilation cache (also: CHARLSTM_NO_CACHE=1).", show_default=False
         ),
     ] = False,
-    version: Annotated[bool | None, typer.Option("--version", help="Show the version and exit.", is_eager=True)] = None,
+    version: Annotated[
+        bool | None,
+        typer.Option("--version", help="Show the version and exit.", is_eager=True, callback=_show_version),
+    ] = None,
 ) -> None:
-    if version:
-        from charlstm import __version__
-
-        stdout().print(f"charlstm {__version__}", highlight=False)
-        raise typer.Exit()
     _options["cache"] = not no_cache
     from charlstm.runtime import hostmem
 

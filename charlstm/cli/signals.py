@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 from collections.abc import Iterator
@@ -39,7 +40,9 @@ class StopFlag:
                 self.signal = signum
             elif self.count == 2:
                 # os.write, not print: a handler may interrupt a print in progress.
-                os.write(2, b"stopping after the checkpoint is saved; signal once more to abort without it\n")
+                # A closed stderr must not raise here, in the middle of a step.
+                with contextlib.suppress(OSError):
+                    os.write(2, b"stopping after the checkpoint is saved; signal once more to abort without it\n")
             else:
                 raise KeyboardInterrupt
 

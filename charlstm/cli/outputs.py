@@ -1,0 +1,49 @@
+"""When the reader of the command's output goes away.
+
+`charlstm train ... | head -3` exits `head` after three lines, and the
+`tee` of `charlstm train ... | tee log` dies with the terminal's Ctrl-C:
+every later write then fails with a broken pipe. A run being trained must
+not be lost to that (it used to end the run with status 1, before its
+first checkpoint), so the places that write catch it and call
+`outputs_gone`, and the command carries on with nothing more shown. A
+command whose output is its result (`sample | head`) ends there, with
+status 141 as a shell reports a command its reader left (`app.py`).
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import sys
+
+from rich.console import Console
+
+
+def outputs_gone() -> None:
+    """Where the reader of stdout or stderr has gone (`| head` exited, the
+    `tee` of `| tee log` was interrupted), send what is still written there
+    to /dev/null: the command then carries on instead of failing at its
+    next line, and a run being trained is never lost to a closed pipe."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            fd = stream.fileno()
+            poller = select.poll()
+            poller.register(fd, select.POLLOUT)
+            gone = any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+        except (OSError, ValueError):  # no descriptor (a test's captured stream)
+            continue
+        if gone:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, fd)
+            os.close(devnull)
+
+
+class Terminal(Console):
+    """Rich's console, except where its reader has gone: Rich then exits
+    the process with status 1 (the status of a diverged run); this one
+    raises BrokenPipeError, after `outputs_gone`, for the caller to decide."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        outputs_gone()
+        raise BrokenPipeError
