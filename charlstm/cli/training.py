@@ -139,7 +139,7 @@ def train(
         str | None,
         typer.Option(
             flag("preset"),
-            help="Start from a named size: tiny (a minute on a CPU), small (10 CPU minutes: the defaults), "
+            help="Start from a named size: tiny (a minute on a CPU), small (7-10 CPU minutes: the defaults), "
             "medium (a GPU hour), large (a long GPU run). Options given here override it.",
         ),
     ] = None,
@@ -206,7 +206,7 @@ def train(
         int, typer.Option(flag("checkpoint_every"), help=_CHECKPOINT_EVERY)
     ] = _T.checkpoint_every,
     log_every: Annotated[int, typer.Option(flag("log_every"), help=_LOG_EVERY)] = _T.log_every,
-    seed: Annotated[int, typer.Option(flag("seed"), help="Random seed for initialisation.")] = _T.seed,
+    seed: Annotated[int, typer.Option(flag("seed"), help="Random seed: the initial weights and dropout.")] = _T.seed,
     patience: Annotated[int | None, typer.Option(flag("patience"), help=_PATIENCE, show_default=False)] = None,
     precision: Annotated[str, typer.Option(flag("precision"), help=_PRECISION)] = _T.precision,
     devices: Devices = None,
