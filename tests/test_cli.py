@@ -161,7 +161,7 @@ CASES = [
     # PRNGKey keeps a seed's low 32 bits: 2**32 would sample seed 0's text.
     ("sample seed", ["sample", "-c", "{run}", "--seed", "4294967296"], "--seed must be from -2147483648 to 2147483647"),
     ("train seed", ["train", "{corpus}", "--seed", "2147483648"], "--seed must be from -2147483648 to 2147483647"),
-    ("prime", ["sample", "-c", "{run}", "--prime", "Zebra@"], "never saw: '@Z'"),
+    ("prime", ["sample", "-c", "{run}", "--prime", "Zebra@"], "never saw: '@', 'Z'"),
     # Undecodable command-line bytes arrive as lone surrogates.
     ("surrogate", ["sample", "-c", "{run}", "--prime", "a\udcff"], "never saw: '\\udcff'"),
     ("no checkpoint", ["sample", "--checkpoint", "{tmp}/nope"], "checkpoint not found"),

@@ -355,5 +355,5 @@ def test_bad_requests(kwargs, message):
 
 def test_prime_with_unseen_characters_names_them():
     params = init_params(CFG, jax.random.PRNGKey(0))
-    with pytest.raises(CharlstmError, match=r"never saw: '!z'"):
+    with pytest.raises(CharlstmError, match=r"never saw: '!', 'z'"):
         sample_text(CFG, params, VOCAB, SampleConfig(5, prime="abz!"))

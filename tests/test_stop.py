@@ -67,6 +67,22 @@ def test_streamed_pieces_with_a_stop_join_to_the_same_text(params):
     assert whole.text == _first_cut(unstopped, ["\nd"])
 
 
+def test_cli_prime_reads_escapes_as_stop_does(trained_run, tmp_path):
+    """`--prime "ab\\n"` is the prime "ab" and a new line, as in a
+    --prime-file; a doubled backslash is one backslash."""
+    run_dir, _ = trained_run
+    runner = CliRunner()
+    (tmp_path / "prime.txt").write_text("ab\n", encoding="utf-8")
+    base = ["sample", "-c", str(run_dir), "-n", "40", "--seed", "3", "--json"]
+    typed = runner.invoke(app, [*base, "--prime", "ab\\n"])
+    from_file = runner.invoke(app, [*base, "--prime-file", str(tmp_path / "prime.txt")])
+    assert typed.exit_code == 0, typed.output
+    assert json.loads(typed.stdout)["prime"] == "ab\n"
+    assert json.loads(typed.stdout)["text"] == json.loads(from_file.stdout)["text"]
+    refused = runner.invoke(app, [*base, "--prime", "a\\\\b"])  # one backslash, which this model never saw
+    assert refused.exit_code == 2 and "never saw: '\\'" in refused.stderr
+
+
 @pytest.mark.parametrize(
     ("stop", "message"),
     [

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 def _read_prime(prime: str, prime_file: Path | None) -> str:
     if prime_file is None:
-        return prime
+        return unescape(prime, flag("prime"))
     if prime:
         fail(f"give {flag('prime')} or --prime-file, not both")
     try:
@@ -77,7 +77,11 @@ def sample(
     ] = SampleConfig.top_p,
     length: Annotated[int, typer.Option(flag("length"), "-n", help="Characters to generate.")] = SampleConfig.length,
     prime: Annotated[
-        str, typer.Option(flag("prime"), help="Text to start from; it is printed, then continued.")
+        str,
+        typer.Option(
+            flag("prime"),
+            help='Text to start from; it is printed, then continued (escapes work as in --stop: "ROMEO.\\n").',
+        ),
     ] = SampleConfig.prime,
     prime_file: Annotated[
         Path | None, typer.Option("--prime-file", help="Start from this file's text instead of --prime.")

@@ -58,17 +58,21 @@ def default_prime(vocab: Vocab) -> str:
     return "\n" if "\n" in vocab.chars else vocab.chars[0]
 
 
+def named(chars: list[str]) -> str:
+    """Characters listed one by one, each as typed where it can be seen
+    ('é', '\\'), by its escape where it cannot ('\\t', '\\udcff')."""
+    return ", ".join(f"'{c}'" if c.isprintable() and c != "'" else repr(c) for c in chars)
+
+
 def check_request(vocab: Vocab, request: SampleConfig) -> None:
     """Refuse a prime or stop text the model can never read or write."""
     unknown = vocab.unknown(request.prime)
     if unknown:
-        raise CharlstmError(f"the prime contains characters the model never saw: {''.join(unknown)!r}; remove them")
+        raise CharlstmError(f"the prime contains characters the model never saw: {named(unknown)}; remove them")
     for stop in request.stop:
         unknown = vocab.unknown(stop)
         if unknown:
-            raise CharlstmError(
-                f"the stop text {stop!r} contains characters the model never writes: {''.join(unknown)!r}"
-            )
+            raise CharlstmError(f"the stop text {stop!r} contains characters the model never writes: {named(unknown)}")
 
 
 def prime_ids(vocab: Vocab, request: SampleConfig) -> np.ndarray:
