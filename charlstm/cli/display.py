@@ -112,6 +112,8 @@ class TrainingDisplay:
                 self._start_bar(event.step, event.total_steps)
         elif isinstance(event, events.Compiled):
             self._say(f"compiled the training step in {event.seconds:.1f}s")
+            if self._progress is not None and self._task is not None:
+                self._progress.update(self._task, stats="first steps...")  # no longer compiling
         elif isinstance(event, events.Progress):
             self._on_progress(event)
         elif isinstance(event, events.Warned):
@@ -160,10 +162,12 @@ class TrainingDisplay:
                     f"{event.best_step}, the checkpoint kept as best"
                 )
                 return
-            self._say(
-                f"{event.reason} at step {event.step} after {_trained(event)}; "
+            best = (
                 f"best validation loss {_loss_text(event.best_val_loss)}"
+                if event.best_val_loss is not None
+                else "no validation pass yet"
             )
+            self._say(f"{event.reason} at step {event.step} after {_trained(event)}; {best}")
 
     def _on_reading(self, event: events.Reading) -> None:
         """A transient bar of bytes on a terminal; elsewhere a line every few

@@ -90,6 +90,7 @@ def sample(
         list[str] | None,
         typer.Option(
             flag("stop"),
+            metavar="<str>",  # one at a time, repeated; Typer would write <list[str]>
             help=(
                 "End each sample at the first occurrence of this text, which is left out (repeatable; "
                 'escapes such as "\\n" work: --stop "\\n\\n" ends at a blank line).'
@@ -131,6 +132,8 @@ def sample(
             num_samples=num_samples,
             stop=tuple(unescape(s, flag("stop")) for s in stop or ()),
         )
+        if output is not None and output.is_dir():  # found now, not after generating
+            fail(f"--output {output} is a folder; name a file to write")
         from charlstm import api
 
         use_cache()
@@ -151,9 +154,9 @@ def sample(
             return
         done = model.complete(request)  # before --output is opened: a bad prime leaves the file alone
         with _open_output(output) as sink:
+            if not quiet:
+                say(note)  # before the text, as when it streams
             sink.write(_render(done, request, model, as_json))
-        if not quiet:
-            say(note)
         if output is not None and not quiet:
             say(f"wrote {len(done)} sample{'s' if len(done) > 1 else ''} to {output}")
 

@@ -112,6 +112,7 @@ def train(
             flag("val_file"),
             help="Validate on this text instead of holding out a share of the corpus (repeat it for several files).",
             show_default=False,
+            metavar="<path>",  # one at a time, repeated; Typer would write <list[Path]>
         ),
     ] = None,
     skip_bad_files: Annotated[

@@ -34,9 +34,8 @@ def list_runs(runs_dir: Path = RUNS_DIR) -> list[RunSummary]:
     """Every run directory under `runs_dir` with at least one checkpoint,
     most recently updated last. Reads only the checkpoints' JSON metadata."""
     if not runs_dir.is_dir():
-        raise CharlstmError(
-            f"no folder {runs_dir}/ here, so no runs: train a model first, or name the folder that holds runs"
-        )
+        where = f"no folder {runs_dir}/ here" if not runs_dir.is_absolute() else f"no folder {runs_dir}/"
+        raise CharlstmError(f"{where}, so no runs: train a model first, or name the folder that holds runs")
     found = [summarize(d) for d in sorted(runs_dir.iterdir()) if _is_run(d)]
     return sorted(found, key=lambda r: r.updated)
 
