@@ -12,7 +12,8 @@ The public API (see `charlstm.api`):
     Model.complete(SampleConfig) -> list[Completion] (text, finish_reason)
     Model.export_html(path, half=False);  Model.export_weights(directory)
     app(model, api_key=None, **ServeConfig fields) -> ASGI app;  serve(model, host, port, ...)
-    tune(corpus, ...) -> Search;  list_runs(runs_dir) -> [RunSummary];  describe(path) -> Meta
+    tune(corpus, ...) -> Search;  list_runs(runs_dir) -> [RunSummary]
+    describe(path) -> Description (meta, params, validation)
 
 They are imported on first use, so `import charlstm` (and `charlstm --help`)
 does not load JAX.

@@ -1,8 +1,11 @@
 """The one table from configuration fields (and API arguments) to command-line flags.
 
-Every message that names an option (a config's validation error, the CLI's
-help and hints, `charlstm tune`'s tables, the progress line) spells it
-through this table, so renaming a flag is a one-line change here.
+Every message that names a configuration option (a config's validation
+error, the CLI's help and hints, `charlstm tune`'s tables, the progress
+line) spells it through this table, so renaming one is a one-line change
+here. Options that only one command has and no config holds (`sample`'s
+`--prime-file`, `--greedy` and `--output`, `inspect`'s `--text` and
+`--top`) are spelt where that command declares them.
 """
 
 from __future__ import annotations

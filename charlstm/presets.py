@@ -18,7 +18,7 @@ from charlstm.flags import flag
 @dataclass(frozen=True)
 class Preset:
     name: str
-    purpose: str
+    purpose: str  # what it is for, as `charlstm train --help` lists it
     model: dict[str, Any] = field(default_factory=dict)  # ModelConfig fields
     train: dict[str, Any] = field(default_factory=dict)  # TrainConfig fields
 
@@ -28,7 +28,7 @@ PRESETS = {
     for p in (
         Preset(
             "tiny",
-            "a quick try on a laptop CPU: about a minute",
+            "a quick try: about a minute on a laptop CPU",
             # Measured as the plain cell without dropout, the defaults before
             # 2026-11-25: too short a run for either to pay for its cost.
             model={"hidden_size": 128, "num_layers": 2, "embed_dim": 32, "norm": "none"},
@@ -48,7 +48,7 @@ PRESETS = {
         ),
         # The defaults: tuned for the lowest validation loss in a 10-minute run
         # on a 2-core CPU (see benchmarks/time_to_quality.py).
-        Preset("small", "a 10-minute CPU run (the defaults)"),
+        Preset("small", "the defaults: 7-10 minutes on a 2-core CPU"),
         Preset(
             "medium",
             "about an hour on one GPU",

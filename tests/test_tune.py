@@ -261,7 +261,7 @@ def test_a_time_budget_counts_the_same_training_time_in_every_trial(
         clock.now += self.fake_cost
         return call_step(self, state, batch)
 
-    validate = loop.Session._validate
+    validate = loop.TrainingLoop._validate
 
     def validated(self):
         clock.now += 5.0
@@ -269,7 +269,7 @@ def test_a_time_budget_counts_the_same_training_time_in_every_trial(
 
     monkeypatch.setattr(step_setup.TrainStep, "__init__", compiled)
     monkeypatch.setattr(step_setup.TrainStep, "__call__", stepped)
-    monkeypatch.setattr(loop.Session, "_validate", validated)
+    monkeypatch.setattr(loop.TrainingLoop, "_validate", validated)
     space = {"learning_rate": "1e-2", "hidden_size": "8,12,16", "num_layers": "1", "seq_len": "16", "dropout": "0"}
     plan = tune.plan(
         tiny_corpus, tmp_path / "s", trials=3, budget_s=budget, space=space, model={"embed_dim": 8},

@@ -7,7 +7,8 @@ and `exporting` (export), `serving` (serve) hold the commands, each parsing
 its options, calling `charlstm.api` and rendering what comes back. `display`
 is the live training display (`search_display` tune's), `tables` and
 `inspect_tables` the rich tables, `records` the `--json` output, `format`
-the number formats and `signals` the Ctrl-C handling. They are registered
+the number formats, `signals` the Ctrl-C handling and `outputs` what
+happens when the output's reader goes away (`| head`). They are registered
 here, in the order `--help` lists them.
 """
 

@@ -66,7 +66,7 @@ def inspect_model(
             flag("max_chars"), help="Read at most the first N characters (the page grows with N).", metavar="N"
         ),
     ] = 2000,
-    out: Annotated[Path, typer.Option("--out", "-o", help="HTML page to write.")] = Path("inspect.html"),
+    out: Annotated[Path, typer.Option(flag("out"), "-o", help="HTML page to write.")] = Path("inspect.html"),
     top: Annotated[int, typer.Option(help="Units listed per feature.", metavar="N")] = 5,
     saturation_png: Annotated[
         Path | None,
@@ -184,7 +184,7 @@ def info(
 
 def plot(
     run_dirs: Annotated[list[Path], typer.Argument(help="One or more run directories, overlaid.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="PNG file to write.")] = Path("loss.png"),
+    out: Annotated[Path, typer.Option(flag("out"), "-o", help="PNG file to write.")] = Path("loss.png"),
     width: Annotated[int, typer.Option(help="Image width in pixels.")] = 1200,
     height: Annotated[int, typer.Option(help="Image height in pixels.")] = 450,
 ) -> None:

@@ -31,6 +31,7 @@ from charlstm.config import FINE_TUNE_LEARNING_RATE
 from charlstm.config import ModelConfig as _M
 from charlstm.config import TrainConfig as _T
 from charlstm.flags import flag
+from charlstm.presets import PRESETS
 
 if TYPE_CHECKING:
     from charlstm.api import Model, TrainingDiverged
@@ -140,8 +141,9 @@ def train(
         str | None,
         typer.Option(
             flag("preset"),
-            help="Start from a named size: tiny (a minute on a CPU), small (7-10 CPU minutes: the defaults), "
-            "medium (a GPU hour), large (a long GPU run). Options given here override it.",
+            help="Start from a named size: "
+            + "; ".join(f"{p.name} ({p.purpose})" for p in PRESETS.values())
+            + ". Options given here override it.",
         ),
     ] = None,
     hidden_size: Annotated[

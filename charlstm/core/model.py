@@ -8,7 +8,7 @@ The model is Flax Linen: parameters are a plain nested dict, `apply` is a
 pure function, and the recurrence is a `jax.lax.scan` with a hand-written
 backward pass for each cell (`lstm.py`, `ln_lstm.py`, `gru.py`; `cells.py`
 says why). That keeps
-the training step a pure `(state, batch) -> (state, metrics)` function and
+the training step a pure `(state, batch, hyper) -> (state, metrics)` function and
 the checkpoint a plain tree of named arrays.
 
 Applied with the "intermediates" collection mutable, every recurrent layer

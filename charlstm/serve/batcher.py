@@ -105,7 +105,8 @@ class Batcher:
         self._closing = False
         self._slots: list[tuple[Job, int, int]] = []  # the active rows: (job, row of the job, slot in the batch)
         self._free = list(range(max_batch))  # slots no row holds
-        # (C, ...): every slot's state and settings, placed as the parameters are (one program per batch size).
+        # Every slot's state and settings (the carry (L, C, H), the rest (C, ...)), placed as the parameters
+        # are (one program per batch size).
         self._batch = beside_params(params, device_batch.empty_batch(config, max_batch))
         # Since start: compiled calls made, the most rows one call advanced,
         # and rows freed because their client left or timed out.

@@ -26,7 +26,8 @@ CHUNK_BYTES = 1 << 22
 # A NUL in a file's first 64 KiB marks it as binary: text never has one.
 BINARY_PROBE = 1 << 16
 
-# (phase, bytes done, bytes in all): "reading" (checking and hashing) or "encoding".
+# (phase, bytes done, bytes in all): "reading" (checking and hashing), "hashing" (a cached
+# corpus's files, checked against the cache: tokens.py) or "encoding".
 Progress = Callable[[str, int, int], None]
 
 

@@ -1,14 +1,14 @@
 """One training run, on disk and across devices.
 
-`run` (what a run is, its directory), `session` (opening a run, new, resumed
-or fine-tuned, and training it for one session), `loop` (the loop around the
-compiled step, which yields `events`), `step_setup` (what a session trains
-with, and its compiled step), `timefit` (the schedule fitted to a time
-limit), `health` (warnings worth a user's attention), `checkpoint` (Orbax,
-never pickled), `checkpoint_meta` (the JSON a checkpoint carries),
-`restore_failures` (what an unreadable checkpoint says), `runlog`
-(metrics.jsonl and samples.txt), `catalog` (listing runs), `distributed`
-(the device mesh and the processes of a multi-device run), `tune` (a
-hyperparameter search, one run per trial) and `search_space` (what it
-searches).
+`run` (what a run is, its directory), `run_lock` (one process trains a run
+at a time), `session` (opening a run, new, resumed or fine-tuned, and
+training it for one session), `loop` (the loop around the compiled step,
+which yields `events`), `step_setup` (what a session trains with, and its
+compiled step), `timefit` (the schedule fitted to a time limit), `health`
+(warnings worth a user's attention), `checkpoint` (Orbax, never pickled),
+`checkpoint_meta` (the JSON a checkpoint carries), `restore_failures` (what
+an unreadable checkpoint says), `runlog` (metrics.jsonl and samples.txt),
+`catalog` (listing runs), `distributed` (the device mesh and the processes
+of a multi-device run), `tune` (a hyperparameter search, one run per trial)
+and `search_space` (what it searches).
 """

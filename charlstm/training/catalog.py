@@ -31,8 +31,10 @@ class RunSummary:
 
 
 def list_runs(runs_dir: Path = RUNS_DIR) -> list[RunSummary]:
-    """Every run directory under `runs_dir` with at least one checkpoint,
-    most recently updated last. Reads only the checkpoints' JSON metadata."""
+    """Every run directory under `runs_dir` (a folder with a checkpoints/
+    folder), most recently updated last; one without a complete checkpoint
+    (a run aborted before its first save) is listed with that `problem`.
+    Reads only the checkpoints' JSON metadata."""
     if not runs_dir.is_dir():
         where = f"no folder {runs_dir}/ here" if not runs_dir.is_absolute() else f"no folder {runs_dir}/"
         raise CharlstmError(f"{where}, so no runs: train a model first, or name the folder that holds runs")

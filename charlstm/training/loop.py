@@ -6,7 +6,7 @@ them, so the host does not stall the device at every step. It decides when
 to evaluate and save; how a checkpoint is written is passed in (`save`).
 
 `fit` sets a session up (`step_setup.py`: the stream layout, the device
-mesh, the compiled step) and hands it to `Session`, which holds what changes
+mesh, the compiled step) and hands it to `TrainingLoop`, which holds what changes
 while it trains: the step, the metrics not yet reported, the clocks, the
 last evaluated and saved steps, and whether everything seen so far is
 finite. With a time limit, `timefit.TimeFit` plans where its schedule ends.
@@ -88,10 +88,10 @@ def fit(
     started = time.perf_counter()
     train_step = TrainStep.for_run(run, setup)
     yield events.Compiled(seconds=time.perf_counter() - started)
-    yield from Session(run, setup, train_step, save, should_stop, sample, budget).train()
+    yield from TrainingLoop(run, setup, train_step, save, should_stop, sample, budget).train()
 
 
-class Session:
+class TrainingLoop:
     """One session of training: from where the run stands to its last step,
     a stop, or divergence."""
 

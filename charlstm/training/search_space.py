@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from charlstm.errors import ConfigError
-from charlstm.flags import flag, label
+from charlstm.flags import flag
 
 
 @dataclass(frozen=True)
@@ -25,11 +25,6 @@ class Dimension:
     integer: bool = True
     allow_zero: bool = False
     below: float | None = None  # values must be less than this
-
-    @property
-    def name(self) -> str:
-        """As on the command line, without dashes: lr, hidden, ..."""
-        return label(self.field)
 
 
 SPACE = (
