@@ -12,8 +12,8 @@ import pytest
 from charlstm.config import ModelConfig, SampleConfig
 from charlstm.core.generation import begin, complete
 from charlstm.core.model import init_params
-from charlstm.serve.batcher import Batcher, Job
-from charlstm.serve.device_batch import advance, bucket, put
+from charlstm.serving.batcher import Batcher, Job
+from charlstm.serving.device_batch import advance, bucket, put
 
 from .helpers import COMPILE_LOGGER, compilations
 from .test_sample import CFG, VOCAB

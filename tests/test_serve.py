@@ -346,3 +346,35 @@ def test_help_and_import_never_load_the_web_stack():
         "assert not {'starlette', 'uvicorn', 'jax'} & set(sys.modules), sorted(sys.modules)"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=WAIT_S)
+
+
+def test_the_app_mounted_in_another_app_generates(served):
+    """`charlstm.app(model)` mounted in the user's own Starlette (or FastAPI)
+    service, whose lifespan does not run a mount's: the first request
+    starts the batcher, and the answer is what `charlstm sample` gives.
+    Calling `app()` leaves `charlstm.serve` the function it was."""
+    import uvicorn
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+
+    _, model = served
+    serve_before = charlstm.serve
+    outer = Starlette(routes=[Mount("/lm", app=charlstm.app(model, max_batch=4, max_samples=4))])
+    assert charlstm.serve is serve_before and callable(charlstm.serve)
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(outer, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        _until(lambda: server.started, "the outer app to start")
+        body = {"prime": "HAMLET.\n", "length": 30, "seed": 5, "temperature": 0.8}
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=WAIT_S)
+        connection.request("POST", "/lm/v1/generate", body=json.dumps(body).encode())
+        response = connection.getresponse()
+        answer = json.loads(response.read())
+        connection.close()
+        assert response.status == 200, answer
+        assert answer["samples"] == _library(model, body)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=WAIT_S)

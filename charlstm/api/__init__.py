@@ -15,7 +15,7 @@ command parses its options, calls one of them and renders what comes back.
 and `TrainingDiverged`; `serving` the HTTP server (`app`, `serve`); `runs`
 what is on disk (`list_runs`, `describe`, `read_text`, `plot_runs`). Each
 calls into the package's layers below: `charlstm.training` for runs and
-checkpoints, `charlstm.core` for the model, `charlstm.serve` for the server.
+checkpoints, `charlstm.core` for the model, `charlstm.serving` for the server.
 """
 
 from charlstm.api.model import Model, load

@@ -20,7 +20,7 @@ def app(model: Model, *, api_key: str | None = None, **limits: Any) -> Any:
     with `api_key` every endpoint but /healthz and the page needs
     `Authorization: Bearer KEY`. Needs the serve extra."""
     try:
-        from charlstm.serve.app import create_app
+        from charlstm.serving.app import create_app
     except ImportError as err:
         raise CharlstmError(
             f"serving needs the serve extra ({err.name} is missing): pip install 'charlstm[serve]'"
@@ -49,7 +49,7 @@ def serve(
     finish, and return. `on_ready` is called once it listens, `on_stop`
     with the signal that stops it."""
     application = app(model, api_key=api_key, **limits)
-    from charlstm.serve import server
+    from charlstm.serving import server
 
     if not 1 <= port <= 65535:
         raise ConfigError(f"{flag('port')} must be from 1 to 65535, got {port}")

@@ -34,8 +34,8 @@ from starlette.routing import Route
 from charlstm.config import ModelConfig, SampleConfig, ServeConfig, to_dict
 from charlstm.core.generation import default_prime
 from charlstm.core.model import Params
-from charlstm.serve.batcher import Batcher, Job, Piece, asyncio_delivery
-from charlstm.serve.requests import RequestError, parse_generate, settings
+from charlstm.serving.batcher import Batcher, Job, Piece, asyncio_delivery
+from charlstm.serving.requests import RequestError, parse_generate, settings
 from charlstm.text.vocab import Vocab
 
 OPEN_PATHS = ("/healthz", "/")  # answered without the API key: neither says anything about the model
@@ -77,6 +77,10 @@ class Generation:
         self.started = time.monotonic()
 
     def submit(self) -> None:
+        # Started by the app's lifespan; where that never runs (an app
+        # mounted in another Starlette or FastAPI app, whose lifespan does
+        # not run its mounts'), by the first request.
+        self.batcher.start()
         if not self.batcher.submit(self.job):
             raise RequestError(503, "the server is busy: too many samples are waiting; try again shortly")
 
@@ -117,11 +121,13 @@ def create_app(
 ) -> Starlette:
     """The ASGI application serving this model. `about` is added to what
     GET /v1/model says (the checkpoint, its step...). The batcher's threads
-    run while the application's lifespan does."""
+    run while the application's lifespan does; mounted in another app,
+    which does not run a mount's lifespan, from the first request on, and
+    they end with the process (forward the lifespan to drain them)."""
     batcher = Batcher(
         config, params, vocab, max_batch=limits.max_batch, chunk=limits.chunk, max_waiting=limits.max_waiting
     )
-    page = resources.files("charlstm.serve").joinpath("page.html").read_text(encoding="utf-8")
+    page = resources.files("charlstm.serving").joinpath("page.html").read_text(encoding="utf-8")
     page_headers = {**_NO_CACHE, "Content-Security-Policy": _page_policy(page)}
 
     def authorised(request: Request) -> None:

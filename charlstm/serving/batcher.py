@@ -37,7 +37,7 @@ from charlstm.core.generation import Completion, StopScanner, begin
 from charlstm.core.model import Params
 from charlstm.core.sampler import beside_params, filtering_on
 from charlstm.errors import CharlstmError
-from charlstm.serve import device_batch
+from charlstm.serving import device_batch
 from charlstm.text.vocab import BOUNDARY, Vocab
 
 Piece = list[Completion]  # one text piece and state per sample of a request; None ends the stream
@@ -103,6 +103,7 @@ class Batcher:
         self._ready: collections.deque[tuple[Job, HostRows]] = collections.deque()  # read in, waiting
         self._wake = threading.Condition()
         self._closing = False
+        self._started = False
         self._slots: list[tuple[Job, int, int]] = []  # the active rows: (job, row of the job, slot in the batch)
         self._free = list(range(max_batch))  # slots no row holds
         # Every slot's state and settings (the carry (L, C, H), the rest (C, ...)), placed as the parameters
@@ -124,6 +125,11 @@ class Batcher:
 
     # ---- what the app sees ----
     def start(self) -> None:
+        """Start generating; once only (a later call does nothing), never after `close`."""
+        with self._wake:
+            if self._started or self._closing:
+                return
+            self._started = True
         for thread in self._threads:
             thread.start()
 
@@ -132,7 +138,8 @@ class Batcher:
             self._closing = True
             self._wake.notify_all()
         for thread in self._threads:
-            thread.join()
+            if thread.is_alive():
+                thread.join()
 
     def load(self) -> dict[str, int]:
         """Rows generating now and waiting to join, the batch sizes not
