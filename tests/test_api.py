@@ -67,6 +67,11 @@ def test_unknown_options_and_divergence_are_errors(tiny_corpus, tmp_path):
     with pytest.raises(charlstm.TrainingDiverged) as err:
         charlstm.train(tiny_corpus, tmp_path / "b", steps=10, batch_size=4, seq_len=16, learning_rate=1e38)
     assert err.value.step >= 1
+    # The message says what is there to continue from, and only that.
+    if err.value.last_good is None:
+        assert "before its first checkpoint" in str(err.value)
+    else:
+        assert f"(step {err.value.last_good_step}) is the last good one" in str(err.value)
 
 
 def test_a_python_callers_mistakes_are_config_errors(trained_run):

@@ -29,7 +29,12 @@ class TrainingDiverged(CharlstmError):
     def __init__(
         self, step: int, run_dir: Path, learning_rate: float, steps: int, last_good: Path | None, last_good_step: int
     ):
-        super().__init__(f"training diverged at step {step}; the newest checkpoint in {run_dir} is the last good one")
+        kept = (
+            f"the newest checkpoint in {run_dir} (step {last_good_step}) is the last good one"
+            if last_good is not None
+            else f"it diverged before its first checkpoint, so {run_dir} has none to continue from"
+        )
+        super().__init__(f"training diverged at step {step}; {kept}")
         self.step = step
         self.run_dir = run_dir
         self.learning_rate = learning_rate  # the peak learning rate it diverged with
