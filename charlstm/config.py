@@ -259,6 +259,7 @@ class SampleConfig:
         _check(self.num_samples >= 1, f"{flag('num_samples')} must be >= 1, got {self.num_samples}")
         check_seed(self.seed)
         _check(not isinstance(self.stop, str), f"{flag('stop')} must be a list of texts, not one string")
+        _check(isinstance(self.stop, tuple | list), f"{flag('stop')} must be a list of texts, got {self.stop!r}")
         object.__setattr__(self, "stop", tuple(self.stop))  # a list from JSON or a caller: frozen like the rest
         _check(all(isinstance(s, str) for s in self.stop), f"{flag('stop')} must be texts, got {list(self.stop)!r}")
         _check(len(self.stop) <= MAX_STOPS, f"at most {MAX_STOPS} {flag('stop')} texts, got {len(self.stop)}")
@@ -282,7 +283,10 @@ class ServeConfig:
     max_waiting: int = 512  # rows queued to join the batch; more and requests get 503
 
     def __post_init__(self) -> None:
-        for name in ("max_length", "max_samples", "max_body_bytes", "max_batch", "chunk", "max_waiting"):
+        counts = ("max_length", "max_samples", "max_body_bytes", "max_batch", "chunk", "max_waiting")
+        _whole(self, *counts)
+        _real(self, "timeout_s")
+        for name in counts:
             value = getattr(self, name)
             _check(value >= 1, f"{flag(name)} must be >= 1, got {value}")
         _check(self.timeout_s > 0, f"{flag('timeout_s')} must be > 0 seconds, got {self.timeout_s}")

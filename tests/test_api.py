@@ -112,6 +112,19 @@ def test_a_python_callers_mistakes_are_config_errors(trained_run):
     assert charlstm.TrainConfig(steps=np.int64(5), patience=None, max_seconds=np.float32(60)).steps == 5
     with pytest.raises(charlstm.ConfigError, match="--max-time is too large: 401 digits"):
         charlstm.TrainConfig(max_seconds=10**400)
+    # The other calls a Python caller makes (found by a walkthrough, 2026-12-03).
+    for call, message in [
+        (lambda: charlstm.SampleConfig(stop=None), "--stop must be a list of texts, got None"),
+        (lambda: model.sample(10, stop=5), "--stop must be a list of texts, got 5"),
+        (lambda: model.evaluate(trained_run[1]), "score takes the text itself, got PosixPath: read the file first"),
+        (lambda: model.evaluate("abc" * 20, streams=0), "streams must be a whole number >= 1, got 0"),
+        (lambda: model.inspect("abc" * 20, max_chars=3.0), "--max-chars must be a whole number, got 3.0"),
+        (lambda: charlstm.ServeConfig(max_length="10"), "--max-length must be a whole number, got '10'"),
+        (lambda: charlstm.tune(trained_run[1], foo=1), "unknown training option: foo"),
+        (lambda: charlstm.tune(trained_run[1], space={"hidden_size": [16, 32]}), "space['hidden_size'] must be a text"),
+    ]:
+        with pytest.raises(charlstm.ConfigError, match=re.escape(message)):
+            call()
 
 
 def test_one_stop_text_is_one_text_not_its_characters(trained_run):

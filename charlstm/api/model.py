@@ -12,7 +12,7 @@ from charlstm.config import ModelConfig, SampleConfig, TrainConfig
 from charlstm.core.generation import Completion, complete, default_prime, sample_texts, stream_texts
 from charlstm.core.model import Params, count_params
 from charlstm.core.scorer import Score, make_scorer
-from charlstm.errors import CorpusError
+from charlstm.errors import ConfigError, CorpusError
 from charlstm.export import page, weights
 from charlstm.introspect import record
 from charlstm.text import manifest, streams
@@ -64,14 +64,15 @@ class Model:
         seed: int = SampleConfig.seed,
         top_k: int = SampleConfig.top_k,
         top_p: float = SampleConfig.top_p,
-        stop: str | Sequence[str] = (),
+        stop: str | Sequence[str] | None = (),
     ) -> str:
         """`length` new characters continuing `prime` (not included), or
         fewer: up to the first of the `stop` texts (one text, or several;
         not included), or, for a
         model trained on several documents, to the end of the document it
         writes (every sample starts a new one)."""
-        stops = (stop,) if isinstance(stop, str) else tuple(stop)  # one text, or several
+        # None, one text, or several; SampleConfig refuses anything else with a ConfigError.
+        stops: Any = () if stop is None else (stop,) if isinstance(stop, str) else stop
         request = SampleConfig(length, temperature, prime, seed, top_k=top_k, top_p=top_p, stop=stops)
         return self.generate(request)[0]
 
@@ -96,6 +97,8 @@ class Model:
         is how validation was scored). Characters the model never saw are
         left out, and counted in `Score.skipped`."""
         text, skipped = self._known(text, "score")
+        if streams is not None and (isinstance(streams, bool) or not isinstance(streams, int) or streams < 1):
+            raise ConfigError(f"streams must be a whole number >= 1, got {streams!r}")
         score = make_scorer(self.model_config)(
             self.params, self.vocab.encode(text), streams or self.train_config.batch_size
         )
@@ -188,6 +191,9 @@ class Model:
 
     def _known(self, text: str, verb: str) -> tuple[str, dict[str, int]]:
         """`text` without the characters the model never saw, and how often each occurred."""
+        if not isinstance(text, str):
+            hint = f": read the file first (Path({str(text)!r}).read_text())" if isinstance(text, Path) else ""
+            raise ConfigError(f"{verb} takes the text itself, got {type(text).__name__}{hint}")
         skipped = {c: text.count(c) for c in self.vocab.unknown(text)}
         if skipped:
             text = text.translate({ord(c): None for c in skipped})

@@ -20,6 +20,7 @@ from charlstm.training.run import Run
 from charlstm.training.session import EventHandler, StopCheck
 
 _MODEL_FIELDS = frozenset(f.name for f in dataclasses.fields(ModelConfig))
+_TRAIN_FIELDS = frozenset(f.name for f in dataclasses.fields(TrainConfig))
 
 
 class TrainingDiverged(CharlstmError):
@@ -191,6 +192,12 @@ def tune(
     "1e-3:3e-2", "hidden_size": "128,256"; see `training.search_space.SPACE`);
     `fixed` sets other ModelConfig and TrainConfig fields for every trial.
     Returns the search's directory and its trials, best first."""
+    unknown = sorted(set(fixed) - _MODEL_FIELDS - _TRAIN_FIELDS)
+    if unknown:
+        raise ConfigError(f"unknown training option: {', '.join(unknown)}")
+    for name, values in (space or {}).items():
+        if not isinstance(values, str):
+            raise ConfigError(f"space[{name!r}] must be a text such as '128,256' or '1e-3:3e-2', got {values!r}")
     model = {k: v for k, v in fixed.items() if k in _MODEL_FIELDS}
     train = {k: v for k, v in fixed.items() if k not in _MODEL_FIELDS}
     plan = tuning.plan(

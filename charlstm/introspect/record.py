@@ -160,6 +160,8 @@ def record(
 
 
 def check_max_chars(max_chars: int) -> None:
+    if isinstance(max_chars, bool) or not isinstance(max_chars, int):
+        raise ConfigError(f"{flag('max_chars')} must be a whole number, got {max_chars!r}")
     if max_chars < 2:
         raise ConfigError(f"{flag('max_chars')} must be >= 2, got {max_chars}")
 
