@@ -22,7 +22,10 @@ from charlstm.training import catalog, checkpoint
 from charlstm.training.run import RUNS_DIR
 
 
-@dataclasses.dataclass(frozen=True)
+# eq=False: two models are the same object or different ones; comparing
+# their parameter arrays field by field would raise (an array's truth value
+# is ambiguous), and a model is then hashable, by identity.
+@dataclasses.dataclass(frozen=True, eq=False)
 class Model:
     """A trained model, as loaded from one checkpoint."""
 
