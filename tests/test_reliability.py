@@ -136,6 +136,12 @@ def test_the_other_reads_of_a_damaged_checkpoint_stay_quiet(damaged, capsys, cap
         echo = Exception("Encountered error while reading array index: ().")
         logging.getLogger("asyncio").error("exception was never retrieved", exc_info=(Exception, echo, None))
         logging.getLogger("asyncio").error("a task went wrong", exc_info=(ValueError, ValueError("mine"), None))
+        # A late read whose error TensorStore raised, with no Python frames: asyncio's message names the coroutine.
+        late = ValueError('OUT_OF_RANGE: Error opening "zarr" driver')
+        task = "coro=<async_deserialize() done, defined at /x/orbax/checkpoint/_src/serialization/serialization.py:394>"
+        logging.getLogger("asyncio").error(
+            f"Task exception was never retrieved\nfuture: <Task {task}>", exc_info=(ValueError, late, None)
+        )
         assert [r.getMessage() for r in caplog.records] == ["a task went wrong"]
         # An error that did not come from Orbax's reads, though the words match.
         logging.getLogger("asyncio").error("Task exception was never retrieved", exc_info=(ValueError, other, None))

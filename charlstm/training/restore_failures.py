@@ -67,7 +67,15 @@ class _NoRestoreEchoes(logging.Filter):
         if exc is None or "never retrieved" not in record.getMessage():
             return True
         files = [frame.f_code.co_filename for frame, _ in traceback.walk_tb(exc.__traceback__)]
-        reading = str(exc).startswith(_READ_FAILED) or any(_ORBAX_READS in f for f in files)
+        # An error raised by TensorStore may carry no Python frames of
+        # Orbax's; asyncio's message then still names the coroutine, with
+        # the file it was defined in ("coro=<async_deserialize() done,
+        # defined at .../serialization.py:394>").
+        reading = (
+            str(exc).startswith(_READ_FAILED)
+            or any(_ORBAX_READS in f for f in files)
+            or _ORBAX_READS in record.getMessage()
+        )
         return not reading
 
 
