@@ -38,6 +38,11 @@ _EXPORTS = {
     "Model": "charlstm.api",
     "TrainingDiverged": "charlstm.api",
     "Score": "charlstm.core.scorer",
+    "Completion": "charlstm.core.generation",
+    "Description": "charlstm.api.runs",
+    "RunSummary": "charlstm.training.catalog",
+    "Search": "charlstm.training.tune",
+    "TrialResult": "charlstm.training.events",
     "Inspection": "charlstm.introspect.record",
     "ModelConfig": "charlstm.config",
     "TrainConfig": "charlstm.config",
@@ -54,16 +59,21 @@ _EXPORTS = {
 __all__ = [
     "CharlstmError",
     "CheckpointError",
+    "Completion",
     "ConfigError",
     "CorpusError",
+    "Description",
     "Inspection",
     "Model",
     "ModelConfig",
+    "RunSummary",
     "SampleConfig",
     "Score",
+    "Search",
     "ServeConfig",
     "TrainConfig",
     "TrainingDiverged",
+    "TrialResult",
     "__version__",
     "app",
     "describe",
@@ -80,13 +90,18 @@ __all__ = [
 
 if TYPE_CHECKING:
     from charlstm.api import Model, TrainingDiverged, app, describe, list_runs, load, resume, serve, train, tune
+    from charlstm.api.runs import Description
     from charlstm.config import ModelConfig, SampleConfig, ServeConfig, TrainConfig
+    from charlstm.core.generation import Completion
     from charlstm.core.scorer import Score
     from charlstm.errors import CharlstmError, CheckpointError, ConfigError, CorpusError
     from charlstm.introspect.record import Inspection
     from charlstm.runtime.compile_cache import enable_compilation_cache
     from charlstm.runtime.cpu_devices import split_the_cpu
     from charlstm.runtime.hostmem import keep_host_memory
+    from charlstm.training.catalog import RunSummary
+    from charlstm.training.events import TrialResult
+    from charlstm.training.tune import Search
 
 
 def __getattr__(name: str) -> Any:

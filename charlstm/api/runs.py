@@ -24,6 +24,8 @@ def list_runs(runs_dir: str | Path = RUNS_DIR) -> list[catalog.RunSummary]:
 
 @dataclasses.dataclass(frozen=True)
 class Description:
+    """A checkpoint as `charlstm info` shows it (`describe`)."""
+
     meta: checkpoint_meta.Meta  # configs, vocabulary, corpus, metrics, the stored JSON
     params: int  # parameters of the model it describes
     validation: str  # what its validation text is, in words

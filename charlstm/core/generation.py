@@ -45,6 +45,8 @@ END = "end"  # ... or ended its document (a model of several documents)
 
 
 class Completion(NamedTuple):
+    """One generated sample and why it ended (`Model.complete`)."""
+
     text: str  # the generated characters, without the prime or the stop text
     finish_reason: str  # LENGTH, STOP or END
 

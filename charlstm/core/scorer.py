@@ -40,6 +40,9 @@ _FETCH_EVERY = 64
 
 @dataclass(frozen=True)
 class Score:
+    """How well a model predicts a text (`Model.evaluate`): loss, bits per
+    character and perplexity, over the characters it could score."""
+
     loss: float  # mean cross-entropy, nats per character
     chars: int  # characters predicted and scored
     skipped: Mapping[str, int] = field(default_factory=dict)  # characters left out (not in the vocabulary): count

@@ -17,6 +17,8 @@ from charlstm.training.run import RUNS_DIR
 
 @dataclass(frozen=True)
 class RunSummary:
+    """One run as `charlstm runs` lists it (`list_runs`)."""
+
     path: Path
     corpus: str  # the corpus file's path as given when the run started
     model: str  # e.g. "2x256 LSTM"
