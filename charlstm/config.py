@@ -12,6 +12,7 @@ import dataclasses
 import math
 import numbers
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -260,7 +261,7 @@ class SampleConfig:
         _check(self.num_samples >= 1, f"{flag('num_samples')} must be >= 1, got {self.num_samples}")
         check_seed(self.seed)
         _check(not isinstance(self.stop, str), f"{flag('stop')} must be a list of texts, not one string")
-        _check(isinstance(self.stop, tuple | list), f"{flag('stop')} must be a list of texts, got {self.stop!r}")
+        _check(isinstance(self.stop, Iterable), f"{flag('stop')} must be a list of texts, got {self.stop!r}")
         object.__setattr__(self, "stop", tuple(self.stop))  # a list from JSON or a caller: frozen like the rest
         _check(all(isinstance(s, str) for s in self.stop), f"{flag('stop')} must be texts, got {list(self.stop)!r}")
         _check(len(self.stop) <= MAX_STOPS, f"at most {MAX_STOPS} {flag('stop')} texts, got {len(self.stop)}")

@@ -87,6 +87,23 @@ def test_jobs_that_join_together_get_what_sample_gives(params):
     assert load["peak_rows"] > 3  # calls were shared: no request has more than 3 rows
 
 
+def test_a_batcher_starts_once_and_refuses_jobs_once_closed(params):
+    """The app starts its batcher from its lifespan and, mounted where no
+    lifespan runs, from the first request: a second start does nothing.
+    A closed batcher's threads have ended; it takes no more jobs (the app
+    answers 503) instead of queueing them where nothing will run them."""
+    batcher = Batcher(CFG, params, VOCAB, max_batch=8, chunk=4, max_waiting=64, warm=False)
+    batcher.start()
+    batcher.start()
+    job = Job(SampleConfig(length=5, prime="a"), lambda piece: None, whole=True)
+    assert batcher.submit(job) and not batcher.closed
+    batcher.close()
+    assert batcher.closed
+    batcher.start()  # nothing to start again
+    assert not any(thread.is_alive() for thread in batcher._threads)
+    assert not batcher.submit(Job(SampleConfig(length=5, prime="a"), lambda piece: None, whole=True))
+
+
 def test_requests_joining_at_one_boundary_each_land_in_their_own_slots(params):
     """Three requests (5 rows, padded to 6) written into the batch in one
     call: every slot holds its own request's row, state and settings."""

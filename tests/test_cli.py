@@ -233,6 +233,18 @@ def test_every_command_has_useful_help(runner):
 def test_version_answers_alone(runner):
     result = runner.invoke(app, ["--version"])
     assert result.exit_code == 0 and result.stdout.startswith("charlstm ")
+    # Into a pipe whose reader has gone: quietly 141, as `| head` leaves a command; no traceback.
+    reader, writer = os.pipe()
+    os.close(reader)
+    try:
+        done = subprocess.run([*_charlstm_command(), "--version"], stdout=writer, stderr=subprocess.PIPE, timeout=120)
+    finally:
+        os.close(writer)
+    assert done.returncode == 141 and done.stderr == b""
+    # Shell completion parses the line too: it answers with completions, never the version.
+    env = {**os.environ, "_CHARLSTM_COMPLETE": "complete_zsh", "_TYPER_COMPLETE_ARGS": "charlstm --version "}
+    completion = subprocess.run(_charlstm_command(), capture_output=True, text=True, env=env, timeout=120)
+    assert "charlstm 0." not in completion.stdout and "train" in completion.stdout
 
 
 @pytest.mark.parametrize(
@@ -242,6 +254,7 @@ def test_version_answers_alone(runner):
         (["sample", "-tabc"], "Invalid value for '--temp' / '-t': "),
         (["sample", "--length=1e3"], "Invalid value for '--length' / '-n': "),
         (["sample", "--bogus"], "No such option: --bogus"),
+        (["sample", "-c"], "Option '-c' requires an argument"),
         (["train"], "Missing argument 'corpus'"),
         (["bogus"], "No such command 'bogus'"),
     ],

@@ -4,6 +4,7 @@ scoring, inspecting and exporting it."""
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -75,7 +76,7 @@ class Model:
         model trained on several documents, to the end of the document it
         writes (every sample starts a new one)."""
         # None, one text, or several; SampleConfig refuses anything else with a ConfigError.
-        stops: Any = () if stop is None else (stop,) if isinstance(stop, str) else stop
+        stops: Any = () if stop is None else (stop,) if isinstance(stop, str) else stop  # any other iterable too
         request = SampleConfig(length, temperature, prime, seed, top_k=top_k, top_p=top_p, stop=stops)
         return self.generate(request)[0]
 
@@ -100,8 +101,10 @@ class Model:
         is how validation was scored). Characters the model never saw are
         left out, and counted in `Score.skipped`."""
         text, skipped = self._known(text, "score")
-        if streams is not None and (isinstance(streams, bool) or not isinstance(streams, int) or streams < 1):
-            raise ConfigError(f"streams must be a whole number >= 1, got {streams!r}")
+        if streams is not None:
+            if isinstance(streams, bool) or not isinstance(streams, numbers.Integral) or streams < 1:
+                raise ConfigError(f"streams must be a whole number >= 1, got {streams!r}")
+            streams = int(streams)
         score = make_scorer(self.model_config)(
             self.params, self.vocab.encode(text), streams or self.train_config.batch_size
         )

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Annotated, Any, NoReturn
 
@@ -37,20 +37,36 @@ class _Commands(TyperGroup):
     diverged. (A training run never gets that far: its display and
     messages stop writing and it trains on, see `outputs_gone`.)"""
 
-    def main(self, args: Sequence[str] | None = None, standalone_mode: bool = True, **extra: Any) -> Any:  # type: ignore[override]
+    def main(  # type: ignore[override]
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
         argv = list(sys.argv[1:] if args is None else args)
+        named = {"prog_name": prog_name, "complete_var": complete_var, **extra}
         if not argv:  # `charlstm` alone: Typer's help
-            return super().main(argv, standalone_mode=standalone_mode, **extra)
+            return super().main(argv, standalone_mode=standalone_mode, **named)
         try:
-            status = super().main(argv, standalone_mode=False, **extra)
+            status = super().main(argv, standalone_mode=False, **named)
         except typer.TyperException as err:  # Click's errors: a usage error, a bad value
-            say(f"error: {_usage_error(err, argv)}")
+            say(f"error: {_usage_error(err, argv, self.commands)}")
             status = err.exit_code
         except typer.Abort:  # end of input at a prompt
             status = 1
         if not standalone_mode:
             return status
         sys.exit(status if isinstance(status, int) else 0)
+
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:  # type: ignore[override]
+        # Eager options (--help, --version) print while the line is parsed.
+        try:
+            return super().parse_args(ctx, args)
+        except BrokenPipeError:
+            outputs_gone()
+            raise typer.Exit(EXIT_PIPE) from None
 
     def invoke(self, ctx: typer.Context) -> Any:  # type: ignore[override]
         try:
@@ -62,7 +78,7 @@ class _Commands(TyperGroup):
             raise typer.Exit(EXIT_PIPE) from None
 
 
-def _usage_error(err: typer.TyperException, argv: list[str]) -> str:
+def _usage_error(err: typer.TyperException, argv: list[str], commands: Mapping[str, Any]) -> str:
     """Click's message, the value that was refused, and where help is."""
     message = err.format_message().rstrip(".")
     param = getattr(err, "param", None)
@@ -71,7 +87,8 @@ def _usage_error(err: typer.TyperException, argv: list[str]) -> str:
         if value is not None and repr(value) not in message:
             message += f" (got {value!r})"
     ctx = getattr(err, "ctx", None)
-    where = ctx.command_path if ctx is not None else "charlstm"
+    # The parser's own errors (an option without its value) carry no context: the command is the first word.
+    where = ctx.command_path if ctx is not None else "charlstm" + (f" {argv[0]}" if argv[0] in commands else "")
     return f"{message}; see '{where} --help'"
 
 
@@ -188,10 +205,11 @@ def user_errors() -> Iterator[None]:
         fail(str(err), err.details)
 
 
-def _show_version(value: bool | None) -> None:
+def _show_version(ctx: typer.Context, value: bool | None) -> None:
     # An option's own callback: the group's body runs only before a command,
-    # and `charlstm --version` has none.
-    if value:
+    # and `charlstm --version` has none. Shell completion parses the line
+    # too (resiliently): it must not print the version into its answer.
+    if value and not ctx.resilient_parsing:
         from charlstm import __version__
 
         stdout().print(f"charlstm {__version__}", highlight=False)

@@ -12,6 +12,7 @@ status 141 as a shell reports a command its reader left (`app.py`).
 
 from __future__ import annotations
 
+import errno
 import os
 import select
 import sys
@@ -46,4 +47,4 @@ class Terminal(Console):
     def on_broken_pipe(self) -> None:
         self.quiet = True
         outputs_gone()
-        raise BrokenPipeError
+        raise BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))

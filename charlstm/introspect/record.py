@@ -15,6 +15,7 @@ differentiates, so a new cell brings its own inspector.
 from __future__ import annotations
 
 import functools
+import numbers
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -160,7 +161,7 @@ def record(
 
 
 def check_max_chars(max_chars: int) -> None:
-    if isinstance(max_chars, bool) or not isinstance(max_chars, int):
+    if isinstance(max_chars, bool) or not isinstance(max_chars, numbers.Integral):
         raise ConfigError(f"{flag('max_chars')} must be a whole number, got {max_chars!r}")
     if max_chars < 2:
         raise ConfigError(f"{flag('max_chars')} must be >= 2, got {max_chars}")

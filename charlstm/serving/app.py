@@ -82,6 +82,8 @@ class Generation:
         # not run its mounts'), by the first request.
         self.batcher.start()
         if not self.batcher.submit(self.job):
+            if self.batcher.closed:
+                raise RequestError(503, "the server is shutting down")
             raise RequestError(503, "the server is busy: too many samples are waiting; try again shortly")
 
     async def next_piece(self) -> Piece | None:
@@ -191,6 +193,8 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if batcher.closed:  # its threads have ended: they cannot run again
+            raise RuntimeError("this app has served and stopped: build a new one with charlstm.app(model)")
         batcher.start()
         try:
             yield

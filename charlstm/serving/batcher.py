@@ -125,13 +125,21 @@ class Batcher:
 
     # ---- what the app sees ----
     def start(self) -> None:
-        """Start generating; once only (a later call does nothing), never after `close`."""
+        """Start generating; once only (a later call does nothing), never
+        after `close` (a closed batcher refuses every job: see `closed`)."""
         with self._wake:
             if self._started or self._closing:
                 return
             self._started = True
-        for thread in self._threads:
-            thread.start()
+            # Inside the lock: a `close` that follows finds them alive and joins them.
+            for thread in self._threads:
+                thread.start()
+
+    @property
+    def closed(self) -> bool:
+        """Whether `close` was called: it then takes no more jobs."""
+        with self._wake:
+            return self._closing
 
     def close(self) -> None:
         with self._wake:
@@ -151,9 +159,10 @@ class Batcher:
             return {**load, **self._counts}
 
     def submit(self, job: Job) -> bool:
-        """Queue `job`; False if too many rows are already waiting (try again later)."""
+        """Queue `job`; False if too many rows are already waiting (try again
+        later) or the batcher is closed."""
         with self._wake:
-            if self.load()["waiting_rows"] + job.request.num_samples > self.max_waiting:
+            if self._closing or self.load()["waiting_rows"] + job.request.num_samples > self.max_waiting:
                 return False
             # Each sample's stop texts, and for a model of several documents the end of its document.
             job.scanners = [StopScanner.of(self.vocab, job.request) for _ in range(job.request.num_samples)]
