@@ -40,19 +40,24 @@ def _check(condition: bool, message: str) -> None:
 MAX_COUNT = 2**31 - 1
 
 
+def whole_number(value: Any, what: str) -> int:
+    """`value` as a plain int (a NumPy integer too), or a ConfigError naming
+    `what` for a float, a string or a bool from a Python caller (the CLI
+    and the server parse theirs)."""
+    _check(
+        isinstance(value, numbers.Integral) and not isinstance(value, bool),
+        f"{what} must be a whole number, got {value!r}",
+    )
+    return int(value)
+
+
 def _whole(config: Any, *names: str, optional: bool = False) -> None:
-    """Refuse fields that must be whole numbers but are not (a float or a
-    string from a Python caller; the CLI and the server parse theirs);
-    `optional` ones may also be None."""
+    """Refuse fields that must be whole numbers but are not; `optional` ones may also be None."""
     for name in names:
         value = getattr(config, name)
         if optional and value is None:
             continue
-        _check(
-            isinstance(value, numbers.Integral) and not isinstance(value, bool),
-            f"{flag(name)} must be a whole number, got {value!r}",
-        )
-        object.__setattr__(config, name, int(value))  # a NumPy integer as a plain one
+        object.__setattr__(config, name, whole_number(value, flag(name)))
 
 
 def _real(config: Any, *names: str, optional: bool = False) -> None:

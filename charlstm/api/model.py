@@ -4,12 +4,11 @@ scoring, inspecting and exporting it."""
 from __future__ import annotations
 
 import dataclasses
-import numbers
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from charlstm.config import ModelConfig, SampleConfig, TrainConfig
+from charlstm.config import ModelConfig, SampleConfig, TrainConfig, whole_number
 from charlstm.core.generation import Completion, complete, default_prime, sample_texts, stream_texts
 from charlstm.core.model import Params, count_params
 from charlstm.core.scorer import Score, make_scorer
@@ -102,9 +101,9 @@ class Model:
         left out, and counted in `Score.skipped`."""
         text, skipped = self._known(text, "score")
         if streams is not None:
-            if isinstance(streams, bool) or not isinstance(streams, numbers.Integral) or streams < 1:
+            streams = whole_number(streams, "streams")
+            if streams < 1:
                 raise ConfigError(f"streams must be a whole number >= 1, got {streams!r}")
-            streams = int(streams)
         score = make_scorer(self.model_config)(
             self.params, self.vocab.encode(text), streams or self.train_config.batch_size
         )

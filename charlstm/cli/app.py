@@ -20,7 +20,7 @@ from rich.console import Console
 from typer.core import TyperGroup
 
 from charlstm.cli.display import NORMAL, QUIET, VERBOSE
-from charlstm.cli.outputs import Terminal, outputs_gone
+from charlstm.cli.outputs import Terminal, outputs_gone, unseen_if_gone
 from charlstm.errors import CharlstmError
 
 EXIT_DIVERGED = 1
@@ -62,20 +62,24 @@ class _Commands(TyperGroup):
 
     def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:  # type: ignore[override]
         # Eager options (--help, --version) print while the line is parsed.
-        try:
+        with _ended_if_gone():
             return super().parse_args(ctx, args)
-        except BrokenPipeError:
-            outputs_gone()
-            raise typer.Exit(EXIT_PIPE) from None
 
     def invoke(self, ctx: typer.Context) -> Any:  # type: ignore[override]
-        try:
+        with _ended_if_gone():
             result = super().invoke(ctx)
             sys.stdout.flush()  # the result, while a closed pipe can still be told apart
             return result
-        except BrokenPipeError:
-            outputs_gone()
-            raise typer.Exit(EXIT_PIPE) from None
+
+
+@contextmanager
+def _ended_if_gone() -> Iterator[None]:
+    """A command whose output's reader has gone ends there, quietly, with 141."""
+    try:
+        yield
+    except BrokenPipeError:
+        outputs_gone()
+        raise typer.Exit(EXIT_PIPE) from None
 
 
 def _usage_error(err: typer.TyperException, argv: list[str], commands: Mapping[str, Any]) -> str:
@@ -165,10 +169,8 @@ def use_cache() -> None:
 
 def say(message: str) -> None:
     # Paths and user text can contain [brackets]: never read them as markup.
-    try:
+    with unseen_if_gone():
         stderr().print(message, highlight=False, markup=False)
-    except BrokenPipeError:
-        outputs_gone()
 
 
 def fail(message: str, details: Iterable[str] = ()) -> NoReturn:

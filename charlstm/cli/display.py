@@ -30,7 +30,7 @@ from rich.text import Text
 from charlstm.cli.format import duration as _duration
 from charlstm.cli.format import loss_text as _loss_text
 from charlstm.cli.format import skipped_text
-from charlstm.cli.outputs import outputs_gone
+from charlstm.cli.outputs import unseen_if_gone
 from charlstm.errors import shown
 from charlstm.flags import flag
 from charlstm.training import events
@@ -64,12 +64,10 @@ class TrainingDisplay:
         return self
 
     def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
-        try:
+        with unseen_if_gone():
             self._stop_reading()
             if self._progress is not None:
                 self._progress.stop()
-        except BrokenPipeError:
-            outputs_gone()
 
     def _say(self, message: str, style: str | None = None) -> None:
         # Paths and samples can contain [brackets]: never read messages as markup.
@@ -77,10 +75,8 @@ class TrainingDisplay:
         console.print(message, highlight=False, markup=False, style=style)
 
     def handle(self, event: events.Event) -> None:
-        try:
+        with unseen_if_gone():  # the output's reader may have gone: the run trains on, unseen
             self._handle(event)
-        except BrokenPipeError:  # the output's reader has gone: the run trains on, unseen
-            outputs_gone()
 
     def _handle(self, event: events.Event) -> None:
         if self.verbosity == QUIET:

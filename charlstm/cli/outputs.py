@@ -16,6 +16,8 @@ import errno
 import os
 import select
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from rich.console import Console
 
@@ -37,6 +39,16 @@ def outputs_gone() -> None:
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, fd)
             os.close(devnull)
+
+
+@contextmanager
+def unseen_if_gone() -> Iterator[None]:
+    """Writes that, where the output's reader has gone, are dropped and the
+    command goes on (a run's display and messages: the run trains on)."""
+    try:
+        yield
+    except BrokenPipeError:
+        outputs_gone()
 
 
 class Terminal(Console):

@@ -12,7 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 
 from charlstm.cli.display import NORMAL, QUIET, VERBOSE, TrainingDisplay
 from charlstm.cli.format import loss_text, trial_seconds
-from charlstm.cli.outputs import outputs_gone
+from charlstm.cli.outputs import unseen_if_gone
 from charlstm.flags import as_options
 from charlstm.training import events
 
@@ -33,10 +33,8 @@ class SearchDisplay:
         return self
 
     def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
-        try:
+        with unseen_if_gone():
             self._stop_bar()
-        except BrokenPipeError:
-            outputs_gone()
 
     def _stop_bar(self) -> None:
         if self._progress is not None:
@@ -47,10 +45,8 @@ class SearchDisplay:
         self.console.print(message, highlight=False, markup=False, style=style)
 
     def handle(self, event: Any) -> None:
-        try:
+        with unseen_if_gone():  # the output's reader may have gone: the search goes on, unseen
             self._handle(event)
-        except BrokenPipeError:  # the output's reader has gone: the search goes on, unseen
-            outputs_gone()
 
     def _handle(self, event: Any) -> None:
         if self.verbosity == QUIET:

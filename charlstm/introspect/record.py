@@ -15,7 +15,6 @@ differentiates, so a new cell brings its own inspector.
 from __future__ import annotations
 
 import functools
-import numbers
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from charlstm.config import ModelConfig
+from charlstm.config import ModelConfig, whole_number
 from charlstm.core.model import RECORDED, CharLSTM, Params, layer_name, zero_carry
 from charlstm.core.scorer import EVAL_WINDOW
 from charlstm.errors import ConfigError, CorpusError
@@ -161,8 +160,7 @@ def record(
 
 
 def check_max_chars(max_chars: int) -> None:
-    if isinstance(max_chars, bool) or not isinstance(max_chars, numbers.Integral):
-        raise ConfigError(f"{flag('max_chars')} must be a whole number, got {max_chars!r}")
+    whole_number(max_chars, flag("max_chars"))
     if max_chars < 2:
         raise ConfigError(f"{flag('max_chars')} must be >= 2, got {max_chars}")
 
