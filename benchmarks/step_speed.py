@@ -3,6 +3,7 @@
     python benchmarks/step_speed.py                      # the default shapes
     python benchmarks/step_speed.py --shape 256,2,64,64 --steps 50 --json out.json
     python benchmarks/step_speed.py --norm layer --dropout 0.2   # the CLI's default LSTM
+    python benchmarks/step_speed.py --precision bf16             # bf16 products (for GPUs)
 
 Each shape is HIDDEN,LAYERS,BATCH,SEQ_LEN (embedding 64, vocabulary 81 as in
 the shipped corpus). The step is compiled once, warmed up, then timed step by
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import platform
 import statistics
 import time
@@ -29,6 +31,7 @@ from charlstm.config import ModelConfig, TrainConfig
 from charlstm.core.model import count_params
 from charlstm.core.sharding import batch_sharding
 from charlstm.core.state import TrainState, init_state
+from charlstm.runtime.gpu_determinism import deterministic_gpu_ops
 from charlstm.runtime.hostmem import keep_host_memory
 from charlstm.text.streams import Batch
 from charlstm.training import distributed
@@ -60,10 +63,11 @@ def compiled_step(
     vocab: int = 81,
     norm: str = "none",
     dropout: float = 0.0,
+    precision: str = "fp32",
 ) -> CompiledStep:
     """The jitted training step at one shape, compiled, on random tokens."""
     model_cfg = ModelConfig(vocab_size=vocab, embed_dim=embed, hidden_size=hidden, num_layers=layers, norm=norm)
-    train_cfg = TrainConfig(batch_size=batch, seq_len=seq_len, dropout=dropout)
+    train_cfg = TrainConfig(batch_size=batch, seq_len=seq_len, dropout=dropout, precision=precision)
     state = init_state(model_cfg, train_cfg)
     rng = np.random.default_rng(0)
     tokens = rng.integers(0, vocab, size=(batch, seq_len + 1), dtype=np.int32)
@@ -77,6 +81,10 @@ def compiled_step(
     if mesh.size > 1:
         state = distributed.place_state(state, mesh)
         data = jax.device_put(data, batch_sharding(mesh))
+    else:
+        # On the device already, as training's prefetched batches are: a GPU
+        # step timed with a host-to-device copy in it would not be the step.
+        data = jax.device_put(data)
     step = TrainStep(model_cfg, train_cfg, state, data, mesh)
     compile_s = time.perf_counter() - t0
     memory = step.compiled.memory_analysis()
@@ -120,16 +128,23 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30, help="timed steps per shape")
     parser.add_argument("--norm", default="none", help="none or layer [none]")
     parser.add_argument("--dropout", type=float, default=0.0, help="dropout rate in the step [0]")
+    parser.add_argument("--precision", default="fp32", help="fp32 or bf16 (bf16 products, fp32 state) [fp32]")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
     keep_host_memory()  # as the CLI does (see charlstm/hostmem.py)
+    deterministic_gpu_ops()  # as every command asks, unless XLA_FLAGS says otherwise
     shapes = args.shape or DEFAULT_SHAPES
     rows = []
     for shape in shapes:
-        compiled = compiled_step(*map(int, shape.split(",")), norm=args.norm, dropout=args.dropout)
+        compiled = compiled_step(
+            *map(int, shape.split(",")), norm=args.norm, dropout=args.dropout, precision=args.precision
+        )
         rows.append(measure(compiled, args.steps))
     device = jax.devices()[0].device_kind
-    print(f"backend {jax.default_backend()} ({device}), {platform.machine()}, jax {jax.__version__}")
+    print(
+        f"backend {jax.default_backend()} ({device}), {platform.machine()}, jax {jax.__version__}, "
+        f"{args.precision}, XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}"
+    )
     header = ("hidden", "layers", "batch", "seq", "params", "compile s", "step ms", "chars/s")
     print("{:>6} {:>6} {:>5} {:>4} {:>9} {:>9} {:>8} {:>8}".format(*header))
     for r in rows:
@@ -139,7 +154,9 @@ def main() -> None:
         )
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"backend": jax.default_backend(), "jax": jax.__version__, "results": rows}, f, indent=2)
+            meta = {"backend": jax.default_backend(), "device": device, "jax": jax.__version__}
+            meta |= {"precision": args.precision, "xla_flags": os.environ.get("XLA_FLAGS", "")}
+            json.dump({**meta, "results": rows}, f, indent=2)
 
 
 if __name__ == "__main__":

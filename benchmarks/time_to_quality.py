@@ -128,6 +128,7 @@ def charlstm_worker(flags: list[str], corpus: Path, minutes: float, seed: int, l
     import charlstm
     from charlstm.training.runlog import read_metrics
 
+    charlstm.deterministic_gpu_ops()  # as the commands run
     charlstm.split_the_cpu()  # the devices `charlstm train` trains on (two on a CPU of two cores or more)
 
     deadline = launched + minutes * 60
@@ -146,11 +147,14 @@ def charlstm_worker(flags: list[str], corpus: Path, minutes: float, seed: int, l
             stopped = time.time() - launched
             score = final.evaluate(final.validation_text())
             records.append({"step": final.step, "elapsed": stopped, "val_loss": score.loss})
-    print(json.dumps({"records": records, "steps": final.train_config.steps}))
+    import jax
+
+    device = f"{jax.default_backend()}:{jax.devices()[0].device_kind}"
+    print(json.dumps({"records": records, "steps": final.train_config.steps, "device": device}))
 
 
-def run_charlstm(flags: list[str], minutes: float, corpus: Path, seed: int, system_malloc: bool) -> list[dict]:
-    return _child("charlstm", corpus, minutes, seed, 0.0, system_malloc, flags)["records"]
+def run_charlstm(flags: list[str], minutes: float, corpus: Path, seed: int, system_malloc: bool) -> dict:
+    return _child("charlstm", corpus, minutes, seed, 0.0, system_malloc, flags)
 
 
 # ---- PyTorch: a child process per run (`--worker`), records on its stdout
@@ -382,11 +386,28 @@ def main() -> None:
     marks = [m for m in args.marks if m <= args.minutes]
     results: dict[str, dict] = {}
 
+    def summary() -> dict[str, dict[str, float | None]]:
+        return {
+            label: {
+                m: _median([s["best_val_loss_by_minute"][m] for s in seeds.values()])
+                for m in seeds[next(iter(seeds))]["best_val_loss_by_minute"]
+            }
+            for label, seeds in results.items()
+            if label != "torch-recipe best lr"
+        }
+
     def record(label: str, seed: int, records: list[dict], **extra: object) -> None:
         cells = {f"{m:g}": best_by(records, m * 60) for m in marks}
         results.setdefault(label, {})[str(seed)] = {"best_val_loss_by_minute": cells, "records": records, **extra}
         shown = "".join(f"{'-' if c is None else f'{c:.3f}':>9}" for c in cells.values())
         print(f"{label:<28}{seed:>5}{shown}", flush=True)
+        save()  # after every run: a run cut short by a time limit keeps the ones before it
+
+    def save() -> None:
+        if args.json:
+            meta = {"corpus": str(corpus), "minutes": args.minutes, "seeds": args.seeds}
+            meta["date"] = time.strftime("%Y-%m-%d")
+            args.json.write_text(json.dumps({**meta, "median_by_minute": summary(), "runs": results}, indent=1))
 
     print(f"{corpus.name}, {args.minutes:g} minutes per run")
     print(f"{'run':<28}{'seed':>5}" + "".join(f"{f'{m:g} min':>9}" for m in marks), flush=True)
@@ -394,33 +415,26 @@ def main() -> None:
         if name in CHARLSTM_RUNS:
             for seed in args.seeds:
                 flags = [*CHARLSTM_RUNS[name], *shlex.split(args.charlstm_args)]
-                record(name, seed, run_charlstm(flags, args.minutes, corpus, seed, args.system_malloc))
+                out = run_charlstm(flags, args.minutes, corpus, seed, args.system_malloc)
+                record(name, seed, out["records"], device=out["device"])
         elif name == "torch-recipe":
             swept = {}
             for lr in args.recipe_lrs:
                 out = run_torch(name, corpus, args.minutes, args.seeds[0], lr, args.system_malloc)
-                record(f"torch-recipe lr {lr:g}", args.seeds[0], out["records"], steps=out["steps"], lr=lr)
+                kept = {"steps": out["steps"], "lr": lr, "device": out["device"]}
+                record(f"torch-recipe lr {lr:g}", args.seeds[0], out["records"], **kept)
                 swept[lr] = best_by(out["records"], args.minutes * 60) or math.inf
             best_lr = min(swept, key=swept.__getitem__)
             for seed in args.seeds[1:]:
                 out = run_torch(name, corpus, args.minutes, seed, best_lr, args.system_malloc)
-                record(f"torch-recipe lr {best_lr:g}", seed, out["records"], steps=out["steps"], lr=best_lr)
+                kept = {"steps": out["steps"], "lr": best_lr, "device": out["device"]}
+                record(f"torch-recipe lr {best_lr:g}", seed, out["records"], **kept)
             results["torch-recipe best lr"] = {"lr": best_lr}  # type: ignore[dict-item]
         else:
             for seed in args.seeds:
                 out = run_torch(name, corpus, args.minutes, seed, 2e-3, args.system_malloc)
-                record(name, seed, out["records"])
-    summary = {
-        label: {
-            m: _median([s["best_val_loss_by_minute"][m] for s in seeds.values()])
-            for m in seeds[next(iter(seeds))]["best_val_loss_by_minute"]
-        }
-        for label, seeds in results.items()
-        if label != "torch-recipe best lr"
-    }
-    if args.json:
-        meta = {"corpus": str(corpus), "minutes": args.minutes, "seeds": args.seeds, "date": time.strftime("%Y-%m-%d")}
-        args.json.write_text(json.dumps({**meta, "median_by_minute": summary, "runs": results}, indent=1))
+                record(name, seed, out["records"], device=out["device"])
+    save()
     if args.png:
         from charlstm.plots.curves import plot_runs
 

@@ -48,10 +48,10 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
-import torch
 from step_speed import compiled_step, measure
 
 from charlstm.config import ModelConfig
@@ -59,7 +59,16 @@ from charlstm.core.model import init_params
 from charlstm.core.sampler import generate
 from charlstm.runtime.cores import cores
 from charlstm.runtime.cpu_devices import split_the_cpu
+from charlstm.runtime.gpu_determinism import deterministic_gpu_ops
 from charlstm.runtime.hostmem import ENV_OFF, keep_host_memory
+
+if TYPE_CHECKING:
+    import torch
+# PyTorch is imported only where it runs (`_torch()`): in the charlstm
+# worker it would load its own CUDA libraries (cuDNN among them) beside
+# JAX's, whose versions JAX checks at start-up; and this parent process
+# reads both sides' versions and devices from the workers, so that it
+# holds no GPU memory while they run.
 
 VOCAB = 65
 SMALL = {"embed": 64, "hidden": 256, "layers": 2, "batch": 64, "seq_len": 128}
@@ -84,44 +93,105 @@ def train_flops_per_char(embed: int, hidden: int, layers: int) -> float:
     return 3 * (lstm + 2 * hidden * VOCAB)
 
 
-class TorchCharLSTM(torch.nn.Module):
-    def __init__(self, embed: int, hidden: int, layers: int):
-        super().__init__()
-        self.embed = torch.nn.Embedding(VOCAB, embed)
-        self.lstm = torch.nn.LSTM(embed, hidden, layers, batch_first=True)
-        self.head = torch.nn.Linear(hidden, VOCAB)
+def _torch() -> Any:
+    import torch
 
-    def forward(self, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]):
-        y, state = self.lstm(self.embed(x), state)
-        return self.head(y), state
+    return torch
+
+
+def _torch_device() -> torch.device:
+    torch = _torch()
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def torch_char_lstm(embed: int, hidden: int, layers: int) -> torch.nn.Module:
+    """nn.Embedding + nn.LSTM + nn.Linear: `model(x, (h, c)) -> (logits, (h, c))`."""
+    torch = _torch()
+
+    class TorchCharLSTM(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.embed = torch.nn.Embedding(VOCAB, embed)
+            self.lstm = torch.nn.LSTM(embed, hidden, layers, batch_first=True)
+            self.head = torch.nn.Linear(hidden, VOCAB)
+
+        def forward(self, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]) -> Any:
+            y, state = self.lstm(self.embed(x), state)
+            return self.head(y), state
+
+    return TorchCharLSTM()
 
 
 def matmul_peak_gflops(framework: str) -> float:
-    """Median GFLOP/s of one large fp32 matrix product, in this framework."""
+    """Median GFLOP/s of one large fp32 matrix product, in this framework,
+    at each framework's default precision (see `device_row`). On a CPU each
+    product is timed alone; on a GPU, where one takes tens of microseconds,
+    launch and synchronisation would dominate it, so 50 are timed between
+    two synchronisations."""
     m, k, n = 2048, 1024, 1024
     if framework == "charlstm":
         a, b = jnp.ones((m, k)), jnp.ones((k, n))
         product = jax.jit(jnp.matmul)
-        run = lambda: product(a, b).block_until_ready()  # noqa: E731
+        repeats = 1 if jax.default_backend() == "cpu" else 50
+
+        def run() -> None:
+            for _ in range(repeats - 1):
+                product(a, b)
+            product(a, b).block_until_ready()  # one stream: the last ends after the others
     else:
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        torch, device = _torch(), _torch_device()
         ta, tb = torch.ones(m, k, device=device), torch.ones(k, n, device=device)
-        run = lambda: (ta @ tb, _sync(device))  # noqa: E731
+        repeats = 1 if device.type == "cpu" else 50
+
+        def run() -> None:
+            for _ in range(repeats):
+                ta @ tb
+            _sync(device)
+
     run()
     times = []
     for _ in range(20):
         t0 = time.perf_counter()
         run()
         times.append(time.perf_counter() - t0)
-    return round(2 * m * k * n / statistics.median(times) / 1e9, 1)
+    return round(2 * m * k * n * repeats / statistics.median(times) / 1e9, 1)
+
+
+def device_row(framework: str) -> dict[str, Any]:
+    """Where this worker ran, and the float32 product precision it ran at: on
+    an NVIDIA GPU from Ampere on, JAX's default lets XLA use TF32 for
+    float32 products, PyTorch's lets cuDNN (nn.LSTM) but not its other
+    products (nn.Linear) use it."""
+    if framework == "charlstm":
+        device = jax.devices()[0]
+        return {
+            "config": "device",
+            "version": jax.__version__,
+            "platform": device.platform,
+            "device": device.device_kind,
+            "matmul_precision": str(jax.config.jax_default_matmul_precision or "default"),
+            "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        }
+    torch, device = _torch(), _torch_device()
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
+    return {
+        "config": "device",
+        "version": torch.__version__,
+        "platform": device.type,
+        "device": name,
+        "tf32": {
+            "matmul": torch.backends.cuda.matmul.allow_tf32,
+            "cudnn": torch.backends.cudnn.allow_tf32,
+        },
+    }
 
 
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
-        torch.cuda.synchronize()
+        _torch().cuda.synchronize()
 
 
-TorchState = tuple[torch.Tensor, torch.Tensor]  # the carried (h, c), (layers, batch, hidden) each
+TorchState = tuple["torch.Tensor", "torch.Tensor"]  # the carried (h, c), (layers, batch, hidden) each
 
 
 def torch_step(
@@ -129,9 +199,9 @@ def torch_step(
 ) -> tuple[Callable[[TorchState], TorchState], TorchState]:
     """PyTorch's training step on one fixed batch, `step(state) -> state`,
     and its first carried state."""
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    torch, device = _torch(), _torch_device()
     torch.manual_seed(0)
-    model = TorchCharLSTM(embed, hidden, layers).to(device)
+    model = torch_char_lstm(embed, hidden, layers).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=2e-3, betas=(0.9, 0.99))
     x = torch.randint(0, VOCAB, (batch, seq_len + 1), device=device)
     state = (torch.zeros(layers, batch, hidden, device=device), torch.zeros(layers, batch, hidden, device=device))
@@ -149,7 +219,7 @@ def torch_step(
 
 
 def torch_train(embed: int, hidden: int, layers: int, batch: int, seq_len: int, steps: int) -> float:
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = _torch_device()
     step, state = torch_step(embed, hidden, layers, batch, seq_len)
     for _ in range(3):
         state = step(state)
@@ -164,8 +234,8 @@ def torch_train(embed: int, hidden: int, layers: int, batch: int, seq_len: int, 
 
 
 def torch_sample(batch: int, length: int) -> float:
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model = TorchCharLSTM(SMALL["embed"], SMALL["hidden"], SMALL["layers"]).to(device).eval()
+    torch, device = _torch(), _torch_device()
+    model = torch_char_lstm(SMALL["embed"], SMALL["hidden"], SMALL["layers"]).to(device).eval()
     layers, hidden = SMALL["layers"], SMALL["hidden"]
 
     def run() -> None:
@@ -209,10 +279,11 @@ MAIN_ROWS = ("small", "large")  # the rows measured in rounds, and the only ones
 
 def worker(framework: str, names: list[str], steps: int, sample: bool) -> list[dict]:
     """One side's figures, in this (child) process: training rows, the matmul
-    ceiling, then (with `sample`) sampling."""
-    torch.set_num_threads(cores())
+    ceiling, then (with `sample`) sampling; first, where it ran."""
+    if framework == "torch":
+        _torch().set_num_threads(cores())
     configs = dict(all_configs())
-    out = []
+    out = [device_row(framework)]
     for name in names:
         c = configs[name]
         if framework == "charlstm":
@@ -294,25 +365,28 @@ def main() -> None:
         parser.error("--rounds and --large-rounds must be at least 1")
     if args.worker:
         if args.worker == "charlstm":
-            split_the_cpu(args.charlstm_devices)  # before anything touches JAX's devices, as the commands do
+            # Before anything touches JAX's devices, as the commands do.
+            deterministic_gpu_ops()
+            split_the_cpu(args.charlstm_devices)
         keep_host_memory()  # unless the parent set CHARLSTM_SYSTEM_MALLOC for this side
         print(json.dumps(worker(args.worker, args.configs or [], args.steps, not args.no_sample)))
         return
 
     wanted = args.rows or (["small"] if args.quick else [*MAIN_ROWS, *(n for n, _ in _growth() if args.growth)])
     names = [n for n, _ in all_configs() if n in wanted]
-    device = jax.devices()[0]
-    print(
-        f"{time.strftime('%Y-%m-%d')}  {platform.machine()}, {os.cpu_count()} cores  "
-        f"jax {jax.__version__} on {device.platform} ({device.device_kind}), torch {torch.__version__}",
-        flush=True,
-    )
     started = time.perf_counter()
     sides = {}
     for side, framework, memory in SIDES:
         print(f"measuring {side} ...", file=sys.stderr, flush=True)
         rows = [n for n in names if side != "torch_system" or n in MAIN_ROWS]
         sides[side] = run_side(framework, memory, rows, args.steps, devices=args.charlstm_devices)
+    ran = {side: sides[side]["device"] for side in ("charlstm", "torch")}
+    print(
+        f"{time.strftime('%Y-%m-%d')}  {platform.machine()}, {os.cpu_count()} cores  "
+        f"jax {ran['charlstm']['version']} on {ran['charlstm']['platform']} ({ran['charlstm']['device']}), "
+        f"torch {ran['torch']['version']} on {ran['torch']['platform']} ({ran['torch']['device']})",
+        flush=True,
+    )
     # More rounds of the main rows and sampling, charlstm and PyTorch in
     # turn; each side reports its median round.
     main_rows = [n for n in names if n in MAIN_ROWS]
@@ -333,6 +407,11 @@ def main() -> None:
     minutes = (time.perf_counter() - started) / 60
     peak = {side: sides[side]["matmul peak"]["gflops"] for side in ("charlstm", "torch")}
     print(f"fp32 matmul 2048x1024x1024: JAX {peak['charlstm']} GFLOP/s, PyTorch {peak['torch']} GFLOP/s")
+    tf32 = ran["torch"]["tf32"]
+    print(
+        f"(float32 products at each side's default: JAX precision {ran['charlstm']['matmul_precision']}, "
+        f"TF32 on an NVIDIA GPU from Ampere on; PyTorch TF32 in matmul {tf32['matmul']}, in cuDNN {tf32['cudnn']})"
+    )
 
     head = (
         "config",
@@ -421,9 +500,10 @@ def main() -> None:
             json.dump(
                 {
                     "date": time.strftime("%Y-%m-%d"),
-                    "jax": jax.__version__,
-                    "torch": torch.__version__,
-                    "device": device.device_kind,
+                    "jax": ran["charlstm"]["version"],
+                    "torch": ran["torch"]["version"],
+                    "device": ran["charlstm"]["device"],
+                    "ran_on": ran,
                     "cpus": os.cpu_count(),
                     "torch_malloc": "the same settings as charlstm (runtime.hostmem); *_system_malloc: glibc defaults",
                     "rounds": how,

@@ -52,6 +52,7 @@ _EXPORTS = {
     "ConfigError": "charlstm.errors",
     "CorpusError": "charlstm.errors",
     "CheckpointError": "charlstm.errors",
+    "deterministic_gpu_ops": "charlstm.runtime.gpu_determinism",
     "enable_compilation_cache": "charlstm.runtime.compile_cache",
     "keep_host_memory": "charlstm.runtime.hostmem",
     "split_the_cpu": "charlstm.runtime.cpu_devices",
@@ -77,6 +78,7 @@ __all__ = [
     "__version__",
     "app",
     "describe",
+    "deterministic_gpu_ops",
     "enable_compilation_cache",
     "keep_host_memory",
     "list_runs",
@@ -98,6 +100,7 @@ if TYPE_CHECKING:
     from charlstm.introspect.record import Inspection
     from charlstm.runtime.compile_cache import enable_compilation_cache
     from charlstm.runtime.cpu_devices import split_the_cpu
+    from charlstm.runtime.gpu_determinism import deterministic_gpu_ops
     from charlstm.runtime.hostmem import keep_host_memory
     from charlstm.training.catalog import RunSummary
     from charlstm.training.events import TrialResult

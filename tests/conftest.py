@@ -25,6 +25,13 @@ CHEAP_XLA_FLAGS = (
 )
 if CHEAP_XLA_FLAGS not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {CHEAP_XLA_FLAGS}".strip()
+# The commands' deterministic GPU kernels (a no-op on a CPU), set here too
+# so that the in-process commands and the API tests compile with one set of
+# flags (the compilation cache keys on them), and exact resume is tested as
+# the commands run it on a GPU.
+from charlstm.runtime.gpu_determinism import deterministic_gpu_ops  # noqa: E402
+
+deterministic_gpu_ops()
 
 # Commands enable JAX's persistent compilation cache; keep the tests' cache
 # out of the user's home, in one folder the whole session shares: pytest's

@@ -1,11 +1,14 @@
-"""benchmarks/step_profile.py's reading of JAX's profile, at a tiny size: a
-change in how JAX or XLA names or places the step's operations must fail
-here rather than silently empty or skew the profile's table. Its timings
-are never checked."""
+"""The benchmark scripts' own logic, at tiny sizes. step_profile.py's reading
+of JAX's profile: a change in how JAX or XLA names or places the step's
+operations must fail here rather than silently empty or skew the profile's
+table. cells_ab.py's revisions. gpu_check.py's time limits and its reading
+of its sections' results, which must hold the first time a GPU runs it.
+No timing is ever checked."""
 
 import importlib
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -97,3 +100,40 @@ def test_cells_ab_reads_revisions_whose_cells_lived_elsewhere(revision, monkeypa
         a = cells_ab.compiled_with(old, [8, 1, 2, 4], norm, 0.0)
         b = cells_ab.compiled_with(cells, [8, 1, 2, 4], norm, 0.0)
         assert cells_ab.paired(a, b, pairs=2)["bit_identical_after_3_steps"], norm
+
+
+@pytest.fixture
+def gpu_check(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    return importlib.import_module("gpu_check")
+
+
+def test_the_gpu_check_stops_a_command_with_its_children_and_goes_on(gpu_check, monkeypatch, tmp_path):
+    """A section past its time limit must not leave workers running on the
+    GPU for the sections after it: its whole process group is stopped."""
+    monkeypatch.setattr(gpu_check, "SMOKE_LIMIT_S", 2)
+    monkeypatch.setattr(gpu_check, "MIN_START_S", 1)
+    check = gpu_check.Check(tmp_path, smoke=True)
+    status, stdout, _ = check.run("speed", ["sh", "-c", "sleep 60 & echo $!; wait"])
+    assert status == 124
+    child = int(stdout.split()[0])
+    for _ in range(50):  # the kernel reaps it a moment after the kill
+        if not Path(f"/proc/{child}").exists() or "Z" in Path(f"/proc/{child}/stat").read_text().split()[2]:
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail(f"the command's child {child} outlived the time limit")
+    # The section's time is spent: its next command is skipped, not started with a second.
+    assert check.run("speed", ["true"])[0] == "skipped: no time left"
+
+
+def test_the_gpu_check_reads_json_past_warnings_and_tells_failures_from_skips(gpu_check):
+    warned = '{"backend": "gpu"}\nW1203 some warning on stderr\n'
+    assert gpu_check._last_json(warned) == {"backend": "gpu"}
+    assert gpu_check._last_json("no json at all\n{not json") is None
+    section = {"vs_pytorch": {"status": 0}, "step_speed_bf16": {"status": 124}}
+    assert gpu_check._failed(section) and not gpu_check._skipped(section)
+    section = {"vs_pytorch": {"status": "skipped: PyTorch is not installed"}, "step_speed_fp32": {"status": 0}}
+    assert not gpu_check._failed(section) and gpu_check._skipped(section)
+    assert gpu_check._failed({"status": "error: RuntimeError('x')"})
+    assert gpu_check._skipped({"skipped": "pytest not installed"})

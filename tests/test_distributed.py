@@ -92,7 +92,8 @@ def test_devices_beyond_the_machine_are_one_line_and_write_nothing(tiny_corpus, 
         app, ["train", str(tiny_corpus), "--out", str(tmp_path / "run"), *TINY, "--devices", "2"]
     )
     assert result.exit_code == 2
-    assert result.stderr == "error: --devices 2: this process has 1 cpu device; pick 1 to 1\n"
+    backend = jax.default_backend()  # `gpu` where benchmarks/gpu_check.py runs the suite
+    assert result.stderr == f"error: --devices 2: this process has 1 {backend} device; pick 1 to 1\n"
     assert not (tmp_path / "run").exists()
 
 
@@ -311,6 +312,18 @@ def test_a_count_set_in_the_process_is_left_alone(monkeypatch):
     assert not cpu_devices.chosen_elsewhere()
     cpu_devices.split_the_cpu(4)
     assert calls == [("jax_num_cpu_devices", 4)]
+
+
+def test_every_command_asks_for_deterministic_gpu_kernels_unless_told_otherwise(monkeypatch):
+    """Exact resume on a GPU needs XLA's deterministic kernels: each command
+    asks for them before JAX starts, and a user's own XLA_FLAGS choice stands."""
+    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_enable_fast_math=false")
+    result = CliRunner().invoke(app, ["runs", "/nonexistent-runs-folder"])
+    assert result.exit_code in (0, 2), result.output
+    assert os.environ["XLA_FLAGS"] == "--xla_cpu_enable_fast_math=false --xla_gpu_deterministic_ops=true"
+    monkeypatch.setenv("XLA_FLAGS", "--xla_gpu_deterministic_ops=false")
+    CliRunner().invoke(app, ["runs", "/nonexistent-runs-folder"])
+    assert os.environ["XLA_FLAGS"] == "--xla_gpu_deterministic_ops=false"
 
 
 def _free_port() -> int:

@@ -234,6 +234,11 @@ def _global_options(
 ) -> None:
     _options["cache"] = not no_cache
     from charlstm.runtime import hostmem
+    from charlstm.runtime.gpu_determinism import deterministic_gpu_ops
+
+    # Every command, so that their compiled programs share one set of XLA
+    # flags (the compilation cache keys on them); only a GPU's kernels change.
+    deterministic_gpu_ops()
 
     # Before any command starts JAX's threads. Only the process `main`
     # started may be replaced, never one that runs the app in-process.

@@ -1,5 +1,6 @@
 """Settings of the process around the library, made once before JAX starts:
 glibc's malloc (`hostmem`), JAX's persistent compilation cache
-(`compile_cache`) and the devices made of the CPU (`cpu_devices`, by the
-count of usable cores in `cores`). The CLI applies them; library users opt
+(`compile_cache`), the devices made of the CPU (`cpu_devices`, by the
+count of usable cores in `cores`) and deterministic kernels on a GPU
+(`gpu_determinism`). The CLI applies them; library users opt
 in."""
