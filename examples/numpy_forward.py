@@ -103,17 +103,20 @@ def greedy(meta: dict, tensors: dict[str, np.ndarray], prime: str, length: int) 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("directory", type=Path)
-    parser.add_argument("--prime", default="")
+    parser.add_argument("directory", type=Path, help="the folder `charlstm export RUN --weights DIR` wrote")
+    parser.add_argument("--prime", default="", help='text to continue; escapes as in charlstm sample ("ROMEO.\\n")')
     parser.add_argument("--length", type=int, default=200)
     args = parser.parse_args()
+    if not (args.directory / "model.json").is_file():
+        parser.error(f"{args.directory} holds no model.json: give the folder `charlstm export RUN --weights DIR` wrote")
     meta, tensors = load(args.directory)
-    prime = args.prime or meta["default_prime"]
+    # "\n" in the prime is a new line, as `charlstm sample --prime` reads it.
+    typed = args.prime.encode("latin-1", "backslashreplace").decode("unicode_escape")
+    prime = typed or meta["default_prime"]
     unknown = sorted(set(prime) - set(meta["vocab"]))
     if unknown:
-        parser.error(f"the prime contains characters the model never saw: {''.join(unknown)!r}")
-    shown = prime if meta["model"].get("boundary_id") is None else prime.lstrip(meta["default_prime"])
-    print(shown + greedy(meta, tensors, prime, args.length))
+        parser.error(f"the prime contains characters the model never saw: {', '.join(map(repr, unknown))}")
+    print(typed + greedy(meta, tensors, prime, args.length))  # the default prime is not shown, as by charlstm sample
 
 
 if __name__ == "__main__":

@@ -33,13 +33,22 @@ numpy_forward = runpy.run_path(str(ROOT / "examples" / "numpy_forward.py"))
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """One checkpoint per cell (see helpers.perturbed_checkpoint), on a corpus with markup in it."""
+    """One checkpoint per cell (see helpers.perturbed_checkpoint), on a corpus
+    with markup in it; and "documents", a model of a folder of two files,
+    whose vocabulary has the symbol that starts a document."""
     root = tmp_path_factory.mktemp("export")
     corpus = root / "tiny.txt"
     corpus.write_text(_tiny_text() + HOSTILE, encoding="utf-8")
-    return {
+    found = {
         name: perturbed_checkpoint(corpus, root / name, model, seed=i) for i, (name, model) in enumerate(CELLS.items())
     }
+    folder = root / "folder"
+    folder.mkdir()
+    half = len(_tiny_text()) // 2
+    (folder / "a.txt").write_text(_tiny_text()[:half], encoding="utf-8")
+    (folder / "b.txt").write_text(_tiny_text()[half:] + HOSTILE, encoding="utf-8")
+    found["documents"] = perturbed_checkpoint(folder, root / "documents", {}, seed=len(CELLS))
+    return found
 
 
 def _jax_probs(model, text: str) -> np.ndarray:
@@ -103,7 +112,7 @@ def test_the_weights_header_is_data_not_code(runs, tmp_path):
 
 
 @browser.needs_chromium
-@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("cell", [*CELLS, "documents"])
 def test_the_page_computes_what_the_model_computes(runs, tmp_path, cell):
     page = tmp_path / "page.html"
     result = CliRunner().invoke(app, ["export", str(runs[cell]), "--html", str(page)])
@@ -111,16 +120,22 @@ def test_the_page_computes_what_the_model_computes(runs, tmp_path, cell):
     model = charlstm.load(runs[cell])
     greedy = CliRunner().invoke(app, ["sample", "-c", str(runs[cell]), "--greedy", "-n", "300", "--prime", PRIME])
     assert greedy.exit_code == 0, greedy.output
+    # A model of several documents reads a prime as a document's start, and
+    # the page must too (its probabilities after the boundary and the prime).
+    read = PRIME if model.vocab.boundary_id is None else model.vocab.chars[model.vocab.boundary_id] + PRIME
     test = {"prime": PRIME, "greedy": 300}
     if cell == "ln-lstm":  # and drive the controls once, as a user would
         test["ui"] = {"temperature": 0.9, "top-k": 5, "top-p": 0.9, "length": 500, "seed": 3}
     dom = browser.run(browser.page_url(page, test))
     seen = browser.hook_result(dom)
-    np.testing.assert_allclose(seen["probs"], _jax_probs(model, PRIME)[-1], atol=1e-4, rtol=0)
+    np.testing.assert_allclose(seen["probs"], _jax_probs(model, read)[-1], atol=1e-4, rtol=0)
     assert PRIME + seen["greedy"] + "\n" == greedy.stdout
+    assert seen["prime_box"] == ""  # the default prime (a new line, or a document's start) is never shown
     # Self-contained and inert: nothing loaded, nothing blocked, no markup run.
     assert seen["resources"] == [] and seen["violations"] == []
     assert seen["title"] == f"charlstm: {cell}" and "pwned" not in dom
+    if cell == "documents":  # the perturbed model ends its document early: the page stops there too
+        assert len(seen["greedy"]) < 300
     if "ui" in test:
         generated = browser.element_text(dom, "generated")
         assert len(generated) == 500 and set(generated) <= set(model.vocab.chars)
@@ -140,9 +155,28 @@ def test_half_page_is_half_the_weights_and_names_unknown_prime_characters(runs, 
     seen = browser.hook_result(dom)
     # float16 weights: about 3 significant digits each.
     np.testing.assert_allclose(seen["probs"], _jax_probs(model, PRIME)[-1], atol=2e-2, rtol=0)
-    dom = browser.run(browser.page_url(tmp_path / "half.html", {"prime": "To be \u03a9 or ~", "ui": {"length": 5}}))
-    assert browser.hook_result(dom)["unknown"] == sorted(["\u03a9", "~"])
-    assert browser.element_text(dom, "unknown") == 'The model never saw "~", "\u03a9": remove them to generate.'
+    prime = "To be \u03a9 or ~\u00a0"  # a no-break space, as pasted from the web, looks like a space
+    dom = browser.run(browser.page_url(tmp_path / "half.html", {"prime": prime, "ui": {"length": 5}}))
+    assert browser.hook_result(dom)["unknown"] == sorted(["\u03a9", "~", "\u00a0"])
+    message = "The model never saw '~', '\\xa0', '\u03a9': remove them to generate."
+    assert browser.element_text(dom, "unknown") == message
+    assert browser.element_text(dom, "generated") == ""
+
+
+@browser.needs_chromium
+def test_the_page_reads_a_long_prime_in_slices_and_refuses_an_empty_box(runs, tmp_path):
+    """A prime of a whole play must not freeze the page: it is read a slice
+    at a time, as text is written, and gives the same text as the command."""
+    page = charlstm.load(runs["lstm"]).export_html(tmp_path / "page.html").path
+    prime = _tiny_text()[:3000]
+    sampled = CliRunner().invoke(app, ["sample", "-c", str(runs["lstm"]), "--greedy", "-n", "40", "--prime", prime])
+    assert sampled.exit_code == 0, sampled.output
+    dom = browser.run(browser.page_url(page, {"prime": prime, "ui": {"temperature": 0, "length": 40}}))
+    assert prime + browser.element_text(dom, "generated") + "\n" == sampled.stdout
+    assert browser.element_text(dom, "status").startswith("40 characters")
+    # An empty temperature box is a mistake, not 0 (greedy).
+    dom = browser.run(browser.page_url(page, {"prime": "To be", "ui": {"temperature": "", "length": 5}}))
+    assert browser.element_text(dom, "status") == "temperature must be from 0 to 100"
     assert browser.element_text(dom, "generated") == ""
 
 

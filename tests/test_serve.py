@@ -165,7 +165,8 @@ BIG = b'{"prime": "' + b"a" * 5000 + b'"}'
 BAD = [
     # (name, method, path, body, headers, status, message, field)
     ("malformed JSON", "POST", "/v1/generate", b"{nope", AUTH, 400, "the body is not valid JSON", None),
-    ("not an object", "POST", "/v1/generate", b"[1, 2]", AUTH, 400, "must be a JSON object, got list", None),
+    ("not an object", "POST", "/v1/generate", b"[1, 2]", AUTH, 400, "must be a JSON object, got an array", None),
+    ("null", "POST", "/v1/generate", b"null", AUTH, 400, "must be a JSON object, got null", None),
     ("not UTF-8", "POST", "/v1/generate", b'{"prime": "\xff"}', AUTH, 400, "not valid JSON", None),
     ("unknown field", "POST", "/v1/generate", {"lenght": 5}, AUTH, 422, "unknown field 'lenght'", "lenght"),
     (
@@ -204,10 +205,15 @@ BAD = [
         {"prime": "Zo\u00e9!"},
         AUTH,
         422,
-        'never saw: "!", "Z", "\u00e9"',
+        "never saw: '!', 'Z', '\u00e9'",
         "prime",
     ),
-    ("stop chars", "POST", "/v1/generate", {"stop": "~"}, AUTH, 422, 'never writes: "~"', "stop"),
+    # Named as charlstm sample names them: by their escapes where they cannot
+    # be seen; a lone surrogate (valid JSON, not valid UTF-8) is one, not a 500.
+    ("invisible", "POST", "/v1/generate", {"prime": "a\u00a0\u200b"}, AUTH, 422, r"saw: '\xa0', '\u200b'", "prime"),
+    ("surrogate", "POST", "/v1/generate", {"prime": "a\ud800"}, AUTH, 422, r"never saw: '\ud800'", "prime"),
+    ("stop surrogate", "POST", "/v1/generate", {"stop": "\udc00"}, AUTH, 422, r"never writes: '\udc00'", "stop"),
+    ("stop chars", "POST", "/v1/generate", {"stop": "~"}, AUTH, 422, "never writes: '~'", "stop"),
     ("oversize", "POST", "/v1/generate", BIG, AUTH, 413, "the limit is 4,096", None),
     ("no key", "POST", "/v1/generate", {}, {}, 401, "needs an API key", None),
     ("wrong key", "POST", "/v1/generate", {}, {"Authorization": "Bearer nope"}, 401, "wrong API key", None),
@@ -228,7 +234,7 @@ def test_bad_requests_get_the_right_status_and_one_clear_message(
     assert got == status, answer
     error = answer["error"]
     assert message in error["message"] and "\n" not in error["message"]
-    assert error.get("field") == field
+    assert error["field"] == field  # null where the refusal is about no one field
 
 
 def test_the_server_keeps_serving_and_answers_health_and_the_page_without_the_key(served):
@@ -320,6 +326,28 @@ def test_the_servers_page_writes_in_chromium(served):
         assert chromium.evaluate("document.getElementById('generated').textContent") == expected
         assert chromium.evaluate(status).startswith("120 characters in")
         assert chromium.evaluate("document.title") == "charlstm serve: 2x24 LSTM"
+        # The server's refusal stays on the page (it was once cleared as soon as it came).
+        problem = "document.getElementById('problem').textContent"
+        chromium.evaluate(
+            f"document.getElementById('length').value = '{MAX_LENGTH + 1}'; document.getElementById('generate').click()"
+        )
+        _until(lambda: chromium.evaluate(problem), "the refusal to show", every=0.2)
+        time.sleep(0.5)
+        assert chromium.evaluate(problem).startswith("length must be from 1 to")
+        # An empty box is a mistake, not 0.
+        chromium.evaluate("document.getElementById('temperature').value = ''")
+        chromium.evaluate("document.getElementById('generate').click()")
+        assert chromium.evaluate(problem) == "temperature must be a number"
+        # Characters the model never saw are named as the command names them.
+        chromium.evaluate("const p = document.getElementById('prime'); p.value = 'The\\u00a0king';"
+                          "p.dispatchEvent(new Event('input'))")  # fmt: skip
+        unknown = chromium.evaluate("document.getElementById('unknown').textContent")
+        assert unknown == "The model never saw '\\xa0': remove it to generate."
+        # A wrong key is called wrong, not a list of every character as unknown.
+        chromium.evaluate("document.getElementById('key').value = 'nope'; document.getElementById('use-key').click()")
+        summary = "document.getElementById('summary').textContent"
+        _until(lambda: "Wrong" in chromium.evaluate(summary), "the wrong key to be named", every=0.2)
+        assert chromium.evaluate("document.getElementById('unknown').textContent") == ""
     finally:
         chromium.close()
 
@@ -337,6 +365,37 @@ def test_sigterm_lets_requests_in_flight_finish_then_exits_0(served):
     assert status == 200 and len(answer["samples"][0]["text"]) == 20_000
     log = server.log.read_text()
     assert "SIGTERM: finishing the requests in flight" in log and "stopped" in log and "Traceback" not in log
+
+
+def test_a_second_ctrl_c_stops_at_once_without_tracebacks(served, tmp_path):
+    """The first Ctrl-C lets the requests in flight finish; a second one,
+    while they do, ends the server at once (130), quietly."""
+    own = Server(served[0].run_dir, tmp_path)
+    try:
+        cut = []
+
+        def stream() -> None:
+            try:
+                own.generate({"length": MAX_LENGTH, "stream": True})
+            except (http.client.IncompleteRead, ConnectionError) as err:
+                cut.append(err)
+
+        client = threading.Thread(target=stream, daemon=True)
+        client.start()
+        _until(lambda: own.load()["active_rows"] == 1, "the request to start")
+        own.process.send_signal(signal.SIGINT)
+        _until(lambda: "SIGINT: finishing" in own.log.read_text(), "the first signal to be taken")
+        own.process.send_signal(signal.SIGINT)
+        assert own.process.wait(WAIT_S) == 130
+        client.join(WAIT_S)
+        assert cut, "the stream in flight was cut off"
+    finally:
+        if own.process.poll() is None:
+            own.process.kill()
+            own.process.wait()
+    log = own.log.read_text()
+    assert "SIGINT again: stopping now, cutting off the requests in flight" in log
+    assert "Traceback" not in log and "ERROR" not in log, log
 
 
 def test_help_and_import_never_load_the_web_stack():

@@ -46,8 +46,9 @@ def serve(
 ) -> None:
     """Serve `app(model, ...)` with uvicorn on host:port until SIGTERM or
     Ctrl-C, which stop taking connections, let the requests in flight
-    finish, and return. `on_ready` is called once it listens, `on_stop`
-    with the signal that stops it."""
+    finish, and return; a second signal ends the process at once, with the
+    signal's status (130 for Ctrl-C). `on_ready` is called once it listens,
+    `on_stop` with each signal, before it acts on it."""
     application = app(model, api_key=api_key, **limits)
     from charlstm.serving import server
 

@@ -101,9 +101,17 @@ def serve(
                     f"GET /v1/model, a page at {url}/; SIGTERM or Ctrl-C stops after the requests in flight"
                 )
 
+        signals: list[int] = []
+
         def stopping(sig: int) -> None:
-            if not quiet:
-                say(f"{signal.Signals(sig).name}: finishing the requests in flight, then stopping")
+            signals.append(sig)
+            if quiet:
+                return
+            name = signal.Signals(sig).name
+            if len(signals) == 1:
+                say(f"{name}: finishing the requests in flight, then stopping (again to stop now)")
+            else:
+                say(f"{name} again: stopping now, cutting off the requests in flight")
 
         api.serve(model, host, port, api_key=api_key, access_log=access_log, on_ready=ready, on_stop=stopping, **limits)
         if not quiet:

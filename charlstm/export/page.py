@@ -75,6 +75,8 @@ def render_page(
             "num_layers": config.num_layers,
             "hidden_size": config.hidden_size,
             "embed_dim": config.embed_dim,
+            # A model of several documents: the symbol that starts one from a zero state.
+            "boundary_id": config.boundary_id,
         },
         "vocab": vocab.chars,
         "default_prime": default_prime(vocab),

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from charlstm.config import MAX_STOP_CHARS, MAX_STOPS, MAX_TEMPERATURE, SEEDS, SampleConfig, ServeConfig
+from charlstm.core.generation import named
 from charlstm.errors import CharlstmError
 from charlstm.text.vocab import Vocab
 
@@ -30,10 +31,8 @@ class RequestError(CharlstmError):
         self.status, self.field = status, field
 
     def body(self) -> dict[str, Any]:
-        error: dict[str, Any] = {"message": str(self), "status": self.status}
-        if self.field is not None:
-            error["field"] = self.field
-        return {"error": error}
+        # `field` is null where the refusal is about no one field (the body, the key, the load).
+        return {"error": {"message": str(self), "status": self.status, "field": self.field}}
 
 
 @dataclass(frozen=True)
@@ -64,8 +63,17 @@ def _number(data: dict[str, Any], name: str, default: float, low: float, high: f
 def _text_chars(vocab: Vocab, name: str, text: str, what: str) -> None:
     unknown = vocab.unknown(text)
     if unknown:
-        listed = ", ".join(json.dumps(c, ensure_ascii=False) for c in unknown)
-        raise RequestError(422, f"{name} contains characters the model never {what}: {listed}", name)
+        # Named as `charlstm sample` names them: a no-break space or a lone
+        # surrogate by its escape, which also keeps the answer encodable.
+        raise RequestError(422, f"{name} contains characters the model never {what}: {named(unknown)}", name)
+
+
+JSON_KINDS = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", type(None): "null"}
+
+
+def _json_kind(value: Any) -> str:
+    """What a parsed JSON value was, in JSON's words."""
+    return JSON_KINDS.get(type(value), "a number")
 
 
 def parse_generate(body: bytes, vocab: Vocab, limits: ServeConfig) -> Generate:
@@ -77,7 +85,7 @@ def parse_generate(body: bytes, vocab: Vocab, limits: ServeConfig) -> Generate:
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise RequestError(400, f"the body is not valid JSON: {err}") from None
     if not isinstance(data, dict):
-        raise RequestError(400, f"the body must be a JSON object, got {type(data).__name__}")
+        raise RequestError(400, f"the body must be a JSON object, got {_json_kind(data)}")
     unknown = sorted(set(data) - set(FIELDS))
     if unknown:
         raise RequestError(422, f"unknown field {unknown[0]!r}; the fields are {', '.join(FIELDS)}", unknown[0])

@@ -3,14 +3,19 @@
 SIGTERM or Ctrl-C stops accepting connections, lets the requests in flight
 finish (up to the per-request timeout), stops the batcher, and returns: the
 process exits 0. (uvicorn would otherwise re-raise the signal once it has
-drained, and the process would end with 143.)
+drained, and the process would end with 143.) A second signal while they
+finish ends the process at once with the signal's status (130 for Ctrl-C),
+cutting them off: uvicorn's own forced exit cancels each mid-request and
+logs a traceback for every one, where the user only asked to stop now.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import socket
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -42,11 +47,11 @@ class _Server(uvicorn.Server):
                 signal.signal(sig, handler)
 
     def _stop(self, sig: int, frame: Any) -> None:
-        if self.should_exit:  # a second signal: stop waiting for the requests in flight
-            self.force_exit = True
-            return
         if self._on_stop is not None:
-            self._on_stop(sig)
+            self._on_stop(sig)  # told on each signal: the second ends the process
+        if self.should_exit:  # a second signal: stop now, without the requests in flight
+            sys.stderr.flush()
+            os._exit(128 + sig)
         self.should_exit = True
 
     async def startup(self, sockets: Any = None) -> None:
