@@ -42,7 +42,7 @@ def test_a_folder_with_a_pattern_a_validation_file_and_a_bad_file(runner, tmp_pa
     info = runner.invoke(app, ["info", str(run_dir)])
     # Piped, a table's lines end where their text does.
     assert info.stdout.strip() and all(line == line.rstrip() for line in info.stdout.splitlines())
-    assert re.search(r"corpus\s+3 files from .*poems \(\*\*/\*\.poem\); 1 left out \(not text\)", info.stdout)
+    assert re.search(r"corpus\s+3 files from .*poems \(\*\*/\*\.poem\); 1 left out \(not text, or empty\)", info.stdout)
     assert re.search(r"validation text\s+1 file given with --val-file", info.stdout)
     record = json.loads(runner.invoke(app, ["info", str(run_dir), "--json"]).stdout)
     assert record["corpus"]["validation"]["kind"] == "files" and record["corpus"]["documents"] == 3
@@ -88,6 +88,15 @@ def test_a_validation_file_is_sized_apart_and_adds_nothing_to_the_vocabulary(run
     record = json.loads(runner.invoke(app, ["info", str(run_dir), "--json"]).stdout)
     assert record["model"]["vocab_size"] == vocab
     scored = json.loads(runner.invoke(app, ["eval", str(run_dir), str(tmp_path / "sub" / "b.txt"), "--json"]).stdout)
+    assert scored["skipped_chars"] == {"z": 2, "日": 1, "本": 1, "語": 1}
+    assert scored["loss"] == pytest.approx(record["best_val_loss"], abs=1e-6)
+    # With no text, eval reads the run's validation text: the --val-file, so
+    # named, its unknown characters counted as validation counted them.
+    alone = runner.invoke(app, ["eval", str(run_dir), "--json"])
+    assert alone.exit_code == 0, alone.output
+    assert f"from {tmp_path / 'sub' / 'b.txt'}" in alone.stderr
+    scored = json.loads(alone.stdout)
+    assert scored["text"] == f"{tmp_path / 'sub' / 'b.txt'} (validation text)"
     assert scored["skipped_chars"] == {"z": 2, "日": 1, "本": 1, "語": 1}
     assert scored["loss"] == pytest.approx(record["best_val_loss"], abs=1e-6)
 
@@ -173,3 +182,47 @@ def test_reading_a_large_corpus_shows_its_progress():
         "text: the last 10% of each",
         "encoded in 8.0s (250.0 MB/s) to T",
     ]
+
+
+@pytest.mark.parametrize("where", ["scan", "lock"])
+def test_a_corpus_cache_that_cannot_be_written_is_one_line(runner, tmp_path, monkeypatch, where):
+    """Whether the cache's first file (the scan) or a later one (the lock
+    and token file, as for a new vocabulary over a scanned text) cannot be
+    written: one line and status 2, never a traceback."""
+    (tmp_path / "a.txt").write_text("the king and queen of denmark\n" * 40, encoding="utf-8")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("", encoding="utf-8")
+    cache = blocker / "cache"  # a path through a file: nothing can be made under it
+    if where == "lock":
+        from charlstm.text import tokens
+
+        monkeypatch.setattr(tokens, "_complete", lambda path, size: False)
+        real = tokens._locked
+        monkeypatch.setattr(tokens, "_locked", lambda directory: real(blocker / directory.name))
+        cache = tmp_path / "cache"
+    monkeypatch.setenv("CHARLSTM_CORPUS_CACHE", str(cache))
+    result = runner.invoke(app, ["train", str(tmp_path / "a.txt"), "--out", str(tmp_path / "run"), *TINY])
+    assert result.exit_code == 2, result.output
+    [line] = result.stderr.splitlines()[-1:]
+    assert line.startswith("error: cannot write the corpus cache ") and "Not a directory" in line, result.stderr
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_empty_files_are_left_out_in_one_line_and_listed(runner, tmp_path):
+    """A source tree's empty files (__init__.py) are never refused, but the
+    run says it left them out, in one line, and corpus.json lists them."""
+    folder = tmp_path / "src"
+    folder.mkdir()
+    (folder / "a.txt").write_text("the king and queen of denmark\n" * 40, encoding="utf-8")
+    for name in ("b.txt", "c.txt", "d.txt", "e.txt"):
+        (folder / name).write_text("", encoding="utf-8")
+    run_dir = tmp_path / "run"
+    result = runner.invoke(app, ["train", str(folder), "--out", str(run_dir), *TINY, "--steps", "2"])
+    assert result.exit_code == 0, result.output
+    assert (
+        f"skipped 4 empty files ({folder / 'b.txt'}, {folder / 'c.txt'}, {folder / 'd.txt'}, and 1 more): "
+        "nothing to learn from" in result.stderr
+    )
+    skipped = json.loads((run_dir / "corpus.json").read_text(encoding="utf-8"))["skipped"]
+    assert [Path(s["path"]).name for s in skipped] == ["b.txt", "c.txt", "d.txt", "e.txt"]

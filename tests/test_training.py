@@ -99,10 +99,21 @@ def test_patience_stops_a_run_that_stopped_improving_and_keeps_its_best(tiny_cor
 def test_resume_extends_a_finished_run(tiny_corpus, tmp_path):
     run = new_tiny_run(tiny_corpus, steps=6)
     train(run, tmp_path / "run")
-    more = session.resumed_run(tmp_path / "run", {"steps": 10})
+    seen: list[events.Event] = []
+    more = session.resumed_run(tmp_path / "run", {"steps": 10}, on_event=seen.append)
     evts = train(more, tmp_path / "run")
     assert evts[0].step == 6 and evts[-1].step == 10
     assert int(session.resumed_run(tmp_path / "run", {}).state.step) == 10
+    # Its decay restarts over the new total, from near the peak: said.
+    [warned] = [e for e in seen if isinstance(e, events.Warned)]
+    old, new = (float(learning_rate(hyperparameters(run.train_config), 6)), more.train_config)
+    assert warned.kind == "schedule" and float(learning_rate(hyperparameters(new), 6)) > 2 * old
+    assert warned.message.startswith("the schedule now spans 10 steps: the learning rate at step 6 becomes ")
+    assert "a warm restart" in warned.message
+    # Where the rate hardly moves, nothing is said.
+    seen.clear()
+    session.resumed_run(tmp_path / "run", {"steps": 11}, on_event=seen.append)
+    assert not [e for e in seen if isinstance(e, events.Warned)]
 
 
 def test_resume_refuses_to_change_the_data_layout_or_model(tiny_corpus, tmp_path):

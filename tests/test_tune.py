@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from charlstm import presets
 from charlstm.cli import app
-from charlstm.errors import ConfigError
+from charlstm.errors import CharlstmError, ConfigError
 from charlstm.training import checkpoint, search_space, step_setup, tune
 
 SMALL_SPACE = ["--hidden", "8,16", "--layers", "1", "--seq-len", "16", "--dropout", "0,0.2", "--embed", "8", "-b", "4"]
@@ -129,6 +129,9 @@ def test_tune_ranks_trials_keeps_the_best_and_repeats_for_a_seed(runner, tiny_co
     assert checkpoint.best_val_loss(best) == pytest.approx(losses[0], abs=1e-6)
     assert all(not (Path(t["run_dir"]) / "checkpoints").exists() for t in trials[1:])
     assert all((Path(t["run_dir"]) / "metrics.jsonl").exists() for t in trials)
+    # Sampling one of the others says why it cannot, not that it is no run.
+    with pytest.raises(CharlstmError, match="has its metrics but no checkpoints: charlstm tune keeps only the best"):
+        checkpoint.locate(Path(trials[1]["run_dir"]))
     for t in trials:
         assert t["steps"] == t["planned_steps"] == 6 and t["reason"] == "done"
         assert t["model"]["hidden_size"] == t["point"]["hidden_size"]
@@ -164,6 +167,17 @@ def test_tune_refuses_conflicting_budgets(runner, tiny_corpus, tmp_path):
     gru = runner.invoke(app, ["tune", str(tiny_corpus), "--steps", "3", "--cell", "gru", "--norm", "layer"])
     assert gru.exit_code == 2
     assert "--norm layer works with --cell lstm only" in gru.stderr
+
+
+@pytest.mark.parametrize("text", ["short", "latin-1"])
+def test_a_search_refused_for_its_text_leaves_no_folder(runner, tmp_path, text):
+    corpus = tmp_path / "text.txt"
+    corpus.write_bytes(b"tiny text\n" if text == "short" else "caf\u00e9 au lait\n".encode("latin-1") * 50)
+    out = tmp_path / "search"
+    result = runner.invoke(app, ["tune", str(corpus), "--steps", "3", "--trials", "1", "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.splitlines()[-1].startswith("error: ")
+    assert not out.exists()
 
 
 def test_random_search_never_repeats_a_configuration():

@@ -171,6 +171,11 @@ class Model:
         """The text validation scored and the model never trained on, read
         again from the run's corpus, which must not have changed since (a
         model of several documents has the boundary symbol before each)."""
+        return self.held_out()[0]
+
+    def held_out(self) -> tuple[str, dict[str, int]]:
+        """`validation_text()`, and the characters of `--val-file` texts that
+        the vocabulary lacks, which validation left out of it: how often each."""
         entry = self.corpus or {"path": self.corpus_path, "sha256": self.corpus_sha256}
         try:
             corpus = prepare(manifest.source_of(entry))
@@ -188,7 +193,7 @@ class Model:
         hashes = [d.sha256 for d in corpus.train]
         held_out = streams.split_documents(tokens, self.train_config.val_fraction, hashes)
         segments = streams.Segments(tokens.ids, held_out.val)
-        return self.vocab.decode(segments[:])
+        return self.vocab.decode(segments[:]), dict(tokens.skipped)
 
     def validation_description(self) -> str:
         """What `validation_text` is, in words."""

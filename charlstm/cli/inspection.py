@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -42,8 +43,10 @@ def evaluate(
         given = _given_text(text_file, None)  # a missing file fails before the model is read
         use_cache()
         model = api.load(checkpoint)
-        source, text = given or _validation_text(model, "give a TEXTFILE")
+        source, text, left_out = (*given, {}) if given else _validation_text(model, "give a TEXTFILE")
         score = model.evaluate(text, streams)
+        if left_out:  # a --val-file's characters the model never saw, left out as validation left them
+            score = dataclasses.replace(score, skipped={**left_out, **score.skipped})
         if as_json:
             sys.stdout.write(json.dumps(records.score_record(source, model.path, score)) + "\n")
         else:
@@ -93,7 +96,7 @@ def inspect_model(
         given = _given_text(text_file, text)
         use_cache()
         model = api.load(checkpoint)
-        source, body = given or _validation_text(model, "give a TEXTFILE or --text")
+        source, body, _ = (*given, {}) if given else _validation_text(model, "give a TEXTFILE or --text")
         seen = model.inspect(body, max_chars)
         correlations = features.correlations(seen)
         tops = features.top_units(correlations, top)
@@ -129,19 +132,22 @@ def _given_text(text_file: str | None, text: str | None) -> tuple[str, str] | No
     return None
 
 
-def _validation_text(model: Model, otherwise: str) -> tuple[str, str]:
-    """The held-out end of the run's own corpus, which the model never trained
-    on; `otherwise` says how this command takes a text of the user's own."""
+def _validation_text(model: Model, otherwise: str) -> tuple[str, str, dict[str, int]]:
+    """Where it comes from, the text the run validated on (the held-out end
+    of its corpus, or its --val-file texts), which the model never trained
+    on, and the characters validation left out of it; `otherwise` says how
+    this command takes a text of the user's own."""
     try:
-        held_out = model.validation_text()
+        held_out, left_out = model.held_out()
     except CharlstmError as err:
         fail(f"no text given, and {err}: {otherwise}", err.details)
-    corpus = shown(model.corpus_path)
-    if model.corpus.get("documents", 1) > 1 or model.corpus.get("val_files"):
+    val_files = [shown(f) for f in model.corpus.get("val_files") or ()]
+    corpus = ", ".join(val_files) if val_files else shown(model.corpus_path)
+    if model.corpus.get("documents", 1) > 1 or val_files:
         say(f"no text given: reading the run's validation text, {model.validation_description()}, from {corpus}")
     else:
         say(f"no text given: reading the run's validation text, the last {len(held_out):,} characters of {corpus}")
-    return f"{corpus} (validation text)", held_out
+    return f"{corpus} (validation text)", held_out, left_out
 
 
 def list_runs(

@@ -119,7 +119,7 @@ def _corpus_text(meta: Meta) -> str:
     where = meta.corpus_path if files == 1 else f"{files} files from {', '.join(entry.get('sources', []))}"
     if entry.get("sources") and any(Path(p).is_dir() for p in entry["sources"]):
         where += f" ({entry.get('glob')})"
-    skipped = f"; {entry['skipped']} left out (not text)" if entry.get("skipped") else ""
+    skipped = f"; {entry['skipped']} left out (not text, or empty)" if entry.get("skipped") else ""
     return f"{where}{skipped} (sha256 {meta.corpus_sha256[:12]}...)"
 
 

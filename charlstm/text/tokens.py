@@ -22,6 +22,7 @@ processes of a multi-process run take turns through a lock.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import mmap
@@ -114,6 +115,9 @@ def _hash(path: Path, progress: Progress, done: int, total: int) -> str:
     return digest.hexdigest()
 
 
+EMPTY = "empty: nothing to learn from"  # the problem recorded for a file with no characters
+
+
 def prepare(source: Source, progress: Progress = no_progress) -> Corpus:
     """Find, hash and check the files `source` names (each read once, ever,
     for the checking: later runs find the results in the cache)."""
@@ -136,6 +140,9 @@ def prepare(source: Source, progress: Progress = no_progress) -> Corpus:
     if bad and not source.skip_bad_files:
         _refuse(bad, alone=len(result.files) == 1)
     usable = [f.problem is None and f.chars > 0 for f in result.files]
+    # Left out too, and listed with the files that are not text (corpus.json),
+    # but never refused: a source tree's empty __init__.py files are normal.
+    empty = tuple(dataclasses.replace(f, problem=EMPTY) for f in result.files if f.problem is None and not f.chars)
     n = len(found.train)
     train = tuple(f for f, ok in zip(result.files[:n], usable[:n], strict=True) if ok)
     val = tuple(f for f, ok in zip(result.files[n:], usable[n:], strict=True) if ok)
@@ -144,7 +151,7 @@ def prepare(source: Source, progress: Progress = no_progress) -> Corpus:
         raise CorpusError(f"corpus is empty: {what}" if not bad else "no usable text: every file was left out")
     if source.val_files and not val:
         raise CorpusError(f"{flag('val_file')}: no usable text in {', '.join(source.val_files)}")
-    return Corpus(source, train, val, bad, result.charset, directory, found.roots, found.shipped, from_cache)
+    return Corpus(source, train, val, bad + empty, result.charset, directory, found.roots, found.shipped, from_cache)
 
 
 def _refuse(bad: tuple[Scanned, ...], alone: bool) -> None:
@@ -281,13 +288,25 @@ def _write_atomically(path: Path, write: Callable[[BinaryIO], object]) -> None:
             write(out)
         os.replace(tmp, path)
     except OSError as err:
-        tmp.unlink(missing_ok=True)
-        raise CorpusError(
-            f"cannot write the corpus cache {path}: {err.strerror}; point {ENV_CACHE} at a folder with room"
-        ) from None
+        _remove(tmp)
+        raise _unwritable(path, err) from None
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        _remove(tmp)
         raise
+
+
+def _remove(tmp: Path) -> None:
+    # Where the file could not be written it may not be removable either
+    # (a read-only folder, a path through a file): its error is the one to tell.
+    with contextlib.suppress(OSError):
+        tmp.unlink(missing_ok=True)
+
+
+def _unwritable(path: Path, err: OSError) -> CorpusError:
+    return CorpusError(
+        f"cannot write the corpus cache {path}: {err.strerror}; point {ENV_CACHE} at a folder you can write to, "
+        "with room for the encoded text"
+    )
 
 
 @contextlib.contextmanager
@@ -298,8 +317,12 @@ def _locked(directory: Path) -> Iterator[None]:
     except ImportError:  # not on a POSIX system: encode without a lock (a rename still keeps files whole)
         yield
         return
-    directory.mkdir(parents=True, exist_ok=True)
-    with (directory / "lock").open("a") as lock:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        lock = (directory / "lock").open("a")
+    except OSError as err:
+        raise _unwritable(directory / "lock", err) from None
+    with lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield

@@ -121,6 +121,12 @@ def locate(path: Path, prefer: str = BEST) -> tuple[Path, int]:
                 return path / "checkpoints" / kind, found
         raise CheckpointError(f"no complete checkpoint in run directory {path}")
     found = latest_step(path)
+    if found is None and (path / "metrics.jsonl").is_file():
+        # A tune trial other than the best: tune removed its checkpoints.
+        raise CheckpointError(
+            f"{path} has its metrics but no checkpoints: charlstm tune keeps only the best trial's "
+            "(--keep-all keeps every trial's); plot it, or train its settings again"
+        )
     if found is None:
         raise CheckpointError(f"not a charlstm run or checkpoint directory: {path}")
     return path, found

@@ -102,7 +102,7 @@ class Warned:
     """Something about training that needs the user's attention (see `health.py`)."""
 
     step: int
-    kind: str  # "exploding", "vanishing" or "loss rising"
+    kind: str  # "exploding", "vanishing", "loss rising", "corpus changed" or "schedule"
     message: str
 
 

@@ -16,13 +16,13 @@ from typing import Any
 
 from charlstm.config import AUTO_NORM, TrainConfig
 from charlstm.core.model import grow_vocab
-from charlstm.core.state import init_optimizer, init_state
-from charlstm.errors import CharlstmError, ConfigError, CorpusError
+from charlstm.core.state import hyperparameters, init_optimizer, init_state, learning_rate
+from charlstm.errors import CharlstmError, ConfigError, CorpusError, shown
 from charlstm.flags import flag
 from charlstm.text import manifest
 from charlstm.text.corpus import DEFAULT_GLOB, Source
 from charlstm.text.scan import Progress
-from charlstm.text.tokens import Corpus, prepare
+from charlstm.text.tokens import EMPTY, Corpus, prepare
 from charlstm.training import checkpoint, distributed, events, run_lock
 from charlstm.training.loop import fit
 from charlstm.training.run import (
@@ -64,7 +64,8 @@ def fine_tune_run(
     if wrong:
         given = ", ".join(f"{flag(n)} {model_kwargs[n]}" for n in wrong)
         raise ConfigError(
-            f"{flag('init_from')} {base.path} is a {old.describe()} with embedding {old.embed_dim}, but {given} "
+            f"{flag('init_from')} {base.path} is a {old.describe()} with embedding {old.embed_dim} "
+            f"({flag('norm')} {old.norm}, {flag('cell')} {old.cell}), but {given} "
             f"asks for another shape; fine-tuning keeps the model's shape (leave those options out)"
         )
     vocab = corpus_vocab(corpus, base.vocab)
@@ -103,7 +104,13 @@ def _read(source: Source, on_event: EventHandler | None) -> Corpus:
     corpus = prepare(source, _reporter(on_event))
     if on_event is not None:
         for bad in corpus.skipped:
-            on_event(events.Skipped(bad.path, bad.problem or ""))
+            if bad.problem != EMPTY:
+                on_event(events.Skipped(bad.path, bad.problem or ""))
+        empty = [shown(f.path) for f in corpus.skipped if f.problem == EMPTY]
+        if empty:  # one line for them all: a source tree may have hundreds of empty __init__.py
+            listed = ", ".join(empty[:3]) + (f", and {len(empty) - 3} more" if len(empty) > 3 else "")
+            what = "1 empty file" if len(empty) == 1 else f"{len(empty)} empty files"
+            on_event(events.Skipped(f"{what} ({listed})", "nothing to learn from"))
     return corpus
 
 
@@ -225,8 +232,29 @@ def resumed_run(
                 f"losses do not compare with the best so far ({run.best_val_loss:.4f}), which keeps its checkpoint",
             )
         )
+    if on_event is not None:
+        jump = _schedule_jump(ckpt.train_config, train_config, int(ckpt.state.step))
+        if jump is not None:
+            on_event(events.Warned(int(ckpt.state.step), "schedule", jump))
     _ready(run, on_event)
     return run
+
+
+def _schedule_jump(old: TrainConfig, new: TrainConfig, step: int) -> str | None:
+    """What a resume's new total or peak does to the learning rate where the
+    run stands, where it more than halves or doubles it: extending a
+    finished run restarts its decay from near the peak (a warm restart, with
+    no second warm-up), which a user asking for more steps may not expect."""
+    if (old.steps, old.learning_rate) == (new.steps, new.learning_rate):
+        return None
+    before, after = (float(learning_rate(hyperparameters(c), step)) for c in (old, new))
+    if 0.5 <= after / before <= 2:
+        return None
+    how = "a warm restart: it climbs back toward the peak" if after > before else "lower than it was"
+    return (
+        f"the schedule now spans {new.steps:,} steps: the learning rate at step {step:,} becomes {after:.2e}, "
+        f"not {before:.2e} ({how}; {flag('lr')} sets the peak)"
+    )
 
 
 def train(

@@ -40,10 +40,10 @@ from typing import Any
 from charlstm.config import ModelConfig, TrainConfig, check_seed
 from charlstm.core.model import param_count
 from charlstm.core.state import init_state, warmup_steps
-from charlstm.errors import ConfigError
+from charlstm.errors import CharlstmError, ConfigError
 from charlstm.flags import flag
 from charlstm.text.corpus import Source, resolve_corpus_path
-from charlstm.text.tokens import prepare
+from charlstm.text.tokens import Corpus, prepare
 from charlstm.training import events, session
 from charlstm.training.events import TrialFinished, TrialResult, TrialStarted
 from charlstm.training.loop import fit
@@ -229,10 +229,30 @@ def search(
     """Train one run per trial of `plan` under `plan.out`, yielding each
     result as it ends. Afterwards only the best trial keeps its checkpoints,
     unless `plan.keep_all`."""
+    text = prepare(Source((str(plan.corpus.resolve()),)))  # an unusable corpus leaves no folder behind
     prepare_run_dir(plan.out)
     on_event(events.SearchPlanned(plan.out, len(plan.points), plan.settings["kind"], plan.note))
-    text = prepare(Source((str(plan.corpus.resolve()),)))
     results: list[TrialResult] = []
+    try:
+        yield from _trials(plan, text, results, on_event, should_stop)
+    except CharlstmError:
+        _remove_if_empty(plan.out)  # refused before any trial wrote a file (a text too short for the batch)
+        raise
+    if not plan.keep_all and results:
+        best = ranked(results)[0]
+        for r in results:
+            if r is not best and best.val_loss is not None:
+                shutil.rmtree(Path(r.run_dir) / "checkpoints", ignore_errors=True)
+
+
+def _trials(
+    plan: Plan,
+    text: Corpus,
+    results: list[TrialResult],
+    on_event: Callable[[Any], None],
+    should_stop: Callable[[], bool],
+) -> Iterator[TrialResult]:
+    """Each trial of `plan` in turn, its result appended to `results`."""
     for index, point in enumerate(plan.points):
         if should_stop():
             break
@@ -263,8 +283,9 @@ def search(
         _write_json(plan.out / "trials.json", results, plan.settings)
         on_event(TrialFinished(index, len(plan.points), result))
         yield result
-    if not plan.keep_all and results:
-        best = ranked(results)[0]
-        for r in results:
-            if r is not best and best.val_loss is not None:
-                shutil.rmtree(Path(r.run_dir) / "checkpoints", ignore_errors=True)
+
+
+def _remove_if_empty(directory: Path) -> None:
+    """Remove `directory` if it holds folders at most, no file."""
+    if directory.is_dir() and not any(p.is_file() for p in directory.rglob("*")):
+        shutil.rmtree(directory, ignore_errors=True)
