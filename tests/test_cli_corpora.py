@@ -226,3 +226,16 @@ def test_empty_files_are_left_out_in_one_line_and_listed(runner, tmp_path):
     )
     skipped = json.loads((run_dir / "corpus.json").read_text(encoding="utf-8"))["skipped"]
     assert [Path(s["path"]).name for s in skipped] == ["b.txt", "c.txt", "d.txt", "e.txt"]
+
+
+def test_a_validation_file_with_the_training_text_under_another_name_is_refused(runner, tmp_path):
+    text = "the king and queen of denmark\n" * 40
+    (tmp_path / "a.txt").write_text(text, encoding="utf-8")
+    (tmp_path / "copy.txt").write_text(text, encoding="utf-8")
+    args = ["train", str(tmp_path / "a.txt"), "--val-file", str(tmp_path / "copy.txt"), "--out", str(tmp_path / "r")]
+    result = runner.invoke(app, [*args, *TINY])
+    assert result.exit_code == 2
+    assert result.stderr.splitlines()[-1] == (
+        f"error: --val-file {tmp_path / 'copy.txt'} has the same text as the training file {tmp_path / 'a.txt'}: "
+        "validation must be text the model does not train on"
+    )

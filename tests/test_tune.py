@@ -296,3 +296,30 @@ def test_a_time_budget_counts_the_same_training_time_in_every_trial(
         # refitted to end there (not where the calibration put it).
         assert (r.train_seconds, r.steps, r.planned_steps, r.reason) == (budget, steps, steps, "done"), r
         assert r.val_loss is not None
+
+
+def test_tune_reads_what_train_reads_folders_patterns_and_validation_files(runner, tiny_text, tmp_path):
+    """A source tree (--glob), a --val-file and --skip-bad-files, as for
+    train; the command it suggests for the best trial reads the same text."""
+    src = tmp_path / "src"
+    (src / "pkg").mkdir(parents=True)
+    half = len(tiny_text) // 2
+    (src / "a.py").write_text(tiny_text[:half], encoding="utf-8")
+    (src / "pkg" / "b.py").write_text(tiny_text[half:], encoding="utf-8")
+    (src / "pkg" / "c.py").write_bytes("caf\u00e9\n".encode("latin-1"))
+    (src / "notes.txt").write_text("not read: the pattern is *.py", encoding="utf-8")
+    (tmp_path / "dev.py").write_text(tiny_text[:400], encoding="utf-8")
+    out = tmp_path / "search"
+    args = ["tune", str(src), "--glob", "**/*.py", "--val-file", str(tmp_path / "dev.py"), "--skip-bad-files"]
+    result = runner.invoke(app, [*args, "--steps", "2", "--trials", "1", "--out", str(out), *SMALL_SPACE])
+    assert result.exit_code == 0, result.output
+    assert f"skipped {src / 'pkg' / 'c.py'}: not valid UTF-8" in result.stderr
+    settings = json.loads((out / "trials.json").read_text())["search"]
+    assert (settings["sources"], settings["glob"]) == ([str(src)], "**/*.py")
+    assert settings["val_files"] == [str(tmp_path / "dev.py")] and settings["skip_bad_files"]
+    files = json.loads((out / "trial-00" / "corpus.json").read_text(encoding="utf-8"))
+    assert sorted(Path(f["path"]).name for f in files["train"]) == ["a.py", "b.py"]
+    assert [Path(f["path"]).name for f in files["val"]] == ["dev.py"]
+    suggested = f"train it longer: charlstm train {src} "
+    line = next(line for line in result.stderr.splitlines() if line.startswith(suggested))
+    assert f"--glob '**/*.py' --skip-bad-files --val-file {tmp_path / 'dev.py'}" in line

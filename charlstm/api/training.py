@@ -172,9 +172,12 @@ def _train(
 
 
 def tune(
-    corpus: str | Path,
+    corpus: str | Path | Sequence[str | Path],
     out: str | Path | None = None,
     *,
+    glob: str | None = None,
+    val_file: str | Path | Sequence[str | Path] | None = None,
+    skip_bad_files: bool = False,
     trials: int | None = None,
     grid: bool = False,
     steps: int | None = None,
@@ -191,6 +194,8 @@ def tune(
     `space` narrows what is searched, by config field ("learning_rate":
     "1e-3:3e-2", "hidden_size": "128,256"; see `training.search_space.SPACE`);
     `fixed` sets other ModelConfig and TrainConfig fields for every trial.
+    `corpus`, `glob`, `val_file` and `skip_bad_files` name the text as for
+    `train`.
     Returns the search's directory and its trials, best first."""
     unknown = sorted(set(fixed) - _MODEL_FIELDS - _TRAIN_FIELDS)
     if unknown:
@@ -203,6 +208,9 @@ def tune(
     plan = tuning.plan(
         corpus,
         out,
+        glob=glob,
+        val_file=val_file,
+        skip_bad_files=skip_bad_files,
         trials=trials,
         grid=grid,
         steps=steps,

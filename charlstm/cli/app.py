@@ -9,6 +9,7 @@ loading them.
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import sys
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -245,6 +246,20 @@ def _global_options(
     relaunch = _options.get("entry", False) and ctx.invoked_subcommand in TRAINING_COMMANDS
     if not (relaunch and hostmem.relaunch_with_huge_pages()):
         hostmem.keep_host_memory()
+
+
+def end_at_once(status: int) -> NoReturn:
+    """End with `status` now. In the process `main` started, without
+    Python's exit: after an abort, the threads of a checkpoint still being
+    written (Orbax's, absl's) would print their own tracebacks as the
+    interpreter shuts down under them. In-process (tests, an embedding
+    program), an ordinary exit."""
+    if _options.get("entry", False):
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(OSError, ValueError):
+                stream.flush()
+        os._exit(status)
+    raise typer.Exit(status)
 
 
 def main() -> None:

@@ -51,7 +51,9 @@ class SearchDisplay:
     def _handle(self, event: Any) -> None:
         if self.verbosity == QUIET:
             return
-        if isinstance(event, events.SearchPlanned):
+        if isinstance(event, events.Skipped):
+            self._say(f"skipped {event.path}: {event.problem}", style="yellow")
+        elif isinstance(event, events.SearchPlanned):
             plural = "" if event.trials == 1 else "s"
             self._say(f"search directory: {event.directory}; {event.trials} {event.kind} trial{plural}")
             if event.note:

@@ -19,6 +19,7 @@ from charlstm.cli.app import (
     EXIT_DIVERGED,
     Quiet,
     Verbose,
+    end_at_once,
     given,
     say,
     stderr,
@@ -88,41 +89,48 @@ _TRAIN_ARGS = (
 )
 
 
+# What to read: `train` and `tune` take the same files, folders and options.
+CorpusArgument = Annotated[
+    list[str],
+    typer.Argument(
+        help="UTF-8 text files or folders to learn from, each file a document of its own; a shipped corpus's "
+        "name (shakespeare.txt) works from any directory.",
+        show_default=False,
+    ),
+]
+GlobOption = Annotated[
+    str | None,
+    typer.Option(
+        flag("glob"),
+        help="Which files of a folder to read, as a pattern relative to it ('**/*.py': every .py file at any "
+        "depth); hidden files and folders are left out. [default: **/*.txt]",
+        show_default=False,
+    ),
+]
+ValFileOption = Annotated[
+    list[Path] | None,
+    typer.Option(
+        flag("val_file"),
+        help="Validate on this text instead of holding out a share of the corpus (repeat it for several files).",
+        show_default=False,
+        metavar="<path>",  # one at a time, repeated; Typer would write <list[Path]>
+    ),
+]
+SkipBadFilesOption = Annotated[
+    bool,
+    typer.Option(
+        flag("skip_bad_files"),
+        help="Leave out files that are not UTF-8 text, naming each, instead of stopping.",
+    ),
+]
+
+
 def train(
     ctx: typer.Context,
-    corpus: Annotated[
-        list[str],
-        typer.Argument(
-            help="UTF-8 text files or folders to learn from, each file a document of its own; a shipped corpus's "
-            "name (shakespeare.txt) works from any directory.",
-            show_default=False,
-        ),
-    ],
-    glob: Annotated[
-        str | None,
-        typer.Option(
-            flag("glob"),
-            help="Which files of a folder to read, as a pattern relative to it ('**/*.py': every .py file at any "
-            "depth); hidden files and folders are left out. [default: **/*.txt]",
-            show_default=False,
-        ),
-    ] = None,
-    val_file: Annotated[
-        list[Path] | None,
-        typer.Option(
-            flag("val_file"),
-            help="Validate on this text instead of holding out a share of the corpus (repeat it for several files).",
-            show_default=False,
-            metavar="<path>",  # one at a time, repeated; Typer would write <list[Path]>
-        ),
-    ] = None,
-    skip_bad_files: Annotated[
-        bool,
-        typer.Option(
-            flag("skip_bad_files"),
-            help="Leave out files that are not UTF-8 text, naming each, instead of stopping.",
-        ),
-    ] = False,
+    corpus: CorpusArgument,
+    glob: GlobOption = None,
+    val_file: ValFileOption = None,
+    skip_bad_files: SkipBadFilesOption = False,
     init_from: Annotated[
         Path | None,
         typer.Option(
@@ -334,7 +342,7 @@ class _Watch:
     def __init__(self, handle: Callable[[Any], None]):
         self.handle = handle
         self.run_dir: Path | None = None
-        self.ended = False
+        self.reason: str | None = None  # how the run ended (events.Finished), once it has
 
     def __call__(self, event: Any) -> None:
         from charlstm.training import events
@@ -342,7 +350,7 @@ class _Watch:
         if isinstance(event, events.Opened):
             self.run_dir = event.run_dir
         elif isinstance(event, events.Finished):
-            self.ended = True
+            self.reason = event.reason
         self.handle(event)
 
 
@@ -359,11 +367,14 @@ def _train(level: int, stop: StopFlag, start: Callable[[_Watch], Model]) -> None
         with display:
             model = start(watch)
     except KeyboardInterrupt:
-        if watch.ended:  # the run had saved and stopped; only reading its best checkpoint back was cut short
+        if watch.reason == "interrupted":  # it had saved on the first signal; reading it back was cut short
+            say(f"interrupted; checkpoint saved. Continue with: charlstm resume {watch.run_dir}")
+            raise typer.Exit(stop.exit_status) from None
+        if watch.reason is not None:  # the run had saved and ended; only reading its best checkpoint back was cut short
             say(f"interrupted after the run ended; its checkpoints are complete: {watch.run_dir}")
             raise typer.Exit(stop.exit_status) from None
         say(f"aborted without saving; {_what_is_left(watch.run_dir)}")
-        raise typer.Exit(EXIT_ABORTED) from None
+        end_at_once(EXIT_ABORTED)
     except TrainingDiverged as diverged:
         if distributed.is_main():  # the processes agree on how it ended; one says so
             say(f"error: {_diverged_advice(diverged)}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -22,6 +23,7 @@ from charlstm.cli.app import (
     verbosity,
 )
 from charlstm.cli.signals import StopFlag
+from charlstm.cli.training import CorpusArgument, GlobOption, SkipBadFilesOption, ValFileOption
 from charlstm.config import ModelConfig as _M
 from charlstm.config import TrainConfig as _T
 from charlstm.flags import as_options, flag
@@ -29,7 +31,10 @@ from charlstm.flags import as_options, flag
 
 def tune(
     ctx: typer.Context,
-    corpus: Annotated[str, typer.Argument(help="UTF-8 text file to learn from (or a shipped corpus's name).")],
+    corpus: CorpusArgument,
+    glob: GlobOption = None,
+    val_file: ValFileOption = None,
+    skip_bad_files: SkipBadFilesOption = False,
     trials: Annotated[
         int | None, typer.Option(flag("trials"), help="Trials to run [default: 8; with --grid, every combination].")
     ] = None,
@@ -109,6 +114,9 @@ def tune(
             search = api.tune(
                 corpus,
                 out,
+                glob=glob,
+                val_file=val_file,
+                skip_bad_files=skip_bad_files,
                 trials=trials,
                 grid=grid,
                 steps=steps,
@@ -126,12 +134,16 @@ def tune(
             print_table(tables.trials_table(search.trials))
         if level and search.best is not None:
             best = search.best
-            chosen = "".join(f" {flag(name)} {value}" for name, value in given(ctx, fixed).items())
+            reading = {"glob": glob, "skip_bad_files": skip_bad_files or None}
+            chosen = "".join(f" {flag(name)} {shlex.quote(str(value))}" for name, value in reading.items() if value)
+            chosen += "".join(f" {flag('val_file')} {shlex.quote(str(path))}" for path in val_file or ())
+            chosen = chosen.replace(f"{flag('skip_bad_files')} True", flag("skip_bad_files"))
+            chosen += "".join(f" {flag(name)} {value}" for name, value in given(ctx, fixed).items())
             say(
                 f"best: {best.run_dir} (validation loss {best.val_loss:.4f}); "
                 f"all trials in {search.directory / 'trials.json'}\n"
                 f"sample it: charlstm sample {flag('checkpoint')} {best.run_dir}\n"
-                f"train it longer: charlstm train {corpus} {as_options(best.point)}{chosen}"
+                f"train it longer: charlstm train {shlex.join(corpus)} {as_options(best.point)}{chosen}"
             )
         if stop.signal is not None:
             say(f"search interrupted after {len(search.trials)} of {search.planned} trials")

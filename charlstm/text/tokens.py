@@ -128,6 +128,14 @@ def prepare(source: Source, progress: Progress = no_progress) -> Corpus:
     for d in docs:
         hashes.append(_hash(d.path, progress, done, total))
         done += d.size
+    by_hash = {h: d for d, h in zip(found.train, hashes, strict=False)}
+    for d, h in zip(found.val, hashes[len(found.train) :], strict=True):
+        if h in by_hash and d.size:
+            # Another path, the same text (a copy): the model would validate on what it trains on.
+            raise CorpusError(
+                f"{flag('val_file')} {shown(d.path)} has the same text as the training file "
+                f"{shown(by_hash[h].path)}: validation must be text the model does not train on"
+            )
     directory = cache_root() / _key(hashes[: len(found.train)], hashes[len(found.train) :])
     result = _load_scan(directory, docs, hashes, counted=len(found.val))
     from_cache = result is not None

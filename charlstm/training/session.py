@@ -63,9 +63,10 @@ def fine_tune_run(
     ]
     if wrong:
         given = ", ".join(f"{flag(n)} {model_kwargs[n]}" for n in wrong)
+        # A layer-normalised base says so (describe()); a plain one too, where the norm is what differs.
+        plain = " without layer norm" if old.cell == "lstm" and old.norm == "none" and "norm" in wrong else ""
         raise ConfigError(
-            f"{flag('init_from')} {base.path} is a {old.describe()} with embedding {old.embed_dim} "
-            f"({flag('norm')} {old.norm}, {flag('cell')} {old.cell}), but {given} "
+            f"{flag('init_from')} {base.path} is a {old.describe()}{plain} with embedding {old.embed_dim}, but {given} "
             f"asks for another shape; fine-tuning keeps the model's shape (leave those options out)"
         )
     vocab = corpus_vocab(corpus, base.vocab)
@@ -100,7 +101,8 @@ def _reporter(on_event: EventHandler | None) -> Progress:
     return progress
 
 
-def _read(source: Source, on_event: EventHandler | None) -> Corpus:
+def read(source: Source, on_event: EventHandler | None) -> Corpus:
+    """The corpus `source` names, checked; each file left out reported to `on_event`."""
     corpus = prepare(source, _reporter(on_event))
     if on_event is not None:
         for bad in corpus.skipped:
@@ -155,20 +157,30 @@ def new(
     `init_from` (a run or checkpoint), those given must match its model.
     `glob` picks a folder's files; `val_file` is validation text instead of a
     held-out share; `skip_bad_files` leaves out files that are not text."""
-    source = Source(_paths(corpus), glob or DEFAULT_GLOB, _paths(val_file), skip_bad_files)
+    source = source_of(corpus, glob, val_file, skip_bad_files)
     # The processes of a multi-process run must name the same directory.
     when = distributed.from_main(time.time())
     run_dir = Path(out) if out is not None else default_run_dir(Path(source.paths[0]), when=when)
     check_run_dir(run_dir)
     base = checkpoint.load(Path(init_from)) if init_from is not None else None
-    read = _read(source, on_event)
+    text = read(source, on_event)
     progress = _reporter(on_event)
-    run = new_run(read, model, config, progress) if base is None else fine_tune_run(read, base, model, config, progress)
+    run = new_run(text, model, config, progress) if base is None else fine_tune_run(text, base, model, config, progress)
     _ready(run, on_event)
     # ... and all look at it before any of them creates it (or its checkpoint folders).
     distributed.barrier("charlstm: run directory checked")
     prepare_run_dir(run_dir, checked=True)
-    return run, run_dir, read.shipped
+    return run, run_dir, text.shipped
+
+
+def source_of(
+    corpus: str | Path | Sequence[str | Path],
+    glob: str | None = None,
+    val_file: str | Path | Sequence[str | Path] | None = None,
+    skip_bad_files: bool = False,
+) -> Source:
+    """The files to read, as `train` and `tune` take them."""
+    return Source(_paths(corpus), glob or DEFAULT_GLOB, _paths(val_file), skip_bad_files)
 
 
 def _paths(given: str | Path | Sequence[str | Path] | None) -> tuple[str, ...]:
@@ -205,7 +217,7 @@ def resumed_run(
         )
     # Checked before the corpus is read, which can take a while: a bad option fails at once.
     train_config = dataclasses.replace(ckpt.train_config, **overrides)
-    corpus = _read(manifest.source_of(ckpt.corpus), on_event)
+    corpus = read(manifest.source_of(ckpt.corpus), on_event)
     if not force:
         manifest.refuse_changed(ckpt.corpus, manifest.read_files(run_dir), corpus)
     unknown = sorted(set(corpus.charset) - set(ckpt.vocab.chars))

@@ -32,7 +32,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -43,7 +43,7 @@ from charlstm.core.state import init_state, warmup_steps
 from charlstm.errors import CharlstmError, ConfigError
 from charlstm.flags import flag
 from charlstm.text.corpus import Source, resolve_corpus_path
-from charlstm.text.tokens import Corpus, prepare
+from charlstm.text.tokens import Corpus
 from charlstm.training import events, session
 from charlstm.training.events import TrialFinished, TrialResult, TrialStarted
 from charlstm.training.loop import fit
@@ -72,7 +72,7 @@ DEFAULT_BUDGET_S = 60.0
 class Plan:
     """A search, decided and checked before its first trial."""
 
-    corpus: Path
+    corpus: Path  # the first file or folder given: it names the search
     out: Path
     points: list[dict[str, float]]  # each trial's searched values, by config field
     model: dict[str, Any]  # ModelConfig fields every trial shares
@@ -82,12 +82,16 @@ class Plan:
     keep_all: bool
     settings: dict[str, Any]  # what trials.json records of the search
     note: str = ""  # for the user, about the plan: fewer trials than asked for
+    source: Source | None = None  # every file to read, as train reads them (None: `corpus` alone)
 
 
 def plan(
-    corpus: str | Path,
+    corpus: str | Path | Sequence[str | Path],
     out: str | Path | None = None,
     *,
+    glob: str | None = None,
+    val_file: str | Path | Sequence[str | Path] | None = None,
+    skip_bad_files: bool = False,
     trials: int | None = None,
     grid: bool = False,
     steps: int | None = None,
@@ -128,10 +132,17 @@ def plan(
     fixed_model, fixed_train = dict(model or {}), {**(train or {}), "seed": seed}
     ModelConfig(vocab_size=1, **fixed_model)  # refuse a bad --cell, --norm or --embed before any trial
     TrainConfig(**fixed_train)
-    path, _ = resolve_corpus_path(str(corpus))
+    source = session.source_of(corpus, glob, val_file, skip_bad_files)
+    if not source.paths:
+        raise ConfigError("give a text file or folder to search on")
+    path, _ = resolve_corpus_path(source.paths[0])
     directory = Path(out) if out is not None else RUNS_DIR / f"tune-{path.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
     settings = {
         "corpus": str(path.resolve()),
+        "sources": [str(Path(p).resolve()) for p in source.paths],
+        "glob": source.glob,
+        "val_files": [str(Path(p).resolve()) for p in source.val_files],
+        "skip_bad_files": source.skip_bad_files,
         "kind": "grid" if grid else "random",
         "trials": len(points),
         "seed": seed,
@@ -141,7 +152,7 @@ def plan(
         "range": [d.field for d in dims if d.log_range is not None],
         "fixed": {**fixed_model, **fixed_train},
     }
-    return Plan(path, directory, points, fixed_model, fixed_train, steps, budget_s, keep_all, settings, note)
+    return Plan(path, directory, points, fixed_model, fixed_train, steps, budget_s, keep_all, settings, note, source)
 
 
 @dataclass(frozen=True)
@@ -229,7 +240,8 @@ def search(
     """Train one run per trial of `plan` under `plan.out`, yielding each
     result as it ends. Afterwards only the best trial keeps its checkpoints,
     unless `plan.keep_all`."""
-    text = prepare(Source((str(plan.corpus.resolve()),)))  # an unusable corpus leaves no folder behind
+    source = plan.source or Source((str(plan.corpus.resolve()),))
+    text = session.read(source, on_event)  # an unusable corpus leaves no folder behind
     prepare_run_dir(plan.out)
     on_event(events.SearchPlanned(plan.out, len(plan.points), plan.settings["kind"], plan.note))
     results: list[TrialResult] = []
