@@ -363,7 +363,7 @@ def test_resume_checks_its_options_before_reading_the_corpus(runner, trained_run
     def read(*args, **kwargs):
         raise AssertionError("the corpus was read before the options were checked")
 
-    monkeypatch.setattr(session, "_read", read)
+    monkeypatch.setattr(session, "read", read)
     result = runner.invoke(app, ["resume", str(trained_run[0]), "--steps", "99", "--lr", "-1"])
     assert result.exit_code == 2, result.output
     assert "--lr" in result.stderr and "Traceback" not in result.output

@@ -58,6 +58,20 @@ def write_page(
     return path
 
 
+NAMED_MARKER = "/* __CHARLSTM_NAMED__: charlstm/introspect/named.js, the function `named` */"
+
+
+def with_named(template: str) -> str:
+    """`template` with the script function `named` (named.js: a character as
+    `charlstm sample` names it) where its marker stands: one copy for every
+    page that names a prime's unknown characters (the exported page, the
+    server's), each still self-contained."""
+    if NAMED_MARKER not in template:
+        raise ValueError("the page template has no place for the function named")
+    code = resources.files("charlstm.introspect").joinpath("named.js").read_text(encoding="utf-8")
+    return template.replace(NAMED_MARKER, code.strip())
+
+
 def script_json(data: Any) -> str:
     """JSON that is safe inside a script element: no `<`, `>` or `&` at all."""
     text = json.dumps(data, ensure_ascii=True, allow_nan=False, separators=(",", ":"))

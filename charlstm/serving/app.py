@@ -34,6 +34,7 @@ from starlette.routing import Route
 from charlstm.config import ModelConfig, SampleConfig, ServeConfig, to_dict
 from charlstm.core.generation import default_prime
 from charlstm.core.model import Params
+from charlstm.introspect.page import with_named
 from charlstm.serving.batcher import Batcher, Job, Piece, asyncio_delivery
 from charlstm.serving.requests import RequestError, parse_generate, settings
 from charlstm.text.vocab import Vocab
@@ -129,7 +130,7 @@ def create_app(
     batcher = Batcher(
         config, params, vocab, max_batch=limits.max_batch, chunk=limits.chunk, max_waiting=limits.max_waiting
     )
-    page = resources.files("charlstm.serving").joinpath("page.html").read_text(encoding="utf-8")
+    page = with_named(resources.files("charlstm.serving").joinpath("page.html").read_text(encoding="utf-8"))
     page_headers = {**_NO_CACHE, "Content-Security-Policy": _page_policy(page)}
 
     def authorised(request: Request) -> None:

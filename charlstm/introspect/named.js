@@ -1,0 +1,11 @@
+// A character as `charlstm sample` names it: as typed where it can be
+// seen, by its escape where it cannot (a no-break space, a tab).
+function named(ch) {
+  const special = { "\\": "'\\\\'", "'": "\"'\"", "\n": "'\\n'", "\t": "'\\t'", "\r": "'\\r'" };
+  if (special[ch]) return special[ch];
+  if (ch !== " " && /[\p{C}\p{Z}]/u.test(ch)) {
+    const c = ch.codePointAt(0), hex = c.toString(16);
+    return "'\\" + (c < 0x100 ? "x" + hex.padStart(2, "0") : c < 0x10000 ? "u" + hex.padStart(4, "0") : "U" + hex.padStart(8, "0")) + "'";
+  }
+  return "'" + ch + "'";
+}
