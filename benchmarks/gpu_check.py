@@ -1,14 +1,14 @@
 """Everything a session with a GPU should measure, in one command and at most 8 minutes.
 
     python benchmarks/gpu_check.py --fetch-wheels                 # here, first: .gpu-wheels/ (pytest, hypothesis)
-    PYTHONPATH=. python benchmarks/gpu_check.py OUT_DIR           # on the GPU machine, .gpu-wheels/ carried along
+    PYTHONPATH=. python3 benchmarks/gpu_check.py OUT_DIR          # on the GPU machine, .gpu-wheels/ carried along
     python benchmarks/gpu_check.py OUT_DIR --smoke                # the same path at tiny sizes, on any CPU
 
 The GPU machine's image has JAX with CUDA, Flax, Optax, Orbax, Typer, Rich
-and PyTorch, but no pytest and no network: `--fetch-wheels` downloads the
-test runner's pure-Python wheels into `.gpu-wheels/` (git ignores it), and
-the tests section installs them from there into OUT_DIR, leaving the image
-alone. Sections, in this order (the most wanted figures first, so that a
+and PyTorch, and no network; where it lacks pytest or hypothesis,
+`--fetch-wheels` has downloaded their pure-Python wheels into
+`.gpu-wheels/` (git ignores it), and the tests section installs them from
+there into a scratch folder, leaving the image alone. Sections, in this order (the most wanted figures first, so that a
 slow start costs the tests, not the tables), each in processes of its own
 under its own time limit, all within TOTAL_S:
 
@@ -31,10 +31,11 @@ under its own time limit, all within TOTAL_S:
    float32 precision (they compare with float64 NumPy), with whatever time
    is left.
 
-It writes `OUT_DIR/gpu_check.json` (every figure, every section's status
-and wall time, rewritten after each section, so a check stopped part-way
-keeps what it measured) and `OUT_DIR/gpu_check.log` (everything the
-sections printed). A section that raises or runs out of time is recorded
+It writes two files, `OUT_DIR/gpu_check.json` (every figure, every
+section's status and wall time, rewritten after each section, so a check
+stopped part-way keeps what it measured) and `OUT_DIR/gpu_check.log`
+(everything the sections printed); its scratch files live in a temporary
+folder, removed at the end. A section that raises or runs out of time is recorded
 and the check goes on; a command past its limit is stopped with all its
 children. `--smoke` runs every section at toy sizes on any CPU; `.ci/run`
 runs it, so this script cannot rot before a GPU is there. Sections that
@@ -44,6 +45,7 @@ need PyTorch say so and are skipped where it is not installed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import importlib.util
 import json
@@ -54,6 +56,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -81,7 +84,7 @@ CPU_ONLY_TESTS = [
 SMOKE_TESTS = ["tests/test_model.py::test_shapes_and_parameter_count", "tests/test_sample.py::test_top_k_one_is_greedy"]
 # Seconds each section may take on the GPU machine; every section also stops
 # at TOTAL_S from the start, and the tests, last, get what is left of it.
-LIMITS = {"environment": 45, "portability": 60, "speed": 150, "quality": 200, "tests": 465}
+LIMITS = {"environment": 45, "portability": 60, "speed": 150, "quality": 215, "tests": 465}
 TOTAL_S = 465  # 7.75 minutes: the issue's 8, less Python's own start and the last write
 SMOKE_LIMIT_S = 120  # per section, at toy sizes on a CPU
 MIN_START_S = 15  # a command is not started with less time than this left
@@ -93,6 +96,10 @@ class Check:
         self.started = time.perf_counter()
         self.section_started: dict[str, float] = {}
         self.log = (out / "gpu_check.log").open("w", encoding="utf-8")
+        # Everything else (the sections' own JSON, the scratch run, the test
+        # packages) goes here, not into OUT: a device session brings back at
+        # most 8 files, and the figures are all in gpu_check.json.
+        self.scratch = Path(tempfile.mkdtemp(prefix="gpu-check-"))
         self.result: dict[str, Any] = {
             "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "smoke": smoke,
@@ -137,7 +144,8 @@ class Check:
             stdout, stderr = process.communicate(timeout=limit)
             status: int | str = process.returncode
         except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):  # it may have ended by itself meanwhile
+                os.killpg(process.pid, signal.SIGKILL)
             stdout, stderr = process.communicate()
             stderr += f"\n(stopped after {limit} s)"
             status = 124
@@ -179,7 +187,7 @@ def environment(check: Check) -> None:
 
 def portability(check: Check) -> None:
     started = time.perf_counter()
-    run = check.out / "gpu-run"
+    run = check.scratch / "gpu-run"
     shutil.rmtree(run, ignore_errors=True)  # this script's own scratch run, from an earlier check
     steps = "20" if check.smoke else "200"
     status, _, _ = check.run(
@@ -211,7 +219,7 @@ def speed(check: Check) -> None:
     if _torch_version() is None:
         figures["vs_pytorch"] = {"status": "skipped: PyTorch is not installed"}
     else:
-        target = check.out / "vs_pytorch.json"
+        target = check.scratch / "vs_pytorch.json"
         command = [sys.executable, str(BENCH / "vs_pytorch.py"), "--json", str(target), "--rounds", "1"]
         command += ["--smoke", "--rows", "small", "--steps", "2"] if check.smoke else ["--rows", "small", "large"]
         status, _, _ = check.run("speed", command)
@@ -223,7 +231,7 @@ def speed(check: Check) -> None:
     variants = [("fp32", shapes, {}), ("bf16", shapes, {})]
     variants += [("fp32_nondeterministic", shapes[:1], {"XLA_FLAGS": faster})]
     for name, chosen, env in variants:
-        target = check.out / f"step_speed_{name}.json"
+        target = check.scratch / f"step_speed_{name}.json"
         command = [sys.executable, str(BENCH / "step_speed.py"), "--json", str(target), *steps]
         command += ["--precision", name.split("_")[0], *(f"--shape={s}" for s in chosen)]
         status, _, _ = check.run("speed", command, env=env)
@@ -233,7 +241,7 @@ def speed(check: Check) -> None:
 
 def quality(check: Check) -> None:
     started = time.perf_counter()
-    target = check.out / "time_to_quality.json"
+    target = check.scratch / "time_to_quality.json"
     minutes = "0.5" if check.smoke else "1.5"
     command = [sys.executable, str(BENCH / "time_to_quality.py"), "--minutes", minutes, "--json", str(target)]
     command += ["--marks", "0.5"] if check.smoke else ["--marks", "0.5", "1", "1.5"]
@@ -287,7 +295,7 @@ def _test_packages(check: Check) -> tuple[str | None, str | None]:
     if not WHEELS.is_dir():
         fetch = "run --fetch-wheels where PyPI is reachable"
         return None, f"{', '.join(missing)} not installed and no {WHEELS.name}/ ({fetch})"
-    target = check.out / "test-packages"
+    target = check.scratch / "test-packages"
     command = [sys.executable, "-m", "pip", "install", "--quiet", "--no-index", "--find-links", str(WHEELS)]
     status, _, stderr = check.run("tests", [*command, "--target", str(target), *TEST_PACKAGES])
     if status != 0:
@@ -375,6 +383,7 @@ def main() -> int:
             check.log.write(f"\n===== {step.__name__} raised {err!r}\n")
             check.section(step.__name__, status=f"error: {err!r}")
     check.result["seconds"] = _since(check.started)
+    shutil.rmtree(check.scratch, ignore_errors=True)
     failed = sorted(name for name, figures in check.result["sections"].items() if _failed(figures))
     skipped = sorted(name for name, figures in check.result["sections"].items() if _skipped(figures))
     check.section("summary", failed=failed, skipped=skipped)

@@ -124,15 +124,16 @@ def torch_char_lstm(embed: int, hidden: int, layers: int) -> torch.nn.Module:
 
 def matmul_peak_gflops(framework: str) -> float:
     """Median GFLOP/s of one large fp32 matrix product, in this framework,
-    at each framework's default precision (see `device_row`). On a CPU each
-    product is timed alone; on a GPU, where one takes tens of microseconds,
-    launch and synchronisation would dominate it, so 50 are timed between
-    two synchronisations."""
-    m, k, n = 2048, 1024, 1024
+    at each framework's default precision (see `device_row`). On a CPU,
+    2048 x 1024 by 1024 x 1024, each product timed alone; on a GPU, where
+    that takes microseconds and a call's dispatch as long, 8192 cubed
+    (over a TFLOP), 5 between two synchronisations."""
+    on_cpu = (jax.default_backend() if framework == "charlstm" else _torch_device().type) == "cpu"
+    m, k, n = (2048, 1024, 1024) if on_cpu else (8192, 8192, 8192)
+    repeats = 1 if on_cpu else 5
     if framework == "charlstm":
         a, b = jnp.ones((m, k)), jnp.ones((k, n))
         product = jax.jit(jnp.matmul)
-        repeats = 1 if jax.default_backend() == "cpu" else 50
 
         def run() -> None:
             for _ in range(repeats - 1):
@@ -141,7 +142,6 @@ def matmul_peak_gflops(framework: str) -> float:
     else:
         torch, device = _torch(), _torch_device()
         ta, tb = torch.ones(m, k, device=device), torch.ones(k, n, device=device)
-        repeats = 1 if device.type == "cpu" else 50
 
         def run() -> None:
             for _ in range(repeats):
@@ -406,7 +406,8 @@ def main() -> None:
             sides[side][n]["chars_per_s"] = round(statistics.median(rounds[side][n]))
     minutes = (time.perf_counter() - started) / 60
     peak = {side: sides[side]["matmul peak"]["gflops"] for side in ("charlstm", "torch")}
-    print(f"fp32 matmul 2048x1024x1024: JAX {peak['charlstm']} GFLOP/s, PyTorch {peak['torch']} GFLOP/s")
+    shape = "2048x1024x1024" if ran["charlstm"]["platform"] == "cpu" else "8192x8192x8192"
+    print(f"fp32 matmul {shape}: JAX {peak['charlstm']} GFLOP/s, PyTorch {peak['torch']} GFLOP/s")
     tf32 = ran["torch"]["tf32"]
     print(
         f"(float32 products at each side's default: JAX precision {ran['charlstm']['matmul_precision']}, "

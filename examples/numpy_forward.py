@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import struct
 from pathlib import Path
 
@@ -101,6 +102,23 @@ def greedy(meta: dict, tensors: dict[str, np.ndarray], prime: str, length: int) 
     return "".join(out)
 
 
+ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\"}
+
+
+def unescape(text: str, parser: argparse.ArgumentParser) -> str:
+    """The escapes `charlstm sample --prime` reads: \\n \\t \\r \\\\ \\xHH \\uHHHH."""
+
+    def one(match: re.Match[str]) -> str:
+        code = match.group(1)
+        if code in ESCAPES:
+            return ESCAPES[code]
+        if len(code) > 1:
+            return chr(int(code[1:], 16))
+        parser.error(f"--prime {text!r}: unknown escape \\{code}; use \\n, \\t, \\r, \\xHH, \\uHHHH or \\\\")
+
+    return re.sub(r"\\(x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|.?)", one, text, flags=re.DOTALL)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("directory", type=Path, help="the folder `charlstm export RUN --weights DIR` wrote")
@@ -110,8 +128,7 @@ def main() -> None:
     if not (args.directory / "model.json").is_file():
         parser.error(f"{args.directory} holds no model.json: give the folder `charlstm export RUN --weights DIR` wrote")
     meta, tensors = load(args.directory)
-    # "\n" in the prime is a new line, as `charlstm sample --prime` reads it.
-    typed = args.prime.encode("latin-1", "backslashreplace").decode("unicode_escape")
+    typed = unescape(args.prime, parser)
     prime = typed or meta["default_prime"]
     unknown = sorted(set(prime) - set(meta["vocab"]))
     if unknown:

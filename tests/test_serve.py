@@ -213,6 +213,7 @@ BAD = [
     ("invisible", "POST", "/v1/generate", {"prime": "a\u00a0\u200b"}, AUTH, 422, r"saw: '\xa0', '\u200b'", "prime"),
     ("surrogate", "POST", "/v1/generate", {"prime": "a\ud800"}, AUTH, 422, r"never saw: '\ud800'", "prime"),
     ("stop surrogate", "POST", "/v1/generate", {"stop": "\udc00"}, AUTH, 422, r"never writes: '\udc00'", "stop"),
+    ("surrogate field", "POST", "/v1/generate", {"\ud800": 1}, AUTH, 422, r"unknown field '\ud800'", "\ud800"),
     ("stop chars", "POST", "/v1/generate", {"stop": "~"}, AUTH, 422, "never writes: '~'", "stop"),
     ("oversize", "POST", "/v1/generate", BIG, AUTH, 413, "the limit is 4,096", None),
     ("no key", "POST", "/v1/generate", {}, {}, 401, "needs an API key", None),

@@ -107,13 +107,28 @@ def test_resume_extends_a_finished_run(tiny_corpus, tmp_path):
     # Its decay restarts over the new total, from near the peak: said.
     [warned] = [e for e in seen if isinstance(e, events.Warned)]
     old, new = (float(learning_rate(hyperparameters(run.train_config), 6)), more.train_config)
-    assert warned.kind == "schedule" and float(learning_rate(hyperparameters(new), 6)) > 2 * old
-    assert warned.message.startswith("the schedule now spans 10 steps: the learning rate at step 6 becomes ")
-    assert "a warm restart" in warned.message
-    # Where the rate hardly moves, nothing is said.
-    seen.clear()
-    session.resumed_run(tmp_path / "run", {"steps": 11}, on_event=seen.append)
+    now = float(learning_rate(hyperparameters(new), 6))
+    assert warned.kind == "schedule" and now > 2 * old
+    assert warned.message == (
+        f"the schedule now spans 10 steps, so the learning rate climbs back from {old:.2e} toward its peak "
+        f"({now:.2e} at step 6): a warm restart, without a second warm-up; --lr sets the peak"
+    )
+    # Where the rate hardly moves, or the user gave the new peak, nothing is said.
+    for overrides in ({"steps": 11}, {"learning_rate": 0.5}):
+        seen.clear()
+        session.resumed_run(tmp_path / "run", overrides, on_event=seen.append)
+        assert not [e for e in seen if isinstance(e, events.Warned)], overrides
+
+
+def test_a_schedule_that_stands_at_zero_is_extended_quietly_or_warned_without_dividing_by_it(tiny_corpus, tmp_path):
+    """Step 0 (a Ctrl-C while compiling) and a run that decayed to 0 (min_lr_ratio 0) stand at a rate of 0."""
+    train(new_tiny_run(tiny_corpus, steps=4), tmp_path / "zero", stop_at=0)
+    seen: list[events.Event] = []
+    session.resumed_run(tmp_path / "zero", {"steps": 40}, on_event=seen.append)
     assert not [e for e in seen if isinstance(e, events.Warned)]
+    train(new_tiny_run(tiny_corpus, steps=4, min_lr_ratio=0.0), tmp_path / "floor")
+    session.resumed_run(tmp_path / "floor", {"steps": 40}, on_event=seen.append)
+    assert [e.kind for e in seen if isinstance(e, events.Warned)] == ["schedule"]
 
 
 def test_resume_refuses_to_change_the_data_layout_or_model(tiny_corpus, tmp_path):

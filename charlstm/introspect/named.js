@@ -1,7 +1,7 @@
 // A character as `charlstm sample` names it: as typed where it can be
 // seen, by its escape where it cannot (a no-break space, a tab).
 function named(ch) {
-  const special = { "\\": "'\\\\'", "'": "\"'\"", "\n": "'\\n'", "\t": "'\\t'", "\r": "'\\r'" };
+  const special = { "'": "\"'\"", "\n": "'\\n'", "\t": "'\\t'", "\r": "'\\r'" };
   if (special[ch]) return special[ch];
   if (ch !== " " && /[\p{C}\p{Z}]/u.test(ch)) {
     const c = ch.codePointAt(0), hex = c.toString(16);

@@ -42,11 +42,20 @@ from charlstm.text.vocab import Vocab
 OPEN_PATHS = ("/healthz", "/")  # answered without the API key: neither says anything about the model
 
 
+class _AsciiJSON(JSONResponse):
+    """JSON with every non-ASCII character escaped: an error may quote what
+    the client sent, a lone surrogate in a field's name among it, which
+    UTF-8 cannot encode."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, separators=(",", ":")).encode("ascii")
+
+
 def error_response(error: RequestError) -> JSONResponse:
     headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else {}
     if error.status == 503:
         headers["Retry-After"] = "1"
-    return JSONResponse(error.body(), status_code=error.status, headers=headers)
+    return _AsciiJSON(error.body(), status_code=error.status, headers=headers)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

@@ -50,7 +50,9 @@ class _Server(uvicorn.Server):
         if self._on_stop is not None:
             self._on_stop(sig)  # told on each signal: the second ends the process
         if self.should_exit:  # a second signal: stop now, without the requests in flight
-            sys.stderr.flush()
+            for stream in (sys.stdout, sys.stderr):  # the access log, and the line just said
+                with contextlib.suppress(OSError, ValueError):
+                    stream.flush()
             os._exit(128 + sig)
         self.should_exit = True
 

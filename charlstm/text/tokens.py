@@ -128,14 +128,6 @@ def prepare(source: Source, progress: Progress = no_progress) -> Corpus:
     for d in docs:
         hashes.append(_hash(d.path, progress, done, total))
         done += d.size
-    by_hash = {h: d for d, h in zip(found.train, hashes, strict=False)}
-    for d, h in zip(found.val, hashes[len(found.train) :], strict=True):
-        if h in by_hash and d.size:
-            # Another path, the same text (a copy): the model would validate on what it trains on.
-            raise CorpusError(
-                f"{flag('val_file')} {shown(d.path)} has the same text as the training file "
-                f"{shown(by_hash[h].path)}: validation must be text the model does not train on"
-            )
     directory = cache_root() / _key(hashes[: len(found.train)], hashes[len(found.train) :])
     result = _load_scan(directory, docs, hashes, counted=len(found.val))
     from_cache = result is not None
@@ -160,6 +152,19 @@ def prepare(source: Source, progress: Progress = no_progress) -> Corpus:
     if source.val_files and not val:
         raise CorpusError(f"{flag('val_file')}: no usable text in {', '.join(source.val_files)}")
     return Corpus(source, train, val, bad + empty, result.charset, directory, found.roots, found.shipped, from_cache)
+
+
+def refuse_copied_validation(corpus: Corpus) -> None:
+    """Refuse, for a new run, a --val-file that holds a training file's text
+    under another path (a copy): the model would validate on what it trains
+    on. (Runs made before this check still resume and evaluate.)"""
+    by_hash = {d.sha256: d for d in corpus.train}
+    for d in corpus.val:
+        if d.sha256 in by_hash:
+            raise CorpusError(
+                f"{flag('val_file')} {shown(d.path)} has the same text as the training file "
+                f"{shown(by_hash[d.sha256].path)}: validation must be text the model does not train on"
+            )
 
 
 def _refuse(bad: tuple[Scanned, ...], alone: bool) -> None:

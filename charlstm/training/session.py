@@ -22,7 +22,7 @@ from charlstm.flags import flag
 from charlstm.text import manifest
 from charlstm.text.corpus import DEFAULT_GLOB, Source
 from charlstm.text.scan import Progress
-from charlstm.text.tokens import EMPTY, Corpus, prepare
+from charlstm.text.tokens import EMPTY, Corpus, prepare, refuse_copied_validation
 from charlstm.training import checkpoint, distributed, events, run_lock
 from charlstm.training.loop import fit
 from charlstm.training.run import (
@@ -164,6 +164,7 @@ def new(
     check_run_dir(run_dir)
     base = checkpoint.load(Path(init_from)) if init_from is not None else None
     text = read(source, on_event)
+    refuse_copied_validation(text)
     progress = _reporter(on_event)
     run = new_run(text, model, config, progress) if base is None else fine_tune_run(text, base, model, config, progress)
     _ready(run, on_event)
@@ -253,19 +254,22 @@ def resumed_run(
 
 
 def _schedule_jump(old: TrainConfig, new: TrainConfig, step: int) -> str | None:
-    """What a resume's new total or peak does to the learning rate where the
-    run stands, where it more than halves or doubles it: extending a
-    finished run restarts its decay from near the peak (a warm restart, with
-    no second warm-up), which a user asking for more steps may not expect."""
-    if (old.steps, old.learning_rate) == (new.steps, new.learning_rate):
+    """What a resume's new total does to the learning rate where the run
+    stands, where it more than doubles it: extending a finished run restarts
+    its decay from near the peak (a warm restart, with no second warm-up),
+    which a user asking for more steps may not expect. (A new peak the user
+    gives is theirs to expect; the rate is compared at the old peak.)"""
+    if old.steps == new.steps:
         return None
-    before, after = (float(learning_rate(hyperparameters(c), step)) for c in (old, new))
-    if 0.5 <= after / before <= 2:
+    same_peak = dataclasses.replace(new, learning_rate=old.learning_rate)
+    before, after = (float(learning_rate(hyperparameters(c), step)) for c in (old, same_peak))
+    # Both are 0 at step 0 (warm-up starts there); a finished run may end at 0 (min_lr_ratio 0).
+    if after <= 2 * before or after <= 0.01 * old.learning_rate:
         return None
-    how = "a warm restart: it climbs back toward the peak" if after > before else "lower than it was"
     return (
-        f"the schedule now spans {new.steps:,} steps: the learning rate at step {step:,} becomes {after:.2e}, "
-        f"not {before:.2e} ({how}; {flag('lr')} sets the peak)"
+        f"the schedule now spans {new.steps:,} steps, so the learning rate climbs back from {before:.2e} toward "
+        f"its peak ({float(learning_rate(hyperparameters(new), step)):.2e} at step {step:,}): a warm restart, "
+        f"without a second warm-up; {flag('learning_rate')} sets the peak"
     )
 
 

@@ -43,7 +43,7 @@ from charlstm.core.state import init_state, warmup_steps
 from charlstm.errors import CharlstmError, ConfigError
 from charlstm.flags import flag
 from charlstm.text.corpus import Source, resolve_corpus_path
-from charlstm.text.tokens import Corpus
+from charlstm.text.tokens import Corpus, refuse_copied_validation
 from charlstm.training import events, session
 from charlstm.training.events import TrialFinished, TrialResult, TrialStarted
 from charlstm.training.loop import fit
@@ -242,13 +242,16 @@ def search(
     unless `plan.keep_all`."""
     source = plan.source or Source((str(plan.corpus.resolve()),))
     text = session.read(source, on_event)  # an unusable corpus leaves no folder behind
+    refuse_copied_validation(text)
+    made = not plan.out.exists()  # an empty folder the user made stays, whatever happens
     prepare_run_dir(plan.out)
     on_event(events.SearchPlanned(plan.out, len(plan.points), plan.settings["kind"], plan.note))
     results: list[TrialResult] = []
     try:
         yield from _trials(plan, text, results, on_event, should_stop)
     except CharlstmError:
-        _remove_if_empty(plan.out)  # refused before any trial wrote a file (a text too short for the batch)
+        if made:
+            _remove_if_empty(plan.out)  # refused before any trial wrote a file (a text too short for the batch)
         raise
     if not plan.keep_all and results:
         best = ranked(results)[0]
