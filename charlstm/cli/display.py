@@ -87,6 +87,8 @@ class TrainingDisplay:
         self._stop_reading()
         if isinstance(event, events.Skipped):
             self._say(f"skipped {event.path}: {event.problem}", style="yellow")
+        elif isinstance(event, events.SkippedEmpty):
+            self._say(f"skipped {event.summary()}: nothing to learn from", style="yellow")
         elif isinstance(event, events.CorpusReady):
             self._on_corpus(event)
         elif isinstance(event, events.Opened):

@@ -53,6 +53,8 @@ class SearchDisplay:
             return
         if isinstance(event, events.Skipped):
             self._say(f"skipped {event.path}: {event.problem}", style="yellow")
+        elif isinstance(event, events.SkippedEmpty):
+            self._say(f"skipped {event.summary()}: nothing to learn from", style="yellow")
         elif isinstance(event, events.SearchPlanned):
             plural = "" if event.trials == 1 else "s"
             self._say(f"search directory: {event.directory}; {event.trials} {event.kind} trial{plural}")

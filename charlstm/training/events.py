@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from charlstm.config import ModelConfig, TrainConfig
+from charlstm.errors import shown
 from charlstm.units import LN2
 
 
@@ -28,6 +29,21 @@ class Skipped:
 
     path: str
     problem: str
+
+
+@dataclass(frozen=True)
+class SkippedEmpty:
+    """Files left out of the corpus for holding no text (never refused: a
+    source tree's empty __init__.py files are normal), reported together."""
+
+    paths: tuple[str, ...]
+
+    def summary(self) -> str:
+        """'3 empty files (a, b, c)', the first three named."""
+        named = ", ".join(shown(p) for p in self.paths[:3])
+        more = f", and {len(self.paths) - 3} more" if len(self.paths) > 3 else ""
+        what = "1 empty file" if len(self.paths) == 1 else f"{len(self.paths)} empty files"
+        return f"{what} ({named}{more})"
 
 
 @dataclass(frozen=True)
@@ -210,6 +226,7 @@ class TrialFinished:
 Event = (
     Reading
     | Skipped
+    | SkippedEmpty
     | CorpusReady
     | Opened
     | Started

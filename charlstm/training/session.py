@@ -17,7 +17,7 @@ from typing import Any
 from charlstm.config import AUTO_NORM, TrainConfig
 from charlstm.core.model import grow_vocab
 from charlstm.core.state import hyperparameters, init_optimizer, init_state, learning_rate
-from charlstm.errors import CharlstmError, ConfigError, CorpusError, shown
+from charlstm.errors import CharlstmError, ConfigError, CorpusError
 from charlstm.flags import flag
 from charlstm.text import manifest
 from charlstm.text.corpus import DEFAULT_GLOB, Source
@@ -108,11 +108,9 @@ def read(source: Source, on_event: EventHandler | None) -> Corpus:
         for bad in corpus.skipped:
             if bad.problem != EMPTY:
                 on_event(events.Skipped(bad.path, bad.problem or ""))
-        empty = [shown(f.path) for f in corpus.skipped if f.problem == EMPTY]
-        if empty:  # one line for them all: a source tree may have hundreds of empty __init__.py
-            listed = ", ".join(empty[:3]) + (f", and {len(empty) - 3} more" if len(empty) > 3 else "")
-            what = "1 empty file" if len(empty) == 1 else f"{len(empty)} empty files"
-            on_event(events.Skipped(f"{what} ({listed})", "nothing to learn from"))
+        empty = tuple(f.path for f in corpus.skipped if f.problem == EMPTY)
+        if empty:  # one event for them all: a source tree may have hundreds of empty __init__.py
+            on_event(events.SkippedEmpty(empty))
     return corpus
 
 
