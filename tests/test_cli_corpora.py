@@ -239,3 +239,13 @@ def test_a_validation_file_with_the_training_text_under_another_name_is_refused(
         f"error: --val-file {tmp_path / 'copy.txt'} has the same text as the training file {tmp_path / 'a.txt'}: "
         "validation must be text the model does not train on"
     )
+
+
+def test_a_run_is_named_after_the_first_file_it_reads(runner, tmp_path, monkeypatch):
+    """Not after a first file that --skip-bad-files left out."""
+    (tmp_path / "old.txt").write_bytes("caf\xe9\n".encode("latin-1"))
+    (tmp_path / "poems.txt").write_text("the king and queen of denmark\n" * 40, encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["train", "old.txt", "poems.txt", "--skip-bad-files", *TINY, "--steps", "2"])
+    assert result.exit_code == 0, result.output
+    assert [p.name.split("-")[0] for p in (tmp_path / "runs").iterdir()] == ["poems"]

@@ -48,6 +48,10 @@ def test_grid_covers_every_combination_or_a_seeded_part_of_it():
     }
     part = search_space.grid_trials(space, 3, seed=5)
     assert len(part) == 3 and all(p in full for p in part)
+    # A value given twice is searched once.
+    twice = tuple(search_space.parse_dimension(d, s) for d, s in zip(search_space.SPACE, specs, strict=True))
+    twice = (twice[0], search_space.parse_dimension(search_space.SPACE[1], "64,128,64"), *twice[2:])
+    assert search_space.grid_trials(twice, None, seed=0) == full
     assert part == search_space.grid_trials(space, 3, seed=5)
 
 

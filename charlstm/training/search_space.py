@@ -61,7 +61,8 @@ def parse_dimension(dim: Dimension, spec: str) -> Dimension:
         raise ConfigError(f"{where}: values must be {'>= 0' if dim.allow_zero else '> 0'}")
     if dim.below is not None and any(v >= dim.below for v in values):
         raise ConfigError(f"{where}: values must be < {dim.below:g}")
-    return replace(dim, values=values, log_range=None)
+    # A value given twice ("32,32") would be a trial run twice: each once, in the order given.
+    return replace(dim, values=tuple(dict.fromkeys(values)), log_range=None)
 
 
 def distinct_points(space: tuple[Dimension, ...]) -> float:

@@ -158,11 +158,13 @@ def new(
     source = source_of(corpus, glob, val_file, skip_bad_files)
     # The processes of a multi-process run must name the same directory.
     when = distributed.from_main(time.time())
-    run_dir = Path(out) if out is not None else default_run_dir(Path(source.paths[0]), when=when)
-    check_run_dir(run_dir)
+    if out is not None:
+        check_run_dir(Path(out))  # before the corpus is read, which can take a while
     base = checkpoint.load(Path(init_from)) if init_from is not None else None
     text = read(source, on_event)
     refuse_copied_validation(text)
+    run_dir = Path(out) if out is not None else default_run_dir(_first_read(source, text), when=when)
+    check_run_dir(run_dir)
     progress = _reporter(on_event)
     run = new_run(text, model, config, progress) if base is None else fine_tune_run(text, base, model, config, progress)
     _ready(run, on_event)
@@ -170,6 +172,13 @@ def new(
     distributed.barrier("charlstm: run directory checked")
     prepare_run_dir(run_dir, checked=True)
     return run, run_dir, text.shipped
+
+
+def _first_read(source: Source, text: Corpus) -> Path:
+    """The first file or folder given that was not left out: it names the run."""
+    left_out = {Path(f.path).resolve() for f in text.skipped}
+    kept = [p for p in source.paths if Path(p).resolve() not in left_out]
+    return Path(kept[0] if kept else source.paths[0])
 
 
 def source_of(
