@@ -187,8 +187,7 @@ def environment(check: Check) -> None:
 
 def portability(check: Check) -> None:
     started = time.perf_counter()
-    run = check.scratch / "gpu-run"
-    shutil.rmtree(run, ignore_errors=True)  # this script's own scratch run, from an earlier check
+    run = check.scratch / "gpu-run"  # a fresh folder each check: nothing left from an earlier one
     steps = "20" if check.smoke else "200"
     status, _, _ = check.run(
         "portability",

@@ -134,10 +134,11 @@ def tune(
             print_table(tables.trials_table(search.trials))
         if level and search.best is not None:
             best = search.best
-            reading = {"glob": glob, "skip_bad_files": skip_bad_files or None}
-            chosen = "".join(f" {flag(name)} {shlex.quote(str(value))}" for name, value in reading.items() if value)
-            chosen += "".join(f" {flag('val_file')} {shlex.quote(str(path))}" for path in val_file or ())
-            chosen = chosen.replace(f"{flag('skip_bad_files')} True", flag("skip_bad_files"))
+            # The same text, read the same way, then the fixed options the user gave.
+            reading = [flag("glob"), glob] if glob else []
+            reading += [flag("skip_bad_files")] if skip_bad_files else []
+            reading += [arg for path in val_file or () for arg in (flag("val_file"), str(path))]
+            chosen = f" {shlex.join(reading)}" if reading else ""
             chosen += "".join(f" {flag(name)} {value}" for name, value in given(ctx, fixed).items())
             say(
                 f"best: {best.run_dir} (validation loss {best.val_loss:.4f}); "

@@ -72,7 +72,7 @@ DEFAULT_BUDGET_S = 60.0
 class Plan:
     """A search, decided and checked before its first trial."""
 
-    corpus: Path  # the first file or folder given: it names the search
+    source: Source  # every file to read, as train reads them
     out: Path
     points: list[dict[str, float]]  # each trial's searched values, by config field
     model: dict[str, Any]  # ModelConfig fields every trial shares
@@ -82,7 +82,6 @@ class Plan:
     keep_all: bool
     settings: dict[str, Any]  # what trials.json records of the search
     note: str = ""  # for the user, about the plan: fewer trials than asked for
-    source: Source | None = None  # every file to read, as train reads them (None: `corpus` alone)
 
 
 def plan(
@@ -135,7 +134,7 @@ def plan(
     source = session.source_of(corpus, glob, val_file, skip_bad_files)
     if not source.paths:
         raise ConfigError("give a text file or folder to search on")
-    path, _ = resolve_corpus_path(source.paths[0])
+    path, _ = resolve_corpus_path(source.paths[0])  # the first file or folder given names the search
     directory = Path(out) if out is not None else RUNS_DIR / f"tune-{path.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
     settings = {
         "corpus": str(path.resolve()),
@@ -152,7 +151,7 @@ def plan(
         "range": [d.field for d in dims if d.log_range is not None],
         "fixed": {**fixed_model, **fixed_train},
     }
-    return Plan(path, directory, points, fixed_model, fixed_train, steps, budget_s, keep_all, settings, note, source)
+    return Plan(source, directory, points, fixed_model, fixed_train, steps, budget_s, keep_all, settings, note)
 
 
 @dataclass(frozen=True)
@@ -240,8 +239,7 @@ def search(
     """Train one run per trial of `plan` under `plan.out`, yielding each
     result as it ends. Afterwards only the best trial keeps its checkpoints,
     unless `plan.keep_all`."""
-    source = plan.source or Source((str(plan.corpus.resolve()),))
-    text = session.read(source, on_event)  # an unusable corpus leaves no folder behind
+    text = session.read(plan.source, on_event)  # an unusable corpus leaves no folder behind
     refuse_copied_validation(text)
     made = not plan.out.exists()  # an empty folder the user made stays, whatever happens
     prepare_run_dir(plan.out)
