@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from charlstm.errors import CorpusError
+from charlstm.errors import CharlstmError, CorpusError
 from charlstm.text import manifest, scan
 from charlstm.text.corpus import Source
 from charlstm.text.streams import MANY_DOCUMENTS, layout
 from charlstm.text.tokens import open_tokens, prepare
 from charlstm.text.vocab import BOUNDARY, Vocab
-from charlstm.training.run import corpus_vocab
+from charlstm.training.run import check_run_dir, corpus_vocab
 
 MARK = "~"  # ends every file of the test folders, and starts none
 
@@ -244,3 +244,27 @@ def test_without_a_validation_file_the_held_out_share_is_in_the_vocabulary(tmp_p
     assert set("xyz") <= set(vocab.chars) and tokens.skipped == {}
     data = layout(tokens, [d.sha256 for d in corpus.train], batch=2, seq_len=8, val_fraction=0.1)
     assert vocab.decode(data.val[:]).endswith("xyz")
+
+
+def test_a_damaged_token_file_is_refused_where_it_is_read_and_a_failed_start_can_start_again(tmp_path):
+    write_folder(tmp_path / "poems", 3)
+    source = Source((str(tmp_path / "poems"),))
+    corpus, vocab, tokens = _tokens(source)
+    with tokens.path.open("r+b") as f:
+        f.seek(len(tokens.ids) - 3)  # in the validation text
+        f.write(bytes([vocab.size]))
+    split = layout(tokens, [d.sha256 for d in corpus.train], 2, 4, 0.1)
+    split.train.window(0)  # the training windows are whole
+    damaged = rf"is damaged: it holds id {vocab.size}, and the vocabulary has {vocab.size}"
+    with pytest.raises(CorpusError, match=damaged):
+        split.val[:]
+    # A run directory that holds only what a failed start leaves is started again;
+    # one with anything more (here a metrics log) is refused as before.
+    run_dir = tmp_path / "run"
+    (run_dir / "checkpoints" / "latest").mkdir(parents=True)
+    (run_dir / "corpus.json").write_text("{}")
+    (run_dir / ".lock").touch()
+    check_run_dir(run_dir)
+    (run_dir / "metrics.jsonl").touch()
+    with pytest.raises(CharlstmError, match="already exists and is not empty"):
+        check_run_dir(run_dir)

@@ -324,3 +324,23 @@ def test_non_finite_parameters_stop_training_even_with_a_finite_loss(tiny_corpus
     assert progress and all(math.isfinite(p.loss) and math.isfinite(p.grad_norm) for p in progress)
     assert evts[-1].reason == "diverged" and evts[-1].step == 1
     assert not any(isinstance(e, events.Saved) for e in evts)  # nothing was written from it
+
+
+def test_a_token_file_damaged_under_a_run_stops_it_with_its_steps_kept(tiny_corpus, tmp_path):
+    """The corpus cache's token file is trusted by its size; bytes that went
+    bad after it was written are refused where a window reads them (here
+    stream 0's fourth window, read by step 3), with a checkpoint of the
+    steps before, not trained on as garbage or ended as "diverged"."""
+    run = new_tiny_run(tiny_corpus, steps=12, checkpoint_every=100, eval_every=100)
+    with run.tokens.path.open("r+b") as f:  # a single document: stream 0 starts the file
+        f.seek(3 * 16 + 5)
+        f.write(bytes([255]))
+    got: list[events.Event] = []
+    with pytest.raises(CorpusError, match=f"token file {run.tokens.path} is damaged: it holds id 255"):
+        session.train(run, tmp_path / "run", got.append, lambda: False)
+    assert [(e.step, e.best) for e in got if isinstance(e, events.Saved)] == [(3, False)]
+    assert checkpoint.latest_step(tmp_path / "run" / "checkpoints" / "latest") == 3
+    # As the message says: delete it, and the run goes on from a token file encoded anew.
+    run.tokens.path.unlink()
+    resumed = session.resumed_run(tmp_path / "run", {})
+    assert int(resumed.state.step) == 3 and np.all(np.asarray(resumed.tokens.ids) < resumed.vocab.size)

@@ -192,7 +192,7 @@ class Model:
         tokens = open_tokens(corpus, self.vocab)
         hashes = [d.sha256 for d in corpus.train]
         held_out = streams.split_documents(tokens, self.train_config.val_fraction, hashes)
-        segments = streams.Segments(tokens.ids, held_out.val)
+        segments = streams.Segments(tokens.ids, held_out.val, tokens.checked)
         return self.vocab.decode(segments[:]), dict(tokens.skipped)
 
     def validation_description(self) -> str:

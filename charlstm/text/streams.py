@@ -53,8 +53,11 @@ def split(ids: Text, val_fraction: float) -> tuple[Text, Text]:
 class Segments:
     """Ranges of a token array read as one sequence of int32 ids, in place."""
 
-    def __init__(self, ids: np.ndarray, ranges: Sequence[Range]):
+    def __init__(
+        self, ids: np.ndarray, ranges: Sequence[Range], check: Callable[[np.ndarray], np.ndarray] | None = None
+    ):
         self.ids = ids
+        self._check = check  # applied to every read (Tokens.checked: a damaged file is refused)
         self.ranges = _merged(ranges)
         lengths = np.array([b - a for a, b in self.ranges], np.int64)
         self._first = np.array([a for a, _ in self.ranges], np.int64)  # (R,)
@@ -69,9 +72,11 @@ class Segments:
             index = np.arange(*index.indices(len(self)))
         positions = np.asarray(index, np.int64)
         if len(self.ranges) == 1:
-            return np.asarray(self.ids[self._first[0] + positions], np.int32)
-        segment = np.searchsorted(self._offsets, positions, side="right") - 1
-        return np.asarray(self.ids[self._first[segment] + positions - self._offsets[segment]], np.int32)
+            out = np.asarray(self.ids[self._first[0] + positions], np.int32)
+        else:
+            segment = np.searchsorted(self._offsets, positions, side="right") - 1
+            out = np.asarray(self.ids[self._first[segment] + positions - self._offsets[segment]], np.int32)
+        return out if self._check is None else self._check(out)
 
 
 def _merged(ranges: Sequence[Range]) -> list[Range]:
@@ -207,8 +212,8 @@ def layout(
     # Resets happen between windows: reset_chars is rounded down to whole
     # windows, and is at least one (a --seq-len beyond it resets every window).
     windows = max(1, reset_chars // seq_len) if reset_chars else 0
-    train = Streams(Segments(tokens.ids, cut.train), batch, seq_len, windows, release=tokens.release)
-    val = Segments(tokens.ids, cut.val)
+    train = Streams(Segments(tokens.ids, cut.train, tokens.checked), batch, seq_len, windows, release=tokens.release)
+    val = Segments(tokens.ids, cut.val, tokens.checked)
     if len(val) < 2:
         if cut.kind == "files":
             raise CorpusError(

@@ -230,6 +230,24 @@ class Tokens:
     # the vocabulary): how often each occurred, as `Score.skipped` counts them.
     skipped: dict[str, int] = field(default_factory=dict)
     _map: mmap.mmap | None = field(default=None, repr=False)
+    vocab_size: int | None = None  # ids read are checked against it (`checked`)
+
+    def checked(self, ids: np.ndarray) -> np.ndarray:
+        """`ids` read from this file, refused if one lies beyond the vocabulary.
+
+        The file is trusted by its size alone (hashing it at every start
+        would double the time a run spends reading its corpus), so a file
+        damaged after it was written (a bad disk, another program) shows
+        here: its bytes decode to ids the model has no row for, which would
+        otherwise train on as garbage or end as a "diverged" run. The check
+        is one max over each window or validation slice read, a few
+        microseconds a step."""
+        if self.vocab_size is not None and ids.size and int(ids.max()) >= self.vocab_size:
+            raise CorpusError(
+                f"the cached token file {self.path} is damaged: it holds id {int(ids.max())}, and the vocabulary "
+                f"has {self.vocab_size} characters. Delete it and run again: charlstm encodes the text anew"
+            )
+        return ids
 
     def release(self) -> None:
         """Let go of the pages read so far: they stay in the page cache, but
@@ -274,7 +292,7 @@ def open_tokens(corpus: Corpus, vocab: Vocab, progress: Progress = no_progress) 
                 _write_atomically(path, write)
                 seconds = time.perf_counter() - started
     ids, mapped = _map(path, dtype)
-    return Tokens(path, ids, starts, lengths, len(corpus.train), corpus.boundary, seconds, skipped, mapped)
+    return Tokens(path, ids, starts, lengths, len(corpus.train), corpus.boundary, seconds, skipped, mapped, vocab.size)
 
 
 def _complete(path: Path, size: int) -> bool:

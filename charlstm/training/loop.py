@@ -27,6 +27,7 @@ from charlstm.config import SampleConfig
 from charlstm.core.generation import sample_text
 from charlstm.core.scorer import make_scorer
 from charlstm.core.state import warmup_steps
+from charlstm.errors import CorpusError
 from charlstm.flags import flag
 from charlstm.runtime import hostmem
 from charlstm.training import distributed, events
@@ -110,7 +111,7 @@ class TrainingLoop:
         self._save, self._should_stop, self._sample = save, should_stop, sample
         self.config = run.train_config
         self.score = make_scorer(run.model_config)
-        self.step = int(run.state.step)
+        self.step = self.first_step = int(run.state.step)
         self.pending: list[dict[str, Any]] = []  # the device's metrics of steps not reported yet
         self.healthy = True  # every loss, gradient norm and parameter seen so far is finite
         self.health = Health(warmup_steps(self.config))
@@ -126,7 +127,17 @@ class TrainingLoop:
         self.time_fit = TimeFit(self.config, self.step, budget)  # the schedule fitted to a time limit
 
     def train(self) -> Iterator[events.Event]:
-        reason = yield from self._steps()
+        try:
+            reason = yield from self._steps()
+        except CorpusError:
+            # The token file turned out damaged under a healthy state
+            # (Tokens.checked refuses a window or validation slice before the
+            # step reads it): keep what was trained up to here, then say so.
+            if self.pending:
+                yield from self._report()
+            if self.healthy and self.step not in (self.first_step, self.saved_step):
+                yield self._checkpoint()
+            raise
         yield from self._finish(reason)
 
     def _steps(self) -> Generator[events.Event, None, str]:

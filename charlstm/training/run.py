@@ -85,11 +85,28 @@ def check_run_dir(run_dir: Path) -> None:
     check_writable_path(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
         raise CharlstmError(f"{flag('out')} {run_dir} is a file, not a directory")
-    if run_dir.exists() and any(p.name != run_lock.LOCK_FILE for p in run_dir.iterdir()):  # left by an aborted start
+    if run_dir.exists() and not left_by_failed_start(run_dir):
         raise CharlstmError(
             f"run directory {run_dir} already exists and is not empty; "
             f"pick another {flag('out')}, or continue it with 'charlstm resume'"
         )
+
+
+def left_by_failed_start(run_dir: Path) -> bool:
+    """Whether the directory holds nothing a run could lose: at most what a
+    start that failed before its first checkpoint leaves (the lock, the
+    corpus record, empty checkpoint folders), and no process trains there.
+    The same command may then start in it again, as the error it gave says
+    (a damaged token file, a text too short: nothing was trained)."""
+    for entry in run_dir.iterdir():
+        if entry.name in (run_lock.LOCK_FILE, manifest.FILES) and entry.is_file():
+            continue
+        empty = entry.name == "checkpoints" and entry.is_dir()
+        if empty and all(kind.is_dir() and not any(kind.iterdir()) for kind in entry.iterdir()):
+            continue
+        return False
+    run_lock.refuse_if_held(run_dir)  # a start still under way, before its first checkpoint
+    return True
 
 
 def prepare_run_dir(run_dir: Path, checked: bool = False) -> None:
