@@ -29,7 +29,7 @@ more of the forward pass than the backward needs. The hand-written passes
 walk the window in reverse carrying only the state's gradients (dh, dc),
 keep every step's gate gradient dz, and form the weight gradients
 afterwards as one large product each over all T * B rows. Measured on the
-2-core CPU (2026-11-24, the benchmark's small configuration, 2x256 on 64 x
+2-core CPU (2026-11-24, the small row of benchmarks/vs_pytorch.py, 2x256 on 64 x
 128 characters, malloc settings of runtime/hostmem.py on both sides): the
 plain LSTM's training step took 0.36-0.39 s with autodiff and 0.26-0.30 s
 with its own pass; the layer-normalised LSTM (2026-11-25, same machine, 2x256

@@ -99,6 +99,7 @@ def _gru_backward(saved: tuple[jax.Array, ...], grads: tuple[jax.Array, jax.Arra
     dzx = jnp.concatenate([dzrus, dzns], axis=-1)  # (T, B, 3H)
     dw_x = dot(rows_transposed(xs), dzx.reshape(-1, 3 * hidden), dtype)  # (D, 3H)
     dxs = dot(dzx, w_x.T, dtype)  # (T, B, D)
+    # The bias's gradient, (3H,): dzx summed over T and B.
     return dxs, grad_like(dw_x, w_x), dzx.sum(axis=(0, 1)), grad_like(dw_h, w_h), grad_like(dw_hn, w_hn), dh0, None
 
 

@@ -65,10 +65,10 @@ def _ln_cell(p: LNParams, zx_t: jax.Array, h_prev: jax.Array, c_prev: jax.Array)
     keeps: LN(h_prev @ W_h) (B, 4H) and its 1/std, LN(c) (B, H) and its 1/std,
     and tanh(LN(c) * gain_c + bias_c) (B, H)."""
     ah, rstd_h = _normalised(dot(h_prev, p["w_h"], p["w_h"].dtype))  # (B, 4H), (B, 1)
-    i, f, g, o = lstm_gates(zx_t + ah * p["gain_h"])
+    i, f, g, o = lstm_gates(zx_t + ah * p["gain_h"])  # (B, 4H) + (B, 4H) * (4H,)
     c = f * c_prev + i * g
     nc, rstd_c = _normalised(c)  # (B, H), (B, 1)
-    tanh_y = jnp.tanh(nc * p["gain_c"] + p["bias_c"])
+    tanh_y = jnp.tanh(nc * p["gain_c"] + p["bias_c"])  # (B, H) * (H,) + (H,)
     return i, f, g, o, o * tanh_y, c, ah, rstd_h, nc, rstd_c, tanh_y
 
 
@@ -91,6 +91,7 @@ def _ln_lstm_forward(
         i, f, g, o, h, c, *kept = _ln_cell(p, zx_t, *(restart(x, restart_t) for x in state))
         return (h, c), (h, c, jnp.concatenate([i, f, g, o], axis=-1), *kept)
 
+    # ax (T, B, 4H) * gain_x (4H,) + b (4H,): the input's share of the gates, all T steps at once.
     (h, c), kept = jax.lax.scan(step, (h0, c0), (ax * p["gain_x"] + p["b"], resets))  # kept[0], hs: (T, B, H)
     weights = tuple(p[name] for name in ("w_x", "w_h", "gain_x", "gain_h", "gain_c"))
     return (kept[0], h, c), (xs, *weights, h0, c0, ax, rstd_x, *kept, resets)
@@ -114,7 +115,7 @@ def _ln_lstm_backward(
         _, f, _, o = jnp.split(gates_t, 4, axis=-1)  # the forget and output gates, (B, H) each
         dh = dh_t + dh_next
         dy = dh * o * (1.0 - tanh_y_t * tanh_y_t)  # through h = o tanh(y), y = LN(c) gain_c + bias_c
-        dc = dc_next + _normalised_grad(dy * gain_c, nc_t, rstd_c_t)
+        dc = dc_next + _normalised_grad(dy * gain_c, nc_t, rstd_c_t)  # dy (B, H) * gain_c (H,); rstd (B, 1)
         dz = lstm_gate_grads(gates_t, dc, dh * tanh_y_t, c_prev)  # (B, 4H)
         da = _normalised_grad(dz * gain_h, ah_t, rstd_h_t)  # (B, 4H): the gradient of h_prev @ W_h
         return (restart(dot(da, w_h_t, dtype), restart_t), restart(dc * f, restart_t)), (dz, da, dy)
@@ -127,7 +128,8 @@ def _ln_lstm_backward(
     dw_x = dot(rows_transposed(xs), dax.reshape(-1, 4 * hidden), dtype)  # (D, 4H)
     dxs = dot(dax, w_x.T, dtype)  # (T, B, D)
     total = lambda x: x.sum(axis=(0, 1))  # noqa: E731  over time and batch
-    gains = (total(dzs * ax), total(dzs * ah), total(dys * nc), total(dys))  # gain_x, gain_h, gain_c, bias_c
+    # gain_x and gain_h (4H,), gain_c and bias_c (H,): sums over the T * B rows.
+    gains = (total(dzs * ax), total(dzs * ah), total(dys * nc), total(dys))
     grads_out = (grad_like(dw_x, w_x), total(dzs), grad_like(dw_h, w_h), *gains)
     return (dxs, None, *grads_out, dh0, dc0)
 

@@ -49,7 +49,7 @@ def lstm_gates_at_once(z: jax.Array) -> jax.Array:
     elementwise operation: both nonlinearities over all 4H columns, the
     candidate's tanh kept in its block and the sigmoid elsewhere: bit for
     bit `lstm_gates`'s values with XLA's default CPU emitters (with the
-    older ones the tests compile with, a few saturated values differ by up
+    older ones the tests compile with, set in tests/conftest.py, a few saturated values differ by up
     to 3 units in the last place). XLA's CPU backend otherwise runs four
     operations and a concatenation at every character, each a hand-off to
     its thread pool, and the plain cell's training step is about 4% faster
@@ -129,7 +129,8 @@ def _lstm_backward(
     dw_h = dot(rows_transposed(h_prev), dz_rows, dtype)  # (H, 4H), one product over all T*B rows
     dw_x = dot(rows_transposed(xs), dz_rows, dtype)  # (D, 4H)
     dxs = dot(dzs, w_x.T, dtype)  # (T, B, D)
-    # One gradient per argument of lstm_layer; `resets`, booleans, has none.
+    # One gradient per argument of lstm_layer (b's, (4H,), sums dz over T and B);
+    # `resets`, booleans, has none.
     return dxs, grad_like(dw_x, w_x), dzs.sum(axis=(0, 1)), grad_like(dw_h, w_h), dh0, dc0, None
 
 

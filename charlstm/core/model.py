@@ -2,7 +2,8 @@
 
 Shape legend used in the comments below:
     B batch (independent text streams), T time (characters in a window),
-    E embedding width, H hidden size, L layers, V vocabulary size.
+    E embedding width, H hidden size, L layers, V vocabulary size,
+    D a layer's input width (E for the first layer, H after it).
 
 The model is Flax Linen: parameters are a plain nested dict, `apply` is a
 pure function, and the recurrence is a `jax.lax.scan` with a hand-written
@@ -13,7 +14,7 @@ the checkpoint a plain tree of named arrays.
 
 Applied with the "intermediates" collection mutable, every recurrent layer
 also records its gates and states at each step (`charlstm inspect` reads
-them; see `record`), computed by the same forward pass as training's.
+them; see `charlstm.introspect.record`), computed by the same forward pass as training's.
 
 A model of several documents (`config.boundary_id` set) zeroes every layer's
 state wherever it reads the document boundary symbol, in training, scoring
@@ -228,12 +229,20 @@ class CharLSTM(nn.Module):
                 x = _dropped(x, keys, layer, dropout)
             hs.append(h)
             cs.append(c)
-        if self.precision == "bf16":
-            head = nn.Dense(cfg.vocab_size, dtype=jnp.bfloat16, name="head")  # float32 parameters, bf16 product
-            logits = head(x).astype(jnp.float32)  # (T, B, V): the loss in float32
-        else:
-            logits = nn.Dense(cfg.vocab_size, name="head")(x)  # (T, B, V)
+        # bf16: the product in bfloat16 with a float32 result, as the cells'
+        # (`cells.dot`); the bias and the logits stay float32.
+        dot_general = _bf16_dot_general if self.precision == "bf16" else jax.lax.dot_general
+        logits = nn.Dense(cfg.vocab_size, dot_general=dot_general, name="head")(x)  # (T, B, V)
+        # (B, T, V) logits as the caller's tokens are laid out; (L, B, H) each for the carry.
         return jnp.swapaxes(logits, 0, 1), (jnp.stack(hs), jnp.stack(cs))
+
+
+def _bf16_dot_general(lhs: jax.Array, rhs: jax.Array, dimensions: Any, **kwargs: Any) -> jax.Array:
+    """`jax.lax.dot_general` of the operands rounded to bfloat16, accumulated
+    and returned in float32 (Flax's `dtype=bfloat16` would return bfloat16
+    logits, rounding them to about three digits)."""
+    kwargs["preferred_element_type"] = jnp.float32
+    return jax.lax.dot_general(lhs.astype(jnp.bfloat16), rhs.astype(jnp.bfloat16), dimensions, **kwargs)
 
 
 def forward(

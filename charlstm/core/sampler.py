@@ -17,6 +17,10 @@ t uses the key `fold_in(fold_in(PRNGKey(s), r), t)`. So sample 0 of a batch
 is drawn with the keys the same seed gives it alone, and generating in chunks
 of any size draws the same characters as generating in one go.
 (`generation.py` turns these pieces into texts.)
+
+Shapes: B rows, V vocabulary size, K the characters of one block of noise
+(NOISE_BLOCK, or fewer for a shorter call), P the characters of one block
+of prime (PRIME_BLOCK).
 """
 
 from __future__ import annotations
@@ -173,7 +177,7 @@ def start(config: ModelConfig, params: Params, prime: jax.Array | np.ndarray) ->
     batch, body = ids.shape[0], ids.shape[1] - 1
     carry = beside_params(params, zero_carry(config, batch))  # (h, c), each (L, B, H)
     for begin in range(0, body, PRIME_BLOCK):
-        block = np.zeros((batch, PRIME_BLOCK), np.int32)  # (B, K): the block, then padding never read
+        block = np.zeros((batch, PRIME_BLOCK), np.int32)  # (B, P): the block, then padding never read
         count = min(PRIME_BLOCK, body - begin)
         block[:, :count] = ids[:, begin : begin + count]
         carry = _read(config, params, carry, block, np.int32(count))
@@ -195,7 +199,7 @@ def beside_params(params: Params, tree: Any) -> Any:
 
 @partial(jax.jit, static_argnames=("config",))
 def _read(config: ModelConfig, params: Params, carry: Carry, block: jax.Array, count: jax.Array) -> Carry:
-    """The carry after the first `count` characters of `block` (B, K)."""
+    """The carry after the first `count` characters of `block` (B, P)."""
     model = CharLSTM(config)
 
     def step(i: jax.Array, carry: Carry) -> Carry:

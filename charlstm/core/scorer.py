@@ -10,6 +10,9 @@ of EVAL_WINDOW characters with the LSTM state carried from window to window,
 so every prediction but the first few of each stream sees long context. The
 streams are padded to a whole number of windows and the padding is masked
 out: every character is scored exactly once.
+
+Shapes: B streams, W the characters of one window (EVAL_WINDOW; training's
+windows are T), V vocabulary size.
 """
 
 from __future__ import annotations

@@ -26,7 +26,9 @@ class TrainState:
     params: Params
     opt_state: optax.OptState
     carry: Carry  # (h, c) each (L, B, H): the streams' state, carried across windows
-    rng: jax.Array  # (2,) uint32: the run's key; step s, stream r draw dropout masks from fold_in(fold_in(rng, s), r)
+    # (2,) uint32: the run's key. At step s, stream r's dropout mask in layer l
+    # is drawn from fold_in(fold_in(fold_in(rng, s), r), l).
+    rng: jax.Array
 
 
 def warmup_steps(cfg: TrainConfig) -> int:
