@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -66,6 +67,17 @@ def test_refuses_to_overwrite_a_run(runner, tiny_corpus, tmp_path):
     result = _train(runner, tiny_corpus, run_dir, "--steps", "2")
     assert result.exit_code == 2
     assert f"run directory {run_dir} already exists" in result.stderr
+
+
+def test_printed_commands_can_be_pasted_back_when_the_run_has_a_space_in_its_name(runner, tiny_corpus, tmp_path):
+    """Runs are named after their corpus file, and "My Poems.txt" has a space."""
+    run_dir = tmp_path / "my run's"
+    result = _train(runner, tiny_corpus, run_dir, "--steps", "2")
+    assert result.exit_code == 0, result.output
+    hint = next(line for line in result.stderr.splitlines() if line.startswith("sample with: "))
+    argv = shlex.split(hint.removeprefix("sample with: "))
+    assert argv == ["charlstm", "sample", "--checkpoint", str(run_dir)]
+    assert runner.invoke(app, [*argv[1:], "--length", "5"]).exit_code == 0
 
 
 def test_refuses_a_run_directory_whose_checkpoints_could_not_be_read_back(runner, tiny_corpus, tmp_path):
@@ -152,7 +164,12 @@ CASES = [
     ("batch", ["train", "{corpus}", "--batch-size", "0"], "--batch-size must be >= 1"),
     ("val", ["train", "{corpus}", "--val-fraction", "1.5"], "--val-fraction must be strictly between 0 and 1"),
     ("val0", ["train", "{corpus}", "--val-fraction", "0"], "--val-fraction must be strictly between 0 and 1"),
-    ("max-time", ["train", "{corpus}", "--max-time", "-1"], "--max-time must be > 0 minutes, got -1"),
+    (
+        "max-time",
+        ["train", "{corpus}", "--max-time", "-1"],
+        "--max-time must be a finite number of minutes > 0, got -1",
+    ),
+    ("max-time inf", ["train", "{corpus}", "--max-time", "inf"], "must be a finite number of minutes > 0, got inf"),
     ("out-file", ["train", "{corpus}", "--out", "{corpus}"], "is a file, not a directory"),
     ("out-exists", ["train", "{corpus}", "--out", "{run}"], "already exists and is not empty"),
     ("length", ["sample", "-c", "{run}", "--length", "0"], "--length must be >= 1"),

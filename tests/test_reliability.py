@@ -583,6 +583,6 @@ def test_resuming_a_finished_run_says_how_to_train_it_further(trained_run, tmp_p
     result = CliRunner().invoke(app, ["resume", str(run_dir)])
     assert result.exit_code == 0, result.output
     assert (
-        "nothing to train: the run had already finished at step 4; give --steps with a larger total to train it "
-        "further" in result.output
+        "nothing to train: the run had already finished at step 4 (its step total, or where its --max-time "
+        "fitted its schedule to end); give --steps with a larger total to train it further" in result.output
     )

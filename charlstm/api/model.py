@@ -208,9 +208,10 @@ class Model:
         if skipped:
             text = text.translate({ord(c): None for c in skipped})
             if len(text) < 2:
+                left = sum(skipped.values())
                 raise CorpusError(
-                    f"almost none of the text is in the model's vocabulary ({sum(skipped.values())} characters "
-                    f"skipped): nothing to {verb}"
+                    f"almost none of the text is in the model's vocabulary ({left:,} character{'s' * (left != 1)} "
+                    f"skipped, {len(text)} left): nothing to {verb}"
                 )
         return text, skipped
 

@@ -31,11 +31,11 @@ class Description:
     validation: str  # what its validation text is, in words
 
 
-def describe(path: str | Path) -> Description:
+def describe(path: str | Path | None = None) -> Description:
     """A checkpoint's configuration, vocabulary, corpus and metrics, from its
     metadata alone (no arrays are read): a run directory's best checkpoint,
-    or one step directory."""
-    meta = checkpoint.describe(Path(path))
+    or one step directory; by default the most recently updated run under ./runs."""
+    meta = checkpoint.describe(Path(path) if path is not None else catalog.most_recent_run(RUNS_DIR))
     validation = manifest.describe_validation(meta.corpus, meta.train_config.val_fraction)
     return Description(meta, param_count(meta.model_config), validation)
 
@@ -46,8 +46,10 @@ def read_text(path: str | Path) -> tuple[Path, str]:
     return found, read_corpus(found, "the text").text
 
 
-def plot_runs(run_dirs: list[Path], out: Path, *, width_px: int = 1200, height_px: int = 450) -> Path:
-    """Training and validation loss of the runs against step and time, overlaid, as a PNG (the plot extra)."""
+def plot_runs(run_dirs: list[Path] | None, out: Path, *, width_px: int = 1200, height_px: int = 450) -> Path:
+    """Training and validation loss of the runs against step and time, overlaid, as a PNG (the plot
+    extra); no runs: the most recently updated one under ./runs."""
+    run_dirs = run_dirs or [catalog.most_recent_run(RUNS_DIR)]
     for run_dir in run_dirs:
         if not run_dir.is_dir():
             raise CharlstmError(f"not a run directory: {run_dir}")

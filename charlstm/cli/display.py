@@ -143,8 +143,9 @@ class TrainingDisplay:
                 self._progress = None
             if event.reason == "done" and event.step == self._started_at:
                 self._say(
-                    f"nothing to train: the run had already finished at step {event.step}; "
-                    f"give {flag('steps')} with a larger total to train it further"
+                    f"nothing to train: the run had already finished at step {event.step} (its step total, or where "
+                    f"its {flag('max_seconds')} fitted its schedule to end); give {flag('steps')} with a larger total "
+                    "to train it further"
                 )
                 return
             if event.reason == "patience" and event.step == self._started_at:

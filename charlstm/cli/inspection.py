@@ -172,7 +172,14 @@ def list_runs(
 
 
 def info(
-    checkpoint: Annotated[Path, typer.Argument(help="Run directory (its best checkpoint) or checkpoint directory.")],
+    checkpoint: Annotated[
+        Path | None,
+        typer.Argument(
+            help="Run directory (its best checkpoint) or checkpoint directory [default: the most recent run under "
+            "runs/].",
+            show_default=False,
+        ),
+    ] = None,
     as_json: AsJson = False,
 ) -> None:
     """Describe a checkpoint: configuration, vocabulary, parameters, metrics."""
@@ -189,7 +196,13 @@ def info(
 
 
 def plot(
-    run_dirs: Annotated[list[Path], typer.Argument(help="One or more run directories, overlaid.")],
+    run_dirs: Annotated[
+        list[Path] | None,
+        typer.Argument(
+            help="One or more run directories, overlaid [default: the most recent run under runs/].",
+            show_default=False,
+        ),
+    ] = None,
     out: Annotated[Path, typer.Option(flag("out"), "-o", help="PNG file to write.")] = Path("loss.png"),
     width: Annotated[int, typer.Option(help="Image width in pixels.")] = 1200,
     height: Annotated[int, typer.Option(help="Image height in pixels.")] = 450,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import shlex
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -48,7 +49,12 @@ def unescape(text: str, option: str) -> str:
             return _ESCAPES[code]
         if len(code) > 1:
             return chr(int(code[1:], 16))
-        fail(f"{option} {text!r}: unknown escape \\{code}; use \\n, \\t, \\r, \\xHH, \\uHHHH, or \\\\ for a backslash")
+        typed = f"{option} {shlex.quote(text)}"  # as typed: repr() would double every backslash
+        if code == "":
+            fail(f"{typed} ends with a lone backslash; \\\\ is a backslash")
+        if code in ("x", "u"):
+            fail(f"{typed}: \\{code} takes {2 if code == 'x' else 4} hex digits (\\xHH, \\uHHHH)")
+        fail(f"{typed}: unknown escape \\{code}; use \\n, \\t, \\r, \\xHH, \\uHHHH, or \\\\ for a backslash")
 
     return _ESCAPE.sub(one, text)
 

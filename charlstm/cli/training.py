@@ -8,6 +8,7 @@ exit status.
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -368,7 +369,7 @@ def _train(level: int, stop: StopFlag, start: Callable[[_Watch], Model]) -> None
             model = start(watch)
     except KeyboardInterrupt:
         if watch.reason == "interrupted":  # it had saved on the first signal; reading it back was cut short
-            say(f"interrupted; checkpoint saved. Continue with: charlstm resume {watch.run_dir}")
+            say(f"interrupted; checkpoint saved. Continue with: charlstm resume {_quoted(watch.run_dir)}")
             raise typer.Exit(stop.exit_status) from None
         if watch.reason is not None:  # the run had saved and ended; only reading its best checkpoint back was cut short
             say(f"interrupted after the run ended; its checkpoints are complete: {watch.run_dir}")
@@ -386,12 +387,17 @@ def _train(level: int, stop: StopFlag, start: Callable[[_Watch], Model]) -> None
     # handler is left to try).
     if model.ended == "interrupted":
         if distributed.is_main():
-            say(f"interrupted; checkpoint saved. Continue with: charlstm resume {watch.run_dir}")
+            say(f"interrupted; checkpoint saved. Continue with: charlstm resume {_quoted(watch.run_dir)}")
         distributed.leave()
         raise typer.Exit(stop.exit_status)
     if level:
-        say(f"sample with: charlstm sample {flag('checkpoint')} {watch.run_dir}")
+        say(f"sample with: charlstm sample {flag('checkpoint')} {_quoted(watch.run_dir)}")
     distributed.leave()
+
+
+def _quoted(path: Path | str | None) -> str:
+    """A path as a shell reads it back: a run named after "My Poems.txt" has a space."""
+    return shlex.quote(str(path))
 
 
 def _what_is_left(run_dir: Path | None) -> str:
@@ -403,10 +409,10 @@ def _what_is_left(run_dir: Path | None) -> str:
     kinds = (checkpoint.LATEST, checkpoint.BEST)
     if all(checkpoint.latest_step(run_dir / "checkpoints" / kind) is None for kind in kinds):
         return (
-            f"{run_dir} has no checkpoint yet: remove it (rm -r {run_dir}) or pick another {flag('out')}, "
+            f"{run_dir} has no checkpoint yet: remove it (rm -r {_quoted(run_dir)}) or pick another {flag('out')}, "
             "then start again"
         )
-    return f"earlier checkpoints are intact. Continue with: charlstm resume {run_dir}"
+    return f"earlier checkpoints are intact. Continue with: charlstm resume {_quoted(run_dir)}"
 
 
 def _diverged_advice(diverged: TrainingDiverged) -> str:
@@ -414,13 +420,13 @@ def _diverged_advice(diverged: TrainingDiverged) -> str:
     if diverged.last_good is None:
         advice = (
             "No checkpoint was saved before it: start again with a lower learning rate, e.g. "
-            f"{flag('learning_rate')} {lower:.2g}."
+            f"{flag('learning_rate')} {lower:.2g}, in another {flag('out')} or after rm -r {_quoted(diverged.run_dir)}."
         )
     else:
         advice = (
             f"The last good checkpoint is {diverged.last_good} (step {diverged.last_good_step}); continue from it "
-            f"with a lower learning rate: charlstm resume {diverged.run_dir} {flag('learning_rate')} {lower:.2g} "
-            f"{flag('steps')} {diverged.steps}"
+            f"with a lower learning rate: charlstm resume {_quoted(diverged.run_dir)} "
+            f"{flag('learning_rate')} {lower:.2g} {flag('steps')} {diverged.steps}"
         )
     return (
         f"training diverged at step {diverged.step} (a loss, the gradients or the parameters stopped being finite); "

@@ -113,6 +113,8 @@ def locate(path: Path, prefer: str = BEST) -> tuple[Path, int]:
         raise CheckpointError(f"checkpoint not found: {path}")
     if path.name.isdigit() and (path / "meta").exists():
         return path.parent, int(path.name)
+    if path.name == "checkpoints" and all((path / kind).is_dir() for kind in (LATEST, BEST)):
+        path = path.parent  # RUN/checkpoints: the run
     if (path / "checkpoints").is_dir():
         order = [prefer, LATEST if prefer == BEST else BEST]
         for kind in order:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import shlex
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -49,7 +50,8 @@ def _refusal(run_dir: Path, fd: int) -> CharlstmError:
     else:
         who = f"another process (pid {pid})"
     return CharlstmError(
-        f"{run_dir} is being trained by {who}; wait for it to end or stop it, then 'charlstm resume {run_dir}'"
+        f"{run_dir} is being trained by {who}; wait for it to end or stop it, then "
+        f"'charlstm resume {shlex.quote(str(run_dir))}'"
     )
 
 
