@@ -9,6 +9,7 @@ loading them.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import signal
 import sys
@@ -262,8 +263,23 @@ def end_at_once(status: int) -> NoReturn:
     raise typer.Exit(status)
 
 
+def _stdout_that_reports_a_closed_pipe() -> None:
+    """Under `python -u` or PYTHONUNBUFFERED=1, stdout writes straight to
+    its file descriptor and Python's text layer drops what a pipe did not
+    take without an error: `sample | head -c 20` ended with 0, its text
+    cut short unseen. A buffered writer under it writes the rest too, and
+    the second write raises BrokenPipeError (status 141, as without -u).
+    Lines still reach a terminal as they are written."""
+    out = sys.stdout
+    if isinstance(out, io.TextIOWrapper) and isinstance(out.buffer, io.RawIOBase):
+        sys.stdout = io.TextIOWrapper(
+            io.BufferedWriter(out.buffer), encoding=out.encoding, errors=out.errors, line_buffering=True
+        )
+
+
 def main() -> None:
     _options["entry"] = True
+    _stdout_that_reports_a_closed_pipe()
     try:
         app()
     finally:
