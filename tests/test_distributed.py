@@ -6,7 +6,9 @@ loopback interface: the same global batch and seed give the same losses.
 """
 
 import json
+import logging
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -20,7 +22,7 @@ import pytest
 from typer.testing import CliRunner
 
 from charlstm.cli import app
-from charlstm.errors import ConfigError
+from charlstm.errors import CharlstmError, ConfigError
 from charlstm.runtime import cpu_devices
 from charlstm.runtime.cores import cores, cpu_quota
 from charlstm.text.streams import Streams
@@ -370,3 +372,73 @@ def test_two_processes_train_like_one_and_one_process_resumes(tiny_corpus, tmp_p
     more = train(resumed, run_dir)
     assert isinstance(more[-1], events.Finished) and more[-1].reason == "done" and more[-1].step == STEPS + 2
     assert [m["step"] for m in read_metrics(run_dir) if "train_loss" in m] == list(range(1, STEPS + 3))
+
+
+def test_processes_started_with_different_options_all_stop_with_one_line(tiny_corpus, tmp_path):
+    """`--steps 4` on one process and 6 on the other once left the first
+    waiting forever in a collective the second never reached."""
+    run_dir, port = tmp_path / "two", _free_port()
+    processes, logs = [], [tmp_path / f"process-{i}.log" for i in range(2)]
+    for i, log in enumerate(logs):
+        args = [*CLI_ARGS, "--steps", str(STEPS + 2 * i)]  # the later --steps wins
+        joined = ["--coordinator", f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", str(i)]
+        command = [sys.executable, "-m", "charlstm", "train", str(tiny_corpus), "--out", str(run_dir), *args, *joined]
+        with log.open("w") as stderr:
+            processes.append(subprocess.Popen(command, stderr=stderr, env=_env()))
+    try:
+        codes = [process.wait(timeout=180) for process in processes]
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    outputs = [log.read_text() for log in logs]
+    assert codes == [2, 2], outputs
+    for output in outputs:
+        assert (
+            "error: the processes of this run were started with different --steps: process 1 differs from process 0"
+            in output
+        ), output
+    assert checkpoint.latest_step(run_dir / "checkpoints" / "latest") is None
+
+
+@pytest.mark.parametrize(
+    ("layout", "message"),
+    [
+        (("localhost", 2, 0), "--coordinator 'localhost': give HOST:PORT of process 0"),
+        (("127.0.0.1:notaport", 2, 0), "--coordinator '127.0.0.1:notaport': give HOST:PORT"),  # JAX: a segfault
+        (("10.0.0.1:70000", 2, 0), "(a port from 1 to 65535)"),
+        (("10.0.0.1:7777", 0, 0), "--num-processes must be >= 1, got 0"),
+        (("10.0.0.1:7777", 2, 2), "--process-id must be 0 to 1, got 2"),  # JAX: in its own words
+        ((None, None, -1), "--process-id must be 0 or more, got -1"),
+    ],
+)
+def test_a_process_layout_jax_would_crash_on_is_one_line(layout, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        distributed.check_layout(*layout)
+    distributed.check_layout("[::1]:7777", 2, 1)
+    distributed.check_layout("auto", None, None)
+
+
+def test_a_lost_partner_is_told_from_other_errors(monkeypatch):
+    lost = jax.errors.JaxRuntimeError("UNKNOWN: Gloo AllGather failed: [pair.cc:547] Connection closed by peer")
+    assert not distributed.lost_a_process(lost)  # one process: nothing to lose
+    monkeypatch.setattr(jax, "process_count", lambda: 2)
+    assert distributed.lost_a_process(lost)
+    try:  # as a checkpoint that could not be written carries it
+        raise CharlstmError("could not write checkpoint run/checkpoints/best/150") from lost
+    except CharlstmError as wrapped:
+        assert distributed.lost_a_process(wrapped)
+    assert not distributed.lost_a_process(ConfigError("--batch-size 5 does not split evenly over 2 devices"))
+    assert not distributed._LostProcessLogFilter().filter(
+        logging.LogRecord("absl", logging.ERROR, __file__, 1, "_SignalingThread.run() raised: %s", (lost,), None)
+    )
+
+
+def test_a_resumed_run_is_told_only_the_device_counts_its_batch_splits_over():
+    with pytest.raises(ConfigError) as err:
+        distributed.check_batch(32, 3, available=4, resumed=True)
+    assert str(err.value) == (
+        "this run's --batch-size 32, which a resumed run keeps, does not split evenly over 3 devices; "
+        "pick --devices 1 or 2 or 4"
+    )

@@ -332,7 +332,13 @@ def _join(
         raise typer.Exit(stop.exit_status)
     # One process splits the CPU unless told otherwise; the processes of a
     # run on several keep one CPU device each unless --devices says more.
-    if not distributed.initialize(coordinator, num_processes, process_id) or devices is not None:
+    distributed.check_layout(coordinator, num_processes, process_id)  # before the wait below
+    if level > 0 and coordinator not in (None, "auto"):
+        say(f"joining a run of {num_processes or 'several'} processes at {coordinator}: waiting for the others")
+    joined = distributed.initialize(coordinator, num_processes, process_id)
+    if joined:
+        distributed.quiet_about_lost_processes()
+    if not joined or devices is not None:
         split_the_cpu(devices)
     return level if distributed.is_main() else 0
 
@@ -381,6 +387,17 @@ def _train(level: int, stop: StopFlag, start: Callable[[_Watch], Model]) -> None
             say(f"error: {_diverged_advice(diverged)}")
         distributed.leave()
         raise typer.Exit(EXIT_DIVERGED) from None
+    except Exception as err:
+        if not distributed.lost_a_process(err):
+            raise
+        # A partner died (killed, out of memory, its host gone): the
+        # collectives are broken, and JAX's exit would wait out its shutdown
+        # barrier (about 90 s) and then abort with a C++ stack trace.
+        say(
+            "error: another process of this multi-process run stopped, so this one cannot go on; "
+            f"{_what_is_left(watch.run_dir)} (with every process, as it was started)"
+        )
+        end_at_once(EXIT_ABORTED)
     # Every process of a multi-process run ends here, or diverged above,
     # together, and leaves the run with the others once it has said how it
     # ended (an abort, a third Ctrl-C, leaves the others running: JAX's exit

@@ -37,6 +37,8 @@ single process uses all its local devices.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import logging
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -86,6 +88,18 @@ def initialize(coordinator: str | None = None, num_processes: int | None = None,
     explicit = coordinator is not None or num_processes is not None or process_id is not None
     if not explicit and cluster_launcher() is None:
         return False  # a plain single-process run: never pay for (or wait on) a coordinator
+    check_layout(coordinator, num_processes, process_id)
+    if coordinator in (None, "auto") and cluster_launcher() is None:
+        why = (
+            f"{flag('coordinator')} auto found no launcher (Slurm, Open MPI) to read the layout from"
+            if coordinator
+            else f"no {flag('coordinator')} was given"
+        )
+        raise ConfigError(
+            f"cannot start a multi-process run: {why}. Give {flag('coordinator')} HOST:PORT, "
+            f"{flag('num_processes')} N and {flag('process_id')} I (or {ENV_COORDINATOR}, {ENV_NUM_PROCESSES}, "
+            f"{ENV_PROCESS_ID}), or launch under Slurm or Open MPI"
+        )
     # JAX's default for CPU collectives has changed between versions; gloo is
     # what lets CPU-only processes (and the tests) reduce gradients at all.
     if "JAX_CPU_COLLECTIVES_IMPLEMENTATION" not in os.environ:
@@ -108,6 +122,24 @@ def initialize(coordinator: str | None = None, num_processes: int | None = None,
     return True
 
 
+def check_layout(coordinator: str | None, num_processes: int | None, process_id: int | None) -> None:
+    """Refuse what JAX would meet with a traceback or a crash (an address
+    without a port, a port that is not a number: a segmentation fault) or
+    name in its own words."""
+    if coordinator not in (None, "auto"):
+        host, _, port = coordinator.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(
+                f"{flag('coordinator')} {coordinator!r}: give HOST:PORT of process 0, such as 10.0.0.1:7777 "
+                "(a port from 1 to 65535), or auto"
+            )
+    if num_processes is not None and num_processes < 1:
+        raise ConfigError(f"{flag('num_processes')} must be >= 1, got {num_processes}")
+    if process_id is not None and (process_id < 0 or (num_processes is not None and process_id >= num_processes)):
+        last = f" to {num_processes - 1}" if num_processes is not None else " or more"
+        raise ConfigError(f"{flag('process_id')} must be 0{last}, got {process_id}")
+
+
 def leave() -> None:
     """Leave the multi-process run, if this process joined one, together
     with the others: JAX's shutdown barrier, then process 0 stops the
@@ -121,6 +153,35 @@ def leave() -> None:
     # that into a traceback here.
     with contextlib.suppress(Exception):
         jax.distributed.shutdown()
+
+
+def lost_a_process(err: BaseException) -> bool:
+    """Whether `err` (or what it was raised from) is a collective that failed
+    because another process of the run is gone: its connection closed or
+    reset, its heartbeat lost. It may come as JAX's runtime error or inside
+    one of ours (a checkpoint that could not be written)."""
+    if jax.process_count() == 1:
+        return False
+    signs = ("connection closed", "connection reset", "heartbeat timeout", "gloo")
+    seen: BaseException | None = err
+    while seen is not None:
+        if any(sign in str(seen).lower() for sign in signs):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+class _LostProcessLogFilter(logging.Filter):
+    """Drops the tracebacks that Orbax's saving threads log when a partner
+    process is gone: the command says so itself, in one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not lost_a_process(Exception(record.getMessage()))
+
+
+def quiet_about_lost_processes() -> None:
+    """Keep Orbax's threads from logging a lost partner's tracebacks (see `lost_a_process`)."""
+    logging.getLogger("absl").addFilter(_LostProcessLogFilter())
 
 
 def is_main() -> bool:
@@ -148,15 +209,18 @@ def make_mesh(batch_size: int, devices: int | None = None, before: int | None = 
         fits = [n for n in range(1, local + 1) if batch_size % (n * len(per_process)) == 0]
         kept = before // len(per_process) if before is not None and before % len(per_process) == 0 else None
         devices = kept if kept in fits else max(fits, default=1)  # none: check_batch says what would
-    check_batch(batch_size, devices or local, len(per_process), local)
+    check_batch(batch_size, devices or local, len(per_process), local, resumed=before is not None)
     # Ordered by process, so that each process's streams are one contiguous block of rows.
     chosen = [d for p in sorted(per_process) for d in per_process[p][: devices or local]]
     return Mesh(np.array(chosen), (AXIS,))
 
 
-def check_batch(batch_size: int, per_process: int, processes: int = 1, available: int | None = None) -> None:
+def check_batch(
+    batch_size: int, per_process: int, processes: int = 1, available: int | None = None, resumed: bool = False
+) -> None:
     """Every device must get the same number of streams; when they cannot,
-    say which batch sizes (and device counts) would work."""
+    say which batch sizes (and device counts) would work: only device
+    counts for a `resumed` run, which keeps its batch size."""
     total = per_process * processes
     if batch_size % total == 0:
         return
@@ -166,6 +230,12 @@ def check_batch(batch_size: int, per_process: int, processes: int = 1, available
     per = " per process" if processes > 1 else ""
     keep = f"; or keep it with {flag('devices')} {' or '.join(map(str, counts))}{per}" if counts else ""
     over = f"{total} devices" + (f" ({processes} processes x {per_process})" if processes > 1 else "")
+    if resumed:
+        fits = f"; pick {flag('devices')} {' or '.join(map(str, counts))}{per}" if counts else ""
+        raise ConfigError(
+            f"this run's {flag('batch_size')} {batch_size}, which a resumed run keeps, does not split evenly over "
+            f"{over}{fits}"
+        )
     raise ConfigError(
         f"{flag('batch_size')} {batch_size} does not split evenly over {over}: "
         f"use a multiple of {total}, such as {sizes}{keep}"
@@ -234,6 +304,34 @@ def stop_agreed(reason: str | None) -> str | None:
         return reason
     wishes = multihost_utils.process_allgather(np.int32(_STOP_REASONS.index(reason)))
     return _STOP_REASONS[int(np.max(wishes))]
+
+
+def agree(named: Mapping[str, object]) -> None:
+    """Refuse, on every process at once, a run whose processes hold
+    different values under the same names (their options, their text).
+
+    Processes started with different options (`--steps 20` on one, `10` on
+    another) leave each other waiting in a collective that one of them
+    never reaches, a hang no signal ends; here each value's hash is
+    gathered from every process, so all of them see the difference and
+    stop with the same message before the first step."""
+    if jax.process_count() == 1:
+        return
+    names = sorted(named)
+    digests = np.array(  # (F,): 32 bits of each value's sha256
+        [int.from_bytes(hashlib.sha256(repr(named[n]).encode()).digest()[:4], "little", signed=True) for n in names],
+        np.int32,
+    )
+    every = np.asarray(multihost_utils.process_allgather(digests))  # (P, F)
+    differ = [name for i, name in enumerate(names) if np.any(every[:, i] != every[0, i])]
+    if differ:
+        who = [str(p) for p in range(len(every)) if np.any(every[p] != every[0])]
+        raise ConfigError(
+            f"the processes of this run were started with different {', '.join(flag(n) for n in differ)}: "
+            f"{'processes' if len(who) > 1 else 'process'} {', '.join(who)} {'differ' if len(who) > 1 else 'differs'} "
+            f"from process 0; start every process "
+            f"with the same options and text, changing only {flag('process_id')}"
+        )
 
 
 def from_main(value: float) -> float:

@@ -294,6 +294,17 @@ def train(
     multi-process run (`distributed.initialize`) every process calls this,
     and only the first writes the logs. `budget`: the run's `max_seconds` is
     a budget of training steps that it ends at (`loop.fit`; `charlstm tune`)."""
+    distributed.agree(
+        {
+            **dataclasses.asdict(run.model_config),
+            **dataclasses.asdict(run.train_config),
+            "the text (its sha256)": run.corpus.sha256,
+            "vocabulary": run.vocab.chars,
+            "starting step (checkpoint)": int(run.state.step),
+            "devices": devices,
+            "budget": budget,
+        }
+    )
     # The first process holds the run's lock: in a multi-process run the
     # others are its partners, not rivals.
     with run_lock.held(run_dir) if distributed.is_main() else contextlib.nullcontext():
