@@ -9,15 +9,17 @@ once, clearly, before any work starts).
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 import numbers
+import os
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from charlstm.errors import ConfigError
-from charlstm.flags import flag
+from charlstm.flags import flag, label
 
 T = TypeVar("T")
 
@@ -49,6 +51,25 @@ def whole_number(value: Any, what: str) -> int:
         f"{what} must be a whole number, got {value!r}",
     )
     return int(value)
+
+
+def path_like(value: Any, what: str) -> None:
+    """Refuse, as a ConfigError naming `what`, a value that is not a path
+    (a str or an os.PathLike) from a Python caller."""
+    _check(isinstance(value, str | os.PathLike), f"{what} must be a path (a str or a Path), got {value!r}")
+
+
+def unknown_fields(cls: type, given: Iterable[str]) -> str | None:
+    """What an API caller got wrong in the options it passed to config
+    `cls`: the names it has no field for, each with the field it likely
+    meant (a flag's name, `lr`, stands for its field, `learning_rate`)."""
+    fields = [f.name for f in dataclasses.fields(cls)]
+    by_flag = {label(name): name for name in fields}
+    wrong = []
+    for name in sorted(set(given) - set(fields)):
+        meant = by_flag.get(name) or next(iter(difflib.get_close_matches(name, fields, n=1)), None)
+        wrong.append(f"{name}" + (f" (did you mean {meant}?)" if meant else ""))
+    return ", ".join(wrong) or None
 
 
 def _whole(config: Any, *names: str, optional: bool = False) -> None:

@@ -122,6 +122,16 @@ def test_a_python_callers_mistakes_are_config_errors(trained_run):
         (lambda: charlstm.ServeConfig(max_length="10"), "--max-length must be a whole number, got '10'"),
         (lambda: charlstm.tune(trained_run[1], foo=1), "unknown training option: foo"),
         (lambda: charlstm.tune(trained_run[1], space={"hidden_size": [16, 32]}), "space['hidden_size'] must be a text"),
+        # A second walkthrough's (2026-12-03): these were TypeErrors and AttributeErrors from deep inside.
+        (lambda: charlstm.train(trained_run[1], "x", lr=0.1), "training option: lr (did you mean learning_rate?)"),
+        (lambda: charlstm.train(trained_run[1], "x", stepz=3), "stepz (did you mean steps?)"),
+        (lambda: charlstm.train(123, "x"), "corpus must be a path (a str or a Path), got 123"),
+        (lambda: charlstm.train(trained_run[1], "x", devices="2"), "--devices must be a whole number, got '2'"),
+        (lambda: charlstm.resume(5), "run_dir must be a path (a str or a Path), got 5"),
+        (lambda: charlstm.resume(trained_run[0], steps="50"), "--steps must be a whole number, got '50'"),
+        (lambda: model.export_weights(5), "directory must be a path (a str or a Path), got 5"),
+        (lambda: model.inspect(5), "inspect takes the text itself, got int"),
+        (lambda: model.generate({"length": 5}), "generate takes a charlstm.SampleConfig, such as SampleConfig("),
     ]:
         with pytest.raises(charlstm.ConfigError, match=re.escape(message)):
             call()

@@ -124,7 +124,7 @@ def test_cli_stop_json_says_why_each_sample_ended(trained_run):
     [
         ("", "--stop must not be empty"),
         ("a\\q", "unknown escape \\q"),
-        ("\\x4", "unknown escape \\x"),
+        ("\\x4", "\\x takes 2 hex digits"),
         ("~~", "never writes: '~'"),
     ],
 )

@@ -8,7 +8,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from charlstm.config import ModelConfig, SampleConfig, TrainConfig, whole_number
+from charlstm.config import ModelConfig, SampleConfig, TrainConfig, path_like, whole_number
 from charlstm.core.generation import Completion, complete, default_prime, sample_texts, stream_texts
 from charlstm.core.model import Params, count_params
 from charlstm.core.scorer import Score, make_scorer
@@ -81,6 +81,7 @@ class Model:
 
     def generate(self, request: SampleConfig) -> list[str]:
         """`request.num_samples` texts, generated together (8,192 at a time at most)."""
+        _check_request(request, "generate")
         return sample_texts(self.model_config, self.params, self.vocab, request)
 
     def complete(self, request: SampleConfig) -> list[Completion]:
@@ -88,10 +89,12 @@ class Model:
         is "stop" where one of `request.stop` ended it, "end" where the
         model ended its document (a model of several documents), else
         "length"."""
+        _check_request(request, "complete")
         return complete(self.model_config, self.params, self.vocab, request)
 
     def stream(self, request: SampleConfig, chunk: int = 256) -> Iterator[list[str]]:
         """The same texts as `generate`, a piece of each at a time as it is generated."""
+        _check_request(request, "stream")
         return stream_texts(self.model_config, self.params, self.vocab, request, chunk)
 
     def evaluate(self, text: str, streams: int | None = None) -> Score:
@@ -117,7 +120,7 @@ class Model:
         arrays and their shapes. Characters the model never saw are left
         out, and counted in `Inspection.skipped`."""
         record.check_max_chars(max_chars)
-        head, skipped = self._known(text[:max_chars], "inspect")
+        head, skipped = self._known(text[:max_chars] if isinstance(text, str) else text, "inspect")
         return record.record(
             self.model_config,
             self.params,
@@ -143,6 +146,7 @@ class Model:
         browser: its weights (float32, or float16 with `half`, half the
         size), a JavaScript forward pass of its cell, and controls to write
         with it. Nothing is fetched; it opens from file://."""
+        path_like(path, "path")
         title = f"charlstm: {self._run_name()}"
         describe = f"{self.model_config.describe()} at step {self.step}"
         return page.write_page(
@@ -154,6 +158,7 @@ class Model:
         model.json (configuration, vocabulary, tensor names and shapes):
         enough to run the model anywhere, with NumPy alone
         (examples/numpy_forward.py); nothing in them is code."""
+        path_like(directory, "directory")
         source = {
             "checkpoint": str(self.path),
             "step": self.step,
@@ -214,6 +219,14 @@ class Model:
                     f"skipped, {len(text)} left): nothing to {verb}"
                 )
         return text, skipped
+
+
+def _check_request(request: Any, verb: str) -> None:
+    if not isinstance(request, SampleConfig):
+        raise ConfigError(
+            f"{verb} takes a charlstm.SampleConfig, such as SampleConfig(length=300, temperature=0.8), "
+            f"got {type(request).__name__}"
+        )
 
 
 def load(path: str | Path | None = None, prefer: str = checkpoint.BEST) -> Model:

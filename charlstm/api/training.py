@@ -10,7 +10,14 @@ from typing import Any
 
 from charlstm import presets
 from charlstm.api.model import Model, load
-from charlstm.config import FINE_TUNE_LEARNING_RATE, ModelConfig, TrainConfig, check_seed
+from charlstm.config import (
+    FINE_TUNE_LEARNING_RATE,
+    ModelConfig,
+    TrainConfig,
+    check_seed,
+    path_like,
+    unknown_fields,
+)
 from charlstm.core.model import count_params
 from charlstm.errors import CharlstmError, CheckpointError, ConfigError
 from charlstm.flags import flag
@@ -86,6 +93,11 @@ def train(
     stops (resume it later). `devices`: how many local devices to split the
     batch over (default: all). Raises TrainingDiverged if the loss stops
     being finite."""
+    for path in corpus if isinstance(corpus, list | tuple) else [corpus]:
+        path_like(path, "corpus")
+    for name, path in (("out", out), ("init_from", init_from)):
+        if path is not None:
+            path_like(path, name)
     shape = {"hidden_size": hidden_size, "num_layers": num_layers, "embed_dim": embed_dim, "cell": cell, "norm": norm}
     given = {k: v for k, v in shape.items() if v is not None}
     if glob == "":
@@ -100,10 +112,10 @@ def train(
         model = given  # the shape is the base model's: only what was asked explicitly must match it
         if tuned:
             options["learning_rate"] = FINE_TUNE_LEARNING_RATE
-    try:
-        config = TrainConfig(**options)
-    except TypeError as err:
-        raise ConfigError(f"unknown training option: {err}") from None
+    unknown = unknown_fields(TrainConfig, options)
+    if unknown:
+        raise ConfigError(f"unknown training option: {unknown}")
+    config = TrainConfig(**options)
     check_seed(config.seed)  # a new run's; a stored run keeps the seed it was trained with
     # A batch the devices cannot share fails here, before any file is written.
     distributed.make_mesh(config.batch_size, devices)
@@ -136,6 +148,7 @@ def resume(
     (steps=, learning_rate=, max_seconds=, ...); `force` resumes even if
     the corpus file changed. `devices` need not be the count the run started
     with: the batch only has to split evenly over it."""
+    path_like(run_dir, "run_dir")
     path = Path(run_dir)
     run = session.resumed_run(path, overrides, force=force, on_event=on_event)
     distributed.make_mesh(run.train_config.batch_size, devices)

@@ -48,6 +48,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from charlstm.config import whole_number
 from charlstm.core.sharding import AXIS, batch_sharding, state_shardings
 from charlstm.core.state import TrainState
 from charlstm.errors import CharlstmError, ConfigError
@@ -197,6 +198,8 @@ def make_mesh(batch_size: int, devices: int | None = None, before: int | None = 
     fits, so that it continues bit for bit, else the most devices the batch
     splits evenly over."""
     local = jax.local_device_count()
+    if devices is not None:
+        devices = whole_number(devices, flag("devices"))
     if devices is not None and not 1 <= devices <= local:
         raise ConfigError(
             f"{flag('devices')} {devices}: this process has {local} {jax.default_backend()} device"

@@ -218,13 +218,13 @@ def resumed_run(
     # here before process 0 takes the lock: checkpoint.load synchronises them.
     run_lock.refuse_if_held(run_dir)
     ckpt = checkpoint.load(run_dir, prefer=checkpoint.LATEST)
+    # Checked before the corpus is read, which can take a while: a bad option fails at once.
+    train_config = dataclasses.replace(ckpt.train_config, **overrides)
     if "steps" in overrides and overrides["steps"] <= int(ckpt.state.step):
         raise CharlstmError(
             f"{flag('steps')} {overrides['steps']} is not beyond step {int(ckpt.state.step)}, where this run is; "
             "give a larger total to train on"
         )
-    # Checked before the corpus is read, which can take a while: a bad option fails at once.
-    train_config = dataclasses.replace(ckpt.train_config, **overrides)
     corpus = read(manifest.source_of(ckpt.corpus), on_event)
     if not force:
         manifest.refuse_changed(ckpt.corpus, manifest.read_files(run_dir), corpus)
