@@ -200,10 +200,14 @@ def make_mesh(batch_size: int, devices: int | None = None, before: int | None = 
     local = jax.local_device_count()
     if devices is not None:
         devices = whole_number(devices, flag("devices"))
-    if devices is not None and not 1 <= devices <= local:
+        if devices < 1:
+            raise ConfigError(f"{flag('devices')} must be >= 1, got {devices}")
+    if devices is not None and devices > local:
+        # The command line makes devices of a CPU itself; a Python caller does so with split_the_cpu.
+        split = "; or, before JAX starts, charlstm.split_the_cpu(N)" if jax.default_backend() == "cpu" else ""
         raise ConfigError(
             f"{flag('devices')} {devices}: this process has {local} {jax.default_backend()} device"
-            f"{'s' if local != 1 else ''}; pick 1 to {local}"
+            f"{'s' if local != 1 else ''}; pick 1 to {local}{split}"
         )
     per_process: dict[int, list[Any]] = {}
     for device in sorted(jax.devices(), key=lambda d: (d.process_index, d.id)):
