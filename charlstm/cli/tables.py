@@ -66,6 +66,13 @@ def _vocab_preview(vocab: Vocab, limit: int = 60) -> str:
     return repr(shown) + more + (", and the document boundary" if marked else "")
 
 
+def _option(field: str, value: object) -> str:
+    """A training option as the command line spells it: `lr=0.01`, `max-time=10min`."""
+    if field == "max_seconds" and isinstance(value, int | float):
+        value = f"{value / 60:g}min"  # --max-time is given in minutes
+    return f"{label(field)}={value}"
+
+
 def _wrapped(items: list[str], per_line: int) -> str:
     return "\n".join(", ".join(items[i : i + per_line]) for i in range(0, len(items), per_line))
 
@@ -88,7 +95,7 @@ def info_table(description: Description) -> Table:
         ("validation text", description.validation),
         ("best validation loss", loss_text(meta.best_val_loss, 4)),
         ("training time", duration(meta.train_seconds)),
-        ("training", _wrapped([f"{k}={v}" for k, v in dataclasses.asdict(train).items()], per_line=4)),
+        ("training", _wrapped([_option(k, v) for k, v in dataclasses.asdict(train).items()], per_line=4)),
     ]
     tokens = meta.corpus.get("tokens")
     if isinstance(tokens, dict):
