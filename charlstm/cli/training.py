@@ -375,7 +375,7 @@ def _train(level: int, stop: StopFlag, start: Callable[[_Watch], Model]) -> None
             model = start(watch)
     except KeyboardInterrupt:
         if watch.reason == "interrupted":  # it had saved on the first signal; reading it back was cut short
-            say(f"interrupted; checkpoint saved. Continue with: charlstm resume {_quoted(watch.run_dir)}")
+            say(f"interrupted; checkpoint saved. {_continue_with(watch.run_dir)}")
             raise typer.Exit(stop.exit_status) from None
         if watch.reason is not None:  # the run had saved and ended; only reading its best checkpoint back was cut short
             say(f"interrupted after the run ended; its checkpoints are complete: {watch.run_dir}")
@@ -395,7 +395,7 @@ def _train(level: int, stop: StopFlag, start: Callable[[_Watch], Model]) -> None
         # barrier (about 90 s) and then abort with a C++ stack trace.
         say(
             "error: another process of this multi-process run stopped, so this one cannot go on; "
-            f"{_what_is_left(watch.run_dir)} (with every process, as it was started)"
+            f"{_what_is_left(watch.run_dir)}"
         )
         end_at_once(EXIT_ABORTED)
     # Every process of a multi-process run ends here, or diverged above,
@@ -404,7 +404,7 @@ def _train(level: int, stop: StopFlag, start: Callable[[_Watch], Model]) -> None
     # handler is left to try).
     if model.ended == "interrupted":
         if distributed.is_main():
-            say(f"interrupted; checkpoint saved. Continue with: charlstm resume {_quoted(watch.run_dir)}")
+            say(f"interrupted; checkpoint saved. {_continue_with(watch.run_dir)}")
         distributed.leave()
         raise typer.Exit(stop.exit_status)
     if level:
@@ -415,6 +415,15 @@ def _train(level: int, stop: StopFlag, start: Callable[[_Watch], Model]) -> None
 def _quoted(path: Path | str | None) -> str:
     """A path as a shell reads it back: a run named after "My Poems.txt" has a space."""
     return shlex.quote(str(path))
+
+
+def _continue_with(run_dir: Path | None) -> str:
+    """The resume command, and what a multi-process run's needs besides."""
+    from charlstm.training import distributed
+
+    joined = distributed.joined()
+    everywhere = " (in every process, with its --coordinator, --num-processes and --process-id)" if joined else ""
+    return f"Continue with: charlstm resume {_quoted(run_dir)}{everywhere}"
 
 
 def _what_is_left(run_dir: Path | None) -> str:
@@ -429,7 +438,7 @@ def _what_is_left(run_dir: Path | None) -> str:
             f"{run_dir} has no checkpoint yet: remove it (rm -r {_quoted(run_dir)}) or pick another {flag('out')}, "
             "then start again"
         )
-    return f"earlier checkpoints are intact. Continue with: charlstm resume {_quoted(run_dir)}"
+    return f"earlier checkpoints are intact. {_continue_with(run_dir)}"
 
 
 def _diverged_advice(diverged: TrainingDiverged) -> str:

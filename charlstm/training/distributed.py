@@ -185,6 +185,11 @@ def quiet_about_lost_processes() -> None:
     logging.getLogger("absl").addFilter(_LostProcessLogFilter())
 
 
+def joined() -> bool:
+    """Whether this process is one of several in a run."""
+    return jax.process_count() > 1
+
+
 def is_main() -> bool:
     """Whether this is the process that reports progress and writes logs."""
     return jax.process_index() == 0
