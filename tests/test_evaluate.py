@@ -13,7 +13,7 @@ from charlstm.config import ModelConfig
 from charlstm.core.model import CharLSTM, init_params, zero_carry
 from charlstm.core.scorer import EVAL_WINDOW, MIN_STREAM_CHARS, make_scorer
 from charlstm.errors import CorpusError
-from charlstm.text.vocab import Vocab
+from charlstm.text.vocab import BOUNDARY, Vocab
 
 from .helpers import new_tiny_run, train
 
@@ -80,3 +80,24 @@ def test_a_text_the_model_cannot_read_says_so(trained_run):
     model = api.load(trained_run[0])
     with pytest.raises(CorpusError, match="nothing to score"):
         model.evaluate("€€€€ü")
+
+
+def test_a_users_text_holding_the_boundary_symbol_is_not_read_as_documents(tmp_path):
+    """Training refuses a file holding U+FDD0, which marks where documents
+    meet; a several-documents model's `eval` and `inspect` of a user's text
+    leave it out like any character the model never saw, while the run's
+    own validation text (held_out()) marks its documents with it."""
+    from .test_corpus import write_folder
+
+    write_folder(tmp_path / "poems", 3)
+    run = new_tiny_run(tmp_path / "poems", steps=4, eval_every=4, checkpoint_every=4)
+    train(run, tmp_path / "run")
+    model = api.load(tmp_path / "run")
+    held_out, _ = model.held_out()
+    assert BOUNDARY in held_out
+    assert model.evaluate(held_out, documents=True).loss == pytest.approx(model.history[-1]["val_loss"], abs=1e-6)
+    plain = held_out.replace(BOUNDARY, "")
+    score = model.evaluate(held_out)
+    assert score.skipped == {BOUNDARY: held_out.count(BOUNDARY)}
+    assert score.loss == pytest.approx(model.evaluate(plain).loss, abs=1e-6)
+    assert model.inspect(held_out).skipped == {BOUNDARY: held_out[:2000].count(BOUNDARY)}

@@ -97,12 +97,16 @@ class Model:
         _check_request(request, "stream")
         return stream_texts(self.model_config, self.params, self.vocab, request, chunk)
 
-    def evaluate(self, text: str, streams: int | None = None) -> Score:
+    def evaluate(self, text: str, streams: int | None = None, *, documents: bool = False) -> Score:
         """Loss per character on `text`, read with carried state in up to
         `streams` parallel streams (default: the training batch size, which
         is how validation was scored). Characters the model never saw are
-        left out, and counted in `Score.skipped`."""
-        text, skipped = self._known(text, "score")
+        left out, and counted in `Score.skipped`. `documents`: `text` marks
+        where documents meet with the boundary symbol U+FDD0, as
+        `held_out()` returns a several-documents run's validation text;
+        otherwise a U+FDD0 in it is left out like an unknown character (a
+        training file holding one is refused)."""
+        text, skipped = self._known(text, "score", documents)
         if streams is not None:
             streams = whole_number(streams, "streams")
             if streams < 1:
@@ -112,15 +116,15 @@ class Model:
         )
         return dataclasses.replace(score, skipped=skipped)
 
-    def inspect(self, text: str, max_chars: int = record.MAX_CHARS) -> record.Inspection:
+    def inspect(self, text: str, max_chars: int = record.MAX_CHARS, *, documents: bool = False) -> record.Inspection:
         """What the model does on the first `max_chars` characters of `text`,
         read from a zero state with carried state (as `evaluate(text,
         streams=1)` reads it): per character and layer the gates, c and h,
         and the next-character distribution; see `Inspection` for the
         arrays and their shapes. Characters the model never saw are left
-        out, and counted in `Inspection.skipped`."""
+        out, and counted in `Inspection.skipped`; `documents` as for `evaluate`."""
         record.check_max_chars(max_chars)
-        head, skipped = self._known(text[:max_chars] if isinstance(text, str) else text, "inspect")
+        head, skipped = self._known(text[:max_chars] if isinstance(text, str) else text, "inspect", documents)
         return record.record(
             self.model_config,
             self.params,
@@ -204,12 +208,17 @@ class Model:
         """What `validation_text` is, in words."""
         return manifest.describe_validation(self.corpus, self.train_config.val_fraction)
 
-    def _known(self, text: str, verb: str) -> tuple[str, dict[str, int]]:
-        """`text` without the characters the model never saw, and how often each occurred."""
+    def _known(self, text: str, verb: str, documents: bool = False) -> tuple[str, dict[str, int]]:
+        """`text` without the characters the model never saw, and how often
+        each occurred; the boundary symbol counts as one unless the text
+        marks `documents` with it."""
         if not isinstance(text, str):
             hint = f": read the file first (Path({str(text)!r}).read_text())" if isinstance(text, Path) else ""
             raise ConfigError(f"{verb} takes the text itself, got {type(text).__name__}{hint}")
-        skipped = {c: text.count(c) for c in self.vocab.unknown(text)}
+        unknown = self.vocab.unknown(text)
+        if not documents and BOUNDARY in self.vocab.chars and BOUNDARY in text:
+            unknown.append(BOUNDARY)
+        skipped = {c: text.count(c) for c in unknown}
         if skipped:
             text = text.translate({ord(c): None for c in skipped})
             if len(text) < 2:

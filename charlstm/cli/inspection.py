@@ -44,7 +44,7 @@ def evaluate(
         use_cache()
         model = api.load(checkpoint)
         source, text, left_out = (*given, {}) if given else _validation_text(model, "give a TEXTFILE")
-        score = model.evaluate(text, streams)
+        score = model.evaluate(text, streams, documents=not given)  # the validation text marks its documents
         if left_out:  # a --val-file's characters the model never saw, left out as validation left them
             score = dataclasses.replace(score, skipped={**left_out, **score.skipped})
         if as_json:
@@ -97,7 +97,7 @@ def inspect_model(
         use_cache()
         model = api.load(checkpoint)
         source, body, _ = (*given, {}) if given else _validation_text(model, "give a TEXTFILE or --text")
-        seen = model.inspect(body, max_chars)
+        seen = model.inspect(body, max_chars, documents=not given)  # the validation text marks its documents
         correlations = features.correlations(seen)
         tops = features.top_units(correlations, top)
         saturation = seen.saturation()
