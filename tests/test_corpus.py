@@ -87,6 +87,10 @@ def test_files_that_are_not_text_are_each_named_then_stop_or_are_skipped(tmp_pat
     corpus = prepare(Source((str(tmp_path / "poems"),), skip_bad_files=True))
     assert sorted(Path(d.path).name for d in corpus.skipped) == ["image.txt", "latin1.txt"]
     assert len(corpus.train) == 3 and "\xe9" not in corpus.charset  # a skipped file's characters are not kept
+    # A run is called after the first file or folder it read, not one it left out (charlstm runs, info).
+    image, poems = str(tmp_path / "poems" / "image.txt"), str(tmp_path / "poems")
+    first_left_out = prepare(Source((image, poems), skip_bad_files=True))
+    assert first_left_out.path == str((tmp_path / "poems").resolve())
 
 
 def test_reading_in_small_chunks_gives_the_same_ids(tmp_path, monkeypatch):

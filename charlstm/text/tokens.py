@@ -79,8 +79,11 @@ class Corpus:
 
     @property
     def path(self) -> str:
-        """What the corpus is called: the first file or folder given, resolved."""
-        return str(self.roots[0])
+        """What the corpus is called (in `charlstm runs`, `info`, messages):
+        the first file or folder given that was not left out whole, resolved."""
+        left_out = {Path(d.path).resolve() for d in self.skipped}
+        kept = [root for root in self.roots if root.resolve() not in left_out]
+        return str((kept or list(self.roots))[0])
 
     @property
     def sha256(self) -> str:
