@@ -250,7 +250,8 @@ def test_without_a_validation_file_the_held_out_share_is_in_the_vocabulary(tmp_p
     assert vocab.decode(data.val[:]).endswith("xyz")
 
 
-def test_a_damaged_token_file_is_refused_where_it_is_read_and_a_failed_start_can_start_again(tmp_path):
+def test_a_damaged_token_file_is_refused_where_it_is_read_and_a_failed_start_can_start_again(tmp_path, monkeypatch):
+    monkeypatch.setenv("CHARLSTM_CORPUS_CACHE", str(tmp_path / "cache"))  # not the suite's: other tests read this text
     write_folder(tmp_path / "poems", 3)
     source = Source((str(tmp_path / "poems"),))
     corpus, vocab, tokens = _tokens(source)

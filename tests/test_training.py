@@ -326,11 +326,12 @@ def test_non_finite_parameters_stop_training_even_with_a_finite_loss(tiny_corpus
     assert not any(isinstance(e, events.Saved) for e in evts)  # nothing was written from it
 
 
-def test_a_token_file_damaged_under_a_run_stops_it_with_its_steps_kept(tiny_corpus, tmp_path):
+def test_a_token_file_damaged_under_a_run_stops_it_with_its_steps_kept(tiny_corpus, tmp_path, monkeypatch):
     """The corpus cache's token file is trusted by its size; bytes that went
     bad after it was written are refused where a window reads them (here
     stream 0's fourth window, read by step 3), with a checkpoint of the
     steps before, not trained on as garbage or ended as "diverged"."""
+    monkeypatch.setenv("CHARLSTM_CORPUS_CACHE", str(tmp_path / "cache"))  # not the suite's: other tests read this text
     run = new_tiny_run(tiny_corpus, steps=12, checkpoint_every=100, eval_every=100)
     with run.tokens.path.open("r+b") as f:  # a single document: stream 0 starts the file
         f.seek(3 * 16 + 5)
