@@ -336,15 +336,15 @@ def _free_port() -> int:
 
 
 @pytest.mark.slow
-def test_two_processes_train_like_one_and_one_process_resumes(tiny_corpus, tmp_path):
-    run_dir, port = tmp_path / "two", _free_port()
-    command = [sys.executable, "-m", "charlstm", "train", str(tiny_corpus), "--out", str(run_dir), *CLI_ARGS]
-    logs = [tmp_path / f"process-{i}.log" for i in range(2)]
-    processes = []
+def _two_processes(corpus: Path, run_dir: Path, args: list[list[str]]) -> tuple[list[int | None], list[str]]:
+    """`charlstm train` in two processes on 127.0.0.1, process i with
+    args[i]: their exit statuses and what each wrote to stderr."""
+    port, logs, processes = _free_port(), [run_dir.parent / f"process-{i}.log" for i in range(2)], []
     for i, log in enumerate(logs):
+        joined = ["--coordinator", f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", str(i)]
+        command = [sys.executable, "-m", "charlstm", "train", str(corpus), "--out", str(run_dir), *args[i], *joined]
         with log.open("w") as stderr:
-            joined = ["--coordinator", f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", str(i)]
-            processes.append(subprocess.Popen([*command, *joined], stderr=stderr, env=_env()))
+            processes.append(subprocess.Popen(command, stderr=stderr, env=_env()))
     deadline = time.monotonic() + 240
     try:
         for process in processes:
@@ -354,8 +354,13 @@ def test_two_processes_train_like_one_and_one_process_resumes(tiny_corpus, tmp_p
             if process.poll() is None:
                 process.kill()
                 process.wait()
-    outputs = [log.read_text() for log in logs]
-    assert [p.returncode for p in processes] == [0, 0], outputs
+    return [p.returncode for p in processes], [log.read_text() for log in logs]
+
+
+def test_two_processes_train_like_one_and_one_process_resumes(tiny_corpus, tmp_path):
+    run_dir = tmp_path / "two"
+    codes, outputs = _two_processes(tiny_corpus, run_dir, [CLI_ARGS, CLI_ARGS])
+    assert codes == [0, 0], outputs
     assert "in 2 processes" in outputs[0]
     # Process 1 reports nothing (JAX may still warn there): process 0 speaks for both.
     assert "training on" not in outputs[1] and "done at step" not in outputs[1]
@@ -378,22 +383,9 @@ def test_two_processes_train_like_one_and_one_process_resumes(tiny_corpus, tmp_p
 def test_processes_started_with_different_options_all_stop_with_one_line(tiny_corpus, tmp_path):
     """`--steps 4` on one process and 6 on the other once left the first
     waiting forever in a collective the second never reached."""
-    run_dir, port = tmp_path / "two", _free_port()
-    processes, logs = [], [tmp_path / f"process-{i}.log" for i in range(2)]
-    for i, log in enumerate(logs):
-        args = [*CLI_ARGS, "--steps", str(STEPS + 2 * i)]  # the later --steps wins
-        joined = ["--coordinator", f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", str(i)]
-        command = [sys.executable, "-m", "charlstm", "train", str(tiny_corpus), "--out", str(run_dir), *args, *joined]
-        with log.open("w") as stderr:
-            processes.append(subprocess.Popen(command, stderr=stderr, env=_env()))
-    try:
-        codes = [process.wait(timeout=180) for process in processes]
-    finally:
-        for process in processes:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
-    outputs = [log.read_text() for log in logs]
+    run_dir = tmp_path / "two"
+    args = [[*CLI_ARGS, "--steps", str(STEPS + 2 * i)] for i in range(2)]  # the later --steps wins
+    codes, outputs = _two_processes(tiny_corpus, run_dir, args)
     assert codes == [2, 2], outputs
     for output in outputs:
         assert (
