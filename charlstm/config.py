@@ -59,11 +59,11 @@ def path_like(value: Any, what: str) -> None:
     _check(isinstance(value, str | os.PathLike), f"{what} must be a path (a str or a Path), got {value!r}")
 
 
-def unknown_fields(cls: type, given: Iterable[str]) -> str | None:
-    """What an API caller got wrong in the options it passed to config
-    `cls`: the names it has no field for, each with the field it likely
+def unknown_fields(given: Iterable[str], *classes: type) -> str | None:
+    """What an API caller got wrong in the options it passed to the config
+    `classes`: the names none has a field for, each with the field it likely
     meant (a flag's name, `lr`, stands for its field, `learning_rate`)."""
-    fields = [f.name for f in dataclasses.fields(cls)]
+    fields = [f.name for cls in classes for f in dataclasses.fields(cls)]
     by_flag = {label(name): name for name in fields}
     wrong = []
     for name in sorted(set(given) - set(fields)):

@@ -27,7 +27,6 @@ from charlstm.training.run import Run
 from charlstm.training.session import EventHandler, StopCheck
 
 _MODEL_FIELDS = frozenset(f.name for f in dataclasses.fields(ModelConfig))
-_TRAIN_FIELDS = frozenset(f.name for f in dataclasses.fields(TrainConfig))
 
 
 class TrainingDiverged(CharlstmError):
@@ -112,7 +111,7 @@ def train(
         model = given  # the shape is the base model's: only what was asked explicitly must match it
         if tuned:
             options["learning_rate"] = FINE_TUNE_LEARNING_RATE
-    unknown = unknown_fields(TrainConfig, options)
+    unknown = unknown_fields(options, TrainConfig)
     if unknown:
         raise ConfigError(f"unknown training option: {unknown}")
     config = TrainConfig(**options)
@@ -210,9 +209,9 @@ def tune(
     `corpus`, `glob`, `val_file` and `skip_bad_files` name the text as for
     `train`.
     Returns the search's directory and its trials, best first."""
-    unknown = sorted(set(fixed) - _MODEL_FIELDS - _TRAIN_FIELDS)
+    unknown = unknown_fields(fixed, ModelConfig, TrainConfig)
     if unknown:
-        raise ConfigError(f"unknown training option: {', '.join(unknown)}")
+        raise ConfigError(f"unknown training option: {unknown}")
     for name, values in (space or {}).items():
         if not isinstance(values, str):
             raise ConfigError(f"space[{name!r}] must be a text such as '128,256' or '1e-3:3e-2', got {values!r}")

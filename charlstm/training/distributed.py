@@ -161,15 +161,19 @@ def lost_a_process(err: BaseException) -> bool:
     because another process of the run is gone: its connection closed or
     reset, its heartbeat lost. It may come as JAX's runtime error or inside
     one of ours (a checkpoint that could not be written)."""
-    if jax.process_count() == 1:
+    if not joined():
         return False
-    signs = ("connection closed", "connection reset", "heartbeat timeout", "gloo")
     seen: BaseException | None = err
     while seen is not None:
-        if any(sign in str(seen).lower() for sign in signs):
+        if _names_a_lost_process(str(seen)):
             return True
         seen = seen.__cause__ or seen.__context__
     return False
+
+
+def _names_a_lost_process(text: str) -> bool:
+    """Whether an error's text is a collective's that failed for want of a partner."""
+    return any(sign in text.lower() for sign in ("connection closed", "connection reset", "heartbeat timeout", "gloo"))
 
 
 class _LostProcessLogFilter(logging.Filter):
@@ -177,7 +181,7 @@ class _LostProcessLogFilter(logging.Filter):
     process is gone: the command says so itself, in one line."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not lost_a_process(Exception(record.getMessage()))
+        return not (joined() and _names_a_lost_process(record.getMessage()))
 
 
 def quiet_about_lost_processes() -> None:
@@ -236,18 +240,17 @@ def check_batch(
     total = per_process * processes
     if batch_size % total == 0:
         return
-    below, above = batch_size // total * total, (batch_size // total + 1) * total
-    sizes = f"{below} or {above}" if below else str(above)
     counts = [n for n in range(1, (available or per_process) + 1) if batch_size % (n * processes) == 0]
-    per = " per process" if processes > 1 else ""
-    keep = f"; or keep it with {flag('devices')} {' or '.join(map(str, counts))}{per}" if counts else ""
+    devices = f"{flag('devices')} {' or '.join(map(str, counts))}{' per process' if processes > 1 else ''}"
     over = f"{total} devices" + (f" ({processes} processes x {per_process})" if processes > 1 else "")
     if resumed:
-        fits = f"; pick {flag('devices')} {' or '.join(map(str, counts))}{per}" if counts else ""
         raise ConfigError(
             f"this run's {flag('batch_size')} {batch_size}, which a resumed run keeps, does not split evenly over "
-            f"{over}{fits}"
+            f"{over}" + (f"; pick {devices}" if counts else "")
         )
+    below, above = batch_size // total * total, (batch_size // total + 1) * total
+    sizes = f"{below} or {above}" if below else str(above)
+    keep = f"; or keep it with {devices}" if counts else ""
     raise ConfigError(
         f"{flag('batch_size')} {batch_size} does not split evenly over {over}: "
         f"use a multiple of {total}, such as {sizes}{keep}"
@@ -327,7 +330,7 @@ def agree(named: Mapping[str, object]) -> None:
     never reaches, a hang no signal ends; here each value's hash is
     gathered from every process, so all of them see the difference and
     stop with the same message before the first step."""
-    if jax.process_count() == 1:
+    if not joined():
         return
     names = sorted(named)
     digests = np.array(  # (F,): 32 bits of each value's sha256
