@@ -29,7 +29,6 @@ import argparse
 import contextlib
 import importlib
 import json
-import platform
 import statistics
 import subprocess
 import sys
@@ -40,6 +39,7 @@ from pathlib import Path
 
 import jax
 import numpy as np
+from machine import describe
 from step_speed import CompiledStep, compiled_step
 
 import charlstm.core.model as model_module
@@ -172,7 +172,7 @@ def main() -> None:
         f"over {args.pairs} pairs; parameters bit-identical after 3 steps: {result['bit_identical_after_3_steps']}"
     )
     if args.json:
-        record = {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": platform.machine(), "jax": jax.__version__}
+        record = {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": describe(), "jax": jax.__version__}
         record |= {"revision": args.revision, "shape": args.shape, "norm": args.norm, "dropout": args.dropout}
         Path(args.json).write_text(json.dumps(record | result, indent=2) + "\n", encoding="utf-8")
 

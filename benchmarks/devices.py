@@ -21,12 +21,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import socket
 import statistics
 import subprocess
 import sys
 import time
+
+from machine import describe
 
 ROWS = [
     # (label, forced CPU devices, --devices, processes)
@@ -144,7 +145,7 @@ def main() -> None:
         print(f"{label:<42} {row['step_ms']:>8} ms/step {row['chars_per_s']:>8,} chars/s", flush=True)
     print(
         f"shape {args.shape} (hidden, layers, batch, seq), norm {args.norm}, dropout {args.dropout}, "
-        f"{platform.machine()}, {os.cpu_count()} CPUs, "
+        f"{describe()}, "
         f"backend {rows[0]['backend']}, jax {rows[0]['jax']}; median of {args.repeats} runs per row"
     )
     if args.json:

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -27,6 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from machine import describe
 
 ROOT = Path(__file__).resolve().parent.parent
 SHAKESPEARE = ROOT / "corpora" / "shakespeare.txt"
@@ -94,7 +94,7 @@ def main() -> None:
         }
     report = {
         "date": time.strftime("%Y-%m-%d"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "machine": describe(),
         "settings": {"base_steps": args.base_steps, "steps": args.steps, "lrs": args.lrs, "seeds": args.seeds},
         "summary": summary,
         "results": results,

@@ -50,7 +50,6 @@ import functools
 import importlib.util
 import json
 import os
-import platform
 import shlex
 import shutil
 import signal
@@ -61,6 +60,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from machine import describe
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "benchmarks"
@@ -103,7 +104,7 @@ class Check:
         self.result: dict[str, Any] = {
             "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "smoke": smoke,
-            "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+            "machine": describe(),
             "sections": {},
         }
         # On the GPU, JAX may not fall back to the CPU quietly: every command

@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -45,6 +44,8 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
+
+from machine import describe
 
 ROOT = Path(__file__).resolve().parent.parent
 SHAKESPEARE = ROOT / "corpora" / "shakespeare.txt"
@@ -203,7 +204,7 @@ def main() -> None:
             subprocess.run(["rm", "-rf", str(corpus), str(cache), str(val)], check=True)
     report = {
         "date": time.strftime("%Y-%m-%d"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "machine": describe(),
         "settings": {
             "steps": args.steps,
             "file_mb": args.file_mb,

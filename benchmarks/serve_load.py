@@ -26,8 +26,6 @@ import argparse
 import datetime
 import http.client
 import json
-import os
-import platform
 import socket
 import statistics
 import subprocess
@@ -36,6 +34,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+
+from machine import describe
 
 PRIMES = ["ROMEO.\n", "To be, or not to be", "KING HENRY.\nNow, lords,", "\n"]
 
@@ -93,16 +93,6 @@ def _compiled_ahead(port: int, deadline: float) -> None:
         time.sleep(0.2)
 
 
-def _machine() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    with open("/proc/cpuinfo", encoding="utf-8") as info:
-        for line in info:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    return f"{cpu}, {os.cpu_count()} cores visible"
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run", type=Path, help="run directory or checkpoint to serve")
@@ -157,7 +147,7 @@ def main() -> int:
     base = medians["sequential"]["chars_per_s"]
     result = {
         "date": datetime.date.today().isoformat(),
-        "machine": _machine(),
+        "machine": describe(),
         "model": about["model"],
         "checkpoint": about["checkpoint"],
         "limits": about["limits"],

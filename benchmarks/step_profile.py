@@ -32,7 +32,6 @@ import dataclasses
 import glob
 import gzip
 import json
-import platform
 import re
 import statistics
 import tempfile
@@ -41,6 +40,7 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
+from machine import describe
 from step_speed import compiled_step
 
 from charlstm.runtime.hostmem import keep_host_memory
@@ -273,7 +273,7 @@ def _medians(rounds: list[dict[str, Any]]) -> dict[str, Any]:
 
 def _print(shape: dict[str, int], norm: str, jx: dict[str, Any], pt: dict[str, Any] | None) -> None:
     print(
-        f"{platform.machine()}, jax {jax.__version__}; {shape['layers']}x{shape['hidden']} {norm} cell, "
+        f"{describe()}, jax {jax.__version__}; {shape['layers']}x{shape['hidden']} {norm} cell, "
         f"batch {shape['batch']} x {shape['seq_len']} characters"
     )
     rounds = len(jx["rounds"])
@@ -325,7 +325,7 @@ def main() -> None:
     if args.json:
         with open(args.json, "w") as f:
             result = {"shape": shape, "norm": args.norm, "jax": jax.__version__, "charlstm": jx, "torch": pt}
-            json.dump({**result, "machine": platform.machine(), "date": time.strftime("%Y-%m-%d %H:%M")}, f, indent=2)
+            json.dump({**result, "machine": describe(), "date": time.strftime("%Y-%m-%d %H:%M")}, f, indent=2)
 
 
 if __name__ == "__main__":

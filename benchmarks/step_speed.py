@@ -20,12 +20,12 @@ import argparse
 import dataclasses
 import json
 import os
-import platform
 import statistics
 import time
 
 import jax
 import numpy as np
+from machine import describe
 
 from charlstm.config import ModelConfig, TrainConfig
 from charlstm.core.model import count_params
@@ -142,7 +142,7 @@ def main() -> None:
         rows.append(measure(compiled, args.steps))
     device = jax.devices()[0].device_kind
     print(
-        f"backend {jax.default_backend()} ({device}), {platform.machine()}, jax {jax.__version__}, "
+        f"backend {jax.default_backend()} ({device}), {describe()}, jax {jax.__version__}, "
         f"{args.precision}, XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}"
     )
     header = ("hidden", "layers", "batch", "seq", "params", "compile s", "step ms", "chars/s")

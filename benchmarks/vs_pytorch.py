@@ -42,7 +42,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -52,6 +51,7 @@ from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
+from machine import describe
 from step_speed import compiled_step, measure
 
 from charlstm.config import ModelConfig
@@ -173,7 +173,7 @@ def device_row(framework: str) -> dict[str, Any]:
             "xla_flags": os.environ.get("XLA_FLAGS", ""),
         }
     torch, device = _torch(), _torch_device()
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     return {
         "config": "device",
         "version": torch.__version__,
@@ -382,7 +382,7 @@ def main() -> None:
         sides[side] = run_side(framework, memory, rows, args.steps, devices=args.charlstm_devices)
     ran = {side: sides[side]["device"] for side in ("charlstm", "torch")}
     print(
-        f"{time.strftime('%Y-%m-%d')}  {platform.machine()}, {os.cpu_count()} cores  "
+        f"{time.strftime('%Y-%m-%d')}  {describe()}\n"
         f"jax {ran['charlstm']['version']} on {ran['charlstm']['platform']} ({ran['charlstm']['device']}), "
         f"torch {ran['torch']['version']} on {ran['torch']['platform']} ({ran['torch']['device']})",
         flush=True,
@@ -506,6 +506,7 @@ def main() -> None:
                     "device": ran["charlstm"]["device"],
                     "ran_on": ran,
                     "cpus": os.cpu_count(),
+                    "machine": describe(),
                     "torch_malloc": "the same settings as charlstm (runtime.hostmem); *_system_malloc: glibc defaults",
                     "rounds": how,
                     "minutes": round(minutes, 1),

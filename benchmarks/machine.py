@@ -1,0 +1,60 @@
+"""What a benchmark ran on, in one line for its table and its JSON.
+
+The machines this project is measured on change from one session to the
+next (an AMD EPYC with 1 MB of L2 a core one day, an Intel Xeon with 2 MB
+and AMX the next), and ratios move with them: batch-1 sampling, which reads
+every weight once a character, runs about twice as fast where the weights
+fit in a core's L2 cache. So every result names the CPU, its cores, its L2
+cache and the vector units that matter here, not only `platform.machine()`.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+
+# The instruction sets that change which kernels the frameworks pick.
+_NOTABLE = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "asimd", "sve")
+
+
+def _cpuinfo() -> dict[str, str]:
+    """The first processor's fields of /proc/cpuinfo; empty where there is none (macOS)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8")
+    except OSError:
+        return {}
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        if not line.strip():
+            break
+        name, _, value = line.partition(":")
+        fields[name.strip()] = value.strip()
+    return fields
+
+
+def _l2_per_core() -> str | None:
+    """cpu0's level-2 cache size as the kernel spells it ("2048K"), or None."""
+    caches = Path("/sys/devices/system/cpu/cpu0/cache")
+    for index in sorted(caches.glob("index*")):
+        try:
+            if (index / "level").read_text().strip() == "2":
+                return (index / "size").read_text().strip()
+        except OSError:
+            continue
+    return None
+
+
+def describe() -> str:
+    """e.g. "Intel(R) Xeon(R) Processor, 2 cores, x86_64, L2 2048K a core, avx2 avx512f avx512_bf16 amx_bf16"."""
+    info = _cpuinfo()
+    name = info.get("model name") or platform.processor() or "unknown CPU"
+    parts = [name, f"{os.cpu_count()} cores", platform.machine()]
+    l2 = _l2_per_core()
+    if l2:
+        parts.append(f"L2 {l2} a core")
+    flags = set((info.get("flags") or info.get("Features") or "").split())
+    notable = [flag for flag in _NOTABLE if flag in flags]
+    if notable:
+        parts.append(" ".join(notable))
+    return ", ".join(parts)
