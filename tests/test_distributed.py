@@ -119,6 +119,33 @@ def test_an_incomplete_process_layout_is_one_line(tiny_corpus, tmp_path):
     assert "--coordinator HOST:PORT" in result.stderr and len(result.stderr.splitlines()) == 1
 
 
+def test_a_process_whose_partners_never_join_gives_up_in_one_line(tiny_corpus, tmp_path):
+    """JAX's own wait ends the process with a fatal log and a C++ stack trace after 5 minutes."""
+    address = f"127.0.0.1:{_free_port()}"
+    command = [sys.executable, "-m", "charlstm", "train", str(tiny_corpus), "--out", str(tmp_path / "run"), *TINY]
+    command += ["--coordinator", address, "--num-processes", "2", "--process-id", "0"]
+    started = time.monotonic()
+    env = _env(**{distributed.ENV_JOIN_TIMEOUT: "2"})
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 3, result.stderr
+    assert time.monotonic() - started < 60  # not JAX's 2 + 60 s
+    assert f"joining a run of 2 processes at {address}: waiting for the others (up to 2 s)" in result.stderr
+    assert result.stderr.splitlines()[-1] == (
+        f"error: all 2 processes of the run at {address} did not join within 2 s: start every process with the "
+        f"same options, each with its own --process-id from 0 to 1, and check that each can reach {address} "
+        f"({distributed.ENV_JOIN_TIMEOUT} sets the wait)"
+    ), result.stderr
+    assert "Check failure" not in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "soon", "inf", "nan"])
+def test_a_join_timeout_must_be_seconds_above_zero(value):
+    assert distributed.join_timeout({}) == distributed.JOIN_TIMEOUT_S
+    assert distributed.join_timeout({distributed.ENV_JOIN_TIMEOUT: "12.5"}) == 12.5
+    with pytest.raises(ConfigError, match=f"{distributed.ENV_JOIN_TIMEOUT} must be a number of seconds above 0"):
+        distributed.join_timeout({distributed.ENV_JOIN_TIMEOUT: value})
+
+
 # Runs in a process of its own, where XLA makes two CPU devices: one device
 # and two, the same global batch and seed, for each cell (each has its own
 # hand-written backward pass), all with dropout (each stream's mask must not
@@ -335,7 +362,6 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.mark.slow
 def _two_processes(corpus: Path, run_dir: Path, args: list[list[str]]) -> tuple[list[int | None], list[str]]:
     """`charlstm train` in two processes on 127.0.0.1, process i with
     args[i]: their exit statuses and what each wrote to stderr."""
@@ -357,6 +383,7 @@ def _two_processes(corpus: Path, run_dir: Path, args: list[list[str]]) -> tuple[
     return [p.returncode for p in processes], [log.read_text() for log in logs]
 
 
+@pytest.mark.slow
 def test_two_processes_train_like_one_and_one_process_resumes(tiny_corpus, tmp_path):
     run_dir = tmp_path / "two"
     codes, outputs = _two_processes(tiny_corpus, run_dir, [CLI_ARGS, CLI_ARGS])

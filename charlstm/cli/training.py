@@ -8,7 +8,10 @@ exit status.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shlex
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -334,13 +337,28 @@ def _join(
     # run on several keep one CPU device each unless --devices says more.
     distributed.check_layout(coordinator, num_processes, process_id)  # before the wait below
     if level > 0 and coordinator not in (None, "auto"):
-        say(f"joining a run of {num_processes or 'several'} processes at {coordinator}: waiting for the others")
-    joined = distributed.initialize(coordinator, num_processes, process_id)
+        say(
+            f"joining a run of {num_processes or 'several'} processes at {coordinator}: "
+            f"waiting for the others (up to {distributed.join_timeout():g} s)"
+        )
+    joined = distributed.initialize(coordinator, num_processes, process_id, on_timeout=_gave_up_joining)
     if joined:
         distributed.quiet_about_lost_processes()
     if not joined or devices is not None:
         split_the_cpu(devices)
     return level if distributed.is_main() else 0
+
+
+def _gave_up_joining(message: str) -> None:
+    """The processes never all joined: say so and end, before JAX aborts
+    with a C++ stack trace. Called from a timer's thread while the main
+    thread waits inside JAX, where no exception reaches it: so `os._exit`,
+    even in-process."""
+    say(f"error: {message}")
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(EXIT_ABORTED)
 
 
 class _Watch:

@@ -27,6 +27,7 @@ address, the process count and its own index (options or environment):
     CHARLSTM_COORDINATOR    HOST:PORT of process 0 ("auto": let JAX find it)
     CHARLSTM_NUM_PROCESSES  how many processes take part
     CHARLSTM_PROCESS_ID     this process's index, 0 .. N-1
+    CHARLSTM_JOIN_TIMEOUT   seconds to wait for all of them (default 300)
 
 or, with none of these, when JAX's own cluster detection would find more
 than one process: under Slurm's srun or Open MPI's mpirun, or with
@@ -39,8 +40,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import math
 import os
-from collections.abc import Mapping
+import threading
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
@@ -58,6 +61,11 @@ from charlstm.text.streams import Batch, Streams
 ENV_COORDINATOR = "CHARLSTM_COORDINATOR"
 ENV_NUM_PROCESSES = "CHARLSTM_NUM_PROCESSES"
 ENV_PROCESS_ID = "CHARLSTM_PROCESS_ID"
+ENV_JOIN_TIMEOUT = "CHARLSTM_JOIN_TIMEOUT"
+JOIN_TIMEOUT_S = 300.0  # JAX's own default wait for the processes to gather
+# JAX's own wait runs this much longer than the caller's, so that a caller
+# given `on_timeout` always ends the process first, with its own words.
+_JAX_GRACE_S = 60
 
 # Ways a multi-process run stops early, in the order the processes settle on
 # when they disagree: an interrupt anywhere stops all of them.
@@ -81,9 +89,36 @@ def _count(value: str | None) -> int:
     return int(value) if value is not None and value.isdigit() else 1
 
 
-def initialize(coordinator: str | None = None, num_processes: int | None = None, process_id: int | None = None) -> bool:
+def join_timeout(env: Mapping[str, str] = os.environ) -> float:
+    """Seconds to wait for every process of a run to join: CHARLSTM_JOIN_TIMEOUT, else 300."""
+    value = env.get(ENV_JOIN_TIMEOUT)
+    if value is None:
+        return JOIN_TIMEOUT_S
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise ConfigError(f"{ENV_JOIN_TIMEOUT} must be a number of seconds above 0, got {value!r}")
+    return seconds
+
+
+def initialize(
+    coordinator: str | None = None,
+    num_processes: int | None = None,
+    process_id: int | None = None,
+    *,
+    on_timeout: Callable[[str], object] | None = None,
+) -> bool:
     """Join a multi-process run if one is asked for or detected; whether it
-    was. Must come before anything else touches JAX's devices."""
+    was. Must come before anything else touches JAX's devices.
+
+    If the processes have not all joined within `join_timeout()`, JAX ends
+    the process itself (a fatal log and a C++ stack trace), and its wait
+    cannot be interrupted from Python. `on_timeout`, where given, is called
+    instead from another thread with a one-line message saying what to
+    check, and must end the process (`os._exit`); JAX's own end follows a
+    minute later otherwise."""
     if num_processes == 1 and process_id in (None, 0):
         return False
     explicit = coordinator is not None or num_processes is not None or process_id is not None
@@ -105,11 +140,18 @@ def initialize(coordinator: str | None = None, num_processes: int | None = None,
     # what lets CPU-only processes (and the tests) reduce gradients at all.
     if "JAX_CPU_COLLECTIVES_IMPLEMENTATION" not in os.environ:
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    timeout = join_timeout()
+    watchdog = None
+    if on_timeout is not None:
+        watchdog = threading.Timer(timeout, on_timeout, args=(_never_gathered(coordinator, num_processes, timeout),))
+        watchdog.daemon = True
+        watchdog.start()
     try:
         jax.distributed.initialize(
             coordinator_address=None if coordinator in (None, "auto") else coordinator,
             num_processes=num_processes,
             process_id=process_id,
+            initialization_timeout=math.ceil(timeout) + (_JAX_GRACE_S if watchdog else 0),
         )
     except ValueError as err:  # something missing that no cluster environment supplied
         raise ConfigError(
@@ -120,7 +162,26 @@ def initialize(coordinator: str | None = None, num_processes: int | None = None,
     except RuntimeError as err:  # the coordinator never answered, a process never arrived
         where = coordinator or "the detected coordinator"
         raise CharlstmError(f"could not join the multi-process run at {where}: {err}") from None
+    finally:
+        if watchdog is not None:
+            watchdog.cancel()
     return True
+
+
+def _never_gathered(coordinator: str | None, num_processes: int | None, timeout: float) -> str:
+    """What to check when a run's processes have not all joined in time."""
+    if coordinator in (None, "auto"):
+        return (
+            f"the processes of this multi-process run did not all join within {timeout:g} s: check that the "
+            f"launcher started every task and that they can reach each other ({ENV_JOIN_TIMEOUT} sets the wait)"
+        )
+    count = f"all {num_processes}" if num_processes else "all"
+    return (
+        f"{count} processes of the run at {coordinator} did not join within {timeout:g} s: start every process "
+        f"with the same options, each with its own {flag('process_id')} from 0 to "
+        f"{num_processes - 1 if num_processes else 'N - 1'}, and check that each can reach {coordinator} "
+        f"({ENV_JOIN_TIMEOUT} sets the wait)"
+    )
 
 
 def check_layout(coordinator: str | None, num_processes: int | None, process_id: int | None) -> None:
