@@ -1,10 +1,12 @@
 import json
 import shutil
+import signal
+import time
 
 import pytest
 
 from charlstm.errors import CheckpointError
-from charlstm.training import catalog, checkpoint, checkpoint_meta
+from charlstm.training import catalog, checkpoint, checkpoint_meta, restore_failures
 
 from .helpers import assert_trees_equal, new_tiny_run, train
 
@@ -128,3 +130,41 @@ def test_missing_and_foreign_paths(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(CheckpointError, match="not a charlstm run"):
         checkpoint.load(tmp_path / "empty")
+
+
+def test_a_ctrl_c_while_restoring_is_an_interrupt_not_an_unreadable_checkpoint(trained):
+    """Orbax wraps a KeyboardInterrupt raised in one of its reads in a bare
+    Exception, which read as "cannot read checkpoint ...: restoring its
+    arrays failed": a user could think the run damaged. SIGALRMs at spread
+    moments of a restore, each raising KeyboardInterrupt as a Ctrl-C does."""
+    _, run_dir = trained
+    started = time.perf_counter()
+    checkpoint.load(run_dir)
+    takes = time.perf_counter() - started
+    before = signal.signal(signal.SIGALRM, signal.default_int_handler)
+    outcomes = set()
+    try:
+        for i in range(20):
+            signal.setitimer(signal.ITIMER_REAL, takes * (i + 0.5) / 20)
+            try:
+                checkpoint.load(run_dir)
+                outcomes.add("loaded")
+            except KeyboardInterrupt:
+                outcomes.add("interrupted")
+            finally:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+    finally:
+        signal.signal(signal.SIGALRM, before)
+    assert "interrupted" in outcomes
+    checkpoint.load(run_dir)  # and nothing left behind stops the next one
+
+
+def test_an_interrupt_is_found_however_deep_orbax_wrapped_it():
+    try:
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as inner:
+            raise Exception("Encountered error while reading array index") from inner
+    except Exception as wrapped:
+        assert restore_failures.interrupted(wrapped)
+    assert not restore_failures.interrupted(Exception("DATA_LOSS: the file is short"))

@@ -357,6 +357,25 @@ def test_interrupt_saves_a_checkpoint_and_says_how_to_resume(tiny_corpus, tmp_pa
     assert result.exit_code == 0
 
 
+@pytest.mark.parametrize("delay", [0.05, 0.7, 1.4])
+def test_a_ctrl_c_at_any_moment_of_a_sample_ends_it_with_130_and_no_traceback(trained_run, delay):
+    """Before: a traceback of the imports (the first half-second), "cannot
+    read checkpoint" (a Ctrl-C while Orbax restored it), a segmentation
+    fault (Python's exit under TensorStore's threads), or nothing at all: a
+    KeyboardInterrupt raised in JAX's garbage-collection callback is dropped,
+    and the sample ran to its end with 0. The moments are where each was
+    seen on a 2-core machine; on another they fall elsewhere, and every
+    moment must end the same way."""
+    run_dir, _ = trained_run
+    command = [*_charlstm_command(), "sample", "-c", str(run_dir), "--length", "2000000"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    time.sleep(delay)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    assert "Traceback" not in err and "error" not in err, err
+
+
 def _tree_digest(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 

@@ -23,6 +23,7 @@ from typer.core import TyperGroup
 
 from charlstm.cli.display import NORMAL, QUIET, VERBOSE
 from charlstm.cli.outputs import Terminal, outputs_gone, unseen_if_gone
+from charlstm.cli.signals import EXIT_SIGINT, Interrupt, end_now
 from charlstm.errors import CharlstmError
 
 EXIT_DIVERGED = 1
@@ -280,8 +281,24 @@ def _stdout_that_reports_a_closed_pipe() -> None:
 def main() -> None:
     _options["entry"] = True
     _stdout_that_reports_a_closed_pipe()
+    interrupt = Interrupt()
+    interrupt.install()
     try:
         app()
+    except SystemExit as done:
+        if interrupt():
+            # Ctrl-C: end without Python's exit, whose clean-up can crash
+            # (a segmentation fault once) while a checkpoint's reads are
+            # still running on TensorStore's threads.
+            end_now(EXIT_SIGINT if done.code in (0, None) else done.code if isinstance(done.code, int) else 1)
+        raise
+    except BaseException:
+        if interrupt():
+            # What a Ctrl-C turned into on its way out: an ImportError from a
+            # C extension it cut off while JAX loaded, an error of a library
+            # that wrapped it. The user asked to stop; nothing went wrong.
+            end_now(EXIT_SIGINT)
+        raise
     finally:
         # The command has ended and said how (a run has saved, or aborted).
         # A Ctrl-C or SIGTERM from here on, while JAX and Orbax shut down,

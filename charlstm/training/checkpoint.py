@@ -185,6 +185,8 @@ def load(path: Path, prefer: str = BEST) -> Checkpoint:
                 where.absolute(), args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract))
             )
         except Exception as err:  # Orbax and TensorStore raise bare Exceptions, most for a missing or damaged file
+            if restore_failures.interrupted(err):
+                raise KeyboardInterrupt from None
             raise CheckpointError(restore_failures.failure_line(where, err)) from None
         state = flax.serialization.from_state_dict(template, restored["state"])
         return Checkpoint(**{f.name: getattr(meta, f.name) for f in dataclasses.fields(Meta)}, state=state)

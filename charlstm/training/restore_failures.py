@@ -37,6 +37,21 @@ def failure_line(where: Path, err: Exception) -> str:
     return f"cannot read checkpoint {where}: {why}: {first_line}"
 
 
+def interrupted(err: BaseException) -> bool:
+    """Whether a restore failed because a Ctrl-C came while it ran: Orbax
+    wraps the KeyboardInterrupt raised in one of its reads in a bare
+    Exception (11 of 60 interrupted restores here), which would otherwise
+    say the checkpoint cannot be read."""
+    seen: set[int] = set()
+    cause: BaseException | None = err
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, KeyboardInterrupt):
+            return True
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return False
+
+
 # How the arrays' other reads fail once one has failed: each read that Orbax
 # gathered and stopped waiting for, and each TensorStore callback into
 # Orbax's event loop after it closed.
