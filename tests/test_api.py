@@ -132,6 +132,9 @@ def test_a_python_callers_mistakes_are_config_errors(trained_run):
         (lambda: model.export_weights(5), "directory must be a path (a str or a Path), got 5"),
         (lambda: model.inspect(5), "inspect takes the text itself, got int"),
         (lambda: model.generate({"length": 5}), "generate takes a charlstm.SampleConfig, such as SampleConfig("),
+        # A web developer's walkthrough (2026-12-03, night): an empty key refused every request.
+        (lambda: charlstm.app(model, timeout=3), "unknown server option: timeout (did you mean timeout_s?)"),
+        (lambda: charlstm.app(model, api_key=""), "--api-key is empty: give a key, or leave it out"),
     ]:
         with pytest.raises(charlstm.ConfigError, match=re.escape(message)):
             call()

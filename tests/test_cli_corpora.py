@@ -145,6 +145,58 @@ def test_files_that_are_not_text_stop_the_run_each_named_on_its_line(runner, tmp
     assert not (tmp_path / "run").exists()
 
 
+def test_bad_validation_files_and_a_corpus_left_out_whole_say_which_file_and_why(runner, tmp_path):
+    """Found by a new user's walkthrough (2026-12-03): a bad --val-file was
+    told to use --skip-bad-files, which then found no validation text, and
+    --skip-bad-files leaving out every file named none of them."""
+    good, latin, binary = tmp_path / "good.txt", tmp_path / "latin.txt", tmp_path / "bin.txt"
+    write_folder(tmp_path / "poems", 1)
+    good.write_text((tmp_path / "poems").rglob("*.txt").__next__().read_text(encoding="utf-8"), encoding="utf-8")
+    latin.write_bytes("caf\xe9\n".encode("latin-1"))
+    binary.write_bytes(b"\x00\x01\x02" * 100)
+    latin_problem = "not valid UTF-8 (byte offset 3: b'\\xe9\\n')"
+
+    def train(*args: str) -> list[str]:
+        result = runner.invoke(app, ["train", *args, "--out", str(tmp_path / "run"), *TINY])
+        assert result.exit_code == 2, result.output
+        return result.stderr.splitlines()
+
+    assert train(str(good), "--val-file", str(latin)) == [
+        f"--val-file {latin}: {latin_problem}",
+        "error: a file is not usable text (listed above): fix it, or give another --val-file",
+    ]
+    assert train(str(good), "--val-file", str(latin), "--skip-bad-files") == [
+        f"{latin}: {latin_problem}",
+        f"error: --val-file: no usable text in {latin}",
+    ]
+    assert train(str(binary), str(latin), "--skip-bad-files") == [
+        f"{binary}: looks like binary data, not text",
+        f"{latin}: {latin_problem}",
+        "error: no usable text: every file was left out (listed above)",
+    ]
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_corpus_line_names_every_file_and_folder_given(runner, tmp_path):
+    write_folder(tmp_path / "poems", 2)
+    extra = tmp_path / "extra.txt"
+    extra.write_text(next((tmp_path / "poems").rglob("*.txt")).read_text(encoding="utf-8"), encoding="utf-8")
+    args = [str(extra), str(tmp_path / "poems"), str(extra), "--out", str(tmp_path / "run"), *TINY, "--steps", "1"]
+    result = runner.invoke(app, ["train", *args])
+    assert result.exit_code == 0, result.output
+    assert f"corpus: 3 files from {extra}, {tmp_path / 'poems'}, " in result.stderr
+
+
+def test_a_small_held_out_share_is_never_shown_as_0_percent():
+    from charlstm.text.manifest import describe_validation
+
+    assert describe_validation({}, 0.0005) == "the last 0.05% of the corpus"
+    assert describe_validation({}, 0.1) == "the last 10% of the corpus"
+    assert describe_validation({"validation": {"kind": "tails"}, "documents": 3}, 0.125) == (
+        "the last 12.5% of each of its 3 files"
+    )
+
+
 def test_every_new_option_is_in_the_help_and_the_readme(runner):
     train_help = runner.invoke(app, ["train", "--help"], terminal_width=200).stdout
     readme = README.read_text(encoding="utf-8")

@@ -83,3 +83,20 @@ def test_another_cell_is_named_as_the_shape_it_asks_for(tmp_path):
     with pytest.raises(charlstm.CharlstmError, match=r"but --cell gru asks for another shape") as raised:
         session.fine_tune_run(None, base, {"cell": "gru"}, TrainConfig(), lambda *a: None)  # type: ignore[arg-type]
     assert "--norm" not in str(raised.value)
+
+
+def test_resuming_on_text_with_new_characters_says_to_fine_tune_instead(tiny_corpus, tmp_path):
+    from charlstm.errors import CorpusError
+    from charlstm.training import session
+
+    from .helpers import new_tiny_run, train
+
+    train(new_tiny_run(tiny_corpus, steps=2), tmp_path / "run")
+    with tiny_corpus.open("a", encoding="utf-8") as f:
+        f.write("Ωmega €\n")
+    with pytest.raises(CorpusError) as refused:
+        session.resumed_run(tmp_path / "run", {"steps": 4}, force=True)
+    assert str(refused.value) == (
+        f"corpus {tiny_corpus} now has characters the model has no place for: 'Ω€'; to train on it, start a new "
+        f"run from this one's weights: charlstm train {tiny_corpus} --init-from {tmp_path / 'run'}"
+    )

@@ -110,8 +110,8 @@ def test_resume_extends_a_finished_run(tiny_corpus, tmp_path):
     now = float(learning_rate(hyperparameters(new), 6))
     assert warned.kind == "schedule" and now > 2 * old
     assert warned.message == (
-        f"the schedule now spans 10 steps, so the learning rate climbs back from {old:.2e} toward its peak "
-        f"({now:.2e} at step 6): a warm restart, without a second warm-up; --lr sets the peak"
+        f"the schedule now spans 10 steps, so the learning rate jumps from {old:.2e} to {now:.2e} at the next "
+        "step and decays from there: a warm restart, without a second warm-up; --lr sets the peak"
     )
     # Where the rate hardly moves, or the user gave the new peak, nothing is said.
     for overrides in ({"steps": 11}, {"learning_rate": 0.5}):
@@ -345,3 +345,26 @@ def test_a_token_file_damaged_under_a_run_stops_it_with_its_steps_kept(tiny_corp
     run.tokens.path.unlink()
     resumed = session.resumed_run(tmp_path / "run", {})
     assert int(resumed.state.step) == 3 and np.all(np.asarray(resumed.tokens.ids) < resumed.vocab.size)
+
+
+def test_a_stop_during_a_validation_pass_cuts_it_short_and_saves(tiny_corpus, tmp_path, monkeypatch):
+    """A pass over a large held-out text takes minutes on a CPU; a Ctrl-C
+    during it waited for its end, silent, and an impatient third one aborted
+    without the save (a new user's walkthrough on a 300 MB text, 2026-12-03).
+    The stop comes when the scorer asks for it, at its first window."""
+    monkeypatch.setattr(loop, "LARGE_VALIDATION", 10)  # the tiny text's held-out share warns as a large one would
+    run = new_tiny_run(tiny_corpus, steps=8, eval_every=4, checkpoint_every=8)
+    asked = []
+
+    def should_stop() -> bool:
+        asked.append(int(run.state.step))
+        return len(asked) > 4  # the four steps' questions, then the pass's first
+
+    got: list[events.Event] = []
+    session.train(run, tmp_path / "run", got.append, should_stop)
+    [warned] = [e for e in got if isinstance(e, events.Warned)]
+    assert warned.kind == "validation" and "a smaller --val-fraction or a --val-file" in warned.message
+    assert not [e for e in got if isinstance(e, events.Evaluated)]
+    finished = got[-1]
+    assert isinstance(finished, events.Finished) and (finished.reason, finished.step) == ("interrupted", 4)
+    assert checkpoint.latest_step(tmp_path / "run" / "checkpoints" / "latest") == 4

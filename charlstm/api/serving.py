@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from charlstm.api.model import Model
-from charlstm.config import ServeConfig
+from charlstm.config import ServeConfig, unknown_fields
 from charlstm.errors import CharlstmError, ConfigError
 from charlstm.flags import flag
 
@@ -25,10 +25,14 @@ def app(model: Model, *, api_key: str | None = None, **limits: Any) -> Any:
         raise CharlstmError(
             f"serving needs the serve extra ({err.name} is missing): pip install 'charlstm[serve]'"
         ) from None
-    try:
-        config = ServeConfig(**limits)
-    except TypeError as err:
-        raise ConfigError(f"unknown server option: {err}") from None
+    if api_key is not None and not api_key.strip():
+        # An empty key would refuse every request (no token is empty) while
+        # reading as "no key" everywhere else: a mistake, like an unset $KEY.
+        raise ConfigError(f"{flag('api_key')} is empty: give a key, or leave it out to serve without one")
+    wrong = unknown_fields(limits, ServeConfig)
+    if wrong:
+        raise ConfigError(f"unknown server option: {wrong}")
+    config = ServeConfig(**limits)
     about = {"checkpoint": str(model.path), "step": model.step, "best_val_loss": model.best_val_loss}
     return create_app(model.model_config, model.params, model.vocab, limits=config, api_key=api_key, about=about)
 

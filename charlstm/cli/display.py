@@ -86,7 +86,7 @@ class TrainingDisplay:
             return
         self._stop_reading()
         if isinstance(event, events.Skipped):
-            self._say(f"skipped {event.path}: {event.problem}", style="yellow")
+            self._say(f"skipped {shown(event.path)}: {event.problem}", style="yellow")
         elif isinstance(event, events.SkippedEmpty):
             self._say(f"skipped {event.summary()}: nothing to learn from", style="yellow")
         elif isinstance(event, events.CorpusReady):
@@ -212,7 +212,8 @@ class TrainingDisplay:
             )
 
     def _on_corpus_line(self, event: events.CorpusReady) -> None:
-        what = f"{event.files} files from {shown(event.path)}" if event.files > 1 else shown(event.path)
+        sources = ", ".join(shown(source) for source in event.sources or (event.path,))
+        what = f"{event.files} files from {sources}" if event.files > 1 else shown(event.path)
         # The vocabulary is the training text's: --val-file text is sized apart.
         val = f" ({_size(event.val_size)}, {event.val_chars:,} characters)" if event.val_files else ""
         self._say(

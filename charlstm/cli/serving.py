@@ -11,6 +11,7 @@ import typer
 
 from charlstm.cli.app import Quiet, say, use_cache, user_errors
 from charlstm.config import ServeConfig
+from charlstm.errors import ConfigError
 from charlstm.flags import flag
 
 API_KEY_ENV = "CHARLSTM_API_KEY"
@@ -28,7 +29,9 @@ def _loopback(host: str) -> bool:
 def serve(
     checkpoint: Annotated[
         Path | None,
-        typer.Argument(help="Run directory (its best checkpoint) or checkpoint [default: the most recent run]."),
+        typer.Argument(
+            help="Run directory (its best checkpoint) or checkpoint directory [default: the most recent run]."
+        ),
     ] = None,
     host: Annotated[
         str, typer.Option(flag("host"), help="Address to listen on; 0.0.0.0 is every interface (warned about).")
@@ -87,6 +90,8 @@ def serve(
             "max_waiting": max_waiting,
         }
         ServeConfig(**limits)  # a bad limit fails before the model is read
+        if api_key is not None and not api_key.strip():
+            raise ConfigError(f"{flag('api_key')} is empty: give a key, or leave it out to serve without one")
         if not _loopback(host) and not quiet:
             unprotected = "" if api_key else f", and without {flag('api_key')} anyone can use it"
             say(f"warning: {flag('host')} {host} accepts connections from other machines{unprotected}")

@@ -41,6 +41,10 @@ MIN_STREAM_CHARS = 512
 _FETCH_EVERY = 64
 
 
+class Stopped(Exception):
+    """A score's `should_stop` said to stop before the whole text was read."""
+
+
 @dataclass(frozen=True)
 class Score:
     """How well a model predicts a text (`Model.evaluate`): loss, bits per
@@ -86,8 +90,11 @@ def windows(ids: np.ndarray | Segments, layout: Layout) -> Iterator[tuple[np.nda
         yield np.asarray(ids[idx], np.int32), np.asarray(ids[idx + 1], np.int32), mask.astype(np.float32)
 
 
-def make_scorer(config: ModelConfig) -> Callable[[Params, np.ndarray | Segments, int], Score]:
-    """`score(params, ids, max_streams)`: the mean loss over all of `ids`."""
+def make_scorer(config: ModelConfig) -> Callable[..., Score]:
+    """`score(params, ids, max_streams, should_stop=None)`: the mean loss
+    over all of `ids`; raises Stopped where `should_stop()` turns true, asked
+    before each window (a validation pass over a large held-out text takes
+    minutes, and a Ctrl-C should not wait for it)."""
     model = CharLSTM(config)
 
     @jax.jit
@@ -98,13 +105,17 @@ def make_scorer(config: ModelConfig) -> Callable[[Params, np.ndarray | Segments,
         losses = optax.softmax_cross_entropy_with_integer_labels(logits, targets)  # (B, W)
         return (losses * mask).sum(), carry
 
-    def score(params: Params, ids: np.ndarray | Segments, max_streams: int) -> Score:
+    def score(
+        params: Params, ids: np.ndarray | Segments, max_streams: int, should_stop: Callable[[], bool] | None = None
+    ) -> Score:
         if len(ids) < 2:
             raise CorpusError("text to score needs at least 2 characters (one to read, one to predict)")
         layout = stream_layout(len(ids) - 1, max_streams)
         carry = zero_carry(config, len(layout.starts))
         total, pending = 0.0, []
         for inputs, targets, mask in windows(ids, layout):
+            if should_stop is not None and should_stop():
+                raise Stopped
             loss_sum, carry = window_loss(params, jnp.asarray(inputs), jnp.asarray(targets), jnp.asarray(mask), carry)
             pending.append(loss_sum)
             if len(pending) == _FETCH_EVERY:

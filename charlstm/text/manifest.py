@@ -172,11 +172,16 @@ def refuse_changed(entry: dict[str, Any], files: dict[str, Any] | None, corpus: 
         )
 
 
+def _percent(fraction: float) -> str:
+    """10% for 0.1, 0.05% for 0.0005: never a share rounded to 0%."""
+    return f"{fraction * 100:.3g}%"
+
+
 def describe_validation(entry: dict[str, Any], val_fraction: float) -> str:
     """The validation text in words, as `charlstm info` and `eval` show it."""
     validation = entry.get("validation")
     if not isinstance(validation, dict):  # a run from before folders: one file's end
-        return f"the last {val_fraction:.0%} of the corpus"
+        return f"the last {_percent(val_fraction)} of the corpus"
     kind, n = validation.get("kind"), validation.get("documents", 0)
     if kind == "files":
         return f"{n} {'file' if n == 1 else 'files'} given with {flag('val_file')}, none of it trained on"
@@ -185,5 +190,5 @@ def describe_validation(entry: dict[str, Any], val_fraction: float) -> str:
         total = entry.get("documents", n)
         return f"{n} whole files of {total} ({share:.1%} of the text), chosen by their content's hash"
     if kind == "tails":
-        return f"the last {val_fraction:.0%} of each of its {entry.get('documents', 0)} files"
-    return f"the last {val_fraction:.0%} of the corpus"
+        return f"the last {_percent(val_fraction)} of each of its {entry.get('documents', 0)} files"
+    return f"the last {_percent(val_fraction)} of the corpus"

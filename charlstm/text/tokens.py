@@ -81,9 +81,15 @@ class Corpus:
     def path(self) -> str:
         """What the corpus is called (in `charlstm runs`, `info`, messages):
         the first file or folder given that was not left out whole, resolved."""
+        return self.sources[0]
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        """The files and folders given, each once, but for files left out
+        whole (all of them where every one was), resolved."""
         left_out = {Path(d.path).resolve() for d in self.skipped}
         kept = [root for root in self.roots if root.resolve() not in left_out]
-        return str((kept or list(self.roots))[0])
+        return tuple(dict.fromkeys(str(root) for root in kept or self.roots))
 
     @property
     def sha256(self) -> str:
@@ -141,7 +147,7 @@ def prepare(source: Source, progress: Progress = no_progress) -> Corpus:
         _save_scan(directory, result)
     bad = tuple(f for f in result.files if f.problem is not None)
     if bad and not source.skip_bad_files:
-        _refuse(bad, alone=len(result.files) == 1)
+        _refuse(bad, alone=len(result.files) == 1, val_paths={f.path for f in result.files[len(found.train) :]})
     usable = [f.problem is None and f.chars > 0 for f in result.files]
     # Left out too, and listed with the files that are not text (corpus.json),
     # but never refused: a source tree's empty __init__.py files are normal.
@@ -151,9 +157,17 @@ def prepare(source: Source, progress: Progress = no_progress) -> Corpus:
     val = tuple(f for f, ok in zip(result.files[n:], usable[n:], strict=True) if ok)
     if not train:
         what = found.train[0].path if len(found.train) == 1 else "every file of the corpus"
-        raise CorpusError(f"corpus is empty: {what}" if not bad else "no usable text: every file was left out")
+        # Raised before read() reports the files left out: name them here, or the user never sees why.
+        left_out = tuple(f"{shown(f.path)}: {f.problem}" for f in bad + empty)
+        raise CorpusError(
+            f"corpus is empty: {what}" if not bad else "no usable text: every file was left out (listed above)",
+            details=left_out if bad else (),
+        )
     if source.val_files and not val:
-        raise CorpusError(f"{flag('val_file')}: no usable text in {', '.join(source.val_files)}")
+        left_out = tuple(
+            f"{shown(f.path)}: {f.problem}" for f in (bad + empty) if f.path in {str(d.path) for d in found.val}
+        )
+        raise CorpusError(f"{flag('val_file')}: no usable text in {', '.join(source.val_files)}", details=left_out)
     return Corpus(source, train, val, bad + empty, result.charset, directory, found.roots, found.shipped, from_cache)
 
 
@@ -170,16 +184,22 @@ def refuse_copied_validation(corpus: Corpus) -> None:
             )
 
 
-def _refuse(bad: tuple[Scanned, ...], alone: bool) -> None:
+def _refuse(bad: tuple[Scanned, ...], alone: bool, val_paths: set[str]) -> None:
     """Stop on files that are not text: the one file of a corpus in the
-    message itself, several each on a line of their own before it."""
+    message itself, several each on a line of their own before it. A
+    validation file is named as one: --skip-bad-files would leave it out
+    and then find no validation text."""
+    lines = tuple(f"{flag('val_file') + ' ' if f.path in val_paths else ''}{shown(f.path)}: {f.problem}" for f in bad)
     if alone:
-        raise CorpusError(f"{shown(bad[0].path)}: {bad[0].problem}")
+        raise CorpusError(lines[0])
     them = "it" if len(bad) == 1 else "them"
+    if all(f.path in val_paths for f in bad):
+        advice = f"fix {them}, or give another {flag('val_file')}"
+    else:
+        advice = f"fix {them}, or leave {them} out with {flag('skip_bad_files')}"
     raise CorpusError(
-        f"{'a file is' if len(bad) == 1 else f'{len(bad)} files are'} not usable text (listed above): fix {them}, "
-        f"or leave {them} out with {flag('skip_bad_files')}",
-        details=tuple(f"{shown(f.path)}: {f.problem}" for f in bad),
+        f"{'a file is' if len(bad) == 1 else f'{len(bad)} files are'} not usable text (listed above): {advice}",
+        details=lines,
     )
 
 

@@ -65,6 +65,7 @@ class CorpusReady:
     # Characters of the --val-file documents that the vocabulary lacks, left
     # out of the validation loss: how often each occurred.
     skipped: Mapping[str, int] = field(default_factory=dict)
+    sources: tuple[str, ...] = ()  # every file and folder given (`path` is the first)
 
 
 @dataclass(frozen=True)

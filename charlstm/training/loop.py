@@ -24,6 +24,7 @@ import jax
 import numpy as np
 
 from charlstm.config import SampleConfig
+from charlstm.core import scorer
 from charlstm.core.generation import sample_text
 from charlstm.core.scorer import make_scorer
 from charlstm.core.state import warmup_steps
@@ -39,6 +40,10 @@ from charlstm.training.timefit import TimeFit
 # What is shown after each validation pass: the same prime, seed and
 # temperature every time, so the samples show the model improving, not luck.
 PROGRESS_SAMPLE = SampleConfig(length=200, temperature=0.8, seed=0)
+# Held-out characters past which a run on a CPU is warned that its
+# validation passes will be long: at about 50k characters a second (the
+# default model on 2 cores, 2026-12-03), 2M characters is 40 s a pass.
+LARGE_VALIDATION = 2_000_000
 
 Save = Callable[[Run, bool, int], str]  # (run, best, windows per pass) -> where it was written
 
@@ -81,6 +86,15 @@ def fit(
         val_chars=len(setup.val_ids) - 1,
         windows_per_pass=setup.train_streams.windows,
     )
+    if len(setup.val_ids) - 1 > LARGE_VALIDATION and jax.default_backend() == "cpu" and step < tc.steps:
+        yield events.Warned(
+            step,
+            "validation",
+            f"each validation pass scores all {len(setup.val_ids) - 1:,} held-out characters (every "
+            f"{flag('eval_every')} {tc.eval_every} steps), which takes minutes on a CPU (about 50k characters a "
+            f"second for the default model on 2 cores); a smaller {flag('val_fraction')} or a {flag('val_file')} "
+            "keeps the passes short",
+        )
     if step >= tc.steps:
         # Nothing to train: all of its time is the earlier sessions'.
         yield events.Finished(step, "done", run.best_val_loss, run.train_seconds, earlier_seconds=run.train_seconds)
@@ -284,7 +298,15 @@ class TrainingLoop:
         # default. Every process scores (so none waits long enough in the next
         # collective to time out) and all decide on process 0's number.
         params = distributed.local_copy(run.state.params)
-        val_loss = distributed.from_main(self.score(params, self.setup.val_ids, self.config.batch_size).loss)
+        # One process may cut its pass short for a stop; processes that must
+        # agree on the loss all read the whole text (they settle stops at
+        # report steps).
+        stop = self._should_stop if jax.process_count() == 1 else None
+        try:
+            score = self.score(params, self.setup.val_ids, self.config.batch_size, stop)
+        except scorer.Stopped:
+            return  # no pass at this step: the loop stops next and saves
+        val_loss = distributed.from_main(score.loss)
         run.tokens.release()  # the pages scoring read stay in the page cache, not in this process
         self.evaluated_step = self.step
         if not math.isfinite(val_loss):

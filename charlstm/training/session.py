@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import shlex
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -133,6 +134,7 @@ def _ready(run: Run, on_event: EventHandler | None) -> None:
             val_chars=sum(d.chars for d in val),
             val_size=sum(d.size for d in val),
             skipped=dict(run.tokens.skipped),
+            sources=run.corpus.sources,
         )
     )
 
@@ -230,7 +232,11 @@ def resumed_run(
         manifest.refuse_changed(ckpt.corpus, manifest.read_files(run_dir), corpus)
     unknown = sorted(set(corpus.charset) - set(ckpt.vocab.chars))
     if unknown:
-        raise CorpusError(f"corpus {corpus.path} now has characters the model has no place for: {''.join(unknown)!r}")
+        raise CorpusError(
+            f"corpus {corpus.path} now has characters the model has no place for: {''.join(unknown)!r}; to train "
+            f"on it, start a new run from this one's weights: charlstm train {shlex.quote(corpus.path)} "
+            f"{flag('init_from')} {shlex.quote(str(run_dir))}"
+        )
     if corpus.boundary and ckpt.vocab.boundary_id is None:
         raise CorpusError(
             f"corpus {corpus.path} now has several files, and this run's model was trained on one: it has no "
@@ -274,9 +280,9 @@ def _schedule_jump(old: TrainConfig, new: TrainConfig, step: int) -> str | None:
     if after <= 2 * before or after <= 0.01 * old.learning_rate:
         return None
     return (
-        f"the schedule now spans {new.steps:,} steps, so the learning rate climbs back from {before:.2e} toward "
-        f"its peak ({float(learning_rate(hyperparameters(new), step)):.2e} at step {step:,}): a warm restart, "
-        f"without a second warm-up; {flag('learning_rate')} sets the peak"
+        f"the schedule now spans {new.steps:,} steps, so the learning rate jumps from {before:.2e} to "
+        f"{float(learning_rate(hyperparameters(new), step)):.2e} at the next step and decays from there: a warm "
+        f"restart, without a second warm-up; {flag('learning_rate')} sets the peak"
     )
 
 
