@@ -78,7 +78,9 @@ def test_patience_stops_a_run_that_stopped_improving_and_keeps_its_best(tiny_cor
     Resumed, it counts on from its history: it stops again at once, unless
     given more patience."""
     scripted = iter([3.0, 2.0, 2.5, 2.1, 2.2, 2.4, 2.3])
-    monkeypatch.setattr(loop, "make_scorer", lambda config: lambda params, ids, streams: Score(next(scripted), 10))
+    monkeypatch.setattr(
+        loop, "make_scorer", lambda config: lambda params, ids, streams, should_stop=None: Score(next(scripted), 10)
+    )
     run_dir = tmp_path / "run"
     evts = train(new_tiny_run(tiny_corpus, steps=20, eval_every=2, checkpoint_every=100, patience=3), run_dir)
     assert [e.step for e in evts if isinstance(e, events.Evaluated)] == [2, 4, 6, 8, 10]
