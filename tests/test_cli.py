@@ -404,7 +404,8 @@ def test_divergence_stops_training_and_keeps_the_last_good_checkpoint(runner, ti
 def test_resume_refuses_options_that_would_change_the_run(runner, trained_run, option):
     result = runner.invoke(app, ["resume", str(trained_run[0]), option, "8"])
     assert result.exit_code == 2
-    assert f"No such option: {option}" in result.output
+    assert f"No such option: {option} ({option} is fixed when a run starts, with the rest of its model" in result.output
+    assert "--init-from RUN keeps this one's weights" in result.output
 
 
 def test_resume_checks_its_options_before_reading_the_corpus(runner, trained_run, monkeypatch):

@@ -96,7 +96,20 @@ def _usage_error(err: typer.TyperException, argv: list[str], commands: Mapping[s
     ctx = getattr(err, "ctx", None)
     # The parser's own errors (an option without its value) carry no context: the command is the first word.
     where = ctx.command_path if ctx is not None else "charlstm" + (f" {argv[0]}" if argv[0] in commands else "")
+    option = getattr(err, "option_name", None)
+    if where == "charlstm resume" and _trains_with(option, commands):
+        # `resume RUN -b 32`: an option of train's that a run keeps for good.
+        message = (  # without Click's guesses at what was meant (--layers: "Possible options: --lr")
+            f"No such option: {option} ({option} is fixed when a run starts, with the rest of its model and data layout: start a new run "
+            "to change it; charlstm train TEXT --init-from RUN keeps this one's weights if the model's size stays)"
+        )
     return f"{message}; see '{where} --help'"
+
+
+def _trains_with(option: str | None, commands: Mapping[str, Any]) -> bool:
+    """Whether `train` takes `option` (resume does not, or it would have been parsed)."""
+    train = commands.get("train")
+    return option is not None and train is not None and any(option in p.opts for p in train.params)
 
 
 def _given(argv: list[str], names: list[str]) -> str | None:
