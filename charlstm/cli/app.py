@@ -100,8 +100,9 @@ def _usage_error(err: typer.TyperException, argv: list[str], commands: Mapping[s
     if where == "charlstm resume" and _trains_with(option, commands):
         # `resume RUN -b 32`: an option of train's that a run keeps for good.
         message = (  # without Click's guesses at what was meant (--layers: "Possible options: --lr")
-            f"No such option: {option} ({option} is fixed when a run starts, with the rest of its model and data layout: start a new run "
-            "to change it; charlstm train TEXT --init-from RUN keeps this one's weights if the model's size stays)"
+            f"No such option: {option} ({option} is fixed when a run starts, with the rest of its model and data "
+            "layout: start a new run to change it; charlstm train TEXT --init-from RUN keeps this one's weights if "
+            "the model's size stays)"
         )
     return f"{message}; see '{where} --help'"
 
