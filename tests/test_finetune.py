@@ -28,6 +28,21 @@ def test_fine_tuning_keeps_old_rows_bit_for_bit_and_trains(trained_run, tmp_path
     )
     opened = next(e for e in seen if type(e).__name__ == "Opened")
     assert opened.init_from["checkpoint"] == str(base.path) and opened.init_from["vocab_size"] == base.vocab.size
+    assert not [e for e in seen if type(e).__name__ == "Warned"]
+    # A preset's size does not apply: said, where it was silently ignored (a walkthrough, 2026-12-03).
+    seen.clear()
+    charlstm.train(
+        corpus,
+        tmp_path / "preset",
+        init_from=base_dir,
+        preset="tiny",
+        should_stop=lambda: True,
+        steps=3,
+        on_event=seen.append,
+        **SMALL,
+    )
+    [warned] = [e for e in seen if type(e).__name__ == "Warned"]
+    assert warned.message.startswith("--preset tiny's model size (--hidden 128, --layers 2, --embed 32, --norm none)")
     assert start.step == 0 and start.train_config.learning_rate == FINE_TUNE_LEARNING_RATE
     old_v = base.vocab.size
     assert start.vocab.chars[:old_v] == base.vocab.chars

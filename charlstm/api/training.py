@@ -109,6 +109,17 @@ def train(
     model, options = presets.apply(preset, given, options)
     if init_from is not None:
         model = given  # the shape is the base model's: only what was asked explicitly must match it
+        dropped = {k: v for k, v in presets.get(preset).model.items() if k not in given} if preset else {}
+        if dropped and on_event is not None:
+            sizes = ", ".join(f"{flag(k)} {v}" for k, v in dropped.items())
+            on_event(
+                events.Warned(
+                    0,
+                    "preset",
+                    f"{flag('preset')} {preset}'s model size ({sizes}) does not apply with {flag('init_from')}, "
+                    "which keeps the base run's model; its training options do",
+                )
+            )
         if tuned:
             options["learning_rate"] = FINE_TUNE_LEARNING_RATE
     unknown = unknown_fields(options, TrainConfig)
