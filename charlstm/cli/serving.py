@@ -98,12 +98,15 @@ def serve(
         use_cache()
         model = api.load(checkpoint)
         url = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
+        # Every interface is no address to open: this machine's own is one of them.
+        page = {"0.0.0.0": f"http://127.0.0.1:{port}", "::": f"http://[::1]:{port}"}.get(host, url)
 
         def ready() -> None:
             if not quiet:
                 say(
                     f"serving {model.path} ({model.model_config.describe()}) on {url}: POST /v1/generate, "
-                    f"GET /v1/model, a page at {url}/; SIGTERM or Ctrl-C stops after the requests in flight"
+                    f"GET /v1/model, GET /healthz, a page at {page}/; SIGTERM or Ctrl-C stops after the requests "
+                    "in flight"
                 )
 
         signals: list[int] = []
