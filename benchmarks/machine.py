@@ -46,13 +46,15 @@ def _l2_per_core() -> str | None:
 
 
 def describe() -> str:
-    """e.g. "Intel(R) Xeon(R) Processor, 2 cores, x86_64, L2 2048K a core, avx2 avx512f avx512_bf16 amx_bf16"."""
+    """e.g. "Intel(R) Xeon(R) Processor, 2 cores, x86_64, L2 2048K (cpu0's), avx2 avx512f avx512_bf16 amx_bf16":
+    the cores this process may use, and cpu0's L2 (shared by several cores on some CPUs)."""
     info = _cpuinfo()
     name = info.get("model name") or platform.processor() or "unknown CPU"
-    parts = [name, f"{os.cpu_count()} cores", platform.machine()]
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    parts = [name, f"{usable} cores", platform.machine()]
     l2 = _l2_per_core()
     if l2:
-        parts.append(f"L2 {l2} a core")
+        parts.append(f"L2 {l2} (cpu0's)")
     flags = set((info.get("flags") or info.get("Features") or "").split())
     notable = [flag for flag in _NOTABLE if flag in flags]
     if notable:

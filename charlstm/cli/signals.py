@@ -41,10 +41,10 @@ class StopFlag:
             self.count += 1
             if self.signal is None:
                 self.signal = signum
-                # Say so at once: a validation pass over a large held-out text can take minutes before the
-                # next step boundary, and silence there invites the third signal that aborts without a save.
+                # Say so at once: silence while the step or a save finishes invites the third
+                # signal, which aborts without the save.
                 with contextlib.suppress(OSError):
-                    os.write(2, b"\nstopping: a checkpoint is saved after the current step or validation pass\n")
+                    os.write(2, b"\nstopping...\n")
             elif self.count == 2:
                 # os.write, not print: a handler may interrupt a print in progress.
                 # A closed stderr must not raise here, in the middle of a step.

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shlex
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -341,7 +342,14 @@ def _join(
             f"joining a run of {num_processes or 'several'} processes at {coordinator}: "
             f"waiting for the others (up to {distributed.join_timeout():g} s)"
         )
-    joined = distributed.initialize(coordinator, num_processes, process_id, on_timeout=_gave_up_joining)
+    # JAX waits for the others in C++, where no Python handler runs: a
+    # signal meanwhile ends the process as its default does.
+    handlers = {sig: signal.signal(sig, signal.SIG_DFL) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        joined = distributed.initialize(coordinator, num_processes, process_id, on_timeout=_gave_up_joining)
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
     if joined:
         distributed.quiet_about_lost_processes()
     if not joined or devices is not None:

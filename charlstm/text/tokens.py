@@ -195,6 +195,11 @@ def _refuse(bad: tuple[Scanned, ...], alone: bool, val_paths: set[str]) -> None:
     them = "it" if len(bad) == 1 else "them"
     if all(f.path in val_paths for f in bad):
         advice = f"fix {them}, or give another {flag('val_file')}"
+    elif any(f.path in val_paths for f in bad):
+        advice = (
+            f"fix {them}, or leave the training files out with {flag('skip_bad_files')} and give another "
+            f"{flag('val_file')}"
+        )
     else:
         advice = f"fix {them}, or leave {them} out with {flag('skip_bad_files')}"
     raise CorpusError(

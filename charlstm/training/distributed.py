@@ -141,9 +141,15 @@ def initialize(
     if "JAX_CPU_COLLECTIVES_IMPLEMENTATION" not in os.environ:
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
     timeout = join_timeout()
-    watchdog = None
+    watchdog, waiting = None, threading.Lock()
+
+    def gave_up(message: str) -> None:
+        # Not once the wait has ended: the timer may fire just as it returns.
+        if on_timeout is not None and waiting.acquire(blocking=False):
+            on_timeout(message)
+
     if on_timeout is not None:
-        watchdog = threading.Timer(timeout, on_timeout, args=(_never_gathered(coordinator, num_processes, timeout),))
+        watchdog = threading.Timer(timeout, gave_up, args=(_never_gathered(coordinator, num_processes, timeout),))
         watchdog.daemon = True
         watchdog.start()
     try:
@@ -165,6 +171,7 @@ def initialize(
     finally:
         if watchdog is not None:
             watchdog.cancel()
+            waiting.acquire(blocking=False)  # a timer already past its cancel finds it taken
     return True
 
 

@@ -86,14 +86,18 @@ def fit(
         val_chars=len(setup.val_ids) - 1,
         windows_per_pass=setup.train_streams.windows,
     )
-    if len(setup.val_ids) - 1 > LARGE_VALIDATION and jax.default_backend() == "cpu" and step < tc.steps:
+    if len(setup.val_ids) - 1 > LARGE_VALIDATION and _scores_slowly() and step < tc.steps:
+        shorter = (
+            f"a shorter {flag('val_file')}"
+            if run.corpus.val
+            else f"a smaller {flag('val_fraction')} or a {flag('val_file')}"
+        )
         yield events.Warned(
             step,
             "validation",
-            f"each validation pass scores all {len(setup.val_ids) - 1:,} held-out characters (every "
-            f"{flag('eval_every')} {tc.eval_every} steps), which takes minutes on a CPU (about 50k characters a "
-            f"second for the default model on 2 cores); a smaller {flag('val_fraction')} or a {flag('val_file')} "
-            "keeps the passes short",
+            f"each validation pass scores all {len(setup.val_ids) - 1:,} validation characters (every "
+            f"{flag('eval_every')} {tc.eval_every} steps), a minute or more on a CPU (about 50k characters a "
+            f"second for the default model on 2 cores); {shorter} keeps the passes short",
         )
     if step >= tc.steps:
         # Nothing to train: all of its time is the earlier sessions'.
@@ -104,6 +108,11 @@ def fit(
     train_step = TrainStep.for_run(run, setup)
     yield events.Compiled(seconds=time.perf_counter() - started)
     yield from TrainingLoop(run, setup, train_step, save, should_stop, sample, budget).train()
+
+
+def _scores_slowly() -> bool:
+    """Whether a large validation text takes long to score here: on a CPU."""
+    return jax.default_backend() == "cpu"
 
 
 class TrainingLoop:
@@ -131,6 +140,7 @@ class TrainingLoop:
         self.health = Health(warmup_steps(self.config))
         self.saved_step: int | None = None
         self.evaluated_step: int | None = None
+        self.cut_short = False  # a validation pass was stopped part-way
         # Validation passes since the best one, counted from the run's history
         # so that a resumed run keeps counting where it stopped (--patience).
         self.since_best = _passes_since_best(run.history)
@@ -179,6 +189,8 @@ class TrainingLoop:
                 yield from self._validate()
                 if first:
                     hostmem.return_freed()  # the scorer's and the sampler's compilations
+                if self.cut_short:  # even at the last step: the run did not finish its pass
+                    return "interrupted"
             if not self.healthy:
                 return "diverged"
             if save_now:
@@ -205,6 +217,8 @@ class TrainingLoop:
         if reason != "diverged":
             if self.healthy and reason == "time limit" and self.evaluated_step != self.step:
                 yield from self._validate()
+                if self.cut_short:
+                    reason = "interrupted"
             if not self.healthy:
                 reason = "diverged"
             # A diverged state is never saved: the newest checkpoint stays the last good one.
@@ -305,7 +319,8 @@ class TrainingLoop:
         try:
             score = self.score(params, self.setup.val_ids, self.config.batch_size, stop)
         except scorer.Stopped:
-            return  # no pass at this step: the loop stops next and saves
+            self.cut_short = True  # no pass at this step: the run ends here, and saves
+            return
         val_loss = distributed.from_main(score.loss)
         run.tokens.release()  # the pages scoring read stay in the page cache, not in this process
         self.evaluated_step = self.step
