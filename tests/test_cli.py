@@ -142,7 +142,11 @@ CASES = [
         ["train", "{tmp}/emptydir"],
         "emptydir match '**/*.txt' (it has no files)",
     ),
-    ("empty glob", ["train", "{tmp}/poems", "--glob", "*.py"], "no files in {tmp}/poems match '*.py' (it has 2 .txt)"),
+    (
+        "empty glob",
+        ["train", "{tmp}/poems", "--glob", "*.py"],
+        "no files in {tmp}/poems match '*.py' (it has 2 .txt); choose others with --glob, such as '**/*.txt'",
+    ),
     ("hidden glob", ["train", "{tmp}/poems", "--glob", ".old/*.txt"], "(names starting with '.') are never read"),
     ("blank glob", ["train", "{tmp}/poems", "--glob", ""], "--glob must not be empty"),
     ("val-file missing", ["train", "{corpus}", "--val-file", "{tmp}/nope.txt"], "--val-file {tmp}/nope.txt: not found"),

@@ -106,9 +106,12 @@ def _folder_files(folder: Path, pattern: str) -> list[Path]:
         has = ", ".join(f"{n} {suffix}" for suffix, n in kinds.most_common(5))
         hidden = any(part.startswith(".") and part not in (".", "..") for part in Path(pattern).parts)
         why = "; hidden files and folders (names starting with '.') are never read" if hidden else ""
+        # Its commonest kind of file, where it has one with an extension ('**/*.md'), else every file.
+        common = [suffix for suffix, _ in kinds.most_common(1) if suffix.startswith(".")]
+        example = f"'**/*{common[0]}'" if common else "'**/*'"
         raise CorpusError(
             f"no files in {folder} match {pattern!r} ({f'it has {has}' if kinds else 'it has no files'}{why}); "
-            f"choose others with {flag('glob')}, such as '**/*'"
+            f"choose others with {flag('glob')}, such as {example}"
         )
     return sorted(matches, key=lambda p: p.relative_to(folder).as_posix())
 
