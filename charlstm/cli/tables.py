@@ -70,7 +70,7 @@ def _option(field: str, value: object) -> str:
     """A training option as the command line spells it: `lr=0.01`, `max-time=10min`."""
     if field == "max_seconds" and isinstance(value, int | float):
         value = f"{value / 60:g}min"  # --max-time is given in minutes
-    return f"{label(field)}={value}"
+    return f"{label(field)}={'none' if value is None else value}"  # as --help's defaults say it
 
 
 def _wrapped(items: list[str], per_line: int) -> str:
