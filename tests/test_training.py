@@ -370,6 +370,8 @@ def test_a_stop_during_a_validation_pass_cuts_it_short_and_saves(tiny_corpus, tm
     [warned] = [e for e in got if isinstance(e, events.Warned)]
     assert warned.kind == "validation" and "a smaller --val-fraction or a --val-file" in warned.message
     assert not [e for e in got if isinstance(e, events.Evaluated)]
+    [validating] = [e for e in got if isinstance(e, events.Validating)]  # what a log shows while it waits
+    assert validating.step == 4 and validating.large and validating.chars > 10
     finished = got[-1]
     assert isinstance(finished, events.Finished) and (finished.reason, finished.step) == ("interrupted", 4)
     assert checkpoint.latest_step(tmp_path / "run" / "checkpoints" / "latest") == 4

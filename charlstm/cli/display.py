@@ -125,6 +125,11 @@ class TrainingDisplay:
                 f"step {event.step}: {flag('max_seconds')} {event.max_seconds / 60:g} ends the run near step "
                 f"{event.steps:,} of {event.was:,}: its learning rate now decays fully by then"
             )
+        elif isinstance(event, events.Validating):
+            if self._progress is not None and self._task is not None:
+                self._progress.update(self._task, stats=f"validating on {event.chars:,} characters...")
+            elif event.large:  # a log: a line where the wait is long, so it does not read as a hang
+                self._say(f"step {event.step}: validating on {event.chars:,} characters (Ctrl-C stops it and saves)")
         elif isinstance(event, events.Evaluated):
             self._val = event.val_loss
             if self._progress is not None and self._task is not None and self._last is not None:

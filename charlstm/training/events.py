@@ -119,8 +119,17 @@ class Warned:
     """Something about training that needs the user's attention (see `health.py`)."""
 
     step: int
-    kind: str  # "exploding", "vanishing", "loss rising", "corpus changed" or "schedule"
+    kind: str  # "exploding", "vanishing", "loss rising", "corpus changed", "schedule", "validation" or "preset"
     message: str
+
+
+@dataclass(frozen=True)
+class Validating:
+    """A validation pass begins: on a large text it takes a while (a Ctrl-C stops it)."""
+
+    step: int
+    chars: int  # characters it scores
+    large: bool  # long enough that a run was warned about it at its start
 
 
 @dataclass(frozen=True)
@@ -235,6 +244,7 @@ Event = (
     | Progress
     | Warned
     | Rescheduled
+    | Validating
     | Evaluated
     | Sampled
     | Saved

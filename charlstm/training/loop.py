@@ -316,6 +316,8 @@ class TrainingLoop:
         # agree on the loss all read the whole text (they settle stops at
         # report steps).
         stop = self._should_stop if jax.process_count() == 1 else None
+        chars = len(self.setup.val_ids) - 1
+        yield events.Validating(self.step, chars, chars > LARGE_VALIDATION and _scores_slowly())
         try:
             score = self.score(params, self.setup.val_ids, self.config.batch_size, stop)
         except scorer.Stopped:
