@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
 import signal
 import sys
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -271,10 +270,7 @@ def end_at_once(status: int) -> NoReturn:
     interpreter shuts down under them. In-process (tests, an embedding
     program), an ordinary exit."""
     if _options.get("entry", False):
-        for stream in (sys.stdout, sys.stderr):
-            with contextlib.suppress(OSError, ValueError):
-                stream.flush()
-        os._exit(status)
+        end_now(status)
     raise typer.Exit(status)
 
 

@@ -8,11 +8,8 @@ exit status.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import shlex
 import signal
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -32,7 +29,7 @@ from charlstm.cli.app import (
     user_errors,
     verbosity,
 )
-from charlstm.cli.signals import StopFlag
+from charlstm.cli.signals import StopFlag, end_now
 from charlstm.config import FINE_TUNE_LEARNING_RATE
 from charlstm.config import ModelConfig as _M
 from charlstm.config import TrainConfig as _T
@@ -363,10 +360,7 @@ def _gave_up_joining(message: str) -> None:
     thread waits inside JAX, where no exception reaches it: so `os._exit`,
     even in-process."""
     say(f"error: {message}")
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(OSError, ValueError):
-            stream.flush()
-    os._exit(EXIT_ABORTED)
+    end_now(EXIT_ABORTED)
 
 
 class _Watch:
