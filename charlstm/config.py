@@ -324,6 +324,16 @@ class ServeConfig:
         )
 
 
+def check_api_key(api_key: str | None) -> None:
+    """Refuse an empty key: it would refuse every request (no token is
+    empty) while reading as "no key" everywhere else, a mistake like an
+    unset $KEY."""
+    _check(
+        api_key is None or bool(api_key.strip()),
+        f"{flag('api_key')} is empty: give a key, or leave it out to serve without one",
+    )
+
+
 _JSON_TYPES: dict[str, tuple[type, ...]] = {
     "int": (int,),
     "float": (int, float),

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from charlstm.api.model import Model
-from charlstm.config import ServeConfig, unknown_fields
+from charlstm.config import ServeConfig, check_api_key, unknown_fields
 from charlstm.errors import CharlstmError, ConfigError
 from charlstm.flags import flag
 
@@ -25,10 +25,7 @@ def app(model: Model, *, api_key: str | None = None, **limits: Any) -> Any:
         raise CharlstmError(
             f"serving needs the serve extra ({err.name} is missing): pip install 'charlstm[serve]'"
         ) from None
-    if api_key is not None and not api_key.strip():
-        # An empty key would refuse every request (no token is empty) while
-        # reading as "no key" everywhere else: a mistake, like an unset $KEY.
-        raise ConfigError(f"{flag('api_key')} is empty: give a key, or leave it out to serve without one")
+    check_api_key(api_key)
     wrong = unknown_fields(limits, ServeConfig)
     if wrong:
         raise ConfigError(f"unknown server option: {wrong}")

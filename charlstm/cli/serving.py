@@ -10,8 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from charlstm.cli.app import Quiet, say, use_cache, user_errors
-from charlstm.config import ServeConfig
-from charlstm.errors import ConfigError
+from charlstm.config import ServeConfig, check_api_key
 from charlstm.flags import flag
 
 API_KEY_ENV = "CHARLSTM_API_KEY"
@@ -89,9 +88,8 @@ def serve(
             "chunk": chunk,
             "max_waiting": max_waiting,
         }
-        ServeConfig(**limits)  # a bad limit fails before the model is read
-        if api_key is not None and not api_key.strip():
-            raise ConfigError(f"{flag('api_key')} is empty: give a key, or leave it out to serve without one")
+        ServeConfig(**limits)  # a bad limit or key fails before the model is read
+        check_api_key(api_key)
         if not _loopback(host) and not quiet:
             unprotected = "" if api_key else f", and without {flag('api_key')} anyone can use it"
             say(f"warning: {flag('host')} {host} accepts connections from other machines{unprotected}")
