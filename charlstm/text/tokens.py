@@ -145,28 +145,27 @@ def prepare(source: Source, progress: Progress = no_progress) -> Corpus:
         if [f.sha256 for f in result.files] != hashes:
             raise CorpusError("the corpus changed while it was being read; run again")
         _save_scan(directory, result)
+    n = len(found.train)
+    val_paths = {f.path for f in result.files[n:]}  # the --val-file documents
     bad = tuple(f for f in result.files if f.problem is not None)
     if bad and not source.skip_bad_files:
-        _refuse(bad, alone=len(result.files) == 1, val_paths={f.path for f in result.files[len(found.train) :]})
+        _refuse(bad, alone=len(result.files) == 1, val_paths=val_paths)
     usable = [f.problem is None and f.chars > 0 for f in result.files]
     # Left out too, and listed with the files that are not text (corpus.json),
     # but never refused: a source tree's empty __init__.py files are normal.
     empty = tuple(dataclasses.replace(f, problem=EMPTY) for f in result.files if f.problem is None and not f.chars)
-    n = len(found.train)
     train = tuple(f for f, ok in zip(result.files[:n], usable[:n], strict=True) if ok)
     val = tuple(f for f, ok in zip(result.files[n:], usable[n:], strict=True) if ok)
     if not train:
         what = found.train[0].path if len(found.train) == 1 else "every file of the corpus"
         # Raised before read() reports the files left out: name them here, or the user never sees why.
-        left_out = tuple(f"{shown(f.path)}: {f.problem}" for f in bad + empty)
+        left_out = tuple(_problem(f) for f in bad + empty)
         raise CorpusError(
             f"corpus is empty: {what}" if not bad else "no usable text: every file was left out (listed above)",
             details=left_out if bad else (),
         )
     if source.val_files and not val:
-        left_out = tuple(
-            f"{shown(f.path)}: {f.problem}" for f in (bad + empty) if f.path in {str(d.path) for d in found.val}
-        )
+        left_out = tuple(_problem(f) for f in bad + empty if f.path in val_paths)
         raise CorpusError(f"{flag('val_file')}: no usable text in {', '.join(source.val_files)}", details=left_out)
     return Corpus(source, train, val, bad + empty, result.charset, directory, found.roots, found.shipped, from_cache)
 
@@ -184,12 +183,17 @@ def refuse_copied_validation(corpus: Corpus) -> None:
             )
 
 
+def _problem(file: Scanned) -> str:
+    """A file left out or refused, and why, on a line of its own."""
+    return f"{shown(file.path)}: {file.problem}"
+
+
 def _refuse(bad: tuple[Scanned, ...], alone: bool, val_paths: set[str]) -> None:
     """Stop on files that are not text: the one file of a corpus in the
     message itself, several each on a line of their own before it. A
     validation file is named as one: --skip-bad-files would leave it out
     and then find no validation text."""
-    lines = tuple(f"{flag('val_file') + ' ' if f.path in val_paths else ''}{shown(f.path)}: {f.problem}" for f in bad)
+    lines = tuple(f"{flag('val_file')} {_problem(f)}" if f.path in val_paths else _problem(f) for f in bad)
     if alone:
         raise CorpusError(lines[0])
     them = "it" if len(bad) == 1 else "them"
