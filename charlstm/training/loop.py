@@ -86,7 +86,7 @@ def fit(
         val_chars=len(setup.val_ids) - 1,
         windows_per_pass=setup.train_streams.windows,
     )
-    if len(setup.val_ids) - 1 > LARGE_VALIDATION and _scores_slowly() and step < tc.steps:
+    if _long_passes(setup) and step < tc.steps:
         shorter = (
             f"a shorter {flag('val_file')}"
             if run.corpus.val
@@ -113,6 +113,11 @@ def fit(
 def _scores_slowly() -> bool:
     """Whether a large validation text takes long to score here: on a CPU."""
     return jax.default_backend() == "cpu"
+
+
+def _long_passes(setup: Setup) -> bool:
+    """Whether each validation pass will take long enough to warn about, and announce."""
+    return len(setup.val_ids) - 1 > LARGE_VALIDATION and _scores_slowly()
 
 
 class TrainingLoop:
@@ -316,8 +321,7 @@ class TrainingLoop:
         # agree on the loss all read the whole text (they settle stops at
         # report steps).
         stop = self._should_stop if jax.process_count() == 1 else None
-        chars = len(self.setup.val_ids) - 1
-        yield events.Validating(self.step, chars, chars > LARGE_VALIDATION and _scores_slowly())
+        yield events.Validating(self.step, len(self.setup.val_ids) - 1, _long_passes(self.setup))
         try:
             score = self.score(params, self.setup.val_ids, self.config.batch_size, stop)
         except scorer.Stopped:
