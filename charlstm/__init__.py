@@ -7,7 +7,7 @@ The public API (see `charlstm.api`):
     load(path) -> Model
     Model.sample(length, temperature=..., prime=..., seed=..., top_k=..., top_p=...) -> str
     Model.generate(SampleConfig) -> list[str];  Model.stream(SampleConfig) -> Iterator[list[str]]
-    Model.evaluate(text) -> Score (loss, bits_per_char, perplexity, chars, skipped)
+    Model.evaluate(text or [documents]) -> Score (loss, bits_per_char, perplexity, chars, skipped)
     Model.inspect(text) -> Inspection (gates, c, h and predictions per character)
     Model.complete(SampleConfig) -> list[Completion] (text, finish_reason)
     Model.export_html(path, half=False);  Model.export_weights(directory)

@@ -202,7 +202,7 @@ CASES = [
     ("quiet+verbose", ["train", "{corpus}", "-q", "-v"], "--quiet and --verbose contradict"),
     ("reset-chars", ["train", "{corpus}", "--reset-chars", "-1"], "--reset-chars must be >= 0, got -1"),
     ("info damaged", ["info", "{run}"], "cannot read checkpoint"),
-    ("eval missing text", ["eval", "{run}", "{tmp}/nope.txt"], "text file not found: {tmp}/nope.txt"),
+    ("eval missing text", ["eval", "{run}", "{tmp}/nope.txt"], "text file or folder not found: {tmp}/nope.txt"),
     ("eval empty text", ["eval", "{run}", "{tmp}/empty.txt"], "the text is empty: {tmp}/empty.txt"),
     ("eval missing run", ["eval", "{tmp}/nope", "{corpus}"], "checkpoint not found"),
     ("eval streams", ["eval", "{run}", "{corpus}", "--streams", "0"], "--streams must be >= 1"),

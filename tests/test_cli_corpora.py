@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from charlstm.cli import app
+from charlstm.errors import ConfigError
 
 from .test_cli import TINY
 from .test_corpus import write_folder
@@ -301,3 +302,85 @@ def test_a_run_is_named_after_the_first_file_it_reads(runner, tmp_path, monkeypa
     result = runner.invoke(app, ["train", "old.txt", "poems.txt", "--skip-bad-files", *TINY, "--steps", "2"])
     assert result.exit_code == 0, result.output
     assert [p.name.split("-")[0] for p in (tmp_path / "runs").iterdir()] == ["poems"]
+
+
+def test_eval_reads_files_and_folders_as_the_runs_validation_read_its_documents(runner, tmp_path):
+    """A run of several documents validated on two --val-file texts: eval of
+    those two files, of a folder holding them, and of the run's own
+    validation text give its logged loss; Model.evaluate on the two texts too."""
+    write_folder(tmp_path / "poems", 3)
+    held = write_folder(tmp_path / "held", 2, seed=1)  # poem-00.txt, poem-01.txt: reading order is name order
+    run_dir = tmp_path / "run"
+    val = [arg for path in held for arg in ("--val-file", str(path))]
+    trained = runner.invoke(app, ["train", str(tmp_path / "poems"), *val, "--out", str(run_dir), *TINY, "--steps", "3"])
+    assert trained.exit_code == 0, trained.output
+    logged = json.loads(runner.invoke(app, ["info", str(run_dir), "--json"]).stdout)["best_val_loss"]
+
+    def scored(*args: str) -> dict:
+        result = runner.invoke(app, ["eval", str(run_dir), *args, "--json"])
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout)
+
+    files = scored(*map(str, held))
+    assert files["text"] == f"{held[0]}, {held[1]} (2 files)"
+    folder = scored(str(tmp_path / "held"))
+    assert folder["text"] == f"{tmp_path / 'held'} (2 files)"
+    own = scored()
+    # Each document after a boundary symbol, the first not predicted; the characters the vocabulary lacks left out.
+    whole = sum(len(p.read_text("utf-8")) + 1 for p in held) - 1
+    assert files["chars"] + files["skipped"] == whole
+    for key in ("chars", "skipped_chars"):
+        assert files[key] == folder[key] == own[key]
+    for record in (files, folder, own):
+        assert record["loss"] == pytest.approx(logged, abs=1e-6)
+
+    from charlstm import api
+
+    texts = api.read_texts(tmp_path / "held")
+    assert texts.paths == tuple(held) and texts.left_out == ()
+    assert api.load(run_dir).evaluate(list(texts.documents)).loss == pytest.approx(logged, abs=1e-6)
+
+
+def test_eval_of_a_folder_leaves_out_empty_files_and_names_the_ones_that_are_not_text(runner, tmp_path):
+    (tmp_path / "a.txt").write_text("the king and queen of denmark\n" * 40, encoding="utf-8")
+    run_dir = tmp_path / "run"
+    trained = runner.invoke(app, ["train", str(tmp_path / "a.txt"), "--out", str(run_dir), *TINY, "--steps", "2"])
+    assert trained.exit_code == 0, trained.output
+    texts = tmp_path / "texts"
+    texts.mkdir()
+    (texts / "1.txt").write_text("the queen and the king\n", encoding="utf-8")
+    (texts / "2.txt").write_text("", encoding="utf-8")
+    (texts / "3.txt").write_bytes("caf\xe9\n".encode("latin-1"))
+    (texts / "4.txt").write_text("of denmark\n", encoding="utf-8")
+
+    stopped = runner.invoke(app, ["eval", str(run_dir), str(texts)])
+    assert stopped.exit_code == 2
+    assert stopped.stderr.splitlines() == [
+        f"error: {texts / '3.txt'}: not valid UTF-8 (byte offset 3: b'\\xe9\\n'); leave out the files that are "
+        "not text with --skip-bad-files"
+    ]
+    result = runner.invoke(app, ["eval", str(run_dir), str(texts), "--skip-bad-files", "--json"])
+    assert result.exit_code == 0, result.output
+    assert [line for line in result.stderr.splitlines() if line.startswith("skipped ")] == [
+        f"skipped {texts / '2.txt'}: empty",
+        f"skipped {texts / '3.txt'}: not valid UTF-8 (byte offset 3: b'\\xe9\\n')",
+    ]
+    record = json.loads(result.stdout)
+    # A model of one text reads the documents end to end (no boundary symbol to mark them).
+    assert record["chars"] == len("the queen and the king\nof denmark\n") - 1
+    from charlstm import api
+
+    model = api.load(run_dir)
+    whole = model.evaluate("the queen and the king\nof denmark\n")
+    assert record["loss"] == pytest.approx(whole.loss, abs=1e-6)
+    with pytest.raises(ConfigError, match="no documents given"):
+        model.evaluate([])
+
+    (texts / "1.txt").unlink()
+    (texts / "4.txt").unlink()
+    none = runner.invoke(app, ["eval", str(run_dir), str(texts), "--skip-bad-files"])
+    assert none.exit_code == 2
+    assert none.stderr.splitlines()[-1] == "error: no usable text: every file was left out"
+    assert f"{texts / '2.txt'}: empty" in none.stderr
+    alone = runner.invoke(app, ["eval", str(run_dir), "--glob", "*.md"])
+    assert alone.exit_code == 2 and "--glob chooses among the files given: give a folder" in alone.stderr

@@ -315,4 +315,5 @@ def test_without_a_text_or_the_corpus_it_says_what_to_give(runner, trained_run, 
     # eval has no --text: it names only what it takes.
     result = runner.invoke(app, ["eval", str(moved)])
     assert result.exit_code == 2
-    assert "gone.txt is not there" in result.stderr and result.stderr.rstrip().endswith("give a TEXTFILE")
+    assert "gone.txt is not there" in result.stderr
+    assert result.stderr.rstrip().endswith("give text files or folders to score")

@@ -97,7 +97,7 @@ class Model:
         _check_request(request, "stream")
         return stream_texts(self.model_config, self.params, self.vocab, request, chunk)
 
-    def evaluate(self, text: str, streams: int | None = None, *, documents: bool = False) -> Score:
+    def evaluate(self, text: str | Sequence[str], streams: int | None = None, *, documents: bool = False) -> Score:
         """Loss per character on `text`, read with carried state in up to
         `streams` parallel streams (default: the training batch size, which
         is how validation was scored). Characters the model never saw are
@@ -105,8 +105,17 @@ class Model:
         where documents meet with the boundary symbol U+FDD0, as
         `held_out()` returns a several-documents run's validation text;
         otherwise a U+FDD0 in it is left out like an unknown character (a
-        training file holding one is refused)."""
+        training file holding one is refused).
+
+        `text` may also be a list of documents (the texts of several files):
+        a model trained on several documents reads each from its start, as
+        its validation read its own; a model trained on one text reads
+        them one after another."""
+        stray = {}
+        if not isinstance(text, str) and isinstance(text, Sequence):
+            text, stray, documents = *self._joined(text), BOUNDARY in self.vocab.chars
         text, skipped = self._known(text, "score", documents)
+        skipped = {**stray, **skipped}
         if streams is not None:
             streams = whole_number(streams, "streams")
             if streams < 1:
@@ -203,6 +212,21 @@ class Model:
         held_out = streams.split_documents(tokens, self.train_config.val_fraction, hashes)
         segments = streams.Segments(tokens.ids, held_out.val, tokens.checked)
         return self.vocab.decode(segments[:]), dict(tokens.skipped)
+
+    def _joined(self, texts: Sequence[str]) -> tuple[str, dict[str, int]]:
+        """Documents as one text, as this model's training read them: each
+        after the boundary symbol where it learned several, else end to end;
+        and the boundary symbols found in them, left out of the first."""
+        if not texts:
+            raise ConfigError("no documents given: nothing to score")
+        for text in texts:
+            if not isinstance(text, str):
+                raise ConfigError(f"the documents must be texts, got {type(text).__name__}")
+        if BOUNDARY not in self.vocab.chars:  # _known counts the symbol as unknown
+            return "".join(texts), {}
+        stray = sum(text.count(BOUNDARY) for text in texts)
+        joined = "".join(BOUNDARY + text.replace(BOUNDARY, "") for text in texts)
+        return joined, {BOUNDARY: stray} if stray else {}
 
     def validation_description(self) -> str:
         """What `validation_text` is, in words."""

@@ -1,16 +1,19 @@
 """What is on disk: the runs (`list_runs`), one checkpoint described from its
-metadata (`describe`), a text read (`read_text`), runs plotted (`plot_runs`)."""
+metadata (`describe`), texts read (`read_text`, `read_texts`), runs plotted
+(`plot_runs`)."""
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
 
 from charlstm.core.model import param_count
-from charlstm.errors import CharlstmError
+from charlstm.errors import CharlstmError, ConfigError
 from charlstm.plots import curves
 from charlstm.text import manifest
-from charlstm.text.corpus import read_corpus, resolve_corpus_path
+from charlstm.text.corpus import DEFAULT_GLOB, Source, read_corpus, resolve_corpus_path
+from charlstm.text.corpus import read_texts as read_documents
 from charlstm.training import catalog, checkpoint, checkpoint_meta
 from charlstm.training.run import RUNS_DIR
 from charlstm.training.runlog import read_metrics
@@ -44,6 +47,33 @@ def read_text(path: str | Path) -> tuple[Path, str]:
     """A UTF-8 text file (or a shipped corpus by its name) and its text."""
     found, _ = resolve_corpus_path(str(path), "text file")
     return found, read_corpus(found, "the text").text
+
+
+@dataclasses.dataclass(frozen=True)
+class Texts:
+    """Files and folders read whole (`read_texts`)."""
+
+    sources: tuple[str, ...]  # the files and folders given, as found (a shipped corpus's own path)
+    paths: tuple[Path, ...]  # the files read, in order (absolute)
+    documents: tuple[str, ...]  # their texts
+    left_out: tuple[str, ...]  # "PATH: problem", a file each
+
+
+def read_texts(
+    paths: str | Path | Sequence[str | Path], glob: str | None = None, *, skip_bad_files: bool = False
+) -> Texts:
+    """UTF-8 text files and folders (the files of a folder that match `glob`,
+    default **/*.txt, as `train` picks them), each file a document, for
+    `Model.evaluate`. Of several files, empty ones are left out, and with
+    `skip_bad_files` those that are not UTF-8 text (named in `left_out`)."""
+    given = [paths] if isinstance(paths, (str, Path)) else list(paths)
+    for path in given:
+        if not isinstance(path, (str, Path)):
+            raise ConfigError(f"paths must be file or folder names, got {type(path).__name__}")
+    sources = tuple(str(resolve_corpus_path(str(p), "text file or folder")[0]) for p in given)
+    source = Source(tuple(str(p) for p in given), glob or DEFAULT_GLOB, skip_bad_files=skip_bad_files)
+    files, left_out = read_documents(source)
+    return Texts(sources, tuple(Path(f.path) for f in files), tuple(f.text for f in files), left_out)
 
 
 def plot_runs(run_dirs: list[Path] | None, out: Path, *, width_px: int = 1200, height_px: int = 450) -> Path:

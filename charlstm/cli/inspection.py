@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from charlstm.cli.app import AsJson, fail, print_table, say, use_cache, user_errors
+from charlstm.cli.training import GlobOption, SkipBadFilesOption
 from charlstm.errors import CharlstmError, shown
 from charlstm.flags import flag
 
@@ -20,10 +21,16 @@ if TYPE_CHECKING:
 
 def evaluate(
     checkpoint: Annotated[Path, typer.Argument(help="Run directory (its best checkpoint) or checkpoint directory.")],
-    text_file: Annotated[
-        str | None,
-        typer.Argument(help="UTF-8 text to score [default: the run's validation text].", show_default=False),
+    texts: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="UTF-8 text files or folders to score, each file a document of its own, as train reads them "
+            "[default: the run's validation text].",
+            show_default=False,
+        ),
     ] = None,
+    glob: GlobOption = None,
+    skip_bad_files: SkipBadFilesOption = False,
     streams: Annotated[
         int | None,
         typer.Option(
@@ -33,18 +40,24 @@ def evaluate(
     ] = None,
     as_json: AsJson = False,
 ) -> None:
-    """Score a text: loss per character, bits per character and perplexity."""
+    """Score text (files, folders, or the run's validation text): loss per character, bits per character and
+    perplexity."""
     with user_errors():
         if streams is not None and streams < 1:
             fail(f"{flag('streams')} must be >= 1, got {streams}")
         from charlstm import api
         from charlstm.cli import records, tables
 
-        given = _given_text(text_file, None)  # a missing file fails before the model is read
+        given = _given_texts(texts, glob, skip_bad_files)  # a missing file fails before the model is read
         use_cache()
         model = api.load(checkpoint)
-        source, text, left_out = (*given, {}) if given else _validation_text(model, "give a TEXTFILE")
-        score = model.evaluate(text, streams, documents=not given)  # the validation text marks its documents
+        if given:
+            source, documents = given
+            score = model.evaluate(documents, streams)
+            left_out: dict[str, int] = {}
+        else:
+            source, text, left_out = _validation_text(model, "give text files or folders to score")
+            score = model.evaluate(text, streams, documents=True)  # the validation text marks its documents
         if left_out:  # a --val-file's characters the model never saw, left out as validation left them
             score = dataclasses.replace(score, skipped={**left_out, **score.skipped})
         if as_json:
@@ -130,6 +143,25 @@ def _given_text(text_file: str | None, text: str | None) -> tuple[str, str] | No
         path, body = api.read_text(text_file)
         return str(path), body
     return None
+
+
+def _given_texts(texts: list[str] | None, glob: str | None, skip_bad_files: bool) -> tuple[str, list[str]] | None:
+    """What the texts are called, and the documents, if any were given;
+    the files left out are named on stderr, as train names them."""
+    from charlstm import api
+
+    if not texts:
+        options = (("glob", glob is not None), ("skip_bad_files", skip_bad_files))
+        chosen = [flag(name) for name, given in options if given]
+        if chosen:
+            fail(f"{' and '.join(chosen)} choose{'s' * (len(chosen) == 1)} among the files given: give a folder")
+        return None
+    read = api.read_texts(texts, glob, skip_bad_files=skip_bad_files)
+    for line in read.left_out:
+        say(f"skipped {line}")
+    several = len(read.documents) > 1
+    source = ", ".join(read.sources) + (f" ({len(read.documents):,} files)" if several else "")
+    return source, list(read.documents)
 
 
 def _validation_text(model: Model, otherwise: str) -> tuple[str, str, dict[str, int]]:

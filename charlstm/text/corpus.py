@@ -7,8 +7,8 @@ validation text (`--val-file`) instead of a held-out share of the corpus.
 Reading them (checking, hashing, encoding) is `text/scan.py`'s; caching the
 result is `text/tokens.py`'s.
 
-`read_corpus` reads one file whole, for the commands that score or inspect a
-text in memory.
+`read_corpus` reads one file whole, and `read_texts` the files of a Source,
+for the commands that score or inspect text in memory.
 """
 
 from __future__ import annotations
@@ -175,16 +175,50 @@ def read_corpus(path: Path, what: str = "corpus") -> TextFile:
     valid UTF-8); `what` names it in the errors."""
     if path.is_dir():
         raise CorpusError(f"{path} is a folder; this reads one text file")
-    try:
-        raw = path.read_bytes()
-    except OSError as err:
-        raise CorpusError(f"cannot read {path}: {err.strerror}") from None
+    raw = _read_bytes(path)
     if not raw:
         raise CorpusError(f"{what} is empty: {path}")
     problem = binary_or_invalid(raw[:65536], raw)
     if problem:
         raise CorpusError(f"{path}: {problem}")
     return TextFile(str(path), raw.decode("utf-8"), hashlib.sha256(raw).hexdigest())
+
+
+def read_texts(source: Source) -> tuple[tuple[TextFile, ...], tuple[str, ...]]:
+    """The documents `source` names (its `val_files` aside), each read whole
+    as `read_corpus` reads one, for the commands that score text in memory;
+    and "PATH: problem" for each file left out. Of several files, empty ones
+    are left out (a source tree's empty __init__.py files are normal), and
+    with `skip_bad_files` those that are not UTF-8 text; otherwise the first
+    such file stops the reading."""
+    found = find(source)
+    if len(found.train) == 1:
+        return (read_corpus(found.train[0].path, "the text"),), ()
+    files, left_out = [], []
+    for doc in found.train:
+        raw = _read_bytes(doc.path)
+        problem = binary_or_invalid(raw[:65536], raw) if raw else EMPTY
+        if problem is None:
+            files.append(TextFile(str(doc.path), raw.decode("utf-8"), hashlib.sha256(raw).hexdigest()))
+        elif problem == EMPTY or source.skip_bad_files:
+            left_out.append(f"{shown(doc.path)}: {problem}")
+        else:
+            raise CorpusError(
+                f"{shown(doc.path)}: {problem}; leave out the files that are not text with {flag('skip_bad_files')}"
+            )
+    if not files:
+        raise CorpusError("no usable text: every file was left out", details=tuple(left_out))
+    return tuple(files), tuple(left_out)
+
+
+EMPTY = "empty"  # the problem of a file with no bytes, among several (read_texts)
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as err:
+        raise CorpusError(f"cannot read {path}: {err.strerror}") from None
 
 
 def binary_or_invalid(head: bytes, raw: bytes | None = None) -> str | None:
