@@ -71,8 +71,29 @@ def test_folder_errors_say_what_to_do(tmp_path):
         prepare(Source((str(tmp_path / "poems" / "poem-00.txt"),), glob="*.md"))
     with pytest.raises(CorpusError, match="--val-file .*nope.txt: not found"):
         prepare(Source((str(tmp_path / "poems"),), val_files=(str(tmp_path / "nope.txt"),)))
+    first = str(tmp_path / "poems" / "poem-00.txt")
     with pytest.raises(CorpusError, match="both a training file and a --val-file"):
-        prepare(Source((str(tmp_path / "poems"),), val_files=(str(tmp_path / "poems" / "poem-00.txt"),)))
+        prepare(Source((first, str(tmp_path / "poems" / "poem-01.txt")), val_files=(first,)))
+    with pytest.raises(CorpusError, match="every file of the corpus is a --val-file"):
+        prepare(Source((str(tmp_path / "poems"),), val_files=(str(tmp_path / "poems"),)))
+
+
+def test_a_folder_of_validation_files_and_validation_files_inside_the_training_folder(tmp_path):
+    """`--val-file` takes folders (their files that --glob picks), and a
+    training folder's files given with --val-file are its validation text,
+    left out of training: `train books --val-file books/held-out` works."""
+    paths = write_folder(tmp_path / "poems", 5)  # poem-02.txt in deeper/
+    deeper = tmp_path / "poems" / "deeper"
+    corpus = prepare(Source((str(tmp_path / "poems"),), val_files=(str(deeper),)))
+    assert [Path(d.path).name for d in corpus.val] == ["poem-02.txt"]
+    assert [Path(d.path).name for d in corpus.train] == ["poem-00.txt", "poem-01.txt", "poem-03.txt", "poem-04.txt"]
+    one = prepare(Source((str(tmp_path / "poems"),), val_files=(str(paths[0]),)))
+    assert paths[0] not in {Path(d.path) for d in one.train} and [Path(d.path) for d in one.val] == [paths[0]]
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "a.md").write_text("the king and the queen\n" * 5, encoding="utf-8")
+    # --glob picks a validation folder's files too.
+    notes = prepare(Source((str(paths[1]),), glob="*.md", val_files=(str(tmp_path / "notes"),)))
+    assert [Path(d.path).name for d in notes.val] == ["a.md"]
 
 
 def test_files_that_are_not_text_are_each_named_then_stop_or_are_skipped(tmp_path):

@@ -73,8 +73,9 @@ def train(
 
     `corpus`: a UTF-8 text file, a folder (its files matching `glob`,
     default "**/*.txt"), or a list of them; each file is a document of its
-    own. `val_file` (one or several files) is the validation text instead of
-    a held-out share (`val_fraction`). Files that are not UTF-8 text stop
+    own. `val_file` (one or several files or folders) is the validation text
+    instead of a held-out share (`val_fraction`); a training folder's files
+    among it are left out of training. Files that are not UTF-8 text stop
     the run, each named, unless `skip_bad_files`. `init_from` (a run
     directory or checkpoint) fine-tunes that model: its weights, with new
     characters added, a fresh optimizer and schedule, and a peak learning

@@ -113,7 +113,8 @@ ValFileOption = Annotated[
     list[Path] | None,
     typer.Option(
         flag("val_file"),
-        help="Validate on this text instead of holding out a share of the corpus (repeat it for several files).",
+        help="Validate on this file, or a folder's files, instead of holding out a share of the corpus (repeat it "
+        "for several); a training folder's files given here are left out of training.",
         show_default=False,
         metavar="<path>",  # one at a time, repeated; Typer would write <list[Path]>
     ),

@@ -32,7 +32,9 @@ class Source:
 
     paths: tuple[str, ...]  # text files and folders, in order
     glob: str = DEFAULT_GLOB  # which files of a folder are documents
-    val_files: tuple[str, ...] = ()  # validation documents, instead of a held-out share
+    # Validation documents, files and folders (their files that `glob` picks),
+    # instead of a held-out share; a training folder's files among them are left out of training.
+    val_files: tuple[str, ...] = ()
     skip_bad_files: bool = False  # leave out files that are not UTF-8 text instead of stopping
 
 
@@ -129,6 +131,7 @@ def find(source: Source) -> Found:
     if not source.paths:
         raise CorpusError("no corpus given: name a text file or a folder")
     files: list[Path] = []
+    named: list[Path] = []  # the training files named one by one, not found in a folder
     roots: list[Path] = []
     any_shipped = any_folder = False
     for given in source.paths:
@@ -140,23 +143,31 @@ def find(source: Source) -> Found:
             files += _folder_files(path, source.glob)
         else:
             files.append(path)
-    if source.glob != DEFAULT_GLOB and not any_folder:
-        raise CorpusError(f"{flag('glob')} picks the files of a folder, but no folder was given")
-    train = _unique(_document(p) for p in files)
-    val = []
+            named.append(path)
+    val_files: list[Path] = []
     for given in source.val_files:
         path = Path(given)
-        if not path.is_file():
-            what = "is a folder, not a file" if path.is_dir() else "not found"
-            raise CorpusError(f"{flag('val_file')} {given}: {what}")
-        val.append(_document(path))
-    val = _unique(val)
-    both = {d.path for d in train} & {d.path for d in val}
+        if path.is_dir():
+            any_folder = True
+            val_files += _folder_files(path, source.glob)
+        elif path.is_file():
+            val_files.append(path)
+        else:
+            raise CorpusError(f"{flag('val_file')} {given}: not found")
+    if source.glob != DEFAULT_GLOB and not any_folder:
+        raise CorpusError(f"{flag('glob')} picks the files of a folder, but no folder was given")
+    val = _unique(_document(p) for p in val_files)
+    held = {d.path for d in val}
+    both = held & {_document(p).path for p in named}
     if both:
         raise CorpusError(
             f"{shown(min(both))} is both a training file and a {flag('val_file')}: validation must be text "
             "the model does not train on"
         )
+    # A folder's files given with --val-file too (`train books --val-file books/held-out`) are its validation text.
+    train = [d for d in _unique(_document(p) for p in files) if d.path not in held]
+    if not train and files:
+        raise CorpusError(f"every file of the corpus is a {flag('val_file')}: nothing is left to train on")
     return Found(tuple(train), tuple(val), any_shipped, tuple(roots))
 
 
