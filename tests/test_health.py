@@ -124,6 +124,17 @@ def test_resuming_a_run_that_patience_stopped_says_what_to_give(capsys):
     )
 
 
+def test_resuming_a_run_stopped_during_its_last_pass_says_the_pass_is_now_made(capsys):
+    console = Console(stderr=True, force_terminal=False, width=300)
+    display = TrainingDisplay(console, NORMAL)
+    display.handle(events.Started(10, 10, "cpu", ["cpu:0"], 1000, 100, 4))
+    display.handle(events.Evaluated(10, 1.75, best=True))
+    display.handle(events.Finished(10, "done", 1.75, 5.0, 10))
+    err = capsys.readouterr().err
+    assert "done at step 10: its last validation pass, stopped before, is complete; best validation loss 1.75" in err
+    assert "nothing to train" not in err
+
+
 def _timed(step, total, elapsed, time_left):
     return events.Progress(step, total, 2.0, 0.5, 1e-3, 1000.0, elapsed, HEALTHY_LAYERS, 0.0, time_left)
 

@@ -375,3 +375,15 @@ def test_a_stop_during_a_validation_pass_cuts_it_short_and_saves(tiny_corpus, tm
     finished = got[-1]
     assert isinstance(finished, events.Finished) and (finished.reason, finished.step) == ("interrupted", 4)
     assert checkpoint.latest_step(tmp_path / "run" / "checkpoints" / "latest") == 4
+    if steps == 4:
+        # Resumed, the run owes the last step's pass: it makes it, and only then is done.
+        resumed = session.resumed_run(tmp_path / "run", {})
+        again: list[events.Event] = []
+        session.train(resumed, tmp_path / "run", again.append, lambda: False)
+        assert [e.step for e in again if isinstance(e, events.Evaluated)] == [4], again
+        assert [e.step for e in again if isinstance(e, events.Saved) and e.best] == [4]
+        assert (again[-1].reason, again[-1].step, again[-1].best_step) == ("done", 4, 4)
+        # And a second resume has nothing left to do.
+        done: list[events.Event] = []
+        session.train(session.resumed_run(tmp_path / "run", {}), tmp_path / "run", done.append, lambda: False)
+        assert not [e for e in done if isinstance(e, events.Evaluated)] and done[-1].reason == "done"

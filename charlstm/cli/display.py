@@ -59,6 +59,7 @@ class TrainingDisplay:
         self._reading: tuple[str, Progress | None, TaskID | None, float] | None = None  # phase, bar, task, start
         self._last_reading_line = 0.0
         self._started_at: int | None = None  # the step this session started at
+        self._validated = False  # this session made a validation pass
 
     def __enter__(self) -> TrainingDisplay:
         return self
@@ -131,6 +132,7 @@ class TrainingDisplay:
             elif event.large:  # a log: a line where the wait is long, so it does not read as a hang
                 self._say(f"step {event.step}: validating on {event.chars:,} characters (Ctrl-C stops it and saves)")
         elif isinstance(event, events.Evaluated):
+            self._validated = True
             self._val = event.val_loss
             if self._progress is not None and self._task is not None and self._last is not None:
                 self._progress.update(self._task, stats=self._stats(self._last))
@@ -146,6 +148,12 @@ class TrainingDisplay:
             if self._progress is not None:
                 self._progress.stop()
                 self._progress = None
+            if event.reason == "done" and event.step == self._started_at and self._validated:
+                self._say(
+                    f"done at step {event.step}: its last validation pass, stopped before, is complete; best "
+                    f"validation loss {_loss_text(event.best_val_loss)} at step {event.best_step}"
+                )
+                return
             if event.reason == "done" and event.step == self._started_at:
                 self._say(
                     f"nothing to train: the run had already finished at step {event.step} (its step total, or where "

@@ -99,7 +99,7 @@ def fit(
             f"{flag('eval_every')} {tc.eval_every} steps), a minute or more on a CPU (about 50k characters a "
             f"second for the default model on 2 cores); {shorter} keeps the passes short",
         )
-    if step >= tc.steps:
+    if step >= tc.steps and _validated(run, step):
         # Nothing to train: all of its time is the earlier sessions'.
         yield events.Finished(step, "done", run.best_val_loss, run.train_seconds, earlier_seconds=run.train_seconds)
         return
@@ -220,7 +220,10 @@ class TrainingLoop:
         # its steps) and before the last validation pass and save.
         step_seconds = self._step_seconds()
         if reason != "diverged":
-            if self.healthy and reason == "time limit" and self.evaluated_step != self.step:
+            # A time limit ends between passes; a run resumed at its last step
+            # may have been stopped during that step's pass, which it owes.
+            validated = self.evaluated_step == self.step or _validated(self.run, self.step)
+            if self.healthy and reason in ("time limit", "done") and not validated:
                 yield from self._validate()
                 if self.cut_short:
                     reason = "interrupted"
@@ -354,6 +357,12 @@ def _passes_since_best(history: list[dict[str, float]]) -> int:
     """Validation passes after the one with the lowest loss (0 if it was the last, or none yet)."""
     losses = [h["val_loss"] for h in history]
     return len(losses) - 1 - losses.index(min(losses)) if losses else 0
+
+
+def _validated(run: Run, step: int) -> bool:
+    """Whether the run's history has a validation pass at `step` (a stop
+    during the pass leaves none: a resumed run then owes it)."""
+    return any(h["step"] == step for h in run.history)
 
 
 def _best_step(history: list[dict[str, float]]) -> int | None:
