@@ -3,6 +3,7 @@ documents apart in the windows training reads, and noticing changes."""
 
 import hashlib
 import json
+import os
 import random
 from pathlib import Path
 
@@ -150,6 +151,24 @@ def test_a_second_run_reuses_the_cached_reading_and_token_file(tmp_path):
     # Another vocabulary (a fine-tuned model's) gets a token file of its own.
     other = open_tokens(again, vocab.grown("xyz"))
     assert other.path != tokens.path and other.encoded_seconds is not None
+
+
+def test_encoding_removes_the_partial_files_of_writers_that_died(tmp_path):
+    """A second Ctrl-C ends a process at once, and may leave a partial token
+    file as large as the text in the cache: the next encoding removes it,
+    and never a file whose writer is alive."""
+    import subprocess
+    import sys
+
+    write_folder(tmp_path / "poems", 2, seed=7)
+    corpus = prepare(Source((str(tmp_path / "poems"),)))
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = corpus.directory / f"tokens-0123456789abcdef.u8.{int(ended.stdout)}.tmp"
+    alive = corpus.directory / f"tokens-0123456789abcdef.u8.{os.getppid()}.tmp"
+    for partial in (dead, alive):
+        partial.write_bytes(b"\0" * 100)
+    open_tokens(corpus, corpus_vocab(corpus))
+    assert not dead.exists() and alive.exists()
 
 
 @pytest.mark.parametrize("held_out", ["val-file", "whole files"])

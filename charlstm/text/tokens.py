@@ -314,6 +314,7 @@ def open_tokens(corpus: Corpus, vocab: Vocab, progress: Progress = no_progress) 
     if not _complete(path, size):
         with _locked(corpus.directory):
             if not _complete(path, size):  # another process may have written it meanwhile
+                _sweep(corpus.directory)
                 started = time.perf_counter()
                 total = sum(d.size for d in corpus.documents)
 
@@ -356,6 +357,23 @@ def _write_atomically(path: Path, write: Callable[[BinaryIO], object]) -> None:
     except BaseException:
         _remove(tmp)
         raise
+
+
+def _sweep(directory: Path) -> None:
+    """Remove the partial files of writers that died (a process ended at
+    once by a second Ctrl-C, a kill), which could be as large as the text.
+    Called under the folder's lock, so no live writer of this machine is
+    at work on them; a file whose writer may be alive is left."""
+    for tmp in directory.glob("*.tmp"):
+        pid = tmp.name.rsplit(".", 2)[-2] if tmp.name.count(".") >= 2 else ""
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            _remove(tmp)
+        except OSError:  # another user's process, alive
+            pass
 
 
 def _remove(tmp: Path) -> None:
