@@ -135,6 +135,20 @@ def test_resuming_a_run_stopped_during_its_last_pass_says_the_pass_is_now_made(c
     assert "nothing to train" not in err
 
 
+def test_a_log_says_how_far_a_long_validation_pass_is(capsys):
+    console = Console(stderr=True, force_terminal=False, width=300)
+    display = TrainingDisplay(console, NORMAL, plain_interval=0.0)
+    for done in (0.0, 0.25, 0.5):
+        display.handle(events.Validating(500, 12_000_000, large=True, done=done))
+    display.handle(events.Validating(1000, 9_000, large=False))  # a short pass: nothing to wait for
+    display.handle(events.Validating(1000, 9_000, large=False, done=0.5))
+    assert capsys.readouterr().err.splitlines() == [
+        "step 500: validating on 12,000,000 characters (Ctrl-C stops it and saves)",
+        "step 500: validating, 25% of 12,000,000 characters",
+        "step 500: validating, 50% of 12,000,000 characters",
+    ]
+
+
 def _timed(step, total, elapsed, time_left):
     return events.Progress(step, total, 2.0, 0.5, 1e-3, 1000.0, elapsed, HEALTHY_LAYERS, 0.0, time_left)
 

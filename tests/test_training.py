@@ -10,6 +10,7 @@ import optax
 import pytest
 
 import charlstm
+from charlstm.core import scorer
 from charlstm.core.model import zero_carry
 from charlstm.core.scorer import Score, make_scorer
 from charlstm.core.state import decay_mask, hyperparameters, learning_rate
@@ -78,9 +79,12 @@ def test_patience_stops_a_run_that_stopped_improving_and_keeps_its_best(tiny_cor
     Resumed, it counts on from its history: it stops again at once, unless
     given more patience."""
     scripted = iter([3.0, 2.0, 2.5, 2.1, 2.2, 2.4, 2.3])
-    monkeypatch.setattr(
-        loop, "make_scorer", lambda config: lambda params, ids, streams, should_stop=None: Score(next(scripted), 10)
-    )
+
+    def read(params, ids, streams):
+        yield 0.0
+        return Score(next(scripted), 10)
+
+    monkeypatch.setattr(loop, "make_reader", lambda config: read)
     run_dir = tmp_path / "run"
     evts = train(new_tiny_run(tiny_corpus, steps=20, eval_every=2, checkpoint_every=100, patience=3), run_dir)
     assert [e.step for e in evts if isinstance(e, events.Evaluated)] == [2, 4, 6, 8, 10]
@@ -347,6 +351,20 @@ def test_a_token_file_damaged_under_a_run_stops_it_with_its_steps_kept(tiny_corp
     run.tokens.path.unlink()
     resumed = session.resumed_run(tmp_path / "run", {})
     assert int(resumed.state.step) == 3 and np.all(np.asarray(resumed.tokens.ids) < resumed.vocab.size)
+
+
+def test_a_long_validation_pass_says_how_far_it_is(tiny_corpus, tmp_path, monkeypatch):
+    """A pass over a large held-out text takes minutes on a CPU: the live bar
+    and a log say how much of it is scored, about every second."""
+    monkeypatch.setattr(scorer, "_FETCH_EVERY", 1)  # every window's result fetched: the share moves each window
+    monkeypatch.setattr(events, "PASS_PROGRESS_SECONDS", 0.0)
+    run = new_tiny_run(tiny_corpus, steps=2, eval_every=2)
+    got: list[events.Event] = []
+    session.train(run, tmp_path / "run", got.append, lambda: False)
+    passes = [e for e in got if isinstance(e, events.Validating)]
+    windows = -(-(len(run.layout().val) - 1) // scorer.EVAL_WINDOW)  # one stream: the text is short
+    assert [e.done for e in passes] == [i / windows for i in range(windows)] and windows >= 2
+    assert {(e.step, e.chars) for e in passes} == {(2, len(run.layout().val) - 1)}
 
 
 @pytest.mark.parametrize("steps", [8, 4])  # a pass part-way through the run, and the last step's

@@ -60,6 +60,7 @@ class TrainingDisplay:
         self._last_reading_line = 0.0
         self._started_at: int | None = None  # the step this session started at
         self._validated = False  # this session made a validation pass
+        self._last_pass_line, self._last_pass_said = 0.0, ""  # when a log last said how far a pass was, and what
 
     def __enter__(self) -> TrainingDisplay:
         return self
@@ -127,10 +128,7 @@ class TrainingDisplay:
                 f"{event.steps:,} of {event.was:,}: its learning rate now decays fully by then"
             )
         elif isinstance(event, events.Validating):
-            if self._progress is not None and self._task is not None:
-                self._progress.update(self._task, stats=f"validating on {event.chars:,} characters...")
-            elif event.large:  # a log: a line where the wait is long, so it does not read as a hang
-                self._say(f"step {event.step}: validating on {event.chars:,} characters (Ctrl-C stops it and saves)")
+            self._on_validating(event)
         elif isinstance(event, events.Evaluated):
             self._validated = True
             self._val = event.val_loss
@@ -180,6 +178,23 @@ class TrainingDisplay:
                 else "no validation pass yet"
             )
             self._say(f"{event.reason} at step {event.step} after {_trained(event)}; {best}")
+
+    def _on_validating(self, event: events.Validating) -> None:
+        """On the live bar, how far the pass is; in a log, for a long pass
+        only (so that the wait does not read as a hang), a line as it begins
+        and one every few seconds."""
+        now = time.monotonic()
+        if self._progress is not None and self._task is not None:
+            share = f" {event.done:.0%}" if event.done else ""
+            self._progress.update(self._task, stats=f"validating on {event.chars:,} characters...{share}")
+        elif event.large and not event.done:
+            self._last_pass_line = now
+            self._say(f"step {event.step}: validating on {event.chars:,} characters (Ctrl-C stops it and saves)")
+        elif event.large and now - self._last_pass_line >= self.plain_interval:
+            line = f"step {event.step}: validating, {event.done:.0%} of {event.chars:,} characters"
+            if line != self._last_pass_said:
+                self._last_pass_line, self._last_pass_said = now, line
+                self._say(line)
 
     def _on_reading(self, event: events.Reading) -> None:
         """A transient bar of bytes on a terminal; elsewhere a line every few

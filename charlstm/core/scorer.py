@@ -18,7 +18,7 @@ windows are T), V vocabulary size.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass, field
 
 import jax
@@ -95,6 +95,33 @@ def make_scorer(config: ModelConfig) -> Callable[..., Score]:
     over all of `ids`; raises Stopped where `should_stop()` turns true, asked
     before each window (a validation pass over a large held-out text takes
     minutes, and a Ctrl-C should not wait for it)."""
+    read = make_reader(config)
+
+    def score(
+        params: Params, ids: np.ndarray | Segments, max_streams: int, should_stop: Callable[[], bool] | None = None
+    ) -> Score:
+        reading = read(params, ids, max_streams)
+        while True:
+            try:
+                next(reading)
+            except StopIteration as end:
+                result: Score = end.value
+                return result
+            if should_stop is not None and should_stop():
+                reading.close()
+                raise Stopped
+
+    return score
+
+
+Reading = Generator[float, None, Score]
+
+
+def make_reader(config: ModelConfig) -> Callable[[Params, np.ndarray | Segments, int], Reading]:
+    """`read(params, ids, max_streams)`: a generator that scores `ids` as
+    `make_scorer`'s function does, a window at a time. Before each window it
+    yields the share of the text the device has scored so far (0 to 1),
+    which lets its caller stop it or show progress; it returns the Score."""
     model = CharLSTM(config)
 
     @jax.jit
@@ -105,24 +132,24 @@ def make_scorer(config: ModelConfig) -> Callable[..., Score]:
         losses = optax.softmax_cross_entropy_with_integer_labels(logits, targets)  # (B, W)
         return (losses * mask).sum(), carry
 
-    def score(
-        params: Params, ids: np.ndarray | Segments, max_streams: int, should_stop: Callable[[], bool] | None = None
-    ) -> Score:
+    def read(params: Params, ids: np.ndarray | Segments, max_streams: int) -> Reading:
         if len(ids) < 2:
             raise CorpusError("text to score needs at least 2 characters (one to read, one to predict)")
         layout = stream_layout(len(ids) - 1, max_streams)
         carry = zero_carry(config, len(layout.starts))
-        total, pending = 0.0, []
+        total, pending, fetched = 0.0, [], 0
         for inputs, targets, mask in windows(ids, layout):
-            if should_stop is not None and should_stop():
-                raise Stopped
+            # The windows the device has finished: asked without waiting for it.
+            ready = next((i for i, loss in enumerate(pending) if not loss.is_ready()), len(pending))
+            yield (fetched + ready) / layout.windows
             loss_sum, carry = window_loss(params, jnp.asarray(inputs), jnp.asarray(targets), jnp.asarray(mask), carry)
             pending.append(loss_sum)
             if len(pending) == _FETCH_EVERY:
                 total += float(np.sum(np.asarray(jax.device_get(pending), np.float64)))
+                fetched += len(pending)
                 pending.clear()
         total += float(np.sum(np.asarray(jax.device_get(pending), np.float64)))
         chars = int(layout.lengths.sum())
         return Score(total / chars, chars)
 
-    return score
+    return read

@@ -125,11 +125,17 @@ class Warned:
 
 @dataclass(frozen=True)
 class Validating:
-    """A validation pass begins: on a large text it takes a while (a Ctrl-C stops it)."""
+    """A validation pass begins (`done` 0), or goes on: on a large text it
+    takes a while (a Ctrl-C stops it), and says how far it is about every
+    PASS_PROGRESS_SECONDS."""
 
     step: int
     chars: int  # characters it scores
     large: bool  # long enough that a run was warned about it at its start
+    done: float = 0.0  # the share of them scored so far
+
+
+PASS_PROGRESS_SECONDS = 1.0
 
 
 @dataclass(frozen=True)

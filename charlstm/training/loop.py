@@ -24,9 +24,8 @@ import jax
 import numpy as np
 
 from charlstm.config import SampleConfig
-from charlstm.core import scorer
 from charlstm.core.generation import sample_text
-from charlstm.core.scorer import make_scorer
+from charlstm.core.scorer import make_reader
 from charlstm.core.state import warmup_steps
 from charlstm.errors import CorpusError
 from charlstm.flags import flag
@@ -138,7 +137,7 @@ class TrainingLoop:
         self.budget = budget
         self._save, self._should_stop, self._sample = save, should_stop, sample
         self.config = run.train_config
-        self.score = make_scorer(run.model_config)
+        self.read = make_reader(run.model_config)
         self.step = self.first_step = int(run.state.step)
         self.pending: list[dict[str, Any]] = []  # the device's metrics of steps not reported yet
         self.healthy = True  # every loss, gradient norm and parameter seen so far is finite
@@ -324,12 +323,23 @@ class TrainingLoop:
         # agree on the loss all read the whole text (they settle stops at
         # report steps).
         stop = self._should_stop if jax.process_count() == 1 else None
-        yield events.Validating(self.step, len(self.setup.val_ids) - 1, _long_passes(self.setup))
-        try:
-            score = self.score(params, self.setup.val_ids, self.config.batch_size, stop)
-        except scorer.Stopped:
-            self.cut_short = True  # no pass at this step: the run ends here, and saves
-            return
+        chars, large = len(self.setup.val_ids) - 1, _long_passes(self.setup)
+        yield events.Validating(self.step, chars, large)
+        reading = self.read(params, self.setup.val_ids, self.config.batch_size)
+        told = time.perf_counter()
+        while True:
+            try:
+                done = next(reading)
+            except StopIteration as end:
+                score = end.value
+                break
+            if stop is not None and stop():
+                reading.close()
+                self.cut_short = True  # no pass at this step: the run ends here, and saves
+                return
+            if done and time.perf_counter() - told >= events.PASS_PROGRESS_SECONDS:
+                told = time.perf_counter()
+                yield events.Validating(self.step, chars, large, done)
         val_loss = distributed.from_main(score.loss)
         run.tokens.release()  # the pages scoring read stay in the page cache, not in this process
         self.evaluated_step = self.step
