@@ -137,7 +137,8 @@ def make_reader(config: ModelConfig) -> Callable[[Params, np.ndarray | Segments,
             raise CorpusError("text to score needs at least 2 characters (one to read, one to predict)")
         layout = stream_layout(len(ids) - 1, max_streams)
         carry = zero_carry(config, len(layout.starts))
-        total, pending, fetched = 0.0, [], 0
+        total, fetched = 0.0, 0
+        pending: list[jax.Array] = []  # window sums not fetched yet
         for inputs, targets, mask in windows(ids, layout):
             # The windows the device has finished: asked without waiting for it.
             ready = next((i for i, loss in enumerate(pending) if not loss.is_ready()), len(pending))
