@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -138,7 +139,7 @@ def make_reader(config: ModelConfig) -> Callable[[Params, np.ndarray | Segments,
         layout = stream_layout(len(ids) - 1, max_streams)
         carry = zero_carry(config, len(layout.starts))
         total, fetched = 0.0, 0
-        pending: list[jax.Array] = []  # window sums not fetched yet
+        pending: list[Any] = []  # window sums not fetched yet: jax.Array (whose type omits is_ready)
         for inputs, targets, mask in windows(ids, layout):
             # The windows the device has finished: asked without waiting for it.
             ready = next((i for i, loss in enumerate(pending) if not loss.is_ready()), len(pending))
