@@ -106,9 +106,12 @@ def test_the_last_line_of_a_resumed_run_gives_its_own_time_then_the_runs(capsys)
     console = Console(stderr=True, force_terminal=False, width=200)
     TrainingDisplay(console, NORMAL).handle(events.Finished(1000, "done", 1.5, 46.0, 900, earlier_seconds=41.0))
     TrainingDisplay(console, NORMAL).handle(events.Finished(900, "done", 1.5, 41.0, 900))
+    # A session whose validation passes took most of it says so.
+    TrainingDisplay(console, NORMAL).handle(events.Finished(4, "done", 3.5, 57.0, 4, step_seconds=1.2))
     err = capsys.readouterr().err
     assert "done at step 1000 after 0:05 of training (0:46 in all); best validation loss 1.5" in err
     assert "done at step 900 after 0:41 of training; best validation loss 1.5" in err
+    assert "done at step 4 after 0:57 of training, 0:55 of it validation passes and saves; best" in err
 
 
 def test_resuming_a_run_that_patience_stopped_says_what_to_give(capsys):

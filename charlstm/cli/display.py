@@ -321,9 +321,16 @@ class _TimeLeft(ProgressColumn):
 def _trained(event: events.Finished) -> str:
     """How long the run trained; after a resume, this session's share first."""
     total = _duration(event.train_seconds)
+    session = event.train_seconds - event.earlier_seconds
+    # A large held-out text can make its passes most of a session: say so, or the steps read as slow.
+    other = session - event.step_seconds
+    known = event.step_seconds > 0
+    passes = (
+        f", {_duration(other)} of it validation passes and saves" if known and other > max(5.0, session / 5) else ""
+    )
     if event.earlier_seconds <= 0:
-        return f"{total} of training"
-    return f"{_duration(event.train_seconds - event.earlier_seconds)} of training ({total} in all)"
+        return f"{total} of training{passes}"
+    return f"{_duration(session)} of training{passes} ({total} in all)"
 
 
 def _size(n: float) -> str:
