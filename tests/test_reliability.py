@@ -398,6 +398,13 @@ def test_signal_handler_stops_then_warns_then_aborts(capfd):
         with pytest.raises(KeyboardInterrupt):
             os.kill(os.getpid(), signal.SIGINT)
             time.sleep(0.1)  # the handler runs at the next bytecode boundary
+    # Under -q (or in a process of several that does not report) the same, in silence.
+    quiet = StopFlag(quiet=True)
+    with quiet.installed():
+        for _ in range(2):
+            os.kill(os.getpid(), signal.SIGINT)
+        assert quiet() and quiet.count == 2
+    assert capfd.readouterr().err == ""
 
 
 def test_a_better_best_after_resuming_with_another_rate_replaces_the_old_one(tiny_corpus, tmp_path):

@@ -22,9 +22,10 @@ class StopFlag:
     signal says so; a third aborts at once, without that save (the earlier
     checkpoints survive: saves are atomic). Call it to ask whether to stop."""
 
-    def __init__(self) -> None:
+    def __init__(self, quiet: bool = False) -> None:
         self.signal: int | None = None
         self.count = 0
+        self.quiet = quiet  # -q, or a process that does not report: the signals are heeded in silence
 
     def __call__(self) -> bool:
         return self.signal is not None
@@ -43,13 +44,9 @@ class StopFlag:
                 self.signal = signum
                 # Say so at once: silence while the step or a save finishes invites the third
                 # signal, which aborts without the save.
-                with contextlib.suppress(OSError):
-                    os.write(2, b"\nstopping...\n")
+                self._say(b"\nstopping...\n")
             elif self.count == 2:
-                # os.write, not print: a handler may interrupt a print in progress.
-                # A closed stderr must not raise here, in the middle of a step.
-                with contextlib.suppress(OSError):
-                    os.write(2, b"stopping after the checkpoint is saved; signal once more to abort without it\n")
+                self._say(b"stopping after the checkpoint is saved; signal once more to abort without it\n")
             else:
                 raise KeyboardInterrupt
 
@@ -59,6 +56,13 @@ class StopFlag:
         finally:
             for s, h in previous.items():
                 signal.signal(s, h)
+
+    def _say(self, line: bytes) -> None:
+        # os.write, not print: a handler may interrupt a print in progress.
+        # A closed stderr must not raise here, in the middle of a step.
+        if not self.quiet:
+            with contextlib.suppress(OSError):
+                os.write(2, line)
 
 
 class Interrupt:

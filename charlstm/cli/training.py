@@ -29,6 +29,7 @@ from charlstm.cli.app import (
     user_errors,
     verbosity,
 )
+from charlstm.cli.display import QUIET
 from charlstm.cli.signals import StopFlag, end_now
 from charlstm.config import FINE_TUNE_LEARNING_RATE
 from charlstm.config import ModelConfig as _M
@@ -302,11 +303,12 @@ def _start(
     multi-process run without them, then train (`start(api, watch, stop)`)
     with them. `layout`: the coordinator, process count, process id and
     devices asked for."""
-    stop = StopFlag()
+    stop = StopFlag(quiet=level == QUIET)
     with user_errors():
         with stop.installed():
             from charlstm import api
         level = _join(stop, *layout, level)
+        stop.quiet = level == QUIET  # only the first process of several reports
         with stop.installed():
             use_cache()
             _train(level, stop, lambda watch: start(api, watch, stop))

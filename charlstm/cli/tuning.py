@@ -22,6 +22,7 @@ from charlstm.cli.app import (
     user_errors,
     verbosity,
 )
+from charlstm.cli.display import QUIET
 from charlstm.cli.signals import StopFlag
 from charlstm.cli.training import CorpusArgument, GlobOption, SkipBadFilesOption, ValFileOption
 from charlstm.config import ModelConfig as _M
@@ -96,7 +97,7 @@ def tune(
     searched = {"learning_rate": learning_rate, "hidden_size": hidden_size, "num_layers": num_layers}
     searched |= {"seq_len": seq_len, "dropout": dropout}
     fixed: dict[str, Any] = {"cell": cell, "norm": norm, "embed_dim": embed_dim, "batch_size": batch_size}
-    stop = StopFlag()
+    stop = StopFlag(quiet=level == QUIET)
     with user_errors():
         # The handlers go in before JAX is imported, as for `train`: a Ctrl-C
         # during that import is otherwise lost inside it.
