@@ -327,6 +327,13 @@ def test_the_servers_page_writes_in_chromium(served):
         assert chromium.evaluate("document.getElementById('generated').textContent") == expected
         assert chromium.evaluate(status).startswith("120 characters in")
         assert chromium.evaluate("document.title") == "charlstm serve: 2x24 LSTM"
+        # Generate again writes new text: the seed went up by one, and the status names the one used.
+        assert chromium.evaluate(status).endswith(", seed 9")
+        assert chromium.evaluate("document.getElementById('seed').value") == "10"
+        chromium.evaluate("document.getElementById('generate').click()")
+        _until(lambda: (chromium.evaluate(status) or "").endswith(", seed 10"), "the second run", every=0.2)
+        second = _library(model, {"prime": "The king", "length": 120, "seed": 10, "temperature": 0.8})[0]["text"]
+        assert chromium.evaluate("document.getElementById('generated').textContent") == second != expected
         # The server's refusal stays on the page (it was once cleared as soon as it came).
         problem = "document.getElementById('problem').textContent"
         chromium.evaluate(
