@@ -144,6 +144,7 @@ def test_concurrent_clients_share_batches_and_get_what_sample_gives(served):
     for i, (_, answer) in enumerate(answers):
         assert answer["samples"] == expected[i], f"request {i}: {_body(i)}"
         assert answer["settings"]["seed"] == i and answer["settings"]["n"] == _body(i).get("n", 1)
+        assert answer["settings"]["prime"] == _body(i)["prime"]
     after = server.load()
     # Shared: fewer calls than one per request and chunk, and calls that carried many rows.
     assert after["peak_rows"] >= 8
@@ -243,9 +244,12 @@ def test_the_server_keeps_serving_and_answers_health_and_the_page_without_the_ke
     assert server.request("GET", "/healthz") == (200, {"status": "ok"})
     status, page = server.request("GET", "/")
     assert status == 200 and "charlstm serve" in page
-    assert server.generate({"length": 5})[0] == 200
+    status, answer = server.request("POST", "/v1/generate", body={"length": 5}, headers=AUTH)
+    # No prime given: the settings name the one read, as `sample --json` does.
+    assert status == 200 and answer["settings"]["prime"] == "\n"
     status, about = server.request("GET", "/v1/model", headers=AUTH)
     assert about["limits"]["max_samples"] == 4 and about["step"] == 0 and about["config"]["cell"] == "lstm"
+    assert about["default_prime"] == "\n"
     # Idle, it compiles every batch size ahead of the clients.
     _until(lambda: server.load()["sizes_to_compile"] == 0, "the idle server to compile its batch sizes")
     assert server.request("GET", "/v1/generate", headers=AUTH)[0] == 405

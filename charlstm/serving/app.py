@@ -37,7 +37,7 @@ from charlstm.core.model import Params
 from charlstm.introspect.page import with_named
 from charlstm.serving.batcher import Batcher, Job, Piece, asyncio_delivery
 from charlstm.serving.requests import RequestError, parse_generate, settings
-from charlstm.text.vocab import Vocab
+from charlstm.text.vocab import BOUNDARY, Vocab
 
 OPEN_PATHS = ("/healthz", "/")  # answered without the API key: neither says anything about the model
 
@@ -77,8 +77,9 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 class Generation:
     """One request in flight: its job, its pieces, the texts so far."""
 
-    def __init__(self, request: SampleConfig, batcher: Batcher, timeout_s: float, *, stream: bool):
+    def __init__(self, request: SampleConfig, batcher: Batcher, timeout_s: float, default_prime: str, *, stream: bool):
         self.request, self.batcher = request, batcher
+        self.default_prime = default_prime  # the settings' prime where the request gave none, as `sample --json`'s
         self.queue: asyncio.Queue[Piece | None] = asyncio.Queue()
         self.job = Job(request, asyncio_delivery(asyncio.get_running_loop(), self.queue), whole=not stream)
         self.texts = [""] * request.num_samples
@@ -117,7 +118,7 @@ class Generation:
         reasons = [s.reason for s in self.job.scanners]
         return {
             "samples": [{"text": t, "finish_reason": r} for t, r in zip(self.texts, reasons, strict=True)],
-            "settings": settings(self.request),
+            "settings": settings(self.request, self.default_prime),
             "seconds": round(time.monotonic() - self.started, 4),
         }
 
@@ -140,6 +141,9 @@ def create_app(
         config, params, vocab, max_batch=limits.max_batch, chunk=limits.chunk, max_waiting=limits.max_waiting
     )
     page = with_named(resources.files("charlstm.serving").joinpath("page.html").read_text(encoding="utf-8"))
+    # What a sample reads first when no prime is given, as text: a new line,
+    # or none for a model of documents (their start, the boundary symbol).
+    default_text = default_prime(vocab).replace(BOUNDARY, "")
     page_headers = {**_NO_CACHE, "Content-Security-Policy": _page_policy(page)}
 
     def authorised(request: Request) -> None:
@@ -168,7 +172,7 @@ def create_app(
         try:
             authorised(request)
             asked = parse_generate(await read_body(request), vocab, limits)
-            generation = Generation(asked.request, batcher, limits.timeout_s, stream=asked.stream)
+            generation = Generation(asked.request, batcher, limits.timeout_s, default_text, stream=asked.stream)
             generation.submit()
         except RequestError as err:
             return error_response(err)
@@ -188,7 +192,7 @@ def create_app(
                 "model": config.describe(),
                 "config": to_dict(config),
                 "vocab": vocab.chars,
-                "default_prime": default_prime(vocab),
+                "default_prime": default_text,
                 **(about or {}),
                 "limits": to_dict(limits),
                 "load": batcher.load(),

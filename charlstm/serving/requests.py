@@ -117,10 +117,11 @@ def parse_generate(body: bytes, vocab: Vocab, limits: ServeConfig) -> Generate:
     return Generate(request, stream)
 
 
-def settings(request: SampleConfig) -> dict[str, Any]:
-    """The request as the client would write it (every default filled in)."""
+def settings(request: SampleConfig, default_prime: str) -> dict[str, Any]:
+    """The request as the client would write it (every default filled in:
+    the prime, where none was given, is `default_prime`, what was read)."""
     return {
-        "prime": request.prime,
+        "prime": request.prime or default_prime,
         "length": request.length,
         "temperature": request.temperature,
         "top_k": request.top_k,
