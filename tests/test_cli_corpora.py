@@ -338,7 +338,16 @@ def test_eval_reads_files_and_folders_as_the_runs_validation_read_its_documents(
 
     texts = api.read_texts(tmp_path / "held")
     assert texts.paths == tuple(held) and texts.left_out == ()
-    assert api.load(run_dir).evaluate(list(texts.documents)).loss == pytest.approx(logged, abs=1e-6)
+    model = api.load(run_dir)
+    assert model.evaluate(list(texts.documents)).loss == pytest.approx(logged, abs=1e-6)
+    # A U+FDD0 inside a document is left out and counted, never read as a document's start.
+    marked = model.evaluate([texts.documents[0][:50] + "\ufdd0" + texts.documents[0][50:], texts.documents[1]])
+    assert marked.skipped["\ufdd0"] == 1 and marked.loss == pytest.approx(logged, abs=1e-6)
+    # inspect reads a file as eval reads it, one stream: the same loss.
+    one = scored(str(held[0]), "--streams", "1")
+    inspected = runner.invoke(app, ["inspect", str(run_dir), str(held[0]), "-o", str(tmp_path / "p.html"), "--json"])
+    assert inspected.exit_code == 0, inspected.output
+    assert json.loads(inspected.stdout.splitlines()[0])["loss"] == pytest.approx(one["loss"], abs=1e-5)
 
 
 def test_eval_of_a_folder_leaves_out_empty_files_and_names_the_ones_that_are_not_text(runner, tmp_path):
@@ -384,3 +393,10 @@ def test_eval_of_a_folder_leaves_out_empty_files_and_names_the_ones_that_are_not
     assert f"{texts / '2.txt'}: empty" in none.stderr
     alone = runner.invoke(app, ["eval", str(run_dir), "--glob", "*.md"])
     assert alone.exit_code == 2 and "--glob chooses among the files given: give a folder" in alone.stderr
+    # A folder of one file is read as a folder: --skip-bad-files leaves it out too.
+    (texts / "5.txt").write_bytes("caf\xe9\n".encode("latin-1"))
+    (texts / "2.txt").unlink()
+    (texts / "3.txt").unlink()
+    lone = runner.invoke(app, ["eval", str(run_dir), str(texts), "--skip-bad-files"])
+    assert lone.exit_code == 2 and "error: no usable text: every file was left out" in lone.stderr
+    assert f"{texts / '5.txt'}: not valid UTF-8" in lone.stderr

@@ -95,6 +95,9 @@ def test_a_folder_of_validation_files_and_validation_files_inside_the_training_f
     # --glob picks a validation folder's files too.
     notes = prepare(Source((str(paths[1]),), glob="*.md", val_files=(str(tmp_path / "notes"),)))
     assert [Path(d.path).name for d in notes.val] == ["a.md"]
+    # --glob picks the training folders' files too: for a validation folder of other files, name them.
+    with pytest.raises(CorpusError, match=r"--val-file .*notes: no files in .*notes match .*one by one$"):
+        prepare(Source((str(tmp_path / "poems"),), val_files=(str(tmp_path / "notes"),)))
 
 
 def test_files_that_are_not_text_are_each_named_then_stop_or_are_skipped(tmp_path):
@@ -165,10 +168,13 @@ def test_encoding_removes_the_partial_files_of_writers_that_died(tmp_path):
     ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     dead = corpus.directory / f"tokens-0123456789abcdef.u8.{int(ended.stdout)}.tmp"
     alive = corpus.directory / f"tokens-0123456789abcdef.u8.{os.getppid()}.tmp"
-    for partial in (dead, alive):
+    # Names no writer of a token file gives are never touched (nor do they stop the encoding).
+    odd = [corpus.directory / name for name in ("a.99999999999999999999.tmp", "tokens-x.\u00b2\u00b3.tmp", "notes.tmp")]
+    odd.append(corpus.directory / f"scan.json.{int(ended.stdout)}.tmp")  # written outside the lock
+    for partial in (dead, alive, *odd):
         partial.write_bytes(b"\0" * 100)
     open_tokens(corpus, corpus_vocab(corpus))
-    assert not dead.exists() and alive.exists()
+    assert not dead.exists() and alive.exists() and all(p.exists() for p in odd)
 
 
 @pytest.mark.parametrize("held_out", ["val-file", "whole files"])

@@ -140,7 +140,7 @@ def test_the_page_computes_what_the_model_computes(runs, tmp_path, cell):
         generated = browser.element_text(dom, "generated")
         assert len(generated) == 500 and set(generated) <= set(model.vocab.chars)
         assert browser.element_text(dom, "status").startswith("500 characters")
-        assert browser.element_text(dom, "status").endswith(", seed 3")  # and the field now holds 4, the next run's
+        assert browser.element_text(dom, "status").endswith(", seed 3")  # the seed the text was drawn with
         assert browser.element_text(dom, "shown-prime") == PRIME
 
 

@@ -338,6 +338,18 @@ def test_the_servers_page_writes_in_chromium(served):
         _until(lambda: (chromium.evaluate(status) or "").endswith(", seed 10"), "the second run", every=0.2)
         second = _library(model, {"prime": "The king", "length": 120, "seed": 10, "temperature": 0.8})[0]["text"]
         assert chromium.evaluate("document.getElementById('generated').textContent") == second != expected
+        # Unticked, the seed stays: Generate repeats the run.
+        chromium.evaluate(
+            "document.getElementById('vary').checked = false; document.getElementById('generate').click()"
+        )
+        _until(lambda: (chromium.evaluate(status) or "").endswith(", seed 11"), "the third run", every=0.2)
+        third = chromium.evaluate("document.getElementById('generated').textContent")
+        chromium.evaluate(
+            "document.getElementById('status').textContent = ''; document.getElementById('generate').click()"
+        )
+        _until(lambda: (chromium.evaluate(status) or "").endswith(", seed 11"), "the repeated run", every=0.2)
+        assert chromium.evaluate("document.getElementById('generated').textContent") == third
+        assert chromium.evaluate("document.getElementById('seed').value") == "11"
         # The server's refusal stays on the page (it was once cleared as soon as it came).
         problem = "document.getElementById('problem').textContent"
         chromium.evaluate(

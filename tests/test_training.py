@@ -2,6 +2,7 @@ import dataclasses
 import itertools
 import math
 import shutil
+import time
 
 import jax
 import jax.numpy as jnp
@@ -376,6 +377,18 @@ def test_a_stop_during_a_validation_pass_cuts_it_short_and_saves(tiny_corpus, tm
     last step too, where the run must not read as finished."""
     monkeypatch.setattr(loop, "LARGE_VALIDATION", 10)  # the tiny text's held-out share warns as a large one would
     monkeypatch.setattr(loop, "_scores_slowly", lambda: True)  # as on a CPU, whatever this machine has
+    make_reader = loop.make_reader
+
+    def slow_reader(config):
+        read = make_reader(config)
+
+        def reading(*args):
+            time.sleep(0.5)  # a pass that takes a while before the Ctrl-C
+            return (yield from read(*args))
+
+        return reading
+
+    monkeypatch.setattr(loop, "make_reader", slow_reader)
     run = new_tiny_run(tiny_corpus, steps=steps, eval_every=4, checkpoint_every=8)
     asked = []
 
@@ -393,6 +406,8 @@ def test_a_stop_during_a_validation_pass_cuts_it_short_and_saves(tiny_corpus, tm
     finished = got[-1]
     assert isinstance(finished, events.Finished) and (finished.reason, finished.step) == ("interrupted", 4)
     assert checkpoint.latest_step(tmp_path / "run" / "checkpoints" / "latest") == 4
+    # The pass's time is not training time: the last line can say where the time went.
+    assert finished.train_seconds - finished.step_seconds >= 0.5
     if steps == 4:
         # Resumed, the run owes the last step's pass: it makes it, and only then is done.
         resumed = session.resumed_run(tmp_path / "run", {})

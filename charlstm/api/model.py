@@ -109,10 +109,10 @@ class Model:
 
         `text` may also be a list of documents (the texts of several files):
         a model trained on several documents reads each from its start, as
-        its validation read its own; a model trained on one text reads
-        them one after another."""
-        stray = {}
-        if not isinstance(text, str) and isinstance(text, Sequence):
+        its validation read its own (`documents` is then the model's to
+        decide); a model trained on one text reads them one after another."""
+        stray: dict[str, int] = {}
+        if isinstance(text, list | tuple):
             text, stray, documents = *self._joined(text), BOUNDARY in self.vocab.chars
         text, skipped = self._known(text, "score", documents)
         skipped = {**stray, **skipped}
@@ -125,21 +125,27 @@ class Model:
         )
         return dataclasses.replace(score, skipped=skipped)
 
-    def inspect(self, text: str, max_chars: int = record.MAX_CHARS, *, documents: bool = False) -> record.Inspection:
+    def inspect(
+        self, text: str | Sequence[str], max_chars: int = record.MAX_CHARS, *, documents: bool = False
+    ) -> record.Inspection:
         """What the model does on the first `max_chars` characters of `text`,
         read from a zero state with carried state (as `evaluate(text,
         streams=1)` reads it): per character and layer the gates, c and h,
         and the next-character distribution; see `Inspection` for the
         arrays and their shapes. Characters the model never saw are left
-        out, and counted in `Inspection.skipped`; `documents` as for `evaluate`."""
+        out, and counted in `Inspection.skipped`; `documents`, and `text` as
+        a list of documents, as for `evaluate`."""
         record.check_max_chars(max_chars)
+        stray: dict[str, int] = {}
+        if isinstance(text, list | tuple):
+            text, stray, documents = *self._joined(text), BOUNDARY in self.vocab.chars
         head, skipped = self._known(text[:max_chars] if isinstance(text, str) else text, "inspect", documents)
         return record.record(
             self.model_config,
             self.params,
             self.vocab,
             head,
-            skipped=skipped,
+            skipped={**stray, **skipped},
             truncated=max(0, len(text) - max_chars),
         )
 
@@ -232,7 +238,7 @@ class Model:
         """What `validation_text` is, in words."""
         return manifest.describe_validation(self.corpus, self.train_config.val_fraction)
 
-    def _known(self, text: str, verb: str, documents: bool = False) -> tuple[str, dict[str, int]]:
+    def _known(self, text: object, verb: str, documents: bool = False) -> tuple[str, dict[str, int]]:
         """`text` without the characters the model never saw, and how often
         each occurred; the boundary symbol counts as one unless the text
         marks `documents` with it."""

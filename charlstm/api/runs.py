@@ -70,7 +70,8 @@ def read_texts(
     for path in given:
         if not isinstance(path, (str, Path)):
             raise ConfigError(f"paths must be file or folder names, got {type(path).__name__}")
-    sources = tuple(str(resolve_corpus_path(str(p), "text file or folder")[0]) for p in given)
+    found = (str(resolve_corpus_path(str(p), "text file or folder")[0]) for p in given)
+    sources = tuple(dict.fromkeys(found))  # each once, as the files are read once
     source = Source(tuple(str(p) for p in given), glob or DEFAULT_GLOB, skip_bad_files=skip_bad_files)
     files, left_out = read_documents(source)
     return Texts(sources, tuple(Path(f.path) for f in files), tuple(f.text for f in files), left_out)

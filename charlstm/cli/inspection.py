@@ -110,7 +110,8 @@ def inspect_model(
         use_cache()
         model = api.load(checkpoint)
         source, body, _ = (*given, {}) if given else _validation_text(model, "give a TEXTFILE or --text")
-        seen = model.inspect(body, max_chars, documents=not given)  # the validation text marks its documents
+        # A text given is one document, read as eval reads a file; the validation text marks its own.
+        seen = model.inspect([body] if given else body, max_chars, documents=not given)
         correlations = features.correlations(seen)
         tops = features.top_units(correlations, top)
         saturation = seen.saturation()

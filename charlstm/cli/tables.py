@@ -14,6 +14,7 @@ from rich.table import Table
 
 from charlstm.cli.format import duration, loss_text, skipped_text, trial_seconds
 from charlstm.flags import label
+from charlstm.text.vocab import BOUNDARY
 from charlstm.training.catalog import RunSummary
 from charlstm.training.checkpoint import Meta
 from charlstm.training.events import TrialResult
@@ -138,7 +139,11 @@ def score_table(text_path: str, where: Path, score: Score) -> Table:
     table.add_row("checkpoint", str(where))
     table.add_row("characters scored", f"{score.chars:,}")
     if score.skipped:
-        table.add_row("skipped (not in vocabulary)", f"{sum(score.skipped.values()):,}: {skipped_text(score.skipped)}")
+        # U+FDD0 may be in the vocabulary, as the symbol that marks documents: in a text it is never scored.
+        why = (
+            "not in vocabulary, or U+FDD0, which marks documents" if BOUNDARY in score.skipped else "not in vocabulary"
+        )
+        table.add_row(f"skipped ({why})", f"{sum(score.skipped.values()):,}: {skipped_text(score.skipped)}")
     table.add_row("loss", f"{score.loss:.4f} nats/char")
     table.add_row("bits per char", f"{score.bits_per_char:.4f}")
     table.add_row("perplexity", f"{score.perplexity:.3f}")

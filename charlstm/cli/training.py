@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shlex
 import signal
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -303,12 +304,17 @@ def _start(
     multi-process run without them, then train (`start(api, watch, stop)`)
     with them. `layout`: the coordinator, process count, process id and
     devices asked for."""
-    stop = StopFlag(quiet=level == QUIET)
+    # Under -q a Ctrl-C is still answered on a terminal (the user is there,
+    # and silence invites the third one, which loses the save), not in a log.
+    quiet = level == QUIET and not sys.stderr.isatty()
+    stop = StopFlag(quiet=quiet)
     with user_errors():
         with stop.installed():
             from charlstm import api
         level = _join(stop, *layout, level)
-        stop.quiet = level == QUIET  # only the first process of several reports
+        from charlstm.training import distributed
+
+        stop.quiet = quiet or not distributed.is_main()  # only the first process of several says so
         with stop.installed():
             use_cache()
             _train(level, stop, lambda watch: start(api, watch, stop))

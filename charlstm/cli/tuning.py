@@ -97,7 +97,7 @@ def tune(
     searched = {"learning_rate": learning_rate, "hidden_size": hidden_size, "num_layers": num_layers}
     searched |= {"seq_len": seq_len, "dropout": dropout}
     fixed: dict[str, Any] = {"cell": cell, "norm": norm, "embed_dim": embed_dim, "batch_size": batch_size}
-    stop = StopFlag(quiet=level == QUIET)
+    stop = StopFlag(quiet=level == QUIET and not sys.stderr.isatty())  # on a terminal, answered even under -q
     with user_errors():
         # The handlers go in before JAX is imported, as for `train`: a Ctrl-C
         # during that import is otherwise lost inside it.

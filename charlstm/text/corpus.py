@@ -149,7 +149,14 @@ def find(source: Source) -> Found:
         path = Path(given)
         if path.is_dir():
             any_folder = True
-            val_files += _folder_files(path, source.glob)
+            try:
+                val_files += _folder_files(path, source.glob)
+            except CorpusError as err:
+                # --glob picks the training folders' files too: where the validation
+                # folder's differ, naming them one by one is the way.
+                raise CorpusError(
+                    f"{flag('val_file')} {given}: {err}; or give the validation files one by one"
+                ) from None
         elif path.is_file():
             val_files.append(path)
         else:
@@ -198,12 +205,13 @@ def read_corpus(path: Path, what: str = "corpus") -> TextFile:
 def read_texts(source: Source) -> tuple[tuple[TextFile, ...], tuple[str, ...]]:
     """The documents `source` names (its `val_files` aside), each read whole
     as `read_corpus` reads one, for the commands that score text in memory;
-    and "PATH: problem" for each file left out. Of several files, empty ones
-    are left out (a source tree's empty __init__.py files are normal), and
-    with `skip_bad_files` those that are not UTF-8 text; otherwise the first
-    such file stops the reading."""
+    and "PATH: problem" for each file left out. Of a folder's files or
+    several, empty ones are left out (a source tree's empty __init__.py files
+    are normal); with `skip_bad_files` those that are not UTF-8 text too,
+    which otherwise stop the reading, as one file given alone does."""
     found = find(source)
-    if len(found.train) == 1:
+    one_file = len(source.paths) == 1 and not Path(found.roots[0]).is_dir()
+    if one_file and not source.skip_bad_files:
         return (read_corpus(found.train[0].path, "the text"),), ()
     files, left_out = [], []
     for doc in found.train:

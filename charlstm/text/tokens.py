@@ -27,6 +27,7 @@ import hashlib
 import json
 import mmap
 import os
+import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -360,16 +361,17 @@ def _write_atomically(path: Path, write: Callable[[BinaryIO], object]) -> None:
 
 
 def _sweep(directory: Path) -> None:
-    """Remove the partial files of writers that died (a process ended at
-    once by a second Ctrl-C, a kill), which could be as large as the text.
-    Called under the folder's lock, so no live writer of this machine is
-    at work on them; a file whose writer may be alive is left."""
-    for tmp in directory.glob("*.tmp"):
-        pid = tmp.name.rsplit(".", 2)[-2] if tmp.name.count(".") >= 2 else ""
-        if not pid.isdigit() or int(pid) == os.getpid():
+    """Remove the partial token files of writers that died (a process ended
+    at once by a second Ctrl-C, a kill), which could be as large as the
+    text. Called under the folder's lock, which every writer of a token file
+    holds, so no live writer of this machine is at work on them; a file
+    whose writer may be alive is left."""
+    for tmp in directory.glob("tokens-*.tmp"):
+        written_by = re.fullmatch(r"tokens-.*\.([0-9]{1,9})\.tmp", tmp.name)
+        if written_by is None or int(written_by[1]) == os.getpid():
             continue
         try:
-            os.kill(int(pid), 0)
+            os.kill(int(written_by[1]), 0)
         except ProcessLookupError:
             _remove(tmp)
         except OSError:  # another user's process, alive

@@ -24,7 +24,6 @@ arrays, and only process 0 writes the JSON and renames the directory.
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,7 +65,7 @@ class CheckpointWriter:
         root = run_dir / "checkpoints"
         self._managers = {LATEST: _manager(root / LATEST, KEEP_LATEST), BEST: _manager(root / BEST, 1)}
 
-    def save(self, run: Run, best: bool, data_windows: int | None = None) -> str:
+    def save(self, run: Run, best: bool, data_windows: int | None = None, rewrite: bool = False) -> str:
         kind = BEST if best else LATEST
         manager = self._managers[kind]
         step = int(run.state.step)
@@ -74,11 +73,11 @@ class CheckpointWriter:
         if step in manager.all_steps():
             # Resuming reaches steps saved before. A latest checkpoint there
             # holds this very state (training is deterministic and resume
-            # starts at the newest latest), and is rewritten only where it
-            # lacks a validation pass made since (one a stop cut short, owed
-            # by the resumed run); a best one may not (resumed with another
+            # starts at the newest latest), and is rewritten only when asked
+            # (`rewrite`: its history lacks the pass a stop cut short, which
+            # the resumed run made); a best one may not (resumed with another
             # --lr, say), and it was only reached again by being better.
-            if not best and not _passes_behind(Path(path), run):
+            if not best and not rewrite:
                 return path
             manager.delete(step)
         state = flax.serialization.to_state_dict(run.state)
@@ -105,15 +104,6 @@ class Checkpoint(Meta):
     """A checkpoint's metadata and its restored training state."""
 
     state: TrainState
-
-
-def _passes_behind(step_dir: Path, run: Run) -> bool:
-    """Whether the checkpoint in `step_dir` records fewer validation passes than `run` has made."""
-    try:
-        stored = json.loads((step_dir / "meta" / "metadata").read_text(encoding="utf-8"))
-        return len(stored["history"]) < len(run.history)
-    except (OSError, ValueError, KeyError, TypeError):
-        return False  # unreadable: the resume that reads it says so
 
 
 def locate(path: Path, prefer: str = BEST) -> tuple[Path, int]:

@@ -44,7 +44,8 @@ PROGRESS_SAMPLE = SampleConfig(length=200, temperature=0.8, seed=0)
 # default model on 2 cores, 2026-12-03), 2M characters is 40 s a pass.
 LARGE_VALIDATION = 2_000_000
 
-Save = Callable[[Run, bool, int], str]  # (run, best, windows per pass) -> where it was written
+# (run, best, windows per pass, rewrite: a latest checkpoint already at this step) -> where it was written
+Save = Callable[[Run, bool, int, bool], str]
 
 
 def fit(
@@ -194,6 +195,7 @@ class TrainingLoop:
                 if first:
                     hostmem.return_freed()  # the scorer's and the sampler's compilations
                 if self.cut_short:  # even at the last step: the run did not finish its pass
+                    self.paused += time.perf_counter() - paused  # scoring, not training, as below
                     return "interrupted"
             if not self.healthy:
                 return "diverged"
@@ -354,13 +356,18 @@ class TrainingLoop:
         run.history.append({"step": self.step, "val_loss": val_loss, "train_seconds": self._clock()})
         yield events.Evaluated(self.step, val_loss, is_best)
         if is_best:
-            yield events.Saved(self.step, self._save(run, True, self.setup.train_streams.windows), best=True)
+            yield events.Saved(self.step, self._save(run, True, self.setup.train_streams.windows, False), best=True)
         if self._sample is not None and distributed.is_main():
             yield events.Sampled(self.step, sample_text(run.model_config, params, run.vocab, self._sample))
 
     def _checkpoint(self) -> events.Saved:
         self.saved_step = self.step
-        return events.Saved(self.step, self._save(self.run, False, self.setup.train_streams.windows), best=False)
+        # A session that made the pass its first step owed (a stop had cut it
+        # short) rewrites that step's checkpoint, so that its history has the
+        # pass; every process decides alike, from the run's own history.
+        owed = self.step == self.first_step == self.evaluated_step
+        where = self._save(self.run, False, self.setup.train_streams.windows, owed)
+        return events.Saved(self.step, where, best=False)
 
 
 def _passes_since_best(history: list[dict[str, float]]) -> int:
