@@ -127,8 +127,9 @@ def test_eval_names_a_bad_file_that_joined_the_runs_folder(runner, tmp_path):
     result = runner.invoke(app, ["eval", str(run_dir)])
     assert result.exit_code == 2
     lines = result.stderr.splitlines()
-    assert lines[0] == f"{poems / 'late.txt'}: not valid UTF-8 (byte offset 3: b'\\xe9\\n')"
-    assert "is not there to take its validation text from (a file is not usable text (listed above)" in lines[1]
+    assert lines[0].startswith("no text given: reading the run's validation text, the last 10% of each of its 2")
+    assert lines[1] == f"{poems / 'late.txt'}: not valid UTF-8 (byte offset 3: b'\\xe9\\n')"
+    assert "is not there to take its validation text from (a file is not usable text (listed above)" in lines[2]
 
 
 def test_files_that_are_not_text_stop_the_run_each_named_on_its_line(runner, tmp_path):

@@ -116,14 +116,17 @@ class Model:
             text, stray, documents = *self._joined(text), BOUNDARY in self.vocab.chars
         text, skipped = self._known(text, "score", documents)
         skipped = {**stray, **skipped}
-        if streams is not None:
-            streams = whole_number(streams, "streams")
-            if streams < 1:
-                raise ConfigError(f"streams must be a whole number >= 1, got {streams!r}")
-        score = make_scorer(self.model_config)(
-            self.params, self.vocab.encode(text), streams or self.train_config.batch_size
-        )
+        score = make_scorer(self.model_config)(self.params, self.vocab.encode(text), self._streams(streams))
         return dataclasses.replace(score, skipped=skipped)
+
+    def _streams(self, streams: int | None) -> int:
+        """The streams to score in: those asked for, else the training batch size, as validation."""
+        if streams is None:
+            return self.train_config.batch_size
+        streams = whole_number(streams, "streams")
+        if streams < 1:
+            raise ConfigError(f"streams must be a whole number >= 1, got {streams!r}")
+        return streams
 
     def inspect(
         self, text: str | Sequence[str], max_chars: int = record.MAX_CHARS, *, documents: bool = False
@@ -200,6 +203,19 @@ class Model:
     def held_out(self) -> tuple[str, dict[str, int]]:
         """`validation_text()`, and the characters of `--val-file` texts that
         the vocabulary lacks, which validation left out of it: how often each."""
+        segments, skipped = self._held_out_ids()
+        return self.vocab.decode(segments[:]), skipped
+
+    def evaluate_held_out(self, streams: int | None = None) -> Score:
+        """`evaluate` on `validation_text()`, as validation scored it (its
+        logged loss, and its characters left out), read in place from the
+        run's token file: a held-out text of gigabytes needs no more memory
+        than a validation pass."""
+        segments, skipped = self._held_out_ids()
+        score = make_scorer(self.model_config)(self.params, segments, self._streams(streams))
+        return dataclasses.replace(score, skipped=skipped)
+
+    def _held_out_ids(self) -> tuple[streams.Segments, dict[str, int]]:
         entry = self.corpus or {"path": self.corpus_path, "sha256": self.corpus_sha256}
         try:
             corpus = prepare(manifest.source_of(entry))
@@ -216,8 +232,7 @@ class Model:
         tokens = open_tokens(corpus, self.vocab)
         hashes = [d.sha256 for d in corpus.train]
         held_out = streams.split_documents(tokens, self.train_config.val_fraction, hashes)
-        segments = streams.Segments(tokens.ids, held_out.val, tokens.checked)
-        return self.vocab.decode(segments[:]), dict(tokens.skipped)
+        return streams.Segments(tokens.ids, held_out.val, tokens.checked), dict(tokens.skipped)
 
     def _joined(self, texts: Sequence[str]) -> tuple[str, dict[str, int]]:
         """Documents as one text, as this model's training read them: each

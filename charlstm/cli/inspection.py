@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -54,12 +53,12 @@ def evaluate(
         if given:
             source, documents = given
             score = model.evaluate(documents, streams)
-            left_out: dict[str, int] = {}
         else:
-            source, text, left_out = _validation_text(model, "give text files or folders to score")
-            score = model.evaluate(text, streams, documents=True)  # the validation text marks its documents
-        if left_out:  # a --val-file's characters the model never saw, left out as validation left them
-            score = dataclasses.replace(score, skipped={**left_out, **score.skipped})
+            source = _validation_source(model)
+            try:
+                score = model.evaluate_held_out(streams)  # read in place, as validation read it
+            except CharlstmError as err:
+                fail(f"no text given, and {err}: give text files or folders to score", err.details)
         if as_json:
             sys.stdout.write(json.dumps(records.score_record(source, model.path, score)) + "\n")
         else:
@@ -174,13 +173,16 @@ def _validation_text(model: Model, otherwise: str) -> tuple[str, str, dict[str, 
         held_out, left_out = model.held_out()
     except CharlstmError as err:
         fail(f"no text given, and {err}: {otherwise}", err.details)
+    return _validation_source(model), held_out, left_out
+
+
+def _validation_source(model: Model) -> str:
+    """Say which text the run validated on (the held-out end of its corpus,
+    or its --val-file texts), which the model never trained on; its name."""
     val_files = [shown(f) for f in model.corpus.get("val_files") or ()]
     corpus = ", ".join(val_files) if val_files else shown(model.corpus_path)
-    if model.corpus.get("documents", 1) > 1 or val_files:
-        say(f"no text given: reading the run's validation text, {model.validation_description()}, from {corpus}")
-    else:
-        say(f"no text given: reading the run's validation text, the last {len(held_out):,} characters of {corpus}")
-    return f"{corpus} (validation text)", held_out, left_out
+    say(f"no text given: reading the run's validation text, {model.validation_description()}, from {corpus}")
+    return f"{corpus} (validation text)"
 
 
 def list_runs(
