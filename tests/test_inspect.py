@@ -273,7 +273,9 @@ def test_inspect_writes_the_page_the_plot_and_json(runner, trained_run, tmp_path
     assert result.exit_code == 0, result.output
     assert "reading the run's validation text" in result.stderr
     out = result.stdout
-    assert re.search(r"characters read\s+300\b", out) and re.search(r"not read \(--max-chars\)\s+[1-9]", out)
+    held_out = api.load(run_dir).validation_text()
+    assert re.search(r"characters read\s+300\b", out)
+    assert re.search(rf"not read \(--max-chars\)\s+{len(held_out) - 300:,}\b", out)  # only 300 were decoded
     assert re.search(r"in_caps_word\s+in an ALL-CAPITALS word\s+L\d [ch]\d+ [+-]0\.\d\d", out)
     assert re.search(r"in_quotes\s+inside double quotes\s+not in text", out)
     assert "Gate saturation" in out and "f (forget gate)" in out

@@ -215,6 +215,15 @@ class Model:
         score = make_scorer(self.model_config)(self.params, segments, self._streams(streams))
         return dataclasses.replace(score, skipped=skipped)
 
+    def inspect_held_out(self, max_chars: int = record.MAX_CHARS) -> record.Inspection:
+        """`inspect` on `validation_text()`, of which only the characters read
+        are decoded: a held-out text of gigabytes is no burden."""
+        record.check_max_chars(max_chars)
+        segments, _ = self._held_out_ids()
+        head = self.vocab.decode(segments[:max_chars])
+        seen = self.inspect(head, max_chars, documents=True)  # the text marks its documents
+        return dataclasses.replace(seen, truncated=len(segments) - len(head))
+
     def _held_out_ids(self) -> tuple[streams.Segments, dict[str, int]]:
         entry = self.corpus or {"path": self.corpus_path, "sha256": self.corpus_sha256}
         try:

@@ -108,9 +108,15 @@ def inspect_model(
         given = _given_text(text_file, text)
         use_cache()
         model = api.load(checkpoint)
-        source, body, _ = (*given, {}) if given else _validation_text(model, "give a TEXTFILE or --text")
-        # A text given is one document, read as eval reads a file; the validation text marks its own.
-        seen = model.inspect([body] if given else body, max_chars, documents=not given)
+        if given:
+            source, body = given
+            seen = model.inspect([body], max_chars)  # one document, read as eval reads a file
+        else:
+            source = _validation_source(model)
+            try:
+                seen = model.inspect_held_out(max_chars)
+            except CharlstmError as err:
+                fail(f"no text given, and {err}: give a TEXTFILE or --text", err.details)
         correlations = features.correlations(seen)
         tops = features.top_units(correlations, top)
         saturation = seen.saturation()
@@ -162,18 +168,6 @@ def _given_texts(texts: list[str] | None, glob: str | None, skip_bad_files: bool
     several = len(read.documents) > 1
     source = ", ".join(read.sources) + (f" ({len(read.documents):,} files)" if several else "")
     return source, list(read.documents)
-
-
-def _validation_text(model: Model, otherwise: str) -> tuple[str, str, dict[str, int]]:
-    """Where it comes from, the text the run validated on (the held-out end
-    of its corpus, or its --val-file texts), which the model never trained
-    on, and the characters validation left out of it; `otherwise` says how
-    this command takes a text of the user's own."""
-    try:
-        held_out, left_out = model.held_out()
-    except CharlstmError as err:
-        fail(f"no text given, and {err}: {otherwise}", err.details)
-    return _validation_source(model), held_out, left_out
 
 
 def _validation_source(model: Model) -> str:

@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING
 from rich import box
 from rich.table import Table
 
+from charlstm.api.model import BOUNDARY
 from charlstm.cli.format import duration, loss_text, skipped_text, trial_seconds
 from charlstm.flags import label
-from charlstm.text.vocab import BOUNDARY
 from charlstm.training.catalog import RunSummary
 from charlstm.training.checkpoint import Meta
 from charlstm.training.events import TrialResult
