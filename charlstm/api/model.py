@@ -4,14 +4,16 @@ scoring, inspecting and exporting it."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from charlstm.config import ModelConfig, SampleConfig, TrainConfig, path_like, whole_number
 from charlstm.core.generation import Completion, complete, default_prime, sample_texts, stream_texts
 from charlstm.core.model import Params, count_params
-from charlstm.core.scorer import Score, make_scorer
+from charlstm.core.scorer import Score, make_reader
 from charlstm.errors import ConfigError, CorpusError
 from charlstm.export import page, weights
 from charlstm.introspect import record
@@ -97,7 +99,14 @@ class Model:
         _check_request(request, "stream")
         return stream_texts(self.model_config, self.params, self.vocab, request, chunk)
 
-    def evaluate(self, text: str | Sequence[str], streams: int | None = None, *, documents: bool = False) -> Score:
+    def evaluate(
+        self,
+        text: str | Sequence[str],
+        streams: int | None = None,
+        *,
+        documents: bool = False,
+        progress: Callable[[float], None] | None = None,
+    ) -> Score:
         """Loss per character on `text`, read with carried state in up to
         `streams` parallel streams (default: the training batch size, which
         is how validation was scored). Characters the model never saw are
@@ -110,14 +119,29 @@ class Model:
         `text` may also be a list of documents (the texts of several files):
         a model trained on several documents reads each from its start, as
         its validation read its own (`documents` is then the model's to
-        decide); a model trained on one text reads them one after another."""
+        decide); a model trained on one text reads them one after another.
+        `progress`, if given, is called with the share scored so far (0 to
+        1) as the scoring goes (a large text takes minutes on a CPU)."""
         stray: dict[str, int] = {}
         if isinstance(text, list | tuple):
             text, stray, documents = *self._joined(text), BOUNDARY in self.vocab.chars
         text, skipped = self._known(text, "score", documents)
         skipped = {**stray, **skipped}
-        score = make_scorer(self.model_config)(self.params, self.vocab.encode(text), self._streams(streams))
+        score = self._score(self.vocab.encode(text), streams, progress)
         return dataclasses.replace(score, skipped=skipped)
+
+    def _score(
+        self, ids: np.ndarray | streams.Segments, max_streams: int | None, progress: Callable[[float], None] | None
+    ) -> Score:
+        reading = make_reader(self.model_config)(self.params, ids, self._streams(max_streams))
+        while True:
+            try:
+                done = next(reading)
+            except StopIteration as end:
+                score: Score = end.value
+                return score
+            if progress is not None:
+                progress(done)
 
     def _streams(self, streams: int | None) -> int:
         """The streams to score in: those asked for, else the training batch size, as validation."""
@@ -206,13 +230,15 @@ class Model:
         segments, skipped = self._held_out_ids()
         return self.vocab.decode(segments[:]), skipped
 
-    def evaluate_held_out(self, streams: int | None = None) -> Score:
+    def evaluate_held_out(
+        self, streams: int | None = None, *, progress: Callable[[float], None] | None = None
+    ) -> Score:
         """`evaluate` on `validation_text()`, as validation scored it (its
         logged loss, and its characters left out), read in place from the
         run's token file: a held-out text of gigabytes needs no more memory
-        than a validation pass."""
+        than a validation pass. `progress` as for `evaluate`."""
         segments, skipped = self._held_out_ids()
-        score = make_scorer(self.model_config)(self.params, segments, self._streams(streams))
+        score = self._score(segments, streams, progress)
         return dataclasses.replace(score, skipped=skipped)
 
     def inspect_held_out(self, max_chars: int = record.MAX_CHARS) -> record.Inspection:

@@ -3,12 +3,15 @@ place that turns loop events into terminal output.
 
 On a terminal it is a live rich progress bar; elsewhere (CI logs, files,
 pipes) it prints plain lines, at most one progress line every few seconds
-plus one for every evaluation, save and the end.
+plus one for every evaluation, save and the end. `scoring_bar` is the
+bar of `charlstm eval`.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 
@@ -21,6 +24,7 @@ from rich.progress import (
     ProgressColumn,
     Task,
     TaskID,
+    TaskProgressColumn,
     TextColumn,
     TimeRemainingColumn,
     TransferSpeedColumn,
@@ -316,6 +320,23 @@ class _TimeLeft(ProgressColumn):
             limit = max(0.0, ends - time.monotonic())
             left = limit if left is None else min(left, limit)
         return Text("-:--" if left is None else _duration(left), style="progress.remaining")
+
+
+@contextmanager
+def scoring_bar(console: Console, what: str) -> Iterator[Callable[[float], None]]:
+    """A transient bar of the share of a text scored (the callback takes
+    it, 0 to 1), on a terminal; elsewhere nothing, the table being all an
+    eval writes."""
+    if not console.is_terminal:
+        yield lambda share: None
+        return
+    bar = Progress(
+        TextColumn(f"[bold]{what}"), BarColumn(), TaskProgressColumn(), TimeRemainingColumn(),
+        console=console, transient=True,
+    )  # fmt: skip
+    task = bar.add_task(what, total=1.0)
+    with bar:
+        yield lambda share: bar.update(task, completed=share)
 
 
 def _trained(event: events.Finished) -> str:

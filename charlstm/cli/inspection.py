@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from charlstm.cli.app import AsJson, fail, print_table, say, use_cache, user_errors
+from charlstm.cli.app import AsJson, fail, print_table, say, stderr, use_cache, user_errors
+from charlstm.cli.display import scoring_bar
 from charlstm.cli.training import GlobOption, SkipBadFilesOption
 from charlstm.errors import CharlstmError, shown
 from charlstm.flags import flag
@@ -52,11 +53,13 @@ def evaluate(
         model = api.load(checkpoint)
         if given:
             source, documents = given
-            score = model.evaluate(documents, streams)
+            with scoring_bar(stderr(), "scoring") as progress:
+                score = model.evaluate(documents, streams, progress=progress)
         else:
             source = _validation_source(model)
             try:
-                score = model.evaluate_held_out(streams)  # read in place, as validation read it
+                with scoring_bar(stderr(), "scoring") as progress:
+                    score = model.evaluate_held_out(streams, progress=progress)  # in place, as validation read it
             except CharlstmError as err:
                 fail(f"no text given, and {err}: give text files or folders to score", err.details)
         if as_json:

@@ -18,6 +18,7 @@ windows are T), V vocabulary size.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,6 +41,7 @@ MIN_STREAM_CHARS = 512
 # Window sums are fetched and added in float64 this often, so a long text's
 # total does not drift in float32 while the device still runs ahead.
 _FETCH_EVERY = 64
+_POLL_S = 0.01  # how often a reader waiting for the device says how far it is
 
 
 class Stopped(Exception):
@@ -140,16 +142,28 @@ def make_reader(config: ModelConfig) -> Callable[[Params, np.ndarray | Segments,
         carry = zero_carry(config, len(layout.starts))
         total, fetched = 0.0, 0
         pending: list[Any] = []  # window sums not fetched yet: jax.Array (whose type omits is_ready)
-        for inputs, targets, mask in windows(ids, layout):
-            # The windows the device has finished: asked without waiting for it.
+
+        def share() -> float:
+            """Of all the windows, those the device has finished: asked without waiting for it."""
             ready = next((i for i, loss in enumerate(pending) if not loss.is_ready()), len(pending))
-            yield (fetched + ready) / layout.windows
+            return (fetched + ready) / layout.windows
+
+        for inputs, targets, mask in windows(ids, layout):
+            yield share()
             loss_sum, carry = window_loss(params, jnp.asarray(inputs), jnp.asarray(targets), jnp.asarray(mask), carry)
             pending.append(loss_sum)
             if len(pending) == _FETCH_EVERY:
+                # The host runs up to this many windows ahead: while the device
+                # catches up, keep saying how far it is (and let a stop in).
+                while not pending[-1].is_ready():
+                    yield share()
+                    time.sleep(_POLL_S)
                 total += float(np.sum(np.asarray(jax.device_get(pending), np.float64)))
                 fetched += len(pending)
                 pending.clear()
+        while pending and not pending[-1].is_ready():
+            yield share()
+            time.sleep(_POLL_S)
         total += float(np.sum(np.asarray(jax.device_get(pending), np.float64)))
         chars = int(layout.lengths.sum())
         return Score(total / chars, chars)
