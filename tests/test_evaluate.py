@@ -101,3 +101,24 @@ def test_a_users_text_holding_the_boundary_symbol_is_not_read_as_documents(tmp_p
     assert score.skipped == {BOUNDARY: held_out.count(BOUNDARY)}
     assert score.loss == pytest.approx(model.evaluate(plain).loss, abs=1e-6)
     assert model.inspect(held_out).skipped == {BOUNDARY: held_out[:2000].count(BOUNDARY)}
+
+
+def test_the_reader_says_how_far_it_is_and_scores_as_the_scorer(model, tiny_text, monkeypatch):
+    """What eval's bar and a validation pass's progress show: the share of
+    the windows the device has finished, never going back, ending with the
+    score make_scorer gives."""
+    from charlstm.core import scorer
+
+    monkeypatch.setattr(scorer, "_FETCH_EVERY", 2)
+    cfg, params, vocab = model
+    ids = vocab.encode(tiny_text[: 5 * EVAL_WINDOW + 3])
+    reading, shares = scorer.make_reader(cfg)(params, ids, 1), []
+    while True:
+        try:
+            shares.append(next(reading))
+        except StopIteration as end:
+            score = end.value
+            break
+    assert shares[0] == 0 and shares == sorted(shares) and max(shares) < 1
+    assert {i / 6 for i in (0, 2, 4)} <= set(shares)  # each fetch of 2 windows of the 6 is seen
+    assert score == make_scorer(cfg)(params, ids, 1)
