@@ -344,6 +344,13 @@ def test_eval_reads_files_and_folders_as_the_runs_validation_read_its_documents(
     # A U+FDD0 inside a document is left out and counted, never read as a document's start.
     marked = model.evaluate([texts.documents[0][:50] + "\ufdd0" + texts.documents[0][50:], texts.documents[1]])
     assert marked.skipped["\ufdd0"] == 1 and marked.loss == pytest.approx(logged, abs=1e-6)
+    # inspect reads --max-chars of the document's own characters, after the boundary, and counts
+    # only what it read; a text given alone is one document.
+    doc = texts.documents[0]
+    seen = model.inspect([doc + "\ufdd0" * 7], 50)
+    known = "".join(c for c in doc[:50] if c in model.vocab.chars)  # capitals the poems' vocabulary may lack
+    assert seen.text == "\ufdd0" + known and seen.truncated == len(doc) + 7 - 50
+    assert "\ufdd0" not in seen.skipped and sum(seen.skipped.values()) == 50 - len(known)
     # inspect reads a file as eval reads it, one stream: the same loss.
     one = scored(str(held[0]), "--streams", "1")
     inspected = runner.invoke(app, ["inspect", str(run_dir), str(held[0]), "-o", str(tmp_path / "p.html"), "--json"])

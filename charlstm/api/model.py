@@ -164,16 +164,27 @@ class Model:
         a list of documents, as for `evaluate`."""
         record.check_max_chars(max_chars)
         stray: dict[str, int] = {}
+        head: object  # what is read: a text, or something refused below
         if isinstance(text, list | tuple):
-            text, stray, documents = *self._joined(text), BOUNDARY in self.vocab.chars
-        head, skipped = self._known(text[:max_chars] if isinstance(text, str) else text, "inspect", documents)
+            # max_chars of the documents' own characters: cut before joining,
+            # so the boundary symbols take none of them and only what is read is counted.
+            _check_documents(text)
+            cut, left = [], max_chars
+            for document in text:
+                if left <= 0:
+                    break
+                cut.append(document[:left])
+                left -= len(cut[-1])
+            truncated = sum(map(len, text)) - sum(map(len, cut))
+            head, stray = self._joined(cut)
+            documents = BOUNDARY in self.vocab.chars
+        elif isinstance(text, str):
+            head, truncated = text[:max_chars], max(0, len(text) - max_chars)
+        else:
+            head, truncated = text, 0  # refused just below, with the reason
+        read, skipped = self._known(head, "inspect", documents)
         return record.record(
-            self.model_config,
-            self.params,
-            self.vocab,
-            head,
-            skipped={**stray, **skipped},
-            truncated=max(0, len(text) - max_chars),
+            self.model_config, self.params, self.vocab, read, skipped={**stray, **skipped}, truncated=truncated
         )
 
     @property
@@ -273,11 +284,7 @@ class Model:
         """Documents as one text, as this model's training read them: each
         after the boundary symbol where it learned several, else end to end;
         and the boundary symbols found in them, left out of the first."""
-        if not texts:
-            raise ConfigError("no documents given: nothing to score")
-        for text in texts:
-            if not isinstance(text, str):
-                raise ConfigError(f"the documents must be texts, got {type(text).__name__}")
+        _check_documents(texts)
         if BOUNDARY not in self.vocab.chars:  # _known counts the symbol as unknown
             return "".join(texts), {}
         stray = sum(text.count(BOUNDARY) for text in texts)
@@ -308,6 +315,14 @@ class Model:
                     f"skipped, {len(text)} left): nothing to {verb}"
                 )
         return text, skipped
+
+
+def _check_documents(texts: Sequence[Any]) -> None:
+    if not texts:
+        raise ConfigError("no documents given: nothing to read")
+    for text in texts:
+        if not isinstance(text, str):
+            raise ConfigError(f"the documents must be texts, got {type(text).__name__}")
 
 
 def _check_request(request: Any, verb: str) -> None:

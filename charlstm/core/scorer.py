@@ -41,7 +41,7 @@ MIN_STREAM_CHARS = 512
 # Window sums are fetched and added in float64 this often, so a long text's
 # total does not drift in float32 while the device still runs ahead.
 _FETCH_EVERY = 64
-_POLL_S = 0.01  # how often a reader waiting for the device says how far it is
+_POLL_S = 0.01  # how often, at most, a reader waiting for the device says how far it is
 
 
 class Stopped(Exception):
@@ -143,9 +143,13 @@ def make_reader(config: ModelConfig) -> Callable[[Params, np.ndarray | Segments,
         total, fetched = 0.0, 0
         pending: list[Any] = []  # window sums not fetched yet: jax.Array (whose type omits is_ready)
 
+        ready = 0  # of the pending windows, the first this many are known finished
+
         def share() -> float:
             """Of all the windows, those the device has finished: asked without waiting for it."""
-            ready = next((i for i, loss in enumerate(pending) if not loss.is_ready()), len(pending))
+            nonlocal ready
+            while ready < len(pending) and pending[ready].is_ready():  # in order: a window follows the one before
+                ready += 1
             return (fetched + ready) / layout.windows
 
         for inputs, targets, mask in windows(ids, layout):
@@ -155,17 +159,26 @@ def make_reader(config: ModelConfig) -> Callable[[Params, np.ndarray | Segments,
             if len(pending) == _FETCH_EVERY:
                 # The host runs up to this many windows ahead: while the device
                 # catches up, keep saying how far it is (and let a stop in).
-                while not pending[-1].is_ready():
-                    yield share()
-                    time.sleep(_POLL_S)
+                yield from _caught_up(pending, share)
                 total += float(np.sum(np.asarray(jax.device_get(pending), np.float64)))
                 fetched += len(pending)
                 pending.clear()
-        while pending and not pending[-1].is_ready():
-            yield share()
-            time.sleep(_POLL_S)
+                ready = 0
+        yield from _caught_up(pending, share)
         total += float(np.sum(np.asarray(jax.device_get(pending), np.float64)))
         chars = int(layout.lengths.sum())
         return Score(total / chars, chars)
 
     return read
+
+
+def _caught_up(pending: list[Any], share: Callable[[], float]) -> Iterator[float]:
+    """Wait for the device to finish the windows dispatched, saying how far
+    it is between short sleeps. They start at 0.2 ms and double up to
+    _POLL_S, so a small text (or a fast device) loses next to nothing to
+    the waiting and a long wait costs few wake-ups."""
+    pause = 0.0002
+    while pending and not pending[-1].is_ready():
+        yield share()
+        time.sleep(pause)
+        pause = min(2 * pause, _POLL_S)
