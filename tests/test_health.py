@@ -176,3 +176,16 @@ def test_the_time_left_is_the_time_limits_when_it_ends_the_run_first(capsys):
     # estimate from 100,000 steps (hours), and no timing is asserted.
     minutes, seconds = shown.split(":")
     assert minutes == "0" and int(seconds) <= 11
+
+
+def test_evals_bar_shows_on_a_terminal_only(capsys):
+    from charlstm.cli.display import scoring_bar
+
+    with scoring_bar(Console(stderr=True, force_terminal=False), "scoring") as progress:
+        progress(0.5)
+    assert capsys.readouterr().err == ""  # a log or a pipe gets the table alone
+    terminal = Console(stderr=True, force_terminal=True, width=100)
+    with scoring_bar(terminal, "scoring") as progress:
+        progress(0.5)
+    shown = capsys.readouterr().err
+    assert "scoring" in shown and "50%" in shown
