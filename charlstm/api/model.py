@@ -13,7 +13,7 @@ import numpy as np
 from charlstm.config import ModelConfig, SampleConfig, TrainConfig, path_like, whole_number
 from charlstm.core.generation import Completion, complete, default_prime, sample_texts, stream_texts
 from charlstm.core.model import Params, count_params
-from charlstm.core.scorer import Score, make_reader
+from charlstm.core.scorer import Score, make_scorer
 from charlstm.errors import ConfigError, CorpusError
 from charlstm.export import page, weights
 from charlstm.introspect import record
@@ -133,15 +133,8 @@ class Model:
     def _score(
         self, ids: np.ndarray | streams.Segments, max_streams: int | None, progress: Callable[[float], None] | None
     ) -> Score:
-        reading = make_reader(self.model_config)(self.params, ids, self._streams(max_streams))
-        while True:
-            try:
-                done = next(reading)
-            except StopIteration as end:
-                score: Score = end.value
-                return score
-            if progress is not None:
-                progress(done)
+        score: Score = make_scorer(self.model_config)(self.params, ids, self._streams(max_streams), progress=progress)
+        return score
 
     def _streams(self, streams: int | None) -> int:
         """The streams to score in: those asked for, else the training batch size, as validation."""

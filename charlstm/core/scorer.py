@@ -94,25 +94,32 @@ def windows(ids: np.ndarray | Segments, layout: Layout) -> Iterator[tuple[np.nda
 
 
 def make_scorer(config: ModelConfig) -> Callable[..., Score]:
-    """`score(params, ids, max_streams, should_stop=None)`: the mean loss
-    over all of `ids`; raises Stopped where `should_stop()` turns true, asked
-    before each window (a validation pass over a large held-out text takes
-    minutes, and a Ctrl-C should not wait for it)."""
+    """`score(params, ids, max_streams, should_stop=None, progress=None)`:
+    the mean loss over all of `ids`; raises Stopped where `should_stop()`
+    turns true, asked before each window (a validation pass over a large
+    held-out text takes minutes, and a Ctrl-C should not wait for it), and
+    calls `progress` with the share scored so far (make_reader's)."""
     read = make_reader(config)
 
     def score(
-        params: Params, ids: np.ndarray | Segments, max_streams: int, should_stop: Callable[[], bool] | None = None
+        params: Params,
+        ids: np.ndarray | Segments,
+        max_streams: int,
+        should_stop: Callable[[], bool] | None = None,
+        progress: Callable[[float], None] | None = None,
     ) -> Score:
         reading = read(params, ids, max_streams)
         while True:
             try:
-                next(reading)
+                done = next(reading)
             except StopIteration as end:
                 result: Score = end.value
                 return result
             if should_stop is not None and should_stop():
                 reading.close()
                 raise Stopped
+            if progress is not None:
+                progress(done)
 
     return score
 

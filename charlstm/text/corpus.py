@@ -193,13 +193,12 @@ def read_corpus(path: Path, what: str = "corpus") -> TextFile:
     valid UTF-8); `what` names it in the errors."""
     if path.is_dir():
         raise CorpusError(f"{path} is a folder; this reads one text file")
-    raw = _read_bytes(path)
-    if not raw:
+    text, problem = _read_checked(path)
+    if problem == EMPTY:
         raise CorpusError(f"{what} is empty: {path}")
-    problem = binary_or_invalid(raw[:65536], raw)
-    if problem:
+    if text is None:
         raise CorpusError(f"{path}: {problem}")
-    return TextFile(str(path), raw.decode("utf-8"), hashlib.sha256(raw).hexdigest())
+    return text
 
 
 def read_texts(source: Source) -> tuple[tuple[TextFile, ...], tuple[str, ...]]:
@@ -215,10 +214,9 @@ def read_texts(source: Source) -> tuple[tuple[TextFile, ...], tuple[str, ...]]:
         return (read_corpus(found.train[0].path, "the text"),), ()
     files, left_out = [], []
     for doc in found.train:
-        raw = _read_bytes(doc.path)
-        problem = binary_or_invalid(raw[:65536], raw) if raw else EMPTY
-        if problem is None:
-            files.append(TextFile(str(doc.path), raw.decode("utf-8"), hashlib.sha256(raw).hexdigest()))
+        text, problem = _read_checked(doc.path)
+        if text is not None:
+            files.append(text)
         elif problem == EMPTY or source.skip_bad_files:
             left_out.append(f"{shown(doc.path)}: {problem}")
         else:
@@ -230,14 +228,20 @@ def read_texts(source: Source) -> tuple[tuple[TextFile, ...], tuple[str, ...]]:
     return tuple(files), tuple(left_out)
 
 
-EMPTY = "empty"  # the problem of a file with no bytes, among several (read_texts)
+EMPTY = "empty"  # the problem of a file with no bytes (_read_checked)
 
 
-def _read_bytes(path: Path) -> bytes:
+def _read_checked(path: Path) -> tuple[TextFile | None, str | None]:
+    """The file read whole, or None and why it is not usable text: EMPTY,
+    binary, or not valid UTF-8 (a file that cannot be read at all is an error)."""
     try:
-        return path.read_bytes()
+        raw = path.read_bytes()
     except OSError as err:
         raise CorpusError(f"cannot read {path}: {err.strerror}") from None
+    problem = binary_or_invalid(raw[:65536], raw) if raw else EMPTY
+    if problem is not None:
+        return None, problem
+    return TextFile(str(path), raw.decode("utf-8"), hashlib.sha256(raw).hexdigest()), None
 
 
 def binary_or_invalid(head: bytes, raw: bytes | None = None) -> str | None:

@@ -223,8 +223,7 @@ class TrainingLoop:
         if reason != "diverged":
             # A time limit ends between passes; a run resumed at its last step
             # may have been stopped during that step's pass, which it owes.
-            validated = self.evaluated_step == self.step or _validated(self.run, self.step)
-            if self.healthy and reason in ("time limit", "done") and not validated:
+            if self.healthy and reason in ("time limit", "done") and not _validated(self.run, self.step):
                 yield from self._validate()
                 if self.cut_short:
                     reason = "interrupted"
