@@ -37,7 +37,7 @@ def test_train_sample_resume(runner, tiny_corpus, tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     assert "validation loss" in result.stderr
     assert "done at step 10" in result.stderr
-    assert "charlstm sample --checkpoint runs/first" in result.stderr
+    assert "sample with: charlstm sample runs/first" in result.stderr
     assert result.stdout == ""  # training talks on stderr only
 
     # No --checkpoint: the most recent run under runs/ is used.
@@ -50,6 +50,11 @@ def test_train_sample_resume(runner, tiny_corpus, tmp_path, monkeypatch):
 
     again = runner.invoke(app, ["sample", "--temp", "0.8", "--length", "80", "--prime", "HAMLET."])
     assert again.stdout == result.stdout  # same seed, same text
+    # The run named as every other command names it, or with --checkpoint: the same model.
+    for named in (["runs/first"], ["--checkpoint", "runs/first"], ["-c", "runs/first/checkpoints/best"]):
+        again = runner.invoke(app, ["sample", *named, "--temp", "0.8", "--length", "80", "--prime", "HAMLET."])
+        assert again.exit_code == 0, again.output
+        assert again.stdout == result.stdout
 
     result = runner.invoke(app, ["resume", "runs/first", "--steps", "15"])
     assert result.exit_code == 0, result.output
@@ -76,7 +81,7 @@ def test_printed_commands_can_be_pasted_back_when_the_run_has_a_space_in_its_nam
     assert result.exit_code == 0, result.output
     hint = next(line for line in result.stderr.splitlines() if line.startswith("sample with: "))
     argv = shlex.split(hint.removeprefix("sample with: "))
-    assert argv == ["charlstm", "sample", "--checkpoint", str(run_dir)]
+    assert argv == ["charlstm", "sample", str(run_dir)]
     assert runner.invoke(app, [*argv[1:], "--length", "5"]).exit_code == 0
 
 
@@ -186,6 +191,8 @@ CASES = [
     # Undecodable command-line bytes arrive as lone surrogates.
     ("surrogate", ["sample", "-c", "{run}", "--prime", "a\udcff"], "never saw: '\\udcff'"),
     ("no checkpoint", ["sample", "--checkpoint", "{tmp}/nope"], "checkpoint not found"),
+    ("no run", ["sample", "{tmp}/nope"], "checkpoint not found"),
+    ("run twice", ["sample", "{run}", "-c", "{run}"], "give the run as RUN or with --checkpoint, not both"),
     ("empty dir", ["sample", "--checkpoint", "{tmp}"], "not a charlstm run"),
     ("newer", ["sample", "-c", "{run}"], "format version 99; this charlstm reads up to 1: upgrade"),
     ("foreign", ["sample", "-c", "{run}"], "not a charlstm checkpoint"),

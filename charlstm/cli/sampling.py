@@ -61,11 +61,16 @@ def unescape(text: str, option: str) -> str:
 
 def sample(
     ctx: typer.Context,
+    run: Annotated[
+        Path | None,
+        typer.Argument(
+            help="Run directory (its best checkpoint) or checkpoint [default: the most recent run under runs/].",
+            show_default=False,
+        ),
+    ] = None,
     checkpoint: Annotated[
         Path | None,
-        typer.Option(
-            flag("checkpoint"), "-c", help="Run directory or checkpoint [default: the most recent run under runs/]."
-        ),
+        typer.Option(flag("checkpoint"), "-c", help="The same as the run argument, given as an option.", show_default=False),
     ] = None,
     temp: Annotated[
         float,
@@ -125,6 +130,8 @@ def sample(
     quiet: Quiet = False,
 ) -> None:
     """Generate new text from a trained model."""
+    if run is not None and checkpoint is not None:
+        fail(f"give the run as RUN or with {flag('checkpoint')}, not both")
     if greedy and given(ctx, ["temp"]) and temp != 0:
         fail(f"give --greedy or {flag('temperature')}, not both: --greedy is {flag('temperature')} 0")
     with user_errors():
@@ -143,7 +150,7 @@ def sample(
         from charlstm import api
 
         use_cache()
-        model = api.load(checkpoint)
+        model = api.load(run or checkpoint)
         best = f", validation loss {model.best_val_loss:.3f}" if model.best_val_loss is not None else ""
         note = f"sampling from {model.path} (step {model.step}{best})"
         streamable = num_samples == 1 and not as_json and output is None

@@ -437,7 +437,7 @@ def _train(level: int, stop: StopFlag, start: Callable[[_Watch], Model]) -> None
         distributed.leave()
         raise typer.Exit(stop.exit_status)
     if level:
-        say(f"sample with: charlstm sample {flag('checkpoint')} {_quoted(watch.run_dir)}")
+        say(f"sample with: charlstm sample {_quoted(watch.run_dir)}")
     distributed.leave()
 
 

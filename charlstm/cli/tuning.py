@@ -144,7 +144,7 @@ def tune(
             say(
                 f"best: {best.run_dir} (validation loss {best.val_loss:.4f}); "
                 f"all trials in {search.directory / 'trials.json'}\n"
-                f"sample it: charlstm sample {flag('checkpoint')} {shlex.quote(str(best.run_dir))}\n"
+                f"sample it: charlstm sample {shlex.quote(str(best.run_dir))}\n"
                 f"train it longer: charlstm train {shlex.join(corpus)} {as_options(best.point)}{chosen}"
             )
         if stop.signal is not None:
