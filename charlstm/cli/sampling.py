@@ -70,7 +70,9 @@ def sample(
     ] = None,
     checkpoint: Annotated[
         Path | None,
-        typer.Option(flag("checkpoint"), "-c", help="The same as the run argument, given as an option.", show_default=False),
+        typer.Option(
+            flag("checkpoint"), "-c", help="The same as the run argument, given as an option.", show_default=False
+        ),
     ] = None,
     temp: Annotated[
         float,
