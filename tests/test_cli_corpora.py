@@ -408,3 +408,54 @@ def test_eval_of_a_folder_leaves_out_empty_files_and_names_the_ones_that_are_not
     lone = runner.invoke(app, ["eval", str(run_dir), str(texts), "--skip-bad-files"])
     assert lone.exit_code == 2 and "error: no usable text: every file was left out" in lone.stderr
     assert f"{texts / '5.txt'}: not valid UTF-8" in lone.stderr
+
+
+@pytest.mark.parametrize("documents", [True, False], ids=["model of documents", "model of one text"])
+def test_eval_of_files_reads_them_in_place_with_the_same_score_as_in_memory(runner, tmp_path, monkeypatch, documents):
+    """`charlstm eval RUN FILES` encodes the files into the corpus cache under
+    the model's vocabulary and scores them from the mapped token file: the
+    score of the texts read into memory, unknown characters left out and
+    counted alike; encoded once, then found in the cache."""
+    monkeypatch.setenv("CHARLSTM_CORPUS_CACHE", str(tmp_path / "cache"))
+    corpus = write_folder(tmp_path / "poems", 3) if documents else [tmp_path / "a.txt"]
+    if not documents:
+        corpus[0].write_text("the king and queen of denmark\n" * 40, encoding="utf-8")
+    run_dir = tmp_path / "run"
+    trained = runner.invoke(app, ["train", *map(str, corpus), "--out", str(run_dir), *TINY, "--steps", "2"])
+    assert trained.exit_code == 0, trained.output
+    texts = tmp_path / "texts"
+    texts.mkdir()
+    (texts / "1.txt").write_text("The queen, the KING and ZEBRA!\n" * 5, encoding="utf-8")  # capitals unknown
+    (texts / "2.txt").write_text("é of denmark\n", encoding="utf-8")  # é unknown: a non-ASCII chunk
+
+    from charlstm import api
+
+    model = api.load(run_dir)
+    in_memory = model.evaluate(list(api.read_texts(texts).documents), 4)
+    found = api.find_texts(texts)
+    assert found.paths == (texts / "1.txt", texts / "2.txt") and found.left_out == ()
+    in_place = model.evaluate(found, 4)
+    assert in_place.chars == in_memory.chars and dict(in_place.skipped) == dict(in_memory.skipped)
+    assert "Z" in in_place.skipped and "é" in in_place.skipped
+    assert in_place.loss == pytest.approx(in_memory.loss, abs=1e-6)
+
+    result = runner.invoke(app, ["eval", str(run_dir), str(texts), "--streams", "4", "--json"])
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout)
+    assert record["chars"] == in_memory.chars and record["loss"] == pytest.approx(in_memory.loss, abs=1e-6)
+    token_files = list(found.corpus.directory.glob("tokens-*"))
+    assert len(token_files) == 1  # the texts' under this vocabulary, in a folder of their own
+    written = token_files[0].stat().st_mtime_ns
+    again = runner.invoke(app, ["eval", str(run_dir), str(texts), "--streams", "4", "--json"])
+    assert json.loads(again.stdout) == record
+    assert token_files[0].stat().st_mtime_ns == written  # found in the cache, not encoded again
+
+    # U+FDD0 marks documents: a file holding one is refused, as training refuses it, or left out.
+    (texts / "3.txt").write_text("the king\ufdd0 and queen\n", encoding="utf-8")
+    refused = runner.invoke(app, ["eval", str(run_dir), str(texts / "3.txt")])
+    assert refused.exit_code == 2
+    assert f"error: {texts / '3.txt'}: contains U+FDD0, a Unicode noncharacter" in refused.stderr
+    skipped = runner.invoke(app, ["eval", str(run_dir), str(texts), "--streams", "4", "--skip-bad-files", "--json"])
+    assert skipped.exit_code == 0, skipped.output
+    assert f"skipped {texts / '3.txt'}: contains U+FDD0" in skipped.stderr
+    assert json.loads(skipped.stdout)["loss"] == pytest.approx(in_memory.loss, abs=1e-6)

@@ -319,3 +319,31 @@ def test_without_a_text_or_the_corpus_it_says_what_to_give(runner, trained_run, 
     assert result.exit_code == 2
     assert "gone.txt is not there" in result.stderr
     assert result.stderr.rstrip().endswith("give text files or folders to score")
+
+
+def test_inspect_of_a_file_reads_only_the_characters_it_shows(runner, trained_run, tmp_path, monkeypatch):
+    """A file is checked in a stream and read only as far as --max-chars:
+    the same inspection as of its text in memory, the rest counted. The
+    head is decoded across chunk edges that split a character."""
+    from charlstm.text.corpus import read_head
+
+    monkeypatch.setenv("CHARLSTM_CORPUS_CACHE", str(tmp_path / "cache"))
+    run_dir, corpus = trained_run
+    text = "é" + corpus.read_text(encoding="utf-8") * 40  # past one 64 KiB chunk; é is two bytes
+    text_file = tmp_path / "long.txt"
+    text_file.write_text(text, encoding="utf-8")
+    assert read_head(text_file, 5) == text[:5]
+    assert read_head(text_file, 40_000) == text[:40_000]  # 40,001 bytes: the chunk's end splits no character
+    odd = tmp_path / "odd.txt"
+    odd.write_text("a" * 65_535 + "é" * 10, encoding="utf-8")  # the first chunk ends inside an é
+    assert read_head(odd, 65_540) == "a" * 65_535 + "é" * 5
+
+    model = api.load(run_dir)
+    found = api.find_texts(text_file)
+    seen, whole = model.inspect(found, 300), model.inspect([text], 300)
+    assert seen.text == whole.text and seen.truncated == whole.truncated == len(text) - 300
+    assert dict(seen.skipped) == dict(whole.skipped)
+    np.testing.assert_array_equal(seen.probs, whole.probs)
+
+    result = runner.invoke(app, ["inspect", str(run_dir), str(tmp_path), "-o", str(tmp_path / "p.html")])
+    assert result.exit_code == 2 and f"{tmp_path} is a folder; inspect reads one text file" in result.stderr

@@ -13,23 +13,35 @@ command parses its options, calls one of them and renders what comes back.
 
 `model` holds `Model` and `load`; `training` holds `train`, `resume`, `tune`
 and `TrainingDiverged`; `serving` the HTTP server (`app`, `serve`); `runs`
-what is on disk (`list_runs`, `describe`, `read_text`, `read_texts`, `plot_runs`). Each
+what is on disk (`list_runs`, `describe`, `read_text`, `read_texts`, `find_texts`, `plot_runs`). Each
 calls into the package's layers below: `charlstm.training` for runs and
 checkpoints, `charlstm.core` for the model, `charlstm.serving` for the server.
 """
 
 from charlstm.api.model import Model, load
-from charlstm.api.runs import Description, Texts, describe, list_runs, plot_runs, read_text, read_texts
+from charlstm.api.runs import (
+    Description,
+    TextFiles,
+    Texts,
+    describe,
+    find_texts,
+    list_runs,
+    plot_runs,
+    read_text,
+    read_texts,
+)
 from charlstm.api.serving import app, serve
 from charlstm.api.training import TrainingDiverged, resume, train, tune
 
 __all__ = [
     "Description",
     "Model",
+    "TextFiles",
     "Texts",
     "TrainingDiverged",
     "app",
     "describe",
+    "find_texts",
     "list_runs",
     "load",
     "plot_runs",

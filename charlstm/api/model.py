@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from charlstm.api.runs import TextFiles
 from charlstm.config import ModelConfig, SampleConfig, TrainConfig, path_like, whole_number
 from charlstm.core.generation import Completion, complete, default_prime, sample_texts, stream_texts
 from charlstm.core.model import Params, count_params
@@ -18,6 +19,7 @@ from charlstm.errors import ConfigError, CorpusError
 from charlstm.export import page, weights
 from charlstm.introspect import record
 from charlstm.text import manifest, streams
+from charlstm.text.corpus import read_head
 from charlstm.text.tokens import open_tokens, prepare
 from charlstm.text.vocab import BOUNDARY, Vocab
 from charlstm.training import catalog, checkpoint
@@ -101,7 +103,7 @@ class Model:
 
     def evaluate(
         self,
-        text: str | Sequence[str],
+        text: str | Sequence[str] | TextFiles,
         streams: int | None = None,
         *,
         documents: bool = False,
@@ -120,8 +122,15 @@ class Model:
         a model trained on several documents reads each from its start, as
         its validation read its own (`documents` is then the model's to
         decide); a model trained on one text reads them one after another.
+        `text` may also be files found by `find_texts`, read in place as
+        training reads its corpus: encoded once into the corpus cache under
+        this model's vocabulary, then mapped, so their size is bounded by the
+        disk, not by memory. Each is a document, read as for a list.
+
         `progress`, if given, is called with the share scored so far (0 to
         1) as the scoring goes (a large text takes minutes on a CPU)."""
+        if isinstance(text, TextFiles):
+            return self._evaluate_files(text, streams, progress)
         stray: dict[str, int] = {}
         if isinstance(text, list | tuple):
             text, stray, documents = *self._joined(text), BOUNDARY in self.vocab.chars
@@ -129,6 +138,14 @@ class Model:
         skipped = {**stray, **skipped}
         score = self._score(self.vocab.encode(text), streams, progress)
         return dataclasses.replace(score, skipped=skipped)
+
+    def _evaluate_files(
+        self, files: TextFiles, max_streams: int | None, progress: Callable[[float], None] | None
+    ) -> Score:
+        # Marked as the model learned to read: each file after the boundary symbol if it learned several.
+        tokens = open_tokens(files.corpus, self.vocab, boundary=BOUNDARY in self.vocab.chars)
+        score = self._score(streams.Segments(tokens.ids, [(0, len(tokens.ids))], tokens.checked), max_streams, progress)
+        return dataclasses.replace(score, skipped=dict(tokens.skipped))
 
     def _score(
         self, ids: np.ndarray | streams.Segments, max_streams: int | None, progress: Callable[[float], None] | None
@@ -146,7 +163,7 @@ class Model:
         return streams
 
     def inspect(
-        self, text: str | Sequence[str], max_chars: int = record.MAX_CHARS, *, documents: bool = False
+        self, text: str | Sequence[str] | TextFiles, max_chars: int = record.MAX_CHARS, *, documents: bool = False
     ) -> record.Inspection:
         """What the model does on the first `max_chars` characters of `text`,
         read from a zero state with carried state (as `evaluate(text,
@@ -154,8 +171,18 @@ class Model:
         and the next-character distribution; see `Inspection` for the
         arrays and their shapes. Characters the model never saw are left
         out, and counted in `Inspection.skipped`; `documents`, and `text` as
-        a list of documents, as for `evaluate`."""
+        a list of documents, as for `evaluate`; files found by `find_texts`
+        are read only as far as `max_chars` takes."""
         record.check_max_chars(max_chars)
+        if isinstance(text, TextFiles):
+            heads, left = [], max_chars
+            for document in text.corpus.val:
+                if left <= 0:
+                    break
+                heads.append(read_head(Path(document.path), left))
+                left -= len(heads[-1])
+            seen = self.inspect(heads, max_chars)
+            return dataclasses.replace(seen, truncated=text.corpus.chars - sum(map(len, heads)))
         stray: dict[str, int] = {}
         head: object  # what is read: a text, or something refused below
         if isinstance(text, list | tuple):

@@ -1,19 +1,20 @@
 """What is on disk: the runs (`list_runs`), one checkpoint described from its
-metadata (`describe`), texts read (`read_text`, `read_texts`), runs plotted
-(`plot_runs`)."""
+metadata (`describe`), texts read (`read_text`, `read_texts`) or found to be
+scored in place (`find_texts`), runs plotted (`plot_runs`)."""
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from charlstm.core.model import param_count
-from charlstm.errors import CharlstmError, ConfigError
+from charlstm.errors import CharlstmError, ConfigError, shown
 from charlstm.plots import curves
 from charlstm.text import manifest
 from charlstm.text.corpus import DEFAULT_GLOB, Source, read_corpus, resolve_corpus_path
 from charlstm.text.corpus import read_texts as read_documents
+from charlstm.text.tokens import Corpus, prepare_texts
 from charlstm.training import catalog, checkpoint, checkpoint_meta
 from charlstm.training.run import RUNS_DIR
 from charlstm.training.runlog import read_metrics
@@ -66,15 +67,54 @@ def read_texts(
     default **/*.txt, as `train` picks them), each file a document, for
     `Model.evaluate`. Of several files, empty ones are left out, and with
     `skip_bad_files` those that are not UTF-8 text (named in `left_out`)."""
+    sources, source = _source(paths, glob, skip_bad_files)
+    files, left_out = read_documents(source)
+    return Texts(sources, tuple(Path(f.path) for f in files), tuple(f.text for f in files), left_out)
+
+
+@dataclasses.dataclass(frozen=True)
+class TextFiles:
+    """Files and folders found and checked, not held in memory (`find_texts`):
+    `Model.evaluate` reads them in place from the corpus cache."""
+
+    sources: tuple[str, ...]  # the files and folders given, as found (a shipped corpus's own path)
+    paths: tuple[Path, ...]  # the files to read, in order (absolute)
+    left_out: tuple[str, ...]  # "PATH: problem", a file each
+    corpus: Corpus  # where they are in the cache: every file a validation document
+
+
+def find_texts(
+    paths: str | Path | Sequence[str | Path],
+    glob: str | None = None,
+    *,
+    skip_bad_files: bool = False,
+    progress: Callable[[float], None] | None = None,
+) -> TextFiles:
+    """What `read_texts` reads, without reading it into memory: each file is
+    checked and hashed once, in a stream (a later call finds the results in
+    the corpus cache), and `Model.evaluate` then encodes it into the cache
+    under the model's vocabulary and scores it in place, so a text of any
+    size can be scored. The same files are left out as by `read_texts`,
+    and a file holding U+FDD0 (which charlstm reserves to mark documents)
+    is refused as training refuses one. `progress(share)` as the files are
+    read the first time (about 1 GB/s on a 2-core CPU), or hashed after."""
+    sources, source = _source(paths, glob, skip_bad_files)
+    corpus = prepare_texts(source, lambda phase, done, total: progress(done / max(total, 1)) if progress else None)
+    left_out = tuple(f"{shown(d.path)}: {d.problem}" for d in corpus.skipped)
+    return TextFiles(sources, tuple(Path(d.path) for d in corpus.val), left_out, corpus)
+
+
+def _source(
+    paths: str | Path | Sequence[str | Path], glob: str | None, skip_bad_files: bool
+) -> tuple[tuple[str, ...], Source]:
+    """The files and folders given, each once, as found; and the Source that reads them."""
     given = [paths] if isinstance(paths, (str, Path)) else list(paths)
     for path in given:
         if not isinstance(path, (str, Path)):
             raise ConfigError(f"paths must be file or folder names, got {type(path).__name__}")
     found = (str(resolve_corpus_path(str(p), "text file or folder")[0]) for p in given)
     sources = tuple(dict.fromkeys(found))  # each once, as the files are read once
-    source = Source(tuple(str(p) for p in given), glob or DEFAULT_GLOB, skip_bad_files=skip_bad_files)
-    files, left_out = read_documents(source)
-    return Texts(sources, tuple(Path(f.path) for f in files), tuple(f.text for f in files), left_out)
+    return sources, Source(tuple(str(p) for p in given), glob or DEFAULT_GLOB, skip_bad_files=skip_bad_files)
 
 
 def plot_runs(run_dirs: list[Path] | None, out: Path, *, width_px: int = 1200, height_px: int = 450) -> Path:

@@ -16,7 +16,7 @@ from charlstm.errors import CharlstmError, shown
 from charlstm.flags import flag
 
 if TYPE_CHECKING:
-    from charlstm.api import Model
+    from charlstm.api import Model, TextFiles
 
 
 def evaluate(
@@ -52,9 +52,9 @@ def evaluate(
         use_cache()
         model = api.load(checkpoint)
         if given:
-            source, documents = given
+            source, files = given
             with scoring_bar(stderr(), "scoring") as progress:
-                score = model.evaluate(documents, streams, progress=progress)
+                score = model.evaluate(files, streams, progress=progress)  # in place, from the corpus cache
         else:
             source = _validation_source(model)
             try:
@@ -113,7 +113,8 @@ def inspect_model(
         model = api.load(checkpoint)
         if given:
             source, body = given
-            seen = model.inspect([body], max_chars)  # one document, read as eval reads a file
+            # One document, read as eval reads a file (--text too).
+            seen = model.inspect(body if not isinstance(body, str) else [body], max_chars)
         else:
             source = _validation_source(model)
             try:
@@ -142,21 +143,24 @@ def inspect_model(
         say(f"wrote {written}" + (f" and {saturation_png}" if saturation_png is not None else ""))
 
 
-def _given_text(text_file: str | None, text: str | None) -> tuple[str, str] | None:
+def _given_text(text_file: str | None, text: str | None) -> tuple[str, str | TextFiles] | None:
     """Where the text comes from, and the text: --text or the file, if either was given."""
     from charlstm import api
 
     if text is not None:
         return "--text", text
     if text_file is not None:
-        path, body = api.read_text(text_file)
-        return str(path), body
+        if Path(text_file).is_dir():
+            fail(f"{text_file} is a folder; inspect reads one text file")
+        found = api.find_texts(text_file)  # checked in a stream; only what is inspected is read
+        return found.sources[0], found
     return None
 
 
-def _given_texts(texts: list[str] | None, glob: str | None, skip_bad_files: bool) -> tuple[str, list[str]] | None:
-    """What the texts are called, and the documents, if any were given;
-    the files left out are named on stderr, as train names them."""
+def _given_texts(texts: list[str] | None, glob: str | None, skip_bad_files: bool) -> tuple[str, TextFiles] | None:
+    """What the texts are called, and the files, if any were given, checked
+    (not read into memory); the files left out are named on stderr, as train
+    names them."""
     from charlstm import api
 
     if not texts:
@@ -165,12 +169,13 @@ def _given_texts(texts: list[str] | None, glob: str | None, skip_bad_files: bool
         if chosen:
             fail(f"{' and '.join(chosen)} choose{'s' * (len(chosen) == 1)} among the files given: give a folder")
         return None
-    read = api.read_texts(texts, glob, skip_bad_files=skip_bad_files)
-    for line in read.left_out:
+    with scoring_bar(stderr(), "reading") as progress:
+        found = api.find_texts(texts, glob, skip_bad_files=skip_bad_files, progress=progress)
+    for line in found.left_out:
         say(f"skipped {line}")
-    several = len(read.documents) > 1
-    source = ", ".join(read.sources) + (f" ({len(read.documents):,} files)" if several else "")
-    return source, list(read.documents)
+    several = len(found.paths) > 1
+    source = ", ".join(found.sources) + (f" ({len(found.paths):,} files)" if several else "")
+    return source, found
 
 
 def _validation_source(model: Model) -> str:

@@ -13,6 +13,7 @@ for the commands that score or inspect text in memory.
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 from collections import Counter
 from collections.abc import Iterable
@@ -226,6 +227,22 @@ def read_texts(source: Source) -> tuple[tuple[TextFile, ...], tuple[str, ...]]:
     if not files:
         raise CorpusError("no usable text: every file was left out", details=tuple(left_out))
     return tuple(files), tuple(left_out)
+
+
+def read_head(path: Path, chars: int) -> str:
+    """The first `chars` characters of a UTF-8 text file, read in chunks:
+    a file of any size costs only what is kept. The file is assumed checked
+    (`tokens.prepare_texts`)."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    parts, left = [], chars
+    try:
+        with path.open("rb") as f:
+            while left > 0 and (chunk := f.read(1 << 16)):
+                parts.append(decoder.decode(chunk)[:left])
+                left -= len(parts[-1])
+    except (OSError, UnicodeDecodeError) as err:
+        raise CorpusError(f"cannot read {path}: {getattr(err, 'strerror', None) or err}") from None
+    return "".join(parts)
 
 
 EMPTY = "empty"  # the problem of a file with no bytes (_read_checked)

@@ -10,6 +10,10 @@
                             vocabulary), every document preceded by the boundary
                             symbol when there are several
 
+      <key of texts>/       the same for texts to score (`prepare_texts`), keyed
+                            by their hashes alone: a training corpus's key never
+                            matches one, since it always has training files
+
 A run hashes its files (about 1 GB/s on the 2-core CPU), finds the scan and
 token file of that content, and maps the token file: training then reads its
 windows from the page cache, and the process's memory does not grow with the
@@ -171,6 +175,47 @@ def prepare(source: Source, progress: Progress = no_progress) -> Corpus:
     return Corpus(source, train, val, bad + empty, result.charset, directory, found.roots, found.shipped, from_cache)
 
 
+def prepare_texts(source: Source, progress: Progress = no_progress) -> Corpus:
+    """The files `source` names as texts to score under a trained model's
+    vocabulary (`charlstm eval`): a Corpus whose documents are all
+    validation documents, each checked once in a stream, so a text of any
+    size can be scored in place from its token file (`open_tokens`).
+
+    Of a folder's files or several, empty ones are left out (in `skipped`),
+    and with `skip_bad_files` those that are not UTF-8 text, which otherwise
+    stop the reading; one file given alone must be usable text."""
+    found = find(source)
+    docs = found.train  # the texts given: `source` names no --val-file
+    total = sum(d.size for d in docs)
+    hashes, done = [], 0
+    for d in docs:
+        hashes.append(_hash(d.path, progress, done, total))
+        done += d.size
+    directory = cache_root() / _key([], hashes)
+    result = _load_scan(directory, docs, hashes, counted=len(docs))
+    from_cache = result is not None
+    if result is None:
+        result = scanning.scan(docs, progress, counted=len(docs))
+        if [f.sha256 for f in result.files] != hashes:
+            raise CorpusError("the text changed while it was being read; run again")
+        _save_scan(directory, result)
+    alone = len(source.paths) == 1 and not found.roots[0].is_dir() and not source.skip_bad_files
+    usable, left_out = [], []
+    for f in result.files:
+        if f.problem is None and f.chars:
+            usable.append(f)
+        elif alone:
+            raise CorpusError(f"the text is empty: {f.path}" if f.problem is None else f"{f.path}: {f.problem}")
+        elif f.problem is None or source.skip_bad_files:
+            left_out.append(dataclasses.replace(f, problem=f.problem or "empty"))
+        else:
+            raise CorpusError(f"{_problem(f)}; leave out the files that are not text with {flag('skip_bad_files')}")
+    if not usable:
+        raise CorpusError("no usable text: every file was left out", details=tuple(map(_problem, left_out)))
+    val, skipped = tuple(usable), tuple(left_out)
+    return Corpus(source, (), val, skipped, "", directory, found.roots, found.shipped, from_cache)
+
+
 def refuse_copied_validation(corpus: Corpus) -> None:
     """Refuse, for a new run, a --val-file that holds a training file's text
     under another path (a copy): the model would validate on what it trains
@@ -289,10 +334,17 @@ class Tokens:
             self._map.madvise(mmap.MADV_DONTNEED)
 
 
-def open_tokens(corpus: Corpus, vocab: Vocab, progress: Progress = no_progress) -> Tokens:
+def open_tokens(
+    corpus: Corpus, vocab: Vocab, progress: Progress = no_progress, *, boundary: bool | None = None
+) -> Tokens:
     """The corpus's token file under `vocab`, encoded if the cache lacks it,
     mapped. The validation files' characters that `vocab` lacks are left out
-    of it (and counted in `Tokens.skipped`), as `charlstm eval` leaves them out."""
+    of it (and counted in `Tokens.skipped`), as `charlstm eval` leaves them out.
+    `boundary`: whether to mark each document with the boundary symbol
+    (default: where several meet); texts to score are read as the model
+    learned to read, marked if it learned several documents, however many
+    are given."""
+    boundary = corpus.boundary if boundary is None else boundary
     missing = sorted(set(corpus.charset) - set(vocab.chars))
     if missing:
         raise CorpusError(f"the corpus has characters the vocabulary lacks: {''.join(missing)!r}")
@@ -301,14 +353,17 @@ def open_tokens(corpus: Corpus, vocab: Vocab, progress: Progress = no_progress) 
     kept = [d.chars - sum(out.values()) for d, out in zip(corpus.val, left_out, strict=True)]
     skipped = {c: sum(out.get(c, 0) for out in left_out) for c in sorted(set().union(*left_out))}
     if skipped and sum(kept) < 2:
+        named = ", ".join(shown(d.path) for d in corpus.val)
+        if corpus.train:  # the validation files of a run, not texts given to score
+            named = f"{flag('val_file')} {named}"
         raise CorpusError(
-            f"{flag('val_file')} {', '.join(shown(d.path) for d in corpus.val)}: almost none of the text is in the "
+            f"{named}: almost none of the text is in the "
             f"model's vocabulary ({sum(skipped.values()):,} characters skipped): nothing to score"
         )
     dtype = token_dtype(vocab.size)
     tag = hashlib.sha256(vocab.chars.encode("utf-8", "surrogatepass")).hexdigest()[:16]
     path = corpus.directory / f"tokens-{tag}.{_SUFFIX[dtype.itemsize]}"
-    lengths = np.array([d.chars for d in corpus.train] + kept, np.int64) + int(corpus.boundary)
+    lengths = np.array([d.chars for d in corpus.train] + kept, np.int64) + int(boundary)
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
     size = int(lengths.sum()) * dtype.itemsize
     seconds = None
@@ -320,13 +375,13 @@ def open_tokens(corpus: Corpus, vocab: Vocab, progress: Progress = no_progress) 
                 total = sum(d.size for d in corpus.documents)
 
                 def write(out: BinaryIO) -> None:
-                    done = scanning.encode(corpus.train, vocab, corpus.boundary, out, 0, total, progress)
-                    scanning.encode(corpus.val, vocab, corpus.boundary, out, done, total, progress, True)
+                    done = scanning.encode(corpus.train, vocab, boundary, out, 0, total, progress)
+                    scanning.encode(corpus.val, vocab, boundary, out, done, total, progress, True)
 
                 _write_atomically(path, write)
                 seconds = time.perf_counter() - started
     ids, mapped = _map(path, dtype)
-    return Tokens(path, ids, starts, lengths, len(corpus.train), corpus.boundary, seconds, skipped, mapped, vocab.size)
+    return Tokens(path, ids, starts, lengths, len(corpus.train), boundary, seconds, skipped, mapped, vocab.size)
 
 
 def _complete(path: Path, size: int) -> bool:
