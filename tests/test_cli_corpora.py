@@ -459,3 +459,26 @@ def test_eval_of_files_reads_them_in_place_with_the_same_score_as_in_memory(runn
     assert skipped.exit_code == 0, skipped.output
     assert f"skipped {texts / '3.txt'}: contains U+FDD0" in skipped.stderr
     assert json.loads(skipped.stdout)["loss"] == pytest.approx(in_memory.loss, abs=1e-6)
+
+
+def test_train_on_the_current_folder_leaves_its_own_runs_out(runner, tmp_path, monkeypatch):
+    """`charlstm train .` twice: the second run does not read the first
+    one's samples and checkpoint files as text (which would also make the
+    first run's corpus "change" on resume), and runs are named after the folder."""
+    poems = tmp_path / "my poems"
+    write_folder(poems, 2)
+    monkeypatch.chdir(poems)
+    first = runner.invoke(app, ["train", ".", *TINY, "--steps", "2"])
+    assert first.exit_code == 0, first.output
+    (run,) = (poems / "runs").iterdir()
+    assert run.name.startswith("my poems-") and (run / "samples.txt").is_file()
+    second = runner.invoke(app, ["train", ".", "--out", "runs/second", *TINY, "--steps", "2"])
+    assert second.exit_code == 0, second.output
+    assert "corpus: 2 files from ." in second.stderr
+    resumed = runner.invoke(app, ["resume", str(run), "--steps", "3"])
+    assert resumed.exit_code == 0, resumed.output
+    assert "done at step 3" in resumed.stderr
+    # A folder named outright is read, run or not.
+    from charlstm.text.corpus import Source, find
+
+    assert (run / "samples.txt").resolve() in {d.path for d in find(Source((str(run),), "*.txt")).train}

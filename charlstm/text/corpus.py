@@ -91,10 +91,29 @@ def _hidden(relative: Path) -> bool:
     return any(part.startswith(".") for part in relative.parts)
 
 
+def _in_run(path: Path, folder: Path, runs: dict[Path, bool]) -> bool:
+    """Whether `path` lies in a charlstm run directory under `folder` (one
+    with checkpoints/ and metrics.jsonl): `train .` must not read its own
+    runs' samples and checkpoint files as text. `runs` caches the answers."""
+    for parent in path.relative_to(folder).parents[:-1]:  # not `folder` itself: named, it is read
+        where = folder / parent
+        if where not in runs:
+            runs[where] = (where / "checkpoints").is_dir() and (where / "metrics.jsonl").is_file()
+        if runs[where]:
+            return True
+    return False
+
+
 def _folder_files(folder: Path, pattern: str) -> list[Path]:
-    """The files of `folder` matching `pattern`, hidden ones left out, sorted by their path inside it."""
+    """The files of `folder` matching `pattern`, sorted by their path inside
+    it; hidden ones and those of charlstm's runs left out."""
+    runs: dict[Path, bool] = {}
     try:
-        matches = [p for p in folder.glob(pattern) if not _hidden(p.relative_to(folder)) and p.is_file()]
+        matches = [
+            p
+            for p in folder.glob(pattern)
+            if not _hidden(p.relative_to(folder)) and p.is_file() and not _in_run(p, folder, runs)
+        ]
     except (ValueError, NotImplementedError) as err:  # a malformed pattern
         raise CorpusError(f"{flag('glob')} {pattern!r}: {err}") from None
     except OSError as err:

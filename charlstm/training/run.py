@@ -58,8 +58,12 @@ SHAPE_FIELDS = ("cell", "norm", "hidden_size", "num_layers", "embed_dim")
 
 def default_run_dir(corpus_path: Path, runs_dir: Path = RUNS_DIR, when: float | None = None) -> Path:
     """runs/<corpus>-<time>; `when` (unix seconds, default now) lets the
-    processes of a multi-process run agree on one name."""
-    return runs_dir / f"{corpus_path.stem}-{time.strftime('%Y%m%d-%H%M%S', time.localtime(when))}"
+    processes of a multi-process run agree on one name. A folder is named
+    as it is called (`train .` in ~/poems: poems-...), and a name that would
+    start with "-" (which a command line reads as an option) loses it."""
+    name = corpus_path.resolve().name if corpus_path.is_dir() else corpus_path.stem
+    name = name.lstrip("-") or "corpus"
+    return runs_dir / f"{name}-{time.strftime('%Y%m%d-%H%M%S', time.localtime(when))}"
 
 
 def pattern_characters(path: Path) -> list[str]:
