@@ -103,6 +103,12 @@ def test_plot_writes_a_png_of_the_requested_size(runner, trained_run, tmp_path):
     assert result.exit_code == 0, result.output
     assert f"wrote {out}" in result.stderr
     assert _png_size(out) == (900, 360)
+    # A place it cannot write: one line and status 2, as export and inspect say it, not a traceback.
+    (tmp_path / "a-file").write_text("", encoding="utf-8")
+    for bad in (tmp_path / "a-file" / "loss.png", Path("/proc/loss.png")):
+        refused = runner.invoke(app, ["plot", str(run_dir), "-o", str(bad)])
+        assert refused.exit_code == 2, refused.output
+        assert refused.stderr.startswith(f"error: cannot write {bad}: ") and "Traceback" not in refused.output
 
 
 def test_colour_only_on_a_terminal_and_never_with_no_color(runner, tiny_corpus, tmp_path):

@@ -60,10 +60,13 @@ def plot_runs(
     figure = build_figure(runs, width_px=width_px, height_px=height_px, dpi=dpi)
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    # print_png rather than savefig: savefig honours a user's rc settings
-    # such as savefig.bbox = tight, which would change the image size.
-    FigureCanvasAgg(figure).print_png(out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        # print_png rather than savefig: savefig honours a user's rc settings
+        # such as savefig.bbox = tight, which would change the image size.
+        FigureCanvasAgg(figure).print_png(out)
+    except OSError as err:  # a folder on the way is a file, no permission, a full disk
+        raise PlotError(f"cannot write {out}: {err.strerror or err}") from None
     return out
 
 
@@ -106,7 +109,10 @@ def _check_request(runs: Sequence[Run], width_px: int, height_px: int, dpi: int)
         raise PlotError("nothing to plot: no runs were given.")
     for label, records in runs:
         if not records:
-            raise PlotError(f"run {label} has no metrics yet (its metrics.jsonl is missing or empty).")
+            raise PlotError(
+                f"run {label} has no metrics yet (its metrics.jsonl is missing or empty, or none of its lines "
+                "could be read)."
+            )
     if dpi <= 0:
         raise PlotError(f"dpi must be positive, not {dpi}.")
     if width_px * height_px > MAX_PIXELS:
