@@ -55,6 +55,10 @@ def test_train_sample_resume(runner, tiny_corpus, tmp_path, monkeypatch):
         again = runner.invoke(app, ["sample", *named, "--temp", "0.8", "--length", "80", "--prime", "HAMLET."])
         assert again.exit_code == 0, again.output
         assert again.stdout == result.stdout
+    # --temperature, as the API and the server call it, and --out, as the other commands call it.
+    spelled = ["sample", "runs/first", "--temperature", "0.8", "-n", "80", "--prime", "HAMLET.", "--out", "s.txt"]
+    assert runner.invoke(app, spelled).exit_code == 0
+    assert Path("s.txt").read_text(encoding="utf-8") == result.stdout
 
     result = runner.invoke(app, ["resume", "runs/first", "--steps", "15"])
     assert result.exit_code == 0, result.output

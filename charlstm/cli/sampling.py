@@ -77,7 +77,10 @@ def sample(
     temp: Annotated[
         float,
         typer.Option(
-            flag("temperature"), "-t", help="Sampling temperature: lower is safer, higher is wilder; 0 is greedy."
+            flag("temperature"),
+            "--temperature",
+            "-t",
+            help="Sampling temperature: lower is safer, higher is wilder; 0 is greedy.",
         ),
     ] = SampleConfig.temperature,
     greedy: Annotated[bool, typer.Option(help="Always take the most likely character (same as --temp 0).")] = False,
@@ -119,7 +122,9 @@ def sample(
     seed: Annotated[
         int, typer.Option(flag("seed"), help="Random seed; the same seed gives the same text.")
     ] = SampleConfig.seed,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to this file instead of stdout.")] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "--out", "-o", help="Write to this file instead of stdout.")
+    ] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="One JSON object per sample (text and settings), one per line.")
     ] = False,
