@@ -297,8 +297,8 @@ def test_a_result_cut_off_by_its_reader_ends_with_141_under_python_u(trained_run
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (["sample", "--temp", "abc"], "Invalid value for '--temp' / '-t': "),
-        (["sample", "-tabc"], "Invalid value for '--temp' / '-t': "),
+        (["sample", "--temp", "abc"], "Invalid value for '--temp' / '--temperature' / '-t': "),
+        (["sample", "-tabc"], "Invalid value for '--temp' / '--temperature' / '-t': "),
         (["sample", "--length=1e3"], "Invalid value for '--length' / '-n': "),
         (["sample", "--bogus"], "No such option: --bogus"),
         (["sample", "-c"], "Option '-c' requires an argument"),
@@ -434,6 +434,22 @@ def test_resume_checks_its_options_before_reading_the_corpus(runner, trained_run
     result = runner.invoke(app, ["resume", str(trained_run[0]), "--steps", "99", "--lr", "-1"])
     assert result.exit_code == 2, result.output
     assert "--lr" in result.stderr and "Traceback" not in result.output
+
+
+def test_resume_of_a_run_whose_corpus_moved_says_where_it_was(runner, tiny_corpus, tmp_path):
+    text = tmp_path / "chapter.txt"
+    shutil.copy(tiny_corpus, text)
+    run_dir = tmp_path / "run"
+    assert _train(runner, text, run_dir, "--steps", "2").exit_code == 0
+    text.rename(tmp_path / "moved.txt")
+    result = runner.invoke(app, ["resume", str(run_dir), "--steps", "4"])
+    assert result.exit_code == 2
+    assert result.stderr.splitlines()[-1] == (
+        f"error: the run's corpus is not where the run read it: {text} is gone (moved or deleted?); to resume, "
+        "put it back there (the text is checked against the run's by its sha256)"
+    )
+    (tmp_path / "moved.txt").rename(text)
+    assert runner.invoke(app, ["resume", str(run_dir), "--steps", "4"]).exit_code == 0
 
 
 def _sample(runner, run_dir, *args):

@@ -313,11 +313,13 @@ def test_without_a_text_or_the_corpus_it_says_what_to_give(runner, trained_run, 
         meta_file.write_text(json.dumps(meta))
     result = runner.invoke(app, ["inspect", str(moved), "-o", str(tmp_path / "p.html")])
     assert result.exit_code == 2
-    assert "gone.txt is not there" in result.stderr and "give a TEXTFILE or --text" in result.stderr
+    gone = f"the run's corpus is not where the run read it: {tmp_path / 'gone.txt'} is gone (moved or deleted?)"
+    assert gone in result.stderr and "give a TEXTFILE or --text" in result.stderr
     # eval has no --text: it names only what it takes.
     result = runner.invoke(app, ["eval", str(moved)])
     assert result.exit_code == 2
-    assert "gone.txt is not there" in result.stderr
+    assert gone in result.stderr and "to read its validation text, put it back there" in result.stderr
+    assert "shipped corpora" not in result.stderr
     assert result.stderr.rstrip().endswith("give text files or folders to score")
 
 

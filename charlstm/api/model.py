@@ -283,6 +283,9 @@ class Model:
 
     def _held_out_ids(self) -> tuple[streams.Segments, dict[str, int]]:
         entry = self.corpus or {"path": self.corpus_path, "sha256": self.corpus_sha256}
+        moved = manifest.gone(manifest.source_of(entry), "to read its validation text")
+        if moved is not None:
+            raise moved
         try:
             corpus = prepare(manifest.source_of(entry))
         except CorpusError as err:

@@ -17,7 +17,7 @@ from typing import Any
 
 from charlstm.errors import CorpusError, shown
 from charlstm.flags import flag
-from charlstm.text.corpus import DEFAULT_GLOB, Source
+from charlstm.text.corpus import DEFAULT_GLOB, Source, shipped_corpora
 from charlstm.text.streams import Split
 from charlstm.text.tokens import Corpus, Tokens
 
@@ -126,6 +126,31 @@ def source_of(entry: dict[str, Any]) -> Source:
         str(entry.get("glob", DEFAULT_GLOB)),
         tuple(str(p) for p in entry.get("val_files", [])),
         bool(entry.get("skip_bad_files", False)),
+    )
+
+
+def missing(source: Source) -> list[str]:
+    """The files and folders a run recorded that are no longer where it read
+    them (a shipped corpus's name is always there)."""
+    shipped = shipped_corpora()
+    return [
+        p
+        for p in (*source.paths, *source.val_files)
+        if not Path(p).exists() and not (Path(p).name in shipped and Path(p).parent == Path())
+    ]
+
+
+def gone(source: Source, why: str) -> CorpusError | None:
+    """The error for a run whose recorded files moved or were deleted, saying
+    `why` they are needed; None if every one is there."""
+    paths = missing(source)
+    if not paths:
+        return None
+    them = "it" if len(paths) == 1 else "them"
+    return CorpusError(
+        f"the run's corpus is not where the run read it: {', '.join(map(shown, paths))} "
+        f"{'is' if len(paths) == 1 else 'are'} gone (moved or deleted?); {why}, put {them} back there "
+        "(the text is checked against the run's by its sha256)"
     )
 
 

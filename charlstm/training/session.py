@@ -227,7 +227,11 @@ def resumed_run(
             f"{flag('steps')} {overrides['steps']} is not beyond step {int(ckpt.state.step)}, where this run is; "
             "give a larger total to train on"
         )
-    corpus = read(manifest.source_of(ckpt.corpus), on_event)
+    source = manifest.source_of(ckpt.corpus)
+    moved = manifest.gone(source, "to resume")
+    if moved is not None:
+        raise moved
+    corpus = read(source, on_event)
     if not force:
         manifest.refuse_changed(ckpt.corpus, manifest.read_files(run_dir), corpus)
     unknown = sorted(set(corpus.charset) - set(ckpt.vocab.chars))
