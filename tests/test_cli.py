@@ -506,6 +506,18 @@ def test_several_samples_json_output_file_and_prime_file(runner, trained_run, tm
 def test_quiet_and_verbose(runner, tiny_corpus, tmp_path):
     quiet = _train(runner, tiny_corpus, tmp_path / "q", "--steps", "5", "--quiet")
     assert quiet.exit_code == 0 and quiet.stderr == "" and quiet.stdout == ""
+    # eval and inspect print their results, and nothing else, under -q.
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "a.txt").write_text("")
+    shutil.copy(tiny_corpus, tmp_path / "empty" / "b.txt")
+    for args in (["eval", str(tmp_path / "q")], ["eval", str(tmp_path / "q"), str(tmp_path / "empty")]):
+        talkative, silent = runner.invoke(app, args), runner.invoke(app, [*args, "-q"])
+        assert silent.exit_code == 0 and silent.stderr == "" and talkative.stderr != ""
+        assert silent.stdout == talkative.stdout and "loss" in silent.stdout
+    page = ["inspect", str(tmp_path / "q"), "-o", str(tmp_path / "p.html"), "--max-chars", "50", "--json"]
+    talkative, silent = runner.invoke(app, page), runner.invoke(app, [*page, "-q"])
+    assert silent.exit_code == 0 and silent.stderr == "" and "wrote" in talkative.stderr
+    assert json.loads(silent.stdout)["chars"] == json.loads(talkative.stdout)["chars"]
     verbose = _train(runner, tiny_corpus, tmp_path / "v", "--steps", "5", "--log-every", "1", "--verbose")
     assert verbose.exit_code == 0
     assert "model: ModelConfig(vocab_size=" in verbose.stderr and "parameters)" in verbose.stderr

@@ -323,11 +323,11 @@ class _TimeLeft(ProgressColumn):
 
 
 @contextmanager
-def scoring_bar(console: Console, what: str) -> Iterator[Callable[[float], None]]:
+def scoring_bar(console: Console, what: str, quiet: bool = False) -> Iterator[Callable[[float], None]]:
     """A transient bar of the share of a text scored (the callback takes
-    it, 0 to 1), on a terminal; elsewhere nothing, the table being all an
-    eval writes."""
-    if not console.is_terminal:
+    it, 0 to 1), on a terminal and not `quiet`; elsewhere nothing, the table
+    being all an eval writes."""
+    if quiet or not console.is_terminal:
         yield lambda share: None
         return
     bar = Progress(

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from charlstm.cli.app import AsJson, fail, print_table, say, stderr, use_cache, user_errors
+from charlstm.cli.app import AsJson, Quiet, fail, print_table, say, stderr, use_cache, user_errors
 from charlstm.cli.display import scoring_bar
 from charlstm.cli.training import GlobOption, SkipBadFilesOption
 from charlstm.errors import CharlstmError, shown
@@ -39,6 +39,7 @@ def evaluate(
         ),
     ] = None,
     as_json: AsJson = False,
+    quiet: Quiet = False,
 ) -> None:
     """Score text (files, folders, or the run's validation text): loss per character, bits per character and
     perplexity."""
@@ -48,17 +49,17 @@ def evaluate(
         from charlstm import api
         from charlstm.cli import records, tables
 
-        given = _given_texts(texts, glob, skip_bad_files)  # a missing file fails before the model is read
+        given = _given_texts(texts, glob, skip_bad_files, quiet)  # a missing file fails before the model is read
         use_cache()
         model = api.load(checkpoint)
         if given:
             source, files = given
-            with scoring_bar(stderr(), "scoring") as progress:
+            with scoring_bar(stderr(), "scoring", quiet) as progress:
                 score = model.evaluate(files, streams, progress=progress)  # in place, from the corpus cache
         else:
-            source = _validation_source(model)
+            source = _validation_source(model, quiet)
             try:
-                with scoring_bar(stderr(), "scoring") as progress:
+                with scoring_bar(stderr(), "scoring", quiet) as progress:
                     score = model.evaluate_held_out(streams, progress=progress)  # in place, as validation read it
             except CharlstmError as err:
                 fail(f"no text given, and {err}: give text files or folders to score", err.details)
@@ -91,6 +92,7 @@ def inspect_model(
         typer.Option(help="Also plot gate saturation to this PNG (needs the plot extra).", show_default=False),
     ] = None,
     as_json: AsJson = False,
+    quiet: Quiet = False,
 ) -> None:
     """Show what the gates and cells do on a text: an HTML page to explore,
     the units that follow simple text features, and gate saturation."""
@@ -116,7 +118,7 @@ def inspect_model(
             # One document, read as eval reads a file (--text too).
             seen = model.inspect(body if not isinstance(body, str) else [body], max_chars)
         else:
-            source = _validation_source(model)
+            source = _validation_source(model, quiet)
             try:
                 seen = model.inspect_held_out(max_chars)
             except CharlstmError as err:
@@ -133,14 +135,15 @@ def inspect_model(
         if as_json:
             record_ = records.inspection_record(source, model.path, seen, correlations, tops, saturation, written)
             sys.stdout.write(json.dumps(record_) + "\n")
-            if seen.truncated:  # the tables would have said so
+            if seen.truncated and not quiet:  # the tables would have said so
                 more = f"{seen.truncated:,} more were not ({flag('max_chars')})"
                 say(f"note: read the first {max_chars:,} characters; {more}")
         else:
             print_table(inspect_tables.summary_table(source, model.path, seen, written))
             print_table(inspect_tables.top_units_table(tops, top))
             print_table(inspect_tables.saturation_table(saturation))
-        say(f"wrote {written}" + (f" and {saturation_png}" if saturation_png is not None else ""))
+        if not quiet:
+            say(f"wrote {written}" + (f" and {saturation_png}" if saturation_png is not None else ""))
 
 
 def _given_text(text_file: str | None, text: str | None) -> tuple[str, str | TextFiles] | None:
@@ -157,7 +160,9 @@ def _given_text(text_file: str | None, text: str | None) -> tuple[str, str | Tex
     return None
 
 
-def _given_texts(texts: list[str] | None, glob: str | None, skip_bad_files: bool) -> tuple[str, TextFiles] | None:
+def _given_texts(
+    texts: list[str] | None, glob: str | None, skip_bad_files: bool, quiet: bool
+) -> tuple[str, TextFiles] | None:
     """What the texts are called, and the files, if any were given, checked
     (not read into memory); the files left out are named on stderr, as train
     names them."""
@@ -169,21 +174,22 @@ def _given_texts(texts: list[str] | None, glob: str | None, skip_bad_files: bool
         if chosen:
             fail(f"{' and '.join(chosen)} choose{'s' * (len(chosen) == 1)} among the files given: give a folder")
         return None
-    with scoring_bar(stderr(), "reading") as progress:
+    with scoring_bar(stderr(), "reading", quiet) as progress:
         found = api.find_texts(texts, glob, skip_bad_files=skip_bad_files, progress=progress)
-    for line in found.left_out:
+    for line in found.left_out if not quiet else ():
         say(f"skipped {line}")
     several = len(found.paths) > 1
     source = ", ".join(found.sources) + (f" ({len(found.paths):,} files)" if several else "")
     return source, found
 
 
-def _validation_source(model: Model) -> str:
+def _validation_source(model: Model, quiet: bool) -> str:
     """Say which text the run validated on (the held-out end of its corpus,
     or its --val-file texts), which the model never trained on; its name."""
     val_files = [shown(f) for f in model.corpus.get("val_files") or ()]
     corpus = ", ".join(val_files) if val_files else shown(model.corpus_path)
-    say(f"no text given: reading the run's validation text, {model.validation_description()}, from {corpus}")
+    if not quiet:
+        say(f"no text given: reading the run's validation text, {model.validation_description()}, from {corpus}")
     return f"{corpus} (validation text)"
 
 
