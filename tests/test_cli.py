@@ -161,7 +161,13 @@ CASES = [
     ("val-file missing", ["train", "{corpus}", "--val-file", "{tmp}/nope.txt"], "--val-file {tmp}/nope.txt: not found"),
     ("val-file and fraction", ["train", "{corpus}", "--val-file", "{corpus}", "--val-fraction", "0.2"], "not both"),
     ("init-from size", ["train", "{corpus}", "--init-from", "{run}", "--hidden", "32"], "--hidden 32 asks for another"),
-    ("init-from missing", ["train", "{corpus}", "--init-from", "{tmp}/nope"], "checkpoint not found: {tmp}/nope"),
+    ("init-from missing", ["train", "{corpus}", "--init-from", "{tmp}/nope"], "--init-from {tmp}/nope: not found"),
+    # Not a warning that --preset's sizes do not apply with --init-from first: the one line is the error.
+    (
+        "init-from missing, preset",
+        ["train", "{corpus}", "--preset", "tiny", "--init-from", "{tmp}/nope"],
+        "--init-from {tmp}/nope: not found; give a run directory or a checkpoint",
+    ),
     ("patience", ["train", "{corpus}", "--patience", "0"], "--patience must be >= 1 validation passes, got 0"),
     ("greedy and temp", ["sample", "-c", "{run}", "--greedy", "--temp", "0.5"], "give --greedy or --temp, not both"),
     ("lr inf", ["train", "{corpus}", "--lr", "inf"], "--lr must be > 0 and finite, got inf"),

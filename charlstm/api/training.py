@@ -106,6 +106,8 @@ def train(
         raise ConfigError(
             f"give {flag('val_file')} or {flag('val_fraction')}, not both: with a validation file nothing is held out"
         )
+    if init_from is not None and not Path(init_from).exists():  # before any warning about what it would keep
+        raise ConfigError(f"{flag('init_from')} {init_from}: not found; give a run directory or a checkpoint")
     tuned = init_from is not None and "learning_rate" not in options
     model, options = presets.apply(preset, given, options)
     if init_from is not None:
