@@ -277,7 +277,7 @@ def test_inspect_writes_the_page_the_plot_and_json(runner, trained_run, tmp_path
     assert re.search(r"characters read\s+300\b", out)
     assert re.search(rf"not read \(--max-chars\)\s+{len(held_out) - 300:,}\b", out)  # only 300 were decoded
     assert re.search(r"in_caps_word\s+in an ALL-CAPITALS word\s+L\d [ch]\d+ [+-]0\.\d\d", out)
-    assert re.search(r"in_quotes\s+inside double quotes\s+not in text", out)
+    assert re.search(r"in_quotes\s+inside double quotes\s+does not vary in the text", out)
     assert "Gate saturation" in out and "f (forget gate)" in out
 
 

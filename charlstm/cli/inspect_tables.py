@@ -50,7 +50,8 @@ def top_units_table(tops: Mapping[str, Sequence[UnitScore]], top: int) -> Table:
         table.add_column(f"#{rank}", no_wrap=True)
     for feature in FEATURES:
         found = tops.get(feature.name, [])
-        cells = [f"{s.label} {s.r:+.2f}" for s in found] or ["not in text"]
+        # Absent or present throughout: either way no unit can follow it.
+        cells = [f"{s.label} {s.r:+.2f}" for s in found] or ["does not vary in the text"]
         table.add_row(feature.name, feature.description, *cells)
     return table
 
