@@ -53,6 +53,15 @@ def test_runs_lists_each_run_with_its_best_loss(runner, trained_run, tmp_path):
     assert "broken" not in result.stdout
     assert f"note: {runs_dir / 'broken'} could not be read: no complete checkpoint" in result.stderr
 
+    # A search's trials, a level deeper, are listed too; one run named is its own row; a file is refused.
+    shutil.copytree(run_dir, runs_dir / "tune-tiny" / "trial-00")
+    listed = [r["run"] for r in json.loads(_ok(runner.invoke(app, ["runs", str(runs_dir), "--json"])))]
+    assert str(runs_dir / "tune-tiny" / "trial-00") in listed and len(listed) == 3
+    one = json.loads(_ok(runner.invoke(app, ["runs", str(runs_dir / "alpha"), "--json"])))
+    assert [r["run"] for r in one] == [str(runs_dir / "alpha")]
+    refused = runner.invoke(app, ["runs", str(run_dir / "metrics.jsonl")])
+    assert refused.exit_code == 2 and "is a file; name the folder that holds runs" in refused.stderr
+
 
 def test_info_describes_the_checkpoint(runner, trained_run):
     run_dir, _ = trained_run

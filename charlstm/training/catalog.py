@@ -34,14 +34,32 @@ class RunSummary:
 
 def list_runs(runs_dir: Path = RUNS_DIR) -> list[RunSummary]:
     """Every run directory under `runs_dir` (a folder with a checkpoints/
-    folder), most recently updated last; one without a complete checkpoint
-    (a run aborted before its first save) is listed with that `problem`.
-    Reads only the checkpoints' JSON metadata."""
+    folder), and the trials of the searches there (`charlstm tune` keeps
+    them a level deeper), most recently updated last; one without a complete
+    checkpoint (a run aborted before its first save) is listed with that
+    `problem`. `runs_dir` may be one run. Reads only the checkpoints' JSON
+    metadata."""
+    if runs_dir.is_file():
+        raise CharlstmError(f"{runs_dir} is a file; name the folder that holds runs (runs/ by default)")
     if not runs_dir.is_dir():
         where = f"no folder {runs_dir}/ here" if not runs_dir.is_absolute() else f"no folder {runs_dir}/"
         raise CharlstmError(f"{where}, so no runs: train a model first, or name the folder that holds runs")
-    found = [summarize(d) for d in sorted(runs_dir.iterdir()) if _is_run(d)]
+    if _is_run(runs_dir):
+        return [summarize(runs_dir)]
+    found = []
+    for entry in sorted(runs_dir.iterdir()):
+        if _is_run(entry):
+            found.append(summarize(entry))
+        elif _is_folder(entry):  # a search: its trials are runs
+            found += [summarize(d) for d in sorted(entry.iterdir()) if _is_run(d)]
     return sorted(found, key=lambda r: r.updated)
+
+
+def _is_folder(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except OSError:
+        return False
 
 
 def _is_run(path: Path) -> bool:
