@@ -75,6 +75,11 @@ def test_info_describes_the_checkpoint(runner, trained_run):
     record = json.loads(_ok(runner.invoke(app, ["info", str(run_dir), "--json"])))
     assert record["params"] == model.num_params == param_count(model.model_config)
     assert record["vocab"] == model.vocab.chars and record["step"] == 4
+    # --warmup is at most a tenth of the steps: info says what the schedule used.
+    train = model.train_config
+    assert record["warmup_steps_used"] == min(train.warmup_steps, train.steps // 10)
+    if train.warmup_steps > train.steps // 10:
+        assert f"warmup={train.warmup_steps} ({train.steps // 10} used)" in out
 
 
 def test_eval_matches_the_logged_validation_loss(runner, trained_run, tmp_path):

@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from charlstm.core.model import param_count
+from charlstm.core.state import warmup_steps
 from charlstm.errors import CharlstmError, ConfigError, shown
 from charlstm.plots import curves
 from charlstm.text import manifest
@@ -33,6 +34,7 @@ class Description:
     meta: checkpoint_meta.Meta  # configs, vocabulary, corpus, metrics, the stored JSON
     params: int  # parameters of the model it describes
     validation: str  # what its validation text is, in words
+    warmup_steps: int  # the warmup its schedule uses: --warmup, at most a tenth of its steps
 
 
 def describe(path: str | Path | None = None) -> Description:
@@ -41,7 +43,7 @@ def describe(path: str | Path | None = None) -> Description:
     or one step directory; by default the most recently updated run under ./runs."""
     meta = checkpoint.describe(Path(path) if path is not None else catalog.most_recent_run(RUNS_DIR))
     validation = manifest.describe_validation(meta.corpus, meta.train_config.val_fraction)
-    return Description(meta, param_count(meta.model_config), validation)
+    return Description(meta, param_count(meta.model_config), validation, warmup_steps(meta.train_config))
 
 
 def read_text(path: str | Path) -> tuple[Path, str]:

@@ -233,7 +233,8 @@ def info(
         found = api.describe(checkpoint)
         meta = found.meta
         if as_json:
-            sys.stdout.write(json.dumps({"checkpoint": str(meta.path), "params": found.params, **meta.raw}) + "\n")
+            record = {"checkpoint": str(meta.path), "params": found.params, "warmup_steps_used": found.warmup_steps}
+            sys.stdout.write(json.dumps({**record, **meta.raw}) + "\n")
         else:
             print_table(tables.info_table(found))
 

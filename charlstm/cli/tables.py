@@ -74,6 +74,13 @@ def _option(field: str, value: object) -> str:
     return f"{label(field)}={'none' if value is None else value}"  # as --help's defaults say it
 
 
+def _training_option(field: str, value: object, description: Description) -> str:
+    """As `_option`, and the warmup the schedule used where --warmup was more than a tenth of the steps."""
+    if field == "warmup_steps" and value != description.warmup_steps:
+        return f"{_option(field, value)} ({description.warmup_steps} used)"
+    return _option(field, value)
+
+
 def _wrapped(items: list[str], per_line: int) -> str:
     return "\n".join(", ".join(items[i : i + per_line]) for i in range(0, len(items), per_line))
 
@@ -96,7 +103,7 @@ def info_table(description: Description) -> Table:
         ("validation text", description.validation),
         ("best validation loss", loss_text(meta.best_val_loss, 4)),
         ("training time", duration(meta.train_seconds)),
-        ("training", _wrapped([_option(k, v) for k, v in dataclasses.asdict(train).items()], per_line=4)),
+        ("training", _wrapped([_training_option(k, v, description) for k, v in dataclasses.asdict(train).items()], 4)),
     ]
     tokens = meta.corpus.get("tokens")
     if isinstance(tokens, dict):
