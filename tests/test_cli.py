@@ -308,7 +308,7 @@ def test_a_result_cut_off_by_its_reader_ends_with_141_under_python_u(trained_run
         (["sample", "--length=1e3"], "Invalid value for '--length' / '-n': "),
         (["sample", "--bogus"], "No such option: --bogus"),
         (["sample", "-c"], "Option '-c' requires an argument"),
-        (["train"], "Missing argument 'corpus'"),
+        (["train"], "Missing argument 'CORPUS'"),
         (["bogus"], "No such command 'bogus'"),
     ],
 )

@@ -12,7 +12,9 @@ from charlstm.flags import flag
 
 
 def export(
-    checkpoint: Annotated[Path, typer.Argument(help="Run directory (its best checkpoint) or checkpoint directory.")],
+    checkpoint: Annotated[
+        Path, typer.Argument(metavar="RUN", help="Run directory (its best checkpoint) or checkpoint directory.")
+    ],
     html: Annotated[
         Path | None,
         typer.Option(

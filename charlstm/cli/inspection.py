@@ -20,10 +20,13 @@ if TYPE_CHECKING:
 
 
 def evaluate(
-    checkpoint: Annotated[Path, typer.Argument(help="Run directory (its best checkpoint) or checkpoint directory.")],
+    checkpoint: Annotated[
+        Path, typer.Argument(metavar="RUN", help="Run directory (its best checkpoint) or checkpoint directory.")
+    ],
     texts: Annotated[
         list[str] | None,
         typer.Argument(
+            metavar="TEXT",
             help="UTF-8 text files or folders to score, each file a document of its own, as train reads them "
             "[default: the run's validation text].",
             show_default=False,
@@ -70,10 +73,14 @@ def evaluate(
 
 
 def inspect_model(
-    checkpoint: Annotated[Path, typer.Argument(help="Run directory (its best checkpoint) or checkpoint directory.")],
+    checkpoint: Annotated[
+        Path, typer.Argument(metavar="RUN", help="Run directory (its best checkpoint) or checkpoint directory.")
+    ],
     text_file: Annotated[
         str | None,
-        typer.Argument(help="UTF-8 text to read [default: the run's validation text].", show_default=False),
+        typer.Argument(
+            metavar="TEXTFILE", help="UTF-8 text to read [default: the run's validation text].", show_default=False
+        ),
     ] = None,
     text: Annotated[
         str | None, typer.Option("--text", help="Read this text instead of a file.", show_default=False)
@@ -194,7 +201,7 @@ def _validation_source(model: Model, quiet: bool) -> str:
 
 
 def list_runs(
-    runs_dir: Annotated[Path, typer.Argument(help="Folder holding run directories.")] = Path("runs"),
+    runs_dir: Annotated[Path, typer.Argument(metavar="FOLDER", help="Folder holding run directories.")] = Path("runs"),
     as_json: AsJson = False,
 ) -> None:
     """List training runs: corpus, model, progress, best validation loss."""
@@ -218,6 +225,7 @@ def info(
     checkpoint: Annotated[
         Path | None,
         typer.Argument(
+            metavar="RUN",
             help="Run directory (its best checkpoint) or checkpoint directory [default: the most recent run under "
             "runs/].",
             show_default=False,
@@ -243,6 +251,7 @@ def plot(
     run_dirs: Annotated[
         list[Path] | None,
         typer.Argument(
+            metavar="RUN",
             help="One or more run directories, overlaid [default: the most recent run under runs/].",
             show_default=False,
         ),

@@ -64,15 +64,14 @@ def sample(
     run: Annotated[
         Path | None,
         typer.Argument(
+            metavar="RUN",
             help="Run directory (its best checkpoint) or checkpoint [default: the most recent run under runs/].",
             show_default=False,
         ),
     ] = None,
     checkpoint: Annotated[
         Path | None,
-        typer.Option(
-            flag("checkpoint"), "-c", help="The same as the run argument, given as an option.", show_default=False
-        ),
+        typer.Option(flag("checkpoint"), "-c", help="The same as RUN, given as an option.", show_default=False),
     ] = None,
     temp: Annotated[
         float,

@@ -29,7 +29,8 @@ def serve(
     checkpoint: Annotated[
         Path | None,
         typer.Argument(
-            help="Run directory (its best checkpoint) or checkpoint directory [default: the most recent run]."
+            metavar="RUN",
+            help="Run directory (its best checkpoint) or checkpoint directory [default: the most recent run].",
         ),
     ] = None,
     host: Annotated[

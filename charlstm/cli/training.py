@@ -97,6 +97,7 @@ _TRAIN_ARGS = (
 CorpusArgument = Annotated[
     list[str],
     typer.Argument(
+        metavar="CORPUS",
         help="UTF-8 text files or folders to learn from, each file a document of its own; a shipped corpus's "
         "name (shakespeare.txt) works from any directory.",
         show_default=False,
@@ -245,7 +246,9 @@ def train(
 
 
 def resume(
-    run_dir: Annotated[Path, typer.Argument(help="Run directory to continue (from its latest checkpoint).")],
+    run_dir: Annotated[
+        Path, typer.Argument(metavar="RUN", help="Run directory to continue (from its latest checkpoint).")
+    ],
     steps: Annotated[
         int | None, typer.Option(flag("steps"), help="New total step count, to extend a finished run.")
     ] = None,
