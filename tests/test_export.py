@@ -2,6 +2,7 @@
 page that runs the model, in a real headless Chromium with the network off."""
 
 import json
+import shutil
 import runpy
 import struct
 import subprocess
@@ -194,3 +195,13 @@ def test_export_errors_are_one_line(runs, tmp_path):
         result = runner.invoke(app, args)
         assert result.exit_code == 2, result.output
         assert message in result.stderr and result.stderr.count("\n") == 1
+
+
+def test_export_without_a_run_takes_the_most_recent_one(runs, tmp_path, monkeypatch):
+    """As sample, info, plot and serve do."""
+    shutil.copytree(runs["gru"], tmp_path / "runs" / "newest")
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["export", "--weights", "w"])
+    assert result.exit_code == 0, result.output
+    meta = json.loads((tmp_path / "w" / "model.json").read_text(encoding="utf-8"))
+    assert meta["model"]["cell"] == "gru"

@@ -13,8 +13,14 @@ from charlstm.flags import flag
 
 def export(
     checkpoint: Annotated[
-        Path, typer.Argument(metavar="RUN", help="Run directory (its best checkpoint) or checkpoint directory.")
-    ],
+        Path | None,
+        typer.Argument(
+            metavar="RUN",
+            help="Run directory (its best checkpoint) or checkpoint directory [default: the most recent run under "
+            "runs/].",
+            show_default=False,
+        ),
+    ] = None,
     html: Annotated[
         Path | None,
         typer.Option(
