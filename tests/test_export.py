@@ -2,8 +2,8 @@
 page that runs the model, in a real headless Chromium with the network off."""
 
 import json
-import shutil
 import runpy
+import shutil
 import struct
 import subprocess
 import sys
