@@ -361,6 +361,9 @@ class TrainingLoop:
 
     def _checkpoint(self) -> events.Saved:
         self.saved_step = self.step
+        # The time up to this save, the sample after a pass included: what
+        # `charlstm runs` and `info` show, and what a resume counts on from.
+        self._clock()
         # A session that made the pass its first step owed (a stop had cut it
         # short) rewrites that step's checkpoint, so that its history has the
         # pass; every process decides alike, from the run's own history.
