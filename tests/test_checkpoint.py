@@ -1,4 +1,5 @@
 import json
+import os
 import shutil
 import signal
 import time
@@ -82,6 +83,12 @@ def test_unfinished_save_is_never_picked(trained):
 def test_most_recent_run(trained, tmp_path):
     _, run_dir = trained
     assert catalog.most_recent_run(tmp_path) == run_dir
+    # A search's trials are runs too (charlstm tune keeps them a level deeper): the newest wins.
+    trial = tmp_path / "tune-tiny" / "trial-00"
+    shutil.copytree(run_dir, trial)
+    for saved in trial.glob("checkpoints/*/*"):
+        os.utime(saved, (time.time() + 60, time.time() + 60))
+    assert catalog.most_recent_run(tmp_path) == trial
     # Said so that it fits every command that looks for one (sample's
     # --checkpoint, serve's and export's RUN argument, the API's path).
     with pytest.raises(CheckpointError, match="no trained run found .* or name a run directory$"):

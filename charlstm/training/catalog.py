@@ -46,13 +46,22 @@ def list_runs(runs_dir: Path = RUNS_DIR) -> list[RunSummary]:
         raise CharlstmError(f"{where}, so no runs: train a model first, or name the folder that holds runs")
     if _is_run(runs_dir):
         return [summarize(runs_dir)]
+    return sorted((summarize(d) for d in _runs_under(runs_dir)), key=lambda r: r.updated)
+
+
+def _runs_under(runs_dir: Path) -> list[Path]:
+    """The run directories in `runs_dir`, and in its folders that are not
+    runs (a search's trials), by name."""
     found = []
     for entry in sorted(runs_dir.iterdir()):
         if _is_run(entry):
-            found.append(summarize(entry))
-        elif _is_folder(entry):  # a search: its trials are runs
-            found += [summarize(d) for d in sorted(entry.iterdir()) if _is_run(d)]
-    return sorted(found, key=lambda r: r.updated)
+            found.append(entry)
+        elif _is_folder(entry):
+            try:
+                found += [d for d in sorted(entry.iterdir()) if _is_run(d)]
+            except OSError:  # an unreadable folder is not one of ours to list
+                continue
+    return found
 
 
 def _is_folder(path: Path) -> bool:
@@ -94,10 +103,11 @@ def summarize(run_dir: Path) -> RunSummary:
 
 
 def most_recent_run(runs_dir: Path) -> Path:
-    """The run under `runs_dir` whose newest checkpoint was written last."""
+    """The run under `runs_dir` whose newest checkpoint was written last,
+    the trials of searches there included (as `list_runs` lists them)."""
     newest: tuple[float, Path] | None = None
     if runs_dir.is_dir():
-        for run_dir in runs_dir.iterdir():
+        for run_dir in _runs_under(runs_dir):
             for kind in (checkpoint.LATEST, checkpoint.BEST):
                 step = checkpoint.latest_step(run_dir / "checkpoints" / kind)
                 if step is not None:
