@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from charlstm.cli import app
-from charlstm.errors import ConfigError
+from charlstm.errors import ConfigError, CorpusError
 
 from .test_cli import TINY
 from .test_corpus import write_folder
@@ -110,7 +110,7 @@ def test_a_validation_file_with_nothing_the_model_can_score_is_an_error(runner, 
     assert result.exit_code == 2
     assert result.stderr.splitlines() == [
         f"error: --val-file {tmp_path / 'jp.txt'}: almost none of the text is in the model's vocabulary "
-        "(3 characters skipped): nothing to score"
+        "(3 characters skipped, 1 left): nothing to score"
     ]
     assert not (tmp_path / "run").exists()
 
@@ -450,6 +450,34 @@ def test_eval_of_files_reads_them_in_place_with_the_same_score_as_in_memory(runn
     assert json.loads(again.stdout) == record
     assert token_files[0].stat().st_mtime_ns == written  # found in the cache, not encoded again
 
+    # The cache cannot be written (a file where its folder would be): the files are read into memory, the same score.
+    monkeypatch.setenv("CHARLSTM_CORPUS_CACHE", str(texts / "1.txt" / "cache"))
+    unwritable = runner.invoke(app, ["eval", str(run_dir), str(texts), "--streams", "4", "--json"])
+    assert unwritable.exit_code == 0, unwritable.output
+    assert json.loads(unwritable.stdout) == record
+    page = ["inspect", str(run_dir), str(texts / "1.txt"), "-o", str(tmp_path / "p.html")]
+    assert runner.invoke(app, page).exit_code == 0
+    monkeypatch.setenv("CHARLSTM_CORPUS_CACHE", str(tmp_path / "cache"))
+
+    # Almost nothing the model knows: counted as in memory, the boundary symbols included.
+    (tmp_path / "zx.txt").write_text("Ze", encoding="utf-8")
+    if documents:  # the boundary and e: two characters to read, one prediction
+        assert model.evaluate(api.find_texts(tmp_path / "zx.txt"), 4).chars == model.evaluate(["Ze"], 4).chars == 1
+    else:
+        with pytest.raises(CorpusError, match=r"\(1 character skipped, 1 left\): nothing to score"):
+            model.evaluate(api.find_texts(tmp_path / "zx.txt"), 4)
+        with pytest.raises(CorpusError, match=r"\(1 character skipped, 1 left\): nothing to score"):
+            model.evaluate(["Ze"], 4)
+
+    # A file that changed after it was found is refused, not half-counted.
+    found_one = api.find_texts(texts / "2.txt")
+    (texts / "2.txt").write_text("of denmark, and more\n", encoding="utf-8")
+    with pytest.raises(CorpusError, match="changed since it was found; run again"):
+        model.inspect(found_one, 5)
+    with pytest.raises(CorpusError, match="changed while it was being read; run again"):
+        model.evaluate(found_one, 4)
+    (texts / "2.txt").write_text("é of denmark\n", encoding="utf-8")
+
     # U+FDD0 marks documents: a file holding one is refused, as training refuses it, or left out.
     (texts / "3.txt").write_text("the king\ufdd0 and queen\n", encoding="utf-8")
     refused = runner.invoke(app, ["eval", str(run_dir), str(texts / "3.txt")])
@@ -478,6 +506,20 @@ def test_train_on_the_current_folder_leaves_its_own_runs_out(runner, tmp_path, m
     resumed = runner.invoke(app, ["resume", str(run), "--steps", "3"])
     assert resumed.exit_code == 0, resumed.output
     assert "done at step 3" in resumed.stderr
+    # A search's losing trial keeps its log and samples but no checkpoints: still a run, still not text.
+    trial = poems / "runs" / "tune-my poems-1" / "trial-01"
+    trial.mkdir(parents=True)
+    (trial / "metrics.jsonl").write_text("", encoding="utf-8")
+    (trial / "samples.txt").write_text("step 5: sample\n", encoding="utf-8")
+    third = runner.invoke(app, ["train", ".", "--out", "runs/third", *TINY, "--steps", "2"])
+    assert third.exit_code == 0, third.output
+    assert "corpus: 2 files from ." in third.stderr
+    only_runs = runner.invoke(app, ["train", "runs", *TINY, "--steps", "2"])
+    assert only_runs.exit_code == 2
+    assert "runs holds only charlstm runs, which are never read as text: name your texts" in only_runs.stderr
+    from charlstm.training.run import corpus_name
+
+    assert corpus_name(Path(".")) == "my poems" and corpus_name(Path("-notes.txt")) == "notes"
     # A folder named outright is read, run or not.
     from charlstm.text.corpus import Source, find
 

@@ -284,7 +284,9 @@ def test_a_validation_file_with_nothing_in_the_vocabulary_is_an_error(tmp_path):
     write_folder(tmp_path / "poems", 2)
     (tmp_path / "jp.txt").write_text("日本語\n", encoding="utf-8")
     corpus = prepare(Source((str(tmp_path / "poems"),), val_files=(str(tmp_path / "jp.txt"),)))
-    with pytest.raises(CorpusError, match=r"--val-file .*jp\.txt: almost none .*vocabulary \(3 characters skipped\)"):
+    with pytest.raises(
+        CorpusError, match=r"--val-file .*jp\.txt: almost none .*vocabulary \(3 characters skipped, 1 left\)"
+    ):
         open_tokens(corpus, corpus_vocab(corpus))
 
 

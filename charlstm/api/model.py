@@ -19,8 +19,8 @@ from charlstm.errors import ConfigError, CorpusError
 from charlstm.export import page, weights
 from charlstm.introspect import record
 from charlstm.text import manifest, streams
-from charlstm.text.corpus import read_head
-from charlstm.text.tokens import open_tokens, prepare
+from charlstm.text.corpus import read_corpus, read_head, read_size
+from charlstm.text.tokens import CacheUnwritable, open_tokens, prepare
 from charlstm.text.vocab import BOUNDARY, Vocab
 from charlstm.training import catalog, checkpoint
 from charlstm.training.run import RUNS_DIR
@@ -142,8 +142,12 @@ class Model:
     def _evaluate_files(
         self, files: TextFiles, max_streams: int | None, progress: Callable[[float], None] | None
     ) -> Score:
-        # Marked as the model learned to read: each file after the boundary symbol if it learned several.
-        tokens = open_tokens(files.corpus, self.vocab, boundary=BOUNDARY in self.vocab.chars)
+        try:
+            # Marked as the model learned to read: each file after the boundary symbol if it learned several.
+            tokens = open_tokens(files.corpus, self.vocab, boundary=BOUNDARY in self.vocab.chars)
+        except CacheUnwritable:  # no room or no right to write it: the files read into memory, the same score
+            texts = [read_corpus(Path(d.path), "the text").text for d in files.corpus.val]
+            return self.evaluate(texts, max_streams, progress=progress)
         score = self._score(streams.Segments(tokens.ids, [(0, len(tokens.ids))], tokens.checked), max_streams, progress)
         return dataclasses.replace(score, skipped=dict(tokens.skipped))
 
@@ -177,10 +181,11 @@ class Model:
         if isinstance(text, TextFiles):
             heads, left = [], max_chars
             for document in text.corpus.val:
-                if left <= 0:
-                    break
-                heads.append(read_head(Path(document.path), left))
-                left -= len(heads[-1])
+                if read_size(Path(document.path)) != document.size:  # what was counted is not what is there
+                    raise CorpusError(f"{document.path} changed since it was found; run again")
+                if left > 0:
+                    heads.append(read_head(Path(document.path), left))
+                    left -= len(heads[-1])
             seen = self.inspect(heads, max_chars)
             return dataclasses.replace(seen, truncated=text.corpus.chars - sum(map(len, heads)))
         stray: dict[str, int] = {}

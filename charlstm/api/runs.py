@@ -92,16 +92,22 @@ def find_texts(
     skip_bad_files: bool = False,
     progress: Callable[[float], None] | None = None,
 ) -> TextFiles:
-    """What `read_texts` reads, without reading it into memory: each file is
-    checked and hashed once, in a stream (a later call finds the results in
-    the corpus cache), and `Model.evaluate` then encodes it into the cache
-    under the model's vocabulary and scores it in place, so a text of any
-    size can be scored. The same files are left out as by `read_texts`,
-    and a file holding U+FDD0 (which charlstm reserves to mark documents)
-    is refused as training refuses one. `progress(share)` as the files are
-    read the first time (about 1 GB/s on a 2-core CPU), or hashed after."""
+    """What `read_texts` reads, without holding it in memory: each file is
+    hashed and, the first time, checked, both in a stream (a later call
+    finds the check's results in the corpus cache), and `Model.evaluate`
+    then encodes it into the cache under the model's vocabulary and scores
+    it in place, so a text of any size can be scored. The same files are
+    left out as by `read_texts`, and a file holding U+FDD0 (which charlstm
+    reserves to mark documents) is refused as training refuses one.
+    `progress(share)` as the files are read: hashing is the first half,
+    checking the second (skipped, where the cache has its results)."""
     sources, source = _source(paths, glob, skip_bad_files)
-    corpus = prepare_texts(source, lambda phase, done, total: progress(done / max(total, 1)) if progress else None)
+
+    def halves(phase: str, done: int, total: int) -> None:
+        if progress is not None:
+            progress((done / max(total, 1) + (phase != "hashing")) / 2)
+
+    corpus = prepare_texts(source, halves)
     left_out = tuple(f"{shown(d.path)}: {d.problem}" for d in corpus.skipped)
     return TextFiles(sources, tuple(Path(d.path) for d in corpus.val), left_out, corpus)
 

@@ -91,14 +91,20 @@ def _hidden(relative: Path) -> bool:
     return any(part.startswith(".") for part in relative.parts)
 
 
+# Files every charlstm run directory has (training/runlog.py, text/manifest.py).
+RUN_MARKERS = ("metrics.jsonl", "corpus.json")
+
+
 def _in_run(path: Path, folder: Path, runs: dict[Path, bool]) -> bool:
     """Whether `path` lies in a charlstm run directory under `folder` (one
-    with checkpoints/ and metrics.jsonl): `train .` must not read its own
+    with its log, metrics.jsonl, or its corpus record, corpus.json: a run
+    stopped before its first save, or a search's trial whose checkpoints
+    were removed, has no checkpoints/): `train .` must not read its own
     runs' samples and checkpoint files as text. `runs` caches the answers."""
     for parent in path.relative_to(folder).parents[:-1]:  # not `folder` itself: named, it is read
         where = folder / parent
         if where not in runs:
-            runs[where] = (where / "checkpoints").is_dir() and (where / "metrics.jsonl").is_file()
+            runs[where] = any((where / marker).is_file() for marker in RUN_MARKERS)
         if runs[where]:
             return True
     return False
@@ -123,7 +129,7 @@ def _folder_files(folder: Path, pattern: str) -> list[Path]:
         kinds = Counter(
             p.suffix or "(no extension)"
             for p in folder.rglob("*")
-            if p.is_file() and not _hidden(p.relative_to(folder))
+            if p.is_file() and not _hidden(p.relative_to(folder)) and not _in_run(p, folder, runs)
         )
         has = ", ".join(f"{n} {suffix}" for suffix, n in kinds.most_common(5))
         hidden = any(part.startswith(".") and part not in (".", "..") for part in Path(pattern).parts)
@@ -131,6 +137,8 @@ def _folder_files(folder: Path, pattern: str) -> list[Path]:
         # Its commonest kind of file, where it has one with an extension ('**/*.md'), else every file.
         common = [suffix for suffix, _ in kinds.most_common(1) if suffix.startswith(".")]
         example = f"'**/*{common[0]}'" if common else "'**/*'"
+        if not kinds and any(runs.values()):
+            raise CorpusError(f"{folder} holds only charlstm runs, which are never read as text: name your texts")
         raise CorpusError(
             f"no files in {folder} match {pattern!r} ({f'it has {has}' if kinds else 'it has no files'}{why}); "
             f"choose others with {flag('glob')}, such as {example}"
@@ -246,6 +254,14 @@ def read_texts(source: Source) -> tuple[tuple[TextFile, ...], tuple[str, ...]]:
     if not files:
         raise CorpusError("no usable text: every file was left out", details=tuple(left_out))
     return tuple(files), tuple(left_out)
+
+
+def read_size(path: Path) -> int:
+    """A file's size in bytes now."""
+    try:
+        return path.stat().st_size
+    except OSError as err:
+        raise CorpusError(f"cannot read {path}: {err.strerror}") from None
 
 
 def read_head(path: Path, chars: int) -> str:

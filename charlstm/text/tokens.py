@@ -198,7 +198,8 @@ def prepare_texts(source: Source, progress: Progress = no_progress) -> Corpus:
         result = scanning.scan(docs, progress, counted=len(docs))
         if [f.sha256 for f in result.files] != hashes:
             raise CorpusError("the text changed while it was being read; run again")
-        _save_scan(directory, result)
+        with contextlib.suppress(CacheUnwritable):  # only the next reading's shortcut is lost
+            _save_scan(directory, result)
     alone = len(source.paths) == 1 and not found.roots[0].is_dir() and not source.skip_bad_files
     usable, left_out = [], []
     for f in result.files:
@@ -352,13 +353,17 @@ def open_tokens(
     left_out = [{c: n for c, n in d.counts or () if c not in known} for d in corpus.val]
     kept = [d.chars - sum(out.values()) for d, out in zip(corpus.val, left_out, strict=True)]
     skipped = {c: sum(out.get(c, 0) for out in left_out) for c in sorted(set().union(*left_out))}
-    if skipped and sum(kept) < 2:
+    # Texts given to score count as `Model.evaluate` counts them, boundary
+    # symbols included; a run's validation files must hold text of their own.
+    left = sum(kept) + (len(corpus.val) * int(boundary) if not corpus.train else 0)
+    if skipped and left < 2:
         named = ", ".join(shown(d.path) for d in corpus.val)
         if corpus.train:  # the validation files of a run, not texts given to score
             named = f"{flag('val_file')} {named}"
+        gone = sum(skipped.values())
         raise CorpusError(
-            f"{named}: almost none of the text is in the "
-            f"model's vocabulary ({sum(skipped.values()):,} characters skipped): nothing to score"
+            f"{named}: almost none of the text is in the model's vocabulary ({gone:,} character"
+            f"{'s' * (gone != 1)} skipped, {left} left): nothing to score"
         )
     dtype = token_dtype(vocab.size)
     tag = hashlib.sha256(vocab.chars.encode("utf-8", "surrogatepass")).hexdigest()[:16]
@@ -440,8 +445,13 @@ def _remove(tmp: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
+class CacheUnwritable(CorpusError):
+    """The corpus cache cannot be written: training needs it; scoring given
+    texts can read them into memory instead."""
+
+
 def _unwritable(path: Path, err: OSError) -> CorpusError:
-    return CorpusError(
+    return CacheUnwritable(
         f"cannot write the corpus cache {path}: {err.strerror}; point {ENV_CACHE} at a folder you can write to, "
         "with room for the encoded text"
     )

@@ -58,12 +58,16 @@ SHAPE_FIELDS = ("cell", "norm", "hidden_size", "num_layers", "embed_dim")
 
 def default_run_dir(corpus_path: Path, runs_dir: Path = RUNS_DIR, when: float | None = None) -> Path:
     """runs/<corpus>-<time>; `when` (unix seconds, default now) lets the
-    processes of a multi-process run agree on one name. A folder is named
-    as it is called (`train .` in ~/poems: poems-...), and a name that would
-    start with "-" (which a command line reads as an option) loses it."""
-    name = corpus_path.resolve().name if corpus_path.is_dir() else corpus_path.stem
-    name = name.lstrip("-") or "corpus"
-    return runs_dir / f"{name}-{time.strftime('%Y%m%d-%H%M%S', time.localtime(when))}"
+    processes of a multi-process run agree on one name."""
+    return runs_dir / f"{corpus_name(corpus_path)}-{time.strftime('%Y%m%d-%H%M%S', time.localtime(when))}"
+
+
+def corpus_name(path: Path) -> str:
+    """What a run or search on `path` is named after: a file's stem, a
+    folder's own name (`train .` in ~/poems: poems), never starting with
+    "-", which a command line would read as an option."""
+    name = path.resolve().name if path.is_dir() else path.stem
+    return name.lstrip("-") or "corpus"
 
 
 def pattern_characters(path: Path) -> list[str]:

@@ -47,7 +47,7 @@ from charlstm.text.tokens import Corpus, refuse_copied_validation
 from charlstm.training import events, session
 from charlstm.training.events import TrialFinished, TrialResult, TrialStarted
 from charlstm.training.loop import fit
-from charlstm.training.run import RUNS_DIR, Run, new_run, prepare_run_dir
+from charlstm.training.run import RUNS_DIR, Run, corpus_name, new_run, prepare_run_dir
 from charlstm.training.search_space import SEARCHED_MODEL_FIELDS, SPACE, grid_trials, parse_dimension, random_trials
 from charlstm.training.timefit import FIT_AFTER_STEPS
 
@@ -135,7 +135,8 @@ def plan(
     if not source.paths:
         raise ConfigError("give a text file or folder to search on")
     path, _ = resolve_corpus_path(source.paths[0])  # the first file or folder given names the search
-    directory = Path(out) if out is not None else RUNS_DIR / f"tune-{path.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    named = f"tune-{corpus_name(path)}-{time.strftime('%Y%m%d-%H%M%S')}"
+    directory = Path(out) if out is not None else RUNS_DIR / named
     settings = {
         "corpus": str(path.resolve()),
         "sources": [str(Path(p).resolve()) for p in source.paths],
