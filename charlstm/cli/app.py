@@ -14,6 +14,7 @@ import signal
 import sys
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
@@ -149,6 +150,13 @@ app = typer.Typer(
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")]
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Print more: configuration, every logged step.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+# The run a command reads, named as the README names it.
+_RUN_HELP = "Run directory (its best checkpoint) or checkpoint directory"
+RunArgument = Annotated[Path, typer.Argument(metavar="RUN", help=f"{_RUN_HELP}.")]
+NewestRunArgument = Annotated[
+    Path | None,
+    typer.Argument(metavar="RUN", help=f"{_RUN_HELP} [default: the most recent run under runs/].", show_default=False),
+]
 
 _options = {"cache": True}
 # The commands that run training steps, whose scratch memory is worth

@@ -7,20 +7,12 @@ from typing import Annotated
 
 import typer
 
-from charlstm.cli.app import Quiet, fail, say, user_errors
+from charlstm.cli.app import NewestRunArgument, Quiet, fail, say, user_errors
 from charlstm.flags import flag
 
 
 def export(
-    checkpoint: Annotated[
-        Path | None,
-        typer.Argument(
-            metavar="RUN",
-            help="Run directory (its best checkpoint) or checkpoint directory [default: the most recent run under "
-            "runs/].",
-            show_default=False,
-        ),
-    ] = None,
+    checkpoint: NewestRunArgument = None,
     html: Annotated[
         Path | None,
         typer.Option(

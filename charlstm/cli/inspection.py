@@ -9,7 +9,18 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from charlstm.cli.app import AsJson, Quiet, fail, print_table, say, stderr, use_cache, user_errors
+from charlstm.cli.app import (
+    AsJson,
+    NewestRunArgument,
+    Quiet,
+    RunArgument,
+    fail,
+    print_table,
+    say,
+    stderr,
+    use_cache,
+    user_errors,
+)
 from charlstm.cli.display import scoring_bar
 from charlstm.cli.training import GlobOption, SkipBadFilesOption
 from charlstm.errors import CharlstmError, shown
@@ -20,9 +31,7 @@ if TYPE_CHECKING:
 
 
 def evaluate(
-    checkpoint: Annotated[
-        Path, typer.Argument(metavar="RUN", help="Run directory (its best checkpoint) or checkpoint directory.")
-    ],
+    checkpoint: RunArgument,
     texts: Annotated[
         list[str] | None,
         typer.Argument(
@@ -73,9 +82,7 @@ def evaluate(
 
 
 def inspect_model(
-    checkpoint: Annotated[
-        Path, typer.Argument(metavar="RUN", help="Run directory (its best checkpoint) or checkpoint directory.")
-    ],
+    checkpoint: RunArgument,
     text_file: Annotated[
         str | None,
         typer.Argument(
@@ -222,15 +229,7 @@ def list_runs(
 
 
 def info(
-    checkpoint: Annotated[
-        Path | None,
-        typer.Argument(
-            metavar="RUN",
-            help="Run directory (its best checkpoint) or checkpoint directory [default: the most recent run under "
-            "runs/].",
-            show_default=False,
-        ),
-    ] = None,
+    checkpoint: NewestRunArgument = None,
     as_json: AsJson = False,
 ) -> None:
     """Describe a checkpoint: configuration, vocabulary, parameters, metrics."""

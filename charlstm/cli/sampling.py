@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, TextIO
 
 import typer
 
-from charlstm.cli.app import Quiet, fail, given, say, use_cache, user_errors
+from charlstm.cli.app import NewestRunArgument, Quiet, fail, given, say, use_cache, user_errors
 from charlstm.config import SampleConfig, to_dict
 from charlstm.flags import flag
 
@@ -61,14 +61,7 @@ def unescape(text: str, option: str) -> str:
 
 def sample(
     ctx: typer.Context,
-    run: Annotated[
-        Path | None,
-        typer.Argument(
-            metavar="RUN",
-            help="Run directory (its best checkpoint) or checkpoint [default: the most recent run under runs/].",
-            show_default=False,
-        ),
-    ] = None,
+    run: NewestRunArgument = None,
     checkpoint: Annotated[
         Path | None,
         typer.Option(flag("checkpoint"), "-c", help="The same as RUN, given as an option.", show_default=False),

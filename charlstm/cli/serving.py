@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import ipaddress
 import signal
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from charlstm.cli.app import Quiet, say, use_cache, user_errors
+from charlstm.cli.app import NewestRunArgument, Quiet, say, use_cache, user_errors
 from charlstm.config import ServeConfig, check_api_key
 from charlstm.flags import flag
 
@@ -26,13 +25,7 @@ def _loopback(host: str) -> bool:
 
 
 def serve(
-    checkpoint: Annotated[
-        Path | None,
-        typer.Argument(
-            metavar="RUN",
-            help="Run directory (its best checkpoint) or checkpoint directory [default: the most recent run].",
-        ),
-    ] = None,
+    checkpoint: NewestRunArgument = None,
     host: Annotated[
         str, typer.Option(flag("host"), help="Address to listen on; 0.0.0.0 is every interface (warned about).")
     ] = "127.0.0.1",
