@@ -24,6 +24,7 @@ arrays, and only process 0 writes the JSON and renames the directory.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,7 @@ import flax.serialization
 import jax
 import orbax.checkpoint as ocp
 
+from charlstm.config import ModelConfig, TrainConfig
 from charlstm.core.state import TrainState, init_state
 from charlstm.errors import CharlstmError, CheckpointError
 from charlstm.training import checkpoint_meta, restore_failures
@@ -162,6 +164,17 @@ def describe(path: Path, prefer: str = BEST) -> Meta:
         checkpointer.close()
 
 
+@functools.lru_cache(maxsize=8)
+def _template(model_config: ModelConfig, train_config: TrainConfig) -> Any:
+    """The training state's shapes and dtypes, traced once per configuration.
+    Once, because a Ctrl-C that lands inside a trace can leave JAX's tracing
+    state behind (seen once in the test suite's interrupted restores under
+    load, 2026-12-04: every later JAX call of that process failed), which in
+    a notebook or server that keeps running would break it. A second load of
+    the same shapes traces nothing."""
+    return jax.eval_shape(lambda: init_state(model_config, train_config))
+
+
 def load(path: Path, prefer: str = BEST) -> Checkpoint:
     """Restore a checkpoint onto this process's first device, whatever
     devices, or how many processes, wrote it. In a multi-process run every
@@ -172,7 +185,7 @@ def load(path: Path, prefer: str = BEST) -> Checkpoint:
 
     def restore() -> Checkpoint:
         meta = checkpoint_meta.to_meta(_read_meta(checkpointer, where), where)
-        template = jax.eval_shape(lambda: init_state(meta.model_config, meta.train_config))
+        template = _template(meta.model_config, meta.train_config)
         # Whole, on a device of this process: in a multi-process run every
         # process reads the full state and takes its own share (any process
         # count can resume any checkpoint; see distributed.place_state).
