@@ -120,8 +120,13 @@ def test_resume_extends_a_finished_run(tiny_corpus, tmp_path):
         f"the schedule now spans 10 steps, so the learning rate jumps from {old:.2e} to {now:.2e} at the next "
         "step and decays from there: a warm restart, without a second warm-up; --lr sets the peak"
     )
+    # The API says it after the run is opened, so that a run's first line names its directory.
+    seen.clear()
+    charlstm.resume(tmp_path / "run", steps=20, on_event=seen.append)
+    kinds = [type(e).__name__ for e in seen if isinstance(e, events.Opened | events.Warned)]
+    assert kinds[:2] == ["Opened", "Warned"]
     # Where the rate hardly moves, or the user gave the new peak, nothing is said.
-    for overrides in ({"steps": 11}, {"learning_rate": 0.5}):
+    for overrides in ({"steps": 21}, {"learning_rate": 0.5}):
         seen.clear()
         session.resumed_run(tmp_path / "run", overrides, on_event=seen.append)
         assert not [e for e in seen if isinstance(e, events.Warned)], overrides

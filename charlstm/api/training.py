@@ -93,6 +93,7 @@ def train(
     stops (resume it later). `devices`: how many local devices to split the
     batch over (default: all). Raises TrainingDiverged if the loss stops
     being finite."""
+    on_event = _warnings_after_opening(on_event)
     for path in corpus if isinstance(corpus, list | tuple) else [corpus]:
         path_like(path, "corpus")
     for name, path in (("out", out), ("init_from", init_from)):
@@ -163,9 +164,34 @@ def resume(
     with: the batch only has to split evenly over it."""
     path_like(run_dir, "run_dir")
     path = Path(run_dir)
+    on_event = _warnings_after_opening(on_event)
     run = session.resumed_run(path, overrides, force=force, on_event=on_event)
     distributed.make_mesh(run.train_config.batch_size, devices)
     return _train(run, path, on_event, should_stop, devices, resumed=True)
+
+
+def _warnings_after_opening(on_event: EventHandler | None) -> EventHandler | None:
+    """`on_event`, with the warnings raised while a run is set up (a preset
+    that does not apply, a resume's new schedule) held back until its
+    `Opened` event has passed: a run's first line names its directory."""
+    if on_event is None:
+        return None
+    handler = on_event
+    held: list[events.Event] = []
+    opened: list[bool] = []  # a flag the closure can set
+
+    def handle(event: events.Event) -> None:
+        if not opened and isinstance(event, events.Warned):
+            held.append(event)
+            return
+        handler(event)
+        if isinstance(event, events.Opened):
+            opened.append(True)
+            for warning in held:
+                handler(warning)
+            held.clear()
+
+    return handle
 
 
 def _train(
