@@ -1,6 +1,7 @@
 """`charlstm train` on folders and several files, driven as a user drives it."""
 
 import io
+import os
 import json
 import re
 from pathlib import Path
@@ -524,3 +525,14 @@ def test_train_on_the_current_folder_leaves_its_own_runs_out(runner, tmp_path, m
     from charlstm.text.corpus import Source, find
 
     assert (run / "samples.txt").resolve() in {d.path for d in find(Source((str(run),), "*.txt")).train}
+
+
+def test_a_pipe_is_refused_at_once_not_waited_on(runner, tmp_path):
+    """A named pipe (or /dev/stdin from a pipe) would block the second reading, and a Ctrl-C with it."""
+    fifo = tmp_path / "text.fifo"
+    os.mkfifo(fifo)
+    message = f"{fifo} is not a regular file (a pipe or a device?): charlstm reads a text twice"
+    for args in (["train", str(fifo)], ["train", str(tmp_path / "a.txt"), "--val-file", str(fifo)]):
+        (tmp_path / "a.txt").write_text("the king and queen of denmark\n" * 40, encoding="utf-8")
+        result = runner.invoke(app, [*args, *TINY, "--steps", "2", "--out", str(tmp_path / "run")])
+        assert result.exit_code == 2 and message in result.stderr, result.output

@@ -146,6 +146,17 @@ def _folder_files(folder: Path, pattern: str) -> list[Path]:
     return sorted(matches, key=lambda p: p.relative_to(folder).as_posix())
 
 
+def _regular(path: Path, named: str) -> Path:
+    """`path`, if it is a regular file: a pipe or a device would block the
+    second of the two readings (one to check the text, one to encode it)."""
+    if not path.is_file():
+        raise CorpusError(
+            f"{named} is not a regular file (a pipe or a device?): charlstm reads a text twice, to check it and "
+            "then to encode it; save it to a file first"
+        )
+    return path
+
+
 def _document(path: Path) -> Document:
     try:
         return Document(path.resolve(), path.stat().st_size)
@@ -170,7 +181,7 @@ def find(source: Source) -> Found:
             any_folder = True
             files += _folder_files(path, source.glob)
         else:
-            files.append(path)
+            files.append(_regular(path, str(given)))
             named.append(path)
     val_files: list[Path] = []
     for given in source.val_files:
@@ -185,8 +196,8 @@ def find(source: Source) -> Found:
                 raise CorpusError(
                     f"{flag('val_file')} {given}: {err}; or give the validation files one by one"
                 ) from None
-        elif path.is_file():
-            val_files.append(path)
+        elif path.exists():
+            val_files.append(_regular(path, f"{flag('val_file')} {given}"))
         else:
             raise CorpusError(f"{flag('val_file')} {given}: not found")
     if source.glob != DEFAULT_GLOB and not any_folder:
