@@ -1,8 +1,8 @@
 """`charlstm train` on folders and several files, driven as a user drives it."""
 
 import io
-import os
 import json
+import os
 import re
 from pathlib import Path
 
