@@ -102,7 +102,7 @@ def info_table(description: Description) -> Table:
         ("corpus", _corpus_text(meta)),
         ("validation text", description.validation),
         ("best validation loss", loss_text(meta.best_val_loss, 4)),
-        ("training time", duration(meta.train_seconds)),
+        ("training time", f"{duration(meta.train_seconds)} to this checkpoint"),
         ("training", _wrapped([_training_option(k, v, description) for k, v in dataclasses.asdict(train).items()], 4)),
     ]
     tokens = meta.corpus.get("tokens")
