@@ -288,11 +288,12 @@ class Model:
 
     def _held_out_ids(self) -> tuple[streams.Segments, dict[str, int]]:
         entry = self.corpus or {"path": self.corpus_path, "sha256": self.corpus_sha256}
-        moved = manifest.gone(manifest.source_of(entry), "to read its validation text")
+        source = manifest.source_of(entry)
+        moved = manifest.gone(source, "to read its validation text")
         if moved is not None:
             raise moved
         try:
-            corpus = prepare(manifest.source_of(entry))
+            corpus = prepare(source)
         except CorpusError as err:
             raise CorpusError(
                 f"the run's corpus {self.corpus_path} is not there to take its validation text from ({err})",

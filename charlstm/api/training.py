@@ -178,15 +178,16 @@ def _warnings_after_opening(on_event: EventHandler | None) -> EventHandler | Non
         return None
     handler = on_event
     held: list[events.Event] = []
-    opened: list[bool] = []  # a flag the closure can set
+    opened = False
 
     def handle(event: events.Event) -> None:
+        nonlocal opened
         if not opened and isinstance(event, events.Warned):
             held.append(event)
             return
         handler(event)
         if isinstance(event, events.Opened):
-            opened.append(True)
+            opened = True
             for warning in held:
                 handler(warning)
             held.clear()

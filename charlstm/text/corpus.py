@@ -158,10 +158,7 @@ def _regular(path: Path, named: str) -> Path:
 
 
 def _document(path: Path) -> Document:
-    try:
-        return Document(path.resolve(), path.stat().st_size)
-    except OSError as err:
-        raise CorpusError(f"cannot read {path}: {err.strerror}") from None
+    return Document(path.resolve(), read_size(path))
 
 
 def find(source: Source) -> Found:
@@ -233,11 +230,31 @@ def read_corpus(path: Path, what: str = "corpus") -> TextFile:
     if path.is_dir():
         raise CorpusError(f"{path} is a folder; this reads one text file")
     text, problem = _read_checked(path)
-    if problem == EMPTY:
-        raise CorpusError(f"{what} is empty: {path}")
     if text is None:
-        raise CorpusError(f"{path}: {problem}")
+        raise refusal(path, problem or EMPTY, what)
     return text
+
+
+def refusal(path: Path | str, problem: str, what: str) -> CorpusError:
+    """The error for one file, read alone, that is not usable text."""
+    return CorpusError(f"{what} is empty: {path}" if problem == EMPTY else f"{path}: {problem}")
+
+
+def given_alone(source: Source, found: Found) -> bool:
+    """Whether `source` names one file and nothing else (not a folder, even
+    of one file): it must be usable text, unless `skip_bad_files`."""
+    return len(source.paths) == 1 and not found.roots[0].is_dir() and not source.skip_bad_files
+
+
+def left_out(path: Path | str, problem: str, skip_bad_files: bool) -> str:
+    """ "PATH: problem" for a file of several that is not usable text and is
+    left out: an empty one always, another with `skip_bad_files`; otherwise
+    it is refused, naming that option."""
+    if problem != EMPTY and not skip_bad_files:
+        raise CorpusError(
+            f"{shown(path)}: {problem}; leave out the files that are not text with {flag('skip_bad_files')}"
+        )
+    return f"{shown(path)}: {problem}"
 
 
 def read_texts(source: Source) -> tuple[tuple[TextFile, ...], tuple[str, ...]]:
@@ -248,23 +265,18 @@ def read_texts(source: Source) -> tuple[tuple[TextFile, ...], tuple[str, ...]]:
     are normal); with `skip_bad_files` those that are not UTF-8 text too,
     which otherwise stop the reading, as one file given alone does."""
     found = find(source)
-    one_file = len(source.paths) == 1 and not Path(found.roots[0]).is_dir()
-    if one_file and not source.skip_bad_files:
+    if given_alone(source, found):
         return (read_corpus(found.train[0].path, "the text"),), ()
-    files, left_out = [], []
+    files, lines = [], []
     for doc in found.train:
         text, problem = _read_checked(doc.path)
         if text is not None:
             files.append(text)
-        elif problem == EMPTY or source.skip_bad_files:
-            left_out.append(f"{shown(doc.path)}: {problem}")
         else:
-            raise CorpusError(
-                f"{shown(doc.path)}: {problem}; leave out the files that are not text with {flag('skip_bad_files')}"
-            )
+            lines.append(left_out(doc.path, problem or EMPTY, source.skip_bad_files))
     if not files:
-        raise CorpusError("no usable text: every file was left out", details=tuple(left_out))
-    return tuple(files), tuple(left_out)
+        raise CorpusError("no usable text: every file was left out", details=tuple(lines))
+    return tuple(files), tuple(lines)
 
 
 def read_size(path: Path) -> int:

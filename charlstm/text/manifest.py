@@ -17,7 +17,7 @@ from typing import Any
 
 from charlstm.errors import CorpusError, shown
 from charlstm.flags import flag
-from charlstm.text.corpus import DEFAULT_GLOB, Source, shipped_corpora
+from charlstm.text.corpus import DEFAULT_GLOB, Source, resolve_corpus_path
 from charlstm.text.streams import Split
 from charlstm.text.tokens import Corpus, Tokens
 
@@ -132,12 +132,13 @@ def source_of(entry: dict[str, Any]) -> Source:
 def missing(source: Source) -> list[str]:
     """The files and folders a run recorded that are no longer where it read
     them (a shipped corpus's name is always there)."""
-    shipped = shipped_corpora()
-    return [
-        p
-        for p in (*source.paths, *source.val_files)
-        if not Path(p).exists() and not (Path(p).name in shipped and Path(p).parent == Path())
-    ]
+    gone = []
+    for path in (*source.paths, *source.val_files):
+        try:
+            resolve_corpus_path(path)
+        except CorpusError:
+            gone.append(path)
+    return gone
 
 
 def gone(source: Source, why: str) -> CorpusError | None:

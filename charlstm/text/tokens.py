@@ -43,7 +43,8 @@ import numpy as np
 from charlstm.errors import CorpusError, shown
 from charlstm.flags import flag
 from charlstm.text import scan as scanning
-from charlstm.text.corpus import Document, Source, find
+from charlstm.text.corpus import EMPTY as EMPTY_FILE
+from charlstm.text.corpus import Document, Source, find, given_alone, left_out, refusal
 from charlstm.text.scan import Progress, Scanned, no_progress
 from charlstm.text.vocab import Vocab, token_dtype
 
@@ -136,20 +137,7 @@ def prepare(source: Source, progress: Progress = no_progress) -> Corpus:
     """Find, hash and check the files `source` names (each read once, ever,
     for the checking: later runs find the results in the cache)."""
     found = find(source)
-    docs = found.train + found.val
-    total = sum(d.size for d in docs)
-    hashes, done = [], 0
-    for d in docs:
-        hashes.append(_hash(d.path, progress, done, total))
-        done += d.size
-    directory = cache_root() / _key(hashes[: len(found.train)], hashes[len(found.train) :])
-    result = _load_scan(directory, docs, hashes, counted=len(found.val))
-    from_cache = result is not None
-    if result is None:
-        result = scanning.scan(docs, progress, counted=len(found.val))
-        if [f.sha256 for f in result.files] != hashes:
-            raise CorpusError("the corpus changed while it was being read; run again")
-        _save_scan(directory, result)
+    directory, result, from_cache = _scanned(found.train, found.val, progress, "corpus", cache_needed=True)
     n = len(found.train)
     val_paths = {f.path for f in result.files[n:]}  # the --val-file documents
     bad = tuple(f for f in result.files if f.problem is not None)
@@ -175,6 +163,35 @@ def prepare(source: Source, progress: Progress = no_progress) -> Corpus:
     return Corpus(source, train, val, bad + empty, result.charset, directory, found.roots, found.shipped, from_cache)
 
 
+def _scanned(
+    train: tuple[Document, ...], val: tuple[Document, ...], progress: Progress, what: str, *, cache_needed: bool
+) -> tuple[Path, scanning.ScanResult, bool]:
+    """Hash the documents, then take the first reading's results from the
+    cache or read them (and cache them: where the cache cannot be written,
+    an error if `cache_needed`, else only the next reading's shortcut is
+    lost): their folder in the cache, the results, and whether they came
+    from it. `what` names the text in an error."""
+    docs = train + val
+    total = sum(d.size for d in docs)
+    hashes, done = [], 0
+    for d in docs:
+        hashes.append(_hash(d.path, progress, done, total))
+        done += d.size
+    directory = cache_root() / _key(hashes[: len(train)], hashes[len(train) :])
+    result = _load_scan(directory, docs, hashes, counted=len(val))
+    if result is not None:
+        return directory, result, True
+    result = scanning.scan(docs, progress, counted=len(val))
+    if [f.sha256 for f in result.files] != hashes:
+        raise CorpusError(f"the {what} changed while it was being read; run again")
+    try:
+        _save_scan(directory, result)
+    except CacheUnwritable:
+        if cache_needed:
+            raise
+    return directory, result, False
+
+
 def prepare_texts(source: Source, progress: Progress = no_progress) -> Corpus:
     """The files `source` names as texts to score under a trained model's
     vocabulary (`charlstm eval`): a Corpus whose documents are all
@@ -185,35 +202,22 @@ def prepare_texts(source: Source, progress: Progress = no_progress) -> Corpus:
     and with `skip_bad_files` those that are not UTF-8 text, which otherwise
     stop the reading; one file given alone must be usable text."""
     found = find(source)
-    docs = found.train  # the texts given: `source` names no --val-file
-    total = sum(d.size for d in docs)
-    hashes, done = [], 0
-    for d in docs:
-        hashes.append(_hash(d.path, progress, done, total))
-        done += d.size
-    directory = cache_root() / _key([], hashes)
-    result = _load_scan(directory, docs, hashes, counted=len(docs))
-    from_cache = result is not None
-    if result is None:
-        result = scanning.scan(docs, progress, counted=len(docs))
-        if [f.sha256 for f in result.files] != hashes:
-            raise CorpusError("the text changed while it was being read; run again")
-        with contextlib.suppress(CacheUnwritable):  # only the next reading's shortcut is lost
-            _save_scan(directory, result)
-    alone = len(source.paths) == 1 and not found.roots[0].is_dir() and not source.skip_bad_files
-    usable, left_out = [], []
+    # The texts given (`source` names no --val-file), each counted as a validation file is.
+    directory, result, from_cache = _scanned((), found.train, progress, "text", cache_needed=False)
+    alone = given_alone(source, found)
+    usable, unusable = [], []
     for f in result.files:
+        problem = f.problem or EMPTY_FILE  # for a file of no characters
         if f.problem is None and f.chars:
             usable.append(f)
         elif alone:
-            raise CorpusError(f"the text is empty: {f.path}" if f.problem is None else f"{f.path}: {f.problem}")
-        elif f.problem is None or source.skip_bad_files:
-            left_out.append(dataclasses.replace(f, problem=f.problem or "empty"))
+            raise refusal(f.path, problem, "the text")
         else:
-            raise CorpusError(f"{_problem(f)}; leave out the files that are not text with {flag('skip_bad_files')}")
+            left_out(f.path, problem, source.skip_bad_files)  # refuses a file that is not text without the option
+            unusable.append(dataclasses.replace(f, problem=problem))
     if not usable:
-        raise CorpusError("no usable text: every file was left out", details=tuple(map(_problem, left_out)))
-    val, skipped = tuple(usable), tuple(left_out)
+        raise CorpusError("no usable text: every file was left out", details=tuple(map(_problem, unusable)))
+    val, skipped = tuple(usable), tuple(unusable)
     return Corpus(source, (), val, skipped, "", directory, found.roots, found.shipped, from_cache)
 
 
