@@ -5,7 +5,7 @@ The public API (see `charlstm.api`):
     train(corpus, out=None, **options) -> Model
     resume(run_dir, **overrides) -> Model
     load(path) -> Model
-    Model.sample(length, temperature=..., prime=..., seed=..., top_k=..., top_p=...) -> str
+    Model.sample(length, temperature=..., prime=..., seed=..., top_k=..., top_p=..., stop=...) -> str
     Model.generate(SampleConfig) -> list[str];  Model.stream(SampleConfig) -> Iterator[list[str]]
     Model.evaluate(text or [documents]) -> Score (loss, bits_per_char, perplexity, chars, skipped)
     Model.inspect(text) -> Inspection (gates, c, h and predictions per character)
@@ -40,6 +40,8 @@ _EXPORTS = {
     "Score": "charlstm.core.scorer",
     "Completion": "charlstm.core.generation",
     "Description": "charlstm.api.runs",
+    "Texts": "charlstm.api.runs",
+    "TextFiles": "charlstm.api.runs",
     "RunSummary": "charlstm.training.catalog",
     "Search": "charlstm.training.tune",
     "TrialResult": "charlstm.training.events",
@@ -72,6 +74,8 @@ __all__ = [
     "Score",
     "Search",
     "ServeConfig",
+    "TextFiles",
+    "Texts",
     "TrainConfig",
     "TrainingDiverged",
     "TrialResult",
@@ -92,7 +96,7 @@ __all__ = [
 
 if TYPE_CHECKING:
     from charlstm.api import Model, TrainingDiverged, app, describe, list_runs, load, resume, serve, train, tune
-    from charlstm.api.runs import Description
+    from charlstm.api.runs import Description, TextFiles, Texts
     from charlstm.config import ModelConfig, SampleConfig, ServeConfig, TrainConfig
     from charlstm.core.generation import Completion
     from charlstm.core.scorer import Score

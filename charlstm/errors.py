@@ -7,6 +7,7 @@ text); anything else is a bug and keeps its traceback.
 """
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 
@@ -37,3 +38,9 @@ def shown(path: str | Path) -> str:
     """A path as short as it can be shown: relative to here when it is below here."""
     relative = os.path.relpath(path)
     return str(path) if relative.startswith("..") else relative
+
+
+def first_few(items: Sequence[str], limit: int, sep: str = ", ") -> str:
+    """The first `limit` of `items`, and how many more there are: "a, b, c, and 4 more"."""
+    more = f", and {len(items) - limit} more" if len(items) > limit else ""
+    return sep.join(items[:limit]) + more

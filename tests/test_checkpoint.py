@@ -90,6 +90,15 @@ def test_most_recent_run(trained, tmp_path):
     for saved in trial.glob("checkpoints/*/*"):
         os.utime(saved, (time.time() + 60, time.time() + 60))
     assert catalog.most_recent_run(tmp_path) == trial
+    # A run stopped before its first step (a Ctrl-C at start-up) holds only
+    # its initial weights: newer, but not what sample or serve should take.
+    untrained = tmp_path / "stopped-at-once"
+    (untrained / "checkpoints" / "latest").mkdir(parents=True)
+    shutil.copytree(run_dir / "checkpoints" / "latest" / "12", untrained / "checkpoints" / "latest" / "0")
+    assert catalog.most_recent_run(tmp_path) == trial
+    shutil.rmtree(run_dir)
+    shutil.rmtree(tmp_path / "tune-tiny")
+    assert catalog.most_recent_run(tmp_path) == untrained  # where no run has trained, the one there is
     # Said so that it fits every command that looks for one (sample's
     # --checkpoint, serve's and export's RUN argument, the API's path).
     with pytest.raises(CheckpointError, match="no trained run found .* or name a run directory$"):

@@ -281,6 +281,7 @@ def test_empty_files_are_left_out_in_one_line_and_listed(runner, tmp_path):
     )
     skipped = json.loads((run_dir / "corpus.json").read_text(encoding="utf-8"))["skipped"]
     assert [Path(s["path"]).name for s in skipped] == ["b.txt", "c.txt", "d.txt", "e.txt"]
+    assert {s["problem"] for s in skipped} == {"empty"}  # as eval and inspect word it
 
 
 def test_a_validation_file_with_the_training_text_under_another_name_is_refused(runner, tmp_path):
@@ -521,10 +522,11 @@ def test_train_on_the_current_folder_leaves_its_own_runs_out(runner, tmp_path, m
     from charlstm.training.run import corpus_name
 
     assert corpus_name(Path(".")) == "my poems" and corpus_name(Path("-notes.txt")) == "notes"
-    # A folder named outright is read, run or not.
-    from charlstm.text.corpus import Source, find
-
-    assert (run / "samples.txt").resolve() in {d.path for d in find(Source((str(run),), "*.txt")).train}
+    # A run named as the text is a slip (`train RUN` for --init-from, `eval RUN RUN`): refused, saying what to do.
+    for args in (["train", str(run), *TINY, "--steps", "2"], ["eval", str(run), str(run)]):
+        named = runner.invoke(app, args)
+        assert named.exit_code == 2, named.output
+        assert f"to fine-tune from it: charlstm train TEXT --init-from {run})" in named.stderr
 
 
 def test_a_pipe_is_refused_at_once_not_waited_on(runner, tmp_path):

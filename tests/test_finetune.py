@@ -42,7 +42,28 @@ def test_fine_tuning_keeps_old_rows_bit_for_bit_and_trains(trained_run, tmp_path
         **SMALL,
     )
     [warned] = [e for e in seen if type(e).__name__ == "Warned"]
-    assert warned.message.startswith("--preset tiny's model size (--hidden 128, --layers 2, --embed 32, --norm none)")
+    # Only the sizes that differ from the base model's (2 layers, no norm, as tiny's), and the
+    # learning rate a fine-tune puts in the place of the preset's (a walkthrough, 2026-12-04).
+    assert warned.message == (
+        "--preset tiny: its model size (--hidden 128, --embed 32) does not apply, as --init-from keeps the base "
+        "run's model; its learning rate gives way to the fine-tuning one (0.01; --lr sets another)"
+    )
+    seen.clear()
+    given_lr = charlstm.train(
+        corpus,
+        tmp_path / "preset-lr",
+        init_from=base_dir,
+        preset="tiny",
+        hidden_size=24,
+        embed_dim=8,
+        learning_rate=5e-3,
+        should_stop=lambda: True,
+        steps=3,
+        on_event=seen.append,
+        **SMALL,
+    )
+    assert not [e for e in seen if type(e).__name__ == "Warned"]  # nothing of the preset left out
+    assert given_lr.train_config.learning_rate == 5e-3
     assert start.step == 0 and start.train_config.learning_rate == FINE_TUNE_LEARNING_RATE
     old_v = base.vocab.size
     assert start.vocab.chars[:old_v] == base.vocab.chars

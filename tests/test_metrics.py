@@ -62,6 +62,19 @@ def test_a_diverged_loss_is_logged_as_null(tmp_path):
     assert record["train_loss"] is None and record["grad_norm"] is None and record["grad_norms"] == {"head": None}
 
 
+def test_a_warning_before_the_first_report_joins_the_next_line(tmp_path):
+    log = RunLog(tmp_path)
+    log.handle(events.Started(0, 4, "cpu", ["cpu"], 0, 0, 1))
+    log.handle(events.Warned(0, "validation", "each validation pass is long"))
+    log.handle(events.Progress(1, 4, 3.0, 1.0, 1e-3, 10.0, 1.0))
+    log.handle(events.Warned(1, "exploding", "gradients are large"))
+    log.handle(events.Progress(2, 4, 2.5, 1.0, 1e-3, 10.0, 2.0))
+    log.close()
+    first, second = read_metrics(tmp_path)
+    assert first["warnings"] == ["each validation pass is long", "gradients are large"]
+    assert "warnings" not in second
+
+
 def test_unreadable_lines_are_skipped_and_a_missing_file_is_empty(tmp_path):
     assert read_metrics(tmp_path) == []
     (tmp_path / METRICS_FILE).write_text('{"step": 1, "train_loss": 2.0}\nnot json\n[1]\n{"step": 2, "train_loss": 1.5')

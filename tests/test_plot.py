@@ -109,8 +109,38 @@ def test_a_run_without_metrics_is_named_in_the_error(tmp_path):
     assert not (tmp_path / "loss.png").exists()
 
 
+def test_a_run_stopped_before_its_first_logged_step_is_one_error(tmp_path):
+    """A Ctrl-C in the first seconds leaves only the line that says so."""
+    stopped = [{"step": 0, "time": 1.7e9, "stopped": "interrupted", "detail": "interrupted"}]
+    with pytest.raises(PlotError, match="runs/new has no losses to plot yet"):
+        plot_runs([("runs/new", stopped)], tmp_path / "loss.png")
+
+
+def test_a_search_folder_plots_its_trials_and_a_checkpoint_folder_its_run(tmp_path, monkeypatch):
+    import json
+
+    from charlstm import api
+
+    def run(path, seed):
+        (path / "checkpoints" / "best" / "60").mkdir(parents=True)
+        lines = (json.dumps(r) for r in _records(seed=seed))
+        (path / "metrics.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    search = tmp_path / "search"
+    for i in range(3):
+        run(search / f"trial-{i:02d}", i)
+    (search / "search.json").write_text("{}", encoding="utf-8")
+    drawn = []
+    monkeypatch.setattr(api.runs.curves, "plot_runs", lambda runs, out, **kw: drawn.append([r[0] for r in runs]))
+    api.plot_runs([search], tmp_path / "loss.png")
+    api.plot_runs([search / "trial-01" / "checkpoints" / "best" / "60", search / "trial-01"], tmp_path / "loss.png")
+    assert drawn == [[str(search / f"trial-{i:02d}") for i in range(3)], [str(search / "trial-01")]]
+    with pytest.raises(CharlstmError, match="not a charlstm run"):
+        api.plot_runs([tmp_path], tmp_path / "loss.png")  # a folder of one search, not a search
+
+
 def test_a_picture_too_small_for_the_panels_is_refused(tmp_path):
-    with pytest.raises(PlotError, match="at least 320x200 pixels"):
+    with pytest.raises(PlotError, match=r"at least 320x200 pixels \(width x height\)"):
         plot_runs([("alpha", _records())], tmp_path / "loss.png", width_px=100, height_px=100)
 
 

@@ -166,6 +166,22 @@ def test_the_runs_table_names_a_runs_first_file_and_counts_the_others():
     assert " a.txt +2 " in row(3) and " a.txt " in row(1) and "+" not in row(1)
 
 
+def test_the_runs_table_tells_two_searches_trials_apart():
+    from rich.console import Console
+
+    from charlstm.cli.tables import runs_table
+    from charlstm.training.catalog import RunSummary
+
+    runs = [
+        RunSummary(Path(f"runs/{search}/trial-01"), "a.txt", "1x32 LSTM", 10**4, 5, 5, 3.0, 1.0, 0.0)
+        for search in ("tune1", "tune2")
+    ]
+    console = Console(width=200, file=io.StringIO())
+    console.print(runs_table(runs, Path("runs")))
+    shown = console.file.getvalue()
+    assert f" {Path('tune1/trial-01')} " in shown and f" {Path('tune2/trial-01')} " in shown
+
+
 def test_skipped_characters_past_the_shown_ones_are_counted():
     from charlstm.cli.format import skipped_text
 

@@ -431,6 +431,60 @@ def test_help_and_import_never_load_the_web_stack():
     subprocess.run([sys.executable, "-c", code], check=True, timeout=WAIT_S)
 
 
+@pytest.mark.parametrize("missing", ["starlette", "uvicorn"])
+def test_a_missing_or_half_installed_serve_extra_says_how_to_install_it(missing):
+    """In a fresh process, as a user without the extra runs `charlstm serve`."""
+    code = (
+        f"import sys; sys.modules[{missing!r}] = None; import charlstm; from charlstm.errors import CharlstmError\n"
+        "try:\n    charlstm.serve(None)\nexcept CharlstmError as err:\n    print(err)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=WAIT_S)
+    assert f"serving needs the serve extra ({missing} is missing): pip install 'charlstm[serve]'" in out.stdout, out
+
+
+def test_the_access_log_is_each_request_on_stderr_and_nothing_of_uvicorns_own():
+    pytest.importorskip("uvicorn")
+    code = """
+import os, signal, sys, threading, urllib.request
+from starlette.applications import Starlette
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+from charlstm.serving import server
+port = int(sys.argv[1])
+app = Starlette(routes=[Route("/", lambda request: PlainTextResponse("hi"))])
+def ready():
+    def ask():
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/").read()
+        os.kill(os.getpid(), signal.SIGTERM)
+    threading.Thread(target=ask).start()
+server.run(app, "127.0.0.1", port, drain_s=1, access_log=True, on_ready=ready)
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(_free_port())], capture_output=True, text=True, timeout=WAIT_S
+    )
+    assert out.returncode == 0 and out.stdout == "", out
+    assert '"GET / HTTP/1.1" 200' in out.stderr, out
+    assert "Uvicorn running" not in out.stderr and "Started server process" not in out.stderr, out.stderr
+
+
+def test_a_server_whose_startup_fails_says_so_instead_of_stopping_quietly():
+    pytest.importorskip("uvicorn")
+    from contextlib import asynccontextmanager
+
+    from starlette.applications import Starlette
+
+    from charlstm.errors import CharlstmError
+    from charlstm.serving import server
+
+    @asynccontextmanager
+    async def failing(app):
+        raise RuntimeError("no batcher")
+        yield
+
+    with pytest.raises(CharlstmError, match="did not start"):
+        server.run(Starlette(lifespan=failing), "127.0.0.1", _free_port(), drain_s=1)
+
+
 def test_the_app_mounted_in_another_app_generates(served):
     """`charlstm.app(model)` mounted in the user's own Starlette (or FastAPI)
     service, whose lifespan does not run a mount's: the first request

@@ -117,7 +117,7 @@ def test_tune_ranks_trials_keeps_the_best_and_repeats_for_a_seed(runner, tiny_co
         args = ["tune", str(tiny_corpus), "--steps", "6", "--trials", "3", "--seed", "3", "--out", str(out)]
         result = runner.invoke(app, [*args, "--lr", "1e-3,1e-2", *SMALL_SPACE])
         assert result.exit_code == 0, result.output
-        assert "trial 1/3:" in result.stderr and "trial 3/3:" in result.stderr
+        assert "trial-00 (1 of 3):" in result.stderr and "trial-02 (3 of 3):" in result.stderr
         assert "best: " in result.stderr and "train it longer: charlstm train" in result.stderr
         trials = json.loads((out / "trials.json").read_text())["trials"]
         assert len(trials) == 3
@@ -171,6 +171,12 @@ def test_tune_refuses_conflicting_budgets(runner, tiny_corpus, tmp_path):
     gru = runner.invoke(app, ["tune", str(tiny_corpus), "--steps", "3", "--cell", "gru", "--norm", "layer"])
     assert gru.exit_code == 2
     assert "--norm layer works with --cell lstm only" in gru.stderr
+    for args, message in (
+        (["--steps", "0"], "--steps (per trial) must be >= 1, got 0"),
+        (["--budget-s", "-5"], "--budget-s (seconds per trial) must be positive, got -5"),
+    ):
+        wrong = runner.invoke(app, ["tune", str(tiny_corpus), *args])
+        assert wrong.exit_code == 2 and message in wrong.stderr, wrong.output
 
 
 @pytest.mark.parametrize("text", ["short", "latin-1"])
@@ -226,7 +232,7 @@ def test_tune_runs_a_one_configuration_space_once_with_a_note(runner, tiny_corpu
     result = runner.invoke(app, [*args, "--hidden", "8", "--layers", "1", "--seq-len", "16", "--dropout", "0"])
     assert result.exit_code == 0, result.output
     assert "note: the search space holds 1 configuration, fewer than --trials 3: it runs once" in result.stderr
-    assert "1 random trial\n" in result.stderr and "trial 1/1:" in result.stderr
+    assert "1 random trial\n" in result.stderr and "trial-00 (1 of 1):" in result.stderr
     assert len(json.loads((out / "trials.json").read_text())["trials"]) == 1
 
 

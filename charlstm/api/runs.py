@@ -18,7 +18,7 @@ from charlstm.text.corpus import read_texts as read_documents
 from charlstm.text.tokens import Corpus, prepare_texts
 from charlstm.training import catalog, checkpoint, checkpoint_meta
 from charlstm.training.run import RUNS_DIR
-from charlstm.training.runlog import read_metrics
+from charlstm.training.runlog import METRICS_FILE, read_metrics
 
 
 def list_runs(runs_dir: str | Path = RUNS_DIR) -> list[catalog.RunSummary]:
@@ -127,9 +127,23 @@ def _source(
 
 def plot_runs(run_dirs: list[Path] | None, out: Path, *, width_px: int = 1200, height_px: int = 450) -> Path:
     """Training and validation loss of the runs against step and time, overlaid, as a PNG (the plot
-    extra); no runs: the most recently updated one under ./runs."""
-    run_dirs = run_dirs or [catalog.most_recent_run(RUNS_DIR)]
-    for run_dir in run_dirs:
-        if not run_dir.is_dir():
-            raise CharlstmError(f"not a run directory: {run_dir}")
-    return curves.plot_runs([(str(d), read_metrics(d)) for d in run_dirs], out, width_px=width_px, height_px=height_px)
+    extra); no runs: the most recently updated one under ./runs. A search's folder stands for its
+    trials, a checkpoint's folder for its run."""
+    found = [d for given in run_dirs or [catalog.most_recent_run(RUNS_DIR)] for d in _plotted(Path(given))]
+    runs = list(dict.fromkeys(found))  # each once
+    return curves.plot_runs([(str(d), read_metrics(d)) for d in runs], out, width_px=width_px, height_px=height_px)
+
+
+def _plotted(path: Path) -> list[Path]:
+    """The runs a path given to plot names: a run; the run of one of its
+    checkpoint folders; or every trial of a search folder."""
+    if not path.is_dir():
+        raise CharlstmError(f"not a run directory: {path}" if path.exists() else f"run not found: {path}")
+    for run in (path, *path.parents[:3]):  # RUN, RUN/checkpoints, RUN/checkpoints/best, RUN/checkpoints/best/60
+        is_run = (run / METRICS_FILE).is_file() or (run / "checkpoints").is_dir()
+        if is_run and (run == path or path.is_relative_to(run / "checkpoints")):
+            return [run]
+    trials = [d for d in sorted(path.iterdir()) if d.is_dir() and (d / METRICS_FILE).is_file()]
+    if trials:
+        return trials  # a search: its trials, overlaid
+    raise CharlstmError(f"not a charlstm run (no {METRICS_FILE} or checkpoints/ in it): {path}")

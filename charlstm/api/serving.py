@@ -22,9 +22,7 @@ def app(model: Model, *, api_key: str | None = None, **limits: Any) -> Any:
     try:
         from charlstm.serving.app import create_app
     except ImportError as err:
-        raise CharlstmError(
-            f"serving needs the serve extra ({err.name} is missing): pip install 'charlstm[serve]'"
-        ) from None
+        raise _needs_the_extra(err) from None
     check_api_key(api_key)
     wrong = unknown_fields(limits, ServeConfig)
     if wrong:
@@ -49,11 +47,20 @@ def serve(
     Ctrl-C, which stop taking connections, let the requests in flight
     finish, and return; a second signal ends the process at once, with the
     signal's status (130 for Ctrl-C). `on_ready` is called once it listens,
-    `on_stop` with each signal, before it acts on it."""
+    `on_stop` with each signal, before it acts on it. Raises CharlstmError
+    where it cannot listen or its startup fails."""
+    try:
+        from charlstm.serving import server  # uvicorn: the extra may be half installed
+    except ImportError as err:
+        raise _needs_the_extra(err) from None
     application = app(model, api_key=api_key, **limits)
-    from charlstm.serving import server
 
     if not 1 <= port <= 65535:
         raise ConfigError(f"{flag('port')} must be from 1 to 65535, got {port}")
     drain = application.state.limits.timeout_s + 5  # every request in flight can finish
     server.run(application, host, port, drain_s=drain, access_log=access_log, on_ready=on_ready, on_stop=on_stop)
+
+
+def _needs_the_extra(err: ImportError) -> CharlstmError:
+    package = (err.name or "a package").split(".")[0]  # starlette, not starlette.applications
+    return CharlstmError(f"serving needs the serve extra ({package} is missing): pip install 'charlstm[serve]'")

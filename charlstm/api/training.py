@@ -91,8 +91,8 @@ def train(
     `Opened` once the run directory exists, then the loop's. `should_stop`
     is polled between steps, and when it returns True the run saves and
     stops (resume it later). `devices`: how many local devices to split the
-    batch over (default: all). Raises TrainingDiverged if the loss stops
-    being finite."""
+    batch over (default: all). Raises TrainingDiverged if a loss, the
+    gradients or the parameters stop being finite."""
     on_event = _warnings_after_opening(on_event)
     for path in corpus if isinstance(corpus, list | tuple) else [corpus]:
         path_like(path, "corpus")
@@ -113,17 +113,8 @@ def train(
     model, options = presets.apply(preset, given, options)
     if init_from is not None:
         model = given  # the shape is the base model's: only what was asked explicitly must match it
-        dropped = {k: v for k, v in presets.get(preset).model.items() if k not in given} if preset else {}
-        if dropped and on_event is not None:
-            sizes = ", ".join(f"{flag(k)} {v}" for k, v in dropped.items())
-            on_event(
-                events.Warned(
-                    0,
-                    "preset",
-                    f"{flag('preset')} {preset}'s model size ({sizes}) does not apply with {flag('init_from')}, "
-                    "which keeps the base run's model; its training options do",
-                )
-            )
+        if preset and on_event is not None:
+            _warn_of_preset(preset, given, Path(init_from), tuned, on_event)
         if tuned:
             options["learning_rate"] = FINE_TUNE_LEARNING_RATE
     unknown = unknown_fields(options, TrainConfig)
@@ -145,6 +136,30 @@ def train(
         on_event=on_event,
     )
     return _train(run, run_dir, on_event, should_stop, devices, shipped=shipped)
+
+
+def _warn_of_preset(preset: str, given: Mapping[str, Any], base: Path, tuned: bool, on_event: EventHandler) -> None:
+    """Say what of `preset` a fine-tune from `base` leaves out: the model
+    sizes where they differ from the base model's (which is kept), and the
+    learning rate where no --lr was given (a fine-tune starts lower)."""
+    try:
+        kept = checkpoint.describe(base).model_config
+    except CharlstmError:
+        return  # not a run: session.new says so
+    sizes = {k: v for k, v in presets.get(preset).model.items() if k not in given and getattr(kept, k) != v}
+    left_out = []
+    if sizes:
+        left_out.append(
+            f"its model size ({', '.join(f'{flag(k)} {v}' for k, v in sizes.items())}) does not apply, as "
+            f"{flag('init_from')} keeps the base run's model"
+        )
+    if tuned and "learning_rate" in presets.get(preset).train:
+        left_out.append(
+            f"its learning rate gives way to the fine-tuning one ({FINE_TUNE_LEARNING_RATE:g}; "
+            f"{flag('learning_rate')} sets another)"
+        )
+    if left_out:
+        on_event(events.Warned(0, "preset", f"{flag('preset')} {preset}: {'; '.join(left_out)}"))
 
 
 def resume(

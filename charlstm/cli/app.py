@@ -55,7 +55,7 @@ class _Commands(TyperGroup):
         try:
             status = super().main(argv, standalone_mode=False, **named)
         except typer.TyperException as err:  # Click's errors: a usage error, a bad value
-            say(f"error: {_usage_error(err, argv, self.commands)}")
+            say(f"error: {_usage_error(err, argv, self.commands, [o for p in self.params for o in p.opts])}")
             status = err.exit_code
         except typer.Abort:  # end of input at a prompt
             status = 1
@@ -85,8 +85,12 @@ def _ended_if_gone() -> Iterator[None]:
         raise typer.Exit(EXIT_PIPE) from None
 
 
-def _usage_error(err: typer.TyperException, argv: list[str], commands: Mapping[str, Any]) -> str:
-    """Click's message, the value that was refused, and where help is."""
+def _usage_error(
+    err: typer.TyperException, argv: list[str], commands: Mapping[str, Any], before_commands: Sequence[str] = ()
+) -> str:
+    """Click's message, the value that was refused, and where help is.
+    `before_commands`: charlstm's own options (--no-cache), which a command
+    does not take after its name."""
     message = err.format_message().rstrip(".")
     param = getattr(err, "param", None)
     if getattr(param, "param_type_name", None) == "option":
@@ -104,6 +108,8 @@ def _usage_error(err: typer.TyperException, argv: list[str], commands: Mapping[s
             "layout: start a new run to change it; charlstm train TEXT --init-from RUN keeps this one's weights if "
             "the model's size stays)"
         )
+    elif option in before_commands and ctx is not None and ctx.command_path != "charlstm":
+        message = f"No such option: {option} ({option} goes before the command: charlstm {option} {ctx.info_name} ...)"
     return f"{message}; see '{where} --help'"
 
 

@@ -222,7 +222,7 @@ def list_runs(
         elif not found:
             say(f"no runs with checkpoints under {runs_dir}/")
         else:
-            print_table(tables.runs_table(found))
+            print_table(tables.runs_table(found, runs_dir))
             for r in found:
                 if r.problem is not None:
                     say(f"note: {r.path} could not be read: {r.problem}")
@@ -251,7 +251,7 @@ def plot(
         list[Path] | None,
         typer.Argument(
             metavar="RUN",
-            help="One or more run directories, overlaid [default: the most recent run under runs/].",
+            help="Runs to overlay (a search's folder: its trials) [default: the most recent run under runs/].",
             show_default=False,
         ),
     ] = None,

@@ -4,6 +4,7 @@ display, `display.py`, shows each trial whole with -v)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -62,7 +63,7 @@ class SearchDisplay:
                 self._say(f"note: {event.note}", style="yellow")
         elif isinstance(event, events.TrialStarted):
             self._say(
-                f"trial {event.index + 1}/{event.total}: {as_options(event.point)}  "
+                f"{event.name} ({event.index + 1} of {event.total}): {as_options(event.point)}  "
                 f"({event.params / 1e6:.2f}M parameters, {event.steps:,} steps)"
             )
             if self.verbosity == VERBOSE:
@@ -79,7 +80,7 @@ class SearchDisplay:
             self._trial = None
             r = event.result
             self._say(
-                f"trial {event.index + 1}/{event.total}: {r.reason} at step {r.steps} after "
+                f"{Path(r.run_dir).name} ({event.index + 1} of {event.total}): {r.reason} at step {r.steps} after "
                 f"{trial_seconds(r.train_seconds)} of training; best validation loss {loss_text(r.val_loss)}"
             )
         elif self._trial is not None:

@@ -29,7 +29,8 @@ def _when(unix: float) -> str:
     return time.strftime("%m-%d %H:%M", time.localtime(unix))
 
 
-def runs_table(runs: Sequence[RunSummary]) -> Table:
+def runs_table(runs: Sequence[RunSummary], folder: Path | None = None) -> Table:
+    """One row a run, named by its path under `folder`, so that two searches' trial-01 differ."""
     table = Table(box=box.SIMPLE_HEAD, header_style="bold", pad_edge=False)
     table.add_column("run", overflow="fold")
     table.add_column("corpus", overflow="fold")
@@ -42,7 +43,7 @@ def runs_table(runs: Sequence[RunSummary]) -> Table:
         if r.problem is not None:
             continue  # listed apart: see the CLI
         table.add_row(
-            r.path.name,
+            _run_name(r.path, folder),
             _corpus_name(r),
             f"{r.model} {r.params / 1e6:.2f}M",
             f"{r.step}/{r.total_steps}",
@@ -51,6 +52,12 @@ def runs_table(runs: Sequence[RunSummary]) -> Table:
             _when(r.updated),
         )
     return table
+
+
+def _run_name(path: Path, folder: Path | None) -> str:
+    if folder is not None and path != folder and path.is_relative_to(folder):
+        return str(path.relative_to(folder))
+    return path.name
 
 
 def _corpus_name(run: RunSummary) -> str:

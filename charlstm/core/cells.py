@@ -62,6 +62,8 @@ Saved = tuple[Any, ...]
 # forward passes that training differentiates: a cell's inspector cannot
 # disagree with the cell.
 Recorded = dict[str, jax.Array]
+# Each cell's gates in the order its pre-activations are laid out.
+GATES = {"lstm": ("i", "f", "g", "o"), "gru": ("r", "u", "n")}
 
 
 def dot(a: jax.Array, b: jax.Array, dtype: Any = jnp.float32) -> jax.Array:
@@ -100,3 +102,10 @@ def rows_transposed(x: jax.Array) -> jax.Array:
     """
     rows = x.reshape(-1, x.shape[-1])  # (T*B, N)
     return jax.lax.optimization_barrier(rows.T)
+
+
+def recorded(cell: str, gates: jax.Array, **states: jax.Array) -> Recorded:
+    """What a layer records: its gates, (T, B, kH) split into one (T, B, H)
+    array each, and its states (c, h)."""
+    names = GATES[cell]
+    return {**dict(zip(names, jnp.split(gates, len(names), axis=-1), strict=True)), **states}

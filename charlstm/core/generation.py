@@ -97,7 +97,11 @@ def begin(
         raise ValueError(f"rows must be consecutive samples, got {rows}")
     state = start(config, params, prime_ids(vocab, request)[None])  # every sample has the same prime: read once
     n = len(rows)
-    state = jax.tree.map(lambda x: jnp.repeat(x, n, axis=1 if x.ndim == 3 else 0), state)  # carry (L, N, H)
+    state = state._replace(
+        token=jnp.repeat(state.token, n),  # (N,)
+        carry=jax.tree.map(lambda x: jnp.repeat(x, n, axis=1), state.carry),  # (L, N, H) each
+        position=jnp.repeat(state.position, n),  # (N,)
+    )
     settings = request.temperature, request.top_k, request.top_p
     return state, request_rows(config, request.seed, n, *settings, first=rows.start)
 

@@ -15,6 +15,7 @@ from charlstm.core.cells import (
     Saved,
     dot,
     grad_like,
+    recorded,
     restart,
     rows_transposed,
     states_as_read,
@@ -128,4 +129,4 @@ def gru_record(
     """`gru_layer`'s outputs and its reset gates r, update gates u, candidates n and hidden states h."""
     (hs, h), saved = _gru_forward(xs, w_x, b, w_h, w_hn, h0, resets)
     gates = saved[6]  # (T, B, 3H)
-    return hs, h, {**dict(zip("run", jnp.split(gates, 3, axis=-1), strict=True)), "h": hs}
+    return hs, h, recorded("gru", gates, h=hs)

@@ -27,6 +27,7 @@ from charlstm.core.cells import (
     State,
     dot,
     grad_like,
+    recorded,
     restart,
     rows_transposed,
     states_as_read,
@@ -158,4 +159,4 @@ def ln_lstm_record(
     """`ln_lstm_layer`'s outputs and what `lstm_record` records."""
     (hs, h, c), saved = _ln_lstm_forward(xs, resets, *(p[name] for name in LN_NAMES), h0, c0)
     cs, gates = saved[11:13]  # after xs, 5 weights, h0, c0, ax, rstd_x and hs
-    return hs, h, c, {**dict(zip("ifgo", jnp.split(gates, 4, axis=-1), strict=True)), "c": cs, "h": hs}
+    return hs, h, c, recorded("lstm", gates, c=cs, h=hs)

@@ -28,6 +28,7 @@ from charlstm.core.cells import (
     State,
     dot,
     grad_like,
+    recorded,
     restart,
     rows_transposed,
     states_as_read,
@@ -153,4 +154,4 @@ def lstm_record(
     """`lstm_layer`'s outputs and its gates i, f, g, o, cell states c and hidden states h."""
     (hs, h, c), saved = _lstm_forward(xs, w_x, b, w_h, h0, c0, resets)
     cs, gates = saved[6:8]  # (T, B, H), (T, B, 4H)
-    return hs, h, c, {**dict(zip("ifgo", jnp.split(gates, 4, axis=-1), strict=True)), "c": cs, "h": hs}
+    return hs, h, c, recorded("lstm", gates, c=cs, h=hs)

@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 
 from charlstm.config import ModelConfig
-from charlstm.core.cells import restart
+from charlstm.core.cells import Resets, restart
 from charlstm.core.gru import gru_layer, gru_record, gru_update
 from charlstm.core.ln_lstm import ln_lstm_layer, ln_lstm_record
 from charlstm.core.lstm import lstm_layer, lstm_record, lstm_update
@@ -41,7 +41,6 @@ Carry = tuple[jax.Array, jax.Array]
 Params = Any
 LayerCarry = tuple[jax.Array, jax.Array]  # one layer's (h, c), (B, H) each
 RECORDED = "intermediates"  # the Flax collection the layers record into
-Resets = jax.Array | None  # (T, B) bool: where the state restarts (the boundary symbol is read); None: nowhere
 
 
 def layer_name(config: ModelConfig, layer: int) -> str:

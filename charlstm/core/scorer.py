@@ -18,7 +18,6 @@ windows are T), V vocabulary size.
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,7 +31,7 @@ from charlstm.config import ModelConfig
 from charlstm.core.model import Carry, CharLSTM, Params, forward, zero_carry
 from charlstm.errors import CorpusError
 from charlstm.text.streams import Segments
-from charlstm.units import LN2
+from charlstm.units import bits
 
 EVAL_WINDOW = 256
 # A stream starts from a zero state and pays a few characters of warm-up;
@@ -41,11 +40,6 @@ MIN_STREAM_CHARS = 512
 # Window sums are fetched and added in float64 this often, so a long text's
 # total does not drift in float32 while the device still runs ahead.
 _FETCH_EVERY = 64
-_POLL_S = 0.01  # how often, at most, a reader waiting for the device says how far it is
-
-
-class Stopped(Exception):
-    """A score's `should_stop` said to stop before the whole text was read."""
 
 
 @dataclass(frozen=True)
@@ -59,7 +53,7 @@ class Score:
 
     @property
     def bits_per_char(self) -> float:
-        return self.loss / LN2
+        return bits(self.loss)
 
     @property
     def perplexity(self) -> float:
@@ -94,18 +88,16 @@ def windows(ids: np.ndarray | Segments, layout: Layout) -> Iterator[tuple[np.nda
 
 
 def make_scorer(config: ModelConfig) -> Callable[..., Score]:
-    """`score(params, ids, max_streams, should_stop=None, progress=None)`:
-    the mean loss over all of `ids`; raises Stopped where `should_stop()`
-    turns true, asked before each window (a validation pass over a large
-    held-out text takes minutes, and a Ctrl-C should not wait for it), and
-    calls `progress` with the share scored so far (make_reader's)."""
+    """`score(params, ids, max_streams, progress=None)`: the mean loss over
+    all of `ids`, calling `progress` with the share scored so far
+    (make_reader's). Training's validation drives `make_reader` itself, to
+    stop a long pass between windows and report from its own loop."""
     read = make_reader(config)
 
     def score(
         params: Params,
         ids: np.ndarray | Segments,
         max_streams: int,
-        should_stop: Callable[[], bool] | None = None,
         progress: Callable[[float], None] | None = None,
     ) -> Score:
         reading = read(params, ids, max_streams)
@@ -115,9 +107,6 @@ def make_scorer(config: ModelConfig) -> Callable[..., Score]:
             except StopIteration as end:
                 result: Score = end.value
                 return result
-            if should_stop is not None and should_stop():
-                reading.close()
-                raise Stopped
             if progress is not None:
                 progress(done)
 
@@ -180,12 +169,10 @@ def make_reader(config: ModelConfig) -> Callable[[Params, np.ndarray | Segments,
 
 
 def _caught_up(pending: list[Any], share: Callable[[], float]) -> Iterator[float]:
-    """Wait for the device to finish the windows dispatched, saying how far
-    it is between short sleeps. They start at 0.2 ms and double up to
-    _POLL_S, so a small text (or a fast device) loses next to nothing to
-    the waiting and a long wait costs few wake-ups."""
-    pause = 0.0002
-    while pending and not pending[-1].is_ready():
-        yield share()
-        time.sleep(pause)
-        pause = min(2 * pause, _POLL_S)
+    """Wait for the device to finish the windows dispatched, one window at a
+    time, saying how far it is after each: the caller gets a word in (a stop,
+    a progress line) every window, and no clock is needed."""
+    for window in pending:
+        if not window.is_ready():
+            yield share()
+            window.block_until_ready()

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import base64
 import json
-import math
 from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
@@ -31,6 +30,7 @@ import numpy as np
 from charlstm.flags import flag
 from charlstm.introspect.features import FEATURES, UnitScore
 from charlstm.introspect.record import LABELS, SIGMOID_GATES, Inspection
+from charlstm.units import LN2
 
 DATA_MARKER = "__CHARLSTM_DATA__"
 TOP_PREDICTIONS = 5
@@ -94,7 +94,7 @@ def page_data(
         "layers": layers,
         "hidden": hidden,
         "quantities": [_quantity(name, values, inspection.cell) for name, values in inspection.quantities.items()],
-        "bits": _rounded(inspection.losses / math.log(2.0), 4),  # (N - 1,)
+        "bits": _rounded(inspection.losses / LN2, 4),  # (N - 1,)
         "top_ids": top_ids.tolist(),
         "top_p": _rounded(top_p, 3),
         # r to the 2 digits the page shows: rounded once, here, as the CLI's

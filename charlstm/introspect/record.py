@@ -25,19 +25,18 @@ import numpy as np
 import optax
 
 from charlstm.config import ModelConfig, whole_number
+from charlstm.core.cells import GATES
 from charlstm.core.model import RECORDED, CharLSTM, Params, layer_name, zero_carry
 from charlstm.core.scorer import EVAL_WINDOW
 from charlstm.errors import ConfigError, CorpusError
 from charlstm.flags import flag
 from charlstm.text.vocab import Vocab
-from charlstm.units import LN2
+from charlstm.units import bits
 
 MAX_CHARS = 2000  # default cap on the characters read: the arrays grow with it
 SATURATED_LOW, SATURATED_HIGH = 0.1, 0.9  # as in Karpathy, Johnson and Fei-Fei (2015)
 Saturation = Mapping[str, tuple[np.ndarray, np.ndarray]]  # sigmoid gate -> (left, right), each (L, H)
 
-# Each cell's gates in the order its pre-activations are laid out.
-GATES = {"lstm": ("i", "f", "g", "o"), "gru": ("r", "u", "n")}
 # The candidates (g, n) are tanh, not gates in [0, 1]: saturation leaves them out.
 SIGMOID_GATES = {"lstm": ("i", "f", "o"), "gru": ("r", "u")}
 LABELS = {
@@ -82,7 +81,7 @@ class Inspection:
 
     @property
     def bits_per_char(self) -> float:
-        return self.loss / LN2
+        return bits(self.loss)
 
     @property
     def states(self) -> dict[str, np.ndarray]:

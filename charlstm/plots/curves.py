@@ -31,6 +31,7 @@ WARMUP_FRACTION = 0.05
 # Text is sized in points, so the smallest picture that still fits both
 # panels and their labels is fixed in inches: 320x200 pixels at 100 dpi.
 MIN_WIDTH_IN, MIN_HEIGHT_IN = 3.2, 2.0
+DPI = 100  # pixels an inch: the size is asked for in pixels
 _TRAIN_ALPHA = 0.4
 # A legend above the panels may take at most this share of the height.
 _MAX_LEGEND_HEIGHT = 0.3
@@ -44,7 +45,6 @@ def plot_runs(
     *,
     width_px: int = 1200,
     height_px: int = 450,
-    dpi: int = 100,
 ) -> Path:
     """Draw the runs' loss curves, overlaid, to the PNG `out` of exactly
     `width_px` x `height_px` pixels; returns `out`.
@@ -57,7 +57,7 @@ def plot_runs(
         raise PlotError(f"{out} is a directory; give the PNG file to write, such as {out / 'loss.png'}")
     if out.suffix.lower() != ".png":
         raise PlotError(f"the plot is a PNG image: give a file name ending in .png, not {out.name}")
-    figure = build_figure(runs, width_px=width_px, height_px=height_px, dpi=dpi)
+    figure = build_figure(runs, width_px=width_px, height_px=height_px)
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     try:
@@ -70,14 +70,14 @@ def plot_runs(
     return out
 
 
-def build_figure(runs: Sequence[Run], *, width_px: int = 1200, height_px: int = 450, dpi: int = 100) -> Figure:
+def build_figure(runs: Sequence[Run], *, width_px: int = 1200, height_px: int = 450) -> Figure:
     """The two-panel figure for `runs`, not yet rendered."""
-    _check_request(runs, width_px, height_px, dpi)
+    _check_request(runs, width_px, height_px)
     require_matplotlib()
     from matplotlib.figure import Figure
     from matplotlib.ticker import FuncFormatter, MaxNLocator
 
-    figure = Figure(figsize=(width_px / dpi, height_px / dpi), dpi=dpi, layout="constrained", facecolor="white")
+    figure = Figure(figsize=(width_px / DPI, height_px / DPI), dpi=DPI, layout="constrained", facecolor="white")
     by_step, by_time = figure.subplots(1, 2, sharey=True)
     rows = [
         _draw_run(by_step, by_time, label, _sorted(records), colour)
@@ -104,7 +104,7 @@ def build_figure(runs: Sequence[Run], *, width_px: int = 1200, height_px: int = 
     return figure
 
 
-def _check_request(runs: Sequence[Run], width_px: int, height_px: int, dpi: int) -> None:
+def _check_request(runs: Sequence[Run], width_px: int, height_px: int) -> None:
     if not runs:
         raise PlotError("nothing to plot: no runs were given.")
     for label, records in runs:
@@ -113,14 +113,14 @@ def _check_request(runs: Sequence[Run], width_px: int, height_px: int, dpi: int)
                 f"run {label} has no metrics yet (its metrics.jsonl is missing or empty, or none of its lines "
                 "could be read)."
             )
-    if dpi <= 0:
-        raise PlotError(f"dpi must be positive, not {dpi}.")
+        if not any("train_loss" in r or "val_loss" in r for r in records):
+            raise PlotError(f"run {label} has no losses to plot yet: it stopped before its first logged step.")
     if width_px * height_px > MAX_PIXELS:
         raise PlotError(f"{width_px}x{height_px} pixels is too large to draw; at most {MAX_PIXELS // 10**6} million.")
-    min_width, min_height = math.ceil(MIN_WIDTH_IN * dpi), math.ceil(MIN_HEIGHT_IN * dpi)
+    min_width, min_height = math.ceil(MIN_WIDTH_IN * DPI), math.ceil(MIN_HEIGHT_IN * DPI)
     if width_px < min_width or height_px < min_height:
         raise PlotError(
-            f"at {dpi} dpi the image must be at least {min_width}x{min_height} pixels to fit both panels, "
+            f"the image must be at least {min_width}x{min_height} pixels (width x height) to fit both panels, "
             f"not {width_px}x{height_px}."
         )
 

@@ -14,11 +14,10 @@ from charlstm.introspect.record import LABELS, SATURATED_HIGH, SATURATED_LOW
 from charlstm.plots import PlotError, require_matplotlib
 
 PANEL_PX = 320  # each panel's width; the picture is one row of panels
+DPI = 100
 
 
-def plot_saturation(
-    saturation: Mapping[str, tuple[np.ndarray, np.ndarray]], out: Path, *, panel_px: int = PANEL_PX, dpi: int = 100
-) -> Path:
+def plot_saturation(saturation: Mapping[str, tuple[np.ndarray, np.ndarray]], out: Path) -> Path:
     """saturation: gate -> (left, right), each (L, H), as
     `Inspection.saturation()` gives it. Writes the PNG `out`; returns it."""
     if not saturation:
@@ -31,8 +30,8 @@ def plot_saturation(
     gates = list(saturation)
     layers = next(iter(saturation.values()))[0].shape[0]
     palette = colormaps["tab10"]
-    width_in, height_in = panel_px * len(gates) / dpi, (panel_px + 60) / dpi
-    figure = Figure(figsize=(width_in, height_in), dpi=dpi, layout="constrained", facecolor="white")
+    width_in, height_in = PANEL_PX * len(gates) / DPI, (PANEL_PX + 60) / DPI
+    figure = Figure(figsize=(width_in, height_in), dpi=DPI, layout="constrained", facecolor="white")
     panels = np.atleast_1d(figure.subplots(1, len(gates), sharex=True, sharey=True))
     for axes, gate in zip(panels, gates, strict=True):
         left, right = saturation[gate]  # (L, H) each

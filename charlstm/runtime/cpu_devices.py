@@ -8,9 +8,9 @@ programs at once. So `charlstm train` makes two devices of the CPU and
 splits each batch over them as it splits one over GPUs
 (`training/distributed.py`: half the streams each, one all-reduce of the
 gradients a step), and the small operations of one half run while the
-other half's run. On the 2-core CPU this trained the default model about
-19% faster (the command itself, 100 steps, alternating runs, 2026-12-03)
-and the plain cell 13-23% (docs/benchmarks.md). Four devices on two cores
+other half's run. On the 2-core CPU this trained the default cell 19-24%
+faster and the plain cell 13-23% (docs/benchmarks.md, "The CPU as two
+devices", 2026-12-03). Four devices on two cores
 were no faster than two. More cores were not measured; `--devices N` asks
 for N. The cores counted are those the process may keep busy: its CPU
 affinity, and no more than a container's CPU quota allows (`cores`).

@@ -12,6 +12,7 @@ logs a traceback for every one, where the user only asked to stop now.
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 import signal
 import socket
@@ -86,19 +87,40 @@ def run(
     access_log: bool = False,
     on_ready: Callable[[], None] | None = None,
     on_stop: Callable[[int], None] | None = None,
-) -> bool:
-    """Serve `app` until a signal; False if the server could not start."""
+) -> None:
+    """Serve `app` until a signal. Raises CharlstmError if it never started
+    (its lifespan failed, or its socket: uvicorn has logged why)."""
     check_address(host, port)
     config = uvicorn.Config(
         app,
         host=host,
         port=port,
-        log_level="info" if access_log else "warning",
+        log_config=_log_config(),
         access_log=access_log,
         timeout_graceful_shutdown=round(drain_s),
         lifespan="on",
         server_header=False,
     )
     server = _Server(config, on_ready, on_stop)
-    server.run()
-    return server.started
+    try:
+        server.run()
+    except SystemExit as stop:  # uvicorn's way out of a failed startup: a library raises instead
+        if stop.code not in (0, None):
+            raise _not_started(host, port) from None
+        raise
+    if not server.started:
+        raise _not_started(host, port)
+
+
+def _log_config() -> dict[str, Any]:
+    """uvicorn's logging, on stderr: its warnings and errors, and the access
+    log where asked for (`access_log`), but not its start and stop lines,
+    which charlstm says in its own words."""
+    config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
+    config["handlers"]["access"]["stream"] = "ext://sys.stderr"
+    config["loggers"]["uvicorn.error"]["level"] = "WARNING"
+    return dict(config)
+
+
+def _not_started(host: str, port: int) -> CharlstmError:
+    return CharlstmError(f"the server on {host}:{port} did not start: its startup failed (the lines above say why)")

@@ -101,7 +101,7 @@ def _in_run(path: Path, folder: Path, runs: dict[Path, bool]) -> bool:
     stopped before its first save, or a search's trial whose checkpoints
     were removed, has no checkpoints/): `train .` must not read its own
     runs' samples and checkpoint files as text. `runs` caches the answers."""
-    for parent in path.relative_to(folder).parents[:-1]:  # not `folder` itself: named, it is read
+    for parent in path.relative_to(folder).parents[:-1]:  # not `folder` itself: refused above
         where = folder / parent
         if where not in runs:
             runs[where] = any((where / marker).is_file() for marker in RUN_MARKERS)
@@ -113,6 +113,12 @@ def _in_run(path: Path, folder: Path, runs: dict[Path, bool]) -> bool:
 def _folder_files(folder: Path, pattern: str) -> list[Path]:
     """The files of `folder` matching `pattern`, sorted by their path inside
     it; hidden ones and those of charlstm's runs left out."""
+    if any((folder / marker).is_file() for marker in RUN_MARKERS):
+        # Named by a slip: `train RUN` meant to fine-tune, or `eval RUN RUN`.
+        raise CorpusError(
+            f"{folder} is a charlstm run, not text (a command names its run before its text; to fine-tune from "
+            f"it: charlstm train TEXT {flag('init_from')} {folder})"
+        )
     runs: dict[Path, bool] = {}
     try:
         matches = [
@@ -303,7 +309,7 @@ def read_head(path: Path, chars: int) -> str:
     return "".join(parts)
 
 
-EMPTY = "empty"  # the problem of a file with no bytes (_read_checked)
+EMPTY = "empty"  # the problem of a file with no characters, wherever one is left out or refused
 
 
 def _read_checked(path: Path) -> tuple[TextFile | None, str | None]:
@@ -313,16 +319,21 @@ def _read_checked(path: Path) -> tuple[TextFile | None, str | None]:
         raw = path.read_bytes()
     except OSError as err:
         raise CorpusError(f"cannot read {path}: {err.strerror}") from None
-    problem = binary_or_invalid(raw[:65536], raw) if raw else EMPTY
+    problem = binary_or_invalid(raw, raw) if raw else EMPTY
     if problem is not None:
         return None, problem
     return TextFile(str(path), raw.decode("utf-8"), hashlib.sha256(raw).hexdigest()), None
 
 
+# A NUL in a file's first 64 KiB marks it as binary: text never has one.
+BINARY_PROBE = 1 << 16
+
+
 def binary_or_invalid(head: bytes, raw: bytes | None = None) -> str | None:
-    """Why a file starting with `head` (and, if given, all of whose bytes are
-    `raw`) is not text, or None."""
-    if b"\x00" in head:
+    """Why a file starting with `head` (its first BINARY_PROBE bytes are
+    looked at; and, if given, all of whose bytes are `raw`) is not text, or
+    None."""
+    if b"\x00" in head[:BINARY_PROBE]:
         return "looks like binary data, not text"
     if raw is not None:
         try:

@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from charlstm.errors import CorpusError, shown
+from charlstm.errors import CorpusError, first_few, shown
 from charlstm.flags import flag
 from charlstm.text.corpus import DEFAULT_GLOB, Source, resolve_corpus_path
 from charlstm.text.streams import Split
@@ -172,9 +172,8 @@ def changes(entry: dict[str, Any], files: dict[str, Any] | None, corpus: Corpus)
         if removed:
             out.append(f"{_count(removed, kind)} removed ({_names(removed)})")
         if changed:
-            sizes = [f"{shown(p)}: {before[p][0]:,} -> {after[p][0]:,} bytes" for p in changed[:5]]
-            more = f", and {len(changed) - 5} more" if len(changed) > 5 else ""
-            out.append(f"{_count(changed, kind)} changed ({'; '.join(sizes)}{more})")
+            sizes = [f"{shown(p)}: {before[p][0]:,} -> {after[p][0]:,} bytes" for p in changed]
+            out.append(f"{_count(changed, kind)} changed ({first_few(sizes, 5, '; ')})")
     if not out and [d.path for d in corpus.train] != [f["path"] for f in files.get("train", [])]:
         out.append("the files are read in another order")
     return out
@@ -185,8 +184,7 @@ def _count(paths: list[str], kind: str) -> str:
 
 
 def _names(paths: list[str]) -> str:
-    shown_paths = ", ".join(shown(p) for p in paths[:5])
-    return shown_paths + (f", and {len(paths) - 5} more" if len(paths) > 5 else "")
+    return first_few([shown(p) for p in paths], 5)
 
 
 def refuse_changed(entry: dict[str, Any], files: dict[str, Any] | None, corpus: Corpus) -> None:

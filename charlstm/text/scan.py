@@ -19,12 +19,10 @@ from typing import BinaryIO
 import numpy as np
 
 from charlstm.errors import CorpusError
-from charlstm.text.corpus import Document, not_utf8
+from charlstm.text.corpus import Document, binary_or_invalid, not_utf8
 from charlstm.text.vocab import BOUNDARY, Vocab, code_points, token_dtype
 
 CHUNK_BYTES = 1 << 22
-# A NUL in a file's first 64 KiB marks it as binary: text never has one.
-BINARY_PROBE = 1 << 16
 
 # (phase, bytes done, bytes in all): "reading" (checking and hashing), "hashing" (a cached
 # corpus's files, checked against the cache: tokens.py) or "encoding".
@@ -152,8 +150,8 @@ def _scan_one(path: Path, charset: _Charset | _Counts, progress: Callable[[int],
         with path.open("rb") as f:
             for chunk in _chunks(f):
                 digest.update(chunk)
-                if offset == 0 and b"\x00" in chunk[:BINARY_PROBE]:
-                    problem = "looks like binary data, not text"
+                if offset == 0:
+                    problem = binary_or_invalid(chunk)  # its start, for a NUL
                 if problem is None:
                     pending = decoder.getstate()[0]
                     if chunk.isascii() and not pending:

@@ -156,7 +156,6 @@ class Streams:
         batch: int,
         seq_len: int,
         reset_windows: int = 0,
-        what: str = "training text",
         release: Callable[[], None] | None = None,
     ):
         stream_len = (len(ids) - 1) // batch  # S
@@ -164,7 +163,7 @@ class Streams:
         if self.windows < 1:
             need = batch * seq_len + 1
             raise CorpusError(
-                f"{what} is too short: {len(ids)} characters, but {batch} streams of "
+                f"training text is too short: {len(ids)} characters, but {batch} streams of "
                 f"{seq_len} need at least {need}; use a longer text or a smaller "
                 f"{flag('batch_size')} / {flag('seq_len')}"
             )

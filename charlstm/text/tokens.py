@@ -43,8 +43,7 @@ import numpy as np
 from charlstm.errors import CorpusError, shown
 from charlstm.flags import flag
 from charlstm.text import scan as scanning
-from charlstm.text.corpus import EMPTY as EMPTY_FILE
-from charlstm.text.corpus import Document, Source, find, given_alone, left_out, refusal
+from charlstm.text.corpus import EMPTY, Document, Source, find, given_alone, left_out, refusal
 from charlstm.text.scan import Progress, Scanned, no_progress
 from charlstm.text.vocab import Vocab, token_dtype
 
@@ -130,9 +129,6 @@ def _hash(path: Path, progress: Progress, done: int, total: int) -> str:
     return digest.hexdigest()
 
 
-EMPTY = "empty: nothing to learn from"  # the problem recorded for a file with no characters
-
-
 def prepare(source: Source, progress: Progress = no_progress) -> Corpus:
     """Find, hash and check the files `source` names (each read once, ever,
     for the checking: later runs find the results in the cache)."""
@@ -207,7 +203,7 @@ def prepare_texts(source: Source, progress: Progress = no_progress) -> Corpus:
     alone = given_alone(source, found)
     usable, unusable = [], []
     for f in result.files:
-        problem = f.problem or EMPTY_FILE  # for a file of no characters
+        problem = f.problem or EMPTY  # for a file of no characters
         if f.problem is None and f.chars:
             usable.append(f)
         elif alone:

@@ -104,18 +104,20 @@ def summarize(run_dir: Path) -> RunSummary:
 
 def most_recent_run(runs_dir: Path) -> Path:
     """The run under `runs_dir` whose newest checkpoint was written last,
-    the trials of searches there included (as `list_runs` lists them)."""
-    newest: tuple[float, Path] | None = None
+    the trials of searches there included (as `list_runs` lists them). A run
+    stopped before its first step (only its initial weights saved) is taken
+    only where no run has trained."""
+    newest: tuple[bool, float, Path] | None = None
     if runs_dir.is_dir():
         for run_dir in _runs_under(runs_dir):
             for kind in (checkpoint.LATEST, checkpoint.BEST):
                 step = checkpoint.latest_step(run_dir / "checkpoints" / kind)
                 if step is not None:
                     mtime = (run_dir / "checkpoints" / kind / str(step)).stat().st_mtime
-                    if newest is None or mtime > newest[0]:
-                        newest = (mtime, run_dir)
+                    if newest is None or (step > 0, mtime) > newest[:2]:
+                        newest = (step > 0, mtime, run_dir)
     if newest is None:
         raise CheckpointError(
             f"no trained run found under {runs_dir}/: train one with 'charlstm train CORPUS', or name a run directory"
         )
-    return newest[1]
+    return newest[2]

@@ -23,9 +23,10 @@ arrays, and only process 0 writes the JSON and renames the directory.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -133,6 +134,10 @@ def locate(path: Path, prefer: str = BEST) -> tuple[Path, int]:
             f"{path} has its metrics but no checkpoints: charlstm tune keeps only the best trial's "
             "(--keep-all keeps every trial's); plot it, or train its settings again"
         )
+    if found is None and path.is_file():
+        raise CheckpointError(
+            f"{path} is a file, not a charlstm run or checkpoint directory (a command names its run before its text)"
+        )
     if found is None:
         raise CheckpointError(f"not a charlstm run or checkpoint directory: {path}")
     return path, found
@@ -157,11 +162,8 @@ def describe(path: Path, prefer: str = BEST) -> Meta:
     metadata alone: no arrays are read."""
     directory, step = locate(path, prefer)
     where = directory / str(step)
-    checkpointer = ocp.Checkpointer(ocp.CompositeCheckpointHandler())
-    try:
+    with _reader() as checkpointer:
         return _checked(lambda: checkpoint_meta.to_meta(_read_meta(checkpointer, where), where), where)
-    finally:
-        checkpointer.close()
 
 
 @functools.lru_cache(maxsize=8)
@@ -181,9 +183,8 @@ def load(path: Path, prefer: str = BEST) -> Checkpoint:
     process must call this (Orbax synchronises them)."""
     directory, step = locate(path, prefer)
     where = directory / str(step)
-    checkpointer = ocp.Checkpointer(ocp.CompositeCheckpointHandler())
 
-    def restore() -> Checkpoint:
+    def restore(checkpointer: ocp.Checkpointer) -> Checkpoint:
         meta = checkpoint_meta.to_meta(_read_meta(checkpointer, where), where)
         template = _template(meta.model_config, meta.train_config)
         # Whole, on a device of this process: in a multi-process run every
@@ -206,8 +207,16 @@ def load(path: Path, prefer: str = BEST) -> Checkpoint:
         state = flax.serialization.from_state_dict(template, restored["state"])
         return Checkpoint(**{f.name: getattr(meta, f.name) for f in dataclasses.fields(Meta)}, state=state)
 
+    with _reader() as checkpointer:
+        return _checked(lambda: restore(checkpointer), where)
+
+
+@contextlib.contextmanager
+def _reader() -> Iterator[ocp.Checkpointer]:
+    """A checkpointer to read with, closed after."""
+    checkpointer = ocp.Checkpointer(ocp.CompositeCheckpointHandler())
     try:
-        return _checked(restore, where)
+        yield checkpointer
     finally:
         checkpointer.close()
 
@@ -236,12 +245,10 @@ def best_val_loss(run_dir: Path) -> float | None:
     if step is None:
         return None
     where = directory / str(step)
-    checkpointer = ocp.Checkpointer(ocp.CompositeCheckpointHandler())
-    try:
-        return checkpoint_meta.finite_or_none(
-            _read_meta(checkpointer, where).get("best_val_loss"), "best_val_loss", where
-        )
-    except (CheckpointError, KeyError, TypeError, ValueError, OSError):
-        return None
-    finally:
-        checkpointer.close()
+    with _reader() as checkpointer:
+        try:
+            return checkpoint_meta.finite_or_none(
+                _read_meta(checkpointer, where).get("best_val_loss"), "best_val_loss", where
+            )
+        except (CheckpointError, KeyError, TypeError, ValueError, OSError):
+            return None

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from charlstm.config import ModelConfig, TrainConfig
-from charlstm.errors import shown
-from charlstm.units import LN2
+from charlstm.errors import first_few, shown
+from charlstm.units import bits
 
 
 @dataclass(frozen=True)
@@ -40,10 +40,8 @@ class SkippedEmpty:
 
     def summary(self) -> str:
         """'3 empty files (a, b, c)', the first three named."""
-        named = ", ".join(shown(p) for p in self.paths[:3])
-        more = f", and {len(self.paths) - 3} more" if len(self.paths) > 3 else ""
         what = "1 empty file" if len(self.paths) == 1 else f"{len(self.paths)} empty files"
-        return f"{what} ({named}{more})"
+        return f"{what} ({first_few([shown(p) for p in self.paths], 3)})"
 
 
 @dataclass(frozen=True)
@@ -209,6 +207,7 @@ class TrialStarted:
     point: dict[str, float]
     steps: int
     params: int
+    name: str = ""  # its run directory's name in the search's folder (trial-00: the first)
 
 
 @dataclass(frozen=True)
@@ -229,7 +228,7 @@ class TrialResult:
 
     @property
     def bits_per_char(self) -> float | None:
-        return None if self.val_loss is None else self.val_loss / LN2
+        return None if self.val_loss is None else bits(self.val_loss)
 
 
 @dataclass(frozen=True)

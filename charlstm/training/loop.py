@@ -58,8 +58,9 @@ def fit(
 ) -> Iterator[events.Event]:
     """Train `run` to `train_config.steps`, yielding events as it goes.
 
-    `save(run, best, windows_per_pass)` writes a checkpoint and returns where;
-    the loop decides when: every `checkpoint_every` steps, at every new best
+    `save(run, best, windows_per_pass, rewrite)` writes a checkpoint and
+    returns where (`rewrite`: over a save at the same step); the loop
+    decides when: every `checkpoint_every` steps, at every new best
     validation loss, and when it stops for any reason but divergence (so an
     interrupted run always has a checkpoint to resume from). After each
     validation pass a short `sample` is generated (None: no samples).

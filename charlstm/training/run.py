@@ -56,10 +56,10 @@ RESUMABLE_FIELDS = (
 SHAPE_FIELDS = ("cell", "norm", "hidden_size", "num_layers", "embed_dim")
 
 
-def default_run_dir(corpus_path: Path, runs_dir: Path = RUNS_DIR, when: float | None = None) -> Path:
+def default_run_dir(corpus_path: Path, when: float | None = None) -> Path:
     """runs/<corpus>-<time>; `when` (unix seconds, default now) lets the
     processes of a multi-process run agree on one name."""
-    return runs_dir / f"{corpus_name(corpus_path)}-{time.strftime('%Y%m%d-%H%M%S', time.localtime(when))}"
+    return RUNS_DIR / f"{corpus_name(corpus_path)}-{time.strftime('%Y%m%d-%H%M%S', time.localtime(when))}"
 
 
 def corpus_name(path: Path) -> str:

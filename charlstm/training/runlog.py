@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from charlstm.training import events
-from charlstm.units import LN2
+from charlstm.units import bits
 
 METRICS_FILE = "metrics.jsonl"
 SAMPLES_FILE = "samples.txt"
@@ -75,7 +75,7 @@ class RunLog:
                 "time": round(time.time(), 3),
                 "elapsed": round(event.elapsed, 3),
                 "train_loss": event.loss,
-                "train_bpc": event.loss / LN2,
+                "train_bpc": bits(event.loss),
                 "lr": event.lr,
                 "grad_norm": event.grad_norm,
                 "grad_norms": event.layer_grad_norms,
@@ -84,9 +84,11 @@ class RunLog:
                 **self._held,
             }
             self._held.clear()
-        elif isinstance(event, events.Warned) and self._pending is not None:
-            # Right after the report it is about, so it joins that line.
-            self._pending.setdefault("warnings", []).append(event.message)
+        elif isinstance(event, events.Warned):
+            # Right after the report it is about, it joins that line; before
+            # the first report (a setup warning), the next line.
+            line = self._pending if self._pending is not None else self._held
+            line.setdefault("warnings", []).append(event.message)
         elif isinstance(event, events.Rescheduled):
             # After a report it joins that line; after a validation pass
             # (whose line is written) the next line.
@@ -100,7 +102,7 @@ class RunLog:
                 self._flush()
                 self._pending = {"step": event.step, "time": round(time.time(), 3)}
             self._pending["val_loss"] = event.val_loss
-            self._pending["val_bpc"] = event.val_loss / LN2
+            self._pending["val_bpc"] = bits(event.val_loss)
             self._flush()
         elif isinstance(event, events.Sampled):
             with (self.run_dir / SAMPLES_FILE).open("a", encoding="utf-8") as out:

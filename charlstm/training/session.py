@@ -21,9 +21,9 @@ from charlstm.core.state import hyperparameters, init_optimizer, init_state, lea
 from charlstm.errors import CharlstmError, ConfigError, CorpusError
 from charlstm.flags import flag
 from charlstm.text import manifest
-from charlstm.text.corpus import DEFAULT_GLOB, Source
+from charlstm.text.corpus import DEFAULT_GLOB, EMPTY, Source
 from charlstm.text.scan import Progress
-from charlstm.text.tokens import EMPTY, Corpus, prepare, refuse_copied_validation
+from charlstm.text.tokens import Corpus, prepare, refuse_copied_validation
 from charlstm.training import checkpoint, distributed, events, run_lock
 from charlstm.training.loop import fit
 from charlstm.training.run import (

@@ -109,8 +109,10 @@ def plan(
         raise ConfigError(f"give {flag('steps')} or {flag('budget_s')}, not both")
     if steps is None and budget_s is None:
         budget_s = DEFAULT_BUDGET_S
-    if (steps is not None and steps < 1) or (budget_s is not None and budget_s <= 0):
-        raise ConfigError("the budget per trial must be positive")
+    if steps is not None and steps < 1:
+        raise ConfigError(f"{flag('steps')} (per trial) must be >= 1, got {steps}")
+    if budget_s is not None and not budget_s > 0:
+        raise ConfigError(f"{flag('budget_s')} (seconds per trial) must be positive, got {budget_s:g}")
     if trials is not None and trials < 1:
         raise ConfigError(f"{flag('trials')} must be >= 1, got {trials}")
     check_seed(seed)
@@ -277,7 +279,7 @@ def _trials(
         config, planned = _trial_config(run, plan)
         run = replace(run, train_config=config)
         run.state = init_state(run.model_config, config)
-        on_event(TrialStarted(index, len(plan.points), point, planned, param_count(run.model_config)))
+        on_event(TrialStarted(index, len(plan.points), point, planned, param_count(run.model_config), run_dir.name))
         prepare_run_dir(run_dir)
         finished = session.train(run, run_dir, on_event, should_stop, budget=plan.budget_s is not None)
         result = TrialResult(
