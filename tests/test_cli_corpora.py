@@ -249,11 +249,11 @@ def test_a_corpus_cache_that_cannot_be_written_is_one_line(runner, tmp_path, mon
     blocker.write_text("", encoding="utf-8")
     cache = blocker / "cache"  # a path through a file: nothing can be made under it
     if where == "lock":
-        from charlstm.text import tokens
+        from charlstm.text import cache as corpus_cache
 
-        monkeypatch.setattr(tokens, "_complete", lambda path, size: False)
-        real = tokens._locked
-        monkeypatch.setattr(tokens, "_locked", lambda directory: real(blocker / directory.name))
+        monkeypatch.setattr(corpus_cache, "complete", lambda path, size: False)
+        real = corpus_cache.locked
+        monkeypatch.setattr(corpus_cache, "locked", lambda directory: real(blocker / directory.name))
         cache = tmp_path / "cache"
     monkeypatch.setenv("CHARLSTM_CORPUS_CACHE", str(cache))
     result = runner.invoke(app, ["train", str(tmp_path / "a.txt"), "--out", str(tmp_path / "run"), *TINY])

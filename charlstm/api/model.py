@@ -19,8 +19,9 @@ from charlstm.errors import ConfigError, CorpusError
 from charlstm.export import page, weights
 from charlstm.introspect import record
 from charlstm.text import manifest, streams
+from charlstm.text.cache import CacheUnwritable
 from charlstm.text.corpus import read_corpus, read_head, read_size
-from charlstm.text.tokens import CacheUnwritable, open_tokens, prepare
+from charlstm.text.tokens import open_tokens, prepare
 from charlstm.text.vocab import BOUNDARY, Vocab
 from charlstm.training import catalog, checkpoint
 from charlstm.training.run import RUNS_DIR

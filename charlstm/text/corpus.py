@@ -4,8 +4,8 @@ A corpus is one or more documents: text files named one by one, or the
 files of a folder that match a pattern (`--glob`, default `**/*.txt`;
 hidden files and folders are left out). Optionally, other files are the
 validation text (`--val-file`) instead of a held-out share of the corpus.
-Reading them (checking, hashing, encoding) is `text/scan.py`'s; caching the
-result is `text/tokens.py`'s.
+Reading them (checking, hashing, encoding) is `text/scan.py`'s; preparing a
+corpus from them is `text/tokens.py`'s, and caching the results `text/cache.py`'s.
 
 `read_corpus` reads one file whole, and `read_texts` the files of a Source,
 for the commands that score or inspect text in memory.

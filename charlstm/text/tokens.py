@@ -1,39 +1,15 @@
-"""The corpus cache: a corpus is read once, encoded once, then memory-mapped.
-
-    $CHARLSTM_CORPUS_CACHE, else $XDG_CACHE_HOME/charlstm/corpora, else ~/.cache/charlstm/corpora
-      <key>/                key: the sha256 of the files' own sha256s, in order
-        scan.json           what the first reading found: each file's size, hash,
-                            characters and problem, the usable training files'
-                            characters, and how often each character of a
-                            validation file occurs
-        tokens-<v>.u8       the ids under vocabulary v (.u16 or .u32 for a larger
-                            vocabulary), every document preceded by the boundary
-                            symbol when there are several
-
-      <key of texts>/       the same for texts to score (`prepare_texts`), keyed
-                            by their hashes alone: a training corpus's key never
-                            matches one, since it always has training files
-
-A run hashes its files (about 1 GB/s on the 2-core CPU), finds the scan and
-token file of that content, and maps the token file: training then reads its
-windows from the page cache, and the process's memory does not grow with the
-corpus. Only a new text, or a new vocabulary for it (a fine-tuned model's),
-is read and encoded again. Files are written under a temporary name and
-renamed into place, so a crash never leaves a half-written one, and the
-processes of a multi-process run take turns through a lock.
-"""
+"""A corpus prepared: its files found, hashed and checked (`prepare`, or
+`prepare_texts` for texts to score under a trained model's vocabulary),
+then encoded under a vocabulary and mapped (`open_tokens`). What is read
+once is kept in the corpus cache (`cache.py`): a text is read and encoded
+once, ever."""
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
-import json
 import mmap
-import os
-import re
 import time
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -42,21 +18,13 @@ import numpy as np
 
 from charlstm.errors import CorpusError, shown
 from charlstm.flags import flag
+from charlstm.text import cache
 from charlstm.text import scan as scanning
 from charlstm.text.corpus import EMPTY, Document, Source, find, given_alone, left_out, refusal
 from charlstm.text.scan import Progress, Scanned, no_progress
 from charlstm.text.vocab import Vocab, token_dtype
 
-ENV_CACHE = "CHARLSTM_CORPUS_CACHE"
-SCAN_FORMAT = 1
 _SUFFIX = {1: "u8", 2: "u16", 4: "u32"}
-
-
-def cache_root() -> Path:
-    if os.environ.get(ENV_CACHE):
-        return Path(os.environ[ENV_CACHE]).expanduser()
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "charlstm" / "corpora"
 
 
 @dataclass(frozen=True)
@@ -101,19 +69,11 @@ class Corpus:
         """A single file's sha256 (as runs recorded before folders), else that of the files' hashes."""
         if len(self.documents) == 1:
             return self.documents[0].sha256
-        return _key(self.train, self.val)
+        return cache.key(self.train, self.val)
 
     @property
     def chars(self) -> int:
         return sum(d.chars for d in self.documents)
-
-
-def _key(train: tuple[Scanned, ...] | list[str], val: tuple[Scanned, ...] | list[str]) -> str:
-    digest = hashlib.sha256(f"charlstm-corpus-{SCAN_FORMAT}\n".encode())
-    for kind, items in (("train", train), ("val", val)):
-        for item in items:
-            digest.update(f"{kind} {item if isinstance(item, str) else item.sha256}\n".encode())
-    return digest.hexdigest()
 
 
 def _hash(path: Path, progress: Progress, done: int, total: int) -> str:
@@ -173,16 +133,16 @@ def _scanned(
     for d in docs:
         hashes.append(_hash(d.path, progress, done, total))
         done += d.size
-    directory = cache_root() / _key(hashes[: len(train)], hashes[len(train) :])
-    result = _load_scan(directory, docs, hashes, counted=len(val))
+    directory = cache.root() / cache.key(hashes[: len(train)], hashes[len(train) :])
+    result = cache.load_scan(directory, docs, hashes, counted=len(val))
     if result is not None:
         return directory, result, True
     result = scanning.scan(docs, progress, counted=len(val))
     if [f.sha256 for f in result.files] != hashes:
         raise CorpusError(f"the {what} changed while it was being read; run again")
     try:
-        _save_scan(directory, result)
-    except CacheUnwritable:
+        cache.save_scan(directory, result)
+    except cache.CacheUnwritable:
         if cache_needed:
             raise
     return directory, result, False
@@ -257,41 +217,6 @@ def _refuse(bad: tuple[Scanned, ...], alone: bool, val_paths: set[str]) -> None:
         f"{'a file is' if len(bad) == 1 else f'{len(bad)} files are'} not usable text (listed above): {advice}",
         details=lines,
     )
-
-
-def _load_scan(
-    directory: Path, docs: tuple[Document, ...], hashes: list[str], counted: int
-) -> scanning.ScanResult | None:
-    """The first reading's results; the last `counted` documents are the validation files."""
-    try:
-        stored = json.loads((directory / "scan.json").read_text(encoding="utf-8"))
-        if stored.get("format") != SCAN_FORMAT or [f["sha256"] for f in stored["files"]] != hashes:
-            return None
-        files = []
-        for k, (d, f) in enumerate(zip(docs, stored["files"], strict=True)):
-            counts = None
-            if k >= len(docs) - counted and f["problem"] is None:
-                # Scans from before validation files were counted lack this: read them again.
-                counts = tuple(sorted((str(c), int(n)) for c, n in f["counts"].items()))
-            files.append(Scanned(str(d.path), int(f["size"]), f["sha256"], int(f["chars"]), f["problem"], counts))
-        # Without validation files, "charset" is the training files' characters, in every version.
-        charset = stored["train_charset"] if counted else stored.get("train_charset", stored["charset"])
-        return scanning.ScanResult(tuple(files), str(charset))
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return None  # not there, or unreadable: read the files again
-
-
-def _save_scan(directory: Path, result: scanning.ScanResult) -> None:
-    files = []
-    for f in result.files:
-        entry = {"path": f.path, "size": f.size, "sha256": f.sha256, "chars": f.chars, "problem": f.problem}
-        files.append(entry if f.counts is None else {**entry, "counts": dict(f.counts)})
-    # "charset" stays every usable file's characters, which versions before
-    # "train_charset" read as the vocabulary of a new run.
-    every = set(result.charset).union(c for f in result.files for c, _ in f.counts or ())
-    record = {"format": SCAN_FORMAT, "files": files, "charset": "".join(sorted(every))}
-    text = json.dumps({**record, "train_charset": result.charset}, ensure_ascii=False)
-    _write_atomically(directory / "scan.json", lambda out: out.write(text.encode("utf-8")))
 
 
 @dataclass
@@ -372,10 +297,10 @@ def open_tokens(
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
     size = int(lengths.sum()) * dtype.itemsize
     seconds = None
-    if not _complete(path, size):
-        with _locked(corpus.directory):
-            if not _complete(path, size):  # another process may have written it meanwhile
-                _sweep(corpus.directory)
+    if not cache.complete(path, size):
+        with cache.locked(corpus.directory):
+            if not cache.complete(path, size):  # another process may have written it meanwhile
+                cache.sweep(corpus.directory)
                 started = time.perf_counter()
                 total = sum(d.size for d in corpus.documents)
 
@@ -383,96 +308,7 @@ def open_tokens(
                     done = scanning.encode(corpus.train, vocab, boundary, out, 0, total, progress)
                     scanning.encode(corpus.val, vocab, boundary, out, done, total, progress, True)
 
-                _write_atomically(path, write)
+                cache.write_atomically(path, write)
                 seconds = time.perf_counter() - started
-    ids, mapped = _map(path, dtype)
+    ids, mapped = cache.map_tokens(path, dtype)
     return Tokens(path, ids, starts, lengths, len(corpus.train), boundary, seconds, skipped, mapped, vocab.size)
-
-
-def _complete(path: Path, size: int) -> bool:
-    try:
-        return path.stat().st_size == size
-    except OSError:
-        return False
-
-
-def _map(path: Path, dtype: np.dtype) -> tuple[np.ndarray, mmap.mmap]:
-    try:
-        with path.open("rb") as f:
-            mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-    except OSError as err:
-        raise CorpusError(f"cannot map the token file {path}: {err.strerror}") from None
-    return np.frombuffer(mapped, dtype), mapped
-
-
-def _write_atomically(path: Path, write: Callable[[BinaryIO], object]) -> None:
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tmp.open("wb", buffering=scanning.CHUNK_BYTES) as out:
-            write(out)
-        os.replace(tmp, path)
-    except OSError as err:
-        _remove(tmp)
-        raise _unwritable(path, err) from None
-    except BaseException:
-        _remove(tmp)
-        raise
-
-
-def _sweep(directory: Path) -> None:
-    """Remove the partial token files of writers that died (a process ended
-    at once by a second Ctrl-C, a kill), which could be as large as the
-    text. Called under the folder's lock, which every writer of a token file
-    holds, so no live writer of this machine is at work on them; a file
-    whose writer may be alive is left."""
-    for tmp in directory.glob("tokens-*.tmp"):
-        written_by = re.fullmatch(r"tokens-.*\.([0-9]{1,9})\.tmp", tmp.name)
-        if written_by is None or int(written_by[1]) == os.getpid():
-            continue
-        try:
-            os.kill(int(written_by[1]), 0)
-        except ProcessLookupError:
-            _remove(tmp)
-        except OSError:  # another user's process, alive
-            pass
-
-
-def _remove(tmp: Path) -> None:
-    # Where the file could not be written it may not be removable either
-    # (a read-only folder, a path through a file): its error is the one to tell.
-    with contextlib.suppress(OSError):
-        tmp.unlink(missing_ok=True)
-
-
-class CacheUnwritable(CorpusError):
-    """The corpus cache cannot be written: training needs it; scoring given
-    texts can read them into memory instead."""
-
-
-def _unwritable(path: Path, err: OSError) -> CorpusError:
-    return CacheUnwritable(
-        f"cannot write the corpus cache {path}: {err.strerror}; point {ENV_CACHE} at a folder you can write to, "
-        "with room for the encoded text"
-    )
-
-
-@contextlib.contextmanager
-def _locked(directory: Path) -> Iterator[None]:
-    """Hold the cache folder's lock: one process encodes, the others wait and map its file."""
-    try:
-        import fcntl
-    except ImportError:  # not on a POSIX system: encode without a lock (a rename still keeps files whole)
-        yield
-        return
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        lock = (directory / "lock").open("a")
-    except OSError as err:
-        raise _unwritable(directory / "lock", err) from None
-    with lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
