@@ -593,3 +593,4 @@ def test_resuming_a_finished_run_says_how_to_train_it_further(trained_run, tmp_p
         "nothing to train: the run had already finished at step 4 (its step total, or where its --max-time "
         "fitted its schedule to end); give --steps with a larger total to train it further" in result.output
     )
+    assert "training on" not in result.output  # not said of a run that trains no step (a walkthrough, 2026-12-04)
