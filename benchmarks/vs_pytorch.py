@@ -47,6 +47,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import jax
@@ -169,7 +170,7 @@ def device_row(framework: str) -> dict[str, Any]:
             "version": jax.__version__,
             "platform": device.platform,
             "device": device.device_kind,
-            "matmul_precision": str(jax.config.jax_default_matmul_precision or "default"),
+            "matmul_precision": str(getattr(jax.config, "jax_default_matmul_precision", None) or "default"),
             "xla_flags": os.environ.get("XLA_FLAGS", ""),
         }
     torch, device = _torch(), _torch_device()
@@ -353,7 +354,12 @@ def main() -> None:
         type=int,
         help="split charlstm's training batch over this many CPU devices [default: as `charlstm train` does]",
     )
-    parser.add_argument("--json", help="also write the results here")
+    parser.add_argument("--json", help="also write the results here (and each side's as it ends, marked partial)")
+    parser.add_argument(
+        "--no-system-malloc",
+        action="store_true",
+        help="leave out PyTorch under glibc's default malloc (PyTorch*): a CPU's question, not a GPU's",
+    )
     parser.add_argument("--no-sample", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--worker", choices=["charlstm", "torch"], help=argparse.SUPPRESS)
     parser.add_argument("--configs", nargs="*", help=argparse.SUPPRESS)
@@ -375,11 +381,14 @@ def main() -> None:
     wanted = args.rows or (["small"] if args.quick else [*MAIN_ROWS, *(n for n, _ in _growth() if args.growth)])
     names = [n for n, _ in all_configs() if n in wanted]
     started = time.perf_counter()
-    sides = {}
-    for side, framework, memory in SIDES:
+    measured = [s for s in SIDES if not (args.no_system_malloc and s[0] == "torch_system")]
+    sides: dict[str, dict[str, dict]] = {"torch_system": {}}
+    for side, framework, memory in measured:
         print(f"measuring {side} ...", file=sys.stderr, flush=True)
         rows = [n for n in names if side != "torch_system" or n in MAIN_ROWS]
         sides[side] = run_side(framework, memory, rows, args.steps, devices=args.charlstm_devices)
+        if args.json:  # a run stopped later (a GPU check's time limit) keeps the sides measured so far
+            Path(args.json).write_text(json.dumps({"partial": True, "first_round": sides}, indent=1) + "\n")
     ran = {side: sides[side]["device"] for side in ("charlstm", "torch")}
     print(
         f"{time.strftime('%Y-%m-%d')}  {describe()}\n"
@@ -391,7 +400,7 @@ def main() -> None:
     # turn; each side reports its median round.
     main_rows = [n for n in names if n in MAIN_ROWS]
     repeated = [*main_rows, *(f"sample b{b}" for b in SAMPLE_BATCHES)]
-    rounds = {side: {n: [sides[side][n]["chars_per_s"]] for n in repeated} for side, _, _ in SIDES}
+    rounds = {side: {n: [sides[side][n]["chars_per_s"]] for n in repeated} for side, _, _ in measured}
     for r in range(1, args.rounds):
         this_round = [n for n in main_rows if n != "large" or r < args.large_rounds]
         for side, framework, memory in SIDES[:2]:
@@ -463,7 +472,7 @@ def main() -> None:
             f"{row['ratio_vs_torch_system_malloc'] or '-'!s:>6} "
             f"{row['compile_s']:>9} {row['xla_planned_mb']!s:>7} {row['charlstm_gflops']:>8} {row['torch_gflops']:>13}"
         )
-    print("(* PyTorch under glibc's default malloc settings, as a plain script runs it)")
+    print("(* PyTorch under glibc's default malloc settings, as a plain script runs it; - where not measured)")
     split = " or ".join(map(str, sorted({sides["charlstm"][n]["devices"] for n in names})))
     asked = "as `charlstm train` splits it" if args.charlstm_devices is None else "--charlstm-devices"
     print(f"(charlstm's batch split over {split} device(s), {asked})")
@@ -479,21 +488,22 @@ def main() -> None:
     )
     for batch in SAMPLE_BATCHES:
         key = f"sample b{batch}"
-        ours, theirs, plain = (sides[s][key]["chars_per_s"] for s in ("charlstm", "torch", "torch_system"))
+        ours, theirs = (sides[s][key]["chars_per_s"] for s in ("charlstm", "torch"))
+        plain = sides["torch_system"].get(key, {}).get("chars_per_s")
         row = {
             "config": key,
             "charlstm_chars_per_s": ours,
             "torch_chars_per_s": theirs,
             "ratio": round(ours / theirs, 1),
             "torch_system_malloc_chars_per_s": plain,
-            "ratio_vs_torch_system_malloc": round(ours / plain, 1),
+            "ratio_vs_torch_system_malloc": None if not plain else round(ours / plain, 1),
             "compile_s": sides["charlstm"][key]["compile_s"],
             "rounds": {side: rounds[side][key] for side in rounds},  # chars/s of every round
         }
         rows.append(row)
         print(
-            f"{batch:>5} {ours:>12,} {theirs:>10,} {row['ratio']:>6} {plain:>10,} "
-            f"{row['ratio_vs_torch_system_malloc']:>6}"
+            f"{batch:>5} {ours:>12,} {theirs:>10,} {row['ratio']:>6} {plain or '-'!s:>10} "
+            f"{row['ratio_vs_torch_system_malloc'] or '-'!s:>6}"
         )
 
     if args.json:

@@ -131,6 +131,23 @@ def test_the_gpu_check_stops_a_command_with_its_children_and_goes_on(gpu_check, 
     shutil.rmtree(check.scratch)
 
 
+def test_the_gpu_check_reads_each_tests_outcome_as_pytest_prints_it(gpu_check):
+    """With workers or without, parameters with spaces, and a call stopped part-way (no summary)."""
+    output = (
+        "[gw1] [  8%] PASSED tests/test_vocab.py::test_round_trip[To be, or not] \n"
+        "[gw0] [ 16%] FAILED tests/test_vocab.py::test_round_trip[To be, or else] \n"
+        "tests/test_model.py::test_shapes PASSED                     [ 50%]\n"
+        "tests/test_model.py::test_grads[a b] SKIPPED (no GPU)       [ 75%]\n"
+        "collecting ... collected 4 items\n"
+    )
+    assert gpu_check._test_outcomes(output) == {
+        "tests/test_vocab.py::test_round_trip[To be, or not]": "PASSED",
+        "tests/test_vocab.py::test_round_trip[To be, or else]": "FAILED",
+        "tests/test_model.py::test_shapes": "PASSED",
+        "tests/test_model.py::test_grads[a b]": "SKIPPED",
+    }
+
+
 def test_the_gpu_check_reads_json_past_warnings_and_tells_failures_from_skips(gpu_check):
     warned = '{"backend": "gpu"}\nW1203 some warning on stderr\n'
     assert gpu_check._last_json(warned) == {"backend": "gpu"}
