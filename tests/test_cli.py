@@ -494,7 +494,7 @@ def test_several_samples_json_output_file_and_prime_file(runner, trained_run, tm
     run_dir, _ = trained_run
     lines = _sample(runner, run_dir, "-n", "60", "-N", "3", "--seed", "2", "--prime", "KING.", "--json").splitlines()
     records = [json.loads(line) for line in lines]
-    assert [r["sample"] for r in records] == [0, 1, 2]
+    assert [r["sample"] for r in records] == [1, 2, 3]  # as the plain output counts them
     assert all(len(r["text"]) == 60 and r["prime"] == "KING." for r in records)
     assert {r["seed"] for r in records} == {2} and records[0]["temperature"] == 1.0
     assert records[0]["checkpoint"].startswith(str(run_dir)) and records[0]["step"] == 4

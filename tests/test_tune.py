@@ -152,6 +152,7 @@ def test_tune_fits_the_steps_to_a_time_budget(runner, tiny_corpus, tmp_path):
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["search"]["budget_s"] == 2 and report["search"]["kind"] == "random"
+    assert " steps in its 2 s, refitted as it runs)" in result.stderr  # a plan, not a promise
     (trial,) = report["trials"]
     # A tiny model takes milliseconds a step: 2 s holds far more than the
     # calibration's dozen steps, and the run ends by its step count.

@@ -58,7 +58,7 @@ def inspection_record(
     page: Path,
 ) -> dict[str, Any]:
     """Everything the tables show, per unit, for scripts; correlations of a
-    feature that does not occur in the text are null."""
+    feature that does not vary in the text are null."""
     layers, n, hidden = inspection.h.shape
     return {
         "text": source,

@@ -182,7 +182,7 @@ def _render(done: list[Completion], request: SampleConfig, model: Model, as_json
         return "".join(
             json.dumps({"sample": i, "prime": prime, "text": c.text, "finish_reason": c.finish_reason, **settings})
             + "\n"
-            for i, c in enumerate(done)
+            for i, c in enumerate(done, 1)  # counted from 1, as the plain output's "sample 1 of 3"
         )
     parts = [_with_newline(request.prime + c.text) for c in done]
     if len(parts) > 1:

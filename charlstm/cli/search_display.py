@@ -64,7 +64,7 @@ class SearchDisplay:
         elif isinstance(event, events.TrialStarted):
             self._say(
                 f"{event.name} ({event.index + 1} of {event.total}): {as_options(event.point)}  "
-                f"({event.params / 1e6:.2f}M parameters, {event.steps:,} steps)"
+                f"({event.params / 1e6:.2f}M parameters, {_steps(event)})"
             )
             if self.verbosity == VERBOSE:
                 self._trial = TrainingDisplay(self.console, NORMAL)
@@ -90,3 +90,10 @@ class SearchDisplay:
         elif isinstance(event, events.Progress) and self._progress is not None and self._task is not None:
             stats = f"loss {event.loss:.3f}  {event.chars_per_sec / 1000:.1f}k chars/s"
             self._progress.update(self._task, completed=event.step, stats=stats)
+
+
+def _steps(event: events.TrialStarted) -> str:
+    """A trial's steps: those asked for, or about those its time budget holds (refitted as it runs)."""
+    if event.budget_s is None:
+        return f"{event.steps:,} steps"
+    return f"about {event.steps:,} steps in its {event.budget_s:g} s, refitted as it runs"

@@ -208,6 +208,7 @@ class TrialStarted:
     steps: int
     params: int
     name: str = ""  # its run directory's name in the search's folder (trial-00: the first)
+    budget_s: float | None = None  # its time budget, where `steps` is fitted to one (and refitted as it runs)
 
 
 @dataclass(frozen=True)

@@ -279,7 +279,8 @@ def _trials(
         config, planned = _trial_config(run, plan)
         run = replace(run, train_config=config)
         run.state = init_state(run.model_config, config)
-        on_event(TrialStarted(index, len(plan.points), point, planned, param_count(run.model_config), run_dir.name))
+        params = param_count(run.model_config)
+        on_event(TrialStarted(index, len(plan.points), point, planned, params, run_dir.name, plan.budget_s))
         prepare_run_dir(run_dir)
         finished = session.train(run, run_dir, on_event, should_stop, budget=plan.budget_s is not None)
         result = TrialResult(
