@@ -41,7 +41,7 @@ deterministic_gpu_ops()
 if "CHARLSTM_TEST_CACHES_OWNER" not in os.environ:
     os.environ["CHARLSTM_TEST_CACHES_OWNER"] = str(os.getpid())
     os.environ["CHARLSTM_CACHE_DIR"] = tempfile.mkdtemp(prefix="charlstm-test-cache-")
-    # The same for the corpus cache (charlstm/text/tokens.py).
+    # The same for the corpus cache (charlstm/text/cache.py).
     os.environ["CHARLSTM_CORPUS_CACHE"] = tempfile.mkdtemp(prefix="charlstm-test-corpora-")
 if os.environ["CHARLSTM_TEST_CACHES_OWNER"] == str(os.getpid()):
     for _cache in ("CHARLSTM_CACHE_DIR", "CHARLSTM_CORPUS_CACHE"):

@@ -512,6 +512,7 @@ def test_train_on_the_current_folder_leaves_its_own_runs_out(runner, tmp_path, m
     trial = poems / "runs" / "tune-my poems-1" / "trial-01"
     trial.mkdir(parents=True)
     (trial / "metrics.jsonl").write_text("", encoding="utf-8")
+    (trial / "corpus.json").write_text("{}", encoding="utf-8")
     (trial / "samples.txt").write_text("step 5: sample\n", encoding="utf-8")
     third = runner.invoke(app, ["train", ".", "--out", "runs/third", *TINY, "--steps", "2"])
     assert third.exit_code == 0, third.output
@@ -522,6 +523,16 @@ def test_train_on_the_current_folder_leaves_its_own_runs_out(runner, tmp_path, m
     from charlstm.training.run import corpus_name
 
     assert corpus_name(Path(".")) == "my poems" and corpus_name(Path("-notes.txt")) == "notes"
+    # A folder of texts with a corpus.json of its own (a dataset's metadata) is not a run: read.
+    from charlstm.text.corpus import Source, find
+
+    dataset = tmp_path / "dataset"
+    (dataset / "part").mkdir(parents=True)
+    for where in (dataset, dataset / "part"):
+        (where / "corpus.json").write_text('{"name": "poems"}', encoding="utf-8")
+        (where / "a.txt").write_text("the king and queen of denmark\n" * 40, encoding="utf-8")
+    found = find(Source((str(dataset),), "**/*.txt")).train
+    assert [str(Path(d.path).relative_to(dataset.resolve())) for d in found] == ["a.txt", str(Path("part/a.txt"))]
     # A run named as the text is a slip (`train RUN` for --init-from, `eval RUN RUN`): refused, saying what to do.
     for args in (["train", str(run), *TINY, "--steps", "2"], ["eval", str(run), str(run)]):
         named = runner.invoke(app, args)

@@ -4,6 +4,7 @@ import math
 import struct
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -129,12 +130,19 @@ def test_a_search_folder_plots_its_trials_and_a_checkpoint_folder_its_run(tmp_pa
     search = tmp_path / "search"
     for i in range(3):
         run(search / f"trial-{i:02d}", i)
-    (search / "search.json").write_text("{}", encoding="utf-8")
+    (search / "trials.json").write_text("{}", encoding="utf-8")
+    # A trial a Ctrl-C stopped before its first logged step: left out of its search's plot.
+    (search / "trial-03").mkdir()
+    (search / "trial-03" / "metrics.jsonl").write_text('{"step": 0, "stopped": "interrupted"}\n', encoding="utf-8")
     drawn = []
     monkeypatch.setattr(api.runs.curves, "plot_runs", lambda runs, out, **kw: drawn.append([r[0] for r in runs]))
     api.plot_runs([search], tmp_path / "loss.png")
     api.plot_runs([search / "trial-01" / "checkpoints" / "best" / "60", search / "trial-01"], tmp_path / "loss.png")
     assert drawn == [[str(search / f"trial-{i:02d}") for i in range(3)], [str(search / "trial-01")]]
+    # Named from inside the run's checkpoints, as `charlstm plot .` there.
+    monkeypatch.chdir(search / "trial-02" / "checkpoints" / "best")
+    api.plot_runs([Path("."), Path("60")], tmp_path / "loss.png")
+    assert drawn[-1] == [str(Path("..") / "..")]
     with pytest.raises(CharlstmError, match="not a charlstm run"):
         api.plot_runs([tmp_path], tmp_path / "loss.png")  # a folder of one search, not a search
 

@@ -5,8 +5,10 @@ scored in place (`find_texts`), runs plotted (`plot_runs`)."""
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from charlstm.core.model import param_count
 from charlstm.core.state import warmup_steps
@@ -128,22 +130,32 @@ def _source(
 def plot_runs(run_dirs: list[Path] | None, out: Path, *, width_px: int = 1200, height_px: int = 450) -> Path:
     """Training and validation loss of the runs against step and time, overlaid, as a PNG (the plot
     extra); no runs: the most recently updated one under ./runs. A search's folder stands for its
-    trials, a checkpoint's folder for its run."""
-    found = [d for given in run_dirs or [catalog.most_recent_run(RUNS_DIR)] for d in _plotted(Path(given))]
-    runs = list(dict.fromkeys(found))  # each once
-    return curves.plot_runs([(str(d), read_metrics(d)) for d in runs], out, width_px=width_px, height_px=height_px)
+    trials (those with losses logged), a checkpoint's folder for its run."""
+    runs: dict[str, list[dict[str, Any]]] = {}
+    for given in run_dirs or [catalog.most_recent_run(RUNS_DIR)]:
+        found = _plotted(Path(given))
+        if found is None:  # a search: its trials, but not one stopped before it logged a loss
+            trials = {str(d): read_metrics(d) for d in _trials(Path(given))}
+            runs |= {label: records for label, records in trials.items() if curves.has_losses(records)} or trials
+        else:
+            runs[str(found)] = read_metrics(found)
+    return curves.plot_runs(list(runs.items()), out, width_px=width_px, height_px=height_px)
 
 
-def _plotted(path: Path) -> list[Path]:
-    """The runs a path given to plot names: a run; the run of one of its
-    checkpoint folders; or every trial of a search folder."""
+def _plotted(path: Path) -> Path | None:
+    """The run a path given to plot names: a run, or the run of one of its
+    checkpoint folders; None for a search's folder."""
     if not path.is_dir():
         raise CharlstmError(f"not a run directory: {path}" if path.exists() else f"run not found: {path}")
-    for run in (path, *path.parents[:3]):  # RUN, RUN/checkpoints, RUN/checkpoints/best, RUN/checkpoints/best/60
+    here = path.absolute()  # `plot .` inside RUN/checkpoints/best: the walk needs the parents
+    for run in (here, *here.parents[:3]):  # RUN, RUN/checkpoints, RUN/checkpoints/best, RUN/checkpoints/best/60
         is_run = (run / METRICS_FILE).is_file() or (run / "checkpoints").is_dir()
-        if is_run and (run == path or path.is_relative_to(run / "checkpoints")):
-            return [run]
-    trials = [d for d in sorted(path.iterdir()) if d.is_dir() and (d / METRICS_FILE).is_file()]
-    if trials:
-        return trials  # a search: its trials, overlaid
+        if is_run and (run == here or here.is_relative_to(run / "checkpoints")):
+            return path if run == here else Path(os.path.relpath(run)) if not path.is_absolute() else run
+    if _trials(path):
+        return None
     raise CharlstmError(f"not a charlstm run (no {METRICS_FILE} or checkpoints/ in it): {path}")
+
+
+def _trials(search: Path) -> list[Path]:
+    return [d for d in sorted(search.iterdir()) if d.is_dir() and (d / METRICS_FILE).is_file()]

@@ -101,8 +101,8 @@ class TrainingDisplay:
             self._on_opened(event)
         elif isinstance(event, events.Started):
             self._started_at = event.step
-            if event.step >= event.total_steps:
-                return  # nothing to train: the end says so, and why
+            if not event.trains:
+                return  # the end says so, and why
             verb = "resuming at step" if event.step else "starting at step"
             where = ", ".join(event.devices) + (f" in {event.processes} processes" if event.processes > 1 else "")
             if event.backend == "cpu" and event.processes == 1 and len(event.devices) > 1:

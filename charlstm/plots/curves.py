@@ -104,6 +104,11 @@ def build_figure(runs: Sequence[Run], *, width_px: int = 1200, height_px: int = 
     return figure
 
 
+def has_losses(records: Sequence[Mapping[str, Any]]) -> bool:
+    """Whether a run's metrics hold a loss to draw (not only the line of a stop before its first step)."""
+    return any("train_loss" in r or "val_loss" in r for r in records)
+
+
 def _check_request(runs: Sequence[Run], width_px: int, height_px: int) -> None:
     if not runs:
         raise PlotError("nothing to plot: no runs were given.")
@@ -113,7 +118,7 @@ def _check_request(runs: Sequence[Run], width_px: int, height_px: int) -> None:
                 f"run {label} has no metrics yet (its metrics.jsonl is missing or empty, or none of its lines "
                 "could be read)."
             )
-        if not any("train_loss" in r or "val_loss" in r for r in records):
+        if not has_losses(records):
             raise PlotError(f"run {label} has no losses to plot yet: it stopped before its first logged step.")
     if width_px * height_px > MAX_PIXELS:
         raise PlotError(f"{width_px}x{height_px} pixels is too large to draw; at most {MAX_PIXELS // 10**6} million.")

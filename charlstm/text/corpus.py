@@ -91,20 +91,28 @@ def _hidden(relative: Path) -> bool:
     return any(part.startswith(".") for part in relative.parts)
 
 
-# Files every charlstm run directory has (training/runlog.py, text/manifest.py).
-RUN_MARKERS = ("metrics.jsonl", "corpus.json")
+# What a charlstm run directory holds: its corpus record from its start
+# (text/manifest.py), its log from its first report (training/runlog.py).
+RUN_RECORD, RUN_LOG = "corpus.json", "metrics.jsonl"
+
+
+def is_run_folder(folder: Path) -> bool:
+    """Whether `folder` is a charlstm run: its corpus record, corpus.json,
+    and its log (metrics.jsonl) or checkpoints/. Both, so that a folder of
+    texts with a corpus.json of its own (a dataset's metadata) is not one;
+    either of the second, since a run stopped before its first save has no
+    checkpoints/ and a search's losing trial keeps its log but not them."""
+    return (folder / RUN_RECORD).is_file() and ((folder / RUN_LOG).is_file() or (folder / "checkpoints").is_dir())
 
 
 def _in_run(path: Path, folder: Path, runs: dict[Path, bool]) -> bool:
-    """Whether `path` lies in a charlstm run directory under `folder` (one
-    with its log, metrics.jsonl, or its corpus record, corpus.json: a run
-    stopped before its first save, or a search's trial whose checkpoints
-    were removed, has no checkpoints/): `train .` must not read its own
-    runs' samples and checkpoint files as text. `runs` caches the answers."""
+    """Whether `path` lies in a charlstm run directory under `folder`
+    (`is_run_folder`): `train .` must not read its own runs' samples and
+    checkpoint files as text. `runs` caches the answers."""
     for parent in path.relative_to(folder).parents[:-1]:  # not `folder` itself: refused above
         where = folder / parent
         if where not in runs:
-            runs[where] = any((where / marker).is_file() for marker in RUN_MARKERS)
+            runs[where] = is_run_folder(where)
         if runs[where]:
             return True
     return False
@@ -113,7 +121,7 @@ def _in_run(path: Path, folder: Path, runs: dict[Path, bool]) -> bool:
 def _folder_files(folder: Path, pattern: str) -> list[Path]:
     """The files of `folder` matching `pattern`, sorted by their path inside
     it; hidden ones and those of charlstm's runs left out."""
-    if any((folder / marker).is_file() for marker in RUN_MARKERS):
+    if is_run_folder(folder):
         # Named by a slip: `train RUN` meant to fine-tune, or `eval RUN RUN`.
         raise CorpusError(
             f"{folder} is a charlstm run, not text (a command names its run before its text; to fine-tune from "

@@ -135,9 +135,7 @@ def locate(path: Path, prefer: str = BEST) -> tuple[Path, int]:
             "(--keep-all keeps every trial's); plot it, or train its settings again"
         )
     if found is None and path.is_file():
-        raise CheckpointError(
-            f"{path} is a file, not a charlstm run or checkpoint directory (a command names its run before its text)"
-        )
+        raise CheckpointError(f"{path} is a file, not a charlstm run or checkpoint directory")
     if found is None:
         raise CheckpointError(f"not a charlstm run or checkpoint directory: {path}")
     return path, found

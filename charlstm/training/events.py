@@ -91,6 +91,7 @@ class Started:
     val_chars: int  # characters scored by each validation pass
     windows_per_pass: int
     processes: int = 1  # processes taking part (each feeding its own share of the streams)
+    trains: bool = True  # any step left to train (not: a finished run, or one its --patience stopped, resumed)
 
 
 @dataclass(frozen=True)

@@ -86,6 +86,7 @@ def fit(
         train_chars=setup.train_streams.windows * tc.seq_len * tc.batch_size,
         val_chars=len(setup.val_ids) - 1,
         windows_per_pass=setup.train_streams.windows,
+        trains=step < tc.steps and not (tc.patience is not None and _passes_since_best(run.history) >= tc.patience),
     )
     if _long_passes(setup) and step < tc.steps:
         shorter = (

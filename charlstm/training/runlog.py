@@ -8,8 +8,10 @@ does. `metrics.jsonl` gets one JSON object per logged step:
     (global, before clipping, at the logged step), grad_norms (per layer:
     embed, lstm_0, ..., head, at the logged step), clipped_fraction (share of steps since the previous line whose
     gradients were clipped), chars_per_sec, where that step was evaluated
-    also val_loss and val_bpc, and where a gradient warning began
-    (`health.py`) its message in warnings, and where the time limit
+    also val_loss and val_bpc, and where a warning was given its message in
+    warnings (a gradient or loss warning, `health.py`, on the line of the
+    step it is about; one given while the run was set up, on its first line),
+    and where the time limit
     shortened the schedule (`timefit.py`) the new last step in rescheduled_to
     (on the first line after the change). A loss that is not finite (a
     diverged step) is written as null. A session that ends before its last
