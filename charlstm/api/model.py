@@ -290,9 +290,7 @@ class Model:
     def _held_out_ids(self) -> tuple[streams.Segments, dict[str, int]]:
         entry = self.corpus or {"path": self.corpus_path, "sha256": self.corpus_sha256}
         source = manifest.source_of(entry)
-        moved = manifest.gone(source, "to read its validation text")
-        if moved is not None:
-            raise moved
+        manifest.refuse_gone(source, "to read its validation text")
         try:
             corpus = prepare(source)
         except CorpusError as err:

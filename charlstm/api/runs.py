@@ -150,8 +150,10 @@ def _plotted(path: Path) -> Path | None:
     here = path.absolute()  # `plot .` inside RUN/checkpoints/best: the walk needs the parents
     for run in (here, *here.parents[:3]):  # RUN, RUN/checkpoints, RUN/checkpoints/best, RUN/checkpoints/best/60
         is_run = (run / METRICS_FILE).is_file() or (run / "checkpoints").is_dir()
-        if is_run and (run == here or here.is_relative_to(run / "checkpoints")):
-            return path if run == here else Path(os.path.relpath(run)) if not path.is_absolute() else run
+        if is_run and run == here:
+            return path
+        if is_run and here.is_relative_to(run / "checkpoints"):
+            return run if path.is_absolute() else Path(os.path.relpath(run))  # named as the path was
     if _trials(path):
         return None
     raise CharlstmError(f"not a charlstm run (no {METRICS_FILE} or checkpoints/ in it): {path}")

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from charlstm.errors import CharlstmError
 
+DPI = 100  # pixels an inch, for every picture: sizes are asked for and set in pixels
+
 
 class PlotError(CharlstmError):
     """A picture cannot be drawn: no data, a bad size, or no matplotlib."""

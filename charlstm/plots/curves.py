@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from charlstm.plots import PlotError, require_matplotlib
+from charlstm.plots import DPI, PlotError, require_matplotlib
 from charlstm.units import LN2, bits
 
 if TYPE_CHECKING:
@@ -31,7 +31,6 @@ WARMUP_FRACTION = 0.05
 # Text is sized in points, so the smallest picture that still fits both
 # panels and their labels is fixed in inches: 320x200 pixels at 100 dpi.
 MIN_WIDTH_IN, MIN_HEIGHT_IN = 3.2, 2.0
-DPI = 100  # pixels an inch: the size is asked for in pixels
 _TRAIN_ALPHA = 0.4
 # A legend above the panels may take at most this share of the height.
 _MAX_LEGEND_HEIGHT = 0.3

@@ -11,10 +11,9 @@ from pathlib import Path
 import numpy as np
 
 from charlstm.introspect.record import LABELS, SATURATED_HIGH, SATURATED_LOW
-from charlstm.plots import PlotError, require_matplotlib
+from charlstm.plots import DPI, PlotError, require_matplotlib
 
 PANEL_PX = 320  # each panel's width; the picture is one row of panels
-DPI = 100
 
 
 def plot_saturation(saturation: Mapping[str, tuple[np.ndarray, np.ndarray]], out: Path) -> Path:

@@ -119,7 +119,7 @@ def _log_config() -> dict[str, Any]:
     config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
     config["handlers"]["access"]["stream"] = "ext://sys.stderr"
     config["loggers"]["uvicorn.error"]["level"] = "WARNING"
-    return dict(config)
+    return config
 
 
 def _not_started(host: str, port: int) -> CharlstmError:

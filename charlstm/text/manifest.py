@@ -141,14 +141,14 @@ def missing(source: Source) -> list[str]:
     return gone
 
 
-def gone(source: Source, why: str) -> CorpusError | None:
-    """The error for a run whose recorded files moved or were deleted, saying
-    `why` they are needed; None if every one is there."""
+def refuse_gone(source: Source, why: str) -> None:
+    """Refuse a run whose recorded files moved or were deleted, saying `why`
+    they are needed."""
     paths = missing(source)
     if not paths:
-        return None
+        return
     them = "it" if len(paths) == 1 else "them"
-    return CorpusError(
+    raise CorpusError(
         f"the run's corpus is not where the run read it: {', '.join(map(shown, paths))} "
         f"{'is' if len(paths) == 1 else 'are'} gone (moved or deleted?); {why}, put {them} back there "
         "(the text is checked against the run's by its sha256)"

@@ -228,9 +228,7 @@ def resumed_run(
             "give a larger total to train on"
         )
     source = manifest.source_of(ckpt.corpus)
-    moved = manifest.gone(source, "to resume")
-    if moved is not None:
-        raise moved
+    manifest.refuse_gone(source, "to resume")
     corpus = read(source, on_event)
     if not force:
         manifest.refuse_changed(ckpt.corpus, manifest.read_files(run_dir), corpus)
