@@ -153,3 +153,74 @@ def test_an_idle_batcher_compiles_every_batch_size_before_a_client_needs_one(cap
             assert reads() == 1
         finally:
             batcher.close()
+
+
+def _ended(inbox: queue.Queue) -> None:
+    """Wait for the end of a job's stream (None), whatever came before it."""
+    while inbox.get(timeout=120) is not None:
+        pass
+
+
+def test_a_failed_call_ends_every_job_with_its_error_and_takes_no_more(params, monkeypatch):
+    """An error inside the batch's call (XLA running out of memory, say)
+    must not leave clients waiting out their timeout: every job the
+    batcher holds ends with the error, and it refuses new ones."""
+    from charlstm.serving import device_batch
+
+    real, calls = device_batch.advance, []
+
+    def failing(*args, **kwargs):
+        calls.append(1)
+        if len(calls) > 1:
+            raise RuntimeError("RESOURCE_EXHAUSTED: out of memory")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(device_batch, "advance", failing)
+    batcher = Batcher(CFG, params, VOCAB, max_batch=8, chunk=4, max_waiting=64, warm=False)
+    jobs, inboxes = [], []
+    for i in range(3):
+        inbox: queue.Queue = queue.Queue()
+        jobs.append(Job(SampleConfig(length=40, prime="ab", seed=i, num_samples=2), inbox.put, whole=i == 0))
+        assert batcher.submit(jobs[-1])
+        inboxes.append(inbox)
+    batcher.start()
+    try:
+        for inbox in inboxes:
+            _ended(inbox)
+        assert all(job.error is not None and "RESOURCE_EXHAUSTED" in job.error for job in jobs)
+        assert batcher.failure is not None and "out of memory" in batcher.failure
+        assert not batcher.submit(Job(SampleConfig(length=5, prime="a"), lambda piece: None))
+        deadline = time.monotonic() + 30
+        while any(thread.is_alive() for thread in batcher._threads) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert not any(thread.is_alive() for thread in batcher._threads)  # both threads ended
+    finally:
+        batcher.close()
+
+
+def test_a_prime_that_fails_to_read_ends_its_own_job_only(params, monkeypatch):
+    """Reading one request's prime is that request's alone (a compilation
+    for a new number of samples, say): it fails, the batch goes on."""
+    from charlstm.serving import batcher as batching
+
+    def reading(config, params, vocab, request):
+        if request.seed == 13:
+            raise RuntimeError("compilation failed")
+        return begin(config, params, vocab, request)
+
+    monkeypatch.setattr(batching, "begin", reading)
+    batcher = Batcher(CFG, params, VOCAB, max_batch=8, chunk=4, max_waiting=64, warm=False)
+    batcher.start()
+    try:
+        bad, bad_inbox = Job(SampleConfig(length=9, prime="a", seed=13), (q := queue.Queue()).put), q
+        assert batcher.submit(bad)
+        _ended(bad_inbox)
+        assert bad.error is not None and "compilation failed" in bad.error
+        good = SampleConfig(length=9, prime="a", seed=14, temperature=0.8)
+        [(pieces, _)] = _answers(batcher, [(good, True)])
+        assert ["".join(texts) for texts in zip(*pieces, strict=True)] == [
+            c.text for c in complete(CFG, params, VOCAB, good)
+        ]
+        assert batcher.failure is None
+    finally:
+        batcher.close()

@@ -4,6 +4,7 @@ One server serves every test here (they share an xdist group, so one worker
 runs them, in this order); the last test stops it with SIGTERM.
 """
 
+import contextlib
 import http.client
 import json
 import os
@@ -23,6 +24,7 @@ from typer.testing import CliRunner
 import charlstm
 from charlstm.cli import app
 from charlstm.config import SampleConfig
+from charlstm.flags import flag
 
 from . import browser
 from .conftest import _tiny_text
@@ -52,14 +54,27 @@ def _until(check, what: str, timeout: float = WAIT_S, every: float = 0.1):
     raise AssertionError(f"gave up waiting for {what}")
 
 
+# The command's limits, and the same as `charlstm.serve`'s keywords (`Server(library=True)`).
+LIMITS = {"chunk": 16, "max_length": MAX_LENGTH, "max_samples": 4, "max_body_bytes": 4096, "timeout_s": 60}
+LIMITS["max_batch"] = 16  # fewer batch sizes to compile than the default 64, and still shared
+
+
 class Server:
-    def __init__(self, run_dir: Path, tmp: Path):
+    def __init__(self, run_dir: Path, tmp: Path, *, library: bool = False):
+        """`charlstm serve RUN` in a child process; `library`: a script
+        calling `charlstm.serve` instead, which says "returned" after it."""
         self.port = _free_port()
         self.run_dir = run_dir
         self.log = tmp / "serve.log"
-        command = [sys.executable, "-m", "charlstm", "serve", str(run_dir), "--port", str(self.port), "--chunk", "16"]
-        command += ["--max-length", str(MAX_LENGTH), "--max-samples", "4", "--max-body", "4096", "--timeout", "60"]
-        command += ["--max-batch", "16"]  # fewer batch sizes to compile than the default 64, and still shared
+        if library:
+            script = (
+                f"import charlstm; charlstm.serve(charlstm.load({str(run_dir)!r}), '127.0.0.1', {self.port}, "
+                f"api_key={KEY!r}, **{LIMITS!r}); print('returned', flush=True)"
+            )
+            command = [sys.executable, "-c", script]
+        else:
+            command = [sys.executable, "-m", "charlstm", "serve", str(run_dir), "--port", str(self.port)]
+            command += [f"{flag(name)}={value}" for name, value in LIMITS.items()]
         env = {**os.environ, "CHARLSTM_API_KEY": KEY}
         with self.log.open("w") as log:
             self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
@@ -422,6 +437,31 @@ def test_a_second_ctrl_c_stops_at_once_without_tracebacks(served, tmp_path):
     assert "Traceback" not in log and "ERROR" not in log, log
 
 
+def test_the_librarys_serve_returns_on_a_second_signal_and_leaves_the_process_alone(served, tmp_path):
+    """`charlstm.serve` in a user's script: a second SIGTERM cuts the
+    request in flight off and `serve` returns; only the command ends its
+    process there."""
+    own = Server(served[0].run_dir, tmp_path, library=True)
+    try:
+
+        def cut_off() -> None:
+            with contextlib.suppress(OSError, http.client.HTTPException):
+                own.generate({"length": MAX_LENGTH})
+
+        client = threading.Thread(target=cut_off, daemon=True)
+        client.start()
+        _until(lambda: own.load()["active_rows"] == 1, "the request to start")
+        own.process.send_signal(signal.SIGTERM)
+        time.sleep(0.5)  # the first signal taken
+        own.process.send_signal(signal.SIGTERM)
+        assert own.process.wait(WAIT_S) == 0
+    finally:
+        if own.process.poll() is None:
+            own.process.kill()
+            own.process.wait()
+    assert own.log.read_text().rstrip().endswith("returned"), own.log.read_text()
+
+
 def test_help_and_import_never_load_the_web_stack():
     code = (
         "import sys; from typer.testing import CliRunner; from charlstm.cli import app; import charlstm; "
@@ -512,6 +552,45 @@ def test_the_app_mounted_in_another_app_generates(served):
         connection.close()
         assert response.status == 200, answer
         assert answer["samples"] == _library(model, body)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=WAIT_S)
+
+
+def test_a_server_that_cannot_generate_says_so_and_fails_its_health_check(served, monkeypatch):
+    """An error inside the batch's compiled call: the request gets 500 with
+    the error (not a 408 after its whole timeout), later requests 500 at
+    once, and /healthz 503 so that a supervisor restarts the server."""
+    import uvicorn
+
+    from charlstm.serving import device_batch
+
+    def failing(*args, **kwargs):
+        raise RuntimeError("RESOURCE_EXHAUSTED: out of memory")
+
+    monkeypatch.setattr(device_batch, "advance", failing)
+    _, model = served
+    port = _free_port()
+    application = charlstm.app(model, max_batch=4, max_samples=4, timeout_s=60)
+    server = uvicorn.Server(uvicorn.Config(application, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        _until(lambda: server.started, "the app to start")
+
+        def call(method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=WAIT_S)
+            connection.request(method, path, body=None if body is None else json.dumps(body).encode())
+            response = connection.getresponse()
+            answer = json.loads(response.read())
+            connection.close()
+            return response.status, answer
+
+        for _ in range(2):  # the call that fails, then one the broken server refuses
+            status, answer = call("POST", "/v1/generate", {"prime": "HAMLET.\n", "length": 30})
+            assert status == 500 and "RESOURCE_EXHAUSTED" in answer["error"]["message"], answer
+        status, answer = call("GET", "/healthz")
+        assert status == 503 and answer["status"] == "failed" and "out of memory" in answer["error"]
     finally:
         server.should_exit = True
         thread.join(timeout=WAIT_S)

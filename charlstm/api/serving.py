@@ -45,10 +45,11 @@ def serve(
 ) -> None:
     """Serve `app(model, ...)` with uvicorn on host:port until SIGTERM or
     Ctrl-C, which stop taking connections, let the requests in flight
-    finish, and return; a second signal ends the process at once, with the
-    signal's status (130 for Ctrl-C). `on_ready` is called once it listens,
-    `on_stop` with each signal, before it acts on it. Raises CharlstmError
-    where it cannot listen or its startup fails."""
+    finish, and return; a second signal cuts them off (uvicorn's forced
+    exit, which logs each one cancelled) and returns: the process goes on.
+    `on_ready` is called once it listens, `on_stop` with each signal, before
+    it acts on it (`charlstm serve` ends its process there on the second).
+    Raises CharlstmError where it cannot listen or its startup fails."""
     try:
         from charlstm.serving import server  # uvicorn: the extra may be half installed
     except ImportError as err:

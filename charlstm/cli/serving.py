@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
+import os
 import signal
+import sys
 from typing import Annotated, Any
 
 import typer
@@ -105,13 +108,19 @@ def serve(
 
         def stopping(sig: int) -> None:
             signals.append(sig)
-            if quiet:
-                return
             name = signal.Signals(sig).name
             if len(signals) == 1:
-                say(f"{name}: finishing the requests in flight, then stopping (again to stop now)")
-            else:
+                if not quiet:
+                    say(f"{name}: finishing the requests in flight, then stopping (again to stop now)")
+                return
+            if not quiet:
                 say(f"{name} again: stopping now, cutting off the requests in flight")
+            # At once, with the signal's status (130 for Ctrl-C): uvicorn's
+            # forced exit would log a traceback for every request it cancels.
+            for stream in (sys.stdout, sys.stderr):  # the access log, and the line just said
+                with contextlib.suppress(OSError, ValueError):
+                    stream.flush()
+            os._exit(128 + sig)
 
         api.serve(model, host, port, api_key=api_key, access_log=access_log, on_ready=ready, on_stop=stopping, **limits)
         if not quiet:

@@ -2,7 +2,7 @@
 
     POST /v1/generate   {prime, length, temperature, top_k, top_p, seed, n, stop, stream}
     GET  /v1/model      the model, the limits and the current load
-    GET  /healthz       {"status": "ok"}: for load balancers; never needs the key
+    GET  /healthz       {"status": "ok"} (503 if generation failed): for load balancers; never needs the key
     GET  /              a page to write with the model (static: it holds no model data)
 
 Requests become `batcher.Job`s; the batcher generates them together. With
@@ -93,12 +93,15 @@ class Generation:
         # not run its mounts'), by the first request.
         self.batcher.start()
         if not self.batcher.submit(self.job):
+            if self.batcher.failure is not None:
+                raise RequestError(500, self.batcher.failure)
             if self.batcher.closed:
                 raise RequestError(503, "the server is shutting down")
             raise RequestError(503, "the server is busy: too many samples are waiting; try again shortly")
 
     async def next_piece(self) -> Piece | None:
-        """The next piece, or None when every sample has ended; RequestError(408) past the deadline."""
+        """The next piece, or None when every sample has ended; RequestError
+        408 past the deadline, 500 if the server could not finish it."""
         left = self.deadline - time.monotonic()
         try:
             piece = await asyncio.wait_for(self.queue.get(), timeout=max(left, 0.0))
@@ -109,6 +112,8 @@ class Generation:
                 f"generation took longer than this server's per-request limit of {self.timeout_s:g} s (timeout); "
                 "ask for fewer characters or samples",
             ) from None
+        if piece is None and self.job.error is not None:
+            raise RequestError(500, self.job.error)
         if piece is not None:
             for i, part in enumerate(piece):
                 self.texts[i] += part.text
@@ -200,6 +205,9 @@ def create_app(
         )
 
     async def health(request: Request) -> Response:
+        failure = batcher.failure  # broken for good: a supervisor should restart the server
+        if failure is not None:
+            return JSONResponse({"status": "failed", "error": failure}, status_code=503)
         return JSONResponse({"status": "ok"})
 
     async def home(request: Request) -> Response:

@@ -16,6 +16,12 @@ on which other rows shared the batch. (XLA picks its CPU matrix kernels by
 batch size, so logits can differ in the last bits between batch sizes, about
 1e-7; that changes a drawn character only where two are tied that closely.)
 
+If either thread fails (an error XLA raises, memory running out), the
+batcher is broken for good: every job it holds ends with the error
+(`Job.error`), it takes no more, and `failure` says why, so that the app
+answers 500 and its health check 503 instead of leaving clients to time
+out. A batch that a failed call may have consumed cannot be trusted again.
+
 Nothing here knows about HTTP: `app.py` submits jobs and reads their pieces.
 """
 
@@ -61,6 +67,7 @@ class Job:
     texts: list[str] = field(default_factory=list)  # per row, kept only for a `whole` job
     scanners: list[StopScanner] = field(default_factory=list)
     done: list[bool] = field(default_factory=list)
+    error: str | None = None  # why the batcher could not finish it, once its stream has ended
 
     def __post_init__(self) -> None:
         n = self.request.num_samples
@@ -69,6 +76,11 @@ class Job:
     def cancel(self) -> None:
         """Free the job's rows at the next chunk boundary (its client left, or it timed out)."""
         self.cancelled.set()
+
+    def fail(self, error: str) -> None:
+        """End the job's stream with `error`: the batcher cannot finish it."""
+        self.error = error
+        self.deliver(None)
 
 
 def asyncio_delivery(
@@ -104,6 +116,7 @@ class Batcher:
         self._wake = threading.Condition()
         self._closing = False
         self._started = False
+        self._failure: str | None = None  # why a thread failed, if one did: no job is taken after
         self._slots: list[tuple[Job, int, int]] = []  # the active rows: (job, row of the job, slot in the batch)
         self._free = list(range(max_batch))  # slots no row holds
         # Every slot's state and settings (the carry (L, C, H), the rest (C, ...)), placed as the parameters
@@ -119,8 +132,8 @@ class Batcher:
         # them for the next start).
         self._cold = sorted({device_batch.bucket(rows, max_batch) for rows in range(1, max_batch + 1)}) if warm else []
         self._threads = [
-            threading.Thread(target=self._prefill_loop, name="charlstm-prefill", daemon=True),
-            threading.Thread(target=self._generate_loop, name="charlstm-generate", daemon=True),
+            threading.Thread(target=self._failing(self._prefill_loop), name="charlstm-prefill", daemon=True),
+            threading.Thread(target=self._failing(self._generate_loop), name="charlstm-generate", daemon=True),
         ]
 
     # ---- what the app sees ----
@@ -141,6 +154,12 @@ class Batcher:
         with self._wake:
             return self._closing
 
+    @property
+    def failure(self) -> str | None:
+        """Why the batcher stopped generating, if one of its threads failed; None while it works."""
+        with self._wake:
+            return self._failure
+
     def close(self) -> None:
         with self._wake:
             self._closing = True
@@ -160,9 +179,13 @@ class Batcher:
 
     def submit(self, job: Job) -> bool:
         """Queue `job`; False if too many rows are already waiting (try again
-        later) or the batcher is closed."""
+        later) or the batcher is closed or has failed."""
         with self._wake:
-            if self._closing or self.load()["waiting_rows"] + job.request.num_samples > self.max_waiting:
+            if (
+                self._closing
+                or self._failure is not None
+                or self.load()["waiting_rows"] + job.request.num_samples > self.max_waiting
+            ):
                 return False
             # Each sample's stop texts, and for a model of several documents the end of its document.
             job.scanners = [StopScanner.of(self.vocab, job.request) for _ in range(job.request.num_samples)]
@@ -171,6 +194,29 @@ class Batcher:
         return True
 
     # ---- the two threads ----
+    def _failing(self, loop: Callable[[], None]) -> Callable[[], None]:
+        """`loop`, made to break the batcher instead of ending silently if it raises."""
+
+        def run() -> None:
+            try:
+                loop()
+            except Exception as err:  # any failure: every client is told, none waits out its timeout
+                self._fail(f"the server could not generate: {type(err).__name__}: {err}")
+
+        return run
+
+    def _fail(self, why: str) -> None:
+        with self._wake:
+            if self._failure is None:
+                self._failure = why
+            jobs = [*self._incoming, *(job for job, _ in self._ready), *(job for job, *_ in self._slots)]
+            self._incoming.clear()
+            self._ready.clear()
+            self._wake.notify_all()  # the other thread ends too
+        for job in dict.fromkeys(jobs):  # a job of several rows once
+            if not all(job.done):
+                job.fail(why)
+
     def _prefill_loop(self) -> None:
         char = next((c for c in self.vocab.chars if c != BOUNDARY), None)
         if self.warm and char is not None:
@@ -180,9 +226,9 @@ class Batcher:
                 begin(self.config, self.params, self.vocab, SampleConfig(length=1, prime=char * 2))
         while True:
             with self._wake:
-                while not self._incoming and not self._closing:
+                while not self._incoming and not self._closing and self._failure is None:
                     self._wake.wait()
-                if self._closing:
+                if self._closing or self._failure is not None:
                     return
                 job = self._incoming.popleft()
             if job.cancelled.is_set():
@@ -194,12 +240,19 @@ class Batcher:
                 # host, so that the generation thread joins every waiting
                 # request's rows in one call (`device_batch.joined`).
                 read = jax.device_get(begin(self.config, self.params, self.vocab, job.request))
-            except CharlstmError:  # the app checked the request first; never leave a client waiting
-                job.deliver(None)
+            except CharlstmError as err:  # the app checked the request first; never leave a client waiting
+                job.fail(str(err))
+                continue
+            except Exception as err:  # this request's alone (its compilation, say): the batch is untouched
+                job.fail(f"the server could not read the prime: {type(err).__name__}: {err}")
                 continue
             with self._wake:
-                self._ready.append((job, read))
-                self._wake.notify_all()
+                failure = self._failure
+                if failure is None:
+                    self._ready.append((job, read))
+                    self._wake.notify_all()
+            if failure is not None:  # the generation thread failed while this was read
+                job.fail(failure)
 
     def _generate_loop(self) -> None:
         # One call is kept in flight: the next chunk is dispatched before the
@@ -209,9 +262,9 @@ class Batcher:
         flight: _Call | None = None
         while True:
             with self._wake:
-                while not (self._slots or self._ready or self._closing or self._cold or flight):
+                while not (self._slots or self._ready or self._closing or self._cold or flight or self._failure):
                     self._wake.wait()
-                if self._closing:
+                if self._closing or self._failure is not None:
                     return
                 joining = self._admit()
             if not self._slots and not joining and self._cold and flight is None:

@@ -4,19 +4,18 @@ SIGTERM or Ctrl-C stops accepting connections, lets the requests in flight
 finish (up to the per-request timeout), stops the batcher, and returns: the
 process exits 0. (uvicorn would otherwise re-raise the signal once it has
 drained, and the process would end with 143.) A second signal while they
-finish ends the process at once with the signal's status (130 for Ctrl-C),
-cutting them off: uvicorn's own forced exit cancels each mid-request and
-logs a traceback for every one, where the user only asked to stop now.
+finish cuts them off with uvicorn's forced exit and returns; `charlstm
+serve` ends its process at once instead (its `on_stop`), since uvicorn's
+forced exit logs a traceback for every request it cancels, where the user
+only asked to stop now. A library never ends the process it runs in.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
-import os
 import signal
 import socket
-import sys
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -49,12 +48,9 @@ class _Server(uvicorn.Server):
 
     def _stop(self, sig: int, frame: Any) -> None:
         if self._on_stop is not None:
-            self._on_stop(sig)  # told on each signal: the second ends the process
+            self._on_stop(sig)  # told on each signal
         if self.should_exit:  # a second signal: stop now, without the requests in flight
-            for stream in (sys.stdout, sys.stderr):  # the access log, and the line just said
-                with contextlib.suppress(OSError, ValueError):
-                    stream.flush()
-            os._exit(128 + sig)
+            self.force_exit = True
         self.should_exit = True
 
     async def startup(self, sockets: Any = None) -> None:
