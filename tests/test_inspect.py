@@ -19,7 +19,7 @@ from charlstm.cli import app
 from charlstm.cli.inspection import inspect_model
 from charlstm.config import ModelConfig
 from charlstm.core.model import CharLSTM, init_params, zero_carry
-from charlstm.errors import ConfigError
+from charlstm.errors import CharlstmError, ConfigError
 from charlstm.introspect import features
 from charlstm.introspect.page import render_page
 from charlstm.introspect.record import MAX_CHARS, Inspection, record
@@ -279,6 +279,25 @@ def test_inspect_writes_the_page_the_plot_and_json(runner, trained_run, tmp_path
     assert re.search(r"in_caps_word\s+in an ALL-CAPITALS word\s+L\d [ch]\d+ [+-]0\.\d\d", out)
     assert re.search(r"in_quotes\s+inside double quotes\s+does not vary in the text", out)
     assert "Gate saturation" in out and "f (forget gate)" in out
+
+
+def test_the_library_writes_the_commands_page_and_gives_its_figures(trained_run, tmp_path):
+    """`Model.write_inspection`: the page and the figures `charlstm inspect`
+    shows, from Python, without the CLI."""
+    run_dir, corpus = trained_run
+    model = api.load(run_dir)
+    seen = model.inspect(corpus.read_text(encoding="utf-8")[:500])
+    page, png = tmp_path / "in" / "units.html", tmp_path / "saturation.png"
+    found = model.write_inspection(seen, page, top=2, source="scene one", saturation_png=png)
+    assert found.page == page and "scene one" in page.read_text(encoding="utf-8")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    expected = features.top_units(features.correlations(seen), 2)
+    assert found.tops == expected and all(len(found.tops[f.name]) in (0, 2) for f in features.FEATURES)
+    np.testing.assert_array_equal(found.saturation["f"][0], seen.saturation()["f"][0])
+    with pytest.raises(ConfigError, match="top must be >= 1, got 0"):
+        model.write_inspection(seen, page, top=0)
+    with pytest.raises(CharlstmError, match="cannot write"):
+        model.write_inspection(seen, tmp_path)  # a folder, not a file
 
 
 def test_the_command_and_the_library_share_the_max_chars_default():

@@ -15,9 +15,12 @@ from charlstm.config import ModelConfig, SampleConfig, TrainConfig, path_like, w
 from charlstm.core.generation import Completion, complete, default_prime, sample_texts, stream_texts
 from charlstm.core.model import Params, count_params
 from charlstm.core.scorer import Score, make_scorer
-from charlstm.errors import ConfigError, CorpusError
+from charlstm.errors import CharlstmError, ConfigError, CorpusError
 from charlstm.export import page, weights
+from charlstm.introspect import page as inspection_page
 from charlstm.introspect import record
+from charlstm.plots import require_matplotlib
+from charlstm.plots.saturation import plot_saturation
 from charlstm.text import manifest, streams
 from charlstm.text.cache import CacheUnwritable
 from charlstm.text.corpus import read_corpus, read_head, read_size
@@ -212,6 +215,35 @@ class Model:
         return record.record(
             self.model_config, self.params, self.vocab, read, skipped={**stray, **skipped}, truncated=truncated
         )
+
+    def write_inspection(
+        self,
+        seen: record.Inspection,
+        path: str | Path,
+        *,
+        top: int = 5,
+        source: str = "text",
+        saturation_png: str | Path | None = None,
+    ) -> inspection_page.Report:
+        """The page `charlstm inspect` writes for `seen` (from `inspect`) at
+        `path`, `source` naming the text in its header; returns it with the
+        correlations of the text's features with every unit, the `top`
+        strongest units of each, and the gates' saturation, as the
+        command's tables list them. `saturation_png` also plots the
+        saturation (the plot extra)."""
+        path_like(path, "path")
+        if whole_number(top, "top") < 1:
+            raise ConfigError(f"top must be >= 1, got {top}")
+        if saturation_png is not None:
+            path_like(saturation_png, "saturation_png")
+            require_matplotlib()  # before the page, not after
+        try:
+            found = inspection_page.report(Path(path), seen, top=top, source=source, checkpoint=str(self.path))
+            if saturation_png is not None:
+                plot_saturation(found.saturation, Path(saturation_png))
+        except OSError as err:
+            raise CharlstmError(f"cannot write {err.filename}: {err.strerror}") from None
+        return found
 
     @property
     def default_prime(self) -> str:

@@ -117,13 +117,12 @@ def inspect_model(
             fail(f"--top must be >= 1, got {top}")
         from charlstm import api
         from charlstm.cli import inspect_tables, records
-        from charlstm.introspect import features, page, record
+        from charlstm.introspect import record
         from charlstm.plots import require_matplotlib
-        from charlstm.plots.saturation import plot_saturation
 
         record.check_max_chars(max_chars)
         if saturation_png is not None:
-            require_matplotlib()
+            require_matplotlib()  # before the model is read and run
         given = _given_text(text_file, text)
         use_cache()
         model = api.load(checkpoint)
@@ -137,17 +136,10 @@ def inspect_model(
                 seen = model.inspect_held_out(max_chars)
             except CharlstmError as err:
                 fail(f"no text given, and {err}: give a TEXTFILE or --text", err.details)
-        correlations = features.correlations(seen)
-        tops = features.top_units(correlations, top)
-        saturation = seen.saturation()
-        try:
-            written = page.write_page(out, seen, tops, source=source, checkpoint=str(model.path))
-            if saturation_png is not None:
-                plot_saturation(saturation, saturation_png)
-        except OSError as err:
-            fail(f"cannot write {err.filename}: {err.strerror}")
+        found = model.write_inspection(seen, out, top=top, source=source, saturation_png=saturation_png)
+        written, tops, saturation = found.page, found.tops, found.saturation
         if as_json:
-            record_ = records.inspection_record(source, model.path, seen, correlations, tops, saturation, written)
+            record_ = records.inspection_record(source, model.path, seen, found.correlations, tops, saturation, written)
             sys.stdout.write(json.dumps(record_) + "\n")
             if seen.truncated and not quiet:  # the tables would have said so
                 more = f"{seen.truncated:,} more were not ({flag('max_chars')})"

@@ -38,19 +38,23 @@ LNParams = dict[str, jax.Array]  # the names in LN_NAMES
 LN_NAMES = ("w_x", "b", "w_h", "gain_x", "gain_h", "gain_c", "bias_c")
 
 
+# Added to the variance: keeps a constant row (all units equal) finite. The
+# exported page and weights (export/) compute with the same value.
+EPSILON = 1e-5
+
+
 def _normalised(x: jax.Array) -> tuple[jax.Array, jax.Array]:
     """x normalised to zero mean and unit variance over its last axis, and
-    1 / the standard deviation it divided by, (..., 1); the 1e-5 keeps a
-    constant row (all units equal) finite."""
+    1 / the standard deviation it divided by, (..., 1)."""
     mean = x.mean(axis=-1, keepdims=True)
-    rstd = jax.lax.rsqrt(jnp.square(x - mean).mean(axis=-1, keepdims=True) + 1e-5)
+    rstd = jax.lax.rsqrt(jnp.square(x - mean).mean(axis=-1, keepdims=True) + EPSILON)
     return (x - mean) * rstd, rstd
 
 
 def _normalised_grad(d_out: jax.Array, out: jax.Array, rstd: jax.Array) -> jax.Array:
     """The gradient of x from that of out = _normalised(x)[0], written with
     out: dx = rstd * (d - mean(d) - out * mean(d * out)), means over the last
-    axis; exact with the 1e-5 too, since rstd already holds it."""
+    axis; exact with EPSILON too, since rstd already holds it."""
     mean_d = d_out.mean(axis=-1, keepdims=True)
     mean_d_out = (d_out * out).mean(axis=-1, keepdims=True)
     return rstd * (d_out - mean_d - out * mean_d_out)

@@ -6,10 +6,11 @@ loop (`lax.fori_loop`, its length traced up to a compiled capacity): one
 compiled loop on the device, not a Python loop per character. Streaming
 runs the same loop a chunk at a time, passing its state along.
 
-Every row of a batch carries its own settings (`Rows`): its key, temperature,
-top-k and top-p, and its own position. So one compiled call can advance rows
-of different requests at once (`charlstm serve` batches its clients this
-way), and `charlstm sample` runs the same call with the rows of one request.
+Every row of a batch carries its own settings (`Rows`: its key, temperature,
+top-k and top-p) and its own position (`SampleState`). So one compiled call
+can advance rows of different requests at once (`charlstm serve` batches its
+clients this way), and `charlstm sample` runs the same call with the rows of
+one request.
 
 Randomness depends only on the seed, the sample's row and the character's
 position: the draw for row r of a request with seed s at generated position

@@ -4,7 +4,7 @@ Validation during training and `charlstm eval` both score text through
 `make_scorer`, laid out the same way, so `eval` on the validation text
 reproduces the validation loss logged during training.
 
-Layout: the N - 1 predictions of a text (character t + 1 given characters
+The layout: the N - 1 predictions of a text (character t + 1 given characters
 0..t) are cut into at most `max_streams` contiguous streams, read in windows
 of EVAL_WINDOW characters with the LSTM state carried from window to window,
 so every prediction but the first few of each stream sees long context. The
@@ -61,21 +61,23 @@ class Score:
 
 
 @dataclass(frozen=True)
-class Layout:
+class ScoreStreams:
+    """The contiguous streams a text's predictions are scored in (above)."""
+
     starts: np.ndarray  # (B,) index of each stream's first input character
     lengths: np.ndarray  # (B,) predictions in each stream
     windows: int
 
 
-def stream_layout(n_predictions: int, max_streams: int) -> Layout:
+def stream_layout(n_predictions: int, max_streams: int) -> ScoreStreams:
     streams = max(1, min(max_streams, n_predictions // MIN_STREAM_CHARS))
     base, extra = divmod(n_predictions, streams)
     lengths = np.full(streams, base, np.int64) + (np.arange(streams) < extra)
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-    return Layout(starts, lengths, -(-int(lengths.max()) // EVAL_WINDOW))
+    return ScoreStreams(starts, lengths, -(-int(lengths.max()) // EVAL_WINDOW))
 
 
-def windows(ids: np.ndarray | Segments, layout: Layout) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+def windows(ids: np.ndarray | Segments, layout: ScoreStreams) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """(inputs, targets, mask), each (B, EVAL_WINDOW), window by window; ids
     in memory, or Segments of a mapped token file (read a window at a time)."""
     offsets = np.arange(EVAL_WINDOW)

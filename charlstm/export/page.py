@@ -31,6 +31,7 @@ import numpy as np
 
 from charlstm.config import ModelConfig
 from charlstm.core.generation import default_prime
+from charlstm.core.model import count_params
 from charlstm.errors import CharlstmError
 from charlstm.export.weights import LAYER_NORM_EPSILON, named_tensors
 from charlstm.introspect.page import script_json, with_named
@@ -39,10 +40,6 @@ from charlstm.text.vocab import Vocab
 MODEL_MARKER = "__CHARLSTM_MODEL__"
 HASH_MARKER = "__CHARLSTM_SCRIPT_HASH__"
 _SCRIPT = re.compile(r"<script>(.*?)</script>", re.DOTALL)  # the page's one executable script
-
-
-def _leaves(tree: Mapping[str, Any]) -> list[Any]:
-    return [x for v in tree.values() for x in (_leaves(v) if isinstance(v, Mapping) else [v])]
 
 
 @dataclass(frozen=True)
@@ -56,8 +53,8 @@ class ExportedPage:
 
 def render_page(
     config: ModelConfig, vocab: Vocab, params: Mapping[str, Any], *, half: bool, title: str, summary: str
-) -> tuple[str, int, int]:
-    """(the page, the weights' size in bytes, the parameter count)."""
+) -> str:
+    """The page: its template with the model's data and its script's hash filled in."""
     tensors = named_tensors(params, "<f2" if half else "<f4")
     if half and any(not np.all(np.isfinite(a)) for a in tensors.values()):
         raise CharlstmError("some weights do not fit in float16 (beyond +-65504): export without --half")
@@ -90,7 +87,7 @@ def render_page(
     assert len(script) == 1 and template.count(MODEL_MARKER) == 1, "the template holds one script and one data marker"
     digest = base64.b64encode(hashlib.sha256(script[0].encode("utf-8")).digest()).decode("ascii")
     page = template.replace(HASH_MARKER, f"sha256-{digest}").replace(MODEL_MARKER, script_json(data))
-    return page, len(blob), offset
+    return page
 
 
 def write_page(
@@ -106,13 +103,13 @@ def write_page(
     """Write the page to `path`; `describe` is the model in words for its summary."""
     if path.is_dir():
         raise CharlstmError(f"{path} is a directory: give the HTML file to write")
-    count = sum(int(np.asarray(a).size) for a in _leaves(params))
+    count = count_params(params)
     weight_bytes = count * (2 if half else 4)
     summary = (
         f"{describe}, {count:,} parameters, {vocab.size} characters; weights in {'float16' if half else 'float32'}, "
         f"{weight_bytes / 1e6:.1f} MB. It runs in this page: nothing is sent anywhere."
     )
-    page, _, _ = render_page(config, vocab, params, half=half, title=title, summary=summary)
+    page = render_page(config, vocab, params, half=half, title=title, summary=summary)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(page, encoding="utf-8")

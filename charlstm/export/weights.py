@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from charlstm.config import ModelConfig, to_dict
+from charlstm.core import ln_lstm
 from charlstm.core.generation import default_prime
 from charlstm.errors import CharlstmError
 from charlstm.text.vocab import Vocab
@@ -36,7 +37,7 @@ FORMAT = "charlstm-weights"
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
 META_FILE = "model.json"
-LAYER_NORM_EPSILON = 1e-5  # core/ln_lstm.py's _normalised
+LAYER_NORM_EPSILON = ln_lstm.EPSILON  # as the training cell's layer norm
 _DTYPES = {np.dtype("<f4"): "F32", np.dtype("<f2"): "F16"}
 
 

@@ -33,10 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from charlstm.introspect.record import Inspection
-
-
-def _code_points(text: str) -> np.ndarray:
-    return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype="<u4")  # (N,)
+from charlstm.text.vocab import code_points
 
 
 def _last_index(marks: np.ndarray) -> np.ndarray:
@@ -45,7 +42,7 @@ def _last_index(marks: np.ndarray) -> np.ndarray:
 
 
 def in_quotes(text: str) -> np.ndarray:
-    points = _code_points(text)
+    points = code_points(text)
     # A straight quote both opens and closes, so it toggles; curly quotes say which they are.
     straight = np.cumsum(points == ord('"')) % 2 == 1
     opening, closing = points == 0x201C, points == 0x201D
@@ -66,12 +63,12 @@ def in_brackets(text: str) -> np.ndarray:
 
 
 def line_position(text: str) -> np.ndarray:
-    newline = _code_points(text) == ord("\n")
+    newline = code_points(text) == ord("\n")
     return (np.arange(len(text)) - _last_index(newline)).astype(np.float64)
 
 
 def line_start(text: str) -> np.ndarray:
-    return (_code_points(text) == ord("\n")).astype(np.float64)
+    return (code_points(text) == ord("\n")).astype(np.float64)
 
 
 def in_word(text: str) -> np.ndarray:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -28,8 +29,9 @@ from typing import Any
 import numpy as np
 
 from charlstm.flags import flag
+from charlstm.introspect import features
 from charlstm.introspect.features import FEATURES, UnitScore
-from charlstm.introspect.record import LABELS, SIGMOID_GATES, Inspection
+from charlstm.introspect.record import LABELS, SIGMOID_GATES, Inspection, Saturation
 from charlstm.units import LN2
 
 DATA_MARKER = "__CHARLSTM_DATA__"
@@ -56,6 +58,26 @@ def write_page(
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(page, encoding="utf-8")
     return path
+
+
+@dataclass(frozen=True)
+class Report:
+    """What `charlstm inspect` shows of an inspection: its page, and the
+    figures its tables list."""
+
+    page: Path
+    correlations: dict[str, dict[str, np.ndarray]]  # quantity ("c", "h") -> feature -> (L, H); NaN if constant
+    tops: dict[str, list[UnitScore]]  # feature -> its `top` strongest units, strongest first
+    saturation: Saturation  # sigmoid gate -> (left, right) fractions, each (L, H)
+
+
+def report(path: Path, inspection: Inspection, *, top: int, source: str, checkpoint: str) -> Report:
+    """The features' correlations, the `top` units of each, the gates'
+    saturation, and the page at `path` that shows them."""
+    correlations = features.correlations(inspection)
+    tops = features.top_units(correlations, top)
+    written = write_page(path, inspection, tops, source=source, checkpoint=checkpoint)
+    return Report(written, correlations, tops, inspection.saturation())
 
 
 NAMED_MARKER = "/* __CHARLSTM_NAMED__: charlstm/introspect/named.js, the function `named` */"

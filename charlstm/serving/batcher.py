@@ -113,6 +113,7 @@ class Batcher:
         self.max_batch, self.chunk, self.max_waiting, self.warm = max_batch, chunk, max_waiting, warm
         self._incoming: collections.deque[Job] = collections.deque()  # to be read in
         self._ready: collections.deque[tuple[Job, HostRows]] = collections.deque()  # read in, waiting
+        self._reading: Job | None = None  # being read in, between the two
         self._wake = threading.Condition()
         self._closing = False
         self._started = False
@@ -174,6 +175,7 @@ class Batcher:
         with self._wake:
             waiting = sum(j.request.num_samples for j in self._incoming)
             waiting += sum(j.request.num_samples for j, _ in self._ready)
+            waiting += self._reading.request.num_samples if self._reading is not None else 0
             load = {"active_rows": len(self._slots), "waiting_rows": waiting, "sizes_to_compile": len(self._cold)}
             return {**load, **self._counts}
 
@@ -231,8 +233,10 @@ class Batcher:
                 if self._closing or self._failure is not None:
                     return
                 job = self._incoming.popleft()
-            if job.cancelled.is_set():
-                continue
+                if job.cancelled.is_set():
+                    continue
+                self._reading = job  # still waiting, for `load()` and `submit`'s limit
+            read: HostRows | None = None
             try:
                 # The prime is read as `charlstm sample` reads it (a new
                 # number of samples compiles here, while the batch keeps
@@ -241,18 +245,18 @@ class Batcher:
                 # request's rows in one call (`device_batch.joined`).
                 read = jax.device_get(begin(self.config, self.params, self.vocab, job.request))
             except CharlstmError as err:  # the app checked the request first; never leave a client waiting
-                job.fail(str(err))
-                continue
+                why = str(err)
             except Exception as err:  # this request's alone (its compilation, say): the batch is untouched
-                job.fail(f"the server could not read the prime: {type(err).__name__}: {err}")
-                continue
+                why = f"the server could not read the prime: {type(err).__name__}: {err}"
             with self._wake:
-                failure = self._failure
-                if failure is None:
+                self._reading = None
+                if read is not None and self._failure is None:
                     self._ready.append((job, read))
                     self._wake.notify_all()
-            if failure is not None:  # the generation thread failed while this was read
-                job.fail(failure)
+                    continue
+                # Or the generation thread failed while this was read.
+                why = self._failure if self._failure is not None else why
+            job.fail(why)
 
     def _generate_loop(self) -> None:
         # One call is kept in flight: the next chunk is dispatched before the

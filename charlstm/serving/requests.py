@@ -18,7 +18,7 @@ from charlstm.core.generation import named
 from charlstm.errors import CharlstmError
 from charlstm.text.vocab import Vocab
 
-# The JSON fields, with SampleConfig's name where it differs.
+# The JSON fields: SampleConfig's names, but `n` for num_samples, and `stream`, which is the server's.
 FIELDS = ("prime", "length", "temperature", "top_k", "top_p", "seed", "n", "stop", "stream")
 DEFAULT_LENGTH = 200  # shorter than `charlstm sample`'s 1000: a request should answer quickly
 

@@ -92,7 +92,12 @@ def _hidden(relative: Path) -> bool:
 
 
 # What a charlstm run directory holds: its corpus record from its start
-# (text/manifest.py), its log from its first report (training/runlog.py).
+# (text/manifest.py), its log from its first report (training/runlog.py);
+# named here, the lowest layer that needs them. Which folders count as runs
+# depends on the question: here, not to be read as text (the strictest, as
+# a dataset may hold a folder named checkpoints/); for `charlstm runs`, one
+# with checkpoints to sample from (training/catalog.py); for `plot`, one
+# with a log (api/runs.py).
 RUN_RECORD, RUN_LOG = "corpus.json", "metrics.jsonl"
 
 

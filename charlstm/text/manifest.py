@@ -17,11 +17,11 @@ from typing import Any
 
 from charlstm.errors import CorpusError, first_few, shown
 from charlstm.flags import flag
-from charlstm.text.corpus import DEFAULT_GLOB, Source, resolve_corpus_path
+from charlstm.text.corpus import DEFAULT_GLOB, RUN_RECORD, Source, resolve_corpus_path
 from charlstm.text.streams import Split
 from charlstm.text.tokens import Corpus, Tokens
 
-FILES = "corpus.json"
+FILES = RUN_RECORD  # corpus.json
 
 
 def summary(corpus: Corpus, tokens: Tokens, split: Split, val_fraction: float) -> dict[str, Any]:

@@ -35,10 +35,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from charlstm.text.corpus import RUN_LOG
 from charlstm.training import events
 from charlstm.units import bits
 
-METRICS_FILE = "metrics.jsonl"
+METRICS_FILE = RUN_LOG  # metrics.jsonl
 SAMPLES_FILE = "samples.txt"
 
 

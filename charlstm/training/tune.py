@@ -277,8 +277,7 @@ def _trials(
         run_dir = plan.out / f"trial-{index:02d}"
         run = new_run(text, shape, TrainConfig(**{**options, "steps": plan.steps or 1}))
         config, planned = _trial_config(run, plan)
-        run = replace(run, train_config=config)
-        run.state = init_state(run.model_config, config)
+        run = replace(run, train_config=config)  # its state stands: it depends on the seed and batch size alone
         params = param_count(run.model_config)
         on_event(TrialStarted(index, len(plan.points), point, planned, params, run_dir.name, plan.budget_s))
         prepare_run_dir(run_dir)
@@ -292,7 +291,7 @@ def _trials(
             planned_steps=run.train_config.steps,  # the plan, or where a time limit moved it (training/timefit.py)
             val_loss=finished.best_val_loss,
             train_seconds=finished.step_seconds,
-            params=param_count(run.model_config),
+            params=params,
             reason=finished.reason,
             train=asdict(run.train_config),
         )
