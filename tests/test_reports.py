@@ -182,6 +182,44 @@ def test_the_runs_table_tells_two_searches_trials_apart():
     assert f" {Path('tune1/trial-01')} " in shown and f" {Path('tune2/trial-01')} " in shown
 
 
+@pytest.mark.parametrize("width", [80, 100])
+def test_tables_on_a_narrow_terminal_leave_columns_out_instead_of_cutting_names_and_figures(width):
+    """An 80-column terminal: the runs table keeps each run's whole name,
+    steps and loss (the spare columns go first), a search's table each
+    trial's point and loss, inspect's tables the strongest unit and the means."""
+    import numpy as np
+    from rich.console import Console
+
+    from charlstm.cli.app import _fitted
+    from charlstm.cli.inspect_tables import saturation_table
+    from charlstm.cli.tables import runs_table, trials_table
+    from charlstm.training.catalog import RunSummary
+    from charlstm.training.events import TrialResult
+
+    def shown(table) -> str:
+        console = Console(width=width, file=io.StringIO())
+        console.print(_fitted(table, width))
+        return console.file.getvalue()
+
+    long = "tune-shakespeare-20261204-115543/trial-00"
+    runs = [
+        RunSummary(
+            Path("runs") / name, "shakespeare.txt", "2x256 LSTM with layer norm", 890_000, 969, 2300, 1.39, 247.0, 0
+        )
+        for name in (long, "default2")
+    ]
+    table = shown(runs_table(runs, Path("runs")))
+    assert long in table and "969/2300" in table and "1.3900 (2.005)" in table and "…" not in table
+    assert "updated" not in table  # the first to go
+    point = {"learning_rate": 0.0123, "hidden_size": 256, "num_layers": 2, "dropout": 0.1, "weight_decay": 0.05}
+    trials = [TrialResult(i, f"s/trial-0{i}", point, {}, 734, 734, 1.57, 9.9, 10**5, "done") for i in range(2)]
+    table = shown(trials_table(trials))
+    assert "trial-01" in table and "0.0123" in table and "1.5700 (2.265)" in table and "…" not in table
+    gates = {gate: (np.full((2, 8), 0.25), np.full((2, 8), 0.5)) for gate in "ifo"}
+    table = shown(saturation_table(gates))
+    assert "forget gate" in table and "25.0%" in table and "50.0%" in table and "…" not in table
+
+
 def test_skipped_characters_past_the_shown_ones_are_counted():
     from charlstm.cli.format import skipped_text
 

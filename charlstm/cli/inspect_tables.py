@@ -8,6 +8,7 @@ from pathlib import Path
 from rich import box
 from rich.table import Table
 
+from charlstm.cli.app import SpareTable
 from charlstm.cli.format import skipped_text
 from charlstm.flags import flag
 from charlstm.introspect.features import FEATURES, UnitScore
@@ -37,12 +38,13 @@ def summary_table(source: str, where: Path, inspection: Inspection, page: Path) 
 
 
 def top_units_table(tops: Mapping[str, Sequence[UnitScore]], top: int) -> Table:
-    table = Table(
+    table = SpareTable(
         title="Units that follow text features (L layer, c or h, unit: correlation r)",
         title_justify="left",
         box=box.SIMPLE_HEAD,
         header_style="bold",
         pad_edge=False,
+        spare=("what", *(f"#{rank}" for rank in range(top, 1, -1))),  # the strongest unit stays
     )
     table.add_column("feature", no_wrap=True)
     table.add_column("what", no_wrap=True)
@@ -57,17 +59,19 @@ def top_units_table(tops: Mapping[str, Sequence[UnitScore]], top: int) -> Table:
 
 
 def saturation_table(saturation: Saturation) -> Table:
-    table = Table(
+    mostly = f"(>{_MOSTLY:.0%})"
+    counts = (f"units mostly left {mostly}", f"units mostly right {mostly}")
+    table = SpareTable(
         title=f"Gate saturation: share of steps below {SATURATED_LOW} (left) and above {SATURATED_HIGH} (right)",
         title_justify="left",
         box=box.SIMPLE_HEAD,
         header_style="bold",
         pad_edge=False,
+        spare=("units", counts),  # the means stay
     )
     table.add_column("layer", justify="right", no_wrap=True)
     table.add_column("gate", no_wrap=True)
-    mostly = f"(>{_MOSTLY:.0%})"
-    for name in ["left, mean", "right, mean", f"units mostly left {mostly}", f"units mostly right {mostly}", "units"]:
+    for name in ["left, mean", "right, mean", *counts, "units"]:
         table.add_column(name, justify="right", no_wrap=True)
     for layer in range(_layers(saturation)):
         for gate, (left, right) in saturation.items():

@@ -13,6 +13,7 @@ from rich import box
 from rich.table import Table
 
 from charlstm.api.model import BOUNDARY
+from charlstm.cli.app import SpareTable
 from charlstm.cli.format import duration, loss_text, skipped_text, trial_seconds
 from charlstm.flags import label
 from charlstm.training.catalog import RunSummary
@@ -31,10 +32,12 @@ def _when(unix: float) -> str:
 
 def runs_table(runs: Sequence[RunSummary], folder: Path | None = None) -> Table:
     """One row a run, named by its path under `folder`, so that two searches' trial-01 differ."""
-    table = Table(box=box.SIMPLE_HEAD, header_style="bold", pad_edge=False)
-    table.add_column("run", overflow="fold")
-    table.add_column("corpus", overflow="fold")
-    table.add_column("model", no_wrap=True)
+    spare = ("updated", "params", "corpus", "model", "time")  # a narrow terminal keeps the name and the figures
+    table = SpareTable(box=box.SIMPLE_HEAD, header_style="bold", pad_edge=False, spare=spare)
+    table.add_column("run", overflow="fold", min_width=16)
+    table.add_column("corpus", overflow="fold", min_width=10)
+    table.add_column("model", overflow="fold", min_width=10)
+    table.add_column("params", justify="right", no_wrap=True)
     table.add_column("steps", justify="right", no_wrap=True)
     table.add_column("best val (bpc)", justify="right", no_wrap=True)
     table.add_column("time", justify="right", no_wrap=True)
@@ -45,7 +48,8 @@ def runs_table(runs: Sequence[RunSummary], folder: Path | None = None) -> Table:
         table.add_row(
             _run_name(r.path, folder),
             _corpus_name(r),
-            f"{r.model} {r.params / 1e6:.2f}M",
+            r.model,
+            f"{r.params / 1e6:.2f}M",
             f"{r.step}/{r.total_steps}",
             loss_text(r.best_val_loss, 4, unit=""),
             duration(r.train_seconds),
@@ -166,7 +170,8 @@ def score_table(text_path: str, where: Path, score: Score) -> Table:
 
 def trials_table(results: Sequence[TrialResult]) -> Table:
     """A search's trials, in the order given (best first, from tune.ranked)."""
-    table = Table(box=box.SIMPLE_HEAD, header_style="bold", pad_edge=False)
+    spare = ("ended", "params", "time", "steps", "#")  # a narrow terminal keeps the trial, its point and its loss
+    table = SpareTable(box=box.SIMPLE_HEAD, header_style="bold", pad_edge=False, spare=spare)
     fields = list(results[0].point) if results else []
     table.add_column("#", justify="right", no_wrap=True)
     table.add_column("trial", no_wrap=True)
