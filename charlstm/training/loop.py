@@ -214,6 +214,9 @@ class TrainingLoop:
                 steps = self.time_fit.plan(self.config, self.step, evaluate_now, now, now - self.paused)
                 if steps is not None:
                     yield self._replan(steps)
+                if self.time_fit.declined is not None and not self.budget:
+                    yield self._not_fitted(self.time_fit.declined)
+                    self.time_fit.declined = None
         return "done"
 
     def _finish(self, reason: str) -> Iterator[events.Event]:
@@ -260,6 +263,21 @@ class TrainingLoop:
         self.run.train_config = self.config  # what checkpoints record, so a resume keeps the schedule
         self.train_step.retime(self.config)
         return events.Rescheduled(self.step, steps, was.steps, was.max_seconds, budget=self.budget)
+
+    def _not_fitted(self, near: int) -> events.Warned:
+        """The time limit stops the run too soon for its schedule to be
+        fitted to it (timefit.py): the user expects a decayed run, and this
+        one ends near its peak learning rate."""
+        tc = self.config
+        assert tc.max_seconds is not None
+        return events.Warned(
+            self.step,
+            "schedule",
+            f"{flag('max_seconds')} {tc.max_seconds / 60:g} ends the run near step {near:,} of {tc.steps:,}, too "
+            f"soon to end its schedule there (that needs {10 * tc.warmup_steps:,} steps, ten times the warm-up): "
+            f"its learning rate stays near the peak; for a run that decays, give {flag('steps')} {near:,} "
+            "instead, or more time",
+        )
 
     def _stop_wanted(self) -> str | None:
         stop = None

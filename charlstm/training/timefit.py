@@ -35,6 +35,9 @@ class TimeFit:
         self.validation_cost = 0.0  # seconds of the latest validation pass and what followed it
         self.planned = False
         self.ceiling = config.steps  # a budget's plans never go past the first
+        # Where the limit will stop a run too short to fit (`_floored`), once
+        # known: the loop says so, once (then sets it back to None).
+        self.declined: int | None = None
 
     def validated(self, seconds: float, first_pass: bool) -> None:
         """A validation pass (and its sample and save) took `seconds`."""
@@ -129,7 +132,7 @@ class TimeFit:
         140). Later plans stop at the floor."""
         floor = 10 * config.warmup_steps
         if not self.planned and fitted < floor:
-            self.active = False
+            self.active, self.declined = False, fitted
             return None
         self.planned = True
         return max(fitted, floor)
