@@ -81,7 +81,7 @@ class SearchDisplay:
             r = event.result
             self._say(
                 f"{Path(r.run_dir).name} ({event.index + 1} of {event.total}): {r.reason} at step {r.steps} after "
-                f"{trial_seconds(r.train_seconds)} of training; best validation loss {loss_text(r.val_loss)}"
+                f"{trial_seconds(r.train_seconds)} of training steps; best validation loss {loss_text(r.val_loss)}"
             )
         elif self._trial is not None:
             self._trial.handle(event)

@@ -146,6 +146,7 @@ class TrainingLoop:
         self.healthy = True  # every loss, gradient norm and parameter seen so far is finite
         self.health = Health(warmup_steps(self.config))
         self.saved_step: int | None = None
+        self.saved_seconds = 0.0  # the run's training time as its newest checkpoint records it
         self.evaluated_step: int | None = None
         self.cut_short = False  # a validation pass was stopped part-way
         # Validation passes since the best one, counted from the run's history
@@ -244,11 +245,14 @@ class TrainingLoop:
                 f"({flag('patience')} {self.config.patience})"
             )
         best_step = _best_step(self.run.history)
+        # The time the last checkpoint holds, where it was saved at this step:
+        # what `charlstm runs` and `info` then show and a resume counts on from.
+        seconds = self.saved_seconds if self.saved_step == self.step else self._clock()
         yield events.Finished(
             self.step,
             reason,
             self.run.best_val_loss,
-            self._clock(),
+            seconds,
             best_step,
             detail,
             self.seconds_before,
@@ -383,7 +387,7 @@ class TrainingLoop:
         self.saved_step = self.step
         # The time up to this save, the sample after a pass included: what
         # `charlstm runs` and `info` show, and what a resume counts on from.
-        self._clock()
+        self.saved_seconds = self._clock()
         # A session that made the pass its first step owed (a stop had cut it
         # short) rewrites that step's checkpoint, so that its history has the
         # pass; every process decides alike, from the run's own history.
