@@ -517,6 +517,7 @@ def test_train_on_the_current_folder_leaves_its_own_runs_out(runner, tmp_path, m
     third = runner.invoke(app, ["train", ".", "--out", "runs/third", *TINY, "--steps", "2"])
     assert third.exit_code == 0, third.output
     assert "corpus: 2 files from ." in third.stderr
+    (poems / "runs" / "tune-my poems-1" / "trials.json").write_text("{}", encoding="utf-8")  # a search's record
     only_runs = runner.invoke(app, ["train", "runs", *TINY, "--steps", "2"])
     assert only_runs.exit_code == 2
     assert "runs holds only charlstm runs, which are never read as text: name your texts" in only_runs.stderr

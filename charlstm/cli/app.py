@@ -111,6 +111,8 @@ def _usage_error(
         )
     elif option in before_commands and ctx is not None and ctx.command_path != "charlstm":
         message = f"No such option: {option} ({option} goes before the command: charlstm {option} {ctx.info_name} ...)"
+    if message.endswith("?"):  # Click's guess at what was meant: "Did you mean 'train'?"
+        return f"{message} (see '{where} --help')"
     return f"{message}; see '{where} --help'"
 
 

@@ -52,8 +52,10 @@ def _integer(data: dict[str, Any], name: str, default: int, low: int, high: int)
 
 def _number(data: dict[str, Any], name: str, default: float, low: float, high: float, open_low: bool = False) -> float:
     value = data.get(name, default)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, int | float):
         raise RequestError(422, f"{name} must be a number, got {json.dumps(value)}", name)
+    if not math.isfinite(value):  # 1e309 parses as infinity
+        raise RequestError(422, f"{name} must be a finite number, got {json.dumps(value)}", name)
     if not (low < value if open_low else low <= value) or value > high:
         bounds = f"in ({low:g}, {high:g}]" if open_low else f"from {low:g} to {high:g}"
         raise RequestError(422, f"{name} must be {bounds}, got {value:g}", name)

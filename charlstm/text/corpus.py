@@ -156,7 +156,8 @@ def _folder_files(folder: Path, pattern: str) -> list[Path]:
         # Its commonest kind of file, where it has one with an extension ('**/*.md'), else every file.
         common = [suffix for suffix, _ in kinds.most_common(1) if suffix.startswith(".")]
         example = f"'**/*{common[0]}'" if common else "'**/*'"
-        if not kinds and any(runs.values()):
+        # A folder of runs, a search's trials.json beside them: not a folder of texts named by a slip of --glob.
+        if any(runs.values()) and set(kinds) <= {".json"}:
             raise CorpusError(f"{folder} holds only charlstm runs, which are never read as text: name your texts")
         raise CorpusError(
             f"no files in {folder} match {pattern!r} ({f'it has {has}' if kinds else 'it has no files'}{why}); "

@@ -213,7 +213,7 @@ def resumed_run(
         raise CharlstmError(f"run directory not found: {run_dir}")
     if not (run_dir / "checkpoints").is_dir():
         raise CharlstmError(
-            f"{run_dir} is not a run directory (it has no checkpoints/ folder); "
+            f"{run_dir} is {'a file' if run_dir.is_file() else 'not a run directory (it has no checkpoints/ folder)'}; "
             "resume takes the directory that 'charlstm train' created, such as runs/NAME"
         )
     # Before reading anything. In a multi-process run every process passes
