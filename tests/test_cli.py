@@ -202,6 +202,11 @@ CASES = [
     ("surrogate", ["sample", "-c", "{run}", "--prime", "a\udcff"], "never saw: '\\udcff'"),
     ("no checkpoint", ["sample", "--checkpoint", "{tmp}/nope"], "checkpoint not found"),
     ("no run", ["sample", "{tmp}/nope"], "checkpoint not found"),
+    (
+        "no such step",
+        ["sample", "{run}/checkpoints/latest/99"],
+        "checkpoint not found: {run}/checkpoints/latest/99 (that folder has step",
+    ),
     ("run twice", ["sample", "{run}", "-c", "{run}"], "give the run as RUN or with --checkpoint, not both"),
     ("empty dir", ["sample", "--checkpoint", "{tmp}"], "not a charlstm run"),
     ("a text for the run", ["sample", "{corpus}"], "{corpus} is a file, not a charlstm run or checkpoint directory"),

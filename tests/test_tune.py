@@ -136,6 +136,11 @@ def test_tune_ranks_trials_keeps_the_best_and_repeats_for_a_seed(runner, tiny_co
     # Sampling one of the others says why it cannot, not that it is no run.
     with pytest.raises(CharlstmError, match="has its metrics but no checkpoints: charlstm tune keeps only the best"):
         checkpoint.locate(Path(trials[1]["run_dir"]))
+    # The search's own folder, where a command wants a run: its best trial is named.
+    with pytest.raises(
+        CharlstmError, match=f"is a search, not a run: name one of its trials, the best is .*{best.name}"
+    ):
+        checkpoint.locate(tmp_path / "a")
     for t in trials:
         assert t["steps"] == t["planned_steps"] == 6 and t["reason"] == "done"
         assert t["model"]["hidden_size"] == t["point"]["hidden_size"]

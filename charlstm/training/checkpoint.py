@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +45,7 @@ from charlstm.training.run import Run, check_writable_path
 
 LATEST, BEST = "latest", "best"
 KEEP_LATEST = 2
+SEARCH_RECORD = "trials.json"  # what a search's folder holds beside its trials (training/tune.py)
 
 
 def _manager(directory: Path, keep: int | None = None) -> ocp.CheckpointManager:
@@ -115,7 +117,9 @@ def locate(path: Path, prefer: str = BEST) -> tuple[Path, int]:
     if prefer not in (BEST, LATEST):
         raise CheckpointError(f"prefer must be {BEST!r} or {LATEST!r}, got {prefer!r}")
     if not path.exists():
-        raise CheckpointError(f"checkpoint not found: {path}")
+        steps = _steps(path.parent) if path.name.isdigit() else []
+        there = f" (that folder has step{'s' * (len(steps) > 1)} {', '.join(map(str, steps))})" if steps else ""
+        raise CheckpointError(f"checkpoint not found: {path}{there}")
     if path.name.isdigit() and (path / "meta").exists():
         return path.parent, int(path.name)
     if path.name == "checkpoints" and all((path / kind).is_dir() for kind in (LATEST, BEST)):
@@ -136,18 +140,34 @@ def locate(path: Path, prefer: str = BEST) -> tuple[Path, int]:
         )
     if found is None and path.is_file():
         raise CheckpointError(f"{path} is a file, not a charlstm run or checkpoint directory")
+    if found is None and (path / SEARCH_RECORD).is_file():
+        raise CheckpointError(f"{path} is a search, not a run: name one of its trials{_best_trial(path)}")
     if found is None:
         raise CheckpointError(f"not a charlstm run or checkpoint directory: {path}")
     return path, found
 
 
+def _best_trial(search: Path) -> str:
+    """", the best is PATH", from the search's record, or "" if it cannot be read."""
+    try:
+        trials = json.loads((search / SEARCH_RECORD).read_text(encoding="utf-8"))["trials"]
+        return f", the best is {search / Path(trials[0]['run_dir']).name}" if trials else ""
+    except (OSError, ValueError, LookupError, TypeError):
+        return ""
+
+
 def latest_step(directory: Path) -> int | None:
+    steps = _steps(directory)
+    return steps[-1] if steps else None
+
+
+def _steps(directory: Path) -> list[int]:
+    """The complete checkpoints' steps in `directory`, in order."""
     if not directory.is_dir():
-        return None
+        return []
     # Orbax renames a step directory into place only when it is complete, so
     # any plain integer name with its items present is a finished checkpoint.
-    steps = [int(p.name) for p in directory.iterdir() if p.name.isdigit() and (p / "meta").is_dir()]
-    return max(steps) if steps else None
+    return sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit() and (p / "meta").is_dir())
 
 
 def _read_meta(checkpointer: ocp.Checkpointer, where: Path) -> dict[str, Any]:
