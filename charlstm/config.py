@@ -183,6 +183,13 @@ class TrainConfig:
     # state, the loss and validation stay float32 (core/cells.py).
     precision: str = "fp32"
 
+    @property
+    def warmup_used(self) -> int:
+        """The warm-up the schedule takes: `warmup_steps`, at most a tenth of
+        the steps, or short runs (tests, quick tries) would spend most of
+        their steps warming up."""
+        return min(self.warmup_steps, self.steps // 10)
+
     def __post_init__(self) -> None:
         _whole(self, "steps", "batch_size", "seq_len", "warmup_steps", "reset_chars", "eval_every")
         _whole(self, "checkpoint_every", "log_every", "seed")

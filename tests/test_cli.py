@@ -544,8 +544,9 @@ def test_quiet_and_verbose(runner, tiny_corpus, tmp_path):
     assert json.loads(silent.stdout)["chars"] == json.loads(talkative.stdout)["chars"]
     verbose = _train(runner, tiny_corpus, tmp_path / "v", "--steps", "5", "--log-every", "1", "--verbose")
     assert verbose.exit_code == 0
-    assert "model: ModelConfig(vocab_size=" in verbose.stderr and "parameters)" in verbose.stderr
-    assert "training: TrainConfig(steps=5" in verbose.stderr
+    assert re.search(r"model: \d+x\d+ .*, embedding \d+ \([\d,]+ parameters\)", verbose.stderr), verbose.stderr
+    # As the command line spells the options, and the warm-up the schedule takes of --warmup.
+    assert re.search(r"training: steps=5, batch-size=\d+, .*warmup=\d+ \(0 used\), min-lr-ratio=", verbose.stderr)
     assert "training on cpu" in verbose.stderr  # backend and devices, once
     # Every logged step is a line, and the sample after evaluation is shown.
     assert all(f"step {s}/5" in verbose.stderr for s in range(1, 6))

@@ -33,7 +33,7 @@ from rich.text import Text
 
 from charlstm.cli.format import duration as _duration
 from charlstm.cli.format import loss_text as _loss_text
-from charlstm.cli.format import skipped_text
+from charlstm.cli.format import skipped_text, training_options
 from charlstm.cli.outputs import unseen_if_gone
 from charlstm.errors import shown
 from charlstm.flags import flag
@@ -289,8 +289,9 @@ class TrainingDisplay:
             added = f"; {new} new character{'' if new == 1 else 's'} added" if new else ""
             self._say(f"fine-tuning {event.init_from['checkpoint']} (step {event.init_from['step']}){added}")
         if self.verbosity == VERBOSE:
-            self._say(f"model: {event.model_config} ({event.params:,} parameters)")
-            self._say(f"training: {event.train_config}")
+            model = event.model_config
+            self._say(f"model: {model.describe()}, embedding {model.embed_dim} ({event.params:,} parameters)")
+            self._say(f"training: {', '.join(training_options(event.train_config))}")
 
     def _on_progress(self, event: events.Progress) -> None:
         self._last = event

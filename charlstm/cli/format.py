@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
+from charlstm.flags import label
 from charlstm.units import bits
+
+if TYPE_CHECKING:
+    from charlstm.config import TrainConfig
 
 
 def loss_text(nats: float | None, digits: int = 3, unit: str = " bpc") -> str:
@@ -31,3 +37,22 @@ def skipped_text(skipped: Mapping[str, int], most: int = 10) -> str:
     shown = ", ".join(f"{c!r} x{n}" for c, n in ranked[:most])
     rest = ranked[most:]
     return shown if not rest else f"{shown} and {len(rest)} more ({sum(n for _, n in rest):,} occurrences)"
+
+
+def option(field: str, value: object) -> str:
+    """A training option as the command line spells it: `lr=0.01`, `max-time=10min`."""
+    if field == "max_seconds" and isinstance(value, int | float):
+        value = f"{value / 60:g}min"  # --max-time is given in minutes
+    return f"{label(field).replace('_', '-')}={'none' if value is None else value}"  # as --help's defaults say it
+
+
+def training_options(config: TrainConfig) -> list[str]:
+    """Every training option, as `option` spells it; the warm-up with what
+    the schedule takes of it, where --warmup is more than a tenth of the steps."""
+    shown = []
+    for field, value in dataclasses.asdict(config).items():
+        text = option(field, value)
+        if field == "warmup_steps" and value != config.warmup_used:
+            text += f" ({config.warmup_used} used)"
+        shown.append(text)
+    return shown

@@ -3,7 +3,6 @@ renderables out. Nothing here prints; the commands decide where tables go."""
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,7 +13,7 @@ from rich.table import Table
 
 from charlstm.api.model import BOUNDARY
 from charlstm.cli.app import SpareTable
-from charlstm.cli.format import duration, loss_text, skipped_text, trial_seconds
+from charlstm.cli.format import duration, loss_text, skipped_text, training_options, trial_seconds
 from charlstm.flags import label
 from charlstm.training.catalog import RunSummary
 from charlstm.training.checkpoint import Meta
@@ -78,20 +77,6 @@ def _vocab_preview(vocab: Vocab, limit: int = 60) -> str:
     return repr(shown) + more + (", and the document boundary" if marked else "")
 
 
-def _option(field: str, value: object) -> str:
-    """A training option as the command line spells it: `lr=0.01`, `max-time=10min`."""
-    if field == "max_seconds" and isinstance(value, int | float):
-        value = f"{value / 60:g}min"  # --max-time is given in minutes
-    return f"{label(field)}={'none' if value is None else value}"  # as --help's defaults say it
-
-
-def _training_option(field: str, value: object, description: Description) -> str:
-    """As `_option`, and the warmup the schedule used where --warmup was more than a tenth of the steps."""
-    if field == "warmup_steps" and value != description.warmup_steps:
-        return f"{_option(field, value)} ({description.warmup_steps} used)"
-    return _option(field, value)
-
-
 def _wrapped(items: list[str], per_line: int) -> str:
     return "\n".join(", ".join(items[i : i + per_line]) for i in range(0, len(items), per_line))
 
@@ -114,7 +99,7 @@ def info_table(description: Description) -> Table:
         ("validation text", description.validation),
         ("best validation loss", loss_text(meta.best_val_loss, 4)),
         ("training time", f"{duration(meta.train_seconds)} to this checkpoint"),
-        ("training", _wrapped([_training_option(k, v, description) for k, v in dataclasses.asdict(train).items()], 4)),
+        ("training", _wrapped(training_options(train), 4)),
     ]
     tokens = meta.corpus.get("tokens")
     if isinstance(tokens, dict):

@@ -32,8 +32,7 @@ class TrainState:
 
 
 def warmup_steps(cfg: TrainConfig) -> int:
-    # Short runs (tests, quick tries) would otherwise spend most steps warming up.
-    return min(cfg.warmup_steps, cfg.steps // 10)
+    return cfg.warmup_used
 
 
 @flax.struct.dataclass

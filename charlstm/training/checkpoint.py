@@ -148,7 +148,7 @@ def locate(path: Path, prefer: str = BEST) -> tuple[Path, int]:
 
 
 def _best_trial(search: Path) -> str:
-    """", the best is PATH", from the search's record, or "" if it cannot be read."""
+    """ ", the best is PATH", from the search's record, or "" if it cannot be read."""
     try:
         trials = json.loads((search / SEARCH_RECORD).read_text(encoding="utf-8"))["trials"]
         return f", the best is {search / Path(trials[0]['run_dir']).name}" if trials else ""
