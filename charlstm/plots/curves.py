@@ -110,22 +110,22 @@ def has_losses(records: Sequence[Mapping[str, Any]]) -> bool:
 
 def _check_request(runs: Sequence[Run], width_px: int, height_px: int) -> None:
     if not runs:
-        raise PlotError("nothing to plot: no runs were given.")
+        raise PlotError("nothing to plot: no runs were given")
     for label, records in runs:
         if not records:
             raise PlotError(
                 f"run {label} has no metrics yet (its metrics.jsonl is missing or empty, or none of its lines "
-                "could be read)."
+                "could be read)"
             )
         if not has_losses(records):
-            raise PlotError(f"run {label} has no losses to plot yet: it stopped before its first logged step.")
+            raise PlotError(f"run {label} has no losses to plot yet: it stopped before its first logged step")
     if width_px * height_px > MAX_PIXELS:
-        raise PlotError(f"{width_px}x{height_px} pixels is too large to draw; at most {MAX_PIXELS // 10**6} million.")
+        raise PlotError(f"{width_px}x{height_px} pixels is too large to draw; at most {MAX_PIXELS // 10**6} million")
     min_width, min_height = math.ceil(MIN_WIDTH_IN * DPI), math.ceil(MIN_HEIGHT_IN * DPI)
     if width_px < min_width or height_px < min_height:
         raise PlotError(
             f"the image must be at least {min_width}x{min_height} pixels (width x height) to fit both panels, "
-            f"not {width_px}x{height_px}."
+            f"not {width_px}x{height_px}"
         )
 
 
