@@ -257,7 +257,7 @@ def read_corpus(path: Path, what: str = "corpus") -> TextFile:
 
 def refusal(path: Path | str, problem: str, what: str) -> CorpusError:
     """The error for one file, read alone, that is not usable text."""
-    return CorpusError(f"{what} is empty: {path}" if problem == EMPTY else f"{path}: {problem}")
+    return CorpusError(f"{what} is empty: {shown(path)}" if problem == EMPTY else f"{shown(path)}: {problem}")
 
 
 def given_alone(source: Source, found: Found) -> bool:

@@ -106,7 +106,7 @@ def prepare(source: Source, progress: Progress = no_progress) -> Corpus:
     train = tuple(f for f, ok in zip(result.files[:n], usable[:n], strict=True) if ok)
     val = tuple(f for f, ok in zip(result.files[n:], usable[n:], strict=True) if ok)
     if not train:
-        what = found.train[0].path if len(found.train) == 1 else "every file of the corpus"
+        what = shown(found.train[0].path) if len(found.train) == 1 else "every file of the corpus"
         # Raised before read() reports the files left out: name them here, or the user never sees why.
         left_out = tuple(_problem(f) for f in bad + empty)
         raise CorpusError(
