@@ -96,6 +96,8 @@ def test_most_recent_run(trained, tmp_path):
     (untrained / "checkpoints" / "latest").mkdir(parents=True)
     shutil.copytree(run_dir / "checkpoints" / "latest" / "12", untrained / "checkpoints" / "latest" / "0")
     assert catalog.most_recent_run(tmp_path) == trial
+    # `charlstm runs` lists last the run the commands take.
+    assert catalog.list_runs(tmp_path)[-1].path == trial
     shutil.rmtree(run_dir)
     shutil.rmtree(tmp_path / "tune-tiny")
     assert catalog.most_recent_run(tmp_path) == untrained  # where no run has trained, the one there is

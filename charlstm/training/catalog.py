@@ -27,15 +27,17 @@ class RunSummary:
     total_steps: int
     best_val_loss: float | None  # nats/char
     train_seconds: float
-    updated: float  # unix time of the newest checkpoint
+    updated: float  # unix time of the newest checkpoint, latest or best
     problem: str | None = None  # why the run could not be read, if it could not
     corpus_sources: int = 1  # files and folders given to train on; `corpus` is the first
+    trained: bool = False  # beyond its first step (`recency`)
 
 
 def list_runs(runs_dir: Path = RUNS_DIR) -> list[RunSummary]:
     """Every run directory under `runs_dir` (a folder with a checkpoints/
     folder), and the trials of the searches there (`charlstm tune` keeps
-    them a level deeper), most recently updated last; one without a complete
+    them a level deeper), by `recency`: the last is the one commands take
+    when no run is named (`most_recent_run`). One without a complete
     checkpoint (a run aborted before its first save) is listed with that
     `problem`. `runs_dir` may be one run. Reads only the checkpoints' JSON
     metadata."""
@@ -46,7 +48,7 @@ def list_runs(runs_dir: Path = RUNS_DIR) -> list[RunSummary]:
         raise CharlstmError(f"{where}, so no runs: train a model first, or name the folder that holds runs")
     if _is_run(runs_dir):
         return [summarize(runs_dir)]
-    return sorted((summarize(d) for d in _runs_under(runs_dir)), key=lambda r: r.updated)
+    return sorted((summarize(d) for d in _runs_under(runs_dir)), key=lambda r: (r.trained, r.updated))
 
 
 def _runs_under(runs_dir: Path) -> list[Path]:
@@ -92,7 +94,8 @@ def summarize(run_dir: Path) -> RunSummary:
             total_steps=meta.train_config.steps,
             best_val_loss=min((b for b in bests if b is not None), default=None),
             train_seconds=meta.train_seconds,
-            updated=meta.path.stat().st_mtime,
+            updated=when[1] if (when := recency(run_dir)) is not None else meta.path.stat().st_mtime,
+            trained=when is not None and when[0],
         )
     except (CharlstmError, KeyError, TypeError, ValueError, OSError) as err:
         try:
@@ -102,22 +105,28 @@ def summarize(run_dir: Path) -> RunSummary:
         return RunSummary(run_dir, "?", "?", 0, 0, 0, None, 0.0, mtime, problem=str(err))
 
 
+def recency(run_dir: Path) -> tuple[bool, float] | None:
+    """How recent a run is, as `list_runs` orders runs and `most_recent_run`
+    picks one: whether it has trained (a run stopped before its first step
+    saved only its initial weights), then when its newest checkpoint, latest
+    or best, was written; None without a complete checkpoint. Reads
+    directory listings alone."""
+    newest: tuple[bool, float] | None = None
+    for kind in (checkpoint.LATEST, checkpoint.BEST):
+        step = checkpoint.latest_step(run_dir / "checkpoints" / kind)
+        if step is not None:
+            found = (step > 0, (run_dir / "checkpoints" / kind / str(step)).stat().st_mtime)
+            newest = found if newest is None else max(newest, found)
+    return newest
+
+
 def most_recent_run(runs_dir: Path) -> Path:
-    """The run under `runs_dir` whose newest checkpoint was written last,
-    the trials of searches there included (as `list_runs` lists them). A run
-    stopped before its first step (only its initial weights saved) is taken
-    only where no run has trained."""
-    newest: tuple[bool, float, Path] | None = None
-    if runs_dir.is_dir():
-        for run_dir in _runs_under(runs_dir):
-            for kind in (checkpoint.LATEST, checkpoint.BEST):
-                step = checkpoint.latest_step(run_dir / "checkpoints" / kind)
-                if step is not None:
-                    mtime = (run_dir / "checkpoints" / kind / str(step)).stat().st_mtime
-                    if newest is None or (step > 0, mtime) > newest[:2]:
-                        newest = (step > 0, mtime, run_dir)
-    if newest is None:
+    """The run under `runs_dir` that `list_runs` lists last (by `recency`),
+    the trials of searches there included."""
+    runs = _runs_under(runs_dir) if runs_dir.is_dir() else []
+    known = [(when, run_dir) for run_dir in runs if (when := recency(run_dir)) is not None]
+    if not known:
         raise CheckpointError(
             f"no trained run found under {runs_dir}/: train one with 'charlstm train CORPUS', or name a run directory"
         )
-    return newest[2]
+    return max(known, key=lambda item: item[0])[1]
