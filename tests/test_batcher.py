@@ -224,3 +224,36 @@ def test_a_prime_that_fails_to_read_ends_its_own_job_only(params, monkeypatch):
         assert batcher.failure is None
     finally:
         batcher.close()
+
+
+def test_a_failure_while_handing_out_a_chunk_still_ends_every_job(params, monkeypatch):
+    """The generation thread fails between two jobs of one call: the first
+    job's rows are already done, its end not yet handed over; it must end
+    too, not hang."""
+    batcher = Batcher(CFG, params, VOCAB, max_batch=8, chunk=4, max_waiting=64, warm=False)
+    real = type(VOCAB).decode
+    calls = []
+
+    def decode(vocab, ids):
+        calls.append(1)
+        if len(calls) == 2:  # the second row of the call
+            raise RuntimeError("decoding failed")
+        return real(vocab, ids)
+
+    inboxes = [queue.Queue(), queue.Queue()]
+    jobs = [Job(SampleConfig(length=4, prime="a", seed=i), inboxes[i].put, whole=True) for i in range(2)]
+    for job in jobs:
+        assert batcher.submit(job)
+    # Read in by hand, so that both join the first call together.
+    while batcher._incoming:
+        job = batcher._incoming.popleft()
+        batcher._ready.append((job, jax.device_get(begin(CFG, params, VOCAB, job.request))))
+    monkeypatch.setattr(type(VOCAB), "decode", decode)
+    batcher.start()
+    try:
+        for inbox in inboxes:
+            _ended(inbox)
+        assert all(job.ended for job in jobs) and jobs[1].error is not None and "decoding failed" in jobs[1].error
+        assert batcher.load()["active_rows"] == 0  # a dead batcher holds no rows
+    finally:
+        batcher.close()

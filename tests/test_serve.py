@@ -62,14 +62,16 @@ LIMITS["max_batch"] = 16  # fewer batch sizes to compile than the default 64, an
 class Server:
     def __init__(self, run_dir: Path, tmp: Path, *, library: bool = False):
         """`charlstm serve RUN` in a child process; `library`: a script
-        calling `charlstm.serve` instead, which says "returned" after it."""
+        calling `charlstm.serve` instead, which says "returned" after it,
+        and which of its generation threads are still alive."""
         self.port = _free_port()
         self.run_dir = run_dir
         self.log = tmp / "serve.log"
         if library:
             script = (
                 f"import charlstm; charlstm.serve(charlstm.load({str(run_dir)!r}), '127.0.0.1', {self.port}, "
-                f"api_key={KEY!r}, **{LIMITS!r}); print('returned', flush=True)"
+                f"api_key={KEY!r}, **{LIMITS!r}); import threading; "
+                "print('returned', [t.name for t in threading.enumerate() if 'charlstm' in t.name], flush=True)"
             )
             command = [sys.executable, "-c", script]
         else:
@@ -469,7 +471,8 @@ def test_the_librarys_serve_returns_on_a_second_signal_and_leaves_the_process_al
         if own.process.poll() is None:
             own.process.kill()
             own.process.wait()
-    assert own.log.read_text().rstrip().endswith("returned"), own.log.read_text()
+    # ... and its generation threads with it, the request in flight cut off.
+    assert own.log.read_text().rstrip().endswith("returned []"), own.log.read_text()
 
 
 def test_help_and_import_never_load_the_web_stack():
@@ -568,15 +571,21 @@ def test_the_app_mounted_in_another_app_generates(served):
 
 
 def test_a_server_that_cannot_generate_says_so_and_fails_its_health_check(served, monkeypatch):
-    """An error inside the batch's compiled call: the request gets 500 with
-    the error (not a 408 after its whole timeout), later requests 500 at
-    once, and /healthz 503 so that a supervisor restarts the server."""
+    """An error inside the batch's compiled call, once the server has warmed
+    up: the request in flight gets 500 with the error (not a 408 after its
+    whole timeout), later requests 500 at once, /healthz 503 (saying no
+    more without the key) so that a supervisor restarts the server, and
+    GET /v1/model says why."""
     import uvicorn
 
     from charlstm.serving import device_batch
 
+    real, broken = device_batch.advance, threading.Event()
+
     def failing(*args, **kwargs):
-        raise RuntimeError("RESOURCE_EXHAUSTED: out of memory")
+        if broken.is_set():
+            raise RuntimeError("RESOURCE_EXHAUSTED: out of memory")
+        return real(*args, **kwargs)
 
     monkeypatch.setattr(device_batch, "advance", failing)
     _, model = served
@@ -596,11 +605,14 @@ def test_a_server_that_cannot_generate_says_so_and_fails_its_health_check(served
             connection.close()
             return response.status, answer
 
-        for _ in range(2):  # the call that fails, then one the broken server refuses
+        _until(lambda: call("GET", "/v1/model")[1]["load"]["sizes_to_compile"] == 0, "the warm-up")
+        broken.set()
+        for _ in range(2):  # the call that fails under a request in flight, then one the broken server refuses
             status, answer = call("POST", "/v1/generate", {"prime": "HAMLET.\n", "length": 30})
             assert status == 500 and "RESOURCE_EXHAUSTED" in answer["error"]["message"], answer
-        status, answer = call("GET", "/healthz")
-        assert status == 503 and answer["status"] == "failed" and "out of memory" in answer["error"]
+        assert call("GET", "/healthz") == (503, {"status": "failed"})
+        status, answer = call("GET", "/v1/model")
+        assert "out of memory" in answer["failure"] and answer["load"]["active_rows"] == 0
     finally:
         server.should_exit = True
         thread.join(timeout=WAIT_S)

@@ -59,7 +59,12 @@ def serve(
     if not 1 <= port <= 65535:
         raise ConfigError(f"{flag('port')} must be from 1 to 65535, got {port}")
     drain = application.state.limits.timeout_s + 5  # every request in flight can finish
-    server.run(application, host, port, drain_s=drain, access_log=access_log, on_ready=on_ready, on_stop=on_stop)
+    try:
+        server.run(application, host, port, drain_s=drain, access_log=access_log, on_ready=on_ready, on_stop=on_stop)
+    finally:
+        # Its lifespan closes it, but not after a second signal (uvicorn's
+        # forced exit skips the lifespan's end): its threads must not outlive `serve`.
+        application.state.batcher.close()
 
 
 def _needs_the_extra(err: ImportError) -> CharlstmError:

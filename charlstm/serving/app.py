@@ -201,13 +201,14 @@ def create_app(
                 **(about or {}),
                 "limits": to_dict(limits),
                 "load": batcher.load(),
+                "failure": batcher.failure,  # why generation stopped for good, or null
             }
         )
 
     async def health(request: Request) -> Response:
-        failure = batcher.failure  # broken for good: a supervisor should restart the server
-        if failure is not None:
-            return JSONResponse({"status": "failed", "error": failure}, status_code=503)
+        if batcher.failure is not None:  # broken for good: a supervisor should restart the server
+            # Why is for those with the key (GET /v1/model): this path needs none.
+            return JSONResponse({"status": "failed"}, status_code=503)
         return JSONResponse({"status": "ok"})
 
     async def home(request: Request) -> Response:
@@ -265,6 +266,9 @@ async def _whole(generation: Generation, request: Request) -> Response:
                 return JSONResponse(generation.answer())
     except RequestError as err:
         return error_response(err)
+    except asyncio.CancelledError:  # the server is stopping now (a second signal): free the rows
+        generation.job.cancel()
+        raise
 
 
 def _event(name: str, data: dict[str, Any]) -> str:

@@ -68,6 +68,7 @@ class Job:
     scanners: list[StopScanner] = field(default_factory=list)
     done: list[bool] = field(default_factory=list)
     error: str | None = None  # why the batcher could not finish it, once its stream has ended
+    ended: bool = False  # its stream has ended (None delivered), finished or failed
 
     def __post_init__(self) -> None:
         n = self.request.num_samples
@@ -77,10 +78,15 @@ class Job:
         """Free the job's rows at the next chunk boundary (its client left, or it timed out)."""
         self.cancelled.set()
 
+    def end(self) -> None:
+        """End the job's stream: every sample has ended."""
+        self.ended = True
+        self.deliver(None)
+
     def fail(self, error: str) -> None:
         """End the job's stream with `error`: the batcher cannot finish it."""
         self.error = error
-        self.deliver(None)
+        self.end()
 
 
 def asyncio_delivery(
@@ -114,6 +120,7 @@ class Batcher:
         self._incoming: collections.deque[Job] = collections.deque()  # to be read in
         self._ready: collections.deque[tuple[Job, HostRows]] = collections.deque()  # read in, waiting
         self._reading: Job | None = None  # being read in, between the two
+        self._joining: list[Job] = []  # read in and taken from `_ready`, not yet in the batch
         self._wake = threading.Condition()
         self._closing = False
         self._started = False
@@ -211,12 +218,15 @@ class Batcher:
         with self._wake:
             if self._failure is None:
                 self._failure = why
-            jobs = [*self._incoming, *(job for job, _ in self._ready), *(job for job, *_ in self._slots)]
+            jobs = [*self._incoming, *(job for job, _ in self._ready), *self._joining]
+            jobs += [job for job, *_ in self._slots]
             self._incoming.clear()
             self._ready.clear()
+            if threading.current_thread() is self._threads[1]:  # the generation thread's own state
+                self._slots, self._free, self._joining = [], list(range(self.max_batch)), []
             self._wake.notify_all()  # the other thread ends too
         for job in dict.fromkeys(jobs):  # a job of several rows once
-            if not all(job.done):
+            if not job.ended:  # its rows may all be done and its end not yet delivered
                 job.fail(why)
 
     def _prefill_loop(self) -> None:
@@ -272,10 +282,15 @@ class Batcher:
                     return
                 joining = self._admit()
             if not self._slots and not joining and self._cold and flight is None:
-                self._warm(self._cold[0])
+                # A size that fails to compile here (memory, say) is left to
+                # its first real call: smaller batches may still work.
+                with contextlib.suppress(Exception):
+                    self._warm(self._cold[0])
                 self._cold.pop(0)  # only now: load() says how many are left to compile, this one included until done
                 continue
+            self._joining = [job for job, _ in joining]  # until they are in the batch: a failure ends them too
             self._add(joining)
+            self._joining = []
             gone = [i for i, (job, *_) in enumerate(self._slots) if job.cancelled.is_set()]
             self._counts["cancelled_rows"] += len(gone)
             self._drop(gone)
@@ -376,7 +391,7 @@ class Batcher:
             else:
                 job.deliver(piece)
             if all(job.done):
-                job.deliver(None)
+                job.end()
         # A freed slot may take a new row at once: its write is queued after the call in flight.
         self._drop([i for i, (*_, slot) in enumerate(self._slots) if slot in finished])
 
