@@ -215,6 +215,15 @@ def test_tables_on_a_narrow_terminal_leave_columns_out_instead_of_cutting_names_
     trials = [TrialResult(i, f"s/trial-0{i}", point, {}, 734, 734, 1.57, 9.9, 10**5, "done") for i in range(2)]
     table = shown(trials_table(trials))
     assert "trial-01" in table and "0.0123" in table and "1.5700 (2.265)" in table and "…" not in table
+    from rich.text import Text
+
+    from charlstm.cli.app import SpareTable
+
+    styled = SpareTable(spare=("b",))  # a header given as rich Text is spared by its plain text
+    styled.add_column("a", no_wrap=True)
+    styled.add_column(Text("b", style="bold"), no_wrap=True)
+    styled.add_row("x" * (width - 10), "y" * 30)
+    assert "y" not in shown(styled) and "x" * (width - 10) in shown(styled)
     gates = {gate: (np.full((2, 8), 0.25), np.full((2, 8), 0.5)) for gate in "ifo"}
     table = shown(saturation_table(gates))
     assert "forget gate" in table and "25.0%" in table and "50.0%" in table and "…" not in table

@@ -244,7 +244,7 @@ def test_a_run_too_short_to_keep_its_warm_up_is_not_refitted(tiny_corpus, tmp_pa
     # ... and says so, once: the user asked for a run whose learning rate decays by its time limit.
     [note] = [e for e in evts if isinstance(e, events.Warned) and e.kind == "schedule"]
     assert note.step == 20 and "--max-time 0.025 ends the run near step" in note.message
-    assert "too soon to end its schedule there (that needs 1,000,000 steps" in note.message
+    assert "too soon to end its schedule there (that takes 1,000,000 steps" in note.message
 
 
 def test_carry_is_reset_when_a_pass_wraps_around(tiny_corpus):

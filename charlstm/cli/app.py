@@ -201,7 +201,7 @@ def _fitted(table: Any, width: int) -> Any:
         if wide.measure(table).maximum <= width:
             break
         gone = (headers,) if isinstance(headers, str) else headers
-        table.columns = [column for column in table.columns if column.header not in gone]
+        table.columns = [column for column in table.columns if str(column.header) not in gone]  # a Text's plain text
         for index, column in enumerate(table.columns):
             column._index = index  # rich pads the first and last column by their index
     return table

@@ -99,6 +99,7 @@ def _hidden(relative: Path) -> bool:
 # with checkpoints to sample from (training/catalog.py); for `plot`, one
 # with a log (api/runs.py).
 RUN_RECORD, RUN_LOG = "corpus.json", "metrics.jsonl"
+SEARCH_RECORD = "trials.json"  # what a search's folder holds beside its trials (training/tune.py)
 
 
 def is_run_folder(folder: Path) -> bool:
@@ -145,11 +146,12 @@ def _folder_files(folder: Path, pattern: str) -> list[Path]:
         raise CorpusError(f"cannot list folder {folder}: {err.strerror}") from None
     if not matches:
         # The files a pattern could pick: hidden ones never are.
-        kinds = Counter(
-            p.suffix or "(no extension)"
+        others = [
+            p
             for p in folder.rglob("*")
             if p.is_file() and not _hidden(p.relative_to(folder)) and not _in_run(p, folder, runs)
-        )
+        ]
+        kinds = Counter(p.suffix or "(no extension)" for p in others)
         has = ", ".join(f"{n} {suffix}" for suffix, n in kinds.most_common(5))
         hidden = any(part.startswith(".") and part not in (".", "..") for part in Path(pattern).parts)
         why = "; hidden files and folders (names starting with '.') are never read" if hidden else ""
@@ -157,7 +159,7 @@ def _folder_files(folder: Path, pattern: str) -> list[Path]:
         common = [suffix for suffix, _ in kinds.most_common(1) if suffix.startswith(".")]
         example = f"'**/*{common[0]}'" if common else "'**/*'"
         # A folder of runs, a search's trials.json beside them: not a folder of texts named by a slip of --glob.
-        if any(runs.values()) and set(kinds) <= {".json"}:
+        if any(runs.values()) and all(p.name == SEARCH_RECORD for p in others):
             raise CorpusError(f"{folder} holds only charlstm runs, which are never read as text: name your texts")
         raise CorpusError(
             f"no files in {folder} match {pattern!r} ({f'it has {has}' if kinds else 'it has no files'}{why}); "

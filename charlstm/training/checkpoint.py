@@ -39,13 +39,13 @@ import orbax.checkpoint as ocp
 from charlstm.config import ModelConfig, TrainConfig
 from charlstm.core.state import TrainState, init_state
 from charlstm.errors import CharlstmError, CheckpointError
+from charlstm.text.corpus import SEARCH_RECORD
 from charlstm.training import checkpoint_meta, restore_failures
 from charlstm.training.checkpoint_meta import Meta
 from charlstm.training.run import Run, check_writable_path
 
 LATEST, BEST = "latest", "best"
 KEEP_LATEST = 2
-SEARCH_RECORD = "trials.json"  # what a search's folder holds beside its trials (training/tune.py)
 
 
 def _manager(directory: Path, keep: int | None = None) -> ocp.CheckpointManager:

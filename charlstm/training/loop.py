@@ -226,10 +226,12 @@ class TrainingLoop:
         # Taken after the last report (which waits for the device to finish
         # its steps) and before the last validation pass and save.
         step_seconds = self._step_seconds()
+        stale = False  # the last save came before a validation pass made here
         if reason != "diverged":
             # A time limit ends between passes; a run resumed at its last step
             # may have been stopped during that step's pass, which it owes.
             if self.healthy and reason in ("time limit", "done") and not _validated(self.run, self.step):
+                stale = self.saved_step == self.step
                 yield from self._validate()
                 if self.cut_short:
                     reason = "interrupted"
@@ -245,9 +247,11 @@ class TrainingLoop:
                 f"({flag('patience')} {self.config.patience})"
             )
         best_step = _best_step(self.run.history)
-        # The time the last checkpoint holds, where it was saved at this step:
-        # what `charlstm runs` and `info` then show and a resume counts on from.
-        seconds = self.saved_seconds if self.saved_step == self.step else self._clock()
+        # The time the last checkpoint holds, where it was saved at this step
+        # and nothing ran since: what `charlstm runs` and `info` then show and
+        # a resume counts on from. (A pass after the save is owed again by a
+        # resume, which rewrites that checkpoint: its time counts from then.)
+        seconds = self.saved_seconds if self.saved_step == self.step and not stale else self._clock()
         yield events.Finished(
             self.step,
             reason,
@@ -278,8 +282,8 @@ class TrainingLoop:
             self.step,
             "schedule",
             f"{flag('max_seconds')} {tc.max_seconds / 60:g} ends the run near step {near:,} of {tc.steps:,}, too "
-            f"soon to end its schedule there (that needs {10 * tc.warmup_steps:,} steps, ten times the warm-up): "
-            f"its learning rate stays near the peak; for a run that decays, give {flag('steps')} {near:,} "
+            f"soon to end its schedule there (that takes {10 * tc.warmup_used:,} steps, ten times its warm-up): "
+            f"it stops before its learning rate has decayed; for a run that decays, give {flag('steps')} {near:,} "
             "instead, or more time",
         )
 

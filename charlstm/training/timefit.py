@@ -130,7 +130,7 @@ class TimeFit:
         gains (45 seconds of the default model on the shipped corpus,
         2026-12-02: 1.754 fitted to 130 steps against 1.700 cut off at step
         140). Later plans stop at the floor."""
-        floor = 10 * config.warmup_steps
+        floor = 10 * config.warmup_used
         if not self.planned and fitted < floor:
             self.active, self.declined = False, fitted
             return None

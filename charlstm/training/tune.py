@@ -42,9 +42,9 @@ from charlstm.core.model import param_count
 from charlstm.core.state import init_state, warmup_steps
 from charlstm.errors import CharlstmError, ConfigError
 from charlstm.flags import flag
-from charlstm.text.corpus import Source, resolve_corpus_path
+from charlstm.text.corpus import SEARCH_RECORD, Source, resolve_corpus_path
 from charlstm.text.tokens import Corpus, refuse_copied_validation
-from charlstm.training import checkpoint, events, session
+from charlstm.training import events, session
 from charlstm.training.events import TrialFinished, TrialResult, TrialStarted
 from charlstm.training.loop import fit
 from charlstm.training.run import RUNS_DIR, Run, corpus_name, new_run, prepare_run_dir
@@ -296,7 +296,7 @@ def _trials(
             train=asdict(run.train_config),
         )
         results.append(result)
-        _write_json(plan.out / checkpoint.SEARCH_RECORD, results, plan.settings)
+        _write_json(plan.out / SEARCH_RECORD, results, plan.settings)
         on_event(TrialFinished(index, len(plan.points), result))
         yield result
 
