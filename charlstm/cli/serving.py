@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
-import os
 import signal
-import sys
 from typing import Annotated, Any
 
 import typer
 
 from charlstm.cli.app import NewestRunArgument, Quiet, say, use_cache, user_errors
+from charlstm.cli.signals import end_now
 from charlstm.config import ServeConfig, check_api_key
 from charlstm.flags import flag
 
@@ -115,12 +113,9 @@ def serve(
                 return
             if not quiet:
                 say(f"{name} again: stopping now, cutting off the requests in flight")
-            # At once, with the signal's status (130 for Ctrl-C): uvicorn's
-            # forced exit would log a traceback for every request it cancels.
-            for stream in (sys.stdout, sys.stderr):  # the access log, and the line just said
-                with contextlib.suppress(OSError, ValueError):
-                    stream.flush()
-            os._exit(128 + sig)
+            # At once, with the signal's status (130 for Ctrl-C), the access log and the line
+            # just said flushed: uvicorn's forced exit would log a traceback for each request cut off.
+            end_now(128 + sig)
 
         api.serve(model, host, port, api_key=api_key, access_log=access_log, on_ready=ready, on_stop=stopping, **limits)
         if not quiet:
