@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 from charlstm.core.model import param_count
-from charlstm.core.state import warmup_steps
 from charlstm.errors import CharlstmError, ConfigError, shown
 from charlstm.plots import curves
 from charlstm.text import manifest
@@ -45,7 +44,7 @@ def describe(path: str | Path | None = None) -> Description:
     or one step directory; by default the most recently updated run under ./runs."""
     meta = checkpoint.describe(Path(path) if path is not None else catalog.most_recent_run(RUNS_DIR))
     validation = manifest.describe_validation(meta.corpus, meta.train_config.val_fraction)
-    return Description(meta, param_count(meta.model_config), validation, warmup_steps(meta.train_config))
+    return Description(meta, param_count(meta.model_config), validation, meta.train_config.warmup_used)
 
 
 def read_text(path: str | Path) -> tuple[Path, str]:

@@ -31,10 +31,6 @@ class TrainState:
     rng: jax.Array
 
 
-def warmup_steps(cfg: TrainConfig) -> int:
-    return cfg.warmup_used
-
-
 @flax.struct.dataclass
 class Hyperparameters:
     """The numbers of a TrainConfig that the training step reads: the
@@ -66,7 +62,7 @@ class Hyperparameters:
 def hyperparameters(cfg: TrainConfig) -> Hyperparameters:
     """`cfg`'s schedule, clipping and weight decay as the step takes them (host scalars)."""
     one = np.float32(1)
-    warmup = warmup_steps(cfg)
+    warmup = cfg.warmup_used
     decay = np.float32(cfg.steps - warmup)  # >= 1: steps >= 1 and warm-up <= steps // 10
     # optax's warmup_cosine_decay_schedule takes end / peak as its alpha: the
     # same division here gives the same float rounding as optax.

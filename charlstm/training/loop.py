@@ -26,7 +26,6 @@ import numpy as np
 from charlstm.config import SampleConfig
 from charlstm.core.generation import sample_text
 from charlstm.core.scorer import make_reader
-from charlstm.core.state import warmup_steps
 from charlstm.errors import CorpusError
 from charlstm.flags import flag
 from charlstm.runtime import hostmem
@@ -144,7 +143,7 @@ class TrainingLoop:
         self.step = self.first_step = int(run.state.step)
         self.pending: list[dict[str, Any]] = []  # the device's metrics of steps not reported yet
         self.healthy = True  # every loss, gradient norm and parameter seen so far is finite
-        self.health = Health(warmup_steps(self.config))
+        self.health = Health(self.config.warmup_used)
         self.saved_step: int | None = None
         self.saved_seconds = 0.0  # the run's training time as its newest checkpoint records it
         self.evaluated_step: int | None = None

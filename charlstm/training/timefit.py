@@ -124,7 +124,7 @@ class TimeFit:
 
     def _floored(self, config: TrainConfig, fitted: int) -> int | None:
         """A plan of `fitted` steps with the warm-up kept whole (it is a tenth
-        of the steps at most, core/state.py), or None, and no more plans, for
+        of the steps at most, TrainConfig.warmup_used), or None, and no more plans, for
         a run too short for that: it would change its warm-up half way, and
         it is still learning fast enough that a decay costs it more than it
         gains (45 seconds of the default model on the shipped corpus,

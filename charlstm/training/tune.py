@@ -39,7 +39,7 @@ from typing import Any
 
 from charlstm.config import ModelConfig, TrainConfig, check_seed
 from charlstm.core.model import param_count
-from charlstm.core.state import init_state, warmup_steps
+from charlstm.core.state import init_state
 from charlstm.errors import CharlstmError, ConfigError
 from charlstm.flags import flag
 from charlstm.text.corpus import SEARCH_RECORD, Source, resolve_corpus_path
@@ -206,7 +206,7 @@ def _trial_config(run: Run, plan: Plan) -> tuple[TrainConfig, int]:
         config = replace(
             run.train_config,
             steps=expected,
-            warmup_steps=warmup_steps(replace(run.train_config, steps=expected)),
+            warmup_steps=replace(run.train_config, steps=expected).warmup_used,
             eval_every=expected,
             checkpoint_every=expected,
             max_seconds=plan.budget_s,
@@ -219,7 +219,7 @@ def _trial_config(run: Run, plan: Plan) -> tuple[TrainConfig, int]:
         # The refits keep the warm-up whole, so they stop at ten times it
         # (timefit.py): that of a run half the expected length, so that a
         # trial whose steps turn out up to twice as slow is still fitted.
-        warmup_steps=warmup_steps(replace(run.train_config, steps=max(1, expected // 2))),
+        warmup_steps=replace(run.train_config, steps=max(1, expected // 2)).warmup_used,
         eval_every=ceiling,  # the last step, wherever the refits put it
         checkpoint_every=ceiling,
         max_seconds=plan.budget_s,
