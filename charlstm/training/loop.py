@@ -274,7 +274,7 @@ class TrainingLoop:
     def _not_fitted(self, near: int) -> events.Warned:
         """The time limit stops the run too soon for its schedule to be
         fitted to it (timefit.py): the user expects a decayed run, and this
-        one ends near its peak learning rate."""
+        one stops before its learning rate has decayed."""
         tc = self.config
         assert tc.max_seconds is not None
         return events.Warned(
