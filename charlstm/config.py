@@ -16,6 +16,7 @@ import os
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 from charlstm.errors import ConfigError
@@ -57,6 +58,19 @@ def path_like(value: Any, what: str) -> None:
     """Refuse, as a ConfigError naming `what`, a value that is not a path
     (a str or an os.PathLike) from a Python caller."""
     _check(isinstance(value, str | os.PathLike), f"{what} must be a path (a str or a Path), got {value!r}")
+
+
+def html_file(value: Any, what: str) -> Path:
+    """`value` as the HTML page to write: a path (see `path_like`) that is not
+    a folder and ends in .html or .htm, so that a browser opens what it names."""
+    path_like(value, what)
+    path = Path(value)
+    _check(not path.is_dir(), f"{path} is a directory: give the HTML file to write, such as {path / 'page.html'}")
+    _check(
+        path.suffix.lower() in (".html", ".htm"),
+        f"the page is an HTML file: give a file name ending in .html, not {path.name}",
+    )
+    return path
 
 
 def unknown_fields(given: Iterable[str], *classes: type) -> str | None:
@@ -202,7 +216,7 @@ class TrainConfig:
         lr = self.learning_rate
         _check(0 < lr < math.inf, f"{flag('learning_rate')} must be > 0 and finite, got {lr}")
         _check(self.warmup_steps >= 0, f"{flag('warmup_steps')} must be >= 0, got {self.warmup_steps}")
-        _check(0 <= self.min_lr_ratio <= 1, f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
+        _check(0 <= self.min_lr_ratio <= 1, f"{flag('min_lr_ratio')} must be in [0, 1], got {self.min_lr_ratio}")
         _check(self.weight_decay >= 0, f"{flag('weight_decay')} must be >= 0, got {self.weight_decay}")
         _check(0 <= self.dropout < 1, f"{flag('dropout')} must be in [0, 1), got {self.dropout}")
         _check(self.grad_clip > 0, f"{flag('grad_clip')} must be > 0, got {self.grad_clip}")

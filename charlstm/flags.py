@@ -28,6 +28,7 @@ FLAGS: Mapping[str, str] = {
     "seq_len": "--seq-len",
     "learning_rate": "--lr",
     "warmup_steps": "--warmup",
+    "min_lr_ratio": "--min-lr-ratio",
     "weight_decay": "--weight-decay",
     "dropout": "--dropout",
     "grad_clip": "--clip",

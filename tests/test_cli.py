@@ -183,6 +183,7 @@ CASES = [
     ("batch", ["train", "{corpus}", "--batch-size", "0"], "--batch-size must be >= 1"),
     ("val", ["train", "{corpus}", "--val-fraction", "1.5"], "--val-fraction must be strictly between 0 and 1"),
     ("val0", ["train", "{corpus}", "--val-fraction", "0"], "--val-fraction must be strictly between 0 and 1"),
+    ("min-lr-ratio", ["train", "{corpus}", "--min-lr-ratio", "1.5"], "--min-lr-ratio must be in [0, 1], got 1.5"),
     (
         "max-time",
         ["train", "{corpus}", "--max-time", "-1"],
@@ -542,11 +543,13 @@ def test_quiet_and_verbose(runner, tiny_corpus, tmp_path):
     talkative, silent = runner.invoke(app, page), runner.invoke(app, [*page, "-q"])
     assert silent.exit_code == 0 and silent.stderr == "" and "wrote" in talkative.stderr
     assert json.loads(silent.stdout)["chars"] == json.loads(talkative.stdout)["chars"]
-    verbose = _train(runner, tiny_corpus, tmp_path / "v", "--steps", "5", "--log-every", "1", "--verbose")
+    verbose = _train(
+        runner, tiny_corpus, tmp_path / "v", "--steps", "5", "--log-every", "1", "--min-lr-ratio", "0.2", "--verbose"
+    )
     assert verbose.exit_code == 0
     assert re.search(r"model: \d+x\d+ .*, embedding \d+ \([\d,]+ parameters\)", verbose.stderr), verbose.stderr
     # As the command line spells the options, and the warm-up the schedule takes of --warmup.
-    assert re.search(r"training: steps=5, batch-size=\d+, .*warmup=\d+ \(0 used\), min-lr-ratio=", verbose.stderr)
+    assert re.search(r"training: steps=5, batch-size=\d+, .*warmup=\d+ \(0 used\), min-lr-ratio=0.2,", verbose.stderr)
     assert "training on cpu" in verbose.stderr  # backend and devices, once
     # Every logged step is a line, and the sample after evaluation is shown.
     assert all(f"step {s}/5" in verbose.stderr for s in range(1, 6))

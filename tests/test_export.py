@@ -188,6 +188,7 @@ def test_export_errors_are_one_line(runs, tmp_path):
         (["export", str(runs["lstm"])], "nothing to export: give --html PAGE.html, --weights DIR, or both"),
         (["export", str(runs["lstm"]), "--weights", str(tmp_path), "--half"], "--half applies to the page"),
         (["export", str(runs["lstm"]), "--html", str(tmp_path)], "is a directory: give the HTML file"),
+        (["export", str(runs["lstm"]), "--html", "page.txt"], "give a file name ending in .html, not page.txt"),
         (["export", str(runs["lstm"]), "--weights", str(ROOT / "README.md")], "is a file, not a directory"),
         (["export", str(tmp_path / "nope"), "--html", "x.html"], "checkpoint not found"),
     ]

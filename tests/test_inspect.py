@@ -296,8 +296,10 @@ def test_the_library_writes_the_commands_page_and_gives_its_figures(trained_run,
     np.testing.assert_array_equal(found.saturation["f"][0], seen.saturation()["f"][0])
     with pytest.raises(ConfigError, match="top must be >= 1, got 0"):
         model.write_inspection(seen, page, top=0)
+    with pytest.raises(ConfigError, match="is a directory: give the HTML file to write"):
+        model.write_inspection(seen, tmp_path)
     with pytest.raises(CharlstmError, match="cannot write"):
-        model.write_inspection(seen, tmp_path)  # a folder, not a file
+        model.write_inspection(seen, png / "units.html")  # under a file
 
 
 def test_the_command_and_the_library_share_the_max_chars_default():
@@ -311,7 +313,8 @@ def test_the_command_and_the_library_share_the_max_chars_default():
         (["--text", "the king", "--max-chars", "1"], "--max-chars must be >= 2, got 1"),
         (["--text", "the king", "--top", "0"], "--top must be >= 1, got 0"),
         (["--text", "\u20ac\u20ac\u20ac"], "nothing to inspect"),
-        (["--text", "the king", "-o", "{tmp}"], "cannot write"),
+        (["--text", "the king", "-o", "{tmp}"], "is a directory: give the HTML file to write, such as"),
+        (["--text", "the king", "-o", "{tmp}/units.txt"], "give a file name ending in .html, not units.txt"),
     ],
 )
 def test_inspect_refuses_bad_input_in_one_line(runner, trained_run, tmp_path, args, message):

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from charlstm.api.runs import TextFiles
-from charlstm.config import ModelConfig, SampleConfig, TrainConfig, path_like, whole_number
+from charlstm.config import ModelConfig, SampleConfig, TrainConfig, html_file, path_like, whole_number
 from charlstm.core.generation import Completion, complete, default_prime, sample_texts, stream_texts
 from charlstm.core.model import Params, count_params
 from charlstm.core.scorer import Score, make_scorer
@@ -231,14 +231,14 @@ class Model:
         strongest units of each, and the gates' saturation, as the
         command's tables list them. `saturation_png` also plots the
         saturation (the plot extra)."""
-        path_like(path, "path")
+        out = html_file(path, "path")
         if whole_number(top, "top") < 1:
             raise ConfigError(f"top must be >= 1, got {top}")
         if saturation_png is not None:
             path_like(saturation_png, "saturation_png")
             require_matplotlib()  # before the page, not after
         try:
-            found = inspection_page.report(Path(path), seen, top=top, source=source, checkpoint=str(self.path))
+            found = inspection_page.report(out, seen, top=top, source=source, checkpoint=str(self.path))
             if saturation_png is not None:
                 plot_saturation(found.saturation, Path(saturation_png))
         except OSError as err:
@@ -261,11 +261,11 @@ class Model:
         browser: its weights (float32, or float16 with `half`, half the
         size), a JavaScript forward pass of its cell, and controls to write
         with it. Nothing is fetched; it opens from file://."""
-        path_like(path, "path")
+        out = html_file(path, "path")
         title = f"charlstm: {self._run_name()}"
         describe = f"{self.model_config.describe()} at step {self.step}"
         return page.write_page(
-            Path(path), self.model_config, self.vocab, self.params, half=half, title=title, describe=describe
+            out, self.model_config, self.vocab, self.params, half=half, title=title, describe=describe
         )
 
     def export_weights(self, directory: str | Path) -> weights.ExportedWeights:

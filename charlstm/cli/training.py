@@ -87,7 +87,8 @@ _PATIENCE = (
 # The parameters of `train` that are charlstm.train's keyword arguments, by the same names.
 _TRAIN_ARGS = (
     *("preset", "hidden_size", "num_layers", "cell", "norm", "embed_dim", "steps", "batch_size", "seq_len"),
-    *("learning_rate", "warmup_steps", "weight_decay", "dropout", "grad_clip", "val_fraction", "reset_chars"),
+    *("learning_rate", "warmup_steps", "min_lr_ratio", "weight_decay", "dropout", "grad_clip"),
+    *("val_fraction", "reset_chars"),
     *("eval_every", "checkpoint_every", "log_every", "seed", "patience", "precision"),
     *("glob", "val_file", "skip_bad_files", "init_from"),
 )
@@ -197,6 +198,12 @@ def train(
     warmup_steps: Annotated[
         int, typer.Option(flag("warmup_steps"), help="Learning-rate warmup steps (at most a tenth of --steps).")
     ] = _T.warmup_steps,
+    min_lr_ratio: Annotated[
+        float,
+        typer.Option(
+            flag("min_lr_ratio"), help=f"Where the cosine decay ends, as a share of {flag('learning_rate')} (0 to 1)."
+        ),
+    ] = _T.min_lr_ratio,
     weight_decay: Annotated[
         float, typer.Option(flag("weight_decay"), help="AdamW decoupled weight decay on weight matrices.")
     ] = _T.weight_decay,

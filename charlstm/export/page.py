@@ -101,8 +101,6 @@ def write_page(
     describe: str,
 ) -> ExportedPage:
     """Write the page to `path`; `describe` is the model in words for its summary."""
-    if path.is_dir():
-        raise CharlstmError(f"{path} is a directory: give the HTML file to write")
     count = count_params(params)
     weight_bytes = count * (2 if half else 4)
     summary = (
