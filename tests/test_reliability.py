@@ -525,15 +525,15 @@ def test_ctrl_c_while_starting_up_is_not_lost(tiny_corpus, tmp_path, monkeypatch
 
     from typer.testing import CliRunner
 
-    from charlstm.cli import app, training
+    from charlstm.cli import app, running
 
-    joined = training._join
+    joined = running._join
 
     def join_after_a_ctrl_c(stop, *args):
         stop.signal, stop.count = signal.SIGINT, 1  # what the handler did with a Ctrl-C while JAX was imported
         return joined(stop, *args)
 
-    monkeypatch.setattr(training, "_join", join_after_a_ctrl_c)
+    monkeypatch.setattr(running, "_join", join_after_a_ctrl_c)
     result = CliRunner().invoke(app, ["train", str(tiny_corpus), "-o", str(tmp_path / "run"), *TINY, "--steps", "3"])
     assert result.exit_code == 130, result.output
     assert "interrupted before training began; nothing was written" in result.output
@@ -568,7 +568,7 @@ def test_ctrl_c_while_a_search_starts_up_is_not_lost(tiny_corpus, tmp_path, monk
 
 
 def test_an_abort_suggests_resume_only_where_there_is_a_checkpoint(trained_run, tmp_path):
-    from charlstm.cli.training import _what_is_left
+    from charlstm.cli.running import _what_is_left
 
     assert _what_is_left(trained_run[0]).endswith(f"Continue with: charlstm resume {trained_run[0]}")
     (tmp_path / "new" / "checkpoints" / "latest").mkdir(parents=True)  # opened, aborted before the first save
