@@ -41,11 +41,11 @@ ROWS = [
 def worker(args: argparse.Namespace) -> None:
     """One process of one row: time the real step, print a JSON line (process 0)."""
     from charlstm.runtime.hostmem import keep_host_memory
-    from charlstm.training import distributed
+    from charlstm.training import distributed, processes
 
     keep_host_memory()  # as the CLI does
 
-    distributed.initialize(args.coordinator, args.num_processes, args.process_id)
+    processes.initialize(args.coordinator, args.num_processes, args.process_id)
 
     import jax
     import numpy as np
@@ -78,7 +78,7 @@ def worker(args: argparse.Namespace) -> None:
         state, metrics = step(state, feed(i))
         jax.block_until_ready(metrics)
         times.append(time.perf_counter() - t0)
-    if distributed.is_main():
+    if processes.is_main():
         median = statistics.median(times)
         result = {"devices": mesh.size, "processes": jax.process_count(), "step_ms": round(median * 1000, 1)}
         result["chars_per_s"] = round(batch * seq_len / median)

@@ -1,4 +1,4 @@
-"""Data-parallel training over several devices and processes (charlstm/training/distributed.py).
+"""Data-parallel training over several devices and processes (charlstm/training/distributed.py, processes.py).
 
 One device against two forced CPU devices, and one process against two
 real `charlstm train` processes joined by JAX's distributed runtime on the
@@ -26,7 +26,7 @@ from charlstm.errors import CharlstmError, ConfigError
 from charlstm.runtime import cpu_devices
 from charlstm.runtime.cores import cores, cpu_quota
 from charlstm.text.streams import Streams
-from charlstm.training import checkpoint, distributed, events, session
+from charlstm.training import checkpoint, distributed, events, processes, session
 from charlstm.training.runlog import read_metrics
 
 from .conftest import CHEAP_XLA_FLAGS
@@ -54,7 +54,7 @@ CLI_ARGS += ["--steps", str(STEPS), "--log-every", "1", "--eval-every", str(STEP
 
 def _env(**extra: str) -> dict[str, str]:
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONUNBUFFERED": "1", **extra}
-    for name in (distributed.ENV_COORDINATOR, distributed.ENV_NUM_PROCESSES, distributed.ENV_PROCESS_ID):
+    for name in (processes.ENV_COORDINATOR, processes.ENV_NUM_PROCESSES, processes.ENV_PROCESS_ID):
         if name not in extra:
             env.pop(name, None)
     if "XLA_FLAGS" not in extra:  # none of a user's, only the suite's own (conftest.py)
@@ -101,12 +101,12 @@ def test_devices_beyond_the_machine_are_one_line_and_write_nothing(tiny_corpus, 
 
 
 def test_only_launchers_that_name_several_processes_start_a_multi_process_run():
-    assert distributed.cluster_launcher({}) is None
+    assert processes.cluster_launcher({}) is None
     slurm = {"SLURM_JOB_ID": "7", "SLURM_STEP_NODELIST": "n1", "SLURM_PROCID": "0", "SLURM_LOCALID": "0"}
-    assert distributed.cluster_launcher({**slurm, "SLURM_NTASKS": "1"}) is None  # a one-task job: nothing to join
-    assert distributed.cluster_launcher({**slurm, "SLURM_NTASKS": "4"}) == "Slurm"
-    assert distributed.cluster_launcher({"OMPI_MCA_orte_hnp_uri": "x", "OMPI_COMM_WORLD_SIZE": "2"}) == "Open MPI"
-    assert distributed.cluster_launcher({"JAX_COORDINATOR_ADDRESS": "10.0.0.1:1234"}) == "JAX_COORDINATOR_ADDRESS"
+    assert processes.cluster_launcher({**slurm, "SLURM_NTASKS": "1"}) is None  # a one-task job: nothing to join
+    assert processes.cluster_launcher({**slurm, "SLURM_NTASKS": "4"}) == "Slurm"
+    assert processes.cluster_launcher({"OMPI_MCA_orte_hnp_uri": "x", "OMPI_COMM_WORLD_SIZE": "2"}) == "Open MPI"
+    assert processes.cluster_launcher({"JAX_COORDINATOR_ADDRESS": "10.0.0.1:1234"}) == "JAX_COORDINATOR_ADDRESS"
 
 
 def test_an_incomplete_process_layout_is_one_line(tiny_corpus, tmp_path):
@@ -125,7 +125,7 @@ def test_a_process_whose_partners_never_join_gives_up_in_one_line(tiny_corpus, t
     command = [sys.executable, "-m", "charlstm", "train", str(tiny_corpus), "--out", str(tmp_path / "run"), *TINY]
     command += ["--coordinator", address, "--num-processes", "2", "--process-id", "0"]
     started = time.monotonic()
-    env = _env(**{distributed.ENV_JOIN_TIMEOUT: "2"})
+    env = _env(**{processes.ENV_JOIN_TIMEOUT: "2"})
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
     assert result.returncode == 3, result.stderr
     assert time.monotonic() - started < 60  # not JAX's 2 + 60 s
@@ -133,17 +133,17 @@ def test_a_process_whose_partners_never_join_gives_up_in_one_line(tiny_corpus, t
     assert result.stderr.splitlines()[-1] == (
         f"error: all 2 processes of the run at {address} did not join within 2 s: start every process with the "
         f"same options, each with its own --process-id from 0 to 1, and check that each can reach {address} "
-        f"({distributed.ENV_JOIN_TIMEOUT} sets the wait)"
+        f"({processes.ENV_JOIN_TIMEOUT} sets the wait)"
     ), result.stderr
     assert "Check failure" not in result.stderr and "Traceback" not in result.stderr
 
 
 @pytest.mark.parametrize("value", ["0", "-5", "soon", "inf", "nan"])
 def test_a_join_timeout_must_be_seconds_above_zero(value):
-    assert distributed.join_timeout({}) == distributed.JOIN_TIMEOUT_S
-    assert distributed.join_timeout({distributed.ENV_JOIN_TIMEOUT: "12.5"}) == 12.5
-    with pytest.raises(ConfigError, match=f"{distributed.ENV_JOIN_TIMEOUT} must be a number of seconds above 0"):
-        distributed.join_timeout({distributed.ENV_JOIN_TIMEOUT: value})
+    assert processes.join_timeout({}) == processes.JOIN_TIMEOUT_S
+    assert processes.join_timeout({processes.ENV_JOIN_TIMEOUT: "12.5"}) == 12.5
+    with pytest.raises(ConfigError, match=f"{processes.ENV_JOIN_TIMEOUT} must be a number of seconds above 0"):
+        processes.join_timeout({processes.ENV_JOIN_TIMEOUT: value})
 
 
 # Runs in a process of its own, where XLA makes two CPU devices: one device
@@ -435,22 +435,22 @@ def test_processes_started_with_different_options_all_stop_with_one_line(tiny_co
 )
 def test_a_process_layout_jax_would_crash_on_is_one_line(layout, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
-        distributed.check_layout(*layout)
-    distributed.check_layout("[::1]:7777", 2, 1)
-    distributed.check_layout("auto", None, None)
+        processes.check_layout(*layout)
+    processes.check_layout("[::1]:7777", 2, 1)
+    processes.check_layout("auto", None, None)
 
 
 def test_a_lost_partner_is_told_from_other_errors(monkeypatch):
     lost = jax.errors.JaxRuntimeError("UNKNOWN: Gloo AllGather failed: [pair.cc:547] Connection closed by peer")
-    assert not distributed.lost_a_process(lost)  # one process: nothing to lose
+    assert not processes.lost_a_process(lost)  # one process: nothing to lose
     monkeypatch.setattr(jax, "process_count", lambda: 2)
-    assert distributed.lost_a_process(lost)
+    assert processes.lost_a_process(lost)
     try:  # as a checkpoint that could not be written carries it
         raise CharlstmError("could not write checkpoint run/checkpoints/best/150") from lost
     except CharlstmError as wrapped:
-        assert distributed.lost_a_process(wrapped)
-    assert not distributed.lost_a_process(ConfigError("--batch-size 5 does not split evenly over 2 devices"))
-    assert not distributed._LostProcessLogFilter().filter(
+        assert processes.lost_a_process(wrapped)
+    assert not processes.lost_a_process(ConfigError("--batch-size 5 does not split evenly over 2 devices"))
+    assert not processes._LostProcessLogFilter().filter(
         logging.LogRecord("absl", logging.ERROR, __file__, 1, "_SignalingThread.run() raised: %s", (lost,), None)
     )
 

@@ -41,9 +41,9 @@ def start(
         with stop.installed():
             from charlstm import api
         level = _join(stop, *layout, level)
-        from charlstm.training import distributed
+        from charlstm.training import processes
 
-        stop.quiet = quiet or not distributed.is_main()  # only the first process of several says so
+        stop.quiet = quiet or not processes.is_main()  # only the first process of several says so
         with stop.installed():
             use_cache()
             _train(level, stop, lambda watch: start(api, watch, stop))
@@ -64,32 +64,32 @@ def _join(
     that comes while it waits for the others (in C++, where no Python
     handler runs) ends it at once, as the signal's default does."""
     from charlstm.runtime.cpu_devices import split_the_cpu
-    from charlstm.training import distributed
+    from charlstm.training import processes
 
     if stop():
         say("interrupted before training began; nothing was written")
         raise typer.Exit(stop.exit_status)
     # One process splits the CPU unless told otherwise; the processes of a
     # run on several keep one CPU device each unless --devices says more.
-    distributed.check_layout(coordinator, num_processes, process_id)  # before the wait below
+    processes.check_layout(coordinator, num_processes, process_id)  # before the wait below
     if level > 0 and coordinator not in (None, "auto"):
         say(
             f"joining a run of {num_processes or 'several'} processes at {coordinator}: "
-            f"waiting for the others (up to {distributed.join_timeout():g} s)"
+            f"waiting for the others (up to {processes.join_timeout():g} s)"
         )
     # JAX waits for the others in C++, where no Python handler runs: a
     # signal meanwhile ends the process as its default does.
     handlers = {sig: signal.signal(sig, signal.SIG_DFL) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        joined = distributed.initialize(coordinator, num_processes, process_id, on_timeout=_gave_up_joining)
+        joined = processes.initialize(coordinator, num_processes, process_id, on_timeout=_gave_up_joining)
     finally:
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
     if joined:
-        distributed.quiet_about_lost_processes()
+        processes.quiet_about_lost_processes()
     if not joined or devices is not None:
         split_the_cpu(devices)
-    return level if distributed.is_main() else 0
+    return level if processes.is_main() else 0
 
 
 def _gave_up_joining(message: str) -> None:
@@ -124,7 +124,7 @@ def _train(level: int, stop: StopFlag, start: Callable[[_Watch], Model]) -> None
     place and `stop`'s signal handlers installed, then say how it ended."""
     from charlstm.api import TrainingDiverged
     from charlstm.cli.display import TrainingDisplay
-    from charlstm.training import distributed
+    from charlstm.training import processes
 
     display = TrainingDisplay(stderr(), level)
     watch = _Watch(display.handle)
@@ -141,12 +141,12 @@ def _train(level: int, stop: StopFlag, start: Callable[[_Watch], Model]) -> None
         say(f"aborted without saving; {_what_is_left(watch.run_dir)}")
         end_at_once(EXIT_ABORTED)
     except TrainingDiverged as diverged:
-        if distributed.is_main():  # the processes agree on how it ended; one says so
+        if processes.is_main():  # the processes agree on how it ended; one says so
             say(f"error: {_diverged_advice(diverged)}")
-        distributed.leave()
+        processes.leave()
         raise typer.Exit(EXIT_DIVERGED) from None
     except Exception as err:
-        if not distributed.lost_a_process(err):
+        if not processes.lost_a_process(err):
             raise
         # A partner died (killed, out of memory, its host gone): the
         # collectives are broken, and JAX's exit would wait out its shutdown
@@ -161,13 +161,13 @@ def _train(level: int, stop: StopFlag, start: Callable[[_Watch], Model]) -> None
     # ended (an abort, a third Ctrl-C, leaves the others running: JAX's exit
     # handler is left to try).
     if model.ended == "interrupted":
-        if distributed.is_main():
+        if processes.is_main():
             say(f"interrupted; checkpoint saved. {_continue_with(watch.run_dir)}")
-        distributed.leave()
+        processes.leave()
         raise typer.Exit(stop.exit_status)
     if level:
         say(f"sample with: charlstm sample {_quoted(watch.run_dir)}")
-    distributed.leave()
+    processes.leave()
 
 
 def _quoted(path: Path | str | None) -> str:
@@ -177,9 +177,9 @@ def _quoted(path: Path | str | None) -> str:
 
 def _continue_with(run_dir: Path | None) -> str:
     """The resume command, and what a multi-process run's needs besides."""
-    from charlstm.training import distributed
+    from charlstm.training import processes
 
-    joined = distributed.joined()
+    joined = processes.joined()
     everywhere = " (in every process, with its --coordinator, --num-processes and --process-id)" if joined else ""
     return f"Continue with: charlstm resume {_quoted(run_dir)}{everywhere}"
 

@@ -18,7 +18,7 @@ from charlstm.config import TrainConfig as _T
 from charlstm.flags import flag
 from charlstm.presets import PRESETS
 
-# Where training runs (see charlstm/training/distributed.py); shared by train and resume.
+# Where training runs (see charlstm/training/distributed.py and processes.py); shared by train and resume.
 Devices = Annotated[
     int | None,
     typer.Option(

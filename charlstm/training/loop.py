@@ -29,7 +29,7 @@ from charlstm.core.scorer import make_reader
 from charlstm.errors import CorpusError
 from charlstm.flags import flag
 from charlstm.runtime import hostmem
-from charlstm.training import distributed, events
+from charlstm.training import distributed, events, processes
 from charlstm.training.health import Health
 from charlstm.training.run import Run
 from charlstm.training.step_setup import Setup, TrainStep, setup_for
@@ -296,7 +296,7 @@ class TrainingLoop:
         if jax.process_count() > 1:
             # Processes settle a stop together, at report steps only: there
             # the host waits for the device anyway.
-            return distributed.stop_agreed(stop) if self.step % self.config.log_every == 0 else None
+            return processes.stop_agreed(stop) if self.step % self.config.log_every == 0 else None
         return stop
 
     def _spent(self) -> float:
@@ -368,7 +368,7 @@ class TrainingLoop:
             if done and time.perf_counter() - told >= events.PASS_PROGRESS_SECONDS:
                 told = time.perf_counter()
                 yield events.Validating(self.step, chars, large, done)
-        val_loss = distributed.from_main(score.loss)
+        val_loss = processes.from_main(score.loss)
         run.tokens.release()  # the pages scoring read stay in the page cache, not in this process
         self.evaluated_step = self.step
         if not math.isfinite(val_loss):
@@ -383,7 +383,7 @@ class TrainingLoop:
         yield events.Evaluated(self.step, val_loss, is_best)
         if is_best:
             yield events.Saved(self.step, self._save(run, True, self.setup.train_streams.windows, False), best=True)
-        if self._sample is not None and distributed.is_main():
+        if self._sample is not None and processes.is_main():
             yield events.Sampled(self.step, sample_text(run.model_config, params, run.vocab, self._sample))
 
     def _checkpoint(self) -> events.Saved:

@@ -24,7 +24,7 @@ from charlstm.text import manifest
 from charlstm.text.corpus import DEFAULT_GLOB, EMPTY, Source
 from charlstm.text.scan import Progress
 from charlstm.text.tokens import Corpus, prepare, refuse_copied_validation
-from charlstm.training import checkpoint, distributed, events, run_lock
+from charlstm.training import checkpoint, events, processes, run_lock
 from charlstm.training.loop import fit
 from charlstm.training.run import (
     RESUMABLE_FIELDS,
@@ -159,7 +159,7 @@ def new(
     held-out share; `skip_bad_files` leaves out files that are not text."""
     source = source_of(corpus, glob, val_file, skip_bad_files)
     # The processes of a multi-process run must name the same directory.
-    when = distributed.from_main(time.time())
+    when = processes.from_main(time.time())
     if out is not None:
         check_run_dir(Path(out))  # before the corpus is read, which can take a while
     base = checkpoint.load(Path(init_from)) if init_from is not None else None
@@ -171,7 +171,7 @@ def new(
     run = new_run(text, model, config, progress) if base is None else fine_tune_run(text, base, model, config, progress)
     _ready(run, on_event)
     # ... and all look at it before any of them creates it (or its checkpoint folders).
-    distributed.barrier("charlstm: run directory checked")
+    processes.barrier("charlstm: run directory checked")
     prepare_run_dir(run_dir, checked=True)
     return run, run_dir, text.shipped
 
@@ -299,10 +299,10 @@ def train(
     """Train `run` in `run_dir` until done, stopped or diverged, keeping its
     checkpoints and logs; every event also goes to `on_event`. The batch is
     split over the first `devices` local devices (default: all); in a
-    multi-process run (`distributed.initialize`) every process calls this,
+    multi-process run (`processes.initialize`) every process calls this,
     and only the first writes the logs. `budget`: the run's `max_seconds` is
     a budget of training steps that it ends at (`loop.fit`; `charlstm tune`)."""
-    distributed.agree(
+    processes.agree(
         {
             **dataclasses.asdict(run.model_config),
             **dataclasses.asdict(run.train_config),
@@ -315,7 +315,7 @@ def train(
     )
     # The first process holds the run's lock: in a multi-process run the
     # others are its partners, not rivals.
-    with run_lock.held(run_dir) if distributed.is_main() else contextlib.nullcontext():
+    with run_lock.held(run_dir) if processes.is_main() else contextlib.nullcontext():
         return _train(run, run_dir, on_event, should_stop, devices, budget)
 
 
@@ -328,7 +328,7 @@ def _train(
     budget: bool,
 ) -> events.Finished:
     writer = checkpoint.CheckpointWriter(run_dir)  # every process: Orbax coordinates their saves
-    log = RunLog(run_dir) if distributed.is_main() else None
+    log = RunLog(run_dir) if processes.is_main() else None
     if log is not None:
         # The files this session reads, for the next resume to compare with (text/manifest.py).
         manifest.write_files(run_dir, manifest.files_record(run.corpus, run.layout().split))

@@ -12,7 +12,7 @@ an argument of the compiled step.
 from __future__ import annotations
 
 from charlstm.config import TrainConfig
-from charlstm.training import distributed
+from charlstm.training import processes
 
 # The steps are timed from the first report this many steps in (after the
 # first calls' one-off costs) to the first report twice as many in.
@@ -81,7 +81,7 @@ class TimeFit:
         per_step = (now - timed_at - (self.one_off - one_off_then)) / (step - timed_step)
         # The time left, less a margin and the last step's validation pass.
         left = TIME_FILL * (config.max_seconds - now) - self.validation_cost
-        fitted = int(distributed.from_main(float(step + int(left / per_step))))
+        fitted = int(processes.from_main(float(step + int(left / per_step))))
         if fitted <= step:
             return None  # the time is up: the limit stops the run at the next step
         floored = self._floored(config, fitted)
@@ -109,7 +109,7 @@ class TimeFit:
         timed_step, timed_at, _ = self.timing
         per_step = (now - timed_at) / (step - timed_step)
         fitted = step + round((config.max_seconds - now) / max(per_step, 1e-9))
-        fitted = int(distributed.from_main(float(fitted)))
+        fitted = int(processes.from_main(float(fitted)))
         if fitted <= step:
             return None  # the budget is spent: its limit stops the run at the next step
         floored = self._floored(config, fitted)
