@@ -41,6 +41,24 @@ def test_bf16_gradients_are_float32_and_close_to_float32s(cell):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_a_one_character_window_multiplies_in_bf16_too(cell):
+    """A window of one character (`--seq-len 1`, or generation) takes the
+    cell's loop-free path; under bf16 its products are bfloat16 as a longer
+    window's are, so its first character's logits are the same as that
+    window's first, and not the float32 model's."""
+    config = ModelConfig(30, embed_dim=8, hidden_size=32, num_layers=2, **SHAPES[cell])
+    params = init_params(config, jax.random.PRNGKey(0))
+    tokens = jax.random.randint(jax.random.PRNGKey(1), (4, 5), 0, 30)  # (B, T)
+
+    def first(precision, window):  # the logits after the first character, (B, V)
+        return forward(CharLSTM(config, precision), params, tokens[:, :window], zero_carry(config, 4))[0][:, 0]
+
+    one, five = first("bf16", 1), first("bf16", 5)
+    np.testing.assert_allclose(one, five, atol=1e-5)
+    assert float(jnp.abs(one - first("fp32", 1)).max()) > 1e-4  # bf16 shows
+
+
 def test_200_bf16_steps_follow_the_float32_losses(tiny_corpus):
     """The default cell (layer-normalised LSTM), 200 steps of a small model
     through the compiled train step: the losses, averaged over 10 steps as

@@ -182,7 +182,11 @@ def train(
         ),
     ] = _T.min_lr_ratio,
     weight_decay: Annotated[
-        float, typer.Option(flag("weight_decay"), help="AdamW decoupled weight decay on weight matrices.")
+        float,
+        typer.Option(
+            flag("weight_decay"),
+            help="AdamW decoupled weight decay on the recurrent and head weights (not the embedding, biases or gains).",
+        ),
     ] = _T.weight_decay,
     dropout: Annotated[
         float,

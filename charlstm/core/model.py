@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 
 from charlstm.config import ModelConfig
-from charlstm.core.cells import Resets, restart
+from charlstm.core.cells import Resets, dot, restart
 from charlstm.core.gru import gru_layer, gru_record, gru_update
 from charlstm.core.ln_lstm import ln_lstm_layer, ln_lstm_record
 from charlstm.core.lstm import lstm_layer, lstm_record, lstm_update
@@ -101,7 +101,8 @@ class LSTMLayer(nn.Module):
             return hs, (h, c)
         if xs.shape[0] == 1:  # one character at a time (generation): no loop
             h_prev, c_prev = _restarted(carry, resets)
-            h, c = lstm_update(xs[0] @ w_x + b + h_prev @ w_h, c_prev)  # (B, 4H) -> (B, H)
+            z = dot(xs[0], w_x, w_x.dtype) + b + dot(h_prev, w_h, w_h.dtype)  # (B, 4H); bf16 as a window's are
+            h, c = lstm_update(z, c_prev)  # (B, H) each
             return h[None], (h, c)
         # A window: the whole recurrence with its hand-written backward pass
         # (see cells.py for why, and what it measured).
@@ -143,7 +144,7 @@ class GRULayer(nn.Module):
             _record(self, {**recorded, "c": jnp.zeros_like(hs)})
             return hs, (h, c)
         if xs.shape[0] == 1:  # one character at a time (generation): no loop
-            h = gru_update(xs[0] @ w_x + b, _restarted(carry, resets)[0], w_h, w_hn)  # (B, H)
+            h = gru_update(dot(xs[0], w_x, w_x.dtype) + b, _restarted(carry, resets)[0], w_h, w_hn)  # (B, H)
             return h[None], (h, c)
         # A window: the recurrence with its hand-written backward pass (gru.py).
         hs, h = gru_layer(xs, w_x, b, w_h, w_hn, h_last, resets)  # hs (T, B, H)

@@ -20,8 +20,8 @@ of any size draws the same characters as generating in one go.
 (`generation.py` turns these pieces into texts.)
 
 Shapes: B rows, V vocabulary size, K the characters of one block of noise
-(NOISE_BLOCK, or fewer for a shorter call), P the characters of one block
-of prime (PRIME_BLOCK).
+(NOISE_BLOCK, or fewer for a shorter call), P a prime's length (the
+whole prime's, or PRIME_BLOCK's where one block of it is read).
 """
 
 from __future__ import annotations

@@ -54,7 +54,7 @@ class Hyperparameters:
     alpha: ArrayLike  # () float32: the final learning rate as a fraction of the peak
     one_minus_alpha: ArrayLike  # () float32: 1 - alpha, computed in float64 as optax does
     grad_clip: ArrayLike  # () float32: the global gradient norm clipped to
-    # () float32: decoupled (AdamW), on weight matrices only; optax scales
+    # () float32: decoupled (AdamW), on weight matrices but the embedding (decay_mask); optax scales
     # it by the scheduled learning rate, so it warms up and decays too.
     weight_decay: ArrayLike
 
@@ -118,7 +118,7 @@ def make_optimizer(h: Hyperparameters) -> optax.GradientTransformation:
         optax.adamw(
             functools.partial(learning_rate, h),
             b1=0.9,
-            b2=0.99,
+            b2=0.99,  # not 0.999: see docs/design.md, "The optimizer"
             weight_decay=h.weight_decay,
             mask=decay_mask,
         ),
