@@ -87,9 +87,12 @@ def restart(x: jax.Array, restart_t: jax.Array | None) -> jax.Array:
     return x if restart_t is None else jnp.where(restart_t[:, None], 0.0, x)
 
 
-def states_as_read(xs: jax.Array, resets: Resets) -> jax.Array:
-    """xs (T, B, H), the state before each step, as the step reads it."""
-    return xs if resets is None else jnp.where(resets[..., None], 0.0, xs)
+def states_as_read(x0: jax.Array, xs: jax.Array, resets: Resets) -> jax.Array:
+    """The state before each step, as the step read it (zero where it
+    restarted): x0 (B, H), the state before the window, then the states
+    after each step but the last, xs (T, B, H) -> (T, B, H)."""
+    before = jnp.concatenate([x0[None], xs[:-1]])  # (T, B, H)
+    return before if resets is None else jnp.where(resets[..., None], 0.0, before)
 
 
 def rows_transposed(x: jax.Array) -> jax.Array:

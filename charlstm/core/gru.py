@@ -75,7 +75,7 @@ def _gru_backward(saved: tuple[jax.Array, ...], grads: tuple[jax.Array, jax.Arra
     xs, w_x, w_h, w_hn, h0, hs, gates, resets = saved
     dhs, dh_last = grads  # (T, B, H), (B, H)
     hidden, dtype = h0.shape[-1], w_h.dtype
-    h_prevs = states_as_read(jnp.concatenate([h0[None], hs[:-1]]), resets)  # (T, B, H): h_{t-1} as step t read it
+    h_prevs = states_as_read(h0, hs, resets)  # (T, B, H): h_{t-1} as step t read it
     # Transposed once, not at every step (the barrier keeps XLA from folding it back in).
     w_h_t = jax.lax.optimization_barrier(w_h.T)  # (2H, H)
     w_hn_t = jax.lax.optimization_barrier(w_hn.T)  # (H, H)

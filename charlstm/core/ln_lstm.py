@@ -111,7 +111,7 @@ def _ln_lstm_backward(
     hs, cs, gates, ah, rstd_h, nc, rstd_c, tanh_y, resets = saved[10:]  # per step, (T, B, ...)
     dhs, dh_last, dc_last = grads  # (T, B, H), (B, H), (B, H)
     hidden, dtype = h0.shape[-1], w_h.dtype
-    c_prevs = states_as_read(jnp.concatenate([c0[None], cs[:-1]]), resets)  # (T, B, H)
+    c_prevs = states_as_read(c0, cs, resets)  # (T, B, H)
     w_h_t = jax.lax.optimization_barrier(w_h.T)  # (4H, H)
 
     def step(carry: State, at_t: tuple[jax.Array, ...]) -> tuple[State, tuple[jax.Array, ...]]:
@@ -127,7 +127,7 @@ def _ln_lstm_backward(
 
     at = (dhs, gates, c_prevs, ah, rstd_h, nc, rstd_c, tanh_y, resets)
     (dh0, dc0), (dzs, das, dys) = jax.lax.scan(step, (dh_last, dc_last), at, reverse=True)  # (T, B, 4H|4H|H)
-    h_prevs = states_as_read(jnp.concatenate([h0[None], hs[:-1]]), resets)  # (T, B, H)
+    h_prevs = states_as_read(h0, hs, resets)  # (T, B, H)
     dw_h = dot(rows_transposed(h_prevs), das.reshape(-1, 4 * hidden), dtype)  # (H, 4H)
     dax = _normalised_grad(dzs * gain_x, ax, rstd_x)  # (T, B, 4H): the gradient of xs @ W_x
     dw_x = dot(rows_transposed(xs), dax.reshape(-1, 4 * hidden), dtype)  # (D, 4H)

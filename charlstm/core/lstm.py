@@ -109,7 +109,7 @@ def _lstm_backward(
     hidden, dtype = h0.shape[-1], w_h.dtype
     # c_{t-1} is the kept c shifted by one step, not an array of its own: one
     # (T, B, H) array fewer kept from the forward pass.
-    c_prev = states_as_read(jnp.concatenate([c0[None], cs[:-1]]), resets)  # (T, B, H): c_{t-1} as step t read it
+    c_prev = states_as_read(c0, cs, resets)  # (T, B, H): c_{t-1} as step t read it
     w_h_t = jax.lax.optimization_barrier(w_h.T)  # (4H, H), transposed once rather than at each step
 
     def step(carry: State, at_t: tuple[jax.Array, ...]) -> tuple[State, jax.Array]:
@@ -125,7 +125,7 @@ def _lstm_backward(
 
     at = (dhs, gates, cs, c_prev, resets)
     (dh0, dc0), dzs = jax.lax.scan(step, (dh_last, dc_last), at, reverse=True)  # dzs (T, B, 4H)
-    h_prev = states_as_read(jnp.concatenate([h0[None], hs[:-1]]), resets)  # (T, B, H): h_{t-1} as step t read it
+    h_prev = states_as_read(h0, hs, resets)  # (T, B, H): h_{t-1} as step t read it
     dz_rows = dzs.reshape(-1, 4 * hidden)  # (T*B, 4H)
     dw_h = dot(rows_transposed(h_prev), dz_rows, dtype)  # (H, 4H), one product over all T*B rows
     dw_x = dot(rows_transposed(xs), dz_rows, dtype)  # (D, 4H)
