@@ -33,6 +33,9 @@ from charlstm.errors import CorpusError
 from charlstm.text.streams import Segments
 from charlstm.units import bits
 
+# Characters a compiled call scores. The state carries from one call to the
+# next, so this sets how often the host dispatches and how many (B, W, V)
+# logits a call holds at once, not the loss.
 EVAL_WINDOW = 256
 # A stream starts from a zero state and pays a few characters of warm-up;
 # keep streams long enough that this is noise.
