@@ -28,18 +28,21 @@ ROOT = Path(__file__).resolve().parent.parent
 CELLS = {"lstm": {}, "ln-lstm": {"norm": "layer"}, "gru": {"cell": "gru"}}
 # The vocabulary holds markup: a page that let it through would run it.
 HOSTILE = "<script>document.title='pwned'</script><img src=x onerror=\"document.title='pwned'\">&amp;\n"
-PRIME = "HAMLET.\nTo <be>"
+# Characters beyond the Basic Multilingual Plane: one each to Python, two
+# UTF-16 units each to JavaScript's strings.
+ASTRAL = "\U0001f600 \U0001d11e\n"
+PRIME = "HAMLET.\nTo <be> \U0001f600"
 numpy_forward = runpy.run_path(str(ROOT / "examples" / "numpy_forward.py"))
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """One checkpoint per cell (see helpers.perturbed_checkpoint), on a corpus
-    with markup in it; and "documents", a model of a folder of two files,
+    with markup and characters beyond the BMP in it; and "documents", a model of a folder of two files,
     whose vocabulary has the symbol that starts a document."""
     root = tmp_path_factory.mktemp("export")
     corpus = root / "tiny.txt"
-    corpus.write_text(_tiny_text() + HOSTILE, encoding="utf-8")
+    corpus.write_text(_tiny_text() + HOSTILE + ASTRAL, encoding="utf-8")
     found = {
         name: perturbed_checkpoint(corpus, root / name, model, seed=i) for i, (name, model) in enumerate(CELLS.items())
     }
@@ -47,8 +50,9 @@ def runs(tmp_path_factory):
     folder.mkdir()
     half = len(_tiny_text()) // 2
     (folder / "a.txt").write_text(_tiny_text()[:half], encoding="utf-8")
-    (folder / "b.txt").write_text(_tiny_text()[half:] + HOSTILE, encoding="utf-8")
-    found["documents"] = perturbed_checkpoint(folder, root / "documents", {}, seed=len(CELLS))
+    (folder / "b.txt").write_text(_tiny_text()[half:] + HOSTILE + ASTRAL, encoding="utf-8")
+    # Seed 5: a model that ends its document 47 characters into its greedy continuation of PRIME.
+    found["documents"] = perturbed_checkpoint(folder, root / "documents", {}, seed=5)
     return found
 
 
