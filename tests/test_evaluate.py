@@ -1,6 +1,7 @@
 """Scoring text: every character once, with carried state, as validation does."""
 
 import itertools
+import logging
 import math
 
 import jax
@@ -15,7 +16,7 @@ from charlstm.core.scorer import EVAL_WINDOW, MIN_STREAM_CHARS, make_scorer
 from charlstm.errors import CorpusError
 from charlstm.text.vocab import BOUNDARY, Vocab
 
-from .helpers import new_tiny_run, train
+from .helpers import COMPILE_LOGGER, compilations, new_tiny_run, train
 
 
 def _direct_loss(cfg, params, ids):
@@ -80,6 +81,19 @@ def test_a_text_the_model_cannot_read_says_so(trained_run):
     model = api.load(trained_run[0])
     with pytest.raises(CorpusError, match="nothing to score"):
         model.evaluate("€€€€ü")
+
+
+def test_evaluating_again_compiles_nothing(trained_run, tiny_text, caplog):
+    """A second `evaluate` (another text, the same shape of window) reuses
+    the first one's program: scoring many short texts used to compile again
+    for each, about a second apiece."""
+    model = api.load(trained_run[0])
+    with caplog.at_level(logging.DEBUG, logger=COMPILE_LOGGER):
+        first = model.evaluate(tiny_text[:600])
+        once = compilations(caplog.records, "window_loss")
+        second = model.evaluate(tiny_text[600:1200])
+    assert compilations(caplog.records, "window_loss") == once
+    assert first.loss != second.loss
 
 
 def test_a_users_text_holding_the_boundary_symbol_is_not_read_as_documents(tmp_path):

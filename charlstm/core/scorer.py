@@ -17,6 +17,7 @@ windows are T), V vocabulary size.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -121,6 +122,9 @@ def make_scorer(config: ModelConfig) -> Callable[..., Score]:
 Reading = Generator[float, None, Score]
 
 
+# One reader per model shape in a process: its jitted window is compiled
+# once, not again at every `Model.evaluate` (about a second each, measured).
+@functools.lru_cache(maxsize=16)
 def make_reader(config: ModelConfig) -> Callable[[Params, np.ndarray | Segments, int], Reading]:
     """`read(params, ids, max_streams)`: a generator that scores `ids` as
     `make_scorer`'s function does, a window at a time. Before each window it
