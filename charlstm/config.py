@@ -60,6 +60,12 @@ def path_like(value: Any, what: str) -> None:
     _check(isinstance(value, str | os.PathLike), f"{what} must be a path (a str or a Path), got {value!r}")
 
 
+def optional_callable(value: Any, what: str) -> None:
+    """Refuse, as a ConfigError naming `what`, a callback that is neither
+    None nor callable: found only when first called, it would fail mid-run."""
+    _check(value is None or callable(value), f"{what} must be a function (or None), got {value!r}")
+
+
 def html_file(value: Any, what: str) -> Path:
     """`value` as the HTML page to write: a path (see `path_like`) that is not
     a folder and ends in .html or .htm, so that a browser opens what it names."""
@@ -73,15 +79,18 @@ def html_file(value: Any, what: str) -> Path:
     return path
 
 
-def unknown_fields(given: Iterable[str], *classes: type) -> str | None:
+def unknown_fields(given: Iterable[str], *classes: type, also: Iterable[str] = ()) -> str | None:
     """What an API caller got wrong in the options it passed to the config
     `classes`: the names none has a field for, each with the field it likely
-    meant (a flag's name, `lr`, stands for its field, `learning_rate`)."""
+    meant (a flag's name, `lr`, stands for its field, `learning_rate`), or
+    the keyword among `also` (the function's own: `hidden_size` for
+    `hiden_size`)."""
     fields = [f.name for cls in classes for f in dataclasses.fields(cls)]
-    by_flag = {label(name): name for name in fields}
+    candidates = [*fields, *also]
+    by_flag = {label(name): name for name in candidates}
     wrong = []
     for name in sorted(set(given) - set(fields)):
-        meant = by_flag.get(name) or next(iter(difflib.get_close_matches(name, fields, n=1)), None)
+        meant = by_flag.get(name) or next(iter(difflib.get_close_matches(name, candidates, n=1)), None)
         wrong.append(f"{name}" + (f" (did you mean {meant}?)" if meant else ""))
     return ", ".join(wrong) or None
 
@@ -233,7 +242,8 @@ class TrainConfig:
         _check(self.log_every >= 1, f"{flag('log_every')} must be >= 1, got {self.log_every}")
         _check(
             self.max_seconds is None or 0 < self.max_seconds < math.inf,
-            f"{flag('max_seconds')} must be a finite number of minutes > 0, got {(self.max_seconds or 0) / 60:g}",
+            f"{flag('max_seconds')} must be a finite number of minutes > 0, got {(self.max_seconds or 0) / 60:g} "
+            f"(max_seconds={self.max_seconds})",
         )
         _check(
             self.patience is None or self.patience >= 1,
@@ -349,6 +359,7 @@ def check_api_key(api_key: str | None) -> None:
     """Refuse an empty key: it would refuse every request (no token is
     empty) while reading as "no key" everywhere else, a mistake like an
     unset $KEY."""
+    _check(api_key is None or isinstance(api_key, str), f"{flag('api_key')} must be a text, got {api_key!r}")
     _check(
         api_key is None or bool(api_key.strip()),
         f"{flag('api_key')} is empty: give a key, or leave it out to serve without one",

@@ -135,6 +135,24 @@ def test_a_python_callers_mistakes_are_config_errors(trained_run):
         # A web developer's walkthrough (2026-12-03, night): an empty key refused every request.
         (lambda: charlstm.app(model, timeout=3), "unknown server option: timeout (did you mean timeout_s?)"),
         (lambda: charlstm.app(model, api_key=""), "--api-key is empty: give a key, or leave it out"),
+        # A library user's walkthrough (2026-12-04): wrong suggestions, and TypeErrors from deep inside.
+        (lambda: charlstm.train(trained_run[1], "x", hiden_size=16), "hiden_size (did you mean hidden_size?)"),
+        (lambda: charlstm.train(trained_run[1], "x", layers=1), "layers (did you mean num_layers?)"),
+        (lambda: charlstm.train(trained_run[1], "x", should_stop=True), "should_stop must be a function (or None)"),
+        (lambda: charlstm.train(trained_run[1], "x", on_event=5), "on_event must be a function (or None), got 5"),
+        (lambda: charlstm.train(trained_run[1], "x", max_seconds=-1), "got -0.0166667 (max_seconds=-1.0)"),
+        (lambda: charlstm.resume(trained_run[0], lr=1e-3), "unknown training option: lr (did you mean learning_rate?)"),
+        (lambda: charlstm.load(123), "path must be a path (a str or a Path), got 123"),
+        (lambda: charlstm.describe(123), "path must be a path (a str or a Path), got 123"),
+        (lambda: charlstm.list_runs(123), "runs_dir must be a path (a str or a Path), got 123"),
+        (lambda: charlstm.app(str(trained_run[0])), "app takes a charlstm.Model, such as charlstm.load(RUN), got str"),
+        (lambda: charlstm.app(model, api_key=5), "--api-key must be a text, got 5"),
+        (lambda: charlstm.serve(model, port="8000"), "--port must be a whole number, got '8000'"),
+        (lambda: charlstm.tune(trained_run[1], eval_every=3), "eval_every is set for each trial by the search"),
+        (
+            lambda: charlstm.tune(trained_run[1], hidden_size=16, space={"hidden_size": "16,32"}),
+            "hidden_size is given twice, as 16 and in space ('16,32'): give it once",
+        ),
     ]:
         with pytest.raises(charlstm.ConfigError, match=re.escape(message)):
             call()

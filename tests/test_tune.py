@@ -339,3 +339,27 @@ def test_tune_reads_what_train_reads_folders_patterns_and_validation_files(runne
     suggested = f"train it longer: charlstm train {src} "
     line = next(line for line in result.stderr.splitlines() if line.startswith(suggested))
     assert f"--glob '**/*.py' --skip-bad-files --val-file {tmp_path / 'dev.py'}" in line
+
+
+def test_a_fixed_value_of_a_searched_field_narrows_the_search(tiny_corpus, tmp_path):
+    """`charlstm.tune(..., hidden_size=8)` searches hidden size 8 only, as
+    `charlstm tune --hidden 8` does; the trials used to draw their own."""
+    import charlstm
+
+    search = charlstm.tune(
+        tiny_corpus,
+        tmp_path / "s",
+        trials=2,
+        steps=2,
+        hidden_size=8,
+        num_layers=1,
+        seq_len=16,
+        dropout=0.0,
+        embed_dim=8,
+        batch_size=4,
+    )
+    assert len(search.trials) == 2
+    for trial in search.trials:
+        assert (trial.model["hidden_size"], trial.model["num_layers"], trial.model["embed_dim"]) == (8, 1, 8)
+        assert (trial.train["seq_len"], trial.train["dropout"], trial.train["batch_size"]) == (16, 0.0, 4)
+    assert len({trial.train["learning_rate"] for trial in search.trials}) == 2  # still searched

@@ -397,6 +397,8 @@ def load(path: str | Path | None = None, prefer: str = checkpoint.BEST) -> Model
     """A run directory (its best checkpoint by validation loss, or with
     `prefer="latest"` its newest), or one checkpoint step directory; by
     default the most recently updated run under ./runs."""
+    if path is not None:
+        path_like(path, "path")
     ckpt = checkpoint.load(Path(path) if path is not None else catalog.most_recent_run(RUNS_DIR), prefer=prefer)
     return Model(
         path=ckpt.path,

@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from charlstm.config import path_like
 from charlstm.core.model import param_count
 from charlstm.errors import CharlstmError, ConfigError, shown
 from charlstm.plots import curves
@@ -25,6 +26,7 @@ from charlstm.training.runlog import METRICS_FILE, read_metrics
 def list_runs(runs_dir: str | Path = RUNS_DIR) -> list[catalog.RunSummary]:
     """Every run under `runs_dir` with a checkpoint, most recently updated
     last; runs that cannot be read say why in `RunSummary.problem`."""
+    path_like(runs_dir, "runs_dir")
     return catalog.list_runs(Path(runs_dir))
 
 
@@ -42,6 +44,8 @@ def describe(path: str | Path | None = None) -> Description:
     """A checkpoint's configuration, vocabulary, corpus and metrics, from its
     metadata alone (no arrays are read): a run directory's best checkpoint,
     or one step directory; by default the most recently updated run under ./runs."""
+    if path is not None:
+        path_like(path, "path")
     meta = checkpoint.describe(Path(path) if path is not None else catalog.most_recent_run(RUNS_DIR))
     validation = manifest.describe_validation(meta.corpus, meta.train_config.val_fraction)
     return Description(meta, param_count(meta.model_config), validation, meta.train_config.warmup_used)

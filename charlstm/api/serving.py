@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from charlstm.api.model import Model
-from charlstm.config import ServeConfig, check_api_key, unknown_fields
+from charlstm.config import ServeConfig, check_api_key, optional_callable, unknown_fields, whole_number
 from charlstm.errors import CharlstmError, ConfigError
 from charlstm.flags import flag
 
@@ -23,6 +23,8 @@ def app(model: Model, *, api_key: str | None = None, **limits: Any) -> Any:
         from charlstm.serving.app import create_app
     except ImportError as err:
         raise _needs_the_extra(err) from None
+    if not isinstance(model, Model):
+        raise ConfigError(f"app takes a charlstm.Model, such as charlstm.load(RUN), got {type(model).__name__}")
     check_api_key(api_key)
     wrong = unknown_fields(limits, ServeConfig)
     if wrong:
@@ -54,10 +56,12 @@ def serve(
         from charlstm.serving import server  # uvicorn: the extra may be half installed
     except ImportError as err:
         raise _needs_the_extra(err) from None
+    if not 1 <= whole_number(port, flag("port")) <= 65535:
+        raise ConfigError(f"{flag('port')} must be from 1 to 65535, got {port}")
+    optional_callable(on_ready, "on_ready")
+    optional_callable(on_stop, "on_stop")
     application = app(model, api_key=api_key, **limits)
 
-    if not 1 <= port <= 65535:
-        raise ConfigError(f"{flag('port')} must be from 1 to 65535, got {port}")
     drain = application.state.limits.timeout_s + 5  # every request in flight can finish
     try:
         server.run(application, host, port, drain_s=drain, access_log=access_log, on_ready=on_ready, on_stop=on_stop)

@@ -15,6 +15,7 @@ from charlstm.config import (
     ModelConfig,
     TrainConfig,
     check_seed,
+    optional_callable,
     path_like,
     unknown_fields,
 )
@@ -93,6 +94,7 @@ def train(
     stops (resume it later). `devices`: how many local devices to split the
     batch over (default: all). Raises TrainingDiverged if a loss, the
     gradients or the parameters stop being finite."""
+    _check_callbacks(on_event, should_stop)
     on_event = _warnings_after_opening(on_event)
     for path in corpus if isinstance(corpus, list | tuple) else [corpus]:
         path_like(path, "corpus")
@@ -117,7 +119,7 @@ def train(
             _warn_of_preset(preset, given, Path(init_from), tuned, on_event)
         if tuned:
             options["learning_rate"] = FINE_TUNE_LEARNING_RATE
-    unknown = unknown_fields(options, TrainConfig)
+    unknown = unknown_fields(options, TrainConfig, also=_TRAIN_KEYWORDS)
     if unknown:
         raise ConfigError(f"unknown training option: {unknown}")
     config = TrainConfig(**options)
@@ -178,6 +180,10 @@ def resume(
     the corpus file changed. `devices` need not be the count the run started
     with: the batch only has to split evenly over it."""
     path_like(run_dir, "run_dir")
+    _check_callbacks(on_event, should_stop)
+    unknown = unknown_fields(overrides, TrainConfig)
+    if unknown:  # before "cannot change" names a field that is not one
+        raise ConfigError(f"unknown training option: {unknown}")
     path = Path(run_dir)
     on_event = _warnings_after_opening(on_event)
     run = session.resumed_run(path, overrides, force=force, on_event=on_event)
@@ -261,16 +267,21 @@ def tune(
     `steps` per trial, or `budget_s` seconds of training (default 60).
     `space` narrows what is searched, by config field ("learning_rate":
     "1e-3:3e-2", "hidden_size": "128,256"; see `training.search_space.SPACE`);
-    `fixed` sets other ModelConfig and TrainConfig fields for every trial.
+    `fixed` sets other ModelConfig and TrainConfig fields for every trial; a
+    searched one given there (hidden_size=128) narrows its dimension to that
+    value, and the fields the search sets itself (eval_every,
+    checkpoint_every, max_seconds) are refused.
     `corpus`, `glob`, `val_file` and `skip_bad_files` name the text as for
     `train`.
     Returns the search's directory and its trials, best first."""
+    _check_callbacks(on_event, should_stop)
     unknown = unknown_fields(fixed, ModelConfig, TrainConfig)
     if unknown:
         raise ConfigError(f"unknown training option: {unknown}")
     for name, values in (space or {}).items():
         if not isinstance(values, str):
             raise ConfigError(f"space[{name!r}] must be a text such as '128,256' or '1e-3:3e-2', got {values!r}")
+    space, fixed = _narrowed(space, fixed)
     model = {k: v for k, v in fixed.items() if k in _MODEL_FIELDS}
     train = {k: v for k, v in fixed.items() if k not in _MODEL_FIELDS}
     plan = tuning.plan(
@@ -291,3 +302,38 @@ def tune(
     )
     results = list(tuning.search(plan, on_event or (lambda e: None), should_stop or (lambda: False)))
     return tuning.Search(plan.out, len(plan.points), tuning.ranked(results))
+
+
+# What the search sets for each trial: its length and when it validates.
+_SET_PER_TRIAL = {"max_seconds": "budget_s", "eval_every": "steps or budget_s", "checkpoint_every": "steps or budget_s"}
+
+
+def _narrowed(space: Mapping[str, str] | None, fixed: dict[str, Any]) -> tuple[dict[str, str], dict[str, Any]]:
+    """A fixed value of a searched field (hidden_size=16) is that dimension
+    narrowed to it, as `charlstm tune --hidden 16` is: the trials would
+    otherwise draw their own and drop it. Fields the search sets for every
+    trial are refused."""
+    searched = {dim.field for dim in tuning.SPACE}
+    narrowed, rest = dict(space or {}), {}
+    for name, value in fixed.items():
+        if name in _SET_PER_TRIAL:
+            raise ConfigError(f"{name} is set for each trial by the search: give {_SET_PER_TRIAL[name]} instead")
+        if name not in searched:
+            rest[name] = value
+        elif name in narrowed:
+            raise ConfigError(f"{name} is given twice, as {value!r} and in space ({narrowed[name]!r}): give it once")
+        else:
+            narrowed[name] = f"{value}"
+    return narrowed, rest
+
+
+# train's own keyword arguments, which a misspelt option may have meant.
+_TRAIN_KEYWORDS = (
+    *("preset", "hidden_size", "num_layers", "embed_dim", "cell", "norm"),
+    *("glob", "val_file", "skip_bad_files", "init_from", "devices"),
+)
+
+
+def _check_callbacks(on_event: Any, should_stop: Any) -> None:
+    optional_callable(on_event, "on_event")
+    optional_callable(should_stop, "should_stop")

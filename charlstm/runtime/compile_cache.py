@@ -33,11 +33,11 @@ def cache_dir() -> Path | None:
     return base / "charlstm" / "jax"
 
 
-def enable_compilation_cache(directory: Path | None = None) -> Path | None:
+def enable_compilation_cache(directory: str | Path | None = None) -> Path | None:
     """Cache compiled programs in `directory` (default: `cache_dir()`).
     Returns the directory used, or None if caching is off or impossible
     (an unwritable location only costs speed, so it is not an error)."""
-    directory = directory or cache_dir()
+    directory = Path(directory) if directory else cache_dir()
     if directory is None:
         return None
     try:
