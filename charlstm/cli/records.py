@@ -42,6 +42,7 @@ def score_record(text_path: str, where: Path, score: Score) -> dict[str, Any]:
         "chars": score.chars,
         "skipped": sum(score.skipped.values()),
         "skipped_chars": dict(score.skipped),
+        "skipped_share": score.skipped_share,
         "loss": score.loss,
         "bits_per_char": score.bits_per_char,
         "perplexity": score.perplexity,

@@ -134,6 +134,10 @@ def _corpus_text(meta: Meta) -> str:
     return f"{where}{skipped} (sha256 {meta.corpus_sha256[:12]}...)"
 
 
+# From this share of a text left out, eval says its loss is not a whole text's.
+SKIPPED_SHARE_NOTED = 0.01
+
+
 def score_table(text_path: str, where: Path, score: Score) -> Table:
     table = Table(show_header=False, show_edge=False, box=None, padding=(0, 2))
     table.add_column(style="bold", no_wrap=True)
@@ -147,6 +151,12 @@ def score_table(text_path: str, where: Path, score: Score) -> Table:
             "not in vocabulary, or U+FDD0, which marks documents" if BOUNDARY in score.skipped else "not in vocabulary"
         )
         table.add_row(f"skipped ({why})", f"{sum(score.skipped.values()):,}: {skipped_text(score.skipped)}")
+        if score.skipped_share >= SKIPPED_SHARE_NOTED:
+            table.add_row(
+                "note",
+                f"{score.skipped_share:.0%} of the text was left out: the loss is over the rest only, not comparable "
+                "with a model that reads all of it",
+            )
     table.add_row("loss", f"{score.loss:.4f} nats/char")
     table.add_row("bits per char", f"{score.bits_per_char:.4f}")
     table.add_row("perplexity", f"{score.perplexity:.3f}")

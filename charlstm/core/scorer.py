@@ -63,6 +63,13 @@ class Score:
     def perplexity(self) -> float:
         return math.exp(self.loss)
 
+    @property
+    def skipped_share(self) -> float:
+        """The share of the text's characters left out, 0 to 1 (about: a
+        text's first character is read, not scored)."""
+        left = sum(self.skipped.values())
+        return left / (left + self.chars) if left else 0.0
+
 
 @dataclass(frozen=True)
 class ScoreStreams:
