@@ -550,3 +550,19 @@ def test_a_pipe_is_refused_at_once_not_waited_on(runner, tmp_path):
         (tmp_path / "a.txt").write_text("the king and queen of denmark\n" * 40, encoding="utf-8")
         result = runner.invoke(app, [*args, *TINY, "--steps", "2", "--out", str(tmp_path / "run")])
         assert result.exit_code == 2 and message in result.stderr, result.output
+
+
+def test_windows_line_endings_and_a_byte_order_mark_are_pointed_out(runner, tmp_path):
+    """Read byte for byte, '\\r\\n' teaches the model '\\r' (and --stop '\\n\\n'
+    never meets its blank lines), and a BOM an invisible character it writes:
+    the run says so, once each, with what to do."""
+    text = "The king speaks to the queen.\r\n\r\nAnd she answers him.\r\n" * 40
+    (tmp_path / "win.txt").write_bytes(b"\xef\xbb\xbf" + text.encode("utf-8"))
+    result = runner.invoke(app, ["train", str(tmp_path / "win.txt"), "-o", str(tmp_path / "run"), *TINY])
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.stderr.split())
+    assert said.count("the text has carriage returns") == 1 and "dos2unix FILE" in said
+    assert said.count("the text has U+FEFF, the byte-order mark") == 1
+    (tmp_path / "unix.txt").write_text(text.replace("\r\n", "\n"), encoding="utf-8")
+    clean = runner.invoke(app, ["train", str(tmp_path / "unix.txt"), "-o", str(tmp_path / "clean"), *TINY])
+    assert clean.exit_code == 0 and "the text has" not in clean.stderr

@@ -118,7 +118,8 @@ class Warned:
     """Something about training that needs the user's attention (see `health.py`)."""
 
     step: int
-    kind: str  # "exploding", "vanishing", "loss rising", "corpus changed", "schedule", "validation" or "preset"
+    # "exploding", "vanishing", "loss rising", "corpus changed", "schedule", "validation", "preset" or "text"
+    kind: str
     message: str
 
 

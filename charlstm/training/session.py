@@ -112,7 +112,29 @@ def read(source: Source, on_event: EventHandler | None) -> Corpus:
         empty = tuple(f.path for f in corpus.skipped if f.problem == EMPTY)
         if empty:  # one event for them all: a source tree may have hundreds of empty __init__.py
             on_event(events.SkippedEmpty(empty))
+        for message in _unwanted_characters(corpus.charset):
+            on_event(events.Warned(0, "text", message))
     return corpus
+
+
+def _unwanted_characters(charset: str) -> list[str]:
+    """Warnings for characters a text's author rarely means to teach: the
+    model learns them like any other and writes them in its samples. The
+    files are read as they are, byte for byte (a run resumes on the same
+    text), so converting them is the user's choice."""
+    found = []
+    if "\r" in charset:
+        found.append(
+            "the text has carriage returns ('\\r': Windows line endings, '\\r\\n'): the model learns and writes them, "
+            f"and {flag('stop')} '\\n\\n' will not meet its blank lines ('\\r\\n\\r\\n'); convert the files to "
+            "'\\n' line endings first (dos2unix FILE) unless that is what you want"
+        )
+    if "\ufeff" in charset:
+        found.append(
+            "the text has U+FEFF, the byte-order mark some editors start a UTF-8 file with: the model learns it and "
+            "writes it, invisible, in its samples; remove it from the files first (sed -i '1s/^\\xEF\\xBB\\xBF//' FILE)"
+        )
+    return found
 
 
 def _ready(run: Run, on_event: EventHandler | None) -> None:
