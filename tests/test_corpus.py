@@ -321,3 +321,11 @@ def test_a_damaged_token_file_is_refused_where_it_is_read_and_a_failed_start_can
     (run_dir / "metrics.jsonl").touch()
     with pytest.raises(CharlstmError, match="already exists and is not empty"):
         check_run_dir(run_dir)
+
+
+def test_a_source_as_the_command_line_that_reads_it_again():
+    """What resume's and tune's suggested commands give `charlstm train`: a
+    suggestion without the run's --skip-bad-files failed on its bad files."""
+    assert Source(("a.txt",)).arguments() == ["a.txt"]
+    read = Source(("src", "more src"), "**/*.py", ("dev.py",), skip_bad_files=True)
+    assert read.arguments() == ["src", "more src", "--glob", "**/*.py", "--skip-bad-files", "--val-file", "dev.py"]

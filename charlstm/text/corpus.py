@@ -38,6 +38,15 @@ class Source:
     val_files: tuple[str, ...] = ()
     skip_bad_files: bool = False  # leave out files that are not UTF-8 text instead of stopping
 
+    def arguments(self) -> list[str]:
+        """The words of a `charlstm train` command line that read this text
+        the same way: its paths, then --glob, --skip-bad-files and --val-file
+        where they differ from the defaults."""
+        words = list(self.paths)
+        words += [flag("glob"), self.glob] if self.glob != DEFAULT_GLOB else []
+        words += [flag("skip_bad_files")] if self.skip_bad_files else []
+        return words + [word for path in self.val_files for word in (flag("val_file"), path)]
+
 
 @dataclass(frozen=True)
 class Document:

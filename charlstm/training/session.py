@@ -258,7 +258,7 @@ def resumed_run(
     if unknown:
         raise CorpusError(
             f"corpus {corpus.path} now has characters the model has no place for: {''.join(unknown)!r}; to train "
-            f"on it, start a new run from this one's weights: charlstm train {shlex.quote(corpus.path)} "
+            f"on it, start a new run from this one's weights: charlstm train {shlex.join(source.arguments())} "
             f"{flag('init_from')} {shlex.quote(str(run_dir))}"
         )
     if corpus.boundary and ckpt.vocab.boundary_id is None:
