@@ -16,6 +16,8 @@ from .test_cli import TINY
 from .test_corpus import write_folder
 
 README = Path(__file__).resolve().parent.parent / "README.md"
+# The hint after a refusal that names a file that is not UTF-8.
+LATIN = "; to read Latin-1 or Windows-1252 text, convert it first (iconv -f CP1252 -t UTF-8 FILE > NEW)"
 NEW_OPTIONS = ("--glob", "--val-file", "--skip-bad-files", "--init-from", "--patience")
 
 
@@ -130,7 +132,10 @@ def test_eval_names_a_bad_file_that_joined_the_runs_folder(runner, tmp_path):
     lines = result.stderr.splitlines()
     assert lines[0].startswith("no text given: reading the run's validation text, the last 10% of each of its 2")
     assert lines[1] == f"{poems / 'late.txt'}: not valid UTF-8 (byte offset 3: b'\\xe9\\n')"
-    assert "is not there to take its validation text from (a file is not usable text (listed above)" in lines[2]
+    assert (
+        f"is not there to take its validation text from (a file is not usable text ({poems / 'late.txt'})" in lines[2]
+    )
+    assert "to read Latin-1 or Windows-1252 text, convert it first (iconv -f CP1252" in lines[2]
 
 
 def test_files_that_are_not_text_stop_the_run_each_named_on_its_line(runner, tmp_path):
@@ -141,9 +146,10 @@ def test_files_that_are_not_text_stop_the_run_each_named_on_its_line(runner, tmp
     result = runner.invoke(app, ["train", str(poems), "--out", str(tmp_path / "run"), *TINY])
     assert result.exit_code == 2
     assert result.stderr.splitlines() == [
-        f"{poems / 'a.txt'}: looks like binary data, not text",
+        f"{poems / 'a.txt'}: UTF-16 text, not UTF-8: convert it first (iconv -f UTF-16 -t UTF-8 FILE > NEW)",
         f"{poems / 'b.txt'}: not valid UTF-8 (byte offset 2: b'\\xefve\\n')",
-        "error: 2 files are not usable text (listed above): fix them, or leave them out with --skip-bad-files",
+        f"error: 2 files are not usable text ({poems / 'a.txt'}, {poems / 'b.txt'}): fix them, or leave them out with "
+        f"--skip-bad-files{LATIN}",
     ]
     assert not (tmp_path / "run").exists()
 
@@ -166,7 +172,7 @@ def test_bad_validation_files_and_a_corpus_left_out_whole_say_which_file_and_why
 
     assert train(str(good), "--val-file", str(latin)) == [
         f"--val-file {latin}: {latin_problem}",
-        "error: a file is not usable text (listed above): fix it, or give another --val-file",
+        f"error: a file is not usable text ({latin}): fix it, or give another --val-file{LATIN}",
     ]
     assert train(str(good), "--val-file", str(latin), "--skip-bad-files") == [
         f"{latin}: {latin_problem}",
@@ -175,7 +181,7 @@ def test_bad_validation_files_and_a_corpus_left_out_whole_say_which_file_and_why
     assert train(str(binary), str(latin), "--skip-bad-files") == [
         f"{binary}: looks like binary data, not text",
         f"{latin}: {latin_problem}",
-        "error: no usable text: every file was left out (listed above)",
+        f"error: no usable text: every file was left out ({binary}, {latin})",
     ]
     assert not (tmp_path / "run").exists()
 
@@ -375,8 +381,8 @@ def test_eval_of_a_folder_leaves_out_empty_files_and_names_the_ones_that_are_not
     stopped = runner.invoke(app, ["eval", str(run_dir), str(texts)])
     assert stopped.exit_code == 2
     assert stopped.stderr.splitlines() == [
-        f"error: {texts / '3.txt'}: not valid UTF-8 (byte offset 3: b'\\xe9\\n'); leave out the files that are "
-        "not text with --skip-bad-files"
+        f"{texts / '3.txt'}: not valid UTF-8 (byte offset 3: b'\\xe9\\n')",
+        f"error: a file is not usable text ({texts / '3.txt'}): fix it, or leave it out with --skip-bad-files{LATIN}",
     ]
     result = runner.invoke(app, ["eval", str(run_dir), str(texts), "--skip-bad-files", "--json"])
     assert result.exit_code == 0, result.output
@@ -399,7 +405,8 @@ def test_eval_of_a_folder_leaves_out_empty_files_and_names_the_ones_that_are_not
     (texts / "4.txt").unlink()
     none = runner.invoke(app, ["eval", str(run_dir), str(texts), "--skip-bad-files"])
     assert none.exit_code == 2
-    assert none.stderr.splitlines()[-1] == "error: no usable text: every file was left out"
+    left = f"({texts / '2.txt'}, {texts / '3.txt'})"
+    assert none.stderr.splitlines()[-1] == f"error: no usable text: every file was left out {left}"
     assert f"{texts / '2.txt'}: empty" in none.stderr
     alone = runner.invoke(app, ["eval", str(run_dir), "--glob", "*.md"])
     assert alone.exit_code == 2 and "--glob chooses among the files given: give a folder" in alone.stderr
@@ -408,7 +415,7 @@ def test_eval_of_a_folder_leaves_out_empty_files_and_names_the_ones_that_are_not
     (texts / "2.txt").unlink()
     (texts / "3.txt").unlink()
     lone = runner.invoke(app, ["eval", str(run_dir), str(texts), "--skip-bad-files"])
-    assert lone.exit_code == 2 and "error: no usable text: every file was left out" in lone.stderr
+    assert lone.exit_code == 2 and f"error: no usable text: every file was left out ({texts / '5.txt'})" in lone.stderr
     assert f"{texts / '5.txt'}: not valid UTF-8" in lone.stderr
 
 

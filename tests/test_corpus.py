@@ -329,3 +329,21 @@ def test_a_source_as_the_command_line_that_reads_it_again():
     assert Source(("a.txt",)).arguments() == ["a.txt"]
     read = Source(("src", "more src"), "**/*.py", ("dev.py",), skip_bad_files=True)
     assert read.arguments() == ["src", "more src", "--glob", "**/*.py", "--skip-bad-files", "--val-file", "dev.py"]
+
+
+def test_text_read_whole_names_every_file_that_is_not_text_at_once(tmp_path):
+    """What eval and inspect read: as train does, every bad file is named, so
+    that they are fixed together (the first alone used to be)."""
+    from charlstm.errors import CorpusError
+    from charlstm.text.corpus import read_texts
+
+    (tmp_path / "good.txt").write_text("the king\n", encoding="utf-8")
+    (tmp_path / "latin.txt").write_bytes("caf\xe9\n".encode("latin-1"))
+    (tmp_path / "wide.txt").write_bytes("text".encode("utf-16"))
+    with pytest.raises(CorpusError) as refused:
+        read_texts(Source((str(tmp_path),)))
+    assert str(refused.value).startswith("2 files are not usable text (") and "iconv -f CP1252" in str(refused.value)
+    assert refused.value.details == (
+        f"{tmp_path / 'latin.txt'}: not valid UTF-8 (byte offset 3: b'\\xe9\\n')",
+        f"{tmp_path / 'wide.txt'}: UTF-16 text, not UTF-8: convert it first (iconv -f UTF-16 -t UTF-8 FILE > NEW)",
+    )

@@ -16,12 +16,13 @@ from __future__ import annotations
 import codecs
 import hashlib
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import NoReturn
 
-from charlstm.errors import CorpusError, shown
+from charlstm.errors import CorpusError, first_few, shown
 from charlstm.flags import flag
 
 DEFAULT_GLOB = "**/*.txt"
@@ -277,15 +278,33 @@ def given_alone(source: Source, found: Found) -> bool:
     return len(source.paths) == 1 and not found.roots[0].is_dir() and not source.skip_bad_files
 
 
-def left_out(path: Path | str, problem: str, skip_bad_files: bool) -> str:
-    """ "PATH: problem" for a file of several that is not usable text and is
-    left out: an empty one always, another with `skip_bad_files`; otherwise
-    it is refused, naming that option."""
-    if problem != EMPTY and not skip_bad_files:
-        raise CorpusError(
-            f"{shown(path)}: {problem}; leave out the files that are not text with {flag('skip_bad_files')}"
+def refuse_unusable(bad: Sequence[tuple[str, str]], alone: bool, val_paths: Collection[str] = ()) -> NoReturn:
+    """Stop on files that are not text, (path, problem) each: the one file
+    of a corpus in the message itself; several each on a line of its own
+    (the error's details, which the CLI prints before it), every one at
+    once, so that they are fixed together. A validation file is named as
+    one: --skip-bad-files would leave it out and then find no validation
+    text."""
+    lines = tuple(f"{flag('val_file')} {shown(p)}: {why}" if p in val_paths else f"{shown(p)}: {why}" for p, why in bad)
+    hint = ""
+    if any(why.startswith(NOT_UTF8) for _, why in bad):  # most likely a one-byte encoding's
+        hint = "; to read Latin-1 or Windows-1252 text, convert it first (iconv -f CP1252 -t UTF-8 FILE > NEW)"
+    if alone:
+        raise CorpusError(lines[0] + hint)
+    them = "it" if len(bad) == 1 else "them"
+    vals = [p in val_paths for p, _ in bad]
+    if all(vals):
+        advice = f"fix {them}, or give another {flag('val_file')}"
+    elif any(vals):
+        advice = (
+            f"fix {them}, or leave the training files out with {flag('skip_bad_files')} and give another "
+            f"{flag('val_file')}"
         )
-    return f"{shown(path)}: {problem}"
+    else:
+        advice = f"fix {them}, or leave {them} out with {flag('skip_bad_files')}"
+    what = "a file is" if len(bad) == 1 else f"{len(bad)} files are"
+    names = first_few([shown(p) for p, _ in bad], 3)
+    raise CorpusError(f"{what} not usable text ({names}): {advice}{hint}", details=lines)
 
 
 def read_texts(source: Source) -> tuple[tuple[TextFile, ...], tuple[str, ...]]:
@@ -298,15 +317,19 @@ def read_texts(source: Source) -> tuple[tuple[TextFile, ...], tuple[str, ...]]:
     found = find(source)
     if given_alone(source, found):
         return (read_corpus(found.train[0].path, "the text"),), ()
-    files, lines = [], []
+    files, unusable = [], []
     for doc in found.train:
         text, problem = _read_checked(doc.path)
         if text is not None:
             files.append(text)
         else:
-            lines.append(left_out(doc.path, problem or EMPTY, source.skip_bad_files))
+            unusable.append((str(doc.path), problem or EMPTY))
+    bad = [(path, problem) for path, problem in unusable if problem != EMPTY]
+    if bad and not source.skip_bad_files:
+        refuse_unusable(bad, alone=False)
+    lines = [f"{shown(path)}: {problem}" for path, problem in unusable]
     if not files:
-        raise CorpusError("no usable text: every file was left out", details=tuple(lines))
+        raise CorpusError(all_left_out([path for path, _ in unusable]), details=tuple(lines))
     return tuple(files), tuple(lines)
 
 
@@ -358,6 +381,8 @@ def binary_or_invalid(head: bytes, raw: bytes | None = None) -> str | None:
     """Why a file starting with `head` (its first BINARY_PROBE bytes are
     looked at; and, if given, all of whose bytes are `raw`) is not text, or
     None."""
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):  # UTF-16's byte-order marks: Windows' "Unicode" text
+        return "UTF-16 text, not UTF-8: convert it first (iconv -f UTF-16 -t UTF-8 FILE > NEW)"
     if b"\x00" in head[:BINARY_PROBE]:
         return "looks like binary data, not text"
     if raw is not None:
@@ -368,5 +393,13 @@ def binary_or_invalid(head: bytes, raw: bytes | None = None) -> str | None:
     return None
 
 
+NOT_UTF8 = "not valid UTF-8"
+
+
+def all_left_out(paths: Sequence[str]) -> str:
+    """The error when every file was left out, naming the first few."""
+    return f"no usable text: every file was left out ({first_few([shown(p) for p in paths], 3)})"
+
+
 def not_utf8(offset: int, found: bytes) -> str:
-    return f"not valid UTF-8 (byte offset {offset:,}: {found!r})"
+    return f"{NOT_UTF8} (byte offset {offset:,}: {found!r})"

@@ -20,7 +20,16 @@ from charlstm.errors import CorpusError, shown
 from charlstm.flags import flag
 from charlstm.text import cache
 from charlstm.text import scan as scanning
-from charlstm.text.corpus import EMPTY, Document, Source, find, given_alone, left_out, refusal
+from charlstm.text.corpus import (
+    EMPTY,
+    Document,
+    Source,
+    all_left_out,
+    find,
+    given_alone,
+    refusal,
+    refuse_unusable,
+)
 from charlstm.text.scan import Progress, Scanned, no_progress
 from charlstm.text.vocab import Vocab, token_dtype
 
@@ -98,7 +107,7 @@ def prepare(source: Source, progress: Progress = no_progress) -> Corpus:
     val_paths = {f.path for f in result.files[n:]}  # the --val-file documents
     bad = tuple(f for f in result.files if f.problem is not None)
     if bad and not source.skip_bad_files:
-        _refuse(bad, alone=len(result.files) == 1, val_paths=val_paths)
+        refuse_unusable([(f.path, f.problem or "") for f in bad], alone=len(result.files) == 1, val_paths=val_paths)
     usable = [f.problem is None and f.chars > 0 for f in result.files]
     # Left out too, and listed with the files that are not text (corpus.json),
     # but never refused: a source tree's empty __init__.py files are normal.
@@ -110,7 +119,7 @@ def prepare(source: Source, progress: Progress = no_progress) -> Corpus:
         # Raised before read() reports the files left out: name them here, or the user never sees why.
         left_out = tuple(_problem(f) for f in bad + empty)
         raise CorpusError(
-            f"corpus is empty: {what}" if not bad else "no usable text: every file was left out (listed above)",
+            f"corpus is empty: {what}" if not bad else all_left_out([f.path for f in bad + empty]),
             details=left_out if bad else (),
         )
     if source.val_files and not val:
@@ -169,10 +178,12 @@ def prepare_texts(source: Source, progress: Progress = no_progress) -> Corpus:
         elif alone:
             raise refusal(f.path, problem, "the text")
         else:
-            left_out(f.path, problem, source.skip_bad_files)  # refuses a file that is not text without the option
             unusable.append(dataclasses.replace(f, problem=problem))
+    bad = [(f.path, f.problem or "") for f in unusable if f.problem != EMPTY]
+    if bad and not source.skip_bad_files:
+        refuse_unusable(bad, alone=False)
     if not usable:
-        raise CorpusError("no usable text: every file was left out", details=tuple(map(_problem, unusable)))
+        raise CorpusError(all_left_out([f.path for f in unusable]), details=tuple(map(_problem, unusable)))
     val, skipped = tuple(usable), tuple(unusable)
     return Corpus(source, (), val, skipped, "", directory, found.roots, found.shipped, from_cache)
 
@@ -193,30 +204,6 @@ def refuse_copied_validation(corpus: Corpus) -> None:
 def _problem(file: Scanned) -> str:
     """A file left out or refused, and why, on a line of its own."""
     return f"{shown(file.path)}: {file.problem}"
-
-
-def _refuse(bad: tuple[Scanned, ...], alone: bool, val_paths: set[str]) -> None:
-    """Stop on files that are not text: the one file of a corpus in the
-    message itself, several each on a line of their own before it. A
-    validation file is named as one: --skip-bad-files would leave it out
-    and then find no validation text."""
-    lines = tuple(f"{flag('val_file')} {_problem(f)}" if f.path in val_paths else _problem(f) for f in bad)
-    if alone:
-        raise CorpusError(lines[0])
-    them = "it" if len(bad) == 1 else "them"
-    if all(f.path in val_paths for f in bad):
-        advice = f"fix {them}, or give another {flag('val_file')}"
-    elif any(f.path in val_paths for f in bad):
-        advice = (
-            f"fix {them}, or leave the training files out with {flag('skip_bad_files')} and give another "
-            f"{flag('val_file')}"
-        )
-    else:
-        advice = f"fix {them}, or leave {them} out with {flag('skip_bad_files')}"
-    raise CorpusError(
-        f"{'a file is' if len(bad) == 1 else f'{len(bad)} files are'} not usable text (listed above): {advice}",
-        details=lines,
-    )
 
 
 @dataclass
