@@ -133,6 +133,10 @@ def test_a_users_text_holding_the_boundary_symbol_is_not_read_as_documents(tmp_p
     assert score.skipped == {BOUNDARY: held_out.count(BOUNDARY)}
     assert score.loss == pytest.approx(model.evaluate(plain).loss, abs=1e-6)
     assert model.inspect(held_out).skipped == {BOUNDARY: held_out[:2000].count(BOUNDARY)}
+    # Given as a document, the text is read after the symbol (a document's
+    # start), and only its own characters count as read (`inspect FILE`).
+    seen = model.inspect([plain])
+    assert seen.text[0] == BOUNDARY and seen.text_chars == len(plain) == seen.h.shape[1] - 1
 
 
 def test_the_reader_says_how_far_it_is_and_scores_as_the_scorer(model, tiny_text, monkeypatch):

@@ -286,7 +286,7 @@ class TrainingDisplay:
         self._say(f"run directory: {event.run_dir}")
         if event.init_from is not None:
             new = event.model_config.vocab_size - int(event.init_from["vocab_size"])
-            added = f"; {new} new character{'' if new == 1 else 's'} added" if new else ""
+            added = f"; {new:,} new character{'' if new == 1 else 's'} added" if new else ""
             self._say(f"fine-tuning {event.init_from['checkpoint']} (step {event.init_from['step']}){added}")
         if self.verbosity == VERBOSE:
             model = event.model_config

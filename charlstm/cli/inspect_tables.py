@@ -23,10 +23,9 @@ def summary_table(source: str, where: Path, inspection: Inspection, page: Path) 
     table = Table(show_header=False, show_edge=False, box=None, padding=(0, 2))
     table.add_column(style="bold", no_wrap=True)
     table.add_column(overflow="fold")
-    n = inspection.h.shape[1]
     table.add_row("text", source)
     table.add_row("checkpoint", f"{where} ({inspection.model})")
-    table.add_row("characters read", f"{n:,}")
+    table.add_row("characters read", f"{inspection.text_chars:,}")
     if inspection.skipped:
         skipped = skipped_text(inspection.skipped)
         table.add_row("skipped (not in vocabulary)", f"{sum(inspection.skipped.values()):,}: {skipped}")

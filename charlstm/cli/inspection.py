@@ -74,7 +74,7 @@ def evaluate(
                 with scoring_bar(stderr(), "scoring", quiet) as progress:
                     score = model.evaluate_held_out(streams, progress=progress)  # in place, as validation read it
             except CharlstmError as err:
-                fail(f"no text given, and {err}: give text files or folders to score", err.details)
+                fail(f"no text given, and {err}; or give text files or folders to score", err.details)
         if as_json:
             sys.stdout.write(json.dumps(records.score_record(source, model.path, score)) + "\n")
         else:
@@ -135,7 +135,7 @@ def inspect_model(
             try:
                 seen = model.inspect_held_out(max_chars)
             except CharlstmError as err:
-                fail(f"no text given, and {err}: give a TEXTFILE or --text", err.details)
+                fail(f"no text given, and {err}; or give a TEXTFILE or --text", err.details)
         found = model.write_inspection(seen, out, top=top, source=source, saturation_png=saturation_png)
         written, tops, saturation = found.page, found.tops, found.saturation
         if as_json:

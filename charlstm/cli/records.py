@@ -60,14 +60,14 @@ def inspection_record(
 ) -> dict[str, Any]:
     """Everything the tables show, per unit, for scripts; correlations of a
     feature that does not vary in the text are null."""
-    layers, n, hidden = inspection.h.shape
+    layers, _, hidden = inspection.h.shape
     return {
         "text": source,
         "checkpoint": str(where),
         "cell": inspection.cell,
         "layers": layers,
         "hidden": hidden,
-        "chars": n,
+        "chars": inspection.text_chars,
         "skipped": sum(inspection.skipped.values()),
         "skipped_chars": dict(inspection.skipped),
         "truncated": inspection.truncated,

@@ -30,7 +30,7 @@ from charlstm.core.model import RECORDED, CharLSTM, Params, layer_name, zero_car
 from charlstm.core.scorer import EVAL_WINDOW
 from charlstm.errors import ConfigError, CorpusError
 from charlstm.flags import flag
-from charlstm.text.vocab import Vocab
+from charlstm.text.vocab import BOUNDARY, Vocab
 from charlstm.units import bits
 
 MAX_CHARS = 2000  # default cap on the characters read: the arrays grow with it
@@ -73,6 +73,12 @@ class Inspection:
     skipped: Mapping[str, int] = field(default_factory=dict)  # characters left out (not in the vocabulary): count
     truncated: int = 0  # characters after the first max_chars, not read
     model: str = ""  # the model in words, ModelConfig.describe(): "2x256 LSTM"
+
+    @property
+    def text_chars(self) -> int:
+        """The characters of the text given that were read: N, less the
+        symbol a model of documents reads first (the text is one's start)."""
+        return len(self.text) - self.text.count(BOUNDARY)
 
     @property
     def loss(self) -> float:

@@ -216,11 +216,16 @@ def layout(
     if len(val) < 2:
         if cut.kind == "files":
             raise CorpusError(
-                f"the validation text ({flag('val_file')}) is too short: {len(val)} characters; it needs at least 2"
+                f"the validation text ({flag('val_file')}) is too short: {_characters(len(val))}; it needs at least 2"
             )
         total = int(tokens.lengths[: tokens.train_docs].sum())
         raise CorpusError(
-            f"validation split is too short: {len(val)} characters ({flag('val_fraction')} {val_fraction:g} of "
-            f"{total}); it needs at least 2: use a larger {flag('val_fraction')} or a longer text"
+            f"validation split is too short: {_characters(len(val))} ({flag('val_fraction')} {val_fraction:g} of "
+            f"{total:,}); it needs at least 2: use a larger {flag('val_fraction')}, a longer text, or a "
+            f"{flag('val_file')}"
         )
     return Layout(train, val, cut)
+
+
+def _characters(n: int) -> str:
+    return "1 character" if n == 1 else f"{n:,} characters"
