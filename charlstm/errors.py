@@ -1,5 +1,5 @@
 """The one exception family the library raises for a user's mistake, and
-how paths are shown in what users are told.
+how paths and characters are shown in what users are told.
 
 The CLI turns any `CharlstmError` into a one-line message and exit status 2
 (after one line for each of its `details`, such as the files that are not
@@ -7,7 +7,8 @@ text); anything else is a bug and keeps its traceback.
 """
 
 import os
-from collections.abc import Sequence
+import unicodedata
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 
@@ -44,3 +45,18 @@ def first_few(items: Sequence[str], limit: int, sep: str = ", ") -> str:
     """The first `limit` of `items`, and how many more there are: "a, b, c, and 4 more"."""
     more = f", and {len(items) - limit} more" if len(items) > limit else ""
     return sep.join(items[:limit]) + more
+
+
+def named_char(c: str) -> str:
+    """One character as a message shows it: as typed where it can be seen
+    on its own ('é', '\\'), else by its escape: a tab, a no-break space, a
+    lone surrogate, and a combining mark, which would sit on the quote
+    before it ('\\u0301')."""
+    if unicodedata.category(c).startswith("M"):
+        return f"'\\u{ord(c):04x}'"
+    return f"'{c}'" if c.isprintable() and c != "'" else repr(c)
+
+
+def named(chars: Iterable[str]) -> str:
+    """Characters listed one by one, each as `named_char` shows it."""
+    return ", ".join(named_char(c) for c in chars)

@@ -357,3 +357,24 @@ def test_prime_with_unseen_characters_names_them():
     params = init_params(CFG, jax.random.PRNGKey(0))
     with pytest.raises(CharlstmError, match=r"never saw: '!', 'z'"):
         sample_text(CFG, params, VOCAB, SampleConfig(5, prime="abz!"))
+
+
+def test_a_prime_in_another_unicode_form_than_the_text_says_so():
+    """'é' typed as one character, to a model whose text wrote it as e and
+    a combining accent (they look the same): named, with the way out; the
+    accent itself is named by its escape, not drawn over a quote."""
+    from charlstm.core.generation import check_request
+
+    decomposed = Vocab.from_text("cafe\u0301 au lait\n")
+    with pytest.raises(CharlstmError) as refused:
+        check_request(decomposed, SampleConfig(5, prime="caf\u00e9"))
+    assert str(refused.value) == (
+        "the prime contains characters the model never saw: '\u00e9'; the model knows them written in Unicode's NFD "
+        "form (decomposed, letters and accents apart): write them so, or remove them"
+    )
+    with pytest.raises(
+        CharlstmError, match=r"never saw: 'e', '\\u0301'; the model knows them written in Unicode's NFC"
+    ):
+        check_request(Vocab.from_text("caf\u00e9 au lait\n"), SampleConfig(5, prime="cafe\u0301"))
+    with pytest.raises(CharlstmError, match="never saw: 'z'; remove them$"):
+        check_request(decomposed, SampleConfig(5, prime="z"))

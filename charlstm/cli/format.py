@@ -6,6 +6,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+from charlstm.errors import named_char
 from charlstm.flags import label
 from charlstm.units import bits
 
@@ -34,7 +35,7 @@ def skipped_text(skipped: Mapping[str, int], most: int = 10) -> str:
     """Characters left out (not in the vocabulary), the most frequent first,
     each with its count; past `most`, how many more there are."""
     ranked = sorted(skipped.items(), key=lambda kv: -kv[1])
-    shown = ", ".join(f"{c!r} x{n}" for c, n in ranked[:most])
+    shown = ", ".join(f"{named_char(c)} x{n}" for c, n in ranked[:most])
     rest = ranked[most:]
     return shown if not rest else f"{shown} and {len(rest)} more ({sum(n for _, n in rest):,} occurrences)"
 

@@ -13,6 +13,7 @@ length.
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterator, Sequence
 from typing import NamedTuple
 
@@ -23,7 +24,7 @@ import numpy as np
 from charlstm.config import ModelConfig, SampleConfig
 from charlstm.core.model import Params
 from charlstm.core.sampler import Rows, SampleState, capacity_for, filtering_on, request_rows, sample_chunk, start
-from charlstm.errors import CharlstmError
+from charlstm.errors import CharlstmError, named
 from charlstm.text.vocab import BOUNDARY, Vocab
 
 # With stop texts, characters generated between two looks for them: a sample
@@ -60,21 +61,28 @@ def default_prime(vocab: Vocab) -> str:
     return "\n" if "\n" in vocab.chars else vocab.chars[0]
 
 
-def named(chars: list[str]) -> str:
-    """Characters listed one by one, each as typed where it can be seen
-    ('é', '\\'), by its escape where it cannot ('\\t', '\\udcff')."""
-    return ", ".join(f"'{c}'" if c.isprintable() and c != "'" else repr(c) for c in chars)
-
-
 def check_request(vocab: Vocab, request: SampleConfig) -> None:
     """Refuse a prime or stop text the model can never read or write."""
     unknown = vocab.unknown(request.prime)
     if unknown:
-        raise CharlstmError(f"the prime contains characters the model never saw: {named(unknown)}; remove them")
+        raise CharlstmError(
+            f"the prime contains characters the model never saw: {named(unknown)}; {_write_them(vocab, request.prime)}"
+        )
     for stop in request.stop:
         unknown = vocab.unknown(stop)
         if unknown:
             raise CharlstmError(f"the stop text {stop!r} contains characters the model never writes: {named(unknown)}")
+
+
+def _write_them(vocab: Vocab, prime: str) -> str:
+    """What to do about a prime's unknown characters: remove them, unless
+    the model knows them in another of Unicode's forms ('é' as e and a
+    combining accent, as its text had them), which look the same."""
+    for form in ("NFC", "NFD"):
+        if not vocab.unknown(unicodedata.normalize(form, prime)):
+            how = "composed, one character each" if form == "NFC" else "decomposed, letters and accents apart"
+            return f"the model knows them written in Unicode's {form} form ({how}): write them so, or remove them"
+    return "remove them"
 
 
 def prime_ids(vocab: Vocab, request: SampleConfig) -> np.ndarray:

@@ -14,8 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from charlstm.config import MAX_STOP_CHARS, MAX_STOPS, MAX_TEMPERATURE, SEEDS, SampleConfig, ServeConfig
-from charlstm.core.generation import named
-from charlstm.errors import CharlstmError
+from charlstm.errors import CharlstmError, named
 from charlstm.text.vocab import Vocab
 
 # The JSON fields: SampleConfig's names, but `n` for num_samples, and `stream`, which is the server's.
