@@ -347,3 +347,30 @@ def test_text_read_whole_names_every_file_that_is_not_text_at_once(tmp_path):
         f"{tmp_path / 'latin.txt'}: not valid UTF-8 (byte offset 3: b'\\xe9\\n')",
         f"{tmp_path / 'wide.txt'}: UTF-16 text, not UTF-8: convert it first (iconv -f UTF-16 -t UTF-8 FILE > NEW)",
     )
+
+
+@pytest.mark.parametrize(
+    ("pattern", "alternatives"),
+    [
+        ("**/*.txt", ["**/*.txt"]),
+        ("**/*.{txt,md}", ["**/*.txt", "**/*.md"]),
+        ("{a,b}/{c,d}.py", ["a/c.py", "a/d.py", "b/c.py", "b/d.py"]),
+        ("{a,{b,c}}.py", ["a.py", "b.py", "c.py"]),
+        ("x{y}z.txt", ["x{y}z.txt"]),  # no comma: literal braces, as in a shell
+        ("a{b.txt", ["a{b.txt"]),
+    ],
+)
+def test_braces_give_a_pattern_several_alternatives(pattern, alternatives):
+    from charlstm.text.corpus import braces
+
+    assert braces(pattern) == alternatives
+
+
+def test_a_braced_glob_picks_every_kind_once(tmp_path):
+    from charlstm.text.corpus import find
+
+    for name in ("a.txt", "b.md", "sub/c.txt", "d.py"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text("text\n", encoding="utf-8")
+    found = find(Source((str(tmp_path),), "**/*.{txt,md,txt}"))
+    assert [p.path.relative_to(tmp_path).as_posix() for p in found.train] == ["a.txt", "b.md", "sub/c.txt"]

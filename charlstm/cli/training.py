@@ -86,7 +86,8 @@ GlobOption = Annotated[
     typer.Option(
         flag("glob"),
         help="Which files of a folder to read, as a pattern relative to it ('**/*.py': every .py file at any "
-        "depth); hidden files and folders are left out. [default: **/*.txt]",
+        "depth; '**/*.{txt,md}': both kinds, in one --glob); hidden files and folders are left out. "
+        "[default: **/*.txt]",
         show_default=False,
     ),
 ]

@@ -134,6 +134,30 @@ def _in_run(path: Path, folder: Path, runs: dict[Path, bool]) -> bool:
     return False
 
 
+def braces(pattern: str) -> list[str]:
+    """A pattern's alternatives, as a shell expands its braces:
+    '**/*.{txt,md}' -> ['**/*.txt', '**/*.md'] (nested ones too). A brace
+    without a comma inside, or without its pair, is a plain character."""
+    depth, start = 0, -1
+    for i, ch in enumerate(pattern):
+        if ch == "{":
+            depth, start = depth + 1, i if depth == 0 else start
+        elif ch == "}" and depth:
+            depth -= 1
+            if depth == 0:
+                parts, level, last = [], 0, start + 1
+                for j in range(start + 1, i):  # split at the commas of this level only
+                    level += {"{": 1, "}": -1}.get(pattern[j], 0)
+                    if pattern[j] == "," and level == 0:
+                        parts, last = [*parts, pattern[last:j]], j + 1
+                if not parts:  # no comma: a literal brace pair; expand what follows it
+                    return [pattern[: i + 1] + rest for rest in braces(pattern[i + 1 :])]
+                parts.append(pattern[last:i])
+                head, tail = pattern[:start], pattern[i + 1 :]
+                return [alt for part in parts for alt in braces(head + part + tail)]
+    return [pattern]
+
+
 def _folder_files(folder: Path, pattern: str) -> list[Path]:
     """The files of `folder` matching `pattern`, sorted by their path inside
     it; hidden ones and those of charlstm's runs left out."""
@@ -147,7 +171,7 @@ def _folder_files(folder: Path, pattern: str) -> list[Path]:
     try:
         matches = [
             p
-            for p in folder.glob(pattern)
+            for p in dict.fromkeys(p for alternative in braces(pattern) for p in folder.glob(alternative))
             if not _hidden(p.relative_to(folder)) and p.is_file() and not _in_run(p, folder, runs)
         ]
     except (ValueError, NotImplementedError) as err:  # a malformed pattern
