@@ -413,6 +413,8 @@ def test_a_stop_during_a_validation_pass_cuts_it_short_and_saves(tiny_corpus, tm
     session.train(run, tmp_path / "run", got.append, should_stop)
     [warned] = [e for e in got if isinstance(e, events.Warned)]
     assert warned.kind == "validation" and "a smaller --val-fraction or a --val-file" in warned.message
+    when = "(every --eval-every 4 steps and at the end)" if steps > 4 else "(at the end)"
+    assert when in warned.message and "seconds a pass on a 2-core CPU" in warned.message, warned.message
     assert not [e for e in got if isinstance(e, events.Evaluated)]
     [validating] = [e for e in got if isinstance(e, events.Validating)]  # what a log shows while it waits
     assert validating.step == 4 and validating.large and validating.chars > 10

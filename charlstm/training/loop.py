@@ -42,6 +42,7 @@ PROGRESS_SAMPLE = SampleConfig(length=200, temperature=0.8, seed=0)
 # validation passes will be long: at about 50k characters a second (the
 # default model on 2 cores, 2026-12-03), 2M characters is 40 s a pass.
 LARGE_VALIDATION = 2_000_000
+CPU_SCORING_RATE = 50_000  # characters a second, as above: a pass's length in the warning
 
 # (run, best, windows per pass, rewrite: a latest checkpoint already at this step) -> where it was written
 Save = Callable[[Run, bool, int, bool], str]
@@ -93,12 +94,20 @@ def fit(
             if run.corpus.val
             else f"a smaller {flag('val_fraction')} or a {flag('val_file')}"
         )
+        chars = len(setup.val_ids) - 1
+        seconds = chars / CPU_SCORING_RATE
+        about = f"{seconds:.0f} seconds" if seconds < 90 else f"{seconds / 60:.0f} minutes"
+        when = (
+            f"every {flag('eval_every')} {tc.eval_every} steps and at the end"
+            if tc.steps > tc.eval_every
+            else "at the end"
+        )
         yield events.Warned(
             step,
             "validation",
-            f"each validation pass scores all {len(setup.val_ids) - 1:,} validation characters (every "
-            f"{flag('eval_every')} {tc.eval_every} steps), a minute or more on a CPU (about 50k characters a "
-            f"second for the default model on 2 cores); {shorter} keeps the passes short",
+            f"each validation pass ({when}) scores all {chars:,} validation characters: about {about} a pass on a "
+            f"2-core CPU for the default model ({CPU_SCORING_RATE:,} characters a second); {shorter} keeps the "
+            "passes short",
         )
     if step >= tc.steps and _validated(run, step):
         # Nothing to train: all of its time is the earlier sessions'.
