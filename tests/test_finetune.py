@@ -136,3 +136,37 @@ def test_resuming_on_text_with_new_characters_says_to_fine_tune_instead(tiny_cor
         f"corpus {tiny_corpus} now has characters the model has no place for: 'Ω€'; to train on it, start a new "
         f"run from this one's weights: charlstm train {tiny_corpus} --init-from {tmp_path / 'run'}"
     )
+
+
+def test_a_fine_tune_says_where_its_regularisation_differs_from_the_base_runs(tiny_corpus, tmp_path):
+    """A base trained without dropout or weight decay, fine-tuned with a new
+    run's (0.2 and 0.1) unless told otherwise: said, not silently switched
+    on (a walkthrough, 2026-12-04)."""
+    from .helpers import new_tiny_run, train
+
+    train(new_tiny_run(tiny_corpus, steps=2, dropout=0.0, weight_decay=0.0), tmp_path / "base")
+
+    def warnings(**options):
+        seen = []
+        out = tmp_path / f"tuned-{len(list(tmp_path.iterdir()))}"
+        charlstm.train(
+            tiny_corpus,
+            out,
+            init_from=tmp_path / "base",
+            should_stop=lambda: True,
+            steps=3,
+            on_event=seen.append,
+            **SMALL,
+            **options,
+        )
+        return [e.message for e in seen if type(e).__name__ == "Warned"]
+
+    assert warnings() == [
+        "fine-tuning with --dropout 0.2 and --weight-decay 0.1, a new run's, where the base run trained with 0 and "
+        "0: give --dropout and --weight-decay to choose"
+    ]
+    assert warnings(dropout=0.0) == [
+        "fine-tuning with --weight-decay 0.1, a new run's, where the base run trained with 0: give --weight-decay to "
+        "choose"
+    ]
+    assert warnings(dropout=0.0, weight_decay=0.0) == []

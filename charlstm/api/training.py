@@ -113,6 +113,7 @@ def train(
         raise ConfigError(f"{flag('init_from')} {init_from}: not found; give a run directory or a checkpoint")
     tuned = init_from is not None and "learning_rate" not in options
     model, options = presets.apply(preset, given, options)
+    asked = set(options)  # the training options given, or a preset's
     if init_from is not None:
         model = given  # the shape is the base model's: only what was asked explicitly must match it
         if preset and on_event is not None:
@@ -124,6 +125,8 @@ def train(
         raise ConfigError(f"unknown training option: {unknown}")
     config = TrainConfig(**options)
     check_seed(config.seed)  # a new run's; a stored run keeps the seed it was trained with
+    if init_from is not None and on_event is not None:
+        _warn_of_regularisation(config, asked, Path(init_from), on_event)
     # A batch the devices cannot share fails here, before any file is written.
     distributed.make_mesh(config.batch_size, devices)
     run, run_dir, shipped = session.new(
@@ -162,6 +165,28 @@ def _warn_of_preset(preset: str, given: Mapping[str, Any], base: Path, tuned: bo
         )
     if left_out:
         on_event(events.Warned(0, "preset", f"{flag('preset')} {preset}: {'; '.join(left_out)}"))
+
+
+def _warn_of_regularisation(config: TrainConfig, asked: set[str], base: Path, on_event: EventHandler) -> None:
+    """Say where a fine-tune's dropout and weight decay, a new run's unless
+    given (or a preset's), differ from what the base run trained with (a
+    base trained without dropout is fine-tuned with it, else, without a word)."""
+    try:
+        trained = checkpoint.describe(base).train_config
+    except CharlstmError:
+        return  # not a run: session.new says so
+    fields = [f for f in ("dropout", "weight_decay") if f not in asked and getattr(trained, f) != getattr(config, f)]
+    if fields:
+        now = " and ".join(f"{flag(f)} {getattr(config, f):g}" for f in fields)  # TrainConfig's defaults
+        before = " and ".join(f"{getattr(trained, f):g}" for f in fields)
+        on_event(
+            events.Warned(
+                0,
+                "fine-tune",
+                f"fine-tuning with {now}, a new run's, where the base run trained with {before}: "
+                f"give {' and '.join(flag(f) for f in fields)} to choose",
+            )
+        )
 
 
 def resume(

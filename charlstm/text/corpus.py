@@ -145,7 +145,8 @@ def braces(pattern: str) -> list[str]:
         elif ch == "}" and depth:
             depth -= 1
             if depth == 0:
-                parts, level, last = [], 0, start + 1
+                parts: list[str] = []
+                level, last = 0, start + 1
                 for j in range(start + 1, i):  # split at the commas of this level only
                     level += {"{": 1, "}": -1}.get(pattern[j], 0)
                     if pattern[j] == "," and level == 0:

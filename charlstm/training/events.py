@@ -118,7 +118,8 @@ class Warned:
     """Something about training that needs the user's attention (see `health.py`)."""
 
     step: int
-    # "exploding", "vanishing", "loss rising", "corpus changed", "schedule", "validation", "preset" or "text"
+    # "exploding", "vanishing", "loss rising", "corpus changed", "schedule", "validation", "preset", "fine-tune"
+    # or "text"
     kind: str
     message: str
 
