@@ -262,6 +262,8 @@ class Model:
         size), a JavaScript forward pass of its cell, and controls to write
         with it. Nothing is fetched; it opens from file://."""
         out = html_file(path, "path")
+        if not isinstance(half, bool | np.bool_):  # "no" is true
+            raise ConfigError(f"half must be True or False, got {half!r}")
         title = f"charlstm: {self._run_name()}"
         describe = f"{self.model_config.describe()} at step {self.step}"
         return page.write_page(
