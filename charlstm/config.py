@@ -242,8 +242,8 @@ class TrainConfig:
         _check(self.log_every >= 1, f"{flag('log_every')} must be >= 1, got {self.log_every}")
         _check(
             self.max_seconds is None or 0 < self.max_seconds < math.inf,
-            f"{flag('max_seconds')} must be a finite number of minutes > 0, got {(self.max_seconds or 0) / 60:g} "
-            f"(max_seconds={self.max_seconds})",
+            f"{flag('max_seconds')} must be a finite number of minutes > 0, got {(self.max_seconds or 0) / 60:g} min "
+            f"({self.max_seconds or 0:g} s)",
         )
         _check(
             self.patience is None or self.patience >= 1,

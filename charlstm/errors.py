@@ -53,7 +53,7 @@ def named_char(c: str) -> str:
     lone surrogate, and a combining mark, which would sit on the quote
     before it ('\\u0301')."""
     if unicodedata.category(c).startswith("M"):
-        return f"'\\u{ord(c):04x}'"
+        return f"'{c.encode('unicode_escape').decode('ascii')}'"
     return f"'{c}'" if c.isprintable() and c != "'" else repr(c)
 
 

@@ -140,8 +140,12 @@ def test_a_python_callers_mistakes_are_config_errors(trained_run):
         (lambda: charlstm.train(trained_run[1], "x", layers=1), "layers (did you mean num_layers?)"),
         (lambda: charlstm.train(trained_run[1], "x", should_stop=True), "should_stop must be a function (or None)"),
         (lambda: charlstm.train(trained_run[1], "x", on_event=5), "on_event must be a function (or None), got 5"),
-        (lambda: charlstm.train(trained_run[1], "x", max_seconds=-1), "got -0.0166667 (max_seconds=-1.0)"),
+        (lambda: charlstm.train(trained_run[1], "x", max_seconds=-1), "got -0.0166667 min (-1 s)"),
         (lambda: charlstm.resume(trained_run[0], lr=1e-3), "unknown training option: lr (did you mean learning_rate?)"),
+        (
+            lambda: charlstm.resume(trained_run[0], hiden_size=3),
+            "unknown training option: hiden_size (did you mean hidden_size?)",
+        ),
         (lambda: charlstm.load(123), "path must be a path (a str or a Path), got 123"),
         (lambda: charlstm.describe(123), "path must be a path (a str or a Path), got 123"),
         (lambda: charlstm.list_runs(123), "runs_dir must be a path (a str or a Path), got 123"),
@@ -157,6 +161,9 @@ def test_a_python_callers_mistakes_are_config_errors(trained_run):
     ]:
         with pytest.raises(charlstm.ConfigError, match=re.escape(message)):
             call()
+    # A real field that a resume cannot change is said to be one, not unknown.
+    with pytest.raises(charlstm.CharlstmError, match="cannot change hidden_size when resuming"):
+        charlstm.resume(trained_run[0], hidden_size=512)
 
 
 def test_one_stop_text_is_one_text_not_its_characters(trained_run):

@@ -141,7 +141,7 @@ def test_eval_names_a_bad_file_that_joined_the_runs_folder(runner, tmp_path):
 def test_files_that_are_not_text_stop_the_run_each_named_on_its_line(runner, tmp_path):
     poems = tmp_path / "poems"
     write_folder(poems, 2)
-    (poems / "a.txt").write_bytes(b"\xff\xfe\x00t\x00e\x00x\x00t")  # UTF-16
+    (poems / "a.txt").write_bytes("text".encode("utf-16"))  # a byte-order mark, then UTF-16
     (poems / "b.txt").write_bytes("na\xefve\n".encode("latin-1"))
     result = runner.invoke(app, ["train", str(poems), "--out", str(tmp_path / "run"), *TINY])
     assert result.exit_code == 2

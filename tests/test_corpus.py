@@ -374,3 +374,15 @@ def test_a_braced_glob_picks_every_kind_once(tmp_path):
         (tmp_path / name).write_text("text\n", encoding="utf-8")
     found = find(Source((str(tmp_path),), "**/*.{txt,md,txt}"))
     assert [p.path.relative_to(tmp_path).as_posix() for p in found.train] == ["a.txt", "b.md", "sub/c.txt"]
+
+
+def test_utf16_is_named_only_where_it_is_utf16():
+    """Windows' "Unicode" files are named as UTF-16; a UTF-32 file or a
+    binary one that starts with the same two bytes is not."""
+    from charlstm.text.corpus import binary_or_invalid
+
+    utf16 = "UTF-16 text, not UTF-8"
+    assert binary_or_invalid("text\r\n".encode("utf-16")).startswith(utf16)
+    assert binary_or_invalid(b"\xfe\xff" + "text".encode("utf-16-be")).startswith(utf16)
+    assert binary_or_invalid("text".encode("utf-32")) == "looks like binary data, not text"
+    assert binary_or_invalid(b"\xff\xfe\x00\xd8\x00\x00") == "looks like binary data, not text"  # a lone surrogate

@@ -133,7 +133,7 @@ def test_resuming_on_text_with_new_characters_says_to_fine_tune_instead(tiny_cor
     with pytest.raises(CorpusError) as refused:
         session.resumed_run(tmp_path / "run", {"steps": 4}, force=True)
     assert str(refused.value) == (
-        f"corpus {tiny_corpus} now has characters the model has no place for: 'Ω€'; to train on it, start a new "
+        f"corpus {tiny_corpus} now has characters the model has no place for: 'Ω', '€'; to train on it, start a new "
         f"run from this one's weights: charlstm train {tiny_corpus} --init-from {tmp_path / 'run'}"
     )
 

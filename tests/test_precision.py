@@ -40,7 +40,6 @@ def test_bf16_gradients_are_float32_and_close_to_float32s(cell):
         assert error < 0.15, (path, error)
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 def test_a_one_character_window_multiplies_in_bf16_too(cell):
     """A window of one character (`--seq-len 1`, or generation) takes the
@@ -59,6 +58,7 @@ def test_a_one_character_window_multiplies_in_bf16_too(cell):
     assert float(jnp.abs(one - first("fp32", 1)).max()) > 1e-4  # bf16 shows
 
 
+@pytest.mark.slow
 def test_200_bf16_steps_follow_the_float32_losses(tiny_corpus):
     """The default cell (layer-normalised LSTM), 200 steps of a small model
     through the compiled train step: the losses, averaged over 10 steps as

@@ -4,6 +4,7 @@ hyperparameters (`tune`), each returning what it trained."""
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -206,7 +207,7 @@ def resume(
     with: the batch only has to split evenly over it."""
     path_like(run_dir, "run_dir")
     _check_callbacks(on_event, should_stop)
-    unknown = unknown_fields(overrides, TrainConfig)
+    unknown = unknown_fields(overrides, ModelConfig, TrainConfig)
     if unknown:  # before "cannot change" names a field that is not one
         raise ConfigError(f"unknown training option: {unknown}")
     path = Path(run_dir)
@@ -294,8 +295,8 @@ def tune(
     "1e-3:3e-2", "hidden_size": "128,256"; see `training.search_space.SPACE`);
     `fixed` sets other ModelConfig and TrainConfig fields for every trial; a
     searched one given there (hidden_size=128) narrows its dimension to that
-    value, and the fields the search sets itself (eval_every,
-    checkpoint_every, max_seconds) are refused.
+    value, and the fields the search sets itself (eval_every and
+    checkpoint_every; max_seconds under a time budget) are refused.
     `corpus`, `glob`, `val_file` and `skip_bad_files` name the text as for
     `train`.
     Returns the search's directory and its trials, best first."""
@@ -307,6 +308,8 @@ def tune(
         if not isinstance(values, str):
             raise ConfigError(f"space[{name!r}] must be a text such as '128,256' or '1e-3:3e-2', got {values!r}")
     space, fixed = _narrowed(space, fixed)
+    if "max_seconds" in fixed and steps is None:  # a time budget sets each trial's limit
+        raise ConfigError("max_seconds is set for each trial by the time budget: give budget_s instead")
     model = {k: v for k, v in fixed.items() if k in _MODEL_FIELDS}
     train = {k: v for k, v in fixed.items() if k not in _MODEL_FIELDS}
     plan = tuning.plan(
@@ -326,11 +329,11 @@ def tune(
         keep_all=keep_all,
     )
     results = list(tuning.search(plan, on_event or (lambda e: None), should_stop or (lambda: False)))
-    return tuning.Search(plan.out, len(plan.points), tuning.ranked(results))
+    return tuning.Search(plan.out, len(plan.points), tuning.ranked(results), tuple(plan.source.arguments()))
 
 
 # What the search sets for each trial: its length and when it validates.
-_SET_PER_TRIAL = {"max_seconds": "budget_s", "eval_every": "steps or budget_s", "checkpoint_every": "steps or budget_s"}
+_SET_PER_TRIAL = {"eval_every": "steps or budget_s", "checkpoint_every": "steps or budget_s"}
 
 
 def _narrowed(space: Mapping[str, str] | None, fixed: dict[str, Any]) -> tuple[dict[str, str], dict[str, Any]]:
@@ -353,10 +356,7 @@ def _narrowed(space: Mapping[str, str] | None, fixed: dict[str, Any]) -> tuple[d
 
 
 # train's own keyword arguments, which a misspelt option may have meant.
-_TRAIN_KEYWORDS = (
-    *("preset", "hidden_size", "num_layers", "embed_dim", "cell", "norm"),
-    *("glob", "val_file", "skip_bad_files", "init_from", "devices"),
-)
+_TRAIN_KEYWORDS = tuple(name for name in inspect.signature(train).parameters if name != "options")
 
 
 def _check_callbacks(on_event: Any, should_stop: Any) -> None:

@@ -23,6 +23,7 @@ from charlstm.cli.app import (
 )
 from charlstm.cli.display import scoring_bar
 from charlstm.cli.training import GlobOption, SkipBadFilesOption
+from charlstm.config import html_file
 from charlstm.errors import CharlstmError, shown
 from charlstm.flags import flag
 
@@ -121,8 +122,9 @@ def inspect_model(
         from charlstm.plots import require_matplotlib
 
         record.check_max_chars(max_chars)
+        html_file(out, flag("out"))  # before the model is read and run
         if saturation_png is not None:
-            require_matplotlib()  # before the model is read and run
+            require_matplotlib()
         given = _given_text(text_file, text)
         use_cache()
         model = api.load(checkpoint)

@@ -26,11 +26,11 @@ if TYPE_CHECKING:
 def start(
     level: int,
     layout: tuple[str | None, int | None, int | None, int | None],
-    start: Callable[[Any, _Watch, StopFlag], Model],
+    begin: Callable[[Any, _Watch, StopFlag], Model],
 ) -> None:
     """What `train` and `resume` share: import the API with the signal
     handlers in place (a Ctrl-C while JAX is imported is not lost), join a
-    multi-process run without them, then train (`start(api, watch, stop)`)
+    multi-process run without them, then train (`begin(api, watch, stop)`)
     with them. `layout`: the coordinator, process count, process id and
     devices asked for."""
     # Under -q a Ctrl-C is still answered on a terminal (the user is there,
@@ -46,7 +46,7 @@ def start(
         stop.quiet = quiet or not processes.is_main()  # only the first process of several says so
         with stop.installed():
             use_cache()
-            _train(level, stop, lambda watch: start(api, watch, stop))
+            _train(level, stop, lambda watch: begin(api, watch, stop))
 
 
 def _join(

@@ -136,15 +136,12 @@ def tune(
         if level and search.best is not None:
             best = search.best
             # The same text, read the same way, then the fixed options the user gave.
-            from charlstm.text.corpus import DEFAULT_GLOB, Source
-
-            source = Source(tuple(corpus), glob or DEFAULT_GLOB, tuple(map(str, val_file or ())), skip_bad_files)
             chosen = "".join(f" {flag(name)} {value}" for name, value in given(ctx, fixed).items())
             say(
                 f"best: {best.run_dir} (validation loss {best.val_loss:.4f}); "
                 f"all trials in {search.directory / 'trials.json'}\n"
                 f"sample it: charlstm sample {shlex.quote(str(best.run_dir))}\n"
-                f"train it longer: charlstm train {shlex.join(source.arguments())} {as_options(best.point)}{chosen}"
+                f"train it longer: charlstm train {shlex.join(search.reading)} {as_options(best.point)}{chosen}"
             )
         if stop.signal is not None:
             say(f"search interrupted after {len(search.trials)} of {search.planned} trials")

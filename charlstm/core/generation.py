@@ -74,15 +74,21 @@ def check_request(vocab: Vocab, request: SampleConfig) -> None:
             raise CharlstmError(f"the stop text {stop!r} contains characters the model never writes: {named(unknown)}")
 
 
-def _write_them(vocab: Vocab, prime: str) -> str:
-    """What to do about a prime's unknown characters: remove them, unless
-    the model knows them in another of Unicode's forms ('é' as e and a
-    combining accent, as its text had them), which look the same."""
+def known_form(vocab: Vocab, text: str) -> str | None:
+    """Where `text` has characters the model never saw but knows written in
+    another of Unicode's forms ('é' as e and a combining accent, as its
+    text had them; they look the same): that form, in words, else None."""
     for form in ("NFC", "NFD"):
-        if not vocab.unknown(unicodedata.normalize(form, prime)):
+        if not vocab.unknown(unicodedata.normalize(form, text)):
             how = "composed, one character each" if form == "NFC" else "decomposed, letters and accents apart"
-            return f"the model knows them written in Unicode's {form} form ({how}): write them so, or remove them"
-    return "remove them"
+            return f"the model knows them written in Unicode's {form} form ({how}): write them so"
+    return None
+
+
+def _write_them(vocab: Vocab, prime: str) -> str:
+    """What to do about a prime's unknown characters."""
+    form = known_form(vocab, prime)
+    return f"{form}, or remove them" if form else "remove them"
 
 
 def prime_ids(vocab: Vocab, request: SampleConfig) -> np.ndarray:

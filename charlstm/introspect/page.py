@@ -136,7 +136,7 @@ def page_data(
 
 
 def _summary(inspection: Inspection, checkpoint: str) -> str:
-    n = inspection.h.shape[1]
+    n = inspection.text_chars
     lines = [
         f"checkpoint {checkpoint}: {inspection.model}",
         f"{n:,} characters, {inspection.bits_per_char:.3f} bits per character "

@@ -77,7 +77,8 @@ class Inspection:
     @property
     def text_chars(self) -> int:
         """The characters of the text given that were read: N, less the
-        symbol a model of documents reads first (the text is one's start)."""
+        symbols that mark documents, which a model of several reads before
+        each (a text given as documents is read so)."""
         return len(self.text) - self.text.count(BOUNDARY)
 
     @property

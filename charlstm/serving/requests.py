@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from charlstm.config import MAX_STOP_CHARS, MAX_STOPS, MAX_TEMPERATURE, SEEDS, SampleConfig, ServeConfig
+from charlstm.core.generation import known_form
 from charlstm.errors import CharlstmError, named
 from charlstm.text.vocab import Vocab
 
@@ -66,7 +67,9 @@ def _text_chars(vocab: Vocab, name: str, text: str, what: str) -> None:
     if unknown:
         # Named as `charlstm sample` names them: a no-break space or a lone
         # surrogate by its escape, which also keeps the answer encodable.
-        raise RequestError(422, f"{name} contains characters the model never {what}: {named(unknown)}", name)
+        form = known_form(vocab, text)
+        hint = f"; {form}" if form else ""
+        raise RequestError(422, f"{name} contains characters the model never {what}: {named(unknown)}{hint}", name)
 
 
 JSON_KINDS = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", type(None): "null"}

@@ -43,7 +43,9 @@ from charlstm.text.corpus import Document
 from charlstm.text.scan import Scanned
 
 ENV_CACHE = "CHARLSTM_CORPUS_CACHE"
-SCAN_FORMAT = 1
+# What a first reading records, problems' words included: 2 since UTF-16
+# files are named as such (a cached 1 called them binary).
+SCAN_FORMAT = 2
 
 
 def root() -> Path:

@@ -294,7 +294,16 @@ def read_corpus(path: Path, what: str = "corpus") -> TextFile:
 
 def refusal(path: Path | str, problem: str, what: str) -> CorpusError:
     """The error for one file, read alone, that is not usable text."""
-    return CorpusError(f"{what} is empty: {shown(path)}" if problem == EMPTY else f"{shown(path)}: {problem}")
+    if problem == EMPTY:
+        return CorpusError(f"{what} is empty: {shown(path)}")
+    return CorpusError(f"{shown(path)}: {problem}{_encoding_hint([problem])}")
+
+
+def _encoding_hint(problems: Iterable[str]) -> str:
+    """For files that are not UTF-8: most likely a one-byte encoding's."""
+    if any(problem.startswith(NOT_UTF8) for problem in problems):
+        return "; to read Latin-1 or Windows-1252 text, convert it first (iconv -f CP1252 -t UTF-8 FILE > NEW)"
+    return ""
 
 
 def given_alone(source: Source, found: Found) -> bool:
@@ -311,9 +320,7 @@ def refuse_unusable(bad: Sequence[tuple[str, str]], alone: bool, val_paths: Coll
     one: --skip-bad-files would leave it out and then find no validation
     text."""
     lines = tuple(f"{flag('val_file')} {shown(p)}: {why}" if p in val_paths else f"{shown(p)}: {why}" for p, why in bad)
-    hint = ""
-    if any(why.startswith(NOT_UTF8) for _, why in bad):  # most likely a one-byte encoding's
-        hint = "; to read Latin-1 or Windows-1252 text, convert it first (iconv -f CP1252 -t UTF-8 FILE > NEW)"
+    hint = _encoding_hint(why for _, why in bad)
     if alone:
         raise CorpusError(lines[0] + hint)
     them = "it" if len(bad) == 1 else "them"
@@ -402,11 +409,24 @@ def _read_checked(path: Path) -> tuple[TextFile | None, str | None]:
 BINARY_PROBE = 1 << 16
 
 
+def _utf16(head: bytes) -> bool:
+    """Whether a file starting with `head` is UTF-16 text (Windows' "Unicode"):
+    a byte-order mark, not UTF-32's, then what decodes as UTF-16."""
+    if not head.startswith((b"\xff\xfe", b"\xfe\xff")) or head.startswith(b"\xff\xfe\x00\x00"):
+        return False
+    sample = head[: BINARY_PROBE - BINARY_PROBE % 2]
+    try:
+        sample.decode("utf-16")
+    except UnicodeDecodeError:  # a pair cut at the sample's end is rare enough to call binary
+        return False
+    return True
+
+
 def binary_or_invalid(head: bytes, raw: bytes | None = None) -> str | None:
     """Why a file starting with `head` (its first BINARY_PROBE bytes are
     looked at; and, if given, all of whose bytes are `raw`) is not text, or
     None."""
-    if head.startswith((b"\xff\xfe", b"\xfe\xff")):  # UTF-16's byte-order marks: Windows' "Unicode" text
+    if _utf16(head):
         return "UTF-16 text, not UTF-8: convert it first (iconv -f UTF-16 -t UTF-8 FILE > NEW)"
     if b"\x00" in head[:BINARY_PROBE]:
         return "looks like binary data, not text"

@@ -16,7 +16,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from charlstm.errors import CorpusError, shown
+from charlstm.errors import CorpusError, named, shown
 from charlstm.flags import flag
 from charlstm.text import cache
 from charlstm.text import scan as scanning
@@ -260,7 +260,7 @@ def open_tokens(
     boundary = corpus.boundary if boundary is None else boundary
     missing = sorted(set(corpus.charset) - set(vocab.chars))
     if missing:
-        raise CorpusError(f"the corpus has characters the vocabulary lacks: {''.join(missing)!r}")
+        raise CorpusError(f"the corpus has characters the vocabulary lacks: {named(missing)}")
     known = set(vocab.chars)
     left_out = [{c: n for c, n in d.counts or () if c not in known} for d in corpus.val]
     kept = [d.chars - sum(out.values()) for d, out in zip(corpus.val, left_out, strict=True)]
@@ -269,12 +269,12 @@ def open_tokens(
     # symbols included; a run's validation files must hold text of their own.
     left = sum(kept) + (len(corpus.val) * int(boundary) if not corpus.train else 0)
     if skipped and left < 2:
-        named = ", ".join(shown(d.path) for d in corpus.val)
+        files = ", ".join(shown(d.path) for d in corpus.val)
         if corpus.train:  # the validation files of a run, not texts given to score
-            named = f"{flag('val_file')} {named}"
+            files = f"{flag('val_file')} {files}"
         gone = sum(skipped.values())
         raise CorpusError(
-            f"{named}: almost none of the text is in the model's vocabulary ({gone:,} character"
+            f"{files}: almost none of the text is in the model's vocabulary ({gone:,} character"
             f"{'s' * (gone != 1)} skipped, {left} left): nothing to score"
         )
     dtype = token_dtype(vocab.size)

@@ -8,7 +8,8 @@ compiled step), `timefit` (the schedule fitted to a time limit), `health`
 (warnings worth a user's attention), `checkpoint` (Orbax, never pickled),
 `checkpoint_meta` (the JSON a checkpoint carries), `restore_failures` (what
 an unreadable checkpoint says), `runlog` (metrics.jsonl and samples.txt),
-`catalog` (listing runs), `distributed` (the device mesh and the processes
-of a multi-device run), `tune` (a hyperparameter search, one run per trial)
+`catalog` (listing runs), `distributed` (the device mesh a run is split
+over), `processes` (the processes of a multi-host run: joining, leaving,
+agreeing), `tune` (a hyperparameter search, one run per trial)
 and `search_space` (what it searches).
 """

@@ -164,6 +164,8 @@ class Search:
     directory: Path
     planned: int  # trials planned
     trials: list[TrialResult]  # those run, best first
+    # The words of a `charlstm train` command line that read the text as the search did.
+    reading: tuple[str, ...] = ()
 
     @property
     def best(self) -> TrialResult | None:
