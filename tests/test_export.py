@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 import charlstm
 from charlstm.cli import app
 from charlstm.core.model import CharLSTM, forward, zero_carry
+from charlstm.errors import named
 
 from . import browser
 from .conftest import _tiny_text
@@ -161,10 +162,14 @@ def test_half_page_is_half_the_weights_and_names_unknown_prime_characters(runs, 
     seen = browser.hook_result(dom)
     # float16 weights: about 3 significant digits each.
     np.testing.assert_allclose(seen["probs"], _jax_probs(model, PRIME)[-1], atol=2e-2, rtol=0)
-    prime = "To be \u03a9 or ~\u00a0"  # a no-break space, as pasted from the web, looks like a space
+    # A no-break space, as pasted from the web, looks like a space; a combining accent sits on what is before it.
+    prime = "To be \u03a9 or ~\u00a0e\u0301"
     dom = browser.run(browser.page_url(tmp_path / "half.html", {"prime": prime, "ui": {"length": 5}}))
-    assert browser.hook_result(dom)["unknown"] == sorted(["\u03a9", "~", "\u00a0"])
-    message = "The model never saw '~', '\\xa0', '\u03a9': remove them to generate."
+    assert browser.hook_result(dom)["unknown"] == sorted(["\u03a9", "~", "\u00a0", "\u0301"])
+    message = "The model never saw '~', '\\xa0', '\\u0301', '\u03a9': remove them to generate."
+    assert message.removeprefix("The model never saw ").removesuffix(": remove them to generate.") == named(
+        sorted(["\u03a9", "~", "\u00a0", "\u0301"])
+    )  # as the command names them
     assert browser.element_text(dom, "unknown") == message
     assert browser.element_text(dom, "generated") == ""
 
