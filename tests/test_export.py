@@ -187,8 +187,14 @@ def test_the_page_reads_a_long_prime_in_slices_and_refuses_an_empty_box(runs, tm
     assert browser.element_text(dom, "status").startswith("40 characters")
     # An empty temperature box is a mistake, not 0 (greedy).
     dom = browser.run(browser.page_url(page, {"prime": "To be", "ui": {"temperature": "", "length": 5}}))
-    assert browser.element_text(dom, "status") == "temperature must be from 0 to 100"
+    assert browser.element_text(dom, "problem") == "temperature must be from 0 to 100"  # said as an error, marked
+    assert 'id="temperature" type="number" min="0" step="0.05" value="0.8" aria-invalid="true"' in dom
     assert browser.element_text(dom, "generated") == ""
+    # The ranges the command and the server take: a top-k past the vocabulary is no filter, top-p any above 0.
+    dom = browser.run(browser.page_url(page, {"prime": "To be", "ui": {"top-k": 500, "top-p": 0.005, "length": 5}}))
+    assert len(browser.element_text(dom, "generated")) == 5 and browser.element_text(dom, "problem") == ""
+    dom = browser.run(browser.page_url(page, {"prime": "To be", "ui": {"top-p": 0, "length": 5}}))
+    assert browser.element_text(dom, "problem") == "top-p must be above 0 and at most 1"
 
 
 def test_export_errors_are_one_line(runs, tmp_path):

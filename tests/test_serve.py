@@ -385,6 +385,16 @@ def test_the_servers_page_writes_in_chromium(served):
         _until(lambda: chromium.evaluate(problem), "the refusal to show", every=0.2)
         time.sleep(0.5)
         assert chromium.evaluate(problem).startswith("length must be from 1 to")
+        assert chromium.evaluate("document.getElementById('generated').textContent") == third  # the last text stays
+        assert chromium.evaluate("document.getElementById('length').max") == str(MAX_LENGTH)
+        # Named as the box is labelled, not as the JSON field.
+        chromium.evaluate(
+            "document.getElementById('length').value = '5'; document.getElementById('top_p').value = '1.5';"
+            "document.getElementById('generate').click()"
+        )
+        _until(lambda: chromium.evaluate(problem).startswith("top-p"), "the top-p refusal", every=0.2)
+        assert chromium.evaluate(problem) == "top-p must be in (0, 1], got 1.5"
+        chromium.evaluate("document.getElementById('top_p').value = '1'")
         # An empty box is a mistake, not 0.
         chromium.evaluate("document.getElementById('temperature').value = ''")
         chromium.evaluate("document.getElementById('generate').click()")
