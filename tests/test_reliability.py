@@ -572,10 +572,43 @@ def test_an_abort_suggests_resume_only_where_there_is_a_checkpoint(trained_run, 
 
     assert _what_is_left(trained_run[0]).endswith(f"Continue with: charlstm resume {trained_run[0]}")
     (tmp_path / "new" / "checkpoints" / "latest").mkdir(parents=True)  # opened, aborted before the first save
-    assert _what_is_left(tmp_path / "new").startswith(f"{tmp_path / 'new'} has no checkpoint yet: remove it")
+    assert _what_is_left(tmp_path / "new") == (
+        f"{tmp_path / 'new'} has no checkpoint yet: run the same command again, which starts afresh there"
+    )
     (tmp_path / "new" / "checkpoints" / "latest" / "10.orbax-checkpoint-tmp-1" / "meta").mkdir(parents=True)
     assert "has no checkpoint yet" in _what_is_left(tmp_path / "new")  # a save cut off half-way is none
     assert _what_is_left(None) == "no run directory was made yet"
+
+
+def test_a_run_killed_before_its_first_save_starts_again_in_its_directory(tiny_corpus, tmp_path):
+    """What a kill -9 or a full disk during the first save leaves (the
+    record, the logs, a save cut half-way) holds nothing to resume: resume
+    says to start again, and the same `train --out` does, afresh (it was
+    refused as a directory in use, a dead end; a walkthrough, 2026-12-04)."""
+    from typer.testing import CliRunner
+
+    from charlstm.cli import app
+
+    run_dir = tmp_path / "run"
+    (run_dir / "checkpoints" / "latest" / "20.orbax-checkpoint-tmp-7" / "meta").mkdir(parents=True)
+    (run_dir / "checkpoints" / "best").mkdir()
+    (run_dir / "corpus.json").write_text("{}", encoding="utf-8")
+    (run_dir / "metrics.jsonl").write_text('{"step": 20, "train_loss": 9.0, "killed": true}\n', encoding="utf-8")
+    (run_dir / "samples.txt").write_text("===== step 20 =====\nold\n", encoding="utf-8")
+    runner = CliRunner()
+    resumed = runner.invoke(app, ["resume", str(run_dir)])
+    assert resumed.exit_code == 2
+    assert "it stopped before its first save; run its 'charlstm train' command again with the same --out" in (
+        " ".join(resumed.stderr.split())
+    )
+    again = runner.invoke(app, ["train", str(tiny_corpus), "--out", str(run_dir), "--steps", "3", *TINY])
+    assert again.exit_code == 0, again.output
+    assert "killed" not in (run_dir / "metrics.jsonl").read_text(encoding="utf-8")
+    assert "old" not in (run_dir / "samples.txt").read_text(encoding="utf-8")
+    assert checkpoint.latest_step(run_dir / "checkpoints" / "latest") == 3
+    # A run that did save is still refused: it has something to lose.
+    refused = runner.invoke(app, ["train", str(tiny_corpus), "--out", str(run_dir), "--steps", "3", *TINY])
+    assert refused.exit_code == 2 and "already exists and is not empty" in refused.stderr
 
 
 def test_resuming_a_finished_run_says_how_to_train_it_further(trained_run, tmp_path):

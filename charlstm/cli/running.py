@@ -192,10 +192,7 @@ def _what_is_left(run_dir: Path | None) -> str:
 
     kinds = (checkpoint.LATEST, checkpoint.BEST)
     if all(checkpoint.latest_step(run_dir / "checkpoints" / kind) is None for kind in kinds):
-        return (
-            f"{run_dir} has no checkpoint yet: remove it (rm -r {_quoted(run_dir)}) or pick another {flag('out')}, "
-            "then start again"
-        )
+        return f"{run_dir} has no checkpoint yet: run the same command again, which starts afresh there"
     return f"earlier checkpoints are intact. {_continue_with(run_dir)}"
 
 

@@ -39,10 +39,11 @@ import orbax.checkpoint as ocp
 from charlstm.config import ModelConfig, TrainConfig
 from charlstm.core.state import TrainState, init_state
 from charlstm.errors import CharlstmError, CheckpointError
+from charlstm.flags import flag
 from charlstm.text.corpus import SEARCH_RECORD
 from charlstm.training import checkpoint_meta, restore_failures
 from charlstm.training.checkpoint_meta import Meta
-from charlstm.training.run import Run, check_writable_path
+from charlstm.training.run import Run, check_writable_path, complete_steps
 
 LATEST, BEST = "latest", "best"
 KEEP_LATEST = 2
@@ -93,9 +94,15 @@ class CheckpointWriter:
             manager.save(step, args=args, force=True)
             manager.wait_until_finished()
         except (OSError, ValueError) as err:
+            if any(complete_steps(self.run_dir / "checkpoints" / k) for k in (LATEST, BEST)):
+                after = "earlier checkpoints are intact, and 'charlstm resume' continues from the newest"
+            else:  # nothing to resume: the run's start is what to repeat
+                after = (
+                    "no checkpoint was saved before it, so run the same 'charlstm train' command again (it "
+                    f"starts afresh in {self.run_dir})"
+                )
             raise CheckpointError(
-                f"could not write checkpoint {path}: {err}; earlier checkpoints are intact, "
-                "and 'charlstm resume' continues from the newest once the problem is fixed"
+                f"could not write checkpoint {path}: {err}; {after} once the problem is fixed"
             ) from None
         return path
 
@@ -117,7 +124,7 @@ def locate(path: Path, prefer: str = BEST) -> tuple[Path, int]:
     if prefer not in (BEST, LATEST):
         raise CheckpointError(f"prefer must be {BEST!r} or {LATEST!r}, got {prefer!r}")
     if not path.exists():
-        steps = _steps(path.parent) if path.name.isdigit() else []
+        steps = complete_steps(path.parent) if path.name.isdigit() else []
         there = f" (that folder has step{'s' * (len(steps) > 1)} {', '.join(map(str, steps))})" if steps else ""
         raise CheckpointError(f"checkpoint not found: {path}{there}")
     if path.name.isdigit() and (path / "meta").exists():
@@ -130,7 +137,10 @@ def locate(path: Path, prefer: str = BEST) -> tuple[Path, int]:
             found = latest_step(path / "checkpoints" / kind)
             if found is not None:
                 return path / "checkpoints" / kind, found
-        raise CheckpointError(f"no complete checkpoint in run directory {path}")
+        raise CheckpointError(
+            f"no complete checkpoint in run directory {path}: it stopped before its first save; run its "
+            f"'charlstm train' command again with the same {flag('out')}, which starts afresh there"
+        )
     found = latest_step(path)
     if found is None and (path / "metrics.jsonl").is_file():
         # A tune trial other than the best: tune removed its checkpoints.
@@ -157,17 +167,8 @@ def _best_trial(search: Path) -> str:
 
 
 def latest_step(directory: Path) -> int | None:
-    steps = _steps(directory)
+    steps = complete_steps(directory)
     return steps[-1] if steps else None
-
-
-def _steps(directory: Path) -> list[int]:
-    """The complete checkpoints' steps in `directory`, in order."""
-    if not directory.is_dir():
-        return []
-    # Orbax renames a step directory into place only when it is complete, so
-    # any plain integer name with its items present is a finished checkpoint.
-    return sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit() and (p / "meta").is_dir())
 
 
 def _read_meta(checkpointer: ocp.Checkpointer, where: Path) -> dict[str, Any]:

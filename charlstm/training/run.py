@@ -15,7 +15,7 @@ from charlstm.text import manifest, streams
 from charlstm.text.scan import Progress, no_progress
 from charlstm.text.tokens import Corpus, Tokens, open_tokens
 from charlstm.text.vocab import BOUNDARY, Vocab
-from charlstm.training import run_lock
+from charlstm.training import run_lock, runlog
 
 RUNS_DIR = Path("runs")
 
@@ -100,17 +100,32 @@ def check_run_dir(run_dir: Path) -> None:
         )
 
 
+def complete_steps(directory: Path) -> list[int]:
+    """The steps of the complete checkpoints in `directory` (a run's
+    checkpoints/latest or checkpoints/best), in order."""
+    if not directory.is_dir():
+        return []
+    # Orbax renames a step directory into place only when it is complete, so
+    # any plain integer name with its items present is a finished checkpoint.
+    return sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit() and (p / "meta").is_dir())
+
+
+# What a run writes besides its checkpoints: its record, lock and logs.
+_RUN_FILES = (run_lock.LOCK_FILE, manifest.FILES, runlog.METRICS_FILE, runlog.SAMPLES_FILE)
+
+
 def left_by_failed_start(run_dir: Path) -> bool:
-    """Whether the directory holds nothing a run could lose: at most what a
-    start that failed before its first checkpoint leaves (the lock, the
-    corpus record, empty checkpoint folders), and no process trains there.
-    The same command may then start in it again, as the error it gave says
-    (a damaged token file, a text too short: nothing was trained)."""
+    """Whether the directory holds nothing a run could lose: no complete
+    checkpoint, only what a run that stopped before its first one leaves
+    (its record, lock and logs, a save cut short), and no process trains
+    there. The same command may then start in it again, as its messages
+    say (a damaged token file, a text too short, a kill or a full disk
+    before the first save); the new run's log starts afresh."""
     for entry in run_dir.iterdir():
-        if entry.name in (run_lock.LOCK_FILE, manifest.FILES) and entry.is_file():
+        if entry.name in _RUN_FILES and entry.is_file():
             continue
-        empty = entry.name == "checkpoints" and entry.is_dir()
-        if empty and all(kind.is_dir() and not any(kind.iterdir()) for kind in entry.iterdir()):
+        saved = entry.name != "checkpoints" or not entry.is_dir()
+        if not saved and all(kind.is_dir() and not complete_steps(kind) for kind in entry.iterdir()):
             continue
         return False
     run_lock.refuse_if_held(run_dir)  # a start still under way, before its first checkpoint
