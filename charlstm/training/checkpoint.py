@@ -67,6 +67,9 @@ class CheckpointWriter:
 
     def __init__(self, run_dir: Path):
         check_writable_path(run_dir)  # new and resumed runs alike
+        # A failed save's other writes echo its error as they fail, some
+        # before the save raises: only those echoes are dropped.
+        restore_failures.quiet_a_failed_save()
         self.run_dir = run_dir
         root = run_dir / "checkpoints"
         self._managers = {LATEST: _manager(root / LATEST, KEEP_LATEST), BEST: _manager(root / BEST, 1)}
