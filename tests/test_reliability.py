@@ -94,6 +94,23 @@ def test_damaged_arrays_behind_good_metadata_give_a_clean_error(damaged, how):
         checkpoint.load(damaged)
 
 
+def test_a_damaged_checkpoint_names_the_runs_intact_ones_and_the_way_on(damaged):
+    """A run's newest checkpoint damaged, its others whole: the error names
+    them and how to go on; moved aside, the run reads the others (it was a
+    dead end without an undocumented rm; a walkthrough, 2026-12-04)."""
+    for f in _state_files(damaged):
+        f.write_bytes(f.read_bytes()[: len(f.read_bytes()) // 2])
+    run_dir = damaged.parent.parent.parent
+    with pytest.raises(CheckpointError) as refused:
+        checkpoint.load(run_dir, prefer=checkpoint.LATEST)
+    assert str(refused.value).endswith(
+        f"; the run's other checkpoints (best/4) are complete: move this one aside (mv {damaged} {damaged}.damaged) "
+        "to go on from them"
+    )
+    damaged.rename(f"{damaged}.damaged")
+    assert int(checkpoint.load(run_dir, prefer=checkpoint.LATEST).state.step) == 4  # from best/4
+
+
 def test_the_other_reads_of_a_damaged_checkpoint_stay_quiet(damaged, capsys, caplog):
     """Once one array fails, Orbax's other reads fail later on TensorStore's
     threads, through the unraisable-exception hook and asyncio's logger: one

@@ -27,6 +27,7 @@ import contextlib
 import dataclasses
 import functools
 import json
+import shlex
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -230,7 +231,31 @@ def load(path: Path, prefer: str = BEST) -> Checkpoint:
         return Checkpoint(**{f.name: getattr(meta, f.name) for f in dataclasses.fields(Meta)}, state=state)
 
     with _reader() as checkpointer:
-        return _checked(lambda: restore(checkpointer), where)
+        try:
+            return _checked(lambda: restore(checkpointer), where)
+        except CheckpointError as err:
+            raise CheckpointError(f"{err}{_others_intact(where)}") from None
+
+
+def _others_intact(where: Path) -> str:
+    """For a damaged checkpoint of a run: the run's other complete ones,
+    and how to go on from them, which commands take by themselves once the
+    damaged one is out of the way (they take the newest)."""
+    if where.parent.parent.name != "checkpoints":
+        return ""
+    root = where.parent.parent
+    others = [
+        f"{kind}/{step}"
+        for kind in (LATEST, BEST)
+        for step in complete_steps(root / kind)
+        if root / kind / str(step) != where
+    ]
+    if not others:
+        return ""
+    return (
+        f"; the run's other checkpoints ({', '.join(others)}) are complete: move this one aside "
+        f"(mv {shlex.quote(str(where))} {shlex.quote(str(where))}.damaged) to go on from them"
+    )
 
 
 @contextlib.contextmanager
