@@ -173,3 +173,29 @@ def test_one_stop_text_is_one_text_not_its_characters(trained_run):
     cut = full[: full.index(stop)]
     assert model.sample(60, temperature=0, stop=stop) == cut
     assert model.sample(60, temperature=0, stop=[stop]) == cut
+
+
+def test_a_run_whose_best_checkpoint_cannot_be_read_back_returns_its_latest(trained_run, tmp_path, monkeypatch):
+    """Training went well, then its best checkpoint proved unreadable (a disk
+    error): the run ends with a warning and its latest checkpoint, not an
+    error after 'done' (exit 2 from `charlstm resume`; a walkthrough)."""
+    import shutil
+
+    from charlstm.api import training as api_training
+    from charlstm.errors import CheckpointError
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(trained_run[0], run_dir)
+    real_load = api_training.load
+
+    def best_unreadable(path, prefer="best"):
+        if prefer == "best":
+            raise CheckpointError(f"cannot read checkpoint {path}/checkpoints/best/4: its arrays are damaged")
+        return real_load(path, prefer=prefer)
+
+    monkeypatch.setattr(api_training, "load", best_unreadable)
+    seen = []
+    model = charlstm.resume(run_dir, steps=6, on_event=seen.append)
+    assert model.step == 6 and model.path.parent.name == "latest"
+    [warned] = [e for e in seen if type(e).__name__ == "Warned" and e.kind == "checkpoint"]
+    assert warned.message.endswith("its arrays are damaged; returning the latest checkpoint")

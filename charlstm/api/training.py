@@ -268,7 +268,13 @@ def _train(
             last_good, good_step = None, 0
         tc = run.train_config
         raise TrainingDiverged(finished.step, run_dir, tc.learning_rate, tc.steps, last_good, good_step)
-    return dataclasses.replace(load(run_dir), ended=finished.reason)
+    try:
+        model = load(run_dir)
+    except CheckpointError as err:  # the best checkpoint damaged (a disk error): training itself went well
+        if on_event is not None:
+            on_event(events.Warned(finished.step, "checkpoint", f"{err}; returning the latest checkpoint"))
+        model = load(run_dir, prefer=checkpoint.LATEST)
+    return dataclasses.replace(model, ended=finished.reason)
 
 
 def tune(

@@ -118,8 +118,8 @@ class Warned:
     """Something about training that needs the user's attention (see `health.py`)."""
 
     step: int
-    # "exploding", "vanishing", "loss rising", "corpus changed", "schedule", "validation", "preset", "fine-tune"
-    # or "text"
+    # "exploding", "vanishing", "loss rising", "corpus changed", "schedule", "validation", "preset", "fine-tune",
+    # "text" or "checkpoint"
     kind: str
     message: str
 
