@@ -82,6 +82,21 @@ def test_info_describes_the_checkpoint(runner, trained_run):
         assert f"warmup={train.warmup_steps} ({train.steps // 10} used)" in out
 
 
+def test_info_names_the_latest_checkpoint_where_it_is_not_the_best(runner, trained_run, tmp_path):
+    """A run stopped past its best checkpoint: info describes the best, and
+    says where the run stands, as `runs` does (info said step 60 where
+    runs said 79; a walkthrough, 2026-12-04)."""
+    import shutil
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(trained_run[0], run_dir)
+    assert "latest checkpoint" not in _ok(runner.invoke(app, ["info", str(run_dir)], env=WIDE))
+    shutil.copytree(run_dir / "checkpoints" / "latest" / "4", run_dir / "checkpoints" / "latest" / "7")  # saved later
+    out = _ok(runner.invoke(app, ["info", str(run_dir)], env=WIDE))
+    assert re.search(r"latest checkpoint\s+step 7 of 4: resume goes on from there", out), out
+    assert json.loads(_ok(runner.invoke(app, ["info", str(run_dir), "--json"])))["latest_step"] == 7
+
+
 def test_eval_matches_the_logged_validation_loss(runner, trained_run, tmp_path):
     run_dir, corpus = trained_run
     text = corpus.read_text(encoding="utf-8")

@@ -38,6 +38,8 @@ class Description:
     params: int  # parameters of the model it describes
     validation: str  # what its validation text is, in words
     warmup_steps: int  # the warmup its schedule uses: --warmup, at most a tenth of its steps
+    # The run's newest latest checkpoint, where resume goes on (None: not a run's checkpoint, or none).
+    latest_step: int | None = None
 
 
 def describe(path: str | Path | None = None) -> Description:
@@ -48,7 +50,9 @@ def describe(path: str | Path | None = None) -> Description:
         path_like(path, "path")
     meta = checkpoint.describe(Path(path) if path is not None else catalog.most_recent_run(RUNS_DIR))
     validation = manifest.describe_validation(meta.corpus, meta.train_config.val_fraction)
-    return Description(meta, param_count(meta.model_config), validation, meta.train_config.warmup_used)
+    root = meta.path.parent.parent  # RUN/checkpoints for a run's checkpoint
+    latest = checkpoint.latest_step(root / checkpoint.LATEST) if root.name == "checkpoints" else None
+    return Description(meta, param_count(meta.model_config), validation, meta.train_config.warmup_used, latest)
 
 
 def read_text(path: str | Path) -> tuple[Path, str]:

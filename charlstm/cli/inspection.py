@@ -234,7 +234,12 @@ def info(
         found = api.describe(checkpoint)
         meta = found.meta
         if as_json:
-            record = {"checkpoint": str(meta.path), "params": found.params, "warmup_steps_used": found.warmup_steps}
+            record = {
+                "checkpoint": str(meta.path),
+                "params": found.params,
+                "warmup_steps_used": found.warmup_steps,
+                "latest_step": found.latest_step,  # where resume goes on
+            }
             sys.stdout.write(json.dumps({**record, **meta.raw}) + "\n")
         else:
             print_table(tables.info_table(found))

@@ -81,6 +81,16 @@ def _wrapped(items: list[str], per_line: int) -> str:
     return "\n".join(", ".join(items[i : i + per_line]) for i in range(0, len(items), per_line))
 
 
+def _where_it_stands(description: Description) -> list[tuple[str, str]]:
+    """The run's latest checkpoint where it is not the one described (the
+    best), so that info and `runs` tell the same story: a run interrupted
+    at 79 whose best is 60, or one whose best is newer than its latest."""
+    latest, meta = description.latest_step, description.meta
+    if latest is None or latest == meta.step:
+        return []
+    return [("latest checkpoint", f"step {latest} of {meta.train_config.steps}: resume goes on from there")]
+
+
 def info_table(description: Description) -> Table:
     table = Table(show_header=False, show_edge=False, box=None, padding=(0, 2))
     table.add_column(style="bold", no_wrap=True)
@@ -92,6 +102,7 @@ def info_table(description: Description) -> Table:
         ("checkpoint", str(meta.path)),
         ("saved", saved),
         ("step", f"{meta.step} of {train.steps}"),
+        *_where_it_stands(description),
         ("model", f"{model.describe()}, embedding {model.embed_dim}"),
         ("parameters", f"{params:,}"),
         ("vocabulary", f"{meta.vocab.size} characters: {_vocab_preview(meta.vocab)}"),
