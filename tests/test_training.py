@@ -423,6 +423,13 @@ def test_a_stop_during_a_validation_pass_cuts_it_short_and_saves(tiny_corpus, tm
     assert checkpoint.latest_step(tmp_path / "run" / "checkpoints" / "latest") == 4
     # The pass's time is not training time: the last line can say where the time went.
     assert finished.train_seconds - finished.step_seconds >= 0.5
+    if steps == 8:
+        # Resumed, it first makes the pass the stop cut short, then trains on: the history,
+        # the best checkpoint and --patience's count are the uninterrupted run's (a walkthrough).
+        again: list[events.Event] = []
+        session.train(session.resumed_run(tmp_path / "run", {}), tmp_path / "run", again.append, lambda: False)
+        assert [e.step for e in again if isinstance(e, events.Evaluated)] == [4, 8], again
+        assert [h["step"] for h in session.resumed_run(tmp_path / "run", {"steps": 9}).history] == [4, 8]
     if steps == 4:
         # Resumed, the run owes the last step's pass: it makes it, and only then is done.
         resumed = session.resumed_run(tmp_path / "run", {})

@@ -182,6 +182,9 @@ class TrainingLoop:
 
     def _steps(self) -> Generator[events.Event, None, str]:
         """Steps until the last, a stop or divergence; why it ended."""
+        owed = yield from self._owed_pass()
+        if owed is not None:
+            return owed
         while self.step < self.config.steps:
             tc = self.config  # a time limit may change it (timefit.py)
             stop = self._stop_wanted()
@@ -227,6 +230,28 @@ class TrainingLoop:
                     yield self._not_fitted(self.time_fit.declined)
                     self.time_fit.declined = None
         return "done"
+
+    def _owed_pass(self) -> Generator[events.Event, None, str | None]:
+        """The validation pass a stop cut short at the step this session
+        starts from, made before it trains on (its checkpoint is rewritten
+        with the pass in its history), so that the history, the best
+        checkpoint and --patience's count are those of the run that never
+        stopped. (The last step's owed pass is `_finish`'s.) A stop during
+        it ends the session again: "interrupted", or None to train on."""
+        step, tc = self.step, self.config
+        if not (0 < step < tc.steps and step % tc.eval_every == 0) or _validated(self.run, step) or not self.healthy:
+            return None
+        paused = time.perf_counter()
+        yield from self._validate()
+        pause = time.perf_counter() - paused
+        self.last_report += pause
+        self.paused += pause
+        if self.cut_short:
+            return "interrupted"
+        if not self.healthy:
+            return "diverged"
+        yield self._checkpoint()
+        return None
 
     def _finish(self, reason: str) -> Iterator[events.Event]:
         if reason != "diverged" and self.pending:
