@@ -311,14 +311,20 @@ def test_a_damaged_token_file_is_refused_where_it_is_read_and_a_failed_start_can
     damaged = rf"is damaged: it holds id {vocab.size}, and the vocabulary has {vocab.size}"
     with pytest.raises(CorpusError, match=damaged):
         split.val[:]
-    # A run directory that holds only what a failed start leaves is started again;
-    # one with anything more (here a metrics log) is refused as before.
+    # A run directory that holds only what a failed start leaves (its logs
+    # too, since 2026-12-04) is started again; one with a complete checkpoint,
+    # or anything else, is refused as before.
     run_dir = tmp_path / "run"
     (run_dir / "checkpoints" / "latest").mkdir(parents=True)
     (run_dir / "corpus.json").write_text("{}")
     (run_dir / ".lock").touch()
-    check_run_dir(run_dir)
     (run_dir / "metrics.jsonl").touch()
+    check_run_dir(run_dir)
+    (run_dir / "checkpoints" / "latest" / "4" / "meta").mkdir(parents=True)
+    with pytest.raises(CharlstmError, match="already exists and is not empty"):
+        check_run_dir(run_dir)
+    (run_dir / "checkpoints" / "latest" / "4" / "meta").rmdir()
+    (run_dir / "notes.txt").touch()
     with pytest.raises(CharlstmError, match="already exists and is not empty"):
         check_run_dir(run_dir)
 
