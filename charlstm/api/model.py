@@ -285,9 +285,9 @@ class Model:
         return weights.write_weights(Path(directory), self.model_config, self.vocab, self.params, source)
 
     def _run_name(self) -> str:
-        """The run directory's name (a checkpoint is RUN/checkpoints/KIND/STEP)."""
-        parts = self.path.parts
-        return parts[-4] if len(parts) >= 4 and parts[-3] == "checkpoints" else self.path.name
+        """The run directory's name, or a checkpoint's own where it stands alone."""
+        run = checkpoint.run_of(self.path)
+        return run.name if run is not None else self.path.name
 
     def validation_text(self) -> str:
         """The text validation scored and the model never trained on, read

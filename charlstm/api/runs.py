@@ -50,8 +50,8 @@ def describe(path: str | Path | None = None) -> Description:
         path_like(path, "path")
     meta = checkpoint.describe(Path(path) if path is not None else catalog.most_recent_run(RUNS_DIR))
     validation = manifest.describe_validation(meta.corpus, meta.train_config.val_fraction)
-    root = meta.path.parent.parent  # RUN/checkpoints for a run's checkpoint
-    latest = checkpoint.latest_step(root / checkpoint.LATEST) if root.name == "checkpoints" else None
+    run = checkpoint.run_of(meta.path)
+    latest = checkpoint.latest_step(run / "checkpoints" / checkpoint.LATEST) if run is not None else None
     return Description(meta, param_count(meta.model_config), validation, meta.train_config.warmup_used, latest)
 
 

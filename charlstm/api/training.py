@@ -23,7 +23,7 @@ from charlstm.config import (
 from charlstm.core.model import count_params
 from charlstm.errors import CharlstmError, CheckpointError, ConfigError
 from charlstm.flags import flag
-from charlstm.training import checkpoint, distributed, events, session
+from charlstm.training import checkpoint, checkpoint_meta, distributed, events, session
 from charlstm.training import tune as tuning
 from charlstm.training.run import Run
 from charlstm.training.session import EventHandler, StopCheck
@@ -115,10 +115,11 @@ def train(
     tuned = init_from is not None and "learning_rate" not in options
     model, options = presets.apply(preset, given, options)
     asked = set(options)  # the training options given, or a preset's
+    base = _base_run(Path(init_from)) if init_from is not None and on_event is not None else None
     if init_from is not None:
         model = given  # the shape is the base model's: only what was asked explicitly must match it
-        if preset and on_event is not None:
-            _warn_of_preset(preset, given, Path(init_from), tuned, on_event)
+        if preset and base is not None and on_event is not None:
+            _warn_of_preset(preset, given, base.model_config, tuned, on_event)
         if tuned:
             options["learning_rate"] = FINE_TUNE_LEARNING_RATE
     unknown = unknown_fields(options, TrainConfig, also=_TRAIN_KEYWORDS)
@@ -126,8 +127,8 @@ def train(
         raise ConfigError(f"unknown training option: {unknown}")
     config = TrainConfig(**options)
     check_seed(config.seed)  # a new run's; a stored run keeps the seed it was trained with
-    if init_from is not None and on_event is not None:
-        _warn_of_regularisation(config, asked, Path(init_from), on_event)
+    if base is not None and on_event is not None:
+        _warn_of_regularisation(config, asked, base.train_config, on_event)
     # A batch the devices cannot share fails here, before any file is written.
     distributed.make_mesh(config.batch_size, devices)
     run, run_dir, shipped = session.new(
@@ -144,14 +145,22 @@ def train(
     return _train(run, run_dir, on_event, should_stop, devices, shipped=shipped)
 
 
-def _warn_of_preset(preset: str, given: Mapping[str, Any], base: Path, tuned: bool, on_event: EventHandler) -> None:
-    """Say what of `preset` a fine-tune from `base` leaves out: the model
-    sizes where they differ from the base model's (which is kept), and the
-    learning rate where no --lr was given (a fine-tune starts lower)."""
+def _base_run(base: Path) -> checkpoint_meta.Meta | None:
+    """The run a fine-tune starts from, as its warnings compare it, or None
+    where it is not one (session.new says so)."""
     try:
-        kept = checkpoint.describe(base).model_config
+        return checkpoint.describe(base)
     except CharlstmError:
-        return  # not a run: session.new says so
+        return None
+
+
+def _warn_of_preset(
+    preset: str, given: Mapping[str, Any], kept: ModelConfig, tuned: bool, on_event: EventHandler
+) -> None:
+    """Say what of `preset` a fine-tune from a model shaped `kept` leaves
+    out: the model sizes where they differ from the base model's (which is
+    kept), and the learning rate where no --lr was given (a fine-tune starts
+    lower)."""
     sizes = {k: v for k, v in presets.get(preset).model.items() if k not in given and getattr(kept, k) != v}
     left_out = []
     if sizes:
@@ -168,14 +177,10 @@ def _warn_of_preset(preset: str, given: Mapping[str, Any], base: Path, tuned: bo
         on_event(events.Warned(0, "preset", f"{flag('preset')} {preset}: {'; '.join(left_out)}"))
 
 
-def _warn_of_regularisation(config: TrainConfig, asked: set[str], base: Path, on_event: EventHandler) -> None:
+def _warn_of_regularisation(config: TrainConfig, asked: set[str], trained: TrainConfig, on_event: EventHandler) -> None:
     """Say where a fine-tune's dropout and weight decay, a new run's unless
-    given (or a preset's), differ from what the base run trained with (a
+    given (or a preset's), differ from what the base run `trained` with (a
     base trained without dropout is fine-tuned with it, else, without a word)."""
-    try:
-        trained = checkpoint.describe(base).train_config
-    except CharlstmError:
-        return  # not a run: session.new says so
     fields = [f for f in ("dropout", "weight_decay") if f not in asked and getattr(trained, f) != getattr(config, f)]
     if fields:
         now = " and ".join(f"{flag(f)} {getattr(config, f):g}" for f in fields)  # TrainConfig's defaults
@@ -338,8 +343,8 @@ def tune(
     return tuning.Search(plan.out, len(plan.points), tuning.ranked(results), tuple(plan.source.arguments()))
 
 
-# What the search sets for each trial: its length and when it validates.
-_SET_PER_TRIAL = {"eval_every": "steps or budget_s", "checkpoint_every": "steps or budget_s"}
+# What the search sets for each trial, by its steps or budget_s: when it validates and saves.
+_SET_PER_TRIAL = ("eval_every", "checkpoint_every")
 
 
 def _narrowed(space: Mapping[str, str] | None, fixed: dict[str, Any]) -> tuple[dict[str, str], dict[str, Any]]:
@@ -351,7 +356,7 @@ def _narrowed(space: Mapping[str, str] | None, fixed: dict[str, Any]) -> tuple[d
     narrowed, rest = dict(space or {}), {}
     for name, value in fixed.items():
         if name in _SET_PER_TRIAL:
-            raise ConfigError(f"{name} is set for each trial by the search: give {_SET_PER_TRIAL[name]} instead")
+            raise ConfigError(f"{name} is set for each trial by the search: give steps or budget_s instead")
         if name not in searched:
             rest[name] = value
         elif name in narrowed:

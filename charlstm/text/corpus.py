@@ -339,6 +339,19 @@ def refuse_unusable(bad: Sequence[tuple[str, str]], alone: bool, val_paths: Coll
     raise CorpusError(f"{what} not usable text ({names}): {advice}{hint}", details=lines)
 
 
+def leave_out(unusable: Sequence[tuple[str, str]], skip_bad_files: bool, any_usable: bool) -> tuple[str, ...]:
+    """ "PATH: problem" for each file of several left out, (path, problem)
+    each: an empty one always, one that is not text with `skip_bad_files`,
+    which are otherwise refused, all at once; nor may every file be left out."""
+    bad = [(path, problem) for path, problem in unusable if problem != EMPTY]
+    if bad and not skip_bad_files:
+        refuse_unusable(bad, alone=False)
+    lines = tuple(f"{shown(path)}: {problem}" for path, problem in unusable)
+    if not any_usable:
+        raise CorpusError(all_left_out([path for path, _ in unusable]), details=lines)
+    return lines
+
+
 def read_texts(source: Source) -> tuple[tuple[TextFile, ...], tuple[str, ...]]:
     """The documents `source` names (its `val_files` aside), each read whole
     as `read_corpus` reads one, for the commands that score text in memory;
@@ -356,13 +369,7 @@ def read_texts(source: Source) -> tuple[tuple[TextFile, ...], tuple[str, ...]]:
             files.append(text)
         else:
             unusable.append((str(doc.path), problem or EMPTY))
-    bad = [(path, problem) for path, problem in unusable if problem != EMPTY]
-    if bad and not source.skip_bad_files:
-        refuse_unusable(bad, alone=False)
-    lines = [f"{shown(path)}: {problem}" for path, problem in unusable]
-    if not files:
-        raise CorpusError(all_left_out([path for path, _ in unusable]), details=tuple(lines))
-    return tuple(files), tuple(lines)
+    return tuple(files), leave_out(unusable, source.skip_bad_files, bool(files))
 
 
 def read_size(path: Path) -> int:

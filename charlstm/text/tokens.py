@@ -27,6 +27,7 @@ from charlstm.text.corpus import (
     all_left_out,
     find,
     given_alone,
+    leave_out,
     refusal,
     refuse_unusable,
 )
@@ -179,11 +180,7 @@ def prepare_texts(source: Source, progress: Progress = no_progress) -> Corpus:
             raise refusal(f.path, problem, "the text")
         else:
             unusable.append(dataclasses.replace(f, problem=problem))
-    bad = [(f.path, f.problem or "") for f in unusable if f.problem != EMPTY]
-    if bad and not source.skip_bad_files:
-        refuse_unusable(bad, alone=False)
-    if not usable:
-        raise CorpusError(all_left_out([f.path for f in unusable]), details=tuple(map(_problem, unusable)))
+    leave_out([(f.path, f.problem or EMPTY) for f in unusable], source.skip_bad_files, bool(usable))
     val, skipped = tuple(usable), tuple(unusable)
     return Corpus(source, (), val, skipped, "", directory, found.roots, found.shipped, from_cache)
 

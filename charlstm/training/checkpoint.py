@@ -237,13 +237,20 @@ def load(path: Path, prefer: str = BEST) -> Checkpoint:
             raise CheckpointError(f"{err}{_others_intact(where)}") from None
 
 
+def run_of(step_dir: Path) -> Path | None:
+    """The run a checkpoint belongs to (RUN/checkpoints/KIND/STEP), or None
+    for one that stands alone."""
+    return step_dir.parent.parent.parent if step_dir.parent.parent.name == "checkpoints" else None
+
+
 def _others_intact(where: Path) -> str:
     """For a damaged checkpoint of a run: the run's other complete ones,
     and how to go on from them, which commands take by themselves once the
     damaged one is out of the way (they take the newest)."""
-    if where.parent.parent.name != "checkpoints":
+    run = run_of(where)
+    if run is None:
         return ""
-    root = where.parent.parent
+    root = run / "checkpoints"
     others = [
         f"{kind}/{step}"
         for kind in (LATEST, BEST)
