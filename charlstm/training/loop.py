@@ -202,25 +202,9 @@ class TrainingLoop:
             reported = self.step % tc.log_every == 0 or evaluate_now or save_now
             if reported:
                 yield from self._report()
-            paused = time.perf_counter()
-            first = self.evaluated_step is None
-            if evaluate_now and self.healthy:
-                yield from self._validate()
-                if first:
-                    hostmem.return_freed()  # the scorer's and the sampler's compilations
-                if self.cut_short:  # even at the last step: the run did not finish its pass
-                    self.paused += time.perf_counter() - paused  # scoring, not training, as below
-                    return "interrupted"
-            if not self.healthy:
-                return "diverged"
-            if save_now:
-                yield self._checkpoint()
-            # Evaluation and saving are not training: keep them out of chars/s.
-            pause = time.perf_counter() - paused
-            self.last_report += pause
-            self.paused += pause
-            if evaluate_now:
-                self.time_fit.validated(pause, first)
+            ended = yield from self._pass_and_save(evaluate_now, save_now)
+            if ended is not None:
+                return ended
             if reported:
                 now = time.perf_counter() - self.started
                 steps = self.time_fit.plan(self.config, self.step, evaluate_now, now, now - self.paused)
@@ -241,16 +225,30 @@ class TrainingLoop:
         step, tc = self.step, self.config
         if not (0 < step < tc.steps and step % tc.eval_every == 0) or _validated(self.run, step) or not self.healthy:
             return None
+        return (yield from self._pass_and_save(True, True))
+
+    def _pass_and_save(self, evaluate: bool, save: bool) -> Generator[events.Event, None, str | None]:
+        """A step's validation pass and checkpoint, as asked, timed apart
+        from training; "interrupted" or "diverged" where the run ends there."""
         paused = time.perf_counter()
-        yield from self._validate()
+        first = self.evaluated_step is None
+        if evaluate and self.healthy:
+            yield from self._validate()
+            if first:
+                hostmem.return_freed()  # the scorer's and the sampler's compilations
+            if self.cut_short:  # even at the last step: the run did not finish its pass
+                self.paused += time.perf_counter() - paused  # scoring, not training, as below
+                return "interrupted"
+        if not self.healthy:
+            return "diverged"
+        if save:
+            yield self._checkpoint()
+        # Evaluation and saving are not training: keep them out of chars/s.
         pause = time.perf_counter() - paused
         self.last_report += pause
         self.paused += pause
-        if self.cut_short:
-            return "interrupted"
-        if not self.healthy:
-            return "diverged"
-        yield self._checkpoint()
+        if evaluate:
+            self.time_fit.validated(pause, first)
         return None
 
     def _finish(self, reason: str) -> Iterator[events.Event]:
