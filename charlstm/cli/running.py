@@ -190,8 +190,7 @@ def _what_is_left(run_dir: Path | None) -> str:
         return "no run directory was made yet"
     from charlstm.training import checkpoint
 
-    kinds = (checkpoint.LATEST, checkpoint.BEST)
-    if all(checkpoint.latest_step(run_dir / "checkpoints" / kind) is None for kind in kinds):
+    if not checkpoint.has_checkpoint(run_dir):
         return f"{run_dir} has no checkpoint yet: run the same command again, which starts afresh there"
     return f"earlier checkpoints are intact. {_continue_with(run_dir)}"
 

@@ -98,7 +98,7 @@ class CheckpointWriter:
             manager.save(step, args=args, force=True)
             manager.wait_until_finished()
         except (OSError, ValueError) as err:
-            if any(complete_steps(self.run_dir / "checkpoints" / k) for k in (LATEST, BEST)):
+            if has_checkpoint(self.run_dir):
                 after = "earlier checkpoints are intact, and 'charlstm resume' continues from the newest"
             else:  # nothing to resume: the run's start is what to repeat
                 after = (
@@ -235,6 +235,11 @@ def load(path: Path, prefer: str = BEST) -> Checkpoint:
             return _checked(lambda: restore(checkpointer), where)
         except CheckpointError as err:
             raise CheckpointError(f"{err}{_others_intact(where)}") from None
+
+
+def has_checkpoint(run_dir: Path) -> bool:
+    """Whether the run has a complete checkpoint, latest or best, to resume or sample from."""
+    return any(complete_steps(run_dir / "checkpoints" / kind) for kind in (LATEST, BEST))
 
 
 def run_of(step_dir: Path) -> Path | None:

@@ -124,8 +124,8 @@ def left_by_failed_start(run_dir: Path) -> bool:
     for entry in run_dir.iterdir():
         if entry.name in _RUN_FILES and entry.is_file():
             continue
-        saved = entry.name != "checkpoints" or not entry.is_dir()
-        if not saved and all(kind.is_dir() and not complete_steps(kind) for kind in entry.iterdir()):
+        checkpoints = entry.name == "checkpoints" and entry.is_dir()
+        if checkpoints and all(kind.is_dir() and not complete_steps(kind) for kind in entry.iterdir()):
             continue
         return False
     run_lock.refuse_if_held(run_dir)  # a start still under way, before its first checkpoint
