@@ -132,8 +132,11 @@ def test_gradients_equal_autodiff_of_the_plain_scan(cell, T, B, D, H):
 def test_forward_equals_the_plain_scan(cell):
     layer, plain, inputs, _ = CELLS[cell]
     args = inputs(23, 2, 5, 8, seed=3)
+    # A GPU sums the layer norm's statistics in another order than the plain
+    # scan's: 3.1e-6 apart on an H200 (2026-12-04), against under 1e-6 on a CPU.
+    atol = 1e-6 if jax.default_backend() == "cpu" else 1e-5
     for got, want in zip(layer(*args), plain(*args), strict=True):
-        np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=0, atol=1e-6)
+        np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=0, atol=atol)
 
 
 def test_lstm_layer_reads_windows_of_one_and_zero_characters():
