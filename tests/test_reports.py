@@ -15,8 +15,9 @@ from typer.testing import CliRunner
 
 from charlstm import api
 from charlstm.cli import app
+from charlstm.config import TrainConfig
 from charlstm.core.model import param_count
-from charlstm.training import checkpoint
+from charlstm.training import catalog, checkpoint, run_lock
 
 WIDE = {"COLUMNS": "200"}
 
@@ -45,11 +46,15 @@ def test_runs_lists_each_run_with_its_best_loss(runner, trained_run, tmp_path):
     alpha = records[str(runs_dir / "alpha")]
     assert alpha["best_val_loss"] == best and alpha["step"] == alpha["total_steps"] == 4
     assert alpha["model"] == "2x24 LSTM" and alpha["corpus"].endswith("tiny.txt")
-    assert records[str(runs_dir / "broken")]["problem"]
+    assert alpha["state"] == "done"
+    assert records[str(runs_dir / "broken")]["problem"] and records[str(runs_dir / "broken")]["state"] is None
 
     result = runner.invoke(app, ["runs", str(runs_dir)])
     row = next(line for line in _ok(result).splitlines() if "alpha" in line)  # one line, however long
-    assert f"{best:.4f}" in row and "4/4" in row and "tiny.txt" in row and "2x24" in row
+    assert f"{best:.4f}" in row and "4/4" in row and "tiny.txt" in row and "2x24" in row and " done " in row
+    with run_lock.held(runs_dir / "alpha"):  # as a training process holds it
+        row = next(line for line in _ok(runner.invoke(app, ["runs", str(runs_dir)])).splitlines() if "alpha" in line)
+        assert " training " in row
     assert "broken" not in result.stdout
     assert f"note: {runs_dir / 'broken'} could not be read: no complete checkpoint" in result.stderr
 
@@ -61,6 +66,19 @@ def test_runs_lists_each_run_with_its_best_loss(runner, trained_run, tmp_path):
     assert [r["run"] for r in one] == [str(runs_dir / "alpha")]
     refused = runner.invoke(app, ["runs", str(run_dir / "metrics.jsonl")])
     assert refused.exit_code == 2 and "is a file; name the folder that holds runs" in refused.stderr
+
+
+def test_a_runs_state_is_what_a_resume_would_do(tmp_path):
+    """`charlstm runs`'s state column: a resume of a "done" or "stopped early"
+    run trains nothing; a "resumable" one trains on."""
+    tc = TrainConfig(steps=100, patience=2)
+    passes = [{"step": s, "val_loss": v} for s, v in ((10, 2.0), (20, 1.5), (30, 1.6))]
+    assert catalog.state(tmp_path, 100, tc, passes) == "done"
+    assert catalog.state(tmp_path, 30, tc, passes) == "resumable"  # one pass since the best
+    worse = [*passes, {"step": 40, "val_loss": 1.7}]
+    assert catalog.state(tmp_path, 40, tc, worse) == "stopped early"
+    assert catalog.state(tmp_path, 40, TrainConfig(steps=100), worse) == "resumable"  # no --patience
+    assert catalog.state(tmp_path, 0, tc, []) == "resumable"
 
 
 def test_info_describes_the_checkpoint(runner, trained_run):

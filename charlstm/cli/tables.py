@@ -31,13 +31,14 @@ def _when(unix: float) -> str:
 
 def runs_table(runs: Sequence[RunSummary], folder: Path | None = None) -> Table:
     """One row a run, named by its path under `folder`, so that two searches' trial-01 differ."""
-    spare = ("updated", "params", "corpus", "model", "time")  # a narrow terminal keeps the name and the figures
+    spare = ("updated", "params", "corpus", "model", "time", "state")  # a narrow terminal keeps the name and the figures
     table = SpareTable(box=box.SIMPLE_HEAD, header_style="bold", pad_edge=False, spare=spare)
     table.add_column("run", overflow="fold", min_width=16)
     table.add_column("corpus", overflow="fold", min_width=10)
     table.add_column("model", overflow="fold", min_width=10)
     table.add_column("params", justify="right", no_wrap=True)
     table.add_column("steps", justify="right", no_wrap=True)
+    table.add_column("state", no_wrap=True)
     table.add_column("best val (bpc)", justify="right", no_wrap=True)
     table.add_column("time", justify="right", no_wrap=True)
     table.add_column("updated", no_wrap=True)
@@ -50,6 +51,7 @@ def runs_table(runs: Sequence[RunSummary], folder: Path | None = None) -> Table:
             r.model,
             f"{r.params / 1e6:.2f}M",
             f"{r.step}/{r.total_steps}",
+            r.state,
             loss_text(r.best_val_loss, 4, unit=""),
             duration(r.train_seconds),
             _when(r.updated),

@@ -9,10 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from charlstm.config import TrainConfig
 from charlstm.core.model import param_count
 from charlstm.errors import CharlstmError, CheckpointError
-from charlstm.training import checkpoint
-from charlstm.training.run import RUNS_DIR
+from charlstm.training import checkpoint, run_lock
+from charlstm.training.run import RUNS_DIR, why_ended
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,10 @@ class RunSummary:
     problem: str | None = None  # why the run could not be read, if it could not
     corpus_sources: int = 1  # files and folders given to train on; `corpus` is the first
     trained: bool = False  # beyond its first step (`recency`)
+    # "done", "stopped early" (--patience), "training" (by a process now) or
+    # "resumable" (stopped, or ended by a time limit before its step total:
+    # `charlstm resume` trains on): `state`.
+    state: str = "resumable"
 
 
 def list_runs(runs_dir: Path = RUNS_DIR) -> list[RunSummary]:
@@ -96,6 +101,7 @@ def summarize(run_dir: Path) -> RunSummary:
             train_seconds=meta.train_seconds,
             updated=when[1] if (when := recency(run_dir)) is not None else meta.path.stat().st_mtime,
             trained=when is not None and when[0],
+            state=state(run_dir, meta.step, meta.train_config, meta.history),
         )
     except (CharlstmError, KeyError, TypeError, ValueError, OSError) as err:
         try:
@@ -103,6 +109,18 @@ def summarize(run_dir: Path) -> RunSummary:
         except OSError:
             mtime = 0.0
         return RunSummary(run_dir, "?", "?", 0, 0, 0, None, 0.0, mtime, problem=str(err))
+
+
+STATES = {"done": "done", "patience": "stopped early"}
+
+
+def state(run_dir: Path, step: int, train_config: TrainConfig, history: list[dict[str, float]]) -> str:
+    """A run's state as `charlstm runs` shows it, from its latest checkpoint's
+    step, configuration and history, and its lock."""
+    if run_lock.in_use(run_dir):
+        return "training"
+    ended = why_ended(step, train_config, history)
+    return STATES[ended] if ended is not None else "resumable"
 
 
 def recency(run_dir: Path) -> tuple[bool, float] | None:

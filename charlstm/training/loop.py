@@ -31,7 +31,7 @@ from charlstm.flags import flag
 from charlstm.runtime import hostmem
 from charlstm.training import distributed, events, processes
 from charlstm.training.health import Health
-from charlstm.training.run import Run
+from charlstm.training.run import Run, passes_since_best, why_ended
 from charlstm.training.step_setup import Setup, TrainStep, setup_for
 from charlstm.training.timefit import TimeFit
 
@@ -86,7 +86,7 @@ def fit(
         train_chars=setup.train_streams.windows * tc.seq_len * tc.batch_size,
         val_chars=len(setup.val_ids) - 1,
         windows_per_pass=setup.train_streams.windows,
-        trains=step < tc.steps and not (tc.patience is not None and _passes_since_best(run.history) >= tc.patience),
+        trains=why_ended(step, tc, run.history) is None,
     )
     if _long_passes(setup) and step < tc.steps:
         shorter = (
@@ -159,7 +159,7 @@ class TrainingLoop:
         self.cut_short = False  # a validation pass was stopped part-way
         # Validation passes since the best one, counted from the run's history
         # so that a resumed run keeps counting where it stopped (--patience).
-        self.since_best = _passes_since_best(run.history)
+        self.since_best = passes_since_best(run.history)
         self.started = time.perf_counter()
         self.paused = 0.0  # seconds of validation passes, samples and saves between steps
         self.seconds_before = run.train_seconds
@@ -429,12 +429,6 @@ class TrainingLoop:
         owed = self.step == self.first_step == self.evaluated_step
         where = self._save(self.run, False, self.setup.train_streams.windows, owed)
         return events.Saved(self.step, where, best=False)
-
-
-def _passes_since_best(history: list[dict[str, float]]) -> int:
-    """Validation passes after the one with the lowest loss (0 if it was the last, or none yet)."""
-    losses = [h["val_loss"] for h in history]
-    return len(losses) - 1 - losses.index(min(losses)) if losses else 0
 
 
 def _validated(run: Run, step: int) -> bool:

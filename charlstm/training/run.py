@@ -56,6 +56,25 @@ RESUMABLE_FIELDS = (
 SHAPE_FIELDS = ("cell", "norm", "hidden_size", "num_layers", "embed_dim")
 
 
+def passes_since_best(history: list[dict[str, float]]) -> int:
+    """Validation passes after the one with the lowest loss (0 if it was the last, or none yet)."""
+    losses = [h["val_loss"] for h in history]
+    return len(losses) - 1 - losses.index(min(losses)) if losses else 0
+
+
+def why_ended(step: int, train_config: TrainConfig, history: list[dict[str, float]]) -> str | None:
+    """Why a run at `step` has nothing left to train: "done" (its step
+    total, or where its --max-time fitted its schedule to end) or
+    "patience" (no new best in --patience passes); None where a resume
+    would train on."""
+    tc = train_config
+    if step >= tc.steps:
+        return "done"
+    if tc.patience is not None and passes_since_best(history) >= tc.patience:
+        return "patience"
+    return None
+
+
 def default_run_dir(corpus_path: Path, when: float | None = None) -> Path:
     """runs/<corpus>-<time>; `when` (unix seconds, default now) lets the
     processes of a multi-process run agree on one name."""

@@ -84,6 +84,15 @@ def held(run_dir: Path) -> Iterator[None]:
         os.close(fd)  # which releases the lock
 
 
+def in_use(run_dir: Path) -> bool:
+    """Whether another process trains `run_dir` now (False where runs are not locked)."""
+    try:
+        refuse_if_held(run_dir)
+    except CharlstmError:
+        return True
+    return False
+
+
 def refuse_if_held(run_dir: Path) -> None:
     """Raise the CharlstmError `held` would, without taking the lock: so a
     resume is refused before it reads the corpus, not after."""
