@@ -10,8 +10,11 @@ import re
 import shutil
 import subprocess
 import tempfile
+import time
 import urllib.parse
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -45,6 +48,17 @@ def run(url: str, *extra: str, budget_ms: int = 20_000, offline: bool = True, ti
         done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stdout
+
+
+def until(check: Callable[[], Any], what: str, timeout: float = 120, every: float = 0.1) -> Any:
+    """Poll `check` until it returns something truthy; bounded."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"gave up waiting for {what}")
 
 
 def page_url(path: Path, test: dict) -> str:
@@ -125,6 +139,17 @@ class Session:
     def evaluate(self, expression: str):
         result = self.call("Runtime.evaluate", self.session, expression=expression, returnByValue=True)
         return result["result"].get("value")
+
+    def press(self, key: str, code: str, modifiers: int = 0) -> None:
+        """A key pressed and released as a user's keyboard would, on the focused
+        element (`modifiers`: 2 is Ctrl, 4 is Meta, as DevTools numbers them)."""
+        for kind in ("keyDown", "keyUp"):
+            self.call("Input.dispatchKeyEvent", self.session, type=kind, key=key, code=code, modifiers=modifiers)
+
+    def prefer_dark(self) -> None:
+        """Emulate a reader whose system asks for a dark theme."""
+        features = [{"name": "prefers-color-scheme", "value": "dark"}]
+        self.call("Emulation.setEmulatedMedia", self.session, features=features)
 
     def close(self) -> None:
         self.process.kill()

@@ -197,6 +197,47 @@ def test_the_page_reads_a_long_prime_in_slices_and_refuses_an_empty_box(runs, tm
     assert browser.element_text(dom, "problem") == "top-p must be above 0 and at most 1"
 
 
+@browser.needs_chromium
+def test_the_page_takes_the_keyboard_and_a_dark_theme(runs, tmp_path):
+    """Ctrl+Enter generates from the prime box, as a user presses it (the
+    same text as the button), Escape stops a long run, and a reader whose
+    system asks for a dark theme gets one."""
+    page = charlstm.load(runs["lstm"]).export_html(tmp_path / "page.html").path
+    chromium = browser.Session(*browser.OFFLINE)
+    value = "document.getElementById(%r).textContent"
+    try:
+        chromium.open(page.resolve().as_uri())
+        browser.until(lambda: chromium.evaluate("document.readyState") == "complete", "the page to load")
+        chromium.evaluate(
+            "const p = document.getElementById('prime'); p.value = 'To be'; p.dispatchEvent(new Event('input'));"
+            "document.getElementById('temperature').value = '0'; document.getElementById('length').value = '30';"
+            "p.focus()"
+        )
+        chromium.press("Enter", "Enter", modifiers=2)  # Ctrl
+        browser.until(lambda: (chromium.evaluate(value % "status") or "").startswith("30 characters"), "the run")
+        greedy = CliRunner().invoke(
+            app, ["sample", "-c", str(runs["lstm"]), "--greedy", "-n", "30", "--prime", "To be"]
+        )
+        assert "To be" + chromium.evaluate(value % "generated") + "\n" == greedy.stdout
+        # A run far longer than the test: Escape ends it where it is.
+        chromium.evaluate("document.getElementById('length').value = '1000000'")
+        chromium.press("Enter", "Enter", modifiers=4)  # Meta, as on a Mac
+        browser.until(lambda: not chromium.evaluate("document.getElementById('stop').disabled"), "the long run")
+        chromium.press("Escape", "Escape")
+        status = browser.until(
+            lambda: "(stopped)" in (chromium.evaluate(value % "status") or "") and chromium.evaluate(value % "status"),
+            "the stop",
+        )
+        assert int(status.split()[0].replace(",", "")) < 1_000_000
+        background = "getComputedStyle(document.body).backgroundColor"
+        assert chromium.evaluate(background) in ("rgba(0, 0, 0, 0)", "rgb(255, 255, 255)")
+        chromium.prefer_dark()
+        assert chromium.evaluate(background) == "rgb(22, 22, 22)"
+        assert chromium.evaluate("getComputedStyle(document.body).color") == "rgb(221, 221, 221)"
+    finally:
+        chromium.close()
+
+
 def test_export_errors_are_one_line(runs, tmp_path):
     runner = CliRunner()
     cases = [

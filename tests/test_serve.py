@@ -44,14 +44,7 @@ def _free_port() -> int:
 
 
 def _until(check, what: str, timeout: float = WAIT_S, every: float = 0.1):
-    """Poll `check` until it returns something truthy; bounded."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"gave up waiting for {what}")
+    return browser.until(check, what, timeout, every)
 
 
 # The command's limits, and the same as `charlstm.serve`'s keywords (`Server(library=True)`).
@@ -361,7 +354,8 @@ def test_the_servers_page_writes_in_chromium(served):
         # Generate again writes new text: the seed went up by one, and the status names the one used.
         assert chromium.evaluate(status).endswith(", seed 9")
         assert chromium.evaluate("document.getElementById('seed').value") == "10"
-        chromium.evaluate("document.getElementById('generate').click()")
+        chromium.evaluate("document.getElementById('prime').focus()")
+        chromium.press("Enter", "Enter", modifiers=2)  # Ctrl+Enter, as a user presses it
         _until(lambda: (chromium.evaluate(status) or "").endswith(", seed 10"), "the second run", every=0.2)
         second = _library(model, {"prime": "The king", "length": 120, "seed": 10, "temperature": 0.8})[0]["text"]
         assert chromium.evaluate("document.getElementById('generated').textContent") == second != expected
@@ -395,6 +389,10 @@ def test_the_servers_page_writes_in_chromium(served):
         _until(lambda: chromium.evaluate(problem).startswith("top-p"), "the top-p refusal", every=0.2)
         assert chromium.evaluate(problem) == "top-p must be in (0, 1], got 1.5"
         chromium.evaluate("document.getElementById('top_p').value = '1'")
+        background = "getComputedStyle(document.getElementById('output')).backgroundColor"
+        assert chromium.evaluate(background) == "rgb(250, 250, 250)"
+        chromium.prefer_dark()  # a reader whose system asks for a dark theme
+        assert chromium.evaluate(background) == "rgb(30, 30, 30)"
         # An empty box is a mistake, not 0.
         chromium.evaluate("document.getElementById('temperature').value = ''")
         chromium.evaluate("document.getElementById('generate').click()")
