@@ -270,6 +270,8 @@ def test_the_server_keeps_serving_and_answers_health_and_the_page_without_the_ke
     status, about = server.request("GET", "/v1/model", headers=AUTH)
     assert about["limits"]["max_samples"] == 4 and about["step"] == 0 and about["config"]["cell"] == "lstm"
     assert about["default_prime"] == "\n"
+    # The run and the checkpoint in it, not the server's folders.
+    assert about["checkpoint"] == str(Path("run") / "checkpoints" / "best" / "0"), about["checkpoint"]
     # Idle, it compiles every batch size ahead of the clients.
     _until(lambda: server.load()["sizes_to_compile"] == 0, "the idle server to compile its batch sizes")
     assert server.request("GET", "/v1/generate", headers=AUTH)[0] == 405

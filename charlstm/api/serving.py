@@ -10,6 +10,7 @@ from charlstm.api.model import Model
 from charlstm.config import ServeConfig, check_api_key, optional_callable, unknown_fields, whole_number
 from charlstm.errors import CharlstmError, ConfigError
 from charlstm.flags import flag
+from charlstm.training import checkpoint
 
 
 def app(model: Model, *, api_key: str | None = None, **limits: Any) -> Any:
@@ -30,7 +31,11 @@ def app(model: Model, *, api_key: str | None = None, **limits: Any) -> Any:
     if wrong:
         raise ConfigError(f"unknown server option: {wrong}")
     config = ServeConfig(**limits)
-    about = {"checkpoint": str(model.path), "step": model.step, "best_val_loss": model.best_val_loss}
+    # The run's name and the checkpoint in it, not the folders above: a
+    # server other machines can reach should not tell them its disk's layout.
+    run = checkpoint.run_of(model.path)
+    shown = model.path.relative_to(run.parent) if run is not None else model.path.name
+    about = {"checkpoint": str(shown), "step": model.step, "best_val_loss": model.best_val_loss}
     return create_app(model.model_config, model.params, model.vocab, limits=config, api_key=api_key, about=about)
 
 
