@@ -364,6 +364,11 @@ class Model:
         if not isinstance(text, str):
             hint = f": read the file first (Path({str(text)!r}).read_text())" if isinstance(text, Path) else ""
             raise ConfigError(f"{verb} takes the text itself, got {type(text).__name__}{hint}")
+        if _names_a_file(text):
+            raise ConfigError(
+                f"{verb} takes the text itself, and {text!r} is the name of a file: read it first "
+                f"(Path({text!r}).read_text()), or pass charlstm.api.find_texts({text!r}) to read it in place"
+            )
         unknown = self.vocab.unknown(text)
         if not documents and BOUNDARY in self.vocab.chars and BOUNDARY in text:
             unknown.append(BOUNDARY)
@@ -417,3 +422,14 @@ def load(path: str | Path | None = None, prefer: str = checkpoint.BEST) -> Model
         corpus=ckpt.corpus,
         init_from=ckpt.init_from,
     )
+
+
+def _names_a_file(text: str) -> bool:
+    """Whether `text` is a short line that names an existing file: a path
+    passed where its text belongs, whose characters would be scored."""
+    if len(text) > 4096 or "\n" in text or not text.strip():
+        return False
+    try:
+        return Path(text).is_file()
+    except (OSError, ValueError):  # too long a name, a NUL in it
+        return False

@@ -31,7 +31,8 @@ def _when(unix: float) -> str:
 
 def runs_table(runs: Sequence[RunSummary], folder: Path | None = None) -> Table:
     """One row a run, named by its path under `folder`, so that two searches' trial-01 differ."""
-    spare = ("updated", "params", "corpus", "model", "time", "state")  # a narrow terminal keeps the name and the figures
+    # A narrow terminal keeps the name and the figures; the state goes last.
+    spare = ("updated", "params", "corpus", "model", "time", "state")
     table = SpareTable(box=box.SIMPLE_HEAD, header_style="bold", pad_edge=False, spare=spare)
     table.add_column("run", overflow="fold", min_width=16)
     table.add_column("corpus", overflow="fold", min_width=10)
