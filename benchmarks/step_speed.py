@@ -143,7 +143,7 @@ def main() -> None:
     device = jax.devices()[0].device_kind
     print(
         f"backend {jax.default_backend()} ({device}), {describe()}, jax {jax.__version__}, "
-        f"{args.precision}, XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}"
+        f"{args.precision}, norm {args.norm}, dropout {args.dropout:g}, XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}"
     )
     header = ("hidden", "layers", "batch", "seq", "params", "compile s", "step ms", "chars/s")
     print("{:>6} {:>6} {:>5} {:>4} {:>9} {:>9} {:>8} {:>8}".format(*header))
@@ -155,7 +155,8 @@ def main() -> None:
     if args.json:
         with open(args.json, "w") as f:
             meta = {"backend": jax.default_backend(), "device": device, "jax": jax.__version__}
-            meta |= {"precision": args.precision, "xla_flags": os.environ.get("XLA_FLAGS", "")}
+            meta |= {"precision": args.precision, "norm": args.norm, "dropout": args.dropout}
+            meta |= {"xla_flags": os.environ.get("XLA_FLAGS", "")}
             json.dump({**meta, "results": rows}, f, indent=2)
 
 
