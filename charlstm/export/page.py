@@ -34,7 +34,7 @@ from charlstm.core.generation import default_prime
 from charlstm.core.model import count_params
 from charlstm.errors import CharlstmError
 from charlstm.export.weights import LAYER_NORM_EPSILON, named_tensors
-from charlstm.introspect.page import script_json, with_named
+from charlstm.introspect.page import script_json, writing_page
 from charlstm.text.vocab import Vocab
 
 MODEL_MARKER = "__CHARLSTM_MODEL__"
@@ -82,7 +82,7 @@ def render_page(
         "tensors": table,
         "weights": base64.b64encode(blob).decode("ascii"),
     }
-    template = with_named(resources.files("charlstm.export").joinpath("page.html").read_text(encoding="utf-8"))
+    template = writing_page(resources.files("charlstm.export").joinpath("page.html").read_text(encoding="utf-8"))
     script = _SCRIPT.findall(template)
     assert len(script) == 1 and template.count(MODEL_MARKER) == 1, "the template holds one script and one data marker"
     digest = base64.b64encode(hashlib.sha256(script[0].encode("utf-8")).digest()).decode("ascii")

@@ -81,17 +81,21 @@ def report(path: Path, inspection: Inspection, *, top: int, source: str, checkpo
 
 
 NAMED_MARKER = "/* __CHARLSTM_NAMED__: charlstm/introspect/named.js, the function `named` */"
+WRITER_CSS_MARKER = "/* __CHARLSTM_WRITER_CSS__: charlstm/introspect/writer.css, the writing pages' look */"
 
 
-def with_named(template: str) -> str:
-    """`template` with the script function `named` (named.js: a character as
-    `charlstm sample` names it) where its marker stands: one copy for every
-    page that names a prime's unknown characters (the exported page, the
-    server's), each still self-contained."""
-    if NAMED_MARKER not in template:
-        raise ValueError("the page template has no place for the function named")
-    code = resources.files("charlstm.introspect").joinpath("named.js").read_text(encoding="utf-8")
-    return template.replace(NAMED_MARKER, code.strip())
+def writing_page(template: str) -> str:
+    """`template`, a page that writes with a model (the exported page, the
+    server's), with what the two share where its markers stand: their look
+    (writer.css) and the script function `named` (named.js: a character as
+    `charlstm sample` names it, for a prime's unknown characters). One copy
+    of each for both, each page still self-contained."""
+    for marker, name in ((WRITER_CSS_MARKER, "writer.css"), (NAMED_MARKER, "named.js")):
+        if marker not in template:
+            raise ValueError(f"the page template has no place for {name}")
+        shared = resources.files("charlstm.introspect").joinpath(name).read_text(encoding="utf-8")
+        template = template.replace(marker, shared.strip())
+    return template
 
 
 def script_json(data: Any) -> str:

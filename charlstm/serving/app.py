@@ -34,7 +34,7 @@ from starlette.routing import Route
 from charlstm.config import ModelConfig, SampleConfig, ServeConfig, to_dict
 from charlstm.core.generation import default_prime
 from charlstm.core.model import Params
-from charlstm.introspect.page import with_named
+from charlstm.introspect.page import writing_page
 from charlstm.serving.batcher import Batcher, Job, Piece, asyncio_delivery
 from charlstm.serving.requests import RequestError, parse_generate, settings
 from charlstm.text.vocab import BOUNDARY, Vocab
@@ -145,7 +145,7 @@ def create_app(
     batcher = Batcher(
         config, params, vocab, max_batch=limits.max_batch, chunk=limits.chunk, max_waiting=limits.max_waiting
     )
-    page = with_named(resources.files("charlstm.serving").joinpath("page.html").read_text(encoding="utf-8"))
+    page = writing_page(resources.files("charlstm.serving").joinpath("page.html").read_text(encoding="utf-8"))
     # What a sample reads first when no prime is given, as text: a new line,
     # or none for a model of documents (their start, the boundary symbol).
     default_text = default_prime(vocab).replace(BOUNDARY, "")
