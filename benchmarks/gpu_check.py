@@ -2,6 +2,7 @@
 
     PYTHONUNBUFFERED=1 PYTHONPATH=. python3 benchmarks/gpu_check.py OUT_DIR   # on the GPU machine
     PYTHONPATH=. python3 benchmarks/gpu_check.py OUT_DIR --sections tests     # again, only what was cut short
+    PYTHONPATH=. python3 benchmarks/gpu_check.py OUT_DIR --sections extra     # a second call: the next questions
     python benchmarks/gpu_check.py OUT_DIR --smoke                           # the same path, tiny, on any CPU
     python benchmarks/gpu_check.py --fetch-wheels    # only for an image without pytest or hypothesis
 
@@ -25,15 +26,12 @@ own under its own time limit, all within TOTAL_S:
 2. `portability`: a checkpoint written on the GPU, then loaded and sampled
    by a process that sees only the CPU (first), and the GPU's sample
    (float32 products at full precision) beside it.
-3. `speed`: `vs_pytorch.py` (medians of three alternating rounds of 40
+3. `speed`: `vs_pytorch.py` (medians of two alternating rounds of 40
    timed steps), small and large rows and sampling at batch 1 and 32,
    against PyTorch on the same GPU (each side at its default float32
-   precision, recorded); the training step in fp32 and bf16; and fp32 with
-   XLA's autotuned kernels, only deterministic ones allowed, which the
-   commands do not use (`charlstm/runtime/gpu_determinism.py`): does exact
-   resume need to cost what it did on the first GPU (docs/benchmarks.md)?
-   And the default model's step (layer norm, dropout), at 64 and 512 rows. Saved
-   after every command, and vs_pytorch's first round as each side ends.
+   precision, recorded); the training step in fp32 and bf16; and the
+   default model's step (layer norm, dropout 0.2, 64 x 64). Saved after
+   every command, and vs_pytorch's first round as each side ends.
 4. `tests`: the suite's GPU-relevant tests, most wanted first, in one pytest
    call (over 4 workers where pytest-xdist is there, a test at most
    TEST_TIMEOUT_S where pytest-timeout is), at full float32 precision (they
@@ -43,6 +41,12 @@ own under its own time limit, all within TOTAL_S:
    given the budget (`--max-time`, as a user with that budget would) against
    the same recipe in PyTorch, each 1.5 minutes (the issue's 3 minutes in
    all) where that much is left, less where not (recorded).
+6. `extra`, only where named, for a second call of its own (150 s): the
+   step with XLA's autotuned kernels, only deterministic ones allowed,
+   which the commands do not use (`charlstm/runtime/gpu_determinism.py`):
+   does exact resume need to cost what it did on the first GPU
+   (docs/benchmarks.md)? And the default model's step at 512 rows, fp32
+   and bf16.
 
 `--sections` runs only the named ones: a second, short call on a GPU still
 held (it is handed back 30 s after a call) can fill in what the first left
@@ -103,10 +107,10 @@ TEST_WORKERS = 4  # pytest-xdist workers sharing the GPU (each pays JAX's start,
 TEST_TIMEOUT_S = 60  # one test's limit, where pytest-timeout is installed (the section has 110 s)
 # Seconds each section may take on the GPU machine; every section also stops
 # at TOTAL_S from the start, and the last, quality, is fitted to what is left.
-# speed: vs_pytorch about 115 s, the two step_speed runs 16 s each, the
-# autotuned one about 45 s, of which 36 s is compiling (H200, 2026-12-04),
-# and the default model's, about 20 s.
-LIMITS = {"environment": 30, "portability": 90, "speed": 240, "tests": 110, "quality": 230}
+# speed: vs_pytorch about 80 s in two rounds of 40 steps, and three
+# step_speed runs of about 16 s each (H200, 2026-12-04); extra: the autotuned
+# step about 45 s, 36 of them compiling, and two more of about 20 s.
+LIMITS = {"environment": 30, "portability": 90, "speed": 160, "tests": 110, "quality": 230, "extra": 150}
 TOTAL_S = 465  # 7.75 minutes: the issue's 8, less Python's own start and the last write
 SMOKE_LIMIT_S = 120  # per section, at toy sizes on a CPU
 MIN_START_S = 15  # a command is not started with less time than this left
@@ -257,43 +261,71 @@ def speed(check: Check) -> None:
         target = check.scratch / "vs_pytorch.json"
         command = [sys.executable, str(BENCH / "vs_pytorch.py"), "--json", str(target)]
         # On an H200 a step takes 7-15 ms: the CPU's 8 timed steps a round were
-        # too few there (PyTorch's small row read 592k chars/s in one round of
-        # 8, against a median of 831k over three rounds of 40, 2026-12-04).
+        # too few there (PyTorch's small row read 591k chars/s in one round of
+        # 8, against 744k-866k in three rounds of 40, 2026-12-04). Two rounds
+        # of 40 leave the quality section its 1.5 minutes a side.
         smoke = ["--rounds", "1", "--smoke", "--rows", "small", "--steps", "2"]
-        command += smoke if check.smoke else ["--rounds", "3", "--steps", "40", "--rows", "small", "large"]
+        command += smoke if check.smoke else ["--rounds", "2", "--steps", "40", "--rows", "small", "large"]
         command += [] if check.smoke else ["--no-system-malloc"]  # glibc's malloc is a CPU's question
         status, _, _ = check.run("speed", command)
         # Its first round's sides, written as each ended, where it was stopped part-way.
         figures["vs_pytorch"] = {**_read_json(target), "status": status} if status != 0 else _read_json(target)
         check.section("speed", **figures, seconds=_since(started))
     shapes = ["16,1,4,8"] if check.smoke else ["256,2,64,128", "512,3,128,128"]
-    steps = ["--steps", "2"] if check.smoke else ["--steps", "20"]
-    # The commands' deterministic kernels, then (small shape) XLA's autotuned
-    # kernels with only the deterministic ones allowed. The commands' flag
-    # also turns autotuning off; XLA's default kernels (non-deterministic,
-    # autotuned) ran the small step in 5.6 ms against 7.0 on an H200, and
-    # compiled in 36 s against 3 (2026-12-04, docs/benchmarks.md): is
-    # autotuning alone most of that 1.25x, at the same compile cost?
-    flags = "--xla_gpu_deterministic_ops=false --xla_gpu_exclude_nondeterministic_ops=true"
-    autotuned = f"{os.environ.get('XLA_FLAGS', '')} {flags}".strip()
-    # Last, the default model as `charlstm train` runs it (the layer-normalised
-    # cell, dropout 0.2, 64 x 64), and at 8 times the batch, which the plain
-    # cell's step took 2x the time for (H200, 2026-12-04).
+    # Last, the default model as `charlstm train` runs it: the layer-normalised
+    # cell with dropout 0.2, at 64 x 64.
     default_model = ["--norm", "layer", "--dropout", "0.2"]
-    default_shapes = ["16,1,4,8"] if check.smoke else ["256,2,64,64", "256,2,512,64"]
-    variants: list[tuple[str, list[str], dict[str, str], list[str]]] = [
+    variants = [
         ("fp32", shapes, {}, []),
         ("bf16", shapes, {}, []),
-        ("fp32_autotuned_deterministic", shapes[:1], {"XLA_FLAGS": autotuned}, []),
-        ("fp32_default_model", default_shapes, {}, default_model),
+        ("fp32_default_model", ["16,1,4,8" if check.smoke else "256,2,64,64"], {}, default_model),
     ]
-    for name, chosen, env, extra in variants:
+    _steps("speed", check, variants, figures, started)
+
+
+def extra(check: Check) -> None:
+    """Only where named (`--sections extra`), for a second call while the
+    machine is still held: what the first GPU session asked next, which the
+    check's 8 minutes leave no room for (docs/benchmarks.md)."""
+    started = time.perf_counter()
+    figures: dict[str, Any] = {}
+    # The commands' flag also turns XLA's autotuning off. XLA's default
+    # kernels (non-deterministic, autotuned) ran the small step in 5.6 ms
+    # against 7.0 on an H200, and compiled in 36 s against 3 (2026-12-04): is
+    # autotuning alone most of that 1.25x? Speed only: kernels autotuned in
+    # each compile may differ between processes, so this says nothing of
+    # whether a resume would repeat a run bit for bit.
+    flags = "--xla_gpu_deterministic_ops=false --xla_gpu_exclude_nondeterministic_ops=true"
+    autotuned = f"{os.environ.get('XLA_FLAGS', '')} {flags}".strip()
+    shape = "16,1,4,8" if check.smoke else "256,2,64,128"
+    # 8 times the batch: the plain cell's step took 2x the time for 4x the
+    # characters a second (H200, 2026-12-04); the default model's?
+    default_model = ["--norm", "layer", "--dropout", "0.2"]
+    variants = [
+        ("fp32_autotuned_deterministic", [shape], {"XLA_FLAGS": autotuned}, []),
+        ("fp32_default_model_512_rows", ["16,1,8,8" if check.smoke else "256,2,512,64"], {}, default_model),
+        ("bf16_default_model_512_rows", ["16,1,8,8" if check.smoke else "256,2,512,64"], {}, default_model),
+    ]
+    _steps("extra", check, variants, figures, started)
+
+
+def _steps(
+    section: str,
+    check: Check,
+    variants: list[tuple[str, list[str], dict[str, str], list[str]]],
+    figures: dict[str, Any],
+    started: float,
+) -> None:
+    """step_speed.py once for each (name, shapes, environment, flags), its
+    precision the name's first word; each saved as it ends."""
+    steps = ["--steps", "2"] if check.smoke else ["--steps", "20"]
+    for name, chosen, env, flags in variants:
         target = check.scratch / f"step_speed_{name}.json"
-        command = [sys.executable, str(BENCH / "step_speed.py"), "--json", str(target), *steps, *extra]
+        command = [sys.executable, str(BENCH / "step_speed.py"), "--json", str(target), *steps, *flags]
         command += ["--precision", name.split("_")[0], *(f"--shape={s}" for s in chosen)]
-        status, _, _ = check.run("speed", command, env=env)
+        status, _, _ = check.run(section, command, env=env)
         figures[f"step_speed_{name}"] = _read_json(target) if status == 0 else {"status": status}
-        check.section("speed", **figures, seconds=_since(started))
+        check.section(section, **figures, seconds=_since(started))
 
 
 def tests(check: Check) -> None:
@@ -378,7 +410,9 @@ def quality(check: Check) -> None:
     runs_found = found.get("runs", {}) if isinstance(found, dict) else {}
     passes = {
         f"{label} seed {seed}": [
-            [round(r["elapsed"], 1), r["step"], round(r["val_loss"], 4)] for r in run["records"] if "val_loss" in r
+            [round(r["elapsed"], 1), r["step"], round(r["val_loss"], 4)]
+            for r in run["records"]
+            if r.get("val_loss") is not None
         ]
         for label, by_seed in runs_found.items()
         for seed, run in by_seed.items()
@@ -464,7 +498,8 @@ def _since(started: float) -> float:
     return round(time.perf_counter() - started, 1)
 
 
-SECTIONS: list[Callable[[Check], None]] = [environment, portability, speed, tests, quality]
+SECTIONS: list[Callable[[Check], None]] = [environment, portability, speed, tests, quality, extra]
+DEFAULT_SECTIONS = [step.__name__ for step in SECTIONS if step is not extra]
 
 
 def main() -> int:
@@ -476,7 +511,11 @@ def main() -> int:
     parser.add_argument("--fetch-wheels", action="store_true", help=f"download the tests' packages into {WHEELS.name}/")
     names = [step.__name__ for step in SECTIONS]
     parser.add_argument(
-        "--sections", nargs="+", choices=names, default=names, help="only these sections (in the order above)"
+        "--sections",
+        nargs="+",
+        choices=names,
+        default=DEFAULT_SECTIONS,
+        help="only these sections (in the order above); extra only where named",
     )
     args = parser.parse_args()
     if args.fetch_wheels:

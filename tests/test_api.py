@@ -169,6 +169,33 @@ def test_a_python_callers_mistakes_are_config_errors(trained_run):
         charlstm.resume(trained_run[0], hidden_size=512)
 
 
+def test_a_path_given_as_text_is_refused_but_a_documents_text_is_read(trained_run, tmp_path, monkeypatch):
+    """A str naming a file or folder was scored as text (its own few dozen
+    characters); a list's documents are texts by the caller's word, as
+    `charlstm inspect --text hello` passes its text, whatever files exist."""
+    model = charlstm.load(trained_run[0])
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "hello").write_text("not this")
+    (tmp_path / "poems").mkdir()
+    with pytest.raises(charlstm.ConfigError, match=re.escape("'poems' is the name of a folder: pass charlstm.api")):
+        model.evaluate("poems")
+    with pytest.raises(charlstm.ConfigError, match=re.escape("'hello' is the name of a file: read it first")):
+        model.inspect("hello")
+    assert model.evaluate(["hello"]).chars > 0  # scored, not refused
+    assert model.inspect(["hello"]).text.endswith("hello")
+
+
+def test_the_server_names_a_checkpoint_by_its_run_not_its_folders(trained_run, monkeypatch):
+    from charlstm.api.serving import checkpoint_name
+
+    model = charlstm.load(trained_run[0])
+    step = model.path.relative_to(trained_run[0]).as_posix()  # checkpoints/best/4
+    assert checkpoint_name(model.path) == f"{trained_run[0].name}/{step}"
+    monkeypatch.chdir(trained_run[0])  # `charlstm serve .` from inside the run
+    assert checkpoint_name(charlstm.load(".").path) == f"{trained_run[0].name}/{step}"
+    assert checkpoint_name(Path("/elsewhere/saved/4")) == "saved/4"  # a checkpoint standing alone
+
+
 def test_one_stop_text_is_one_text_not_its_characters(trained_run):
     model = charlstm.load(trained_run[0])
     full = model.sample(60, temperature=0)

@@ -520,6 +520,26 @@ def test_a_lock_held_from_another_machine_names_the_machine(tmp_path):
         os.close(fd)
 
 
+def test_a_run_listed_as_it_starts_still_starts(tmp_path):
+    """`charlstm runs` takes a run's lock for an instant to see whether it is
+    in use: a training process that meets that instant waits it out instead
+    of calling the lister a trainer."""
+    import fcntl
+    import threading
+
+    from charlstm.training import run_lock
+
+    run_dir = tmp_path / "run"
+    with run_lock.held(run_dir):
+        pass
+    fd = os.open(run_dir / run_lock.LOCK_FILE, os.O_RDONLY)
+    fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # the lister's instant, stretched to 50 ms
+    threading.Timer(0.05, os.close, [fd]).start()
+    with run_lock.held(run_dir):  # not refused: it waited the lister's instant out
+        assert run_lock.in_use(run_dir)
+    assert not run_lock.in_use(run_dir)
+
+
 def test_the_session_holds_the_lock_while_it_trains(trained_run, tmp_path):
     from charlstm.errors import CharlstmError
     from charlstm.training import run_lock, session

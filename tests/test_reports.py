@@ -73,7 +73,9 @@ def test_a_runs_state_is_what_a_resume_would_do(tmp_path):
     run trains nothing; a "resumable" one trains on."""
     tc = TrainConfig(steps=100, patience=2)
     passes = [{"step": s, "val_loss": v} for s, v in ((10, 2.0), (20, 1.5), (30, 1.6))]
-    assert catalog.state(tmp_path, 100, tc, passes) == "done"
+    assert catalog.state(tmp_path, 100, tc, [*passes, {"step": 100, "val_loss": 1.4}]) == "done"
+    # At its last step, stopped during that step's pass: a resume makes the pass it owes.
+    assert catalog.state(tmp_path, 100, tc, passes) == "resumable"
     assert catalog.state(tmp_path, 30, tc, passes) == "resumable"  # one pass since the best
     worse = [*passes, {"step": 40, "val_loss": 1.7}]
     assert catalog.state(tmp_path, 40, tc, worse) == "stopped early"

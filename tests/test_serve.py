@@ -395,6 +395,15 @@ def test_the_servers_page_writes_in_chromium(served):
         assert chromium.evaluate(background) == "rgb(250, 250, 250)"
         chromium.prefer_dark()  # a reader whose system asks for a dark theme
         assert chromium.evaluate(background) == "rgb(30, 30, 30)"
+        # Escape stops a long run where it is (here Stop is #cancel: #stop is the "stop at" box).
+        chromium.evaluate(
+            "document.getElementById('length').value = '100000'; document.getElementById('prime').focus()"
+        )
+        chromium.press("Enter", "Enter", modifiers=2)
+        _until(lambda: not chromium.evaluate("document.getElementById('cancel').disabled"), "the long run", every=0.05)
+        chromium.press("Escape", "Escape")
+        _until(lambda: "(stopped)" in chromium.evaluate(status), "the stop", every=0.2)
+        chromium.evaluate("document.getElementById('length').value = '5'")
         # An empty box is a mistake, not 0.
         chromium.evaluate("document.getElementById('temperature').value = ''")
         chromium.evaluate("document.getElementById('generate').click()")

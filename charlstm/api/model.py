@@ -135,6 +135,7 @@ class Model:
         1) as the scoring goes (a large text takes minutes on a CPU)."""
         if isinstance(text, TextFiles):
             return self._evaluate_files(text, streams, progress)
+        _refuse_a_file_name(text, "score")
         stray: dict[str, int] = {}
         if isinstance(text, list | tuple):
             text, stray, documents = *self._joined(text), BOUNDARY in self.vocab.chars
@@ -182,6 +183,7 @@ class Model:
         a list of documents, as for `evaluate`; files found by `find_texts`
         are read only as far as `max_chars` takes."""
         record.check_max_chars(max_chars)
+        _refuse_a_file_name(text, "inspect")
         if isinstance(text, TextFiles):
             heads, left = [], max_chars
             for document in text.corpus.val:
@@ -364,11 +366,6 @@ class Model:
         if not isinstance(text, str):
             hint = f": read the file first (Path({str(text)!r}).read_text())" if isinstance(text, Path) else ""
             raise ConfigError(f"{verb} takes the text itself, got {type(text).__name__}{hint}")
-        if _names_a_file(text):
-            raise ConfigError(
-                f"{verb} takes the text itself, and {text!r} is the name of a file: read it first "
-                f"(Path({text!r}).read_text()), or pass charlstm.api.find_texts({text!r}) to read it in place"
-            )
         unknown = self.vocab.unknown(text)
         if not documents and BOUNDARY in self.vocab.chars and BOUNDARY in text:
             unknown.append(BOUNDARY)
@@ -424,12 +421,20 @@ def load(path: str | Path | None = None, prefer: str = checkpoint.BEST) -> Model
     )
 
 
-def _names_a_file(text: str) -> bool:
-    """Whether `text` is a short line that names an existing file: a path
-    passed where its text belongs, whose characters would be scored."""
-    if len(text) > 4096 or "\n" in text or not text.strip():
-        return False
+def _refuse_a_file_name(text: object, verb: str) -> None:
+    """Refuse a caller's str that is one short line naming an existing file
+    or folder: a path passed where its text belongs, whose own characters
+    would be scored. (A list's documents are texts by the caller's word, as
+    `charlstm inspect --text` passes its text.)"""
+    if not isinstance(text, str) or len(text) > 4096 or "\n" in text or not text.strip():
+        return
     try:
-        return Path(text).is_file()
+        kind = "file" if Path(text).is_file() else "folder" if Path(text).is_dir() else None
     except (OSError, ValueError):  # too long a name, a NUL in it
-        return False
+        return
+    if kind is not None:
+        first = f"read it first (Path({text!r}).read_text()), or " if kind == "file" else ""
+        raise ConfigError(
+            f"{verb} takes the text itself, and {text!r} is the name of a {kind}: {first}pass "
+            f"charlstm.api.find_texts({text!r}) to read {'it' if kind == 'file' else 'its files'} in place"
+        )

@@ -31,7 +31,7 @@ from charlstm.flags import flag
 from charlstm.runtime import hostmem
 from charlstm.training import distributed, events, processes
 from charlstm.training.health import Health
-from charlstm.training.run import Run, passes_since_best, why_ended
+from charlstm.training.run import Run, passes_since_best, validated, why_ended
 from charlstm.training.step_setup import Setup, TrainStep, setup_for
 from charlstm.training.timefit import TimeFit
 
@@ -86,7 +86,7 @@ def fit(
         train_chars=setup.train_streams.windows * tc.seq_len * tc.batch_size,
         val_chars=len(setup.val_ids) - 1,
         windows_per_pass=setup.train_streams.windows,
-        trains=why_ended(step, tc, run.history) is None,
+        trains=step < tc.steps and why_ended(step, tc, run.history) is None,
     )
     if _long_passes(setup) and step < tc.steps:
         shorter = (
@@ -109,7 +109,7 @@ def fit(
             f"2-core CPU for the default model ({CPU_SCORING_RATE:,} characters a second); {shorter} keeps the "
             "passes short",
         )
-    if step >= tc.steps and _validated(run, step):
+    if why_ended(step, tc, run.history) == "done":
         # Nothing to train: all of its time is the earlier sessions'.
         yield events.Finished(step, "done", run.best_val_loss, run.train_seconds, earlier_seconds=run.train_seconds)
         return
@@ -223,7 +223,11 @@ class TrainingLoop:
         stopped. (The last step's owed pass is `_finish`'s.) A stop during
         it ends the session again: "interrupted", or None to train on."""
         step, tc = self.step, self.config
-        if not (0 < step < tc.steps and step % tc.eval_every == 0) or _validated(self.run, step) or not self.healthy:
+        if (
+            not (0 < step < tc.steps and step % tc.eval_every == 0)
+            or validated(self.run.history, step)
+            or not self.healthy
+        ):
             return None
         return (yield from self._pass_and_save(True, True))
 
@@ -261,7 +265,7 @@ class TrainingLoop:
         if reason != "diverged":
             # A time limit ends between passes; a run resumed at its last step
             # may have been stopped during that step's pass, which it owes.
-            if self.healthy and reason in ("time limit", "done") and not _validated(self.run, self.step):
+            if self.healthy and reason in ("time limit", "done") and not validated(self.run.history, self.step):
                 stale = self.saved_step == self.step
                 yield from self._validate()
                 if self.cut_short:
@@ -429,12 +433,6 @@ class TrainingLoop:
         owed = self.step == self.first_step == self.evaluated_step
         where = self._save(self.run, False, self.setup.train_streams.windows, owed)
         return events.Saved(self.step, where, best=False)
-
-
-def _validated(run: Run, step: int) -> bool:
-    """Whether the run's history has a validation pass at `step` (a stop
-    during the pass leaves none: a resumed run then owes it)."""
-    return any(h["step"] == step for h in run.history)
 
 
 def _best_step(history: list[dict[str, float]]) -> int | None:

@@ -62,14 +62,20 @@ def passes_since_best(history: list[dict[str, float]]) -> int:
     return len(losses) - 1 - losses.index(min(losses)) if losses else 0
 
 
+def validated(history: list[dict[str, float]], step: int) -> bool:
+    """Whether a run's history has a validation pass at `step` (a stop
+    during the pass leaves none: a resumed run then owes it)."""
+    return any(h["step"] == step for h in history)
+
+
 def why_ended(step: int, train_config: TrainConfig, history: list[dict[str, float]]) -> str | None:
-    """Why a run at `step` has nothing left to train: "done" (its step
-    total, or where its --max-time fitted its schedule to end) or
-    "patience" (no new best in --patience passes); None where a resume
-    would train on."""
+    """Why a run at `step` has nothing left to do: "done" (its step total,
+    or where its --max-time fitted its schedule to end, and that step's
+    validation pass made) or "patience" (no new best in --patience
+    passes); None where a resume would train on, or make a pass it owes."""
     tc = train_config
     if step >= tc.steps:
-        return "done"
+        return "done" if validated(history, step) else None
     if tc.patience is not None and passes_since_best(history) >= tc.patience:
         return "patience"
     return None

@@ -19,6 +19,7 @@ import errno
 import os
 import shlex
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -55,6 +56,24 @@ def _refusal(run_dir: Path, fd: int) -> CharlstmError:
     )
 
 
+# `charlstm runs` asks whether a run is in use by taking a shared lock for
+# an instant (`in_use`): a training process that meets it tries again.
+TRIES, PAUSE_S = 20, 0.01
+
+
+def _take(fd: int) -> None:
+    """The exclusive lock on `fd`; BlockingIOError if another process holds a
+    lock on it for longer than TRIES pauses."""
+    assert fcntl is not None
+    for _ in range(TRIES - 1):
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            time.sleep(PAUSE_S)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
 @contextlib.contextmanager
 def held(run_dir: Path) -> Iterator[None]:
     """Hold `run_dir`'s lock while the block runs, or raise a CharlstmError
@@ -69,7 +88,7 @@ def held(run_dir: Path) -> Iterator[None]:
         raise CharlstmError(f"cannot write in run directory {run_dir}: {err.strerror}") from None
     try:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            _take(fd)
         except BlockingIOError:
             raise _refusal(run_dir, fd) from None
         except OSError as err:
