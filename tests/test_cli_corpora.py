@@ -565,11 +565,12 @@ def test_windows_line_endings_and_a_byte_order_mark_are_pointed_out(runner, tmp_
     the run says so, once each, with what to do."""
     text = "The king speaks to the queen.\r\n\r\nAnd she answers him.\r\n" * 40
     (tmp_path / "win.txt").write_bytes(b"\xef\xbb\xbf" + text.encode("utf-8"))
-    result = runner.invoke(app, ["train", str(tmp_path / "win.txt"), "-o", str(tmp_path / "run"), *TINY])
+    short = [*TINY, "--steps", "2", "--eval-every", "2"]  # the warnings come as the text is read
+    result = runner.invoke(app, ["train", str(tmp_path / "win.txt"), "-o", str(tmp_path / "run"), *short])
     assert result.exit_code == 0, result.output
     said = " ".join(result.stderr.split())
     assert said.count("the text has carriage returns") == 1 and "dos2unix FILE" in said
     assert said.count("the text has U+FEFF, the byte-order mark") == 1
     (tmp_path / "unix.txt").write_text(text.replace("\r\n", "\n"), encoding="utf-8")
-    clean = runner.invoke(app, ["train", str(tmp_path / "unix.txt"), "-o", str(tmp_path / "clean"), *TINY])
+    clean = runner.invoke(app, ["train", str(tmp_path / "unix.txt"), "-o", str(tmp_path / "clean"), *short])
     assert clean.exit_code == 0 and "the text has" not in clean.stderr
