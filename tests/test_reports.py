@@ -57,6 +57,11 @@ def test_runs_lists_each_run_with_its_best_loss(runner, trained_run, tmp_path):
         assert " training " in row
     assert "broken" not in result.stdout
     assert f"note: {runs_dir / 'broken'} could not be read: no complete checkpoint" in result.stderr
+    with run_lock.held(runs_dir / "broken"):  # a run training now, before its first save, is no broken run
+        result = runner.invoke(app, ["runs", str(runs_dir)])
+        assert f"note: {runs_dir / 'broken'} is training, before its first checkpoint\n" in result.stderr
+        listed = json.loads(_ok(runner.invoke(app, ["runs", str(runs_dir), "--json"])))
+        assert {r["run"]: r["state"] for r in listed}[str(runs_dir / "broken")] == "training"
 
     # A search's trials, a level deeper, are listed too; one run named is its own row; a file is refused.
     shutil.copytree(run_dir, runs_dir / "tune-tiny" / "trial-00")
@@ -111,10 +116,21 @@ def test_info_names_the_latest_checkpoint_where_it_is_not_the_best(runner, train
     run_dir = tmp_path / "run"
     shutil.copytree(trained_run[0], run_dir)
     assert "latest checkpoint" not in _ok(runner.invoke(app, ["info", str(run_dir)], env=WIDE))
-    shutil.copytree(run_dir / "checkpoints" / "latest" / "4", run_dir / "checkpoints" / "latest" / "7")  # saved later
+    # Saved later, by a resume that extended the run to 8 steps, with a worse pass at 7.
+    later = run_dir / "checkpoints" / "latest" / "7"
+    shutil.copytree(run_dir / "checkpoints" / "latest" / "4", later)
+    stored = json.loads((later / "meta" / "metadata").read_text())
+    stored["step"], stored["train"]["steps"] = 7, 8
+    stored["history"].append({"step": 7, "val_loss": 9.8765, "train_seconds": 1.0})
+    (later / "meta" / "metadata").write_text(json.dumps(stored))
     out = _ok(runner.invoke(app, ["info", str(run_dir)], env=WIDE))
-    assert re.search(r"latest checkpoint\s+step 7 of 4: resume goes on from there", out), out
+    assert re.search(r"latest checkpoint\s+step 7 of 8: resume goes on from there", out), out
+    assert "step 7: 9.8765 (latest passes)" in out  # the run's newest passes, not the best's
     assert json.loads(_ok(runner.invoke(app, ["info", str(run_dir), "--json"])))["latest_step"] == 7
+    stored["train"]["steps"] = 7  # at its total, that step's pass made: nothing for a resume to do
+    (later / "meta" / "metadata").write_text(json.dumps(stored))
+    out = _ok(runner.invoke(app, ["info", str(run_dir)], env=WIDE))
+    assert re.search(r"latest checkpoint\s+step 7 of 7: the run is done", out), out
 
 
 def test_eval_matches_the_logged_validation_loss(runner, trained_run, tmp_path):

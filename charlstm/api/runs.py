@@ -40,6 +40,9 @@ class Description:
     warmup_steps: int  # the warmup its schedule uses: --warmup, at most a tenth of its steps
     # The run's newest latest checkpoint, where resume goes on (None: not a run's checkpoint, or none).
     latest_step: int | None = None
+    # That checkpoint's metadata where it is another than `meta` and readable:
+    # its step total and validation history are the run's newest.
+    latest: checkpoint_meta.Meta | None = None
 
 
 def describe(path: str | Path | None = None) -> Description:
@@ -52,7 +55,13 @@ def describe(path: str | Path | None = None) -> Description:
     validation = manifest.describe_validation(meta.corpus, meta.train_config.val_fraction)
     run = checkpoint.run_of(meta.path)
     latest = checkpoint.latest_step(run / "checkpoints" / checkpoint.LATEST) if run is not None else None
-    return Description(meta, param_count(meta.model_config), validation, meta.train_config.warmup_used, latest)
+    newest = None
+    if run is not None and latest is not None and latest != meta.step:
+        try:
+            newest = checkpoint.describe(run / "checkpoints" / checkpoint.LATEST / str(latest))
+        except CharlstmError:  # damaged: the step alone, as `runs` shows it
+            newest = None
+    return Description(meta, param_count(meta.model_config), validation, meta.train_config.warmup_used, latest, newest)
 
 
 def read_text(path: str | Path) -> tuple[Path, str]:

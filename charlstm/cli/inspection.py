@@ -218,7 +218,9 @@ def list_runs(
         else:
             print_table(tables.runs_table(found, runs_dir))
             for r in found:
-                if r.problem is not None:
+                if r.problem is not None and r.state == "training":
+                    say(f"note: {r.path} is training, before its first checkpoint")
+                elif r.problem is not None:
                     say(f"note: {r.path} could not be read: {r.problem}")
 
 

@@ -27,7 +27,7 @@ def run_record(r: RunSummary) -> dict[str, Any]:
         "params": r.params,
         "step": r.step,
         "total_steps": r.total_steps,
-        "state": r.state if r.problem is None else None,
+        "state": None if r.state == "unreadable" else r.state,
         "best_val_loss": r.best_val_loss,
         "best_val_bpc": None if r.best_val_loss is None else bits(r.best_val_loss),
         "train_seconds": r.train_seconds,

@@ -18,6 +18,7 @@ from charlstm.flags import label
 from charlstm.training.catalog import RunSummary
 from charlstm.training.checkpoint import Meta
 from charlstm.training.events import TrialResult
+from charlstm.training.run import why_ended
 
 if TYPE_CHECKING:
     from charlstm.api import Description
@@ -88,10 +89,16 @@ def _where_it_stands(description: Description) -> list[tuple[str, str]]:
     """The run's latest checkpoint where it is not the one described (the
     best), so that info and `runs` tell the same story: a run interrupted
     at 79 whose best is 60, or one whose best is newer than its latest."""
-    latest, meta = description.latest_step, description.meta
+    latest, meta, newest = description.latest_step, description.meta, description.latest
     if latest is None or latest == meta.step:
         return []
-    return [("latest checkpoint", f"step {latest} of {meta.train_config.steps}: resume goes on from there")]
+    if newest is None:  # unreadable: its step alone
+        return [("latest checkpoint", f"step {latest}: resume goes on from there")]
+    ended = why_ended(newest.step, newest.train_config, newest.history)
+    after = {"done": "the run is done", "patience": "the run stopped early (--patience)"}.get(
+        ended or "", "resume goes on from there"
+    )
+    return [("latest checkpoint", f"step {latest} of {newest.train_config.steps}: {after}")]
 
 
 def info_table(description: Description) -> Table:
@@ -127,8 +134,10 @@ def info_table(description: Description) -> Table:
                 f"trained on {base.get('corpus')})",
             )
         )
-    if meta.history:
-        last = meta.history[-5:]
+    # The run's newest passes, which a best checkpoint older than its latest lacks.
+    history = description.latest.history if description.latest is not None else meta.history
+    if history:
+        last = history[-5:]
         rows.append(
             ("validation", "; ".join(f"step {h['step']:g}: {h['val_loss']:.4f}" for h in last) + " (latest passes)")
         )

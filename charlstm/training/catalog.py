@@ -34,7 +34,8 @@ class RunSummary:
     trained: bool = False  # beyond its first step (`recency`)
     # "done", "stopped early" (--patience), "training" (by a process now) or
     # "resumable" (stopped, or ended by a time limit before its step total:
-    # `charlstm resume` trains on): `state`.
+    # `charlstm resume` trains on): `state`; with a `problem`, "training"
+    # (before its first checkpoint) or "unreadable".
     state: str = "resumable"
 
 
@@ -108,7 +109,9 @@ def summarize(run_dir: Path) -> RunSummary:
             mtime = run_dir.stat().st_mtime
         except OSError:
             mtime = 0.0
-        return RunSummary(run_dir, "?", "?", 0, 0, 0, None, 0.0, mtime, problem=str(err))
+        # A run before its first checkpoint has none to read, and may be training now.
+        busy = "training" if run_lock.in_use(run_dir) else "unreadable"
+        return RunSummary(run_dir, "?", "?", 0, 0, 0, None, 0.0, mtime, problem=str(err), state=busy)
 
 
 STATES = {"done": "done", "patience": "stopped early"}
