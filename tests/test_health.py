@@ -9,7 +9,7 @@ from rich.console import Console
 
 from charlstm.cli.display import NORMAL, TrainingDisplay
 from charlstm.training import events
-from charlstm.training.health import SUSTAINED, Health
+from charlstm.training.health import OVERFIT_PASSES, SUSTAINED, Health, overfitting
 
 # Every report of the default run on the shipped corpus and of the same run at
 # --lr 1 (2026-12-01; tests/data/health-runs.json says how they were made).
@@ -83,6 +83,26 @@ def test_vanishing_gradients_are_named_when_sustained(first):
         w for step in range(10, 10 * (SUSTAINED + 1), 10) for w in health.observe(_progress(step, norms=vanishing))
     ]
     assert [w.kind for w in found] == ["vanishing"] and "--layers" in found[0].message
+
+
+def _passes(*losses: float) -> list[dict[str, float]]:
+    return [{"step": 50 * (i + 1), "val_loss": v} for i, v in enumerate(losses)]
+
+
+def test_a_validation_loss_rising_from_its_best_warns_once_of_overfitting():
+    """The walkthrough's run on 19 KB of Python (2026-12-04): its best pass,
+    then passes well above it while the training loss kept falling."""
+    rising = _passes(2.156, 2.135, 2.532, 2.896, 3.113)
+    since = [0, 0, 1, 2, 3]
+    said = [overfitting(rising[: i + 1], since[i], None) for i in range(len(rising))]
+    assert [s is not None for s in said] == [False, False, False, True, False]  # once, at the second pass above
+    assert said[3] is not None and said[3].startswith(
+        "the validation loss has risen for 2 passes (2.532, 2.896; best 2.135 at step 100)"
+    )
+    assert "--patience N" in said[3] and "(overfitting)" in said[3]
+    assert overfitting(rising[:4], OVERFIT_PASSES, patience=5) is None  # the user chose when to stop
+    # A run's ordinary wobble: two passes a little above its best (the defaults' runs rose at most 3.0%).
+    assert overfitting(_passes(1.500, 1.530, 1.540), 2, None) is None
 
 
 def test_the_display_shows_a_warning_and_the_clipped_share(capsys):

@@ -119,7 +119,7 @@ class Warned:
 
     step: int
     # "exploding", "vanishing", "loss rising", "corpus changed", "schedule", "validation", "preset", "fine-tune",
-    # "text" or "checkpoint"
+    # "text", "checkpoint" or "overfitting"
     kind: str
     message: str
 

@@ -29,7 +29,7 @@ from charlstm.core.scorer import make_reader
 from charlstm.errors import CorpusError
 from charlstm.flags import flag
 from charlstm.runtime import hostmem
-from charlstm.training import distributed, events, processes
+from charlstm.training import distributed, events, health, processes
 from charlstm.training.health import Health
 from charlstm.training.run import Run, passes_since_best, validated, why_ended
 from charlstm.training.step_setup import Setup, TrainStep, setup_for
@@ -417,6 +417,9 @@ class TrainingLoop:
             run.best_val_loss = val_loss
         run.history.append({"step": self.step, "val_loss": val_loss, "train_seconds": self._clock()})
         yield events.Evaluated(self.step, val_loss, is_best)
+        overfitting = health.overfitting(run.history, self.since_best, self.config.patience)
+        if overfitting is not None:
+            yield events.Warned(self.step, "overfitting", overfitting)
         if is_best:
             yield events.Saved(self.step, self._save(run, True, self.setup.train_streams.windows, False), best=True)
         if self._sample is not None and processes.is_main():
