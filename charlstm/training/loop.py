@@ -29,6 +29,7 @@ from charlstm.core.scorer import make_reader
 from charlstm.errors import CorpusError
 from charlstm.flags import flag
 from charlstm.runtime import hostmem
+from charlstm.text import streams
 from charlstm.training import distributed, events, health, processes
 from charlstm.training.health import Health
 from charlstm.training.run import Run, passes_since_best, validated, why_ended
@@ -43,6 +44,7 @@ PROGRESS_SAMPLE = SampleConfig(length=200, temperature=0.8, seed=0)
 # default model on 2 cores, 2026-12-03), 2M characters is 40 s a pass.
 LARGE_VALIDATION = 2_000_000
 CPU_SCORING_RATE = 50_000  # characters a second, as above: a pass's length in the warning
+UNREAD_NOTED = 0.1  # the share of the training text a pass may leave unread before a warning says so
 
 # (run, best, windows per pass, rewrite: a latest checkpoint already at this step) -> where it was written
 Save = Callable[[Run, bool, int, bool], str]
@@ -88,6 +90,9 @@ def fit(
         windows_per_pass=setup.train_streams.windows,
         trains=step < tc.steps and why_ended(step, tc, run.history) is None,
     )
+    unread = _unread(setup.train_streams)
+    if unread is not None and step < tc.steps:
+        yield events.Warned(step, "text", unread)
     if _long_passes(setup) and step < tc.steps:
         shorter = (
             f"a shorter {flag('val_file')}"
@@ -118,6 +123,22 @@ def fit(
     train_step = TrainStep.for_run(run, setup)
     yield events.Compiled(seconds=time.perf_counter() - started)
     yield from TrainingLoop(run, setup, train_step, save, should_stop, sample, budget).train()
+
+
+def _unread(train: streams.Streams) -> str | None:
+    """Where a pass leaves UNREAD_NOTED or more of a short training text
+    unread, what to do: each stream is read in whole windows, so its last
+    characters (fewer than a window) never are. On a megabyte this is a few
+    thousandths; on a 16 KB text in 64 streams of 64 it was 23%."""
+    text, read = len(train.ids) - 1, train.batch * train.windows * train.seq_len
+    if read >= (1 - UNREAD_NOTED) * text:
+        return None
+    tail = (text // train.batch) % train.seq_len
+    return (
+        f"each pass trains on {read:,} of the {text:,} training characters ({read / text:.0%}): the text is cut "
+        f"into {train.batch} streams of whole {train.seq_len}-character windows, so the last {tail} characters of "
+        f"each stream are never read; a smaller {flag('batch_size')} or {flag('seq_len')} reads more of a short text"
+    )
 
 
 def _scores_slowly() -> bool:
