@@ -202,7 +202,10 @@ CASES = [
     # Undecodable command-line bytes arrive as lone surrogates.
     ("surrogate", ["sample", "-c", "{run}", "--prime", "a\udcff"], "never saw: '\\udcff'"),
     ("no checkpoint", ["sample", "--checkpoint", "{tmp}/nope"], "checkpoint not found"),
-    ("no run", ["sample", "{tmp}/nope"], "checkpoint not found"),
+    ("no run", ["sample", "{tmp}/nope"], "checkpoint not found: {tmp}/nope\n"),
+    # A run's name cut short or mistyped: the runs beside it that it begins or nearly spells.
+    ("run cut short", ["sample", "{tmp}/ru"], "checkpoint not found: {tmp}/ru; did you mean {tmp}/run?"),
+    ("run mistyped", ["info", "{tmp}/rnu"], "checkpoint not found: {tmp}/rnu; did you mean {tmp}/run?"),
     (
         "no such step",
         ["sample", "{run}/checkpoints/latest/99"],

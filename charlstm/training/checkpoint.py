@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import difflib
 import functools
 import json
 import shlex
@@ -122,6 +123,20 @@ class Checkpoint(Meta):
     state: TrainState
 
 
+def _runs_like(path: Path) -> str:
+    """The runs beside `path` that its name begins, or nearly spells (a run
+    named by hand, its time cut short or mistyped), as a suggestion."""
+    try:
+        runs = sorted(p.name for p in path.parent.iterdir() if (p / "checkpoints").is_dir())
+    except OSError:
+        return ""
+    like = [name for name in runs if name.startswith(path.name)] or difflib.get_close_matches(path.name, runs, n=3)
+    if not like:
+        return ""
+    shown = ", ".join(str(path.parent / name) for name in like[-3:])  # the newest, where a time is in the name
+    return f"; did you mean {shown}?" if len(like) == 1 else f"; runs like it: {shown}"
+
+
 def locate(path: Path, prefer: str = BEST) -> tuple[Path, int]:
     """A run directory, a checkpoints/{latest,best} directory, or one step
     directory -> (manager directory, step)."""
@@ -130,7 +145,7 @@ def locate(path: Path, prefer: str = BEST) -> tuple[Path, int]:
     if not path.exists():
         steps = complete_steps(path.parent) if path.name.isdigit() else []
         there = f" (that folder has step{'s' * (len(steps) > 1)} {', '.join(map(str, steps))})" if steps else ""
-        raise CheckpointError(f"checkpoint not found: {path}{there}")
+        raise CheckpointError(f"checkpoint not found: {path}{there or _runs_like(path)}")
     if path.name.isdigit() and (path / "meta").exists():
         return path.parent, int(path.name)
     if path.name == "checkpoints" and all((path / kind).is_dir() for kind in (LATEST, BEST)):
