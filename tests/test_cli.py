@@ -323,6 +323,9 @@ def test_a_result_cut_off_by_its_reader_ends_with_141_under_python_u(trained_run
         (["sample", "-tabc"], "Invalid value for '--temp' / '--temperature' / '-t': "),
         (["sample", "--length=1e3"], "Invalid value for '--length' / '-n': "),
         (["sample", "--bogus"], "No such option: --bogus"),
+        # Click's guesses, closest first and without --help (it listed "--help, --stop, --temp").
+        (["sample", "--tmep", "1"], "No such option: --tmep (did you mean --temp, or --stop?); see 'charlstm sample"),
+        (["train", "x.txt", "--step", "3"], "No such option: --step (did you mean --steps, or --seed?)"),
         (
             ["sample", "--no-cache"],
             "No such option: --no-cache (--no-cache goes before the command: charlstm --no-cache sample ...)",

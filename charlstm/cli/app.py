@@ -9,7 +9,9 @@ loading them.
 from __future__ import annotations
 
 import contextlib
+import difflib
 import io
+import re
 import signal
 import sys
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -92,7 +94,7 @@ def _usage_error(
     """Click's message, the value that was refused, and where help is.
     `before_commands`: charlstm's own options (--no-cache), which a command
     does not take after its name."""
-    message = err.format_message().rstrip(".")
+    message = _closest_first(err.format_message().rstrip("."))
     param = getattr(err, "param", None)
     if getattr(param, "param_type_name", None) == "option":
         value = _given(argv, [*param.opts, *param.secondary_opts])  # type: ignore[union-attr]
@@ -114,6 +116,21 @@ def _usage_error(
     if message.endswith("?"):  # Click's guess at what was meant: "Did you mean 'train'?"
         return f"{message} (see '{where} --help')"
     return f"{message}; see '{where} --help'"
+
+
+def _closest_first(message: str) -> str:
+    """Click's "(Possible options: --help, --stop, --temp)" for `--tmep`, in
+    its alphabetical order, as "(did you mean --temp, or --stop?)": the
+    closest first, and --help, which nobody mistypes, left out."""
+    found = re.fullmatch(r"No such option: (\S+) \(Possible options: (.+)\)", message)
+    if found is None:
+        return message
+    given, options = found[1], [o for o in found[2].split(", ") if o != "--help"]
+    if not options:
+        return f"No such option: {given}"
+    options.sort(key=lambda o: -difflib.SequenceMatcher(None, given, o).ratio())
+    others = f", or {', '.join(options[1:])}" if len(options) > 1 else ""
+    return f"No such option: {given} (did you mean {options[0]}{others}?)"
 
 
 def _trains_with(option: str | None, commands: Mapping[str, Any]) -> bool:
