@@ -4,6 +4,7 @@ scored in place (`find_texts`), runs plotted (`plot_runs`)."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 from collections.abc import Callable, Sequence
@@ -55,12 +56,10 @@ def describe(path: str | Path | None = None) -> Description:
     validation = manifest.describe_validation(meta.corpus, meta.train_config.val_fraction)
     run = checkpoint.run_of(meta.path)
     latest = checkpoint.latest_step(run / "checkpoints" / checkpoint.LATEST) if run is not None else None
-    newest = None
+    newest = None  # damaged or absent: the step alone, as `runs` shows it
     if run is not None and latest is not None and latest != meta.step:
-        try:
+        with contextlib.suppress(CharlstmError):
             newest = checkpoint.describe(run / "checkpoints" / checkpoint.LATEST / str(latest))
-        except CharlstmError:  # damaged: the step alone, as `runs` shows it
-            newest = None
     return Description(meta, param_count(meta.model_config), validation, meta.train_config.warmup_used, latest, newest)
 
 

@@ -194,6 +194,12 @@ class Streams:
         """Windows in one pass."""
         return self.windows
 
+    @property
+    def chars_per_pass(self) -> int:
+        """The characters one pass reads: B streams of W whole windows of T.
+        The rest of each stream (fewer than T characters) is never read."""
+        return self.batch * self.windows * self.seq_len
+
 
 @dataclass(frozen=True)
 class Layout:

@@ -85,7 +85,7 @@ def fit(
         backend=jax.default_backend(),
         devices=[str(d) for d in setup.mesh.devices.flat],
         processes=jax.process_count(),
-        train_chars=setup.train_streams.windows * tc.seq_len * tc.batch_size,
+        train_chars=setup.train_streams.chars_per_pass,
         val_chars=len(setup.val_ids) - 1,
         windows_per_pass=setup.train_streams.windows,
         trains=step < tc.steps and why_ended(step, tc, run.history) is None,
@@ -130,7 +130,7 @@ def _unread(train: streams.Streams) -> str | None:
     unread, what to do: each stream is read in whole windows, so its last
     characters (fewer than a window) never are. On a megabyte this is a few
     thousandths; on a 16 KB text in 64 streams of 64 it was 23%."""
-    text, read = len(train.ids) - 1, train.batch * train.windows * train.seq_len
+    text, read = len(train.ids) - 1, train.chars_per_pass
     if read >= (1 - UNREAD_NOTED) * text:
         return None
     tail = (text // train.batch) % train.seq_len
