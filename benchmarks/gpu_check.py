@@ -3,6 +3,7 @@
     PYTHONUNBUFFERED=1 PYTHONPATH=. python3 benchmarks/gpu_check.py OUT_DIR   # on the GPU machine
     PYTHONPATH=. python3 benchmarks/gpu_check.py OUT_DIR --sections tests     # again, only what was cut short
     PYTHONPATH=. python3 benchmarks/gpu_check.py OUT_DIR --sections extra     # a second call: the next questions
+    PYTHONPATH=. python3 benchmarks/gpu_check.py OUT_DIR --sections tests quality --seconds 320  # less time left
     python benchmarks/gpu_check.py OUT_DIR --smoke                           # the same path, tiny, on any CPU
     python benchmarks/gpu_check.py --fetch-wheels    # only for an image without pytest or hypothesis
 
@@ -36,11 +37,14 @@ own under its own time limit, all within TOTAL_S:
    call (over 4 workers where pytest-xdist is there, a test at most
    TEST_TIMEOUT_S where pytest-timeout is), at full float32 precision (they
    compare with float64 NumPy); each test's outcome is read as it is
-   printed, so a call stopped by the time limit keeps what it ran.
+   printed, so a call stopped by the time limit keeps what it ran. One
+   test of signals in Orbax's reads is left out (NOT_ON_THE_GPU).
 5. `quality`: a time-to-quality on the shipped corpus, charlstm's defaults
-   given the budget (`--max-time`, as a user with that budget would) against
-   the same recipe in PyTorch, each 1.5 minutes (the issue's 3 minutes in
-   all) where that much is left, less where not (recorded).
+   under a time limit (`--max-time`, as a user with that time would run
+   them; it only shortens a run) against the same recipe in PyTorch, its
+   schedule fitted to fill the time, each 1.5 minutes (the issue's 3
+   minutes in all) where that much is left, less where not (recorded),
+   and every validation pass of each run.
 6. `extra`, only where named, for a second call of its own (150 s): the
    step with XLA's autotuned kernels, only deterministic ones allowed,
    which the commands do not use (`charlstm/runtime/gpu_determinism.py`):
@@ -50,7 +54,8 @@ own under its own time limit, all within TOTAL_S:
 
 `--sections` runs only the named ones: a second, short call on a GPU still
 held (it is handed back 30 s after a call) can fill in what the first left
-out, into another OUT_DIR.
+out, into another OUT_DIR. `--seconds` fits the whole check into less time
+than TOTAL_S, for a session with less device time left.
 
 It writes two files, `OUT_DIR/gpu_check.json` (every figure, every
 section's status and wall time, rewritten after each section, so a check
@@ -102,6 +107,12 @@ GPU_TESTS = [
     "tests/test_distributed.py::test_devices_beyond_the_machine_are_one_line_and_write_nothing",
     "tests/test_distributed.py::test_every_command_asks_for_deterministic_gpu_kernels_unless_told_otherwise",
 ]
+# Signals landing in Orbax's reads on a CPU-bound child process: nothing of
+# the GPU's, and its many restores took past the section's limit on the H200
+# (2026-12-04, second session), which left the tests after it unrun.
+NOT_ON_THE_GPU = [
+    "tests/test_checkpoint.py::test_a_ctrl_c_while_restoring_is_an_interrupt_not_an_unreadable_checkpoint"
+]
 SMOKE_TESTS = ["tests/test_model.py::test_shapes_and_parameter_count", "tests/test_sample.py::test_top_k_one_is_greedy"]
 TEST_WORKERS = 4  # pytest-xdist workers sharing the GPU (each pays JAX's start, about 6-8 s)
 TEST_TIMEOUT_S = 60  # one test's limit, where pytest-timeout is installed (the section has 110 s)
@@ -118,8 +129,8 @@ QUALITY_MINUTES = 1.5  # each side's, where the time is left (the issue's 3-minu
 
 
 class Check:
-    def __init__(self, out: Path, smoke: bool):
-        self.out, self.smoke = out, smoke
+    def __init__(self, out: Path, smoke: bool, total_s: float = TOTAL_S):
+        self.out, self.smoke, self.total_s = out, smoke, total_s
         self.started = time.perf_counter()
         self.section_started: dict[str, float] = {}
         self.log = (out / "gpu_check.log").open("w", encoding="utf-8")
@@ -143,7 +154,7 @@ class Check:
         first = self.section_started.setdefault(section, now)
         if self.smoke:
             return SMOKE_LIMIT_S - (now - first)
-        return min(LIMITS[section] - (now - first), TOTAL_S - (now - self.started))
+        return min(LIMITS[section] - (now - first), self.total_s - (now - self.started))
 
     def run(self, section: str, command: list[str], env: dict[str, str] | None = None) -> tuple[int | str, str, str]:
         """Run one command of a section under what is left of its time limit:
@@ -352,6 +363,8 @@ def tests(check: Check) -> None:
         command += ["-n", str(TEST_WORKERS), "--dist", "load"]
     if importlib.util.find_spec("pytest_timeout") is not None:
         command += ["--timeout", str(TEST_TIMEOUT_S)]
+    if not check.smoke:
+        command += [f"--deselect={test}" for test in NOT_ON_THE_GPU]
     status, stdout, _ = check.run("tests", [*command, *selection], env=env)
     outcomes = _test_outcomes(stdout)
     counts = {kind: sum(1 for o in outcomes.values() if o == kind) for kind in sorted(set(outcomes.values()))}
@@ -395,8 +408,10 @@ def quality(check: Check) -> None:
     marks = ["0.5"] if check.smoke else [str(m) for m in (0.5, 1, 1.5) if m <= minutes]
     command = [sys.executable, str(BENCH / "time_to_quality.py"), "--minutes", str(minutes), "--json", str(target)]
     command += ["--marks", *marks]
-    # charlstm's defaults fitted to the budget as a user would fit them: the
-    # plain defaults' 2,300 steps, sized for a CPU, end long before 90 s on a GPU.
+    # charlstm's defaults under a time limit, as a user runs them: the limit
+    # only ever shortens a run, so on the H200 their 2,300 steps ended after
+    # 40 s of the 90 (2026-12-04), while the PyTorch recipe's schedule is
+    # fitted to fill its time.
     command += ["--runs", "charlstm-max-time"]
     if runs == 1:
         command += ["--charlstm-args", "--preset tiny"]  # without PyTorch, or at smoke size: charlstm alone
@@ -405,26 +420,30 @@ def quality(check: Check) -> None:
     status, _, _ = check.run("quality", command)
     found = _read_json(target)  # written after every run: a run cut short keeps the ones before it
     table = found.get("median_by_minute") if isinstance(found, dict) else None
-    # Each run's validation passes too: the marks alone cannot tell a run that
-    # stopped improving from one whose last pass came after the mark.
-    runs_found = found.get("runs", {}) if isinstance(found, dict) else {}
-    passes = {
-        f"{label} seed {seed}": [
-            [round(r["elapsed"], 1), r["step"], round(r["val_loss"], 4)]
-            for r in run["records"]
-            if r.get("val_loss") is not None
-        ]
-        for label, by_seed in runs_found.items()
-        for seed, run in by_seed.items()
-    }
     check.section(
         "quality",
         status=status,
         minutes_each=minutes,
         median_by_minute=table,
-        passes_seconds_step_loss=passes,
+        passes_seconds_step_loss=_validation_passes(found),
         seconds=_since(started),
     )
+
+
+def _validation_passes(found: Any) -> dict[str, list[list[float]]]:
+    """Each run's validation passes as [seconds, step, loss], from
+    time_to_quality.py's JSON: the marks alone cannot tell a run that stopped
+    improving from one whose last pass came after the mark."""
+    runs = found.get("runs", {}) if isinstance(found, dict) else {}
+    return {
+        f"{label} seed {seed}": [
+            [round(r["elapsed"], 1), r["step"], round(r["val_loss"], 4)]
+            for r in run["records"]
+            if r.get("val_loss") is not None
+        ]
+        for label, by_seed in runs.items()
+        for seed, run in by_seed.items()
+    }
 
 
 def _test_packages(check: Check) -> tuple[str | None, str | None]:
@@ -517,13 +536,19 @@ def main() -> int:
         default=DEFAULT_SECTIONS,
         help="only these sections (in the order above); extra only where named",
     )
+    parser.add_argument(
+        "--seconds",
+        type=float,
+        default=TOTAL_S,
+        help=f"the whole check's limit (default {TOTAL_S}): less where a session has less device time left",
+    )
     args = parser.parse_args()
     if args.fetch_wheels:
         return fetch_wheels()
     if args.out is None:
         parser.error("OUT_DIR is required (or --fetch-wheels)")
     args.out.mkdir(parents=True, exist_ok=True)
-    check = Check(args.out, args.smoke)
+    check = Check(args.out, args.smoke, args.seconds)
     for step in (step for step in SECTIONS if step.__name__ in args.sections):
         print(f"gpu_check: {step.__name__} ... ({_since(check.started)} s)", file=sys.stderr, flush=True)
         try:

@@ -384,7 +384,8 @@ def main() -> None:
         return
     corpus = corpus_path(args.corpus)
     marks = [m for m in args.marks if m <= args.minutes]
-    results: dict[str, dict] = {}
+    results: dict[str, dict] = {}  # label -> seed -> that run's figures and records
+    chosen: dict[str, float] = {}  # the sweep's peak learning rate, where one ran
 
     def summary() -> dict[str, dict[str, float | None]]:
         return {
@@ -393,7 +394,6 @@ def main() -> None:
                 for m in seeds[next(iter(seeds))]["best_val_loss_by_minute"]
             }
             for label, seeds in results.items()
-            if label != "torch-recipe best lr"
         }
 
     def record(label: str, seed: int, records: list[dict], **extra: object) -> None:
@@ -407,7 +407,8 @@ def main() -> None:
         if args.json:
             meta = {"corpus": str(corpus), "minutes": args.minutes, "seeds": args.seeds}
             meta["date"] = time.strftime("%Y-%m-%d")
-            args.json.write_text(json.dumps({**meta, "median_by_minute": summary(), "runs": results}, indent=1))
+            found = {**meta, "median_by_minute": summary(), "runs": results, "best_lr": chosen}
+            args.json.write_text(json.dumps(found, indent=1))
 
     print(f"{corpus.name}, {args.minutes:g} minutes per run")
     print(f"{'run':<28}{'seed':>5}" + "".join(f"{f'{m:g} min':>9}" for m in marks), flush=True)
@@ -429,7 +430,7 @@ def main() -> None:
                 out = run_torch(name, corpus, args.minutes, seed, best_lr, args.system_malloc)
                 kept = {"steps": out["steps"], "lr": best_lr, "device": out["device"]}
                 record(f"torch-recipe lr {best_lr:g}", seed, out["records"], **kept)
-            results["torch-recipe best lr"] = {"lr": best_lr}  # type: ignore[dict-item]
+            chosen["torch-recipe"] = best_lr
         else:
             for seed in args.seeds:
                 out = run_torch(name, corpus, args.minutes, seed, 2e-3, args.system_malloc)

@@ -6,8 +6,10 @@ of its sections' results, which must hold the first time a GPU runs it.
 No timing is ever checked."""
 
 import importlib
+import json
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -129,6 +131,40 @@ def test_the_gpu_check_stops_a_command_with_its_children_and_goes_on(gpu_check, 
     # The section's time is spent: its next command is skipped, not started with a second.
     assert check.run("speed", ["true"])[0] == "skipped: no time left"
     shutil.rmtree(check.scratch)
+
+
+def test_the_gpu_check_reads_every_run_of_a_time_to_quality_file(gpu_check, monkeypatch, tmp_path):
+    """The quality section's reading of time_to_quality.py's JSON, with the
+    PyTorch recipe's sweep in it (the H200's second check failed on the sweep's
+    chosen rate, then stored among the runs), and without training anything."""
+    ttq = importlib.import_module("time_to_quality")
+
+    def runs(*args, **kwargs):
+        return {
+            "records": [{"step": 10, "elapsed": 30.0, "val_loss": 1.5}, {"step": 11, "elapsed": 31.0}],
+            "steps": 20,
+            "device": "cpu",
+        }
+
+    monkeypatch.setattr(ttq, "run_charlstm", runs)
+    monkeypatch.setattr(ttq, "run_torch", runs)
+    found = tmp_path / "ttq.json"
+    argv = ["time_to_quality.py", "--minutes", "1", "--marks", "0.5", "1", "--json", str(found)]
+    argv += ["--runs", "charlstm-max-time", "torch-recipe", "--recipe-lrs", "3e-3", "1e-2", "--seeds", "0", "1"]
+    monkeypatch.setattr(sys, "argv", argv)
+    ttq.main()
+    written = json.loads(found.read_text())
+    assert written["best_lr"] == {"torch-recipe": 0.003}  # the sweep ties; the first rate stands
+    passes = gpu_check._validation_passes(written)
+    assert sorted(passes) == [
+        "charlstm-max-time seed 0",
+        "charlstm-max-time seed 1",
+        "torch-recipe lr 0.003 seed 0",
+        "torch-recipe lr 0.003 seed 1",
+        "torch-recipe lr 0.01 seed 0",
+    ]
+    assert all(p == [[30.0, 10, 1.5]] for p in passes.values())
+    assert gpu_check._validation_passes(None) == {}  # no file: a run stopped before its first save
 
 
 def test_the_gpu_check_reads_each_tests_outcome_as_pytest_prints_it(gpu_check):
