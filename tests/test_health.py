@@ -159,6 +159,17 @@ def test_resuming_a_run_stopped_during_its_last_pass_says_the_pass_is_now_made(c
     assert "nothing to train" not in err
 
 
+def test_a_resumed_run_shows_its_last_validation_loss_before_its_first_pass(capsys):
+    console = Console(stderr=True, force_terminal=False, width=300)
+    display = TrainingDisplay(console, NORMAL, plain_interval=0.0)
+    display.handle(events.Started(10, 20, "cpu", ["cpu:0"], 1000, 100, 4, val_loss=1.5234))
+    display.handle(_timed(12, 20, 1.0, None))
+    display.handle(events.Started(0, 20, "cpu", ["cpu:0"], 1000, 100, 4))  # a new run: no pass yet
+    display.handle(_timed(2, 20, 1.0, None))
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("step")]
+    assert "val 1.523" in lines[0] and "val -" in lines[1]
+
+
 def test_a_log_says_how_far_a_long_validation_pass_is(capsys):
     console = Console(stderr=True, force_terminal=False, width=300)
     display = TrainingDisplay(console, NORMAL, plain_interval=0.0)

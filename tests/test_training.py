@@ -100,7 +100,8 @@ def test_patience_stops_a_run_that_stopped_improving_and_keeps_its_best(tiny_cor
     assert again[-1].reason == "patience" and not any(isinstance(e, events.Progress) for e in again)
     assert [e.trains for e in again if isinstance(e, events.Started)] == [False]  # no "training on" line
     more = train(session.resumed_run(run_dir, {"patience": 5}), run_dir)
-    assert [e.trains for e in more if isinstance(e, events.Started)] == [True]
+    # The progress line shows the last pass's loss from the start, not `val -` until the next.
+    assert [(e.trains, e.val_loss) for e in more if isinstance(e, events.Started)] == [(True, 2.2)]
     assert [e.step for e in more if isinstance(e, events.Evaluated)] == [12, 14]
     assert (more[-1].reason, more[-1].step, more[-1].best_step) == ("patience", 14, 4)
 

@@ -101,6 +101,7 @@ class TrainingDisplay:
             self._on_opened(event)
         elif isinstance(event, events.Started):
             self._started_at = event.step
+            self._val = event.val_loss  # a resumed run's last pass, until this session's first
             if not event.trains:
                 return  # the end says so, and why
             verb = "resuming at step" if event.step else "starting at step"

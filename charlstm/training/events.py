@@ -92,6 +92,7 @@ class Started:
     windows_per_pass: int
     processes: int = 1  # processes taking part (each feeding its own share of the streams)
     trains: bool = True  # any step left to train (not: a finished run, or one its --patience stopped, resumed)
+    val_loss: float | None = None  # the latest validation pass's loss before this session (a resume's)
 
 
 @dataclass(frozen=True)

@@ -89,6 +89,7 @@ def fit(
         val_chars=len(setup.val_ids) - 1,
         windows_per_pass=setup.train_streams.windows,
         trains=step < tc.steps and why_ended(step, tc, run.history) is None,
+        val_loss=run.history[-1]["val_loss"] if run.history else None,
     )
     unread = _unread(setup.train_streams)
     if unread is not None and step < tc.steps:
