@@ -52,6 +52,7 @@ FLAGS: Mapping[str, str] = {
     # Arguments of charlstm.train / resume that are not config fields
     "out": "--out",
     "preset": "--preset",
+    "fill_time": "--fill-time",
     "devices": "--devices",
     "coordinator": "--coordinator",
     "num_processes": "--num-processes",

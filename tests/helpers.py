@@ -13,6 +13,7 @@ from charlstm.text.corpus import Source
 from charlstm.text.tokens import prepare
 from charlstm.training import events, session
 from charlstm.training.run import Run, new_run
+from charlstm.training.timefit import TimeUse
 
 # The plain cell: the tests of everything around the model (checkpoints,
 # resuming, the loop, reports) compile about 40% faster with it than with the
@@ -35,12 +36,12 @@ def new_tiny_run(corpus_path: Path | list[Path], model: dict | None = None, **ov
     return new_run(corpus, {**TINY_MODEL, **(model or {})}, tiny_train_config(**overrides))
 
 
-def train(run: Run, run_dir: Path, stop_at: int | None = None) -> list[events.Event]:
+def train(run: Run, run_dir: Path, stop_at: int | None = None, time_use: TimeUse = "limit") -> list[events.Event]:
     """Train as the CLI does (checkpoints, metrics.jsonl, samples) to the
     end, or stop cleanly before step `stop_at`; the events it yielded."""
     should_stop = (lambda: int(run.state.step) >= stop_at) if stop_at is not None else (lambda: False)
     got: list[events.Event] = []
-    session.train(run, run_dir, got.append, should_stop)
+    session.train(run, run_dir, got.append, should_stop, time_use=time_use)
     return got
 
 

@@ -228,6 +228,8 @@ CASES = [
     ("output unwritable", ["sample", "-c", "{run}", "-n", "5", "-o", "{corpus}/x"], "cannot write --output"),
     ("quiet+verbose", ["train", "{corpus}", "-q", "-v"], "--quiet and --verbose contradict"),
     ("reset-chars", ["train", "{corpus}", "--reset-chars", "-1"], "--reset-chars must be >= 0, got -1"),
+    ("fill-time alone", ["train", "{corpus}", "--fill-time"], "--fill-time trains for all of a time limit"),
+    ("fill-time steps", ["train", "{corpus}", "--fill-time", "--max-time", "1", "--steps", "5"], "not both"),
     ("info damaged", ["info", "{run}"], "cannot read checkpoint"),
     ("eval missing text", ["eval", "{run}", "{tmp}/nope.txt"], "text file or folder not found: {tmp}/nope.txt"),
     ("eval empty text", ["eval", "{run}", "{tmp}/empty.txt"], "the text is empty: {tmp}/empty.txt"),
@@ -448,9 +450,14 @@ def test_divergence_stops_training_and_keeps_the_last_good_checkpoint(runner, ti
 
 @pytest.mark.parametrize("option", ["--hidden", "--layers", "--embed", "--batch-size", "--seq-len", "--val-fraction"])
 def test_resume_refuses_options_that_would_change_the_run(runner, trained_run, option):
-    result = runner.invoke(app, ["resume", str(trained_run[0]), option, "8"])
-    assert result.exit_code == 2
-    assert f"No such option: {option} ({option} is fixed when a run starts, with the rest of its model" in result.output
+    # Started as `python -m charlstm` too, as the README's test setups and a walkthrough ran it (the
+    # explanation was missing there: it was matched on the command's full path, "charlstm resume").
+    for prog in ("charlstm", "python -m charlstm"):
+        result = runner.invoke(app, ["resume", str(trained_run[0]), option, "8"], prog_name=prog)
+        assert result.exit_code == 2
+        assert f"No such option: {option} ({option} is fixed when a run starts, with the rest of its model" in (
+            result.output
+        )
     assert "--init-from RUN keeps this one's weights" in result.output
 
 

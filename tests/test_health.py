@@ -120,6 +120,9 @@ def test_the_display_says_where_a_time_limit_moved_the_end(capsys):
     TrainingDisplay(console, NORMAL).handle(events.Rescheduled(20, 1912, 2300, 600.0))
     err = capsys.readouterr().err
     assert "step 20: --max-time 10 ends the run near step 1,912 of 2,300" in err
+    TrainingDisplay(console, NORMAL).handle(events.Rescheduled(20, 31_000, 2300, 600.0))
+    err = capsys.readouterr().err
+    assert "step 20: --max-time 10 holds about 31,000 steps, not 2,300: the run now fills it" in err
 
 
 def test_the_last_line_of_a_resumed_run_gives_its_own_time_then_the_runs(capsys):

@@ -104,8 +104,8 @@ def test_a_damaged_checkpoint_names_the_runs_intact_ones_and_the_way_on(damaged)
     with pytest.raises(CheckpointError) as refused:
         checkpoint.load(run_dir, prefer=checkpoint.LATEST)
     assert str(refused.value).endswith(
-        f"; the run's other checkpoints (best/4) are complete: move this one aside (mv {damaged} {damaged}.damaged) "
-        "to go on from them"
+        f"; the run's other checkpoints (best/4) were saved whole (their arrays are not read here): move this one "
+        f"aside (mv {damaged} {damaged}.damaged) to go on from them"
     )
     damaged.rename(f"{damaged}.damaged")
     assert int(checkpoint.load(run_dir, prefer=checkpoint.LATEST).state.step) == 4  # from best/4

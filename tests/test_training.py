@@ -98,6 +98,9 @@ def test_patience_stops_a_run_that_stopped_improving_and_keeps_its_best(tiny_cor
 
     again = train(session.resumed_run(run_dir, {}), run_dir)
     assert again[-1].reason == "patience" and not any(isinstance(e, events.Progress) for e in again)
+    # Nothing compiled or saved again (the display had said "saved checkpoint" of a save that wrote nothing).
+    assert not any(isinstance(e, events.Compiled | events.Saved) for e in again)
+    assert (again[-1].detail, again[-1].best_step) == (end.detail, 4)
     assert [e.trains for e in again if isinstance(e, events.Started)] == [False]  # no "training on" line
     more = train(session.resumed_run(run_dir, {"patience": 5}), run_dir)
     # The progress line shows the last pass's loss from the start, not `val -` until the next.
@@ -233,6 +236,44 @@ def test_a_time_limit_fits_the_schedule_to_end_with_it(tiny_corpus, tmp_path):
     if finished.reason == "done":  # the last step ran at the fitted schedule's last learning rate
         fitted = hyperparameters(dataclasses.replace(run.train_config, steps=plans[-1].steps))
         assert reports[-1].lr == float(jax.jit(learning_rate)(fitted, plans[-1].steps - 1))
+
+
+def test_a_run_asked_to_fill_its_time_is_lengthened_to_it(tiny_corpus, tmp_path):
+    """--fill-time: a run whose steps would end long before its time limit
+    is lengthened at its first plan to fill it, and ends near the limit with
+    its schedule decayed; the checkpoint records the steps it was fitted
+    to. Resumed, it is a plain time limit again: it trains on to those
+    steps and is not lengthened twice. How many steps fit depends on this
+    machine's speed; what is checked does not."""
+    steps, limit = 100, 4.0
+    # A warm-up of 50 asked, 10 used: a tenth of the 100 steps the run starts with.
+    run = new_tiny_run(
+        tiny_corpus, steps=steps, warmup_steps=50, max_seconds=limit, eval_every=10**5, checkpoint_every=10**5
+    )
+    started = time.perf_counter()
+    evts = train(run, tmp_path / "run", time_use="fill")
+    plans = [e for e in evts if isinstance(e, events.Rescheduled)]
+    assert plans and plans[0].step == 20 and plans[0].was == steps < plans[0].steps
+    finished = evts[-1]
+    assert isinstance(finished, events.Finished) and finished.reason in ("done", "time limit")
+    assert steps < finished.step <= plans[-1].steps
+    # Over half its time trained, where its 100 steps took a fraction of it (no timing asserted beyond that).
+    assert time.perf_counter() - started > limit / 2
+    saved = checkpoint.load(tmp_path / "run", checkpoint.LATEST).train_config
+    assert saved.steps == plans[-1].steps
+    assert saved.warmup_used == 10  # the warm-up it started with, not stretched to 50 by the longer run
+    if finished.reason == "time limit":  # stopped a step or so short of its plan: resume finishes it
+        again = train(session.resumed_run(tmp_path / "run", {}), tmp_path / "run")
+        assert not any(e.steps > e.was for e in again if isinstance(e, events.Rescheduled))
+        assert again[-1].step <= plans[-1].steps
+
+
+def test_filling_the_time_needs_a_time_limit_and_no_step_count(tiny_corpus, tmp_path):
+    with pytest.raises(charlstm.ConfigError, match="--fill-time trains for all of a time limit: give --max-time"):
+        charlstm.train(tiny_corpus, tmp_path / "a", fill_time=True)
+    with pytest.raises(charlstm.ConfigError, match="give --steps or --fill-time, not both"):
+        charlstm.train(tiny_corpus, tmp_path / "b", fill_time=True, max_seconds=60, steps=10)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
 def test_a_run_too_short_to_keep_its_warm_up_is_not_refitted(tiny_corpus, tmp_path):

@@ -27,6 +27,7 @@ from charlstm.training import checkpoint, checkpoint_meta, distributed, events, 
 from charlstm.training import tune as tuning
 from charlstm.training.run import Run
 from charlstm.training.session import EventHandler, StopCheck
+from charlstm.training.timefit import TimeUse
 
 _MODEL_FIELDS = frozenset(f.name for f in dataclasses.fields(ModelConfig))
 
@@ -66,6 +67,7 @@ def train(
     val_file: str | Path | Sequence[str | Path] | None = None,
     skip_bad_files: bool = False,
     init_from: str | Path | None = None,
+    fill_time: bool = False,
     on_event: EventHandler | None = None,
     should_stop: StopCheck | None = None,
     devices: int | None = None,
@@ -88,7 +90,10 @@ def train(
     sets the sizes the other arguments leave out; the model's shape is
     otherwise ModelConfig's defaults (or, with `init_from`, that model's).
     `options` are TrainConfig fields (steps=, batch_size=, seq_len=,
-    learning_rate=, max_seconds=, patience=, ...). `on_event` receives the
+    learning_rate=, max_seconds=, patience=, ...). `fill_time` trains for
+    all of `max_seconds`: the step count is fitted to the time, more steps
+    than the defaults' where they fit (a time limit alone only ever
+    shortens a run). `on_event` receives the
     run's events (see `charlstm.training.events`): the corpus's reading,
     `Opened` once the run directory exists, then the loop's. `should_stop`
     is polled between steps, and when it returns True the run saves and
@@ -112,6 +117,7 @@ def train(
         )
     if init_from is not None and not Path(init_from).exists():  # before any warning about what it would keep
         raise ConfigError(f"{flag('init_from')} {init_from}: not found; give a run directory or a checkpoint")
+    _check_fill_time(fill_time, options)
     tuned = init_from is not None and "learning_rate" not in options
     model, options = presets.apply(preset, given, options)
     asked = set(options)  # the training options given, or a preset's
@@ -142,7 +148,22 @@ def train(
         init_from=init_from,
         on_event=on_event,
     )
-    return _train(run, run_dir, on_event, should_stop, devices, shipped=shipped)
+    time_use: TimeUse = "fill" if fill_time else "limit"
+    return _train(run, run_dir, on_event, should_stop, devices, shipped=shipped, time_use=time_use)
+
+
+def _check_fill_time(fill_time: bool, options: Mapping[str, Any]) -> None:
+    """`fill_time` fits the steps to a time limit: it needs the limit, and
+    a step count given as well would be silently overridden."""
+    if not isinstance(fill_time, bool):
+        raise ConfigError(f"fill_time must be True or False, got {fill_time!r}")
+    if fill_time and options.get("max_seconds") is None:
+        raise ConfigError(f"{flag('fill_time')} trains for all of a time limit: give {flag('max_seconds')} too")
+    if fill_time and "steps" in options:
+        raise ConfigError(
+            f"{flag('fill_time')} fits the step count to {flag('max_seconds')}: give {flag('steps')} or "
+            f"{flag('fill_time')}, not both"
+        )
 
 
 def _base_run(base: Path) -> checkpoint_meta.Meta | None:
@@ -256,6 +277,7 @@ def _train(
     *,
     resumed: bool = False,
     shipped: bool = False,
+    time_use: TimeUse = "limit",
 ) -> Model:
     if on_event is not None:
         params = count_params(run.state.params)
@@ -264,7 +286,7 @@ def _train(
             run_dir, run.corpus.path, run.model_config, run.train_config, params, resumed, shipped, base
         )
         on_event(opened)
-    finished = session.train(run, run_dir, on_event, should_stop, devices)
+    finished = session.train(run, run_dir, on_event, should_stop, devices, time_use)
     if finished.reason == "diverged":
         try:
             directory, good_step = checkpoint.locate(run_dir, prefer=checkpoint.LATEST)

@@ -104,14 +104,15 @@ def _usage_error(
     # The parser's own errors (an option without its value) carry no context: the command is the first word.
     where = ctx.command_path if ctx is not None else "charlstm" + (f" {argv[0]}" if argv[0] in commands else "")
     option = getattr(err, "option_name", None)
-    if where == "charlstm resume" and _trains_with(option, commands):
+    command = where.split()[-1]  # "resume", however charlstm was started (`python -m charlstm resume`)
+    if command == "resume" and _trains_with(option, commands):
         # `resume RUN -b 32`: an option of train's that a run keeps for good.
         message = (  # without Click's guesses at what was meant (--layers: "Possible options: --lr")
             f"No such option: {option} ({option} is fixed when a run starts, with the rest of its model and data "
             "layout: start a new run to change it; charlstm train TEXT --init-from RUN keeps this one's weights if "
             "the model's size stays)"
         )
-    elif option in before_commands and ctx is not None and ctx.command_path != "charlstm":
+    elif option in before_commands and ctx is not None and command in commands:
         message = f"No such option: {option} ({option} goes before the command: charlstm {option} {ctx.info_name} ...)"
     if message.endswith("?"):  # Click's guess at what was meant: "Did you mean 'train'?"
         return f"{message} (see '{where} --help')"

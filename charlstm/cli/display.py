@@ -130,9 +130,16 @@ class TrainingDisplay:
                 self._progress.update(self._task, total=event.steps)
             if event.budget:  # a tune trial's refit, at many reports: its bar shows it
                 return
+            limit = f"{flag('max_seconds')} {event.max_seconds / 60:g}"
+            if event.steps > event.was:  # --fill-time
+                self._say(
+                    f"step {event.step}: {limit} holds about {event.steps:,} steps, not {event.was:,}: the run "
+                    "now fills it, its learning rate decaying fully by then"
+                )
+                return
             self._say(
-                f"step {event.step}: {flag('max_seconds')} {event.max_seconds / 60:g} ends the run near step "
-                f"{event.steps:,} of {event.was:,}: its learning rate now decays fully by then"
+                f"step {event.step}: {limit} ends the run near step {event.steps:,} of {event.was:,}: its "
+                "learning rate now decays fully by then"
             )
         elif isinstance(event, events.Validating):
             self._on_validating(event)

@@ -40,9 +40,14 @@ def export(
         from charlstm import api
 
         model = api.load(checkpoint)
+        # Which model, as sample says (without RUN it is the newest run's),
+        # once the first file is written: a refused path stays one line.
+        best = f", validation loss {model.best_val_loss:.3f}" if model.best_val_loss is not None else ""
+        source = f"model: {model.path} (step {model.step}{best})"
         if html is not None:
             page = model.export_html(html, half=half)
             if not quiet:
+                say(source)
                 say(
                     f"wrote {page.path}: {page.bytes / 1e6:.1f} MB, {page.parameters:,} parameters in "
                     f"{'float16' if half else 'float32'} ({page.weight_bytes / 1e6:.1f} MB before base64); "
@@ -51,6 +56,8 @@ def export(
         if weights is not None:
             out = model.export_weights(weights)
             if not quiet:
+                if html is None:
+                    say(source)
                 say(
                     f"wrote {out.weights} ({out.tensors} tensors, {out.parameters:,} parameters, "
                     f"{out.bytes / 1e6:.1f} MB) and {out.meta}"

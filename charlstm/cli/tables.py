@@ -188,7 +188,7 @@ def score_table(text_path: str, where: Path, score: Score) -> Table:
 
 def trials_table(results: Sequence[TrialResult]) -> Table:
     """A search's trials, in the order given (best first, from tune.ranked)."""
-    spare = ("ended", "params", "step time", "steps", "#")  # a narrow terminal keeps the trial, its point and its loss
+    spare = ("ended", "params", "train time", "steps", "#")  # a narrow terminal keeps the trial, its point and its loss
     table = SpareTable(box=box.SIMPLE_HEAD, header_style="bold", pad_edge=False, spare=spare)
     fields = list(results[0].point) if results else []
     table.add_column("#", justify="right", no_wrap=True)
@@ -199,7 +199,7 @@ def trials_table(results: Sequence[TrialResult]) -> Table:
     table.add_column("steps", justify="right", no_wrap=True)
     table.add_column("val (bpc)", justify="right", no_wrap=True)
     # What a budget counts: its training steps alone (`charlstm runs` counts validation and saves too).
-    table.add_column("step time", justify="right", no_wrap=True)
+    table.add_column("train time", justify="right", no_wrap=True)
     table.add_column("ended", no_wrap=True)
     for rank, r in enumerate(results, 1):
         table.add_row(

@@ -48,6 +48,10 @@ _MAX_TIME = (
     "Stop after this many minutes of training even if steps remain; a run of at least ten warm-ups that this "
     "would cut short gets its learning rate schedule fitted to end by then."
 )
+_FILL_TIME = (
+    "With --max-time: train for all of it, the step count fitted to the time (more steps than --steps's "
+    "default where they fit, as on a GPU), the learning rate decayed by the end."
+)
 _EVAL_EVERY = "Steps between validation passes."
 _CHECKPOINT_EVERY = "Steps between checkpoints."
 _LOG_EVERY = "Steps between progress reports and metrics.jsonl lines."
@@ -67,7 +71,7 @@ _TRAIN_ARGS = (
     *("learning_rate", "warmup_steps", "min_lr_ratio", "weight_decay", "dropout", "grad_clip"),
     *("val_fraction", "reset_chars"),
     *("eval_every", "checkpoint_every", "log_every", "seed", "patience", "precision"),
-    *("glob", "val_file", "skip_bad_files", "init_from"),
+    *("glob", "val_file", "skip_bad_files", "init_from", "fill_time"),
 )
 
 
@@ -159,6 +163,7 @@ def train(
     embed_dim: Annotated[int, typer.Option(flag("embed_dim"), help="Character embedding size.")] = _M.embed_dim,
     steps: Annotated[int, typer.Option(flag("steps"), help="Optimizer steps to train for.")] = _T.steps,
     max_time: Annotated[float | None, typer.Option(flag("max_seconds"), help=_MAX_TIME)] = None,
+    fill_time: Annotated[bool, typer.Option(flag("fill_time"), help=_FILL_TIME)] = False,
     batch_size: Annotated[
         int, typer.Option(flag("batch_size"), "-b", help="Parallel text streams per step.")
     ] = _T.batch_size,

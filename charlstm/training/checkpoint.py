@@ -264,9 +264,11 @@ def run_of(step_dir: Path) -> Path | None:
 
 
 def _others_intact(where: Path) -> str:
-    """For a damaged checkpoint of a run: the run's other complete ones,
-    and how to go on from them, which commands take by themselves once the
-    damaged one is out of the way (they take the newest)."""
+    """For a damaged checkpoint of a run: the run's other complete ones
+    (their saves finished; a disk error may have reached them too, so the
+    message does not promise them), and how to go on from them, which
+    commands take by themselves once the damaged one is out of the way
+    (they take the newest)."""
     run = run_of(where)
     if run is None:
         return ""
@@ -280,8 +282,9 @@ def _others_intact(where: Path) -> str:
     if not others:
         return ""
     return (
-        f"; the run's other checkpoints ({', '.join(others)}) are complete: move this one aside "
-        f"(mv {shlex.quote(str(where))} {shlex.quote(str(where))}.damaged) to go on from them"
+        f"; the run's other checkpoints ({', '.join(others)}) were saved whole (their arrays are not read "
+        f"here): move this one aside (mv {shlex.quote(str(where))} {shlex.quote(str(where))}.damaged) to go on "
+        "from them"
     )
 
 

@@ -23,7 +23,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from charlstm.config import SampleConfig
+from charlstm.config import SampleConfig, TrainConfig
 from charlstm.core.generation import sample_text
 from charlstm.core.scorer import make_reader
 from charlstm.errors import CorpusError
@@ -34,7 +34,7 @@ from charlstm.training import distributed, events, health, processes
 from charlstm.training.health import Health
 from charlstm.training.run import Run, passes_since_best, validated, why_ended
 from charlstm.training.step_setup import Setup, TrainStep, setup_for
-from charlstm.training.timefit import TimeFit
+from charlstm.training.timefit import TimeFit, TimeUse
 
 # What is shown after each validation pass: the same prime, seed and
 # temperature every time, so the samples show the model improving, not luck.
@@ -56,7 +56,7 @@ def fit(
     should_stop: Callable[[], bool] = lambda: False,
     sample: SampleConfig | None = PROGRESS_SAMPLE,
     devices: int | None = None,
-    budget: bool = False,
+    time_use: TimeUse = "limit",
 ) -> Iterator[events.Event]:
     """Train `run` to `train_config.steps`, yielding events as it goes.
 
@@ -71,11 +71,13 @@ def fit(
     every process; in a multi-process run every process runs this loop, all
     use the first's validation loss, and only the first samples.
 
-    `budget` makes `max_seconds` a budget of training (`charlstm tune`): it
-    counts the training steps alone, not the validation passes, samples or
-    saves, and the run ends at it, its schedule refitted at every report,
-    shortened or lengthened again (never past `steps`), so that runs on
-    one budget train for the same time whatever their first timing said."""
+    `time_use` says how `max_seconds` is read (timefit.TimeUse): a limit
+    (the default), a limit the run is lengthened to fill ("fill"), or a
+    budget of training ("budget", `charlstm tune`) that counts the training
+    steps alone, not the validation passes, samples or saves, and that the
+    run ends at, its schedule refitted at every report, shortened or
+    lengthened again (never past `steps`), so that runs on one budget
+    train for the same time whatever their first timing said."""
     tc = run.train_config
     setup = setup_for(run, devices)
     step = int(run.state.step)
@@ -115,15 +117,20 @@ def fit(
             f"2-core CPU for the default model ({CPU_SCORING_RATE:,} characters a second); {shorter} keeps the "
             "passes short",
         )
-    if why_ended(step, tc, run.history) == "done":
-        # Nothing to train: all of its time is the earlier sessions'.
-        yield events.Finished(step, "done", run.best_val_loss, run.train_seconds, earlier_seconds=run.train_seconds)
+    ended = why_ended(step, tc, run.history)
+    if ended is not None:
+        # Nothing to train, compile or save: all of its time is the earlier sessions'.
+        detail = _patience_detail(passes_since_best(run.history), tc) if ended == "patience" else ""
+        best_step = _best_step(run.history)
+        yield events.Finished(
+            step, ended, run.best_val_loss, run.train_seconds, best_step, detail, earlier_seconds=run.train_seconds
+        )
         return
     # Compiling is not training: the session's clocks start after it.
     started = time.perf_counter()
     train_step = TrainStep.for_run(run, setup)
     yield events.Compiled(seconds=time.perf_counter() - started)
-    yield from TrainingLoop(run, setup, train_step, save, should_stop, sample, budget).train()
+    yield from TrainingLoop(run, setup, train_step, save, should_stop, sample, time_use).train()
 
 
 def _unread(train: streams.Streams) -> str | None:
@@ -164,10 +171,10 @@ class TrainingLoop:
         save: Save,
         should_stop: Callable[[], bool],
         sample: SampleConfig | None,
-        budget: bool = False,
+        time_use: TimeUse = "limit",
     ):
         self.run, self.setup, self.train_step = run, setup, train_step
-        self.budget = budget
+        self.budget = time_use == "budget"
         self._save, self._should_stop, self._sample = save, should_stop, sample
         self.config = run.train_config
         self.read = make_reader(run.model_config)
@@ -186,7 +193,7 @@ class TrainingLoop:
         self.paused = 0.0  # seconds of validation passes, samples and saves between steps
         self.seconds_before = run.train_seconds
         self.last_report, self.last_report_step = self.started, self.step
-        self.time_fit = TimeFit(self.config, self.step, budget)  # the schedule fitted to a time limit
+        self.time_fit = TimeFit(self.config, self.step, time_use)  # the schedule fitted to a time limit
 
     def train(self) -> Iterator[events.Event]:
         try:
@@ -297,12 +304,7 @@ class TrainingLoop:
             # A diverged state is never saved: the newest checkpoint stays the last good one.
             elif self.saved_step != self.step:
                 yield self._checkpoint()
-        detail = ""
-        if reason == "patience":
-            detail = (
-                f"no new best validation loss in the last {self.since_best} validation passes "
-                f"({flag('patience')} {self.config.patience})"
-            )
+        detail = _patience_detail(self.since_best, self.config) if reason == "patience" else ""
         best_step = _best_step(self.run.history)
         # The time the last checkpoint holds, where it was saved at this step
         # and nothing ran since: what `charlstm runs` and `info` then show and
@@ -324,7 +326,9 @@ class TrainingLoop:
         """End the schedule at `steps`: no compilation, the schedule is an argument of the compiled step."""
         was = self.config
         assert was.max_seconds is not None
-        self.config = replace(was, steps=steps)
+        # The warm-up a run started with, whole: it is a tenth of the steps at
+        # most, so a lengthened run would otherwise stretch it part-way.
+        self.config = replace(was, steps=steps, warmup_steps=was.warmup_used)
         self.run.train_config = self.config  # what checkpoints record, so a resume keeps the schedule
         self.train_step.retime(self.config)
         return events.Rescheduled(self.step, steps, was.steps, was.max_seconds, budget=self.budget)
@@ -458,6 +462,13 @@ class TrainingLoop:
         owed = self.step == self.first_step == self.evaluated_step
         where = self._save(self.run, False, self.setup.train_streams.windows, owed)
         return events.Saved(self.step, where, best=False)
+
+
+def _patience_detail(since_best: int, config: TrainConfig) -> str:
+    """Why --patience stopped a run, in words."""
+    return (
+        f"no new best validation loss in the last {since_best} validation passes ({flag('patience')} {config.patience})"
+    )
 
 
 def _best_step(history: list[dict[str, float]]) -> int | None:

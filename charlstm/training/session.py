@@ -38,6 +38,7 @@ from charlstm.training.run import (
     with_tokens,
 )
 from charlstm.training.runlog import RunLog
+from charlstm.training.timefit import TimeUse
 
 EventHandler = Callable[[Any], None]
 StopCheck = Callable[[], bool]
@@ -316,14 +317,15 @@ def train(
     on_event: EventHandler | None = None,
     should_stop: StopCheck | None = None,
     devices: int | None = None,
-    budget: bool = False,
+    time_use: TimeUse = "limit",
 ) -> events.Finished:
     """Train `run` in `run_dir` until done, stopped or diverged, keeping its
     checkpoints and logs; every event also goes to `on_event`. The batch is
     split over the first `devices` local devices (default: all); in a
     multi-process run (`processes.initialize`) every process calls this,
-    and only the first writes the logs. `budget`: the run's `max_seconds` is
-    a budget of training steps that it ends at (`loop.fit`; `charlstm tune`)."""
+    and only the first writes the logs. `time_use`: how the run's
+    `max_seconds` is read, a limit, a limit to fill, or a budget of training
+    steps (`loop.fit`, timefit.TimeUse)."""
     processes.agree(
         {
             **dataclasses.asdict(run.model_config),
@@ -332,13 +334,13 @@ def train(
             "vocabulary": run.vocab.chars,
             "starting step (checkpoint)": int(run.state.step),
             "devices": devices,
-            "budget": budget,
+            "how the time limit is used": time_use,
         }
     )
     # The first process holds the run's lock: in a multi-process run the
     # others are its partners, not rivals.
     with run_lock.held(run_dir) if processes.is_main() else contextlib.nullcontext():
-        return _train(run, run_dir, on_event, should_stop, devices, budget)
+        return _train(run, run_dir, on_event, should_stop, devices, time_use)
 
 
 def _train(
@@ -347,7 +349,7 @@ def _train(
     on_event: EventHandler | None,
     should_stop: StopCheck | None,
     devices: int | None,
-    budget: bool,
+    time_use: TimeUse,
 ) -> events.Finished:
     writer = checkpoint.CheckpointWriter(run_dir)  # every process: Orbax coordinates their saves
     log = RunLog(run_dir) if processes.is_main() else None
@@ -356,7 +358,7 @@ def _train(
         manifest.write_files(run_dir, manifest.files_record(run.corpus, run.layout().split))
     finished: events.Finished | None = None
     try:
-        for event in fit(run, writer.save, should_stop or (lambda: False), devices=devices, budget=budget):
+        for event in fit(run, writer.save, should_stop or (lambda: False), devices=devices, time_use=time_use):
             if log is not None:
                 log.handle(event)
             if on_event is not None:

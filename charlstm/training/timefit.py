@@ -1,7 +1,8 @@
 """Fitting a run's schedule to its time: where a time limit (`--max-time`)
 or a budget of training (`charlstm tune --budget-s`) will stop a run, end
 the learning-rate schedule there, so that it decays fully instead of being
-cut off near its peak.
+cut off near its peak; and, asked to (`--fill-time`), lengthen a run that
+would end before its time limit, so that it trains for all of it.
 
 The loop tells a `TimeFit` what its validation passes cost and, after
 each report, asks it for a plan: the step the schedule should now end at, or
@@ -11,8 +12,19 @@ an argument of the compiled step.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from charlstm.config import TrainConfig
 from charlstm.training import processes
+
+# How a run reads its time limit (`max_seconds`):
+# - "limit": its session stops there; a run the limit would cut short has
+#   its schedule ended where the limit will stop it (`--max-time`);
+# - "fill": the same, and a run that would end before the limit is
+#   lengthened to fill it (`--max-time` with `--fill-time`);
+# - "budget": seconds of training steps alone, validation and saves left
+#   out, refitted either way at every report (`charlstm tune`).
+TimeUse = Literal["limit", "fill", "budget"]
 
 # The steps are timed from the first report this many steps in (after the
 # first calls' one-off costs) to the first report twice as many in.
@@ -26,9 +38,10 @@ TIME_FILL = 0.95
 class TimeFit:
     """The plans of one session of a run with a time limit (or a budget)."""
 
-    def __init__(self, config: TrainConfig, first_step: int, budget: bool = False):
+    def __init__(self, config: TrainConfig, first_step: int, use: TimeUse = "limit"):
         self.active = config.max_seconds is not None
-        self.budget = budget
+        self.budget = use == "budget"
+        self.fill = use == "fill"
         self.first_step = first_step
         self.timing: tuple[int, float, float] | None = None  # (step, clock, one-off seconds by then)
         self.one_off = 0.0  # seconds of the first validation pass: it compiles the scorer and the sampler
@@ -65,7 +78,7 @@ class TimeFit:
         """A time limit that would stop the run before its last step: it
         times the steps between two reports, plans, and plans again after
         every validation pass, as the passes' and saves' share of the time
-        becomes known; it never lengthens a run."""
+        becomes known; it lengthens a run only to fill the time (`fill`)."""
         into = step - self.first_step
         if into < FIT_AFTER_STEPS:
             return None
@@ -85,12 +98,15 @@ class TimeFit:
         if fitted <= step:
             return None  # the time is up: the limit stops the run at the next step
         floored = self._floored(config, fitted)
-        if floored is None or floored >= config.steps:
+        if floored is None:
             return None
-        return floored
+        if self.fill:
+            # Either way; a move of a report's steps or 2% is the timing's noise.
+            return None if abs(floored - config.steps) <= max(config.log_every, config.steps // 50) else floored
+        return None if floored >= config.steps else floored
 
     def _fit_to_budget(self, config: TrainConfig, step: int, now: float) -> int | None:
-        """A budget of training steps (`fit(budget=True)`): after every
+        """A budget of training steps (`fit(time_use="budget")`): after every
         report, end the schedule where the budget will, as timed over all
         the steps since the timing began. It moves either way (never past
         the first plan, `ceiling`), so an early timing that was off is

@@ -18,7 +18,7 @@ the end, its sample or the saves (a step budget evaluates four times). Each
 trial ends when its steps have taken the budget, whatever a first timing
 predicted: a timing of the trial's own step sets its warm-up and a first
 plan, then the loop refits the schedule to the budget at every report
-(`fit(budget=True)`; training/timefit.py), so that the learning rate decays
+(`fit(time_use="budget")`; training/timefit.py), so that the learning rate decays
 fully by the end instead of being cut off or ending early.
 
 Trials are ordinary run directories (TRIAL_DIR/trial-NN): plot, compare,
@@ -49,7 +49,7 @@ from charlstm.training.events import TrialFinished, TrialResult, TrialStarted
 from charlstm.training.loop import fit
 from charlstm.training.run import RUNS_DIR, Run, corpus_name, new_run, prepare_run_dir
 from charlstm.training.search_space import SEARCHED_MODEL_FIELDS, SPACE, grid_trials, parse_dimension, random_trials
-from charlstm.training.timefit import FIT_AFTER_STEPS
+from charlstm.training.timefit import FIT_AFTER_STEPS, TimeUse
 
 CALIBRATION_STEPS = 12
 # A time budget's first plan is this many times the steps its calibration
@@ -283,7 +283,8 @@ def _trials(
         params = param_count(run.model_config)
         on_event(TrialStarted(index, len(plan.points), point, planned, params, run_dir.name, plan.budget_s))
         prepare_run_dir(run_dir)
-        finished = session.train(run, run_dir, on_event, should_stop, budget=plan.budget_s is not None)
+        time_use: TimeUse = "budget" if plan.budget_s is not None else "limit"
+        finished = session.train(run, run_dir, on_event, should_stop, time_use=time_use)
         result = TrialResult(
             trial=index,
             run_dir=str(run_dir),
