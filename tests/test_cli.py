@@ -230,6 +230,7 @@ CASES = [
     ("reset-chars", ["train", "{corpus}", "--reset-chars", "-1"], "--reset-chars must be >= 0, got -1"),
     ("fill-time alone", ["train", "{corpus}", "--fill-time"], "--fill-time trains for all of a time limit"),
     ("fill-time steps", ["train", "{corpus}", "--fill-time", "--max-time", "1", "--steps", "5"], "not both"),
+    ("resume fill-time", ["resume", "{run}", "--fill-time"], "a run is fitted to its time when it starts"),
     ("info damaged", ["info", "{run}"], "cannot read checkpoint"),
     ("eval missing text", ["eval", "{run}", "{tmp}/nope.txt"], "text file or folder not found: {tmp}/nope.txt"),
     ("eval empty text", ["eval", "{run}", "{tmp}/empty.txt"], "the text is empty: {tmp}/empty.txt"),

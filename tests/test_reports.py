@@ -85,6 +85,10 @@ def test_a_runs_state_is_what_a_resume_would_do(tmp_path):
     worse = [*passes, {"step": 40, "val_loss": 1.7}]
     assert catalog.state(tmp_path, 40, tc, worse) == "stopped early"
     assert catalog.state(tmp_path, 40, TrainConfig(steps=100), worse) == "resumable"  # no --patience
+    # Stopped during the pass at step 50, its patience spent before it: the pass it owes may be a new best.
+    every_10 = TrainConfig(steps=100, patience=2, eval_every=10)
+    assert catalog.state(tmp_path, 40, every_10, worse) == "stopped early"
+    assert catalog.state(tmp_path, 50, every_10, worse) == "resumable"
     assert catalog.state(tmp_path, 0, tc, []) == "resumable"
 
 

@@ -20,6 +20,7 @@ from charlstm.errors import CharlstmError, CorpusError
 from charlstm.text.streams import Streams
 from charlstm.training import checkpoint, events, loop, session
 from charlstm.training.runlog import read_metrics
+from charlstm.training.timefit import TimeFit
 
 from .helpers import assert_trees_equal, losses, new_tiny_run, tiny_train_config, train
 from .test_corpus import write_folder
@@ -240,20 +241,22 @@ def test_a_time_limit_fits_the_schedule_to_end_with_it(tiny_corpus, tmp_path):
 
 def test_a_run_asked_to_fill_its_time_is_lengthened_to_it(tiny_corpus, tmp_path):
     """--fill-time: a run whose steps would end long before its time limit
-    is lengthened at its first plan to fill it, and ends near the limit with
-    its schedule decayed; the checkpoint records the steps it was fitted
-    to. Resumed, it is a plain time limit again: it trains on to those
-    steps and is not lengthened twice. How many steps fit depends on this
-    machine's speed; what is checked does not."""
+    is lengthened at its first plan to fill it, later plans only shorten it
+    (a lengthening then would raise a decaying learning rate again), and it
+    ends near the limit with its schedule decayed; the checkpoint records
+    the steps and the warm-up it was fitted to. How many steps fit depends
+    on this machine's speed; what is checked does not."""
     steps, limit = 100, 4.0
-    # A warm-up of 50 asked, 10 used: a tenth of the 100 steps the run starts with.
+    # A warm-up of 50 asked, 10 used at first (a tenth of 100 steps); 50 once the run is longer.
     run = new_tiny_run(
-        tiny_corpus, steps=steps, warmup_steps=50, max_seconds=limit, eval_every=10**5, checkpoint_every=10**5
+        tiny_corpus, steps=steps, warmup_steps=50, max_seconds=limit, eval_every=200, checkpoint_every=10**5
     )
     started = time.perf_counter()
     evts = train(run, tmp_path / "run", time_use="fill")
     plans = [e for e in evts if isinstance(e, events.Rescheduled)]
     assert plans and plans[0].step == 20 and plans[0].was == steps < plans[0].steps
+    # Lengthened again only in its first quarter, where the learning rate is near its peak.
+    assert all(later.steps < later.was or later.step < later.was / 4 for later in plans[1:])
     finished = evts[-1]
     assert isinstance(finished, events.Finished) and finished.reason in ("done", "time limit")
     assert steps < finished.step <= plans[-1].steps
@@ -261,11 +264,39 @@ def test_a_run_asked_to_fill_its_time_is_lengthened_to_it(tiny_corpus, tmp_path)
     assert time.perf_counter() - started > limit / 2
     saved = checkpoint.load(tmp_path / "run", checkpoint.LATEST).train_config
     assert saved.steps == plans[-1].steps
-    assert saved.warmup_used == 10  # the warm-up it started with, not stretched to 50 by the longer run
-    if finished.reason == "time limit":  # stopped a step or so short of its plan: resume finishes it
-        again = train(session.resumed_run(tmp_path / "run", {}), tmp_path / "run")
-        assert not any(e.steps > e.was for e in again if isinstance(e, events.Rescheduled))
-        assert again[-1].step <= plans[-1].steps
+    assert saved.warmup_steps == saved.warmup_used == min(50, plans[0].steps // 10)
+    if finished.reason == "done":  # the last step ran at the fitted schedule's last learning rate
+        reports = [e for e in evts if isinstance(e, events.Progress)]
+        assert reports[-1].lr == float(jax.jit(learning_rate)(hyperparameters(saved), saved.steps - 1))
+
+
+def test_a_filled_run_resumed_trains_on_to_its_fitted_steps(tiny_corpus, tmp_path):
+    """Stopped after its first plan, a --fill-time run resumes as any run
+    does: to the steps it was fitted to, its limit only ever shortening."""
+    run = new_tiny_run(tiny_corpus, steps=100, max_seconds=2.0, eval_every=10**5, checkpoint_every=10**5)
+    first = train(run, tmp_path / "run", stop_at=30, time_use="fill")
+    [plan] = [e for e in first if isinstance(e, events.Rescheduled)]
+    assert first[-1].reason == "interrupted" and plan.steps > 100
+    again = train(session.resumed_run(tmp_path / "run", {}), tmp_path / "run")
+    assert all(e.steps < e.was for e in again if isinstance(e, events.Rescheduled))
+    assert again[-1].step <= plan.steps
+
+
+def test_a_filled_run_is_lengthened_only_near_its_peak_and_never_at_its_end():
+    """TimeFit alone, on a made-up clock: the first plan lengthens; steps
+    that then run twice as fast lengthen it again in its first quarter, not
+    after (a warm restart); at its last step nothing is planned."""
+    config = tiny_train_config(steps=100, warmup_steps=1, max_seconds=100.0, log_every=10)
+    fit = TimeFit(config, 0, "fill")
+    assert fit.plan(config, 10, False, 1.0, 1.0) is None  # the timing starts
+    first = fit.plan(config, 20, False, 2.0, 2.0)  # 0.1 s a step: some 900 more fit
+    assert first is not None and first > 100
+    config = dataclasses.replace(config, steps=first)
+    second = fit.plan(config, 40, True, 2.5, 2.5)  # 0.05 s a step since: some 1,800 more
+    assert second is not None and second > first
+    config = dataclasses.replace(config, steps=second)
+    assert second / 4 < 600 and fit.plan(config, 600, True, 20.0, 20.0) is None  # faster still: not taken
+    assert fit.plan(config, second, True, 95.0, 95.0) is None
 
 
 def test_filling_the_time_needs_a_time_limit_and_no_step_count(tiny_corpus, tmp_path):

@@ -28,6 +28,7 @@ from charlstm.cli.display import NORMAL, QUIET, VERBOSE
 from charlstm.cli.outputs import Terminal, outputs_gone, unseen_if_gone
 from charlstm.cli.signals import EXIT_SIGINT, Interrupt, end_now
 from charlstm.errors import CharlstmError
+from charlstm.flags import flag
 
 EXIT_DIVERGED = 1
 EXIT_ABORTED = 3
@@ -105,7 +106,14 @@ def _usage_error(
     where = ctx.command_path if ctx is not None else "charlstm" + (f" {argv[0]}" if argv[0] in commands else "")
     option = getattr(err, "option_name", None)
     command = where.split()[-1]  # "resume", however charlstm was started (`python -m charlstm resume`)
-    if command == "resume" and _trains_with(option, commands):
+    if command == "resume" and option == flag("fill_time"):
+        # Not part of the model or data layout: a start-up choice, spent by then.
+        message = (
+            f"No such option: {option} (a run is fitted to its time when it starts; a resumed one trains on to "
+            f"the step count that fitting saved: give {flag('steps')} for another total, {flag('max_seconds')} "
+            "for this session's limit)"
+        )
+    elif command == "resume" and _trains_with(option, commands):
         # `resume RUN -b 32`: an option of train's that a run keeps for good.
         message = (  # without Click's guesses at what was meant (--layers: "Possible options: --lr")
             f"No such option: {option} ({option} is fixed when a run starts, with the rest of its model and data "

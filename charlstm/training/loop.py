@@ -32,7 +32,7 @@ from charlstm.runtime import hostmem
 from charlstm.text import streams
 from charlstm.training import distributed, events, health, processes
 from charlstm.training.health import Health
-from charlstm.training.run import Run, passes_since_best, validated, why_ended
+from charlstm.training.run import Run, owes_pass, passes_since_best, validated, why_ended
 from charlstm.training.step_setup import Setup, TrainStep, setup_for
 from charlstm.training.timefit import TimeFit, TimeUse
 
@@ -251,12 +251,7 @@ class TrainingLoop:
         checkpoint and --patience's count are those of the run that never
         stopped. (The last step's owed pass is `_finish`'s.) A stop during
         it ends the session again: "interrupted", or None to train on."""
-        step, tc = self.step, self.config
-        if (
-            not (0 < step < tc.steps and step % tc.eval_every == 0)
-            or validated(self.run.history, step)
-            or not self.healthy
-        ):
+        if not owes_pass(self.step, self.config, self.run.history) or not self.healthy:
             return None
         return (yield from self._pass_and_save(True, True))
 
@@ -326,9 +321,12 @@ class TrainingLoop:
         """End the schedule at `steps`: no compilation, the schedule is an argument of the compiled step."""
         was = self.config
         assert was.max_seconds is not None
-        # The warm-up a run started with, whole: it is a tenth of the steps at
-        # most, so a lengthened run would otherwise stretch it part-way.
-        self.config = replace(was, steps=steps, warmup_steps=was.warmup_used)
+        # The warm-up is a tenth of the steps at most: taken at the first
+        # plan for the new steps (a lengthened run gets the --warmup asked,
+        # and only ever a lower learning rate for it, as the plan comes at
+        # step 20), then kept whole, so that no later plan stretches it.
+        fitted = replace(was, steps=steps)
+        self.config = replace(fitted, warmup_steps=fitted.warmup_used)
         self.run.train_config = self.config  # what checkpoints record, so a resume keeps the schedule
         self.train_step.retime(self.config)
         return events.Rescheduled(self.step, steps, was.steps, was.max_seconds, budget=self.budget)

@@ -68,15 +68,25 @@ def validated(history: list[dict[str, float]], step: int) -> bool:
     return any(h["step"] == step for h in history)
 
 
+def owes_pass(step: int, train_config: TrainConfig, history: list[dict[str, float]]) -> bool:
+    """Whether a run stopped at `step` before its last owes that step's
+    validation pass (a stop during the pass cut it short): a resume makes
+    it before training on, and it may be a new best."""
+    tc = train_config
+    return 0 < step < tc.steps and step % tc.eval_every == 0 and not validated(history, step)
+
+
 def why_ended(step: int, train_config: TrainConfig, history: list[dict[str, float]]) -> str | None:
     """Why a run at `step` has nothing left to do: "done" (its step total,
     or where its --max-time fitted its schedule to end, and that step's
     validation pass made) or "patience" (no new best in --patience
-    passes); None where a resume would train on, or make a pass it owes."""
+    passes, and no pass owed); None where a resume would train on, or make
+    a pass it owes."""
     tc = train_config
     if step >= tc.steps:
         return "done" if validated(history, step) else None
-    if tc.patience is not None and passes_since_best(history) >= tc.patience:
+    patience_spent = tc.patience is not None and passes_since_best(history) >= tc.patience
+    if patience_spent and not owes_pass(step, tc, history):
         return "patience"
     return None
 

@@ -29,6 +29,12 @@ TimeUse = Literal["limit", "fill", "budget"]
 # The steps are timed from the first report this many steps in (after the
 # first calls' one-off costs) to the first report twice as many in.
 FIT_AFTER_STEPS = 10
+# A run filling its time (`fill`) is lengthened only in this share of its
+# steps (and at its first plan): there the cosine is still within 15% of
+# its peak. The first plan can be short as well as long: on Python source
+# the first steps ran slow and it planned 1,694 steps where 2,320 fitted
+# (2026-12-04).
+LENGTHEN_WITHIN = 0.25
 # The share of the time left that the fitted steps fill; validation passes,
 # samples and saves take some of the rest until the first one is timed, and
 # a step's time wanders by a few percent.
@@ -68,8 +74,8 @@ class TimeFit:
         In a multi-process run every process must call this at the same
         step: it may settle the plan with them (all take process 0's, so
         that all stop at one step)."""
-        if not self.active:
-            return None
+        if not self.active or step >= config.steps:
+            return None  # at the end: its last pass and save are made, and the run is over
         if self.budget:
             return self._fit_to_budget(config, step, step_seconds)
         return self._fit_to_time(config, step, evaluated, session_seconds)
@@ -78,7 +84,8 @@ class TimeFit:
         """A time limit that would stop the run before its last step: it
         times the steps between two reports, plans, and plans again after
         every validation pass, as the passes' and saves' share of the time
-        becomes known; it lengthens a run only to fill the time (`fill`)."""
+        becomes known; it lengthens a run only to fill the time (`fill`),
+        and then only at its first plan or in its first quarter."""
         into = step - self.first_step
         if into < FIT_AFTER_STEPS:
             return None
@@ -97,11 +104,15 @@ class TimeFit:
         fitted = int(processes.from_main(float(step + int(left / per_step))))
         if fitted <= step:
             return None  # the time is up: the limit stops the run at the next step
+        first = not self.planned
         floored = self._floored(config, fitted)
         if floored is None:
             return None
-        if self.fill:
-            # Either way; a move of a report's steps or 2% is the timing's noise.
+        if self.fill and (first or step < config.steps * LENGTHEN_WITHIN):
+            # Either way while the learning rate is near its peak, where a
+            # longer schedule barely raises it; later, a lengthening would
+            # raise a decaying rate again (a warm restart). A move of a
+            # report's steps or 2% is the timing's noise.
             return None if abs(floored - config.steps) <= max(config.log_every, config.steps // 50) else floored
         return None if floored >= config.steps else floored
 
