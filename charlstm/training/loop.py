@@ -81,6 +81,7 @@ def fit(
     tc = run.train_config
     setup = setup_for(run, devices)
     step = int(run.state.step)
+    ended = why_ended(step, tc, run.history)
     yield events.Started(
         step=step,
         total_steps=tc.steps,
@@ -90,7 +91,7 @@ def fit(
         train_chars=setup.train_streams.chars_per_pass,
         val_chars=len(setup.val_ids) - 1,
         windows_per_pass=setup.train_streams.windows,
-        trains=step < tc.steps and why_ended(step, tc, run.history) is None,
+        trains=step < tc.steps and ended is None,
         val_loss=run.history[-1]["val_loss"] if run.history else None,
     )
     unread = _unread(setup.train_streams)
@@ -117,7 +118,6 @@ def fit(
             f"2-core CPU for the default model ({CPU_SCORING_RATE:,} characters a second); {shorter} keeps the "
             "passes short",
         )
-    ended = why_ended(step, tc, run.history)
     if ended is not None:
         # Nothing to train, compile or save: all of its time is the earlier sessions'.
         detail = _patience_detail(passes_since_best(run.history), tc) if ended == "patience" else ""
@@ -174,7 +174,6 @@ class TrainingLoop:
         time_use: TimeUse = "limit",
     ):
         self.run, self.setup, self.train_step = run, setup, train_step
-        self.budget = time_use == "budget"
         self._save, self._should_stop, self._sample = save, should_stop, sample
         self.config = run.train_config
         self.read = make_reader(run.model_config)
@@ -239,7 +238,7 @@ class TrainingLoop:
                 steps = self.time_fit.plan(self.config, self.step, evaluate_now, now, now - self.paused)
                 if steps is not None:
                     yield self._replan(steps)
-                if self.time_fit.declined is not None and not self.budget:
+                if self.time_fit.declined is not None and not self.time_fit.budget:
                     yield self._not_fitted(self.time_fit.declined)
                     self.time_fit.declined = None
         return "done"
@@ -329,7 +328,7 @@ class TrainingLoop:
         self.config = replace(fitted, warmup_steps=fitted.warmup_used)
         self.run.train_config = self.config  # what checkpoints record, so a resume keeps the schedule
         self.train_step.retime(self.config)
-        return events.Rescheduled(self.step, steps, was.steps, was.max_seconds, budget=self.budget)
+        return events.Rescheduled(self.step, steps, was.steps, was.max_seconds, budget=self.time_fit.budget)
 
     def _not_fitted(self, near: int) -> events.Warned:
         """The time limit stops the run too soon for its schedule to be
@@ -362,7 +361,7 @@ class TrainingLoop:
     def _spent(self) -> float:
         """What the time limit counts: this session's time, or with a
         budget its training steps alone."""
-        return self._step_seconds() if self.budget else time.perf_counter() - self.started
+        return self._step_seconds() if self.time_fit.budget else time.perf_counter() - self.started
 
     def _step_seconds(self) -> float:
         """This session's seconds of training steps (and their reports), as
