@@ -513,10 +513,17 @@ def test_a_lock_held_from_another_machine_names_the_machine(tmp_path):
     run_dir = tmp_path / "run"
     with run_lock.held(run_dir):
         assert (run_dir / run_lock.LOCK_FILE).read_text() == f"{os.getpid()} {socket.gethostname()}"
+    with run_lock.held(run_dir, (70, 120)):  # what `charlstm runs` shows of a session before its first save
+        assert (run_dir / run_lock.LOCK_FILE).read_text() == f"{os.getpid()} {socket.gethostname()}\nsteps 70 120"
+        assert run_lock.session_steps(run_dir) == (70, 120)
     (run_dir / run_lock.LOCK_FILE).write_text("4242 node-17.cluster")
     fd = os.open(run_dir / run_lock.LOCK_FILE, os.O_RDWR)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held, as the other machine's process would hold it
+        with pytest.raises(CharlstmError, match=r"another process \(pid 4242 on node-17\.cluster\);"):
+            run_lock.refuse_if_held(run_dir)
+        # With a session's steps on the second line, as `held` writes them now.
+        (run_dir / run_lock.LOCK_FILE).write_text("4242 node-17.cluster\nsteps 70 120")
         with pytest.raises(CharlstmError, match=r"another process \(pid 4242 on node-17\.cluster\);"):
             run_lock.refuse_if_held(run_dir)
         (run_dir / run_lock.LOCK_FILE).write_text(f"4242 {socket.gethostname()}")  # this machine: the pid is enough
@@ -559,8 +566,10 @@ def test_the_session_holds_the_lock_while_it_trains(trained_run, tmp_path):
             with pytest.raises(CharlstmError, match="is being trained by another process"), run_lock.held(run_dir):
                 pass
             seen.append("refused")
+            assert run_lock.session_steps(run_dir) == (start, 6)  # the new total, for `charlstm runs`
 
     run = session.resumed_run(run_dir, {"steps": 6})
+    start = int(run.state.step)
     session.train(run, run_dir, try_another)
     assert seen == ["refused"]
     with run_lock.held(run_dir):  # released at the end

@@ -52,9 +52,22 @@ def test_runs_lists_each_run_with_its_best_loss(runner, trained_run, tmp_path):
     result = runner.invoke(app, ["runs", str(runs_dir)])
     row = next(line for line in _ok(result).splitlines() if "alpha" in line)  # one line, however long
     assert f"{best:.4f}" in row and "4/4" in row and "tiny.txt" in row and "2x24" in row and " done " in row
+
+    def alpha_row() -> str:
+        return next(line for line in _ok(runner.invoke(app, ["runs", str(runs_dir)])).splitlines() if "alpha" in line)
+
     with run_lock.held(runs_dir / "alpha"):  # as a training process holds it
-        row = next(line for line in _ok(runner.invoke(app, ["runs", str(runs_dir)])).splitlines() if "alpha" in line)
-        assert " training " in row
+        row = alpha_row()
+        assert " training " in row and "4/4" in row
+    # A resume to a new total, before its first save: the session's total, not the checkpoint's.
+    with run_lock.held(runs_dir / "alpha", (4, 10)):
+        row = alpha_row()
+        assert " training " in row and "4/10" in row
+    # Once it has saved past its starting step, the checkpoint's total is the newer (a time limit may have moved it).
+    with run_lock.held(runs_dir / "alpha", (2, 10)):
+        assert "4/4" in alpha_row()
+    row = alpha_row()
+    assert " done " in row and "4/4" in row  # the lock's last words count only while it is held
     assert "broken" not in result.stdout
     assert f"note: {runs_dir / 'broken'} could not be read: no complete checkpoint" in result.stderr
     with run_lock.held(runs_dir / "broken"):  # a run training now, before its first save, is no broken run

@@ -90,6 +90,11 @@ def summarize(run_dir: Path) -> RunSummary:
     try:
         meta = checkpoint.describe(run_dir, prefer=checkpoint.LATEST)
         bests = (meta.best_val_loss, checkpoint.best_val_loss(run_dir))
+        run_state = state(run_dir, meta.step, meta.train_config, meta.history)
+        total = meta.train_config.steps
+        session = run_lock.session_steps(run_dir) if run_state == "training" else None
+        if session is not None and session[0] == meta.step:  # a session that has not saved yet: its total
+            total = session[1]
         return RunSummary(
             path=run_dir,
             corpus=meta.corpus_path,
@@ -97,12 +102,12 @@ def summarize(run_dir: Path) -> RunSummary:
             model=meta.model_config.describe(),
             params=param_count(meta.model_config),
             step=meta.step,
-            total_steps=meta.train_config.steps,
+            total_steps=total,
             best_val_loss=min((b for b in bests if b is not None), default=None),
             train_seconds=meta.train_seconds,
             updated=when[1] if (when := recency(run_dir)) is not None else meta.path.stat().st_mtime,
             trained=when is not None and when[0],
-            state=state(run_dir, meta.step, meta.train_config, meta.history),
+            state=run_state,
         )
     except (CharlstmError, KeyError, TypeError, ValueError, OSError) as err:
         try:

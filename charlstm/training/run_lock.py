@@ -36,14 +36,16 @@ LOCK_FILE = ".lock"
 _NO_LOCKING = {errno.ENOSYS, errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINVAL}
 
 
-def _holder() -> str:
+def _holder(session: tuple[int, int] | None) -> str:
     """What the lock file says of its holder: the pid, and the host, since a
-    run directory on a shared filesystem can be trained from another machine."""
-    return f"{os.getpid()} {socket.gethostname()}"
+    run directory on a shared filesystem can be trained from another machine;
+    then the session's starting step and step total (`session_steps`)."""
+    holder = f"{os.getpid()} {socket.gethostname()}"
+    return holder if session is None else f"{holder}\nsteps {session[0]} {session[1]}"
 
 
 def _refusal(run_dir: Path, fd: int) -> CharlstmError:
-    pid, _, host = os.pread(fd, 300, 0).decode(errors="replace").strip().partition(" ")
+    pid, _, host = os.pread(fd, 300, 0).decode(errors="replace").strip().partition("\n")[0].partition(" ")
     if not pid.isdigit():
         who = "another process"
     elif host and host != socket.gethostname():
@@ -75,9 +77,10 @@ def _take(fd: int) -> None:
 
 
 @contextlib.contextmanager
-def held(run_dir: Path) -> Iterator[None]:
+def held(run_dir: Path, session: tuple[int, int] | None = None) -> Iterator[None]:
     """Hold `run_dir`'s lock while the block runs, or raise a CharlstmError
-    if another process holds it."""
+    if another process holds it. `session`: the step the session starts at
+    and its step total, which the lock file keeps for `session_steps`."""
     if fcntl is None:
         yield
         return
@@ -97,7 +100,7 @@ def held(run_dir: Path) -> Iterator[None]:
             yield  # this filesystem does not lock: train unlocked
             return
         os.ftruncate(fd, 0)
-        os.pwrite(fd, _holder().encode(), 0)  # for the message a second process gives
+        os.pwrite(fd, _holder(session).encode(), 0)  # for the message a second process gives
         yield
     finally:
         os.close(fd)  # which releases the lock
@@ -131,3 +134,19 @@ def refuse_if_held(run_dir: Path) -> None:
             pass  # a filesystem that does not lock (see `held`)
     finally:
         os.close(fd)
+
+
+def session_steps(run_dir: Path) -> tuple[int, int] | None:
+    """The starting step and step total of the session that holds (or last
+    held) `run_dir`'s lock, as `held` wrote them; None where it wrote none.
+    Until that session's first save the run's checkpoints still hold the
+    previous session's total, which a resume with a new --steps changed."""
+    try:
+        text = (run_dir / LOCK_FILE).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    for line in text.splitlines()[1:]:
+        word, *numbers = line.split()
+        if word == "steps" and len(numbers) == 2 and all(n.isdigit() for n in numbers):
+            return int(numbers[0]), int(numbers[1])
+    return None

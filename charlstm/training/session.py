@@ -339,7 +339,8 @@ def train(
     )
     # The first process holds the run's lock: in a multi-process run the
     # others are its partners, not rivals.
-    with run_lock.held(run_dir) if processes.is_main() else contextlib.nullcontext():
+    session = (int(run.state.step), run.train_config.steps)  # for `charlstm runs` until this session's first save
+    with run_lock.held(run_dir, session) if processes.is_main() else contextlib.nullcontext():
         return _train(run, run_dir, on_event, should_stop, devices, time_use)
 
 
