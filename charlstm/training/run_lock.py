@@ -6,7 +6,9 @@ metrics log, each from its own state: the run's history mixed, its latest
 checkpoints from two different runs. A session holds an exclusive lock on
 RUN/.lock while it trains, and a second one is refused with a line naming
 the process that holds it (its pid, and its host where that is another
-machine sharing the filesystem). The lock is the operating system's (`flock`):
+machine sharing the filesystem). The file also keeps the session's starting
+step and step total, which `charlstm runs` shows until the session's first
+save (`session_steps`). The lock is the operating system's (`flock`):
 it goes with the process, so a run whose process was killed is never left
 locked. Where `fcntl` does not exist (Windows), or the filesystem does not lock
 (Lustre by default, some FUSE and network mounts), runs are not locked.
