@@ -623,7 +623,7 @@ def test_a_layer_normalised_lstm_trains_samples_and_says_what_it_is(runner, tiny
     assert losses[-1] < losses[0] - 0.2
     assert "2x24 LSTM with layer norm" in runner.invoke(app, ["info", str(run_dir)], env={"COLUMNS": "200"}).stdout
     assert _holds_chars(_sample(runner, run_dir, "-n", "50", "--prime", "KING."), len("KING.") + 50)
-    assert _holds_chars(_sample(runner, run_dir, "-n", "20", "--prime", "K"), 21)  # a prime of one: T = 0
+    assert _holds_chars(_sample(runner, run_dir, "-n", "20", "--prime", "K"), 21)  # a prime of one character
     for args, message in [
         (["--norm", "batch"], "--norm must be one of auto, none, layer, got 'batch'"),
         (["--norm", "layer", "--cell", "gru"], "--norm layer works with --cell lstm only"),

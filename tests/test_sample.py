@@ -118,6 +118,7 @@ def test_filter_edge_cases_are_exact_and_deterministic():
     # p = 1 keeps characters so unlikely that the cumulative sum is 1.0 before them.
     assert _kept([0.0, -40.0, -80.0, -100.0], top_k=3, top_p=1.0) == {0, 1, 2}
     assert _kept([0.0, 5.0, 1.0], top_p=1e-6) == {1}  # the most likely is always kept
+    assert _kept([0.0, 5.0, 1.0], top_p=0.0) == {1}  # even at p = 0, which only the core's callers can give
     assert filtering_on(0, 1.0, 5) is False
     assert filtering_on(5, 1.0, 5) is False  # k >= V: no sort compiled at all
     assert filtering_on(4, 1.0, 5) and filtering_on(0, 0.9, 5)
@@ -259,6 +260,47 @@ def test_many_samples_are_generated_a_group_at_a_time_with_the_same_texts(monkey
     grouped = [complete(CFG, params, VOCAB, r) for r in requests]
     assert grouped == whole
     assert "stop" in {c.finish_reason for c in whole[1]} and len({c.text for c in whole[0]}) == 7
+
+
+def test_a_long_sample_is_drawn_in_bounded_chunks_with_the_same_text(monkeypatch):
+    """Without stop texts a sample is one compiled call up to LONGEST_CHUNK
+    characters, and chunks past it: its ids are held for the call's whole
+    capacity, and the longest --length (2**31 - 1) would round it up to 2**31,
+    past the sampler's 32-bit count."""
+    from charlstm.config import MAX_COUNT
+    from charlstm.core import generation
+    from charlstm.core.generation import complete, stream_completions
+
+    params = init_params(CFG, jax.random.PRNGKey(5))
+    request = SampleConfig(150, temperature=1.1, seed=3, num_samples=2)
+    whole = complete(CFG, params, VOCAB, request)
+    monkeypatch.setattr(generation, "LONGEST_CHUNK", 64)
+    assert complete(CFG, params, VOCAB, request) == whole
+    monkeypatch.undo()
+
+    class Called(Exception):
+        pass
+
+    def first_call_only(*args, length, **kwargs):
+        raise Called(length)  # the compiled length is all this test needs to see
+
+    monkeypatch.setattr(generation, "sample_chunk", first_call_only)
+    longest = stream_completions(CFG, params, VOCAB, SampleConfig(MAX_COUNT), chunk=MAX_COUNT)
+    with pytest.raises(Called) as called:
+        next(longest)
+    assert called.value.args == (capacity_for(generation.LONGEST_CHUNK),)
+
+
+def test_generate_compiles_by_capacity_and_draws_any_length():
+    """The core's `generate` (the benchmarks' sampler) is `sample_chunk` at
+    the length's capacity: a text is the start of any longer one, and 0
+    characters is an empty array, not an error."""
+    params = init_params(CFG, jax.random.PRNGKey(5))
+    prime, key = jnp.ones((2, 3), jnp.int32), jax.random.PRNGKey(1)
+    longest = generate(CFG, params, prime, key, 1.0, 64)
+    assert longest.shape == (2, 64)
+    for length in (0, 1, 33):
+        np.testing.assert_array_equal(generate(CFG, params, prime, key, 1.0, length), longest[:, :length])
 
 
 def test_same_seed_same_text_and_seeds_differ():

@@ -239,7 +239,7 @@ def test_a_time_limit_fits_the_schedule_to_end_with_it(tiny_corpus, tmp_path):
         assert reports[-1].lr == float(jax.jit(learning_rate)(fitted, plans[-1].steps - 1))
 
 
-def test_a_run_asked_to_fill_its_time_is_lengthened_to_it(tiny_corpus, tmp_path):
+def test_a_run_asked_to_fill_its_time_is_lengthened_to_it(tiny_corpus, tmp_path, monkeypatch):
     """--fill-time: a run whose steps would end long before its time limit
     is lengthened at its first plan to fill it, later plans only shorten it
     (a lengthening then would raise a decaying learning rate again), and it
@@ -251,6 +251,9 @@ def test_a_run_asked_to_fill_its_time_is_lengthened_to_it(tiny_corpus, tmp_path)
     run = new_tiny_run(
         tiny_corpus, steps=steps, warmup_steps=50, max_seconds=limit, eval_every=200, checkpoint_every=10**5
     )
+    judged: list[tuple[int, int]] = []  # (step, warm-up) at each report the health warnings see
+    observe = loop.Health.observe
+    monkeypatch.setattr(loop.Health, "observe", lambda h, e: judged.append((e.step, h.warmup_steps)) or observe(h, e))
     started = time.perf_counter()
     evts = train(run, tmp_path / "run", time_use="fill")
     plans = [e for e in evts if isinstance(e, events.Rescheduled)]
@@ -265,6 +268,8 @@ def test_a_run_asked_to_fill_its_time_is_lengthened_to_it(tiny_corpus, tmp_path)
     saved = checkpoint.load(tmp_path / "run", checkpoint.LATEST).train_config
     assert saved.steps == plans[-1].steps
     assert saved.warmup_steps == saved.warmup_used == min(50, plans[0].steps // 10)
+    # Nothing is judged in the lengthened warm-up either (health.py).
+    assert all(warmup == saved.warmup_used for step, warmup in judged if step > plans[0].step)
     if finished.reason == "done":  # the last step ran at the fitted schedule's last learning rate
         reports = [e for e in evts if isinstance(e, events.Progress)]
         assert reports[-1].lr == float(jax.jit(learning_rate)(hyperparameters(saved), saved.steps - 1))

@@ -40,6 +40,12 @@ STOP_CHUNK = 256
 # of a product decide (XLA picks its CPU kernels by batch size): with groups
 # of 1,000, 1 character of those 10 million differed; with 6,667, none.
 ROW_GROUP = 8192
+# The most characters of a sample one compiled call draws. The call holds
+# its ids for the whole of its capacity (the chunk's length rounded up to a
+# power of two), so a long --length is drawn in chunks: bounded memory, one
+# compiled sampler for every length beyond this, and no capacity of 2**31,
+# past the sampler's 32-bit count. Chunks do not change the text.
+LONGEST_CHUNK = 1 << 14
 LENGTH = "length"  # why a sample ended: it reached its length ...
 STOP = "stop"  # ... or wrote one of its stop texts ...
 END = "end"  # ... or ended its document (a model of several documents)
@@ -204,7 +210,7 @@ def stream_completions(
     state, rows = begin(config, params, vocab, request, samples)
     kept = len(range(samples.start, min(samples.stop, request.num_samples)))  # the rows handed out
     filtered = filtering_on(request.top_k, request.top_p, config.vocab_size)
-    size = min(chunk, request.length)
+    size = min(chunk, request.length, LONGEST_CHUNK)
     # One compiled sampler for every chunk, the last and shorter one too, and
     # for every other length up to the same capacity.
     capacity = capacity_for(size)
@@ -242,8 +248,9 @@ def complete(config: ModelConfig, params: Params, vocab: Vocab, request: SampleC
     """`request.num_samples` samples of at most `request.length` new
     characters each, following `request.prime` (not included), generated in
     one batch (or groups of `ROW_GROUP`), each with the reason it ended."""
-    # Without stop texts the whole length is one compiled call; with them,
-    # chunks, so that generation ends once every sample has stopped.
+    # Without stop texts the whole length is one compiled call (up to
+    # LONGEST_CHUNK); with them, chunks, so that generation ends once every
+    # sample has stopped.
     chunk = STOP_CHUNK if stops_of(vocab, request) else request.length
     n = request.num_samples
     texts, reasons = [""] * n, [LENGTH] * n

@@ -40,10 +40,10 @@ def gru_gates(
     """
     hidden = h_prev.shape[-1]
     ru = jax.nn.sigmoid(zx[:, : 2 * hidden] + dot(h_prev, w_h, w_h.dtype))  # (B, 2H)
-    r, u = ru[:, :hidden], ru[:, hidden:]
+    r, u = ru[:, :hidden], ru[:, hidden:]  # (B, H) each
     # The reset gate scales h before it enters the candidate: r near 0 lets
     # the candidate ignore the past.
-    n = jnp.tanh(zx[:, 2 * hidden :] + dot(r * h_prev, w_hn, w_hn.dtype))
+    n = jnp.tanh(zx[:, 2 * hidden :] + dot(r * h_prev, w_hn, w_hn.dtype))  # (B, H)
     return r, u, n
 
 

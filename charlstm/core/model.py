@@ -82,7 +82,7 @@ class LSTMLayer(nn.Module):
         w_h = self.param("w_h", nn.initializers.orthogonal(), (hidden, 4 * hidden))
         b = self.param("b", _gate_bias_init(self.forget_bias), (4 * hidden,))
         w_x, w_h = _compute(self.precision, w_x, w_h)
-        if xs.shape[0] == 0:  # an empty prime: nothing to read
+        if xs.shape[0] == 0:  # no characters (T = 0): nothing to read, and the scans below need one
             return jnp.zeros((0, *carry[0].shape), xs.dtype), carry
         if self.norm == "layer":
             ones, zeros = nn.initializers.ones, nn.initializers.zeros
@@ -99,7 +99,9 @@ class LSTMLayer(nn.Module):
             hs, h, c, recorded = lstm_record(xs, w_x, b, w_h, *carry, resets)
             _record(self, recorded)
             return hs, (h, c)
-        if xs.shape[0] == 1:  # one character at a time (generation): no loop
+        # One character (generation; or training with --seq-len 1, which
+        # autodiff then differentiates through lstm_update): no loop.
+        if xs.shape[0] == 1:
             h_prev, c_prev = _restarted(carry, resets)
             z = dot(xs[0], w_x, w_x.dtype) + b + dot(h_prev, w_h, w_h.dtype)  # (B, 4H); bf16 as a window's are
             h, c = lstm_update(z, c_prev)  # (B, H) each
@@ -137,13 +139,13 @@ class GRULayer(nn.Module):
         b = self.param("b", _gate_bias_init(self.update_bias, blocks=3), (3 * hidden,))
         w_x, w_h, w_hn = _compute(self.precision, w_x, w_h, w_hn)
         h_last, c = carry
-        if xs.shape[0] == 0:  # an empty prime: nothing to read
+        if xs.shape[0] == 0:  # no characters (T = 0): nothing to read, and the scans below need one
             return jnp.zeros((0, *h_last.shape), xs.dtype), carry
         if self.is_mutable_collection(RECORDED):
             hs, h, recorded = gru_record(xs, w_x, b, w_h, w_hn, h_last, resets)
             _record(self, {**recorded, "c": jnp.zeros_like(hs)})
             return hs, (h, c)
-        if xs.shape[0] == 1:  # one character at a time (generation): no loop
+        if xs.shape[0] == 1:  # one character (generation, or --seq-len 1 through autodiff): no loop
             h = gru_update(dot(xs[0], w_x, w_x.dtype) + b, _restarted(carry, resets)[0], w_h, w_hn)  # (B, H)
             return h[None], (h, c)
         # A window: the recurrence with its hand-written backward pass (gru.py).

@@ -87,7 +87,7 @@ def filter_logits(logits: jax.Array, top_k: jax.Array, top_p: jax.Array) -> jax.
     # explicit p >= 1 keeps the tail that rounding in the cumulative sum
     # would otherwise drop.
     before = jnp.cumsum(probs, axis=-1) - probs  # (B, V) mass ranked above each
-    keep = keep & ((before < top_p) | (top_p >= 1))  # (B, V) by rank
+    keep = keep & ((before < top_p) | (top_p >= 1) | (rank == 0))  # (B, V) by rank; p <= 0 keeps the likeliest
     keep_by_id = jnp.put_along_axis(jnp.zeros_like(keep), order, keep, axis=-1, inplace=False)  # (B, V)
     return jnp.where(keep_by_id, logits, -jnp.inf)
 
@@ -286,5 +286,7 @@ def generate(
         jnp.full((batch,), top_p, jnp.float32),
     )
     filtered = filtering_on(top_k, top_p, config.vocab_size)
-    _, tokens = sample_chunk(config, params, start(config, params, prime), rows, length=length, filtered=filtered)
-    return tokens
+    capacity = capacity_for(length)  # one compiled sampler for every length up to it
+    state = start(config, params, prime)
+    _, tokens = sample_chunk(config, params, state, rows, length, length=capacity, filtered=filtered)
+    return tokens[:, :length]

@@ -83,9 +83,10 @@ def hyperparameters(cfg: TrainConfig) -> Hyperparameters:
 def learning_rate(h: Hyperparameters, count: jax.Array | int) -> jax.Array:
     """The learning rate at optimizer step `count`, the number of updates
     already made: linear warm-up from 0 to the peak, then cosine decay to
-    `alpha` of the peak. So the first update is made at 0 (Adam's moments
-    move, the weights do not) and the last one just above `alpha` of the
-    peak, which is reached one step after the run ends.
+    `alpha` of the peak. So with a warm-up the first update is made at 0
+    (Adam's moments move, the weights do not; without one, at the peak),
+    and the last one just above `alpha` of the peak, which is reached one
+    step after the run ends.
 
     The schedule is rebuilt from the config, so extending a run's `steps` on
     resume stretches the decay over the new total. Bit for bit the numbers

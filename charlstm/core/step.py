@@ -113,7 +113,8 @@ def _make_train_step(model_cfg: ModelConfig, precision: str, dropout: float, mes
         }
         # Truncated backpropagation through time: the next window receives
         # this carry as an input, not as a function of the parameters, so its
-        # gradient stops at the window's start; stop_gradient says so.
+        # gradient stops at the window's start. That, not stop_gradient (which
+        # changes nothing out here), is what truncates: it only marks it.
         new_state = dataclasses.replace(
             state,
             step=state.step + 1,

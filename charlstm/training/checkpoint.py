@@ -210,8 +210,9 @@ def _template(model_config: ModelConfig, train_config: TrainConfig) -> Any:
     Once, because a Ctrl-C that lands inside a trace can leave JAX's tracing
     state behind (seen once in the test suite's interrupted restores under
     load, 2026-12-04: every later JAX call of that process failed), which in
-    a notebook or server that keeps running would break it. A second load of
-    the same shapes traces nothing."""
+    a notebook or server that keeps running would break it. A second load
+    with the same configurations traces nothing (keyed on the whole training
+    configuration: a resume with a new --steps traces once more)."""
     return jax.eval_shape(lambda: init_state(model_config, train_config))
 
 

@@ -327,6 +327,7 @@ class TrainingLoop:
         fitted = replace(was, steps=steps)
         self.config = replace(fitted, warmup_steps=fitted.warmup_used)
         self.run.train_config = self.config  # what checkpoints record, so a resume keeps the schedule
+        self.health.warmup_steps = self.config.warmup_used  # nothing is judged in a lengthened warm-up either
         self.train_step.retime(self.config)
         return events.Rescheduled(self.step, steps, was.steps, was.max_seconds, budget=self.time_fit.budget)
 
