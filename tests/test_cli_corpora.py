@@ -179,7 +179,7 @@ def test_bad_validation_files_and_a_corpus_left_out_whole_say_which_file_and_why
         f"error: --val-file: no usable text in {latin}",
     ]
     assert train(str(binary), str(latin), "--skip-bad-files") == [
-        f"{binary}: looks like binary data, not text",
+        f"{binary}: looks like binary data, not text (a NUL byte at byte offset 0)",
         f"{latin}: {latin_problem}",
         f"error: no usable text: every file was left out ({binary}, {latin})",
     ]

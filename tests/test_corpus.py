@@ -107,7 +107,7 @@ def test_files_that_are_not_text_are_each_named_then_stop_or_are_skipped(tmp_pat
     with pytest.raises(CorpusError, match="2 files are not usable text.*--skip-bad-files") as err:
         prepare(Source((str(tmp_path / "poems"),)))
     assert len(err.value.details) == 2
-    assert err.value.details[0].endswith("image.txt: looks like binary data, not text")
+    assert err.value.details[0].endswith("image.txt: looks like binary data, not text (a NUL byte at byte offset 8)")
     assert "latin1.txt: not valid UTF-8 (byte offset 3: b'\\xe9 au'" in err.value.details[1]
     corpus = prepare(Source((str(tmp_path / "poems"),), skip_bad_files=True))
     assert sorted(Path(d.path).name for d in corpus.skipped) == ["image.txt", "latin1.txt"]
@@ -390,5 +390,17 @@ def test_utf16_is_named_only_where_it_is_utf16():
     utf16 = "UTF-16 text, not UTF-8"
     assert binary_or_invalid("text\r\n".encode("utf-16")).startswith(utf16)
     assert binary_or_invalid(b"\xfe\xff" + "text".encode("utf-16-be")).startswith(utf16)
-    assert binary_or_invalid("text".encode("utf-32")) == "looks like binary data, not text"
-    assert binary_or_invalid(b"\xff\xfe\x00\xd8\x00\x00") == "looks like binary data, not text"  # a lone surrogate
+    binary = "looks like binary data, not text (a NUL byte at byte offset"
+    assert binary_or_invalid("text".encode("utf-32")).startswith(binary)
+    assert binary_or_invalid(b"\xff\xfe\x00\xd8\x00\x00").startswith(binary)  # a lone surrogate
+
+
+def test_a_stray_nul_in_text_is_named_where_it_is():
+    from charlstm.text.corpus import binary_or_invalid
+
+    text = ("To be, or not to be, that is the question:\n" * 20).encode()
+    assert binary_or_invalid(text[:500] + b"\x00" + text[500:]) == (
+        "has a NUL byte at byte offset 500, which text never has: remove it (tr -d '\\000' < FILE > NEW)"
+    )
+    many = binary_or_invalid(b"\x00" * 5 + text)
+    assert many == "looks like binary data, not text (a NUL byte at byte offset 0)"

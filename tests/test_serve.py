@@ -539,6 +539,16 @@ server.run(app, "127.0.0.1", port, drain_s=1, access_log=True, on_ready=ready)
     assert "Uvicorn running" not in out.stderr and "Started server process" not in out.stderr, out.stderr
 
 
+def test_an_empty_key_variable_is_refused_not_read_as_no_key(tmp_path):
+    """`CHARLSTM_API_KEY=$KEY` with $KEY unset: Click reads an empty
+    variable as unset, which served every client without a key."""
+    from charlstm.cli.serving import API_KEY_ENV
+
+    for value, message in [("", f"{API_KEY_ENV} is set but empty"), ("  ", "--api-key is empty")]:
+        result = CliRunner().invoke(app, ["serve", str(tmp_path / "no-run")], env={API_KEY_ENV: value})
+        assert result.exit_code == 2 and message in result.output, result.output  # before the run is read
+
+
 def test_a_server_whose_startup_fails_says_so_instead_of_stopping_quietly():
     pytest.importorskip("uvicorn")
     from contextlib import asynccontextmanager

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 import signal
 from typing import Annotated, Any
 
 import typer
 
-from charlstm.cli.app import NewestRunArgument, Quiet, say, use_cache, user_errors
+from charlstm.cli.app import NewestRunArgument, Quiet, fail, say, use_cache, user_errors
 from charlstm.cli.signals import end_now
 from charlstm.config import ServeConfig, check_api_key
 from charlstm.flags import flag
@@ -84,6 +85,9 @@ def serve(
             "max_waiting": max_waiting,
         }
         ServeConfig(**limits)  # a bad limit or key fails before the model is read
+        if api_key is None and API_KEY_ENV in os.environ:
+            # Click reads an empty variable as unset: `CHARLSTM_API_KEY=$KEY` with $KEY unset must not serve openly.
+            fail(f"{API_KEY_ENV} is set but empty: give it a key, or unset it to serve without one")
         check_api_key(api_key)
         if not _loopback(host) and not quiet:
             unprotected = "" if api_key else f", and without {flag('api_key')} anyone can use it"

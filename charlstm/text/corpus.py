@@ -413,6 +413,9 @@ def _read_checked(path: Path) -> tuple[TextFile | None, str | None]:
 
 
 # A NUL in a file's first 64 KiB marks it as binary: text never has one.
+# Up to this many in a file of over a hundred times as many bytes are named
+# as stray NULs in text, where they are.
+STRAY_NULS = 4
 BINARY_PROBE = 1 << 16
 
 
@@ -435,8 +438,12 @@ def binary_or_invalid(head: bytes, raw: bytes | None = None) -> str | None:
     None."""
     if _utf16(head):
         return "UTF-16 text, not UTF-8: convert it first (iconv -f UTF-16 -t UTF-8 FILE > NEW)"
-    if b"\x00" in head[:BINARY_PROBE]:
-        return "looks like binary data, not text"
+    probe = head[:BINARY_PROBE]
+    if b"\x00" in probe:
+        where = f"byte offset {probe.index(0):,}"
+        if probe.count(0) <= STRAY_NULS < len(probe) // 100:  # text with a stray NUL or two
+            return f"has a NUL byte at {where}, which text never has: remove it (tr -d '\\000' < FILE > NEW)"
+        return f"looks like binary data, not text (a NUL byte at {where})"
     if raw is not None:
         try:
             raw.decode("utf-8")
