@@ -359,6 +359,12 @@ def test_eval_reads_files_and_folders_as_the_runs_validation_read_its_documents(
     known = "".join(c for c in doc[:50] if c in model.vocab.chars)  # capitals the poems' vocabulary may lack
     assert seen.text == "\ufdd0" + known and seen.truncated == len(doc) + 7 - 50
     assert "\ufdd0" not in seen.skipped and sum(seen.skipped.values()) == 50 - len(known)
+    # A text given alone is that one document, as `charlstm eval` reads a file.
+    assert model.evaluate(doc).loss == model.evaluate([doc]).loss
+    assert model.inspect(doc, 50).text == model.inspect([doc], 50).text == "\ufdd0" + known
+    # The held-out text's first document: --max-chars of its own characters, its boundary not counted.
+    held_out = model.inspect_held_out(50)
+    assert held_out.text.startswith("\ufdd0") and len(held_out.text) == 51
     # inspect reads a file as eval reads it, one stream: the same loss.
     one = scored(str(held[0]), "--streams", "1")
     inspected = runner.invoke(app, ["inspect", str(run_dir), str(held[0]), "-o", str(tmp_path / "p.html"), "--json"])

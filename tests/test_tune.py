@@ -363,3 +363,38 @@ def test_a_fixed_value_of_a_searched_field_narrows_the_search(tiny_corpus, tmp_p
         assert (trial.model["hidden_size"], trial.model["num_layers"], trial.model["embed_dim"]) == (8, 1, 8)
         assert (trial.train["seq_len"], trial.train["dropout"], trial.train["batch_size"]) == (16, 0.0, 4)
     assert len({trial.train["learning_rate"] for trial in search.trials}) == 2  # still searched
+
+
+def test_an_interrupted_search_counts_the_trials_it_finished(runner, tiny_corpus, tmp_path, monkeypatch):
+    """A Ctrl-C in the second trial: that trial is listed, interrupted where
+    it was, and the summary counts the one finished, not the two started."""
+    import signal
+
+    from charlstm.cli import signals, tuning
+
+    out = tmp_path / "search"
+
+    class CtrlCInSecondTrial(signals.StopFlag):
+        def __call__(self) -> bool:
+            if self.signal is None and (out / "trial-01").exists():
+                self.signal, self.count = signal.SIGINT, 1  # what the handler does with a Ctrl-C
+            return super().__call__()
+
+    monkeypatch.setattr(tuning, "StopFlag", CtrlCInSecondTrial)
+    args = ["tune", str(tiny_corpus), "--steps", "6", "--trials", "3", "--seed", "3", "--out", str(out)]
+    result = runner.invoke(app, [*args, *SMALL_SPACE])
+    assert result.exit_code == 130, result.output
+    assert "search interrupted after 1 of 3 trials" in result.stderr
+    reasons = [t["reason"] for t in json.loads((out / "trials.json").read_text())["trials"]]
+    assert sorted(reasons) == ["done", "interrupted"]
+
+
+def test_a_search_on_a_shipped_corpus_records_the_file_it_reads(tmp_path, monkeypatch):
+    """`charlstm tune shakespeare.txt` from any directory reads the shipped
+    corpus; trials.json named the name joined to the working directory."""
+    from charlstm.text.corpus import shipped_corpora
+
+    monkeypatch.chdir(tmp_path)
+    plan = tune.plan("shakespeare.txt", tmp_path / "s", trials=1, steps=2)
+    shipped = str(shipped_corpora()["shakespeare.txt"].resolve())
+    assert plan.settings["corpus"] == shipped and plan.settings["sources"] == [shipped]

@@ -126,6 +126,7 @@ class Model:
         a model trained on several documents reads each from its start, as
         its validation read its own (`documents` is then the model's to
         decide); a model trained on one text reads them one after another.
+        A text alone is one document: `evaluate(text)` is `evaluate([text])`.
         `text` may also be files found by `find_texts`, read in place as
         training reads its corpus: encoded once into the corpus cache under
         this model's vocabulary, then mapped, so their size is bounded by the
@@ -136,6 +137,7 @@ class Model:
         if isinstance(text, TextFiles):
             return self._evaluate_files(text, streams, progress)
         _refuse_a_file_name(text, "score")
+        text = self._one_document(text, documents)
         stray: dict[str, int] = {}
         if isinstance(text, list | tuple):
             text, stray, documents = *self._joined(text), BOUNDARY in self.vocab.chars
@@ -184,6 +186,7 @@ class Model:
         are read only as far as `max_chars` takes."""
         record.check_max_chars(max_chars)
         _refuse_a_file_name(text, "inspect")
+        text = self._one_document(text, documents)
         if isinstance(text, TextFiles):
             heads, left = [], max_chars
             for document in text.corpus.val:
@@ -319,8 +322,16 @@ class Model:
         are decoded: a held-out text of gigabytes is no burden."""
         record.check_max_chars(max_chars)
         segments, _ = self._held_out_ids()
-        head = self.vocab.decode(segments[:max_chars])
-        seen = self.inspect(head, max_chars, documents=True)  # the text marks its documents
+        # max_chars of the documents' own characters, as for a list of them:
+        # the boundary symbols before each take none (ids read until enough).
+        boundary, n = self.vocab.boundary_id, max_chars
+        while boundary is not None and n < len(segments):
+            enough = max_chars + int(np.count_nonzero(segments[:n] == boundary))
+            if enough <= n:
+                break
+            n = enough
+        head = self.vocab.decode(segments[:n])
+        seen = self.inspect(head, max(len(head), max_chars), documents=True)  # the text marks its documents
         return dataclasses.replace(seen, truncated=len(segments) - len(head))
 
     def _held_out_ids(self) -> tuple[streams.Segments, dict[str, int]]:
@@ -343,6 +354,16 @@ class Model:
         hashes = [d.sha256 for d in corpus.train]
         held_out = streams.split_documents(tokens, self.train_config.val_fraction, hashes)
         return streams.Segments(tokens.ids, held_out.val, tokens.checked), dict(tokens.skipped)
+
+    def _one_document(self, text: str | Sequence[str] | TextFiles, documents: bool) -> str | Sequence[str] | TextFiles:
+        """A text given alone is one document: a model trained on several
+        reads it from its start, after the boundary symbol, as `charlstm
+        eval` reads a file and its validation read its own documents (read
+        from a zero state without the symbol, its first characters scored
+        worse than they are)."""
+        if isinstance(text, str) and not documents and BOUNDARY in self.vocab.chars:
+            return [text]
+        return text
 
     def _joined(self, texts: Sequence[str]) -> tuple[str, dict[str, int]]:
         """Documents as one text, as this model's training read them: each

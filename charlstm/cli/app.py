@@ -182,7 +182,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")]
+Quiet = Annotated[
+    bool, typer.Option("--quiet", "-q", help="Say nothing on stderr but errors; results on stdout still print.")
+]
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Print more: configuration, every logged step.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 # The run a command reads, named as the README names it.

@@ -144,5 +144,6 @@ def tune(
                 f"train it longer: charlstm train {shlex.join(search.reading)} {as_options(best.point)}{chosen}"
             )
         if stop.signal is not None:
-            say(f"search interrupted after {len(search.trials)} of {search.planned} trials")
+            whole = sum(t.reason != "interrupted" for t in search.trials)  # the last was cut off where it was
+            say(f"search interrupted after {whole} of {search.planned} trials")
             raise typer.Exit(stop.exit_status)

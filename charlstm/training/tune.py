@@ -141,7 +141,7 @@ def plan(
     directory = Path(out) if out is not None else RUNS_DIR / named
     settings = {
         "corpus": str(path.resolve()),
-        "sources": [str(Path(p).resolve()) for p in source.paths],
+        "sources": [str(resolve_corpus_path(p)[0].resolve()) for p in source.paths],  # a shipped one where it is
         "glob": source.glob,
         "val_files": [str(Path(p).resolve()) for p in source.val_files],
         "skip_bad_files": source.skip_bad_files,
