@@ -580,3 +580,17 @@ def test_windows_line_endings_and_a_byte_order_mark_are_pointed_out(runner, tmp_
     (tmp_path / "unix.txt").write_text(text.replace("\r\n", "\n"), encoding="utf-8")
     clean = runner.invoke(app, ["train", str(tmp_path / "unix.txt"), "-o", str(tmp_path / "clean"), *short])
     assert clean.exit_code == 0 and "the text has" not in clean.stderr
+    # Of a folder, the files that hold them are named: the first few.
+    folder = tmp_path / "texts"
+    folder.mkdir()
+    for name in ("a", "b", "c", "d", "e"):
+        (folder / f"{name}.txt").write_text(text.replace("\r\n", "\n"), encoding="utf-8")
+    for name in ("b", "c", "d", "e"):
+        (folder / f"{name}.txt").write_bytes(text.encode("utf-8"))
+    (folder / "c.txt").write_bytes(b"\xef\xbb\xbf" + text.encode("utf-8"))
+    result = runner.invoke(app, ["train", str(folder), "-o", str(tmp_path / "folder"), *short])
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.stderr.split())
+    b, c, d = (str(folder / f"{n}.txt") for n in "bcd")
+    assert f"the text (in {b}, {c}, {d}, and maybe more) has carriage returns" in said
+    assert f"the text (in {c}) has U+FEFF" in said

@@ -462,3 +462,37 @@ def all_left_out(paths: Sequence[str]) -> str:
 
 def not_utf8(offset: int, found: bytes) -> str:
     return f"{NOT_UTF8} (byte offset {offset:,}: {found!r})"
+
+
+# How much `files_holding` reads at most looking for the files to name:
+# a warning's detail, not worth reading gigabytes for.
+HOLDING_READ = 256 * 2**20
+
+
+def files_holding(
+    paths: Sequence[Path], needle: bytes, limit: int = 3, at_start: bool = False
+) -> tuple[list[Path], bool]:
+    """The first `limit` of `paths` whose bytes hold `needle` (at their
+    start only, with `at_start`), and whether every path was looked at:
+    reading stops after HOLDING_READ bytes. An unreadable file is passed over."""
+    found: list[Path] = []
+    budget = HOLDING_READ
+    for path in paths:
+        if len(found) == limit:
+            return found, False
+        try:
+            with path.open("rb") as f:
+                if at_start:
+                    hit = f.read(len(needle)) == needle
+                else:
+                    hit, tail = False, b""
+                    while not hit and budget > 0 and (block := f.read(min(2**20, budget))):
+                        budget -= len(block)
+                        hit, tail = needle in tail + block, block[-len(needle) + 1 :] if len(needle) > 1 else b""
+        except OSError:
+            continue
+        if hit:
+            found.append(path)
+        if budget <= 0:
+            return found, False
+    return found, True

@@ -18,10 +18,10 @@ from typing import Any
 from charlstm.config import AUTO_NORM, TrainConfig
 from charlstm.core.model import grow_vocab
 from charlstm.core.state import hyperparameters, init_optimizer, init_state, learning_rate
-from charlstm.errors import CharlstmError, ConfigError, CorpusError, named
+from charlstm.errors import CharlstmError, ConfigError, CorpusError, named, shown
 from charlstm.flags import flag
 from charlstm.text import manifest
-from charlstm.text.corpus import DEFAULT_GLOB, EMPTY, Source
+from charlstm.text.corpus import DEFAULT_GLOB, EMPTY, Source, files_holding
 from charlstm.text.scan import Progress
 from charlstm.text.tokens import Corpus, prepare, refuse_copied_validation
 from charlstm.training import checkpoint, events, processes, run_lock
@@ -113,29 +113,45 @@ def read(source: Source, on_event: EventHandler | None) -> Corpus:
         empty = tuple(f.path for f in corpus.skipped if f.problem == EMPTY)
         if empty:  # one event for them all: a source tree may have hundreds of empty __init__.py
             on_event(events.SkippedEmpty(empty))
-        for message in _unwanted_characters(corpus.charset):
+        for message in _unwanted_characters(corpus):
             on_event(events.Warned(0, "text", message))
     return corpus
 
 
-def _unwanted_characters(charset: str) -> list[str]:
+def _unwanted_characters(corpus: Corpus) -> list[str]:
     """Warnings for characters a text's author rarely means to teach: the
     model learns them like any other and writes them in its samples. The
     files are read as they are, byte for byte (a run resumes on the same
-    text), so converting them is the user's choice."""
+    text), so converting them is the user's choice; of several, the first
+    few that hold them are named."""
     found = []
-    if "\r" in charset:
+    if "\r" in corpus.charset:
+        where = _in_files(corpus, b"\r")
         found.append(
-            "the text has carriage returns ('\\r': Windows line endings, '\\r\\n'): the model learns and writes them, "
-            f"and {flag('stop')} '\\n\\n' will not meet its blank lines ('\\r\\n\\r\\n'); convert the files to "
-            "'\\n' line endings first (dos2unix FILE) unless that is what you want"
+            f"the text{where} has carriage returns ('\\r': Windows line endings, '\\r\\n'): the model learns and "
+            f"writes them, and {flag('stop')} '\\n\\n' will not meet its blank lines ('\\r\\n\\r\\n'); convert "
+            "the files to '\\n' line endings first (dos2unix FILE) unless that is what you want"
         )
-    if "\ufeff" in charset:
+    if "\ufeff" in corpus.charset:
+        where = _in_files(corpus, "\ufeff".encode(), at_start=True)
         found.append(
-            "the text has U+FEFF, the byte-order mark some editors start a UTF-8 file with: the model learns it and "
-            "writes it, invisible, in its samples; remove it from the files first (sed -i '1s/^\\xEF\\xBB\\xBF//' FILE)"
+            f"the text{where} has U+FEFF, the byte-order mark some editors start a UTF-8 file with: the model "
+            "learns it and writes it, invisible, in its samples; remove it from the files first "
+            "(sed -i '1s/^\\xEF\\xBB\\xBF//' FILE)"
         )
     return found
+
+
+def _in_files(corpus: Corpus, needle: bytes, at_start: bool = False) -> str:
+    """' (in a.txt, b.txt, ...)': where a corpus of several files holds
+    `needle`, as far as a bounded search finds; '' for one file, or none found."""
+    if len(corpus.train) < 2:
+        return ""
+    files, whole = files_holding([Path(d.path) for d in corpus.train], needle, at_start=at_start)
+    if not files:
+        return ""
+    more = "" if whole else ", and maybe more"
+    return f" (in {', '.join(shown(p) for p in files)}{more})"
 
 
 def _ready(run: Run, on_event: EventHandler | None) -> None:
