@@ -116,6 +116,15 @@ def test_a_validation_file_with_nothing_the_model_can_score_is_an_error(runner, 
         "(3 characters skipped, 1 left): nothing to score"
     ]
     assert not (tmp_path / "run").exists()
+    # Mostly: its loss would be logged over the few characters left.
+    (tmp_path / "jp.txt").write_text("日本語の文章\n" * 30 + "the king\n", encoding="utf-8")
+    result = runner.invoke(app, [*args, *TINY])
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        f"error: --val-file {tmp_path / 'jp.txt'}: most of the text is not in the training text's characters "
+        "(180 characters skipped, 39 left): a validation loss over the rest would not say how the model does on "
+        "it; give a validation text like the training text"
+    ]
 
 
 def test_eval_names_a_bad_file_that_joined_the_runs_folder(runner, tmp_path):

@@ -265,15 +265,21 @@ def open_tokens(
     # Texts given to score count as `Model.evaluate` counts them, boundary
     # symbols included; a run's validation files must hold text of their own.
     left = sum(kept) + (len(corpus.val) * int(boundary) if not corpus.train else 0)
-    if skipped and left < 2:
+    gone = sum(skipped.values())
+    # A run's validation files must be mostly of the training text's
+    # characters: a loss over the few left would be logged as the run's.
+    if skipped and (left < 2 or (corpus.train and gone > left)):
         files = ", ".join(shown(d.path) for d in corpus.val)
-        if corpus.train:  # the validation files of a run, not texts given to score
-            files = f"{flag('val_file')} {files}"
-        gone = sum(skipped.values())
-        raise CorpusError(
-            f"{files}: almost none of the text is in the model's vocabulary ({gone:,} character"
-            f"{'s' * (gone != 1)} skipped, {left} left): nothing to score"
-        )
+        counts = f"{gone:,} character{'s' * (gone != 1)} skipped, {left:,} left"
+        why = f"almost none of the text is in the model's vocabulary ({counts}): nothing to score"
+        if not corpus.train:  # texts given to score: `charlstm eval` shows the share it left out
+            raise CorpusError(f"{files}: {why}")
+        if left >= 2:
+            why = (
+                f"most of the text is not in the training text's characters ({counts}): a validation loss over "
+                "the rest would not say how the model does on it; give a validation text like the training text"
+            )
+        raise CorpusError(f"{flag('val_file')} {files}: {why}")
     dtype = token_dtype(vocab.size)
     tag = hashlib.sha256(vocab.chars.encode("utf-8", "surrogatepass")).hexdigest()[:16]
     path = corpus.directory / f"tokens-{tag}.{_SUFFIX[dtype.itemsize]}"
