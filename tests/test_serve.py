@@ -599,6 +599,63 @@ def test_the_app_mounted_in_another_app_generates(served):
         thread.join(timeout=WAIT_S)
 
 
+def test_a_request_past_its_timeout_gets_408_saying_why(served, monkeypatch):
+    """A request that outlasts --timeout is ended with 408. In the server's
+    first seconds, while it compiles its sampler, the message says so
+    rather than blaming the request's length."""
+    import uvicorn
+
+    from charlstm.serving import device_batch
+    from charlstm.serving.batcher import Batcher
+
+    warming, slow = threading.Event(), threading.Event()
+    real_warm, real_advance = Batcher._warm, device_batch.advance
+
+    def held_warm(self, size):  # the warm-up held until the test lets it go on
+        warming.wait(WAIT_S)
+        return real_warm(self, size)
+
+    def slow_advance(*args, **kwargs):
+        if slow.is_set():
+            time.sleep(1.5)
+        return real_advance(*args, **kwargs)
+
+    monkeypatch.setattr(Batcher, "_warm", held_warm)
+    monkeypatch.setattr(device_batch, "advance", slow_advance)
+    _, model = served
+    port = _free_port()
+    application = charlstm.app(model, max_batch=4, max_samples=4, timeout_s=1)
+    server = uvicorn.Server(uvicorn.Config(application, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        _until(lambda: server.started, "the app to start")
+
+        def call(method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=WAIT_S)
+            connection.request(method, path, body=None if body is None else json.dumps(body).encode())
+            response = connection.getresponse()
+            answer = json.loads(response.read())
+            connection.close()
+            return response.status, answer
+
+        status, answer = call("POST", "/v1/generate", {"prime": "HAMLET.\n", "length": 30})
+        message = answer["error"]["message"]
+        assert status == 408 and "per-request limit of 1 s (timeout); the server was still compiling" in message
+        warming.set()
+        _until(lambda: call("GET", "/v1/model")[1]["load"]["sizes_to_compile"] == 0, "the warm-up")
+        slow.set()
+        status, answer = call("POST", "/v1/generate", {"prime": "HAMLET.\n", "length": 30})
+        assert status == 408 and answer["error"]["message"].endswith("; ask for fewer characters or samples")
+        slow.clear()
+        status, answer = call("POST", "/v1/generate", {"prime": "HAMLET.\n", "length": 30})
+        assert status == 200, answer  # and it keeps serving
+    finally:
+        warming.set()
+        server.should_exit = True
+        thread.join(timeout=WAIT_S)
+
+
 def test_a_server_that_cannot_generate_says_so_and_fails_its_health_check(served, monkeypatch):
     """An error inside the batch's compiled call, once the server has warmed
     up: the request in flight gets 500 with the error (not a 408 after its

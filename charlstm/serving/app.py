@@ -86,12 +86,16 @@ class Generation:
         self.deadline = time.monotonic() + timeout_s
         self.timeout_s = timeout_s
         self.started = time.monotonic()
+        self.compiling = 0  # batch sizes the server had still to compile when this request came (`submit`)
 
     def submit(self) -> None:
         # Started by the app's lifespan; where that never runs (an app
         # mounted in another Starlette or FastAPI app, whose lifespan does
         # not run its mounts'), by the first request.
         self.batcher.start()
+        # A server's first seconds compile its sampler for every batch size: a
+        # short --timeout can end a request then, which the length did not cause.
+        self.compiling = self.batcher.load()["sizes_to_compile"]
         if not self.batcher.submit(self.job):
             if self.batcher.failure is not None:
                 raise RequestError(500, self.batcher.failure)
@@ -107,10 +111,16 @@ class Generation:
             piece = await asyncio.wait_for(self.queue.get(), timeout=max(left, 0.0))
         except TimeoutError:
             self.job.cancel()
+            advice = (
+                f"the server was still compiling its sampler ({self.compiling} batch size"
+                f"{'s' * (self.compiling != 1)} to go, its first seconds): try again shortly"
+                if self.compiling
+                else "ask for fewer characters or samples"
+            )
             raise RequestError(
                 408,
                 f"generation took longer than this server's per-request limit of {self.timeout_s:g} s (timeout); "
-                "ask for fewer characters or samples",
+                + advice,
             ) from None
         if piece is None and self.job.error is not None:
             raise RequestError(500, self.job.error)
