@@ -60,7 +60,9 @@ def test_grid_covers_every_combination_or_a_seeded_part_of_it():
     [
         (1, "128:512", "only for --lr"),
         (4, "0.1:0.5", "only for --lr.*e.g. 0,0.1"),  # a float, but no range either
-        (1, "128,big", "comma-separated numbers"),
+        (1, "128,big", "comma-separated whole numbers"),
+        (2, "1.5", "comma-separated whole numbers, e.g. 1,2"),  # --layers 1.5: a number, not a whole one
+        (4, "0.1,big", "comma-separated numbers"),
         (2, "0,1", "must be > 0"),
         (0, "1e-2:1e-3", "0 < lo <= hi"),
         (4, "0,1", "must be < 1"),

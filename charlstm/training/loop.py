@@ -340,7 +340,7 @@ class TrainingLoop:
         return events.Warned(
             self.step,
             "schedule",
-            f"{flag('max_seconds')} {tc.max_seconds / 60:g} ends the run near step {near:,} of {tc.steps:,}, too "
+            f"{flag('max_seconds')} {tc.max_seconds / 60:.3g} ends the run near step {near:,} of {tc.steps:,}, too "
             f"soon to end its schedule there (that takes {10 * tc.warmup_used:,} steps, ten times its warm-up): "
             f"it stops before its learning rate has decayed; for a run that decays, give {flag('steps')} {near:,} "
             "instead, or more time",

@@ -56,7 +56,8 @@ def parse_dimension(dim: Dimension, spec: str) -> Dimension:
             return replace(dim, values=(low, high), log_range=(low, high))
         values = tuple(number(x) for x in spec.split(","))
     except ValueError:
-        raise ConfigError(f"{where}: expected comma-separated numbers, e.g. {dim.values[0]},{dim.values[1]}") from None
+        kind = "whole numbers" if dim.integer else "numbers"
+        raise ConfigError(f"{where}: expected comma-separated {kind}, e.g. {dim.values[0]},{dim.values[1]}") from None
     if any(v < 0 or (v == 0 and not dim.allow_zero) for v in values):
         raise ConfigError(f"{where}: values must be {'>= 0' if dim.allow_zero else '> 0'}")
     if dim.below is not None and any(v >= dim.below for v in values):
