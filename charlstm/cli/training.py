@@ -57,8 +57,9 @@ _CHECKPOINT_EVERY = "Steps between checkpoints."
 _LOG_EVERY = "Steps between progress reports and metrics.jsonl lines."
 
 _PRECISION = (
-    "bf16: the training step's matrix products in bfloat16 with float32 results, for GPUs and TPUs (the "
-    "parameters, optimizer, cell state and loss stay float32; sampling and validation are float32)."
+    "bf16: the training step's matrix products in bfloat16 with float32 results, for GPUs, TPUs and CPUs with "
+    "bfloat16 instructions (avx512_bf16) (the parameters, optimizer, cell state and loss stay float32; sampling "
+    "and validation are float32)."
 )
 _PATIENCE = (
     "Stop after this many validation passes in a row without a new best validation loss; the best checkpoint "
