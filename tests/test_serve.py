@@ -599,12 +599,37 @@ def test_the_app_mounted_in_another_app_generates(served):
         thread.join(timeout=WAIT_S)
 
 
+@contextlib.contextmanager
+def _in_thread(application):
+    """`application` served by uvicorn in a thread of this process (where a
+    test patches the batcher), and a call to it: (status, JSON answer)."""
+    import uvicorn
+
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(application, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+
+    def call(method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=WAIT_S)
+        connection.request(method, path, body=None if body is None else json.dumps(body).encode())
+        response = connection.getresponse()
+        answer = json.loads(response.read())
+        connection.close()
+        return response.status, answer
+
+    try:
+        _until(lambda: server.started, "the app to start")
+        yield call
+    finally:
+        server.should_exit = True
+        thread.join(timeout=WAIT_S)
+
+
 def test_a_request_past_its_timeout_gets_408_saying_why(served, monkeypatch):
     """A request that outlasts --timeout is ended with 408. In the server's
     first seconds, while it compiles its sampler, the message says so
     rather than blaming the request's length."""
-    import uvicorn
-
     from charlstm.serving import device_batch
     from charlstm.serving.batcher import Batcher
 
@@ -623,37 +648,21 @@ def test_a_request_past_its_timeout_gets_408_saying_why(served, monkeypatch):
     monkeypatch.setattr(Batcher, "_warm", held_warm)
     monkeypatch.setattr(device_batch, "advance", slow_advance)
     _, model = served
-    port = _free_port()
-    application = charlstm.app(model, max_batch=4, max_samples=4, timeout_s=1)
-    server = uvicorn.Server(uvicorn.Config(application, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
     try:
-        _until(lambda: server.started, "the app to start")
-
-        def call(method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
-            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=WAIT_S)
-            connection.request(method, path, body=None if body is None else json.dumps(body).encode())
-            response = connection.getresponse()
-            answer = json.loads(response.read())
-            connection.close()
-            return response.status, answer
-
-        status, answer = call("POST", "/v1/generate", {"prime": "HAMLET.\n", "length": 30})
-        message = answer["error"]["message"]
-        assert status == 408 and "per-request limit of 1 s (timeout); the server was still compiling" in message
-        warming.set()
-        _until(lambda: call("GET", "/v1/model")[1]["load"]["sizes_to_compile"] == 0, "the warm-up")
-        slow.set()
-        status, answer = call("POST", "/v1/generate", {"prime": "HAMLET.\n", "length": 30})
-        assert status == 408 and answer["error"]["message"].endswith("; ask for fewer characters or samples")
-        slow.clear()
-        status, answer = call("POST", "/v1/generate", {"prime": "HAMLET.\n", "length": 30})
-        assert status == 200, answer  # and it keeps serving
+        with _in_thread(charlstm.app(model, max_batch=4, max_samples=4, timeout_s=1)) as call:
+            status, answer = call("POST", "/v1/generate", {"prime": "HAMLET.\n", "length": 30})
+            message = answer["error"]["message"]
+            assert status == 408 and "per-request limit of 1 s (timeout); the server was still compiling" in message
+            warming.set()
+            _until(lambda: call("GET", "/v1/model")[1]["load"]["sizes_to_compile"] == 0, "the warm-up")
+            slow.set()
+            status, answer = call("POST", "/v1/generate", {"prime": "HAMLET.\n", "length": 30})
+            assert status == 408 and answer["error"]["message"].endswith("; ask for fewer characters or samples")
+            slow.clear()
+            status, answer = call("POST", "/v1/generate", {"prime": "HAMLET.\n", "length": 30})
+            assert status == 200, answer  # and it keeps serving
     finally:
-        warming.set()
-        server.should_exit = True
-        thread.join(timeout=WAIT_S)
+        warming.set()  # a warm-up still held would keep the server from stopping
 
 
 def test_a_server_that_cannot_generate_says_so_and_fails_its_health_check(served, monkeypatch):
@@ -662,8 +671,6 @@ def test_a_server_that_cannot_generate_says_so_and_fails_its_health_check(served
     whole timeout), later requests 500 at once, /healthz 503 (saying no
     more without the key) so that a supervisor restarts the server, and
     GET /v1/model says why."""
-    import uvicorn
-
     from charlstm.serving import device_batch
 
     real, broken = device_batch.advance, threading.Event()
@@ -675,22 +682,7 @@ def test_a_server_that_cannot_generate_says_so_and_fails_its_health_check(served
 
     monkeypatch.setattr(device_batch, "advance", failing)
     _, model = served
-    port = _free_port()
-    application = charlstm.app(model, max_batch=4, max_samples=4, timeout_s=60)
-    server = uvicorn.Server(uvicorn.Config(application, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        _until(lambda: server.started, "the app to start")
-
-        def call(method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
-            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=WAIT_S)
-            connection.request(method, path, body=None if body is None else json.dumps(body).encode())
-            response = connection.getresponse()
-            answer = json.loads(response.read())
-            connection.close()
-            return response.status, answer
-
+    with _in_thread(charlstm.app(model, max_batch=4, max_samples=4, timeout_s=60)) as call:
         _until(lambda: call("GET", "/v1/model")[1]["load"]["sizes_to_compile"] == 0, "the warm-up")
         broken.set()
         for _ in range(2):  # the call that fails under a request in flight, then one the broken server refuses
@@ -699,6 +691,3 @@ def test_a_server_that_cannot_generate_says_so_and_fails_its_health_check(served
         assert call("GET", "/healthz") == (503, {"status": "failed"})
         status, answer = call("GET", "/v1/model")
         assert "out of memory" in answer["failure"] and answer["load"]["active_rows"] == 0
-    finally:
-        server.should_exit = True
-        thread.join(timeout=WAIT_S)
