@@ -202,8 +202,9 @@ class TrainConfig:
     # (None: train to `steps`); the best checkpoint is the one kept.
     patience: int | None = None
     # "bf16": the training step's matrix products in bfloat16 (accumulated in
-    # float32), for GPUs and TPUs; the parameters, the optimizer, the cell
-    # state, the loss and validation stay float32 (core/cells.py).
+    # float32), for GPUs, TPUs and CPUs with bfloat16 instructions; the
+    # parameters, the optimizer, the cell state, the loss and validation stay
+    # float32 (core/cells.py).
     precision: str = "fp32"
 
     @property

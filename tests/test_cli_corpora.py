@@ -105,7 +105,7 @@ def test_a_validation_file_is_sized_apart_and_adds_nothing_to_the_vocabulary(run
     assert scored["loss"] == pytest.approx(record["best_val_loss"], abs=1e-6)
 
 
-def test_a_validation_file_with_nothing_the_model_can_score_is_an_error(runner, tmp_path):
+def test_a_validation_file_with_nothing_the_model_can_score_is_an_error(runner, tmp_path, monkeypatch):
     (tmp_path / "a.txt").write_text("the king and queen of denmark\n" * 40, encoding="utf-8")
     (tmp_path / "jp.txt").write_text("日本語\n", encoding="utf-8")
     args = ["train", str(tmp_path / "a.txt"), "--val-file", str(tmp_path / "jp.txt"), "--out", str(tmp_path / "run")]
@@ -121,10 +121,21 @@ def test_a_validation_file_with_nothing_the_model_can_score_is_an_error(runner, 
     result = runner.invoke(app, [*args, *TINY])
     assert result.exit_code == 2
     assert result.stderr.splitlines() == [
-        f"error: --val-file {tmp_path / 'jp.txt'}: most of the text is not in the training text's characters "
+        f"error: --val-file {tmp_path / 'jp.txt'}: most of the text is not in the model's vocabulary "
         "(180 characters skipped, 39 left): a validation loss over the rest would not say how the model does on "
         "it; give a validation text like the training text"
     ]
+    assert not (tmp_path / "run").exists()
+    # A run made before that check still evaluates and resumes: only a new run is refused.
+    from charlstm.training import session
+
+    with monkeypatch.context() as before_the_check:
+        before_the_check.setattr(session, "refuse_unscored_validation", lambda *args: None)
+        assert runner.invoke(app, [*args, *TINY, "--steps", "2"]).exit_code == 0
+    scored = runner.invoke(app, ["eval", str(tmp_path / "run"), "--json"])
+    assert scored.exit_code == 0 and json.loads(scored.stdout)["skipped"] == 180, scored.output
+    resumed = runner.invoke(app, ["resume", str(tmp_path / "run"), "--steps", "3"])
+    assert resumed.exit_code == 0, resumed.output
 
 
 def test_eval_names_a_bad_file_that_joined_the_runs_folder(runner, tmp_path):
@@ -372,8 +383,13 @@ def test_eval_reads_files_and_folders_as_the_runs_validation_read_its_documents(
     assert model.evaluate(doc).loss == model.evaluate([doc]).loss
     assert model.inspect(doc, 50).text == model.inspect([doc], 50).text == "\ufdd0" + known
     # The held-out text's first document: --max-chars of its own characters, its boundary not counted.
+    whole = model.validation_text()
+    own = len(whole) - whole.count("\ufdd0")  # the documents' own characters
     held_out = model.inspect_held_out(50)
-    assert held_out.text.startswith("\ufdd0") and len(held_out.text) == 51
+    assert held_out.text == whole[:51] and held_out.truncated == own - 50
+    first = whole.index("\ufdd0", 1) - 1  # past the first document, the second's boundary not counted either
+    crossing = model.inspect_held_out(first + 10)
+    assert crossing.text == whole[: first + 12] and crossing.truncated == own - first - 10
     # inspect reads a file as eval reads it, one stream: the same loss.
     one = scored(str(held[0]), "--streams", "1")
     inspected = runner.invoke(app, ["inspect", str(run_dir), str(held[0]), "-o", str(tmp_path / "p.html"), "--json"])

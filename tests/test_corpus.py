@@ -404,3 +404,9 @@ def test_a_stray_nul_in_text_is_named_where_it_is():
     )
     many = binary_or_invalid(b"\x00" * 5 + text)
     assert many == "looks like binary data, not text (a NUL byte at byte offset 0)"
+    # A small binary file with one NUL is still binary: the rest is not UTF-8.
+    blob = bytes(range(1, 256)) * 3
+    assert binary_or_invalid(blob[:300] + b"\x00" + blob[300:]).startswith("looks like binary data")
+    # A text cut at the probe's end inside a character is still text.
+    cut = ("é" * 40_000).encode()[: (1 << 16) - 1]
+    assert binary_or_invalid(cut[:500] + b"\x00" + cut[500:]).startswith("has a NUL byte at byte offset 500")

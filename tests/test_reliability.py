@@ -516,6 +516,8 @@ def test_a_lock_held_from_another_machine_names_the_machine(tmp_path):
     with run_lock.held(run_dir, (70, 120)):  # what `charlstm runs` shows of a session before its first save
         assert (run_dir / run_lock.LOCK_FILE).read_text() == f"{os.getpid()} {socket.gethostname()}\nsteps 70 120"
         assert run_lock.session_steps(run_dir) == (70, 120)
+    (run_dir / run_lock.LOCK_FILE).write_text("1 host\n\nsteps 7\nsteps x 9")  # written by something else
+    assert run_lock.session_steps(run_dir) is None
     (run_dir / run_lock.LOCK_FILE).write_text("4242 node-17.cluster")
     fd = os.open(run_dir / run_lock.LOCK_FILE, os.O_RDWR)
     try:

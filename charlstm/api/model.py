@@ -101,7 +101,8 @@ class Model:
         return complete(self.model_config, self.params, self.vocab, request)
 
     def stream(self, request: SampleConfig, chunk: int = 256) -> Iterator[list[str]]:
-        """The same texts as `generate`, a piece of each at a time as it is generated."""
+        """The same texts as `generate`, a piece of each at a time as it is
+        generated: `chunk` characters of each (at most LONGEST_CHUNK, 16,384)."""
         _check_request(request, "stream")
         return stream_texts(self.model_config, self.params, self.vocab, request, chunk)
 
@@ -332,7 +333,13 @@ class Model:
             n = enough
         head = self.vocab.decode(segments[:n])
         seen = self.inspect(head, max(len(head), max_chars), documents=True)  # the text marks its documents
-        return dataclasses.replace(seen, truncated=len(segments) - len(head))
+        # What was not read, of the documents' own characters too: the rest
+        # counted a block at a time, in bounded memory.
+        rest = len(segments) - len(head)
+        if boundary is not None:
+            for start in range(len(head), len(segments), 1 << 20):
+                rest -= int(np.count_nonzero(segments[start : start + (1 << 20)] == boundary))
+        return dataclasses.replace(seen, truncated=rest)
 
     def _held_out_ids(self) -> tuple[streams.Segments, dict[str, int]]:
         entry = self.corpus or {"path": self.corpus_path, "sha256": self.corpus_sha256}

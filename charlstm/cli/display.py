@@ -130,7 +130,7 @@ class TrainingDisplay:
                 self._progress.update(self._task, total=event.steps)
             if event.budget:  # a tune trial's refit, at many reports: its bar shows it
                 return
-            limit = f"{flag('max_seconds')} {event.max_seconds / 60:.3g}"
+            limit = f"{flag('max_seconds')} {round(event.max_seconds / 60, 4):g}"
             if event.steps > event.was:  # --fill-time
                 self._say(
                     f"step {event.step}: {limit} holds about {event.steps:,} steps, not {event.was:,}: the run "

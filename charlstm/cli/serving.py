@@ -85,7 +85,8 @@ def serve(
             "max_waiting": max_waiting,
         }
         ServeConfig(**limits)  # a bad limit or key fails before the model is read
-        if api_key is None and API_KEY_ENV in os.environ:
+        from_env = os.environ.get(API_KEY_ENV)
+        if from_env is not None and not from_env.strip() and (api_key is None or api_key == from_env):
             # Click reads an empty variable as unset: `CHARLSTM_API_KEY=$KEY` with $KEY unset must not serve openly.
             fail(f"{API_KEY_ENV} is set but empty: give it a key, or unset it to serve without one")
         check_api_key(api_key)

@@ -196,7 +196,8 @@ def stream_completions(
     samples: range | None = None,
 ) -> Iterator[list[Completion]]:
     """`request.num_samples` samples (or the `samples` of them asked for), a
-    piece of each at a time as it is generated: joining a sample's pieces
+    piece of each at a time as it is generated (`chunk` characters, at most
+    LONGEST_CHUNK): joining a sample's pieces
     gives its text, and the last piece of each sample says why it ended. A
     sample that has stopped gets empty pieces until every sample has (then
     generation ends early) or the length is reached. Rows of `samples` past
@@ -279,7 +280,8 @@ def sample_text(config: ModelConfig, params: Params, vocab: Vocab, request: Samp
 def stream_texts(
     config: ModelConfig, params: Params, vocab: Vocab, request: SampleConfig, chunk: int = 256
 ) -> Iterator[list[str]]:
-    """The texts of `sample_texts`, `chunk` characters of every sample at a
-    time: joining each sample's pieces gives exactly `sample_texts(...)`."""
+    """The texts of `sample_texts`, `chunk` characters (at most LONGEST_CHUNK)
+    of every sample at a time: joining each sample's pieces gives exactly
+    `sample_texts(...)`."""
     pieces = stream_completions(config, params, vocab, request, chunk)
     return ([c.text for c in piece] for piece in pieces)

@@ -86,16 +86,12 @@ class Generation:
         self.deadline = time.monotonic() + timeout_s
         self.timeout_s = timeout_s
         self.started = time.monotonic()
-        self.compiling = 0  # batch sizes the server had still to compile when this request came (`submit`)
 
     def submit(self) -> None:
         # Started by the app's lifespan; where that never runs (an app
         # mounted in another Starlette or FastAPI app, whose lifespan does
         # not run its mounts'), by the first request.
         self.batcher.start()
-        # A server's first seconds compile its sampler for every batch size: a
-        # short --timeout can end a request then, which the length did not cause.
-        self.compiling = self.batcher.load()["sizes_to_compile"]
         if not self.batcher.submit(self.job):
             if self.batcher.failure is not None:
                 raise RequestError(500, self.batcher.failure)
@@ -111,10 +107,13 @@ class Generation:
             piece = await asyncio.wait_for(self.queue.get(), timeout=max(left, 0.0))
         except TimeoutError:
             self.job.cancel()
+            # A server compiles its sampler for each batch size (in its first
+            # seconds) and top-k / top-p setting once: a short --timeout can end
+            # a request behind that, which its length did not cause.
             advice = (
-                f"the server was still compiling its sampler ({self.compiling} batch size"
-                f"{'s' * (self.compiling != 1)} to go, its first seconds): try again shortly"
-                if self.compiling
+                "the server was compiling its sampler meanwhile (once for each batch size and top-k/top-p "
+                "setting, mostly in its first seconds): try again shortly"
+                if self.batcher.compiled_since(self.started)
                 else "ask for fewer characters or samples"
             )
             raise RequestError(

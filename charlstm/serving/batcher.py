@@ -30,8 +30,10 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import math
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import jax
@@ -139,6 +141,12 @@ class Batcher:
         # the default model on the 2-core CPU; the compilation cache keeps
         # them for the next start).
         self._cold = sorted({device_batch.bucket(rows, max_batch) for rows in range(1, max_batch + 1)}) if warm else []
+        # The calls compiled so far, by (rows, filtered), and when a
+        # compilation was last under way (`compiled_since`): a request that
+        # times out behind one should be told so, not to ask for less.
+        self._compiled: set[tuple[int, bool]] = set()
+        self._compiling_since: float | None = None
+        self._compiled_at = -math.inf
         self._threads = [
             threading.Thread(target=self._failing(self._prefill_loop), name="charlstm-prefill", daemon=True),
             threading.Thread(target=self._failing(self._generate_loop), name="charlstm-generate", daemon=True),
@@ -185,6 +193,24 @@ class Batcher:
             waiting += self._reading.request.num_samples if self._reading is not None else 0
             load = {"active_rows": len(self._slots), "waiting_rows": waiting, "sizes_to_compile": len(self._cold)}
             return {**load, **self._counts}
+
+    def compiled_since(self, when: float) -> bool:
+        """Whether the generation thread compiled a call (a batch size or a
+        filtering setting new to it) after `when` (time.monotonic), or is now."""
+        return self._compiling_since is not None or self._compiled_at >= when
+
+    @contextlib.contextmanager
+    def _compiling(self, key: tuple[int, bool]) -> Iterator[None]:
+        """Around a call that may compile: marked while it does, if `key` is new."""
+        if key in self._compiled:
+            yield
+            return
+        self._compiling_since = time.monotonic()
+        try:
+            yield
+            self._compiled.add(key)  # not after a failure: the next such call compiles again
+        finally:
+            self._compiling_since, self._compiled_at = None, time.monotonic()
 
     def submit(self, job: Job) -> bool:
         """Queue `job`; False if too many rows are already waiting (try again
@@ -284,7 +310,7 @@ class Batcher:
             if not self._slots and not joining and self._cold and flight is None:
                 # A size that fails to compile here (memory, say) is left to
                 # its first real call: smaller batches may still work.
-                with contextlib.suppress(Exception):
+                with contextlib.suppress(Exception), self._compiling((self._cold[0], False)):
                     self._warm(self._cold[0])
                 self._cold.pop(0)  # only now: load() says how many are left to compile, this one included until done
                 continue
@@ -353,9 +379,10 @@ class Batcher:
         self._counts["calls"] += 1
         self._counts["peak_rows"] = max(self._counts["peak_rows"], active)
         index = jnp.asarray(slots + slots[:1] * (size - active), jnp.int32)
-        self._batch, tokens = device_batch.advance(
-            self.config, self.params, self._batch, index, length=self.chunk, filtered=filtered
-        )
+        with self._compiling((size, filtered)):  # a call's first of its kind compiles as it is made
+            self._batch, tokens = device_batch.advance(
+                self.config, self.params, self._batch, index, length=self.chunk, filtered=filtered
+            )
         for job, r, _ in rows:
             job.dispatched[r] += self.chunk
         return _Call(tokens, rows)

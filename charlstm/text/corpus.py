@@ -432,6 +432,15 @@ def _utf16(head: bytes) -> bool:
     return True
 
 
+def _utf8_but_cut(head: bytes) -> bool:
+    """Whether `head` is UTF-8 text, but for a character cut at its end."""
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as err:
+        return err.reason == "unexpected end of data"
+    return True
+
+
 def binary_or_invalid(head: bytes, raw: bytes | None = None) -> str | None:
     """Why a file starting with `head` (its first BINARY_PROBE bytes are
     looked at; and, if given, all of whose bytes are `raw`) is not text, or
@@ -441,7 +450,7 @@ def binary_or_invalid(head: bytes, raw: bytes | None = None) -> str | None:
     probe = head[:BINARY_PROBE]
     if b"\x00" in probe:
         where = f"byte offset {probe.index(0):,}"
-        if probe.count(0) <= STRAY_NULS < len(probe) // 100:  # text with a stray NUL or two
+        if probe.count(0) <= STRAY_NULS < len(probe) // 100 and _utf8_but_cut(probe.replace(b"\x00", b"")):
             return f"has a NUL byte at {where}, which text never has: remove it (tr -d '\\000' < FILE > NEW)"
         return f"looks like binary data, not text (a NUL byte at {where})"
     if raw is not None:

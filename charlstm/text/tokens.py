@@ -198,6 +198,23 @@ def refuse_copied_validation(corpus: Corpus) -> None:
             )
 
 
+def refuse_unscored_validation(corpus: Corpus, chars: str) -> None:
+    """Refuse, for a new run whose vocabulary is `chars`, --val-file texts
+    of which more is left out (characters it lacks) than left to score: a
+    validation loss over the few left would be logged as the run's. (Runs
+    made before this check still resume and evaluate.)"""
+    known = set(chars)
+    gone = sum(n for d in corpus.val for c, n in d.counts or () if c not in known)
+    left = sum(d.chars for d in corpus.val) - gone
+    if gone > left >= 2:  # fewer left: `open_tokens` says there is nothing to score
+        files = ", ".join(shown(d.path) for d in corpus.val)
+        raise CorpusError(
+            f"{flag('val_file')} {files}: most of the text is not in the model's vocabulary ({gone:,} characters "
+            f"skipped, {left:,} left): a validation loss over the rest would not say how the model does on it; "
+            "give a validation text like the training text"
+        )
+
+
 def _problem(file: Scanned) -> str:
     """A file left out or refused, and why, on a line of its own."""
     return f"{shown(file.path)}: {file.problem}"
@@ -265,21 +282,15 @@ def open_tokens(
     # Texts given to score count as `Model.evaluate` counts them, boundary
     # symbols included; a run's validation files must hold text of their own.
     left = sum(kept) + (len(corpus.val) * int(boundary) if not corpus.train else 0)
-    gone = sum(skipped.values())
-    # A run's validation files must be mostly of the training text's
-    # characters: a loss over the few left would be logged as the run's.
-    if skipped and (left < 2 or (corpus.train and gone > left)):
+    if skipped and left < 2:
         files = ", ".join(shown(d.path) for d in corpus.val)
-        counts = f"{gone:,} character{'s' * (gone != 1)} skipped, {left:,} left"
-        why = f"almost none of the text is in the model's vocabulary ({counts}): nothing to score"
-        if not corpus.train:  # texts given to score: `charlstm eval` shows the share it left out
-            raise CorpusError(f"{files}: {why}")
-        if left >= 2:
-            why = (
-                f"most of the text is not in the training text's characters ({counts}): a validation loss over "
-                "the rest would not say how the model does on it; give a validation text like the training text"
-            )
-        raise CorpusError(f"{flag('val_file')} {files}: {why}")
+        if corpus.train:  # the validation files of a run, not texts given to score
+            files = f"{flag('val_file')} {files}"
+        gone = sum(skipped.values())
+        raise CorpusError(
+            f"{files}: almost none of the text is in the model's vocabulary ({gone:,} character"
+            f"{'s' * (gone != 1)} skipped, {left} left): nothing to score"
+        )
     dtype = token_dtype(vocab.size)
     tag = hashlib.sha256(vocab.chars.encode("utf-8", "surrogatepass")).hexdigest()[:16]
     path = corpus.directory / f"tokens-{tag}.{_SUFFIX[dtype.itemsize]}"

@@ -337,12 +337,13 @@ class TrainingLoop:
         one stops before its learning rate has decayed."""
         tc = self.config
         assert tc.max_seconds is not None
+        limit = round(tc.max_seconds / 60, 4)
         return events.Warned(
             self.step,
             "schedule",
-            f"{flag('max_seconds')} {tc.max_seconds / 60:.3g} ends the run near step {near:,} of {tc.steps:,}, too "
-            f"soon to end its schedule there (that takes {10 * tc.warmup_used:,} steps, ten times its warm-up): "
-            f"it stops before its learning rate has decayed; for a run that decays, give {flag('steps')} {near:,} "
+            f"{flag('max_seconds')} {limit:g} ends the run near step {near:,} of {tc.steps:,}, too soon to end its "
+            f"schedule there (that takes {10 * tc.warmup_used:,} steps, ten times its warm-up): it stops before its "
+            f"learning rate has decayed; for a run that decays, give {flag('steps')} {near:,} "
             "instead, or more time",
         )
 

@@ -148,7 +148,7 @@ def session_steps(run_dir: Path) -> tuple[int, int] | None:
     except OSError:
         return None
     for line in text.splitlines()[1:]:
-        word, *numbers = line.split()
-        if word == "steps" and len(numbers) == 2 and all(n.isdigit() for n in numbers):
-            return int(numbers[0]), int(numbers[1])
+        words = line.split()
+        if len(words) == 3 and words[0] == "steps" and words[1].isdigit() and words[2].isdigit():
+            return int(words[1]), int(words[2])
     return None

@@ -23,7 +23,7 @@ from charlstm.flags import flag
 from charlstm.text import manifest
 from charlstm.text.corpus import DEFAULT_GLOB, EMPTY, Source, files_holding
 from charlstm.text.scan import Progress
-from charlstm.text.tokens import Corpus, prepare, refuse_copied_validation
+from charlstm.text.tokens import Corpus, prepare, refuse_copied_validation, refuse_unscored_validation
 from charlstm.training import checkpoint, events, processes, run_lock
 from charlstm.training.loop import fit
 from charlstm.training.run import (
@@ -204,6 +204,7 @@ def new(
     base = checkpoint.load(Path(init_from)) if init_from is not None else None
     text = read(source, on_event)
     refuse_copied_validation(text)
+    refuse_unscored_validation(text, text.charset + (base.vocab.chars if base is not None else ""))
     run_dir = Path(out) if out is not None else default_run_dir(_first_read(source, text), when=when)
     check_run_dir(run_dir)
     progress = _reporter(on_event)
