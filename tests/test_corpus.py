@@ -385,7 +385,7 @@ def test_a_braced_glob_picks_every_kind_once(tmp_path):
 def test_utf16_is_named_only_where_it_is_utf16():
     """Windows' "Unicode" files are named as UTF-16; a UTF-32 file or a
     binary one that starts with the same two bytes is not."""
-    from charlstm.text.corpus import binary_or_invalid
+    from charlstm.text.textfile import binary_or_invalid
 
     utf16 = "UTF-16 text, not UTF-8"
     assert binary_or_invalid("text\r\n".encode("utf-16")).startswith(utf16)
@@ -396,7 +396,7 @@ def test_utf16_is_named_only_where_it_is_utf16():
 
 
 def test_a_stray_nul_in_text_is_named_where_it_is():
-    from charlstm.text.corpus import binary_or_invalid
+    from charlstm.text.textfile import binary_or_invalid
 
     text = ("To be, or not to be, that is the question:\n" * 20).encode()
     assert binary_or_invalid(text[:500] + b"\x00" + text[500:]) == (

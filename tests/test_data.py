@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 
 from charlstm.errors import CorpusError
-from charlstm.text.corpus import Source, read_corpus, resolve_corpus_path
+from charlstm.text.corpus import Source, resolve_corpus_path
 from charlstm.text.streams import Streams, layout, split
+from charlstm.text.textfile import read_corpus
 from charlstm.text.tokens import open_tokens, prepare
 from charlstm.text.vocab import Vocab
 

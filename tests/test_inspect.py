@@ -349,7 +349,7 @@ def test_inspect_of_a_file_reads_only_the_characters_it_shows(runner, trained_ru
     """A file is checked in a stream and read only as far as --max-chars:
     the same inspection as of its text in memory, the rest counted. The
     head is decoded across chunk edges that split a character."""
-    from charlstm.text.corpus import read_head
+    from charlstm.text.textfile import read_head
 
     monkeypatch.setenv("CHARLSTM_CORPUS_CACHE", str(tmp_path / "cache"))
     run_dir, corpus = trained_run

@@ -23,7 +23,7 @@ from charlstm.plots import require_matplotlib
 from charlstm.plots.saturation import plot_saturation
 from charlstm.text import manifest, streams
 from charlstm.text.cache import CacheUnwritable
-from charlstm.text.corpus import read_corpus, read_head, read_size
+from charlstm.text.textfile import read_corpus, read_head, read_size
 from charlstm.text.tokens import open_tokens, prepare
 from charlstm.text.vocab import BOUNDARY, Vocab
 from charlstm.training import catalog, checkpoint

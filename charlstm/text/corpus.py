@@ -7,14 +7,13 @@ validation text (`--val-file`) instead of a held-out share of the corpus.
 Reading them (checking, hashing, encoding) is `text/scan.py`'s; preparing a
 corpus from them is `text/tokens.py`'s, and caching the results `text/cache.py`'s.
 
-`read_corpus` reads one file whole, and `read_texts` the files of a Source,
-for the commands that score or inspect text in memory.
+`read_texts` reads the files of a Source whole, for the commands that score
+or inspect text in memory; whether one file is text, and reading it, is
+`text/textfile.py`'s.
 """
 
 from __future__ import annotations
 
-import codecs
-import hashlib
 from collections import Counter
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from typing import NoReturn
 
 from charlstm.errors import CorpusError, first_few, shown
 from charlstm.flags import flag
+from charlstm.text.textfile import EMPTY, TextFile, encoding_hint, read_checked, read_corpus, read_size
 
 DEFAULT_GLOB = "**/*.txt"
 
@@ -63,13 +63,6 @@ class Found:
     val: tuple[Document, ...]
     shipped: bool  # a shipped corpus stood in for a name not found here
     roots: tuple[Path, ...]  # the files and folders given, resolved (absolute)
-
-
-@dataclass(frozen=True)
-class TextFile:
-    path: str
-    text: str
-    sha256: str
 
 
 def shipped_corpora() -> dict[str, Path]:
@@ -281,31 +274,6 @@ def _unique(documents: Iterable[Document]) -> list[Document]:
     return out
 
 
-def read_corpus(path: Path, what: str = "corpus") -> TextFile:
-    """One UTF-8 text file, read whole and checked (not empty, not binary,
-    valid UTF-8); `what` names it in the errors."""
-    if path.is_dir():
-        raise CorpusError(f"{path} is a folder; this reads one text file")
-    text, problem = _read_checked(path)
-    if text is None:
-        raise refusal(path, problem or EMPTY, what)
-    return text
-
-
-def refusal(path: Path | str, problem: str, what: str) -> CorpusError:
-    """The error for one file, read alone, that is not usable text."""
-    if problem == EMPTY:
-        return CorpusError(f"{what} is empty: {shown(path)}")
-    return CorpusError(f"{shown(path)}: {problem}{_encoding_hint([problem])}")
-
-
-def _encoding_hint(problems: Iterable[str]) -> str:
-    """For files that are not UTF-8: most likely a one-byte encoding's."""
-    if any(problem.startswith(NOT_UTF8) for problem in problems):
-        return "; to read Latin-1 or Windows-1252 text, convert it first (iconv -f CP1252 -t UTF-8 FILE > NEW)"
-    return ""
-
-
 def given_alone(source: Source, found: Found) -> bool:
     """Whether `source` names one file and nothing else (not a folder, even
     of one file): it must be usable text, unless `skip_bad_files`."""
@@ -320,7 +288,7 @@ def refuse_unusable(bad: Sequence[tuple[str, str]], alone: bool, val_paths: Coll
     one: --skip-bad-files would leave it out and then find no validation
     text."""
     lines = tuple(f"{flag('val_file')} {shown(p)}: {why}" if p in val_paths else f"{shown(p)}: {why}" for p, why in bad)
-    hint = _encoding_hint(why for _, why in bad)
+    hint = encoding_hint(why for _, why in bad)
     if alone:
         raise CorpusError(lines[0] + hint)
     them = "it" if len(bad) == 1 else "them"
@@ -364,7 +332,7 @@ def read_texts(source: Source) -> tuple[tuple[TextFile, ...], tuple[str, ...]]:
         return (read_corpus(found.train[0].path, "the text"),), ()
     files, unusable = [], []
     for doc in found.train:
-        text, problem = _read_checked(doc.path)
+        text, problem = read_checked(doc.path)
         if text is not None:
             files.append(text)
         else:
@@ -372,136 +340,6 @@ def read_texts(source: Source) -> tuple[tuple[TextFile, ...], tuple[str, ...]]:
     return tuple(files), leave_out(unusable, source.skip_bad_files, bool(files))
 
 
-def read_size(path: Path) -> int:
-    """A file's size in bytes now."""
-    try:
-        return path.stat().st_size
-    except OSError as err:
-        raise CorpusError(f"cannot read {path}: {err.strerror}") from None
-
-
-def read_head(path: Path, chars: int) -> str:
-    """The first `chars` characters of a UTF-8 text file, read in chunks:
-    a file of any size costs only what is kept. The file is assumed checked
-    (`tokens.prepare_texts`)."""
-    decoder = codecs.getincrementaldecoder("utf-8")()
-    parts, left = [], chars
-    try:
-        with path.open("rb") as f:
-            while left > 0 and (chunk := f.read(1 << 16)):
-                parts.append(decoder.decode(chunk)[:left])
-                left -= len(parts[-1])
-    except (OSError, UnicodeDecodeError) as err:
-        raise CorpusError(f"cannot read {path}: {getattr(err, 'strerror', None) or err}") from None
-    return "".join(parts)
-
-
-EMPTY = "empty"  # the problem of a file with no characters, wherever one is left out or refused
-
-
-def _read_checked(path: Path) -> tuple[TextFile | None, str | None]:
-    """The file read whole, or None and why it is not usable text: EMPTY,
-    binary, or not valid UTF-8 (a file that cannot be read at all is an error)."""
-    try:
-        raw = path.read_bytes()
-    except OSError as err:
-        raise CorpusError(f"cannot read {path}: {err.strerror}") from None
-    problem = binary_or_invalid(raw, raw) if raw else EMPTY
-    if problem is not None:
-        return None, problem
-    return TextFile(str(path), raw.decode("utf-8"), hashlib.sha256(raw).hexdigest()), None
-
-
-# A NUL in a file's first 64 KiB marks it as binary: text never has one.
-# Up to this many in a file of over a hundred times as many bytes are named
-# as stray NULs in text, where they are.
-STRAY_NULS = 4
-BINARY_PROBE = 1 << 16
-
-
-def _utf16(head: bytes) -> bool:
-    """Whether a file starting with `head` is UTF-16 text (Windows' "Unicode"):
-    a byte-order mark, not UTF-32's, then what decodes as UTF-16."""
-    if not head.startswith((b"\xff\xfe", b"\xfe\xff")) or head.startswith(b"\xff\xfe\x00\x00"):
-        return False
-    sample = head[: BINARY_PROBE - BINARY_PROBE % 2]
-    try:
-        sample.decode("utf-16")
-    except UnicodeDecodeError:  # a pair cut at the sample's end is rare enough to call binary
-        return False
-    return True
-
-
-def _utf8_but_cut(head: bytes) -> bool:
-    """Whether `head` is UTF-8 text, but for a character cut at its end."""
-    try:
-        head.decode("utf-8")
-    except UnicodeDecodeError as err:
-        return err.reason == "unexpected end of data"
-    return True
-
-
-def binary_or_invalid(head: bytes, raw: bytes | None = None) -> str | None:
-    """Why a file starting with `head` (its first BINARY_PROBE bytes are
-    looked at; and, if given, all of whose bytes are `raw`) is not text, or
-    None."""
-    if _utf16(head):
-        return "UTF-16 text, not UTF-8: convert it first (iconv -f UTF-16 -t UTF-8 FILE > NEW)"
-    probe = head[:BINARY_PROBE]
-    if b"\x00" in probe:
-        where = f"byte offset {probe.index(0):,}"
-        if probe.count(0) <= STRAY_NULS < len(probe) // 100 and _utf8_but_cut(probe.replace(b"\x00", b"")):
-            return f"has a NUL byte at {where}, which text never has: remove it (tr -d '\\000' < FILE > NEW)"
-        return f"looks like binary data, not text (a NUL byte at {where})"
-    if raw is not None:
-        try:
-            raw.decode("utf-8")
-        except UnicodeDecodeError as err:
-            return not_utf8(err.start, raw[err.start : err.start + 4])
-    return None
-
-
-NOT_UTF8 = "not valid UTF-8"
-
-
 def all_left_out(paths: Sequence[str]) -> str:
     """The error when every file was left out, naming the first few."""
     return f"no usable text: every file was left out ({first_few([shown(p) for p in paths], 3)})"
-
-
-def not_utf8(offset: int, found: bytes) -> str:
-    return f"{NOT_UTF8} (byte offset {offset:,}: {found!r})"
-
-
-# How much `files_holding` reads at most looking for the files to name:
-# a warning's detail, not worth reading gigabytes for.
-HOLDING_READ = 256 * 2**20
-
-
-def files_holding(
-    paths: Sequence[Path], needle: bytes, limit: int = 3, at_start: bool = False
-) -> tuple[list[Path], bool]:
-    """The first `limit` of `paths` whose bytes hold `needle` (at their
-    start only, with `at_start`), and whether every path was looked at:
-    reading stops after HOLDING_READ bytes. An unreadable file is passed over."""
-    found: list[Path] = []
-    budget = HOLDING_READ
-    for path in paths:
-        if len(found) == limit:
-            return found, False
-        try:
-            with path.open("rb") as f:
-                if at_start:
-                    hit = f.read(len(needle)) == needle
-                else:
-                    hit, tail = False, b""
-                    while not hit and budget > 0 and (block := f.read(min(2**20, budget))):
-                        budget -= len(block)
-                        hit, tail = needle in tail + block, block[-len(needle) + 1 :] if len(needle) > 1 else b""
-        except OSError:
-            continue
-        if hit:
-            found.append(path)
-        if budget <= 0:
-            return found, False
-    return found, True

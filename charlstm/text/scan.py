@@ -19,7 +19,8 @@ from typing import BinaryIO
 import numpy as np
 
 from charlstm.errors import CorpusError
-from charlstm.text.corpus import Document, binary_or_invalid, not_utf8
+from charlstm.text.corpus import Document
+from charlstm.text.textfile import binary_or_invalid, not_utf8
 from charlstm.text.vocab import BOUNDARY, Vocab, code_points, token_dtype
 
 CHUNK_BYTES = 1 << 22

@@ -20,18 +20,9 @@ from charlstm.errors import CorpusError, named, shown
 from charlstm.flags import flag
 from charlstm.text import cache
 from charlstm.text import scan as scanning
-from charlstm.text.corpus import (
-    EMPTY,
-    Document,
-    Source,
-    all_left_out,
-    find,
-    given_alone,
-    leave_out,
-    refusal,
-    refuse_unusable,
-)
+from charlstm.text.corpus import Document, Source, all_left_out, find, given_alone, leave_out, refuse_unusable
 from charlstm.text.scan import Progress, Scanned, no_progress
+from charlstm.text.textfile import EMPTY, refusal
 from charlstm.text.vocab import Vocab, token_dtype
 
 _SUFFIX = {1: "u8", 2: "u16", 4: "u32"}

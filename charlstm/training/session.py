@@ -21,8 +21,9 @@ from charlstm.core.state import hyperparameters, init_optimizer, init_state, lea
 from charlstm.errors import CharlstmError, ConfigError, CorpusError, named, shown
 from charlstm.flags import flag
 from charlstm.text import manifest
-from charlstm.text.corpus import DEFAULT_GLOB, EMPTY, Source, files_holding
+from charlstm.text.corpus import DEFAULT_GLOB, Source
 from charlstm.text.scan import Progress
+from charlstm.text.textfile import EMPTY, files_holding
 from charlstm.text.tokens import Corpus, prepare, refuse_copied_validation, refuse_unscored_validation
 from charlstm.training import checkpoint, events, processes, run_lock
 from charlstm.training.loop import fit
