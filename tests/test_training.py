@@ -18,7 +18,7 @@ from charlstm.core.state import decay_mask, hyperparameters, learning_rate
 from charlstm.core.step import make_train_step
 from charlstm.errors import CharlstmError, CorpusError
 from charlstm.text.streams import Streams
-from charlstm.training import checkpoint, events, loop, session
+from charlstm.training import checkpoint, events, loop, session, setup_notes
 from charlstm.training.runlog import read_metrics
 from charlstm.training.timefit import TimeFit
 
@@ -466,8 +466,10 @@ def test_a_stop_during_a_validation_pass_cuts_it_short_and_saves(tiny_corpus, tm
     without the save (a new user's walkthrough on a 300 MB text, 2026-12-03).
     The stop comes when the scorer asks for it, at its first window; at the
     last step too, where the run must not read as finished."""
-    monkeypatch.setattr(loop, "LARGE_VALIDATION", 10)  # the tiny text's held-out share warns as a large one would
-    monkeypatch.setattr(loop, "_scores_slowly", lambda: True)  # as on a CPU, whatever this machine has
+    monkeypatch.setattr(
+        setup_notes, "LARGE_VALIDATION", 10
+    )  # the tiny text's held-out share warns as a large one would
+    monkeypatch.setattr(setup_notes, "_scores_slowly", lambda: True)  # as on a CPU, whatever this machine has
     make_reader = loop.make_reader
 
     def slow_reader(config):

@@ -29,8 +29,7 @@ from charlstm.core.scorer import make_reader
 from charlstm.errors import CorpusError
 from charlstm.flags import flag
 from charlstm.runtime import hostmem
-from charlstm.text import streams
-from charlstm.training import distributed, events, health, processes
+from charlstm.training import distributed, events, health, processes, setup_notes
 from charlstm.training.health import Health
 from charlstm.training.run import Run, owes_pass, passes_since_best, validated, why_ended
 from charlstm.training.step_setup import Setup, TrainStep, setup_for
@@ -39,12 +38,6 @@ from charlstm.training.timefit import TimeFit, TimeUse
 # What is shown after each validation pass: the same prime, seed and
 # temperature every time, so the samples show the model improving, not luck.
 PROGRESS_SAMPLE = SampleConfig(length=200, temperature=0.8, seed=0)
-# Held-out characters past which a run on a CPU is warned that its
-# validation passes will be long: at about 50k characters a second (the
-# default model on 2 cores, 2026-12-03), 2M characters is 40 s a pass.
-LARGE_VALIDATION = 2_000_000
-CPU_SCORING_RATE = 50_000  # characters a second, as above: a pass's length in the warning
-UNREAD_NOTED = 0.1  # the share of the training text a pass may leave unread before a warning says so
 
 # (run, best, windows per pass, rewrite: a latest checkpoint already at this step) -> where it was written
 Save = Callable[[Run, bool, int, bool], str]
@@ -94,30 +87,8 @@ def fit(
         trains=step < tc.steps and ended is None,
         val_loss=run.history[-1]["val_loss"] if run.history else None,
     )
-    unread = _unread(setup.train_streams)
-    if unread is not None and step < tc.steps:
-        yield events.Warned(step, "text", unread)
-    if _long_passes(setup) and step < tc.steps:
-        shorter = (
-            f"a shorter {flag('val_file')}"
-            if run.corpus.val
-            else f"a smaller {flag('val_fraction')} or a {flag('val_file')}"
-        )
-        chars = len(setup.val_ids) - 1
-        seconds = chars / CPU_SCORING_RATE
-        about = f"{seconds:.0f} seconds" if seconds < 90 else f"{seconds / 60:.0f} minutes"
-        when = (
-            f"every {flag('eval_every')} {tc.eval_every} steps and at the end"
-            if tc.steps > tc.eval_every
-            else "at the end"
-        )
-        yield events.Warned(
-            step,
-            "validation",
-            f"each validation pass ({when}) scores all {chars:,} validation characters: about {about} a pass on a "
-            f"2-core CPU for the default model ({CPU_SCORING_RATE:,} characters a second); {shorter} keeps the "
-            "passes short",
-        )
+    if step < tc.steps:
+        yield from setup_notes.warnings(run, setup)
     if ended is not None:
         # Nothing to train, compile or save: all of its time is the earlier sessions'.
         detail = _patience_detail(passes_since_best(run.history), tc) if ended == "patience" else ""
@@ -131,32 +102,6 @@ def fit(
     train_step = TrainStep.for_run(run, setup)
     yield events.Compiled(seconds=time.perf_counter() - started)
     yield from TrainingLoop(run, setup, train_step, save, should_stop, sample, time_use).train()
-
-
-def _unread(train: streams.Streams) -> str | None:
-    """Where a pass leaves UNREAD_NOTED or more of a short training text
-    unread, what to do: each stream is read in whole windows, so its last
-    characters (fewer than a window) never are. On a megabyte this is a few
-    thousandths; on a 16 KB text in 64 streams of 64 it was 23%."""
-    text, read = len(train.ids) - 1, train.chars_per_pass
-    if read >= (1 - UNREAD_NOTED) * text:
-        return None
-    tail = (text // train.batch) % train.seq_len
-    return (
-        f"each pass trains on {read:,} of the {text:,} training characters ({read / text:.0%}): the text is cut "
-        f"into {train.batch} streams of whole {train.seq_len}-character windows, so the last {tail} characters of "
-        f"each stream are never read; a smaller {flag('batch_size')} or {flag('seq_len')} reads more of a short text"
-    )
-
-
-def _scores_slowly() -> bool:
-    """Whether a large validation text takes long to score here: on a CPU."""
-    return jax.default_backend() == "cpu"
-
-
-def _long_passes(setup: Setup) -> bool:
-    """Whether each validation pass will take long enough to warn about, and announce."""
-    return len(setup.val_ids) - 1 > LARGE_VALIDATION and _scores_slowly()
 
 
 class TrainingLoop:
@@ -412,7 +357,7 @@ class TrainingLoop:
         # agree on the loss all read the whole text (they settle stops at
         # report steps).
         stop = self._should_stop if jax.process_count() == 1 else None
-        chars, large = len(self.setup.val_ids) - 1, _long_passes(self.setup)
+        chars, large = len(self.setup.val_ids) - 1, setup_notes.long_passes(self.setup)
         yield events.Validating(self.step, chars, large)
         reading = self.read(params, self.setup.val_ids, self.config.batch_size)
         told = time.perf_counter()
