@@ -128,7 +128,7 @@ def test_a_pass_that_leaves_a_tenth_of_a_short_text_unread_says_so():
     """Each stream is read in whole windows, so its tail never is: 23% of a
     new user's 16 KB text in 64 streams of 64 (2026-12-04), a few
     thousandths of a megabyte."""
-    from charlstm.training.loop import _unread
+    from charlstm.training.setup_notes import _unread
 
     short = Streams(np.zeros(16_056, np.int32), 64, 64)
     said = _unread(short)
