@@ -127,10 +127,10 @@ def test_a_validation_file_with_nothing_the_model_can_score_is_an_error(runner, 
     ]
     assert not (tmp_path / "run").exists()
     # A run made before that check still evaluates and resumes: only a new run is refused.
-    from charlstm.training import session
+    from charlstm.text import tokens
 
     with monkeypatch.context() as before_the_check:
-        before_the_check.setattr(session, "refuse_unscored_validation", lambda *args: None)
+        before_the_check.setattr(tokens, "_refuse_unscored", lambda *args: None)
         assert runner.invoke(app, [*args, *TINY, "--steps", "2"]).exit_code == 0
     scored = runner.invoke(app, ["eval", str(tmp_path / "run"), "--json"])
     assert scored.exit_code == 0 and json.loads(scored.stdout)["skipped"] == 180, scored.output

@@ -176,10 +176,17 @@ def prepare_texts(source: Source, progress: Progress = no_progress) -> Corpus:
     return Corpus(source, (), val, skipped, "", directory, found.roots, found.shipped, from_cache)
 
 
-def refuse_copied_validation(corpus: Corpus) -> None:
-    """Refuse, for a new run, a --val-file that holds a training file's text
-    under another path (a copy): the model would validate on what it trains
-    on. (Runs made before this check still resume and evaluate.)"""
+def refuse_unfit_validation(corpus: Corpus, chars: str) -> None:
+    """Refuse, for a new run whose vocabulary is `chars`, a --val-file it
+    could not validate on (`_refuse_copied`, `_refuse_unscored`). Only new
+    runs: runs made before these checks still resume and evaluate."""
+    _refuse_copied(corpus)
+    _refuse_unscored(corpus, chars)
+
+
+def _refuse_copied(corpus: Corpus) -> None:
+    """A --val-file that holds a training file's text under another path (a
+    copy): the model would validate on what it trains on."""
     by_hash = {d.sha256: d for d in corpus.train}
     for d in corpus.val:
         if d.sha256 in by_hash:
@@ -189,13 +196,11 @@ def refuse_copied_validation(corpus: Corpus) -> None:
             )
 
 
-def refuse_unscored_validation(corpus: Corpus, chars: str) -> None:
-    """Refuse, for a new run whose vocabulary is `chars`, --val-file texts
-    of which more is left out (characters it lacks) than left to score: a
-    validation loss over the few left would be logged as the run's. (Runs
-    made before this check still resume and evaluate.)"""
-    known = set(chars)
-    gone = sum(n for d in corpus.val for c, n in d.counts or () if c not in known)
+def _refuse_unscored(corpus: Corpus, chars: str) -> None:
+    """--val-file texts of which more is left out (characters `chars`
+    lacks) than left to score: a validation loss over the few left would be
+    logged as the run's."""
+    gone = sum(sum(out.values()) for out in _left_out(corpus, chars))
     left = sum(d.chars for d in corpus.val) - gone
     if gone > left >= 2:  # fewer left: `open_tokens` says there is nothing to score
         files = ", ".join(shown(d.path) for d in corpus.val)
@@ -204,6 +209,13 @@ def refuse_unscored_validation(corpus: Corpus, chars: str) -> None:
             f"skipped, {left:,} left): a validation loss over the rest would not say how the model does on it; "
             "give a validation text like the training text"
         )
+
+
+def _left_out(corpus: Corpus, chars: str) -> list[dict[str, int]]:
+    """Each validation document's characters that `chars` (a vocabulary)
+    lacks, and how often each occurs: what scoring it leaves out."""
+    known = set(chars)
+    return [{c: n for c, n in d.counts or () if c not in known} for d in corpus.val]
 
 
 def _problem(file: Scanned) -> str:
@@ -266,8 +278,7 @@ def open_tokens(
     missing = sorted(set(corpus.charset) - set(vocab.chars))
     if missing:
         raise CorpusError(f"the corpus has characters the vocabulary lacks: {named(missing)}")
-    known = set(vocab.chars)
-    left_out = [{c: n for c, n in d.counts or () if c not in known} for d in corpus.val]
+    left_out = _left_out(corpus, vocab.chars)
     kept = [d.chars - sum(out.values()) for d, out in zip(corpus.val, left_out, strict=True)]
     skipped = {c: sum(out.get(c, 0) for out in left_out) for c in sorted(set().union(*left_out))}
     # Texts given to score count as `Model.evaluate` counts them, boundary

@@ -24,7 +24,7 @@ from charlstm.text import manifest
 from charlstm.text.corpus import DEFAULT_GLOB, Source
 from charlstm.text.scan import Progress
 from charlstm.text.textfile import EMPTY, files_holding
-from charlstm.text.tokens import Corpus, prepare, refuse_copied_validation, refuse_unscored_validation
+from charlstm.text.tokens import Corpus, prepare, refuse_unfit_validation
 from charlstm.training import checkpoint, events, processes, run_lock
 from charlstm.training.loop import fit
 from charlstm.training.run import (
@@ -204,8 +204,7 @@ def new(
         check_run_dir(Path(out))  # before the corpus is read, which can take a while
     base = checkpoint.load(Path(init_from)) if init_from is not None else None
     text = read(source, on_event)
-    refuse_copied_validation(text)
-    refuse_unscored_validation(text, text.charset + (base.vocab.chars if base is not None else ""))
+    refuse_unfit_validation(text, text.charset + (base.vocab.chars if base is not None else ""))
     run_dir = Path(out) if out is not None else default_run_dir(_first_read(source, text), when=when)
     check_run_dir(run_dir)
     progress = _reporter(on_event)

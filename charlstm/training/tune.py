@@ -43,7 +43,7 @@ from charlstm.core.state import init_state
 from charlstm.errors import CharlstmError, ConfigError
 from charlstm.flags import flag
 from charlstm.text.corpus import SEARCH_RECORD, Source, resolve_corpus_path
-from charlstm.text.tokens import Corpus, refuse_copied_validation, refuse_unscored_validation
+from charlstm.text.tokens import Corpus, refuse_unfit_validation
 from charlstm.training import events, session
 from charlstm.training.events import TrialFinished, TrialResult, TrialStarted
 from charlstm.training.loop import fit
@@ -245,8 +245,7 @@ def search(
     result as it ends. Afterwards only the best trial keeps its checkpoints,
     unless `plan.keep_all`."""
     text = session.read(plan.source, on_event)  # an unusable corpus leaves no folder behind
-    refuse_copied_validation(text)
-    refuse_unscored_validation(text, text.charset)
+    refuse_unfit_validation(text, text.charset)
     made = not plan.out.exists()  # an empty folder the user made stays, whatever happens
     prepare_run_dir(plan.out)
     on_event(events.SearchPlanned(plan.out, len(plan.points), plan.settings["kind"], plan.note))
