@@ -145,7 +145,7 @@ class Batcher:
         # compilation was last under way (`compiled_since`): a request that
         # times out behind one should be told so, not to ask for less.
         self._compiled: set[tuple[int, bool]] = set()
-        self._compiling_since: float | None = None
+        self._compiling_now = False
         self._compiled_at = -math.inf
         self._threads = [
             threading.Thread(target=self._failing(self._prefill_loop), name="charlstm-prefill", daemon=True),
@@ -197,7 +197,7 @@ class Batcher:
     def compiled_since(self, when: float) -> bool:
         """Whether the generation thread compiled a call (a batch size or a
         filtering setting new to it) after `when` (time.monotonic), or is now."""
-        return self._compiling_since is not None or self._compiled_at >= when
+        return self._compiling_now or self._compiled_at >= when
 
     @contextlib.contextmanager
     def _compiling(self, key: tuple[int, bool]) -> Iterator[None]:
@@ -205,12 +205,12 @@ class Batcher:
         if key in self._compiled:
             yield
             return
-        self._compiling_since = time.monotonic()
+        self._compiling_now = True
         try:
             yield
             self._compiled.add(key)  # not after a failure: the next such call compiles again
         finally:
-            self._compiling_since, self._compiled_at = None, time.monotonic()
+            self._compiling_now, self._compiled_at = False, time.monotonic()
 
     def submit(self, job: Job) -> bool:
         """Queue `job`; False if too many rows are already waiting (try again
