@@ -9,18 +9,16 @@ once, clearly, before any work starts).
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 import numbers
-import os
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, TypeVar
 
+from charlstm.arguments import check, whole_number
 from charlstm.errors import ConfigError
-from charlstm.flags import flag, label
+from charlstm.flags import flag
 
 T = TypeVar("T")
 
@@ -34,65 +32,8 @@ NORMS = ("none", "layer")
 AUTO_NORM = "auto"
 
 
-def _check(condition: bool, message: str) -> None:
-    if not condition:
-        raise ConfigError(message)
-
-
 # The longest sample: the compiled sampler counts characters in 32 bits.
 MAX_COUNT = 2**31 - 1
-
-
-def whole_number(value: Any, what: str) -> int:
-    """`value` as a plain int (a NumPy integer too), or a ConfigError naming
-    `what` for a float, a string or a bool from a Python caller (the CLI
-    and the server parse theirs)."""
-    _check(
-        isinstance(value, numbers.Integral) and not isinstance(value, bool),
-        f"{what} must be a whole number, got {value!r}",
-    )
-    return int(value)
-
-
-def path_like(value: Any, what: str) -> None:
-    """Refuse, as a ConfigError naming `what`, a value that is not a path
-    (a str or an os.PathLike) from a Python caller."""
-    _check(isinstance(value, str | os.PathLike), f"{what} must be a path (a str or a Path), got {value!r}")
-
-
-def optional_callable(value: Any, what: str) -> None:
-    """Refuse, as a ConfigError naming `what`, a callback that is neither
-    None nor callable: found only when first called, it would fail mid-run."""
-    _check(value is None or callable(value), f"{what} must be a function (or None), got {value!r}")
-
-
-def html_file(value: Any, what: str) -> Path:
-    """`value` as the HTML page to write: a path (see `path_like`) that is not
-    a folder and ends in .html or .htm, so that a browser opens what it names."""
-    path_like(value, what)
-    path = Path(value)
-    _check(not path.is_dir(), f"{path} is a directory: give the HTML file to write, such as {path / 'page.html'}")
-    _check(
-        path.suffix.lower() in (".html", ".htm"),
-        f"the page is an HTML file: give a file name ending in .html, not {path.name}",
-    )
-    return path
-
-
-def unknown_fields(given: Iterable[str], *classes: type, also: Iterable[str] = ()) -> str | None:
-    """What an API caller got wrong in the options it passed to the config
-    `classes`: the names none has a field for, each with the field it likely
-    meant (a flag's name, `lr`, stands for its field, `learning_rate`), or
-    the keyword among `also` (the function's own: `hidden_size` for
-    `hiden_size`)."""
-    fields = [f.name for cls in classes for f in dataclasses.fields(cls)]
-    candidates = [*fields, *also]
-    by_flag = {label(name): name for name in candidates}
-    wrong = []
-    for name in sorted(set(given) - set(fields)):
-        meant = by_flag.get(name) or next(iter(difflib.get_close_matches(name, candidates, n=1)), None)
-        wrong.append(f"{name}" + (f" (did you mean {meant}?)" if meant else ""))
-    return ", ".join(wrong) or None
 
 
 def _whole(config: Any, *names: str, optional: bool = False) -> None:
@@ -110,13 +51,13 @@ def _real(config: Any, *names: str, optional: bool = False) -> None:
         value = getattr(config, name)
         if optional and value is None:
             continue
-        _check(
+        check(
             isinstance(value, numbers.Real) and not isinstance(value, bool),
             f"{flag(name)} must be a number, got {value!r}",
         )
         # Only a whole number can be too large for a float (a float is inf at most).
         too_large = isinstance(value, numbers.Integral) and abs(int(value)) > sys.float_info.max
-        _check(not too_large, f"{flag(name)} is too large: {len(str(abs(value)))} digits")
+        check(not too_large, f"{flag(name)} is too large: {len(str(abs(value)))} digits")
         object.__setattr__(config, name, float(value))
 
 
@@ -143,14 +84,14 @@ class ModelConfig:
         _whole(self, "vocab_size", "embed_dim", "hidden_size", "num_layers")
         _whole(self, "boundary_id", optional=True)
         _real(self, "forget_bias")
-        _check(self.vocab_size >= 1, f"vocab_size must be >= 1, got {self.vocab_size}")
-        _check(self.embed_dim >= 1, f"{flag('embed_dim')} must be >= 1, got {self.embed_dim}")
-        _check(self.hidden_size >= 1, f"{flag('hidden_size')} must be >= 1, got {self.hidden_size}")
-        _check(self.num_layers >= 1, f"{flag('num_layers')} must be >= 1, got {self.num_layers}")
-        _check(self.cell in CELLS, f"{flag('cell')} must be one of {', '.join(CELLS)}, got {self.cell!r}")
-        _check(self.norm in NORMS, f"{flag('norm')} must be one of {', '.join((AUTO_NORM, *NORMS))}, got {self.norm!r}")
-        _check(self.norm == "none" or self.cell == "lstm", f"{flag('norm')} layer works with {flag('cell')} lstm only")
-        _check(
+        check(self.vocab_size >= 1, f"vocab_size must be >= 1, got {self.vocab_size}")
+        check(self.embed_dim >= 1, f"{flag('embed_dim')} must be >= 1, got {self.embed_dim}")
+        check(self.hidden_size >= 1, f"{flag('hidden_size')} must be >= 1, got {self.hidden_size}")
+        check(self.num_layers >= 1, f"{flag('num_layers')} must be >= 1, got {self.num_layers}")
+        check(self.cell in CELLS, f"{flag('cell')} must be one of {', '.join(CELLS)}, got {self.cell!r}")
+        check(self.norm in NORMS, f"{flag('norm')} must be one of {', '.join((AUTO_NORM, *NORMS))}, got {self.norm!r}")
+        check(self.norm == "none" or self.cell == "lstm", f"{flag('norm')} layer works with {flag('cell')} lstm only")
+        check(
             self.boundary_id is None or 0 <= self.boundary_id < self.vocab_size,
             f"boundary_id must be a vocabulary id (0 to {self.vocab_size - 1}) or None, got {self.boundary_id}",
         )
@@ -220,37 +161,37 @@ class TrainConfig:
         _whole(self, "patience", optional=True)
         _real(self, "learning_rate", "min_lr_ratio", "weight_decay", "dropout", "grad_clip", "val_fraction")
         _real(self, "max_seconds", optional=True)
-        _check(self.steps >= 1, f"{flag('steps')} must be >= 1, got {self.steps}")
-        _check(self.batch_size >= 1, f"{flag('batch_size')} must be >= 1, got {self.batch_size}")
-        _check(self.seq_len >= 1, f"{flag('seq_len')} must be >= 1, got {self.seq_len}")
+        check(self.steps >= 1, f"{flag('steps')} must be >= 1, got {self.steps}")
+        check(self.batch_size >= 1, f"{flag('batch_size')} must be >= 1, got {self.batch_size}")
+        check(self.seq_len >= 1, f"{flag('seq_len')} must be >= 1, got {self.seq_len}")
         lr = self.learning_rate
-        _check(0 < lr < math.inf, f"{flag('learning_rate')} must be > 0 and finite, got {lr}")
-        _check(self.warmup_steps >= 0, f"{flag('warmup_steps')} must be >= 0, got {self.warmup_steps}")
-        _check(0 <= self.min_lr_ratio <= 1, f"{flag('min_lr_ratio')} must be in [0, 1], got {self.min_lr_ratio}")
-        _check(self.weight_decay >= 0, f"{flag('weight_decay')} must be >= 0, got {self.weight_decay}")
-        _check(0 <= self.dropout < 1, f"{flag('dropout')} must be in [0, 1), got {self.dropout}")
-        _check(self.grad_clip > 0, f"{flag('grad_clip')} must be > 0, got {self.grad_clip}")
-        _check(
+        check(0 < lr < math.inf, f"{flag('learning_rate')} must be > 0 and finite, got {lr}")
+        check(self.warmup_steps >= 0, f"{flag('warmup_steps')} must be >= 0, got {self.warmup_steps}")
+        check(0 <= self.min_lr_ratio <= 1, f"{flag('min_lr_ratio')} must be in [0, 1], got {self.min_lr_ratio}")
+        check(self.weight_decay >= 0, f"{flag('weight_decay')} must be >= 0, got {self.weight_decay}")
+        check(0 <= self.dropout < 1, f"{flag('dropout')} must be in [0, 1), got {self.dropout}")
+        check(self.grad_clip > 0, f"{flag('grad_clip')} must be > 0, got {self.grad_clip}")
+        check(
             0 < self.val_fraction < 1,
             f"{flag('val_fraction')} must be strictly between 0 and 1, got {self.val_fraction}",
         )
-        _check(self.reset_chars >= 0, f"{flag('reset_chars')} must be >= 0, got {self.reset_chars}")
-        _check(self.eval_every >= 1, f"{flag('eval_every')} must be >= 1, got {self.eval_every}")
-        _check(
+        check(self.reset_chars >= 0, f"{flag('reset_chars')} must be >= 0, got {self.reset_chars}")
+        check(self.eval_every >= 1, f"{flag('eval_every')} must be >= 1, got {self.eval_every}")
+        check(
             self.checkpoint_every >= 1,
             f"{flag('checkpoint_every')} must be >= 1, got {self.checkpoint_every}",
         )
-        _check(self.log_every >= 1, f"{flag('log_every')} must be >= 1, got {self.log_every}")
-        _check(
+        check(self.log_every >= 1, f"{flag('log_every')} must be >= 1, got {self.log_every}")
+        check(
             self.max_seconds is None or 0 < self.max_seconds < math.inf,
             f"{flag('max_seconds')} must be a finite number of minutes > 0, got {(self.max_seconds or 0) / 60:g} min "
             f"({self.max_seconds or 0:g} s)",
         )
-        _check(
+        check(
             self.patience is None or self.patience >= 1,
             f"{flag('patience')} must be >= 1 validation passes, got {self.patience}",
         )
-        _check(
+        check(
             self.precision in PRECISIONS,
             f"{flag('precision')} must be one of {', '.join(PRECISIONS)}, got {self.precision!r}",
         )
@@ -281,7 +222,7 @@ MAX_TEMPERATURE = 100.0
 def check_seed(seed: int) -> None:
     """A seed that no other seed stands for (see SEEDS)."""
     low, high = SEEDS
-    _check(low <= seed <= high, f"{flag('seed')} must be from {low} to {high}, got {seed}")
+    check(low <= seed <= high, f"{flag('seed')} must be from {low} to {high}, got {seed}")
 
 
 @dataclass(frozen=True)
@@ -304,29 +245,27 @@ class SampleConfig:
     def __post_init__(self) -> None:
         _whole(self, "length", "seed", "top_k", "num_samples")
         _real(self, "temperature", "top_p")
-        _check(isinstance(self.prime, str), f"{flag('prime')} must be a text, got {self.prime!r}")
-        _check(self.length >= 1, f"{flag('length')} must be >= 1, got {self.length}")
-        _check(self.length <= MAX_COUNT, f"{flag('length')} must be at most {MAX_COUNT:,}, got {self.length:,}")
-        _check(self.temperature >= 0, f"{flag('temperature')} must be > 0 (or 0 for greedy), got {self.temperature}")
-        _check(
+        check(isinstance(self.prime, str), f"{flag('prime')} must be a text, got {self.prime!r}")
+        check(self.length >= 1, f"{flag('length')} must be >= 1, got {self.length}")
+        check(self.length <= MAX_COUNT, f"{flag('length')} must be at most {MAX_COUNT:,}, got {self.length:,}")
+        check(self.temperature >= 0, f"{flag('temperature')} must be > 0 (or 0 for greedy), got {self.temperature}")
+        check(
             self.temperature <= MAX_TEMPERATURE,
             f"{flag('temperature')} must be at most {MAX_TEMPERATURE:g}, got {self.temperature}",
         )
-        _check(self.top_k >= 0, f"{flag('top_k')} must be >= 0, got {self.top_k}")
+        check(self.top_k >= 0, f"{flag('top_k')} must be >= 0, got {self.top_k}")
         # p = 0 would keep nothing; NaN fails the comparison and is refused too.
-        _check(0 < self.top_p <= 1, f"{flag('top_p')} must be in (0, 1], got {self.top_p}")
-        _check(self.num_samples >= 1, f"{flag('num_samples')} must be >= 1, got {self.num_samples}")
+        check(0 < self.top_p <= 1, f"{flag('top_p')} must be in (0, 1], got {self.top_p}")
+        check(self.num_samples >= 1, f"{flag('num_samples')} must be >= 1, got {self.num_samples}")
         check_seed(self.seed)
-        _check(not isinstance(self.stop, str), f"{flag('stop')} must be a list of texts, not one string")
-        _check(isinstance(self.stop, Iterable), f"{flag('stop')} must be a list of texts, got {self.stop!r}")
+        check(not isinstance(self.stop, str), f"{flag('stop')} must be a list of texts, not one string")
+        check(isinstance(self.stop, Iterable), f"{flag('stop')} must be a list of texts, got {self.stop!r}")
         object.__setattr__(self, "stop", tuple(self.stop))  # a list from JSON or a caller: frozen like the rest
-        _check(all(isinstance(s, str) for s in self.stop), f"{flag('stop')} must be texts, got {list(self.stop)!r}")
-        _check(len(self.stop) <= MAX_STOPS, f"at most {MAX_STOPS} {flag('stop')} texts, got {len(self.stop)}")
-        _check(all(self.stop), f"{flag('stop')} must not be empty: an empty text would end every sample at once")
+        check(all(isinstance(s, str) for s in self.stop), f"{flag('stop')} must be texts, got {list(self.stop)!r}")
+        check(len(self.stop) <= MAX_STOPS, f"at most {MAX_STOPS} {flag('stop')} texts, got {len(self.stop)}")
+        check(all(self.stop), f"{flag('stop')} must not be empty: an empty text would end every sample at once")
         longest = max(map(len, self.stop), default=0)
-        _check(
-            longest <= MAX_STOP_CHARS, f"a {flag('stop')} text is at most {MAX_STOP_CHARS} characters, got {longest}"
-        )
+        check(longest <= MAX_STOP_CHARS, f"a {flag('stop')} text is at most {MAX_STOP_CHARS} characters, got {longest}")
 
 
 @dataclass(frozen=True)
@@ -347,24 +286,13 @@ class ServeConfig:
         _real(self, "timeout_s")
         for name in counts:
             value = getattr(self, name)
-            _check(value >= 1, f"{flag(name)} must be >= 1, got {value}")
-        _check(self.timeout_s > 0, f"{flag('timeout_s')} must be > 0 seconds, got {self.timeout_s}")
-        _check(
+            check(value >= 1, f"{flag(name)} must be >= 1, got {value}")
+        check(self.timeout_s > 0, f"{flag('timeout_s')} must be > 0 seconds, got {self.timeout_s}")
+        check(
             self.max_samples <= self.max_batch,
             f"{flag('max_samples')} ({self.max_samples}) must be at most {flag('max_batch')} ({self.max_batch}): "
             "a request's samples are generated together",
         )
-
-
-def check_api_key(api_key: str | None) -> None:
-    """Refuse an empty key: it would refuse every request (no token is
-    empty) while reading as "no key" everywhere else, a mistake like an
-    unset $KEY."""
-    _check(api_key is None or isinstance(api_key, str), f"{flag('api_key')} must be a text, got {api_key!r}")
-    _check(
-        api_key is None or bool(api_key.strip()),
-        f"{flag('api_key')} is empty: give a key, or leave it out to serve without one",
-    )
 
 
 _JSON_TYPES: dict[str, tuple[type, ...]] = {

@@ -88,3 +88,13 @@ COMPILE_LOGGER = "jax._src.dispatch"
 def compilations(records: list[logging.LogRecord], name: str) -> int:
     """How many times JAX compiled the jitted function `name`, by its log records."""
     return sum(record.getMessage().startswith(f"Finished XLA compilation of jit({name})") for record in records)
+
+
+class FakeClock:
+    """The loop's clock, moved only by what a test says things cost."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def perf_counter(self) -> float:
+        return self.now

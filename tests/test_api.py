@@ -54,7 +54,11 @@ def test_train_load_sample_evaluate(tiny_corpus, tmp_path):
     texts = model.generate(SampleConfig(length=40, num_samples=2, seed=1))
     assert len(texts) == 2 and all(len(t) == 40 for t in texts)
     assert "".join(p[0] for p in model.stream(SampleConfig(length=40, seed=1), chunk=7)) == texts[0]
-    assert model.evaluate(tiny_corpus.read_text()).loss < 4.0
+    # The held-out text scored as validation scored it: the loss the run logged for its best step.
+    held_out = model.evaluate(model.validation_text(), documents=True)
+    assert held_out.loss == pytest.approx(model.best_val_loss, rel=1e-5)
+    whole = model.evaluate(tiny_corpus.read_text())
+    assert whole.skipped == {} and whole.loss != held_out.loss
 
     resumed = charlstm.resume(tmp_path / "run", steps=8)
     assert charlstm.load(tmp_path / "run", prefer="latest").step == 8

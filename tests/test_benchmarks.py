@@ -72,7 +72,13 @@ def test_cells_ab_times_a_revisions_cells_against_the_working_trees(monkeypatch)
     b = cells_ab.compiled_with(cells, [8, 1, 2, 4], "none", 0.0)
     result = cells_ab.paired(a, b, pairs=2)
     assert len(result["ratios"]) == 2 and all(r > 0 for r in result["ratios"])
-    assert isinstance(result["bit_identical_after_3_steps"], bool)
+    # Unless the core was edited since HEAD (then it may differ), HEAD's cells
+    # are the working tree's: the same steps, bit for bit.
+    edited = subprocess.run(["git", "-C", str(ROOT), "diff", "--quiet", "HEAD", "--", "charlstm/core"]).returncode
+    if edited == 0:
+        assert result["bit_identical_after_3_steps"] is True
+    else:
+        assert isinstance(result["bit_identical_after_3_steps"], bool)
     assert model.lstm_layer is cells.lstm_layer
 
 

@@ -120,15 +120,16 @@ def test_an_incomplete_process_layout_is_one_line(tiny_corpus, tmp_path):
 
 
 def test_a_process_whose_partners_never_join_gives_up_in_one_line(tiny_corpus, tmp_path):
-    """JAX's own wait ends the process with a fatal log and a C++ stack trace after 5 minutes."""
+    """JAX's own wait ends the process with a fatal log and a C++ stack trace
+    after 5 minutes. The last line is the watchdog's, which only a wait of
+    the 2 s asked for can have written (JAX's own end would come a minute
+    later, as its fatal log): no clock is read."""
     address = f"127.0.0.1:{_free_port()}"
     command = [sys.executable, "-m", "charlstm", "train", str(tiny_corpus), "--out", str(tmp_path / "run"), *TINY]
     command += ["--coordinator", address, "--num-processes", "2", "--process-id", "0"]
-    started = time.monotonic()
     env = _env(**{processes.ENV_JOIN_TIMEOUT: "2"})
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
     assert result.returncode == 3, result.stderr
-    assert time.monotonic() - started < 60  # not JAX's 2 + 60 s
     assert f"joining a run of 2 processes at {address}: waiting for the others (up to 2 s)" in result.stderr
     assert result.stderr.splitlines()[-1] == (
         f"error: all 2 processes of the run at {address} did not join within 2 s: start every process with the "

@@ -1,6 +1,7 @@
 """Fine-tuning (`--init-from`): a trained model's weights, a grown
 vocabulary, a fresh optimizer and schedule."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -93,9 +94,13 @@ def test_fine_tuning_keeps_old_rows_bit_for_bit_and_trains(trained_run, tmp_path
     assert meta.init_from["checkpoint"] == str(base.path) and meta.init_from["vocab_size"] == old_v
 
     trained = []
-    charlstm.resume(tmp_path / "tuned", on_event=trained.append)
+    tuned = charlstm.resume(tmp_path / "tuned", on_event=trained.append)
     assert trained[-1].reason == "done" and trained[-1].step == 3
     assert all(np.isfinite(e.loss) for e in trained if type(e).__name__ == "Progress")
+    # It trains: every parameter moved, the new characters' rows and columns too.
+    for moved, was in zip(jax.tree.leaves(tuned.params), jax.tree.leaves(start.params), strict=True):
+        assert not np.array_equal(np.asarray(moved), np.asarray(was))
+    assert not np.array_equal(np.asarray(tuned.params["head"]["kernel"])[:, old_v:], kernel[:, old_v:])
 
 
 def test_fine_tuning_keeps_the_models_shape(trained_run, tmp_path):

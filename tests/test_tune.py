@@ -11,6 +11,8 @@ from charlstm.cli import app
 from charlstm.errors import CharlstmError, ConfigError
 from charlstm.training import checkpoint, search_space, step_setup, tune
 
+from .helpers import FakeClock
+
 SMALL_SPACE = ["--hidden", "8,16", "--layers", "1", "--seq-len", "16", "--dropout", "0,0.2", "--embed", "8", "-b", "4"]
 
 
@@ -152,7 +154,21 @@ def test_tune_ranks_trials_keeps_the_best_and_repeats_for_a_seed(runner, tiny_co
     assert [(t["point"], t["val_loss"]) for t in again] == [(t["point"], t["val_loss"]) for t in trials]
 
 
-def test_tune_fits_the_steps_to_a_time_budget(runner, tiny_corpus, tmp_path):
+def test_tune_fits_the_steps_to_a_time_budget(runner, tiny_corpus, tmp_path, monkeypatch):
+    """Timing decides nothing: the loop's clock is a fake that moves by 1/64 s
+    a training step, so the 2 s budget holds 128 steps, far more than the
+    calibration's, and the trial ends by its step count."""
+    from charlstm.training import loop
+
+    clock = FakeClock()
+    monkeypatch.setattr(loop, "time", clock)
+    call_step = step_setup.TrainStep.__call__
+
+    def stepped(self, state, batch):
+        clock.now += 1 / 64
+        return call_step(self, state, batch)
+
+    monkeypatch.setattr(step_setup.TrainStep, "__call__", stepped)
     out = tmp_path / "timed"
     args = ["tune", str(tiny_corpus), "--budget-s", "2", "--trials", "1", "--out", str(out), "--json"]
     result = runner.invoke(app, [*args, *SMALL_SPACE, "--norm", "none"])
@@ -161,13 +177,8 @@ def test_tune_fits_the_steps_to_a_time_budget(runner, tiny_corpus, tmp_path):
     assert report["search"]["budget_s"] == 2 and report["search"]["kind"] == "random"
     assert " steps in its 2 s, refitted as it runs)" in result.stderr  # a plan, not a promise
     (trial,) = report["trials"]
-    # A tiny model takes milliseconds a step: 2 s holds far more than the
-    # calibration's dozen steps, and the run ends by its step count.
+    assert (trial["planned_steps"], trial["steps"], trial["reason"]) == (128, 128, "done")
     assert trial["planned_steps"] > tune.CALIBRATION_STEPS
-    # Normally it ends by its step count; on a machine that slows down after
-    # the calibration the wall clock stops it instead (timing is no pass/fail).
-    assert trial["reason"] in ("done", "time limit")
-    assert trial["steps"] == trial["planned_steps"] if trial["reason"] == "done" else trial["steps"] > 0
     assert trial["val_loss"] is not None
     assert trial["model"]["norm"] == "none"  # the fixed options reach every trial
 
@@ -242,16 +253,6 @@ def test_tune_runs_a_one_configuration_space_once_with_a_note(runner, tiny_corpu
     assert "note: the search space holds 1 configuration, fewer than --trials 3: it runs once" in result.stderr
     assert "1 random trial\n" in result.stderr and "trial-00 (1 of 1):" in result.stderr
     assert len(json.loads((out / "trials.json").read_text())["trials"]) == 1
-
-
-class FakeClock:
-    """The loop's clock, moved only by what a test says things cost."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def perf_counter(self) -> float:
-        return self.now
 
 
 @pytest.mark.parametrize(

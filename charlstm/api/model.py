@@ -10,8 +10,10 @@ from typing import Any
 
 import numpy as np
 
+from charlstm.api import reading
 from charlstm.api.runs import TextFiles
-from charlstm.config import ModelConfig, SampleConfig, TrainConfig, html_file, path_like, whole_number
+from charlstm.arguments import html_file, path_like, whole_number
+from charlstm.config import ModelConfig, SampleConfig, TrainConfig
 from charlstm.core.generation import Completion, complete, default_prime, sample_texts, stream_texts
 from charlstm.core.model import Params, count_params
 from charlstm.core.scorer import Score, make_scorer
@@ -24,7 +26,7 @@ from charlstm.plots.saturation import plot_saturation
 from charlstm.text import manifest, streams
 from charlstm.text.cache import CacheUnwritable
 from charlstm.text.textfile import read_corpus, read_head, read_size
-from charlstm.text.tokens import open_tokens, prepare
+from charlstm.text.tokens import open_tokens
 from charlstm.text.vocab import BOUNDARY, Vocab
 from charlstm.training import catalog, checkpoint
 from charlstm.training.run import RUNS_DIR
@@ -137,12 +139,12 @@ class Model:
         1) as the scoring goes (a large text takes minutes on a CPU)."""
         if isinstance(text, TextFiles):
             return self._evaluate_files(text, streams, progress)
-        _refuse_a_file_name(text, "score")
-        text = self._one_document(text, documents)
+        reading.refuse_a_file_name(text, "score")
+        text = reading.one_document(self.vocab, text, documents)
         stray: dict[str, int] = {}
         if isinstance(text, list | tuple):
-            text, stray, documents = *self._joined(text), BOUNDARY in self.vocab.chars
-        text, skipped = self._known(text, "score", documents)
+            text, stray, documents = *reading.joined(self.vocab, text), BOUNDARY in self.vocab.chars
+        text, skipped = reading.known(self.vocab, text, "score", documents)
         skipped = {**stray, **skipped}
         score = self._score(self.vocab.encode(text), streams, progress)
         return dataclasses.replace(score, skipped=skipped)
@@ -186,8 +188,8 @@ class Model:
         a list of documents, as for `evaluate`; files found by `find_texts`
         are read only as far as `max_chars` takes."""
         record.check_max_chars(max_chars)
-        _refuse_a_file_name(text, "inspect")
-        text = self._one_document(text, documents)
+        reading.refuse_a_file_name(text, "inspect")
+        text = reading.one_document(self.vocab, text, documents)
         if isinstance(text, TextFiles):
             heads, left = [], max_chars
             for document in text.corpus.val:
@@ -203,7 +205,7 @@ class Model:
         if isinstance(text, list | tuple):
             # max_chars of the documents' own characters: cut before joining,
             # so the boundary symbols take none of them and only what is read is counted.
-            _check_documents(text)
+            reading.check_documents(text)
             cut, left = [], max_chars
             for document in text:
                 if left <= 0:
@@ -211,13 +213,13 @@ class Model:
                 cut.append(document[:left])
                 left -= len(cut[-1])
             truncated = sum(map(len, text)) - sum(map(len, cut))
-            head, stray = self._joined(cut)
+            head, stray = reading.joined(self.vocab, cut)
             documents = BOUNDARY in self.vocab.chars
         elif isinstance(text, str):
             head, truncated = text[:max_chars], max(0, len(text) - max_chars)
         else:
             head, truncated = text, 0  # refused just below, with the reason
-        read, skipped = self._known(head, "inspect", documents)
+        read, skipped = reading.known(self.vocab, head, "inspect", documents)
         return record.record(
             self.model_config, self.params, self.vocab, read, skipped={**stray, **skipped}, truncated=truncated
         )
@@ -342,79 +344,13 @@ class Model:
         return dataclasses.replace(seen, truncated=rest)
 
     def _held_out_ids(self) -> tuple[streams.Segments, dict[str, int]]:
-        entry = self.corpus or {"path": self.corpus_path, "sha256": self.corpus_sha256}
-        source = manifest.source_of(entry)
-        manifest.refuse_gone(source, "to read its validation text")
-        try:
-            corpus = prepare(source)
-        except CorpusError as err:
-            raise CorpusError(
-                f"the run's corpus {self.corpus_path} is not there to take its validation text from ({err})",
-                details=err.details,  # the files it names "above"
-            ) from None
-        if corpus.sha256 != self.corpus_sha256:
-            raise CorpusError(
-                f"the run's corpus {self.corpus_path} changed since it trained (sha256 differs), so its "
-                "validation text is not the one the model was scored on"
-            )
-        tokens = open_tokens(corpus, self.vocab)
-        hashes = [d.sha256 for d in corpus.train]
-        held_out = streams.split_documents(tokens, self.train_config.val_fraction, hashes)
-        return streams.Segments(tokens.ids, held_out.val, tokens.checked), dict(tokens.skipped)
-
-    def _one_document(self, text: str | Sequence[str] | TextFiles, documents: bool) -> str | Sequence[str] | TextFiles:
-        """A text given alone is one document: a model trained on several
-        reads it from its start, after the boundary symbol, as `charlstm
-        eval` reads a file and its validation read its own documents (read
-        from a zero state without the symbol, its first characters scored
-        worse than they are)."""
-        if isinstance(text, str) and not documents and BOUNDARY in self.vocab.chars:
-            return [text]
-        return text
-
-    def _joined(self, texts: Sequence[str]) -> tuple[str, dict[str, int]]:
-        """Documents as one text, as this model's training read them: each
-        after the boundary symbol where it learned several, else end to end;
-        and the boundary symbols found in them, left out of the first."""
-        _check_documents(texts)
-        if BOUNDARY not in self.vocab.chars:  # _known counts the symbol as unknown
-            return "".join(texts), {}
-        stray = sum(text.count(BOUNDARY) for text in texts)
-        joined = "".join(BOUNDARY + text.replace(BOUNDARY, "") for text in texts)
-        return joined, {BOUNDARY: stray} if stray else {}
+        return reading.held_out_ids(
+            self.corpus, self.corpus_path, self.corpus_sha256, self.vocab, self.train_config.val_fraction
+        )
 
     def validation_description(self) -> str:
         """What `validation_text` is, in words."""
         return manifest.describe_validation(self.corpus, self.train_config.val_fraction)
-
-    def _known(self, text: object, verb: str, documents: bool = False) -> tuple[str, dict[str, int]]:
-        """`text` without the characters the model never saw, and how often
-        each occurred; the boundary symbol counts as one unless the text
-        marks `documents` with it."""
-        if not isinstance(text, str):
-            hint = f": read the file first (Path({str(text)!r}).read_text())" if isinstance(text, Path) else ""
-            raise ConfigError(f"{verb} takes the text itself, got {type(text).__name__}{hint}")
-        unknown = self.vocab.unknown(text)
-        if not documents and BOUNDARY in self.vocab.chars and BOUNDARY in text:
-            unknown.append(BOUNDARY)
-        skipped = {c: text.count(c) for c in unknown}
-        if skipped:
-            text = text.translate({ord(c): None for c in skipped})
-            if len(text) < 2:
-                left = sum(skipped.values())
-                raise CorpusError(
-                    f"almost none of the text is in the model's vocabulary ({left:,} character{'s' * (left != 1)} "
-                    f"skipped, {len(text)} left): nothing to {verb}"
-                )
-        return text, skipped
-
-
-def _check_documents(texts: Sequence[Any]) -> None:
-    if not texts:
-        raise ConfigError("no documents given: nothing to read")
-    for text in texts:
-        if not isinstance(text, str):
-            raise ConfigError(f"the documents must be texts, got {type(text).__name__}")
 
 
 def _check_request(request: Any, verb: str) -> None:
@@ -447,22 +383,3 @@ def load(path: str | Path | None = None, prefer: str = checkpoint.BEST) -> Model
         corpus=ckpt.corpus,
         init_from=ckpt.init_from,
     )
-
-
-def _refuse_a_file_name(text: object, verb: str) -> None:
-    """Refuse a caller's str that is one short line naming an existing file
-    or folder: a path passed where its text belongs, whose own characters
-    would be scored. (A list's documents are texts by the caller's word, as
-    `charlstm inspect --text` passes its text.)"""
-    if not isinstance(text, str) or len(text) > 4096 or "\n" in text or not text.strip():
-        return
-    try:
-        kind = "file" if Path(text).is_file() else "folder" if Path(text).is_dir() else None
-    except (OSError, ValueError):  # too long a name, a NUL in it
-        return
-    if kind is not None:
-        first = f"read it first (Path({text!r}).read_text()), or " if kind == "file" else ""
-        raise ConfigError(
-            f"{verb} takes the text itself, and {text!r} is the name of a {kind}: {first}pass "
-            f"charlstm.api.find_texts({text!r}) to read {'it' if kind == 'file' else 'its files'} in place"
-        )

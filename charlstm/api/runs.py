@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from charlstm.config import path_like
+from charlstm.arguments import path_like
 from charlstm.core.model import param_count
 from charlstm.errors import CharlstmError, ConfigError, shown
 from charlstm.plots import curves

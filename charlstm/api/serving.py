@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from charlstm.api.model import Model
-from charlstm.config import ServeConfig, check_api_key, optional_callable, unknown_fields, whole_number
+from charlstm.arguments import check_api_key, optional_callable, unknown_fields, whole_number
+from charlstm.config import ServeConfig
 from charlstm.errors import CharlstmError, ConfigError
 from charlstm.flags import flag
 from charlstm.training import checkpoint

@@ -11,15 +11,8 @@ from typing import Any
 
 from charlstm import presets
 from charlstm.api.model import Model, load
-from charlstm.config import (
-    FINE_TUNE_LEARNING_RATE,
-    ModelConfig,
-    TrainConfig,
-    check_seed,
-    optional_callable,
-    path_like,
-    unknown_fields,
-)
+from charlstm.arguments import optional_callable, path_like, unknown_fields
+from charlstm.config import FINE_TUNE_LEARNING_RATE, ModelConfig, TrainConfig, check_seed
 from charlstm.core.model import count_params
 from charlstm.errors import CharlstmError, CheckpointError, ConfigError
 from charlstm.flags import flag

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from charlstm.arguments import html_file
 from charlstm.cli.app import (
     AsJson,
     NewestRunArgument,
@@ -23,7 +24,6 @@ from charlstm.cli.app import (
 )
 from charlstm.cli.display import scoring_bar
 from charlstm.cli.training import GlobOption, SkipBadFilesOption
-from charlstm.config import html_file
 from charlstm.errors import CharlstmError, shown
 from charlstm.flags import flag
 

@@ -9,9 +9,10 @@ from typing import Annotated, Any
 
 import typer
 
+from charlstm.arguments import check_api_key
 from charlstm.cli.app import NewestRunArgument, Quiet, fail, say, use_cache, user_errors
 from charlstm.cli.signals import end_now
-from charlstm.config import ServeConfig, check_api_key
+from charlstm.config import ServeConfig
 from charlstm.flags import flag
 
 API_KEY_ENV = "CHARLSTM_API_KEY"

@@ -24,7 +24,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from charlstm.config import ModelConfig, whole_number
+from charlstm.arguments import whole_number
+from charlstm.config import ModelConfig
 from charlstm.core.cells import GATES
 from charlstm.core.model import RECORDED, CharLSTM, Params, layer_name, zero_carry
 from charlstm.core.scorer import EVAL_WINDOW

@@ -26,7 +26,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from charlstm.config import whole_number
+from charlstm.arguments import whole_number
 from charlstm.core.sharding import AXIS, batch_sharding, state_shardings
 from charlstm.core.state import TrainState
 from charlstm.errors import ConfigError

@@ -1,0 +1,92 @@
+"""Checks on what a Python caller passes: each refuses a wrong value with
+one ConfigError that names the argument (or its flag), before any work
+starts.
+
+The configs (config.py) check their fields with these; the API's functions
+check their other arguments (paths, callbacks, option names) with them, so
+that `charlstm.train(corpus=3)` fails in one line that says what to give,
+not in a traceback from deep inside a run. The CLI and the server parse
+their own input first and reach these only for values they pass through.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import numbers
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from charlstm.errors import ConfigError
+from charlstm.flags import flag, label
+
+
+def check(condition: bool, message: str) -> None:
+    """Refuse, as a ConfigError with `message`, where `condition` does not hold."""
+    if not condition:
+        raise ConfigError(message)
+
+
+def whole_number(value: Any, what: str) -> int:
+    """`value` as a plain int (a NumPy integer too), or a ConfigError naming
+    `what` for a float, a string or a bool from a Python caller (the CLI
+    and the server parse theirs)."""
+    check(
+        isinstance(value, numbers.Integral) and not isinstance(value, bool),
+        f"{what} must be a whole number, got {value!r}",
+    )
+    return int(value)
+
+
+def path_like(value: Any, what: str) -> None:
+    """Refuse, as a ConfigError naming `what`, a value that is not a path
+    (a str or an os.PathLike) from a Python caller."""
+    check(isinstance(value, str | os.PathLike), f"{what} must be a path (a str or a Path), got {value!r}")
+
+
+def optional_callable(value: Any, what: str) -> None:
+    """Refuse, as a ConfigError naming `what`, a callback that is neither
+    None nor callable: found only when first called, it would fail mid-run."""
+    check(value is None or callable(value), f"{what} must be a function (or None), got {value!r}")
+
+
+def html_file(value: Any, what: str) -> Path:
+    """`value` as the HTML page to write: a path (see `path_like`) that is not
+    a folder and ends in .html or .htm, so that a browser opens what it names."""
+    path_like(value, what)
+    path = Path(value)
+    check(not path.is_dir(), f"{path} is a directory: give the HTML file to write, such as {path / 'page.html'}")
+    check(
+        path.suffix.lower() in (".html", ".htm"),
+        f"the page is an HTML file: give a file name ending in .html, not {path.name}",
+    )
+    return path
+
+
+def unknown_fields(given: Iterable[str], *classes: type, also: Iterable[str] = ()) -> str | None:
+    """What an API caller got wrong in the options it passed to the config
+    `classes`: the names none has a field for, each with the field it likely
+    meant (a flag's name, `lr`, stands for its field, `learning_rate`), or
+    the keyword among `also` (the function's own: `hidden_size` for
+    `hiden_size`)."""
+    fields = [f.name for cls in classes for f in dataclasses.fields(cls)]
+    candidates = [*fields, *also]
+    by_flag = {label(name): name for name in candidates}
+    wrong = []
+    for name in sorted(set(given) - set(fields)):
+        meant = by_flag.get(name) or next(iter(difflib.get_close_matches(name, candidates, n=1)), None)
+        wrong.append(f"{name}" + (f" (did you mean {meant}?)" if meant else ""))
+    return ", ".join(wrong) or None
+
+
+def check_api_key(api_key: str | None) -> None:
+    """Refuse an empty key: it would refuse every request (no token is
+    empty) while reading as "no key" everywhere else, a mistake like an
+    unset $KEY."""
+    check(api_key is None or isinstance(api_key, str), f"{flag('api_key')} must be a text, got {api_key!r}")
+    check(
+        api_key is None or bool(api_key.strip()),
+        f"{flag('api_key')} is empty: give a key, or leave it out to serve without one",
+    )
