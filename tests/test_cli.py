@@ -276,13 +276,26 @@ def test_bad_input_is_one_clear_line_and_status_2(runner, tmp_path, trained_run,
 
 
 def test_every_command_has_useful_help(runner):
-    top = runner.invoke(app, ["--help"])
+    """The top help lists every command with its summary, and each
+    command's own help describes it and its options."""
+    import typer.main
+
+    commands = typer.main.get_command(app).commands  # name -> click.Command
+    assert {"train", "resume", "sample", "tune", "eval", "inspect", "runs", "info", "plot", "export", "serve"} <= set(
+        commands
+    )
+    top = runner.invoke(app, ["--help"], env={"COLUMNS": "200"})
     assert top.exit_code == 0
-    for command in ("train", "sample", "resume", "eval", "runs", "info", "plot", "export", "serve"):
-        assert command in top.stdout
-        result = runner.invoke(app, [command, "--help"])
+    section = top.stdout.split("Commands:", 1)[1].strip().split("\n\n", 1)[0]
+    listed = {line.split()[0]: line.split(None, 1)[1] for line in section.splitlines()}
+    assert set(listed) == set(commands)
+    for name, command in commands.items():
+        summary = command.help.split("\n")[0].split(".")[0]
+        assert summary and listed[name].startswith(summary[:40]), name
+        result = runner.invoke(app, [name, "--help"], env={"COLUMNS": "200"})
         assert result.exit_code == 0
-        assert "Usage:" in result.stdout
+        assert f"{name} [OPTIONS]" in result.stdout and summary[:40] in result.stdout, name
+        assert "--help" in result.stdout and result.stdout.count("--") >= 2, name  # its options, not --help alone
     assert "--temp" in runner.invoke(app, ["sample", "--help"]).stdout
     assert "--steps" in runner.invoke(app, ["resume", "--help"]).stdout
 
@@ -608,7 +621,7 @@ def test_a_gru_trains_samples_and_says_what_it_is(runner, tiny_corpus, tmp_path)
     result = _train(runner, tiny_corpus, run_dir, "--steps", "30", "--cell", "gru", "--log-every", "5")
     assert result.exit_code == 0, result.output
     losses = [r["train_loss"] for r in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines())]
-    assert losses[-1] < losses[0] - 0.2  # it learns
+    assert losses[-1] < losses[0] - 0.2  # it trains (the cell's arithmetic: test_model.py, test_recurrence.py)
     assert "2x24 GRU" in runner.invoke(app, ["info", str(run_dir)], env={"COLUMNS": "200"}).stdout
     assert _holds_chars(_sample(runner, run_dir, "-n", "50", "--prime", "KING."), len("KING.") + 50)
     bad = runner.invoke(app, ["train", str(tiny_corpus), "--cell", "rnn", "--out", str(tmp_path / "x")])

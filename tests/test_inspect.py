@@ -18,7 +18,8 @@ from charlstm import api
 from charlstm.cli import app
 from charlstm.cli.inspection import inspect_model
 from charlstm.config import ModelConfig
-from charlstm.core.model import CharLSTM, init_params, zero_carry
+from charlstm.core.model import CharLSTM, forward, init_params, zero_carry
+from charlstm.core.scorer import EVAL_WINDOW
 from charlstm.errors import CharlstmError, ConfigError
 from charlstm.introspect import features
 from charlstm.introspect.page import render_page
@@ -29,14 +30,14 @@ WIDE = {"COLUMNS": "200"}
 HOSTILE = 'He said "</script><script>alert(1)</script>" &amp; &lt;b&gt; \u00e9\u2014\U0001f600\n<img src=x>\n'
 
 
-def _model_states(cfg, params, ids):
-    """The model's own per-layer h, each (N, H), and its next-character
-    probabilities (N, V), from one call over the whole text."""
-    (logits, _), state = CharLSTM(cfg).apply(
-        {"params": params}, ids[None], zero_carry(cfg, 1), capture_intermediates=True, mutable=["intermediates"]
-    )
-    calls = state["intermediates"]
-    hs = [np.asarray(calls[f"{cfg.cell}_{layer}"]["__call__"][0][0])[:, 0] for layer in range(cfg.num_layers)]
+def _model_states(cfg, params, ids, cuts):
+    """The model's own forward pass, as training and sampling call it (no
+    collection mutable, so none of the recording branches): each layer's h
+    after the first k characters for each k in `cuts`, (L, H) each, and the
+    next-character probabilities (N, V) from one call over the whole text."""
+    model = CharLSTM(cfg)
+    logits, _ = forward(model, params, ids[None], zero_carry(cfg, 1))  # (1, N, V)
+    hs = {k: np.asarray(forward(model, params, ids[None, :k], zero_carry(cfg, 1))[1][0])[:, 0] for k in cuts}
     return hs, np.asarray(jax.nn.softmax(logits[0]))
 
 
@@ -60,14 +61,18 @@ def test_recorded_gates_reproduce_the_models_forward_pass(small_model, tiny_text
     cell = cfg.cell
     text = tiny_text[:600]  # three windows: the state is carried across two window edges
     seen = record(cfg, params, vocab, text)
-    model_h, model_probs = _model_states(cfg, params, vocab.encode(text))
+    # The states after the first character, on both sides of each window's edge, and at the end.
+    cuts = (1, EVAL_WINDOW, EVAL_WINDOW + 1, 2 * EVAL_WINDOW + 1, 600)
+    model_h, model_probs = _model_states(cfg, params, vocab.encode(text), cuts)
 
     assert seen.h.shape == seen.c.shape == (2, 600, 16) and seen.probs.shape == (600, vocab.size)
-    for layer in range(2):
-        g = {name: values[layer].astype(np.float64) for name, values in seen.gates.items()}  # (N, H) each
+    for k in cuts:
         # Two compiled programs (the recording pass and the model's): equal up
         # to float32 rounding, which grows over 600 steps (up to 2e-6 seen).
-        np.testing.assert_allclose(seen.h[layer], model_h[layer], atol=1e-5, rtol=0)
+        np.testing.assert_allclose(seen.h[:, k - 1], model_h[k], atol=1e-5, rtol=0)
+    for layer in range(2):
+        g = {name: values[layer].astype(np.float64) for name, values in seen.gates.items()}  # (N, H) each
+        h = seen.h[layer].astype(np.float64)  # (N, H)
         if cell == "lstm":
             assert set(g) == {"i", "f", "g", "o"}
             c = g["f"] * _shifted(seen.c[layer]) + g["i"] * g["g"]
@@ -78,11 +83,11 @@ def test_recorded_gates_reproduce_the_models_forward_pass(small_model, tiny_text
                 y = c_hat * np.asarray(p["gain_c"], np.float64) + np.asarray(p["bias_c"], np.float64)
             else:
                 y = c
-            np.testing.assert_allclose(g["o"] * np.tanh(y), model_h[layer], atol=1e-5, rtol=0)
+            np.testing.assert_allclose(g["o"] * np.tanh(y), h, atol=1e-5, rtol=0)
         else:
             assert set(g) == {"r", "u", "n"} and not seen.c.any()  # a GRU has no cell state
-            h = (1 - g["u"]) * g["n"] + g["u"] * _shifted(model_h[layer])
-            np.testing.assert_allclose(h, model_h[layer], atol=1e-6, rtol=0)
+            np.testing.assert_allclose((1 - g["u"]) * g["n"] + g["u"] * _shifted(h), h, atol=1e-6, rtol=0)
+    # Every character's distribution, which reads every layer's h at every step.
     np.testing.assert_allclose(seen.probs, model_probs, atol=1e-5, rtol=0)
 
 

@@ -6,6 +6,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from charlstm.config import ModelConfig
 from charlstm.core.model import CharLSTM, GRULayer, LSTMLayer, count_params, init_params, zero_carry
@@ -143,8 +144,12 @@ def _model(cfg):
     return CharLSTM(cfg), params
 
 
-def test_carried_state_makes_two_windows_equal_one_long_window():
-    cfg = ModelConfig(vocab_size=11, embed_dim=4, hidden_size=8, num_layers=3)
+CELL_KINDS = pytest.mark.parametrize(("cell", "norm"), [("lstm", "none"), ("lstm", "layer"), ("gru", "none")])
+
+
+@CELL_KINDS
+def test_carried_state_makes_two_windows_equal_one_long_window(cell, norm):
+    cfg = ModelConfig(vocab_size=11, embed_dim=4, hidden_size=8, num_layers=3, cell=cell, norm=norm)
     model, params = _model(cfg)
     tokens = jax.random.randint(jax.random.PRNGKey(2), (2, 20), 0, 11)
     whole, carry_whole = model.apply({"params": params}, tokens, zero_carry(cfg, 2))
@@ -170,10 +175,11 @@ def test_shapes_and_parameter_count():
     assert count_params(_model(default)[1]) == expected + 2 * (2 * 128 + 2 * 32)
 
 
-def test_one_character_at_a_time_equals_the_scanned_window():
-    """Generation feeds one character per call (a shortcut without a loop);
-    it must agree with the scan over a whole window."""
-    cfg = ModelConfig(vocab_size=11, embed_dim=4, hidden_size=8, num_layers=2)
+@CELL_KINDS
+def test_one_character_at_a_time_equals_the_scanned_window(cell, norm):
+    """Generation feeds one character per call (the plain cells take a
+    shortcut without a loop); it must agree with the scan over a whole window."""
+    cfg = ModelConfig(vocab_size=11, embed_dim=4, hidden_size=8, num_layers=2, cell=cell, norm=norm)
     model, params = _model(cfg)
     tokens = jax.random.randint(jax.random.PRNGKey(3), (2, 9), 0, 11)
     whole, carry_whole = model.apply({"params": params}, tokens, zero_carry(cfg, 2))

@@ -66,7 +66,8 @@ def test_temperature_zero_is_greedy_and_low_temperature_approaches_it():
     cold = sample_text(CFG, params, VOCAB, SampleConfig(400, temperature=0.05))
     hot = sample_text(CFG, params, VOCAB, SampleConfig(400, temperature=5.0))
     assert cold.count("c") > 390
-    assert hot.count("c") < 200
+    # At 5.0 the likeliest keeps 23% of the draws (92 expected, sd 8), where at 1.0 it keeps 37% (148).
+    assert 60 < hot.count("c") < 120
 
 
 def test_frequencies_follow_the_softmax():
