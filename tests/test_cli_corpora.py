@@ -156,6 +156,35 @@ def test_eval_names_a_bad_file_that_joined_the_runs_folder(runner, tmp_path):
         f"is not there to take its validation text from (a file is not usable text ({poems / 'late.txt'})" in lines[2]
     )
     assert "to read Latin-1 or Windows-1252 text, convert it first (iconv -f CP1252" in lines[2]
+    # A text file added, and one changed: named as resume names them, not as a hash that differs.
+    (poems / "late.txt").write_text("a late poem\n" * 20, encoding="utf-8")
+    first = next(p for p in sorted(poems.iterdir()) if p.name != "late.txt")
+    first.write_text(first.read_text(encoding="utf-8") + "one more line\n", encoding="utf-8")
+    changed = runner.invoke(app, ["eval", str(run_dir)])
+    assert changed.exit_code == 2
+    assert (
+        f"the run's corpus {poems} changed since it trained (1 file added ({poems / 'late.txt'}); 1 file changed "
+        f"({first}: " in changed.stderr
+    ), changed.stderr
+    resumed = runner.invoke(app, ["resume", str(run_dir), "--steps", "3"])
+    assert resumed.exit_code == 2 and f"1 file added ({poems / 'late.txt'})" in resumed.stderr
+
+
+def test_a_folders_links_to_nothing_and_pipes_are_left_out_and_named(runner, tmp_path):
+    """Neither a file nor a folder: never read (a pipe would block the
+    reading), never silently either; named on stderr and in corpus.json."""
+    poems = tmp_path / "poems"
+    write_folder(poems, 2)
+    (poems / "moved.txt").symlink_to(tmp_path / "gone.txt")
+    os.mkfifo(poems / "pipe.txt")
+    run_dir = tmp_path / "run"
+    result = runner.invoke(app, ["train", str(poems), "--out", str(run_dir), *TINY, "--steps", "2"])
+    assert result.exit_code == 0, result.output
+    assert f"skipped {poems / 'moved.txt'}: a link to nothing ({tmp_path / 'gone.txt'} is not there)" in result.stderr
+    assert f"skipped {poems / 'pipe.txt'}: not a regular file (a pipe, a socket or a device)" in result.stderr
+    recorded = json.loads((run_dir / "corpus.json").read_text(encoding="utf-8"))
+    assert [entry["path"] for entry in recorded["skipped"]] == [str(poems / "moved.txt"), str(poems / "pipe.txt")]
+    assert len(recorded["train"]) + len(recorded["val"]) == 2
 
 
 def test_files_that_are_not_text_stop_the_run_each_named_on_its_line(runner, tmp_path):

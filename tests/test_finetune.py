@@ -29,7 +29,7 @@ def test_fine_tuning_keeps_old_rows_bit_for_bit_and_trains(trained_run, tmp_path
     )
     opened = next(e for e in seen if type(e).__name__ == "Opened")
     assert opened.init_from["checkpoint"] == str(base.path) and opened.init_from["vocab_size"] == base.vocab.size
-    assert not [e for e in seen if type(e).__name__ == "Warned"]
+    assert not [e for e in seen if type(e).__name__ == "Warned" and e.kind != "small validation"]
     # A preset's size does not apply: said, where it was silently ignored (a walkthrough, 2026-12-03).
     seen.clear()
     charlstm.train(
@@ -42,12 +42,23 @@ def test_fine_tuning_keeps_old_rows_bit_for_bit_and_trains(trained_run, tmp_path
         on_event=seen.append,
         **SMALL,
     )
-    [warned] = [e for e in seen if type(e).__name__ == "Warned"]
+    [warned] = [e for e in seen if type(e).__name__ == "Warned" and e.kind != "small validation"]
     # Only the sizes that differ from the base model's (2 layers, no norm, as tiny's), and the
     # learning rate a fine-tune puts in the place of the preset's (a walkthrough, 2026-12-04).
     assert warned.message == (
         "--preset tiny: its model size (--hidden 128, --embed 32) does not apply, as --init-from keeps the base "
         "run's model; its learning rate gives way to the fine-tuning one (0.01; --lr sets another)"
+    )
+    # "small" sets no size of its own: it stands for the defaults', which do not apply either.
+    seen.clear()
+    charlstm.train(
+        corpus, tmp_path / "small", init_from=base_dir, preset="small", should_stop=lambda: True, steps=3,
+        on_event=seen.append, **SMALL,
+    )  # fmt: skip
+    [warned] = [e for e in seen if type(e).__name__ == "Warned" and e.kind != "small validation"]
+    assert warned.message == (
+        "--preset small: its model size (--hidden 256, --embed 64) does not apply, as --init-from keeps the base "
+        "run's model"
     )
     seen.clear()
     given_lr = charlstm.train(
@@ -63,7 +74,9 @@ def test_fine_tuning_keeps_old_rows_bit_for_bit_and_trains(trained_run, tmp_path
         on_event=seen.append,
         **SMALL,
     )
-    assert not [e for e in seen if type(e).__name__ == "Warned"]  # nothing of the preset left out
+    assert not [
+        e for e in seen if type(e).__name__ == "Warned" and e.kind != "small validation"
+    ]  # nothing of the preset left out
     assert given_lr.train_config.learning_rate == 5e-3
     assert start.step == 0 and start.train_config.learning_rate == FINE_TUNE_LEARNING_RATE
     old_v = base.vocab.size
@@ -164,7 +177,7 @@ def test_a_fine_tune_says_where_its_regularisation_differs_from_the_base_runs(ti
             **SMALL,
             **options,
         )
-        return [e.message for e in seen if type(e).__name__ == "Warned"]
+        return [e.message for e in seen if type(e).__name__ == "Warned" and e.kind != "small validation"]
 
     assert warnings() == [
         "fine-tuning with --dropout 0.2 and --weight-decay 0.1, a new run's, where the base run trained with 0 and "

@@ -437,6 +437,51 @@ def test_signal_handler_stops_then_warns_then_aborts(capfd):
     assert capfd.readouterr().err == ""
 
 
+def test_three_quick_signals_during_a_step_abort(capfd):
+    """Python runs a handler once for the signals that came while the main
+    thread was in compiled code (a training step); three quick Ctrl-Cs
+    there are still three, and abort as the third one does."""
+    import hashlib
+    import signal
+    import threading
+
+    from charlstm.cli.signals import StopFlag
+
+    main, data = threading.main_thread().ident, b"x" * 100_000_000  # a hash of it: the main thread in C, no handler
+    assert main is not None
+
+    def in_c_while_pressed(times: int) -> None:
+        """Hash in C (the GIL released) while another thread sends `times`
+        SIGINTs to the main thread, 20 ms apart as quick hands are (two at
+        once would be one: the kernel keeps one pending signal of a kind)."""
+        done = threading.Event()
+
+        def press() -> None:
+            for _ in range(times):
+                time.sleep(0.02)
+                signal.pthread_kill(main, signal.SIGINT)
+            done.set()
+
+        presser = threading.Thread(target=press)
+        presser.start()
+        while not done.is_set():
+            hashlib.sha256(data).digest()
+        presser.join()
+        time.sleep(0.1)  # the handler runs at the next bytecode boundary, if it has not yet
+
+    stop = StopFlag()
+    with stop.installed(), pytest.raises(KeyboardInterrupt):
+        in_c_while_pressed(3)
+    assert stop.count == 3 and stop.signal == signal.SIGINT
+    # Two quick ones: stopping, and said twice over, as two slow ones are.
+    again = StopFlag()
+    with again.installed():
+        in_c_while_pressed(2)
+    err = capfd.readouterr().err
+    assert again() and again.count == 2
+    assert err.endswith("stopping...\nstopping after the checkpoint is saved; signal once more to abort without it\n")
+
+
 def test_a_better_best_after_resuming_with_another_rate_replaces_the_old_one(tiny_corpus, tmp_path):
     from charlstm.training import events, session
 

@@ -1,6 +1,7 @@
 import dataclasses
 import itertools
 import math
+import re
 import shutil
 import time
 
@@ -237,6 +238,26 @@ def test_a_time_limit_fits_the_schedule_to_end_with_it(tiny_corpus, tmp_path):
     if finished.reason == "done":  # the last step ran at the fitted schedule's last learning rate
         fitted = hyperparameters(dataclasses.replace(run.train_config, steps=plans[-1].steps))
         assert reports[-1].lr == float(jax.jit(learning_rate)(fitted, plans[-1].steps - 1))
+
+
+@pytest.mark.parametrize(("val_fraction", "warned"), [(0.05, True), (0.3, False)])
+def test_a_validation_text_too_short_to_pick_the_best_by_is_warned_of(tiny_corpus, tmp_path, val_fraction, warned):
+    """The tiny text's 5% is 266 characters, under the 1,000 below which a
+    validation loss moves by chance as much as by learning; its 30% is not."""
+    run = new_tiny_run(tiny_corpus, steps=2, val_fraction=val_fraction)
+    found = [e for e in train(run, tmp_path / "run", stop_at=0) if isinstance(e, events.Warned)]
+    small = [e for e in found if e.kind == "small validation"]
+    held_out = round(len(tiny_corpus.read_text(encoding="utf-8")) * val_fraction)
+    assert held_out < setup_notes.SMALL_VALIDATION if warned else held_out > setup_notes.SMALL_VALIDATION
+    if warned:
+        [message] = [e.message for e in small]
+        assert re.fullmatch(
+            r"validation scores only \d{3} characters: a loss over so few moves by chance as much as by learning, "
+            r"and the best checkpoint is picked by it; a larger --val-fraction gives a steadier measure",
+            message,
+        )
+    else:
+        assert not small
 
 
 def test_a_run_asked_to_fill_its_time_is_lengthened_to_it(tiny_corpus, tmp_path, monkeypatch):
@@ -499,8 +520,8 @@ def test_a_stop_during_a_validation_pass_cuts_it_short_and_saves(tiny_corpus, tm
 
     got: list[events.Event] = []
     session.train(run, tmp_path / "run", got.append, should_stop)
-    [warned] = [e for e in got if isinstance(e, events.Warned)]
-    assert warned.kind == "validation" and "a smaller --val-fraction or a --val-file" in warned.message
+    [warned] = [e for e in got if isinstance(e, events.Warned) and e.kind == "validation"]
+    assert "a smaller --val-fraction or a --val-file" in warned.message
     when = "(every --eval-every 4 steps and at the end)" if steps > 4 else "(at the end)"
     assert when in warned.message and "seconds a pass on a 2-core CPU" in warned.message, warned.message
     assert not [e for e in got if isinstance(e, events.Evaluated)]

@@ -344,8 +344,10 @@ class Model:
         return dataclasses.replace(seen, truncated=rest)
 
     def _held_out_ids(self) -> tuple[streams.Segments, dict[str, int]]:
+        run = checkpoint.run_of(self.path)
+        files = manifest.read_files(run) if run is not None else None  # the files it read, to name what changed
         return reading.held_out_ids(
-            self.corpus, self.corpus_path, self.corpus_sha256, self.vocab, self.train_config.val_fraction
+            self.corpus, files, self.corpus_path, self.corpus_sha256, self.vocab, self.train_config.val_fraction
         )
 
     def validation_description(self) -> str:

@@ -96,12 +96,18 @@ def refuse_a_file_name(text: object, verb: str) -> None:
 
 
 def held_out_ids(
-    corpus: dict[str, Any], corpus_path: str, corpus_sha256: str, vocab: Vocab, val_fraction: float
+    corpus: dict[str, Any],
+    files: dict[str, Any] | None,
+    corpus_path: str,
+    corpus_sha256: str,
+    vocab: Vocab,
+    val_fraction: float,
 ) -> tuple[streams.Segments, dict[str, int]]:
     """The ids of the text a run's validation scored, read again from its
-    corpus (`corpus`, what the run recorded, text/manifest.py), which must
-    be the one it trained on; and the characters of `--val-file` texts the
-    vocabulary lacks, which validation left out: how often each."""
+    corpus (`corpus`, what the run recorded, and `files`, its corpus.json
+    where there is one: text/manifest.py), which must be the one it trained
+    on; and the characters of `--val-file` texts the vocabulary lacks, which
+    validation left out: how often each."""
     entry = corpus or {"path": corpus_path, "sha256": corpus_sha256}
     source = manifest.source_of(entry)
     manifest.refuse_gone(source, "to read its validation text")
@@ -113,8 +119,9 @@ def held_out_ids(
             details=err.details,  # the files it names "above"
         ) from None
     if prepared.sha256 != corpus_sha256:
+        what = "; ".join(manifest.changes(entry, files, prepared)) or "sha256 differs"
         raise CorpusError(
-            f"the run's corpus {corpus_path} changed since it trained (sha256 differs), so its "
+            f"the run's corpus {corpus_path} changed since it trained ({what}), so its "
             "validation text is not the one the model was scored on"
         )
     tokens = open_tokens(prepared, vocab)

@@ -168,6 +168,11 @@ def _base_run(base: Path) -> checkpoint_meta.Meta | None:
         return None
 
 
+# The fields of a model's size that every preset stands for: the sizes it
+# sets, else the defaults' ("small" sets none); a preset's norm only where it sets one.
+_SIZE_FIELDS = ("hidden_size", "num_layers", "embed_dim")
+
+
 def _warn_of_preset(
     preset: str, given: Mapping[str, Any], kept: ModelConfig, tuned: bool, on_event: EventHandler
 ) -> None:
@@ -175,7 +180,9 @@ def _warn_of_preset(
     out: the model sizes where they differ from the base model's (which is
     kept), and the learning rate where no --lr was given (a fine-tune starts
     lower)."""
-    sizes = {k: v for k, v in presets.get(preset).model.items() if k not in given and getattr(kept, k) != v}
+    # A preset that leaves the size alone ("small") stands for the defaults' size.
+    size = {k: getattr(ModelConfig, k) for k in _SIZE_FIELDS} | presets.get(preset).model
+    sizes = {k: v for k, v in size.items() if k not in given and getattr(kept, k) != v}
     left_out = []
     if sizes:
         left_out.append(

@@ -26,6 +26,7 @@ class StopFlag:
         self.signal: int | None = None
         self.count = 0
         self.quiet = quiet  # -q, or a process that does not report: the signals are heeded in silence
+        self._wakeup: int | None = None  # the read end of the signals' wakeup pipe, while installed
 
     def __call__(self) -> bool:
         return self.signal is not None
@@ -39,23 +40,50 @@ class StopFlag:
     @contextmanager
     def installed(self) -> Iterator[None]:
         def handler(signum: int, frame: Any) -> None:
-            self.count += 1
+            # Python runs this once for however many signals came while the
+            # main thread was inside a step (compiled code runs no handler);
+            # the wakeup pipe holds a byte for each, so three quick Ctrl-Cs count as three.
+            before, self.count = self.count, self.count + self._arrived()
             if self.signal is None:
                 self.signal = signum
+            if self.count >= 3:
+                raise KeyboardInterrupt
+            if before == 0:
                 # Say so at once: silence while the step or a save finishes invites the third
                 # signal, which aborts without the save.
                 self._say(b"\nstopping...\n")
-            elif self.count == 2:
+            if self.count == 2:
                 self._say(b"stopping after the checkpoint is saved; signal once more to abort without it\n")
-            else:
-                raise KeyboardInterrupt
 
+        read_end, write_end = os.pipe()
+        for end in (read_end, write_end):
+            os.set_blocking(end, False)  # a full pipe drops a byte rather than block the signal
+        self._wakeup = read_end
         previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+        previous_fd = signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
         try:
             yield
         finally:
+            signal.set_wakeup_fd(previous_fd)
             for s, h in previous.items():
                 signal.signal(s, h)
+            self._wakeup = None
+            os.close(read_end)
+            os.close(write_end)
+
+    def _arrived(self) -> int:
+        """The SIGINTs and SIGTERMs delivered since the last call: at least
+        the one being handled."""
+        count = 0
+        while self._wakeup is not None:
+            try:
+                got = os.read(self._wakeup, 512)
+            except (BlockingIOError, InterruptedError):
+                break
+            if not got:
+                break
+            count += sum(byte in (signal.SIGINT, signal.SIGTERM) for byte in got)
+        return max(1, count)
 
     def _say(self, line: bytes) -> None:
         # os.write, not print: a handler may interrupt a print in progress.

@@ -73,6 +73,13 @@ def _corpus_name(run: RunSummary) -> str:
     return Path(run.corpus).name + more
 
 
+def _vocabulary(vocab: Vocab) -> str:
+    """How many characters, and which: the document boundary, a symbol of
+    the vocabulary but no character, counted apart."""
+    chars = vocab.size - (vocab.boundary_id is not None)
+    return f"{chars} character{'s' * (chars != 1)}: {_vocab_preview(vocab)}"
+
+
 def _vocab_preview(vocab: Vocab, limit: int = 60) -> str:
     marked = vocab.boundary_id is not None
     chars = "".join(c for i, c in enumerate(vocab.chars) if i != vocab.boundary_id)
@@ -115,7 +122,7 @@ def info_table(description: Description) -> Table:
         *_where_it_stands(description),
         ("model", f"{model.describe()}, embedding {model.embed_dim}"),
         ("parameters", f"{params:,}"),
-        ("vocabulary", f"{meta.vocab.size} characters: {_vocab_preview(meta.vocab)}"),
+        ("vocabulary", _vocabulary(meta.vocab)),
         ("corpus", _corpus_text(meta)),
         ("validation text", description.validation),
         ("best validation loss", loss_text(meta.best_val_loss, 4)),

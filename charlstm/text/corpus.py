@@ -14,6 +14,7 @@ or inspect text in memory; whether one file is text, and reading it, is
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
@@ -63,6 +64,9 @@ class Found:
     val: tuple[Document, ...]
     shipped: bool  # a shipped corpus stood in for a name not found here
     roots: tuple[Path, ...]  # the files and folders given, resolved (absolute)
+    # Entries of the folders given that are neither files nor folders (a link
+    # to nothing, a pipe): left out, (path, why) each.
+    irregular: tuple[tuple[str, str], ...] = ()
 
 
 def shipped_corpora() -> dict[str, Path]:
@@ -152,9 +156,11 @@ def braces(pattern: str) -> list[str]:
     return [pattern]
 
 
-def _folder_files(folder: Path, pattern: str) -> list[Path]:
+def _folder_files(folder: Path, pattern: str) -> tuple[list[Path], list[tuple[str, str]]]:
     """The files of `folder` matching `pattern`, sorted by their path inside
-    it; hidden ones and those of charlstm's runs left out."""
+    it; hidden ones and those of charlstm's runs left out. And the entries
+    matching it that are neither files nor folders, (path, why) each: links
+    to nothing, pipes, sockets and devices, which are left out and said to be."""
     if is_run_folder(folder):
         # Named by a slip: `train RUN` meant to fine-tune, or `eval RUN RUN`.
         raise CorpusError(
@@ -163,11 +169,13 @@ def _folder_files(folder: Path, pattern: str) -> list[Path]:
         )
     runs: dict[Path, bool] = {}
     try:
-        matches = [
+        candidates = [
             p
             for p in dict.fromkeys(p for alternative in braces(pattern) for p in folder.glob(alternative))
-            if not _hidden(p.relative_to(folder)) and p.is_file() and not _in_run(p, folder, runs)
+            if not _hidden(p.relative_to(folder)) and not _in_run(p, folder, runs)
         ]
+        matches = [p for p in candidates if p.is_file()]
+        irregular = [(str(p.absolute()), _not_a_file(p)) for p in candidates if not p.is_file() and not p.is_dir()]
     except (ValueError, NotImplementedError) as err:  # a malformed pattern
         raise CorpusError(f"{flag('glob')} {pattern!r}: {err}") from None
     except OSError as err:
@@ -193,7 +201,18 @@ def _folder_files(folder: Path, pattern: str) -> list[Path]:
             f"no files in {folder} match {pattern!r} ({f'it has {has}' if kinds else 'it has no files'}{why}); "
             f"choose others with {flag('glob')}, such as {example}"
         )
-    return sorted(matches, key=lambda p: p.relative_to(folder).as_posix())
+    return sorted(matches, key=lambda p: p.relative_to(folder).as_posix()), sorted(irregular)
+
+
+def _not_a_file(path: Path) -> str:
+    """Why an entry of a folder that is neither a file nor a folder is not read."""
+    if path.is_symlink():
+        try:
+            target = os.readlink(path)
+        except OSError:
+            target = "?"
+        return f"a link to nothing ({target} is not there)"
+    return "not a regular file (a pipe, a socket or a device)"
 
 
 def _regular(path: Path, named: str) -> Path:
@@ -219,6 +238,7 @@ def find(source: Source) -> Found:
     files: list[Path] = []
     named: list[Path] = []  # the training files named one by one, not found in a folder
     roots: list[Path] = []
+    irregular: list[tuple[str, str]] = []  # a folder's entries that are not files: (path, why)
     any_shipped = any_folder = False
     for given in source.paths:
         path, shipped = resolve_corpus_path(str(given))
@@ -226,7 +246,9 @@ def find(source: Source) -> Found:
         any_shipped |= shipped
         if path.is_dir():
             any_folder = True
-            files += _folder_files(path, source.glob)
+            found, skipped = _folder_files(path, source.glob)
+            files += found
+            irregular += skipped
         else:
             files.append(_regular(path, str(given)))
             named.append(path)
@@ -236,7 +258,9 @@ def find(source: Source) -> Found:
         if path.is_dir():
             any_folder = True
             try:
-                val_files += _folder_files(path, source.glob)
+                found, skipped = _folder_files(path, source.glob)
+                val_files += found
+                irregular += skipped
             except CorpusError as err:
                 # --glob picks the training folders' files too: where the validation
                 # folder's differ, naming them one by one is the way.
@@ -261,7 +285,7 @@ def find(source: Source) -> Found:
     train = [d for d in _unique(_document(p) for p in files) if d.path not in held]
     if not train and files:
         raise CorpusError(f"every file of the corpus is a {flag('val_file')}: nothing is left to train on")
-    return Found(tuple(train), tuple(val), any_shipped, tuple(roots))
+    return Found(tuple(train), tuple(val), any_shipped, tuple(roots), tuple(dict.fromkeys(irregular)))
 
 
 def _unique(documents: Iterable[Document]) -> list[Document]:

@@ -117,7 +117,10 @@ def prepare(source: Source, progress: Progress = no_progress) -> Corpus:
     if source.val_files and not val:
         left_out = tuple(_problem(f) for f in bad + empty if f.path in val_paths)
         raise CorpusError(f"{flag('val_file')}: no usable text in {', '.join(source.val_files)}", details=left_out)
-    return Corpus(source, train, val, bad + empty, result.charset, directory, found.roots, found.shipped, from_cache)
+    # Neither read nor refused: a folder's links to nothing and pipes, listed with the files left out.
+    irregular = tuple(scanning.Scanned(path, 0, "", 0, why) for path, why in found.irregular)
+    skipped = bad + empty + irregular
+    return Corpus(source, train, val, skipped, result.charset, directory, found.roots, found.shipped, from_cache)
 
 
 def _scanned(

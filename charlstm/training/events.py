@@ -119,8 +119,8 @@ class Warned:
     """Something about training that needs the user's attention (see `health.py`)."""
 
     step: int
-    # "exploding", "vanishing", "loss rising", "corpus changed", "schedule", "validation", "preset", "fine-tune",
-    # "text", "checkpoint" or "overfitting"
+    # "exploding", "vanishing", "loss rising", "corpus changed", "schedule", "validation", "small validation",
+    # "preset", "fine-tune", "text", "checkpoint" or "overfitting"
     kind: str
     message: str
 

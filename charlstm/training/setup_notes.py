@@ -18,6 +18,12 @@ from charlstm.training.step_setup import Setup
 # default model on 2 cores, 2026-12-03), 2M characters is 40 s a pass.
 LARGE_VALIDATION = 2_000_000
 CPU_SCORING_RATE = 50_000  # characters a second, as above: a pass's length in the warning
+# Held-out characters below which the best checkpoint is picked on noise: a
+# mean over N characters of a loss whose spread is about 1.5 nats moves by
+# about 1.5 / sqrt(N) from one pass to another by chance (0.05 at 1,000
+# characters, more where they are correlated), as much as a run improves in
+# its last thousand steps.
+SMALL_VALIDATION = 1_000
 UNREAD_NOTED = 0.1  # the share of the training text a pass may leave unread before a warning says so
 
 
@@ -28,6 +34,17 @@ def warnings(run: Run, setup: Setup) -> list[events.Warned]:
     unread = _unread(setup.train_streams)
     if unread is not None:
         found.append(events.Warned(step, "text", unread))
+    held_out = len(setup.val_ids) - 1
+    if held_out < SMALL_VALIDATION:
+        more = f"a larger {flag('val_fraction')}" if not run.corpus.val else f"a longer {flag('val_file')}"
+        found.append(
+            events.Warned(
+                step,
+                "small validation",
+                f"validation scores only {held_out:,} characters: a loss over so few moves by chance as much as "
+                f"by learning, and the best checkpoint is picked by it; {more} gives a steadier measure",
+            )
+        )
     if long_passes(setup):
         shorter = (
             f"a shorter {flag('val_file')}"
