@@ -116,6 +116,24 @@ def test_fine_tuning_keeps_old_rows_bit_for_bit_and_trains(trained_run, tmp_path
     assert not np.array_equal(np.asarray(tuned.params["head"]["kernel"])[:, old_v:], kernel[:, old_v:])
 
 
+def test_a_base_saved_before_it_trained_is_said_to_be_untrained(trained_run, tmp_path):
+    """A run stopped before its first step keeps a checkpoint at step 0
+    (resumable); fine-tuning from it is training from scratch: said."""
+    _, corpus = trained_run
+    unborn = charlstm.train(corpus, tmp_path / "unborn", should_stop=lambda: True, steps=3, **SMALL)
+    assert unborn.step == 0
+    seen = []
+    charlstm.train(
+        corpus, tmp_path / "tuned", init_from=tmp_path / "unborn", should_stop=lambda: True, steps=3,
+        on_event=seen.append, **SMALL,
+    )  # fmt: skip
+    [warned] = [e for e in seen if type(e).__name__ == "Warned" and e.kind == "fine-tune"]
+    assert warned.message == (
+        f"--init-from {unborn.path} was saved at step 0, before its run trained: this run starts from untrained "
+        "weights, as a new one would (with its vocabulary)"
+    )
+
+
 def test_fine_tuning_keeps_the_models_shape(trained_run, tmp_path):
     base_dir, corpus = trained_run
     with pytest.raises(charlstm.CharlstmError, match=r"is a 2x24 LSTM with embedding 8, but --hidden 32 .*shape"):

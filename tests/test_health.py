@@ -131,10 +131,30 @@ def test_the_last_line_of_a_resumed_run_gives_its_own_time_then_the_runs(capsys)
     TrainingDisplay(console, NORMAL).handle(events.Finished(900, "done", 1.5, 41.0, 900))
     # A session whose validation passes took most of it says so.
     TrainingDisplay(console, NORMAL).handle(events.Finished(4, "done", 3.5, 57.0, 4, step_seconds=1.2))
+    # A time limit's run says what its passes and saves took, short as they are.
+    TrainingDisplay(console, NORMAL).handle(events.Finished(72, "time limit", 3.5, 18.2, 72, step_seconds=14.9))
+    TrainingDisplay(console, NORMAL).handle(events.Finished(72, "done", 3.5, 18.2, 72, step_seconds=14.9))
     err = capsys.readouterr().err
+    assert "time limit at step 72 after 0:18 of training, 0:03 of it validation passes and saves; best" in err
+    assert "done at step 72 after 0:18 of training; best" in err
     assert "done at step 1000 after 0:05 of training (0:46 in all); best validation loss 1.5" in err
     assert "done at step 900 after 0:41 of training; best validation loss 1.5" in err
     assert "done at step 4 after 0:57 of training, 0:55 of it validation passes and saves; best" in err
+
+
+def test_a_validation_pass_cut_short_is_said_to_be(capsys):
+    console = Console(stderr=True, force_terminal=False, width=200)
+    cut = TrainingDisplay(console, NORMAL)
+    cut.handle(events.Validating(8, 500_000, False))
+    cut.handle(events.Finished(8, "interrupted", None, 5.0, None))
+    whole = TrainingDisplay(console, NORMAL)
+    whole.handle(events.Validating(8, 500_000, False))
+    whole.handle(events.Evaluated(8, 2.5, True))
+    whole.handle(events.Finished(9, "interrupted", 2.5, 6.0, 8))
+    err = capsys.readouterr().err
+    cut_line = "interrupted at step 8 after 0:05 of training; no validation pass yet (the pass at step 8 was cut short)"
+    assert cut_line in err
+    assert "interrupted at step 9 after 0:06 of training; best validation loss 2.5" in err and err.count("cut") == 1
 
 
 def test_resuming_a_run_that_patience_stopped_says_what_to_give(capsys):

@@ -128,6 +128,15 @@ def train(
     check_seed(config.seed)  # a new run's; a stored run keeps the seed it was trained with
     if base is not None and on_event is not None:
         _warn_of_regularisation(config, asked, base.train_config, on_event)
+        if base.step == 0:  # saved as its run was interrupted before its first step
+            on_event(
+                events.Warned(
+                    0,
+                    "fine-tune",
+                    f"{flag('init_from')} {base.path} was saved at step 0, before its run trained: this run starts "
+                    "from untrained weights, as a new one would (with its vocabulary)",
+                )
+            )
     # A batch the devices cannot share fails here, before any file is written.
     distributed.make_mesh(config.batch_size, devices)
     run, run_dir, shipped = session.new(

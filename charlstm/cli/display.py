@@ -64,6 +64,7 @@ class TrainingDisplay:
         self._last_reading_line = 0.0
         self._started_at: int | None = None  # the step this session started at
         self._validated = False  # this session made a validation pass
+        self._cut_pass: int | None = None  # the step of a pass begun and not (yet) ended
         self._last_pass_line, self._last_pass_said = 0.0, ""  # when a log last said how far a pass was, and what
 
     def __enter__(self) -> TrainingDisplay:
@@ -142,9 +143,10 @@ class TrainingDisplay:
                 "learning rate now decays fully by then"
             )
         elif isinstance(event, events.Validating):
+            self._cut_pass = event.step
             self._on_validating(event)
         elif isinstance(event, events.Evaluated):
-            self._validated = True
+            self._validated, self._cut_pass = True, None
             self._val = event.val_loss
             if self._progress is not None and self._task is not None and self._last is not None:
                 self._progress.update(self._task, stats=self._stats(self._last))
@@ -191,6 +193,8 @@ class TrainingDisplay:
                 if event.best_val_loss is not None
                 else "no validation pass yet"
             )
+            if self._cut_pass is not None and event.reason == "interrupted":  # a resume makes it again
+                best += f" (the pass at step {self._cut_pass} was cut short)"
             self._say(f"{event.reason} at step {event.step} after {_trained(event)}; {best}")
 
     def _on_validating(self, event: events.Validating) -> None:
@@ -354,12 +358,13 @@ def _trained(event: events.Finished) -> str:
     """How long the run trained; after a resume, this session's share first."""
     total = _duration(event.train_seconds)
     session = event.train_seconds - event.earlier_seconds
-    # A large held-out text can make its passes most of a session: say so, or the steps read as slow.
+    # A large held-out text can make its passes most of a session: say so, or
+    # the steps read as slow. After a time limit, what came after it (the last
+    # pass and save) too, or "0:18 of training" reads as a limit of 0:15 overrun.
     other = session - event.step_seconds
     known = event.step_seconds > 0
-    passes = (
-        f", {_duration(other)} of it validation passes and saves" if known and other > max(5.0, session / 5) else ""
-    )
+    worth_saying = other > max(5.0, session / 5) or (event.reason == "time limit" and other >= 1.0)
+    passes = f", {_duration(other)} of it validation passes and saves" if known and worth_saying else ""
     if event.earlier_seconds <= 0:
         return f"{total} of training{passes}"
     return f"{_duration(session)} of training{passes} ({total} in all)"
