@@ -172,19 +172,38 @@ def test_eval_names_a_bad_file_that_joined_the_runs_folder(runner, tmp_path):
 
 def test_a_folders_links_to_nothing_and_pipes_are_left_out_and_named(runner, tmp_path):
     """Neither a file nor a folder: never read (a pipe would block the
-    reading), never silently either; named on stderr and in corpus.json."""
+    reading), never silently either; named together on stderr (a tree may
+    hold many) and in corpus.json. A link in a loop among them, where
+    resolving it would raise."""
     poems = tmp_path / "poems"
     write_folder(poems, 2)
     (poems / "moved.txt").symlink_to(tmp_path / "gone.txt")
+    (poems / "loop.txt").symlink_to("loop.txt")
     os.mkfifo(poems / "pipe.txt")
     run_dir = tmp_path / "run"
     result = runner.invoke(app, ["train", str(poems), "--out", str(run_dir), *TINY, "--steps", "2"])
     assert result.exit_code == 0, result.output
-    assert f"skipped {poems / 'moved.txt'}: a link to nothing ({tmp_path / 'gone.txt'} is not there)" in result.stderr
-    assert f"skipped {poems / 'pipe.txt'}: not a regular file (a pipe, a socket or a device)" in result.stderr
+    assert (
+        f"skipped 3 entries that are not files ({poems / 'loop.txt'}: a link in a loop (to loop.txt); "
+        f"{poems / 'moved.txt'}: a link to nothing ({tmp_path / 'gone.txt'} is not there); "
+        f"{poems / 'pipe.txt'}: not a regular file (a pipe, a socket or a device))"
+    ) in result.stderr, result.stderr
     recorded = json.loads((run_dir / "corpus.json").read_text(encoding="utf-8"))
-    assert [entry["path"] for entry in recorded["skipped"]] == [str(poems / "moved.txt"), str(poems / "pipe.txt")]
-    assert len(recorded["train"]) + len(recorded["val"]) == 2
+    assert [entry["path"] for entry in recorded["not_files"]] == [
+        str(poems / n) for n in ("loop.txt", "moved.txt", "pipe.txt")
+    ]
+    assert recorded["skipped"] == [] and len(recorded["train"]) + len(recorded["val"]) == 2
+    assert runner.invoke(app, ["resume", str(run_dir), "--steps", "3"]).exit_code == 0
+    # A folder of nothing but such entries says what it holds.
+    empty = tmp_path / "links"
+    empty.mkdir()
+    (empty / "moved.txt").symlink_to(tmp_path / "gone.txt")
+    nothing = runner.invoke(app, ["train", str(empty), "--out", str(tmp_path / "x"), *TINY])
+    assert nothing.exit_code == 2
+    assert nothing.stderr == (
+        f"error: no files in {empty} match '**/*.txt': it has no files, only {empty / 'moved.txt'}: a link to "
+        f"nothing ({tmp_path / 'gone.txt'} is not there)\n"
+    )
 
 
 def test_files_that_are_not_text_stop_the_run_each_named_on_its_line(runner, tmp_path):

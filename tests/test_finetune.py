@@ -118,11 +118,19 @@ def test_fine_tuning_keeps_old_rows_bit_for_bit_and_trains(trained_run, tmp_path
 
 def test_a_base_saved_before_it_trained_is_said_to_be_untrained(trained_run, tmp_path):
     """A run stopped before its first step keeps a checkpoint at step 0
-    (resumable); fine-tuning from it is training from scratch: said."""
-    _, corpus = trained_run
+    (resumable); fine-tuning from it is training from scratch: said. Not of
+    a fine-tune stopped so: its step 0 holds its own base's trained weights."""
+    base_dir, corpus = trained_run
+    charlstm.train(corpus, tmp_path / "child", init_from=base_dir, should_stop=lambda: True, steps=3, **SMALL)
+    seen: list = []
+    charlstm.train(
+        corpus, tmp_path / "grandchild", init_from=tmp_path / "child", should_stop=lambda: True, steps=3,
+        on_event=seen.append, **SMALL,
+    )  # fmt: skip
+    assert not [e for e in seen if type(e).__name__ == "Warned" and "untrained" in e.message]
     unborn = charlstm.train(corpus, tmp_path / "unborn", should_stop=lambda: True, steps=3, **SMALL)
     assert unborn.step == 0
-    seen = []
+    seen.clear()
     charlstm.train(
         corpus, tmp_path / "tuned", init_from=tmp_path / "unborn", should_stop=lambda: True, steps=3,
         on_event=seen.append, **SMALL,

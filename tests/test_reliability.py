@@ -482,6 +482,30 @@ def test_three_quick_signals_during_a_step_abort(capfd):
     assert err.endswith("stopping...\nstopping after the checkpoint is saved; signal once more to abort without it\n")
 
 
+def test_the_stop_flag_off_the_main_thread_fails_as_python_does_and_leaks_nothing():
+    import threading
+
+    from charlstm.cli.signals import StopFlag
+
+    def open_fds() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    got: list[BaseException] = []
+
+    def install() -> None:
+        try:
+            with StopFlag().installed():
+                pass
+        except ValueError as err:  # signal handlers belong to the main thread
+            got.append(err)
+
+    before = open_fds()
+    worker = threading.Thread(target=install)
+    worker.start()
+    worker.join()
+    assert len(got) == 1 and open_fds() == before
+
+
 def test_a_better_best_after_resuming_with_another_rate_replaces_the_old_one(tiny_corpus, tmp_path):
     from charlstm.training import events, session
 

@@ -245,7 +245,7 @@ def test_a_validation_text_too_short_to_pick_the_best_by_is_warned_of(tiny_corpu
     """The tiny text's 5% is 266 characters, under the 1,000 below which a
     validation loss moves by chance as much as by learning; its 30% is not."""
     run = new_tiny_run(tiny_corpus, steps=2, val_fraction=val_fraction)
-    found = [e for e in train(run, tmp_path / "run", stop_at=0) if isinstance(e, events.Warned)]
+    found = [e for e in train(run, tmp_path / "run", stop_at=1) if isinstance(e, events.Warned)]
     small = [e for e in found if e.kind == "small validation"]
     held_out = round(len(tiny_corpus.read_text(encoding="utf-8")) * val_fraction)
     assert held_out < setup_notes.SMALL_VALIDATION if warned else held_out > setup_notes.SMALL_VALIDATION
@@ -258,6 +258,9 @@ def test_a_validation_text_too_short_to_pick_the_best_by_is_warned_of(tiny_corpu
         )
     else:
         assert not small
+    if warned:  # said once, to the new run: a resumed one keeps its split, and resume cannot change it
+        again = train(session.resumed_run(tmp_path / "run", {}), tmp_path / "run")
+        assert not [e for e in again if isinstance(e, events.Warned) and e.kind == "small validation"]
 
 
 def test_a_run_asked_to_fill_its_time_is_lengthened_to_it(tiny_corpus, tmp_path, monkeypatch):

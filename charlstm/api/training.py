@@ -128,7 +128,8 @@ def train(
     check_seed(config.seed)  # a new run's; a stored run keeps the seed it was trained with
     if base is not None and on_event is not None:
         _warn_of_regularisation(config, asked, base.train_config, on_event)
-        if base.step == 0:  # saved as its run was interrupted before its first step
+        # Saved as its run was interrupted before its first step; a fine-tune's holds its own base's weights.
+        if base.step == 0 and base.init_from is None:
             on_event(
                 events.Warned(
                     0,

@@ -96,6 +96,8 @@ class TrainingDisplay:
             self._say(f"skipped {shown(event.path)}: {event.problem}", style="yellow")
         elif isinstance(event, events.SkippedEmpty):
             self._say(f"skipped {event.summary()}: nothing to learn from", style="yellow")
+        elif isinstance(event, events.SkippedNotFiles):
+            self._say(f"skipped {event.summary()}", style="yellow")
         elif isinstance(event, events.CorpusReady):
             self._on_corpus(event)
         elif isinstance(event, events.Opened):

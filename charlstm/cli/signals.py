@@ -55,19 +55,21 @@ class StopFlag:
             if self.count == 2:
                 self._say(b"stopping after the checkpoint is saved; signal once more to abort without it\n")
 
+        previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}  # the main thread's only
         read_end, write_end = os.pipe()
-        for end in (read_end, write_end):
-            os.set_blocking(end, False)  # a full pipe drops a byte rather than block the signal
-        self._wakeup = read_end
-        previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-        previous_fd = signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
         try:
-            yield
+            for end in (read_end, write_end):
+                os.set_blocking(end, False)  # a full pipe drops a byte rather than block the signal
+            previous_fd = signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+            outer, self._wakeup = self._wakeup, read_end
+            try:
+                yield
+            finally:
+                signal.set_wakeup_fd(previous_fd)
+                self._wakeup = outer
         finally:
-            signal.set_wakeup_fd(previous_fd)
             for s, h in previous.items():
                 signal.signal(s, h)
-            self._wakeup = None
             os.close(read_end)
             os.close(write_end)
 

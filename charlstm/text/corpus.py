@@ -14,6 +14,7 @@ or inspect text in memory; whether one file is text, and reading it, is
 
 from __future__ import annotations
 
+import errno
 import os
 from collections import Counter
 from collections.abc import Collection, Iterable, Sequence
@@ -197,6 +198,9 @@ def _folder_files(folder: Path, pattern: str) -> tuple[list[Path], list[tuple[st
         # A folder of runs, a search's trials.json beside them: not a folder of texts named by a slip of --glob.
         if any(runs.values()) and all(p.name == SEARCH_RECORD for p in others):
             raise CorpusError(f"{folder} holds only charlstm runs, which are never read as text: name your texts")
+        if irregular and not kinds:  # what it does have, and why none of it is read
+            names = first_few([f"{shown(p)}: {problem}" for p, problem in irregular], 3, "; ")
+            raise CorpusError(f"no files in {folder} match {pattern!r}: it has no files, only {names}")
         raise CorpusError(
             f"no files in {folder} match {pattern!r} ({f'it has {has}' if kinds else 'it has no files'}{why}); "
             f"choose others with {flag('glob')}, such as {example}"
@@ -206,13 +210,21 @@ def _folder_files(folder: Path, pattern: str) -> tuple[list[Path], list[tuple[st
 
 def _not_a_file(path: Path) -> str:
     """Why an entry of a folder that is neither a file nor a folder is not read."""
-    if path.is_symlink():
-        try:
-            target = os.readlink(path)
-        except OSError:
-            target = "?"
-        return f"a link to nothing ({target} is not there)"
-    return "not a regular file (a pipe, a socket or a device)"
+    if not path.is_symlink():
+        return "not a regular file (a pipe, a socket or a device)"
+    try:
+        target = os.readlink(path)
+    except OSError:
+        target = "?"
+    try:
+        path.resolve(strict=True)
+    except (RuntimeError, OSError) as err:  # a loop: RuntimeError (Python 3.11-3.12) or ELOOP
+        if isinstance(err, FileNotFoundError):
+            return f"a link to nothing ({target} is not there)"
+        if isinstance(err, RuntimeError) or err.errno == errno.ELOOP:
+            return f"a link in a loop (to {target})"
+        return f"a link that cannot be followed ({err.strerror})"
+    return f"a link to {target}, which is not a file"
 
 
 def _regular(path: Path, named: str) -> Path:

@@ -41,6 +41,9 @@ class Corpus:
     roots: tuple[Path, ...]  # the files and folders given, resolved
     shipped: bool = False  # a shipped corpus stood in for a name not found here
     from_cache: bool = False  # the first reading's results came from the cache
+    # A folder's entries that are neither files nor folders (a link to
+    # nothing, a pipe), (path, why) each: never read, never refused.
+    not_files: tuple[tuple[str, str], ...] = ()
 
     @property
     def documents(self) -> tuple[Scanned, ...]:
@@ -117,10 +120,10 @@ def prepare(source: Source, progress: Progress = no_progress) -> Corpus:
     if source.val_files and not val:
         left_out = tuple(_problem(f) for f in bad + empty if f.path in val_paths)
         raise CorpusError(f"{flag('val_file')}: no usable text in {', '.join(source.val_files)}", details=left_out)
-    # Neither read nor refused: a folder's links to nothing and pipes, listed with the files left out.
-    irregular = tuple(scanning.Scanned(path, 0, "", 0, why) for path, why in found.irregular)
-    skipped = bad + empty + irregular
-    return Corpus(source, train, val, skipped, result.charset, directory, found.roots, found.shipped, from_cache)
+    return Corpus(
+        source, train, val, bad + empty, result.charset, directory, found.roots, found.shipped, from_cache,
+        found.irregular,
+    )  # fmt: skip
 
 
 def _scanned(

@@ -45,6 +45,21 @@ class SkippedEmpty:
 
 
 @dataclass(frozen=True)
+class SkippedNotFiles:
+    """A folder's entries that are neither files nor folders (links to
+    nothing or in a loop, pipes, sockets), left out, reported together: a
+    tree may hold many."""
+
+    entries: tuple[tuple[str, str], ...]  # (path, why)
+
+    def summary(self) -> str:
+        """'2 entries that are not files (a: why; b: why)', the first three named."""
+        n = len(self.entries)
+        what = "1 entry that is not a file" if n == 1 else f"{n} entries that are not files"
+        return f"{what} ({first_few([f'{shown(p)}: {why}' for p, why in self.entries], 3, '; ')})"
+
+
+@dataclass(frozen=True)
 class CorpusReady:
     """The corpus is read and its token file mapped."""
 

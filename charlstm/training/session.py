@@ -114,6 +114,8 @@ def read(source: Source, on_event: EventHandler | None) -> Corpus:
         empty = tuple(f.path for f in corpus.skipped if f.problem == EMPTY)
         if empty:  # one event for them all: a source tree may have hundreds of empty __init__.py
             on_event(events.SkippedEmpty(empty))
+        if corpus.not_files:
+            on_event(events.SkippedNotFiles(corpus.not_files))
         for message in _unwanted_characters(corpus):
             on_event(events.Warned(0, "text", message))
     return corpus

@@ -35,7 +35,7 @@ def warnings(run: Run, setup: Setup) -> list[events.Warned]:
     if unread is not None:
         found.append(events.Warned(step, "text", unread))
     held_out = len(setup.val_ids) - 1
-    if held_out < SMALL_VALIDATION:
+    if held_out < SMALL_VALIDATION and step == 0:  # a new run's: a resumed one keeps its split
         more = f"a larger {flag('val_fraction')}" if not run.corpus.val else f"a longer {flag('val_file')}"
         found.append(
             events.Warned(
