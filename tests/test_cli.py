@@ -643,3 +643,31 @@ def test_a_layer_normalised_lstm_trains_samples_and_says_what_it_is(runner, tiny
     ]:
         bad = runner.invoke(app, ["train", str(tiny_corpus), *args, "--out", str(tmp_path / "x")])
         assert bad.exit_code == 2 and message in bad.stderr, bad.stderr
+
+
+def test_a_run_its_time_limit_ended_says_how_to_train_on(runner, tiny_corpus, tmp_path, monkeypatch):
+    """Timing decides nothing: the loop's clock moves by a second a step, so
+    a limit of 3 s ends a run of 100 steps at step 3, too early for its
+    schedule to be fitted (ten warm-ups)."""
+    from charlstm.training import loop, step_setup
+
+    from .helpers import FakeClock
+
+    clock, call_step = FakeClock(), step_setup.TrainStep.__call__
+
+    def stepped(self, state, batch):
+        clock.now += 1.0
+        return call_step(self, state, batch)
+
+    monkeypatch.setattr(loop, "time", clock)
+    monkeypatch.setattr(step_setup.TrainStep, "__call__", stepped)
+    run_dir = tmp_path / "run"
+    args = ["train", str(tiny_corpus), "--out", str(run_dir), *TINY, "--steps", "100", "--max-time", "0.05"]
+    result = runner.invoke(app, [*args, "--warmup", "10", "--eval-every", "1000"])
+    assert result.exit_code == 0, result.output
+    lines = result.stderr.splitlines()
+    assert lines[-3].startswith("time limit at step 3 after 0:03 of training")
+    assert lines[-2:] == [
+        f"sample with: charlstm sample {run_dir}",
+        f"or train on: charlstm resume {run_dir} (for --max-time 0.05 again, or give another)",
+    ]

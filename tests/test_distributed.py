@@ -423,6 +423,24 @@ def test_processes_started_with_different_options_all_stop_with_one_line(tiny_co
     assert checkpoint.latest_step(run_dir / "checkpoints" / "latest") is None
 
 
+def test_processes_that_do_not_share_the_run_directory_all_stop_with_one_line(tiny_corpus, tmp_path):
+    """Different --out directories (or one on storage a host does not see)
+    once trained to the first save, and there waited 10 minutes for the
+    parts of the checkpoint that went elsewhere, deaf to SIGTERM."""
+    run_dir, elsewhere = tmp_path / "two", tmp_path / "elsewhere"
+    args = [CLI_ARGS, [*CLI_ARGS, "--out", str(elsewhere)]]  # the later --out wins
+    codes, outputs = _two_processes(tiny_corpus, run_dir, args)
+    assert codes == [2, 2], outputs
+    for output, where in zip(outputs, (run_dir, elsewhere), strict=True):
+        assert output.splitlines()[-1] == (
+            f"error: process 1 of this run cannot see the run directory process 0 writes ({where} there): every "
+            "process writes its part of each checkpoint into it, so give every process the same --out (or none), "
+            "on storage every host sees"
+        ), output
+    assert checkpoint.latest_step(run_dir / "checkpoints" / "latest") is None
+    assert not (run_dir / ".charlstm-processes").exists()
+
+
 @pytest.mark.parametrize(
     ("layout", "message"),
     [

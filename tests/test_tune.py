@@ -183,6 +183,20 @@ def test_tune_fits_the_steps_to_a_time_budget(runner, tiny_corpus, tmp_path, mon
     assert trial["model"]["norm"] == "none"  # the fixed options reach every trial
 
 
+def test_a_search_directory_in_use_is_refused_without_pointing_at_resume(runner, tiny_corpus, tmp_path):
+    """A search is not continued ('charlstm resume' refuses its folder): the
+    message says what to do instead."""
+    out = tmp_path / "search"
+    (out / "trial-00").mkdir(parents=True)
+    (out / "trials.json").write_text("{}", encoding="utf-8")
+    result = runner.invoke(app, ["tune", str(tiny_corpus), "--trials", "1", "--steps", "2", "--out", str(out)])
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"error: search directory {out} already exists and is not empty; pick another --out (a search is not "
+        "continued; its best trial is a run of its own, which 'charlstm resume' trains further)\n"
+    )
+
+
 def test_tune_refuses_conflicting_budgets(runner, tiny_corpus, tmp_path):
     result = runner.invoke(app, ["tune", str(tiny_corpus), "--steps", "3", "--budget-s", "5"])
     assert result.exit_code == 2

@@ -167,6 +167,11 @@ def _train(level: int, stop: StopFlag, start: Callable[[_Watch], Model]) -> None
         raise typer.Exit(stop.exit_status)
     if level:
         say(f"sample with: charlstm sample {_quoted(watch.run_dir)}")
+        if model.ended == "time limit":  # steps remain; a resume keeps the limit unless told another
+            say(
+                f"or train on: charlstm resume {_quoted(watch.run_dir)} (for {flag('max_seconds')} "
+                f"{round((model.train_config.max_seconds or 0) / 60, 4):g} again, or give another)"
+            )
     processes.leave()
 
 

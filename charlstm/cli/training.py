@@ -27,6 +27,15 @@ Devices = Annotated[
         "on a CPU, 2 where the batch splits evenly]; the batch size must divide by the total over all processes.",
     ),
 ]
+ResumeDevices = Annotated[
+    int | None,
+    typer.Option(
+        flag("devices"),
+        help="Split each batch over this many of this process's devices [default: all of them; on a CPU, as many "
+        "as the run trained on where the batch splits evenly]; the batch size must divide by the total over all "
+        "processes.",
+    ),
+]
 Coordinator = Annotated[
     str | None,
     typer.Option(
@@ -262,7 +271,7 @@ def resume(
     force: Annotated[
         bool, typer.Option(flag("force"), help="Resume even if the corpus's files changed since the run started.")
     ] = False,
-    devices: Devices = None,
+    devices: ResumeDevices = None,
     coordinator: Coordinator = None,
     num_processes: NumProcesses = None,
     process_id: ProcessId = None,

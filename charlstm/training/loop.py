@@ -79,7 +79,7 @@ def fit(
         step=step,
         total_steps=tc.steps,
         backend=jax.default_backend(),
-        devices=[str(d) for d in setup.mesh.devices.flat],
+        devices=_device_names(list(setup.mesh.devices.flat)),
         processes=jax.process_count(),
         train_chars=setup.train_streams.chars_per_pass,
         val_chars=len(setup.val_ids) - 1,
@@ -419,3 +419,17 @@ def _best_step(history: list[dict[str, float]]) -> int | None:
     if not history:
         return None
     return int(min(history, key=lambda h: h["val_loss"])["step"])
+
+
+def _device_names(devices: list[Any]) -> list[str]:
+    """The devices as the user knows them: "cpu:0"; in a run of several
+    processes, each process's own numbering ("process 1 cpu:0"), not JAX's
+    global ids (cpu:2048)."""
+    if jax.process_count() == 1:
+        return [str(d) for d in devices]
+    seen: dict[int, int] = {}
+    names = []
+    for d in devices:
+        local = seen[d.process_index] = seen.get(d.process_index, -1) + 1
+        names.append(f"process {d.process_index} {d.platform}:{local}")
+    return names

@@ -29,6 +29,7 @@ import math
 import os
 import threading
 from collections.abc import Callable, Mapping
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -281,6 +282,42 @@ def agree(named: Mapping[str, object]) -> None:
             f"{'processes' if len(who) > 1 else 'process'} {', '.join(who)} {'differ' if len(who) > 1 else 'differs'} "
             f"from process 0; start every process "
             f"with the same options and text, changing only {flag('process_id')}"
+        )
+
+
+# The file process 0 writes in the run directory for the others to find:
+# hidden (dot-named) and removed once every process has looked.
+_SHARED_TOKEN = ".charlstm-processes"
+
+
+def share_directory(run_dir: Path) -> None:
+    """Refuse, on every process at once, a run whose processes do not all
+    see the same run directory: given different `--out`s, or one not on
+    storage every host sees. Each writes its part of every checkpoint there,
+    and a save whose parts land apart waits for the missing ones for 10
+    minutes, which no signal ends. Process 0 writes a token there; every
+    process reads it back before the first step."""
+    if not joined() or jax.process_count() == 1:
+        return
+    token = f"{from_main(float(np.random.default_rng().integers(1, 2**52)))!r}"  # the same on every process
+    path = run_dir / _SHARED_TOKEN
+    if is_main():
+        path.write_text(token, encoding="utf-8")
+    barrier("charlstm: run directory token written")
+    try:
+        seen = path.read_text(encoding="utf-8") == token
+    except OSError:
+        seen = False
+    every = np.asarray(multihost_utils.process_allgather(np.int32(seen)))  # (P,)
+    barrier("charlstm: run directory token read")
+    if is_main():
+        path.unlink(missing_ok=True)
+    blind = [str(p) for p in range(len(every)) if not every[p]]
+    if blind:
+        raise ConfigError(
+            f"{'processes' if len(blind) > 1 else 'process'} {', '.join(blind)} of this run cannot see the run "
+            f"directory process 0 writes ({run_dir} there): every process writes its part of each checkpoint "
+            f"into it, so give every process the same {flag('out')} (or none), on storage every host sees"
         )
 
 

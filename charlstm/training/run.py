@@ -122,12 +122,17 @@ def check_writable_path(run_dir: Path) -> None:
         )
 
 
-def check_run_dir(run_dir: Path) -> None:
-    """Refuse a run directory that is a file, already holds something, or
-    could not be read back."""
+def check_run_dir(run_dir: Path, search: bool = False) -> None:
+    """Refuse a run directory (a `search`'s directory of runs) that is a
+    file, already holds something, or could not be read back."""
     check_writable_path(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
         raise CharlstmError(f"{flag('out')} {run_dir} is a file, not a directory")
+    if search and run_dir.exists() and any(run_dir.iterdir()):
+        raise CharlstmError(
+            f"search directory {run_dir} already exists and is not empty; pick another {flag('out')} (a search "
+            f"is not continued; its best trial is a run of its own, which 'charlstm resume' trains further)"
+        )
     if run_dir.exists() and not left_by_failed_start(run_dir):
         raise CharlstmError(
             f"run directory {run_dir} already exists and is not empty; "
@@ -167,10 +172,10 @@ def left_by_failed_start(run_dir: Path) -> bool:
     return True
 
 
-def prepare_run_dir(run_dir: Path, checked: bool = False) -> None:
-    """Create the run directory, refusing one in use unless `checked` already."""
+def prepare_run_dir(run_dir: Path, checked: bool = False, search: bool = False) -> None:
+    """Create the run directory (a `search`'s), refusing one in use unless `checked` already."""
     if not checked:
-        check_run_dir(run_dir)
+        check_run_dir(run_dir, search)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:

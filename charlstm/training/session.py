@@ -356,6 +356,7 @@ def train(
             "how the time limit is used": time_use,
         }
     )
+    processes.share_directory(run_dir)  # the directory each of them saves its part of every checkpoint into
     # The first process holds the run's lock: in a multi-process run the
     # others are its partners, not rivals.
     session = (int(run.state.step), run.train_config.steps)  # for `charlstm runs` until this session's first save

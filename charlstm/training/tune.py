@@ -247,7 +247,7 @@ def search(
     text = session.read(plan.source, on_event)  # an unusable corpus leaves no folder behind
     refuse_unfit_validation(text, text.charset)
     made = not plan.out.exists()  # an empty folder the user made stays, whatever happens
-    prepare_run_dir(plan.out)
+    prepare_run_dir(plan.out, search=True)
     on_event(events.SearchPlanned(plan.out, len(plan.points), plan.settings["kind"], plan.note))
     results: list[TrialResult] = []
     try:
