@@ -319,6 +319,7 @@ def test_a_damaged_token_file_is_refused_where_it_is_read_and_a_failed_start_can
     (run_dir / "corpus.json").write_text("{}")
     (run_dir / ".lock").touch()
     (run_dir / "metrics.jsonl").touch()
+    (run_dir / ".charlstm-processes").touch()  # a multi-process start that ended before it was removed
     check_run_dir(run_dir)
     (run_dir / "checkpoints" / "latest" / "4" / "meta").mkdir(parents=True)
     with pytest.raises(CharlstmError, match="already exists and is not empty"):

@@ -441,6 +441,25 @@ def test_processes_that_do_not_share_the_run_directory_all_stop_with_one_line(ti
     assert not (run_dir / ".charlstm-processes").exists()
 
 
+def test_a_run_directory_process_0_cannot_write_in_stops_every_process(tmp_path, monkeypatch):
+    """Process 0's failure to write the token is gathered before anyone
+    waits on it: every process stops with one line (two processes were left
+    at a barrier for 5 minutes, then aborted with 134). Two processes faked:
+    each gather returns this one's value twice, as process 0 sees it."""
+    from jax.experimental import multihost_utils
+
+    monkeypatch.setattr(processes, "joined", lambda: True)
+    monkeypatch.setattr(processes.jax, "process_count", lambda: 2)
+    monkeypatch.setattr(processes, "from_main", lambda value: value)
+    monkeypatch.setattr(multihost_utils, "process_allgather", lambda value: np.array([value, value]))
+    not_a_folder = tmp_path / "a-file"
+    not_a_folder.write_text("", encoding="utf-8")
+    with pytest.raises(CharlstmError, match=rf"^cannot write in the run directory {re.escape(str(not_a_folder))}: "):
+        processes.share_directory(not_a_folder)
+    processes.share_directory(tmp_path)  # a directory both see: on, with nothing left behind
+    assert not list(tmp_path.glob(".charlstm-*"))
+
+
 @pytest.mark.parametrize(
     ("layout", "message"),
     [

@@ -197,6 +197,20 @@ def test_a_search_directory_in_use_is_refused_without_pointing_at_resume(runner,
     )
 
 
+def test_tune_names_a_folders_entries_that_are_not_files(runner, tiny_text, tmp_path):
+    poems = tmp_path / "poems"
+    poems.mkdir()
+    (poems / "a.txt").write_text(tiny_text, encoding="utf-8")
+    (poems / "moved.txt").symlink_to(tmp_path / "gone.txt")
+    args = ["tune", str(poems), "--trials", "1", "--steps", "2", "--out", str(tmp_path / "s"), *SMALL_SPACE]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert (
+        f"skipped 1 entry that is not a file ({poems / 'moved.txt'}: a link to nothing ({tmp_path / 'gone.txt'} "
+        "is not there))"
+    ) in result.stderr
+
+
 def test_tune_refuses_conflicting_budgets(runner, tiny_corpus, tmp_path):
     result = runner.invoke(app, ["tune", str(tiny_corpus), "--steps", "3", "--budget-s", "5"])
     assert result.exit_code == 2

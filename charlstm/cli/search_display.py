@@ -56,6 +56,8 @@ class SearchDisplay:
             self._say(f"skipped {event.path}: {event.problem}", style="yellow")
         elif isinstance(event, events.SkippedEmpty):
             self._say(f"skipped {event.summary()}: nothing to learn from", style="yellow")
+        elif isinstance(event, events.SkippedNotFiles):
+            self._say(f"skipped {event.summary()}", style="yellow")
         elif isinstance(event, events.SearchPlanned):
             plural = "" if event.trials == 1 else "s"
             self._say(f"search directory: {event.directory}; {event.trials} {event.kind} trial{plural}")

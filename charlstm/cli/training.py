@@ -31,9 +31,9 @@ ResumeDevices = Annotated[
     int | None,
     typer.Option(
         flag("devices"),
-        help="Split each batch over this many of this process's devices [default: all of them; on a CPU, as many "
-        "as the run trained on where the batch splits evenly]; the batch size must divide by the total over all "
-        "processes.",
+        help="Split each batch over this many of this process's devices [default: all of them; on a CPU, 2, or 1 "
+        "if the run trained on 1 (give the run's own count to keep a larger one)]; the batch size must divide by "
+        "the total over all processes.",
     ),
 ]
 Coordinator = Annotated[

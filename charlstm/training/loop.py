@@ -431,5 +431,6 @@ def _device_names(devices: list[Any]) -> list[str]:
     names = []
     for d in devices:
         local = seen[d.process_index] = seen.get(d.process_index, -1) + 1
-        names.append(f"process {d.process_index} {d.platform}:{local}")
+        kind = str(d).split(":")[0]  # as one process names it: "cpu", "cuda"
+        names.append(f"process {d.process_index} {kind}:{local}")
     return names

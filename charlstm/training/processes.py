@@ -286,8 +286,9 @@ def agree(named: Mapping[str, object]) -> None:
 
 
 # The file process 0 writes in the run directory for the others to find:
-# hidden (dot-named) and removed once every process has looked.
-_SHARED_TOKEN = ".charlstm-processes"
+# hidden (dot-named), removed once every process has looked, and one of the
+# files a start that failed may leave (training/run.py).
+SHARED_TOKEN = ".charlstm-processes"
 
 
 def share_directory(run_dir: Path) -> None:
@@ -296,22 +297,33 @@ def share_directory(run_dir: Path) -> None:
     storage every host sees. Each writes its part of every checkpoint there,
     and a save whose parts land apart waits for the missing ones for 10
     minutes, which no signal ends. Process 0 writes a token there; every
-    process reads it back before the first step."""
+    process reads it back before the first step. Each outcome is gathered
+    from every process before anyone acts on it, so that all stop together."""
     if not joined() or jax.process_count() == 1:
         return
     token = f"{from_main(float(np.random.default_rng().integers(1, 2**52)))!r}"  # the same on every process
-    path = run_dir / _SHARED_TOKEN
+    path = run_dir / SHARED_TOKEN
+    unwritable = ""
     if is_main():
-        path.write_text(token, encoding="utf-8")
-    barrier("charlstm: run directory token written")
+        try:
+            path.write_text(token, encoding="utf-8")
+        except OSError as err:
+            unwritable = err.strerror or str(err)
+    # Gathered, not a barrier: process 0's failure reaches every process (as a hash; its words stay there).
+    if np.any(np.asarray(multihost_utils.process_allgather(np.int32(bool(unwritable))))):
+        raise CharlstmError(
+            f"cannot write in the run directory {run_dir}"
+            + (f": {unwritable}" if unwritable else " (process 0 says why)")
+        )
     try:
-        seen = path.read_text(encoding="utf-8") == token
-    except OSError:
-        seen = False
-    every = np.asarray(multihost_utils.process_allgather(np.int32(seen)))  # (P,)
-    barrier("charlstm: run directory token read")
-    if is_main():
-        path.unlink(missing_ok=True)
+        try:
+            seen = path.read_text(encoding="utf-8") == token
+        except OSError:
+            seen = False
+        every = np.asarray(multihost_utils.process_allgather(np.int32(seen)))  # (P,)
+    finally:
+        if is_main():
+            path.unlink(missing_ok=True)  # the others have read it, or this one is ending anyway
     blind = [str(p) for p in range(len(every)) if not every[p]]
     if blind:
         raise ConfigError(

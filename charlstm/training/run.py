@@ -15,7 +15,7 @@ from charlstm.text import manifest, streams
 from charlstm.text.scan import Progress, no_progress
 from charlstm.text.tokens import Corpus, Tokens, open_tokens
 from charlstm.text.vocab import BOUNDARY, Vocab
-from charlstm.training import run_lock, runlog
+from charlstm.training import processes, run_lock, runlog
 
 RUNS_DIR = Path("runs")
 
@@ -151,7 +151,7 @@ def complete_steps(directory: Path) -> list[int]:
 
 
 # What a run writes besides its checkpoints: its record, lock and logs.
-_RUN_FILES = (run_lock.LOCK_FILE, manifest.FILES, runlog.METRICS_FILE, runlog.SAMPLES_FILE)
+_RUN_FILES = (run_lock.LOCK_FILE, manifest.FILES, runlog.METRICS_FILE, runlog.SAMPLES_FILE, processes.SHARED_TOKEN)
 
 
 def left_by_failed_start(run_dir: Path) -> bool:
