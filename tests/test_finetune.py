@@ -140,6 +140,13 @@ def test_a_base_saved_before_it_trained_is_said_to_be_untrained(trained_run, tmp
         f"--init-from {unborn.path} was saved at step 0, before its run trained: this run starts from untrained "
         "weights, as a new one would (with its vocabulary)"
     )
+    # Its own step 0 holds those untrained weights still: said again a generation on.
+    seen.clear()
+    charlstm.train(
+        corpus, tmp_path / "again", init_from=tmp_path / "tuned", should_stop=lambda: True, steps=3,
+        on_event=seen.append, **SMALL,
+    )  # fmt: skip
+    assert [e for e in seen if type(e).__name__ == "Warned" and "untrained" in e.message]
 
 
 def test_fine_tuning_keeps_the_models_shape(trained_run, tmp_path):

@@ -129,7 +129,7 @@ def train(
     if base is not None and on_event is not None:
         _warn_of_regularisation(config, asked, base.train_config, on_event)
         # Saved as its run was interrupted before its first step; a fine-tune's holds its own base's weights.
-        if base.step == 0 and base.init_from is None:
+        if base.step == 0 and (base.init_from is None or base.init_from.get("trained") is False):
             on_event(
                 events.Warned(
                     0,

@@ -84,6 +84,9 @@ def fine_tune_run(
         "corpus": base.corpus_path,
         "vocab_size": base.vocab.size,
         "model": old.describe(),
+        # Whether the weights it starts from ever trained: a base saved at step 0
+        # holds its own base's weights, if it has one (runs before this say nothing: trained).
+        "trained": base.step > 0 or bool(base.init_from is not None and base.init_from.get("trained", True)),
     }
     return run
 
