@@ -1,10 +1,17 @@
-"""Losses are kept in nats per character; people also read bits per character."""
+"""Losses are kept in nats per character; people also read bits per character. Times are kept
+in seconds; `--max-time` takes minutes."""
 
 from __future__ import annotations
 
 import math
 
 LN2 = math.log(2.0)
+
+
+def minutes(seconds: float) -> str:
+    """`seconds` as the minutes `--max-time` takes, as a user would type
+    them: 0.0833, not 0.0833333; 1440, not 1.44e+03."""
+    return f"{round(seconds / 60, 4):g}"
 
 
 def bits(nats: float) -> float:

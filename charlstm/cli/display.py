@@ -33,11 +33,12 @@ from rich.text import Text
 
 from charlstm.cli.format import duration as _duration
 from charlstm.cli.format import loss_text as _loss_text
-from charlstm.cli.format import skipped_text, training_options
+from charlstm.cli.format import skipped_line, skipped_text, training_options
 from charlstm.cli.outputs import unseen_if_gone
 from charlstm.errors import shown
 from charlstm.flags import flag
 from charlstm.training import events
+from charlstm.units import minutes
 
 QUIET, NORMAL, VERBOSE = 0, 1, 2
 # A corpus this large is worth a line saying where its token file is, and how long it took.
@@ -92,12 +93,8 @@ class TrainingDisplay:
             self._on_reading(event)
             return
         self._stop_reading()
-        if isinstance(event, events.Skipped):
-            self._say(f"skipped {shown(event.path)}: {event.problem}", style="yellow")
-        elif isinstance(event, events.SkippedEmpty):
-            self._say(f"skipped {event.summary()}: nothing to learn from", style="yellow")
-        elif isinstance(event, events.SkippedNotFiles):
-            self._say(f"skipped {event.summary()}", style="yellow")
+        if (skipped := skipped_line(event)) is not None:
+            self._say(skipped, style="yellow")
         elif isinstance(event, events.CorpusReady):
             self._on_corpus(event)
         elif isinstance(event, events.Opened):
@@ -133,7 +130,7 @@ class TrainingDisplay:
                 self._progress.update(self._task, total=event.steps)
             if event.budget:  # a tune trial's refit, at many reports: its bar shows it
                 return
-            limit = f"{flag('max_seconds')} {round(event.max_seconds / 60, 4):g}"
+            limit = f"{flag('max_seconds')} {minutes(event.max_seconds)}"
             if event.steps > event.was:  # --fill-time
                 self._say(
                     f"step {event.step}: {limit} holds about {event.steps:,} steps, not {event.was:,}: the run "

@@ -18,6 +18,7 @@ from charlstm.cli.app import EXIT_ABORTED, EXIT_DIVERGED, end_at_once, say, stde
 from charlstm.cli.display import QUIET
 from charlstm.cli.signals import StopFlag, end_now
 from charlstm.flags import flag
+from charlstm.units import minutes
 
 if TYPE_CHECKING:
     from charlstm.api import Model, TrainingDiverged
@@ -170,7 +171,7 @@ def _train(level: int, stop: StopFlag, start: Callable[[_Watch], Model]) -> None
         if model.ended == "time limit":  # steps remain; a resume keeps the limit unless told another
             say(
                 f"or train on: charlstm resume {_quoted(watch.run_dir)} (for {flag('max_seconds')} "
-                f"{round((model.train_config.max_seconds or 0) / 60, 4):g} again, or give another)"
+                f"{minutes(model.train_config.max_seconds or 0)} again, or give another)"
             )
     processes.leave()
 

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 
 from charlstm.cli.display import NORMAL, QUIET, VERBOSE, TrainingDisplay
-from charlstm.cli.format import loss_text, trial_seconds
+from charlstm.cli.format import loss_text, skipped_line, trial_seconds
 from charlstm.cli.outputs import unseen_if_gone
 from charlstm.flags import as_options
 from charlstm.training import events
@@ -52,12 +52,8 @@ class SearchDisplay:
     def _handle(self, event: Any) -> None:
         if self.verbosity == QUIET:
             return
-        if isinstance(event, events.Skipped):
-            self._say(f"skipped {event.path}: {event.problem}", style="yellow")
-        elif isinstance(event, events.SkippedEmpty):
-            self._say(f"skipped {event.summary()}: nothing to learn from", style="yellow")
-        elif isinstance(event, events.SkippedNotFiles):
-            self._say(f"skipped {event.summary()}", style="yellow")
+        if (skipped := skipped_line(event)) is not None:
+            self._say(skipped, style="yellow")
         elif isinstance(event, events.SearchPlanned):
             plural = "" if event.trials == 1 else "s"
             self._say(f"search directory: {event.directory}; {event.trials} {event.kind} trial{plural}")

@@ -175,8 +175,12 @@ def _folder_files(folder: Path, pattern: str) -> tuple[list[Path], list[tuple[st
             for p in dict.fromkeys(p for alternative in braces(pattern) for p in folder.glob(alternative))
             if not _hidden(p.relative_to(folder)) and not _in_run(p, folder, runs)
         ]
-        matches = [p for p in candidates if p.is_file()]
-        irregular = [(str(p.absolute()), _not_a_file(p)) for p in candidates if not p.is_file() and not p.is_dir()]
+        matches, irregular = [], []
+        for p in candidates:  # one look at each (a folder of many files: a stat each, not two)
+            if p.is_file():
+                matches.append(p)
+            elif not p.is_dir():
+                irregular.append((str(p.absolute()), _not_a_file(p)))
     except (ValueError, NotImplementedError) as err:  # a malformed pattern
         raise CorpusError(f"{flag('glob')} {pattern!r}: {err}") from None
     except OSError as err:

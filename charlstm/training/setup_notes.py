@@ -51,8 +51,7 @@ def warnings(run: Run, setup: Setup) -> list[events.Warned]:
             if run.corpus.val
             else f"a smaller {flag('val_fraction')} or a {flag('val_file')}"
         )
-        chars = len(setup.val_ids) - 1
-        seconds = chars / CPU_SCORING_RATE
+        seconds = held_out / CPU_SCORING_RATE
         about = f"{seconds:.0f} seconds" if seconds < 90 else f"{seconds / 60:.0f} minutes"
         when = (
             f"every {flag('eval_every')} {tc.eval_every} steps and at the end"
@@ -63,7 +62,7 @@ def warnings(run: Run, setup: Setup) -> list[events.Warned]:
             events.Warned(
                 step,
                 "validation",
-                f"each validation pass ({when}) scores all {chars:,} validation characters: about {about} a pass "
+                f"each validation pass ({when}) scores all {held_out:,} validation characters: about {about} a pass "
                 f"on a 2-core CPU for the default model ({CPU_SCORING_RATE:,} characters a second); {shorter} keeps "
                 "the passes short",
             )
