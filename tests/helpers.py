@@ -98,3 +98,20 @@ class FakeClock:
 
     def perf_counter(self) -> float:
         return self.now
+
+
+def clock_per_step(monkeypatch, cost: float) -> FakeClock:
+    """The training loop's clock as a fake moved only by `cost` seconds a
+    training step (compiling, validating and saving take none): timing
+    decides nothing in a test that uses it."""
+    from charlstm.training import loop, step_setup
+
+    clock, call_step = FakeClock(), step_setup.TrainStep.__call__
+
+    def stepped(self, state, batch):
+        clock.now += cost
+        return call_step(self, state, batch)
+
+    monkeypatch.setattr(loop, "time", clock)
+    monkeypatch.setattr(step_setup.TrainStep, "__call__", stepped)
+    return clock

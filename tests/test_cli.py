@@ -649,18 +649,9 @@ def test_a_run_its_time_limit_ended_says_how_to_train_on(runner, tiny_corpus, tm
     """Timing decides nothing: the loop's clock moves by a second a step, so
     a limit of 3 s ends a run of 100 steps at step 3, too early for its
     schedule to be fitted (ten warm-ups)."""
-    from charlstm.training import loop, step_setup
+    from .helpers import clock_per_step
 
-    from .helpers import FakeClock
-
-    clock, call_step = FakeClock(), step_setup.TrainStep.__call__
-
-    def stepped(self, state, batch):
-        clock.now += 1.0
-        return call_step(self, state, batch)
-
-    monkeypatch.setattr(loop, "time", clock)
-    monkeypatch.setattr(step_setup.TrainStep, "__call__", stepped)
+    clock_per_step(monkeypatch, 1.0)
     run_dir = tmp_path / "run"
     args = ["train", str(tiny_corpus), "--out", str(run_dir), *TINY, "--steps", "100", "--max-time", "0.05"]
     result = runner.invoke(app, [*args, "--warmup", "10", "--eval-every", "1000"])

@@ -19,11 +19,11 @@ from charlstm.core.state import decay_mask, hyperparameters, learning_rate
 from charlstm.core.step import make_train_step
 from charlstm.errors import CharlstmError, CorpusError
 from charlstm.text.streams import Streams
-from charlstm.training import checkpoint, events, loop, session, setup_notes, step_setup
+from charlstm.training import checkpoint, events, loop, session, setup_notes
 from charlstm.training.runlog import read_metrics
 from charlstm.training.timefit import TimeFit
 
-from .helpers import FakeClock, assert_trees_equal, losses, new_tiny_run, tiny_train_config, train
+from .helpers import assert_trees_equal, clock_per_step, losses, new_tiny_run, tiny_train_config, train
 from .test_corpus import write_folder
 
 
@@ -271,15 +271,7 @@ def test_a_run_asked_to_fill_its_time_is_lengthened_to_it(tiny_corpus, tmp_path,
     the steps and the warm-up it was fitted to. Timing decides nothing: the
     loop's clock is a fake that moves only by a set cost per step."""
     steps, limit, step_cost = 100, 4.0, 1 / 64  # 256 steps fit; binary fractions add exactly
-    clock = FakeClock()
-    monkeypatch.setattr(loop, "time", clock)
-    call_step = step_setup.TrainStep.__call__
-
-    def stepped(self, state, batch):
-        clock.now += step_cost
-        return call_step(self, state, batch)
-
-    monkeypatch.setattr(step_setup.TrainStep, "__call__", stepped)
+    clock_per_step(monkeypatch, step_cost)
     # A warm-up of 50 asked, 10 used at first (a tenth of 100 steps); 50 once the run is longer.
     run = new_tiny_run(
         tiny_corpus, steps=steps, warmup_steps=50, max_seconds=limit, eval_every=200, checkpoint_every=10**5

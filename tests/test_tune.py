@@ -11,7 +11,7 @@ from charlstm.cli import app
 from charlstm.errors import CharlstmError, ConfigError
 from charlstm.training import checkpoint, search_space, step_setup, tune
 
-from .helpers import FakeClock
+from .helpers import FakeClock, clock_per_step
 
 SMALL_SPACE = ["--hidden", "8,16", "--layers", "1", "--seq-len", "16", "--dropout", "0,0.2", "--embed", "8", "-b", "4"]
 
@@ -158,17 +158,7 @@ def test_tune_fits_the_steps_to_a_time_budget(runner, tiny_corpus, tmp_path, mon
     """Timing decides nothing: the loop's clock is a fake that moves by 1/64 s
     a training step, so the 2 s budget holds 128 steps, far more than the
     calibration's, and the trial ends by its step count."""
-    from charlstm.training import loop
-
-    clock = FakeClock()
-    monkeypatch.setattr(loop, "time", clock)
-    call_step = step_setup.TrainStep.__call__
-
-    def stepped(self, state, batch):
-        clock.now += 1 / 64
-        return call_step(self, state, batch)
-
-    monkeypatch.setattr(step_setup.TrainStep, "__call__", stepped)
+    clock_per_step(monkeypatch, 1 / 64)
     out = tmp_path / "timed"
     args = ["tune", str(tiny_corpus), "--budget-s", "2", "--trials", "1", "--out", str(out), "--json"]
     result = runner.invoke(app, [*args, *SMALL_SPACE, "--norm", "none"])
