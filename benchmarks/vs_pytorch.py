@@ -5,6 +5,7 @@
     python benchmarks/vs_pytorch.py --quick    # small and sampling only
     python benchmarks/vs_pytorch.py --growth   # also hidden 128-1024 and seq 64-256 (one round each)
     python benchmarks/vs_pytorch.py --json results.json
+    python benchmarks/vs_pytorch.py --precision bf16   # bf16 products on both sides (training rows only)
 
 Training: charlstm's real jitted step (embedding, stacked LSTM, dense head,
 AdamW without decay, global-norm clipping at 1.0, fp32), over the devices
@@ -26,6 +27,16 @@ runs in the first round only. So that one run fits in 10 minutes on the
 2-core CPU, the other rows (`--growth`) are opt-in and measured once. Each child also times one large
 fp32 matrix product (2048 x 1024 x 1024) in its own framework: that is the
 ceiling the training rows' GFLOP/s can be read against.
+
+`--precision bf16` times the training rows with bfloat16 matrix products on
+both sides: charlstm's `--precision bf16` step (bfloat16 products with
+float32 results; parameters, optimizer, gates, cell state and loss in
+float32), against PyTorch under `torch.autocast` to bfloat16 (oneDNN's
+bfloat16 LSTM on a CPU, cuDNN's on a GPU; its gates, states and outputs
+bfloat16, its loss and parameters float32; the carried state is handed to
+the next step as float32, as charlstm carries it). Sampling stays float32
+on both sides: the sampler has no bf16 mode. On a CPU without bfloat16
+instructions both sides convert in software, and the figures say so.
 
 Host memory matters on the CPU: under glibc's default malloc settings both
 frameworks get fresh pages from the kernel for their large per-step buffers
@@ -196,10 +207,10 @@ TorchState = tuple["torch.Tensor", "torch.Tensor"]  # the carried (h, c), (layer
 
 
 def torch_step(
-    embed: int, hidden: int, layers: int, batch: int, seq_len: int
+    embed: int, hidden: int, layers: int, batch: int, seq_len: int, precision: str = "fp32"
 ) -> tuple[Callable[[TorchState], TorchState], TorchState]:
     """PyTorch's training step on one fixed batch, `step(state) -> state`,
-    and its first carried state."""
+    and its first carried state; bf16: the forward pass under autocast."""
     torch, device = _torch(), _torch_device()
     torch.manual_seed(0)
     model = torch_char_lstm(embed, hidden, layers).to(device)
@@ -209,19 +220,23 @@ def torch_step(
 
     def step(state: TorchState) -> TorchState:
         opt.zero_grad(set_to_none=True)
-        logits, state = model(x[:, :-1], state)
-        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, VOCAB), x[:, 1:].reshape(-1))
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+            logits, state = model(x[:, :-1], state)
+        # (B, T, V); float32 for the loss, as autocast would make it anyway
+        loss = torch.nn.functional.cross_entropy(logits.float().reshape(-1, VOCAB), x[:, 1:].reshape(-1))
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        return state[0].detach(), state[1].detach()
+        return state[0].detach().float(), state[1].detach().float()
 
     return step, state
 
 
-def torch_train(embed: int, hidden: int, layers: int, batch: int, seq_len: int, steps: int) -> float:
+def torch_train(
+    embed: int, hidden: int, layers: int, batch: int, seq_len: int, steps: int, precision: str = "fp32"
+) -> float:
     device = _torch_device()
-    step, state = torch_step(embed, hidden, layers, batch, seq_len)
+    step, state = torch_step(embed, hidden, layers, batch, seq_len, precision)
     for _ in range(3):
         state = step(state)
     _sync(device)
@@ -278,7 +293,7 @@ SIDES = [("charlstm", "charlstm", "kept"), ("torch", "torch", "kept"), ("torch_s
 MAIN_ROWS = ("small", "large")  # the rows measured in rounds, and the only ones PyTorch* runs (time)
 
 
-def worker(framework: str, names: list[str], steps: int, sample: bool) -> list[dict]:
+def worker(framework: str, names: list[str], steps: int, sample: bool, precision: str = "fp32") -> list[dict]:
     """One side's figures, in this (child) process: training rows, the matmul
     ceiling, then (with `sample`) sampling; first, where it ran."""
     if framework == "torch":
@@ -288,7 +303,9 @@ def worker(framework: str, names: list[str], steps: int, sample: bool) -> list[d
     for name in names:
         c = configs[name]
         if framework == "charlstm":
-            compiled = compiled_step(c["hidden"], c["layers"], c["batch"], c["seq_len"], embed=c["embed"], vocab=VOCAB)
+            compiled = compiled_step(
+                c["hidden"], c["layers"], c["batch"], c["seq_len"], embed=c["embed"], vocab=VOCAB, precision=precision
+            )
             r = measure(compiled, steps)
             out.append(
                 {
@@ -300,7 +317,7 @@ def worker(framework: str, names: list[str], steps: int, sample: bool) -> list[d
                 }
             )
         else:
-            chars = torch_train(c["embed"], c["hidden"], c["layers"], c["batch"], c["seq_len"], steps)
+            chars = torch_train(c["embed"], c["hidden"], c["layers"], c["batch"], c["seq_len"], steps, precision)
             out.append({"config": name, "chars_per_s": round(chars)})
         print(f"  {framework}: {name} done", file=sys.stderr, flush=True)
     out.append({"config": "matmul peak", "gflops": matmul_peak_gflops(framework)})
@@ -318,10 +335,17 @@ def all_configs() -> list[tuple[str, dict[str, int]]]:
 
 
 def run_side(
-    framework: str, memory: str, names: list[str], steps: int, sample: bool = True, devices: int | None = None
+    framework: str,
+    memory: str,
+    names: list[str],
+    steps: int,
+    sample: bool = True,
+    devices: int | None = None,
+    precision: str = "fp32",
 ) -> dict[str, dict]:
     env = {**os.environ, ENV_OFF: "1" if memory == "system" else "0"}
     command = [sys.executable, __file__, "--worker", framework, "--steps", str(steps), "--configs", *names]
+    command += ["--precision", precision]
     command += [] if sample else ["--no-sample"]
     command += [] if devices is None else ["--charlstm-devices", str(devices)]
     out = subprocess.run(command, env=env, check=True, stdout=subprocess.PIPE, text=True).stdout
@@ -354,6 +378,12 @@ def main() -> None:
         type=int,
         help="split charlstm's training batch over this many CPU devices [default: as `charlstm train` does]",
     )
+    parser.add_argument(
+        "--precision",
+        choices=["fp32", "bf16"],
+        default="fp32",
+        help="the training rows' matrix products on both sides (bf16: charlstm's --precision bf16, PyTorch's autocast)",
+    )
     parser.add_argument("--json", help="also write the results here (and each side's as it ends, marked partial)")
     parser.add_argument(
         "--no-system-malloc",
@@ -375,7 +405,7 @@ def main() -> None:
             deterministic_gpu_ops()
             split_the_cpu(args.charlstm_devices)
         keep_host_memory()  # unless the parent set CHARLSTM_SYSTEM_MALLOC for this side
-        print(json.dumps(worker(args.worker, args.configs or [], args.steps, not args.no_sample)))
+        print(json.dumps(worker(args.worker, args.configs or [], args.steps, not args.no_sample, args.precision)))
         return
 
     wanted = args.rows or (["small"] if args.quick else [*MAIN_ROWS, *(n for n, _ in _growth() if args.growth)])
@@ -386,7 +416,9 @@ def main() -> None:
     for side, framework, memory in measured:
         print(f"measuring {side} ...", file=sys.stderr, flush=True)
         rows = [n for n in names if side != "torch_system" or n in MAIN_ROWS]
-        sides[side] = run_side(framework, memory, rows, args.steps, devices=args.charlstm_devices)
+        sides[side] = run_side(
+            framework, memory, rows, args.steps, devices=args.charlstm_devices, precision=args.precision
+        )
         if args.json:  # a run stopped later (a GPU check's time limit) keeps the sides measured so far
             Path(args.json).write_text(json.dumps({"partial": True, "first_round": sides}, indent=1) + "\n")
     ran = {side: sides[side]["device"] for side in ("charlstm", "torch")}
@@ -405,7 +437,9 @@ def main() -> None:
         this_round = [n for n in main_rows if n != "large" or r < args.large_rounds]
         for side, framework, memory in SIDES[:2]:
             print(f"round {r + 1}: measuring {side} ...", file=sys.stderr, flush=True)
-            again = run_side(framework, memory, this_round, args.steps, devices=args.charlstm_devices)
+            again = run_side(
+                framework, memory, this_round, args.steps, devices=args.charlstm_devices, precision=args.precision
+            )
             for n in [*this_round, *(f"sample b{b}" for b in SAMPLE_BATCHES)]:
                 rounds[side][n].append(again[n]["chars_per_s"])
             best_peak = max(again["matmul peak"]["gflops"], sides[side]["matmul peak"]["gflops"])
@@ -476,6 +510,8 @@ def main() -> None:
     split = " or ".join(map(str, sorted({sides["charlstm"][n]["devices"] for n in names})))
     asked = "as `charlstm train` splits it" if args.charlstm_devices is None else "--charlstm-devices"
     print(f"(charlstm's batch split over {split} device(s), {asked})")
+    if args.precision == "bf16":
+        print("(training rows: bfloat16 products on both sides, charlstm --precision bf16, PyTorch autocast)")
     how = (
         f"small and sampling: each side's median of {args.rounds} alternating rounds, large: of the first "
         f"{min(args.large_rounds, args.rounds)}; PyTorch*: the first round only"
@@ -483,8 +519,8 @@ def main() -> None:
     print(f"({how}; {minutes:.1f} minutes)")
 
     print(
-        f"\nsampling {SAMPLE_LENGTH:,} characters (small model)\n{'batch':>5} {'charlstm c/s':>12} {'torch c/s':>10} "
-        f"{'ratio':>6} {'torch* c/s':>10} {'ratio*':>6}"
+        f"\nsampling {SAMPLE_LENGTH:,} characters (small model, float32)\n"
+        f"{'batch':>5} {'charlstm c/s':>12} {'torch c/s':>10} {'ratio':>6} {'torch* c/s':>10} {'ratio*':>6}"
     )
     for batch in SAMPLE_BATCHES:
         key = f"sample b{batch}"
@@ -519,6 +555,7 @@ def main() -> None:
                     "machine": describe(),
                     "torch_malloc": "the same settings as charlstm (runtime.hostmem); *_system_malloc: glibc defaults",
                     "rounds": how,
+                    "precision": args.precision,  # of the training rows' products; sampling is float32
                     "minutes": round(minutes, 1),
                     "matmul_peak_gflops": {"jax": peak["charlstm"], "torch": peak["torch"]},
                     "rows": rows,
