@@ -15,6 +15,7 @@ import dataclasses
 import difflib
 import numbers
 import os
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,16 @@ def whole_number(value: Any, what: str) -> int:
         f"{what} must be a whole number, got {value!r}",
     )
     return int(value)
+
+
+def real_number(value: Any, what: str) -> float:
+    """`value` as a float (an int or a NumPy number too), or a ConfigError
+    naming `what` for a string or a bool, or an int too large for a float."""
+    check(isinstance(value, numbers.Real) and not isinstance(value, bool), f"{what} must be a number, got {value!r}")
+    # Only a whole number can be too large for a float (a float is inf at most).
+    too_large = isinstance(value, numbers.Integral) and abs(int(value)) > sys.float_info.max
+    check(not too_large, f"{what} is too large: {len(str(abs(value)))} digits")
+    return float(value)
 
 
 def path_like(value: Any, what: str) -> None:

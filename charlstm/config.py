@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import numbers
-import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from charlstm.arguments import check, whole_number
+from charlstm.arguments import check, real_number, whole_number
 from charlstm.errors import ConfigError
 from charlstm.flags import flag
 
@@ -51,14 +49,7 @@ def _real(config: Any, *names: str, optional: bool = False) -> None:
         value = getattr(config, name)
         if optional and value is None:
             continue
-        check(
-            isinstance(value, numbers.Real) and not isinstance(value, bool),
-            f"{flag(name)} must be a number, got {value!r}",
-        )
-        # Only a whole number can be too large for a float (a float is inf at most).
-        too_large = isinstance(value, numbers.Integral) and abs(int(value)) > sys.float_info.max
-        check(not too_large, f"{flag(name)} is too large: {len(str(abs(value)))} digits")
-        object.__setattr__(config, name, float(value))
+        object.__setattr__(config, name, real_number(value, flag(name)))
 
 
 @dataclass(frozen=True)

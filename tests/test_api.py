@@ -165,9 +165,23 @@ def test_a_python_callers_mistakes_are_config_errors(trained_run):
             lambda: charlstm.tune(trained_run[1], hidden_size=16, space={"hidden_size": "16,32"}),
             "hidden_size is given twice, as 16 and in space ('16,32'): give it once",
         ),
+        # A notebook user's walkthrough (2026-12-05): TypeErrors and AttributeErrors from deep inside.
+        (lambda: list(model.stream(charlstm.SampleConfig(length=10), chunk="5")), "chunk must be a whole number"),
+        (lambda: model.evaluate("abc" * 20, progress=5), "progress must be a function (or None), got 5"),
+        (lambda: charlstm.tune(trained_run[1], trials="1"), "--trials must be a whole number, got '1'"),
+        (lambda: charlstm.tune(trained_run[1], steps="10"), "--steps must be a whole number, got '10'"),
+        (lambda: charlstm.tune(trained_run[1], budget_s="60"), "must be a number, got '60'"),
+        (lambda: charlstm.split_the_cpu("2"), "devices must be a whole number, got '2'"),
+        (lambda: charlstm.enable_compilation_cache(5), "directory must be a path (a str or a Path), got 5"),
+        (lambda: model.write_inspection("abc", "x.html"), "write_inspection takes what Model.inspect returns, got str"),
     ]:
         with pytest.raises(charlstm.ConfigError, match=re.escape(message)):
             call()
+    # What comes back is Python's own: a NumPy count would leak into a user's JSON.
+    assert type(model.inspect("abc" * 20, np.int64(20)).truncated) is int
+    shares: list[float] = []  # a progress bar fed by `progress` ends full
+    model.evaluate("abc" * 20, progress=shares.append)
+    assert shares[-1] == 1.0 and shares == sorted(shares)
     # A real field that a resume cannot change is said to be one, not unknown.
     with pytest.raises(charlstm.CharlstmError, match="cannot change hidden_size when resuming"):
         charlstm.resume(trained_run[0], hidden_size=512)

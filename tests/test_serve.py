@@ -599,6 +599,45 @@ def test_the_app_mounted_in_another_app_generates(served):
         thread.join(timeout=WAIT_S)
 
 
+def test_a_mounted_app_left_running_lets_the_process_exit_cleanly(served, tmp_path):
+    """A script that mounts `charlstm.app`, asks it once and ends: its
+    batcher, never closed, was still compiling batch sizes ahead when the
+    interpreter finalised, which aborted the process (status 134, "terminate
+    called ...", about every other run). It exits 0, having stopped the
+    batcher's threads first: the script's own exit handler, which runs after
+    any registered later, finds none of them alive, every time."""
+    server, _ = served
+    script = f"""
+import atexit, http.client, json, threading, time
+atexit.register(lambda: print("alive at exit", [t.name for t in threading.enumerate() if "charlstm" in t.name]))
+import charlstm, uvicorn
+from starlette.applications import Starlette
+from starlette.routing import Mount
+outer = Starlette(routes=[Mount("/lm", app=charlstm.app(charlstm.load({str(server.run_dir)!r})))])
+web = uvicorn.Server(uvicorn.Config(outer, host="127.0.0.1", port={_free_port()}, log_level="warning"))
+thread = threading.Thread(target=web.run, daemon=True)
+thread.start()
+while not web.started:
+    time.sleep(0.05)
+def call(method, path, body=None):
+    connection = http.client.HTTPConnection("127.0.0.1", web.config.port, timeout={WAIT_S})
+    connection.request(method, path, body=body)
+    response = connection.getresponse()
+    return response.status, json.loads(response.read())
+print(call("POST", "/lm/v1/generate", json.dumps({{"length": 20}}).encode())[0])
+print("to compile", call("GET", "/lm/v1/model")[1]["load"]["sizes_to_compile"], flush=True)
+web.should_exit = True
+thread.join()
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=WAIT_S)
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out
+    assert "terminate called" not in out and done.stdout.startswith("200\n"), out
+    # The case that aborted: the process ended while sizes were still to compile.
+    assert int(done.stdout.split("to compile ")[1].split()[0]) > 0, out
+    assert "alive at exit []" in done.stdout, out
+
+
 @contextlib.contextmanager
 def _in_thread(application):
     """`application` served by uvicorn in a thread of this process (where a

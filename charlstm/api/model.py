@@ -12,7 +12,7 @@ import numpy as np
 
 from charlstm.api import reading
 from charlstm.api.runs import TextFiles
-from charlstm.arguments import html_file, path_like, whole_number
+from charlstm.arguments import check, html_file, optional_callable, path_like, whole_number
 from charlstm.config import ModelConfig, SampleConfig, TrainConfig
 from charlstm.core.generation import Completion, complete, default_prime, sample_texts, stream_texts
 from charlstm.core.model import Params, count_params
@@ -137,6 +137,7 @@ class Model:
 
         `progress`, if given, is called with the share scored so far (0 to
         1) as the scoring goes (a large text takes minutes on a CPU)."""
+        optional_callable(progress, "progress")
         if isinstance(text, TextFiles):
             return self._evaluate_files(text, streams, progress)
         reading.refuse_a_file_name(text, "score")
@@ -187,7 +188,7 @@ class Model:
         out, and counted in `Inspection.skipped`; `documents`, and `text` as
         a list of documents, as for `evaluate`; files found by `find_texts`
         are read only as far as `max_chars` takes."""
-        record.check_max_chars(max_chars)
+        max_chars = record.check_max_chars(max_chars)
         reading.refuse_a_file_name(text, "inspect")
         text = reading.one_document(self.vocab, text, documents)
         if isinstance(text, TextFiles):
@@ -239,6 +240,10 @@ class Model:
         strongest units of each, and the gates' saturation, as the
         command's tables list them. `saturation_png` also plots the
         saturation (the plot extra)."""
+        check(
+            isinstance(seen, record.Inspection),
+            f"write_inspection takes what Model.inspect returns, got {type(seen).__name__}",
+        )
         out = html_file(path, "path")
         if whole_number(top, "top") < 1:
             raise ConfigError(f"top must be >= 1, got {top}")
@@ -323,7 +328,7 @@ class Model:
     def inspect_held_out(self, max_chars: int = record.MAX_CHARS) -> record.Inspection:
         """`inspect` on `validation_text()`, of which only the characters read
         are decoded: a held-out text of gigabytes is no burden."""
-        record.check_max_chars(max_chars)
+        max_chars = record.check_max_chars(max_chars)
         segments, _ = self._held_out_ids()
         # max_chars of the documents' own characters, as for a list of them:
         # the boundary symbols before each take none (ids read until enough).

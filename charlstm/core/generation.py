@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from charlstm.arguments import whole_number
 from charlstm.config import ModelConfig, SampleConfig
 from charlstm.core.model import Params
 from charlstm.core.sampler import Rows, SampleState, capacity_for, filtering_on, request_rows, sample_chunk, start
@@ -205,7 +206,7 @@ def stream_completions(
     pieces.
 
     The request is checked here, before the first piece is asked for."""
-    if chunk < 1:
+    if whole_number(chunk, "chunk") < 1:
         raise CharlstmError(f"chunk must be >= 1, got {chunk}")
     samples = range(request.num_samples) if samples is None else samples
     state, rows = begin(config, params, vocab, request, samples)

@@ -119,6 +119,8 @@ def make_scorer(config: ModelConfig) -> Callable[..., Score]:
                 done = next(reading)
             except StopIteration as end:
                 result: Score = end.value
+                if progress is not None:
+                    progress(1.0)  # the reader reports before each window: the end is said here
                 return result
             if progress is not None:
                 progress(done)

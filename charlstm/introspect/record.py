@@ -166,10 +166,12 @@ def record(
     )
 
 
-def check_max_chars(max_chars: int) -> None:
-    whole_number(max_chars, flag("max_chars"))
+def check_max_chars(max_chars: int) -> int:
+    """`max_chars` as a plain int (a NumPy integer's counts would come back NumPy's), if it is at least 2."""
+    max_chars = whole_number(max_chars, flag("max_chars"))
     if max_chars < 2:
         raise ConfigError(f"{flag('max_chars')} must be >= 2, got {max_chars}")
+    return max_chars
 
 
 @functools.lru_cache(maxsize=8)

@@ -18,6 +18,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from charlstm.arguments import path_like
+
 ENV_DIR = "CHARLSTM_CACHE_DIR"
 ENV_OFF = "CHARLSTM_NO_CACHE"
 MIN_COMPILE_TIME_ENV = "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"
@@ -37,6 +39,8 @@ def enable_compilation_cache(directory: str | Path | None = None) -> Path | None
     """Cache compiled programs in `directory` (default: `cache_dir()`).
     Returns the directory used, or None if caching is off or impossible
     (an unwritable location only costs speed, so it is not an error)."""
+    if directory is not None:
+        path_like(directory, "directory")
     directory = Path(directory) if directory else cache_dir()
     if directory is None:
         return None

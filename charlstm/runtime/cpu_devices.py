@@ -32,6 +32,8 @@ import os
 
 import jax
 
+from charlstm.arguments import whole_number
+from charlstm.errors import ConfigError
 from charlstm.runtime.cores import cores
 
 # The devices a CPU of two cores or more is split into when none are asked for.
@@ -54,6 +56,8 @@ def split_the_cpu(devices: int | None = None) -> None:
     process may use two cores or more). Nothing where the user chose a count
     or JAX's backends have already started; what a GPU or TPU backend trains
     on is unaffected (only the CPU's devices are counted here)."""
+    if devices is not None and whole_number(devices, "devices") < 1:
+        raise ConfigError(f"devices must be >= 1, got {devices}")
     count = devices if devices is not None else (SPLIT if cores() >= 2 else 1)
     if count <= 1 or chosen_elsewhere():
         return

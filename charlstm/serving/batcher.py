@@ -28,6 +28,7 @@ Nothing here knows about HTTP: `app.py` submits jobs and reads their pieces.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import collections
 import contextlib
 import math
@@ -163,6 +164,13 @@ class Batcher:
             # Inside the lock: a `close` that follows finds them alive and joins them.
             for thread in self._threads:
                 thread.start()
+        # The threads are daemons, so that a batcher nobody closes (an app
+        # mounted without its lifespan) never holds the process open. But a
+        # daemon thread still inside XLA when the interpreter finalises (it
+        # compiles batch sizes ahead after the first request) aborts the
+        # process (SIGABRT, status 134): so they are stopped and joined
+        # before that, after at most the call under way.
+        atexit.register(self.close)
 
     @property
     def closed(self) -> bool:
@@ -183,6 +191,7 @@ class Batcher:
         for thread in self._threads:
             if thread.is_alive():
                 thread.join()
+        atexit.unregister(self.close)
 
     def load(self) -> dict[str, int]:
         """Rows generating now and waiting to join, the batch sizes not
