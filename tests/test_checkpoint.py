@@ -81,6 +81,33 @@ def test_unfinished_save_is_never_picked(trained):
     assert checkpoint.locate(run_dir, prefer=checkpoint.LATEST)[1] == 12
 
 
+def test_a_checkpoint_deleted_while_it_is_read_is_no_damage(trained, monkeypatch):
+    """A run being trained saves a checkpoint and deletes an older one while
+    `sample` or `eval` reads the run: the read loses its step half-way. It
+    reads the newest instead, and never calls a deleted step damaged (found
+    by a walkthrough sampling a run in training, 2026-12-05: 2 of 8 samples
+    were refused, with advice to move the checkpoint aside)."""
+    _, run_dir = trained
+    latest = run_dir / "checkpoints" / "latest"
+    real, reads, saves = checkpoint._restore, [], ["16", "20"]
+
+    def the_trainer_saves_meanwhile(where):
+        reads.append(where.name)
+        if len(reads) == 1:  # the trainer's next save lands, and the oldest kept goes
+            shutil.copytree(where, latest / saves.pop(0))
+            shutil.rmtree(where)
+        return real(where)
+
+    monkeypatch.setattr(checkpoint, "_restore", the_trainer_saves_meanwhile)
+    assert checkpoint.load(run_dir, prefer=checkpoint.LATEST).path.name == "16"
+    assert reads == ["12", "16"]
+    # A step named by the user has no newer one to read instead: said so, without advice to move files.
+    reads.clear()
+    with pytest.raises(CheckpointError, match="was deleted while it was read: its run is being trained") as err:
+        checkpoint.load(latest / "16")
+    assert "mv " not in str(err.value) and "damaged" not in str(err.value)
+
+
 def test_most_recent_run(trained, tmp_path):
     _, run_dir = trained
     assert catalog.most_recent_run(tmp_path) == run_dir

@@ -47,6 +47,8 @@ from charlstm.training import checkpoint_meta, restore_failures
 from charlstm.training.checkpoint_meta import Meta
 from charlstm.training.run import Run, check_writable_path, complete_steps
 
+T = TypeVar("T")
+
 LATEST, BEST = "latest", "best"
 KEEP_LATEST = 2
 
@@ -198,10 +200,50 @@ def _read_meta(checkpointer: ocp.Checkpointer, where: Path) -> dict[str, Any]:
 def describe(path: Path, prefer: str = BEST) -> Meta:
     """The checkpoint `path` points to (see `locate`), from its JSON
     metadata alone: no arrays are read."""
-    directory, step = locate(path, prefer)
-    where = directory / str(step)
-    with _reader() as checkpointer:
-        return _checked(lambda: checkpoint_meta.to_meta(_read_meta(checkpointer, where), where), where)
+
+    def read(where: Path) -> Meta:
+        with _reader() as checkpointer:
+            return _checked(lambda: checkpoint_meta.to_meta(_read_meta(checkpointer, where), where), where)
+
+    return _newest(path, prefer, read, advice=False)
+
+
+# A run being trained saves a checkpoint and deletes an older one (it keeps
+# the newest), so a command reading the run meanwhile (`sample`, `eval`)
+# can lose the step it reads half-way through: no damage, and the run has a
+# newer one to read instead.
+REREADS = 3
+
+
+def _newest(path: Path, prefer: str, read: Callable[[Path], T], *, advice: bool = True) -> T:
+    """`read(step directory)` of the checkpoint `path` points to (see
+    `locate`); where that step is deleted or replaced by a newer one while
+    it is read, the newest again, up to REREADS times. A failure on a step
+    still there is the checkpoint's own (`advice`: how to go on from the
+    run's others)."""
+    for attempt in range(REREADS + 1):
+        directory, step = locate(path, prefer)
+        where = directory / str(step)
+        try:
+            return read(where)
+        except CheckpointError as err:
+            if step in complete_steps(directory) and not _moved_on(path, prefer, where):
+                raise CheckpointError(f"{err}{_others_intact(where) if advice else ''}") from None
+            if where.absolute() == path.absolute() or attempt == REREADS:  # a step named by the user: no other
+                raise CheckpointError(
+                    f"checkpoint {where} was deleted while it was read: its run is being trained, and keeps "
+                    "only its newest checkpoints; read the run's folder, which takes its newest"
+                ) from None
+    raise AssertionError("unreachable")
+
+
+def _moved_on(path: Path, prefer: str, where: Path) -> bool:
+    """Whether `path` now points to another checkpoint than `where`: its run saved a newer one."""
+    try:
+        directory, step = locate(path, prefer)
+    except CheckpointError:
+        return True
+    return directory / str(step) != where
 
 
 @functools.lru_cache(maxsize=8)
@@ -220,8 +262,11 @@ def load(path: Path, prefer: str = BEST) -> Checkpoint:
     """Restore a checkpoint onto this process's first device, whatever
     devices, or how many processes, wrote it. In a multi-process run every
     process must call this (Orbax synchronises them)."""
-    directory, step = locate(path, prefer)
-    where = directory / str(step)
+    return _newest(path, prefer, _restore)
+
+
+def _restore(where: Path) -> Checkpoint:
+    """`load` of one step directory."""
 
     def restore(checkpointer: ocp.Checkpointer) -> Checkpoint:
         meta = checkpoint_meta.to_meta(_read_meta(checkpointer, where), where)
@@ -247,10 +292,7 @@ def load(path: Path, prefer: str = BEST) -> Checkpoint:
         return Checkpoint(**{f.name: getattr(meta, f.name) for f in dataclasses.fields(Meta)}, state=state)
 
     with _reader() as checkpointer:
-        try:
-            return _checked(lambda: restore(checkpointer), where)
-        except CheckpointError as err:
-            raise CheckpointError(f"{err}{_others_intact(where)}") from None
+        return _checked(lambda: restore(checkpointer), where)
 
 
 def has_checkpoint(run_dir: Path) -> bool:
@@ -299,7 +341,6 @@ def _reader() -> Iterator[ocp.Checkpointer]:
         checkpointer.close()
 
 
-T = TypeVar("T")
 
 
 def _checked(read: Callable[[], T], where: Path) -> T:
