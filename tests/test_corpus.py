@@ -118,6 +118,22 @@ def test_files_that_are_not_text_are_each_named_then_stop_or_are_skipped(tmp_pat
     assert first_left_out.path == str((tmp_path / "poems").resolve())
 
 
+def test_a_file_name_that_is_not_utf8_is_refused_in_one_line(tmp_path):
+    """A Latin-1 file name (an old archive's) in a folder or given alone: one
+    line naming it by its bytes and how to rename it, before any run folder
+    is made; it was a traceback from writing the run's records (2026-12-05)."""
+    folder = tmp_path / "old"
+    write_folder(folder, 2)
+    name = os.fsdecode(b"caf\xe9.txt")  # what Python makes of the name: a lone surrogate for the byte
+    (folder / name).write_text("some text\n", encoding="utf-8")
+    for given in (folder, folder / name):
+        for skip in (False, True):  # its text is fine: --skip-bad-files is about contents
+            with pytest.raises(CorpusError, match=r"a file's name is not valid UTF-8 \(.*caf\\xe9\.txt\): rename it"):
+                prepare(Source((str(given),), skip_bad_files=skip))
+    with pytest.raises(CorpusError, match=r"not valid UTF-8 \(.*caf\\xe9\.txt\)"):
+        prepare(Source((str(folder / "poem-00.txt"),), val_files=(str(folder / name),)))
+
+
 def test_reading_in_small_chunks_gives_the_same_ids(tmp_path, monkeypatch):
     """Chunks end inside multi-byte characters and switch between ASCII and
     other text; the ids must be those of the whole text."""

@@ -289,6 +289,7 @@ def find(source: Source) -> Found:
             raise CorpusError(f"{flag('val_file')} {given}: not found")
     if source.glob != DEFAULT_GLOB and not any_folder:
         raise CorpusError(f"{flag('glob')} picks the files of a folder, but no folder was given")
+    _refuse_undecodable_names([*files, *val_files])
     val = _unique(_document(p) for p in val_files)
     held = {d.path for d in val}
     both = held & {_document(p).path for p in named}
@@ -302,6 +303,25 @@ def find(source: Source) -> Found:
     if not train and files:
         raise CorpusError(f"every file of the corpus is a {flag('val_file')}: nothing is left to train on")
     return Found(tuple(train), tuple(val), any_shipped, tuple(roots), tuple(dict.fromkeys(irregular)))
+
+
+def _refuse_undecodable_names(paths: Sequence[Path]) -> None:
+    """Stop on files whose names are not UTF-8 (a Latin-1 name from an old
+    archive): a run records its files' paths in JSON and names them in its
+    messages, and neither can hold such a name."""
+    bad = []
+    for path in paths:
+        try:
+            str(path).encode("utf-8")
+        except UnicodeEncodeError:
+            bad.append(os.fsencode(path).decode("utf-8", "backslashreplace"))  # its bytes shown as \xe9
+    if not bad:
+        return
+    what = "a file's name is" if len(bad) == 1 else f"{len(bad)} files' names are"
+    raise CorpusError(
+        f"{what} not valid UTF-8 ({first_few(bad, 3)}): rename {'it' if len(bad) == 1 else 'them'} "
+        "(convmv -f latin1 -t utf8 --notest FILES, or mv)"
+    )
 
 
 def _unique(documents: Iterable[Document]) -> list[Document]:
