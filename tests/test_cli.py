@@ -332,6 +332,25 @@ def test_a_result_cut_off_by_its_reader_ends_with_141_under_python_u(trained_run
         assert child.stderr.read() == b""
 
 
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux)")
+def test_an_output_closed_or_full_from_the_start_never_stops_a_run(trained_run, tiny_corpus, tmp_path):
+    """`>&-`, `2>&-` and `2>/dev/full` (found by a walkthrough, 2026-12-05):
+    train did not train at all, exiting 1 with no message or a traceback.
+    It trains, unseen; a result that cannot be written (`sample >
+    /dev/full`) is one line on stderr and status 2, not a traceback and 120."""
+
+    for n, redirect in enumerate((">&-", "2>&-", "2>/dev/full")):
+        run_dir = tmp_path / f"run{n}"
+        command = [*_charlstm_command(), "train", str(tiny_corpus), "--out", str(run_dir), "--steps", "4", *TINY]
+        done = subprocess.run(["sh", "-c", f'exec "$@" {redirect}', "sh", *command], timeout=300)
+        assert done.returncode == 0, redirect
+        assert (run_dir / "checkpoints" / "latest" / "4").is_dir(), redirect
+    with open("/dev/full", "w") as full:
+        command = [*_charlstm_command(), "sample", "-c", str(trained_run[0]), "-q", "-n", "50"]
+        done = subprocess.run(command, stdout=full, stderr=subprocess.PIPE, text=True, timeout=300)
+    assert done.returncode == 2 and done.stderr == "error: cannot write the output: No space left on device\n"
+
+
 @pytest.mark.parametrize(
     ("args", "expected"),
     [

@@ -25,7 +25,14 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from charlstm.cli.display import NORMAL, QUIET, VERBOSE
-from charlstm.cli.outputs import Terminal, outputs_gone, unseen_if_gone
+from charlstm.cli.outputs import (
+    UNWRITABLE,
+    Terminal,
+    closed_streams_to_devnull,
+    outputs_gone,
+    outputs_unwritable,
+    unseen_if_gone,
+)
 from charlstm.cli.signals import EXIT_SIGINT, Interrupt, end_now
 from charlstm.errors import CharlstmError
 from charlstm.flags import flag
@@ -81,12 +88,20 @@ class _Commands(TyperGroup):
 
 @contextmanager
 def _ended_if_gone() -> Iterator[None]:
-    """A command whose output's reader has gone ends there, quietly, with 141."""
+    """A command whose output's reader has gone ends there, quietly, with
+    141; one whose output takes nothing more (`> /dev/full`), with 2 and a
+    line saying so where stderr still takes it."""
     try:
         yield
     except BrokenPipeError:
         outputs_gone()
         raise typer.Exit(EXIT_PIPE) from None
+    except OSError as err:
+        if err.errno not in UNWRITABLE:
+            raise
+        say(f"error: cannot write the output: {err.strerror}")
+        outputs_unwritable()  # what is still buffered for it goes nowhere, not into a traceback at exit
+        raise typer.Exit(EXIT_USAGE) from None
 
 
 def _usage_error(
@@ -362,6 +377,7 @@ def _stdout_that_reports_a_closed_pipe() -> None:
 
 def main() -> None:
     _options["entry"] = True
+    closed_streams_to_devnull()
     _stdout_that_reports_a_closed_pipe()
     interrupt = Interrupt()
     interrupt.install()

@@ -8,6 +8,9 @@ first checkpoint), so the places that write catch it and call
 `outputs_gone`, and the command carries on with nothing more shown. A
 command whose output is its result (`sample | head`) ends there, with
 status 141 as a shell reports a command its reader left (`app.py`).
+An output that cannot take what is written (a full disk, `2>/dev/full`)
+is dropped the same way; and one closed before the command started
+(`>&-`) is /dev/null from the start.
 """
 
 from __future__ import annotations
@@ -20,6 +23,42 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from rich.console import Console
+
+# A write's errors that mean the output will take nothing more: a full disk
+# (or /dev/full), a file grown past its limit, an I/O error.
+UNWRITABLE = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO})
+
+
+def closed_streams_to_devnull() -> None:
+    """A standard stream closed before the command started (`charlstm train
+    ... >&-`, a daemon's closed descriptors): Python made it None, and the
+    first file opened would take its descriptor, a checkpoint's say, for
+    stray writes to land in. Each such descriptor is /dev/null instead, and
+    so is its stream: the command runs, unseen there."""
+    for fd, name in ((0, "stdin"), (1, "stdout"), (2, "stderr")):
+        try:
+            os.fstat(fd)
+        except OSError:
+            devnull = os.open(os.devnull, os.O_RDWR)
+            if devnull != fd:
+                os.dup2(devnull, fd)
+                os.close(devnull)
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(fd, "r" if fd == 0 else "w", closefd=False))  # noqa: SIM115 (the process's own)
+
+
+def outputs_unwritable() -> None:
+    """Where stdout or stderr has refused a write (`UNWRITABLE`), send both
+    to /dev/null: which one refused cannot be told without writing again,
+    and a run being trained carries on unseen rather than failing."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            fd = stream.fileno()
+        except (OSError, ValueError):
+            continue
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, fd)
+        os.close(devnull)
 
 
 def outputs_gone() -> None:
@@ -49,6 +88,10 @@ def unseen_if_gone() -> Iterator[None]:
         yield
     except BrokenPipeError:
         outputs_gone()
+    except OSError as err:
+        if err.errno not in UNWRITABLE:
+            raise
+        outputs_unwritable()
 
 
 class Terminal(Console):
