@@ -316,6 +316,35 @@ def test_reading_a_large_corpus_shows_its_progress():
     ]
 
 
+def test_the_bar_keeps_its_step_count_and_time_left_in_any_width_and_a_dumb_terminal_gets_lines(monkeypatch):
+    """Found by a walkthrough (2026-12-05): at 80 columns Rich squeezed the
+    bar's line and the step count and time left went first; on TERM=dumb
+    (Emacs' shell) there was no progress at all until the end. The
+    statistics now give way, the loss last; a dumb terminal gets the lines a
+    log gets."""
+    from rich.console import Console
+
+    from charlstm.cli.display import NORMAL, TrainingDisplay
+    from charlstm.training import events
+
+    started = events.Started(120, 600, "cpu", ["cpu:0"], 1000, 100, 10)
+    progress = events.Progress(120, 600, 3.927, 1.12, 0.02, 26_700.0, 12.0, clipped_fraction=0.2)
+    for width, shows in [(40, "loss 3.927"), (80, "|g| 1.12 clip 20%"), (120, "26.7k chars/s")]:
+        terminal = Console(file=io.StringIO(), force_terminal=True, width=width, color_system=None)
+        with TrainingDisplay(terminal, NORMAL) as display:
+            for event in (started, progress):
+                display.handle(event)
+        drawn = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", terminal.file.getvalue()).replace("\r", "\n")
+        bar = [line for line in drawn.splitlines() if line.startswith("train ")][-1]
+        assert len(bar) <= width and re.search(rf"120/600 .*{re.escape(shows)} +(\d+:\d\d|-:--)$", bar), (width, bar)
+    monkeypatch.setenv("TERM", "dumb")
+    dumb = Console(file=io.StringIO(), force_terminal=True, width=80)
+    with TrainingDisplay(dumb, NORMAL, plain_interval=0.0) as display:
+        for event in (started, progress):
+            display.handle(event)
+    assert "step 120/600  loss 3.927  val -  |g| 1.12 clip 20%  lr 2.00e-02" in dumb.file.getvalue()
+
+
 @pytest.mark.parametrize("where", ["scan", "lock"])
 def test_a_corpus_cache_that_cannot_be_written_is_one_line(runner, tmp_path, monkeypatch, where):
     """Whether the cache's first file (the scan) or a later one (the lock

@@ -2,8 +2,9 @@
 place that turns loop events into terminal output.
 
 On a terminal it is a live rich progress bar; elsewhere (CI logs, files,
-pipes) it prints plain lines, at most one progress line every few seconds
-plus one for every evaluation, save and the end. `scoring_bar` is the
+pipes, a terminal that cannot redraw a line: TERM=dumb, Emacs' shell) it
+prints plain lines, at most one progress line every few seconds plus one
+for every evaluation, save and the end. `scoring_bar` is the
 bar of `charlstm eval`.
 """
 
@@ -46,6 +47,18 @@ LARGE_CORPUS = 64 << 20
 _PHASES = {"hashing": "hashing corpus", "reading": "checking corpus", "encoding": "encoding corpus"}
 
 
+def animates(console: Console) -> bool:
+    """Whether `console` can show a live bar: a terminal that can move its
+    cursor (on a dumb one Rich draws a bar only when it ends)."""
+    return console.is_terminal and not console.is_dumb_terminal
+
+
+# The live bar's widths: the bar's own between these, the time left's at
+# most (1:02:03), and the statistics' in full (loss, val, |g| and clipping,
+# lr, chars/s).
+_BAR_MIN, _BAR_MAX, _TIME_WIDTH, _STATS_WIDTH = 10, 40, 7, 70
+
+
 class TrainingDisplay:
     """verbosity: QUIET shows nothing (errors are the CLI's), NORMAL the bar
     or throttled lines plus evaluations, samples and saves, VERBOSE also
@@ -54,12 +67,13 @@ class TrainingDisplay:
     def __init__(self, console: Console, verbosity: int = NORMAL, plain_interval: float = 10.0):
         self.console = console
         self.verbosity = verbosity
-        self.live = console.is_terminal and verbosity == NORMAL
+        self.live = animates(console) and verbosity == NORMAL
         self.plain_interval = plain_interval
         self._last_plain = 0.0
         self._val: float | None = None
         self._progress: Progress | None = None
         self._task: TaskID | None = None
+        self._fixed = self._bar_width = 0  # the live bar's widths besides its statistics (`_start_bar`)
         self._last: events.Progress | None = None
         self._reading: tuple[str, Progress | None, TaskID | None, float] | None = None  # phase, bar, task, start
         self._last_reading_line = 0.0
@@ -272,9 +286,15 @@ class TrainingDisplay:
             self._say(f"token file (from the cache): {event.tokens}")
 
     def _start_bar(self, step: int, total: int) -> None:
+        # A line too long for the terminal would have Rich squeeze every
+        # column, the step count and the time left first: the bar is as wide
+        # as the full statistics leave room for, and the statistics keep
+        # what fits beside it, the loss first (`_stats`).
+        self._fixed = len("train") + 2 * len(str(total)) + 1 + _TIME_WIDTH + 4  # and a space between columns
+        self._bar_width = max(_BAR_MIN, min(_BAR_MAX, self.console.width - self._fixed - _STATS_WIDTH))
         self._progress = Progress(
             TextColumn("[bold]train"),
-            BarColumn(),
+            BarColumn(bar_width=self._bar_width),
             MofNCompleteColumn(),
             TextColumn("{task.fields[stats]}"),
             _TimeLeft(),
@@ -285,11 +305,20 @@ class TrainingDisplay:
         self._progress.start()
 
     def _stats(self, event: events.Progress) -> str:
+        """The step's figures, most wanted first; on the live bar those that
+        fit beside it in the terminal's width now."""
         clipped = f" clip {event.clipped_fraction:.0%}" if event.clipped_fraction else ""
-        return (
-            f"loss {event.loss:.3f}  val {_loss_text(self._val)}  |g| {event.grad_norm:.2f}{clipped}  "
-            f"lr {event.lr:.2e}  {event.chars_per_sec / 1000:.1f}k chars/s"
-        )
+        parts = [f"loss {event.loss:.3f}", f"val {_loss_text(self._val)}", f"|g| {event.grad_norm:.2f}{clipped}"]
+        parts += [f"lr {event.lr:.2e}", f"{event.chars_per_sec / 1000:.1f}k chars/s"]
+        if self._progress is None:
+            return "  ".join(parts)
+        room = self.console.width - self._fixed - self._bar_width
+        kept = parts[:1]
+        for part in parts[1:]:
+            if len("  ".join([*kept, part])) > room:
+                break
+            kept.append(part)
+        return "  ".join(kept)
 
     def _on_opened(self, event: events.Opened) -> None:
         if event.shipped_corpus:
@@ -341,7 +370,7 @@ def scoring_bar(console: Console, what: str, quiet: bool = False) -> Iterator[Ca
     """A transient bar of the share of a text scored (the callback takes
     it, 0 to 1), on a terminal and not `quiet`; elsewhere nothing, the table
     being all an eval writes."""
-    if quiet or not console.is_terminal:
+    if quiet or not animates(console):
         yield lambda share: None
         return
     bar = Progress(

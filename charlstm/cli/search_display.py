@@ -11,7 +11,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 
-from charlstm.cli.display import NORMAL, QUIET, VERBOSE, TrainingDisplay
+from charlstm.cli.display import NORMAL, QUIET, VERBOSE, TrainingDisplay, animates
 from charlstm.cli.format import loss_text, skipped_line, trial_seconds
 from charlstm.cli.outputs import unseen_if_gone
 from charlstm.flags import as_options
@@ -66,7 +66,7 @@ class SearchDisplay:
             )
             if self.verbosity == VERBOSE:
                 self._trial = TrainingDisplay(self.console, NORMAL)
-            elif self.console.is_terminal:
+            elif animates(self.console):
                 self._progress = Progress(
                     TextColumn("  "), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[stats]}"),
                     console=self.console, transient=True,
