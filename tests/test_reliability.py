@@ -385,6 +385,18 @@ def test_an_unwritable_output_directory_is_one_clear_line(tiny_corpus, tmp_path)
     assert result.stderr == f"error: cannot create run directory {mount_point / 'run'}: Read-only file system\n"
 
 
+def test_a_read_only_compilation_cache_is_read_without_a_warning_for_each_program(tiny_corpus, tmp_path):
+    """A read-only cache (a read-only home, a shared one) only costs speed:
+    JAX's two lines of warning for every program it could not add ran
+    between the run's own lines (found by a walkthrough, 2026-12-05)."""
+    with _tmpfs(tmp_path / "cache", "size=1m,ro") as mount_point:
+        env = {**os.environ, "CHARLSTM_CACHE_DIR": str(mount_point)}
+        command = [sys.executable, "-m", "charlstm", "train", str(tiny_corpus), "--out", str(tmp_path / "run")]
+        done = subprocess.run([*command, "--steps", "4", *TINY], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "Warning" not in done.stderr and "cache entry" not in done.stderr, done.stderr
+
+
 def test_a_full_disk_during_a_save_keeps_the_previous_checkpoint(tiny_corpus, tiny_filesystem, capfd):
     from typer.testing import CliRunner
 

@@ -16,6 +16,8 @@ call `enable_compilation_cache()` themselves if they want it.
 from __future__ import annotations
 
 import os
+import tempfile
+import warnings
 from pathlib import Path
 
 from charlstm.arguments import path_like
@@ -48,6 +50,14 @@ def enable_compilation_cache(directory: str | Path | None = None) -> Path | None
         directory.mkdir(parents=True, exist_ok=True)
     except OSError:
         return None
+    try:
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError:
+        # Read-only (a read-only home, a shared cache): what it holds is
+        # still read, and JAX's warning for every program it cannot add
+        # (two lines each, between a run's lines) says nothing to act on.
+        warnings.filterwarnings("ignore", message="Error writing persistent compilation cache entry")
     import jax
 
     jax.config.update("jax_compilation_cache_dir", str(directory))
