@@ -410,7 +410,8 @@ def _charlstm_command() -> list[str]:
     return [str(exe)] if exe.exists() else [sys.executable, "-m", "charlstm"]
 
 
-@pytest.mark.parametrize(("signum", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+# SIGHUP: a closed terminal or a dropped SSH session, which killed the run without a save (2026-12-05).
+@pytest.mark.parametrize(("signum", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)])
 def test_interrupt_saves_a_checkpoint_and_says_how_to_resume(tiny_corpus, tmp_path, signum, status):
     run_dir = tmp_path / "run"
     process = subprocess.Popen(

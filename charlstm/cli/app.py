@@ -188,7 +188,7 @@ app = typer.Typer(
     ),
     epilog=(
         "Exit statuses: 0 success, 1 training diverged, 2 bad input or options, "
-        "3 aborted without a final save, 130/143 interrupted by SIGINT/SIGTERM after saving, "
+        "3 aborted without a final save, 130/143/129 interrupted by SIGINT/SIGTERM/SIGHUP after saving, "
         "141 the reader of the output went away (| head)."
     ),
     no_args_is_help=True,

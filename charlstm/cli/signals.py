@@ -1,5 +1,6 @@
 """Ctrl-C and SIGTERM: during training or a search, stop cleanly, then save
-(`StopFlag`); in every other command, stop at once (`Interrupt`)."""
+(`StopFlag`, which takes SIGHUP too: a dropped SSH session or a closed
+terminal); in every other command, stop at once (`Interrupt`)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from typing import Any
 
 EXIT_SIGINT = 128 + signal.SIGINT
 EXIT_SIGTERM = 128 + signal.SIGTERM
+EXIT_SIGHUP = 128 + signal.SIGHUP
 
 
 class StopFlag:
@@ -35,7 +37,9 @@ class StopFlag:
     def exit_status(self) -> int:
         """128 + the signal: SIGTERM also when another process of a
         multi-process run was the one signalled."""
-        return EXIT_SIGINT if self.signal == signal.SIGINT else EXIT_SIGTERM
+        if self.signal == signal.SIGINT:
+            return EXIT_SIGINT
+        return EXIT_SIGHUP if self.signal == signal.SIGHUP else EXIT_SIGTERM
 
     @contextmanager
     def installed(self) -> Iterator[None]:
@@ -55,7 +59,10 @@ class StopFlag:
             if self.count == 2:
                 self._say(b"stopping after the checkpoint is saved; signal once more to abort without it\n")
 
-        previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}  # the main thread's only
+        # The main thread's only. A hangup is left ignored where it was (`nohup`): the user chose that.
+        stoppers = [signal.SIGINT, signal.SIGTERM]
+        stoppers += [] if signal.getsignal(signal.SIGHUP) is signal.SIG_IGN else [signal.SIGHUP]
+        previous = {s: signal.signal(s, handler) for s in stoppers}
         read_end, write_end = os.pipe()
         try:
             for end in (read_end, write_end):
@@ -74,8 +81,8 @@ class StopFlag:
             os.close(write_end)
 
     def _arrived(self) -> int:
-        """The SIGINTs and SIGTERMs delivered since the last call: at least
-        the one being handled."""
+        """The SIGINTs, SIGTERMs and SIGHUPs delivered since the last call:
+        at least the one being handled."""
         count = 0
         while self._wakeup is not None:
             try:
@@ -84,7 +91,7 @@ class StopFlag:
                 break
             if not got:
                 break
-            count += sum(byte in (signal.SIGINT, signal.SIGTERM) for byte in got)
+            count += sum(byte in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP) for byte in got)
         return max(1, count)
 
     def _say(self, line: bytes) -> None:

@@ -341,8 +341,6 @@ def _reader() -> Iterator[ocp.Checkpointer]:
         checkpointer.close()
 
 
-
-
 def _checked(read: Callable[[], T], where: Path) -> T:
     """`read()`, with anything wrong in what it reads as one CheckpointError."""
     try:
