@@ -410,6 +410,23 @@ def _charlstm_command() -> list[str]:
     return [str(exe)] if exe.exists() else [sys.executable, "-m", "charlstm"]
 
 
+def test_a_stdout_that_cannot_show_the_models_characters_gets_escapes_not_a_traceback(tmp_path):
+    """PYTHONIOENCODING=ascii, or a C locale with Python's UTF-8 mode off
+    (found by a walkthrough, 2026-12-05): `sample` ended with a traceback and
+    no text, and a typed 'café' reached the model as two undecoded bytes."""
+    from .helpers import perturbed_checkpoint
+
+    corpus = tmp_path / "cafe.txt"
+    corpus.write_text("un café naïve — 日本\n" * 50, encoding="utf-8")
+    run_dir = perturbed_checkpoint(corpus, tmp_path / "run")
+    command = [*_charlstm_command(), "sample", str(run_dir), "-n", "50", "--prime", "café"]
+    for env in ({"PYTHONIOENCODING": "ascii"}, {"LC_ALL": "C", "PYTHONCOERCECLOCALE": "0", "PYTHONUTF8": "0"}):
+        done = subprocess.run(command, capture_output=True, env={**os.environ, **env}, timeout=300)
+        assert done.returncode == 0, done.stderr.decode(errors="replace")
+        assert done.stdout.startswith(b"caf\\xe9"), done.stdout  # the prime, read whole, written as an escape
+        assert b"note: stdout's encoding" in done.stderr and b"--output FILE writes them as UTF-8" in done.stderr
+
+
 # SIGHUP: a closed terminal or a dropped SSH session, which killed the run without a save (2026-12-05).
 @pytest.mark.parametrize(("signum", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)])
 def test_interrupt_saves_a_checkpoint_and_says_how_to_resume(tiny_corpus, tmp_path, signum, status):

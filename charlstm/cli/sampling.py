@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import json
+import os
 import re
 import shlex
 import sys
@@ -15,6 +17,7 @@ import typer
 
 from charlstm.cli.app import NewestRunArgument, Quiet, fail, given, say, use_cache, user_errors
 from charlstm.config import SampleConfig, to_dict
+from charlstm.errors import named
 from charlstm.flags import flag
 
 if TYPE_CHECKING:
@@ -41,7 +44,11 @@ _ESCAPE = re.compile(r"\\(x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|.?)", re.DOTALL)
 
 def unescape(text: str, option: str) -> str:
     """`text` with backslash escapes read as Python reads them (\\n, \\t,
-    \\r, \\\\, \\xHH, \\uHHHH), so that `--stop "\\n\\n"` means a blank line."""
+    \\r, \\\\, \\xHH, \\uHHHH), so that `--stop "\\n\\n"` means a blank line.
+    Under a locale that is not UTF-8 (LC_ALL=C with PYTHONUTF8=0) Python
+    keeps the bytes of a typed 'é' undecoded: read as the UTF-8 the terminal sent."""
+    with contextlib.suppress(UnicodeError):
+        text = os.fsencode(text).decode("utf-8")
 
     def one(match: re.Match[str]) -> str:
         code = match.group(1)
@@ -159,11 +166,14 @@ def sample(
                 "all the text at once"
             )
         if (stream if stream is not None else sys.stdout.isatty()) and streamable:
+            _escape_what_stdout_cannot_show(model.vocab.chars, quiet)
             pieces = model.stream(request)  # checks the prime before anything is printed
             if not quiet:
                 say(note)
             _stream_one(pieces, request.prime)
             return
+        if output is None and not as_json:
+            _escape_what_stdout_cannot_show(model.vocab.chars, quiet)
         done = model.complete(request)  # before --output is opened: a bad prime leaves the file alone
         with _open_output(output) as sink:
             if not quiet:
@@ -171,6 +181,33 @@ def sample(
             sink.write(_render(done, request, model, as_json))
         if output is not None and not quiet:
             say(f"wrote {len(done)} sample{'s' if len(done) > 1 else ''} to {output}")
+
+
+def _escape_what_stdout_cannot_show(chars: str, quiet: bool) -> None:
+    """Where stdout's encoding cannot hold some of the model's characters
+    (PYTHONIOENCODING=ascii, a Latin-1 terminal), write them as escapes
+    (\\xe9), and say so, rather than end with a traceback and no text."""
+    from charlstm.api.model import BOUNDARY  # here: the CLI starts without JAX
+
+    encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
+    unshown = [c for c in chars if c != BOUNDARY and not _encodes(c, encoding)]  # the boundary is never written
+    if not unshown or not isinstance(sys.stdout, io.TextIOWrapper):
+        return
+    sys.stdout.reconfigure(errors="backslashreplace")
+    if not quiet:
+        say(
+            f"note: stdout's encoding ({encoding}) cannot show {len(unshown)} of the model's characters "
+            f"({named(unshown[:5])}{', ...' if len(unshown) > 5 else ''}): they are written as escapes; "
+            "--output FILE writes them as UTF-8, as does PYTHONIOENCODING=utf-8"
+        )
+
+
+def _encodes(char: str, encoding: str) -> bool:
+    try:
+        char.encode(encoding)
+    except (UnicodeEncodeError, LookupError):
+        return False
+    return True
 
 
 def _render(done: list[Completion], request: SampleConfig, model: Model, as_json: bool) -> str:
