@@ -7,6 +7,7 @@ text); anything else is a bug and keeps its traceback.
 """
 
 import os
+import shlex
 import unicodedata
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -39,6 +40,14 @@ def shown(path: str | Path) -> str:
     """A path as short as it can be shown: relative to here when it is below here."""
     relative = os.path.relpath(path)
     return str(path) if relative.startswith("..") else relative
+
+
+def shell_word(path: str | Path) -> str:
+    """A path as a shell and a command read it back, in a command to copy:
+    quoted where it has a space, and `./-name` where it starts with a dash,
+    which the command would read as an option."""
+    text = str(path)
+    return shlex.quote(f"./{text}" if text.startswith("-") else text)
 
 
 def first_few(items: Sequence[str], limit: int, sep: str = ", ") -> str:

@@ -410,6 +410,15 @@ def _charlstm_command() -> list[str]:
     return [str(exe)] if exe.exists() else [sys.executable, "-m", "charlstm"]
 
 
+def test_commands_to_copy_read_back_as_the_paths_they_name():
+    """A run called "-dash" was suggested as `charlstm sample -dash`, which
+    the command reads as an option (found by a walkthrough, 2026-12-05)."""
+    from charlstm.errors import shell_word
+
+    assert shell_word("-dash") == "./-dash" and shell_word("/runs/-dash") == "/runs/-dash"
+    assert shell_word("My Poems") == "'My Poems'" and shell_word("-my run") == "'./-my run'"
+
+
 def test_a_stdout_that_cannot_show_the_models_characters_gets_escapes_not_a_traceback(tmp_path):
     """PYTHONIOENCODING=ascii, or a C locale with Python's UTF-8 mode off
     (found by a walkthrough, 2026-12-05): `sample` ended with a traceback and

@@ -382,7 +382,10 @@ def test_an_unwritable_output_directory_is_one_clear_line(tiny_corpus, tmp_path)
     with _tmpfs(tmp_path / "readonly", "size=1m,ro") as mount_point:
         result = CliRunner().invoke(app, ["train", str(tiny_corpus), "--out", str(mount_point / "run"), *TINY])
     assert result.exit_code == 2
-    assert result.stderr == f"error: cannot create run directory {mount_point / 'run'}: Read-only file system\n"
+    assert result.stderr == (
+        f"error: cannot create run directory {mount_point / 'run'}: Read-only file system; give another place "
+        "with --out\n"
+    )
 
 
 def test_a_read_only_compilation_cache_is_read_without_a_warning_for_each_program(tiny_corpus, tmp_path):
@@ -561,6 +564,15 @@ def test_a_run_trained_by_one_process_is_refused_to_another(trained_run, tmp_pat
             f"error: {run_dir} is being trained by another process (pid {holder.pid}); "
             f"wait for it to end or stop it, then 'charlstm resume {run_dir}'"
         ), done.stderr
+        # Nor does `train --out` there suggest a resume that would be refused; `info` says it trains.
+        command = [*_charlstm_command(), "train", str(trained_run[1]), "--out", str(run_dir)]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 2
+        assert done.stderr.strip() == (
+            f"error: run directory {run_dir} is being trained by another process now; pick another --out"
+        ), done.stderr
+        info = subprocess.run([*_charlstm_command(), "info", str(run_dir)], capture_output=True, text=True, timeout=120)
+        assert re.search(r"latest checkpoint +being trained now", info.stdout), info.stdout
     finally:
         holder.kill()
         holder.wait()

@@ -20,7 +20,7 @@ from charlstm.text.corpus import DEFAULT_GLOB, Source, resolve_corpus_path
 from charlstm.text.corpus import read_texts as read_documents
 from charlstm.text.textfile import read_corpus
 from charlstm.text.tokens import Corpus, prepare_texts
-from charlstm.training import catalog, checkpoint, checkpoint_meta
+from charlstm.training import catalog, checkpoint, checkpoint_meta, run_lock
 from charlstm.training.run import RUNS_DIR
 from charlstm.training.runlog import METRICS_FILE, read_metrics
 
@@ -45,6 +45,7 @@ class Description:
     # That checkpoint's metadata where it is another than `meta` and readable:
     # its step total and validation history are the run's newest.
     latest: checkpoint_meta.Meta | None = None
+    training: bool = False  # a process trains the run now (its checkpoints are the newest so far)
 
 
 def describe(path: str | Path | None = None) -> Description:
@@ -61,7 +62,10 @@ def describe(path: str | Path | None = None) -> Description:
     if run is not None and latest is not None and latest != meta.step:
         with contextlib.suppress(CharlstmError):
             newest = checkpoint.describe(run / "checkpoints" / checkpoint.LATEST / str(latest))
-    return Description(meta, param_count(meta.model_config), validation, meta.train_config.warmup_used, latest, newest)
+    training = run is not None and run_lock.in_use(run)
+    return Description(
+        meta, param_count(meta.model_config), validation, meta.train_config.warmup_used, latest, newest, training
+    )
 
 
 def read_text(path: str | Path) -> tuple[Path, str]:

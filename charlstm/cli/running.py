@@ -5,7 +5,6 @@ device, the live display, and how the run ended in words and an exit status.
 
 from __future__ import annotations
 
-import shlex
 import signal
 import sys
 from collections.abc import Callable
@@ -17,6 +16,7 @@ import typer
 from charlstm.cli.app import EXIT_ABORTED, EXIT_DIVERGED, end_at_once, say, stderr, use_cache, user_errors
 from charlstm.cli.display import QUIET
 from charlstm.cli.signals import StopFlag, end_now
+from charlstm.errors import shell_word
 from charlstm.flags import flag
 from charlstm.units import minutes
 
@@ -178,7 +178,7 @@ def _train(level: int, stop: StopFlag, start: Callable[[_Watch], Model]) -> None
 
 def _quoted(path: Path | str | None) -> str:
     """A path as a shell reads it back: a run named after "My Poems.txt" has a space."""
-    return shlex.quote(str(path))
+    return shell_word(str(path))
 
 
 def _continue_with(run_dir: Path | None) -> str:

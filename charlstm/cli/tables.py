@@ -98,13 +98,12 @@ def _where_it_stands(description: Description) -> list[tuple[str, str]]:
     at 79 whose best is 60, or one whose best is newer than its latest."""
     latest, meta, newest = description.latest_step, description.meta, description.latest
     if latest is None or latest == meta.step:
-        return []
+        return [("latest checkpoint", "being trained now")] if description.training else []
+    goes_on = "being trained now" if description.training else "resume goes on from there"
     if newest is None:  # unreadable: its step alone
-        return [("latest checkpoint", f"step {latest}: resume goes on from there")]
+        return [("latest checkpoint", f"step {latest}: {goes_on}")]
     ended = why_ended(newest.step, newest.train_config, newest.history)
-    after = {"done": "the run is done", "patience": "the run stopped early (--patience)"}.get(
-        ended or "", "resume goes on from there"
-    )
+    after = {"done": "the run is done", "patience": "the run stopped early (--patience)"}.get(ended or "", goes_on)
     return [("latest checkpoint", f"step {latest} of {newest.train_config.steps}: {after}")]
 
 

@@ -27,6 +27,7 @@ from charlstm.cli.signals import StopFlag
 from charlstm.cli.training import CorpusArgument, GlobOption, SkipBadFilesOption, ValFileOption
 from charlstm.config import ModelConfig as _M
 from charlstm.config import TrainConfig as _T
+from charlstm.errors import shell_word
 from charlstm.flags import as_options, flag
 
 
@@ -140,7 +141,7 @@ def tune(
             say(
                 f"best: {best.run_dir} (validation loss {best.val_loss:.4f}); "
                 f"all trials in {search.directory / 'trials.json'}\n"
-                f"sample it: charlstm sample {shlex.quote(str(best.run_dir))}\n"
+                f"sample it: charlstm sample {shell_word(best.run_dir)}\n"
                 f"train it longer: charlstm train {shlex.join(search.reading)} {as_options(best.point)}{chosen}"
             )
         if stop.signal is not None:

@@ -28,7 +28,6 @@ import dataclasses
 import difflib
 import functools
 import json
-import shlex
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +39,7 @@ import orbax.checkpoint as ocp
 
 from charlstm.config import ModelConfig, TrainConfig
 from charlstm.core.state import TrainState, init_state
-from charlstm.errors import CharlstmError, CheckpointError
+from charlstm.errors import CharlstmError, CheckpointError, shell_word
 from charlstm.flags import flag
 from charlstm.text.corpus import SEARCH_RECORD
 from charlstm.training import checkpoint_meta, restore_failures
@@ -326,7 +325,7 @@ def _others_intact(where: Path) -> str:
         return ""
     return (
         f"; the run's other checkpoints ({', '.join(others)}) were saved whole (their arrays are not read "
-        f"here): move this one aside (mv {shlex.quote(str(where))} {shlex.quote(str(where))}.damaged) to go on "
+        f"here): move this one aside (mv {shell_word(where)} {shell_word(f'{where}.damaged')}) to go on "
         "from them"
     )
 

@@ -133,6 +133,10 @@ def check_run_dir(run_dir: Path, search: bool = False) -> None:
             f"search directory {run_dir} already exists and is not empty; pick another {flag('out')} (a search "
             f"is not continued; its best trial is a run of its own, which 'charlstm resume' trains further)"
         )
+    if run_dir.exists() and run_lock.in_use(run_dir):
+        raise CharlstmError(
+            f"run directory {run_dir} is being trained by another process now; pick another {flag('out')}"
+        )
     if run_dir.exists() and not left_by_failed_start(run_dir):
         raise CharlstmError(
             f"run directory {run_dir} already exists and is not empty; "
@@ -179,7 +183,9 @@ def prepare_run_dir(run_dir: Path, checked: bool = False, search: bool = False) 
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise CharlstmError(f"cannot create run directory {run_dir}: {err.strerror}") from None
+        raise CharlstmError(
+            f"cannot create run directory {run_dir}: {err.strerror}; give another place with {flag('out')}"
+        ) from None
 
 
 def corpus_vocab(corpus: Corpus, base: Vocab | None = None) -> Vocab:

@@ -19,13 +19,12 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import shlex
 import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from charlstm.errors import CharlstmError
+from charlstm.errors import CharlstmError, shell_word
 
 try:
     import fcntl
@@ -56,7 +55,7 @@ def _refusal(run_dir: Path, fd: int) -> CharlstmError:
         who = f"another process (pid {pid})"
     return CharlstmError(
         f"{run_dir} is being trained by {who}; wait for it to end or stop it, then "
-        f"'charlstm resume {shlex.quote(str(run_dir))}'"
+        f"'charlstm resume {shell_word(run_dir)}'"
     )
 
 

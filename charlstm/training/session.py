@@ -18,7 +18,7 @@ from typing import Any
 from charlstm.config import AUTO_NORM, TrainConfig
 from charlstm.core.model import grow_vocab
 from charlstm.core.state import hyperparameters, init_optimizer, init_state, learning_rate
-from charlstm.errors import CharlstmError, ConfigError, CorpusError, named, shown
+from charlstm.errors import CharlstmError, ConfigError, CorpusError, named, shell_word, shown
 from charlstm.flags import flag
 from charlstm.text import manifest
 from charlstm.text.corpus import DEFAULT_GLOB, Source
@@ -282,7 +282,7 @@ def resumed_run(
         raise CorpusError(
             f"corpus {corpus.path} now has characters the model has no place for: {named(unknown)}; to train "
             f"on it, start a new run from this one's weights: charlstm train {shlex.join(source.arguments())} "
-            f"{flag('init_from')} {shlex.quote(str(run_dir))}"
+            f"{flag('init_from')} {shell_word(run_dir)}"
         )
     if corpus.boundary and ckpt.vocab.boundary_id is None:
         raise CorpusError(
