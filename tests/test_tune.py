@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -261,6 +262,11 @@ def test_a_plan_with_fewer_configurations_than_trials_says_so(tiny_corpus, tmp_p
     assert len(wide.points) == 3 and wide.note == ""
     grid = tune.plan(tiny_corpus, tmp_path / "g", trials=5, grid=True, steps=2, space={**space, "hidden_size": "8,16"})
     assert len(grid.points) == 2 and "holds 2 different configurations, fewer than --trials 5" in grid.note
+    # NumPy numbers are numbers, and the record of the search is plain JSON (a review, 2026-12-05: it was
+    # written after the first trial had trained, and failed there).
+    for budget in ({"steps": np.int64(2)}, {"budget_s": np.float32(5.0)}):
+        numpy = tune.plan(tiny_corpus, tmp_path / f"n{len(budget)}{next(iter(budget))}", trials=np.int64(2), **budget)
+        assert json.loads(json.dumps(numpy.settings))["trials"] == 2
 
 
 def test_tune_runs_a_one_configuration_space_once_with_a_note(runner, tiny_corpus, tmp_path):

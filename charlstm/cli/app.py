@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import difflib
-import io
 import re
 import signal
 import sys
@@ -26,12 +25,13 @@ from typer.core import TyperGroup
 
 from charlstm.cli.display import NORMAL, QUIET, VERBOSE
 from charlstm.cli.outputs import (
-    UNWRITABLE,
+    ResultUnwritable,
     Terminal,
     closed_streams_to_devnull,
     outputs_gone,
-    outputs_unwritable,
+    result_stdout,
     unseen_if_gone,
+    unwritable_to_devnull,
 )
 from charlstm.cli.signals import EXIT_SIGINT, Interrupt, end_now
 from charlstm.errors import CharlstmError
@@ -96,11 +96,9 @@ def _ended_if_gone() -> Iterator[None]:
     except BrokenPipeError:
         outputs_gone()
         raise typer.Exit(EXIT_PIPE) from None
-    except OSError as err:
-        if err.errno not in UNWRITABLE:
-            raise
+    except ResultUnwritable as err:  # stdout's, not a run's own files': those say what they are
         say(f"error: cannot write the output: {err.strerror}")
-        outputs_unwritable()  # what is still buffered for it goes nowhere, not into a traceback at exit
+        unwritable_to_devnull(sys.stdout)  # what is still buffered for it goes nowhere, not into a traceback at exit
         raise typer.Exit(EXIT_USAGE) from None
 
 
@@ -361,24 +359,10 @@ def end_at_once(status: int) -> NoReturn:
     raise typer.Exit(status)
 
 
-def _stdout_that_reports_a_closed_pipe() -> None:
-    """Under `python -u` or PYTHONUNBUFFERED=1, stdout writes straight to
-    its file descriptor and Python's text layer drops what a pipe did not
-    take without an error: `sample | head -c 20` ended with 0, its text
-    cut short unseen. A buffered writer under it writes the rest too, and
-    the second write raises BrokenPipeError (status 141, as without -u).
-    Lines still reach a terminal as they are written."""
-    out = sys.stdout
-    if isinstance(out, io.TextIOWrapper) and isinstance(out.buffer, io.RawIOBase):
-        sys.stdout = io.TextIOWrapper(
-            io.BufferedWriter(out.buffer), encoding=out.encoding, errors=out.errors, line_buffering=True
-        )
-
-
 def main() -> None:
     _options["entry"] = True
     closed_streams_to_devnull()
-    _stdout_that_reports_a_closed_pipe()
+    result_stdout()
     interrupt = Interrupt()
     interrupt.install()
     try:

@@ -56,7 +56,7 @@ def animates(console: Console) -> bool:
 # The live bar's widths: the bar's own between these, the time left's at
 # most (1:02:03), and the statistics' in full (loss, val, |g| and clipping,
 # lr, chars/s).
-_BAR_MIN, _BAR_MAX, _TIME_WIDTH, _STATS_WIDTH = 10, 40, 7, 70
+_BAR_MIN, _BAR_MAX, _TIME_WIDTH, _STATS_WIDTH = 5, 40, 7, 70
 
 
 class TrainingDisplay:
@@ -313,8 +313,8 @@ class TrainingDisplay:
         if self._progress is None:
             return "  ".join(parts)
         room = self.console.width - self._fixed - self._bar_width
-        kept = parts[:1]
-        for part in parts[1:]:
+        kept: list[str] = []
+        for part in parts:  # the loss too, where not even it fits: the step count and the time left come first
             if len("  ".join([*kept, part])) > room:
                 break
             kept.append(part)

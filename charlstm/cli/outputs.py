@@ -16,11 +16,13 @@ is dropped the same way; and one closed before the command started
 from __future__ import annotations
 
 import errno
+import io
 import os
 import select
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TextIO
 
 from rich.console import Console
 
@@ -47,18 +49,63 @@ def closed_streams_to_devnull() -> None:
             setattr(sys, name, open(fd, "r" if fd == 0 else "w", closefd=False))  # noqa: SIM115 (the process's own)
 
 
-def outputs_unwritable() -> None:
-    """Where stdout or stderr has refused a write (`UNWRITABLE`), send both
-    to /dev/null: which one refused cannot be told without writing again,
-    and a run being trained carries on unseen rather than failing."""
-    for stream in (sys.stdout, sys.stderr):
+class ResultUnwritable(OSError):
+    """stdout refused a write (`UNWRITABLE`): told apart from the same errors
+    of stderr, and of a run's own files, which are not the command's output."""
+
+
+class _ResultStream(io.TextIOWrapper):
+    """stdout, whose refused writes are `ResultUnwritable`."""
+
+    def write(self, text: str) -> int:
         try:
-            fd = stream.fileno()
-        except (OSError, ValueError):
-            continue
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, fd)
-        os.close(devnull)
+            return super().write(text)
+        except OSError as err:
+            raise _told_apart(err) from None
+
+    def flush(self) -> None:
+        try:
+            super().flush()
+        except OSError as err:
+            raise _told_apart(err) from None
+
+
+def _told_apart(err: OSError) -> OSError:
+    return ResultUnwritable(err.errno, err.strerror) if err.errno in UNWRITABLE else err
+
+
+_REPLACED: list[TextIO] = []
+
+
+def result_stdout() -> None:
+    """stdout as `_ResultStream`. Under `python -u` or PYTHONUNBUFFERED=1
+    stdout writes straight to its file descriptor, and Python's text layer
+    drops what a pipe did not take without an error: `sample | head -c 20`
+    ended with 0, its text cut short unseen. A buffered writer under it
+    there writes the rest too, and the second write raises BrokenPipeError
+    (status 141, as without -u); lines still reach a terminal as they are
+    written. The stream it replaces is kept, unused: it would close the
+    buffer they share as it is collected."""
+    out = sys.stdout
+    if not isinstance(out, io.TextIOWrapper):
+        return
+    _REPLACED.append(out)
+    buffer, line_buffering = out.buffer, out.line_buffering
+    if isinstance(buffer, io.RawIOBase):
+        buffer, line_buffering = io.BufferedWriter(buffer), True
+    sys.stdout = _ResultStream(buffer, encoding=out.encoding, errors=out.errors, line_buffering=line_buffering)
+
+
+def unwritable_to_devnull(stream: TextIO) -> None:
+    """Send what is still written to `stream` (one that refused a write,
+    `UNWRITABLE`) to /dev/null: the command carries on unseen there."""
+    try:
+        fd = stream.fileno()
+    except (OSError, ValueError):  # no descriptor (a test's captured stream)
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
 
 
 def outputs_gone() -> None:
@@ -88,10 +135,12 @@ def unseen_if_gone() -> Iterator[None]:
         yield
     except BrokenPipeError:
         outputs_gone()
-    except OSError as err:
+    except ResultUnwritable:
+        unwritable_to_devnull(sys.stdout)
+    except OSError as err:  # what these blocks write besides stdout is stderr
         if err.errno not in UNWRITABLE:
             raise
-        outputs_unwritable()
+        unwritable_to_devnull(sys.stderr)
 
 
 class Terminal(Console):

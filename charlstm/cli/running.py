@@ -80,7 +80,9 @@ def _join(
         )
     # JAX waits for the others in C++, where no Python handler runs: a
     # signal meanwhile ends the process as its default does.
-    handlers = {sig: signal.signal(sig, signal.SIG_DFL) for sig in (signal.SIGINT, signal.SIGTERM)}
+    stoppers = [signal.SIGINT, signal.SIGTERM]
+    stoppers += [] if signal.getsignal(signal.SIGHUP) is signal.SIG_IGN else [signal.SIGHUP]  # as StopFlag takes them
+    handlers = {sig: signal.signal(sig, signal.SIG_DFL) for sig in stoppers}
     try:
         joined = processes.initialize(coordinator, num_processes, process_id, on_timeout=_gave_up_joining)
     finally:

@@ -102,7 +102,7 @@ def _where_it_stands(description: Description) -> list[tuple[str, str]]:
     goes_on = "being trained now" if description.training else "resume goes on from there"
     if newest is None:  # unreadable: its step alone
         return [("latest checkpoint", f"step {latest}: {goes_on}")]
-    ended = why_ended(newest.step, newest.train_config, newest.history)
+    ended = None if description.training else why_ended(newest.step, newest.train_config, newest.history)
     after = {"done": "the run is done", "patience": "the run stopped early (--patience)"}.get(ended or "", goes_on)
     return [("latest checkpoint", f"step {latest} of {newest.train_config.steps}: {after}")]
 

@@ -164,13 +164,14 @@ class Batcher:
             # Inside the lock: a `close` that follows finds them alive and joins them.
             for thread in self._threads:
                 thread.start()
-        # The threads are daemons, so that a batcher nobody closes (an app
-        # mounted without its lifespan) never holds the process open. But a
-        # daemon thread still inside XLA when the interpreter finalises (it
-        # compiles batch sizes ahead after the first request) aborts the
-        # process (SIGABRT, status 134): so they are stopped and joined
-        # before that, after at most the call under way.
-        atexit.register(self.close)
+            # The threads are daemons, so that a batcher nobody closes (an app
+            # mounted without its lifespan) never holds the process open. But a
+            # daemon thread still inside XLA when the interpreter finalises (it
+            # compiles batch sizes ahead after the first request) aborts the
+            # process (SIGABRT, status 134): so they are stopped and joined
+            # before that, after at most the call under way. (In the lock: a
+            # `close` from now on also takes this back.)
+            atexit.register(self.close)
 
     @property
     def closed(self) -> bool:

@@ -219,8 +219,10 @@ def _newest(path: Path, prefer: str, read: Callable[[Path], T], *, advice: bool 
     `locate`); where that step is deleted or replaced by a newer one while
     it is read, the newest again, up to REREADS times. A failure on a step
     still there is the checkpoint's own (`advice`: how to go on from the
-    run's others)."""
-    for attempt in range(REREADS + 1):
+    run's others). Not in a multi-process run, whose processes must each
+    make the same reads (Orbax waits for them all at each)."""
+    rereads = REREADS if jax.process_count() == 1 else 0
+    for attempt in range(rereads + 1):
         directory, step = locate(path, prefer)
         where = directory / str(step)
         try:
@@ -228,7 +230,7 @@ def _newest(path: Path, prefer: str, read: Callable[[Path], T], *, advice: bool 
         except CheckpointError as err:
             if step in complete_steps(directory) and not _moved_on(path, prefer, where):
                 raise CheckpointError(f"{err}{_others_intact(where) if advice else ''}") from None
-            if where.absolute() == path.absolute() or attempt == REREADS:  # a step named by the user: no other
+            if where.absolute() == path.absolute() or attempt == rereads:  # a step named by the user: no other
                 raise CheckpointError(
                     f"checkpoint {where} was deleted while it was read: its run is being trained, and keeps "
                     "only its newest checkpoints; read the run's folder, which takes its newest"

@@ -110,11 +110,15 @@ def plan(
         raise ConfigError(f"give {flag('steps')} or {flag('budget_s')}, not both")
     if steps is None and budget_s is None:
         budget_s = DEFAULT_BUDGET_S
-    if steps is not None and whole_number(steps, flag("steps")) < 1:
+    # Plain numbers from here on (a NumPy one would not go into the search's JSON record).
+    steps = None if steps is None else whole_number(steps, flag("steps"))
+    budget_s = None if budget_s is None else real_number(budget_s, flag("budget_s"))
+    trials = None if trials is None else whole_number(trials, flag("trials"))
+    if steps is not None and steps < 1:
         raise ConfigError(f"{flag('steps')} (per trial) must be >= 1, got {steps}")
-    if budget_s is not None and not real_number(budget_s, flag("budget_s")) > 0:
+    if budget_s is not None and not budget_s > 0:
         raise ConfigError(f"{flag('budget_s')} (seconds per trial) must be positive, got {budget_s:g}")
-    if trials is not None and whole_number(trials, flag("trials")) < 1:
+    if trials is not None and trials < 1:
         raise ConfigError(f"{flag('trials')} must be >= 1, got {trials}")
     check_seed(seed)
     narrowed = dict(space or {})
