@@ -400,6 +400,23 @@ def test_a_read_only_compilation_cache_is_read_without_a_warning_for_each_progra
     assert "Warning" not in done.stderr and "cache entry" not in done.stderr, done.stderr
 
 
+def test_a_log_that_cannot_be_written_stops_the_run_in_one_line(tmp_path):
+    """metrics.jsonl or samples.txt refusing a write (a full disk) ended a
+    run with a raw traceback and status 1, the status of a divergence (a
+    review, 2026-12-05); it is one line, as a failed save is."""
+    from charlstm.errors import CharlstmError
+    from charlstm.training import events, runlog
+
+    log = runlog.RunLog(tmp_path / "run")
+    (tmp_path / "run" / runlog.METRICS_FILE).mkdir()  # refuses every write, as a full disk would
+    (tmp_path / "run" / runlog.SAMPLES_FILE).mkdir()
+    log.handle(events.Progress(10, 20, 2.0, 1.0, 1e-3, 1000.0, 1.0))
+    with pytest.raises(CharlstmError, match=r"cannot write .*metrics\.jsonl: Is a directory; earlier checkpoints"):
+        log.handle(events.Evaluated(10, 1.9, True))
+    with pytest.raises(CharlstmError, match=r"cannot write .*samples\.txt: Is a directory; earlier checkpoints"):
+        log.handle(events.Sampled(10, "text"))
+
+
 def test_a_full_disk_during_a_save_keeps_the_previous_checkpoint(tiny_corpus, tiny_filesystem, capfd):
     from typer.testing import CliRunner
 

@@ -35,6 +35,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from charlstm.errors import CharlstmError
 from charlstm.text.corpus import RUN_LOG
 from charlstm.training import events
 from charlstm.units import bits
@@ -108,8 +109,7 @@ class RunLog:
             self._pending["val_bpc"] = bits(event.val_loss)
             self._flush()
         elif isinstance(event, events.Sampled):
-            with (self.run_dir / SAMPLES_FILE).open("a", encoding="utf-8") as out:
-                out.write(f"===== step {event.step} =====\n{event.text}\n\n")
+            _append(self.run_dir / SAMPLES_FILE, f"===== step {event.step} =====\n{event.text}\n\n")
         elif isinstance(event, events.Finished):
             self._flush()
             if self._held:  # a plan with no report after it
@@ -135,8 +135,7 @@ class RunLog:
             return
         record, self._pending = self._pending, None
         # A diverged step's loss is logged as null: strict JSON has no NaN.
-        with (self.run_dir / METRICS_FILE).open("a", encoding="utf-8") as out:
-            out.write(json.dumps(_finite(record), allow_nan=False) + "\n")
+        _append(self.run_dir / METRICS_FILE, json.dumps(_finite(record), allow_nan=False) + "\n")
 
     def _drop_after(self, step: int) -> None:
         self._drop_samples_after(step)
@@ -160,6 +159,16 @@ class RunLog:
         kept = [b for b in blocks if _sample_step(b) <= step]
         if len(kept) != len(blocks):
             path.write_text("".join(kept), encoding="utf-8")
+
+
+def _append(path: Path, text: str) -> None:
+    """`text` at the end of one of the run's logs; a full disk (or another
+    failed write) stops the run in one line, as a failed save does."""
+    try:
+        with path.open("a", encoding="utf-8") as out:
+            out.write(text)
+    except OSError as err:
+        raise CharlstmError(f"cannot write {path}: {err.strerror}; earlier checkpoints are intact") from None
 
 
 def _sample_step(block: str) -> int:
