@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.parse
@@ -78,6 +79,19 @@ def hook_result(dom: str) -> dict:
     return json.loads(text)
 
 
+# argv: the read and write ends, then the command: each end first moved above
+# both targets, so that one already at 3 or 4 is not written over by the other.
+_PIPES_AS_3_AND_4 = """
+import os, sys
+high = [os.dup(int(fd)) for fd in sys.argv[1:3]]
+while min(high) <= 4:
+    high = [os.dup(fd) for fd in high]
+os.dup2(high[0], 3)
+os.dup2(high[1], 4)
+os.execvp(sys.argv[3], sys.argv[3:])
+"""
+
+
 class Session:
     """Chromium driven over the DevTools protocol on a pipe, for a page that
     talks to a live server (virtual time does not wait for a streamed
@@ -88,11 +102,6 @@ class Session:
         ours_to_read, theirs_to_write = os.pipe()
         theirs_to_read, ours_to_write = os.pipe()
 
-        def pipes_as_3_and_4() -> None:  # in the child: the protocol's fixed descriptors
-            high = os.dup(theirs_to_read), os.dup(theirs_to_write)
-            os.dup2(high[0], 3)
-            os.dup2(high[1], 4)
-
         # Chromium's helper processes may still be writing to it as it closes.
         self.profile = tempfile.TemporaryDirectory(prefix="charlstm-chromium-", ignore_cleanup_errors=True)
         command = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"]
@@ -101,12 +110,15 @@ class Session:
             f"--user-data-dir={self.profile.name}",
             "--remote-debugging-pipe",
         ]
+        # The protocol's fixed descriptors, 3 and 4, set by a small program
+        # that then becomes Chromium: a preexec_fn would run Python in a child
+        # forked from this threaded process (JAX's), which can deadlock.
+        wrapper = [sys.executable, "-c", _PIPES_AS_3_AND_4, str(theirs_to_read), str(theirs_to_write)]
         self.process = subprocess.Popen(
-            [*command, *extra, "about:blank"],
+            [*wrapper, *command, *extra, "about:blank"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            close_fds=False,
-            preexec_fn=pipes_as_3_and_4,
+            pass_fds=(theirs_to_read, theirs_to_write),
         )
         os.close(theirs_to_read)
         os.close(theirs_to_write)
