@@ -337,7 +337,8 @@ def test_an_output_closed_or_full_from_the_start_never_stops_a_run(trained_run, 
     """`>&-`, `2>&-` and `2>/dev/full` (found by a walkthrough, 2026-12-05):
     train did not train at all, exiting 1 with no message or a traceback.
     It trains, unseen; a result that cannot be written (`sample >
-    /dev/full`) is one line on stderr and status 2, not a traceback and 120."""
+    /dev/full`, `sample >&-`) is one line on stderr and status 2, not a
+    traceback and 120 (or 0, the text lost)."""
 
     for n, redirect in enumerate((">&-", "2>&-", "2>/dev/full")):
         run_dir = tmp_path / f"run{n}"
@@ -349,9 +350,19 @@ def test_an_output_closed_or_full_from_the_start_never_stops_a_run(trained_run, 
         command = [*_charlstm_command(), "sample", "-c", str(trained_run[0]), "-n", "50"]
         done = subprocess.run([*command, "-q"], stdout=full, stderr=subprocess.PIPE, text=True, timeout=300)
         assert done.returncode == 2 and done.stderr == "error: cannot write the output: No space left on device\n"
+        # A closed stdout too, as `cat >&-` says (it was /dev/null and 0: the text lost, unseen).
+        closed = subprocess.run(
+            ["sh", "-c", 'exec "$@" >&-', "sh", *command, "-q"], stderr=subprocess.PIPE, text=True, timeout=300
+        )
+        assert closed.returncode == 2 and closed.stderr == "error: cannot write the output: stdout is closed\n"
+        # A file named by --output, full (a traceback and status 1, a review of 2026-12-05 found).
+        to_file = subprocess.run([*command, "-q", "--output", "/dev/full"], capture_output=True, text=True, timeout=300)
+        assert to_file.returncode == 2, to_file.stderr
+        assert to_file.stderr == "error: cannot write --output /dev/full: No space left on device\n"
         # A full stderr costs its notes, never the result (a review found both sent to /dev/null, and 0).
         text = subprocess.run(command, stdout=subprocess.PIPE, stderr=full, text=True, timeout=300)
-    assert text.returncode == 0 and len(text.stdout) == 51, text
+    # 50 characters and a newline, unless the 50th was one: all of the text either way.
+    assert text.returncode == 0 and len(text.stdout) in (50, 51) and text.stdout.endswith("\n"), text
 
 
 @pytest.mark.parametrize(

@@ -417,6 +417,37 @@ def test_a_log_that_cannot_be_written_stops_the_run_in_one_line(tmp_path):
         log.handle(events.Sampled(10, "text"))
 
 
+def test_a_resume_whose_logs_cannot_be_rewritten_stops_in_one_line_and_keeps_them(tmp_path, monkeypatch):
+    """A resume drops what its logs hold after its checkpoint by writing them
+    again; a full disk there was a raw traceback and status 1 (a review,
+    2026-12-05). It is one line, and the logs are as they were."""
+    import errno
+
+    from charlstm.errors import CharlstmError
+    from charlstm.training import events, runlog
+
+    run = tmp_path / "run"
+    metrics = '{"step": 10, "loss": 2.0}\n{"step": 20, "loss": 1.5}\n'
+    samples = "===== step 10 =====\nabc\n===== step 20 =====\ndef\n"
+    run.mkdir()
+    (run / runlog.METRICS_FILE).write_text(metrics)
+    (run / runlog.SAMPLES_FILE).write_text(samples)
+
+    def full(*args):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(runlog.os, "replace", full)
+    started = events.Started(10, 40, "cpu", ["cpu:0"], 1000, 100, 10)
+    with pytest.raises(CharlstmError, match=r"cannot write .*: No space left on device; earlier checkpoints"):
+        runlog.RunLog(run).handle(started)
+    assert (run / runlog.METRICS_FILE).read_text() == metrics and (run / runlog.SAMPLES_FILE).read_text() == samples
+    assert sorted(p.name for p in run.iterdir()) == sorted([runlog.METRICS_FILE, runlog.SAMPLES_FILE])  # no .tmp
+    monkeypatch.undo()
+    runlog.RunLog(run).handle(started)
+    assert (run / runlog.METRICS_FILE).read_text() == metrics.splitlines(keepends=True)[0]
+    assert (run / runlog.SAMPLES_FILE).read_text() == "===== step 10 =====\nabc\n"
+
+
 def test_a_full_disk_during_a_save_keeps_the_previous_checkpoint(tiny_corpus, tiny_filesystem, capfd):
     from typer.testing import CliRunner
 

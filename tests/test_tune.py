@@ -267,6 +267,20 @@ def test_a_plan_with_fewer_configurations_than_trials_says_so(tiny_corpus, tmp_p
     for budget in ({"steps": np.int64(2)}, {"budget_s": np.float32(5.0)}):
         numpy = tune.plan(tiny_corpus, tmp_path / f"n{len(budget)}{next(iter(budget))}", trials=np.int64(2), **budget)
         assert json.loads(json.dumps(numpy.settings))["trials"] == 2
+    # The seed, and fields fixed for every trial, too (the same review, again: the seed and the fixed fields).
+    fixed = tune.plan(
+        tiny_corpus,
+        tmp_path / "f",
+        trials=1,
+        steps=2,
+        seed=np.int64(3),
+        model={"hidden_size": np.int64(8)},
+        train={"batch_size": np.int64(4), "learning_rate": np.float32(0.01)},
+    )
+    assert fixed.settings["seed"] == 3 and type(fixed.settings["seed"]) is int
+    tune._write_json(tmp_path / "trials.json", [], fixed.settings)
+    record = json.loads((tmp_path / "trials.json").read_text())["search"]["fixed"]
+    assert record["hidden_size"] == 8 and record["batch_size"] == 4 and record["learning_rate"] == pytest.approx(0.01)
 
 
 def test_tune_runs_a_one_configuration_space_once_with_a_note(runner, tiny_corpus, tmp_path):

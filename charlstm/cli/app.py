@@ -25,6 +25,7 @@ from typer.core import TyperGroup
 
 from charlstm.cli.display import NORMAL, QUIET, VERBOSE
 from charlstm.cli.outputs import (
+    UNWRITABLE,
     ResultUnwritable,
     Terminal,
     closed_streams_to_devnull,
@@ -99,6 +100,13 @@ def _ended_if_gone() -> Iterator[None]:
     except ResultUnwritable as err:  # stdout's, not a run's own files': those say what they are
         say(f"error: cannot write the output: {err.strerror}")
         unwritable_to_devnull(sys.stdout)  # what is still buffered for it goes nowhere, not into a traceback at exit
+        raise typer.Exit(EXIT_USAGE) from None
+    except OSError as err:
+        # A file of the command's own that no place below caught (each names
+        # its file where it can): one line, not a traceback and status 1.
+        if err.errno not in UNWRITABLE:
+            raise
+        say(f"error: cannot write{f' {err.filename}' if err.filename else ''}: {err.strerror}")
         raise typer.Exit(EXIT_USAGE) from None
 
 

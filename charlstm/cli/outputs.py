@@ -10,7 +10,8 @@ command whose output is its result (`sample | head`) ends there, with
 status 141 as a shell reports a command its reader left (`app.py`).
 An output that cannot take what is written (a full disk, `2>/dev/full`)
 is dropped the same way; and one closed before the command started
-(`>&-`) is /dev/null from the start.
+(`>&-`) is /dev/null from the start, except that a result written to a
+closed stdout is refused as a full one is.
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ from rich.console import Console
 UNWRITABLE = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO})
 
 
+_CLOSED: set[str] = set()  # the standard streams closed before the command started
+
+
 def closed_streams_to_devnull() -> None:
     """A standard stream closed before the command started (`charlstm train
     ... >&-`, a daemon's closed descriptors): Python made it None, and the
@@ -45,6 +49,7 @@ def closed_streams_to_devnull() -> None:
             if devnull != fd:
                 os.dup2(devnull, fd)
                 os.close(devnull)
+            _CLOSED.add(name)
         if getattr(sys, name) is None:
             setattr(sys, name, open(fd, "r" if fd == 0 else "w", closefd=False))  # noqa: SIM115 (the process's own)
 
@@ -55,9 +60,18 @@ class ResultUnwritable(OSError):
 
 
 class _ResultStream(io.TextIOWrapper):
-    """stdout, whose refused writes are `ResultUnwritable`."""
+    """stdout, whose refused writes are `ResultUnwritable`.
+    `closed_at_start`: it was closed before the command started (`sample
+    >&-`), and the first text written is refused, as `cat >&-` refuses it,
+    instead of going to /dev/null with status 0; what follows goes there
+    (a run trains on)."""
+
+    closed_at_start = False
 
     def write(self, text: str) -> int:
+        if self.closed_at_start and text:
+            self.closed_at_start = False
+            raise ResultUnwritable(errno.EBADF, "stdout is closed")
         try:
             return super().write(text)
         except OSError as err:
@@ -93,7 +107,9 @@ def result_stdout() -> None:
     buffer, line_buffering = out.buffer, out.line_buffering
     if isinstance(buffer, io.RawIOBase):
         buffer, line_buffering = io.BufferedWriter(buffer), True
-    sys.stdout = _ResultStream(buffer, encoding=out.encoding, errors=out.errors, line_buffering=line_buffering)
+    stream = _ResultStream(buffer, encoding=out.encoding, errors=out.errors, line_buffering=line_buffering)
+    stream.closed_at_start = "stdout" in _CLOSED
+    sys.stdout = stream
 
 
 def unwritable_to_devnull(stream: TextIO) -> None:

@@ -11,7 +11,7 @@ import shlex
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, TextIO
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -175,11 +175,14 @@ def sample(
         if output is None and not as_json:
             _escape_what_stdout_cannot_show(model.vocab.chars, quiet)
         done = model.complete(request)  # before --output is opened: a bad prime leaves the file alone
-        with _open_output(output) as sink:
-            if not quiet:
-                say(note)  # before the text, as when it streams
-            sink.write(_render(done, request, model, as_json))
-        if output is not None and not quiet:
+        if not quiet:
+            say(note)  # before the text, as when it streams
+        text = _render(done, request, model, as_json)
+        if output is None:
+            sys.stdout.write(text)
+            return
+        _write_output(output, text)
+        if not quiet:
             say(f"wrote {len(done)} sample{'s' if len(done) > 1 else ''} to {output}")
 
 
@@ -227,13 +230,13 @@ def _render(done: list[Completion], request: SampleConfig, model: Model, as_json
     return "\n".join(parts)
 
 
-def _open_output(output: Path | None) -> contextlib.AbstractContextManager[TextIO]:
-    """stdout, or the --output file, with a one-line error if it cannot be written."""
-    if output is None:
-        return contextlib.nullcontext(sys.stdout)
+def _write_output(output: Path, text: str) -> None:
+    """The --output file, or a one-line error where it cannot be written
+    (a read-only folder, a full disk)."""
     try:
         output.parent.mkdir(parents=True, exist_ok=True)  # as export, inspect and plot do
-        return output.open("w", encoding="utf-8")
+        with output.open("w", encoding="utf-8") as sink:
+            sink.write(text)
     except OSError as err:
         fail(f"cannot write --output {output}: {err.strerror}")
 

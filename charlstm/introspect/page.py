@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from charlstm.errors import CharlstmError
 from charlstm.flags import flag
 from charlstm.introspect import features
 from charlstm.introspect.features import FEATURES, UnitScore
@@ -55,8 +56,11 @@ def write_page(
     path: Path, inspection: Inspection, tops: Mapping[str, Sequence[UnitScore]], *, source: str, checkpoint: str
 ) -> Path:
     page = render_page(inspection, tops, source=source, checkpoint=checkpoint)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(page, encoding="utf-8")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(page, encoding="utf-8")
+    except OSError as err:  # a folder on the way is a file, no permission, a full disk
+        raise CharlstmError(f"cannot write {path}: {err.strerror}") from None
     return path
 
 

@@ -27,6 +27,7 @@ and every step appears once.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -146,9 +147,7 @@ class RunLog:
         kept = [line for line in lines if _step_of(line) <= step]
         if len(kept) == len(lines):
             return
-        tmp = path.with_suffix(".jsonl.tmp")
-        tmp.write_text("".join(kept), encoding="utf-8")
-        os.replace(tmp, path)
+        _rewrite(path, "".join(kept))
 
     def _drop_samples_after(self, step: int) -> None:
         path = self.run_dir / SAMPLES_FILE
@@ -158,7 +157,7 @@ class RunLog:
         blocks = [b for b in re.split(r"(?m)^(?====== step \d+ =====$)", text) if b]
         kept = [b for b in blocks if _sample_step(b) <= step]
         if len(kept) != len(blocks):
-            path.write_text("".join(kept), encoding="utf-8")
+            _rewrite(path, "".join(kept))
 
 
 def _append(path: Path, text: str) -> None:
@@ -168,6 +167,20 @@ def _append(path: Path, text: str) -> None:
         with path.open("a", encoding="utf-8") as out:
             out.write(text)
     except OSError as err:
+        raise CharlstmError(f"cannot write {path}: {err.strerror}; earlier checkpoints are intact") from None
+
+
+def _rewrite(path: Path, text: str) -> None:
+    """One of the run's logs replaced by `text` whole (a resume dropping
+    what came after its checkpoint), or left as it was where that cannot be
+    written; a full disk stops the resume in one line, as `_append` does."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as err:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
         raise CharlstmError(f"cannot write {path}: {err.strerror}; earlier checkpoints are intact") from None
 
 

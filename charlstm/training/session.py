@@ -390,8 +390,10 @@ def _train(
             if isinstance(event, events.Finished):
                 finished = event
     finally:
-        if log is not None:
-            log.close()
-        writer.close()
+        try:
+            if log is not None:
+                log.close()
+        finally:  # a log that cannot be written (a full disk) never leaves a save in flight unfinished
+            writer.close()
     assert finished is not None  # fit always ends with Finished
     return finished

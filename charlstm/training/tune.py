@@ -29,6 +29,7 @@ trial, so an interrupted search keeps what it finished.
 from __future__ import annotations
 
 import json
+import numbers
 import os
 import shutil
 import time
@@ -120,6 +121,7 @@ def plan(
         raise ConfigError(f"{flag('budget_s')} (seconds per trial) must be positive, got {budget_s:g}")
     if trials is not None and trials < 1:
         raise ConfigError(f"{flag('trials')} must be >= 1, got {trials}")
+    seed = whole_number(seed, flag("seed"))
     check_seed(seed)
     narrowed = dict(space or {})
     unknown = sorted(set(narrowed) - {d.field for d in SPACE})
@@ -236,9 +238,26 @@ def _trial_config(run: Run, plan: Plan) -> tuple[TrainConfig, int]:
 
 def _write_json(path: Path, results: list[TrialResult], settings: dict[str, Any]) -> None:
     records = [{**asdict(r), "bits_per_char": r.bits_per_char} for r in ranked(results)]
+    text = json.dumps({"search": settings, "trials": records}, indent=1, default=_plain) + "\n"
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"search": settings, "trials": records}, indent=1) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as err:  # a full disk: one line, as a run's own logs say it
+        raise CharlstmError(f"cannot write {path}: {err.strerror}; the trials' runs are intact") from None
+
+
+def _plain(value: Any) -> Any:
+    """A NumPy number a caller fixed a field with (`model={"hidden_size":
+    np.int64(256)}`), as the plain number JSON takes; the search's own
+    numbers are plain already."""
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    if hasattr(value, "item"):  # numpy.bool_ and its kind
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not JSON")
 
 
 def search(
