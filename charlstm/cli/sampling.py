@@ -11,7 +11,7 @@ import shlex
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, TextIO
 
 import typer
 
@@ -175,13 +175,16 @@ def sample(
         if output is None and not as_json:
             _escape_what_stdout_cannot_show(model.vocab.chars, quiet)
         done = model.complete(request)  # before --output is opened: a bad prime leaves the file alone
-        if not quiet:
-            say(note)  # before the text, as when it streams
         text = _render(done, request, model, as_json)
         if output is None:
+            if not quiet:
+                say(note)  # before the text, as when it streams
             sys.stdout.write(text)
             return
-        _write_output(output, text)
+        sink = _open_output(output)  # one that cannot be made is the only line said
+        if not quiet:
+            say(note)
+        _write_output(output, sink, text)
         if not quiet:
             say(f"wrote {len(done)} sample{'s' if len(done) > 1 else ''} to {output}")
 
@@ -230,12 +233,20 @@ def _render(done: list[Completion], request: SampleConfig, model: Model, as_json
     return "\n".join(parts)
 
 
-def _write_output(output: Path, text: str) -> None:
-    """The --output file, or a one-line error where it cannot be written
-    (a read-only folder, a full disk)."""
+def _open_output(output: Path) -> TextIO:
+    """The --output file, made, or a one-line error where it cannot be."""
     try:
         output.parent.mkdir(parents=True, exist_ok=True)  # as export, inspect and plot do
-        with output.open("w", encoding="utf-8") as sink:
+        return output.open("w", encoding="utf-8")
+    except OSError as err:
+        fail(f"cannot write --output {output}: {err.strerror}")
+
+
+def _write_output(output: Path, sink: TextIO, text: str) -> None:
+    """`text` into the --output file, or a one-line error where it does not
+    take it (a full disk)."""
+    try:
+        with sink:
             sink.write(text)
     except OSError as err:
         fail(f"cannot write --output {output}: {err.strerror}")
