@@ -363,6 +363,16 @@ def test_a_result_that_cannot_be_written_is_one_line_and_status_2(trained_run):
         to_file = subprocess.run([*command, "-q", "--output", "/dev/full"], capture_output=True, text=True, timeout=300)
         assert to_file.returncode == 2, to_file.stderr
         assert to_file.stderr == "error: cannot write --output /dev/full: No space left on device\n"
+        # --output into a pipe whose reader has gone is 141, as stdout's is (a review caught a 2 there).
+        reader, writer = os.pipe()
+        os.close(reader)
+        try:
+            piped = subprocess.run(
+                [*command, "-q", "-o", "/dev/stdout"], stdout=writer, stderr=subprocess.PIPE, timeout=300
+            )
+        finally:
+            os.close(writer)
+        assert piped.returncode == 141 and piped.stderr == b"", piped.stderr
         # A full stderr costs its notes, never the result (a review found both sent to /dev/null, and 0).
         text = subprocess.run(command, stdout=subprocess.PIPE, stderr=full, text=True, timeout=300)
     # 50 characters and a newline, unless the 50th was one: all of the text either way.

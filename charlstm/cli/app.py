@@ -25,7 +25,7 @@ from typer.core import TyperGroup
 
 from charlstm.cli.display import NORMAL, QUIET, VERBOSE
 from charlstm.cli.outputs import (
-    UNWRITABLE,
+    FULL,
     ResultUnwritable,
     Terminal,
     closed_streams_to_devnull,
@@ -35,7 +35,7 @@ from charlstm.cli.outputs import (
     unwritable_to_devnull,
 )
 from charlstm.cli.signals import EXIT_SIGINT, Interrupt, end_now
-from charlstm.errors import CharlstmError
+from charlstm.errors import CharlstmError, shown
 from charlstm.flags import flag
 
 EXIT_DIVERGED = 1
@@ -103,10 +103,12 @@ def _ended_if_gone() -> Iterator[None]:
         raise typer.Exit(EXIT_USAGE) from None
     except OSError as err:
         # A file of the command's own that no place below caught (each names
-        # its file where it can): one line, not a traceback and status 1.
-        if err.errno not in UNWRITABLE:
+        # its file where it can), full: one line, not a traceback and status
+        # 1. Only the errors a write alone meets: EIO, which a read meets
+        # too, stays a traceback that shows where.
+        if err.errno not in FULL:
             raise
-        say(f"error: cannot write{f' {err.filename}' if err.filename else ''}: {err.strerror}")
+        say(f"error: cannot write{f' {shown(err.filename)}' if err.filename else ''}: {err.strerror}")
         raise typer.Exit(EXIT_USAGE) from None
 
 

@@ -28,8 +28,10 @@ from typing import TextIO
 from rich.console import Console
 
 # A write's errors that mean the output will take nothing more: a full disk
-# (or /dev/full), a file grown past its limit, an I/O error.
-UNWRITABLE = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO})
+# (or /dev/full), a quota, a file grown past its limit (FULL: a write's
+# alone); or an I/O error.
+FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+UNWRITABLE = FULL | {errno.EIO}
 
 
 _CLOSED: set[str] = set()  # the standard streams closed before the command started

@@ -182,9 +182,7 @@ def sample(
             sys.stdout.write(text)
             return
         sink = _open_output(output)  # one that cannot be made is the only line said
-        if not quiet:
-            say(note)
-        _write_output(output, sink, text)
+        _write_output(output, sink, text, None if quiet else note)
         if not quiet:
             say(f"wrote {len(done)} sample{'s' if len(done) > 1 else ''} to {output}")
 
@@ -242,12 +240,17 @@ def _open_output(output: Path) -> TextIO:
         fail(f"cannot write --output {output}: {err.strerror}")
 
 
-def _write_output(output: Path, sink: TextIO, text: str) -> None:
-    """`text` into the --output file, or a one-line error where it does not
-    take it (a full disk)."""
+def _write_output(output: Path, sink: TextIO, text: str, note: str | None) -> None:
+    """`note` said, then `text` into the --output file, or a one-line error
+    where it does not take it (a full disk). A pipe whose reader has gone
+    (`-o /dev/stdout | head`) ends as stdout's does, with 141 (`app.py`)."""
     try:
         with sink:
+            if note is not None:
+                say(note)
             sink.write(text)
+    except BrokenPipeError:
+        raise
     except OSError as err:
         fail(f"cannot write --output {output}: {err.strerror}")
 

@@ -28,6 +28,7 @@ trial, so an interrupted search keeps what it finished.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import numbers
 import os
@@ -244,6 +245,8 @@ def _write_json(path: Path, results: list[TrialResult], settings: dict[str, Any]
         tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, path)
     except OSError as err:  # a full disk: one line, as a run's own logs say it
+        with contextlib.suppress(OSError):
+            tmp.unlink()
         raise CharlstmError(f"cannot write {path}: {err.strerror}; the trials' runs are intact") from None
 
 
