@@ -22,7 +22,12 @@ does not load JAX.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+
+# Not typing's: `charlstm` (the command) imports this package before its
+# Ctrl-C handler is in place (`__main__.py`), so it imports nothing that
+# takes time (typing brings re and enum). Type checkers read the name
+# TYPE_CHECKING as true wherever it is defined.
+TYPE_CHECKING = False
 
 __version__ = "0.1.0"
 
@@ -95,6 +100,8 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from typing import Any
+
     from charlstm.api import Model, TrainingDiverged, app, describe, list_runs, load, resume, serve, train, tune
     from charlstm.api.runs import Description, TextFiles, Texts
     from charlstm.config import ModelConfig, SampleConfig, ServeConfig, TrainConfig

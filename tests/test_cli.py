@@ -510,6 +510,10 @@ def test_a_ctrl_c_at_any_moment_of_a_sample_ends_it_with_130_and_no_traceback(tr
     time.sleep(delay)
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=60)
+    if process.returncode == -signal.SIGINT and "__main__.py" not in err:
+        # Python was still starting, or importing the package ahead of __main__.py's handler (the CI's
+        # pip and both workers busy took that past 0.15 s once): the moment this case is for was not reached.
+        pytest.skip(f"the Ctrl-C came {delay} s in, before Python had started charlstm's handler")
     assert process.returncode == 130, err
     assert "Traceback" not in err and "error" not in err, err
 
