@@ -14,6 +14,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import warnings
 from pathlib import Path
 
 import jax
@@ -343,6 +344,19 @@ def test_a_count_set_in_the_process_is_left_alone(monkeypatch):
     assert not cpu_devices.chosen_elsewhere()
     cpu_devices.split_the_cpu(4)
     assert calls == [("jax_num_cpu_devices", 4)]
+
+
+def test_a_split_that_comes_after_jax_started_says_so(monkeypatch):
+    """`charlstm.split_the_cpu()` after JAX has started cannot split: it was
+    silent, and training then used one device where the caller asked for two."""
+    monkeypatch.setattr(cpu_devices, "chosen_elsewhere", lambda: False)  # as a caller's process would be
+    has = len(jax.devices("cpu"))  # JAX has started
+    with pytest.warns(RuntimeWarning, match=rf"came after JAX started: training uses the CPU's {has} device"):
+        cpu_devices.split_the_cpu(has + 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cpu_devices.split_the_cpu(has)  # what it has already: nothing to say
+        cpu_devices.split_the_cpu(1)
 
 
 def test_every_command_asks_for_deterministic_gpu_kernels_unless_told_otherwise(monkeypatch):

@@ -27,8 +27,8 @@ caller's JAX as it finds it.
 
 from __future__ import annotations
 
-import contextlib
 import os
+import warnings
 
 import jax
 
@@ -55,12 +55,22 @@ def split_the_cpu(devices: int | None = None) -> None:
     """Have JAX make `devices` devices of the CPU (default: `SPLIT` where the
     process may use two cores or more). Nothing where the user chose a count
     or JAX's backends have already started; what a GPU or TPU backend trains
-    on is unaffected (only the CPU's devices are counted here)."""
+    on is unaffected (only the CPU's devices are counted here). A call that
+    comes after JAX has started, where JAX has another count, warns
+    (RuntimeWarning): training would otherwise use fewer devices unseen."""
     if devices is not None and whole_number(devices, "devices") < 1:
         raise ConfigError(f"devices must be >= 1, got {devices}")
     count = devices if devices is not None else (SPLIT if cores() >= 2 else 1)
     if count <= 1 or chosen_elsewhere():
         return
-    # Where the backends are running the count is fixed for this process.
-    with contextlib.suppress(RuntimeError):
+    try:
         jax.config.update("jax_num_cpu_devices", count)
+    except RuntimeError:  # the backends are running: the count is fixed for this process
+        has = len(jax.devices("cpu"))
+        if has != count:
+            warnings.warn(
+                f"split_the_cpu() came after JAX started: training uses the CPU's {has} device"
+                f"{'s' if has > 1 else ''} JAX already has, not {count}; call it before anything uses JAX",
+                RuntimeWarning,
+                stacklevel=2,
+            )
