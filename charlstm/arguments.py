@@ -76,6 +76,19 @@ def html_file(value: Any, what: str) -> Path:
     return path
 
 
+def writable_place(path: Path, what: str) -> None:
+    """Refuse, before any work, a file to write in a folder that cannot take
+    it (a read-only one, or one the user may not write in): the nearest
+    folder on its way that exists. Any other failure shows when it is written."""
+    folder = path.absolute().parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    check(
+        not folder.is_dir() or os.access(folder, os.W_OK),
+        f"cannot write {what} {path}: {folder} is read-only here; give another place with {what}",
+    )
+
+
 def unknown_fields(given: Iterable[str], *classes: type, also: Iterable[str] = ()) -> str | None:
     """What an API caller got wrong in the options it passed to the config
     `classes`: the names none has a field for, each with the field it likely

@@ -368,6 +368,35 @@ def _tmpfs(mount_point: Path, options: str):
         subprocess.run(["umount", str(mount_point)], check=False)
 
 
+def test_inspect_refuses_a_read_only_place_before_it_reads_the_model(trained_run, tmp_path, monkeypatch):
+    """`charlstm inspect RUN` in a read-only folder (its page goes to the
+    current one) loaded the model and ran it over the text, then failed to
+    write the page; it says so first, naming the folder and --out."""
+    from typer.testing import CliRunner
+
+    from charlstm.api import model as api_model
+    from charlstm.cli import app
+
+    with _tmpfs(tmp_path / "ro", "size=1m,ro") as read_only:
+        monkeypatch.setattr(api_model.Model, "inspect_held_out", lambda *a: pytest.fail("ran the model first"))
+        with monkeypatch.context() as here:  # left before the tmpfs is unmounted
+            here.chdir(read_only)
+            result = CliRunner().invoke(app, ["inspect", str(trained_run[0])])
+        assert result.exit_code == 2, result.output
+        expected = (
+            f"error: cannot write --out inspect.html: {read_only} is read-only here; give another place with --out\n"
+        )
+        assert result.stderr == expected
+        page = tmp_path / "page.html"
+        png = read_only / "new" / "gates.png"
+        result = CliRunner().invoke(
+            app, ["inspect", str(trained_run[0]), "-o", str(page), "--saturation-png", str(png)]
+        )
+        assert (
+            result.exit_code == 2 and f"cannot write --saturation-png {png}: {read_only} is read-only" in result.stderr
+        )
+
+
 @pytest.fixture()
 def tiny_filesystem(tmp_path):
     with _tmpfs(tmp_path / "tinyfs", "size=2m") as mount_point:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from charlstm.arguments import html_file
+from charlstm.arguments import html_file, writable_place
 from charlstm.cli.app import (
     AsJson,
     NewestRunArgument,
@@ -122,9 +122,10 @@ def inspect_model(
         from charlstm.plots import require_matplotlib
 
         record.check_max_chars(max_chars)
-        html_file(out, flag("out"))  # before the model is read and run
+        writable_place(html_file(out, flag("out")), flag("out"))  # before the model is read and run
         if saturation_png is not None:
             require_matplotlib()
+            writable_place(saturation_png, "--saturation-png")
         given = _given_text(text_file, text)
         use_cache()
         model = api.load(checkpoint)
