@@ -4,8 +4,13 @@
 # typing (re, enum) took a noticeable share of a loaded machine's first
 # 0.15 s, and a Ctrl-C there ended with a traceback of the imports. Nothing
 # that takes time is imported before the handler is in place.
-import _signal
 import os
+
+TYPE_CHECKING = False  # not typing's (see above); type checkers read the name as true
+if TYPE_CHECKING:
+    import signal as _signal  # the same functions, with typeshed's types
+else:
+    import _signal
 
 
 def _end(signum: int, frame: object) -> None:

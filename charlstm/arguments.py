@@ -77,16 +77,22 @@ def html_file(value: Any, what: str) -> Path:
 
 
 def writable_place(path: Path, what: str) -> None:
-    """Refuse, before any work, a file to write in a folder that cannot take
-    it (a read-only one, or one the user may not write in): the nearest
-    folder on its way that exists. Any other failure shows when it is written."""
-    folder = path.absolute().parent
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
-    check(
-        not folder.is_dir() or os.access(folder, os.W_OK),
-        f"cannot write {what} {path}: {folder} is read-only here; give another place with {what}",
-    )
+    """Refuse, before any work, a file to write where it cannot be written:
+    an existing file that is read-only, or else the nearest folder on its
+    way that exists, read-only or not the user's to write in. Anything else
+    (a path that cannot even be looked at) shows when it is written."""
+    try:
+        where = path
+        if not path.exists():
+            where = path.absolute().parent
+            while not where.exists() and where != where.parent:
+                where = where.parent
+            if not where.is_dir():  # a file on the way: its write says so
+                return
+        writable = os.access(where, os.W_OK)
+    except OSError:
+        return
+    check(writable, f"cannot write {what} {path}: {where} is read-only here; give another place with {what}")
 
 
 def unknown_fields(given: Iterable[str], *classes: type, also: Iterable[str] = ()) -> str | None:

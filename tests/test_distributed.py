@@ -14,6 +14,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import types
 import warnings
 from pathlib import Path
 
@@ -357,6 +358,23 @@ def test_a_split_that_comes_after_jax_started_says_so(monkeypatch):
         warnings.simplefilter("error")
         cpu_devices.split_the_cpu(has)  # what it has already: nothing to say
         cpu_devices.split_the_cpu(1)
+        # Training on a GPU is unaffected, and a JAX with no CPU backend (JAX_PLATFORMS=cuda) is no error
+        # (a review: a false warning, and a RuntimeError from jax.devices("cpu")).
+        for backend in ("gpu", "cpu"):
+
+            def no_cpu_backend(kind=None):
+                raise RuntimeError("Unknown backend cpu")
+
+            def started(*args):
+                raise RuntimeError("jax_num_cpu_devices config should be updated before backends are initialized")
+
+            fake = types.SimpleNamespace(
+                config=types.SimpleNamespace(update=started),
+                default_backend=lambda backend=backend: backend,
+                devices=no_cpu_backend,
+            )
+            monkeypatch.setattr(cpu_devices, "jax", fake)
+            cpu_devices.split_the_cpu(has + 1)
 
 
 def test_every_command_asks_for_deterministic_gpu_kernels_unless_told_otherwise(monkeypatch):

@@ -397,6 +397,24 @@ def test_inspect_refuses_a_read_only_place_before_it_reads_the_model(trained_run
         )
 
 
+def test_a_place_to_write_is_judged_by_the_file_where_it_exists_and_never_fails_to_look(tmp_path, monkeypatch):
+    """`writable_place` (a review, 2026-12-05): an existing file is written
+    into as it is, whatever its folder allows, and a path that cannot even be
+    looked at (a name too long) is left for the write to report, not a traceback."""
+    from charlstm.arguments import writable_place
+    from charlstm.errors import ConfigError
+
+    existing = tmp_path / "page.html"
+    existing.write_text("")
+    asked = []
+    monkeypatch.setattr(os, "access", lambda p, mode: asked.append(Path(p)) or Path(p) == existing)
+    writable_place(existing, "--out")  # its folder "read-only", the file not
+    assert asked == [existing]
+    with pytest.raises(ConfigError, match=f"cannot write --out {tmp_path / 'new' / 'p.html'}: {tmp_path} is read-only"):
+        writable_place(tmp_path / "new" / "p.html", "--out")
+    writable_place(tmp_path / ("x" * 300) / "p.html", "--out")  # ENAMETOOLONG: nothing said yet
+
+
 @pytest.fixture()
 def tiny_filesystem(tmp_path):
     with _tmpfs(tmp_path / "tinyfs", "size=2m") as mount_point:

@@ -66,7 +66,11 @@ def split_the_cpu(devices: int | None = None) -> None:
     try:
         jax.config.update("jax_num_cpu_devices", count)
     except RuntimeError:  # the backends are running: the count is fixed for this process
-        has = len(jax.devices("cpu"))
+        try:
+            # Only where training runs on the CPU (a GPU's is unaffected; JAX_PLATFORMS=cuda has no CPU backend).
+            has = len(jax.devices("cpu")) if jax.default_backend() == "cpu" else count
+        except RuntimeError:
+            return
         if has != count:
             warnings.warn(
                 f"split_the_cpu() came after JAX started: training uses the CPU's {has} device"
