@@ -170,6 +170,35 @@ def test_eval_names_a_bad_file_that_joined_the_runs_folder(runner, tmp_path):
     assert resumed.exit_code == 2 and f"1 file added ({poems / 'late.txt'})" in resumed.stderr
 
 
+def test_files_the_default_pattern_leaves_out_for_their_case_are_named(runner, tmp_path):
+    """`NOTES.TXT` beside `poem.txt`: the default pattern is case-sensitive, as
+    a shell's is, and such files were left out without a word (a walkthrough,
+    2026-12-05). They are named on stderr and in corpus.json, with the pattern
+    that reads them too; a pattern the user gave is taken as given."""
+    poems = tmp_path / "poems"
+    write_folder(poems, 2)
+    (poems / "NOTES.TXT").write_text("shouted notes\n" * 40, encoding="utf-8")
+    (poems / "deeper" / "old.Txt").parent.mkdir(exist_ok=True)
+    (poems / "deeper" / "old.Txt").write_text("an old file\n" * 40, encoding="utf-8")
+    run_dir = tmp_path / "run"
+    result = runner.invoke(app, ["train", str(poems), "--out", str(run_dir), *TINY, "--steps", "2"])
+    assert result.exit_code == 0, result.output
+    assert (
+        f"skipped 2 files ending in .TXT or .Txt, not .txt ({poems / 'NOTES.TXT'}, {poems / 'deeper' / 'old.Txt'}): "
+        "the default --glob is case-sensitive; --glob '**/*.{txt,TXT,Txt}' reads them too"
+    ) in result.stderr, result.stderr
+    recorded = json.loads((run_dir / "corpus.json").read_text(encoding="utf-8"))
+    assert recorded["other_case"] == [str(poems / "NOTES.TXT"), str(poems / "deeper" / "old.Txt")]
+    assert len(recorded["train"]) + len(recorded["val"]) == 2
+    resumed = runner.invoke(app, ["resume", str(run_dir), "--steps", "3"])  # the same files: not a change
+    assert resumed.exit_code == 0 and "skipped 2 files ending in .TXT or .Txt" in resumed.stderr, resumed.output
+    both = runner.invoke(app, ["train", str(poems), "--out", str(tmp_path / "all"), *TINY, "--steps", "2",
+                               "--glob", "**/*.{txt,TXT,Txt}"])  # fmt: skip
+    assert both.exit_code == 0 and "skipped" not in both.stderr, both.output
+    recorded = json.loads((tmp_path / "all" / "corpus.json").read_text(encoding="utf-8"))
+    assert len(recorded["train"]) + len(recorded["val"]) == 4 and "other_case" not in recorded
+
+
 def test_a_folders_links_to_nothing_and_pipes_are_left_out_and_named(runner, tmp_path):
     """Neither a file nor a folder: never read (a pipe would block the
     reading), never silently either; named together on stderr (a tree may

@@ -48,7 +48,7 @@ def skipped_line(event: object) -> str | None:
         return f"skipped {shown(event.path)}: {event.problem}"
     if isinstance(event, events.SkippedEmpty):
         return f"skipped {event.summary()}: nothing to learn from"
-    if isinstance(event, events.SkippedNotFiles):
+    if isinstance(event, events.SkippedNotFiles | events.SkippedOtherCase):
         return f"skipped {event.summary()}"
     return None
 

@@ -28,6 +28,7 @@ from charlstm.flags import flag
 from charlstm.text.textfile import EMPTY, TextFile, encoding_hint, read_checked, read_corpus, read_size
 
 DEFAULT_GLOB = "**/*.txt"
+DEFAULT_SUFFIX = ".txt"  # what DEFAULT_GLOB picks, in this case only
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,9 @@ class Found:
     # Entries of the folders given that are neither files nor folders (a link
     # to nothing, a pipe): left out, (path, why) each.
     irregular: tuple[tuple[str, str], ...] = ()
+    # Files of the folders given that the default pattern leaves out only for
+    # the case of their extension (NOTES.TXT), absolute paths.
+    other_case: tuple[str, ...] = ()
 
 
 def shipped_corpora() -> dict[str, Path]:
@@ -157,11 +161,14 @@ def braces(pattern: str) -> list[str]:
     return [pattern]
 
 
-def _folder_files(folder: Path, pattern: str) -> tuple[list[Path], list[tuple[str, str]]]:
+def _folder_files(folder: Path, pattern: str) -> tuple[list[Path], list[tuple[str, str]], list[str]]:
     """The files of `folder` matching `pattern`, sorted by their path inside
     it; hidden ones and those of charlstm's runs left out. And the entries
     matching it that are neither files nor folders, (path, why) each: links
-    to nothing, pipes, sockets and devices, which are left out and said to be."""
+    to nothing, pipes, sockets and devices, which are left out and said to be.
+    And, for the default pattern, the files it leaves out only for the case
+    of their extension (`NOTES.TXT`: the pattern is case-sensitive, as a
+    shell's is), said to be too: from the same walk of the folder."""
     if is_run_folder(folder):
         # Named by a slip: `train RUN` meant to fine-tune, or `eval RUN RUN`.
         raise CorpusError(
@@ -169,15 +176,19 @@ def _folder_files(folder: Path, pattern: str) -> tuple[list[Path], list[tuple[st
             f"it: charlstm train TEXT {flag('init_from')} {folder})"
         )
     runs: dict[Path, bool] = {}
+    default = pattern == DEFAULT_GLOB
     try:
-        candidates = [
-            p
-            for p in dict.fromkeys(p for alternative in braces(pattern) for p in folder.glob(alternative))
-            if not _hidden(p.relative_to(folder)) and not _in_run(p, folder, runs)
-        ]
-        matches, irregular = [], []
+        if default:  # '**/*.txt' walks every folder anyway: '**/*' is the same walk, any case kept
+            named: Iterable[Path] = (p for p in folder.glob("**/*") if p.name.lower().endswith(DEFAULT_SUFFIX))
+        else:
+            named = dict.fromkeys(p for alternative in braces(pattern) for p in folder.glob(alternative))
+        candidates = [p for p in named if not _hidden(p.relative_to(folder)) and not _in_run(p, folder, runs)]
+        matches, irregular, other_case = [], [], []
         for p in candidates:  # one look at each (a folder of many files: a stat each, not two)
-            if p.is_file():
+            if default and not p.name.endswith(DEFAULT_SUFFIX):
+                if p.is_file():
+                    other_case.append(str(p.absolute()))
+            elif p.is_file():
                 matches.append(p)
             elif not p.is_dir():
                 irregular.append((str(p.absolute()), _not_a_file(p)))
@@ -209,7 +220,7 @@ def _folder_files(folder: Path, pattern: str) -> tuple[list[Path], list[tuple[st
             f"no files in {folder} match {pattern!r} ({f'it has {has}' if kinds else 'it has no files'}{why}); "
             f"choose others with {flag('glob')}, such as {example}"
         )
-    return sorted(matches, key=lambda p: p.relative_to(folder).as_posix()), sorted(irregular)
+    return sorted(matches, key=lambda p: p.relative_to(folder).as_posix()), sorted(irregular), sorted(other_case)
 
 
 def _not_a_file(path: Path) -> str:
@@ -255,6 +266,7 @@ def find(source: Source) -> Found:
     named: list[Path] = []  # the training files named one by one, not found in a folder
     roots: list[Path] = []
     irregular: list[tuple[str, str]] = []  # a folder's entries that are not files: (path, why)
+    other_case: list[str] = []  # a folder's files that the default pattern leaves out for their case (.TXT)
     any_shipped = any_folder = False
     for given in source.paths:
         path, shipped = resolve_corpus_path(str(given))
@@ -262,9 +274,10 @@ def find(source: Source) -> Found:
         any_shipped |= shipped
         if path.is_dir():
             any_folder = True
-            found, skipped = _folder_files(path, source.glob)
+            found, skipped, cased = _folder_files(path, source.glob)
             files += found
             irregular += skipped
+            other_case += cased
         else:
             files.append(_regular(path, str(given)))
             named.append(path)
@@ -274,9 +287,10 @@ def find(source: Source) -> Found:
         if path.is_dir():
             any_folder = True
             try:
-                found, skipped = _folder_files(path, source.glob)
+                found, skipped, cased = _folder_files(path, source.glob)
                 val_files += found
                 irregular += skipped
+                other_case += cased
             except CorpusError as err:
                 # --glob picks the training folders' files too: where the validation
                 # folder's differ, naming them one by one is the way.
@@ -302,7 +316,10 @@ def find(source: Source) -> Found:
     train = [d for d in _unique(_document(p) for p in files) if d.path not in held]
     if not train and files:
         raise CorpusError(f"every file of the corpus is a {flag('val_file')}: nothing is left to train on")
-    return Found(tuple(train), tuple(val), any_shipped, tuple(roots), tuple(dict.fromkeys(irregular)))
+    return Found(
+        tuple(train), tuple(val), any_shipped, tuple(roots), tuple(dict.fromkeys(irregular)),
+        tuple(dict.fromkeys(other_case)),
+    )  # fmt: skip
 
 
 def _refuse_undecodable_names(paths: Sequence[Path]) -> None:

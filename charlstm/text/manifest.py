@@ -61,6 +61,7 @@ def files_record(corpus: Corpus, split: Split) -> dict[str, Any]:
         "held_out": [corpus.train[k].path for k in split.held_out],
         "skipped": [{"path": d.path, "problem": d.problem} for d in corpus.skipped],
         **({"not_files": [{"path": p, "problem": why} for p, why in corpus.not_files]} if corpus.not_files else {}),
+        **({"other_case": list(corpus.other_case)} if corpus.other_case else {}),
     }
 
 

@@ -44,6 +44,9 @@ class Corpus:
     # A folder's entries that are neither files nor folders (a link to
     # nothing, a pipe), (path, why) each: never read, never refused.
     not_files: tuple[tuple[str, str], ...] = ()
+    # A folder's files the default --glob leaves out only for the case of
+    # their extension (NOTES.TXT): never read, said to be.
+    other_case: tuple[str, ...] = ()
 
     @property
     def documents(self) -> tuple[Scanned, ...]:
@@ -122,7 +125,7 @@ def prepare(source: Source, progress: Progress = no_progress) -> Corpus:
         raise CorpusError(f"{flag('val_file')}: no usable text in {', '.join(source.val_files)}", details=left_out)
     return Corpus(
         source, train, val, bad + empty, result.charset, directory, found.roots, found.shipped, from_cache,
-        found.irregular,
+        found.irregular, found.other_case,
     )  # fmt: skip
 
 

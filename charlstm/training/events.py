@@ -10,6 +10,7 @@ from typing import Any
 
 from charlstm.config import ModelConfig, TrainConfig
 from charlstm.errors import first_few, shown
+from charlstm.flags import flag
 from charlstm.units import bits
 
 
@@ -57,6 +58,26 @@ class SkippedNotFiles:
         n = len(self.entries)
         what = "1 entry that is not a file" if n == 1 else f"{n} entries that are not files"
         return f"{what} ({first_few([f'{shown(p)}: {why}' for p, why in self.entries], 3, '; ')})"
+
+
+@dataclass(frozen=True)
+class SkippedOtherCase:
+    """Files of a folder that the default --glob ('**/*.txt', case-sensitive
+    as a shell's) leaves out only for the case of their extension
+    (NOTES.TXT), reported together, with the pattern that reads them too."""
+
+    paths: tuple[str, ...]
+
+    def summary(self) -> str:
+        """'2 files ending in .TXT, not .txt (a, b): ...', the first three named."""
+        n = len(self.paths)
+        endings = sorted({Path(p).suffix for p in self.paths})
+        what = f"{n} file{'s' if n > 1 else ''} ending in {' or '.join(endings)}, not .txt"
+        both = "{" + ",".join(["txt", *(e.lstrip(".") for e in endings)]) + "}"
+        return (
+            f"{what} ({first_few([shown(p) for p in self.paths], 3)}): the default {flag('glob')} is "
+            f"case-sensitive; {flag('glob')} '**/*.{both}' reads them too"
+        )
 
 
 @dataclass(frozen=True)

@@ -119,6 +119,8 @@ def read(source: Source, on_event: EventHandler | None) -> Corpus:
             on_event(events.SkippedEmpty(empty))
         if corpus.not_files:
             on_event(events.SkippedNotFiles(corpus.not_files))
+        if corpus.other_case:
+            on_event(events.SkippedOtherCase(corpus.other_case))
         for message in _unwanted_characters(corpus):
             on_event(events.Warned(0, "text", message))
     return corpus
