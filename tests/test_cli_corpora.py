@@ -197,6 +197,16 @@ def test_files_the_default_pattern_leaves_out_for_their_case_are_named(runner, t
     assert both.exit_code == 0 and "skipped" not in both.stderr, both.output
     recorded = json.loads((tmp_path / "all" / "corpus.json").read_text(encoding="utf-8"))
     assert len(recorded["train"]) + len(recorded["val"]) == 4 and "other_case" not in recorded
+    # One more, whose name is not UTF-8: never read, so named with its byte escaped (a review found a traceback).
+    (tmp_path / "more").mkdir()
+    (tmp_path / "more" / "a.txt").write_text("more of it\n" * 40, encoding="utf-8")
+    with open(os.fsencode(tmp_path / "more") + b"/\xff.TXT", "wb") as named_in_latin1:
+        named_in_latin1.write(b"x\n")
+    one = runner.invoke(app, ["train", str(tmp_path / "more"), "--out", str(tmp_path / "one"), *TINY, "--steps", "2"])
+    assert one.exit_code == 0, one.output
+    assert "skipped 1 file ending in .TXT, not .txt (" in one.stderr and "'**/*.{txt,TXT}' reads it too" in one.stderr
+    recorded = json.loads((tmp_path / "one" / "corpus.json").read_text(encoding="utf-8"))
+    assert recorded["other_case"] == [f"{tmp_path / 'more'}/\\xff.TXT"]
 
 
 def test_a_folders_links_to_nothing_and_pipes_are_left_out_and_named(runner, tmp_path):

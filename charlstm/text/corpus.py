@@ -29,6 +29,7 @@ from charlstm.text.textfile import EMPTY, TextFile, encoding_hint, read_checked,
 
 DEFAULT_GLOB = "**/*.txt"
 DEFAULT_SUFFIX = ".txt"  # what DEFAULT_GLOB picks, in this case only
+ANY_CASE_GLOB = "**/*.[tT][xX][tT]"
 
 
 @dataclass(frozen=True)
@@ -178,20 +179,20 @@ def _folder_files(folder: Path, pattern: str) -> tuple[list[Path], list[tuple[st
     runs: dict[Path, bool] = {}
     default = pattern == DEFAULT_GLOB
     try:
-        if default:  # '**/*.txt' walks every folder anyway: '**/*' is the same walk, any case kept
-            named: Iterable[Path] = (p for p in folder.glob("**/*") if p.name.lower().endswith(DEFAULT_SUFFIX))
-        else:
-            named = dict.fromkeys(p for alternative in braces(pattern) for p in folder.glob(alternative))
+        # The default's extension in any case, in the same walk: NOTES.TXT is
+        # named, not read (normcase: on Windows the pattern took any case).
+        alternatives = [ANY_CASE_GLOB] if default else braces(pattern)
+        named = dict.fromkeys(p for alternative in alternatives for p in folder.glob(alternative))
         candidates = [p for p in named if not _hidden(p.relative_to(folder)) and not _in_run(p, folder, runs)]
         matches, irregular, other_case = [], [], []
         for p in candidates:  # one look at each (a folder of many files: a stat each, not two)
-            if default and not p.name.endswith(DEFAULT_SUFFIX):
+            if default and not os.path.normcase(p.name).endswith(DEFAULT_SUFFIX):
                 if p.is_file():
-                    other_case.append(str(p.absolute()))
+                    other_case.append(_written(p))
             elif p.is_file():
                 matches.append(p)
             elif not p.is_dir():
-                irregular.append((str(p.absolute()), _not_a_file(p)))
+                irregular.append((_written(p), _not_a_file(p)))
     except (ValueError, NotImplementedError) as err:  # a malformed pattern
         raise CorpusError(f"{flag('glob')} {pattern!r}: {err}") from None
     except OSError as err:
@@ -221,6 +222,13 @@ def _folder_files(folder: Path, pattern: str) -> tuple[list[Path], list[tuple[st
             f"choose others with {flag('glob')}, such as {example}"
         )
     return sorted(matches, key=lambda p: p.relative_to(folder).as_posix()), sorted(irregular), sorted(other_case)
+
+
+def _written(path: Path) -> str:
+    """An entry's absolute path as a run records and names it: bytes of a
+    name that are not UTF-8 as escapes (\\xff), since the entries named here
+    are never read, so never refused for their names."""
+    return os.fsencode(path.absolute()).decode("utf-8", "backslashreplace")
 
 
 def _not_a_file(path: Path) -> str:

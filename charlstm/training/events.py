@@ -76,7 +76,7 @@ class SkippedOtherCase:
         both = "{" + ",".join(["txt", *(e.lstrip(".") for e in endings)]) + "}"
         return (
             f"{what} ({first_few([shown(p) for p in self.paths], 3)}): the default {flag('glob')} is "
-            f"case-sensitive; {flag('glob')} '**/*.{both}' reads them too"
+            f"case-sensitive; {flag('glob')} '**/*.{both}' reads {'them' if n > 1 else 'it'} too"
         )
 
 
