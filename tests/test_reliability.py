@@ -483,7 +483,9 @@ def test_a_resume_whose_logs_cannot_be_rewritten_stops_in_one_line_and_keeps_the
     def full(*args):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(runlog, "os", types.SimpleNamespace(replace=full))  # this module's, not the process's
+    from charlstm.text import textfile  # where the logs are replaced whole (replace_text)
+
+    monkeypatch.setattr(textfile, "os", types.SimpleNamespace(replace=full))  # this module's, not the process's
     started = events.Started(10, 40, "cpu", ["cpu:0"], 1000, 100, 10)
     with pytest.raises(CharlstmError, match=r"cannot write .*: No space left on device; earlier checkpoints"):
         runlog.RunLog(run).handle(started)

@@ -188,11 +188,11 @@ def _folder_files(folder: Path, pattern: str) -> tuple[list[Path], list[tuple[st
         for p in candidates:  # one look at each (a folder of many files: a stat each, not two)
             if default and not os.path.normcase(p.name).endswith(DEFAULT_SUFFIX):
                 if p.is_file():
-                    other_case.append(_written(p))
+                    other_case.append(_escaped(p.absolute()))
             elif p.is_file():
                 matches.append(p)
             elif not p.is_dir():
-                irregular.append((_written(p), _not_a_file(p)))
+                irregular.append((_escaped(p.absolute()), _not_a_file(p)))
     except (ValueError, NotImplementedError) as err:  # a malformed pattern
         raise CorpusError(f"{flag('glob')} {pattern!r}: {err}") from None
     except OSError as err:
@@ -224,11 +224,11 @@ def _folder_files(folder: Path, pattern: str) -> tuple[list[Path], list[tuple[st
     return sorted(matches, key=lambda p: p.relative_to(folder).as_posix()), sorted(irregular), sorted(other_case)
 
 
-def _written(path: Path) -> str:
-    """An entry's absolute path as a run records and names it: bytes of a
-    name that are not UTF-8 as escapes (\\xff), since the entries named here
-    are never read, so never refused for their names."""
-    return os.fsencode(path.absolute()).decode("utf-8", "backslashreplace")
+def _escaped(path: Path) -> str:
+    """A path as a run records and names it: the bytes of a name that are
+    not UTF-8 as escapes (\\xff). The entries a folder leaves out are never
+    read, so never refused for their names (`_refuse_undecodable_names`)."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 def _not_a_file(path: Path) -> str:
@@ -339,7 +339,7 @@ def _refuse_undecodable_names(paths: Sequence[Path]) -> None:
         try:
             str(path).encode("utf-8")
         except UnicodeEncodeError:
-            bad.append(os.fsencode(path).decode("utf-8", "backslashreplace"))  # its bytes shown as \xe9
+            bad.append(_escaped(path))  # its bytes shown as \xe9
     if not bad:
         return
     what = "a file's name is" if len(bad) == 1 else f"{len(bad)} files' names are"

@@ -11,7 +11,6 @@ corpus of that one file.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from charlstm.errors import CorpusError, first_few, shown
 from charlstm.flags import flag
 from charlstm.text.corpus import DEFAULT_GLOB, RUN_RECORD, Source, resolve_corpus_path
 from charlstm.text.streams import Split
+from charlstm.text.textfile import replace_text
 from charlstm.text.tokens import Corpus, Tokens
 
 FILES = RUN_RECORD  # corpus.json
@@ -69,13 +69,8 @@ def write_files(run_dir: Path, record: dict[str, Any]) -> None:
     """Write corpus.json, unless it already says the same (a resumed run on unchanged text)."""
     if read_files(run_dir) == record:
         return
-    tmp = run_dir / f"{FILES}.tmp"
-    try:
-        tmp.write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-        os.replace(tmp, run_dir / FILES)
-    except OSError as err:
-        tmp.unlink(missing_ok=True)
-        raise CorpusError(f"cannot write {run_dir / FILES}: {err.strerror}; earlier checkpoints are intact") from None
+    text = json.dumps(record, indent=1, ensure_ascii=False) + "\n"
+    replace_text(run_dir / FILES, text, "earlier checkpoints are intact", CorpusError)
 
 
 def read_files(run_dir: Path) -> dict[str, Any] | None:

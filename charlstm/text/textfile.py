@@ -1,4 +1,5 @@
-"""One text file: whether it is text, read whole or its head, and how its problems are named.
+"""One text file: whether it is text, read whole or its head, and how its problems are named;
+and one of charlstm's own written whole in place of another (`replace_text`).
 
 Text is UTF-8: a file that is not (UTF-16, a one-byte encoding, binary
 data) is named with what it is and where, and the fix (`iconv`, `tr`).
@@ -8,12 +9,14 @@ data) is named with what it is and where, and the fix (`iconv`, `tr`).
 from __future__ import annotations
 
 import codecs
+import contextlib
 import hashlib
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from charlstm.errors import CorpusError, shown
+from charlstm.errors import CharlstmError, CorpusError, shown
 
 NOT_UTF8 = "not valid UTF-8"
 
@@ -177,3 +180,19 @@ def files_holding(
         if budget <= 0:
             return found, False
     return found, True
+
+
+def replace_text(path: Path, text: str, intact: str, error: type[CharlstmError] = CharlstmError) -> None:
+    """`path` (a run's log, its corpus.json, a search's trials.json) replaced
+    by `text` whole, through a temporary file beside it, so that a reader
+    never sees half of it; where that cannot be written (a full disk), the
+    file is left as it was, the temporary one removed, and `error` says so
+    in one line, with what is `intact`."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as err:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise error(f"cannot write {path}: {err.strerror}; {intact}") from None

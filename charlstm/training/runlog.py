@@ -27,10 +27,8 @@ and every step appears once.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
-import os
 import re
 import time
 from pathlib import Path
@@ -38,11 +36,13 @@ from typing import Any
 
 from charlstm.errors import CharlstmError
 from charlstm.text.corpus import RUN_LOG
+from charlstm.text.textfile import replace_text
 from charlstm.training import events
 from charlstm.units import bits
 
 METRICS_FILE = RUN_LOG  # metrics.jsonl
 SAMPLES_FILE = "samples.txt"
+INTACT = "earlier checkpoints are intact"  # what a log that cannot be written costs
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
@@ -147,7 +147,7 @@ class RunLog:
         kept = [line for line in lines if _step_of(line) <= step]
         if len(kept) == len(lines):
             return
-        _rewrite(path, "".join(kept))
+        replace_text(path, "".join(kept), INTACT)
 
     def _drop_samples_after(self, step: int) -> None:
         path = self.run_dir / SAMPLES_FILE
@@ -157,7 +157,7 @@ class RunLog:
         blocks = [b for b in re.split(r"(?m)^(?====== step \d+ =====$)", text) if b]
         kept = [b for b in blocks if _sample_step(b) <= step]
         if len(kept) != len(blocks):
-            _rewrite(path, "".join(kept))
+            replace_text(path, "".join(kept), INTACT)
 
 
 def _append(path: Path, text: str) -> None:
@@ -167,21 +167,7 @@ def _append(path: Path, text: str) -> None:
         with path.open("a", encoding="utf-8") as out:
             out.write(text)
     except OSError as err:
-        raise CharlstmError(f"cannot write {path}: {err.strerror}; earlier checkpoints are intact") from None
-
-
-def _rewrite(path: Path, text: str) -> None:
-    """One of the run's logs replaced by `text` whole (a resume dropping
-    what came after its checkpoint), or left as it was where that cannot be
-    written; a full disk stops the resume in one line, as `_append` does."""
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    except OSError as err:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise CharlstmError(f"cannot write {path}: {err.strerror}; earlier checkpoints are intact") from None
+        raise CharlstmError(f"cannot write {path}: {err.strerror}; {INTACT}") from None
 
 
 def _sample_step(block: str) -> int:

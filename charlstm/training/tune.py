@@ -28,10 +28,8 @@ trial, so an interrupted search keeps what it finished.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import numbers
-import os
 import shutil
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -46,6 +44,7 @@ from charlstm.core.state import init_state
 from charlstm.errors import CharlstmError, ConfigError
 from charlstm.flags import flag
 from charlstm.text.corpus import SEARCH_RECORD, Source, resolve_corpus_path
+from charlstm.text.textfile import replace_text
 from charlstm.text.tokens import Corpus, refuse_unfit_validation
 from charlstm.training import events, session
 from charlstm.training.events import TrialFinished, TrialResult, TrialStarted
@@ -240,14 +239,7 @@ def _trial_config(run: Run, plan: Plan) -> tuple[TrainConfig, int]:
 def _write_json(path: Path, results: list[TrialResult], settings: dict[str, Any]) -> None:
     records = [{**asdict(r), "bits_per_char": r.bits_per_char} for r in ranked(results)]
     text = json.dumps({"search": settings, "trials": records}, indent=1, default=_plain) + "\n"
-    tmp = path.with_suffix(".tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    except OSError as err:  # a full disk: one line, as a run's own logs say it
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise CharlstmError(f"cannot write {path}: {err.strerror}; the trials' runs are intact") from None
+    replace_text(path, text, "the trials' runs are intact")
 
 
 def _plain(value: Any) -> Any:
