@@ -384,7 +384,7 @@ def test_text_read_whole_names_every_file_that_is_not_text_at_once(tmp_path):
     ],
 )
 def test_braces_give_a_pattern_several_alternatives(pattern, alternatives):
-    from charlstm.text.corpus import braces
+    from charlstm.text.folder import braces
 
     assert braces(pattern) == alternatives
 

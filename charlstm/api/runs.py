@@ -16,8 +16,9 @@ from charlstm.core.model import param_count
 from charlstm.errors import CharlstmError, ConfigError, shown
 from charlstm.plots import curves
 from charlstm.text import manifest
-from charlstm.text.corpus import DEFAULT_GLOB, Source, resolve_corpus_path
+from charlstm.text.corpus import Source, resolve_corpus_path
 from charlstm.text.corpus import read_texts as read_documents
+from charlstm.text.folder import DEFAULT_GLOB
 from charlstm.text.textfile import read_corpus
 from charlstm.text.tokens import Corpus, prepare_texts
 from charlstm.training import catalog, checkpoint, checkpoint_meta, run_lock

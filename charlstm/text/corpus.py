@@ -2,7 +2,7 @@
 
 A corpus is one or more documents: text files named one by one, or the
 files of a folder that match a pattern (`--glob`, default `**/*.txt`;
-hidden files and folders are left out). Optionally, other files are the
+which of a folder's files are read is `text/folder.py`'s). Optionally, other files are the
 validation text (`--val-file`) instead of a held-out share of the corpus.
 Reading them (checking, hashing, encoding) is `text/scan.py`'s; preparing a
 corpus from them is `text/tokens.py`'s, and caching the results `text/cache.py`'s.
@@ -14,9 +14,6 @@ or inspect text in memory; whether one file is text, and reading it, is
 
 from __future__ import annotations
 
-import errno
-import os
-from collections import Counter
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -25,11 +22,8 @@ from typing import NoReturn
 
 from charlstm.errors import CorpusError, first_few, shown
 from charlstm.flags import flag
+from charlstm.text.folder import DEFAULT_GLOB, escaped, folder_files
 from charlstm.text.textfile import EMPTY, TextFile, encoding_hint, read_checked, read_corpus, read_size
-
-DEFAULT_GLOB = "**/*.txt"
-DEFAULT_SUFFIX = ".txt"  # what DEFAULT_GLOB picks, in this case only
-ANY_CASE_GLOB = "**/*.[tT][xX][tT]"
 
 
 @dataclass(frozen=True)
@@ -100,156 +94,6 @@ def resolve_corpus_path(path: str, what: str = "corpus file or folder") -> tuple
     raise CorpusError(f"{what} not found: {path}{hint}")
 
 
-def _hidden(relative: Path) -> bool:
-    return any(part.startswith(".") for part in relative.parts)
-
-
-# What a charlstm run directory holds: its corpus record from its start
-# (text/manifest.py), its log from its first report (training/runlog.py);
-# named here, the lowest layer that needs them. Which folders count as runs
-# depends on the question: here, not to be read as text (the strictest, as
-# a dataset may hold a folder named checkpoints/); for `charlstm runs`, one
-# with checkpoints to sample from (training/catalog.py); for `plot`, one
-# with a log (api/runs.py).
-RUN_RECORD, RUN_LOG = "corpus.json", "metrics.jsonl"
-SEARCH_RECORD = "trials.json"  # what a search's folder holds beside its trials (training/tune.py)
-
-
-def is_run_folder(folder: Path) -> bool:
-    """Whether `folder` is a charlstm run: its corpus record, corpus.json,
-    and its log (metrics.jsonl) or checkpoints/. Both, so that a folder of
-    texts with a corpus.json of its own (a dataset's metadata) is not one;
-    either of the second, since a run stopped before its first save has no
-    checkpoints/ and a search's losing trial keeps its log but not them."""
-    return (folder / RUN_RECORD).is_file() and ((folder / RUN_LOG).is_file() or (folder / "checkpoints").is_dir())
-
-
-def _in_run(path: Path, folder: Path, runs: dict[Path, bool]) -> bool:
-    """Whether `path` lies in a charlstm run directory under `folder`
-    (`is_run_folder`): `train .` must not read its own runs' samples and
-    checkpoint files as text. `runs` caches the answers."""
-    for parent in path.relative_to(folder).parents[:-1]:  # not `folder` itself: refused above
-        where = folder / parent
-        if where not in runs:
-            runs[where] = is_run_folder(where)
-        if runs[where]:
-            return True
-    return False
-
-
-def braces(pattern: str) -> list[str]:
-    """A pattern's alternatives, as a shell expands its braces:
-    '**/*.{txt,md}' -> ['**/*.txt', '**/*.md'] (nested ones too). A brace
-    without a comma inside, or without its pair, is a plain character."""
-    depth, start = 0, -1
-    for i, ch in enumerate(pattern):
-        if ch == "{":
-            depth, start = depth + 1, i if depth == 0 else start
-        elif ch == "}" and depth:
-            depth -= 1
-            if depth == 0:
-                parts: list[str] = []
-                level, last = 0, start + 1
-                for j in range(start + 1, i):  # split at the commas of this level only
-                    level += {"{": 1, "}": -1}.get(pattern[j], 0)
-                    if pattern[j] == "," and level == 0:
-                        parts, last = [*parts, pattern[last:j]], j + 1
-                if not parts:  # no comma: a literal brace pair; expand what follows it
-                    return [pattern[: i + 1] + rest for rest in braces(pattern[i + 1 :])]
-                parts.append(pattern[last:i])
-                head, tail = pattern[:start], pattern[i + 1 :]
-                return [alt for part in parts for alt in braces(head + part + tail)]
-    return [pattern]
-
-
-def _folder_files(folder: Path, pattern: str) -> tuple[list[Path], list[tuple[str, str]], list[str]]:
-    """The files of `folder` matching `pattern`, sorted by their path inside
-    it; hidden ones and those of charlstm's runs left out. And the entries
-    matching it that are neither files nor folders, (path, why) each: links
-    to nothing, pipes, sockets and devices, which are left out and said to be.
-    And, for the default pattern, the files it leaves out only for the case
-    of their extension (`NOTES.TXT`: the pattern is case-sensitive, as a
-    shell's is), said to be too: from the same walk of the folder."""
-    if is_run_folder(folder):
-        # Named by a slip: `train RUN` meant to fine-tune, or `eval RUN RUN`.
-        raise CorpusError(
-            f"{folder} is a charlstm run, not text (a command names its run before its text; to fine-tune from "
-            f"it: charlstm train TEXT {flag('init_from')} {folder})"
-        )
-    runs: dict[Path, bool] = {}
-    default = pattern == DEFAULT_GLOB
-    try:
-        # The default's extension in any case, in the same walk: NOTES.TXT is
-        # named, not read (normcase: on Windows the pattern took any case).
-        alternatives = [ANY_CASE_GLOB] if default else braces(pattern)
-        named = dict.fromkeys(p for alternative in alternatives for p in folder.glob(alternative))
-        candidates = [p for p in named if not _hidden(p.relative_to(folder)) and not _in_run(p, folder, runs)]
-        matches, irregular, other_case = [], [], []
-        for p in candidates:  # one look at each (a folder of many files: a stat each, not two)
-            if default and not os.path.normcase(p.name).endswith(DEFAULT_SUFFIX):
-                if p.is_file():
-                    other_case.append(_escaped(p.absolute()))
-            elif p.is_file():
-                matches.append(p)
-            elif not p.is_dir():
-                irregular.append((_escaped(p.absolute()), _not_a_file(p)))
-    except (ValueError, NotImplementedError) as err:  # a malformed pattern
-        raise CorpusError(f"{flag('glob')} {pattern!r}: {err}") from None
-    except OSError as err:
-        raise CorpusError(f"cannot list folder {folder}: {err.strerror}") from None
-    if not matches:
-        # The files a pattern could pick: hidden ones never are.
-        others = [
-            p
-            for p in folder.rglob("*")
-            if p.is_file() and not _hidden(p.relative_to(folder)) and not _in_run(p, folder, runs)
-        ]
-        kinds = Counter(p.suffix or "(no extension)" for p in others)
-        has = ", ".join(f"{n} {suffix}" for suffix, n in kinds.most_common(5))
-        hidden = any(part.startswith(".") and part not in (".", "..") for part in Path(pattern).parts)
-        why = "; hidden files and folders (names starting with '.') are never read" if hidden else ""
-        # Its commonest kind of file, where it has one with an extension ('**/*.md'), else every file.
-        common = [suffix for suffix, _ in kinds.most_common(1) if suffix.startswith(".")]
-        example = f"'**/*{common[0]}'" if common else "'**/*'"
-        # A folder of runs, a search's trials.json beside them: not a folder of texts named by a slip of --glob.
-        if any(runs.values()) and all(p.name == SEARCH_RECORD for p in others):
-            raise CorpusError(f"{folder} holds only charlstm runs, which are never read as text: name your texts")
-        if irregular and not kinds:  # what it does have, and why none of it is read
-            names = first_few([f"{shown(p)}: {problem}" for p, problem in irregular], 3, "; ")
-            raise CorpusError(f"no files in {folder} match {pattern!r}: it has no files, only {names}")
-        raise CorpusError(
-            f"no files in {folder} match {pattern!r} ({f'it has {has}' if kinds else 'it has no files'}{why}); "
-            f"choose others with {flag('glob')}, such as {example}"
-        )
-    return sorted(matches, key=lambda p: p.relative_to(folder).as_posix()), sorted(irregular), sorted(other_case)
-
-
-def _escaped(path: Path) -> str:
-    """A path as a run records and names it: the bytes of a name that are
-    not UTF-8 as escapes (\\xff). The entries a folder leaves out are never
-    read, so never refused for their names (`_refuse_undecodable_names`)."""
-    return os.fsencode(path).decode("utf-8", "backslashreplace")
-
-
-def _not_a_file(path: Path) -> str:
-    """Why an entry of a folder that is neither a file nor a folder is not read."""
-    if not path.is_symlink():
-        return "not a regular file (a pipe, a socket or a device)"
-    try:
-        target = os.readlink(path)
-    except OSError:
-        target = "?"
-    try:
-        path.resolve(strict=True)
-    except (RuntimeError, OSError) as err:  # a loop: RuntimeError (Python 3.11-3.12) or ELOOP
-        if isinstance(err, FileNotFoundError):
-            return f"a link to nothing ({target} is not there)"
-        if isinstance(err, RuntimeError) or err.errno == errno.ELOOP:
-            return f"a link in a loop (to {target})"
-        return f"a link that cannot be followed ({err.strerror})"
-    return f"a link to {target}, which is not a file"
-
-
 def _regular(path: Path, named: str) -> Path:
     """`path`, if it is a regular file: a pipe or a device would block the
     second of the two readings (one to check the text, one to encode it)."""
@@ -282,7 +126,7 @@ def find(source: Source) -> Found:
         any_shipped |= shipped
         if path.is_dir():
             any_folder = True
-            found, skipped, cased = _folder_files(path, source.glob)
+            found, skipped, cased = folder_files(path, source.glob)
             files += found
             irregular += skipped
             other_case += cased
@@ -295,7 +139,7 @@ def find(source: Source) -> Found:
         if path.is_dir():
             any_folder = True
             try:
-                found, skipped, cased = _folder_files(path, source.glob)
+                found, skipped, cased = folder_files(path, source.glob)
                 val_files += found
                 irregular += skipped
                 other_case += cased
@@ -339,7 +183,7 @@ def _refuse_undecodable_names(paths: Sequence[Path]) -> None:
         try:
             str(path).encode("utf-8")
         except UnicodeEncodeError:
-            bad.append(_escaped(path))  # its bytes shown as \xe9
+            bad.append(escaped(path))  # its bytes shown as \xe9
     if not bad:
         return
     what = "a file's name is" if len(bad) == 1 else f"{len(bad)} files' names are"

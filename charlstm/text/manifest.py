@@ -16,7 +16,8 @@ from typing import Any
 
 from charlstm.errors import CorpusError, first_few, shown
 from charlstm.flags import flag
-from charlstm.text.corpus import DEFAULT_GLOB, RUN_RECORD, Source, resolve_corpus_path
+from charlstm.text.corpus import Source, resolve_corpus_path
+from charlstm.text.folder import DEFAULT_GLOB, RUN_RECORD
 from charlstm.text.streams import Split
 from charlstm.text.textfile import replace_text
 from charlstm.text.tokens import Corpus, Tokens

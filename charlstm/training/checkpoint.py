@@ -41,7 +41,7 @@ from charlstm.config import ModelConfig, TrainConfig
 from charlstm.core.state import TrainState, init_state
 from charlstm.errors import CharlstmError, CheckpointError, shell_word
 from charlstm.flags import flag
-from charlstm.text.corpus import SEARCH_RECORD
+from charlstm.text.folder import SEARCH_RECORD
 from charlstm.training import checkpoint_meta, restore_failures
 from charlstm.training.checkpoint_meta import Meta
 from charlstm.training.run import Run, check_writable_path, complete_steps

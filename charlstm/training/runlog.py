@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from charlstm.errors import CharlstmError
-from charlstm.text.corpus import RUN_LOG
+from charlstm.text.folder import RUN_LOG
 from charlstm.text.textfile import replace_text
 from charlstm.training import events
 from charlstm.units import bits

@@ -21,7 +21,8 @@ from charlstm.core.state import hyperparameters, init_optimizer, init_state, lea
 from charlstm.errors import CharlstmError, ConfigError, CorpusError, named, shell_word, shown
 from charlstm.flags import flag
 from charlstm.text import manifest
-from charlstm.text.corpus import DEFAULT_GLOB, Source
+from charlstm.text.corpus import Source
+from charlstm.text.folder import DEFAULT_GLOB
 from charlstm.text.scan import Progress
 from charlstm.text.textfile import EMPTY, files_holding
 from charlstm.text.tokens import Corpus, prepare, refuse_unfit_validation

@@ -43,7 +43,8 @@ from charlstm.core.model import param_count
 from charlstm.core.state import init_state
 from charlstm.errors import CharlstmError, ConfigError
 from charlstm.flags import flag
-from charlstm.text.corpus import SEARCH_RECORD, Source, resolve_corpus_path
+from charlstm.text.corpus import Source, resolve_corpus_path
+from charlstm.text.folder import SEARCH_RECORD
 from charlstm.text.textfile import replace_text
 from charlstm.text.tokens import Corpus, refuse_unfit_validation
 from charlstm.training import events, session
