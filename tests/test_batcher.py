@@ -12,8 +12,9 @@ import pytest
 from charlstm.config import ModelConfig, SampleConfig
 from charlstm.core.generation import begin, complete
 from charlstm.core.model import init_params
-from charlstm.serving.batcher import Batcher, Job
+from charlstm.serving.batcher import Batcher
 from charlstm.serving.device_batch import advance, bucket, put
+from charlstm.serving.jobs import Job
 
 from .helpers import COMPILE_LOGGER, compilations
 from .test_sample import CFG, VOCAB

@@ -5,7 +5,7 @@
     GET  /healthz       {"status": "ok"} (503 if generation failed): for load balancers; never needs the key
     GET  /              a page to write with the model (static: it holds no model data)
 
-Requests become `batcher.Job`s; the batcher generates them together. With
+Requests become `jobs.Job`s; the batcher generates them together. With
 `"stream": true` the answer is server-sent events: one `piece` event per
 chunk, then `done` with the whole answer (or `error`). A client that goes
 away frees its rows at the next chunk boundary, streamed or not.
@@ -35,7 +35,8 @@ from charlstm.config import ModelConfig, SampleConfig, ServeConfig, to_dict
 from charlstm.core.generation import default_prime
 from charlstm.core.model import Params
 from charlstm.introspect.page import writing_page
-from charlstm.serving.batcher import Batcher, Job, Piece, asyncio_delivery
+from charlstm.serving.batcher import Batcher
+from charlstm.serving.jobs import Job, Piece, asyncio_delivery
 from charlstm.serving.requests import RequestError, parse_generate, settings
 from charlstm.text.vocab import BOUNDARY, Vocab
 

@@ -22,12 +22,12 @@ batcher is broken for good: every job it holds ends with the error
 answers 500 and its health check 503 instead of leaving clients to time
 out. A batch that a failed call may have consumed cannot be trusted again.
 
-Nothing here knows about HTTP: `app.py` submits jobs and reads their pieces.
+Nothing here knows about HTTP: `app.py` submits jobs (`jobs.py`: a request,
+and the handing out of its characters) and reads their pieces.
 """
 
 from __future__ import annotations
 
-import asyncio
 import atexit
 import collections
 import contextlib
@@ -35,73 +35,22 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from charlstm.config import ModelConfig, SampleConfig
-from charlstm.core.generation import Completion, StopScanner, begin
+from charlstm.core.generation import StopScanner, begin
 from charlstm.core.model import Params
 from charlstm.core.sampler import beside_params, filtering_on
 from charlstm.errors import CharlstmError
 from charlstm.serving import device_batch
+from charlstm.serving.jobs import Job, Row, hand_out
 from charlstm.text.vocab import BOUNDARY, Vocab
 
-Piece = list[Completion]  # one text piece and state per sample of a request; None ends the stream
 HostRows = device_batch.HostRows
-
-
-@dataclass(eq=False)
-class Job:
-    """One request: its settings, and where its pieces go (an asyncio queue,
-    filled from the generation thread)."""
-
-    request: SampleConfig
-    deliver: Callable[[Piece | None], None]
-    # True: one piece with the whole texts when every sample has ended, for
-    # a client that waits for the whole answer anyway (fewer hand-offs to
-    # the event loop than a piece per chunk).
-    whole: bool = False
-    cancelled: threading.Event = field(default_factory=threading.Event)
-    generated: list[int] = field(default_factory=list)  # characters drawn per row so far
-    dispatched: list[int] = field(default_factory=list)  # characters asked of calls so far, per row
-    texts: list[str] = field(default_factory=list)  # per row, kept only for a `whole` job
-    scanners: list[StopScanner] = field(default_factory=list)
-    done: list[bool] = field(default_factory=list)
-    error: str | None = None  # why the batcher could not finish it, once its stream has ended
-    ended: bool = False  # its stream has ended (None delivered), finished or failed
-
-    def __post_init__(self) -> None:
-        n = self.request.num_samples
-        self.generated, self.dispatched, self.texts, self.done = [0] * n, [0] * n, [""] * n, [False] * n
-
-    def cancel(self) -> None:
-        """Free the job's rows at the next chunk boundary (its client left, or it timed out)."""
-        self.cancelled.set()
-
-    def end(self) -> None:
-        """End the job's stream: every sample has ended."""
-        self.ended = True
-        self.deliver(None)
-
-    def fail(self, error: str) -> None:
-        """End the job's stream with `error`: the batcher cannot finish it."""
-        self.error = error
-        self.end()
-
-
-def asyncio_delivery(
-    loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[Piece | None]
-) -> Callable[[Piece | None], None]:
-    """A `Job.deliver` that hands pieces to `queue` on `loop` from any thread."""
-
-    def deliver(piece: Piece | None) -> None:
-        with contextlib.suppress(RuntimeError):  # the loop has closed: nobody is listening
-            loop.call_soon_threadsafe(queue.put_nowait, piece)
-
-    return deliver
 
 
 class Batcher:
@@ -128,7 +77,7 @@ class Batcher:
         self._closing = False
         self._started = False
         self._failure: str | None = None  # why a thread failed, if one did: no job is taken after
-        self._slots: list[tuple[Job, int, int]] = []  # the active rows: (job, row of the job, slot in the batch)
+        self._slots: list[Row] = []  # the active rows: (job, row of the job, slot in the batch)
         self._free = list(range(max_batch))  # slots no row holds
         # Every slot's state and settings (the carry (L, C, H), the rest (C, ...)), placed as the parameters
         # are (one program per batch size).
@@ -398,37 +347,8 @@ class Batcher:
         return _Call(tokens, rows)
 
     def _deliver(self, call: _Call) -> None:
-        """Wait for `call`'s characters and hand each job its pieces. A row
-        that ended in an earlier call (a stop text found after this call
-        had started) or whose client left has its characters thrown away."""
-        ids = np.asarray(call.tokens)  # (size, chunk)
-        pieces: dict[Job, Piece] = {}
-        finished = set()
-        for i, (job, r, slot) in enumerate(call.rows):
-            if job.done[r] or job.cancelled.is_set():
-                continue
-            n_left = job.request.length - job.generated[r]
-            text = self.vocab.decode(ids[i, : min(self.chunk, n_left)])
-            job.generated[r] += len(text)
-            scanner = job.scanners[r]
-            text = scanner.feed(text)
-            if job.generated[r] >= job.request.length:
-                text += scanner.finish()
-            if scanner.stopped or job.generated[r] >= job.request.length:
-                job.done[r] = True
-                finished.add(slot)
-            # Rows that ended in an earlier chunk have nothing new, and their reason.
-            piece = pieces.setdefault(job, [Completion("", s.reason) for s in job.scanners])
-            piece[r] = Completion(text, scanner.reason)
-        for job, piece in pieces.items():
-            if job.whole:
-                job.texts = [text + part.text for text, part in zip(job.texts, piece, strict=True)]
-                if all(job.done):
-                    job.deliver([Completion(t, s.reason) for t, s in zip(job.texts, job.scanners, strict=True)])
-            else:
-                job.deliver(piece)
-            if all(job.done):
-                job.end()
+        """Wait for `call`'s characters and hand each job its pieces (`jobs.hand_out`)."""
+        finished = hand_out(self.vocab, self.chunk, np.asarray(call.tokens), call.rows)  # (size, chunk)
         # A freed slot may take a new row at once: its write is queued after the call in flight.
         self._drop([i for i, (*_, slot) in enumerate(self._slots) if slot in finished])
 
@@ -438,4 +358,4 @@ class _Call:
     """A chunk in flight: its characters (a future until read) and the rows it advanced, in order."""
 
     tokens: jax.Array  # (size, chunk)
-    rows: list[tuple[Job, int, int]]  # (job, row of the job, slot)
+    rows: list[Row]  # (job, row of the job, slot)
