@@ -11,8 +11,8 @@
 The `charlstm` command line is a thin layer over these functions: every
 command parses its options, calls one of them and renders what comes back.
 
-`model` holds `Model` and `load`; `training` holds `train`, `resume`, `tune`
-and `TrainingDiverged`; `serving` the HTTP server (`app`, `serve`); `runs`
+`model` holds `Model` and `load`; `training` holds `train`, `resume` and
+`TrainingDiverged`; `tuning` holds `tune`; `serving` the HTTP server (`app`, `serve`); `runs`
 what is on disk (`list_runs`, `describe`, `read_text`, `read_texts`, `find_texts`, `plot_runs`). Each
 calls into the package's layers below: `charlstm.training` for runs and
 checkpoints, `charlstm.core` for the model, `charlstm.serving` for the server.
@@ -31,7 +31,8 @@ from charlstm.api.runs import (
     read_texts,
 )
 from charlstm.api.serving import app, serve
-from charlstm.api.training import TrainingDiverged, resume, train, tune
+from charlstm.api.training import TrainingDiverged, resume, train
+from charlstm.api.tuning import tune
 
 __all__ = [
     "Description",

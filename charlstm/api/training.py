@@ -1,5 +1,5 @@
-"""Training: a new run (`train`), one continued (`resume`), and a search of
-hyperparameters (`tune`), each returning what it trained."""
+"""Training: a new run (`train`) and one continued (`resume`), each
+returning the model it trained. A search of hyperparameters is `tuning.py`'s."""
 
 from __future__ import annotations
 
@@ -11,18 +11,15 @@ from typing import Any
 
 from charlstm import presets
 from charlstm.api.model import Model, load
-from charlstm.arguments import optional_callable, path_like, unknown_fields
+from charlstm.arguments import callbacks, path_like, unknown_fields
 from charlstm.config import FINE_TUNE_LEARNING_RATE, ModelConfig, TrainConfig, check_seed
 from charlstm.core.model import count_params
 from charlstm.errors import CharlstmError, CheckpointError, ConfigError
 from charlstm.flags import flag
 from charlstm.training import checkpoint, checkpoint_meta, distributed, events, session
-from charlstm.training import tune as tuning
 from charlstm.training.run import Run
 from charlstm.training.session import EventHandler, StopCheck
 from charlstm.training.timefit import TimeUse
-
-_MODEL_FIELDS = frozenset(f.name for f in dataclasses.fields(ModelConfig))
 
 
 class TrainingDiverged(CharlstmError):
@@ -93,7 +90,7 @@ def train(
     stops (resume it later). `devices`: how many local devices to split the
     batch over (default: all). Raises TrainingDiverged if a loss, the
     gradients or the parameters stop being finite."""
-    _check_callbacks(on_event, should_stop)
+    callbacks(on_event, should_stop)
     on_event = _warnings_after_opening(on_event)
     for path in corpus if isinstance(corpus, list | tuple) else [corpus]:
         path_like(path, "corpus")
@@ -242,7 +239,7 @@ def resume(
     the corpus file changed. `devices` need not be the count the run started
     with: the batch only has to split evenly over it."""
     path_like(run_dir, "run_dir")
-    _check_callbacks(on_event, should_stop)
+    callbacks(on_event, should_stop)
     unknown = unknown_fields(overrides, ModelConfig, TrainConfig)
     if unknown:  # before "cannot change" names a field that is not one
         raise ConfigError(f"unknown training option: {unknown}")
@@ -314,94 +311,5 @@ def _train(
     return dataclasses.replace(model, ended=finished.reason)
 
 
-def tune(
-    corpus: str | Path | Sequence[str | Path],
-    out: str | Path | None = None,
-    *,
-    glob: str | None = None,
-    val_file: str | Path | Sequence[str | Path] | None = None,
-    skip_bad_files: bool = False,
-    trials: int | None = None,
-    grid: bool = False,
-    steps: int | None = None,
-    budget_s: float | None = None,
-    seed: int = 0,
-    space: Mapping[str, str] | None = None,
-    keep_all: bool = False,
-    on_event: EventHandler | None = None,
-    should_stop: StopCheck | None = None,
-    **fixed: Any,
-) -> tuning.Search:
-    """A random (or `grid`) search, each trial a short run on the same budget:
-    `steps` per trial, or `budget_s` seconds of training (default 60).
-    `space` narrows what is searched, by config field ("learning_rate":
-    "1e-3:3e-2", "hidden_size": "128,256"; see `training.search_space.SPACE`);
-    `fixed` sets other ModelConfig and TrainConfig fields for every trial; a
-    searched one given there (hidden_size=128) narrows its dimension to that
-    value, and the fields the search sets itself (eval_every and
-    checkpoint_every; max_seconds under a time budget) are refused.
-    `corpus`, `glob`, `val_file` and `skip_bad_files` name the text as for
-    `train`.
-    Returns the search's directory and its trials, best first."""
-    _check_callbacks(on_event, should_stop)
-    unknown = unknown_fields(fixed, ModelConfig, TrainConfig)
-    if unknown:
-        raise ConfigError(f"unknown training option: {unknown}")
-    for name, values in (space or {}).items():
-        if not isinstance(values, str):
-            raise ConfigError(f"space[{name!r}] must be a text such as '128,256' or '1e-3:3e-2', got {values!r}")
-    space, fixed = _narrowed(space, fixed)
-    if "max_seconds" in fixed and steps is None:  # a time budget sets each trial's limit
-        raise ConfigError("max_seconds is set for each trial by the time budget: give budget_s instead")
-    model = {k: v for k, v in fixed.items() if k in _MODEL_FIELDS}
-    train = {k: v for k, v in fixed.items() if k not in _MODEL_FIELDS}
-    plan = tuning.plan(
-        corpus,
-        out,
-        glob=glob,
-        val_file=val_file,
-        skip_bad_files=skip_bad_files,
-        trials=trials,
-        grid=grid,
-        steps=steps,
-        budget_s=budget_s,
-        seed=seed,
-        space=space,
-        model=model,
-        train=train,
-        keep_all=keep_all,
-    )
-    results = list(tuning.search(plan, on_event or (lambda e: None), should_stop or (lambda: False)))
-    return tuning.Search(plan.out, len(plan.points), tuning.ranked(results), tuple(plan.source.arguments()))
-
-
-# What the search sets for each trial, by its steps or budget_s: when it validates and saves.
-_SET_PER_TRIAL = ("eval_every", "checkpoint_every")
-
-
-def _narrowed(space: Mapping[str, str] | None, fixed: dict[str, Any]) -> tuple[dict[str, str], dict[str, Any]]:
-    """A fixed value of a searched field (hidden_size=16) is that dimension
-    narrowed to it, as `charlstm tune --hidden 16` is: the trials would
-    otherwise draw their own and drop it. Fields the search sets for every
-    trial are refused."""
-    searched = {dim.field for dim in tuning.SPACE}
-    narrowed, rest = dict(space or {}), {}
-    for name, value in fixed.items():
-        if name in _SET_PER_TRIAL:
-            raise ConfigError(f"{name} is set for each trial by the search: give steps or budget_s instead")
-        if name not in searched:
-            rest[name] = value
-        elif name in narrowed:
-            raise ConfigError(f"{name} is given twice, as {value!r} and in space ({narrowed[name]!r}): give it once")
-        else:
-            narrowed[name] = f"{value}"
-    return narrowed, rest
-
-
 # train's own keyword arguments, which a misspelt option may have meant.
 _TRAIN_KEYWORDS = tuple(name for name in inspect.signature(train).parameters if name != "options")
-
-
-def _check_callbacks(on_event: Any, should_stop: Any) -> None:
-    optional_callable(on_event, "on_event")
-    optional_callable(should_stop, "should_stop")
