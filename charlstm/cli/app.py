@@ -9,11 +9,9 @@ loading them.
 from __future__ import annotations
 
 import contextlib
-import difflib
-import re
 import signal
 import sys
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -35,8 +33,8 @@ from charlstm.cli.outputs import (
     unwritable_to_devnull,
 )
 from charlstm.cli.signals import EXIT_SIGINT, Interrupt, end_now
+from charlstm.cli.usage import usage_error
 from charlstm.errors import CharlstmError, shown
-from charlstm.flags import flag
 
 EXIT_DIVERGED = 1
 EXIT_ABORTED = 3
@@ -67,7 +65,7 @@ class _Commands(TyperGroup):
         try:
             status = super().main(argv, standalone_mode=False, **named)
         except typer.TyperException as err:  # Click's errors: a usage error, a bad value
-            say(f"error: {_usage_error(err, argv, self.commands, [o for p in self.params for o in p.opts])}")
+            say(f"error: {usage_error(err, argv, self.commands, [o for p in self.params for o in p.opts])}")
             status = err.exit_code
         except typer.Abort:  # end of input at a prompt
             status = 1
@@ -110,79 +108,6 @@ def _ended_if_gone() -> Iterator[None]:
             raise
         say(f"error: cannot write{f' {shown(err.filename)}' if err.filename else ''}: {err.strerror}")
         raise typer.Exit(EXIT_USAGE) from None
-
-
-def _usage_error(
-    err: typer.TyperException, argv: list[str], commands: Mapping[str, Any], before_commands: Sequence[str] = ()
-) -> str:
-    """Click's message, the value that was refused, and where help is.
-    `before_commands`: charlstm's own options (--no-cache), which a command
-    does not take after its name."""
-    message = _closest_first(err.format_message().rstrip("."))
-    param = getattr(err, "param", None)
-    if getattr(param, "param_type_name", None) == "option":
-        value = _given(argv, [*param.opts, *param.secondary_opts])  # type: ignore[union-attr]
-        if value is not None and repr(value) not in message:
-            message += f" (got {value!r})"
-    ctx = getattr(err, "ctx", None)
-    # The parser's own errors (an option without its value) carry no context: the command is the first word.
-    where = ctx.command_path if ctx is not None else "charlstm" + (f" {argv[0]}" if argv[0] in commands else "")
-    option = getattr(err, "option_name", None)
-    command = where.split()[-1]  # "resume", however charlstm was started (`python -m charlstm resume`)
-    if command == "resume" and option == flag("fill_time"):
-        # Not part of the model or data layout: a start-up choice, spent by then.
-        message = (
-            f"No such option: {option} (a run is fitted to its time when it starts; a resumed one trains on to "
-            f"the step count that fitting saved: give {flag('steps')} for another total, {flag('max_seconds')} "
-            "for this session's limit)"
-        )
-    elif command == "resume" and _trains_with(option, commands):
-        # `resume RUN -b 32`: an option of train's that a run keeps for good.
-        message = (  # without Click's guesses at what was meant (--layers: "Possible options: --lr")
-            f"No such option: {option} ({option} is fixed when a run starts, with the rest of its model and data "
-            "layout: start a new run to change it; charlstm train TEXT --init-from RUN keeps this one's weights if "
-            "the model's size stays)"
-        )
-    elif option in before_commands and ctx is not None and command in commands:
-        message = f"No such option: {option} ({option} goes before the command: charlstm {option} {ctx.info_name} ...)"
-    if message.endswith("?"):  # Click's guess at what was meant: "Did you mean 'train'?"
-        return f"{message} (see '{where} --help')"
-    return f"{message}; see '{where} --help'"
-
-
-def _closest_first(message: str) -> str:
-    """Click's "(Possible options: --help, --stop, --temp)" for `--tmep`, in
-    its alphabetical order, as "(did you mean --temp, or --stop?)": the
-    closest first, and --help, which nobody mistypes, left out."""
-    found = re.fullmatch(r"No such option: (\S+) \(Possible options: (.+)\)", message)
-    if found is None:
-        return message
-    given, options = found[1], [o for o in found[2].split(", ") if o != "--help"]
-    if not options:
-        return f"No such option: {given}"
-    options.sort(key=lambda o: -difflib.SequenceMatcher(None, given, o).ratio())
-    others = f", or {', '.join(options[1:])}" if len(options) > 1 else ""
-    return f"No such option: {given} (did you mean {options[0]}{others}?)"
-
-
-def _trains_with(option: str | None, commands: Mapping[str, Any]) -> bool:
-    """Whether `train` takes `option` (resume does not, or it would have been parsed)."""
-    train = commands.get("train")
-    return option is not None and train is not None and any(option in p.opts for p in train.params)
-
-
-def _given(argv: list[str], names: list[str]) -> str | None:
-    """What followed the last of `names` on the command line, if anything."""
-    found = None
-    for i, arg in enumerate(argv):
-        for name in names:
-            if arg == name and i + 1 < len(argv):
-                found = argv[i + 1]
-            elif name.startswith("--") and arg.startswith(name + "="):
-                found = arg[len(name) + 1 :]
-            elif len(name) == 2 and not name.startswith("--") and arg.startswith(name) and len(arg) > 2:
-                found = arg[2:]
-    return found
 
 
 app = typer.Typer(
