@@ -18,16 +18,16 @@ from typing import Any
 from charlstm.config import AUTO_NORM, TrainConfig
 from charlstm.core.model import grow_vocab
 from charlstm.core.state import hyperparameters, init_optimizer, init_state, learning_rate
-from charlstm.errors import CharlstmError, ConfigError, CorpusError, named, shell_word, shown
+from charlstm.errors import CharlstmError, ConfigError, CorpusError, named, shell_word
 from charlstm.flags import flag
 from charlstm.text import manifest
 from charlstm.text.corpus import Source
 from charlstm.text.folder import DEFAULT_GLOB
 from charlstm.text.scan import Progress
-from charlstm.text.textfile import EMPTY, files_holding
-from charlstm.text.tokens import Corpus, prepare, refuse_unfit_validation
-from charlstm.training import checkpoint, events, processes, run_lock
+from charlstm.text.tokens import Corpus, refuse_unfit_validation
+from charlstm.training import checkpoint, events, processes, reading, run_lock
 from charlstm.training.loop import fit
+from charlstm.training.reading import EventHandler
 from charlstm.training.run import (
     RESUMABLE_FIELDS,
     SHAPE_FIELDS,
@@ -42,7 +42,6 @@ from charlstm.training.run import (
 from charlstm.training.runlog import RunLog
 from charlstm.training.timefit import TimeUse
 
-EventHandler = Callable[[Any], None]
 StopCheck = Callable[[], bool]
 
 
@@ -100,93 +99,6 @@ def restored_run(corpus: Corpus, ckpt: checkpoint.Checkpoint, train_config: Trai
     return run
 
 
-def _reporter(on_event: EventHandler | None) -> Progress:
-    def progress(phase: str, done: int, total: int) -> None:
-        if on_event is not None:
-            on_event(events.Reading(phase, done, total))
-
-    return progress
-
-
-def read(source: Source, on_event: EventHandler | None) -> Corpus:
-    """The corpus `source` names, checked; each file left out reported to `on_event`."""
-    corpus = prepare(source, _reporter(on_event))
-    if on_event is not None:
-        for bad in corpus.skipped:
-            if bad.problem != EMPTY:
-                on_event(events.Skipped(bad.path, bad.problem or ""))
-        empty = tuple(f.path for f in corpus.skipped if f.problem == EMPTY)
-        if empty:  # one event for them all: a source tree may have hundreds of empty __init__.py
-            on_event(events.SkippedEmpty(empty))
-        if corpus.not_files:
-            on_event(events.SkippedNotFiles(corpus.not_files))
-        if corpus.other_case:
-            on_event(events.SkippedOtherCase(corpus.other_case))
-        for message in _unwanted_characters(corpus):
-            on_event(events.Warned(0, "text", message))
-    return corpus
-
-
-def _unwanted_characters(corpus: Corpus) -> list[str]:
-    """Warnings for characters a text's author rarely means to teach: the
-    model learns them like any other and writes them in its samples. The
-    files are read as they are, byte for byte (a run resumes on the same
-    text), so converting them is the user's choice; of several, the first
-    few that hold them are named."""
-    found = []
-    if "\r" in corpus.charset:
-        where = _in_files(corpus, b"\r")
-        found.append(
-            f"the text{where} has carriage returns ('\\r': Windows line endings, '\\r\\n'): the model learns and "
-            f"writes them, and {flag('stop')} '\\n\\n' will not meet its blank lines ('\\r\\n\\r\\n'); convert "
-            "the files to '\\n' line endings first (dos2unix FILE) unless that is what you want"
-        )
-    if "\ufeff" in corpus.charset:
-        where = _in_files(corpus, "\ufeff".encode(), at_start=True)
-        found.append(
-            f"the text{where} has U+FEFF, the byte-order mark some editors start a UTF-8 file with: the model "
-            "learns it and writes it, invisible, in its samples; remove it from the files first "
-            "(sed -i '1s/^\\xEF\\xBB\\xBF//' FILE)"
-        )
-    return found
-
-
-def _in_files(corpus: Corpus, needle: bytes, at_start: bool = False) -> str:
-    """' (in a.txt, b.txt, ...)': where a corpus of several files holds
-    `needle`, as far as a bounded search finds; '' for one file, or none found."""
-    if len(corpus.train) < 2:
-        return ""
-    files, whole = files_holding([Path(d.path) for d in corpus.train], needle, at_start=at_start)
-    if not files:
-        return ""
-    more = "" if whole else ", and maybe more"
-    return f" (in {', '.join(shown(p) for p in files)}{more})"
-
-
-def _ready(run: Run, on_event: EventHandler | None) -> None:
-    if on_event is None:
-        return
-    entry, train, val = run.corpus_entry, run.corpus.train, run.corpus.val
-    on_event(
-        events.CorpusReady(
-            path=run.corpus.path,
-            files=len(train),
-            val_files=len(val),
-            chars=sum(d.chars for d in train),
-            size=sum(d.size for d in train),
-            vocab_size=run.vocab.size,
-            validation=manifest.describe_validation(entry, run.train_config.val_fraction),
-            tokens=str(run.tokens.path),
-            encoded_seconds=run.tokens.encoded_seconds,
-            checked=not run.corpus.from_cache,
-            val_chars=sum(d.chars for d in val),
-            val_size=sum(d.size for d in val),
-            skipped=dict(run.tokens.skipped),
-            sources=run.corpus.sources,
-        )
-    )
-
-
 def new(
     corpus: str | Path | Sequence[str | Path],
     out: str | Path | None,
@@ -211,13 +123,13 @@ def new(
     if out is not None:
         check_run_dir(Path(out))  # before the corpus is read, which can take a while
     base = checkpoint.load(Path(init_from)) if init_from is not None else None
-    text = read(source, on_event)
+    text = reading.read(source, on_event)
     refuse_unfit_validation(text, text.charset + (base.vocab.chars if base is not None else ""))
     run_dir = Path(out) if out is not None else default_run_dir(_first_read(source, text), when=when)
     check_run_dir(run_dir)
-    progress = _reporter(on_event)
+    progress = reading.reporter(on_event)
     run = new_run(text, model, config, progress) if base is None else fine_tune_run(text, base, model, config, progress)
-    _ready(run, on_event)
+    reading.ready(run, on_event)
     # ... and all look at it before any of them creates it (or its checkpoint folders).
     processes.barrier("charlstm: run directory checked")
     prepare_run_dir(run_dir, checked=True)
@@ -277,7 +189,7 @@ def resumed_run(
         )
     source = manifest.source_of(ckpt.corpus)
     manifest.refuse_gone(source, "to resume")
-    corpus = read(source, on_event)
+    corpus = reading.read(source, on_event)
     if not force:
         manifest.refuse_changed(ckpt.corpus, manifest.read_files(run_dir), corpus)
     unknown = sorted(set(corpus.charset) - set(ckpt.vocab.chars))
@@ -292,7 +204,7 @@ def resumed_run(
             f"corpus {corpus.path} now has several files, and this run's model was trained on one: it has no "
             "symbol to mark where they meet; start a new run (or one that starts from this one's weights)"
         )
-    run = restored_run(corpus, ckpt, train_config, _reporter(on_event))
+    run = restored_run(corpus, ckpt, train_config, reading.reporter(on_event))
     run.best_val_loss = min(
         (v for v in (ckpt.best_val_loss, checkpoint.best_val_loss(run_dir)) if v is not None), default=None
     )
@@ -312,7 +224,7 @@ def resumed_run(
         jump = _schedule_jump(ckpt.train_config, train_config, int(ckpt.state.step))
         if jump is not None:
             on_event(events.Warned(int(ckpt.state.step), "schedule", jump))
-    _ready(run, on_event)
+    reading.ready(run, on_event)
     return run
 
 

@@ -47,7 +47,7 @@ from charlstm.text.corpus import Source, resolve_corpus_path
 from charlstm.text.folder import SEARCH_RECORD
 from charlstm.text.textfile import replace_text
 from charlstm.text.tokens import Corpus, refuse_unfit_validation
-from charlstm.training import events, session
+from charlstm.training import events, reading, session
 from charlstm.training.events import TrialFinished, TrialResult, TrialStarted
 from charlstm.training.loop import fit
 from charlstm.training.run import RUNS_DIR, Run, corpus_name, new_run, prepare_run_dir
@@ -264,7 +264,7 @@ def search(
     """Train one run per trial of `plan` under `plan.out`, yielding each
     result as it ends. Afterwards only the best trial keeps its checkpoints,
     unless `plan.keep_all`."""
-    text = session.read(plan.source, on_event)  # an unusable corpus leaves no folder behind
+    text = reading.read(plan.source, on_event)  # an unusable corpus leaves no folder behind
     refuse_unfit_validation(text, text.charset)
     made = not plan.out.exists()  # an empty folder the user made stays, whatever happens
     prepare_run_dir(plan.out, search=True)
