@@ -557,12 +557,12 @@ def test_resume_refuses_options_that_would_change_the_run(runner, trained_run, o
 
 def test_resume_checks_its_options_before_reading_the_corpus(runner, trained_run, monkeypatch):
     """A corpus can take minutes to read: a bad option is refused first."""
-    from charlstm.training import session
+    from charlstm.training import reading
 
     def read(*args, **kwargs):
         raise AssertionError("the corpus was read before the options were checked")
 
-    monkeypatch.setattr(session, "read", read)
+    monkeypatch.setattr(reading, "read", read)
     result = runner.invoke(app, ["resume", str(trained_run[0]), "--steps", "99", "--lr", "-1"])
     assert result.exit_code == 2, result.output
     assert "--lr" in result.stderr and "Traceback" not in result.output

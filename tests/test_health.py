@@ -234,7 +234,7 @@ def test_the_time_left_is_the_time_limits_when_it_ends_the_run_first(capsys):
 
 
 def test_evals_bar_shows_on_a_terminal_only(capsys):
-    from charlstm.cli.display import scoring_bar
+    from charlstm.cli.reading_display import scoring_bar
 
     with scoring_bar(Console(stderr=True, force_terminal=False), "scoring") as progress:
         progress(0.5)

@@ -4,53 +4,38 @@ place that turns loop events into terminal output.
 On a terminal it is a live rich progress bar; elsewhere (CI logs, files,
 pipes, a terminal that cannot redraw a line: TERM=dumb, Emacs' shell) it
 prints plain lines, at most one progress line every few seconds plus one
-for every evaluation, save and the end. `scoring_bar` is the
-bar of `charlstm eval`.
+for every evaluation, save and the end. The corpus being read before is
+shown by `reading_display.py`.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 
 from rich.console import Console
 from rich.progress import (
     BarColumn,
-    DownloadColumn,
     MofNCompleteColumn,
     Progress,
     ProgressColumn,
     Task,
     TaskID,
-    TaskProgressColumn,
     TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
 )
 from rich.text import Text
 
 from charlstm.cli.format import duration as _duration
 from charlstm.cli.format import loss_text as _loss_text
-from charlstm.cli.format import skipped_line, skipped_text, training_options
-from charlstm.cli.outputs import unseen_if_gone
-from charlstm.errors import shown
+from charlstm.cli.format import skipped_line, training_options
+from charlstm.cli.outputs import animates, unseen_if_gone
+from charlstm.cli.reading_display import CorpusDisplay
 from charlstm.flags import flag
 from charlstm.training import events
 from charlstm.units import minutes
 
 QUIET, NORMAL, VERBOSE = 0, 1, 2
-# A corpus this large is worth a line saying where its token file is, and how long it took.
-LARGE_CORPUS = 64 << 20
-_PHASES = {"hashing": "hashing corpus", "reading": "checking corpus", "encoding": "encoding corpus"}
-
-
-def animates(console: Console) -> bool:
-    """Whether `console` can show a live bar: a terminal that can move its
-    cursor (on a dumb one Rich draws a bar only when it ends)."""
-    return console.is_terminal and not console.is_dumb_terminal
 
 
 # The live bar's widths: the bar's own between these, the time left's at
@@ -75,8 +60,8 @@ class TrainingDisplay:
         self._task: TaskID | None = None
         self._fixed = self._bar_width = 0  # the live bar's widths besides its statistics (`_start_bar`)
         self._last: events.Progress | None = None
-        self._reading: tuple[str, Progress | None, TaskID | None, float] | None = None  # phase, bar, task, start
-        self._last_reading_line = 0.0
+        # The corpus being read, then what the run trains on.
+        self._corpus = CorpusDisplay(console, self._say, self.live, verbosity == VERBOSE, plain_interval)
         self._started_at: int | None = None  # the step this session started at
         self._validated = False  # this session made a validation pass
         self._cut_pass: int | None = None  # the step of a pass begun and not (yet) ended
@@ -87,7 +72,7 @@ class TrainingDisplay:
 
     def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
         with unseen_if_gone():
-            self._stop_reading()
+            self._corpus.stop()
             if self._progress is not None:
                 self._progress.stop()
 
@@ -104,33 +89,17 @@ class TrainingDisplay:
         if self.verbosity == QUIET:
             return
         if isinstance(event, events.Reading):
-            self._on_reading(event)
+            self._corpus.on_reading(event)
             return
-        self._stop_reading()
+        self._corpus.stop()
         if (skipped := skipped_line(event)) is not None:
             self._say(skipped, style="yellow")
         elif isinstance(event, events.CorpusReady):
-            self._on_corpus(event)
+            self._corpus.on_ready(event)
         elif isinstance(event, events.Opened):
             self._on_opened(event)
         elif isinstance(event, events.Started):
-            self._started_at = event.step
-            self._val = event.val_loss  # a resumed run's last pass, until this session's first
-            if not event.trains:
-                return  # the end says so, and why
-            verb = "resuming at step" if event.step else "starting at step"
-            where = ", ".join(event.devices) + (f" in {event.processes} processes" if event.processes > 1 else "")
-            if event.backend == "cpu" and event.processes == 1 and len(event.devices) > 1:
-                # Why one CPU shows as several devices (runtime/cpu_devices.py).
-                share = "half" if len(event.devices) == 2 else f"1/{len(event.devices)}"
-                where += f"; the CPU split in {len(event.devices)}, {share} of the streams on each"
-            self._say(
-                f"training on {event.backend} ({where}), {verb} {event.step} of "
-                f"{event.total_steps}; {event.train_chars:,} training chars per pass, "
-                f"{event.val_chars:,} validation chars"
-            )
-            if self.live:
-                self._start_bar(event.step, event.total_steps)
+            self._on_started(event)
         elif isinstance(event, events.Compiled):
             self._say(f"compiled the training step in {event.seconds:.1f}s")
             if self._progress is not None and self._task is not None:
@@ -140,21 +109,7 @@ class TrainingDisplay:
         elif isinstance(event, events.Warned):
             self._say(f"step {event.step}: warning: {event.message}", style="yellow")
         elif isinstance(event, events.Rescheduled):
-            if self._progress is not None and self._task is not None:
-                self._progress.update(self._task, total=event.steps)
-            if event.budget:  # a tune trial's refit, at many reports: its bar shows it
-                return
-            limit = f"{flag('max_seconds')} {minutes(event.max_seconds)}"
-            if event.steps > event.was:  # --fill-time
-                self._say(
-                    f"step {event.step}: {limit} holds about {event.steps:,} steps, not {event.was:,}: the run "
-                    "now fills it, its learning rate decaying fully by then"
-                )
-                return
-            self._say(
-                f"step {event.step}: {limit} ends the run near step {event.steps:,} of {event.was:,}: its "
-                "learning rate now decays fully by then"
-            )
+            self._on_rescheduled(event)
         elif isinstance(event, events.Validating):
             self._cut_pass = event.step
             self._on_validating(event)
@@ -172,43 +127,82 @@ class TrainingDisplay:
             if not event.best or self.verbosity == VERBOSE:
                 self._say(f"step {event.step}: saved {'best ' if event.best else ''}checkpoint {event.path}")
         elif isinstance(event, events.Finished):
-            if self._progress is not None:
-                self._progress.stop()
-                self._progress = None
-            if event.reason == "done" and event.step == self._started_at and self._validated:
-                self._say(
-                    f"done at step {event.step}: its last validation pass, stopped before, is complete; best "
-                    f"validation loss {_loss_text(event.best_val_loss)} at step {event.best_step}"
-                )
-                return
-            if event.reason == "done" and event.step == self._started_at:
-                self._say(
-                    f"nothing to train: the run had already finished at step {event.step} (its step total, or where "
-                    f"its {flag('max_seconds')} fitted its schedule to end); give {flag('steps')} with a larger total "
-                    "to train it further"
-                )
-                return
-            if event.reason == "patience" and event.step == self._started_at:
-                self._say(
-                    f"nothing to train: the run had stopped early at step {event.step}, {event.detail}; "
-                    f"give a larger {flag('patience')} to train it further"
-                )
-                return
-            if event.reason == "patience":
-                self._say(
-                    f"stopped early at step {event.step} after {_trained(event)}: "
-                    f"{event.detail}; best validation loss {_loss_text(event.best_val_loss)} at step "
-                    f"{event.best_step}, the checkpoint kept as best"
-                )
-                return
-            best = (
-                f"best validation loss {_loss_text(event.best_val_loss)}"
-                if event.best_val_loss is not None
-                else "no validation pass yet"
+            self._on_finished(event)
+
+    def _on_started(self, event: events.Started) -> None:
+        self._started_at = event.step
+        self._val = event.val_loss  # a resumed run's last pass, until this session's first
+        if not event.trains:
+            return  # the end says so, and why
+        verb = "resuming at step" if event.step else "starting at step"
+        where = ", ".join(event.devices) + (f" in {event.processes} processes" if event.processes > 1 else "")
+        if event.backend == "cpu" and event.processes == 1 and len(event.devices) > 1:
+            # Why one CPU shows as several devices (runtime/cpu_devices.py).
+            share = "half" if len(event.devices) == 2 else f"1/{len(event.devices)}"
+            where += f"; the CPU split in {len(event.devices)}, {share} of the streams on each"
+        self._say(
+            f"training on {event.backend} ({where}), {verb} {event.step} of "
+            f"{event.total_steps}; {event.train_chars:,} training chars per pass, "
+            f"{event.val_chars:,} validation chars"
+        )
+        if self.live:
+            self._start_bar(event.step, event.total_steps)
+
+    def _on_rescheduled(self, event: events.Rescheduled) -> None:
+        if self._progress is not None and self._task is not None:
+            self._progress.update(self._task, total=event.steps)
+        if event.budget:  # a tune trial's refit, at many reports: its bar shows it
+            return
+        limit = f"{flag('max_seconds')} {minutes(event.max_seconds)}"
+        if event.steps > event.was:  # --fill-time
+            self._say(
+                f"step {event.step}: {limit} holds about {event.steps:,} steps, not {event.was:,}: the run "
+                "now fills it, its learning rate decaying fully by then"
             )
-            if self._cut_pass is not None and event.reason == "interrupted":  # a resume makes it again
-                best += f" (the pass at step {self._cut_pass} was cut short)"
-            self._say(f"{event.reason} at step {event.step} after {_trained(event)}; {best}")
+            return
+        self._say(
+            f"step {event.step}: {limit} ends the run near step {event.steps:,} of {event.was:,}: its "
+            "learning rate now decays fully by then"
+        )
+
+    def _on_finished(self, event: events.Finished) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+        if event.reason == "done" and event.step == self._started_at and self._validated:
+            self._say(
+                f"done at step {event.step}: its last validation pass, stopped before, is complete; best "
+                f"validation loss {_loss_text(event.best_val_loss)} at step {event.best_step}"
+            )
+            return
+        if event.reason == "done" and event.step == self._started_at:
+            self._say(
+                f"nothing to train: the run had already finished at step {event.step} (its step total, or where "
+                f"its {flag('max_seconds')} fitted its schedule to end); give {flag('steps')} with a larger total "
+                "to train it further"
+            )
+            return
+        if event.reason == "patience" and event.step == self._started_at:
+            self._say(
+                f"nothing to train: the run had stopped early at step {event.step}, {event.detail}; "
+                f"give a larger {flag('patience')} to train it further"
+            )
+            return
+        if event.reason == "patience":
+            self._say(
+                f"stopped early at step {event.step} after {_trained(event)}: "
+                f"{event.detail}; best validation loss {_loss_text(event.best_val_loss)} at step "
+                f"{event.best_step}, the checkpoint kept as best"
+            )
+            return
+        best = (
+            f"best validation loss {_loss_text(event.best_val_loss)}"
+            if event.best_val_loss is not None
+            else "no validation pass yet"
+        )
+        if self._cut_pass is not None and event.reason == "interrupted":  # a resume makes it again
+            best += f" (the pass at step {self._cut_pass} was cut short)"
+        self._say(f"{event.reason} at step {event.step} after {_trained(event)}; {best}")
 
     def _on_validating(self, event: events.Validating) -> None:
         """On the live bar, how far the pass is; in a log, for a long pass
@@ -226,64 +220,6 @@ class TrainingDisplay:
             if line != self._last_pass_said:
                 self._last_pass_line, self._last_pass_said = now, line
                 self._say(line)
-
-    def _on_reading(self, event: events.Reading) -> None:
-        """A transient bar of bytes on a terminal; elsewhere a line every few
-        seconds, once a phase has taken that long."""
-        now = time.monotonic()
-        if self._reading is None or self._reading[0] != event.phase:
-            self._stop_reading()
-            bar, task = None, None
-            if self.live:
-                bar = Progress(
-                    TextColumn(f"[bold]{_PHASES.get(event.phase, event.phase)}"), BarColumn(), DownloadColumn(),
-                    TransferSpeedColumn(), TimeRemainingColumn(), console=self.console, transient=True,
-                )  # fmt: skip
-                task = bar.add_task(event.phase, total=event.total)
-                bar.start()
-            self._reading = (event.phase, bar, task, now)
-            self._last_reading_line = now
-        _, bar, task, started = self._reading
-        if bar is not None and task is not None:
-            bar.update(task, completed=event.done)
-        elif 0 < event.done < event.total and now - self._last_reading_line >= self.plain_interval:
-            self._last_reading_line = now
-            rate = event.done / max(now - started, 1e-9)
-            self._say(
-                f"{_PHASES.get(event.phase, event.phase)}: {event.done / event.total:.0%} of {_size(event.total)} "
-                f"({_size(rate)}/s)"
-            )
-
-    def _stop_reading(self) -> None:
-        if self._reading is not None and self._reading[1] is not None:
-            self._reading[1].stop()
-        self._reading = None
-
-    def _on_corpus(self, event: events.CorpusReady) -> None:
-        several = event.files + event.val_files > 1
-        if several or event.size >= LARGE_CORPUS or self.verbosity == VERBOSE:
-            self._on_corpus_line(event)
-        if event.skipped:
-            self._say(
-                f"note: {sum(event.skipped.values()):,} characters of the validation text skipped (not in "
-                f"vocabulary): {skipped_text(event.skipped)}; the validation loss leaves them out",
-                style="yellow",
-            )
-
-    def _on_corpus_line(self, event: events.CorpusReady) -> None:
-        sources = ", ".join(shown(source) for source in event.sources or (event.path,))
-        what = f"{event.files} files from {sources}" if event.files > 1 else shown(event.path)
-        # The vocabulary is the training text's: --val-file text is sized apart.
-        val = f" ({_size(event.val_size)}, {event.val_chars:,} characters)" if event.val_files else ""
-        self._say(
-            f"corpus: {what}, {_size(event.size)}, {event.chars:,} characters ({event.vocab_size} in the "
-            f"vocabulary); validation text: {event.validation}{val}"
-        )
-        if event.encoded_seconds is not None:
-            rate = (event.size + event.val_size) / max(event.encoded_seconds, 1e-9)  # both were encoded
-            self._say(f"encoded in {event.encoded_seconds:.1f}s ({_size(rate)}/s) to {event.tokens}")
-        else:
-            self._say(f"token file (from the cache): {event.tokens}")
 
     def _start_bar(self, step: int, total: int) -> None:
         # A line too long for the terminal would have Rich squeeze every
@@ -365,23 +301,6 @@ class _TimeLeft(ProgressColumn):
         return Text("-:--" if left is None else _duration(left), style="progress.remaining")
 
 
-@contextmanager
-def scoring_bar(console: Console, what: str, quiet: bool = False) -> Iterator[Callable[[float], None]]:
-    """A transient bar of the share of a text scored (the callback takes
-    it, 0 to 1), on a terminal and not `quiet`; elsewhere nothing, the table
-    being all an eval writes."""
-    if quiet or not animates(console):
-        yield lambda share: None
-        return
-    bar = Progress(
-        TextColumn(f"[bold]{what}"), BarColumn(), TaskProgressColumn(), TimeRemainingColumn(),
-        console=console, transient=True,
-    )  # fmt: skip
-    task = bar.add_task(what, total=1.0)
-    with bar:
-        yield lambda share: bar.update(task, completed=share)
-
-
 def _trained(event: events.Finished) -> str:
     """How long the run trained; after a resume, this session's share first."""
     total = _duration(event.train_seconds)
@@ -396,11 +315,3 @@ def _trained(event: events.Finished) -> str:
     if event.earlier_seconds <= 0:
         return f"{total} of training{passes}"
     return f"{_duration(session)} of training{passes} ({total} in all)"
-
-
-def _size(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} GB"

@@ -20,6 +20,15 @@ def loss_text(nats: float | None, digits: int = 3, unit: str = " bpc") -> str:
     return "-" if nats is None else f"{nats:.{digits}f} ({bits(nats):.{digits - 1}f}{unit})"
 
 
+def size(n: float) -> str:
+    """A number of bytes in B, KB, MB or GB (powers of 1,000)."""
+    for unit in ("B", "KB", "MB"):
+        if n < 1000:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} GB"
+
+
 def duration(seconds: float) -> str:
     minutes, secs = divmod(int(seconds), 60)
     hours, minutes = divmod(minutes, 60)

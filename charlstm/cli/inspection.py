@@ -22,7 +22,7 @@ from charlstm.cli.app import (
     use_cache,
     user_errors,
 )
-from charlstm.cli.display import scoring_bar
+from charlstm.cli.reading_display import scoring_bar
 from charlstm.cli.training import GlobOption, SkipBadFilesOption
 from charlstm.errors import CharlstmError, shown
 from charlstm.flags import flag

@@ -170,3 +170,9 @@ class Terminal(Console):
         self.quiet = True
         outputs_gone()
         raise BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
+
+
+def animates(console: Console) -> bool:
+    """Whether `console` can show a live bar: a terminal that can move its
+    cursor (on a dumb one Rich draws a bar only when it ends)."""
+    return console.is_terminal and not console.is_dumb_terminal

@@ -11,9 +11,9 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 
-from charlstm.cli.display import NORMAL, QUIET, VERBOSE, TrainingDisplay, animates
+from charlstm.cli.display import NORMAL, QUIET, VERBOSE, TrainingDisplay
 from charlstm.cli.format import loss_text, skipped_line, trial_seconds
-from charlstm.cli.outputs import unseen_if_gone
+from charlstm.cli.outputs import animates, unseen_if_gone
 from charlstm.flags import as_options
 from charlstm.training import events
 
