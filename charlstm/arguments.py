@@ -63,7 +63,7 @@ def optional_callable(value: Any, what: str) -> None:
     check(value is None or callable(value), f"{what} must be a function (or None), got {value!r}")
 
 
-def callbacks(on_event: Any, should_stop: Any) -> None:
+def check_callbacks(on_event: Any, should_stop: Any) -> None:
     """Refuse a training call's callbacks that are not functions (`optional_callable`)."""
     optional_callable(on_event, "on_event")
     optional_callable(should_stop, "should_stop")

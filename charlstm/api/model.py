@@ -28,7 +28,7 @@ from charlstm.text.cache import CacheUnwritable
 from charlstm.text.textfile import read_corpus, read_head, read_size
 from charlstm.text.tokens import open_tokens
 from charlstm.text.vocab import BOUNDARY, Vocab
-from charlstm.training import catalog, checkpoint
+from charlstm.training import catalog, checkpoint, checkpoint_paths
 from charlstm.training.run import RUNS_DIR
 
 
@@ -299,7 +299,7 @@ class Model:
 
     def _run_name(self) -> str:
         """The run directory's name, or a checkpoint's own where it stands alone."""
-        run = checkpoint.run_of(self.path)
+        run = checkpoint_paths.run_of(self.path)
         return run.name if run is not None else self.path.name
 
     def validation_text(self) -> str:
@@ -349,7 +349,7 @@ class Model:
         return dataclasses.replace(seen, truncated=rest)
 
     def _held_out_ids(self) -> tuple[streams.Segments, dict[str, int]]:
-        run = checkpoint.run_of(self.path)
+        run = checkpoint_paths.run_of(self.path)
         files = manifest.read_files(run) if run is not None else None  # the files it read, to name what changed
         return reading.held_out_ids(
             self.corpus, files, self.corpus_path, self.corpus_sha256, self.vocab, self.train_config.val_fraction

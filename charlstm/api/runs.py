@@ -21,7 +21,7 @@ from charlstm.text.corpus import read_texts as read_documents
 from charlstm.text.folder import DEFAULT_GLOB
 from charlstm.text.textfile import read_corpus
 from charlstm.text.tokens import Corpus, prepare_texts
-from charlstm.training import catalog, checkpoint, checkpoint_meta, run_lock
+from charlstm.training import catalog, checkpoint, checkpoint_meta, checkpoint_paths, run_lock
 from charlstm.training.run import RUNS_DIR
 from charlstm.training.runlog import METRICS_FILE, read_metrics
 
@@ -57,7 +57,7 @@ def describe(path: str | Path | None = None) -> Description:
         path_like(path, "path")
     meta = checkpoint.describe(Path(path) if path is not None else catalog.most_recent_run(RUNS_DIR))
     validation = manifest.describe_validation(meta.corpus, meta.train_config.val_fraction)
-    run = checkpoint.run_of(meta.path)
+    run = checkpoint_paths.run_of(meta.path)
     latest = checkpoint.latest_step(run / "checkpoints" / checkpoint.LATEST) if run is not None else None
     newest = None  # damaged or absent: the step alone, as `runs` shows it
     if run is not None and latest is not None and latest != meta.step:

@@ -12,7 +12,7 @@ from charlstm.arguments import check_api_key, optional_callable, unknown_fields,
 from charlstm.config import ServeConfig
 from charlstm.errors import CharlstmError, ConfigError
 from charlstm.flags import flag
-from charlstm.training import checkpoint
+from charlstm.training import checkpoint_paths
 
 
 def app(model: Model, *, api_key: str | None = None, **limits: Any) -> Any:
@@ -85,5 +85,5 @@ def checkpoint_name(path: Path) -> str:
     alone by its folder and step; never the folders above, since a server
     other machines can reach should not tell them its disk's layout."""
     where = path.resolve()  # `charlstm serve .` inside a run names the run too
-    run = checkpoint.run_of(where)
+    run = checkpoint_paths.run_of(where)
     return where.relative_to(run.parent).as_posix() if run is not None else "/".join(where.parts[-2:])

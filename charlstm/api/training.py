@@ -11,14 +11,14 @@ from typing import Any
 
 from charlstm import presets
 from charlstm.api.model import Model, load
-from charlstm.arguments import callbacks, path_like, unknown_fields
+from charlstm.arguments import check_callbacks, path_like, unknown_fields
 from charlstm.config import FINE_TUNE_LEARNING_RATE, ModelConfig, TrainConfig, check_seed
 from charlstm.core.model import count_params
 from charlstm.errors import CharlstmError, CheckpointError, ConfigError
 from charlstm.flags import flag
 from charlstm.training import checkpoint, checkpoint_meta, distributed, events, session
+from charlstm.training.events import EventHandler, StopCheck
 from charlstm.training.run import Run
-from charlstm.training.session import EventHandler, StopCheck
 from charlstm.training.timefit import TimeUse
 
 
@@ -90,7 +90,7 @@ def train(
     stops (resume it later). `devices`: how many local devices to split the
     batch over (default: all). Raises TrainingDiverged if a loss, the
     gradients or the parameters stop being finite."""
-    callbacks(on_event, should_stop)
+    check_callbacks(on_event, should_stop)
     on_event = _warnings_after_opening(on_event)
     for path in corpus if isinstance(corpus, list | tuple) else [corpus]:
         path_like(path, "corpus")
@@ -239,7 +239,7 @@ def resume(
     the corpus file changed. `devices` need not be the count the run started
     with: the batch only has to split evenly over it."""
     path_like(run_dir, "run_dir")
-    callbacks(on_event, should_stop)
+    check_callbacks(on_event, should_stop)
     unknown = unknown_fields(overrides, ModelConfig, TrainConfig)
     if unknown:  # before "cannot change" names a field that is not one
         raise ConfigError(f"unknown training option: {unknown}")

@@ -7,11 +7,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from charlstm.arguments import callbacks, unknown_fields
+from charlstm.arguments import check_callbacks, unknown_fields
 from charlstm.config import ModelConfig, TrainConfig
 from charlstm.errors import ConfigError
 from charlstm.training import tune as tuning
-from charlstm.training.session import EventHandler, StopCheck
+from charlstm.training.events import EventHandler, StopCheck
 
 _MODEL_FIELDS = frozenset(f.name for f in dataclasses.fields(ModelConfig))
 
@@ -45,7 +45,7 @@ def tune(
     `corpus`, `glob`, `val_file` and `skip_bad_files` name the text as for
     `train`.
     Returns the search's directory and its trials, best first."""
-    callbacks(on_event, should_stop)
+    check_callbacks(on_event, should_stop)
     unknown = unknown_fields(fixed, ModelConfig, TrainConfig)
     if unknown:
         raise ConfigError(f"unknown training option: {unknown}")

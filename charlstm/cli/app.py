@@ -1,9 +1,10 @@
 """The Typer application and what every command shares: the two consoles,
 one-line errors, exit statuses and the global options.
 
-Commands live beside it (training, sampling, inspection); JAX, Flax and
-Orbax are imported inside them, so `charlstm --help` answers without
-loading them.
+Commands live beside it (training, sampling, tuning, inspection,
+exporting, serving; what a mistyped command line is told: usage). JAX,
+Flax and Orbax are imported inside them, so `charlstm --help` answers
+without loading them.
 """
 
 from __future__ import annotations

@@ -196,9 +196,9 @@ def _what_is_left(run_dir: Path | None) -> str:
     """After an abort: what the run directory holds, and what to do next."""
     if run_dir is None:
         return "no run directory was made yet"
-    from charlstm.training import checkpoint
+    from charlstm.training import checkpoint_paths
 
-    if not checkpoint.has_checkpoint(run_dir):
+    if not checkpoint_paths.has_checkpoint(run_dir):
         return f"{run_dir} has no checkpoint yet: run the same command again, which starts afresh there"
     return f"earlier checkpoints are intact. {_continue_with(run_dir)}"
 

@@ -53,7 +53,8 @@ def _in_run(path: Path, folder: Path, runs: dict[Path, bool]) -> bool:
     """Whether `path` lies in a charlstm run directory under `folder`
     (`is_run_folder`): `train .` must not read its own runs' samples and
     checkpoint files as text. `runs` caches the answers."""
-    for parent in path.relative_to(folder).parents[:-1]:  # not `folder` itself: refused above
+    # Not `folder` itself: `folder_files` refuses a run given as the folder.
+    for parent in path.relative_to(folder).parents[:-1]:
         where = folder / parent
         if where not in runs:
             runs[where] = is_run_folder(where)
@@ -152,7 +153,8 @@ def folder_files(folder: Path, pattern: str) -> tuple[list[Path], list[tuple[str
 def escaped(path: Path) -> str:
     """A path as a run records and names it: the bytes of a name that are
     not UTF-8 as escapes (\\xff). The entries a folder leaves out are never
-    read, so never refused for their names (`_refuse_undecodable_names`)."""
+    read, so never refused for their names (as corpus.py's
+    `_refuse_undecodable_names` refuses the files it reads)."""
     return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 

@@ -12,7 +12,8 @@ and continue the run: format and version, both configs, the vocabulary, the
 corpus (what was read, how it was split, where its token file is; see
 text/manifest.py), the data position, the metrics so far and, for a
 fine-tuned run, the checkpoint it started from (written and validated by
-checkpoint_meta.py; a restore that fails is worded by restore_failures.py).
+checkpoint_meta.py; a restore that fails is worded by restore_failures.py;
+which step directory a path the user gives means is checkpoint_paths.py's).
 Orbax writes into a temporary directory and renames it only when complete,
 so a crash mid-save leaves the previous checkpoint as the newest one.
 
@@ -25,9 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import difflib
 import functools
-import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,16 +38,14 @@ import orbax.checkpoint as ocp
 
 from charlstm.config import ModelConfig, TrainConfig
 from charlstm.core.state import TrainState, init_state
-from charlstm.errors import CharlstmError, CheckpointError, shell_word
-from charlstm.flags import flag
-from charlstm.text.folder import SEARCH_RECORD
+from charlstm.errors import CharlstmError, CheckpointError
 from charlstm.training import checkpoint_meta, restore_failures
 from charlstm.training.checkpoint_meta import Meta
+from charlstm.training.checkpoint_paths import BEST, LATEST, has_checkpoint, latest_step, locate, others_intact
 from charlstm.training.run import Run, check_writable_path, complete_steps
 
 T = TypeVar("T")
 
-LATEST, BEST = "latest", "best"
 KEEP_LATEST = 2
 
 
@@ -124,73 +121,6 @@ class Checkpoint(Meta):
     state: TrainState
 
 
-def _runs_like(path: Path) -> str:
-    """The runs beside `path` that its name begins, or nearly spells (a run
-    named by hand, its time cut short or mistyped), as a suggestion."""
-    try:
-        runs = sorted(p.name for p in path.parent.iterdir() if (p / "checkpoints").is_dir())
-    except OSError:
-        return ""
-    like = [name for name in runs if name.startswith(path.name)] or difflib.get_close_matches(path.name, runs, n=3)
-    if not like:
-        return ""
-    shown = ", ".join(str(path.parent / name) for name in like[-3:])  # the newest, where a time is in the name
-    return f"; did you mean {shown}?" if len(like) == 1 else f"; runs like it: {shown}"
-
-
-def locate(path: Path, prefer: str = BEST) -> tuple[Path, int]:
-    """A run directory, a checkpoints/{latest,best} directory, or one step
-    directory -> (manager directory, step)."""
-    if prefer not in (BEST, LATEST):
-        raise CheckpointError(f"prefer must be {BEST!r} or {LATEST!r}, got {prefer!r}")
-    if not path.exists():
-        steps = complete_steps(path.parent) if path.name.isdigit() else []
-        there = f" (that folder has step{'s' * (len(steps) > 1)} {', '.join(map(str, steps))})" if steps else ""
-        raise CheckpointError(f"checkpoint not found: {path}{there or _runs_like(path)}")
-    if path.name.isdigit() and (path / "meta").exists():
-        return path.parent, int(path.name)
-    if path.name == "checkpoints" and all((path / kind).is_dir() for kind in (LATEST, BEST)):
-        path = path.parent  # RUN/checkpoints: the run
-    if (path / "checkpoints").is_dir():
-        order = [prefer, LATEST if prefer == BEST else BEST]
-        for kind in order:
-            found = latest_step(path / "checkpoints" / kind)
-            if found is not None:
-                return path / "checkpoints" / kind, found
-        raise CheckpointError(
-            f"no complete checkpoint in run directory {path}: it stopped before its first save; run its "
-            f"'charlstm train' command again with the same {flag('out')}, which starts afresh there"
-        )
-    found = latest_step(path)
-    if found is None and (path / "metrics.jsonl").is_file():
-        # A tune trial other than the best: tune removed its checkpoints.
-        raise CheckpointError(
-            f"{path} has its metrics but no checkpoints: charlstm tune keeps only the best trial's "
-            "(--keep-all keeps every trial's); plot it, or train its settings again"
-        )
-    if found is None and path.is_file():
-        raise CheckpointError(f"{path} is a file, not a charlstm run or checkpoint directory")
-    if found is None and (path / SEARCH_RECORD).is_file():
-        raise CheckpointError(f"{path} is a search, not a run: name one of its trials{_best_trial(path)}")
-    if found is None:
-        raise CheckpointError(f"not a charlstm run or checkpoint directory: {path}")
-    return path, found
-
-
-def _best_trial(search: Path) -> str:
-    """ ", the best is PATH", from the search's record, or "" if it cannot be read."""
-    try:
-        trials = json.loads((search / SEARCH_RECORD).read_text(encoding="utf-8"))["trials"]
-        return f", the best is {search / Path(trials[0]['run_dir']).name}" if trials else ""
-    except (OSError, ValueError, LookupError, TypeError):
-        return ""
-
-
-def latest_step(directory: Path) -> int | None:
-    steps = complete_steps(directory)
-    return steps[-1] if steps else None
-
-
 def _read_meta(checkpointer: ocp.Checkpointer, where: Path) -> dict[str, Any]:
     meta = checkpointer.restore(where.absolute(), args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
     return checkpoint_meta.check_format(meta, where)
@@ -229,7 +159,7 @@ def _newest(path: Path, prefer: str, read: Callable[[Path], T], *, advice: bool 
             return read(where)
         except CheckpointError as err:
             if step in complete_steps(directory) and not _moved_on(path, prefer, where):
-                raise CheckpointError(f"{err}{_others_intact(where) if advice else ''}") from None
+                raise CheckpointError(f"{err}{others_intact(where) if advice else ''}") from None
             if where.absolute() == path.absolute() or attempt == rereads:  # a step named by the user: no other
                 raise CheckpointError(
                     f"checkpoint {where} was deleted while it was read: its run is being trained, and keeps "
@@ -294,42 +224,6 @@ def _restore(where: Path) -> Checkpoint:
 
     with _reader() as checkpointer:
         return _checked(lambda: restore(checkpointer), where)
-
-
-def has_checkpoint(run_dir: Path) -> bool:
-    """Whether the run has a complete checkpoint, latest or best, to resume or sample from."""
-    return any(complete_steps(run_dir / "checkpoints" / kind) for kind in (LATEST, BEST))
-
-
-def run_of(step_dir: Path) -> Path | None:
-    """The run a checkpoint belongs to (RUN/checkpoints/KIND/STEP), or None
-    for one that stands alone."""
-    return step_dir.parent.parent.parent if step_dir.parent.parent.name == "checkpoints" else None
-
-
-def _others_intact(where: Path) -> str:
-    """For a damaged checkpoint of a run: the run's other complete ones
-    (their saves finished; a disk error may have reached them too, so the
-    message does not promise them), and how to go on from them, which
-    commands take by themselves once the damaged one is out of the way
-    (they take the newest)."""
-    run = run_of(where)
-    if run is None:
-        return ""
-    root = run / "checkpoints"
-    others = [
-        f"{kind}/{step}"
-        for kind in (LATEST, BEST)
-        for step in complete_steps(root / kind)
-        if root / kind / str(step) != where
-    ]
-    if not others:
-        return ""
-    return (
-        f"; the run's other checkpoints ({', '.join(others)}) were saved whole (their arrays are not read "
-        f"here): move this one aside (mv {shell_word(where)} {shell_word(f'{where}.damaged')}) to go on "
-        "from them"
-    )
 
 
 @contextlib.contextmanager

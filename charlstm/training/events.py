@@ -3,7 +3,7 @@ progress display (or a test, or a notebook) decides what to do with them."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -296,3 +296,8 @@ Event = (
     | Saved
     | Finished
 )
+
+# What a caller passes to hear the events as they come (a display, a log,
+# a list's append), and to ask for a stop, polled between steps.
+EventHandler = Callable[[Any], None]
+StopCheck = Callable[[], bool]

@@ -47,7 +47,7 @@ Save = Callable[[Run, bool, int, bool], str]
 def fit(
     run: Run,
     save: Save,
-    should_stop: Callable[[], bool] = lambda: False,
+    should_stop: events.StopCheck = lambda: False,
     sample: SampleConfig | None = PROGRESS_SAMPLE,
     devices: int | None = None,
     time_use: TimeUse = "limit",
@@ -115,7 +115,7 @@ class TrainingLoop:
         setup: Setup,
         train_step: TrainStep,
         save: Save,
-        should_stop: Callable[[], bool],
+        should_stop: events.StopCheck,
         sample: SampleConfig | None,
         time_use: TimeUse = "limit",
     ):

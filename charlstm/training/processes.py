@@ -299,7 +299,7 @@ def share_directory(run_dir: Path) -> None:
     minutes, which no signal ends. Process 0 writes a token there; every
     process reads it back before the first step. Each outcome is gathered
     from every process before anyone acts on it, so that all stop together."""
-    if not joined() or jax.process_count() == 1:
+    if not joined():
         return
     token = f"{from_main(float(np.random.default_rng().integers(1, 2**52)))!r}"  # the same on every process
     path = run_dir / SHARED_TOKEN

@@ -3,14 +3,13 @@
 `read` prepares the corpus a Source names (`text/tokens.prepare`) and
 reports to the caller's `on_event` the files it left out and the characters
 a text's author rarely means to teach (Windows line endings, a byte-order
-mark); `ready` reports the corpus a run will train on, once it is encoded.
+mark); `report_ready` reports the corpus a run will train on, once it is
+encoded.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from charlstm.errors import shown
 from charlstm.flags import flag
@@ -20,12 +19,13 @@ from charlstm.text.scan import Progress
 from charlstm.text.textfile import EMPTY, files_holding
 from charlstm.text.tokens import Corpus, prepare
 from charlstm.training import events
+from charlstm.training.events import EventHandler
 from charlstm.training.run import Run
 
-EventHandler = Callable[[Any], None]
 
+def progress_reporter(on_event: EventHandler | None) -> Progress:
+    """The reading's progress (`text/scan.py`) as Reading events to `on_event`."""
 
-def reporter(on_event: EventHandler | None) -> Progress:
     def progress(phase: str, done: int, total: int) -> None:
         if on_event is not None:
             on_event(events.Reading(phase, done, total))
@@ -35,7 +35,7 @@ def reporter(on_event: EventHandler | None) -> Progress:
 
 def read(source: Source, on_event: EventHandler | None) -> Corpus:
     """The corpus `source` names, checked; each file left out reported to `on_event`."""
-    corpus = prepare(source, reporter(on_event))
+    corpus = prepare(source, progress_reporter(on_event))
     if on_event is not None:
         for bad in corpus.skipped:
             if bad.problem != EMPTY:
@@ -88,7 +88,8 @@ def _in_files(corpus: Corpus, needle: bytes, at_start: bool = False) -> str:
     return f" (in {', '.join(shown(p) for p in files)}{more})"
 
 
-def ready(run: Run, on_event: EventHandler | None) -> None:
+def report_ready(run: Run, on_event: EventHandler | None) -> None:
+    """Tell `on_event` of the corpus `run` trains on (CorpusReady), once it is encoded."""
     if on_event is None:
         return
     entry, train, val = run.corpus_entry, run.corpus.train, run.corpus.val

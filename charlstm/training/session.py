@@ -11,7 +11,7 @@ import contextlib
 import dataclasses
 import shlex
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +26,8 @@ from charlstm.text.folder import DEFAULT_GLOB
 from charlstm.text.scan import Progress
 from charlstm.text.tokens import Corpus, refuse_unfit_validation
 from charlstm.training import checkpoint, events, processes, reading, run_lock
+from charlstm.training.events import EventHandler, StopCheck
 from charlstm.training.loop import fit
-from charlstm.training.reading import EventHandler
 from charlstm.training.run import (
     RESUMABLE_FIELDS,
     SHAPE_FIELDS,
@@ -41,8 +41,6 @@ from charlstm.training.run import (
 )
 from charlstm.training.runlog import RunLog
 from charlstm.training.timefit import TimeUse
-
-StopCheck = Callable[[], bool]
 
 
 def fine_tune_run(
@@ -127,9 +125,9 @@ def new(
     refuse_unfit_validation(text, text.charset + (base.vocab.chars if base is not None else ""))
     run_dir = Path(out) if out is not None else default_run_dir(_first_read(source, text), when=when)
     check_run_dir(run_dir)
-    progress = reading.reporter(on_event)
+    progress = reading.progress_reporter(on_event)
     run = new_run(text, model, config, progress) if base is None else fine_tune_run(text, base, model, config, progress)
-    reading.ready(run, on_event)
+    reading.report_ready(run, on_event)
     # ... and all look at it before any of them creates it (or its checkpoint folders).
     processes.barrier("charlstm: run directory checked")
     prepare_run_dir(run_dir, checked=True)
@@ -204,7 +202,7 @@ def resumed_run(
             f"corpus {corpus.path} now has several files, and this run's model was trained on one: it has no "
             "symbol to mark where they meet; start a new run (or one that starts from this one's weights)"
         )
-    run = restored_run(corpus, ckpt, train_config, reading.reporter(on_event))
+    run = restored_run(corpus, ckpt, train_config, reading.progress_reporter(on_event))
     run.best_val_loss = min(
         (v for v in (ckpt.best_val_loss, checkpoint.best_val_loss(run_dir)) if v is not None), default=None
     )
@@ -224,7 +222,7 @@ def resumed_run(
         jump = _schedule_jump(ckpt.train_config, train_config, int(ckpt.state.step))
         if jump is not None:
             on_event(events.Warned(int(ckpt.state.step), "schedule", jump))
-    reading.ready(run, on_event)
+    reading.report_ready(run, on_event)
     return run
 
 

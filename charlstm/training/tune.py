@@ -32,7 +32,7 @@ import json
 import numbers
 import shutil
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -48,7 +48,7 @@ from charlstm.text.folder import SEARCH_RECORD
 from charlstm.text.textfile import replace_text
 from charlstm.text.tokens import Corpus, refuse_unfit_validation
 from charlstm.training import events, reading, session
-from charlstm.training.events import TrialFinished, TrialResult, TrialStarted
+from charlstm.training.events import EventHandler, StopCheck, TrialFinished, TrialResult, TrialStarted
 from charlstm.training.loop import fit
 from charlstm.training.run import RUNS_DIR, Run, corpus_name, new_run, prepare_run_dir
 from charlstm.training.search_space import SEARCHED_MODEL_FIELDS, SPACE, grid_trials, parse_dimension, random_trials
@@ -258,8 +258,8 @@ def _plain(value: Any) -> Any:
 
 def search(
     plan: Plan,
-    on_event: Callable[[Any], None] = lambda e: None,
-    should_stop: Callable[[], bool] = lambda: False,
+    on_event: EventHandler = lambda e: None,
+    should_stop: StopCheck = lambda: False,
 ) -> Iterator[TrialResult]:
     """Train one run per trial of `plan` under `plan.out`, yielding each
     result as it ends. Afterwards only the best trial keeps its checkpoints,
@@ -287,8 +287,8 @@ def _trials(
     plan: Plan,
     text: Corpus,
     results: list[TrialResult],
-    on_event: Callable[[Any], None],
-    should_stop: Callable[[], bool],
+    on_event: EventHandler,
+    should_stop: StopCheck,
 ) -> Iterator[TrialResult]:
     """Each trial of `plan` in turn, its result appended to `results`."""
     for index, point in enumerate(plan.points):

@@ -1,0 +1,127 @@
+"""Where a checkpoint is: the path a user gives (a run directory, its
+checkpoints/ folder, one kind of them, or one step directory) made into the
+step directory to read, and what to say where there is none: the runs a
+mistyped name is like, a search's best trial, a run stopped before its first
+save, a losing trial whose checkpoints tune removed, and for a damaged
+checkpoint the run's others to go on from. Reading and writing them is
+`checkpoint.py`'s.
+
+    RUN/checkpoints/latest/<step>/   the newest few, for resuming
+    RUN/checkpoints/best/<step>/     the one with the lowest validation loss
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from pathlib import Path
+
+from charlstm.errors import CheckpointError, shell_word
+from charlstm.flags import flag
+from charlstm.text.folder import RUN_LOG, SEARCH_RECORD
+from charlstm.training.run import complete_steps
+
+LATEST, BEST = "latest", "best"
+
+
+def _runs_like(path: Path) -> str:
+    """The runs beside `path` that its name begins, or nearly spells (a run
+    named by hand, its time cut short or mistyped), as a suggestion."""
+    try:
+        runs = sorted(p.name for p in path.parent.iterdir() if (p / "checkpoints").is_dir())
+    except OSError:
+        return ""
+    like = [name for name in runs if name.startswith(path.name)] or difflib.get_close_matches(path.name, runs, n=3)
+    if not like:
+        return ""
+    shown = ", ".join(str(path.parent / name) for name in like[-3:])  # the newest, where a time is in the name
+    return f"; did you mean {shown}?" if len(like) == 1 else f"; runs like it: {shown}"
+
+
+def locate(path: Path, prefer: str = BEST) -> tuple[Path, int]:
+    """A run directory, a checkpoints/{latest,best} directory, or one step
+    directory -> (manager directory, step)."""
+    if prefer not in (BEST, LATEST):
+        raise CheckpointError(f"prefer must be {BEST!r} or {LATEST!r}, got {prefer!r}")
+    if not path.exists():
+        steps = complete_steps(path.parent) if path.name.isdigit() else []
+        there = f" (that folder has step{'s' * (len(steps) > 1)} {', '.join(map(str, steps))})" if steps else ""
+        raise CheckpointError(f"checkpoint not found: {path}{there or _runs_like(path)}")
+    if path.name.isdigit() and (path / "meta").exists():
+        return path.parent, int(path.name)
+    if path.name == "checkpoints" and all((path / kind).is_dir() for kind in (LATEST, BEST)):
+        path = path.parent  # RUN/checkpoints: the run
+    if (path / "checkpoints").is_dir():
+        order = [prefer, LATEST if prefer == BEST else BEST]
+        for kind in order:
+            found = latest_step(path / "checkpoints" / kind)
+            if found is not None:
+                return path / "checkpoints" / kind, found
+        raise CheckpointError(
+            f"no complete checkpoint in run directory {path}: it stopped before its first save; run its "
+            f"'charlstm train' command again with the same {flag('out')}, which starts afresh there"
+        )
+    found = latest_step(path)
+    if found is None and (path / RUN_LOG).is_file():
+        # A tune trial other than the best: tune removed its checkpoints.
+        raise CheckpointError(
+            f"{path} has its metrics but no checkpoints: charlstm tune keeps only the best trial's "
+            "(--keep-all keeps every trial's); plot it, or train its settings again"
+        )
+    if found is None and path.is_file():
+        raise CheckpointError(f"{path} is a file, not a charlstm run or checkpoint directory")
+    if found is None and (path / SEARCH_RECORD).is_file():
+        raise CheckpointError(f"{path} is a search, not a run: name one of its trials{_best_trial(path)}")
+    if found is None:
+        raise CheckpointError(f"not a charlstm run or checkpoint directory: {path}")
+    return path, found
+
+
+def _best_trial(search: Path) -> str:
+    """ ", the best is PATH", from the search's record, or "" if it cannot be read."""
+    try:
+        trials = json.loads((search / SEARCH_RECORD).read_text(encoding="utf-8"))["trials"]
+        return f", the best is {search / Path(trials[0]['run_dir']).name}" if trials else ""
+    except (OSError, ValueError, LookupError, TypeError):
+        return ""
+
+
+def latest_step(directory: Path) -> int | None:
+    steps = complete_steps(directory)
+    return steps[-1] if steps else None
+
+
+def has_checkpoint(run_dir: Path) -> bool:
+    """Whether the run has a complete checkpoint, latest or best, to resume or sample from."""
+    return any(complete_steps(run_dir / "checkpoints" / kind) for kind in (LATEST, BEST))
+
+
+def run_of(step_dir: Path) -> Path | None:
+    """The run a checkpoint belongs to (RUN/checkpoints/KIND/STEP), or None
+    for one that stands alone."""
+    return step_dir.parent.parent.parent if step_dir.parent.parent.name == "checkpoints" else None
+
+
+def others_intact(where: Path) -> str:
+    """For a damaged checkpoint of a run: the run's other complete ones
+    (their saves finished; a disk error may have reached them too, so the
+    message does not promise them), and how to go on from them, which
+    commands take by themselves once the damaged one is out of the way
+    (they take the newest)."""
+    run = run_of(where)
+    if run is None:
+        return ""
+    root = run / "checkpoints"
+    others = [
+        f"{kind}/{step}"
+        for kind in (LATEST, BEST)
+        for step in complete_steps(root / kind)
+        if root / kind / str(step) != where
+    ]
+    if not others:
+        return ""
+    return (
+        f"; the run's other checkpoints ({', '.join(others)}) were saved whole (their arrays are not read "
+        f"here): move this one aside (mv {shell_word(where)} {shell_word(f'{where}.damaged')}) to go on "
+        "from them"
+    )
