@@ -76,7 +76,8 @@ _ENCODE = textwrap.dedent(
     """
     import json, resource, sys, time
     from charlstm.text.corpus import Source
-    from charlstm.text.tokens import open_tokens, prepare
+    from charlstm.text.tokenfile import open_tokens
+    from charlstm.text.tokens import prepare
     from charlstm.text.vocab import BOUNDARY, Vocab
 
     marks = {}

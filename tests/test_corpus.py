@@ -14,7 +14,8 @@ from charlstm.errors import CharlstmError, CorpusError
 from charlstm.text import manifest, scan
 from charlstm.text.corpus import Source
 from charlstm.text.streams import MANY_DOCUMENTS, layout
-from charlstm.text.tokens import open_tokens, prepare
+from charlstm.text.tokenfile import open_tokens
+from charlstm.text.tokens import prepare
 from charlstm.text.vocab import BOUNDARY, Vocab
 from charlstm.training.run import check_run_dir, corpus_vocab
 

@@ -8,7 +8,8 @@ from charlstm.errors import CorpusError
 from charlstm.text.corpus import Source, resolve_corpus_path
 from charlstm.text.streams import Streams, layout, split
 from charlstm.text.textfile import read_corpus
-from charlstm.text.tokens import open_tokens, prepare
+from charlstm.text.tokenfile import open_tokens
+from charlstm.text.tokens import prepare
 from charlstm.text.vocab import Vocab
 
 

@@ -26,7 +26,7 @@ from charlstm.plots.saturation import plot_saturation
 from charlstm.text import manifest, streams
 from charlstm.text.cache import CacheUnwritable
 from charlstm.text.textfile import read_corpus, read_head, read_size
-from charlstm.text.tokens import open_tokens
+from charlstm.text.tokenfile import open_tokens
 from charlstm.text.vocab import BOUNDARY, Vocab
 from charlstm.training import catalog, checkpoint, checkpoint_paths
 from charlstm.training.run import RUNS_DIR

@@ -17,7 +17,8 @@ from typing import Any
 from charlstm.api.runs import TextFiles
 from charlstm.errors import ConfigError, CorpusError
 from charlstm.text import manifest, streams
-from charlstm.text.tokens import open_tokens, prepare
+from charlstm.text.tokenfile import open_tokens
+from charlstm.text.tokens import prepare
 from charlstm.text.vocab import BOUNDARY, Vocab
 
 

@@ -2,10 +2,11 @@
 
 A corpus is one or more documents: text files named one by one, or the
 files of a folder that match a pattern (`--glob`, default `**/*.txt`;
-which of a folder's files are read is `text/folder.py`'s). Optionally, other files are the
-validation text (`--val-file`) instead of a held-out share of the corpus.
-Reading them (checking, hashing, encoding) is `text/scan.py`'s; preparing a
-corpus from them is `text/tokens.py`'s, and caching the results `text/cache.py`'s.
+which of a folder's files are read is `text/folder.py`'s). Optionally,
+other files are the validation text (`--val-file`) instead of a held-out
+share of the corpus. Reading them (checking, hashing, encoding) is
+`text/scan.py`'s; preparing a corpus from them is `text/tokens.py`'s,
+encoding it `text/tokenfile.py`'s, and caching the results `text/cache.py`'s.
 
 `read_texts` reads the files of a Source whole, for the commands that score
 or inspect text in memory; whether one file is text, and reading it, is

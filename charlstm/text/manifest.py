@@ -20,7 +20,8 @@ from charlstm.text.corpus import Source, resolve_corpus_path
 from charlstm.text.folder import DEFAULT_GLOB, RUN_RECORD
 from charlstm.text.streams import Split
 from charlstm.text.textfile import replace_text
-from charlstm.text.tokens import Corpus, Tokens
+from charlstm.text.tokenfile import Tokens
+from charlstm.text.tokens import Corpus
 
 FILES = RUN_RECORD  # corpus.json
 

@@ -32,7 +32,7 @@ import numpy as np
 
 from charlstm.errors import CorpusError
 from charlstm.flags import flag
-from charlstm.text.tokens import Tokens
+from charlstm.text.tokenfile import Tokens
 
 Text = TypeVar("Text", str, np.ndarray)
 Range = tuple[int, int]  # [start, stop) of the token file

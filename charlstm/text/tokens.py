@@ -1,31 +1,23 @@
 """A corpus prepared: its files found, hashed and checked (`prepare`, or
 `prepare_texts` for texts to score under a trained model's vocabulary),
-then encoded under a vocabulary and mapped (`open_tokens`). What is read
-once is kept in the corpus cache (`cache.py`): a text is read and encoded
-once, ever."""
+then encoded under a vocabulary and mapped (`tokenfile.open_tokens`). What
+is read once is kept in the corpus cache (`cache.py`): a text is read and
+encoded once, ever."""
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-import mmap
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
-import numpy as np
-
-from charlstm.errors import CorpusError, named, shown
+from charlstm.errors import CorpusError, shown
 from charlstm.flags import flag
 from charlstm.text import cache
 from charlstm.text import scan as scanning
 from charlstm.text.corpus import Document, Source, all_left_out, find, given_alone, leave_out, refuse_unusable
 from charlstm.text.scan import Progress, Scanned, no_progress
 from charlstm.text.textfile import EMPTY, refusal
-from charlstm.text.vocab import Vocab, token_dtype
-
-_SUFFIX = {1: "u8", 2: "u16", 4: "u32"}
 
 
 @dataclass(frozen=True)
@@ -81,6 +73,12 @@ class Corpus:
     @property
     def chars(self) -> int:
         return sum(d.chars for d in self.documents)
+
+    def unknown_in_val(self, chars: str) -> list[dict[str, int]]:
+        """Each validation document's characters that `chars` (a vocabulary)
+        lacks, and how often each occurs: what scoring it leaves out."""
+        known = set(chars)
+        return [{c: n for c, n in d.counts or () if c not in known} for d in self.val]
 
 
 def _hash(path: Path, progress: Progress, done: int, total: int) -> str:
@@ -209,7 +207,7 @@ def _refuse_unscored(corpus: Corpus, chars: str) -> None:
     """--val-file texts of which more is left out (characters `chars`
     lacks) than left to score: a validation loss over the few left would be
     logged as the run's."""
-    gone = sum(sum(out.values()) for out in _left_out(corpus, chars))
+    gone = sum(sum(out.values()) for out in corpus.unknown_in_val(chars))
     left = sum(d.chars for d in corpus.val) - gone
     if gone > left >= 2:  # fewer left: `open_tokens` says there is nothing to score
         files = ", ".join(shown(d.path) for d in corpus.val)
@@ -220,107 +218,6 @@ def _refuse_unscored(corpus: Corpus, chars: str) -> None:
         )
 
 
-def _left_out(corpus: Corpus, chars: str) -> list[dict[str, int]]:
-    """Each validation document's characters that `chars` (a vocabulary)
-    lacks, and how often each occurs: what scoring it leaves out."""
-    known = set(chars)
-    return [{c: n for c, n in d.counts or () if c not in known} for d in corpus.val]
-
-
 def _problem(file: Scanned) -> str:
     """A file left out or refused, and why, on a line of its own."""
     return f"{shown(file.path)}: {file.problem}"
-
-
-@dataclass
-class Tokens:
-    """A corpus's ids under one vocabulary, mapped from its token file."""
-
-    path: Path
-    ids: np.ndarray  # (N,) the mapped file, read-only
-    starts: np.ndarray  # (D,) int64: where each document starts (at its boundary symbol, if marked)
-    lengths: np.ndarray  # (D,) int64: each document's ids, its boundary symbol included
-    train_docs: int  # the first this many documents are the training text
-    boundary: bool  # whether every document starts with the boundary symbol
-    encoded_seconds: float | None  # how long encoding took, or None: found in the cache
-    # Characters of the validation files left out of the token file (not in
-    # the vocabulary): how often each occurred, as `Score.skipped` counts them.
-    skipped: dict[str, int] = field(default_factory=dict)
-    _map: mmap.mmap | None = field(default=None, repr=False)
-    vocab_size: int | None = None  # ids read are checked against it (`checked`)
-
-    def checked(self, ids: np.ndarray) -> np.ndarray:
-        """`ids` read from this file, refused if one lies beyond the vocabulary.
-
-        The file is trusted by its size alone (hashing it at every start
-        would double the time a run spends reading its corpus), so a file
-        damaged after it was written (a bad disk, another program) shows
-        here: its bytes decode to ids the model has no row for, which would
-        otherwise train on as garbage or end as a "diverged" run. The check
-        is one max over each window or validation slice read, a few
-        microseconds a step."""
-        if self.vocab_size is not None and ids.size and int(ids.max()) >= self.vocab_size:
-            raise CorpusError(
-                f"the cached token file {self.path} is damaged: it holds id {int(ids.max())}, and the vocabulary "
-                f"has {self.vocab_size} characters. Delete it and run again: charlstm encodes the text anew"
-            )
-        return ids
-
-    def release(self) -> None:
-        """Let go of the pages read so far: they stay in the page cache, but
-        no longer count towards this process's memory."""
-        if self._map is not None and hasattr(mmap, "MADV_DONTNEED"):
-            self._map.madvise(mmap.MADV_DONTNEED)
-
-
-def open_tokens(
-    corpus: Corpus, vocab: Vocab, progress: Progress = no_progress, *, boundary: bool | None = None
-) -> Tokens:
-    """The corpus's token file under `vocab`, encoded if the cache lacks it,
-    mapped. The validation files' characters that `vocab` lacks are left out
-    of it (and counted in `Tokens.skipped`), as `charlstm eval` leaves them out.
-    `boundary`: whether to mark each document with the boundary symbol
-    (default: where several meet); texts to score are read as the model
-    learned to read, marked if it learned several documents, however many
-    are given."""
-    boundary = corpus.boundary if boundary is None else boundary
-    missing = sorted(set(corpus.charset) - set(vocab.chars))
-    if missing:
-        raise CorpusError(f"the corpus has characters the vocabulary lacks: {named(missing)}")
-    left_out = _left_out(corpus, vocab.chars)
-    kept = [d.chars - sum(out.values()) for d, out in zip(corpus.val, left_out, strict=True)]
-    skipped = {c: sum(out.get(c, 0) for out in left_out) for c in sorted(set().union(*left_out))}
-    # Texts given to score count as `Model.evaluate` counts them, boundary
-    # symbols included; a run's validation files must hold text of their own.
-    left = sum(kept) + (len(corpus.val) * int(boundary) if not corpus.train else 0)
-    if skipped and left < 2:
-        files = ", ".join(shown(d.path) for d in corpus.val)
-        if corpus.train:  # the validation files of a run, not texts given to score
-            files = f"{flag('val_file')} {files}"
-        gone = sum(skipped.values())
-        raise CorpusError(
-            f"{files}: almost none of the text is in the model's vocabulary ({gone:,} character"
-            f"{'s' * (gone != 1)} skipped, {left} left): nothing to score"
-        )
-    dtype = token_dtype(vocab.size)
-    tag = hashlib.sha256(vocab.chars.encode("utf-8", "surrogatepass")).hexdigest()[:16]
-    path = corpus.directory / f"tokens-{tag}.{_SUFFIX[dtype.itemsize]}"
-    lengths = np.array([d.chars for d in corpus.train] + kept, np.int64) + int(boundary)
-    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
-    size = int(lengths.sum()) * dtype.itemsize
-    seconds = None
-    if not cache.complete(path, size):
-        with cache.locked(corpus.directory):
-            if not cache.complete(path, size):  # another process may have written it meanwhile
-                cache.sweep(corpus.directory)
-                started = time.perf_counter()
-                total = sum(d.size for d in corpus.documents)
-
-                def write(out: BinaryIO) -> None:
-                    done = scanning.encode(corpus.train, vocab, boundary, out, 0, total, progress)
-                    scanning.encode(corpus.val, vocab, boundary, out, done, total, progress, True)
-
-                cache.write_atomically(path, write)
-                seconds = time.perf_counter() - started
-    ids, mapped = cache.map_tokens(path, dtype)
-    return Tokens(path, ids, starts, lengths, len(corpus.train), boundary, seconds, skipped, mapped, vocab.size)

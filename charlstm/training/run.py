@@ -13,7 +13,8 @@ from charlstm.errors import CharlstmError
 from charlstm.flags import flag
 from charlstm.text import manifest, streams
 from charlstm.text.scan import Progress, no_progress
-from charlstm.text.tokens import Corpus, Tokens, open_tokens
+from charlstm.text.tokenfile import Tokens, open_tokens
+from charlstm.text.tokens import Corpus
 from charlstm.text.vocab import BOUNDARY, Vocab
 from charlstm.training import processes, run_lock, runlog
 
