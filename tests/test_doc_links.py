@@ -1,6 +1,7 @@
 """Every relative link in the project's Markdown leads somewhere: the file
 exists and, where the link names a heading (`file.md#heading`), a heading
-of that file has that anchor as GitHub makes it."""
+of that file has that anchor as GitHub makes it. And every file of the
+project that a document or the code names by its path exists."""
 
 from __future__ import annotations
 
@@ -45,3 +46,34 @@ def test_every_relative_link_resolves(document):
         elif anchor and path.suffix == ".md" and anchor not in anchors(path):
             broken.append(f"{target}: no heading with that anchor")
     assert not broken, broken
+
+
+# A path of the project's own as the documents and the code name it:
+# `training/loop.py` (inside the package), `charlstm/cli/app.py`,
+# `benchmarks/vs_pytorch.py`. Modules move; a reader sent to one that is
+# gone has lost the thread.
+PACKAGE_DIRS = "cli|api|serving|export|plots|training|introspect|core|text|runtime"
+NAMED_PATH = re.compile(
+    rf"(?<![\w/.-])((?:charlstm/)?(?:{PACKAGE_DIRS})/\w+\.(?:py|js|css|html)"
+    r"|(?:benchmarks|tests|corpora|examples)/[\w/.-]+\.(?:py|sh|txt|json|md))"
+)
+PLACEHOLDERS = ("DATE", "tests/x.py")  # a usage line's stand-ins (benchmarks/results/serve_load-cpu-DATE.json)
+SOURCES = sorted(p for pattern in ("charlstm/**/*.py", "benchmarks/*.py", "tests/*.py") for p in ROOT.glob(pattern))
+
+
+@pytest.mark.parametrize("where", ["documents", "code"])
+def test_every_file_path_named_exists(where):
+    files = DOCUMENTS if where == "documents" else SOURCES
+    missing = set()
+    for path in files:
+        for found in NAMED_PATH.finditer(path.read_text(encoding="utf-8")):
+            named = found[1].rstrip(".")
+            top = named.split("/")[0]
+            target = (
+                ROOT / named
+                if top in ("charlstm", "benchmarks", "tests", "corpora", "examples")
+                else ROOT / "charlstm" / named
+            )
+            if not target.exists() and not any(p in named for p in PLACEHOLDERS):
+                missing.add(f"{path.relative_to(ROOT)}: {named}")
+    assert not missing, sorted(missing)
