@@ -479,10 +479,9 @@ def test_interrupt_saves_a_checkpoint_and_says_how_to_resume(tiny_corpus, tmp_pa
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     assert process.stderr is not None
-    for line in process.stderr:  # wait until it is really training
-        if line.startswith("compiled"):
+    for line in process.stderr:  # wait until it is really training: its first progress line (step 10)
+        if line.startswith("step 10/"):
             break
-    time.sleep(1.0)
     process.send_signal(signum)
     if signum == signal.SIGINT:  # an impatient second Ctrl-C must not spoil the save
         process.send_signal(signum)
