@@ -351,7 +351,8 @@ def test_a_result_that_cannot_be_written_is_one_line_and_status_2(trained_run):
     `--output` on a full disk) is one line on stderr and status 2, not a
     traceback and 120 (or 0, the text lost); a full stderr costs only the notes."""
     with open("/dev/full", "w") as full:
-        command = [*_charlstm_command(), "sample", "-c", str(trained_run[0]), "-n", "50"]
+        args = ["sample", "-c", str(trained_run[0]), "-n", "50"]
+        command = [*_charlstm_command(), *args]
         done = subprocess.run([*command, "-q"], stdout=full, stderr=subprocess.PIPE, text=True, timeout=300)
         assert done.returncode == 2 and done.stderr == "error: cannot write the output: No space left on device\n"
         # A closed stdout too, as `cat >&-` says (it was /dev/null and 0: the text lost, unseen).
@@ -359,9 +360,10 @@ def test_a_result_that_cannot_be_written_is_one_line_and_status_2(trained_run):
             ["sh", "-c", 'exec "$@" >&-', "sh", *command, "-q"], stderr=subprocess.PIPE, text=True, timeout=300
         )
         assert closed.returncode == 2 and closed.stderr == "error: cannot write the output: stdout is closed\n"
-        # A file named by --output, full (a traceback and status 1, a review of 2026-12-05 found).
-        to_file = subprocess.run([*command, "-q", "--output", "/dev/full"], capture_output=True, text=True, timeout=300)
-        assert to_file.returncode == 2, to_file.stderr
+        # A file named by --output, full (a traceback and status 1, a review of 2026-12-05 found): the
+        # command opens that file itself, so it runs in this process; the others need their own descriptors.
+        to_file = CliRunner().invoke(app, [*args, "-q", "--output", "/dev/full"])
+        assert to_file.exit_code == 2, to_file.output
         assert to_file.stderr == "error: cannot write --output /dev/full: No space left on device\n"
         # --output into a pipe whose reader has gone is 141, as stdout's is (a review caught a 2 there).
         reader, writer = os.pipe()
@@ -477,10 +479,9 @@ def test_interrupt_saves_a_checkpoint_and_says_how_to_resume(tiny_corpus, tmp_pa
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     assert process.stderr is not None
-    for line in process.stderr:  # wait until it is really training
-        if line.startswith("compiled"):
+    for line in process.stderr:  # wait until it is really training: its first progress line (step 10)
+        if line.startswith("step 10/"):
             break
-    time.sleep(1.0)
     process.send_signal(signum)
     if signum == signal.SIGINT:  # an impatient second Ctrl-C must not spoil the save
         process.send_signal(signum)

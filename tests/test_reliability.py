@@ -322,13 +322,16 @@ def test_a_closed_output_pipe_never_loses_the_run(tiny_corpus, tmp_path):
     Ctrl-C: the output's reader goes away. The run trains on unseen, saves
     at the end (or, signalled, at once) and exits as it would have: Rich
     alone would exit with 1, the status of a diverged run, before the
-    first checkpoint."""
+    first checkpoint. The run to its end saves every 4 steps (three saves,
+    each said to the gone reader); the interrupted one every step, so that
+    its first checkpoint, the moment it is signalled, comes soon."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     for steps, interrupt in ((12, False), (100000, True)):
         run_dir = tmp_path / f"run-{steps}"
         command = [*_charlstm_command(), "train", str(tiny_corpus), "--out", str(run_dir), "--steps", str(steps)]
+        every = "1" if interrupt else "4"
         process = subprocess.Popen(
-            [*command, *TINY, "--eval-every", "4", "--checkpoint-every", "1"],
+            [*command, *TINY, "--eval-every", "4", "--checkpoint-every", every],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             env=env,
@@ -637,9 +640,18 @@ def test_a_better_best_after_resuming_with_another_rate_replaces_the_old_one(tin
 def test_a_run_trained_by_one_process_is_refused_to_another(trained_run, tmp_path):
     """Two processes resuming one run would mix its log and checkpoints: while
     one trains it (holds RUN/.lock), a second is refused in one line naming
-    the first, before it reads anything; once the first is gone, it resumes."""
+    the first, before it reads anything; once the first is gone, it resumes.
+    The holder is a process of its own; the commands run in this one (the
+    second process), as CliRunner runs them: a flock held by another process
+    refuses it as it refuses a `charlstm` started from a shell, without four
+    more processes that each import JAX."""
+    from typer.testing import CliRunner
+
+    from charlstm.cli import app
+
     run_dir = tmp_path / "run"
     shutil.copytree(trained_run[0], run_dir)
+    runner = CliRunner()
     holder = subprocess.Popen(
         [
             sys.executable,
@@ -653,30 +665,25 @@ def test_a_run_trained_by_one_process_is_refused_to_another(trained_run, tmp_pat
     )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
-        done = subprocess.run(
-            [*_charlstm_command(), "resume", str(run_dir), "--steps", "6"], capture_output=True, text=True, timeout=120
-        )
-        assert done.returncode == 2
+        done = runner.invoke(app, ["resume", str(run_dir), "--steps", "6"])
+        assert done.exit_code == 2
         assert done.stderr.strip() == (
             f"error: {run_dir} is being trained by another process (pid {holder.pid}); "
             f"wait for it to end or stop it, then 'charlstm resume {run_dir}'"
         ), done.stderr
         # Nor does `train --out` there suggest a resume that would be refused; `info` says it trains.
-        command = [*_charlstm_command(), "train", str(trained_run[1]), "--out", str(run_dir)]
-        done = subprocess.run(command, capture_output=True, text=True, timeout=120)
-        assert done.returncode == 2
+        done = runner.invoke(app, ["train", str(trained_run[1]), "--out", str(run_dir)])
+        assert done.exit_code == 2
         assert done.stderr.strip() == (
             f"error: run directory {run_dir} is being trained by another process now; pick another --out"
         ), done.stderr
-        info = subprocess.run([*_charlstm_command(), "info", str(run_dir)], capture_output=True, text=True, timeout=120)
+        info = runner.invoke(app, ["info", str(run_dir)])
         assert re.search(r"latest checkpoint +being trained now", info.stdout), info.stdout
     finally:
         holder.kill()
         holder.wait()
-    done = subprocess.run(
-        [*_charlstm_command(), "resume", str(run_dir), "--steps", "6"], capture_output=True, text=True, timeout=120
-    )
-    assert done.returncode == 0, done.stderr
+    done = runner.invoke(app, ["resume", str(run_dir), "--steps", "6"])
+    assert done.exit_code == 0, done.output
 
 
 def test_a_signal_after_the_command_has_ended_ends_the_process_as_its_default_does():
