@@ -76,8 +76,11 @@ _ENCODE = textwrap.dedent(
     """
     import json, resource, sys, time
     from charlstm.text.corpus import Source
-    from charlstm.text.tokenfile import open_tokens
     from charlstm.text.tokens import prepare
+    try:
+        from charlstm.text.tokenfile import open_tokens
+    except ImportError:  # a checkout before the token file had its module (--src)
+        from charlstm.text.tokens import open_tokens
     from charlstm.text.vocab import BOUNDARY, Vocab
 
     marks = {}

@@ -476,7 +476,8 @@ def test_interrupt_saves_a_checkpoint_and_says_how_to_resume(tiny_corpus, tmp_pa
         [*_charlstm_command(), "train", str(tiny_corpus), "--out", str(run_dir), "--steps", "100000", *TINY],
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        # Plain lines even where the environment forces Rich's colours (FORCE_COLOR): the line waited for.
+        env={**os.environ, "PYTHONUNBUFFERED": "1", "TERM": "dumb"},
     )
     assert process.stderr is not None
     for line in process.stderr:  # wait until it is really training: its first progress line (step 10)
