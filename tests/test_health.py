@@ -9,7 +9,7 @@ from rich.console import Console
 
 from charlstm.cli.display import NORMAL, TrainingDisplay
 from charlstm.training import events
-from charlstm.training.health import OVERFIT_PASSES, SUSTAINED, Health, overfitting
+from charlstm.training.health import OVERFIT_PASSES, SUSTAINED, Health, overfitting, worse_than_guessing
 
 # Every report of the default run on the shipped corpus and of the same run at
 # --lr 1 (2026-12-01; tests/data/health-runs.json says how they were made).
@@ -55,6 +55,7 @@ def test_clipping_during_warm_up_never_warns():
 
 def test_one_episode_warns_once_and_a_new_episode_again():
     health = Health(warmup_steps=0)
+    assert _warnings(health, [(5, 1.8, 0.3, 0.0)]) == []  # its lowest loss: the clipped steps' 2.0 is above it
     clipping = [(step, 2.0, 3.0, 1.0) for step in range(10, 10 * (SUSTAINED + 3), 10)]
     assert len(_warnings(health, clipping)) == 1
     assert _warnings(health, [(1000, 2.0, 0.3, 0.0)]) == []  # cleared
@@ -73,6 +74,39 @@ def test_a_blow_up_under_a_generous_clip_is_exploding_by_its_growth():
     grown = [(200 + 10 * i, 2.0, 5.0, 0.0) for i in range(SUSTAINED)]
     found = _warnings(Health(), calm + grown)
     assert [w.kind for w in found] == ["exploding"] and "25x its median" in found[0].message
+
+
+def test_a_clip_below_a_healthy_runs_norm_is_named_as_such_not_exploding():
+    """A teacher's --clip 0.01 on the tiny preset (2026-12-05): every step
+    clipped at |g| about 0.18 while the loss fell as it does at 1.0. "Lower
+    --lr" was the wrong advice; the clip is what is low."""
+    falling = [(10 * i, 3.0 - 0.05 * i, 0.18 + 0.01 * (i % 2), 1.0) for i in range(1, 2 + SUSTAINED)]
+    found = _warnings(Health(), falling)
+    assert [w.kind for w in found] == ["clipping"], found
+    assert "--clip is below that" in found[0].message and "--lr" not in found[0].message
+    # The same clipping with the loss climbing from its lowest is an explosion again.
+    rising = [(10, 2.0, 0.2, 0.0)] + [(10 * i, 2.0 + 0.15 * i, 0.5, 1.0) for i in range(2, 2 + SUSTAINED)]
+    assert [w.kind for w in _warnings(Health(), rising)] == ["exploding"]
+    # And so is a norm that grows far past its median, the loss still low.
+    grown = [(10 * i, 2.0, 0.2, 1.0) for i in range(1, 6)] + [(10 * i, 2.0, 5.0, 1.0) for i in range(6, 6 + SUSTAINED)]
+    assert "exploding" in [w.kind for w in _warnings(Health(), grown)]
+
+
+def test_vanishing_gradients_at_a_learning_rate_far_too_high_say_so_in_words():
+    """--lr 1e6 on the tiny preset (2026-12-05): the first layer's norm was 0
+    and the warning read '8393653869628905196753841553408x below', advising
+    fewer layers, while saturated units (the loss not falling) were the cause."""
+    health = Health()
+    assert _warnings(health, [(10, 3.0, 0.5, 0.0)]) == []
+    zero = {"embed": 0.0, "lstm_0": 0.0, "lstm_1": 0.0, "head": 8.4}
+    found = [w for step in (20, 30, 40) for w in health.observe(_progress(step, loss=9.0, norms=zero))]
+    vanishing = [w.message for w in found if w.kind == "vanishing"]
+    assert len(vanishing) == 1 and "(0) is 0, against 8.4 at the output layer" in vanishing[0], found
+    assert "a lower --lr usually cures" in vanishing[0] and "--layers" not in vanishing[0]
+    tiny = {"embed": 0.0, "lstm_0": 1e-12, "head": 3.0}
+    health = Health()
+    found = [w for step in (10, 20, 30) for w in health.observe(_progress(step, norms=tiny))]
+    assert "is a millionth of the output layer's or less" in found[0].message and "x below" not in found[0].message
 
 
 @pytest.mark.parametrize("first", ["lstm_0", "gru_0"])
@@ -244,3 +278,14 @@ def test_evals_bar_shows_on_a_terminal_only(capsys):
         progress(0.5)
     shown = capsys.readouterr().err
     assert "scoring" in shown and "50%" in shown
+
+
+def test_a_validation_loss_worse_than_guessing_is_said_to_be():
+    """--lr 5 on the tiny preset (2026-12-05) ended "done", status 0, at a
+    best validation loss of 6.63 against ln 81 = 4.39, sampling noise, and
+    nothing said so. An untrained model's loss (near ln V) says nothing."""
+    said = worse_than_guessing(6.631, 81)
+    assert said is not None and said.startswith("the validation loss 6.631 is worse than guessing every character")
+    assert "(ln 81 = 4.394)" in said and "a lower one usually cures it" in said
+    assert worse_than_guessing(4.45, 81) is None  # an untrained model's first pass
+    assert worse_than_guessing(2.1, 81) is None

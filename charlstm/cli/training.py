@@ -160,7 +160,10 @@ def train(
         int, typer.Option(flag("num_layers"), help="Number of stacked recurrent layers.")
     ] = _M.num_layers,
     cell: Annotated[
-        str, typer.Option(flag("cell"), help="Recurrent cell: lstm, or gru (lighter: three gates, no cell state).")
+        str,
+        typer.Option(
+            flag("cell"), help="Recurrent cell: lstm, or gru (lighter: two gates and a candidate, no cell state)."
+        ),
     ] = _M.cell,
     norm: Annotated[
         str,

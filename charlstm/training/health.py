@@ -30,6 +30,7 @@ Each kind warns once per episode: again only after it has cleared.
 
 from __future__ import annotations
 
+import math
 import statistics
 from dataclasses import dataclass, field
 
@@ -46,6 +47,12 @@ GROWTH = 10.0
 VANISHING_RATIO = 1e-3
 _BASELINE_REPORTS = 5  # post-warm-up reports before the run's typical norm counts
 LOSS_RISE = 1.25
+# Most steps clipping while the loss stays within STILL_FALLING of its lowest
+# and the norm within STEADY times its median since warm-up: a --clip below
+# the run's usual norm (0.01 on the tiny preset: every step clipped at |g|
+# about 0.18, the loss falling as at 1.0), not an explosion.
+STILL_FALLING = 1.05
+STEADY = 3.0
 
 
 @dataclass
@@ -63,8 +70,10 @@ class Health:
         if event.step <= self.warmup_steps:
             self._best_loss = min(self._best_loss, event.loss)
             return []
+        clip_low = self._clip_below_norm(event)
         found = {
-            "exploding": self._exploding(event),
+            "clipping": clip_low,
+            "exploding": None if clip_low is not None else self._exploding(event),
             "vanishing": self._vanishing(event),
             "loss rising": self._loss_rising(event),
         }
@@ -81,6 +90,21 @@ class Health:
                 self._warned.add(kind)
                 warnings.append(events.Warned(event.step, kind, message))
         return warnings
+
+    def _clip_below_norm(self, event: events.Progress) -> str | None:
+        """Most steps clip, but the loss still falls and the norm holds steady:
+        `--clip` is below this run's usual norm, not gradients exploding (a
+        lower learning rate would be the wrong advice)."""
+        if event.clipped_fraction < EXPLODING_CLIPPED_SHARE or not event.loss <= STILL_FALLING * self._best_loss:
+            return None
+        if self._norms and event.grad_norm > STEADY * statistics.median(self._norms):
+            return None
+        return (
+            f"every step clips: the gradient norm holds steady at about {event.grad_norm:.3g} and the loss still "
+            f"falls, but {flag('grad_clip')} is below that, so it scales every step down (under AdamW that costs "
+            f"little, though it is no longer clipping only the outliers); a {flag('grad_clip')} near the norm clips "
+            "only the steps far above it"
+        )
 
     def _exploding(self, event: events.Progress) -> str | None:
         if event.clipped_fraction >= EXPLODING_CLIPPED_SHARE:
@@ -100,10 +124,27 @@ class Health:
         head = norms.get("head")
         if first is None or not head or first >= VANISHING_RATIO * head:
             return None
+        if first == 0:
+            how = f"is 0, against {head:.2g} at the output layer"
+        else:
+            ratio = head / first
+            how = (
+                f"is {ratio:,.0f}x below the output layer's"
+                if ratio < 1e6
+                else "is a millionth of the output layer's or less"
+            )
+        # A learning rate far too high saturates the gates (sigmoid and tanh at
+        # their limits pass no gradient down): the loss then stops falling too.
+        if event.loss > STILL_FALLING * self._best_loss:
+            advice = (
+                "the loss is not falling either: saturated units pass no gradient down, which a lower "
+                f"{flag('learning_rate')} usually cures"
+            )
+        else:
+            advice = f"fewer {flag('num_layers')} can help"
         return (
-            f"gradients vanishing: the first recurrent layer's gradient norm ({first:.2g}) is "
-            f"{head / max(first, 1e-30):.0f}x below the output layer's, so the lower layers barely learn; "
-            f"fewer {flag('num_layers')} can help"
+            f"gradients vanishing: the first recurrent layer's gradient norm ({first:.2g}) {how}, so the lower "
+            f"layers barely learn; {advice}"
         )
 
     def _loss_rising(self, event: events.Progress) -> str | None:
@@ -113,6 +154,28 @@ class Health:
             f"training loss rising: {event.loss:.3f} against {self._best_loss:.3f} at its lowest, for "
             f"{SUSTAINED} reports in a row; a lower {flag('learning_rate')} usually steadies training"
         )
+
+
+# A validation loss this far above ln(V), the loss of a model that gives every
+# character of its vocabulary the same probability: worse than guessing, with
+# room for an untrained model's own noise (its loss starts near ln(V)). At
+# --lr 5 on the tiny preset (2026-12-05) the best pass was 6.63 against
+# ln 81 = 4.39, and the run ended "done", status 0, sampling noise.
+GUESSING_MARGIN = 1.1
+
+
+def worse_than_guessing(val_loss: float, vocab_size: int) -> str | None:
+    """A warning when a validation pass scores worse than guessing every
+    character equally: the run is finite, so not diverged, but has learned
+    nothing it can use."""
+    uniform = math.log(vocab_size)
+    if not val_loss > GUESSING_MARGIN * uniform:
+        return None
+    return (
+        f"the validation loss {val_loss:.3f} is worse than guessing every character equally (ln {vocab_size} = "
+        f"{uniform:.3f}): the model has learned nothing it can use, and its samples will be noise; a "
+        f"{flag('learning_rate')} far too high does this, so a lower one usually cures it"
+    )
 
 
 # A validation loss this far above the run's best, OVERFIT_PASSES passes in a

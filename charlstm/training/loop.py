@@ -131,6 +131,7 @@ class TrainingLoop:
         self.saved_seconds = 0.0  # the run's training time as its newest checkpoint records it
         self.evaluated_step: int | None = None
         self.cut_short = False  # a validation pass was stopped part-way
+        self.told_guessing = False  # a pass scored worse than guessing, and the user was told
         # Validation passes since the best one, counted from the run's history
         # so that a resumed run keeps counting where it stopped (--patience).
         self.since_best = passes_since_best(run.history)
@@ -390,6 +391,10 @@ class TrainingLoop:
         overfitting = health.overfitting(run.history, self.since_best, self.config.patience)
         if overfitting is not None:
             yield events.Warned(self.step, "overfitting", overfitting)
+        guessing = health.worse_than_guessing(val_loss, run.model_config.vocab_size)
+        if guessing is not None and not self.told_guessing:  # once a session
+            self.told_guessing = True
+            yield events.Warned(self.step, "worse than guessing", guessing)
         if is_best:
             yield events.Saved(self.step, self._save(run, True, self.setup.train_streams.windows, False), best=True)
         if self._sample is not None and processes.is_main():
