@@ -155,8 +155,8 @@ class Warned:
     """Something about training that needs the user's attention (see `health.py`)."""
 
     step: int
-    # "exploding", "vanishing", "loss rising", "corpus changed", "schedule", "validation", "small validation",
-    # "preset", "fine-tune", "text", "checkpoint" or "overfitting"
+    # "exploding", "clipping", "vanishing", "loss rising", "corpus changed", "schedule", "validation",
+    # "small validation", "preset", "fine-tune", "text", "checkpoint", "overfitting" or "worse than guessing"
     kind: str
     message: str
 
