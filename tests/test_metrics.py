@@ -72,7 +72,8 @@ def test_a_warning_before_the_first_report_joins_the_next_line(tmp_path):
     log.close()
     first, second = read_metrics(tmp_path)
     assert first["warnings"] == ["each validation pass is long", "gradients are large"]
-    assert "warnings" not in second
+    assert first["warning_kinds"] == ["validation", "exploding"]  # what `charlstm plot --gradients` marks
+    assert "warnings" not in second and "warning_kinds" not in second
 
 
 def test_unreadable_lines_are_skipped_and_a_missing_file_is_empty(tmp_path):

@@ -185,6 +185,10 @@ def test_plot_writes_a_png_of_the_requested_size(runner, trained_run, tmp_path):
     assert result.exit_code == 0, result.output
     assert f"wrote {out}" in result.stderr
     assert _png_size(out) == (900, 360)
+    # The gradient norms: a panel a run, 330 pixels a row of them, the run's --clip read from its checkpoint.
+    result = runner.invoke(app, ["plot", str(run_dir), "--gradients", "-o", str(tmp_path / "gradients.png")])
+    assert result.exit_code == 0, result.output
+    assert _png_size(tmp_path / "gradients.png") == (1200, 330)
     # A place it cannot write: one line and status 2, as export and inspect say it, not a traceback.
     (tmp_path / "a-file").write_text("", encoding="utf-8")
     for bad in (tmp_path / "a-file" / "loss.png", Path("/proc/loss.png")):

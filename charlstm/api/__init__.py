@@ -13,7 +13,7 @@ command parses its options, calls one of them and renders what comes back.
 
 `model` holds `Model` and `load`; `training` holds `train`, `resume` and
 `TrainingDiverged`; `tuning` holds `tune`; `serving` the HTTP server (`app`, `serve`); `runs`
-what is on disk (`list_runs`, `describe`, `read_text`, `read_texts`, `find_texts`, `plot_runs`). Each
+what is on disk (`list_runs`, `describe`, `read_text`, `read_texts`, `find_texts`, `plot_runs`, `plot_gradients`). Each
 calls into the package's layers below: `charlstm.training` for runs and
 checkpoints, `charlstm.core` for the model, `charlstm.serving` for the server.
 """
@@ -26,6 +26,7 @@ from charlstm.api.runs import (
     describe,
     find_texts,
     list_runs,
+    plot_gradients,
     plot_runs,
     read_text,
     read_texts,
@@ -45,6 +46,7 @@ __all__ = [
     "find_texts",
     "list_runs",
     "load",
+    "plot_gradients",
     "plot_runs",
     "read_text",
     "read_texts",

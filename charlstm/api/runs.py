@@ -1,6 +1,6 @@
 """What is on disk: the runs (`list_runs`), one checkpoint described from its
 metadata (`describe`), texts read (`read_text`, `read_texts`) or found to be
-scored in place (`find_texts`), runs plotted (`plot_runs`)."""
+scored in place (`find_texts`), runs plotted (`plot_runs`, `plot_gradients`)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from typing import Any
 from charlstm.arguments import path_like
 from charlstm.core.model import param_count
 from charlstm.errors import CharlstmError, ConfigError, shown
-from charlstm.plots import curves
+from charlstm.plots import curves, gradients
 from charlstm.text import manifest
 from charlstm.text.corpus import Source, resolve_corpus_path
 from charlstm.text.corpus import read_texts as read_documents
@@ -152,15 +152,46 @@ def plot_runs(run_dirs: list[Path] | None, out: Path, *, width_px: int = 1200, h
     """Training and validation loss of the runs against step and time, overlaid, as a PNG (the plot
     extra); no runs: the most recently updated one under ./runs. A search's folder stands for its
     trials (those with losses logged), a checkpoint's folder for its run."""
+    runs = _runs_to_plot(run_dirs, curves.has_losses)
+    return curves.plot_runs(list(runs.items()), out, width_px=width_px, height_px=height_px)
+
+
+def plot_gradients(
+    run_dirs: list[Path] | None, out: Path, *, width_px: int = 1200, height_px: int | None = None
+) -> Path:
+    """The runs' gradient norms against step, globally and layer by layer, with each run's --clip
+    (from its latest checkpoint) and the share of steps clipped: a panel a run, at most
+    `gradients.MAX_RUNS`, as a PNG (the plot extra). The runs are found as `plot_runs` finds them."""
+    runs = _runs_to_plot(run_dirs, gradients.has_gradients)
+    return gradients.plot_gradients(
+        [(label, records, _clip(Path(label))) for label, records in runs.items()],
+        out,
+        width_px=width_px,
+        height_px=height_px,
+    )
+
+
+def _runs_to_plot(
+    run_dirs: list[Path] | None, drawable: Callable[[list[dict[str, Any]]], bool]
+) -> dict[str, list[dict[str, Any]]]:
+    """Label -> metrics records of each run named, or of the most recent one."""
     runs: dict[str, list[dict[str, Any]]] = {}
     for given in run_dirs or [catalog.most_recent_run(RUNS_DIR)]:
         found = _plotted(Path(given))
-        if found is None:  # a search: its trials, but not one stopped before it logged a loss
+        if found is None:  # a search: its trials, but not one stopped before it logged anything to draw
             trials = {str(d): read_metrics(d) for d in _trials(Path(given))}
-            runs |= {label: records for label, records in trials.items() if curves.has_losses(records)} or trials
+            runs |= {label: records for label, records in trials.items() if drawable(records)} or trials
         else:
             runs[str(found)] = read_metrics(found)
-    return curves.plot_runs(list(runs.items()), out, width_px=width_px, height_px=height_px)
+    return runs
+
+
+def _clip(run: Path) -> float | None:
+    """The run's --clip as its latest checkpoint has it; None where none can be read."""
+    try:
+        return checkpoint.describe(run, prefer=checkpoint.LATEST).train_config.grad_clip
+    except (CharlstmError, KeyError, TypeError, ValueError, OSError):
+        return None
 
 
 def _plotted(path: Path) -> Path | None:

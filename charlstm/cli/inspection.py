@@ -257,12 +257,38 @@ def plot(
             show_default=False,
         ),
     ] = None,
-    out: Annotated[Path, typer.Option(flag("out"), "-o", help="PNG file to write.")] = Path("loss.png"),
+    gradients: Annotated[
+        bool,
+        typer.Option(
+            "--gradients",
+            help="Plot the gradient norms instead, globally and layer by layer, with --clip and the share "
+            "of steps clipped: a panel a run, at most 6.",
+        ),
+    ] = False,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            flag("out"),
+            "-o",
+            help="PNG file to write [default: loss.png, or gradients.png].",
+            show_default=False,
+        ),
+    ] = None,
     width: Annotated[int, typer.Option(help="Image width in pixels.")] = 1200,
-    height: Annotated[int, typer.Option(help="Image height in pixels.")] = 450,
+    height: Annotated[
+        int | None,
+        typer.Option(
+            help="Image height in pixels [default: 450, or 330 a row of gradient panels].",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
-    """Plot training and validation loss against steps and time (needs the plot extra)."""
+    """Plot training and validation loss against steps and time, or the gradient norms (needs the plot extra)."""
     with user_errors():
         from charlstm import api
 
-        say(f"wrote {api.plot_runs(run_dirs, out, width_px=width, height_px=height)}")
+        if gradients:
+            written = api.plot_gradients(run_dirs, out or Path("gradients.png"), width_px=width, height_px=height)
+        else:
+            written = api.plot_runs(run_dirs, out or Path("loss.png"), width_px=width, height_px=height or 450)
+        say(f"wrote {written}")

@@ -1,5 +1,5 @@
-"""Pictures, as PNG files: loss curves of runs (`curves`) and gate
-saturation (`saturation`).
+"""Pictures, as PNG files: loss curves of runs (`curves`), their gradient
+norms layer by layer (`gradients`) and gate saturation (`saturation`).
 
 matplotlib is the optional `plot` extra: it is imported only when a picture
 is drawn, so importing these modules (and starting the CLI) stays cheap.
@@ -9,7 +9,14 @@ pyplot, so drawing touches no global figure state and never opens a window.
 
 from __future__ import annotations
 
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 from charlstm.errors import CharlstmError
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 DPI = 100  # pixels an inch, for every picture: sizes are asked for and set in pixels
 
@@ -26,3 +33,41 @@ def require_matplotlib() -> None:
         import matplotlib  # noqa: F401
     except ImportError:
         raise PlotError("plotting needs matplotlib, which is not installed: pip install 'charlstm[plot]'") from None
+
+
+# Larger images take gigabytes to draw (100,000 x 100,000 ran out of memory).
+MAX_PIXELS = 100_000_000
+
+
+def check_png_path(out: Path) -> None:
+    """Raise PlotError unless `out` names a PNG file that could be written."""
+    if out.is_dir():
+        raise PlotError(f"{out} is a directory; give the PNG file to write, such as {out / 'loss.png'}")
+    if out.suffix.lower() != ".png":
+        raise PlotError(f"the plot is a PNG image: give a file name ending in .png, not {out.name}")
+
+
+def check_size(width_px: int, height_px: int, min_width_in: float, min_height_in: float, what: str) -> None:
+    """Raise PlotError for a picture too large to draw or too small to fit `what`."""
+    if width_px * height_px > MAX_PIXELS:
+        raise PlotError(f"{width_px}x{height_px} pixels is too large to draw; at most {MAX_PIXELS // 10**6} million")
+    min_width, min_height = math.ceil(min_width_in * DPI), math.ceil(min_height_in * DPI)
+    if width_px < min_width or height_px < min_height:
+        raise PlotError(
+            f"the image must be at least {min_width}x{min_height} pixels (width x height) to fit {what}, "
+            f"not {width_px}x{height_px}"
+        )
+
+
+def write_png(figure: Figure, out: Path) -> Path:
+    """Render `figure` to the PNG `out` at exactly the figure's size in pixels; returns `out`."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        # print_png rather than savefig: savefig honours a user's rc settings
+        # such as savefig.bbox = tight, which would change the image size.
+        FigureCanvasAgg(figure).print_png(out)
+    except OSError as err:  # a folder on the way is a file, no permission, a full disk
+        raise PlotError(f"cannot write {out}: {err.strerror or err}") from None
+    return out

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from charlstm.plots import DPI, PlotError, require_matplotlib
+from charlstm.plots import DPI, PlotError, check_png_path, check_size, require_matplotlib, write_png
 from charlstm.units import LN2, bits
 
 if TYPE_CHECKING:
@@ -34,8 +34,6 @@ MIN_WIDTH_IN, MIN_HEIGHT_IN = 3.2, 2.0
 _TRAIN_ALPHA = 0.4
 # A legend above the panels may take at most this share of the height.
 _MAX_LEGEND_HEIGHT = 0.3
-# Larger images take gigabytes to draw (100,000 x 100,000 ran out of memory).
-MAX_PIXELS = 100_000_000
 
 
 def plot_runs(
@@ -52,21 +50,8 @@ def plot_runs(
     `training.runlog.read_metrics` returns them). Raises PlotError if a run has no records yet, the size is
     too small, or matplotlib is not installed.
     """
-    if out.is_dir():
-        raise PlotError(f"{out} is a directory; give the PNG file to write, such as {out / 'loss.png'}")
-    if out.suffix.lower() != ".png":
-        raise PlotError(f"the plot is a PNG image: give a file name ending in .png, not {out.name}")
-    figure = build_figure(runs, width_px=width_px, height_px=height_px)
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        # print_png rather than savefig: savefig honours a user's rc settings
-        # such as savefig.bbox = tight, which would change the image size.
-        FigureCanvasAgg(figure).print_png(out)
-    except OSError as err:  # a folder on the way is a file, no permission, a full disk
-        raise PlotError(f"cannot write {out}: {err.strerror or err}") from None
-    return out
+    check_png_path(out)
+    return write_png(build_figure(runs, width_px=width_px, height_px=height_px), out)
 
 
 def build_figure(runs: Sequence[Run], *, width_px: int = 1200, height_px: int = 450) -> Figure:
@@ -119,14 +104,7 @@ def _check_request(runs: Sequence[Run], width_px: int, height_px: int) -> None:
             )
         if not has_losses(records):
             raise PlotError(f"run {label} has no losses to plot yet: it stopped before its first logged step")
-    if width_px * height_px > MAX_PIXELS:
-        raise PlotError(f"{width_px}x{height_px} pixels is too large to draw; at most {MAX_PIXELS // 10**6} million")
-    min_width, min_height = math.ceil(MIN_WIDTH_IN * DPI), math.ceil(MIN_HEIGHT_IN * DPI)
-    if width_px < min_width or height_px < min_height:
-        raise PlotError(
-            f"the image must be at least {min_width}x{min_height} pixels (width x height) to fit both panels, "
-            f"not {width_px}x{height_px}"
-        )
+    check_size(width_px, height_px, MIN_WIDTH_IN, MIN_HEIGHT_IN, "both panels")
 
 
 def _colours(count: int) -> list[Any]:

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from charlstm.introspect.record import LABELS, SATURATED_HIGH, SATURATED_LOW
-from charlstm.plots import DPI, PlotError, require_matplotlib
+from charlstm.plots import DPI, PlotError, require_matplotlib, write_png
 
 PANEL_PX = 320  # each panel's width; the picture is one row of panels
 
@@ -23,7 +23,6 @@ def plot_saturation(saturation: Mapping[str, tuple[np.ndarray, np.ndarray]], out
         raise PlotError("no gates to plot")
     require_matplotlib()
     from matplotlib import colormaps
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     gates = list(saturation)
@@ -50,6 +49,4 @@ def plot_saturation(saturation: Mapping[str, tuple[np.ndarray, np.ndarray]], out
     panels[0].set_ylabel(f"fraction right-saturated (> {SATURATED_HIGH})")
     if layers > 1:
         panels[-1].legend(loc="upper right", fontsize="small", frameon=False)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    FigureCanvasAgg(figure).print_png(out)
-    return out
+    return write_png(figure, out)

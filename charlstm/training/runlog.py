@@ -9,7 +9,8 @@ does. `metrics.jsonl` gets one JSON object per logged step:
     embed, lstm_0, ..., head, at the logged step), clipped_fraction (share of steps since the previous line whose
     gradients were clipped), chars_per_sec, where that step was evaluated
     also val_loss and val_bpc, and where a warning was given its message in
-    warnings (a gradient or loss warning, `health.py`, on the line of the
+    warnings and its kind in warning_kinds (events.Warned; a gradient or
+    loss warning, `health.py`, on the line of the
     step it is about; one given while the run was set up, on its first line),
     and where the time limit
     shortened the schedule (`timefit.py`) the new last step in rescheduled_to
@@ -94,6 +95,7 @@ class RunLog:
             # the first report (a setup warning), the next line.
             line = self._pending if self._pending is not None else self._held
             line.setdefault("warnings", []).append(event.message)
+            line.setdefault("warning_kinds", []).append(event.kind)
         elif isinstance(event, events.Rescheduled):
             # After a report it joins that line; after a validation pass
             # (whose line is written) the next line.

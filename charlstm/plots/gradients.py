@@ -1,0 +1,209 @@
+"""Gradient norms from runs' `metrics.jsonl` records, drawn to a PNG.
+
+One panel a run, against step on a log axis: the global norm (the one
+`--clip` compares) and each layer's, from the embedding through the
+recurrent layers to the head, coloured from dark (input) to light
+(output); the `--clip` threshold as a dashed line; the share of steps
+whose gradients were clipped shaded behind; and the steps a gradient
+warning was given marked and named.
+
+What to look for: exploding gradients are spikes far above the clip line,
+most steps clipping a clip line below the usual norm, and vanishing ones
+the first recurrent layer's line far below the head's and falling.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from charlstm.plots import DPI, PlotError, check_png_path, check_size, require_matplotlib, write_png
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+# A run's label, its metrics records and its --clip (None: unknown).
+GradientRun = tuple[str, Sequence[Mapping[str, Any]], float | None]
+
+# A panel a run: more than this would leave each too small to read.
+MAX_RUNS = 6
+PANEL_HEIGHT_PX = 330  # a row of panels, when no height is asked for
+MIN_PANEL_WIDTH_IN, MIN_PANEL_HEIGHT_IN = 3.2, 2.0
+# The warnings (health.py) that are about gradients, marked on the panels.
+GRADIENT_WARNINGS = ("exploding", "clipping", "vanishing")
+_CLIPPED_SHADE = "0.88"
+
+
+def plot_gradients(
+    runs: Sequence[GradientRun], out: Path, *, width_px: int = 1200, height_px: int | None = None
+) -> Path:
+    """Draw the runs' gradient norms, a panel each, to the PNG `out` of
+    `width_px` x `height_px` pixels (height: PANEL_HEIGHT_PX a row of
+    panels when None); returns `out`. Raises PlotError if a run logged no
+    gradient norms, there are more than MAX_RUNS, the size is too small,
+    or matplotlib is not installed."""
+    check_png_path(out)
+    return write_png(build_gradient_figure(runs, width_px=width_px, height_px=height_px), out)
+
+
+def build_gradient_figure(runs: Sequence[GradientRun], *, width_px: int = 1200, height_px: int | None = None) -> Figure:
+    """The figure `plot_gradients` draws, not yet rendered."""
+    columns, rows = _grid(runs)
+    height_px = PANEL_HEIGHT_PX * rows if height_px is None else height_px
+    check_size(
+        width_px,
+        height_px,
+        MIN_PANEL_WIDTH_IN * columns,
+        MIN_PANEL_HEIGHT_IN * rows,
+        "a run's panel" if len(runs) == 1 else f"{len(runs)} runs' panels",
+    )
+    require_matplotlib()
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(width_px / DPI, height_px / DPI), dpi=DPI, layout="constrained", facecolor="white")
+    panels = figure.subplots(rows, columns, sharex=False, sharey=False, squeeze=False).ravel()
+    layers = _layer_order({name for _label, records, _clip in runs for name in _layers(records)})
+    colours = _layer_colours(layers)
+    for axes, (label, records, clip) in zip(panels, runs, strict=False):
+        _draw_run(axes, label, sorted(records, key=lambda record: record["step"]), clip, colours)
+    for axes in panels[len(runs) :]:
+        axes.set_visible(False)
+    handles = [h for axes in figure.axes if axes.get_visible() for h in [*axes.get_lines(), *axes.collections]]
+    seen: dict[str, Any] = {}
+    for handle in handles:
+        seen.setdefault(str(handle.get_label()), handle)
+    order = ["all layers (global)", *layers, "--clip", "steps clipped"]
+    shown = [seen[name] for name in order if name in seen] + [
+        h for name, h in seen.items() if name not in order and not name.startswith("_")
+    ]
+    figure.legend(
+        handles=shown,
+        labels=[_legend_text(h.get_label()) for h in shown],
+        loc="outside upper center",
+        ncols=min(len(shown), 6),
+        fontsize="small",
+        frameon=False,
+    )
+    return figure
+
+
+def has_gradients(records: Sequence[Mapping[str, Any]]) -> bool:
+    """Whether a run's metrics hold a gradient norm to draw."""
+    return any("grad_norm" in record for record in records)
+
+
+def _grid(runs: Sequence[GradientRun]) -> tuple[int, int]:
+    """(columns, rows) of panels; checks the runs first."""
+    if not runs:
+        raise PlotError("nothing to plot: no runs were given")
+    if len(runs) > MAX_RUNS:
+        raise PlotError(
+            f"gradient norms are drawn a panel a run, at most {MAX_RUNS} runs at once, not {len(runs)}: "
+            "name fewer runs (a search's trials are the folders in it)"
+        )
+    for label, records, _clip in runs:
+        if not has_gradients(records):
+            raise PlotError(
+                f"run {label} has no gradient norms to plot yet (its metrics.jsonl is missing or empty, or it "
+                "stopped before its first logged step)"
+            )
+    columns = 1 if len(runs) == 1 else 2
+    return columns, math.ceil(len(runs) / columns)
+
+
+def _layers(records: Sequence[Mapping[str, Any]]) -> set[str]:
+    return {name for record in records if isinstance(record.get("grad_norms"), dict) for name in record["grad_norms"]}
+
+
+def _layer_order(names: set[str]) -> list[str]:
+    """Input to output: the embedding, the recurrent layers by depth, the head."""
+
+    def depth(name: str) -> tuple[int, int, str]:
+        if name == "embed":
+            return (0, 0, name)
+        if name == "head":
+            return (2, 0, name)
+        stem, _, index = name.rpartition("_")
+        return (1, int(index), stem) if index.isdigit() else (1, 0, name)
+
+    return sorted(names, key=depth)
+
+
+def _layer_colours(layers: list[str]) -> dict[str, Any]:
+    from matplotlib import colormaps
+
+    # Dark at the input, light at the output, so that depth reads at a glance;
+    # viridis's last yellow is too faint on white, hence 0.85.
+    palette = colormaps["viridis"]
+    span = max(len(layers) - 1, 1)
+    return {name: palette(0.85 * i / span) for i, name in enumerate(layers)}
+
+
+def _norm(value: Any) -> float:
+    """A logged norm for a log axis; null (not finite), zero or unreadable is a gap."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+    return float(value) if ok else math.nan
+
+
+def _draw_run(
+    axes: Axes, label: str, records: list[Mapping[str, Any]], clip: float | None, colours: dict[str, Any]
+) -> None:
+    logged = [record for record in records if "grad_norm" in record]
+    steps = [record["step"] for record in logged]
+    # The clipped share first, on an axis of its own behind the norms.
+    fractions = [record.get("clipped_fraction") for record in logged]
+    if any(isinstance(f, (int, float)) and f > 0 for f in fractions):
+        share = axes.twinx()
+        percent = [100 * f if isinstance(f, (int, float)) else 0.0 for f in fractions]
+        share.fill_between(steps, percent, step="pre", color=_CLIPPED_SHADE, linewidth=0, label="steps clipped")
+        share.set_ylim(0, 100)
+        share.set_ylabel("steps clipped (%)", color="0.45")
+        share.tick_params(colors="0.45")
+        axes.set_zorder(share.get_zorder() + 1)  # the norms above the shade
+        axes.patch.set_visible(False)
+    for name, colour in colours.items():
+        norms = [_norm((record.get("grad_norms") or {}).get(name)) for record in logged]
+        if any(math.isfinite(n) for n in norms):
+            axes.plot(steps, norms, color=colour, linewidth=1.0, label=name)
+    axes.plot(steps, [_norm(r["grad_norm"]) for r in logged], color="black", linewidth=1.6, label="all layers (global)")
+    if clip is not None and math.isfinite(clip):  # --clip inf: nothing is clipped, no line
+        axes.axhline(clip, color="tab:red", linestyle="--", linewidth=1.0, label="--clip")
+    _mark_warnings(axes, records)
+    axes.set_yscale("log")
+    axes.set_title(
+        label if clip is None or not math.isfinite(clip) else f"{label} (--clip {clip:g})", fontsize="medium"
+    )
+    axes.set_xlabel("step")
+    axes.set_ylabel("gradient norm, before clipping")
+    axes.set_xlim(left=0)
+    axes.grid(True, which="major", color="0.9", linewidth=0.8)
+    axes.spines["top"].set_visible(False)
+
+
+def _mark_warnings(axes: Axes, records: list[Mapping[str, Any]]) -> None:
+    """A dotted line at each step a gradient warning was given, named once a kind."""
+    named: set[str] = set()
+    for record in records:
+        for kind in record.get("warning_kinds") or []:
+            if kind not in GRADIENT_WARNINGS:
+                continue
+            axes.axvline(record["step"], color="tab:orange", linestyle=":", linewidth=1.2, label=f"warned: {kind}")
+            if kind not in named:
+                named.add(kind)
+                axes.annotate(
+                    kind,
+                    (record["step"], 1.0),
+                    xycoords=("data", "axes fraction"),
+                    xytext=(3, -3),
+                    textcoords="offset points",
+                    va="top",
+                    fontsize="x-small",
+                    color="tab:orange",
+                )
+
+
+def _legend_text(label: str) -> str:
+    return {"--clip": "--clip (the threshold)", "steps clipped": "share of steps clipped"}.get(label, label)
