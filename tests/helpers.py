@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import struct
 from pathlib import Path
 
 import jax
@@ -115,3 +116,10 @@ def clock_per_step(monkeypatch, cost: float) -> FakeClock:
     monkeypatch.setattr(loop, "time", clock)
     monkeypatch.setattr(step_setup.TrainStep, "__call__", stepped)
     return clock
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    """A PNG file's (width, height), read from its header; asserts it is a PNG."""
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR"
+    return struct.unpack(">II", data[16:24])

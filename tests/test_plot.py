@@ -1,7 +1,6 @@
 """charlstm.plots.curves: loss curves from metrics records, drawn to a PNG."""
 
 import math
-import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +10,8 @@ import pytest
 from charlstm.errors import CharlstmError
 from charlstm.plots import PlotError
 from charlstm.plots.curves import build_figure, plot_runs
+
+from .helpers import png_size
 
 LN2 = math.log(2.0)
 
@@ -39,12 +40,6 @@ def _records(steps=400, log_every=10, eval_every=100, final=1.3, seconds_per_ste
     return records
 
 
-def _png_size(path):
-    data = path.read_bytes()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR"
-    return struct.unpack(">II", data[16:24])
-
-
 def _legend_texts(figure):
     legends = figure.legends or [axes.get_legend() for axes in figure.axes if axes.get_legend()]
     return [text.get_text() for legend in legends for text in legend.get_texts() if text.get_text()]
@@ -57,7 +52,7 @@ def test_writes_a_png_of_exactly_the_requested_size(tmp_path, width, height):
     out = tmp_path / "nested" / "dirs" / "loss.png"
     written = plot_runs([("alpha", _records())], out, width_px=width, height_px=height)
     assert written == out
-    assert _png_size(out) == (width, height)
+    assert png_size(out) == (width, height)
     assert imread(out).shape[:2] == (height, width)
 
 
@@ -90,7 +85,7 @@ def test_runs_without_validation_points_are_drawn(tmp_path):
     assert len(figure.axes[0].get_lines()) == 3
     texts = _legend_texts(figure)
     assert any(t.startswith("no-val train") for t in texts) and not any(t.startswith("no-val val") for t in texts)
-    assert _png_size(plot_runs([("no-val", records)], tmp_path / "loss.png", width_px=640, height_px=320)) == (640, 320)
+    assert png_size(plot_runs([("no-val", records)], tmp_path / "loss.png", width_px=640, height_px=320)) == (640, 320)
 
 
 def test_a_validation_only_line_is_placed_in_time_between_its_neighbours():
@@ -156,7 +151,7 @@ def test_a_run_that_diverged_plots_its_finite_losses(tmp_path):
     """A diverged step is logged with a null loss (JSON has no NaN)."""
     records = _records(steps=100)
     records[-1] = {**records[-1], "train_loss": None, "train_bpc": None}
-    assert _png_size(plot_runs([("diverged", records)], tmp_path / "loss.png", width_px=640, height_px=320)) == (
+    assert png_size(plot_runs([("diverged", records)], tmp_path / "loss.png", width_px=640, height_px=320)) == (
         640,
         320,
     )

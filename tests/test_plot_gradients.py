@@ -1,7 +1,6 @@
 """charlstm.plots.gradients: the gradient norms of runs, layer by layer, drawn to a PNG."""
 
 import math
-import struct
 import subprocess
 import sys
 
@@ -10,6 +9,8 @@ import pytest
 
 from charlstm.plots import PlotError
 from charlstm.plots.gradients import MAX_RUNS, build_gradient_figure, plot_gradients
+
+from .helpers import png_size
 
 
 def _records(steps=200, log_every=10, recurrent=("lstm_0", "lstm_1"), clipped=0.0):
@@ -30,12 +31,6 @@ def _records(steps=200, log_every=10, recurrent=("lstm_0", "lstm_1"), clipped=0.
     return records
 
 
-def _png_size(path):
-    data = path.read_bytes()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR"
-    return struct.unpack(">II", data[16:24])
-
-
 def _lines(axes):
     return {line.get_label(): line for line in axes.get_lines()}
 
@@ -44,8 +39,8 @@ def _lines(axes):
 def test_a_panel_a_run_two_a_row_and_the_height_grows_with_the_rows(tmp_path, runs, size):
     out = tmp_path / "gradients.png"
     assert plot_gradients([(f"run-{i}", _records(), 1.0) for i in range(runs)], out) == out
-    assert _png_size(out) == size
-    assert _png_size(plot_gradients([("run", _records(), 1.0)], out, width_px=700, height_px=300)) == (700, 300)
+    assert png_size(out) == size
+    assert png_size(plot_gradients([("run", _records(), 1.0)], out, width_px=700, height_px=300)) == (700, 300)
 
 
 def test_each_layer_is_drawn_input_to_output_with_the_global_norm_and_the_clip_line():
@@ -94,7 +89,7 @@ def test_a_null_or_zero_norm_is_a_gap_not_an_error(tmp_path):
     assert np.isnan(lines["all layers (global)"].get_ydata()[2])
     embed = lines["embed"].get_ydata()
     assert np.isnan(embed[2]) and np.isnan(embed[3]) and embed[0] == pytest.approx(0.02)
-    assert _png_size(plot_gradients([("diverged", records, 1.0)], tmp_path / "g.png")) == (1200, 330)
+    assert png_size(plot_gradients([("diverged", records, 1.0)], tmp_path / "g.png")) == (1200, 330)
 
 
 def test_gradient_warnings_are_marked_and_named_at_their_step():

@@ -5,7 +5,6 @@ import json
 import os
 import re
 import shutil
-import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +17,8 @@ from charlstm.cli import app
 from charlstm.config import TrainConfig
 from charlstm.core.model import param_count
 from charlstm.training import catalog, checkpoint, run_lock
+
+from .helpers import png_size
 
 WIDE = {"COLUMNS": "200"}
 
@@ -171,12 +172,6 @@ def test_eval_matches_the_logged_validation_loss(runner, trained_run, tmp_path):
     assert "skipped (not in vocabulary)" in out and "'\u00e9' x80" in out
 
 
-def _png_size(path):
-    data = path.read_bytes()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR"
-    return struct.unpack(">II", data[16:24])
-
-
 def test_plot_writes_a_png_of_the_requested_size(runner, trained_run, tmp_path):
     run_dir, _ = trained_run
     out = tmp_path / "curves" / "loss.png"
@@ -184,11 +179,11 @@ def test_plot_writes_a_png_of_the_requested_size(runner, trained_run, tmp_path):
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert f"wrote {out}" in result.stderr
-    assert _png_size(out) == (900, 360)
+    assert png_size(out) == (900, 360)
     # The gradient norms: a panel a run, 330 pixels a row of them, the run's --clip read from its checkpoint.
     result = runner.invoke(app, ["plot", str(run_dir), "--gradients", "-o", str(tmp_path / "gradients.png")])
     assert result.exit_code == 0, result.output
-    assert _png_size(tmp_path / "gradients.png") == (1200, 330)
+    assert png_size(tmp_path / "gradients.png") == (1200, 330)
     # A place it cannot write: one line and status 2, as export and inspect say it, not a traceback.
     (tmp_path / "a-file").write_text("", encoding="utf-8")
     for bad in (tmp_path / "a-file" / "loss.png", Path("/proc/loss.png")):
