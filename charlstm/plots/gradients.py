@@ -83,7 +83,7 @@ def build_gradient_figure(runs: Sequence[GradientRun], *, width_px: int = 1200, 
         handles=shown,
         labels=[_legend_text(h.get_label()) for h in shown],
         loc="outside upper center",
-        ncols=min(len(shown), 6),
+        ncols=min(len(shown), 8),
         fontsize="small",
         frameon=False,
     )
