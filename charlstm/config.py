@@ -284,6 +284,11 @@ class ServeConfig:
             f"{flag('max_samples')} ({self.max_samples}) must be at most {flag('max_batch')} ({self.max_batch}): "
             "a request's samples are generated together",
         )
+        check(
+            self.max_samples <= self.max_waiting,
+            f"{flag('max_samples')} ({self.max_samples}) must be at most {flag('max_waiting')} ({self.max_waiting}): "
+            "a request's samples wait together to join the batch",
+        )
 
 
 _JSON_TYPES: dict[str, tuple[type, ...]] = {

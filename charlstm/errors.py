@@ -52,7 +52,7 @@ def shell_word(path: str | Path) -> str:
 
 def first_few(items: Sequence[str], limit: int, sep: str = ", ") -> str:
     """The first `limit` of `items`, and how many more there are: "a, b, c, and 4 more"."""
-    more = f", and {len(items) - limit} more" if len(items) > limit else ""
+    more = f", and {len(items) - limit:,} more" if len(items) > limit else ""
     return sep.join(items[:limit]) + more
 
 
@@ -66,6 +66,12 @@ def named_char(c: str) -> str:
     return f"'{c}'" if c.isprintable() and c != "'" else repr(c)
 
 
+# Characters a message names one by one: a text of thousands of unknown
+# characters (another script) would otherwise make a message of thousands.
+NAMED_CHARS = 30
+
+
 def named(chars: Iterable[str]) -> str:
-    """Characters listed one by one, each as `named_char` shows it."""
-    return ", ".join(named_char(c) for c in chars)
+    """Characters listed one by one, each as `named_char` shows it: the
+    first NAMED_CHARS, and how many more there are."""
+    return first_few([named_char(c) for c in chars], NAMED_CHARS)

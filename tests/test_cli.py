@@ -245,6 +245,13 @@ CASES = [
     ("info missing", ["info", "{tmp}/nope"], "checkpoint not found"),
     ("info foreign", ["info", "{run}"], "not a charlstm checkpoint"),
     ("plot missing", ["plot", "{tmp}/nope"], "run not found"),
+    ("plot gradients jpg", ["plot", "{run}", "--gradients", "-o", "{tmp}/g.jpg"], "ending in .png, not g.jpg"),
+    (
+        "saturation svg",
+        ["inspect", "{run}", "--text", "abc", "--saturation-png", "{tmp}/s.svg"],
+        "give a file name ending in .png, not s.svg",
+    ),
+    ("serve waiting", ["serve", "{run}", "--max-waiting", "4"], "--max-samples (16) must be at most --max-waiting (4)"),
     ("resume missing", ["resume", "{tmp}/nope"], "run directory not found: {tmp}/nope"),
     ("resume non-run", ["resume", "{tmp}"], "not a run directory"),
     ("resume a text", ["resume", "{corpus}"], "{corpus} is a file; resume takes the directory"),

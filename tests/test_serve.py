@@ -7,6 +7,7 @@ runs them, in this order); the last test stops it with SIGTERM.
 import contextlib
 import http.client
 import json
+import logging
 import os
 import signal
 import socket
@@ -173,6 +174,8 @@ def test_concurrent_clients_share_batches_and_get_what_sample_gives(served):
 
 
 BIG = b'{"prime": "' + b"a" * 5000 + b'"}'
+DEEP = b'{"prime": ' + b"[" * 2020 + b"]" * 2020 + b"}"
+CJK = "".join(chr(0x4E00 + i) for i in range(600))  # 600 characters the model never saw
 BAD = [
     # (name, method, path, body, headers, status, message, field)
     ("malformed JSON", "POST", "/v1/generate", b"{nope", AUTH, 400, "the body is not valid JSON", None),
@@ -237,6 +240,11 @@ BAD = [
         "temperature",
     ),
     ("oversize", "POST", "/v1/generate", BIG, AUTH, 413, "the limit is 4,096", None),
+    # Deeper than Python's recursion limit, inside the body limit: was a plain-text 500 and a traceback.
+    ("nested deep", "POST", "/v1/generate", DEEP, AUTH, 400, "nests arrays or objects too deeply", None),
+    # A value quoted back is cut short, however long it was.
+    ("long value", "POST", "/v1/generate", {"seed": "x" * 3000}, AUTH, 422, "xxxxx... (3,002 characters)", "seed"),
+    ("many unknown", "POST", "/v1/generate", {"prime": CJK}, AUTH, 422, "'\u4e1d', and 570 more", "prime"),
     ("no key", "POST", "/v1/generate", {}, {}, 401, "needs an API key", None),
     ("wrong key", "POST", "/v1/generate", {}, {"Authorization": "Bearer nope"}, 401, "wrong API key", None),
     ("model no key", "GET", "/v1/model", None, {}, 401, "needs an API key", None),
@@ -255,8 +263,26 @@ def test_bad_requests_get_the_right_status_and_one_clear_message(
     got, answer = server.request(method, path, body, headers)
     assert got == status, answer
     error = answer["error"]
-    assert message in error["message"] and "\n" not in error["message"]
+    assert message in error["message"] and "\n" not in error["message"] and len(error["message"]) < 1000
     assert error["field"] == field  # null where the refusal is about no one field
+
+
+def test_bodies_past_what_python_reads_are_400_not_a_crash():
+    """A number of 5,000 digits passes a 64 KB body limit, but Python reads
+    integers of at most 4,300; arrays nested deeper than its recursion limit
+    likewise. Both were a plain-text 500 and a traceback in the log."""
+    from charlstm.config import ServeConfig
+    from charlstm.serving.requests import RequestError, parse_generate
+    from charlstm.text.vocab import Vocab
+
+    vocab, limits = Vocab("ab\n"), ServeConfig()
+    for body, message in [
+        (b'{"length": 1' + b"0" * 5000 + b"}", "a number in it has too many digits"),
+        (b'{"stop": ' + b"[" * 30000 + b"]" * 30000 + b"}", "nests arrays or objects too deeply"),
+    ]:
+        with pytest.raises(RequestError, match=message) as refused:
+            parse_generate(body, vocab, limits)
+        assert refused.value.status == 400 and refused.value.field is None
 
 
 def test_the_server_keeps_serving_and_answers_health_and_the_page_without_the_key(served):
@@ -734,3 +760,37 @@ def test_a_server_that_cannot_generate_says_so_and_fails_its_health_check(served
         assert call("GET", "/healthz") == (503, {"status": "failed"})
         status, answer = call("GET", "/v1/model")
         assert "out of memory" in answer["failure"] and answer["load"]["active_rows"] == 0
+
+
+def test_a_failure_nobody_foresaw_is_a_json_500_and_the_server_goes_on(served, monkeypatch):
+    """Any exception a route did not turn into a RequestError: the client
+    reads the same JSON as every other error, not Starlette's plain text,
+    the traceback goes to the log, and the next request is served."""
+    from charlstm.serving import app as serving_app
+
+    real, calls = serving_app.parse_generate, []
+
+    def once_broken(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise KeyError("an unforeseen bug")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(serving_app, "parse_generate", once_broken)
+    _, model = served
+    logged: list[logging.LogRecord] = []
+    with _in_thread(charlstm.app(model, max_batch=4, max_samples=4, timeout_s=60)) as call:
+        handler = logging.Handler()
+        handler.emit = logged.append  # uvicorn's log, set up as the server started
+        logging.getLogger("uvicorn.error").addHandler(handler)
+        status, answer = call("POST", "/v1/generate", {"length": 5})
+        assert status == 500, answer
+        assert answer["error"] == {
+            "message": "the server failed on POST /v1/generate; its log has the details",
+            "status": 500,
+            "field": None,
+        }
+        status, answer = call("POST", "/v1/generate", {"length": 5})
+        assert status == 200 and len(answer["samples"][0]["text"]) == 5
+    logging.getLogger("uvicorn.error").removeHandler(handler)
+    assert [repr(r.exc_info[1]) for r in logged if r.exc_info] == [repr(KeyError("an unforeseen bug"))]

@@ -119,12 +119,13 @@ def inspect_model(
         from charlstm import api
         from charlstm.cli import inspect_tables, records
         from charlstm.introspect import record
-        from charlstm.plots import require_matplotlib
+        from charlstm.plots import check_png_path, require_matplotlib
 
         record.check_max_chars(max_chars)
         writable_place(html_file(out, flag("out")), flag("out"))  # before the model is read and run
         if saturation_png is not None:
             require_matplotlib()
+            check_png_path(saturation_png, "saturation.png")
             writable_place(saturation_png, "--saturation-png")
         given = _given_text(text_file, text)
         use_cache()

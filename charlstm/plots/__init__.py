@@ -39,10 +39,11 @@ def require_matplotlib() -> None:
 MAX_PIXELS = 100_000_000
 
 
-def check_png_path(out: Path) -> None:
-    """Raise PlotError unless `out` names a PNG file that could be written."""
+def check_png_path(out: Path, example: str = "loss.png") -> None:
+    """Raise PlotError unless `out` names a PNG file that could be written
+    (a folder is told to give a file in it, such as `example`)."""
     if out.is_dir():
-        raise PlotError(f"{out} is a directory; give the PNG file to write, such as {out / 'loss.png'}")
+        raise PlotError(f"{out} is a directory; give the PNG file to write, such as {out / example}")
     if out.suffix.lower() != ".png":
         raise PlotError(f"the plot is a PNG image: give a file name ending in .png, not {out.name}")
 

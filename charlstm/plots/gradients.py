@@ -45,7 +45,7 @@ def plot_gradients(
     panels when None); returns `out`. Raises PlotError if a run logged no
     gradient norms, there are more than MAX_RUNS, the size is too small,
     or matplotlib is not installed."""
-    check_png_path(out)
+    check_png_path(out, "gradients.png")
     return write_png(build_gradient_figure(runs, width_px=width_px, height_px=height_px), out)
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from charlstm.introspect.record import LABELS, SATURATED_HIGH, SATURATED_LOW
-from charlstm.plots import DPI, PlotError, require_matplotlib, write_png
+from charlstm.plots import DPI, PlotError, check_png_path, require_matplotlib, write_png
 
 PANEL_PX = 320  # each panel's width; the picture is one row of panels
 
@@ -21,6 +21,7 @@ def plot_saturation(saturation: Mapping[str, tuple[np.ndarray, np.ndarray]], out
     `Inspection.saturation()` gives it. Writes the PNG `out`; returns it."""
     if not saturation:
         raise PlotError("no gates to plot")
+    check_png_path(out, "saturation.png")
     require_matplotlib()
     from matplotlib import colormaps
     from matplotlib.figure import Figure

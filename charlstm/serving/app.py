@@ -75,6 +75,14 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return response
 
 
+async def _internal_error(request: Request, exc: Exception) -> Response:
+    """A failure the server did not foresee, answered in the same JSON as every
+    other error; Starlette then raises it again, so the traceback goes to the log."""
+    return error_response(
+        RequestError(500, f"the server failed on {request.method} {request.url.path}; its log has the details")
+    )
+
+
 class Generation:
     """One request in flight: its job, its pieces, the texts so far."""
 
@@ -240,7 +248,8 @@ def create_app(
         Route("/healthz", health, methods=["GET"]),
         Route("/", home, methods=["GET"]),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: _http_error})
+    handlers = {HTTPException: _http_error, Exception: _internal_error}
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=handlers)
     app.state.batcher, app.state.limits = batcher, limits
     return app
 

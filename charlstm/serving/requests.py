@@ -41,10 +41,24 @@ class Generate:
     stream: bool
 
 
+# A value a message quotes back is cut to this many characters.
+SHOWN_CHARS = 60
+
+
+def _cut(text: str) -> str:
+    """What a client sent, as a message quotes it: cut short where long."""
+    return text if len(text) <= SHOWN_CHARS else f"{text[:SHOWN_CHARS]}... ({len(text):,} characters)"
+
+
+def shown_value(value: Any) -> str:
+    """A client's value as a message quotes it: in JSON, cut short where long."""
+    return _cut(json.dumps(value))
+
+
 def _integer(data: dict[str, Any], name: str, default: int, low: int, high: int) -> int:
     value = data.get(name, default)
     if isinstance(value, bool) or not isinstance(value, int):
-        raise RequestError(422, f"{name} must be an integer, got {json.dumps(value)}", name)
+        raise RequestError(422, f"{name} must be an integer, got {shown_value(value)}", name)
     if not low <= value <= high:
         raise RequestError(422, f"{name} must be from {low} to {high}, got {value}", name)
     return value
@@ -53,9 +67,9 @@ def _integer(data: dict[str, Any], name: str, default: int, low: int, high: int)
 def _number(data: dict[str, Any], name: str, default: float, low: float, high: float, open_low: bool = False) -> float:
     value = data.get(name, default)
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise RequestError(422, f"{name} must be a number, got {json.dumps(value)}", name)
+        raise RequestError(422, f"{name} must be a number, got {shown_value(value)}", name)
     if not math.isfinite(value):  # 1e309 parses as infinity
-        raise RequestError(422, f"{name} must be a finite number, got {json.dumps(value)}", name)
+        raise RequestError(422, f"{name} must be a finite number, got {shown_value(value)}", name)
     if not (low < value if open_low else low <= value) or value > high:
         bounds = f"in ({low:g}, {high:g}]" if open_low else f"from {low:g} to {high:g}"
         raise RequestError(422, f"{name} must be {bounds}, got {value:g}", name)
@@ -88,14 +102,19 @@ def parse_generate(body: bytes, vocab: Vocab, limits: ServeConfig) -> Generate:
         data = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise RequestError(400, f"the body is not valid JSON: {err}") from None
+    except RecursionError:  # arrays or objects nested a thousand deep
+        raise RequestError(400, "the body is not valid JSON here: it nests arrays or objects too deeply") from None
+    except ValueError:  # Python reads integers of at most 4,300 digits
+        raise RequestError(400, "the body is not valid JSON here: a number in it has too many digits") from None
     if not isinstance(data, dict):
         raise RequestError(400, f"the body must be a JSON object, got {_json_kind(data)}")
     unknown = sorted(set(data) - set(FIELDS))
     if unknown:
-        raise RequestError(422, f"unknown field {unknown[0]!r}; the fields are {', '.join(FIELDS)}", unknown[0])
+        name = unknown[0]
+        raise RequestError(422, f"unknown field {_cut(repr(name))}; the fields are {', '.join(FIELDS)}", name)
     prime = data.get("prime", "")
     if not isinstance(prime, str):
-        raise RequestError(422, f"prime must be a string, got {json.dumps(prime)}", "prime")
+        raise RequestError(422, f"prime must be a string, got {shown_value(prime)}", "prime")
     _text_chars(vocab, "prime", prime, "saw")
     stop = data.get("stop", [])
     stop = [stop] if isinstance(stop, str) else stop
@@ -107,7 +126,7 @@ def parse_generate(body: bytes, vocab: Vocab, limits: ServeConfig) -> Generate:
         _text_chars(vocab, "stop", text, "writes")
     stream = data.get("stream", False)
     if not isinstance(stream, bool):
-        raise RequestError(422, f"stream must be true or false, got {json.dumps(stream)}", "stream")
+        raise RequestError(422, f"stream must be true or false, got {shown_value(stream)}", "stream")
     request = SampleConfig(
         length=_integer(data, "length", DEFAULT_LENGTH, 1, limits.max_length),
         temperature=_number(data, "temperature", 1.0, 0.0, MAX_TEMPERATURE),
