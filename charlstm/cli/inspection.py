@@ -291,5 +291,6 @@ def plot(
         if gradients:
             written = api.plot_gradients(run_dirs, out or Path("gradients.png"), width_px=width, height_px=height)
         else:
-            written = api.plot_runs(run_dirs, out or Path("loss.png"), width_px=width, height_px=height or 450)
+            tall = 450 if height is None else height
+            written = api.plot_runs(run_dirs, out or Path("loss.png"), width_px=width, height_px=tall)
         say(f"wrote {written}")
