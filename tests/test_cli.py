@@ -154,7 +154,8 @@ CASES = [
     (
         "empty glob",
         ["train", "{tmp}/poems", "--glob", "*.py"],
-        "no files in {tmp}/poems match '*.py' (it has 2 .txt); choose others with --glob, such as '**/*.txt'",
+        "no files in {tmp}/poems match '*.py' (it has 2 .txt); choose others with --glob (matched inside the "
+        "folder), such as '**/*.txt'",
     ),
     ("hidden glob", ["train", "{tmp}/poems", "--glob", ".old/*.txt"], "(names starting with '.') are never read"),
     ("blank glob", ["train", "{tmp}/poems", "--glob", ""], "--glob must not be empty"),
@@ -238,13 +239,15 @@ CASES = [
     (
         "eval swapped",
         ["eval", "{corpus}", "{run}"],
-        "{run} is a charlstm run, not text (a command names its run before its text",
+        "{run} is a charlstm run, not text (a command names its run before its text: charlstm eval {run} TEXT;",
     ),
     ("eval streams", ["eval", "{run}", "{corpus}", "--streams", "0"], "--streams must be >= 1"),
     ("runs missing", ["runs", "{tmp}/nope"], "no folder {tmp}/nope/, so no runs"),
     ("info missing", ["info", "{tmp}/nope"], "checkpoint not found"),
     ("info foreign", ["info", "{run}"], "not a charlstm checkpoint"),
     ("plot missing", ["plot", "{tmp}/nope"], "run not found"),
+    ("train checkpoints", ["train", "{run}/checkpoints"], "{run}/checkpoints is inside the charlstm run {run}, whose"),
+    ("glob at /", ["train", "{tmp}", "--glob", "/**/*.txt"], "--glob '/**/*.txt' names files inside the folder given"),
     ("plot gradients jpg", ["plot", "{run}", "--gradients", "-o", "{tmp}/g.jpg"], "ending in .png, not g.jpg"),
     (
         "saturation svg",

@@ -4,6 +4,7 @@ import io
 import json
 import os
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -290,6 +291,15 @@ def test_bad_validation_files_and_a_corpus_left_out_whole_say_which_file_and_why
         f"{latin}: {latin_problem}",
         f"error: no usable text: every file was left out ({binary}, {latin})",
     ]
+    # A validation folder with other files: leaving the bad one out is advice that works.
+    checks = tmp_path / "checks"
+    checks.mkdir()
+    shutil.copy(latin, checks / "latin1.txt")
+    shutil.copy(good, checks / "good.txt")
+    assert train(str(good), "--val-file", str(checks))[-1] == (
+        f"error: a file is not usable text ({checks / 'latin1.txt'}): fix it, or leave it out with --skip-bad-files"
+        f"{LATIN}"
+    )
     assert not (tmp_path / "run").exists()
 
 
@@ -641,7 +651,7 @@ def test_eval_of_files_reads_them_in_place_with_the_same_score_as_in_memory(runn
     (texts / "3.txt").write_text("the king\ufdd0 and queen\n", encoding="utf-8")
     refused = runner.invoke(app, ["eval", str(run_dir), str(texts / "3.txt")])
     assert refused.exit_code == 2
-    assert f"error: {texts / '3.txt'}: contains U+FDD0, a Unicode noncharacter" in refused.stderr
+    assert f"error: {texts / '3.txt'}: contains U+FDD0 (at byte offset 8), a Unicode noncharacter" in refused.stderr
     skipped = runner.invoke(app, ["eval", str(run_dir), str(texts), "--streams", "4", "--skip-bad-files", "--json"])
     assert skipped.exit_code == 0, skipped.output
     assert f"skipped {texts / '3.txt'}: contains U+FDD0" in skipped.stderr

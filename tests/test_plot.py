@@ -179,3 +179,15 @@ def test_missing_matplotlib_says_how_to_install_it(tmp_path, monkeypatch):
 def test_importing_the_module_does_not_import_matplotlib():
     code = "import sys, charlstm.plots.curves, charlstm.plots.saturation; sys.exit('matplotlib' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_a_grid_searchs_sixteen_trials_get_an_entry_and_a_colour_each_above_the_panels():
+    """A 2 x 2 x 4 grid, as `charlstm tune --grid` makes one: two entries a
+    run did not fit above the panels, and tab10's colours came round again."""
+    runs = [(f"runs/grid/trial-{i:02d}", _records(seed=i)) for i in range(16)]
+    figure = build_figure(runs)
+    assert figure.legends, "the legend went inside a panel, over the curves"
+    texts = _legend_texts(figure)
+    assert sorted(text.split(" val, best")[0] for text in texts) == [label for label, _ in runs]
+    colours = {line.get_color() for line in figure.axes[0].get_lines()}
+    assert len(colours) == 16

@@ -81,6 +81,24 @@ def test_the_share_of_steps_clipped_is_shaded_on_its_own_axis():
     ]
 
 
+def test_the_first_lines_clipped_share_covers_the_steps_before_it():
+    """The first line's share is of the steps since the start: its shade
+    starts at step 0, not at the first line (which drew none of it)."""
+    records = _records(steps=30)
+    records[0]["clipped_fraction"] = 0.5
+    share = next(
+        a for a in build_gradient_figure([("run", records, 1.0)]).axes if a.get_ylabel() == "steps clipped (%)"
+    )
+    extents = share.collections[0].get_paths()[0].get_extents()
+    assert (extents.x0, extents.x1, extents.y1) == (0, 30, 50)
+
+
+def test_a_run_with_one_line_yet_shows_its_points():
+    axes = build_gradient_figure([("new", _records(steps=10), 1.0)]).axes[0]
+    assert all(line.get_marker() == "o" for name, line in _lines(axes).items() if name != "--clip")
+    assert _lines(build_gradient_figure([("older", _records(), 1.0)]).axes[0])["head"].get_marker() in (None, "None")
+
+
 def test_a_null_or_zero_norm_is_a_gap_not_an_error(tmp_path):
     records = _records(steps=50)
     records[2] = {**records[2], "grad_norm": None, "grad_norms": {**records[2]["grad_norms"], "embed": 0.0}}

@@ -117,7 +117,7 @@ def test_train_preset_is_overridden_by_explicit_options(runner, tiny_corpus, tmp
 
 
 @pytest.mark.slow
-def test_tune_ranks_trials_keeps_the_best_and_repeats_for_a_seed(runner, tiny_corpus, tmp_path):
+def test_tune_ranks_trials_keeps_the_best_and_repeats_for_a_seed(runner, tiny_corpus, tmp_path, monkeypatch):
     def search(out: Path) -> list[dict]:
         args = ["tune", str(tiny_corpus), "--steps", "6", "--trials", "3", "--seed", "3", "--out", str(out)]
         result = runner.invoke(app, [*args, "--lr", "1e-3,1e-2", *SMALL_SPACE])
@@ -141,6 +141,15 @@ def test_tune_ranks_trials_keeps_the_best_and_repeats_for_a_seed(runner, tiny_co
     # Sampling one of the others says why it cannot, not that it is no run.
     with pytest.raises(CharlstmError, match="has its metrics but no checkpoints: charlstm tune keeps only the best"):
         checkpoint.locate(Path(trials[1]["run_dir"]))
+    refused = runner.invoke(app, ["resume", trials[1]["run_dir"]])  # as resume says it too
+    assert refused.exit_code == 2 and "has its metrics but no checkpoints: charlstm tune keeps" in refused.stderr
+    # Their --clip, for the gradient plot, from the search's record where no checkpoint has it.
+    from charlstm import api
+
+    drawn = []
+    monkeypatch.setattr(api.runs.gradients, "plot_gradients", lambda runs, out, **kw: drawn.extend(runs))
+    api.plot_gradients([tmp_path / "a"], tmp_path / "g.png")
+    assert [(Path(label).name, clip) for label, _records, clip in drawn] == [(f"trial-{i:02d}", 1.0) for i in range(3)]
     # The search's own folder, where a command wants a run: its best trial is named.
     with pytest.raises(
         CharlstmError, match=f"is a search, not a run: name one of its trials, the best is .*{best.name}"

@@ -32,6 +32,8 @@ WARMUP_FRACTION = 0.05
 # panels and their labels is fixed in inches: 320x200 pixels at 100 dpi.
 MIN_WIDTH_IN, MIN_HEIGHT_IN = 3.2, 2.0
 _TRAIN_ALPHA = 0.4
+# More runs than this get one legend entry each, not two.
+MANY_RUNS = 8
 # A legend above the panels may take at most this share of the height.
 _MAX_LEGEND_HEIGHT = 0.3
 
@@ -84,7 +86,9 @@ def build_figure(runs: Sequence[Run], *, width_px: int = 1200, height_px: int = 
     limits = _loss_limits(runs)
     if limits is not None:
         by_step.set_ylim(*limits)
-    _legend(figure, by_step, rows)
+    # Past MANY_RUNS (a grid search's folder), a run's val line alone names it
+    # in the legend, its best loss with it: two entries a run do not fit.
+    _legend(figure, by_step, [row[-1:] for row in rows] if len(rows) > MANY_RUNS else rows)
     return figure
 
 
@@ -110,8 +114,9 @@ def _check_request(runs: Sequence[Run], width_px: int, height_px: int) -> None:
 def _colours(count: int) -> list[Any]:
     from matplotlib import colormaps
 
-    # tab10 keeps up to ten runs distinct; beyond that colours repeat.
-    palette = colormaps["tab10"]
+    # tab10 keeps up to ten runs distinct, tab20 (its colours and paler
+    # ones) twenty; beyond that colours repeat.
+    palette = colormaps["tab10" if count <= 10 else "tab20"]
     return [palette(i % palette.N) for i in range(count)]
 
 
@@ -151,7 +156,14 @@ def _legend(figure: Figure, by_step: Axes, rows: list[list[Line2D]]) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     renderer = FigureCanvasAgg(figure).get_renderer()
-    for runs_per_row, fontsize in [(2 if len(rows) > 3 else 1, "small"), (1, "small"), (0, "small"), (0, "x-small")]:
+    many = [(4, "small"), (3, "small"), (4, "x-small")] if len(rows) > MANY_RUNS else []
+    for runs_per_row, fontsize in [
+        *many,
+        (2 if len(rows) > 3 else 1, "small"),
+        (1, "small"),
+        (0, "small"),
+        (0, "x-small"),
+    ]:
         handles, columns = _legend_order(rows, runs_per_row)
         legend = figure.legend(
             handles=handles,

@@ -158,17 +158,25 @@ def _draw_run(
     if any(isinstance(f, (int, float)) and f > 0 for f in fractions):
         share = axes.twinx()
         percent = [100 * f if isinstance(f, (int, float)) else 0.0 for f in fractions]
-        share.fill_between(steps, percent, step="pre", color=_CLIPPED_SHADE, linewidth=0, label="steps clipped")
+        # A line's share covers the steps since the line before it: the first
+        # line's as many before it as the lines are apart (from step 0 at most).
+        start = max(0, 2 * steps[0] - steps[1]) if len(steps) > 1 else 0
+        share.fill_between([start, *steps], [percent[0], *percent], step="pre", color=_CLIPPED_SHADE, linewidth=0)
+        share.collections[-1].set_label("steps clipped")
         share.set_ylim(0, 100)
         share.set_ylabel("steps clipped (%)", color="0.45")
         share.tick_params(colors="0.45")
         axes.set_zorder(share.get_zorder() + 1)  # the norms above the shade
         axes.patch.set_visible(False)
+    marker = "o" if len(steps) < 3 else None  # a line of one point (a run just started) shows nothing
     for name, colour in colours.items():
         norms = [_norm((record.get("grad_norms") or {}).get(name)) for record in logged]
         if any(math.isfinite(n) for n in norms):
-            axes.plot(steps, norms, color=colour, linewidth=1.0, label=name)
-    axes.plot(steps, [_norm(r["grad_norm"]) for r in logged], color="black", linewidth=1.6, label="all layers (global)")
+            axes.plot(steps, norms, color=colour, linewidth=1.0, label=name, marker=marker, markersize=3)
+    global_norms = [_norm(r["grad_norm"]) for r in logged]
+    axes.plot(
+        steps, global_norms, color="black", linewidth=1.6, label="all layers (global)", marker=marker, markersize=4
+    )
     if clip is not None and math.isfinite(clip):  # --clip inf: nothing is clipped, no line
         axes.axhline(clip, color="tab:red", linestyle="--", linewidth=1.0, label="--clip")
     _mark_warnings(axes, records)

@@ -97,10 +97,19 @@ def folder_files(folder: Path, pattern: str) -> tuple[list[Path], list[tuple[str
     of their extension (`NOTES.TXT`: the pattern is case-sensitive, as a
     shell's is), said to be too: from the same walk of the folder."""
     if is_run_folder(folder):
-        # Named by a slip: `train RUN` meant to fine-tune, or `eval RUN RUN`.
+        # Named by a slip: `train RUN` meant to fine-tune, or `eval TEXT RUN` swapped.
         raise CorpusError(
-            f"{folder} is a charlstm run, not text (a command names its run before its text; to fine-tune from "
-            f"it: charlstm train TEXT {flag('init_from')} {folder})"
+            f"{folder} is a charlstm run, not text (a command names its run before its text: charlstm eval "
+            f"{folder} TEXT; to fine-tune from it: charlstm train TEXT {flag('init_from')} {folder})"
+        )
+    # A run's checkpoints/ or one step of it: their files are the checkpoint library's, never text.
+    for above in folder.absolute().parents[:3]:
+        if is_run_folder(above):
+            raise CorpusError(f"{folder} is inside the charlstm run {shown(above)}, whose files are never read as text")
+    if Path(pattern).is_absolute():
+        raise CorpusError(
+            f"{flag('glob')} {pattern!r} names files inside the folder given ({folder}), so it cannot start "
+            "at /: give the folder as the argument and a pattern inside it, such as '**/*.py'"
         )
     runs: dict[Path, bool] = {}
     default = pattern == DEFAULT_GLOB
@@ -145,7 +154,7 @@ def folder_files(folder: Path, pattern: str) -> tuple[list[Path], list[tuple[str
             raise CorpusError(f"no files in {folder} match {pattern!r}: it has no files, only {names}")
         raise CorpusError(
             f"no files in {folder} match {pattern!r} ({f'it has {has}' if kinds else 'it has no files'}{why}); "
-            f"choose others with {flag('glob')}, such as {example}"
+            f"choose others with {flag('glob')} (matched inside the folder), such as {example}"
         )
     return sorted(matches, key=lambda p: p.relative_to(folder).as_posix()), sorted(irregular), sorted(other_case)
 

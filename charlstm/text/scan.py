@@ -115,6 +115,24 @@ def _chunks(f: BinaryIO) -> Iterator[bytes]:
         yield chunk
 
 
+def _byte_offset(path: Path, needle: bytes) -> int:
+    """Where `needle` first occurs in the file, in bytes; -1 where it does not.
+    A second read, made only to say where a refused file goes wrong."""
+    try:
+        with path.open("rb") as f:
+            done, tail = 0, b""  # done: bytes read before `tail + chunk` starts
+            for chunk in _chunks(f):
+                window = tail + chunk
+                found = window.find(needle)
+                if found >= 0:
+                    return done + found
+                tail = window[len(window) - (len(needle) - 1) :]
+                done += len(window) - len(tail)
+    except OSError:
+        pass
+    return -1
+
+
 def scan(documents: Sequence[Document], progress: Progress, counted: int = 0) -> ScanResult:
     """Check, hash and count every document; the characters of those that
     are text. The last `counted` documents (the validation files) add
@@ -174,7 +192,11 @@ def _scan_one(path: Path, charset: _Charset | _Counts, progress: Callable[[int],
     if problem is None and decoder.getstate()[0]:
         problem = not_utf8(offset - len(decoder.getstate()[0]), decoder.getstate()[0])
     if problem is None and ord(BOUNDARY) in added:
-        problem = f"contains U+{ord(BOUNDARY):04X}, a Unicode noncharacter that charlstm reserves to mark documents"
+        at = _byte_offset(path, BOUNDARY.encode())
+        where = f" (at byte offset {at:,})" if at >= 0 else ""
+        problem = (
+            f"contains U+{ord(BOUNDARY):04X}{where}, a Unicode noncharacter that charlstm reserves to mark documents"
+        )
     return Scanned(str(path), offset, digest.hexdigest(), chars, problem), added
 
 

@@ -22,7 +22,7 @@ from charlstm.errors import CharlstmError, ConfigError, CorpusError, named, shel
 from charlstm.flags import flag
 from charlstm.text import manifest
 from charlstm.text.corpus import Source
-from charlstm.text.folder import DEFAULT_GLOB
+from charlstm.text.folder import DEFAULT_GLOB, SEARCH_RECORD
 from charlstm.text.scan import Progress
 from charlstm.text.tokens import Corpus, refuse_unfit_validation
 from charlstm.training import checkpoint, events, processes, reading, run_lock
@@ -170,6 +170,8 @@ def resumed_run(
     if not run_dir.exists():
         raise CharlstmError(f"run directory not found: {run_dir}")
     if not (run_dir / "checkpoints").is_dir():
+        if (run_dir.parent / SEARCH_RECORD).is_file():
+            checkpoint.locate(run_dir)  # a search's trial: tune kept only the best one's checkpoints, and says so
         raise CharlstmError(
             f"{run_dir} is {'a file' if run_dir.is_file() else 'not a run directory (it has no checkpoints/ folder)'}; "
             "resume takes the directory that 'charlstm train' created, such as runs/NAME"
