@@ -300,6 +300,9 @@ def test_bad_validation_files_and_a_corpus_left_out_whole_say_which_file_and_why
         f"error: a file is not usable text ({checks / 'latin1.txt'}): fix it, or leave it out with --skip-bad-files"
         f"{LATIN}"
     )
+    # Beside an empty file only, leaving it out would leave no validation text: that advice is not given.
+    (checks / "good.txt").write_text("", encoding="utf-8")
+    assert train(str(good), "--val-file", str(checks))[-1].endswith("fix it, or give another --val-file" + LATIN)
     assert not (tmp_path / "run").exists()
 
 

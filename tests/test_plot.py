@@ -189,5 +189,10 @@ def test_a_grid_searchs_sixteen_trials_get_an_entry_and_a_colour_each_above_the_
     assert figure.legends, "the legend went inside a panel, over the curves"
     texts = _legend_texts(figure)
     assert sorted(text.split(" val, best")[0] for text in texts) == [label for label, _ in runs]
-    colours = {line.get_color() for line in figure.axes[0].get_lines()}
-    assert len(colours) == 16
+    colours = [line.get_color() for line in figure.axes[0].get_lines()[1::2]]  # each run's val line
+    assert len(set(colours)) == 16
+    from matplotlib import colormaps
+
+    # The first ten are tab10's; the pale ones follow, never a run's neighbour's pale twin beside it.
+    assert colours[:10] == [colormaps["tab10"](i) for i in range(10)]
+    assert colours[10] == colormaps["tab20"](1)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from charlstm.plots import PlotError
-from charlstm.plots.gradients import MAX_RUNS, build_gradient_figure, plot_gradients
+from charlstm.plots.gradients import CLIP, CLIPPED, MAX_RUNS, build_gradient_figure, plot_gradients
 
 from .helpers import png_size
 
@@ -49,7 +49,7 @@ def test_each_layer_is_drawn_input_to_output_with_the_global_norm_and_the_clip_l
     lines = _lines(axes)
     assert list(lines)[:4] == ["embed", "lstm_0", "lstm_1", "head"]
     assert lines["all layers (global)"].get_ydata()[0] == pytest.approx(_records()[0]["grad_norm"])
-    assert list(lines["--clip"].get_ydata()) == [0.5, 0.5]
+    assert list(lines[CLIP].get_ydata()) == [0.5, 0.5]
     assert axes.get_yscale() == "log"
     assert axes.get_title() == "runs/a (--clip 0.5)"
     legend = [text.get_text() for text in figure.legends[0].get_texts()]
@@ -65,7 +65,7 @@ def test_layers_keep_one_colour_across_runs_of_different_depths():
     assert one["embed"].get_color() == two["embed"].get_color()
     assert one["head"].get_color() == two["head"].get_color()
     assert "gru_1" not in one and "gru_1" in two
-    assert "--clip" not in one  # no clip known: no line, and the title says none
+    assert CLIP not in one  # no clip known: no line, and the title says none
     assert figure.axes[0].get_title() == "one"
 
 
@@ -73,7 +73,7 @@ def test_the_share_of_steps_clipped_is_shaded_on_its_own_axis():
     clipped = build_gradient_figure([("clips", _records(clipped=0.4), 1.0)])
     share = [axes for axes in clipped.axes if axes.get_ylabel() == "steps clipped (%)"]
     assert len(share) == 1 and share[0].get_ylim() == (0, 100)
-    assert [c.get_label() for c in share[0].collections] == ["steps clipped"]
+    assert [c.get_label() for c in share[0].collections] == [CLIPPED]
     assert "share of steps clipped" in [t.get_text() for t in clipped.legends[0].get_texts()]
     # A run that never clipped has no shade and no axis for it.
     assert not [
@@ -95,7 +95,7 @@ def test_the_first_lines_clipped_share_covers_the_steps_before_it():
 
 def test_a_run_with_one_line_yet_shows_its_points():
     axes = build_gradient_figure([("new", _records(steps=10), 1.0)]).axes[0]
-    assert all(line.get_marker() == "o" for name, line in _lines(axes).items() if name != "--clip")
+    assert all(line.get_marker() == "o" for name, line in _lines(axes).items() if name != CLIP)
     assert _lines(build_gradient_figure([("older", _records(), 1.0)]).axes[0])["head"].get_marker() in (None, "None")
 
 
@@ -108,6 +108,26 @@ def test_a_null_or_zero_norm_is_a_gap_not_an_error(tmp_path):
     embed = lines["embed"].get_ydata()
     assert np.isnan(embed[2]) and np.isnan(embed[3]) and embed[0] == pytest.approx(0.02)
     assert png_size(plot_gradients([("diverged", records, 1.0)], tmp_path / "g.png")) == (1200, 330)
+
+
+@pytest.mark.parametrize("width", [320, 700, 1200])
+def test_the_legend_fits_the_picture_at_any_width_it_accepts(width):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    figure = build_gradient_figure([("runs/a", _records(clipped=0.2), 1.0)], width_px=width)
+    FigureCanvasAgg(figure).draw()
+    (legend,) = figure.legends or [axes.get_legend() for axes in figure.axes if axes.get_legend()]
+    extent = legend.get_window_extent()
+    assert extent.x0 >= 0 and extent.x1 <= width, (extent.x0, extent.x1)
+    assert len(legend.get_texts()) == 7  # global, four layers, --clip, the clipped share
+
+
+def test_a_run_logged_before_warning_kinds_has_its_gradient_warnings_marked_by_their_words():
+    records = _records()
+    records[9] = {**records[9], "warnings": ["gradients exploding: the norm exceeded --clip on 80% of ..."]}
+    records[12] = {**records[12], "warnings": ["training loss rising: 6.9 against 3.0 at its lowest"]}
+    axes = build_gradient_figure([("old", records, 1.0)]).axes[0]
+    assert [text.get_text() for text in axes.texts] == ["exploding"]
 
 
 def test_gradient_warnings_are_marked_and_named_at_their_step():

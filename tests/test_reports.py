@@ -184,6 +184,7 @@ def test_plot_writes_a_png_of_the_requested_size(runner, trained_run, tmp_path):
     result = runner.invoke(app, ["plot", str(run_dir), "--gradients", "-o", str(tmp_path / "gradients.png")])
     assert result.exit_code == 0, result.output
     assert png_size(tmp_path / "gradients.png") == (1200, 330)
+    assert api.runs._clip(run_dir) == 1.0  # what the panel's title and line show
     # A place it cannot write: one line and status 2, as export and inspect say it, not a traceback.
     (tmp_path / "a-file").write_text("", encoding="utf-8")
     for bad in (tmp_path / "a-file" / "loss.png", Path("/proc/loss.png")):

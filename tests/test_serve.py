@@ -245,6 +245,18 @@ BAD = [
     # A value quoted back is cut short, however long it was.
     ("long value", "POST", "/v1/generate", {"seed": "x" * 3000}, AUTH, 422, "xxxxx... (3,002 characters)", "seed"),
     ("many unknown", "POST", "/v1/generate", {"prime": CJK}, AUTH, 422, "'\u4e1d', and 570 more", "prime"),
+    # An integer too large for a float: math.isfinite raised OverflowError, a 500.
+    ("huge top_p", "POST", "/v1/generate", b'{"top_p": 1' + b"0" * 400 + b"}", AUTH, 422, "top_p must be in", "top_p"),
+    (
+        "huge length",
+        "POST",
+        "/v1/generate",
+        b'{"length": 1' + b"0" * 3000 + b"}",
+        AUTH,
+        422,
+        "000... (3,001 char",
+        "length",
+    ),
     ("no key", "POST", "/v1/generate", {}, {}, 401, "needs an API key", None),
     ("wrong key", "POST", "/v1/generate", {}, {"Authorization": "Bearer nope"}, 401, "wrong API key", None),
     ("model no key", "GET", "/v1/model", None, {}, 401, "needs an API key", None),
@@ -283,6 +295,14 @@ def test_bodies_past_what_python_reads_are_400_not_a_crash():
         with pytest.raises(RequestError, match=message) as refused:
             parse_generate(body, vocab, limits)
         assert refused.value.status == 400 and refused.value.field is None
+    # A value json.loads read but json.dumps cannot write back (nested past the recursion limit
+    # that loads, deeper in C, did not reach): quoted by its kind.
+    from charlstm.serving.requests import shown_value
+
+    deep: list = []
+    for _ in range(5000):
+        deep = [deep]
+    assert shown_value(deep) == "an array" and shown_value("x" * 100) == '"' + "x" * 59 + "... (102 characters)"
 
 
 def test_the_server_keeps_serving_and_answers_health_and_the_page_without_the_key(served):

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -19,7 +18,7 @@ from charlstm.plots import curves, gradients
 from charlstm.text import manifest
 from charlstm.text.corpus import Source, resolve_corpus_path
 from charlstm.text.corpus import read_texts as read_documents
-from charlstm.text.folder import DEFAULT_GLOB, SEARCH_RECORD
+from charlstm.text.folder import DEFAULT_GLOB
 from charlstm.text.textfile import read_corpus
 from charlstm.text.tokens import Corpus, prepare_texts
 from charlstm.training import catalog, checkpoint, checkpoint_meta, checkpoint_paths, run_lock
@@ -196,7 +195,7 @@ def _clip(run: Path) -> float | None:
     except (CharlstmError, KeyError, TypeError, ValueError, OSError):
         pass
     try:
-        trials = json.loads((run.parent / SEARCH_RECORD).read_text(encoding="utf-8"))["trials"]
+        trials = checkpoint_paths.search_trials(run.parent)
         return next(float(t["train"]["grad_clip"]) for t in trials if Path(t["run_dir"]).name == run.name)
     except (OSError, ValueError, LookupError, TypeError, StopIteration):
         return None

@@ -16,7 +16,11 @@ from typing import TYPE_CHECKING
 from charlstm.errors import CharlstmError
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from matplotlib.artist import Artist
     from matplotlib.figure import Figure
+    from matplotlib.legend import Legend
 
 DPI = 100  # pixels an inch, for every picture: sizes are asked for and set in pixels
 
@@ -58,6 +62,35 @@ def check_size(width_px: int, height_px: int, min_width_in: float, min_height_in
             f"the image must be at least {min_width}x{min_height} pixels (width x height) to fit {what}, "
             f"not {width_px}x{height_px}"
         )
+
+
+def legend_above(
+    figure: Figure,
+    tries: Sequence[tuple[Sequence[Artist], int, str]],
+    max_height_share: float,
+    **options: object,
+) -> Legend | None:
+    """The first of `tries` ((handles, columns, font size) each) whose legend,
+    above the panels, fits the figure's width and `max_height_share` of its
+    height; None, with no legend left, where none does."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    renderer = FigureCanvasAgg(figure).get_renderer()
+    for handles, columns, fontsize in tries:
+        legend = figure.legend(
+            handles=handles,
+            labels=[str(handle.get_label()) for handle in handles],
+            loc="outside upper center",
+            ncols=columns,
+            fontsize=fontsize,
+            frameon=False,
+            **options,
+        )
+        extent = legend.get_window_extent(renderer)
+        if extent.width <= figure.bbox.width and extent.height <= max_height_share * figure.bbox.height:
+            return legend
+        legend.remove()
+    return None
 
 
 def write_png(figure: Figure, out: Path) -> Path:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from charlstm.plots import DPI, PlotError, check_png_path, check_size, require_matplotlib, write_png
+from charlstm.plots import DPI, PlotError, check_png_path, check_size, legend_above, require_matplotlib, write_png
 from charlstm.units import LN2, bits
 
 if TYPE_CHECKING:
@@ -114,10 +114,12 @@ def _check_request(runs: Sequence[Run], width_px: int, height_px: int) -> None:
 def _colours(count: int) -> list[Any]:
     from matplotlib import colormaps
 
-    # tab10 keeps up to ten runs distinct, tab20 (its colours and paler
-    # ones) twenty; beyond that colours repeat.
-    palette = colormaps["tab10" if count <= 10 else "tab20"]
-    return [palette(i % palette.N) for i in range(count)]
+    # tab10 keeps up to ten runs distinct; past ten, tab20, which pairs each
+    # of tab10's colours with a paler one: the first ten keep tab10's, the
+    # next ten get the pale ones (neighbours in its order are near alike).
+    if count <= 10:
+        return [colormaps["tab10"](i) for i in range(count)]
+    return [colormaps["tab20"]((2 * i + (i // 10) % 2) % 20) for i in range(count)]
 
 
 def _sorted(records: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
@@ -153,31 +155,12 @@ def _legend(figure: Figure, by_step: Axes, rows: list[list[Line2D]]) -> None:
     there are many), its train entry beside its val entry; one entry a row,
     smaller, when that is too wide. When no arrangement fits above the
     panels, it goes inside the step panel rather than squeeze them away."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-    renderer = FigureCanvasAgg(figure).get_renderer()
     many = [(4, "small"), (3, "small"), (4, "x-small")] if len(rows) > MANY_RUNS else []
-    for runs_per_row, fontsize in [
-        *many,
-        (2 if len(rows) > 3 else 1, "small"),
-        (1, "small"),
-        (0, "small"),
-        (0, "x-small"),
-    ]:
-        handles, columns = _legend_order(rows, runs_per_row)
-        legend = figure.legend(
-            handles=handles,
-            labels=[line.get_label() for line in handles],
-            loc="outside upper center",
-            ncols=columns,
-            fontsize=fontsize,
-            frameon=False,
-            columnspacing=2.5,
-        )
-        extent = legend.get_window_extent(renderer)
-        if extent.width <= figure.bbox.width and extent.height <= _MAX_LEGEND_HEIGHT * figure.bbox.height:
-            return
-        legend.remove()
+    arrangements = [*many, (2 if len(rows) > 3 else 1, "small"), (1, "small"), (0, "small"), (0, "x-small")]
+    tries = [(*_legend_order(rows, runs_per_row), fontsize) for runs_per_row, fontsize in arrangements]
+    if legend_above(figure, tries, _MAX_LEGEND_HEIGHT, columnspacing=2.5) is not None:
+        return
+    handles = tries[-1][0]
     legend = by_step.legend(handles=handles, loc="upper right", fontsize="x-small", framealpha=0.9)
     legend.set_in_layout(False)
 

@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from charlstm.plots import DPI, PlotError, check_png_path, check_size, require_matplotlib, write_png
+from charlstm.plots import DPI, PlotError, check_png_path, check_size, legend_above, require_matplotlib, write_png
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -35,6 +35,10 @@ MIN_PANEL_WIDTH_IN, MIN_PANEL_HEIGHT_IN = 3.2, 2.0
 # The warnings (health.py) that are about gradients, marked on the panels.
 GRADIENT_WARNINGS = ("exploding", "clipping", "vanishing")
 _CLIPPED_SHADE = "0.88"
+# The legend's names of what every panel draws besides the layers.
+GLOBAL, CLIP, CLIPPED = "all layers (global)", "--clip (the threshold)", "share of steps clipped"
+# A legend above the panels may take at most this share of the height.
+_MAX_LEGEND_HEIGHT = 0.35
 
 
 def plot_gradients(
@@ -75,18 +79,16 @@ def build_gradient_figure(runs: Sequence[GradientRun], *, width_px: int = 1200, 
     seen: dict[str, Any] = {}
     for handle in handles:
         seen.setdefault(str(handle.get_label()), handle)
-    order = ["all layers (global)", *layers, "--clip", "steps clipped"]
+    order = [GLOBAL, *layers, CLIP, CLIPPED]
     shown = [seen[name] for name in order if name in seen] + [
         h for name, h in seen.items() if name not in order and not name.startswith("_")
     ]
-    figure.legend(
-        handles=shown,
-        labels=[_legend_text(h.get_label()) for h in shown],
-        loc="outside upper center",
-        ncols=min(len(shown), 8),
-        fontsize="small",
-        frameon=False,
-    )
+    # One row where the picture is wide enough, fewer columns and a smaller font where not.
+    tries = [(shown, columns, "small") for columns in sorted({min(len(shown), 8), 4, 3}, reverse=True)]
+    tries += [(shown, columns, "x-small") for columns in (3, 2, 1)]
+    if legend_above(figure, tries, _MAX_LEGEND_HEIGHT) is None:
+        legend = panels[0].legend(handles=shown, loc="upper right", fontsize="x-small", framealpha=0.9)
+        legend.set_in_layout(False)
     return figure
 
 
@@ -162,7 +164,7 @@ def _draw_run(
         # line's as many before it as the lines are apart (from step 0 at most).
         start = max(0, 2 * steps[0] - steps[1]) if len(steps) > 1 else 0
         share.fill_between([start, *steps], [percent[0], *percent], step="pre", color=_CLIPPED_SHADE, linewidth=0)
-        share.collections[-1].set_label("steps clipped")
+        share.collections[-1].set_label(CLIPPED)
         share.set_ylim(0, 100)
         share.set_ylabel("steps clipped (%)", color="0.45")
         share.tick_params(colors="0.45")
@@ -174,11 +176,9 @@ def _draw_run(
         if any(math.isfinite(n) for n in norms):
             axes.plot(steps, norms, color=colour, linewidth=1.0, label=name, marker=marker, markersize=3)
     global_norms = [_norm(r["grad_norm"]) for r in logged]
-    axes.plot(
-        steps, global_norms, color="black", linewidth=1.6, label="all layers (global)", marker=marker, markersize=4
-    )
+    axes.plot(steps, global_norms, color="black", linewidth=1.6, label=GLOBAL, marker=marker, markersize=4)
     if clip is not None and math.isfinite(clip):  # --clip inf: nothing is clipped, no line
-        axes.axhline(clip, color="tab:red", linestyle="--", linewidth=1.0, label="--clip")
+        axes.axhline(clip, color="tab:red", linestyle="--", linewidth=1.0, label=CLIP)
     _mark_warnings(axes, records)
     axes.set_yscale("log")
     axes.set_title(
@@ -191,11 +191,22 @@ def _draw_run(
     axes.spines["top"].set_visible(False)
 
 
+# How health.py's gradient warnings begin: for runs logged before
+# metrics.jsonl named each warning's kind.
+_OPENINGS = {"gradients exploding": "exploding", "gradients vanishing": "vanishing", "every step clips": "clipping"}
+
+
+def _kind(message: Any) -> str | None:
+    """A logged warning's kind, read from its words."""
+    text = str(message)
+    return next((kind for opening, kind in _OPENINGS.items() if text.startswith(opening)), None)
+
+
 def _mark_warnings(axes: Axes, records: list[Mapping[str, Any]]) -> None:
     """A dotted line at each step a gradient warning was given, named once a kind."""
     named: set[str] = set()
     for record in records:
-        for kind in record.get("warning_kinds") or []:
+        for kind in record.get("warning_kinds") or [_kind(m) for m in record.get("warnings") or []]:
             if kind not in GRADIENT_WARNINGS:
                 continue
             axes.axvline(record["step"], color="tab:orange", linestyle=":", linewidth=1.2, label=f"warned: {kind}")
@@ -211,7 +222,3 @@ def _mark_warnings(axes: Axes, records: list[Mapping[str, Any]]) -> None:
                     fontsize="x-small",
                     color="tab:orange",
                 )
-
-
-def _legend_text(label: str) -> str:
-    return {"--clip": "--clip (the threshold)", "steps clipped": "share of steps clipped"}.get(label, label)

@@ -52,7 +52,10 @@ def _cut(text: str) -> str:
 
 def shown_value(value: Any) -> str:
     """A client's value as a message quotes it: in JSON, cut short where long."""
-    return _cut(json.dumps(value))
+    try:
+        return _cut(json.dumps(value))
+    except RecursionError:  # nested as deep as json.loads reads, but not as deep as dumps writes
+        return _json_kind(value)
 
 
 def _integer(data: dict[str, Any], name: str, default: int, low: int, high: int) -> int:
@@ -60,7 +63,7 @@ def _integer(data: dict[str, Any], name: str, default: int, low: int, high: int)
     if isinstance(value, bool) or not isinstance(value, int):
         raise RequestError(422, f"{name} must be an integer, got {shown_value(value)}", name)
     if not low <= value <= high:
-        raise RequestError(422, f"{name} must be from {low} to {high}, got {value}", name)
+        raise RequestError(422, f"{name} must be from {low} to {high}, got {_cut(str(value))}", name)
     return value
 
 
@@ -68,11 +71,12 @@ def _number(data: dict[str, Any], name: str, default: float, low: float, high: f
     value = data.get(name, default)
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise RequestError(422, f"{name} must be a number, got {shown_value(value)}", name)
-    if not math.isfinite(value):  # 1e309 parses as infinity
+    if isinstance(value, float) and not math.isfinite(value):  # 1e309 parses as infinity; an int is finite
         raise RequestError(422, f"{name} must be a finite number, got {shown_value(value)}", name)
     if not (low < value if open_low else low <= value) or value > high:
         bounds = f"in ({low:g}, {high:g}]" if open_low else f"from {low:g} to {high:g}"
-        raise RequestError(422, f"{name} must be {bounds}, got {value:g}", name)
+        got = f"{value:g}" if isinstance(value, float) else _cut(str(value))  # :g of a huge int overflows
+        raise RequestError(422, f"{name} must be {bounds}, got {got}", name)
     return float(value)
 
 
@@ -111,7 +115,7 @@ def parse_generate(body: bytes, vocab: Vocab, limits: ServeConfig) -> Generate:
     unknown = sorted(set(data) - set(FIELDS))
     if unknown:
         name = unknown[0]
-        raise RequestError(422, f"unknown field {_cut(repr(name))}; the fields are {', '.join(FIELDS)}", name)
+        raise RequestError(422, f"unknown field {_cut(repr(name))}; the fields are {', '.join(FIELDS)}", _cut(name))
     prime = data.get("prime", "")
     if not isinstance(prime, str):
         raise RequestError(422, f"prime must be a string, got {shown_value(prime)}", "prime")

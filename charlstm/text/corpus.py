@@ -210,20 +210,23 @@ def given_alone(source: Source, found: Found) -> bool:
     return len(source.paths) == 1 and not found.roots[0].is_dir() and not source.skip_bad_files
 
 
-def refuse_unusable(bad: Sequence[tuple[str, str]], alone: bool, val_paths: Collection[str] = ()) -> NoReturn:
+def refuse_unusable(
+    bad: Sequence[tuple[str, str]], alone: bool, val_paths: Collection[str] = (), val_others: bool = False
+) -> NoReturn:
     """Stop on files that are not text, (path, problem) each: the one file
     of a corpus in the message itself; several each on a line of its own
     (the error's details, which the CLI prints before it), every one at
     once, so that they are fixed together. A validation file is named as
     one: --skip-bad-files would leave it out and then find no validation
-    text, unless the validation texts have other files."""
+    text, unless the validation texts have other files with text in them
+    (`val_others`)."""
     lines = tuple(f"{flag('val_file')} {shown(p)}: {why}" if p in val_paths else f"{shown(p)}: {why}" for p, why in bad)
     hint = encoding_hint(why for _, why in bad)
     if alone:
         raise CorpusError(lines[0] + hint)
     them = "it" if len(bad) == 1 else "them"
     vals = [p in val_paths for p, _ in bad]
-    if all(vals) and len(bad) < len(val_paths):  # a validation folder's other files are still there
+    if all(vals) and val_others:  # a validation folder's other files are still there
         advice = f"fix {them}, or leave {them} out with {flag('skip_bad_files')}"
     elif all(vals):
         advice = f"fix {them}, or give another {flag('val_file')}"

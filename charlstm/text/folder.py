@@ -99,14 +99,14 @@ def folder_files(folder: Path, pattern: str) -> tuple[list[Path], list[tuple[str
     if is_run_folder(folder):
         # Named by a slip: `train RUN` meant to fine-tune, or `eval TEXT RUN` swapped.
         raise CorpusError(
-            f"{folder} is a charlstm run, not text (a command names its run before its text: charlstm eval "
-            f"{folder} TEXT; to fine-tune from it: charlstm train TEXT {flag('init_from')} {folder})"
+            f"{folder} is a charlstm run, not text (commands name the run first, then the text, as in charlstm "
+            f"eval {folder} TEXT; to fine-tune from it: charlstm train TEXT {flag('init_from')} {folder})"
         )
     # A run's checkpoints/ or one step of it: their files are the checkpoint library's, never text.
     for above in folder.absolute().parents[:3]:
         if is_run_folder(above):
             raise CorpusError(f"{folder} is inside the charlstm run {shown(above)}, whose files are never read as text")
-    if Path(pattern).is_absolute():
+    if pattern.startswith(("/", "\\")) or Path(pattern).is_absolute():
         raise CorpusError(
             f"{flag('glob')} {pattern!r} names files inside the folder given ({folder}), so it cannot start "
             "at /: give the folder as the argument and a pattern inside it, such as '**/*.py'"

@@ -103,7 +103,12 @@ def prepare(source: Source, progress: Progress = no_progress) -> Corpus:
     val_paths = {f.path for f in result.files[n:]}  # the --val-file documents
     bad = tuple(f for f in result.files if f.problem is not None)
     if bad and not source.skip_bad_files:
-        refuse_unusable([(f.path, f.problem or "") for f in bad], alone=len(result.files) == 1, val_paths=val_paths)
+        refuse_unusable(
+            [(f.path, f.problem or "") for f in bad],
+            alone=len(result.files) == 1,
+            val_paths=val_paths,
+            val_others=any(f.problem is None and f.chars > 0 for f in result.files[n:]),
+        )
     usable = [f.problem is None and f.chars > 0 for f in result.files]
     # Left out too, and listed with the files that are not text (corpus.json),
     # but never refused: a source tree's empty __init__.py files are normal.

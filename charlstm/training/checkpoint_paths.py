@@ -15,6 +15,7 @@ from __future__ import annotations
 import difflib
 import json
 from pathlib import Path
+from typing import Any
 
 from charlstm.errors import CheckpointError, shell_word
 from charlstm.flags import flag
@@ -77,10 +78,20 @@ def locate(path: Path, prefer: str = BEST) -> tuple[Path, int]:
     return path, found
 
 
+def search_trials(search: Path) -> list[dict[str, Any]]:
+    """The trials a search's record lists, best first (training/tune.py
+    writes it); OSError, ValueError, LookupError or TypeError where it cannot
+    be read as one."""
+    trials = json.loads((search / SEARCH_RECORD).read_text(encoding="utf-8"))["trials"]
+    if not isinstance(trials, list) or not all(isinstance(t, dict) for t in trials):
+        raise TypeError(f"{search / SEARCH_RECORD} lists no trials")
+    return trials
+
+
 def _best_trial(search: Path) -> str:
     """ ", the best is PATH", from the search's record, or "" if it cannot be read."""
     try:
-        trials = json.loads((search / SEARCH_RECORD).read_text(encoding="utf-8"))["trials"]
+        trials = search_trials(search)
         return f", the best is {search / Path(trials[0]['run_dir']).name}" if trials else ""
     except (OSError, ValueError, LookupError, TypeError):
         return ""
