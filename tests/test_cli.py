@@ -239,7 +239,8 @@ CASES = [
     (
         "eval swapped",
         ["eval", "{corpus}", "{run}"],
-        "{run} is a charlstm run, not text (a command names its run before its text: charlstm eval {run} TEXT;",
+        "{run} is a charlstm run, not text (commands name the run first, then the text, as in charlstm eval {run} "
+        "TEXT;",
     ),
     ("eval streams", ["eval", "{run}", "{corpus}", "--streams", "0"], "--streams must be >= 1"),
     ("runs missing", ["runs", "{tmp}/nope"], "no folder {tmp}/nope/, so no runs"),
