@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from charlstm.errors import CharlstmError
 
@@ -41,6 +41,12 @@ def require_matplotlib() -> None:
 
 # Larger images take gigabytes to draw (100,000 x 100,000 ran out of memory).
 MAX_PIXELS = 100_000_000
+
+
+def logged_number(value: Any) -> float:
+    """A number as metrics.jsonl logs it; null (not finite, JSON has no NaN),
+    a boolean or anything unreadable is NaN: a gap in a line."""
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
 
 
 def check_png_path(out: Path, example: str = "loss.png") -> None:

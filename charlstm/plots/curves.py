@@ -15,7 +15,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from charlstm.plots import DPI, PlotError, check_png_path, check_size, legend_above, require_matplotlib, write_png
+from charlstm.plots import (
+    DPI,
+    PlotError,
+    check_png_path,
+    check_size,
+    legend_above,
+    logged_number,
+    require_matplotlib,
+    write_png,
+)
 from charlstm.units import LN2, bits
 
 if TYPE_CHECKING:
@@ -126,16 +135,12 @@ def _sorted(records: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     return sorted(records, key=lambda record: record["step"])
 
 
-def _loss(value: Any) -> float:
-    """A logged loss; null (a diverged step) or anything unreadable is a gap."""
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
-
-
 def _draw_run(by_step: Axes, by_time: Axes, label: str, records: list[Mapping[str, Any]], colour: Any) -> list[Line2D]:
     """Draw one run on both panels; its step-panel lines, for the legend."""
     minutes = [seconds / 60 for seconds in _elapsed(records)]
-    train = [(r["step"], m, _loss(r["train_loss"])) for r, m in zip(records, minutes, strict=True) if "train_loss" in r]
-    val = [(r["step"], m, _loss(r["val_loss"])) for r, m in zip(records, minutes, strict=True) if "val_loss" in r]
+    timed = list(zip(records, minutes, strict=True))
+    train = [(r["step"], m, logged_number(r["train_loss"])) for r, m in timed if "train_loss" in r]
+    val = [(r["step"], m, logged_number(r["val_loss"])) for r, m in timed if "val_loss" in r]
     lines = []
     if train:
         steps, times, losses = zip(*train, strict=True)
@@ -219,7 +224,7 @@ def _loss_limits(runs: Sequence[Run]) -> tuple[float, float] | None:
     for _label, records in runs:
         for record in records:
             for key in ("train_loss", "val_loss"):
-                loss = _loss(record.get(key))  # null where a diverged step was logged
+                loss = logged_number(record.get(key))  # null where a diverged step was logged
                 if not math.isfinite(loss):
                     continue
                 low = min(low, loss)

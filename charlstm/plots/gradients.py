@@ -19,7 +19,16 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from charlstm.plots import DPI, PlotError, check_png_path, check_size, legend_above, require_matplotlib, write_png
+from charlstm.plots import (
+    DPI,
+    PlotError,
+    check_png_path,
+    check_size,
+    legend_above,
+    logged_number,
+    require_matplotlib,
+    write_png,
+)
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -146,8 +155,8 @@ def _layer_colours(layers: list[str]) -> dict[str, Any]:
 
 def _norm(value: Any) -> float:
     """A logged norm for a log axis; null (not finite), zero or unreadable is a gap."""
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
-    return float(value) if ok else math.nan
+    norm = logged_number(value)
+    return norm if math.isfinite(norm) and norm > 0 else math.nan
 
 
 def _draw_run(
@@ -156,10 +165,10 @@ def _draw_run(
     logged = [record for record in records if "grad_norm" in record]
     steps = [record["step"] for record in logged]
     # The clipped share first, on an axis of its own behind the norms.
-    fractions = [record.get("clipped_fraction") for record in logged]
-    if any(isinstance(f, (int, float)) and f > 0 for f in fractions):
+    fractions = [logged_number(record.get("clipped_fraction")) for record in logged]
+    if any(f > 0 for f in fractions):  # NaN (a line without it) is not
         share = axes.twinx()
-        percent = [100 * f if isinstance(f, (int, float)) else 0.0 for f in fractions]
+        percent = [100 * f if math.isfinite(f) else 0.0 for f in fractions]
         # A line's share covers the steps since the line before it: the first
         # line's as many before it as the lines are apart (from step 0 at most).
         start = max(0, 2 * steps[0] - steps[1]) if len(steps) > 1 else 0
@@ -177,13 +186,12 @@ def _draw_run(
             axes.plot(steps, norms, color=colour, linewidth=1.0, label=name, marker=marker, markersize=3)
     global_norms = [_norm(r["grad_norm"]) for r in logged]
     axes.plot(steps, global_norms, color="black", linewidth=1.6, label=GLOBAL, marker=marker, markersize=4)
-    if clip is not None and math.isfinite(clip):  # --clip inf: nothing is clipped, no line
-        axes.axhline(clip, color="tab:red", linestyle="--", linewidth=1.0, label=CLIP)
+    line = clip if clip is not None and math.isfinite(clip) else None  # --clip inf: nothing is clipped, no line
+    if line is not None:
+        axes.axhline(line, color="tab:red", linestyle="--", linewidth=1.0, label=CLIP)
     _mark_warnings(axes, records)
     axes.set_yscale("log")
-    axes.set_title(
-        label if clip is None or not math.isfinite(clip) else f"{label} (--clip {clip:g})", fontsize="medium"
-    )
+    axes.set_title(label if line is None else f"{label} (--clip {line:g})", fontsize="medium")
     axes.set_xlabel("step")
     axes.set_ylabel("gradient norm, before clipping")
     axes.set_xlim(left=0)
