@@ -102,10 +102,9 @@ class TrainConfig:
     `reset_chars` fix which characters each step reads, so a resumed run keeps them (see
     training.run.RESUMABLE_FIELDS for what may change)."""
 
-    # About 9.7 minutes of the layer-normalised LSTM with dropout on the 2-core
-    # CPU, evaluations included: a schedule that ends inside the 10 minutes
-    # instead of being cut off (docs/benchmarks.md). 6.8 minutes on a later
-    # machine of the kind, with the CPU split over two devices (2026-12-03).
+    # Chosen so that the schedule ends inside a 10-minute run on a 2-core CPU
+    # instead of being cut off; the README gives today's time (7 to 8
+    # minutes), docs/benchmarks.md how it was measured.
     steps: int = 2300
     batch_size: int = 64
     seq_len: int = 64

@@ -258,7 +258,7 @@ def test_tables_on_a_narrow_terminal_leave_columns_out_instead_of_cutting_names_
     import numpy as np
     from rich.console import Console
 
-    from charlstm.cli.app import _fitted
+    from charlstm.cli.fitting import fitted
     from charlstm.cli.inspect_tables import saturation_table
     from charlstm.cli.tables import runs_table, trials_table
     from charlstm.training.catalog import RunSummary
@@ -266,7 +266,7 @@ def test_tables_on_a_narrow_terminal_leave_columns_out_instead_of_cutting_names_
 
     def shown(table) -> str:
         console = Console(width=width, file=io.StringIO())
-        console.print(_fitted(table, width))
+        console.print(fitted(table, width))
         return console.file.getvalue()
 
     long = "tune-shakespeare-20261204-115543/trial-00"
@@ -285,7 +285,7 @@ def test_tables_on_a_narrow_terminal_leave_columns_out_instead_of_cutting_names_
     assert "trial-01" in table and "0.0123" in table and "1.5700 (2.265)" in table and "…" not in table
     from rich.text import Text
 
-    from charlstm.cli.app import SpareTable
+    from charlstm.cli.fitting import SpareTable
 
     styled = SpareTable(spare=("b",))  # a header given as rich Text is spared by its plain text
     styled.add_column("a", no_wrap=True)

@@ -19,7 +19,6 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
-from rich.table import Table
 from typer.core import TyperGroup
 
 from charlstm.cli.display import NORMAL, QUIET, VERBOSE
@@ -156,45 +155,6 @@ def stderr() -> Console:
 
 def stdout() -> Console:
     return Terminal(soft_wrap=False)
-
-
-class SpareTable(Table):
-    """A table that names the columns it can do without, least needed
-    first (by header; a tuple of headers goes together): on a terminal too
-    narrow for all of them, `print_table` leaves those out, in that order,
-    rather than let rich squeeze every column until names and numbers are
-    cut short."""
-
-    def __init__(self, *args: Any, spare: Sequence[str | tuple[str, ...]] = (), **kwargs: Any):
-        super().__init__(*args, **kwargs)
-        self.spare = tuple(spare)
-
-
-def _fitted(table: Any, width: int) -> Any:
-    if not isinstance(table, SpareTable):
-        return table
-    wide = Console(width=10_000)
-    for headers in table.spare:
-        if wide.measure(table).maximum <= width:
-            break
-        gone = (headers,) if isinstance(headers, str) else headers
-        table.columns = [column for column in table.columns if str(column.header) not in gone]  # a Text's plain text
-        for index, column in enumerate(table.columns):
-            column._index = index  # rich pads the first and last column by their index
-    return table
-
-
-def print_table(table: Any) -> None:
-    console = stdout()
-    if console.is_terminal:
-        console.print(_fitted(table, console.width))
-        return
-    # A file or pipe has no width to fit: never wrap cells there, and leave
-    # out the spaces that pad each line to the widest.
-    console.width = max(console.width, Console(width=10_000).measure(table).maximum)
-    with console.capture() as captured:
-        console.print(table)
-    sys.stdout.write("".join(line.rstrip() + "\n" for line in captured.get().splitlines()))
 
 
 def use_cache() -> None:

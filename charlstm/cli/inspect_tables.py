@@ -8,7 +8,7 @@ from pathlib import Path
 from rich import box
 from rich.table import Table
 
-from charlstm.cli.app import SpareTable
+from charlstm.cli.fitting import SpareTable
 from charlstm.cli.format import skipped_text
 from charlstm.flags import flag
 from charlstm.introspect.features import FEATURES, UnitScore

@@ -16,12 +16,12 @@ from charlstm.cli.app import (
     Quiet,
     RunArgument,
     fail,
-    print_table,
     say,
     stderr,
     use_cache,
     user_errors,
 )
+from charlstm.cli.fitting import print_table
 from charlstm.cli.reading_display import scoring_bar
 from charlstm.cli.training import GlobOption, SkipBadFilesOption
 from charlstm.errors import CharlstmError, shown

@@ -12,7 +12,7 @@ from rich import box
 from rich.table import Table
 
 from charlstm.api.model import BOUNDARY
-from charlstm.cli.app import SpareTable
+from charlstm.cli.fitting import SpareTable
 from charlstm.cli.format import duration, loss_text, skipped_text, training_options, trial_seconds
 from charlstm.flags import label
 from charlstm.training.catalog import RunSummary

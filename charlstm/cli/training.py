@@ -75,13 +75,10 @@ _PATIENCE = (
     "is the one kept [default: train for all --steps]."
 )
 
-# The parameters of `train` that are charlstm.train's keyword arguments, by the same names.
-_TRAIN_ARGS = (
-    *("preset", "hidden_size", "num_layers", "cell", "norm", "embed_dim", "steps", "batch_size", "seq_len"),
-    *("learning_rate", "warmup_steps", "min_lr_ratio", "weight_decay", "dropout", "grad_clip"),
-    *("val_fraction", "reset_chars"),
-    *("eval_every", "checkpoint_every", "log_every", "seed", "patience", "precision"),
-    *("glob", "val_file", "skip_bad_files", "init_from", "fill_time"),
+# The parameters of `train` that are not charlstm.train's keyword arguments
+# by the same name; every other one is passed on where the user set it.
+_NOT_PASSED_ON = frozenset(
+    ("ctx", "corpus", "out", "max_time", "devices", "coordinator", "num_processes", "process_id", "quiet", "verbose")
 )
 
 
@@ -242,7 +239,7 @@ def train(
 ) -> None:
     """Train a new model on CORPUS (files and folders) and save checkpoints in a run directory."""
     level = verbosity(quiet, verbose)
-    options = given(ctx, _TRAIN_ARGS)
+    options = given(ctx, (name for name in ctx.params if name not in _NOT_PASSED_ON))
     if max_time is not None:
         options["max_seconds"] = max_time * 60
     start(

@@ -15,7 +15,6 @@ from charlstm.cli.app import (
     Quiet,
     Verbose,
     given,
-    print_table,
     say,
     stderr,
     use_cache,
@@ -23,6 +22,7 @@ from charlstm.cli.app import (
     verbosity,
 )
 from charlstm.cli.display import QUIET
+from charlstm.cli.fitting import print_table
 from charlstm.cli.signals import StopFlag
 from charlstm.cli.training import CorpusArgument, GlobOption, SkipBadFilesOption, ValFileOption
 from charlstm.config import ModelConfig as _M

@@ -27,7 +27,8 @@ accumulator at every time step, T small matrix products with a short inner
 dimension plus a full read and write of the accumulator each, and it keeps
 more of the forward pass than the backward needs. The hand-written passes
 walk the window in reverse carrying only the state's gradients (dh, dc),
-keep every step's gate gradient dz, and form the weight gradients
+keep every step's gate gradient dz (and, in the layer-normalised cell, the
+gradients through its normalisations), and form the weight gradients
 afterwards as one large product each over all T * B rows. Measured on the
 2-core CPU (2026-11-24, the small row of benchmarks/vs_pytorch.py, 2x256 on 64 x
 128 characters, malloc settings of runtime/hostmem.py on both sides): the
@@ -56,8 +57,6 @@ State = tuple[jax.Array, jax.Array]  # (h, c) or their gradients (dh, dc), (B, H
 # (T, B) bool, or None: the steps whose input is the document boundary symbol
 # (see core/model.py), where a stream's carried state restarts from zero.
 Resets = jax.Array | None
-# What a forward pass keeps for its backward pass: arrays, and the resets (or None).
-Saved = tuple[Any, ...]
 # What `charlstm inspect` shows per step, (T, B, H) each, taken from the very
 # forward passes that training differentiates: a cell's inspector cannot
 # disagree with the cell.

@@ -6,13 +6,14 @@ pass is written by hand).
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 
 from charlstm.core.cells import (
     Recorded,
     Resets,
-    Saved,
     dot,
     grad_like,
     recorded,
@@ -53,9 +54,22 @@ def gru_update(zx: jax.Array, h_prev: jax.Array, w_h: jax.Array, w_hn: jax.Array
     return (1.0 - u) * n + u * h_prev
 
 
+class GRUSaved(NamedTuple):
+    """What the forward pass keeps for the backward pass."""
+
+    xs: jax.Array  # (T, B, D)
+    w_x: jax.Array  # (D, 3H)
+    w_h: jax.Array  # (H, 2H)
+    w_hn: jax.Array  # (H, H)
+    h0: jax.Array  # (B, H)
+    hs: jax.Array  # (T, B, H)
+    gates: jax.Array  # (T, B, 3H): [r | u | n] after their nonlinearities
+    resets: Resets  # (T, B) bool, or None
+
+
 def _gru_forward(
     xs: jax.Array, w_x: jax.Array, b: jax.Array, w_h: jax.Array, w_hn: jax.Array, h0: jax.Array, resets: Resets
-) -> tuple[tuple[jax.Array, jax.Array], Saved]:
+) -> tuple[tuple[jax.Array, jax.Array], GRUSaved]:
     zx = dot(xs, w_x, w_x.dtype) + b  # (T, B, 3H), hoisted as in the LSTM
 
     def step(h_prev: jax.Array, at_t: tuple[jax.Array, jax.Array | None]) -> tuple[jax.Array, tuple[jax.Array, ...]]:
@@ -66,10 +80,10 @@ def _gru_forward(
         return h, (h, jnp.concatenate([r, u, n], axis=-1))
 
     h, (hs, gates) = jax.lax.scan(step, h0, (zx, resets))  # hs (T, B, H); gates (T, B, 3H)
-    return (hs, h), (xs, w_x, w_h, w_hn, h0, hs, gates, resets)
+    return (hs, h), GRUSaved(xs, w_x, w_h, w_hn, h0, hs, gates, resets)
 
 
-def _gru_backward(saved: tuple[jax.Array, ...], grads: tuple[jax.Array, jax.Array]) -> tuple[jax.Array | None, ...]:
+def _gru_backward(saved: GRUSaved, grads: tuple[jax.Array, jax.Array]) -> tuple[jax.Array | None, ...]:
     # The same plan as the LSTM's: carry only dh backwards, keep each step's
     # pre-activation gradients, form the weight gradients afterwards.
     xs, w_x, w_h, w_hn, h0, hs, gates, resets = saved
@@ -80,7 +94,9 @@ def _gru_backward(saved: tuple[jax.Array, ...], grads: tuple[jax.Array, jax.Arra
     w_h_t = jax.lax.optimization_barrier(w_h.T)  # (2H, H)
     w_hn_t = jax.lax.optimization_barrier(w_hn.T)  # (H, H)
 
-    def step(dh_next: jax.Array, at_t: tuple[jax.Array, ...]) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
+    def step(
+        dh_next: jax.Array, at_t: tuple[jax.Array, jax.Array, jax.Array, Resets]
+    ) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
         dh_t, gates_t, h_prev, restart_t = at_t
         r, u, n = jnp.split(gates_t, 3, axis=-1)  # (B, H) each
         dh = dh_t + dh_next
@@ -128,5 +144,4 @@ def gru_record(
 ) -> tuple[jax.Array, jax.Array, Recorded]:
     """`gru_layer`'s outputs and its reset gates r, update gates u, candidates n and hidden states h."""
     (hs, h), saved = _gru_forward(xs, w_x, b, w_h, w_hn, h0, resets)
-    gates = saved[6]  # (T, B, 3H)
-    return hs, h, recorded("gru", gates, h=hs)
+    return hs, h, recorded("gru", saved.gates, h=hs)

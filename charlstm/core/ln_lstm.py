@@ -17,13 +17,14 @@ The gates i, f, g, o come from z as in the plain LSTM (lstm.py).
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 
 from charlstm.core.cells import (
     Recorded,
     Resets,
-    Saved,
     State,
     dot,
     grad_like,
@@ -84,9 +85,34 @@ def ln_lstm_step(p: LNParams, zx_t: jax.Array, h_prev: jax.Array, c_prev: jax.Ar
     return _ln_cell(p, zx_t, h_prev, c_prev)[:6]
 
 
+class LNLSTMSaved(NamedTuple):
+    """What the forward pass keeps for the backward pass: the plain LSTM's
+    (lstm.LSTMSaved), and each normalisation's output with its 1/std."""
+
+    xs: jax.Array  # (T, B, D)
+    w_x: jax.Array  # (D, 4H)
+    w_h: jax.Array  # (H, 4H)
+    gain_x: jax.Array  # (4H,)
+    gain_h: jax.Array  # (4H,)
+    gain_c: jax.Array  # (H,)
+    h0: jax.Array  # (B, H)
+    c0: jax.Array  # (B, H)
+    ax: jax.Array  # (T, B, 4H): LN(xs @ W_x)
+    rstd_x: jax.Array  # (T, B, 1)
+    hs: jax.Array  # (T, B, H)
+    cs: jax.Array  # (T, B, H)
+    gates: jax.Array  # (T, B, 4H): [i | f | g | o] after their nonlinearities
+    ah: jax.Array  # (T, B, 4H): LN(h_prev @ W_h)
+    rstd_h: jax.Array  # (T, B, 1)
+    nc: jax.Array  # (T, B, H): LN(c)
+    rstd_c: jax.Array  # (T, B, 1)
+    tanh_y: jax.Array  # (T, B, H): tanh(LN(c) * gain_c + bias_c)
+    resets: Resets  # (T, B) bool, or None
+
+
 def _ln_lstm_forward(
     xs: jax.Array, resets: Resets, *weights_and_state: jax.Array
-) -> tuple[tuple[jax.Array, jax.Array, jax.Array], Saved]:
+) -> tuple[tuple[jax.Array, jax.Array, jax.Array], LNLSTMSaved]:
     p = dict(zip(LN_NAMES, weights_and_state[:-2], strict=True))
     h0, c0 = weights_and_state[-2:]
     ax, rstd_x = _normalised(dot(xs, p["w_x"], p["w_x"].dtype))  # (T, B, 4H), (T, B, 1)
@@ -97,26 +123,28 @@ def _ln_lstm_forward(
         return (h, c), (h, c, jnp.concatenate([i, f, g, o], axis=-1), *kept)
 
     # ax (T, B, 4H) * gain_x (4H,) + b (4H,): the input's share of the gates, all T steps at once.
-    (h, c), kept = jax.lax.scan(step, (h0, c0), (ax * p["gain_x"] + p["b"], resets))  # kept[0], hs: (T, B, H)
-    weights = tuple(p[name] for name in ("w_x", "w_h", "gain_x", "gain_h", "gain_c"))
-    return (kept[0], h, c), (xs, *weights, h0, c0, ax, rstd_x, *kept, resets)
+    (h, c), kept = jax.lax.scan(step, (h0, c0), (ax * p["gain_x"] + p["b"], resets))  # (T, B, ...) each
+    hs, cs, gates, ah, rstd_h, nc, rstd_c, tanh_y = kept
+    weights = (p["w_x"], p["w_h"], p["gain_x"], p["gain_h"], p["gain_c"])
+    saved = LNLSTMSaved(xs, *weights, h0, c0, ax, rstd_x, hs, cs, gates, ah, rstd_h, nc, rstd_c, tanh_y, resets)
+    return (hs, h, c), saved
 
 
 def _ln_lstm_backward(
-    saved: tuple[jax.Array, ...], grads: tuple[jax.Array, jax.Array, jax.Array]
+    saved: LNLSTMSaved, grads: tuple[jax.Array, jax.Array, jax.Array]
 ) -> tuple[jax.Array | None, ...]:
     # The LSTM's plan again, with each normalisation's gradient taken where
     # it sits: carry (dh, dc) backwards, keep what the weight gradients need.
-    xs, w_x, w_h, gain_x, gain_h, gain_c, h0, c0, ax, rstd_x = saved[:10]
-    hs, cs, gates, ah, rstd_h, nc, rstd_c, tanh_y, resets = saved[10:]  # per step, (T, B, ...)
+    (xs, w_x, w_h, gain_x, gain_h, gain_c, h0, c0, ax, rstd_x) = saved[:10]
+    hs, cs, gates, ah, rstd_h, nc, rstd_c, tanh_y, resets = saved[10:]  # (T, B, ...) each, resets (T, B)
     dhs, dh_last, dc_last = grads  # (T, B, H), (B, H), (B, H)
     hidden, dtype = h0.shape[-1], w_h.dtype
     c_prevs = states_as_read(c0, cs, resets)  # (T, B, H)
     w_h_t = jax.lax.optimization_barrier(w_h.T)  # (4H, H)
 
-    def step(carry: State, at_t: tuple[jax.Array, ...]) -> tuple[State, tuple[jax.Array, ...]]:
+    def step(carry: State, at_t: tuple[tuple[jax.Array, ...], Resets]) -> tuple[State, tuple[jax.Array, ...]]:
         dh_next, dc_next = carry
-        dh_t, gates_t, c_prev, ah_t, rstd_h_t, nc_t, rstd_c_t, tanh_y_t, restart_t = at_t
+        (dh_t, gates_t, c_prev, ah_t, rstd_h_t, nc_t, rstd_c_t, tanh_y_t), restart_t = at_t
         _, f, _, o = jnp.split(gates_t, 4, axis=-1)  # the forget and output gates, (B, H) each
         dh = dh_t + dh_next
         dy = dh * o * (1.0 - tanh_y_t * tanh_y_t)  # through h = o tanh(y), y = LN(c) gain_c + bias_c
@@ -125,7 +153,7 @@ def _ln_lstm_backward(
         da = _normalised_grad(dz * gain_h, ah_t, rstd_h_t)  # (B, 4H): the gradient of h_prev @ W_h
         return (restart(dot(da, w_h_t, dtype), restart_t), restart(dc * f, restart_t)), (dz, da, dy)
 
-    at = (dhs, gates, c_prevs, ah, rstd_h, nc, rstd_c, tanh_y, resets)
+    at = ((dhs, gates, c_prevs, ah, rstd_h, nc, rstd_c, tanh_y), resets)
     (dh0, dc0), (dzs, das, dys) = jax.lax.scan(step, (dh_last, dc_last), at, reverse=True)  # (T, B, 4H|4H|H)
     h_prevs = states_as_read(h0, hs, resets)  # (T, B, H)
     dw_h = dot(rows_transposed(h_prevs), das.reshape(-1, 4 * hidden), dtype)  # (H, 4H)
@@ -162,5 +190,4 @@ def ln_lstm_record(
 ) -> tuple[jax.Array, jax.Array, jax.Array, Recorded]:
     """`ln_lstm_layer`'s outputs and what `lstm_record` records."""
     (hs, h, c), saved = _ln_lstm_forward(xs, resets, *(p[name] for name in LN_NAMES), h0, c0)
-    cs, gates = saved[11:13]  # after xs, 5 weights, h0, c0, ax, rstd_x and hs
-    return hs, h, c, recorded("lstm", gates, c=cs, h=hs)
+    return hs, h, c, recorded("lstm", saved.gates, c=saved.cs, h=hs)

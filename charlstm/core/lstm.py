@@ -18,13 +18,14 @@ LSTM (ln_lstm.py) reuses the gates and their gradients.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 
 from charlstm.core.cells import (
     Recorded,
     Resets,
-    Saved,
     State,
     dot,
     grad_like,
@@ -69,9 +70,24 @@ def lstm_update(z: jax.Array, c_prev: jax.Array) -> tuple[jax.Array, jax.Array]:
     return h, c
 
 
+class LSTMSaved(NamedTuple):
+    """What the forward pass keeps for the backward pass: the gates after
+    their nonlinearities and the cell states, not the pre-activations."""
+
+    xs: jax.Array  # (T, B, D)
+    w_x: jax.Array  # (D, 4H)
+    w_h: jax.Array  # (H, 4H)
+    h0: jax.Array  # (B, H)
+    c0: jax.Array  # (B, H)
+    hs: jax.Array  # (T, B, H)
+    cs: jax.Array  # (T, B, H)
+    gates: jax.Array  # (T, B, 4H): [i | f | g | o] after their nonlinearities
+    resets: Resets  # (T, B) bool, or None
+
+
 def _lstm_forward(
     xs: jax.Array, w_x: jax.Array, b: jax.Array, w_h: jax.Array, h0: jax.Array, c0: jax.Array, resets: Resets
-) -> tuple[tuple[jax.Array, jax.Array, jax.Array], Saved]:
+) -> tuple[tuple[jax.Array, jax.Array, jax.Array], LSTMSaved]:
     # The input's share of the gates does not depend on h: one large product
     # for all T steps; only (B, H) x (H, 4H) stays inside the loop.
     zx = dot(xs, w_x, w_x.dtype) + b  # (T, B, 4H)
@@ -86,9 +102,7 @@ def _lstm_forward(
         return (h, c), (h, c, gates)
 
     (h, c), (hs, cs, gates) = jax.lax.scan(step, (h0, c0), (zx, resets))  # hs, cs (T, B, H); gates (T, B, 4H)
-    # What the backward pass needs: the gates after their nonlinearities and
-    # the cell states; the pre-activations are not kept.
-    return (hs, h, c), (xs, w_x, w_h, h0, c0, hs, cs, gates, resets)
+    return (hs, h, c), LSTMSaved(xs, w_x, w_h, h0, c0, hs, cs, gates, resets)
 
 
 def lstm_gate_grads(gates: jax.Array, dc: jax.Array, do: jax.Array, c_prev: jax.Array) -> jax.Array:
@@ -101,9 +115,7 @@ def lstm_gate_grads(gates: jax.Array, dc: jax.Array, do: jax.Array, c_prev: jax.
     return jnp.concatenate([di * i * (1.0 - i), df * f * (1.0 - f), dg * (1.0 - g * g), do * o * (1.0 - o)], axis=-1)
 
 
-def _lstm_backward(
-    saved: tuple[jax.Array, ...], grads: tuple[jax.Array, jax.Array, jax.Array]
-) -> tuple[jax.Array | None, ...]:
+def _lstm_backward(saved: LSTMSaved, grads: tuple[jax.Array, jax.Array, jax.Array]) -> tuple[jax.Array | None, ...]:
     xs, w_x, w_h, h0, c0, hs, cs, gates, resets = saved
     dhs, dh_last, dc_last = grads  # (T, B, H), (B, H), (B, H)
     hidden, dtype = h0.shape[-1], w_h.dtype
@@ -112,7 +124,7 @@ def _lstm_backward(
     c_prev = states_as_read(c0, cs, resets)  # (T, B, H): c_{t-1} as step t read it
     w_h_t = jax.lax.optimization_barrier(w_h.T)  # (4H, H), transposed once rather than at each step
 
-    def step(carry: State, at_t: tuple[jax.Array, ...]) -> tuple[State, jax.Array]:
+    def step(carry: State, at_t: tuple[jax.Array, jax.Array, jax.Array, jax.Array, Resets]) -> tuple[State, jax.Array]:
         dh_next, dc_next = carry  # from step t+1, (B, H) each
         dh_t, gates_t, c_t, c_prev_t, restart_t = at_t
         _, f, _, o = jnp.split(gates_t, 4, axis=-1)  # the forget and output gates, (B, H) each
@@ -153,5 +165,4 @@ def lstm_record(
 ) -> tuple[jax.Array, jax.Array, jax.Array, Recorded]:
     """`lstm_layer`'s outputs and its gates i, f, g, o, cell states c and hidden states h."""
     (hs, h, c), saved = _lstm_forward(xs, w_x, b, w_h, h0, c0, resets)
-    cs, gates = saved[6:8]  # (T, B, H), (T, B, 4H)
-    return hs, h, c, recorded("lstm", gates, c=cs, h=hs)
+    return hs, h, c, recorded("lstm", saved.gates, c=saved.cs, h=hs)

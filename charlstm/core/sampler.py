@@ -274,7 +274,10 @@ def generate(
     top_k: int = 0,
     top_p: float = 1.0,
 ) -> jax.Array:
-    """prime (B, P) ids, P >= 1 -> (B, length) sampled ids, row r drawn with fold_in(key, r).
+    """prime (B, P) ids, P >= 1 -> (B, length) sampled ids, row r drawn with fold_in(key, r):
+    the sampler in one call, for tests and benchmarks (the commands, the API
+    and the server go through core/generation.py, which checks settings and
+    reads primes of any length).
 
     temperature (0 for greedy) is traced, so changing it does not recompile;
     nor does changing top_k or top_p, except switching filtering on or off."""
