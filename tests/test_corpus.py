@@ -428,3 +428,27 @@ def test_a_stray_nul_in_text_is_named_where_it_is():
     # A text cut at the probe's end inside a character is still text.
     cut = ("é" * 40_000).encode()[: (1 << 16) - 1]
     assert binary_or_invalid(cut[:500] + b"\x00" + cut[500:]).startswith("has a NUL byte at byte offset 500")
+
+
+@pytest.mark.parametrize(
+    ("tail", "expected"),
+    [
+        # `head -c` through a three-byte character: UTF-8 cut short, not a one-byte encoding.
+        ("日".encode()[:2], "ends in the middle of a character (its last 2 bytes, b'\\xe6\\x97', begin one): the "),
+        (b"\xc3", "ends in the middle of a character (its last byte, b'\\xc3', begins one)"),
+    ],
+)
+def test_a_utf8_file_cut_short_is_named_so_whole_or_read_in_chunks(tmp_path, tail, expected):
+    """Told to convert from CP1252 before (a walkthrough, 2026-12-05). Both
+    readers: the one that reads a file whole and the chunked scan."""
+    from charlstm.text.textfile import read_checked
+
+    path = tmp_path / "cut.txt"
+    path.write_bytes("un café, 日本\n".encode() * 10 + tail)
+    assert read_checked(path)[1].startswith(expected)
+    with pytest.raises(CorpusError) as err:
+        prepare(Source((str(path),)))
+    assert expected in str(err.value) + " ".join(err.value.details) and "CP1252" not in str(err.value)
+    # Plain ASCII ending in one byte of Latin-1's: either could be; the one-byte encoding's advice stands.
+    path.write_bytes(b"cafe au lait, " * 10 + b"caf\xe9")
+    assert read_checked(path)[1] == "not valid UTF-8 (its last byte: b'\\xe9')"

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 import types
+import warnings
 from pathlib import Path
 
 import pytest
@@ -105,10 +106,26 @@ def test_a_damaged_checkpoint_names_the_runs_intact_ones_and_the_way_on(damaged)
         checkpoint.load(run_dir, prefer=checkpoint.LATEST)
     assert str(refused.value).endswith(
         f"; the run's other checkpoints (best/4) were saved whole (their arrays are not read here): move this one "
-        f"aside (mv {damaged} {damaged}.damaged) to go on from them"
+        f"aside (mv {damaged} {damaged}.damaged) and every command goes on from best/4"
     )
     damaged.rename(f"{damaged}.damaged")
     assert int(checkpoint.load(run_dir, prefer=checkpoint.LATEST).state.step) == 4  # from best/4
+
+
+def test_a_damaged_latest_checkpoint_says_which_one_each_command_goes_on_from(tmp_path):
+    """latest/300 damaged beside latest/200 and best/300: resume goes on from
+    latest/200, sample and eval from best/300 (the message had said "from
+    them", and resume's step back surprised a walkthrough, 2026-12-05)."""
+    from charlstm.training.checkpoint_paths import others_intact
+
+    root = tmp_path / "run" / "checkpoints"
+    for kind, step in (("latest", 200), ("latest", 300), ("best", 300)):
+        (root / kind / str(step) / "meta").mkdir(parents=True)
+    damaged = root / "latest" / "300"
+    assert others_intact(damaged).endswith(
+        f"(latest/200, best/300) were saved whole (their arrays are not read here): move this one aside (mv "
+        f"{damaged} {damaged}.damaged) and resume goes on from latest/200, sample and eval from best/300"
+    )
 
 
 def test_the_other_reads_of_a_damaged_checkpoint_stay_quiet(damaged, capsys, caplog):
@@ -165,7 +182,20 @@ def test_the_other_reads_of_a_damaged_checkpoint_stay_quiet(damaged, capsys, cap
             f"Future exception was never retrieved\nfuture: <Future finished exception={bare!r}>",
             exc_info=(ValueError, bare, None),
         )
+        # A read of a truncated data file: TensorStore's status, nothing else to know it by (a walkthrough, 2026-12-05).
+        truncated = ValueError('OUT_OF_RANGE: Error reading "params.lstm_0.w_h/1.0" in OCDBT database at local file')
+        logging.getLogger("asyncio").error(
+            f"Future exception was never retrieved\nfuture: <Future finished exception={truncated!r}>",
+            exc_info=(ValueError, truncated, None),
+        )
         assert [r.getMessage() for r in caplog.records] == ["a task went wrong"]
+        with warnings.catch_warnings(record=True) as warned:
+            warnings.simplefilter("default")
+            restore_failures.quiet_the_other_reads()  # as checkpoint.load did, over this block's filters
+            orbax_read = "coroutine '_read_array_index_and_device_put' was never awaited"
+            warnings.warn(orbax_read, RuntimeWarning, stacklevel=1)
+            warnings.warn("coroutine 'mine' was never awaited", RuntimeWarning, stacklevel=1)
+        assert [str(w.message) for w in warned] == ["coroutine 'mine' was never awaited"]
         # An error that did not come from Orbax's reads, though the words match.
         logging.getLogger("asyncio").error("Task exception was never retrieved", exc_info=(ValueError, other, None))
         assert [r.getMessage() for r in caplog.records] == ["a task went wrong", "Task exception was never retrieved"]
@@ -885,3 +915,38 @@ def test_resuming_a_finished_run_says_how_to_train_it_further(trained_run, tmp_p
         "fitted its schedule to end); give --steps with a larger total to train it further" in result.output
     )
     assert "training on" not in result.output  # not said of a run that trains no step (a walkthrough, 2026-12-04)
+
+
+def test_runs_started_in_the_same_second_never_share_a_default_directory(tiny_corpus, tmp_path, monkeypatch):
+    """`for s in 1 2 3; do charlstm train text --seed $s & done`: the default
+    name has the second in it, and each run must still get its own folder
+    (before, the later ones were refused as "being trained by another process")."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from charlstm.training import session
+    from charlstm.training.run import claim_default_dir
+
+    from .helpers import TINY_MODEL, tiny_train_config
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(time, "time", lambda: 1_800_000_000.0)  # every start in one second
+    made = [session.new([str(tiny_corpus)], None, TINY_MODEL, tiny_train_config())[1] for _ in range(2)]
+    first = made[0]
+    assert first.parent.name == "runs" and made[1] == first.with_name(f"{first.name}-2")
+    assert all(path.is_dir() for path in made)
+    # Many at once: each mkdir has one winner.
+    with ThreadPoolExecutor(8) as pool:
+        claimed = list(pool.map(lambda _: claim_default_dir(tmp_path / "runs" / "x"), range(8)))
+    assert len(set(claimed)) == 8 and {p.name for p in claimed} == {"x", *(f"x-{n}" for n in range(2, 9))}
+
+
+def test_an_unparsable_step_metadata_file_is_not_an_error_line(caplog):
+    """Orbax's own `_CHECKPOINT_METADATA` (a save's time) cut short: the
+    checkpoint reads whole, and Orbax's ERROR line quoting the file is
+    dropped; absl's other lines still pass."""
+    restore_failures.quiet_step_metadata()
+    caplog.set_level(logging.ERROR, logger="absl")
+    absl = logging.getLogger("absl")
+    absl.error("Failed to json parse Metadata file: /r/checkpoints/latest/300/_CHECKPOINT_METADATA, file content: {")
+    absl.error("something else")
+    assert [r.getMessage() for r in caplog.records] == ["something else"]

@@ -246,7 +246,7 @@ def resume(
     path = Path(run_dir)
     on_event = _warnings_after_opening(on_event)
     run = session.resumed_run(path, overrides, force=force, on_event=on_event)
-    distributed.make_mesh(run.train_config.batch_size, devices)
+    distributed.make_mesh(run.train_config.batch_size, devices, before=run.devices or 1)  # a resumed run's batch stands
     return _train(run, path, on_event, should_stop, devices, resumed=True)
 
 

@@ -287,4 +287,5 @@ def main() -> None:
             with contextlib.suppress(OSError, ValueError):
                 stream.flush()
         for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, signal.SIG_DFL)
+            if signal.getsignal(sig) is not signal.SIG_IGN:  # ignored from the start: left so
+                signal.signal(sig, signal.SIG_DFL)

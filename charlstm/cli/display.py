@@ -261,8 +261,13 @@ class TrainingDisplay:
             self._say(f"note: no file {Path(event.corpus).name} here; using the shipped corpus {event.corpus}")
         self._say(f"run directory: {event.run_dir}")
         if event.init_from is not None:
-            new = event.model_config.vocab_size - int(event.init_from["vocab_size"])
+            before = int(event.init_from["vocab_size"])
+            boundary = event.model_config.boundary_id
+            marker = boundary is not None and boundary >= before  # the documents' boundary symbol among the new rows
+            new = event.model_config.vocab_size - before - marker
             added = f"; {new:,} new character{'' if new == 1 else 's'} added" if new else ""
+            if marker:
+                added += ", and the document-boundary symbol" if new else "; the document-boundary symbol added"
             self._say(f"fine-tuning {event.init_from['checkpoint']} (step {event.init_from['step']}){added}")
         if self.verbosity == VERBOSE:
             model = event.model_config

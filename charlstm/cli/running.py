@@ -15,7 +15,7 @@ import typer
 
 from charlstm.cli.app import EXIT_ABORTED, EXIT_DIVERGED, end_at_once, say, stderr, use_cache, user_errors
 from charlstm.cli.display import QUIET
-from charlstm.cli.signals import StopFlag, end_now
+from charlstm.cli.signals import StopFlag, end_now, taken_signals
 from charlstm.errors import shell_word
 from charlstm.flags import flag
 from charlstm.units import minutes
@@ -80,9 +80,7 @@ def _join(
         )
     # JAX waits for the others in C++, where no Python handler runs: a
     # signal meanwhile ends the process as its default does.
-    stoppers = [signal.SIGINT, signal.SIGTERM]
-    stoppers += [] if signal.getsignal(signal.SIGHUP) is signal.SIG_IGN else [signal.SIGHUP]  # as StopFlag takes them
-    handlers = {sig: signal.signal(sig, signal.SIG_DFL) for sig in stoppers}
+    handlers = {sig: signal.signal(sig, signal.SIG_DFL) for sig in taken_signals()}  # as StopFlag takes them
     try:
         joined = processes.initialize(coordinator, num_processes, process_id, on_timeout=_gave_up_joining)
     finally:

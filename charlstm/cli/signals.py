@@ -18,6 +18,14 @@ EXIT_SIGTERM = 128 + signal.SIGTERM
 EXIT_SIGHUP = 128 + signal.SIGHUP
 
 
+def taken_signals() -> list[signal.Signals]:
+    """The signals a training command stops on: SIGINT, SIGTERM and SIGHUP,
+    less those this process was started with ignored (`nohup`; a script's
+    background job, for SIGINT), which stay ignored."""
+    wanted = [signal.SIGINT, signal.SIGTERM, signal.SIGHUP]
+    return [sig for sig in wanted if signal.getsignal(sig) is not signal.SIG_IGN]
+
+
 class StopFlag:
     """Ctrl-C / SIGTERM ask the loop to stop at the next step boundary and
     save, so the checkpoint it then writes is never cut off half-way. A second
@@ -59,9 +67,10 @@ class StopFlag:
             if self.count == 2:
                 self._say(b"stopping after the checkpoint is saved; signal once more to abort without it\n")
 
-        # The main thread's only. A hangup is left ignored where it was (`nohup`): the user chose that.
-        stoppers = [signal.SIGINT, signal.SIGTERM]
-        stoppers += [] if signal.getsignal(signal.SIGHUP) is signal.SIG_IGN else [signal.SIGHUP]
+        # The main thread's only. A signal left ignored where it was (a hangup under `nohup`, an
+        # interrupt for a script's background job) stays ignored: someone chose that, as Python
+        # itself respects for SIGINT.
+        stoppers = taken_signals()
         previous = {s: signal.signal(s, handler) for s in stoppers}
         read_end, write_end = os.pipe()
         try:

@@ -51,6 +51,20 @@ def usage_error(
         )
     elif option in before_commands and ctx is not None and command in commands:
         message = f"No such option: {option} ({option} goes before the command: charlstm {option} {ctx.info_name} ...)"
+    elif message.startswith("No such option") and option and (takers := _commands_taking(option, commands)):
+        if command not in commands:  # `charlstm --preset tiny train ...`
+            message = (
+                f"No such option: {option} (an option of {_listed(takers)}: it goes after the command, as in "
+                f"charlstm {takers[0]} ... {option} ...)"
+            )
+        else:  # `charlstm train TEXT --temp 0.5`: Click would guess among train's options
+            message = f"No such option: {option} (an option of charlstm {_listed(takers)}, not of {command})"
+    elif (
+        message.startswith("No such option")
+        and option in _MEANT
+        and _commands_taking(_MEANT[option], {command: commands.get(command)})
+    ):
+        message = f"No such option: {option} (did you mean {_MEANT[option]}?)"
     if message.endswith("?"):  # Click's guess at what was meant: "Did you mean 'train'?"
         return f"{message} (see '{where} --help')"
     return f"{message}; see '{where} --help'"
@@ -69,6 +83,25 @@ def _closest_first(message: str) -> str:
     options.sort(key=lambda o: -difflib.SequenceMatcher(None, given, o).ratio())
     others = f", or {', '.join(options[1:])}" if len(options) > 1 else ""
     return f"No such option: {given} (did you mean {options[0]}{others}?)"
+
+
+# Options of other tools that mean one of charlstm's, where no spelling is close.
+_MEANT = {
+    "--minutes": flag("max_seconds"),
+    "--max-minutes": flag("max_seconds"),
+    "--time": flag("max_seconds"),
+    "--epochs": flag("steps"),
+    "--iterations": flag("steps"),
+}
+
+
+def _listed(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
+def _commands_taking(option: str, commands: Mapping[str, Any]) -> list[str]:
+    """The commands that take `option`, by name."""
+    return [name for name, c in commands.items() if c is not None and any(option in p.opts for p in c.params)]
 
 
 def _trains_with(option: str | None, commands: Mapping[str, Any]) -> bool:

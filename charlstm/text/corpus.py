@@ -88,6 +88,11 @@ def resolve_corpus_path(path: str, what: str = "corpus file or folder") -> tuple
     given = Path(path)
     if given.exists():
         return given, False
+    if path == "-":  # `cat text | charlstm train -`, as other tools read stdin
+        raise CorpusError(
+            f"{what} '-': charlstm does not read text from stdin: it reads a text twice, to check it and then "
+            "to encode it; save it to a file first"
+        )
     shipped = shipped_corpora()
     if given.name in shipped and given.parent == Path():
         return shipped[given.name], True

@@ -140,12 +140,32 @@ def binary_or_invalid(head: bytes, raw: bytes | None = None) -> str | None:
         try:
             raw.decode("utf-8")
         except UnicodeDecodeError as err:
+            if err.reason == "unexpected end of data" and err.end == len(raw):
+                return cut_at_end(raw[err.start :], utf8_before=not raw[: err.start].isascii())
             return not_utf8(err.start, raw[err.start : err.start + 4])
     return None
 
 
 def not_utf8(offset: int, found: bytes) -> str:
-    return f"{NOT_UTF8} (byte offset {offset:,}: {found!r})"
+    """`offset` -1: the file's last byte."""
+    where = "its last byte" if offset < 0 else f"byte offset {offset:,}"
+    return f"{NOT_UTF8} ({where}: {found!r})"
+
+
+def cut_at_end(found: bytes, utf8_before: bool) -> str:
+    """A file whose last bytes, `found`, begin a UTF-8 character it does not
+    finish: cut short (`head -c`, a copy that stopped) where the rest shows
+    it is UTF-8 (`utf8_before`: characters of several bytes) or `found` is a
+    lead byte and its continuations; else one byte of another encoding (a
+    Latin-1 file ending in "é") is as likely."""
+    if len(found) < 2 and not utf8_before:
+        return not_utf8(-1, found)
+    count = len(found)
+    last = f"its last {count} bytes, {found!r}, begin one" if count > 1 else f"its last byte, {found!r}, begins one"
+    return (
+        f"ends in the middle of a character ({last}): the file was cut short; remove "
+        f"{'them' if count > 1 else 'it'} (truncate -s -{count} FILE) or copy it again"
+    )
 
 
 # How much `files_holding` reads at most looking for the files to name:

@@ -59,6 +59,7 @@ def _manager(directory: Path, keep: int | None = None) -> ocp.CheckpointManager:
         # when the run is next opened for writing.
         cleanup_tmp_directories=True,
     )
+    restore_failures.quiet_step_metadata()
     return ocp.CheckpointManager(directory.absolute(), options=options, item_names=("state", "meta"))
 
 

@@ -116,23 +116,28 @@ def run_of(step_dir: Path) -> Path | None:
 def others_intact(where: Path) -> str:
     """For a damaged checkpoint of a run: the run's other complete ones
     (their saves finished; a disk error may have reached them too, so the
-    message does not promise them), and how to go on from them, which
-    commands take by themselves once the damaged one is out of the way
-    (they take the newest)."""
+    message does not promise them), and which of them the commands take by
+    themselves once the damaged one is out of the way: resume the newest
+    latest one (a best one where none is left), sample and eval the best."""
     run = run_of(where)
     if run is None:
         return ""
     root = run / "checkpoints"
-    others = [
-        f"{kind}/{step}"
-        for kind in (LATEST, BEST)
-        for step in complete_steps(root / kind)
-        if root / kind / str(step) != where
-    ]
+    left = {kind: [s for s in complete_steps(root / kind) if root / kind / str(s) != where] for kind in (LATEST, BEST)}
+    others = [f"{kind}/{step}" for kind in (LATEST, BEST) for step in left[kind]]
     if not others:
         return ""
+
+    def newest(*kinds: str) -> str:
+        return next(f"{kind}/{max(left[kind])}" for kind in kinds if left[kind])
+
+    resumed, read = newest(LATEST, BEST), newest(BEST, LATEST)
+    goes_on = (
+        f"every command goes on from {read}"
+        if resumed == read
+        else f"resume goes on from {resumed}, sample and eval from {read}"
+    )
     return (
         f"; the run's other checkpoints ({', '.join(others)}) were saved whole (their arrays are not read "
-        f"here): move this one aside (mv {shell_word(where)} {shell_word(f'{where}.damaged')}) to go on "
-        "from them"
+        f"here): move this one aside (mv {shell_word(where)} {shell_word(f'{where}.damaged')}) and {goes_on}"
     )

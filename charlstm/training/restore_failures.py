@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import sys
 import traceback
+import warnings
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -31,7 +32,9 @@ def failure_line(where: Path, err: Exception) -> str:
             "as a pattern; move or rename the run directory"
         )
     text = str(err).strip() or type(err).__name__
-    first_line = text.splitlines()[0].split(" See full TensorStore details")[0][:200]
+    first_line = text.splitlines()[0].split(" See full TensorStore details")[0]
+    if len(first_line) > 200:  # at a word's end: the message goes on after it
+        first_line = first_line[:200].rsplit(" ", 1)[0] + " ..."
     damaged = any(code in text for code in ("NOT_FOUND", "DATA_LOSS", "FAILED_PRECONDITION", "OUT_OF_RANGE"))
     why = "its arrays are missing or damaged" if damaged else f"restoring its arrays failed ({type(err).__name__})"
     return f"cannot read checkpoint {where}: {why}: {first_line}"
@@ -61,6 +64,20 @@ _ORBAX_READS = "orbax/checkpoint/_src/serialization/"  # where those reads run
 # asyncio wraps with no coroutine to name and no Python frames, is known by
 # it (a damaged head's ".zarray" read, once in a CI run, 2026-12-04).
 _TENSORSTORE_ERROR = "[tensorstore_spec="
+# Or by the status TensorStore's errors open with, as a ValueError: a read
+# of a truncated data file ('OUT_OF_RANGE: Error reading "params..." in
+# OCDBT database at ...', a new user's walkthrough, 2026-12-05).
+_TENSORSTORE_STATUS = tuple(
+    f"{code}: "
+    for code in (
+        *("CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND", "ALREADY_EXISTS"),
+        *("PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE"),
+        *("UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED"),
+    )
+)
+# The reads' coroutines that the failed restore left unawaited, which
+# Python names in a RuntimeWarning as the process ends.
+_UNAWAITED_READS = r"coroutine '\w*(read|deserializ)\w*' was never awaited"
 
 
 def _restore_echo(exc: BaseException | None, tb: TracebackType | None) -> bool:
@@ -94,6 +111,7 @@ class _NoRestoreEchoes(logging.Filter):
         reading = (
             str(exc).startswith(_READ_FAILED)
             or _TENSORSTORE_ERROR in str(exc)
+            or (isinstance(exc, ValueError) and str(exc).startswith(_TENSORSTORE_STATUS))
             or any(_ORBAX_READS in f for f in files)
             or _ORBAX_READS in record.getMessage()
         )
@@ -106,14 +124,16 @@ _NO_ECHOES = _NoRestoreEchoes()
 def quiet_the_other_reads() -> None:
     """When one array of a checkpoint cannot be read, Orbax stops waiting
     for the others; as they finish (or fail) on TensorStore's threads they
-    report, through Python's unraisable-exception hook and asyncio's logger,
-    the same damage the CheckpointError already names once. Those reports, and only
+    report, through Python's unraisable-exception hook, asyncio's logger
+    and a warning for each read never awaited, the same damage the
+    CheckpointError already names once. Those reports, and only
     those (by their message and where they were raised), are dropped from
     the first restore on, in this process; anything else still reaches the
     hook and the logger."""
     asyncio_log = logging.getLogger("asyncio")
     if _NO_ECHOES not in asyncio_log.filters:
         asyncio_log.addFilter(_NO_ECHOES)
+    warnings.filterwarnings("ignore", _UNAWAITED_READS, RuntimeWarning)  # once: a repeat replaces it
     if getattr(sys.unraisablehook, "charlstm_quiet", False):
         return
     previous = sys.unraisablehook
@@ -149,3 +169,23 @@ def quiet_a_failed_save() -> None:
     absl_log = logging.getLogger("absl")
     if _NO_SAVE_ECHOES not in absl_log.filters:
         absl_log.addFilter(_NO_SAVE_ECHOES)
+
+
+class _NoStepMetadataNoise(logging.Filter):
+    """Orbax's ERROR line for a step's own `_CHECKPOINT_METADATA` (a save's
+    time, which nothing of charlstm reads) that cannot be parsed: it quotes
+    the file, and the checkpoint is read whole without it (a truncated one,
+    a walkthrough, 2026-12-05: an alarming line, then the resume went on)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Failed to json parse Metadata file" not in record.getMessage()
+
+
+_NO_STEP_METADATA_NOISE = _NoStepMetadataNoise()
+
+
+def quiet_step_metadata() -> None:
+    """Drop that line, in this process, from the first checkpoint manager on."""
+    absl_log = logging.getLogger("absl")
+    if _NO_STEP_METADATA_NOISE not in absl_log.filters:
+        absl_log.addFilter(_NO_STEP_METADATA_NOISE)

@@ -189,6 +189,26 @@ def prepare_run_dir(run_dir: Path, checked: bool = False, search: bool = False) 
         ) from None
 
 
+def claim_default_dir(run_dir: Path) -> Path:
+    """A default-named run directory made for this run alone: `run_dir`, or
+    `run_dir`-2, -3, ... where a run started in the same second made it
+    first. Each is made by one `mkdir`, which only one process can win, so
+    runs started together (a shell loop over seeds) never share one."""
+    check_writable_path(run_dir)
+    for number in range(1, 10_000):
+        candidate = run_dir if number == 1 else run_dir.with_name(f"{run_dir.name}-{number}")
+        try:
+            candidate.mkdir(parents=True)
+        except FileExistsError:
+            continue
+        except OSError as err:
+            raise CharlstmError(
+                f"cannot create run directory {candidate}: {err.strerror}; give another place with {flag('out')}"
+            ) from None
+        return candidate
+    raise CharlstmError(f"every name from {run_dir} to {run_dir}-9999 is taken; give a place with {flag('out')}")
+
+
 def corpus_vocab(corpus: Corpus, base: Vocab | None = None) -> Vocab:
     """A new run's vocabulary: the corpus's characters, sorted, with the
     boundary symbol if it has several documents; a fine-tuned run's: its

@@ -33,6 +33,7 @@ from charlstm.training.run import (
     SHAPE_FIELDS,
     Run,
     check_run_dir,
+    claim_default_dir,
     corpus_vocab,
     default_run_dir,
     new_run,
@@ -124,10 +125,16 @@ def new(
     text = reading.read(source, on_event)
     refuse_unfit_validation(text, text.charset + (base.vocab.chars if base is not None else ""))
     run_dir = Path(out) if out is not None else default_run_dir(_first_read(source, text), when=when)
-    check_run_dir(run_dir)
+    # One process alone makes a default-named directory of its own (another
+    # run may have started in the same second); several name the same one.
+    claim = out is None and not processes.joined()
+    if not claim:
+        check_run_dir(run_dir)
     progress = reading.progress_reporter(on_event)
     run = new_run(text, model, config, progress) if base is None else fine_tune_run(text, base, model, config, progress)
     reading.report_ready(run, on_event)
+    if claim:
+        return run, claim_default_dir(run_dir), text.shipped
     # ... and all look at it before any of them creates it (or its checkpoint folders).
     processes.barrier("charlstm: run directory checked")
     prepare_run_dir(run_dir, checked=True)

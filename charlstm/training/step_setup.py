@@ -33,7 +33,9 @@ class Setup:
 
 
 def setup_for(run: Run, devices: int | None) -> Setup:
-    """`run`'s setup over its first `devices` local devices (default: all)."""
+    """`run`'s setup over its first `devices` local devices (default: all).
+    It changes `run` too: the device count its checkpoints record, and its
+    state, placed on the mesh where there is more than one device."""
     tc = run.train_config
     mesh = distributed.make_mesh(tc.batch_size, devices, before=run.devices)
     run.devices = mesh.size  # what its checkpoints record
