@@ -412,6 +412,16 @@ def test_a_result_that_cannot_be_written_is_one_line_and_status_2(trained_run):
         (["sample", "--steps", "3"], "No such option: --steps (an option of charlstm train, resume and tune, not of"),
         (["--preset", "tiny", "train", "x.txt"], "No such option: --preset (an option of train: it goes after the"),
         (["train", "x.txt", "--minutes", "3"], "No such option: --minutes (did you mean --max-time?)"),
+        (["tune", "x.txt", "--minutes", "3"], "No such option: --minutes (did you mean --budget-s?)"),
+        (
+            ["eval", "r", "--stream"],
+            "No such option: --stream (did you mean --streams? --stream is an option of sample)",
+        ),
+        (
+            ["--steps", "9", "resume", "r"],
+            "No such option: --steps (an option of train, resume and tune: it goes after ",
+        ),
+        (["resume", "r", "-o", "x"], "No such option: -o (a run resumes in its own folder: copy the folder first"),
         (["sample", "-c"], "Option '-c' requires an argument"),
         (["train"], "Missing argument 'CORPUS'"),
         (["bogus"], "No such command 'bogus'"),

@@ -452,3 +452,6 @@ def test_a_utf8_file_cut_short_is_named_so_whole_or_read_in_chunks(tmp_path, tai
     # Plain ASCII ending in one byte of Latin-1's: either could be; the one-byte encoding's advice stands.
     path.write_bytes(b"cafe au lait, " * 10 + b"caf\xe9")
     assert read_checked(path)[1] == "not valid UTF-8 (its last byte: b'\\xe9')"
+    # Two bytes after plain ASCII ("é…" in Windows-1252): both possibilities, neither advice alone.
+    path.write_bytes(b"She said: Ol\xe9\x85")
+    assert "if the file was cut short" in read_checked(path)[1] and "iconv -f CP1252" in read_checked(path)[1]

@@ -189,16 +189,24 @@ def test_the_other_reads_of_a_damaged_checkpoint_stay_quiet(damaged, capsys, cap
             exc_info=(ValueError, truncated, None),
         )
         assert [r.getMessage() for r in caplog.records] == ["a task went wrong"]
+        # An error that did not come from Orbax's reads, though the words match; and one whose start looks like
+        # TensorStore's status.
+        logging.getLogger("asyncio").error("Task exception was never retrieved", exc_info=(ValueError, other, None))
+        mine = ValueError("NOT_FOUND: user record 42 missing")
+        logging.getLogger("asyncio").error("Task exception was never retrieved", exc_info=(ValueError, mine, None))
+        assert [r.getMessage() for r in caplog.records] == [
+            "a task went wrong",
+            *["Task exception was never retrieved"] * 2,
+        ]
         with warnings.catch_warnings(record=True) as warned:
             warnings.simplefilter("default")
-            restore_failures.quiet_the_other_reads()  # as checkpoint.load did, over this block's filters
-            orbax_read = "coroutine '_read_array_index_and_device_put' was never awaited"
-            warnings.warn(orbax_read, RuntimeWarning, stacklevel=1)
-            warnings.warn("coroutine 'mine' was never awaited", RuntimeWarning, stacklevel=1)
-        assert [str(w.message) for w in warned] == ["coroutine 'mine' was never awaited"]
-        # An error that did not come from Orbax's reads, though the words match.
-        logging.getLogger("asyncio").error("Task exception was never retrieved", exc_info=(ValueError, other, None))
-        assert [r.getMessage() for r in caplog.records] == ["a task went wrong", "Task exception was never retrieved"]
+            restore_failures.failure_line(damaged, Exception("x"))  # as the failed load did, over these filters
+            for name in ("_read_array_index_and_device_put", "ArrayHandler.deserialize", "wait_until_ready", "mine"):
+                warnings.warn(f"coroutine '{name}' was never awaited", RuntimeWarning, stacklevel=1)
+        assert [str(w.message) for w in warned] == [
+            "coroutine 'wait_until_ready' was never awaited",
+            "coroutine 'mine' was never awaited",
+        ]
     finally:
         # The failed load's last reads report while the filter is still on
         # (not checked: only so that they do not reach pytest's own hook).
@@ -861,7 +869,8 @@ def test_an_abort_suggests_resume_only_where_there_is_a_checkpoint(trained_run, 
     assert _what_is_left(trained_run[0]).endswith(f"Continue with: charlstm resume {trained_run[0]}")
     (tmp_path / "new" / "checkpoints" / "latest").mkdir(parents=True)  # opened, aborted before the first save
     assert _what_is_left(tmp_path / "new") == (
-        f"{tmp_path / 'new'} has no checkpoint yet: run the same command again, which starts afresh there"
+        f"{tmp_path / 'new'} has no checkpoint yet: run the same command again with --out {tmp_path / 'new'}, which "
+        "starts afresh there"
     )
     (tmp_path / "new" / "checkpoints" / "latest" / "10.orbax-checkpoint-tmp-1" / "meta").mkdir(parents=True)
     assert "has no checkpoint yet" in _what_is_left(tmp_path / "new")  # a save cut off half-way is none

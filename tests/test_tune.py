@@ -448,3 +448,22 @@ def test_a_search_on_a_shipped_corpus_records_the_file_it_reads(tmp_path, monkey
     plan = tune.plan("shakespeare.txt", tmp_path / "s", trials=1, steps=2)
     shipped = str(shipped_corpora()["shakespeare.txt"].resolve())
     assert plan.settings["corpus"] == shipped and plan.settings["sources"] == [shipped]
+
+
+def test_searches_started_in_the_same_second_get_their_own_folders(tiny_corpus, tmp_path, monkeypatch):
+    """Two `charlstm tune TEXT` started together shared runs/tune-NAME-TIME,
+    and the second failed saying its trial was "being trained by another
+    process" (a review, 2026-12-05). A search refused before its first
+    trial (a text unreadable by then) leaves no claimed folder behind."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(tune.time, "strftime", lambda *_: "20300101-000000")
+    first, second = (tune.plan([str(tiny_corpus)], trials=1, steps=2) for _ in range(2))
+    assert first.out.name == "tune-tiny-20300101-000000" and second.out == first.out.with_name(f"{first.out.name}-2")
+    assert first.claimed and first.out.is_dir() and second.out.is_dir()
+    gone = tmp_path / "gone.txt"
+    gone.write_text("a text\n" * 50, encoding="utf-8")
+    third = tune.plan([str(gone)], trials=1, steps=2)
+    gone.unlink()
+    with pytest.raises(CharlstmError):
+        list(tune.search(third))
+    assert not third.out.exists()

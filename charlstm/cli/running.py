@@ -197,7 +197,10 @@ def _what_is_left(run_dir: Path | None) -> str:
     from charlstm.training import checkpoint_paths
 
     if not checkpoint_paths.has_checkpoint(run_dir):
-        return f"{run_dir} has no checkpoint yet: run the same command again, which starts afresh there"
+        return (
+            f"{run_dir} has no checkpoint yet: run the same command again with {flag('out')} {_quoted(run_dir)}, "
+            "which starts afresh there"
+        )
     return f"earlier checkpoints are intact. {_continue_with(run_dir)}"
 
 

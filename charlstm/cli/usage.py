@@ -42,6 +42,11 @@ def usage_error(
             f"the step count that fitting saved: give {flag('steps')} for another total, {flag('max_seconds')} "
             "for this session's limit)"
         )
+    elif command == "resume" and option in ("-o", flag("out")):
+        message = (
+            f"No such option: {option} (a run resumes in its own folder: copy the folder first to train a copy on "
+            "elsewhere)"
+        )
     elif command == "resume" and _trains_with(option, commands):
         # `resume RUN -b 32`: an option of train's that a run keeps for good.
         message = (  # without Click's guesses at what was meant (--layers: "Possible options: --lr")
@@ -53,18 +58,17 @@ def usage_error(
         message = f"No such option: {option} ({option} goes before the command: charlstm {option} {ctx.info_name} ...)"
     elif message.startswith("No such option") and option and (takers := _commands_taking(option, commands)):
         if command not in commands:  # `charlstm --preset tiny train ...`
+            named = next((word for word in argv if word in takers), takers[0])  # the command on the line, if any
             message = (
                 f"No such option: {option} (an option of {_listed(takers)}: it goes after the command, as in "
-                f"charlstm {takers[0]} ... {option} ...)"
+                f"charlstm {named} ... {option} ...)"
             )
+        elif close := _close_option(option, commands.get(command)):  # `eval RUN --stream`: --streams, surely
+            message = f"No such option: {option} (did you mean {close}? {option} is an option of {_listed(takers)})"
         else:  # `charlstm train TEXT --temp 0.5`: Click would guess among train's options
             message = f"No such option: {option} (an option of charlstm {_listed(takers)}, not of {command})"
-    elif (
-        message.startswith("No such option")
-        and option in _MEANT
-        and _commands_taking(_MEANT[option], {command: commands.get(command)})
-    ):
-        message = f"No such option: {option} (did you mean {_MEANT[option]}?)"
+    elif message.startswith("No such option") and (meant := _meant(option, commands.get(command))):
+        message = f"No such option: {option} (did you mean {meant}?)"
     if message.endswith("?"):  # Click's guess at what was meant: "Did you mean 'train'?"
         return f"{message} (see '{where} --help')"
     return f"{message}; see '{where} --help'"
@@ -85,14 +89,36 @@ def _closest_first(message: str) -> str:
     return f"No such option: {given} (did you mean {options[0]}{others}?)"
 
 
-# Options of other tools that mean one of charlstm's, where no spelling is close.
+# Options of other tools that mean one of charlstm's, where no spelling is
+# close: the first of those the command takes.
 _MEANT = {
-    "--minutes": flag("max_seconds"),
-    "--max-minutes": flag("max_seconds"),
-    "--time": flag("max_seconds"),
-    "--epochs": flag("steps"),
-    "--iterations": flag("steps"),
+    "--minutes": (flag("max_seconds"), "--budget-s"),
+    "--max-minutes": (flag("max_seconds"), "--budget-s"),
+    "--time": (flag("max_seconds"), "--budget-s"),
+    "--epochs": (flag("steps"),),
+    "--iterations": (flag("steps"),),
 }
+
+
+def _options(command: Any) -> list[str]:
+    return [] if command is None else [o for p in command.params for o in (*p.opts, *p.secondary_opts)]
+
+
+def _meant(option: str | None, command: Any) -> str | None:
+    """What another tool's `option` is called here, for `command`."""
+    taken = _options(command)
+    return next((meant for meant in _MEANT.get(option or "", ()) if meant in taken), None)
+
+
+def _close_option(option: str, command: Any) -> str | None:
+    """`command`'s option that `option` nearly is: spelled almost alike, or
+    one inside the other (--stream: --streams; --output: --out; --length:
+    --max-length), if one is."""
+    longs = [o for o in _options(command) if o.startswith("--")]
+    close = difflib.get_close_matches(option, longs, n=1, cutoff=0.8)
+    inside = [o for o in longs if min(len(o), len(option)) >= 5 and (o in option or option[2:] in o)]
+    found = close or inside
+    return found[0] if found else None
 
 
 def _listed(names: list[str]) -> str:

@@ -162,9 +162,13 @@ def cut_at_end(found: bytes, utf8_before: bool) -> str:
         return not_utf8(-1, found)
     count = len(found)
     last = f"its last {count} bytes, {found!r}, begin one" if count > 1 else f"its last byte, {found!r}, begins one"
+    cut = f"remove {'them' if count > 1 else 'it'} (truncate -s -{count} FILE) or copy it again"
+    if utf8_before:
+        return f"ends in the middle of a character ({last}): the file was cut short; {cut}"
+    # Nothing before them is UTF-8's own: as likely two bytes of a one-byte encoding ("é…" in Windows-1252).
     return (
-        f"ends in the middle of a character ({last}): the file was cut short; remove "
-        f"{'them' if count > 1 else 'it'} (truncate -s -{count} FILE) or copy it again"
+        f"ends in the middle of a UTF-8 character ({last}): if the file was cut short, {cut}; if it is Latin-1 or "
+        "Windows-1252 text, convert it (iconv -f CP1252 -t UTF-8 FILE > NEW)"
     )
 
 

@@ -24,7 +24,11 @@ from charlstm.training.run import pattern_characters
 
 
 def failure_line(where: Path, err: Exception) -> str:
-    """One line on why a checkpoint's arrays could not be restored."""
+    """One line on why a checkpoint's arrays could not be restored. From
+    here on, in this process, Python's warning for each of Orbax's reads the
+    restore left unawaited (as the process ends) is dropped: it is the same
+    failure again."""
+    warnings.filterwarnings("ignore", _UNAWAITED_READS, RuntimeWarning)  # a repeat replaces it
     odd = pattern_characters(where)
     if odd:
         return (
@@ -75,9 +79,15 @@ _TENSORSTORE_STATUS = tuple(
         *("UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED"),
     )
 )
-# The reads' coroutines that the failed restore left unawaited, which
-# Python names in a RuntimeWarning as the process ends.
-_UNAWAITED_READS = r"coroutine '\w*(read|deserializ)\w*' was never awaited"
+# Orbax's read coroutines that a failed restore left unawaited, which
+# Python names (by qualified name) in a RuntimeWarning as the process ends.
+_ORBAX_COROUTINES = ("_read_array_index_and_device_put", "async_deserialize", "_async_deserialize", "deserialize")
+_UNAWAITED_READS = rf"coroutine '([\w.<>]+\.)?({'|'.join(_ORBAX_COROUTINES)})' was never awaited"
+
+
+def _tensorstore_status(text: str) -> bool:
+    """Whether an error's words are TensorStore's: a status, then its store."""
+    return text.startswith(_TENSORSTORE_STATUS) and any(word in text for word in ("OCDBT", "tensorstore", "zarr"))
 
 
 def _restore_echo(exc: BaseException | None, tb: TracebackType | None) -> bool:
@@ -111,7 +121,7 @@ class _NoRestoreEchoes(logging.Filter):
         reading = (
             str(exc).startswith(_READ_FAILED)
             or _TENSORSTORE_ERROR in str(exc)
-            or (isinstance(exc, ValueError) and str(exc).startswith(_TENSORSTORE_STATUS))
+            or (isinstance(exc, ValueError) and _tensorstore_status(str(exc)))
             or any(_ORBAX_READS in f for f in files)
             or _ORBAX_READS in record.getMessage()
         )
@@ -124,16 +134,14 @@ _NO_ECHOES = _NoRestoreEchoes()
 def quiet_the_other_reads() -> None:
     """When one array of a checkpoint cannot be read, Orbax stops waiting
     for the others; as they finish (or fail) on TensorStore's threads they
-    report, through Python's unraisable-exception hook, asyncio's logger
-    and a warning for each read never awaited, the same damage the
-    CheckpointError already names once. Those reports, and only
+    report, through Python's unraisable-exception hook and asyncio's logger,
+    the same damage the CheckpointError already names once. Those reports, and only
     those (by their message and where they were raised), are dropped from
     the first restore on, in this process; anything else still reaches the
     hook and the logger."""
     asyncio_log = logging.getLogger("asyncio")
     if _NO_ECHOES not in asyncio_log.filters:
         asyncio_log.addFilter(_NO_ECHOES)
-    warnings.filterwarnings("ignore", _UNAWAITED_READS, RuntimeWarning)  # once: a repeat replaces it
     if getattr(sys.unraisablehook, "charlstm_quiet", False):
         return
     previous = sys.unraisablehook

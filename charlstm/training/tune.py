@@ -50,7 +50,7 @@ from charlstm.text.tokens import Corpus, refuse_unfit_validation
 from charlstm.training import events, reading, session
 from charlstm.training.events import EventHandler, StopCheck, TrialFinished, TrialResult, TrialStarted
 from charlstm.training.loop import fit
-from charlstm.training.run import RUNS_DIR, Run, corpus_name, new_run, prepare_run_dir
+from charlstm.training.run import RUNS_DIR, Run, claim_default_dir, corpus_name, new_run, prepare_run_dir
 from charlstm.training.search_space import SEARCHED_MODEL_FIELDS, SPACE, grid_trials, parse_dimension, random_trials
 from charlstm.training.timefit import FIT_AFTER_STEPS, TimeUse
 
@@ -85,6 +85,7 @@ class Plan:
     keep_all: bool
     settings: dict[str, Any]  # what trials.json records of the search
     note: str = ""  # for the user, about the plan: fewer trials than asked for
+    claimed: bool = False  # `out` was made by the plan, under a default name
 
 
 def plan(
@@ -162,7 +163,11 @@ def plan(
         "range": [d.field for d in dims if d.log_range is not None],
         "fixed": {**fixed_model, **fixed_train},
     }
-    return Plan(source, directory, points, fixed_model, fixed_train, steps, budget_s, keep_all, settings, note)
+    if out is None:  # claimed last, as train claims its own: a search started in the same second gets -2
+        directory = claim_default_dir(directory)
+    return Plan(
+        source, directory, points, fixed_model, fixed_train, steps, budget_s, keep_all, settings, note, out is None
+    )
 
 
 @dataclass(frozen=True)
@@ -264,9 +269,14 @@ def search(
     """Train one run per trial of `plan` under `plan.out`, yielding each
     result as it ends. Afterwards only the best trial keeps its checkpoints,
     unless `plan.keep_all`."""
-    text = reading.read(plan.source, on_event)  # an unusable corpus leaves no folder behind
-    refuse_unfit_validation(text, text.charset)
-    made = not plan.out.exists()  # an empty folder the user made stays, whatever happens
+    made = plan.claimed or not plan.out.exists()  # an empty folder the user made stays, whatever happens
+    try:
+        text = reading.read(plan.source, on_event)  # an unusable corpus leaves no folder behind
+        refuse_unfit_validation(text, text.charset)
+    except CharlstmError:
+        if plan.claimed:
+            _remove_if_empty(plan.out)
+        raise
     prepare_run_dir(plan.out, search=True)
     on_event(events.SearchPlanned(plan.out, len(plan.points), plan.settings["kind"], plan.note))
     results: list[TrialResult] = []
