@@ -14,7 +14,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from charlstm.cli.outputs import Terminal
+from charlstm.cli.app import stdout
 
 
 class SpareTable(Table):
@@ -44,7 +44,7 @@ def fitted(table: Any, width: int) -> Any:
 
 
 def print_table(table: Any) -> None:
-    console = Terminal(soft_wrap=False)  # stdout, as the commands' own results
+    console = stdout()
     if console.is_terminal:
         console.print(fitted(table, console.width))
         return

@@ -47,7 +47,7 @@ def usage_error(
             f"No such option: {option} (a run resumes in its own folder: copy the folder first to train a copy on "
             "elsewhere)"
         )
-    elif command == "resume" and _trains_with(option, commands):
+    elif command == "resume" and option is not None and "train" in _commands_taking(option, commands):
         # `resume RUN -b 32`: an option of train's that a run keeps for good.
         message = (  # without Click's guesses at what was meant (--layers: "Possible options: --lr")
             f"No such option: {option} ({option} is fixed when a run starts, with the rest of its model and data "
@@ -128,12 +128,6 @@ def _listed(names: list[str]) -> str:
 def _commands_taking(option: str, commands: Mapping[str, Any]) -> list[str]:
     """The commands that take `option`, by name."""
     return [name for name, c in commands.items() if c is not None and any(option in p.opts for p in c.params)]
-
-
-def _trains_with(option: str | None, commands: Mapping[str, Any]) -> bool:
-    """Whether `train` takes `option` (resume does not, or it would have been parsed)."""
-    train = commands.get("train")
-    return option is not None and train is not None and any(option in p.opts for p in train.params)
 
 
 def _given(argv: list[str], names: list[str]) -> str | None:

@@ -139,9 +139,7 @@ def quiet_the_other_reads() -> None:
     those (by their message and where they were raised), are dropped from
     the first restore on, in this process; anything else still reaches the
     hook and the logger."""
-    asyncio_log = logging.getLogger("asyncio")
-    if _NO_ECHOES not in asyncio_log.filters:
-        asyncio_log.addFilter(_NO_ECHOES)
+    _filter_once(logging.getLogger("asyncio"), _NO_ECHOES)
     if getattr(sys.unraisablehook, "charlstm_quiet", False):
         return
     previous = sys.unraisablehook
@@ -174,9 +172,7 @@ def quiet_a_failed_save() -> None:
     process, from here on (400 lines, 49 tracebacks, around the one error
     before; a walkthrough with a full tmpfs, 2026-12-04)."""
     quiet_the_other_reads()
-    absl_log = logging.getLogger("absl")
-    if _NO_SAVE_ECHOES not in absl_log.filters:
-        absl_log.addFilter(_NO_SAVE_ECHOES)
+    _filter_once(logging.getLogger("absl"), _NO_SAVE_ECHOES)
 
 
 class _NoStepMetadataNoise(logging.Filter):
@@ -194,6 +190,10 @@ _NO_STEP_METADATA_NOISE = _NoStepMetadataNoise()
 
 def quiet_step_metadata() -> None:
     """Drop that line, in this process, from the first checkpoint manager on."""
-    absl_log = logging.getLogger("absl")
-    if _NO_STEP_METADATA_NOISE not in absl_log.filters:
-        absl_log.addFilter(_NO_STEP_METADATA_NOISE)
+    _filter_once(logging.getLogger("absl"), _NO_STEP_METADATA_NOISE)
+
+
+def _filter_once(log: logging.Logger, drop: logging.Filter) -> None:
+    """`drop` on `log`, however many times it is asked for."""
+    if drop not in log.filters:
+        log.addFilter(drop)

@@ -184,9 +184,12 @@ def prepare_run_dir(run_dir: Path, checked: bool = False, search: bool = False) 
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise CharlstmError(
-            f"cannot create run directory {run_dir}: {err.strerror}; give another place with {flag('out')}"
-        ) from None
+        raise _cannot_create(run_dir, err) from None
+
+
+def _cannot_create(run_dir: Path, err: OSError) -> CharlstmError:
+    where = f"give another place with {flag('out')}"
+    return CharlstmError(f"cannot create run directory {run_dir}: {err.strerror}; {where}")
 
 
 def claim_default_dir(run_dir: Path) -> Path:
@@ -202,9 +205,7 @@ def claim_default_dir(run_dir: Path) -> Path:
         except FileExistsError:
             continue
         except OSError as err:
-            raise CharlstmError(
-                f"cannot create run directory {candidate}: {err.strerror}; give another place with {flag('out')}"
-            ) from None
+            raise _cannot_create(candidate, err) from None
         return candidate
     raise CharlstmError(f"every name from {run_dir} to {run_dir}-9999 is taken; give a place with {flag('out')}")
 

@@ -270,21 +270,16 @@ def search(
     result as it ends. Afterwards only the best trial keeps its checkpoints,
     unless `plan.keep_all`."""
     made = plan.claimed or not plan.out.exists()  # an empty folder the user made stays, whatever happens
-    try:
-        text = reading.read(plan.source, on_event)  # an unusable corpus leaves no folder behind
-        refuse_unfit_validation(text, text.charset)
-    except CharlstmError:
-        if plan.claimed:
-            _remove_if_empty(plan.out)
-        raise
-    prepare_run_dir(plan.out, search=True)
-    on_event(events.SearchPlanned(plan.out, len(plan.points), plan.settings["kind"], plan.note))
     results: list[TrialResult] = []
     try:
+        text = reading.read(plan.source, on_event)
+        refuse_unfit_validation(text, text.charset)
+        prepare_run_dir(plan.out, search=True)
+        on_event(events.SearchPlanned(plan.out, len(plan.points), plan.settings["kind"], plan.note))
         yield from _trials(plan, text, results, on_event, should_stop)
     except CharlstmError:
-        if made:
-            _remove_if_empty(plan.out)  # refused before any trial wrote a file (a text too short for the batch)
+        if made:  # refused before any trial wrote a file: an unusable text, or one too short for the batch
+            _remove_if_empty(plan.out)
         raise
     if not plan.keep_all and results:
         best = ranked(results)[0]
