@@ -439,6 +439,29 @@ def test_an_interrupted_search_counts_the_trials_it_finished(runner, tiny_corpus
     assert sorted(reasons) == ["done", "interrupted"]
 
 
+def test_a_search_stopped_before_its_first_trial_leaves_nothing(runner, tiny_corpus, tmp_path, monkeypatch):
+    """A Ctrl-C while the text is read: no trial ran, the folder the search
+    made is gone, and --json writes nothing rather than failing on a
+    trials.json that was never written."""
+    import signal
+
+    from charlstm.cli import signals, tuning
+
+    out = tmp_path / "search"
+
+    class CtrlCBeforeFirstTrial(signals.StopFlag):
+        def __call__(self) -> bool:
+            if self.signal is None and out.exists():
+                self.signal, self.count = signal.SIGINT, 1
+            return super().__call__()
+
+    monkeypatch.setattr(tuning, "StopFlag", CtrlCBeforeFirstTrial)
+    result = runner.invoke(app, ["tune", str(tiny_corpus), "--steps", "3", "--trials", "2", "--json", "-o", str(out)])
+    assert result.exit_code == 130, result.output
+    assert "search interrupted before its first trial; nothing was written" in result.stderr
+    assert result.stdout == "" and not out.exists()
+
+
 def test_a_search_on_a_shipped_corpus_records_the_file_it_reads(tmp_path, monkeypatch):
     """`charlstm tune shakespeare.txt` from any directory reads the shipped
     corpus; trials.json named the name joined to the working directory."""
@@ -467,3 +490,8 @@ def test_searches_started_in_the_same_second_get_their_own_folders(tiny_corpus, 
     with pytest.raises(CharlstmError):
         list(tune.search(third))
     assert not third.out.exists()
+    # Stopped (Ctrl-C) before its first trial: no empty folder left either.
+    fourth = tune.plan([str(tiny_corpus)], trials=1, steps=2)
+    assert fourth.claimed and fourth.out.is_dir()
+    assert list(tune.search(fourth, should_stop=lambda: True)) == []
+    assert not fourth.out.exists()

@@ -130,7 +130,7 @@ def tune(
                 should_stop=stop,
                 **fixed,
             )
-        if as_json:
+        if as_json and search.trials:  # none: stopped before the first, and trials.json was never written
             sys.stdout.write(json.dumps(json.loads((search.directory / "trials.json").read_text())) + "\n")
         elif search.trials:
             print_table(tables.trials_table(search.trials))
@@ -144,6 +144,9 @@ def tune(
                 f"sample it: charlstm sample {shell_word(best.run_dir)}\n"
                 f"train it longer: charlstm train {shlex.join(search.reading)} {as_options(best.point)}{chosen}"
             )
+        if stop.signal is not None and not search.trials:
+            say("search interrupted before its first trial; nothing was written")
+            raise typer.Exit(stop.exit_status)
         if stop.signal is not None:
             whole = sum(t.reason != "interrupted" for t in search.trials)  # the last was cut off where it was
             say(f"search interrupted after {whole} of {search.planned} trials")

@@ -41,7 +41,7 @@ from charlstm.arguments import real_number, whole_number
 from charlstm.config import ModelConfig, TrainConfig, check_seed
 from charlstm.core.model import param_count
 from charlstm.core.state import init_state
-from charlstm.errors import CharlstmError, ConfigError
+from charlstm.errors import ConfigError
 from charlstm.flags import flag
 from charlstm.text.corpus import Source, resolve_corpus_path
 from charlstm.text.folder import SEARCH_RECORD
@@ -277,10 +277,11 @@ def search(
         prepare_run_dir(plan.out, search=True)
         on_event(events.SearchPlanned(plan.out, len(plan.points), plan.settings["kind"], plan.note))
         yield from _trials(plan, text, results, on_event, should_stop)
-    except CharlstmError:
-        if made:  # refused before any trial wrote a file: an unusable text, or one too short for the batch
+    finally:
+        # Refused, or stopped by Ctrl-C, before any trial wrote a file (an
+        # unusable text, one too short for the batch): nothing to keep.
+        if made:
             _remove_if_empty(plan.out)
-        raise
     if not plan.keep_all and results:
         best = ranked(results)[0]
         for r in results:
