@@ -120,9 +120,12 @@ def test_a_python_callers_mistakes_are_config_errors(trained_run):
     for call, message in [
         (lambda: charlstm.SampleConfig(stop=None), "--stop must be a list of texts, got None"),
         (lambda: model.sample(10, stop=5), "--stop must be a list of texts, got 5"),
-        (lambda: model.evaluate(trained_run[1]), "score takes the text itself, got PosixPath: read the file first"),
+        (lambda: model.evaluate(trained_run[1]), "evaluate takes the text itself, got PosixPath: read the file first"),
         # A path as a str would have been scored as text: its own dozens of characters.
-        (lambda: model.evaluate(str(trained_run[1])), f"score takes the text itself, and {str(trained_run[1])!r} is"),
+        (
+            lambda: model.evaluate(str(trained_run[1])),
+            f"evaluate takes the text itself, and {str(trained_run[1])!r} is",
+        ),
         (lambda: model.inspect(str(trained_run[1])), f"inspect takes the text itself, and {str(trained_run[1])!r} is"),
         (lambda: model.evaluate("abc" * 20, streams=0), "streams must be a whole number >= 1, got 0"),
         (lambda: model.inspect("abc" * 20, max_chars=3.0), "--max-chars must be a whole number, got 3.0"),

@@ -802,3 +802,22 @@ def test_a_run_its_time_limit_ended_says_how_to_train_on(runner, tiny_corpus, tm
         f"sample with: charlstm sample {run_dir}",
         f"or train on: charlstm resume {run_dir} (for --max-time 0.05 again, or give another)",
     ]
+
+
+def test_a_checkpoint_is_named_with_its_own_loss_and_the_runs_best_apart():
+    """sample and export said "step 900, validation loss 1.798" of a latest
+    checkpoint whose step was never validated: 1.798 was step 750's, the
+    run's best. Each loss is now said of its own step."""
+    from types import SimpleNamespace
+
+    from charlstm.cli.format import checkpoint_text
+
+    history = [{"step": 750, "val_loss": 1.798}, {"step": 800, "val_loss": 1.812}]
+
+    def named(step, history=history, best=1.798):
+        return checkpoint_text(SimpleNamespace(path="runs/r/x", step=step, best_val_loss=best, history=history))
+
+    assert named(750) == "runs/r/x (step 750, validation loss 1.798)"
+    assert named(900) == "runs/r/x (step 900, not validated; the run's best 1.798 at step 750)"
+    assert named(800) == "runs/r/x (step 800, validation loss 1.812; the run's best 1.798 at step 750)"
+    assert named(0, [], None) == "runs/r/x (step 0)"

@@ -26,6 +26,8 @@ from charlstm.introspect.page import render_page
 from charlstm.introspect.record import MAX_CHARS, Inspection, record
 from charlstm.text.vocab import Vocab
 
+from . import browser
+
 WIDE = {"COLUMNS": "200"}
 HOSTILE = 'He said "</script><script>alert(1)</script>" &amp; &lt;b&gt; \u00e9\u2014\U0001f600\n<img src=x>\n'
 
@@ -244,6 +246,29 @@ def test_the_page_parses_holds_every_character_and_runs_none_of_the_text(small_m
         script = tmp_path / "page.js"
         script.write_text(hostile_page.scripts[1], encoding="utf-8")
         subprocess.run([node, "--check", str(script)], check=True, capture_output=True)
+
+
+@browser.needs_chromium
+def test_the_page_in_a_browser_marks_documents_and_ranks_the_unit_shown(small_model, tmp_path):
+    """A model of several files reads a boundary symbol before each, which
+    fonts draw as a box: the page marks it, and names it in the tip. The
+    note under the controls gives the unit's rank for each feature it is a
+    top unit of (it read "top unit for" of a unit ranked third)."""
+    import dataclasses
+
+    from charlstm.text.vocab import BOUNDARY
+
+    cfg, params, vocab = small_model
+    seen = record(cfg, params, vocab, "the king and queen of denmark\n" * 3)
+    seen = dataclasses.replace(seen, text=BOUNDARY + seen.text[1:])  # as a model of several files reads it
+    tops = features.top_units(features.correlations(seen), 3)
+    page = tmp_path / "inspect.html"
+    page.write_text(render_page(seen, tops, source="x.txt", checkpoint="runs/r"), encoding="utf-8")
+    dom = browser.run(page.resolve().as_uri(), budget_ms=5_000)
+    first = re.search(r'<div id="text"[^>]*>\s*<span([^>]*)>(.*?)</span>', dom, re.DOTALL)
+    assert first and 'class="doc"' in first.group(1) and first.group(2) == ""
+    note = browser.element_text(dom, "unit-note")  # the page opens on the strongest unit found: #1 of its feature
+    assert re.fullmatch(r"among the top units for .+ \(#\d, r [+-]\d\.\d\d\)", note) and "(#1, " in note
 
 
 @pytest.fixture()

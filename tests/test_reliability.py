@@ -526,7 +526,7 @@ def test_a_resume_whose_logs_cannot_be_rewritten_stops_in_one_line_and_keeps_the
 
     from charlstm.text import textfile  # where the logs are replaced whole (replace_text)
 
-    monkeypatch.setattr(textfile, "os", types.SimpleNamespace(replace=full))  # this module's, not the process's
+    monkeypatch.setattr(textfile, "os", types.SimpleNamespace(replace=full, getpid=os.getpid))  # this module's alone
     started = events.Started(10, 40, "cpu", ["cpu:0"], 1000, 100, 10)
     with pytest.raises(CharlstmError, match=r"cannot write .*: No space left on device; earlier checkpoints"):
         runlog.RunLog(run).handle(started)
@@ -657,6 +657,61 @@ def test_the_stop_flag_off_the_main_thread_fails_as_python_does_and_leaks_nothin
     worker.start()
     worker.join()
     assert len(got) == 1 and open_fds() == before
+
+
+def test_pages_images_weights_and_samples_are_written_whole_or_not_at_all(trained_run, tmp_path, monkeypatch):
+    """A full disk while an export, a plot or `sample -o` replaced an earlier
+    file left it cut short (an exported page without its end, an empty
+    image); now the earlier file stays, nothing is left beside it, and the
+    weights and their description are replaced both or neither. A folder on
+    the way that is a file is named as such, not as "File exists"."""
+    import errno
+
+    from typer.testing import CliRunner
+
+    import charlstm
+    from charlstm.cli import app
+    from charlstm.text import textfile
+
+    model = charlstm.load(trained_run[0])
+    out = tmp_path / "out"
+    out.mkdir()
+    earlier = {name: f"earlier {name}\n" for name in ("p.html", "i.html", "s.txt", "l.png")}
+    for name, text in earlier.items():
+        (out / name).write_text(text)
+    model.export_weights(out / "w")
+    weights = {p.name: p.read_bytes() for p in (out / "w").iterdir()}
+
+    def full(*args):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(textfile, "os", types.SimpleNamespace(replace=full, getpid=os.getpid))
+    runner = CliRunner()
+    for args in (
+        ["export", str(trained_run[0]), "--html", str(out / "p.html")],
+        ["export", str(trained_run[0]), "--weights", str(out / "w")],
+        ["inspect", str(trained_run[0]), "--text", "the king", "-o", str(out / "i.html")],
+        ["sample", str(trained_run[0]), "-n", "20", "-o", str(out / "s.txt")],
+        ["plot", str(trained_run[0]), "-o", str(out / "l.png")],
+    ):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2 and "No space left on device" in result.output, (args, result.output)
+    assert {name: (out / name).read_text() for name in earlier} == earlier
+    assert {p.name: p.read_bytes() for p in (out / "w").iterdir()} == weights  # no .tmp left beside either
+    assert sorted(p.name for p in out.iterdir()) == sorted([*earlier, "w"])
+    monkeypatch.undo()
+
+    (tmp_path / "a.txt").write_text("a file\n")
+    for args in (
+        ["export", str(trained_run[0]), "--html", str(tmp_path / "a.txt" / "p.html")],
+        ["sample", str(trained_run[0]), "-n", "20", "-o", str(tmp_path / "a.txt" / "s.txt")],
+        ["plot", str(trained_run[0]), "-o", str(tmp_path / "a.txt" / "sub" / "l.png")],
+    ):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2 and f"{tmp_path / 'a.txt'} is a file, not a folder" in result.output, (
+            args,
+            result.output,
+        )
 
 
 def test_a_better_best_after_resuming_with_another_rate_replaces_the_old_one(tiny_corpus, tmp_path):

@@ -140,12 +140,12 @@ class Model:
         optional_callable(progress, "progress")
         if isinstance(text, TextFiles):
             return self._evaluate_files(text, streams, progress)
-        reading.refuse_a_file_name(text, "score")
+        reading.refuse_a_file_name(text, "evaluate")
         text = reading.one_document(self.vocab, text, documents)
         stray: dict[str, int] = {}
         if isinstance(text, list | tuple):
             text, stray, documents = *reading.joined(self.vocab, text), BOUNDARY in self.vocab.chars
-        text, skipped = reading.known(self.vocab, text, "score", documents)
+        text, skipped = reading.known(self.vocab, text, "evaluate", documents, "score")
         skipped = {**stray, **skipped}
         score = self._score(self.vocab.encode(text), streams, progress)
         return dataclasses.replace(score, skipped=skipped)

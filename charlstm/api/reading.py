@@ -47,13 +47,16 @@ def joined(vocab: Vocab, texts: Sequence[str]) -> tuple[str, dict[str, int]]:
     return marked, {BOUNDARY: stray} if stray else {}
 
 
-def known(vocab: Vocab, text: object, verb: str, documents: bool = False) -> tuple[str, dict[str, int]]:
+def known(
+    vocab: Vocab, text: object, method: str, documents: bool = False, verb: str | None = None
+) -> tuple[str, dict[str, int]]:
     """`text` without the characters the model never saw, and how often
     each occurred; the boundary symbol counts as one unless the text
-    marks `documents` with it."""
+    marks `documents` with it. `method` is the Model's method the text
+    was given to, `verb` what it does with it (default: the method's name)."""
     if not isinstance(text, str):
         hint = f": read the file first (Path({str(text)!r}).read_text())" if isinstance(text, Path) else ""
-        raise ConfigError(f"{verb} takes the text itself, got {type(text).__name__}{hint}")
+        raise ConfigError(f"{method} takes the text itself, got {type(text).__name__}{hint}")
     unknown = vocab.unknown(text)
     if not documents and BOUNDARY in vocab.chars and BOUNDARY in text:
         unknown.append(BOUNDARY)
@@ -64,7 +67,7 @@ def known(vocab: Vocab, text: object, verb: str, documents: bool = False) -> tup
             left = sum(skipped.values())
             raise CorpusError(
                 f"almost none of the text is in the model's vocabulary ({left:,} character{'s' * (left != 1)} "
-                f"skipped, {len(text)} left): nothing to {verb}"
+                f"skipped, {len(text)} left): nothing to {verb or method}"
             )
     return text, skipped
 
@@ -77,7 +80,7 @@ def check_documents(texts: Sequence[Any]) -> None:
             raise ConfigError(f"the documents must be texts, got {type(text).__name__}")
 
 
-def refuse_a_file_name(text: object, verb: str) -> None:
+def refuse_a_file_name(text: object, method: str) -> None:
     """Refuse a caller's str that is one short line naming an existing file
     or folder: a path passed where its text belongs, whose own characters
     would be scored. (A list's documents are texts by the caller's word, as
@@ -91,7 +94,7 @@ def refuse_a_file_name(text: object, verb: str) -> None:
     if kind is not None:
         first = f"read it first (Path({text!r}).read_text()), or " if kind == "file" else ""
         raise ConfigError(
-            f"{verb} takes the text itself, and {text!r} is the name of a {kind}: {first}pass "
+            f"{method} takes the text itself, and {text!r} is the name of a {kind}: {first}pass "
             f"charlstm.api.find_texts({text!r}) to read {'it' if kind == 'file' else 'its files'} in place"
         )
 

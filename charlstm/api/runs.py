@@ -19,7 +19,7 @@ from charlstm.text import manifest
 from charlstm.text.corpus import Source, resolve_corpus_path
 from charlstm.text.corpus import read_texts as read_documents
 from charlstm.text.folder import DEFAULT_GLOB
-from charlstm.text.textfile import read_corpus
+from charlstm.text.textfile import read_corpus, write_failure, write_whole
 from charlstm.text.tokens import Corpus, prepare_texts
 from charlstm.training import catalog, checkpoint, checkpoint_meta, checkpoint_paths, run_lock
 from charlstm.training.run import RUNS_DIR
@@ -73,6 +73,24 @@ def read_text(path: str | Path) -> tuple[Path, str]:
     """A UTF-8 text file (or a shipped corpus by its name) and its text."""
     found, _ = resolve_corpus_path(str(path), "text file")
     return found, read_corpus(found, "the text").text
+
+
+def write_text(path: str | Path, text: str, name: str | None = None) -> None:
+    """`text` into the file `path` (its folders made), whole or not at all:
+    a failure (a full disk) leaves an earlier file there as it was. A device
+    or a pipe (/dev/stdout) is written as it is. CharlstmError names `path`
+    as `name`, where given (how the user gave it: "--output PATH")."""
+    path = Path(path)
+    try:
+        if path.exists() and not path.is_file():
+            with path.open("w", encoding="utf-8") as sink:
+                sink.write(text)
+        else:
+            write_whole(path, text)
+    except BrokenPipeError:
+        raise  # a reader that went away (-o /dev/stdout | head): the CLI ends as for stdout
+    except OSError as err:
+        raise CharlstmError(f"cannot write {name or path}: {write_failure(path, err)}") from None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from charlstm.cli.app import NewestRunArgument, Quiet, fail, say, user_errors
+from charlstm.cli.format import checkpoint_text
 from charlstm.flags import flag
 
 
@@ -42,8 +43,7 @@ def export(
         model = api.load(checkpoint)
         # Which model, as sample says (without RUN it is the newest run's),
         # once the first file is written: a refused path stays one line.
-        best = f", validation loss {model.best_val_loss:.3f}" if model.best_val_loss is not None else ""
-        source = f"model: {model.path} (step {model.step}{best})"
+        source = f"model: {checkpoint_text(model)}"
         if html is not None:
             page = model.export_html(html, half=half)
             if not quiet:

@@ -12,12 +12,30 @@ from charlstm.training import events
 from charlstm.units import bits
 
 if TYPE_CHECKING:
+    from charlstm.api.model import Model
     from charlstm.config import TrainConfig
 
 
 def loss_text(nats: float | None, digits: int = 3, unit: str = " bpc") -> str:
     """A loss in nats per character, with its bits per character."""
     return "-" if nats is None else f"{nats:.{digits}f} ({bits(nats):.{digits - 1}f}{unit})"
+
+
+def checkpoint_text(model: Model) -> str:
+    """The checkpoint a command reads, as sample and export name it: "PATH
+    (step N, validation loss X)", and the run's best beside it where that
+    was another step's (a latest checkpoint named, or the best one damaged)."""
+    best = model.best_val_loss
+    if best is None:
+        return f"{model.path} (step {model.step})"
+    own = next((h["val_loss"] for h in model.history if int(h["step"]) == model.step), None)
+    best_step = int(min(model.history, key=lambda h: h["val_loss"])["step"]) if model.history else None
+    if best_step is None:
+        return f"{model.path} (step {model.step}, the run's best validation loss {best:.3f})"
+    if best_step == model.step:
+        return f"{model.path} (step {model.step}, validation loss {best:.3f})"
+    here = "not validated" if own is None else f"validation loss {own:.3f}"
+    return f"{model.path} (step {model.step}, {here}; the run's best {best:.3f} at step {best_step})"
 
 
 def size(n: float) -> str:

@@ -11,11 +11,12 @@ import shlex
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, TextIO
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from charlstm.cli.app import NewestRunArgument, Quiet, fail, given, say, use_cache, user_errors
+from charlstm.cli.format import checkpoint_text
 from charlstm.config import SampleConfig, to_dict
 from charlstm.errors import named
 from charlstm.flags import flag
@@ -157,8 +158,7 @@ def sample(
 
         use_cache()
         model = api.load(run or checkpoint)
-        best = f", validation loss {model.best_val_loss:.3f}" if model.best_val_loss is not None else ""
-        note = f"sampling from {model.path} (step {model.step}{best})"
+        note = f"sampling from {checkpoint_text(model)}"
         streamable = num_samples == 1 and not as_json and output is None
         if stream and not streamable and not quiet:
             say(
@@ -181,9 +181,9 @@ def sample(
                 say(note)  # before the text, as when it streams
             sys.stdout.write(text)
             return
-        sink = _open_output(output)  # one that cannot be made is the only line said
-        _write_output(output, sink, text, None if quiet else note)
+        api.runs.write_text(output, text, f"--output {output}")  # whole, or an earlier file left as it was
         if not quiet:
+            say(note)
             say(f"wrote {len(done)} sample{'s' if len(done) > 1 else ''} to {output}")
 
 
@@ -229,30 +229,6 @@ def _render(done: list[Completion], request: SampleConfig, model: Model, as_json
     if len(parts) > 1:
         parts = [f"----- sample {i + 1} of {len(parts)} -----\n{p}" for i, p in enumerate(parts)]
     return "\n".join(parts)
-
-
-def _open_output(output: Path) -> TextIO:
-    """The --output file, made, or a one-line error where it cannot be."""
-    try:
-        output.parent.mkdir(parents=True, exist_ok=True)  # as export, inspect and plot do
-        return output.open("w", encoding="utf-8")
-    except OSError as err:
-        fail(f"cannot write --output {output}: {err.strerror}")
-
-
-def _write_output(output: Path, sink: TextIO, text: str, note: str | None) -> None:
-    """`note` said, then `text` into the --output file, or a one-line error
-    where it does not take it (a full disk). A pipe whose reader has gone
-    (`-o /dev/stdout | head`) ends as stdout's does, with 141 (`app.py`)."""
-    try:
-        with sink:
-            if note is not None:
-                say(note)
-            sink.write(text)
-    except BrokenPipeError:
-        raise
-    except OSError as err:
-        fail(f"cannot write --output {output}: {err.strerror}")
 
 
 def _with_newline(text: str) -> str:

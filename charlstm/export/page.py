@@ -35,6 +35,7 @@ from charlstm.core.model import count_params
 from charlstm.errors import CharlstmError
 from charlstm.export.weights import LAYER_NORM_EPSILON, named_tensors
 from charlstm.introspect.page import script_json, writing_page
+from charlstm.text.textfile import write_failure, write_whole
 from charlstm.text.vocab import Vocab
 
 MODEL_MARKER = "__CHARLSTM_MODEL__"
@@ -109,8 +110,7 @@ def write_page(
     )
     page = render_page(config, vocab, params, half=half, title=title, summary=summary)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(page, encoding="utf-8")
+        write_whole(path, page)  # a failed write leaves an earlier page as it was
     except OSError as err:
-        raise CharlstmError(f"cannot write {path}: {err.strerror}") from None
+        raise CharlstmError(f"cannot write {path}: {write_failure(path, err)}") from None
     return ExportedPage(path, len(page.encode("utf-8")), weight_bytes, "f16" if half else "f32", count)

@@ -18,7 +18,6 @@ the equations and examples/numpy_forward.py runs them.
 from __future__ import annotations
 
 import json
-import os
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from charlstm.config import ModelConfig, to_dict
 from charlstm.core import ln_lstm
 from charlstm.core.generation import default_prime
 from charlstm.errors import CharlstmError
+from charlstm.text.textfile import write_failure, write_together
 from charlstm.text.vocab import Vocab
 
 FORMAT = "charlstm-weights"
@@ -99,12 +99,6 @@ def describe(
     }
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    partial = path.with_name(path.name + ".partial")
-    partial.write_bytes(data)
-    os.replace(partial, path)  # never a half-written file under the real name
-
-
 def write_weights(
     directory: Path, config: ModelConfig, vocab: Vocab, params: Mapping[str, Any], source: Mapping[str, Any]
 ) -> ExportedWeights:
@@ -115,10 +109,10 @@ def write_weights(
     meta = describe(config, vocab, tensors, source)
     data = safetensors_bytes(tensors, {"format": FORMAT, "meta": META_FILE})
     try:
-        directory.mkdir(parents=True, exist_ok=True)
-        _write_atomically(directory / WEIGHTS_FILE, data)
-        _write_atomically(directory / META_FILE, (json.dumps(meta, indent=1, ensure_ascii=False) + "\n").encode())
+        # Both or neither: new weights never sit beside an earlier export's description.
+        description = json.dumps(meta, indent=1, ensure_ascii=False) + "\n"
+        write_together({directory / WEIGHTS_FILE: data, directory / META_FILE: description})
     except OSError as err:
-        raise CharlstmError(f"cannot write the weights to {directory}: {err.strerror}") from None
+        raise CharlstmError(f"cannot write the weights to {directory}: {write_failure(directory, err)}") from None
     count = sum(a.size for a in tensors.values())
     return ExportedWeights(directory / WEIGHTS_FILE, directory / META_FILE, len(tensors), count, len(data))

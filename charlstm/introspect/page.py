@@ -33,6 +33,7 @@ from charlstm.flags import flag
 from charlstm.introspect import features
 from charlstm.introspect.features import FEATURES, UnitScore
 from charlstm.introspect.record import LABELS, SIGMOID_GATES, Inspection, Saturation
+from charlstm.text.textfile import write_failure, write_whole
 from charlstm.units import LN2
 
 DATA_MARKER = "__CHARLSTM_DATA__"
@@ -57,10 +58,9 @@ def write_page(
 ) -> Path:
     page = render_page(inspection, tops, source=source, checkpoint=checkpoint)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(page, encoding="utf-8")
+        write_whole(path, page)  # a failed write leaves an earlier page as it was
     except OSError as err:  # a folder on the way is a file, no permission, a full disk
-        raise CharlstmError(f"cannot write {path}: {err.strerror}") from None
+        raise CharlstmError(f"cannot write {path}: {write_failure(path, err)}") from None
     return path
 
 

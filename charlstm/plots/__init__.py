@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from charlstm.errors import CharlstmError
+from charlstm.text.textfile import write_failure, write_whole
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -104,10 +105,9 @@ def write_png(figure: Figure, out: Path) -> Path:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
         # print_png rather than savefig: savefig honours a user's rc settings
         # such as savefig.bbox = tight, which would change the image size.
-        FigureCanvasAgg(figure).print_png(out)
+        write_whole(out, FigureCanvasAgg(figure).print_png)  # a failed write leaves an earlier image as it was
     except OSError as err:  # a folder on the way is a file, no permission, a full disk
-        raise PlotError(f"cannot write {out}: {err.strerror or err}") from None
+        raise PlotError(f"cannot write {out}: {write_failure(out, err)}") from None
     return out

@@ -41,6 +41,7 @@ from charlstm.errors import CorpusError
 from charlstm.text import scan as scanning
 from charlstm.text.corpus import Document
 from charlstm.text.scan import Scanned
+from charlstm.text.textfile import write_failure, write_whole
 
 ENV_CACHE = "CHARLSTM_CORPUS_CACHE"
 # What a first reading records, problems' words included: 2 since UTF-16
@@ -116,18 +117,10 @@ def map_tokens(path: Path, dtype: np.dtype) -> tuple[np.ndarray, mmap.mmap]:
 
 
 def write_atomically(path: Path, write: Callable[[BinaryIO], object]) -> None:
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tmp.open("wb", buffering=scanning.CHUNK_BYTES) as out:
-            write(out)
-        os.replace(tmp, path)
+        write_whole(path, write, buffering=scanning.CHUNK_BYTES)
     except OSError as err:
-        _remove(tmp)
         raise unwritable(path, err) from None
-    except BaseException:
-        _remove(tmp)
-        raise
 
 
 def sweep(directory: Path) -> None:
@@ -149,9 +142,7 @@ def sweep(directory: Path) -> None:
 
 
 def _remove(tmp: Path) -> None:
-    # Where the file could not be written it may not be removable either
-    # (a read-only folder, a path through a file): its error is the one to tell.
-    with contextlib.suppress(OSError):
+    with contextlib.suppress(OSError):  # another sweeper may have removed it first
         tmp.unlink(missing_ok=True)
 
 
@@ -162,8 +153,8 @@ class CacheUnwritable(CorpusError):
 
 def unwritable(path: Path, err: OSError) -> CorpusError:
     return CacheUnwritable(
-        f"cannot write the corpus cache {path}: {err.strerror}; point {ENV_CACHE} at a folder you can write to, "
-        "with room for the encoded text"
+        f"cannot write the corpus cache {path}: {write_failure(path, err)}; point {ENV_CACHE} at a folder you can "
+        "write to, with room for the encoded text"
     )
 
 

@@ -1,5 +1,5 @@
 """One text file: whether it is text, read whole or its head, and how its problems are named;
-and one of charlstm's own written whole in place of another (`replace_text`).
+and a file of charlstm's own written whole, never half (`write_whole`).
 
 Text is UTF-8: a file that is not (UTF-16, a one-byte encoding, binary
 data) is named with what it is and where, and the fix (`iconv`, `tr`).
@@ -12,9 +12,10 @@ import codecs
 import contextlib
 import hashlib
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from charlstm.errors import CharlstmError, CorpusError, shown
 
@@ -206,17 +207,63 @@ def files_holding(
     return found, True
 
 
+Content = str | bytes | Callable[[BinaryIO], object]
+
+
+def write_whole(path: Path, content: Content, *, buffering: int = -1) -> None:
+    """`path` written, or replaced, whole: through a temporary file beside it
+    (PATH.PID.tmp, as the corpus cache names its own), renamed over it once
+    complete, so that nobody ever reads half of it. Where the writing fails
+    (a full disk) or is interrupted, the temporary file is removed and a
+    file already at `path` is left as it was. Its folders are made. Raises
+    OSError; `write_failure` says why in words. `content` is text (written
+    as UTF-8), bytes, or a function that writes to the open binary file."""
+    write_together({path: content}, buffering=buffering)
+
+
+def write_together(files: Mapping[Path, Content], *, buffering: int = -1) -> None:
+    """`write_whole` of several files that belong together (exported weights
+    and their description): none is renamed into place before all are
+    written, so a failure leaves every earlier one as it was."""
+    temporary: list[Path] = []
+    try:
+        for path, content in files.items():
+            tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            temporary.append(tmp)
+            with tmp.open("wb", buffering=buffering) as out:
+                if callable(content):
+                    content(out)
+                else:
+                    out.write(content.encode("utf-8") if isinstance(content, str) else content)
+        for tmp, path in zip(temporary, files, strict=True):
+            os.replace(tmp, path)
+    except BaseException:
+        # Where a file could not be written it may not be removable either
+        # (a read-only folder, a path through a file): the first error is the one to tell.
+        for tmp in temporary:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_failure(path: Path, err: OSError) -> str:
+    """Why `path` could not be written, in words: a folder on its way that
+    is a file is named (making the folders says only "File exists", which
+    reads as if `path` itself were in the way)."""
+    for folder in path.parents:
+        if folder.exists():  # the nearest that does: a path through a file stops there
+            if not folder.is_dir():
+                return f"{folder} is a file, not a folder"
+            break
+    return err.strerror or str(err)
+
+
 def replace_text(path: Path, text: str, intact: str, error: type[CharlstmError] = CharlstmError) -> None:
     """`path` (a run's log, its corpus.json, a search's trials.json) replaced
-    by `text` whole, through a temporary file beside it, so that a reader
-    never sees half of it; where that cannot be written (a full disk), the
-    file is left as it was, the temporary one removed, and `error` says so
-    in one line, with what is `intact`."""
-    tmp = path.with_name(path.name + ".tmp")
+    by `text` whole (`write_whole`); where that cannot be written (a full
+    disk), `error` says so in one line, with what is `intact`."""
     try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
+        write_whole(path, text)
     except OSError as err:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise error(f"cannot write {path}: {err.strerror}; {intact}") from None
+        raise error(f"cannot write {path}: {write_failure(path, err)}; {intact}") from None
