@@ -30,7 +30,9 @@ set -euo pipefail
 corpus="${1:?usage: sbatch examples/slurm.sh CORPUS}"
 run_dir="runs/$(basename "$corpus" .txt)-slurm-$SLURM_JOB_ID"  # one name for every task
 
-# Process 0's node and a port every task agrees on.
+# Process 0's node and a port every task agrees on. Two jobs on one node
+# whose ids end alike would pick the same port: charlstm refuses a port in
+# use (process 0 says so), and resubmitting picks another.
 coordinator_host="$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)"
 export CHARLSTM_COORDINATOR="$coordinator_host:$((20000 + SLURM_JOB_ID % 10000))"
 export CHARLSTM_NUM_PROCESSES="$SLURM_NTASKS"
@@ -39,10 +41,14 @@ export CHARLSTM_NUM_PROCESSES="$SLURM_NTASKS"
 # each gets 64, the batch one GPU runs well with. Scaling comes from the
 # batch: the recurrence itself is sequential in time.
 # CHARLSTM_PROCESS_ID is per task, so it is set inside srun's shell.
-srun bash -c 'CHARLSTM_PROCESS_ID="$SLURM_PROCID" exec charlstm train "$0" --out "$1" \
+# Since Slurm 22.05 srun does not pass on #SBATCH --cpus-per-task: given here.
+srun --cpus-per-task="$SLURM_CPUS_PER_TASK" bash -c 'CHARLSTM_PROCESS_ID="$SLURM_PROCID" exec charlstm train "$0" --out "$1" \
     --hidden 1024 --layers 4 --batch-size 512 --seq-len 128 --lr 2e-3 --steps 20000' \
     "$corpus" "$run_dir"
 
-# If the job is cut short, resubmit with resume: any number of tasks whose
-# GPU count divides the batch can continue the run.
-#   srun bash -c 'CHARLSTM_PROCESS_ID="$SLURM_PROCID" exec charlstm resume "$0"' "$run_dir"
+# If the job is cut short, resume it in a new job: any number of tasks whose
+# GPU count divides the batch can continue the run. Name the run's folder
+# as the first job made it (its job id, not the new one's), for example
+# with this script's srun line changed to
+#   srun --cpus-per-task="$SLURM_CPUS_PER_TASK" \
+#       bash -c 'CHARLSTM_PROCESS_ID="$SLURM_PROCID" exec charlstm resume "$0"' runs/corpus-slurm-12345

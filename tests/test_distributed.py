@@ -108,7 +108,23 @@ def test_only_launchers_that_name_several_processes_start_a_multi_process_run():
     assert processes.cluster_launcher({**slurm, "SLURM_NTASKS": "1"}) is None  # a one-task job: nothing to join
     assert processes.cluster_launcher({**slurm, "SLURM_NTASKS": "4"}) == "Slurm"
     assert processes.cluster_launcher({"OMPI_MCA_orte_hnp_uri": "x", "OMPI_COMM_WORLD_SIZE": "2"}) == "Open MPI"
-    assert processes.cluster_launcher({"JAX_COORDINATOR_ADDRESS": "10.0.0.1:1234"}) == "JAX_COORDINATOR_ADDRESS"
+    # JAX reads only the address from it, not how many processes or which this is (a walkthrough, 2026-12-05:
+    # set alone, it stopped every plain `charlstm train` with "Number of processes must be defined").
+    assert processes.cluster_launcher({"JAX_COORDINATOR_ADDRESS": "10.0.0.1:1234"}) is None
+
+
+def test_a_port_in_use_is_refused_on_process_0_before_it_starts_the_coordinator():
+    """Another run's coordinator on the port (JAX bound it too, and that
+    run failed) or another program (JAX crashed with a segmentation fault)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        address = f"127.0.0.1:{taken.getsockname()[1]}"
+        with pytest.raises(ConfigError, match=f"port {taken.getsockname()[1]} is already in use on this host"):
+            processes.refuse_a_port_in_use(address, 0)
+        processes.refuse_a_port_in_use(address, 1)  # the others only connect to it
+    processes.refuse_a_port_in_use(f"127.0.0.1:{_free_port()}", 0)
+    processes.refuse_a_port_in_use(None, None)
 
 
 def test_an_incomplete_process_layout_is_one_line(tiny_corpus, tmp_path):
@@ -395,13 +411,18 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _two_processes(corpus: Path, run_dir: Path, args: list[list[str]]) -> tuple[list[int | None], list[str]]:
+def _two_processes(
+    corpus: Path | list[Path], run_dir: Path, args: list[list[str]]
+) -> tuple[list[int | None], list[str]]:
     """`charlstm train` in two processes on 127.0.0.1, process i with
-    args[i]: their exit statuses and what each wrote to stderr."""
+    args[i] (and corpus[i], where two are given): their exit statuses and
+    what each wrote to stderr."""
     port, logs, processes = _free_port(), [run_dir.parent / f"process-{i}.log" for i in range(2)], []
+    corpora = corpus if isinstance(corpus, list) else [corpus, corpus]
     for i, log in enumerate(logs):
         joined = ["--coordinator", f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", str(i)]
-        command = [sys.executable, "-m", "charlstm", "train", str(corpus), "--out", str(run_dir), *args[i], *joined]
+        text = str(corpora[i])
+        command = [sys.executable, "-m", "charlstm", "train", text, "--out", str(run_dir), *args[i], *joined]
         with log.open("w") as stderr:
             processes.append(subprocess.Popen(command, stderr=stderr, env=_env()))
     deadline = time.monotonic() + 240
@@ -455,6 +476,39 @@ def test_processes_started_with_different_options_all_stop_with_one_line(tiny_co
     assert checkpoint.latest_step(run_dir / "checkpoints" / "latest") is None
 
 
+def test_a_process_refused_alone_ends_at_once_and_the_others_stop(tiny_corpus, tmp_path):
+    """A text missing on one host: that process said so, then waited in
+    JAX's shutdown barrier while the other waited for it in a collective,
+    five silent minutes, and both aborted with C++ stack traces (a
+    walkthrough, 2026-12-05). Now it ends at once (2) and the other, its
+    partner gone, says so in one line (3)."""
+    run_dir = tmp_path / "two"
+    codes, outputs = _two_processes([tiny_corpus, tmp_path / "missing.txt"], run_dir, [CLI_ARGS, CLI_ARGS])
+    assert codes == [3, 2], outputs
+    assert outputs[1].splitlines()[-1].startswith("error: corpus file or folder not found: "), outputs[1]
+    assert (
+        outputs[0]
+        .splitlines()[-1]
+        .startswith("error: another process of this multi-process run stopped, so this one cannot go on")
+    ), outputs[0]
+    assert not any("Check failure" in output or "Traceback" in output for output in outputs), outputs
+
+
+def test_processes_with_different_device_counts_all_stop_with_one_line(tiny_corpus, tmp_path):
+    """`--devices 2` on one process: the first collective failed on both with
+    a traceback (cannot reshape array of size 3), and a resume called the
+    checkpoint damaged."""
+    run_dir = tmp_path / "two"
+    codes, outputs = _two_processes(tiny_corpus, run_dir, [CLI_ARGS, [*CLI_ARGS, "--devices", "2"]])
+    assert codes == [2, 2], outputs
+    for output in outputs:
+        assert output.splitlines()[-1] == (
+            "error: the processes of this run have different numbers of devices (process 0 has 1, process 1 has "
+            "2): give every process the same --devices (or none), on hosts of one kind"
+        ), output
+    assert not run_dir.exists()
+
+
 def test_processes_that_do_not_share_the_run_directory_all_stop_with_one_line(tiny_corpus, tmp_path):
     """Different --out directories (or one on storage a host does not see)
     once trained to the first save, and there waited 10 minutes for the
@@ -466,8 +520,8 @@ def test_processes_that_do_not_share_the_run_directory_all_stop_with_one_line(ti
     for output, where in zip(outputs, (run_dir, elsewhere), strict=True):
         assert output.splitlines()[-1] == (
             f"error: process 1 of this run cannot see the run directory process 0 writes ({where} there): every "
-            "process writes its part of each checkpoint into it, so give every process the same --out (or none), "
-            "on storage every host sees"
+            "process writes its part of each checkpoint into it, so give every process the same --out (or none; "
+            "resume: the same RUN), on storage every host sees"
         ), output
     assert checkpoint.latest_step(run_dir / "checkpoints" / "latest") is None
     assert not (run_dir / ".charlstm-processes").exists()

@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from charlstm.cli.app import EXIT_ABORTED, EXIT_DIVERGED, end_at_once, say, stderr, use_cache, user_errors
+from charlstm.cli.app import EXIT_ABORTED, EXIT_DIVERGED, EXIT_USAGE, end_at_once, say, stderr, use_cache, user_errors
 from charlstm.cli.display import QUIET
 from charlstm.cli.signals import StopFlag, end_now, taken_signals
-from charlstm.errors import shell_word
+from charlstm.errors import CharlstmError, shell_word
 from charlstm.flags import flag
 from charlstm.units import minutes
 
@@ -73,9 +73,12 @@ def _join(
     # One process splits the CPU unless told otherwise; the processes of a
     # run on several keep one CPU device each unless --devices says more.
     processes.check_layout(coordinator, num_processes, process_id)  # before the wait below
-    if level > 0 and coordinator not in (None, "auto"):
+    processes.refuse_a_port_in_use(coordinator, process_id)
+    launcher = processes.cluster_launcher()
+    if level > 0 and (coordinator is not None or launcher is not None) and num_processes != 1:
+        at = f" at {coordinator}" if coordinator not in (None, "auto") else f" under {launcher}" if launcher else ""
         say(
-            f"joining a run of {num_processes or 'several'} processes at {coordinator}: "
+            f"joining a run of {num_processes or 'several'} processes{at}: "
             f"waiting for the others (up to {processes.join_timeout():g} s)"
         )
     # JAX waits for the others in C++, where no Python handler runs: a
@@ -90,6 +93,7 @@ def _join(
         processes.quiet_about_lost_processes()
     if not joined or devices is not None:
         split_the_cpu(devices)
+    processes.check_devices()  # every process at once, before any collective
     return level if processes.is_main() else 0
 
 
@@ -146,6 +150,17 @@ def _train(level: int, stop: StopFlag, start: Callable[[_Watch], Model]) -> None
             say(f"error: {_diverged_advice(diverged)}")
         processes.leave()
         raise typer.Exit(EXIT_DIVERGED) from None
+    except CharlstmError as err:
+        if not processes.joined():
+            raise
+        # Refused on this process alone (its text missing, say): the others
+        # wait for it in a collective, and Python's exit would wait for them
+        # in JAX's shutdown barrier, minutes, then abort with a C++ stack
+        # trace. Gone at once, it is a lost process to them: they stop too.
+        for line in err.details:
+            say(line)
+        say(f"error: {err}")
+        end_at_once(EXIT_USAGE)
     except Exception as err:
         if not processes.lost_a_process(err):
             raise

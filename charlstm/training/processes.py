@@ -15,18 +15,22 @@ address, the process count and its own index (options or environment):
     CHARLSTM_JOIN_TIMEOUT   seconds to wait for all of them (default 300)
 
 or, with none of these, when JAX's own cluster detection would find more
-than one process: under Slurm's srun or Open MPI's mpirun, or with
-JAX_COORDINATOR_ADDRESS set. Otherwise nothing is initialised, and a
-single process uses all its local devices.
+than one process: under Slurm's srun or Open MPI's mpirun. (JAX's
+JAX_COORDINATOR_ADDRESS may stand for the coordinator, beside the count and
+index.) Otherwise nothing is initialised, and a single process uses all its
+local devices.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import errno
 import hashlib
 import logging
 import math
 import os
+import socket
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -54,9 +58,9 @@ _STOP_REASONS = (None, "time limit", "interrupted")
 
 def cluster_launcher(env: Mapping[str, str] = os.environ) -> str | None:
     """The launcher that started this process as one of several, if
-    `jax.distributed.initialize()` can read the layout from it alone."""
-    if env.get("JAX_COORDINATOR_ADDRESS"):
-        return "JAX_COORDINATOR_ADDRESS"
+    `jax.distributed.initialize()` can read the layout from it alone.
+    (JAX_COORDINATOR_ADDRESS is not one: JAX reads only the address from it,
+    not the process count or this process's index.)"""
     slurm = ("SLURM_JOB_ID", "SLURM_STEP_NODELIST", "SLURM_PROCID", "SLURM_LOCALID")
     if all(v in env for v in slurm) and _count(env.get("SLURM_NTASKS")) > 1:
         return "Slurm"
@@ -105,9 +109,11 @@ def initialize(
     if not explicit and cluster_launcher() is None:
         return False  # a plain single-process run: never pay for (or wait on) a coordinator
     check_layout(coordinator, num_processes, process_id)
-    if coordinator in (None, "auto") and cluster_launcher() is None:
+    jax_address = bool(os.environ.get("JAX_COORDINATOR_ADDRESS")) and None not in (num_processes, process_id)
+    if coordinator in (None, "auto") and cluster_launcher() is None and not jax_address:
         why = (
-            f"{flag('coordinator')} auto found no launcher (Slurm, Open MPI) to read the layout from"
+            f"{flag('coordinator')} auto found no launcher (Slurm, Open MPI) to read the layout from, nor "
+            f"JAX_COORDINATOR_ADDRESS with {flag('num_processes')} and {flag('process_id')}"
             if coordinator
             else f"no {flag('coordinator')} was given"
         )
@@ -187,6 +193,50 @@ def check_layout(coordinator: str | None, num_processes: int | None, process_id:
     if process_id is not None and (process_id < 0 or (num_processes is not None and process_id >= num_processes)):
         last = f" to {num_processes - 1}" if num_processes is not None else " or more"
         raise ConfigError(f"{flag('process_id')} must be 0{last}, got {process_id}")
+
+
+def refuse_a_port_in_use(coordinator: str | None, process_id: int | None) -> None:
+    """Refuse, on process 0 before it starts the coordinator, a port already
+    in use on its host. JAX's service binds it anyway where another run's
+    coordinator holds it, and the other run then fails (its processes meet
+    a stranger), or crashes this process where another program holds it."""
+    if coordinator in (None, "auto") or process_id not in (None, 0):
+        return
+    port = int(coordinator.rpartition(":")[2])
+    for family, address in ((socket.AF_INET6, "::"), (socket.AF_INET, "0.0.0.0")):  # as JAX binds: every interface
+        try:
+            probe = socket.socket(family, socket.SOCK_STREAM)
+        except OSError:  # no IPv6 here
+            continue
+        with probe:
+            # Not in use merely for connections of an earlier run still closing (TIME_WAIT).
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((address, port))
+            except OSError as err:
+                if err.errno != errno.EADDRINUSE:
+                    continue
+                raise ConfigError(
+                    f"port {port} is already in use on this host (another run's coordinator, or another program): "
+                    f"give every process of this run another port in {flag('coordinator')}"
+                ) from None
+        return
+
+
+def check_devices() -> None:
+    """Refuse, on every process at once, processes with different numbers of
+    devices (another --devices on one, a host of another kind), before the
+    first collective, which would fail with a traceback. Every process sees
+    every process's devices, so no collective is needed to find out."""
+    if not joined():
+        return
+    counts = collections.Counter(device.process_index for device in jax.devices())
+    if len(set(counts.values())) > 1:
+        shown = ", ".join(f"process {p} has {n}" for p, n in sorted(counts.items()))
+        raise ConfigError(
+            f"the processes of this run have different numbers of devices ({shown}): give every process the "
+            f"same {flag('devices')} (or none), on hosts of one kind"
+        )
 
 
 def leave() -> None:
@@ -329,7 +379,8 @@ def share_directory(run_dir: Path) -> None:
         raise ConfigError(
             f"{'processes' if len(blind) > 1 else 'process'} {', '.join(blind)} of this run cannot see the run "
             f"directory process 0 writes ({run_dir} there): every process writes its part of each checkpoint "
-            f"into it, so give every process the same {flag('out')} (or none), on storage every host sees"
+            f"into it, so give every process the same {flag('out')} (or none; resume: the same RUN), on storage every "
+            "host sees"
         )
 
 
