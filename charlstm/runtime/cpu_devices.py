@@ -34,6 +34,7 @@ import jax
 
 from charlstm.arguments import whole_number
 from charlstm.errors import ConfigError
+from charlstm.flags import flag
 from charlstm.runtime.cores import cores
 
 # The devices a CPU of two cores or more is split into when none are asked for.
@@ -59,7 +60,7 @@ def split_the_cpu(devices: int | None = None) -> None:
     comes after JAX has started, where JAX has another count, warns
     (RuntimeWarning): training would otherwise use fewer devices unseen."""
     if devices is not None and whole_number(devices, "devices") < 1:
-        raise ConfigError(f"devices must be >= 1, got {devices}")
+        raise ConfigError(f"{flag('devices')} must be >= 1, got {devices}")
     count = devices if devices is not None else (SPLIT if cores() >= 2 else 1)
     if count <= 1 or chosen_elsewhere():
         return
