@@ -505,6 +505,11 @@ def test_a_log_that_cannot_be_written_stops_the_run_in_one_line(tmp_path):
         log.handle(events.Sampled(10, "text"))
 
 
+def _os_where_replace_is(replace):
+    """The os module as one module sees it (monkeypatched there alone), its `replace` swapped."""
+    return types.SimpleNamespace(**{**vars(os), "replace": replace})
+
+
 def test_a_resume_whose_logs_cannot_be_rewritten_stops_in_one_line_and_keeps_them(tmp_path, monkeypatch):
     """A resume drops what its logs hold after its checkpoint by writing them
     again; a full disk there was a raw traceback and status 1 (a review,
@@ -526,7 +531,7 @@ def test_a_resume_whose_logs_cannot_be_rewritten_stops_in_one_line_and_keeps_the
 
     from charlstm.text import textfile  # where the logs are replaced whole (replace_text)
 
-    monkeypatch.setattr(textfile, "os", types.SimpleNamespace(replace=full, getpid=os.getpid))  # this module's alone
+    monkeypatch.setattr(textfile, "os", _os_where_replace_is(full))  # this module's alone
     started = events.Started(10, 40, "cpu", ["cpu:0"], 1000, 100, 10)
     with pytest.raises(CharlstmError, match=r"cannot write .*: No space left on device; earlier checkpoints"):
         runlog.RunLog(run).handle(started)
@@ -685,7 +690,7 @@ def test_pages_images_weights_and_samples_are_written_whole_or_not_at_all(traine
     def full(*args):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(textfile, "os", types.SimpleNamespace(replace=full, getpid=os.getpid))
+    monkeypatch.setattr(textfile, "os", _os_where_replace_is(full))
     runner = CliRunner()
     for args in (
         ["export", str(trained_run[0]), "--html", str(out / "p.html")],
@@ -712,6 +717,23 @@ def test_pages_images_weights_and_samples_are_written_whole_or_not_at_all(traine
             args,
             result.output,
         )
+
+
+def test_a_file_written_whole_keeps_its_permissions_and_a_link_stays_a_link(tmp_path):
+    """Written in place, `sample -o` kept a private file private and wrote
+    through a link; through a temporary file it does the same."""
+    import stat
+
+    from charlstm.text.textfile import write_whole
+
+    real = tmp_path / "real.txt"
+    real.write_text("old")
+    real.chmod(0o600)
+    link = tmp_path / "link.txt"
+    link.symlink_to(real)
+    write_whole(link, "new")
+    assert link.is_symlink() and real.read_text() == "new" and stat.S_IMODE(real.stat().st_mode) == 0o600
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.txt", "real.txt"]
 
 
 def test_a_better_best_after_resuming_with_another_rate_replaces_the_old_one(tiny_corpus, tmp_path):

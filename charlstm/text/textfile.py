@@ -12,6 +12,7 @@ import codecs
 import contextlib
 import hashlib
 import os
+import stat
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -226,8 +227,10 @@ def write_together(files: Mapping[Path, Content], *, buffering: int = -1) -> Non
     and their description): none is renamed into place before all are
     written, so a failure leaves every earlier one as it was."""
     temporary: list[Path] = []
+    # A link is written through, as writing in place would: the file it names is replaced.
+    targets = [Path(os.path.realpath(path)) if path.is_symlink() else path for path in files]
     try:
-        for path, content in files.items():
+        for path, content in zip(targets, files.values(), strict=True):
             tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
             path.parent.mkdir(parents=True, exist_ok=True)
             temporary.append(tmp)
@@ -236,7 +239,9 @@ def write_together(files: Mapping[Path, Content], *, buffering: int = -1) -> Non
                     content(out)
                 else:
                     out.write(content.encode("utf-8") if isinstance(content, str) else content)
-        for tmp, path in zip(temporary, files, strict=True):
+            with contextlib.suppress(OSError):  # a file replaced keeps its permissions (a private sample stays so)
+                os.chmod(tmp, stat.S_IMODE(os.stat(path).st_mode))
+        for tmp, path in zip(temporary, targets, strict=True):
             os.replace(tmp, path)
     except BaseException:
         # Where a file could not be written it may not be removable either
