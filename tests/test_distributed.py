@@ -123,6 +123,8 @@ def test_a_port_in_use_is_refused_on_process_0_before_it_starts_the_coordinator(
         with pytest.raises(ConfigError, match=f"port {taken.getsockname()[1]} is already in use on this host"):
             processes.refuse_a_port_in_use(address, 0)
         processes.refuse_a_port_in_use(address, 1)  # the others only connect to it
+        processes.refuse_a_port_in_use(address, None)  # a launcher's task that does not know its index yet
+        processes.refuse_a_port_in_use(address, 0, 1)  # one process: no coordinator is started
     processes.refuse_a_port_in_use(f"127.0.0.1:{_free_port()}", 0)
     processes.refuse_a_port_in_use(None, None)
 

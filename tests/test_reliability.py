@@ -734,6 +734,15 @@ def test_a_file_written_whole_keeps_its_permissions_and_a_link_stays_a_link(tmp_
     write_whole(link, "new")
     assert link.is_symlink() and real.read_text() == "new" and stat.S_IMODE(real.stat().st_mode) == 0o600
     assert sorted(p.name for p in tmp_path.iterdir()) == ["link.txt", "real.txt"]
+    # sample -o through a link (/dev/stdout is one, to whatever stdout is) writes through it, never replacing it.
+    from charlstm.api.runs import write_text
+
+    write_text(link, "newer")
+    assert link.is_symlink() and real.read_text() == "newer"
+    fd_link = tmp_path / "fd"
+    fd_link.symlink_to("/dev/null")
+    write_text(fd_link, "gone")
+    assert fd_link.is_symlink() and os.readlink(fd_link) == "/dev/null"
 
 
 def test_a_better_best_after_resuming_with_another_rate_replaces_the_old_one(tiny_corpus, tmp_path):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import stat
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -77,12 +78,14 @@ def read_text(path: str | Path) -> tuple[Path, str]:
 
 def write_text(path: str | Path, text: str, name: str | None = None) -> None:
     """`text` into the file `path` (its folders made), whole or not at all:
-    a failure (a full disk) leaves an earlier file there as it was. A device
-    or a pipe (/dev/stdout) is written as it is. CharlstmError names `path`
+    a failure (a full disk) leaves an earlier file there as it was. A device,
+    a pipe or a link (/dev/stdout) is written through, as it is. CharlstmError names `path`
     as `name`, where given (how the user gave it: "--output PATH")."""
     path = Path(path)
     try:
-        if path.exists() and not path.is_file():
+        if os.path.lexists(path) and not stat.S_ISREG(os.lstat(path).st_mode):
+            # A device, a pipe or a link (/dev/stdout is one, to whatever stdout
+            # is): written through, never replaced.
             with path.open("w", encoding="utf-8") as sink:
                 sink.write(text)
         else:

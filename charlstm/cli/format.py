@@ -33,7 +33,7 @@ def checkpoint_text(model: Model) -> str:
     if best_step is None:
         return f"{model.path} (step {model.step}, the run's best validation loss {best:.3f})"
     if best_step == model.step:
-        return f"{model.path} (step {model.step}, validation loss {best:.3f})"
+        return f"{model.path} (step {model.step}, validation loss {own:.3f})"
     here = "not validated" if own is None else f"validation loss {own:.3f}"
     return f"{model.path} (step {model.step}, {here}; the run's best {best:.3f} at step {best_step})"
 

@@ -73,12 +73,11 @@ def _join(
     # One process splits the CPU unless told otherwise; the processes of a
     # run on several keep one CPU device each unless --devices says more.
     processes.check_layout(coordinator, num_processes, process_id)  # before the wait below
-    processes.refuse_a_port_in_use(coordinator, process_id)
-    launcher = processes.cluster_launcher()
-    if level > 0 and (coordinator is not None or launcher is not None) and num_processes != 1:
-        at = f" at {coordinator}" if coordinator not in (None, "auto") else f" under {launcher}" if launcher else ""
+    processes.refuse_a_port_in_use(coordinator, process_id, num_processes)
+    at = processes.joining_where(coordinator, num_processes, process_id)
+    if level > 0 and at is not None:
         say(
-            f"joining a run of {num_processes or 'several'} processes{at}: "
+            f"joining a run of {num_processes or 'several'} processes {at}: "
             f"waiting for the others (up to {processes.join_timeout():g} s)"
         )
     # JAX waits for the others in C++, where no Python handler runs: a

@@ -225,7 +225,9 @@ def write_whole(path: Path, content: Content, *, buffering: int = -1) -> None:
 def write_together(files: Mapping[Path, Content], *, buffering: int = -1) -> None:
     """`write_whole` of several files that belong together (exported weights
     and their description): none is renamed into place before all are
-    written, so a failure leaves every earlier one as it was."""
+    written, so a failure in the writing (a full disk) leaves every earlier
+    one as it was. (The renames that follow are one after another: a kill
+    between them is the one moment that leaves one new beside one old.)"""
     temporary: list[Path] = []
     # A link is written through, as writing in place would: the file it names is replaced.
     targets = [Path(os.path.realpath(path)) if path.is_symlink() else path for path in files]
@@ -256,11 +258,14 @@ def write_failure(path: Path, err: OSError) -> str:
     """Why `path` could not be written, in words: a folder on its way that
     is a file is named (making the folders says only "File exists", which
     reads as if `path` itself were in the way)."""
-    for folder in path.parents:
-        if folder.exists():  # the nearest that does: a path through a file stops there
-            if not folder.is_dir():
-                return f"{folder} is a file, not a folder"
-            break
+    try:
+        for folder in path.parents:
+            if folder.exists():  # the nearest that does: a path through a file stops there
+                if not folder.is_dir():
+                    return f"{folder} is a file, not a folder"
+                break
+    except OSError:  # a folder on the way that cannot be searched: the error says so itself
+        pass
     return err.strerror or str(err)
 
 

@@ -161,6 +161,20 @@ def initialize(
     return True
 
 
+def joining_where(coordinator: str | None, num_processes: int | None, process_id: int | None) -> str | None:
+    """Where `initialize` will wait for the others ("at HOST:PORT", "under
+    Slurm"), or None where it will not wait: a single process, or a layout
+    it refuses at once."""
+    if num_processes == 1:
+        return None
+    if coordinator not in (None, "auto"):
+        return f"at {coordinator}"
+    if (launcher := cluster_launcher()) is not None:
+        return f"under {launcher}"
+    address = os.environ.get("JAX_COORDINATOR_ADDRESS")
+    return f"at {address}" if address and None not in (num_processes, process_id) else None
+
+
 def _never_gathered(coordinator: str | None, num_processes: int | None, timeout: float) -> str:
     """What to check when a run's processes have not all joined in time."""
     if coordinator in (None, "auto"):
@@ -195,13 +209,13 @@ def check_layout(coordinator: str | None, num_processes: int | None, process_id:
         raise ConfigError(f"{flag('process_id')} must be 0{last}, got {process_id}")
 
 
-def refuse_a_port_in_use(coordinator: str | None, process_id: int | None) -> None:
+def refuse_a_port_in_use(coordinator: str | None, process_id: int | None, num_processes: int | None = None) -> None:
     """Refuse, on process 0 before it starts the coordinator, a port already
     in use on its host. JAX's service binds it anyway where another run's
     coordinator holds it, and the other run then fails (its processes meet
     a stranger), or crashes this process where another program holds it."""
-    if coordinator in (None, "auto") or process_id not in (None, 0):
-        return
+    if coordinator in (None, "auto") or process_id != 0 or num_processes == 1:
+        return  # only the process known to be 0 starts it (a launcher's may not know its index yet)
     port = int(coordinator.rpartition(":")[2])
     for family, address in ((socket.AF_INET6, "::"), (socket.AF_INET, "0.0.0.0")):  # as JAX binds: every interface
         try:
