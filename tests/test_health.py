@@ -289,3 +289,19 @@ def test_a_validation_loss_worse_than_guessing_is_said_to_be():
     assert "(ln 81 = 4.394)" in said and "a lower one usually cures it" in said
     assert worse_than_guessing(4.45, 81) is None  # an untrained model's first pass
     assert worse_than_guessing(2.1, 81) is None
+
+
+def test_the_first_line_says_how_many_of_the_cpus_devices_the_batch_uses(capsys):
+    """JAX_NUM_CPU_DEVICES=3 and a batch of 8 trains on two of the three
+    devices; the line said "the CPU split in 2" (a walkthrough, 2026-12-05)."""
+    console = Console(stderr=True, force_terminal=False, width=300)
+    display = TrainingDisplay(console, NORMAL, plain_interval=0.0)
+    for devices, local in ((["cpu:0", "cpu:1"], 2), (["cpu:0", "cpu:1"], 3), (["cpu:0"], 3), (["cpu:0"], 0)):
+        display.handle(events.Started(0, 20, "cpu", devices, 1000, 100, 4, local_devices=local))
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("training on")]
+    assert [line.split(", starting")[0] for line in lines] == [
+        "training on cpu (cpu:0, cpu:1; the CPU split in 2, half of the streams on each)",
+        "training on cpu (cpu:0, cpu:1; 2 of the CPU's 3 devices, half of the streams on each)",
+        "training on cpu (cpu:0; 1 of the CPU's 3 devices)",
+        "training on cpu (cpu:0)",
+    ]

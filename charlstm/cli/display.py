@@ -136,10 +136,16 @@ class TrainingDisplay:
             return  # the end says so, and why
         verb = "resuming at step" if event.step else "starting at step"
         where = ", ".join(event.devices) + (f" in {event.processes} processes" if event.processes > 1 else "")
-        if event.backend == "cpu" and event.processes == 1 and len(event.devices) > 1:
-            # Why one CPU shows as several devices (runtime/cpu_devices.py).
-            share = "half" if len(event.devices) == 2 else f"1/{len(event.devices)}"
-            where += f"; the CPU split in {len(event.devices)}, {share} of the streams on each"
+        used, local = len(event.devices), max(event.local_devices, len(event.devices))
+        if event.backend == "cpu" and event.processes == 1 and local > 1:
+            # Why one CPU shows as several devices (runtime/cpu_devices.py), and
+            # where the batch leaves some idle (its streams shared evenly).
+            share = "" if used == 1 else f", {'half' if used == 2 else f'1/{used}'} of the streams on each"
+            where += (
+                f"; the CPU split in {used}{share}"
+                if used == local
+                else f"; {used} of the CPU's {local} devices{share}"
+            )
         self._say(
             f"training on {event.backend} ({where}), {verb} {event.step} of "
             f"{event.total_steps}; {event.train_chars:,} training chars per pass, "

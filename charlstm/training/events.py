@@ -129,6 +129,7 @@ class Started:
     processes: int = 1  # processes taking part (each feeding its own share of the streams)
     trains: bool = True  # any step left to train (not: a finished run, or one its --patience stopped, resumed)
     val_loss: float | None = None  # the latest validation pass's loss before this session (a resume's)
+    local_devices: int = 0  # the devices this process has, used or not (0: as many as it uses)
 
 
 @dataclass(frozen=True)

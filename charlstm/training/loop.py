@@ -87,6 +87,7 @@ def fit(
         windows_per_pass=setup.train_streams.windows,
         trains=step < tc.steps and ended is None,
         val_loss=run.history[-1]["val_loss"] if run.history else None,
+        local_devices=jax.local_device_count(),
     )
     if step < tc.steps:
         yield from setup_notes.warnings(run, setup)
