@@ -177,6 +177,15 @@ def test_a_python_callers_mistakes_are_config_errors(trained_run):
         (lambda: charlstm.split_the_cpu("2"), "devices must be a whole number, got '2'"),
         (lambda: charlstm.enable_compilation_cache(5), "directory must be a path (a str or a Path), got 5"),
         (lambda: model.write_inspection("abc", "x.html"), "write_inspection takes what Model.inspect returns, got str"),
+        # A second notebook walkthrough (2026-12-05): "yes" trained a whole run that could then never be read.
+        (lambda: charlstm.train(trained_run[1], "x", skip_bad_files="yes"), "skip_bad_files must be True or False"),
+        (lambda: charlstm.tune(trained_run[1], skip_bad_files=1), "skip_bad_files must be True or False, got 1"),
+        (lambda: charlstm.api.read_texts(trained_run[1], skip_bad_files="yes"), "skip_bad_files must be True or"),
+        (lambda: charlstm.api.read_texts(3), "paths must be a file or folder name, or a list of them, got 3"),
+        (lambda: charlstm.api.find_texts(3), "paths must be a file or folder name, or a list of them, got 3"),
+        (lambda: charlstm.train(trained_run[1], "x", val_file=3), "val_file must be a path (a str or a"),
+        (lambda: charlstm.api.plot_runs([trained_run[0]], 5), "out must be a path (a str or a Path), got 5"),
+        (lambda: charlstm.api.plot_runs(5, "p.png"), "run_dirs must be a run's folder or a list of them, got 5"),
     ]:
         with pytest.raises(charlstm.ConfigError, match=re.escape(message)):
             call()

@@ -140,6 +140,10 @@ def test_a_search_folder_plots_its_trials_and_a_checkpoint_folder_its_run(tmp_pa
     assert drawn[-1] == [str(Path("..") / "..")]
     with pytest.raises(CharlstmError, match="not a charlstm run"):
         api.plot_runs([tmp_path], tmp_path / "loss.png")  # a folder of one search, not a search
+    # One run alone, and the picture's name as a str (a notebook's walkthrough, 2026-12-05: its letters
+    # were read as runs, and a str out raised an AttributeError).
+    api.plot_runs(str(search / "trial-00"), str(tmp_path / "loss.png"))
+    assert drawn[-1] == [str(search / "trial-00")]
 
 
 def test_a_picture_too_small_for_the_panels_is_refused(tmp_path):

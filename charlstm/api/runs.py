@@ -160,42 +160,58 @@ def _source(
     paths: str | Path | Sequence[str | Path], glob: str | None, skip_bad_files: bool
 ) -> tuple[tuple[str, ...], Source]:
     """The files and folders given, each once, as found; and the Source that reads them."""
-    given = [paths] if isinstance(paths, (str, Path)) else list(paths)
+    if not isinstance(paths, (str, os.PathLike, list, tuple)):
+        raise ConfigError(f"paths must be a file or folder name, or a list of them, got {paths!r}")
+    given = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
     for path in given:
-        if not isinstance(path, (str, Path)):
+        if not isinstance(path, (str, os.PathLike)):
             raise ConfigError(f"paths must be file or folder names, got {type(path).__name__}")
     found = (str(resolve_corpus_path(str(p), "text file or folder")[0]) for p in given)
     sources = tuple(dict.fromkeys(found))  # each once, as the files are read once
     return sources, Source(tuple(str(p) for p in given), glob or DEFAULT_GLOB, skip_bad_files=skip_bad_files)
 
 
-def plot_runs(run_dirs: list[Path] | None, out: Path, *, width_px: int = 1200, height_px: int = 450) -> Path:
+def plot_runs(
+    run_dirs: str | Path | Sequence[str | Path] | None, out: str | Path, *, width_px: int = 1200, height_px: int = 450
+) -> Path:
     """Training and validation loss of the runs against step and time, overlaid, as a PNG (the plot
     extra); no runs: the most recently updated one under ./runs. A search's folder stands for its
-    trials (those with losses logged), a checkpoint's folder for its run."""
+    trials (those with losses logged), a checkpoint's folder for its run; one run may be given alone."""
+    path_like(out, "out")
     runs = _runs_to_plot(run_dirs, curves.has_losses)
-    return curves.plot_runs(list(runs.items()), out, width_px=width_px, height_px=height_px)
+    return curves.plot_runs(list(runs.items()), Path(out), width_px=width_px, height_px=height_px)
 
 
 def plot_gradients(
-    run_dirs: list[Path] | None, out: Path, *, width_px: int = 1200, height_px: int | None = None
+    run_dirs: str | Path | Sequence[str | Path] | None,
+    out: str | Path,
+    *,
+    width_px: int = 1200,
+    height_px: int | None = None,
 ) -> Path:
     """The runs' gradient norms against step, globally and layer by layer, with each run's --clip
     (from its latest checkpoint) and the share of steps clipped: a panel a run, at most
     `gradients.MAX_RUNS`, as a PNG (the plot extra). The runs are found as `plot_runs` finds them."""
+    path_like(out, "out")
     runs = _runs_to_plot(run_dirs, gradients.has_gradients)
     return gradients.plot_gradients(
         [(label, records, _clip(Path(label))) for label, records in runs.items()],
-        out,
+        Path(out),
         width_px=width_px,
         height_px=height_px,
     )
 
 
 def _runs_to_plot(
-    run_dirs: list[Path] | None, drawable: Callable[[list[dict[str, Any]]], bool]
+    run_dirs: str | Path | Sequence[str | Path] | None, drawable: Callable[[list[dict[str, Any]]], bool]
 ) -> dict[str, list[dict[str, Any]]]:
     """Label -> metrics records of each run named, or of the most recent one."""
+    if isinstance(run_dirs, str | os.PathLike):
+        run_dirs = [run_dirs]  # one run alone, not its name's letters
+    if run_dirs is not None and not isinstance(run_dirs, list | tuple):
+        raise ConfigError(f"run_dirs must be a run's folder or a list of them, got {run_dirs!r}")
+    for given in run_dirs or ():
+        path_like(given, "each of run_dirs")
     runs: dict[str, list[dict[str, Any]]] = {}
     for given in run_dirs or [catalog.most_recent_run(RUNS_DIR)]:
         found = _plotted(Path(given))

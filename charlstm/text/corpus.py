@@ -21,7 +21,7 @@ from importlib import resources
 from pathlib import Path
 from typing import NoReturn
 
-from charlstm.errors import CorpusError, first_few, shown
+from charlstm.errors import ConfigError, CorpusError, first_few, shown
 from charlstm.flags import flag
 from charlstm.text.folder import DEFAULT_GLOB, escaped, folder_files
 from charlstm.text.textfile import EMPTY, TextFile, encoding_hint, read_checked, read_corpus, read_size
@@ -37,6 +37,12 @@ class Source:
     # instead of a held-out share; a training folder's files among them are left out of training.
     val_files: tuple[str, ...] = ()
     skip_bad_files: bool = False  # leave out files that are not UTF-8 text instead of stopping
+
+    def __post_init__(self) -> None:
+        # Stored in every checkpoint, whose reader refuses anything but a bool:
+        # "yes" once trained a whole run that could then never be read.
+        if not isinstance(self.skip_bad_files, bool):
+            raise ConfigError(f"skip_bad_files must be True or False, got {self.skip_bad_files!r}")
 
     def arguments(self) -> list[str]:
         """The words of a `charlstm train` command line that read this text

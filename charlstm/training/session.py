@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import shlex
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from charlstm.arguments import path_like
 from charlstm.config import AUTO_NORM, TrainConfig
 from charlstm.core.model import grow_vocab
 from charlstm.core.state import hyperparameters, init_optimizer, init_state, learning_rate
@@ -155,15 +157,19 @@ def source_of(
     skip_bad_files: bool = False,
 ) -> Source:
     """The files to read, as `train` and `tune` take them."""
-    return Source(_paths(corpus), glob or DEFAULT_GLOB, _paths(val_file), skip_bad_files)
+    return Source(_paths(corpus, "corpus"), glob or DEFAULT_GLOB, _paths(val_file, "val_file"), skip_bad_files)
 
 
-def _paths(given: str | Path | Sequence[str | Path] | None) -> tuple[str, ...]:
+def _paths(given: str | Path | Sequence[str | Path] | None, what: str) -> tuple[str, ...]:
     if given is None:
         return ()
-    if isinstance(given, str | Path):
-        return (str(given),)
-    return tuple(str(p) for p in given)
+    if isinstance(given, str | os.PathLike):
+        return (os.fspath(given),)
+    if not isinstance(given, list | tuple):  # a number, say: refused here, not as a TypeError deep inside
+        raise ConfigError(f"{what} must be a path (a str or a Path) or a list of them, got {given!r}")
+    for path in given:
+        path_like(path, f"each of {what}")
+    return tuple(os.fspath(p) for p in given)
 
 
 def resumed_run(
