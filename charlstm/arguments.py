@@ -51,6 +51,14 @@ def real_number(value: Any, what: str) -> float:
     return float(value)
 
 
+def true_or_false(value: Any, what: str) -> bool:
+    """`value` as a bool (a NumPy bool too), or a ConfigError naming `what`
+    for anything else: "no" is true, and 1 is not what the caller meant to
+    store in a checkpoint."""
+    check(isinstance(value, bool) or type(value).__name__ == "bool_", f"{what} must be True or False, got {value!r}")
+    return bool(value)
+
+
 def path_like(value: Any, what: str) -> None:
     """Refuse, as a ConfigError naming `what`, a value that is not a path
     (a str or an os.PathLike) from a Python caller."""

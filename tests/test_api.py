@@ -186,6 +186,10 @@ def test_a_python_callers_mistakes_are_config_errors(trained_run):
         (lambda: charlstm.train(trained_run[1], "x", val_file=3), "val_file must be a path (a str or a"),
         (lambda: charlstm.api.plot_runs([trained_run[0]], 5), "out must be a path (a str or a Path), got 5"),
         (lambda: charlstm.api.plot_runs(5, "p.png"), "run_dirs must be a run's folder or a list of them, got 5"),
+        (lambda: charlstm.resume(trained_run[0], force="yes"), "force must be True or False, got 'yes'"),
+        (lambda: model.evaluate("abc" * 20, documents="yes"), "documents must be True or False, got 'yes'"),
+        (lambda: model.inspect("abc" * 20, documents=1), "documents must be True or False, got 1"),
+        (lambda: list(model.stream(charlstm.SampleConfig(length=10), chunk=0)), "chunk must be >= 1, got 0"),
     ]:
         with pytest.raises(charlstm.ConfigError, match=re.escape(message)):
             call()

@@ -12,7 +12,7 @@ import numpy as np
 
 from charlstm.api import reading
 from charlstm.api.runs import TextFiles
-from charlstm.arguments import check, html_file, optional_callable, path_like, whole_number
+from charlstm.arguments import check, html_file, optional_callable, path_like, true_or_false, whole_number
 from charlstm.config import ModelConfig, SampleConfig, TrainConfig
 from charlstm.core.generation import Completion, complete, default_prime, sample_texts, stream_texts
 from charlstm.core.model import Params, count_params
@@ -138,6 +138,7 @@ class Model:
         `progress`, if given, is called with the share scored so far (0 to
         1) as the scoring goes (a large text takes minutes on a CPU)."""
         optional_callable(progress, "progress")
+        documents = true_or_false(documents, "documents")
         if isinstance(text, TextFiles):
             return self._evaluate_files(text, streams, progress)
         reading.refuse_a_file_name(text, "evaluate")
@@ -189,6 +190,7 @@ class Model:
         a list of documents, as for `evaluate`; files found by `find_texts`
         are read only as far as `max_chars` takes."""
         max_chars = record.check_max_chars(max_chars)
+        documents = true_or_false(documents, "documents")
         reading.refuse_a_file_name(text, "inspect")
         text = reading.one_document(self.vocab, text, documents)
         if isinstance(text, TextFiles):
@@ -275,8 +277,7 @@ class Model:
         size), a JavaScript forward pass of its cell, and controls to write
         with it. Nothing is fetched; it opens from file://."""
         out = html_file(path, "path")
-        if not isinstance(half, bool | np.bool_):  # "no" is true
-            raise ConfigError(f"half must be True or False, got {half!r}")
+        half = true_or_false(half, "half")
         title = f"charlstm: {self._run_name()}"
         describe = f"{self.model_config.describe()} at step {self.step}"
         return page.write_page(

@@ -11,7 +11,7 @@ from typing import Any
 
 from charlstm import presets
 from charlstm.api.model import Model, load
-from charlstm.arguments import check_callbacks, path_like, unknown_fields
+from charlstm.arguments import check_callbacks, path_like, true_or_false, unknown_fields
 from charlstm.config import FINE_TUNE_LEARNING_RATE, ModelConfig, TrainConfig, check_seed
 from charlstm.core.model import count_params
 from charlstm.errors import CharlstmError, CheckpointError, ConfigError
@@ -155,8 +155,7 @@ def train(
 def _check_fill_time(fill_time: bool, options: Mapping[str, Any]) -> None:
     """`fill_time` fits the steps to a time limit: it needs the limit, and
     a step count given as well would be silently overridden."""
-    if not isinstance(fill_time, bool):
-        raise ConfigError(f"fill_time must be True or False, got {fill_time!r}")
+    true_or_false(fill_time, "fill_time")
     if fill_time and options.get("max_seconds") is None:
         raise ConfigError(f"{flag('fill_time')} trains for all of a time limit: give {flag('max_seconds')} too")
     if fill_time and "steps" in options:
@@ -239,6 +238,7 @@ def resume(
     the corpus file changed. `devices` need not be the count the run started
     with: the batch only has to split evenly over it."""
     path_like(run_dir, "run_dir")
+    force = true_or_false(force, "force")
     check_callbacks(on_event, should_stop)
     unknown = unknown_fields(overrides, ModelConfig, TrainConfig)
     if unknown:  # before "cannot change" names a field that is not one

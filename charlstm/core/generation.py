@@ -25,7 +25,7 @@ from charlstm.arguments import whole_number
 from charlstm.config import ModelConfig, SampleConfig
 from charlstm.core.model import Params
 from charlstm.core.sampler import Rows, SampleState, capacity_for, filtering_on, request_rows, sample_chunk, start
-from charlstm.errors import CharlstmError, named
+from charlstm.errors import CharlstmError, ConfigError, named
 from charlstm.text.vocab import BOUNDARY, Vocab
 
 # With stop texts, characters generated between two looks for them: a sample
@@ -207,7 +207,7 @@ def stream_completions(
 
     The request is checked here, before the first piece is asked for."""
     if whole_number(chunk, "chunk") < 1:
-        raise CharlstmError(f"chunk must be >= 1, got {chunk}")
+        raise ConfigError(f"chunk must be >= 1, got {chunk}")
     samples = range(request.num_samples) if samples is None else samples
     state, rows = begin(config, params, vocab, request, samples)
     kept = len(range(samples.start, min(samples.stop, request.num_samples)))  # the rows handed out

@@ -21,7 +21,8 @@ from importlib import resources
 from pathlib import Path
 from typing import NoReturn
 
-from charlstm.errors import ConfigError, CorpusError, first_few, shown
+from charlstm.arguments import true_or_false
+from charlstm.errors import CorpusError, first_few, shown
 from charlstm.flags import flag
 from charlstm.text.folder import DEFAULT_GLOB, escaped, folder_files
 from charlstm.text.textfile import EMPTY, TextFile, encoding_hint, read_checked, read_corpus, read_size
@@ -41,8 +42,7 @@ class Source:
     def __post_init__(self) -> None:
         # Stored in every checkpoint, whose reader refuses anything but a bool:
         # "yes" once trained a whole run that could then never be read.
-        if not isinstance(self.skip_bad_files, bool):
-            raise ConfigError(f"skip_bad_files must be True or False, got {self.skip_bad_files!r}")
+        object.__setattr__(self, "skip_bad_files", true_or_false(self.skip_bad_files, "skip_bad_files"))
 
     def arguments(self) -> list[str]:
         """The words of a `charlstm train` command line that read this text
