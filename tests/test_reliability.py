@@ -1036,12 +1036,18 @@ def test_runs_started_in_the_same_second_never_share_a_default_directory(tiny_co
 
 
 def test_an_unparsable_step_metadata_file_is_not_an_error_line(caplog):
-    """Orbax's own `_CHECKPOINT_METADATA` (a save's time) cut short: the
-    checkpoint reads whole, and Orbax's ERROR line quoting the file is
-    dropped; absl's other lines still pass."""
+    """Orbax's own `_CHECKPOINT_METADATA` (a save's time) cut short or
+    missing: the checkpoint reads whole, and Orbax's line quoting the file
+    is dropped; absl's other lines still pass."""
     restore_failures.quiet_step_metadata()
-    caplog.set_level(logging.ERROR, logger="absl")
+    caplog.set_level(logging.WARNING, logger="absl")
     absl = logging.getLogger("absl")
     absl.error("Failed to json parse Metadata file: /r/checkpoints/latest/300/_CHECKPOINT_METADATA, file content: {")
     absl.error("something else")
-    assert [r.getMessage() for r in caplog.records] == ["something else"]
+    # Missing from a save a kill cut short (a cluster walkthrough saw it at the next resume); another file's passes.
+    absl.warning("Metadata file does not exist: %s", "/r/checkpoints/latest/1050/_CHECKPOINT_METADATA")
+    absl.warning("Metadata file does not exist: %s", "/r/checkpoints/latest/1050/state/_METADATA")
+    assert [r.getMessage() for r in caplog.records] == [
+        "something else",
+        "Metadata file does not exist: /r/checkpoints/latest/1050/state/_METADATA",
+    ]

@@ -176,13 +176,16 @@ def quiet_a_failed_save() -> None:
 
 
 class _NoStepMetadataNoise(logging.Filter):
-    """Orbax's ERROR line for a step's own `_CHECKPOINT_METADATA` (a save's
-    time, which nothing of charlstm reads) that cannot be parsed: it quotes
-    the file, and the checkpoint is read whole without it (a truncated one,
-    a walkthrough, 2026-12-05: an alarming line, then the resume went on)."""
+    """Orbax's lines for a step's own `_CHECKPOINT_METADATA` (a save's time,
+    which nothing of charlstm reads) that cannot be parsed, or is missing
+    from a save a kill cut short (which Orbax then clears away): each quotes
+    the file, and the checkpoints are read whole without it (walkthroughs,
+    2026-12-05: an alarming line, then the resume went on)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return "Failed to json parse Metadata file" not in record.getMessage()
+        message = record.getMessage()
+        missing = "Metadata file does not exist" in message and message.endswith("_CHECKPOINT_METADATA")
+        return not missing and "Failed to json parse Metadata file" not in message
 
 
 _NO_STEP_METADATA_NOISE = _NoStepMetadataNoise()
