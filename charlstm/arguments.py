@@ -65,6 +65,18 @@ def path_like(value: Any, what: str) -> None:
     check(isinstance(value, str | os.PathLike), f"{what} must be a path (a str or a Path), got {value!r}")
 
 
+def paths_given(value: Any, what: str, one: str = "a path (a str or a Path)") -> list[Any]:
+    """`value` as a list of paths: one path alone (not its name's letters),
+    or a list or tuple of them; a ConfigError naming `what` for anything
+    else (a number would otherwise fail as a TypeError deep inside)."""
+    if isinstance(value, str | os.PathLike):
+        return [value]
+    check(isinstance(value, list | tuple), f"{what} must be {one} or a list of them, got {value!r}")
+    for path in value:
+        path_like(path, f"each of {what}")
+    return list(value)
+
+
 def optional_callable(value: Any, what: str) -> None:
     """Refuse, as a ConfigError naming `what`, a callback that is neither
     None nor callable: found only when first called, it would fail mid-run."""

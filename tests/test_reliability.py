@@ -529,7 +529,7 @@ def test_a_resume_whose_logs_cannot_be_rewritten_stops_in_one_line_and_keeps_the
     def full(*args):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    from charlstm.text import textfile  # where the logs are replaced whole (replace_text)
+    from charlstm.text import textfile  # where the logs are replaced whole (save_whole)
 
     monkeypatch.setattr(textfile, "os", _os_where_replace_is(full))  # this module's alone
     started = events.Started(10, 40, "cpu", ["cpu:0"], 1000, 100, 10)

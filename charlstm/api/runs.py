@@ -12,15 +12,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from charlstm.arguments import path_like
+from charlstm.arguments import path_like, paths_given
 from charlstm.core.model import param_count
-from charlstm.errors import CharlstmError, ConfigError, shown
+from charlstm.errors import CharlstmError, shown
 from charlstm.plots import curves, gradients
 from charlstm.text import manifest
 from charlstm.text.corpus import Source, resolve_corpus_path
 from charlstm.text.corpus import read_texts as read_documents
 from charlstm.text.folder import DEFAULT_GLOB
-from charlstm.text.textfile import read_corpus, write_failure, write_whole
+from charlstm.text.textfile import read_corpus, save_whole, write_failure
 from charlstm.text.tokens import Corpus, prepare_texts
 from charlstm.training import catalog, checkpoint, checkpoint_meta, checkpoint_paths, run_lock
 from charlstm.training.run import RUNS_DIR
@@ -82,14 +82,13 @@ def write_text(path: str | Path, text: str, name: str | None = None) -> None:
     a pipe or a link (/dev/stdout) is written through, as it is. CharlstmError names `path`
     as `name`, where given (how the user gave it: "--output PATH")."""
     path = Path(path)
+    if not os.path.lexists(path) or stat.S_ISREG(os.lstat(path).st_mode):
+        save_whole(path, text, name=name)
+        return
+    # A device, a pipe or a link (/dev/stdout is one, to whatever stdout is): written through, never replaced.
     try:
-        if os.path.lexists(path) and not stat.S_ISREG(os.lstat(path).st_mode):
-            # A device, a pipe or a link (/dev/stdout is one, to whatever stdout
-            # is): written through, never replaced.
-            with path.open("w", encoding="utf-8") as sink:
-                sink.write(text)
-        else:
-            write_whole(path, text)
+        with path.open("w", encoding="utf-8") as sink:
+            sink.write(text)
     except BrokenPipeError:
         raise  # a reader that went away (-o /dev/stdout | head): the CLI ends as for stdout
     except OSError as err:
@@ -160,12 +159,7 @@ def _source(
     paths: str | Path | Sequence[str | Path], glob: str | None, skip_bad_files: bool
 ) -> tuple[tuple[str, ...], Source]:
     """The files and folders given, each once, as found; and the Source that reads them."""
-    if not isinstance(paths, (str, os.PathLike, list, tuple)):
-        raise ConfigError(f"paths must be a file or folder name, or a list of them, got {paths!r}")
-    given = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
-    for path in given:
-        if not isinstance(path, (str, os.PathLike)):
-            raise ConfigError(f"paths must be file or folder names, got {type(path).__name__}")
+    given = paths_given(paths, "paths", "a file or folder name")
     found = (str(resolve_corpus_path(str(p), "text file or folder")[0]) for p in given)
     sources = tuple(dict.fromkeys(found))  # each once, as the files are read once
     return sources, Source(tuple(str(p) for p in given), glob or DEFAULT_GLOB, skip_bad_files=skip_bad_files)
@@ -206,14 +200,9 @@ def _runs_to_plot(
     run_dirs: str | Path | Sequence[str | Path] | None, drawable: Callable[[list[dict[str, Any]]], bool]
 ) -> dict[str, list[dict[str, Any]]]:
     """Label -> metrics records of each run named, or of the most recent one."""
-    if isinstance(run_dirs, str | os.PathLike):
-        run_dirs = [run_dirs]  # one run alone, not its name's letters
-    if run_dirs is not None and not isinstance(run_dirs, list | tuple):
-        raise ConfigError(f"run_dirs must be a run's folder or a list of them, got {run_dirs!r}")
-    for given in run_dirs or ():
-        path_like(given, "each of run_dirs")
+    named = paths_given(run_dirs, "run_dirs", "a run's folder") if run_dirs is not None else []
     runs: dict[str, list[dict[str, Any]]] = {}
-    for given in run_dirs or [catalog.most_recent_run(RUNS_DIR)]:
+    for given in named or [catalog.most_recent_run(RUNS_DIR)]:
         found = _plotted(Path(given))
         if found is None:  # a search: its trials, but not one stopped before it logged anything to draw
             trials = {str(d): read_metrics(d) for d in _trials(Path(given))}

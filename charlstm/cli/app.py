@@ -172,10 +172,15 @@ def say(message: str) -> None:
 
 def fail(message: str, details: Iterable[str] = ()) -> NoReturn:
     """Exit 2 with one error line, after a line for each detail (the files that are not text, say)."""
+    say_error(message, details)
+    raise typer.Exit(EXIT_USAGE)
+
+
+def say_error(message: str, details: Iterable[str] = ()) -> None:
+    """`fail`'s lines, for a caller that ends otherwise."""
     for line in details:
         say(line)
     say(f"error: {message}")
-    raise typer.Exit(EXIT_USAGE)
 
 
 def given(ctx: typer.Context, names: Iterable[str]) -> dict[str, Any]:

@@ -13,7 +13,17 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from charlstm.cli.app import EXIT_ABORTED, EXIT_DIVERGED, EXIT_USAGE, end_at_once, say, stderr, use_cache, user_errors
+from charlstm.cli.app import (
+    EXIT_ABORTED,
+    EXIT_DIVERGED,
+    EXIT_USAGE,
+    end_at_once,
+    say,
+    say_error,
+    stderr,
+    use_cache,
+    user_errors,
+)
 from charlstm.cli.display import QUIET
 from charlstm.cli.signals import StopFlag, end_now, taken_signals
 from charlstm.errors import CharlstmError, shell_word
@@ -156,9 +166,7 @@ def _train(level: int, stop: StopFlag, start: Callable[[_Watch], Model]) -> None
         # wait for it in a collective, and Python's exit would wait for them
         # in JAX's shutdown barrier, minutes, then abort with a C++ stack
         # trace. Gone at once, it is a lost process to them: they stop too.
-        for line in err.details:
-            say(line)
-        say(f"error: {err}")
+        say_error(str(err), err.details)
         end_at_once(EXIT_USAGE)
     except Exception as err:
         if not processes.lost_a_process(err):

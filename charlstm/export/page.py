@@ -35,7 +35,7 @@ from charlstm.core.model import count_params
 from charlstm.errors import CharlstmError
 from charlstm.export.weights import LAYER_NORM_EPSILON, named_tensors
 from charlstm.introspect.page import script_json, writing_page
-from charlstm.text.textfile import write_failure, write_whole
+from charlstm.text.textfile import save_whole
 from charlstm.text.vocab import Vocab
 
 MODEL_MARKER = "__CHARLSTM_MODEL__"
@@ -109,8 +109,5 @@ def write_page(
         f"{weight_bytes / 1e6:.1f} MB. It runs in this page: nothing is sent anywhere."
     )
     page = render_page(config, vocab, params, half=half, title=title, summary=summary)
-    try:
-        write_whole(path, page)  # a failed write leaves an earlier page as it was
-    except OSError as err:
-        raise CharlstmError(f"cannot write {path}: {write_failure(path, err)}") from None
+    save_whole(path, page)  # a failed write leaves an earlier page as it was
     return ExportedPage(path, len(page.encode("utf-8")), weight_bytes, "f16" if half else "f32", count)

@@ -28,12 +28,11 @@ from typing import Any
 
 import numpy as np
 
-from charlstm.errors import CharlstmError
 from charlstm.flags import flag
 from charlstm.introspect import features
 from charlstm.introspect.features import FEATURES, UnitScore
 from charlstm.introspect.record import LABELS, SIGMOID_GATES, Inspection, Saturation
-from charlstm.text.textfile import write_failure, write_whole
+from charlstm.text.textfile import save_whole
 from charlstm.units import LN2
 
 DATA_MARKER = "__CHARLSTM_DATA__"
@@ -57,10 +56,7 @@ def write_page(
     path: Path, inspection: Inspection, tops: Mapping[str, Sequence[UnitScore]], *, source: str, checkpoint: str
 ) -> Path:
     page = render_page(inspection, tops, source=source, checkpoint=checkpoint)
-    try:
-        write_whole(path, page)  # a failed write leaves an earlier page as it was
-    except OSError as err:  # a folder on the way is a file, no permission, a full disk
-        raise CharlstmError(f"cannot write {path}: {write_failure(path, err)}") from None
+    save_whole(path, page)  # a failed write leaves an earlier page as it was
     return path
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from charlstm.errors import CharlstmError
-from charlstm.text.textfile import write_failure, write_whole
+from charlstm.text.textfile import save_whole
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -104,10 +104,7 @@ def write_png(figure: Figure, out: Path) -> Path:
     """Render `figure` to the PNG `out` at exactly the figure's size in pixels; returns `out`."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-    try:
-        # print_png rather than savefig: savefig honours a user's rc settings
-        # such as savefig.bbox = tight, which would change the image size.
-        write_whole(out, FigureCanvasAgg(figure).print_png)  # a failed write leaves an earlier image as it was
-    except OSError as err:  # a folder on the way is a file, no permission, a full disk
-        raise PlotError(f"cannot write {out}: {write_failure(out, err)}") from None
+    # print_png rather than savefig: savefig honours a user's rc settings
+    # such as savefig.bbox = tight, which would change the image size.
+    save_whole(out, FigureCanvasAgg(figure).print_png, error=PlotError)  # a failure leaves an earlier image as it was
     return out

@@ -19,7 +19,7 @@ from charlstm.flags import flag
 from charlstm.text.corpus import Source, resolve_corpus_path
 from charlstm.text.folder import DEFAULT_GLOB, RUN_RECORD
 from charlstm.text.streams import Split
-from charlstm.text.textfile import replace_text
+from charlstm.text.textfile import save_whole
 from charlstm.text.tokenfile import Tokens
 from charlstm.text.tokens import Corpus
 
@@ -72,7 +72,7 @@ def write_files(run_dir: Path, record: dict[str, Any]) -> None:
     if read_files(run_dir) == record:
         return
     text = json.dumps(record, indent=1, ensure_ascii=False) + "\n"
-    replace_text(run_dir / FILES, text, "earlier checkpoints are intact", CorpusError)
+    save_whole(run_dir / FILES, text, intact="earlier checkpoints are intact", error=CorpusError)
 
 
 def read_files(run_dir: Path) -> dict[str, Any] | None:

@@ -1,5 +1,5 @@
 """One text file: whether it is text, read whole or its head, and how its problems are named;
-and a file of charlstm's own written whole, never half (`write_whole`).
+and a file of charlstm's own written whole, never half (`write_whole`, `save_whole`).
 
 Text is UTF-8: a file that is not (UTF-16, a one-byte encoding, binary
 data) is named with what it is and where, and the fix (`iconv`, `tr`).
@@ -269,11 +269,21 @@ def write_failure(path: Path, err: OSError) -> str:
     return err.strerror or str(err)
 
 
-def replace_text(path: Path, text: str, intact: str, error: type[CharlstmError] = CharlstmError) -> None:
-    """`path` (a run's log, its corpus.json, a search's trials.json) replaced
-    by `text` whole (`write_whole`); where that cannot be written (a full
-    disk), `error` says so in one line, with what is `intact`."""
+def save_whole(
+    path: Path,
+    content: Content,
+    *,
+    intact: str = "",
+    error: type[CharlstmError] = CharlstmError,
+    name: str | None = None,
+) -> None:
+    """`path` (a run's log, its corpus.json, a search's trials.json, an
+    exported page, a plot, `sample -o`'s file) written or replaced whole
+    (`write_whole`); where that cannot be done (a full disk, a folder on the
+    way that is a file), `error` says why in one line, naming `path` as
+    `name` where given ("--output PATH"), with what is `intact`."""
     try:
-        write_whole(path, text)
+        write_whole(path, content)
     except OSError as err:
-        raise error(f"cannot write {path}: {write_failure(path, err)}; {intact}") from None
+        why = write_failure(path, err) + (f"; {intact}" if intact else "")
+        raise error(f"cannot write {name or path}: {why}") from None

@@ -109,8 +109,7 @@ def initialize(
     if not explicit and cluster_launcher() is None:
         return False  # a plain single-process run: never pay for (or wait on) a coordinator
     check_layout(coordinator, num_processes, process_id)
-    jax_address = bool(os.environ.get("JAX_COORDINATOR_ADDRESS")) and None not in (num_processes, process_id)
-    if coordinator in (None, "auto") and cluster_launcher() is None and not jax_address:
+    if coordinator in (None, "auto") and cluster_launcher() is None and not _jax_address(num_processes, process_id):
         why = (
             f"{flag('coordinator')} auto found no launcher (Slurm, Open MPI) to read the layout from, nor "
             f"JAX_COORDINATOR_ADDRESS with {flag('num_processes')} and {flag('process_id')}"
@@ -171,8 +170,15 @@ def joining_where(coordinator: str | None, num_processes: int | None, process_id
         return f"at {coordinator}"
     if (launcher := cluster_launcher()) is not None:
         return f"under {launcher}"
+    address = _jax_address(num_processes, process_id)
+    return f"at {address}" if address else None
+
+
+def _jax_address(num_processes: int | None, process_id: int | None) -> str | None:
+    """JAX_COORDINATOR_ADDRESS, where it stands for the coordinator: JAX
+    reads only the address from it, so the count and index must be given."""
     address = os.environ.get("JAX_COORDINATOR_ADDRESS")
-    return f"at {address}" if address and None not in (num_processes, process_id) else None
+    return address if address and None not in (num_processes, process_id) else None
 
 
 def _never_gathered(coordinator: str | None, num_processes: int | None, timeout: float) -> str:

@@ -37,7 +37,7 @@ from typing import Any
 
 from charlstm.errors import CharlstmError
 from charlstm.text.folder import RUN_LOG
-from charlstm.text.textfile import replace_text
+from charlstm.text.textfile import save_whole
 from charlstm.training import events
 from charlstm.units import bits
 
@@ -149,7 +149,7 @@ class RunLog:
         kept = [line for line in lines if _step_of(line) <= step]
         if len(kept) == len(lines):
             return
-        replace_text(path, "".join(kept), INTACT)
+        save_whole(path, "".join(kept), intact=INTACT)
 
     def _drop_samples_after(self, step: int) -> None:
         path = self.run_dir / SAMPLES_FILE
@@ -159,7 +159,7 @@ class RunLog:
         blocks = [b for b in re.split(r"(?m)^(?====== step \d+ =====$)", text) if b]
         kept = [b for b in blocks if _sample_step(b) <= step]
         if len(kept) != len(blocks):
-            replace_text(path, "".join(kept), INTACT)
+            save_whole(path, "".join(kept), intact=INTACT)
 
 
 def _append(path: Path, text: str) -> None:

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from charlstm.arguments import path_like
+from charlstm.arguments import paths_given
 from charlstm.config import AUTO_NORM, TrainConfig
 from charlstm.core.model import grow_vocab
 from charlstm.core.state import hyperparameters, init_optimizer, init_state, learning_rate
@@ -161,15 +161,7 @@ def source_of(
 
 
 def _paths(given: str | Path | Sequence[str | Path] | None, what: str) -> tuple[str, ...]:
-    if given is None:
-        return ()
-    if isinstance(given, str | os.PathLike):
-        return (os.fspath(given),)
-    if not isinstance(given, list | tuple):  # a number, say: refused here, not as a TypeError deep inside
-        raise ConfigError(f"{what} must be a path (a str or a Path) or a list of them, got {given!r}")
-    for path in given:
-        path_like(path, f"each of {what}")
-    return tuple(os.fspath(p) for p in given)
+    return () if given is None else tuple(os.fspath(p) for p in paths_given(given, what))
 
 
 def resumed_run(

@@ -45,7 +45,7 @@ from charlstm.errors import ConfigError
 from charlstm.flags import flag
 from charlstm.text.corpus import Source, resolve_corpus_path
 from charlstm.text.folder import SEARCH_RECORD
-from charlstm.text.textfile import replace_text
+from charlstm.text.textfile import save_whole
 from charlstm.text.tokens import Corpus, refuse_unfit_validation
 from charlstm.training import events, reading, session
 from charlstm.training.events import EventHandler, StopCheck, TrialFinished, TrialResult, TrialStarted
@@ -245,7 +245,7 @@ def _trial_config(run: Run, plan: Plan) -> tuple[TrainConfig, int]:
 def _write_json(path: Path, results: list[TrialResult], settings: dict[str, Any]) -> None:
     records = [{**asdict(r), "bits_per_char": r.bits_per_char} for r in ranked(results)]
     text = json.dumps({"search": settings, "trials": records}, indent=1, default=_plain) + "\n"
-    replace_text(path, text, "the trials' runs are intact")
+    save_whole(path, text, intact="the trials' runs are intact")
 
 
 def _plain(value: Any) -> Any:
