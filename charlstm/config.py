@@ -79,6 +79,13 @@ class ModelConfig:
         check(self.embed_dim >= 1, f"{flag('embed_dim')} must be >= 1, got {self.embed_dim}")
         check(self.hidden_size >= 1, f"{flag('hidden_size')} must be >= 1, got {self.hidden_size}")
         check(self.num_layers >= 1, f"{flag('num_layers')} must be >= 1, got {self.num_layers}")
+        # A bias past this saturates its gate's sigmoid in float32 anyway; a
+        # NaN or 1e300 (inf in float32) would make every loss NaN (a fuzzed
+        # checkpoint's metadata loaded one, 2026-12-05).
+        check(
+            -100 <= self.forget_bias <= 100,
+            f"{flag('forget_bias')} must be between -100 and 100, got {self.forget_bias}",
+        )
         check(self.cell in CELLS, f"{flag('cell')} must be one of {', '.join(CELLS)}, got {self.cell!r}")
         check(self.norm in NORMS, f"{flag('norm')} must be one of {', '.join((AUTO_NORM, *NORMS))}, got {self.norm!r}")
         check(self.norm == "none" or self.cell == "lstm", f"{flag('norm')} layer works with {flag('cell')} lstm only")

@@ -8,7 +8,9 @@ are in docs/benchmarks.md, "Presets".
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from charlstm.errors import ConfigError
@@ -19,8 +21,14 @@ from charlstm.flags import flag
 class Preset:
     name: str
     purpose: str  # what it is for, as `charlstm train --help` lists it
-    model: dict[str, Any] = field(default_factory=dict)  # ModelConfig fields
-    train: dict[str, Any] = field(default_factory=dict)  # TrainConfig fields
+    model: Mapping[str, Any] = field(default_factory=dict)  # ModelConfig fields
+    train: Mapping[str, Any] = field(default_factory=dict)  # TrainConfig fields
+
+    def __post_init__(self) -> None:
+        # Read-only views of copies: a caller that changed a preset's values
+        # would change every later run's (a reader's check, 2026-12-05).
+        object.__setattr__(self, "model", MappingProxyType(dict(self.model)))
+        object.__setattr__(self, "train", MappingProxyType(dict(self.train)))
 
 
 PRESETS = {

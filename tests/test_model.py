@@ -10,6 +10,7 @@ import pytest
 
 from charlstm.config import ModelConfig
 from charlstm.core.model import CharLSTM, GRULayer, LSTMLayer, count_params, init_params, zero_carry
+from charlstm.errors import ConfigError
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -137,6 +138,10 @@ def test_forget_gate_bias_starts_at_one():
     b = np.asarray(params["lstm_0"]["b"])
     np.testing.assert_array_equal(b[6:12], 1.0)
     np.testing.assert_array_equal(np.delete(b, np.s_[6:12]), 0.0)
+    # A bias float32 cannot hold, or NaN, is refused: it would make every loss NaN.
+    for bad in (float("nan"), 1e300, -101):
+        with pytest.raises(ConfigError, match="forget_bias must be between -100 and 100"):
+            ModelConfig(vocab_size=7, forget_bias=bad)
 
 
 def _model(cfg):

@@ -529,9 +529,9 @@ def test_a_resume_whose_logs_cannot_be_rewritten_stops_in_one_line_and_keeps_the
     def full(*args):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    from charlstm.text import textfile  # where the logs are replaced whole (save_whole)
+    from charlstm.text import saving  # where the logs are replaced whole (save_whole)
 
-    monkeypatch.setattr(textfile, "os", _os_where_replace_is(full))  # this module's alone
+    monkeypatch.setattr(saving, "os", _os_where_replace_is(full))  # this module's alone
     started = events.Started(10, 40, "cpu", ["cpu:0"], 1000, 100, 10)
     with pytest.raises(CharlstmError, match=r"cannot write .*: No space left on device; earlier checkpoints"):
         runlog.RunLog(run).handle(started)
@@ -676,7 +676,7 @@ def test_pages_images_weights_and_samples_are_written_whole_or_not_at_all(traine
 
     import charlstm
     from charlstm.cli import app
-    from charlstm.text import textfile
+    from charlstm.text import saving
 
     model = charlstm.load(trained_run[0])
     out = tmp_path / "out"
@@ -690,7 +690,7 @@ def test_pages_images_weights_and_samples_are_written_whole_or_not_at_all(traine
     def full(*args):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(textfile, "os", _os_where_replace_is(full))
+    monkeypatch.setattr(saving, "os", _os_where_replace_is(full))
     runner = CliRunner()
     for args in (
         ["export", str(trained_run[0]), "--html", str(out / "p.html")],
@@ -724,7 +724,7 @@ def test_a_file_written_whole_keeps_its_permissions_and_a_link_stays_a_link(tmp_
     through a link; through a temporary file it does the same."""
     import stat
 
-    from charlstm.text.textfile import write_whole
+    from charlstm.text.saving import write_whole
 
     real = tmp_path / "real.txt"
     real.write_text("old")

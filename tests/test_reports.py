@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from charlstm import api
 from charlstm.cli import app
 from charlstm.config import TrainConfig
-from charlstm.core.model import param_count
+from charlstm.core.model import count_params_of_shape
 from charlstm.training import catalog, checkpoint, run_lock
 
 from .helpers import png_size
@@ -116,7 +116,7 @@ def test_info_describes_the_checkpoint(runner, trained_run):
     assert f"{model.best_val_loss:.4f}" in out
     assert "validation text" in out and "the last 10% of the corpus" in out
     record = json.loads(_ok(runner.invoke(app, ["info", str(run_dir), "--json"])))
-    assert record["params"] == model.num_params == param_count(model.model_config)
+    assert record["params"] == model.num_params == count_params_of_shape(model.model_config)
     assert record["vocab"] == model.vocab.chars and record["step"] == 4
     # --warmup is at most a tenth of the steps: info says what the schedule used.
     train = model.train_config

@@ -96,6 +96,11 @@ def test_presets_fill_in_what_was_not_given():
     assert presets.apply(None, {"hidden_size": 16}, {}) == ({"hidden_size": 16}, {})
     with pytest.raises(ConfigError, match="--preset must be one of tiny, small, medium, large"):
         presets.apply("huge", {}, {})
+    # Read-only, and what apply returns is the caller's own: neither changes a later run's preset.
+    with pytest.raises(TypeError):
+        presets.PRESETS["tiny"].model["hidden_size"] = 7  # type: ignore[index]
+    model["hidden_size"] = 7
+    assert presets.apply("tiny", {}, {})[0]["hidden_size"] == 128
 
 
 def test_train_preset_is_overridden_by_explicit_options(runner, tiny_corpus, tmp_path):

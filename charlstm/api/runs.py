@@ -13,14 +13,15 @@ from pathlib import Path
 from typing import Any
 
 from charlstm.arguments import path_like, paths_given
-from charlstm.core.model import param_count
+from charlstm.core.model import count_params_of_shape
 from charlstm.errors import CharlstmError, shown
 from charlstm.plots import curves, gradients
 from charlstm.text import manifest
 from charlstm.text.corpus import Source, resolve_corpus_path
 from charlstm.text.corpus import read_texts as read_documents
 from charlstm.text.folder import DEFAULT_GLOB
-from charlstm.text.textfile import read_corpus, save_whole, write_failure
+from charlstm.text.saving import save_whole, write_failure
+from charlstm.text.textfile import read_corpus
 from charlstm.text.tokens import Corpus, prepare_texts
 from charlstm.training import catalog, checkpoint, checkpoint_meta, checkpoint_paths, run_lock
 from charlstm.training.run import RUNS_DIR
@@ -66,7 +67,13 @@ def describe(path: str | Path | None = None) -> Description:
             newest = checkpoint.describe(run / "checkpoints" / checkpoint.LATEST / str(latest))
     training = run is not None and run_lock.in_use(run)
     return Description(
-        meta, param_count(meta.model_config), validation, meta.train_config.warmup_used, latest, newest, training
+        meta,
+        count_params_of_shape(meta.model_config),
+        validation,
+        meta.train_config.warmup_used,
+        latest,
+        newest,
+        training,
     )
 
 

@@ -187,7 +187,7 @@ def _warn_of_preset(
     kept), and the learning rate where no --lr was given (a fine-tune starts
     lower)."""
     # A preset that leaves the size alone ("small") stands for the defaults' size.
-    size = {k: getattr(ModelConfig, k) for k in _SIZE_FIELDS} | presets.get(preset).model
+    size = {**{k: getattr(ModelConfig, k) for k in _SIZE_FIELDS}, **presets.get(preset).model}
     sizes = {k: v for k, v in size.items() if k not in given and getattr(kept, k) != v}
     left_out = []
     if sizes:

@@ -274,7 +274,7 @@ def count_params(params: Params) -> int:
     return sum(int(x.size) for x in jax.tree_util.tree_leaves(params))
 
 
-def param_count(config: ModelConfig) -> int:
+def count_params_of_shape(config: ModelConfig) -> int:
     """Parameters of a model of this shape, without creating them."""
     return count_params(jax.eval_shape(lambda: init_params(config, jax.random.PRNGKey(0))))
 

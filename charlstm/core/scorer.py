@@ -11,8 +11,8 @@ so every prediction but the first few of each stream sees long context. The
 streams are padded to a whole number of windows and the padding is masked
 out: every character is scored exactly once.
 
-Shapes: B streams, W the characters of one window (EVAL_WINDOW; training's
-windows are T), V vocabulary size.
+Shapes: B streams, T the characters of one window (EVAL_WINDOW here, not
+training's --seq-len), V vocabulary size.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from charlstm.text.streams import Segments
 from charlstm.units import bits
 
 # Characters a compiled call scores. The state carries from one call to the
-# next, so this sets how often the host dispatches and how many (B, W, V)
+# next, so this sets how often the host dispatches and how many (B, T, V)
 # logits a call holds at once, not the loss.
 EVAL_WINDOW = 256
 # A stream starts from a zero state and pays a few characters of warm-up;
@@ -94,9 +94,9 @@ def windows(ids: np.ndarray | Segments, layout: ScoreStreams) -> Iterator[tuple[
     offsets = np.arange(EVAL_WINDOW)
     last = len(ids) - 1
     for w in range(layout.windows):
-        pos = w * EVAL_WINDOW + offsets  # (W,) position within each stream
-        mask = pos[None, :] < layout.lengths[:, None]  # (B, W)
-        idx = np.minimum(layout.starts[:, None] + pos[None, :], last - 1)  # (B, W), padding clamped in range
+        pos = w * EVAL_WINDOW + offsets  # (T,) position within each stream
+        mask = pos[None, :] < layout.lengths[:, None]  # (B, T)
+        idx = np.minimum(layout.starts[:, None] + pos[None, :], last - 1)  # (B, T), padding clamped in range
         yield np.asarray(ids[idx], np.int32), np.asarray(ids[idx + 1], np.int32), mask.astype(np.float32)
 
 
@@ -145,8 +145,8 @@ def make_reader(config: ModelConfig) -> Callable[[Params, np.ndarray | Segments,
     def window_loss(
         params: Params, inputs: jax.Array, targets: jax.Array, mask: jax.Array, carry: Carry
     ) -> tuple[jax.Array, Carry]:
-        logits, carry = forward(model, params, inputs, carry)  # (B, W, V)
-        losses = optax.softmax_cross_entropy_with_integer_labels(logits, targets)  # (B, W)
+        logits, carry = forward(model, params, inputs, carry)  # (B, T, V)
+        losses = optax.softmax_cross_entropy_with_integer_labels(logits, targets)  # (B, T)
         return (losses * mask).sum(), carry
 
     def read(params: Params, ids: np.ndarray | Segments, max_streams: int) -> Reading:

@@ -35,7 +35,7 @@ from charlstm.core.model import count_params
 from charlstm.errors import CharlstmError
 from charlstm.export.weights import LAYER_NORM_EPSILON, named_tensors
 from charlstm.introspect.page import script_json, writing_page
-from charlstm.text.textfile import save_whole
+from charlstm.text.saving import save_whole
 from charlstm.text.vocab import Vocab
 
 MODEL_MARKER = "__CHARLSTM_MODEL__"

@@ -30,7 +30,7 @@ from charlstm.config import ModelConfig, to_dict
 from charlstm.core import ln_lstm
 from charlstm.core.generation import default_prime
 from charlstm.errors import CharlstmError
-from charlstm.text.textfile import write_failure, write_together
+from charlstm.text.saving import write_failure, write_together
 from charlstm.text.vocab import Vocab
 
 FORMAT = "charlstm-weights"

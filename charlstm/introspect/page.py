@@ -32,7 +32,7 @@ from charlstm.flags import flag
 from charlstm.introspect import features
 from charlstm.introspect.features import FEATURES, UnitScore
 from charlstm.introspect.record import LABELS, SIGMOID_GATES, Inspection, Saturation
-from charlstm.text.textfile import save_whole
+from charlstm.text.saving import save_whole
 from charlstm.units import LN2
 
 DATA_MARKER = "__CHARLSTM_DATA__"

@@ -148,7 +148,7 @@ def record(
         got, window_probs, window_losses, carry = window(params, inputs[span], targets[span], carry)
         stop = min(n, start + EVAL_WINDOW) - start
         for name, values in got.items():
-            kept[name][:, start : start + stop] = np.asarray(values)[:, :stop]  # (L, W, H) -> (L, stop, H)
+            kept[name][:, start : start + stop] = np.asarray(values)[:, :stop]  # (L, T, H) -> (L, stop, H)
         probs[start : start + stop] = np.asarray(window_probs)[:stop]
         losses[start : start + stop] = np.asarray(window_losses)[:stop]
     return Inspection(
@@ -182,16 +182,16 @@ def _window_fn(config: ModelConfig) -> Callable[..., Any]:
 
     @jax.jit
     def window(params: Params, inputs: jax.Array, targets: jax.Array, carry: tuple[jax.Array, jax.Array]) -> Any:
-        """inputs, targets (W,) and carry (h, c) each (L, 1, H) -> records
-        name -> (L, W, H), probs (W, V), losses (W,) and the next carry."""
+        """inputs, targets (T,) and carry (h, c) each (L, 1, H) -> records
+        name -> (L, T, H), probs (T, V), losses (T,) and the next carry."""
         # A batch of one, the single stream `eval --streams 1` reads.
         (logits, carry), kept = model.apply(
             {"params": params}, inputs[None, :], carry, mutable=[RECORDED]
-        )  # logits (1, W, V)
+        )  # logits (1, T, V)
         by_layer = [kept[RECORDED][layer_name(config, layer)] for layer in range(config.num_layers)]
-        # Each name was recorded once per layer, (W, 1, H): sow keeps a tuple.
-        records = {name: jnp.stack([layer[name][0][:, 0] for layer in by_layer]) for name in names}  # (L, W, H)
-        losses = optax.softmax_cross_entropy_with_integer_labels(logits[0], targets)  # (W,)
+        # Each name was recorded once per layer, (T, 1, H): sow keeps a tuple.
+        records = {name: jnp.stack([layer[name][0][:, 0] for layer in by_layer]) for name in names}  # (L, T, H)
+        losses = optax.softmax_cross_entropy_with_integer_labels(logits[0], targets)  # (T,)
         return records, jax.nn.softmax(logits[0], axis=-1), losses, carry
 
     return window

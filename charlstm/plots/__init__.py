@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from charlstm.errors import CharlstmError
-from charlstm.text.textfile import save_whole
+from charlstm.text.saving import save_whole
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

@@ -40,8 +40,8 @@ import numpy as np
 from charlstm.errors import CorpusError
 from charlstm.text import scan as scanning
 from charlstm.text.corpus import Document
+from charlstm.text.saving import write_failure, write_whole
 from charlstm.text.scan import Scanned
-from charlstm.text.textfile import write_failure, write_whole
 
 ENV_CACHE = "CHARLSTM_CORPUS_CACHE"
 # What a first reading records, problems' words included: 2 since UTF-16

@@ -18,8 +18,8 @@ from charlstm.errors import CorpusError, first_few, shown
 from charlstm.flags import flag
 from charlstm.text.corpus import Source, resolve_corpus_path
 from charlstm.text.folder import DEFAULT_GLOB, RUN_RECORD
+from charlstm.text.saving import save_whole
 from charlstm.text.streams import Split
-from charlstm.text.textfile import save_whole
 from charlstm.text.tokenfile import Tokens
 from charlstm.text.tokens import Corpus
 

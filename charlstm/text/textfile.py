@@ -1,5 +1,4 @@
-"""One text file: whether it is text, read whole or its head, and how its problems are named;
-and a file of charlstm's own written whole, never half (`write_whole`, `save_whole`).
+"""One text file: whether it is text, read whole or its head, and how its problems are named.
 
 Text is UTF-8: a file that is not (UTF-16, a one-byte encoding, binary
 data) is named with what it is and where, and the fix (`iconv`, `tr`).
@@ -9,16 +8,12 @@ data) is named with what it is and where, and the fix (`iconv`, `tr`).
 from __future__ import annotations
 
 import codecs
-import contextlib
 import hashlib
-import os
-import stat
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
-from charlstm.errors import CharlstmError, CorpusError, shown
+from charlstm.errors import CorpusError, shown
 
 NOT_UTF8 = "not valid UTF-8"
 
@@ -206,84 +201,3 @@ def files_holding(
         if budget <= 0:
             return found, False
     return found, True
-
-
-Content = str | bytes | Callable[[BinaryIO], object]
-
-
-def write_whole(path: Path, content: Content, *, buffering: int = -1) -> None:
-    """`path` written, or replaced, whole: through a temporary file beside it
-    (PATH.PID.tmp, as the corpus cache names its own), renamed over it once
-    complete, so that nobody ever reads half of it. Where the writing fails
-    (a full disk) or is interrupted, the temporary file is removed and a
-    file already at `path` is left as it was. Its folders are made. Raises
-    OSError; `write_failure` says why in words. `content` is text (written
-    as UTF-8), bytes, or a function that writes to the open binary file."""
-    write_together({path: content}, buffering=buffering)
-
-
-def write_together(files: Mapping[Path, Content], *, buffering: int = -1) -> None:
-    """`write_whole` of several files that belong together (exported weights
-    and their description): none is renamed into place before all are
-    written, so a failure in the writing (a full disk) leaves every earlier
-    one as it was. (The renames that follow are one after another: a kill
-    between them is the one moment that leaves one new beside one old.)"""
-    temporary: list[Path] = []
-    # A link is written through, as writing in place would: the file it names is replaced.
-    targets = [Path(os.path.realpath(path)) if path.is_symlink() else path for path in files]
-    try:
-        for path, content in zip(targets, files.values(), strict=True):
-            tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-            path.parent.mkdir(parents=True, exist_ok=True)
-            temporary.append(tmp)
-            with tmp.open("wb", buffering=buffering) as out:
-                if callable(content):
-                    content(out)
-                else:
-                    out.write(content.encode("utf-8") if isinstance(content, str) else content)
-            with contextlib.suppress(OSError):  # a file replaced keeps its permissions (a private sample stays so)
-                os.chmod(tmp, stat.S_IMODE(os.stat(path).st_mode))
-        for tmp, path in zip(temporary, targets, strict=True):
-            os.replace(tmp, path)
-    except BaseException:
-        # Where a file could not be written it may not be removable either
-        # (a read-only folder, a path through a file): the first error is the one to tell.
-        for tmp in temporary:
-            with contextlib.suppress(OSError):
-                tmp.unlink(missing_ok=True)
-        raise
-
-
-def write_failure(path: Path, err: OSError) -> str:
-    """Why `path` could not be written, in words: a folder on its way that
-    is a file is named (making the folders says only "File exists", which
-    reads as if `path` itself were in the way)."""
-    try:
-        for folder in path.parents:
-            if folder.exists():  # the nearest that does: a path through a file stops there
-                if not folder.is_dir():
-                    return f"{folder} is a file, not a folder"
-                break
-    except OSError:  # a folder on the way that cannot be searched: the error says so itself
-        pass
-    return err.strerror or str(err)
-
-
-def save_whole(
-    path: Path,
-    content: Content,
-    *,
-    intact: str = "",
-    error: type[CharlstmError] = CharlstmError,
-    name: str | None = None,
-) -> None:
-    """`path` (a run's log, its corpus.json, a search's trials.json, an
-    exported page, a plot, `sample -o`'s file) written or replaced whole
-    (`write_whole`); where that cannot be done (a full disk, a folder on the
-    way that is a file), `error` says why in one line, naming `path` as
-    `name` where given ("--output PATH"), with what is `intact`."""
-    try:
-        write_whole(path, content)
-    except OSError as err:
-        why = write_failure(path, err) + (f"; {intact}" if intact else "")
-        raise error(f"cannot write {name or path}: {why}") from None

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from charlstm.config import TrainConfig
-from charlstm.core.model import param_count
+from charlstm.core.model import count_params_of_shape
 from charlstm.errors import CharlstmError, CheckpointError
 from charlstm.training import checkpoint, run_lock
 from charlstm.training.run import RUNS_DIR, why_ended
@@ -100,7 +100,7 @@ def summarize(run_dir: Path) -> RunSummary:
             corpus=meta.corpus_path,
             corpus_sources=len(meta.corpus.get("sources") or [meta.corpus_path]),
             model=meta.model_config.describe(),
-            params=param_count(meta.model_config),
+            params=count_params_of_shape(meta.model_config),
             step=meta.step,
             total_steps=total,
             best_val_loss=min((b for b in bests if b is not None), default=None),

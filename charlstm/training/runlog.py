@@ -37,7 +37,7 @@ from typing import Any
 
 from charlstm.errors import CharlstmError
 from charlstm.text.folder import RUN_LOG
-from charlstm.text.textfile import save_whole
+from charlstm.text.saving import save_whole
 from charlstm.training import events
 from charlstm.units import bits
 

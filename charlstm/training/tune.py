@@ -39,13 +39,13 @@ from typing import Any
 
 from charlstm.arguments import real_number, whole_number
 from charlstm.config import ModelConfig, TrainConfig, check_seed
-from charlstm.core.model import param_count
+from charlstm.core.model import count_params_of_shape
 from charlstm.core.state import init_state
 from charlstm.errors import ConfigError
 from charlstm.flags import flag
 from charlstm.text.corpus import Source, resolve_corpus_path
 from charlstm.text.folder import SEARCH_RECORD
-from charlstm.text.textfile import save_whole
+from charlstm.text.saving import save_whole
 from charlstm.text.tokens import Corpus, refuse_unfit_validation
 from charlstm.training import events, reading, session
 from charlstm.training.events import EventHandler, StopCheck, TrialFinished, TrialResult, TrialStarted
@@ -306,7 +306,7 @@ def _trials(
         run = new_run(text, shape, TrainConfig(**{**options, "steps": plan.steps or 1}))
         config, planned = _trial_config(run, plan)
         run = replace(run, train_config=config)  # its state stands: it depends on the seed and batch size alone
-        params = param_count(run.model_config)
+        params = count_params_of_shape(run.model_config)
         on_event(TrialStarted(index, len(plan.points), point, planned, params, run_dir.name, plan.budget_s))
         prepare_run_dir(run_dir)
         time_use: TimeUse = "budget" if plan.budget_s is not None else "limit"
