@@ -351,18 +351,30 @@ def test_a_count_set_in_the_process_is_left_alone(monkeypatch):
     """`jax.config.update("jax_num_cpu_devices", N)` before a command or
     split_the_cpu() runs is the user's choice, as the environment's is."""
     calls = []
-    config = type("Config", (), {"jax_num_cpu_devices": 3, "update": lambda self, *a: calls.append(a)})()
+
+    def update(self, name, value):
+        calls.append((name, value))
+        self.jax_num_cpu_devices = value
+
+    config = type("Config", (), {"jax_num_cpu_devices": 3, "update": update})()
     monkeypatch.delenv("JAX_NUM_CPU_DEVICES", raising=False)
     monkeypatch.setenv("XLA_FLAGS", "")
     monkeypatch.setattr(cpu_devices, "jax", type("Jax", (), {"config": config}))
+    monkeypatch.setattr(cpu_devices, "_set_here", [])
     assert cpu_devices.chosen_elsewhere()
     cpu_devices.split_the_cpu()
     cpu_devices.split_the_cpu(4)
     assert calls == []
     config.jax_num_cpu_devices = -1  # JAX's default: no count chosen
     assert not cpu_devices.chosen_elsewhere()
+    cpu_devices.split_the_cpu(1)  # what JAX does anyway
+    assert calls == []
     cpu_devices.split_the_cpu(4)
-    assert calls == [("jax_num_cpu_devices", 4)]
+    # Its own choice it may change (a second call kept the first count, silently), back to one device too.
+    cpu_devices.split_the_cpu(3)
+    cpu_devices.split_the_cpu(1)
+    assert calls == [("jax_num_cpu_devices", 4), ("jax_num_cpu_devices", 3), ("jax_num_cpu_devices", 1)]
+    assert not cpu_devices.chosen_elsewhere()
 
 
 def test_a_split_that_comes_after_jax_started_says_so(monkeypatch):

@@ -40,21 +40,28 @@ from charlstm.runtime.cores import cores
 # The devices a CPU of two cores or more is split into when none are asked for.
 SPLIT = 2
 
+# The count split_the_cpu set in this process, if any: a later call may
+# change its own choice (split_the_cpu() then split_the_cpu(4) kept 2,
+# silently), never the user's.
+_set_here: list[int] = []
+
 
 def chosen_elsewhere() -> bool:
     """Whether the user already set how many devices JAX makes of the CPU:
     in the environment, or with `jax.config.update("jax_num_cpu_devices", N)`
     in this process."""
+    in_config = getattr(jax.config, "jax_num_cpu_devices", -1)
     return (
         "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", "")
         or "JAX_NUM_CPU_DEVICES" in os.environ
-        or getattr(jax.config, "jax_num_cpu_devices", -1) >= 0
+        or (in_config >= 0 and _set_here[-1:] != [in_config])
     )
 
 
 def split_the_cpu(devices: int | None = None) -> None:
     """Have JAX make `devices` devices of the CPU (default: `SPLIT` where the
-    process may use two cores or more). Nothing where the user chose a count
+    process may use two cores or more; a second call before JAX starts
+    replaces the first's count). Nothing where the user chose a count
     or JAX's backends have already started; what a GPU or TPU backend trains
     on is unaffected (only the CPU's devices are counted here). A call that
     comes after JAX has started, where JAX has another count, warns
@@ -62,10 +69,11 @@ def split_the_cpu(devices: int | None = None) -> None:
     if devices is not None and whole_number(devices, "devices") < 1:
         raise ConfigError(f"{flag('devices')} must be >= 1, got {devices}")
     count = devices if devices is not None else (SPLIT if cores() >= 2 else 1)
-    if count <= 1 or chosen_elsewhere():
+    if chosen_elsewhere() or (count <= 1 and not _set_here):  # one device: JAX's own default
         return
     try:
         jax.config.update("jax_num_cpu_devices", count)
+        _set_here.append(count)
     except RuntimeError:  # the backends are running: the count is fixed for this process
         try:
             # Only where training runs on the CPU (a GPU's is unaffected; JAX_PLATFORMS=cuda has no CPU backend).
