@@ -734,6 +734,10 @@ def test_windows_line_endings_and_a_byte_order_mark_are_pointed_out(runner, tmp_
     said = " ".join(result.stderr.split())
     assert said.count("the text has carriage returns") == 1 and "dos2unix FILE" in said
     assert said.count("the text has U+FEFF, the byte-order mark") == 1
+    # A resume says them again, at the step it resumes from (they said step 0, a walkthrough found).
+    resumed = runner.invoke(app, ["resume", str(tmp_path / "run"), "--steps", "3"])
+    assert resumed.exit_code == 0, resumed.output
+    assert "step 2: warning: the text has carriage returns" in resumed.stderr, resumed.stderr
     (tmp_path / "unix.txt").write_text(text.replace("\r\n", "\n"), encoding="utf-8")
     clean = runner.invoke(app, ["train", str(tmp_path / "unix.txt"), "-o", str(tmp_path / "clean"), *short])
     assert clean.exit_code == 0 and "the text has" not in clean.stderr

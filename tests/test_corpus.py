@@ -251,6 +251,26 @@ def test_validation_holds_out_each_files_end_or_whole_files(tmp_path):
     assert all(BOUNDARY + t not in train_text for t in held)
 
 
+def test_copies_of_one_text_are_held_out_together_or_trained_on_together(tmp_path):
+    """A folder that repeats a file (a licence, boilerplate, one text saved
+    twice) held out one copy and trained on the other (a walkthrough, 2026-12-05)."""
+    # 13 texts of one length, twice each: a tenth of the 26 files is 2.6 of
+    # them, so one at a time the hold-out stopped after an odd 3.
+    (tmp_path / "a" / "copies").mkdir(parents=True)
+    for i in range(MANY_DOCUMENTS // 2 + 3):
+        text = f"poem number {i:02d}: the king and the queen speak\n" * 5
+        (tmp_path / "a" / f"poem-{i:02d}.txt").write_text(text, encoding="utf-8")
+        (tmp_path / "a" / "copies" / f"poem-{i:02d}.txt").write_text(text, encoding="utf-8")
+    corpus, _, tokens = _tokens(Source((str(tmp_path / "a"),)))
+    hashes = [d.sha256 for d in corpus.train]
+    data = layout(tokens, hashes, batch=2, seq_len=8, val_fraction=0.1)
+    assert data.split.kind == "documents" and data.split.held_out
+    held = {hashes[k] for k in data.split.held_out}
+    trained = {hashes[k] for k in range(len(hashes)) if k not in data.split.held_out}
+    assert held and not held & trained
+    assert len(data.split.held_out) == 2 * len(held)  # both copies of each
+
+
 def test_a_validation_file_is_the_validation_text(tmp_path):
     write_folder(tmp_path / "poems", 2)
     # Characters of the training text only (the others are left out: the test below).
@@ -455,3 +475,31 @@ def test_a_utf8_file_cut_short_is_named_so_whole_or_read_in_chunks(tmp_path, tai
     # Two bytes after plain ASCII ("é…" in Windows-1252): both possibilities, neither advice alone.
     path.write_bytes(b"She said: Ol\xe9\x85")
     assert "if the file was cut short" in read_checked(path)[1] and "iconv -f CP1252" in read_checked(path)[1]
+
+
+def test_a_link_to_a_folder_that_double_star_passes_over_is_named(tmp_path):
+    """'**' never goes through a link to a folder (Python's, as find's), and
+    the folder's texts were left out in silence (a walkthrough, 2026-12-05)."""
+    from charlstm.text.folder import folder_files
+
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "a.txt").write_text("linked text\n", encoding="utf-8")
+    poems = tmp_path / "poems"
+    write_folder(poems, 2)
+    (poems / "more").symlink_to(tmp_path / "elsewhere")
+    (poems / ".hidden").symlink_to(tmp_path / "elsewhere")  # hidden: never read, never named
+    files, left_out, _ = folder_files(poems, "**/*.txt")
+    assert len(files) == 2
+    assert left_out == [
+        (
+            str(poems / "more"),
+            f"a link to a folder ({tmp_path / 'elsewhere'}), which '**' does not follow: name it as well to read it",
+        )
+    ]
+    # A pattern without '**' goes through it, as a shell's would: nothing to name.
+    assert folder_files(poems, "*/*.txt") == ([poems / "more" / "a.txt"], [], [])
+    corpus = prepare(Source((str(poems),)))
+    assert corpus.not_files == tuple(left_out)
+    # A pattern that ends in '**' matches folders only (Python's pathlib): said so where it matches no file.
+    with pytest.raises(CorpusError, match=r"a pattern that ends in '\*\*' matches folders only, '\*\*/\*' every file"):
+        folder_files(poems, "**")

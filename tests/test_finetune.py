@@ -151,7 +151,7 @@ def test_a_base_saved_before_it_trained_is_said_to_be_untrained(trained_run, tmp
 
 def test_fine_tuning_keeps_the_models_shape(trained_run, tmp_path):
     base_dir, corpus = trained_run
-    with pytest.raises(charlstm.CharlstmError, match=r"is a 2x24 LSTM with embedding 8, but --hidden 32 .*shape"):
+    with pytest.raises(charlstm.CharlstmError, match=r"is a 2x24 LSTM \(embedding 8\), but --hidden 32 .*shape"):
         charlstm.train(corpus, tmp_path / "a", init_from=base_dir, hidden_size=32, **SMALL)
     with pytest.raises(charlstm.CharlstmError, match="but --cell gru asks for another shape"):
         charlstm.train(corpus, tmp_path / "b", init_from=base_dir, cell="gru", **SMALL)

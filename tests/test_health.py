@@ -267,12 +267,22 @@ def test_the_time_left_is_the_time_limits_when_it_ends_the_run_first(capsys):
     assert minutes == "0" and int(seconds) <= 11
 
 
-def test_evals_bar_shows_on_a_terminal_only(capsys):
+def test_evals_bar_shows_on_a_terminal_and_a_long_scoring_says_how_far_it_is_elsewhere(capsys, monkeypatch):
+    from charlstm.cli import reading_display
     from charlstm.cli.reading_display import scoring_bar
 
     with scoring_bar(Console(stderr=True, force_terminal=False), "scoring") as progress:
         progress(0.5)
-    assert capsys.readouterr().err == ""  # a log or a pipe gets the table alone
+    assert capsys.readouterr().err == ""  # a log or a pipe gets the table alone, where the scoring is short
+    # A long one says how far it is every so often (minutes of silence before, a walkthrough found).
+    clock = iter([0.0, 4.0, 11.0, 12.0, 30.0])
+    monkeypatch.setattr(reading_display.time, "monotonic", lambda: next(clock))
+    with scoring_bar(Console(stderr=True, force_terminal=False), "scoring") as progress:
+        for share in (0.1, 0.3, 0.4, 1.0):
+            progress(share)
+    assert capsys.readouterr().err == "scoring: 30%\n"
+    with scoring_bar(Console(stderr=True, force_terminal=False), "scoring", quiet=True) as progress:
+        progress(0.5)
     terminal = Console(stderr=True, force_terminal=True, width=100)
     with scoring_bar(terminal, "scoring") as progress:
         progress(0.5)

@@ -761,7 +761,7 @@ def test_a_better_best_after_resuming_with_another_rate_replaces_the_old_one(tin
     assert_trees_equal(best.state.params, resumed.state.params)
 
 
-def test_a_run_trained_by_one_process_is_refused_to_another(trained_run, tmp_path):
+def test_a_run_trained_by_one_process_is_refused_to_another(trained_run, tmp_path, monkeypatch):
     """Two processes resuming one run would mix its log and checkpoints: while
     one trains it (holds RUN/.lock), a second is refused in one line naming
     the first, before it reads anything; once the first is gone, it resumes.
@@ -775,14 +775,22 @@ def test_a_run_trained_by_one_process_is_refused_to_another(trained_run, tmp_pat
 
     run_dir = tmp_path / "run"
     shutil.copytree(trained_run[0], run_dir)
+    # A new run in another terminal, before its first save: its record, and checkpoint folders with nothing in them.
+    fresh = tmp_path / "runs" / "fresh"
+    (fresh / "checkpoints" / "latest").mkdir(parents=True)
+    (fresh / "checkpoints" / "best").mkdir()
+    shutil.copy(run_dir / "corpus.json", fresh)
     runner = CliRunner()
     holder = subprocess.Popen(
         [
             sys.executable,
             "-c",
-            "import sys, time; from pathlib import Path; from charlstm.training import run_lock\n"
-            "with run_lock.held(Path(sys.argv[1])):\n    print('held', flush=True); time.sleep(60)",
+            "import contextlib, sys, time; from pathlib import Path; from charlstm.training import run_lock\n"
+            "with contextlib.ExitStack() as held:\n"
+            "    for run in sys.argv[1:]:\n        held.enter_context(run_lock.held(Path(run)))\n"
+            "    print('held', flush=True); time.sleep(60)",
             str(run_dir),
+            str(fresh),
         ],
         stdout=subprocess.PIPE,
         text=True,
@@ -803,6 +811,13 @@ def test_a_run_trained_by_one_process_is_refused_to_another(trained_run, tmp_pat
         ), done.stderr
         info = runner.invoke(app, ["info", str(run_dir)])
         assert re.search(r"latest checkpoint +being trained now", info.stdout), info.stdout
+        # Sampling it said it had stopped, and to train it again with the same --out, which is refused (a walkthrough).
+        monkeypatch.chdir(tmp_path)  # plain `sample` reads runs/ there
+        for args in (["sample", str(fresh)], ["sample"]):
+            early = runner.invoke(app, args)
+            assert early.exit_code == 2 and "is being trained now and has not saved its first checkpoint yet" in (
+                early.stderr
+            ), (args, early.stderr)
     finally:
         holder.kill()
         holder.wait()

@@ -295,6 +295,11 @@ def test_bodies_past_what_python_reads_are_400_not_a_crash():
         with pytest.raises(RequestError, match=message) as refused:
             parse_generate(body, vocab, limits)
         assert refused.value.status == 400 and refused.value.field is None
+    # null is a field left out, as the docs' "all optional" reads (a walkthrough: "prime must be a string, got null").
+    nulls = json.dumps(
+        dict.fromkeys(["prime", "length", "temperature", "top_k", "top_p", "seed", "n", "stop", "stream"])
+    )
+    assert parse_generate(nulls.encode(), vocab, limits) == parse_generate(b"{}", vocab, limits)
     # A value json.loads read but json.dumps cannot write back (nested past the recursion limit
     # that loads, deeper in C, did not reach): quoted by its kind.
     from charlstm.serving.requests import shown_value

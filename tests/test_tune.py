@@ -1,6 +1,7 @@
 """Presets and the hyperparameter search (`charlstm train --preset`, `charlstm tune`)."""
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -148,6 +149,16 @@ def test_tune_ranks_trials_keeps_the_best_and_repeats_for_a_seed(runner, tiny_co
         checkpoint.locate(Path(trials[1]["run_dir"]))
     refused = runner.invoke(app, ["resume", trials[1]["run_dir"]])  # as resume says it too
     assert refused.exit_code == 2 and "has its metrics but no checkpoints: charlstm tune keeps" in refused.stderr
+    # A run of train's whose checkpoints folder is gone is no trial: tune is not the reason (a walkthrough).
+    solo = tmp_path / "solo"
+    shutil.copytree(best, solo)
+    shutil.rmtree(solo / "checkpoints")
+    with pytest.raises(CharlstmError, match="has its metrics but no checkpoints folder: it was deleted or moved"):
+        checkpoint.locate(solo)
+    # resume says both as sample does, and names a search's best trial (it said "not a run directory").
+    for run, said in ((solo, "no checkpoints folder: it was deleted"), (best.parent, "is a search, not a run")):
+        refused = runner.invoke(app, ["resume", str(run)])
+        assert refused.exit_code == 2 and said in refused.stderr, refused.stderr
     # Their --clip, for the gradient plot, from the search's record where no checkpoint has it.
     from charlstm import api
 

@@ -107,13 +107,29 @@ class CorpusDisplay:
             self._say(f"token file (from the cache): {event.tokens}")
 
 
+# Off a terminal, how often a long scoring says how far it is, as training's log does.
+PLAIN_SCORING_SECONDS = 10.0
+
+
 @contextmanager
 def scoring_bar(console: Console, what: str, quiet: bool = False) -> Iterator[Callable[[float], None]]:
     """A transient bar of the share of a text scored (the callback takes
-    it, 0 to 1), on a terminal and not `quiet`; elsewhere nothing, the table
-    being all an eval writes."""
-    if quiet or not animates(console):
+    it, 0 to 1), on a terminal and not `quiet`; elsewhere, where it lasts,
+    a line every PLAIN_SCORING_SECONDS (a 12 MB text was minutes of
+    silence in a log, a walkthrough found, 2026-12-05)."""
+    if quiet:
         yield lambda share: None
+        return
+    if not animates(console):
+        last = [time.monotonic()]
+
+        def plain(share: float) -> None:
+            now = time.monotonic()
+            if 0 < share < 1 and now - last[0] >= PLAIN_SCORING_SECONDS:
+                last[0] = now
+                console.print(f"{what}: {share:.0%}", highlight=False, markup=False)
+
+        yield plain
         return
     bar = Progress(
         TextColumn(f"[bold]{what}"), BarColumn(), TaskProgressColumn(), TimeRemainingColumn(),

@@ -174,16 +174,18 @@ def sample(
             return
         if output is None and not as_json:
             _escape_what_stdout_cannot_show(model.vocab.chars, quiet)
+        model.vocab.encode(request.prime)  # a prime the model cannot read is refused before the note
+        if not quiet:
+            # Before the generating, which takes a while for long or many
+            # samples (it came after, so a long wait said nothing at all).
+            say(note)
         done = model.complete(request)  # before --output is opened: a bad prime leaves the file alone
         text = _render(done, request, model, as_json)
         if output is None:
-            if not quiet:
-                say(note)  # before the text, as when it streams
             sys.stdout.write(text)
             return
         api.runs.write_text(output, text, f"--output {output}")  # whole, or an earlier file left as it was
         if not quiet:
-            say(note)
             say(f"wrote {len(done)} sample{'s' if len(done) > 1 else ''} to {output}")
 
 

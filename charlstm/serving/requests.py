@@ -116,6 +116,9 @@ def parse_generate(body: bytes, vocab: Vocab, limits: ServeConfig) -> Generate:
     if unknown:
         name = unknown[0]
         raise RequestError(422, f"unknown field {_cut(repr(name))}; the fields are {', '.join(FIELDS)}", _cut(name))
+    # A field given as null takes its default, as one left out does: clients
+    # that send every field of a form send null for those left empty.
+    data = {name: value for name, value in data.items() if value is not None}
     prime = data.get("prime", "")
     if not isinstance(prime, str):
         raise RequestError(422, f"prime must be a string, got {shown_value(prime)}", "prime")

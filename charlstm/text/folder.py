@@ -128,6 +128,8 @@ def folder_files(folder: Path, pattern: str) -> tuple[list[Path], list[tuple[str
                 matches.append(p)
             elif not p.is_dir():
                 irregular.append((escaped(p.absolute()), _not_a_file(p)))
+        if any("**" in alternative for alternative in alternatives):
+            irregular += _links_not_followed(folder, runs)
     except (ValueError, NotImplementedError) as err:  # a malformed pattern
         raise CorpusError(f"{flag('glob')} {pattern!r}: {err}") from None
     except OSError as err:
@@ -143,6 +145,8 @@ def folder_files(folder: Path, pattern: str) -> tuple[list[Path], list[tuple[str
         has = ", ".join(f"{n} {suffix}" for suffix, n in kinds.most_common(5))
         hidden = any(part.startswith(".") and part not in (".", "..") for part in Path(pattern).parts)
         why = "; hidden files and folders (names starting with '.') are never read" if hidden else ""
+        if any(alternative.endswith("**") for alternative in alternatives):
+            why += "; a pattern that ends in '**' matches folders only, '**/*' every file"
         # Its commonest kind of file, where it has one with an extension ('**/*.md'), else every file.
         common = [suffix for suffix, _ in kinds.most_common(1) if suffix.startswith(".")]
         example = f"'**/*{common[0]}'" if common else "'**/*'"
@@ -157,6 +161,28 @@ def folder_files(folder: Path, pattern: str) -> tuple[list[Path], list[tuple[str
             f"choose others with {flag('glob')} (matched inside the folder), such as {example}"
         )
     return sorted(matches, key=lambda p: p.relative_to(folder).as_posix()), sorted(irregular), sorted(other_case)
+
+
+def _links_not_followed(folder: Path, runs: dict[Path, bool]) -> list[tuple[str, str]]:
+    """The links to folders under `folder`, which a pattern's '**' does not
+    go through (Python's, as `find`'s and `grep -r`'s: a link can lead out of
+    the tree, or back into it): named, as the other entries left out are,
+    where they were passed over in silence (a walkthrough, 2026-12-05)."""
+    found = []
+    for top, folders, _ in os.walk(folder):  # links to folders are listed, never entered
+        here = Path(top)
+        for name in folders:
+            path = here / name
+            if path.is_symlink() and not _hidden(path.relative_to(folder)) and not _in_run(path, folder, runs):
+                found.append(
+                    (
+                        escaped(path.absolute()),
+                        f"a link to a folder ({os.readlink(path)}), which '**' does "
+                        "not follow: name it as well to read it",
+                    )
+                )
+        folders[:] = [name for name in folders if not name.startswith(".")]
+    return found
 
 
 def escaped(path: Path) -> str:

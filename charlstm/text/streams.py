@@ -105,7 +105,9 @@ def split_documents(tokens: Tokens, val_fraction: float, hashes: Sequence[str]) 
     """The validation text: the --val-file documents if there are any; else,
     with MANY_DOCUMENTS or more, whole documents, chosen in an order fixed by
     their content's sha256 (`hashes`) until they hold `val_fraction` of the
-    text (documents that would take it past 1.5 times that are passed over);
+    text (documents that would take it past 1.5 times that are passed over;
+    copies of one text are held out or trained on together, never split, so
+    that validation never scores a text training read);
     else the last `val_fraction` of each document."""
     n = tokens.train_docs
     starts, lengths = tokens.starts, tokens.lengths
@@ -116,13 +118,17 @@ def split_documents(tokens: Tokens, val_fraction: float, hashes: Sequence[str]) 
     chars = lengths - mark
     if n >= MANY_DOCUMENTS:
         target = val_fraction * float(chars.sum())
-        held, got = [], 0
+        copies: dict[str, list[int]] = {}
         for k in sorted(range(n), key=lambda k: (hashes[k], k)):
+            copies.setdefault(hashes[k], []).append(k)
+        held, got = [], 0
+        for group in copies.values():  # in the hashes' order
             if got >= target:
                 break
-            if got + chars[k] <= 1.5 * target:
-                held.append(k)
-                got += int(chars[k])
+            size = int(chars[group].sum())
+            if got + size <= 1.5 * target:
+                held += group
+                got += size
         if held and got >= 0.5 * target:
             kept = set(held)
             pieces = [
@@ -163,7 +169,7 @@ class Streams:
         if self.windows < 1:
             need = batch * seq_len + 1
             raise CorpusError(
-                f"training text is too short: {len(ids)} characters, but {batch} streams of "
+                f"training text is too short: {_characters(len(ids))}, but {batch} streams of "
                 f"{seq_len} need at least {need}; use a longer text or a smaller "
                 f"{flag('batch_size')} / {flag('seq_len')}"
             )

@@ -20,7 +20,14 @@ from typing import Any
 from charlstm.errors import CheckpointError, shell_word
 from charlstm.flags import flag
 from charlstm.text.folder import RUN_LOG, SEARCH_RECORD
+from charlstm.training import run_lock
 from charlstm.training.run import complete_steps
+
+# A run being trained that has saved nothing yet, as the commands that read one say it.
+NOT_SAVED_YET = (
+    "is being trained now and has not saved its first checkpoint yet (at its first validation pass or "
+    f"{flag('checkpoint_every')} steps, 250 by default); try again then"
+)
 
 LATEST, BEST = "latest", "best"
 
@@ -58,16 +65,23 @@ def locate(path: Path, prefer: str = BEST) -> tuple[Path, int]:
             found = latest_step(path / "checkpoints" / kind)
             if found is not None:
                 return path / "checkpoints" / kind, found
+        if run_lock.in_use(path):  # a new run, still before its first save: not a run that stopped
+            raise CheckpointError(f"run directory {path} {NOT_SAVED_YET}")
         raise CheckpointError(
             f"no complete checkpoint in run directory {path}: it stopped before its first save; run its "
             f"'charlstm train' command again with the same {flag('out')}, which starts afresh there"
         )
     found = latest_step(path)
-    if found is None and (path / RUN_LOG).is_file():
+    if found is None and (path / RUN_LOG).is_file() and (path.parent / SEARCH_RECORD).is_file():
         # A tune trial other than the best: tune removed its checkpoints.
         raise CheckpointError(
             f"{path} has its metrics but no checkpoints: charlstm tune keeps only the best trial's "
             "(--keep-all keeps every trial's); plot it, or train its settings again"
+        )
+    if found is None and (path / RUN_LOG).is_file():
+        raise CheckpointError(
+            f"{path} has its metrics but no checkpoints folder: it was deleted or moved, and nothing else can be "
+            "sampled or resumed; put it back, or plot the run's log"
         )
     if found is None and path.is_file():
         raise CheckpointError(f"{path} is a file, not a charlstm run or checkpoint directory")

@@ -33,8 +33,9 @@ def progress_reporter(on_event: EventHandler | None) -> Progress:
     return progress
 
 
-def read(source: Source, on_event: EventHandler | None) -> Corpus:
-    """The corpus `source` names, checked; each file left out reported to `on_event`."""
+def read(source: Source, on_event: EventHandler | None, step: int = 0) -> Corpus:
+    """The corpus `source` names, checked; each file left out reported to
+    `on_event`, and its warnings as of `step` (a resumed run's)."""
     corpus = prepare(source, progress_reporter(on_event))
     if on_event is not None:
         for bad in corpus.skipped:
@@ -48,7 +49,7 @@ def read(source: Source, on_event: EventHandler | None) -> Corpus:
         if corpus.other_case:
             on_event(events.SkippedOtherCase(corpus.other_case))
         for message in _unwanted_characters(corpus):
-            on_event(events.Warned(0, "text", message))
+            on_event(events.Warned(step, "text", message))
     return corpus
 
 

@@ -24,7 +24,7 @@ from charlstm.errors import CharlstmError, ConfigError, CorpusError, named, shel
 from charlstm.flags import flag
 from charlstm.text import manifest
 from charlstm.text.corpus import Source
-from charlstm.text.folder import DEFAULT_GLOB, SEARCH_RECORD
+from charlstm.text.folder import DEFAULT_GLOB, RUN_LOG, SEARCH_RECORD
 from charlstm.text.scan import Progress
 from charlstm.text.tokens import Corpus, refuse_unfit_validation
 from charlstm.training import checkpoint, events, processes, reading, run_lock
@@ -70,7 +70,7 @@ def fine_tune_run(
         # A layer-normalised base says so (describe()); a plain one too, where the norm is what differs.
         plain = " without layer norm" if old.cell == "lstm" and old.norm == "none" and "norm" in wrong else ""
         raise ConfigError(
-            f"{flag('init_from')} {base.path} is a {old.describe()}{plain} with embedding {old.embed_dim}, but {given} "
+            f"{flag('init_from')} {base.path} is a {old.describe()}{plain} (embedding {old.embed_dim}), but {given} "
             f"asks for another shape; fine-tuning keeps the model's shape (leave those options out)"
         )
     vocab = corpus_vocab(corpus, base.vocab)
@@ -175,8 +175,14 @@ def resumed_run(
     if not run_dir.exists():
         raise CharlstmError(f"run directory not found: {run_dir}")
     if not (run_dir / "checkpoints").is_dir():
-        if (run_dir.parent / SEARCH_RECORD).is_file():
-            checkpoint.locate(run_dir)  # a search's trial: tune kept only the best one's checkpoints, and says so
+        if any(
+            (where / name).is_file()
+            for where, name in [(run_dir.parent, SEARCH_RECORD), (run_dir, SEARCH_RECORD), (run_dir, RUN_LOG)]
+        ):
+            # A search's trial (tune kept only the best one's checkpoints), a
+            # search itself (the best trial named), a run whose checkpoints
+            # are gone: `locate` says which, as sample says it.
+            checkpoint.locate(run_dir)
         raise CharlstmError(
             f"{run_dir} is {'a file' if run_dir.is_file() else 'not a run directory (it has no checkpoints/ folder)'}; "
             "resume takes the directory that 'charlstm train' created, such as runs/NAME"
@@ -194,7 +200,7 @@ def resumed_run(
         )
     source = manifest.source_of(ckpt.corpus)
     manifest.refuse_gone(source, "to resume")
-    corpus = reading.read(source, on_event)
+    corpus = reading.read(source, on_event, int(ckpt.state.step))
     if not force:
         manifest.refuse_changed(ckpt.corpus, manifest.read_files(run_dir), corpus)
     unknown = sorted(set(corpus.charset) - set(ckpt.vocab.chars))

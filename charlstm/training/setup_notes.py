@@ -41,8 +41,9 @@ def warnings(run: Run, setup: Setup) -> list[events.Warned]:
             events.Warned(
                 step,
                 "small validation",
-                f"validation scores only {held_out:,} characters: a loss over so few moves by chance as much as "
-                f"by learning, and the best checkpoint is picked by it; {more} gives a steadier measure",
+                f"validation scores only {held_out:,} character{'' if held_out == 1 else 's'}: a loss over so few "
+                "moves by chance as much as by learning, and the best checkpoint is picked by it; "
+                f"{more} gives a steadier measure",
             )
         )
     if long_passes(setup):
