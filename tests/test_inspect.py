@@ -309,6 +309,9 @@ def test_inspect_writes_the_page_the_plot_and_json(runner, trained_run, tmp_path
     assert re.search(r"in_caps_word\s+in an ALL-CAPITALS word\s+L\d [ch]\d+ [+-]0\.\d\d", out)
     assert re.search(r"in_quotes\s+inside double quotes\s+does not vary in the text", out)
     assert "Gate saturation" in out and "f (forget gate)" in out
+    # So short a text's strongest correlations are chance, and it is said (+1.00 over 3 characters, unsaid before).
+    assert "note: over only 300 characters, any of 96 units can reach |r| up to about 0.17 by chance" in result.stderr
+    assert features.chance_r(1024, 1000) == pytest.approx(0.118, abs=1e-3) and features.chance_r(96, 3) == 1.0
 
 
 def test_the_library_writes_the_commands_page_and_gives_its_figures(trained_run, tmp_path):

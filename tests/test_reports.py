@@ -74,8 +74,12 @@ def test_runs_lists_each_run_with_its_best_loss(runner, trained_run, tmp_path):
     with run_lock.held(runs_dir / "broken"):  # a run training now, before its first save, is no broken run
         result = runner.invoke(app, ["runs", str(runs_dir)])
         assert f"note: {runs_dir / 'broken'} is training, before its first checkpoint\n" in result.stderr
+        # In the table too, as training, with what it already says of itself (a walkthrough found no row).
+        row = next(line for line in result.stdout.splitlines() if "broken" in line)
+        assert " training " in row and " - " in row, row
         listed = json.loads(_ok(runner.invoke(app, ["runs", str(runs_dir), "--json"])))
-        assert {r["run"]: r["state"] for r in listed}[str(runs_dir / "broken")] == "training"
+        broken = {r["run"]: r for r in listed}[str(runs_dir / "broken")]
+        assert broken["state"] == "training" and "has not saved its first checkpoint yet" in broken["problem"]
 
     # A search's trials, a level deeper, are listed too; one run named is its own row; a file is refused.
     shutil.copytree(run_dir, runs_dir / "tune-tiny" / "trial-00")

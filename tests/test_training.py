@@ -483,6 +483,28 @@ def test_a_long_validation_pass_says_how_far_it_is(tiny_corpus, tmp_path, monkey
     assert {(e.step, e.chars) for e in passes} == {(2, len(run.layout().val) - 1)}
 
 
+def test_a_long_validation_pass_is_announced_by_the_models_work_not_its_characters_alone(monkeypatch):
+    """A 3x1024 model's 1M validation characters took minutes a pass,
+    unannounced; the tiny preset's 6M were announced at twice their length."""
+    from types import SimpleNamespace
+
+    from charlstm.config import ModelConfig
+
+    monkeypatch.setattr(setup_notes, "_scores_slowly", lambda: True)  # as on a CPU
+
+    def held_out(chars):  # a setup as long_passes reads one: its validation ids, one more than it scores
+        return SimpleNamespace(val_ids=range(chars + 1))
+
+    default, big = ModelConfig(vocab_size=65), ModelConfig(vocab_size=65, hidden_size=1024, num_layers=3, embed_dim=256)
+    assert setup_notes.relative_cost(default) == 1.0 and setup_notes.relative_cost(big) > 20
+    assert setup_notes.long_passes(held_out(1_000_000), big) and not setup_notes.long_passes(
+        held_out(1_000_000), default
+    )
+    tiny = ModelConfig(vocab_size=65, hidden_size=128, embed_dim=32, norm="none")
+    assert setup_notes.relative_cost(tiny) == 0.5  # at least half: small models are bound by more than products
+    assert not setup_notes.long_passes(held_out(3_000_000), tiny) and setup_notes.long_passes(held_out(6_000_000), tiny)
+
+
 @pytest.mark.parametrize("steps", [8, 4])  # a pass part-way through the run, and the last step's
 def test_a_stop_during_a_validation_pass_cuts_it_short_and_saves(tiny_corpus, tmp_path, monkeypatch, steps):
     """A pass over a large held-out text takes minutes on a CPU; a Ctrl-C
@@ -490,9 +512,7 @@ def test_a_stop_during_a_validation_pass_cuts_it_short_and_saves(tiny_corpus, tm
     without the save (a new user's walkthrough on a 300 MB text, 2026-12-03).
     The stop comes when the scorer asks for it, at its first window; at the
     last step too, where the run must not read as finished."""
-    monkeypatch.setattr(
-        setup_notes, "LARGE_VALIDATION", 10
-    )  # the tiny text's held-out share warns as a large one would
+    monkeypatch.setattr(setup_notes, "LARGE_VALIDATION", 0)  # the tiny text's held-out share warns as a large one would
     monkeypatch.setattr(setup_notes, "_scores_slowly", lambda: True)  # as on a CPU, whatever this machine has
     make_reader = loop.make_reader
 

@@ -29,6 +29,7 @@ from charlstm.flags import flag
 
 if TYPE_CHECKING:
     from charlstm.api import Model, TextFiles
+    from charlstm.introspect.record import Inspection
 
 
 def evaluate(
@@ -151,9 +152,26 @@ def inspect_model(
         else:
             print_table(inspect_tables.summary_table(source, model.path, seen, written))
             print_table(inspect_tables.top_units_table(tops, top))
+            _say_if_chance(seen, quiet)
             print_table(inspect_tables.saturation_table(saturation))
         if not quiet:
             say(f"wrote {written}" + (f" and {saturation_png}" if saturation_png is not None else ""))
+
+
+def _say_if_chance(seen: Inspection, quiet: bool) -> None:
+    """Over a short text the strongest correlations are chance (+1.00 over
+    three characters, shown as findings; a walkthrough, 2026-12-05)."""
+    from charlstm.introspect.features import SHORT_FOR_CORRELATION, chance_r
+
+    chars = seen.text_chars
+    if quiet or chars >= SHORT_FOR_CORRELATION:
+        return
+    units = sum(states.shape[0] * states.shape[2] for states in seen.states.values())  # (L, N, H) each
+    say(
+        f"note: over only {chars:,} character{'s' * (chars != 1)}, any of {units:,} units can reach |r| up to about "
+        f"{chance_r(units, chars):.2f} by chance alone; read a longer text ({SHORT_FOR_CORRELATION:,} characters "
+        "or more) to tell"
+    )
 
 
 def _given_text(text_file: str | None, text: str | None) -> tuple[str, str | TextFiles] | None:

@@ -45,14 +45,15 @@ def runs_table(runs: Sequence[RunSummary], folder: Path | None = None) -> Table:
     table.add_column("time", justify="right", no_wrap=True)
     table.add_column("updated", no_wrap=True)
     for r in runs:
-        if r.problem is not None:
+        if r.problem is not None and r.state != "training":
             continue  # listed apart: see the CLI
+        # A new run training before its first save has no model or figures to show yet.
         table.add_row(
             _run_name(r.path, folder),
             _corpus_name(r),
-            r.model,
-            f"{r.params / 1e6:.2f}M",
-            f"{r.step}/{r.total_steps}",
+            r.model if r.params else "-",
+            f"{r.params / 1e6:.2f}M" if r.params else "-",
+            f"{r.step}/{r.total_steps}" if r.total_steps else "-",
             r.state,
             loss_text(r.best_val_loss, 4, unit=""),
             duration(r.train_seconds),

@@ -26,6 +26,7 @@ correlation, and no top units.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -124,6 +125,19 @@ def pearson(series: np.ndarray, feature: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore"):
         r = (y @ x) / (x_norm * y_norm)
     return np.where(x_norm > 0, r, 0.0)
+
+
+# Characters below which the units' correlations are said to be mostly chance.
+SHORT_FOR_CORRELATION = 1_000
+
+
+def chance_r(units: int, chars: int) -> float:
+    """About the strongest |r| that `units` unrelated units reach by chance
+    over `chars` characters: sqrt(2 ln K / N), the largest of K correlations
+    whose spread is 1/sqrt(N) each (0.12 for 1,024 units over 1,000
+    characters; 1 over a handful, where every unit correlates perfectly
+    with something)."""
+    return min(1.0, math.sqrt(2 * math.log(max(units, 2)) / max(chars, 1)))
 
 
 def correlations(inspection: Inspection) -> dict[str, dict[str, np.ndarray]]:

@@ -12,6 +12,7 @@ from pathlib import Path
 from charlstm.config import TrainConfig
 from charlstm.core.model import count_params_of_shape
 from charlstm.errors import CharlstmError, CheckpointError
+from charlstm.text import manifest
 from charlstm.training import checkpoint, run_lock
 from charlstm.training.checkpoint_paths import NOT_SAVED_YET
 from charlstm.training.run import RUNS_DIR, why_ended
@@ -116,8 +117,23 @@ def summarize(run_dir: Path) -> RunSummary:
         except OSError:
             mtime = 0.0
         # A run before its first checkpoint has none to read, and may be training now.
-        busy = "training" if run_lock.in_use(run_dir) else "unreadable"
-        return RunSummary(run_dir, "?", "?", 0, 0, 0, None, 0.0, mtime, problem=str(err), state=busy)
+        if not run_lock.in_use(run_dir):
+            return RunSummary(run_dir, "?", "?", 0, 0, 0, None, 0.0, mtime, problem=str(err), state="unreadable")
+        # What it already says of itself: its corpus's files, its session's steps.
+        step, total = run_lock.session_steps(run_dir) or (0, 0)
+        return RunSummary(
+            run_dir, _corpus_files(run_dir), "?", 0, step, total, None, 0.0, mtime, problem=str(err), state="training"
+        )
+
+
+def _corpus_files(run_dir: Path) -> str:
+    """A new run's corpus from its corpus.json, before any checkpoint
+    records what it was given: its one file, or how many."""
+    try:
+        train = (manifest.read_files(run_dir) or {})["train"]
+        return str(train[0]["path"]) if len(train) == 1 else f"{len(train)} files"
+    except (KeyError, IndexError, TypeError):
+        return "?"
 
 
 STATES = {"done": "done", "patience": "stopped early"}

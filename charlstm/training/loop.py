@@ -359,7 +359,7 @@ class TrainingLoop:
         # agree on the loss all read the whole text (they settle stops at
         # report steps).
         stop = self._should_stop if jax.process_count() == 1 else None
-        chars, large = len(self.setup.val_ids) - 1, setup_notes.long_passes(self.setup)
+        chars, large = len(self.setup.val_ids) - 1, setup_notes.long_passes(self.setup, self.run.model_config)
         yield events.Validating(self.step, chars, large)
         reading = self.read(params, self.setup.val_ids, self.config.batch_size)
         told = time.perf_counter()

@@ -7,17 +7,22 @@ from __future__ import annotations
 
 import jax
 
+from charlstm.config import ModelConfig
 from charlstm.flags import flag
 from charlstm.text import streams
 from charlstm.training import events
 from charlstm.training.run import Run
 from charlstm.training.step_setup import Setup
 
-# Held-out characters past which a run on a CPU is warned that its
-# validation passes will be long: at about 50k characters a second (the
-# default model on 2 cores, 2026-12-03), 2M characters is 40 s a pass.
+# Held-out characters past which a run of the default model on a CPU is
+# warned that its validation passes will be long: at about 50k characters a
+# second (the default model on 2 cores, 2026-12-03), 2M characters is 40 s a
+# pass. Another model's passes take longer or shorter by its products per
+# character (`relative_cost`): a 3x1024 model's 1M characters took minutes,
+# unannounced, and the tiny preset's were announced at twice their length (a
+# walkthrough, 2026-12-05).
 LARGE_VALIDATION = 2_000_000
-CPU_SCORING_RATE = 50_000  # characters a second, as above: a pass's length in the warning
+CPU_SCORING_RATE = 50_000  # characters a second of the default model, as above
 # Held-out characters below which the best checkpoint is picked on noise: a
 # mean over N characters of a loss whose spread is about 1.5 nats moves by
 # about 1.5 / sqrt(N) from one pass to another by chance (0.05 at 1,000
@@ -46,13 +51,14 @@ def warnings(run: Run, setup: Setup) -> list[events.Warned]:
                 f"{more} gives a steadier measure",
             )
         )
-    if long_passes(setup):
+    if long_passes(setup, run.model_config):
         shorter = (
             f"a shorter {flag('val_file')}"
             if run.corpus.val
             else f"a smaller {flag('val_fraction')} or a {flag('val_file')}"
         )
-        seconds = held_out / CPU_SCORING_RATE
+        rate = CPU_SCORING_RATE / relative_cost(run.model_config)
+        seconds = held_out / rate
         about = f"{seconds:.0f} seconds" if seconds < 90 else f"{seconds / 60:.0f} minutes"
         when = (
             f"every {flag('eval_every')} {tc.eval_every} steps and at the end"
@@ -64,7 +70,7 @@ def warnings(run: Run, setup: Setup) -> list[events.Warned]:
                 step,
                 "validation",
                 f"each validation pass ({when}) scores all {held_out:,} validation characters: about {about} a pass "
-                f"on a 2-core CPU for the default model ({CPU_SCORING_RATE:,} characters a second); {shorter} keeps "
+                f"on a 2-core CPU for this model (about {_rounded(rate):,} characters a second); {shorter} keeps "
                 "the passes short",
             )
         )
@@ -92,6 +98,29 @@ def _scores_slowly() -> bool:
     return jax.default_backend() == "cpu"
 
 
-def long_passes(setup: Setup) -> bool:
+def long_passes(setup: Setup, model: ModelConfig) -> bool:
     """Whether each validation pass will take long enough to warn about, and announce."""
-    return len(setup.val_ids) - 1 > LARGE_VALIDATION and _scores_slowly()
+    return (len(setup.val_ids) - 1) * relative_cost(model) > LARGE_VALIDATION and _scores_slowly()
+
+
+def relative_cost(model: ModelConfig) -> float:
+    """The model's matrix products per character against the default
+    model's over the same vocabulary: what scoring a character costs, about.
+    At least half: a smaller model's pass is bound by the work of each
+    character besides its products (the tiny preset, a quarter of the
+    products, scored 6M characters in 63 s, about 100k a second, on the
+    2-core CPU; a walkthrough, 2026-12-05)."""
+    return max(0.5, _products(model) / _products(ModelConfig(vocab_size=model.vocab_size)))
+
+
+def _products(model: ModelConfig) -> int:
+    """Multiply-adds per character: each layer's gates over its input and
+    state, and the head."""
+    gates, h = (4 if model.cell == "lstm" else 3), model.hidden_size
+    inputs = [model.embed_dim] + [h] * (model.num_layers - 1)
+    return sum(gates * h * (n + h) for n in inputs) + h * model.vocab_size
+
+
+def _rounded(rate: float) -> int:
+    """A rate to two significant figures: it is an estimate."""
+    return int(float(f"{rate:.2g}"))
