@@ -105,19 +105,23 @@ def html_file(value: Any, what: str) -> Path:
 def writable_place(path: Path, what: str) -> None:
     """Refuse, before any work, a file to write where it cannot be written:
     an existing file that is read-only, or else the nearest folder on its
-    way that exists, read-only or not the user's to write in. Anything else
-    (a path that cannot even be looked at) shows when it is written."""
+    way that exists, read-only or not the user's to write in, or a file
+    where a folder on its way should be. Anything else (a path that cannot
+    even be looked at) shows when it is written."""
     try:
         where = path
         if not path.exists():
             where = path.absolute().parent
             while not where.exists() and where != where.parent:
                 where = where.parent
-            if not where.is_dir():  # a file on the way: its write says so
-                return
+            on_the_way = not where.is_dir()
+        else:
+            on_the_way = False
         writable = os.access(where, os.W_OK)
     except OSError:
         return
+    # As the write would say it (text/saving.py's write_failure), but before the work.
+    check(not on_the_way, f"cannot write {what} {path}: {where} is a file, not a folder")
     check(writable, f"cannot write {what} {path}: {where} is read-only here; give another place with {what}")
 
 

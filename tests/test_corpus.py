@@ -5,6 +5,7 @@ import hashlib
 import json
 import os
 import random
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -269,6 +270,15 @@ def test_copies_of_one_text_are_held_out_together_or_trained_on_together(tmp_pat
     trained = {hashes[k] for k in range(len(hashes)) if k not in data.split.held_out}
     assert held and not held & trained
     assert len(data.split.held_out) == 2 * len(held)  # both copies of each
+    # A run made before keeps the split it trained and validated on: one copy at a time, as its entry says.
+    old = layout(tokens, hashes, batch=2, seq_len=8, val_fraction=0.1, copies_together=False)
+    assert {hashes[k] for k in old.split.held_out} & {
+        hashes[k] for k in range(len(hashes)) if k not in old.split.held_out
+    }
+    entry = manifest.summary(corpus, tokens, data.split, 0.1)
+    assert manifest.copies_together(entry) and entry["validation"]["copies_together"] is True
+    before = manifest.summary(corpus, tokens, old.split, 0.1, copies_together=False)
+    assert "copies_together" not in before["validation"] and not manifest.copies_together(before)
 
 
 def test_a_validation_file_is_the_validation_text(tmp_path):
@@ -488,6 +498,11 @@ def test_a_link_to_a_folder_that_double_star_passes_over_is_named(tmp_path):
     write_folder(poems, 2)
     (poems / "more").symlink_to(tmp_path / "elsewhere")
     (poems / ".hidden").symlink_to(tmp_path / "elsewhere")  # hidden: never read, never named
+    (tmp_path / "no-texts").mkdir()  # nothing the pattern would pick there: nothing to name
+    (tmp_path / "no-texts" / "a.md").write_text("markdown\n", encoding="utf-8")
+    (poems / "notes").symlink_to(tmp_path / "no-texts")
+    (poems / "sub").mkdir()
+    (poems / "same").symlink_to(poems / "sub")  # into the tree: what it holds is read anyway
     files, left_out, _ = folder_files(poems, "**/*.txt")
     assert len(files) == 2
     assert left_out == [
@@ -496,10 +511,13 @@ def test_a_link_to_a_folder_that_double_star_passes_over_is_named(tmp_path):
             f"a link to a folder ({tmp_path / 'elsewhere'}), which '**' does not follow: name it as well to read it",
         )
     ]
-    # A pattern without '**' goes through it, as a shell's would: nothing to name.
+    # A pattern without '**', or with more after it, goes through it, as a shell's would: nothing to name.
     assert folder_files(poems, "*/*.txt") == ([poems / "more" / "a.txt"], [], [])
+    assert folder_files(poems, "**/more/*.txt") == ([poems / "more" / "a.txt"], [], [])
     corpus = prepare(Source((str(poems),)))
     assert corpus.not_files == tuple(left_out)
-    # A pattern that ends in '**' matches folders only (Python's pathlib): said so where it matches no file.
+    # A pattern that ends in '**' matches folders only (pathlib before Python 3.13): said so where it matches no file.
+    if sys.version_info >= (3, 13):
+        return
     with pytest.raises(CorpusError, match=r"a pattern that ends in '\*\*' matches folders only, '\*\*/\*' every file"):
         folder_files(poems, "**")

@@ -2,6 +2,7 @@
 
 import io
 import json
+import types
 from pathlib import Path
 
 import pytest
@@ -276,7 +277,7 @@ def test_evals_bar_shows_on_a_terminal_and_a_long_scoring_says_how_far_it_is_els
     assert capsys.readouterr().err == ""  # a log or a pipe gets the table alone, where the scoring is short
     # A long one says how far it is every so often (minutes of silence before, a walkthrough found).
     clock = iter([0.0, 4.0, 11.0, 12.0, 30.0])
-    monkeypatch.setattr(reading_display.time, "monotonic", lambda: next(clock))
+    monkeypatch.setattr(reading_display, "time", types.SimpleNamespace(monotonic=lambda: next(clock)))  # its own
     with scoring_bar(Console(stderr=True, force_terminal=False), "scoring") as progress:
         for share in (0.1, 0.3, 0.4, 1.0):
             progress(share)

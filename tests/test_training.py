@@ -503,6 +503,8 @@ def test_a_long_validation_pass_is_announced_by_the_models_work_not_its_characte
     tiny = ModelConfig(vocab_size=65, hidden_size=128, embed_dim=32, norm="none")
     assert setup_notes.relative_cost(tiny) == 0.5  # at least half: small models are bound by more than products
     assert not setup_notes.long_passes(held_out(3_000_000), tiny) and setup_notes.long_passes(held_out(6_000_000), tiny)
+    # A vocabulary of thousands makes the head the larger part of the work: the default model's too.
+    assert setup_notes.relative_cost(ModelConfig(vocab_size=50_000)) > 10
 
 
 @pytest.mark.parametrize("steps", [8, 4])  # a pass part-way through the run, and the last step's

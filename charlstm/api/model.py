@@ -14,7 +14,7 @@ from charlstm.api import reading
 from charlstm.api.runs import TextFiles
 from charlstm.arguments import check, html_file, optional_callable, path_like, true_or_false, whole_number
 from charlstm.config import ModelConfig, SampleConfig, TrainConfig
-from charlstm.core.generation import Completion, complete, default_prime, sample_texts, stream_texts
+from charlstm.core.generation import Completion, check_request, complete, default_prime, sample_texts, stream_texts
 from charlstm.core.model import Params, count_params
 from charlstm.core.scorer import Score, make_scorer
 from charlstm.errors import CharlstmError, ConfigError, CorpusError
@@ -101,6 +101,14 @@ class Model:
         "length"."""
         _check_request(request, "complete")
         return complete(self.model_config, self.params, self.vocab, request)
+
+    def check(self, request: SampleConfig) -> None:
+        """Refuse, as sampling would (a CharlstmError), a request this model
+        cannot sample: a prime with characters it never saw, a stop text
+        with characters it never writes. Samples nothing: what a caller
+        asks before a long generation, to say what comes first."""
+        _check_request(request, "check")
+        check_request(self.vocab, request)
 
     def stream(self, request: SampleConfig, chunk: int = 256) -> Iterator[list[str]]:
         """The same texts as `generate`, a piece of each at a time as it is

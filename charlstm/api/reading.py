@@ -130,5 +130,5 @@ def held_out_ids(
         )
     tokens = open_tokens(prepared, vocab)
     hashes = [d.sha256 for d in prepared.train]
-    held_out = streams.split_documents(tokens, val_fraction, hashes)
+    held_out = streams.split_documents(tokens, val_fraction, hashes, manifest.copies_together(entry))
     return streams.Segments(tokens.ids, held_out.val, tokens.checked), dict(tokens.skipped)

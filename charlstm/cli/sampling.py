@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from charlstm.arguments import writable_place
 from charlstm.cli.app import NewestRunArgument, Quiet, fail, given, say, use_cache, user_errors
 from charlstm.cli.format import checkpoint_text
 from charlstm.config import SampleConfig, to_dict
@@ -154,6 +155,8 @@ def sample(
         )
         if output is not None and output.is_dir():  # found now, not after generating
             fail(f"--output {output} is a folder; name a file to write")
+        if output is not None:
+            writable_place(output, "--output")
         from charlstm import api
 
         use_cache()
@@ -174,7 +177,7 @@ def sample(
             return
         if output is None and not as_json:
             _escape_what_stdout_cannot_show(model.vocab.chars, quiet)
-        model.vocab.encode(request.prime)  # a prime the model cannot read is refused before the note
+        model.check(request)  # a prime or stop text the model cannot read or write is refused before the note
         if not quiet:
             # Before the generating, which takes a while for long or many
             # samples (it came after, so a long wait said nothing at all).

@@ -53,7 +53,7 @@ def runs_table(runs: Sequence[RunSummary], folder: Path | None = None) -> Table:
             _corpus_name(r),
             r.model if r.params else "-",
             f"{r.params / 1e6:.2f}M" if r.params else "-",
-            f"{r.step}/{r.total_steps}" if r.total_steps else "-",
+            f"{r.step if r.problem is None else '-'}/{r.total_steps or '-'}",  # before a save: its step unknown
             r.state,
             loss_text(r.best_val_loss, 4, unit=""),
             duration(r.train_seconds),

@@ -5,8 +5,9 @@ A folder's documents are its files that a pattern picks (`--glob`, default
 it. Hidden files and folders are never read, nor charlstm's own runs under
 it (`train .` must not read its samples and checkpoints as text). What a
 pattern picks that is not a file (a link to nothing, a pipe) is left out and
-named, as are the files the default pattern leaves out only for the case of
-their extension (NOTES.TXT). `corpus.py` gathers the documents of every file
+named, as are a link to a folder outside it that '**' passes over, and the
+files the default pattern leaves out only for the case of their extension
+(NOTES.TXT). `corpus.py` gathers the documents of every file
 and folder a user names.
 """
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import errno
 import os
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -92,7 +94,8 @@ def folder_files(folder: Path, pattern: str) -> tuple[list[Path], list[tuple[str
     """The files of `folder` matching `pattern`, sorted by their path inside
     it; hidden ones and those of charlstm's runs left out. And the entries
     matching it that are neither files nor folders, (path, why) each: links
-    to nothing, pipes, sockets and devices, which are left out and said to be.
+    to nothing, pipes, sockets and devices, which are left out and said to
+    be, with the links to folders its '**' passes over (`_links_not_followed`).
     And, for the default pattern, the files it leaves out only for the case
     of their extension (`NOTES.TXT`: the pattern is case-sensitive, as a
     shell's is), said to be too: from the same walk of the folder."""
@@ -128,8 +131,7 @@ def folder_files(folder: Path, pattern: str) -> tuple[list[Path], list[tuple[str
                 matches.append(p)
             elif not p.is_dir():
                 irregular.append((escaped(p.absolute()), _not_a_file(p)))
-        if any("**" in alternative for alternative in alternatives):
-            irregular += _links_not_followed(folder, runs)
+        irregular += _links_not_followed(folder, alternatives, runs)
     except (ValueError, NotImplementedError) as err:  # a malformed pattern
         raise CorpusError(f"{flag('glob')} {pattern!r}: {err}") from None
     except OSError as err:
@@ -145,7 +147,7 @@ def folder_files(folder: Path, pattern: str) -> tuple[list[Path], list[tuple[str
         has = ", ".join(f"{n} {suffix}" for suffix, n in kinds.most_common(5))
         hidden = any(part.startswith(".") and part not in (".", "..") for part in Path(pattern).parts)
         why = "; hidden files and folders (names starting with '.') are never read" if hidden else ""
-        if any(alternative.endswith("**") for alternative in alternatives):
+        if sys.version_info < (3, 13) and any(alternative.endswith("**") for alternative in alternatives):
             why += "; a pattern that ends in '**' matches folders only, '**/*' every file"
         # Its commonest kind of file, where it has one with an extension ('**/*.md'), else every file.
         common = [suffix for suffix, _ in kinds.most_common(1) if suffix.startswith(".")]
@@ -163,25 +165,36 @@ def folder_files(folder: Path, pattern: str) -> tuple[list[Path], list[tuple[str
     return sorted(matches, key=lambda p: p.relative_to(folder).as_posix()), sorted(irregular), sorted(other_case)
 
 
-def _links_not_followed(folder: Path, runs: dict[Path, bool]) -> list[tuple[str, str]]:
-    """The links to folders under `folder`, which a pattern's '**' does not
-    go through (Python's, as `find`'s and `grep -r`'s: a link can lead out of
-    the tree, or back into it): named, as the other entries left out are,
-    where they were passed over in silence (a walkthrough, 2026-12-05)."""
+def _links_not_followed(folder: Path, patterns: list[str], runs: dict[Path, bool]) -> list[tuple[str, str]]:
+    """The links under `folder` to folders outside it that hold files a
+    pattern of the form '**/NAME' would pick there, but does not read:
+    '**' never goes through a link to a folder (Python's, as `find`'s and
+    `grep -r`'s: a link can lead out of the tree, or back into it). Named,
+    as the other entries left out are, where they were passed over in
+    silence (a walkthrough, 2026-12-05). A pattern with more after '**/'
+    goes through links itself; a link into the tree reads files read anyway."""
+    names = [p[3:] for p in patterns if p.startswith("**/") and "/" not in p[3:] and "**" not in p[3:]]
+    if not names:
+        return []
+    inside = folder.resolve()
     found = []
     for top, folders, _ in os.walk(folder):  # links to folders are listed, never entered
         here = Path(top)
         for name in folders:
             path = here / name
-            if path.is_symlink() and not _hidden(path.relative_to(folder)) and not _in_run(path, folder, runs):
-                found.append(
-                    (
-                        escaped(path.absolute()),
-                        f"a link to a folder ({os.readlink(path)}), which '**' does "
-                        "not follow: name it as well to read it",
-                    )
+            if not path.is_symlink() or _hidden(path.relative_to(folder)) or _in_run(path, folder, runs):
+                continue
+            try:
+                target = path.resolve(strict=True)
+                if target.is_relative_to(inside) or not any(next(target.glob(f"**/{n}"), None) for n in names):
+                    continue
+                why = (
+                    f"a link to a folder ({os.readlink(path)}), which '**' does not follow: name it as well to read it"
                 )
-        folders[:] = [name for name in folders if not name.startswith(".")]
+            except (OSError, RuntimeError):  # gone since the walk, or a loop: nothing to read through it
+                continue
+            found.append((escaped(path.absolute()), why))
+        folders[:] = [n for n in folders if not n.startswith(".") and not is_run_folder(here / n)]
     return found
 
 

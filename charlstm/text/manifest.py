@@ -26,7 +26,9 @@ from charlstm.text.tokens import Corpus
 FILES = RUN_RECORD  # corpus.json
 
 
-def summary(corpus: Corpus, tokens: Tokens, split: Split, val_fraction: float) -> dict[str, Any]:
+def summary(
+    corpus: Corpus, tokens: Tokens, split: Split, val_fraction: float, copies_together: bool = True
+) -> dict[str, Any]:
     """The checkpoint's "corpus" entry."""
     val_chars = sum(b - a for a, b in split.val)
     return {
@@ -46,6 +48,9 @@ def summary(corpus: Corpus, tokens: Tokens, split: Split, val_fraction: float) -
             "fraction": val_fraction,
             "documents": len(split.held_out) if split.kind == "documents" else len(corpus.val),
             "chars": val_chars,
+            # Copies of one text held out together (streams.split_documents);
+            # absent from runs made before, split one copy at a time.
+            **({"copies_together": True} if copies_together else {}),
         },
         "tokens": {"path": str(tokens.path), "dtype": tokens.ids.dtype.name},
     }
@@ -115,6 +120,11 @@ def check_entry(entry: Any) -> None:
     validation = entry.get("validation", {})
     if not all(isinstance(validation.get(k, 0), int) for k in ("documents", "chars")):
         raise ValueError("its corpus entry's validation is malformed")
+
+
+def copies_together(entry: dict[str, Any]) -> bool:
+    """How a run's corpus entry says its whole files were held out (`summary`)."""
+    return entry.get("validation", {}).get("copies_together") is True
 
 
 def source_of(entry: dict[str, Any]) -> Source:

@@ -101,14 +101,17 @@ class Split:
     held_out: tuple[int, ...] = ()  # the documents held out whole ("documents"), by index
 
 
-def split_documents(tokens: Tokens, val_fraction: float, hashes: Sequence[str]) -> Split:
+def split_documents(tokens: Tokens, val_fraction: float, hashes: Sequence[str], copies_together: bool = True) -> Split:
     """The validation text: the --val-file documents if there are any; else,
     with MANY_DOCUMENTS or more, whole documents, chosen in an order fixed by
     their content's sha256 (`hashes`) until they hold `val_fraction` of the
     text (documents that would take it past 1.5 times that are passed over;
     copies of one text are held out or trained on together, never split, so
     that validation never scores a text training read);
-    else the last `val_fraction` of each document."""
+    else the last `val_fraction` of each document. `copies_together` False:
+    one copy at a time, as runs made before 2026-12-05 were split (their
+    corpus entry says which, `manifest.summary`): a resume or an eval of
+    such a run must read the split it trained and validated on."""
     n = tokens.train_docs
     starts, lengths = tokens.starts, tokens.lengths
     ends = starts + lengths
@@ -118,9 +121,9 @@ def split_documents(tokens: Tokens, val_fraction: float, hashes: Sequence[str]) 
     chars = lengths - mark
     if n >= MANY_DOCUMENTS:
         target = val_fraction * float(chars.sum())
-        copies: dict[str, list[int]] = {}
+        copies: dict[str | int, list[int]] = {}
         for k in sorted(range(n), key=lambda k: (hashes[k], k)):
-            copies.setdefault(hashes[k], []).append(k)
+            copies.setdefault(hashes[k] if copies_together else k, []).append(k)
         held, got = [], 0
         for group in copies.values():  # in the hashes' order
             if got >= target:
@@ -215,11 +218,17 @@ class Layout:
 
 
 def layout(
-    tokens: Tokens, hashes: Sequence[str], batch: int, seq_len: int, val_fraction: float, reset_chars: int = 0
+    tokens: Tokens,
+    hashes: Sequence[str],
+    batch: int,
+    seq_len: int,
+    val_fraction: float,
+    reset_chars: int = 0,
+    copies_together: bool = True,
 ) -> Layout:
     """Training streams and the validation ids of a corpus's token file;
     `hashes` are its documents' sha256s (see `split_documents`)."""
-    cut = split_documents(tokens, val_fraction, hashes)
+    cut = split_documents(tokens, val_fraction, hashes, copies_together)
     # Resets happen between windows: reset_chars is rounded down to whole
     # windows, and is at least one (a --seq-len beyond it resets every window).
     windows = max(1, reset_chars // seq_len) if reset_chars else 0

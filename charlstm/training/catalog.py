@@ -6,6 +6,7 @@ many runs is quick.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -128,11 +129,11 @@ def summarize(run_dir: Path) -> RunSummary:
 
 def _corpus_files(run_dir: Path) -> str:
     """A new run's corpus from its corpus.json, before any checkpoint
-    records what it was given: its one file, or how many."""
+    records what it was given: its one file, or the folder that holds its files."""
     try:
-        train = (manifest.read_files(run_dir) or {})["train"]
-        return str(train[0]["path"]) if len(train) == 1 else f"{len(train)} files"
-    except (KeyError, IndexError, TypeError):
+        paths = [str(f["path"]) for f in (manifest.read_files(run_dir) or {})["train"]]
+        return paths[0] if len(paths) == 1 else os.path.commonpath(paths)
+    except (KeyError, IndexError, TypeError, ValueError):
         return "?"
 
 

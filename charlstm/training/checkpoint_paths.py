@@ -25,8 +25,8 @@ from charlstm.training.run import complete_steps
 
 # A run being trained that has saved nothing yet, as the commands that read one say it.
 NOT_SAVED_YET = (
-    "is being trained now and has not saved its first checkpoint yet (at its first validation pass or "
-    f"{flag('checkpoint_every')} steps, 250 by default); try again then"
+    "is being trained now and has not saved its first checkpoint yet (it comes with the first validation pass, "
+    f"{flag('eval_every')}, or at {flag('checkpoint_every')} steps, whichever is sooner); try again then"
 )
 
 LATEST, BEST = "latest", "best"

@@ -48,8 +48,9 @@ class SkippedEmpty:
 @dataclass(frozen=True)
 class SkippedNotFiles:
     """A folder's entries that are neither files nor folders (links to
-    nothing or in a loop, pipes, sockets), left out, reported together: a
-    tree may hold many."""
+    nothing or in a loop, pipes, sockets), and its links to folders that
+    '**' does not go through (text/folder.py), left out, reported
+    together: a tree may hold many."""
 
     entries: tuple[tuple[str, str], ...]  # (path, why)
 

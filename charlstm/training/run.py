@@ -40,12 +40,17 @@ class Run:
     # which a resume on a CPU keeps so that it continues bit for bit; None
     # for a new run. Runs saved before it was recorded trained on one.
     devices: int | None = None
+    # Whether copies of one text are held out together (streams.split_documents):
+    # a new run's; one made before that keeps the split it trained on.
+    copies_together: bool = True
 
     def layout(self) -> streams.Layout:
         """The training streams and validation ids, as the config lays them out."""
         tc = self.train_config
         hashes = [d.sha256 for d in self.corpus.train]
-        return streams.layout(self.tokens, hashes, tc.batch_size, tc.seq_len, tc.val_fraction, tc.reset_chars)
+        return streams.layout(
+            self.tokens, hashes, tc.batch_size, tc.seq_len, tc.val_fraction, tc.reset_chars, self.copies_together
+        )
 
 
 # Options a resumed run may change; the rest would make it a different run.
@@ -219,14 +224,21 @@ def corpus_vocab(corpus: Corpus, base: Vocab | None = None) -> Vocab:
 
 
 def with_tokens(
-    corpus: Corpus, vocab: Vocab, model_config: ModelConfig, config: TrainConfig, state: TrainState, progress: Progress
+    corpus: Corpus,
+    vocab: Vocab,
+    model_config: ModelConfig,
+    config: TrainConfig,
+    state: TrainState,
+    progress: Progress,
+    copies_together: bool = True,
 ) -> Run:
-    """A run of `state` on `corpus`, its token file opened (written first if new)."""
+    """A run of `state` on `corpus`, its token file opened (written first if
+    new); `copies_together`: see `Run.copies_together`."""
     tokens = open_tokens(corpus, vocab, progress)
-    run = Run(model_config, config, vocab, corpus, tokens, state)
+    run = Run(model_config, config, vocab, corpus, tokens, state, copies_together=copies_together)
     # Fail on a too-short text now, before compiling anything.
     layout = run.layout()
-    run.corpus_entry = manifest.summary(corpus, tokens, layout.split, config.val_fraction)
+    run.corpus_entry = manifest.summary(corpus, tokens, layout.split, config.val_fraction, copies_together)
     return run
 
 

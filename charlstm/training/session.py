@@ -94,7 +94,8 @@ def fine_tune_run(
 
 def restored_run(corpus: Corpus, ckpt: checkpoint.Checkpoint, train_config: TrainConfig, progress: Progress) -> Run:
     """A run continued from its checkpoint `ckpt`, on `corpus` (read again)."""
-    run = with_tokens(corpus, ckpt.vocab, ckpt.model_config, train_config, ckpt.state, progress)
+    copies = manifest.copies_together(ckpt.corpus)  # the split it trained on
+    run = with_tokens(corpus, ckpt.vocab, ckpt.model_config, train_config, ckpt.state, progress, copies)
     run.history, run.train_seconds, run.init_from = ckpt.history, ckpt.train_seconds, ckpt.init_from
     run.best_val_loss, run.devices = ckpt.best_val_loss, ckpt.devices
     return run

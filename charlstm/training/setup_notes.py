@@ -23,6 +23,7 @@ from charlstm.training.step_setup import Setup
 # walkthrough, 2026-12-05).
 LARGE_VALIDATION = 2_000_000
 CPU_SCORING_RATE = 50_000  # characters a second of the default model, as above
+RATE_VOCABULARY = 65  # the shipped corpus's characters, over which it was measured
 # Held-out characters below which the best checkpoint is picked on noise: a
 # mean over N characters of a loss whose spread is about 1.5 nats moves by
 # about 1.5 / sqrt(N) from one pass to another by chance (0.05 at 1,000
@@ -105,12 +106,13 @@ def long_passes(setup: Setup, model: ModelConfig) -> bool:
 
 def relative_cost(model: ModelConfig) -> float:
     """The model's matrix products per character against the default
-    model's over the same vocabulary: what scoring a character costs, about.
+    model's over the shipped corpus's vocabulary (RATE_VOCABULARY, where
+    CPU_SCORING_RATE was measured): what scoring a character costs, about.
     At least half: a smaller model's pass is bound by the work of each
     character besides its products (the tiny preset, a quarter of the
     products, scored 6M characters in 63 s, about 100k a second, on the
     2-core CPU; a walkthrough, 2026-12-05)."""
-    return max(0.5, _products(model) / _products(ModelConfig(vocab_size=model.vocab_size)))
+    return max(0.5, _products(model) / _products(ModelConfig(vocab_size=RATE_VOCABULARY)))
 
 
 def _products(model: ModelConfig) -> int:
