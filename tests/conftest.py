@@ -74,21 +74,6 @@ import jax  # noqa: E402
 jax.devices()
 
 
-def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
-    """`-n auto`: one worker more than the cores this process may use (its
-    affinity and a container's CPU quota, as training counts them). Many
-    tests wait on a child process (starting Python and JAX, a server, a
-    partner process, a signal), and a third worker fills those waits: on the
-    2-core machine the suite took 4:56 with three workers against 5:36 with
-    two and 5:21 with four, idle, one run each, 2026-12-05. xdist decides
-    where PYTEST_XDIST_AUTO_NUM_WORKERS is set, and for `-n logical`."""
-    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS") or config.option.numprocesses != "auto":
-        return None
-    from charlstm.runtime.cores import cores
-
-    return cores() + 1
-
-
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The slow tests first: with several workers, a long test left for the
     end would run alone while the other workers sit idle."""
