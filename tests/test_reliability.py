@@ -734,7 +734,7 @@ def test_a_file_written_whole_keeps_its_permissions_and_a_link_stays_a_link(tmp_
     write_whole(link, "new")
     assert link.is_symlink() and real.read_text() == "new" and stat.S_IMODE(real.stat().st_mode) == 0o600
     assert sorted(p.name for p in tmp_path.iterdir()) == ["link.txt", "real.txt"]
-    # sample -o through a link (/dev/stdout is one, to whatever stdout is) writes through it, never replacing it.
+    # sample -o through a link writes through it; a link to a device (/dev/stdout is one) is never replaced.
     from charlstm.api.runs import write_text
 
     write_text(link, "newer")

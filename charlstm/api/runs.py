@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-import stat
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from charlstm.text import manifest
 from charlstm.text.corpus import Source, resolve_corpus_path
 from charlstm.text.corpus import read_texts as read_documents
 from charlstm.text.folder import DEFAULT_GLOB
-from charlstm.text.saving import save_whole, write_failure
+from charlstm.text.saving import save_whole
 from charlstm.text.textfile import read_corpus
 from charlstm.text.tokens import Corpus, prepare_texts
 from charlstm.training import catalog, checkpoint, checkpoint_meta, checkpoint_paths, run_lock
@@ -85,21 +84,11 @@ def read_text(path: str | Path) -> tuple[Path, str]:
 
 def write_text(path: str | Path, text: str, name: str | None = None) -> None:
     """`text` into the file `path` (its folders made), whole or not at all:
-    a failure (a full disk) leaves an earlier file there as it was. A device,
-    a pipe or a link (/dev/stdout) is written through, as it is. CharlstmError names `path`
-    as `name`, where given (how the user gave it: "--output PATH")."""
-    path = Path(path)
-    if not os.path.lexists(path) or stat.S_ISREG(os.lstat(path).st_mode):
-        save_whole(path, text, name=name)
-        return
-    # A device, a pipe or a link (/dev/stdout is one, to whatever stdout is): written through, never replaced.
-    try:
-        with path.open("w", encoding="utf-8") as sink:
-            sink.write(text)
-    except BrokenPipeError:
-        raise  # a reader that went away (-o /dev/stdout | head): the CLI ends as for stdout
-    except OSError as err:
-        raise CharlstmError(f"cannot write {name or path}: {write_failure(path, err)}") from None
+    a failure (a full disk) leaves an earlier file there as it was. A device
+    or a pipe (/dev/stdout) is written through, as it is (`save_whole`).
+    CharlstmError names `path` as `name`, where given (how the user gave it:
+    "--output PATH")."""
+    save_whole(Path(path), text, name=name)
 
 
 @dataclasses.dataclass(frozen=True)

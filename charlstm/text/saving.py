@@ -25,7 +25,8 @@ def write_whole(path: Path, content: Content, *, buffering: int = -1) -> None:
     (a full disk) or is interrupted, the temporary file is removed and a
     file already at `path` is left as it was. Its folders are made. Raises
     OSError; `write_failure` says why in words. `content` is text (written
-    as UTF-8), bytes, or a function that writes to the open binary file."""
+    as UTF-8), bytes, or a function that writes to the open binary file.
+    A device or a pipe at `path` is written through instead, in place."""
     write_together({path: content}, buffering=buffering)
 
 
@@ -35,30 +36,50 @@ def write_together(files: Mapping[Path, Content], *, buffering: int = -1) -> Non
     written, so a failure in the writing (a full disk) leaves every earlier
     one as it was. (The renames that follow are one after another: a kill
     between them is the one moment that leaves one new beside one old.)"""
-    temporary: list[Path] = []
-    # A link is written through, as writing in place would: the file it names is replaced.
-    targets = [Path(os.path.realpath(path)) if path.is_symlink() else path for path in files]
+    temporary: list[tuple[Path, Path]] = []  # (the temporary file, the file it replaces)
     try:
-        for path, content in zip(targets, files.values(), strict=True):
-            tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-            path.parent.mkdir(parents=True, exist_ok=True)
-            temporary.append(tmp)
+        for path, content in files.items():
+            if _device(path):
+                # A device or a pipe (/dev/stdout, a link to whatever stdout
+                # is) is written through, as it is: replacing it would lose the text.
+                with path.open("wb", buffering=buffering) as out:
+                    _put(out, content)
+                continue
+            # A link is written through, as writing in place would: the file it names is replaced.
+            target = Path(os.path.realpath(path)) if path.is_symlink() else path
+            tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            temporary.append((tmp, target))
             with tmp.open("wb", buffering=buffering) as out:
-                if callable(content):
-                    content(out)
-                else:
-                    out.write(content.encode("utf-8") if isinstance(content, str) else content)
+                _put(out, content)
             with contextlib.suppress(OSError):  # a file replaced keeps its permissions (a private sample stays so)
-                os.chmod(tmp, stat.S_IMODE(os.stat(path).st_mode))
-        for tmp, path in zip(temporary, targets, strict=True):
-            os.replace(tmp, path)
+                os.chmod(tmp, stat.S_IMODE(os.stat(target).st_mode))
+        for tmp, target in temporary:
+            os.replace(tmp, target)
     except BaseException:
         # Where a file could not be written it may not be removable either
         # (a read-only folder, a path through a file): the first error is the one to tell.
-        for tmp in temporary:
+        for tmp, _ in temporary:
             with contextlib.suppress(OSError):
                 tmp.unlink(missing_ok=True)
         raise
+
+
+def _device(path: Path) -> bool:
+    """Whether `path` is (or links to) something other than a file or a
+    folder: a terminal, a pipe, /dev/null."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:  # not there yet (or not to be looked at): a file to write whole
+        return False
+    return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
+
+
+def _put(out: BinaryIO, content: Content) -> None:
+    if callable(content):
+        content(out)
+    else:
+        out.write(content.encode("utf-8") if isinstance(content, str) else content)
 
 
 def write_failure(path: Path, err: OSError) -> str:
@@ -91,6 +112,8 @@ def save_whole(
     `name` where given ("--output PATH"), with what is `intact`."""
     try:
         write_whole(path, content)
+    except BrokenPipeError:
+        raise  # a pipe's reader that went away (-o /dev/stdout | head): the CLI ends as for stdout, 141
     except OSError as err:
         why = write_failure(path, err) + (f"; {intact}" if intact else "")
         raise error(f"cannot write {name or path}: {why}") from None
