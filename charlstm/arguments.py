@@ -77,6 +77,12 @@ def paths_given(value: Any, what: str, one: str = "a path (a str or a Path)") ->
     return list(value)
 
 
+def paths_of(given: Any, what: str) -> tuple[str, ...]:
+    """The paths an API argument `what` gives (`paths_given`), as strings;
+    none for None."""
+    return () if given is None else tuple(os.fspath(p) for p in paths_given(given, what))
+
+
 def optional_callable(value: Any, what: str) -> None:
     """Refuse, as a ConfigError naming `what`, a callback that is neither
     None nor callable: found only when first called, it would fail mid-run."""

@@ -58,6 +58,7 @@ FLAGS: Mapping[str, str] = {
     "num_processes": "--num-processes",
     "process_id": "--process-id",
     "force": "--force",
+    "corpus": "--corpus",  # resume's, eval's, inspect's and charlstm.load's: where a run's corpus moved to
     "glob": "--glob",
     "val_file": "--val-file",
     "skip_bad_files": "--skip-bad-files",

@@ -633,7 +633,7 @@ def test_resume_of_a_run_whose_corpus_moved_says_where_it_was(runner, tiny_corpu
     assert result.exit_code == 2
     assert result.stderr.splitlines()[-1] == (
         f"error: the run's corpus is not where the run read it: {text} is gone (moved or deleted?); to resume, "
-        "put it back there (the text is checked against the run's by its sha256)"
+        "put it back there or give its new place with --corpus (the text is checked against the run's by its sha256)"
     )
     (tmp_path / "moved.txt").rename(text)
     assert runner.invoke(app, ["resume", str(run_dir), "--steps", "4"]).exit_code == 0

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from charlstm.cli import app
 from charlstm.errors import ConfigError, CorpusError
+from charlstm.text import manifest
 
 from .test_cli import TINY
 from .test_corpus import write_folder
@@ -169,6 +170,72 @@ def test_eval_names_a_bad_file_that_joined_the_runs_folder(runner, tmp_path):
     ), changed.stderr
     resumed = runner.invoke(app, ["resume", str(run_dir), "--steps", "3"])
     assert resumed.exit_code == 2 and f"1 file added ({poems / 'late.txt'})" in resumed.stderr
+
+
+def test_a_run_whose_folder_moved_is_evaluated_and_resumed_from_its_new_place(runner, tmp_path):
+    """--corpus says where a run's folder went (a validation file inside it
+    goes with it): eval scores the text validation scored, resume trains on
+    and records the new place, and the text is still checked by its sha256."""
+    poems = tmp_path / "poems"
+    write_folder(poems, 3)
+    (poems / "val").mkdir()
+    (poems / "val" / "held.txt").write_text("The king speaks to the queen.\n" * 10, encoding="utf-8")
+    run_dir = tmp_path / "run"
+    args = ["--val-file", str(poems / "val"), "--out", str(run_dir), *TINY, "--steps", "2", "--eval-every", "2"]
+    assert runner.invoke(app, ["train", str(poems), *args]).exit_code == 0
+    logged = json.loads(runner.invoke(app, ["info", str(run_dir), "--json"]).stdout)["best_val_loss"]
+    moved = poems.rename(tmp_path / "renamed")
+
+    refused = runner.invoke(app, ["eval", str(run_dir)])
+    assert refused.exit_code == 2 and "put them back there or give its new place with --corpus" in refused.stderr
+    for command in (["eval", str(run_dir)], ["resume", str(run_dir), "--steps", "3"]):
+        twice = runner.invoke(app, [*command, "--corpus", str(moved), "--corpus", str(moved)])
+        assert twice.exit_code == 2 and f"this run read one file or folder ({poems}); give --corpus once, got 2" in (
+            twice.stderr
+        )
+    nowhere = runner.invoke(app, ["eval", str(run_dir), "--corpus", str(tmp_path / "nowhere")])
+    assert nowhere.exit_code == 2 and f"--corpus not found: {tmp_path / 'nowhere'}" in nowhere.stderr
+    both = runner.invoke(app, ["eval", str(run_dir), str(moved), "--corpus", str(moved)])
+    assert both.exit_code == 2 and "TEXT is scored instead: give one" in both.stderr
+
+    scored = runner.invoke(app, ["eval", str(run_dir), "--corpus", str(moved), "--json"])
+    assert scored.exit_code == 0, scored.output
+    assert f"from {moved / 'val'}" in scored.stderr
+    assert json.loads(scored.stdout)["loss"] == pytest.approx(logged, abs=1e-6)
+
+    # Another text at the new place is not the run's.
+    first = next(moved.glob("*.txt"))
+    kept = first.read_text(encoding="utf-8")
+    first.write_text(kept + "one more line\n", encoding="utf-8")
+    changed = runner.invoke(app, ["resume", str(run_dir), "--steps", "3", "--corpus", str(moved)])
+    assert changed.exit_code == 2 and f"1 file changed ({first}: " in changed.stderr
+    first.write_text(kept, encoding="utf-8")
+
+    resumed = runner.invoke(app, ["resume", str(run_dir), "--steps", "3", "--corpus", str(moved)])
+    assert resumed.exit_code == 0, resumed.output
+    record = json.loads(runner.invoke(app, ["info", str(run_dir), "--json"]).stdout)
+    assert record["step"] == 3 and record["corpus"]["sources"] == [str(moved)]
+    assert record["corpus"]["val_files"] == [str(moved / "val")]
+    files = json.loads((run_dir / "corpus.json").read_text(encoding="utf-8"))
+    assert all(Path(f["path"]).is_relative_to(moved) for f in files["train"] + files["val"])
+    # From then on the run reads its corpus where it now is, with no option.
+    assert runner.invoke(app, ["resume", str(run_dir), "--steps", "4"]).exit_code == 0
+
+
+def test_a_moved_corpus_is_rebased_at_folder_boundaries_only():
+    entry = {"path": "/a/texts", "sha256": "x", "sources": ["/a/texts", "/b/one.txt"], "val_files": ["/a/texts2/v"]}
+    files = {"train": [{"path": "/a/texts/p.txt", "size": 1}, {"path": "/b/one.txt"}], "held_out": ["/a/texts/p.txt"]}
+    with pytest.raises(
+        CorpusError,
+        match=r"this run read 2 files or folders \(/a/texts, /b/one.txt\); give --corpus "
+        r"once for each, in that order, got 1",
+    ):
+        manifest.moved(entry, files, ["/"])
+    new_entry, new_files = manifest.moved(entry, files, ["/tmp", "/"])
+    assert new_entry["sources"] == ["/tmp", "/"] and new_entry["path"] == "/tmp"
+    assert new_entry["val_files"] == ["/a/texts2/v"]  # beside the folder, not inside it
+    assert new_files["train"] == [{"path": "/tmp/p.txt", "size": 1}, {"path": "/"}]
+    assert new_files["held_out"] == ["/tmp/p.txt"] and entry["path"] == "/a/texts"  # the record itself unchanged
 
 
 def test_files_the_default_pattern_leaves_out_for_their_case_are_named(runner, tmp_path):

@@ -12,7 +12,7 @@ import numpy as np
 
 from charlstm.api import reading
 from charlstm.api.runs import TextFiles
-from charlstm.arguments import check, html_file, optional_callable, path_like, true_or_false, whole_number
+from charlstm.arguments import check, html_file, optional_callable, path_like, paths_of, true_or_false, whole_number
 from charlstm.config import ModelConfig, SampleConfig, TrainConfig
 from charlstm.core.generation import Completion, check_request, complete, default_prime, sample_texts, stream_texts
 from charlstm.core.model import Params, count_params
@@ -52,6 +52,9 @@ class Model:
     corpus_sha256: str
     corpus: dict[str, Any] = dataclasses.field(default_factory=dict)  # what the run read (text/manifest.py)
     init_from: dict[str, Any] | None = None  # the checkpoint a fine-tuned run started from
+    # The run's corpus.json where `load(corpus=...)` moved the corpus; None:
+    # read from the run directory when the held-out text is needed.
+    corpus_files: dict[str, Any] | None = None
     # How the training session that returned this model ended ("done", "time
     # limit", "interrupted" or "patience"); None for a model loaded from disk.
     ended: str | None = None
@@ -359,7 +362,9 @@ class Model:
 
     def _held_out_ids(self) -> tuple[streams.Segments, dict[str, int]]:
         run = checkpoint_paths.run_of(self.path)
-        files = manifest.read_files(run) if run is not None else None  # the files it read, to name what changed
+        files = self.corpus_files
+        if files is None and run is not None:
+            files = manifest.read_files(run)  # the files it read, to name what changed
         return reading.held_out_ids(
             self.corpus, files, self.corpus_path, self.corpus_sha256, self.vocab, self.train_config.val_fraction
         )
@@ -377,13 +382,27 @@ def _check_request(request: Any, verb: str) -> None:
         )
 
 
-def load(path: str | Path | None = None, prefer: str = checkpoint.BEST) -> Model:
+def load(
+    path: str | Path | None = None,
+    prefer: str = checkpoint.BEST,
+    *,
+    corpus: str | Path | Sequence[str | Path] | None = None,
+) -> Model:
     """A run directory (its best checkpoint by validation loss, or with
     `prefer="latest"` its newest), or one checkpoint step directory; by
-    default the most recently updated run under ./runs."""
+    default the most recently updated run under ./runs. `corpus`: where
+    the run's corpus is now, if it was moved or renamed (a file or folder
+    for each the run read, in order), for the methods that read its
+    held-out text; that text must still be the run's."""
     if path is not None:
         path_like(path, "path")
+    moved_to = paths_of(corpus, "corpus")
     ckpt = checkpoint.load(Path(path) if path is not None else catalog.most_recent_run(RUNS_DIR), prefer=prefer)
+    entry, files = ckpt.corpus, None
+    if moved_to:
+        run = checkpoint_paths.run_of(ckpt.path)
+        recorded = entry or {"path": ckpt.corpus_path, "sha256": ckpt.corpus_sha256}
+        entry, files = manifest.moved(recorded, manifest.read_files(run) if run is not None else None, moved_to)
     return Model(
         path=ckpt.path,
         model_config=ckpt.model_config,
@@ -394,8 +413,9 @@ def load(path: str | Path | None = None, prefer: str = checkpoint.BEST) -> Model
         best_val_loss=ckpt.best_val_loss,
         train_seconds=ckpt.train_seconds,
         history=ckpt.history,
-        corpus_path=ckpt.corpus_path,
+        corpus_path=entry.get("path", ckpt.corpus_path),
         corpus_sha256=ckpt.corpus_sha256,
-        corpus=ckpt.corpus,
+        corpus=entry,
         init_from=ckpt.init_from,
+        corpus_files=files,
     )

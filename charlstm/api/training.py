@@ -11,7 +11,7 @@ from typing import Any
 
 from charlstm import presets
 from charlstm.api.model import Model, load
-from charlstm.arguments import check_callbacks, path_like, true_or_false, unknown_fields
+from charlstm.arguments import check_callbacks, path_like, paths_of, true_or_false, unknown_fields
 from charlstm.config import FINE_TUNE_LEARNING_RATE, ModelConfig, TrainConfig, check_seed
 from charlstm.core.model import count_params
 from charlstm.errors import CharlstmError, CheckpointError, ConfigError
@@ -229,6 +229,7 @@ def resume(
     on_event: EventHandler | None = None,
     should_stop: StopCheck | None = None,
     devices: int | None = None,
+    corpus: str | Path | Sequence[str | Path] | None = None,
     **overrides: Any,
 ) -> Model:
     """Continue the run in `run_dir` from its latest checkpoint, exactly.
@@ -236,16 +237,19 @@ def resume(
     `overrides` may change the fields in `training.run.RESUMABLE_FIELDS`
     (steps=, learning_rate=, max_seconds=, ...); `force` resumes even if
     the corpus file changed. `devices` need not be the count the run started
-    with: the batch only has to split evenly over it."""
+    with: the batch only has to split evenly over it. `corpus`: where the
+    run's corpus is now, if it was moved or renamed (a file or folder for
+    each the run read, in order); its text must still be the run's."""
     path_like(run_dir, "run_dir")
     force = true_or_false(force, "force")
+    moved_to = paths_of(corpus, "corpus")
     check_callbacks(on_event, should_stop)
     unknown = unknown_fields(overrides, ModelConfig, TrainConfig)
     if unknown:  # before "cannot change" names a field that is not one
         raise ConfigError(f"unknown training option: {unknown}")
     path = Path(run_dir)
     on_event = _warnings_after_opening(on_event)
-    run = session.resumed_run(path, overrides, force=force, on_event=on_event)
+    run = session.resumed_run(path, overrides, force=force, on_event=on_event, moved_to=moved_to)
     distributed.make_mesh(run.train_config.batch_size, devices, before=run.devices or 1)  # a resumed run's batch stands
     return _train(run, path, on_event, should_stop, devices, resumed=True)
 

@@ -23,7 +23,7 @@ from charlstm.cli.app import (
 )
 from charlstm.cli.fitting import print_table
 from charlstm.cli.reading_display import scoring_bar
-from charlstm.cli.training import GlobOption, SkipBadFilesOption
+from charlstm.cli.training import GlobOption, MovedCorpusOption, SkipBadFilesOption
 from charlstm.errors import CharlstmError, shown
 from charlstm.flags import flag
 
@@ -52,6 +52,7 @@ def evaluate(
             help="Parallel streams to read the text in [default: the run's batch size, as in validation].",
         ),
     ] = None,
+    moved_to: MovedCorpusOption = None,
     as_json: AsJson = False,
     quiet: Quiet = False,
 ) -> None:
@@ -63,9 +64,11 @@ def evaluate(
         from charlstm import api
         from charlstm.cli import records, tables
 
+        if texts and moved_to:
+            fail(f"{flag('corpus')} says where the run's validation text is now, and TEXT is scored instead: give one")
         given = _given_texts(texts, glob, skip_bad_files, quiet)  # a missing file fails before the model is read
         use_cache()
-        model = api.load(checkpoint)
+        model = api.load(checkpoint, corpus=moved_to)
         if given:
             source, files = given
             with scoring_bar(stderr(), "scoring", quiet) as progress:
@@ -107,6 +110,7 @@ def inspect_model(
         Path | None,
         typer.Option(help="Also plot gate saturation to this PNG (needs the plot extra).", show_default=False),
     ] = None,
+    moved_to: MovedCorpusOption = None,
     as_json: AsJson = False,
     quiet: Quiet = False,
 ) -> None:
@@ -115,6 +119,11 @@ def inspect_model(
     with user_errors():
         if text_file is not None and text is not None:
             fail("give a TEXTFILE or --text, not both")
+        if (text_file is not None or text is not None) and moved_to:
+            fail(
+                f"{flag('corpus')} says where the run's validation text is now, and a TEXTFILE or --text is read "
+                "instead: give one"
+            )
         if top < 1:
             fail(f"--top must be >= 1, got {top}")
         from charlstm import api
@@ -130,7 +139,7 @@ def inspect_model(
             writable_place(saturation_png, "--saturation-png")
         given = _given_text(text_file, text)
         use_cache()
-        model = api.load(checkpoint)
+        model = api.load(checkpoint, corpus=moved_to)
         if given:
             source, body = given
             # One document, read as eval reads a file (--text too).

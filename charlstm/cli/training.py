@@ -119,6 +119,16 @@ SkipBadFilesOption = Annotated[
         help="Leave out files that are not UTF-8 text, naming each, instead of stopping.",
     ),
 ]
+MovedCorpusOption = Annotated[
+    list[Path] | None,
+    typer.Option(
+        flag("corpus"),
+        help="Where the run's corpus is now, if it was moved or renamed (repeat it for a run that read several "
+        "files or folders, in their order); its text must still be the run's.",
+        show_default=False,
+        metavar="<path>",
+    ),
+]
 
 
 def train(
@@ -271,6 +281,7 @@ def resume(
     force: Annotated[
         bool, typer.Option(flag("force"), help="Resume even if the corpus's files changed since the run started.")
     ] = False,
+    moved_to: MovedCorpusOption = None,
     devices: ResumeDevices = None,
     coordinator: Coordinator = None,
     num_processes: NumProcesses = None,
@@ -296,6 +307,6 @@ def resume(
         level,
         (coordinator, num_processes, process_id, devices),
         lambda api, watch, stop: api.resume(
-            run_dir, force=force, on_event=watch, should_stop=stop, devices=devices, **overrides
+            run_dir, force=force, on_event=watch, should_stop=stop, devices=devices, corpus=moved_to, **overrides
         ),
     )

@@ -11,6 +11,8 @@ corpus of that one file.
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -157,11 +159,63 @@ def refuse_gone(source: Source, why: str) -> None:
     if not paths:
         return
     them = "it" if len(paths) == 1 else "them"
+    # --corpus moves the files and folders the run read, and the validation
+    # files inside them; one outside them has to be put back.
+    moved = set(paths) & set(source.paths)
+    where = f" or give {'its new place' if len(source.paths) == 1 else 'the new places'} with {flag('corpus')}"
     raise CorpusError(
         f"the run's corpus is not where the run read it: {', '.join(map(shown, paths))} "
-        f"{'is' if len(paths) == 1 else 'are'} gone (moved or deleted?); {why}, put {them} back there "
-        "(the text is checked against the run's by its sha256)"
+        f"{'is' if len(paths) == 1 else 'are'} gone (moved or deleted?); {why}, put {them} back there"
+        f"{where if moved else ''} (the text is checked against the run's by its sha256)"
     )
+
+
+def moved(
+    entry: dict[str, Any], files: dict[str, Any] | None, places: Sequence[str | Path]
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """A run's corpus entry and corpus.json as if it had read its files and
+    folders from `places`, one for each it read, in order: a corpus that was
+    moved or renamed. Only the paths change; whether the text is the run's
+    is still told by the sha256s, when it is read."""
+    before = [str(p) for p in entry.get("sources") or [entry["path"]]]
+    if len(places) != len(before):
+        things = f"{len(before)} files or folders" if len(before) != 1 else "one file or folder"
+        raise CorpusError(
+            f"this run read {things} ({first_few([shown(p) for p in before], 5)}); give {flag('corpus')} "
+            f"{'once' if len(before) == 1 else 'once for each, in that order'}, got {len(places)}"
+        )
+    pairs = [(old.rstrip(os.sep), str(new)) for old, new in zip(before, map(_new_place, places), strict=True)]
+
+    def rebased(path: str) -> str:
+        for old, new in pairs:
+            if path == old:
+                return new
+            if path.startswith(old + os.sep):
+                return new + path[len(old) :]
+        return path
+
+    def each(items: list[Any]) -> list[Any]:
+        # Paths, or records that hold one under "path".
+        return [
+            rebased(x) if isinstance(x, str) else {**x, "path": rebased(x["path"])} if _has_path(x) else x
+            for x in items
+        ]
+
+    lists = ("sources", "val_files")
+    entry = {**entry, "path": rebased(entry["path"]), **{k: each(entry[k]) for k in lists if k in entry}}
+    if files is not None:
+        lists = ("train", "val", "held_out", "skipped", "not_files", "other_case")
+        files = {**files, **{k: each(files[k]) for k in lists if isinstance(files.get(k), list)}}
+    return entry, files
+
+
+def _has_path(record: Any) -> bool:
+    return isinstance(record, dict) and isinstance(record.get("path"), str)
+
+
+def _new_place(place: str | Path) -> str:
+    found, _ = resolve_corpus_path(str(place), f"{flag('corpus')}")
+    return str(found.resolve())
 
 
 def changes(entry: dict[str, Any], files: dict[str, Any] | None, corpus: Corpus) -> list[str]:

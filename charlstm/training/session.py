@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import os
 import shlex
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from charlstm.arguments import paths_given
+from charlstm.arguments import paths_of
 from charlstm.config import AUTO_NORM, TrainConfig
 from charlstm.core.model import grow_vocab
 from charlstm.core.state import hyperparameters, init_optimizer, init_state, learning_rate
@@ -158,18 +157,19 @@ def source_of(
     skip_bad_files: bool = False,
 ) -> Source:
     """The files to read, as `train` and `tune` take them."""
-    return Source(_paths(corpus, "corpus"), glob or DEFAULT_GLOB, _paths(val_file, "val_file"), skip_bad_files)
-
-
-def _paths(given: str | Path | Sequence[str | Path] | None, what: str) -> tuple[str, ...]:
-    return () if given is None else tuple(os.fspath(p) for p in paths_given(given, what))
+    return Source(paths_of(corpus, "corpus"), glob or DEFAULT_GLOB, paths_of(val_file, "val_file"), skip_bad_files)
 
 
 def resumed_run(
-    run_dir: Path, overrides: dict[str, Any], force: bool = False, on_event: EventHandler | None = None
+    run_dir: Path,
+    overrides: dict[str, Any],
+    force: bool = False,
+    on_event: EventHandler | None = None,
+    moved_to: Sequence[str] = (),
 ) -> Run:
     """The run in `run_dir` at its latest checkpoint, with `overrides` (names
-    from RESUMABLE_FIELDS) applied to its training config."""
+    from RESUMABLE_FIELDS) applied to its training config; `moved_to`: where
+    the files and folders it read are now, one for each (manifest.moved)."""
     refused = sorted(set(overrides) - set(RESUMABLE_FIELDS))
     if refused:
         raise CharlstmError(f"cannot change {', '.join(refused)} when resuming; start a new run instead")
@@ -199,11 +199,14 @@ def resumed_run(
             f"{flag('steps')} {overrides['steps']} is not beyond step {int(ckpt.state.step)}, where this run is; "
             "give a larger total to train on"
         )
-    source = manifest.source_of(ckpt.corpus)
+    entry, files = ckpt.corpus, manifest.read_files(run_dir)
+    if moved_to:
+        entry, files = manifest.moved(entry, files, moved_to)
+    source = manifest.source_of(entry)
     manifest.refuse_gone(source, "to resume")
     corpus = reading.read(source, on_event, int(ckpt.state.step))
     if not force:
-        manifest.refuse_changed(ckpt.corpus, manifest.read_files(run_dir), corpus)
+        manifest.refuse_changed(entry, files, corpus)
     unknown = sorted(set(corpus.charset) - set(ckpt.vocab.chars))
     if unknown:
         raise CorpusError(
