@@ -201,8 +201,8 @@ def moved(
             for x in items
         ]
 
-    lists = ("sources", "val_files")
-    entry = {**entry, "path": rebased(entry["path"]), **{k: each(entry[k]) for k in lists if k in entry}}
+    paths = ("sources", "val_files")
+    entry = {**entry, "path": rebased(entry["path"]), **{k: each(entry[k]) for k in paths if k in entry}}
     if files is not None:
         lists = ("train", "val", "held_out", "skipped", "not_files", "other_case")
         files = {**files, **{k: each(files[k]) for k in lists if isinstance(files.get(k), list)}}
