@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from charlstm import api
 from charlstm.cli import app
 from charlstm.errors import ConfigError, CorpusError
 from charlstm.text import manifest
@@ -236,6 +237,44 @@ def test_a_moved_corpus_is_rebased_at_folder_boundaries_only():
     assert new_entry["val_files"] == ["/a/texts2/v"]  # beside the folder, not inside it
     assert new_files["train"] == [{"path": "/tmp/p.txt", "size": 1}, {"path": "/"}]
     assert new_files["held_out"] == ["/tmp/p.txt"] and entry["path"] == "/a/texts"  # the record itself unchanged
+
+
+def test_a_file_that_cannot_be_read_is_left_out_with_skip_bad_files(runner, tmp_path, monkeypatch):
+    """A folder's file without read permission (or one the disk fails on)
+    stops the run and names the option; --skip-bad-files leaves it out, named,
+    as it leaves out files that are not text, in train and eval alike."""
+    poems = tmp_path / "poems"
+    write_folder(poems, 3)
+    locked = poems / "locked.txt"
+    locked.write_text("a poem nobody may read\n", encoding="utf-8")
+    real_open = Path.open
+
+    def open_(path, *args, **kwargs):
+        if path == locked:  # chmod 000 does not stop root, who runs CI
+            raise PermissionError(13, "Permission denied")
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", open_)
+    run_dir = tmp_path / "run"
+    args = ["train", str(poems), "--out", str(run_dir), *TINY, "--steps", "2"]
+    stopped = runner.invoke(app, args)
+    assert stopped.exit_code == 2
+    assert stopped.stderr.splitlines()[-1] == (
+        f"error: cannot read {locked}: Permission denied (--skip-bad-files leaves out the files that cannot be read)"
+    )
+    trained = runner.invoke(app, [*args, "--skip-bad-files"])
+    assert trained.exit_code == 0, trained.output
+    assert f"skipped {locked}: cannot be read (Permission denied)" in trained.stderr.splitlines()
+    files = json.loads((run_dir / "corpus.json").read_text(encoding="utf-8"))
+    assert len(files["train"]) == 3
+    assert files["skipped"] == [{"path": str(locked), "problem": "cannot be read (Permission denied)"}]
+    scored = runner.invoke(app, ["eval", str(run_dir), str(poems), "--skip-bad-files"])
+    assert scored.exit_code == 0, scored.output
+    assert f"{locked}: cannot be read (Permission denied)" in scored.stderr
+    read = api.read_texts(poems, skip_bad_files=True)  # in memory, as the API reads texts
+    assert len(read.documents) == 3 and read.left_out == (f"{locked}: cannot be read (Permission denied)",)
+    with pytest.raises(CorpusError, match=f"cannot read {locked}: Permission denied"):
+        api.read_texts(poems)
 
 
 def test_files_the_default_pattern_leaves_out_for_their_case_are_named(runner, tmp_path):

@@ -13,7 +13,7 @@ import pytest
 
 from charlstm.errors import CharlstmError, CorpusError
 from charlstm.text import manifest, scan
-from charlstm.text.corpus import Source
+from charlstm.text.corpus import BAD_NAME, Source
 from charlstm.text.streams import MANY_DOCUMENTS, layout
 from charlstm.text.tokenfile import open_tokens
 from charlstm.text.tokens import prepare
@@ -129,11 +129,16 @@ def test_a_file_name_that_is_not_utf8_is_refused_in_one_line(tmp_path):
     name = os.fsdecode(b"caf\xe9.txt")  # what Python makes of the name: a lone surrogate for the byte
     (folder / name).write_text("some text\n", encoding="utf-8")
     for given in (folder, folder / name):
-        for skip in (False, True):  # its text is fine: --skip-bad-files is about contents
-            with pytest.raises(CorpusError, match=r"a file's name is not valid UTF-8 \(.*caf\\xe9\.txt\): rename it"):
-                prepare(Source((str(given),), skip_bad_files=skip))
-    with pytest.raises(CorpusError, match=r"not valid UTF-8 \(.*caf\\xe9\.txt\)"):
+        with pytest.raises(CorpusError, match=r"a file's name is not valid UTF-8 \(.*caf\\xe9\.txt\): rename it"):
+            prepare(Source((str(given),)))
+    with pytest.raises(CorpusError, match=r"not valid UTF-8 \(.*caf\\xe9\.txt\).*or leave it out with --skip"):
         prepare(Source((str(folder / "poem-00.txt"),), val_files=(str(folder / name),)))
+    # --skip-bad-files leaves it out, named by its bytes, never read.
+    corpus = prepare(Source((str(folder),), skip_bad_files=True))
+    assert len(corpus.train) == 2
+    assert [(d.path, d.problem) for d in corpus.skipped] == [(f"{folder}/caf\\xe9.txt", BAD_NAME)]
+    with pytest.raises(CorpusError, match="left out"):
+        prepare(Source((str(folder / name),), skip_bad_files=True))  # nothing left
 
 
 def test_reading_in_small_chunks_gives_the_same_ids(tmp_path, monkeypatch):

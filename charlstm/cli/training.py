@@ -116,7 +116,8 @@ SkipBadFilesOption = Annotated[
     bool,
     typer.Option(
         flag("skip_bad_files"),
-        help="Leave out files that are not UTF-8 text, naming each, instead of stopping.",
+        help="Leave out files that are not UTF-8 text, cannot be read, or whose names are not UTF-8, naming each, "
+        "instead of stopping.",
     ),
 ]
 MovedCorpusOption = Annotated[

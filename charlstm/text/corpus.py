@@ -74,6 +74,9 @@ class Found:
     # Files of the folders given that the default pattern leaves out only for
     # the case of their extension (NOTES.TXT), absolute paths.
     other_case: tuple[str, ...] = ()
+    # Files whose names are not UTF-8, left out with --skip-bad-files: their
+    # names with the bytes escaped (a run records and names only those).
+    badly_named: tuple[str, ...] = ()
 
 
 def shipped_corpora() -> dict[str, Path]:
@@ -167,7 +170,10 @@ def find(source: Source) -> Found:
             raise CorpusError(f"{flag('val_file')} {given}: not found")
     if source.glob != DEFAULT_GLOB and not any_folder:
         raise CorpusError(f"{flag('glob')} picks the files of a folder, but no folder was given")
-    _refuse_undecodable_names([*files, *val_files])
+    badly_named = _undecodable([*files, *val_files])
+    if badly_named and not source.skip_bad_files:
+        _refuse_undecodable_names(badly_named)
+    files, val_files = ([p for p in paths if p not in badly_named] for paths in (files, val_files))
     val = _unique(_document(p) for p in val_files)
     held = {d.path for d in val}
     both = held & {_document(p).path for p in named}
@@ -182,12 +188,16 @@ def find(source: Source) -> Found:
         raise CorpusError(f"every file of the corpus is a {flag('val_file')}: nothing is left to train on")
     return Found(
         tuple(train), tuple(val), any_shipped, tuple(roots), tuple(dict.fromkeys(irregular)),
-        tuple(dict.fromkeys(other_case)),
+        tuple(dict.fromkeys(other_case)), tuple(escaped(p.absolute()) for p in badly_named),
     )  # fmt: skip
 
 
-def _refuse_undecodable_names(paths: Sequence[Path]) -> None:
-    """Stop on files whose names are not UTF-8 (a Latin-1 name from an old
+# Why a file whose name is not UTF-8 is left out, and how to read it.
+BAD_NAME = "its name is not valid UTF-8; rename it to read it (convmv -f latin1 -t utf8 --notest FILES, or mv)"
+
+
+def _undecodable(paths: Sequence[Path]) -> list[Path]:
+    """The files whose names are not UTF-8 (a Latin-1 name from an old
     archive): a run records its files' paths in JSON and names them in its
     messages, and neither can hold such a name."""
     bad = []
@@ -195,13 +205,17 @@ def _refuse_undecodable_names(paths: Sequence[Path]) -> None:
         try:
             str(path).encode("utf-8")
         except UnicodeEncodeError:
-            bad.append(escaped(path))  # its bytes shown as \xe9
-    if not bad:
-        return
+            bad.append(path)
+    return bad
+
+
+def _refuse_undecodable_names(paths: Sequence[Path]) -> None:
+    bad = [escaped(p) for p in paths]  # the bytes shown as \xe9
     what = "a file's name is" if len(bad) == 1 else f"{len(bad)} files' names are"
     raise CorpusError(
         f"{what} not valid UTF-8 ({first_few(bad, 3)}): rename {'it' if len(bad) == 1 else 'them'} "
-        "(convmv -f latin1 -t utf8 --notest FILES, or mv)"
+        f"(convmv -f latin1 -t utf8 --notest FILES, or mv), or leave {'it' if len(bad) == 1 else 'them'} out with "
+        f"{flag('skip_bad_files')}"
     )
 
 
@@ -276,14 +290,24 @@ def read_texts(source: Source) -> tuple[tuple[TextFile, ...], tuple[str, ...]]:
     found = find(source)
     if given_alone(source, found):
         return (read_corpus(found.train[0].path, "the text"),), ()
-    files, unusable = [], []
+    files, unusable = [], [(path, BAD_NAME) for path in found.badly_named]
     for doc in found.train:
-        text, problem = read_checked(doc.path)
+        try:
+            text, problem = read_checked(doc.path)
+        except OSError as err:
+            if not source.skip_bad_files:
+                raise CorpusError(f"cannot read {doc.path}: {err.strerror}") from None
+            text, problem = None, unreadable(err)
         if text is not None:
             files.append(text)
         else:
             unusable.append((str(doc.path), problem or EMPTY))
     return tuple(files), leave_out(unusable, source.skip_bad_files, bool(files))
+
+
+def unreadable(err: OSError) -> str:
+    """Why a file that cannot be read is left out (--skip-bad-files)."""
+    return f"cannot be read ({err.strerror})"
 
 
 def all_left_out(paths: Sequence[str]) -> str:

@@ -32,7 +32,10 @@ def read_corpus(path: Path, what: str = "corpus") -> TextFile:
     valid UTF-8); `what` names it in the errors."""
     if path.is_dir():
         raise CorpusError(f"{path} is a folder; this reads one text file")
-    text, problem = read_checked(path)
+    try:
+        text, problem = read_checked(path)
+    except OSError as err:
+        raise CorpusError(f"cannot read {path}: {err.strerror}") from None
     if text is None:
         raise refusal(path, problem or EMPTY, what)
     return text
@@ -81,11 +84,8 @@ EMPTY = "empty"  # the problem of a file with no characters, wherever one is lef
 
 def read_checked(path: Path) -> tuple[TextFile | None, str | None]:
     """The file read whole, or None and why it is not usable text: EMPTY,
-    binary, or not valid UTF-8 (a file that cannot be read at all is an error)."""
-    try:
-        raw = path.read_bytes()
-    except OSError as err:
-        raise CorpusError(f"cannot read {path}: {err.strerror}") from None
+    binary, or not valid UTF-8 (an OSError where it cannot be read at all)."""
+    raw = path.read_bytes()
     problem = binary_or_invalid(raw, raw) if raw else EMPTY
     if problem is not None:
         return None, problem

@@ -15,7 +15,18 @@ from charlstm.errors import CorpusError, shown
 from charlstm.flags import flag
 from charlstm.text import cache
 from charlstm.text import scan as scanning
-from charlstm.text.corpus import Document, Source, all_left_out, find, given_alone, leave_out, refuse_unusable
+from charlstm.text.corpus import (
+    BAD_NAME,
+    Document,
+    Found,
+    Source,
+    all_left_out,
+    find,
+    given_alone,
+    leave_out,
+    refuse_unusable,
+    unreadable,
+)
 from charlstm.text.scan import Progress, Scanned, no_progress
 from charlstm.text.textfile import EMPTY, refusal
 
@@ -82,15 +93,13 @@ class Corpus:
 
 
 def _hash(path: Path, progress: Progress, done: int, total: int) -> str:
+    """The file's sha256 (an OSError where it cannot be read)."""
     digest = hashlib.sha256()
-    try:
-        with path.open("rb") as f:
-            while chunk := f.read(scanning.CHUNK_BYTES):
-                digest.update(chunk)
-                done += len(chunk)
-                progress("hashing", done, total)
-    except OSError as err:
-        raise CorpusError(f"cannot read {path}: {err.strerror}") from None
+    with path.open("rb") as f:
+        while chunk := f.read(scanning.CHUNK_BYTES):
+            digest.update(chunk)
+            done += len(chunk)
+            progress("hashing", done, total)
     return digest.hexdigest()
 
 
@@ -98,10 +107,12 @@ def prepare(source: Source, progress: Progress = no_progress) -> Corpus:
     """Find, hash and check the files `source` names (each read once, ever,
     for the checking: later runs find the results in the cache)."""
     found = find(source)
-    directory, result, from_cache = _scanned(found.train, found.val, progress, "corpus", cache_needed=True)
+    directory, result, from_cache = _scanned(
+        found.train, found.val, progress, "corpus", cache_needed=True, skip_unreadable=source.skip_bad_files
+    )
     n = len(found.train)
     val_paths = {f.path for f in result.files[n:]}  # the --val-file documents
-    bad = tuple(f for f in result.files if f.problem is not None)
+    bad = tuple(f for f in result.files if f.problem is not None) + _badly_named(found)
     if bad and not source.skip_bad_files:
         refuse_unusable(
             [(f.path, f.problem or "") for f in bad],
@@ -133,32 +144,63 @@ def prepare(source: Source, progress: Progress = no_progress) -> Corpus:
 
 
 def _scanned(
-    train: tuple[Document, ...], val: tuple[Document, ...], progress: Progress, what: str, *, cache_needed: bool
+    train: tuple[Document, ...],
+    val: tuple[Document, ...],
+    progress: Progress,
+    what: str,
+    *,
+    cache_needed: bool,
+    skip_unreadable: bool = False,
 ) -> tuple[Path, scanning.ScanResult, bool]:
     """Hash the documents, then take the first reading's results from the
     cache or read them (and cache them: where the cache cannot be written,
     an error if `cache_needed`, else only the next reading's shortcut is
     lost): their folder in the cache, the results, and whether they came
-    from it. `what` names the text in an error."""
-    docs = train + val
-    total = sum(d.size for d in docs)
+    from it. `what` names the text in an error; a file that cannot be read
+    is one, unless `skip_unreadable` (a result with its problem)."""
+    total = sum(d.size for d in train + val)
     hashes, done = [], 0
-    for d in docs:
-        hashes.append(_hash(d.path, progress, done, total))
+    # Files that cannot be read (no permission, an I/O error), with
+    # `skip_unreadable` left out as files that are not text are, by their
+    # place among the documents; never cached.
+    unread: dict[int, Scanned] = {}
+    for k, d in enumerate(train + val):
+        try:
+            hashes.append(_hash(d.path, progress, done, total))
+        except OSError as err:
+            if not skip_unreadable:
+                hint = f" ({flag('skip_bad_files')} leaves out the files that cannot be read)" if len(train) > 1 else ""
+                raise CorpusError(f"cannot read {d.path}: {err.strerror}{hint}") from None
+            unread[k] = Scanned(str(d.path), d.size, "", 0, unreadable(err))
         done += d.size
+    if unread:
+        train, val = (
+            tuple(d for k, d in enumerate(train) if k not in unread),
+            tuple(d for k, d in enumerate(val, len(train)) if k not in unread),
+        )
+    docs = train + val
     directory = cache.root() / cache.key(hashes[: len(train)], hashes[len(train) :])
     result = cache.load_scan(directory, docs, hashes, counted=len(val))
-    if result is not None:
-        return directory, result, True
-    result = scanning.scan(docs, progress, counted=len(val))
-    if [f.sha256 for f in result.files] != hashes:
-        raise CorpusError(f"the {what} changed while it was being read; run again")
-    try:
-        cache.save_scan(directory, result)
-    except cache.CacheUnwritable:
-        if cache_needed:
-            raise
-    return directory, result, False
+    from_cache = result is not None
+    if result is None:
+        result = scanning.scan(docs, progress, counted=len(val))
+        if [f.sha256 for f in result.files] != hashes:
+            raise CorpusError(f"the {what} changed while it was being read; run again")
+        try:
+            cache.save_scan(directory, result)
+        except cache.CacheUnwritable:
+            if cache_needed:
+                raise
+    if unread:
+        readable = iter(result.files)
+        files = [unread[k] if k in unread else next(readable) for k in range(len(docs) + len(unread))]
+        result = dataclasses.replace(result, files=tuple(files))
+    return directory, result, from_cache
+
+
+def _badly_named(found: Found) -> tuple[Scanned, ...]:
+    """The files --skip-bad-files left out for their names (never read)."""
+    return tuple(Scanned(path, 0, "", 0, BAD_NAME) for path in found.badly_named)
 
 
 def prepare_texts(source: Source, progress: Progress = no_progress) -> Corpus:
@@ -172,7 +214,9 @@ def prepare_texts(source: Source, progress: Progress = no_progress) -> Corpus:
     stop the reading; one file given alone must be usable text."""
     found = find(source)
     # The texts given (`source` names no --val-file), each counted as a validation file is.
-    directory, result, from_cache = _scanned((), found.train, progress, "text", cache_needed=False)
+    directory, result, from_cache = _scanned(
+        (), found.train, progress, "text", cache_needed=False, skip_unreadable=source.skip_bad_files
+    )
     alone = given_alone(source, found)
     usable, unusable = [], []
     for f in result.files:
@@ -183,6 +227,7 @@ def prepare_texts(source: Source, progress: Progress = no_progress) -> Corpus:
             raise refusal(f.path, problem, "the text")
         else:
             unusable.append(dataclasses.replace(f, problem=problem))
+    unusable += _badly_named(found)
     leave_out([(f.path, f.problem or EMPTY) for f in unusable], source.skip_bad_files, bool(usable))
     val, skipped = tuple(usable), tuple(unusable)
     return Corpus(source, (), val, skipped, "", directory, found.roots, found.shipped, from_cache)
