@@ -149,7 +149,7 @@ def train(
         on_event=on_event,
     )
     time_use: TimeUse = "fill" if fill_time else "limit"
-    return _train(run, run_dir, on_event, should_stop, devices, shipped=shipped, time_use=time_use)
+    return _trained_model(run, run_dir, on_event, should_stop, devices, shipped=shipped, time_use=time_use)
 
 
 def _check_fill_time(fill_time: bool, options: Mapping[str, Any]) -> None:
@@ -251,7 +251,7 @@ def resume(
     on_event = _warnings_after_opening(on_event)
     run = session.resumed_run(path, overrides, force=force, on_event=on_event, moved_to=moved_to)
     distributed.make_mesh(run.train_config.batch_size, devices, before=run.devices or 1)  # a resumed run's batch stands
-    return _train(run, path, on_event, should_stop, devices, resumed=True)
+    return _trained_model(run, path, on_event, should_stop, devices, resumed=True)
 
 
 def _warnings_after_opening(on_event: EventHandler | None) -> EventHandler | None:
@@ -279,7 +279,7 @@ def _warnings_after_opening(on_event: EventHandler | None) -> EventHandler | Non
     return handle
 
 
-def _train(
+def _trained_model(
     run: Run,
     run_dir: Path,
     on_event: EventHandler | None,
@@ -290,6 +290,9 @@ def _train(
     shipped: bool = False,
     time_use: TimeUse = "limit",
 ) -> Model:
+    """Announce the run, train it (`session.train`) and load what it
+    gives: its best checkpoint, or on divergence a TrainingDiverged that
+    names the last good one."""
     if on_event is not None:
         params = count_params(run.state.params)
         base = None if resumed else run.init_from  # a resumed fine-tuned run is just resumed

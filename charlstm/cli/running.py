@@ -57,7 +57,7 @@ def start(
         stop.quiet = quiet or not processes.is_main()  # only the first process of several says so
         with stop.installed():
             use_cache()
-            _train(level, stop, lambda watch: begin(api, watch, stop))
+            _watch_training(level, stop, lambda watch: begin(api, watch, stop))
 
 
 def _join(
@@ -133,7 +133,7 @@ class _Watch:
         self.handle(event)
 
 
-def _train(level: int, stop: StopFlag, start: Callable[[_Watch], Model]) -> None:
+def _watch_training(level: int, stop: StopFlag, start: Callable[[_Watch], Model]) -> None:
     """Train (a new or resumed run, as `start` says) with the display in
     place and `stop`'s signal handlers installed, then say how it ended."""
     from charlstm.api import TrainingDiverged

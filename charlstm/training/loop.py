@@ -103,7 +103,7 @@ def fit(
     started = time.perf_counter()
     train_step = TrainStep.for_run(run, setup)
     yield events.Compiled(seconds=time.perf_counter() - started)
-    yield from TrainingLoop(run, setup, train_step, save, should_stop, sample, time_use).train()
+    yield from TrainingLoop(run, setup, train_step, save, should_stop, sample, time_use).until_done()
 
 
 class TrainingLoop:
@@ -142,7 +142,8 @@ class TrainingLoop:
         self.last_report, self.last_report_step = self.started, self.step
         self.time_fit = TimeFit(self.config, self.step, time_use)  # the schedule fitted to a time limit
 
-    def train(self) -> Iterator[events.Event]:
+    def until_done(self) -> Iterator[events.Event]:
+        """The run's events, step by step, to its end (`fit`)."""
         try:
             reason = yield from self._steps()
         except CorpusError:

@@ -294,10 +294,10 @@ def train(
     # others are its partners, not rivals.
     session = (int(run.state.step), run.train_config.steps)  # for `charlstm runs` until this session's first save
     with run_lock.held(run_dir, session) if processes.is_main() else contextlib.nullcontext():
-        return _train(run, run_dir, on_event, should_stop, devices, time_use)
+        return _fit_logged(run, run_dir, on_event, should_stop, devices, time_use)
 
 
-def _train(
+def _fit_logged(
     run: Run,
     run_dir: Path,
     on_event: EventHandler | None,
@@ -305,6 +305,8 @@ def _train(
     devices: int | None,
     time_use: TimeUse,
 ) -> events.Finished:
+    """`fit`, its checkpoints saved and its events logged (metrics.jsonl,
+    samples.txt) and passed on; how it ended."""
     writer = checkpoint.CheckpointWriter(run_dir)  # every process: Orbax coordinates their saves
     log = RunLog(run_dir) if processes.is_main() else None
     if log is not None:
