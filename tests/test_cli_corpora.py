@@ -178,7 +178,7 @@ def test_a_run_whose_folder_moved_is_evaluated_and_resumed_from_its_new_place(ru
     goes with it): eval scores the text validation scored, resume trains on
     and records the new place, and the text is still checked by its sha256."""
     poems = tmp_path / "poems"
-    write_folder(poems, 3)
+    write_folder(poems, 3, seed=21)  # texts of its own: the corpus cache is shared by the session
     (poems / "val").mkdir()
     (poems / "val" / "held.txt").write_text("The king speaks to the queen.\n" * 10, encoding="utf-8")
     run_dir = tmp_path / "run"
@@ -244,7 +244,7 @@ def test_a_file_that_cannot_be_read_is_left_out_with_skip_bad_files(runner, tmp_
     stops the run and names the option; --skip-bad-files leaves it out, named,
     as it leaves out files that are not text, in train and eval alike."""
     poems = tmp_path / "poems"
-    write_folder(poems, 3)
+    write_folder(poems, 3, seed=22)  # texts of its own: the corpus cache is shared by the session
     locked = poems / "locked.txt"
     locked.write_text("a poem nobody may read\n", encoding="utf-8")
     real_open = Path.open
