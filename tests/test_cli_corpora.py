@@ -186,6 +186,8 @@ def test_a_run_whose_folder_moved_is_evaluated_and_resumed_from_its_new_place(ru
     assert runner.invoke(app, ["train", str(poems), *args]).exit_code == 0
     logged = json.loads(runner.invoke(app, ["info", str(run_dir), "--json"]).stdout)["best_val_loss"]
     moved = poems.rename(tmp_path / "renamed")
+    info = runner.invoke(app, ["info", str(run_dir)], terminal_width=300).stdout
+    assert "not there now (moved or deleted?): resume, eval and inspect take --corpus NEW_PLACE" in info
 
     refused = runner.invoke(app, ["eval", str(run_dir)])
     assert refused.exit_code == 2 and "put them back there or give its new place with --corpus" in refused.stderr

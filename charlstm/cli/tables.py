@@ -14,7 +14,7 @@ from rich.table import Table
 from charlstm.api.model import BOUNDARY
 from charlstm.cli.fitting import SpareTable
 from charlstm.cli.format import duration, loss_text, skipped_text, training_options, trial_seconds
-from charlstm.flags import label
+from charlstm.flags import flag, label
 from charlstm.training.catalog import RunSummary
 from charlstm.training.checkpoint import Meta
 from charlstm.training.events import TrialResult
@@ -161,6 +161,13 @@ def _corpus_text(meta: Meta) -> str:
     if entry.get("sources") and any(Path(p).is_dir() for p in entry["sources"]):
         where += f" ({entry.get('glob')})"
     skipped = f"; {entry['skipped']} left out (not text, or empty)" if entry.get("skipped") else ""
+    # A run made before folders records its one file as "path" alone.
+    gone = [p for p in entry.get("sources") or [meta.corpus_path] if not Path(p).exists()]
+    if gone:
+        skipped += (
+            f"; not there now ({'moved or deleted?' if len(gone) == 1 else f'{len(gone)} of them'}): resume, eval "
+            f"and inspect take {flag('corpus')} NEW_PLACE"
+        )
     return f"{where}{skipped} (sha256 {meta.corpus_sha256[:12]}...)"
 
 
