@@ -169,7 +169,11 @@ def _scanned(
             hashes.append(_hash(d.path, progress, done, total))
         except OSError as err:
             if not skip_unreadable:
-                hint = f" ({flag('skip_bad_files')} leaves out the files that cannot be read)" if len(train) > 1 else ""
+                hint = (
+                    f" ({flag('skip_bad_files')} leaves out the files that cannot be read)"
+                    if len(train + val) > 1
+                    else ""
+                )
                 raise CorpusError(f"cannot read {d.path}: {err.strerror}{hint}") from None
             unread[k] = Scanned(str(d.path), d.size, "", 0, unreadable(err))
         done += d.size
