@@ -14,6 +14,7 @@ from charlstm import api
 from charlstm.cli import app
 from charlstm.errors import ConfigError, CorpusError
 from charlstm.text import manifest
+from charlstm.text.corpus import Source
 
 from .test_cli import TINY
 from .test_corpus import write_folder
@@ -214,18 +215,26 @@ def test_a_run_whose_folder_moved_is_evaluated_and_resumed_from_its_new_place(ru
     assert changed.exit_code == 2 and f"1 file changed ({first}: " in changed.stderr
     first.write_text(kept, encoding="utf-8")
 
-    resumed = runner.invoke(app, ["resume", str(run_dir), "--steps", "3", "--corpus", str(moved)])
+    # A rate far too high keeps the best checkpoint the one saved before the
+    # move, which the run's newer checkpoint tells where its corpus is now.
+    resumed = runner.invoke(app, ["resume", str(run_dir), "--steps", "3", "--lr", "5", "--corpus", str(moved)])
     assert resumed.exit_code == 0, resumed.output
     record = json.loads(runner.invoke(app, ["info", str(run_dir), "--json"]).stdout)
-    assert record["step"] == 3 and record["corpus"]["sources"] == [str(moved)]
-    assert record["corpus"]["val_files"] == [str(moved / "val")]
+    assert record["step"] == 2 and record["latest_step"] == 3, "the best checkpoint is no longer the old one"
+    assert record["corpus"]["sources"] == [str(moved)] and record["corpus"]["val_files"] == [str(moved / "val")]
     files = json.loads((run_dir / "corpus.json").read_text(encoding="utf-8"))
     assert all(Path(f["path"]).is_relative_to(moved) for f in files["train"] + files["val"])
     # From then on the run reads its corpus where it now is, with no option.
+    again = runner.invoke(app, ["eval", str(run_dir), "--json"])
+    assert again.exit_code == 0 and json.loads(again.stdout)["loss"] == pytest.approx(logged, abs=1e-6)
+    assert "not there now" not in runner.invoke(app, ["info", str(run_dir)], terminal_width=300).stdout
     assert runner.invoke(app, ["resume", str(run_dir), "--steps", "4"]).exit_code == 0
 
 
-def test_a_moved_corpus_is_rebased_at_folder_boundaries_only():
+def test_a_moved_corpus_is_rebased_at_folder_boundaries_only(tmp_path):
+    folder, file = tmp_path / "folder", tmp_path / "one.txt"
+    folder.mkdir()
+    file.write_text("text\n", encoding="utf-8")
     entry = {"path": "/a/texts", "sha256": "x", "sources": ["/a/texts", "/b/one.txt"], "val_files": ["/a/texts2/v"]}
     files = {"train": [{"path": "/a/texts/p.txt", "size": 1}, {"path": "/b/one.txt"}], "held_out": ["/a/texts/p.txt"]}
     with pytest.raises(
@@ -233,12 +242,30 @@ def test_a_moved_corpus_is_rebased_at_folder_boundaries_only():
         match=r"this run read 2 files or folders \(/a/texts, /b/one.txt\); give --corpus "
         r"once for each, in that order, got 1",
     ):
-        manifest.moved(entry, files, ["/"])
-    new_entry, new_files = manifest.moved(entry, files, ["/tmp", "/"])
-    assert new_entry["sources"] == ["/tmp", "/"] and new_entry["path"] == "/tmp"
+        manifest.moved(entry, files, [folder])
+    new_entry, new_files = manifest.moved(entry, files, [folder, file])
+    assert new_entry["sources"] == [str(folder), str(file)] and new_entry["path"] == str(folder)
     assert new_entry["val_files"] == ["/a/texts2/v"]  # beside the folder, not inside it
-    assert new_files["train"] == [{"path": "/tmp/p.txt", "size": 1}, {"path": "/"}]
-    assert new_files["held_out"] == ["/tmp/p.txt"] and entry["path"] == "/a/texts"  # the record itself unchanged
+    assert new_files["train"] == [{"path": f"{folder}/p.txt", "size": 1}, {"path": str(file)}]
+    assert new_files["held_out"] == [f"{folder}/p.txt"] and entry["path"] == "/a/texts"  # the record itself unchanged
+    # What the run read, a folder or a file, is what --corpus must give, in the run's order.
+    with pytest.raises(
+        CorpusError,
+        match=r"the run read a folder \(/a/texts\), and --corpus .*one.txt is a file; "
+        r"give them in the order the run read them",
+    ):
+        manifest.moved(entry, files, [file, folder])
+    with pytest.raises(CorpusError, match=r"the run read a file \(/b/one.txt\), and --corpus .*folder is a folder"):
+        manifest.moved({"path": "/b/one.txt", "sha256": "x"}, None, [folder])  # a run made before folders
+    # A --val-file beside the corpus does not move with it: put back, not given with --corpus.
+    gone = tmp_path / "val.txt"
+    with pytest.raises(CorpusError) as refused:
+        manifest.refuse_gone(Source((str(file),), val_files=(str(gone),)), "to resume")
+    assert str(refused.value) == (
+        f"the run's corpus is not where the run read it: {gone} is gone (moved or deleted?); to resume, put the "
+        "validation file back where it was (--corpus moves validation files only inside the corpus's folders) (the "
+        "text is checked against the run's by its sha256)"
+    )
 
 
 def test_a_file_that_cannot_be_read_is_left_out_with_skip_bad_files(runner, tmp_path, monkeypatch):
@@ -270,6 +297,10 @@ def test_a_file_that_cannot_be_read_is_left_out_with_skip_bad_files(runner, tmp_
     files = json.loads((run_dir / "corpus.json").read_text(encoding="utf-8"))
     assert len(files["train"]) == 3
     assert files["skipped"] == [{"path": str(locked), "problem": "cannot be read (Permission denied)"}]
+    unskipped = runner.invoke(app, ["eval", str(run_dir), str(poems)])
+    assert unskipped.exit_code == 2 and "(--skip-bad-files leaves out the files that cannot be read)" in (
+        unskipped.stderr
+    )
     scored = runner.invoke(app, ["eval", str(run_dir), str(poems), "--skip-bad-files"])
     assert scored.exit_code == 0, scored.output
     assert f"{locked}: cannot be read (Permission denied)" in scored.stderr
@@ -803,7 +834,7 @@ def test_train_on_the_current_folder_leaves_its_own_runs_out(runner, tmp_path, m
 
     assert corpus_name(Path(".")) == "my poems" and corpus_name(Path("-notes.txt")) == "notes"
     # A folder of texts with a corpus.json of its own (a dataset's metadata) is not a run: read.
-    from charlstm.text.corpus import Source, find
+    from charlstm.text.corpus import find
 
     dataset = tmp_path / "dataset"
     (dataset / "part").mkdir(parents=True)

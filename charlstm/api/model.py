@@ -398,6 +398,7 @@ def load(
         path_like(path, "path")
     moved_to = paths_of(corpus, "corpus")
     ckpt = checkpoint.load(Path(path) if path is not None else catalog.most_recent_run(RUNS_DIR), prefer=prefer)
+    ckpt = checkpoint.with_corpus_now(ckpt)  # a best checkpoint saved before a resume with --corpus
     entry, files = ckpt.corpus, None
     if moved_to:
         run = checkpoint_paths.run_of(ckpt.path)

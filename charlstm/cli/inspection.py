@@ -271,7 +271,10 @@ def info(
                 "warmup_steps_used": found.warmup_steps,
                 "latest_step": found.latest_step,  # where resume goes on
             }
-            sys.stdout.write(json.dumps({**record, **meta.raw}) + "\n")
+            # The corpus where it is now, if a resume with --corpus found it elsewhere since this checkpoint.
+            sys.stdout.write(
+                json.dumps({**record, **meta.raw, **({"corpus": meta.corpus} if meta.corpus else {})}) + "\n"
+            )
         else:
             print_table(tables.info_table(found))
 

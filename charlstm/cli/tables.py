@@ -163,11 +163,14 @@ def _corpus_text(meta: Meta) -> str:
     skipped = f"; {entry['skipped']} left out (not text, or empty)" if entry.get("skipped") else ""
     # A run made before folders records its one file as "path" alone.
     gone = [p for p in entry.get("sources") or [meta.corpus_path] if not Path(p).exists()]
+    gone_val = [p for p in entry.get("val_files", []) if not Path(p).exists()]
     if gone:
         skipped += (
             f"; not there now ({'moved or deleted?' if len(gone) == 1 else f'{len(gone)} of them'}): resume, eval "
             f"and inspect take {flag('corpus')} NEW_PLACE"
         )
+    elif gone_val:
+        skipped += f"; {flag('val_file')} {', '.join(gone_val)}: not there now (moved or deleted?)"
     return f"{where}{skipped} (sha256 {meta.corpus_sha256[:12]}...)"
 
 

@@ -188,7 +188,7 @@ def find(source: Source) -> Found:
         raise CorpusError(f"every file of the corpus is a {flag('val_file')}: nothing is left to train on")
     return Found(
         tuple(train), tuple(val), any_shipped, tuple(roots), tuple(dict.fromkeys(irregular)),
-        tuple(dict.fromkeys(other_case)), tuple(escaped(p.absolute()) for p in badly_named),
+        tuple(dict.fromkeys(other_case)), tuple(escaped(p.resolve()) for p in badly_named),
     )  # fmt: skip
 
 
@@ -296,13 +296,20 @@ def read_texts(source: Source) -> tuple[tuple[TextFile, ...], tuple[str, ...]]:
             text, problem = read_checked(doc.path)
         except OSError as err:
             if not source.skip_bad_files:
-                raise CorpusError(f"cannot read {doc.path}: {err.strerror}") from None
+                raise cannot_read(doc.path, err, several=True) from None
             text, problem = None, unreadable(err)
         if text is not None:
             files.append(text)
         else:
             unusable.append((str(doc.path), problem or EMPTY))
     return tuple(files), leave_out(unusable, source.skip_bad_files, bool(files))
+
+
+def cannot_read(path: Path, err: OSError, several: bool) -> CorpusError:
+    """The error for a file that cannot be read; of `several`, naming the
+    option that leaves such files out."""
+    hint = f" ({flag('skip_bad_files')} leaves out the files that cannot be read)" if several else ""
+    return CorpusError(f"cannot read {path}: {err.strerror}{hint}")
 
 
 def unreadable(err: OSError) -> str:

@@ -158,15 +158,28 @@ def refuse_gone(source: Source, why: str) -> None:
     paths = missing(source)
     if not paths:
         return
-    them = "it" if len(paths) == 1 else "them"
     # --corpus moves the files and folders the run read, and the validation
-    # files inside them; one outside them has to be put back.
-    moved = set(paths) & set(source.paths)
-    where = f" or give {'its new place' if len(source.paths) == 1 else 'the new places'} with {flag('corpus')}"
+    # files inside them (already moved with them here); one outside them has
+    # to be put back.
+    sources = [p for p in paths if p in source.paths]
+    val_files = [p for p in paths if p not in source.paths and not any(_inside(p, s) for s in sources)]
+    what = []
+    if sources:
+        them = "it" if len(sources) == 1 and len(paths) == 1 else "them"
+        new = "its new place" if len(source.paths) == 1 else "the new places"
+        what.append(f"put {them} back there or give {new} with {flag('corpus')}")
+    if val_files:
+        it = "it" if len(val_files) == 1 else "them"
+        what.append(
+            f"put the validation file{'s' if len(val_files) > 1 else ''} "
+            f"{', '.join(map(shown, val_files)) + ' ' if sources else ''}back where {it} "
+            f"{'was' if len(val_files) == 1 else 'were'} ({flag('corpus')} moves validation files only inside the "
+            "corpus's folders)"
+        )
     raise CorpusError(
         f"the run's corpus is not where the run read it: {', '.join(map(shown, paths))} "
-        f"{'is' if len(paths) == 1 else 'are'} gone (moved or deleted?); {why}, put {them} back there"
-        f"{where if moved else ''} (the text is checked against the run's by its sha256)"
+        f"{'is' if len(paths) == 1 else 'are'} gone (moved or deleted?); {why}, {'; and '.join(what)} "
+        "(the text is checked against the run's by its sha256)"
     )
 
 
@@ -185,12 +198,25 @@ def moved(
             f"{'once' if len(before) == 1 else 'once for each, in that order'}, got {len(places)}"
         )
     pairs = [(old.rstrip(os.sep), str(new)) for old, new in zip(before, map(_new_place, places), strict=True)]
+    recorded = [
+        x["path"] for k in ("train", "val", "skipped") for x in (files or {}).get(k) or [] if _has_path(x)
+    ] + list(entry.get("val_files", []))
+    for (old, new), given in zip(pairs, places, strict=True):
+        # A folder's files are recorded under it; a file given is its own.
+        was_folder = any(_inside(p, old) for p in recorded)
+        was_file = old in recorded or files is None  # runs made before folders read one file
+        if Path(new).is_dir() != was_folder and was_file != was_folder:
+            kinds = ("a folder", "a file") if was_folder else ("a file", "a folder")
+            raise CorpusError(
+                f"the run read {kinds[0]} ({shown(old)}), and {flag('corpus')} {given} is {kinds[1]}"
+                + ("; give them in the order the run read them" if len(pairs) > 1 else "")
+            )
 
     def rebased(path: str) -> str:
         for old, new in pairs:
             if path == old:
                 return new
-            if path.startswith(old + os.sep):
+            if _inside(path, old):
                 return new + path[len(old) :]
         return path
 
@@ -207,6 +233,10 @@ def moved(
         lists = ("train", "val", "held_out", "skipped", "not_files", "other_case")
         files = {**files, **{k: each(files[k]) for k in lists if isinstance(files.get(k), list)}}
     return entry, files
+
+
+def _inside(path: str, folder: str) -> bool:
+    return path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
 def _has_path(record: Any) -> bool:

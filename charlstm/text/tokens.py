@@ -21,12 +21,14 @@ from charlstm.text.corpus import (
     Found,
     Source,
     all_left_out,
+    cannot_read,
     find,
     given_alone,
     leave_out,
     refuse_unusable,
     unreadable,
 )
+from charlstm.text.folder import escaped
 from charlstm.text.scan import Progress, Scanned, no_progress
 from charlstm.text.textfile import EMPTY, refusal
 
@@ -135,8 +137,14 @@ def prepare(source: Source, progress: Progress = no_progress) -> Corpus:
             details=left_out if bad else (),
         )
     if source.val_files and not val:
-        left_out = tuple(_problem(f) for f in bad + empty if f.path in val_paths)
-        raise CorpusError(f"{flag('val_file')}: no usable text in {', '.join(source.val_files)}", details=left_out)
+        # The --val-file files left out, those left out for their names too (never read, so not in `val_paths`).
+        given = [escaped(Path(v).resolve()) for v in source.val_files]
+        named = {f.path for f in _badly_named(found) if any(f.path == g or f.path.startswith(g + "/") for g in given)}
+        left_out = tuple(_problem(f) for f in bad + empty if f.path in val_paths | named)
+        raise CorpusError(
+            f"{flag('val_file')}: no usable text in {', '.join(escaped(Path(v)) for v in source.val_files)}",
+            details=left_out,
+        )
     return Corpus(
         source, train, val, bad + empty, result.charset, directory, found.roots, found.shipped, from_cache,
         found.irregular, found.other_case,
@@ -169,12 +177,7 @@ def _scanned(
             hashes.append(_hash(d.path, progress, done, total))
         except OSError as err:
             if not skip_unreadable:
-                hint = (
-                    f" ({flag('skip_bad_files')} leaves out the files that cannot be read)"
-                    if len(train + val) > 1
-                    else ""
-                )
-                raise CorpusError(f"cannot read {d.path}: {err.strerror}{hint}") from None
+                raise cannot_read(d.path, err, several=len(train + val) > 1) from None
             unread[k] = Scanned(str(d.path), d.size, "", 0, unreadable(err))
         done += d.size
     if unread:

@@ -39,9 +39,18 @@ import orbax.checkpoint as ocp
 from charlstm.config import ModelConfig, TrainConfig
 from charlstm.core.state import TrainState, init_state
 from charlstm.errors import CharlstmError, CheckpointError
+from charlstm.text import manifest
 from charlstm.training import checkpoint_meta, restore_failures
 from charlstm.training.checkpoint_meta import Meta
-from charlstm.training.checkpoint_paths import BEST, LATEST, has_checkpoint, latest_step, locate, others_intact
+from charlstm.training.checkpoint_paths import (
+    BEST,
+    LATEST,
+    has_checkpoint,
+    latest_step,
+    locate,
+    others_intact,
+    run_of,
+)
 from charlstm.training.run import Run, check_writable_path, complete_steps
 
 T = TypeVar("T")
@@ -176,6 +185,31 @@ def _moved_on(path: Path, prefer: str, where: Path) -> bool:
     except CheckpointError:
         return True
     return directory / str(step) != where
+
+
+MetaT = TypeVar("MetaT", bound=Meta)
+
+
+def with_corpus_now(meta: MetaT) -> MetaT:
+    """`meta`, with the places of its corpus taken from its run's newest
+    checkpoint where its own are gone and that one read the same text (its
+    sha256) from places that are there: a run resumed with `--corpus`
+    records the new place in the checkpoints it saves from then on, not in
+    an older best one."""
+    entry = meta.corpus or {"path": meta.corpus_path, "sha256": meta.corpus_sha256}
+    run = run_of(meta.path)
+    if run is None or not manifest.missing(manifest.source_of(entry)):
+        return meta
+    try:
+        newest = describe(run, LATEST)
+    except CharlstmError:
+        return meta
+    if newest.corpus_sha256 != meta.corpus_sha256 or not newest.corpus:
+        return meta
+    if manifest.missing(manifest.source_of(newest.corpus)):
+        return meta
+    places: dict[str, Any] = {k: newest.corpus[k] for k in ("path", "sources", "val_files") if k in newest.corpus}
+    return dataclasses.replace(meta, corpus={**entry, **places}, corpus_path=newest.corpus_path)
 
 
 @functools.lru_cache(maxsize=8)
