@@ -529,3 +529,29 @@ def test_a_link_to_a_folder_that_double_star_passes_over_is_named(tmp_path):
         return
     with pytest.raises(CorpusError, match=r"a pattern that ends in '\*\*' matches folders only, '\*\*/\*' every file"):
         folder_files(poems, "**")
+
+
+def test_a_linked_folder_too_large_to_search_is_named_unsearched(tmp_path, monkeypatch):
+    """A link to a home folder or to / is searched through for a text only so
+    far: past that it is named as a link '**' passes over, unsearched."""
+    from charlstm.text import folder
+
+    big = tmp_path / "big"
+    for k in range(6):
+        (big / f"d{k}").mkdir(parents=True)
+        (big / f"d{k}" / "x.md").write_text("not picked\n", encoding="utf-8")
+    (big / "d5" / "late.txt").write_text("picked, deep in\n", encoding="utf-8")
+    poems = tmp_path / "poems"
+    write_folder(poems, 1)
+    (poems / "home").symlink_to(big)
+    assert folder.folder_files(poems, "**/*.txt")[1] == [
+        (str(poems / "home"), f"a link to a folder ({big}), which '**' does not follow: name it as well to read it")
+    ]
+    monkeypatch.setattr(folder, "LINK_SEARCH_ENTRIES", 4)
+    assert folder.folder_files(poems, "**/*.txt")[1] == [
+        (
+            str(poems / "home"),
+            f"a link to a folder ({big}), which '**' does not follow (a large tree, not searched through): name it "
+            "as well to read it",
+        )
+    ]

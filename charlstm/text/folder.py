@@ -14,6 +14,7 @@ and folder a user names.
 from __future__ import annotations
 
 import errno
+import fnmatch
 import os
 import sys
 from collections import Counter
@@ -186,16 +187,42 @@ def _links_not_followed(folder: Path, patterns: list[str], runs: dict[Path, bool
                 continue
             try:
                 target = path.resolve(strict=True)
-                if target.is_relative_to(inside) or not any(next(target.glob(f"**/{n}"), None) for n in names):
+                holds = False if target.is_relative_to(inside) else _holds_any(target, names)
+                if holds is False:
                     continue
                 why = (
-                    f"a link to a folder ({os.readlink(path)}), which '**' does not follow: name it as well to read it"
+                    f"a link to a folder ({os.readlink(path)}), which '**' does not follow"
+                    f"{'' if holds else ' (a large tree, not searched through)'}: name it as well to read it"
                 )
             except (OSError, RuntimeError):  # gone since the walk, or a loop: nothing to read through it
                 continue
             found.append((escaped(path.absolute()), why))
         folders[:] = [n for n in folders if not n.startswith(".") and not is_run_folder(here / n)]
     return found
+
+
+# Entries a linked folder is searched through for a file '**/NAME' would
+# pick there, before it is named without knowing: a link to a home folder or
+# to / would otherwise hold up every run on the tree for as long as that
+# search takes.
+LINK_SEARCH_ENTRIES = 20_000
+
+
+def _holds_any(folder: Path, names: list[str]) -> bool | None:
+    """Whether `folder` holds a file that '**/NAME' picks there for one of
+    `names` (as glob does it: hidden names only for a pattern that starts
+    with '.', links to folders not entered), or None past
+    LINK_SEARCH_ENTRIES entries without one."""
+    seen = 0
+    for _, folders, files in os.walk(folder):
+        for name in files:
+            if any(fnmatch.fnmatchcase(name, n) and (n.startswith(".") or not name.startswith(".")) for n in names):
+                return True
+        seen += len(files) + len(folders)
+        if seen > LINK_SEARCH_ENTRIES:
+            return None
+        folders[:] = [n for n in folders if not n.startswith(".")]
+    return False
 
 
 def escaped(path: Path) -> str:
