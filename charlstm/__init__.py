@@ -47,6 +47,9 @@ _EXPORTS = {
     "Description": "charlstm.api.runs",
     "Texts": "charlstm.api.runs",
     "TextFiles": "charlstm.api.runs",
+    "ExportedPage": "charlstm.export.page",
+    "ExportedWeights": "charlstm.export.weights",
+    "Report": "charlstm.introspect.page",
     "RunSummary": "charlstm.training.catalog",
     "Search": "charlstm.training.tune",
     "TrialResult": "charlstm.training.events",
@@ -71,9 +74,12 @@ __all__ = [
     "ConfigError",
     "CorpusError",
     "Description",
+    "ExportedPage",
+    "ExportedWeights",
     "Inspection",
     "Model",
     "ModelConfig",
+    "Report",
     "RunSummary",
     "SampleConfig",
     "Score",
@@ -108,6 +114,9 @@ if TYPE_CHECKING:
     from charlstm.core.generation import Completion
     from charlstm.core.scorer import Score
     from charlstm.errors import CharlstmError, CheckpointError, ConfigError, CorpusError
+    from charlstm.export.page import ExportedPage
+    from charlstm.export.weights import ExportedWeights
+    from charlstm.introspect.page import Report
     from charlstm.introspect.record import Inspection
     from charlstm.runtime.compile_cache import enable_compilation_cache
     from charlstm.runtime.cpu_devices import split_the_cpu

@@ -131,7 +131,7 @@ def test_a_python_callers_mistakes_are_config_errors(trained_run):
         (lambda: model.inspect("abc" * 20, max_chars=3.0), "--max-chars must be a whole number, got 3.0"),
         (lambda: charlstm.ServeConfig(max_length="10"), "--max-length must be a whole number, got '10'"),
         (lambda: charlstm.tune(trained_run[1], foo=1), "unknown training option: foo"),
-        (lambda: charlstm.tune(trained_run[1], space={"hidden_size": [16, 32]}), "space['hidden_size'] must be a text"),
+        (lambda: charlstm.tune(trained_run[1], space={"hidden_size": [16, "a"]}), "space['hidden_size'] must be a"),
         # A second walkthrough's (2026-12-03): these were TypeErrors and AttributeErrors from deep inside.
         (lambda: charlstm.train(trained_run[1], "x", lr=0.1), "training option: lr (did you mean learning_rate?)"),
         (lambda: charlstm.train(trained_run[1], "x", stepz=3), "stepz (did you mean steps?)"),
@@ -190,11 +190,31 @@ def test_a_python_callers_mistakes_are_config_errors(trained_run):
         (lambda: model.evaluate("abc" * 20, documents="yes"), "documents must be True or False, got 'yes'"),
         (lambda: model.inspect("abc" * 20, documents=1), "documents must be True or False, got 1"),
         (lambda: list(model.stream(charlstm.SampleConfig(length=10), chunk=0)), "chunk must be >= 1, got 0"),
+        # A third (2026-12-05): AttributeErrors, a typo scored as text, and bare CharlstmErrors for bad arguments.
+        (lambda: charlstm.api.read_texts(trained_run[1], glob=["*.txt", "*.md"]), "glob must be one pattern (a str)"),
+        (lambda: charlstm.train(trained_run[1], "x", glob=5), "glob must be one pattern (a str), got 5"),
+        (lambda: charlstm.tune(trained_run[1], space="hidden_size=32"), "space must be a dict of fields to values"),
+        (lambda: charlstm.tune(trained_run[1], space={"hidden_size": {}}), "space['hidden_size'] must be a text"),
+        (lambda: model.evaluate("data/tset.txt"), "'data/tset.txt' looks like the name of a file, but there is no"),
+        (lambda: model.inspect("nope.txt"), "inspect takes the text itself, and 'nope.txt' looks like the name of"),
+        (lambda: model.sample(10, prime="\u2603"), "the prime contains characters the model never saw"),
+        (lambda: model.sample(10, stop=["\u2603"]), "contains characters the model never writes"),
+        (lambda: charlstm.resume(trained_run[0], hidden_size=3), "cannot change hidden_size when resuming"),
+        (lambda: charlstm.train(trained_run[1], trained_run[0], batch_size=4), "already exists and is not empty"),
     ]:
         with pytest.raises(charlstm.ConfigError, match=re.escape(message)):
             call()
     # What comes back is Python's own: a NumPy count would leak into a user's JSON.
     assert type(model.inspect("abc" * 20, np.int64(20)).truncated) is int
+    # A searched field's values as a list or a number are the choices they name, as a text names them.
+    from charlstm.api.tuning import _values
+
+    assert _values("hidden_size", [16, 32]) == "16,32" and _values("learning_rate", 0.01) == "0.01"
+    # A typo'd name is not scored as text, but a list's text is the caller's word; read_texts' documents are read.
+    assert model.evaluate(["data/tset.txt"]).chars > 0
+    assert model.evaluate("https://example.com/a.txt").chars > 0
+    read = charlstm.api.read_texts(trained_run[1])
+    assert model.evaluate(read) == model.evaluate(list(read.documents))
     shares: list[float] = []  # a progress bar fed by `progress` ends full
     model.evaluate("abc" * 20, progress=shares.append)
     assert shares[-1] == 1.0 and shares == sorted(shares)

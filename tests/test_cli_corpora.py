@@ -167,8 +167,8 @@ def test_eval_names_a_bad_file_that_joined_the_runs_folder(runner, tmp_path):
     changed = runner.invoke(app, ["eval", str(run_dir)])
     assert changed.exit_code == 2
     assert (
-        f"the run's corpus {poems} changed since it trained (1 file added ({poems / 'late.txt'}); 1 file changed "
-        f"({first}: " in changed.stderr
+        f"the text at {poems} is not the corpus the run trained on (1 file added ({poems / 'late.txt'}); "
+        f"1 file changed ({first}: " in changed.stderr
     ), changed.stderr
     resumed = runner.invoke(app, ["resume", str(run_dir), "--steps", "3"])
     assert resumed.exit_code == 2 and f"1 file added ({poems / 'late.txt'})" in resumed.stderr

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from charlstm.api import reading
-from charlstm.api.runs import TextFiles
+from charlstm.api.runs import TextFiles, Texts
 from charlstm.arguments import check, html_file, optional_callable, path_like, paths_of, true_or_false, whole_number
 from charlstm.config import ModelConfig, SampleConfig, TrainConfig
 from charlstm.core.generation import Completion, check_request, complete, default_prime, sample_texts, stream_texts
@@ -121,7 +121,7 @@ class Model:
 
     def evaluate(
         self,
-        text: str | Sequence[str] | TextFiles,
+        text: str | Sequence[str] | Texts | TextFiles,
         streams: int | None = None,
         *,
         documents: bool = False,
@@ -144,7 +144,8 @@ class Model:
         `text` may also be files found by `find_texts`, read in place as
         training reads its corpus: encoded once into the corpus cache under
         this model's vocabulary, then mapped, so their size is bounded by the
-        disk, not by memory. Each is a document, read as for a list.
+        disk, not by memory. Each is a document, read as for a list; so is
+        each of `read_texts`' documents.
 
         `progress`, if given, is called with the share scored so far (0 to
         1) as the scoring goes (a large text takes minutes on a CPU)."""
@@ -152,6 +153,8 @@ class Model:
         documents = true_or_false(documents, "documents")
         if isinstance(text, TextFiles):
             return self._evaluate_files(text, streams, progress)
+        if isinstance(text, Texts):  # read_texts(...): its documents, each from its start
+            text = list(text.documents)
         reading.refuse_a_file_name(text, "evaluate")
         text = reading.one_document(self.vocab, text, documents)
         stray: dict[str, int] = {}

@@ -91,12 +91,31 @@ def refuse_a_file_name(text: object, method: str) -> None:
         kind = "file" if Path(text).is_file() else "folder" if Path(text).is_dir() else None
     except (OSError, ValueError):  # too long a name, a NUL in it
         return
+    if kind is None and _looks_like_a_file_name(text):
+        raise ConfigError(
+            f"{method} takes the text itself, and {text!r} looks like the name of a file, but there is no such "
+            f"file: check the name (to score that text as it stands, pass it in a list: [{text!r}])"
+        )
     if kind is not None:
         first = f"read it first (Path({text!r}).read_text()), or " if kind == "file" else ""
         raise ConfigError(
             f"{method} takes the text itself, and {text!r} is the name of a {kind}: {first}pass "
             f"charlstm.api.find_texts({text!r}) to read {'it' if kind == 'file' else 'its files'} in place"
         )
+
+
+# The endings of the text files a caller is likeliest to name.
+_TEXT_SUFFIXES = frozenset({".txt", ".md", ".rst", ".py", ".json", ".jsonl", ".csv", ".tsv", ".html", ".xml", ".log"})
+
+
+def _looks_like_a_file_name(text: str) -> bool:
+    """A word with a text file's ending, or a path of folders to one with
+    any ending (data/tset.txt, notes.md): a typo'd name, which would
+    otherwise be scored as the text it spells. Not a web address."""
+    if any(c.isspace() for c in text) or "://" in text:
+        return False
+    path = Path(text)
+    return path.suffix.lower() in _TEXT_SUFFIXES or ("/" in text and 1 < len(path.suffix) <= 6)
 
 
 def held_out_ids(
@@ -125,8 +144,8 @@ def held_out_ids(
     if prepared.sha256 != corpus_sha256:
         what = "; ".join(manifest.changes(entry, files, prepared)) or "sha256 differs"
         raise CorpusError(
-            f"the run's corpus {corpus_path} changed since it trained ({what}), so its "
-            "validation text is not the one the model was scored on"
+            f"the text at {corpus_path} is not the corpus the run trained on ({what}): changed since, or another "
+            "text, so its validation text is not the one the model was scored on"
         )
     tokens = open_tokens(prepared, vocab)
     hashes = [d.sha256 for d in prepared.train]

@@ -49,9 +49,11 @@ def tune(
     unknown = unknown_fields(fixed, ModelConfig, TrainConfig)
     if unknown:
         raise ConfigError(f"unknown training option: {unknown}")
-    for name, values in (space or {}).items():
-        if not isinstance(values, str):
-            raise ConfigError(f"space[{name!r}] must be a text such as '128,256' or '1e-3:3e-2', got {values!r}")
+    if space is not None and not isinstance(space, Mapping):
+        raise ConfigError(
+            f"space must be a dict of fields to values, such as {{'hidden_size': '128,256'}}, got {space!r}"
+        )
+    space = {name: _values(name, values) for name, values in (space or {}).items()}
     space, fixed = _narrowed(space, fixed)
     if "max_seconds" in fixed and steps is None:  # a time budget sets each trial's limit
         raise ConfigError("max_seconds is set for each trial by the time budget: give budget_s instead")
@@ -79,6 +81,24 @@ def tune(
 
 # What the search sets for each trial, by its steps or budget_s: when it validates and saves.
 _SET_PER_TRIAL = ("eval_every", "checkpoint_every")
+
+
+def _values(name: str, values: Any) -> str:
+    """A searched field's values as `charlstm tune` takes them ('128,256',
+    '1e-3:3e-2'); a list or a number is the choices it names."""
+    if isinstance(values, list | tuple) and values and all(_number(v) for v in values):
+        return ",".join(f"{v}" for v in values)
+    if _number(values):
+        return f"{values}"
+    if not isinstance(values, str):
+        raise ConfigError(
+            f"space[{name!r}] must be a text such as '128,256' or '1e-3:3e-2', or a list of values, got {values!r}"
+        )
+    return values
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _narrowed(space: Mapping[str, str] | None, fixed: dict[str, Any]) -> tuple[dict[str, str], dict[str, Any]]:

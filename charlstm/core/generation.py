@@ -25,7 +25,7 @@ from charlstm.arguments import whole_number
 from charlstm.config import ModelConfig, SampleConfig
 from charlstm.core.model import Params
 from charlstm.core.sampler import Rows, SampleState, capacity_for, filtering_on, request_rows, sample_chunk, start
-from charlstm.errors import CharlstmError, ConfigError, named
+from charlstm.errors import ConfigError, named
 from charlstm.text.vocab import BOUNDARY, Vocab
 
 # With stop texts, characters generated between two looks for them: a sample
@@ -72,13 +72,13 @@ def check_request(vocab: Vocab, request: SampleConfig) -> None:
     """Refuse a prime or stop text the model can never read or write."""
     unknown = vocab.unknown(request.prime)
     if unknown:
-        raise CharlstmError(
+        raise ConfigError(
             f"the prime contains characters the model never saw: {named(unknown)}; {_write_them(vocab, request.prime)}"
         )
     for stop in request.stop:
         unknown = vocab.unknown(stop)
         if unknown:
-            raise CharlstmError(f"the stop text {stop!r} contains characters the model never writes: {named(unknown)}")
+            raise ConfigError(f"the stop text {stop!r} contains characters the model never writes: {named(unknown)}")
 
 
 def known_form(vocab: Vocab, text: str) -> str | None:

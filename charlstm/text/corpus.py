@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from charlstm.arguments import true_or_false
-from charlstm.errors import CorpusError, first_few, shown
+from charlstm.errors import ConfigError, CorpusError, first_few, shown
 from charlstm.flags import flag
 from charlstm.text.folder import DEFAULT_GLOB, escaped, folder_files
 from charlstm.text.textfile import EMPTY, TextFile, encoding_hint, read_checked, read_corpus, read_size
@@ -43,6 +43,11 @@ class Source:
         # Stored in every checkpoint, whose reader refuses anything but a bool:
         # "yes" once trained a whole run that could then never be read.
         object.__setattr__(self, "skip_bad_files", true_or_false(self.skip_bad_files, "skip_bad_files"))
+        if not isinstance(self.glob, str):  # a list of patterns would fail deep inside, as an AttributeError
+            raise ConfigError(
+                f"glob must be one pattern (a str), got {self.glob!r}; for several kinds of file, one pattern with "
+                "braces: '**/*.{txt,md}'"
+            )
 
     def arguments(self) -> list[str]:
         """The words of a `charlstm train` command line that read this text

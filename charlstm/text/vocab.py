@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from charlstm.errors import CharlstmError
+from charlstm.errors import CharlstmError, ConfigError
 
 # Characters handled at a time: large texts are converted piece by piece, so
 # the temporaries stay a few tens of MB whatever the corpus size.
@@ -114,7 +114,7 @@ class Vocab:
             found, known = self.ids_of(points)
             if not known.all():
                 missing = "".join(self.unknown(text))
-                raise CharlstmError(f"characters not in the model's vocabulary: {missing!r}")
+                raise ConfigError(f"characters not in the model's vocabulary: {missing!r}")
             ids[start : start + len(points)] = found
         return ids
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from charlstm.config import ModelConfig, TrainConfig
 from charlstm.core.state import TrainState, init_state
-from charlstm.errors import CharlstmError
+from charlstm.errors import CharlstmError, ConfigError
 from charlstm.flags import flag
 from charlstm.text import manifest, streams
 from charlstm.text.scan import Progress, no_progress
@@ -122,7 +122,7 @@ def check_writable_path(run_dir: Path) -> None:
     """Refuse to write checkpoints where they could not be read back."""
     odd = pattern_characters(run_dir)
     if odd:
-        raise CharlstmError(
+        raise ConfigError(
             f"run directory {run_dir}: its path contains {' '.join(odd)}, which the checkpoint library reads as a "
             f"pattern, so its checkpoints could not be read back; pick another {flag('out')}"
         )
@@ -133,18 +133,18 @@ def check_run_dir(run_dir: Path, search: bool = False) -> None:
     file, already holds something, or could not be read back."""
     check_writable_path(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
-        raise CharlstmError(f"{flag('out')} {run_dir} is a file, not a directory")
+        raise ConfigError(f"{flag('out')} {run_dir} is a file, not a directory")
     if search and run_dir.exists() and any(run_dir.iterdir()):
-        raise CharlstmError(
+        raise ConfigError(
             f"search directory {run_dir} already exists and is not empty; pick another {flag('out')} (a search "
             f"is not continued; its best trial is a run of its own, which 'charlstm resume' trains further)"
         )
     if run_dir.exists() and run_lock.in_use(run_dir):
-        raise CharlstmError(
+        raise ConfigError(
             f"run directory {run_dir} is being trained by another process now; pick another {flag('out')}"
         )
     if run_dir.exists() and not left_by_failed_start(run_dir):
-        raise CharlstmError(
+        raise ConfigError(
             f"run directory {run_dir} already exists and is not empty; "
             f"pick another {flag('out')}, or continue it with 'charlstm resume'"
         )

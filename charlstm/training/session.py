@@ -172,7 +172,7 @@ def resumed_run(
     the files and folders it read are now, one for each (manifest.moved)."""
     refused = sorted(set(overrides) - set(RESUMABLE_FIELDS))
     if refused:
-        raise CharlstmError(f"cannot change {', '.join(refused)} when resuming; start a new run instead")
+        raise ConfigError(f"cannot change {', '.join(refused)} when resuming; start a new run instead")
     if not run_dir.exists():
         raise CharlstmError(f"run directory not found: {run_dir}")
     if not (run_dir / "checkpoints").is_dir():
@@ -195,7 +195,7 @@ def resumed_run(
     # Checked before the corpus is read, which can take a while: a bad option fails at once.
     train_config = dataclasses.replace(ckpt.train_config, **overrides)
     if "steps" in overrides and overrides["steps"] <= int(ckpt.state.step):
-        raise CharlstmError(
+        raise ConfigError(
             f"{flag('steps')} {overrides['steps']} is not beyond step {int(ckpt.state.step)}, where this run is; "
             "give a larger total to train on"
         )
