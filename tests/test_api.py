@@ -162,6 +162,7 @@ def test_a_python_callers_mistakes_are_config_errors(trained_run):
         (lambda: charlstm.app(str(trained_run[0])), "app takes a charlstm.Model, such as charlstm.load(RUN), got str"),
         (lambda: charlstm.app(model, api_key=5), "--api-key must be a text, got 5"),
         (lambda: charlstm.serve(model, port="8000"), "--port must be a whole number, got '8000'"),
+        (lambda: charlstm.serve(str(trained_run[0])), "serve takes a charlstm.Model, such as charlstm.load(RUN)"),
         (lambda: model.export_html("page.html", half="no"), "half must be True or False, got 'no'"),
         (lambda: charlstm.tune(trained_run[1], eval_every=3), "eval_every is set for each trial by the search"),
         (

@@ -26,8 +26,7 @@ def app(model: Model, *, api_key: str | None = None, **limits: Any) -> Any:
         from charlstm.serving.app import create_app
     except ImportError as err:
         raise _needs_the_extra(err) from None
-    if not isinstance(model, Model):
-        raise ConfigError(f"app takes a charlstm.Model, such as charlstm.load(RUN), got {type(model).__name__}")
+    _check_model(model, "app")
     check_api_key(api_key)
     wrong = unknown_fields(limits, ServeConfig)
     if wrong:
@@ -35,6 +34,11 @@ def app(model: Model, *, api_key: str | None = None, **limits: Any) -> Any:
     config = ServeConfig(**limits)
     about = {"checkpoint": checkpoint_name(model.path), "step": model.step, "best_val_loss": model.best_val_loss}
     return create_app(model.model_config, model.params, model.vocab, limits=config, api_key=api_key, about=about)
+
+
+def _check_model(model: Any, function: str) -> None:
+    if not isinstance(model, Model):
+        raise ConfigError(f"{function} takes a charlstm.Model, such as charlstm.load(RUN), got {type(model).__name__}")
 
 
 def serve(
@@ -59,6 +63,7 @@ def serve(
         from charlstm.serving import server  # uvicorn: the extra may be half installed
     except ImportError as err:
         raise _needs_the_extra(err) from None
+    _check_model(model, "serve")
     if not 1 <= whole_number(port, flag("port")) <= 65535:
         raise ConfigError(f"{flag('port')} must be from 1 to 65535, got {port}")
     optional_callable(on_ready, "on_ready")
