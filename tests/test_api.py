@@ -60,7 +60,7 @@ def test_train_load_sample_evaluate(tiny_corpus, tmp_path):
     whole = model.evaluate(tiny_corpus.read_text())
     assert whole.skipped == {} and whole.loss != held_out.loss
 
-    resumed = charlstm.resume(tmp_path / "run", steps=8)
+    resumed = charlstm.resume(model, steps=8)  # the model in hand names its run
     assert charlstm.load(tmp_path / "run", prefer="latest").step == 8
     assert resumed.best_val_loss is not None
 

@@ -24,8 +24,8 @@ def test_fine_tuning_keeps_old_rows_bit_for_bit_and_trains(trained_run, tmp_path
     corpus = tmp_path / "new.txt"
     corpus.write_text(NEW_TEXT, encoding="utf-8")
     seen = []
-    start = charlstm.train(
-        corpus, tmp_path / "tuned", init_from=base_dir, should_stop=lambda: True, steps=3, on_event=seen.append, **SMALL
+    start = charlstm.train(  # the model in hand, as its checkpoint
+        corpus, tmp_path / "tuned", init_from=base, should_stop=lambda: True, steps=3, on_event=seen.append, **SMALL
     )
     opened = next(e for e in seen if type(e).__name__ == "Opened")
     assert opened.init_from["checkpoint"] == str(base.path) and opened.init_from["vocab_size"] == base.vocab.size

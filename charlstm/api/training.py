@@ -16,7 +16,7 @@ from charlstm.config import FINE_TUNE_LEARNING_RATE, ModelConfig, TrainConfig, c
 from charlstm.core.model import count_params
 from charlstm.errors import CharlstmError, CheckpointError, ConfigError
 from charlstm.flags import flag
-from charlstm.training import checkpoint, checkpoint_meta, distributed, events, session
+from charlstm.training import checkpoint, checkpoint_meta, checkpoint_paths, distributed, events, session
 from charlstm.training.events import EventHandler, StopCheck
 from charlstm.training.run import Run
 from charlstm.training.timefit import TimeUse
@@ -56,7 +56,7 @@ def train(
     glob: str | None = None,
     val_file: str | Path | Sequence[str | Path] | None = None,
     skip_bad_files: bool = False,
-    init_from: str | Path | None = None,
+    init_from: str | Path | Model | None = None,
     fill_time: bool = False,
     on_event: EventHandler | None = None,
     should_stop: StopCheck | None = None,
@@ -71,7 +71,7 @@ def train(
     instead of a held-out share (`val_fraction`); a training folder's files
     among it are left out of training. Files that are not UTF-8 text stop
     the run, each named, unless `skip_bad_files`. `init_from` (a run
-    directory or checkpoint) fine-tunes that model: its weights, with new
+    directory or checkpoint, or a Model) fine-tunes that model: its weights, with new
     characters added, a fresh optimizer and schedule, and a peak learning
     rate of FINE_TUNE_LEARNING_RATE (a new run's; see config.py for the
     measurements) unless one is given.
@@ -92,6 +92,8 @@ def train(
     gradients or the parameters stop being finite."""
     check_callbacks(on_event, should_stop)
     on_event = _warnings_after_opening(on_event)
+    if isinstance(init_from, Model):  # the model in hand: its checkpoint
+        init_from = init_from.path
     for path in corpus if isinstance(corpus, list | tuple) else [corpus]:
         path_like(path, "corpus")
     for name, path in (("out", out), ("init_from", init_from)):
@@ -223,7 +225,7 @@ def _warn_of_regularisation(config: TrainConfig, asked: set[str], trained: Train
 
 
 def resume(
-    run_dir: str | Path,
+    run_dir: str | Path | Model,
     *,
     force: bool = False,
     on_event: EventHandler | None = None,
@@ -236,10 +238,16 @@ def resume(
 
     `overrides` may change the fields in `training.run.RESUMABLE_FIELDS`
     (steps=, learning_rate=, max_seconds=, ...); `force` resumes even if
-    the corpus file changed. `devices` need not be the count the run started
-    with: the batch only has to split evenly over it. `corpus`: where the
+    the corpus file changed. `run_dir` may be a Model of the run. `devices`
+    need not be the count the run started with: the batch only has to split
+    evenly over it. `corpus`: where the
     run's corpus is now, if it was moved or renamed (a file or folder for
     each the run read, in order); its text must still be the run's."""
+    if isinstance(run_dir, Model):  # the model in hand: its run
+        owner = checkpoint_paths.run_of(run_dir.path)
+        if owner is None:
+            raise ConfigError(f"{run_dir.path} is a checkpoint of its own, not a run's: there is no run to resume")
+        run_dir = owner
     path_like(run_dir, "run_dir")
     force = true_or_false(force, "force")
     moved_to = paths_of(corpus, "corpus")
