@@ -257,6 +257,9 @@ def test_a_moved_corpus_is_rebased_at_folder_boundaries_only(tmp_path):
         manifest.moved(entry, files, [file, folder])
     with pytest.raises(CorpusError, match=r"the run read a file \(/b/one.txt\), and --corpus .*folder is a folder"):
         manifest.moved({"path": "/b/one.txt", "sha256": "x"}, None, [folder])  # a run made before folders
+    # A checkpoint copied without its run's corpus.json: what it read is not known, and not refused.
+    alone = {"path": "/a/texts", "sha256": "x", "sources": ["/a/texts"]}
+    assert manifest.moved(alone, None, [folder])[0]["sources"] == [str(folder)]
     # A --val-file beside the corpus does not move with it: put back, not given with --corpus.
     gone = tmp_path / "val.txt"
     with pytest.raises(CorpusError) as refused:

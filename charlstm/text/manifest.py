@@ -203,8 +203,10 @@ def moved(
     ] + list(entry.get("val_files", []))
     for (old, new), given in zip(pairs, places, strict=True):
         # A folder's files are recorded under it; a file given is its own.
+        # Runs made before folders read one file; without a corpus.json (a
+        # checkpoint copied alone) a folder may show only by its --val-file.
         was_folder = any(_inside(p, old) for p in recorded)
-        was_file = old in recorded or files is None  # runs made before folders read one file
+        was_file = old in recorded or "sources" not in entry
         if Path(new).is_dir() != was_folder and was_file != was_folder:
             kinds = ("a folder", "a file") if was_folder else ("a file", "a folder")
             raise CorpusError(
