@@ -1025,6 +1025,14 @@ def test_resuming_a_finished_run_says_how_to_train_it_further(trained_run, tmp_p
         "fitted its schedule to end); give --steps with a larger total to train it further" in result.output
     )
     assert "training on" not in result.output  # not said of a run that trains no step (a walkthrough, 2026-12-04)
+    # Options that change nothing there are named; a time limit is what a resume-until-done script gives every time.
+    given = CliRunner().invoke(app, ["resume", str(run_dir), "--lr", "1e-3", "--patience", "2", "--max-time", "5"])
+    assert given.exit_code == 0, given.output
+    assert (
+        "step 4: warning: the run has reached its 4 steps, so --lr and --patience change nothing unless --steps "
+        "gives a larger total" in " ".join(given.stderr.split())
+    )
+    assert "warning" not in CliRunner().invoke(app, ["resume", str(run_dir), "--max-time", "5"]).stderr
 
 
 def test_runs_started_in_the_same_second_never_share_a_default_directory(tiny_corpus, tmp_path, monkeypatch):

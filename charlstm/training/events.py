@@ -158,7 +158,8 @@ class Warned:
 
     step: int
     # "exploding", "clipping", "vanishing", "loss rising", "corpus changed", "schedule", "validation",
-    # "small validation", "preset", "fine-tune", "text", "checkpoint", "overfitting" or "worse than guessing"
+    # "small validation", "preset", "fine-tune", "text", "checkpoint", "overfitting", "worse than guessing"
+    # or "options" (a resume's options that change nothing)
     kind: str
     message: str
 

@@ -239,8 +239,25 @@ def resumed_run(
         jump = _schedule_jump(ckpt.train_config, train_config, int(ckpt.state.step))
         if jump is not None:
             on_event(events.Warned(int(ckpt.state.step), "schedule", jump))
+        unused = _unused_on_a_finished_run(overrides, int(ckpt.state.step), train_config.steps)
+        if unused is not None:
+            on_event(events.Warned(int(ckpt.state.step), "options", unused))
     reading.report_ready(run, on_event)
     return run
+
+
+def _unused_on_a_finished_run(overrides: dict[str, Any], step: int, steps: int) -> str | None:
+    """What a resume's options do to a run that has reached its step total:
+    nothing (a time limit aside, which scripts that resume until a run is
+    done give every time)."""
+    given = [flag(name) for name in overrides if name not in ("steps", "max_seconds")]
+    if step < steps or not given:
+        return None
+    named = given[0] if len(given) == 1 else f"{', '.join(given[:-1])} and {given[-1]}"
+    return (
+        f"the run has reached its {steps:,} steps, so {named} change{'s' if len(given) == 1 else ''} nothing unless "
+        f"{flag('steps')} gives a larger total"
+    )
 
 
 def _schedule_jump(old: TrainConfig, new: TrainConfig, step: int) -> str | None:
