@@ -59,6 +59,7 @@ _EXPORTS = {
     "SampleConfig": "charlstm.config",
     "ServeConfig": "charlstm.config",
     "CharlstmError": "charlstm.errors",
+    "CharlstmWarning": "charlstm.errors",
     "ConfigError": "charlstm.errors",
     "CorpusError": "charlstm.errors",
     "CheckpointError": "charlstm.errors",
@@ -69,6 +70,7 @@ _EXPORTS = {
 }
 __all__ = [
     "CharlstmError",
+    "CharlstmWarning",
     "CheckpointError",
     "Completion",
     "ConfigError",
@@ -113,7 +115,7 @@ if TYPE_CHECKING:
     from charlstm.config import ModelConfig, SampleConfig, ServeConfig, TrainConfig
     from charlstm.core.generation import Completion
     from charlstm.core.scorer import Score
-    from charlstm.errors import CharlstmError, CheckpointError, ConfigError, CorpusError
+    from charlstm.errors import CharlstmError, CharlstmWarning, CheckpointError, ConfigError, CorpusError
     from charlstm.export.page import ExportedPage
     from charlstm.export.weights import ExportedWeights
     from charlstm.introspect.page import Report

@@ -20,6 +20,12 @@ class CharlstmError(Exception):
     details: tuple[str, ...] = ()
 
 
+class CharlstmWarning(UserWarning):
+    """What a run tells a Python caller who passed no `on_event`: its health
+    warnings and the files it left out (the command line shows them as it
+    trains)."""
+
+
 class ConfigError(CharlstmError):
     """An option or stored configuration value is out of range or mistyped."""
 

@@ -1,6 +1,7 @@
 """The Python API, starting with the example the README shows."""
 
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -76,6 +77,26 @@ def test_unknown_options_and_divergence_are_errors(tiny_corpus, tmp_path):
         assert "before its first checkpoint" in str(err.value)
     else:
         assert f"(step {err.value.last_good_step}) is the last good one" in str(err.value)
+
+
+def test_a_run_without_on_event_warns_its_caller(tmp_path):
+    """What the command line shows as it trains reaches a Python caller who
+    watches nothing as warnings: the files left out and the run's warnings."""
+    folder = tmp_path / "texts"
+    folder.mkdir()
+    (folder / "a.txt").write_text("the king and the queen speak of war\n" * 60, encoding="utf-8")
+    (folder / "b.txt").write_bytes("caf\xe9\n".encode("latin-1"))
+    small = {"hidden_size": 16, "embed_dim": 8, "batch_size": 4, "seq_len": 16, "steps": 2}
+    with pytest.warns(charlstm.CharlstmWarning) as caught:
+        charlstm.train(folder, tmp_path / "run", skip_bad_files=True, **small)
+    said = [str(w.message) for w in caught if issubclass(w.category, charlstm.CharlstmWarning)]
+    assert f"skipped {folder / 'b.txt'}: not valid UTF-8 (byte offset 3: b'\\xe9\\n')" in said
+    assert any(text.startswith("step 0: validation scores only") for text in said), said
+    seen = []  # a caller who watches gets events, and no warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", charlstm.CharlstmWarning)
+        charlstm.train(folder, tmp_path / "watched", skip_bad_files=True, on_event=seen.append, **small)
+    assert any(type(e).__name__ == "Skipped" for e in seen)
 
 
 def test_a_python_callers_mistakes_are_config_errors(trained_run):

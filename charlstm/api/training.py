@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from charlstm.api.model import Model, load
 from charlstm.arguments import check_callbacks, path_like, paths_of, true_or_false, unknown_fields
 from charlstm.config import FINE_TUNE_LEARNING_RATE, ModelConfig, TrainConfig, check_seed
 from charlstm.core.model import count_params
-from charlstm.errors import CharlstmError, CheckpointError, ConfigError
+from charlstm.errors import CharlstmError, CharlstmWarning, CheckpointError, ConfigError
 from charlstm.flags import flag
 from charlstm.training import checkpoint, checkpoint_meta, checkpoint_paths, distributed, events, session
 from charlstm.training.events import EventHandler, StopCheck
@@ -91,7 +92,7 @@ def train(
     batch over (default: all). Raises TrainingDiverged if a loss, the
     gradients or the parameters stop being finite."""
     check_callbacks(on_event, should_stop)
-    on_event = _warnings_after_opening(on_event)
+    on_event = _warnings_after_opening(_warned_if_unwatched(on_event))
     if isinstance(init_from, Model):  # the model in hand: its checkpoint
         init_from = init_from.path
     for path in corpus if isinstance(corpus, list | tuple) else [corpus]:
@@ -256,10 +257,31 @@ def resume(
     if unknown:  # before "cannot change" names a field that is not one
         raise ConfigError(f"unknown training option: {unknown}")
     path = Path(run_dir)
-    on_event = _warnings_after_opening(on_event)
+    on_event = _warnings_after_opening(_warned_if_unwatched(on_event))
     run = session.resumed_run(path, overrides, force=force, on_event=on_event, moved_to=moved_to)
     distributed.make_mesh(run.train_config.batch_size, devices, before=run.devices or 1)  # a resumed run's batch stands
     return _trained_model(run, path, on_event, should_stop, devices, resumed=True)
+
+
+def _warned_if_unwatched(on_event: EventHandler | None) -> EventHandler | None:
+    """`on_event`; or, where none is given, Python warnings (CharlstmWarning)
+    for what a caller should not miss: the run's warnings and the files it
+    left out, which the command line shows on its display."""
+    if on_event is not None:
+        return on_event
+
+    def warn(event: events.Event) -> None:
+        if isinstance(event, events.Warned):
+            text = f"step {event.step}: {event.message}"
+        elif isinstance(event, events.Skipped):
+            text = f"skipped {event.path}: {event.problem}"
+        elif isinstance(event, events.SkippedEmpty | events.SkippedNotFiles | events.SkippedOtherCase):
+            text = f"skipped {event.summary()}"
+        else:
+            return
+        warnings.warn(text, CharlstmWarning, stacklevel=2)
+
+    return warn
 
 
 def _warnings_after_opening(on_event: EventHandler | None) -> EventHandler | None:
