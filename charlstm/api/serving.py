@@ -61,6 +61,7 @@ def serve(
     Raises CharlstmError where it cannot listen or its startup fails."""
     try:
         from charlstm.serving import server  # uvicorn: the extra may be half installed
+
         # Starlette too: a half-installed extra is named before the model is checked (app() builds the app).
         from charlstm.serving.app import create_app  # noqa: F401
     except ImportError as err:
