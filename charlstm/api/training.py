@@ -271,15 +271,11 @@ def _warned_if_unwatched(on_event: EventHandler | None) -> EventHandler | None:
         return on_event
 
     def warn(event: events.Event) -> None:
-        if isinstance(event, events.Warned):
-            text = f"step {event.step}: {event.message}"
-        elif isinstance(event, events.Skipped):
-            text = f"skipped {event.path}: {event.problem}"
-        elif isinstance(event, events.SkippedEmpty | events.SkippedNotFiles | events.SkippedOtherCase):
-            text = f"skipped {event.summary()}"
-        else:
-            return
-        warnings.warn(text, CharlstmWarning, stacklevel=2)
+        text = (
+            f"step {event.step}: {event.message}" if isinstance(event, events.Warned) else events.left_out_line(event)
+        )
+        if text is not None:
+            warnings.warn(text, CharlstmWarning, stacklevel=2)
 
     return warn
 

@@ -28,7 +28,7 @@ from rich.text import Text
 
 from charlstm.cli.format import duration as _duration
 from charlstm.cli.format import loss_text as _loss_text
-from charlstm.cli.format import skipped_line, training_options
+from charlstm.cli.format import training_options
 from charlstm.cli.outputs import animates, unseen_if_gone
 from charlstm.cli.reading_display import CorpusDisplay
 from charlstm.flags import flag
@@ -92,7 +92,7 @@ class TrainingDisplay:
             self._corpus.on_reading(event)
             return
         self._corpus.stop()
-        if (skipped := skipped_line(event)) is not None:
+        if (skipped := events.left_out_line(event)) is not None:
             self._say(skipped, style="yellow")
         elif isinstance(event, events.CorpusReady):
             self._corpus.on_ready(event)

@@ -1,4 +1,5 @@
-"""Formats shared by everything that shows losses, times, skipped characters and skipped files."""
+"""Formats shared by everything that shows losses, times and skipped characters (a skipped file's line is
+`events.left_out_line`, which a Python caller's warnings say too)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,8 @@ import dataclasses
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from charlstm.errors import named_char, shown
+from charlstm.errors import named_char
 from charlstm.flags import label
-from charlstm.training import events
 from charlstm.units import bits
 
 if TYPE_CHECKING:
@@ -66,18 +66,6 @@ def skipped_text(skipped: Mapping[str, int], most: int = 10) -> str:
     shown = ", ".join(f"{named_char(c)} x{n}" for c, n in ranked[:most])
     rest = ranked[most:]
     return shown if not rest else f"{shown} and {len(rest)} more ({sum(n for _, n in rest):,} occurrences)"
-
-
-def skipped_line(event: object) -> str | None:
-    """The line for a file (or entry) a corpus left out, as every display
-    shows it; None for any other event."""
-    if isinstance(event, events.Skipped):
-        return f"skipped {shown(event.path)}: {event.problem}"
-    if isinstance(event, events.SkippedEmpty):
-        return f"skipped {event.summary()}: nothing to learn from"
-    if isinstance(event, events.SkippedNotFiles | events.SkippedOtherCase):
-        return f"skipped {event.summary()}"
-    return None
 
 
 def option(field: str, value: object) -> str:

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 
 from charlstm.cli.display import NORMAL, QUIET, VERBOSE, TrainingDisplay
-from charlstm.cli.format import loss_text, skipped_line, trial_seconds
+from charlstm.cli.format import loss_text, trial_seconds
 from charlstm.cli.outputs import animates, unseen_if_gone
 from charlstm.flags import as_options
 from charlstm.training import events
@@ -52,7 +52,7 @@ class SearchDisplay:
     def _handle(self, event: Any) -> None:
         if self.verbosity == QUIET:
             return
-        if (skipped := skipped_line(event)) is not None:
+        if (skipped := events.left_out_line(event)) is not None:
             self._say(skipped, style="yellow")
         elif isinstance(event, events.SearchPlanned):
             plural = "" if event.trials == 1 else "s"

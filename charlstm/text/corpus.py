@@ -25,7 +25,7 @@ from charlstm.arguments import true_or_false
 from charlstm.errors import ConfigError, CorpusError, first_few, shown
 from charlstm.flags import flag
 from charlstm.text.folder import DEFAULT_GLOB, escaped, folder_files
-from charlstm.text.textfile import EMPTY, TextFile, encoding_hint, read_checked, read_corpus, read_size
+from charlstm.text.textfile import EMPTY, TextFile, cannot_read, encoding_hint, read_checked, read_corpus, read_size
 
 
 @dataclass(frozen=True)
@@ -308,13 +308,6 @@ def read_texts(source: Source) -> tuple[tuple[TextFile, ...], tuple[str, ...]]:
         else:
             unusable.append((str(doc.path), problem or EMPTY))
     return tuple(files), leave_out(unusable, source.skip_bad_files, bool(files))
-
-
-def cannot_read(path: Path, err: OSError, several: bool) -> CorpusError:
-    """The error for a file that cannot be read; of `several`, naming the
-    option that leaves such files out."""
-    hint = f" ({flag('skip_bad_files')} leaves out the files that cannot be read)" if several else ""
-    return CorpusError(f"cannot read {path}: {err.strerror}{hint}")
 
 
 def unreadable(err: OSError) -> str:

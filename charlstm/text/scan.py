@@ -20,7 +20,7 @@ import numpy as np
 
 from charlstm.errors import CorpusError
 from charlstm.text.corpus import Document
-from charlstm.text.textfile import binary_or_invalid, cut_at_end, not_utf8
+from charlstm.text.textfile import binary_or_invalid, cannot_read, cut_at_end, not_utf8
 from charlstm.text.vocab import BOUNDARY, Vocab, code_points, token_dtype
 
 CHUNK_BYTES = 1 << 22
@@ -188,7 +188,7 @@ def _scan_one(path: Path, charset: _Charset | _Counts, progress: Callable[[int],
                 offset += len(chunk)
                 progress(offset)
     except OSError as err:
-        raise CorpusError(f"cannot read {path}: {err.strerror}") from None
+        raise cannot_read(path, err) from None
     if problem is None and decoder.getstate()[0]:
         left = decoder.getstate()[0]
         problem = cut_at_end(left, utf8_before=chars < offset - len(left))  # fewer characters than bytes before

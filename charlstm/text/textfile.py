@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from charlstm.errors import CorpusError, shown
+from charlstm.flags import flag
 
 NOT_UTF8 = "not valid UTF-8"
 
@@ -27,6 +28,14 @@ class TextFile:
     sha256: str
 
 
+def cannot_read(path: Path | str, err: OSError, several: bool = False) -> CorpusError:
+    """The error for a file that cannot be read (no permission, an I/O
+    error); where `several` are read, naming the option that leaves such
+    files out instead."""
+    hint = f" ({flag('skip_bad_files')} leaves out the files that cannot be read)" if several else ""
+    return CorpusError(f"cannot read {path}: {err.strerror}{hint}")
+
+
 def read_corpus(path: Path, what: str = "corpus") -> TextFile:
     """One UTF-8 text file, read whole and checked (not empty, not binary,
     valid UTF-8); `what` names it in the errors."""
@@ -35,7 +44,7 @@ def read_corpus(path: Path, what: str = "corpus") -> TextFile:
     try:
         text, problem = read_checked(path)
     except OSError as err:
-        raise CorpusError(f"cannot read {path}: {err.strerror}") from None
+        raise cannot_read(path, err) from None
     if text is None:
         raise refusal(path, problem or EMPTY, what)
     return text
@@ -60,7 +69,7 @@ def read_size(path: Path) -> int:
     try:
         return path.stat().st_size
     except OSError as err:
-        raise CorpusError(f"cannot read {path}: {err.strerror}") from None
+        raise cannot_read(path, err) from None
 
 
 def read_head(path: Path, chars: int) -> str:

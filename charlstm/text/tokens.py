@@ -21,7 +21,6 @@ from charlstm.text.corpus import (
     Found,
     Source,
     all_left_out,
-    cannot_read,
     find,
     given_alone,
     leave_out,
@@ -30,7 +29,7 @@ from charlstm.text.corpus import (
 )
 from charlstm.text.folder import escaped
 from charlstm.text.scan import Progress, Scanned, no_progress
-from charlstm.text.textfile import EMPTY, refusal
+from charlstm.text.textfile import EMPTY, cannot_read, refusal
 
 
 @dataclass(frozen=True)

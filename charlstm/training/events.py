@@ -152,6 +152,18 @@ class Progress:
     time_left: float | None = None  # seconds until --max-time stops this session, if it has one
 
 
+def left_out_line(event: object) -> str | None:
+    """The line for a file (or entry) a corpus left out, as every display
+    and a caller's warnings (api.training) say it; None for any other event."""
+    if isinstance(event, Skipped):
+        return f"skipped {shown(event.path)}: {event.problem}"
+    if isinstance(event, SkippedEmpty):
+        return f"skipped {event.summary()}: nothing to learn from"
+    if isinstance(event, SkippedNotFiles | SkippedOtherCase):
+        return f"skipped {event.summary()}"
+    return None
+
+
 @dataclass(frozen=True)
 class Warned:
     """Something about training that needs the user's attention (see `health.py`)."""
