@@ -48,6 +48,8 @@ class Description:
     # its step total and validation history are the run's newest.
     latest: checkpoint_meta.Meta | None = None
     training: bool = False  # a process trains the run now (its checkpoints are the newest so far)
+    # The files and folders it read (--val-file ones too) that are not where it read them now.
+    gone: tuple[str, ...] = ()
 
 
 def describe(path: str | Path | None = None) -> Description:
@@ -66,6 +68,7 @@ def describe(path: str | Path | None = None) -> Description:
         with contextlib.suppress(CharlstmError):
             newest = checkpoint.describe(run / "checkpoints" / checkpoint.LATEST / str(latest))
     training = run is not None and run_lock.in_use(run)
+    gone = manifest.missing(manifest.source_of(meta.corpus or {"path": meta.corpus_path}))
     return Description(
         meta,
         count_params_of_shape(meta.model_config),
@@ -74,6 +77,7 @@ def describe(path: str | Path | None = None) -> Description:
         latest,
         newest,
         training,
+        tuple(gone),
     )
 
 

@@ -123,7 +123,7 @@ def info_table(description: Description) -> Table:
         ("model", f"{model.describe()}, embedding {model.embed_dim}"),
         ("parameters", f"{params:,}"),
         ("vocabulary", _vocabulary(meta.vocab)),
-        ("corpus", _corpus_text(meta)),
+        ("corpus", _corpus_text(meta, description.gone)),
         ("validation text", description.validation),
         ("best validation loss", loss_text(meta.best_val_loss, 4)),
         ("training time", f"{duration(meta.train_seconds)} to this checkpoint"),
@@ -153,7 +153,7 @@ def info_table(description: Description) -> Table:
     return table
 
 
-def _corpus_text(meta: Meta) -> str:
+def _corpus_text(meta: Meta, gone_now: Sequence[str]) -> str:
     """The corpus in words: one file, or how many files from where, and its hash."""
     entry = meta.corpus
     files = entry.get("documents", 1)
@@ -161,9 +161,8 @@ def _corpus_text(meta: Meta) -> str:
     if entry.get("sources") and any(Path(p).is_dir() for p in entry["sources"]):
         where += f" ({entry.get('glob')})"
     skipped = f"; {entry['skipped']} left out (not text, or empty)" if entry.get("skipped") else ""
-    # A run made before folders records its one file as "path" alone.
-    gone = [p for p in entry.get("sources") or [meta.corpus_path] if not Path(p).exists()]
-    gone_val = [p for p in entry.get("val_files", []) if not Path(p).exists()]
+    gone_val = [p for p in gone_now if p in entry.get("val_files", [])]
+    gone = [p for p in gone_now if p not in gone_val]
     if gone:
         skipped += (
             f"; not there now ({'moved or deleted?' if len(gone) == 1 else f'{len(gone)} of them'}): resume, eval "
