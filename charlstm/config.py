@@ -255,7 +255,8 @@ class SampleConfig:
         check(0 < self.top_p <= 1, f"{flag('top_p')} must be in (0, 1], got {self.top_p}")
         check(self.num_samples >= 1, f"{flag('num_samples')} must be >= 1, got {self.num_samples}")
         check_seed(self.seed)
-        check(not isinstance(self.stop, str), f"{flag('stop')} must be a list of texts, not one string")
+        if isinstance(self.stop, str):  # one text, as Model.sample and the server take it: never its characters
+            object.__setattr__(self, "stop", (self.stop,))
         check(isinstance(self.stop, Iterable), f"{flag('stop')} must be a list of texts, got {self.stop!r}")
         object.__setattr__(self, "stop", tuple(self.stop))  # a list from JSON or a caller: frozen like the rest
         check(all(isinstance(s, str) for s in self.stop), f"{flag('stop')} must be texts, got {list(self.stop)!r}")

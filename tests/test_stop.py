@@ -87,7 +87,7 @@ def test_cli_prime_reads_escapes_as_stop_does(trained_run, tmp_path):
     ("stop", "message"),
     [
         (("",), "--stop must not be empty"),
-        ("ab", "--stop must be a list of texts"),
+        (7, "--stop must be a list of texts"),
         (("a" * 257,), "at most 256 characters"),
         (tuple("abcdabcdabcdabcda"), "at most 16 --stop texts"),
     ],
@@ -95,6 +95,11 @@ def test_cli_prime_reads_escapes_as_stop_does(trained_run, tmp_path):
 def test_bad_stop_values(stop, message):
     with pytest.raises(CharlstmError, match=message):
         SampleConfig(stop=stop)
+
+
+def test_one_stop_string_is_one_text_as_model_sample_and_the_server_take_it():
+    assert SampleConfig(stop="ab").stop == ("ab",)
+    assert SampleConfig(stop=["ab", "c"]).stop == ("ab", "c")
 
 
 def test_a_stop_the_model_can_never_write_is_refused(params):

@@ -88,7 +88,7 @@ class Model:
         model trained on several documents, to the end of the document it
         writes (every sample starts a new one)."""
         # None, one text, or several; SampleConfig refuses anything else with a ConfigError.
-        stops: Any = () if stop is None else (stop,) if isinstance(stop, str) else stop  # any other iterable too
+        stops: Any = () if stop is None else stop  # any other iterable too
         request = SampleConfig(length, temperature, prime, seed, top_k=top_k, top_p=top_p, stop=stops)
         return self.generate(request)[0]
 
@@ -263,6 +263,7 @@ class Model:
         out = html_file(path, "path")
         if whole_number(top, "top") < 1:
             raise ConfigError(f"top must be >= 1, got {top}")
+        check(isinstance(source, str), f"source names the text in the page's header: a str, got {source!r}")
         if saturation_png is not None:
             path_like(saturation_png, "saturation_png")
             require_matplotlib()  # before the page, not after
