@@ -213,6 +213,7 @@ def test_a_run_whose_folder_moved_is_evaluated_and_resumed_from_its_new_place(ru
     first.write_text(kept + "one more line\n", encoding="utf-8")
     changed = runner.invoke(app, ["resume", str(run_dir), "--steps", "3", "--corpus", str(moved)])
     assert changed.exit_code == 2 and f"1 file changed ({first}: " in changed.stderr
+    assert "the text there is not the corpus this run trained on" in changed.stderr  # not "changed since"
     first.write_text(kept, encoding="utf-8")
 
     # A rate far too high keeps the best checkpoint the one saved before the

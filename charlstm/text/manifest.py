@@ -282,12 +282,18 @@ def _names(paths: list[str]) -> str:
     return first_few([shown(p) for p in paths], 5)
 
 
-def refuse_changed(entry: dict[str, Any], files: dict[str, Any] | None, corpus: Corpus) -> None:
+def refuse_changed(entry: dict[str, Any], files: dict[str, Any] | None, corpus: Corpus, moved: bool = False) -> None:
+    """Refuse a corpus other than the one the run trained on; `moved`: it
+    was given a new place (`moved`), so it may be another text, not a changed one."""
     found = changes(entry, files, corpus)
     if found:
+        what = (
+            "the text there is not the corpus this run trained on"
+            if moved
+            else "the corpus changed since this run started"
+        )
         raise CorpusError(
-            f"the corpus changed since this run started: {'; '.join(found)}; resuming would train on different "
-            f"text. Use {flag('force')} to resume anyway"
+            f"{what}: {'; '.join(found)}; resuming would train on different text. Use {flag('force')} to resume anyway"
         )
 
 
