@@ -31,7 +31,8 @@ OFFLINE = ["--host-resolver-rules=MAP * ~NOTFOUND", "--proxy-server=127.0.0.1:9"
 def run(url: str, *extra: str, budget_ms: int = 20_000, offline: bool = True, timeout: float = 90) -> str:
     """The DOM of `url` once its scripts and timers have run for `budget_ms` of virtual time."""
     assert CHROMIUM is not None
-    with tempfile.TemporaryDirectory(prefix="charlstm-chromium-", ignore_cleanup_errors=True) as profile:
+    profile = _new_profile()
+    try:
         command = [
             CHROMIUM,
             "--headless",
@@ -47,8 +48,24 @@ def run(url: str, *extra: str, budget_ms: int = 20_000, offline: bool = True, ti
             url,
         ]
         done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
+    finally:
+        _remove(profile)
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stdout
+
+
+def _new_profile() -> str:
+    return tempfile.mkdtemp(prefix="charlstm-chromium-")
+
+
+def _remove(profile: str) -> None:
+    """Chromium's helper processes may still be writing to its profile as it
+    closes, so one removal can fail; a few tries, then what is left is left."""
+    for _ in range(50):
+        shutil.rmtree(profile, ignore_errors=True)
+        if not os.path.exists(profile):
+            return
+        time.sleep(0.1)
 
 
 def until(check: Callable[[], Any], what: str, timeout: float = 120, every: float = 0.1) -> Any:
@@ -102,12 +119,11 @@ class Session:
         ours_to_read, theirs_to_write = os.pipe()
         theirs_to_read, ours_to_write = os.pipe()
 
-        # Chromium's helper processes may still be writing to it as it closes.
-        self.profile = tempfile.TemporaryDirectory(prefix="charlstm-chromium-", ignore_cleanup_errors=True)
+        self.profile = _new_profile()
         command = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"]
         command += [
             "--disable-background-networking",
-            f"--user-data-dir={self.profile.name}",
+            f"--user-data-dir={self.profile}",
             "--remote-debugging-pipe",
         ]
         # The protocol's fixed descriptors, 3 and 4, set by a small program
@@ -168,4 +184,4 @@ class Session:
         self.process.wait()
         self.reader.close()
         self.writer.close()
-        self.profile.cleanup()
+        _remove(self.profile)
