@@ -50,7 +50,7 @@ def main() -> None:
         if run is None:
             run = Path(tmp) / "run"
             print("training a default-size model for one step to sample from ...", file=sys.stderr)
-            train = ["train", "shakespeare.txt", "--steps", "1", "--out", str(run), "-q", "--no-cache"]
+            train = ["--no-cache", "train", "shakespeare.txt", "--steps", "1", "--out", str(run), "-q"]
             subprocess.run([*_charlstm(), *train], check=True, cwd=tmp)
         sample = ["sample", "-c", str(run), "-n", str(args.length), "-q"]
         rows: dict[str, list[float]] = {"charlstm --help": [], "charlstm sample --help": [], "first": [], "second": []}
