@@ -63,7 +63,10 @@ def lstm_gates_at_once(z: jax.Array) -> jax.Array:
 
 
 def lstm_update(z: jax.Array, c_prev: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """The textbook cell, given the pre-activations z (B, 4H) of all four gates."""
+    """The textbook cell, given the pre-activations z (B, 4H) of all four
+    gates. A one-character window takes it (every sampling step); a longer
+    window's loop (`_lstm_forward`) writes the same two lines after
+    `lstm_gates_at_once`, the same gates fused for speed."""
     i, f, g, o = lstm_gates(z)
     c = f * c_prev + i * g
     h = o * jnp.tanh(c)

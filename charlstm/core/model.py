@@ -8,7 +8,9 @@ Shape legend used in the comments below:
 The model is Flax Linen: parameters are a plain nested dict, `apply` is a
 pure function, and the recurrence is a `jax.lax.scan` with a hand-written
 backward pass for each cell (`lstm.py`, `ln_lstm.py`, `gru.py`; `cells.py`
-says why). That keeps
+says why) over windows of two characters or more; the plain LSTM and the GRU
+take a one-character window (every sampling step) without a loop, under
+autodiff. That keeps
 the training step a pure `(state, batch, hyper) -> (state, metrics)` function and
 the checkpoint a plain tree of named arrays.
 

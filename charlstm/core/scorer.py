@@ -1,8 +1,9 @@
 """Scoring text: the model's mean loss per character, with carried state.
 
-Validation during training and `charlstm eval` both score text through
-`make_scorer`, laid out the same way, so `eval` on the validation text
-reproduces the validation loss logged during training.
+`charlstm eval` scores text through `make_scorer`; validation during
+training drives the same `make_reader` one window at a time, so both lay the
+text out alike, and `eval` on the validation text reproduces the validation
+loss logged during training.
 
 The layout: the N - 1 predictions of a text (character t + 1 given characters
 0..t) are cut into at most `max_streams` contiguous streams, read in windows

@@ -216,9 +216,10 @@ class Saved:
 
 @dataclass(frozen=True)
 class Rescheduled:
-    """The time limit would stop the run before its last step, so its
-    learning rate schedule now ends where the limit will: at `steps`, not
-    `was`, decaying fully instead of being cut off near its peak."""
+    """The time limit moved the end of the learning rate schedule to `steps`
+    from `was`: shortened, where the limit would stop the run before its last
+    step (decaying fully instead of being cut off near its peak), or
+    lengthened to fill the time (`--fill-time`)."""
 
     step: int
     steps: int

@@ -25,6 +25,7 @@ import numpy as np
 
 from charlstm.config import SampleConfig, TrainConfig
 from charlstm.core.generation import sample_text
+from charlstm.core.model import Params
 from charlstm.core.scorer import make_reader
 from charlstm.errors import CorpusError
 from charlstm.flags import flag
@@ -351,11 +352,19 @@ class TrainingLoop:
         yield from self.health.observe(progress)
 
     def _validate(self) -> Iterator[events.Event]:
-        run = self.run
-        # Up to batch_size streams: the same layout `charlstm eval` uses by
-        # default. Every process scores (so none waits long enough in the next
+        """A validation pass: the held-out text scored (`_scored`), then the
+        pass recorded, warned about, saved as the best and sampled (`_recorded`)."""
+        # Every process scores (so none waits long enough in the next
         # collective to time out) and all decide on process 0's number.
-        params = distributed.local_copy(run.state.params)
+        params = distributed.local_copy(self.run.state.params)
+        val_loss = yield from self._scored(params)
+        if val_loss is not None:  # None: a stop cut the pass short
+            yield from self._recorded(val_loss, params)
+
+    def _scored(self, params: Params) -> Generator[events.Event, None, float | None]:
+        """The validation loss, on process 0's number, or None where a stop
+        cut the pass short (no pass at this step: the run ends here, and saves)."""
+        # Up to batch_size streams: the same layout `charlstm eval` uses by default.
         # One process may cut its pass short for a stop; processes that must
         # agree on the loss all read the whole text (they settle stops at
         # report steps).
@@ -372,14 +381,20 @@ class TrainingLoop:
                 break
             if stop is not None and stop():
                 reading.close()
-                self.cut_short = True  # no pass at this step: the run ends here, and saves
-                return
+                self.cut_short = True
+                return None
             if done and time.perf_counter() - told >= events.PASS_PROGRESS_SECONDS:
                 told = time.perf_counter()
                 yield events.Validating(self.step, chars, large, done)
         val_loss = processes.from_main(score.loss)
-        run.tokens.release()  # the pages scoring read stay in the page cache, not in this process
+        self.run.tokens.release()  # the pages scoring read stay in the page cache, not in this process
         self.evaluated_step = self.step
+        return val_loss
+
+    def _recorded(self, val_loss: float, params: Params) -> Iterator[events.Event]:
+        """A pass's loss recorded in the run's history and judged: the best so
+        far (saved), patience's count, the warnings, the progress sample."""
+        run = self.run
         if not math.isfinite(val_loss):
             self.healthy = False
             yield events.Evaluated(self.step, val_loss, best=False)

@@ -13,7 +13,8 @@ does. `metrics.jsonl` gets one JSON object per logged step:
     loss warning, `health.py`, on the line of the
     step it is about; one given while the run was set up, on its first line),
     and where the time limit
-    shortened the schedule (`timefit.py`) the new last step in rescheduled_to
+    moved the schedule's end (`timefit.py`: shortened to fit, or lengthened
+    to fill the time) the new last step in rescheduled_to
     (on the first line after the change). A loss that is not finite (a
     diverged step) is written as null. A session that ends before its last
     step adds a line with `stopped` (the reason: time limit, interrupted,

@@ -26,6 +26,7 @@ from charlstm.text.corpus import Source
 from charlstm.text.folder import DEFAULT_GLOB, RUN_LOG, SEARCH_RECORD
 from charlstm.text.scan import Progress
 from charlstm.text.tokens import Corpus, refuse_unfit_validation
+from charlstm.text.vocab import Vocab
 from charlstm.training import checkpoint, events, processes, reading, run_lock
 from charlstm.training.events import EventHandler, StopCheck
 from charlstm.training.loop import fit
@@ -173,21 +174,7 @@ def resumed_run(
     refused = sorted(set(overrides) - set(RESUMABLE_FIELDS))
     if refused:
         raise ConfigError(f"cannot change {', '.join(refused)} when resuming; start a new run instead")
-    if not run_dir.exists():
-        raise CharlstmError(f"run directory not found: {run_dir}")
-    if not (run_dir / "checkpoints").is_dir():
-        if any(
-            (where / name).is_file()
-            for where, name in [(run_dir.parent, SEARCH_RECORD), (run_dir, SEARCH_RECORD), (run_dir, RUN_LOG)]
-        ):
-            # A search's trial (tune kept only the best one's checkpoints), a
-            # search itself (the best trial named), a run whose checkpoints
-            # are gone: `locate` says which, as sample says it.
-            checkpoint.locate(run_dir)
-        raise CharlstmError(
-            f"{run_dir} is {'a file' if run_dir.is_file() else 'not a run directory (it has no checkpoints/ folder)'}; "
-            "resume takes the directory that 'charlstm train' created, such as runs/NAME"
-        )
+    _refuse_not_a_run(run_dir)
     # Before reading anything. In a multi-process run every process passes
     # here before process 0 takes the lock: checkpoint.load synchronises them.
     run_lock.refuse_if_held(run_dir)
@@ -206,44 +193,86 @@ def resumed_run(
     manifest.refuse_gone(source, "to resume")
     corpus = reading.read(source, on_event, int(ckpt.state.step))
     if not force:
-        manifest.refuse_changed(entry, files, corpus)
-    unknown = sorted(set(corpus.charset) - set(ckpt.vocab.chars))
+        manifest.refuse_changed(entry, files, corpus, moved=bool(moved_to))
+    _refuse_untrainable(corpus, ckpt.vocab, source, run_dir)
+    run = restored_run(corpus, ckpt, train_config, reading.progress_reporter(on_event))
+    run.best_val_loss = min(
+        (v for v in (ckpt.best_val_loss, checkpoint.best_val_loss(run_dir)) if v is not None), default=None
+    )
+    if on_event is not None:
+        for kind, message in _resume_warnings(ckpt, corpus, train_config, overrides, run.best_val_loss):
+            on_event(events.Warned(int(ckpt.state.step), kind, message))
+    reading.report_ready(run, on_event)
+    return run
+
+
+def _refuse_not_a_run(run_dir: Path) -> None:
+    """Refuse what is not a run directory, saying what it is instead."""
+    if not run_dir.exists():
+        raise CharlstmError(f"run directory not found: {run_dir}")
+    if (run_dir / "checkpoints").is_dir():
+        return
+    if any(
+        (where / name).is_file()
+        for where, name in [(run_dir.parent, SEARCH_RECORD), (run_dir, SEARCH_RECORD), (run_dir, RUN_LOG)]
+    ):
+        # A search's trial (tune kept only the best one's checkpoints), a
+        # search itself (the best trial named), a run whose checkpoints
+        # are gone: `locate` says which, as sample says it.
+        checkpoint.locate(run_dir)
+    raise CharlstmError(
+        f"{run_dir} is {'a file' if run_dir.is_file() else 'not a run directory (it has no checkpoints/ folder)'}; "
+        "resume takes the directory that 'charlstm train' created, such as runs/NAME"
+    )
+
+
+def _refuse_untrainable(corpus: Corpus, vocab: Vocab, source: Source, run_dir: Path) -> None:
+    """Refuse a corpus (given --force past a change) that the run's model
+    cannot train on: characters it has no place for, or several files where
+    it was trained on one."""
+    unknown = sorted(set(corpus.charset) - set(vocab.chars))
     if unknown:
         raise CorpusError(
             f"corpus {corpus.path} now has characters the model has no place for: {named(unknown)}; to train "
             f"on it, start a new run from this one's weights: charlstm train {shlex.join(source.arguments())} "
             f"{flag('init_from')} {shell_word(run_dir)}"
         )
-    if corpus.boundary and ckpt.vocab.boundary_id is None:
+    if corpus.boundary and vocab.boundary_id is None:
         raise CorpusError(
             f"corpus {corpus.path} now has several files, and this run's model was trained on one: it has no "
             "symbol to mark where they meet; start a new run (or one that starts from this one's weights)"
         )
-    run = restored_run(corpus, ckpt, train_config, reading.progress_reporter(on_event))
-    run.best_val_loss = min(
-        (v for v in (ckpt.best_val_loss, checkpoint.best_val_loss(run_dir)) if v is not None), default=None
-    )
-    if corpus.sha256 != ckpt.corpus_sha256 and run.best_val_loss is not None and on_event is not None:
+
+
+def _resume_warnings(
+    ckpt: checkpoint.Checkpoint,
+    corpus: Corpus,
+    train_config: TrainConfig,
+    overrides: dict[str, Any],
+    best_val_loss: float | None,
+) -> list[tuple[str, str]]:
+    """What a resume says as it starts, (kind, message) each: a forced
+    corpus change, a jump in the learning rate schedule, options that a
+    finished run ignores."""
+    step, found = int(ckpt.state.step), []
+    if corpus.sha256 != ckpt.corpus_sha256 and best_val_loss is not None:
         # Forced on a changed corpus. The best is kept (setting it aside
         # would lose it again at the next resume, and patience counts passes
         # since it), but the user should know what later passes compare with.
-        on_event(
-            events.Warned(
-                int(ckpt.state.step),
+        found.append(
+            (
                 "corpus changed",
                 f"the corpus changed since the run started; if its validation text changed too, later validation "
-                f"losses do not compare with the best so far ({run.best_val_loss:.4f}), which keeps its checkpoint",
+                f"losses do not compare with the best so far ({best_val_loss:.4f}), which keeps its checkpoint",
             )
         )
-    if on_event is not None:
-        jump = _schedule_jump(ckpt.train_config, train_config, int(ckpt.state.step))
-        if jump is not None:
-            on_event(events.Warned(int(ckpt.state.step), "schedule", jump))
-        unused = _unused_on_a_finished_run(overrides, int(ckpt.state.step), train_config.steps)
-        if unused is not None:
-            on_event(events.Warned(int(ckpt.state.step), "options", unused))
-    reading.report_ready(run, on_event)
-    return run
+    jump = _schedule_jump(ckpt.train_config, train_config, step)
+    if jump is not None:
+        found.append(("schedule", jump))
+    unused = _unused_on_a_finished_run(overrides, step, train_config.steps)
+    if unused is not None:
+        found.append(("options", unused))
+    return found
 
 
 def _unused_on_a_finished_run(overrides: dict[str, Any], step: int, steps: int) -> str | None:
