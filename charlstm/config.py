@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from charlstm.arguments import check, real_number, whole_number
 from charlstm.errors import ConfigError
-from charlstm.flags import flag
+from charlstm.flags import flag, on_the_command_line
 
 T = TypeVar("T")
 
@@ -182,7 +182,9 @@ class TrainConfig:
         check(
             self.max_seconds is None or 0 < self.max_seconds < math.inf,
             f"{flag('max_seconds')} must be a finite number of minutes > 0, got {(self.max_seconds or 0) / 60:g} min "
-            f"({self.max_seconds or 0:g} s)",
+            f"({self.max_seconds or 0:g} s)"
+            if on_the_command_line()
+            else f"max_seconds must be a finite number of seconds > 0, got {self.max_seconds}",
         )
         check(
             self.patience is None or self.patience >= 1,

@@ -6,11 +6,23 @@ line) spells it through this table, so renaming one is a one-line change
 here. Options that only one command has and no config holds (`sample`'s
 `--prime-file`, `--greedy` and `--output`, `inspect`'s `--text` and
 `--top`) are spelt where that command declares them.
+
+A message names an option as its reader gives it: `flag` is the flag
+(`--lr`) while a command runs (`command_line`, which the CLI enters for
+each command) and the keyword (`learning_rate`) for a Python caller.
+`option` is always the flag: the CLI's declarations, and a command line a
+message suggests.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+
+# Whether the messages made now are for a command line (the CLI's) or for a
+# Python caller. A context variable, not a global: a test process runs both.
+_ON_THE_COMMAND_LINE: ContextVar[bool] = ContextVar("charlstm_on_the_command_line", default=False)
 
 # Config field (ModelConfig, TrainConfig, SampleConfig) or keyword argument of
 # the API -> its flag. A name means the same flag wherever it appears
@@ -88,16 +100,37 @@ FLAGS: Mapping[str, str] = {
 }
 
 
-def flag(field: str) -> str:
-    """The flag that sets config `field`; a field without one keeps its own name."""
+def option(field: str) -> str:
+    """The flag that sets config `field` on the command line; a field without one keeps its own name."""
     return FLAGS.get(field, field)
+
+
+def flag(field: str) -> str:
+    """`field` as a message names it to its reader: the flag (`option`) while
+    a command runs, the keyword itself for a Python caller."""
+    return option(field) if _ON_THE_COMMAND_LINE.get() else field
+
+
+def on_the_command_line() -> bool:
+    """Whether messages made now are read on a command line (`command_line`)."""
+    return _ON_THE_COMMAND_LINE.get()
+
+
+@contextmanager
+def command_line() -> Iterator[None]:
+    """Messages made inside name options by their flags (the CLI's commands)."""
+    token = _ON_THE_COMMAND_LINE.set(True)
+    try:
+        yield
+    finally:
+        _ON_THE_COMMAND_LINE.reset(token)
 
 
 def label(field: str) -> str:
     """The flag without its dashes, as a column heading: `lr`, `hidden`."""
-    return flag(field).lstrip("-")
+    return option(field).lstrip("-")
 
 
 def as_options(values: Mapping[str, float]) -> str:
     """Config values as the options that would set them: `--lr 0.004 --hidden 256`."""
-    return " ".join(f"{flag(field)} {value:g}" for field, value in values.items())
+    return " ".join(f"{option(field)} {value:g}" for field, value in values.items())

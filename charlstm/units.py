@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import math
 
+from charlstm.flags import flag, on_the_command_line
+
 LN2 = math.log(2.0)
 
 
@@ -12,6 +14,12 @@ def minutes(seconds: float) -> str:
     """`seconds` as the minutes `--max-time` takes, as a user would type
     them: 0.0833, not 0.0833333; 1440, not 1.44e+03."""
     return f"{round(seconds / 60, 4):g}"
+
+
+def time_limit(seconds: float) -> str:
+    """A time limit as its reader gives it: `--max-time 5` (minutes) on the
+    command line, `max_seconds 300` for a Python caller (`flags.flag`)."""
+    return f"{flag('max_seconds')} {minutes(seconds) if on_the_command_line() else f'{seconds:g}'}"
 
 
 def bits(nats: float) -> float:

@@ -99,6 +99,30 @@ def test_a_run_without_on_event_warns_its_caller(tmp_path):
     assert any(type(e).__name__ == "Skipped" for e in seen)
 
 
+def test_messages_name_options_as_their_reader_gives_them(trained_run):
+    """A Python caller is told the keyword it passed, a command line the
+    flag, each in its own unit of time; a command a message suggests is a
+    command line either way."""
+    from typer.testing import CliRunner
+
+    from charlstm.cli import app
+    from charlstm.flags import command_line
+
+    with pytest.raises(charlstm.ConfigError, match=r"^learning_rate must be > 0 and finite, got -1"):
+        charlstm.TrainConfig(learning_rate=-1)
+    with pytest.raises(charlstm.ConfigError, match=r"^max_seconds must be a finite number of seconds > 0, got -60"):
+        charlstm.TrainConfig(max_seconds=-60)
+    with command_line(), pytest.raises(charlstm.ConfigError, match=r"^--max-time must be .* minutes > 0, got -1 min"):
+        charlstm.TrainConfig(max_seconds=-60)
+    told = CliRunner().invoke(app, ["train", str(trained_run[1]), "--lr", "-1"])
+    assert told.exit_code == 2 and "--lr must be > 0 and finite, got -1" in told.stderr
+    # Outside the command, Python's names again.
+    with pytest.raises(charlstm.ConfigError, match=r"^top_k must be >= 0"):
+        charlstm.SampleConfig(top_k=-1)
+    with pytest.raises(charlstm.CorpusError, match=r"charlstm train TEXT --init-from "):
+        charlstm.train(trained_run[0], trained_run[0].parent / "never")  # a run given as the text
+
+
 def test_a_python_callers_mistakes_are_config_errors(trained_run):
     """What the CLI's parser and the server's checks catch for their users,
     the configs catch for a Python caller: one ConfigError each, no traceback
@@ -107,12 +131,12 @@ def test_a_python_callers_mistakes_are_config_errors(trained_run):
     assert issubclass(charlstm.ConfigError, charlstm.CharlstmError)
     assert {charlstm.CorpusError, charlstm.CheckpointError} <= set(charlstm.CharlstmError.__subclasses__())
     bad = [
-        ({"length": 10.0}, "--length must be a whole number, got 10.0"),
-        ({"length": 10**10}, "--length must be at most 2,147,483,647"),
-        ({"temperature": "0.5"}, "--temp must be a number, got '0.5'"),
-        ({"top_k": 1.5}, "--top-k must be a whole number, got 1.5"),
-        ({"prime": 7}, "--prime must be a text, got 7"),
-        ({"stop": ""}, "--stop must not be empty"),
+        ({"length": 10.0}, "length must be a whole number, got 10.0"),
+        ({"length": 10**10}, "length must be at most 2,147,483,647"),
+        ({"temperature": "0.5"}, "temperature must be a number, got '0.5'"),
+        ({"top_k": 1.5}, "top_k must be a whole number, got 1.5"),
+        ({"prime": 7}, "prime must be a text, got 7"),
+        ({"stop": ""}, "stop must not be empty"),
     ]
     for kwargs, message in bad:
         with pytest.raises(charlstm.ConfigError, match=re.escape(message)):
@@ -126,21 +150,21 @@ def test_a_python_callers_mistakes_are_config_errors(trained_run):
         charlstm.TrainConfig(learning_rate=float("inf"))
     # The training and model configs too, before any file is written.
     for kwargs, message in [
-        ({"steps": "10"}, "--steps must be a whole number, got '10'"),
-        ({"learning_rate": "1e-3"}, "--lr must be a number, got '1e-3'"),
-        ({"patience": 2.5}, "--patience must be a whole number, got 2.5"),
-        ({"hidden_size": 8.0}, "--hidden must be a whole number, got 8.0"),
+        ({"steps": "10"}, "steps must be a whole number, got '10'"),
+        ({"learning_rate": "1e-3"}, "learning_rate must be a number, got '1e-3'"),
+        ({"patience": 2.5}, "patience must be a whole number, got 2.5"),
+        ({"hidden_size": 8.0}, "hidden_size must be a whole number, got 8.0"),
     ]:
         with pytest.raises(charlstm.ConfigError, match=re.escape(message)):
             charlstm.train(trained_run[1], trained_run[0].parent / "never", **kwargs)
     assert not (trained_run[0].parent / "never").exists()
     assert charlstm.TrainConfig(steps=np.int64(5), patience=None, max_seconds=np.float32(60)).steps == 5
-    with pytest.raises(charlstm.ConfigError, match="--max-time is too large: 401 digits"):
+    with pytest.raises(charlstm.ConfigError, match="max_seconds is too large: 401 digits"):
         charlstm.TrainConfig(max_seconds=10**400)
     # The other calls a Python caller makes (found by a walkthrough, 2026-12-03).
     for call, message in [
-        (lambda: charlstm.SampleConfig(stop=None), "--stop must be a list of texts, got None"),
-        (lambda: model.sample(10, stop=5), "--stop must be a list of texts, got 5"),
+        (lambda: charlstm.SampleConfig(stop=None), "stop must be a list of texts, got None"),
+        (lambda: model.sample(10, stop=5), "stop must be a list of texts, got 5"),
         (lambda: model.evaluate(trained_run[1]), "evaluate takes the text itself, got PosixPath: read the file first"),
         # A path as a str would have been scored as text: its own dozens of characters.
         (
@@ -149,29 +173,29 @@ def test_a_python_callers_mistakes_are_config_errors(trained_run):
         ),
         (lambda: model.inspect(str(trained_run[1])), f"inspect takes the text itself, and {str(trained_run[1])!r} is"),
         (lambda: model.evaluate("abc" * 20, streams=0), "streams must be a whole number >= 1, got 0"),
-        (lambda: model.inspect("abc" * 20, max_chars=3.0), "--max-chars must be a whole number, got 3.0"),
-        (lambda: charlstm.ServeConfig(max_length="10"), "--max-length must be a whole number, got '10'"),
+        (lambda: model.inspect("abc" * 20, max_chars=3.0), "max_chars must be a whole number, got 3.0"),
+        (lambda: charlstm.ServeConfig(max_length="10"), "max_length must be a whole number, got '10'"),
         (lambda: charlstm.tune(trained_run[1], foo=1), "unknown training option: foo"),
         (lambda: charlstm.tune(trained_run[1], space={"hidden_size": [16, "a"]}), "space['hidden_size'] must be a"),
         # A second walkthrough's (2026-12-03): these were TypeErrors and AttributeErrors from deep inside.
         (lambda: charlstm.train(trained_run[1], "x", lr=0.1), "training option: lr (did you mean learning_rate?)"),
         (lambda: charlstm.train(trained_run[1], "x", stepz=3), "stepz (did you mean steps?)"),
         (lambda: charlstm.train(123, "x"), "corpus must be a path (a str or a Path), got 123"),
-        (lambda: charlstm.train(trained_run[1], "x", devices="2"), "--devices must be a whole number, got '2'"),
+        (lambda: charlstm.train(trained_run[1], "x", devices="2"), "devices must be a whole number, got '2'"),
         (lambda: charlstm.resume(5), "run_dir must be a path (a str or a Path), got 5"),
-        (lambda: charlstm.resume(trained_run[0], steps="50"), "--steps must be a whole number, got '50'"),
+        (lambda: charlstm.resume(trained_run[0], steps="50"), "steps must be a whole number, got '50'"),
         (lambda: model.export_weights(5), "directory must be a path (a str or a Path), got 5"),
         (lambda: model.inspect(5), "inspect takes the text itself, got int"),
         (lambda: model.generate({"length": 5}), "generate takes a charlstm.SampleConfig, such as SampleConfig("),
         # A web developer's walkthrough (2026-12-03, night): an empty key refused every request.
         (lambda: charlstm.app(model, timeout=3), "unknown server option: timeout (did you mean timeout_s?)"),
-        (lambda: charlstm.app(model, api_key=""), "--api-key is empty: give a key, or leave it out"),
+        (lambda: charlstm.app(model, api_key=""), "api_key is empty: give a key, or leave it out"),
         # A library user's walkthrough (2026-12-04): wrong suggestions, and TypeErrors from deep inside.
         (lambda: charlstm.train(trained_run[1], "x", hiden_size=16), "hiden_size (did you mean hidden_size?)"),
         (lambda: charlstm.train(trained_run[1], "x", layers=1), "layers (did you mean num_layers?)"),
         (lambda: charlstm.train(trained_run[1], "x", should_stop=True), "should_stop must be a function (or None)"),
         (lambda: charlstm.train(trained_run[1], "x", on_event=5), "on_event must be a function (or None), got 5"),
-        (lambda: charlstm.train(trained_run[1], "x", max_seconds=-1), "got -0.0166667 min (-1 s)"),
+        (lambda: charlstm.train(trained_run[1], "x", max_seconds=-1), "of seconds > 0, got -1"),
         (lambda: charlstm.resume(trained_run[0], lr=1e-3), "unknown training option: lr (did you mean learning_rate?)"),
         (
             lambda: charlstm.resume(trained_run[0], hiden_size=3),
@@ -181,8 +205,8 @@ def test_a_python_callers_mistakes_are_config_errors(trained_run):
         (lambda: charlstm.describe(123), "path must be a path (a str or a Path), got 123"),
         (lambda: charlstm.list_runs(123), "runs_dir must be a path (a str or a Path), got 123"),
         (lambda: charlstm.app(str(trained_run[0])), "app takes a charlstm.Model, such as charlstm.load(RUN), got str"),
-        (lambda: charlstm.app(model, api_key=5), "--api-key must be a text, got 5"),
-        (lambda: charlstm.serve(model, port="8000"), "--port must be a whole number, got '8000'"),
+        (lambda: charlstm.app(model, api_key=5), "api_key must be a text, got 5"),
+        (lambda: charlstm.serve(model, port="8000"), "port must be a whole number, got '8000'"),
         (lambda: charlstm.serve(str(trained_run[0])), "serve takes a charlstm.Model, such as charlstm.load(RUN)"),
         (lambda: model.export_html("page.html", half="no"), "half must be True or False, got 'no'"),
         (lambda: charlstm.tune(trained_run[1], eval_every=3), "eval_every is set for each trial by the search"),
@@ -193,8 +217,8 @@ def test_a_python_callers_mistakes_are_config_errors(trained_run):
         # A notebook user's walkthrough (2026-12-05): TypeErrors and AttributeErrors from deep inside.
         (lambda: list(model.stream(charlstm.SampleConfig(length=10), chunk="5")), "chunk must be a whole number"),
         (lambda: model.evaluate("abc" * 20, progress=5), "progress must be a function (or None), got 5"),
-        (lambda: charlstm.tune(trained_run[1], trials="1"), "--trials must be a whole number, got '1'"),
-        (lambda: charlstm.tune(trained_run[1], steps="10"), "--steps must be a whole number, got '10'"),
+        (lambda: charlstm.tune(trained_run[1], trials="1"), "trials must be a whole number, got '1'"),
+        (lambda: charlstm.tune(trained_run[1], steps="10"), "steps must be a whole number, got '10'"),
         (lambda: charlstm.tune(trained_run[1], budget_s="60"), "must be a number, got '60'"),
         (lambda: charlstm.split_the_cpu("2"), "devices must be a whole number, got '2'"),
         (lambda: charlstm.enable_compilation_cache(5), "directory must be a path (a str or a Path), got 5"),

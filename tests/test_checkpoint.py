@@ -142,8 +142,8 @@ def test_most_recent_run(trained, tmp_path):
         (lambda m: m.update(vocab=m["vocab"][:-1]), "inconsistent"),
         (lambda m: m["model"].update(hidden_size="big"), "hidden_size should be int"),
         (lambda m: m["model"].update(colour="red"), "unknown fields: colour"),
-        (lambda m: m["model"].update(norm="batch"), "--norm must be one of auto, none, layer"),
-        (lambda m: m["model"].update(cell="gru", norm="layer"), "--norm layer works with --cell lstm only"),
+        (lambda m: m["model"].update(norm="batch"), "norm must be one of auto, none, layer"),
+        (lambda m: m["model"].update(cell="gru", norm="layer"), "norm layer works with cell lstm only"),
     ],
 )
 def test_bad_metadata_is_rejected_clearly(trained, mutate, message):

@@ -240,7 +240,7 @@ def test_a_moved_corpus_is_rebased_at_folder_boundaries_only(tmp_path):
     files = {"train": [{"path": "/a/texts/p.txt", "size": 1}, {"path": "/b/one.txt"}], "held_out": ["/a/texts/p.txt"]}
     with pytest.raises(
         CorpusError,
-        match=r"this run read 2 files or folders \(/a/texts, /b/one.txt\); give --corpus "
+        match=r"this run read 2 files or folders \(/a/texts, /b/one.txt\); give corpus "
         r"once for each, in that order, got 1",
     ):
         manifest.moved(entry, files, [folder])
@@ -252,11 +252,11 @@ def test_a_moved_corpus_is_rebased_at_folder_boundaries_only(tmp_path):
     # What the run read, a folder or a file, is what --corpus must give, in the run's order.
     with pytest.raises(
         CorpusError,
-        match=r"the run read a folder \(/a/texts\), and --corpus .*one.txt is a file; "
+        match=r"the run read a folder \(/a/texts\), and corpus .*one.txt is a file; "
         r"give them in the order the run read them",
     ):
         manifest.moved(entry, files, [file, folder])
-    with pytest.raises(CorpusError, match=r"the run read a file \(/b/one.txt\), and --corpus .*folder is a folder"):
+    with pytest.raises(CorpusError, match=r"the run read a file \(/b/one.txt\), and corpus .*folder is a folder"):
         manifest.moved({"path": "/b/one.txt", "sha256": "x"}, None, [folder])  # a run made before folders
     # A checkpoint copied without its run's corpus.json: what it read is not known, and not refused.
     alone = {"path": "/a/texts", "sha256": "x", "sources": ["/a/texts"]}
@@ -267,7 +267,7 @@ def test_a_moved_corpus_is_rebased_at_folder_boundaries_only(tmp_path):
         manifest.refuse_gone(Source((str(file),), val_files=(str(gone),)), "to resume")
     assert str(refused.value) == (
         f"the run's corpus is not where the run read it: {gone} is gone (moved or deleted?); to resume, put the "
-        "validation file back where it was (--corpus moves validation files only inside the corpus's folders) (the "
+        "validation file back where it was (corpus moves validation files only inside the corpus's folders) (the "
         "text is checked against the run's by its sha256)"
     )
 

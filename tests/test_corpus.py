@@ -66,18 +66,18 @@ def test_a_folder_is_its_matching_files_in_order_hidden_ones_left_out(tmp_path):
 
 def test_folder_errors_say_what_to_do(tmp_path):
     write_folder(tmp_path / "poems", 2)
-    with pytest.raises(CorpusError, match=r"no files in .*poems match '\*\*/\*\.py' \(it has 2 \.txt\).*--glob"):
+    with pytest.raises(CorpusError, match=r"no files in .*poems match '\*\*/\*\.py' \(it has 2 \.txt\).*glob"):
         prepare(Source((str(tmp_path / "poems"),), glob="**/*.py"))
     with pytest.raises(CorpusError, match="not found: .*missing"):
         prepare(Source((str(tmp_path / "missing"),)))
-    with pytest.raises(CorpusError, match="--glob picks the files of a folder"):
+    with pytest.raises(CorpusError, match="glob picks the files of a folder"):
         prepare(Source((str(tmp_path / "poems" / "poem-00.txt"),), glob="*.md"))
-    with pytest.raises(CorpusError, match="--val-file .*nope.txt: not found"):
+    with pytest.raises(CorpusError, match="val_file .*nope.txt: not found"):
         prepare(Source((str(tmp_path / "poems"),), val_files=(str(tmp_path / "nope.txt"),)))
     first = str(tmp_path / "poems" / "poem-00.txt")
-    with pytest.raises(CorpusError, match="both a training file and a --val-file"):
+    with pytest.raises(CorpusError, match="both a training file and a val_file"):
         prepare(Source((first, str(tmp_path / "poems" / "poem-01.txt")), val_files=(first,)))
-    with pytest.raises(CorpusError, match="every file of the corpus is a --val-file"):
+    with pytest.raises(CorpusError, match="every file of the corpus is a val_file"):
         prepare(Source((str(tmp_path / "poems"),), val_files=(str(tmp_path / "poems"),)))
 
 
@@ -98,7 +98,7 @@ def test_a_folder_of_validation_files_and_validation_files_inside_the_training_f
     notes = prepare(Source((str(paths[1]),), glob="*.md", val_files=(str(tmp_path / "notes"),)))
     assert [Path(d.path).name for d in notes.val] == ["a.md"]
     # --glob picks the training folders' files too: for a validation folder of other files, name them.
-    with pytest.raises(CorpusError, match=r"--val-file .*notes: no files in .*notes match .*one by one$"):
+    with pytest.raises(CorpusError, match=r"val_file .*notes: no files in .*notes match .*one by one$"):
         prepare(Source((str(tmp_path / "poems"),), val_files=(str(tmp_path / "notes"),)))
 
 
@@ -106,7 +106,7 @@ def test_files_that_are_not_text_are_each_named_then_stop_or_are_skipped(tmp_pat
     write_folder(tmp_path / "poems", 3)
     (tmp_path / "poems" / "latin1.txt").write_bytes("caf\xe9 au lait\n".encode("latin-1"))
     (tmp_path / "poems" / "image.txt").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00")
-    with pytest.raises(CorpusError, match="2 files are not usable text.*--skip-bad-files") as err:
+    with pytest.raises(CorpusError, match="2 files are not usable text.*skip_bad_files") as err:
         prepare(Source((str(tmp_path / "poems"),)))
     assert len(err.value.details) == 2
     assert err.value.details[0].endswith("image.txt: looks like binary data, not text (a NUL byte at byte offset 8)")
@@ -131,7 +131,7 @@ def test_a_file_name_that_is_not_utf8_is_refused_in_one_line(tmp_path):
     for given in (folder, folder / name):
         with pytest.raises(CorpusError, match=r"a file's name is not valid UTF-8 \(.*caf\\xe9\.txt\): rename it"):
             prepare(Source((str(given),)))
-    with pytest.raises(CorpusError, match=r"not valid UTF-8 \(.*caf\\xe9\.txt\).*or leave it out with --skip"):
+    with pytest.raises(CorpusError, match=r"not valid UTF-8 \(.*caf\\xe9\.txt\).*or leave it out with skip_bad_files"):
         prepare(Source((str(folder / "poem-00.txt"),), val_files=(str(folder / name),)))
     # --skip-bad-files leaves it out, named by its bytes, never read.
     corpus = prepare(Source((str(folder),), skip_bad_files=True))
@@ -139,7 +139,7 @@ def test_a_file_name_that_is_not_utf8_is_refused_in_one_line(tmp_path):
     assert [(d.path, d.problem) for d in corpus.skipped] == [(f"{folder}/caf\\xe9.txt", BAD_NAME)]
     with pytest.raises(CorpusError, match="left out"):
         prepare(Source((str(folder / name),), skip_bad_files=True))  # nothing left
-    with pytest.raises(CorpusError, match=r"--val-file: no usable text in .*caf\\xe9\.txt$") as refused:
+    with pytest.raises(CorpusError, match=r"val_file: no usable text in .*caf\\xe9\.txt$") as refused:
         prepare(Source((str(folder / "poem-00.txt"),), val_files=(str(folder / name),), skip_bad_files=True))
     assert refused.value.details == (f"{folder}/caf\\xe9.txt: {BAD_NAME}",)
 
@@ -340,7 +340,7 @@ def test_a_validation_file_with_nothing_in_the_vocabulary_is_an_error(tmp_path):
     (tmp_path / "jp.txt").write_text("日本語\n", encoding="utf-8")
     corpus = prepare(Source((str(tmp_path / "poems"),), val_files=(str(tmp_path / "jp.txt"),)))
     with pytest.raises(
-        CorpusError, match=r"--val-file .*jp\.txt: almost none .*vocabulary \(3 characters skipped, 1 left\)"
+        CorpusError, match=r"val_file .*jp\.txt: almost none .*vocabulary \(3 characters skipped, 1 left\)"
     ):
         open_tokens(corpus, corpus_vocab(corpus))
 

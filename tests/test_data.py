@@ -47,7 +47,7 @@ def test_data_position_is_a_function_of_the_step():
 
 
 def test_too_short_text_says_what_would_work():
-    with pytest.raises(CorpusError, match="too short.*--batch-size"):
+    with pytest.raises(CorpusError, match="too short.*batch_size"):
         Streams(np.arange(50, dtype=np.int32), batch=8, seq_len=10)
 
 
@@ -134,5 +134,5 @@ def test_a_pass_that_leaves_a_tenth_of_a_short_text_unread_says_so():
     short = Streams(np.zeros(16_056, np.int32), 64, 64)
     said = _unread(short)
     assert said is not None and said.startswith("each pass trains on 12,288 of the 16,055 training characters (77%)")
-    assert "the last 58 characters of each stream are never read" in said and "--batch-size" in said
+    assert "the last 58 characters of each stream are never read" in said and "batch_size" in said
     assert _unread(Streams(np.zeros(1_000_000, np.int32), 64, 64)) is None

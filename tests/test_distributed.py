@@ -82,12 +82,10 @@ def test_a_batch_the_devices_cannot_share_says_what_would_work():
     with pytest.raises(ConfigError) as err:
         distributed.check_batch(5, 2)
     assert str(err.value) == (
-        "--batch-size 5 does not split evenly over 2 devices: use a multiple of 2, such as 4 or 6; "
-        "or keep it with --devices 1"
+        "batch_size 5 does not split evenly over 2 devices: use a multiple of 2, such as 4 or 6; "
+        "or keep it with devices 1"
     )
-    with pytest.raises(
-        ConfigError, match=r"over 6 devices \(2 processes x 3\).* 6 or 12; or keep it with --devices 1 "
-    ):
+    with pytest.raises(ConfigError, match=r"over 6 devices \(2 processes x 3\).* 6 or 12; or keep it with devices 1 "):
         distributed.check_batch(10, 3, processes=2, available=4)
 
 
@@ -223,7 +221,7 @@ def test_one_device_and_two_devices_give_the_same_losses(tiny_corpus, tmp_path):
         np.testing.assert_allclose(two, one, rtol=RTOL, err_msg=name)
         vals = [[m["val_loss"] for m in read_metrics(tmp_path / name / str(n)) if "val_loss" in m] for n in (1, 2)]
         np.testing.assert_allclose(vals[1], vals[0], rtol=RTOL, err_msg=name)
-    assert report["error"].startswith("--batch-size 5 does not split evenly over 2 devices")
+    assert report["error"].startswith("batch_size 5 does not split evenly over 2 devices")
     assert not (tmp_path / "odd").exists()
 
 
@@ -563,12 +561,12 @@ def test_a_run_directory_process_0_cannot_write_in_stops_every_process(tmp_path,
 @pytest.mark.parametrize(
     ("layout", "message"),
     [
-        (("localhost", 2, 0), "--coordinator 'localhost': give HOST:PORT of process 0"),
-        (("127.0.0.1:notaport", 2, 0), "--coordinator '127.0.0.1:notaport': give HOST:PORT"),  # JAX: a segfault
+        (("localhost", 2, 0), "coordinator 'localhost': give HOST:PORT of process 0"),
+        (("127.0.0.1:notaport", 2, 0), "coordinator '127.0.0.1:notaport': give HOST:PORT"),  # JAX: a segfault
         (("10.0.0.1:70000", 2, 0), "(a port from 1 to 65535)"),
-        (("10.0.0.1:7777", 0, 0), "--num-processes must be >= 1, got 0"),
-        (("10.0.0.1:7777", 2, 2), "--process-id must be 0 to 1, got 2"),  # JAX: in its own words
-        ((None, None, -1), "--process-id must be 0 or more, got -1"),
+        (("10.0.0.1:7777", 0, 0), "num_processes must be >= 1, got 0"),
+        (("10.0.0.1:7777", 2, 2), "process_id must be 0 to 1, got 2"),  # JAX: in its own words
+        ((None, None, -1), "process_id must be 0 or more, got -1"),
     ],
 )
 def test_a_process_layout_jax_would_crash_on_is_one_line(layout, message):
@@ -597,6 +595,6 @@ def test_a_resumed_run_is_told_only_the_device_counts_its_batch_splits_over():
     with pytest.raises(ConfigError) as err:
         distributed.check_batch(32, 3, available=4, resumed=True)
     assert str(err.value) == (
-        "this run's --batch-size 32, which a resumed run keeps, does not split evenly over 3 devices; "
-        "pick --devices 1 or 2 or 4"
+        "this run's batch_size 32, which a resumed run keeps, does not split evenly over 3 devices; "
+        "pick devices 1 or 2 or 4"
     )

@@ -46,8 +46,8 @@ def test_fine_tuning_keeps_old_rows_bit_for_bit_and_trains(trained_run, tmp_path
     # Only the sizes that differ from the base model's (2 layers, no norm, as tiny's), and the
     # learning rate a fine-tune puts in the place of the preset's (a walkthrough, 2026-12-04).
     assert warned.message == (
-        "--preset tiny: its model size (--hidden 128, --embed 32) does not apply, as --init-from keeps the base "
-        "run's model; its learning rate gives way to the fine-tuning one (0.01; --lr sets another)"
+        "preset tiny: its model size (hidden_size 128, embed_dim 32) does not apply, as init_from keeps the base "
+        "run's model; its learning rate gives way to the fine-tuning one (0.01; learning_rate sets another)"
     )
     # "small" sets no size of its own: it stands for the defaults', which do not apply either.
     seen.clear()
@@ -57,7 +57,7 @@ def test_fine_tuning_keeps_old_rows_bit_for_bit_and_trains(trained_run, tmp_path
     )  # fmt: skip
     [warned] = [e for e in seen if type(e).__name__ == "Warned" and e.kind != "small validation"]
     assert warned.message == (
-        "--preset small: its model size (--hidden 256, --embed 64) does not apply, as --init-from keeps the base "
+        "preset small: its model size (hidden_size 256, embed_dim 64) does not apply, as init_from keeps the base "
         "run's model"
     )
     seen.clear()
@@ -137,7 +137,7 @@ def test_a_base_saved_before_it_trained_is_said_to_be_untrained(trained_run, tmp
     )  # fmt: skip
     [warned] = [e for e in seen if type(e).__name__ == "Warned" and e.kind == "fine-tune"]
     assert warned.message == (
-        f"--init-from {unborn.path} was saved at step 0, before its run trained: this run starts from untrained "
+        f"init_from {unborn.path} was saved at step 0, before its run trained: this run starts from untrained "
         "weights, as a new one would (with its vocabulary)"
     )
     # Its own step 0 holds those untrained weights still: said again a generation on.
@@ -151,9 +151,9 @@ def test_a_base_saved_before_it_trained_is_said_to_be_untrained(trained_run, tmp
 
 def test_fine_tuning_keeps_the_models_shape(trained_run, tmp_path):
     base_dir, corpus = trained_run
-    with pytest.raises(charlstm.CharlstmError, match=r"is a 2x24 LSTM \(embedding 8\), but --hidden 32 .*shape"):
+    with pytest.raises(charlstm.CharlstmError, match=r"is a 2x24 LSTM \(embedding 8\), but hidden_size 32 .*shape"):
         charlstm.train(corpus, tmp_path / "a", init_from=base_dir, hidden_size=32, **SMALL)
-    with pytest.raises(charlstm.CharlstmError, match="but --cell gru asks for another shape"):
+    with pytest.raises(charlstm.CharlstmError, match="but cell gru asks for another shape"):
         charlstm.train(corpus, tmp_path / "b", init_from=base_dir, cell="gru", **SMALL)
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
@@ -167,7 +167,7 @@ def test_another_cell_is_named_as_the_shape_it_asks_for(tmp_path):
     from charlstm.training import session
 
     base = types.SimpleNamespace(model_config=ModelConfig(vocab_size=10, norm="layer"), path=tmp_path / "base")
-    with pytest.raises(charlstm.CharlstmError, match=r"but --cell gru asks for another shape") as raised:
+    with pytest.raises(charlstm.CharlstmError, match=r"but cell gru asks for another shape") as raised:
         session.fine_tune_run(None, base, {"cell": "gru"}, TrainConfig(), lambda *a: None)  # type: ignore[arg-type]
     assert "--norm" not in str(raised.value)
 
@@ -213,11 +213,10 @@ def test_a_fine_tune_says_where_its_regularisation_differs_from_the_base_runs(ti
         return [e.message for e in seen if type(e).__name__ == "Warned" and e.kind != "small validation"]
 
     assert warnings() == [
-        "fine-tuning with --dropout 0.2 and --weight-decay 0.1, a new run's, where the base run trained with 0 and "
-        "0: give --dropout and --weight-decay to choose"
+        "fine-tuning with dropout 0.2 and weight_decay 0.1, a new run's, where the base run trained with 0 and "
+        "0: give dropout and weight_decay to choose"
     ]
     assert warnings(dropout=0.0) == [
-        "fine-tuning with --weight-decay 0.1, a new run's, where the base run trained with 0: give --weight-decay to "
-        "choose"
+        "fine-tuning with weight_decay 0.1, a new run's, where the base run trained with 0: give weight_decay to choose"
     ]
     assert warnings(dropout=0.0, weight_decay=0.0) == []

@@ -45,8 +45,8 @@ def test_the_whole_default_run_gives_no_warning_though_its_first_steps_clip():
 def test_a_run_at_lr_1_warns_that_its_loss_rises_then_that_gradients_explode_and_vanish():
     found = _replayed("lr_1")
     assert [(w.step, w.kind) for w in found] == [(160, "loss rising"), (250, "exploding"), (280, "vanishing")]
-    assert "3 reports in a row" in found[0].message and "--lr" in found[0].message
-    assert "--clip on 90%" in found[1].message
+    assert "3 reports in a row" in found[0].message and "learning_rate" in found[0].message
+    assert "grad_clip on 90%" in found[1].message
 
 
 def test_clipping_during_warm_up_never_warns():
@@ -84,7 +84,7 @@ def test_a_clip_below_a_healthy_runs_norm_is_named_as_such_not_exploding():
     falling = [(10 * i, 3.0 - 0.05 * i, 0.18 + 0.01 * (i % 2), 1.0) for i in range(1, 2 + SUSTAINED)]
     found = _warnings(Health(), falling)
     assert [w.kind for w in found] == ["clipping"], found
-    assert "--clip is below that" in found[0].message and "--lr" not in found[0].message
+    assert "grad_clip is below that" in found[0].message and "--lr" not in found[0].message
     # The same clipping with the loss climbing from its lowest is an explosion again.
     rising = [(10, 2.0, 0.2, 0.0)] + [(10 * i, 2.0 + 0.15 * i, 0.5, 1.0) for i in range(2, 2 + SUSTAINED)]
     assert [w.kind for w in _warnings(Health(), rising)] == ["exploding"]
@@ -103,7 +103,7 @@ def test_vanishing_gradients_at_a_learning_rate_far_too_high_say_so_in_words():
     found = [w for step in (20, 30, 40) for w in health.observe(_progress(step, loss=9.0, norms=zero))]
     vanishing = [w.message for w in found if w.kind == "vanishing"]
     assert len(vanishing) == 1 and "(0) is 0, against 8.4 at the output layer" in vanishing[0], found
-    assert "a lower --lr usually cures" in vanishing[0] and "--layers" not in vanishing[0]
+    assert "a lower learning_rate usually cures" in vanishing[0] and "--layers" not in vanishing[0]
     tiny = {"embed": 0.0, "lstm_0": 1e-12, "head": 3.0}
     health = Health()
     found = [w for step in (10, 20, 30) for w in health.observe(_progress(step, norms=tiny))]
@@ -117,7 +117,7 @@ def test_vanishing_gradients_are_named_when_sustained(first):
     found = [
         w for step in range(10, 10 * (SUSTAINED + 1), 10) for w in health.observe(_progress(step, norms=vanishing))
     ]
-    assert [w.kind for w in found] == ["vanishing"] and "--layers" in found[0].message
+    assert [w.kind for w in found] == ["vanishing"] and "num_layers" in found[0].message
 
 
 def _passes(*losses: float) -> list[dict[str, float]]:
@@ -134,7 +134,7 @@ def test_a_validation_loss_rising_from_its_best_warns_once_of_overfitting():
     assert said[3] is not None and said[3].startswith(
         "the validation loss has risen for 2 passes (2.532, 2.896; best 2.135 at step 100)"
     )
-    assert "--patience N" in said[3] and "(overfitting)" in said[3]
+    assert "patience N" in said[3] and "(overfitting)" in said[3]
     assert overfitting(rising[:4], OVERFIT_PASSES, patience=5) is None  # the user chose when to stop
     # A run's ordinary wobble: two passes a little above its best (the defaults' runs rose at most 3.0%).
     assert overfitting(_passes(1.500, 1.530, 1.540), 2, None) is None

@@ -113,7 +113,7 @@ def test_unknown_characters_are_left_out_and_max_chars_caps_the_text(trained_run
     assert seen.text == "the king and queen" and seen.skipped == {"\u20ac": 2, "\u00fc": 1}
     seen = model.inspect("the king and queen of denmark", max_chars=10)
     assert seen.text == "the king a" and seen.truncated == 19 and seen.h.shape[1] == 10
-    with pytest.raises(ConfigError, match="--max-chars must be >= 2"):
+    with pytest.raises(ConfigError, match="max_chars must be >= 2"):
         model.inspect("the king", max_chars=1)
 
 

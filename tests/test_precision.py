@@ -95,5 +95,5 @@ def test_200_bf16_steps_follow_the_float32_losses(tiny_corpus):
 
 
 def test_precision_is_checked():
-    with pytest.raises(ConfigError, match="--precision must be one of fp32, bf16, got 'fp16'"):
+    with pytest.raises(ConfigError, match="precision must be one of fp32, bf16, got 'fp16'"):
         TrainConfig(precision="fp16")

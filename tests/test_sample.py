@@ -185,13 +185,13 @@ def test_a_requests_rows_are_its_seeds_keys_and_settings(seed):
 @pytest.mark.parametrize("seed", [2**31, 2**32, -(2**31) - 1, 2**64])
 def test_a_seed_that_another_seed_stands_for_is_refused(seed):
     """PRNGKey keeps a seed's low 32 bits: 2**32 would give seed 0's text."""
-    with pytest.raises(CharlstmError, match=r"--seed must be from -2147483648 to 2147483647"):
+    with pytest.raises(CharlstmError, match=r"seed must be from -2147483648 to 2147483647"):
         SampleConfig(seed=seed)
     SampleConfig(seed=2**31 - 1), SampleConfig(seed=-(2**31))
 
 
 def test_an_infinite_temperature_is_refused():
-    with pytest.raises(CharlstmError, match="--temp must be at most 100"):
+    with pytest.raises(CharlstmError, match="temperature must be at most 100"):
         SampleConfig(temperature=float("inf"))
     SampleConfig(temperature=100.0)
 
@@ -382,13 +382,13 @@ def test_empty_prime_starts_from_a_new_line():
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"length": 0}, "--length must be >= 1"),
-        ({"length": 5, "temperature": -1.0}, "--temp must be > 0"),
-        ({"top_k": -1}, r"--top-k must be >= 0, got -1"),
-        ({"top_p": 0.0}, r"--top-p must be in \(0, 1\], got 0.0"),
-        ({"top_p": 1.5}, r"--top-p must be in \(0, 1\], got 1.5"),
-        ({"top_p": math.nan}, r"--top-p must be in \(0, 1\]"),
-        ({"num_samples": 0}, r"--num-samples must be >= 1, got 0"),
+        ({"length": 0}, "length must be >= 1"),
+        ({"length": 5, "temperature": -1.0}, "temperature must be > 0"),
+        ({"top_k": -1}, r"top_k must be >= 0, got -1"),
+        ({"top_p": 0.0}, r"top_p must be in \(0, 1\], got 0.0"),
+        ({"top_p": 1.5}, r"top_p must be in \(0, 1\], got 1.5"),
+        ({"top_p": math.nan}, r"top_p must be in \(0, 1\]"),
+        ({"num_samples": 0}, r"num_samples must be >= 1, got 0"),
     ],
 )
 def test_bad_requests(kwargs, message):

@@ -25,7 +25,7 @@ from typer.testing import CliRunner
 import charlstm
 from charlstm.cli import app
 from charlstm.config import SampleConfig
-from charlstm.flags import flag
+from charlstm.flags import option
 
 from . import browser
 from .conftest import _tiny_text
@@ -70,7 +70,7 @@ class Server:
             command = [sys.executable, "-c", script]
         else:
             command = [sys.executable, "-m", "charlstm", "serve", str(run_dir), "--port", str(self.port)]
-            command += [f"{flag(name)}={value}" for name, value in LIMITS.items()]
+            command += [f"{option(name)}={value}" for name, value in LIMITS.items()]
         env = {**os.environ, "CHARLSTM_API_KEY": KEY}
         with self.log.open("w") as log:
             self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)

@@ -86,10 +86,10 @@ def test_cli_prime_reads_escapes_as_stop_does(trained_run, tmp_path):
 @pytest.mark.parametrize(
     ("stop", "message"),
     [
-        (("",), "--stop must not be empty"),
-        (7, "--stop must be a list of texts"),
+        (("",), "stop must not be empty"),
+        (7, "stop must be a list of texts"),
         (("a" * 257,), "at most 256 characters"),
-        (tuple("abcdabcdabcdabcda"), "at most 16 --stop texts"),
+        (tuple("abcdabcdabcdabcda"), "at most 16 stop texts"),
     ],
 )
 def test_bad_stop_values(stop, message):

@@ -93,7 +93,7 @@ def test_patience_stops_a_run_that_stopped_improving_and_keeps_its_best(tiny_cor
     assert [e.step for e in evts if isinstance(e, events.Evaluated)] == [2, 4, 6, 8, 10]
     end = evts[-1]
     assert (end.reason, end.step, end.best_val_loss, end.best_step) == ("patience", 10, 2.0, 4)
-    assert "no new best validation loss in the last 3 validation passes (--patience 3)" in end.detail
+    assert "no new best validation loss in the last 3 validation passes (patience 3)" in end.detail
     last = read_metrics(run_dir)[-1]
     assert last["stopped"] == "patience" and last["detail"] == end.detail and last["best_step"] == 4
     assert checkpoint.locate(run_dir)[1] == 4 and charlstm.load(run_dir).step == 4
@@ -126,7 +126,7 @@ def test_resume_extends_a_finished_run(tiny_corpus, tmp_path):
     assert warned.kind == "schedule" and now > 2 * old
     assert warned.message == (
         f"the schedule now spans 10 steps, so the learning rate jumps from {old:.2e} to {now:.2e} at the next "
-        "step and decays from there: a warm restart, without a second warm-up; --lr sets the peak"
+        "step and decays from there: a warm restart, without a second warm-up; learning_rate sets the peak"
     )
     # The API says it after the run is opened, so that a run's first line names its directory.
     seen.clear()
@@ -253,7 +253,7 @@ def test_a_validation_text_too_short_to_pick_the_best_by_is_warned_of(tiny_corpu
         [message] = [e.message for e in small]
         assert re.fullmatch(
             r"validation scores only \d{3} characters: a loss over so few moves by chance as much as by learning, "
-            r"and the best checkpoint is picked by it; a larger --val-fraction gives a steadier measure",
+            r"and the best checkpoint is picked by it; a larger val_fraction gives a steadier measure",
             message,
         )
     else:
@@ -329,9 +329,9 @@ def test_a_filled_run_is_lengthened_only_near_its_peak_and_never_at_its_end():
 
 
 def test_filling_the_time_needs_a_time_limit_and_no_step_count(tiny_corpus, tmp_path):
-    with pytest.raises(charlstm.ConfigError, match="--fill-time trains for all of a time limit: give --max-time"):
+    with pytest.raises(charlstm.ConfigError, match="fill_time trains for all of a time limit: give max_seconds"):
         charlstm.train(tiny_corpus, tmp_path / "a", fill_time=True)
-    with pytest.raises(charlstm.ConfigError, match="give --steps or --fill-time, not both"):
+    with pytest.raises(charlstm.ConfigError, match="give steps or fill_time, not both"):
         charlstm.train(tiny_corpus, tmp_path / "b", fill_time=True, max_seconds=60, steps=10)
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
@@ -345,7 +345,7 @@ def test_a_run_too_short_to_keep_its_warm_up_is_not_refitted(tiny_corpus, tmp_pa
     assert evts[-1].reason == "time limit" and evts[-1].step < 10**6
     # ... and says so, once: the user asked for a run whose learning rate decays by its time limit.
     [note] = [e for e in evts if isinstance(e, events.Warned) and e.kind == "schedule"]
-    assert note.step == 20 and "--max-time 0.025 ends the run near step" in note.message
+    assert note.step == 20 and "max_seconds 1.5 ends the run near step" in note.message
     assert "too soon to end its schedule there (that takes 1,000,000 steps" in note.message
 
 
@@ -399,7 +399,7 @@ def test_resume_takes_a_run_directory_and_a_larger_step_total(tiny_corpus, tmp_p
     train(new_tiny_run(tiny_corpus, steps=4), tmp_path / "run")
     with pytest.raises(CharlstmError, match="not a run directory"):
         session.resumed_run(tmp_path / "run" / "checkpoints" / "latest" / "4", {})
-    with pytest.raises(CharlstmError, match="--steps 4 is not beyond step 4"):
+    with pytest.raises(CharlstmError, match="steps 4 is not beyond step 4"):
         session.resumed_run(tmp_path / "run", {"steps": 4})
 
 
@@ -538,8 +538,8 @@ def test_a_stop_during_a_validation_pass_cuts_it_short_and_saves(tiny_corpus, tm
     got: list[events.Event] = []
     session.train(run, tmp_path / "run", got.append, should_stop)
     [warned] = [e for e in got if isinstance(e, events.Warned) and e.kind == "validation"]
-    assert "a smaller --val-fraction or a --val-file" in warned.message
-    when = "(every --eval-every 4 steps and at the end)" if steps > 4 else "(at the end)"
+    assert "a smaller val_fraction or a val_file" in warned.message
+    when = "(every eval_every 4 steps and at the end)" if steps > 4 else "(at the end)"
     assert when in warned.message and "seconds a pass on a 2-core CPU" in warned.message, warned.message
     assert not [e for e in got if isinstance(e, events.Evaluated)]
     [validating] = [e for e in got if isinstance(e, events.Validating)]  # what a log shows while it waits

@@ -35,6 +35,7 @@ from charlstm.cli.outputs import (
 from charlstm.cli.signals import EXIT_SIGINT, Interrupt, end_now
 from charlstm.cli.usage import usage_error
 from charlstm.errors import CharlstmError, shown
+from charlstm.flags import command_line
 
 EXIT_DIVERGED = 1
 EXIT_ABORTED = 3
@@ -63,7 +64,8 @@ class _Commands(TyperGroup):
         if not argv:  # `charlstm` alone: Typer's help
             return super().main(argv, standalone_mode=standalone_mode, **named)
         try:
-            status = super().main(argv, standalone_mode=False, **named)
+            with command_line():  # the library's messages name options by their flags
+                status = super().main(argv, standalone_mode=False, **named)
         except typer.TyperException as err:  # Click's errors: a usage error, a bad value
             say(f"error: {usage_error(err, argv, self.commands, [o for p in self.params for o in p.opts])}")
             status = err.exit_code

@@ -31,7 +31,7 @@ from charlstm.cli.format import loss_text as _loss_text
 from charlstm.cli.format import training_options
 from charlstm.cli.outputs import animates, unseen_if_gone
 from charlstm.cli.reading_display import CorpusDisplay
-from charlstm.flags import flag
+from charlstm.flags import option
 from charlstm.training import events
 from charlstm.units import minutes
 
@@ -159,7 +159,7 @@ class TrainingDisplay:
             self._progress.update(self._task, total=event.steps)
         if event.budget:  # a tune trial's refit, at many reports: its bar shows it
             return
-        limit = f"{flag('max_seconds')} {minutes(event.max_seconds)}"
+        limit = f"{option('max_seconds')} {minutes(event.max_seconds)}"
         if event.steps > event.was:  # --fill-time
             self._say(
                 f"step {event.step}: {limit} holds about {event.steps:,} steps, not {event.was:,}: the run "
@@ -184,14 +184,14 @@ class TrainingDisplay:
         if event.reason == "done" and event.step == self._started_at:
             self._say(
                 f"nothing to train: the run had already finished at step {event.step} (its step total, or where "
-                f"its {flag('max_seconds')} fitted its schedule to end); give {flag('steps')} with a larger total "
+                f"its {option('max_seconds')} fitted its schedule to end); give {option('steps')} with a larger total "
                 "to train it further"
             )
             return
         if event.reason == "patience" and event.step == self._started_at:
             self._say(
                 f"nothing to train: the run had stopped early at step {event.step}, {event.detail}; "
-                f"give a larger {flag('patience')} to train it further"
+                f"give a larger {option('patience')} to train it further"
             )
             return
         if event.reason == "patience":

@@ -9,7 +9,7 @@ import typer
 
 from charlstm.cli.app import NewestRunArgument, Quiet, fail, say, user_errors
 from charlstm.cli.format import checkpoint_text
-from charlstm.flags import flag
+from charlstm.flags import option
 
 
 def export(
@@ -17,16 +17,16 @@ def export(
     html: Annotated[
         Path | None,
         typer.Option(
-            flag("html"), help="Write one self-contained HTML page that runs the model in a browser, offline."
+            option("html"), help="Write one self-contained HTML page that runs the model in a browser, offline."
         ),
     ] = None,
     half: Annotated[
-        bool, typer.Option(flag("half"), help="Store the page's weights as float16: half the size.")
+        bool, typer.Option(option("half"), help="Store the page's weights as float16: half the size.")
     ] = False,
     weights: Annotated[
         Path | None,
         typer.Option(
-            flag("weights"),
+            option("weights"),
             help="Write DIR/model.safetensors and DIR/model.json: the parameters, configuration and vocabulary.",
         ),
     ] = None,
@@ -35,9 +35,9 @@ def export(
     """Take a trained model anywhere: an HTML page that writes, or portable weights."""
     with user_errors():
         if html is None and weights is None:
-            fail(f"nothing to export: give {flag('html')} PAGE.html, {flag('weights')} DIR, or both")
+            fail(f"nothing to export: give {option('html')} PAGE.html, {option('weights')} DIR, or both")
         if half and html is None:
-            fail(f"{flag('half')} applies to the page: give {flag('html')} PAGE.html too")
+            fail(f"{option('half')} applies to the page: give {option('html')} PAGE.html too")
         from charlstm import api
 
         model = api.load(checkpoint)

@@ -68,7 +68,7 @@ def skipped_text(skipped: Mapping[str, int], most: int = 10) -> str:
     return shown if not rest else f"{shown} and {len(rest)} more ({sum(n for _, n in rest):,} occurrences)"
 
 
-def option(field: str, value: object) -> str:
+def setting(field: str, value: object) -> str:
     """A training option as the command line spells it: `lr=0.01`, `max-time=10min`."""
     if field == "max_seconds" and isinstance(value, int | float):
         value = f"{value / 60:g}min"  # --max-time is given in minutes
@@ -76,11 +76,11 @@ def option(field: str, value: object) -> str:
 
 
 def training_options(config: TrainConfig) -> list[str]:
-    """Every training option, as `option` spells it; the warm-up with what
+    """Every training option, as `setting` spells it; the warm-up with what
     the schedule takes of it, where --warmup is more than a tenth of the steps."""
     shown = []
     for field, value in dataclasses.asdict(config).items():
-        text = option(field, value)
+        text = setting(field, value)
         if field == "warmup_steps" and value != config.warmup_used:
             text += f" ({config.warmup_used} used)"
         shown.append(text)

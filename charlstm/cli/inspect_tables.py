@@ -10,7 +10,7 @@ from rich.table import Table
 
 from charlstm.cli.fitting import SpareTable
 from charlstm.cli.format import skipped_text
-from charlstm.flags import flag
+from charlstm.flags import option
 from charlstm.introspect.features import FEATURES, UnitScore
 from charlstm.introspect.record import LABELS, SATURATED_HIGH, SATURATED_LOW, Inspection, Saturation
 
@@ -30,7 +30,7 @@ def summary_table(source: str, where: Path, inspection: Inspection, page: Path) 
         skipped = skipped_text(inspection.skipped)
         table.add_row("skipped (not in vocabulary)", f"{sum(inspection.skipped.values()):,}: {skipped}")
     if inspection.truncated:
-        table.add_row(f"not read ({flag('max_chars')})", f"{inspection.truncated:,}")
+        table.add_row(f"not read ({option('max_chars')})", f"{inspection.truncated:,}")
     table.add_row("loss", f"{inspection.loss:.4f} nats/char ({inspection.bits_per_char:.4f} bits per char)")
     table.add_row("page", str(page))
     return table

@@ -25,7 +25,7 @@ from charlstm.cli.fitting import print_table
 from charlstm.cli.reading_display import scoring_bar
 from charlstm.cli.training import GlobOption, MovedCorpusOption, SkipBadFilesOption
 from charlstm.errors import CharlstmError, shown
-from charlstm.flags import flag
+from charlstm.flags import option
 
 if TYPE_CHECKING:
     from charlstm.api import Model, TextFiles
@@ -48,7 +48,7 @@ def evaluate(
     streams: Annotated[
         int | None,
         typer.Option(
-            flag("streams"),
+            option("streams"),
             help="Parallel streams to read the text in [default: the run's batch size, as in validation].",
         ),
     ] = None,
@@ -60,12 +60,14 @@ def evaluate(
     perplexity."""
     with user_errors():
         if streams is not None and streams < 1:
-            fail(f"{flag('streams')} must be >= 1, got {streams}")
+            fail(f"{option('streams')} must be >= 1, got {streams}")
         from charlstm import api
         from charlstm.cli import records, tables
 
         if texts and moved_to:
-            fail(f"{flag('corpus')} says where the run's validation text is now, and TEXT is scored instead: give one")
+            fail(
+                f"{option('corpus')} says where the run's validation text is now, and TEXT is scored instead: give one"
+            )
         given = _given_texts(texts, glob, skip_bad_files, quiet)  # a missing file fails before the model is read
         use_cache()
         model = api.load(checkpoint, corpus=moved_to)
@@ -101,10 +103,10 @@ def inspect_model(
     max_chars: Annotated[
         int,
         typer.Option(
-            flag("max_chars"), help="Read at most the first N characters (the page grows with N).", metavar="N"
+            option("max_chars"), help="Read at most the first N characters (the page grows with N).", metavar="N"
         ),
     ] = 2000,
-    out: Annotated[Path, typer.Option(flag("out"), "-o", help="HTML page to write.")] = Path("inspect.html"),
+    out: Annotated[Path, typer.Option(option("out"), "-o", help="HTML page to write.")] = Path("inspect.html"),
     top: Annotated[int, typer.Option(help="Units listed per feature.", metavar="N")] = 5,
     saturation_png: Annotated[
         Path | None,
@@ -121,7 +123,7 @@ def inspect_model(
             fail("give a TEXTFILE or --text, not both")
         if (text_file is not None or text is not None) and moved_to:
             fail(
-                f"{flag('corpus')} says where the run's validation text is now, and a TEXTFILE or --text is read "
+                f"{option('corpus')} says where the run's validation text is now, and a TEXTFILE or --text is read "
                 "instead: give one"
             )
         if top < 1:
@@ -132,7 +134,7 @@ def inspect_model(
         from charlstm.plots import check_png_path, require_matplotlib
 
         record.check_max_chars(max_chars)
-        writable_place(html_file(out, flag("out")), flag("out"))  # before the model is read and run
+        writable_place(html_file(out, option("out")), option("out"))  # before the model is read and run
         if saturation_png is not None:
             require_matplotlib()
             check_png_path(saturation_png, "saturation.png")
@@ -156,7 +158,7 @@ def inspect_model(
             record_ = records.inspection_record(source, model.path, seen, found.correlations, tops, saturation, written)
             sys.stdout.write(json.dumps(record_) + "\n")
             if seen.truncated and not quiet:  # the tables would have said so
-                more = f"{seen.truncated:,} more were not ({flag('max_chars')})"
+                more = f"{seen.truncated:,} more were not ({option('max_chars')})"
                 say(f"note: read the first {max_chars:,} characters; {more}")
         else:
             print_table(inspect_tables.summary_table(source, model.path, seen, written))
@@ -207,7 +209,7 @@ def _given_texts(
 
     if not texts:
         options = (("glob", glob is not None), ("skip_bad_files", skip_bad_files))
-        chosen = [flag(name) for name, given in options if given]
+        chosen = [option(name) for name, given in options if given]
         if chosen:
             fail(f"{' and '.join(chosen)} choose{'s' * (len(chosen) == 1)} among the files given: give a folder")
         return None
@@ -299,7 +301,7 @@ def plot(
     out: Annotated[
         Path | None,
         typer.Option(
-            flag("out"),
+            option("out"),
             "-o",
             help="PNG file to write [default: loss.png, or gradients.png].",
             show_default=False,

@@ -27,7 +27,7 @@ from charlstm.cli.app import (
 from charlstm.cli.display import QUIET
 from charlstm.cli.signals import StopFlag, end_now, taken_signals
 from charlstm.errors import CharlstmError, shell_word
-from charlstm.flags import flag
+from charlstm.flags import option
 from charlstm.units import minutes
 
 if TYPE_CHECKING:
@@ -192,7 +192,7 @@ def _watch_training(level: int, stop: StopFlag, start: Callable[[_Watch], Model]
         say(f"sample with: charlstm sample {_quoted(watch.run_dir)}")
         if model.ended == "time limit":  # steps remain; a resume keeps the limit unless told another
             say(
-                f"or train on: charlstm resume {_quoted(watch.run_dir)} (for {flag('max_seconds')} "
+                f"or train on: charlstm resume {_quoted(watch.run_dir)} (for {option('max_seconds')} "
                 f"{minutes(model.train_config.max_seconds or 0)} again, or give another)"
             )
     processes.leave()
@@ -220,7 +220,7 @@ def _what_is_left(run_dir: Path | None) -> str:
 
     if not checkpoint_paths.has_checkpoint(run_dir):
         return (
-            f"{run_dir} has no checkpoint yet: run the same command again with {flag('out')} {_quoted(run_dir)}, "
+            f"{run_dir} has no checkpoint yet: run the same command again with {option('out')} {_quoted(run_dir)}, "
             "which starts afresh there"
         )
     return f"earlier checkpoints are intact. {_continue_with(run_dir)}"
@@ -231,13 +231,14 @@ def _diverged_advice(diverged: TrainingDiverged) -> str:
     if diverged.last_good is None:
         advice = (
             "No checkpoint was saved before it: start again with a lower learning rate, e.g. "
-            f"{flag('learning_rate')} {lower:.2g}, in another {flag('out')} or after rm -r {_quoted(diverged.run_dir)}."
+            f"{option('learning_rate')} {lower:.2g}, in another {option('out')} or after "
+            f"rm -r {_quoted(diverged.run_dir)}."
         )
     else:
         advice = (
             f"The last good checkpoint is {diverged.last_good} (step {diverged.last_good_step}); continue from it "
             f"with a lower learning rate: charlstm resume {_quoted(diverged.run_dir)} "
-            f"{flag('learning_rate')} {lower:.2g} {flag('steps')} {diverged.steps}"
+            f"{option('learning_rate')} {lower:.2g} {option('steps')} {diverged.steps}"
         )
     return (
         f"training diverged at step {diverged.step} (a loss, the gradients or the parameters stopped being finite); "

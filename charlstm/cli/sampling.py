@@ -20,7 +20,7 @@ from charlstm.cli.app import NewestRunArgument, Quiet, fail, given, say, use_cac
 from charlstm.cli.format import checkpoint_text
 from charlstm.config import SampleConfig, to_dict
 from charlstm.errors import named
-from charlstm.flags import flag
+from charlstm.flags import option
 
 if TYPE_CHECKING:
     from charlstm.api import Model
@@ -29,9 +29,9 @@ if TYPE_CHECKING:
 
 def _read_prime(prime: str, prime_file: Path | None) -> str:
     if prime_file is None:
-        return unescape(prime, flag("prime"))
+        return unescape(prime, option("prime"))
     if prime:
-        fail(f"give {flag('prime')} or --prime-file, not both")
+        fail(f"give {option('prime')} or --prime-file, not both")
     try:
         return prime_file.read_text(encoding="utf-8")
     except UnicodeDecodeError:
@@ -73,12 +73,12 @@ def sample(
     run: NewestRunArgument = None,
     checkpoint: Annotated[
         Path | None,
-        typer.Option(flag("checkpoint"), "-c", help="The same as RUN, given as an option.", show_default=False),
+        typer.Option(option("checkpoint"), "-c", help="The same as RUN, given as an option.", show_default=False),
     ] = None,
     temp: Annotated[
         float,
         typer.Option(
-            flag("temperature"),
+            option("temperature"),
             "--temperature",
             "-t",
             help="Sampling temperature: lower is safer, higher is wilder; 0 is greedy.",
@@ -86,17 +86,17 @@ def sample(
     ] = SampleConfig.temperature,
     greedy: Annotated[bool, typer.Option(help="Always take the most likely character (same as --temp 0).")] = False,
     top_k: Annotated[
-        int, typer.Option(flag("top_k"), help="Draw only from the k most likely characters (0: all).")
+        int, typer.Option(option("top_k"), help="Draw only from the k most likely characters (0: all).")
     ] = SampleConfig.top_k,
     top_p: Annotated[
         float,
-        typer.Option(flag("top_p"), help="Draw only from the most likely characters that make up this probability."),
+        typer.Option(option("top_p"), help="Draw only from the most likely characters that make up this probability."),
     ] = SampleConfig.top_p,
-    length: Annotated[int, typer.Option(flag("length"), "-n", help="Characters to generate.")] = SampleConfig.length,
+    length: Annotated[int, typer.Option(option("length"), "-n", help="Characters to generate.")] = SampleConfig.length,
     prime: Annotated[
         str,
         typer.Option(
-            flag("prime"),
+            option("prime"),
             help='Text to start from; it is printed, then continued (escapes work as in --stop: "ROMEO.\\n").',
         ),
     ] = SampleConfig.prime,
@@ -106,7 +106,7 @@ def sample(
     stop: Annotated[
         list[str] | None,
         typer.Option(
-            flag("stop"),
+            option("stop"),
             metavar="<str>",  # one at a time, repeated; Typer would write <list[str]>
             help=(
                 "End each sample at the first occurrence of this text, which is left out (repeatable; "
@@ -117,11 +117,11 @@ def sample(
     num_samples: Annotated[
         int,
         typer.Option(
-            flag("num_samples"), "-N", help="Independent samples, generated together (8,192 at a time at most)."
+            option("num_samples"), "-N", help="Independent samples, generated together (8,192 at a time at most)."
         ),
     ] = SampleConfig.num_samples,
     seed: Annotated[
-        int, typer.Option(flag("seed"), help="Random seed; the same seed gives the same text.")
+        int, typer.Option(option("seed"), help="Random seed; the same seed gives the same text.")
     ] = SampleConfig.seed,
     output: Annotated[
         Path | None, typer.Option("--output", "--out", "-o", help="Write to this file instead of stdout.")
@@ -139,9 +139,9 @@ def sample(
 ) -> None:
     """Generate new text from a trained model."""
     if run is not None and checkpoint is not None:
-        fail(f"give the run as RUN or with {flag('checkpoint')}, not both")
+        fail(f"give the run as RUN or with {option('checkpoint')}, not both")
     if greedy and given(ctx, ["temp"]) and temp != 0:
-        fail(f"give --greedy or {flag('temperature')}, not both: --greedy is {flag('temperature')} 0")
+        fail(f"give --greedy or {option('temperature')}, not both: --greedy is {option('temperature')} 0")
     with user_errors():
         request = SampleConfig(
             length=length,
@@ -151,7 +151,7 @@ def sample(
             top_k=top_k,
             top_p=top_p,
             num_samples=num_samples,
-            stop=tuple(unescape(s, flag("stop")) for s in stop or ()),
+            stop=tuple(unescape(s, option("stop")) for s in stop or ()),
         )
         if output is not None and output.is_dir():  # found now, not after generating
             fail(f"--output {output} is a folder; name a file to write")
@@ -165,7 +165,7 @@ def sample(
         streamable = num_samples == 1 and not as_json and output is None
         if stream and not streamable and not quiet:
             say(
-                f"note: --stream streams one sample to stdout; {flag('num_samples')}, --json and --output write "
+                f"note: --stream streams one sample to stdout; {option('num_samples')}, --json and --output write "
                 "all the text at once"
             )
         if (stream if stream is not None else sys.stdout.isatty()) and streamable:

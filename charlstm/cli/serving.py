@@ -13,7 +13,7 @@ from charlstm.arguments import check_api_key
 from charlstm.cli.app import NewestRunArgument, Quiet, fail, say, use_cache, user_errors
 from charlstm.cli.signals import end_now
 from charlstm.config import ServeConfig
-from charlstm.flags import flag
+from charlstm.flags import option
 
 API_KEY_ENV = "CHARLSTM_API_KEY"
 
@@ -30,41 +30,41 @@ def _loopback(host: str) -> bool:
 def serve(
     checkpoint: NewestRunArgument = None,
     host: Annotated[
-        str, typer.Option(flag("host"), help="Address to listen on; 0.0.0.0 is every interface (warned about).")
+        str, typer.Option(option("host"), help="Address to listen on; 0.0.0.0 is every interface (warned about).")
     ] = "127.0.0.1",
-    port: Annotated[int, typer.Option(flag("port"), help="Port to listen on.")] = 8000,
+    port: Annotated[int, typer.Option(option("port"), help="Port to listen on.")] = 8000,
     api_key: Annotated[
         str | None,
         typer.Option(
-            flag("api_key"),
+            option("api_key"),
             envvar=API_KEY_ENV,
             help=f"Require 'Authorization: Bearer KEY' on every endpoint but /healthz and the page (or {API_KEY_ENV}).",
             show_default=False,
         ),
     ] = None,
     max_length: Annotated[
-        int, typer.Option(flag("max_length"), help="Most characters a sample may ask for.")
+        int, typer.Option(option("max_length"), help="Most characters a sample may ask for.")
     ] = ServeConfig.max_length,
     max_samples: Annotated[
-        int, typer.Option(flag("max_samples"), help="Most samples (n) one request may ask for.")
+        int, typer.Option(option("max_samples"), help="Most samples (n) one request may ask for.")
     ] = ServeConfig.max_samples,
     max_body: Annotated[
-        int, typer.Option(flag("max_body_bytes"), help="Largest request body, in bytes.")
+        int, typer.Option(option("max_body_bytes"), help="Largest request body, in bytes.")
     ] = ServeConfig.max_body_bytes,
     timeout: Annotated[
-        float, typer.Option(flag("timeout_s"), help="Seconds a request may take before it is ended (408).")
+        float, typer.Option(option("timeout_s"), help="Seconds a request may take before it is ended (408).")
     ] = ServeConfig.timeout_s,
     max_batch: Annotated[
-        int, typer.Option(flag("max_batch"), help="Most rows (samples) generated together in one call.")
+        int, typer.Option(option("max_batch"), help="Most rows (samples) generated together in one call.")
     ] = ServeConfig.max_batch,
     chunk: Annotated[
         int,
         typer.Option(
-            flag("chunk"), help="Characters per call: how often requests join or leave the batch, and stream."
+            option("chunk"), help="Characters per call: how often requests join or leave the batch, and stream."
         ),
     ] = ServeConfig.chunk,
     max_waiting: Annotated[
-        int, typer.Option(flag("max_waiting"), help="Most rows waiting to join the batch; beyond, 503.")
+        int, typer.Option(option("max_waiting"), help="Most rows waiting to join the batch; beyond, 503.")
     ] = ServeConfig.max_waiting,
     access_log: Annotated[bool, typer.Option("--access-log", help="Log every request on stderr.")] = False,
     quiet: Quiet = False,
@@ -92,8 +92,8 @@ def serve(
             fail(f"{API_KEY_ENV} is set but empty: give it a key, or unset it to serve without one")
         check_api_key(api_key)
         if not _loopback(host) and not quiet:
-            unprotected = "" if api_key else f", and without {flag('api_key')} anyone can use it"
-            say(f"warning: {flag('host')} {host} accepts connections from other machines{unprotected}")
+            unprotected = "" if api_key else f", and without {option('api_key')} anyone can use it"
+            say(f"warning: {option('host')} {host} accepts connections from other machines{unprotected}")
         use_cache()
         model = api.load(checkpoint)
         url = f"http://{host if ':' not in host else f'[{host}]'}:{port}"

@@ -14,7 +14,7 @@ from rich.table import Table
 from charlstm.api.model import BOUNDARY
 from charlstm.cli.fitting import SpareTable
 from charlstm.cli.format import duration, loss_text, skipped_text, training_options, trial_seconds
-from charlstm.flags import flag, label
+from charlstm.flags import label, option
 from charlstm.training.catalog import RunSummary
 from charlstm.training.checkpoint import Meta
 from charlstm.training.events import TrialResult
@@ -166,10 +166,10 @@ def _corpus_text(meta: Meta, gone_now: Sequence[str]) -> str:
     if gone:
         skipped += (
             f"; not there now ({'moved or deleted?' if len(gone) == 1 else f'{len(gone)} of them'}): resume, eval "
-            f"and inspect take {flag('corpus')} NEW_PLACE"
+            f"and inspect take {option('corpus')} NEW_PLACE"
         )
     elif gone_val:
-        skipped += f"; {flag('val_file')} {', '.join(gone_val)}: not there now (moved or deleted?)"
+        skipped += f"; {option('val_file')} {', '.join(gone_val)}: not there now (moved or deleted?)"
     return f"{where}{skipped} (sha256 {meta.corpus_sha256[:12]}...)"
 
 

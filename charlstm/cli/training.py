@@ -15,14 +15,14 @@ from charlstm.cli.running import start
 from charlstm.config import FINE_TUNE_LEARNING_RATE
 from charlstm.config import ModelConfig as _M
 from charlstm.config import TrainConfig as _T
-from charlstm.flags import flag
+from charlstm.flags import option
 from charlstm.presets import PRESETS
 
 # Where training runs (see charlstm/training/distributed.py and processes.py); shared by train and resume.
 Devices = Annotated[
     int | None,
     typer.Option(
-        flag("devices"),
+        option("devices"),
         help="Split each batch over this many of this process's devices [default: all of them; "
         "on a CPU, 2 where the batch splits evenly]; the batch size must divide by the total over all processes.",
     ),
@@ -30,7 +30,7 @@ Devices = Annotated[
 ResumeDevices = Annotated[
     int | None,
     typer.Option(
-        flag("devices"),
+        option("devices"),
         help="Split each batch over this many of this process's devices [default: all of them; on a CPU, 2, or 1 "
         "if the run trained on 1 (give the run's own count to keep a larger one)]; the batch size must divide by "
         "the total over all processes.",
@@ -39,7 +39,7 @@ ResumeDevices = Annotated[
 Coordinator = Annotated[
     str | None,
     typer.Option(
-        flag("coordinator"),
+        option("coordinator"),
         envvar="CHARLSTM_COORDINATOR",
         help="HOST:PORT of process 0, to train in several processes (every process names the same); "
         "'auto': let JAX find it on a cluster.",
@@ -47,11 +47,11 @@ Coordinator = Annotated[
 ]
 NumProcesses = Annotated[
     int | None,
-    typer.Option(flag("num_processes"), envvar="CHARLSTM_NUM_PROCESSES", help="Processes in a multi-process run."),
+    typer.Option(option("num_processes"), envvar="CHARLSTM_NUM_PROCESSES", help="Processes in a multi-process run."),
 ]
 ProcessId = Annotated[
     int | None,
-    typer.Option(flag("process_id"), envvar="CHARLSTM_PROCESS_ID", help="This process's index, 0 to N-1."),
+    typer.Option(option("process_id"), envvar="CHARLSTM_PROCESS_ID", help="This process's index, 0 to N-1."),
 ]
 _MAX_TIME = (
     "Stop after this many minutes of training even if steps remain; a run of at least ten warm-ups that this "
@@ -95,7 +95,7 @@ CorpusArgument = Annotated[
 GlobOption = Annotated[
     str | None,
     typer.Option(
-        flag("glob"),
+        option("glob"),
         help="Which files of a folder to read, as a pattern relative to it ('**/*.py': every .py file at any "
         "depth; '**/*.{txt,md}': both kinds, in one --glob); hidden files and folders are left out. "
         "[default: **/*.txt]",
@@ -105,7 +105,7 @@ GlobOption = Annotated[
 ValFileOption = Annotated[
     list[Path] | None,
     typer.Option(
-        flag("val_file"),
+        option("val_file"),
         help="Validate on this file, or a folder's files, instead of holding out a share of the corpus (repeat it "
         "for several); a training folder's files given here are left out of training.",
         show_default=False,
@@ -115,7 +115,7 @@ ValFileOption = Annotated[
 SkipBadFilesOption = Annotated[
     bool,
     typer.Option(
-        flag("skip_bad_files"),
+        option("skip_bad_files"),
         help="Leave out files that are not UTF-8 text, cannot be read, or whose names are not UTF-8, naming each, "
         "instead of stopping.",
     ),
@@ -123,7 +123,7 @@ SkipBadFilesOption = Annotated[
 MovedCorpusOption = Annotated[
     list[Path] | None,
     typer.Option(
-        flag("corpus"),
+        option("corpus"),
         help="Where the run's corpus is now, if it was moved or renamed (repeat it for a run that read several "
         "files or folders, in their order); its text must still be the run's.",
         show_default=False,
@@ -141,7 +141,7 @@ def train(
     init_from: Annotated[
         Path | None,
         typer.Option(
-            flag("init_from"),
+            option("init_from"),
             help="Fine-tune: start from this run's best checkpoint (or a checkpoint directory), with a fresh "
             "optimizer and schedule. The model keeps its shape; characters it never saw get new rows. The "
             f"learning rate defaults to {FINE_TUNE_LEARNING_RATE:g}, a new run's: measured, lower rates learned "
@@ -150,97 +150,100 @@ def train(
         ),
     ] = None,
     out: Annotated[
-        Path | None, typer.Option(flag("out"), "-o", help="Run directory [default: runs/<corpus>-<time>].")
+        Path | None, typer.Option(option("out"), "-o", help="Run directory [default: runs/<corpus>-<time>].")
     ] = None,
     preset: Annotated[
         str | None,
         typer.Option(
-            flag("preset"),
+            option("preset"),
             help="Start from a named size: "
             + "; ".join(f"{p.name} ({p.purpose})" for p in PRESETS.values())
             + ". Options given here override it.",
         ),
     ] = None,
     hidden_size: Annotated[
-        int, typer.Option(flag("hidden_size"), help="Hidden size (units per recurrent layer).")
+        int, typer.Option(option("hidden_size"), help="Hidden size (units per recurrent layer).")
     ] = _M.hidden_size,
     num_layers: Annotated[
-        int, typer.Option(flag("num_layers"), help="Number of stacked recurrent layers.")
+        int, typer.Option(option("num_layers"), help="Number of stacked recurrent layers.")
     ] = _M.num_layers,
     cell: Annotated[
         str,
         typer.Option(
-            flag("cell"), help="Recurrent cell: lstm, or gru (lighter: two gates and a candidate, no cell state)."
+            option("cell"), help="Recurrent cell: lstm, or gru (lighter: two gates and a candidate, no cell state)."
         ),
     ] = _M.cell,
     norm: Annotated[
         str,
         typer.Option(
-            flag("norm"),
+            option("norm"),
             help="layer: layer normalisation inside the LSTM cell (learns faster per step, each step about 1.35x "
             "the plain cell's on a CPU), or none; auto is layer for the LSTM, none for the GRU.",
         ),
     ] = _M.norm,
-    embed_dim: Annotated[int, typer.Option(flag("embed_dim"), help="Character embedding size.")] = _M.embed_dim,
-    steps: Annotated[int, typer.Option(flag("steps"), help="Optimizer steps to train for.")] = _T.steps,
-    max_time: Annotated[float | None, typer.Option(flag("max_seconds"), help=_MAX_TIME)] = None,
-    fill_time: Annotated[bool, typer.Option(flag("fill_time"), help=_FILL_TIME)] = False,
+    embed_dim: Annotated[int, typer.Option(option("embed_dim"), help="Character embedding size.")] = _M.embed_dim,
+    steps: Annotated[int, typer.Option(option("steps"), help="Optimizer steps to train for.")] = _T.steps,
+    max_time: Annotated[float | None, typer.Option(option("max_seconds"), help=_MAX_TIME)] = None,
+    fill_time: Annotated[bool, typer.Option(option("fill_time"), help=_FILL_TIME)] = False,
     batch_size: Annotated[
-        int, typer.Option(flag("batch_size"), "-b", help="Parallel text streams per step.")
+        int, typer.Option(option("batch_size"), "-b", help="Parallel text streams per step.")
     ] = _T.batch_size,
     seq_len: Annotated[
-        int, typer.Option(flag("seq_len"), help="Characters per window (backprop truncation length).")
+        int, typer.Option(option("seq_len"), help="Characters per window (backprop truncation length).")
     ] = _T.seq_len,
     learning_rate: Annotated[
         float,
         typer.Option(
-            flag("learning_rate"),
+            option("learning_rate"),
             help="Peak learning rate (after warmup, before cosine decay); "
-            f"{FINE_TUNE_LEARNING_RATE:g} when fine-tuning ({flag('init_from')}).",
+            f"{FINE_TUNE_LEARNING_RATE:g} when fine-tuning ({option('init_from')}).",
         ),
     ] = _T.learning_rate,
     warmup_steps: Annotated[
-        int, typer.Option(flag("warmup_steps"), help="Learning-rate warmup steps (at most a tenth of --steps).")
+        int, typer.Option(option("warmup_steps"), help="Learning-rate warmup steps (at most a tenth of --steps).")
     ] = _T.warmup_steps,
     min_lr_ratio: Annotated[
         float,
         typer.Option(
-            flag("min_lr_ratio"), help=f"Where the cosine decay ends, as a share of {flag('learning_rate')} (0 to 1)."
+            option("min_lr_ratio"),
+            help=f"Where the cosine decay ends, as a share of {option('learning_rate')} (0 to 1).",
         ),
     ] = _T.min_lr_ratio,
     weight_decay: Annotated[
         float,
         typer.Option(
-            flag("weight_decay"),
+            option("weight_decay"),
             help="AdamW decoupled weight decay on the recurrent and head weights (not the embedding, biases or gains).",
         ),
     ] = _T.weight_decay,
     dropout: Annotated[
         float,
-        typer.Option(flag("dropout"), help="Drop this share of each recurrent layer's outputs in training (0: none)."),
+        typer.Option(
+            option("dropout"), help="Drop this share of each recurrent layer's outputs in training (0: none)."
+        ),
     ] = _T.dropout,
     grad_clip: Annotated[
-        float, typer.Option(flag("grad_clip"), help="Clip the global gradient norm to this.")
+        float, typer.Option(option("grad_clip"), help="Clip the global gradient norm to this.")
     ] = _T.grad_clip,
     val_fraction: Annotated[
-        float, typer.Option(flag("val_fraction"), help="Share of the text, from its end, held out for validation.")
+        float, typer.Option(option("val_fraction"), help="Share of the text, from its end, held out for validation.")
     ] = _T.val_fraction,
     reset_chars: Annotated[
         int,
         typer.Option(
-            flag("reset_chars"),
+            option("reset_chars"),
             help="Restart each stream's carried state from zero every this many characters (staggered), as "
             "sampling starts; 0: only at each new pass over the text.",
         ),
     ] = _T.reset_chars,
-    eval_every: Annotated[int, typer.Option(flag("eval_every"), help=_EVAL_EVERY)] = _T.eval_every,
+    eval_every: Annotated[int, typer.Option(option("eval_every"), help=_EVAL_EVERY)] = _T.eval_every,
     checkpoint_every: Annotated[
-        int, typer.Option(flag("checkpoint_every"), help=_CHECKPOINT_EVERY)
+        int, typer.Option(option("checkpoint_every"), help=_CHECKPOINT_EVERY)
     ] = _T.checkpoint_every,
-    log_every: Annotated[int, typer.Option(flag("log_every"), help=_LOG_EVERY)] = _T.log_every,
-    seed: Annotated[int, typer.Option(flag("seed"), help="Random seed: the initial weights and dropout.")] = _T.seed,
-    patience: Annotated[int | None, typer.Option(flag("patience"), help=_PATIENCE, show_default=False)] = None,
-    precision: Annotated[str, typer.Option(flag("precision"), help=_PRECISION)] = _T.precision,
+    log_every: Annotated[int, typer.Option(option("log_every"), help=_LOG_EVERY)] = _T.log_every,
+    seed: Annotated[int, typer.Option(option("seed"), help="Random seed: the initial weights and dropout.")] = _T.seed,
+    patience: Annotated[int | None, typer.Option(option("patience"), help=_PATIENCE, show_default=False)] = None,
+    precision: Annotated[str, typer.Option(option("precision"), help=_PRECISION)] = _T.precision,
     devices: Devices = None,
     coordinator: Coordinator = None,
     num_processes: NumProcesses = None,
@@ -265,22 +268,22 @@ def resume(
         Path, typer.Argument(metavar="RUN", help="Run directory to continue (from its latest checkpoint).")
     ],
     steps: Annotated[
-        int | None, typer.Option(flag("steps"), help="New total step count, to extend a finished run.")
+        int | None, typer.Option(option("steps"), help="New total step count, to extend a finished run.")
     ] = None,
-    max_time: Annotated[float | None, typer.Option(flag("max_seconds"), help=_MAX_TIME)] = None,
+    max_time: Annotated[float | None, typer.Option(option("max_seconds"), help=_MAX_TIME)] = None,
     learning_rate: Annotated[
         float | None,
-        typer.Option(flag("learning_rate"), help="New peak learning rate (changes the schedule from here on)."),
+        typer.Option(option("learning_rate"), help="New peak learning rate (changes the schedule from here on)."),
     ] = None,
-    eval_every: Annotated[int | None, typer.Option(flag("eval_every"), help=_EVAL_EVERY)] = None,
-    checkpoint_every: Annotated[int | None, typer.Option(flag("checkpoint_every"), help=_CHECKPOINT_EVERY)] = None,
-    log_every: Annotated[int | None, typer.Option(flag("log_every"), help=_LOG_EVERY)] = None,
-    patience: Annotated[int | None, typer.Option(flag("patience"), help=_PATIENCE, show_default=False)] = None,
+    eval_every: Annotated[int | None, typer.Option(option("eval_every"), help=_EVAL_EVERY)] = None,
+    checkpoint_every: Annotated[int | None, typer.Option(option("checkpoint_every"), help=_CHECKPOINT_EVERY)] = None,
+    log_every: Annotated[int | None, typer.Option(option("log_every"), help=_LOG_EVERY)] = None,
+    patience: Annotated[int | None, typer.Option(option("patience"), help=_PATIENCE, show_default=False)] = None,
     precision: Annotated[
-        str | None, typer.Option(flag("precision"), help=_PRECISION + " [default: the run's]", show_default=False)
+        str | None, typer.Option(option("precision"), help=_PRECISION + " [default: the run's]", show_default=False)
     ] = None,
     force: Annotated[
-        bool, typer.Option(flag("force"), help="Resume even if the corpus's files changed since the run started.")
+        bool, typer.Option(option("force"), help="Resume even if the corpus's files changed since the run started.")
     ] = False,
     moved_to: MovedCorpusOption = None,
     devices: ResumeDevices = None,

@@ -28,7 +28,7 @@ from charlstm.cli.training import CorpusArgument, GlobOption, SkipBadFilesOption
 from charlstm.config import ModelConfig as _M
 from charlstm.config import TrainConfig as _T
 from charlstm.errors import shell_word
-from charlstm.flags import as_options, flag
+from charlstm.flags import as_options, option
 
 
 def tune(
@@ -38,52 +38,54 @@ def tune(
     val_file: ValFileOption = None,
     skip_bad_files: SkipBadFilesOption = False,
     trials: Annotated[
-        int | None, typer.Option(flag("trials"), help="Trials to run [default: 8; with --grid, every combination].")
+        int | None, typer.Option(option("trials"), help="Trials to run [default: 8; with --grid, every combination].")
     ] = None,
     budget_s: Annotated[
         float | None,
         typer.Option(
-            flag("budget_s"), help="Seconds of training per trial; the step count is fitted to it [default: 60]."
+            option("budget_s"), help="Seconds of training per trial; the step count is fitted to it [default: 60]."
         ),
     ] = None,
     steps: Annotated[
         int | None,
-        typer.Option(flag("steps"), help="Steps per trial instead of a time budget (results then repeat exactly)."),
+        typer.Option(option("steps"), help="Steps per trial instead of a time budget (results then repeat exactly)."),
     ] = None,
     grid: Annotated[
-        bool, typer.Option(flag("grid"), help="Grid search over the value lists instead of random.")
+        bool, typer.Option(option("grid"), help="Grid search over the value lists instead of random.")
     ] = False,
     seed: Annotated[
-        int, typer.Option(flag("seed"), help="Seed for choosing the trials and for every trial's initialisation.")
+        int, typer.Option(option("seed"), help="Seed for choosing the trials and for every trial's initialisation.")
     ] = 0,
     out: Annotated[
-        Path | None, typer.Option(flag("out"), "-o", help="Search directory [default: runs/tune-<corpus>-<time>].")
+        Path | None, typer.Option(option("out"), "-o", help="Search directory [default: runs/tune-<corpus>-<time>].")
     ] = None,
     learning_rate: Annotated[
         str | None,
         typer.Option(
-            flag("learning_rate"),
+            option("learning_rate"),
             help="Learning rates: a list (2e-3,4e-3) or a log-uniform range lo:hi [1e-3:3e-2].",
         ),
     ] = None,
     hidden_size: Annotated[
-        str | None, typer.Option(flag("hidden_size"), help="Hidden sizes to try [128,256,384,512].")
+        str | None, typer.Option(option("hidden_size"), help="Hidden sizes to try [128,256,384,512].")
     ] = None,
-    num_layers: Annotated[str | None, typer.Option(flag("num_layers"), help="Layer counts to try [1,2,3].")] = None,
-    seq_len: Annotated[str | None, typer.Option(flag("seq_len"), help="Sequence lengths to try [32,64,128].")] = None,
-    dropout: Annotated[str | None, typer.Option(flag("dropout"), help="Dropout rates to try [0,0.1,0.2,0.3].")] = None,
-    cell: Annotated[str, typer.Option(flag("cell"), help="Recurrent cell for every trial: lstm or gru.")] = _M.cell,
+    num_layers: Annotated[str | None, typer.Option(option("num_layers"), help="Layer counts to try [1,2,3].")] = None,
+    seq_len: Annotated[str | None, typer.Option(option("seq_len"), help="Sequence lengths to try [32,64,128].")] = None,
+    dropout: Annotated[
+        str | None, typer.Option(option("dropout"), help="Dropout rates to try [0,0.1,0.2,0.3].")
+    ] = None,
+    cell: Annotated[str, typer.Option(option("cell"), help="Recurrent cell for every trial: lstm or gru.")] = _M.cell,
     norm: Annotated[
         str,
         typer.Option(
-            flag("norm"), help="Normalisation inside the cell for every trial: layer or none (auto: as train)."
+            option("norm"), help="Normalisation inside the cell for every trial: layer or none (auto: as train)."
         ),
     ] = _M.norm,
     embed_dim: Annotated[
-        int, typer.Option(flag("embed_dim"), help="Character embedding size for every trial.")
+        int, typer.Option(option("embed_dim"), help="Character embedding size for every trial.")
     ] = _M.embed_dim,
     batch_size: Annotated[
-        int, typer.Option(flag("batch_size"), "-b", help="Parallel text streams per step, every trial.")
+        int, typer.Option(option("batch_size"), "-b", help="Parallel text streams per step, every trial.")
     ] = _T.batch_size,
     keep_all: Annotated[
         bool, typer.Option("--keep-all", help="Keep every trial's checkpoints, not only the best's.")
@@ -137,7 +139,7 @@ def tune(
         if level and search.best is not None:
             best = search.best
             # The same text, read the same way, then the fixed options the user gave.
-            chosen = "".join(f" {flag(name)} {value}" for name, value in given(ctx, fixed).items())
+            chosen = "".join(f" {option(name)} {value}" for name, value in given(ctx, fixed).items())
             say(
                 f"best: {best.run_dir} (validation loss {best.val_loss:.4f}); "
                 f"all trials in {search.directory / 'trials.json'}\n"

@@ -15,7 +15,7 @@ from typing import Any
 
 import typer
 
-from charlstm.flags import flag
+from charlstm.flags import option
 
 
 def usage_error(
@@ -33,42 +33,42 @@ def usage_error(
     ctx = getattr(err, "ctx", None)
     # The parser's own errors (an option without its value) carry no context: the command is the first word.
     where = ctx.command_path if ctx is not None else "charlstm" + (f" {argv[0]}" if argv[0] in commands else "")
-    option = getattr(err, "option_name", None)
+    given = getattr(err, "option_name", None)
     command = where.split()[-1]  # "resume", however charlstm was started (`python -m charlstm resume`)
-    if command == "resume" and option == flag("fill_time"):
+    if command == "resume" and given == option("fill_time"):
         # Not part of the model or data layout: a start-up choice, spent by then.
         message = (
-            f"No such option: {option} (a run is fitted to its time when it starts; a resumed one trains on to "
-            f"the step count that fitting saved: give {flag('steps')} for another total, {flag('max_seconds')} "
+            f"No such option: {given} (a run is fitted to its time when it starts; a resumed one trains on to "
+            f"the step count that fitting saved: give {option('steps')} for another total, {option('max_seconds')} "
             "for this session's limit)"
         )
-    elif command == "resume" and option in ("-o", flag("out")):
+    elif command == "resume" and given in ("-o", option("out")):
         message = (
-            f"No such option: {option} (a run resumes in its own folder: copy the folder first to train a copy on "
+            f"No such option: {given} (a run resumes in its own folder: copy the folder first to train a copy on "
             "elsewhere)"
         )
-    elif command == "resume" and option is not None and "train" in _commands_taking(option, commands):
+    elif command == "resume" and given is not None and "train" in _commands_taking(given, commands):
         # `resume RUN -b 32`: an option of train's that a run keeps for good.
         message = (  # without Click's guesses at what was meant (--layers: "Possible options: --lr")
-            f"No such option: {option} ({option} is fixed when a run starts, with the rest of its model and data "
+            f"No such option: {given} ({given} is fixed when a run starts, with the rest of its model and data "
             "layout: start a new run to change it; charlstm train TEXT --init-from RUN keeps this one's weights if "
             "the model's size stays)"
         )
-    elif option in before_commands and ctx is not None and command in commands:
-        message = f"No such option: {option} ({option} goes before the command: charlstm {option} {ctx.info_name} ...)"
-    elif message.startswith("No such option") and option and (takers := _commands_taking(option, commands)):
+    elif given in before_commands and ctx is not None and command in commands:
+        message = f"No such option: {given} ({given} goes before the command: charlstm {given} {ctx.info_name} ...)"
+    elif message.startswith("No such option") and given and (takers := _commands_taking(given, commands)):
         if command not in commands:  # `charlstm --preset tiny train ...`
             named = next((word for word in argv if word in takers), takers[0])  # the command on the line, if any
             message = (
-                f"No such option: {option} (an option of {_listed(takers)}: it goes after the command, as in "
-                f"charlstm {named} ... {option} ...)"
+                f"No such option: {given} (an option of {_listed(takers)}: it goes after the command, as in "
+                f"charlstm {named} ... {given} ...)"
             )
-        elif close := _close_option(option, commands.get(command)):  # `eval RUN --stream`: --streams, surely
-            message = f"No such option: {option} (did you mean {close}? {option} is an option of {_listed(takers)})"
+        elif close := _close_option(given, commands.get(command)):  # `eval RUN --stream`: --streams, surely
+            message = f"No such option: {given} (did you mean {close}? {given} is an option of {_listed(takers)})"
         else:  # `charlstm train TEXT --temp 0.5`: Click would guess among train's options
-            message = f"No such option: {option} (an option of charlstm {_listed(takers)}, not of {command})"
-    elif message.startswith("No such option") and (meant := _meant(option, commands.get(command))):
-        message = f"No such option: {option} (did you mean {meant}?)"
+            message = f"No such option: {given} (an option of charlstm {_listed(takers)}, not of {command})"
+    elif message.startswith("No such option") and (meant := _meant(given, commands.get(command))):
+        message = f"No such option: {given} (did you mean {meant}?)"
     if message.endswith("?"):  # Click's guess at what was meant: "Did you mean 'train'?"
         return f"{message} (see '{where} --help')"
     return f"{message}; see '{where} --help'"
@@ -92,11 +92,11 @@ def _closest_first(message: str) -> str:
 # Options of other tools that mean one of charlstm's, where no spelling is
 # close: the first of those the command takes.
 _MEANT = {
-    "--minutes": (flag("max_seconds"), "--budget-s"),
-    "--max-minutes": (flag("max_seconds"), "--budget-s"),
-    "--time": (flag("max_seconds"), "--budget-s"),
-    "--epochs": (flag("steps"),),
-    "--iterations": (flag("steps"),),
+    "--minutes": (option("max_seconds"), "--budget-s"),
+    "--max-minutes": (option("max_seconds"), "--budget-s"),
+    "--time": (option("max_seconds"), "--budget-s"),
+    "--epochs": (option("steps"),),
+    "--iterations": (option("steps"),),
 }
 
 

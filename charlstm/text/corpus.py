@@ -23,7 +23,7 @@ from typing import NoReturn
 
 from charlstm.arguments import true_or_false
 from charlstm.errors import ConfigError, CorpusError, first_few, shown
-from charlstm.flags import flag
+from charlstm.flags import flag, option
 from charlstm.text.folder import DEFAULT_GLOB, escaped, folder_files
 from charlstm.text.textfile import EMPTY, TextFile, cannot_read, encoding_hint, read_checked, read_corpus, read_size
 
@@ -54,9 +54,9 @@ class Source:
         the same way: its paths, then --glob, --skip-bad-files and --val-file
         where they differ from the defaults."""
         words = list(self.paths)
-        words += [flag("glob"), self.glob] if self.glob != DEFAULT_GLOB else []
-        words += [flag("skip_bad_files")] if self.skip_bad_files else []
-        return words + [word for path in self.val_files for word in (flag("val_file"), path)]
+        words += [option("glob"), self.glob] if self.glob != DEFAULT_GLOB else []
+        words += [option("skip_bad_files")] if self.skip_bad_files else []
+        return words + [word for path in self.val_files for word in (option("val_file"), path)]
 
 
 @dataclass(frozen=True)

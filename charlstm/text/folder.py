@@ -21,7 +21,7 @@ from collections import Counter
 from pathlib import Path
 
 from charlstm.errors import CorpusError, first_few, shown
-from charlstm.flags import flag
+from charlstm.flags import flag, option
 
 DEFAULT_GLOB = "**/*.txt"
 DEFAULT_SUFFIX = ".txt"  # what DEFAULT_GLOB picks, in this case only
@@ -104,7 +104,7 @@ def folder_files(folder: Path, pattern: str) -> tuple[list[Path], list[tuple[str
         # Named by a slip: `train RUN` meant to fine-tune, or `eval TEXT RUN` swapped.
         raise CorpusError(
             f"{folder} is a charlstm run, not text (commands name the run first, then the text, as in charlstm "
-            f"eval {folder} TEXT; to fine-tune from it: charlstm train TEXT {flag('init_from')} {folder})"
+            f"eval {folder} TEXT; to fine-tune from it: charlstm train TEXT {option('init_from')} {folder})"
         )
     # A run's checkpoints/ or one step of it: their files are the checkpoint library's, never text.
     for above in folder.absolute().parents[:3]:

@@ -15,7 +15,7 @@ from charlstm.core.model import count_params_of_shape
 from charlstm.errors import CharlstmError, CheckpointError
 from charlstm.text import manifest
 from charlstm.training import checkpoint, run_lock
-from charlstm.training.checkpoint_paths import NOT_SAVED_YET
+from charlstm.training.checkpoint_paths import not_saved_yet
 from charlstm.training.run import RUNS_DIR, why_ended
 
 
@@ -172,7 +172,7 @@ def most_recent_run(runs_dir: Path) -> Path:
     if not known:
         training = [run_dir for run_dir in runs if run_lock.in_use(run_dir)]
         if training:  # a new run in another terminal, before its first save
-            raise CheckpointError(f"no trained run found under {runs_dir}/ yet: {training[0]} {NOT_SAVED_YET}")
+            raise CheckpointError(f"no trained run found under {runs_dir}/ yet: {training[0]} {not_saved_yet()}")
         raise CheckpointError(
             f"no trained run found under {runs_dir}/: train one with 'charlstm train CORPUS', or name a run directory"
         )

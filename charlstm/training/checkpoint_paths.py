@@ -18,16 +18,19 @@ from pathlib import Path
 from typing import Any
 
 from charlstm.errors import CheckpointError, shell_word
-from charlstm.flags import flag
+from charlstm.flags import flag, option
 from charlstm.text.folder import RUN_LOG, SEARCH_RECORD
 from charlstm.training import run_lock
 from charlstm.training.run import complete_steps
 
-# A run being trained that has saved nothing yet, as the commands that read one say it.
-NOT_SAVED_YET = (
-    "is being trained now and has not saved its first checkpoint yet (it comes with the first validation pass, "
-    f"{flag('eval_every')}, or at {flag('checkpoint_every')} steps, whichever is sooner); try again then"
-)
+
+def not_saved_yet() -> str:
+    """A run being trained that has saved nothing yet, as the commands that read one say it."""
+    return (
+        "is being trained now and has not saved its first checkpoint yet (it comes with the first validation pass, "
+        f"{flag('eval_every')}, or at {flag('checkpoint_every')} steps, whichever is sooner); try again then"
+    )
+
 
 LATEST, BEST = "latest", "best"
 
@@ -66,10 +69,10 @@ def locate(path: Path, prefer: str = BEST) -> tuple[Path, int]:
             if found is not None:
                 return path / "checkpoints" / kind, found
         if run_lock.in_use(path):  # a new run, still before its first save: not a run that stopped
-            raise CheckpointError(f"run directory {path} {NOT_SAVED_YET}")
+            raise CheckpointError(f"run directory {path} {not_saved_yet()}")
         raise CheckpointError(
             f"no complete checkpoint in run directory {path}: it stopped before its first save; run its "
-            f"'charlstm train' command again with the same {flag('out')}, which starts afresh there"
+            f"'charlstm train' command again with the same {option('out')}, which starts afresh there"
         )
     found = latest_step(path)
     if found is None and (path / RUN_LOG).is_file() and (path.parent / SEARCH_RECORD).is_file():

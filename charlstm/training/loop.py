@@ -35,7 +35,7 @@ from charlstm.training.health import Health
 from charlstm.training.run import Run, owes_pass, passes_since_best, validated, why_ended
 from charlstm.training.step_setup import Setup, TrainStep, setup_for
 from charlstm.training.timefit import TimeFit, TimeUse
-from charlstm.units import minutes
+from charlstm.units import time_limit
 
 # What is shown after each validation pass: the same prime, seed and
 # temperature every time, so the samples show the model improving, not luck.
@@ -290,7 +290,7 @@ class TrainingLoop:
         return events.Warned(
             self.step,
             "schedule",
-            f"{flag('max_seconds')} {minutes(tc.max_seconds)} ends the run near step {near:,} of {tc.steps:,}, "
+            f"{time_limit(tc.max_seconds)} ends the run near step {near:,} of {tc.steps:,}, "
             f"too soon to end its schedule there (that takes {10 * tc.warmup_used:,} steps, ten times its warm-up): "
             f"it stops before its learning rate has decayed; for a run that decays, give {flag('steps')} {near:,} "
             "instead, or more time",

@@ -20,7 +20,7 @@ from charlstm.config import AUTO_NORM, TrainConfig
 from charlstm.core.model import grow_vocab
 from charlstm.core.state import hyperparameters, init_optimizer, init_state, learning_rate
 from charlstm.errors import CharlstmError, ConfigError, CorpusError, named, shell_word
-from charlstm.flags import flag
+from charlstm.flags import flag, option
 from charlstm.text import manifest
 from charlstm.text.corpus import Source
 from charlstm.text.folder import DEFAULT_GLOB, RUN_LOG, SEARCH_RECORD
@@ -235,7 +235,7 @@ def _refuse_untrainable(corpus: Corpus, vocab: Vocab, source: Source, run_dir: P
         raise CorpusError(
             f"corpus {corpus.path} now has characters the model has no place for: {named(unknown)}; to train "
             f"on it, start a new run from this one's weights: charlstm train {shlex.join(source.arguments())} "
-            f"{flag('init_from')} {shell_word(run_dir)}"
+            f"{option('init_from')} {shell_word(run_dir)}"
         )
     if corpus.boundary and vocab.boundary_id is None:
         raise CorpusError(
