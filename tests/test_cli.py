@@ -78,6 +78,14 @@ def test_refuses_to_overwrite_a_run(runner, tiny_corpus, tmp_path):
     assert f"run directory {run_dir} already exists" in result.stderr
 
 
+def test_a_model_far_too_large_is_one_line_and_leaves_no_run(runner, tiny_corpus, tmp_path):
+    run_dir = tmp_path / "run"
+    told = runner.invoke(app, ["train", str(tiny_corpus), "--out", str(run_dir), "--hidden", "100000000"])
+    assert told.exit_code == 2 and "parameters: training it takes at least" in told.stderr
+    assert "free here; give a smaller --hidden, --layers or --embed" in told.stderr
+    assert not run_dir.exists()
+
+
 def test_printed_commands_can_be_pasted_back_when_the_run_has_a_space_in_its_name(runner, tiny_corpus, tmp_path):
     """Runs are named after their corpus file, and "My Poems.txt" has a space."""
     run_dir = tmp_path / "my run's"

@@ -568,3 +568,27 @@ def test_a_stop_during_a_validation_pass_cuts_it_short_and_saves(tiny_corpus, tm
         done: list[events.Event] = []
         session.train(session.resumed_run(tmp_path / "run", {}), tmp_path / "run", done.append, lambda: False)
         assert not [e for e in done if isinstance(e, events.Evaluated)] and done[-1].reason == "done"
+
+
+def test_a_model_too_large_for_the_memory_here_is_refused_before_anything_is_built(monkeypatch):
+    """`--hidden 100000000` sat idle, deaf to Ctrl-C, while XLA waited on
+    160 GB (a walkthrough, 2026-12-05): a new run's size is checked against
+    the memory free, by a low estimate that never refuses what would fit."""
+    from charlstm.config import ModelConfig, TrainConfig
+    from charlstm.errors import ConfigError
+    from charlstm.runtime import memory
+    from charlstm.training.run import refuse_too_large
+
+    huge = ModelConfig(vocab_size=65, hidden_size=100_000, num_layers=1)  # 8e10 parameters in W_h alone
+    message = r"has 40,0\d\d,\d{3},\d{3} parameters: training it takes at least 6\d\d\.\d GB .* than the 20.0 GB free"
+    with pytest.raises(ConfigError, match=message + " here; give a smaller hidden_size, num_layers or embed_dim$"):
+        refuse_too_large(huge, TrainConfig(), free=20 * 10**9)
+    refuse_too_large(ModelConfig(vocab_size=65), TrainConfig(), free=10**9)  # the default model fits in 1 GB
+    free = memory.free_bytes()
+    assert free is None or free > 10**8  # this machine's, read from /proc/meminfo
+    monkeypatch.setattr(memory, "free_bytes", lambda: None)
+    refuse_too_large(huge, TrainConfig())  # nothing known, nothing refused
+    # A batch of a huge vocabulary's logits is the larger part: the batch is named too.
+    wide = ModelConfig(vocab_size=2_000_000, hidden_size=8, embed_dim=8, num_layers=1)
+    with pytest.raises(ConfigError, match=r"or a smaller batch_size or seq_len$"):
+        refuse_too_large(wide, TrainConfig(batch_size=256, seq_len=256), free=20 * 10**9)

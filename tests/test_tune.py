@@ -62,8 +62,8 @@ def test_grid_covers_every_combination_or_a_seeded_part_of_it():
 @pytest.mark.parametrize(
     ("index", "spec", "message"),
     [
-        (1, "128:512", "only for --lr"),
-        (4, "0.1:0.5", "only for --lr.*e.g. 0,0.1"),  # a float, but no range either
+        (1, "128:512", "only for learning_rate"),
+        (4, "0.1:0.5", "only for learning_rate.*e.g. 0,0.1"),  # a float, but no range either
         (1, "128,big", "comma-separated whole numbers"),
         (2, "1.5", "comma-separated whole numbers, e.g. 1,2"),  # --layers 1.5: a number, not a whole one
         (4, "0.1,big", "comma-separated numbers"),
@@ -80,13 +80,13 @@ def test_bad_search_specs_are_refused(index, spec, message):
 
 def test_a_seed_another_seed_stands_for_is_refused(tiny_corpus, tmp_path):
     """As for a training run: PRNGKey keeps a seed's low 32 bits."""
-    with pytest.raises(ConfigError, match="--seed must be from -2147483648 to 2147483647"):
+    with pytest.raises(ConfigError, match="seed must be from -2147483648 to 2147483647"):
         tune.plan(tiny_corpus, tmp_path / "s", trials=1, budget_s=1.0, seed=2**32)
 
 
 def test_grid_refuses_a_range():
     space = (search_space.parse_dimension(search_space.SPACE[0], "1e-3:1e-2"), *search_space.SPACE[1:])
-    with pytest.raises(ConfigError, match="--grid needs lists"):
+    with pytest.raises(ConfigError, match="grid needs lists"):
         search_space.grid_trials(space, None, seed=0)
 
 
@@ -95,7 +95,7 @@ def test_presets_fill_in_what_was_not_given():
     assert model == {**presets.PRESETS["tiny"].model, "hidden_size": 16}
     assert train["steps"] == 3 and train["batch_size"] == presets.PRESETS["tiny"].train["batch_size"]
     assert presets.apply(None, {"hidden_size": 16}, {}) == ({"hidden_size": 16}, {})
-    with pytest.raises(ConfigError, match="--preset must be one of tiny, small, medium, large"):
+    with pytest.raises(ConfigError, match="preset must be one of tiny, small, medium, large"):
         presets.apply("huge", {}, {})
     # Read-only, and what apply returns is the caller's own: neither changes a later run's preset.
     with pytest.raises(TypeError):
@@ -236,7 +236,7 @@ def test_tune_refuses_conflicting_budgets(runner, tiny_corpus, tmp_path):
     assert "--norm layer works with --cell lstm only" in gru.stderr
     for args, message in (
         (["--steps", "0"], "--steps (per trial) must be >= 1, got 0"),
-        (["--budget-s", "-5"], "--budget-s (seconds per trial) must be positive, got -5"),
+        (["--budget-s", "-5"], "--budget-s (seconds per trial) must be positive and at most 2,592,000 (30 days), got"),
     ):
         wrong = runner.invoke(app, ["tune", str(tiny_corpus), *args])
         assert wrong.exit_code == 2 and message in wrong.stderr, wrong.output
@@ -282,11 +282,26 @@ def test_a_plan_with_fewer_configurations_than_trials_says_so(tiny_corpus, tmp_p
     space = {"learning_rate": "1e-2", "hidden_size": "8", "num_layers": "1", "seq_len": "16", "dropout": "0"}
     plan = tune.plan(tiny_corpus, tmp_path / "s", trials=3, steps=2, space=space)
     assert len(plan.points) == 1 and plan.settings["trials"] == 1
-    assert plan.note == "the search space holds 1 configuration, fewer than --trials 3: it runs once"
+    assert plan.note == "the search space holds 1 configuration, fewer than trials 3: it runs once"
     wide = tune.plan(tiny_corpus, tmp_path / "w", trials=3, steps=2, space={**space, "hidden_size": "8,16,24"})
     assert len(wide.points) == 3 and wide.note == ""
     grid = tune.plan(tiny_corpus, tmp_path / "g", trials=5, grid=True, steps=2, space={**space, "hidden_size": "8,16"})
-    assert len(grid.points) == 2 and "holds 2 different configurations, fewer than --trials 5" in grid.note
+    assert len(grid.points) == 2 and "holds 2 different configurations, fewer than trials 5" in grid.note
+    # A grid cut short by trials says so: "every combination" is what a grid promises.
+    three = {**space, "hidden_size": "8,16,24"}
+    part = tune.plan(tiny_corpus, tmp_path / "p", trials=2, grid=True, steps=2, space=three)
+    assert len(part.points) == 2 and part.note.startswith("a partial grid: 2 of its 3 configurations")
+    whole = tune.plan(tiny_corpus, tmp_path / "a", grid=True, steps=2, space=three)
+    assert len(whole.points) == 3 and whole.note == ""
+    # Numbers past any use are refused, not tracebacks (a walkthrough, 2026-12-05).
+    for bad, message in [
+        ({"budget_s": float("inf")}, "budget_s .* must be positive and at most 2,592,000"),
+        ({"budget_s": 1e300}, "at most 2,592,000"),
+        ({"space": {**space, "learning_rate": "1e-3:inf"}}, "the range needs 0 < lo <= hi, both finite"),
+        ({"space": {**space, "dropout": "0,nan"}}, "values must be finite numbers"),
+    ]:
+        with pytest.raises(ConfigError, match=message):
+            tune.plan(tiny_corpus, tmp_path / "bad", trials=2, **({"steps": 2} if "budget_s" not in bad else {}), **bad)
     # NumPy numbers are numbers, and the record of the search is plain JSON (a review, 2026-12-05: it was
     # written after the first trial had trained, and failed there).
     for budget in ({"steps": np.int64(2)}, {"budget_s": np.float32(5.0)}):

@@ -8,9 +8,11 @@ from pathlib import Path
 from typing import Any
 
 from charlstm.config import ModelConfig, TrainConfig
+from charlstm.core.model import count_params_of_shape
 from charlstm.core.state import TrainState, init_state
 from charlstm.errors import CharlstmError, ConfigError
 from charlstm.flags import flag
+from charlstm.runtime import memory
 from charlstm.text import manifest, streams
 from charlstm.text.scan import Progress, no_progress
 from charlstm.text.tokenfile import Tokens, open_tokens
@@ -242,10 +244,42 @@ def with_tokens(
     return run
 
 
+# float32 weights, their gradients and AdamW's two moments.
+BYTES_PER_PARAMETER = 16
+
+
+def refuse_too_large(model_config: ModelConfig, train_config: TrainConfig, free: int | None = None) -> None:
+    """Refuse a model that cannot train in the memory free here (`free`, by
+    default what `memory.free_bytes` finds), by a low estimate of what
+    training it takes: BYTES_PER_PARAMETER, and a batch's activations, so
+    that no run that would fit is refused."""
+    params = count_params_of_shape(model_config)
+    # Each character of a batch keeps about 12 H floats a layer for the
+    # backward pass (four gates, c, h and their normalisations), and its
+    # logits, their softmax and its gradient (3 V).
+    per_char = 4 * (12 * model_config.num_layers * model_config.hidden_size + 3 * model_config.vocab_size)
+    batch = train_config.batch_size * train_config.seq_len * per_char
+    need = BYTES_PER_PARAMETER * params + batch
+    free = memory.free_bytes() if free is None else free
+    if free is None or need <= free:
+        return
+    gb = lambda n: f"{n / 1e9:,.1f} GB"  # noqa: E731
+    # A search checks its trials before the text is read: a vocabulary of one stands for the one to come.
+    chars = f", {model_config.vocab_size:,} characters" if model_config.vocab_size > 1 else ""
+    raise ConfigError(
+        f"a {model_config.describe()} (embedding {model_config.embed_dim}{chars}) "
+        f"has {params:,} parameters: training it takes at least {gb(need)} ({gb(BYTES_PER_PARAMETER * params)} for "
+        f"its weights, their gradients and AdamW's moments, {gb(batch)} for a batch), more than the {gb(free)} free "
+        f"here; give a smaller {flag('hidden_size')}, {flag('num_layers')} or {flag('embed_dim')}"
+        + (f", or a smaller {flag('batch_size')} or {flag('seq_len')}" if batch > need / 2 else "")
+    )
+
+
 def new_run(
     corpus: Corpus, model_kwargs: dict[str, Any], train_config: TrainConfig, progress: Progress = no_progress
 ) -> Run:
     vocab = corpus_vocab(corpus)
     model_config = ModelConfig(vocab_size=vocab.size, boundary_id=vocab.boundary_id, **model_kwargs)
+    refuse_too_large(model_config, train_config)
     state = init_state(model_config, train_config)
     return with_tokens(corpus, vocab, model_config, train_config, state, progress)

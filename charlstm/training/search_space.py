@@ -51,13 +51,15 @@ def parse_dimension(dim: Dimension, spec: str) -> Dimension:
                     f"{where}: a range lo:hi is only for {flag('learning_rate')}; list values instead, e.g. {example}"
                 )
             low, high = (float(x) for x in spec.split(":"))
-            if not 0 < low <= high:
-                raise ConfigError(f"{where}: the range needs 0 < lo <= hi")
+            if not 0 < low <= high < math.inf:
+                raise ConfigError(f"{where}: the range needs 0 < lo <= hi, both finite")
             return replace(dim, values=(low, high), log_range=(low, high))
         values = tuple(number(x) for x in spec.split(","))
     except ValueError:
         kind = "whole numbers" if dim.integer else "numbers"
         raise ConfigError(f"{where}: expected comma-separated {kind}, e.g. {dim.values[0]},{dim.values[1]}") from None
+    if not all(math.isfinite(v) for v in values):
+        raise ConfigError(f"{where}: values must be finite numbers")
     if any(v < 0 or (v == 0 and not dim.allow_zero) for v in values):
         raise ConfigError(f"{where}: values must be {'>= 0' if dim.allow_zero else '> 0'}")
     if dim.below is not None and any(v >= dim.below for v in values):

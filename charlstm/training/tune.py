@@ -50,8 +50,23 @@ from charlstm.text.tokens import Corpus, refuse_unfit_validation
 from charlstm.training import events, reading, session
 from charlstm.training.events import EventHandler, StopCheck, TrialFinished, TrialResult, TrialStarted
 from charlstm.training.loop import fit
-from charlstm.training.run import RUNS_DIR, Run, claim_default_dir, corpus_name, new_run, prepare_run_dir
-from charlstm.training.search_space import SEARCHED_MODEL_FIELDS, SPACE, grid_trials, parse_dimension, random_trials
+from charlstm.training.run import (
+    RUNS_DIR,
+    Run,
+    claim_default_dir,
+    corpus_name,
+    new_run,
+    prepare_run_dir,
+    refuse_too_large,
+)
+from charlstm.training.search_space import (
+    SEARCHED_MODEL_FIELDS,
+    SPACE,
+    distinct_points,
+    grid_trials,
+    parse_dimension,
+    random_trials,
+)
 from charlstm.training.timefit import FIT_AFTER_STEPS, TimeUse
 
 CALIBRATION_STEPS = 12
@@ -69,6 +84,7 @@ SHORT_TRIAL = 4 * FIT_AFTER_STEPS
 EVALS_PER_TRIAL = 4
 DEFAULT_TRIALS = 8  # random search
 DEFAULT_BUDGET_S = 60.0
+MAX_BUDGET_S = 30 * 24 * 3600  # a trial longer than a month is a typo (1e300 overflowed its step count)
 
 
 @dataclass(frozen=True)
@@ -119,8 +135,11 @@ def plan(
     trials = None if trials is None else whole_number(trials, flag("trials"))
     if steps is not None and steps < 1:
         raise ConfigError(f"{flag('steps')} (per trial) must be >= 1, got {steps}")
-    if budget_s is not None and not budget_s > 0:
-        raise ConfigError(f"{flag('budget_s')} (seconds per trial) must be positive, got {budget_s:g}")
+    if budget_s is not None and not 0 < budget_s <= MAX_BUDGET_S:
+        raise ConfigError(
+            f"{flag('budget_s')} (seconds per trial) must be positive and at most {MAX_BUDGET_S:,} (30 days), "
+            f"got {budget_s:g}"
+        )
     if trials is not None and trials < 1:
         raise ConfigError(f"{flag('trials')} must be >= 1, got {trials}")
     seed = whole_number(seed, flag("seed"))
@@ -139,9 +158,18 @@ def plan(
             f"the search space holds {len(points)} {holds}, fewer than {flag('trials')} {asked}: "
             f"{'it runs' if len(points) == 1 else 'each runs'} once"
         )
+    elif grid and asked is not None and (whole := distinct_points(dims)) > len(points):
+        note = (
+            f"a partial grid: {len(points)} of its {whole:,.0f} configurations, spread by {flag('seed')} "
+            f"(leave out {flag('trials')} to run them all)"
+        )
     fixed_model, fixed_train = dict(model or {}), {**(train or {}), "seed": seed}
     ModelConfig(vocab_size=1, **fixed_model)  # refuse a bad --cell, --norm or --embed before any trial
     TrainConfig(**fixed_train)
+    # A trial too large for the memory here, before any trial trains (its vocabulary not known yet: one character).
+    for shape in {(p["hidden_size"], p["num_layers"]) for p in points}:
+        sizes = dict(zip(SEARCHED_MODEL_FIELDS, shape, strict=True))
+        refuse_too_large(ModelConfig(vocab_size=1, **{**fixed_model, **sizes}), TrainConfig(**fixed_train))
     source = session.source_of(corpus, glob, val_file, skip_bad_files)
     if not source.paths:
         raise ConfigError("give a text file or folder to search on")

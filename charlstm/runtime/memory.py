@@ -1,0 +1,38 @@
+"""The memory a device has free, for a check before a model is built.
+
+A model far larger than the machine (`--hidden 100000000`: 4e10 parameters,
+160 GB of weights alone) did not fail: XLA's CPU backend waited on its
+allocations with the process idle, deaf to Ctrl-C, until killed (a
+walkthrough, 2026-12-05). So a new run's size is checked against what is
+free before anything is allocated (`training/run.py`).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import jax
+
+
+def free_bytes(meminfo: Path = Path("/proc/meminfo")) -> int | None:
+    """The bytes the default device can still allocate: a GPU's or TPU's
+    own memory where JAX reports it, else the host's available memory
+    (Linux's MemAvailable, which counts the page cache it can drop); None
+    where neither is known."""
+    device = jax.devices()[0]
+    if device.platform != "cpu":
+        stats = device.memory_stats() or {}
+        if "bytes_limit" in stats:
+            return int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))
+        return None
+    try:
+        for line in meminfo.read_text(encoding="ascii").splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024  # given in kB
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
