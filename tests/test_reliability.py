@@ -112,6 +112,18 @@ def test_a_damaged_checkpoint_names_the_runs_intact_ones_and_the_way_on(damaged)
     assert int(checkpoint.load(run_dir, prefer=checkpoint.LATEST).state.step) == 4  # from best/4
 
 
+def test_info_on_a_run_whose_best_metadata_is_damaged_says_the_way_on(damaged):
+    """`charlstm info` read only the error, where eval and export said how
+    to go on (a walkthrough, 2026-12-05)."""
+    import charlstm
+
+    best = damaged.parent.parent / "best" / "4"
+    (best / "meta" / "metadata").write_bytes(b'{"step": 4, "mo')
+    with pytest.raises(CheckpointError) as refused:
+        charlstm.describe(damaged.parent.parent.parent)
+    assert str(refused.value).endswith(f"(mv {best} {best}.damaged) and every command goes on from latest/4")
+
+
 def test_a_damaged_latest_checkpoint_says_which_one_each_command_goes_on_from(tmp_path):
     """latest/300 damaged beside latest/200 and best/300: resume goes on from
     latest/200, sample and eval from best/300 (the message had said "from

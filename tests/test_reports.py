@@ -39,11 +39,15 @@ def test_runs_lists_each_run_with_its_best_loss(runner, trained_run, tmp_path):
     shutil.copytree(run_dir, runs_dir / "alpha")
     (runs_dir / "not-a-run").mkdir()
     (runs_dir / "broken" / "checkpoints").mkdir(parents=True)
+    # Its checkpoints deleted, its log kept: named, not left out (a walkthrough, 2026-12-05).
+    shutil.copytree(run_dir, runs_dir / "emptied")
+    shutil.rmtree(runs_dir / "emptied" / "checkpoints")
     best = checkpoint.best_val_loss(run_dir)
     assert best is not None
 
     records = {r["run"]: r for r in json.loads(_ok(runner.invoke(app, ["runs", str(runs_dir), "--json"])))}
-    assert set(records) == {str(runs_dir / "alpha"), str(runs_dir / "broken")}
+    assert set(records) == {str(runs_dir / name) for name in ("alpha", "broken", "emptied")}
+    assert "has its metrics but no checkpoints folder" in records[str(runs_dir / "emptied")]["problem"]
     alpha = records[str(runs_dir / "alpha")]
     assert alpha["best_val_loss"] == best and alpha["step"] == alpha["total_steps"] == 4
     assert alpha["model"] == "2x24 LSTM" and alpha["corpus"].endswith("tiny.txt")
@@ -84,7 +88,7 @@ def test_runs_lists_each_run_with_its_best_loss(runner, trained_run, tmp_path):
     # A search's trials, a level deeper, are listed too; one run named is its own row; a file is refused.
     shutil.copytree(run_dir, runs_dir / "tune-tiny" / "trial-00")
     listed = [r["run"] for r in json.loads(_ok(runner.invoke(app, ["runs", str(runs_dir), "--json"])))]
-    assert str(runs_dir / "tune-tiny" / "trial-00") in listed and len(listed) == 3
+    assert str(runs_dir / "tune-tiny" / "trial-00") in listed and len(listed) == 4
     one = json.loads(_ok(runner.invoke(app, ["runs", str(runs_dir / "alpha"), "--json"])))
     assert [r["run"] for r in one] == [str(runs_dir / "alpha")]
     refused = runner.invoke(app, ["runs", str(run_dir / "metrics.jsonl")])

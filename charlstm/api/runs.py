@@ -58,7 +58,7 @@ def describe(path: str | Path | None = None) -> Description:
     or one step directory; by default the most recently updated run under ./runs."""
     if path is not None:
         path_like(path, "path")
-    meta = checkpoint.describe(Path(path) if path is not None else catalog.most_recent_run(RUNS_DIR))
+    meta = checkpoint.describe(Path(path) if path is not None else catalog.most_recent_run(RUNS_DIR), advice=True)
     meta = checkpoint.with_corpus_now(meta)  # a best checkpoint saved before a resume with --corpus
     validation = manifest.describe_validation(meta.corpus, meta.train_config.val_fraction)
     run = checkpoint_paths.run_of(meta.path)

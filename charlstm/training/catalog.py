@@ -14,6 +14,7 @@ from charlstm.config import TrainConfig
 from charlstm.core.model import count_params_of_shape
 from charlstm.errors import CharlstmError, CheckpointError
 from charlstm.text import manifest
+from charlstm.text.folder import RUN_LOG, SEARCH_RECORD
 from charlstm.training import checkpoint, run_lock
 from charlstm.training.checkpoint_paths import not_saved_yet
 from charlstm.training.run import RUNS_DIR, why_ended
@@ -83,8 +84,13 @@ def _is_folder(path: Path) -> bool:
 
 
 def _is_run(path: Path) -> bool:
+    """A run directory: one with checkpoints, or its log without them (they
+    were deleted: listed, with why it cannot be read), but not a search's
+    trial whose checkpoints the search removed (it kept the best one's)."""
     try:
-        return (path / "checkpoints").is_dir()
+        if (path / "checkpoints").is_dir():
+            return True
+        return (path / RUN_LOG).is_file() and not (path.parent / SEARCH_RECORD).is_file()
     except OSError:  # an unreadable directory is not one of ours to list
         return False
 

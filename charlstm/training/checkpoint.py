@@ -136,15 +136,17 @@ def _read_meta(checkpointer: ocp.Checkpointer, where: Path) -> dict[str, Any]:
     return checkpoint_meta.check_format(meta, where)
 
 
-def describe(path: Path, prefer: str = BEST) -> Meta:
+def describe(path: Path, prefer: str = BEST, advice: bool = False) -> Meta:
     """The checkpoint `path` points to (see `locate`), from its JSON
-    metadata alone: no arrays are read."""
+    metadata alone: no arrays are read. `advice`: a damaged one's error
+    says how to go on from the run's others (not in a list of runs, where
+    each line must stay short)."""
 
     def read(where: Path) -> Meta:
         with _reader() as checkpointer:
             return _checked(lambda: checkpoint_meta.to_meta(_read_meta(checkpointer, where), where), where)
 
-    return _newest(path, prefer, read, advice=False)
+    return _newest(path, prefer, read, advice=advice)
 
 
 # A run being trained saves a checkpoint and deletes an older one (it keeps
