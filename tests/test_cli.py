@@ -168,6 +168,7 @@ CASES = [
     ),
     ("hidden glob", ["train", "{tmp}/poems", "--glob", ".old/*.txt"], "(names starting with '.') are never read"),
     ("blank glob", ["train", "{tmp}/poems", "--glob", ""], "--glob must not be empty"),
+    ("blank glob, eval", ["eval", "{run}", "{tmp}", "--glob", ""], "--glob must not be empty"),
     ("val-file missing", ["train", "{corpus}", "--val-file", "{tmp}/nope.txt"], "--val-file {tmp}/nope.txt: not found"),
     ("val-file and fraction", ["train", "{corpus}", "--val-file", "{corpus}", "--val-fraction", "0.2"], "not both"),
     ("init-from size", ["train", "{corpus}", "--init-from", "{run}", "--hidden", "32"], "--hidden 32 asks for another"),

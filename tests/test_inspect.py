@@ -276,7 +276,7 @@ def runner():
     return CliRunner()
 
 
-def test_inspect_writes_the_page_the_plot_and_json(runner, trained_run, tmp_path):
+def test_inspect_writes_the_page_the_plot_and_json(runner, trained_run, tmp_path, monkeypatch):
     run_dir, corpus = trained_run
     text = corpus.read_text(encoding="utf-8")[:800]
     text_file = tmp_path / "scene.txt"
@@ -294,13 +294,16 @@ def test_inspect_writes_the_page_the_plot_and_json(runner, trained_run, tmp_path
     assert all(len(f["top"]) in (0, 3) for f in got["features"])
     assert set(got["saturation"]) == {"i", "f", "o"} and np.shape(got["saturation"]["f"]["left"]) == (2, 24)
     assert np.shape(got["correlations"]["c"]["line_position"]) == (2, 24)
-    assert f"wrote {page} and {png}" in result.stderr
+    assert re.search(rf"wrote {re.escape(str(page))} \(\d+\.\d [KM]B\) and {re.escape(str(png))}", result.stderr)
     assert page.read_text(encoding="utf-8").startswith("<!doctype html>")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
-    # No text: the run's own validation text, cut to --max-chars.
+    # No text: the run's own validation text, cut to --max-chars; a page
+    # too large to open quickly says how many characters make a smaller one.
+    monkeypatch.setattr("charlstm.cli.inspection.LARGE_PAGE_BYTES", page.stat().st_size // 4)
     result = runner.invoke(app, ["inspect", str(run_dir), "--max-chars", "300", "-o", str(page)], env=WIDE)
     assert result.exit_code == 0, result.output
+    assert re.search(r"note: a page this large takes a browser long to open; --max-chars \d+ makes one", result.stderr)
     assert "reading the run's validation text" in result.stderr
     out = result.stdout
     held_out = api.load(run_dir).validation_text()
@@ -356,6 +359,16 @@ def test_inspect_refuses_bad_input_in_one_line(runner, trained_run, tmp_path, ar
     result = runner.invoke(app, ["inspect", str(run_dir), *args])
     assert result.exit_code == 2, result.output
     assert message in result.stderr and result.stderr.count("\n") == 1
+
+
+def test_inspect_text_reads_escapes_as_sample_prime_does(runner, trained_run, tmp_path):
+    """`--text 'KING.\\nthe queen'` is two lines, as `sample --prime` reads it
+    (a walkthrough saw its backslash skipped as a character the model never saw)."""
+    run_dir, _ = trained_run
+    page = tmp_path / "p.html"
+    result = runner.invoke(app, ["inspect", str(run_dir), "--text", "KING.\\nthe queen", "--json", "-o", str(page)])
+    assert result.exit_code == 0, result.output
+    assert "skipped" not in result.stderr and json.loads(result.stdout)["chars"] == len("KING.\nthe queen")
 
 
 def test_without_a_text_or_the_corpus_it_says_what_to_give(runner, trained_run, tmp_path):

@@ -163,7 +163,9 @@ def _source(
     given = paths_given(paths, "paths", "a file or folder name")
     found = (str(resolve_corpus_path(str(p), "text file or folder")[0]) for p in given)
     sources = tuple(dict.fromkeys(found))  # each once, as the files are read once
-    return sources, Source(tuple(str(p) for p in given), glob or DEFAULT_GLOB, skip_bad_files=skip_bad_files)
+    return sources, Source(
+        tuple(str(p) for p in given), DEFAULT_GLOB if glob is None else glob, skip_bad_files=skip_bad_files
+    )
 
 
 def plot_runs(

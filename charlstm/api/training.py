@@ -102,8 +102,6 @@ def train(
             path_like(path, name)
     shape = {"hidden_size": hidden_size, "num_layers": num_layers, "embed_dim": embed_dim, "cell": cell, "norm": norm}
     given = {k: v for k, v in shape.items() if v is not None}
-    if glob == "":
-        raise ConfigError(f"{flag('glob')} must not be empty; leave it out for every .txt file (**/*.txt)")
     if val_file is not None and "val_fraction" in options:
         raise ConfigError(
             f"give {flag('val_file')} or {flag('val_fraction')}, not both: with a validation file nothing is held out"

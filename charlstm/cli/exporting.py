@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from charlstm.cli.app import NewestRunArgument, Quiet, fail, say, user_errors
-from charlstm.cli.format import checkpoint_text
+from charlstm.cli.format import checkpoint_text, size
 from charlstm.flags import option
 
 
@@ -49,8 +49,8 @@ def export(
             if not quiet:
                 say(source)
                 say(
-                    f"wrote {page.path}: {page.bytes / 1e6:.1f} MB, {page.parameters:,} parameters in "
-                    f"{'float16' if half else 'float32'} ({page.weight_bytes / 1e6:.1f} MB before base64); "
+                    f"wrote {page.path}: {size(page.bytes)}, {page.parameters:,} parameters in "
+                    f"{'float16' if half else 'float32'} ({size(page.weight_bytes)} before base64); "
                     "open it in a browser, no network needed"
                 )
         if weights is not None:
@@ -60,5 +60,5 @@ def export(
                     say(source)
                 say(
                     f"wrote {out.weights} ({out.tensors} tensors, {out.parameters:,} parameters, "
-                    f"{out.bytes / 1e6:.1f} MB) and {out.meta}"
+                    f"{size(out.bytes)}) and {out.meta}"
                 )

@@ -22,7 +22,9 @@ from charlstm.cli.app import (
     user_errors,
 )
 from charlstm.cli.fitting import print_table
+from charlstm.cli.format import size
 from charlstm.cli.reading_display import scoring_bar
+from charlstm.cli.sampling import unescape
 from charlstm.cli.training import GlobOption, MovedCorpusOption, SkipBadFilesOption
 from charlstm.errors import CharlstmError, shown
 from charlstm.flags import option
@@ -30,6 +32,10 @@ from charlstm.flags import option
 if TYPE_CHECKING:
     from charlstm.api import Model, TextFiles
     from charlstm.introspect.record import Inspection
+
+# A page past this is slow to open (each character carries every unit's
+# values: about 4 kB a character for the default model, 2026-12-04).
+LARGE_PAGE_BYTES = 50_000_000
 
 
 def evaluate(
@@ -97,7 +103,12 @@ def inspect_model(
         ),
     ] = None,
     text: Annotated[
-        str | None, typer.Option("--text", help="Read this text instead of a file.", show_default=False)
+        str | None,
+        typer.Option(
+            "--text",
+            help='Read this text instead of a file (escapes work as in sample\'s --prime: "ROMEO.\\n").',
+            show_default=False,
+        ),
     ] = None,
     # The library's default, introspect.record.MAX_CHARS, written out so that --help needs no JAX.
     max_chars: Annotated[
@@ -166,7 +177,14 @@ def inspect_model(
             _say_if_chance(seen, quiet)
             print_table(inspect_tables.saturation_table(saturation))
         if not quiet:
-            say(f"wrote {written}" + (f" and {saturation_png}" if saturation_png is not None else ""))
+            bytes_ = written.stat().st_size
+            say(f"wrote {written} ({size(bytes_)})" + (f" and {saturation_png}" if saturation_png is not None else ""))
+            if bytes_ > LARGE_PAGE_BYTES:
+                fewer = max(2, int(len(seen.text) * LARGE_PAGE_BYTES / bytes_))
+                say(
+                    f"note: a page this large takes a browser long to open; {option('max_chars')} {fewer:,} "
+                    f"makes one of about {size(LARGE_PAGE_BYTES)}"
+                )
 
 
 def _say_if_chance(seen: Inspection, quiet: bool) -> None:
@@ -190,7 +208,7 @@ def _given_text(text_file: str | None, text: str | None) -> tuple[str, str | Tex
     from charlstm import api
 
     if text is not None:
-        return "--text", text
+        return "--text", unescape(text, "--text")
     if text_file is not None:
         if Path(text_file).is_dir():
             fail(f"{text_file} is a folder; inspect reads one text file")

@@ -210,6 +210,10 @@ def _kind(message: Any) -> str | None:
     return next((kind for opening, kind in _OPENINGS.items() if text.startswith(opening)), None)
 
 
+# Apart from the layers' colours (the viridis map) and --clip's red dashes.
+_WARNING_COLOURS = {"exploding": "darkred", "vanishing": "tab:purple", "clipping": "tab:orange"}
+
+
 def _mark_warnings(axes: Axes, records: list[Mapping[str, Any]]) -> None:
     """A dotted line at each step a gradient warning was given, named once a kind."""
     named: set[str] = set()
@@ -217,7 +221,9 @@ def _mark_warnings(axes: Axes, records: list[Mapping[str, Any]]) -> None:
         for kind in record.get("warning_kinds") or [_kind(m) for m in record.get("warnings") or []]:
             if kind not in GRADIENT_WARNINGS:
                 continue
-            axes.axvline(record["step"], color="tab:orange", linestyle=":", linewidth=1.2, label=f"warned: {kind}")
+            # One colour a kind, one legend entry a kind: the warnings told apart at a glance.
+            label = f"warned: {kind}" if kind not in named else "_nolegend_"
+            axes.axvline(record["step"], color=_WARNING_COLOURS.get(kind, "tab:orange"), linestyle=":", label=label)
             if kind not in named:
                 named.add(kind)
                 axes.annotate(
@@ -228,5 +234,5 @@ def _mark_warnings(axes: Axes, records: list[Mapping[str, Any]]) -> None:
                     textcoords="offset points",
                     va="top",
                     fontsize="x-small",
-                    color="tab:orange",
+                    color=_WARNING_COLOURS.get(kind, "tab:orange"),
                 )

@@ -48,6 +48,8 @@ class Source:
                 f"glob must be one pattern (a str), got {self.glob!r}; for several kinds of file, one pattern with "
                 "braces: '**/*.{txt,md}'"
             )
+        if not self.glob:  # which would have read as the default: eval took it so, train refused it
+            raise ConfigError(f"{flag('glob')} must not be empty; leave it out for every .txt file ({DEFAULT_GLOB})")
 
     def arguments(self) -> list[str]:
         """The words of a `charlstm train` command line that read this text

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import jax
+
 from charlstm.config import ModelConfig, TrainConfig
 from charlstm.core.model import count_params_of_shape
 from charlstm.core.state import TrainState, init_state
@@ -280,6 +282,16 @@ def new_run(
 ) -> Run:
     vocab = corpus_vocab(corpus)
     model_config = ModelConfig(vocab_size=vocab.size, boundary_id=vocab.boundary_id, **model_kwargs)
+    # Its shapes alone first: a text too short for the layout is the error
+    # to give before a model too large, and neither allocates anything.
+    run = with_tokens(
+        corpus,
+        vocab,
+        model_config,
+        train_config,
+        jax.eval_shape(lambda: init_state(model_config, train_config)),
+        progress,
+    )
     refuse_too_large(model_config, train_config)
-    state = init_state(model_config, train_config)
-    return with_tokens(corpus, vocab, model_config, train_config, state, progress)
+    run.state = init_state(model_config, train_config)
+    return run

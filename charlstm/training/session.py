@@ -158,7 +158,12 @@ def source_of(
     skip_bad_files: bool = False,
 ) -> Source:
     """The files to read, as `train` and `tune` take them."""
-    return Source(paths_of(corpus, "corpus"), glob or DEFAULT_GLOB, paths_of(val_file, "val_file"), skip_bad_files)
+    return Source(
+        paths_of(corpus, "corpus"),
+        DEFAULT_GLOB if glob is None else glob,
+        paths_of(val_file, "val_file"),
+        skip_bad_files,
+    )
 
 
 def resumed_run(
