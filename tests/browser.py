@@ -140,8 +140,12 @@ class Session:
         os.close(theirs_to_write)
         self.reader, self.writer = os.fdopen(ours_to_read, "rb"), os.fdopen(ours_to_write, "wb")
         self.next_id, self.buffer = 0, b""
-        page = next(t for t in self.call("Target.getTargets")["targetInfos"] if t["type"] == "page")
-        self.session = self.call("Target.attachToTarget", targetId=page["targetId"], flatten=True)["sessionId"]
+        try:
+            page = next(t for t in self.call("Target.getTargets")["targetInfos"] if t["type"] == "page")
+            self.session = self.call("Target.attachToTarget", targetId=page["targetId"], flatten=True)["sessionId"]
+        except BaseException:  # a browser that never answered: nobody will call close()
+            self.close()
+            raise
 
     def call(self, method: str, session: str | None = None, **params) -> dict:
         self.next_id += 1

@@ -278,7 +278,7 @@ def test_random_search_never_repeats_a_configuration():
     assert len({tuple(p.items()) for p in many}) == 30
 
 
-def test_a_plan_with_fewer_configurations_than_trials_says_so(tiny_corpus, tmp_path):
+def test_a_plan_with_fewer_configurations_than_trials_says_so(tiny_corpus, tmp_path, monkeypatch):
     space = {"learning_rate": "1e-2", "hidden_size": "8", "num_layers": "1", "seq_len": "16", "dropout": "0"}
     plan = tune.plan(tiny_corpus, tmp_path / "s", trials=3, steps=2, space=space)
     assert len(plan.points) == 1 and plan.settings["trials"] == 1
@@ -293,6 +293,20 @@ def test_a_plan_with_fewer_configurations_than_trials_says_so(tiny_corpus, tmp_p
     assert len(part.points) == 2 and part.note.startswith("a partial grid: 2 of its 3 configurations")
     whole = tune.plan(tiny_corpus, tmp_path / "a", grid=True, steps=2, space=three)
     assert len(whole.points) == 3 and whole.note == ""
+    # The default learning rates are a range for a random search, four values for a grid: 4 x 3 x 4 = 48.
+    wide = tune.plan(
+        tiny_corpus, tmp_path / "d", trials=3, grid=True, steps=2, space={"hidden_size": "8", "num_layers": "1"}
+    )
+    assert wide.note.startswith("a partial grid: 3 of its 48 configurations")
+    # A trial too large for the memory here is refused before any trains, at its own sequence length.
+    from charlstm.runtime import memory
+
+    monkeypatch.setattr(memory, "free_bytes", lambda: 10**8)
+    batch = {"batch_size": 2048}
+    assert tune.plan(tiny_corpus, tmp_path / "m", steps=2, space={**space, "seq_len": "8"}, train=batch).points
+    with pytest.raises(ConfigError, match=r"for a batch\), more than the 0.1 GB free here"):
+        tune.plan(tiny_corpus, tmp_path / "m2", steps=2, space={**space, "seq_len": "8,1024"}, train=batch)
+    monkeypatch.undo()
     # Numbers past any use are refused, not tracebacks (a walkthrough, 2026-12-05).
     for bad, message in [
         ({"budget_s": float("inf")}, "budget_s .* must be positive and at most 2,592,000"),

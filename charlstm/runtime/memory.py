@@ -16,11 +16,11 @@ import jax
 
 
 def free_bytes(meminfo: Path = Path("/proc/meminfo")) -> int | None:
-    """The bytes the default device can still allocate: a GPU's or TPU's
+    """The bytes the first local device can still allocate: a GPU's or TPU's
     own memory where JAX reports it, else the host's available memory
     (Linux's MemAvailable, which counts the page cache it can drop); None
     where neither is known."""
-    device = jax.devices()[0]
+    device = jax.local_devices()[0]
     if device.platform != "cpu":
         stats = device.memory_stats() or {}
         if "bytes_limit" in stats:

@@ -252,27 +252,38 @@ BYTES_PER_PARAMETER = 16
 
 def refuse_too_large(model_config: ModelConfig, train_config: TrainConfig, free: int | None = None) -> None:
     """Refuse a model that cannot train in the memory free here (`free`, by
-    default what `memory.free_bytes` finds), by a low estimate of what
-    training it takes: BYTES_PER_PARAMETER, and a batch's activations, so
-    that no run that would fit is refused."""
+    default what `memory.free_bytes` finds on the first local device), by a
+    low estimate of what training it takes: BYTES_PER_PARAMETER, and a
+    batch's activations, so that no run that would fit is refused. Over all
+    local devices, as a run splits its batch by default: on a CPU split in
+    devices each holds its own copy of the weights in the one host memory;
+    each GPU holds a copy and its share of the batch. Not in a run of
+    several processes, which would each decide alone (one refusing would
+    leave the others waiting for it)."""
+    if jax.process_count() > 1:
+        return
     params = count_params_of_shape(model_config)
-    # Each character of a batch keeps about 12 H floats a layer for the
-    # backward pass (four gates, c, h and their normalisations), and its
-    # logits, their softmax and its gradient (3 V).
-    per_char = 4 * (12 * model_config.num_layers * model_config.hidden_size + 3 * model_config.vocab_size)
-    batch = train_config.batch_size * train_config.seq_len * per_char
-    need = BYTES_PER_PARAMETER * params + batch
+    # Each character of a batch keeps at least 10 H floats a layer for the
+    # backward pass (the gates, c and h; the GRU's measured 1.02x this), and
+    # its logits, their softmax and its gradient (3 V).
+    per_char = 4 * (10 * model_config.num_layers * model_config.hidden_size + 3 * model_config.vocab_size)
+    devices, host = jax.local_device_count(), jax.local_devices()[0].platform == "cpu"
+    copies = devices if host else 1
+    weights = copies * BYTES_PER_PARAMETER * params
+    batch = train_config.batch_size * train_config.seq_len * per_char // (1 if host else devices)
+    need = weights + batch
     free = memory.free_bytes() if free is None else free
     if free is None or need <= free:
         return
     gb = lambda n: f"{n / 1e9:,.1f} GB"  # noqa: E731
     # A search checks its trials before the text is read: a vocabulary of one stands for the one to come.
     chars = f", {model_config.vocab_size:,} characters" if model_config.vocab_size > 1 else ""
+    held = f"{copies} copies of its weights (one a device)" if copies > 1 else "its weights"
     raise ConfigError(
-        f"a {model_config.describe()} (embedding {model_config.embed_dim}{chars}) "
-        f"has {params:,} parameters: training it takes at least {gb(need)} ({gb(BYTES_PER_PARAMETER * params)} for "
-        f"its weights, their gradients and AdamW's moments, {gb(batch)} for a batch), more than the {gb(free)} free "
-        f"here; give a smaller {flag('hidden_size')}, {flag('num_layers')} or {flag('embed_dim')}"
+        f"a {model_config.describe()} (embedding {model_config.embed_dim}{chars}) has {params:,} parameters: "
+        f"training it takes at least {gb(need)} ({gb(weights)} for {held}, their gradients and AdamW's moments, "
+        f"{gb(batch)} for a batch), more than the {gb(free)} free here; give a smaller {flag('hidden_size')}, "
+        f"{flag('num_layers')} or {flag('embed_dim')}"
         + (f", or a smaller {flag('batch_size')} or {flag('seq_len')}" if batch > need / 2 else "")
     )
 

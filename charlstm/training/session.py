@@ -40,6 +40,7 @@ from charlstm.training.run import (
     default_run_dir,
     new_run,
     prepare_run_dir,
+    refuse_too_large,
     with_tokens,
 )
 from charlstm.training.runlog import RunLog
@@ -75,6 +76,7 @@ def fine_tune_run(
         )
     vocab = corpus_vocab(corpus, base.vocab)
     model_config = dataclasses.replace(old, vocab_size=vocab.size, boundary_id=vocab.boundary_id)
+    refuse_too_large(model_config, train_config)  # the weights fit, as the base trained; a batch may not
     params = grow_vocab(base.state.params, vocab.size)
     fresh = init_state(model_config, train_config)  # the step, carries and key of a new run
     state = dataclasses.replace(fresh, params=params, opt_state=init_optimizer(params))

@@ -29,6 +29,7 @@ trial, so an interrupted search keeps what it finished.
 from __future__ import annotations
 
 import json
+import math
 import numbers
 import shutil
 import time
@@ -62,7 +63,6 @@ from charlstm.training.run import (
 from charlstm.training.search_space import (
     SEARCHED_MODEL_FIELDS,
     SPACE,
-    distinct_points,
     grid_trials,
     parse_dimension,
     random_trials,
@@ -158,22 +158,22 @@ def plan(
             f"the search space holds {len(points)} {holds}, fewer than {flag('trials')} {asked}: "
             f"{'it runs' if len(points) == 1 else 'each runs'} once"
         )
-    elif grid and asked is not None and (whole := distinct_points(dims)) > len(points):
+    elif grid and asked is not None and (whole := math.prod(len(set(d.values)) for d in dims)) > len(points):
         note = (
-            f"a partial grid: {len(points)} of its {whole:,.0f} configurations, spread by {flag('seed')} "
+            f"a partial grid: {len(points)} of its {whole:,} configurations, spread by {flag('seed')} "
             f"(leave out {flag('trials')} to run them all)"
         )
     fixed_model, fixed_train = dict(model or {}), {**(train or {}), "seed": seed}
     ModelConfig(vocab_size=1, **fixed_model)  # refuse a bad --cell, --norm or --embed before any trial
     TrainConfig(**fixed_train)
-    # A trial too large for the memory here, before any trial trains (its vocabulary not known yet: one character).
-    for shape in {(p["hidden_size"], p["num_layers"]) for p in points}:
-        sizes = dict(zip(SEARCHED_MODEL_FIELDS, shape, strict=True))
-        refuse_too_large(ModelConfig(vocab_size=1, **{**fixed_model, **sizes}), TrainConfig(**fixed_train))
     source = session.source_of(corpus, glob, val_file, skip_bad_files)
     if not source.paths:
         raise ConfigError("give a text file or folder to search on")
     path, _ = resolve_corpus_path(source.paths[0])  # the first file or folder given names the search
+    # A trial too large for the memory here, before any trial trains (its vocabulary not known yet: one character).
+    for hidden, layers, seq_len in {(p["hidden_size"], p["num_layers"], p["seq_len"]) for p in points}:
+        shape = {**fixed_model, "hidden_size": hidden, "num_layers": layers}
+        refuse_too_large(ModelConfig(vocab_size=1, **shape), TrainConfig(**{**fixed_train, "seq_len": seq_len}))
     named = f"tune-{corpus_name(path)}-{time.strftime('%Y%m%d-%H%M%S')}"
     directory = Path(out) if out is not None else RUNS_DIR / named
     settings = {
