@@ -60,13 +60,7 @@ from charlstm.training.run import (
     prepare_run_dir,
     refuse_too_large,
 )
-from charlstm.training.search_space import (
-    SEARCHED_MODEL_FIELDS,
-    SPACE,
-    grid_trials,
-    parse_dimension,
-    random_trials,
-)
+from charlstm.training.search_space import SEARCHED_MODEL_FIELDS, SPACE, grid_trials, parse_dimension, random_trials
 from charlstm.training.timefit import FIT_AFTER_STEPS, TimeUse
 
 CALIBRATION_STEPS = 12
