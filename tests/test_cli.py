@@ -823,10 +823,14 @@ def test_a_checkpoint_is_named_with_its_own_loss_and_the_runs_best_apart():
 
     history = [{"step": 750, "val_loss": 1.798}, {"step": 800, "val_loss": 1.812}]
 
-    def named(step, history=history, best=1.798):
-        return checkpoint_text(SimpleNamespace(path="runs/r/x", step=step, best_val_loss=best, history=history))
+    def named(step, history=history, best=1.798, init_from=None):
+        model = SimpleNamespace(path="runs/r/x", step=step, best_val_loss=best, history=history, init_from=init_from)
+        return checkpoint_text(model)
 
     assert named(750) == "runs/r/x (step 750, validation loss 1.798)"
     assert named(900) == "runs/r/x (step 900, not validated; the run's best 1.798 at step 750)"
     assert named(800) == "runs/r/x (step 800, validation loss 1.812; the run's best 1.798 at step 750)"
-    assert named(0, [], None) == "runs/r/x (step 0)"
+    # Saved before it trained (a Ctrl-C before the first step): said, as export and sample would otherwise not.
+    assert named(0, [], None) == "runs/r/x (step 0: saved before its run trained, so it writes noise)"
+    assert named(0, [], None, init_from={"trained": True}) == "runs/r/x (step 0)"  # a fine-tune's trained base
+    assert named(0, [], None, init_from={}) == "runs/r/x (step 0)"  # a fine-tune from before `trained` was kept

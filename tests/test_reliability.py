@@ -124,6 +124,21 @@ def test_info_on_a_run_whose_best_metadata_is_damaged_says_the_way_on(damaged):
     assert str(refused.value).endswith(f"(mv {best} {best}.damaged) and every command goes on from latest/4")
 
 
+def test_a_run_whose_checkpoints_lost_their_metadata_is_not_said_never_to_have_saved(damaged, tiny_corpus):
+    """Every meta/ folder gone: the run had saved, so it is not told to start
+    afresh, and a new run is not let in over what is left (a walkthrough,
+    2026-12-05: the advice would have thrown the trained state away)."""
+    import charlstm
+
+    run_dir = damaged.parent.parent.parent
+    for step_dir in (run_dir / "checkpoints").glob("*/*"):
+        shutil.rmtree(step_dir / "meta")
+    with pytest.raises(CheckpointError, match=r"its checkpoints \(latest/4, best/4\) have lost their meta/ folders"):
+        charlstm.describe(run_dir)
+    with pytest.raises(charlstm.ConfigError, match="already exists and is not empty"):
+        charlstm.train(tiny_corpus, run_dir, steps=2)
+
+
 def test_a_damaged_latest_checkpoint_says_which_one_each_command_goes_on_from(tmp_path):
     """latest/300 damaged beside latest/200 and best/300: resume goes on from
     latest/200, sample and eval from best/300 (the message had said "from

@@ -26,6 +26,8 @@ def checkpoint_text(model: Model) -> str:
     (step N, validation loss X)", and the run's best beside it where that
     was another step's (a latest checkpoint named, or the best one damaged)."""
     best = model.best_val_loss
+    if model.step == 0 and not (model.init_from or {}).get("trained", model.init_from is not None):
+        return f"{model.path} (step 0: saved before its run trained, so it writes noise)"
     if best is None:
         return f"{model.path} (step {model.step})"
     own = next((h["val_loss"] for h in model.history if int(h["step"]) == model.step), None)

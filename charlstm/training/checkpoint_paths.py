@@ -21,7 +21,7 @@ from charlstm.errors import CheckpointError, shell_word
 from charlstm.flags import flag, option
 from charlstm.text.folder import RUN_LOG, SEARCH_RECORD
 from charlstm.training import run_lock
-from charlstm.training.run import complete_steps
+from charlstm.training.run import complete_steps, saved_steps
 
 
 def not_saved_yet() -> str:
@@ -70,6 +70,12 @@ def locate(path: Path, prefer: str = BEST) -> tuple[Path, int]:
                 return path / "checkpoints" / kind, found
         if run_lock.in_use(path):  # a new run, still before its first save: not a run that stopped
             raise CheckpointError(f"run directory {path} {not_saved_yet()}")
+        emptied = [f"{kind}/{step}" for kind in (LATEST, BEST) for step in saved_steps(path / "checkpoints" / kind)]
+        if emptied:  # saved once, since damaged: never the advice to start afresh over them
+            raise CheckpointError(
+                f"no complete checkpoint in run directory {path}: its checkpoints ({', '.join(emptied)}) have lost "
+                "their meta/ folders (deleted or damaged), so none can be read; put them back from a copy"
+            )
         raise CheckpointError(
             f"no complete checkpoint in run directory {path}: it stopped before its first save; run its "
             f"'charlstm train' command again with the same {option('out')}, which starts afresh there"

@@ -164,6 +164,15 @@ def complete_steps(directory: Path) -> list[int]:
     return sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit() and (p / "meta").is_dir())
 
 
+def saved_steps(directory: Path) -> list[int]:
+    """The steps saved in `directory`, complete now or not: a step folder is
+    renamed into place only once its save is done, so one without its items
+    (`complete_steps`) was damaged or emptied since."""
+    if not directory.is_dir():
+        return []
+    return sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit() and p.is_dir())
+
+
 # What a run writes besides its checkpoints: its record, lock and logs.
 _RUN_FILES = (run_lock.LOCK_FILE, manifest.FILES, runlog.METRICS_FILE, runlog.SAMPLES_FILE, processes.SHARED_TOKEN)
 
@@ -179,7 +188,7 @@ def left_by_failed_start(run_dir: Path) -> bool:
         if entry.name in _RUN_FILES and entry.is_file():
             continue
         checkpoints = entry.name == "checkpoints" and entry.is_dir()
-        if checkpoints and all(kind.is_dir() and not complete_steps(kind) for kind in entry.iterdir()):
+        if checkpoints and all(kind.is_dir() and not saved_steps(kind) for kind in entry.iterdir()):
             continue
         return False
     run_lock.refuse_if_held(run_dir)  # a start still under way, before its first checkpoint
