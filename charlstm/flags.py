@@ -105,10 +105,16 @@ def option(field: str) -> str:
     return FLAGS.get(field, field)
 
 
+# The keywords that switch something on, as a Python caller turns them on.
+_SWITCHES = frozenset({"force", "skip_bad_files", "fill_time", "half"})
+
+
 def flag(field: str) -> str:
     """`field` as a message names it to its reader: the flag (`option`) while
-    a command runs, the keyword itself for a Python caller."""
-    return option(field) if _ON_THE_COMMAND_LINE.get() else field
+    a command runs, the keyword for a Python caller (`force=True` for a switch)."""
+    if _ON_THE_COMMAND_LINE.get():
+        return option(field)
+    return f"{field}=True" if field in _SWITCHES else field
 
 
 def on_the_command_line() -> bool:

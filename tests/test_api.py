@@ -121,6 +121,9 @@ def test_messages_name_options_as_their_reader_gives_them(trained_run):
         charlstm.SampleConfig(top_k=-1)
     with pytest.raises(charlstm.CorpusError, match=r"charlstm train TEXT --init-from "):
         charlstm.train(trained_run[0], trained_run[0].parent / "never")  # a run given as the text
+    # A switch as a Python caller turns it on.
+    with pytest.raises(charlstm.ConfigError, match=r"^fill_time=True trains for all of a time limit: give max_seconds"):
+        charlstm.train(trained_run[1], trained_run[0].parent / "never", fill_time=True)
 
 
 def test_a_python_callers_mistakes_are_config_errors(trained_run):

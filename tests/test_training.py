@@ -329,9 +329,9 @@ def test_a_filled_run_is_lengthened_only_near_its_peak_and_never_at_its_end():
 
 
 def test_filling_the_time_needs_a_time_limit_and_no_step_count(tiny_corpus, tmp_path):
-    with pytest.raises(charlstm.ConfigError, match="fill_time trains for all of a time limit: give max_seconds"):
+    with pytest.raises(charlstm.ConfigError, match="fill_time=True trains for all of a time limit: give max_seconds"):
         charlstm.train(tiny_corpus, tmp_path / "a", fill_time=True)
-    with pytest.raises(charlstm.ConfigError, match="give steps or fill_time, not both"):
+    with pytest.raises(charlstm.ConfigError, match="give steps or fill_time=True, not both"):
         charlstm.train(tiny_corpus, tmp_path / "b", fill_time=True, max_seconds=60, steps=10)
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
