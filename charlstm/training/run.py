@@ -154,23 +154,23 @@ def check_run_dir(run_dir: Path, search: bool = False) -> None:
         )
 
 
-def complete_steps(directory: Path) -> list[int]:
-    """The steps of the complete checkpoints in `directory` (a run's
-    checkpoints/latest or checkpoints/best), in order."""
+def _step_folders(directory: Path) -> list[Path]:
+    """The step folders in `directory` (a run's checkpoints/latest or checkpoints/best)."""
     if not directory.is_dir():
         return []
-    # Orbax renames a step directory into place only when it is complete, so
-    # any plain integer name with its items present is a finished checkpoint.
-    return sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit() and (p / "meta").is_dir())
+    return [p for p in directory.iterdir() if p.name.isdigit() and p.is_dir()]
 
 
 def saved_steps(directory: Path) -> list[int]:
-    """The steps saved in `directory`, complete now or not: a step folder is
-    renamed into place only once its save is done, so one without its items
-    (`complete_steps`) was damaged or emptied since."""
-    if not directory.is_dir():
-        return []
-    return sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit() and p.is_dir())
+    """The steps saved in `directory`, in order, complete now or not: Orbax
+    renames a step folder into place only once its save is done, so one
+    without its items (`complete_steps`) was damaged or emptied since."""
+    return sorted(int(p.name) for p in _step_folders(directory))
+
+
+def complete_steps(directory: Path) -> list[int]:
+    """The steps of `saved_steps` whose items are still there: the finished checkpoints, in order."""
+    return sorted(int(p.name) for p in _step_folders(directory) if (p / "meta").is_dir())
 
 
 # What a run writes besides its checkpoints: its record, lock and logs.
