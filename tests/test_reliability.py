@@ -834,7 +834,7 @@ def test_a_run_trained_by_one_process_is_refused_to_another(trained_run, tmp_pat
         done = runner.invoke(app, ["train", str(trained_run[1]), "--out", str(run_dir)])
         assert done.exit_code == 2
         assert done.stderr.strip() == (
-            f"error: run directory {run_dir} is being trained by another process now; pick another --out"
+            f"error: run directory {run_dir} is being trained by another process now; pick another folder for --out"
         ), done.stderr
         info = runner.invoke(app, ["info", str(run_dir)])
         assert re.search(r"latest checkpoint +being trained now", info.stdout), info.stdout

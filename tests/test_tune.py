@@ -208,8 +208,8 @@ def test_a_search_directory_in_use_is_refused_without_pointing_at_resume(runner,
     result = runner.invoke(app, ["tune", str(tiny_corpus), "--trials", "1", "--steps", "2", "--out", str(out)])
     assert result.exit_code == 2
     assert result.stderr == (
-        f"error: search directory {out} already exists and is not empty; pick another --out (a search is not "
-        "continued; its best trial is a run of its own, which 'charlstm resume' trains further)\n"
+        f"error: search directory {out} already exists and is not empty; pick another folder for --out "
+        "(a search is not continued; its best trial is a run of its own, which 'charlstm resume' trains further)\n"
     )
 
 

@@ -128,7 +128,7 @@ def check_writable_path(run_dir: Path) -> None:
     if odd:
         raise ConfigError(
             f"run directory {run_dir}: its path contains {' '.join(odd)}, which the checkpoint library reads as a "
-            f"pattern, so its checkpoints could not be read back; pick another {flag('out')}"
+            f"pattern, so its checkpoints could not be read back; pick another folder for {flag('out')}"
         )
 
 
@@ -140,17 +140,17 @@ def check_run_dir(run_dir: Path, search: bool = False) -> None:
         raise ConfigError(f"{flag('out')} {run_dir} is a file, not a directory")
     if search and run_dir.exists() and any(run_dir.iterdir()):
         raise ConfigError(
-            f"search directory {run_dir} already exists and is not empty; pick another {flag('out')} (a search "
-            f"is not continued; its best trial is a run of its own, which 'charlstm resume' trains further)"
+            f"search directory {run_dir} already exists and is not empty; pick another folder for {flag('out')} "
+            f"(a search is not continued; its best trial is a run of its own, which 'charlstm resume' trains further)"
         )
     if run_dir.exists() and run_lock.in_use(run_dir):
         raise ConfigError(
-            f"run directory {run_dir} is being trained by another process now; pick another {flag('out')}"
+            f"run directory {run_dir} is being trained by another process now; pick another folder for {flag('out')}"
         )
     if run_dir.exists() and not left_by_failed_start(run_dir):
         raise ConfigError(
             f"run directory {run_dir} already exists and is not empty; "
-            f"pick another {flag('out')}, or continue it with 'charlstm resume'"
+            f"pick another folder for {flag('out')}, or continue it with 'charlstm resume'"
         )
 
 
