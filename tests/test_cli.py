@@ -632,6 +632,24 @@ def test_resume_checks_its_options_before_reading_the_corpus(runner, trained_run
     assert "--lr" in result.stderr and "Traceback" not in result.output
 
 
+def test_a_run_resumed_where_it_cannot_fit_is_refused_before_its_arrays_are_read(runner, trained_run, monkeypatch):
+    """A run moved from a larger machine keeps its shape: it is told where
+    it can go on, not to shrink what it cannot change."""
+    from charlstm.runtime import memory
+    from charlstm.training import checkpoint
+
+    def load(*args, **kwargs):
+        raise AssertionError("the checkpoint's arrays were read before its size was checked")
+
+    monkeypatch.setattr(memory, "free_bytes", lambda: 1000)
+    monkeypatch.setattr(checkpoint, "load", load)
+    result = runner.invoke(app, ["resume", str(trained_run[0]), "--steps", "99"])
+    assert result.exit_code == 2, result.output
+    said = " ".join(result.stderr.split())
+    assert "parameters: training it takes at least" in said and "than the 0.0 GB free here" in said
+    assert said.endswith("resume it where there is more memory free (a run keeps its shape and batch when resumed)")
+
+
 def test_resume_of_a_run_whose_corpus_moved_says_where_it_was(runner, tiny_corpus, tmp_path):
     text = tmp_path / "chapter.txt"
     shutil.copy(tiny_corpus, text)

@@ -259,7 +259,9 @@ def with_tokens(
 BYTES_PER_PARAMETER = 16
 
 
-def refuse_too_large(model_config: ModelConfig, train_config: TrainConfig, free: int | None = None) -> None:
+def refuse_too_large(
+    model_config: ModelConfig, train_config: TrainConfig, free: int | None = None, *, resuming: bool = False
+) -> None:
     """Refuse a model that cannot train in the memory free here (`free`, by
     default what `memory.free_bytes` finds on the first local device), by a
     low estimate of what training it takes: BYTES_PER_PARAMETER, and a
@@ -268,7 +270,8 @@ def refuse_too_large(model_config: ModelConfig, train_config: TrainConfig, free:
     devices each holds its own copy of the weights in the one host memory;
     each GPU holds a copy and its share of the batch. Not in a run of
     several processes, which would each decide alone (one refusing would
-    leave the others waiting for it)."""
+    leave the others waiting for it). `resuming`: a run keeps its shape, so
+    the message says where it can go on instead of what to shrink."""
     if jax.process_count() > 1:
         return
     params = count_params_of_shape(model_config)
@@ -288,12 +291,16 @@ def refuse_too_large(model_config: ModelConfig, train_config: TrainConfig, free:
     # A search checks its trials before the text is read: a vocabulary of one stands for the one to come.
     chars = f", {model_config.vocab_size:,} characters" if model_config.vocab_size > 1 else ""
     held = f"{copies} copies of its weights (one a device)" if copies > 1 else "its weights"
+    if resuming:
+        remedy = "resume it where there is more memory free (a run keeps its shape and batch when resumed)"
+    else:
+        remedy = f"give a smaller {flag('hidden_size')}, {flag('num_layers')} or {flag('embed_dim')}" + (
+            f", or a smaller {flag('batch_size')} or {flag('seq_len')}" if batch > need / 2 else ""
+        )
     raise ConfigError(
         f"a {model_config.describe()} (embedding {model_config.embed_dim}{chars}) has {params:,} parameters: "
         f"training it takes at least {gb(need)} ({gb(weights)} for {held}, their gradients and AdamW's moments, "
-        f"{gb(batch)} for a batch), more than the {gb(free)} free here; give a smaller {flag('hidden_size')}, "
-        f"{flag('num_layers')} or {flag('embed_dim')}"
-        + (f", or a smaller {flag('batch_size')} or {flag('seq_len')}" if batch > need / 2 else "")
+        f"{gb(batch)} for a batch), more than the {gb(free)} free here; {remedy}"
     )
 
 

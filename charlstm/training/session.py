@@ -185,6 +185,11 @@ def resumed_run(
     # Before reading anything. In a multi-process run every process passes
     # here before process 0 takes the lock: checkpoint.load synchronises them.
     run_lock.refuse_if_held(run_dir)
+    if not processes.joined():  # (several processes would each decide alone)
+        # From its metadata, before its arrays are read: a run moved from a
+        # larger machine would otherwise wait on memory it will never get.
+        meta = checkpoint.describe(run_dir, prefer=checkpoint.LATEST, advice=True)
+        refuse_too_large(meta.model_config, meta.train_config, resuming=True)
     ckpt = checkpoint.load(run_dir, prefer=checkpoint.LATEST)
     # Checked before the corpus is read, which can take a while: a bad option fails at once.
     train_config = dataclasses.replace(ckpt.train_config, **overrides)
