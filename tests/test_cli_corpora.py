@@ -314,6 +314,50 @@ def test_a_file_that_cannot_be_read_is_left_out_with_skip_bad_files(runner, tmp_
         api.read_texts(poems)
 
 
+def test_a_folder_that_cannot_be_listed_is_named_and_left_out_with_skip_bad_files(runner, tmp_path, monkeypatch):
+    """Python's glob passes over a folder it cannot list in silence, and a
+    walkthrough's run (2026-12-05) stopped naming the folder given instead,
+    whatever --skip-bad-files said. The folder is named: it stops the run,
+    or is left out with its files."""
+    import os
+
+    poems = tmp_path / "poems"
+    write_folder(poems, 3, seed=23)
+    locked = poems / "locked"
+    write_folder(locked, 1, seed=24)
+    real_scandir, unreadable = os.scandir, {locked}
+
+    def scandir(path="."):
+        if Path(path) in unreadable:  # chmod 000 does not stop root, who runs CI
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    run_dir = tmp_path / "run"
+    args = ["train", str(poems), "--out", str(run_dir), *TINY, "--steps", "2"]
+    stopped = runner.invoke(app, args)
+    assert stopped.exit_code == 2 and not run_dir.exists()
+    assert stopped.stderr.splitlines()[-1] == (
+        f"error: cannot list folder {locked}: Permission denied; make it readable, or leave it out with "
+        "--skip-bad-files"
+    )
+    trained = runner.invoke(app, [*args, "--skip-bad-files"])
+    assert trained.exit_code == 0, trained.output
+    said = " ".join(trained.stderr.split())
+    assert f"skipped 1 entry that is not a file ({locked}: a folder that cannot be read (Permission denied))" in said
+    files = json.loads((run_dir / "corpus.json").read_text(encoding="utf-8"))
+    assert len(files["train"]) == 3
+    assert files["not_files"] == [{"path": str(locked), "problem": "a folder that cannot be read (Permission denied)"}]
+    assert runner.invoke(app, ["eval", str(run_dir), str(poems)]).exit_code == 2
+    scored = runner.invoke(app, ["eval", str(run_dir), str(poems), "--skip-bad-files"])
+    assert scored.exit_code == 0, scored.output
+    unreadable.add(poems)  # the folder given itself
+    told = runner.invoke(app, ["train", str(poems), "--out", str(tmp_path / "run2"), *TINY, "--skip-bad-files"])
+    assert (
+        told.exit_code == 2 and told.stderr.splitlines()[-1] == f"error: cannot list folder {poems}: Permission denied"
+    )
+
+
 def test_files_the_default_pattern_leaves_out_for_their_case_are_named(runner, tmp_path):
     """`NOTES.TXT` beside `poem.txt`: the default pattern is case-sensitive, as
     a shell's is, and such files were left out without a word (a walkthrough,

@@ -148,7 +148,7 @@ def find(source: Source) -> Found:
         any_shipped |= shipped
         if path.is_dir():
             any_folder = True
-            found, skipped, cased = folder_files(path, source.glob)
+            found, skipped, cased = folder_files(path, source.glob, source.skip_bad_files)
             files += found
             irregular += skipped
             other_case += cased
@@ -161,7 +161,7 @@ def find(source: Source) -> Found:
         if path.is_dir():
             any_folder = True
             try:
-                found, skipped, cased = folder_files(path, source.glob)
+                found, skipped, cased = folder_files(path, source.glob, source.skip_bad_files)
                 val_files += found
                 irregular += skipped
                 other_case += cased

@@ -48,8 +48,12 @@ def is_run_folder(folder: Path) -> bool:
     and its log (metrics.jsonl) or checkpoints/. Both, so that a folder of
     texts with a corpus.json of its own (a dataset's metadata) is not one;
     either of the second, since a run stopped before its first save has no
-    checkpoints/ and a search's losing trial keeps its log but not them."""
-    return (folder / RUN_RECORD).is_file() and ((folder / RUN_LOG).is_file() or (folder / "checkpoints").is_dir())
+    checkpoints/ and a search's losing trial keeps its log but not them. A
+    folder that cannot be looked into is not one."""
+    try:
+        return (folder / RUN_RECORD).is_file() and ((folder / RUN_LOG).is_file() or (folder / "checkpoints").is_dir())
+    except PermissionError:  # Python 3.11-3.13's is_file raises it (not ENOENT's False)
+        return False
 
 
 def _in_run(path: Path, folder: Path, runs: dict[Path, bool]) -> bool:
@@ -91,15 +95,19 @@ def braces(pattern: str) -> list[str]:
     return [pattern]
 
 
-def folder_files(folder: Path, pattern: str) -> tuple[list[Path], list[tuple[str, str]], list[str]]:
+def folder_files(
+    folder: Path, pattern: str, skip_unreadable: bool = False
+) -> tuple[list[Path], list[tuple[str, str]], list[str]]:
     """The files of `folder` matching `pattern`, sorted by their path inside
     it; hidden ones and those of charlstm's runs left out. And the entries
     matching it that are neither files nor folders, (path, why) each: links
     to nothing, pipes, sockets and devices, which are left out and said to
-    be, with the links to folders its '**' passes over (`_links_not_followed`).
-    And, for the default pattern, the files it leaves out only for the case
-    of their extension (`NOTES.TXT`: the pattern is case-sensitive, as a
-    shell's is), said to be too: from the same walk of the folder."""
+    be, with the links to folders its '**' passes over and, with
+    `skip_unreadable`, the folders it cannot look into (`_walked`), which
+    are otherwise refused. And, for the default pattern, the files it leaves
+    out only for the case of their extension (`NOTES.TXT`: the pattern is
+    case-sensitive, as a shell's is), said to be too: from the same walk of
+    the folder."""
     if is_run_folder(folder):
         # Named by a slip: `train RUN` meant to fine-tune, or `eval TEXT RUN` swapped.
         raise CorpusError(
@@ -121,6 +129,8 @@ def folder_files(folder: Path, pattern: str) -> tuple[list[Path], list[tuple[str
         # The default's extension in any case, in the same walk: NOTES.TXT is
         # named, not read (normcase: on Windows the pattern took any case).
         alternatives = [ANY_CASE_GLOB] if default else braces(pattern)
+        with os.scandir(folder):  # glob would find nothing in a folder it cannot read, and say nothing
+            pass
         named = dict.fromkeys(p for alternative in alternatives for p in folder.glob(alternative))
         candidates = [p for p in named if not _hidden(p.relative_to(folder)) and not _in_run(p, folder, runs)]
         matches, irregular, other_case = [], [], []
@@ -132,11 +142,14 @@ def folder_files(folder: Path, pattern: str) -> tuple[list[Path], list[tuple[str
                 matches.append(p)
             elif not p.is_dir():
                 irregular.append((escaped(p.absolute()), _not_a_file(p)))
-        irregular += _links_not_followed(folder, alternatives, runs)
+        links, unlisted = _walked(folder, alternatives, runs)
     except (ValueError, NotImplementedError) as err:  # a malformed pattern
         raise CorpusError(f"{flag('glob')} {pattern!r}: {err}") from None
     except OSError as err:
         raise CorpusError(f"cannot list folder {folder}: {err.strerror}") from None
+    if unlisted and not skip_unreadable:
+        _refuse_unlisted(unlisted)
+    irregular += links + [(escaped(p.absolute()), f"a folder that cannot be read ({why})") for p, why in unlisted]
     if not matches:
         # The files a pattern could pick: hidden ones never are.
         others = [
@@ -166,22 +179,38 @@ def folder_files(folder: Path, pattern: str) -> tuple[list[Path], list[tuple[str
     return sorted(matches, key=lambda p: p.relative_to(folder).as_posix()), sorted(irregular), sorted(other_case)
 
 
-def _links_not_followed(folder: Path, patterns: list[str], runs: dict[Path, bool]) -> list[tuple[str, str]]:
-    """The links under `folder` to folders outside it that hold files a
-    pattern of the form '**/NAME' would pick there, but does not read:
-    '**' never goes through a link to a folder (Python's, as `find`'s and
-    `grep -r`'s: a link can lead out of the tree, or back into it). Named,
-    as the other entries left out are, where they were passed over in
-    silence (a walkthrough, 2026-12-05). A pattern with more after '**/'
-    goes through links itself; a link into the tree reads files read anyway."""
+def _walked(
+    folder: Path, patterns: list[str], runs: dict[Path, bool]
+) -> tuple[list[tuple[str, str]], list[tuple[Path, str]]]:
+    """What a pattern with '**' passes over under `folder` without a word
+    from Python's glob, from one walk of it:
+
+    - the links to folders outside it that hold files a pattern of the form
+      '**/NAME' would pick there: '**' never goes through a link to a folder
+      (Python's, as `find`'s and `grep -r`'s: a link can lead out of the
+      tree, or back into it), (path, why) each. A pattern with more after
+      '**/' goes through links itself; a link into the tree reads files
+      read anyway.
+    - the folders it cannot look into (no permission), (path, why) each,
+      whose files glob leaves out in silence.
+
+    Both were passed over in silence until walkthroughs found them
+    (2026-12-05)."""
+    if not any("**" in p for p in patterns):
+        return [], []
     names = [p[3:] for p in patterns if p.startswith("**/") and "/" not in p[3:] and "**" not in p[3:]]
-    if not names:
-        return []
     inside = folder.resolve()
-    found = []
-    for top, folders, _ in os.walk(folder):  # links to folders are listed, never entered
+    found: list[tuple[str, str]] = []
+    unlisted: list[tuple[Path, str]] = []
+
+    def cannot_list(err: OSError) -> None:
+        if err.filename is None or Path(err.filename) == folder:
+            raise err  # the folder itself: refused
+        unlisted.append((Path(err.filename), err.strerror or str(err)))
+
+    for top, folders, _ in os.walk(folder, onerror=cannot_list):  # links to folders are listed, never entered
         here = Path(top)
-        for name in folders:
+        for name in folders if names else ():
             path = here / name
             if not path.is_symlink() or _hidden(path.relative_to(folder)) or _in_run(path, folder, runs):
                 continue
@@ -198,7 +227,22 @@ def _links_not_followed(folder: Path, patterns: list[str], runs: dict[Path, bool
                 continue
             found.append((escaped(path.absolute()), why))
         folders[:] = [n for n in folders if not n.startswith(".") and not is_run_folder(here / n)]
-    return found
+    return found, sorted(unlisted)
+
+
+def _refuse_unlisted(unlisted: list[tuple[Path, str]]) -> None:
+    """Stop on folders of a corpus that cannot be looked into: their files
+    would be left out unseen."""
+    one = len(unlisted) == 1
+    what = (
+        f"folder {shown(unlisted[0][0])}"
+        if one
+        else f"{len(unlisted)} folders ({first_few([shown(p) for p, _ in unlisted], 3)})"
+    )
+    raise CorpusError(
+        f"cannot list {what}: {unlisted[0][1]}; make {'it' if one else 'them'} readable, or leave "
+        f"{'it' if one else 'them'} out with {flag('skip_bad_files')}"
+    )
 
 
 # Entries a linked folder is searched through for a file '**/NAME' would
