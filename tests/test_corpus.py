@@ -68,6 +68,11 @@ def test_folder_errors_say_what_to_do(tmp_path):
     write_folder(tmp_path / "poems", 2)
     with pytest.raises(CorpusError, match=r"no files in .*poems match '\*\*/\*\.py' \(it has 2 \.txt\).*glob"):
         prepare(Source((str(tmp_path / "poems"),), glob="**/*.py"))
+    # A Windows habit, shown as typed (its backslashes were doubled, and one alone was said to start at /).
+    with pytest.raises(CorpusError, match=r"match 'deeper\\\*\.txt' \(.*separated by '/' here, not '\\'\)"):
+        prepare(Source((str(tmp_path / "poems"),), glob="deeper\\*.txt"))
+    with pytest.raises(CorpusError, match=r"glob '\\' names files inside .*, so it cannot start at \\:"):
+        prepare(Source((str(tmp_path / "poems"),), glob="\\"))
     with pytest.raises(CorpusError, match="not found: .*missing"):
         prepare(Source((str(tmp_path / "missing"),)))
     with pytest.raises(CorpusError, match="glob picks the files of a folder"):

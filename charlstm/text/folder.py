@@ -120,8 +120,8 @@ def folder_files(
             raise CorpusError(f"{folder} is inside the charlstm run {shown(above)}, whose files are never read as text")
     if pattern.startswith(("/", "\\")) or Path(pattern).is_absolute():
         raise CorpusError(
-            f"{flag('glob')} {pattern!r} names files inside the folder given ({folder}), so it cannot start "
-            "at /: give the folder as the argument and a pattern inside it, such as '**/*.py'"
+            f"{flag('glob')} '{pattern}' names files inside the folder given ({folder}), so it cannot start "
+            f"at {pattern[0]}: give the folder as the argument and a pattern inside it, such as '**/*.py'"
         )
     runs: dict[Path, bool] = {}
     default = pattern == DEFAULT_GLOB
@@ -144,7 +144,7 @@ def folder_files(
                 irregular.append((escaped(p.absolute()), _not_a_file(p)))
         links, unlisted = _walked(folder, alternatives, runs)
     except (ValueError, NotImplementedError) as err:  # a malformed pattern
-        raise CorpusError(f"{flag('glob')} {pattern!r}: {err}") from None
+        raise CorpusError(f"{flag('glob')} '{pattern}': {err}") from None
     except OSError as err:
         raise CorpusError(f"cannot list folder {folder}: {err.strerror}") from None
     if unlisted and not skip_unreadable:
@@ -161,6 +161,8 @@ def folder_files(
         has = ", ".join(f"{n} {suffix}" for suffix, n in kinds.most_common(5))
         hidden = any(part.startswith(".") and part not in (".", "..") for part in Path(pattern).parts)
         why = "; hidden files and folders (names starting with '.') are never read" if hidden else ""
+        if "\\" in pattern and os.sep == "/":  # a Windows habit: here a backslash is a character of a name
+            why += "; folders in a pattern are separated by '/' here, not '\\'"
         if sys.version_info < (3, 13) and any(alternative.endswith("**") for alternative in alternatives):
             why += "; a pattern that ends in '**' matches folders only, '**/*' every file"
         # Its commonest kind of file, where it has one with an extension ('**/*.md'), else every file.
@@ -171,9 +173,9 @@ def folder_files(
             raise CorpusError(f"{folder} holds only charlstm runs, which are never read as text: name your texts")
         if irregular and not kinds:  # what it does have, and why none of it is read
             names = first_few([f"{shown(p)}: {problem}" for p, problem in irregular], 3, "; ")
-            raise CorpusError(f"no files in {folder} match {pattern!r}: it has no files, only {names}")
+            raise CorpusError(f"no files in {folder} match '{pattern}': it has no files, only {names}")
         raise CorpusError(
-            f"no files in {folder} match {pattern!r} ({f'it has {has}' if kinds else 'it has no files'}{why}); "
+            f"no files in {folder} match '{pattern}' ({f'it has {has}' if kinds else 'it has no files'}{why}); "
             f"choose others with {flag('glob')} (matched inside the folder), such as {example}"
         )
     return sorted(matches, key=lambda p: p.relative_to(folder).as_posix()), sorted(irregular), sorted(other_case)
