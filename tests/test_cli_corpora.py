@@ -881,6 +881,7 @@ def test_train_on_the_current_folder_leaves_its_own_runs_out(runner, tmp_path, m
     from charlstm.training.run import corpus_name
 
     assert corpus_name(Path(".")) == "my poems" and corpus_name(Path("-notes.txt")) == "notes"
+    assert corpus_name(Path("two\nlines [draft]*.txt")) == "two_lines _draft__"  # one line in `runs`, and readable back
     # A folder of texts with a corpus.json of its own (a dataset's metadata) is not a run: read.
     from charlstm.text.corpus import find
 

@@ -110,8 +110,12 @@ def default_run_dir(corpus_path: Path, when: float | None = None) -> Path:
 def corpus_name(path: Path) -> str:
     """What a run or search on `path` is named after: a file's stem, a
     folder's own name (`train .` in ~/poems: poems), never starting with
-    "-", which a command line would read as an option."""
+    "-", which a command line would read as an option. Characters a
+    listing cannot show on one line (a newline, a tab) and those the
+    checkpoint library reads as a pattern become '_': a file may be named
+    anything, and a run named after it was split over two lines in `runs`."""
     name = path.resolve().name if path.is_dir() else path.stem
+    name = "".join("_" if c in "[]*?" or not c.isprintable() else c for c in name)
     return name.lstrip("-") or "corpus"
 
 
