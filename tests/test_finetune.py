@@ -220,3 +220,25 @@ def test_a_fine_tune_says_where_its_regularisation_differs_from_the_base_runs(ti
         "fine-tuning with weight_decay 0.1, a new run's, where the base run trained with 0: give weight_decay to choose"
     ]
     assert warnings(dropout=0.0, weight_decay=0.0) == []
+
+
+def test_info_counts_a_base_models_characters_as_it_counts_its_own(tmp_path):
+    """The document boundary of a model of several files is a symbol of its
+    vocabulary, not a character: info named a base of 63 characters and the
+    boundary "64 characters" (a walkthrough, 2026-12-05)."""
+    from typer.testing import CliRunner
+
+    from charlstm.cli import app
+
+    texts = tmp_path / "texts"
+    texts.mkdir()
+    for name in ("a", "b"):
+        (texts / f"{name}.txt").write_text("The queen speaks to Hamlet.\n" * 40, encoding="utf-8")
+    tiny = {**SMALL, "hidden_size": 16, "embed_dim": 8, "num_layers": 1, "steps": 1}
+    base = charlstm.train(texts, tmp_path / "base", **tiny)
+    chars = base.vocab.size - 1  # and the boundary
+    (tmp_path / "new.txt").write_text(NEW_TEXT, encoding="utf-8")
+    charlstm.train(tmp_path / "new.txt", tmp_path / "tuned", init_from=tmp_path / "base", **tiny)
+    shown = CliRunner().invoke(app, ["info", str(tmp_path / "tuned")], terminal_width=300)
+    assert shown.exit_code == 0, shown.output
+    assert f"(step 1, {chars} characters, trained on {texts})" in shown.stdout, shown.stdout

@@ -96,9 +96,13 @@ class CorpusDisplay:
         what = f"{event.files} files from {sources}" if event.files > 1 else shown(event.path)
         # The vocabulary is the training text's: --val-file text is sized apart.
         val = f" ({size(event.val_size)}, {event.val_chars:,} characters)" if event.val_files else ""
+        # Counted as info counts it: the boundary is a symbol of the vocabulary, not a character.
+        vocab = f"{event.vocab_size - event.boundary} in the vocabulary" + (
+            ", and the document boundary" if event.boundary else ""
+        )
         self._say(
-            f"corpus: {what}, {size(event.size)}, {event.chars:,} characters ({event.vocab_size} in the "
-            f"vocabulary); validation text: {event.validation}{val}"
+            f"corpus: {what}, {size(event.size)}, {event.chars:,} characters ({vocab}); "
+            f"validation text: {event.validation}{val}"
         )
         if event.encoded_seconds is not None:
             rate = (event.size + event.val_size) / max(event.encoded_seconds, 1e-9)  # both were encoded

@@ -134,10 +134,13 @@ def info_table(description: Description) -> Table:
         rows.append(("token file", f"{tokens.get('path')} ({tokens.get('dtype')})"))
     if meta.init_from is not None:
         base = meta.init_from
+        # Its vocabulary's characters, as the row above counts them: its boundary symbol, where it had one, apart.
+        before, boundary = base.get("vocab_size"), model.boundary_id
+        chars = before - (boundary is not None and boundary < before) if isinstance(before, int) else before
         rows.append(
             (
                 "initialised from",
-                f"{base.get('checkpoint')} (step {base.get('step')}, {base.get('vocab_size')} characters, "
+                f"{base.get('checkpoint')} (step {base.get('step')}, {chars} characters, "
                 f"trained on {base.get('corpus')})",
             )
         )

@@ -90,13 +90,14 @@ class CorpusReady:
     val_files: int  # --val-file documents
     chars: int  # characters of the training documents (a held-out share included), not the --val-file ones
     size: int  # bytes of the training documents
-    vocab_size: int
+    vocab_size: int  # symbols: the characters, and the document boundary where there is one
     validation: str  # the validation text, in words
     tokens: str  # the token file
     encoded_seconds: float | None  # how long encoding took; None: the token file was in the cache
     checked: bool  # whether the files were checked now (False: their first reading was cached)
     val_chars: int = 0  # characters of the --val-file documents
     val_size: int = 0  # their bytes
+    boundary: bool = False  # whether the vocabulary holds the documents' boundary symbol (several files)
     # Characters of the --val-file documents that the vocabulary lacks, left
     # out of the validation loss: how often each occurred.
     skipped: Mapping[str, int] = field(default_factory=dict)

@@ -108,6 +108,7 @@ def report_ready(run: Run, on_event: EventHandler | None) -> None:
             checked=not run.corpus.from_cache,
             val_chars=sum(d.chars for d in val),
             val_size=sum(d.size for d in val),
+            boundary=run.vocab.boundary_id is not None,
             skipped=dict(run.tokens.skipped),
             sources=run.corpus.sources,
         )
