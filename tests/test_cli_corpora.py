@@ -314,6 +314,24 @@ def test_a_file_that_cannot_be_read_is_left_out_with_skip_bad_files(runner, tmp_
         api.read_texts(poems)
 
 
+def test_a_file_given_twice_is_one_source_and_runs_lists_every_source(runner, tmp_path):
+    """`train q/x.txt q/x.txt` read the file once but recorded two sources,
+    so `runs` said "x.txt +1" and a moved run asked for two --corpus
+    places; and `runs --json` gave only the first source (a walkthrough,
+    2026-12-05)."""
+    for name in ("a", "b"):
+        (tmp_path / f"{name}.txt").write_text(f"{name} The king speaks to the queen.\n" * 30, encoding="utf-8")
+    a, b = str(tmp_path / "a.txt"), str(tmp_path / "b.txt")
+    runs = tmp_path / "runs"
+    trained = runner.invoke(app, ["train", a, f"{tmp_path}/./a.txt", b, "-o", str(runs / "r"), *TINY, "--steps", "1"])
+    assert trained.exit_code == 0, trained.output
+    record = json.loads(runner.invoke(app, ["info", str(runs / "r"), "--json"]).stdout)
+    assert record["corpus"]["sources"] == [a, b]
+    [listed] = json.loads(runner.invoke(app, ["runs", str(runs), "--json"]).stdout)
+    assert listed["corpus"] == a and listed["corpus_sources"] == [a, b]
+    assert "a.txt +1" in runner.invoke(app, ["runs", str(runs)], terminal_width=200).stdout
+
+
 def test_a_folder_that_cannot_be_listed_is_named_and_left_out_with_skip_bad_files(runner, tmp_path, monkeypatch):
     """Python's glob passes over a folder it cannot list in silence, and a
     walkthrough's run (2026-12-05) stopped naming the folder given instead,

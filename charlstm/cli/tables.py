@@ -70,7 +70,7 @@ def _run_name(path: Path, folder: Path | None) -> str:
 
 def _corpus_name(run: RunSummary) -> str:
     """A file's or folder's name, and how many more were given with it."""
-    more = f" +{run.corpus_sources - 1}" if run.corpus_sources > 1 else ""
+    more = f" +{len(run.corpus_sources) - 1}" if len(run.corpus_sources) > 1 else ""
     return Path(run.corpus).name + more
 
 

@@ -34,7 +34,7 @@ class RunSummary:
     train_seconds: float
     updated: float  # unix time of the newest checkpoint, latest or best
     problem: str | None = None  # why the run could not be read, if it could not
-    corpus_sources: int = 1  # files and folders given to train on; `corpus` is the first
+    corpus_sources: tuple[str, ...] = ()  # the files and folders given to train on, `corpus` first
     trained: bool = False  # beyond its first step (`recency`)
     # "done", "stopped early" (--patience), "training" (by a process now) or
     # "resumable" (stopped, or ended by a time limit before its step total:
@@ -107,7 +107,7 @@ def summarize(run_dir: Path) -> RunSummary:
         return RunSummary(
             path=run_dir,
             corpus=meta.corpus_path,
-            corpus_sources=len(meta.corpus.get("sources") or [meta.corpus_path]),
+            corpus_sources=tuple(str(s) for s in meta.corpus.get("sources") or [meta.corpus_path]),
             model=meta.model_config.describe(),
             params=count_params_of_shape(meta.model_config),
             step=meta.step,

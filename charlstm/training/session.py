@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import shlex
 import time
 from collections.abc import Sequence
@@ -159,13 +160,23 @@ def source_of(
     val_file: str | Path | Sequence[str | Path] | None = None,
     skip_bad_files: bool = False,
 ) -> Source:
-    """The files to read, as `train` and `tune` take them."""
+    """The files to read, as `train` and `tune` take them; a path given
+    twice once (it is read once, and a run moved elsewhere is given its
+    new place once for each path it recorded)."""
     return Source(
-        paths_of(corpus, "corpus"),
+        _once(paths_of(corpus, "corpus")),
         DEFAULT_GLOB if glob is None else glob,
-        paths_of(val_file, "val_file"),
+        _once(paths_of(val_file, "val_file")),
         skip_bad_files,
     )
+
+
+def _once(paths: tuple[str, ...]) -> tuple[str, ...]:
+    """`paths` without a path that names the same place as one before it."""
+    first: dict[str, str] = {}
+    for path in paths:
+        first.setdefault(os.path.abspath(path), path)
+    return tuple(first.values())
 
 
 def resumed_run(
