@@ -234,7 +234,8 @@ def test_the_runs_table_names_a_runs_first_file_and_counts_the_others():
     from charlstm.training.catalog import RunSummary
 
     def row(sources: int) -> str:
-        summary = RunSummary(Path("runs/r"), "/data/a.txt", "2x256 LSTM", 10**6, 5, 10, 1.5, 3.0, 0.0, None, sources)
+        given = ("/data/a.txt", *(f"/data/more-{n}" for n in range(sources - 1)))
+        summary = RunSummary(Path("runs/r"), "/data/a.txt", "2x256 LSTM", 10**6, 5, 10, 1.5, 3.0, 0.0, None, given)
         console = Console(width=200, file=io.StringIO())
         console.print(runs_table([summary]))
         return console.file.getvalue()
