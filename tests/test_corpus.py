@@ -560,3 +560,13 @@ def test_a_linked_folder_too_large_to_search_is_named_unsearched(tmp_path, monke
             "as well to read it",
         )
     ]
+
+
+def test_whole_files_held_out_are_counted_in_words():
+    """One file held out of 25 read "1 whole files" (a walkthrough, 2026-12-05)."""
+    from charlstm.text.manifest import describe_validation
+
+    entry = {"validation": {"kind": "documents", "documents": 1, "chars": 40}, "chars": 1000, "documents": 25}
+    assert describe_validation(entry, 0.05) == "1 whole file of 25 (4.0% of the text), chosen by their content's hash"
+    entry["validation"]["documents"] = 3
+    assert describe_validation(entry, 0.05).startswith("3 whole files of 25 ")

@@ -313,7 +313,8 @@ def describe_validation(entry: dict[str, Any], val_fraction: float) -> str:
     if kind == "documents":
         share = validation.get("chars", 0) / max(1, entry.get("chars", 1))
         total = entry.get("documents", n)
-        return f"{n} whole files of {total} ({share:.1%} of the text), chosen by their content's hash"
+        files = "1 whole file" if n == 1 else f"{n} whole files"
+        return f"{files} of {total} ({share:.1%} of the text), chosen by their content's hash"
     if kind == "tails":
         return f"the last {_percent(val_fraction)} of each of its {entry.get('documents', 0)} files"
     return f"the last {_percent(val_fraction)} of the corpus"
