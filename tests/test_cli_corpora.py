@@ -314,6 +314,32 @@ def test_a_file_that_cannot_be_read_is_left_out_with_skip_bad_files(runner, tmp_
         api.read_texts(poems)
 
 
+def test_a_checkpoint_older_than_a_forced_change_of_text_says_so(runner, tmp_path):
+    """After `resume --force` on a changed text, the best checkpoint (older)
+    was trained on text that is gone: eval said only "sha256 differs", and
+    info showed that checkpoint's corpus alone (a walkthrough, 2026-12-05)."""
+    texts = tmp_path / "texts"
+    write_folder(texts, 2, seed=31)
+    run_dir = tmp_path / "run"
+    every = ["--eval-every", "2", "--checkpoint-every", "2"]
+    assert runner.invoke(app, ["train", str(texts), "-o", str(run_dir), *TINY, *every, "--steps", "2"]).exit_code == 0
+    first = sorted(texts.rglob("*.txt"))[0]
+    (texts / "more.txt").write_text(first.read_text(encoding="utf-8") * 2, encoding="utf-8")  # its characters
+    # A learning rate far too high keeps the best checkpoint the one before the change.
+    resumed = runner.invoke(app, ["resume", str(run_dir), "--steps", "4", "--force", "--lr", "20"])
+    assert resumed.exit_code == 0, resumed.output
+    best = runner.invoke(app, ["eval", str(run_dir)])
+    assert best.exit_code == 2
+    assert (
+        f"checkpoint {run_dir / 'checkpoints' / 'best' / '2'} (step 2) was trained on a text that the run changed "
+        f"later, when a resume was forced past the changes; the text it was scored on is gone: the run's latest "
+        f"checkpoint, {run_dir / 'checkpoints' / 'latest' / '4'} (step 4), validates on the text as it is now"
+    ) in " ".join(best.stderr.split())
+    assert runner.invoke(app, ["eval", str(run_dir / "checkpoints" / "latest" / "4")]).exit_code == 0
+    shown = runner.invoke(app, ["info", str(run_dir)], terminal_width=300).stdout
+    assert re.search(r"corpus at step 4 +3 files from .*, changed by a resume given --force", shown), shown
+
+
 def test_a_file_given_twice_is_one_source_and_runs_lists_every_source(runner, tmp_path):
     """`train q/x.txt q/x.txt` read the file once but recorded two sources,
     so `runs` said "x.txt +1" and a moved run asked for two --corpus

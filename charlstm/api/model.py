@@ -369,9 +369,29 @@ class Model:
         files = self.corpus_files
         if files is None and run is not None:
             files = manifest.read_files(run)  # the files it read, to name what changed
-        return reading.held_out_ids(
-            self.corpus, files, self.corpus_path, self.corpus_sha256, self.vocab, self.train_config.val_fraction
-        )
+        try:
+            return reading.held_out_ids(
+                self.corpus, files, self.corpus_path, self.corpus_sha256, self.vocab, self.train_config.val_fraction
+            )
+        except CorpusError:
+            if run is not None:
+                self._refuse_text_changed_since(run)
+            raise
+
+    def _refuse_text_changed_since(self, run: Path) -> None:
+        """Where the run went on, after this checkpoint, on another text (a
+        resume given --force past its changes), say so: its corpus.json
+        lists that text's files, so the error could not name what changed."""
+        try:
+            newest = checkpoint.describe(run, checkpoint.LATEST)
+        except CharlstmError:
+            return
+        if newest.step > self.step and newest.corpus_sha256 != self.corpus_sha256:
+            raise CorpusError(
+                f"checkpoint {self.path} (step {self.step}) was trained on a text that the run changed later, "
+                f"when a resume was forced past the changes; the text it was scored on is gone: the run's latest "
+                f"checkpoint, {newest.path} (step {newest.step}), validates on the text as it is now"
+            )
 
     def validation_description(self) -> str:
         """What `validation_text` is, in words."""

@@ -124,6 +124,7 @@ def info_table(description: Description) -> Table:
         ("parameters", f"{params:,}"),
         ("vocabulary", _vocabulary(meta.vocab)),
         ("corpus", _corpus_text(meta, description.gone)),
+        *_corpus_since(description),
         ("validation text", description.validation),
         ("best validation loss", loss_text(meta.best_val_loss, 4)),
         ("training time", f"{duration(meta.train_seconds)} to this checkpoint"),
@@ -154,6 +155,15 @@ def info_table(description: Description) -> Table:
     for name, value in rows:
         table.add_row(name, value)
     return table
+
+
+def _corpus_since(description: Description) -> list[tuple[str, str]]:
+    """The text the run trains on since this checkpoint, where a resume
+    was forced past changes to it: the row above is this checkpoint's."""
+    latest = description.latest
+    if latest is None or latest.corpus_sha256 == description.meta.corpus_sha256:
+        return []
+    return [(f"corpus at step {latest.step}", f"{_corpus_text(latest, ())}, changed by a resume given --force")]
 
 
 def _corpus_text(meta: Meta, gone_now: Sequence[str]) -> str:
