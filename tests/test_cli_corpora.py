@@ -193,10 +193,11 @@ def test_a_run_whose_folder_moved_is_evaluated_and_resumed_from_its_new_place(ru
     refused = runner.invoke(app, ["eval", str(run_dir)])
     assert refused.exit_code == 2 and "put them back there or give its new place with --corpus" in refused.stderr
     for command in (["eval", str(run_dir)], ["resume", str(run_dir), "--steps", "3"]):
-        twice = runner.invoke(app, [*command, "--corpus", str(moved), "--corpus", str(moved)])
-        assert twice.exit_code == 2 and f"this run read one file or folder ({poems}); give --corpus once, got 2" in (
-            twice.stderr
-        )
+        thrice = runner.invoke(app, [*command, *["--corpus", str(moved)] * 3])
+        assert thrice.exit_code == 2 and (
+            f"this run read one file or folder ({poems}) and 1 validation file or folder ({poems / 'val'}); give "
+            "--corpus once, or twice with the validation one last, got 3"
+        ) in " ".join(thrice.stderr.split())
     nowhere = runner.invoke(app, ["eval", str(run_dir), "--corpus", str(tmp_path / "nowhere")])
     assert nowhere.exit_code == 2 and f"--corpus not found: {tmp_path / 'nowhere'}" in nowhere.stderr
     both = runner.invoke(app, ["eval", str(run_dir), str(moved), "--corpus", str(moved)])
@@ -240,8 +241,9 @@ def test_a_moved_corpus_is_rebased_at_folder_boundaries_only(tmp_path):
     files = {"train": [{"path": "/a/texts/p.txt", "size": 1}, {"path": "/b/one.txt"}], "held_out": ["/a/texts/p.txt"]}
     with pytest.raises(
         CorpusError,
-        match=r"this run read 2 files or folders \(/a/texts, /b/one.txt\); give corpus "
-        r"once for each, in that order, got 1",
+        match=r"this run read 2 files or folders \(/a/texts, /b/one.txt\) and 1 validation file or folder "
+        r"\(/a/texts2/v\); give corpus twice, once for each, in that order, or 3 times with the validation one last, "
+        r"got 1",
     ):
         manifest.moved(entry, files, [folder])
     new_entry, new_files = manifest.moved(entry, files, [folder, file])
@@ -267,9 +269,21 @@ def test_a_moved_corpus_is_rebased_at_folder_boundaries_only(tmp_path):
         manifest.refuse_gone(Source((str(file),), val_files=(str(gone),)), "to resume")
     assert str(refused.value) == (
         f"the run's corpus is not where the run read it: {gone} is gone (moved or deleted?); to resume, put the "
-        "validation file back where it was (corpus moves validation files only inside the corpus's folders) (the "
-        "text is checked against the run's by its sha256)"
+        "validation file back where it was, or give corpus once for each file or folder the run read (1) and then "
+        "once for each validation file or folder (1), in that order (the text is checked against the run's by its "
+        "sha256)"
     )
+    # Given so, a validation file beside the corpus moves too, and one in a folder of it moves apart from it.
+    entry = {"path": "/a/texts", "sha256": "x", "sources": ["/a/texts"], "val_files": ["/a/texts/v.txt", "/b/w"]}
+    files = {"train": [{"path": "/a/texts/p.txt"}], "val": [{"path": "/a/texts/v.txt"}, {"path": "/b/w/q.txt"}]}
+    held = tmp_path / "held"
+    held.mkdir()
+    new_entry, new_files = manifest.moved(entry, files, [folder, file, held])
+    assert new_entry["val_files"] == [str(file), str(held)]
+    assert new_files == {
+        "train": [{"path": f"{folder}/p.txt"}],
+        "val": [{"path": str(file)}, {"path": f"{held}/q.txt"}],
+    }
 
 
 def test_a_file_that_cannot_be_read_is_left_out_with_skip_bad_files(runner, tmp_path, monkeypatch):

@@ -416,7 +416,8 @@ def load(
     `prefer="latest"` its newest), or one checkpoint step directory; by
     default the most recently updated run under ./runs. `corpus`: where
     the run's corpus is now, if it was moved or renamed (a file or folder
-    for each the run read, in order), for the methods that read its
+    for each the run read, in order, then for each of its `val_file` ones
+    if they moved apart), for the methods that read its
     held-out text; that text must still be the run's."""
     if path is not None:
         path_like(path, "path")

@@ -241,7 +241,8 @@ def resume(
     need not be the count the run started with: the batch only has to split
     evenly over it. `corpus`: where the
     run's corpus is now, if it was moved or renamed (a file or folder for
-    each the run read, in order); its text must still be the run's."""
+    each the run read, in order, then for each of its `val_file` ones if
+    they moved apart); its text must still be the run's."""
     if isinstance(run_dir, Model):  # the model in hand: its run
         owner = checkpoint_paths.run_of(run_dir.path)
         if owner is None:

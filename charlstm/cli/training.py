@@ -125,7 +125,8 @@ MovedCorpusOption = Annotated[
     typer.Option(
         option("corpus"),
         help="Where the run's corpus is now, if it was moved or renamed (repeat it for a run that read several "
-        "files or folders, in their order); its text must still be the run's.",
+        "files or folders, in their order, then for its --val-file ones if they moved apart); its text must still "
+        "be the run's.",
         show_default=False,
         metavar="<path>",
     ),

@@ -173,8 +173,9 @@ def refuse_gone(source: Source, why: str) -> None:
         what.append(
             f"put the validation file{'s' if len(val_files) > 1 else ''} "
             f"{', '.join(map(shown, val_files)) + ' ' if sources else ''}back where {it} "
-            f"{'was' if len(val_files) == 1 else 'were'} ({flag('corpus')} moves validation files only inside the "
-            "corpus's folders)"
+            f"{'was' if len(val_files) == 1 else 'were'}, or give {flag('corpus')} once for each file or folder "
+            f"the run read ({len(source.paths)}) and then once for each validation file or folder "
+            f"({len(source.val_files)}), in that order"
         )
     raise CorpusError(
         f"the run's corpus is not where the run read it: {', '.join(map(shown, paths))} "
@@ -187,17 +188,29 @@ def moved(
     entry: dict[str, Any], files: dict[str, Any] | None, places: Sequence[str | Path]
 ) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """A run's corpus entry and corpus.json as if it had read its files and
-    folders from `places`, one for each it read, in order: a corpus that was
-    moved or renamed. Only the paths change; whether the text is the run's
-    is still told by the sha256s, when it is read."""
-    before = [str(p) for p in entry.get("sources") or [entry["path"]]]
-    if len(places) != len(before):
-        things = f"{len(before)} files or folders" if len(before) != 1 else "one file or folder"
+    folders from `places`, one for each it read, in order, and then, where
+    they moved apart from them, one for each of its `--val-file` files and
+    folders: a corpus that was moved or renamed. Only the paths change;
+    whether the text is the run's is still told by the sha256s, when it is
+    read."""
+    sources = [str(p) for p in entry.get("sources") or [entry["path"]]]
+    vals = [str(p) for p in entry.get("val_files", [])]
+    n, m = len(sources), len(vals)
+    if len(places) not in (n, n + m):
+        times = lambda k: {1: "once", 2: "twice"}.get(k, f"{k} times")  # noqa: E731
+        things = lambda k: "one file or folder" if k == 1 else f"{k} files or folders"  # noqa: E731
+        plural = "one" if m == 1 else "ones"
+        held = f" and {m} validation {things(m).split(' ', 1)[1]} ({first_few([shown(p) for p in vals], 3)})"
         raise CorpusError(
-            f"this run read {things} ({first_few([shown(p) for p in before], 5)}); give {flag('corpus')} "
-            f"{'once' if len(before) == 1 else 'once for each, in that order'}, got {len(places)}"
+            f"this run read {things(n)} ({first_few([shown(p) for p in sources], 5)}){held if m else ''}; give "
+            f"{flag('corpus')} {times(n)}{', once for each, in that order' if n > 1 else ''}"
+            f"{f', or {times(n + m)} with the validation {plural} last' if m else ''}, got {len(places)}"
         )
+    before = (sources + vals)[: len(places)]
+    # A validation file given a place of its own is not moved with a folder it was in: its pair comes first.
     pairs = [(old.rstrip(os.sep), str(new)) for old, new in zip(before, map(_new_place, places), strict=True)]
+    pairs = pairs[len(sources) :] + pairs[: len(sources)]
+    places = list(places[len(sources) :]) + list(places[: len(sources)])
     recorded = [
         x["path"] for k in ("train", "val", "skipped") for x in (files or {}).get(k) or [] if _has_path(x)
     ] + list(entry.get("val_files", []))
