@@ -63,6 +63,8 @@ def path_like(value: Any, what: str) -> None:
     """Refuse, as a ConfigError naming `what`, a value that is not a path
     (a str or an os.PathLike) from a Python caller."""
     check(isinstance(value, str | os.PathLike), f"{what} must be a path (a str or a Path), got {value!r}")
+    # Path("") is ".": an unset "$OUT" would write into the folder here, over what is there.
+    check(os.fspath(value) != "", f"{what} is empty: give a path")
 
 
 def paths_given(value: Any, what: str, one: str = "a path (a str or a Path)") -> list[Any]:
@@ -104,6 +106,18 @@ def html_file(value: Any, what: str) -> Path:
     check(
         path.suffix.lower() in (".html", ".htm"),
         f"the page is an HTML file: give a file name ending in .html, not {path.name}",
+    )
+    return path
+
+
+def weights_directory(value: Any, what: str) -> Path:
+    """`value` as the folder to write exported weights into: a path (see
+    `path_like`) that is not a file."""
+    path_like(value, what)
+    path = Path(value)
+    check(
+        not path.exists() or path.is_dir(),
+        f"{path} is a file, not a directory: give a directory to write the weights into",
     )
     return path
 

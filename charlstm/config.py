@@ -287,7 +287,10 @@ class ServeConfig:
         for name in counts:
             value = getattr(self, name)
             check(value >= 1, f"{flag(name)} must be >= 1, got {value}")
-        check(self.timeout_s > 0, f"{flag('timeout_s')} must be > 0 seconds, got {self.timeout_s}")
+        check(  # inf: a request's deadline would never come, and the drain on SIGTERM could not be timed
+            0 < self.timeout_s < math.inf,
+            f"{flag('timeout_s')} must be a finite number of seconds > 0, got {self.timeout_s}",
+        )
         check(
             self.max_samples <= self.max_batch,
             f"{flag('max_samples')} ({self.max_samples}) must be at most {flag('max_batch')} ({self.max_batch}): "

@@ -188,6 +188,8 @@ def test_a_python_callers_mistakes_are_config_errors(trained_run):
         (lambda: charlstm.resume(5), "run_dir must be a path (a str or a Path), got 5"),
         (lambda: charlstm.resume(trained_run[0], steps="50"), "steps must be a whole number, got '50'"),
         (lambda: model.export_weights(5), "directory must be a path (a str or a Path), got 5"),
+        (lambda: model.export_weights(""), "directory is empty: give a path"),
+        (lambda: charlstm.ServeConfig(timeout_s=float("inf")), "timeout_s must be a finite number of seconds > 0"),
         (lambda: model.inspect(5), "inspect takes the text itself, got int"),
         (lambda: model.generate({"length": 5}), "generate takes a charlstm.SampleConfig, such as SampleConfig("),
         # A web developer's walkthrough (2026-12-03, night): an empty key refused every request.

@@ -249,11 +249,20 @@ def test_export_errors_are_one_line(runs, tmp_path):
         (["export", str(runs["lstm"]), "--html", "page.txt"], "give a file name ending in .html, not page.txt"),
         (["export", str(runs["lstm"]), "--weights", str(ROOT / "README.md")], "is a file, not a directory"),
         (["export", str(tmp_path / "nope"), "--html", "x.html"], "checkpoint not found"),
-    ]
+        # An unset "$OUT" wrote the weights into the folder here (a walkthrough, 2026-12-05).
+        (["export", str(runs["lstm"]), "--weights", ""], "--weights is empty: give a path"),
+        (["export", str(runs["lstm"]), "--html", ""], "--html is empty: give a path"),
+        # Both places are checked before either is written: the page was written, then the weights refused.
+        (["export", str(runs["lstm"]), "--html", str(tmp_path / "x.html"), "--weights", str(tmp_path / "x.html")],
+         f"--html and --weights name the same place, {tmp_path / 'x.html'}: give each its own"),
+        (["export", str(runs["lstm"]), "--html", str(tmp_path / "y.html"), "--weights", str(ROOT / "README.md")],
+         "is a file, not a directory"),
+    ]  # fmt: skip
     for args, message in cases:
         result = runner.invoke(app, args)
         assert result.exit_code == 2, result.output
         assert message in result.stderr and result.stderr.count("\n") == 1
+    assert not list(tmp_path.glob("*.html"))
 
 
 def test_export_without_a_run_takes_the_most_recent_one(runs, tmp_path, monkeypatch):

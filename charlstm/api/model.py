@@ -12,7 +12,16 @@ import numpy as np
 
 from charlstm.api import reading
 from charlstm.api.runs import TextFiles, Texts
-from charlstm.arguments import check, html_file, optional_callable, path_like, paths_of, true_or_false, whole_number
+from charlstm.arguments import (
+    check,
+    html_file,
+    optional_callable,
+    path_like,
+    paths_of,
+    true_or_false,
+    weights_directory,
+    whole_number,
+)
 from charlstm.config import ModelConfig, SampleConfig, TrainConfig
 from charlstm.core.generation import Completion, check_request, complete, default_prime, sample_texts, stream_texts
 from charlstm.core.model import Params, count_params
@@ -304,14 +313,14 @@ class Model:
         model.json (configuration, vocabulary, tensor names and shapes):
         enough to run the model anywhere, with NumPy alone
         (examples/numpy_forward.py); nothing in them is code."""
-        path_like(directory, "directory")
+        out = weights_directory(directory, "directory")
         source = {
             "checkpoint": str(self.path),
             "step": self.step,
             "corpus": self.corpus_path,
             "best_val_loss": self.best_val_loss,
         }
-        return weights.write_weights(Path(directory), self.model_config, self.vocab, self.params, source)
+        return weights.write_weights(out, self.model_config, self.vocab, self.params, source)
 
     def _run_name(self) -> str:
         """The run directory's name, or a checkpoint's own where it stands alone."""

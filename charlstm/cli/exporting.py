@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from charlstm.arguments import html_file, weights_directory
 from charlstm.cli.app import NewestRunArgument, Quiet, fail, say, user_errors
 from charlstm.cli.format import checkpoint_text, size
 from charlstm.flags import option
@@ -15,7 +15,7 @@ from charlstm.flags import option
 def export(
     checkpoint: NewestRunArgument = None,
     html: Annotated[
-        Path | None,
+        str | None,  # as given: an empty one (an unset "$OUT") is refused, not read as "."
         typer.Option(
             option("html"), help="Write one self-contained HTML page that runs the model in a browser, offline."
         ),
@@ -24,7 +24,7 @@ def export(
         bool, typer.Option(option("half"), help="Store the page's weights as float16: half the size.")
     ] = False,
     weights: Annotated[
-        Path | None,
+        str | None,
         typer.Option(
             option("weights"),
             help="Write DIR/model.safetensors and DIR/model.json: the parameters, configuration and vocabulary.",
@@ -38,14 +38,19 @@ def export(
             fail(f"nothing to export: give {option('html')} PAGE.html, {option('weights')} DIR, or both")
         if half and html is None:
             fail(f"{option('half')} applies to the page: give {option('html')} PAGE.html too")
+        # Both places checked before either is written: a refused one leaves nothing behind.
+        page_path = html_file(html, option("html")) if html is not None else None
+        weights_dir = weights_directory(weights, option("weights")) if weights is not None else None
+        if page_path is not None and weights_dir is not None and page_path.absolute() == weights_dir.absolute():
+            fail(f"{option('html')} and {option('weights')} name the same place, {page_path}: give each its own")
         from charlstm import api
 
         model = api.load(checkpoint)
         # Which model, as sample says (without RUN it is the newest run's),
         # once the first file is written: a refused path stays one line.
         source = f"model: {checkpoint_text(model)}"
-        if html is not None:
-            page = model.export_html(html, half=half)
+        if page_path is not None:
+            page = model.export_html(page_path, half=half)
             if not quiet:
                 say(source)
                 say(
@@ -53,10 +58,10 @@ def export(
                     f"{'float16' if half else 'float32'} ({size(page.weight_bytes)} before base64); "
                     "open it in a browser, no network needed"
                 )
-        if weights is not None:
-            out = model.export_weights(weights)
+        if weights_dir is not None:
+            out = model.export_weights(weights_dir)
             if not quiet:
-                if html is None:
+                if page_path is None:
                     say(source)
                 say(
                     f"wrote {out.weights} ({out.tensors} tensors, {out.parameters:,} parameters, "

@@ -103,8 +103,6 @@ def write_weights(
     directory: Path, config: ModelConfig, vocab: Vocab, params: Mapping[str, Any], source: Mapping[str, Any]
 ) -> ExportedWeights:
     """`directory`/model.safetensors and model.json (created, or replaced there)."""
-    if directory.exists() and not directory.is_dir():
-        raise CharlstmError(f"{directory} is a file, not a directory: give a directory to write the weights into")
     tensors = named_tensors(params)
     meta = describe(config, vocab, tensors, source)
     data = safetensors_bytes(tensors, {"format": FORMAT, "meta": META_FILE})
