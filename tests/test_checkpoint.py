@@ -4,6 +4,7 @@ import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -66,6 +67,16 @@ def test_locate_accepts_run_kind_and_step_directories(trained):
     assert checkpoint.locate(run_dir, prefer=checkpoint.LATEST) == (run_dir / "checkpoints" / "latest", 12)
     assert checkpoint.locate(run_dir / "checkpoints" / "latest" / "8") == (run_dir / "checkpoints" / "latest", 8)
     assert checkpoint.load(run_dir / "checkpoints" / "latest" / "8").path.name == "8"
+
+
+def test_a_step_directory_is_found_as_dot_from_inside_it(trained, monkeypatch):
+    """`charlstm serve .` from inside a step directory was refused as "not a
+    charlstm run or checkpoint directory: ." (a walkthrough, 2026-12-05)."""
+    _, run_dir = trained
+    monkeypatch.chdir(run_dir / "checkpoints" / "latest" / "8")
+    assert checkpoint.locate(Path(".")) == (run_dir / "checkpoints" / "latest", 8)
+    monkeypatch.chdir(run_dir / "checkpoints" / "latest" / "8" / "meta")
+    assert checkpoint.locate(Path("..")) == (run_dir / "checkpoints" / "latest", 8)
 
 
 def test_unfinished_save_is_never_picked(trained):

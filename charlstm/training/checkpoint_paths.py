@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,8 @@ def locate(path: Path, prefer: str = BEST) -> tuple[Path, int]:
         steps = complete_steps(path.parent) if path.name.isdigit() else []
         there = f" (that folder has step{'s' * (len(steps) > 1)} {', '.join(map(str, steps))})" if steps else ""
         raise CheckpointError(f"checkpoint not found: {path}{there or _runs_like(path)}")
+    if path.name in ("", ".."):  # `.` or `..`, named from inside: their real names say what they are
+        path = Path(os.path.abspath(path))
     if path.name.isdigit() and (path / "meta").exists():
         return path.parent, int(path.name)
     if path.name == "checkpoints" and all((path / kind).is_dir() for kind in (LATEST, BEST)):
