@@ -522,7 +522,10 @@ def test_a_second_ctrl_c_stops_at_once_without_tracebacks(served, tmp_path):
 def test_the_librarys_serve_returns_on_a_second_signal_and_leaves_the_process_alone(served, tmp_path):
     """`charlstm.serve` in a user's script: a second SIGTERM cuts the
     request in flight off and `serve` returns; only the command ends its
-    process there."""
+    process there. The first signal is a SIGHUP (a closed terminal), taken
+    as SIGTERM is: it ended the server at once until 2026-12-05 (a
+    walkthrough), where it inherits no SIGHUP ignored (under nohup)."""
+    hangup = signal.SIGHUP if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN else signal.SIGTERM
     own = Server(served[0].run_dir, tmp_path, library=True)
     try:
 
@@ -533,7 +536,7 @@ def test_the_librarys_serve_returns_on_a_second_signal_and_leaves_the_process_al
         client = threading.Thread(target=cut_off, daemon=True)
         client.start()
         _until(lambda: own.load()["active_rows"] == 1, "the request to start")
-        own.process.send_signal(signal.SIGTERM)
+        own.process.send_signal(hangup)
         time.sleep(0.5)  # the first signal taken
         own.process.send_signal(signal.SIGTERM)
         assert own.process.wait(WAIT_S) == 0

@@ -1,6 +1,7 @@
 """Running the application under uvicorn, and stopping it gently.
 
-SIGTERM or Ctrl-C stops accepting connections, lets the requests in flight
+SIGTERM, Ctrl-C or SIGHUP (a closed terminal; left ignored under `nohup`)
+stops accepting connections, lets the requests in flight
 finish (up to the per-request timeout), stops the batcher, and returns: the
 process exits 0. (uvicorn would otherwise re-raise the signal once it has
 drained, and the process would end with 143.) A second signal while they
@@ -24,7 +25,9 @@ import uvicorn
 
 from charlstm.errors import CharlstmError
 
-HANDLED = (signal.SIGINT, signal.SIGTERM)
+# SIGHUP as training takes it: until 2026-12-05 a closed terminal ended the
+# server at once, cutting off its clients (a walkthrough).
+HANDLED = (signal.SIGINT, signal.SIGTERM, *([signal.SIGHUP] if hasattr(signal, "SIGHUP") else []))
 
 
 class _Server(uvicorn.Server):
@@ -39,7 +42,9 @@ class _Server(uvicorn.Server):
         if threading.current_thread() is not threading.main_thread():
             yield
             return
-        before = {sig: signal.signal(sig, self._stop) for sig in HANDLED}
+        hangup = getattr(signal, "SIGHUP", None)
+        kept = {hangup} if hangup is not None and signal.getsignal(hangup) is signal.SIG_IGN else set()  # nohup
+        before = {sig: signal.signal(sig, self._stop) for sig in HANDLED if sig not in kept}
         try:
             yield
         finally:
