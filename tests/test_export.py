@@ -144,6 +144,9 @@ def test_the_page_computes_what_the_model_computes(runs, tmp_path, cell):
     assert seen["title"] == f"charlstm: {cell}" and "pwned" not in dom
     if cell == "documents":  # the perturbed model ends its document early: the page stops there too
         assert len(seen["greedy"]) < 300
+    # Its characters counted as info counts them: the document boundary apart (it counted it, 2026-12-05).
+    chars = model.vocab.size - (model.vocab.boundary_id is not None)
+    assert f" parameters, {chars} characters; weights in float32" in browser.element_text(dom, "summary")
     if "ui" in test:
         generated = browser.element_text(dom, "generated")
         assert len(generated) == 500 and set(generated) <= set(model.vocab.chars)

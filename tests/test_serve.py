@@ -404,6 +404,8 @@ def test_the_servers_page_writes_in_chromium(served):
         assert chromium.evaluate("document.getElementById('generated').textContent") == expected
         assert chromium.evaluate(status).startswith("120 characters in")
         assert chromium.evaluate("document.title") == "charlstm serve: 2x24 LSTM"
+        summary = chromium.evaluate("document.getElementById('summary').textContent")
+        assert f", {model.vocab.characters} characters; up to {MAX_LENGTH} characters a sample." in summary, summary
         # Generate again writes new text: the seed went up by one, and the status names the one used.
         assert chromium.evaluate(status).endswith(", seed 9")
         assert chromium.evaluate("document.getElementById('seed').value") == "10"

@@ -77,7 +77,7 @@ def _corpus_name(run: RunSummary) -> str:
 def _vocabulary(vocab: Vocab) -> str:
     """How many characters, and which: the document boundary, a symbol of
     the vocabulary but no character, counted apart."""
-    chars = vocab.size - (vocab.boundary_id is not None)
+    chars = vocab.characters
     return f"{chars} character{'s' * (chars != 1)}: {_vocab_preview(vocab)}"
 
 

@@ -105,8 +105,9 @@ def write_page(
     count = count_params(params)
     weight_bytes = count * (2 if half else 4)
     summary = (
-        f"{describe}, {count:,} parameters, {vocab.size} characters; weights in {'float16' if half else 'float32'}, "
-        f"{weight_bytes / 1e6:.1f} MB. It runs in this page: nothing is sent anywhere."
+        f"{describe}, {count:,} parameters, {vocab.characters} characters; "
+        f"weights in {'float16' if half else 'float32'}, {weight_bytes / 1e6:.1f} MB. "
+        "It runs in this page: nothing is sent anywhere."
     )
     page = render_page(config, vocab, params, half=half, title=title, summary=summary)
     save_whole(path, page)  # a failed write leaves an earlier page as it was

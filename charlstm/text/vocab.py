@@ -85,6 +85,13 @@ class Vocab:
         return len(self.chars)
 
     @property
+    def characters(self) -> int:
+        """How many characters it holds: its size, less the document
+        boundary (a symbol of it, never a character of a text), as every
+        summary counts them."""
+        return self.size - (BOUNDARY in self.chars)
+
+    @property
     def boundary_id(self) -> int | None:
         """The document boundary's id, if this vocabulary has one."""
         found = self.chars.find(BOUNDARY)
