@@ -228,6 +228,17 @@ BAD = [
     ("surrogate", "POST", "/v1/generate", {"prime": "a\ud800"}, AUTH, 422, r"never saw: '\ud800'", "prime"),
     ("stop surrogate", "POST", "/v1/generate", {"stop": "\udc00"}, AUTH, 422, r"never writes: '\udc00'", "stop"),
     ("surrogate field", "POST", "/v1/generate", {"\ud800": 1}, AUTH, 422, r"unknown field '\ud800'", "\ud800"),
+    # The message cuts a long name short; the field is the name as sent (it was cut too, 2026-12-05).
+    (
+        "long field",
+        "POST",
+        "/v1/generate",
+        {"k" * 200: 1},
+        AUTH,
+        422,
+        "unknown field '" + "k" * 59 + "... (202 characters)",
+        "k" * 200,
+    ),
     ("stop chars", "POST", "/v1/generate", {"stop": "~"}, AUTH, 422, "never writes: '~'", "stop"),
     (
         "infinite",

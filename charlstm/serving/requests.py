@@ -115,7 +115,8 @@ def parse_generate(body: bytes, vocab: Vocab, limits: ServeConfig) -> Generate:
     unknown = sorted(set(data) - set(FIELDS))
     if unknown:
         name = unknown[0]
-        raise RequestError(422, f"unknown field {_cut(repr(name))}; the fields are {', '.join(FIELDS)}", _cut(name))
+        # The message quotes it cut short; `field` is what was sent, for a client to match.
+        raise RequestError(422, f"unknown field {_cut(repr(name))}; the fields are {', '.join(FIELDS)}", name)
     # A field given as null takes its default, as one left out does: clients
     # that send every field of a form send null for those left empty.
     data = {name: value for name, value in data.items() if value is not None}
