@@ -661,6 +661,16 @@ def test_the_app_mounted_in_another_app_generates(served):
         connection.close()
         assert response.status == 200, answer
         assert answer["samples"] == _library(model, body)
+        # A wrong path is told the endpoints where they are, under the mount (a walkthrough, 2026-12-05).
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=WAIT_S)
+        connection.request("GET", "/lm/zzz")
+        missing = connection.getresponse()
+        message = json.loads(missing.read())["error"]["message"]
+        connection.close()
+        assert missing.status == 404 and message == (
+            "no such endpoint: GET /lm/zzz (there are POST /lm/v1/generate, GET /lm/v1/model, GET /lm/healthz and "
+            "GET /lm/)"
+        )
     finally:
         server.should_exit = True
         thread.join(timeout=WAIT_S)

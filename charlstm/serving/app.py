@@ -65,7 +65,11 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     where = f"{request.method} {request.url.path}"
     if exc.status_code == 404:
-        message = f"no such endpoint: {where} (there are POST /v1/generate, GET /v1/model, GET /healthz and GET /)"
+        at = request.scope.get("root_path", "").rstrip("/")  # where a user's service mounted it
+        message = (
+            f"no such endpoint: {where} (there are POST {at}/v1/generate, GET {at}/v1/model, GET {at}/healthz "
+            f"and GET {at}/)"
+        )
     elif exc.status_code == 405:
         message = f"{where} is not allowed: use {(exc.headers or {}).get('Allow', 'another method')}"
     else:
