@@ -437,6 +437,15 @@ def test_the_servers_page_writes_in_chromium(served):
         _until(lambda: (chromium.evaluate(status) or "").endswith(", seed 11"), "the repeated run", every=0.2)
         assert chromium.evaluate("document.getElementById('generated').textContent") == third
         assert chromium.evaluate("document.getElementById('seed').value") == "11"
+        # The "stop at" box reads escapes as --stop does: \xHH and \uHHHH too (it read only \n \t \r \\).
+        chromium.evaluate(
+            "document.getElementById('stop').value = '\\\\x20'; document.getElementById('status').textContent = '';"
+            "document.getElementById('generate').click()"
+        )
+        _until(lambda: (chromium.evaluate(status) or "").endswith(", seed 11"), "the run with a stop", every=0.2)
+        stopped = _library(model, {"prime": "The king", "length": 120, "seed": 11, "temperature": 0.8, "stop": [" "]})
+        assert chromium.evaluate("document.getElementById('generated').textContent") == stopped[0]["text"]
+        chromium.evaluate("document.getElementById('stop').value = ''")
         # The server's refusal stays on the page (it was once cleared as soon as it came).
         problem = "document.getElementById('problem').textContent"
         chromium.evaluate(
@@ -445,7 +454,8 @@ def test_the_servers_page_writes_in_chromium(served):
         _until(lambda: chromium.evaluate(problem), "the refusal to show", every=0.2)
         time.sleep(0.5)
         assert chromium.evaluate(problem).startswith("length must be from 1 to")
-        assert chromium.evaluate("document.getElementById('generated').textContent") == third  # the last text stays
+        last = stopped[0]["text"]
+        assert chromium.evaluate("document.getElementById('generated').textContent") == last  # the last text stays
         assert chromium.evaluate("document.getElementById('length').max") == str(MAX_LENGTH)
         # Named as the box is labelled, not as the JSON field.
         chromium.evaluate(
