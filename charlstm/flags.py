@@ -82,6 +82,10 @@ FLAGS: Mapping[str, str] = {
     "trials": "--trials",
     "budget_s": "--budget-s",
     "grid": "--grid",
+    "keep_all": "--keep-all",
+    # charlstm plot (api.plot_runs, api.plot_gradients)
+    "width_px": "--width",
+    "height_px": "--height",
     # charlstm export
     "html": "--html",
     "half": "--half",
@@ -106,7 +110,7 @@ def option(field: str) -> str:
 
 
 # The keywords that switch something on, as a Python caller turns them on.
-_SWITCHES = frozenset({"force", "skip_bad_files", "fill_time", "half"})
+_SWITCHES = frozenset({"force", "skip_bad_files", "fill_time", "half", "keep_all", "grid"})
 
 
 def flag(field: str) -> str:

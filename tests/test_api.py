@@ -252,9 +252,26 @@ def test_a_python_callers_mistakes_are_config_errors(trained_run):
         (lambda: model.sample(10, stop=["\u2603"]), "contains characters the model never writes"),
         (lambda: charlstm.resume(trained_run[0], hidden_size=3), "cannot change hidden_size when resuming"),
         (lambda: charlstm.train(trained_run[1], trained_run[0], batch_size=4), "already exists and is not empty"),
+        # A fourth (2026-12-05): "no" ran a grid and kept every trial.
+        (lambda: charlstm.tune(trained_run[1], grid="no"), "grid must be True or False, got 'no'"),
+        (lambda: charlstm.tune(trained_run[1], keep_all="no"), "keep_all must be True or False, got 'no'"),
     ]:
         with pytest.raises(charlstm.ConfigError, match=re.escape(message)):
             call()
+    # A TypeError from deep inside before; named as the caller wrote it.
+    with pytest.raises(charlstm.CharlstmError, match=re.escape("width_px must be a whole number of pixels, got '8'")):
+        charlstm.api.plot_runs([trained_run[0]], "never-written.png", width_px="8")
+    # Named as a Python caller turns it on, and refused before the cast that warned of its overflow.
+    import dataclasses
+
+    import jax
+
+    huge = dataclasses.replace(model, params=jax.tree.map(lambda a: a * 1e6, model.params))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(charlstm.CharlstmError, match=re.escape("(beyond +-65504): export without half=True")):
+            huge.export_html("never-written.html", half=True)
+    assert not Path("never-written.html").exists() and not Path("never-written.png").exists()
     # What comes back is Python's own: a NumPy count would leak into a user's JSON.
     assert type(model.inspect("abc" * 20, np.int64(20)).truncated) is int
     # A searched field's values as a list or a number are the choices they name, as a text names them.

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from charlstm.arguments import check_callbacks, unknown_fields
+from charlstm.arguments import check_callbacks, true_or_false, unknown_fields
 from charlstm.config import ModelConfig, TrainConfig
 from charlstm.errors import ConfigError
 from charlstm.training import tune as tuning
@@ -46,6 +46,7 @@ def tune(
     `train`.
     Returns the search's directory and its trials, best first."""
     check_callbacks(on_event, should_stop)
+    grid, keep_all = true_or_false(grid, "grid"), true_or_false(keep_all, "keep_all")  # "no" would be true
     unknown = unknown_fields(fixed, ModelConfig, TrainConfig)
     if unknown:
         raise ConfigError(f"unknown training option: {unknown}")

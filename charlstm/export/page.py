@@ -27,6 +27,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import jax
 import numpy as np
 
 from charlstm.config import ModelConfig
@@ -34,6 +35,7 @@ from charlstm.core.generation import default_prime
 from charlstm.core.model import count_params
 from charlstm.errors import CharlstmError
 from charlstm.export.weights import LAYER_NORM_EPSILON, named_tensors
+from charlstm.flags import flag
 from charlstm.introspect.page import script_json, writing_page
 from charlstm.text.saving import save_whole
 from charlstm.text.vocab import Vocab
@@ -56,9 +58,11 @@ def render_page(
     config: ModelConfig, vocab: Vocab, params: Mapping[str, Any], *, half: bool, title: str, summary: str
 ) -> str:
     """The page: its template with the model's data and its script's hash filled in."""
+    largest = float(np.finfo(np.float16).max)
+    # Checked before the cast, which would warn of the overflow it makes (NaN fails the test too).
+    if half and any(not np.all(np.abs(np.asarray(a)) <= largest) for a in jax.tree_util.tree_leaves(params)):
+        raise CharlstmError(f"some weights do not fit in float16 (beyond +-65504): export without {flag('half')}")
     tensors = named_tensors(params, "<f2" if half else "<f4")
-    if half and any(not np.all(np.isfinite(a)) for a in tensors.values()):
-        raise CharlstmError("some weights do not fit in float16 (beyond +-65504): export without --half")
     offset, table = 0, []
     for name, array in tensors.items():
         table.append({"name": name, "shape": list(array.shape), "offset": offset, "size": int(array.size)})

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from charlstm.errors import CharlstmError
+from charlstm.flags import flag
 from charlstm.text.saving import save_whole
 
 if TYPE_CHECKING:
@@ -61,6 +62,9 @@ def check_png_path(out: Path, example: str = "loss.png") -> None:
 
 def check_size(width_px: int, height_px: int, min_width_in: float, min_height_in: float, what: str) -> None:
     """Raise PlotError for a picture too large to draw or too small to fit `what`."""
+    for name, value in (("width_px", width_px), ("height_px", height_px)):
+        if isinstance(value, bool) or not isinstance(value, int):  # a str from a caller, or True
+            raise PlotError(f"{flag(name)} must be a whole number of pixels, got {value!r}")
     if width_px * height_px > MAX_PIXELS:
         raise PlotError(f"{width_px}x{height_px} pixels is too large to draw; at most {MAX_PIXELS // 10**6} million")
     min_width, min_height = math.ceil(min_width_in * DPI), math.ceil(min_height_in * DPI)

@@ -88,7 +88,7 @@ def locate(path: Path, prefer: str = BEST) -> tuple[Path, int]:
         # A tune trial other than the best: tune removed its checkpoints.
         raise CheckpointError(
             f"{path} has its metrics but no checkpoints: charlstm tune keeps only the best trial's "
-            "(--keep-all keeps every trial's); plot it, or train its settings again"
+            f"({flag('keep_all')} keeps every trial's); plot it, or train its settings again"
         )
     if found is None and (path / RUN_LOG).is_file():
         raise CheckpointError(
