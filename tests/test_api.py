@@ -271,6 +271,10 @@ def test_a_python_callers_mistakes_are_config_errors(trained_run):
         warnings.simplefilter("error")
         with pytest.raises(charlstm.CharlstmError, match=re.escape("(beyond +-65504): export without half=True")):
             huge.export_html("never-written.html", half=True)
+    # The saturation plot's name is checked before the page is written (it was written, then refused).
+    seen = model.inspect("abc" * 20)
+    with pytest.raises(charlstm.CharlstmError, match="the plot is a PNG image: give a file name ending in .png"):
+        model.write_inspection(seen, "never-written.html", saturation_png="never-written.jpg")
     assert not Path("never-written.html").exists() and not Path("never-written.png").exists()
     # What comes back is Python's own: a NumPy count would leak into a user's JSON.
     assert type(model.inspect("abc" * 20, np.int64(20)).truncated) is int

@@ -30,7 +30,7 @@ from charlstm.errors import CharlstmError, ConfigError, CorpusError
 from charlstm.export import page, weights
 from charlstm.introspect import page as inspection_page
 from charlstm.introspect import record
-from charlstm.plots import require_matplotlib
+from charlstm.plots import check_png_path, require_matplotlib
 from charlstm.plots.saturation import plot_saturation
 from charlstm.text import manifest, streams
 from charlstm.text.cache import CacheUnwritable
@@ -273,9 +273,10 @@ class Model:
         if whole_number(top, "top") < 1:
             raise ConfigError(f"top must be >= 1, got {top}")
         check(isinstance(source, str), f"source names the text in the page's header: a str, got {source!r}")
-        if saturation_png is not None:
+        if saturation_png is not None:  # before the page, not after
             path_like(saturation_png, "saturation_png")
-            require_matplotlib()  # before the page, not after
+            check_png_path(Path(saturation_png), "saturation.png")
+            require_matplotlib()
         try:
             found = inspection_page.report(out, seen, top=top, source=source, checkpoint=str(self.path))
             if saturation_png is not None:
