@@ -77,6 +77,13 @@ def test_a_step_directory_is_found_as_dot_from_inside_it(trained, monkeypatch):
     assert checkpoint.locate(Path(".")) == (run_dir / "checkpoints" / "latest", 8)
     monkeypatch.chdir(run_dir / "checkpoints" / "latest" / "8" / "meta")
     assert checkpoint.locate(Path("..")) == (run_dir / "checkpoints" / "latest", 8)
+    # Copied under another name, it is told to take its step's name back (it was "not a checkpoint").
+    copy = run_dir.parent / "standalone"
+    shutil.copytree(run_dir / "checkpoints" / "latest" / "8", copy)
+    with pytest.raises(CheckpointError, match="is a checkpoint, but its folder must be named by its step"):
+        checkpoint.locate(copy)
+    shutil.move(copy, copy.parent / "8")
+    assert checkpoint.locate(copy.parent / "8") == (copy.parent, 8)
 
 
 def test_unfinished_save_is_never_picked(trained):

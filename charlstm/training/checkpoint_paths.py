@@ -99,6 +99,11 @@ def locate(path: Path, prefer: str = BEST) -> tuple[Path, int]:
         raise CheckpointError(f"{path} is a file, not a charlstm run or checkpoint directory")
     if found is None and (path / SEARCH_RECORD).is_file():
         raise CheckpointError(f"{path} is a search, not a run: name one of its trials{_best_trial(path)}")
+    if found is None and (path / "meta").is_dir():  # a step directory copied under another name
+        raise CheckpointError(
+            f"{path} is a checkpoint, but its folder must be named by its step, as charlstm saved it "
+            "(checkpoints/best/STEP): rename it to its step, or put it in a folder under that name"
+        )
     if found is None:
         raise CheckpointError(f"not a charlstm run or checkpoint directory: {path}")
     return path, found
