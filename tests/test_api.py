@@ -92,6 +92,9 @@ def test_a_run_without_on_event_warns_its_caller(tmp_path):
     said = [str(w.message) for w in caught if issubclass(w.category, charlstm.CharlstmWarning)]
     assert f"skipped {folder / 'b.txt'}: not valid UTF-8 (byte offset 3: b'\\xe9\\n')" in said
     assert any(text.startswith("step 0: validation scores only") for text in said), said
+    # Pointed at the caller's line, not inside the library (a walkthrough, 2026-12-05).
+    where = {Path(w.filename) for w in caught if issubclass(w.category, charlstm.CharlstmWarning)}
+    assert where == {Path(__file__)}, where
     seen = []  # a caller who watches gets events, and no warnings
     with warnings.catch_warnings():
         warnings.simplefilter("error", charlstm.CharlstmWarning)

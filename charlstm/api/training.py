@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import sys
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -274,9 +275,22 @@ def _warned_if_unwatched(on_event: EventHandler | None) -> EventHandler | None:
             f"step {event.step}: {event.message}" if isinstance(event, events.Warned) else events.left_out_line(event)
         )
         if text is not None:
-            warnings.warn(text, CharlstmWarning, stacklevel=2)
+            warnings.warn(text, CharlstmWarning, stacklevel=_callers_level())
 
     return warn
+
+
+_PACKAGE = str(Path(__file__).resolve().parents[1])
+
+
+def _callers_level() -> int:
+    """The `stacklevel` that points a warning at the line of the caller's
+    own code that called charlstm (its `train(...)`), past the library's
+    frames: it pointed inside the library."""
+    frame, level = sys._getframe(1), 1
+    while frame.f_back is not None and str(Path(frame.f_code.co_filename).resolve()).startswith(_PACKAGE):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def _warnings_after_opening(on_event: EventHandler | None) -> EventHandler | None:
