@@ -328,6 +328,24 @@ def test_a_filled_run_is_lengthened_only_near_its_peak_and_never_at_its_end():
     assert fit.plan(config, second, True, 95.0, 95.0) is None
 
 
+def test_a_later_plan_held_at_the_floor_is_said_once():
+    """TimeFit alone: a first plan past the floor (ten times the warm-up),
+    then validation passes so slow that the limit will cut the run short of
+    it: the plan stays at the floor and the loop is told where the run will
+    stop, once (a walkthrough's run stopped at step 260 of 1,000, undecayed,
+    without a word, 2026-12-05)."""
+    config = tiny_train_config(steps=2300, warmup_steps=10, max_seconds=100.0, log_every=10)
+    fit = TimeFit(config, 0)
+    assert fit.plan(config, 10, False, 1.0, 1.0) is None  # the timing starts
+    first = fit.plan(config, 20, False, 1.1, 1.1)  # 0.01 s a step: more than 2,300 fit; nothing to shorten
+    assert first is None and fit.declined is None
+    fit.validated(30.0, first_pass=False)  # a pass takes 30 s
+    second = fit.plan(config, 40, True, 60.0, 60.0)  # 1.5 s a step since: some 30 more fit, under the floor
+    assert second == 100 and fit.declined is not None and 40 < fit.declined < 100
+    config, fit.declined = dataclasses.replace(config, steps=second), None
+    assert fit.plan(config, 50, True, 70.0, 70.0) is None and fit.declined is None  # said once
+
+
 def test_filling_the_time_needs_a_time_limit_and_no_step_count(tiny_corpus, tmp_path):
     with pytest.raises(charlstm.ConfigError, match="fill_time=True trains for all of a time limit: give max_seconds"):
         charlstm.train(tiny_corpus, tmp_path / "a", fill_time=True)

@@ -57,6 +57,7 @@ class TimeFit:
         # Where the limit will stop a run too short to fit (`_floored`), once
         # known: the loop says so, once (then sets it back to None).
         self.declined: int | None = None
+        self.held_at_floor = False  # a later plan held at the floor: said once too
 
     def validated(self, seconds: float, first_pass: bool) -> None:
         """A validation pass (and its sample and save) took `seconds`."""
@@ -156,10 +157,15 @@ class TimeFit:
         it is still learning fast enough that a decay costs it more than it
         gains (45 seconds of the default model on the shipped corpus,
         2026-12-02: 1.754 fitted to 130 steps against 1.700 cut off at step
-        140). Later plans stop at the floor."""
+        140). Later plans stop at the floor; the first of them that the
+        limit will cut short is said (`declined`), as the first plan is:
+        validation passes that take longer than the first plan counted on
+        (a tiny model's) stopped such runs with no word, undecayed."""
         floor = 10 * config.warmup_used
         if not self.planned and fitted < floor:
             self.active, self.declined = False, fitted
             return None
+        if self.planned and fitted < floor and not self.held_at_floor:
+            self.held_at_floor, self.declined = True, fitted
         self.planned = True
         return max(fitted, floor)
