@@ -26,6 +26,11 @@ class CharlstmWarning(UserWarning):
     trains)."""
 
 
+class LateSplitWarning(CharlstmWarning, RuntimeWarning):
+    """`split_the_cpu()` called after JAX started: a charlstm warning (one
+    filter silences all of them), and the RuntimeWarning it always was."""
+
+
 class ConfigError(CharlstmError):
     """An option or stored configuration value is out of range or mistyped."""
 

@@ -257,6 +257,8 @@ def test_a_python_callers_mistakes_are_config_errors(trained_run):
         (lambda: charlstm.train(trained_run[1], trained_run[0], batch_size=4), "already exists and is not empty"),
         # A fourth (2026-12-05): "no" ran a grid and kept every trial.
         (lambda: charlstm.tune(trained_run[1], grid="no"), "grid must be True or False, got 'no'"),
+        # Not "did you mean val_fraction?", which resume cannot change either.
+        (lambda: charlstm.resume(trained_run[0], val_file="v.txt"), "val_file: train's, set when a run starts"),
         (lambda: charlstm.tune(trained_run[1], keep_all="no"), "keep_all must be True or False, got 'no'"),
     ]:
         with pytest.raises(charlstm.ConfigError, match=re.escape(message)):

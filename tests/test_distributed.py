@@ -24,7 +24,7 @@ import pytest
 from typer.testing import CliRunner
 
 from charlstm.cli import app
-from charlstm.errors import CharlstmError, ConfigError
+from charlstm.errors import CharlstmError, CharlstmWarning, ConfigError
 from charlstm.runtime import cpu_devices
 from charlstm.runtime.cores import cores, cpu_quota
 from charlstm.text.streams import Streams
@@ -381,6 +381,9 @@ def test_a_split_that_comes_after_jax_started_says_so(monkeypatch):
     monkeypatch.setattr(cpu_devices, "chosen_elsewhere", lambda: False)  # as a caller's process would be
     has = len(jax.devices("cpu"))  # JAX has started
     with pytest.warns(RuntimeWarning, match=rf"came after JAX started: training uses the CPU's {has} device"):
+        cpu_devices.split_the_cpu(has + 1)
+    # A charlstm warning too: the filter the docs give silences it (a walkthrough, 2026-12-05).
+    with pytest.warns(CharlstmWarning, match="came after JAX started"):
         cpu_devices.split_the_cpu(has + 1)
     with warnings.catch_warnings():
         warnings.simplefilter("error")

@@ -86,7 +86,7 @@ def test_a_seed_another_seed_stands_for_is_refused(tiny_corpus, tmp_path):
 
 def test_grid_refuses_a_range():
     space = (search_space.parse_dimension(search_space.SPACE[0], "1e-3:1e-2"), *search_space.SPACE[1:])
-    with pytest.raises(ConfigError, match="grid needs lists"):
+    with pytest.raises(ConfigError, match="grid=True needs lists"):  # as a Python caller turns it on
         search_space.grid_trials(space, None, seed=0)
 
 

@@ -224,6 +224,10 @@ def _warn_of_regularisation(config: TrainConfig, asked: set[str], trained: Train
         )
 
 
+# What `train` takes besides the configs' fields, which a resumed run keeps.
+_SET_WHEN_STARTED = frozenset({"out", "preset", "glob", "val_file", "skip_bad_files", "init_from", "fill_time"})
+
+
 def resume(
     run_dir: str | Path | Model,
     *,
@@ -253,6 +257,12 @@ def resume(
     force = true_or_false(force, "force")
     moved_to = paths_of(corpus, "corpus")
     check_callbacks(on_event, should_stop)
+    started = sorted(set(overrides) & _SET_WHEN_STARTED)
+    if started:  # train's own keywords: not unknown, nor "did you mean" a field resume cannot change either
+        raise ConfigError(
+            f"{', '.join(started)}: train's, set when a run starts; resume keeps what the run started with (corpus= "
+            "says where a moved text is now); to change them, start a new run from this one's weights (init_from=)"
+        )
     unknown = unknown_fields(overrides, ModelConfig, TrainConfig)
     if unknown:  # before "cannot change" names a field that is not one
         raise ConfigError(f"unknown training option: {unknown}")

@@ -33,7 +33,7 @@ import warnings
 import jax
 
 from charlstm.arguments import whole_number
-from charlstm.errors import ConfigError
+from charlstm.errors import ConfigError, LateSplitWarning
 from charlstm.flags import flag
 from charlstm.runtime.cores import cores
 
@@ -84,6 +84,6 @@ def split_the_cpu(devices: int | None = None) -> None:
             warnings.warn(
                 f"split_the_cpu() came after JAX started: training uses the CPU's {has} device"
                 f"{'s' if has > 1 else ''} JAX already has, not {count}; call it before anything uses JAX",
-                RuntimeWarning,
+                LateSplitWarning,
                 stacklevel=2,
             )
