@@ -292,6 +292,9 @@ def test_a_python_callers_mistakes_are_config_errors(trained_run):
     assert model.evaluate("https://example.com/a.txt").chars > 0
     read = charlstm.api.read_texts(trained_run[1])
     assert model.evaluate(read) == model.evaluate(list(read.documents))
+    # inspect takes them as evaluate does (it refused them, 2026-12-05).
+    seen, listed = model.inspect(read, 50), model.inspect(list(read.documents), 50)
+    assert seen.text == listed.text and np.array_equal(seen.probs, listed.probs)
     shares: list[float] = []  # a progress bar fed by `progress` ends full
     model.evaluate("abc" * 20, progress=shares.append)
     assert shares[-1] == 1.0 and shares == sorted(shares)

@@ -202,7 +202,11 @@ class Model:
         return streams
 
     def inspect(
-        self, text: str | Sequence[str] | TextFiles, max_chars: int = record.MAX_CHARS, *, documents: bool = False
+        self,
+        text: str | Sequence[str] | Texts | TextFiles,
+        max_chars: int = record.MAX_CHARS,
+        *,
+        documents: bool = False,
     ) -> record.Inspection:
         """What the model does on the first `max_chars` characters of `text`,
         read from a zero state with carried state (as `evaluate(text,
@@ -210,10 +214,12 @@ class Model:
         and the next-character distribution; see `Inspection` for the
         arrays and their shapes. Characters the model never saw are left
         out, and counted in `Inspection.skipped`; `documents`, and `text` as
-        a list of documents, as for `evaluate`; files found by `find_texts`
-        are read only as far as `max_chars` takes."""
+        a list of documents (or what `read_texts` read), as for `evaluate`;
+        files found by `find_texts` are read only as far as `max_chars` takes."""
         max_chars = record.check_max_chars(max_chars)
         documents = true_or_false(documents, "documents")
+        if isinstance(text, Texts):  # read_texts(...): its documents, each from its start, as evaluate takes them
+            text = list(text.documents)
         reading.refuse_a_file_name(text, "inspect")
         text = reading.one_document(self.vocab, text, documents)
         if isinstance(text, TextFiles):
