@@ -52,6 +52,10 @@ class _Server(uvicorn.Server):
                 signal.signal(sig, handler)
 
     def _stop(self, sig: int, frame: Any) -> None:
+        # A closed terminal sends SIGHUP twice (the shell's, then the
+        # kernel's): only the first is a stop; only Ctrl-C or SIGTERM mean "now".
+        if sig == getattr(signal, "SIGHUP", None) and self.should_exit:
+            return
         if self._on_stop is not None:
             self._on_stop(sig)  # told on each signal
         if self.should_exit:  # a second signal: stop now, without the requests in flight

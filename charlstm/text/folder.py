@@ -134,15 +134,22 @@ def folder_files(
         named = dict.fromkeys(p for alternative in alternatives for p in folder.glob(alternative))
         candidates = [p for p in named if not _hidden(p.relative_to(folder)) and not _in_run(p, folder, runs)]
         matches, irregular, other_case = [], [], []
+        blocked: list[
+            tuple[Path, str]
+        ] = []  # folders listed but not entered (mode r--): their files cannot be looked at
         for p in candidates:  # one look at each (a folder of many files: a stat each, not two)
-            if default and not os.path.normcase(p.name).endswith(DEFAULT_SUFFIX):
-                if p.is_file():
-                    other_case.append(escaped(p.absolute()))
-            elif p.is_file():
-                matches.append(p)
-            elif not p.is_dir():
-                irregular.append((escaped(p.absolute()), _not_a_file(p)))
+            try:
+                if default and not os.path.normcase(p.name).endswith(DEFAULT_SUFFIX):
+                    if p.is_file():
+                        other_case.append(escaped(p.absolute()))
+                elif p.is_file():
+                    matches.append(p)
+                elif not p.is_dir():
+                    irregular.append((escaped(p.absolute()), _not_a_file(p)))
+            except PermissionError as err:
+                blocked.append((p.parent, err.strerror or str(err)))
         links, unlisted = _walked(folder, alternatives, runs)
+        unlisted = sorted(dict.fromkeys(unlisted + blocked))
     except (ValueError, NotImplementedError) as err:  # a malformed pattern
         raise CorpusError(f"{flag('glob')} '{pattern}': {err}") from None
     except OSError as err:
@@ -197,8 +204,10 @@ def _walked(
       whose files glob leaves out in silence.
 
     Both were passed over in silence until walkthroughs found them
-    (2026-12-05)."""
-    if not any("**" in p for p in patterns):
+    (2026-12-05). Only where a pattern's '**' goes: from the part of it
+    before its first wildcard ('docs/**/*.md' walks docs/ alone)."""
+    recursive = [p for p in patterns if "**" in p]
+    if not recursive:
         return [], []
     names = [p[3:] for p in patterns if p.startswith("**/") and "/" not in p[3:] and "**" not in p[3:]]
     inside = folder.resolve()
@@ -210,7 +219,10 @@ def _walked(
             raise err  # the folder itself: refused
         unlisted.append((Path(err.filename), err.strerror or str(err)))
 
-    for top, folders, _ in os.walk(folder, onerror=cannot_list):  # links to folders are listed, never entered
+    starts = {_fixed_part(p) for p in recursive}
+    starts = {s for s in starts if not any(o != s and s.is_relative_to(o) for o in starts)}  # the outermost
+    walks = (os.walk(folder / start, onerror=cannot_list) for start in sorted(starts) if (folder / start).is_dir())
+    for top, folders, _ in (entry for walk in walks for entry in walk):  # links to folders are listed, never entered
         here = Path(top)
         for name in folders if names else ():
             path = here / name
@@ -230,6 +242,16 @@ def _walked(
             found.append((escaped(path.absolute()), why))
         folders[:] = [n for n in folders if not n.startswith(".") and not is_run_folder(here / n)]
     return found, sorted(unlisted)
+
+
+def _fixed_part(pattern: str) -> Path:
+    """The folders a pattern names before its first wildcard: where its matches can be."""
+    fixed = []
+    for part in Path(pattern).parts:
+        if any(c in part for c in "*?["):
+            break
+        fixed.append(part)
+    return Path(*fixed)
 
 
 def _refuse_unlisted(unlisted: list[tuple[Path, str]]) -> None:
