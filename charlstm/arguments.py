@@ -72,6 +72,7 @@ def paths_given(value: Any, what: str, one: str = "a path (a str or a Path)") ->
     or a list or tuple of them; a ConfigError naming `what` for anything
     else (a number would otherwise fail as a TypeError deep inside)."""
     if isinstance(value, str | os.PathLike):
+        path_like(value, what)  # "" is "." to Path: refused
         return [value]
     check(isinstance(value, list | tuple), f"{what} must be {one} or a list of them, got {value!r}")
     for path in value:

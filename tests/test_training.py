@@ -344,6 +344,10 @@ def test_a_later_plan_held_at_the_floor_is_said_once():
     assert second == 100 and fit.declined is not None and 40 < fit.declined < 100
     config, fit.declined = dataclasses.replace(config, steps=second), None
     assert fit.plan(config, 50, True, 70.0, 70.0) is None and fit.declined is None  # said once
+    # A plan held just under the floor is the timing's noise, not a run cut short: nothing said.
+    near = TimeFit(tiny_train_config(steps=2300, warmup_steps=10, max_seconds=100.0, log_every=10), 0)
+    near.planned = True
+    assert near._floored(config, 95) == 100 and near.declined is None
 
 
 def test_filling_the_time_needs_a_time_limit_and_no_step_count(tiny_corpus, tmp_path):

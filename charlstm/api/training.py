@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import os
 import sys
 import warnings
 from collections.abc import Mapping, Sequence
@@ -259,9 +260,10 @@ def resume(
     check_callbacks(on_event, should_stop)
     started = sorted(set(overrides) & _SET_WHEN_STARTED)
     if started:  # train's own keywords: not unknown, nor "did you mean" a field resume cannot change either
+        text = {"glob", "val_file", "skip_bad_files"} & set(started)
         raise ConfigError(
-            f"{', '.join(started)}: train's, set when a run starts; resume keeps what the run started with (corpus= "
-            "says where a moved text is now); to change them, start a new run from this one's weights (init_from=)"
+            f"{', '.join(started)}: train's, set when a run starts; resume keeps what the run started with"
+            + ("; corpus= says where a moved text is now" if text else "")
         )
     unknown = unknown_fields(overrides, ModelConfig, TrainConfig)
     if unknown:  # before "cannot change" names a field that is not one
@@ -298,7 +300,7 @@ def _callers_level() -> int:
     own code that called charlstm (its `train(...)`), past the library's
     frames: it pointed inside the library."""
     frame, level = sys._getframe(1), 1
-    while frame.f_back is not None and str(Path(frame.f_code.co_filename).resolve()).startswith(_PACKAGE):
+    while frame.f_back is not None and str(Path(frame.f_code.co_filename).resolve()).startswith(_PACKAGE + os.sep):
         frame, level = frame.f_back, level + 1
     return level
 

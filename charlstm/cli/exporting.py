@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from charlstm.arguments import html_file, weights_directory
+from charlstm.arguments import html_file, weights_directory, writable_place
 from charlstm.cli.app import NewestRunArgument, Quiet, fail, say, user_errors
 from charlstm.cli.format import checkpoint_text, size
 from charlstm.flags import option
@@ -41,8 +41,12 @@ def export(
         # Both places checked before either is written: a refused one leaves nothing behind.
         page_path = html_file(html, option("html")) if html is not None else None
         weights_dir = weights_directory(weights, option("weights")) if weights is not None else None
-        if page_path is not None and weights_dir is not None and page_path.absolute() == weights_dir.absolute():
+        if page_path is not None and weights_dir is not None and page_path.resolve() == weights_dir.resolve():
             fail(f"{option('html')} and {option('weights')} name the same place, {page_path}: give each its own")
+        if page_path is not None:
+            writable_place(page_path, option("html"))
+        if weights_dir is not None:  # the files it writes there
+            writable_place(weights_dir / "model.json", option("weights"))
         from charlstm import api
 
         model = api.load(checkpoint)

@@ -23,7 +23,7 @@ def run_record(r: RunSummary) -> dict[str, Any]:
     return {
         "run": str(r.path),
         "corpus": r.corpus,
-        "corpus_sources": list(r.corpus_sources or (r.corpus,)),  # every file and folder given, `corpus` first
+        "corpus_sources": list(r.corpus_sources),  # every file and folder given, `corpus` first (none: unreadable)
         "model": r.model,
         "params": r.params,
         "step": r.step,

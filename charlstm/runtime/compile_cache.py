@@ -41,7 +41,7 @@ def enable_compilation_cache(directory: str | Path | None = None) -> Path | None
     """Cache compiled programs in `directory` (default: `cache_dir()`).
     Returns the directory used, or None if caching is off or impossible
     (an unwritable location only costs speed, so it is not an error)."""
-    if directory is not None:
+    if directory:  # "" is the default, as None is (a CHARLSTM_... variable set empty)
         path_like(directory, "directory")
     directory = Path(directory) if directory else cache_dir()
     if directory is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -115,7 +116,8 @@ def corpus_name(path: Path) -> str:
     checkpoint library reads as a pattern become '_': a file may be named
     anything, and a run named after it was split over two lines in `runs`."""
     name = path.resolve().name if path.is_dir() else path.stem
-    name = "".join("_" if c in "[]*?" or not c.isprintable() else c for c in name)
+    # Control characters and line breaks only: a Persian name's zero-width non-joiner stays.
+    name = "".join("_" if c in "[]*?" or unicodedata.category(c) in ("Cc", "Zl", "Zp") else c for c in name)
     return name.lstrip("-") or "corpus"
 
 

@@ -165,7 +165,9 @@ class TimeFit:
         if not self.planned and fitted < floor:
             self.active, self.declined = False, fitted
             return None
-        if self.planned and fitted < floor and not self.held_at_floor:
+        # Near the floor the run ends nearly decayed, and a plan's timing is
+        # a few percent off either way: said only where a tenth is missing.
+        if self.planned and fitted < 0.9 * floor and not self.held_at_floor:
             self.held_at_floor, self.declined = True, fitted
         self.planned = True
         return max(fitted, floor)
