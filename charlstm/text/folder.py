@@ -134,9 +134,8 @@ def folder_files(
         named = dict.fromkeys(p for alternative in alternatives for p in folder.glob(alternative))
         candidates = [p for p in named if not _hidden(p.relative_to(folder)) and not _in_run(p, folder, runs)]
         matches, irregular, other_case = [], [], []
-        blocked: list[
-            tuple[Path, str]
-        ] = []  # folders listed but not entered (mode r--): their files cannot be looked at
+        # Folders listed but not entered (mode r--): their files cannot be looked at.
+        blocked: list[tuple[Path, str]] = []
         for p in candidates:  # one look at each (a folder of many files: a stat each, not two)
             try:
                 if default and not os.path.normcase(p.name).endswith(DEFAULT_SUFFIX):
