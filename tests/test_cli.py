@@ -112,6 +112,21 @@ def test_refuses_a_run_directory_whose_checkpoints_could_not_be_read_back(runner
     assert not (run_dir.parent / "[moved]" / "checkpoints" / "latest" / "4").exists()
 
 
+def test_names_are_printed_as_they_are_never_read_as_markup_or_emoji(runner, trained_run, tmp_path):
+    run_dir, corpus = trained_run
+    text = tmp_path / "x[" / "y]:fire:z.txt"  # Rich would refuse "x[/y]" with a traceback and draw ":fire:"
+    text.parent.mkdir()
+    text.write_text(corpus.read_text(encoding="utf-8"), encoding="utf-8")
+    scored = runner.invoke(app, ["eval", str(run_dir), str(text)])
+    assert scored.exit_code == 0, scored.output
+    assert "x[/y]:fire:z.txt" in scored.stdout
+    shutil.copytree(run_dir, tmp_path / "runs" / "a:fire:b")
+    listed = runner.invoke(app, ["runs", str(tmp_path / "runs")])
+    assert listed.exit_code == 0 and "a:fire:b" in listed.stdout
+    missing = runner.invoke(app, ["eval", str(run_dir), str(tmp_path / ":fire:[/x]")])
+    assert missing.exit_code == 2 and ":fire:[/x]" in missing.stderr
+
+
 def _set_meta(run_dir: Path, **changes) -> None:
     for meta_file in run_dir.glob("checkpoints/*/*/meta/metadata"):
         meta = json.loads(meta_file.read_text())

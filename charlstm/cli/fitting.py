@@ -11,10 +11,10 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from rich.console import Console
 from rich.table import Table
 
 from charlstm.cli.app import stdout
+from charlstm.cli.outputs import Terminal
 
 
 class SpareTable(Table):
@@ -32,7 +32,7 @@ class SpareTable(Table):
 def fitted(table: Any, width: int) -> Any:
     if not isinstance(table, SpareTable):
         return table
-    wide = Console(width=10_000)
+    wide = Terminal(width=10_000)
     for headers in table.spare:
         if wide.measure(table).maximum <= width:
             break
@@ -50,7 +50,7 @@ def print_table(table: Any) -> None:
         return
     # A file or pipe has no width to fit: never wrap cells there, and leave
     # out the spaces that pad each line to the widest.
-    console.width = max(console.width, Console(width=10_000).measure(table).maximum)
+    console.width = max(console.width, Terminal(width=10_000).measure(table).maximum)
     with console.capture() as captured:
         console.print(table)
     sys.stdout.write("".join(line.rstrip() + "\n" for line in captured.get().splitlines()))

@@ -23,7 +23,7 @@ import select
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TextIO
+from typing import Any, TextIO
 
 from rich.console import Console
 
@@ -164,7 +164,17 @@ def unseen_if_gone() -> Iterator[None]:
 class Terminal(Console):
     """Rich's console, except where its reader has gone: Rich then exits
     the process with status 1 (the status of a diverged run); this one
-    raises BrokenPipeError, after `outputs_gone`, for the caller to decide."""
+    raises BrokenPipeError, after `outputs_gone`, for the caller to decide.
+
+    Nothing printed is read as Rich markup or emoji codes: file and run
+    names, and sampled text, may hold `[/x]` (which Rich would refuse with
+    a traceback, or take as a style) or `:fire:` (which it would draw as
+    an emoji). A progress bar's own columns still take markup."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        kwargs.setdefault("markup", False)
+        kwargs.setdefault("emoji", False)
+        super().__init__(*args, **kwargs)
 
     def on_broken_pipe(self) -> None:
         self.quiet = True
