@@ -79,6 +79,24 @@ def test_the_loss_axis_skips_the_initial_drop():
     assert 1.0 < low < 1.35 and high < 4.0
 
 
+def test_a_short_run_overlaid_on_a_long_one_stays_in_range():
+    # The short run stopped while its loss was still high (3.5 to 4.3).
+    long, short = _records(steps=2000, eval_every=200), _records(steps=40, log_every=5, eval_every=20, final=3.5)
+    low, high = build_figure([("runs/long", long), ("runs/short", short)]).axes[0].get_ylim()
+    # The axis skips each run's own first steps, not the longest run's: the
+    # short run's curve after its first 5% is drawn inside it.
+    shown = [r["train_loss"] for r in short if r["step"] >= 0.05 * 40]
+    assert low < min(shown) and max(shown) < high
+
+
+def test_a_trial_far_off_the_scale_leaves_the_others_readable():
+    diverged = [{**r, "train_loss": 1e26, "val_loss": 1e26} if r["step"] > 100 else r for r in _records()]
+    figure = build_figure([("trial-00", _records()), ("trial-01", _records(final=1.2, seed=1)), ("trial-02", diverged)])
+    low, high = figure.axes[0].get_ylim()
+    assert 1.0 < low < 1.35 and high < 5.0
+    assert any(text.startswith("trial-02 val") for text in _legend_texts(figure))
+
+
 def test_runs_without_validation_points_are_drawn(tmp_path):
     records = [{k: v for k, v in r.items() if not k.startswith("val_")} for r in _records()]
     figure = build_figure([("no-val", records), ("with-val", _records())])

@@ -45,6 +45,12 @@ def require_matplotlib() -> None:
 MAX_PIXELS = 100_000_000
 
 
+def plain(label: str) -> str:
+    """A run's label drawn as it is written: matplotlib reads text between
+    two `$` as TeX (`runs/a$\\frac{$b` raised a parse error)."""
+    return label.replace("$", r"\$")
+
+
 def logged_number(value: Any) -> float:
     """A number as metrics.jsonl logs it; null (not finite, JSON has no NaN),
     a boolean or anything unreadable is NaN: a gap in a line."""

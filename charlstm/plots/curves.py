@@ -9,6 +9,7 @@ validation loss a solid line with markers.
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,6 +23,7 @@ from charlstm.plots import (
     check_size,
     legend_above,
     logged_number,
+    plain,
     require_matplotlib,
     write_png,
 )
@@ -37,6 +39,9 @@ Run = tuple[str, Sequence[Mapping[str, Any]]]
 # The first steps fall from ~ln(vocab) in a near-vertical drop; scaling the
 # loss axis to them would flatten the part of the curves worth comparing.
 WARMUP_FRACTION = 0.05
+# A run whose top is more than this many times as far above the lowest loss
+# as a typical run's top is off the scale (diverged): the range leaves it out.
+OFF_SCALE = 10.0
 # Text is sized in points, so the smallest picture that still fits both
 # panels and their labels is fixed in inches: 320x200 pixels at 100 dpi.
 MIN_WIDTH_IN, MIN_HEIGHT_IN = 3.2, 2.0
@@ -138,6 +143,7 @@ def _sorted(records: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
 def _draw_run(by_step: Axes, by_time: Axes, label: str, records: list[Mapping[str, Any]], colour: Any) -> list[Line2D]:
     """Draw one run on both panels; its step-panel lines, for the legend."""
     minutes = [seconds / 60 for seconds in _elapsed(records)]
+    label = plain(label)
     timed = list(zip(records, minutes, strict=True))
     train = [(r["step"], m, logged_number(r["train_loss"])) for r, m in timed if "train_loss" in r]
     val = [(r["step"], m, logged_number(r["val_loss"])) for r, m in timed if "val_loss" in r]
@@ -214,24 +220,30 @@ def _elapsed(records: list[Mapping[str, Any]]) -> list[float]:
 
 
 def _loss_limits(runs: Sequence[Run]) -> tuple[float, float] | None:
-    """The loss range to show: everything from the lowest loss up to the
-    highest one after the first few percent of steps. None when there is no
-    finite loss at all (a run that diverged at once), to leave matplotlib's
-    automatic range."""
-    last_step = max(record["step"] for _label, records in runs for record in records)
-    cutoff = WARMUP_FRACTION * last_step
-    low, high = math.inf, -math.inf
+    """The loss range to show: from the lowest loss up to the highest one
+    after each run's first few percent of steps (its own: a short run
+    overlaid on a long one would otherwise fall above the range), leaving
+    out the tops of runs far off the others' scale (a diverged trial's
+    1e26 would flatten every other curve; its line runs off the top, its
+    best loss stays in the legend). None when there is no finite loss at
+    all (a run that diverged at once), to leave matplotlib's automatic range."""
+    lows, highs = [], []
     for _label, records in runs:
-        for record in records:
-            for key in ("train_loss", "val_loss"):
-                loss = logged_number(record.get(key))  # null where a diverged step was logged
-                if not math.isfinite(loss):
-                    continue
-                low = min(low, loss)
-                if record["step"] >= cutoff:
-                    high = max(high, loss)
-    if not math.isfinite(low) or not math.isfinite(high):
+        cutoff = WARMUP_FRACTION * max(record["step"] for record in records)
+        losses = [
+            (record["step"], loss)
+            for record in records
+            for loss in (logged_number(record.get(key)) for key in ("train_loss", "val_loss"))
+            if math.isfinite(loss)  # null where a diverged step was logged
+        ]
+        if losses:
+            lows.append(min(loss for _step, loss in losses))
+            highs.append(max((loss for step, loss in losses if step >= cutoff), default=lows[-1]))
+    if not highs:
         return None
+    typical = statistics.median_low(highs)
+    low = min(lows)
+    high = max(h for h in highs if h - low <= OFF_SCALE * max(typical - low, 0.05 * abs(typical)))
     span = max(high - low, 0.05 * max(abs(high), 1.0))
     return low - 0.05 * span, high + 0.08 * span
 

@@ -26,6 +26,7 @@ from charlstm.plots import (
     check_size,
     legend_above,
     logged_number,
+    plain,
     require_matplotlib,
     write_png,
 )
@@ -191,7 +192,7 @@ def _draw_run(
         axes.axhline(line, color="tab:red", linestyle="--", linewidth=1.0, label=CLIP)
     _mark_warnings(axes, records)
     axes.set_yscale("log")
-    axes.set_title(label if line is None else f"{label} (--clip {line:g})", fontsize="medium")
+    axes.set_title(plain(label) if line is None else f"{plain(label)} (--clip {line:g})", fontsize="medium")
     axes.set_xlabel("step")
     axes.set_ylabel("gradient norm, before clipping")
     axes.set_xlim(left=0)
