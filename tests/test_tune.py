@@ -253,6 +253,18 @@ def test_a_search_refused_for_its_text_leaves_no_folder(runner, tmp_path, text):
     assert not out.exists()
 
 
+def test_a_trial_that_cannot_run_on_the_text_is_refused_before_any_trains(runner, tmp_path):
+    corpus = tmp_path / "text.txt"
+    corpus.write_text("a short text, long enough for windows of 16 but not of 400. " * 4, encoding="utf-8")
+    out = tmp_path / "search"
+    args = ["--grid", "--hidden", "8", "--layers", "1", "--seq-len", "16,400", "--dropout", "0", "-b", "2"]
+    result = runner.invoke(app, ["tune", str(corpus), *args, "--embed", "8", "--steps", "2", "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    assert "cannot run: training text is too short" in result.stderr
+    assert "--seq-len 400" in result.stderr.splitlines()[-1]
+    assert not out.exists()  # no trial trained: the first one, which fits, was not started either
+
+
 def test_random_search_never_repeats_a_configuration():
     """A draw that repeats a configuration is drawn again: a space smaller
     than the trials asked for runs each configuration once, and a larger

@@ -310,13 +310,14 @@ def refuse_too_large(
     )
 
 
-def new_run(
+def planned_run(
     corpus: Corpus, model_kwargs: dict[str, Any], train_config: TrainConfig, progress: Progress = no_progress
 ) -> Run:
+    """A new run with every refusal `new_run` gives, its state only shapes:
+    nothing is allocated (a search checks each trial's this way first)."""
     vocab = corpus_vocab(corpus)
     model_config = ModelConfig(vocab_size=vocab.size, boundary_id=vocab.boundary_id, **model_kwargs)
-    # Its shapes alone first: a text too short for the layout is the error
-    # to give before a model too large, and neither allocates anything.
+    # A text too short for the layout is the error to give before a model too large.
     run = with_tokens(
         corpus,
         vocab,
@@ -326,5 +327,12 @@ def new_run(
         progress,
     )
     refuse_too_large(model_config, train_config)
-    run.state = init_state(model_config, train_config)
+    return run
+
+
+def new_run(
+    corpus: Corpus, model_kwargs: dict[str, Any], train_config: TrainConfig, progress: Progress = no_progress
+) -> Run:
+    run = planned_run(corpus, model_kwargs, train_config, progress)
+    run.state = init_state(run.model_config, run.train_config)
     return run

@@ -42,8 +42,8 @@ from charlstm.arguments import real_number, whole_number
 from charlstm.config import ModelConfig, TrainConfig, check_seed
 from charlstm.core.model import count_params_of_shape
 from charlstm.core.state import init_state
-from charlstm.errors import ConfigError
-from charlstm.flags import flag
+from charlstm.errors import CharlstmError, ConfigError
+from charlstm.flags import as_options, flag
 from charlstm.text.corpus import Source, resolve_corpus_path
 from charlstm.text.folder import SEARCH_RECORD
 from charlstm.text.saving import save_whole
@@ -57,6 +57,7 @@ from charlstm.training.run import (
     claim_default_dir,
     corpus_name,
     new_run,
+    planned_run,
     prepare_run_dir,
     refuse_too_large,
 )
@@ -296,6 +297,7 @@ def search(
     try:
         text = reading.read(plan.source, on_event)
         refuse_unfit_validation(text, text.charset)
+        _refuse_unfit_trials(plan, text)
         prepare_run_dir(plan.out, search=True)
         on_event(events.SearchPlanned(plan.out, len(plan.points), plan.settings["kind"], plan.note))
         yield from _trials(plan, text, results, on_event, should_stop)
@@ -311,6 +313,24 @@ def search(
                 shutil.rmtree(Path(r.run_dir) / "checkpoints", ignore_errors=True)
 
 
+def _settings(plan: Plan, point: Mapping[str, float]) -> tuple[dict[str, Any], TrainConfig]:
+    """A trial's model shape and training config (its steps still to be fitted)."""
+    shape = {**plan.model, **{k: v for k, v in point.items() if k in SEARCHED_MODEL_FIELDS}}
+    options = {**plan.train, **{k: v for k, v in point.items() if k not in SEARCHED_MODEL_FIELDS}}
+    return shape, TrainConfig(**{**options, "steps": plan.steps or 1})
+
+
+def _refuse_unfit_trials(plan: Plan, text: Corpus) -> None:
+    """Every trial's layout on the text, and its size, checked before the
+    first trial trains: one that cannot run (its --seq-len too long for a
+    short text) would otherwise end the search after the trials before it."""
+    for index, point in enumerate(plan.points):
+        try:
+            planned_run(text, *_settings(plan, point))
+        except CharlstmError as err:
+            raise ConfigError(f"trial-{index:02d} ({as_options(point)}) cannot run: {err}") from None
+
+
 def _trials(
     plan: Plan,
     text: Corpus,
@@ -322,10 +342,8 @@ def _trials(
     for index, point in enumerate(plan.points):
         if should_stop():
             break
-        shape = {**plan.model, **{k: v for k, v in point.items() if k in SEARCHED_MODEL_FIELDS}}
-        options = {**plan.train, **{k: v for k, v in point.items() if k not in SEARCHED_MODEL_FIELDS}}
         run_dir = plan.out / f"trial-{index:02d}"
-        run = new_run(text, shape, TrainConfig(**{**options, "steps": plan.steps or 1}))
+        run = new_run(text, *_settings(plan, point))
         config, planned = _trial_config(run, plan)
         run = replace(run, train_config=config)  # its state stands: it depends on the seed and batch size alone
         params = count_params_of_shape(run.model_config)
