@@ -95,6 +95,21 @@ def test_runs_lists_each_run_with_its_best_loss(runner, trained_run, tmp_path):
     assert refused.exit_code == 2 and "is a file; name the folder that holds runs" in refused.stderr
 
 
+def test_runs_notes_a_run_whose_best_checkpoint_cannot_be_read(runner, trained_run, tmp_path):
+    run_dir, _ = trained_run
+    copy = tmp_path / "runs" / "a"
+    shutil.copytree(run_dir, copy)
+    best = copy / "checkpoints" / "best" / "4"
+    (best / "meta" / "metadata").write_text("garbage")  # the latest, at the same step, is whole
+    result = runner.invoke(app, ["runs", str(copy.parent)])
+    assert " done " in next(line for line in _ok(result).splitlines() if line.lstrip().startswith("a "))
+    note = next(line for line in result.stderr.splitlines() if line.startswith("note: "))
+    assert f"cannot read checkpoint {best}" in note and "every command goes on from latest/4" in note
+    listed = json.loads(_ok(runner.invoke(app, ["runs", str(copy.parent), "--json"])))
+    assert f"cannot read checkpoint {best}" in listed[0]["damaged_best"]
+    assert json.loads(_ok(runner.invoke(app, ["runs", str(run_dir.parent), "--json"])))[0]["damaged_best"] is None
+
+
 def test_a_runs_state_is_what_a_resume_would_do(tmp_path):
     """`charlstm runs`'s state column: a resume of a "done" or "stopped early"
     run trains nothing; a "resumable" one trains on."""

@@ -271,6 +271,8 @@ def list_runs(
                     say(f"note: {r.path} is training, before its first checkpoint")
                 elif r.problem is not None:
                     say(f"note: {r.path} could not be read: {r.problem}")
+                elif r.damaged_best is not None:
+                    say(f"note: {r.damaged_best}")  # it names the checkpoint, and how to go on
 
 
 def info(

@@ -34,6 +34,7 @@ def run_record(r: RunSummary) -> dict[str, Any]:
         "train_seconds": r.train_seconds,
         "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(r.updated)),
         "problem": r.problem,
+        "damaged_best": r.damaged_best,  # why its best checkpoint cannot be read, where it cannot
     }
 
 

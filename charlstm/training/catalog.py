@@ -41,6 +41,9 @@ class RunSummary:
     # `charlstm resume` trains on): `state`; with a `problem`, "training"
     # (before its first checkpoint) or "unreadable".
     state: str = "resumable"
+    # Listed as it is, but the best checkpoint, which sample, eval, info and
+    # inspect read, cannot be read: why, and how to go on.
+    damaged_best: str | None = None
 
 
 def list_runs(runs_dir: Path = RUNS_DIR) -> list[RunSummary]:
@@ -98,7 +101,8 @@ def _is_run(path: Path) -> bool:
 def summarize(run_dir: Path) -> RunSummary:
     try:
         meta = checkpoint.describe(run_dir, prefer=checkpoint.LATEST)
-        bests = (meta.best_val_loss, checkpoint.best_val_loss(run_dir))
+        best, damaged_best = _best(run_dir)
+        bests = (meta.best_val_loss, best)
         run_state = state(run_dir, meta.step, meta.train_config, meta.history)
         total = meta.train_config.steps
         session = run_lock.session_steps(run_dir) if run_state == "training" else None
@@ -117,6 +121,7 @@ def summarize(run_dir: Path) -> RunSummary:
             updated=when[1] if (when := recency(run_dir)) is not None else meta.path.stat().st_mtime,
             trained=when is not None and when[0],
             state=run_state,
+            damaged_best=damaged_best,
         )
     except (CharlstmError, KeyError, TypeError, ValueError, OSError) as err:
         try:
@@ -131,6 +136,15 @@ def summarize(run_dir: Path) -> RunSummary:
         return RunSummary(
             run_dir, _corpus_files(run_dir), "?", 0, step, total, None, 0.0, mtime, problem=str(err), state="training"
         )
+
+
+def _best(run_dir: Path) -> tuple[float | None, str | None]:
+    """The best checkpoint's validation loss, or why it cannot be read (the
+    latest can be whole while it is not: commands that read it then fail)."""
+    try:
+        return checkpoint.describe(run_dir, prefer=checkpoint.BEST, advice=True).best_val_loss, None
+    except CheckpointError as err:
+        return None, str(err)
 
 
 def _corpus_files(run_dir: Path) -> str:
