@@ -140,6 +140,25 @@ def test_resume_extends_a_finished_run(tiny_corpus, tmp_path):
         assert not [e for e in seen if isinstance(e, events.Warned) and e.kind == "schedule"], overrides
 
 
+def test_a_resume_that_shortens_a_stopped_run_says_its_learning_rate_drops(tiny_corpus, tmp_path):
+    run = new_tiny_run(tiny_corpus, steps=40)
+    train(run, tmp_path / "run", stop_at=20)
+    seen: list[events.Event] = []
+    shorter = session.resumed_run(tmp_path / "run", {"steps": 22}, on_event=seen.append)
+    [warned] = [e for e in seen if isinstance(e, events.Warned)]
+    old = float(learning_rate(hyperparameters(run.train_config), 20))
+    now = float(learning_rate(hyperparameters(shorter.train_config), 20))
+    assert warned.kind == "schedule" and 2 * now < old
+    assert warned.message == (
+        f"the schedule now ends at step 22, so the learning rate drops from {old:.2e} to {now:.2e} at the next "
+        "step and decays to its floor from there; steps 40 keeps the schedule the run had"
+    )
+    # A total a little shorter moves the rate a little: nothing is said.
+    seen.clear()
+    session.resumed_run(tmp_path / "run", {"steps": 38}, on_event=seen.append)
+    assert not [e for e in seen if isinstance(e, events.Warned)]
+
+
 def test_a_schedule_that_stands_at_zero_is_extended_quietly_or_warned_without_dividing_by_it(tiny_corpus, tmp_path):
     """Step 0 (a Ctrl-C while compiling) and a run that decayed to 0 (min_lr_ratio 0) stand at a rate of 0."""
     train(new_tiny_run(tiny_corpus, steps=4), tmp_path / "zero", stop_at=0)

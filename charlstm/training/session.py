@@ -314,22 +314,31 @@ def _unused_on_a_finished_run(overrides: dict[str, Any], step: int, steps: int) 
 
 def _schedule_jump(old: TrainConfig, new: TrainConfig, step: int) -> str | None:
     """What a resume's new total does to the learning rate where the run
-    stands, where it more than doubles it: extending a finished run restarts
-    its decay from near the peak (a warm restart, with no second warm-up),
-    which a user asking for more steps may not expect. (A new peak the user
-    gives is theirs to expect; the rate is compared at the old peak.)"""
+    stands, where it more than doubles or halves it: extending a finished
+    run restarts its decay from near the peak (a warm restart, with no
+    second warm-up), and shortening one part-way drops the rate at once,
+    neither of which a user changing the total may expect. (A new peak the
+    user gives is theirs to expect; the rate is compared at the old peak.)"""
     if old.steps == new.steps:
         return None
     same_peak = dataclasses.replace(new, learning_rate=old.learning_rate)
     before, after = (float(learning_rate(hyperparameters(c), step)) for c in (old, same_peak))
+    now = float(learning_rate(hyperparameters(new), step))
     # Both are 0 at step 0 (warm-up starts there); a finished run may end at 0 (min_lr_ratio 0).
-    if after <= 2 * before or after <= 0.01 * old.learning_rate:
-        return None
-    return (
-        f"the schedule now spans {new.steps:,} steps, so the learning rate jumps from {before:.2e} to "
-        f"{float(learning_rate(hyperparameters(new), step)):.2e} at the next step and decays from there: a warm "
-        f"restart, without a second warm-up; {flag('learning_rate')} sets the peak"
-    )
+    if after > 2 * before and after > 0.01 * old.learning_rate:
+        return (
+            f"the schedule now spans {new.steps:,} steps, so the learning rate jumps from {before:.2e} to "
+            f"{now:.2e} at the next step and decays from there: a warm restart, without a second warm-up; "
+            f"{flag('learning_rate')} sets the peak"
+        )
+    # Only a shorter total past its warm-up: a longer one's warm-up may stand lower for a while, as asked.
+    if new.warmup_used <= step < new.steps < old.steps and 2 * after < before:
+        return (
+            f"the schedule now ends at step {new.steps:,}, so the learning rate drops from {before:.2e} to "
+            f"{now:.2e} at the next step and decays to its floor from there; {flag('steps')} {old.steps:,} keeps "
+            "the schedule the run had"
+        )
+    return None
 
 
 def train(
