@@ -443,6 +443,18 @@ def test_a_braced_glob_picks_every_kind_once(tmp_path):
     assert [p.path.relative_to(tmp_path).as_posix() for p in found.train] == ["a.txt", "b.md", "sub/c.txt"]
 
 
+def test_a_glob_that_matches_only_at_the_top_suggests_the_kind_asked_for_deeper(tmp_path):
+    from charlstm.text.corpus import find
+
+    for name in ("a.txt", "b.txt", "sub/c.md"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text("text\n", encoding="utf-8")
+    with pytest.raises(CorpusError, match=r"it has 2 \.txt, 1 \.md\); .* such as '\*\*/\*\.md'$"):
+        find(Source((str(tmp_path),), "*.md"))
+    with pytest.raises(CorpusError, match=r"such as '\*\*/\*\.txt'$"):  # none of the kind asked for: the commonest
+        find(Source((str(tmp_path),), "*.rst"))
+
+
 def test_utf16_is_named_only_where_it_is_utf16():
     """Windows' "Unicode" files are named as UTF-16; a UTF-32 file or a
     binary one that starts with the same two bytes is not."""

@@ -18,7 +18,7 @@ import fnmatch
 import os
 import sys
 from collections import Counter
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from charlstm.errors import CorpusError, first_few, shown
 from charlstm.flags import flag, option
@@ -171,8 +171,10 @@ def folder_files(
             why += "; folders in a pattern are separated by '/' here, not '\\'"
         if sys.version_info < (3, 13) and any(alternative.endswith("**") for alternative in alternatives):
             why += "; a pattern that ends in '**' matches folders only, '**/*' every file"
-        # Its commonest kind of file, where it has one with an extension ('**/*.md'), else every file.
-        common = [suffix for suffix, _ in kinds.most_common(1) if suffix.startswith(".")]
+        # The kind asked for, where the folder has it deeper down ('*.md' matches
+        # only at the top), else its commonest kind with an extension, else every file.
+        asked = [suffix for a in alternatives if (suffix := PurePosixPath(a).suffix) in kinds and "*" not in suffix]
+        common = asked or [suffix for suffix, _ in kinds.most_common(1) if suffix.startswith(".")]
         example = f"'**/*{common[0]}'" if common else "'**/*'"
         # A folder of runs, a search's trials.json beside them: not a folder of texts named by a slip of --glob.
         if any(runs.values()) and all(p.name == SEARCH_RECORD for p in others):
