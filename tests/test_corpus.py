@@ -144,9 +144,10 @@ def test_a_file_name_that_is_not_utf8_is_refused_in_one_line(tmp_path):
     assert [(d.path, d.problem) for d in corpus.skipped] == [(f"{folder}/caf\\xe9.txt", BAD_NAME)]
     with pytest.raises(CorpusError, match="left out"):
         prepare(Source((str(folder / name),), skip_bad_files=True))  # nothing left
-    with pytest.raises(CorpusError, match=r"val_file: no usable text in .*caf\\xe9\.txt$") as refused:
+    with pytest.raises(CorpusError) as refused:
         prepare(Source((str(folder / "poem-00.txt"),), val_files=(str(folder / name),), skip_bad_files=True))
-    assert refused.value.details == (f"{folder}/caf\\xe9.txt: {BAD_NAME}",)
+    assert str(refused.value) == f"val_file: no usable text in {folder}/caf\\xe9.txt: {BAD_NAME}"
+    assert refused.value.details == ()
 
 
 def test_reading_in_small_chunks_gives_the_same_ids(tmp_path, monkeypatch):

@@ -140,6 +140,8 @@ def prepare(source: Source, progress: Progress = no_progress) -> Corpus:
         given = [escaped(Path(v).resolve()) for v in source.val_files]
         named = {f.path for f in _badly_named(found) if any(f.path == g or f.path.startswith(g + "/") for g in given)}
         left_out = tuple(_problem(f) for f in bad + empty if f.path in val_paths | named)
+        if len(left_out) == 1:  # one file, and why, on the one line
+            raise CorpusError(f"{flag('val_file')}: no usable text in {left_out[0]}")
         raise CorpusError(
             f"{flag('val_file')}: no usable text in {', '.join(escaped(Path(v)) for v in source.val_files)}",
             details=left_out,
