@@ -334,6 +334,9 @@ def test_every_command_has_useful_help(runner):
         assert "--help" in result.stdout and result.stdout.count("--") >= 2, name  # its options, not --help alone
     assert "--temp" in runner.invoke(app, ["sample", "--help"]).stdout
     assert "--steps" in runner.invoke(app, ["resume", "--help"]).stdout
+    # -h is help too, as most tools take it, after a command's arguments as well.
+    assert runner.invoke(app, ["train", "x.txt", "-h"]).stdout == runner.invoke(app, ["train", "--help"]).stdout
+    assert runner.invoke(app, ["-h"]).stdout == runner.invoke(app, ["--help"]).stdout
 
 
 def test_version_answers_alone(runner):
@@ -431,6 +434,7 @@ def test_a_result_that_cannot_be_written_is_one_line_and_status_2(trained_run):
             ["sample", "--no-cache"],
             "No such option: --no-cache (--no-cache goes before the command: charlstm --no-cache sample ...)",
         ),
+        (["sample", "--version"], "No such option: --version (charlstm --version prints the version, on its own)"),
         # Another command's option, and one of another tool's (a walkthrough, 2026-12-05).
         (["train", "x.txt", "--temp", "0.5"], "No such option: --temp (an option of charlstm sample, not of train)"),
         (["sample", "--steps", "3"], "No such option: --steps (an option of charlstm train, resume and tune, not of"),

@@ -127,6 +127,7 @@ app = typer.Typer(
         "141 the reader of the output went away (| head)."
     ),
     no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},  # -h too, as most command-line tools take it
     add_completion=True,
     rich_markup_mode=None,
     pretty_exceptions_enable=False,

@@ -54,6 +54,8 @@ def usage_error(
             "layout: start a new run to change it; charlstm train TEXT --init-from RUN keeps this one's weights if "
             "the model's size stays)"
         )
+    elif given == "--version" and command in commands:  # it stands alone
+        message = "No such option: --version (charlstm --version prints the version, on its own)"
     elif given in before_commands and ctx is not None and command in commands:
         message = f"No such option: {given} ({given} goes before the command: charlstm {given} {ctx.info_name} ...)"
     elif message.startswith("No such option") and given and (takers := _commands_taking(given, commands)):
