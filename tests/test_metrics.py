@@ -36,6 +36,23 @@ def test_a_run_logs_every_logged_step_with_validation_where_evaluated(tiny_corpu
     assert "===== step 8 =====" in samples
 
 
+def test_a_checkpoint_is_never_ahead_of_its_runs_log(tiny_corpus, tmp_path):
+    """A step's line was held until the next report, after its save: a kill
+    right after the save lost that line for good, as the resumed run starts
+    past its step (a walkthrough, 2026-12-05)."""
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    run = new_tiny_run(tiny_corpus, steps=8, eval_every=100, checkpoint_every=3, log_every=1)
+    logged_at_save = {}
+
+    def on_event(event):
+        if isinstance(event, events.Saved) and not event.best:  # the save is on disk now
+            logged_at_save[event.step] = [r["step"] for r in read_metrics(run_dir)][-1]
+
+    session.train(run, run_dir, on_event)
+    assert logged_at_save == {3: 3, 6: 6, 8: 8}
+
+
 def test_resuming_drops_lines_the_dead_session_wrote_after_the_checkpoint(tiny_corpus, tmp_path):
     run_dir = tmp_path / "run"
     run_dir.mkdir()

@@ -216,6 +216,15 @@ class Saved:
 
 
 @dataclass(frozen=True)
+class Saving:
+    """A checkpoint of `step` is about to be written (the run's log writes
+    out the lines it holds first: a kill during or just after the save would
+    otherwise leave a checkpoint whose step the resumed run never logs)."""
+
+    step: int
+
+
+@dataclass(frozen=True)
 class Rescheduled:
     """The time limit moved the end of the learning rate schedule to `steps`
     from `was`: shortened, where the limit would stop the run before its last
@@ -310,6 +319,7 @@ Event = (
     | Validating
     | Evaluated
     | Sampled
+    | Saving
     | Saved
     | Finished
 )

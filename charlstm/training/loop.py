@@ -154,7 +154,7 @@ class TrainingLoop:
             if self.pending:
                 yield from self._report()
             if self.healthy and self.step not in (self.first_step, self.saved_step):
-                yield self._checkpoint()
+                yield from self._checkpoint()
             raise
         yield from self._finish(reason)
 
@@ -219,7 +219,7 @@ class TrainingLoop:
         if not self.healthy:
             return "diverged"
         if save:
-            yield self._checkpoint()
+            yield from self._checkpoint()
         # Evaluation and saving are not training: keep them out of chars/s.
         pause = time.perf_counter() - paused
         self.last_report += pause
@@ -247,7 +247,7 @@ class TrainingLoop:
                 reason = "diverged"
             # A diverged state is never saved: the newest checkpoint stays the last good one.
             elif self.saved_step != self.step:
-                yield self._checkpoint()
+                yield from self._checkpoint()
         detail = _patience_detail(self.since_best, self.config) if reason == "patience" else ""
         best_step = _best_step(self.run.history)
         # The time the last checkpoint holds, where it was saved at this step
@@ -417,7 +417,8 @@ class TrainingLoop:
         if self._sample is not None and processes.is_main():
             yield events.Sampled(self.step, sample_text(run.model_config, params, run.vocab, self._sample))
 
-    def _checkpoint(self) -> events.Saved:
+    def _checkpoint(self) -> Iterator[events.Saving | events.Saved]:
+        yield events.Saving(self.step)  # the logs first: no checkpoint ahead of its run's metrics
         self.saved_step = self.step
         # The time up to this save, the sample after a pass included: what
         # `charlstm runs` and `info` show, and what a resume counts on from.
@@ -427,7 +428,7 @@ class TrainingLoop:
         # pass; every process decides alike, from the run's own history.
         owed = self.step == self.first_step == self.evaluated_step
         where = self._save(self.run, False, self.setup.train_streams.windows, owed)
-        return events.Saved(self.step, where, best=False)
+        yield events.Saved(self.step, where, best=False)
 
 
 def _patience_detail(since_best: int, config: TrainConfig) -> str:

@@ -112,6 +112,8 @@ class RunLog:
             self._pending["val_loss"] = event.val_loss
             self._pending["val_bpc"] = bits(event.val_loss)
             self._flush()
+        elif isinstance(event, events.Saving):
+            self._flush()  # a warning or new plan after the save goes on the next line
         elif isinstance(event, events.Sampled):
             _append(self.run_dir / SAMPLES_FILE, f"===== step {event.step} =====\n{event.text}\n\n")
         elif isinstance(event, events.Finished):
