@@ -269,9 +269,11 @@ def main() -> None:
     result_stdout()
     interrupt = Interrupt()
     interrupt.install()
+    ended: int | None = None  # the command's status, once it has ended with one
     try:
         app()
     except SystemExit as done:
+        ended = done.code if isinstance(done.code, int) else 0 if done.code is None else 1
         if interrupt():
             # Ctrl-C: end without Python's exit, whose clean-up can crash
             # (a segmentation fault once) while a checkpoint's reads are
@@ -287,13 +289,17 @@ def main() -> None:
         raise
     finally:
         # The command has ended and said how (a run has saved, or aborted).
-        # A Ctrl-C or SIGTERM from here on, while JAX and Orbax shut down,
-        # ends the process at once as the signal's default does: before,
-        # a third Ctrl-C that came late printed a traceback from JAX's exit
-        # handlers.
+        # A Ctrl-C or SIGTERM from here on, while JAX and Orbax shut down (a
+        # few tenths of a second), is ignored where the command ended with a
+        # status, which stays its status: one made a finished run exit 130.
+        # Ignored rather than handled, as Python drops its own handlers
+        # before its last shutdown steps. Otherwise it ends the process at
+        # once as the signal's default does (before, a third Ctrl-C that
+        # came late printed a traceback from JAX's exit handlers).
         for stream in (sys.stdout, sys.stderr):  # what the command wrote, before a signal can cut it off
             with contextlib.suppress(OSError, ValueError):
                 stream.flush()
+        at_once = signal.SIG_DFL if ended is None else signal.SIG_IGN
         for sig in (signal.SIGINT, signal.SIGTERM):
             if signal.getsignal(sig) is not signal.SIG_IGN:  # ignored from the start: left so
-                signal.signal(sig, signal.SIG_DFL)
+                signal.signal(sig, at_once)
