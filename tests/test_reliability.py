@@ -23,7 +23,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from charlstm.errors import CheckpointError
+from charlstm.errors import CharlstmError, CheckpointError
 from charlstm.training import checkpoint, restore_failures
 
 from .helpers import assert_trees_equal, new_tiny_run, train
@@ -599,6 +599,40 @@ def test_a_full_disk_during_a_save_keeps_the_previous_checkpoint(tiny_corpus, ti
     assert runner.invoke(app, ["resume", str(run_dir), "--steps", "8"]).exit_code == 0
 
 
+def test_a_run_folder_moved_while_it_trains_is_said_to_have_its_checkpoints_elsewhere(tiny_corpus, tmp_path):
+    """The next save fails; it told the user to start the run again from
+    step 0, whose checkpoints had gone with the folder (a walkthrough, 2026-12-05)."""
+    from charlstm.training import events, session
+
+    run_dir, moved = tmp_path / "run", tmp_path / "moved"
+    run = new_tiny_run(tiny_corpus, steps=8, checkpoint_every=2, eval_every=100)
+
+    def on_event(event):
+        if isinstance(event, events.Saved) and event.step == 2 and not moved.exists():
+            run_dir.rename(moved)
+
+    # Its log is written first (before each save), and says so.
+    with pytest.raises(CharlstmError) as failed:
+        session.train(run, run_dir, on_event)
+    assert f"{run_dir} is gone (was it moved or deleted while the run trained?)" in str(failed.value)
+    assert int(checkpoint.load(moved, prefer=checkpoint.LATEST).state.step) == 2
+    # Where the log can still be written and the save fails (its checkpoints
+    # moved away, and a file in their place), the save says it.
+    shutil.rmtree(moved)
+    moved.mkdir()
+    run = new_tiny_run(tiny_corpus, steps=8, checkpoint_every=2, eval_every=100)
+
+    def on_save(event):
+        if isinstance(event, events.Saved) and event.step == 2 and not (moved / "checkpoints").exists():
+            (run_dir / "checkpoints").rename(moved / "checkpoints")
+            (run_dir / "checkpoints").write_text("not a folder")
+
+    with pytest.raises(CheckpointError) as failed:
+        session.train(run, run_dir, on_save)
+    assert f"{run_dir} no longer holds the run's checkpoints (was it moved or deleted" in str(failed.value)
+    assert "starts afresh" not in str(failed.value)
+
+
 def test_signal_handler_stops_then_warns_then_aborts(capfd):
     import signal
 
@@ -852,13 +886,15 @@ def test_a_run_trained_by_one_process_is_refused_to_another(trained_run, tmp_pat
     assert done.exit_code == 0, done.output
 
 
-def test_a_signal_after_the_command_has_ended_ends_the_process_as_its_default_does():
+def test_a_signal_after_the_command_has_ended_leaves_its_status():
     """A third Ctrl-C that comes after the run has saved and said so, while
-    JAX shuts down, must not print a traceback from its exit handlers."""
+    JAX shuts down, must not print a traceback from its exit handlers, nor
+    turn a finished command's status into 130: such a signal is ignored
+    (Python's own handlers are gone in the last steps of its shutdown)."""
     code = (
         "import signal, sys\nfrom charlstm.cli.app import main\nsys.argv = ['charlstm', '--help']\n"
         "try:\n    main()\nexcept SystemExit as end:\n"
-        "    print([signal.getsignal(s) == signal.SIG_DFL for s in (signal.SIGINT, signal.SIGTERM)], end.code)"
+        "    print([signal.getsignal(s) == signal.SIG_IGN for s in (signal.SIGINT, signal.SIGTERM)], end.code)"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.stdout.splitlines()[-1] == "[True, True] 0", done.stdout + done.stderr

@@ -83,6 +83,7 @@ class CheckpointWriter:
         self.run_dir = run_dir
         root = run_dir / "checkpoints"
         self._managers = {LATEST: _manager(root / LATEST, KEEP_LATEST), BEST: _manager(root / BEST, 1)}
+        self._held = has_checkpoint(run_dir)  # the run has had a checkpoint: a resumed one, or after a save
 
     def save(self, run: Run, best: bool, data_windows: int | None = None, rewrite: bool = False) -> str:
         kind = BEST if best else LATEST
@@ -108,15 +109,22 @@ class CheckpointWriter:
             manager.wait_until_finished()
         except (OSError, ValueError) as err:
             if has_checkpoint(self.run_dir):
-                after = "earlier checkpoints are intact, and 'charlstm resume' continues from the newest"
+                after = (
+                    "earlier checkpoints are intact, and 'charlstm resume' continues from the newest once the "
+                    "problem is fixed"
+                )
+            elif self._held:  # they were there: the folder was moved or deleted while the run trained
+                after = (
+                    f"{self.run_dir} no longer holds the run's checkpoints (was it moved or deleted while the run "
+                    "trained?): 'charlstm resume' continues from them wherever they are now"
+                )
             else:  # nothing to resume: the run's start is what to repeat
                 after = (
                     "no checkpoint was saved before it, so run the same 'charlstm train' command again (it "
-                    f"starts afresh in {self.run_dir})"
+                    f"starts afresh in {self.run_dir}) once the problem is fixed"
                 )
-            raise CheckpointError(
-                f"could not write checkpoint {path}: {err}; {after} once the problem is fixed"
-            ) from None
+            raise CheckpointError(f"could not write checkpoint {path}: {err}; {after}") from None
+        self._held = True
         return path
 
     def close(self) -> None:

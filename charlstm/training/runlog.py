@@ -171,6 +171,11 @@ def _append(path: Path, text: str) -> None:
     try:
         with path.open("a", encoding="utf-8") as out:
             out.write(text)
+    except FileNotFoundError:
+        raise CharlstmError(
+            f"cannot write {path}: {path.parent} is gone (was it moved or deleted while the run trained?); its "
+            "checkpoints went with it, and 'charlstm resume' continues from them wherever they are now"
+        ) from None
     except OSError as err:
         raise CharlstmError(f"cannot write {path}: {err.strerror}; {INTACT}") from None
 
