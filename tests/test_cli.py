@@ -110,6 +110,7 @@ def test_refuses_a_run_directory_whose_checkpoints_could_not_be_read_back(runner
     good.rename(run_dir.parent / "[moved]")
     moved = runner.invoke(app, ["resume", str(run_dir.parent / "[moved]"), "--steps", "4"])
     assert moved.exit_code == 2 and "its path contains [ ]" in moved.stderr
+    assert "rename it (or the folder it is in) without them to train it on" in moved.stderr  # resume has no --out
     assert not (run_dir.parent / "[moved]" / "checkpoints" / "latest" / "4").exists()
 
 

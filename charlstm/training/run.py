@@ -131,6 +131,12 @@ def pattern_characters(path: Path) -> list[str]:
 def check_writable_path(run_dir: Path) -> None:
     """Refuse to write checkpoints where they could not be read back."""
     odd = pattern_characters(run_dir)
+    if odd and (run_dir / "checkpoints").is_dir():  # a run there already: resumed (sample and eval read it)
+        raise ConfigError(
+            f"run directory {run_dir}: its path contains {' '.join(odd)}, which the checkpoint library reads as a "
+            "pattern when it saves, so the run's new checkpoints could not be read back; rename it (or the "
+            "folder it is in) without them to train it on"
+        )
     if odd:
         raise ConfigError(
             f"run directory {run_dir}: its path contains {' '.join(odd)}, which the checkpoint library reads as a "
