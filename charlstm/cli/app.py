@@ -290,16 +290,16 @@ def main() -> None:
     finally:
         # The command has ended and said how (a run has saved, or aborted).
         # A Ctrl-C or SIGTERM from here on, while JAX and Orbax shut down (a
-        # few tenths of a second), is ignored where the command ended with a
-        # status, which stays its status: one made a finished run exit 130.
-        # Ignored rather than handled, as Python drops its own handlers
-        # before its last shutdown steps. Otherwise it ends the process at
-        # once as the signal's default does (before, a third Ctrl-C that
-        # came late printed a traceback from JAX's exit handlers).
+        # few tenths of a second), is ignored where the command succeeded,
+        # whose status stays 0: one made a finished run exit 130. Ignored
+        # rather than handled, as Python drops its own handlers before its
+        # last shutdown steps. Otherwise it ends the process at once as the
+        # signal's default does (before, a third Ctrl-C that came late
+        # printed a traceback from JAX's exit handlers).
         for stream in (sys.stdout, sys.stderr):  # what the command wrote, before a signal can cut it off
             with contextlib.suppress(OSError, ValueError):
                 stream.flush()
-        at_once = signal.SIG_DFL if ended is None else signal.SIG_IGN
+        at_once = signal.SIG_IGN if ended == 0 else signal.SIG_DFL
         for sig in (signal.SIGINT, signal.SIGTERM):
             if signal.getsignal(sig) is not signal.SIG_IGN:  # ignored from the start: left so
                 signal.signal(sig, at_once)
