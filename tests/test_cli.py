@@ -524,23 +524,30 @@ def test_a_stdout_that_cannot_show_the_models_characters_gets_escapes_not_a_trac
         assert b"note: stdout's encoding" in done.stderr and b"--output FILE writes them as UTF-8" in done.stderr
 
 
-# SIGHUP: a closed terminal or a dropped SSH session, which killed the run without a save (2026-12-05).
-@pytest.mark.parametrize(("signum", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)])
-def test_interrupt_saves_a_checkpoint_and_says_how_to_resume(tiny_corpus, tmp_path, signum, status):
-    if signal.getsignal(signum) is signal.SIG_IGN:  # the suite under nohup: the command leaves it ignored, by design
-        pytest.skip(f"{signal.Signals(signum).name} is ignored here, and the command would inherit that")
-    run_dir = tmp_path / "run"
+def _training_until(corpus: Path, run_dir: Path, steps: int, line: str) -> subprocess.Popen:
+    """`charlstm train` in a process of its own, once its stderr has shown a line starting with `line`."""
     process = subprocess.Popen(
-        [*_charlstm_command(), "train", str(tiny_corpus), "--out", str(run_dir), "--steps", "100000", *TINY],
+        [*_charlstm_command(), "train", str(corpus), "--out", str(run_dir), "--steps", str(steps), *TINY],
         stderr=subprocess.PIPE,
         text=True,
         # Plain lines even where the environment forces Rich's colours (FORCE_COLOR): the line waited for.
         env={**os.environ, "PYTHONUNBUFFERED": "1", "TERM": "dumb"},
     )
     assert process.stderr is not None
-    for line in process.stderr:  # wait until it is really training: its first progress line (step 10)
-        if line.startswith("step 10/"):
+    for seen in process.stderr:
+        if seen.startswith(line):
             break
+    return process
+
+
+# SIGHUP: a closed terminal or a dropped SSH session, which killed the run without a save (2026-12-05).
+@pytest.mark.parametrize(("signum", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)])
+def test_interrupt_saves_a_checkpoint_and_says_how_to_resume(tiny_corpus, tmp_path, signum, status):
+    if signal.getsignal(signum) is signal.SIG_IGN:  # the suite under nohup: the command leaves it ignored, by design
+        pytest.skip(f"{signal.Signals(signum).name} is ignored here, and the command would inherit that")
+    run_dir = tmp_path / "run"
+    process = _training_until(tiny_corpus, run_dir, 100_000, "step 10/")  # really training: its first progress line
+    assert process.stderr is not None
     process.send_signal(signum)
     if signum == signal.SIGINT:  # an impatient second Ctrl-C must not spoil the save
         process.send_signal(signum)
@@ -561,17 +568,8 @@ def test_a_ctrl_c_after_a_run_has_finished_leaves_its_status_0(tiny_corpus, tmp_
     130, as if interrupted (a walkthrough, 2026-12-05)."""
     if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
         pytest.skip("SIGINT is ignored here, and the command would inherit that")
-    run_dir = tmp_path / "run"
-    process = subprocess.Popen(
-        [*_charlstm_command(), "train", str(tiny_corpus), "--out", str(run_dir), "--steps", "4", *TINY],
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1", "TERM": "dumb"},
-    )
+    process = _training_until(tiny_corpus, tmp_path / "run", 4, "sample with: ")  # its last line
     assert process.stderr is not None
-    for line in process.stderr:
-        if line.startswith("sample with: "):  # its last line
-            break
     time.sleep(0.1)
     with contextlib.suppress(ProcessLookupError):  # already gone: nothing to interrupt
         process.send_signal(signal.SIGINT)
