@@ -570,7 +570,7 @@ def test_a_ctrl_c_after_a_run_has_finished_leaves_its_status_0(tiny_corpus, tmp_
         pytest.skip("SIGINT is ignored here, and the command would inherit that")
     process = _training_until(tiny_corpus, tmp_path / "run", 4, "sample with: ")  # its last line
     assert process.stderr is not None
-    time.sleep(0.1)
+    time.sleep(0.3)  # into its shutdown, past the last Python lines of the command
     with contextlib.suppress(ProcessLookupError):  # already gone: nothing to interrupt
         process.send_signal(signal.SIGINT)
     process.stderr.read()

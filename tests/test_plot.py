@@ -79,14 +79,35 @@ def test_the_loss_axis_skips_the_initial_drop():
     assert 1.0 < low < 1.35 and high < 4.0
 
 
-def test_a_short_run_overlaid_on_a_long_one_stays_in_range():
-    # The short run stopped while its loss was still high (3.5 to 4.3).
-    long, short = _records(steps=2000, eval_every=200), _records(steps=40, log_every=5, eval_every=20, final=3.5)
-    low, high = build_figure([("runs/long", long), ("runs/short", short)]).axes[0].get_ylim()
-    # The axis skips each run's own first steps, not the longest run's: the
-    # short run's curve after its first 5% is drawn inside it.
-    shown = [r["train_loss"] for r in short if r["step"] >= 0.05 * 40]
-    assert low < min(shown) and max(shown) < high
+def _fast(records, start=4.4, final=1.3, tau=300.0):
+    """`records` with losses that fall from `start` within about `tau` steps, as a real run's do."""
+    out = []
+    for r in records:
+        loss = final + (start - final) * math.exp(-r["step"] / tau)
+        out.append({**r, "train_loss": loss, **({"val_loss": loss + 0.1} if "val_loss" in r else {})})
+    return out
+
+
+@pytest.mark.parametrize(
+    "other",
+    [
+        _records(steps=40, log_every=5, eval_every=20, final=3.5),  # stopped while its loss was still high
+        # A new run, 4.2 to 2.0, beside a fine-tuned one that starts low.
+        _fast(_records(steps=400, eval_every=100), start=4.2, final=2.0, tau=100.0),
+    ],
+)
+def test_every_run_overlaid_stays_in_range(other):
+    # The long run's drop is over in a few hundred of its 20,000 steps; the
+    # fine-tuned one starts low.
+    long = _fast(_records(steps=20_000, log_every=100, eval_every=1000))
+    tuned = _fast(_records(steps=2000, eval_every=200), start=1.25, final=1.2)
+    for runs in ([("runs/long", long), ("runs/other", other)], [("runs/tuned", tuned), ("runs/other", other)]):
+        low, high = build_figure(runs).axes[0].get_ylim()
+        # The axis skips each run's own first steps, not the longest run's:
+        # the other run's curve after its first 5% is drawn inside it.
+        last = other[-1]["step"]
+        shown = [r["train_loss"] for r in other if r["step"] >= 0.05 * last]
+        assert low < min(shown) and max(shown) < high, runs[0][0]
 
 
 def test_a_trial_far_off_the_scale_leaves_the_others_readable():

@@ -614,8 +614,19 @@ def test_a_run_folder_moved_while_it_trains_is_said_to_have_its_checkpoints_else
     # Its log is written first (before each save), and says so.
     with pytest.raises(CharlstmError) as failed:
         session.train(run, run_dir, on_event)
-    assert f"{run_dir} is gone (was it moved or deleted while the run trained?)" in str(failed.value)
+    assert f"{run_dir} is gone (was it moved or deleted while the run trained?); its checkpoints went" in str(
+        failed.value
+    )
     assert int(checkpoint.load(moved, prefer=checkpoint.LATEST).state.step) == 2
+    # Moved before its first checkpoint: nothing went with it to go on from.
+    early = new_tiny_run(tiny_corpus, steps=8, checkpoint_every=100, eval_every=100, log_every=1)
+
+    def at_first_report(event):
+        if isinstance(event, events.Progress) and (tmp_path / "early").exists():
+            (tmp_path / "early").rename(tmp_path / "early-moved")
+
+    with pytest.raises(CharlstmError, match="before its first checkpoint: start the run again"):
+        session.train(early, tmp_path / "early", at_first_report)
     # Where the log can still be written and the save fails (its checkpoints
     # moved away, and a file in their place), the save says it.
     shutil.rmtree(moved)

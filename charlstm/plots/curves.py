@@ -9,7 +9,6 @@ validation loss a solid line with markers.
 from __future__ import annotations
 
 import math
-import statistics
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,9 +38,10 @@ Run = tuple[str, Sequence[Mapping[str, Any]]]
 # The first steps fall from ~ln(vocab) in a near-vertical drop; scaling the
 # loss axis to them would flatten the part of the curves worth comparing.
 WARMUP_FRACTION = 0.05
-# A run whose top is more than this many times as far above the lowest loss
-# as a typical run's top is off the scale (diverged): the range leaves it out.
-OFF_SCALE = 10.0
+# A run whose top is more than this many times the highest loss any run
+# started from (about ln(vocabulary) for a new model) has diverged: the
+# range leaves its top out.
+OFF_SCALE = 2.0
 # Text is sized in points, so the smallest picture that still fits both
 # panels and their labels is fixed in inches: 320x200 pixels at 100 dpi.
 MIN_WIDTH_IN, MIN_HEIGHT_IN = 3.2, 2.0
@@ -223,11 +223,12 @@ def _loss_limits(runs: Sequence[Run]) -> tuple[float, float] | None:
     """The loss range to show: from the lowest loss up to the highest one
     after each run's first few percent of steps (its own: a short run
     overlaid on a long one would otherwise fall above the range), leaving
-    out the tops of runs far off the others' scale (a diverged trial's
-    1e26 would flatten every other curve; its line runs off the top, its
-    best loss stays in the legend). None when there is no finite loss at
-    all (a run that diverged at once), to leave matplotlib's automatic range."""
-    lows, highs = [], []
+    out the tops of runs that went far above where any run started (a
+    diverged trial's 1e26 would flatten every other curve; its line runs
+    off the top, its best loss stays in the legend). None when there is no
+    finite loss to scale to (a run that diverged at once), to leave
+    matplotlib's automatic range."""
+    lows, highs, firsts = [], [], []
     for _label, records in runs:
         cutoff = WARMUP_FRACTION * max(record["step"] for record in records)
         losses = [
@@ -239,11 +240,14 @@ def _loss_limits(runs: Sequence[Run]) -> tuple[float, float] | None:
         if losses:
             lows.append(min(loss for _step, loss in losses))
             highs.append(max((loss for step, loss in losses if step >= cutoff), default=lows[-1]))
-    if not highs:
+            firsts.append(min(losses)[1])  # at the run's first logged step
+    if not firsts:
         return None
-    typical = statistics.median_low(highs)
+    # Where the runs started: a fine-tuned run near 1, a new one near ln(V);
+    # not one that had diverged by its first logged step (far above the rest).
+    started = max(first for first in firsts if first <= 10 * min(firsts))
+    high = max(h for h in highs if h <= OFF_SCALE * started or h == min(highs))
     low = min(lows)
-    high = max(h for h in highs if h - low <= OFF_SCALE * max(typical - low, 0.05 * abs(typical)))
     span = max(high - low, 0.05 * max(abs(high), 1.0))
     return low - 0.05 * span, high + 0.08 * span
 

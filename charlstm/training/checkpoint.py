@@ -76,7 +76,8 @@ class CheckpointWriter:
     """Writes a run's latest and best checkpoints."""
 
     def __init__(self, run_dir: Path):
-        check_writable_path(run_dir)  # new and resumed runs alike
+        # New and resumed runs alike; a new one's folder was checked as it was made.
+        check_writable_path(run_dir, resuming=True)
         # A failed save's other writes echo its error as they fail, some
         # before the save raises: only those echoes are dropped.
         restore_failures.quiet_a_failed_save()

@@ -292,7 +292,7 @@ class TrainingLoop:
             "schedule",
             f"{time_limit(tc.max_seconds)} ends the run near step {near:,} of {tc.steps:,}, "
             f"too soon to end its schedule there (that takes {10 * tc.warmup_used:,} steps, ten times its warm-up): "
-            f"it stops before its learning rate has decayed; for a run that decays, give {flag('steps')} {near:,} "
+            f"it stops before its learning rate has decayed; for a run that decays, give {flag('steps')} {near} "
             "instead, or more time",
         )
 

@@ -128,10 +128,10 @@ def pattern_characters(path: Path) -> list[str]:
     return sorted(set("[]*?") & set(str(path.absolute())))
 
 
-def check_writable_path(run_dir: Path) -> None:
+def check_writable_path(run_dir: Path, *, resuming: bool = False) -> None:
     """Refuse to write checkpoints where they could not be read back."""
     odd = pattern_characters(run_dir)
-    if odd and (run_dir / "checkpoints").is_dir():  # a run there already: resumed (sample and eval read it)
+    if odd and resuming:  # a run there already (sample and eval read it): its folder is what to rename
         raise ConfigError(
             f"run directory {run_dir}: its path contains {' '.join(odd)}, which the checkpoint library reads as a "
             "pattern when it saves, so the run's new checkpoints could not be read back; rename it (or the "

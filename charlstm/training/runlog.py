@@ -71,9 +71,11 @@ class RunLog:
         run_dir.mkdir(parents=True, exist_ok=True)
         self._pending: dict[str, Any] | None = None
         self._held: dict[str, Any] = {}  # for the next line
+        self._saved = False  # the run has a checkpoint: resumed, or saved one since
 
     def handle(self, event: events.Event) -> None:
         if isinstance(event, events.Started):
+            self._saved = self._saved or event.step > 0
             self._drop_after(event.step)
         elif isinstance(event, events.Progress):
             self._flush()
@@ -114,8 +116,10 @@ class RunLog:
             self._flush()
         elif isinstance(event, events.Saving):
             self._flush()  # a warning or new plan after the save goes on the next line
+        elif isinstance(event, events.Saved):
+            self._saved = True
         elif isinstance(event, events.Sampled):
-            _append(self.run_dir / SAMPLES_FILE, f"===== step {event.step} =====\n{event.text}\n\n")
+            _append(self.run_dir / SAMPLES_FILE, f"===== step {event.step} =====\n{event.text}\n\n", self._saved)
         elif isinstance(event, events.Finished):
             self._flush()
             if self._held:  # a plan with no report after it
@@ -141,7 +145,7 @@ class RunLog:
             return
         record, self._pending = self._pending, None
         # A diverged step's loss is logged as null: strict JSON has no NaN.
-        _append(self.run_dir / METRICS_FILE, json.dumps(_finite(record), allow_nan=False) + "\n")
+        _append(self.run_dir / METRICS_FILE, json.dumps(_finite(record), allow_nan=False) + "\n", self._saved)
 
     def _drop_after(self, step: int) -> None:
         self._drop_samples_after(step)
@@ -165,16 +169,19 @@ class RunLog:
             save_whole(path, "".join(kept), intact=INTACT)
 
 
-def _append(path: Path, text: str) -> None:
+def _append(path: Path, text: str, saved: bool) -> None:
     """`text` at the end of one of the run's logs; a full disk (or another
-    failed write) stops the run in one line, as a failed save does."""
+    failed write) stops the run in one line, as a failed save does. `saved`:
+    the run has a checkpoint to go on from."""
     try:
         with path.open("a", encoding="utf-8") as out:
             out.write(text)
     except FileNotFoundError:
+        gone = f"cannot write {path}: {path.parent} is gone (was it moved or deleted while the run trained?)"
+        if not saved:
+            raise CharlstmError(f"{gone}, before its first checkpoint: start the run again") from None
         raise CharlstmError(
-            f"cannot write {path}: {path.parent} is gone (was it moved or deleted while the run trained?); its "
-            "checkpoints went with it, and 'charlstm resume' continues from them wherever they are now"
+            f"{gone}; its checkpoints went with it, and 'charlstm resume' continues from them wherever they are now"
         ) from None
     except OSError as err:
         raise CharlstmError(f"cannot write {path}: {err.strerror}; {INTACT}") from None

@@ -335,7 +335,7 @@ def _schedule_jump(old: TrainConfig, new: TrainConfig, step: int) -> str | None:
     if new.warmup_used <= step < new.steps < old.steps and 2 * after < before:
         return (
             f"the schedule now ends at step {new.steps:,}, so the learning rate drops from {before:.2e} to "
-            f"{now:.2e} at the next step and decays to its floor from there; {flag('steps')} {old.steps:,} keeps "
+            f"{now:.2e} at the next step and decays to its floor from there; {flag('steps')} {old.steps} keeps "
             "the schedule the run had"
         )
     return None
