@@ -68,6 +68,42 @@ def test_a_planted_pickle_is_rejected_and_never_runs(damaged, target):
     assert not MARKER.exists()
 
 
+def test_an_array_changed_inside_its_file_is_refused_by_its_checksum(damaged):
+    """OCDBT keeps no checksums: two bytes flipped inside an array file
+    loaded as other numbers, and a resumed run went on from them without a
+    word (a walkthrough, 2026-12-05). The metadata's checksums catch it."""
+    meta_file = damaged / "meta" / "metadata"
+    saved = meta_file.read_text()
+    meta = json.loads(saved)
+    assert "params/embed/embedding" in meta["checksums"]
+    # As a changed byte reads back: the same array, other bytes than were saved.
+    meta["checksums"]["params/embed/embedding"] = "00000000"
+    meta_file.write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match=r"is damaged: its array params/embed/embedding read back other"):
+        checkpoint.load(damaged)
+    # Bytes flipped in the middle of each array file: refused, whichever of
+    # the format's decoding and the checksums finds it.
+    meta_file.write_text(saved)
+    assert int(checkpoint.load(damaged).state.step) == 4
+    for path in _state_files(damaged):
+        if path.parent.name == "d":  # the arrays' data
+            data = bytearray(path.read_bytes())
+            data[len(data) // 2] ^= 0x7F
+            data[len(data) // 2 + 1] ^= 0x7F
+            path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError):
+        checkpoint.load(damaged)
+
+
+def test_a_checkpoint_without_checksums_still_loads(damaged):
+    """Checkpoints saved before checksums (or by a run of several processes) have none."""
+    meta_file = damaged / "meta" / "metadata"
+    meta = json.loads(meta_file.read_text())
+    del meta["checksums"]
+    meta_file.write_text(json.dumps(meta))
+    assert int(checkpoint.load(damaged).state.step) == 4
+
+
 @pytest.mark.parametrize("how", ["truncate", "zero", "delete"])
 def test_truncated_or_corrupted_files_give_a_clean_error(damaged, how):
     for path in [damaged / "meta" / "metadata", *_state_files(damaged)]:

@@ -15,7 +15,11 @@ fine-tuned run, the checkpoint it started from (written and validated by
 checkpoint_meta.py; a restore that fails is worded by restore_failures.py;
 which step directory a path the user gives means is checkpoint_paths.py's).
 Orbax writes into a temporary directory and renames it only when complete,
-so a crash mid-save leaves the previous checkpoint as the newest one.
+so a crash mid-save leaves the previous checkpoint as the newest one. Its
+format keeps no checksums, so `meta` holds a CRC-32 of each array's bytes
+(`checksums`), checked when the arrays are read back: a byte changed on a
+failing disk or by a corrupting copy is refused instead of trained on
+(written by single-process runs; older checkpoints have none).
 
 In a multi-process run every process calls the same saves and loads, in the
 same order: Orbax synchronises them, each process writes its own part of the
@@ -27,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +39,7 @@ from typing import Any, TypeVar
 
 import flax.serialization
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 from charlstm.config import ModelConfig, TrainConfig
@@ -102,9 +108,10 @@ class CheckpointWriter:
                 return path
             manager.delete(step)
         state = flax.serialization.to_state_dict(run.state)
-        args = ocp.args.Composite(
-            state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(checkpoint_meta.metadata(run, data_windows))
-        )
+        meta = checkpoint_meta.metadata(run, data_windows)
+        if jax.process_count() == 1:  # several processes each hold only their part of the carried state
+            meta["checksums"] = checksums(state)
+        args = ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta))
         try:
             manager.save(step, args=args, force=True)
             manager.wait_until_finished()
@@ -246,7 +253,8 @@ def _restore(where: Path) -> Checkpoint:
     """`load` of one step directory."""
 
     def restore(checkpointer: ocp.Checkpointer) -> Checkpoint:
-        meta = checkpoint_meta.to_meta(_read_meta(checkpointer, where), where)
+        raw = _read_meta(checkpointer, where)
+        meta = checkpoint_meta.to_meta(raw, where)
         template = _template(meta.model_config, meta.train_config)
         # Whole, on a device of this process: in a multi-process run every
         # process reads the full state and takes its own share (any process
@@ -265,11 +273,36 @@ def _restore(where: Path) -> Checkpoint:
             if restore_failures.interrupted(err):
                 raise KeyboardInterrupt from None
             raise CheckpointError(restore_failures.failure_line(where, err)) from None
+        _check_sums(raw.get("checksums"), restored["state"], where)
         state = flax.serialization.from_state_dict(template, restored["state"])
         return Checkpoint(**{f.name: getattr(meta, f.name) for f in dataclasses.fields(Meta)}, state=state)
 
     with _reader() as checkpointer:
         return _checked(lambda: restore(checkpointer), where)
+
+
+def checksums(state: Any) -> dict[str, str]:
+    """A CRC-32 of each array's bytes (hex), by its path in the state dict."""
+    leaves = jax.tree_util.tree_flatten_with_path(state)[0]
+    return {
+        "/".join(str(getattr(key, "key", key)) for key in path): f"{zlib.crc32(np.asarray(leaf).tobytes()):08x}"
+        for path, leaf in leaves
+    }
+
+
+def _check_sums(saved: Any, state: Any, where: Path) -> None:
+    """Refuse arrays read back other than they were saved, where the
+    checkpoint has their checksums."""
+    if not isinstance(saved, dict):
+        return
+    now = checksums(state)
+    damaged = [name for name, crc in saved.items() if now.get(name) != crc]
+    if damaged:
+        more = f" and {len(damaged) - 1} more" if len(damaged) > 1 else ""
+        raise CheckpointError(
+            f"checkpoint {where} is damaged: its array {damaged[0]}{more} read back other than it was saved (a "
+            "failing disk, or a copy that changed it)"
+        )
 
 
 @contextlib.contextmanager
