@@ -32,7 +32,7 @@ from charlstm.cli.outputs import (
     unseen_if_gone,
     unwritable_to_devnull,
 )
-from charlstm.cli.signals import EXIT_SIGINT, Interrupt, end_now
+from charlstm.cli.signals import EXIT_SIGINT, Interrupt, end_now, ignore_late_signals
 from charlstm.cli.usage import usage_error
 from charlstm.errors import CharlstmError, shown
 from charlstm.flags import command_line
@@ -158,6 +158,14 @@ def stderr() -> Console:
 
 def stdout() -> Console:
     return Terminal(soft_wrap=False)
+
+
+def finished() -> None:
+    """The command has done its work and said so: in the `charlstm`
+    process (not in a test's CliRunner, whose process keeps its handlers),
+    a late Ctrl-C or SIGTERM is ignored from here (`ignore_late_signals`)."""
+    if _options.get("entry", False):
+        ignore_late_signals()
 
 
 def use_cache() -> None:
@@ -289,17 +297,17 @@ def main() -> None:
         raise
     finally:
         # The command has ended and said how (a run has saved, or aborted).
-        # A Ctrl-C or SIGTERM from here on, while JAX and Orbax shut down (a
-        # few tenths of a second), is ignored where the command succeeded,
-        # whose status stays 0: one made a finished run exit 130. Ignored
-        # rather than handled, as Python drops its own handlers before its
-        # last shutdown steps. Otherwise it ends the process at once as the
-        # signal's default does (before, a third Ctrl-C that came late
-        # printed a traceback from JAX's exit handlers).
+        # A Ctrl-C or SIGTERM from here on, while JAX and Orbax shut down,
+        # is ignored where the command succeeded (`ignore_late_signals`);
+        # otherwise it ends the process at once as the signal's default does
+        # (before, a third Ctrl-C that came late printed a traceback from
+        # JAX's exit handlers), so that a shutdown that hangs can be ended.
         for stream in (sys.stdout, sys.stderr):  # what the command wrote, before a signal can cut it off
             with contextlib.suppress(OSError, ValueError):
                 stream.flush()
-        at_once = signal.SIG_IGN if ended == 0 else signal.SIG_DFL
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            if signal.getsignal(sig) is not signal.SIG_IGN:  # ignored from the start: left so
-                signal.signal(sig, at_once)
+        if ended == 0:
+            ignore_late_signals()
+        else:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                if signal.getsignal(sig) is not signal.SIG_IGN:  # ignored from the start: left so
+                    signal.signal(sig, signal.SIG_DFL)

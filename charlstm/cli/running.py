@@ -18,6 +18,7 @@ from charlstm.cli.app import (
     EXIT_DIVERGED,
     EXIT_USAGE,
     end_at_once,
+    finished,
     say,
     say_error,
     stderr,
@@ -58,6 +59,7 @@ def start(
         with stop.installed():
             use_cache()
             _watch_training(level, stop, lambda watch: begin(api, watch, stop))
+        finished()  # the run has ended and said so (a stop or a failure raised above)
 
 
 def _join(

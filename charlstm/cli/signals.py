@@ -170,6 +170,18 @@ def _importing(frame: Any) -> bool:
     return False
 
 
+def ignore_late_signals() -> None:
+    """After a command has done its work and said so: a Ctrl-C or SIGTERM
+    from here to the process's end (JAX's and Orbax's shutdown, a few
+    tenths of a second) is ignored, so that its status stays the command's
+    (one made a finished run exit 130). Ignored rather than handled: Python
+    drops its own handlers before its last shutdown steps. A signal ignored
+    from the start stays so."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(sig) is not signal.SIG_IGN:
+            signal.signal(sig, signal.SIG_IGN)
+
+
 def end_now(status: int) -> None:
     """End the process with `status` without Python's exit, after flushing what was written."""
     for stream in (sys.stdout, sys.stderr):
