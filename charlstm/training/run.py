@@ -131,17 +131,17 @@ def pattern_characters(path: Path) -> list[str]:
 def check_writable_path(run_dir: Path, *, resuming: bool = False) -> None:
     """Refuse to write checkpoints where they could not be read back."""
     odd = pattern_characters(run_dir)
-    if odd and resuming:  # a run there already (sample and eval read it): its folder is what to rename
+    if not odd:
+        return
+    read_as = f"run directory {run_dir}: its path contains {' '.join(odd)}, which the checkpoint library reads as a"
+    if resuming:  # a run there already (sample and eval read it): its folder is what to rename
         raise ConfigError(
-            f"run directory {run_dir}: its path contains {' '.join(odd)}, which the checkpoint library reads as a "
-            "pattern when it saves, so the run's new checkpoints could not be read back; rename it (or the "
-            "folder it is in) without them to train it on"
+            f"{read_as} pattern when it saves, so the run's new checkpoints could not be read back; rename it (or "
+            "the folder it is in) without them to train it on"
         )
-    if odd:
-        raise ConfigError(
-            f"run directory {run_dir}: its path contains {' '.join(odd)}, which the checkpoint library reads as a "
-            f"pattern, so its checkpoints could not be read back; pick another folder for {flag('out')}"
-        )
+    raise ConfigError(
+        f"{read_as} pattern, so its checkpoints could not be read back; pick another folder for {flag('out')}"
+    )
 
 
 def check_run_dir(run_dir: Path, search: bool = False) -> None:
