@@ -32,7 +32,7 @@ from charlstm.cli.outputs import (
     unseen_if_gone,
     unwritable_to_devnull,
 )
-from charlstm.cli.signals import EXIT_SIGINT, Interrupt, end_now, ignore_late_signals
+from charlstm.cli.signals import EXIT_SIGINT, Interrupt, end_now, late_signals
 from charlstm.cli.usage import usage_error
 from charlstm.errors import CharlstmError, shown
 from charlstm.flags import command_line
@@ -163,9 +163,9 @@ def stdout() -> Console:
 def finished() -> None:
     """The command has done its work and said so: in the `charlstm`
     process (not in a test's CliRunner, whose process keeps its handlers),
-    a late Ctrl-C or SIGTERM is ignored from here (`ignore_late_signals`)."""
+    a late Ctrl-C or SIGTERM is ignored from here (`late_signals`)."""
     if _options.get("entry", False):
-        ignore_late_signals()
+        late_signals(ignored=True)
 
 
 def use_cache() -> None:
@@ -297,17 +297,11 @@ def main() -> None:
         raise
     finally:
         # The command has ended and said how (a run has saved, or aborted).
-        # A Ctrl-C or SIGTERM from here on, while JAX and Orbax shut down,
-        # is ignored where the command succeeded (`ignore_late_signals`);
-        # otherwise it ends the process at once as the signal's default does
-        # (before, a third Ctrl-C that came late printed a traceback from
-        # JAX's exit handlers), so that a shutdown that hangs can be ended.
+        # A Ctrl-C or SIGTERM from here on, while JAX and Orbax shut down, is
+        # ignored where the command succeeded; otherwise it ends the process
+        # at once (before, a third Ctrl-C that came late printed a traceback
+        # from JAX's exit handlers).
         for stream in (sys.stdout, sys.stderr):  # what the command wrote, before a signal can cut it off
             with contextlib.suppress(OSError, ValueError):
                 stream.flush()
-        if ended == 0:
-            ignore_late_signals()
-        else:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                if signal.getsignal(sig) is not signal.SIG_IGN:  # ignored from the start: left so
-                    signal.signal(sig, signal.SIG_DFL)
+        late_signals(ignored=ended == 0)

@@ -170,16 +170,19 @@ def _importing(frame: Any) -> bool:
     return False
 
 
-def ignore_late_signals() -> None:
-    """After a command has done its work and said so: a Ctrl-C or SIGTERM
-    from here to the process's end (JAX's and Orbax's shutdown, a few
-    tenths of a second) is ignored, so that its status stays the command's
-    (one made a finished run exit 130). Ignored rather than handled: Python
-    drops its own handlers before its last shutdown steps. A signal ignored
-    from the start stays so."""
+def late_signals(ignored: bool) -> None:
+    """What a Ctrl-C or SIGTERM does from here to the process's end (JAX's
+    and Orbax's shutdown, a few tenths of a second), once a command has
+    said how it ended. `ignored` after one that did its work: its status
+    stays the command's (one made a finished run exit 130); ignored rather
+    than handled, as Python drops its own handlers before its last shutdown
+    steps. Otherwise the signal's default, which ends the process at once
+    (a shutdown that hangs can be ended). A signal ignored from the start
+    stays so."""
+    disposition = signal.SIG_IGN if ignored else signal.SIG_DFL
     for sig in (signal.SIGINT, signal.SIGTERM):
         if signal.getsignal(sig) is not signal.SIG_IGN:
-            signal.signal(sig, signal.SIG_IGN)
+            signal.signal(sig, disposition)
 
 
 def end_now(status: int) -> None:
