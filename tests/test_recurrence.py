@@ -130,6 +130,9 @@ def test_gradients_equal_autodiff_of_the_plain_scan(cell, T, B, D, H):
 
 @pytest.mark.parametrize("cell", CELLS)
 def test_forward_equals_the_plain_scan(cell):
+    """The layers' own loops (the ones their backward passes belong to) carry
+    the state as a plain scan of the same cell does; the cell's arithmetic is
+    checked against float64 NumPy in test_model.py."""
     layer, plain, inputs, _ = CELLS[cell]
     args = inputs(23, 2, 5, 8, seed=3)
     # A GPU sums the layer norm's statistics in another order than the plain
