@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 from charlstm.errors import CharlstmError, CheckpointError
 from charlstm.training import checkpoint, restore_failures
 
-from .helpers import assert_trees_equal, new_tiny_run, train
+from .helpers import assert_trees_equal, new_tiny_run, perturbed_checkpoint, train
 from .test_cli import TINY, _charlstm_command
 
 MARKER = Path("/tmp/charlstm-pickle-payload-ran")
@@ -92,6 +92,18 @@ def test_an_array_changed_inside_its_file_is_refused_by_its_checksum(damaged):
             data[len(data) // 2 + 1] ^= 0x7F
             path.write_bytes(bytes(data))
     with pytest.raises(CheckpointError):
+        checkpoint.load(damaged)
+
+
+def test_arrays_that_decode_but_are_not_the_saved_ones_are_refused(damaged, tmp_path, tiny_corpus):
+    """The checksums are of the arrays' bytes: another checkpoint's arrays of
+    the same shapes, under this one's metadata, decode cleanly (the format
+    finds nothing wrong) and are refused by the checksums alone."""
+    other = perturbed_checkpoint(tiny_corpus, tmp_path / "other")
+    other_step = other / "checkpoints" / "best" / "0"
+    shutil.rmtree(damaged / "state")
+    shutil.copytree(other_step / "state", damaged / "state")
+    with pytest.raises(CheckpointError, match=r"is damaged: its array .* and \d+ more read back other"):
         checkpoint.load(damaged)
 
 
