@@ -41,6 +41,11 @@ LENGTHEN_WITHIN = 0.25
 TIME_FILL = 0.95
 
 
+def _noise(config: TrainConfig) -> int:
+    """A move of the plan this small (a report's steps, or 2%) is the timing's noise."""
+    return max(config.log_every, config.steps // 50)
+
+
 class TimeFit:
     """The plans of one session of a run with a time limit (or a budget)."""
 
@@ -85,15 +90,17 @@ class TimeFit:
         """A time limit that would stop the run before its last step: it
         times the steps between two reports, plans, and plans again after
         every validation pass, as the passes' and saves' share of the time
-        becomes known; it lengthens a run only to fill the time (`fill`),
-        and then only at its first plan or in its first quarter."""
+        becomes known, and between passes where the limit would now stop
+        the run clearly short of its plan; it lengthens a run only to fill
+        the time (`fill`), and then only at its first plan or in its first
+        quarter."""
         into = step - self.first_step
         if into < FIT_AFTER_STEPS:
             return None
         if self.timing is None:
             self.timing = (step, now, self.one_off)
             return None
-        if into < 2 * FIT_AFTER_STEPS or (self.planned and not evaluated):
+        if into < 2 * FIT_AFTER_STEPS:
             return None
         assert config.max_seconds is not None
         timed_step, timed_at, one_off_then = self.timing
@@ -105,6 +112,13 @@ class TimeFit:
         fitted = int(processes.from_main(float(step + int(left / per_step))))
         if fitted <= step:
             return None  # the time is up: the limit stops the run at the next step
+        if self.planned and not evaluated and config.steps - fitted <= _noise(config):
+            # Between passes, only a shortfall past the timing's noise: the
+            # saves, or a machine that slowed down, would otherwise stop the
+            # run undecayed where no pass comes before the limit (a walkthrough,
+            # 2026-12-06: a tiny model's --eval-every 1000 stopped at 48% of its
+            # peak learning rate).
+            return None
         first = not self.planned
         floored = self._floored(config, fitted)
         if floored is None:
@@ -112,9 +126,8 @@ class TimeFit:
         if self.fill and (first or step < config.steps * LENGTHEN_WITHIN):
             # Either way while the learning rate is near its peak, where a
             # longer schedule barely raises it; later, a lengthening would
-            # raise a decaying rate again (a warm restart). A move of a
-            # report's steps or 2% is the timing's noise.
-            return None if abs(floored - config.steps) <= max(config.log_every, config.steps // 50) else floored
+            # raise a decaying rate again (a warm restart).
+            return None if abs(floored - config.steps) <= _noise(config) else floored
         return None if floored >= config.steps else floored
 
     def _fit_to_budget(self, config: TrainConfig, step: int, now: float) -> int | None:
