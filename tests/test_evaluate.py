@@ -61,11 +61,10 @@ def test_a_text_of_one_character_cannot_be_scored(model):
         make_scorer(cfg)(params, vocab.encode("a"), 4)
 
 
-def test_evaluate_reproduces_the_logged_validation_loss_and_skips_unknown_characters(tiny_corpus, tiny_text, tmp_path):
-    run = new_tiny_run(tiny_corpus, steps=4, eval_every=4, checkpoint_every=4)
-    train(run, tmp_path / "run")
-    model = api.load(tmp_path / "run")
-    val_text = tiny_text[len(tiny_text) - int(len(tiny_text) * run.train_config.val_fraction) :]
+def test_evaluate_reproduces_the_logged_validation_loss_and_skips_unknown_characters(trained_run, tiny_text):
+    model = api.load(trained_run[0])
+    assert trained_run[1].read_text(encoding="utf-8") == tiny_text
+    val_text = tiny_text[len(tiny_text) - int(len(tiny_text) * model.train_config.val_fraction) :]
     logged = model.history[-1]["val_loss"]
     assert model.evaluate(val_text).loss == pytest.approx(logged, abs=1e-6)
 

@@ -181,10 +181,10 @@ def test_tune_ranks_trials_keeps_the_best_and_repeats_for_a_seed(runner, tiny_co
 
 
 def test_tune_fits_the_steps_to_a_time_budget(runner, tiny_corpus, tmp_path, monkeypatch):
-    """Timing decides nothing: the loop's clock is a fake that moves by 1/64 s
-    a training step, so the 2 s budget holds 128 steps, far more than the
+    """Timing decides nothing: the loop's clock is a fake that moves by 1/16 s
+    a training step, so the 2 s budget holds 32 steps, more than the
     calibration's, and the trial ends by its step count."""
-    clock_per_step(monkeypatch, 1 / 64)
+    clock_per_step(monkeypatch, 1 / 16)
     out = tmp_path / "timed"
     args = ["tune", str(tiny_corpus), "--budget-s", "2", "--trials", "1", "--out", str(out), "--json"]
     result = runner.invoke(app, [*args, *SMALL_SPACE, "--norm", "none"])
@@ -193,7 +193,7 @@ def test_tune_fits_the_steps_to_a_time_budget(runner, tiny_corpus, tmp_path, mon
     assert report["search"]["budget_s"] == 2 and report["search"]["kind"] == "random"
     assert " steps in its 2 s, refitted as it runs)" in result.stderr  # a plan, not a promise
     (trial,) = report["trials"]
-    assert (trial["planned_steps"], trial["steps"], trial["reason"]) == (128, 128, "done")
+    assert (trial["planned_steps"], trial["steps"], trial["reason"]) == (32, 32, "done")
     assert trial["planned_steps"] > tune.CALIBRATION_STEPS
     assert trial["val_loss"] is not None
     assert trial["model"]["norm"] == "none"  # the fixed options reach every trial
