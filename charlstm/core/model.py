@@ -26,6 +26,7 @@ boundary and a zero state only, never from the end of the document before.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, cast
 
 import flax.linen as nn
@@ -276,6 +277,7 @@ def count_params(params: Params) -> int:
     return sum(int(x.size) for x in jax.tree_util.tree_leaves(params))
 
 
+@functools.lru_cache(maxsize=64)  # `charlstm runs` counts every run's: a trace each
 def count_params_of_shape(config: ModelConfig) -> int:
     """Parameters of a model of this shape, without creating them."""
     return count_params(jax.eval_shape(lambda: init_params(config, jax.random.PRNGKey(0))))

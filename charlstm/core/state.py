@@ -137,6 +137,18 @@ def init_state(model_cfg: ModelConfig, train_cfg: TrainConfig) -> TrainState:
     return _init_state(model_cfg, train_cfg.seed, train_cfg.batch_size)
 
 
+@functools.lru_cache(maxsize=16)
+def state_shapes(model_cfg: ModelConfig, batch_size: int) -> TrainState:
+    """`init_state`'s shapes and dtypes (what they depend on: the model and
+    the batch size), nothing allocated, traced once for each: listing runs,
+    reading checkpoints and checking a search's trials trace each shape once.
+    Once, too, because a Ctrl-C that lands inside a trace can leave JAX's
+    tracing state behind (seen once in the test suite's interrupted restores
+    under load, 2026-12-04: every later JAX call of that process failed),
+    which in a notebook or server that keeps running would break it."""
+    return jax.eval_shape(lambda: _init_state(model_cfg, 0, batch_size))
+
+
 # Compiled as one program: run op by op, initialisation took 3.0-3.5 s of
 # every new run's start on the 2-core CPU (2026-12-01), compiled 1.4 s (and
 # far less from the compilation cache), with bit-identical results. Keyed

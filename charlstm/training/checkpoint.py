@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -42,8 +41,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from charlstm.config import ModelConfig, TrainConfig
-from charlstm.core.state import TrainState, init_state
+from charlstm.core.state import TrainState, state_shapes
 from charlstm.errors import CharlstmError, CheckpointError
 from charlstm.text import manifest
 from charlstm.training import checkpoint_meta, restore_failures
@@ -230,18 +228,6 @@ def with_corpus_now(meta: MetaT) -> MetaT:
     return dataclasses.replace(meta, corpus={**entry, **places}, corpus_path=newest.corpus_path)
 
 
-@functools.lru_cache(maxsize=8)
-def _template(model_config: ModelConfig, train_config: TrainConfig) -> Any:
-    """The training state's shapes and dtypes, traced once per configuration.
-    Once, because a Ctrl-C that lands inside a trace can leave JAX's tracing
-    state behind (seen once in the test suite's interrupted restores under
-    load, 2026-12-04: every later JAX call of that process failed), which in
-    a notebook or server that keeps running would break it. A second load
-    with the same configurations traces nothing (keyed on the whole training
-    configuration: a resume with a new --steps traces once more)."""
-    return jax.eval_shape(lambda: init_state(model_config, train_config))
-
-
 def load(path: Path, prefer: str = BEST) -> Checkpoint:
     """Restore a checkpoint onto this process's first device, whatever
     devices, or how many processes, wrote it. In a multi-process run every
@@ -255,7 +241,7 @@ def _restore(where: Path) -> Checkpoint:
     def restore(checkpointer: ocp.Checkpointer) -> Checkpoint:
         raw = _read_meta(checkpointer, where)
         meta = checkpoint_meta.to_meta(raw, where)
-        template = _template(meta.model_config, meta.train_config)
+        template = state_shapes(meta.model_config, meta.train_config.batch_size)
         # Whole, on a device of this process: in a multi-process run every
         # process reads the full state and takes its own share (any process
         # count can resume any checkpoint; see distributed.place_state).

@@ -12,7 +12,7 @@ import jax
 
 from charlstm.config import ModelConfig, TrainConfig
 from charlstm.core.model import count_params_of_shape
-from charlstm.core.state import TrainState, init_state
+from charlstm.core.state import TrainState, init_state, state_shapes
 from charlstm.errors import CharlstmError, ConfigError
 from charlstm.flags import flag
 from charlstm.runtime import memory
@@ -329,7 +329,7 @@ def planned_run(
         vocab,
         model_config,
         train_config,
-        jax.eval_shape(lambda: init_state(model_config, train_config)),
+        state_shapes(model_config, train_config.batch_size),
         progress,
     )
     refuse_too_large(model_config, train_config)
