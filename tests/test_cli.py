@@ -197,6 +197,14 @@ CASES = [
         "--init-from {tmp}/nope: not found; give a run directory or a checkpoint",
     ),
     ("patience", ["train", "{corpus}", "--patience", "0"], "--patience must be >= 1 validation passes, got 0"),
+    # Past these a run sat minutes in silence, or ended in a traceback (a walkthrough, 2026-12-06).
+    ("layers", ["train", "{corpus}", "--layers", "20000"], "--layers must be at most 100, got 20,000"),
+    ("hidden", ["train", "{corpus}", "--hidden", "2147483648"], "--hidden must be at most 2,147,483,647, got 2,147"),
+    ("steps", ["train", "{corpus}", "--steps", "10" * 10], "--steps must be at most 2,147,483,647, got 10,101,010"),
+    ("devices", ["train", "{corpus}", "--devices", "10" * 10], "--devices must be at most 1,024 on a CPU, got 10,101"),
+    ("trials", ["tune", "{corpus}", "--trials", "10" * 10], "--trials must be from 1 to 10,000, got 10,101,010,101"),
+    ("serve chunk", ["serve", "{run}", "--chunk", "3000000000"], "--chunk must be at most 2,147,483,647, got 3,000"),
+    ("serve batch", ["serve", "{run}", "--max-batch", "10" * 10], "--max-batch must be at most 65,536, got 10,101,010"),
     ("greedy and temp", ["sample", "-c", "{run}", "--greedy", "--temp", "0.5"], "give --greedy or --temp, not both"),
     ("lr inf", ["train", "{corpus}", "--lr", "inf"], "--lr must be > 0 and finite, got inf"),
     ("length huge", ["sample", "-c", "{run}", "-n", "10000000000"], "--length must be at most 2,147,483,647"),
@@ -900,3 +908,40 @@ def test_a_checkpoint_is_named_with_its_own_loss_and_the_runs_best_apart():
     assert named(0, [], None) == "runs/r/x (step 0: saved before its run trained, so it writes noise)"
     assert named(0, [], None, init_from={"trained": True}) == "runs/r/x (step 0)"  # a fine-tune's trained base
     assert named(0, [], None, init_from={}) == "runs/r/x (step 0)"  # a fine-tune from before `trained` was kept
+
+
+def _without_root_powers() -> list[str] | None:
+    """A command prefix under which permissions bind, or None: as root, setpriv
+    drops the capabilities that read past them; as another user they bind anyway."""
+    if os.getuid() != 0:
+        return []
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--bounding-set", "-dac_override,-dac_read_search", "--inh-caps=-all"] if setpriv else None
+
+
+def test_a_path_inside_a_folder_that_cannot_be_entered_is_one_line(tmp_path, tiny_corpus):
+    """Python 3.11's Path.exists() raises for a path inside a folder this user
+    cannot enter; every command's first look at its paths gave a traceback
+    and status 1 (a walkthrough, 2026-12-06)."""
+    prefix = _without_root_powers()
+    if prefix is None:
+        pytest.skip("running as root without setpriv: permissions do not bind")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    if os.getuid() == 0:
+        os.chown(locked, 65534, 65534)  # not root's: without its capabilities root is refused too
+    locked.chmod(0)
+    try:
+        out = locked / "run"
+        done = subprocess.run(
+            [*prefix, *_charlstm_command(), "train", str(tiny_corpus), "--out", str(out), *TINY],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    finally:
+        locked.chmod(0o755)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr == (
+        f"error: cannot reach {out}: Permission denied (a folder on its way cannot be entered, or it cannot be read)\n"
+    )

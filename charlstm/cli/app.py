@@ -101,6 +101,13 @@ def _ended_if_gone() -> Iterator[None]:
         say(f"error: cannot write the output: {err.strerror}")
         unwritable_to_devnull(sys.stdout)  # what is still buffered for it goes nowhere, not into a traceback at exit
         raise typer.Exit(EXIT_USAGE) from None
+    except PermissionError as err:
+        # Python 3.11's Path.exists() and is_dir() raise, not answer False, for
+        # a path inside a folder this user cannot enter: every command's first
+        # look at its paths met it, with a traceback (a walkthrough, 2026-12-06).
+        where = f" {shown(err.filename)}" if err.filename else ""
+        say(f"error: cannot reach{where}: {err.strerror} (a folder on its way cannot be entered, or it cannot be read)")
+        raise typer.Exit(EXIT_USAGE) from None
     except OSError as err:
         # A file of the command's own that no place below caught (each names
         # its file where it can), full: one line, not a traceback and status
