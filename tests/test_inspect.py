@@ -417,3 +417,12 @@ def test_inspect_of_a_file_reads_only_the_characters_it_shows(runner, trained_ru
 
     result = runner.invoke(app, ["inspect", str(run_dir), str(tmp_path), "-o", str(tmp_path / "p.html")])
     assert result.exit_code == 2 and f"{tmp_path} is a folder; inspect reads one text file" in result.stderr
+
+
+def test_the_units_table_has_no_more_columns_than_units():
+    """`inspect --top 10**20` built that many columns, for minutes (a walkthrough, 2026-12-06)."""
+    from charlstm.cli.inspect_tables import top_units_table
+    from charlstm.introspect.features import FEATURES, UnitScore
+
+    tops = {f.name: [UnitScore(0, "h", unit, 0.5) for unit in range(3)] for f in FEATURES}
+    assert len(top_units_table(tops, 10**20).columns) == len(top_units_table(tops, 3).columns) == 2 + 3

@@ -552,3 +552,11 @@ def test_searches_started_in_the_same_second_get_their_own_folders(tiny_corpus, 
     assert fourth.claimed and fourth.out.is_dir()
     assert list(tune.search(fourth, should_stop=lambda: True)) == []
     assert not fourth.out.exists()
+
+
+def test_a_negative_seed_draws_trials_as_train_and_sample_take_it():
+    """`tune --seed -1` ended in NumPy's "expected non-negative integer"
+    (a walkthrough, 2026-12-06); train and sample take it."""
+    drawn = search_space.random_trials(tune.SPACE, 4, -1)
+    assert len(drawn) == 4 and drawn == search_space.random_trials(tune.SPACE, 4, -1)
+    assert drawn != search_space.random_trials(tune.SPACE, 4, 1)

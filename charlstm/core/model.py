@@ -277,6 +277,14 @@ def count_params(params: Params) -> int:
     return sum(int(x.size) for x in jax.tree_util.tree_leaves(params))
 
 
+def product_weights(config: ModelConfig) -> int:
+    """The weights of the model's matrix products, counted (not traced), one
+    multiply-add each a character: each layer's gates over its input and its
+    state, and the head. Its parameters less the embedding, biases and gains."""
+    gates, h = (4 if config.cell == "lstm" else 3), config.hidden_size
+    return gates * h * (config.embed_dim + h) + (config.num_layers - 1) * gates * h * 2 * h + h * config.vocab_size
+
+
 @functools.lru_cache(maxsize=64)  # `charlstm runs` counts every run's: a trace each
 def count_params_of_shape(config: ModelConfig) -> int:
     """Parameters of a model of this shape, without creating them."""

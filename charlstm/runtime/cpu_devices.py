@@ -39,6 +39,8 @@ from charlstm.runtime.cores import cores
 
 # The devices a CPU of two cores or more is split into when none are asked for.
 SPLIT = 2
+# Devices of one CPU asked for (each a share of its cores): far past its cores on any machine.
+MAX_CPU_DEVICES = 1024
 
 # The count split_the_cpu set in this process, if any: a later call may
 # change its own choice (split_the_cpu() then split_the_cpu(4) kept 2,
@@ -68,6 +70,8 @@ def split_the_cpu(devices: int | None = None) -> None:
     (RuntimeWarning): training would otherwise use fewer devices unseen."""
     if devices is not None and whole_number(devices, "devices") < 1:
         raise ConfigError(f"{flag('devices')} must be >= 1, got {devices}")
+    if devices is not None and devices > MAX_CPU_DEVICES:  # past 2**31 JAX's backend failed with a traceback
+        raise ConfigError(f"{flag('devices')} must be at most {MAX_CPU_DEVICES:,} on a CPU, got {devices:,}")
     count = devices if devices is not None else (SPLIT if cores() >= 2 else 1)
     if chosen_elsewhere() or (count <= 1 and not _set_here):  # one device: JAX's own default
         return

@@ -11,7 +11,7 @@ from typing import Any
 import jax
 
 from charlstm.config import ModelConfig, TrainConfig
-from charlstm.core.model import count_params_of_shape
+from charlstm.core.model import count_params_of_shape, product_weights
 from charlstm.core.state import TrainState, init_state, state_shapes
 from charlstm.errors import CharlstmError, ConfigError
 from charlstm.flags import flag
@@ -286,18 +286,25 @@ def refuse_too_large(
     the message says where it can go on instead of what to shrink."""
     if jax.process_count() > 1:
         return
-    params = count_params_of_shape(model_config)
+    free = memory.free_bytes() if free is None else free
+    if free is None:
+        return
     # Each character of a batch keeps at least 10 H floats a layer for the
     # backward pass (the gates, c and h; the GRU's measured 1.02x this), and
     # its logits, their softmax and its gradient (3 V).
     per_char = 4 * (10 * model_config.num_layers * model_config.hidden_size + 3 * model_config.vocab_size)
     devices, host = jax.local_device_count(), jax.local_devices()[0].platform == "cpu"
     copies = devices if host else 1
-    weights = copies * BYTES_PER_PARAMETER * params
     batch = train_config.batch_size * train_config.seq_len * per_char // (1 if host else devices)
+    # Counted first, then traced (exact) where the count fits: tracing a
+    # model of 2**31 units ran into JAX's 32-bit indices.
+    params = product_weights(model_config) + model_config.vocab_size * model_config.embed_dim
+    counted = copies * BYTES_PER_PARAMETER * params + batch > free
+    if not counted:
+        params = count_params_of_shape(model_config)
+    weights = copies * BYTES_PER_PARAMETER * params
     need = weights + batch
-    free = memory.free_bytes() if free is None else free
-    if free is None or need <= free:
+    if need <= free:
         return
     gb = lambda n: f"{n / 1e9:,.1f} GB"  # noqa: E731
     # A search checks its trials before the text is read: a vocabulary of one stands for the one to come.
@@ -310,7 +317,8 @@ def refuse_too_large(
             f", or a smaller {flag('batch_size')} or {flag('seq_len')}" if batch > need / 2 else ""
         )
     raise ConfigError(
-        f"a {model_config.describe()} (embedding {model_config.embed_dim}{chars}) has {params:,} parameters: "
+        f"a {model_config.describe()} (embedding {model_config.embed_dim}{chars}) has {'over ' * counted}{params:,} "
+        "parameters: "
         f"training it takes at least {gb(need)} ({gb(weights)} for {held}, their gradients and AdamW's moments, "
         f"{gb(batch)} for a batch), more than the {gb(free)} free here; {remedy}"
     )

@@ -82,7 +82,7 @@ def random_trials(space: tuple[Dimension, ...], count: int, seed: int) -> list[d
     """`count` different configurations drawn from `space`, or every one it
     holds if that is fewer. A draw that repeats one is drawn again, so the
     trials before a repeat are those the seed always gave."""
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(seed % 2**32)  # NumPy takes no negative seed; -1 is 2**32 - 1's, as in JAX
     wanted = int(min(count, distinct_points(space)))
     trials: list[dict[str, float]] = []
     # Enough draws to find every configuration of a small space; a range

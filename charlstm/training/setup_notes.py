@@ -8,6 +8,7 @@ from __future__ import annotations
 import jax
 
 from charlstm.config import ModelConfig
+from charlstm.core.model import product_weights
 from charlstm.flags import flag
 from charlstm.text import streams
 from charlstm.training import events
@@ -112,15 +113,7 @@ def relative_cost(model: ModelConfig) -> float:
     character besides its products (the tiny preset, a quarter of the
     products, scored 6M characters in 63 s, about 100k a second, on the
     2-core CPU; a walkthrough, 2026-12-05)."""
-    return max(0.5, _products(model) / _products(ModelConfig(vocab_size=RATE_VOCABULARY)))
-
-
-def _products(model: ModelConfig) -> int:
-    """Multiply-adds per character: each layer's gates over its input and
-    state, and the head."""
-    gates, h = (4 if model.cell == "lstm" else 3), model.hidden_size
-    inputs = [model.embed_dim] + [h] * (model.num_layers - 1)
-    return sum(gates * h * (n + h) for n in inputs) + h * model.vocab_size
+    return max(0.5, product_weights(model) / product_weights(ModelConfig(vocab_size=RATE_VOCABULARY)))
 
 
 def _rounded(rate: float) -> int:

@@ -80,6 +80,8 @@ EVALS_PER_TRIAL = 4
 DEFAULT_TRIALS = 8  # random search
 DEFAULT_BUDGET_S = 60.0
 MAX_BUDGET_S = 30 * 24 * 3600  # a trial longer than a month is a typo (1e300 overflowed its step count)
+# Each trial is a run of its own: more is a typo (10**20 drew configurations for minutes, unstoppable).
+MAX_TRIALS = 10_000
 
 
 @dataclass(frozen=True)
@@ -135,8 +137,8 @@ def plan(
             f"{flag('budget_s')} (seconds per trial) must be positive and at most {MAX_BUDGET_S:,} (30 days), "
             f"got {budget_s:g}"
         )
-    if trials is not None and trials < 1:
-        raise ConfigError(f"{flag('trials')} must be >= 1, got {trials}")
+    if trials is not None and not 1 <= trials <= MAX_TRIALS:
+        raise ConfigError(f"{flag('trials')} must be from 1 to {MAX_TRIALS:,}, got {trials:,}")
     seed = whole_number(seed, flag("seed"))
     check_seed(seed)
     narrowed = dict(space or {})
