@@ -346,11 +346,15 @@ def test_an_absurd_model_size_in_metadata_is_refused_at_once(saved_run, tmp_path
     step_dir = tmp_path / "4"
     shutil.copytree(saved_run / "checkpoints" / "latest" / "4", step_dir)
     meta_file = step_dir / "meta" / "metadata"
-    meta = json.loads(meta_file.read_text())
-    meta["model"]["num_layers"] = 1_400_000_000  # hypothesis found this: building its shape took hours
-    meta_file.write_text(json.dumps(meta))
-    with pytest.raises(CheckpointError, match="implausibly large"):
-        checkpoint.load(step_dir)
+    saved = json.loads(meta_file.read_text())
+    # Hypothesis found the first: building its shape took hours.
+    for field, value, why in [
+        ("num_layers", 1_400_000_000, "num_layers must be at most 100"),
+        ("hidden_size", 1_400_000_000, "implausibly large"),
+    ]:
+        meta_file.write_text(json.dumps({**saved, "model": {**saved["model"], field: value}}))
+        with pytest.raises(CheckpointError, match=why):
+            checkpoint.load(step_dir)
 
 
 def test_same_seed_gives_the_same_parameters_and_samples(tiny_corpus, tmp_path):

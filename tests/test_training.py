@@ -657,7 +657,9 @@ def test_a_model_too_large_for_the_memory_here_is_refused_before_anything_is_bui
     from charlstm.training.run import refuse_too_large
 
     huge = ModelConfig(vocab_size=65, hidden_size=100_000, num_layers=1)  # 8e10 parameters in W_h alone
-    message = r"has 40,0\d\d,\d{3},\d{3} parameters: training it takes at least 6\d\d\.\d GB .* than the 20.0 GB free"
+    message = (
+        r"has over 40,0\d\d,\d{3},\d{3} parameters: training it takes at least 6\d\d\.\d GB .* than the 20.0 GB free"
+    )
     with pytest.raises(ConfigError, match=message + " here; give a smaller hidden_size, num_layers or embed_dim$"):
         refuse_too_large(huge, TrainConfig(), free=20 * 10**9)
     refuse_too_large(ModelConfig(vocab_size=65), TrainConfig(), free=10**9)  # the default model fits in 1 GB
