@@ -204,6 +204,13 @@ CASES = [
     ("devices", ["train", "{corpus}", "--devices", "10" * 10], "--devices must be at most 1,024 on a CPU, got 10,101"),
     ("trials", ["tune", "{corpus}", "--trials", "10" * 10], "--trials must be from 1 to 10,000, got 10,101,010,101"),
     ("serve chunk", ["serve", "{run}", "--chunk", "3000000000"], "--chunk must be at most 2,147,483,647, got 3,000"),
+    # Not a warning that it accepts connections from other machines first (a walkthrough, 2026-12-06).
+    ("serve host:port", ["serve", "{run}", "--host", "localhost:80"], "cannot listen on localhost:80:8000: "),
+    (
+        "serve [host]",
+        ["serve", "{run}", "--host", "[::1]"],
+        "(the host alone: its port goes in --port, an IPv6 address",
+    ),
     ("serve batch", ["serve", "{run}", "--max-batch", "10" * 10], "--max-batch must be at most 65,536, got 10,101,010"),
     ("greedy and temp", ["sample", "-c", "{run}", "--greedy", "--temp", "0.5"], "give --greedy or --temp, not both"),
     ("lr inf", ["train", "{corpus}", "--lr", "inf"], "--lr must be > 0 and finite, got inf"),

@@ -91,6 +91,9 @@ def serve(
             # Click reads an empty variable as unset: `CHARLSTM_API_KEY=$KEY` with $KEY unset must not serve openly.
             fail(f"{API_KEY_ENV} is set but empty: give it a key, or unset it to serve without one")
         check_api_key(api_key)
+        from charlstm.serving.server import check_address
+
+        check_address(host, port)  # a host that cannot be listened on is the one line, with no warning before it
         if not _loopback(host) and not quiet:
             unprotected = "" if api_key else f", and without {option('api_key')} anyone can use it"
             say(f"warning: {option('host')} {host} accepts connections from other machines{unprotected}")

@@ -24,6 +24,7 @@ from typing import Any
 import uvicorn
 
 from charlstm.errors import CharlstmError
+from charlstm.flags import flag
 
 # SIGHUP as training takes it: until 2026-12-05 a closed terminal ended the
 # server at once, cutting off its clients (a walkthrough).
@@ -73,7 +74,10 @@ def check_address(host: str, port: int) -> None:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as err:
-        raise CharlstmError(f"cannot listen on {host}:{port}: {err.strerror}") from None
+        # `localhost:80`, `[::1]` or a URL, as a browser's address bar takes them.
+        alone = any(c in host for c in ":/[]") or host != host.strip()
+        hint = f" (the host alone: its port goes in {flag('port')}, an IPv6 address without brackets)" * alone
+        raise CharlstmError(f"cannot listen on {host}:{port}: {err.strerror}{hint}") from None
     family, kind, proto, _, address = infos[0]
     with socket.socket(family, kind, proto) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
