@@ -63,8 +63,10 @@ def path_like(value: Any, what: str) -> None:
     """Refuse, as a ConfigError naming `what`, a value that is not a path
     (a str or an os.PathLike) from a Python caller."""
     check(isinstance(value, str | os.PathLike), f"{what} must be a path (a str or a Path), got {value!r}")
-    # Path("") is ".": an unset "$OUT" would write into the folder here, over what is there.
-    check(os.fspath(value) != "", f"{what} is empty: give a path")
+    # Path("") is ".": an unset "$OUT" would write into the folder here, over
+    # what is there; " " made a run folder of that name (a walkthrough, 2026-12-06).
+    text = os.fspath(value)
+    check(text.strip() != "", f"{what} is {'blank' if text else 'empty'}: give a path")
 
 
 def paths_given(value: Any, what: str, one: str = "a path (a str or a Path)") -> list[Any]:

@@ -213,6 +213,7 @@ CASES = [
     ),
     ("serve batch", ["serve", "{run}", "--max-batch", "10" * 10], "--max-batch must be at most 65,536, got 10,101,010"),
     ("greedy and temp", ["sample", "-c", "{run}", "--greedy", "--temp", "0.5"], "give --greedy or --temp, not both"),
+    ("blank out", ["train", "{corpus}", "--out", " "], "--out is blank: give a path"),  # it made a run folder ' '
     ("greedy and top-k", ["sample", "-c", "{run}", "--greedy", "--top-k", "3"], "give --greedy or --top-k, not both"),
     ("lr inf", ["train", "{corpus}", "--lr", "inf"], "--lr must be > 0 and finite, got inf"),
     ("length huge", ["sample", "-c", "{run}", "-n", "10000000000"], "--length must be at most 2,147,483,647"),

@@ -14,6 +14,7 @@ from typing import Any
 from charlstm.arguments import path_like, paths_given
 from charlstm.core.model import count_params_of_shape
 from charlstm.errors import CharlstmError, shown
+from charlstm.flags import flag
 from charlstm.plots import curves, gradients
 from charlstm.text import manifest
 from charlstm.text.corpus import Source, resolve_corpus_path
@@ -174,7 +175,7 @@ def plot_runs(
     """Training and validation loss of the runs against step and time, overlaid, as a PNG (the plot
     extra); no runs: the most recently updated one under ./runs. A search's folder stands for its
     trials (those with losses logged), a checkpoint's folder for its run; one run may be given alone."""
-    path_like(out, "out")
+    path_like(out, flag("out"))
     runs = _runs_to_plot(run_dirs, curves.has_losses)
     return curves.plot_runs(list(runs.items()), Path(out), width_px=width_px, height_px=height_px)
 
@@ -189,7 +190,7 @@ def plot_gradients(
     """The runs' gradient norms against step, globally and layer by layer, with each run's --clip
     (from its latest checkpoint) and the share of steps clipped: a panel a run, at most
     `gradients.MAX_RUNS`, as a PNG (the plot extra). The runs are found as `plot_runs` finds them."""
-    path_like(out, "out")
+    path_like(out, flag("out"))
     runs = _runs_to_plot(run_dirs, gradients.has_gradients)
     return gradients.plot_gradients(
         [(label, records, _clip(Path(label))) for label, records in runs.items()],

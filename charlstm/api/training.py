@@ -101,7 +101,7 @@ def train(
         path_like(path, "corpus")
     for name, path in (("out", out), ("init_from", init_from)):
         if path is not None:
-            path_like(path, name)
+            path_like(path, flag(name))
     shape = {"hidden_size": hidden_size, "num_layers": num_layers, "embed_dim": embed_dim, "cell": cell, "norm": norm}
     given = {k: v for k, v in shape.items() if v is not None}
     if val_file is not None and "val_fraction" in options:
