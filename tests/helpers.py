@@ -100,6 +100,17 @@ class FakeClock:
     def perf_counter(self) -> float:
         return self.now
 
+    def costs(self, monkeypatch, cls: type, method: str, seconds: float) -> None:
+        """`cls.method`, a generator of events (a validation pass, a save),
+        made to take `seconds` of this clock each time it runs."""
+        original = getattr(cls, method)
+
+        def costly(*args, **kwargs):
+            self.now += seconds
+            return (yield from original(*args, **kwargs))
+
+        monkeypatch.setattr(cls, method, costly)
+
 
 def clock_per_step(monkeypatch, cost: float) -> FakeClock:
     """The training loop's clock as a fake moved only by `cost` seconds a

@@ -239,13 +239,8 @@ def test_a_time_limit_fits_the_schedule_to_end_with_it(tiny_corpus, tmp_path, mo
     after validation passes, only ever shortened; the checkpoint records it.
     The loop's clock is a fake that moves only by a set cost per step."""
     steps, limit, step_cost = 10**6, 2.0, 1 / 64  # 128 steps fit, less the validation passes' time
-    clock, validate = clock_per_step(monkeypatch, step_cost), loop.TrainingLoop._validate
-
-    def validate_for_an_eighth_of_a_second(self):
-        clock.now += 0.125
-        return (yield from validate(self))
-
-    monkeypatch.setattr(loop.TrainingLoop, "_validate", validate_for_an_eighth_of_a_second)
+    clock = clock_per_step(monkeypatch, step_cost)
+    clock.costs(monkeypatch, loop.TrainingLoop, "_validate", 1 / 8)
     run = new_tiny_run(
         tiny_corpus, steps=steps, warmup_steps=1, max_seconds=limit, eval_every=50, checkpoint_every=10**6, log_every=5
     )
@@ -278,13 +273,8 @@ def test_saves_the_first_plan_did_not_count_shorten_the_schedule_between_passes(
     fitted: the schedule is still ended where the limit stops the run, so its
     learning rate decays (it stopped undecayed, 2026-12-06's walkthrough)."""
     steps, limit, step_cost = 100, 2.0, 1 / 64  # 128 steps would fit, without the saves
-    clock, save = clock_per_step(monkeypatch, step_cost), loop.TrainingLoop._checkpoint
-
-    def save_for_a_quarter_second(self):
-        clock.now += 0.25
-        return (yield from save(self))
-
-    monkeypatch.setattr(loop.TrainingLoop, "_checkpoint", save_for_a_quarter_second)
+    clock = clock_per_step(monkeypatch, step_cost)
+    clock.costs(monkeypatch, loop.TrainingLoop, "_checkpoint", 1 / 4)
     run = new_tiny_run(
         tiny_corpus, steps=steps, warmup_steps=1, max_seconds=limit, eval_every=10**6, checkpoint_every=30, log_every=5
     )
