@@ -200,8 +200,7 @@ CASES = [
     # Past these a run sat minutes in silence, or ended in a traceback (a walkthrough, 2026-12-06).
     ("layers", ["train", "{corpus}", "--layers", "20000"], "--layers must be at most 100, got 20,000"),
     ("hidden", ["train", "{corpus}", "--hidden", "2147483648"], "--hidden must be at most 2,147,483,647, got 2,147"),
-    ("steps", ["train", "{corpus}", "--steps", "10" * 10], "--steps must be at most 2,147,483,647, got 10,101,010"),
-    ("devices", ["train", "{corpus}", "--devices", "10" * 10], "--devices must be at most 1,024 on a CPU, got 10,101"),
+    ("devices", ["train", "{corpus}", "--devices", "10" * 10], "--devices must be at most 1,024, got 10,101,010"),
     ("trials", ["tune", "{corpus}", "--trials", "10" * 10], "--trials must be from 1 to 10,000, got 10,101,010,101"),
     ("serve chunk", ["serve", "{run}", "--chunk", "3000000000"], "--chunk must be at most 2,147,483,647, got 3,000"),
     # Not a warning that it accepts connections from other machines first (a walkthrough, 2026-12-06).
@@ -215,6 +214,7 @@ CASES = [
     ("greedy and temp", ["sample", "-c", "{run}", "--greedy", "--temp", "0.5"], "give --greedy or --temp, not both"),
     ("blank out", ["train", "{corpus}", "--out", " "], "--out is blank: give a path"),  # it made a run folder ' '
     ("greedy and top-k", ["sample", "-c", "{run}", "--greedy", "--top-k", "3"], "give --greedy or --top-k, not both"),
+    ("temp 0 and top-p", ["sample", "-c", "{run}", "--temp", "0", "--top-p", "0.5"], "give --temp 0 or --top-p, not"),
     ("lr inf", ["train", "{corpus}", "--lr", "inf"], "--lr must be > 0 and finite, got inf"),
     ("length huge", ["sample", "-c", "{run}", "-n", "10000000000"], "--length must be at most 2,147,483,647"),
     ("resume patience", ["resume", "{run}", "--patience", "0"], "--patience must be >= 1 validation passes, got 0"),

@@ -347,14 +347,23 @@ def test_an_absurd_model_size_in_metadata_is_refused_at_once(saved_run, tmp_path
     shutil.copytree(saved_run / "checkpoints" / "latest" / "4", step_dir)
     meta_file = step_dir / "meta" / "metadata"
     saved = json.loads(meta_file.read_text())
-    # Hypothesis found the first: building its shape took hours.
-    for field, value, why in [
-        ("num_layers", 1_400_000_000, "num_layers must be at most 100"),
-        ("hidden_size", 1_400_000_000, "implausibly large"),
-    ]:
-        meta_file.write_text(json.dumps({**saved, "model": {**saved["model"], field: value}}))
-        with pytest.raises(CheckpointError, match=why):
+    for field in ("num_layers", "hidden_size"):  # hypothesis found the first: building its shape took hours
+        meta_file.write_text(json.dumps({**saved, "model": {**saved["model"], field: 1_400_000_000}}))
+        with pytest.raises(CheckpointError, match="implausibly large"):
             checkpoint.load(step_dir)
+
+
+def test_a_checkpoint_past_what_a_new_run_may_ask_for_still_loads(saved_run, tmp_path):
+    """The bounds on what a new run may ask for do not refuse a checkpoint
+    that holds more: a time limit's plan may fit billions of steps on a fast
+    GPU (--fill-time), and runs trained before a bound came keep their shape."""
+    step_dir = tmp_path / "4"
+    shutil.copytree(saved_run / "checkpoints" / "latest" / "4", step_dir)
+    meta_file = step_dir / "meta" / "metadata"
+    meta = json.loads(meta_file.read_text())
+    meta["train"]["steps"] = 85_560_941_004
+    meta_file.write_text(json.dumps(meta))
+    assert checkpoint.load(step_dir).train_config.steps == 85_560_941_004
 
 
 def test_same_seed_gives_the_same_parameters_and_samples(tiny_corpus, tmp_path):

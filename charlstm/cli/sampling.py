@@ -142,11 +142,12 @@ def sample(
         fail(f"give the run as RUN or with {option('checkpoint')}, not both")
     if greedy and given(ctx, ["temp"]) and temp != 0:
         fail(f"give --greedy or {option('temperature')}, not both: --greedy is {option('temperature')} 0")
-    filters = [option(name) for name in given(ctx, ["top_k", "top_p"])] if greedy else []
-    if filters:  # taken silently, as if they chose among the characters (a walkthrough, 2026-12-06)
-        fail(
-            f"give --greedy or {filters[0]}, not both: --greedy takes the most likely character, which they always keep"
-        )
+    # Filters that are on (not --top-k 0 or --top-p 1), taken silently beside a greedy draw, as if they
+    # chose among the characters (a walkthrough, 2026-12-06).
+    filters = [option("top_k")] * (top_k != 0) + [option("top_p")] * (top_p != 1)
+    if filters and (greedy or temp == 0):
+        asked = "--greedy" if greedy else f"{option('temperature')} 0"
+        fail(f"give {asked} or {filters[0]}, not both: {asked} takes the most likely character, which they always keep")
     with user_errors():
         request = SampleConfig(
             length=length,

@@ -71,7 +71,7 @@ def split_the_cpu(devices: int | None = None) -> None:
     if devices is not None and whole_number(devices, "devices") < 1:
         raise ConfigError(f"{flag('devices')} must be >= 1, got {devices}")
     if devices is not None and devices > MAX_CPU_DEVICES:  # past 2**31 JAX's backend failed with a traceback
-        raise ConfigError(f"{flag('devices')} must be at most {MAX_CPU_DEVICES:,} on a CPU, got {devices:,}")
+        raise ConfigError(f"{flag('devices')} must be at most {MAX_CPU_DEVICES:,}, got {devices:,}")
     count = devices if devices is not None else (SPLIT if cores() >= 2 else 1)
     if chosen_elsewhere() or (count <= 1 and not _set_here):  # one device: JAX's own default
         return

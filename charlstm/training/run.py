@@ -269,6 +269,18 @@ def with_tokens(
 
 # float32 weights, their gradients and AdamW's two moments.
 BYTES_PER_PARAMETER = 16
+# Far past any stack that trains (char-rnn's deepest were 3 or 4 layers):
+# building a model traces each layer, about 10 ms a layer before anything
+# compiles, so 20,000 layers sat minutes in silence (a walkthrough, 2026-12-06).
+MAX_LAYERS = 100
+
+
+def refuse_too_deep(model_config: ModelConfig) -> None:
+    """Refuse a new model deeper than MAX_LAYERS, before anything traces it.
+    New ones only: a checkpoint keeps the shape it was trained with."""
+    layers = model_config.num_layers
+    if layers > MAX_LAYERS:
+        raise ConfigError(f"{flag('num_layers')} must be at most {MAX_LAYERS}, got {layers:,}")
 
 
 def refuse_too_large(
@@ -331,6 +343,7 @@ def planned_run(
     nothing is allocated (a search checks each trial's this way first)."""
     vocab = corpus_vocab(corpus)
     model_config = ModelConfig(vocab_size=vocab.size, boundary_id=vocab.boundary_id, **model_kwargs)
+    refuse_too_deep(model_config)
     # A text too short for the layout is the error to give before a model too large.
     run = with_tokens(
         corpus,

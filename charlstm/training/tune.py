@@ -59,6 +59,7 @@ from charlstm.training.run import (
     new_run,
     planned_run,
     prepare_run_dir,
+    refuse_too_deep,
     refuse_too_large,
 )
 from charlstm.training.search_space import SEARCHED_MODEL_FIELDS, SPACE, grid_trials, parse_dimension, random_trials
@@ -170,6 +171,7 @@ def plan(
     # A trial too large for the memory here, before any trial trains (its vocabulary not known yet: one character).
     for hidden, layers, seq_len in {(p["hidden_size"], p["num_layers"], p["seq_len"]) for p in points}:
         shape = {**fixed_model, "hidden_size": hidden, "num_layers": layers}
+        refuse_too_deep(ModelConfig(vocab_size=1, **shape))
         refuse_too_large(ModelConfig(vocab_size=1, **shape), TrainConfig(**{**fixed_train, "seq_len": seq_len}))
     named = f"tune-{corpus_name(path)}-{time.strftime('%Y%m%d-%H%M%S')}"
     directory = Path(out) if out is not None else RUNS_DIR / named
