@@ -120,8 +120,8 @@ class TrainConfig:
     training.run.RESUMABLE_FIELDS for what may change)."""
 
     # Chosen so that the schedule ends inside a 10-minute run on a 2-core CPU
-    # instead of being cut off; the README gives today's time (7 to 8
-    # minutes), docs/benchmarks.md how it was measured.
+    # instead of being cut off; the README gives today's time (7 to 11
+    # minutes, by the CPU), docs/benchmarks.md how it was measured.
     steps: int = 2300
     batch_size: int = 64
     seq_len: int = 64

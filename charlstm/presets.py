@@ -56,7 +56,7 @@ PRESETS = {
         ),
         # The defaults: tuned for the lowest validation loss in a 10-minute run
         # on a 2-core CPU (see benchmarks/time_to_quality.py).
-        Preset("small", "the defaults: 7-8 minutes on a 2-core CPU"),
+        Preset("small", "the defaults: 7-11 minutes on a 2-core CPU"),
         Preset(
             "medium",
             "about an hour on one GPU",

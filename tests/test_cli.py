@@ -212,6 +212,7 @@ CASES = [
     ),
     ("serve batch", ["serve", "{run}", "--max-batch", "10" * 10], "--max-batch must be at most 65,536, got 10,101,010"),
     ("greedy and temp", ["sample", "-c", "{run}", "--greedy", "--temp", "0.5"], "give --greedy or --temp, not both"),
+    ("empty eval text", ["eval", "{run}", ""], "a TEXT given is empty: give a text file or folder"),
     ("blank out", ["train", "{corpus}", "--out", " "], "--out is blank: give a path"),  # it made a run folder ' '
     ("greedy and top-k", ["sample", "-c", "{run}", "--greedy", "--top-k", "3"], "give --greedy or --top-k, not both"),
     ("temp 0 and top-p", ["sample", "-c", "{run}", "--temp", "0", "--top-p", "0.5"], "give --temp 0 or --top-p, not"),

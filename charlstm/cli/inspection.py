@@ -67,6 +67,8 @@ def evaluate(
     with user_errors():
         if streams is not None and streams < 1:
             fail(f"{option('streams')} must be >= 1, got {streams}")
+        if any(not text.strip() for text in texts or ()):  # named by the API's argument, "paths", before
+            fail("a TEXT given is empty: give a text file or folder")
         from charlstm import api
         from charlstm.cli import records, tables
 
