@@ -258,7 +258,7 @@ class SampleConfig:
         _real(self, "temperature", "top_p")
         check(isinstance(self.prime, str), f"{flag('prime')} must be a text, got {self.prime!r}")
         check(self.length >= 1, f"{flag('length')} must be >= 1, got {self.length}")
-        check(self.length <= MAX_COUNT, f"{flag('length')} must be at most {MAX_COUNT:,}, got {self.length:,}")
+        _at_most(self, MAX_COUNT, "length")
         check(self.temperature >= 0, f"{flag('temperature')} must be > 0 (or 0 for greedy), got {self.temperature}")
         check(
             self.temperature <= MAX_TEMPERATURE,
