@@ -213,7 +213,12 @@ CASES = [
     ("serve batch", ["serve", "{run}", "--max-batch", "10" * 10], "--max-batch must be at most 65,536, got 10,101,010"),
     ("greedy and temp", ["sample", "-c", "{run}", "--greedy", "--temp", "0.5"], "give --greedy or --temp, not both"),
     ("empty eval text", ["eval", "{run}", ""], "a TEXT given is empty: give a text file or folder"),
-    ("blank out", ["train", "{corpus}", "--out", " "], "--out is blank: give a path"),  # it made a run folder ' '
+    ("blank out", ["train", "{corpus}", "--out", " "], "'--out' / '-o': is blank: give a path"),  # a run folder ' '
+    # Click reads "" as ".": an unset "$OUT" trained a run into the folder the user stood in (2026-12-06).
+    ("empty out", ["train", "{corpus}", "--out", ""], "Invalid value for '--out' / '-o': is empty: give a path"),
+    ("empty val-file", ["train", "{corpus}", "--val-file", ""], "Invalid value for '--val-file': is empty"),
+    ("empty run", ["sample", ""], "Invalid value for 'RUN': is empty: give a path; see 'charlstm sample --help'"),
+    ("empty host", ["serve", "{run}", "--host", ""], "--host is empty: give an address, such as 127.0.0.1"),
     ("greedy and top-k", ["sample", "-c", "{run}", "--greedy", "--top-k", "3"], "give --greedy or --top-k, not both"),
     ("temp 0 and top-p", ["sample", "-c", "{run}", "--temp", "0", "--top-p", "0.5"], "give --temp 0 or --top-p, not"),
     ("lr inf", ["train", "{corpus}", "--lr", "inf"], "--lr must be > 0 and finite, got inf"),
@@ -329,6 +334,24 @@ def test_bad_input_is_one_clear_line_and_status_2(runner, tmp_path, trained_run,
         assert {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()} == before
     finally:
         corpus.write_bytes(snapshot)
+
+
+def test_every_path_typed_on_the_command_line_refuses_an_empty_one():
+    """Every path parameter goes through `path_given` (the cases above try
+    three): Click alone turns "" into "." and the command reads or writes
+    the current folder."""
+    import typer.main
+
+    from charlstm.cli.app import path_given
+
+    paths = [
+        (name, param.name, param.type_descriptor.parameter_info.parser)
+        for name, command in typer.main.get_command(app).commands.items()
+        for param in command.params
+        if "Path" in str(param.type_descriptor.annotation)
+    ]
+    assert len(paths) >= 20
+    assert [p for p in paths if p[2] is not path_given] == []
 
 
 def test_every_command_has_useful_help(runner):

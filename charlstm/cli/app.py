@@ -145,12 +145,29 @@ Quiet = Annotated[
 ]
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Print more: configuration, every logged step.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def path_given(text: str) -> Path:
+    """A path typed on the command line (every path parameter's parser).
+    Click would turn "" into Path(""), which is ".": `--out "$OUT"` with OUT
+    unset trained a run into the folder the user stood in, and `sample ""`
+    blamed that folder (a walkthrough, 2026-12-06)."""
+    if not text.strip():
+        raise typer.BadParameter(f"is {'blank' if text else 'empty'}: give a path")
+    return Path(text)
+
+
 # The run a command reads, named as the README names it.
 _RUN_HELP = "Run directory (its best checkpoint) or checkpoint directory"
-RunArgument = Annotated[Path, typer.Argument(metavar="RUN", help=f"{_RUN_HELP}.")]
+RunArgument = Annotated[Path, typer.Argument(metavar="RUN", help=f"{_RUN_HELP}.", parser=path_given)]
 NewestRunArgument = Annotated[
     Path | None,
-    typer.Argument(metavar="RUN", help=f"{_RUN_HELP} [default: the most recent run under runs/].", show_default=False),
+    typer.Argument(
+        metavar="RUN",
+        help=f"{_RUN_HELP} [default: the most recent run under runs/].",
+        show_default=False,
+        parser=path_given,
+    ),
 ]
 
 _options = {"cache": True}

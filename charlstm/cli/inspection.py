@@ -16,6 +16,7 @@ from charlstm.cli.app import (
     Quiet,
     RunArgument,
     fail,
+    path_given,
     say,
     stderr,
     use_cache,
@@ -119,11 +120,15 @@ def inspect_model(
             option("max_chars"), help="Read at most the first N characters (the page grows with N).", metavar="N"
         ),
     ] = 2000,
-    out: Annotated[Path, typer.Option(option("out"), "-o", help="HTML page to write.")] = Path("inspect.html"),
+    out: Annotated[Path, typer.Option(option("out"), "-o", help="HTML page to write.", parser=path_given)] = Path(
+        "inspect.html"
+    ),
     top: Annotated[int, typer.Option(help="Units listed per feature.", metavar="N")] = 5,
     saturation_png: Annotated[
         Path | None,
-        typer.Option(help="Also plot gate saturation to this PNG (needs the plot extra).", show_default=False),
+        typer.Option(
+            help="Also plot gate saturation to this PNG (needs the plot extra).", show_default=False, parser=path_given
+        ),
     ] = None,
     moved_to: MovedCorpusOption = None,
     as_json: AsJson = False,
@@ -253,7 +258,9 @@ def _validation_source(model: Model, quiet: bool) -> str:
 
 
 def list_runs(
-    runs_dir: Annotated[Path, typer.Argument(metavar="FOLDER", help="Folder holding run directories.")] = Path("runs"),
+    runs_dir: Annotated[
+        Path, typer.Argument(metavar="FOLDER", help="Folder holding run directories.", parser=path_given)
+    ] = Path("runs"),
     as_json: AsJson = False,
 ) -> None:
     """List training runs: corpus, model, progress, best validation loss."""
@@ -310,6 +317,7 @@ def plot(
             metavar="RUN",
             help="Runs to overlay (a search's folder: its trials) [default: the most recent run under runs/].",
             show_default=False,
+            parser=path_given,
         ),
     ] = None,
     gradients: Annotated[
@@ -327,6 +335,7 @@ def plot(
             "-o",
             help="PNG file to write [default: loss.png, or gradients.png].",
             show_default=False,
+            parser=path_given,
         ),
     ] = None,
     width: Annotated[int, typer.Option(help="Image width in pixels.")] = 1200,

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from charlstm.arguments import writable_place
-from charlstm.cli.app import NewestRunArgument, Quiet, fail, given, say, use_cache, user_errors
+from charlstm.cli.app import NewestRunArgument, Quiet, fail, given, path_given, say, use_cache, user_errors
 from charlstm.cli.format import checkpoint_text
 from charlstm.config import SampleConfig, to_dict
 from charlstm.errors import named
@@ -73,7 +73,13 @@ def sample(
     run: NewestRunArgument = None,
     checkpoint: Annotated[
         Path | None,
-        typer.Option(option("checkpoint"), "-c", help="The same as RUN, given as an option.", show_default=False),
+        typer.Option(
+            option("checkpoint"),
+            "-c",
+            help="The same as RUN, given as an option.",
+            show_default=False,
+            parser=path_given,
+        ),
     ] = None,
     temp: Annotated[
         float,
@@ -101,7 +107,8 @@ def sample(
         ),
     ] = SampleConfig.prime,
     prime_file: Annotated[
-        Path | None, typer.Option("--prime-file", help="Start from this file's text instead of --prime.")
+        Path | None,
+        typer.Option("--prime-file", help="Start from this file's text instead of --prime.", parser=path_given),
     ] = None,
     stop: Annotated[
         list[str] | None,
@@ -124,7 +131,8 @@ def sample(
         int, typer.Option(option("seed"), help="Random seed; the same seed gives the same text.")
     ] = SampleConfig.seed,
     output: Annotated[
-        Path | None, typer.Option("--output", "--out", "-o", help="Write to this file instead of stdout.")
+        Path | None,
+        typer.Option("--output", "--out", "-o", help="Write to this file instead of stdout.", parser=path_given),
     ] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="One JSON object per sample (text and settings), one per line.")

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from charlstm.cli.app import Quiet, Verbose, given, verbosity
+from charlstm.cli.app import Quiet, Verbose, given, path_given, verbosity
 from charlstm.cli.running import start
 from charlstm.config import FINE_TUNE_LEARNING_RATE
 from charlstm.config import ModelConfig as _M
@@ -110,6 +110,7 @@ ValFileOption = Annotated[
         "for several); a training folder's files given here are left out of training.",
         show_default=False,
         metavar="<path>",  # one at a time, repeated; Typer would write <list[Path]>
+        parser=path_given,
     ),
 ]
 SkipBadFilesOption = Annotated[
@@ -129,6 +130,7 @@ MovedCorpusOption = Annotated[
         "be the run's.",
         show_default=False,
         metavar="<path>",
+        parser=path_given,
     ),
 ]
 
@@ -148,10 +150,12 @@ def train(
             f"learning rate defaults to {FINE_TUNE_LEARNING_RATE:g}, a new run's: measured, lower rates learned "
             "new text more slowly than training from scratch; a lower --lr keeps more of what the model knew.",
             show_default=False,
+            parser=path_given,
         ),
     ] = None,
     out: Annotated[
-        Path | None, typer.Option(option("out"), "-o", help="Run directory [default: runs/<corpus>-<time>].")
+        Path | None,
+        typer.Option(option("out"), "-o", help="Run directory [default: runs/<corpus>-<time>].", parser=path_given),
     ] = None,
     preset: Annotated[
         str | None,
@@ -266,7 +270,10 @@ def train(
 
 def resume(
     run_dir: Annotated[
-        Path, typer.Argument(metavar="RUN", help="Run directory to continue (from its latest checkpoint).")
+        Path,
+        typer.Argument(
+            metavar="RUN", help="Run directory to continue (from its latest checkpoint).", parser=path_given
+        ),
     ],
     steps: Annotated[
         int | None, typer.Option(option("steps"), help="New total step count, to extend a finished run.")

@@ -15,6 +15,7 @@ from charlstm.cli.app import (
     Quiet,
     Verbose,
     given,
+    path_given,
     say,
     stderr,
     use_cache,
@@ -57,7 +58,10 @@ def tune(
         int, typer.Option(option("seed"), help="Seed for choosing the trials and for every trial's initialisation.")
     ] = 0,
     out: Annotated[
-        Path | None, typer.Option(option("out"), "-o", help="Search directory [default: runs/tune-<corpus>-<time>].")
+        Path | None,
+        typer.Option(
+            option("out"), "-o", help="Search directory [default: runs/tune-<corpus>-<time>].", parser=path_given
+        ),
     ] = None,
     learning_rate: Annotated[
         str | None,

@@ -71,6 +71,11 @@ class _Server(uvicorn.Server):
 
 def check_address(host: str, port: int) -> None:
     """A clear error now, rather than uvicorn's exit, if the address cannot be listened on."""
+    if not host.strip():  # an unset "$HOST": getaddrinfo's "Name or service not known" says nothing of it
+        raise CharlstmError(
+            f"{flag('host')} is {'blank' if host else 'empty'}: give an address, such as 127.0.0.1 "
+            "(this machine only) or 0.0.0.0 (every interface)"
+        )
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as err:
