@@ -147,11 +147,14 @@ Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Print more: conf
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
-def path_given(text: str) -> Path:
-    """A path typed on the command line (every path parameter's parser).
+def path_given(text: str | Path) -> Path:
+    """A path typed on the command line (every path parameter's parser;
+    Typer passes a parameter's default through it too, as it is).
     Click would turn "" into Path(""), which is ".": `--out "$OUT"` with OUT
     unset trained a run into the folder the user stood in, and `sample ""`
     blamed that folder (a walkthrough, 2026-12-06)."""
+    if isinstance(text, Path):
+        return text
     if not text.strip():
         raise typer.BadParameter(f"is {'blank' if text else 'empty'}: give a path")
     return Path(text)
