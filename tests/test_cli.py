@@ -978,3 +978,32 @@ def test_a_path_inside_a_folder_that_cannot_be_entered_is_one_line(tmp_path, tin
     assert done.stderr == (
         f"error: cannot reach {out}: Permission denied (a folder on its way cannot be entered, or it cannot be read)\n"
     )
+
+
+def test_a_checkpoint_this_user_may_not_read_is_not_called_damaged(tmp_path, trained_run):
+    """Orbax reports a checkpoint whose arrays this user may not read as
+    missing them, and the error advised moving the whole checkpoint aside
+    (a walkthrough, 2026-12-06): it names the permission instead."""
+    prefix = _without_root_powers()
+    if prefix is None:
+        pytest.skip("running as root without setpriv: permissions do not bind")
+    run_dir = tmp_path / "run"
+    shutil.copytree(trained_run[0], run_dir)
+    state = next(run_dir.glob("checkpoints/best/*/state"))
+    if os.getuid() == 0:
+        os.chown(state, 65534, 65534)  # not root's: without its capabilities root is refused too
+    state.chmod(0)
+    try:
+        done = subprocess.run(
+            [*prefix, *_charlstm_command(), "sample", str(run_dir), "-n", "5"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    finally:
+        state.chmod(0o755)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr == (
+        f"error: cannot read checkpoint {state.parent}: this user may not read {state} (permission denied); its "
+        f"files are there: check their owner and mode (ls -l {state})\n"
+    )

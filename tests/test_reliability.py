@@ -153,11 +153,25 @@ def test_a_damaged_checkpoint_names_the_runs_intact_ones_and_the_way_on(damaged)
     with pytest.raises(CheckpointError) as refused:
         checkpoint.load(run_dir, prefer=checkpoint.LATEST)
     assert str(refused.value).endswith(
-        f"; the run's other checkpoints (best/4) were saved whole (their arrays are not read here): move this one "
+        f"; the run's other checkpoints (best/4) were read whole just now: move this one "
         f"aside (mv {damaged} {damaged}.damaged) and every command goes on from best/4"
     )
     damaged.rename(f"{damaged}.damaged")
     assert int(checkpoint.load(run_dir, prefer=checkpoint.LATEST).state.step) == 4  # from best/4
+
+
+def test_a_run_whose_checkpoints_are_all_damaged_is_not_sent_from_one_to_the_other(damaged):
+    """Both checkpoints damaged: each error advised moving it aside and going
+    on from the other, which failed the same way (a walkthrough, 2026-12-06);
+    the others are read before they are offered."""
+    run_dir = damaged.parent.parent.parent
+    for f in (p for p in (run_dir / "checkpoints").rglob("*") if p.is_file() and "state" in p.parts):
+        f.write_bytes(f.read_bytes()[: len(f.read_bytes()) // 2])
+    with pytest.raises(CheckpointError) as refused:
+        checkpoint.load(run_dir, prefer=checkpoint.LATEST)
+    assert str(refused.value).endswith(
+        "; the run's other checkpoints (best/4) cannot be read either: the run cannot go on from any of them"
+    )
 
 
 def test_info_on_a_run_whose_best_metadata_is_damaged_says_the_way_on(damaged):
@@ -200,6 +214,11 @@ def test_a_damaged_latest_checkpoint_says_which_one_each_command_goes_on_from(tm
     assert others_intact(damaged).endswith(
         f"(latest/200, best/300) were saved whole (their arrays are not read here): move this one aside (mv "
         f"{damaged} {damaged}.damaged) and resume goes on from latest/200, sample and eval from best/300"
+    )
+    # Where the others are tried, only those read are offered.
+    assert others_intact(damaged, lambda other: other.name != "200", whole=True).endswith(
+        f"(best/300) were read whole just now (latest/200 cannot be read either): move this one aside (mv "
+        f"{damaged} {damaged}.damaged) and every command goes on from best/300"
     )
 
 

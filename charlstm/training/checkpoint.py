@@ -42,7 +42,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from charlstm.core.state import TrainState, state_shapes
-from charlstm.errors import CharlstmError, CheckpointError
+from charlstm.errors import CharlstmError, CheckpointError, shell_word
 from charlstm.text import manifest
 from charlstm.training import checkpoint_meta, restore_failures
 from charlstm.training.checkpoint_meta import Meta
@@ -170,14 +170,24 @@ def describe(path: Path, prefer: str = BEST, advice: bool = False) -> Meta:
 REREADS = 3
 
 
-def _newest(path: Path, prefer: str, read: Callable[[Path], T], *, advice: bool = True) -> T:
+def _newest(path: Path, prefer: str, read: Callable[[Path], T], *, advice: bool = True, whole: bool = False) -> T:
     """`read(step directory)` of the checkpoint `path` points to (see
     `locate`); where that step is deleted or replaced by a newer one while
     it is read, the newest again, up to REREADS times. A failure on a step
     still there is the checkpoint's own (`advice`: how to go on from the
-    run's others). Not in a multi-process run, whose processes must each
-    make the same reads (Orbax waits for them all at each)."""
-    rereads = REREADS if jax.process_count() == 1 else 0
+    run's others that `read` reads too; `whole`: it reads the arrays). Not
+    in a multi-process run, whose processes must each make the same reads
+    (Orbax waits for them all at each): there the others are not tried."""
+    alone = jax.process_count() == 1
+    rereads = REREADS if alone else 0
+
+    def reads(other: Path) -> bool:
+        try:
+            read(other)
+        except CheckpointError:
+            return False
+        return True
+
     for attempt in range(rereads + 1):
         directory, step = locate(path, prefer)
         where = directory / str(step)
@@ -185,7 +195,14 @@ def _newest(path: Path, prefer: str, read: Callable[[Path], T], *, advice: bool 
             return read(where)
         except CheckpointError as err:
             if step in complete_steps(directory) and not _moved_on(path, prefer, where):
-                raise CheckpointError(f"{err}{others_intact(where) if advice else ''}") from None
+                blocked = restore_failures.unreadable(where)
+                if blocked is not None:  # not damage: nothing to move aside
+                    raise CheckpointError(
+                        f"cannot read checkpoint {where}: this user may not read {blocked} (permission denied); "
+                        f"its files are there: check their owner and mode (ls -l {shell_word(blocked)})"
+                    ) from None
+                way_on = others_intact(where, reads if alone else None, whole=whole) if advice else ""
+                raise CheckpointError(f"{err}{way_on}") from None
             if where.absolute() == path.absolute() or attempt == rereads:  # a step named by the user: no other
                 raise CheckpointError(
                     f"checkpoint {where} was deleted while it was read: its run is being trained, and keeps "
@@ -232,7 +249,7 @@ def load(path: Path, prefer: str = BEST) -> Checkpoint:
     """Restore a checkpoint onto this process's first device, whatever
     devices, or how many processes, wrote it. In a multi-process run every
     process must call this (Orbax synchronises them)."""
-    return _newest(path, prefer, _restore)
+    return _newest(path, prefer, _restore, whole=True)
 
 
 def _restore(where: Path) -> Checkpoint:

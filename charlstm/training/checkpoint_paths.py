@@ -15,6 +15,7 @@ from __future__ import annotations
 import difflib
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -144,12 +145,14 @@ def run_of(step_dir: Path) -> Path | None:
     return step_dir.parent.parent.parent if step_dir.parent.parent.name == "checkpoints" else None
 
 
-def others_intact(where: Path) -> str:
-    """For a damaged checkpoint of a run: the run's other complete ones
-    (their saves finished; a disk error may have reached them too, so the
-    message does not promise them), and which of them the commands take by
-    themselves once the damaged one is out of the way: resume the newest
-    latest one (a best one where none is left), sample and eval the best."""
+def others_intact(where: Path, reads: Callable[[Path], bool] | None = None, *, whole: bool = False) -> str:
+    """For a damaged checkpoint of a run: the run's other complete ones, and
+    which of them the commands take by themselves once the damaged one is
+    out of the way: resume the newest latest one (a best one where none is
+    left), sample and eval the best. `reads`, where given, tries each (a
+    disk error may have reached them too): only those it reads are offered,
+    said to be read whole where `whole` (it read their arrays too);
+    without it the message does not promise them."""
     run = run_of(where)
     if run is None:
         return ""
@@ -158,6 +161,14 @@ def others_intact(where: Path) -> str:
     others = [f"{kind}/{step}" for kind in (LATEST, BEST) for step in left[kind]]
     if not others:
         return ""
+    if reads is not None:
+        left = {kind: [s for s in steps if reads(root / kind / str(s))] for kind, steps in left.items()}
+    good = [f"{kind}/{step}" for kind in (LATEST, BEST) for step in left[kind]]
+    if not good:
+        return (
+            f"; the run's other checkpoints ({', '.join(others)}) cannot be read either: the run cannot go on "
+            "from any of them"
+        )
 
     def newest(*kinds: str) -> str:
         return next(f"{kind}/{max(left[kind])}" for kind in kinds if left[kind])
@@ -168,7 +179,10 @@ def others_intact(where: Path) -> str:
         if resumed == read
         else f"resume goes on from {resumed}, sample and eval from {read}"
     )
+    how = "were read whole just now" if whole and reads else "were saved whole (their arrays are not read here)"
+    bad = [name for name in others if name not in good]
+    also = f" ({', '.join(bad)} cannot be read either)" if bad else ""
     return (
-        f"; the run's other checkpoints ({', '.join(others)}) were saved whole (their arrays are not read "
-        f"here): move this one aside (mv {shell_word(where)} {shell_word(f'{where}.damaged')}) and {goes_on}"
+        f"; the run's other checkpoints ({', '.join(good)}) {how}{also}: move this one aside (mv "
+        f"{shell_word(where)} {shell_word(f'{where}.damaged')}) and {goes_on}"
     )

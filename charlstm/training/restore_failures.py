@@ -13,6 +13,7 @@ damaged checkpoint, dozens of tracebacks around the one error line (up to
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import traceback
 import warnings
@@ -42,6 +43,20 @@ def failure_line(where: Path, err: Exception) -> str:
     damaged = any(code in text for code in ("NOT_FOUND", "DATA_LOSS", "FAILED_PRECONDITION", "OUT_OF_RANGE"))
     why = "its arrays are missing or damaged" if damaged else f"restoring its arrays failed ({type(err).__name__})"
     return f"cannot read checkpoint {where}: {why}: {first_line}"
+
+
+def unreadable(where: Path) -> Path | None:
+    """The first file or folder of checkpoint `where` this user may not
+    read (or, for a folder, enter), if any: Orbax reports such a checkpoint
+    as missing its arrays ("subdirectory not found"), which would send the
+    user to move a whole checkpoint aside over a permission (a walkthrough,
+    2026-12-06)."""
+    for root, folders, files in os.walk(where):
+        for name in sorted(folders) + sorted(files):
+            path = Path(root) / name
+            if not os.access(path, os.R_OK | (os.X_OK if path.is_dir() else 0)):
+                return path
+    return None
 
 
 def interrupted(err: BaseException) -> bool:
