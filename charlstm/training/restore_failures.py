@@ -51,6 +51,8 @@ def unreadable(where: Path) -> Path | None:
     as missing its arrays ("subdirectory not found"), which would send the
     user to move a whole checkpoint aside over a permission (a walkthrough,
     2026-12-06)."""
+    if not os.access(where, os.R_OK | os.X_OK):
+        return where
     for root, folders, files in os.walk(where):
         for name in sorted(folders) + sorted(files):
             path = Path(root) / name
