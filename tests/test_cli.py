@@ -336,6 +336,14 @@ def test_bad_input_is_one_clear_line_and_status_2(runner, tmp_path, trained_run,
         corpus.write_bytes(snapshot)
 
 
+def test_a_model_past_32_bit_counts_is_refused_before_it_is_traced(runner, tiny_corpus, tmp_path, recwarn):
+    """Tracing it printed JAX's warning on 64-bit indices above the one
+    error line (a walkthrough, 2026-12-06)."""
+    result = runner.invoke(app, ["train", str(tiny_corpus), "--hidden", "2147483647", "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2 and "has over " in result.stderr
+    assert [str(w.message) for w in recwarn if "int64" in str(w.message)] == []
+
+
 def test_every_path_typed_on_the_command_line_refuses_an_empty_one():
     """Every path parameter goes through `path_given` (the cases above try
     three): Click alone turns "" into "." and the command reads or writes
