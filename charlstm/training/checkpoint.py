@@ -19,7 +19,8 @@ so a crash mid-save leaves the previous checkpoint as the newest one. Its
 format keeps no checksums, so `meta` holds a CRC-32 of each array's bytes
 (`checksums`), checked when the arrays are read back: a byte changed on a
 failing disk or by a corrupting copy is refused instead of trained on
-(written by single-process runs; older checkpoints have none).
+(older checkpoints have none; a run of several processes sums every array
+but the carried state, of which each process holds only its part).
 
 In a multi-process run every process calls the same saves and loads, in the
 same order: Orbax synchronises them, each process writes its own part of the
@@ -107,8 +108,7 @@ class CheckpointWriter:
             manager.delete(step)
         state = flax.serialization.to_state_dict(run.state)
         meta = checkpoint_meta.metadata(run, data_windows)
-        if jax.process_count() == 1:  # several processes each hold only their part of the carried state
-            meta["checksums"] = checksums(state)
+        meta["checksums"] = checksums(state)
         args = ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta))
         try:
             manager.save(step, args=args, force=True)
@@ -285,12 +285,19 @@ def _restore(where: Path) -> Checkpoint:
 
 
 def checksums(state: Any) -> dict[str, str]:
-    """A CRC-32 of each array's bytes (hex), by its path in the state dict."""
-    leaves = jax.tree_util.tree_flatten_with_path(state)[0]
-    return {
-        "/".join(str(getattr(key, "key", key)) for key in path): f"{zlib.crc32(np.asarray(leaf).tobytes()):08x}"
-        for path, leaf in leaves
-    }
+    """A CRC-32 of each array's bytes (hex), by its path in the state dict.
+    In a run of several processes, the arrays every process holds whole
+    (the parameters, the optimizer's moments, the step): each process holds
+    only its streams' part of the carried state, which is left out (it was
+    until 2026-12-06 with everything else)."""
+    sums = {}
+    for path, leaf in jax.tree_util.tree_flatten_with_path(state)[0]:
+        if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
+            if not leaf.is_fully_replicated:
+                continue
+            leaf = leaf.addressable_data(0)  # a copy of the whole array
+        sums["/".join(str(getattr(key, "key", key)) for key in path)] = f"{zlib.crc32(np.asarray(leaf).tobytes()):08x}"
+    return sums
 
 
 def _check_sums(saved: Any, state: Any, where: Path) -> None:
