@@ -481,16 +481,29 @@ def test_two_processes_train_like_one_and_one_process_resumes(tiny_corpus, tmp_p
     assert [m["step"] for m in read_metrics(run_dir) if "train_loss" in m] == list(range(1, STEPS + 3))
 
 
-def test_processes_started_with_different_options_all_stop_with_one_line(tiny_corpus, tmp_path):
+@pytest.mark.parametrize("differ", ["steps", "init-from on one", "two bases"])
+def test_processes_started_with_different_options_all_stop_with_one_line(tiny_corpus, tmp_path, differ):
     """`--steps 4` on one process and 6 on the other once left the first
-    waiting forever in a collective the second never reached."""
+    waiting forever in a collective the second never reached. So did
+    `--init-from` on one process only (a checkpoint's read is a collective),
+    and a different base on each trained one that was neither (a
+    walkthrough, 2026-12-06)."""
     run_dir = tmp_path / "two"
-    args = [[*CLI_ARGS, "--steps", str(STEPS + 2 * i)] for i in range(2)]  # the later --steps wins
+    if differ == "steps":
+        args = [[*CLI_ARGS, "--steps", str(STEPS + 2 * i)] for i in range(2)]  # the later --steps wins
+    elif differ == "init-from on one":
+        args = [[*CLI_ARGS, "--init-from", str(tmp_path)], CLI_ARGS]  # refused before it is read
+    else:
+        bases = [tmp_path / f"base{seed}" for seed in range(2)]
+        for seed, base in enumerate(bases):
+            train(new_tiny_run(tiny_corpus, MODEL, steps=1, batch_size=4, seq_len=16, seed=seed), base)
+        args = [[*CLI_ARGS, "--init-from", str(base)] for base in bases]
     codes, outputs = _two_processes(tiny_corpus, run_dir, args)
     assert codes == [2, 2], outputs
+    flag = "--steps" if differ == "steps" else "--init-from"
     for output in outputs:
         assert (
-            "error: the processes of this run were started with different --steps: process 1 differs from process 0"
+            f"error: the processes of this run were started with different {flag}: process 1 differs from process 0"
             in output
         ), output
     assert checkpoint.latest_step(run_dir / "checkpoints" / "latest") is None

@@ -19,7 +19,7 @@ from charlstm.config import FINE_TUNE_LEARNING_RATE, ModelConfig, TrainConfig, c
 from charlstm.core.model import count_params
 from charlstm.errors import CharlstmError, CharlstmWarning, CheckpointError, ConfigError
 from charlstm.flags import flag
-from charlstm.training import checkpoint, checkpoint_meta, checkpoint_paths, distributed, events, session
+from charlstm.training import checkpoint, checkpoint_meta, checkpoint_paths, distributed, events, processes, session
 from charlstm.training.events import EventHandler, StopCheck
 from charlstm.training.run import Run
 from charlstm.training.timefit import TimeUse
@@ -114,6 +114,9 @@ def train(
     tuned = init_from is not None and "learning_rate" not in options
     model, options = presets.apply(preset, given, options)
     asked = set(options)  # the training options given, or a preset's
+    # Reading a checkpoint is a collective in a run of several processes: one
+    # that reads a base the others do not read waits for them forever (a walkthrough, 2026-12-06).
+    processes.agree({"init_from": init_from is not None})
     base = _base_run(Path(init_from)) if init_from is not None and on_event is not None else None
     if init_from is not None:
         model = given  # the shape is the base model's: only what was asked explicitly must match it
