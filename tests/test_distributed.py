@@ -527,6 +527,36 @@ def test_a_process_refused_alone_ends_at_once_and_the_others_stop(tiny_corpus, t
     assert not any("Check failure" in output or "Traceback" in output for output in outputs), outputs
 
 
+def test_a_save_cut_short_by_a_partner_that_died_says_so(monkeypatch, capsys, tmp_path):
+    """A partner killed during a save: the save's error (Gloo's collective
+    failed) was reported as a checkpoint this process could not write, with
+    status 2, a user's mistake (a walkthrough, 2026-12-06, 2 kills in 3)."""
+    from charlstm.cli import running
+    from charlstm.errors import CheckpointError
+
+    ended = []
+
+    def end_at_once(status: int) -> None:
+        ended.append(status)
+        raise SystemExit(status)
+
+    def start(watch) -> None:
+        raise CheckpointError(
+            f"could not write checkpoint {tmp_path}/checkpoints/latest/130: UNKNOWN: Gloo AllGather failed: "
+            "[external/gloo/gloo/transport/tcp/pair.cc:547] Connection closed by peer [127.0.0.1]:26496; earlier "
+            "checkpoints are intact, and 'charlstm resume' continues from the newest once the problem is fixed"
+        )
+
+    monkeypatch.setattr(processes, "joined", lambda: True)
+    monkeypatch.setattr(running, "end_at_once", end_at_once)
+    with pytest.raises(SystemExit):
+        running._watch_training(0, None, start)
+    assert ended == [running.EXIT_ABORTED]
+    assert capsys.readouterr().err.startswith(
+        "error: another process of this multi-process run stopped, so this one cannot go on"
+    )
+
+
 def test_processes_with_different_device_counts_all_stop_with_one_line(tiny_corpus, tmp_path):
     """`--devices 2` on one process: the first collective failed on both with
     a traceback (cannot reshape array of size 3), and a resume called the

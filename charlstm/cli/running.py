@@ -9,7 +9,7 @@ import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
 
@@ -164,6 +164,8 @@ def _watch_training(level: int, stop: StopFlag, start: Callable[[_Watch], Model]
     except CharlstmError as err:
         if not processes.joined():
             raise
+        if processes.lost_a_process(err):  # a save cut short by a partner that died (a walkthrough, 2026-12-06)
+            _partner_lost(watch.run_dir)
         # Refused on this process alone (its text missing, say): the others
         # wait for it in a collective, and Python's exit would wait for them
         # in JAX's shutdown barrier, minutes, then abort with a C++ stack
@@ -173,14 +175,7 @@ def _watch_training(level: int, stop: StopFlag, start: Callable[[_Watch], Model]
     except Exception as err:
         if not processes.lost_a_process(err):
             raise
-        # A partner died (killed, out of memory, its host gone): the
-        # collectives are broken, and JAX's exit would wait out its shutdown
-        # barrier (about 90 s) and then abort with a C++ stack trace.
-        say(
-            "error: another process of this multi-process run stopped, so this one cannot go on; "
-            f"{_what_is_left(watch.run_dir)}"
-        )
-        end_at_once(EXIT_ABORTED)
+        _partner_lost(watch.run_dir)
     # Every process of a multi-process run ends here, or diverged above,
     # together, and leaves the run with the others once it has said how it
     # ended (an abort, a third Ctrl-C, leaves the others running: JAX's exit
@@ -198,6 +193,15 @@ def _watch_training(level: int, stop: StopFlag, start: Callable[[_Watch], Model]
                 f"{minutes(model.train_config.max_seconds or 0)} again, or give another)"
             )
     processes.leave()
+
+
+def _partner_lost(run_dir: Path | None) -> NoReturn:
+    """End this process of a multi-process run whose partner died (killed,
+    out of memory, its host gone): the collectives are broken, and JAX's
+    exit would wait out its shutdown barrier (about 90 s) and then abort
+    with a C++ stack trace."""
+    say(f"error: another process of this multi-process run stopped, so this one cannot go on; {_what_is_left(run_dir)}")
+    end_at_once(EXIT_ABORTED)
 
 
 def _quoted(path: Path | str | None) -> str:
