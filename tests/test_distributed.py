@@ -427,15 +427,15 @@ def _free_port() -> int:
 
 
 def _two_processes(
-    corpus: Path | list[Path], run_dir: Path, args: list[list[str]]
+    corpus: Path | list[Path], run_dir: Path, args: list[list[str]], counts: tuple[int, int] = (2, 2)
 ) -> tuple[list[int | None], list[str]]:
     """`charlstm train` in two processes on 127.0.0.1, process i with
-    args[i] (and corpus[i], where two are given): their exit statuses and
-    what each wrote to stderr."""
+    args[i] (and corpus[i], where two are given), told it is one of
+    counts[i]: their exit statuses and what each wrote to stderr."""
     port, logs, processes = _free_port(), [run_dir.parent / f"process-{i}.log" for i in range(2)], []
     corpora = corpus if isinstance(corpus, list) else [corpus, corpus]
     for i, log in enumerate(logs):
-        joined = ["--coordinator", f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", str(i)]
+        joined = ["--coordinator", f"127.0.0.1:{port}", "--num-processes", str(counts[i]), "--process-id", str(i)]
         text = str(corpora[i])
         command = [sys.executable, "-m", "charlstm", "train", text, "--out", str(run_dir), *args[i], *joined]
         with log.open("w") as stderr:
@@ -481,7 +481,7 @@ def test_two_processes_train_like_one_and_one_process_resumes(tiny_corpus, tmp_p
     assert [m["step"] for m in read_metrics(run_dir) if "train_loss" in m] == list(range(1, STEPS + 3))
 
 
-@pytest.mark.parametrize("differ", ["steps", "init-from on one", "two bases"])
+@pytest.mark.parametrize("differ", ["steps", "init-from on one", "two bases", "num-processes"])
 def test_processes_started_with_different_options_all_stop_with_one_line(tiny_corpus, tmp_path, differ):
     """`--steps 4` on one process and 6 on the other once left the first
     waiting forever in a collective the second never reached. So did
@@ -493,14 +493,16 @@ def test_processes_started_with_different_options_all_stop_with_one_line(tiny_co
         args = [[*CLI_ARGS, "--steps", str(STEPS + 2 * i)] for i in range(2)]  # the later --steps wins
     elif differ == "init-from on one":
         args = [[*CLI_ARGS, "--init-from", str(tmp_path)], CLI_ARGS]  # refused before it is read
+    elif differ == "num-processes":  # JAX takes process 0's count: the other trained on, told it was one of 3
+        args = [CLI_ARGS, CLI_ARGS]
     else:
         bases = [tmp_path / f"base{seed}" for seed in range(2)]
         for seed, base in enumerate(bases):
             train(new_tiny_run(tiny_corpus, MODEL, steps=1, batch_size=4, seq_len=16, seed=seed), base)
         args = [[*CLI_ARGS, "--init-from", str(base)] for base in bases]
-    codes, outputs = _two_processes(tiny_corpus, run_dir, args)
+    codes, outputs = _two_processes(tiny_corpus, run_dir, args, (2, 3) if differ == "num-processes" else (2, 2))
     assert codes == [2, 2], outputs
-    flag = "--steps" if differ == "steps" else "--init-from"
+    flag = {"steps": "--steps", "num-processes": "--num-processes"}.get(differ, "--init-from")
     for output in outputs:
         assert (
             f"error: the processes of this run were started with different {flag}: process 1 differs from process 0"

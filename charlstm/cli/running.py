@@ -104,7 +104,7 @@ def _join(
         processes.quiet_about_lost_processes()
     if not joined or devices is not None:
         split_the_cpu(devices)
-    processes.check_devices()  # every process at once, before any collective
+    processes.check_devices(num_processes)  # every process at once, before any other collective
     return level if processes.is_main() else 0
 
 

@@ -237,17 +237,21 @@ def refuse_a_port_in_use(coordinator: str | None, process_id: int | None, num_pr
                 if err.errno != errno.EADDRINUSE:
                     continue
                 raise ConfigError(
-                    f"port {port} is already in use on this host (another run's coordinator, or another program): "
-                    f"give every process of this run another port in {flag('coordinator')}"
+                    f"port {port} is already in use on this host (another run's coordinator, another program, or "
+                    f"this run's process 0, started already: then give this process its own {flag('process_id')}); "
+                    f"otherwise give every process of this run another port in {flag('coordinator')}"
                 ) from None
         return
 
 
-def check_devices() -> None:
+def check_devices(num_processes: int | None = None) -> None:
     """Refuse, on every process at once, processes with different numbers of
     devices (another --devices on one, a host of another kind), before the
     first collective, which would fail with a traceback. Every process sees
-    every process's devices, so no collective is needed to find out."""
+    every process's devices, so no collective is needed to find out. Then
+    processes given different `num_processes`: JAX takes process 0's count,
+    and a process told another trained on, saying it had joined a run of
+    that many (a walkthrough, 2026-12-06)."""
     if not joined():
         return
     counts = collections.Counter(device.process_index for device in jax.devices())
@@ -257,6 +261,7 @@ def check_devices() -> None:
             f"the processes of this run have different numbers of devices ({shown}): give every process the "
             f"same {flag('devices')} (or none), on hosts of one kind"
         )
+    agree({"num_processes": num_processes})  # a collective: only once the devices agree
 
 
 def leave() -> None:
