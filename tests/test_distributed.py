@@ -620,12 +620,19 @@ def test_a_run_directory_process_0_cannot_write_in_stops_every_process(tmp_path,
         (("10.0.0.1:7777", 0, 0), "num_processes must be >= 1, got 0"),
         (("10.0.0.1:7777", 2, 2), "process_id must be 0 to 1, got 2"),  # JAX: in its own words
         ((None, None, -1), "process_id must be 0 or more, got -1"),
+        # JAX: "Number of processes must be defined", after "waiting for the others" (a walkthrough, 2026-12-06).
+        (("10.0.0.1:7777", None, 0), "coordinator 10.0.0.1:7777 needs num_processes too: how many processes"),
+        (("10.0.0.1:7777", None, None), "needs num_processes and process_id too"),
+        (("10.0.0.1:7777", 2, None), "needs process_id too"),
     ],
 )
-def test_a_process_layout_jax_would_crash_on_is_one_line(layout, message):
+def test_a_process_layout_jax_would_crash_on_is_one_line(layout, message, monkeypatch):
+    for name in ("SLURM_JOB_ID", "OMPI_MCA_orte_hnp_uri"):
+        monkeypatch.delenv(name, raising=False)
     with pytest.raises(ConfigError, match=re.escape(message)):
         processes.check_layout(*layout)
     processes.check_layout("[::1]:7777", 2, 1)
+    processes.check_layout("10.0.0.1:7777", 1, None)  # one process alone is process 0
     processes.check_layout("auto", None, None)
 
 

@@ -110,6 +110,8 @@ def train(
         )
     if init_from is not None and not Path(init_from).exists():  # before any warning about what it would keep
         raise ConfigError(f"{flag('init_from')} {init_from}: not found; give a run directory or a checkpoint")
+    if init_from is not None and not Path(init_from).is_dir():  # a text given there by mistake, say
+        raise ConfigError(f"{flag('init_from')} {init_from} is a file: give a run directory or a checkpoint")
     _check_fill_time(fill_time, options)
     tuned = init_from is not None and "learning_rate" not in options
     model, options = presets.apply(preset, given, options)

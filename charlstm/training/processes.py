@@ -134,7 +134,9 @@ def initialize(
             on_timeout(message)
 
     if on_timeout is not None:
-        watchdog = threading.Timer(timeout, gave_up, args=(_never_gathered(coordinator, num_processes, timeout),))
+        # JAX_COORDINATOR_ADDRESS stands for --coordinator where no launcher does (2026-12-06: the message named one).
+        at = coordinator if cluster_launcher() is not None else coordinator or _jax_address(num_processes, process_id)
+        watchdog = threading.Timer(timeout, gave_up, args=(_never_gathered(at, num_processes, timeout),))
         watchdog.daemon = True
         watchdog.start()
     try:
@@ -210,6 +212,16 @@ def check_layout(coordinator: str | None, num_processes: int | None, process_id:
             )
     if num_processes is not None and num_processes < 1:
         raise ConfigError(f"{flag('num_processes')} must be >= 1, got {num_processes}")
+    # JAX would say "Number of processes must be defined", after this process said it was waiting.
+    missing = [
+        flag(name) for name, value in (("num_processes", num_processes), ("process_id", process_id)) if value is None
+    ]
+    # (One process alone is process 0.)
+    if coordinator not in (None, "auto") and missing and num_processes != 1 and cluster_launcher() is None:
+        raise ConfigError(
+            f"{flag('coordinator')} {coordinator} needs {' and '.join(missing)} too: how many processes the run "
+            "has, and which one this is (or a launcher that says, such as Slurm or Open MPI)"
+        )
     if process_id is not None and (process_id < 0 or (num_processes is not None and process_id >= num_processes)):
         last = f" to {num_processes - 1}" if num_processes is not None else " or more"
         raise ConfigError(f"{flag('process_id')} must be 0{last}, got {process_id}")

@@ -362,7 +362,7 @@ def train(
         {
             **dataclasses.asdict(run.model_config),
             **dataclasses.asdict(run.train_config),
-            "the text (its sha256)": run.corpus.sha256,
+            "text (its sha256)": run.corpus.sha256,  # "... started with different text (its sha256)"
             "vocabulary": run.vocab.chars,
             "starting step (checkpoint)": int(run.state.step),
             "devices": devices,
