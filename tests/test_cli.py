@@ -190,6 +190,12 @@ CASES = [
     ("val-file and fraction", ["train", "{corpus}", "--val-file", "{corpus}", "--val-fraction", "0.2"], "not both"),
     ("init-from size", ["train", "{corpus}", "--init-from", "{run}", "--hidden", "32"], "--hidden 32 asks for another"),
     ("init-from missing", ["train", "{corpus}", "--init-from", "{tmp}/nope"], "--init-from {tmp}/nope: not found"),
+    # It said "{corpus} is a file, not a charlstm run or checkpoint directory", naming no option (2026-12-06).
+    (
+        "init-from a text",
+        ["train", "{corpus}", "--init-from", "{corpus}"],
+        "--init-from {corpus} is a file: give a run",
+    ),
     # Not a warning that --preset's sizes do not apply with --init-from first: the one line is the error.
     (
         "init-from missing, preset",
