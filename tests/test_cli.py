@@ -966,28 +966,29 @@ def _without_root_powers() -> list[str] | None:
     return [setpriv, "--bounding-set", "-dac_override,-dac_read_search", "--inh-caps=-all"] if setpriv else None
 
 
+def _locked_while(path: Path, args: list[str]) -> subprocess.CompletedProcess:
+    """`charlstm ARGS` run while `path` may not be read or entered, without
+    root's powers (or skipped where they cannot be dropped)."""
+    prefix = _without_root_powers()
+    if prefix is None:
+        pytest.skip("running as root without setpriv: permissions do not bind")
+    if os.getuid() == 0:
+        os.chown(path, 65534, 65534)  # not root's: without its capabilities root is refused too
+    path.chmod(0)
+    try:
+        return subprocess.run([*prefix, *_charlstm_command(), *args], capture_output=True, text=True, timeout=300)
+    finally:
+        path.chmod(0o755)
+
+
 def test_a_path_inside_a_folder_that_cannot_be_entered_is_one_line(tmp_path, tiny_corpus):
     """Python 3.11's Path.exists() raises for a path inside a folder this user
     cannot enter; every command's first look at its paths gave a traceback
     and status 1 (a walkthrough, 2026-12-06)."""
-    prefix = _without_root_powers()
-    if prefix is None:
-        pytest.skip("running as root without setpriv: permissions do not bind")
     locked = tmp_path / "locked"
     locked.mkdir()
-    if os.getuid() == 0:
-        os.chown(locked, 65534, 65534)  # not root's: without its capabilities root is refused too
-    locked.chmod(0)
-    try:
-        out = locked / "run"
-        done = subprocess.run(
-            [*prefix, *_charlstm_command(), "train", str(tiny_corpus), "--out", str(out), *TINY],
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-    finally:
-        locked.chmod(0o755)
+    out = locked / "run"
+    done = _locked_while(locked, ["train", str(tiny_corpus), "--out", str(out), *TINY])
     assert done.returncode == 2, done.stderr
     assert done.stderr == (
         f"error: cannot reach {out}: Permission denied (a folder on its way cannot be entered, or it cannot be read)\n"
@@ -998,24 +999,10 @@ def test_a_checkpoint_this_user_may_not_read_is_not_called_damaged(tmp_path, tra
     """Orbax reports a checkpoint whose arrays this user may not read as
     missing them, and the error advised moving the whole checkpoint aside
     (a walkthrough, 2026-12-06): it names the permission instead."""
-    prefix = _without_root_powers()
-    if prefix is None:
-        pytest.skip("running as root without setpriv: permissions do not bind")
     run_dir = tmp_path / "run"
     shutil.copytree(trained_run[0], run_dir)
     state = next(run_dir.glob("checkpoints/best/*/state"))
-    if os.getuid() == 0:
-        os.chown(state, 65534, 65534)  # not root's: without its capabilities root is refused too
-    state.chmod(0)
-    try:
-        done = subprocess.run(
-            [*prefix, *_charlstm_command(), "sample", str(run_dir), "-n", "5"],
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-    finally:
-        state.chmod(0o755)
+    done = _locked_while(state, ["sample", str(run_dir), "-n", "5"])
     assert done.returncode == 2, done.stderr
     assert done.stderr == (
         f"error: cannot read checkpoint {state.parent}: this user may not read {state} (permission denied); its "
