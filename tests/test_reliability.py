@@ -215,11 +215,23 @@ def test_a_damaged_latest_checkpoint_says_which_one_each_command_goes_on_from(tm
         f"(latest/200, best/300) were saved whole (their arrays are not read here): move this one aside (mv "
         f"{damaged} {damaged}.damaged) and resume goes on from latest/200, sample and eval from best/300"
     )
-    # Where the others are tried, only those read are offered.
-    assert others_intact(damaged, lambda other: other.name != "200", whole=True).endswith(
-        f"(best/300) were read whole just now (latest/200 cannot be read either): move this one aside (mv "
-        f"{damaged} {damaged}.damaged) and every command goes on from best/300"
+    # Where the others are tried, only those read are offered, and every one that is not goes aside too: the
+    # commands take the newest complete step, so resume would have read latest/200 (a review, 2026-12-06).
+    unread = root / "latest" / "200"
+    assert others_intact(damaged, lambda other: other != unread, whole=True).endswith(
+        f"(best/300) were read whole just now (latest/200 cannot be read either): move these aside (mv "
+        f"{damaged} {damaged}.damaged; mv {unread} {unread}.damaged) and every command goes on from best/300"
     )
+
+
+def test_a_link_to_nothing_in_a_checkpoint_is_damage_not_a_permission(tmp_path):
+    """os.access is False for a link whose target is gone, as for a file this
+    user may not read: that checkpoint is damaged, and was said to be locked (a review, 2026-12-06)."""
+    from charlstm.training import restore_failures
+
+    (tmp_path / "state" / "d").mkdir(parents=True)
+    (tmp_path / "state" / "d" / "data").symlink_to(tmp_path / "gone")
+    assert restore_failures.unreadable(tmp_path) is None
 
 
 def test_the_other_reads_of_a_damaged_checkpoint_stay_quiet(damaged, capsys, caplog):

@@ -27,7 +27,7 @@ from charlstm.cli.app import (
 )
 from charlstm.cli.display import QUIET
 from charlstm.cli.signals import StopFlag, end_now, taken_signals
-from charlstm.errors import CharlstmError, shell_word
+from charlstm.errors import CharlstmError, CheckpointError, shell_word
 from charlstm.flags import option
 from charlstm.units import minutes
 
@@ -164,7 +164,9 @@ def _watch_training(level: int, stop: StopFlag, start: Callable[[_Watch], Model]
     except CharlstmError as err:
         if not processes.joined():
             raise
-        if processes.lost_a_process(err):  # a save cut short by a partner that died (a walkthrough, 2026-12-06)
+        # A save cut short by a partner that died (a walkthrough, 2026-12-06): judged by the error the save
+        # met, not by this message, which holds the user's paths (a corpus named igloo.txt).
+        if isinstance(err, CheckpointError) and err.__context__ and processes.lost_a_process(err.__context__):
             _partner_lost(watch.run_dir)
         # Refused on this process alone (its text missing, say): the others
         # wait for it in a collective, and Python's exit would wait for them

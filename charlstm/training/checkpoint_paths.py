@@ -180,9 +180,12 @@ def others_intact(where: Path, reads: Callable[[Path], bool] | None = None, *, w
         else f"resume goes on from {resumed}, sample and eval from {read}"
     )
     how = "were read whole just now" if whole and reads else "were saved whole (their arrays are not read here)"
+    # The commands take the newest complete step, readable or not: every unreadable one must go aside.
     bad = [name for name in others if name not in good]
     also = f" ({', '.join(bad)} cannot be read either)" if bad else ""
+    aside = [where, *(root / name for name in bad)]
+    moves = "; ".join(f"mv {shell_word(p)} {shell_word(f'{p}.damaged')}" for p in aside)
     return (
-        f"; the run's other checkpoints ({', '.join(good)}) {how}{also}: move this one aside (mv "
-        f"{shell_word(where)} {shell_word(f'{where}.damaged')}) and {goes_on}"
+        f"; the run's other checkpoints ({', '.join(good)}) {how}{also}: move {'these' if bad else 'this one'} "
+        f"aside ({moves}) and {goes_on}"
     )

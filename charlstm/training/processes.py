@@ -30,6 +30,7 @@ import hashlib
 import logging
 import math
 import os
+import re
 import socket
 import threading
 from collections.abc import Callable, Mapping
@@ -212,16 +213,6 @@ def check_layout(coordinator: str | None, num_processes: int | None, process_id:
             )
     if num_processes is not None and num_processes < 1:
         raise ConfigError(f"{flag('num_processes')} must be >= 1, got {num_processes}")
-    # JAX would say "Number of processes must be defined", after this process said it was waiting.
-    missing = [
-        flag(name) for name, value in (("num_processes", num_processes), ("process_id", process_id)) if value is None
-    ]
-    # (One process alone is process 0.)
-    if coordinator not in (None, "auto") and missing and num_processes != 1 and cluster_launcher() is None:
-        raise ConfigError(
-            f"{flag('coordinator')} {coordinator} needs {' and '.join(missing)} too: how many processes the run "
-            "has, and which one this is (or a launcher that says, such as Slurm or Open MPI)"
-        )
     if process_id is not None and (process_id < 0 or (num_processes is not None and process_id >= num_processes)):
         last = f" to {num_processes - 1}" if num_processes is not None else " or more"
         raise ConfigError(f"{flag('process_id')} must be 0{last}, got {process_id}")
@@ -308,7 +299,9 @@ def lost_a_process(err: BaseException) -> bool:
 
 def _names_a_lost_process(text: str) -> bool:
     """Whether an error's text is a collective's that failed for want of a partner."""
-    return any(sign in text.lower() for sign in ("connection closed", "connection reset", "heartbeat timeout", "gloo"))
+    lowered = text.lower()
+    signs = ("connection closed", "connection reset", "heartbeat timeout")
+    return any(sign in lowered for sign in signs) or re.search(r"\bgloo\b", lowered) is not None  # not "igloo"
 
 
 class _LostProcessLogFilter(logging.Filter):

@@ -56,6 +56,8 @@ def unreadable(where: Path) -> Path | None:
     for root, folders, files in os.walk(where):
         for name in sorted(folders) + sorted(files):
             path = Path(root) / name
+            if path.is_symlink() and not os.path.exists(path):  # missing, not forbidden: damage
+                continue
             if not os.access(path, os.R_OK | (os.X_OK if path.is_dir() else 0)):
                 return path
     return None

@@ -345,8 +345,9 @@ def planned_run(
     model_config = ModelConfig(vocab_size=vocab.size, boundary_id=vocab.boundary_id, **model_kwargs)
     refuse_too_deep(model_config)
     if product_weights(model_config) >= 2**31:
-        # Past 32-bit counts, refused by its count before anything traces it:
-        # tracing it printed JAX's warning on 64-bit indices above the error.
+        # Past 32-bit counts, one too large for the memory here is refused by
+        # its count before anything traces it: tracing it printed JAX's
+        # warning on 64-bit indices above the error.
         refuse_too_large(model_config, train_config)
     # A text too short for the layout is the error to give before a model too large.
     run = with_tokens(
