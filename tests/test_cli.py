@@ -219,6 +219,7 @@ CASES = [
     ("serve batch", ["serve", "{run}", "--max-batch", "10" * 10], "--max-batch must be at most 65,536, got 10,101,010"),
     ("greedy and temp", ["sample", "-c", "{run}", "--greedy", "--temp", "0.5"], "give --greedy or --temp, not both"),
     ("empty eval text", ["eval", "{run}", ""], "a TEXT given is empty: give a text file or folder"),
+    ("empty inspect text", ["inspect", "{run}", ""], "a TEXTFILE given is empty: give a text file"),
     ("blank out", ["train", "{corpus}", "--out", " "], "'--out' / '-o': is blank: give a path"),  # a run folder ' '
     # Click reads "" as ".": an unset "$OUT" trained a run into the folder the user stood in (2026-12-06).
     ("empty out", ["train", "{corpus}", "--out", ""], "Invalid value for '--out' / '-o': is empty: give a path"),

@@ -217,6 +217,8 @@ def _given_text(text_file: str | None, text: str | None) -> tuple[str, str | Tex
     if text is not None:
         return "--text", unescape(text, "--text")
     if text_file is not None:
+        if not text_file.strip():  # Path("") is ".", a folder: " is a folder" said nothing (a review, 2026-12-06)
+            fail("a TEXTFILE given is empty: give a text file")
         if Path(text_file).is_dir():
             fail(f"{text_file} is a folder; inspect reads one text file")
         found = api.find_texts(text_file)  # checked in a stream; only what is inspected is read
