@@ -364,7 +364,8 @@ def train(
             **dataclasses.asdict(run.train_config),
             "text (its sha256)": run.corpus.sha256,  # "... started with different text (its sha256)"
             "vocabulary": run.vocab.chars,
-            "starting step (checkpoint)": int(run.state.step),
+            # Named for the likeliest cause: resume given another RUN on one process (a walkthrough, 2026-12-06).
+            "starting checkpoint (resume: the same RUN on every process)": int(run.state.step),
             "devices": devices,
             "how the time limit is used": time_use,
         }
