@@ -59,14 +59,20 @@ def true_or_false(value: Any, what: str) -> bool:
     return bool(value)
 
 
+def no_path(text: str) -> str | None:
+    """Why `text` names no path, "empty" or "blank", or None where it names
+    one. Path("") is ".": an unset "$OUT" would write into the folder here,
+    over what is there; " " made a run folder of that name (a walkthrough,
+    2026-12-06)."""
+    return None if text.strip() else ("blank" if text else "empty")
+
+
 def path_like(value: Any, what: str) -> None:
     """Refuse, as a ConfigError naming `what`, a value that is not a path
     (a str or an os.PathLike) from a Python caller."""
     check(isinstance(value, str | os.PathLike), f"{what} must be a path (a str or a Path), got {value!r}")
-    # Path("") is ".": an unset "$OUT" would write into the folder here, over
-    # what is there; " " made a run folder of that name (a walkthrough, 2026-12-06).
-    text = os.fspath(value)
-    check(text.strip() != "", f"{what} is {'blank' if text else 'empty'}: give a path")
+    why = no_path(os.fspath(value))
+    check(why is None, f"{what} is {why}: give a path")
 
 
 def paths_given(value: Any, what: str, one: str = "a path (a str or a Path)") -> list[Any]:

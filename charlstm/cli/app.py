@@ -21,6 +21,7 @@ import typer
 from rich.console import Console
 from typer.core import TyperGroup
 
+from charlstm.arguments import no_path
 from charlstm.cli.display import NORMAL, QUIET, VERBOSE
 from charlstm.cli.outputs import (
     FULL,
@@ -152,11 +153,13 @@ def path_given(text: str | Path) -> Path:
     Typer passes a parameter's default through it too, as it is).
     Click would turn "" into Path(""), which is ".": `--out "$OUT"` with OUT
     unset trained a run into the folder the user stood in, and `sample ""`
-    blamed that folder (a walkthrough, 2026-12-06)."""
+    blamed that folder (a walkthrough, 2026-12-06). Refused as the API
+    refuses it (`no_path`)."""
     if isinstance(text, Path):
         return text
-    if not text.strip():
-        raise typer.BadParameter(f"is {'blank' if text else 'empty'}: give a path")
+    why = no_path(text)
+    if why is not None:
+        raise typer.BadParameter(f"is {why}: give a path")
     return Path(text)
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import jax
 
-from charlstm.config import ModelConfig, TrainConfig
+from charlstm.config import MAX_COUNT, ModelConfig, TrainConfig
 from charlstm.core.model import count_params_of_shape, product_weights
 from charlstm.core.state import TrainState, init_state, state_shapes
 from charlstm.errors import CharlstmError, ConfigError
@@ -344,7 +344,7 @@ def planned_run(
     vocab = corpus_vocab(corpus)
     model_config = ModelConfig(vocab_size=vocab.size, boundary_id=vocab.boundary_id, **model_kwargs)
     refuse_too_deep(model_config)
-    if product_weights(model_config) >= 2**31:
+    if product_weights(model_config) > MAX_COUNT:
         # Past 32-bit counts, one too large for the memory here is refused by
         # its count before anything traces it: tracing it printed JAX's
         # warning on 64-bit indices above the error.

@@ -128,7 +128,7 @@ def new(
     if out is not None:
         check_run_dir(Path(out))  # before the corpus is read, which can take a while
     base = checkpoint.load(Path(init_from)) if init_from is not None else None
-    if base is not None:  # the same base on every process (the path may differ from host to host)
+    if base is not None and processes.joined():  # the same base on every process (paths may differ by host)
         processes.agree({"init_from": checkpoint.checksums(base.state.params)})
     text = reading.read(source, on_event)
     refuse_unfit_validation(text, text.charset + (base.vocab.chars if base is not None else ""))
