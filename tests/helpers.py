@@ -100,13 +100,16 @@ class FakeClock:
     def perf_counter(self) -> float:
         return self.now
 
-    def costs(self, monkeypatch, cls: type, method: str, seconds: float) -> None:
+    def costs(self, monkeypatch, cls: type, method: str, seconds: float | list[float]) -> None:
         """`cls.method`, a generator of events (a validation pass, a save),
-        made to take `seconds` of this clock each time it runs."""
+        made to take `seconds` of this clock each time it runs (or the
+        first of a list the first time, the next the next, the last from
+        then on)."""
         original = getattr(cls, method)
+        each = list(seconds) if isinstance(seconds, list) else [seconds]
 
         def costly(*args, **kwargs):
-            self.now += seconds
+            self.now += each.pop(0) if len(each) > 1 else each[0]
             return (yield from original(*args, **kwargs))
 
         monkeypatch.setattr(cls, method, costly)

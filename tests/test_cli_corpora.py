@@ -993,6 +993,12 @@ def test_windows_line_endings_and_a_byte_order_mark_are_pointed_out(runner, tmp_
     (tmp_path / "unix.txt").write_text(text.replace("\r\n", "\n"), encoding="utf-8")
     clean = runner.invoke(app, ["train", str(tmp_path / "unix.txt"), "-o", str(tmp_path / "clean"), *short])
     assert clean.exit_code == 0 and "the text has" not in clean.stderr
+    # Carriage returns of another kind (old Mac line ends, progress bars in a log) are not called Windows'.
+    (tmp_path / "mac.txt").write_bytes(text.replace("\r\n", "\r").encode("utf-8"))
+    mac = runner.invoke(app, ["train", str(tmp_path / "mac.txt"), "-o", str(tmp_path / "mac"), *short])
+    said = " ".join(mac.stderr.split())
+    assert mac.exit_code == 0 and "carriage returns ('\\r') but no Windows line endings" in said, said
+    assert "dos2unix" not in said and "(tr '\\r' '\\n' < FILE > NEW)" in said
     # Of a folder, the files that hold them are named: the first few.
     folder = tmp_path / "texts"
     folder.mkdir()

@@ -93,6 +93,22 @@ def test_a_clip_below_a_healthy_runs_norm_is_named_as_such_not_exploding():
     assert "exploding" in [w.kind for w in _warnings(Health(), grown)]
 
 
+def test_clipping_read_now_as_a_low_clip_now_as_an_explosion_is_one_episode_and_one_warning():
+    """A 1x64 model late in a long run on 60 KB (a walkthrough, 2026-12-06):
+    90% of its steps clipped at a steady |g| about 1.03 while its loss
+    hovered about 5% above its lowest, so every few reports the reading
+    flipped between a clip below the norm and an explosion: 62 warnings,
+    each contradicting the last. One episode, one warning, until the
+    clipping stops."""
+    lowest = [(10, 1.0, 1.03, 1.0)]
+    hovering = [(20 + 10 * i, 1.0 if (i // SUSTAINED) % 2 == 0 else 1.08, 1.03, 0.9) for i in range(SUSTAINED * 10)]
+    found = _warnings(Health(), lowest + hovering)
+    assert [w.kind for w in found] == ["clipping"], [(w.step, w.kind) for w in found]
+    # Once most steps stop clipping the episode is over: the next one warns again.
+    after = [(1000, 1.0, 0.5, 0.0)] + [(1010 + 10 * i, 1.1, 1.03, 0.9) for i in range(SUSTAINED)]
+    assert [w.kind for w in _warnings(Health(), lowest + hovering + after)] == ["clipping", "exploding"]
+
+
 def test_vanishing_gradients_at_a_learning_rate_far_too_high_say_so_in_words():
     """--lr 1e6 on the tiny preset (2026-12-05): the first layer's norm was 0
     and the warning read '8393653869628905196753841553408x below', advising
@@ -148,6 +164,29 @@ def test_the_display_shows_a_warning_and_the_clipped_share(capsys):
     err = capsys.readouterr().err
     assert "step 10: warning: gradients exploding: it is what it is" in err
     assert "clip 90%" in err  # the share is on the progress line too
+
+
+def test_a_sample_shows_control_characters_by_their_escapes_and_wraps_behind_its_margin():
+    """A corpus of coloured logs (a walkthrough, 2026-12-06): its samples'
+    escape sequences reached the terminal raw, ending the dim style halfway
+    and landing in redirected logs; a long line wrapped at column 0."""
+    text = "ctrl\x1b[0m bell\x07 del\x7f c1\x9b7 end\r\n花花 " + "word " * 12 + "\n\nlast\rover"
+    log = Console(file=io.StringIO(), force_terminal=False, width=40, soft_wrap=True)
+    TrainingDisplay(log, NORMAL).handle(events.Sampled(250, text))
+    assert log.file.getvalue().splitlines() == [
+        "step 250: sample",
+        "  | ctrl\\x1b[0m bell\\x07 del\\x7f c1\\x9b7 end",  # a file gets each line whole
+        "  | 花花 " + "word " * 12,
+        "  | ",
+        "  | last\\rover",
+    ]
+    terminal = Console(file=io.StringIO(), force_terminal=True, width=40, soft_wrap=True, color_system=None)
+    TrainingDisplay(terminal, NORMAL).handle(events.Sampled(250, text))
+    shown = terminal.file.getvalue().splitlines()
+    assert "\x1b[0m" not in terminal.file.getvalue() and "\\x1b[0m" in shown[1]
+    wrapped = [line for line in shown if "word" in line]
+    assert len(wrapped) >= 2 and all(line.startswith("  | ") and len(line) <= 40 for line in wrapped)
+    assert " ".join(line[4:] for line in wrapped).split() == ["花花", *["word"] * 12]
 
 
 def test_the_display_says_where_a_time_limit_moved_the_end(capsys):
@@ -266,6 +305,20 @@ def test_the_time_left_is_the_time_limits_when_it_ends_the_run_first(capsys):
     # estimate from 100,000 steps (hours), and no timing is asserted.
     minutes, seconds = shown.split(":")
     assert minutes == "0" and int(seconds) <= 11
+
+
+@pytest.mark.parametrize(("width", "said"), [(40, "val..."), (60, "validating..."), (100, "validating on 5,999")])
+def test_a_validation_pass_on_a_narrow_bar_leaves_the_step_count_and_the_time_left_in_view(width, said):
+    """At 40 columns the pass's text took the whole line: the bar, the step
+    count and the time left went (a walkthrough, 2026-12-06)."""
+    terminal = Console(file=io.StringIO(), force_terminal=True, width=width, color_system=None)
+    with TrainingDisplay(terminal, NORMAL) as bar:
+        bar.handle(events.Started(0, 3000, "cpu", ["cpu:0"], 1000, 100, 4))
+        bar.handle(_timed(110, 3000, 10.0, None))
+        bar.handle(events.Validating(200, 5999, False))
+        stats = bar._progress.tasks[0].fields["stats"]
+        assert stats.startswith(said)
+        assert len(stats) <= width - bar._fixed - bar._bar_width
 
 
 def test_evals_bar_shows_on_a_terminal_and_a_long_scoring_says_how_far_it_is_elsewhere(capsys, monkeypatch):

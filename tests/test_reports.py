@@ -301,8 +301,16 @@ def test_tables_on_a_narrow_terminal_leave_columns_out_instead_of_cutting_names_
         for name in (long, "default2")
     ]
     table = shown(runs_table(runs, Path("runs")))
-    assert long in table and "969/2300" in table and "1.3900 (2.005)" in table and "…" not in table
+    # Whole, or at 80 columns folded onto two lines (the state keeps its place), never cut short.
+    folded = [line.split()[0] for line in table.splitlines() if line.split()][2:4]  # below the header and rule
+    assert long in table if width > 80 else "".join(folded) == long
+    assert "969/2300" in table and "1.3900 (2.005)" in table and "…" not in table
     assert "updated" not in table  # the first to go
+    assert "resumable" in table and "resumable" in shown(runs_table(runs[1:], Path("runs")))
+    # Narrower, a run's state stays beside its steps and loss: the name folds first.
+    narrow = Console(width=60, file=io.StringIO())
+    narrow.print(fitted(runs_table(runs, Path("runs")), 60))
+    assert all(t in narrow.file.getvalue() for t in ("resumable", "969/2300", "1.3900 (2.005)", "default2"))
     point = {"learning_rate": 0.0123, "hidden_size": 256, "num_layers": 2, "dropout": 0.1, "weight_decay": 0.05}
     trials = [TrialResult(i, f"s/trial-0{i}", point, {}, 734, 734, 1.57, 9.9, 10**5, "done") for i in range(2)]
     table = shown(trials_table(trials))

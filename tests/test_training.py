@@ -285,6 +285,43 @@ def test_saves_the_first_plan_did_not_count_shorten_the_schedule_between_passes(
     assert isinstance(finished, events.Finished) and finished.reason == "done" and finished.step == plans[-1].steps
 
 
+def test_a_first_save_slower_than_the_rest_does_not_shorten_the_schedule(tiny_corpus, tmp_path, monkeypatch):
+    """A session's first save is slower than its later ones (Orbax starting
+    up): counted as the steps' own pace, it cut a 18-second run's plan by
+    two fifths, and the run ended with 28% of its time unused (a
+    walkthrough, 2026-12-06). It is spent time, not a pace."""
+    limit, step_cost = 4.0, 1 / 64  # 256 steps fit, less the first save's half second
+    clock = clock_per_step(monkeypatch, step_cost)
+    clock.costs(monkeypatch, loop.TrainingLoop, "_checkpoint", [0.5, 0.0])
+    run = new_tiny_run(
+        tiny_corpus, steps=10**4, warmup_steps=1, max_seconds=limit, eval_every=10**6, checkpoint_every=30, log_every=5
+    )
+    evts = train(run, tmp_path / "run")
+    finished = evts[-1]
+    assert isinstance(finished, events.Finished) and finished.reason == "done", finished
+    assert clock.now >= 0.9 * limit, (clock.now, [e for e in evts if isinstance(e, events.Rescheduled)])
+
+
+def test_the_time_to_the_end_counts_the_steps_and_the_passes_to_come_not_the_first_passs_compilation(
+    tiny_corpus, tmp_path, monkeypatch
+):
+    """A tiny model's first validation pass took 9 of its 10 seconds
+    compiling, and the time left, taken over the run's whole time, read 4:39
+    where about a minute was left (a walkthrough, 2026-12-06). It is now the
+    steps left at the session's pace, plus the passes to come at the latest
+    pass's cost once a pass after the first has been timed."""
+    step_cost = 1 / 64
+    clock = clock_per_step(monkeypatch, step_cost)
+    clock.costs(monkeypatch, loop.TrainingLoop, "_validate", [4.0, 0.5])
+    run = new_tiny_run(tiny_corpus, steps=100, eval_every=20, checkpoint_every=10**6, log_every=5)
+    reports = {e.step: e.time_to_end for e in train(run, tmp_path / "run") if isinstance(e, events.Progress)}
+    assert reports[10] == pytest.approx(90 * step_cost)  # no pass timed yet but the first
+    assert reports[25] == pytest.approx(75 * step_cost)
+    # From the second pass on: 55 steps, and the passes at steps 60, 80 and 100.
+    assert reports[45] == pytest.approx(55 * step_cost + 3 * 0.5)
+    assert reports[100] == 0.0
+
+
 @pytest.mark.parametrize(("val_fraction", "warned"), [(0.05, True), (0.3, False)])
 def test_a_validation_text_too_short_to_pick_the_best_by_is_warned_of(tiny_corpus, tmp_path, val_fraction, warned):
     """The tiny text's 5% is 266 characters, under the 1,000 below which a

@@ -11,6 +11,7 @@ shown by `reading_display.py`.
 from __future__ import annotations
 
 import time
+import unicodedata
 from pathlib import Path
 from types import TracebackType
 
@@ -42,6 +43,20 @@ QUIET, NORMAL, VERBOSE = 0, 1, 2
 # most (1:02:03), and the statistics' in full (loss, val, |g| and clipping,
 # lr, chars/s).
 _BAR_MIN, _BAR_MAX, _TIME_WIDTH, _STATS_WIDTH = 5, 40, 7, 70
+
+
+_MARGIN = "  | "  # before each line of a sample
+
+
+def sample_line(line: str) -> str:
+    """A line of sampled text as the log shows it: control characters by
+    their escapes (a corpus of coloured logs would otherwise recolour or
+    clear the user's terminal, and a carriage return overwrite the line),
+    tabs and everything printable as they are."""
+    return "".join(
+        c.encode("unicode_escape").decode("ascii") if c != "\t" and unicodedata.category(c) in ("Cc", "Zl", "Zp") else c
+        for c in line
+    )
 
 
 class TrainingDisplay:
@@ -121,13 +136,23 @@ class TrainingDisplay:
             mark = "  new best" if event.best else ""
             self._say(f"step {event.step}: validation loss {_loss_text(event.val_loss)}{mark}")
         elif isinstance(event, events.Sampled):
-            lines = event.text.splitlines() or [""]
-            self._say(f"step {event.step}: sample\n" + "\n".join(f"  | {line}" for line in lines), style="dim")
+            self._on_sampled(event)
         elif isinstance(event, events.Saved):
             if not event.best or self.verbosity == VERBOSE:
                 self._say(f"step {event.step}: saved {'best ' if event.best else ''}checkpoint {event.path}")
         elif isinstance(event, events.Finished):
             self._on_finished(event)
+
+    def _on_sampled(self, event: events.Sampled) -> None:
+        lines = [sample_line(line) for line in event.text.replace("\r\n", "\n").split("\n")]
+        console = self._progress.console if self._progress is not None else self.console
+        if console.is_terminal:
+            # Wrapped here, each piece behind the margin: the terminal's own
+            # wrapping would run a long line on at column 0, where it reads
+            # as the log's text. (A file gets each line whole.)
+            room = max(console.width - len(_MARGIN), 10)
+            lines = [str(piece).rstrip() for line in lines for piece in Text(line).wrap(console, room)] or [""]
+        self._say(f"step {event.step}: sample\n" + "\n".join(f"{_MARGIN}{line}" for line in lines), "dim")
 
     def _on_started(self, event: events.Started) -> None:
         self._started_at = event.step
@@ -217,7 +242,10 @@ class TrainingDisplay:
         now = time.monotonic()
         if self._progress is not None and self._task is not None:
             share = f" {event.done:.0%}" if event.done else ""
-            self._progress.update(self._task, stats=f"validating on {event.chars:,} characters...{share}")
+            # The longest that fits (at 40 columns the whole text pushed the step count and time left out).
+            texts = [f"validating on {event.chars:,} characters...{share}", f"validating...{share}", f"val...{share}"]
+            stats = next((text for text in texts if self._fitted([text])), "")
+            self._progress.update(self._task, stats=stats)
         elif event.large and not event.done:
             self._last_pass_line = now
             self._say(f"step {event.step}: validating on {event.chars:,} characters (Ctrl-C stops it and saves)")
@@ -254,9 +282,15 @@ class TrainingDisplay:
         parts += [f"lr {event.lr:.2e}", f"{event.chars_per_sec / 1000:.1f}k chars/s"]
         if self._progress is None:
             return "  ".join(parts)
+        return self._fitted(parts)
+
+    def _fitted(self, parts: list[str]) -> str:
+        """As many of `parts`, from the first, as fit beside the bar in the
+        terminal's width now: even the first may not, where the step count
+        and the time left come first."""
         room = self.console.width - self._fixed - self._bar_width
         kept: list[str] = []
-        for part in parts:  # the loss too, where not even it fits: the step count and the time left come first
+        for part in parts:
             if len("  ".join([*kept, part])) > room:
                 break
             kept.append(part)
@@ -283,32 +317,37 @@ class TrainingDisplay:
     def _on_progress(self, event: events.Progress) -> None:
         self._last = event
         if self._progress is not None and self._task is not None:
-            ends = None if event.time_left is None else time.monotonic() + event.time_left
+            left = _time_left(event)
+            ends = None if left is None else time.monotonic() + left
             self._progress.update(self._task, completed=event.step, stats=self._stats(event), ends=ends)
             return
         now = time.monotonic()
         due = now - self._last_plain >= self.plain_interval or self.verbosity == VERBOSE
         if due or event.step == event.total_steps:
             self._last_plain = now
-            remaining = (event.total_steps - event.step) * (event.elapsed / max(event.step, 1))
-            if event.time_left is not None:  # --max-time ends it first
-                remaining = min(remaining, event.time_left)
+            remaining = _time_left(event)
+            if remaining is None:  # no pace yet: the run's, over all its time so far
+                remaining = (event.total_steps - event.step) * (event.elapsed / max(event.step, 1))
             self._say(
                 f"step {event.step}/{event.total_steps}  {self._stats(event)}  "
                 f"elapsed {_duration(event.elapsed)}  eta ~{_duration(remaining)}"
             )
 
 
+def _time_left(event: events.Progress) -> float | None:
+    """The time to the run's end at its pace (its passes included), or
+    before --max-time stops it, whichever comes first; None if neither is known."""
+    known = [t for t in (event.time_to_end, event.time_left) if t is not None]
+    return min(known) if known else None
+
+
 class _TimeLeft(ProgressColumn):
-    """Rich's estimate from the bar's speed, or the time left before
-    --max-time stops the run (the task's `ends`), whichever comes first."""
+    """The time left as of the last report (the task's `ends`, counted down
+    between reports), or until one says, Rich's estimate from the bar's speed."""
 
     def render(self, task: Task) -> Text:
-        left = task.time_remaining
         ends = task.fields.get("ends")
-        if ends is not None:
-            limit = max(0.0, ends - time.monotonic())
-            left = limit if left is None else min(left, limit)
+        left = task.time_remaining if ends is None else max(0.0, ends - time.monotonic())
         return Text("-:--" if left is None else _duration(left), style="progress.remaining")
 
 

@@ -32,8 +32,11 @@ def _when(unix: float) -> str:
 
 def runs_table(runs: Sequence[RunSummary], folder: Path | None = None) -> Table:
     """One row a run, named by its path under `folder`, so that two searches' trial-01 differ."""
-    # A narrow terminal keeps the name and the figures; the state goes last.
-    spare = ("updated", "params", "corpus", "model", "time", "state")
+    # A narrow terminal keeps the name, the figures and the state: whether a
+    # run is done, stopped early or can go on is what the table is for (at 60
+    # columns it went, and a run to resume read as one stopped for good; a
+    # walkthrough, 2026-12-06). A long name folds before it goes.
+    spare = ("updated", "params", "corpus", "model", "time")
     table = SpareTable(box=box.SIMPLE_HEAD, header_style="bold", pad_edge=False, spare=spare)
     table.add_column("run", overflow="fold", min_width=16)
     table.add_column("corpus", overflow="fold", min_width=10)

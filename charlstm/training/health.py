@@ -53,6 +53,8 @@ LOSS_RISE = 1.25
 # about 0.18, the loss falling as at 1.0), not an explosion.
 STILL_FALLING = 1.05
 STEADY = 3.0
+# The two readings of most steps clipping (see Health.observe).
+_PAIRED = {"clipping": "exploding", "exploding": "clipping"}
 
 
 @dataclass
@@ -71,6 +73,7 @@ class Health:
             self._best_loss = min(self._best_loss, event.loss)
             return []
         clip_low = self._clip_below_norm(event)
+        grown = self._grown(event)  # before this report's norm joins the median
         found = {
             "clipping": clip_low,
             "exploding": None if clip_low is not None else self._exploding(event),
@@ -79,17 +82,32 @@ class Health:
         }
         self._norms.append(event.grad_norm)
         self._best_loss = min(self._best_loss, event.loss)
+        # "clipping" and "exploding" are two readings of one episode, most
+        # steps clipping, told apart by whether the loss holds near its lowest:
+        # the reading changing does not end the episode, and it gets one of
+        # them. (A 1x64 model late in a long run on 60 KB, its loss hovering
+        # about 5% above its lowest, flipped between them every few reports:
+        # 62 warnings, each contradicting the last; a walkthrough, 2026-12-06.)
+        # A norm grown far past its median is an explosion whatever came before.
+        clipping_on = event.clipped_fraction >= EXPLODING_CLIPPED_SHARE
         warnings = []
         for kind, message in found.items():
+            paired = _PAIRED.get(kind)
             if message is None:
                 self._streak[kind] = 0
-                self._warned.discard(kind)
+                if paired is None or not clipping_on:
+                    self._warned.discard(kind)
                 continue
             self._streak[kind] = self._streak.get(kind, 0) + 1
-            if self._streak[kind] >= SUSTAINED and kind not in self._warned:
+            told = paired in self._warned and not (kind == "exploding" and grown)
+            if self._streak[kind] >= SUSTAINED and kind not in self._warned and not told:
                 self._warned.add(kind)
                 warnings.append(events.Warned(event.step, kind, message))
         return warnings
+
+    def _grown(self, event: events.Progress) -> bool:
+        """Whether the norm has grown to GROWTH times its median since warm-up."""
+        return len(self._norms) >= _BASELINE_REPORTS and event.grad_norm > GROWTH * statistics.median(self._norms)
 
     def _clip_below_norm(self, event: events.Progress) -> str | None:
         """Most steps clip, but the loss still falls and the norm holds steady:
@@ -109,7 +127,7 @@ class Health:
     def _exploding(self, event: events.Progress) -> str | None:
         if event.clipped_fraction >= EXPLODING_CLIPPED_SHARE:
             why = f"the norm exceeded {flag('grad_clip')} on {event.clipped_fraction:.0%} of the recent steps"
-        elif len(self._norms) >= _BASELINE_REPORTS and event.grad_norm > GROWTH * statistics.median(self._norms):
+        elif self._grown(event):
             why = f"the norm is {event.grad_norm / statistics.median(self._norms):.0f}x its median since warm-up"
         else:
             return None

@@ -218,6 +218,7 @@ class TrainingLoop:
                 return "interrupted"
         if not self.healthy:
             return "diverged"
+        first_save = self.saved_step is None
         if save:
             yield from self._checkpoint()
         # Evaluation and saving are not training: keep them out of chars/s.
@@ -226,6 +227,8 @@ class TrainingLoop:
         self.paused += pause
         if evaluate:
             self.time_fit.validated(pause, first)
+        elif save:
+            self.time_fit.saved(pause, first_save)
         return None
 
     def _finish(self, reason: str) -> Iterator[events.Event]:
@@ -319,6 +322,25 @@ class TrainingLoop:
         of now: its time less its validation passes, samples and saves."""
         return time.perf_counter() - self.started - self.paused
 
+    def _time_to_end(self) -> float | None:
+        """Seconds to the last step, its validation passes included, at this
+        session's pace: its steps' time (passes, samples and saves left out)
+        and its latest pass's. A session's first pass also compiles the
+        scorer and the sampler (9 of its 10 seconds for a tiny model whose
+        steps took a hundredth each: the time left read 4:39 where about a
+        minute was; a walkthrough, 2026-12-06), so it counts only for a text
+        whose passes are long anyway (`long_passes`) until a later pass is timed."""
+        done = self.step - self.first_step
+        if done <= 0:
+            return None
+        total, every = self.config.steps, self.config.eval_every
+        steps = (total - self.step) * self._step_seconds() / done
+        passes = total // every - self.step // every + (total % every != 0 and self.step < total)
+        cost = self.time_fit.validation_cost
+        if not cost and setup_notes.long_passes(self.setup, self.run.model_config):
+            cost = self.time_fit.one_off
+        return steps + passes * cost
+
     def _clock(self) -> float:
         """Training seconds over all sessions of the run, as of now."""
         self.run.train_seconds = self.seconds_before + time.perf_counter() - self.started
@@ -346,6 +368,7 @@ class TrainingLoop:
             chars_per_sec=chars / (now - self.last_report),
             elapsed=self._clock(),
             time_left=None if self.config.max_seconds is None else max(0.0, self.config.max_seconds - self._spent()),
+            time_to_end=self._time_to_end(),
         )
         self.last_report, self.last_report_step = now, self.step
         yield progress

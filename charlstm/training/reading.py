@@ -60,7 +60,15 @@ def _unwanted_characters(corpus: Corpus) -> list[str]:
     text), so converting them is the user's choice; of several, the first
     few that hold them are named."""
     found = []
-    if "\r" in corpus.charset:
+    if "\r" in corpus.charset and _no_windows_line_ends(corpus):
+        where = _in_files(corpus, b"\r")
+        found.append(
+            f"the text{where} has carriage returns ('\\r') but no Windows line endings ('\\r\\n'): the model "
+            "learns and writes them, and in a terminal each one sends its line back to the start; "
+            "remove them first (tr -d '\\r' < FILE > NEW), or where they end lines, as in old Mac files, make "
+            "them '\\n' (tr '\\r' '\\n' < FILE > NEW), unless they are what you want"
+        )
+    elif "\r" in corpus.charset:
         where = _in_files(corpus, b"\r")
         found.append(
             f"the text{where} has carriage returns ('\\r': Windows line endings, '\\r\\n'): the model learns and "
@@ -75,6 +83,13 @@ def _unwanted_characters(corpus: Corpus) -> list[str]:
             "(sed -i '1s/^\\xEF\\xBB\\xBF//' FILE)"
         )
     return found
+
+
+def _no_windows_line_ends(corpus: Corpus) -> bool:
+    """Whether the training files hold no '\\r\\n' at all, as far as
+    the bounded search reads (where it stops short, they may)."""
+    files, whole = files_holding([Path(d.path) for d in corpus.train], b"\r\n", limit=1)
+    return whole and not files
 
 
 def _in_files(corpus: Corpus, needle: bytes, at_start: bool = False) -> str:
