@@ -229,6 +229,13 @@ CASES = [
     ("greedy and top-k", ["sample", "-c", "{run}", "--greedy", "--top-k", "3"], "give --greedy or --top-k, not both"),
     ("temp 0 and top-p", ["sample", "-c", "{run}", "--temp", "0", "--top-p", "0.5"], "give --temp 0 or --top-p, not"),
     ("lr inf", ["train", "{corpus}", "--lr", "inf"], "--lr must be > 0 and finite, got inf"),
+    # 0 in float32, where the step computes: nothing learned, status 0 (a walkthrough, 2026-12-06).
+    ("lr 0 in float32", ["train", "{corpus}", "--lr", "1e-50"], "--lr must be at least 1.2e-38, got 1e-50: below"),
+    ("clip 0 in float32", ["train", "{corpus}", "--clip", "1e-50"], "--clip must be at least 1.2e-38, got 1e-50"),
+    # It diverged, and the advice to lower --lr went round in circles.
+    ("decay past lr", ["train", "{corpus}", "--weight-decay", "1000"], "--weight-decay 1000 with --lr 0.01 would take"),
+    ("decay inf", ["train", "{corpus}", "--weight-decay", "inf"], "--weight-decay must be >= 0 and finite, got inf"),
+    ("resume lr past decay", ["resume", "{run}", "--lr", "200"], "keep lr x weight-decay well below 1"),
     ("length huge", ["sample", "-c", "{run}", "-n", "10000000000"], "--length must be at most 2,147,483,647"),
     ("resume patience", ["resume", "{run}", "--patience", "0"], "--patience must be >= 1 validation passes, got 0"),
     # Root reads any file regardless of permissions; this one fails to read for anyone.
@@ -692,7 +699,9 @@ def _tree_digest(folder: Path) -> dict[str, bytes]:
 
 def test_divergence_stops_training_and_keeps_the_last_good_checkpoint(runner, tiny_corpus, tmp_path):
     run_dir = tmp_path / "run"
-    assert _train(runner, tiny_corpus, run_dir, "--steps", "4", "--checkpoint-every", "2").exit_code == 0
+    # No weight decay: an lr past 1 / weight-decay is refused before it could diverge.
+    trained = _train(runner, tiny_corpus, run_dir, "--steps", "4", "--checkpoint-every", "2", "--weight-decay", "0")
+    assert trained.exit_code == 0
     good = run_dir / "checkpoints" / "latest" / "4"
     before = _tree_digest(run_dir / "checkpoints")
 

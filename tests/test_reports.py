@@ -148,6 +148,28 @@ def test_info_describes_the_checkpoint(runner, trained_run):
         assert f"warmup={train.warmup_steps} ({train.steps // 10} used)" in out
 
 
+def _strict(text: str):
+    """JSON as strict readers (JSON.parse, jq) take it: no Infinity, no NaN."""
+
+    def refuse(constant: str):
+        raise AssertionError(f"{constant} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_json_records_are_strict_json_with_a_run_that_clips_nothing(runner, tiny_corpus, tmp_path):
+    """`--clip inf` (the README's "none") was written as Infinity, which
+    JSON.parse refuses and jq reads as 1.8e308 (a walkthrough, 2026-12-06):
+    every record on stdout is strict JSON, infinities as null, as in metrics.jsonl."""
+    tiny = ["--hidden", "16", "--layers", "1", "--embed", "8", "--batch-size", "4", "--seq-len", "16"]
+    run_dir = tmp_path / "run"
+    _ok(runner.invoke(app, ["train", str(tiny_corpus), "-o", str(run_dir), *tiny, "--steps", "2", "--clip", "inf"]))
+    record = _strict(_ok(runner.invoke(app, ["info", str(run_dir), "--json"])))
+    assert record["train"]["grad_clip"] is None
+    assert _strict(_ok(runner.invoke(app, ["runs", str(tmp_path), "--json"])))[0]["run"]
+    assert api.load(run_dir).train_config.grad_clip == float("inf")  # the checkpoint keeps it
+
+
 def test_info_names_the_latest_checkpoint_where_it_is_not_the_best(runner, trained_run, tmp_path):
     """A run stopped past its best checkpoint: info describes the best, and
     says where the run stands, as `runs` does (info said step 60 where

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from charlstm import presets
 from charlstm.cli import app
 from charlstm.errors import CharlstmError, ConfigError
-from charlstm.training import checkpoint, search_space, step_setup, tune
+from charlstm.training import checkpoint, events, search_space, step_setup, tune
 
 from .helpers import FakeClock, clock_per_step
 
@@ -57,6 +57,8 @@ def test_grid_covers_every_combination_or_a_seeded_part_of_it():
     twice = (twice[0], search_space.parse_dimension(search_space.SPACE[1], "64,128,64"), *twice[2:])
     assert search_space.grid_trials(twice, None, seed=0) == full
     assert part == search_space.grid_trials(space, 3, seed=5)
+    # Any seed --seed takes: a negative one was a traceback (NumPy's), as random draws' is not.
+    assert len(search_space.grid_trials(space, 3, seed=-1)) == 3
 
 
 @pytest.mark.parametrize(
@@ -130,6 +132,9 @@ def test_tune_ranks_trials_keeps_the_best_and_repeats_for_a_seed(runner, tiny_co
         assert result.exit_code == 0, result.output
         assert "trial-00 (1 of 3):" in result.stderr and "trial-02 (3 of 3):" in result.stderr
         assert "best: " in result.stderr and "train it longer: charlstm train" in result.stderr
+        # Every trial started from --seed 3's initialisation: so does the command that trains the best longer.
+        longer = next(line for line in result.stderr.splitlines() if line.startswith("train it longer"))
+        assert longer.endswith(" --seed 3"), longer
         trials = json.loads((out / "trials.json").read_text())["trials"]
         assert len(trials) == 3
         # The table on stdout lists the trials best first, as the JSON does.
@@ -155,6 +160,14 @@ def test_tune_ranks_trials_keeps_the_best_and_repeats_for_a_seed(runner, tiny_co
     shutil.rmtree(solo / "checkpoints")
     with pytest.raises(CharlstmError, match="has its metrics but no checkpoints folder: it was deleted or moved"):
         checkpoint.locate(solo)
+    # A trial that diverged has no checkpoint that --keep-all would have kept (it said so; a walkthrough).
+    diverged = best.parent / "trial-diverged"
+    shutil.copytree(trials[1]["run_dir"], diverged)
+    with (diverged / "metrics.jsonl").open("a") as log:
+        log.write(json.dumps({"step": 6, "stopped": "diverged", "detail": "", "best_val_loss": None}) + "\n")
+    with pytest.raises(CharlstmError, match="trial-diverged diverged .* and has no checkpoints; plot it, or train"):
+        checkpoint.locate(diverged)
+    shutil.rmtree(diverged)  # not one of the search's trials, for what follows
     # resume says both as sample does, and names a search's best trial (it said "not a run directory").
     for run, said in ((solo, "no checkpoints folder: it was deleted"), (best.parent, "is a search, not a run")):
         refused = runner.invoke(app, ["resume", str(run)])
@@ -191,12 +204,24 @@ def test_tune_fits_the_steps_to_a_time_budget(runner, tiny_corpus, tmp_path, mon
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["search"]["budget_s"] == 2 and report["search"]["kind"] == "random"
-    assert " steps in its 2 s, refitted as it runs)" in result.stderr  # a plan, not a promise
+    # A plan, not a promise; under 40 steps, one the refits leave alone (docs/tune.md; it said "refitted").
+    assert "about 32 steps in its 2 s, too few to refit: its schedule ends there)" in result.stderr
     (trial,) = report["trials"]
     assert (trial["planned_steps"], trial["steps"], trial["reason"]) == (32, 32, "done")
     assert trial["planned_steps"] > tune.CALIBRATION_STEPS
     assert trial["val_loss"] is not None
     assert trial["model"]["norm"] == "none"  # the fixed options reach every trial
+
+
+def test_a_trials_line_says_whether_its_schedule_is_refitted():
+    from charlstm.cli.search_display import _steps
+
+    def said(steps, budget_s):
+        return _steps(events.TrialStarted(0, 2, {}, steps, 1000, "trial-00", budget_s))
+
+    assert said(500, 60.0) == "about 500 steps in its 60 s, refitted as it runs"
+    assert said(1, 0.001) == "about 1 step in its 0.001 s, too few to refit: its schedule ends there"
+    assert said(1, None) == "1 step" and said(2_000, None) == "2,000 steps"
 
 
 def test_a_search_directory_in_use_is_refused_without_pointing_at_resume(runner, tiny_corpus, tmp_path):
@@ -324,6 +349,7 @@ def test_a_plan_with_fewer_configurations_than_trials_says_so(tiny_corpus, tmp_p
         ({"budget_s": float("inf")}, "budget_s .* must be positive and at most 2,592,000"),
         ({"budget_s": 1e300}, "at most 2,592,000"),
         ({"space": {**space, "learning_rate": "1e-3:inf"}}, "the range needs 0 < lo <= hi, both finite"),
+        ({"space": {**space, "learning_rate": "1e-3:"}}, "a range is two numbers, lo:hi, e.g. 1e-3:3e-2"),
         ({"space": {**space, "dropout": "0,nan"}}, "values must be finite numbers"),
     ]:
         with pytest.raises(ConfigError, match=message):

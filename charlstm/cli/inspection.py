@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -29,6 +28,7 @@ from charlstm.cli.sampling import unescape
 from charlstm.cli.training import GlobOption, MovedCorpusOption, SkipBadFilesOption
 from charlstm.errors import CharlstmError, shown
 from charlstm.flags import option
+from charlstm.training.runlog import strict_json
 
 if TYPE_CHECKING:
     from charlstm.api import Model, TextFiles
@@ -92,7 +92,7 @@ def evaluate(
             except CharlstmError as err:
                 fail(f"no text given, and {err}; or give text files or folders to score", err.details)
         if as_json:
-            sys.stdout.write(json.dumps(records.score_record(source, model.path, score)) + "\n")
+            sys.stdout.write(strict_json(records.score_record(source, model.path, score)) + "\n")
         else:
             print_table(tables.score_table(source, model.path, score))
 
@@ -174,7 +174,7 @@ def inspect_model(
         written, tops, saturation = found.page, found.tops, found.saturation
         if as_json:
             record_ = records.inspection_record(source, model.path, seen, found.correlations, tops, saturation, written)
-            sys.stdout.write(json.dumps(record_) + "\n")
+            sys.stdout.write(strict_json(record_) + "\n")
             if seen.truncated and not quiet:  # the tables would have said so
                 more = f"{seen.truncated:,} more were not ({option('max_chars')})"
                 say(f"note: read the first {max_chars:,} characters; {more}")
@@ -272,7 +272,7 @@ def list_runs(
 
         found = api.list_runs(runs_dir)
         if as_json:
-            sys.stdout.write(json.dumps([records.run_record(r) for r in found]) + "\n")
+            sys.stdout.write(strict_json([records.run_record(r) for r in found]) + "\n")
         elif not found:
             say(f"no runs with checkpoints under {runs_dir}/")
         else:
@@ -306,7 +306,7 @@ def info(
             }
             # The corpus where it is now, if a resume with --corpus found it elsewhere since this checkpoint.
             sys.stdout.write(
-                json.dumps({**record, **meta.raw, **({"corpus": meta.corpus} if meta.corpus else {})}) + "\n"
+                strict_json({**record, **meta.raw, **({"corpus": meta.corpus} if meta.corpus else {})}) + "\n"
             )
         else:
             print_table(tables.info_table(found))

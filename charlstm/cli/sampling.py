@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import os
 import re
 import shlex
@@ -21,6 +20,7 @@ from charlstm.cli.format import checkpoint_text
 from charlstm.config import SampleConfig, to_dict
 from charlstm.errors import named
 from charlstm.flags import option
+from charlstm.training.runlog import strict_json
 
 if TYPE_CHECKING:
     from charlstm.api import Model
@@ -240,7 +240,7 @@ def _render(done: list[Completion], request: SampleConfig, model: Model, as_json
         settings["stop"] = list(request.stop)
         prime = request.prime or model.default_prime_text  # what the model read first, as text
         return "".join(
-            json.dumps({"sample": i, "prime": prime, "text": c.text, "finish_reason": c.finish_reason, **settings})
+            strict_json({"sample": i, "prime": prime, "text": c.text, "finish_reason": c.finish_reason, **settings})
             + "\n"
             for i, c in enumerate(done, 1)  # counted from 1, as the plain output's "sample 1 of 3"
         )

@@ -16,6 +16,7 @@ from charlstm.cli.format import loss_text, trial_seconds
 from charlstm.cli.outputs import animates, unseen_if_gone
 from charlstm.flags import as_options
 from charlstm.training import events
+from charlstm.training.tune import SHORT_TRIAL
 
 
 class SearchDisplay:
@@ -92,6 +93,9 @@ class SearchDisplay:
 
 def _steps(event: events.TrialStarted) -> str:
     """A trial's steps: those asked for, or about those its time budget holds (refitted as it runs)."""
+    steps = f"{event.steps:,} step{'' if event.steps == 1 else 's'}"
     if event.budget_s is None:
-        return f"{event.steps:,} steps"
-    return f"about {event.steps:,} steps in its {event.budget_s:g} s, refitted as it runs"
+        return steps
+    if event.steps < SHORT_TRIAL:  # docs/tune.md: its first refit would come too late to matter
+        return f"about {steps} in its {event.budget_s:g} s, too few to refit: its schedule ends there"
+    return f"about {steps} in its {event.budget_s:g} s, refitted as it runs"

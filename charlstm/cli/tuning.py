@@ -30,6 +30,7 @@ from charlstm.config import ModelConfig as _M
 from charlstm.config import TrainConfig as _T
 from charlstm.errors import shell_word
 from charlstm.flags import as_options, option
+from charlstm.training.runlog import strict_json
 
 
 def tune(
@@ -137,13 +138,14 @@ def tune(
                 **fixed,
             )
         if as_json and search.trials:  # none: stopped before the first, and trials.json was never written
-            sys.stdout.write(json.dumps(json.loads((search.directory / "trials.json").read_text())) + "\n")
+            sys.stdout.write(strict_json(json.loads((search.directory / "trials.json").read_text())) + "\n")
         elif search.trials:
             print_table(tables.trials_table(search.trials))
         if level and search.best is not None:
             best = search.best
-            # The same text, read the same way, then the fixed options the user gave.
-            chosen = "".join(f" {option(name)} {value}" for name, value in given(ctx, fixed).items())
+            # The same text, read the same way, then the fixed options the user
+            # gave, the seed among them: every trial started from its initialisation.
+            chosen = "".join(f" {option(name)} {value}" for name, value in given(ctx, [*fixed, "seed"]).items())
             say(
                 f"best: {best.run_dir} (validation loss {best.val_loss:.4f}); "
                 f"all trials in {search.directory / 'trials.json'}\n"

@@ -26,6 +26,14 @@ from charlstm.training import run_lock
 from charlstm.training.run import complete_steps, saved_steps
 
 
+def _diverged(path: Path) -> bool:
+    """Whether a run's log ends with its divergence."""
+    from charlstm.training.runlog import read_metrics  # the error's path only
+
+    records = read_metrics(path)
+    return bool(records) and records[-1].get("stopped") == "diverged"
+
+
 def not_saved_yet() -> str:
     """A run being trained that has saved nothing yet, as the commands that read one say it."""
     return (
@@ -85,6 +93,12 @@ def locate(path: Path, prefer: str = BEST) -> tuple[Path, int]:
             f"'charlstm train' command again with the same {option('out')}, which starts afresh there"
         )
     found = latest_step(path)
+    if found is None and (path / RUN_LOG).is_file() and _diverged(path):
+        # Not a checkpoint tune took away (--keep-all would not have kept one): a walkthrough, 2026-12-06.
+        raise CheckpointError(
+            f"{path} diverged (its metrics end where the loss stopped being finite) and has no checkpoints; plot "
+            f"it, or train its settings again with a lower {flag('learning_rate')}"
+        )
     if found is None and (path / RUN_LOG).is_file() and (path.parent / SEARCH_RECORD).is_file():
         # A tune trial other than the best: tune removed its checkpoints.
         raise CheckpointError(

@@ -145,7 +145,7 @@ class RunLog:
             return
         record, self._pending = self._pending, None
         # A diverged step's loss is logged as null: strict JSON has no NaN.
-        _append(self.run_dir / METRICS_FILE, json.dumps(_finite(record), allow_nan=False) + "\n", self._saved)
+        _append(self.run_dir / METRICS_FILE, strict_json(record) + "\n", self._saved)
 
     def _drop_after(self, step: int) -> None:
         self._drop_samples_after(step)
@@ -197,7 +197,17 @@ def _finite(value: Any) -> Any:
         return None
     if isinstance(value, dict):
         return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
     return value
+
+
+def strict_json(value: Any, **options: Any) -> str:
+    """`json.dumps`, with every infinity and NaN as null, as the metrics
+    log writes them: strict JSON has neither, and what writes them
+    (`--clip inf` in a run's settings, as Python's json writes it: Infinity)
+    fails JSON.parse and other strict readers (a walkthrough, 2026-12-06)."""
+    return json.dumps(_finite(value), allow_nan=False, **options)
 
 
 def _step_of(line: str) -> float:

@@ -50,7 +50,10 @@ def parse_dimension(dim: Dimension, spec: str) -> Dimension:
                 raise ConfigError(
                     f"{where}: a range lo:hi is only for {flag('learning_rate')}; list values instead, e.g. {example}"
                 )
-            low, high = (float(x) for x in spec.split(":"))
+            try:
+                low, high = (float(x) for x in spec.split(":"))
+            except ValueError:  # "1e-3:" read as a list of numbers said nothing of ranges (a walkthrough)
+                raise ConfigError(f"{where}: a range is two numbers, lo:hi, e.g. 1e-3:3e-2") from None
             if not 0 < low <= high < math.inf:
                 raise ConfigError(f"{where}: the range needs 0 < lo <= hi, both finite")
             return replace(dim, values=(low, high), log_range=(low, high))
@@ -114,5 +117,5 @@ def grid_trials(space: tuple[Dimension, ...], count: int | None, seed: int) -> l
     ]
     if count is None or count >= len(points):
         return points
-    order = np.random.default_rng(seed).permutation(len(points))[:count]
+    order = np.random.default_rng(seed % 2**32).permutation(len(points))[:count]
     return [points[i] for i in order]

@@ -28,7 +28,6 @@ trial, so an interrupted search keeps what it finished.
 
 from __future__ import annotations
 
-import json
 import math
 import numbers
 import shutil
@@ -62,6 +61,7 @@ from charlstm.training.run import (
     refuse_too_deep,
     refuse_too_large,
 )
+from charlstm.training.runlog import strict_json
 from charlstm.training.search_space import SEARCHED_MODEL_FIELDS, SPACE, grid_trials, parse_dimension, random_trials
 from charlstm.training.timefit import FIT_AFTER_STEPS, TimeUse
 
@@ -271,7 +271,7 @@ def _trial_config(run: Run, plan: Plan) -> tuple[TrainConfig, int]:
 
 def _write_json(path: Path, results: list[TrialResult], settings: dict[str, Any]) -> None:
     records = [{**asdict(r), "bits_per_char": r.bits_per_char} for r in ranked(results)]
-    text = json.dumps({"search": settings, "trials": records}, indent=1, default=_plain) + "\n"
+    text = strict_json({"search": settings, "trials": records}, indent=1, default=_plain) + "\n"
     save_whole(path, text, intact="the trials' runs are intact")
 
 
