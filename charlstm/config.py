@@ -8,9 +8,11 @@ once, clearly, before any work starts).
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -33,6 +35,9 @@ AUTO_NORM = "auto"
 # The longest sample, the widest layer: the compiled programs count
 # characters and index sizes in 32 bits.
 MAX_COUNT = 2**31 - 1
+# Set while `from_dict` reads a saved config: checks added since runs were
+# saved (`TrainConfig._check_new_numbers`) must not make them unreadable.
+_READING_SAVED: contextvars.ContextVar[bool] = contextvars.ContextVar("_READING_SAVED", default=False)
 # float32's smallest normal number: XLA's CPU code flushes smaller ones to 0.
 FLOAT32_TINY = 1.1754944e-38
 # Rows a server generates together: far past what a GPU's batch gains from.
@@ -177,33 +182,12 @@ class TrainConfig:
         _at_most(self, MAX_COUNT, "batch_size", "seq_len")
         lr = self.learning_rate
         check(0 < lr < math.inf, f"{flag('learning_rate')} must be > 0 and finite, got {lr}")
-        # The step computes in float32, where these are 0 (a run at --lr 1e-50
-        # learned nothing, with status 0; a walkthrough, 2026-12-06).
-        for name in ("learning_rate", "grad_clip"):
-            value = getattr(self, name)
-            check(
-                not 0 < value < FLOAT32_TINY,
-                f"{flag(name)} must be at least {FLOAT32_TINY:.2g}, got {value:g}: below that it is 0 in float32, "
-                "in which the training step computes",
-            )
+        if not _READING_SAVED.get():
+            self._check_new_numbers()
         check(self.warmup_steps >= 0, f"{flag('warmup_steps')} must be >= 0, got {self.warmup_steps}")
         check(0 <= self.min_lr_ratio <= 1, f"{flag('min_lr_ratio')} must be in [0, 1], got {self.min_lr_ratio}")
         wd = self.weight_decay
         check(0 <= wd < math.inf, f"{flag('weight_decay')} must be >= 0 and finite, got {wd}")
-        # AdamW takes lr x weight-decay of every weight matrix away at each
-        # step, besides the gradient's update: from 1 on, it takes all of it
-        # or more, and past 2 each step flips and grows every weight until
-        # they overflow (--weight-decay 1000 at --lr 0.01 diverged at step
-        # 20, and the advice to lower --lr went round in circles; a
-        # walkthrough, 2026-12-06).
-        check(
-            lr * wd < 1,
-            f"{flag('weight_decay')} {wd:g} with {flag('learning_rate')} {lr:g} would take {lr * wd:g}x each "
-            "weight away at every step (AdamW subtracts lr x weight-decay x the weight): from 1x, all of it or "
-            "more, so the weights collapse, or swing and blow up; keep lr x weight-decay well below 1 (the "
-            f"defaults: {TrainConfig.learning_rate:g} x {TrainConfig.weight_decay:g} = "
-            f"{TrainConfig.learning_rate * TrainConfig.weight_decay:g})",
-        )
         check(0 <= self.dropout < 1, f"{flag('dropout')} must be in [0, 1), got {self.dropout}")
         check(self.grad_clip > 0, f"{flag('grad_clip')} must be > 0, got {self.grad_clip}")
         check(
@@ -231,6 +215,35 @@ class TrainConfig:
         check(
             self.precision in PRECISIONS,
             f"{flag('precision')} must be one of {', '.join(PRECISIONS)}, got {self.precision!r}",
+        )
+
+    def _check_new_numbers(self) -> None:
+        """Checks added after runs were saved that break them: a checkpoint
+        holding such numbers still reads (`from_dict`), and a resume, which
+        builds its config anew, is refused until its --lr is changed."""
+        lr, wd = self.learning_rate, self.weight_decay
+        # The step computes in float32, where these are 0 (a run at --lr 1e-50
+        # learned nothing, with status 0; a walkthrough, 2026-12-06).
+        for name in ("learning_rate", "grad_clip"):
+            value = getattr(self, name)
+            check(
+                not 0 < value < FLOAT32_TINY,
+                f"{flag(name)} must be at least {FLOAT32_TINY:.2g}, got {value:g}: below that it is 0 in float32, "
+                "in which the training step computes",
+            )
+        # AdamW takes lr x weight-decay of every weight matrix away at each
+        # step, besides the gradient's update: from 1 on, it takes all of it
+        # or more, and past 2 each step flips and grows every weight until
+        # they overflow (--weight-decay 1000 at --lr 0.01 diverged at step
+        # 20, and the advice to lower --lr went round in circles; a
+        # walkthrough, 2026-12-06).
+        check(
+            lr * wd < 1,
+            f"{flag('weight_decay')} {wd:g} with {flag('learning_rate')} {lr:g} would take {lr * wd:g}x each "
+            "weight away at every step (AdamW subtracts lr x weight-decay x the weight): from 1x the weights "
+            "collapse, and past 2x they swing and blow up; keep lr x weight-decay well below 1 (the "
+            f"defaults: {TrainConfig.learning_rate:g} x {TrainConfig.weight_decay:g} = "
+            f"{TrainConfig.learning_rate * TrainConfig.weight_decay:g})",
         )
 
 
@@ -384,4 +397,16 @@ def from_dict(cls: type[T], data: Any) -> T:
         # JSON has no int/bool distinction Python respects (True is an int), so refuse bools outright.
         if isinstance(value, bool) or not isinstance(value, _JSON_TYPES[expected]):
             raise ConfigError(f"{cls.__name__}.{name} should be {expected}, got {value!r}")
-    return cls(**data)
+    with as_saved():
+        return cls(**data)
+
+
+@contextlib.contextmanager
+def as_saved() -> Iterator[None]:
+    """Configs made inside are read as a saved run's: without the checks
+    added since runs were saved (`TrainConfig._check_new_numbers`)."""
+    reading = _READING_SAVED.set(True)
+    try:
+        yield
+    finally:
+        _READING_SAVED.reset(reading)

@@ -104,6 +104,12 @@ def test_clipping_read_now_as_a_low_clip_now_as_an_explosion_is_one_episode_and_
     hovering = [(20 + 10 * i, 1.0 if (i // SUSTAINED) % 2 == 0 else 1.08, 1.03, 0.9) for i in range(SUSTAINED * 10)]
     found = _warnings(Health(), lowest + hovering)
     assert [w.kind for w in found] == ["clipping"], [(w.step, w.kind) for w in found]
+    # Inside the episode one report whose norm jumped is no explosion; three in a row are, said by the growth.
+    spike = [(400, 1.08, 15.0, 0.9), (410, 1.08, 1.03, 0.9)]
+    assert _warnings(Health(), lowest + hovering + spike) == [found[0]]
+    grown = [(400 + 10 * i, 1.08, 15.0, 0.9) for i in range(SUSTAINED)]
+    last = _warnings(Health(), lowest + hovering + grown)[-1]
+    assert last.kind == "exploding" and last.step == 400 + 10 * (SUSTAINED - 1) and "x its median" in last.message
     # Once most steps stop clipping the episode is over: the next one warns again.
     after = [(1000, 1.0, 0.5, 0.0)] + [(1010 + 10 * i, 1.1, 1.03, 0.9) for i in range(SUSTAINED)]
     assert [w.kind for w in _warnings(Health(), lowest + hovering + after)] == ["clipping", "exploding"]

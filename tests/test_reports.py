@@ -170,6 +170,24 @@ def test_json_records_are_strict_json_with_a_run_that_clips_nothing(runner, tiny
     assert api.load(run_dir).train_config.grad_clip == float("inf")  # the checkpoint keeps it
 
 
+def test_a_run_saved_before_a_check_was_added_still_reads_and_resumes_once_fixed(runner, trained_run, tmp_path):
+    """A check added to the options (an --lr that is 0 in float32, lr x
+    weight-decay from 1; 2026-12-06) must not make runs saved before it
+    unreadable: info, sample and runs read them; a resume, which would train
+    with them, says what to change, and goes on once it is."""
+    run_dir = tmp_path / "old"
+    shutil.copytree(trained_run[0], run_dir)
+    for meta in run_dir.glob("checkpoints/*/*/meta/metadata"):
+        saved = json.loads(meta.read_text())
+        meta.write_text(json.dumps({**saved, "train": {**saved["train"], "learning_rate": 1e-50}}))
+    assert "lr=1e-50" in _ok(runner.invoke(app, ["info", str(run_dir)], env=WIDE))
+    assert _ok(runner.invoke(app, ["sample", "-c", str(run_dir), "-n", "5", "-q"]))
+    assert json.loads(_ok(runner.invoke(app, ["runs", str(tmp_path), "--json"])))[0]["run"] == str(run_dir)
+    refused = runner.invoke(app, ["resume", str(run_dir), "--steps", "5"])
+    assert refused.exit_code == 2 and "--lr must be at least 1.2e-38, got 1e-50" in refused.stderr
+    _ok(runner.invoke(app, ["resume", str(run_dir), "--steps", "5", "--lr", "0.01"]))
+
+
 def test_info_names_the_latest_checkpoint_where_it_is_not_the_best(runner, trained_run, tmp_path):
     """A run stopped past its best checkpoint: info describes the best, and
     says where the run stands, as `runs` does (info said step 60 where

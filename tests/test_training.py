@@ -319,7 +319,9 @@ def test_the_time_to_the_end_counts_the_steps_and_the_passes_to_come_not_the_fir
     assert reports[25] == pytest.approx(75 * step_cost)
     # From the second pass on: 55 steps, and the passes at steps 60, 80 and 100.
     assert reports[45] == pytest.approx(55 * step_cost + 3 * 0.5)
-    assert reports[100] == 0.0
+    # A pass step's report comes just before its own pass.
+    assert reports[60] == pytest.approx(40 * step_cost + 3 * 0.5)
+    assert reports[100] == pytest.approx(0.5)
 
 
 @pytest.mark.parametrize(("val_fraction", "warned"), [(0.05, True), (0.3, False)])

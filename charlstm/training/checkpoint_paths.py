@@ -26,12 +26,14 @@ from charlstm.training import run_lock
 from charlstm.training.run import complete_steps, saved_steps
 
 
-def _diverged(path: Path) -> bool:
-    """Whether a run's log ends with its divergence."""
+def _diverged_unsaved(path: Path) -> bool:
+    """Whether a run's log ends with its divergence before any validation
+    pass: a search's trial then saved nothing (it saves with its passes and
+    at its end, which a divergence never reaches)."""
     from charlstm.training.runlog import read_metrics  # the error's path only
 
     records = read_metrics(path)
-    return bool(records) and records[-1].get("stopped") == "diverged"
+    return bool(records) and records[-1].get("stopped") == "diverged" and records[-1].get("best_val_loss") is None
 
 
 def not_saved_yet() -> str:
@@ -93,13 +95,14 @@ def locate(path: Path, prefer: str = BEST) -> tuple[Path, int]:
             f"'charlstm train' command again with the same {option('out')}, which starts afresh there"
         )
     found = latest_step(path)
-    if found is None and (path / RUN_LOG).is_file() and _diverged(path):
-        # Not a checkpoint tune took away (--keep-all would not have kept one): a walkthrough, 2026-12-06.
+    searched = (path.parent / SEARCH_RECORD).is_file()
+    if found is None and (path / RUN_LOG).is_file() and searched and _diverged_unsaved(path):
+        # Not a checkpoint tune took away (--keep-all would have kept none): a walkthrough, 2026-12-06.
         raise CheckpointError(
             f"{path} diverged (its metrics end where the loss stopped being finite) and has no checkpoints; plot "
             f"it, or train its settings again with a lower {flag('learning_rate')}"
         )
-    if found is None and (path / RUN_LOG).is_file() and (path.parent / SEARCH_RECORD).is_file():
+    if found is None and (path / RUN_LOG).is_file() and searched:
         # A tune trial other than the best: tune removed its checkpoints.
         raise CheckpointError(
             f"{path} has its metrics but no checkpoints: charlstm tune keeps only the best trial's "

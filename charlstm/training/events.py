@@ -152,7 +152,7 @@ class Progress:
     clipped_fraction: float = 0.0  # share of steps since the last report whose gradients were clipped
     time_left: float | None = None  # seconds until --max-time stops this session, if it has one
     # Seconds to the last step and its validation passes at this session's
-    # pace so far (`loop.Loop._time_to_end`); None before it has one.
+    # pace so far (`loop.TrainingLoop._time_to_end`); None before it has one.
     time_to_end: float | None = None
 
 

@@ -66,6 +66,7 @@ class Health:
     _best_loss: float = float("inf")  # the lowest training loss reported
     _streak: dict[str, int] = field(default_factory=dict)  # kind -> reports in a row showing it
     _warned: set[str] = field(default_factory=set)  # kinds warned of in the current episode
+    _grown_streak: int = 0  # reports in a row whose norm grew past GROWTH times its median
 
     def observe(self, event: events.Progress) -> list[events.Warned]:
         """The warnings this report starts, if any."""
@@ -73,7 +74,9 @@ class Health:
             self._best_loss = min(self._best_loss, event.loss)
             return []
         clip_low = self._clip_below_norm(event)
-        grown = self._grown(event)  # before this report's norm joins the median
+        # Before this report's norm joins the median; counted apart, as a
+        # sustained growth overrides the episode's first reading below.
+        self._grown_streak = self._grown_streak + 1 if self._grown(event) else 0
         found = {
             "clipping": clip_low,
             "exploding": None if clip_low is not None else self._exploding(event),
@@ -99,7 +102,7 @@ class Health:
                     self._warned.discard(kind)
                 continue
             self._streak[kind] = self._streak.get(kind, 0) + 1
-            told = paired in self._warned and not (kind == "exploding" and grown)
+            told = paired in self._warned and not (kind == "exploding" and self._grown_streak >= SUSTAINED)
             if self._streak[kind] >= SUSTAINED and kind not in self._warned and not told:
                 self._warned.add(kind)
                 warnings.append(events.Warned(event.step, kind, message))
@@ -125,10 +128,10 @@ class Health:
         )
 
     def _exploding(self, event: events.Progress) -> str | None:
-        if event.clipped_fraction >= EXPLODING_CLIPPED_SHARE:
-            why = f"the norm exceeded {flag('grad_clip')} on {event.clipped_fraction:.0%} of the recent steps"
-        elif self._grown(event):
+        if self._grown(event):  # the stronger sign, where most steps also clip
             why = f"the norm is {event.grad_norm / statistics.median(self._norms):.0f}x its median since warm-up"
+        elif event.clipped_fraction >= EXPLODING_CLIPPED_SHARE:
+            why = f"the norm exceeded {flag('grad_clip')} on {event.clipped_fraction:.0%} of the recent steps"
         else:
             return None
         return (

@@ -335,7 +335,10 @@ class TrainingLoop:
             return None
         total, every = self.config.steps, self.config.eval_every
         steps = (total - self.step) * self._step_seconds() / done
+        # Those after this step (the last step's own among them), and this
+        # step's, which a report comes just before.
         passes = total // every - self.step // every + (total % every != 0 and self.step < total)
+        passes += (self.step % every == 0 or self.step == total) and self.evaluated_step != self.step
         cost = self.time_fit.validation_cost
         if not cost and setup_notes.long_passes(self.setup, self.run.model_config):
             cost = self.time_fit.one_off

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from charlstm.arguments import paths_of
-from charlstm.config import AUTO_NORM, TrainConfig
+from charlstm.config import AUTO_NORM, TrainConfig, as_saved
 from charlstm.core.model import grow_vocab
 from charlstm.core.state import hyperparameters, init_optimizer, init_state, learning_rate
 from charlstm.errors import CharlstmError, ConfigError, CorpusError, named, shell_word
@@ -323,7 +323,8 @@ def _schedule_jump(old: TrainConfig, new: TrainConfig, step: int) -> str | None:
     user gives is theirs to expect; the rate is compared at the old peak.)"""
     if old.steps == new.steps:
         return None
-    same_peak = dataclasses.replace(new, learning_rate=old.learning_rate)
+    with as_saved():  # the saved peak, whatever checks came since it was saved
+        same_peak = dataclasses.replace(new, learning_rate=old.learning_rate)
     before, after = (float(learning_rate(hyperparameters(c), step)) for c in (old, same_peak))
     now = float(learning_rate(hyperparameters(new), step))
     # Both are 0 at step 0 (warm-up starts there); a finished run may end at 0 (min_lr_ratio 0).
