@@ -182,8 +182,6 @@ class TrainConfig:
         _at_most(self, MAX_COUNT, "batch_size", "seq_len")
         lr = self.learning_rate
         check(0 < lr < math.inf, f"{flag('learning_rate')} must be > 0 and finite, got {lr}")
-        if not _READING_SAVED.get():
-            self._check_new_numbers()
         check(self.warmup_steps >= 0, f"{flag('warmup_steps')} must be >= 0, got {self.warmup_steps}")
         check(0 <= self.min_lr_ratio <= 1, f"{flag('min_lr_ratio')} must be in [0, 1], got {self.min_lr_ratio}")
         wd = self.weight_decay
@@ -216,6 +214,8 @@ class TrainConfig:
             self.precision in PRECISIONS,
             f"{flag('precision')} must be one of {', '.join(PRECISIONS)}, got {self.precision!r}",
         )
+        if not _READING_SAVED.get():  # after the checks above: they name a bad number alone
+            self._check_new_numbers()
 
     def _check_new_numbers(self) -> None:
         """Checks added after runs were saved that break them: a checkpoint
