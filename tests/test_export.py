@@ -163,6 +163,9 @@ def test_half_page_is_half_the_weights_and_names_unknown_prime_characters(runs, 
     assert full.bytes - half.bytes > 1.3 * half.weight_bytes  # base64 of the bytes saved
     text = (tmp_path / "half.html").read_text(encoding="utf-8")
     assert "http://" not in text and "https://" not in text and "<script>document" not in text
+    # Right-to-left scripts (Arabic, Hebrew) read from the right in the box and the output (a walkthrough).
+    assert '<textarea id="prime" rows="3" spellcheck="false" dir="auto">' in text
+    assert '<div id="output" aria-live="polite" dir="auto">' in text
     dom = browser.run(browser.page_url(tmp_path / "half.html", {"prime": PRIME, "greedy": 5, "ui": {"length": 5}}))
     seen = browser.hook_result(dom)
     # float16 weights: about 3 significant digits each.

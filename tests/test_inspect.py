@@ -131,6 +131,13 @@ def test_features_on_a_text_where_the_answers_are_known():
     np.testing.assert_array_equal(values["line_start"], _mask("                   x         "))
     np.testing.assert_array_equal(values["line_position"], [*range(1, 20), 0, *range(1, 10)])
     np.testing.assert_array_equal(features.in_quotes("\u201ca\u201d b"), [1, 1, 0, 0, 0])
+    # A word's vowel signs and virama are in it (Hindi "kitaab", "hindii"), as are a combining accent and Arabic points.
+    np.testing.assert_array_equal(
+        features.in_word("\u0915\u093f\u0924\u093e\u092c \u0939\u093f\u0902\u0926\u0940"), _mask("xxxxx xxxxx")
+    )
+    np.testing.assert_array_equal(
+        features.in_word("cafe\u0301 \u0643\u064e\u062a\u064e\u0628\u064e"), _mask("xxxxx xxxxxx")
+    )
 
 
 def _quote_tracking_model(vocab, hidden=16):
@@ -296,6 +303,7 @@ def test_inspect_writes_the_page_the_plot_and_json(runner, trained_run, tmp_path
     assert np.shape(got["correlations"]["c"]["line_position"]) == (2, 24)
     assert re.search(rf"wrote {re.escape(str(page))} \(\d+\.\d [KM]B\) and {re.escape(str(png))}", result.stderr)
     assert page.read_text(encoding="utf-8").startswith("<!doctype html>")
+    assert '<div id="text" dir="auto">' in page.read_text(encoding="utf-8")  # right-to-left text reads from the right
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     # No text: the run's own validation text, cut to --max-chars; a page

@@ -369,6 +369,17 @@ def test_tables_on_a_narrow_terminal_leave_columns_out_instead_of_cutting_names_
     assert "forget gate" in table and "25.0%" in table and "50.0%" in table and "…" not in table
 
 
+def test_the_vocabulary_shows_characters_that_would_merge_on_screen_by_their_escapes():
+    """Regional indicators J and P drew the flag of Japan, a vowel sign sat
+    on the space before it, and a joiner did not show at all (a walkthrough
+    of other scripts, 2026-12-06); the rest is quoted as Python quotes it."""
+    from charlstm.cli.tables import _vocab_preview
+    from charlstm.text.vocab import Vocab
+
+    shown = _vocab_preview(Vocab.from_text("\n 'k\u093e\u200d\U0001f1ef\U0001f1f5\u00a0\t"))
+    assert shown == "'\\t\\n \\'k\\xa0\\u093e\\u200d\\U0001f1ef\\U0001f1f5'", shown
+
+
 def test_skipped_characters_past_the_shown_ones_are_counted():
     from charlstm.cli.format import skipped_text
 

@@ -4,6 +4,7 @@ renderables out. Nothing here prints; the commands decide where tables go."""
 from __future__ import annotations
 
 import time
+import unicodedata
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -89,7 +90,21 @@ def _vocab_preview(vocab: Vocab, limit: int = 60) -> str:
     chars = "".join(c for i, c in enumerate(vocab.chars) if i != vocab.boundary_id)
     shown = chars if len(chars) <= limit else chars[:limit]
     more = f" ... and {len(chars) - limit} more" if len(chars) > limit else ""
-    return repr(shown) + more + (", and the document boundary" if marked else "")
+    return "'" + "".join(_vocab_char(c) for c in shown) + "'" + more + (", and the document boundary" if marked else "")
+
+
+def _vocab_char(c: str) -> str:
+    """One character of the vocabulary as the list shows it, quoted as
+    Python quotes it; by its escape where it would merge with its
+    neighbours on screen or not show at all: combining marks (a vowel sign
+    sat on the space before it), joiners and other format characters,
+    regional indicators (J and P beside each other drew the flag of
+    Japan), and spaces other than ' ' (a walkthrough, 2026-12-06)."""
+    category = unicodedata.category(c)
+    merges = category[0] == "M" or category == "Cf" or (category == "Zs" and c != " ")
+    if merges or "\U0001f1e6" <= c <= "\U0001f1ff":
+        return c.encode("unicode_escape").decode("ascii")
+    return "\\'" if c == "'" else repr(c)[1:-1]
 
 
 def _wrapped(items: list[str], per_line: int) -> str:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -73,7 +74,10 @@ def line_start(text: str) -> np.ndarray:
 
 
 def in_word(text: str) -> np.ndarray:
-    return np.fromiter((ch.isalpha() for ch in text), np.float64, len(text))
+    # A letter, or a mark on one: Devanagari and Thai vowel signs, a virama,
+    # Arabic and Hebrew points are part of their words, not gaps in them
+    # (isalpha alone split Hindi words into pieces; a walkthrough, 2026-12-06).
+    return np.fromiter((ch.isalpha() or unicodedata.category(ch)[0] == "M" for ch in text), np.float64, len(text))
 
 
 def in_caps_word(text: str) -> np.ndarray:

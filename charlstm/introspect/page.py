@@ -47,6 +47,10 @@ def render_page(
     units) listed and `source` (where the text came from) and `checkpoint`
     named in its header."""
     template = resources.files("charlstm.introspect").joinpath("page.html").read_text(encoding="utf-8")
+    # Characters named as `charlstm sample` names them (JSON.stringify showed a
+    # joiner as "" and set a vowel sign on the quote; a walkthrough, 2026-12-06).
+    named = resources.files("charlstm.introspect").joinpath("named.js").read_text(encoding="utf-8")
+    template = template.replace(NAMED_MARKER, named.strip())
     before, marker, after = template.partition(DATA_MARKER)
     assert marker and DATA_MARKER not in after, "the page template must hold the data marker once"
     return before + script_json(page_data(inspection, tops, source=source, checkpoint=checkpoint)) + after
