@@ -23,7 +23,15 @@ from charlstm.arguments import (
     whole_number,
 )
 from charlstm.config import ModelConfig, SampleConfig, TrainConfig
-from charlstm.core.generation import Completion, check_request, complete, default_prime, sample_texts, stream_texts
+from charlstm.core.generation import (
+    Completion,
+    check_request,
+    complete,
+    default_prime,
+    sample_texts,
+    skipped_form,
+    stream_texts,
+)
 from charlstm.core.model import Params, count_params
 from charlstm.core.scorer import Score, make_scorer
 from charlstm.errors import CharlstmError, ConfigError, CorpusError
@@ -171,8 +179,7 @@ class Model:
             text, stray, documents = *reading.joined(self.vocab, text), BOUNDARY in self.vocab.chars
         text, skipped = reading.known(self.vocab, text, "evaluate", documents, "score")
         skipped = {**stray, **skipped}
-        score = self._score(self.vocab.encode(text), streams, progress)
-        return dataclasses.replace(score, skipped=skipped)
+        return self._with_skipped(self._score(self.vocab.encode(text), streams, progress), skipped)
 
     def _evaluate_files(
         self, files: TextFiles, max_streams: int | None, progress: Callable[[float], None] | None
@@ -184,7 +191,11 @@ class Model:
             texts = [read_corpus(Path(d.path), "the text").text for d in files.corpus.val]
             return self.evaluate(texts, max_streams, progress=progress)
         score = self._score(streams.Segments(tokens.ids, [(0, len(tokens.ids))], tokens.checked), max_streams, progress)
-        return dataclasses.replace(score, skipped=dict(tokens.skipped))
+        return self._with_skipped(score, dict(tokens.skipped))
+
+    def _with_skipped(self, score: Score, skipped: dict[str, int]) -> Score:
+        """`score` with the characters its text had that the model never saw."""
+        return dataclasses.replace(score, skipped=skipped, other_form=skipped_form(self.vocab, skipped))
 
     def _score(
         self, ids: np.ndarray | streams.Segments, max_streams: int | None, progress: Callable[[float], None] | None
@@ -354,8 +365,7 @@ class Model:
         run's token file: a held-out text of gigabytes needs no more memory
         than a validation pass. `progress` as for `evaluate`."""
         segments, skipped = self._held_out_ids()
-        score = self._score(segments, streams, progress)
-        return dataclasses.replace(score, skipped=skipped)
+        return self._with_skipped(self._score(segments, streams, progress), skipped)
 
     def inspect_held_out(self, max_chars: int = record.MAX_CHARS) -> record.Inspection:
         """`inspect` on `validation_text()`, of which only the characters read

@@ -46,6 +46,7 @@ def score_record(text_path: str, where: Path, score: Score) -> dict[str, Any]:
         "skipped": sum(score.skipped.values()),
         "skipped_chars": dict(score.skipped),
         "skipped_share": score.skipped_share,
+        "other_form": score.other_form,  # null, or what to do: most of those are the model's own in another form
         "loss": score.loss,
         "bits_per_char": score.bits_per_char,
         "perplexity": score.perplexity,

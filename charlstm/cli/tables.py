@@ -227,6 +227,8 @@ def score_table(text_path: str, where: Path, score: Score) -> Table:
                 f"{score.skipped_share:.0%} of the text was left out: the loss is over the rest only, not comparable "
                 "with a model that reads all of it",
             )
+        if score.other_form is not None:
+            table.add_row("note", score.other_form)
     table.add_row("loss", f"{score.loss:.4f} nats/char")
     table.add_row("bits per char", f"{score.bits_per_char:.4f}")
     table.add_row("perplexity", f"{score.perplexity:.3f}")

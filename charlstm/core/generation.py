@@ -14,7 +14,7 @@ length.
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import NamedTuple
 
 import jax
@@ -89,6 +89,34 @@ def known_form(vocab: Vocab, text: str) -> str | None:
         if not vocab.unknown(unicodedata.normalize(form, text)):
             how = "composed, one character each" if form == "NFC" else "decomposed, letters and accents apart"
             return f"the model knows them written in Unicode's {form} form ({how}): write them so"
+    return None
+
+
+def skipped_form(vocab: Vocab, skipped: Mapping[str, int]) -> str | None:
+    """Where most of the characters a text had and the model never saw are
+    its own, written in another of Unicode's forms (a text saved on macOS
+    has its accents and Hangul apart, NFD, where the model's text had them
+    composed, NFC; they look the same, and `eval` left 77% of such a text
+    out without a word; a walkthrough, 2026-12-06): what to do, in words."""
+    total = sum(skipped.values())
+    known = set(vocab.chars)
+    for text_form, model_form, how in (("NFD", "NFC", "letters and marks apart"), ("NFC", "NFD", "composed")):
+        if text_form == "NFD":  # pieces of the model's composed characters
+            pieces = {p for k in known for p in unicodedata.normalize("NFD", k) if p not in known}
+            explained = sum(n for c, n in skipped.items() if c in pieces)
+        else:  # composed characters whose pieces the model knows
+            explained = sum(
+                n
+                for c, n in skipped.items()
+                if unicodedata.normalize("NFD", c) != c and set(unicodedata.normalize("NFD", c)) <= known
+            )
+        if total and explained >= total / 2:
+            return (
+                f"{explained / total:.0%} of the characters left out are the model's own written another way: this "
+                f"text has them in Unicode's {text_form} form ({how}), the model's text in {model_form}; convert it "
+                f"first (python3 -c \"import sys, unicodedata as u; sys.stdout.write(u.normalize('{model_form}', "
+                'sys.stdin.read()))" < FILE > NEW)'
+            )
     return None
 
 

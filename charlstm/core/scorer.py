@@ -55,6 +55,9 @@ class Score:
     loss: float  # mean cross-entropy, nats per character
     chars: int  # characters predicted and scored
     skipped: Mapping[str, int] = field(default_factory=dict)  # characters left out (not in the vocabulary): count
+    # Where most of those are the model's own in another Unicode form, what
+    # to do (generation.skipped_form); None otherwise.
+    other_form: str | None = None
 
     @property
     def bits_per_char(self) -> float:
