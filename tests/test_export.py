@@ -180,6 +180,12 @@ def test_half_page_is_half_the_weights_and_names_unknown_prime_characters(runs, 
     )  # as the command names them
     assert browser.element_text(dom, "unknown") == message
     assert browser.element_text(dom, "generated") == ""
+    # A character the model knows in another Unicode form (the Kelvin sign is K in NFC), as the command says it.
+    dom = browser.run(browser.page_url(tmp_path / "half.html", {"prime": "\u212aING.", "ui": {"length": 5}}))
+    assert browser.element_text(dom, "unknown") == (
+        "The model never saw '\u212a': the model knows it written in Unicode's NFC form (composed, one character "
+        "each): write it so, or remove it to generate."
+    )
 
 
 @browser.needs_chromium
