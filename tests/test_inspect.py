@@ -111,6 +111,11 @@ def test_unknown_characters_are_left_out_and_max_chars_caps_the_text(trained_run
     model = api.load(trained_run[0])
     seen = model.inspect("\u20acthe king and\u20ac queen\u00fc")
     assert seen.text == "the king and queen" and seen.skipped == {"\u20ac": 2, "\u00fc": 1}
+    # The page names them: the text it shows is the text without them.
+    from charlstm.introspect.page import page_data
+
+    summary = page_data(seen, {}, source="--text", checkpoint="c")["summary"]
+    assert "3 characters the model never saw were left out: '\u20ac' x2, '\u00fc' x1" in summary
     seen = model.inspect("the king and queen of denmark", max_chars=10)
     assert seen.text == "the king a" and seen.truncated == 19 and seen.h.shape[1] == 10
     with pytest.raises(ConfigError, match="max_chars must be >= 2"):

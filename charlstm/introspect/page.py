@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from charlstm.errors import first_few, named_char
 from charlstm.flags import flag
 from charlstm.introspect import features
 from charlstm.introspect.features import FEATURES, UnitScore
@@ -153,7 +154,10 @@ def _summary(inspection: Inspection, checkpoint: str) -> str:
         f"({inspection.loss:.4f} nats) predicting each from the ones before it",
     ]
     if inspection.skipped:
-        lines.append(f"{sum(inspection.skipped.values()):,} characters the model never saw were left out")
+        # Named, as eval names them: the text shown is the text without them (a walkthrough, 2026-12-06).
+        ranked = sorted(inspection.skipped.items(), key=lambda kv: -kv[1])
+        names = first_few([f"{named_char(c)} x{n:,}" for c, n in ranked], 10)
+        lines.append(f"{sum(inspection.skipped.values()):,} characters the model never saw were left out: {names}")
     if inspection.truncated:
         lines.append(f"{inspection.truncated:,} characters after these were not read ({flag('max_chars')})")
     return "\n".join(lines)
