@@ -91,10 +91,14 @@ class TrainingDisplay:
             if self._progress is not None:
                 self._progress.stop()
 
+    @property
+    def _out(self) -> Console:
+        """Where lines go: above the live bar while it shows."""
+        return self._progress.console if self._progress is not None else self.console
+
     def _say(self, message: str, style: str | None = None) -> None:
         # Paths and samples can contain [brackets]: never read messages as markup.
-        console = self._progress.console if self._progress is not None else self.console
-        console.print(message, highlight=False, markup=False, style=style)
+        self._out.print(message, highlight=False, markup=False, style=style)
 
     def handle(self, event: events.Event) -> None:
         with unseen_if_gone():  # the output's reader may have gone: the run trains on, unseen
@@ -145,7 +149,7 @@ class TrainingDisplay:
 
     def _on_sampled(self, event: events.Sampled) -> None:
         lines = [sample_line(line) for line in event.text.replace("\r\n", "\n").split("\n")]
-        console = self._progress.console if self._progress is not None else self.console
+        console = self._out
         if console.is_terminal:
             # Wrapped here, each piece behind the margin: the terminal's own
             # wrapping would run a long line on at column 0, where it reads

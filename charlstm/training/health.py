@@ -76,10 +76,11 @@ class Health:
         clip_low = self._clip_below_norm(event)
         # Before this report's norm joins the median; counted apart, as a
         # sustained growth overrides the episode's first reading below.
-        self._grown_streak = self._grown_streak + 1 if self._grown(event) else 0
+        grown = self._grown(event)
+        self._grown_streak = self._grown_streak + 1 if grown else 0
         found = {
             "clipping": clip_low,
-            "exploding": None if clip_low is not None else self._exploding(event),
+            "exploding": None if clip_low is not None else self._exploding(event, grown),
             "vanishing": self._vanishing(event),
             "loss rising": self._loss_rising(event),
         }
@@ -127,8 +128,8 @@ class Health:
             "only the steps far above it"
         )
 
-    def _exploding(self, event: events.Progress) -> str | None:
-        if self._grown(event):  # the stronger sign, where most steps also clip
+    def _exploding(self, event: events.Progress, grown: bool) -> str | None:
+        if grown:  # the stronger sign, where most steps also clip
             why = f"the norm is {event.grad_norm / statistics.median(self._norms):.0f}x its median since warm-up"
         elif event.clipped_fraction >= EXPLODING_CLIPPED_SHARE:
             why = f"the norm exceeded {flag('grad_clip')} on {event.clipped_fraction:.0%} of the recent steps"

@@ -129,6 +129,8 @@ class TrainingLoop:
         self.pending: list[dict[str, Any]] = []  # the device's metrics of steps not reported yet
         self.healthy = True  # every loss, gradient norm and parameter seen so far is finite
         self.health = Health(self.config.warmup_used)
+        # Whether each validation pass takes long enough to announce (and to count the first in the time left).
+        self.long_passes = setup_notes.long_passes(self.setup, run.model_config)
         self.saved_step: int | None = None
         self.saved_seconds = 0.0  # the run's training time as its newest checkpoint records it
         self.evaluated_step: int | None = None
@@ -340,7 +342,7 @@ class TrainingLoop:
         passes = total // every - self.step // every + (total % every != 0 and self.step < total)
         passes += (self.step % every == 0 or self.step == total) and self.evaluated_step != self.step
         cost = self.time_fit.validation_cost
-        if not cost and setup_notes.long_passes(self.setup, self.run.model_config):
+        if not cost and self.long_passes:
             cost = self.time_fit.one_off
         return steps + passes * cost
 
@@ -395,7 +397,7 @@ class TrainingLoop:
         # agree on the loss all read the whole text (they settle stops at
         # report steps).
         stop = self._should_stop if jax.process_count() == 1 else None
-        chars, large = len(self.setup.val_ids) - 1, setup_notes.long_passes(self.setup, self.run.model_config)
+        chars, large = len(self.setup.val_ids) - 1, self.long_passes
         yield events.Validating(self.step, chars, large)
         reading = self.read(params, self.setup.val_ids, self.config.batch_size)
         told = time.perf_counter()

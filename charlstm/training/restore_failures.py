@@ -29,7 +29,7 @@ def failure_line(where: Path, err: Exception) -> str:
     here on, in this process, Python's warning for each of Orbax's reads the
     restore left unawaited (as the process ends) is dropped: it is the same
     failure again."""
-    warnings.filterwarnings("ignore", _UNAWAITED_READS, RuntimeWarning)  # a repeat replaces it
+    warnings.filterwarnings("ignore", UNAWAITED_READS, RuntimeWarning)  # a repeat replaces it
     odd = pattern_characters(where)
     if odd:
         return (
@@ -105,7 +105,7 @@ _ORBAX_COROUTINES = (
     *("_read_array_index_and_device_put", "async_deserialize", "_async_deserialize", "deserialize"),
     "_get_array_metadatas",
 )
-_UNAWAITED_READS = rf"coroutine '([\w.<>]+\.)?({'|'.join(_ORBAX_COROUTINES)})' was never awaited"
+UNAWAITED_READS = rf"coroutine '([\w.<>]+\.)?({'|'.join(_ORBAX_COROUTINES)})' was never awaited"
 
 
 def _tensorstore_status(text: str) -> bool:
