@@ -1,5 +1,6 @@
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -197,10 +198,13 @@ def test_missing_and_foreign_paths(tmp_path):
 
 
 _INTERRUPTED_LOADS = """
-import json, os, signal, sys, time
+import faulthandler, json, os, signal, sys, time
 from pathlib import Path
 from charlstm.training import checkpoint
 
+# A stuck child prints where every thread waits and ends, rather than
+# holding the test to its timeout (the test reads what it printed).
+faulthandler.dump_traceback_later(60, exit=True)
 run_dir = Path(sys.argv[1])
 checkpoint.load(run_dir)  # compiles and traces what a load does once
 started = time.perf_counter()
@@ -227,6 +231,15 @@ os._exit(0)
 """
 
 
+# CPython's own race, not charlstm's: an interrupt that lands in a `with`
+# on a lock of `threading`, after the lock is taken and before the block
+# begins, leaves it held, and the next thread to want it (here one of the
+# threads Orbax reads through) waits for good. Seen once in about 1,800
+# interrupted restores on a loaded 2-core machine (2026-12-06): every
+# thread waiting in threading.py's `__enter__`.
+_THREADING_RACE = re.compile(r'threading\.py", line \d+ in __enter__')
+
+
 def test_a_ctrl_c_while_restoring_is_an_interrupt_not_an_unreadable_checkpoint(trained):
     """Orbax wraps a KeyboardInterrupt raised in one of its reads in a bare
     Exception, which read as "cannot read checkpoint ...: restoring its
@@ -234,13 +247,38 @@ def test_a_ctrl_c_while_restoring_is_an_interrupt_not_an_unreadable_checkpoint(t
     moments of a restore, each raising KeyboardInterrupt as a Ctrl-C does.
     In a process of its own: an interrupt that lands inside JAX's own
     bookkeeping could break every later JAX call of the process, and this
-    one runs the rest of the suite's tests."""
+    one runs the rest of the suite's tests. A child stuck in CPython's
+    race above is run once more; stuck anywhere else, the test fails with
+    where it waited."""
     _, run_dir = trained
-    child = subprocess.run(
-        [sys.executable, "-c", _INTERRUPTED_LOADS, str(run_dir)], capture_output=True, text=True, timeout=300
-    )
+    for attempt in range(2):
+        child = subprocess.run(
+            [sys.executable, "-c", _INTERRUPTED_LOADS, str(run_dir)], capture_output=True, text=True, timeout=300
+        )
+        if attempt == 0 and child.returncode != 0 and _THREADING_RACE.search(child.stderr):
+            continue
+        break
     assert child.returncode == 0, child.stderr[-3000:]
     assert "interrupted" in json.loads(child.stdout.splitlines()[-1])
+
+
+def test_an_interrupt_inside_orbaxs_read_is_an_interrupt_and_the_next_load_works(trained, monkeypatch):
+    """The same, at one chosen moment and in this process: a Ctrl-C raised
+    inside the read of an array, where Orbax catches it and raises a bare
+    Exception from it."""
+    from orbax.checkpoint._src.serialization import serialization
+
+    _, run_dir = trained
+    read_shard = serialization._read_shard
+
+    async def interrupted_read(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(serialization, "_read_shard", interrupted_read)
+    with pytest.raises(KeyboardInterrupt):
+        checkpoint.load(run_dir)
+    monkeypatch.setattr(serialization, "_read_shard", read_shard)
+    assert checkpoint.load(run_dir).path.name == "12"
 
 
 def test_an_interrupt_is_found_however_deep_orbax_wrapped_it():
