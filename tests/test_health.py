@@ -217,7 +217,8 @@ def test_the_last_line_of_a_resumed_run_gives_its_own_time_then_the_runs(capsys)
     err = capsys.readouterr().err
     assert "time limit at step 72 after 0:18 of training, 0:03 of it validation passes and saves; best" in err
     assert "done at step 72 after 0:18 of training; best" in err
-    assert "done at step 1000 after 0:05 of training (0:46 in all); best validation loss 1.5" in err
+    # Which step the best was, where it was not the last: the checkpoint kept as best.
+    assert "done at step 1000 after 0:05 of training (0:46 in all); best validation loss 1.500 (2.16 bpc) at step 900" in err
     assert "done at step 900 after 0:41 of training; best validation loss 1.5" in err
     assert "done at step 4 after 0:57 of training, 0:55 of it validation passes and saves; best" in err
 
@@ -234,7 +235,8 @@ def test_a_validation_pass_cut_short_is_said_to_be(capsys):
     err = capsys.readouterr().err
     cut_line = "interrupted at step 8 after 0:05 of training; no validation pass yet (the pass at step 8 was cut short)"
     assert cut_line in err
-    assert "interrupted at step 9 after 0:06 of training; best validation loss 2.5" in err and err.count("cut") == 1
+    assert "interrupted at step 9 after 0:06 of training; best validation loss 2.500 (3.61 bpc) at step 8" in err
+    assert err.count("cut") == 1
 
 
 def test_resuming_a_run_that_patience_stopped_says_what_to_give(capsys):

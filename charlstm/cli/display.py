@@ -235,6 +235,8 @@ class TrainingDisplay:
             if event.best_val_loss is not None
             else "no validation pass yet"
         )
+        if event.best_val_loss is not None and event.best_step is not None:
+            best += f" at step {event.best_step}"
         if self._cut_pass is not None and event.reason == "interrupted":  # a resume makes it again
             best += f" (the pass at step {self._cut_pass} was cut short)"
         self._say(f"{event.reason} at step {event.step} after {_trained(event)}; {best}")

@@ -54,8 +54,8 @@ ProcessId = Annotated[
     typer.Option(option("process_id"), envvar="CHARLSTM_PROCESS_ID", help="This process's index, 0 to N-1."),
 ]
 _MAX_TIME = (
-    "Stop after this many minutes of training even if steps remain; a run of at least ten warm-ups that this "
-    "would cut short gets its learning rate schedule fitted to end by then."
+    "Stop after this many minutes of training even if steps remain; a run of at least ten times --warmup "
+    "steps that this would cut short gets its learning rate schedule fitted to end by then."
 )
 _FILL_TIME = (
     "With --max-time: train for all of it, the step count fitted to the time (more steps than --steps's "
