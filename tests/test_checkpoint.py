@@ -290,3 +290,39 @@ def test_an_interrupt_is_found_however_deep_orbax_wrapped_it():
     except Exception as wrapped:
         assert restore_failures.interrupted(wrapped)
     assert not restore_failures.interrupted(Exception("DATA_LOSS: the file is short"))
+
+
+# A run saved by the first day's charlstm (commit be2892f, 2026-11-24), kept
+# as its files: `charlstm train tiny.txt -o gold --steps 8 --eval-every 8
+# --checkpoint-every 8 --hidden 16 --embed 8 --batch-size 4 --seq-len 16
+# --seed 7` on the text below; the expected sample and loss are what that
+# version's own `sample --checkpoint` and `eval` gave on it.
+_OLD_RUN = Path(__file__).parent / "data" / "run-2026-11-24"
+_OLD_TEXT = "The king speaks to the queen and she answers him well. " * 200 + "\n"
+_OLD_SAMPLE = ".lpaahqsamik.dTtunn aqtaewtianqdm\nTtwp.Tepnduei at gng Tnihd w siuwq Tw\n.\nqmnu g\n"
+_OLD_LOSS = 2.9088686301491475
+
+
+def test_a_run_saved_by_the_first_version_reads_samples_the_same_and_resumes(tmp_path):
+    """Never losing a run includes upgrading charlstm: a change to what a
+    checkpoint holds or how it is read must keep this run working."""
+    from typer.testing import CliRunner
+
+    from charlstm.cli import app
+
+    runner = CliRunner()
+    run_dir = tmp_path / "run"
+    shutil.copytree(_OLD_RUN, run_dir)
+    corpus = tmp_path / "tiny.txt"  # it trained on /tmp/hang/tiny.txt: this is a run whose text moved
+    corpus.write_text(_OLD_TEXT, encoding="utf-8")
+
+    info = runner.invoke(app, ["info", str(run_dir)])
+    assert info.exit_code == 0 and "2x16 LSTM, embedding 8" in info.stdout, info.output
+    sampled = runner.invoke(app, ["sample", str(run_dir), "--length", "80", "--seed", "3", "--temp", "0.8"])
+    assert sampled.exit_code == 0 and sampled.stdout == _OLD_SAMPLE, sampled.output
+    scored = runner.invoke(app, ["eval", str(run_dir), str(corpus), "--json"])
+    assert scored.exit_code == 0 and json.loads(scored.stdout)["loss"] == pytest.approx(_OLD_LOSS, rel=1e-6)
+    resumed = runner.invoke(app, ["resume", str(run_dir), "--steps", "10", "--corpus", str(corpus)])
+    assert resumed.exit_code == 0, resumed.output
+    assert "resuming at step 8" in resumed.stderr and "done at step 10" in resumed.stderr
+    assert checkpoint.load(run_dir, prefer=checkpoint.LATEST).path.name == "10"
