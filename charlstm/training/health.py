@@ -150,24 +150,25 @@ class Health:
             how = f"is 0, against {head:.2g} at the output layer"
         else:
             ratio = head / first
-            how = (
+            how = f"({first:.2g}) " + (
                 f"is {ratio:,.0f}x below the output layer's"
                 if ratio < 1e6
                 else "is a millionth of the output layer's or less"
             )
+        recurrent = sum(1 for name in norms if name != "embed" and name.rsplit("_", 1)[-1].isdigit())
+        which = "the first recurrent layer's" if recurrent > 1 else "the recurrent layer's"
+        below = "the lower layers barely learn" if recurrent > 1 else "it barely learns"
         # A learning rate far too high saturates the gates (sigmoid and tanh at
-        # their limits pass no gradient down): the loss then stops falling too.
+        # their limits pass no gradient down): the loss then stands above its
+        # lowest too. With one recurrent layer there is no depth to blame.
+        saturated = f"saturated units pass no gradient down, which a lower {flag('learning_rate')} usually cures"
         if event.loss > STILL_FALLING * self._best_loss:
-            advice = (
-                "the loss is not falling either: saturated units pass no gradient down, which a lower "
-                f"{flag('learning_rate')} usually cures"
-            )
-        else:
+            advice = f"the loss stands above its lowest too: {saturated}"
+        elif recurrent > 1:
             advice = f"fewer {flag('num_layers')} can help"
-        return (
-            f"gradients vanishing: the first recurrent layer's gradient norm ({first:.2g}) {how}, so the lower "
-            f"layers barely learn; {advice}"
-        )
+        else:
+            advice = saturated
+        return f"gradients vanishing: {which} gradient norm {how}, so {below}; {advice}"
 
     def _loss_rising(self, event: events.Progress) -> str | None:
         if not event.loss > LOSS_RISE * self._best_loss:  # a NaN loss is the loop's to handle
@@ -211,18 +212,26 @@ OVERFIT_PASSES = 2
 
 
 def overfitting(history: list[dict[str, float]], since_best: int, patience: int | None) -> str | None:
-    """A warning when a run without --patience has just made its
-    OVERFIT_PASSES-th validation pass in a row above its best by
-    OVERFIT_RISE or more; once per episode, since a new best restarts the count."""
-    if patience is not None or since_best != OVERFIT_PASSES or len(history) <= OVERFIT_PASSES:
+    """A warning when a run without --patience has made OVERFIT_PASSES
+    validation passes in a row above its best by OVERFIT_RISE or more, at
+    the pass where that first holds since the best: once per episode, since
+    a new best starts another. A slow rise counts too: its first passes
+    above the best may stand under OVERFIT_RISE."""
+    if patience is not None or since_best < OVERFIT_PASSES or len(history) <= since_best:
         return None
-    best = history[-1 - OVERFIT_PASSES]
-    recent = [h["val_loss"] for h in history[-OVERFIT_PASSES:]]
-    if min(recent) < OVERFIT_RISE * best["val_loss"]:
+    best_at = len(history) - 1 - since_best
+    best = history[best_at]
+
+    def risen(passes_after: int) -> bool:  # the condition at the pass `passes_after` passes after the best
+        last = history[best_at + passes_after - OVERFIT_PASSES + 1 : best_at + passes_after + 1]
+        return all(h["val_loss"] >= OVERFIT_RISE * best["val_loss"] for h in last)
+
+    if not risen(since_best) or any(risen(n) for n in range(OVERFIT_PASSES, since_best)):
         return None
-    losses = ", ".join(f"{v:.3f}" for v in recent)
+    shown = [f"{h['val_loss']:.3f}" for h in history[best_at + 1 :]]
+    losses = ", ".join(shown if len(shown) <= 4 else ["...", *shown[-4:]])
     return (
-        f"the validation loss has risen for {OVERFIT_PASSES} passes ({losses}; best {best['val_loss']:.3f} at step "
+        f"the validation loss has risen for {since_best} passes ({losses}; best {best['val_loss']:.3f} at step "
         f"{best['step']:g}): the model is memorising its training text instead of learning what carries over to "
         f"text it has not seen (overfitting). sample and eval use the best checkpoint; {flag('patience')} N ends "
         f"such a run early, and more {flag('dropout')}, a smaller model or more text put it off"
