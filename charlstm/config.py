@@ -187,7 +187,7 @@ class TrainConfig:
         wd = self.weight_decay
         check(0 <= wd < math.inf, f"{flag('weight_decay')} must be >= 0 and finite, got {wd}")
         check(0 <= self.dropout < 1, f"{flag('dropout')} must be in [0, 1), got {self.dropout}")
-        check(self.grad_clip > 0, f"{flag('grad_clip')} must be > 0, got {self.grad_clip}")
+        check(self.grad_clip > 0, f"{flag('grad_clip')} must be > 0 (inf: no clipping), got {self.grad_clip}")
         check(
             0 < self.val_fraction < 1,
             f"{flag('val_fraction')} must be strictly between 0 and 1, got {self.val_fraction}",

@@ -232,6 +232,8 @@ CASES = [
     # 0 in float32, where the step computes: nothing learned, status 0 (a walkthrough, 2026-12-06).
     ("lr 0 in float32", ["train", "{corpus}", "--lr", "1e-50"], "--lr must be at least 1.2e-38, got 1e-50: below"),
     ("clip 0 in float32", ["train", "{corpus}", "--clip", "1e-50"], "--clip must be at least 1.2e-38, got 1e-50"),
+    # A teacher showing training without clipping tries 0 first (a walkthrough, 2026-12-06).
+    ("clip 0", ["train", "{corpus}", "--clip", "0"], "--clip must be > 0 (inf: no clipping), got 0.0"),
     # It diverged, and the advice to lower --lr went round in circles.
     ("decay past lr", ["train", "{corpus}", "--weight-decay", "1000"], "--weight-decay 1000 with --lr 0.01 would take"),
     ("decay inf", ["train", "{corpus}", "--weight-decay", "inf"], "--weight-decay must be >= 0 and finite, got inf"),

@@ -228,7 +228,7 @@ def train(
         ),
     ] = _T.dropout,
     grad_clip: Annotated[
-        float, typer.Option(option("grad_clip"), help="Clip the global gradient norm to this.")
+        float, typer.Option(option("grad_clip"), help="Clip the global gradient norm to this (inf: no clipping).")
     ] = _T.grad_clip,
     val_fraction: Annotated[
         float, typer.Option(option("val_fraction"), help="Share of the text, from its end, held out for validation.")
