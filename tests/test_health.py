@@ -9,6 +9,7 @@ import pytest
 from rich.console import Console
 
 from charlstm.cli.display import NORMAL, TrainingDisplay
+from charlstm.cli.format import loss_text
 from charlstm.training import events
 from charlstm.training.health import OVERFIT_PASSES, SUSTAINED, Health, overfitting, worse_than_guessing
 
@@ -207,6 +208,19 @@ def test_the_display_shows_a_warning_and_the_clipped_share(capsys):
     err = capsys.readouterr().err
     assert "step 10: warning: gradients exploding: it is what it is" in err
     assert "clip 90%" in err  # the share is on the progress line too
+
+
+def test_a_run_far_off_course_shows_its_losses_in_three_figures(capsys):
+    """--lr 1e30 with no weight decay (a walkthrough, 2026-12-06): a loss of
+    9e30 was written out in 34 digits, on the progress line and in every
+    table that shows a loss."""
+    display = TrainingDisplay(Console(stderr=True, force_terminal=False, width=200), NORMAL, plain_interval=0.0)
+    display.handle(_progress(10, loss=9260307705179619902903048732672.0, grad_norm=3.1e12))
+    display.handle(events.Finished(10, "done", 2.3e30, 1.0, 10))
+    err = capsys.readouterr().err
+    assert "loss 9.26e+30  val -  |g| 3.1e+12" in err
+    assert "best validation loss 2.3e+30 (3.32e+30 bpc) at step 10" in err
+    assert loss_text(1.5) == "1.500 (2.16 bpc)" and loss_text(123456.0, 4, "") == "1.23e+05 (1.78e+05)"
 
 
 def test_a_sample_shows_control_characters_by_their_escapes_and_wraps_behind_its_margin():

@@ -28,8 +28,8 @@ from rich.progress import (
 from rich.text import Text
 
 from charlstm.cli.format import duration as _duration
+from charlstm.cli.format import fixed, training_options
 from charlstm.cli.format import loss_text as _loss_text
-from charlstm.cli.format import training_options
 from charlstm.cli.outputs import animates, unseen_if_gone
 from charlstm.cli.reading_display import CorpusDisplay
 from charlstm.flags import option
@@ -284,7 +284,11 @@ class TrainingDisplay:
         """The step's figures, most wanted first; on the live bar those that
         fit beside it in the terminal's width now."""
         clipped = f" clip {event.clipped_fraction:.0%}" if event.clipped_fraction else ""
-        parts = [f"loss {event.loss:.3f}", f"val {_loss_text(self._val)}", f"|g| {event.grad_norm:.2f}{clipped}"]
+        parts = [
+            f"loss {fixed(event.loss, 3)}",
+            f"val {_loss_text(self._val)}",
+            f"|g| {fixed(event.grad_norm, 2)}{clipped}",
+        ]
         parts += [f"lr {event.lr:.2e}", f"{event.chars_per_sec / 1000:.1f}k chars/s"]
         if self._progress is None:
             return "  ".join(parts)

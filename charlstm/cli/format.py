@@ -16,9 +16,16 @@ if TYPE_CHECKING:
     from charlstm.config import TrainConfig
 
 
+def fixed(x: float, digits: int) -> str:
+    """x to `digits` decimals, or to three figures from 100,000 up: a run far
+    off course (--lr 1e30) reached a loss of 9e30, written out in 34 digits
+    that stretched every column of `charlstm runs` (a walkthrough, 2026-12-06)."""
+    return f"{x:.3g}" if abs(x) >= 1e5 else f"{x:.{digits}f}"
+
+
 def loss_text(nats: float | None, digits: int = 3, unit: str = " bpc") -> str:
     """A loss in nats per character, with its bits per character."""
-    return "-" if nats is None else f"{nats:.{digits}f} ({bits(nats):.{digits - 1}f}{unit})"
+    return "-" if nats is None else f"{fixed(nats, digits)} ({fixed(bits(nats), digits - 1)}{unit})"
 
 
 def checkpoint_text(model: Model) -> str:
@@ -33,11 +40,11 @@ def checkpoint_text(model: Model) -> str:
     own = next((h["val_loss"] for h in model.history if int(h["step"]) == model.step), None)
     best_step = int(min(model.history, key=lambda h: h["val_loss"])["step"]) if model.history else None
     if best_step is None:
-        return f"{model.path} (step {model.step}, the run's best validation loss {best:.3f})"
+        return f"{model.path} (step {model.step}, the run's best validation loss {fixed(best, 3)})"
     if best_step == model.step:
-        return f"{model.path} (step {model.step}, validation loss {own:.3f})"
-    here = "not validated" if own is None else f"validation loss {own:.3f}"
-    return f"{model.path} (step {model.step}, {here}; the run's best {best:.3f} at step {best_step})"
+        return f"{model.path} (step {model.step}, validation loss {fixed(best if own is None else own, 3)})"
+    here = "not validated" if own is None else f"validation loss {fixed(own, 3)}"
+    return f"{model.path} (step {model.step}, {here}; the run's best {fixed(best, 3)} at step {best_step})"
 
 
 def size(n: float) -> str:

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 
 from charlstm.cli.display import NORMAL, QUIET, VERBOSE, TrainingDisplay
-from charlstm.cli.format import loss_text, trial_seconds
+from charlstm.cli.format import fixed, loss_text, trial_seconds
 from charlstm.cli.outputs import animates, unseen_if_gone
 from charlstm.flags import as_options
 from charlstm.training import events
@@ -87,7 +87,7 @@ class SearchDisplay:
         elif isinstance(event, events.Rescheduled) and self._progress is not None and self._task is not None:
             self._progress.update(self._task, total=event.steps)  # a time budget's refitted end
         elif isinstance(event, events.Progress) and self._progress is not None and self._task is not None:
-            stats = f"loss {event.loss:.3f}  {event.chars_per_sec / 1000:.1f}k chars/s"
+            stats = f"loss {fixed(event.loss, 3)}  {event.chars_per_sec / 1000:.1f}k chars/s"
             self._progress.update(self._task, completed=event.step, stats=stats)
 
 
