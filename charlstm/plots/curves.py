@@ -1,7 +1,8 @@
 """Loss curves from runs' `metrics.jsonl` records, drawn to a PNG.
 
 Two panels share the loss axis: loss against step (compare sample
-efficiency) and against training time (compare what a run costs). Each
+efficiency) and against the run's time, its validation passes and saves
+included (compare what a run costs). Each
 run gets one colour: its training loss a thin translucent line, its
 validation loss a solid line with markers.
 """
@@ -88,7 +89,9 @@ def build_figure(runs: Sequence[Run], *, width_px: int = 1200, height_px: int = 
     by_step.set_ylabel("loss (nats/char)")
     by_step.xaxis.set_major_locator(MaxNLocator(integer=True))
     by_step.xaxis.set_major_formatter(FuncFormatter(lambda value, _pos: f"{value:,.0f}"))
-    by_time.set_xlabel("training time (minutes)")
+    # `elapsed` is the run's own clock: its validation passes, samples and
+    # saves are in it (what a run costs), so a pass shows as a flat stretch.
+    by_time.set_xlabel("time (minutes, validation passes included)")
     bpc = by_time.secondary_yaxis("right", functions=(_nats_to_bits, _bits_to_nats))
     bpc.set_ylabel("bits/char")
     for axes in (by_step, by_time):
