@@ -700,3 +700,16 @@ def test_a_model_too_large_for_the_memory_here_is_refused_before_anything_is_bui
     wide = ModelConfig(vocab_size=2_000_000, hidden_size=8, embed_dim=8, num_layers=1)
     with pytest.raises(ConfigError, match=r"or a smaller batch_size or seq_len$"):
         refuse_too_large(wide, TrainConfig(batch_size=256, seq_len=256), free=20 * 10**9)
+
+
+def test_a_run_worse_than_guessing_is_told_so_again_as_it_ends(tiny_corpus, tmp_path):
+    """--lr 50 on a small model (a teacher's walkthrough, 2026-12-06):
+    "worse than guessing" was said at the first pass only, and the run ended
+    on a plain "done", status 0, where a user who scrolled past it saw
+    nothing wrong. The last warning before the end says it of the run's best."""
+    run = new_tiny_run(tiny_corpus, learning_rate=5.0, weight_decay=0.0, grad_clip=math.inf, warmup_steps=1)
+    got = train(run, tmp_path / "run")
+    guessing = [e for e in got if isinstance(e, events.Warned) and e.kind == "worse than guessing"]
+    assert len(guessing) == 2 and guessing[0].message.startswith("the validation loss ")
+    assert guessing[1].message.startswith(f"the run's best validation loss {run.best_val_loss:.3f} is worse than")
+    assert got.index(guessing[1]) == len(got) - 2 and isinstance(got[-1], events.Finished)

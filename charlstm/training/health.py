@@ -187,15 +187,16 @@ class Health:
 GUESSING_MARGIN = 1.1
 
 
-def worse_than_guessing(val_loss: float, vocab_size: int) -> str | None:
-    """A warning when a validation pass scores worse than guessing every
-    character equally: the run is finite, so not diverged, but has learned
-    nothing it can use."""
+def worse_than_guessing(val_loss: float, vocab_size: int, best: bool = False) -> str | None:
+    """A warning when a validation pass (or with `best`, the run's best)
+    scores worse than guessing every character equally: the run is finite,
+    so not diverged, but has learned nothing it can use."""
     uniform = math.log(vocab_size)
     if not val_loss > GUESSING_MARGIN * uniform:
         return None
+    which = "the run's best validation loss" if best else "the validation loss"
     return (
-        f"the validation loss {val_loss:.3f} is worse than guessing every character equally (ln {vocab_size} = "
+        f"{which} {val_loss:.3f} is worse than guessing every character equally (ln {vocab_size} = "
         f"{uniform:.3f}): the model has learned nothing it can use, and its samples will be noise; a "
         f"{flag('learning_rate')} far too high does this, so a lower one usually cures it"
     )

@@ -260,6 +260,12 @@ class TrainingLoop:
         # a resume counts on from. (A pass after the save is owed again by a
         # resume, which rewrites that checkpoint: its time counts from then.)
         seconds = self.saved_seconds if self.saved_step == self.step and not stale else self._clock()
+        best = self.run.best_val_loss
+        guessing = None if best is None else health.worse_than_guessing(best, self.run.model_config.vocab_size, True)
+        if guessing is not None and self.told_guessing:
+            # Said again as the run ends, where a user who scrolled past the
+            # first would otherwise read a plain "done" (a walkthrough, 2026-12-06).
+            yield events.Warned(self.step, "worse than guessing", guessing)
         yield events.Finished(
             self.step,
             reason,
