@@ -25,3 +25,10 @@ def time_limit(seconds: float) -> str:
 def bits(nats: float) -> float:
     """A loss in nats per character as bits per character."""
     return nats / LN2
+
+
+def fixed(x: float, digits: int) -> str:
+    """x to `digits` decimals, or to three figures from 100,000 up: a run far
+    off course (--lr 1e30) reached a loss of 9e30, written out in 34 digits
+    that stretched every column of `charlstm runs` (a walkthrough, 2026-12-06)."""
+    return f"{x:.3g}" if abs(x) >= 1e5 else f"{x:.{digits}f}"

@@ -269,7 +269,10 @@ def test_the_last_line_of_a_resumed_run_gives_its_own_time_then_the_runs(capsys)
     assert "time limit at step 72 after 0:18 of training, 0:03 of it validation passes and saves; best" in err
     assert "done at step 72 after 0:18 of training; best" in err
     # Which step the best was, where it was not the last: the checkpoint kept as best.
-    assert "done at step 1000 after 0:05 of training (0:46 in all); best validation loss 1.500 (2.16 bpc) at step 900" in err
+    assert (
+        "done at step 1000 after 0:05 of training (0:46 in all); best validation loss 1.500 (2.16 bpc) at step 900"
+        in err
+    )
     assert "done at step 900 after 0:41 of training; best validation loss 1.5" in err
     assert "done at step 4 after 0:57 of training, 0:55 of it validation passes and saves; best" in err
 

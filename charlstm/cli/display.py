@@ -28,13 +28,13 @@ from rich.progress import (
 from rich.text import Text
 
 from charlstm.cli.format import duration as _duration
-from charlstm.cli.format import fixed, training_options
 from charlstm.cli.format import loss_text as _loss_text
+from charlstm.cli.format import training_options
 from charlstm.cli.outputs import animates, unseen_if_gone
 from charlstm.cli.reading_display import CorpusDisplay
 from charlstm.flags import option
 from charlstm.training import events
-from charlstm.units import minutes
+from charlstm.units import fixed, minutes
 
 QUIET, NORMAL, VERBOSE = 0, 1, 2
 

@@ -9,18 +9,11 @@ from typing import TYPE_CHECKING
 
 from charlstm.errors import named_char
 from charlstm.flags import label
-from charlstm.units import bits
+from charlstm.units import bits, fixed
 
 if TYPE_CHECKING:
     from charlstm.api.model import Model
     from charlstm.config import TrainConfig
-
-
-def fixed(x: float, digits: int) -> str:
-    """x to `digits` decimals, or to three figures from 100,000 up: a run far
-    off course (--lr 1e30) reached a loss of 9e30, written out in 34 digits
-    that stretched every column of `charlstm runs` (a walkthrough, 2026-12-06)."""
-    return f"{x:.3g}" if abs(x) >= 1e5 else f"{x:.{digits}f}"
 
 
 def loss_text(nats: float | None, digits: int = 3, unit: str = " bpc") -> str:

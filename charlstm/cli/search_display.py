@@ -12,11 +12,12 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 
 from charlstm.cli.display import NORMAL, QUIET, VERBOSE, TrainingDisplay
-from charlstm.cli.format import fixed, loss_text, trial_seconds
+from charlstm.cli.format import loss_text, trial_seconds
 from charlstm.cli.outputs import animates, unseen_if_gone
 from charlstm.flags import as_options
 from charlstm.training import events
 from charlstm.training.tune import SHORT_TRIAL
+from charlstm.units import fixed
 
 
 class SearchDisplay:

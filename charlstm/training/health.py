@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 
 from charlstm.flags import flag
 from charlstm.training import events
+from charlstm.units import fixed
 
 SUSTAINED = 3  # reports in a row
 # Clipping on most steps means the gradients keep exceeding --clip: the
@@ -174,7 +175,7 @@ class Health:
         if not event.loss > LOSS_RISE * self._best_loss:  # a NaN loss is the loop's to handle
             return None
         return (
-            f"training loss rising: {event.loss:.3f} against {self._best_loss:.3f} at its lowest, for "
+            f"training loss rising: {fixed(event.loss, 3)} against {fixed(self._best_loss, 3)} at its lowest, for "
             f"{SUSTAINED} reports in a row; a lower {flag('learning_rate')} usually steadies training"
         )
 
@@ -196,7 +197,7 @@ def worse_than_guessing(val_loss: float, vocab_size: int, best: bool = False) ->
         return None
     which = "the run's best validation loss" if best else "the validation loss"
     return (
-        f"{which} {val_loss:.3f} is worse than guessing every character equally (ln {vocab_size} = "
+        f"{which} {fixed(val_loss, 3)} is worse than guessing every character equally (ln {vocab_size} = "
         f"{uniform:.3f}): the model has learned nothing it can use, and its samples will be noise; a "
         f"{flag('learning_rate')} far too high does this, so a lower one usually cures it"
     )
