@@ -64,10 +64,14 @@ def compiled_step(
     norm: str = "none",
     dropout: float = 0.0,
     precision: str = "fp32",
+    weight_decay: float | None = None,
 ) -> CompiledStep:
-    """The jitted training step at one shape, compiled, on random tokens."""
+    """The jitted training step at one shape, compiled, on random tokens;
+    AdamW's weight decay as `charlstm train`'s unless `weight_decay` says."""
     model_cfg = ModelConfig(vocab_size=vocab, embed_dim=embed, hidden_size=hidden, num_layers=layers, norm=norm)
     train_cfg = TrainConfig(batch_size=batch, seq_len=seq_len, dropout=dropout, precision=precision)
+    if weight_decay is not None:
+        train_cfg = dataclasses.replace(train_cfg, weight_decay=weight_decay)
     state = init_state(model_cfg, train_cfg)
     rng = np.random.default_rng(0)
     tokens = rng.integers(0, vocab, size=(batch, seq_len + 1), dtype=np.int32)

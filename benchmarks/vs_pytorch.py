@@ -8,7 +8,9 @@
     python benchmarks/vs_pytorch.py --precision bf16   # bf16 products on both sides (training rows only)
 
 Training: charlstm's real jitted step (embedding, stacked LSTM, dense head,
-AdamW without decay, global-norm clipping at 1.0, fp32), over the devices
+AdamW with its weight decay set to 0, as PyTorch's Adam has none, and its
+warm-up and cosine schedule, a few scalar operations a step; global-norm
+clipping at 1.0, fp32), over the devices
 `charlstm train` splits the batch over (on a CPU of two cores or more, two:
 charlstm/runtime/cpu_devices.py; `--charlstm-devices 1` times one), against PyTorch's
 nn.Embedding + nn.LSTM (oneDNN on CPU, cuDNN on GPU) + nn.Linear with Adam and
@@ -21,8 +23,9 @@ per character with carried state; the median of three runs each.
 This machine's neighbours make timings drift by up to a third within minutes,
 so the small row and sampling are measured in `--rounds` rounds (default 5),
 the large row in the first `--large-rounds` of them (default 3), each round
-running charlstm and PyTorch once in turn, and each side's median round is
-reported; every round is kept in the JSON. PyTorch under glibc's defaults
+running charlstm and PyTorch once in turn (charlstm first in the first
+round, then the first side alternating), and each side's median round is
+reported, the matrix product's GFLOP/s too; every round is kept in the JSON. PyTorch under glibc's defaults
 runs in the first round only. So that one run fits in 10 minutes on the
 2-core CPU, the other rows (`--growth`) are opt-in and measured once. Each child also times one large
 fp32 matrix product (2048 x 1024 x 1024) in its own framework: that is the
@@ -303,8 +306,16 @@ def worker(framework: str, names: list[str], steps: int, sample: bool, precision
     for name in names:
         c = configs[name]
         if framework == "charlstm":
+            # No weight decay, as PyTorch's Adam has none: the same optimizer work.
             compiled = compiled_step(
-                c["hidden"], c["layers"], c["batch"], c["seq_len"], embed=c["embed"], vocab=VOCAB, precision=precision
+                c["hidden"],
+                c["layers"],
+                c["batch"],
+                c["seq_len"],
+                embed=c["embed"],
+                vocab=VOCAB,
+                precision=precision,
+                weight_decay=0.0,
             )
             r = measure(compiled, steps)
             out.append(
@@ -409,7 +420,11 @@ def main() -> None:
         return
 
     wanted = args.rows or (["small"] if args.quick else [*MAIN_ROWS, *(n for n, _ in _growth() if args.growth)])
-    names = [n for n, _ in all_configs() if n in wanted]
+    known = [n for n, _ in all_configs()]
+    unknown = [n for n in wanted if n not in known]
+    if unknown:
+        parser.error(f"no training row {', '.join(map(repr, unknown))}: the rows are {', '.join(map(repr, known))}")
+    names = [n for n in known if n in wanted]
     started = time.perf_counter()
     measured = [s for s in SIDES if not (args.no_system_malloc and s[0] == "torch_system")]
     sides: dict[str, dict[str, dict]] = {"torch_system": {}}
@@ -433,24 +448,28 @@ def main() -> None:
     main_rows = [n for n in names if n in MAIN_ROWS]
     repeated = [*main_rows, *(f"sample b{b}" for b in SAMPLE_BATCHES)]
     rounds = {side: {n: [sides[side][n]["chars_per_s"]] for n in repeated} for side, _, _ in measured}
+    peaks = {side: [sides[side]["matmul peak"]["gflops"]] for side in ("charlstm", "torch")}
     for r in range(1, args.rounds):
         this_round = [n for n in main_rows if n != "large" or r < args.large_rounds]
-        for side, framework, memory in SIDES[:2]:
+        # The first round runs charlstm first; later ones alternate which side
+        # goes first, so that neither always meets the machine in one state.
+        for side, framework, memory in SIDES[:2] if r % 2 == 0 else SIDES[1::-1]:
             print(f"round {r + 1}: measuring {side} ...", file=sys.stderr, flush=True)
             again = run_side(
                 framework, memory, this_round, args.steps, devices=args.charlstm_devices, precision=args.precision
             )
             for n in [*this_round, *(f"sample b{b}" for b in SAMPLE_BATCHES)]:
                 rounds[side][n].append(again[n]["chars_per_s"])
-            best_peak = max(again["matmul peak"]["gflops"], sides[side]["matmul peak"]["gflops"])
-            sides[side]["matmul peak"] = {"config": "matmul peak", "gflops": best_peak}
+            peaks[side].append(again["matmul peak"]["gflops"])
     for side in rounds:
         for n in repeated:
             sides[side][n]["chars_per_s"] = round(statistics.median(rounds[side][n]))
+    for side, gflops in peaks.items():  # the median round, as for the rows
+        sides[side]["matmul peak"] = {"config": "matmul peak", "gflops": round(statistics.median(gflops), 1)}
     minutes = (time.perf_counter() - started) / 60
     peak = {side: sides[side]["matmul peak"]["gflops"] for side in ("charlstm", "torch")}
     shape = "2048x1024x1024" if ran["charlstm"]["platform"] == "cpu" else "8192x8192x8192"
-    print(f"fp32 matmul {shape}: JAX {peak['charlstm']} GFLOP/s, PyTorch {peak['torch']} GFLOP/s")
+    print(f"fp32 matmul {shape} (median round): JAX {peak['charlstm']} GFLOP/s, PyTorch {peak['torch']} GFLOP/s")
     tf32 = ran["torch"]["tf32"]
     print(
         f"(float32 products at each side's default: JAX precision {ran['charlstm']['matmul_precision']}, "
@@ -502,7 +521,8 @@ def main() -> None:
         rows.append(row)
         print(
             f"{name:<11} {c['embed']:>4} {c['hidden']:>5} {c['layers']:>2} {c['batch']:>4} {c['seq_len']:>4} "
-            f"{row['charlstm_chars_per_s']:>12,} {theirs:>10,} {row['ratio']!s:>6} {plain or '-'!s:>10} "
+            f"{row['charlstm_chars_per_s']:>12,} {theirs:>10,} {row['ratio']!s:>6} "
+            f"{f'{plain:,}' if plain else '-':>10} "
             f"{row['ratio_vs_torch_system_malloc'] or '-'!s:>6} "
             f"{row['compile_s']:>9} {row['xla_planned_mb']!s:>7} {row['charlstm_gflops']:>8} {row['torch_gflops']:>13}"
         )
@@ -513,10 +533,12 @@ def main() -> None:
     if args.precision == "bf16":
         print("(training rows: bfloat16 products on both sides, charlstm --precision bf16, PyTorch autocast)")
     how = (
-        f"small and sampling: each side's median of {args.rounds} alternating rounds, large: of the first "
-        f"{min(args.large_rounds, args.rounds)}; PyTorch*: the first round only"
+        f"small and sampling: each side's median of {args.rounds} rounds, the first side alternating, large: of "
+        f"the first {min(args.large_rounds, args.rounds)}; PyTorch*: the first round only"
     )
     print(f"({how}; {minutes:.1f} minutes)")
+    if args.smoke:
+        print("(--smoke: toy sizes, a check that every path runs; these figures are not a result)")
 
     print(
         f"\nsampling {SAMPLE_LENGTH:,} characters (small model, float32)\n"
@@ -530,15 +552,15 @@ def main() -> None:
             "config": key,
             "charlstm_chars_per_s": ours,
             "torch_chars_per_s": theirs,
-            "ratio": round(ours / theirs, 1),
+            "ratio": _ratio(ours, theirs),
             "torch_system_malloc_chars_per_s": plain,
-            "ratio_vs_torch_system_malloc": None if not plain else round(ours / plain, 1),
+            "ratio_vs_torch_system_malloc": _ratio(ours, plain),
             "compile_s": sides["charlstm"][key]["compile_s"],
             "rounds": {side: rounds[side][key] for side in rounds},  # chars/s of every round
         }
         rows.append(row)
         print(
-            f"{batch:>5} {ours:>12,} {theirs:>10,} {row['ratio']:>6} {plain or '-'!s:>10} "
+            f"{batch:>5} {ours:>12,} {theirs:>10,} {row['ratio']!s:>6} {f'{plain:,}' if plain else '-':>10} "
             f"{row['ratio_vs_torch_system_malloc'] or '-'!s:>6}"
         )
 
@@ -556,6 +578,10 @@ def main() -> None:
                     "torch_malloc": "the same settings as charlstm (runtime.hostmem); *_system_malloc: glibc defaults",
                     "rounds": how,
                     "precision": args.precision,  # of the training rows' products; sampling is float32
+                    "smoke": args.smoke,  # toy sizes: a check that every path runs, not a result
+                    "steps": args.steps,  # timed training steps per row and round
+                    "sample_length": SAMPLE_LENGTH,
+                    "argv": sys.argv[1:],
                     "minutes": round(minutes, 1),
                     "matmul_peak_gflops": {"jax": peak["charlstm"], "torch": peak["torch"]},
                     "rows": rows,
