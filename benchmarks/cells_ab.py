@@ -39,7 +39,7 @@ from pathlib import Path
 
 import jax
 import numpy as np
-from machine import describe
+from machine import provenance
 from step_speed import CompiledStep, compiled_step
 
 import charlstm.core.model as model_module
@@ -162,6 +162,14 @@ def main() -> None:
     args = parser.parse_args()
     keep_host_memory()  # as the CLI does
     shape = [int(n) for n in args.shape.split(",")]
+    found = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--verify", "--quiet", f"{args.revision}^{{commit}}"],
+        capture_output=True,
+        text=True,
+    )
+    if found.returncode != 0:
+        parser.error(f"{args.revision!r} is not a revision of this repository (git rev-parse found no commit)")
+    commit = found.stdout.strip()
     a = compiled_with(cells_at(args.revision), shape, args.norm, args.dropout)
     b = compiled_with(working_cells(), shape, args.norm, args.dropout)
     result = paired(a, b, args.pairs)
@@ -172,8 +180,8 @@ def main() -> None:
         f"over {args.pairs} pairs; parameters bit-identical after 3 steps: {result['bit_identical_after_3_steps']}"
     )
     if args.json:
-        record = {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": describe(), "jax": jax.__version__}
-        record |= {"revision": args.revision, "shape": args.shape, "norm": args.norm, "dropout": args.dropout}
+        record = {**provenance(), "jax": jax.__version__, "revision": args.revision, "revision_commit": commit}
+        record |= {"shape": args.shape, "norm": args.norm, "dropout": args.dropout}
         Path(args.json).write_text(json.dumps(record | result, indent=2) + "\n", encoding="utf-8")
 
 

@@ -27,7 +27,7 @@ import subprocess
 import sys
 import time
 
-from machine import describe
+from machine import describe, provenance
 
 ROWS = [
     # (label, forced CPU devices, --devices, processes)
@@ -152,6 +152,8 @@ def main() -> None:
         with open(args.json, "w") as f:
             json.dump(
                 {
+                    **provenance(),
+                    "steps": args.steps,
                     "shape": args.shape,
                     "norm": args.norm,
                     "dropout": args.dropout,

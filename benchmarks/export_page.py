@@ -22,6 +22,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the tests' Chromium driver
 
+from machine import provenance  # noqa: E402
+
 import charlstm  # noqa: E402
 from tests import browser  # noqa: E402
 
@@ -76,7 +78,7 @@ def main() -> None:
         finally:
             session.close()
     if args.json:
-        args.json.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+        args.json.write_text(json.dumps({**provenance(), **results}, indent=1) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from machine import describe
+from machine import describe, provenance
 
 ROOT = Path(__file__).resolve().parent.parent
 SHAKESPEARE = ROOT / "corpora" / "shakespeare.txt"
@@ -95,6 +95,7 @@ def main() -> None:
     report = {
         "date": time.strftime("%Y-%m-%d"),
         "machine": describe(),
+        **provenance(),
         "settings": {"base_steps": args.base_steps, "steps": args.steps, "lrs": args.lrs, "seeds": args.seeds},
         "summary": summary,
         "results": results,

@@ -45,7 +45,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from machine import describe
+from machine import describe, provenance
 
 ROOT = Path(__file__).resolve().parent.parent
 SHAKESPEARE = ROOT / "corpora" / "shakespeare.txt"
@@ -216,6 +216,7 @@ def main() -> None:
             "src": str(args.src or ROOT),
             "system_malloc": args.system_malloc,
         },
+        **provenance(),
         "results": results,
     }
     if args.out:

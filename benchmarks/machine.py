@@ -1,4 +1,6 @@
-"""What a benchmark ran on, in one line for its table and its JSON.
+"""What a benchmark ran on, in one line for its table and its JSON
+(`describe`), and all a result file records to be read and run again
+(`provenance`).
 
 The machines this project is measured on change from one session to the
 next (an AMD EPYC with 1 MB of L2 a core one day, an Intel Xeon with 2 MB
@@ -10,8 +12,12 @@ cache and the vector units that matter here, not only `platform.machine()`.
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import platform
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 # The instruction sets that change which kernels the frameworks pick.
@@ -60,3 +66,35 @@ def describe() -> str:
     if notable:
         parts.append(" ".join(notable))
     return ", ".join(parts)
+
+
+def _commit() -> str | None:
+    """The checkout's commit, with "+changes" where its tracked files differ; None outside git."""
+    here = Path(__file__).resolve().parent
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD"], cwd=here, capture_output=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if head.returncode != 0:
+        return None
+    return head.stdout.strip() + ("+changes" if dirty.returncode == 1 else "")
+
+
+def provenance() -> dict[str, object]:
+    """What every result file records, so that it can be read and run again:
+    when, on what, with which versions and code, and the command line."""
+    versions = {}
+    for package in ("jax", "jaxlib", "flax", "optax", "numpy", "torch"):
+        try:
+            versions[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return {
+        "date": time.strftime("%Y-%m-%d %H:%M %Z"),
+        "machine": describe(),
+        "python": platform.python_version(),
+        "versions": versions,
+        "commit": _commit(),
+        "command": [Path(sys.argv[0]).name, *sys.argv[1:]],
+    }

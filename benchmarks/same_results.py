@@ -28,6 +28,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from machine import provenance
+
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "corpora" / "shakespeare.txt"
 
@@ -147,7 +149,7 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory() as work:
         cases = {name: fingerprint(name, options, Path(work)) for name, options in CASES}
-    result = {"jax": jax.__version__, "backend": jax.default_backend(), "cases": cases}
+    result = {**provenance(), "jax": jax.__version__, "backend": jax.default_backend(), "cases": cases}
     text = json.dumps(result, indent=1)
     if args.out:
         args.out.write_text(text + "\n", encoding="utf-8")

@@ -35,7 +35,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from machine import describe
+from machine import describe, provenance
 
 PRIMES = ["ROMEO.\n", "To be, or not to be", "KING HENRY.\nNow, lords,", "\n"]
 
@@ -169,7 +169,7 @@ def main() -> int:
         row = f"| {label} | {m['chars_per_s']:,.0f} | {m['speedup']:.1f} | {m['p50_s']:.3f} s | {m['p99_s']:.3f} s |"
         print(row)
     if args.out:
-        args.out.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+        args.out.write_text(json.dumps({**provenance(), **result}, indent=1) + "\n", encoding="utf-8")
     return 0
 
 

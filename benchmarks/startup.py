@@ -24,25 +24,39 @@ import tempfile
 import time
 from pathlib import Path
 
+from machine import provenance
+
+ROOT = Path(__file__).resolve().parent.parent
+
 
 def _charlstm() -> list[str]:
-    exe = Path(sys.executable).parent / "charlstm"
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", "charlstm"]
+    """`python -m charlstm` of this checkout (`_env` puts it first on the
+    path): an installed `charlstm` script would run whichever checkout was
+    installed, so a worktree of an older revision would time today's code."""
+    return [sys.executable, "-m", "charlstm"]
 
 
-def _time(args: list[str], env: dict[str, str] | None = None) -> float:
+def _env(base: dict[str, str]) -> dict[str, str]:
+    return {**base, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), base.get("PYTHONPATH")]))}
+
+
+def _time(args: list[str], env: dict[str, str]) -> float:
     start = time.perf_counter()
-    subprocess.run([*_charlstm(), *args], check=True, capture_output=True, env=env)
+    done = subprocess.run([*_charlstm(), *args], capture_output=True, text=True, env=_env(env))
+    if done.returncode != 0:
+        raise SystemExit(f"startup: charlstm {' '.join(args)} failed ({done.returncode}):\n{done.stderr.strip()}")
     return time.perf_counter() - start
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", type=Path, help="run to sample from [default: train a default-size one]")
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=5, help="runs of each command (their median is shown)")
     parser.add_argument("--length", type=int, default=1000, help="characters per sample")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
+    if args.repeats < 1:
+        parser.error("--repeats must be at least 1")
 
     with tempfile.TemporaryDirectory() as tmp:
         env = {k: v for k, v in os.environ.items() if not k.startswith("CHARLSTM_")}
@@ -51,7 +65,7 @@ def main() -> None:
             run = Path(tmp) / "run"
             print("training a default-size model for one step to sample from ...", file=sys.stderr)
             train = ["--no-cache", "train", "shakespeare.txt", "--steps", "1", "--out", str(run), "-q"]
-            subprocess.run([*_charlstm(), *train], check=True, cwd=tmp)
+            subprocess.run([*_charlstm(), *train], check=True, cwd=tmp, env=_env(dict(os.environ)))
         sample = ["sample", "-c", str(run), "-n", str(args.length), "-q"]
         rows: dict[str, list[float]] = {"charlstm --help": [], "charlstm sample --help": [], "first": [], "second": []}
         for i in range(args.repeats):
@@ -71,7 +85,8 @@ def main() -> None:
     for name, times in rows.items():
         print(f"{labels.get(name, name):<55} {medians[name]:>9.2f} {min(times):>7.2f} {max(times):>7.2f}")
     if args.json:
-        args.json.write_text(json.dumps({"repeats": args.repeats, "seconds": rows, "median": medians}, indent=1))
+        found = {**provenance(), "length": args.length, "repeats": args.repeats, "seconds": rows, "median": medians}
+        args.json.write_text(json.dumps(found, indent=1))
 
 
 if __name__ == "__main__":

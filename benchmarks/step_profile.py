@@ -40,7 +40,7 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
-from machine import describe
+from machine import describe, provenance
 from step_speed import compiled_step
 
 from charlstm.runtime.hostmem import keep_host_memory
@@ -325,7 +325,7 @@ def main() -> None:
     if args.json:
         with open(args.json, "w") as f:
             result = {"shape": shape, "norm": args.norm, "jax": jax.__version__, "charlstm": jx, "torch": pt}
-            json.dump({**result, "machine": describe(), "date": time.strftime("%Y-%m-%d %H:%M")}, f, indent=2)
+            json.dump({**provenance(), **result}, f, indent=2)
 
 
 if __name__ == "__main__":

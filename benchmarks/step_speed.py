@@ -25,7 +25,7 @@ import time
 
 import jax
 import numpy as np
-from machine import describe
+from machine import describe, provenance
 
 from charlstm.config import ModelConfig, TrainConfig
 from charlstm.core.model import count_params
@@ -158,7 +158,8 @@ def main() -> None:
         )
     if args.json:
         with open(args.json, "w") as f:
-            meta = {"backend": jax.default_backend(), "device": device, "jax": jax.__version__}
+            meta = {**provenance(), "backend": jax.default_backend(), "device": device, "jax": jax.__version__}
+            meta |= {"steps": args.steps, "shapes": args.shape or DEFAULT_SHAPES}
             meta |= {"precision": args.precision, "norm": args.norm, "dropout": args.dropout}
             meta |= {"xla_flags": os.environ.get("XLA_FLAGS", "")}
             json.dump({**meta, "results": rows}, f, indent=2)

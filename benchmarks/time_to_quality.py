@@ -44,6 +44,7 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -54,6 +55,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from machine import provenance
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPORA = {
@@ -97,12 +100,17 @@ ALL_RUNS = [*CHARLSTM_RUNS, *TORCH_RUNS]
 
 
 def corpus_path(name: str) -> Path:
-    """A named benchmark corpus (built on first use) or a file."""
+    """A named benchmark corpus (built on first use, saying so) or a file;
+    SystemExit with what to do where neither is there."""
     if name not in CORPORA:
+        if not Path(name).is_file():
+            raise SystemExit(f"time_to_quality: no file {name}, and not a corpus of {', '.join(CORPORA)}")
         return Path(name)
     path, builder = CORPORA[name]
     if not path.is_file() and builder is not None:
-        subprocess.run([sys.executable, str(builder)], check=True)
+        print(f"building {path} first: python {builder.relative_to(ROOT)}", file=sys.stderr, flush=True)
+        if subprocess.run([sys.executable, str(builder)]).returncode != 0:
+            raise SystemExit(f"time_to_quality: building {path} failed (above); run python {builder} to retry")
     return path
 
 
@@ -391,7 +399,10 @@ def main() -> None:
             torch_worker(args.worker, Path(args.corpus), args.minutes, args.seeds[0], args.lr, args.launched)
         return
     corpus = corpus_path(args.corpus)
+    corpus_sha = hashlib.sha256(corpus.read_bytes()).hexdigest()  # python-stdlib's text depends on the Python
     marks = [m for m in args.marks if m <= args.minutes]
+    if not marks:
+        parser.error(f"--minutes {args.minutes:g} ends before the first of --marks {args.marks}: give marks within it")
     results: dict[str, dict] = {}  # label -> seed -> that run's figures and records
     chosen: dict[str, float] = {}  # the sweep's peak learning rate, where one ran
 
@@ -413,8 +424,8 @@ def main() -> None:
 
     def save() -> None:
         if args.json:
-            meta = {"corpus": str(corpus), "minutes": args.minutes, "seeds": args.seeds}
-            meta["date"] = time.strftime("%Y-%m-%d")
+            meta = {**provenance(), "corpus": str(corpus), "minutes": args.minutes, "seeds": args.seeds}
+            meta["corpus_sha256"] = corpus_sha
             found = {**meta, "median_by_minute": summary(), "runs": results, "best_lr": chosen}
             args.json.write_text(json.dumps(found, indent=1))
 
