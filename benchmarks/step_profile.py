@@ -42,7 +42,9 @@ from typing import Any
 import jax
 from machine import describe, provenance
 from step_speed import compiled_step
+from vs_pytorch import VOCAB
 
+from charlstm.runtime.cores import cores
 from charlstm.runtime.hostmem import keep_host_memory
 
 # JAX names the backward pass "transpose(jvp(...))" and the layers by their
@@ -180,7 +182,9 @@ def jax_profiler(shape: dict[str, int], norm: str) -> Callable[[int], dict[str, 
     times `steps` steps, then profiles as many, and returns the figures."""
     if jax.default_backend() != "cpu":
         raise SystemExit("step_profile.py reads the CPU runtime's profile; benchmarks/gpu_check.py is for GPUs")
-    c = compiled_step(shape["hidden"], shape["layers"], shape["batch"], shape["seq_len"], shape["embed"], norm=norm)
+    c = compiled_step(
+        shape["hidden"], shape["layers"], shape["batch"], shape["seq_len"], shape["embed"], vocab=VOCAB, norm=norm
+    )
     module, instructions = _instructions(c.step.compiled.as_text())
     state = [c.state]
 
@@ -230,6 +234,9 @@ def torch_profiler(shape: dict[str, int]) -> Callable[[int], dict[str, Any]]:
 
     if torch.cuda.is_available():
         raise SystemExit("step_profile.py profiles the CPU; benchmarks/gpu_check.py is for GPUs")
+    # As vs_pytorch.py's worker sets it: left to itself PyTorch picks its own
+    # count beside JAX's threads in this process, and its step time swung 100x.
+    torch.set_num_threads(cores())
     step, first = torch_step(shape["embed"], shape["hidden"], shape["layers"], shape["batch"], shape["seq_len"])
     state = [first]
 
@@ -302,7 +309,7 @@ def _print(shape: dict[str, int], norm: str, jx: dict[str, Any], pt: dict[str, A
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shape", default="256,2,64,128", help="HIDDEN,LAYERS,BATCH,SEQ_LEN [256,2,64,128]")
-    parser.add_argument("--embed", type=int, default=64)
+    parser.add_argument("--embed", type=int, default=64, help="embedding width [64]")
     parser.add_argument("--norm", default="none", help="none (nn.LSTM's cell) or layer [none]")
     parser.add_argument("--steps", type=int, default=5, help="steps per round, timed and then profiled [5]")
     parser.add_argument("--rounds", type=int, default=3, help="rounds, alternating the sides; medians shown [3]")
@@ -310,14 +317,20 @@ def main() -> None:
     parser.add_argument("--json", help="also write the figures here, every round included")
     args = parser.parse_args()
     keep_host_memory()
-    hidden, layers, batch, seq_len = map(int, args.shape.split(","))
+    try:
+        hidden, layers, batch, seq_len = map(int, args.shape.split(","))
+    except ValueError:
+        parser.error(f"--shape is HIDDEN,LAYERS,BATCH,SEQ_LEN, four whole numbers, not {args.shape!r}")
+    if args.steps < 1 or args.rounds < 1:
+        parser.error("--steps and --rounds must be at least 1")
     shape = {"hidden": hidden, "layers": layers, "batch": batch, "seq_len": seq_len, "embed": args.embed}
     sides = {"charlstm": jax_profiler(shape, args.norm)}
     if not args.no_torch and args.norm == "none":
         sides["torch"] = torch_profiler(shape)
     rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in sides}
-    for _ in range(args.rounds):
-        for name, profile in sides.items():
+    for r in range(args.rounds):
+        order = list(sides.items())
+        for name, profile in order if r % 2 == 0 else order[::-1]:  # which side goes first alternates
             rounds[name].append(profile(args.steps))
     jx = _medians(rounds["charlstm"])
     pt = _medians(rounds["torch"]) if "torch" in rounds else None
