@@ -160,6 +160,8 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=30, help="timed pairs of steps [30]")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
+    if args.pairs < 2:
+        parser.error("--pairs must be at least 2 (their quartiles are shown)")
     keep_host_memory()  # as the CLI does
     shape = [int(n) for n in args.shape.split(",")]
     found = subprocess.run(

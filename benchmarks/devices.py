@@ -1,4 +1,6 @@
-"""Training throughput on one device, on two, and in two processes.
+"""Training throughput on one CPU device, on two, and in two processes
+(the CPU split as `charlstm train` splits it; JAX_PLATFORMS=cpu even where
+a GPU is present).
 
     python benchmarks/devices.py                       # the small config: 2x256 LSTM, batch 64 x 128
     python benchmarks/devices.py --steps 10 --repeats 1 --json devices.json
@@ -120,7 +122,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20, help="timed steps per row")
     parser.add_argument("--repeats", type=int, default=3, help="runs per row (the median is reported)")
     parser.add_argument("--norm", default="none", help="none or layer [none]")
-    parser.add_argument("--dropout", type=float, default=0.0, help="[0]")
+    parser.add_argument("--dropout", type=float, default=0.0, help="dropout rate in the step [0]")
     parser.add_argument("--json", help="also write the results here")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--devices", type=int, default=1, help=argparse.SUPPRESS)

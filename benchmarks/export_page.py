@@ -43,11 +43,15 @@ def wait_for(session: browser.Session, expression: str, limit_s: float = 120) ->
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("run", type=Path)
+    parser.add_argument("run", type=Path, help="the run to export")
     parser.add_argument("--shot", type=Path, help="write the picture here")
-    parser.add_argument("--length", type=int, default=600)
-    parser.add_argument("--json", type=Path)
+    parser.add_argument(
+        "--length", type=int, default=600, help="characters the screenshot's page writes (the timing writes 3,000)"
+    )
+    parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
+    if not args.run.exists():
+        parser.error(f"no run {args.run}: give a run directory or checkpoint (charlstm runs lists them)")
     if browser.CHROMIUM is None:
         sys.exit("no Chromium found: apt-get install chromium")
     model = charlstm.load(args.run)

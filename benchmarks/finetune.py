@@ -53,11 +53,11 @@ def train(corpus: Path, out: Path, steps: int, seed: int, *extra: str) -> dict[s
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--base-steps", type=int, default=1000)
+    parser.add_argument("--base-steps", type=int, default=1000, help="the base model's training steps [1000]")
     parser.add_argument("--steps", type=int, default=300, help="the budget of every run on the new text")
     parser.add_argument("--lrs", type=float, nargs="+", default=[1e-3, 3e-3, 1e-2], help="fine-tuning learning rates")
-    parser.add_argument("--seeds", type=int, default=2)
-    parser.add_argument("--out", type=Path)
+    parser.add_argument("--seeds", type=int, default=2, help="seeds of every run [2]")
+    parser.add_argument("--out", type=Path, help="also write the results here (JSON)")
     args = parser.parse_args()
     if not STDLIB.exists():
         subprocess.run([sys.executable, str(ROOT / "corpora" / "build_python_stdlib.py")], check=True)

@@ -143,6 +143,9 @@ def main() -> int:
     parser.add_argument("--out", type=Path, help="write the fingerprints to this JSON file")
     parser.add_argument("--compare", nargs=2, type=Path, metavar=("BEFORE", "AFTER"))
     args = parser.parse_args()
+    missing = [str(p) for p in args.compare or [] if not p.is_file()]
+    if missing:
+        parser.error(f"no file {', '.join(missing)}: --compare reads two files this script wrote with --out")
     if args.compare:
         return compare(*args.compare)
     import jax

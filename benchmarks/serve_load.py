@@ -98,12 +98,16 @@ def main() -> int:
     parser.add_argument("run", type=Path, help="run directory or checkpoint to serve")
     parser.add_argument("--length", type=int, default=200, help="characters per request")
     parser.add_argument("--requests", type=int, default=128, help="requests per round")
-    parser.add_argument("--clients", default="1,8,32,64")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--clients", default="1,8,32,64", help="concurrent clients, comma-separated [1,8,32,64]")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of every client count; medians shown [3]")
     parser.add_argument("--chunk", type=int, default=None, help="the server's --chunk (default: its own)")
     parser.add_argument("--varied-primes", action="store_true", help="a prime of a new length for every request")
-    parser.add_argument("--out", type=Path)
+    parser.add_argument("--out", type=Path, help="also write the results here (JSON)")
     args = parser.parse_args()
+    if not args.run.exists():
+        parser.error(f"no run {args.run}: give a run directory or checkpoint (charlstm runs lists them)")
+    if args.rounds < 1 or args.requests < 1:
+        parser.error("--rounds and --requests must be at least 1")
     levels = [int(c) for c in args.clients.split(",")]
     port = _free_port()
     command = [sys.executable, "-m", "charlstm", "serve", str(args.run), "--port", str(port), "-q"]

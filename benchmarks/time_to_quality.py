@@ -376,11 +376,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", nargs="+", choices=ALL_RUNS, default=["charlstm", "torch-recipe", "torch-2x256"])
     parser.add_argument("--corpus", default="shakespeare", help=f"{', '.join(CORPORA)}, or a text file")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="a run of each side per seed [0]")
     parser.add_argument("--recipe-lrs", type=float, nargs="+", default=[3e-3, 1e-2], help="torch-recipe's sweep")
-    parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument(
+        "--minutes", type=float, default=10.0, help="each run's wall time from its process's start [10]"
+    )
     parser.add_argument("--marks", type=float, nargs="+", default=[1, 2, 5, 10], help="minutes to report")
-    parser.add_argument("--json", type=Path)
+    parser.add_argument("--json", type=Path, help="also write every run's records here (after each run)")
     parser.add_argument("--png", type=Path, help="the curves of the first seed (needs the plot extra)")
     parser.add_argument("--system-malloc", action="store_true", help="glibc's default malloc for every run")
     parser.add_argument("--charlstm-args", default="", help="more `charlstm train` options for the charlstm runs")
