@@ -90,7 +90,8 @@ SMALL = {"embed": 64, "hidden": 256, "layers": 2, "batch": 64, "seq_len": 128}
 LARGE = {"embed": 128, "hidden": 512, "layers": 3, "batch": 128, "seq_len": 128}
 SAMPLE_LENGTH = 2000
 # --smoke: the same code at toy sizes, so that benchmarks/gpu_check.py --smoke
-# can run every path in seconds (the figures mean nothing).
+# can run every path in about a minute (the figures mean nothing; 1.1 minutes
+# for vs_pytorch.py --smoke --rounds 3 on the 2-core CPU, 2026-12-06).
 if os.environ.get("CHARLSTM_BENCH_SMOKE") == "1":
     SMALL = {"embed": 8, "hidden": 16, "layers": 1, "batch": 4, "seq_len": 8}
     LARGE = {"embed": 8, "hidden": 32, "layers": 2, "batch": 4, "seq_len": 8}
