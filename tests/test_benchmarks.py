@@ -200,3 +200,26 @@ def test_the_gpu_check_reads_json_past_warnings_and_tells_failures_from_skips(gp
     assert not gpu_check._failed(section) and gpu_check._skipped(section)
     assert gpu_check._failed({"status": "error: RuntimeError('x')"})
     assert gpu_check._skipped({"skipped": "pytest not installed"})
+
+
+def test_every_result_file_can_say_what_made_it(monkeypatch):
+    """A result file that does not say the machine, versions, commit and
+    command cannot be read against another (a walkthrough found step_speed,
+    devices and startup recording none of them, 2026-12-06)."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    made = importlib.import_module("machine").provenance()
+    assert set(made) == {"date", "machine", "python", "versions", "commit", "command"}
+    assert made["versions"]["jax"] and " cores" in made["machine"]
+    assert made["commit"] is None or len(made["commit"].split("+")[0]) == 40
+
+
+def test_vs_pytorch_refuses_a_row_it_does_not_have_before_it_measures_anything():
+    """`--rows smal` printed an empty table and wrote a JSON without rows."""
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "vs_pytorch.py"), "--rows", "smal"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2 and "no training row 'smal': the rows are 'small', 'large'" in done.stderr
+    assert "measuring" not in done.stderr
