@@ -213,15 +213,22 @@ OVERFIT_RISE = 1.05
 OVERFIT_PASSES = 2
 
 
-def overfitting(history: list[dict[str, float]], since_best: int, patience: int | None) -> str | None:
+def overfitting(history: list[dict[str, float]], patience: int | None) -> str | None:
     """A warning when a run without --patience has made OVERFIT_PASSES
     validation passes in a row above its best by OVERFIT_RISE or more, at
     the pass where that first holds since the best: once per episode, since
     a new best starts another. A slow rise counts too: its first passes
-    above the best may stand under OVERFIT_RISE."""
-    if patience is not None or since_best < OVERFIT_PASSES or len(history) <= since_best:
+    above the best may stand under OVERFIT_RISE. The best is the history's
+    own lowest pass (the first of equals), whatever a resumed session
+    counted: after a hard kill the best checkpoint can be newer than the
+    history the latest one holds."""
+    losses = [h["val_loss"] for h in history]
+    if patience is not None or not losses:
         return None
-    best_at = len(history) - 1 - since_best
+    best_at = losses.index(min(losses))
+    since_best = len(losses) - 1 - best_at
+    if since_best < OVERFIT_PASSES:
+        return None
     best = history[best_at]
 
     def risen(passes_after: int) -> bool:  # the condition at the pass `passes_after` passes after the best
@@ -230,11 +237,12 @@ def overfitting(history: list[dict[str, float]], since_best: int, patience: int 
 
     if not risen(since_best) or any(risen(n) for n in range(OVERFIT_PASSES, since_best)):
         return None
-    shown = [f"{h['val_loss']:.3f}" for h in history[best_at + 1 :]]
-    losses = ", ".join(shown if len(shown) <= 4 else ["...", *shown[-4:]])
+    shown = [fixed(h["val_loss"], 3) for h in history[best_at + 1 :]]
+    shown_losses = ", ".join(shown if len(shown) <= 4 else ["...", *shown[-4:]])
     return (
-        f"the validation loss has risen for {since_best} passes ({losses}; best {best['val_loss']:.3f} at step "
-        f"{best['step']:g}): the model is memorising its training text instead of learning what carries over to "
-        f"text it has not seen (overfitting). sample and eval use the best checkpoint; {flag('patience')} N ends "
-        f"such a run early, and more {flag('dropout')}, a smaller model or more text put it off"
+        f"the validation loss has risen for {since_best} passes ({shown_losses}; best "
+        f"{fixed(best['val_loss'], 3)} at step {best['step']:g}): the model is memorising its training text "
+        "instead of learning what carries over to text it has not seen (overfitting). sample and eval use the "
+        f"best checkpoint; {flag('patience')} N ends such a run early, and more {flag('dropout')}, a smaller "
+        "model or more text put it off"
     )

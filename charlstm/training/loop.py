@@ -95,7 +95,7 @@ def fit(
     if ended is not None:
         # Nothing to train, compile or save: all of its time is the earlier sessions'.
         detail = _patience_detail(passes_since_best(run.history), tc) if ended == "patience" else ""
-        best_step = _best_step(run.history)
+        best_step = _best_step(run.history, run.best_val_loss)
         yield events.Finished(
             step, ended, run.best_val_loss, run.train_seconds, best_step, detail, earlier_seconds=run.train_seconds
         )
@@ -135,7 +135,7 @@ class TrainingLoop:
         self.saved_seconds = 0.0  # the run's training time as its newest checkpoint records it
         self.evaluated_step: int | None = None
         self.cut_short = False  # a validation pass was stopped part-way
-        self.told_guessing = False  # a pass scored worse than guessing, and the user was told
+        self.told_guessing: int | None = None  # the step of a pass worse than guessing the user was told of
         # Validation passes since the best one, counted from the run's history
         # so that a resumed run keeps counting where it stopped (--patience).
         self.since_best = passes_since_best(run.history)
@@ -254,7 +254,7 @@ class TrainingLoop:
             elif self.saved_step != self.step:
                 yield from self._checkpoint()
         detail = _patience_detail(self.since_best, self.config) if reason == "patience" else ""
-        best_step = _best_step(self.run.history)
+        best_step = _best_step(self.run.history, self.run.best_val_loss)
         # The time the last checkpoint holds, where it was saved at this step
         # and nothing ran since: what `charlstm runs` and `info` then show and
         # a resume counts on from. (A pass after the save is owed again by a
@@ -262,7 +262,7 @@ class TrainingLoop:
         seconds = self.saved_seconds if self.saved_step == self.step and not stale else self._clock()
         best = self.run.best_val_loss
         guessing = None if best is None else health.worse_than_guessing(best, self.run.model_config.vocab_size, True)
-        if guessing is not None and self.told_guessing:
+        if guessing is not None and self.told_guessing is not None and self.told_guessing < self.step:
             # Said again as the run ends, where a user who scrolled past the
             # first would otherwise read a plain "done" (a walkthrough, 2026-12-06).
             yield events.Warned(self.step, "worse than guessing", guessing)
@@ -439,12 +439,12 @@ class TrainingLoop:
             run.best_val_loss = val_loss
         run.history.append({"step": self.step, "val_loss": val_loss, "train_seconds": self._clock()})
         yield events.Evaluated(self.step, val_loss, is_best)
-        overfitting = health.overfitting(run.history, self.since_best, self.config.patience)
+        overfitting = health.overfitting(run.history, self.config.patience)
         if overfitting is not None:
             yield events.Warned(self.step, "overfitting", overfitting)
         guessing = health.worse_than_guessing(val_loss, run.model_config.vocab_size)
-        if guessing is not None and not self.told_guessing:  # once a session
-            self.told_guessing = True
+        if guessing is not None and self.told_guessing is None:  # once a session
+            self.told_guessing = self.step
             yield events.Warned(self.step, "worse than guessing", guessing)
         if is_best:
             yield events.Saved(self.step, self._save(run, True, self.setup.train_streams.windows, False), best=True)
@@ -472,10 +472,14 @@ def _patience_detail(since_best: int, config: TrainConfig) -> str:
     )
 
 
-def _best_step(history: list[dict[str, float]]) -> int | None:
+def _best_step(history: list[dict[str, float]], best_val_loss: float | None) -> int | None:
+    """The step of the history's lowest pass, where that pass is the run's
+    best (after a hard kill the best checkpoint can be newer than the
+    history the latest one holds: its step is then not known here)."""
     if not history:
         return None
-    return int(min(history, key=lambda h: h["val_loss"])["step"])
+    best = min(history, key=lambda h: h["val_loss"])
+    return int(best["step"]) if best_val_loss is None or best["val_loss"] <= best_val_loss else None
 
 
 def _device_names(devices: list[Any]) -> list[str]:
