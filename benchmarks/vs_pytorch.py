@@ -8,8 +8,9 @@
     python benchmarks/vs_pytorch.py --precision bf16   # bf16 products on both sides (training rows only)
 
 Training: charlstm's real jitted step (embedding, stacked LSTM, dense head,
-AdamW with its weight decay set to 0, as PyTorch's Adam has none, and its
-warm-up and cosine schedule, a few scalar operations a step; global-norm
+AdamW with its weight decay set to 0, as PyTorch's Adam has none (the same
+update, though AdamW still computes its decay term, multiplied by 0), and
+its warm-up and cosine schedule, a few scalar operations a step; global-norm
 clipping at 1.0, fp32), over the devices
 `charlstm train` splits the batch over (on a CPU of two cores or more, two:
 charlstm/runtime/cpu_devices.py; `--charlstm-devices 1` times one), against PyTorch's
@@ -66,7 +67,7 @@ from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
-from machine import describe
+from machine import describe, provenance
 from step_speed import compiled_step, measure
 
 from charlstm.config import ModelConfig
@@ -307,7 +308,9 @@ def worker(framework: str, names: list[str], steps: int, sample: bool, precision
     for name in names:
         c = configs[name]
         if framework == "charlstm":
-            # No weight decay, as PyTorch's Adam has none: the same optimizer work.
+            # A weight decay of 0, as PyTorch's Adam has none: the same update.
+            # (The rate is an argument of the compiled step, so AdamW still
+            # multiplies it in: one elementwise term a step that Adam skips.)
             compiled = compiled_step(
                 c["hidden"],
                 c["layers"],
@@ -569,6 +572,7 @@ def main() -> None:
         with open(args.json, "w") as f:
             json.dump(
                 {
+                    **provenance(),
                     "date": time.strftime("%Y-%m-%d"),
                     "jax": ran["charlstm"]["version"],
                     "torch": ran["torch"]["version"],
