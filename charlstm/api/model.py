@@ -47,6 +47,7 @@ from charlstm.text.tokenfile import open_tokens
 from charlstm.text.vocab import BOUNDARY, Vocab
 from charlstm.training import catalog, checkpoint, checkpoint_paths
 from charlstm.training.run import RUNS_DIR
+from charlstm.units import fixed
 
 
 # eq=False: two models are the same object or different ones; comparing
@@ -82,7 +83,7 @@ class Model:
 
     def __repr__(self) -> str:
         # The dataclass's own repr would print every parameter array.
-        loss = "" if self.best_val_loss is None else f", best validation loss {self.best_val_loss:.4f}"
+        loss = "" if self.best_val_loss is None else f", best validation loss {fixed(self.best_val_loss, 4)}"
         return (
             f"<charlstm.Model {self.model_config.describe()}, {self.num_params:,} parameters, "
             f"{len(self.vocab.chars)} characters, step {self.step}{loss}, from {self.path}>"

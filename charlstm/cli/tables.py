@@ -20,6 +20,7 @@ from charlstm.training.catalog import RunSummary
 from charlstm.training.checkpoint import Meta
 from charlstm.training.events import TrialResult
 from charlstm.training.run import why_ended
+from charlstm.units import fixed
 
 if TYPE_CHECKING:
     from charlstm.api import Description
@@ -168,7 +169,10 @@ def info_table(description: Description) -> Table:
     if history:
         last = history[-5:]
         rows.append(
-            ("validation", "; ".join(f"step {h['step']:g}: {h['val_loss']:.4f}" for h in last) + " (latest passes)")
+            (
+                "validation",
+                "; ".join(f"step {h['step']:g}: {fixed(h['val_loss'], 4)}" for h in last) + " (latest passes)",
+            )
         )
     for name, value in rows:
         table.add_row(name, value)
@@ -229,9 +233,9 @@ def score_table(text_path: str, where: Path, score: Score) -> Table:
             )
         if score.other_form is not None:
             table.add_row("note", score.other_form)
-    table.add_row("loss", f"{score.loss:.4f} nats/char")
-    table.add_row("bits per char", f"{score.bits_per_char:.4f}")
-    table.add_row("perplexity", f"{score.perplexity:.3f}")
+    table.add_row("loss", f"{fixed(score.loss, 4)} nats/char")
+    table.add_row("bits per char", f"{fixed(score.bits_per_char, 4)}")
+    table.add_row("perplexity", f"{fixed(score.perplexity, 3)}")
     return table
 
 

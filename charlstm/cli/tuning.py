@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shlex
 import sys
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
+from charlstm import units
 from charlstm.cli.app import (
     AsJson,
     Quiet,
@@ -147,7 +149,7 @@ def tune(
             # gave, the seed among them: every trial started from its initialisation.
             chosen = "".join(f" {option(name)} {value}" for name, value in given(ctx, [*fixed, "seed"]).items())
             say(
-                f"best: {best.run_dir} (validation loss {best.val_loss:.4f}); "
+                f"best: {best.run_dir} (validation loss {units.fixed(best.val_loss or math.nan, 4)}); "
                 f"all trials in {search.directory / 'trials.json'}\n"
                 f"sample it: charlstm sample {shell_word(best.run_dir)}\n"
                 f"train it longer: charlstm train {shlex.join(search.reading)} {as_options(best.point)}{chosen}"

@@ -46,6 +46,7 @@ from charlstm.training.run import (
 )
 from charlstm.training.runlog import RunLog
 from charlstm.training.timefit import TimeUse
+from charlstm.units import fixed
 
 
 def fine_tune_run(
@@ -288,7 +289,7 @@ def _resume_warnings(
             (
                 "corpus changed",
                 f"the corpus changed since the run started; if its validation text changed too, later validation "
-                f"losses do not compare with the best so far ({best_val_loss:.4f}), which keeps its checkpoint",
+                f"losses do not compare with the best so far ({fixed(best_val_loss, 4)}), which keeps its checkpoint",
             )
         )
     jump = _schedule_jump(ckpt.train_config, train_config, step)
