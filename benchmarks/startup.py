@@ -42,7 +42,9 @@ def _env(base: dict[str, str]) -> dict[str, str]:
 
 def _time(args: list[str], env: dict[str, str]) -> float:
     start = time.perf_counter()
-    done = subprocess.run([*_charlstm(), *args], capture_output=True, text=True, env=_env(env))
+    # From this folder, not the caller's: `-m` puts the working directory
+    # first on the path, ahead of PYTHONPATH, which may hold another checkout.
+    done = subprocess.run([*_charlstm(), *args], capture_output=True, text=True, env=_env(env), cwd=ROOT / "benchmarks")
     if done.returncode != 0:
         raise SystemExit(f"startup: charlstm {' '.join(args)} failed ({done.returncode}):\n{done.stderr.strip()}")
     return time.perf_counter() - start

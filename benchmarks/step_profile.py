@@ -317,10 +317,10 @@ def main() -> None:
     parser.add_argument("--json", help="also write the figures here, every round included")
     args = parser.parse_args()
     keep_host_memory()
-    try:
-        hidden, layers, batch, seq_len = map(int, args.shape.split(","))
-    except ValueError:
-        parser.error(f"--shape is HIDDEN,LAYERS,BATCH,SEQ_LEN, four whole numbers, not {args.shape!r}")
+    numbers = args.shape.split(",")
+    if len(numbers) != 4 or not all(n.strip().isdigit() and int(n) > 0 for n in numbers):
+        parser.error(f"--shape is HIDDEN,LAYERS,BATCH,SEQ_LEN, four whole numbers above 0, not {args.shape!r}")
+    hidden, layers, batch, seq_len = map(int, numbers)
     if args.steps < 1 or args.rounds < 1:
         parser.error("--steps and --rounds must be at least 1")
     shape = {"hidden": hidden, "layers": layers, "batch": batch, "seq_len": seq_len, "embed": args.embed}

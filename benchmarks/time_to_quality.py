@@ -400,11 +400,16 @@ def main() -> None:
         else:
             torch_worker(args.worker, Path(args.corpus), args.minutes, args.seeds[0], args.lr, args.launched)
         return
-    corpus = corpus_path(args.corpus)
-    corpus_sha = hashlib.sha256(corpus.read_bytes()).hexdigest()  # python-stdlib's text depends on the Python
     marks = [m for m in args.marks if m <= args.minutes]
     if not marks:
-        parser.error(f"--minutes {args.minutes:g} ends before the first of --marks {args.marks}: give marks within it")
+        parser.error(
+            f"--minutes {args.minutes:g} ends before every mark (the first at {min(args.marks):g}): "
+            "give --marks within it"
+        )
+    corpus = corpus_path(args.corpus)
+    if not corpus.is_file():
+        raise SystemExit(f"time_to_quality: no file {corpus}")
+    corpus_sha = hashlib.sha256(corpus.read_bytes()).hexdigest()  # python-stdlib's text depends on the Python
     results: dict[str, dict] = {}  # label -> seed -> that run's figures and records
     chosen: dict[str, float] = {}  # the sweep's peak learning rate, where one ran
 
