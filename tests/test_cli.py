@@ -1020,3 +1020,19 @@ def test_a_checkpoint_this_user_may_not_read_is_not_called_damaged(tmp_path, tra
         f"error: cannot read checkpoint {state.parent}: this user may not read {state} (permission denied); its "
         f"files are there: check their owner and mode (ls -l {state})\n"
     )
+
+
+def test_runs_names_a_run_worse_than_guessing(runner, tiny_corpus, tmp_path):
+    """--lr 50 ended "done" and `runs` listed it as any other done run (a
+    teacher's walkthrough, 2026-12-06): a note under the table says what its
+    loss means, and --json has it as a field."""
+    run_dir = tmp_path / "runs" / "hot"
+    trained = _train(runner, tiny_corpus, run_dir, "--steps", "10", "--lr", "5", "--weight-decay", "0", "--clip", "inf")
+    assert trained.exit_code == 0, trained.output
+    assert "warning: the run's best validation loss" in trained.stderr  # said again before the last line
+    listed = runner.invoke(app, ["runs", str(tmp_path / "runs")])
+    assert listed.exit_code == 0, listed.output
+    said = " ".join(listed.stderr.split())
+    assert f"note: {run_dir}: the run's best validation loss" in said and "is worse than guessing" in said
+    [record] = json.loads(runner.invoke(app, ["runs", str(tmp_path / "runs"), "--json"]).stdout)
+    assert record["worse_than_guessing"] is True

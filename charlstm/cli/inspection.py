@@ -284,6 +284,8 @@ def list_runs(
                     say(f"note: {r.path} could not be read: {r.problem}")
                 elif r.damaged_best is not None:
                     say(f"note: {r.damaged_best}")  # it names the checkpoint, and how to go on
+                if r.problem is None and r.guessing is not None:
+                    say(f"note: {r.path}: {r.guessing}")
 
 
 def info(

@@ -15,7 +15,7 @@ from charlstm.core.model import count_params_of_shape
 from charlstm.errors import CharlstmError, CheckpointError
 from charlstm.text import manifest
 from charlstm.text.folder import RUN_LOG, SEARCH_RECORD
-from charlstm.training import checkpoint, run_lock
+from charlstm.training import checkpoint, health, run_lock
 from charlstm.training.checkpoint_paths import not_saved_yet
 from charlstm.training.run import RUNS_DIR, why_ended
 
@@ -44,6 +44,10 @@ class RunSummary:
     # Listed as it is, but the best checkpoint, which sample, eval, info and
     # inspect read, cannot be read: why, and how to go on.
     damaged_best: str | None = None
+    # Where its best validation loss is worse than guessing every character
+    # equally: what to tell the user, who may have scrolled past the run's
+    # own warning (a walkthrough, 2026-12-06); None otherwise.
+    guessing: str | None = None
 
 
 def list_runs(runs_dir: Path = RUNS_DIR) -> list[RunSummary]:
@@ -102,7 +106,7 @@ def summarize(run_dir: Path) -> RunSummary:
     try:
         meta = checkpoint.describe(run_dir, prefer=checkpoint.LATEST)
         best, damaged_best = _best(run_dir)
-        bests = (meta.best_val_loss, best)
+        lowest = min((b for b in (meta.best_val_loss, best) if b is not None), default=None)
         run_state = state(run_dir, meta.step, meta.train_config, meta.history)
         total = meta.train_config.steps
         session = run_lock.session_steps(run_dir) if run_state == "training" else None
@@ -116,12 +120,13 @@ def summarize(run_dir: Path) -> RunSummary:
             params=count_params_of_shape(meta.model_config),
             step=meta.step,
             total_steps=total,
-            best_val_loss=min((b for b in bests if b is not None), default=None),
+            best_val_loss=lowest,
             train_seconds=meta.train_seconds,
             updated=when[1] if (when := recency(run_dir)) is not None else meta.path.stat().st_mtime,
             trained=when is not None and when[0],
             state=run_state,
             damaged_best=damaged_best,
+            guessing=None if lowest is None else health.worse_than_guessing(lowest, meta.model_config.vocab_size, True),
         )
     except (CharlstmError, KeyError, TypeError, ValueError, OSError) as err:
         try:
