@@ -45,7 +45,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from machine import describe, provenance
+from machine import commit, describe, provenance
 
 ROOT = Path(__file__).resolve().parent.parent
 SHAKESPEARE = ROOT / "corpora" / "shakespeare.txt"
@@ -219,6 +219,7 @@ def main() -> None:
             "mb": args.mb,
             "no_first": args.no_first,
             "src": str(args.src or ROOT),
+            "src_commit": commit(args.src.resolve()) if args.src is not None else None,  # the code measured
             "system_malloc": args.system_malloc,
         },
         **provenance(),

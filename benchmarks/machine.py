@@ -68,9 +68,10 @@ def describe() -> str:
     return ", ".join(parts)
 
 
-def _commit() -> str | None:
-    """The checkout's commit, with "+changes" where its tracked files differ; None outside git."""
-    here = Path(__file__).resolve().parent
+def commit(where: Path | None = None) -> str | None:
+    """The commit of the checkout at `where` (default: this one), with
+    "+changes" where its tracked files differ; None outside git."""
+    here = where or Path(__file__).resolve().parent
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10)
         dirty = subprocess.run(["git", "diff", "--quiet", "HEAD"], cwd=here, capture_output=True, timeout=10)
@@ -95,6 +96,6 @@ def provenance() -> dict[str, object]:
         "machine": describe(),
         "python": platform.python_version(),
         "versions": versions,
-        "commit": _commit(),
+        "commit": commit(),
         "command": [Path(sys.argv[0]).name, *sys.argv[1:]],
     }
