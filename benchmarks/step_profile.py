@@ -41,7 +41,7 @@ from typing import Any
 
 import jax
 from machine import describe, provenance
-from step_speed import compiled_step
+from step_speed import compiled_step, shape_option
 from vs_pytorch import VOCAB
 
 from charlstm.runtime.cores import cores
@@ -308,7 +308,9 @@ def _print(shape: dict[str, int], norm: str, jx: dict[str, Any], pt: dict[str, A
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--shape", default="256,2,64,128", help="HIDDEN,LAYERS,BATCH,SEQ_LEN [256,2,64,128]")
+    parser.add_argument(
+        "--shape", default="256,2,64,128", type=shape_option, help="HIDDEN,LAYERS,BATCH,SEQ_LEN [256,2,64,128]"
+    )
     parser.add_argument("--embed", type=int, default=64, help="embedding width [64]")
     parser.add_argument("--norm", default="none", help="none (nn.LSTM's cell) or layer [none]")
     parser.add_argument("--steps", type=int, default=5, help="steps per round, timed and then profiled [5]")
@@ -317,10 +319,7 @@ def main() -> None:
     parser.add_argument("--json", help="also write the figures here, every round included")
     args = parser.parse_args()
     keep_host_memory()
-    numbers = args.shape.split(",")
-    if len(numbers) != 4 or not all(n.strip().isdigit() and int(n) > 0 for n in numbers):
-        parser.error(f"--shape is HIDDEN,LAYERS,BATCH,SEQ_LEN, four whole numbers above 0, not {args.shape!r}")
-    hidden, layers, batch, seq_len = map(int, numbers)
+    hidden, layers, batch, seq_len = map(int, args.shape.split(","))
     if args.steps < 1 or args.rounds < 1:
         parser.error("--steps and --rounds must be at least 1")
     shape = {"hidden": hidden, "layers": layers, "batch": batch, "seq_len": seq_len, "embed": args.embed}

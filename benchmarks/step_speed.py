@@ -126,9 +126,17 @@ def measure(compiled: CompiledStep, steps: int) -> dict[str, float]:
     }
 
 
+def shape_option(text: str) -> str:
+    """argparse's type for --shape: HIDDEN,LAYERS,BATCH,SEQ_LEN, kept as given."""
+    numbers = text.split(",")
+    if len(numbers) != 4 or not all(n.strip().isdigit() and int(n) > 0 for n in numbers):
+        raise argparse.ArgumentTypeError(f"HIDDEN,LAYERS,BATCH,SEQ_LEN, four whole numbers above 0, not {text!r}")
+    return text
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--shape", action="append", help="HIDDEN,LAYERS,BATCH,SEQ_LEN (repeatable)")
+    parser.add_argument("--shape", action="append", type=shape_option, help="HIDDEN,LAYERS,BATCH,SEQ_LEN (repeatable)")
     parser.add_argument("--steps", type=int, default=30, help="timed steps per shape [30]")
     parser.add_argument("--norm", choices=["none", "layer"], default="none", help="none or layer [none]")
     parser.add_argument("--dropout", type=float, default=0.0, help="dropout rate in the step [0]")
@@ -139,10 +147,6 @@ def main() -> None:
     args = parser.parse_args()
     if args.steps < 1:
         parser.error("--steps must be at least 1")
-    for shape in args.shape or []:
-        numbers = shape.split(",")
-        if len(numbers) != 4 or not all(n.strip().isdigit() and int(n) > 0 for n in numbers):
-            parser.error(f"--shape is HIDDEN,LAYERS,BATCH,SEQ_LEN, four whole numbers above 0, not {shape!r}")
     keep_host_memory()  # as the CLI does (see charlstm/hostmem.py)
     deterministic_gpu_ops()  # as every command asks, unless XLA_FLAGS says otherwise
     shapes = args.shape or DEFAULT_SHAPES

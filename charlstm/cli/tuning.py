@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import shlex
 import sys
 from pathlib import Path
@@ -145,11 +144,12 @@ def tune(
             print_table(tables.trials_table(search.trials))
         if level and search.best is not None:
             best = search.best
+            assert best.val_loss is not None  # `Search.best` is a trial that reached one
             # The same text, read the same way, then the fixed options the user
             # gave, the seed among them: every trial started from its initialisation.
             chosen = "".join(f" {option(name)} {value}" for name, value in given(ctx, [*fixed, "seed"]).items())
             say(
-                f"best: {best.run_dir} (validation loss {units.fixed(best.val_loss or math.nan, 4)}); "
+                f"best: {best.run_dir} (validation loss {units.fixed(best.val_loss, 4)}); "
                 f"all trials in {search.directory / 'trials.json'}\n"
                 f"sample it: charlstm sample {shell_word(best.run_dir)}\n"
                 f"train it longer: charlstm train {shlex.join(search.reading)} {as_options(best.point)}{chosen}"
