@@ -1,4 +1,5 @@
 import atexit
+import functools
 import os
 import random
 import shutil
@@ -6,6 +7,8 @@ import tempfile
 from pathlib import Path
 
 import pytest
+import typer.main
+import typer.testing
 
 # The suite compiles hundreds of small programs, and LLVM's optimisation of
 # each costs more than running it: with its cheap passes only, the suite
@@ -72,6 +75,16 @@ enable_compilation_cache()
 import jax  # noqa: E402
 
 jax.devices()
+
+
+# Typer's CliRunner builds the app's Click command again at every invoke,
+# from every command's signature (typing's evaluation of each annotation):
+# about 80 ms an invoke, a tenth of test_cli.py and test_training.py's time
+# (cProfile, 2026-12-06). The command is built from the same functions every
+# time and Click makes a fresh context for each call, so one per process
+# serves them all; `charlstm` itself builds it once per process anyway.
+if getattr(typer.testing, "_get_command", None) is typer.main.get_command:
+    typer.testing._get_command = functools.cache(typer.main.get_command)
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -11,7 +11,8 @@ from rich.console import Console
 from charlstm.cli.display import NORMAL, TrainingDisplay
 from charlstm.cli.format import loss_text
 from charlstm.training import events
-from charlstm.training.health import SUSTAINED, Health, overfitting, worse_than_guessing
+from charlstm.training.health import SUSTAINED, Health, best_pass, overfitting, worse_than_guessing
+from charlstm.training.run import passes_since_best
 
 # Every report of the default run on the shipped corpus and of the same run at
 # --lr 1 (2026-12-01; tests/data/health-runs.json says how they were made).
@@ -206,6 +207,15 @@ def test_the_display_shows_a_warning_and_the_clipped_share(capsys):
     err = capsys.readouterr().err
     assert "step 10: warning: gradients exploding: it is what it is" in err
     assert "clip 90%" in err  # the share is on the progress line too
+
+
+def test_a_runs_best_pass_is_its_lowest_and_the_first_of_equals():
+    """One rule for every place that names a run's best pass: the warning,
+    the passes since it (--patience), the last line's step and a
+    checkpoint's description."""
+    history = _passes(2.0, 1.6, 1.8, 1.6)
+    assert best_pass(history) == 1 and passes_since_best(history) == 2
+    assert best_pass([]) is None and passes_since_best([]) == 0
 
 
 def test_overfitting_counts_from_the_historys_own_best_after_a_resume():

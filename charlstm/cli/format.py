@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from charlstm.errors import named_char
 from charlstm.flags import label
+from charlstm.training.health import best_pass
 from charlstm.units import bits, fixed
 
 if TYPE_CHECKING:
@@ -31,9 +32,10 @@ def checkpoint_text(model: Model) -> str:
     if best is None:
         return f"{model.path} (step {model.step})"
     own = next((h["val_loss"] for h in model.history if int(h["step"]) == model.step), None)
-    best_step = int(min(model.history, key=lambda h: h["val_loss"])["step"]) if model.history else None
-    if best_step is None:
+    best_at = best_pass(model.history)
+    if best_at is None:
         return f"{model.path} (step {model.step}, the run's best validation loss {fixed(best, 3)})"
+    best_step = int(model.history[best_at]["step"])
     if best_step == model.step:
         return f"{model.path} (step {model.step}, validation loss {fixed(best if own is None else own, 3)})"
     here = "not validated" if own is None else f"validation loss {fixed(own, 3)}"

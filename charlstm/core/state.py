@@ -134,7 +134,9 @@ def init_optimizer(params: Params) -> optax.OptState:
 
 def init_state(model_cfg: ModelConfig, train_cfg: TrainConfig) -> TrainState:
     """A fresh state: parameters from `train_cfg.seed`, the optimizer at step 0, zero carries."""
-    return _init_state(model_cfg, train_cfg.seed, train_cfg.batch_size)
+    # The seed wrapped to 32 bits as eager PRNGKey(seed) wraps it without
+    # 64-bit integers (core/sampler.py's rows do the same): the same key bits.
+    return _init_state(model_cfg, np.int64(train_cfg.seed).astype(np.int32), train_cfg.batch_size)
 
 
 @functools.lru_cache(maxsize=16)
@@ -146,7 +148,7 @@ def state_shapes(model_cfg: ModelConfig, batch_size: int) -> TrainState:
     tracing state behind (seen once in the test suite's interrupted restores
     under load, 2026-12-04: every later JAX call of that process failed),
     which in a notebook or server that keeps running would break it."""
-    return jax.eval_shape(lambda: _init_state(model_cfg, 0, batch_size))
+    return jax.eval_shape(lambda: _init_state(model_cfg, np.int32(0), batch_size))
 
 
 # Compiled as one program: run op by op, initialisation took 3.0-3.5 s of
@@ -154,9 +156,10 @@ def state_shapes(model_cfg: ModelConfig, batch_size: int) -> TrainState:
 # far less from the compilation cache), with bit-identical results. Keyed
 # on what it reads, not the whole TrainConfig, so runs that differ in their
 # schedule or intervals share the program (the test suite compiled it 59
-# times when it was keyed on the whole config, 2026-12-02).
-@functools.partial(jax.jit, static_argnums=(0, 1, 2))
-def _init_state(model_cfg: ModelConfig, seed: int, batch_size: int) -> TrainState:
+# times when it was keyed on the whole config, 2026-12-02), and the seed is
+# an argument, so runs of other seeds share it too.
+@functools.partial(jax.jit, static_argnums=(0, 2))
+def _init_state(model_cfg: ModelConfig, seed: jax.Array, batch_size: int) -> TrainState:
     init_key, rng = jax.random.split(jax.random.PRNGKey(seed))
     params = init_params(model_cfg, init_key)
     return TrainState(

@@ -213,6 +213,15 @@ OVERFIT_RISE = 1.05
 OVERFIT_PASSES = 2
 
 
+def best_pass(history: list[dict[str, float]]) -> int | None:
+    """The index of the history's lowest validation pass, the first of
+    equals; None before the first pass. A run's best by its own history:
+    after a hard kill the best checkpoint can be newer than the history the
+    latest one holds, so callers that know the run's best loss compare."""
+    losses = [h["val_loss"] for h in history]
+    return losses.index(min(losses)) if losses else None
+
+
 def overfitting(history: list[dict[str, float]], patience: int | None) -> str | None:
     """A warning when a run without --patience has made OVERFIT_PASSES
     validation passes in a row above its best by OVERFIT_RISE or more, at
@@ -222,11 +231,10 @@ def overfitting(history: list[dict[str, float]], patience: int | None) -> str | 
     own lowest pass (the first of equals), whatever a resumed session
     counted: after a hard kill the best checkpoint can be newer than the
     history the latest one holds."""
-    losses = [h["val_loss"] for h in history]
-    if patience is not None or not losses:
+    best_at = best_pass(history)
+    if patience is not None or best_at is None:
         return None
-    best_at = losses.index(min(losses))
-    since_best = len(losses) - 1 - best_at
+    since_best = len(history) - 1 - best_at
     if since_best < OVERFIT_PASSES:
         return None
     best = history[best_at]

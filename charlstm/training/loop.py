@@ -476,9 +476,10 @@ def _best_step(history: list[dict[str, float]], best_val_loss: float | None) -> 
     """The step of the history's lowest pass, where that pass is the run's
     best (after a hard kill the best checkpoint can be newer than the
     history the latest one holds: its step is then not known here)."""
-    if not history:
+    best_at = health.best_pass(history)
+    if best_at is None:
         return None
-    best = min(history, key=lambda h: h["val_loss"])
+    best = history[best_at]
     return int(best["step"]) if best_val_loss is None or best["val_loss"] <= best_val_loss else None
 
 

@@ -21,7 +21,7 @@ from charlstm.text.scan import Progress, no_progress
 from charlstm.text.tokenfile import Tokens, open_tokens
 from charlstm.text.tokens import Corpus
 from charlstm.text.vocab import BOUNDARY, Vocab
-from charlstm.training import processes, run_lock, runlog
+from charlstm.training import health, processes, run_lock, runlog
 
 RUNS_DIR = Path("runs")
 
@@ -69,8 +69,8 @@ SHAPE_FIELDS = ("cell", "norm", "hidden_size", "num_layers", "embed_dim")
 
 def passes_since_best(history: list[dict[str, float]]) -> int:
     """Validation passes after the one with the lowest loss (0 if it was the last, or none yet)."""
-    losses = [h["val_loss"] for h in history]
-    return len(losses) - 1 - losses.index(min(losses)) if losses else 0
+    best_at = health.best_pass(history)
+    return 0 if best_at is None else len(history) - 1 - best_at
 
 
 def validated(history: list[dict[str, float]], step: int) -> bool:
