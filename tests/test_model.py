@@ -195,3 +195,23 @@ def test_one_character_at_a_time_equals_the_scanned_window(cell, norm):
     np.testing.assert_allclose(np.concatenate(steps, axis=1), whole, atol=1e-6)
     for a, b in zip(carry, carry_whole, strict=True):
         np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_a_fresh_state_of_any_seed_is_drawn_from_that_seeds_key_by_one_program():
+    """The seed is an argument of the compiled initialisation, not part of
+    its key: every seed shares one program and still gets the parameters
+    and key its eager PRNGKey(seed) gives (a seed wrapped to 32 bits as
+    eager PRNGKey wraps it), so runs started before the change resume and
+    sample the same."""
+    from charlstm.config import SEEDS, TrainConfig
+    from charlstm.core import state
+
+    config = ModelConfig(vocab_size=11, hidden_size=8, embed_dim=4)
+    before = state._init_state._cache_size()
+    for seed in (0, 7, -1, *SEEDS):
+        fresh = state.init_state(config, TrainConfig(batch_size=2, seed=seed))
+        init_key, rng = jax.random.split(jax.random.PRNGKey(seed))
+        expected = init_params(config, init_key)
+        assert jax.tree.all(jax.tree.map(np.array_equal, fresh.params, expected))
+        assert np.array_equal(fresh.rng, rng)
+    assert state._init_state._cache_size() - before <= 1
