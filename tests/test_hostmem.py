@@ -10,6 +10,7 @@ import sys
 
 import pytest
 
+from charlstm.cli.app import asks_for_help
 from charlstm.runtime.hostmem import huge_pages_possible
 
 # Child process: `setup` (keep_host_memory or relaunch_with_huge_pages) and
@@ -85,22 +86,39 @@ runpy.run_module("charlstm", run_name="__main__")
 
 @pytest.mark.skipif(not huge_pages_possible(), reason="needs Linux, glibc >= 2.35 and transparent huge pages")
 def test_a_training_command_relaunches_itself_on_huge_pages_and_others_do_not():
-    """The relaunch happens before the command parses its own options, so
-    `--help` shows it cheaply: started twice, the arguments intact, the
-    help printed once. (The page faults are the test above.)"""
+    """The relaunch happens before the command parses its own options, its
+    arguments intact (a corpus that is not there is then told once); a
+    command line that asks for help trains nothing and is not started
+    again, whatever the command."""
     env = _without("GLIBC_TUNABLES", "CHARLSTM_SYSTEM_MALLOC")
-    for command, starts in [("train", ["None", "glibc.malloc.hugetlb=1"]), ("sample", ["None"])]:
+    cases = [
+        (["train", "no-such-corpus.txt"], ["None", "glibc.malloc.hugetlb=1"], 2),
+        (["train", "--help"], ["None"], 0),
+        (["resume", "-h"], ["None"], 0),
+        (["sample", "--help"], ["None"], 0),
+    ]
+    for args, starts, status in cases:
         done = subprocess.run(
-            [sys.executable, "-c", LAUNCH, command, "--help"], env=env, capture_output=True, text=True, timeout=120
+            [sys.executable, "-c", LAUNCH, *args], env=env, capture_output=True, text=True, timeout=120
         )
-        assert done.returncode == 0, done.stderr
-        assert done.stderr.splitlines() == [f"started with {s}" for s in starts]
-        assert done.stdout.count("Usage:") == 1
+        assert done.returncode == status, done.stderr
+        said = done.stderr.splitlines()
+        assert said[: len(starts)] == [f"started with {s}" for s in starts]
+        if status:
+            assert len(said) == len(starts) + 1 and said[-1].startswith("error: corpus file or folder not found")
+        else:
+            assert said == [f"started with {s}" for s in starts] and done.stdout.count("Usage:") == 1
     opted_out = {**env, "CHARLSTM_SYSTEM_MALLOC": "1"}
     done = subprocess.run(
-        [sys.executable, "-c", LAUNCH, "train", "--help"], env=opted_out, capture_output=True, text=True
+        [sys.executable, "-c", LAUNCH, "train", "no-such-corpus.txt"], env=opted_out, capture_output=True, text=True
     )
-    assert done.stderr.splitlines() == ["started with None"]
+    assert [line for line in done.stderr.splitlines() if line.startswith("started")] == ["started with None"]
+
+
+def test_only_the_commands_own_arguments_before_a_double_dash_ask_for_help():
+    assert asks_for_help(["corpus.txt", "--steps", "5", "-h"])
+    assert not asks_for_help(["corpus.txt", "--", "-h"])  # a file named -h
+    assert not asks_for_help(["--hidden-size", "64"])
 
 
 # Child process: a worker thread allocates 200 MB in 2 kB blocks and frees
