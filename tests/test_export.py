@@ -134,6 +134,8 @@ def test_the_page_computes_what_the_model_computes(runs, tmp_path, cell):
     test = {"prime": PRIME, "greedy": 300}
     if cell == "ln-lstm":  # and drive the controls once, as a user would
         test["ui"] = {"temperature": 0.9, "top-k": 5, "top-p": 0.9, "length": 500, "seed": 3}
+    if cell == "documents":  # a run the model ends early
+        test["ui"] = {"temperature": 0, "length": 300, "seed": 0}
     dom = browser.run(browser.page_url(page, test))
     seen = browser.hook_result(dom)
     np.testing.assert_allclose(seen["probs"], _jax_probs(model, read)[-1], atol=1e-4, rtol=0)
@@ -147,7 +149,12 @@ def test_the_page_computes_what_the_model_computes(runs, tmp_path, cell):
     # Its characters counted as info counts them: the document boundary apart (it counted it, 2026-12-05).
     chars = model.vocab.size - (model.vocab.boundary_id is not None)
     assert f" parameters, {chars} characters; weights in float32" in browser.element_text(dom, "summary")
-    if "ui" in test:
+    if cell == "documents":
+        # The boundary ends the text and is not one of its characters (the page counted it, 2026-12-06).
+        status, generated = browser.element_text(dom, "status"), browser.element_text(dom, "generated")
+        assert generated == seen["greedy"] and status.endswith("seed 0 (the model ended its document)")
+        assert status.startswith(f"{len(generated)} characters, "), status
+    if cell == "ln-lstm":
         generated = browser.element_text(dom, "generated")
         assert len(generated) == 500 and set(generated) <= set(model.vocab.chars)
         assert browser.element_text(dom, "status").startswith("500 characters")
@@ -209,6 +216,10 @@ def test_the_page_reads_a_long_prime_in_slices_and_refuses_an_empty_box(runs, tm
     assert len(browser.element_text(dom, "generated")) == 5 and browser.element_text(dom, "problem") == ""
     dom = browser.run(browser.page_url(page, {"prime": "To be", "ui": {"top-p": 0, "length": 5}}))
     assert browser.element_text(dom, "problem") == "top-p must be above 0 and at most 1"
+    # A number too small for the browser to tell from 0 is not read as 0 (greedy, a helper's walkthrough).
+    dom = browser.run(browser.page_url(page, {"prime": "To be", "ui": {"temperature": "1e-400", "length": 5}}))
+    said = "temperature 1e-400 is too small to tell from 0 here: give 0 if that is meant"
+    assert browser.element_text(dom, "problem") == said and browser.element_text(dom, "generated") == ""
 
 
 @browser.needs_chromium

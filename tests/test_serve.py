@@ -9,6 +9,7 @@ import http.client
 import json
 import logging
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -398,6 +399,12 @@ def test_streamed_text_is_the_whole_answer(served):
     assert done["samples"] == _library(model, {**body, "stream": None})
 
 
+def _ended_with_seed(status: str | None, seed: int) -> bool:
+    """Whether the server page's status line is a finished run's, drawn
+    with `seed` (while it streams, the line names the seed too)."""
+    return re.search(rf" in [\d.]+ s \(\w+\), seed {seed}$", status or "") is not None
+
+
 @browser.needs_chromium
 # The DevTools pipe needs a file-descriptor shuffle between fork and exec;
 # JAX warns about any fork in a process it runs in, but nothing else runs in between.
@@ -422,19 +429,19 @@ def test_the_servers_page_writes_in_chromium(served):
         assert chromium.evaluate("document.getElementById('seed').value") == "10"
         chromium.evaluate("document.getElementById('prime').focus()")
         chromium.press("Enter", "Enter", modifiers=2)  # Ctrl+Enter, as a user presses it
-        _until(lambda: (chromium.evaluate(status) or "").endswith(", seed 10"), "the second run", every=0.2)
+        _until(lambda: _ended_with_seed(chromium.evaluate(status), 10), "the second run", every=0.2)
         second = _library(model, {"prime": "The king", "length": 120, "seed": 10, "temperature": 0.8})[0]["text"]
         assert chromium.evaluate("document.getElementById('generated').textContent") == second != expected
         # Unticked, the seed stays: Generate repeats the run.
         chromium.evaluate(
             "document.getElementById('vary').checked = false; document.getElementById('generate').click()"
         )
-        _until(lambda: (chromium.evaluate(status) or "").endswith(", seed 11"), "the third run", every=0.2)
+        _until(lambda: _ended_with_seed(chromium.evaluate(status), 11), "the third run", every=0.2)
         third = chromium.evaluate("document.getElementById('generated').textContent")
         chromium.evaluate(
             "document.getElementById('status').textContent = ''; document.getElementById('generate').click()"
         )
-        _until(lambda: (chromium.evaluate(status) or "").endswith(", seed 11"), "the repeated run", every=0.2)
+        _until(lambda: _ended_with_seed(chromium.evaluate(status), 11), "the repeated run", every=0.2)
         assert chromium.evaluate("document.getElementById('generated').textContent") == third
         assert chromium.evaluate("document.getElementById('seed').value") == "11"
         # The "stop at" box reads escapes as --stop does: \xHH and \uHHHH too (it read only \n \t \r \\).
@@ -442,7 +449,7 @@ def test_the_servers_page_writes_in_chromium(served):
             "document.getElementById('stop').value = '\\\\x20'; document.getElementById('status').textContent = '';"
             "document.getElementById('generate').click()"
         )
-        _until(lambda: (chromium.evaluate(status) or "").endswith(", seed 11"), "the run with a stop", every=0.2)
+        _until(lambda: _ended_with_seed(chromium.evaluate(status), 11), "the run with a stop", every=0.2)
         stopped = _library(model, {"prime": "The king", "length": 120, "seed": 11, "temperature": 0.8, "stop": [" "]})
         assert chromium.evaluate("document.getElementById('generated').textContent") == stopped[0]["text"]
         chromium.evaluate("document.getElementById('stop').value = ''")
@@ -477,21 +484,45 @@ def test_the_servers_page_writes_in_chromium(served):
         _until(lambda: not chromium.evaluate("document.getElementById('cancel').disabled"), "the long run", every=0.05)
         chromium.press("Escape", "Escape")
         _until(lambda: "(stopped)" in chromium.evaluate(status), "the stop", every=0.2)
+        # A stopped run names its seed too: a user who liked the text can draw it again.
+        assert re.search(r"^\d+ characters(, \d+ chars/s)?, seed \d+ \(stopped\)$", chromium.evaluate(status))
         chromium.evaluate("document.getElementById('length').value = '5'")
         # An empty box is a mistake, not 0.
         chromium.evaluate("document.getElementById('temperature').value = ''")
         chromium.evaluate("document.getElementById('generate').click()")
         assert chromium.evaluate(problem) == "temperature must be a number"
+        # Too large for a double (it would go out as null, the server's default) or too small to tell from 0.
+        for typed, said in [
+            ("1e400", "temperature must be a number"),
+            ("1e-400", "temperature 1e-400 is too small to tell from 0 here: give 0 if that is meant"),
+        ]:
+            chromium.evaluate(f"document.getElementById('temperature').value = '{typed}'")
+            chromium.evaluate("document.getElementById('generate').click()")
+            assert chromium.evaluate(problem) == said
+        chromium.evaluate("document.getElementById('temperature').value = '0.8'")
         # Characters the model never saw are named as the command names them.
         chromium.evaluate("const p = document.getElementById('prime'); p.value = 'The\\u00a0king';"
                           "p.dispatchEvent(new Event('input'))")  # fmt: skip
         unknown = chromium.evaluate("document.getElementById('unknown').textContent")
         assert unknown == "The model never saw '\\xa0': remove it to generate."
+        # One the model knows in another Unicode form is said to be, as the command says it (the Kelvin sign is K).
+        chromium.evaluate("{ const p = document.getElementById('prime'); p.value = '\u212aing';"
+                          "p.dispatchEvent(new Event('input')); }")  # fmt: skip
+        assert chromium.evaluate("document.getElementById('unknown').textContent") == (
+            "The model never saw '\u212a': the model knows it written in Unicode's NFC form (composed, one "
+            "character each): write it so, or remove it to generate."
+        )
         # A wrong key is called wrong, not a list of every character as unknown.
         chromium.evaluate("document.getElementById('key').value = 'nope'; document.getElementById('use-key').click()")
         summary = "document.getElementById('summary').textContent"
         _until(lambda: "Wrong" in chromium.evaluate(summary), "the wrong key to be named", every=0.2)
         assert chromium.evaluate("document.getElementById('unknown').textContent") == ""
+        # The keyboard is back in the key's box, and Enter there uses the key.
+        assert chromium.evaluate("document.activeElement.id") == "key"
+        chromium.evaluate(f"document.getElementById('key').value = {json.dumps(KEY)}")
+        chromium.press("Enter", "Enter")
+        _until(lambda: "characters a sample" in chromium.evaluate(summary), "the right key to be used", every=0.2)
+        assert chromium.evaluate("document.activeElement.id") == "prime"
     finally:
         chromium.close()
 

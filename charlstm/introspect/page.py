@@ -88,15 +88,23 @@ def report(path: Path, inspection: Inspection, *, top: int, source: str, checkpo
 NAMED_MARKER = "/* __CHARLSTM_NAMED__: charlstm/introspect/named.js, the function `named` */"
 WRITER_CSS_MARKER = "/* __CHARLSTM_WRITER_CSS__: charlstm/introspect/writer.css, the writing pages' look */"
 KEYS_MARKER = "/* __CHARLSTM_KEYS__: charlstm/introspect/keys.js, the function `pressWithKeys` */"
+UNKNOWN_MARKER = "/* __CHARLSTM_UNKNOWN__: charlstm/introspect/unknown.js, the function `unknownLine` */"
 
 
 def writing_page(template: str) -> str:
     """`template`, a page that writes with a model (the exported page, the
     server's), with what the two share where its markers stand: their look
     (writer.css), the script function `named` (named.js: a character as
-    `charlstm sample` names it, for a prime's unknown characters) and their
-    keys (keys.js). One copy of each for both, each page still self-contained."""
-    shared = ((WRITER_CSS_MARKER, "writer.css"), (NAMED_MARKER, "named.js"), (KEYS_MARKER, "keys.js"))
+    `charlstm sample` names it), the line a prime's unknown characters get
+    (unknown.js, the Unicode form the model knows them in among it) and
+    their keys (keys.js). One copy of each for both, each page still
+    self-contained."""
+    shared = (
+        (WRITER_CSS_MARKER, "writer.css"),
+        (NAMED_MARKER, "named.js"),
+        (UNKNOWN_MARKER, "unknown.js"),
+        (KEYS_MARKER, "keys.js"),
+    )
     for marker, name in shared:
         if marker not in template:
             raise ValueError(f"the page template has no place for {name}")
