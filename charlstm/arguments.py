@@ -170,6 +170,12 @@ def unknown_fields(given: Iterable[str], *classes: type, also: Iterable[str] = (
     return ", ".join(wrong) or None
 
 
+def check_port(port: Any) -> None:
+    """A port a server can listen on: 0 (any free one) and -1 would each
+    get a resolver's error or a port nobody asked for."""
+    check(1 <= whole_number(port, flag("port")) <= 65535, f"{flag('port')} must be from 1 to 65535, got {port}")
+
+
 def check_api_key(api_key: str | None) -> None:
     """Refuse an empty key: it would refuse every request (no token is
     empty) while reading as "no key" everywhere else, a mistake like an

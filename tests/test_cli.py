@@ -175,7 +175,7 @@ CASES = [
     (
         "folder without text",
         ["train", "{tmp}/emptydir"],
-        "emptydir match '**/*.txt' (it has no files)",
+        "emptydir match '**/*.txt': it has no files\n",  # and no --glob to try: none can help
     ),
     (
         "empty glob",
@@ -518,6 +518,12 @@ def test_a_result_that_cannot_be_written_is_one_line_and_status_2(trained_run):
         ),
         (["resume", "r", "-o", "x"], "No such option: -o (a run resumes in its own folder: copy the folder first"),
         (["sample", "-c"], "Option '-c' requires an argument"),
+        # --help offered where it is what was mistyped, and only there (a helper's walkthrough, 2026-12-06).
+        (["sample", "--hlep"], "No such option: --hlep (did you mean --help, or --temp?)"),
+        (["sample", "r", "--help-me"], "No such option: --help-me (did you mean --help, or --prime?)"),
+        # Help for the command, after charlstm's own options (it named the top level's).
+        (["--no-cache", "train", "x.txt", "--steps"], "Option '--steps' requires an argument; see 'charlstm train"),
+        (["serve", "r", "--port", "-1"], "--port must be from 1 to 65535, got -1"),
         (["train"], "Missing argument 'CORPUS'"),
         (["bogus"], "No such command 'bogus'"),
         (["trian"], "No such command 'trian'. Did you mean 'train'? (see 'charlstm --help')"),
@@ -532,8 +538,10 @@ def test_a_mistyped_command_line_is_one_line_naming_what_was_wrong(runner, args,
     assert len(lines) == 1 and lines[0].startswith(f"error: {expected}"), result.stderr
     if "abc" in "".join(args):
         assert "(got 'abc')" in lines[0]
-    if "?" not in lines[0]:
-        command = "" if args[0] == "bogus" or args[0].startswith("-") else f" {args[0]}"
+    if "?" not in lines[0] and args[0] != "serve":
+        # The command's help, where the line names one after charlstm's own options (which take no values).
+        named = args[1] if args[0] == "--no-cache" else args[0]
+        command = "" if named == "bogus" or named.startswith("-") else f" {named}"
         assert lines[0].endswith(f"; see 'charlstm{command} --help'")
 
 
@@ -1036,3 +1044,17 @@ def test_runs_names_a_run_worse_than_guessing(runner, tiny_corpus, tmp_path):
     assert f"note: {run_dir}: the run's best validation loss" in said and "is worse than guessing" in said
     [record] = json.loads(runner.invoke(app, ["runs", str(tmp_path / "runs"), "--json"]).stdout)
     assert record["worse_than_guessing"] is True
+
+
+def test_started_as_python_m_charlstm_it_still_calls_itself_charlstm():
+    """The program's name in its help, its errors and its shell completion
+    script: Click named it "python -m charlstm" there, and the completion
+    script for that name registered itself for `python` and broke every Tab
+    after it (a helper's walkthrough, 2026-12-06)."""
+    env = {**os.environ, "SHELL": "/bin/bash", "PYTHONPATH": str(Path(__file__).parent.parent)}
+    command = [sys.executable, "-m", "charlstm"]
+    script = subprocess.run([*command, "--show-completion"], env=env, capture_output=True, text=True, timeout=120)
+    assert script.returncode == 0, script.stderr
+    assert "complete -o default -F _charlstm_completion charlstm" in script.stdout and "python" not in script.stdout
+    told = subprocess.run([*command, "sample", "--temp"], env=env, capture_output=True, text=True, timeout=120)
+    assert told.stderr == "error: Option '--temp' requires an argument; see 'charlstm sample --help'\n"

@@ -8,10 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from charlstm.api.model import Model
-from charlstm.arguments import check_api_key, optional_callable, unknown_fields, whole_number
+from charlstm.arguments import check_api_key, check_port, optional_callable, unknown_fields
 from charlstm.config import ServeConfig
 from charlstm.errors import CharlstmError, ConfigError
-from charlstm.flags import flag
 from charlstm.training import checkpoint_paths
 
 
@@ -67,8 +66,7 @@ def serve(
     except ImportError as err:
         raise _needs_the_extra(err) from None
     _check_model(model, "serve")
-    if not 1 <= whole_number(port, flag("port")) <= 65535:
-        raise ConfigError(f"{flag('port')} must be from 1 to 65535, got {port}")
+    check_port(port)
     optional_callable(on_ready, "on_ready")
     optional_callable(on_stop, "on_stop")
     application = app(model, api_key=api_key, **limits)

@@ -325,7 +325,10 @@ def main() -> None:
     interrupt.install()
     ended: int | None = None  # the command's status, once it has ended with one
     try:
-        app()
+        # "charlstm", however it was started: Click would call it "python -m
+        # charlstm" there, and a shell completion script for that name
+        # breaks every Tab after `python` (a helper's walkthrough, 2026-12-06).
+        app(prog_name="charlstm")
     except SystemExit as done:
         ended = done.code if isinstance(done.code, int) else 0 if done.code is None else 1
         if interrupt():

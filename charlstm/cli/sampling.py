@@ -87,7 +87,7 @@ def sample(
             option("temperature"),
             "--temperature",
             "-t",
-            help="Sampling temperature: lower is safer, higher is wilder; 0 is greedy.",
+            help="Sampling temperature, 0 to 100: lower is safer, higher is wilder; 0 is greedy.",
         ),
     ] = SampleConfig.temperature,
     greedy: Annotated[bool, typer.Option(help="Always take the most likely character (same as --temp 0).")] = False,
@@ -96,7 +96,10 @@ def sample(
     ] = SampleConfig.top_k,
     top_p: Annotated[
         float,
-        typer.Option(option("top_p"), help="Draw only from the most likely characters that make up this probability."),
+        typer.Option(
+            option("top_p"),
+            help="Draw only from the most likely characters that make up this probability (above 0, at most 1).",
+        ),
     ] = SampleConfig.top_p,
     length: Annotated[int, typer.Option(option("length"), "-n", help="Characters to generate.")] = SampleConfig.length,
     prime: Annotated[
@@ -128,7 +131,10 @@ def sample(
         ),
     ] = SampleConfig.num_samples,
     seed: Annotated[
-        int, typer.Option(option("seed"), help="Random seed; the same seed gives the same text.")
+        int,
+        typer.Option(
+            option("seed"), help="Random seed (-2147483648 to 2147483647); the same seed gives the same text."
+        ),
     ] = SampleConfig.seed,
     output: Annotated[
         Path | None,

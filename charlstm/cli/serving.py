@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from charlstm.arguments import check_api_key
+from charlstm.arguments import check_api_key, check_port
 from charlstm.cli.app import NewestRunArgument, Quiet, fail, say, use_cache, user_errors
 from charlstm.cli.signals import end_now
 from charlstm.config import ServeConfig
@@ -91,6 +91,7 @@ def serve(
             # Click reads an empty variable as unset: `CHARLSTM_API_KEY=$KEY` with $KEY unset must not serve openly.
             fail(f"{API_KEY_ENV} is set but empty: give it a key, or unset it to serve without one")
         check_api_key(api_key)
+        check_port(port)  # before the address is tried: -1 got the resolver's own words
         from charlstm.serving.server import check_address
 
         check_address(host, port)  # a host that cannot be listened on is the one line, with no warning before it

@@ -66,9 +66,9 @@ _CHECKPOINT_EVERY = "Steps between checkpoints."
 _LOG_EVERY = "Steps between progress reports and metrics.jsonl lines."
 
 _PRECISION = (
-    "bf16: the training step's matrix products in bfloat16 with float32 results, for GPUs, TPUs and CPUs with "
-    "bfloat16 instructions (avx512_bf16) (the parameters, optimizer, cell state and loss stay float32; sampling "
-    "and validation are float32)."
+    "fp32 or bf16. bf16: the training step's matrix products in bfloat16 with float32 results, for GPUs, TPUs "
+    "and CPUs with bfloat16 instructions (avx512_bf16) (the parameters, optimizer, cell state and loss stay "
+    "float32; sampling and validation are float32)."
 )
 _PATIENCE = (
     "Stop after this many validation passes in a row without a new best validation loss; the best checkpoint "
@@ -246,7 +246,10 @@ def train(
         int, typer.Option(option("checkpoint_every"), help=_CHECKPOINT_EVERY)
     ] = _T.checkpoint_every,
     log_every: Annotated[int, typer.Option(option("log_every"), help=_LOG_EVERY)] = _T.log_every,
-    seed: Annotated[int, typer.Option(option("seed"), help="Random seed: the initial weights and dropout.")] = _T.seed,
+    seed: Annotated[
+        int,
+        typer.Option(option("seed"), help="Random seed (-2147483648 to 2147483647): the initial weights and dropout."),
+    ] = _T.seed,
     patience: Annotated[int | None, typer.Option(option("patience"), help=_PATIENCE, show_default=False)] = None,
     precision: Annotated[str, typer.Option(option("precision"), help=_PRECISION)] = _T.precision,
     devices: Devices = None,

@@ -32,7 +32,9 @@ def usage_error(
             message += f" (got {value!r})"
     ctx = getattr(err, "ctx", None)
     # The parser's own errors (an option without its value) carry no context: the command is the first word.
-    where = ctx.command_path if ctx is not None else "charlstm" + (f" {argv[0]}" if argv[0] in commands else "")
+    # After charlstm's own options (`charlstm --no-cache train x --steps`), which take no values.
+    first = next((word for word in argv if not word.startswith("-")), None)
+    where = ctx.command_path if ctx is not None else "charlstm" + (f" {first}" if first in commands else "")
     given = getattr(err, "option_name", None)
     command = where.split()[-1]  # "resume", however charlstm was started (`python -m charlstm resume`)
     if command == "resume" and given == option("fill_time"):
@@ -76,17 +78,29 @@ def usage_error(
     return f"{message}; see '{where} --help'"
 
 
+# How like "--help" a mistyped option must be to be offered it: --hlep,
+# --hepl and --help-me are (0.83, 0.83, 0.8), --temp is not (0.67).
+HELP_LIKE = 0.75
+
+
+def _similar(given: str, option: str) -> float:
+    return difflib.SequenceMatcher(None, given, option).ratio()
+
+
 def _closest_first(message: str) -> str:
     """Click's "(Possible options: --help, --stop, --temp)" for `--tmep`, in
     its alphabetical order, as "(did you mean --temp, or --stop?)": the
-    closest first, and --help, which nobody mistypes, left out."""
+    closest first, and --help left out unless it is that close itself
+    (`--hlep`, `--help-me`): Click offers it for every option that starts
+    with --h or ends in p."""
     found = re.fullmatch(r"No such option: (\S+) \(Possible options: (.+)\)", message)
     if found is None:
         return message
-    given, options = found[1], [o for o in found[2].split(", ") if o != "--help"]
+    given = found[1]
+    options = [o for o in found[2].split(", ") if o != "--help" or _similar(given, o) >= HELP_LIKE]
     if not options:
         return f"No such option: {given}"
-    options.sort(key=lambda o: -difflib.SequenceMatcher(None, given, o).ratio())
+    options.sort(key=lambda o: -_similar(given, o))
     others = f", or {', '.join(options[1:])}" if len(options) > 1 else ""
     return f"No such option: {given} (did you mean {options[0]}{others}?)"
 

@@ -182,8 +182,10 @@ def folder_files(
         if irregular and not kinds:  # what it does have, and why none of it is read
             names = first_few([f"{shown(p)}: {problem}" for p, problem in irregular], 3, "; ")
             raise CorpusError(f"no files in {folder} match '{pattern}': it has no files, only {names}")
+        if not kinds:  # no pattern can help: nothing was left out (a walkthrough, 2026-12-06)
+            raise CorpusError(f"no files in {folder} match '{pattern}': it has no files{why}")
         raise CorpusError(
-            f"no files in {folder} match '{pattern}' ({f'it has {has}' if kinds else 'it has no files'}{why}); "
+            f"no files in {folder} match '{pattern}' (it has {has}{why}); "
             f"choose others with {flag('glob')} (matched inside the folder), such as {example}"
         )
     return sorted(matches, key=lambda p: p.relative_to(folder).as_posix()), sorted(irregular), sorted(other_case)
