@@ -509,6 +509,10 @@ def test_a_result_that_cannot_be_written_is_one_line_and_status_2(trained_run):
         (["train", "x.txt", "--minutes", "3"], "No such option: --minutes (did you mean --max-time?)"),
         (["tune", "x.txt", "--minutes", "3"], "No such option: --minutes (did you mean --budget-s?)"),
         (
+            ["tune", "x.txt", "--max-time", "1"],
+            "No such option: --max-time (an option of charlstm train and resume, not of tune; tune takes --budget-s)",
+        ),
+        (
             ["eval", "r", "--stream"],
             "No such option: --stream (did you mean --streams? --stream is an option of sample)",
         ),
@@ -1051,10 +1055,24 @@ def test_started_as_python_m_charlstm_it_still_calls_itself_charlstm():
     script: Click named it "python -m charlstm" there, and the completion
     script for that name registered itself for `python` and broke every Tab
     after it (a helper's walkthrough, 2026-12-06)."""
-    env = {**os.environ, "SHELL": "/bin/bash", "PYTHONPATH": str(Path(__file__).parent.parent)}
+    # Typer's own switch from guessing the shell (from the processes above: here pytest's) to naming it.
+    env = {**os.environ, "_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION": "1"}
+    env["PYTHONPATH"] = str(Path(__file__).parent.parent)
     command = [sys.executable, "-m", "charlstm"]
-    script = subprocess.run([*command, "--show-completion"], env=env, capture_output=True, text=True, timeout=120)
+    script = subprocess.run(
+        [*command, "--show-completion", "bash"], env=env, capture_output=True, text=True, timeout=120
+    )
     assert script.returncode == 0, script.stderr
     assert "complete -o default -F _charlstm_completion charlstm" in script.stdout and "python" not in script.stdout
     told = subprocess.run([*command, "sample", "--temp"], env=env, capture_output=True, text=True, timeout=120)
     assert told.stderr == "error: Option '--temp' requires an argument; see 'charlstm sample --help'\n"
+    # What Tab offers: the commands, and the words an option takes (it offered file names for --cell).
+    for words, offered in [("charlstm tr", ["train"]), ("charlstm train --cell ", ["lstm", "gru"])]:
+        asked = {
+            **env,
+            "_CHARLSTM_COMPLETE": "complete_bash",
+            "COMP_WORDS": words,
+            "COMP_CWORD": str(len(words.split()) - (not words.endswith(" "))),
+        }
+        tab = subprocess.run(command, env=asked, capture_output=True, text=True, timeout=120)
+        assert tab.stdout.split() == offered, tab.stderr

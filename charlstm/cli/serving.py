@@ -38,7 +38,7 @@ def serve(
         typer.Option(
             option("api_key"),
             envvar=API_KEY_ENV,
-            help=f"Require 'Authorization: Bearer KEY' on every endpoint but /healthz and the page (or {API_KEY_ENV}).",
+            help="Require 'Authorization: Bearer KEY' on every endpoint but /healthz and the page.",
             show_default=False,
         ),
     ] = None,

@@ -12,7 +12,7 @@ import typer
 
 from charlstm.cli.app import Quiet, Verbose, given, path_given, verbosity
 from charlstm.cli.running import start
-from charlstm.config import FINE_TUNE_LEARNING_RATE
+from charlstm.config import AUTO_NORM, CELLS, FINE_TUNE_LEARNING_RATE, NORMS, PRECISIONS
 from charlstm.config import ModelConfig as _M
 from charlstm.config import TrainConfig as _T
 from charlstm.flags import option
@@ -64,6 +64,25 @@ _FILL_TIME = (
 _EVAL_EVERY = "Steps between validation passes."
 _CHECKPOINT_EVERY = "Steps between checkpoints."
 _LOG_EVERY = "Steps between progress reports and metrics.jsonl lines."
+
+
+# What a shell's Tab offers for the options that take one of a few words
+# (Click's Choice would also change their error messages).
+def offer_cells() -> list[str]:
+    return list(CELLS)
+
+
+def offer_norms() -> list[str]:
+    return [*NORMS, AUTO_NORM]
+
+
+def offer_presets() -> list[str]:
+    return list(PRESETS)
+
+
+def offer_precisions() -> list[str]:
+    return list(PRECISIONS)
+
 
 _PRECISION = (
     "fp32 or bf16. bf16: the training step's matrix products in bfloat16 with float32 results, for GPUs, TPUs "
@@ -161,6 +180,7 @@ def train(
         str | None,
         typer.Option(
             option("preset"),
+            autocompletion=offer_presets,
             help="Start from a named size: "
             + "; ".join(f"{p.name} ({p.purpose})" for p in PRESETS.values())
             + ". Options given here override it.",
@@ -175,13 +195,16 @@ def train(
     cell: Annotated[
         str,
         typer.Option(
-            option("cell"), help="Recurrent cell: lstm, or gru (lighter: two gates and a candidate, no cell state)."
+            option("cell"),
+            autocompletion=offer_cells,
+            help="Recurrent cell: lstm, or gru (lighter: two gates and a candidate, no cell state).",
         ),
     ] = _M.cell,
     norm: Annotated[
         str,
         typer.Option(
             option("norm"),
+            autocompletion=offer_norms,
             help="layer: layer normalisation inside the LSTM cell (learns faster per step, each step about 1.35x "
             "the plain cell's on a CPU), or none; auto is layer for the LSTM, none for the GRU.",
         ),
@@ -251,7 +274,9 @@ def train(
         typer.Option(option("seed"), help="Random seed (-2147483648 to 2147483647): the initial weights and dropout."),
     ] = _T.seed,
     patience: Annotated[int | None, typer.Option(option("patience"), help=_PATIENCE, show_default=False)] = None,
-    precision: Annotated[str, typer.Option(option("precision"), help=_PRECISION)] = _T.precision,
+    precision: Annotated[
+        str, typer.Option(option("precision"), autocompletion=offer_precisions, help=_PRECISION)
+    ] = _T.precision,
     devices: Devices = None,
     coordinator: Coordinator = None,
     num_processes: NumProcesses = None,
@@ -291,7 +316,13 @@ def resume(
     log_every: Annotated[int | None, typer.Option(option("log_every"), help=_LOG_EVERY)] = None,
     patience: Annotated[int | None, typer.Option(option("patience"), help=_PATIENCE, show_default=False)] = None,
     precision: Annotated[
-        str | None, typer.Option(option("precision"), help=_PRECISION + " [default: the run's]", show_default=False)
+        str | None,
+        typer.Option(
+            option("precision"),
+            autocompletion=offer_precisions,
+            help=_PRECISION + " [default: the run's]",
+            show_default=False,
+        ),
     ] = None,
     force: Annotated[
         bool, typer.Option(option("force"), help="Resume even if the corpus's files changed since the run started.")

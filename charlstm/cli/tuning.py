@@ -26,7 +26,14 @@ from charlstm.cli.app import (
 from charlstm.cli.display import QUIET
 from charlstm.cli.fitting import print_table
 from charlstm.cli.signals import StopFlag
-from charlstm.cli.training import CorpusArgument, GlobOption, SkipBadFilesOption, ValFileOption
+from charlstm.cli.training import (
+    CorpusArgument,
+    GlobOption,
+    SkipBadFilesOption,
+    ValFileOption,
+    offer_cells,
+    offer_norms,
+)
 from charlstm.config import ModelConfig as _M
 from charlstm.config import TrainConfig as _T
 from charlstm.errors import shell_word
@@ -80,11 +87,16 @@ def tune(
     dropout: Annotated[
         str | None, typer.Option(option("dropout"), help="Dropout rates to try [0,0.1,0.2,0.3].")
     ] = None,
-    cell: Annotated[str, typer.Option(option("cell"), help="Recurrent cell for every trial: lstm or gru.")] = _M.cell,
+    cell: Annotated[
+        str,
+        typer.Option(option("cell"), autocompletion=offer_cells, help="Recurrent cell for every trial: lstm or gru."),
+    ] = _M.cell,
     norm: Annotated[
         str,
         typer.Option(
-            option("norm"), help="Normalisation inside the cell for every trial: layer or none (auto: as train)."
+            option("norm"),
+            autocompletion=offer_norms,
+            help="Normalisation inside the cell for every trial: layer or none (auto: as train).",
         ),
     ] = _M.norm,
     embed_dim: Annotated[

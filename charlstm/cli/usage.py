@@ -70,7 +70,11 @@ def usage_error(
         elif close := _close_option(given, commands.get(command)):  # `eval RUN --stream`: --streams, surely
             message = f"No such option: {given} (did you mean {close}? {given} is an option of {_listed(takers)})"
         else:  # `charlstm train TEXT --temp 0.5`: Click would guess among train's options
-            message = f"No such option: {given} (an option of charlstm {_listed(takers)}, not of {command})"
+            here = _meant(given, commands.get(command))  # `tune TEXT --max-time 1`: --budget-s
+            message = (
+                f"No such option: {given} (an option of charlstm {_listed(takers)}, not of {command}"
+                f"{f'; {command} takes {here}' if here else ''})"
+            )
     elif message.startswith("No such option") and (meant := _meant(given, commands.get(command))):
         message = f"No such option: {given} (did you mean {meant}?)"
     if message.endswith("?"):  # Click's guess at what was meant: "Did you mean 'train'?"
@@ -112,6 +116,7 @@ _MEANT = {
     "--max-minutes": (option("max_seconds"), "--budget-s"),
     "--time": (option("max_seconds"), "--budget-s"),
     "--epochs": (option("steps"),),
+    option("max_seconds"): ("--budget-s",),  # tune's time: a trial's, in seconds
     "--iterations": (option("steps"),),
 }
 
