@@ -1064,8 +1064,10 @@ def test_started_as_python_m_charlstm_it_still_calls_itself_charlstm():
     )
     assert script.returncode == 0, script.stderr
     assert "complete -o default -F _charlstm_completion charlstm" in script.stdout and "python" not in script.stdout
-    told = subprocess.run([*command, "sample", "--temp"], env=env, capture_output=True, text=True, timeout=120)
-    assert told.stderr == "error: Option '--temp' requires an argument; see 'charlstm sample --help'\n"
+    told = subprocess.run([*command, "sample", "--temp", "hot"], env=env, capture_output=True, text=True, timeout=120)
+    assert told.stderr.endswith("(got 'hot'); see 'charlstm sample --help'\n"), told.stderr
+    helped = subprocess.run([*command, "sample", "--help"], env=env, capture_output=True, text=True, timeout=120)
+    assert helped.stdout.startswith("Usage: charlstm sample "), helped.stdout
     # What Tab offers: the commands, and the words an option takes (it offered file names for --cell).
     for words, offered in [("charlstm tr", ["train"]), ("charlstm train --cell ", ["lstm", "gru"])]:
         asked = {
