@@ -5,6 +5,7 @@ names. Running them, and saying how the run ended, is `cli/running.py`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -68,20 +69,8 @@ _LOG_EVERY = "Steps between progress reports and metrics.jsonl lines."
 
 # What a shell's Tab offers for the options that take one of a few words
 # (Click's Choice would also change their error messages).
-def offer_cells() -> list[str]:
-    return list(CELLS)
-
-
-def offer_norms() -> list[str]:
-    return [*NORMS, AUTO_NORM]
-
-
-def offer_presets() -> list[str]:
-    return list(PRESETS)
-
-
-def offer_precisions() -> list[str]:
-    return list(PRECISIONS)
+def words(*values: str) -> Callable[[], list[str]]:
+    return lambda: list(values)
 
 
 _PRECISION = (
@@ -180,7 +169,7 @@ def train(
         str | None,
         typer.Option(
             option("preset"),
-            autocompletion=offer_presets,
+            autocompletion=words(*PRESETS),
             help="Start from a named size: "
             + "; ".join(f"{p.name} ({p.purpose})" for p in PRESETS.values())
             + ". Options given here override it.",
@@ -196,7 +185,7 @@ def train(
         str,
         typer.Option(
             option("cell"),
-            autocompletion=offer_cells,
+            autocompletion=words(*CELLS),
             help="Recurrent cell: lstm, or gru (lighter: two gates and a candidate, no cell state).",
         ),
     ] = _M.cell,
@@ -204,7 +193,7 @@ def train(
         str,
         typer.Option(
             option("norm"),
-            autocompletion=offer_norms,
+            autocompletion=words(*NORMS, AUTO_NORM),
             help="layer: layer normalisation inside the LSTM cell (learns faster per step, each step about 1.35x "
             "the plain cell's on a CPU), or none; auto is layer for the LSTM, none for the GRU.",
         ),
@@ -275,7 +264,7 @@ def train(
     ] = _T.seed,
     patience: Annotated[int | None, typer.Option(option("patience"), help=_PATIENCE, show_default=False)] = None,
     precision: Annotated[
-        str, typer.Option(option("precision"), autocompletion=offer_precisions, help=_PRECISION)
+        str, typer.Option(option("precision"), autocompletion=words(*PRECISIONS), help=_PRECISION)
     ] = _T.precision,
     devices: Devices = None,
     coordinator: Coordinator = None,
@@ -319,7 +308,7 @@ def resume(
         str | None,
         typer.Option(
             option("precision"),
-            autocompletion=offer_precisions,
+            autocompletion=words(*PRECISIONS),
             help=_PRECISION + " [default: the run's]",
             show_default=False,
         ),

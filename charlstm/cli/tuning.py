@@ -31,9 +31,9 @@ from charlstm.cli.training import (
     GlobOption,
     SkipBadFilesOption,
     ValFileOption,
-    offer_cells,
-    offer_norms,
+    words,
 )
+from charlstm.config import AUTO_NORM, CELLS, NORMS
 from charlstm.config import ModelConfig as _M
 from charlstm.config import TrainConfig as _T
 from charlstm.errors import shell_word
@@ -89,13 +89,13 @@ def tune(
     ] = None,
     cell: Annotated[
         str,
-        typer.Option(option("cell"), autocompletion=offer_cells, help="Recurrent cell for every trial: lstm or gru."),
+        typer.Option(option("cell"), autocompletion=words(*CELLS), help="Recurrent cell for every trial: lstm or gru."),
     ] = _M.cell,
     norm: Annotated[
         str,
         typer.Option(
             option("norm"),
-            autocompletion=offer_norms,
+            autocompletion=words(*NORMS, AUTO_NORM),
             help="Normalisation inside the cell for every trial: layer or none (auto: as train).",
         ),
     ] = _M.norm,
