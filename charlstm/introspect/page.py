@@ -89,6 +89,7 @@ NAMED_MARKER = "/* __CHARLSTM_NAMED__: charlstm/introspect/named.js, the functio
 WRITER_CSS_MARKER = "/* __CHARLSTM_WRITER_CSS__: charlstm/introspect/writer.css, the writing pages' look */"
 KEYS_MARKER = "/* __CHARLSTM_KEYS__: charlstm/introspect/keys.js, the function `pressWithKeys` */"
 UNKNOWN_MARKER = "/* __CHARLSTM_UNKNOWN__: charlstm/introspect/unknown.js, the function `unknownLine` */"
+NUMBERS_MARKER = "/* __CHARLSTM_NUMBERS__: charlstm/introspect/numbers.js, the function `tooSmallToTell` */"
 
 
 def writing_page(template: str) -> str:
@@ -96,13 +97,15 @@ def writing_page(template: str) -> str:
     server's), with what the two share where its markers stand: their look
     (writer.css), the script function `named` (named.js: a character as
     `charlstm sample` names it), the line a prime's unknown characters get
-    (unknown.js, the Unicode form the model knows them in among it) and
-    their keys (keys.js). One copy of each for both, each page still
+    (unknown.js, the Unicode form the model knows them in among it), the
+    check that a number box is not too small to tell from 0 (numbers.js)
+    and their keys (keys.js). One copy of each for both, each page still
     self-contained."""
     shared = (
         (WRITER_CSS_MARKER, "writer.css"),
         (NAMED_MARKER, "named.js"),
         (UNKNOWN_MARKER, "unknown.js"),
+        (NUMBERS_MARKER, "numbers.js"),
         (KEYS_MARKER, "keys.js"),
     )
     for marker, name in shared:
