@@ -149,6 +149,9 @@ app = typer.Typer(
 Quiet = Annotated[
     bool, typer.Option("--quiet", "-q", help="Say nothing on stderr but errors; results on stdout still print.")
 ]
+# For the commands that print no result on stdout (export, serve): the
+# line above would promise one.
+QuietAlone = Annotated[bool, typer.Option("--quiet", "-q", help="Say nothing but errors.")]
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Print more: configuration, every logged step.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 

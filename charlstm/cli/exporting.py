@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from charlstm.arguments import html_file, weights_directory, writable_place
-from charlstm.cli.app import NewestRunArgument, Quiet, fail, say, user_errors
+from charlstm.cli.app import NewestRunArgument, QuietAlone, fail, say, user_errors
 from charlstm.cli.format import checkpoint_text, size
 from charlstm.flags import option
 
@@ -17,7 +17,9 @@ def export(
     html: Annotated[
         str | None,  # as given: an empty one (an unset "$OUT") is refused, not read as "."
         typer.Option(
-            option("html"), help="Write one self-contained HTML page that runs the model in a browser, offline."
+            option("html"),
+            help="Write one self-contained HTML page that runs the model in a browser, offline.",
+            metavar="PAGE.html",
         ),
     ] = None,
     half: Annotated[
@@ -28,9 +30,10 @@ def export(
         typer.Option(
             option("weights"),
             help="Write DIR/model.safetensors and DIR/model.json: the parameters, configuration and vocabulary.",
+            metavar="DIR",
         ),
     ] = None,
-    quiet: Quiet = False,
+    quiet: QuietAlone = False,
 ) -> None:
     """Take a trained model anywhere: an HTML page that writes, or portable weights."""
     with user_errors():

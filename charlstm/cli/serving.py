@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from charlstm.arguments import check_api_key, check_port
-from charlstm.cli.app import NewestRunArgument, Quiet, fail, say, use_cache, user_errors
+from charlstm.cli.app import NewestRunArgument, QuietAlone, fail, say, use_cache, user_errors
 from charlstm.cli.signals import end_now
 from charlstm.config import ServeConfig
 from charlstm.flags import option
@@ -67,7 +67,7 @@ def serve(
         int, typer.Option(option("max_waiting"), help="Most rows waiting to join the batch; beyond, 503.")
     ] = ServeConfig.max_waiting,
     access_log: Annotated[bool, typer.Option("--access-log", help="Log every request on stderr.")] = False,
-    quiet: Quiet = False,
+    quiet: QuietAlone = False,
 ) -> None:
     """Serve the model over HTTP: POST /v1/generate, GET /v1/model, GET /healthz, and a page at /.
 

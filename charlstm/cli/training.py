@@ -117,7 +117,7 @@ ValFileOption = Annotated[
         help="Validate on this file, or a folder's files, instead of holding out a share of the corpus (repeat it "
         "for several); a training folder's files given here are left out of training.",
         show_default=False,
-        metavar="<path>",  # one at a time, repeated; Typer would write <list[Path]>
+        metavar="<Path>",  # one at a time, repeated; Typer would write <list[Path]>
         parser=path_given,
     ),
 ]
@@ -137,7 +137,7 @@ MovedCorpusOption = Annotated[
         "files or folders, in their order, then for its --val-file ones if they moved apart); its text must still "
         "be the run's.",
         show_default=False,
-        metavar="<path>",
+        metavar="<Path>",
         parser=path_given,
     ),
 ]
