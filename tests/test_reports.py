@@ -78,6 +78,8 @@ def test_runs_lists_each_run_with_its_best_loss(runner, trained_run, tmp_path):
     with run_lock.held(runs_dir / "broken"):  # a run training now, before its first save, is no broken run
         result = runner.invoke(app, ["runs", str(runs_dir)])
         assert f"note: {runs_dir / 'broken'} is training, before its first checkpoint\n" in result.stderr
+        quiet = runner.invoke(app, ["runs", str(runs_dir), "-q"])  # the table alone, its notes left out
+        assert quiet.exit_code == 0 and quiet.stderr == "" and quiet.stdout == result.stdout
         # In the table too, as training, with what it already says of itself (a walkthrough found no row).
         row = next(line for line in result.stdout.splitlines() if "broken" in line)
         assert " training " in row and " - " in row, row
@@ -247,6 +249,8 @@ def test_plot_writes_a_png_of_the_requested_size(runner, trained_run, tmp_path):
     result = runner.invoke(app, ["plot", str(run_dir), "--gradients", "-o", str(tmp_path / "gradients.png")])
     assert result.exit_code == 0, result.output
     assert png_size(tmp_path / "gradients.png") == (1200, 330)
+    quiet = runner.invoke(app, ["plot", str(run_dir), "-o", str(tmp_path / "quiet.png"), "-q"])
+    assert quiet.exit_code == 0 and quiet.output == "" and png_size(tmp_path / "quiet.png") == (1200, 450)
     assert api.runs._clip(run_dir) == 1.0  # what the panel's title and line show
     # A place it cannot write: one line and status 2, as export and inspect say it, not a traceback.
     (tmp_path / "a-file").write_text("", encoding="utf-8")

@@ -13,6 +13,7 @@ from charlstm.cli.app import (
     AsJson,
     NewestRunArgument,
     Quiet,
+    QuietAlone,
     RunArgument,
     fail,
     path_given,
@@ -264,6 +265,7 @@ def list_runs(
         Path, typer.Argument(metavar="FOLDER", help="Folder holding run directories.", parser=path_given)
     ] = Path("runs"),
     as_json: AsJson = False,
+    quiet: Quiet = False,
 ) -> None:
     """List training runs: corpus, model, progress, best validation loss."""
     with user_errors():
@@ -277,7 +279,7 @@ def list_runs(
             say(f"no runs with checkpoints under {runs_dir}/")
         else:
             print_table(tables.runs_table(found, runs_dir))
-            for r in found:
+            for r in found if not quiet else ():
                 if r.problem is not None and r.state == "training":
                     say(f"note: {r.path} is training, before its first checkpoint")
                 elif r.problem is not None:
@@ -350,6 +352,7 @@ def plot(
             show_default=False,
         ),
     ] = None,
+    quiet: QuietAlone = False,
 ) -> None:
     """Plot training and validation loss against steps and time, or the gradient norms (needs the plot extra)."""
     with user_errors():
@@ -360,4 +363,5 @@ def plot(
         else:
             tall = 450 if height is None else height
             written = api.plot_runs(run_dirs, out or Path("loss.png"), width_px=width, height_px=tall)
-        say(f"wrote {written}")
+        if not quiet:
+            say(f"wrote {written}")
