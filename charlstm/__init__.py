@@ -110,6 +110,7 @@ __all__ = [
 if TYPE_CHECKING:
     from typing import Any
 
+    from charlstm import api as api
     from charlstm.api import Model, TrainingDiverged, app, describe, list_runs, load, resume, serve, train, tune
     from charlstm.api.runs import Description, TextFiles, Texts
     from charlstm.config import ModelConfig, SampleConfig, ServeConfig, TrainConfig
@@ -129,9 +130,24 @@ if TYPE_CHECKING:
     from charlstm.training.tune import Search
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'charlstm' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    globals()[name] = value
-    return value
+# The package's layer of the library, reached as `charlstm.api` after a
+# plain `import charlstm` (the docs name `charlstm.api.read_texts`), as the
+# names above are.
+_SUBMODULES = {"api"}
+
+# Hidden from type checkers, which would otherwise read any name at all as
+# charlstm's (of type Any): `charlstm.lod(...)` would pass `mypy --strict`.
+if not TYPE_CHECKING:
+
+    def __getattr__(name: str) -> Any:
+        if name in _SUBMODULES:
+            return importlib.import_module(f"charlstm.{name}")  # the import sets it on the package
+        if name not in _EXPORTS:
+            raise AttributeError(f"module 'charlstm' has no attribute {name!r}")
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS, *_SUBMODULES})

@@ -185,3 +185,11 @@ def check_api_key(api_key: str | None) -> None:
         api_key is None or bool(api_key.strip()),
         f"{flag('api_key')} is empty: give a key, or leave it out to serve without one",
     )
+    # A client's token is read without the spaces around it (HTTP drops them
+    # from a header), so a key with any at an end would match none: a key
+    # read from a file keeps its newline.
+    check(
+        api_key is None or api_key == api_key.strip(),
+        f"{flag('api_key')} has a space or a line break at an end, where no request's key can have one: give "
+        "it without (a key read from a file keeps its newline)",
+    )

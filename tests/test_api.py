@@ -1,5 +1,6 @@
 """The Python API, starting with the example the README shows."""
 
+import pickle
 import re
 import warnings
 from pathlib import Path
@@ -79,6 +80,40 @@ def test_unknown_options_and_divergence_are_errors(tiny_corpus, tmp_path):
         assert "before its first checkpoint" in str(err.value)
     else:
         assert f"(step {err.value.last_good_step}) is the last good one" in str(err.value)
+    # A process pool's worker sends it back pickled: whole, not as a BrokenProcessPool (a walkthrough, 2026-12-06).
+    back = pickle.loads(pickle.dumps(err.value))
+    assert type(back) is charlstm.TrainingDiverged and str(back) == str(err.value)
+    assert (back.step, back.run_dir, back.last_good, back.steps) == (
+        err.value.step,
+        err.value.run_dir,
+        err.value.last_good,
+        10,
+    )
+    # A missing run is the same error for resume as for load.
+    for call in (charlstm.load, charlstm.resume):
+        with pytest.raises(charlstm.CheckpointError):
+            call(tmp_path / "nope")
+
+
+def test_errors_pickle_whole_and_the_package_names_what_it_has():
+    """The library's errors cross a process boundary with their fields; and
+    `charlstm.api` is there after a plain `import charlstm`, as the docs
+    write `charlstm.api.read_texts`, with every lazy name in `dir()`."""
+    from charlstm.serving.requests import RequestError
+    from charlstm.text.cache import CacheUnwritable
+
+    for error in (
+        charlstm.CorpusError("not text", ("a.bin: not UTF-8",)),
+        CacheUnwritable("cannot write the corpus cache"),
+        RequestError(422, "prime has characters the model never saw", "prime"),
+        charlstm.ConfigError("steps must be a whole number"),
+    ):
+        back = pickle.loads(pickle.dumps(error))
+        assert type(back) is type(error) and str(back) == str(error) and vars(back) == vars(error)
+    assert charlstm.__getattr__("api") is charlstm.api  # what a fresh process's first `charlstm.api` calls
+    assert {"api", "Model", "load", "__version__"} <= set(dir(charlstm))
+    with pytest.raises(AttributeError, match="has no attribute 'lod'"):
+        charlstm.lod  # noqa: B018
 
 
 def test_a_run_without_on_event_warns_its_caller(tmp_path):
@@ -200,6 +235,8 @@ def test_a_python_callers_mistakes_are_config_errors(trained_run):
         # A web developer's walkthrough (2026-12-03, night): an empty key refused every request.
         (lambda: charlstm.app(model, timeout=3), "unknown server option: timeout (did you mean timeout_s?)"),
         (lambda: charlstm.app(model, api_key=""), "api_key is empty: give a key, or leave it out"),
+        # A key read from a file keeps its newline, and no request's key can match it (an integrator's walkthrough).
+        (lambda: charlstm.app(model, api_key="secret\n"), "api_key has a space or a line break at an end"),
         # A library user's walkthrough (2026-12-04): wrong suggestions, and TypeErrors from deep inside.
         (lambda: charlstm.train(trained_run[1], "x", hiden_size=16), "hiden_size (did you mean hidden_size?)"),
         (lambda: charlstm.train(trained_run[1], "x", layers=1), "layers (did you mean num_layers?)"),

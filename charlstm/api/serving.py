@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from charlstm.api.model import Model
 from charlstm.arguments import check_api_key, check_port, optional_callable, unknown_fields
@@ -13,8 +13,11 @@ from charlstm.config import ServeConfig
 from charlstm.errors import CharlstmError, ConfigError
 from charlstm.training import checkpoint_paths
 
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
 
-def app(model: Model, *, api_key: str | None = None, **limits: Any) -> Any:
+
+def app(model: Model, *, api_key: str | None = None, **limits: Any) -> Starlette:
     """The HTTP server for `model` as an ASGI application (Starlette), to
     run under any ASGI server or mount in your own: POST /v1/generate,
     GET /v1/model, GET /healthz and a page at /. `limits` are ServeConfig

@@ -20,7 +20,7 @@ from charlstm.arguments import paths_of
 from charlstm.config import AUTO_NORM, TrainConfig, as_saved
 from charlstm.core.model import grow_vocab
 from charlstm.core.state import hyperparameters, init_optimizer, init_state, learning_rate
-from charlstm.errors import CharlstmError, ConfigError, CorpusError, named, shell_word
+from charlstm.errors import CheckpointError, ConfigError, CorpusError, named, shell_word
 from charlstm.flags import flag, option
 from charlstm.text import manifest
 from charlstm.text.corpus import Source
@@ -235,7 +235,7 @@ def resumed_run(
 def _refuse_not_a_run(run_dir: Path) -> None:
     """Refuse what is not a run directory, saying what it is instead."""
     if not run_dir.exists():
-        raise CharlstmError(f"run directory not found: {run_dir}")
+        raise CheckpointError(f"run directory not found: {run_dir}")  # what load() raises for a missing run
     if (run_dir / "checkpoints").is_dir():
         return
     if any(
@@ -246,7 +246,7 @@ def _refuse_not_a_run(run_dir: Path) -> None:
         # search itself (the best trial named), a run whose checkpoints
         # are gone: `locate` says which, as sample says it.
         checkpoint.locate(run_dir)
-    raise CharlstmError(
+    raise CheckpointError(
         f"{run_dir} is {'a file' if run_dir.is_file() else 'not a run directory (it has no checkpoints/ folder)'}; "
         "resume takes the directory that 'charlstm train' created, such as runs/NAME"
     )
