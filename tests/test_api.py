@@ -359,7 +359,7 @@ def test_a_path_given_as_text_is_refused_but_a_documents_text_is_read(trained_ru
 
 
 def test_the_server_names_a_checkpoint_by_its_run_not_its_folders(trained_run, monkeypatch):
-    from charlstm.api.serving import checkpoint_name
+    from charlstm.training.checkpoint_paths import checkpoint_name
 
     model = charlstm.load(trained_run[0])
     step = model.path.relative_to(trained_run[0]).as_posix()  # checkpoints/best/4

@@ -85,6 +85,9 @@ def test_weights_read_back_and_the_numpy_reference_matches_jax(runs, tmp_path, c
     meta = json.loads((tmp_path / "w" / "model.json").read_text(encoding="utf-8"))
     assert meta["vocab"] == model.vocab.chars and meta["model"]["cell"] == model.model_config.cell
     assert {n: t["shape"] for n, t in meta["tensors"].items()} == {n: list(np.shape(v)) for n, v in flat.items()}
+    # Where it came from, without the folders above the run (a user's name among them), as the server says it.
+    assert meta["source"]["checkpoint"] == f"{runs[cell].name}/checkpoints/best/{model.step}"
+    assert meta["source"]["corpus"] == Path(model.corpus_path).name and "/" not in meta["source"]["corpus"]
 
     # The reference forward pass in examples/numpy_forward.py, character by character.
     ref_meta, ref = numpy_forward["load"](tmp_path / "w")

@@ -333,10 +333,12 @@ class Model:
         enough to run the model anywhere, with NumPy alone
         (examples/numpy_forward.py); nothing in them is code."""
         out = weights_directory(directory, "directory")
+        # Named as the server names them: weights are handed to others, and
+        # the folders above a run (a user's name among them) are no one's business.
         source = {
-            "checkpoint": str(self.path),
+            "checkpoint": checkpoint_paths.checkpoint_name(self.path),
             "step": self.step,
-            "corpus": self.corpus_path,
+            "corpus": Path(self.corpus_path).name,
             "best_val_loss": self.best_val_loss,
         }
         return weights.write_weights(out, self.model_config, self.vocab, self.params, source)

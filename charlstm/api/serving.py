@@ -4,7 +4,6 @@ run with uvicorn (`serve`); needs the serve extra."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from charlstm.api.model import Model
@@ -34,7 +33,11 @@ def app(model: Model, *, api_key: str | None = None, **limits: Any) -> Starlette
     if wrong:
         raise ConfigError(f"unknown server option: {wrong}")
     config = ServeConfig(**limits)
-    about = {"checkpoint": checkpoint_name(model.path), "step": model.step, "best_val_loss": model.best_val_loss}
+    about = {
+        "checkpoint": checkpoint_paths.checkpoint_name(model.path),
+        "step": model.step,
+        "best_val_loss": model.best_val_loss,
+    }
     return create_app(model.model_config, model.params, model.vocab, limits=config, api_key=api_key, about=about)
 
 
@@ -86,13 +89,3 @@ def serve(
 def _needs_the_extra(err: ImportError) -> CharlstmError:
     package = (err.name or "a package").split(".")[0]  # starlette, not starlette.applications
     return CharlstmError(f"serving needs the serve extra ({package} is missing): pip install 'charlstm[serve]'")
-
-
-def checkpoint_name(path: Path) -> str:
-    """A checkpoint as the server names it: its run's name and the
-    checkpoint in it (RUN/checkpoints/best/STEP), or a checkpoint standing
-    alone by its folder and step; never the folders above, since a server
-    other machines can reach should not tell them its disk's layout."""
-    where = path.resolve()  # `charlstm serve .` inside a run names the run too
-    run = checkpoint_paths.run_of(where)
-    return where.relative_to(run.parent).as_posix() if run is not None else "/".join(where.parts[-2:])

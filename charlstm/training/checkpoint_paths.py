@@ -162,6 +162,17 @@ def run_of(step_dir: Path) -> Path | None:
     return step_dir.parent.parent.parent if step_dir.parent.parent.name == "checkpoints" else None
 
 
+def checkpoint_name(path: Path) -> str:
+    """A checkpoint as the server and exported weights name it: its run's
+    name and the checkpoint in it (RUN/checkpoints/best/STEP), or a
+    checkpoint standing alone by its folder and step; never the folders
+    above, since a server other machines can reach, or weights handed to
+    others, should not tell them the disk's layout (a user's name in it)."""
+    where = path.resolve()  # `charlstm serve .` inside a run names the run too
+    run = run_of(where)
+    return where.relative_to(run.parent).as_posix() if run is not None else "/".join(where.parts[-2:])
+
+
 def others_intact(where: Path, reads: Callable[[Path], bool] | None = None, *, whole: bool = False) -> str:
     """For a damaged checkpoint of a run: the run's other complete ones, and
     which of them the commands take by themselves once the damaged one is
