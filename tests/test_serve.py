@@ -861,6 +861,25 @@ def test_a_server_that_cannot_generate_says_so_and_fails_its_health_check(served
         assert "out of memory" in answer["failure"] and answer["load"]["active_rows"] == 0
 
 
+def test_a_mounted_app_whose_lifespan_ended_fails_its_health_check(served):
+    """A mounted app's lifespan, entered from its host's, ends before the
+    host stops serving: its generation is over, so /healthz says so (it
+    said ok while every generate got 503, an integrator's walkthrough,
+    2026-12-06) and a load balancer stops sending it requests."""
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+
+    _, model = served
+    inner = charlstm.app(model, max_batch=4, max_samples=4)
+    with _in_thread(Starlette(routes=[Mount("/lm", app=inner)])) as call:
+        assert call("POST", "/lm/v1/generate", {"length": 5})[0] == 200
+        assert call("GET", "/lm/healthz") == (200, {"status": "ok"})
+        inner.state.batcher.close()  # what the end of its lifespan does
+        assert call("GET", "/lm/healthz") == (503, {"status": "stopped"})
+        status, answer = call("POST", "/lm/v1/generate", {"length": 5})
+        assert status == 503 and answer["error"]["message"] == "the server is shutting down", answer
+
+
 def test_a_failure_nobody_foresaw_is_a_json_500_and_the_server_goes_on(served, monkeypatch):
     """Any exception a route did not turn into a RequestError: the client
     reads the same JSON as every other error, not Starlette's plain text,

@@ -2,7 +2,7 @@
 
     POST /v1/generate   {prime, length, temperature, top_k, top_p, seed, n, stop, stream}
     GET  /v1/model      the model, the limits and the current load
-    GET  /healthz       {"status": "ok"} (503 if generation failed): for load balancers; never needs the key
+    GET  /healthz       {"status": "ok"} (503 once generation failed or stopped): for load balancers; no key
     GET  /              a page to write with the model (static: it holds no model data)
 
 Requests become `jobs.Job`s; the batcher generates them together. With
@@ -231,6 +231,8 @@ def create_app(
         if batcher.failure is not None:  # broken for good: a supervisor should restart the server
             # Why is for those with the key (GET /v1/model): this path needs none.
             return JSONResponse({"status": "failed"}, status_code=503)
+        if batcher.closed:  # its lifespan has ended (a mounted app whose host serves on): it generates no more
+            return JSONResponse({"status": "stopped"}, status_code=503)
         return JSONResponse({"status": "ok"})
 
     async def home(request: Request) -> Response:
