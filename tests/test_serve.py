@@ -273,6 +273,8 @@ BAD = [
     ("wrong key", "POST", "/v1/generate", {}, {"Authorization": "Bearer nope"}, 401, "wrong API key", None),
     ("model no key", "GET", "/v1/model", None, {}, 401, "needs an API key", None),
     ("no such path", "GET", "/v1/nope", None, AUTH, 404, "no such endpoint: GET /v1/nope", None),
+    # A path of thousands of characters is cut short as any value sent is (a walkthrough, 2026-12-06).
+    ("long path", "GET", "/" + "a" * 5000, None, AUTH, 404, "GET /" + "a" * 59 + "... (5,001 characters) (there", None),
     ("wrong method", "GET", "/v1/generate", None, AUTH, 405, "GET /v1/generate is not allowed: use POST", None),
 ]
 
@@ -782,6 +784,7 @@ def _in_thread(application):
         connection.close()
         return response.status, answer
 
+    call.port = port  # for a test's own requests
     try:
         _until(lambda: server.started, "the app to start")
         yield call
@@ -831,6 +834,59 @@ def test_a_request_past_its_timeout_gets_408_saying_why(served, monkeypatch):
             assert status == 200, answer  # and it keeps serving
     finally:
         warming.set()  # a warm-up still held would keep the server from stopping
+
+
+def test_a_stalled_body_a_busy_server_and_a_key_beyond_ascii(served, monkeypatch):
+    """A server's walkthrough (2026-12-06): a client that stops sending its
+    body held its connection, and a drain, for ever (the timeout counted
+    only from the body's end); a request that timed out waiting for room in
+    the batch was told to ask for less; the rows of clients that left before
+    they joined the batch were not counted as freed; and a key such as `clé`
+    matched no client's (Starlette reads a header's bytes as Latin-1)."""
+    from charlstm.serving import batcher as batcher_module
+
+    slow, real_begin = threading.Event(), batcher_module.begin
+
+    def slow_begin(*args, **kwargs):  # reading a prime, made slow on demand: the batch stays out of reach
+        if slow.is_set():
+            time.sleep(1.5)
+        return real_begin(*args, **kwargs)
+
+    monkeypatch.setattr(batcher_module, "begin", slow_begin)
+    _, model = served
+    key = {"Authorization": "Bearer clé".encode()}  # as curl sends it: UTF-8
+    with _in_thread(charlstm.app(model, api_key="clé", timeout_s=1, max_batch=4, max_samples=4)) as call:
+        port = call.port
+        _until(lambda: _raw_call(port, "GET", "/v1/model", key)[1]["load"]["sizes_to_compile"] == 0, "the warm-up")
+        assert _raw_call(port, "GET", "/v1/model", {"Authorization": b"Bearer cl\xe9"})[0] == 401  # Latin-1's bytes
+        with socket.create_connection(("127.0.0.1", port), timeout=WAIT_S) as sock:
+            head = "POST /v1/generate HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\nAuthorization: Bearer clé\r\n\r\n"
+            sock.sendall(head.encode() + b"{")  # and nothing more
+            answer = sock.recv(65536).decode()
+        assert answer.startswith("HTTP/1.1 408") and "body did not arrive within this server's limit of 1 s" in answer
+        slow.set()
+        status, answer = _raw_call(port, "POST", "/v1/generate", key, {"length": 5})
+        said = answer["error"]["message"]
+        assert status == 408 and "the server was busy: the request waited " in said, answer
+        assert said.endswith(" s for room in the batch and had not begun generating; try again shortly"), said
+        # The request that timed out, freed once its prime was read, before it joined.
+        _until(lambda: _raw_call(port, "GET", "/v1/model", key)[1]["load"]["cancelled_rows"] == 1, "its row freed")
+        slow.clear()
+
+
+def _raw_call(port: int, method: str, path: str, headers: dict, body: dict | None = None) -> tuple[int, dict]:
+    """A request with headers given as bytes where need be: (status, JSON answer)."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=WAIT_S)
+    try:
+        connection.putrequest(method, path)
+        payload = b"" if body is None else json.dumps(body).encode()
+        for name, value in {**headers, "Content-Length": str(len(payload))}.items():
+            connection.putheader(name, value)
+        connection.endheaders(payload)
+        response = connection.getresponse()
+        return response.status, json.loads(response.read())
+    finally:
+        connection.close()
 
 
 def test_a_server_that_cannot_generate_says_so_and_fails_its_health_check(served, monkeypatch):

@@ -37,7 +37,7 @@ from charlstm.core.model import Params
 from charlstm.introspect.page import writing_page
 from charlstm.serving.batcher import Batcher
 from charlstm.serving.jobs import Job, Piece, asyncio_delivery
-from charlstm.serving.requests import RequestError, parse_generate, settings
+from charlstm.serving.requests import RequestError, cut, parse_generate, settings
 from charlstm.text.vocab import BOUNDARY, Vocab
 
 OPEN_PATHS = ("/healthz", "/")  # answered without the API key: neither says anything about the model
@@ -63,7 +63,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     """Starlette's own refusals (no such path, wrong method) in the same
     JSON as every other error, so a client reads one format."""
     assert isinstance(exc, HTTPException)
-    where = f"{request.method} {request.url.path}"
+    where = f"{request.method} {cut(request.url.path)}"  # a path of thousands of characters is not said back whole
     if exc.status_code == 404:
         at = request.scope.get("root_path", "").rstrip("/")  # where a user's service mounted it
         message = (
@@ -90,15 +90,24 @@ async def _internal_error(request: Request, exc: Exception) -> Response:
 class Generation:
     """One request in flight: its job, its pieces, the texts so far."""
 
-    def __init__(self, request: SampleConfig, batcher: Batcher, timeout_s: float, default_prime: str, *, stream: bool):
+    def __init__(
+        self,
+        request: SampleConfig,
+        batcher: Batcher,
+        timeout_s: float,
+        default_prime: str,
+        *,
+        stream: bool,
+        arrived: float | None = None,
+    ):
         self.request, self.batcher = request, batcher
         self.default_prime = default_prime  # the settings' prime where the request gave none, as `sample --json`'s
         self.queue: asyncio.Queue[Piece | None] = asyncio.Queue()
         self.job = Job(request, asyncio_delivery(asyncio.get_running_loop(), self.queue), whole=not stream)
         self.texts = [""] * request.num_samples
-        self.deadline = time.monotonic() + timeout_s
+        self.started = time.monotonic() if arrived is None else arrived  # when the request arrived
+        self.deadline = self.started + timeout_s
         self.timeout_s = timeout_s
-        self.started = time.monotonic()
 
     def submit(self) -> None:
         # Started by the app's lifespan; where that never runs (an app
@@ -123,12 +132,23 @@ class Generation:
             # A server compiles its sampler for each batch size (in its first
             # seconds) and top-k / top-p setting once: a short --timeout can end
             # a request behind that, which its length did not cause.
-            advice = (
-                "the server was compiling its sampler meanwhile (once for each batch size and top-k/top-p "
-                "setting, mostly in its first seconds): try again shortly"
-                if self.batcher.compiled_since(self.started)
-                else "ask for fewer characters or samples"
-            )
+            # Nor its length where it spent most of its time waiting for room
+            # in the batch, behind other clients' rows.
+            joined = self.job.joined_at
+            waited = (joined if joined is not None else time.monotonic()) - self.started
+            if self.batcher.compiled_since(self.started):
+                advice = (
+                    "the server was compiling its sampler meanwhile (once for each batch size and top-k/top-p "
+                    "setting, mostly in its first seconds): try again shortly"
+                )
+            elif waited > self.timeout_s / 2:
+                began = "before it began generating" if joined is not None else "and had not begun generating"
+                advice = (
+                    f"the server was busy: the request waited {waited:.1f} s for room in the batch {began}; "
+                    "try again shortly"
+                )
+            else:
+                advice = "ask for fewer characters or samples"
             raise RequestError(
                 408,
                 f"generation took longer than this server's per-request limit of {self.timeout_s:g} s (timeout); "
@@ -180,7 +200,9 @@ def create_app(
         scheme, _, token = given.partition(" ")
         if scheme.lower() != "bearer" or not token:
             raise RequestError(401, "this server needs an API key: send the header 'Authorization: Bearer KEY'")
-        if not hmac.compare_digest(token.strip().encode(), api_key.encode()):
+        # Starlette reads a header's bytes as Latin-1: its bytes again, then,
+        # against the key's UTF-8, which is what a client sends for `clé`.
+        if not hmac.compare_digest(token.strip().encode("latin-1"), api_key.encode()):
             raise RequestError(401, "wrong API key")
 
     async def read_body(request: Request) -> bytes:
@@ -196,10 +218,21 @@ def create_app(
         return bytes(body)
 
     async def generate(request: Request) -> Response:
+        arrived = time.monotonic()
         try:
             authorised(request)
-            asked = parse_generate(await read_body(request), vocab, limits)
-            generation = Generation(asked.request, batcher, limits.timeout_s, default_text, stream=asked.stream)
+            try:
+                # The limit counts from the request's arrival: a client that
+                # stops sending its body holds nothing past it (nor a drain).
+                body = await asyncio.wait_for(read_body(request), timeout=limits.timeout_s)
+            except TimeoutError:
+                raise RequestError(
+                    408, f"the request's body did not arrive within this server's limit of {limits.timeout_s:g} s"
+                ) from None
+            asked = parse_generate(body, vocab, limits)
+            generation = Generation(
+                asked.request, batcher, limits.timeout_s, default_text, stream=asked.stream, arrived=arrived
+            )
             generation.submit()
         except RequestError as err:
             return error_response(err)

@@ -228,7 +228,8 @@ class Batcher:
                 if self._closing or self._failure is not None:
                     return
                 job = self._incoming.popleft()
-                if job.cancelled.is_set():
+                if job.cancelled.is_set():  # its client left before its prime was read: its rows count as freed
+                    self._counts["cancelled_rows"] += job.request.num_samples
                     continue
                 self._reading = job  # still waiting, for `load()` and `submit`'s limit
             read: HostRows | None = None
@@ -306,12 +307,16 @@ class Batcher:
         return joining
 
     def _add(self, joining: list[tuple[Job, HostRows]]) -> None:
+        left = [job for job, _ in joining if job.cancelled.is_set()]  # their clients left while they waited
+        self._counts["cancelled_rows"] += sum(job.request.num_samples for job in left)
         joining = [item for item in joining if not item[0].cancelled.is_set()]
         if not joining:
             return
+        now = time.monotonic()
         slots: list[int] = []
         for job, _ in joining:
             n = job.request.num_samples
+            job.joined_at = now
             taken, self._free = self._free[:n], self._free[n:]
             self._slots.extend((job, r, slot) for r, slot in enumerate(taken))
             slots += taken

@@ -48,7 +48,7 @@ class Generate:
 SHOWN_CHARS = 60
 
 
-def _cut(text: str) -> str:
+def cut(text: str) -> str:
     """What a client sent, as a message quotes it: cut short where long."""
     return text if len(text) <= SHOWN_CHARS else f"{text[:SHOWN_CHARS]}... ({len(text):,} characters)"
 
@@ -56,7 +56,7 @@ def _cut(text: str) -> str:
 def shown_value(value: Any) -> str:
     """A client's value as a message quotes it: in JSON, cut short where long."""
     try:
-        return _cut(json.dumps(value))
+        return cut(json.dumps(value))
     except RecursionError:  # nested as deep as json.loads reads, but not as deep as dumps writes
         return _json_kind(value)
 
@@ -66,7 +66,7 @@ def _integer(data: dict[str, Any], name: str, default: int, low: int, high: int)
     if isinstance(value, bool) or not isinstance(value, int):
         raise RequestError(422, f"{name} must be an integer, got {shown_value(value)}", name)
     if not low <= value <= high:
-        raise RequestError(422, f"{name} must be from {low} to {high}, got {_cut(str(value))}", name)
+        raise RequestError(422, f"{name} must be from {low} to {high}, got {cut(str(value))}", name)
     return value
 
 
@@ -78,7 +78,7 @@ def _number(data: dict[str, Any], name: str, default: float, low: float, high: f
         raise RequestError(422, f"{name} must be a finite number, got {shown_value(value)}", name)
     if not (low < value if open_low else low <= value) or value > high:
         bounds = f"in ({low:g}, {high:g}]" if open_low else f"from {low:g} to {high:g}"
-        got = f"{value:g}" if isinstance(value, float) else _cut(str(value))  # :g of a huge int overflows
+        got = f"{value:g}" if isinstance(value, float) else cut(str(value))  # :g of a huge int overflows
         raise RequestError(422, f"{name} must be {bounds}, got {got}", name)
     return float(value)
 
@@ -119,7 +119,7 @@ def parse_generate(body: bytes, vocab: Vocab, limits: ServeConfig) -> Generate:
     if unknown:
         name = unknown[0]
         # The message quotes it cut short; `field` is what was sent, for a client to match.
-        raise RequestError(422, f"unknown field {_cut(repr(name))}; the fields are {', '.join(FIELDS)}", name)
+        raise RequestError(422, f"unknown field {cut(repr(name))}; the fields are {', '.join(FIELDS)}", name)
     # A field given as null takes its default, as one left out does: clients
     # that send every field of a form send null for those left empty.
     data = {name: value for name, value in data.items() if value is not None}
