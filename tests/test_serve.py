@@ -4,6 +4,7 @@ One server serves every test here (they share an xdist group, so one worker
 runs them, in this order); the last test stops it with SIGTERM.
 """
 
+import concurrent.futures
 import contextlib
 import http.client
 import json
@@ -878,12 +879,16 @@ def test_a_stalled_body_a_busy_server_and_a_key_beyond_ascii(served, monkeypatch
             answer = sock.recv(65536).decode()
         assert answer.startswith("HTTP/1.1 408") and "body did not arrive within this server's limit of 1 s" in answer
         slow.set()
-        status, answer = _raw_call(port, "POST", "/v1/generate", key, {"length": 5})
-        said = answer["error"]["message"]
-        assert status == 408 and "the server was busy: the request waited " in said, answer
-        assert said.endswith(" s for room in the batch and had not begun generating; try again shortly"), said
-        # The request that timed out, freed once its prime was read, before it joined.
-        _until(lambda: _raw_call(port, "GET", "/v1/model", key)[1]["load"]["cancelled_rows"] == 1, "its row freed")
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:  # one has its prime read, slowly; one waits for that
+            answers = list(
+                pool.map(lambda n: _raw_call(port, "POST", "/v1/generate", key, {"length": 5, "n": n}), (1, 2))
+            )
+        for status, answer in answers:
+            said = answer["error"]["message"]
+            assert status == 408 and "the server was busy: the request waited " in said, answer
+            assert said.endswith(" s for room in the batch and had not begun generating; try again shortly"), said
+        # Their rows, freed before they joined: one request's once its prime was read, the other's before.
+        _until(lambda: _raw_call(port, "GET", "/v1/model", key)[1]["load"]["cancelled_rows"] == 3, "their rows freed")
         slow.clear()
 
 

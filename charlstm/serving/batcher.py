@@ -85,6 +85,9 @@ class Batcher:
         # Since start: compiled calls made, the most rows one call advanced,
         # and rows freed because their client left or timed out.
         self._counts = {"calls": 0, "peak_rows": 0, "cancelled_rows": 0}
+        # Rows whose client left before their prime was read: the prefill
+        # thread's own count (`_counts` is the generation thread's), added in `load()`.
+        self._cancelled_unread = 0
         # Batch sizes whose calls are not compiled yet (`warm`): compiled one
         # at a time, smallest first, whenever no row is generating, so that
         # a client rarely waits on a compilation (about a second each for
@@ -151,7 +154,8 @@ class Batcher:
             waiting += sum(j.request.num_samples for j, _ in self._ready)
             waiting += self._reading.request.num_samples if self._reading is not None else 0
             load = {"active_rows": len(self._slots), "waiting_rows": waiting, "sizes_to_compile": len(self._cold)}
-            return {**load, **self._counts}
+            counts = {**self._counts, "cancelled_rows": self._counts["cancelled_rows"] + self._cancelled_unread}
+            return {**load, **counts}
 
     def compiled_since(self, when: float) -> bool:
         """Whether the generation thread compiled a call (a batch size or a
@@ -229,7 +233,7 @@ class Batcher:
                     return
                 job = self._incoming.popleft()
                 if job.cancelled.is_set():  # its client left before its prime was read: its rows count as freed
-                    self._counts["cancelled_rows"] += job.request.num_samples
+                    self._cancelled_unread += job.request.num_samples
                     continue
                 self._reading = job  # still waiting, for `load()` and `submit`'s limit
             read: HostRows | None = None
