@@ -42,11 +42,6 @@ class CorpusError(CharlstmError):
         super().__init__(message)
         self.details = details
 
-    def __reduce__(self) -> tuple[type, tuple[str, tuple[str, ...]]]:
-        # Pickled by its arguments, as a process pool sends it back to its
-        # caller: Exception's own way would drop `details`.
-        return type(self), (str(self), self.details)
-
 
 class CheckpointError(CharlstmError):
     """A checkpoint is missing, incomplete, foreign or inconsistent."""

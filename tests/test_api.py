@@ -108,8 +108,10 @@ def test_errors_pickle_whole_and_the_package_names_what_it_has():
         RequestError(422, "prime has characters the model never saw", "prime"),
         charlstm.ConfigError("steps must be a whole number"),
     ):
+        error.add_note("raised in a worker")  # a note, and any attribute, comes back too
         back = pickle.loads(pickle.dumps(error))
         assert type(back) is type(error) and str(back) == str(error) and vars(back) == vars(error)
+        assert back.__notes__ == ["raised in a worker"]
     assert charlstm.__getattr__("api") is charlstm.api  # what a fresh process's first `charlstm.api` calls
     assert {"api", "Model", "load", "__version__"} <= set(dir(charlstm))
     with pytest.raises(AttributeError, match="has no attribute 'lod'"):

@@ -858,38 +858,67 @@ def test_a_stalled_body_a_busy_server_and_a_key_beyond_ascii(served, monkeypatch
     they joined the batch were not counted as freed; and a key such as `clé`
     matched no client's (Starlette reads a header's bytes as Latin-1)."""
     from charlstm.serving import batcher as batcher_module
+    from charlstm.serving import device_batch
 
     slow, real_begin = threading.Event(), batcher_module.begin
+    slow_calls, real_advance = threading.Event(), device_batch.advance
 
     def slow_begin(*args, **kwargs):  # reading a prime, made slow on demand: the batch stays out of reach
         if slow.is_set():
             time.sleep(1.5)
         return real_begin(*args, **kwargs)
 
+    def slow_advance(*args, **kwargs):  # the batch's chunks, made slow on demand: its rows stay taken
+        if slow_calls.is_set():
+            time.sleep(1.5)
+        return real_advance(*args, **kwargs)
+
     monkeypatch.setattr(batcher_module, "begin", slow_begin)
+    monkeypatch.setattr(device_batch, "advance", slow_advance)
     _, model = served
     key = {"Authorization": "Bearer clé".encode()}  # as curl sends it: UTF-8
     with _in_thread(charlstm.app(model, api_key="clé", timeout_s=1, max_batch=4, max_samples=4)) as call:
         port = call.port
         _until(lambda: _raw_call(port, "GET", "/v1/model", key)[1]["load"]["sizes_to_compile"] == 0, "the warm-up")
-        assert _raw_call(port, "GET", "/v1/model", {"Authorization": b"Bearer cl\xe9"})[0] == 401  # Latin-1's bytes
+        assert (
+            _raw_call(port, "GET", "/v1/model", {"Authorization": b"Bearer cl\xe9"})[0] == 200
+        )  # as a browser sends it
+        assert _raw_call(port, "GET", "/v1/model", {"Authorization": b"Bearer cle"})[0] == 401
         with socket.create_connection(("127.0.0.1", port), timeout=WAIT_S) as sock:
             head = "POST /v1/generate HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\nAuthorization: Bearer clé\r\n\r\n"
             sock.sendall(head.encode() + b"{")  # and nothing more
-            answer = sock.recv(65536).decode()
-        assert answer.startswith("HTTP/1.1 408") and "body did not arrive within this server's limit of 1 s" in answer
+            response = http.client.HTTPResponse(sock)  # headers and body, however many reads they take
+            response.begin()
+            answer = json.loads(response.read())
+        assert response.status == 408, answer
+        assert answer["error"]["message"] == "the request's body did not arrive within this server's limit of 1 s"
         slow.set()
         with concurrent.futures.ThreadPoolExecutor(2) as pool:  # one has its prime read, slowly; one waits for that
             answers = list(
                 pool.map(lambda n: _raw_call(port, "POST", "/v1/generate", key, {"length": 5, "n": n}), (1, 2))
             )
-        for status, answer in answers:
+        for status, answer in answers:  # the slow reading of primes (not the batch, which is empty) is what it names
             said = answer["error"]["message"]
-            assert status == 408 and "the server was busy: the request waited " in said, answer
-            assert said.endswith(" s for room in the batch and had not begun generating; try again shortly"), said
+            assert status == 408, answer
+            assert re.search(r"busy: it had not read the request's prime after \d+\.\d s; try again shortly$", said), (
+                said
+            )
         # Their rows, freed before they joined: one request's once its prime was read, the other's before.
         _until(lambda: _raw_call(port, "GET", "/v1/model", key)[1]["load"]["cancelled_rows"] == 3, "their rows freed")
         slow.clear()
+        # A request whose prime was read, kept out by 4 rows that fill the batch: told the server was busy.
+        slow_calls.set()
+        try:
+            with concurrent.futures.ThreadPoolExecutor(1) as pool:
+                holder = pool.submit(_raw_call, port, "POST", "/v1/generate", key, {"length": 100, "n": 4})
+                _until(lambda: _raw_call(port, "GET", "/v1/model", key)[1]["load"]["active_rows"] == 4, "a full batch")
+                status, answer = _raw_call(port, "POST", "/v1/generate", key, {"length": 5})
+                held = holder.result()
+        finally:
+            slow_calls.clear()
+        said = answer["error"]["message"]
+        assert status == 408 and re.search(r"busy: the request waited \d+\.\d s for room in the batch; try", said), said
+        assert held[0] == 408 and held[1]["error"]["message"].endswith("ask for fewer characters or samples"), held
 
 
 def _raw_call(port: int, method: str, path: str, headers: dict, body: dict | None = None) -> tuple[int, dict]:

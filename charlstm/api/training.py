@@ -45,11 +45,12 @@ class TrainingDiverged(CharlstmError):
         self.last_good = last_good  # the newest checkpoint's step directory; None if it diverged before one
         self.last_good_step = last_good_step
 
-    def __reduce__(self) -> tuple[type, tuple[int, Path, float, int, Path | None, int]]:
-        # Pickled by its arguments (Exception's way passes the message alone
-        # to __init__, which fails): a process pool's worker can raise it.
+    def __reduce__(self) -> tuple[type, tuple[int, Path, float, int, Path | None, int], dict[str, Any]]:
+        # Made again from its arguments (Exception's way passes the message
+        # alone to __init__, which fails), then given its attributes, notes
+        # included: a process pool's worker can raise it.
         fields = (self.step, self.run_dir, self.learning_rate, self.steps, self.last_good, self.last_good_step)
-        return type(self), fields
+        return type(self), fields, self.__dict__
 
 
 def train(

@@ -276,7 +276,8 @@ def list_runs(
         if as_json:
             sys.stdout.write(strict_json([records.run_record(r) for r in found]) + "\n")
         elif not found:
-            say(f"no runs with checkpoints under {runs_dir}/")
+            if not quiet:
+                say(f"no runs with checkpoints under {runs_dir}/")
         else:
             print_table(tables.runs_table(found, runs_dir))
             for r in found if not quiet else ():

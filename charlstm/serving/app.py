@@ -83,7 +83,7 @@ async def _internal_error(request: Request, exc: Exception) -> Response:
     """A failure the server did not foresee, answered in the same JSON as every
     other error; Starlette then raises it again, so the traceback goes to the log."""
     return error_response(
-        RequestError(500, f"the server failed on {request.method} {request.url.path}; its log has the details")
+        RequestError(500, f"the server failed on {request.method} {cut(request.url.path)}; its log has the details")
     )
 
 
@@ -132,20 +132,24 @@ class Generation:
             # A server compiles its sampler for each batch size (in its first
             # seconds) and top-k / top-p setting once: a short --timeout can end
             # a request behind that, which its length did not cause.
-            # Nor its length where it spent most of its time waiting for room
-            # in the batch, behind other clients' rows.
-            joined = self.job.joined_at
-            waited = (joined if joined is not None else time.monotonic()) - self.started
+            # Nor its length where it spent most of its time waiting behind
+            # other clients: for its prime to be read (one request's at a
+            # time), or, read, for room in the batch.
+            now, ready, joined = time.monotonic(), self.job.ready_at, self.job.joined_at
             if self.batcher.compiled_since(self.started):
                 advice = (
                     "the server was compiling its sampler meanwhile (once for each batch size and top-k/top-p "
                     "setting, mostly in its first seconds): try again shortly"
                 )
-            elif waited > self.timeout_s / 2:
-                began = "before it began generating" if joined is not None else "and had not begun generating"
+            elif ready is None:
                 advice = (
-                    f"the server was busy: the request waited {waited:.1f} s for room in the batch {began}; "
+                    f"the server was busy: it had not read the request's prime after {now - self.started:.1f} s; "
                     "try again shortly"
+                )
+            elif (joined if joined is not None else now) - ready > self.timeout_s / 2:
+                waited = (joined if joined is not None else now) - ready
+                advice = (
+                    f"the server was busy: the request waited {waited:.1f} s for room in the batch; try again shortly"
                 )
             else:
                 advice = "ask for fewer characters or samples"
@@ -200,9 +204,13 @@ def create_app(
         scheme, _, token = given.partition(" ")
         if scheme.lower() != "bearer" or not token:
             raise RequestError(401, "this server needs an API key: send the header 'Authorization: Bearer KEY'")
-        # Starlette reads a header's bytes as Latin-1: its bytes again, then,
-        # against the key's UTF-8, which is what a client sends for `clé`.
-        if not hmac.compare_digest(token.strip().encode("latin-1"), api_key.encode()):
+        # Starlette reads a header's bytes as Latin-1. A key beyond ASCII
+        # (`clé`) comes as its UTF-8 (curl) or, from a browser or urllib, as
+        # Latin-1: either matches. Only HTTP's own blanks are stripped (a
+        # Unicode strip would eat the \xa0 that ends the UTF-8 of `à`).
+        token = token.strip(" \t")
+        key = api_key.encode()
+        if not (hmac.compare_digest(token.encode("latin-1"), key) | hmac.compare_digest(token.encode(), key)):
             raise RequestError(401, "wrong API key")
 
     async def read_body(request: Request) -> bytes:

@@ -251,6 +251,7 @@ class Batcher:
             with self._wake:
                 self._reading = None
                 if read is not None and self._failure is None:
+                    job.ready_at = time.monotonic()
                     self._ready.append((job, read))
                     self._wake.notify_all()
                     continue
@@ -302,18 +303,29 @@ class Batcher:
         tokens.block_until_ready()
 
     def _admit(self) -> list[tuple[Job, HostRows]]:
-        """The waiting requests whose rows fit in the batch now, first come first served."""
+        """The waiting requests whose rows fit in the batch now, first come
+        first served; those whose clients left meanwhile are dropped here,
+        their rows counted as freed, and hold no one up."""
         joining, free = [], len(self._free)
-        while self._ready and self._ready[0][0].request.num_samples <= free:
-            item = self._ready.popleft()
-            joining.append(item)
-            free -= item[0].request.num_samples
+        while self._ready:
+            job = self._ready[0][0]
+            if job.cancelled.is_set():
+                self._ready.popleft()
+                self._counts["cancelled_rows"] += job.request.num_samples
+                continue
+            if job.request.num_samples > free:
+                break
+            joining.append(self._ready.popleft())
+            free -= job.request.num_samples
         return joining
 
     def _add(self, joining: list[tuple[Job, HostRows]]) -> None:
-        left = [job for job, _ in joining if job.cancelled.is_set()]  # their clients left while they waited
-        self._counts["cancelled_rows"] += sum(job.request.num_samples for job in left)
-        joining = [item for item in joining if not item[0].cancelled.is_set()]
+        admitted, joining = joining, []
+        for item in admitted:  # one look at each: a client that leaves now is counted once, either way
+            if item[0].cancelled.is_set():
+                self._counts["cancelled_rows"] += item[0].request.num_samples
+            else:
+                joining.append(item)
         if not joining:
             return
         now = time.monotonic()

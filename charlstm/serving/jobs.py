@@ -44,7 +44,8 @@ class Job:
     done: list[bool] = field(default_factory=list)
     error: str | None = None  # why the batcher could not finish it, once its stream has ended
     ended: bool = False  # its stream has ended (None delivered), finished or failed
-    joined_at: float | None = None  # time.monotonic() when its rows joined the batch
+    ready_at: float | None = None  # time.monotonic() when its prime had been read
+    joined_at: float | None = None  # and when its rows joined the batch
 
     def __post_init__(self) -> None:
         n = self.request.num_samples

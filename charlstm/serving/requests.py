@@ -30,8 +30,8 @@ class RequestError(CharlstmError):
         super().__init__(message)
         self.status, self.field = status, field
 
-    def __reduce__(self) -> tuple[type, tuple[int, str, str | None]]:
-        return type(self), (self.status, str(self), self.field)  # pickled by its arguments, as CorpusError is
+    def __reduce__(self) -> tuple[type, tuple[int, str, str | None], dict[str, Any]]:
+        return type(self), (self.status, str(self), self.field), self.__dict__  # as TrainingDiverged's
 
     def body(self) -> dict[str, Any]:
         # `field` is null where the refusal is about no one field (the body, the key, the load).
