@@ -807,6 +807,17 @@ def _in_thread(application):
         thread.join(timeout=WAIT_S)
 
 
+def _slowed(real, when: threading.Event):
+    """`real`, taking 1.5 s longer while `when` is set."""
+
+    def slow(*args, **kwargs):
+        if when.is_set():
+            time.sleep(1.5)
+        return real(*args, **kwargs)
+
+    return slow
+
+
 def test_a_request_past_its_timeout_gets_408_saying_why(served, monkeypatch):
     """A request that outlasts --timeout is ended with 408. In the server's
     first seconds, while it compiles its sampler, the message says so
@@ -821,13 +832,8 @@ def test_a_request_past_its_timeout_gets_408_saying_why(served, monkeypatch):
         warming.wait(WAIT_S)
         return real_warm(self, size)
 
-    def slow_advance(*args, **kwargs):
-        if slow.is_set():
-            time.sleep(1.5)
-        return real_advance(*args, **kwargs)
-
     monkeypatch.setattr(Batcher, "_warm", held_warm)
-    monkeypatch.setattr(device_batch, "advance", slow_advance)
+    monkeypatch.setattr(device_batch, "advance", _slowed(real_advance, slow))
     _, model = served
     try:
         with _in_thread(charlstm.app(model, max_batch=4, max_samples=4, timeout_s=1)) as call:
@@ -863,18 +869,8 @@ def test_a_stalled_body_a_busy_server_and_a_key_beyond_ascii(served, monkeypatch
     slow, real_begin = threading.Event(), batcher_module.begin
     slow_calls, real_advance = threading.Event(), device_batch.advance
 
-    def slow_begin(*args, **kwargs):  # reading a prime, made slow on demand: the batch stays out of reach
-        if slow.is_set():
-            time.sleep(1.5)
-        return real_begin(*args, **kwargs)
-
-    def slow_advance(*args, **kwargs):  # the batch's chunks, made slow on demand: its rows stay taken
-        if slow_calls.is_set():
-            time.sleep(1.5)
-        return real_advance(*args, **kwargs)
-
-    monkeypatch.setattr(batcher_module, "begin", slow_begin)
-    monkeypatch.setattr(device_batch, "advance", slow_advance)
+    monkeypatch.setattr(batcher_module, "begin", _slowed(real_begin, slow))  # the batch out of reach
+    monkeypatch.setattr(device_batch, "advance", _slowed(real_advance, slow_calls))  # its rows kept taken
     _, model = served
     key = {"Authorization": "Bearer clé".encode()}  # as curl sends it: UTF-8
     with _in_thread(charlstm.app(model, api_key="clé", timeout_s=1, max_batch=4, max_samples=4)) as call:
