@@ -2,11 +2,8 @@
 
 import io
 import json
-import os
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -274,16 +271,6 @@ def test_colour_only_on_a_terminal_and_never_with_no_color(runner, tiny_corpus, 
     assert "\x1b[" not in train("plain", {})  # not a terminal: plain lines
     assert colour.search(train("terminal", {"FORCE_COLOR": "1", "TERM": "xterm"}))
     assert not colour.search(train("no-color", {"FORCE_COLOR": "1", "TERM": "xterm", "NO_COLOR": "1"}))
-
-
-def test_shell_completion_script():
-    # Named explicitly: typer otherwise detects the shell from the parent
-    # processes, which a test run started from a service or cron may not have.
-    env = {**os.environ, "_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION": "1"}
-    command = [sys.executable, "-m", "charlstm", "--show-completion", "bash"]
-    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
-    assert "complete" in result.stdout and "charlstm" in result.stdout.lower()
 
 
 def test_the_runs_table_names_a_runs_first_file_and_counts_the_others():
