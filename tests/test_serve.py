@@ -402,6 +402,27 @@ def test_streamed_text_is_the_whole_answer(served):
     assert done["samples"] == _library(model, {**body, "stream": None})
 
 
+@browser.needs_chromium
+@pytest.mark.filterwarnings("ignore:os.fork:RuntimeWarning")
+def test_the_servers_page_sends_a_key_beyond_latin_1(served):
+    """fetch refuses a header with a character past U+00FF: a Cyrillic key
+    typed into the page failed as "cannot reach the server" (a review,
+    2026-12-06). The page sends the key's UTF-8, as curl does."""
+    _, model = served
+    key = "ключ-clé"
+    run = {"key": key, "prime": "The king", "length": 30, "seed": 3, "temperature": 0.8, "top_k": 0, "top_p": 1}
+    expected = _library(model, {"prime": "The king", "length": 30, "seed": 3, "temperature": 0.8})[0]["text"]
+    with _in_thread(charlstm.app(model, api_key=key, max_batch=4, max_samples=4)) as call:
+        chromium = browser.Session("--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1")
+        try:
+            chromium.open(f"http://127.0.0.1:{call.port}/#run=" + urllib.parse.quote(json.dumps(run)))
+            status = "document.getElementById('status').textContent + document.getElementById('problem').textContent"
+            _until(lambda: " in " in (chromium.evaluate(status) or ""), "the page to finish", every=0.2)
+            assert chromium.evaluate("document.getElementById('generated').textContent") == expected
+        finally:
+            chromium.close()
+
+
 def _ended_with_seed(status: str | None, seed: int) -> bool:
     """Whether the server page's status line is a finished run's, drawn
     with `seed` (while it streams, the line names the seed too)."""
