@@ -406,21 +406,27 @@ def test_streamed_text_is_the_whole_answer(served):
 @pytest.mark.filterwarnings("ignore:os.fork:RuntimeWarning")
 def test_the_servers_page_sends_a_key_beyond_latin_1(served):
     """fetch refuses a header with a character past U+00FF: a Cyrillic key
-    typed into the page failed as "cannot reach the server" (a review,
-    2026-12-06). The page sends the key's UTF-8, as curl does."""
+    typed into the page failed as "cannot reach the server" (2026-12-06).
+    The page sends the key's UTF-8, as curl does; and a key tried once the
+    server has gone says it reaches nothing."""
     _, model = served
     key = "ключ-clé"
     run = {"key": key, "prime": "The king", "length": 30, "seed": 3, "temperature": 0.8, "top_k": 0, "top_p": 1}
     expected = _library(model, {"prime": "The king", "length": 30, "seed": 3, "temperature": 0.8})[0]["text"]
-    with _in_thread(charlstm.app(model, api_key=key, max_batch=4, max_samples=4)) as call:
-        chromium = browser.Session("--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1")
-        try:
+    chromium = browser.Session("--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1")
+    try:
+        with _in_thread(charlstm.app(model, api_key=key, max_batch=4, max_samples=4)) as call:
             chromium.open(f"http://127.0.0.1:{call.port}/#run=" + urllib.parse.quote(json.dumps(run)))
             status = "document.getElementById('status').textContent + document.getElementById('problem').textContent"
             _until(lambda: " in " in (chromium.evaluate(status) or ""), "the page to finish", every=0.2)
             assert chromium.evaluate("document.getElementById('generated').textContent") == expected
-        finally:
-            chromium.close()
+        # The server gone, a key tried again is said to reach nothing (the page said nothing at all).
+        chromium.evaluate("document.getElementById('use-key').click()")
+        problem = "document.getElementById('problem').textContent"
+        _until(lambda: chromium.evaluate(problem), "the page to say so", every=0.2)
+        assert chromium.evaluate(problem) == "cannot reach the server: is it still running?"
+    finally:
+        chromium.close()
 
 
 def _ended_with_seed(status: str | None, seed: int) -> bool:
