@@ -273,12 +273,18 @@ def test_the_page_in_a_browser_marks_documents_and_ranks_the_unit_shown(small_mo
     cfg, params, vocab = small_model
     seen = record(cfg, params, vocab, "the king and queen of denmark\n" * 3)
     seen = dataclasses.replace(seen, text=BOUNDARY + seen.text[1:])  # as a model of several files reads it
+    # A bidi override and a zero-width space read by the model: drawn as marks, never obeyed (a walkthrough,
+    # 2026-12-06: U+202E reversed the text shown after it, and neither could be pointed at).
+    seen = dataclasses.replace(seen, text=seen.text[:5] + "\u202e" + seen.text[6:9] + "\u200b" + seen.text[10:])
     tops = features.top_units(features.correlations(seen), 3)
     page = tmp_path / "inspect.html"
     page.write_text(render_page(seen, tops, source="x.txt", checkpoint="runs/r"), encoding="utf-8")
     dom = browser.run(page.resolve().as_uri(), budget_ms=5_000)
     first = re.search(r'<div id="text"[^>]*>\s*<span([^>]*)>(.*?)</span>', dom, re.DOTALL)
     assert first and 'class="doc"' in first.group(1) and first.group(2) == ""
+    shown = re.findall(r'<span class="(\w*)"[^>]*data-t="(\d+)"[^>]*>([^<]*)</span>', dom)
+    assert [(t, text) for cls, t, text in shown if cls == "ctl"] == [("5", ""), ("9", "")], shown[:12]
+    assert "\u202e" not in dom and "\u200b" not in dom
     note = browser.element_text(dom, "unit-note")  # the page opens on the strongest unit found: #1 of its feature
     assert re.fullmatch(r"among the top units for .+ \(#\d, r [+-]\d\.\d\d\)", note) and "(#1, " in note
 
@@ -308,7 +314,8 @@ def test_inspect_writes_the_page_the_plot_and_json(runner, trained_run, tmp_path
     assert np.shape(got["correlations"]["c"]["line_position"]) == (2, 24)
     assert re.search(rf"wrote {re.escape(str(page))} \(\d+\.\d [KM]B\) and {re.escape(str(png))}", result.stderr)
     assert page.read_text(encoding="utf-8").startswith("<!doctype html>")
-    assert '<div id="text" dir="auto">' in page.read_text(encoding="utf-8")  # right-to-left text reads from the right
+    # Right-to-left text reads from the right, line by line: a Hebrew first line turned the English after it.
+    assert "unicode-bidi: plaintext;" in page.read_text(encoding="utf-8")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     # No text: the run's own validation text, cut to --max-chars; a page
