@@ -33,13 +33,18 @@ def fitted(table: Any, width: int) -> Any:
     if not isinstance(table, SpareTable):
         return table
     wide = Terminal(width=10_000)
+    left_out: list[str] = []
     for headers in table.spare:
         if wide.measure(table).maximum <= width:
             break
         gone = (headers,) if isinstance(headers, str) else headers
-        table.columns = [column for column in table.columns if str(column.header) not in gone]  # a Text's plain text
+        left_out += [str(c.header) for c in table.columns if str(c.header) in gone]  # a Text's plain text
+        table.columns = [column for column in table.columns if str(column.header) not in gone]
         for index, column in enumerate(table.columns):
             column._index = index  # rich pads the first and last column by their index
+    if left_out:  # said, not silently gone (a walkthrough, 2026-12-06): a reader asked for --top 5 saw 3 units
+        table.caption = f"left out to fit {width} columns: {', '.join(left_out)} (a wider window or --json shows them)"
+        table.caption_justify = "left"
     return table
 
 
