@@ -446,3 +446,7 @@ def test_the_units_table_has_no_more_columns_than_units():
 
     tops = {f.name: [UnitScore(0, "h", unit, 0.5) for unit in range(3)] for f in FEATURES}
     assert len(top_units_table(tops, 10**20).columns) == len(top_units_table(tops, 3).columns) == 2 + 3
+    # Its title names the states its units are (a GRU's are h alone; it read "c or h").
+    assert "(L layer, h, unit: correlation r)" in str(top_units_table(tops, 3).title)
+    tops["in_word"] = [UnitScore(1, "c", 4, 0.6)]
+    assert "(L layer, c or h, unit: correlation r)" in str(top_units_table(tops, 3).title)

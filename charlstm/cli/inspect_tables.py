@@ -39,8 +39,10 @@ def summary_table(source: str, where: Path, inspection: Inspection, page: Path) 
 def top_units_table(tops: Mapping[str, Sequence[UnitScore]], top: int) -> Table:
     # No more columns than a feature has units: --top 10**20 built that many (a walkthrough, 2026-12-06).
     top = min(top, max((len(found) for found in tops.values()), default=1)) or 1
+    # A GRU has no cell state c: its units are h alone.
+    kinds = sorted({s.quantity for found in tops.values() for s in found}) or ["c", "h"]
     table = SpareTable(
-        title="Units that follow text features (L layer, c or h, unit: correlation r)",
+        title=f"Units that follow text features (L layer, {' or '.join(kinds)}, unit: correlation r)",
         title_justify="left",
         box=box.SIMPLE_HEAD,
         header_style="bold",
