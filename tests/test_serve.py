@@ -641,15 +641,15 @@ def test_the_librarys_serve_returns_on_a_second_signal_and_leaves_the_process_al
 
 def test_an_address_in_a_message_is_written_as_a_url_writes_it():
     """`cannot listen on :::8000` read as nothing (a walkthrough, 2026-12-06)."""
-    from charlstm.serving.server import _address
+    from charlstm.serving.server import host_port
 
-    assert [_address(h, 8000) for h in ("::", "::1", "127.0.0.1", "localhost")] == [
+    assert [host_port(h, 8000) for h in ("::", "::1", "127.0.0.1", "localhost")] == [
         "[::]:8000",
         "[::1]:8000",
         "127.0.0.1:8000",
         "localhost:8000",
     ]
-    assert _address("localhost:80", 8000) == "localhost:80:8000"  # a mistake, said as it was given
+    assert host_port("localhost:80", 8000) == "localhost:80:8000"  # a mistake, said as it was given
 
 
 def test_help_and_import_never_load_the_web_stack():

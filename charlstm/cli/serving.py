@@ -92,7 +92,7 @@ def serve(
             fail(f"{API_KEY_ENV} is set but empty: give it a key, or unset it to serve without one")
         check_api_key(api_key)
         check_port(port)  # before the address is tried: -1 got the resolver's own words
-        from charlstm.serving.server import check_address
+        from charlstm.serving.server import check_address, host_port
 
         check_address(host, port)  # a host that cannot be listened on is the one line, with no warning before it
         if not _loopback(host) and not quiet:
@@ -100,7 +100,7 @@ def serve(
             say(f"warning: {option('host')} {host} accepts connections from other machines{unprotected}")
         use_cache()
         model = api.load(checkpoint)
-        url = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
+        url = f"http://{host_port(host, port)}"
         # Every interface is no address to open: this machine's own is one of them.
         page = {"0.0.0.0": f"http://127.0.0.1:{port}", "::": f"http://[::1]:{port}"}.get(host, url)
 

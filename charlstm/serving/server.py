@@ -70,7 +70,7 @@ class _Server(uvicorn.Server):
             self._on_ready()
 
 
-def _address(host: str, port: int) -> str:
+def host_port(host: str, port: int) -> str:
     """host:port as a URL writes it: an IPv6 address in brackets, [::1]:8000."""
     try:
         six = ipaddress.ip_address(host).version == 6
@@ -92,14 +92,14 @@ def check_address(host: str, port: int) -> None:
         # `localhost:80`, `[::1]` or a URL, as a browser's address bar takes them.
         alone = any(c in host for c in ":/[]") or host != host.strip()
         hint = f" (the host alone: its port goes in {flag('port')}, an IPv6 address without brackets)" * alone
-        raise CharlstmError(f"cannot listen on {_address(host, port)}: {err.strerror}{hint}") from None
+        raise CharlstmError(f"cannot listen on {host_port(host, port)}: {err.strerror}{hint}") from None
     family, kind, proto, _, address = infos[0]
     with socket.socket(family, kind, proto) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
         try:
             probe.bind(address)
         except OSError as err:
-            raise CharlstmError(f"cannot listen on {_address(host, port)}: {err.strerror}") from None
+            raise CharlstmError(f"cannot listen on {host_port(host, port)}: {err.strerror}") from None
 
 
 def run(
@@ -148,5 +148,5 @@ def _log_config() -> dict[str, Any]:
 
 def _not_started(host: str, port: int) -> CharlstmError:
     return CharlstmError(
-        f"the server on {_address(host, port)} did not start: its startup failed (the lines above say why)"
+        f"the server on {host_port(host, port)} did not start: its startup failed (the lines above say why)"
     )
