@@ -136,18 +136,18 @@ class Generation:
             # other clients: for its prime to be read (one request's at a
             # time), or, read, for room in the batch.
             now, ready, joined = time.monotonic(), self.job.ready_at, self.job.joined_at
+            waited = None if ready is None else (joined if joined is not None else now) - ready  # for room
             if self.batcher.compiled_since(self.started):
                 advice = (
                     "the server was compiling its sampler meanwhile (once for each batch size and top-k/top-p "
                     "setting, mostly in its first seconds): try again shortly"
                 )
-            elif ready is None:
+            elif waited is None:
                 advice = (
                     f"the server was busy: it had not read the request's prime after {now - self.started:.1f} s; "
                     "try again shortly"
                 )
-            elif (joined if joined is not None else now) - ready > self.timeout_s / 2:
-                waited = (joined if joined is not None else now) - ready
+            elif waited > self.timeout_s / 2:
                 advice = (
                     f"the server was busy: the request waited {waited:.1f} s for room in the batch; try again shortly"
                 )
