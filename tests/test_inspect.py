@@ -289,6 +289,84 @@ def test_the_page_in_a_browser_marks_documents_and_ranks_the_unit_shown(small_mo
     assert re.fullmatch(r"among the top units for .+ \(#\d, r [+-]\d\.\d\d\)", note) and "(#1, " in note
 
 
+@browser.needs_chromium
+def test_the_page_shows_a_characters_values_from_the_keyboard_a_tap_and_the_mouse(tiny_text, tmp_path):
+    """The tips needed a mouse (a teacher's walkthrough, 2026-12-06): the text
+    now takes the focus, the arrow keys, Home and End move through it, a
+    screen reader hears each character's lines, a tap opens a tip that stays
+    while the controls change what it shows, and Escape or a tap on the same
+    character closes it."""
+    vocab = Vocab.from_text(tiny_text)
+    cfg = ModelConfig(vocab_size=vocab.size, embed_dim=8, hidden_size=16, num_layers=2, cell="lstm", norm="none")
+    seen = record(cfg, init_params(cfg, jax.random.PRNGKey(3)), vocab, "the king and queen of denmark\n" * 3)
+    page = tmp_path / "inspect.html"
+    page.write_text(
+        render_page(seen, features.top_units(features.correlations(seen), 3), source="x.txt", checkpoint="runs/r"),
+        encoding="utf-8",
+    )
+    chromium = browser.Session(*browser.OFFLINE)
+    tip = (
+        "(() => { const t = document.getElementById('tip'); return t.style.display === 'block' ? t.textContent : ''; "
+        "})()"
+    )
+    chosen = "Array.from(document.querySelectorAll('#text span.at')).map((s) => Number(s.dataset.t))"
+
+    def shown() -> str:
+        return chromium.evaluate(tip).split("  ")[0]
+
+    def centre(t: int) -> tuple[float, float]:
+        box = chromium.evaluate(
+            f"(() => {{ const r = document.querySelector('#text span[data-t=\"{t}\"]')"
+            ".getBoundingClientRect(); return [r.left + r.width / 2, r.top + r.height / 2]; })()"
+        )
+        return box[0], box[1]
+
+    try:
+        chromium.open(page.resolve().as_uri())
+        browser.until(lambda: chromium.evaluate("document.readyState") == "complete", "the page to load")
+        for _ in range(80):  # as a keyboard user gets there: past the controls and the feature buttons
+            if chromium.evaluate("document.activeElement.id") == "text":
+                break
+            chromium.press("Tab", "Tab")
+        assert chromium.evaluate("document.activeElement.id") == "text"
+        assert shown() == "#0" and chromium.evaluate(chosen) == [0]
+        assert chromium.evaluate("document.getElementById('spoken').textContent").startswith("#0 't'; L")
+        lines = 30  # "the king and queen of denmark\n": character 29 ends the first line
+        for key, expected in [("ArrowRight", 1), ("ArrowRight", 2), ("ArrowDown", lines + 2), ("End", 2 * lines - 1),
+                              ("ArrowDown", 3 * lines - 1), ("Home", 2 * lines), ("ArrowUp", lines),
+                              ("ArrowLeft", lines - 1), ("ArrowUp", lines - 1)]:  # fmt: skip
+            chromium.press(key, key)
+            assert shown() == f"#{expected}" and chromium.evaluate(chosen) == [expected], key
+        assert chromium.evaluate("document.getElementById('spoken').textContent").startswith(f"#{lines - 1} '\\n';")
+        # The controls change what the open tip shows, and leave it open.
+        before = chromium.evaluate(tip)
+        chromium.evaluate(
+            "{ const u = document.getElementById('unit'); u.value = String((Number(u.value) + 1) % 16);"
+            "u.dispatchEvent(new Event('change')); }"
+        )
+        after = chromium.evaluate(tip)
+        assert after.split("\n")[1] != before.split("\n")[1] and after.split("\n")[2:] == before.split("\n")[2:]
+        chromium.press("Escape", "Escape")
+        assert chromium.evaluate(tip) == "" and chromium.evaluate(chosen) == []
+
+        # A tap opens a character's tip, the same tap again closes it, and so does a tap outside the text.
+        def tap(x: float, y: float) -> None:
+            for kind, points in (("touchStart", [{"x": x, "y": y}]), ("touchEnd", [])):
+                chromium.call("Input.dispatchTouchEvent", chromium.session, type=kind, touchPoints=points)
+
+        for place, expected in [(centre(7), "#7"), (centre(7), ""), (centre(40), "#40"), ((5, 5), "")]:
+            tap(*place)
+            browser.until(lambda: shown() == expected, f"the tap at {place} to show {expected!r}", timeout=10)  # noqa: B023
+        # The mouse shows the character under it, and nothing once it leaves the text.
+        x, y = centre(12)
+        chromium.call("Input.dispatchMouseEvent", chromium.session, type="mouseMoved", x=x, y=y)
+        assert shown() == "#12" and chromium.evaluate(chosen) == []
+        chromium.call("Input.dispatchMouseEvent", chromium.session, type="mouseMoved", x=2, y=2)
+        assert chromium.evaluate(tip) == ""
+    finally:
+        chromium.close()
+
+
 @pytest.fixture()
 def runner():
     return CliRunner()
