@@ -79,6 +79,20 @@ def until(check: Callable[[], Any], what: str, timeout: float = 120, every: floa
     raise AssertionError(f"gave up waiting for {what}")
 
 
+# What a screen reader's list of landmarks would miss (axe-core's "region"
+# rule, in short): the ids or tags of shown elements with text of their own,
+# or controls, outside every landmark. A page's whole content belongs in one.
+OUTSIDE_LANDMARKS = """(() => {
+  const landmark = "main, header, nav, footer, aside, [role=main], [role=banner], [role=region][aria-label]";
+  return Array.from(document.body.querySelectorAll("*")).filter((e) => {
+    if (e.closest(landmark) || e.closest("script, noscript, template, [hidden]")) return false;
+    const box = e.getBoundingClientRect();
+    const own = Array.from(e.childNodes).some((n) => n.nodeType === 3 && n.data.trim());
+    return box.width > 0 && box.height > 0 && (own || e.matches("input, select, textarea, button"));
+  }).map((e) => e.id || e.tagName.toLowerCase());
+})()"""
+
+
 def page_url(path: Path, test: dict) -> str:
     return path.resolve().as_uri() + "#test=" + urllib.parse.quote(json.dumps(test))
 

@@ -247,6 +247,7 @@ def test_the_page_takes_the_keyboard_and_a_dark_theme(runs, tmp_path):
             app, ["sample", "-c", str(runs["lstm"]), "--greedy", "-n", "30", "--prime", "To be"]
         )
         assert "To be" + chromium.evaluate(value % "generated") + "\n" == greedy.stdout
+        assert chromium.evaluate(browser.OUTSIDE_LANDMARKS) == []  # all of it in <main>, text written included
         # A run far longer than the test: Escape ends it where it is.
         chromium.evaluate("document.getElementById('length').value = '1000000'")
         chromium.press("Enter", "Enter", modifiers=4)  # Meta, as on a Mac

@@ -331,6 +331,7 @@ def test_the_page_shows_a_characters_values_from_the_keyboard_a_tap_and_the_mous
         assert chromium.evaluate("document.activeElement.id") == "text"
         assert shown() == "#0" and chromium.evaluate(chosen) == [0]
         assert chromium.evaluate("document.getElementById('spoken').textContent").startswith("#0 't'; L")
+        assert chromium.evaluate(browser.OUTSIDE_LANDMARKS) == []  # the tip shown included
         lines = 30  # "the king and queen of denmark\n": character 29 ends the first line
         for key, expected in [("ArrowRight", 1), ("ArrowRight", 2), ("ArrowDown", lines + 2), ("End", 2 * lines - 1),
                               ("ArrowDown", 3 * lines - 1), ("Home", 2 * lines), ("ArrowUp", lines),

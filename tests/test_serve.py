@@ -452,6 +452,7 @@ def test_the_servers_page_writes_in_chromium(served):
         assert chromium.evaluate("document.getElementById('generated').textContent") == expected
         assert chromium.evaluate(status).startswith("120 characters in")
         assert chromium.evaluate("document.title") == "charlstm serve: 2x24 LSTM"
+        assert chromium.evaluate(browser.OUTSIDE_LANDMARKS) == []  # all of it in <main>, text written included
         summary = chromium.evaluate("document.getElementById('summary').textContent")
         assert f", {model.vocab.characters} characters; up to {MAX_LENGTH} characters a sample." in summary, summary
         # Generate again writes new text: the seed went up by one, and the status names the one used.
