@@ -369,7 +369,7 @@ def tests(check: Check) -> None:
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), path, os.environ.get("PYTHONPATH", "")])),
     }
     selection = SMOKE_TESTS if check.smoke else GPU_TESTS
-    # -v: a line a test as it ends; the project's own addopts (loadgroup) left out.
+    # -v: a line a test as it ends; the project's own addopts (loadfile) left out.
     command = [sys.executable, "-m", "pytest", "-v", "-p", "no:cacheprovider", "-o", "addopts=--strict-markers"]
     if not check.smoke and importlib.util.find_spec("xdist") is not None:
         command += ["-n", str(TEST_WORKERS), "--dist", "load"]

@@ -3,12 +3,23 @@ import functools
 import os
 import random
 import shutil
+import signal
 import tempfile
 from pathlib import Path
 
 import pytest
 import typer.main
 import typer.testing
+
+# A suite started as a script's background job has SIGINT ignored, and under
+# nohup SIGHUP too; the workers and every process they start would inherit
+# that, and the tests of Ctrl-C and SIGHUP would fail for it (6 of them did,
+# 2026-12-06). The tests of an ignored signal ignore it on purpose, in the
+# process they start.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+if signal.getsignal(signal.SIGHUP) is signal.SIG_IGN:
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
 
 # The suite compiles hundreds of small programs, and LLVM's optimisation of
 # each costs more than running it: with its cheap passes only, the suite

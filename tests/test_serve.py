@@ -33,7 +33,6 @@ from . import browser
 from .conftest import _tiny_text
 from .helpers import perturbed_checkpoint
 
-pytestmark = pytest.mark.xdist_group("serve")
 KEY = "s3cret-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}
 MAX_LENGTH = 200_000  # long enough that a request outlives its client on purpose
@@ -612,8 +611,7 @@ def test_the_librarys_serve_returns_on_a_second_signal_and_leaves_the_process_al
     request in flight off and `serve` returns; only the command ends its
     process there. The first signal is a SIGHUP (a closed terminal), taken
     as SIGTERM is: it ended the server at once until 2026-12-05 (a
-    walkthrough), where it inherits no SIGHUP ignored (under nohup)."""
-    hangup = signal.SIGHUP if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN else signal.SIGTERM
+    walkthrough)."""
     own = Server(served[0].run_dir, tmp_path, library=True)
     try:
 
@@ -624,12 +622,11 @@ def test_the_librarys_serve_returns_on_a_second_signal_and_leaves_the_process_al
         client = threading.Thread(target=cut_off, daemon=True)
         client.start()
         _until(lambda: own.load()["active_rows"] == 1, "the request to start")
-        own.process.send_signal(hangup)
+        own.process.send_signal(signal.SIGHUP)
         time.sleep(0.5)  # the first signal taken
-        if hangup == signal.SIGHUP:  # a closed terminal sends two: the second is not "stop now"
-            own.process.send_signal(hangup)
-            time.sleep(0.5)
-            assert own.process.poll() is None, "a second SIGHUP stopped the server at once"
+        own.process.send_signal(signal.SIGHUP)  # a closed terminal sends two: the second is not "stop now"
+        time.sleep(0.5)
+        assert own.process.poll() is None, "a second SIGHUP stopped the server at once"
         own.process.send_signal(signal.SIGTERM)
         assert own.process.wait(WAIT_S) == 0
     finally:
