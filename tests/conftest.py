@@ -111,8 +111,11 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The slow tests first: with several workers, a long test left for the
-    end would run alone while the other workers sit idle."""
+    """The slow tests first: where tests are handed out one by one
+    (`--dist load`, as benchmarks/gpu_check.py runs its selection), a long
+    test left for the end would run alone while the other workers sit idle.
+    The suite's own `--dist loadfile` hands out whole files, those with the
+    most tests first, so there it orders each file's tests only."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 

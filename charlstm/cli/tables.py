@@ -185,7 +185,8 @@ def _corpus_since(description: Description) -> list[tuple[str, str]]:
     latest = description.latest
     if latest is None or latest.corpus_sha256 == description.meta.corpus_sha256:
         return []
-    return [(f"corpus at step {latest.step}", f"{_corpus_text(latest, ())}, changed by a resume given --force")]
+    changed = f"{_corpus_text(latest, ())}, changed by a resume given {option('force')}"
+    return [(f"corpus at step {latest.step}", changed)]
 
 
 def _corpus_text(meta: Meta, gone_now: Sequence[str]) -> str:

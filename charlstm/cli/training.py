@@ -55,12 +55,12 @@ ProcessId = Annotated[
     typer.Option(option("process_id"), envvar="CHARLSTM_PROCESS_ID", help="This process's index, 0 to N-1."),
 ]
 _MAX_TIME = (
-    "Stop after this many minutes of training even if steps remain; a run of at least ten times --warmup "
-    "steps that this would cut short gets its learning rate schedule fitted to end by then."
+    f"Stop after this many minutes of training even if steps remain; a run of at least ten times "
+    f"{option('warmup_steps')} steps that this would cut short gets its learning rate schedule fitted to end by then."
 )
 _FILL_TIME = (
-    "With --max-time: train for all of it, the step count fitted to the time (more steps than --steps's "
-    "default where they fit, as on a GPU), the learning rate decayed by the end."
+    f"With {option('max_seconds')}: train for all of it, the step count fitted to the time (more steps than "
+    f"{option('steps')}'s default where they fit, as on a GPU), the learning rate decayed by the end."
 )
 _EVAL_EVERY = "Steps between validation passes."
 _CHECKPOINT_EVERY = "Steps between checkpoints."
@@ -217,7 +217,10 @@ def train(
         ),
     ] = _T.learning_rate,
     warmup_steps: Annotated[
-        int, typer.Option(option("warmup_steps"), help="Learning-rate warmup steps (at most a tenth of --steps).")
+        int,
+        typer.Option(
+            option("warmup_steps"), help=f"Learning-rate warmup steps (at most a tenth of {option('steps')})."
+        ),
     ] = _T.warmup_steps,
     min_lr_ratio: Annotated[
         float,

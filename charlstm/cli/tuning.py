@@ -106,7 +106,7 @@ def tune(
         int, typer.Option(option("batch_size"), "-b", help="Parallel text streams per step, every trial.")
     ] = _T.batch_size,
     keep_all: Annotated[
-        bool, typer.Option("--keep-all", help="Keep every trial's checkpoints, not only the best's.")
+        bool, typer.Option(option("keep_all"), help="Keep every trial's checkpoints, not only the best's.")
     ] = False,
     as_json: AsJson = False,
     quiet: Quiet = False,

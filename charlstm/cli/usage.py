@@ -112,11 +112,11 @@ def _closest_first(message: str) -> str:
 # Options of other tools that mean one of charlstm's, where no spelling is
 # close: the first of those the command takes.
 _MEANT = {
-    "--minutes": (option("max_seconds"), "--budget-s"),
-    "--max-minutes": (option("max_seconds"), "--budget-s"),
-    "--time": (option("max_seconds"), "--budget-s"),
+    "--minutes": (option("max_seconds"), option("budget_s")),
+    "--max-minutes": (option("max_seconds"), option("budget_s")),
+    "--time": (option("max_seconds"), option("budget_s")),
     "--epochs": (option("steps"),),
-    option("max_seconds"): ("--budget-s",),  # tune's time: a trial's, in seconds
+    option("max_seconds"): (option("budget_s"),),  # tune's time: a trial's, in seconds
     "--iterations": (option("steps"),),
 }
 

@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from charlstm.flags import option
 from charlstm.plots import (
     DPI,
     PlotError,
@@ -46,7 +47,7 @@ MIN_PANEL_WIDTH_IN, MIN_PANEL_HEIGHT_IN = 3.2, 2.0
 GRADIENT_WARNINGS = ("exploding", "clipping", "vanishing")
 _CLIPPED_SHADE = "0.88"
 # The legend's names of what every panel draws besides the layers.
-GLOBAL, CLIP, CLIPPED = "all layers (global)", "--clip (the threshold)", "share of steps clipped"
+GLOBAL, CLIP, CLIPPED = "all layers (global)", f"{option('grad_clip')} (the threshold)", "share of steps clipped"
 # A legend above the panels may take at most this share of the height.
 _MAX_LEGEND_HEIGHT = 0.35
 
@@ -192,7 +193,8 @@ def _draw_run(
         axes.axhline(line, color="tab:red", linestyle="--", linewidth=1.0, label=CLIP)
     _mark_warnings(axes, records)
     axes.set_yscale("log")
-    axes.set_title(plain(label) if line is None else f"{plain(label)} (--clip {line:g})", fontsize="medium")
+    title = plain(label) if line is None else f"{plain(label)} ({option('grad_clip')} {line:g})"
+    axes.set_title(title, fontsize="medium")
     axes.set_xlabel("step")
     axes.set_ylabel("gradient norm, before clipping")
     axes.set_xlim(left=0)
