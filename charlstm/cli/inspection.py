@@ -331,7 +331,8 @@ def plot(
         bool,
         typer.Option(
             "--gradients",
-            help="Plot the gradient norms instead, globally and layer by layer, with the run's --clip and the share "
+            help=f"Plot the gradient norms instead, globally and layer by layer, with the run's {option('grad_clip')} "
+            "and the share "
             "of steps clipped: a panel a run, at most 6.",
         ),
     ] = False,

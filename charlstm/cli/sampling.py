@@ -27,6 +27,15 @@ if TYPE_CHECKING:
     from charlstm.core.generation import Completion
 
 
+# Out of the parameters' annotations, which Typer evaluates as strings: an
+# f-string there may hold no backslash before Python 3.12.
+_PRIME_HELP = f'Text to start from; it is printed, then continued (escapes work as in {option("stop")}: "ROMEO.\\n").'
+_STOP_HELP = (
+    "End each sample at the first occurrence of this text, which is left out (repeatable; "
+    f'escapes such as "\\n" work: {option("stop")} "\\n\\n" ends at a blank line).'
+)
+
+
 def _read_prime(prime: str, prime_file: Path | None) -> str:
     if prime_file is None:
         return unescape(prime, option("prime"))
@@ -90,7 +99,9 @@ def sample(
             help="Sampling temperature, 0 to 100: lower is safer, higher is wilder; 0 is greedy.",
         ),
     ] = SampleConfig.temperature,
-    greedy: Annotated[bool, typer.Option(help="Always take the most likely character (same as --temp 0).")] = False,
+    greedy: Annotated[
+        bool, typer.Option(help=f"Always take the most likely character (same as {option('temperature')} 0).")
+    ] = False,
     top_k: Annotated[
         int, typer.Option(option("top_k"), help="Draw only from the k most likely characters (0: all).")
     ] = SampleConfig.top_k,
@@ -106,22 +117,21 @@ def sample(
         str,
         typer.Option(
             option("prime"),
-            help='Text to start from; it is printed, then continued (escapes work as in --stop: "ROMEO.\\n").',
+            help=_PRIME_HELP,
         ),
     ] = SampleConfig.prime,
     prime_file: Annotated[
         Path | None,
-        typer.Option("--prime-file", help="Start from this file's text instead of --prime.", parser=path_given),
+        typer.Option(
+            "--prime-file", help=f"Start from this file's text instead of {option('prime')}.", parser=path_given
+        ),
     ] = None,
     stop: Annotated[
         list[str] | None,
         typer.Option(
             option("stop"),
             metavar="<str>",  # one at a time, repeated; Typer would write <list[str]>
-            help=(
-                "End each sample at the first occurrence of this text, which is left out (repeatable; "
-                'escapes such as "\\n" work: --stop "\\n\\n" ends at a blank line).'
-            ),
+            help=_STOP_HELP,
         ),
     ] = None,
     num_samples: Annotated[

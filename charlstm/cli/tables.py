@@ -123,7 +123,9 @@ def _where_it_stands(description: Description) -> list[tuple[str, str]]:
     if newest is None:  # unreadable: its step alone
         return [("latest checkpoint", f"step {latest}: {goes_on}")]
     ended = None if description.training else why_ended(newest.step, newest.train_config, newest.history)
-    after = {"done": "the run is done", "patience": "the run stopped early (--patience)"}.get(ended or "", goes_on)
+    after = {"done": "the run is done", "patience": f"the run stopped early ({option('patience')})"}.get(
+        ended or "", goes_on
+    )
     return [("latest checkpoint", f"step {latest} of {newest.train_config.steps}: {after}")]
 
 

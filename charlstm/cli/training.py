@@ -80,7 +80,7 @@ _PRECISION = (
 )
 _PATIENCE = (
     "Stop after this many validation passes in a row without a new best validation loss; the best checkpoint "
-    "is the one kept [default: train for all --steps]."
+    f"is the one kept [default: train for all {option('steps')}]."
 )
 
 # The parameters of `train` that are not charlstm.train's keyword arguments
@@ -105,7 +105,7 @@ GlobOption = Annotated[
     typer.Option(
         option("glob"),
         help="Which files of a folder to read, as a pattern relative to it ('**/*.py': every .py file at any "
-        "depth; '**/*.{txt,md}': both kinds, in one --glob); hidden files and folders are left out. "
+        f"depth; '**/*.{{txt,md}}': both kinds, in one {option('glob')}); hidden files and folders are left out. "
         "[default: **/*.txt]",
         show_default=False,
     ),
@@ -134,8 +134,8 @@ MovedCorpusOption = Annotated[
     typer.Option(
         option("corpus"),
         help="Where the run's corpus is now, if it was moved or renamed (repeat it for a run that read several "
-        "files or folders, in their order, then for its --val-file ones if they moved apart); its text must still "
-        "be the run's.",
+        f"files or folders, in their order, then for its {option('val_file')} ones if they moved apart); its text "
+        "must still be the run's.",
         show_default=False,
         metavar="<Path>",
         parser=path_given,
@@ -156,7 +156,8 @@ def train(
             help="Fine-tune: start from this run's best checkpoint (or a checkpoint directory), with a fresh "
             "optimizer and schedule. The model keeps its shape; characters it never saw get new rows. The "
             f"learning rate defaults to {FINE_TUNE_LEARNING_RATE:g}, a new run's: measured, lower rates learned "
-            "new text more slowly than training from scratch; a lower --lr keeps more of what the model knew.",
+            "new text more slowly than training from scratch; "
+            f"a lower {option('learning_rate')} keeps more of what the model knew.",
             show_default=False,
             parser=path_given,
         ),

@@ -53,7 +53,8 @@ def usage_error(
         # `resume RUN -b 32`: an option of train's that a run keeps for good.
         message = (  # without Click's guesses at what was meant (--layers: "Possible options: --lr")
             f"No such option: {given} ({given} is fixed when a run starts, with the rest of its model and data "
-            "layout: start a new run to change it; charlstm train TEXT --init-from RUN keeps this one's weights if "
+            f"layout: start a new run to change it; charlstm train TEXT {option('init_from')} RUN keeps this one's "
+            "weights if "
             "the model's size stays)"
         )
     elif given == "--version" and command in commands:  # it stands alone
