@@ -36,7 +36,7 @@ from charlstm.cli.outputs import (
 from charlstm.cli.signals import EXIT_SIGINT, Interrupt, end_now, late_signals
 from charlstm.cli.usage import usage_error
 from charlstm.errors import CharlstmError, shown
-from charlstm.flags import command_line
+from charlstm.flags import command_line, option
 
 EXIT_DIVERGED = 1
 EXIT_ABORTED = 3
@@ -132,7 +132,7 @@ app = typer.Typer(
         "Character-level text generation with an LSTM in JAX.\n\n"
         "Train on any UTF-8 text, watch it learn, sample new text in its style, "
         "and resume any run from its checkpoint.\n\n"
-        "Example: charlstm train shakespeare.txt && charlstm sample --temp 0.8"
+        f"Example: charlstm train shakespeare.txt && charlstm sample {option('temperature')} 0.8"
     ),
     epilog=(
         "Exit statuses: 0 success, 1 training diverged, 2 bad input or options, "

@@ -40,6 +40,11 @@ if TYPE_CHECKING:
 LARGE_PAGE_BYTES = 50_000_000
 
 
+# Out of the parameter's annotation, which Typer evaluates as a string: an
+# f-string there may hold no backslash before Python 3.12.
+_TEXT_HELP = f'Read this text instead of a file (escapes work as in sample\'s {option("prime")}: "ROMEO.\\n").'
+
+
 def evaluate(
     checkpoint: RunArgument,
     texts: Annotated[
@@ -110,7 +115,7 @@ def inspect_model(
         str | None,
         typer.Option(
             "--text",
-            help='Read this text instead of a file (escapes work as in sample\'s --prime: "ROMEO.\\n").',
+            help=_TEXT_HELP,
             show_default=False,
         ),
     ] = None,

@@ -216,7 +216,8 @@ def _continue_with(run_dir: Path | None) -> str:
     from charlstm.training import processes
 
     joined = processes.joined()
-    everywhere = " (in every process, with its --coordinator, --num-processes and --process-id)" if joined else ""
+    place = ", ".join(option(f) for f in ("coordinator", "num_processes")) + " and " + option("process_id")
+    everywhere = f" (in every process, with its {place})" if joined else ""
     return f"Continue with: charlstm resume {_quoted(run_dir)}{everywhere}"
 
 

@@ -48,7 +48,8 @@ def tune(
     val_file: ValFileOption = None,
     skip_bad_files: SkipBadFilesOption = False,
     trials: Annotated[
-        int | None, typer.Option(option("trials"), help="Trials to run [default: 8; with --grid, every combination].")
+        int | None,
+        typer.Option(option("trials"), help=f"Trials to run [default: 8; with {option('grid')}, every combination]."),
     ] = None,
     budget_s: Annotated[
         float | None,
