@@ -296,9 +296,10 @@ def test_the_page_shows_a_characters_values_from_the_keyboard_a_tap_and_the_mous
     screen reader hears each character's lines, a tap opens a tip that stays
     while the controls change what it shows, and Escape or a tap on the same
     character closes it."""
-    vocab = Vocab.from_text(tiny_text)
+    vocab = Vocab.from_text(tiny_text + "\u05e9\u05dc\u05d5\u05dd")
     cfg = ModelConfig(vocab_size=vocab.size, embed_dim=8, hidden_size=16, num_layers=2, cell="lstm", norm="none")
-    seen = record(cfg, init_params(cfg, jax.random.PRNGKey(3)), vocab, "the king and queen of denmark\n" * 3)
+    text = "the king and queen of denmark\n" * 3 + "\u05e9\u05dc\u05d5\u05dd \u05e9\u05dc\u05d5\u05dd\n"  # Hebrew last
+    seen = record(cfg, init_params(cfg, jax.random.PRNGKey(3)), vocab, text)
     page = tmp_path / "inspect.html"
     page.write_text(
         render_page(seen, features.top_units(features.correlations(seen), 3), source="x.txt", checkpoint="runs/r"),
@@ -339,6 +340,12 @@ def test_the_page_shows_a_characters_values_from_the_keyboard_a_tap_and_the_mous
             chromium.press(key, key)
             assert shown() == f"#{expected}" and chromium.evaluate(chosen) == [expected], key
         assert chromium.evaluate("document.getElementById('spoken').textContent").startswith(f"#{lines - 1} '\\n';")
+        # In a line that reads right to left the left arrow goes on to the next character.
+        for key, expected in [("ArrowDown", 2 * lines - 1), ("ArrowDown", 3 * lines - 1), ("ArrowDown", 3 * lines + 9),
+                              ("Home", 3 * lines), ("ArrowLeft", 3 * lines + 1), ("ArrowLeft", 3 * lines + 2),
+                              ("ArrowRight", 3 * lines + 1)]:  # fmt: skip
+            chromium.press(key, key)
+            assert shown() == f"#{expected}", key
         # The controls change what the open tip shows, and leave it open.
         before = chromium.evaluate(tip)
         chromium.evaluate(
