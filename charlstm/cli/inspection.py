@@ -337,8 +337,7 @@ def plot(
         typer.Option(
             "--gradients",
             help=f"Plot the gradient norms instead, globally and layer by layer, with the run's {option('grad_clip')} "
-            "and the share "
-            "of steps clipped: a panel a run, at most 6.",
+            "and the share of steps clipped: a panel a run, at most 6.",
         ),
     ] = False,
     out: Annotated[

@@ -216,7 +216,7 @@ def _continue_with(run_dir: Path | None) -> str:
     from charlstm.training import processes
 
     joined = processes.joined()
-    place = ", ".join(option(f) for f in ("coordinator", "num_processes")) + " and " + option("process_id")
+    place = f"{option('coordinator')}, {option('num_processes')} and {option('process_id')}"
     everywhere = f" (in every process, with its {place})" if joined else ""
     return f"Continue with: charlstm resume {_quoted(run_dir)}{everywhere}"
 

@@ -55,7 +55,7 @@ ProcessId = Annotated[
     typer.Option(option("process_id"), envvar="CHARLSTM_PROCESS_ID", help="This process's index, 0 to N-1."),
 ]
 _MAX_TIME = (
-    f"Stop after this many minutes of training even if steps remain; a run of at least ten times "
+    "Stop after this many minutes of training even if steps remain; a run of at least ten times "
     f"{option('warmup_steps')} steps that this would cut short gets its learning rate schedule fitted to end by then."
 )
 _FILL_TIME = (

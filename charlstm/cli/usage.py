@@ -54,8 +54,7 @@ def usage_error(
         message = (  # without Click's guesses at what was meant (--layers: "Possible options: --lr")
             f"No such option: {given} ({given} is fixed when a run starts, with the rest of its model and data "
             f"layout: start a new run to change it; charlstm train TEXT {option('init_from')} RUN keeps this one's "
-            "weights if "
-            "the model's size stays)"
+            "weights if the model's size stays)"
         )
     elif given == "--version" and command in commands:  # it stands alone
         message = "No such option: --version (charlstm --version prints the version, on its own)"
