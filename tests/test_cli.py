@@ -267,7 +267,7 @@ CASES = [
     ("train seed", ["train", "{corpus}", "--seed", "2147483648"], "--seed must be from -2147483648 to 2147483647"),
     ("prime", ["sample", "-c", "{run}", "--prime", "Zebra@"], "never saw: '@', 'Z'"),
     # Undecodable command-line bytes arrive as lone surrogates.
-    ("surrogate", ["sample", "-c", "{run}", "--prime", "a\udcff"], "never saw: '\\udcff'"),
+    ("surrogate", ["sample", "-c", "{run}", "--prime", "a\udcff"], "--prime is not UTF-8 text"),
     ("no checkpoint", ["sample", "--checkpoint", "{tmp}/nope"], "checkpoint not found"),
     ("no run", ["sample", "{tmp}/nope"], "checkpoint not found: {tmp}/nope\n"),
     # A run's name cut short or mistyped: the runs beside it that it begins or nearly spells.

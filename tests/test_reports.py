@@ -289,6 +289,24 @@ def test_the_runs_table_names_a_runs_first_file_and_counts_the_others():
     assert " a.txt +2 " in row(3) and " a.txt " in row(1) and "+" not in row(1)
 
 
+def test_the_runs_table_shows_the_escapes_of_names_that_would_break_a_row():
+    """A name holding U+2028 split its row, and U+202E turned the rest of it
+    around (a walkthrough, 2026-12-06); a name that is not UTF-8 could not
+    be written at all."""
+    from rich.console import Console
+
+    from charlstm.cli.tables import runs_table
+    from charlstm.training.catalog import RunSummary
+
+    name, corpus = "r\u2028\u202eun\udcff", "/data/a\u2029.txt"
+    summary = RunSummary(Path("runs") / name, corpus, "2x256 LSTM", 10**6, 5, 10, 1.5, 3.0, 0.0, None, (corpus,))
+    console = Console(width=200, file=io.StringIO())
+    console.print(runs_table([summary]))
+    shown = console.file.getvalue()
+    assert "r\\u2028\\u202eun\\udcff" in shown and "a\\u2029.txt" in shown, shown
+    assert not any(c in shown for c in "\u2028\u2029\u202e\udcff")
+
+
 def test_the_runs_table_tells_two_searches_trials_apart():
     from rich.console import Console
 

@@ -401,6 +401,20 @@ def test_streamed_text_is_the_whole_answer(served):
     assert done["samples"] == _library(model, {**body, "stream": None})
 
 
+def test_an_events_data_is_one_line_to_every_line_reader():
+    """JSON leaves U+0085, U+2028 and U+2029 in a text as they are, and
+    Python's str.splitlines and JavaScript's "." and "$" end a line at
+    them: the server's page broke on a piece holding one (a walkthrough,
+    2026-12-06). The event writes them as escapes: the same text."""
+    from charlstm.serving.app import _event
+
+    text = "a\x85b\u2028c\u2029d\u00e9"
+    event = _event("piece", {"texts": [text]})
+    assert event.splitlines() == event.removesuffix("\n").split("\n")  # lines end at "\n" only
+    assert json.loads(event.splitlines()[1].removeprefix("data: ")) == {"texts": [text]}
+    assert "\u00e9" in event  # the rest as it is
+
+
 @browser.needs_chromium
 @pytest.mark.filterwarnings("ignore:os.fork:RuntimeWarning")
 def test_the_servers_page_sends_a_key_beyond_latin_1(served):

@@ -131,12 +131,55 @@ def test_cli_stop_json_says_why_each_sample_ended(trained_run):
         ("a\\q", "unknown escape \\q"),
         ("\\x4", "\\x takes 2 hex digits"),
         ("~~", "never writes: '~'"),
+        # A surrogate pair is the character it stands for, as in JSON; half of one is none (it was named as a
+        # character the model never writes; a walkthrough, 2026-12-06).
+        ("\\ud83d\\udc69", "never writes: '\U0001f469'"),
+        ("\\U0001f469", "never writes: '\U0001f469'"),
+        ("\\ud83d", "\\ud83d': a \\uHHHH from U+D800 to U+DFFF is half of a surrogate pair"),
+        ("\\U00110000", "\\U00110000 is past the last character, \\U0010ffff"),
+        ("\\U1234", "\\U takes 8 hex digits"),
+        ("a\udced\udca0", "--stop is not UTF-8 text"),  # bytes a terminal sent that are not UTF-8, as Python keeps them
     ],
 )
 def test_cli_bad_stop_is_one_line_and_status_2(trained_run, stop, message):
     result = CliRunner().invoke(app, ["sample", "-c", str(trained_run[0]), "--stop", stop])
     assert result.exit_code == 2, result.output
     assert message in result.stderr and result.stderr.count("\n") == 1
+
+
+def test_a_prime_file_is_read_as_it_is(trained_run, tmp_path):
+    """Its '\\r\\n' stays a carriage return and a new line (universal newlines
+    made it '\\n': a prime the model never saw was read as another)."""
+    (tmp_path / "prime.txt").write_bytes(b"ab\r\n")
+    result = CliRunner().invoke(app, ["sample", "-c", str(trained_run[0]), "--prime-file", str(tmp_path / "prime.txt")])
+    assert result.exit_code == 2 and "never saw: '\\r'" in result.stderr, result.output
+
+
+def test_the_document_boundary_is_no_character_of_a_prime_or_a_stop_text():
+    """A model of several documents has U+FDD0 in its vocabulary, where its
+    files meet; a prime may start with it (a document's start, what an
+    empty prime means to such a model) but not hold it further on, and no
+    stop text may (they were taken, and the text after it read as a new
+    document; a walkthrough, 2026-12-06)."""
+    from charlstm.core.generation import check_request
+    from charlstm.text.vocab import BOUNDARY, Vocab
+
+    vocab = Vocab.from_text("ab\n" + BOUNDARY)
+    assert vocab.boundary_id is not None
+    check_request(vocab, SampleConfig(prime=BOUNDARY + "ab", stop=("b\n",)))
+    with pytest.raises(CharlstmError, match=r"prime contains characters the model never saw: '\\ufdd0'; remove them"):
+        check_request(vocab, SampleConfig(prime="a" + BOUNDARY + "b"))
+    with pytest.raises(CharlstmError, match=r"stop text '\\ufdd0' contains characters the model never writes"):
+        check_request(vocab, SampleConfig(stop=(BOUNDARY,)))
+
+
+def test_a_stop_text_in_another_unicode_form_says_which_the_model_knows():
+    from charlstm.core.generation import check_request
+    from charlstm.text.vocab import Vocab
+
+    vocab = Vocab.from_text("cafe\u0301 ")
+    with pytest.raises(CharlstmError, match=r"never writes: '\u00e9'; the model knows them written in Unicode's NFD"):
+        check_request(vocab, SampleConfig(stop=("caf\u00e9",)))
 
 
 def test_help_explains_stop():

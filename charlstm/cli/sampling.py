@@ -42,7 +42,10 @@ def _read_prime(prime: str, prime_file: Path | None) -> str:
     if prime:
         fail(f"give {option('prime')} or --prime-file, not both")
     try:
-        return prime_file.read_text(encoding="utf-8")
+        # As it is: universal newlines would turn a '\r\n' into '\n', a
+        # prime the model read differently or never saw.
+        with prime_file.open(encoding="utf-8", newline="") as f:
+            return f.read()
     except UnicodeDecodeError:
         fail(f"--prime-file {prime_file} is not UTF-8 text")
     except OSError as err:
@@ -50,31 +53,47 @@ def _read_prime(prime: str, prime_file: Path | None) -> str:
 
 
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\"}
-_ESCAPE = re.compile(r"\\(x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|.?)", re.DOTALL)
+_ESCAPE = re.compile(r"\\(x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8}|.?)", re.DOTALL)
+_HEX_DIGITS = {"x": 2, "u": 4, "U": 8}
 
 
 def unescape(text: str, option: str) -> str:
     """`text` with backslash escapes read as Python reads them (\\n, \\t,
-    \\r, \\\\, \\xHH, \\uHHHH), so that `--stop "\\n\\n"` means a blank line.
-    Under a locale that is not UTF-8 (LC_ALL=C with PYTHONUTF8=0) Python
-    keeps the bytes of a typed 'é' undecoded: read as the UTF-8 the terminal sent."""
+    \\r, \\\\, \\xHH, \\uHHHH, \\UHHHHHHHH), so that `--stop "\\n\\n"` means a
+    blank line; a surrogate pair (\\ud83d\\udc69) is the one character it
+    stands for, as in JSON. Under a locale that is not UTF-8 (LC_ALL=C with
+    PYTHONUTF8=0) Python keeps the bytes of a typed 'é' undecoded: read as
+    the UTF-8 the terminal sent."""
     with contextlib.suppress(UnicodeError):
         text = os.fsencode(text).decode("utf-8")
+    typed = f"{option} {shlex.quote(text)}"  # as typed: repr() would double every backslash
+    if any("\ud800" <= c <= "\udfff" for c in text):  # bytes that are not UTF-8, kept undecoded
+        fail(f"{option} is not UTF-8 text")
 
     def one(match: re.Match[str]) -> str:
         code = match.group(1)
         if code in _ESCAPES:
             return _ESCAPES[code]
         if len(code) > 1:
+            if int(code[1:], 16) > sys.maxunicode:
+                fail(f"{typed}: \\{code} is past the last character, \\U{sys.maxunicode:08x}")
             return chr(int(code[1:], 16))
-        typed = f"{option} {shlex.quote(text)}"  # as typed: repr() would double every backslash
         if code == "":
             fail(f"{typed} ends with a lone backslash; \\\\ is a backslash")
-        if code in ("x", "u"):
-            fail(f"{typed}: \\{code} takes {2 if code == 'x' else 4} hex digits (\\xHH, \\uHHHH)")
-        fail(f"{typed}: unknown escape \\{code}; use \\n, \\t, \\r, \\xHH, \\uHHHH, or \\\\ for a backslash")
+        if code in _HEX_DIGITS:
+            fail(f"{typed}: \\{code} takes {_HEX_DIGITS[code]} hex digits (\\xHH, \\uHHHH, \\UHHHHHHHH)")
+        fail(
+            f"{typed}: unknown escape \\{code}; use \\n, \\t, \\r, \\xHH, \\uHHHH, \\UHHHHHHHH, or \\\\ for a backslash"
+        )
 
-    return _ESCAPE.sub(one, text)
+    read = _ESCAPE.sub(one, text)
+    try:
+        return read.encode("utf-16-le", "surrogatepass").decode("utf-16-le")
+    except UnicodeDecodeError:
+        fail(
+            f"{typed}: a \\uHHHH from U+D800 to U+DFFF is half of a surrogate pair, and no character alone: "
+            "give both halves (\\ud83d\\udc69), or the character as \\UHHHHHHHH (\\U0001f469)"
+        )
 
 
 def sample(

@@ -69,14 +69,22 @@ def runs_table(runs: Sequence[RunSummary], folder: Path | None = None) -> Table:
 
 def _run_name(path: Path, folder: Path | None) -> str:
     if folder is not None and path != folder and path.is_relative_to(folder):
-        return str(path.relative_to(folder))
-    return path.name
+        return _name_shown(str(path.relative_to(folder)))
+    return _name_shown(path.name)
 
 
 def _corpus_name(run: RunSummary) -> str:
     """A file's or folder's name, and how many more were given with it."""
     more = f" +{len(run.corpus_sources) - 1}" if len(run.corpus_sources) > 1 else ""
-    return Path(run.corpus).name + more
+    return _name_shown(Path(run.corpus).name) + more
+
+
+def _name_shown(name: str) -> str:
+    """A file name with its control and format characters and line
+    separators as escapes: a name holding U+2028 would split its row, and
+    U+202E turn the rest of the row around."""
+    hidden = ("Cc", "Cf", "Zl", "Zp", "Cs")  # and a name that is not UTF-8, its bytes kept as surrogates
+    return "".join(c.encode("unicode_escape").decode("ascii") if unicodedata.category(c) in hidden else c for c in name)
 
 
 def _vocabulary(vocab: Vocab) -> str:

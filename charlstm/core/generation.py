@@ -68,25 +68,43 @@ def default_prime(vocab: Vocab) -> str:
     return "\n" if "\n" in vocab.chars else vocab.chars[0]
 
 
+def unknown_in(vocab: Vocab, text: str, prime: bool) -> list[str]:
+    """The characters of a prime (`prime`) or a stop text that the model
+    never saw, sorted. The document boundary U+FDD0 is one of them: it marks
+    where a model's files meet and is no character of any (training refuses
+    a file holding it); a prime may start with it only, where it means what
+    an empty one means to a model of several documents, a document's start."""
+    unknown = vocab.unknown(text)
+    inner = text[1:] if prime else text
+    if BOUNDARY in inner and BOUNDARY not in unknown:
+        unknown = sorted([*unknown, BOUNDARY])
+    return unknown
+
+
 def check_request(vocab: Vocab, request: SampleConfig) -> None:
     """Refuse a prime or stop text the model can never read or write."""
-    unknown = vocab.unknown(request.prime)
+    unknown = unknown_in(vocab, request.prime, prime=True)
     if unknown:
         raise ConfigError(
             f"the prime contains characters the model never saw: {named(unknown)}; {_write_them(vocab, request.prime)}"
         )
     for stop in request.stop:
-        unknown = vocab.unknown(stop)
+        unknown = unknown_in(vocab, stop, prime=False)
         if unknown:
-            raise ConfigError(f"the stop text {stop!r} contains characters the model never writes: {named(unknown)}")
+            form = known_form(vocab, stop, prime=False)
+            hint = f"; {form}" if form else ""
+            raise ConfigError(
+                f"the stop text {stop!r} contains characters the model never writes: {named(unknown)}{hint}"
+            )
 
 
-def known_form(vocab: Vocab, text: str) -> str | None:
-    """Where `text` has characters the model never saw but knows written in
-    another of Unicode's forms ('é' as e and a combining accent, as its
-    text had them; they look the same): that form, in words, else None."""
+def known_form(vocab: Vocab, text: str, prime: bool = True) -> str | None:
+    """Where `text` (a prime, or a stop text) has characters the model never
+    saw but knows written in another of Unicode's forms ('é' as e and a
+    combining accent, as its text had them; they look the same): that form,
+    in words, else None."""
     for form in ("NFC", "NFD"):
-        if not vocab.unknown(unicodedata.normalize(form, text)):
+        if not unknown_in(vocab, unicodedata.normalize(form, text), prime):
             how = "composed, one character each" if form == "NFC" else "decomposed, letters and accents apart"
             return f"the model knows them written in Unicode's {form} form ({how}): write them so"
     return None

@@ -337,8 +337,14 @@ async def _whole(generation: Generation, request: Request) -> Response:
         raise
 
 
+# Characters that JSON leaves as they are but that many line readers end a
+# line at (Python's str.splitlines, and so requests' iter_lines; JavaScript's
+# "." and "$"): an event's data stays on its one line as their escapes.
+_LINE_BREAKS = str.maketrans({"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
+
+
 def _event(name: str, data: dict[str, Any]) -> str:
-    return f"event: {name}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
+    return f"event: {name}\ndata: {json.dumps(data, ensure_ascii=False).translate(_LINE_BREAKS)}\n\n"
 
 
 async def _events(generation: Generation) -> AsyncIterator[str]:

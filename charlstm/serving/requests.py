@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from charlstm.config import MAX_STOP_CHARS, MAX_STOPS, MAX_TEMPERATURE, SEEDS, SampleConfig, ServeConfig
-from charlstm.core.generation import known_form
+from charlstm.core.generation import known_form, unknown_in
 from charlstm.errors import CharlstmError, named
 from charlstm.text.vocab import Vocab
 
@@ -84,11 +84,12 @@ def _number(data: dict[str, Any], name: str, default: float, low: float, high: f
 
 
 def _text_chars(vocab: Vocab, name: str, text: str, what: str) -> None:
-    unknown = vocab.unknown(text)
+    prime = name == "prime"
+    unknown = unknown_in(vocab, text, prime)
     if unknown:
         # Named as `charlstm sample` names them: a no-break space or a lone
         # surrogate by its escape, which also keeps the answer encodable.
-        form = known_form(vocab, text)
+        form = known_form(vocab, text, prime)
         hint = f"; {form}" if form else ""
         raise RequestError(422, f"{name} contains characters the model never {what}: {named(unknown)}{hint}", name)
 
