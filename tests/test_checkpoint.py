@@ -144,6 +144,14 @@ def test_most_recent_run(trained, tmp_path):
     assert catalog.most_recent_run(tmp_path) == trial
     # `charlstm runs` lists last the run the commands take.
     assert catalog.list_runs(tmp_path)[-1].path == trial
+    # Two copies of it, their times kept (as cp -a and copytree keep them): as recent as each other, and still
+    # the one listed last (the commands took the first; a walkthrough, 2026-12-06).
+    for name in ("tune-tiny/trial-a", "tune-tiny/trial-b"):
+        shutil.copytree(trial, tmp_path / name)
+    listed = catalog.list_runs(tmp_path)
+    assert listed[-1].updated == listed[-2].updated and catalog.most_recent_run(tmp_path) == listed[-1].path
+    for name in ("tune-tiny/trial-a", "tune-tiny/trial-b"):
+        shutil.rmtree(tmp_path / name)
     shutil.rmtree(run_dir)
     shutil.rmtree(tmp_path / "tune-tiny")
     assert catalog.most_recent_run(tmp_path) == untrained  # where no run has trained, the one there is

@@ -51,6 +51,43 @@ def test_a_run_at_lr_1_warns_that_its_loss_rises_then_that_gradients_explode_and
     assert "grad_clip on 90%" in found[1].message
 
 
+@pytest.mark.parametrize(("run", "expected"), [("default", []), ("lr_1", [(160, "loss rising"), (250, "exploding"),
+                                                                             (280, "vanishing")])])  # fmt: skip
+def test_a_run_reported_every_step_warns_as_it_does_every_ten(run, expected):
+    """At --log-every 1 each report is one step's loss, noisy: judged one
+    at a time, a long tiny run warned 1,504 times against 22 (a walkthrough,
+    2026-12-06). Each recorded 10-step report becomes 10 one-step reports
+    whose losses swing 40% either way about its mean and whose first steps
+    clip as its share says; judged 10 steps at a time, they warn as the
+    recorded reports do, at the same steps."""
+    health = Health(warmup_steps=RUNS["warmup_steps"])
+    found = []
+    for step, loss, norm, clipped, first, head in RUNS[run]:
+        layers = {"embed": 0.1, "lstm_0": first, "lstm_1": 0.1, "head": head}
+        for i in range(10):
+            swing = 0.4 * loss * (1 if i % 2 else -1)
+            one = _progress(step - 9 + i, loss + swing, norm, float(i < round(10 * clipped)), layers)
+            found += health.observe(one)
+    assert [(w.step, w.kind) for w in found] == expected
+    alone = Health(warmup_steps=RUNS["warmup_steps"], start=RUNS["default"][-1][0])  # one step at a time: noise
+    assert alone.observe(_progress(RUNS["default"][-1][0] + 1)) == []  # not judged before it covers 10 steps
+
+
+def test_the_running_median_is_statistics_median():
+    import random
+    import statistics
+
+    from charlstm.training.health import RunningMedian
+
+    rng = random.Random(3)
+    median, values = RunningMedian(), []
+    for _ in range(300):
+        value = rng.choice([rng.random(), 0.5, 1.0, rng.expovariate(1.0)])
+        median.add(value)
+        values.append(value)
+        assert median.median() == statistics.median(values) and len(median) == len(values)
+
+
 def test_clipping_during_warm_up_never_warns():
     health = Health(warmup_steps=100)
     assert _warnings(health, [(step, 3.0, 5.0, 1.0) for step in range(10, 101, 10)]) == []

@@ -239,3 +239,23 @@ def test_a_grid_searchs_sixteen_trials_get_an_entry_and_a_colour_each_above_the_
     # The first ten are tab10's; the pale ones follow, never a run's neighbour's pale twin beside it.
     assert colours[:10] == [colormaps["tab10"](i) for i in range(10)]
     assert colours[10] == colormaps["tab20"](1)
+
+
+def test_a_large_searchs_best_trials_keep_the_legend_and_the_rest_are_grey():
+    """Past 32 runs the legend went into the step panel, over the curves,
+    and was cut off; past 20 colours came round again (a walkthrough,
+    2026-12-06). The best 20 by validation loss keep a colour and an entry
+    each, above the panels; the rest are drawn thin in grey and counted."""
+    from charlstm.plots.curves import _OTHERS_GREY, LEGEND_RUNS
+
+    runs = [(f"runs/t60/trial-{i:02d}", _records(final=1.3 + 0.01 * ((i * 7) % 60), seed=i)) for i in range(60)]
+    figure = build_figure(runs)
+    assert figure.legends, "the legend went inside a panel, over the curves"
+    texts = _legend_texts(figure)
+    best = sorted(range(60), key=lambda i: (i * 7) % 60)[:LEGEND_RUNS]
+    more = f"and {60 - LEGEND_RUNS} more runs, in grey"
+    assert sorted(t.split(" val, best")[0] for t in texts if t != more) == [runs[i][0] for i in sorted(best)]
+    assert more in texts
+    colours = [line.get_color() for line in figure.axes[0].get_lines()]
+    coloured = {c for c in colours if c != _OTHERS_GREY}
+    assert len(coloured) == LEGEND_RUNS and colours.count(_OTHERS_GREY) == 2 * (60 - LEGEND_RUNS)

@@ -289,6 +289,12 @@ def test_the_runs_table_names_a_runs_first_file_and_counts_the_others():
     assert " a.txt +2 " in row(3) and " a.txt " in row(1) and "+" not in row(1)
 
 
+def test_a_tiny_models_parameters_are_counted_not_rounded_to_nothing():
+    from charlstm.cli.format import param_count
+
+    assert [param_count(n) for n in (810, 3_360, 230_000, 1_050_000)] == ["810", "3.36k", "0.23M", "1.05M"]
+
+
 def test_the_runs_table_shows_the_escapes_of_names_that_would_break_a_row():
     """A name holding U+2028 split its row, and U+202E turned the rest of it
     around (a walkthrough, 2026-12-06); a name that is not UTF-8 could not

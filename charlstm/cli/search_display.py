@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 
 from charlstm.cli.display import NORMAL, QUIET, VERBOSE, TrainingDisplay
-from charlstm.cli.format import loss_text, trial_seconds
+from charlstm.cli.format import loss_text, param_count, trial_seconds
 from charlstm.cli.outputs import animates, unseen_if_gone
 from charlstm.flags import as_options
 from charlstm.training import events
@@ -64,7 +64,7 @@ class SearchDisplay:
         elif isinstance(event, events.TrialStarted):
             self._say(
                 f"{event.name} ({event.index + 1} of {event.total}): {as_options(event.point)}  "
-                f"({event.params / 1e6:.2f}M parameters, {_steps(event)})"
+                f"({param_count(event.params)} parameters, {_steps(event)})"
             )
             if self.verbosity == VERBOSE:
                 self._trial = TrainingDisplay(self.console, NORMAL)

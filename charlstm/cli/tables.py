@@ -14,7 +14,7 @@ from rich.table import Table
 
 from charlstm.api.model import BOUNDARY
 from charlstm.cli.fitting import SpareTable
-from charlstm.cli.format import duration, loss_text, skipped_text, training_options, trial_seconds
+from charlstm.cli.format import duration, loss_text, param_count, skipped_text, training_options, trial_seconds
 from charlstm.flags import label, option
 from charlstm.training.catalog import RunSummary
 from charlstm.training.checkpoint import Meta
@@ -57,7 +57,7 @@ def runs_table(runs: Sequence[RunSummary], folder: Path | None = None) -> Table:
             _run_name(r.path, folder),
             _corpus_name(r),
             r.model if r.params else "-",
-            f"{r.params / 1e6:.2f}M" if r.params else "-",
+            param_count(r.params) if r.params else "-",
             f"{r.step if r.problem is None else '-'}/{r.total_steps or '-'}",  # before a save: its step unknown
             r.state,
             loss_text(r.best_val_loss, 4, unit=""),
@@ -270,7 +270,7 @@ def trials_table(results: Sequence[TrialResult]) -> Table:
             str(rank),
             Path(r.run_dir).name,
             *(f"{r.point[name]:g}" for name in fields),
-            f"{r.params / 1e6:.2f}M",
+            param_count(r.params),
             f"{r.steps}/{r.planned_steps}",
             loss_text(r.val_loss, 4, unit=""),
             trial_seconds(r.train_seconds),

@@ -49,6 +49,13 @@ MIN_WIDTH_IN, MIN_HEIGHT_IN = 3.2, 2.0
 _TRAIN_ALPHA = 0.4
 # More runs than this get one legend entry each, not two.
 MANY_RUNS = 8
+# More runs than this (a large search's folder): the best this many by
+# validation loss keep their colours and legend entries, the rest are drawn
+# in grey and counted. Past 32 runs every legend entry in the step panel
+# hid the curves and was cut off, and past 20 colours repeated (a
+# walkthrough, 2026-12-06).
+LEGEND_RUNS = 20
+_OTHERS_GREY = (0.72, 0.72, 0.72, 1.0)
 # A legend above the panels may take at most this share of the height.
 _MAX_LEGEND_HEIGHT = 0.3
 
@@ -80,10 +87,17 @@ def build_figure(runs: Sequence[Run], *, width_px: int = 1200, height_px: int = 
 
     figure = Figure(figsize=(width_px / DPI, height_px / DPI), dpi=DPI, layout="constrained", facecolor="white")
     by_step, by_time = figure.subplots(1, 2, sharey=True)
-    rows = [
-        _draw_run(by_step, by_time, label, _sorted(records), colour)
-        for (label, records), colour in zip(runs, _colours(len(runs)), strict=True)
-    ]
+    shown = _legend_runs(runs)
+    colours = iter(_colours(len(shown)))
+
+    def draw(i: int) -> list[Line2D]:
+        label, records = runs[i]
+        if i in shown:
+            return _draw_run(by_step, by_time, label, _sorted(records), next(colours))
+        return _draw_run(by_step, by_time, label, _sorted(records), _OTHERS_GREY, faint=True)
+
+    drawn = {i: draw(i) for i in sorted(range(len(runs)), key=lambda i: i in shown)}  # the grey ones beneath
+    rows = [drawn[i] for i in range(len(runs)) if i in shown]
 
     by_step.set_xlabel("step")
     by_step.set_ylabel("loss (nats/char)")
@@ -105,8 +119,31 @@ def build_figure(runs: Sequence[Run], *, width_px: int = 1200, height_px: int = 
         by_step.set_ylim(*limits)
     # Past MANY_RUNS (a grid search's folder), a run's val line alone names it
     # in the legend, its best loss with it: two entries a run do not fit.
-    _legend(figure, by_step, [row[-1:] for row in rows] if len(rows) > MANY_RUNS else rows)
+    legend_rows = [row[-1:] for row in rows] if len(rows) > MANY_RUNS else rows
+    if len(shown) < len(runs):
+        more = _blank()
+        more.set_label(f"and {len(runs) - len(shown)} more runs, in grey")
+        legend_rows.append([more])
+    _legend(figure, by_step, legend_rows)
     return figure
+
+
+def _legend_runs(runs: Sequence[Run]) -> set[int]:
+    """The indices of the runs named in the legend: all of them, or past
+    LEGEND_RUNS the best that many by their lowest validation loss (their
+    training loss where they have none)."""
+    if len(runs) <= LEGEND_RUNS:
+        return set(range(len(runs)))
+
+    def best(records: Sequence[Mapping[str, Any]]) -> tuple[int, float]:
+        for rank, key in enumerate(("val_loss", "train_loss")):
+            losses = [x for r in records if math.isfinite(x := logged_number(r.get(key)))]
+            if losses:
+                return rank, min(losses)
+        return 2, math.inf
+
+    ranked = sorted(range(len(runs)), key=lambda i: best(runs[i][1]))
+    return set(ranked[:LEGEND_RUNS])
 
 
 def has_losses(records: Sequence[Mapping[str, Any]]) -> bool:
@@ -143,8 +180,11 @@ def _sorted(records: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     return sorted(records, key=lambda record: record["step"])
 
 
-def _draw_run(by_step: Axes, by_time: Axes, label: str, records: list[Mapping[str, Any]], colour: Any) -> list[Line2D]:
-    """Draw one run on both panels; its step-panel lines, for the legend."""
+def _draw_run(
+    by_step: Axes, by_time: Axes, label: str, records: list[Mapping[str, Any]], colour: Any, faint: bool = False
+) -> list[Line2D]:
+    """Draw one run on both panels (`faint`: thin, behind the others); its
+    step-panel lines, for the legend."""
     minutes = [seconds / 60 for seconds in _elapsed(records)]
     label = plain(label)
     timed = list(zip(records, minutes, strict=True))
@@ -159,6 +199,8 @@ def _draw_run(by_step: Axes, by_time: Axes, label: str, records: list[Mapping[st
     if val:
         steps, times, losses = zip(*val, strict=True)
         style = {"color": colour, "linewidth": 1.8, "marker": "o", "markersize": 3.5}
+        if faint:
+            style.update(linewidth=1.0, markersize=0)
         lines += by_step.plot(steps, losses, label=f"{label} val, {_best_text(val)}", **style)
         by_time.plot(times, losses, **style)
     return lines

@@ -201,4 +201,6 @@ def most_recent_run(runs_dir: Path) -> Path:
         raise CheckpointError(
             f"no trained run found under {runs_dir}/: train one with 'charlstm train CORPUS', or name a run directory"
         )
-    return max(known, key=lambda item: item[0])[1]
+    # Of runs as recent as each other (a run copied with its times), the one
+    # `list_runs` lists last: its sort is stable, and max() keeps the first.
+    return max(reversed(known), key=lambda item: item[0])[1]

@@ -128,7 +128,7 @@ class TrainingLoop:
         self.step = self.first_step = int(run.state.step)
         self.pending: list[dict[str, Any]] = []  # the device's metrics of steps not reported yet
         self.healthy = True  # every loss, gradient norm and parameter seen so far is finite
-        self.health = Health(self.config.warmup_used)
+        self.health = Health(self.config.warmup_used, start=self.first_step)
         # Whether each validation pass takes long enough to announce (and to count the first in the time left).
         self.long_passes = setup_notes.long_passes(self.setup, run.model_config)
         self.saved_step: int | None = None
