@@ -898,8 +898,9 @@ def test_the_cli_module_loads_without_jax_and_the_compilation_cache_works(traine
 def test_a_clip_below_the_gradient_norm_is_warned_about_as_such(runner, tiny_corpus, tmp_path):
     """Every step clips, the loss still falling: the clip is what is low, not
     gradients exploding (training/health.py; an explosion's warnings are
-    replayed from a real run in test_health.py)."""
-    result = _train(runner, tiny_corpus, tmp_path / "run", "--steps", "6", "--log-every", "2", "--clip", "1e-6")
+    replayed from a real run in test_health.py). Judged 10 steps at a time
+    (three in a row: 30 steps), reported every 2."""
+    result = _train(runner, tiny_corpus, tmp_path / "run", "--steps", "30", "--log-every", "2", "--clip", "1e-6")
     assert result.exit_code == 0, result.output
     said = " ".join(result.stderr.split())
     assert said.count("warning: every step clips: the gradient norm holds steady") == 1, result.stderr
