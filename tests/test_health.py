@@ -103,6 +103,23 @@ def test_one_episode_warns_once_and_a_new_episode_again():
     assert [w.kind for w in again] == ["exploding"]
 
 
+def test_an_episode_that_keeps_coming_back_is_said_three_times_a_session():
+    """A tiny model clipping on and off through 20,000 steps warned of
+    exploding gradients 20 times (a walkthrough, 2026-12-06)."""
+    from charlstm.training.health import EPISODES
+
+    health, found, step = Health(warmup_steps=0), [], 0
+    for _ in range(6):  # six episodes, each cleared by a calm report
+        for _ in range(SUSTAINED):
+            step += 10
+            found += health.observe(_progress(step, 2.0, 3.0, 1.0))
+        step += 10
+        found += health.observe(_progress(step, 2.0, 0.3, 0.0))
+    assert len(found) == EPISODES and len({w.kind for w in found}) == 1, [(w.step, w.kind) for w in found]
+    assert f"(said {EPISODES} times now: not again this session)" in found[-1].message
+    assert "said" not in found[0].message
+
+
 def test_a_short_spike_is_not_a_warning():
     reports = [(step, 2.0, 0.2, 0.0) for step in range(10, 110, 10)]
     reports += [(110 + 10 * i, 2.0, 5.0, 1.0) for i in range(SUSTAINED - 1)] + [(200, 2.0, 0.2, 0.0)]

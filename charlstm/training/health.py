@@ -63,6 +63,10 @@ STEADY = 3.0
 # The two readings of most steps clipping (see Health.observe).
 _PAIRED = {"clipping": "exploding", "exploding": "clipping"}
 WINDOW = 10  # steps a judged report covers at least: the default --log-every
+# Episodes of one kind a session warns of: a tiny model (1x16, batch 4)
+# clipping on and off through 20,000 steps warned of exploding gradients
+# 20 times (a walkthrough, 2026-12-06); the last says it is the last.
+EPISODES = 3
 
 
 class RunningMedian:
@@ -104,6 +108,7 @@ class Health:
     _grown_streak: int = 0  # judged reports in a row whose norm grew past GROWTH times its median
     _pending: list[tuple[int, events.Progress]] = field(default_factory=list)  # (steps, report) not judged yet
     _reported: int | None = None  # the step of the last report
+    _episodes: dict[str, int] = field(default_factory=dict)  # kind -> episodes warned of this session
 
     def observe(self, event: events.Progress) -> list[events.Warned]:
         """The warnings this report starts, if any: it is judged together
@@ -160,7 +165,12 @@ class Health:
             told = paired in self._warned and not (kind == "exploding" and self._grown_streak >= SUSTAINED)
             if self._streak[kind] >= SUSTAINED and kind not in self._warned and not told:
                 self._warned.add(kind)
-                warnings.append(events.Warned(event.step, kind, message))
+                self._episodes[kind] = episodes = self._episodes.get(kind, 0) + 1
+                if episodes < EPISODES:
+                    warnings.append(events.Warned(event.step, kind, message))
+                elif episodes == EPISODES:
+                    last = f" (said {EPISODES} times now: not again this session)"
+                    warnings.append(events.Warned(event.step, kind, message + last))
         return warnings
 
     def _grown(self, event: events.Progress) -> bool:
