@@ -25,7 +25,8 @@ and more by step 230), while most of its steps stopped clipping until then; over
 run, the 10-step losses after warm-up never rose more than 2.8% above their
 best, and it clipped on its first 10 steps only.
 
-Each kind warns once per episode: again only after it has cleared.
+Each kind warns once per episode: again only after it has cleared, and of
+at most EPISODES episodes a session.
 
 Reports are judged a window of at least WINDOW steps at a time, however
 often the run reports (`--log-every`): one step's loss on one batch is
