@@ -11,7 +11,6 @@ shown by `reading_display.py`.
 from __future__ import annotations
 
 import time
-import unicodedata
 from pathlib import Path
 from types import TracebackType
 
@@ -29,7 +28,7 @@ from rich.text import Text
 
 from charlstm.cli.format import duration as _duration
 from charlstm.cli.format import loss_text as _loss_text
-from charlstm.cli.format import training_options
+from charlstm.cli.format import training_options, with_escapes
 from charlstm.cli.outputs import animates, unseen_if_gone
 from charlstm.cli.reading_display import CorpusDisplay
 from charlstm.flags import option
@@ -53,10 +52,7 @@ def sample_line(line: str) -> str:
     their escapes (a corpus of coloured logs would otherwise recolour or
     clear the user's terminal, and a carriage return overwrite the line),
     tabs and everything printable as they are."""
-    return "".join(
-        c.encode("unicode_escape").decode("ascii") if c != "\t" and unicodedata.category(c) in ("Cc", "Zl", "Zp") else c
-        for c in line
-    )
+    return with_escapes(line, ("Cc", "Zl", "Zp"), keep="\t")
 
 
 class TrainingDisplay:

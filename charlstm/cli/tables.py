@@ -14,7 +14,15 @@ from rich.table import Table
 
 from charlstm.api.model import BOUNDARY
 from charlstm.cli.fitting import SpareTable
-from charlstm.cli.format import duration, loss_text, param_count, skipped_text, training_options, trial_seconds
+from charlstm.cli.format import (
+    duration,
+    loss_text,
+    param_count,
+    skipped_text,
+    training_options,
+    trial_seconds,
+    with_escapes,
+)
 from charlstm.flags import label, option
 from charlstm.training.catalog import RunSummary
 from charlstm.training.checkpoint import Meta
@@ -83,8 +91,7 @@ def _name_shown(name: str) -> str:
     """A file name with its control and format characters and line
     separators as escapes: a name holding U+2028 would split its row, and
     U+202E turn the rest of the row around."""
-    hidden = ("Cc", "Cf", "Zl", "Zp", "Cs")  # and a name that is not UTF-8, its bytes kept as surrogates
-    return "".join(c.encode("unicode_escape").decode("ascii") if unicodedata.category(c) in hidden else c for c in name)
+    return with_escapes(name, ("Cc", "Cf", "Zl", "Zp", "Cs"))  # Cs: a name not UTF-8, its bytes kept as surrogates
 
 
 def _vocabulary(vocab: Vocab) -> str:

@@ -36,10 +36,9 @@ times against 22 at the default 10 (a walkthrough, 2026-12-06).
 
 from __future__ import annotations
 
-import dataclasses
 import heapq
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from charlstm.flags import flag
 from charlstm.training import events
@@ -121,7 +120,7 @@ class Health:
         if steps < WINDOW:
             return []
         # Their losses and clipped shares over all their steps; the last step's norms.
-        event = dataclasses.replace(
+        event = replace(
             event,
             loss=sum(n * e.loss for n, e in self._pending) / steps,
             clipped_fraction=sum(n * e.clipped_fraction for n, e in self._pending) / steps,
