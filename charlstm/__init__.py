@@ -36,6 +36,7 @@ _EXPORTS = {
     "resume": "charlstm.api",
     "load": "charlstm.api",
     "tune": "charlstm.api",
+    "with_warnings": "charlstm.api",
     "list_runs": "charlstm.api",
     "describe": "charlstm.api",
     "app": "charlstm.api",
@@ -105,13 +106,26 @@ __all__ = [
     "split_the_cpu",
     "train",
     "tune",
+    "with_warnings",
 ]
 
 if TYPE_CHECKING:
     from typing import Any
 
     from charlstm import api as api
-    from charlstm.api import Model, TrainingDiverged, app, describe, list_runs, load, resume, serve, train, tune
+    from charlstm.api import (
+        Model,
+        TrainingDiverged,
+        app,
+        describe,
+        list_runs,
+        load,
+        resume,
+        serve,
+        train,
+        tune,
+        with_warnings,
+    )
     from charlstm.api.runs import Description, TextFiles, Texts
     from charlstm.config import ModelConfig, SampleConfig, ServeConfig, TrainConfig
     from charlstm.core.generation import Completion

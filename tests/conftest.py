@@ -4,6 +4,8 @@ import os
 import random
 import shutil
 import signal
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -31,12 +33,38 @@ if signal.getsignal(signal.SIGHUP) is signal.SIG_IGN:
 # `benchmarks/same_results.py` checks the numbers of programs compiled as the
 # commands compile them, and CHARLSTM_TEST_FULL_OPT=1 runs the suite that way.
 # Subprocesses inherit it.
-CHEAP_XLA_FLAGS = (
-    ""
-    if os.environ.get("CHARLSTM_TEST_FULL_OPT")
-    else "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
-    " --xla_cpu_use_fusion_emitters=false"
+#
+# XLA aborts the process on a flag it does not know, and newer ones drop
+# flags: jaxlib 0.12 (the JAX pip picks on Python 3.12 and later) no longer
+# has the emitters' flag, and the suite died at its first import, printing
+# nothing (a walkthrough, 2026-12-06). So the suite's first process keeps
+# those this XLA accepts, asking a child process once, and its workers and
+# subprocesses inherit the answer.
+_CHEAP_WANTED = (
+    "--xla_backend_optimization_level=0",
+    "--xla_llvm_disable_expensive_passes=true",
+    "--xla_cpu_use_fusion_emitters=false",
 )
+
+
+def _accepted(flags: tuple[str, ...]) -> tuple[str, ...]:
+    """Those of `flags` this jaxlib's XLA starts with: all at once, or else
+    each alone (one unknown flag aborts the process)."""
+
+    def starts(xla_flags: str) -> bool:
+        env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": xla_flags}
+        probe = [sys.executable, "-c", "import jax; jax.devices()"]
+        return subprocess.run(probe, env=env, capture_output=True, timeout=120).returncode == 0
+
+    return flags if starts(" ".join(flags)) else tuple(flag for flag in flags if starts(flag))
+
+
+if os.environ.get("CHARLSTM_TEST_FULL_OPT"):
+    CHEAP_XLA_FLAGS = ""
+elif "CHARLSTM_TEST_XLA_FLAGS" in os.environ:  # asked once, by the suite's first process
+    CHEAP_XLA_FLAGS = os.environ["CHARLSTM_TEST_XLA_FLAGS"]
+else:
+    CHEAP_XLA_FLAGS = os.environ["CHARLSTM_TEST_XLA_FLAGS"] = " ".join(_accepted(_CHEAP_WANTED))
 if CHEAP_XLA_FLAGS not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {CHEAP_XLA_FLAGS}".strip()
 # The commands' deterministic GPU kernels (a no-op on a CPU), set here too

@@ -52,6 +52,13 @@ def test_train_load_sample_evaluate(tiny_corpus, tmp_path):
     again = charlstm.load(tmp_path / "run")
     # One line that says what it is, not every parameter array.
     assert re.fullmatch(r"<charlstm\.Model .*, [\d,]+ parameters, \d+ characters, step \d+.*, from .*>", repr(again))
+    # So do what a notebook shows on a cell's last line: one was 94 lines of arrays, one 4.8 KB of checksums.
+    described = repr(charlstm.describe(tmp_path / "run"))
+    assert re.fullmatch(r"<charlstm\.Description 2x16 LSTM.*, [\d,]+ parameters, step \d+ of 6.*, from .*>", described)
+    assert re.fullmatch(r"<charlstm\.Inspection .*, \d+ characters read, 2 x 16 units, [\d.]+ bits per character>",
+                        repr(model.inspect("abcabcabcabc")))  # fmt: skip
+    search = charlstm.Search(tmp_path / "s", 3, [])
+    assert repr(search) == f"<charlstm.Search 0 of 3 trials, no validation loss yet, in {tmp_path / 's'}>"
     assert again.sample(50, seed=3, temperature=0.7) == model.sample(50, seed=3, temperature=0.7)
     texts = model.generate(SampleConfig(length=40, num_samples=2, seed=1))
     assert len(texts) == 2 and all(len(t) == 40 for t in texts)
@@ -139,6 +146,15 @@ def test_a_run_without_on_event_warns_its_caller(tmp_path):
         warnings.simplefilter("error", charlstm.CharlstmWarning)
         charlstm.train(folder, tmp_path / "watched", skip_bad_files=True, on_event=seen.append, **small)
     assert any(type(e).__name__ == "Skipped" for e in seen)
+    # A notebook's progress printer that passes over Warned events hid them (a walkthrough): with_warnings keeps both.
+    steps = []
+    with pytest.warns(charlstm.CharlstmWarning) as caught:
+        charlstm.train(
+            folder, tmp_path / "both", skip_bad_files=True, on_event=charlstm.with_warnings(steps.append), **small
+        )
+    assert steps and [str(w.message) for w in caught if issubclass(w.category, charlstm.CharlstmWarning)] == said
+    with pytest.raises(charlstm.ConfigError, match="on_event must be"):
+        charlstm.with_warnings("print")
 
 
 def test_messages_name_options_as_their_reader_gives_them(trained_run):

@@ -1,6 +1,7 @@
 """The command line, driven the way a user drives it."""
 
 import contextlib
+import io
 import json
 import os
 import re
@@ -809,6 +810,30 @@ def test_top_k_one_is_greedy_and_streaming_gives_the_same_text(runner, trained_r
     streamed = _sample(runner, run_dir, "-n", "700", "--seed", "4", "--top-p", "0.9", "--stream")
     assert streamed == _sample(runner, run_dir, "-n", "700", "--seed", "4", "--top-p", "0.9", "--no-stream")
     assert len(streamed.rstrip("\n")) >= 700 - 1
+
+
+def test_a_terminal_gets_a_samples_control_characters_as_escapes_and_a_last_newline_after_ctrl_c(capsys):
+    """A model that learned ESC [31m recoloured the terminal past the
+    command's end; a file or pipe still gets the text as generated. A
+    stream cut by Ctrl-C left the shell's prompt mid-line (a walkthrough,
+    2026-12-06)."""
+    from charlstm.cli.sampling import _shown_on, _stream_one
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    text = "a\x1b[31mb\x07\n\tc\r\n\x85"
+    assert _shown_on(Terminal())(text) == "a\\x1b[31mb\\x07\n\tc\r\n\\x85"
+    assert _shown_on(io.StringIO())(text) == text
+
+    def pieces():
+        yield ["Hi"]
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _stream_one(pieces(), "KING.", str)
+    assert capsys.readouterr().out == "KING.Hi\n"
 
 
 def test_several_samples_json_output_file_and_prime_file(runner, trained_run, tmp_path):

@@ -537,6 +537,7 @@ def test_a_save_cut_short_by_a_partner_that_died_says_so(monkeypatch, capsys, tm
     Judged by the error the save met, not by the message, which holds the
     user's paths: a corpus named igloo.txt is no lost partner (a review)."""
     from charlstm.cli import running
+    from charlstm.cli.signals import StopFlag
     from charlstm.errors import CheckpointError
 
     ended = []
@@ -559,7 +560,7 @@ def test_a_save_cut_short_by_a_partner_that_died_says_so(monkeypatch, capsys, tm
     monkeypatch.setattr(processes, "joined", lambda: True)
     monkeypatch.setattr(running, "end_at_once", end_at_once)
     with pytest.raises(SystemExit):
-        running._watch_training(0, None, start)
+        running._watch_training(0, StopFlag(), start)
     lost = cause == "partner died"
     assert ended == [running.EXIT_ABORTED if lost else running.EXIT_USAGE]
     assert capsys.readouterr().err.startswith(

@@ -47,7 +47,7 @@ def test_the_whole_default_run_gives_no_warning_though_its_first_steps_clip():
 def test_a_run_at_lr_1_warns_that_its_loss_rises_then_that_gradients_explode_and_vanish():
     found = _replayed("lr_1")
     assert [(w.step, w.kind) for w in found] == [(160, "loss rising"), (250, "exploding"), (280, "vanishing")]
-    assert "3 reports in a row" in found[0].message and "learning_rate" in found[0].message
+    assert "through the last 30 steps" in found[0].message and "learning_rate" in found[0].message
     assert "grad_clip on 90%" in found[1].message
 
 
@@ -69,6 +69,8 @@ def test_a_run_reported_every_step_warns_as_it_does_every_ten(run, expected):
             one = _progress(step - 9 + i, loss + swing, norm, float(i < round(10 * clipped)), layers)
             found += health.observe(one)
     assert [(w.step, w.kind) for w in found] == expected
+    # Said over the same span: 30 steps, not "3 reports", 3 steps at this interval.
+    assert all("through the last 30 steps" in w.message for w in found if w.kind != "vanishing")
     alone = Health(warmup_steps=RUNS["warmup_steps"], start=RUNS["default"][-1][0])  # one step at a time: noise
     assert alone.observe(_progress(RUNS["default"][-1][0] + 1)) == []  # not judged before it covers 10 steps
 
@@ -318,6 +320,13 @@ def test_a_sample_shows_control_characters_by_their_escapes_and_wraps_behind_its
     wrapped = [line for line in shown if "word" in line]
     assert len(wrapped) >= 2 and all(line.startswith("  | ") and len(line) <= 40 for line in wrapped)
     assert " ".join(line[4:] for line in wrapped).split() == ["花花", *["word"] * 12]
+    # An ASCII terminal (LC_ALL=C without UTF-8 mode) writes 花 as \u82b1: wrapped at that width.
+    ascii_file = io.TextIOWrapper(io.BytesIO(), encoding="ascii", errors="backslashreplace")
+    ascii_terminal = Console(file=ascii_file, force_terminal=True, width=40, soft_wrap=True, color_system=None)
+    TrainingDisplay(ascii_terminal, NORMAL).handle(events.Sampled(250, "花" * 30))
+    ascii_file.flush()
+    shown = ascii_file.buffer.getvalue().decode("ascii").splitlines()
+    assert len(shown) > 2 and all(len(line) <= 40 for line in shown), shown
 
 
 def test_the_display_says_where_a_time_limit_moved_the_end(capsys):
@@ -454,7 +463,46 @@ def test_a_validation_pass_on_a_narrow_bar_leaves_the_step_count_and_the_time_le
         bar.handle(events.Validating(200, 5999, False))
         stats = bar._progress.tasks[0].fields["stats"]
         assert stats.startswith(said)
-        assert len(stats) <= width - bar._fixed - bar._bar_width
+        assert len(stats) <= width - bar._fixed - bar._bar.bar_width
+
+
+def test_a_signals_line_is_drawn_under_the_live_bar_not_written_past_it():
+    """The signal's "stopping...", written straight to the terminal, left a stale copy of
+    the bar above it (a walkthrough, 2026-12-06): the bar draws it, and
+    without a bar (a log, or before the bar starts) it is the signal's to write."""
+    from charlstm.cli.signals import StopFlag
+
+    terminal = Console(file=io.StringIO(), force_terminal=True, width=100, color_system=None)
+    stop = StopFlag()
+    with TrainingDisplay(terminal, NORMAL) as bar:
+        stop.shown_by = bar.notice
+        assert not bar.notice("too early")  # no bar yet
+        bar.handle(events.Started(0, 150, "cpu", ["cpu:0"], 1000, 100, 4))
+        bar.handle(_timed(10, 150, 1.0, None))
+        stop._say("stopping...", b"\n")
+    shown = terminal.file.getvalue()
+    assert shown.split("10/150")[-1].count("\nstopping...\n") == 1 and "too early" not in shown  # under the last bar
+    log = Console(file=io.StringIO(), force_terminal=False, width=100)
+    with TrainingDisplay(log, NORMAL) as plain:
+        plain.handle(events.Started(0, 150, "cpu", ["cpu:0"], 1000, 100, 4))
+        assert not plain.notice("stopping...")
+
+
+def test_a_terminal_narrowed_mid_run_keeps_the_loss_beside_a_narrower_bar():
+    """A bar sized at 120 columns, the terminal then narrowed to 50: every
+    figure was gone for the rest of the run, and widened again, the bar
+    stayed short (a walkthrough, 2026-12-06)."""
+    terminal = Console(file=io.StringIO(), force_terminal=True, width=120, color_system=None)
+    with TrainingDisplay(terminal, NORMAL) as bar:
+        bar.handle(events.Started(0, 150, "cpu", ["cpu:0"], 1000, 100, 4))
+        bar.handle(_timed(10, 150, 1.0, None))
+        wide = bar._bar.bar_width
+        terminal.width = 50
+        bar.handle(_timed(20, 150, 2.0, None))
+        assert bar._progress.tasks[0].fields["stats"].startswith("loss ") and bar._bar.bar_width < wide
+        terminal.width = 120
+        bar.handle(_timed(30, 150, 3.0, None))
+        assert bar._bar.bar_width == wide
 
 
 def test_evals_bar_shows_on_a_terminal_and_a_long_scoring_says_how_far_it_is_elsewhere(capsys, monkeypatch):

@@ -4,6 +4,7 @@ import io
 import json
 import re
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -94,19 +95,57 @@ def test_runs_lists_each_run_with_its_best_loss(runner, trained_run, tmp_path):
     assert refused.exit_code == 2 and "is a file; name the folder that holds runs" in refused.stderr
 
 
-def test_runs_notes_a_run_whose_best_checkpoint_cannot_be_read(runner, trained_run, tmp_path):
+@pytest.mark.parametrize(("damaged", "whole"), [("best", "latest"), ("latest", "best")])
+def test_runs_lists_a_run_one_of_whose_checkpoints_cannot_be_read(runner, trained_run, tmp_path, damaged, whole):
+    """From the other, with a note of how to go on: a damaged newest latest
+    checkpoint once dropped its run out of the table, with only the raw error."""
     run_dir, _ = trained_run
     copy = tmp_path / "runs" / "a"
     shutil.copytree(run_dir, copy)
-    best = copy / "checkpoints" / "best" / "4"
-    (best / "meta" / "metadata").write_text("garbage")  # the latest, at the same step, is whole
+    bad = copy / "checkpoints" / damaged / "4"
+    (bad / "meta" / "metadata").write_text("garbage")  # the other, at the same step, is whole
     result = runner.invoke(app, ["runs", str(copy.parent)])
     assert " done " in next(line for line in _ok(result).splitlines() if line.lstrip().startswith("a "))
     note = next(line for line in result.stderr.splitlines() if line.startswith("note: "))
-    assert f"cannot read checkpoint {best}" in note and "every command goes on from latest/4" in note
+    assert f"cannot read checkpoint {bad}" in note and f"every command goes on from {whole}/4" in note
     listed = json.loads(_ok(runner.invoke(app, ["runs", str(copy.parent), "--json"])))
-    assert f"cannot read checkpoint {best}" in listed[0]["damaged_best"]
-    assert json.loads(_ok(runner.invoke(app, ["runs", str(run_dir.parent), "--json"])))[0]["damaged_best"] is None
+    assert f"cannot read checkpoint {bad}" in listed[0][f"damaged_{damaged}"] and listed[0][f"damaged_{whole}"] is None
+    assert listed[0]["problem"] is None and listed[0]["step"] == 4
+    assert json.loads(_ok(runner.invoke(app, ["runs", str(run_dir.parent), "--json"])))[0][f"damaged_{damaged}"] is None
+    # With both damaged, nothing is left to read: a row that says so.
+    (copy / "checkpoints" / whole / "4" / "meta" / "metadata").write_text("garbage")
+    result = runner.invoke(app, ["runs", str(copy.parent)])
+    assert f"note: {copy} could not be read: cannot read checkpoint" in _ok(result) + result.stderr
+
+
+def test_force_color_colours_a_log_but_neither_animates_nor_fits_it(runner, trained_run, tmp_path, monkeypatch):
+    """FORCE_COLOR (common in CI) makes Rich call any output a terminal: the
+    live bar was redrawn into a log 8 times a second and the runs table cut
+    to 80 columns (a walkthrough, 2026-12-06)."""
+    from rich.console import Console
+
+    from charlstm.cli.outputs import animates, on_a_terminal
+
+    monkeypatch.setenv("FORCE_COLOR", "1")
+    with open(tmp_path / "log", "w") as log:
+        console = Console(file=log)
+        assert console.is_terminal and not on_a_terminal(console) and not animates(console)
+    assert animates(Console(file=io.StringIO(), force_terminal=True))  # the tests' stand-in terminals: at their word
+    run_dir, _ = trained_run
+    shutil.copytree(run_dir, tmp_path / "runs" / ("a-run-with-a-long-name-" * 4))
+    listed = _ok(runner.invoke(app, ["runs", str(tmp_path / "runs")]))
+    assert "a-run-with-a-long-name-" * 4 in listed and "left out" not in listed
+
+
+def test_tables_escape_what_stdout_cannot_encode(trained_run, tmp_path):
+    """A run named 诗 on an ASCII stdout (PYTHONIOENCODING=ascii, LC_ALL=C
+    without UTF-8 mode): an escape, as `sample` writes it, not a traceback
+    (`eval` lost its score to one after scoring the whole text)."""
+    run_dir, _ = trained_run
+    shutil.copytree(run_dir, tmp_path / "runs" / "诗")
+    result = CliRunner(charset="ascii").invoke(app, ["runs", str(tmp_path / "runs")])
+    assert result.exit_code == 0, result.output
+    assert "\\u8bd7" in result.stdout
 
 
 def test_a_runs_state_is_what_a_resume_would_do(tmp_path):
@@ -384,6 +423,36 @@ def test_tables_on_a_narrow_terminal_leave_columns_out_instead_of_cutting_names_
     gates = {gate: (np.full((2, 8), 0.25), np.full((2, 8), 0.5)) for gate in "ifo"}
     table = shown(saturation_table(gates))
     assert "forget gate" in table and "25.0%" in table and "50.0%" in table and "…" not in table
+
+
+@pytest.mark.parametrize("width", [40, 60])
+def test_a_table_too_wide_without_its_spare_columns_is_shown_a_record_a_block(width):
+    """A search's table below 77 columns read "trial…  0.00…  hid…", and
+    the runs table at 40 cropped "best val" to "be" (a walkthrough,
+    2026-12-06): a field a line instead, every field whole, none left out."""
+    from rich.console import Console
+
+    from charlstm.cli.fitting import fitted
+    from charlstm.cli.tables import runs_table, trials_table
+    from charlstm.training.catalog import RunSummary
+    from charlstm.training.events import TrialResult
+
+    point = {"learning_rate": 0.0123, "hidden_size": 256, "num_layers": 2, "dropout": 0.1, "weight_decay": 0.05}
+    trials = [TrialResult(i, f"s/trial-0{i}", point, {}, 734, 734, 1.57, 9.9, 10**5, "done") for i in range(2)]
+    tables = [trials_table(trials)]
+    if width == 40:
+        tables.append(runs_table([RunSummary(Path("runs/a"), "a.txt", "2x256 LSTM", 10**6, 9, 20, 1.39, 247.0, 0)]))
+    for table in tables:
+        console = Console(width=width, file=io.StringIO(), color_system=None)
+        console.print(fitted(table, width))
+        shown = console.file.getvalue()
+        assert "…" not in shown and "left out" not in shown and max(map(len, shown.splitlines())) <= width
+        lines = [" ".join(line.split()) for line in shown.splitlines()]
+        if "trial" in shown:
+            assert {"trial trial-01", "val (bpc) 1.5700 (2.265)", "dropout 0.1", "ended done"} <= set(lines)
+        else:
+            updated = "updated " + time.strftime("%m-%d %H:%M", time.localtime(0))
+            assert {"best val (bpc) 1.3900 (2.005)", "steps 9/20", "state resumable", updated} <= set(lines)
 
 
 def test_the_vocabulary_shows_characters_that_would_merge_on_screen_by_their_escapes():

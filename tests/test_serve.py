@@ -176,6 +176,20 @@ def test_concurrent_clients_share_batches_and_get_what_sample_gives(served):
 
 BIG = b'{"prime": "' + b"a" * 5000 + b'"}'
 DEEP = b'{"prime": ' + b"[" * 2020 + b"]" * 2020 + b"}"
+
+
+def _json_reads(body: bytes) -> bool:
+    try:
+        json.loads(body)
+    except RecursionError:
+        return False
+    return True
+
+
+# Python 3.11 and 3.12 stop at 2,020 arrays deep; 3.13 reads up to about
+# 10,000, past what fits in the test server's 4 KB: there the prime is
+# refused for what it is, as any other array (a walkthrough, 2026-12-06).
+DEEP_READ = _json_reads(DEEP)
 CJK = "".join(chr(0x4E00 + i) for i in range(600))  # 600 characters the model never saw
 BAD = [
     # (name, method, path, body, headers, status, message, field)
@@ -253,7 +267,9 @@ BAD = [
     ),
     ("oversize", "POST", "/v1/generate", BIG, AUTH, 413, "the limit is 4,096", None),
     # Deeper than Python's recursion limit, inside the body limit: was a plain-text 500 and a traceback.
-    ("nested deep", "POST", "/v1/generate", DEEP, AUTH, 400, "nests arrays or objects too deeply", None),
+    ("nested deep", "POST", "/v1/generate", DEEP, AUTH, 422, "prime must be a string", "prime")
+    if DEEP_READ
+    else ("nested deep", "POST", "/v1/generate", DEEP, AUTH, 400, "nests arrays or objects too deeply", None),
     # A value quoted back is cut short, however long it was.
     ("long value", "POST", "/v1/generate", {"seed": "x" * 3000}, AUTH, 422, "xxxxx... (3,002 characters)", "seed"),
     ("many unknown", "POST", "/v1/generate", {"prime": CJK}, AUTH, 422, "'\u4e1d', and 570 more", "prime"),
@@ -321,7 +337,14 @@ def test_bodies_past_what_python_reads_are_400_not_a_crash():
     deep: list = []
     for _ in range(5000):
         deep = [deep]
-    assert shown_value(deep) == "an array" and shown_value("x" * 100) == '"' + "x" * 59 + "... (102 characters)"
+    try:  # Python 3.13 writes 5,000 deep (and reads it): then it is quoted, cut short, as any value
+        json.dumps(deep)
+        written = True
+    except RecursionError:
+        written = False
+    shown = shown_value(deep)
+    assert shown.startswith("[[[[") and shown.endswith("(10,002 characters)") if written else shown == "an array", shown
+    assert shown_value("x" * 100) == '"' + "x" * 59 + "... (102 characters)"
 
 
 def test_the_server_keeps_serving_and_answers_health_and_the_page_without_the_key(served):

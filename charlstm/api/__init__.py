@@ -11,8 +11,8 @@
 The `charlstm` command line is a thin layer over these functions: every
 command parses its options, calls one of them and renders what comes back.
 
-`model` holds `Model` and `load`; `training` holds `train`, `resume` and
-`TrainingDiverged`; `tuning` holds `tune`; `serving` the HTTP server (`app`, `serve`); `runs`
+`model` holds `Model` and `load`; `training` holds `train`, `resume`,
+`with_warnings` and `TrainingDiverged`; `tuning` holds `tune`; `serving` the HTTP server (`app`, `serve`); `runs`
 what is on disk (`list_runs`, `describe`, `read_text`, `read_texts`, `find_texts`, `plot_runs`, `plot_gradients`). Each
 calls into the package's layers below: `charlstm.training` for runs and
 checkpoints, `charlstm.core` for the model, `charlstm.serving` for the server.
@@ -32,7 +32,7 @@ from charlstm.api.runs import (
     read_texts,
 )
 from charlstm.api.serving import app, serve
-from charlstm.api.training import TrainingDiverged, resume, train
+from charlstm.api.training import TrainingDiverged, resume, train, with_warnings
 from charlstm.api.tuning import tune
 
 __all__ = [
@@ -54,4 +54,5 @@ __all__ = [
     "serve",
     "train",
     "tune",
+    "with_warnings",
 ]

@@ -52,6 +52,15 @@ class Description:
     # The files and folders it read (--val-file ones too) that are not where it read them now.
     gone: tuple[str, ...] = ()
 
+    def __repr__(self) -> str:
+        # The dataclass's own was one line of kilobytes: every array's checksum among the metadata.
+        m = self.meta
+        loss = "" if m.best_val_loss is None else f", best validation loss {m.best_val_loss:.4f}"
+        return (
+            f"<charlstm.Description {m.model_config.describe()}, {self.params:,} parameters, "
+            f"step {m.step} of {m.train_config.steps}{loss}, from {m.path}>"
+        )
+
 
 def describe(path: str | Path | None = None) -> Description:
     """A checkpoint's configuration, vocabulary, corpus and metrics, from its

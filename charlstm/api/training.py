@@ -14,7 +14,7 @@ from typing import Any
 
 from charlstm import presets
 from charlstm.api.model import Model, load
-from charlstm.arguments import check_callbacks, path_like, paths_of, true_or_false, unknown_fields
+from charlstm.arguments import check_callbacks, optional_callable, path_like, paths_of, true_or_false, unknown_fields
 from charlstm.config import FINE_TUNE_LEARNING_RATE, ModelConfig, TrainConfig, check_seed
 from charlstm.core.model import count_params
 from charlstm.errors import CharlstmError, CharlstmWarning, CheckpointError, ConfigError
@@ -287,21 +287,34 @@ def resume(
     return _trained_model(run, path, on_event, should_stop, devices, resumed=True)
 
 
-def _warned_if_unwatched(on_event: EventHandler | None) -> EventHandler | None:
+def with_warnings(on_event: EventHandler) -> EventHandler:
+    """`on_event`, and what a caller should not miss raised as Python
+    warnings besides (CharlstmWarning), as a run given no handler raises
+    them: the run's warnings (health, schedule, validation) and the files
+    it left out. A handler of one's own that prints progress in a notebook
+    and passes over `Warned` events hid them (a walkthrough, 2026-12-06):
+    `train(..., on_event=charlstm.with_warnings(show))` keeps both."""
+    optional_callable(on_event, "on_event")
+
+    def both(event: events.Event) -> None:
+        on_event(event)
+        _warn_of(event)
+
+    return both
+
+
+def _warned_if_unwatched(on_event: EventHandler | None) -> EventHandler:
     """`on_event`; or, where none is given, Python warnings (CharlstmWarning)
     for what a caller should not miss: the run's warnings and the files it
     left out, which the command line shows on its display."""
-    if on_event is not None:
-        return on_event
+    return on_event if on_event is not None else _warn_of
 
-    def warn(event: events.Event) -> None:
-        text = (
-            f"step {event.step}: {event.message}" if isinstance(event, events.Warned) else events.left_out_line(event)
-        )
-        if text is not None:
-            warnings.warn(text, CharlstmWarning, stacklevel=_callers_level())
 
-    return warn
+def _warn_of(event: events.Event) -> None:
+    """A CharlstmWarning for `event` where it is one a caller should not miss."""
+    text = f"step {event.step}: {event.message}" if isinstance(event, events.Warned) else events.left_out_line(event)
+    if text is not None:
+        warnings.warn(text, CharlstmWarning, stacklevel=_callers_level())
 
 
 _PACKAGE = str(Path(__file__).resolve().parents[1])

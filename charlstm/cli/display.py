@@ -29,7 +29,8 @@ from rich.text import Text
 from charlstm.cli.format import duration as _duration
 from charlstm.cli.format import loss_text as _loss_text
 from charlstm.cli.format import training_options, with_escapes
-from charlstm.cli.outputs import animates, unseen_if_gone
+from charlstm.cli.livebar import LiveBar, notice
+from charlstm.cli.outputs import animates, on_a_terminal, unseen_if_gone
 from charlstm.cli.reading_display import CorpusDisplay
 from charlstm.flags import option
 from charlstm.training import events
@@ -55,6 +56,16 @@ def sample_line(line: str) -> str:
     return with_escapes(line, ("Cc", "Zl", "Zp"), keep="\t")
 
 
+def _encodable(text: str, encoding: str) -> str:
+    """`text` with what `encoding` cannot hold as the escapes stderr writes
+    for it, so that lines are wrapped at their width as written (on an ASCII
+    terminal each CJK character grew to 6 columns after the wrapping)."""
+    try:
+        return text.encode(encoding, "backslashreplace").decode(encoding)
+    except LookupError:  # an encoding Python does not know: written as it is
+        return text
+
+
 class TrainingDisplay:
     """verbosity: QUIET shows nothing (errors are the CLI's), NORMAL the bar
     or throttled lines plus evaluations, samples and saves, VERBOSE also
@@ -69,7 +80,8 @@ class TrainingDisplay:
         self._val: float | None = None
         self._progress: Progress | None = None
         self._task: TaskID | None = None
-        self._fixed = self._bar_width = 0  # the live bar's widths besides its statistics (`_start_bar`)
+        self._fixed = 0  # the live bar's width besides the bar and its statistics (`_start_bar`)
+        self._bar = BarColumn()  # the live bar's, sized to the terminal at each report (`_bar_fits`)
         self._last: events.Progress | None = None
         # The corpus being read, then what the run trains on.
         self._corpus = CorpusDisplay(console, self._say, self.live, verbosity == VERBOSE, plain_interval)
@@ -86,6 +98,10 @@ class TrainingDisplay:
             self._corpus.stop()
             if self._progress is not None:
                 self._progress.stop()
+
+    def notice(self, line: str) -> bool:
+        """Show a signal's `line` ("stopping...") under the live bar, if one is showing."""
+        return notice(self._progress, line) or self._corpus.notice(line)
 
     @property
     def _out(self) -> Console:
@@ -144,9 +160,11 @@ class TrainingDisplay:
             self._on_finished(event)
 
     def _on_sampled(self, event: events.Sampled) -> None:
-        lines = [sample_line(line) for line in event.text.replace("\r\n", "\n").split("\n")]
         console = self._out
-        if console.is_terminal:
+        lines = [
+            _encodable(sample_line(line), console.encoding) for line in event.text.replace("\r\n", "\n").split("\n")
+        ]
+        if on_a_terminal(console):
             # Wrapped here, each piece behind the margin: the terminal's own
             # wrapping would run a long line on at column 0, where it reads
             # as the log's text. (A file gets each line whole.)
@@ -263,10 +281,10 @@ class TrainingDisplay:
         # as the full statistics leave room for, and the statistics keep
         # what fits beside it, the loss first (`_stats`).
         self._fixed = len("train") + 2 * len(str(total)) + 1 + _TIME_WIDTH + 4  # and a space between columns
-        self._bar_width = max(_BAR_MIN, min(_BAR_MAX, self.console.width - self._fixed - _STATS_WIDTH))
-        self._progress = Progress(
+        self._bar = BarColumn(bar_width=self._bar_fits())
+        self._progress = LiveBar(
             TextColumn("[bold]train"),
-            BarColumn(bar_width=self._bar_width),
+            self._bar,
             MofNCompleteColumn(),
             TextColumn("{task.fields[stats]}"),
             _TimeLeft(),
@@ -290,11 +308,18 @@ class TrainingDisplay:
             return "  ".join(parts)
         return self._fitted(parts)
 
+    def _bar_fits(self) -> int:
+        """The bar's width in the terminal's width now, leaving the full statistics their room."""
+        return max(_BAR_MIN, min(_BAR_MAX, self.console.width - self._fixed - _STATS_WIDTH))
+
     def _fitted(self, parts: list[str]) -> str:
         """As many of `parts`, from the first, as fit beside the bar in the
         terminal's width now: even the first may not, where the step count
         and the time left come first."""
-        room = self.console.width - self._fixed - self._bar_width
+        # The terminal may have been resized since the last report: a bar
+        # sized for 120 columns left no room for a figure at 50 (a walkthrough).
+        self._bar.bar_width = self._bar_fits()
+        room = self.console.width - self._fixed - self._bar.bar_width
         kept: list[str] = []
         for part in parts:
             if len("  ".join([*kept, part])) > room:

@@ -290,8 +290,9 @@ def list_runs(
                     say(f"note: {r.path} is training, before its first checkpoint")
                 elif r.problem is not None:
                     say(f"note: {r.path} could not be read: {r.problem}")
-                elif r.damaged_best is not None:
-                    say(f"note: {r.damaged_best}")  # it names the checkpoint, and how to go on
+                for damaged in (r.damaged_latest, r.damaged_best) if r.problem is None else ():
+                    if damaged is not None:
+                        say(f"note: {damaged}")  # it names the checkpoint, and how to go on
                 if r.problem is None and r.guessing is not None:
                     say(f"note: {r.path}: {r.guessing}")
 

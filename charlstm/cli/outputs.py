@@ -182,7 +182,23 @@ class Terminal(Console):
         raise BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
 
 
+def on_a_terminal(console: Console) -> bool:
+    """Whether `console` writes to a terminal. Rich's `is_terminal` is true
+    wherever the environment forces colour (FORCE_COLOR, common in CI), which
+    asks for colour in a log, not a bar redrawn into it 8 times a second nor
+    tables cut to 80 columns (a walkthrough, 2026-12-06); a console made
+    with `force_terminal` (the tests' stand-in terminals) is taken at its word."""
+    if not console.is_terminal:
+        return False
+    if console._force_terminal is not None:  # given to the constructor; the environment's is not kept there
+        return True
+    try:
+        return console.file.isatty()
+    except (AttributeError, OSError, ValueError):  # closed, or no descriptor
+        return False
+
+
 def animates(console: Console) -> bool:
     """Whether `console` can show a live bar: a terminal that can move its
     cursor (on a dumb one Rich draws a bar only when it ends)."""
-    return console.is_terminal and not console.is_dumb_terminal
+    return on_a_terminal(console) and not console.is_dumb_terminal

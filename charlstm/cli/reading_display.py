@@ -26,6 +26,7 @@ from rich.progress import (
 )
 
 from charlstm.cli.format import size, skipped_text
+from charlstm.cli.livebar import LiveBar, notice
 from charlstm.cli.outputs import animates
 from charlstm.errors import shown
 from charlstm.training import events
@@ -53,9 +54,10 @@ class CorpusDisplay:
         now = time.monotonic()
         if self._reading is None or self._reading[0] != event.phase:
             self.stop()
-            bar, task = None, None
+            bar: Progress | None = None
+            task = None
             if self.live:
-                bar = Progress(
+                bar = LiveBar(
                     TextColumn(f"[bold]{_PHASES.get(event.phase, event.phase)}"), BarColumn(), DownloadColumn(),
                     TransferSpeedColumn(), TimeRemainingColumn(), console=self.console, transient=True,
                 )  # fmt: skip
@@ -73,6 +75,10 @@ class CorpusDisplay:
                 f"{_PHASES.get(event.phase, event.phase)}: {event.done / event.total:.0%} of {size(event.total)} "
                 f"({size(rate)}/s)"
             )
+
+    def notice(self, line: str) -> bool:
+        """Show a signal's `line` ("stopping...") under the reading's bar, if one is showing."""
+        return self._reading is not None and notice(self._reading[1], line)
 
     def stop(self) -> None:
         """End the reading's bar, if one is shown: the reading is over."""

@@ -35,6 +35,7 @@ def run_record(r: RunSummary) -> dict[str, Any]:
         "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(r.updated)),
         "problem": r.problem,
         "damaged_best": r.damaged_best,  # why its best checkpoint cannot be read, where it cannot
+        "damaged_latest": r.damaged_latest,  # the same for its newest latest one (the row then is its best's)
         "worse_than_guessing": r.guessing is not None,  # its best validation loss above 1.1 ln(vocabulary size)
     }
 

@@ -143,6 +143,7 @@ def _watch_training(level: int, stop: StopFlag, start: Callable[[_Watch], Model]
     from charlstm.training import processes
 
     display = TrainingDisplay(stderr(), level)
+    stop.shown_by = display.notice
     watch = _Watch(display.handle)
     try:
         with display:

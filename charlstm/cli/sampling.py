@@ -8,7 +8,7 @@ import os
 import re
 import shlex
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -16,7 +16,7 @@ import typer
 
 from charlstm.arguments import writable_place
 from charlstm.cli.app import NewestRunArgument, Quiet, fail, given, path_given, say, use_cache, user_errors
-from charlstm.cli.format import checkpoint_text
+from charlstm.cli.format import checkpoint_text, with_escapes
 from charlstm.config import SampleConfig, to_dict
 from charlstm.errors import named
 from charlstm.flags import option
@@ -222,7 +222,7 @@ def sample(
             pieces = model.stream(request)  # checks the prime before anything is printed
             if not quiet:
                 say(note)
-            _stream_one(pieces, request.prime)
+            _stream_one(pieces, request.prime, _shown_on(sys.stdout))
             return
         if output is None and not as_json:
             _escape_what_stdout_cannot_show(model.vocab.chars, quiet)
@@ -234,7 +234,7 @@ def sample(
         done = model.complete(request)  # before --output is opened: a bad prime leaves the file alone
         text = _render(done, request, model, as_json)
         if output is None:
-            sys.stdout.write(text)
+            sys.stdout.write(text if as_json else _shown_on(sys.stdout)(text))
             return
         api.runs.write_text(output, text, f"--output {output}")  # whole, or an earlier file left as it was
         if not quiet:
@@ -289,13 +289,33 @@ def _with_newline(text: str) -> str:
     return text if text.endswith("\n") else text + "\n"
 
 
-def _stream_one(pieces: Iterator[list[str]], prime: str) -> None:
-    sys.stdout.write(prime)
+def _shown_on(out: object) -> Callable[[str], str]:
+    """How text is written to `out`: on a terminal, the control characters
+    of a model's text (an escape sequence learned from a log, a bell) as
+    escapes, not commands that recolour the terminal beyond the command's
+    end (a walkthrough, 2026-12-06), as the training log writes its samples;
+    line breaks, tabs and carriage returns as they are. A file or pipe
+    gets the text as generated."""
+    isatty = getattr(out, "isatty", None)
+    if isatty is None or not isatty():
+        return str
+    return lambda text: with_escapes(text, ("Cc",), keep="\n\t\r")
+
+
+def _stream_one(pieces: Iterator[list[str]], prime: str, shown: Callable[[str], str]) -> None:
+    sys.stdout.write(shown(prime))
     last = prime
-    for piece in pieces:
-        sys.stdout.write(piece[0])
-        sys.stdout.flush()
-        last = piece[0] or last
+    try:
+        for piece in pieces:
+            sys.stdout.write(shown(piece[0]))
+            sys.stdout.flush()
+            last = piece[0] or last
+    except KeyboardInterrupt:  # the shell's prompt starts on a line of its own
+        if not last.endswith("\n"):
+            with contextlib.suppress(OSError):
+                sys.stdout.write("\n")
+                sys.stdout.flush()
+        raise
     if not last.endswith("\n"):
         sys.stdout.write("\n")
     sys.stdout.flush()

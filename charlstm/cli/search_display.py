@@ -13,6 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 
 from charlstm.cli.display import NORMAL, QUIET, VERBOSE, TrainingDisplay
 from charlstm.cli.format import loss_text, param_count, trial_seconds
+from charlstm.cli.livebar import LiveBar, notice
 from charlstm.cli.outputs import animates, unseen_if_gone
 from charlstm.flags import as_options
 from charlstm.training import events
@@ -44,6 +45,12 @@ class SearchDisplay:
             self._progress.stop()
             self._progress = None
 
+    def notice(self, line: str) -> bool:
+        """Show a signal's `line` ("stopping...") under the live bar, if one is showing."""
+        if self._trial is not None:
+            return self._trial.notice(line)
+        return notice(self._progress, line)
+
     def _say(self, message: str, style: str | None = None) -> None:
         self.console.print(message, highlight=False, markup=False, style=style)
 
@@ -69,7 +76,7 @@ class SearchDisplay:
             if self.verbosity == VERBOSE:
                 self._trial = TrainingDisplay(self.console, NORMAL)
             elif animates(self.console):
-                self._progress = Progress(
+                self._progress = LiveBar(
                     TextColumn("  "), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[stats]}"),
                     console=self.console, transient=True,
                 )  # fmt: skip

@@ -9,7 +9,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -36,6 +36,9 @@ class StopFlag:
         self.signal: int | None = None
         self.count = 0
         self.quiet = quiet  # -q, or a process that does not report: the signals are heeded in silence
+        # The live display's way to show a line under its bar, where one shows
+        # (it says whether it did): a line written past it leaves a stale bar.
+        self.shown_by: Callable[[str], bool] | None = None
         self._wakeup: int | None = None  # the read end of the signals' wakeup pipe, while installed
 
     def __call__(self) -> bool:
@@ -63,9 +66,9 @@ class StopFlag:
             if before == 0:
                 # Say so at once: silence while the step or a save finishes invites the third
                 # signal, which aborts without the save.
-                self._say(b"\nstopping...\n")
+                self._say("stopping...", b"\n")
             if self.count == 2:
-                self._say(b"stopping after the checkpoint is saved; signal once more to abort without it\n")
+                self._say("stopping after the checkpoint is saved; signal once more to abort without it")
 
         # The main thread's only. A signal left ignored where it was (a hangup under `nohup`, an
         # interrupt for a script's background job) stays ignored: someone chose that, as Python
@@ -103,12 +106,14 @@ class StopFlag:
             count += sum(byte in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP) for byte in got)
         return max(1, count)
 
-    def _say(self, line: bytes) -> None:
+    def _say(self, line: str, before: bytes = b"") -> None:
+        # Under the live bar, by the display's own refresh; elsewhere
         # os.write, not print: a handler may interrupt a print in progress.
         # A closed stderr must not raise here, in the middle of a step.
-        if not self.quiet:
-            with contextlib.suppress(OSError):
-                os.write(2, line)
+        if self.quiet or (self.shown_by is not None and self.shown_by(line)):
+            return
+        with contextlib.suppress(OSError):
+            os.write(2, before + line.encode() + b"\n")
 
 
 class Interrupt:

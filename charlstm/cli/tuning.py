@@ -134,6 +134,7 @@ def tune(
         split_the_cpu()  # each trial's batch over two devices, as `charlstm train` splits its own
         use_cache()
         with stop.installed(), SearchDisplay(stderr(), level) as display:
+            stop.shown_by = display.notice
             search = api.tune(
                 corpus,
                 out,

@@ -75,6 +75,15 @@ class Inspection:
     truncated: int = 0  # characters after the first max_chars, not read
     model: str = ""  # the model in words, ModelConfig.describe(): "2x256 LSTM"
 
+    def __repr__(self) -> str:
+        # The dataclass's own printed every array (94 lines for 60 characters in a notebook).
+        layers, _, units = self.h.shape
+        scored = f", {self.bits_per_char:.3f} bits per character" if self.losses.size else ""
+        return (
+            f"<charlstm.Inspection {self.model or self.cell}, {self.text_chars:,} characters read, "
+            f"{layers} x {units} units{scored}>"
+        )
+
     @property
     def text_chars(self) -> int:
         """The characters of the text given that were read: N, less the

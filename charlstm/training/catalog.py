@@ -44,6 +44,9 @@ class RunSummary:
     # Listed as it is, but the best checkpoint, which sample, eval, info and
     # inspect read, cannot be read: why, and how to go on.
     damaged_best: str | None = None
+    # Its newest latest checkpoint, which `resume` reads, cannot be read: why,
+    # and how to go on; the row then comes from its best checkpoint.
+    damaged_latest: str | None = None
     # Where its best validation loss is worse than guessing every character
     # equally: what to tell the user, who may have scrolled past the run's
     # own warning (a walkthrough, 2026-12-06); None otherwise.
@@ -104,7 +107,7 @@ def _is_run(path: Path) -> bool:
 
 def summarize(run_dir: Path) -> RunSummary:
     try:
-        meta = checkpoint.describe(run_dir, prefer=checkpoint.LATEST)
+        meta, damaged_latest = _latest(run_dir)
         best, damaged_best = _best(run_dir)
         lowest = min((b for b in (meta.best_val_loss, best) if b is not None), default=None)
         run_state = state(run_dir, meta.step, meta.train_config, meta.history)
@@ -126,6 +129,7 @@ def summarize(run_dir: Path) -> RunSummary:
             trained=when is not None and when[0],
             state=run_state,
             damaged_best=damaged_best,
+            damaged_latest=damaged_latest,
             guessing=None if lowest is None else health.worse_than_guessing(lowest, meta.model_config.vocab_size, True),
         )
     except (CharlstmError, KeyError, TypeError, ValueError, OSError) as err:
@@ -141,6 +145,26 @@ def summarize(run_dir: Path) -> RunSummary:
         return RunSummary(
             run_dir, _corpus_files(run_dir), "?", 0, step, total, None, 0.0, mtime, problem=str(err), state="training"
         )
+
+
+def _latest(run_dir: Path) -> tuple[checkpoint.Meta, str | None]:
+    """The newest latest checkpoint's metadata; where it cannot be read, the
+    best one's, with why and how to go on (a damaged newest checkpoint once
+    dropped its run from the table, which `sample` and `eval` still read)."""
+    try:
+        return checkpoint.describe(run_dir, prefer=checkpoint.LATEST), None
+    except CheckpointError as err:
+        try:
+            best = checkpoint.describe(run_dir, prefer=checkpoint.BEST)
+        except CharlstmError:
+            raise err from None
+        if best.path.parent.name != checkpoint.BEST:  # no best apart from the damaged latest
+            raise err from None
+        try:
+            checkpoint.describe(run_dir, prefer=checkpoint.LATEST, advice=True)
+        except CheckpointError as advised:
+            return best, str(advised)
+        return best, str(err)
 
 
 def _best(run_dir: Path) -> tuple[float | None, str | None]:

@@ -109,12 +109,15 @@ class Health:
     _pending: list[tuple[int, events.Progress]] = field(default_factory=list)  # (steps, report) not judged yet
     _reported: int | None = None  # the step of the last report
     _episodes: dict[str, int] = field(default_factory=dict)  # kind -> episodes warned of this session
+    _starts: list[int] = field(default_factory=list)  # the step before each of the last SUSTAINED judged windows
 
     def observe(self, event: events.Progress) -> list[events.Warned]:
         """The warnings this report starts, if any: it is judged together
         with those before it not judged yet, once they cover WINDOW steps."""
         done = self.start if self._reported is None else self._reported
         self._reported = event.step
+        if not self._pending:
+            self._starts = [*self._starts, done][-SUSTAINED:]
         self._pending.append((max(event.step - done, 1), event))
         steps = sum(n for n, _ in self._pending)
         if steps < WINDOW:
@@ -200,7 +203,7 @@ class Health:
         else:
             return None
         return (
-            f"gradients exploding: {why} (|g| {event.grad_norm:.3g}) for {SUSTAINED} reports in a row; "
+            f"gradients exploding: {why} (|g| {event.grad_norm:.3g}) {self._span(event)}; "
             f"a lower {flag('learning_rate')} usually steadies training"
         )
 
@@ -238,9 +241,15 @@ class Health:
         if not event.loss > LOSS_RISE * self._best_loss:  # a NaN loss is the loop's to handle
             return None
         return (
-            f"training loss rising: {fixed(event.loss, 3)} against {fixed(self._best_loss, 3)} at its lowest, for "
-            f"{SUSTAINED} reports in a row; a lower {flag('learning_rate')} usually steadies training"
+            f"training loss rising: {fixed(event.loss, 3)} against {fixed(self._best_loss, 3)} at its lowest "
+            f"{self._span(event)}; a lower {flag('learning_rate')} usually steadies training"
         )
+
+    def _span(self, event: events.Progress) -> str:
+        """How long a sustained condition has held: the SUSTAINED judged
+        windows it takes, at least WINDOW steps each however often the run
+        reports (not "3 reports", which read as 3 steps at --log-every 1)."""
+        return f"through the last {event.step - self._starts[0]} steps"
 
 
 # A validation loss this far above ln(V), the loss of a model that gives every

@@ -212,6 +212,12 @@ class Search:
         """The best trial, if any trial reached a validation loss."""
         return self.trials[0] if self.trials and self.trials[0].val_loss is not None else None
 
+    def __repr__(self) -> str:
+        # A notebook shows a cell's last value: the dataclass's own repr was every trial's whole configuration.
+        best = self.best
+        found = "no validation loss yet" if best is None else f"best {Path(best.run_dir).name}, {best.val_loss:.4f}"
+        return f"<charlstm.Search {len(self.trials)} of {self.planned} trials, {found}, in {self.directory}>"
+
 
 def ranked(results: list[TrialResult]) -> list[TrialResult]:
     """Best first; trials without a validation loss last."""
