@@ -153,8 +153,9 @@ def test_a_run_without_on_event_warns_its_caller(tmp_path):
             folder, tmp_path / "both", skip_bad_files=True, on_event=charlstm.with_warnings(steps.append), **small
         )
     assert steps and [str(w.message) for w in caught if issubclass(w.category, charlstm.CharlstmWarning)] == said
-    with pytest.raises(charlstm.ConfigError, match="on_event must be"):
-        charlstm.with_warnings("print")
+    for given in ("print", None):  # None too: it would fail at the run's first event
+        with pytest.raises(charlstm.ConfigError, match="on_event must be a function, got"):
+            charlstm.with_warnings(given)
 
 
 def test_messages_name_options_as_their_reader_gives_them(trained_run):

@@ -1,5 +1,6 @@
 """`charlstm runs`, `info`, `eval` and `plot` on real runs."""
 
+import contextlib
 import io
 import json
 import re
@@ -146,6 +147,15 @@ def test_tables_escape_what_stdout_cannot_encode(trained_run, tmp_path):
     result = CliRunner(charset="ascii").invoke(app, ["runs", str(tmp_path / "runs")])
     assert result.exit_code == 0, result.output
     assert "\\u8bd7" in result.stdout
+    # LC_ALL=C without UTF-8 mode: Python's stdout is ASCII with errors="surrogateescape" there.
+    from charlstm.cli.fitting import print_table
+    from charlstm.cli.tables import runs_table
+
+    c_locale = io.TextIOWrapper(io.BytesIO(), encoding="ascii", errors="surrogateescape")
+    with contextlib.redirect_stdout(c_locale):
+        print_table(runs_table(catalog.list_runs(tmp_path / "runs"), tmp_path / "runs"))
+        c_locale.flush()
+    assert "\\u8bd7" in c_locale.buffer.getvalue().decode("ascii")
 
 
 def test_a_runs_state_is_what_a_resume_would_do(tmp_path):
@@ -453,6 +463,16 @@ def test_a_table_too_wide_without_its_spare_columns_is_shown_a_record_a_block(wi
         else:
             updated = "updated " + time.strftime("%m-%d %H:%M", time.localtime(0))
             assert {"best val (bpc) 1.3900 (2.005)", "steps 9/20", "state resumable", updated} <= set(lines)
+    # A title stays (saturation's says what left and right mean); a table of no rows keeps its header.
+    import numpy as np
+
+    from charlstm.cli.inspect_tables import saturation_table
+
+    gates = {gate: (np.full((2, 8), 0.25), np.full((2, 8), 0.5)) for gate in "ifo"}
+    console = Console(width=width, file=io.StringIO(), color_system=None)
+    console.print(fitted(saturation_table(gates), width))
+    assert " ".join(console.file.getvalue().split()).startswith("Gate saturation: share of steps below")
+    assert fitted(runs_table([]), width).row_count == 0 and fitted(runs_table([]), width).show_header
 
 
 def test_the_vocabulary_shows_characters_that_would_merge_on_screen_by_their_escapes():

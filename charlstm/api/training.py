@@ -14,7 +14,7 @@ from typing import Any
 
 from charlstm import presets
 from charlstm.api.model import Model, load
-from charlstm.arguments import check_callbacks, optional_callable, path_like, paths_of, true_or_false, unknown_fields
+from charlstm.arguments import check, check_callbacks, path_like, paths_of, true_or_false, unknown_fields
 from charlstm.config import FINE_TUNE_LEARNING_RATE, ModelConfig, TrainConfig, check_seed
 from charlstm.core.model import count_params
 from charlstm.errors import CharlstmError, CharlstmWarning, CheckpointError, ConfigError
@@ -294,7 +294,7 @@ def with_warnings(on_event: EventHandler) -> EventHandler:
     it left out. A handler of one's own that prints progress in a notebook
     and passes over `Warned` events hid them (a walkthrough, 2026-12-06):
     `train(..., on_event=charlstm.with_warnings(show))` keeps both."""
-    optional_callable(on_event, "on_event")
+    check(callable(on_event), f"on_event must be a function, got {on_event!r}")
 
     def both(event: events.Event) -> None:
         on_event(event)

@@ -45,7 +45,7 @@ def fitted(table: Any, width: int) -> Any:
         table.columns = [column for column in table.columns if str(column.header) not in gone]
         for index, column in enumerate(table.columns):
             column._index = index  # rich pads the first and last column by their index
-    if not _fits(table, width):
+    if table.row_count and not _fits(table, width):
         # Still too wide with every spare column gone: rich would cut names
         # and figures to "…" (a search's table below 77 columns read
         # "trial…  0.00…  hid…"; a walkthrough, 2026-12-06). A record a block instead, every field whole.
@@ -72,7 +72,9 @@ def _fits(table: Table, width: int) -> bool:
 def stacked(table: Table, columns: Sequence[Column]) -> Table:
     """`table`'s rows as blocks of lines, a field a line ("header  value"),
     a rule between rows: what any width can show whole."""
-    blocks = Table(box=box.SIMPLE_HEAD, show_header=False, pad_edge=False)
+    blocks = Table(
+        title=table.title, title_justify=table.title_justify, box=box.SIMPLE_HEAD, show_header=False, pad_edge=False
+    )
     blocks.add_column(style="bold", no_wrap=True)
     blocks.add_column(overflow="fold")
     cells = [list(column.cells) for column in columns]
@@ -89,7 +91,7 @@ def print_table(table: Any) -> None:
     # Latin-1 (PYTHONIOENCODING, LC_ALL=C without UTF-8 mode) cannot hold
     # are written as escapes (\u4e2d), as `sample` writes them, not a
     # traceback after the work is done (`eval`'s score was lost to one).
-    if isinstance(sys.stdout, io.TextIOWrapper) and sys.stdout.errors == "strict":
+    if isinstance(sys.stdout, io.TextIOWrapper) and sys.stdout.errors in ("strict", "surrogateescape"):
         sys.stdout.reconfigure(errors="backslashreplace")
     console = stdout()
     if on_a_terminal(console):

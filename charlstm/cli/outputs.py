@@ -190,7 +190,9 @@ def on_a_terminal(console: Console) -> bool:
     with `force_terminal` (the tests' stand-in terminals) is taken at its word."""
     if not console.is_terminal:
         return False
-    if console._force_terminal is not None:  # given to the constructor; the environment's is not kept there
+    if console._force_terminal is not None:  # given to the constructor; rich 14 on keeps the environment's apart
+        return True
+    if os.environ.get("TTY_COMPATIBLE") == "1":  # rich's way to say "this is a terminal", taken at its word too
         return True
     try:
         return console.file.isatty()

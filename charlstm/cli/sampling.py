@@ -293,13 +293,13 @@ def _shown_on(out: object) -> Callable[[str], str]:
     """How text is written to `out`: on a terminal, the control characters
     of a model's text (an escape sequence learned from a log, a bell) as
     escapes, not commands that recolour the terminal beyond the command's
-    end (a walkthrough, 2026-12-06), as the training log writes its samples;
-    line breaks, tabs and carriage returns as they are. A file or pipe
-    gets the text as generated."""
+    end (a walkthrough, 2026-12-06), and Unicode's line and paragraph
+    separators; line breaks, tabs and carriage returns (a text of CRLF
+    lines) as they are. A file or pipe gets the text as generated."""
     isatty = getattr(out, "isatty", None)
     if isatty is None or not isatty():
         return str
-    return lambda text: with_escapes(text, ("Cc",), keep="\n\t\r")
+    return lambda text: with_escapes(text, ("Cc", "Zl", "Zp"), keep="\n\t\r")
 
 
 def _stream_one(pieces: Iterator[list[str]], prime: str, shown: Callable[[str], str]) -> None:
