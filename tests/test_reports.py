@@ -132,6 +132,10 @@ def test_force_color_colours_a_log_but_neither_animates_nor_fits_it(runner, trai
         console = Console(file=log)
         assert console.is_terminal and not on_a_terminal(console) and not animates(console)
     assert animates(Console(file=io.StringIO(), force_terminal=True))  # the tests' stand-in terminals: at their word
+    monkeypatch.setenv("TTY_COMPATIBLE", "1")  # rich's way to say it is a terminal: at its word too
+    with open(tmp_path / "log", "w") as log:
+        assert on_a_terminal(Console(file=log))
+    monkeypatch.delenv("TTY_COMPATIBLE")
     run_dir, _ = trained_run
     shutil.copytree(run_dir, tmp_path / "runs" / ("a-run-with-a-long-name-" * 4))
     listed = _ok(runner.invoke(app, ["runs", str(tmp_path / "runs")]))
