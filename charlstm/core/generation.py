@@ -91,10 +91,9 @@ def check_request(vocab: Vocab, request: SampleConfig) -> None:
     for stop in request.stop:
         unknown = unknown_in(vocab, stop, prime=False)
         if unknown:
-            form = known_form(vocab, stop, prime=False)
-            hint = f"; {form}" if form else ""
             raise ConfigError(
-                f"the stop text {stop!r} contains characters the model never writes: {named(unknown)}{hint}"
+                f"the stop text {stop!r} contains characters the model never writes: {named(unknown)}"
+                + form_hint(vocab, stop, prime=False)
             )
 
 
@@ -136,6 +135,13 @@ def skipped_form(vocab: Vocab, skipped: Mapping[str, int]) -> str | None:
                 'sys.stdin.read()))" < FILE > NEW)'
             )
     return None
+
+
+def form_hint(vocab: Vocab, text: str, prime: bool) -> str:
+    """`known_form`'s words after a "; ", to end a message naming `text`'s
+    unknown characters with; nothing where no other form helps."""
+    form = known_form(vocab, text, prime)
+    return f"; {form}" if form else ""
 
 
 def _write_them(vocab: Vocab, prime: str) -> str:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from charlstm.config import MAX_STOP_CHARS, MAX_STOPS, MAX_TEMPERATURE, SEEDS, SampleConfig, ServeConfig
-from charlstm.core.generation import known_form, unknown_in
+from charlstm.core.generation import form_hint, unknown_in
 from charlstm.errors import CharlstmError, named
 from charlstm.text.vocab import Vocab
 
@@ -89,8 +89,7 @@ def _text_chars(vocab: Vocab, name: str, text: str, what: str) -> None:
     if unknown:
         # Named as `charlstm sample` names them: a no-break space or a lone
         # surrogate by its escape, which also keeps the answer encodable.
-        form = known_form(vocab, text, prime)
-        hint = f"; {form}" if form else ""
+        hint = form_hint(vocab, text, prime)
         raise RequestError(422, f"{name} contains characters the model never {what}: {named(unknown)}{hint}", name)
 
 
