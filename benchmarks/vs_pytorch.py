@@ -6,6 +6,7 @@
     python benchmarks/vs_pytorch.py --growth   # also hidden 128-1024 and seq 64-256 (one round each)
     python benchmarks/vs_pytorch.py --json results.json
     python benchmarks/vs_pytorch.py --precision bf16   # bf16 products on both sides (training rows only)
+    python benchmarks/vs_pytorch.py --charlstm-python ENV/bin/python   # charlstm under another Python/JAX
 
 Training: charlstm's real jitted step (embedding, stacked LSTM, dense head,
 AdamW with its weight decay set to 0, as PyTorch's Adam has none (the same
@@ -57,6 +58,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import statistics
 import subprocess
 import sys
@@ -184,6 +186,7 @@ def device_row(framework: str) -> dict[str, Any]:
         return {
             "config": "device",
             "version": jax.__version__,
+            "python": platform.python_version(),
             "platform": device.platform,
             "device": device.device_kind,
             "matmul_precision": str(getattr(jax.config, "jax_default_matmul_precision", None) or "default"),
@@ -194,6 +197,7 @@ def device_row(framework: str) -> dict[str, Any]:
     return {
         "config": "device",
         "version": torch.__version__,
+        "python": platform.python_version(),
         "platform": device.type,
         "device": name,
         "tf32": {
@@ -357,9 +361,10 @@ def run_side(
     sample: bool = True,
     devices: int | None = None,
     precision: str = "fp32",
+    python: str = sys.executable,
 ) -> dict[str, dict]:
     env = {**os.environ, ENV_OFF: "1" if memory == "system" else "0"}
-    command = [sys.executable, __file__, "--worker", framework, "--steps", str(steps), "--configs", *names]
+    command = [python, __file__, "--worker", framework, "--steps", str(steps), "--configs", *names]
     command += ["--precision", precision]
     command += [] if sample else ["--no-sample"]
     command += [] if devices is None else ["--charlstm-devices", str(devices)]
@@ -399,6 +404,13 @@ def main() -> None:
         default="fp32",
         help="the training rows' matrix products on both sides (bf16: charlstm's --precision bf16, PyTorch's autocast)",
     )
+    parser.add_argument(
+        "--charlstm-python",
+        default=sys.executable,
+        metavar="PYTHON",
+        help="run charlstm's side under this interpreter, e.g. a virtual environment with another JAX "
+        "(it needs charlstm importable; PyTorch's side stays under this one)",
+    )
     parser.add_argument("--json", help="also write the results here (and each side's as it ends, marked partial)")
     parser.add_argument(
         "--no-system-malloc",
@@ -436,15 +448,22 @@ def main() -> None:
         print(f"measuring {side} ...", file=sys.stderr, flush=True)
         rows = [n for n in names if side != "torch_system" or n in MAIN_ROWS]
         sides[side] = run_side(
-            framework, memory, rows, args.steps, devices=args.charlstm_devices, precision=args.precision
+            framework,
+            memory,
+            rows,
+            args.steps,
+            devices=args.charlstm_devices,
+            precision=args.precision,
+            python=args.charlstm_python if framework == "charlstm" else sys.executable,
         )
         if args.json:  # a run stopped later (a GPU check's time limit) keeps the sides measured so far
             Path(args.json).write_text(json.dumps({"partial": True, "first_round": sides}, indent=1) + "\n")
     ran = {side: sides[side]["device"] for side in ("charlstm", "torch")}
     print(
         f"{time.strftime('%Y-%m-%d')}  {describe()}\n"
-        f"jax {ran['charlstm']['version']} on {ran['charlstm']['platform']} ({ran['charlstm']['device']}), "
-        f"torch {ran['torch']['version']} on {ran['torch']['platform']} ({ran['torch']['device']})",
+        f"jax {ran['charlstm']['version']} (Python {ran['charlstm']['python']}) on {ran['charlstm']['platform']} "
+        f"({ran['charlstm']['device']}), torch {ran['torch']['version']} (Python {ran['torch']['python']}) "
+        f"on {ran['torch']['platform']} ({ran['torch']['device']})",
         flush=True,
     )
     # More rounds of the main rows and sampling, charlstm and PyTorch in
@@ -460,7 +479,13 @@ def main() -> None:
         for side, framework, memory in SIDES[:2] if r % 2 == 0 else SIDES[1::-1]:
             print(f"round {r + 1}: measuring {side} ...", file=sys.stderr, flush=True)
             again = run_side(
-                framework, memory, this_round, args.steps, devices=args.charlstm_devices, precision=args.precision
+                framework,
+                memory,
+                this_round,
+                args.steps,
+                devices=args.charlstm_devices,
+                precision=args.precision,
+                python=args.charlstm_python if framework == "charlstm" else sys.executable,
             )
             for n in [*this_round, *(f"sample b{b}" for b in SAMPLE_BATCHES)]:
                 rounds[side][n].append(again[n]["chars_per_s"])

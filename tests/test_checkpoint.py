@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import os
 import re
@@ -171,14 +172,26 @@ def test_most_recent_run(trained, tmp_path):
         (lambda m: m["model"].update(colour="red"), "unknown fields: colour"),
         (lambda m: m["model"].update(norm="batch"), "norm must be one of auto, none, layer"),
         (lambda m: m["model"].update(cell="gru", norm="layer"), "norm layer works with cell lstm only"),
+        # Versions no charlstm wrote are damage, not a reason to upgrade.
+        (lambda m: m.update(format_version=0), "format version 0, which no charlstm wrote"),
+        (lambda m: m.update(format_version=1.0), "format version 1.0, which no charlstm wrote"),
+        (lambda m: m.update(format_version="1"), "format version '1', which no charlstm wrote"),
+        (lambda m: m.pop("model"), "its metadata has no 'model' entry;"),
+        # Deeper than Python's json reads: a RecursionError, and a traceback, until 2026-12-06.
+        (None, "nested too deeply to read;"),
+        (lambda m: m["model"].update(hidden_size=2 * m["model"]["hidden_size"]), "disagree with its configuration"),
     ],
 )
 def test_bad_metadata_is_rejected_clearly(trained, mutate, message):
     _, run_dir = trained
     path = run_dir / "checkpoints" / "latest" / "12" / "meta" / "metadata"
     meta = json.loads(path.read_text())
-    mutate(meta)
-    path.write_text(json.dumps(meta))
+    if "junk" in message or "nested" in message:
+        # json.dumps cannot write what it cannot read either: the nesting is written as text.
+        path.write_text(json.dumps(meta)[:-1] + ', "junk": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    else:
+        mutate(meta)
+        path.write_text(json.dumps(meta))
     with pytest.raises(CheckpointError, match=message):
         checkpoint.load(run_dir / "checkpoints" / "latest" / "12")
 
@@ -350,3 +363,38 @@ def test_a_run_saved_by_the_first_version_reads_samples_the_same_and_resumes(tmp
     assert resumed.exit_code == 0, resumed.output
     assert "resuming at step 8" in resumed.stderr and "done at step 10" in resumed.stderr
     assert checkpoint.load(run_dir, prefer=checkpoint.LATEST).path.name == "10"
+
+
+def test_weights_that_are_not_finite_are_damage_whatever_their_checksums_say(trained):
+    """A state training never saves (it stops on a non-finite loss first):
+    before, every character sampled from it was the same one."""
+    run, run_dir = trained
+    params = dict(run.state.params)
+    head = dict(params["head"])
+    head["bias"] = head["bias"].at[0].set(float("nan"))
+    params["head"] = head
+    damaged = dataclasses.replace(run, state=run.state.replace(params=params))
+    writer = checkpoint.CheckpointWriter(run_dir)
+    try:
+        writer.save(damaged, best=False, rewrite=True)  # its checksums are of the NaN it holds
+    finally:
+        writer.close()
+    with pytest.raises(CheckpointError, match=r"latest/12 is damaged: its weights head/bias hold values that are not"):
+        checkpoint.load(run_dir / "checkpoints" / "latest" / "12")
+
+
+def test_a_checkpoint_larger_than_the_free_memory_is_refused_before_its_arrays_are_read(trained, monkeypatch):
+    """Its metadata can promise a model far larger than its files; the
+    refusal is not damage, so it sends nobody to the run's other checkpoints."""
+    _, run_dir = trained
+    monkeypatch.setattr(checkpoint.memory, "free_bytes", lambda: 10_000)
+    reads, restore = [], checkpoint.ocp.Checkpointer.restore
+    monkeypatch.setattr(
+        checkpoint.ocp.Checkpointer,
+        "restore",
+        lambda self, path, args: reads.extend(args.keys()) or restore(self, path, args),
+    )
+    with pytest.raises(checkpoint.TooLargeHere, match=r"take 0\.0 GB, more than the 0\.0 GB free here; read it") as err:
+        checkpoint.load(run_dir)
+    assert "other checkpoints" not in str(err.value)
+    assert set(reads) == {"meta"}  # its arrays were never read

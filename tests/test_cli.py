@@ -730,14 +730,17 @@ def test_divergence_stops_training_and_keeps_the_last_good_checkpoint(runner, ti
     assert "done at step 8" in again.stderr
 
 
-@pytest.mark.parametrize("option", ["--hidden", "--layers", "--embed", "--batch-size", "--seq-len", "--val-fraction"])
+# The recipe's options too (the message had called every one part of the "model and data layout").
+@pytest.mark.parametrize(
+    "option", ["--hidden", "--layers", "--embed", "--batch-size", "--seq-len", "--val-fraction", "--warmup", "--clip"]
+)
 def test_resume_refuses_options_that_would_change_the_run(runner, trained_run, option):
     # Started as `python -m charlstm` too, as the README's test setups and a walkthrough ran it (the
     # explanation was missing there: it was matched on the command's full path, "charlstm resume").
     for prog in ("charlstm", "python -m charlstm"):
         result = runner.invoke(app, ["resume", str(trained_run[0]), option, "8"], prog_name=prog)
         assert result.exit_code == 2
-        assert f"No such option: {option} ({option} is fixed when a run starts, with the rest of its model" in (
+        assert f"No such option: {option} ({option} is fixed when a run starts: a resumed run goes on as it" in (
             result.output
         )
     assert "--init-from RUN keeps this one's weights" in result.output

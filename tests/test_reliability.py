@@ -1082,6 +1082,105 @@ def test_the_session_holds_the_lock_while_it_trains(trained_run, tmp_path):
         pass
 
 
+def test_a_run_holding_links_is_never_trained_through_them(trained_run, tmp_path):
+    """A run unpacked from someone else's archive can link its folders and
+    files anywhere: resuming it would rewrite those files and let Orbax
+    delete the numbered folders of whatever folder its checkpoints/latest
+    names (a walkthrough, 2026-12-06, lost a folder of the user's that way)."""
+    from charlstm.errors import ConfigError
+    from charlstm.training import run_lock, session
+
+    run_dir, elsewhere = tmp_path / "run", tmp_path / "photos"
+    shutil.copytree(trained_run[0], run_dir)
+    shutil.move(run_dir / "checkpoints" / "latest", elsewhere)
+    (elsewhere / "2023").mkdir()
+    (elsewhere / "2023" / "beach.jpg").write_bytes(b"precious")
+    (run_dir / "checkpoints" / "latest").symlink_to(elsewhere)
+    before = sorted(p.name for p in elsewhere.iterdir())
+    with pytest.raises(ConfigError, match=r"holds a symbolic link, .*run/checkpoints/latest \(to .*photos\): .*cp -rL"):
+        session.resumed_run(run_dir, {"steps": 8})
+    assert sorted(p.name for p in elsewhere.iterdir()) == before
+    # A file of the run linked elsewhere is refused the same way, and the file it names kept as it was.
+    (run_dir / "checkpoints" / "latest").unlink()
+    shutil.move(elsewhere, run_dir / "checkpoints" / "latest")
+    shutil.rmtree(run_dir / "checkpoints" / "latest" / "2023")
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine")
+    (run_dir / run_lock.LOCK_FILE).unlink(missing_ok=True)
+    (run_dir / run_lock.LOCK_FILE).symlink_to(notes)
+    with pytest.raises(ConfigError, match=r"holds a symbolic link, .*run/\.lock \(to "):
+        session.resumed_run(run_dir, {"steps": 8})
+    assert notes.read_text() == "mine"
+    # The run's folder itself may be a link: what it holds is what is written.
+    (run_dir / run_lock.LOCK_FILE).unlink()
+    (tmp_path / "linked").symlink_to(run_dir)
+    assert int(session.resumed_run(tmp_path / "linked", {"steps": 8}).state.step) == 4
+
+
+def test_json_nested_past_what_python_reads_is_one_line_not_a_traceback(trained_run, tmp_path):
+    """Python's json raises RecursionError, not ValueError, for a value nested
+    a few thousand deep: `info`, `sample`, `runs` (for a whole folder), `plot`
+    and `resume` ended in a traceback on such a file (a walkthrough, 2026-12-06)."""
+    from charlstm.errors import CheckpointError
+    from charlstm.text import manifest
+    from charlstm.training import runlog
+
+    deep = "[" * 100_000 + "]" * 100_000
+    run_dir = tmp_path / "run"
+    shutil.copytree(trained_run[0], run_dir)
+    steps = [r["step"] for r in runlog.read_metrics(run_dir)]
+    with (run_dir / runlog.METRICS_FILE).open("a") as log:
+        log.write('{"step": 99, "junk": ' + deep + "}\n")
+    assert [r["step"] for r in runlog.read_metrics(run_dir)] == steps  # the line skipped, as a cut-off one is
+    (run_dir / manifest.FILES).write_text('{"train": ' + deep + "}")
+    assert manifest.read_files(run_dir) is None  # as if absent: the checkpoint's own record is used
+    (run_dir / "checkpoints" / "latest" / "4" / "_CHECKPOINT_METADATA").write_text('{"junk": ' + deep + "}")
+    with pytest.raises(CheckpointError, match=r"one of their metadata files is nested too deeply to read$"):
+        checkpoint.CheckpointWriter(run_dir)
+
+
+def test_a_pipe_in_place_of_the_lock_neither_hangs_a_reader_nor_trains(trained_run, tmp_path):
+    """An archive can hold a FIFO: opening it to read waits for a writer forever
+    (`charlstm info` and `runs` hung on it, 2026-12-06)."""
+    from charlstm.errors import CharlstmError
+    from charlstm.training import catalog, run_lock
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(trained_run[0], run_dir)
+    (run_dir / run_lock.LOCK_FILE).unlink(missing_ok=True)
+    os.mkfifo(run_dir / run_lock.LOCK_FILE)
+    assert not run_lock.in_use(run_dir)
+    assert [r.path for r in catalog.list_runs(tmp_path)] == [run_dir]
+    refused = r"\.lock is not a file \(a pipe, a socket or a device\): remove it"
+    with pytest.raises(CharlstmError, match=refused), run_lock.held(run_dir):
+        pass
+
+
+def test_escape_sequences_in_a_shared_runs_metadata_are_shown_not_obeyed(trained_run, tmp_path):
+    """Its paths and dates are the author's text: info's rows and every error
+    line show their control and bidi characters as escapes."""
+    from typer.testing import CliRunner
+
+    from charlstm.cli import app
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(trained_run[0], run_dir)
+    for meta_file in run_dir.glob("checkpoints/*/*/meta/metadata"):
+        meta = json.loads(meta_file.read_text())
+        meta["saved_at"] = "2026\x1b]0;TITLE\x07\x1b[2J\u202eevil"
+        meta["corpus"]["path"] = "/nowhere/sh\x1b[31mRED.txt"
+        meta_file.write_text(json.dumps(meta))
+    files = json.loads((run_dir / "corpus.json").read_text())
+    files["train"][0]["path"] = "/nowhere/sh\x1b[31mRED.txt"
+    (run_dir / "corpus.json").write_text(json.dumps(files))
+    info = CliRunner().invoke(app, ["info", str(run_dir)])
+    assert info.exit_code == 0, info.output
+    assert "2026\\x1b]0;TITLE\\x07\\x1b[2J\\u202eevil" in info.output and "\x1b" not in info.output
+    resumed = CliRunner().invoke(app, ["resume", str(run_dir), "--steps", "8"])
+    assert resumed.exit_code == 2 and "(/nowhere/sh\\x1b[31mRED.txt)" in resumed.output, resumed.output
+    assert "\x1b" not in resumed.output
+
+
 def test_ctrl_c_while_starting_up_is_not_lost(tiny_corpus, tmp_path, monkeypatch):
     """A Ctrl-C that comes while the command imports JAX and joins its
     devices (a second or so) stops it there; it used to be swallowed by

@@ -138,6 +138,19 @@ def test_resume_extends_a_finished_run(tiny_corpus, tmp_path):
         seen.clear()
         session.resumed_run(tmp_path / "run", overrides, on_event=seen.append)
         assert not [e for e in seen if isinstance(e, events.Warned) and e.kind == "schedule"], overrides
+    # A total long enough to take a warm-up (a tenth of it, 100 steps at most) past step 20, where the
+    # run stands: the rate climbs again, and the warning says so (it had said "without a second warm-up").
+    for overrides, goes in (({"steps": 1000}, "jumps"), ({"steps": 1000, "learning_rate": 1e-6}, "drops")):
+        seen.clear()
+        longer = session.resumed_run(tmp_path / "run", overrides, on_event=seen.append).train_config
+        [warned] = [e for e in seen if isinstance(e, events.Warned) and e.kind == "schedule"]
+        before = float(learning_rate(hyperparameters(dataclasses.replace(new, steps=20)), 20))  # as trained to 20
+        now = float(learning_rate(hyperparameters(longer), 20))
+        assert warned.message == (
+            f"the schedule now spans 1,000 steps and warms up over its first 100, so the learning rate {goes} from "
+            f"{before:.2e} to {now:.2e} at the next step, climbs to its peak of {longer.learning_rate:.2e} at step "
+            "100 and decays from there; learning_rate sets the peak"
+        )
 
 
 def test_a_resume_that_shortens_a_stopped_run_says_its_learning_rate_drops(tiny_corpus, tmp_path):

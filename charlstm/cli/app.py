@@ -23,6 +23,7 @@ from typer.core import TyperGroup
 
 from charlstm.arguments import no_path
 from charlstm.cli.display import NORMAL, QUIET, VERBOSE
+from charlstm.cli.format import with_escapes
 from charlstm.cli.outputs import (
     FULL,
     ResultUnwritable,
@@ -214,9 +215,12 @@ def use_cache() -> None:
 
 
 def say(message: str) -> None:
-    # Paths and user text can contain [brackets]: never read them as markup.
+    # Paths and user text can contain [brackets]: never read them as markup;
+    # nor escape sequences and bidi controls (a path in a shared run's
+    # metadata can hold them): never let them reach the terminal as such.
+    line = with_escapes(message, ("Cc", "Cf", "Zl", "Zp", "Cs"), keep="\n\t")
     with unseen_if_gone():
-        stderr().print(message, highlight=False, markup=False)
+        stderr().print(line, highlight=False, markup=False)
 
 
 def fail(message: str, details: Iterable[str] = ()) -> NoReturn:

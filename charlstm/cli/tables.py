@@ -192,7 +192,9 @@ def info_table(description: Description) -> Table:
             )
         )
     for name, value in rows:
-        table.add_row(name, value)
+        # Paths and dates come from the checkpoint's metadata, which a shared
+        # run's author wrote: their escape sequences and bidi controls are shown, not obeyed.
+        table.add_row(name, with_escapes(value, ("Cc", "Cf", "Zl", "Zp", "Cs"), keep="\n"))
     return table
 
 

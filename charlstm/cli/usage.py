@@ -52,9 +52,9 @@ def usage_error(
     elif command == "resume" and given is not None and "train" in _commands_taking(given, commands):
         # `resume RUN -b 32`: an option of train's that a run keeps for good.
         message = (  # without Click's guesses at what was meant (--layers: "Possible options: --lr")
-            f"No such option: {given} ({given} is fixed when a run starts, with the rest of its model and data "
-            f"layout: start a new run to change it; charlstm train TEXT {option('init_from')} RUN keeps this one's "
-            "weights if the model's size stays)"
+            f"No such option: {given} ({given} is fixed when a run starts: a resumed run goes on as it was "
+            f"trained; start a new run to change it, and charlstm train TEXT {option('init_from')} RUN keeps this "
+            "one's weights if the model's size stays)"
         )
     elif given == "--version" and command in commands:  # it stands alone
         message = "No such option: --version (charlstm --version prints the version, on its own)"

@@ -83,7 +83,7 @@ def load_scan(
         # Without validation files, "charset" is the training files' characters, in every version.
         charset = stored["train_charset"] if counted else stored.get("train_charset", stored["charset"])
         return scanning.ScanResult(tuple(files), str(charset))
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
         return None  # not there, or unreadable: read the files again
 
 

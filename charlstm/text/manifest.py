@@ -86,7 +86,7 @@ def read_files(run_dir: Path) -> dict[str, Any] | None:
     try:
         record = json.loads((run_dir / FILES).read_text(encoding="utf-8"))
         return record if isinstance(record, dict) else None
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # RecursionError: nested past what json reads
         return None
 
 

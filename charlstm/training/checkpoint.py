@@ -39,11 +39,13 @@ from typing import Any, TypeVar
 
 import flax.serialization
 import jax
+import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
 from charlstm.core.state import TrainState, state_shapes
-from charlstm.errors import CharlstmError, CheckpointError, shell_word
+from charlstm.errors import CharlstmError, CheckpointError, ConfigError, shell_word
+from charlstm.runtime import memory
 from charlstm.text import manifest
 from charlstm.training import checkpoint_meta, restore_failures
 from charlstm.training.checkpoint_meta import Meta
@@ -88,7 +90,12 @@ class CheckpointWriter:
         restore_failures.quiet_a_failed_save()
         self.run_dir = run_dir
         root = run_dir / "checkpoints"
-        self._managers = {LATEST: _manager(root / LATEST, KEEP_LATEST), BEST: _manager(root / BEST, 1)}
+        try:  # Orbax reads each step's _CHECKPOINT_METADATA here
+            self._managers = {LATEST: _manager(root / LATEST, KEEP_LATEST), BEST: _manager(root / BEST, 1)}
+        except RecursionError:  # a JSON file nested deeper than Python's json reads: not one charlstm wrote
+            raise CheckpointError(
+                f"cannot open the checkpoints of {run_dir}: one of their metadata files is nested too deeply to read"
+            ) from None
         self._held = has_checkpoint(run_dir)  # the run has had a checkpoint: a resumed one, or after a save
 
     def save(self, run: Run, best: bool, data_windows: int | None = None, rewrite: bool = False) -> str:
@@ -263,6 +270,7 @@ def _restore(where: Path) -> Checkpoint:
         # process reads the full state and takes its own share (any process
         # count can resume any checkpoint; see distributed.place_state).
         device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+        _refuse_past_memory(template, meta, where)
         abstract = jax.tree_util.tree_map(
             lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
             flax.serialization.to_state_dict(template),
@@ -277,6 +285,7 @@ def _restore(where: Path) -> Checkpoint:
                 raise KeyboardInterrupt from None
             raise CheckpointError(restore_failures.failure_line(where, err)) from None
         _check_sums(raw.get("checksums"), restored["state"], where)
+        _check_finite(restored["state"]["params"], where)
         state = flax.serialization.from_state_dict(template, restored["state"])
         return Checkpoint(**{f.name: getattr(meta, f.name) for f in dataclasses.fields(Meta)}, state=state)
 
@@ -298,6 +307,44 @@ def checksums(state: Any) -> dict[str, str]:
             leaf = leaf.addressable_data(0)  # a copy of the whole array
         sums["/".join(str(getattr(key, "key", key)) for key in path)] = f"{zlib.crc32(np.asarray(leaf).tobytes()):08x}"
     return sums
+
+
+class TooLargeHere(ConfigError):
+    """A checkpoint that does not fit in this machine's memory: not damage,
+    so no advice to move it aside or to read the run's others."""
+
+
+def _refuse_past_memory(template: TrainState, meta: Meta, where: Path) -> None:
+    """Refuse a checkpoint whose arrays alone would not fit in the memory
+    free here, before any is read: its metadata can describe a model far
+    larger than its files (a stranger's run, or a damaged one), and reading
+    it would end in the system's out-of-memory killer, not in a message.
+    A low estimate (the arrays once), so that nothing that fits is refused.
+    Not in a run of several processes, which would each decide alone."""
+    if jax.process_count() > 1:
+        return
+    free = memory.free_bytes()
+    need = sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree_util.tree_leaves(template))
+    if free is None or need <= free:
+        return
+    raise TooLargeHere(
+        f"checkpoint {where} holds a {meta.model_config.describe()} whose arrays (its weights and AdamW's moments) "
+        f"take {need / 1e9:,.1f} GB, more than the {free / 1e9:,.1f} GB free here; read it where there is more memory"
+    )
+
+
+def _check_finite(params: Any, where: Path) -> None:
+    """Refuse weights that are not all finite: training never saves such a
+    state (a step that makes one stops the run before its checkpoint), so
+    they are damage, which checksums catch only in checkpoints that have them,
+    and every character sampled from them would be the same."""
+    for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+        if jnp.issubdtype(leaf.dtype, jnp.floating) and not bool(jnp.isfinite(leaf).all()):
+            name = "/".join(str(getattr(key, "key", key)) for key in path)
+            raise CheckpointError(
+                f"checkpoint {where} is damaged: its weights {name} hold values that are not finite (NaN or "
+                "infinity), which training never saves"
+            )
 
 
 def _check_sums(saved: Any, state: Any, where: Path) -> None:
@@ -329,11 +376,15 @@ def _checked(read: Callable[[], T], where: Path) -> T:
     """`read()`, with anything wrong in what it reads as one CheckpointError."""
     try:
         return read()
-    except CheckpointError:
+    except (CheckpointError, TooLargeHere):
         raise
     except CharlstmError as err:  # a bad stored config or vocabulary
         raise CheckpointError(f"checkpoint {where} is invalid: {err}") from None
-    except (KeyError, TypeError, ValueError, OverflowError, OSError) as err:
+    except RecursionError:  # a JSON file nested deeper than Python's json reads: not one charlstm wrote
+        raise CheckpointError(f"cannot read checkpoint {where}: its metadata is nested too deeply to read") from None
+    except KeyError as err:  # an entry its metadata must have (a checkpoint charlstm writes has them all)
+        raise CheckpointError(f"cannot read checkpoint {where}: its metadata has no {err.args[0]!r} entry") from None
+    except (TypeError, ValueError, OverflowError, OSError) as err:
         raise CheckpointError(f"cannot read checkpoint {where}: {type(err).__name__}: {err}") from None
 
 

@@ -91,7 +91,12 @@ def check_format(meta: Any, where: Path) -> dict[str, Any]:
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise CheckpointError(f"not a charlstm checkpoint: {where}")
     version = meta.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise CheckpointError(
+            f"checkpoint {where} has format version {version!r}, which no charlstm wrote (versions are whole "
+            "numbers from 1): its metadata is damaged"
+        )
+    if version > FORMAT_VERSION:
         raise CheckpointError(
             f"checkpoint {where} has format version {version!r}; this charlstm reads up to "
             f"{FORMAT_VERSION}: upgrade charlstm to load it"

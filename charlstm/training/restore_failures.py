@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 import traceback
 import warnings
@@ -40,6 +41,12 @@ def failure_line(where: Path, err: Exception) -> str:
     first_line = text.splitlines()[0].split(" See full TensorStore details")[0]
     if len(first_line) > 200:  # at a word's end: the message goes on after it
         first_line = first_line[:200].rsplit(" ", 1)[0] + " ..."
+    shapes = re.search(r"Requested shape: (\([\d, ]*\)) is not compatible with the stored shape: (\([\d, ]*\))", text)
+    if shapes:  # Orbax's wording ends in advice for its own API, which is not the user's to take
+        return (
+            f"cannot read checkpoint {where}: its arrays disagree with its configuration (an array of shape "
+            f"{shapes[2]} where the configuration makes {shapes[1]}): its metadata or its arrays are damaged"
+        )
     damaged = any(code in text for code in ("NOT_FOUND", "DATA_LOSS", "FAILED_PRECONDITION", "OUT_OF_RANGE"))
     why = "its arrays are missing or damaged" if damaged else f"restoring its arrays failed ({type(err).__name__})"
     return f"cannot read checkpoint {where}: {why}: {first_line}"

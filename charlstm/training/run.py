@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 import unicodedata
 from dataclasses import dataclass, field
@@ -13,7 +14,7 @@ import jax
 from charlstm.config import MAX_COUNT, ModelConfig, TrainConfig
 from charlstm.core.model import count_params_of_shape, product_weights
 from charlstm.core.state import TrainState, init_state, state_shapes
-from charlstm.errors import CharlstmError, ConfigError
+from charlstm.errors import CharlstmError, ConfigError, shell_word
 from charlstm.flags import flag
 from charlstm.runtime import memory
 from charlstm.text import manifest, streams
@@ -144,6 +145,29 @@ def check_writable_path(run_dir: Path, *, resuming: bool = False) -> None:
     )
 
 
+def refuse_links(run_dir: Path) -> None:
+    """Refuse to train in a run directory that holds a symbolic link, as a
+    run unpacked or downloaded from elsewhere can: a run rewrites, appends
+    to and deletes its own files and folders, and through a link it would
+    do so to whatever the link names, outside the run (Orbax deletes the
+    older numbered folders of whatever folder checkpoints/latest names). The
+    run directory itself may be a link: it is what it holds that is written."""
+    for folder, folders, files in os.walk(run_dir):  # never into a linked folder
+        for name in sorted([*folders, *files]):
+            path = Path(folder) / name
+            if not path.is_symlink():
+                continue
+            try:
+                target = os.readlink(path)
+            except OSError:
+                target = "?"
+            raise ConfigError(
+                f"run directory {run_dir} holds a symbolic link, {path} (to {target}): a run rewrites and deletes "
+                "its own files, which through a link would happen outside it; copy the run with its links "
+                f"replaced by what they name (cp -rL {shell_word(run_dir)} COPY) and train the copy"
+            )
+
+
 def check_run_dir(run_dir: Path, search: bool = False) -> None:
     """Refuse a run directory (a `search`'s directory of runs) that is a
     file, already holds something, or could not be read back."""
@@ -164,6 +188,8 @@ def check_run_dir(run_dir: Path, search: bool = False) -> None:
             f"run directory {run_dir} already exists and is not empty; "
             f"pick another folder for {flag('out')}, or continue it with 'charlstm resume'"
         )
+    if run_dir.exists():  # a start that failed, to start again in it
+        refuse_links(run_dir)
 
 
 def _step_folders(directory: Path) -> list[Path]:

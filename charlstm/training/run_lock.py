@@ -20,6 +20,7 @@ import contextlib
 import errno
 import os
 import socket
+import stat
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -87,10 +88,15 @@ def held(run_dir: Path, session: tuple[int, int] | None = None) -> Iterator[None
         return
     try:
         run_dir.mkdir(parents=True, exist_ok=True)  # the session is about to write there anyway
-        fd = os.open(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_NONBLOCK | os.O_NOFOLLOW, 0o644)
     except OSError as err:
         raise CharlstmError(f"cannot write in run directory {run_dir}: {err.strerror}") from None
     try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise CharlstmError(
+                f"{run_dir / LOCK_FILE} is not a file (a pipe, a socket or a device): remove it, then run the "
+                "command again"
+            )
         try:
             _take(fd)
         except BlockingIOError:
@@ -123,10 +129,13 @@ def refuse_if_held(run_dir: Path) -> None:
     if fcntl is None or not path.exists():
         return
     try:
-        fd = os.open(path, os.O_RDONLY)
+        # Not blocking: a pipe in its place (a run unpacked from an archive) would wait for a writer forever.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError:
         return  # unreadable: `held` says what is wrong when it takes the lock
     try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return  # `held` refuses it
         try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:

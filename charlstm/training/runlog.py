@@ -59,7 +59,7 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
         for line in lines:
             try:
                 record = json.loads(line)
-            except ValueError:
+            except (ValueError, RecursionError):  # RecursionError: nested past what json reads
                 continue
             if isinstance(record, dict) and isinstance(record.get("step"), int):
                 records.append(record)
@@ -216,7 +216,7 @@ def _step_of(line: str) -> float:
     """The line's step; infinity for a line that cannot be read (cut off by a crash)."""
     try:
         record = json.loads(line)
-    except ValueError:
+    except (ValueError, RecursionError):
         return math.inf
     step = record.get("step") if isinstance(record, dict) else None
     return step if isinstance(step, int) else math.inf

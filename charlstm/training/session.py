@@ -41,6 +41,7 @@ from charlstm.training.run import (
     default_run_dir,
     new_run,
     prepare_run_dir,
+    refuse_links,
     refuse_too_large,
     with_tokens,
 )
@@ -196,6 +197,7 @@ def resumed_run(
     if refused:
         raise ConfigError(f"cannot change {', '.join(refused)} when resuming; start a new run instead")
     _refuse_not_a_run(run_dir)
+    refuse_links(run_dir)
     # Before reading anything. In a multi-process run every process passes
     # here before process 0 takes the lock: checkpoint.load synchronises them.
     run_lock.refuse_if_held(run_dir)
@@ -319,7 +321,8 @@ def _schedule_jump(old: TrainConfig, new: TrainConfig, step: int) -> str | None:
     """What a resume's new total does to the learning rate where the run
     stands, where it more than doubles or halves it: extending a finished
     run restarts its decay from near the peak (a warm restart, with no
-    second warm-up), and shortening one part-way drops the rate at once,
+    second warm-up unless the longer total's warm-up, a tenth of it at
+    most, is not over yet), and shortening one part-way drops the rate at once,
     neither of which a user changing the total may expect. (A new peak the
     user gives is theirs to expect; the rate is compared at the old peak.)"""
     if old.steps == new.steps:
@@ -330,10 +333,20 @@ def _schedule_jump(old: TrainConfig, new: TrainConfig, step: int) -> str | None:
     now = float(learning_rate(hyperparameters(new), step))
     # Both are 0 at step 0 (warm-up starts there); a finished run may end at 0 (min_lr_ratio 0).
     if after > 2 * before and after > 0.01 * old.learning_rate:
+        goes = "jumps" if now > before else "drops"  # a lower peak given with the new total can turn it around
+        if step < new.warmup_used:
+            # The longer total lengthens the warm-up (a tenth of the steps at
+            # most) past where the run stands: the rate climbs again.
+            return (
+                f"the schedule now spans {new.steps:,} steps and warms up over its first {new.warmup_used:,}, so "
+                f"the learning rate {goes} from {before:.2e} to {now:.2e} at the next step, climbs to its peak of "
+                f"{new.learning_rate:.2e} at step {new.warmup_used:,} and decays from there; "
+                f"{flag('learning_rate')} sets the peak"
+            )
+        restart = ": a warm restart, without a second warm-up" if now > before else ""
         return (
-            f"the schedule now spans {new.steps:,} steps, so the learning rate jumps from {before:.2e} to "
-            f"{now:.2e} at the next step and decays from there: a warm restart, without a second warm-up; "
-            f"{flag('learning_rate')} sets the peak"
+            f"the schedule now spans {new.steps:,} steps, so the learning rate {goes} from {before:.2e} to "
+            f"{now:.2e} at the next step and decays from there{restart}; {flag('learning_rate')} sets the peak"
         )
     # Only a shorter total past its warm-up: a longer one's warm-up may stand lower for a while, as asked.
     if new.warmup_used <= step < new.steps < old.steps and 2 * after < before:
