@@ -730,6 +730,12 @@ def test_divergence_stops_training_and_keeps_the_last_good_checkpoint(runner, ti
     assert "done at step 8" in again.stderr
 
 
+def test_resume_without_its_run_says_where_runs_are_listed(runner):
+    result = runner.invoke(app, ["resume"])
+    assert result.exit_code == 2
+    assert "Missing argument 'RUN' (the run folder to continue; 'charlstm runs' lists them" in result.output
+
+
 # The recipe's options too (the message had called every one part of the "model and data layout").
 @pytest.mark.parametrize(
     "option", ["--hidden", "--layers", "--embed", "--batch-size", "--seq-len", "--val-fraction", "--warmup", "--clip"]

@@ -72,6 +72,22 @@ def test_two_runs_overlaid_share_axes_and_name_both_in_the_legend():
     assert colours[0] == colours[1] != colours[2] == colours[3]
 
 
+def test_a_single_runs_resumes_are_marked_where_they_happened():
+    """A new --lr or new text changes a curve from where the run was resumed:
+    the plot shows where that was (its sessions' records, runlog.py)."""
+    records = _records()
+    records[0]["session"] = {"from_step": 0, "steps": 200}
+    records[20]["session"] = {"from_step": 200, "steps": 400, "learning_rate": 5e-3}
+    by_step = build_figure([("alpha", records)]).axes[0]
+    marks = [line for line in by_step.get_lines() if line.get_linestyle() == ":"]
+    assert [list(line.get_xdata()) for line in marks] == [[200, 200]]
+    assert [t.get_text() for t in by_step.texts] == ["resumed"]
+    # Overlaid runs keep their curves uncluttered; a run from before sessions were logged has none.
+    overlaid = build_figure([("alpha", records), ("beta", _records(seed=1))]).axes[0]
+    assert not [line for line in overlaid.get_lines() if line.get_linestyle() == ":"]
+    assert not build_figure([("beta", _records(seed=1))]).axes[0].texts
+
+
 def test_the_loss_axis_skips_the_initial_drop():
     figure = build_figure([("alpha", _records(steps=2200, eval_every=250))])
     low, high = figure.axes[0].get_ylim()

@@ -240,6 +240,33 @@ def test_a_run_saved_before_a_check_was_added_still_reads_and_resumes_once_fixed
     _ok(runner.invoke(app, ["resume", str(run_dir), "--steps", "5", "--lr", "0.01"]))
 
 
+def test_info_says_where_a_run_was_resumed_and_what_each_resume_changed(runner, trained_run, tmp_path):
+    """The training row shows the described checkpoint's options, as if for
+    the whole run: a run trained at one --lr and resumed at another, or on
+    other text, said nothing of it (a walkthrough, 2026-12-06)."""
+    from charlstm.training import runlog
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(trained_run[0], run_dir)
+    [first] = runlog.sessions(runlog.read_metrics(run_dir))
+    assert first["from_step"] == 0 and first["steps"] == 4 and len(first["corpus_sha256"]) == 64
+    _ok(runner.invoke(app, ["resume", str(run_dir), "--steps", "6", "--lr", "0.005"]))
+    _ok(runner.invoke(app, ["resume", str(run_dir), "--steps", "8"]))
+    sessions = runlog.sessions(runlog.read_metrics(run_dir))
+    assert [(s["from_step"], s["steps"], s["learning_rate"]) for s in sessions] == [
+        (0, 4, first["learning_rate"]),
+        (4, 6, 0.005),
+        (6, 8, 0.005),
+    ]
+    out = _ok(runner.invoke(app, ["info", str(run_dir)], env=WIDE))
+    assert re.search(
+        rf"resumed\s+at step 4: steps=6 \(was 4\), lr=0\.005 \(was {first['learning_rate']}\)\n\s+"
+        r"at step 6: steps=8 \(was 6\)\n",
+        out,
+    ), out
+    assert json.loads(_ok(runner.invoke(app, ["info", str(run_dir), "--json"])))["sessions"] == sessions
+
+
 def test_info_names_the_latest_checkpoint_where_it_is_not_the_best(runner, trained_run, tmp_path):
     """A run stopped past its best checkpoint: info describes the best, and
     says where the run stands, as `runs` does (info said step 60 where

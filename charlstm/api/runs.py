@@ -23,7 +23,7 @@ from charlstm.text.folder import DEFAULT_GLOB
 from charlstm.text.saving import save_whole
 from charlstm.text.textfile import read_corpus
 from charlstm.text.tokens import Corpus, prepare_texts
-from charlstm.training import catalog, checkpoint, checkpoint_meta, checkpoint_paths, run_lock
+from charlstm.training import catalog, checkpoint, checkpoint_meta, checkpoint_paths, run_lock, runlog
 from charlstm.training.run import RUNS_DIR
 from charlstm.training.runlog import METRICS_FILE, read_metrics
 
@@ -51,6 +51,8 @@ class Description:
     training: bool = False  # a process trains the run now (its checkpoints are the newest so far)
     # The files and folders it read (--val-file ones too) that are not where it read them now.
     gone: tuple[str, ...] = ()
+    # What each session of its run trained with, oldest first (`runlog.sessions`; none before 2026-12-06).
+    sessions: tuple[dict[str, Any], ...] = ()
 
     def __repr__(self) -> str:
         # The dataclass's own was one line of kilobytes: every array's checksum among the metadata.
@@ -79,6 +81,7 @@ def describe(path: str | Path | None = None) -> Description:
             newest = checkpoint.describe(run / "checkpoints" / checkpoint.LATEST / str(latest))
     training = run is not None and run_lock.in_use(run)
     gone = manifest.missing(manifest.source_of(meta.corpus or {"path": meta.corpus_path}))
+    sessions = tuple(runlog.sessions(read_metrics(run))) if run is not None else ()
     return Description(
         meta,
         count_params_of_shape(meta.model_config),
@@ -88,6 +91,7 @@ def describe(path: str | Path | None = None) -> Description:
         newest,
         training,
         tuple(gone),
+        sessions,
     )
 
 

@@ -314,6 +314,7 @@ def info(
                 "params": found.params,
                 "warmup_steps_used": found.warmup_steps,
                 "latest_step": found.latest_step,  # where resume goes on
+                "sessions": list(found.sessions),  # what each session of the run trained with, oldest first
             }
             # The corpus where it is now, if a resume with --corpus found it elsewhere since this checkpoint.
             sys.stdout.write(

@@ -3,11 +3,12 @@ renderables out. Nothing here prints; the commands decide where tables go."""
 
 from __future__ import annotations
 
+import itertools
 import time
 import unicodedata
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rich import box
 from rich.table import Table
@@ -18,6 +19,7 @@ from charlstm.cli.format import (
     duration,
     loss_text,
     param_count,
+    setting,
     skipped_text,
     training_options,
     trial_seconds,
@@ -165,6 +167,7 @@ def info_table(description: Description) -> Table:
         ("best validation loss", loss_text(meta.best_val_loss, 4)),
         ("training time", f"{duration(meta.train_seconds)} to this checkpoint"),
         ("training", _wrapped(training_options(train), 4)),
+        *_resumed(description.sessions),
     ]
     tokens = meta.corpus.get("tokens")
     if isinstance(tokens, dict):
@@ -196,6 +199,30 @@ def info_table(description: Description) -> Table:
         # run's author wrote: their escape sequences and bidi controls are shown, not obeyed.
         table.add_row(name, with_escapes(value, ("Cc", "Cf", "Zl", "Zp", "Cs"), keep="\n"))
     return table
+
+
+# The last resumes `info` lists; the rest are counted.
+RESUMES_SHOWN = 5
+
+
+def _resumed(sessions: Sequence[dict[str, Any]]) -> list[tuple[str, str]]:
+    """Where the run was resumed and what each resume changed (the training
+    row shows the options of the checkpoint described, not of every step)."""
+    lines = []
+    for before, now in itertools.pairwise(sessions):
+        changed = [
+            f"{setting(name, value)} (was {setting(name, before.get(name)).partition('=')[2]})"
+            for name, value in now.items()
+            if name not in ("from_step", "corpus_sha256") and before.get(name) != value
+        ]
+        if now.get("corpus_sha256") != before.get("corpus_sha256"):
+            changed.append(f"other text ({option('force')})")
+        lines.append(f"at step {now.get('from_step')}: {', '.join(changed) or 'as before'}")
+    if not lines:
+        return []
+    earlier = len(lines) - RESUMES_SHOWN
+    shown = lines[-RESUMES_SHOWN:] if earlier > 0 else lines
+    return [("resumed", "\n".join(([f"{earlier} times before"] if earlier > 0 else []) + shown))]
 
 
 def _corpus_since(description: Description) -> list[tuple[str, str]]:

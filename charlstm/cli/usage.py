@@ -56,6 +56,9 @@ def usage_error(
             f"trained; start a new run to change it, and charlstm train TEXT {option('init_from')} RUN keeps this "
             "one's weights if the model's size stays)"
         )
+    elif command == "resume" and message == "Missing argument 'RUN'":
+        # sample, info and plot take the newest run by default; resume, which trains, names its run.
+        message = "Missing argument 'RUN' (the run folder to continue; 'charlstm runs' lists them, newest last)"
     elif given == "--version" and command in commands:  # it stands alone
         message = "No such option: --version (charlstm --version prints the version, on its own)"
     elif given in before_commands and ctx is not None and command in commands:

@@ -97,6 +97,19 @@ def build_figure(runs: Sequence[Run], *, width_px: int = 1200, height_px: int = 
         return _draw_run(by_step, by_time, label, _sorted(records), _OTHERS_GREY, faint=True)
 
     drawn = {i: draw(i) for i in sorted(range(len(runs)), key=lambda i: i in shown)}  # the grey ones beneath
+    if len(runs) == 1:  # where it was resumed: a new --lr or text can show in its curve from there
+        for step in resumed_at(runs[0][1]):
+            by_step.axvline(step, color="0.55", linestyle=":", linewidth=1.0)
+            by_step.annotate(
+                "resumed",
+                (step, 0.98),
+                xycoords=("data", "axes fraction"),
+                rotation=90,
+                fontsize="x-small",
+                color="0.45",
+                ha="right",
+                va="top",
+            )
     rows = [drawn[i] for i in range(len(runs)) if i in shown]
 
     by_step.set_xlabel("step")
@@ -126,6 +139,13 @@ def build_figure(runs: Sequence[Run], *, width_px: int = 1200, height_px: int = 
         legend_rows.append([more])
     _legend(figure, by_step, legend_rows)
     return figure
+
+
+def resumed_at(records: Sequence[Mapping[str, Any]]) -> list[int]:
+    """The steps a run was resumed at, from its sessions' records (`runlog`;
+    none in runs from before 2026-12-06)."""
+    starts = (r["session"].get("from_step") for r in records if isinstance(r.get("session"), dict))
+    return sorted({s for s in starts if isinstance(s, int) and not isinstance(s, bool) and s > 0})
 
 
 def _legend_runs(runs: Sequence[Run]) -> set[int]:

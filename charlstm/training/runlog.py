@@ -19,7 +19,11 @@ does. `metrics.jsonl` gets one JSON object per logged step:
     diverged step) is written as null. A session that ends before its last
     step adds a line with `stopped` (the reason: time limit, interrupted,
     patience or diverged), `detail` (in words), and the best validation
-    loss and its step.
+    loss and its step. Each session that trains puts in `session`, on its
+    first line, what it trains with: the step it starts from, the options a
+    resume may change (steps, learning_rate, max_seconds, ...) and the
+    corpus's sha256 (`sessions` reads them back: a resumed run's history
+    says where it went on, and with what).
 
 Lines are appended and flushed as they are complete, so a killed run keeps
 all but its last line. A resumed run continues from its checkpoint's step,
@@ -48,6 +52,12 @@ SAMPLES_FILE = "samples.txt"
 INTACT = "earlier checkpoints are intact"  # what a log that cannot be written costs
 
 
+def sessions(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The sessions that trained the run, oldest first, as `RunLog` records
+    them (runs from before 2026-12-06 have none)."""
+    return [r["session"] for r in records if isinstance(r.get("session"), dict)]
+
+
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
     """The run's metrics lines, oldest first. A line cut off by a crash, or
     otherwise unreadable, is skipped."""
@@ -67,8 +77,9 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
 
 
 class RunLog:
-    def __init__(self, run_dir: Path):
+    def __init__(self, run_dir: Path, session: dict[str, Any] | None = None):
         self.run_dir = run_dir
+        self._session = session  # what this session trains with, for its first line
         run_dir.mkdir(parents=True, exist_ok=True)
         self._pending: dict[str, Any] | None = None
         self._held: dict[str, Any] = {}  # for the next line
@@ -78,6 +89,8 @@ class RunLog:
         if isinstance(event, events.Started):
             self._saved = self._saved or event.step > 0
             self._drop_after(event.step)
+            if event.trains and self._session is not None:
+                self._held["session"] = {"from_step": event.step, **self._session}
         elif isinstance(event, events.Progress):
             self._flush()
             self._pending = {

@@ -404,7 +404,9 @@ def _fit_logged(
     """`fit`, its checkpoints saved and its events logged (metrics.jsonl,
     samples.txt) and passed on; how it ended."""
     writer = checkpoint.CheckpointWriter(run_dir)  # every process: Orbax coordinates their saves
-    log = RunLog(run_dir) if processes.is_main() else None
+    # What this session trains with, for the run's history: the options a resume may change, and the text.
+    trains_with = {name: getattr(run.train_config, name) for name in RESUMABLE_FIELDS}
+    log = RunLog(run_dir, {**trains_with, "corpus_sha256": run.corpus.sha256}) if processes.is_main() else None
     if log is not None:
         # The files this session reads, for the next resume to compare with (text/manifest.py).
         manifest.write_files(run_dir, manifest.files_record(run.corpus, run.layout().split))
