@@ -153,6 +153,46 @@ def test_resume_extends_a_finished_run(tiny_corpus, tmp_path):
         )
 
 
+def test_a_forced_resume_on_other_validation_text_starts_the_validation_record_afresh(tiny_corpus, tmp_path):
+    """Losses on another validation text do not compare with the best so far:
+    a pass on it was called a new best, or --patience stopped a run that was
+    learning (a walkthrough, 2026-12-06). Each checkpoint now records a digest
+    of its validation text, so a forced resume can tell."""
+    run_dir = tmp_path / "run"
+    train(new_tiny_run(tiny_corpus, steps=8, eval_every=4), run_dir)
+    best = checkpoint.describe(run_dir).best_val_loss
+    text = tiny_corpus.read_text()
+
+    def resumed(changed: str) -> tuple[session.Run, list[str]]:
+        tiny_corpus.write_text(changed)
+        seen: list[events.Event] = []
+        again = session.resumed_run(run_dir, {"steps": 12}, force=True, on_event=seen.append)
+        return again, [e.message for e in seen if isinstance(e, events.Warned) and e.kind == "corpus changed"]
+
+    # Its head changed (two characters swapped), the tail that validates kept: the best still compares.
+    again, [said] = resumed(text[1] + text[0] + text[2:])
+    assert said == "the corpus changed since the run started, but not its validation text: later validation " + (
+        f"losses compare with the best so far ({best:.4f})"
+    )
+    assert again.best_val_loss == best and [h["step"] for h in again.history] == [4, 8]
+    # Cut short: its last tenth, which validates, is other text now.
+    again, [said] = resumed(text[: len(text) * 3 // 4])
+    assert said.startswith(
+        f"the corpus changed since the run started, and its validation text with it: the best so far ({best:.4f}) "
+        "and the passes before step 8 were measured on the earlier text, so the run's validation record starts afresh"
+    )
+    assert again.best_val_loss is None and again.history == []
+    train(again, run_dir)
+    # A pass on the new text at once (the run owes one where it stands), then on: the best is theirs.
+    history = checkpoint.load(run_dir, prefer=checkpoint.LATEST).history
+    assert [h["step"] for h in history] == [8, 12]
+    assert checkpoint.describe(run_dir).best_val_loss == min(h["val_loss"] for h in history)
+    # And a later resume, on the text as it is now, compares with that best, not the earlier text's.
+    tiny_corpus.write_text(text[: len(text) * 3 // 4])
+    later = session.resumed_run(run_dir, {"steps": 16})
+    assert later.best_val_loss == checkpoint.describe(run_dir).best_val_loss
+
+
 def test_a_resume_that_shortens_a_stopped_run_says_its_learning_rate_drops(tiny_corpus, tmp_path):
     run = new_tiny_run(tiny_corpus, steps=40)
     train(run, tmp_path / "run", stop_at=20)
@@ -203,8 +243,8 @@ def test_resume_refuses_a_changed_corpus_unless_forced(tiny_corpus, tmp_path):
     seen = []
     forced = session.resumed_run(tmp_path / "run", {}, force=True, on_event=seen.append)
     assert int(forced.state.step) == 2
-    # Its held-out text may have changed too: said, and the best kept.
-    assert forced.best_val_loss is not None
+    # Its held-out text, the last tenth, changed with it: said, and its validation record starts afresh.
+    assert forced.best_val_loss is None and forced.history == []
     assert [e.kind for e in seen if type(e).__name__ == "Warned"] == ["corpus changed"]
 
 

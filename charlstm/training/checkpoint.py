@@ -388,10 +388,12 @@ def _checked(read: Callable[[], T], where: Path) -> T:
         raise CheckpointError(f"cannot read checkpoint {where}: {type(err).__name__}: {err}") from None
 
 
-def best_val_loss(run_dir: Path) -> float | None:
+def best_val_loss(run_dir: Path, validation: str | None = None) -> float | None:
     """The validation loss of the run's best checkpoint, if it has a readable
     one. After a hard kill the best checkpoint can be newer than the latest.
-    Only its JSON metadata is read, not its arrays."""
+    Only its JSON metadata is read, not its arrays. `validation`: the
+    validation text's digest (`manifest.validation_digest`) the loss must
+    have been measured on, where the best checkpoint records one too."""
     directory = run_dir / "checkpoints" / BEST
     step = latest_step(directory)
     if step is None:
@@ -399,8 +401,10 @@ def best_val_loss(run_dir: Path) -> float | None:
     where = directory / str(step)
     with _reader() as checkpointer:
         try:
-            return checkpoint_meta.finite_or_none(
-                _read_meta(checkpointer, where).get("best_val_loss"), "best_val_loss", where
-            )
+            meta = _read_meta(checkpointer, where)
+            measured_on = manifest.validation_of(meta.get("corpus") or {})
+            if None not in (validation, measured_on) and measured_on != validation:
+                return None  # measured on another validation text (a resume given --force on a changed corpus)
+            return checkpoint_meta.finite_or_none(meta.get("best_val_loss"), "best_val_loss", where)
         except (CheckpointError, KeyError, TypeError, ValueError, OSError):
             return None

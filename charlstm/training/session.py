@@ -224,11 +224,20 @@ def resumed_run(
         manifest.refuse_changed(entry, files, corpus, moved=bool(moved_to))
     _refuse_untrainable(corpus, ckpt.vocab, source, run_dir)
     run = restored_run(corpus, ckpt, train_config, reading.progress_reporter(on_event))
+    validation = manifest.validation_of(run.corpus_entry)
     run.best_val_loss = min(
-        (v for v in (ckpt.best_val_loss, checkpoint.best_val_loss(run_dir)) if v is not None), default=None
+        (v for v in (ckpt.best_val_loss, checkpoint.best_val_loss(run_dir, validation)) if v is not None), default=None
     )
+    measured_on = manifest.validation_of(ckpt.corpus)
+    best_before = run.best_val_loss
+    if measured_on is not None and measured_on != validation:
+        # A forced resume on a changed corpus whose validation text changed
+        # too: losses on it do not compare with the earlier ones, so the
+        # run's validation record starts afresh (its best, --patience's count,
+        # the overfitting warning); metrics.jsonl keeps the earlier passes.
+        run.history, run.best_val_loss = [], None
     if on_event is not None:
-        for kind, message in _resume_warnings(ckpt, corpus, train_config, overrides, run.best_val_loss):
+        for kind, message in _resume_warnings(ckpt, corpus, train_config, overrides, best_before, validation):
             on_event(events.Warned(int(ckpt.state.step), kind, message))
     reading.report_ready(run, on_event)
     return run
@@ -278,22 +287,34 @@ def _resume_warnings(
     train_config: TrainConfig,
     overrides: dict[str, Any],
     best_val_loss: float | None,
+    validation: str | None = None,
 ) -> list[tuple[str, str]]:
     """What a resume says as it starts, (kind, message) each: a forced
     corpus change, a jump in the learning rate schedule, options that a
-    finished run ignores."""
+    finished run ignores. `best_val_loss`: the run's best before the resume;
+    `validation`: the digest of the validation text it validates on now."""
     step, found = int(ckpt.state.step), []
+    measured_on = manifest.validation_of(ckpt.corpus)
     if corpus.sha256 != ckpt.corpus_sha256 and best_val_loss is not None:
-        # Forced on a changed corpus. The best is kept (setting it aside
-        # would lose it again at the next resume, and patience counts passes
-        # since it), but the user should know what later passes compare with.
-        found.append(
-            (
-                "corpus changed",
+        best = fixed(best_val_loss, 4)
+        if measured_on is None:  # a checkpoint from before the validation text was recorded: it cannot tell
+            said = (
                 f"the corpus changed since the run started; if its validation text changed too, later validation "
-                f"losses do not compare with the best so far ({fixed(best_val_loss, 4)}), which keeps its checkpoint",
+                f"losses do not compare with the best so far ({best}), which keeps its checkpoint"
             )
-        )
+        elif measured_on != validation:
+            said = (
+                f"the corpus changed since the run started, and its validation text with it: the best so far "
+                f"({best}) and the passes before step {step} were measured on the earlier text, so the run's "
+                f"validation record starts afresh (the next pass is its new best and replaces the best checkpoint; "
+                f"{flag('patience')} counts from there; metrics.jsonl keeps the earlier passes)"
+            )
+        else:
+            said = (
+                f"the corpus changed since the run started, but not its validation text: later validation losses "
+                f"compare with the best so far ({best})"
+            )
+        found.append(("corpus changed", said))
     jump = _schedule_jump(ckpt.train_config, train_config, step)
     if jump is not None:
         found.append(("schedule", jump))
