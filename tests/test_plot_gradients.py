@@ -57,6 +57,18 @@ def test_each_layer_is_drawn_input_to_output_with_the_global_norm_and_the_clip_l
     assert "--clip (the threshold)" in legend
 
 
+def test_a_layer_named_with_control_characters_is_drawn_by_their_escapes(tmp_path):
+    """A shared run's log can name a layer anything: its escape sequence has
+    no glyph (matplotlib warned of each) and its $ would be read as TeX."""
+    import warnings
+
+    records = _records(recurrent=("lstm_0", "l\x1b[31m$x$"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        plot_gradients([("runs/a", records, 1.0)], tmp_path / "g.png")
+    assert "l\\x1b[31m\\$x\\$" in _lines(build_gradient_figure([("runs/a", records, 1.0)]).axes[0])
+
+
 def test_layers_keep_one_colour_across_runs_of_different_depths():
     figure = build_gradient_figure(
         [("one", _records(recurrent=("gru_0",)), None), ("two", _records(recurrent=("gru_0", "gru_1")), None)]

@@ -10,6 +10,7 @@ pyplot, so drawing touches no global figure state and never opens a window.
 from __future__ import annotations
 
 import math
+import unicodedata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -46,9 +47,15 @@ MAX_PIXELS = 100_000_000
 
 
 def plain(label: str) -> str:
-    """A run's label drawn as it is written: matplotlib reads text between
-    two `$` as TeX (`runs/a$\\frac{$b` raised a parse error)."""
-    return label.replace("$", r"\$")
+    """A label drawn as it is written: matplotlib reads text between two `$`
+    as TeX (`runs/a$\\frac{$b` raised a parse error), and a control or
+    format character (an escape sequence in a layer's name in a shared run's
+    log) has no glyph: it is drawn as its escape, not warned of by matplotlib."""
+    shown = "".join(
+        c.encode("unicode_escape").decode("ascii") if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") else c
+        for c in label
+    )
+    return shown.replace("$", r"\$")
 
 
 def logged_number(value: Any) -> float:

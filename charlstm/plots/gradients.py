@@ -185,7 +185,7 @@ def _draw_run(
     for name, colour in colours.items():
         norms = [_norm((record.get("grad_norms") or {}).get(name)) for record in logged]
         if any(math.isfinite(n) for n in norms):
-            axes.plot(steps, norms, color=colour, linewidth=1.0, label=name, marker=marker, markersize=3)
+            axes.plot(steps, norms, color=colour, linewidth=1.0, label=plain(name), marker=marker, markersize=3)
     global_norms = [_norm(r["grad_norm"]) for r in logged]
     axes.plot(steps, global_norms, color="black", linewidth=1.6, label=GLOBAL, marker=marker, markersize=4)
     line = clip if clip is not None and math.isfinite(clip) else None  # --clip inf: nothing is clipped, no line
