@@ -444,18 +444,17 @@ def main() -> None:
     started = time.perf_counter()
     measured = [s for s in SIDES if not (args.no_system_malloc and s[0] == "torch_system")]
     sides: dict[str, dict[str, dict]] = {"torch_system": {}}
+
+    def measure_side(framework: str, memory: str, rows: list[str]) -> dict[str, dict]:
+        python = args.charlstm_python if framework == "charlstm" else sys.executable
+        return run_side(
+            framework, memory, rows, args.steps, devices=args.charlstm_devices, precision=args.precision, python=python
+        )
+
     for side, framework, memory in measured:
         print(f"measuring {side} ...", file=sys.stderr, flush=True)
         rows = [n for n in names if side != "torch_system" or n in MAIN_ROWS]
-        sides[side] = run_side(
-            framework,
-            memory,
-            rows,
-            args.steps,
-            devices=args.charlstm_devices,
-            precision=args.precision,
-            python=args.charlstm_python if framework == "charlstm" else sys.executable,
-        )
+        sides[side] = measure_side(framework, memory, rows)
         if args.json:  # a run stopped later (a GPU check's time limit) keeps the sides measured so far
             Path(args.json).write_text(json.dumps({"partial": True, "first_round": sides}, indent=1) + "\n")
     ran = {side: sides[side]["device"] for side in ("charlstm", "torch")}
@@ -478,15 +477,7 @@ def main() -> None:
         # goes first, so that neither always meets the machine in one state.
         for side, framework, memory in SIDES[:2] if r % 2 == 0 else SIDES[1::-1]:
             print(f"round {r + 1}: measuring {side} ...", file=sys.stderr, flush=True)
-            again = run_side(
-                framework,
-                memory,
-                this_round,
-                args.steps,
-                devices=args.charlstm_devices,
-                precision=args.precision,
-                python=args.charlstm_python if framework == "charlstm" else sys.executable,
-            )
+            again = measure_side(framework, memory, this_round)
             for n in [*this_round, *(f"sample b{b}" for b in SAMPLE_BATCHES)]:
                 rounds[side][n].append(again[n]["chars_per_s"])
             peaks[side].append(again["matmul peak"]["gflops"])
