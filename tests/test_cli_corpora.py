@@ -328,6 +328,22 @@ def test_a_file_that_cannot_be_read_is_left_out_with_skip_bad_files(runner, tmp_
         api.read_texts(poems)
 
 
+def test_a_file_renamed_in_the_corpus_is_said_to_be_renamed(runner, tmp_path):
+    """The same bytes under another name were "1 file added (...); 1 file
+    removed (...)" (a walkthrough, 2026-12-06)."""
+    texts = tmp_path / "texts"
+    first, *others = write_folder(texts, 3, seed=5)
+    run_dir = tmp_path / "run"
+    assert runner.invoke(app, ["train", str(texts), "-o", str(run_dir), *TINY, "--steps", "2"]).exit_code == 0
+    first.rename(first.with_name("renamed.txt"))
+    (texts / "new.txt").write_text(others[0].read_text(encoding="utf-8") + "more\n", encoding="utf-8")
+    refused = runner.invoke(app, ["resume", str(run_dir), "--steps", "4"])
+    assert refused.exit_code == 2
+    said = " ".join(refused.stderr.split())
+    assert f"1 file renamed, the same text ({first} -> {first.with_name('renamed.txt')}); 1 file added (" in said
+    assert "removed" not in said
+
+
 def test_a_checkpoint_older_than_a_forced_change_of_text_says_so(runner, tmp_path):
     """After `resume --force` on a changed text, the best checkpoint (older)
     was trained on text that is gone: eval said only "sha256 differs", and

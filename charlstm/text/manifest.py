@@ -300,6 +300,15 @@ def changes(entry: dict[str, Any], files: dict[str, Any] | None, corpus: Corpus)
         added = [p for p in after if p not in before]
         removed = [p for p in before if p not in after]
         changed = [p for p in after if p in before and after[p] != before[p]]
+        renamed = []  # (before, now): the same bytes under another name
+        for path in list(added):
+            was = next((q for q in removed if before[q] == after[path]), None)
+            if was is not None:
+                renamed.append(f"{shown(was)} -> {shown(path)}")
+                added.remove(path)
+                removed.remove(was)
+        if renamed:
+            out.append(f"{_count(renamed, kind)} renamed, the same text ({first_few(renamed, 5)})")
         if added:
             out.append(f"{_count(added, kind)} added ({_names(added)})")
         if removed:
