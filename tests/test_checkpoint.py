@@ -176,7 +176,7 @@ def test_most_recent_run(trained, tmp_path):
         (lambda m: m.update(format_version=0), "format version 0, which no charlstm wrote"),
         (lambda m: m.update(format_version=1.0), "format version 1.0, which no charlstm wrote"),
         (lambda m: m.update(format_version="1"), "format version '1', which no charlstm wrote"),
-        (lambda m: m.pop("model"), "its metadata has no 'model' entry;"),
+        (lambda m: m.pop("model"), "its metadata lacks an entry 'model';"),
         # Deeper than Python's json reads: a RecursionError, and a traceback, until 2026-12-06.
         (None, "nested too deeply to read;"),
         (lambda m: m["model"].update(hidden_size=2 * m["model"]["hidden_size"]), "disagree with its configuration"),

@@ -1137,6 +1137,17 @@ def test_json_nested_past_what_python_reads_is_one_line_not_a_traceback(trained_
     (run_dir / "checkpoints" / "latest" / "4" / "_CHECKPOINT_METADATA").write_text('{"junk": ' + deep + "}")
     with pytest.raises(CheckpointError, match=r"one of their metadata files is nested too deeply to read$"):
         checkpoint.CheckpointWriter(run_dir)
+    # The best checkpoint's metadata, which a resume reads for the run's best loss: nested, or of other types.
+    best_meta = run_dir / "checkpoints" / "best" / "4" / "meta" / "metadata"
+    saved = json.loads(best_meta.read_text())
+    best_meta.write_text(json.dumps({**saved, "corpus": {**saved["corpus"], "validation": ["x"]}}))
+    assert checkpoint.best_val_loss(run_dir, "a digest") == saved["best_val_loss"]
+    best_meta.write_text(json.dumps(saved)[:-1] + ', "junk": ' + deep + "}")
+    assert checkpoint.best_val_loss(run_dir, "a digest") is None
+    # A log with bytes that are not UTF-8 (`info` reads its sessions): read, not a traceback.
+    with (run_dir / runlog.METRICS_FILE).open("ab") as log:
+        log.write(b'{"step": 98, "note": "\xff"}\n')
+    assert runlog.read_metrics(run_dir)[-1]["note"] == "\ufffd" and runlog.read_sessions(run_dir)
 
 
 def test_a_pipe_in_place_of_the_lock_neither_hangs_a_reader_nor_trains(trained_run, tmp_path):
@@ -1177,7 +1188,7 @@ def test_escape_sequences_in_a_shared_runs_metadata_are_shown_not_obeyed(trained
     assert info.exit_code == 0, info.output
     assert "2026\\x1b]0;TITLE\\x07\\x1b[2J\\u202eevil" in info.output and "\x1b" not in info.output
     resumed = CliRunner().invoke(app, ["resume", str(run_dir), "--steps", "8"])
-    assert resumed.exit_code == 2 and "(/nowhere/sh\\x1b[31mRED.txt)" in resumed.output, resumed.output
+    assert resumed.exit_code == 2 and "(/nowhere/sh\\x1b[31mRED.txt -> " in resumed.output, resumed.output
     assert "\x1b" not in resumed.output
 
 

@@ -265,6 +265,15 @@ def test_info_says_where_a_run_was_resumed_and_what_each_resume_changed(runner, 
         out,
     ), out
     assert json.loads(_ok(runner.invoke(app, ["info", str(run_dir), "--json"])))["sessions"] == sessions
+    # A run that began before sessions were logged: its resumes are still listed (each names what it changed).
+    log = run_dir / runlog.METRICS_FILE
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    for record in records:
+        if record.get("session", {}).get("from_step") == 0:
+            del record["session"]
+    log.write_text("".join(json.dumps(record) + "\n" for record in records))
+    assert [s["from_step"] for s in runlog.read_sessions(run_dir)] == [4, 6]
+    assert _ok(runner.invoke(app, ["info", str(run_dir)], env=WIDE)).count("at step ") == 2
 
 
 def test_info_names_the_latest_checkpoint_where_it_is_not_the_best(runner, trained_run, tmp_path):

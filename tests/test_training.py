@@ -151,6 +151,10 @@ def test_resume_extends_a_finished_run(tiny_corpus, tmp_path):
             f"{before:.2e} to {now:.2e} at the next step, climbs to its peak of {longer.learning_rate:.2e} at step "
             "100 and decays from there; learning_rate sets the peak"
         )
+    # A new peak that leaves the rate where it stands (a fifth of it, 20 steps into a warm-up of 100): nothing said.
+    seen.clear()
+    session.resumed_run(tmp_path / "run", {"steps": 1000, "learning_rate": 5 * before}, on_event=seen.append)
+    assert not [e for e in seen if isinstance(e, events.Warned) and e.kind == "schedule"]
 
 
 def test_a_forced_resume_on_other_validation_text_starts_the_validation_record_afresh(tiny_corpus, tmp_path):
@@ -183,6 +187,9 @@ def test_a_forced_resume_on_other_validation_text_starts_the_validation_record_a
     )
     assert again.best_val_loss is None and again.history == []
     train(again, run_dir)
+    # The checkpoint it resumed from still names the text its weights were trained on (the pass the run
+    # owed there, on the new text, had rewritten it as the new text's).
+    assert checkpoint.describe(run_dir / "checkpoints" / "latest" / "8").corpus_sha256 != again.corpus.sha256
     # A pass on the new text at once (the run owes one where it stands), then on: the best is theirs.
     history = checkpoint.load(run_dir, prefer=checkpoint.LATEST).history
     assert [h["step"] for h in history] == [8, 12]

@@ -81,7 +81,7 @@ def describe(path: str | Path | None = None) -> Description:
             newest = checkpoint.describe(run / "checkpoints" / checkpoint.LATEST / str(latest))
     training = run is not None and run_lock.in_use(run)
     gone = manifest.missing(manifest.source_of(meta.corpus or {"path": meta.corpus_path}))
-    sessions = tuple(runlog.sessions(read_metrics(run))) if run is not None else ()
+    sessions = tuple(runlog.read_sessions(run)) if run is not None else ()
     return Description(
         meta,
         count_params_of_shape(meta.model_config),

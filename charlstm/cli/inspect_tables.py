@@ -9,7 +9,7 @@ from rich import box
 from rich.table import Table
 
 from charlstm.cli.fitting import SpareTable
-from charlstm.cli.format import skipped_text
+from charlstm.cli.format import skipped_text, with_escapes
 from charlstm.flags import option
 from charlstm.introspect.features import FEATURES, UnitScore
 from charlstm.introspect.record import LABELS, SATURATED_HIGH, SATURATED_LOW, Inspection, Saturation
@@ -23,8 +23,9 @@ def summary_table(source: str, where: Path, inspection: Inspection, page: Path) 
     table = Table(show_header=False, show_edge=False, box=None, padding=(0, 2))
     table.add_column(style="bold", no_wrap=True)
     table.add_column(overflow="fold")
-    table.add_row("text", source)
-    table.add_row("checkpoint", f"{where} ({inspection.model})")
+    # Paths a shared run's metadata can name: their control and bidi characters shown, not obeyed.
+    table.add_row("text", with_escapes(source, ("Cc", "Cf", "Zl", "Zp", "Cs")))
+    table.add_row("checkpoint", with_escapes(f"{where} ({inspection.model})", ("Cc", "Cf", "Zl", "Zp", "Cs")))
     table.add_row("characters read", f"{inspection.text_chars:,}")
     if inspection.skipped:
         skipped = skipped_text(inspection.skipped)

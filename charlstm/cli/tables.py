@@ -3,7 +3,6 @@ renderables out. Nothing here prints; the commands decide where tables go."""
 
 from __future__ import annotations
 
-import itertools
 import time
 import unicodedata
 from collections.abc import Sequence
@@ -209,15 +208,18 @@ def _resumed(sessions: Sequence[dict[str, Any]]) -> list[tuple[str, str]]:
     """Where the run was resumed and what each resume changed (the training
     row shows the options of the checkpoint described, not of every step)."""
     lines = []
-    for before, now in itertools.pairwise(sessions):
-        changed = [
-            f"{setting(name, value)} (was {setting(name, before.get(name)).partition('=')[2]})"
-            for name, value in now.items()
-            if name not in ("from_step", "corpus_sha256") and before.get(name) != value
+    for session in sessions:
+        step, changed = session.get("from_step"), session.get("changed")
+        if not isinstance(step, int) or step <= 0 or not isinstance(changed, dict):
+            continue  # a session that started the run
+        said = [
+            f"{setting(name, pair[1])} (was {setting(name, pair[0]).partition('=')[2]})"
+            for name, pair in changed.items()
+            if name != "text" and isinstance(pair, list) and len(pair) == 2
         ]
-        if now.get("corpus_sha256") != before.get("corpus_sha256"):
-            changed.append(f"other text ({option('force')})")
-        lines.append(f"at step {now.get('from_step')}: {', '.join(changed) or 'as before'}")
+        if "text" in changed:
+            said.append(f"other text ({option('force')})")
+        lines.append(f"at step {step}: {', '.join(said) or 'as before'}")
     if not lines:
         return []
     earlier = len(lines) - RESUMES_SHOWN
@@ -263,8 +265,8 @@ def score_table(text_path: str, where: Path, score: Score) -> Table:
     table = Table(show_header=False, show_edge=False, box=None, padding=(0, 2))
     table.add_column(style="bold", no_wrap=True)
     table.add_column(overflow="fold")
-    table.add_row("text", text_path)
-    table.add_row("checkpoint", str(where))
+    table.add_row("text", _name_shown(text_path))  # paths a shared run's metadata can name: shown, not obeyed
+    table.add_row("checkpoint", _name_shown(str(where)))
     table.add_row("characters scored", f"{score.chars:,}")
     if score.skipped:
         # U+FDD0 may be in the vocabulary, as the symbol that marks documents: in a text it is never scored.

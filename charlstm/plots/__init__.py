@@ -52,7 +52,7 @@ def plain(label: str) -> str:
     format character (an escape sequence in a layer's name in a shared run's
     log) has no glyph: it is drawn as its escape, not warned of by matplotlib."""
     shown = "".join(
-        c.encode("unicode_escape").decode("ascii") if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") else c
+        c.encode("unicode_escape").decode("ascii") if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp", "Cs") else c
         for c in label
     )
     return shown.replace("$", r"\$")

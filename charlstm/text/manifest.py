@@ -77,9 +77,10 @@ def validation_digest(tokens: Tokens, split: Split) -> str:
     return digest.hexdigest()
 
 
-def validation_of(entry: dict[str, Any]) -> str | None:
+def validation_of(entry: Any) -> str | None:
     """A checkpoint's corpus entry's `validation_digest`, where it has one."""
-    digest = entry.get("validation", {}).get("sha256")
+    validation = entry.get("validation") if isinstance(entry, dict) else None
+    digest = validation.get("sha256") if isinstance(validation, dict) else None
     return digest if isinstance(digest, str) else None
 
 

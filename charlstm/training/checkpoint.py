@@ -110,7 +110,10 @@ class CheckpointWriter:
             # (`rewrite`: its history lacks the pass a stop cut short, which
             # the resumed run made); a best one may not (resumed with another
             # --lr, say), and it was only reached again by being better.
-            if not best and not rewrite:
+            if not best and (not rewrite or _trained_on_other_text(Path(path), run)):
+                # (A resume forced past a changed corpus makes the pass it
+                # owes on the new text: the checkpoint stays the record of
+                # the text its weights were trained on.)
                 return path
             manager.delete(step)
         state = flax.serialization.to_state_dict(run.state)
@@ -314,6 +317,16 @@ class TooLargeHere(ConfigError):
     so no advice to move it aside or to read the run's others."""
 
 
+def _trained_on_other_text(where: Path, run: Run) -> bool:
+    """Whether the checkpoint at `where` names another corpus than `run`'s."""
+    with _reader() as checkpointer:
+        try:
+            saved = _read_meta(checkpointer, where).get("corpus", {}).get("sha256")
+        except (CheckpointError, KeyError, TypeError, ValueError, AttributeError, OSError, RecursionError):
+            return False
+    return saved != run.corpus_entry.get("sha256")
+
+
 def _refuse_past_memory(template: TrainState, meta: Meta, where: Path) -> None:
     """Refuse a checkpoint whose arrays alone would not fit in the memory
     free here, before any is read: its metadata can describe a model far
@@ -327,9 +340,12 @@ def _refuse_past_memory(template: TrainState, meta: Meta, where: Path) -> None:
     need = sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree_util.tree_leaves(template))
     if free is None or need <= free:
         return
+    device = jax.local_devices()[0]
+    on_cpu = device.platform == "cpu"
+    here = "here" if on_cpu else f"on the {device.platform.upper()} (JAX_PLATFORMS=cpu reads it on the CPU)"
     raise TooLargeHere(
         f"checkpoint {where} holds a {meta.model_config.describe()} whose arrays (its weights and AdamW's moments) "
-        f"take {need / 1e9:,.1f} GB, more than the {free / 1e9:,.1f} GB free here; read it where there is more memory"
+        f"take {need / 1e9:,.1f} GB, more than the {free / 1e9:,.1f} GB free {here}; read it where there is more memory"
     )
 
 
@@ -383,7 +399,8 @@ def _checked(read: Callable[[], T], where: Path) -> T:
     except RecursionError:  # a JSON file nested deeper than Python's json reads: not one charlstm wrote
         raise CheckpointError(f"cannot read checkpoint {where}: its metadata is nested too deeply to read") from None
     except KeyError as err:  # an entry its metadata must have (a checkpoint charlstm writes has them all)
-        raise CheckpointError(f"cannot read checkpoint {where}: its metadata has no {err.args[0]!r} entry") from None
+        missing = f" {err.args[0]!r}" if err.args else ""
+        raise CheckpointError(f"cannot read checkpoint {where}: its metadata lacks an entry{missing}") from None
     except (TypeError, ValueError, OverflowError, OSError) as err:
         raise CheckpointError(f"cannot read checkpoint {where}: {type(err).__name__}: {err}") from None
 
@@ -402,9 +419,9 @@ def best_val_loss(run_dir: Path, validation: str | None = None) -> float | None:
     with _reader() as checkpointer:
         try:
             meta = _read_meta(checkpointer, where)
-            measured_on = manifest.validation_of(meta.get("corpus") or {})
+            measured_on = manifest.validation_of(meta.get("corpus"))
             if None not in (validation, measured_on) and measured_on != validation:
                 return None  # measured on another validation text (a resume given --force on a changed corpus)
             return checkpoint_meta.finite_or_none(meta.get("best_val_loss"), "best_val_loss", where)
-        except (CheckpointError, KeyError, TypeError, ValueError, OSError):
+        except (CheckpointError, KeyError, TypeError, ValueError, OSError, RecursionError):
             return None

@@ -49,6 +49,10 @@ class Run:
     # Whether copies of one text are held out together (streams.split_documents):
     # a new run's; one made before that keeps the split it trained on.
     copies_together: bool = True
+    # What this session's resume changed: each option's [before, after], and
+    # "text" ([sha256 before, after]) where it was forced past a changed
+    # corpus; None for a run that starts here. For the run's log (`runlog`).
+    resumed_with: dict[str, list[Any]] | None = None
 
     def layout(self) -> streams.Layout:
         """The training streams and validation ids, as the config lays them out."""
@@ -145,7 +149,7 @@ def check_writable_path(run_dir: Path, *, resuming: bool = False) -> None:
     )
 
 
-def refuse_links(run_dir: Path) -> None:
+def refuse_links(run_dir: Path, *, resuming: bool = True) -> None:
     """Refuse to train in a run directory that holds a symbolic link, as a
     run unpacked or downloaded from elsewhere can: a run rewrites, appends
     to and deletes its own files and folders, and through a link it would
@@ -161,10 +165,15 @@ def refuse_links(run_dir: Path) -> None:
                 target = os.readlink(path)
             except OSError:
                 target = "?"
+            way_on = (
+                f"copy the run with its links replaced by what they name (cp -rL {shell_word(run_dir)} COPY) and "
+                "train the copy"
+                if resuming
+                else f"remove the link, or pick another folder for {flag('out')}"
+            )
             raise ConfigError(
                 f"run directory {run_dir} holds a symbolic link, {path} (to {target}): a run rewrites and deletes "
-                "its own files, which through a link would happen outside it; copy the run with its links "
-                f"replaced by what they name (cp -rL {shell_word(run_dir)} COPY) and train the copy"
+                f"its own files, which through a link would happen outside it; {way_on}"
             )
 
 
@@ -189,7 +198,7 @@ def check_run_dir(run_dir: Path, search: bool = False) -> None:
             f"pick another folder for {flag('out')}, or continue it with 'charlstm resume'"
         )
     if run_dir.exists():  # a start that failed, to start again in it
-        refuse_links(run_dir)
+        refuse_links(run_dir, resuming=False)
 
 
 def _step_folders(directory: Path) -> list[Path]:

@@ -19,11 +19,14 @@ does. `metrics.jsonl` gets one JSON object per logged step:
     diverged step) is written as null. A session that ends before its last
     step adds a line with `stopped` (the reason: time limit, interrupted,
     patience or diverged), `detail` (in words), and the best validation
-    loss and its step. Each session that trains puts in `session`, on its
-    first line, what it trains with: the step it starts from, the options a
-    resume may change (steps, learning_rate, max_seconds, ...) and the
-    corpus's sha256 (`sessions` reads them back: a resumed run's history
-    says where it went on, and with what).
+    loss and its step. Each session that trains puts in `session`, on the
+    line of its first report (or of its end, without one), what it trains with: the
+    step it starts from, the options a resume may change (steps,
+    learning_rate, max_seconds, ...), the corpus's sha256 and, for a resumed
+    one, what the resume changed (`changed`: each option's value before and
+    after, and `text` where a resume given --force went on with other text;
+    `sessions` reads them back: a resumed run's history says where it went
+    on, and with what).
 
 Lines are appended and flushed as they are complete, so a killed run keeps
 all but its last line. A resumed run continues from its checkpoint's step,
@@ -58,15 +61,24 @@ def sessions(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [r["session"] for r in records if isinstance(r.get("session"), dict)]
 
 
-def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
-    """The run's metrics lines, oldest first. A line cut off by a crash, or
-    otherwise unreadable, is skipped."""
+def read_sessions(run_dir: Path) -> list[dict[str, Any]]:
+    """`sessions` of the run's log, reading only the lines that can hold one
+    (a long run's log has hundreds of thousands of lines)."""
+    return sessions(read_metrics(run_dir, only_with='"session"'))
+
+
+def read_metrics(run_dir: Path, only_with: str | None = None) -> list[dict[str, Any]]:
+    """The run's metrics lines, oldest first (`only_with`: only those that
+    contain this text). A line cut off by a crash, or otherwise unreadable,
+    is skipped; bytes that are not UTF-8 (a log edited or damaged) read as U+FFFD."""
     path = run_dir / METRICS_FILE
     if not path.is_file():
         return []
     records = []
-    with path.open(encoding="utf-8") as lines:
+    with path.open(encoding="utf-8", errors="replace") as lines:
         for line in lines:
+            if only_with is not None and only_with not in line:
+                continue
             try:
                 record = json.loads(line)
             except (ValueError, RecursionError):  # RecursionError: nested past what json reads

@@ -228,6 +228,13 @@ def resumed_run(
     run.best_val_loss = min(
         (v for v in (ckpt.best_val_loss, checkpoint.best_val_loss(run_dir, validation)) if v is not None), default=None
     )
+    run.resumed_with = {
+        name: [getattr(ckpt.train_config, name), value]
+        for name, value in overrides.items()
+        if getattr(ckpt.train_config, name) != value
+    }
+    if corpus.sha256 != ckpt.corpus_sha256:
+        run.resumed_with["text"] = [ckpt.corpus_sha256, corpus.sha256]
     measured_on = manifest.validation_of(ckpt.corpus)
     best_before = run.best_val_loss
     if measured_on is not None and measured_on != validation:
@@ -353,7 +360,9 @@ def _schedule_jump(old: TrainConfig, new: TrainConfig, step: int) -> str | None:
     before, after = (float(learning_rate(hyperparameters(c), step)) for c in (old, same_peak))
     now = float(learning_rate(hyperparameters(new), step))
     # Both are 0 at step 0 (warm-up starts there); a finished run may end at 0 (min_lr_ratio 0).
-    if after > 2 * before and after > 0.01 * old.learning_rate:
+    # Where the rate itself moves past 2x: a new --lr with the new total can leave it near where it was.
+    moves = now > 2 * before or 2 * now < before
+    if after > 2 * before and after > 0.01 * old.learning_rate and moves:
         goes = "jumps" if now > before else "drops"  # a lower peak given with the new total can turn it around
         if step < new.warmup_used:
             # The longer total lengthens the warm-up (a tenth of the steps at
@@ -427,7 +436,10 @@ def _fit_logged(
     writer = checkpoint.CheckpointWriter(run_dir)  # every process: Orbax coordinates their saves
     # What this session trains with, for the run's history: the options a resume may change, and the text.
     trains_with = {name: getattr(run.train_config, name) for name in RESUMABLE_FIELDS}
-    log = RunLog(run_dir, {**trains_with, "corpus_sha256": run.corpus.sha256}) if processes.is_main() else None
+    trains_with["corpus_sha256"] = run.corpus.sha256
+    if run.resumed_with is not None:
+        trains_with["changed"] = run.resumed_with
+    log = RunLog(run_dir, trains_with) if processes.is_main() else None
     if log is not None:
         # The files this session reads, for the next resume to compare with (text/manifest.py).
         manifest.write_files(run_dir, manifest.files_record(run.corpus, run.layout().split))
