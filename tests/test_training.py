@@ -183,7 +183,7 @@ def test_a_forced_resume_on_other_validation_text_starts_the_validation_record_a
     again, [said] = resumed(text[: len(text) * 3 // 4])
     assert said.startswith(
         f"the corpus changed since the run started, and its validation text with it: the best so far ({best:.4f}) "
-        "and the passes before step 8 were measured on the earlier text, so the run's validation record starts afresh"
+        "and the passes up to step 8 were measured on the earlier text, so the run's validation record starts afresh"
     )
     assert again.best_val_loss is None and again.history == []
     train(again, run_dir)

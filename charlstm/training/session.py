@@ -312,7 +312,7 @@ def _resume_warnings(
         elif measured_on != validation:
             said = (
                 f"the corpus changed since the run started, and its validation text with it: the best so far "
-                f"({best}) and the passes before step {step} were measured on the earlier text, so the run's "
+                f"({best}) and the passes up to step {step} were measured on the earlier text, so the run's "
                 f"validation record starts afresh (the next pass is its new best and replaces the best checkpoint; "
                 f"{flag('patience')} counts from there; metrics.jsonl keeps the earlier passes)"
             )
