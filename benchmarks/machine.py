@@ -82,20 +82,25 @@ def commit(where: Path | None = None) -> str | None:
     return head.stdout.strip() + ("+changes" if dirty.returncode == 1 else "")
 
 
+def versions(packages: tuple[str, ...] = ("jax", "jaxlib", "flax", "optax", "numpy", "torch")) -> dict[str, str]:
+    """The installed version of each of `packages` that this Python has."""
+    found = {}
+    for package in packages:
+        try:
+            found[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return found
+
+
 def provenance() -> dict[str, object]:
     """What every result file records, so that it can be read and run again:
     when, on what, with which versions and code, and the command line."""
-    versions = {}
-    for package in ("jax", "jaxlib", "flax", "optax", "numpy", "torch"):
-        try:
-            versions[package] = importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            continue
     return {
         "date": time.strftime("%Y-%m-%d %H:%M %Z"),
         "machine": describe(),
         "python": platform.python_version(),
-        "versions": versions,
+        "versions": versions(),
         "commit": commit(),
         "command": [Path(sys.argv[0]).name, *sys.argv[1:]],
     }

@@ -56,7 +56,6 @@ charlstm is faster. Timings never feed a pass/fail test.
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 import json
 import os
 import platform
@@ -70,7 +69,7 @@ from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
-from machine import describe, provenance
+from machine import describe, provenance, versions
 from step_speed import compiled_step, measure
 
 from charlstm.config import ModelConfig
@@ -177,13 +176,6 @@ def matmul_peak_gflops(framework: str) -> float:
     return round(2 * m * k * n * repeats / statistics.median(times) / 1e9, 1)
 
 
-def _version_of(package: str) -> str | None:
-    try:
-        return importlib.metadata.version(package)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
 def device_row(framework: str) -> dict[str, Any]:
     """Where this worker ran, and the float32 product precision it ran at: on
     an NVIDIA GPU from Ampere on, JAX's default lets XLA use TF32 for
@@ -196,8 +188,7 @@ def device_row(framework: str) -> dict[str, Any]:
             "version": jax.__version__,
             "python": platform.python_version(),
             # This side's own libraries: under --charlstm-python they are not the parent's (`provenance`).
-            "flax": _version_of("flax"),
-            "optax": _version_of("optax"),
+            **versions(("flax", "optax")),
             "platform": device.platform,
             "device": device.device_kind,
             "matmul_precision": str(getattr(jax.config, "jax_default_matmul_precision", None) or "default"),

@@ -9,7 +9,7 @@ text); anything else is a bug and keeps its traceback.
 import os
 import shlex
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from pathlib import Path
 
 
@@ -45,6 +45,30 @@ class CorpusError(CharlstmError):
 
 class CheckpointError(CharlstmError):
     """A checkpoint is missing, incomplete, foreign or inconsistent."""
+
+
+def with_escapes(text: str, categories: Collection[str], keep: str = "") -> str:
+    """`text` with its characters of these Unicode categories (but those in
+    `keep`) written as their escapes ('\\x1b', '\\u2028'): text for a line
+    of a terminal that must not recolour, split or reverse it."""
+    return "".join(
+        c.encode("unicode_escape").decode("ascii") if c not in keep and unicodedata.category(c) in categories else c
+        for c in text
+    )
+
+
+# What a terminal must show as escapes, not obey: control and format
+# characters (escape sequences, bidi overrides), line and paragraph
+# separators, and lone surrogates (a name's bytes that are not UTF-8).
+NOT_OBEYED = ("Cc", "Cf", "Zl", "Zp", "Cs")
+
+
+def as_text(text: str, keep: str = "") -> str:
+    """`text` with NOT_OBEYED's characters (but those in `keep`) as escapes:
+    names, paths and messages from files and a run's metadata, which a
+    stranger's run can fill with escape sequences (a walkthrough,
+    2026-12-06), and a name holding U+2028 would split its row."""
+    return with_escapes(text, NOT_OBEYED, keep)
 
 
 def shown(path: str | Path) -> str:

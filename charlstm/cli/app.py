@@ -23,7 +23,6 @@ from typer.core import TyperGroup
 
 from charlstm.arguments import no_path
 from charlstm.cli.display import NORMAL, QUIET, VERBOSE
-from charlstm.cli.format import with_escapes
 from charlstm.cli.outputs import (
     FULL,
     ResultUnwritable,
@@ -36,7 +35,7 @@ from charlstm.cli.outputs import (
 )
 from charlstm.cli.signals import EXIT_SIGINT, Interrupt, end_now, late_signals
 from charlstm.cli.usage import usage_error
-from charlstm.errors import CharlstmError, shown
+from charlstm.errors import CharlstmError, as_text, shown
 from charlstm.flags import command_line, option
 
 EXIT_DIVERGED = 1
@@ -218,7 +217,7 @@ def say(message: str) -> None:
     # Paths and user text can contain [brackets]: never read them as markup;
     # nor escape sequences and bidi controls (a path in a shared run's
     # metadata can hold them): never let them reach the terminal as such.
-    line = with_escapes(message, ("Cc", "Cf", "Zl", "Zp", "Cs"), keep="\n\t")
+    line = as_text(message, keep="\n\t")
     with unseen_if_gone():
         stderr().print(line, highlight=False, markup=False)
 

@@ -28,10 +28,11 @@ from rich.text import Text
 
 from charlstm.cli.format import duration as _duration
 from charlstm.cli.format import loss_text as _loss_text
-from charlstm.cli.format import training_options, with_escapes
+from charlstm.cli.format import training_options
 from charlstm.cli.livebar import LiveBar, notice
 from charlstm.cli.outputs import animates, on_a_terminal, unseen_if_gone
 from charlstm.cli.reading_display import CorpusDisplay
+from charlstm.errors import with_escapes
 from charlstm.flags import option
 from charlstm.training import events
 from charlstm.units import fixed, minutes

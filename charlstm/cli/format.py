@@ -4,8 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
-import unicodedata
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from charlstm.errors import named_char
@@ -16,16 +15,6 @@ from charlstm.units import bits, fixed
 if TYPE_CHECKING:
     from charlstm.api.model import Model
     from charlstm.config import TrainConfig
-
-
-def with_escapes(text: str, categories: Collection[str], keep: str = "") -> str:
-    """`text` with its characters of these Unicode categories (but those in
-    `keep`) written as their escapes ('\\x1b', '\\u2028'): text for a line
-    of a terminal that must not recolour, split or reverse it."""
-    return "".join(
-        c.encode("unicode_escape").decode("ascii") if c not in keep and unicodedata.category(c) in categories else c
-        for c in text
-    )
 
 
 def param_count(n: int) -> str:

@@ -9,7 +9,8 @@ from rich import box
 from rich.table import Table
 
 from charlstm.cli.fitting import SpareTable
-from charlstm.cli.format import skipped_text, with_escapes
+from charlstm.cli.format import skipped_text
+from charlstm.errors import as_text
 from charlstm.flags import option
 from charlstm.introspect.features import FEATURES, UnitScore
 from charlstm.introspect.record import LABELS, SATURATED_HIGH, SATURATED_LOW, Inspection, Saturation
@@ -24,8 +25,8 @@ def summary_table(source: str, where: Path, inspection: Inspection, page: Path) 
     table.add_column(style="bold", no_wrap=True)
     table.add_column(overflow="fold")
     # Paths a shared run's metadata can name: their control and bidi characters shown, not obeyed.
-    table.add_row("text", with_escapes(source, ("Cc", "Cf", "Zl", "Zp", "Cs")))
-    table.add_row("checkpoint", with_escapes(f"{where} ({inspection.model})", ("Cc", "Cf", "Zl", "Zp", "Cs")))
+    table.add_row("text", as_text(source))
+    table.add_row("checkpoint", as_text(f"{where} ({inspection.model})"))
     table.add_row("characters read", f"{inspection.text_chars:,}")
     if inspection.skipped:
         skipped = skipped_text(inspection.skipped)

@@ -16,9 +16,9 @@ import typer
 
 from charlstm.arguments import writable_place
 from charlstm.cli.app import NewestRunArgument, Quiet, fail, given, path_given, say, use_cache, user_errors
-from charlstm.cli.format import checkpoint_text, with_escapes
+from charlstm.cli.format import checkpoint_text
 from charlstm.config import SampleConfig, to_dict
-from charlstm.errors import named
+from charlstm.errors import named, with_escapes
 from charlstm.flags import option
 from charlstm.training.runlog import strict_json
 

@@ -22,8 +22,8 @@ from charlstm.cli.format import (
     skipped_text,
     training_options,
     trial_seconds,
-    with_escapes,
 )
+from charlstm.errors import as_text
 from charlstm.flags import label, option
 from charlstm.training.catalog import RunSummary
 from charlstm.training.checkpoint import Meta
@@ -78,21 +78,14 @@ def runs_table(runs: Sequence[RunSummary], folder: Path | None = None) -> Table:
 
 def _run_name(path: Path, folder: Path | None) -> str:
     if folder is not None and path != folder and path.is_relative_to(folder):
-        return _name_shown(str(path.relative_to(folder)))
-    return _name_shown(path.name)
+        return as_text(str(path.relative_to(folder)))
+    return as_text(path.name)
 
 
 def _corpus_name(run: RunSummary) -> str:
     """A file's or folder's name, and how many more were given with it."""
     more = f" +{len(run.corpus_sources) - 1}" if len(run.corpus_sources) > 1 else ""
-    return _name_shown(Path(run.corpus).name) + more
-
-
-def _name_shown(name: str) -> str:
-    """A file name with its control and format characters and line
-    separators as escapes: a name holding U+2028 would split its row, and
-    U+202E turn the rest of the row around."""
-    return with_escapes(name, ("Cc", "Cf", "Zl", "Zp", "Cs"))  # Cs: a name not UTF-8, its bytes kept as surrogates
+    return as_text(Path(run.corpus).name) + more
 
 
 def _vocabulary(vocab: Vocab) -> str:
@@ -196,7 +189,7 @@ def info_table(description: Description) -> Table:
     for name, value in rows:
         # Paths and dates come from the checkpoint's metadata, which a shared
         # run's author wrote: their escape sequences and bidi controls are shown, not obeyed.
-        table.add_row(name, with_escapes(value, ("Cc", "Cf", "Zl", "Zp", "Cs"), keep="\n"))
+        table.add_row(name, as_text(value, keep="\n"))
     return table
 
 
@@ -265,8 +258,8 @@ def score_table(text_path: str, where: Path, score: Score) -> Table:
     table = Table(show_header=False, show_edge=False, box=None, padding=(0, 2))
     table.add_column(style="bold", no_wrap=True)
     table.add_column(overflow="fold")
-    table.add_row("text", _name_shown(text_path))  # paths a shared run's metadata can name: shown, not obeyed
-    table.add_row("checkpoint", _name_shown(str(where)))
+    table.add_row("text", as_text(text_path))  # paths a shared run's metadata can name: shown, not obeyed
+    table.add_row("checkpoint", as_text(str(where)))
     table.add_row("characters scored", f"{score.chars:,}")
     if score.skipped:
         # U+FDD0 may be in the vocabulary, as the symbol that marks documents: in a text it is never scored.

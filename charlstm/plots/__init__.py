@@ -10,11 +10,10 @@ pyplot, so drawing touches no global figure state and never opens a window.
 from __future__ import annotations
 
 import math
-import unicodedata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from charlstm.errors import CharlstmError
+from charlstm.errors import CharlstmError, as_text
 from charlstm.flags import flag
 from charlstm.text.saving import save_whole
 
@@ -51,11 +50,7 @@ def plain(label: str) -> str:
     as TeX (`runs/a$\\frac{$b` raised a parse error), and a control or
     format character (an escape sequence in a layer's name in a shared run's
     log) has no glyph: it is drawn as its escape, not warned of by matplotlib."""
-    shown = "".join(
-        c.encode("unicode_escape").decode("ascii") if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp", "Cs") else c
-        for c in label
-    )
-    return shown.replace("$", r"\$")
+    return as_text(label).replace("$", r"\$")
 
 
 def logged_number(value: Any) -> float:

@@ -235,16 +235,17 @@ def resumed_run(
     }
     if corpus.sha256 != ckpt.corpus_sha256:
         run.resumed_with["text"] = [ckpt.corpus_sha256, corpus.sha256]
-    measured_on = manifest.validation_of(ckpt.corpus)
+    measured_on = manifest.validation_of(ckpt.corpus)  # None: a checkpoint from before it was recorded
+    validation_changed = None if measured_on is None else measured_on != validation
     best_before = run.best_val_loss
-    if measured_on is not None and measured_on != validation:
+    if validation_changed:
         # A forced resume on a changed corpus whose validation text changed
         # too: losses on it do not compare with the earlier ones, so the
         # run's validation record starts afresh (its best, --patience's count,
         # the overfitting warning); metrics.jsonl keeps the earlier passes.
         run.history, run.best_val_loss = [], None
     if on_event is not None:
-        for kind, message in _resume_warnings(ckpt, corpus, train_config, overrides, best_before, validation):
+        for kind, message in _resume_warnings(ckpt, corpus, train_config, overrides, best_before, validation_changed):
             on_event(events.Warned(int(ckpt.state.step), kind, message))
     reading.report_ready(run, on_event)
     return run
@@ -294,22 +295,22 @@ def _resume_warnings(
     train_config: TrainConfig,
     overrides: dict[str, Any],
     best_val_loss: float | None,
-    validation: str | None = None,
+    validation_changed: bool | None = None,
 ) -> list[tuple[str, str]]:
     """What a resume says as it starts, (kind, message) each: a forced
     corpus change, a jump in the learning rate schedule, options that a
     finished run ignores. `best_val_loss`: the run's best before the resume;
-    `validation`: the digest of the validation text it validates on now."""
+    `validation_changed`: whether its validation text is another now (None:
+    its checkpoint does not say what it was)."""
     step, found = int(ckpt.state.step), []
-    measured_on = manifest.validation_of(ckpt.corpus)
     if corpus.sha256 != ckpt.corpus_sha256 and best_val_loss is not None:
         best = fixed(best_val_loss, 4)
-        if measured_on is None:  # a checkpoint from before the validation text was recorded: it cannot tell
+        if validation_changed is None:  # a checkpoint from before the validation text was recorded: it cannot tell
             said = (
                 f"the corpus changed since the run started; if its validation text changed too, later validation "
                 f"losses do not compare with the best so far ({best}), which keeps its checkpoint"
             )
-        elif measured_on != validation:
+        elif validation_changed:
             said = (
                 f"the corpus changed since the run started, and its validation text with it: the best so far "
                 f"({best}) and the passes up to step {step} were measured on the earlier text, so the run's "
