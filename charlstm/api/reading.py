@@ -141,7 +141,7 @@ def held_out_ids(
             f"the run's corpus {corpus_path} is not there to take its validation text from ({err})",
             details=err.details,  # the files it names "above"
         ) from None
-    if prepared.sha256 != corpus_sha256:
+    if not prepared.matches(corpus_sha256):
         what = "; ".join(manifest.changes(entry, files, prepared)) or "sha256 differs"
         raise CorpusError(
             f"the text at {corpus_path} is not the corpus the run trained on ({what}): changed since, or another "

@@ -120,6 +120,7 @@ def train(
     if init_from is not None and not Path(init_from).is_dir():  # a text given there by mistake, say
         raise ConfigError(f"{flag('init_from')} {init_from} is a file: give a run directory or a checkpoint")
     _check_fill_time(fill_time, options)
+    chosen = set(options)  # the user's own, which a short text never overrides (training/cadence.py)
     tuned = init_from is not None and "learning_rate" not in options
     model, options = presets.apply(preset, given, options)
     asked = set(options)  # the training options given, or a preset's
@@ -162,6 +163,7 @@ def train(
         skip_bad_files=skip_bad_files,
         init_from=init_from,
         on_event=on_event,
+        chosen=chosen,
     )
     time_use: TimeUse = "fill" if fill_time else "limit"
     return _trained_model(run, run_dir, on_event, should_stop, devices, shipped=shipped, time_use=time_use)

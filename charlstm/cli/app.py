@@ -10,7 +10,6 @@ without loading them.
 from __future__ import annotations
 
 import contextlib
-import signal
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -41,7 +40,9 @@ from charlstm.flags import command_line, option
 EXIT_DIVERGED = 1
 EXIT_ABORTED = 3
 EXIT_USAGE = 2
-EXIT_PIPE = 128 + signal.SIGPIPE  # what a shell reports for a command whose reader went away
+# 128 + POSIX's SIGPIPE (a number: Windows has no name for it), what a shell
+# reports for a command whose reader went away.
+EXIT_PIPE = 128 + 13
 HELP_OPTIONS = ("-h", "--help")
 _COMMAND_ARGS = "charlstm.command_args"
 

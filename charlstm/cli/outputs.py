@@ -109,7 +109,8 @@ def result_stdout() -> None:
     buffer, line_buffering = out.buffer, out.line_buffering
     if isinstance(buffer, io.RawIOBase):
         buffer, line_buffering = io.BufferedWriter(buffer), True
-    stream = _ResultStream(buffer, encoding=out.encoding, errors=out.errors, line_buffering=line_buffering)
+    # newline="": the text as generated, no \r added before each \n on Windows (a CRLF text's \r\n became \r\r\n).
+    stream = _ResultStream(buffer, encoding=out.encoding, errors=out.errors, newline="", line_buffering=line_buffering)
     stream.closed_at_start = "stdout" in _CLOSED
     sys.stdout = stream
 
@@ -134,9 +135,12 @@ def outputs_gone() -> None:
     for stream in (sys.stdout, sys.stderr):
         try:
             fd = stream.fileno()
-            poller = select.poll()
-            poller.register(fd, select.POLLOUT)
-            gone = any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+            if not hasattr(select, "poll"):  # Windows: which one went cannot be asked, so both go quiet
+                gone = True
+            else:
+                poller = select.poll()
+                poller.register(fd, select.POLLOUT)
+                gone = any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
         except (OSError, ValueError):  # no descriptor (a test's captured stream)
             continue
         if gone:

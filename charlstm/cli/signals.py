@@ -7,23 +7,28 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+# Windows has no SIGHUP (nor SIGPIPE): looked up where the name may be
+# missing, or every command failed as the CLI was imported (an audit, 2026-12-06).
+SIGHUP: int | None = getattr(signal, "SIGHUP", None)
 EXIT_SIGINT = 128 + signal.SIGINT
 EXIT_SIGTERM = 128 + signal.SIGTERM
-EXIT_SIGHUP = 128 + signal.SIGHUP
+EXIT_SIGHUP = 128 + 1  # POSIX's SIGHUP
 
 
-def taken_signals() -> list[signal.Signals]:
-    """The signals a training command stops on: SIGINT, SIGTERM and SIGHUP,
-    less those this process was started with ignored (`nohup`; a script's
-    background job, for SIGINT), which stay ignored."""
-    wanted = [signal.SIGINT, signal.SIGTERM, signal.SIGHUP]
-    return [sig for sig in wanted if signal.getsignal(sig) is not signal.SIG_IGN]
+def taken_signals() -> list[int]:
+    """The signals a training command stops on: SIGINT, SIGTERM and SIGHUP
+    (on Windows SIGBREAK, Ctrl-Break, instead), less those this process was
+    started with ignored (`nohup`; a script's background job, for SIGINT),
+    which stay ignored."""
+    wanted = [signal.SIGINT, signal.SIGTERM, SIGHUP if SIGHUP is not None else getattr(signal, "SIGBREAK", None)]
+    return [sig for sig in wanted if sig is not None and signal.getsignal(sig) is not signal.SIG_IGN]
 
 
 class StopFlag:
@@ -39,7 +44,8 @@ class StopFlag:
         # The live display's way to show a line under its bar, where one shows
         # (it says whether it did): a line written past it leaves a stale bar.
         self.shown_by: Callable[[str], bool] | None = None
-        self._wakeup: int | None = None  # the read end of the signals' wakeup pipe, while installed
+        self._wakeup: socket.socket | None = None  # the read end of the signals' wakeup socket, while installed
+        self._taken: tuple[int, ...] = ()
 
     def __call__(self) -> bool:
         return self.signal is not None
@@ -50,7 +56,7 @@ class StopFlag:
         multi-process run was the one signalled."""
         if self.signal == signal.SIGINT:
             return EXIT_SIGINT
-        return EXIT_SIGHUP if self.signal == signal.SIGHUP else EXIT_SIGTERM
+        return EXIT_SIGHUP if self.signal is not None and self.signal == SIGHUP else EXIT_SIGTERM
 
     @contextmanager
     def installed(self) -> Iterator[None]:
@@ -75,12 +81,14 @@ class StopFlag:
         # itself respects for SIGINT.
         stoppers = taken_signals()
         previous = {s: signal.signal(s, handler) for s in stoppers}
-        read_end, write_end = os.pipe()
+        # A socket pair, not a pipe: Windows takes only a socket as the wakeup
+        # descriptor, and Python 3.11 cannot make a pipe non-blocking there.
+        read_end, write_end = socket.socketpair()
         try:
             for end in (read_end, write_end):
-                os.set_blocking(end, False)  # a full pipe drops a byte rather than block the signal
-            previous_fd = signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
-            outer, self._wakeup = self._wakeup, read_end
+                end.setblocking(False)  # a full buffer drops a byte rather than block the signal
+            previous_fd = signal.set_wakeup_fd(write_end.fileno(), warn_on_full_buffer=False)
+            outer, self._wakeup, self._taken = self._wakeup, read_end, tuple(stoppers)
             try:
                 yield
             finally:
@@ -89,21 +97,21 @@ class StopFlag:
         finally:
             for s, h in previous.items():
                 signal.signal(s, h)
-            os.close(read_end)
-            os.close(write_end)
+            read_end.close()
+            write_end.close()
 
     def _arrived(self) -> int:
-        """The SIGINTs, SIGTERMs and SIGHUPs delivered since the last call:
-        at least the one being handled."""
+        """The stopping signals (`taken_signals`) delivered since the last
+        call: at least the one being handled."""
         count = 0
         while self._wakeup is not None:
             try:
-                got = os.read(self._wakeup, 512)
+                got = self._wakeup.recv(512)
             except (BlockingIOError, InterruptedError):
                 break
             if not got:
                 break
-            count += sum(byte in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP) for byte in got)
+            count += sum(byte in self._taken for byte in got)
         return max(1, count)
 
     def _say(self, line: str, before: bytes = b"") -> None:

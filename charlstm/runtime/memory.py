@@ -35,4 +35,36 @@ def free_bytes(meminfo: Path = Path("/proc/meminfo")) -> int | None:
     try:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):
+        pass
+    # macOS names no available pages: all of its memory is the bound there,
+    # which still refuses the model far past the machine whose allocations
+    # hung (an audit, 2026-12-06: the check was off on macOS and Windows).
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return _windows_available()
+
+
+def _windows_available() -> int | None:
+    """Windows's available physical memory (GlobalMemoryStatusEx), or None
+    elsewhere or where it cannot be asked."""
+    if os.name != "nt":
         return None
+    import ctypes
+
+    class MemoryStatus(ctypes.Structure):  # MEMORYSTATUSEX
+        _fields_ = [
+            ("dwLength", ctypes.c_ulong),
+            ("dwMemoryLoad", ctypes.c_ulong),
+            *((name, ctypes.c_ulonglong) for name in ("total", "available", "pagefile", "free_pagefile")),
+            *((name, ctypes.c_ulonglong) for name in ("virtual", "free_virtual", "free_extended")),
+        ]
+
+    status = MemoryStatus()
+    status.dwLength = ctypes.sizeof(MemoryStatus)
+    try:
+        if not ctypes.windll.kernel32.GlobalMemoryStatusEx(ctypes.byref(status)):  # type: ignore[attr-defined]
+            return None
+    except (AttributeError, OSError):
+        return None
+    return int(status.available)

@@ -57,8 +57,25 @@ def root() -> Path:
     return base / "charlstm" / "corpora"
 
 
+# A text of several files is known by a sha256 of theirs, which checkpoints
+# record (`Corpus.sha256`). Until 2026-12-04 it was the cache folder's key,
+# so a new SCAN_FORMAT gave every run on a folder another text (an upgrade
+# walkthrough, 2026-12-06): runs made from 2026-12-01 to 2026-12-04 recorded
+# it with 1, those since with 2, the number the identity keeps from now on.
+IDENTITY_FORMAT = 2
+LEGACY_IDENTITY_FORMATS = (1,)
+
+
 def key(train: tuple[Scanned, ...] | list[str], val: tuple[Scanned, ...] | list[str]) -> str:
-    digest = hashlib.sha256(f"charlstm-corpus-{SCAN_FORMAT}\n".encode())
+    """The folder of the cache the files' first reading is kept in."""
+    return identity(train, val, SCAN_FORMAT)
+
+
+def identity(
+    train: tuple[Scanned, ...] | list[str], val: tuple[Scanned, ...] | list[str], form: int = IDENTITY_FORMAT
+) -> str:
+    """The sha256 a text of several files is known by, from its files' own."""
+    digest = hashlib.sha256(f"charlstm-corpus-{form}\n".encode())
     for kind, items in (("train", train), ("val", val)):
         for item in items:
             digest.update(f"{kind} {item if isinstance(item, str) else item.sha256}\n".encode())
@@ -128,7 +145,11 @@ def sweep(directory: Path) -> None:
     at once by a second Ctrl-C, a kill), which could be as large as the
     text. Called under the folder's lock, which every writer of a token file
     holds, so no live writer of this machine is at work on them; a file
-    whose writer may be alive is left."""
+    whose writer may be alive is left. Not on Windows: there os.kill(pid, 0)
+    sends a Ctrl-C to the process instead of asking whether it lives, and
+    the folder has no lock, so its partial files stay."""
+    if os.name == "nt":
+        return
     for tmp in directory.glob("tokens-*.tmp"):
         written_by = re.fullmatch(r"tokens-.*\.([0-9]{1,9})\.tmp", tmp.name)
         if written_by is None or int(written_by[1]) == os.getpid():

@@ -293,7 +293,7 @@ def changes(entry: dict[str, Any], files: dict[str, Any] | None, corpus: Corpus)
     """How `corpus` differs from what a run recorded: one phrase per kind of
     change, naming the files; empty if nothing changed."""
     if files is None:
-        return [] if corpus.sha256 == entry.get("sha256") else [f"{shown(corpus.path)} differs (sha256)"]
+        return [] if corpus.matches(entry.get("sha256")) else [f"{shown(corpus.path)} differs (sha256)"]
     out = []
     for kind, now in (("", corpus.train), ("validation ", corpus.val)):
         before = {f["path"]: (f["size"], f["sha256"]) for f in files.get("train" if not kind else "val", [])}

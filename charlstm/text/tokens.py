@@ -51,6 +51,10 @@ class Corpus:
     # A folder's files the default --glob leaves out only for the case of
     # their extension (NOTES.TXT): never read, said to be.
     other_case: tuple[str, ...] = ()
+    # The sha256 a resumed run recorded for this text, where an earlier
+    # version computed it otherwise (`matches`): the run keeps it, so that
+    # its checkpoints all name the text alike.
+    recorded_as: str | None = None
 
     @property
     def documents(self) -> tuple[Scanned, ...]:
@@ -77,10 +81,23 @@ class Corpus:
 
     @property
     def sha256(self) -> str:
-        """A single file's sha256 (as runs recorded before folders), else that of the files' hashes."""
+        """A single file's sha256 (as runs recorded before folders), else that
+        of the files' hashes; or what the run resumed on it recorded, where
+        that names the same text (`recorded_as`)."""
+        if self.recorded_as is not None:
+            return self.recorded_as
         if len(self.documents) == 1:
             return self.documents[0].sha256
-        return cache.key(self.train, self.val)
+        return cache.identity(self.train, self.val)
+
+    def matches(self, recorded: str | None) -> bool:
+        """Whether `recorded` (a checkpoint's corpus sha256) names this text,
+        as this version computes it or as an earlier one did."""
+        if recorded is None:
+            return False
+        if recorded == self.sha256 or len(self.documents) == 1:
+            return recorded == self.sha256
+        return recorded in {cache.identity(self.train, self.val, form) for form in cache.LEGACY_IDENTITY_FORMATS}
 
     @property
     def chars(self) -> int:

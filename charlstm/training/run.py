@@ -23,6 +23,7 @@ from charlstm.text.tokenfile import Tokens, open_tokens
 from charlstm.text.tokens import Corpus
 from charlstm.text.vocab import BOUNDARY, Vocab
 from charlstm.training import health, processes, run_lock, runlog
+from charlstm.training.cadence import ShortText
 
 RUNS_DIR = Path("runs")
 
@@ -53,6 +54,9 @@ class Run:
     # "text" ([sha256 before, after]) where it was forced past a changed
     # corpus; None for a run that starts here. For the run's log (`runlog`).
     resumed_with: dict[str, list[Any]] | None = None
+    # Where a new run's cadence and patience were fitted to its short text
+    # (`cadence.fitted`), for the warning that says so; None otherwise.
+    short_text: ShortText | None = None
 
     def layout(self) -> streams.Layout:
         """The training streams and validation ids, as the config lays them out."""

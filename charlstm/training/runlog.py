@@ -200,7 +200,7 @@ def _append(path: Path, text: str, saved: bool) -> None:
     failed write) stops the run in one line, as a failed save does. `saved`:
     the run has a checkpoint to go on from."""
     try:
-        with path.open("a", encoding="utf-8") as out:
+        with path.open("a", encoding="utf-8", newline="") as out:  # samples as generated, on Windows too
             out.write(text)
     except FileNotFoundError:
         gone = f"cannot write {path}: {path.parent} is gone (was it moved or deleted while the run trained?)"

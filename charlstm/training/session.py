@@ -12,7 +12,7 @@ import dataclasses
 import os
 import shlex
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ from charlstm.text.folder import DEFAULT_GLOB, RUN_LOG, SEARCH_RECORD
 from charlstm.text.scan import Progress
 from charlstm.text.tokens import Corpus, refuse_unfit_validation
 from charlstm.text.vocab import Vocab
-from charlstm.training import checkpoint, events, processes, reading, run_lock
+from charlstm.training import cadence, checkpoint, events, processes, reading, run_lock
 from charlstm.training.events import EventHandler, StopCheck
 from charlstm.training.loop import fit
 from charlstm.training.run import (
@@ -117,13 +117,16 @@ def new(
     skip_bad_files: bool = False,
     init_from: str | Path | None = None,
     on_event: EventHandler | None = None,
+    chosen: Collection[str] | None = None,
 ) -> tuple[Run, Path, bool]:
     """A new run on `corpus` (files and folders, or a shipped corpus's name),
     its fresh run directory, and whether the shipped corpus stood in for the
     name. `model`: ModelConfig fields other than vocab_size; with
     `init_from` (a run or checkpoint), those given must match its model.
     `glob` picks a folder's files; `val_file` is validation text instead of a
-    held-out share; `skip_bad_files` leaves out files that are not text."""
+    held-out share; `skip_bad_files` leaves out files that are not text.
+    `chosen`: the TrainConfig fields the user chose, where the others may be
+    fitted to a short text (`cadence.fitted`); None keeps `config` as it is."""
     source = source_of(corpus, glob, val_file, skip_bad_files)
     # The processes of a multi-process run must name the same directory.
     when = processes.from_main(time.time())
@@ -142,6 +145,8 @@ def new(
         check_run_dir(run_dir)
     progress = reading.progress_reporter(on_event)
     run = new_run(text, model, config, progress) if base is None else fine_tune_run(text, base, model, config, progress)
+    if chosen is not None:
+        run.train_config, run.short_text = cadence.fitted(run.train_config, len(run.layout().train), chosen)
     reading.report_ready(run, on_event)
     if claim:
         return run, claim_default_dir(run_dir), text.shipped
@@ -220,6 +225,8 @@ def resumed_run(
     source = manifest.source_of(entry)
     manifest.refuse_gone(source, "to resume")
     corpus = reading.read(source, on_event, int(ckpt.state.step))
+    if corpus.sha256 != ckpt.corpus_sha256 and corpus.matches(ckpt.corpus_sha256):
+        corpus = dataclasses.replace(corpus, recorded_as=ckpt.corpus_sha256)  # as an earlier version named it
     if not force:
         manifest.refuse_changed(entry, files, corpus, moved=bool(moved_to))
     _refuse_untrainable(corpus, ckpt.vocab, source, run_dir)

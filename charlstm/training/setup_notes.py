@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import jax
 
-from charlstm.config import ModelConfig
+from charlstm.config import ModelConfig, TrainConfig
 from charlstm.core.model import product_weights
 from charlstm.flags import flag
 from charlstm.text import streams
-from charlstm.training import events
+from charlstm.training import cadence, events
 from charlstm.training.run import Run
 from charlstm.training.step_setup import Setup
 
@@ -53,6 +53,8 @@ def warnings(run: Run, setup: Setup) -> list[events.Warned]:
                 f"{more} gives a steadier measure",
             )
         )
+    if run.short_text is not None and step == 0:
+        found.append(events.Warned(step, "short text", _short(run.short_text, tc)))
     if long_passes(setup, run.model_config):
         shorter = (
             f"a shorter {flag('val_file')}"
@@ -77,6 +79,24 @@ def warnings(run: Run, setup: Setup) -> list[events.Warned]:
             )
         )
     return found
+
+
+def _short(short: cadence.ShortText, tc: TrainConfig) -> str:
+    """What a new run on a short text was set to, and why (`cadence`)."""
+    reads = tc.steps / short.steps_per_pass
+    stops = (
+        f", and stops after {short.patience} passes without a new best ({flag('patience')} sets it)"
+        if short.patience is not None
+        else ""
+    )
+    return (
+        f"a short text: a pass over it is {short.steps_per_pass:,} step{'' if short.steps_per_pass == 1 else 's'}, "
+        f"so {tc.steps:,} steps would read it about {reads:,.0f} times, and a model learns what carries over to new "
+        "text in its first ten or so passes, then memorises. So the run validates every "
+        f"{short.eval_every} steps ({cadence.PASSES_BETWEEN} passes over the text) instead of every "
+        f"{short.chosen_every}{stops}: the best checkpoint, which sample uses, is then one from near the lowest "
+        f"validation loss. {flag('eval_every')} N keeps the run to that cadence and to its steps"
+    )
 
 
 def _unread(train: streams.Streams) -> str | None:

@@ -1,0 +1,55 @@
+"""How often a new run on a short text validates, and when it stops.
+
+The default cadence, a validation pass every 250 steps, is about one pass
+over a megabyte of text. A short text is read many times over in that
+time, and a model learns what carries over to text it has not seen in its
+first ten or so passes, then memorises. Measured with the defaults
+(2026-12-06, docs/benchmarks.md, "Short texts"): on 30,000 characters of
+Shakespeare a pass is 6 steps, the validation loss was lowest at step 70
+(1.873) and 3.376 at step 250, the run's first pass and so its best
+checkpoint; on 30,000 characters of Python, 1.531 at step 70 and 2.401 at
+250; on 100,000 characters of Shakespeare, 1.463 at step 200 and 1.496 at
+250, then rising for the 2,000 steps left.
+
+So where the user chose no cadence (`--eval-every`, or a preset's), a
+new run validates at least every PASSES_BETWEEN passes over its training
+text, and where it also chose no `--patience` it stops after PATIENCE
+passes without a new best: the best checkpoint, the one `sample` uses, is
+then the one taken near the lowest loss, and the run ends minutes sooner.
+On a text of about 500,000 characters or more the defaults are unchanged.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Collection
+from dataclasses import dataclass
+
+from charlstm.config import TrainConfig
+
+PASSES_BETWEEN = 2  # passes over the training text between validation passes, at most
+FEWEST_STEPS = 10  # but never more often than this: a text of a few windows would validate every step
+PATIENCE = 10  # validation passes without a new best, 20 passes over the text, before a short-text run stops
+
+
+@dataclass(frozen=True)
+class ShortText:
+    """What a new run on a short text was set to, for its announcement."""
+
+    steps_per_pass: int  # windows of each stream: a pass over the training text
+    eval_every: int  # the cadence it was given instead of `chosen_every`
+    chosen_every: int  # the cadence of the defaults or the preset
+    patience: int | None  # set here; None where the user chose one (or none was set)
+
+
+def fitted(config: TrainConfig, steps_per_pass: int, given: Collection[str]) -> tuple[TrainConfig, ShortText | None]:
+    """`config` with its validation cadence (and patience) fitted to a
+    training text of `steps_per_pass` steps a pass, unless `given` (the
+    TrainConfig fields the user chose) holds `eval_every` or the text is
+    long enough for the chosen cadence; the ShortText where it changed."""
+    every = max(FEWEST_STEPS, PASSES_BETWEEN * steps_per_pass)
+    if "eval_every" in given or every >= config.eval_every:
+        return config, None
+    patience = PATIENCE if "patience" not in given and config.patience is None else None
+    fitted = dataclasses.replace(config, eval_every=every, patience=patience or config.patience)
+    return fitted, ShortText(steps_per_pass, every, config.eval_every, patience)
