@@ -255,6 +255,9 @@ class TrainConfig:
 # first set to lost to it (3e-3 by 0.028, 1e-3 by 0.204). A lower rate keeps
 # more of the old text (Shakespeare at 1.77 after 1e-3, 2.29 after 1e-2).
 FINE_TUNE_LEARNING_RATE = 1e-2
+# Validation passes without a new best after which a new run on a short
+# text stops, where no --patience was given (training/cadence.py).
+SHORT_TEXT_PATIENCE = 10
 
 
 # Enough for any separator a user would stop at, and small enough that

@@ -13,7 +13,7 @@ import typer
 
 from charlstm.cli.app import Quiet, Verbose, given, path_given, verbosity
 from charlstm.cli.running import start
-from charlstm.config import AUTO_NORM, CELLS, FINE_TUNE_LEARNING_RATE, NORMS, PRECISIONS
+from charlstm.config import AUTO_NORM, CELLS, FINE_TUNE_LEARNING_RATE, NORMS, PRECISIONS, SHORT_TEXT_PATIENCE
 from charlstm.config import ModelConfig as _M
 from charlstm.config import TrainConfig as _T
 from charlstm.flags import option
@@ -63,6 +63,12 @@ _FILL_TIME = (
     f"{option('steps')}'s default where they fit, as on a GPU), the learning rate decayed by the end."
 )
 _EVAL_EVERY = "Steps between validation passes."
+# A new run's: where none is given, a short text is validated more often (training/cadence.py).
+_EVAL_EVERY_NEW = (
+    "Steps between validation passes; where none is given, a short text is validated every two passes over it "
+    f"instead, and its run stops after {SHORT_TEXT_PATIENCE} passes without a new best unless {option('patience')} "
+    "says otherwise."
+)
 _CHECKPOINT_EVERY = "Steps between checkpoints."
 _LOG_EVERY = "Steps between progress reports and metrics.jsonl lines."
 
@@ -80,7 +86,7 @@ _PRECISION = (
 )
 _PATIENCE = (
     "Stop after this many validation passes in a row without a new best validation loss; the best checkpoint "
-    f"is the one kept [default: train for all {option('steps')}]."
+    f"is the one kept [default: train for all {option('steps')}; on a short text, {SHORT_TEXT_PATIENCE}]."
 )
 
 # The parameters of `train` that are not charlstm.train's keyword arguments
@@ -257,7 +263,7 @@ def train(
             "sampling starts; 0: only at each new pass over the text.",
         ),
     ] = _T.reset_chars,
-    eval_every: Annotated[int, typer.Option(option("eval_every"), help=_EVAL_EVERY)] = _T.eval_every,
+    eval_every: Annotated[int, typer.Option(option("eval_every"), help=_EVAL_EVERY_NEW)] = _T.eval_every,
     checkpoint_every: Annotated[
         int, typer.Option(option("checkpoint_every"), help=_CHECKPOINT_EVERY)
     ] = _T.checkpoint_every,

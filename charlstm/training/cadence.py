@@ -25,11 +25,11 @@ import dataclasses
 from collections.abc import Collection
 from dataclasses import dataclass
 
-from charlstm.config import TrainConfig
+from charlstm.config import SHORT_TEXT_PATIENCE, TrainConfig
 
 PASSES_BETWEEN = 2  # passes over the training text between validation passes, at most
 FEWEST_STEPS = 10  # but never more often than this: a text of a few windows would validate every step
-PATIENCE = 10  # validation passes without a new best, 20 passes over the text, before a short-text run stops
+PATIENCE = SHORT_TEXT_PATIENCE  # validation passes without a new best (20 passes over the text)
 
 
 @dataclass(frozen=True)
