@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import ipaddress
+import os
 import signal
 import socket
 import threading
@@ -95,7 +96,9 @@ def check_address(host: str, port: int) -> None:
         raise CharlstmError(f"cannot listen on {host_port(host, port)}: {err.strerror}{hint}") from None
     family, kind, proto, _, address = infos[0]
     with socket.socket(family, kind, proto) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        # Not on Windows, whose SO_REUSEADDR binds even a port another socket listens on.
+        if os.name != "nt":
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
         try:
             probe.bind(address)
         except OSError as err:

@@ -232,8 +232,10 @@ def refuse_a_port_in_use(coordinator: str | None, process_id: int | None, num_pr
         except OSError:  # no IPv6 here
             continue
         with probe:
-            # Not in use merely for connections of an earlier run still closing (TIME_WAIT).
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            # Not in use merely for connections of an earlier run still closing (TIME_WAIT). Not on
+            # Windows, where it binds a port another socket listens on.
+            if os.name != "nt":
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 probe.bind((address, port))
             except OSError as err:
