@@ -208,7 +208,8 @@ class TrainConfig:
         )
         check(
             self.patience is None or self.patience >= 1,
-            f"{flag('patience')} must be >= 1 validation passes, got {self.patience}",
+            f"{flag('patience')} must be >= 1 validation passes{' (0: none)' * on_the_command_line()}, "
+            f"got {self.patience}",
         )
         check(
             self.precision in PRECISIONS,

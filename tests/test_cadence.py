@@ -7,12 +7,16 @@ import pytest
 
 import charlstm
 from charlstm.config import TrainConfig
-from charlstm.training import cadence, checkpoint, events
+from charlstm.core.scorer import Score
+from charlstm.training import cadence, checkpoint, events, loop
+
+from .helpers import new_tiny_run, train
 
 # 512 characters a step: the tiny text's ~4,800 training characters are a
 # pass of 9 steps, so the defaults' 250 steps between passes would be 27
 # passes over it.
 SHORT = {"hidden_size": 16, "embed_dim": 8, "batch_size": 16, "seq_len": 32, "log_every": 2}
+STEPS = 200  # 22 passes over it: enough to fit the cadence to
 
 
 @pytest.mark.parametrize(
@@ -20,11 +24,12 @@ SHORT = {"hidden_size": 16, "embed_dim": 8, "batch_size": 16, "seq_len": 32, "lo
     [
         (6, set(), 12, cadence.PATIENCE),  # two passes of a 30 KB text under the defaults
         (2, set(), cadence.FEWEST_STEPS, cadence.PATIENCE),  # never more often than that
-        (124, set(), 248, cadence.PATIENCE),  # about 500 KB: still two passes under 250
-        (125, set(), 250, None),  # from there on the defaults' cadence is the sooner
+        (115, set(), 230, cadence.PATIENCE),  # about 470 KB: 2,300 steps read it 20 times
+        (125, set(), 250, None),  # two passes are 250 steps: the defaults' cadence is as soon
         (270, set(), 250, None),  # the shipped corpus: unchanged
         (6, {"eval_every"}, 250, None),  # a cadence the user chose is kept, and so is the run's length
         (6, {"patience"}, 12, None),  # a patience the user chose is theirs
+        (116, set(), 250, None),  # 2,300 steps read it under 20 times: too few for any of it to matter
     ],
 )
 def test_the_cadence_follows_passes_over_a_short_text(steps_per_pass, given, every, patience):
@@ -46,6 +51,13 @@ def test_the_cadence_follows_passes_over_a_short_text(steps_per_pass, given, eve
     }
 
 
+def test_a_run_too_short_to_memorise_its_text_is_left_as_it_is():
+    """100 steps on a text of 6 steps a pass read it 16 times: the run ends
+    before the patience could end it, and the note would contradict itself."""
+    assert cadence.fitted(TrainConfig(steps=100), 6, set()) == (TrainConfig(steps=100), None)
+    assert cadence.fitted(TrainConfig(steps=120), 6, set())[1] is not None
+
+
 def test_a_preset_cadence_is_fitted_too():
     """A preset's cadence is a default like the others: the tiny one's 150
     steps on a text of 12 steps a pass are 12 passes between validations."""
@@ -55,7 +67,7 @@ def test_a_preset_cadence_is_fitted_too():
 
 def _train(corpus, out, **options):
     seen: list[events.Event] = []
-    charlstm.train(corpus, out, steps=40, on_event=seen.append, **SHORT, **options)
+    charlstm.train(corpus, out, steps=STEPS, on_event=seen.append, **SHORT, **options)
     [started] = [e for e in seen if isinstance(e, events.Started)]
     notes = [e for e in seen if isinstance(e, events.Warned) and e.kind == "short text"]
     return checkpoint.describe(out, prefer=checkpoint.LATEST), started.windows_per_pass, notes
@@ -65,13 +77,18 @@ def _train(corpus, out, **options):
 def test_a_short_text_is_validated_every_two_passes_and_said_so(tiny_corpus, tmp_path):
     meta, steps_per_pass, [note] = _train(tiny_corpus, tmp_path / "run")
     every = max(cadence.FEWEST_STEPS, 2 * steps_per_pass)
-    assert every < 40 and meta.train_config.eval_every == every  # kept in the run: a resume validates alike
+    assert every < STEPS and meta.train_config.eval_every == every  # kept in the run: a resume validates alike
     assert meta.train_config.patience == cadence.PATIENCE
     assert [h["step"] for h in meta.history][:2] == [every, 2 * every]
     assert note.step == 0
-    assert f"validates every {every} steps (2 passes over the text) instead of every 250" in note.message
-    assert f"stops after {cadence.PATIENCE} passes without a new best (patience sets it)" in note.message
-    assert note.message.startswith(f"a short text: a pass over it is {steps_per_pass} steps, so 40 steps would read it")
+    passes = every / steps_per_pass
+    assert f"validates every {every} steps ({passes:.2g} passes over the text) instead of every 250" in note.message
+    assert (
+        f"stops after {cadence.PATIENCE} validation passes ({cadence.PATIENCE * passes:.0f} passes over the text) "
+        "without a new best"
+    ) in note.message
+    reads = round(STEPS / steps_per_pass)
+    assert note.message.startswith(f"this run would read its text about {reads} times ({STEPS} steps; a pass over it")
 
 
 @pytest.mark.slow
@@ -88,3 +105,35 @@ def test_what_the_user_chose_is_kept(tiny_corpus, tmp_path, options, every, pati
     if noted:
         [note] = notes
         assert "stops after" not in note.message  # the user's patience is not announced as the run's
+
+
+@pytest.mark.slow
+def test_patience_0_on_the_command_line_trains_all_the_steps(tiny_corpus, tmp_path):
+    """A short text's patience is its own unless the user says: 0 says none."""
+    from typer.testing import CliRunner
+
+    from charlstm.cli import app
+
+    small = ["--hidden", "16", "--embed", "8", "-b", "16", "--seq-len", "32", "--steps", str(STEPS)]
+    done = CliRunner().invoke(app, ["train", str(tiny_corpus), "-o", str(tmp_path / "run"), *small, "--patience", "0"])
+    assert done.exit_code == 0, done.output
+    meta = checkpoint.describe(tmp_path / "run", prefer=checkpoint.LATEST)
+    assert meta.train_config.patience is None and meta.step == STEPS
+    assert meta.train_config.eval_every < 250  # the cadence is still fitted
+    assert "without a new best" not in done.output
+
+
+def test_a_pass_worse_than_guessing_after_a_sound_best_is_not_called_noise(tiny_corpus, tmp_path, monkeypatch):
+    """A model memorising a short text scored worse than guessing on later
+    passes, and was told its samples would be noise and its --lr too high,
+    while its best checkpoint, the one sample uses, stood far below guessing
+    (a walkthrough, 2026-12-06). Said of the run's best, it is not."""
+    scripted = iter([3.0, 2.0, 9.0, 9.5])
+
+    def read(params, ids, streams):
+        yield 0.0
+        return Score(next(scripted), 10)
+
+    monkeypatch.setattr(loop, "make_reader", lambda config: read)
+    got = train(new_tiny_run(tiny_corpus, steps=8, eval_every=2, checkpoint_every=100), tmp_path / "run")
+    assert not [e for e in got if isinstance(e, events.Warned) and e.kind == "worse than guessing"]

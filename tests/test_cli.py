@@ -203,7 +203,11 @@ CASES = [
         ["train", "{corpus}", "--preset", "tiny", "--init-from", "{tmp}/nope"],
         "--init-from {tmp}/nope: not found; give a run directory or a checkpoint",
     ),
-    ("patience", ["train", "{corpus}", "--patience", "0"], "--patience must be >= 1 validation passes, got 0"),
+    (
+        "patience",
+        ["train", "{corpus}", "--patience", "-1"],
+        "--patience must be >= 1 validation passes (0: none), got -1",
+    ),
     # Past these a run sat minutes in silence, or ended in a traceback (a walkthrough, 2026-12-06).
     ("layers", ["train", "{corpus}", "--layers", "20000"], "--layers must be at most 100, got 20,000"),
     ("hidden", ["train", "{corpus}", "--hidden", "2147483648"], "--hidden must be at most 2,147,483,647, got 2,147"),
@@ -240,7 +244,11 @@ CASES = [
     ("decay inf", ["train", "{corpus}", "--weight-decay", "inf"], "--weight-decay must be >= 0 and finite, got inf"),
     ("resume lr past decay", ["resume", "{run}", "--lr", "200"], "keep lr x weight-decay well below 1"),
     ("length huge", ["sample", "-c", "{run}", "-n", "10000000000"], "--length must be at most 2,147,483,647"),
-    ("resume patience", ["resume", "{run}", "--patience", "0"], "--patience must be >= 1 validation passes, got 0"),
+    (
+        "resume patience",
+        ["resume", "{run}", "--patience", "-2"],
+        "--patience must be >= 1 validation passes (0: none), got -2",
+    ),
     # Root reads any file regardless of permissions; this one fails to read for anyone.
     ("unreadable", ["train", "/proc/self/mem"], "/mem: Input/output error"),
     ("empty", ["train", "{tmp}/empty.txt"], "corpus is empty"),

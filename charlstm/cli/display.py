@@ -44,6 +44,7 @@ QUIET, NORMAL, VERBOSE = 0, 1, 2
 # most (1:02:03), and the statistics' in full (loss, val, |g| and clipping,
 # lr, chars/s).
 _BAR_MIN, _BAR_MAX, _TIME_WIDTH, _STATS_WIDTH = 5, 40, 7, 70
+_AT_MOST = "<="  # before the time left of a run that --patience may end sooner
 
 
 _MARGIN = "  | "  # before each line of a sample
@@ -78,6 +79,7 @@ class TrainingDisplay:
         self.live = animates(console) and verbosity == NORMAL
         self.plain_interval = plain_interval
         self._last_plain = 0.0
+        self._at_most = False  # whether the time left is an upper bound (--patience)
         self._val: float | None = None
         self._progress: Progress | None = None
         self._task: TaskID | None = None
@@ -281,14 +283,15 @@ class TrainingDisplay:
         # column, the step count and the time left first: the bar is as wide
         # as the full statistics leave room for, and the statistics keep
         # what fits beside it, the loss first (`_stats`).
-        self._fixed = len("train") + 2 * len(str(total)) + 1 + _TIME_WIDTH + 4  # and a space between columns
+        time_width = _TIME_WIDTH + len(_AT_MOST) * self._at_most
+        self._fixed = len("train") + 2 * len(str(total)) + 1 + time_width + 4  # and a space between columns
         self._bar = BarColumn(bar_width=self._bar_fits())
         self._progress = LiveBar(
             TextColumn("[bold]train"),
             self._bar,
             MofNCompleteColumn(),
             TextColumn("{task.fields[stats]}"),
-            _TimeLeft(),
+            _TimeLeft(self._at_most),
             console=self.console,
             transient=False,
         )
@@ -329,6 +332,9 @@ class TrainingDisplay:
         return "  ".join(kept)
 
     def _on_opened(self, event: events.Opened) -> None:
+        # With --patience (a short text's own, say) the run may end well before its last step: the
+        # time left to it is then at most what is shown (a walkthrough, 2026-12-06: "eta ~11:26", done in 1:09).
+        self._at_most = event.train_config.patience is not None
         if event.shipped_corpus:
             self._say(f"note: no file {Path(event.corpus).name} here; using the shipped corpus {event.corpus}")
         self._say(f"run directory: {event.run_dir}")
@@ -362,7 +368,7 @@ class TrainingDisplay:
                 remaining = (event.total_steps - event.step) * (event.elapsed / max(event.step, 1))
             self._say(
                 f"step {event.step}/{event.total_steps}  {self._stats(event)}  "
-                f"elapsed {_duration(event.elapsed)}  eta ~{_duration(remaining)}"
+                f"elapsed {_duration(event.elapsed)}  eta {_AT_MOST if self._at_most else '~'}{_duration(remaining)}"
             )
 
 
@@ -377,10 +383,15 @@ class _TimeLeft(ProgressColumn):
     """The time left as of the last report (the task's `ends`, counted down
     between reports), or until one says, Rich's estimate from the bar's speed."""
 
+    def __init__(self, at_most: bool = False) -> None:
+        super().__init__()
+        self.at_most = at_most
+
     def render(self, task: Task) -> Text:
         ends = task.fields.get("ends")
         left = task.time_remaining if ends is None else max(0.0, ends - time.monotonic())
-        return Text("-:--" if left is None else _duration(left), style="progress.remaining")
+        shown = "-:--" if left is None else _AT_MOST * self.at_most + _duration(left)
+        return Text(shown, style="progress.remaining")
 
 
 def _trained(event: events.Finished) -> str:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -86,7 +86,7 @@ _PRECISION = (
 )
 _PATIENCE = (
     "Stop after this many validation passes in a row without a new best validation loss; the best checkpoint "
-    f"is the one kept [default: train for all {option('steps')}; on a short text, {SHORT_TEXT_PATIENCE}]."
+    f"is the one kept; 0: none [default: train for all {option('steps')}; on a short text, {SHORT_TEXT_PATIENCE}]."
 )
 
 # The parameters of `train` that are not charlstm.train's keyword arguments
@@ -286,6 +286,8 @@ def train(
     """Train a new model on CORPUS (files and folders) and save checkpoints in a run directory."""
     level = verbosity(quiet, verbose)
     options = given(ctx, (name for name in ctx.params if name not in _NOT_PASSED_ON))
+    if options.get("patience") == 0:  # none: train for all the steps, a short text's too
+        options["patience"] = None
     if max_time is not None:
         options["max_seconds"] = max_time * 60
     start(
@@ -347,7 +349,9 @@ def resume(
         "patience": patience,
         "precision": precision,
     }
-    overrides = {name: value for name, value in changes.items() if value is not None}
+    overrides: dict[str, Any] = {name: value for name, value in changes.items() if value is not None}
+    if patience == 0:  # none from here on
+        overrides["patience"] = None
     start(
         level,
         (coordinator, num_processes, process_id, devices),

@@ -442,7 +442,12 @@ class TrainingLoop:
         overfitting = health.overfitting(run.history, self.config.patience)
         if overfitting is not None:
             yield events.Warned(self.step, "overfitting", overfitting)
-        guessing = health.worse_than_guessing(val_loss, run.model_config.vocab_size)
+        # Of the run's best, not of this pass alone: a model memorising a short
+        # text scored worse than guessing on later passes while its best
+        # checkpoint, the one sample uses, stood far below it (a walkthrough, 2026-12-06).
+        best_so_far = run.best_val_loss
+        assert best_so_far is not None  # this pass's, if it was the first
+        guessing = health.worse_than_guessing(best_so_far, run.model_config.vocab_size, best=not is_best)
         if guessing is not None and self.told_guessing is None:  # once a session
             self.told_guessing = self.step
             yield events.Warned(self.step, "worse than guessing", guessing)

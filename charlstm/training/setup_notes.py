@@ -83,19 +83,21 @@ def warnings(run: Run, setup: Setup) -> list[events.Warned]:
 
 def _short(short: cadence.ShortText, tc: TrainConfig) -> str:
     """What a new run on a short text was set to, and why (`cadence`)."""
-    reads = tc.steps / short.steps_per_pass
+    per_pass, every = short.steps_per_pass, short.eval_every
+    passes = f"{every / per_pass:.2g}" if per_pass else "several"  # the cadence is at least FEWEST_STEPS
     stops = (
-        f", and stops after {short.patience} passes without a new best ({flag('patience')} sets it)"
-        if short.patience is not None
+        f", and stops after {short.patience} validation passes ({short.patience * every / per_pass:,.0f} passes over "
+        f"the text) without a new best"
+        if short.patience is not None and per_pass
         else ""
     )
     return (
-        f"a short text: a pass over it is {short.steps_per_pass:,} step{'' if short.steps_per_pass == 1 else 's'}, "
-        f"so {tc.steps:,} steps would read it about {reads:,.0f} times, and a model learns what carries over to new "
-        "text in its first ten or so passes, then memorises. So the run validates every "
-        f"{short.eval_every} steps ({cadence.PASSES_BETWEEN} passes over the text) instead of every "
-        f"{short.chosen_every}{stops}: the best checkpoint, which sample uses, is then one from near the lowest "
-        f"validation loss. {flag('eval_every')} N keeps the run to that cadence and to its steps"
+        f"this run would read its text about {tc.steps / max(per_pass, 1):,.0f} times ({tc.steps:,} steps; a pass "
+        f"over it is {per_pass:,} step{'' if per_pass == 1 else 's'}), and a model learns what carries over to new "
+        f"text in its first ten or so passes, then memorises: so it validates every {every} steps ({passes} passes "
+        f"over the text) instead of every {short.chosen_every}{stops}. The best checkpoint, which sample uses, is then "
+        f"one from near the lowest validation loss. {flag('eval_every')} set by hand validates that often and trains "
+        f"all the steps; {flag('patience')} sets when it stops"
     )
 
 
