@@ -58,6 +58,23 @@ def test_a_run_too_short_to_memorise_its_text_is_left_as_it_is():
     assert cadence.fitted(TrainConfig(steps=120), 6, set())[1] is not None
 
 
+def test_a_run_filling_its_time_is_fitted_its_cadence_but_no_patience():
+    """--fill-time asks for all of the time, and plans its steps later: the
+    cadence follows the text, the run is not stopped early."""
+    fitted, short = cadence.fitted(TrainConfig(steps=100, max_seconds=600), 6, set(), fills_time=True)
+    assert (fitted.eval_every, fitted.patience) == (12, None)
+    assert short is not None and short.fills_time and short.patience is None
+
+
+def test_a_warm_up_longer_than_the_patience_is_left_as_it_is():
+    """The large preset on the shipped corpus: 16 steps a pass, so ten
+    passes every 32 steps would be over before its 2,000-step warm-up."""
+    large = TrainConfig(steps=200_000, warmup_steps=2000, eval_every=2500, batch_size=256, seq_len=256)
+    assert cadence.fitted(large, 16, set()) == (large, None)
+    medium = TrainConfig(steps=40_000, warmup_steps=500, eval_every=1000, batch_size=128, seq_len=128)
+    assert cadence.fitted(medium, 67, set())[0].eval_every == 134
+
+
 def test_a_preset_cadence_is_fitted_too():
     """A preset's cadence is a default like the others: the tiny one's 150
     steps on a text of 12 steps a pass are 12 passes between validations."""
@@ -94,7 +111,7 @@ def test_a_short_text_is_validated_every_two_passes_and_said_so(tiny_corpus, tmp
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("options", "every", "patience", "noted"),
-    [({"eval_every": 5}, 5, None, False), ({"patience": 3}, None, 3, True)],
+    [({"eval_every": 50}, 50, None, False), ({"patience": 3}, None, 3, True)],
 )
 def test_what_the_user_chose_is_kept(tiny_corpus, tmp_path, options, every, patience, noted):
     meta, _, notes = _train(tiny_corpus, tmp_path / "run", **options)

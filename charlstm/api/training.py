@@ -164,6 +164,7 @@ def train(
         init_from=init_from,
         on_event=on_event,
         chosen=chosen,
+        fills_time=fill_time,
     )
     time_use: TimeUse = "fill" if fill_time else "limit"
     return _trained_model(run, run_dir, on_event, should_stop, devices, shipped=shipped, time_use=time_use)

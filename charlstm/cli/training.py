@@ -66,8 +66,8 @@ _EVAL_EVERY = "Steps between validation passes."
 # A new run's: where none is given, a short text is validated more often (training/cadence.py).
 _EVAL_EVERY_NEW = (
     "Steps between validation passes; where none is given, a short text is validated every two passes over it "
-    f"instead, and its run stops after {SHORT_TEXT_PATIENCE} passes without a new best unless {option('patience')} "
-    "says otherwise."
+    f"instead, and its run stops after {SHORT_TEXT_PATIENCE} validation passes ({2 * SHORT_TEXT_PATIENCE} passes "
+    f"over it) without a new best unless {option('patience')} or {option('fill_time')} says otherwise."
 )
 _CHECKPOINT_EVERY = "Steps between checkpoints."
 _LOG_EVERY = "Steps between progress reports and metrics.jsonl lines."
@@ -87,6 +87,10 @@ _PRECISION = (
 _PATIENCE = (
     "Stop after this many validation passes in a row without a new best validation loss; the best checkpoint "
     f"is the one kept; 0: none [default: train for all {option('steps')}; on a short text, {SHORT_TEXT_PATIENCE}]."
+)
+_PATIENCE_RESUMED = (
+    "Stop after this many validation passes in a row without a new best validation loss; 0: none [default: the "
+    "run's own]."
 )
 
 # The parameters of `train` that are not charlstm.train's keyword arguments
@@ -315,7 +319,9 @@ def resume(
     eval_every: Annotated[int | None, typer.Option(option("eval_every"), help=_EVAL_EVERY)] = None,
     checkpoint_every: Annotated[int | None, typer.Option(option("checkpoint_every"), help=_CHECKPOINT_EVERY)] = None,
     log_every: Annotated[int | None, typer.Option(option("log_every"), help=_LOG_EVERY)] = None,
-    patience: Annotated[int | None, typer.Option(option("patience"), help=_PATIENCE, show_default=False)] = None,
+    patience: Annotated[
+        int | None, typer.Option(option("patience"), help=_PATIENCE_RESUMED, show_default=False)
+    ] = None,
     precision: Annotated[
         str | None,
         typer.Option(

@@ -118,6 +118,7 @@ def new(
     init_from: str | Path | None = None,
     on_event: EventHandler | None = None,
     chosen: Collection[str] | None = None,
+    fills_time: bool = False,
 ) -> tuple[Run, Path, bool]:
     """A new run on `corpus` (files and folders, or a shipped corpus's name),
     its fresh run directory, and whether the shipped corpus stood in for the
@@ -126,7 +127,8 @@ def new(
     `glob` picks a folder's files; `val_file` is validation text instead of a
     held-out share; `skip_bad_files` leaves out files that are not text.
     `chosen`: the TrainConfig fields the user chose, where the others may be
-    fitted to a short text (`cadence.fitted`); None keeps `config` as it is."""
+    fitted to a short text (`cadence.fitted`; `fills_time`: --fill-time);
+    None keeps `config` as it is."""
     source = source_of(corpus, glob, val_file, skip_bad_files)
     # The processes of a multi-process run must name the same directory.
     when = processes.from_main(time.time())
@@ -146,7 +148,8 @@ def new(
     progress = reading.progress_reporter(on_event)
     run = new_run(text, model, config, progress) if base is None else fine_tune_run(text, base, model, config, progress)
     if chosen is not None:
-        run.train_config, run.short_text = cadence.fitted(run.train_config, len(run.layout().train), chosen)
+        steps_per_pass = len(run.layout().train)
+        run.train_config, run.short_text = cadence.fitted(run.train_config, steps_per_pass, chosen, fills_time)
     reading.report_ready(run, on_event)
     if claim:
         return run, claim_default_dir(run_dir), text.shipped

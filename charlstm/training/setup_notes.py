@@ -91,9 +91,15 @@ def _short(short: cadence.ShortText, tc: TrainConfig) -> str:
         if short.patience is not None and per_pass
         else ""
     )
+    steps = f"{per_pass:,} step{'' if per_pass == 1 else 's'}"
+    reads = (
+        f"this run reads its text many times over in its time (a pass over it is {steps})"
+        if short.fills_time
+        else f"this run would read its text about {tc.steps / max(per_pass, 1):,.0f} times ({tc.steps:,} steps; a "
+        f"pass over it is {steps})"
+    )
     return (
-        f"this run would read its text about {tc.steps / max(per_pass, 1):,.0f} times ({tc.steps:,} steps; a pass "
-        f"over it is {per_pass:,} step{'' if per_pass == 1 else 's'}), and a model learns what carries over to new "
+        f"{reads}, and a model learns what carries over to new "
         f"text in its first ten or so passes, then memorises: so it validates every {every} steps ({passes} passes "
         f"over the text) instead of every {short.chosen_every}{stops}. The best checkpoint, which sample uses, is then "
         f"one from near the lowest validation loss. {flag('eval_every')} set by hand validates that often and trains "
