@@ -154,3 +154,22 @@ def test_a_pass_worse_than_guessing_after_a_sound_best_is_not_called_noise(tiny_
     monkeypatch.setattr(loop, "make_reader", lambda config: read)
     got = train(new_tiny_run(tiny_corpus, steps=8, eval_every=2, checkpoint_every=100), tmp_path / "run")
     assert not [e for e in got if isinstance(e, events.Warned) and e.kind == "worse than guessing"]
+
+
+def test_a_run_the_short_text_s_patience_ended_says_whose_patience_it_was(tiny_corpus, tmp_path, monkeypatch):
+    """The end line named "--patience 10", which the user never gave."""
+    scripted = iter([3.0, 2.0] + [2.5] * 40)
+
+    def read(params, ids, streams):
+        yield 0.0
+        return Score(next(scripted), 10)
+
+    monkeypatch.setattr(loop, "make_reader", lambda config: read)
+    seen: list[events.Event] = []
+    charlstm.train(tiny_corpus, tmp_path / "run", steps=2 * STEPS, on_event=seen.append, **SHORT)
+    end = seen[-1]
+    assert isinstance(end, events.Finished) and end.reason == "patience" and end.best_step is not None
+    assert end.detail == (
+        f"no new best validation loss in the last {cadence.PATIENCE} validation passes "
+        f"(a short text's patience, {cadence.PATIENCE}; patience sets it)"
+    )

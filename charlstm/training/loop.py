@@ -253,7 +253,8 @@ class TrainingLoop:
             # A diverged state is never saved: the newest checkpoint stays the last good one.
             elif self.saved_step != self.step:
                 yield from self._checkpoint()
-        detail = _patience_detail(self.since_best, self.config) if reason == "patience" else ""
+        fitted = self.run.short_text is not None and self.run.short_text.patience is not None
+        detail = _patience_detail(self.since_best, self.config, fitted) if reason == "patience" else ""
         best_step = _best_step(self.run.history, self.run.best_val_loss)
         # The time the last checkpoint holds, where it was saved at this step
         # and nothing ran since: what `charlstm runs` and `info` then show and
@@ -470,11 +471,15 @@ class TrainingLoop:
         yield events.Saved(self.step, where, best=False)
 
 
-def _patience_detail(since_best: int, config: TrainConfig) -> str:
-    """Why --patience stopped a run, in words."""
-    return (
-        f"no new best validation loss in the last {since_best} validation passes ({flag('patience')} {config.patience})"
+def _patience_detail(since_best: int, config: TrainConfig, fitted: bool = False) -> str:
+    """Why --patience stopped a run, in words; `fitted`: the patience was a
+    short text's (`cadence`), which the user did not give."""
+    why = (
+        f"a short text's patience, {config.patience}; {flag('patience')} sets it"
+        if fitted
+        else f"{flag('patience')} {config.patience}"
     )
+    return f"no new best validation loss in the last {since_best} validation passes ({why})"
 
 
 def _best_step(history: list[dict[str, float]], best_val_loss: float | None) -> int | None:
