@@ -83,25 +83,24 @@ def warnings(run: Run, setup: Setup) -> list[events.Warned]:
 
 def _short(short: cadence.ShortText, tc: TrainConfig) -> str:
     """What a new run on a short text was set to, and why (`cadence`)."""
-    per_pass, every = short.steps_per_pass, short.eval_every
-    passes = f"{every / per_pass:.2g}" if per_pass else "several"  # the cadence is at least FEWEST_STEPS
+    per_pass, every = short.steps_per_pass, short.eval_every  # a pass is at least one step (`streams.Streams`)
     stops = (
         f", and stops after {short.patience} validation passes ({short.patience * every / per_pass:,.0f} passes over "
         f"the text) without a new best"
-        if short.patience is not None and per_pass
+        if short.patience is not None
         else ""
     )
     steps = f"{per_pass:,} step{'' if per_pass == 1 else 's'}"
     reads = (
         f"this run reads its text many times over in its time (a pass over it is {steps})"
         if short.fills_time
-        else f"this run would read its text about {tc.steps / max(per_pass, 1):,.0f} times ({tc.steps:,} steps; a "
+        else f"this run would read its text about {tc.steps / per_pass:,.0f} times ({tc.steps:,} steps; a "
         f"pass over it is {steps})"
     )
     return (
-        f"{reads}, and a model learns what carries over to new "
-        f"text in its first ten or so passes, then memorises: so it validates every {every} steps ({passes} passes "
-        f"over the text) instead of every {short.chosen_every}{stops}. The best checkpoint, which sample uses, is then "
+        f"{reads}, and a model learns what carries over to new text in its first ten or so passes, then memorises: "
+        f"so it validates every {every} steps ({every / per_pass:.2g} passes over the text) instead of every "
+        f"{short.chosen_every}{stops}. The best checkpoint, which sample uses, is then "
         f"one from near the lowest validation loss. {flag('eval_every')} set by hand validates that often and trains "
         f"all the steps; {flag('patience')} sets when it stops"
     )
