@@ -545,6 +545,31 @@ def test_a_search_stopped_before_its_first_trial_leaves_nothing(runner, tiny_cor
     assert result.stdout == "" and not out.exists()
 
 
+@pytest.mark.parametrize("recorded", [True, False], ids=["after-a-trial", "in-the-first-trial"])
+def test_a_trial_killed_before_its_save_points_at_tune_not_train(runner, tmp_path, recorded):
+    """A trial saves only when it ends (or at a Ctrl-C), so a kill -9 mid-trial
+    leaves its logs and no checkpoint. resume and runs once told the user to
+    run "its 'charlstm train' command" again, which nobody typed (a chaos
+    walkthrough, 2026-12-07); they now say the search is not continued."""
+    search = tmp_path / "search"
+    trial = search / ("trial-01" if recorded else "trial-00")
+    for kind in ("latest", "best"):
+        (trial / "checkpoints" / kind).mkdir(parents=True)
+    (trial / "metrics.jsonl").write_text('{"step": 10, "train_loss": 3.0}\n', encoding="utf-8")
+    if recorded:
+        (search / "trials.json").write_text('{"trials": []}', encoding="utf-8")
+    resumed = runner.invoke(app, ["resume", str(trial)])
+    said = " ".join(resumed.stderr.split())
+    assert resumed.exit_code == 2
+    assert f"this trial of the search in {search} stopped before its first save" in said
+    assert "run 'charlstm tune' again with another --out" in said and "charlstm train" not in said
+    # A folder of the same name outside a search is an ordinary run.
+    (search / "notes.txt").write_text("mine", encoding="utf-8")
+    if not recorded:
+        plain = " ".join(runner.invoke(app, ["resume", str(trial)]).stderr.split())
+        assert "run its 'charlstm train' command again" in plain
+
+
 def test_a_search_on_a_shipped_corpus_records_the_file_it_reads(tmp_path, monkeypatch):
     """`charlstm tune shakespeare.txt` from any directory reads the shipped
     corpus; trials.json named the name joined to the working directory."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 import difflib
 import json
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,8 @@ from charlstm.text.folder import RUN_LOG, SEARCH_RECORD
 from charlstm.training import run_lock
 from charlstm.training.run import complete_steps, saved_steps
 
+TRIAL_NAME = re.compile(r"trial-\d{2,}")  # tune's trial-NN folders
+
 
 def _diverged_unsaved(path: Path) -> bool:
     """Whether a run's log ends with its divergence before any validation
@@ -34,6 +37,16 @@ def _diverged_unsaved(path: Path) -> bool:
 
     records = read_metrics(path)
     return bool(records) and records[-1].get("stopped") == "diverged" and records[-1].get("best_val_loss") is None
+
+
+def _a_trial(path: Path) -> bool:
+    """Whether `path` is a trial of a search (training/tune.py): named
+    trial-NN in a folder with the search's record, or, where the search was
+    stopped in its first trial before writing one, beside trials alone."""
+    if not TRIAL_NAME.fullmatch(path.name):
+        return False
+    search = path.parent
+    return (search / SEARCH_RECORD).is_file() or all(TRIAL_NAME.fullmatch(p.name) for p in search.iterdir())
 
 
 def not_saved_yet() -> str:
@@ -89,6 +102,12 @@ def locate(path: Path, prefer: str = BEST) -> tuple[Path, int]:
             raise CheckpointError(
                 f"no complete checkpoint in run directory {path}: its checkpoints ({', '.join(emptied)}) have lost "
                 "their meta/ folders (deleted or damaged), so none can be read; put them back from a copy"
+            )
+        if _a_trial(path):  # nobody typed a train command for it (a chaos walkthrough, 2026-12-07)
+            raise CheckpointError(
+                f"no complete checkpoint in {path}: this trial of the search in {path.parent} stopped before "
+                "its first save (a trial saves when it ends or is stopped with Ctrl-C, so a kill loses it); a "
+                f"search is not continued: run 'charlstm tune' again with another {option('out')}"
             )
         raise CheckpointError(
             f"no complete checkpoint in run directory {path}: it stopped before its first save; run its "
