@@ -922,6 +922,9 @@ def test_the_cli_module_loads_without_jax_and_the_compilation_cache_works(traine
         env = {"CHARLSTM_NO_CACHE": value, "CHARLSTM_CACHE_DIR": str(tmp_path / "env")}
         with mock.patch.dict(os.environ, env):
             assert (compile_cache.cache_dir() is None) == off, value
+    # JAX's own variable moves it too where charlstm's is not set (a user with a small home quota).
+    with mock.patch.dict(os.environ, {"CHARLSTM_CACHE_DIR": "", "JAX_COMPILATION_CACHE_DIR": str(tmp_path / "jax")}):
+        assert compile_cache.cache_dir() == tmp_path / "jax"
 
     base = {k: v for k, v in os.environ.items() if not k.startswith("CHARLSTM_")}
     outputs = []

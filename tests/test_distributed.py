@@ -25,6 +25,7 @@ from typer.testing import CliRunner
 
 from charlstm.cli import app
 from charlstm.errors import CharlstmError, CharlstmWarning, ConfigError
+from charlstm.flags import flag
 from charlstm.runtime import cpu_devices
 from charlstm.runtime.cores import cores, cpu_quota
 from charlstm.text.streams import Streams
@@ -373,6 +374,10 @@ def test_a_count_set_in_the_process_is_left_alone(monkeypatch):
     cpu_devices.split_the_cpu(1)
     assert calls == [("jax_num_cpu_devices", 4), ("jax_num_cpu_devices", 3), ("jax_num_cpu_devices", 1)]
     assert not cpu_devices.chosen_elsewhere()
+    # In the environment too: -1 (or empty) is JAX's "not set", any other count the user's.
+    for value, chosen in [("-1", False), ("", False), ("2", True)]:
+        monkeypatch.setenv("JAX_NUM_CPU_DEVICES", value)
+        assert cpu_devices.chosen_elsewhere() == chosen, value
 
 
 def test_a_split_that_comes_after_jax_started_says_so(monkeypatch):
@@ -478,6 +483,17 @@ def test_two_processes_train_like_one_and_one_process_resumes(tiny_corpus, tmp_p
     resumed = session.resumed_run(run_dir, {"steps": STEPS + 2})
     more = train(resumed, run_dir)
     assert isinstance(more[-1], events.Finished) and more[-1].reason == "done" and more[-1].step == STEPS + 2
+    # On another device count than the two it trained on, the session says it is no longer bit for bit.
+    told = [e.message for e in more if isinstance(e, events.Warned) and e.kind == "devices"]
+    assert told == (
+        []
+        if resumed.devices == 2
+        else [
+            f"trained on 2 devices, this session on {resumed.devices}: the "
+            "gradients are summed in another order, so the run goes on as it would have to float32 rounding, not bit "
+            f"for bit; {flag('devices')} 2 keeps its layout where this process has that many"
+        ]
+    )
     assert [m["step"] for m in read_metrics(run_dir) if "train_loss" in m] == list(range(1, STEPS + 3))
 
 

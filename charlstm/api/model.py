@@ -40,6 +40,7 @@ from charlstm.introspect import page as inspection_page
 from charlstm.introspect import record
 from charlstm.plots import check_png_path, require_matplotlib
 from charlstm.plots.saturation import plot_saturation
+from charlstm.runtime.jax_settings import held_pieces, holding
 from charlstm.text import manifest, streams
 from charlstm.text.cache import CacheUnwritable
 from charlstm.text.textfile import read_corpus, read_head, read_size
@@ -110,11 +111,13 @@ class Model:
         request = SampleConfig(length, temperature, prime, seed, top_k=top_k, top_p=top_p, stop=stops)
         return self.generate(request)[0]
 
+    @holding
     def generate(self, request: SampleConfig) -> list[str]:
         """`request.num_samples` texts, generated together (8,192 at a time at most)."""
         _check_request(request, "generate")
         return sample_texts(self.model_config, self.params, self.vocab, request)
 
+    @holding
     def complete(self, request: SampleConfig) -> list[Completion]:
         """The texts of `generate`, each with why it ended: `finish_reason`
         is "stop" where one of `request.stop` ended it, "end" where the
@@ -123,6 +126,7 @@ class Model:
         _check_request(request, "complete")
         return complete(self.model_config, self.params, self.vocab, request)
 
+    @holding
     def check(self, request: SampleConfig) -> None:
         """Refuse, as sampling would (a CharlstmError), a request this model
         cannot sample: a prime with characters it never saw, a stop text
@@ -131,12 +135,14 @@ class Model:
         _check_request(request, "check")
         check_request(self.vocab, request)
 
+    @holding  # its first piece is begun here, the rest as they are asked for
     def stream(self, request: SampleConfig, chunk: int = 256) -> Iterator[list[str]]:
         """The same texts as `generate`, a piece of each at a time as it is
         generated: `chunk` characters of each (at most LONGEST_CHUNK, 16,384)."""
         _check_request(request, "stream")
-        return stream_texts(self.model_config, self.params, self.vocab, request, chunk)
+        return held_pieces(stream_texts(self.model_config, self.params, self.vocab, request, chunk))
 
+    @holding
     def evaluate(
         self,
         text: str | Sequence[str] | Texts | TextFiles,
@@ -213,6 +219,7 @@ class Model:
             raise ConfigError(f"streams must be a whole number >= 1, got {streams!r}")
         return streams
 
+    @holding
     def inspect(
         self,
         text: str | Sequence[str] | Texts | TextFiles,
@@ -268,6 +275,7 @@ class Model:
             self.model_config, self.params, self.vocab, read, skipped={**stray, **skipped}, truncated=truncated
         )
 
+    @holding
     def write_inspection(
         self,
         seen: record.Inspection,
@@ -314,6 +322,7 @@ class Model:
         samples start at a document's start (the boundary symbol, no text)."""
         return self.default_prime.replace(BOUNDARY, "")
 
+    @holding
     def export_html(self, path: str | Path, half: bool = False) -> page.ExportedPage:
         """Write one self-contained HTML page that runs this model in a
         browser: its weights (float32, or float16 with `half`, half the
@@ -327,6 +336,7 @@ class Model:
             out, self.model_config, self.vocab, self.params, half=half, title=title, describe=describe
         )
 
+    @holding
     def export_weights(self, directory: str | Path) -> weights.ExportedWeights:
         """Write `directory`/model.safetensors (the parameters, float32) and
         model.json (configuration, vocabulary, tensor names and shapes):
@@ -360,6 +370,7 @@ class Model:
         segments, skipped = self._held_out_ids()
         return self.vocab.decode(segments[:]), skipped
 
+    @holding
     def evaluate_held_out(
         self, streams: int | None = None, *, progress: Callable[[float], None] | None = None
     ) -> Score:
@@ -370,6 +381,7 @@ class Model:
         segments, skipped = self._held_out_ids()
         return self._with_skipped(self._score(segments, streams, progress), skipped)
 
+    @holding
     def inspect_held_out(self, max_chars: int = record.MAX_CHARS) -> record.Inspection:
         """`inspect` on `validation_text()`, of which only the characters read
         are decoded: a held-out text of gigabytes is no burden."""
@@ -435,6 +447,7 @@ def _check_request(request: Any, verb: str) -> None:
         )
 
 
+@holding
 def load(
     path: str | Path | None = None,
     prefer: str = checkpoint.BEST,

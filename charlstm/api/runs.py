@@ -16,6 +16,7 @@ from charlstm.core.model import count_params_of_shape
 from charlstm.errors import CharlstmError, shown
 from charlstm.flags import flag
 from charlstm.plots import curves, gradients
+from charlstm.runtime.jax_settings import holding
 from charlstm.text import manifest
 from charlstm.text.corpus import Source, resolve_corpus_path
 from charlstm.text.corpus import read_texts as read_documents
@@ -28,6 +29,7 @@ from charlstm.training.run import RUNS_DIR
 from charlstm.training.runlog import METRICS_FILE, read_metrics
 
 
+@holding
 def list_runs(runs_dir: str | Path = RUNS_DIR) -> list[catalog.RunSummary]:
     """Every run under `runs_dir` with a checkpoint, most recently updated
     last; runs that cannot be read say why in `RunSummary.problem`."""
@@ -64,6 +66,7 @@ class Description:
         )
 
 
+@holding
 def describe(path: str | Path | None = None) -> Description:
     """A checkpoint's configuration, vocabulary, corpus and metrics, from its
     metadata alone (no arrays are read): a run directory's best checkpoint,

@@ -19,6 +19,7 @@ from charlstm.config import FINE_TUNE_LEARNING_RATE, ModelConfig, TrainConfig, c
 from charlstm.core.model import count_params
 from charlstm.errors import CharlstmError, CharlstmWarning, CheckpointError, ConfigError
 from charlstm.flags import flag
+from charlstm.runtime.jax_settings import holding
 from charlstm.training import checkpoint, checkpoint_meta, checkpoint_paths, distributed, events, processes, session
 from charlstm.training.events import EventHandler, StopCheck
 from charlstm.training.run import Run
@@ -53,6 +54,7 @@ class TrainingDiverged(CharlstmError):
         return type(self), fields, self.__dict__
 
 
+@holding
 def train(
     corpus: str | Path | Sequence[str | Path],
     out: str | Path | None = None,
@@ -244,6 +246,7 @@ def _warn_of_regularisation(config: TrainConfig, asked: set[str], trained: Train
 _SET_WHEN_STARTED = frozenset({"out", "preset", "glob", "val_file", "skip_bad_files", "init_from", "fill_time"})
 
 
+@holding
 def resume(
     run_dir: str | Path | Model,
     *,

@@ -10,12 +10,14 @@ from typing import Any
 from charlstm.arguments import check_callbacks, true_or_false, unknown_fields
 from charlstm.config import ModelConfig, TrainConfig
 from charlstm.errors import ConfigError
+from charlstm.runtime.jax_settings import holding
 from charlstm.training import tune as tuning
 from charlstm.training.events import EventHandler, StopCheck
 
 _MODEL_FIELDS = frozenset(f.name for f in dataclasses.fields(ModelConfig))
 
 
+@holding
 def tune(
     corpus: str | Path | Sequence[str | Path],
     out: str | Path | None = None,

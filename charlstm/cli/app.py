@@ -36,6 +36,7 @@ from charlstm.cli.signals import EXIT_SIGINT, Interrupt, end_now, late_signals
 from charlstm.cli.usage import usage_error
 from charlstm.errors import CharlstmError, as_text, shown
 from charlstm.flags import command_line, option
+from charlstm.runtime import jax_settings
 
 EXIT_DIVERGED = 1
 EXIT_ABORTED = 3
@@ -108,6 +109,15 @@ def _ended_if_gone() -> Iterator[None]:
         say(f"error: cannot write the output: {err.strerror}")
         unwritable_to_devnull(sys.stdout)  # what is still buffered for it goes nowhere, not into a traceback at exit
         raise typer.Exit(EXIT_USAGE) from None
+    except (RuntimeError, AssertionError) as err:
+        # Click's Exit and Abort are RuntimeErrors too: a command that has ended.
+        done = isinstance(err, (typer.Exit, typer.Abort))
+        # JAX_PLATFORMS=cuda without CUDA: a bare AssertionError from the first call into JAX.
+        unavailable = None if done else jax_settings.backend_unavailable()
+        if unavailable is None:
+            raise
+        say(f"error: {unavailable}")
+        raise typer.Exit(EXIT_USAGE) from err
     except PermissionError as err:
         # Python 3.11's Path.exists() and is_dir() raise, not answer False, for
         # a path inside a folder this user cannot enter: every command's first
@@ -326,6 +336,7 @@ def end_at_once(status: int) -> NoReturn:
 
 def main() -> None:
     _options["entry"] = True
+    jax_settings.for_the_command_line()  # before JAX starts: every thread of the command, a server's too
     closed_streams_to_devnull()
     result_stdout()
     interrupt = Interrupt()

@@ -5,7 +5,8 @@ second `charlstm sample` on the same model shape loads the compiled program
 from disk instead. The CLI turns it on for every command; library users
 call `enable_compilation_cache()` themselves if they want it.
 
-    CHARLSTM_CACHE_DIR   where to keep it (default: $XDG_CACHE_HOME/charlstm/jax,
+    CHARLSTM_CACHE_DIR   where to keep it (default: JAX_COMPILATION_CACHE_DIR,
+                         JAX's own, where set; else $XDG_CACHE_HOME/charlstm/jax,
                          else ~/.cache/charlstm/jax)
     CHARLSTM_NO_CACHE=1  turn it off (as does `charlstm --no-cache ...`)
     JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS
@@ -24,6 +25,7 @@ from charlstm.arguments import path_like
 
 ENV_DIR = "CHARLSTM_CACHE_DIR"
 ENV_OFF = "CHARLSTM_NO_CACHE"
+JAX_ENV_DIR = "JAX_COMPILATION_CACHE_DIR"
 MIN_COMPILE_TIME_ENV = "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"
 
 
@@ -31,8 +33,9 @@ def cache_dir() -> Path | None:
     """Where the cache lives, or None when the environment turns it off."""
     if os.environ.get(ENV_OFF, "").strip().lower() not in ("", "0", "false", "no"):
         return None
-    if os.environ.get(ENV_DIR):
-        return Path(os.environ[ENV_DIR]).expanduser()
+    for variable in (ENV_DIR, JAX_ENV_DIR):  # a user who moved JAX's cache (a small home quota) meant it here too
+        if os.environ.get(variable):
+            return Path(os.environ[variable]).expanduser()
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     return base / "charlstm" / "jax"
 

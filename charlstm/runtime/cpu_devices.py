@@ -55,7 +55,8 @@ def chosen_elsewhere() -> bool:
     in_config = getattr(jax.config, "jax_num_cpu_devices", -1)
     return (
         "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", "")
-        or "JAX_NUM_CPU_DEVICES" in os.environ
+        # -1 (or empty) is JAX's own "not set" (a walkthrough, 2026-12-07: it ran on one device).
+        or os.environ.get("JAX_NUM_CPU_DEVICES", "").strip() not in ("", "-1")
         or (in_config >= 0 and _set_here[-1:] != [in_config])
     )
 

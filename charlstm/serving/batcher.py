@@ -46,6 +46,7 @@ from charlstm.core.generation import StopScanner, begin
 from charlstm.core.model import Params
 from charlstm.core.sampler import beside_params, filtering_on
 from charlstm.errors import CharlstmError
+from charlstm.runtime.jax_settings import held
 from charlstm.serving import device_batch
 from charlstm.serving.jobs import Job, Row, hand_out
 from charlstm.text.vocab import BOUNDARY, Vocab
@@ -197,7 +198,8 @@ class Batcher:
 
         def run() -> None:
             try:
-                loop()
+                with held():  # the caller's JAX settings are its own thread's (runtime/jax_settings.py)
+                    loop()
             except Exception as err:  # any failure: every client is told, none waits out its timeout
                 self._fail(f"the server could not generate: {type(err).__name__}: {err}")
 

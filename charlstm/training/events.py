@@ -175,7 +175,7 @@ class Warned:
     step: int
     # "exploding", "clipping", "vanishing", "loss rising", "corpus changed", "schedule", "validation",
     # "small validation", "preset", "fine-tune", "text", "checkpoint", "overfitting", "worse than guessing"
-    # or "options" (a resume's options that change nothing)
+    # "devices" (a resumed run on another device count), or "options" (a resume's options that change nothing)
     kind: str
     message: str
 

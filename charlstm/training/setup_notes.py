@@ -53,6 +53,20 @@ def warnings(run: Run, setup: Setup) -> list[events.Warned]:
                 f"{more} gives a steadier measure",
             )
         )
+    before, now = setup.devices_before, setup.mesh.size
+    if step > 0 and before is not None and before != now:
+        # Silent until a walkthrough (2026-12-07): a run trained on 4 forced CPU devices resumed on 2.
+        keep = f"; {flag('devices')} {before} keeps its layout where this process has that many" * (
+            jax.process_count() == 1
+        )
+        found.append(
+            events.Warned(
+                step,
+                "devices",
+                f"trained on {before} device{'s' * (before != 1)}, this session on {now}: the gradients are summed "
+                f"in another order, so the run goes on as it would have to float32 rounding, not bit for bit{keep}",
+            )
+        )
     if run.short_text is not None and step == 0:
         found.append(events.Warned(step, "short text", _short(run.short_text, tc)))
     if long_passes(setup, run.model_config):

@@ -30,6 +30,7 @@ class Setup:
     train_streams: streams.Streams
     val_ids: streams.Segments  # (N,) the held-out ids, scored whole at each validation pass
     feed: Callable[[int], streams.Batch]  # step -> the batch it reads
+    devices_before: int | None = None  # what the run's checkpoint recorded (None: a new run)
 
 
 def setup_for(run: Run, devices: int | None) -> Setup:
@@ -37,16 +38,17 @@ def setup_for(run: Run, devices: int | None) -> Setup:
     It changes `run` too: the device count its checkpoints record, and its
     state, placed on the mesh where there is more than one device."""
     tc = run.train_config
-    mesh = distributed.make_mesh(tc.batch_size, devices, before=run.devices)
+    before = run.devices
+    mesh = distributed.make_mesh(tc.batch_size, devices, before=before)
     run.devices = mesh.size  # what its checkpoints record
     layout = run.layout()
     train_streams, val_ids = layout.train, layout.val
     if mesh.size == 1:
         # One device: the step exactly as it is compiled without a mesh, so
         # that single-device runs keep their losses and speed bit for bit.
-        return Setup(mesh, train_streams, val_ids, train_streams.window)
+        return Setup(mesh, train_streams, val_ids, train_streams.window, before)
     run.state = distributed.place_state(run.state, mesh)
-    return Setup(mesh, train_streams, val_ids, distributed.Feeder(train_streams, mesh))
+    return Setup(mesh, train_streams, val_ids, distributed.Feeder(train_streams, mesh), before)
 
 
 class TrainStep:
