@@ -27,6 +27,8 @@ STRICT = {
     "jax_numpy_dtype_promotion": "strict",
     "jax_transfer_guard": "disallow",
     "jax_debug_nans": True,
+    "jax_default_prng_impl": "rbg",  # another generator: other masks, other samples, keys of another shape
+    "jax_threefry_partitionable": False,
 }
 STRICT_ENVIRONMENT = {
     "JAX_ENABLE_X64": "1",
@@ -35,6 +37,8 @@ STRICT_ENVIRONMENT = {
     "JAX_TRANSFER_GUARD": "disallow",
     "JAX_DEBUG_NANS": "1",
     "JAX_DISABLE_JIT": "1",
+    "JAX_DEFAULT_PRNG_IMPL": "rbg",
+    "JAX_THREEFRY_PARTITIONABLE": "0",
 }
 # The default cell (layer-normalised, dropout): the one whose scan failed under x64.
 SMALL = {"hidden_size": 24, "num_layers": 2, "embed_dim": 8, "batch_size": 4, "seq_len": 16, "eval_every": 4}
@@ -62,6 +66,7 @@ def test_the_api_trains_loads_and_samples_as_under_jaxs_defaults(tiny_corpus, tm
         streamed = ["".join(parts) for parts in zip(*loaded.stream(request, chunk=16), strict=True)]
         score = loaded.evaluate("To be, or not to be")
         resumed = charlstm.resume(tmp_path / "strict", steps=6)
+        charlstm.app(loaded)  # its batch is built here, in the caller's thread (a review, 2026-12-07)
         assert jax.config.jax_enable_x64 and jax.config.jax_numpy_rank_promotion == "raise"  # the caller's, kept
     assert strict.best_val_loss == plain.best_val_loss
     assert {str(a.dtype) for a in jax.tree_util.tree_leaves(strict.params)} == {"float32"}

@@ -563,6 +563,12 @@ def test_a_trial_killed_before_its_save_points_at_tune_not_train(runner, tmp_pat
     assert resumed.exit_code == 2
     assert f"this trial of the search in {search} stopped before its first save" in said
     assert "run 'charlstm tune' again with another --out" in said and "charlstm train" not in said
+    # One that diverged (--keep-all kept its empty folders) is told so, not blamed on a kill.
+    with (trial / "metrics.jsonl").open("a", encoding="utf-8") as log:
+        log.write('{"step": 12, "stopped": "diverged", "best_val_loss": null}\n')
+    diverged = " ".join(runner.invoke(app, ["resume", str(trial)]).stderr.split())
+    assert "diverged (its metrics end where the loss stopped being finite)" in diverged
+    (trial / "metrics.jsonl").write_text('{"step": 10, "train_loss": 3.0}\n', encoding="utf-8")
     # A folder of the same name outside a search is an ordinary run.
     (search / "notes.txt").write_text("mine", encoding="utf-8")
     if not recorded:

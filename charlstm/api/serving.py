@@ -10,12 +10,14 @@ from charlstm.api.model import Model
 from charlstm.arguments import check_api_key, check_port, optional_callable, unknown_fields
 from charlstm.config import ServeConfig
 from charlstm.errors import CharlstmError, ConfigError
+from charlstm.runtime.jax_settings import holding
 from charlstm.training import checkpoint_paths
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
 
 
+@holding
 def app(model: Model, *, api_key: str | None = None, **limits: Any) -> Starlette:
     """The HTTP server for `model` as an ASGI application (Starlette), to
     run under any ASGI server or mount in your own: POST /v1/generate,
@@ -46,6 +48,7 @@ def _check_model(model: Any, function: str) -> None:
         raise ConfigError(f"{function} takes a charlstm.Model, such as charlstm.load(RUN), got {type(model).__name__}")
 
 
+@holding
 def serve(
     model: Model,
     host: str = "127.0.0.1",

@@ -298,7 +298,12 @@ def _global_options(
     ] = None,
 ) -> None:
     _options["cache"] = not no_cache
-    from charlstm.runtime import hostmem
+    from charlstm.runtime import compile_cache, hostmem
+
+    # JAX's own JAX_COMPILATION_CACHE_DIR too, which it reads as it starts; in
+    # the process `main` started only, never one that runs the app in-process.
+    if _options.get("entry", False) and (no_cache or compile_cache.cache_dir() is None):
+        compile_cache.turn_off()
     from charlstm.runtime.gpu_determinism import deterministic_gpu_ops
 
     # Every command, so that their compiled programs share one set of XLA

@@ -9,7 +9,9 @@ scan failed on a float32 carry; `JAX_NUMPY_RANK_PROMOTION=raise` refused the
 cells' broadcast biases; `JAX_NUMPY_DTYPE_PROMOTION=strict` failed inside
 Optax; `JAX_TRANSFER_GUARD=disallow` refused the host's arrays;
 `JAX_DISABLE_JIT=1` waited minutes, then could not call a compiled step; and
-`JAX_DEBUG_NANS=1` turned a diverged run's message into a traceback.
+`JAX_DEBUG_NANS=1` turned a diverged run's message into a traceback; and
+another random generator (`JAX_DEFAULT_PRNG_IMPL=rbg`,
+`JAX_THREEFRY_PARTITIONABLE=0`) drew other texts from the same seed.
 
 The CLI sets the variables before JAX starts (`for_the_command_line`), so
 every thread of a command, a server's included, computes as with JAX's
@@ -40,6 +42,11 @@ DEFAULTS: tuple[tuple[str, str, str | bool], ...] = (
     ("JAX_DISABLE_JIT", "jax_disable_jit", False),
     ("JAX_DEBUG_NANS", "jax_debug_nans", False),
     ("JAX_DEBUG_INFS", "jax_debug_infs", False),
+    # The random bits behind every key: another generator draws other
+    # dropout masks and other samples, and its keys have another shape
+    # (a review, 2026-12-07: `rbg` read every checkpoint as damaged).
+    ("JAX_DEFAULT_PRNG_IMPL", "jax_default_prng_impl", "threefry2x32"),
+    ("JAX_THREEFRY_PARTITIONABLE", "jax_threefry_partitionable", True),
 )
 
 # Where a user picks the backend; a failure to start it is theirs to fix.

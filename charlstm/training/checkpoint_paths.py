@@ -39,6 +39,13 @@ def _diverged_unsaved(path: Path) -> bool:
     return bool(records) and records[-1].get("stopped") == "diverged" and records[-1].get("best_val_loss") is None
 
 
+def _diverged_trial(path: Path) -> str:
+    return (
+        f"{path} diverged (its metrics end where the loss stopped being finite) and has no checkpoints; plot "
+        f"it, or train its settings again with a lower {flag('learning_rate')}"
+    )
+
+
 def _a_trial(path: Path) -> bool:
     """Whether `path` is a trial of a search (training/tune.py): named
     trial-NN in a folder with the search's record, or, where the search was
@@ -103,6 +110,8 @@ def locate(path: Path, prefer: str = BEST) -> tuple[Path, int]:
                 f"no complete checkpoint in run directory {path}: its checkpoints ({', '.join(emptied)}) have lost "
                 "their meta/ folders (deleted or damaged), so none can be read; put them back from a copy"
             )
+        if _a_trial(path) and (path / RUN_LOG).is_file() and _diverged_unsaved(path):  # --keep-all kept its folders
+            raise CheckpointError(_diverged_trial(path))
         if _a_trial(path):  # nobody typed a train command for it (a chaos walkthrough, 2026-12-07)
             raise CheckpointError(
                 f"no complete checkpoint in {path}: this trial of the search in {path.parent} stopped before "
@@ -117,10 +126,7 @@ def locate(path: Path, prefer: str = BEST) -> tuple[Path, int]:
     searched = (path.parent / SEARCH_RECORD).is_file()
     if found is None and (path / RUN_LOG).is_file() and searched and _diverged_unsaved(path):
         # Not a checkpoint tune took away (--keep-all would have kept none): a walkthrough, 2026-12-06.
-        raise CheckpointError(
-            f"{path} diverged (its metrics end where the loss stopped being finite) and has no checkpoints; plot "
-            f"it, or train its settings again with a lower {flag('learning_rate')}"
-        )
+        raise CheckpointError(_diverged_trial(path))
     if found is None and (path / RUN_LOG).is_file() and searched:
         # A tune trial other than the best: tune removed its checkpoints.
         raise CheckpointError(
