@@ -17,7 +17,6 @@ call `enable_compilation_cache()` themselves if they want it.
 from __future__ import annotations
 
 import os
-import sys
 import tempfile
 import warnings
 from pathlib import Path
@@ -42,12 +41,10 @@ def cache_dir() -> Path | None:
 
 
 def turn_off() -> None:
-    """No persistent cache in this process, not even JAX's own
-    (`JAX_COMPILATION_CACHE_DIR`, which JAX reads as it starts): what
-    `--no-cache` and CHARLSTM_NO_CACHE=1 promise (a review, 2026-12-07)."""
+    """No persistent cache in this process, not even JAX's own: what
+    `--no-cache` and CHARLSTM_NO_CACHE=1 promise (a review, 2026-12-07).
+    Before JAX starts, which reads `JAX_COMPILATION_CACHE_DIR` as it does."""
     os.environ.pop(JAX_ENV_DIR, None)
-    if "jax" in sys.modules:  # started already (a test's in-process command): its setting, not the variable
-        sys.modules["jax"].config.update("jax_compilation_cache_dir", None)
 
 
 def enable_compilation_cache(directory: str | Path | None = None) -> Path | None:

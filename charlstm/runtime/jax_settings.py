@@ -56,17 +56,11 @@ F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
 
 
-def for_the_command_line() -> list[str]:
+def for_the_command_line() -> None:
     """Set every variable of DEFAULTS to JAX's default, before JAX is
-    imported; the names of those that were set otherwise (for the docs'
-    sake: the commands say nothing, their numbers being the same)."""
-    changed = []
+    imported. The commands say nothing of it: their numbers are the same."""
     for variable, _, value in DEFAULTS:
-        wanted = str(value).lower() if isinstance(value, bool) else value
-        if variable in os.environ and os.environ[variable].strip().lower() != wanted:
-            changed.append(variable)
-        os.environ[variable] = wanted
-    return changed
+        os.environ[variable] = str(value).lower() if isinstance(value, bool) else value
 
 
 @contextlib.contextmanager

@@ -110,9 +110,10 @@ def locate(path: Path, prefer: str = BEST) -> tuple[Path, int]:
                 f"no complete checkpoint in run directory {path}: its checkpoints ({', '.join(emptied)}) have lost "
                 "their meta/ folders (deleted or damaged), so none can be read; put them back from a copy"
             )
-        if _a_trial(path) and (path / RUN_LOG).is_file() and _diverged_unsaved(path):  # --keep-all kept its folders
+        trial = _a_trial(path)
+        if trial and (path / RUN_LOG).is_file() and _diverged_unsaved(path):  # --keep-all kept its folders
             raise CheckpointError(_diverged_trial(path))
-        if _a_trial(path):  # nobody typed a train command for it (a chaos walkthrough, 2026-12-07)
+        if trial:  # nobody typed a train command for it (a chaos walkthrough, 2026-12-07)
             raise CheckpointError(
                 f"no complete checkpoint in {path}: this trial of the search in {path.parent} stopped before "
                 "its first save (a trial saves when it ends or is stopped with Ctrl-C, so a kill loses it); a "
