@@ -106,3 +106,15 @@ def test_a_backend_jax_cannot_start_is_one_line_not_a_traceback(trained_run, tmp
     assert done.returncode == 2
     assert done.stderr.startswith("error: JAX cannot start the backend that JAX_PLATFORMS=cuda asks for")
     assert "Traceback" not in done.stderr and len(done.stderr.splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"), [("JAX_NUM_CPU_DEVICES", ""), ("JAX_DEFAULT_MATMUL_PRECISION", "bogus")]
+)
+def test_a_value_jax_refuses_at_start_is_one_line_naming_the_variable(trained_run, tmp_path, variable, value):
+    """JAX reads these as it is imported, and a value it cannot parse was a
+    traceback from `import jax` in whatever command came first."""
+    done = _charlstm("sample", str(trained_run[0]), "-n", "5", cwd=tmp_path, env={variable: value})
+    assert done.returncode == 2
+    said = f"{variable}={value!r} in the environment is not a value it takes; correct it, or unset it"
+    assert done.stderr == f"error: JAX cannot start: {said}\n"

@@ -118,6 +118,12 @@ def _ended_if_gone() -> Iterator[None]:
             raise
         say(f"error: {unavailable}")
         raise typer.Exit(EXIT_USAGE) from err
+    except ValueError as err:
+        refused = jax_settings.bad_value(err)  # JAX_NUM_CPU_DEVICES=, say: from `import jax`
+        if refused is None:
+            raise
+        say(f"error: {refused}")
+        raise typer.Exit(EXIT_USAGE) from None
     except PermissionError as err:
         # Python 3.11's Path.exists() and is_dir() raise, not answer False, for
         # a path inside a folder this user cannot enter: every command's first

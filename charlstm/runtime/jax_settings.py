@@ -26,6 +26,7 @@ import contextlib
 import functools
 import inspect
 import os
+import re
 from collections.abc import Callable, Generator, Iterator
 from typing import Any, TypeVar
 
@@ -121,6 +122,19 @@ def holding(function: F) -> F:
             return function(*args, **kwargs)
 
     return run  # type: ignore[return-value]
+
+
+def bad_value(err: ValueError) -> str | None:
+    """Where `err` is JAX refusing, as it starts, a value the environment
+    gives one of its options (`JAX_DEFAULT_MATMUL_PRECISION=bogus`, an empty
+    `JAX_NUM_CPU_DEVICES=`: a traceback from `import jax`, a walkthrough of
+    2026-12-07), one line naming the variable; None otherwise."""
+    said = re.fullmatch(r'Invalid value "(.*)" for JAX flag (\w+)', str(err), re.DOTALL)
+    if said is None or said[2].upper() not in os.environ:
+        return None
+    variable = said[2].upper()
+    value = os.environ[variable]
+    return f"JAX cannot start: {variable}={value!r} in the environment is not a value it takes; correct it, or unset it"
 
 
 def backend_unavailable() -> str | None:
