@@ -259,6 +259,9 @@ FINE_TUNE_LEARNING_RATE = 1e-2
 # Validation passes without a new best after which a new run on a short
 # text stops, where no --patience was given (training/cadence.py).
 SHORT_TEXT_PATIENCE = 10
+# The dropout of a new model on a text it reads 35 times or more, where none
+# was given; less on one read fewer times (training/cadence.py).
+SHORT_TEXT_DROPOUT = 0.5
 
 
 # Enough for any separator a user would stop at, and small enough that

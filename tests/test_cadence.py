@@ -45,9 +45,10 @@ def test_the_cadence_follows_passes_over_a_short_text(steps_per_pass, given, eve
             patience,
             steps_per_pass,
         )
-    # Nothing else moves.
-    assert {k: v for k, v in vars(fitted).items() if k not in ("eval_every", "patience")} == {
-        k: v for k, v in vars(config).items() if k not in ("eval_every", "patience")
+    # Nothing else moves but the dropout, where it is raised (below).
+    assert fitted.dropout == (config.dropout if short is None else (short.dropout or config.dropout))
+    assert {k: v for k, v in vars(fitted).items() if k not in ("eval_every", "patience", "dropout")} == {
+        k: v for k, v in vars(config).items() if k not in ("eval_every", "patience", "dropout")
     }
 
 
@@ -82,6 +83,32 @@ def test_a_preset_cadence_is_fitted_too():
     assert (fitted.eval_every, fitted.patience) == (24, cadence.PATIENCE) and short is not None
 
 
+@pytest.mark.parametrize(
+    ("reads", "dropout"),
+    [(20, 0.2), (21, 0.22), (26, 0.32), (27.5, 0.35), (35, 0.5), (383, 0.5)],
+)
+def test_dropout_grows_with_the_times_a_run_reads_its_text(reads, dropout):
+    """Measured at 21 reads (0.2 better) and from 35 (0.5 better); between,
+    in a straight line, so that no length of text is a cliff."""
+    assert cadence.short_text_dropout(reads) == dropout
+
+
+def test_the_defaults_dropout_is_raised_on_a_text_read_often_where_nobody_chose_one():
+    config = TrainConfig()  # 2,300 steps
+    fitted, short = cadence.fitted(config, 65, set())  # 300 KB: read about 35 times
+    assert fitted.dropout == 0.5 and short is not None and short.dropout == 0.5
+    near = cadence.fitted(config, 114, set())  # about 20 reads: the defaults'
+    assert near[0].dropout == config.dropout and near[1] is not None and near[1].dropout is None
+    for left, why in [
+        (cadence.fitted(config, 65, {"dropout"}), "the user's"),
+        (cadence.fitted(TrainConfig(dropout=0.0, eval_every=150), 65, set()), "a preset's (tiny, medium)"),
+        (cadence.fitted(config, 65, set(), new_model=False), "a fine-tune's: not measured"),
+        (cadence.fitted(TrainConfig(max_seconds=600), 65, set(), fills_time=True), "reads not known yet"),
+    ]:
+        assert left[1] is not None and left[1].dropout is None, why
+        assert left[0].dropout == (0.0 if "preset" in why else config.dropout), why
+
+
 def _train(corpus, out, **options):
     seen: list[events.Event] = []
     charlstm.train(corpus, out, steps=STEPS, on_event=seen.append, **SHORT, **options)
@@ -106,6 +133,20 @@ def test_a_short_text_is_validated_every_two_passes_and_said_so(tiny_corpus, tmp
     ) in note.message
     reads = round(STEPS / steps_per_pass)
     assert note.message.startswith(f"this run would read its text about {reads} times ({STEPS} steps; a pass over it")
+    dropout = cadence.short_text_dropout(STEPS / steps_per_pass)
+    assert dropout > 0.2 and meta.train_config.dropout == dropout  # kept in the run, as the cadence is
+    assert f"It trains with dropout {dropout:g} instead of 0.2, which learns more from a text read this often" in (
+        note.message
+    )
+
+
+@pytest.mark.slow
+def test_a_fine_tune_on_a_short_text_keeps_the_defaults_dropout(tiny_corpus, tmp_path):
+    """Dropout for a short text was measured on new models only."""
+    charlstm.train(tiny_corpus, tmp_path / "base", steps=2, **SHORT)
+    meta, _, [note] = _train(tiny_corpus, tmp_path / "tuned", init_from=tmp_path / "base")
+    assert meta.train_config.dropout == 0.2 and meta.train_config.patience == cadence.PATIENCE
+    assert "dropout" not in note.message
 
 
 @pytest.mark.slow

@@ -13,7 +13,15 @@ import typer
 
 from charlstm.cli.app import Quiet, Verbose, given, path_given, verbosity
 from charlstm.cli.running import start
-from charlstm.config import AUTO_NORM, CELLS, FINE_TUNE_LEARNING_RATE, NORMS, PRECISIONS, SHORT_TEXT_PATIENCE
+from charlstm.config import (
+    AUTO_NORM,
+    CELLS,
+    FINE_TUNE_LEARNING_RATE,
+    NORMS,
+    PRECISIONS,
+    SHORT_TEXT_DROPOUT,
+    SHORT_TEXT_PATIENCE,
+)
 from charlstm.config import ModelConfig as _M
 from charlstm.config import TrainConfig as _T
 from charlstm.flags import option
@@ -61,6 +69,10 @@ _MAX_TIME = (
 _FILL_TIME = (
     f"With {option('max_seconds')}: train for all of it, the step count fitted to the time (more steps than "
     f"{option('steps')}'s default where they fit, as on a GPU), the learning rate decayed by the end."
+)
+_DROPOUT = (
+    "Drop this share of each recurrent layer's outputs in training (0: none) [default: "
+    f"{_T.dropout:g}, raised up to {SHORT_TEXT_DROPOUT:g} for a new model on a text it reads more than 20 times]."
 )
 _EVAL_EVERY = "Steps between validation passes."
 # A new run's: where none is given, a short text is validated more often (training/cadence.py).
@@ -249,9 +261,7 @@ def train(
     ] = _T.weight_decay,
     dropout: Annotated[
         float,
-        typer.Option(
-            option("dropout"), help="Drop this share of each recurrent layer's outputs in training (0: none)."
-        ),
+        typer.Option(option("dropout"), help=_DROPOUT, show_default=False),
     ] = _T.dropout,
     grad_clip: Annotated[
         float, typer.Option(option("grad_clip"), help="Clip the global gradient norm to this (inf: no clipping).")

@@ -1,4 +1,4 @@
-"""How often a new run on a short text validates, and when it stops.
+"""How often a new run on a short text validates, when it stops, and its dropout.
 
 The default cadence, a validation pass every 250 steps, is about one pass
 over a megabyte of text. A short text is read many times over in that
@@ -22,6 +22,15 @@ under the defaults (2,300 steps of 64 x 64 characters) a text of about
 preset's larger batches read larger texts that often (the shipped 1.2 MB
 about 600 times) and fit them too; `large`, whose warm-up outlasts the
 patience, is left as it is.
+
+A new model on a text it reads that often also takes more dropout than the
+defaults' 0.2, which was tuned on a megabyte (`short_text_dropout`).
+Measured (2026-12-07, docs/benchmarks.md, "Short texts: more dropout" and
+the section after it): 0.5 kept a better checkpoint on texts of
+Shakespeare and Python read 35 times or more (in 9 of 10 pairs of runs,
+by up to 0.08 nats a character) and a worse one on a text read 21 times, still
+learning when its steps ran out; at 26 reads 0.33, on the line between,
+kept a better one than 0.2 on both kinds of text.
 """
 
 from __future__ import annotations
@@ -30,7 +39,7 @@ import dataclasses
 from collections.abc import Collection
 from dataclasses import dataclass
 
-from charlstm.config import SHORT_TEXT_PATIENCE, TrainConfig
+from charlstm.config import SHORT_TEXT_DROPOUT, SHORT_TEXT_PATIENCE, TrainConfig
 
 PASSES_BETWEEN = 2  # passes over the training text between validation passes, at most
 FEWEST_STEPS = 10  # but never more often than this: a text of a few windows would validate every step
@@ -38,6 +47,12 @@ PATIENCE = SHORT_TEXT_PATIENCE  # validation passes without a new best (20 passe
 # Passes over the text a run must make for any of this to matter: fewer
 # end before a model memorises much, or before the patience could end them.
 FEWEST_READS = PASSES_BETWEEN * PATIENCE
+# Dropout grows from the defaults' at FEWEST_READS to SHORT_DROPOUT at
+# MOST_READS and more, in a straight line: a text just under the length
+# the defaults leave alone trains with nearly their dropout.
+DEFAULT_DROPOUT = TrainConfig.dropout  # raised only where nobody chose another (a preset's is its own)
+SHORT_DROPOUT = SHORT_TEXT_DROPOUT
+MOST_READS = 35
 
 
 @dataclass(frozen=True)
@@ -49,10 +64,22 @@ class ShortText:
     chosen_every: int  # the cadence of the defaults or the preset
     patience: int | None  # set here; None where the user chose one (or none was set)
     fills_time: bool = False  # --fill-time: the steps are planned later, and the run takes all its time
+    dropout: float | None = None  # set here, instead of the defaults'; None where it was left
+
+
+def short_text_dropout(reads: float) -> float:
+    """The dropout of a new model that reads its text `reads` times: the
+    defaults' up to FEWEST_READS, SHORT_DROPOUT from MOST_READS."""
+    share = min(max((reads - FEWEST_READS) / (MOST_READS - FEWEST_READS), 0.0), 1.0)
+    return round(DEFAULT_DROPOUT + share * (SHORT_DROPOUT - DEFAULT_DROPOUT), 2)
 
 
 def fitted(
-    config: TrainConfig, steps_per_pass: int, given: Collection[str], fills_time: bool = False
+    config: TrainConfig,
+    steps_per_pass: int,
+    given: Collection[str],
+    fills_time: bool = False,
+    new_model: bool = True,
 ) -> tuple[TrainConfig, ShortText | None]:
     """`config` with its validation cadence (and patience) fitted to a
     training text of `steps_per_pass` steps a pass; the ShortText where it
@@ -63,11 +90,20 @@ def fitted(
     where PATIENCE passes would be over before the warm-up is (the large
     preset's 2,000 steps against 320 on the shipped corpus: not what this
     was measured on). `fills_time` takes no patience: the user asked for
-    all of the time."""
+    all of the time. The dropout is raised (`short_text_dropout`) where the
+    user chose none, the run keeps the defaults', it is a `new_model` (a
+    fine-tune's was not measured) and its steps are planned: a run that
+    fills its time reads its text a number of times not yet known."""
     every = max(FEWEST_STEPS, PASSES_BETWEEN * steps_per_pass)
     too_few_reads = not fills_time and config.steps < FEWEST_READS * steps_per_pass
     if "eval_every" in given or every >= config.eval_every or too_few_reads or PATIENCE * every < config.warmup_used:
         return config, None
     patience = PATIENCE if not fills_time and "patience" not in given and config.patience is None else None
-    fitted = dataclasses.replace(config, eval_every=every, patience=patience or config.patience)
-    return fitted, ShortText(steps_per_pass, every, config.eval_every, patience, fills_time)
+    dropout = None
+    if new_model and not fills_time and "dropout" not in given and config.dropout == DEFAULT_DROPOUT:
+        raised = short_text_dropout(config.steps / steps_per_pass)
+        dropout = raised if raised != config.dropout else None
+    fitted = dataclasses.replace(
+        config, eval_every=every, patience=patience or config.patience, dropout=dropout or config.dropout
+    )
+    return fitted, ShortText(steps_per_pass, every, config.eval_every, patience, fills_time, dropout)

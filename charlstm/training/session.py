@@ -149,7 +149,9 @@ def new(
     run = new_run(text, model, config, progress) if base is None else fine_tune_run(text, base, model, config, progress)
     if chosen is not None:
         steps_per_pass = len(run.layout().train)
-        run.train_config, run.short_text = cadence.fitted(run.train_config, steps_per_pass, chosen, fills_time)
+        run.train_config, run.short_text = cadence.fitted(
+            run.train_config, steps_per_pass, chosen, fills_time, new_model=base is None
+        )
     reading.report_ready(run, on_event)
     if claim:
         return run, claim_default_dir(run_dir), text.shipped

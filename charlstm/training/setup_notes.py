@@ -111,12 +111,21 @@ def _short(short: cadence.ShortText, tc: TrainConfig) -> str:
         else f"this run would read its text about {tc.steps / per_pass:,.0f} times ({tc.steps:,} steps; a "
         f"pass over it is {steps})"
     )
+    dropout, sets_dropout = (
+        (
+            f" It trains with dropout {short.dropout:g} instead of {cadence.DEFAULT_DROPOUT:g}, which learns more "
+            "from a text read this often.",
+            f"; {flag('dropout')} sets the dropout",
+        )
+        if short.dropout is not None
+        else ("", "")
+    )
     return (
         f"{reads}, and a model learns what carries over to new text in its first ten or so passes, then memorises: "
         f"so it validates every {every} steps ({every / per_pass:.2g} passes over the text) instead of every "
         f"{short.chosen_every}{stops}. The best checkpoint, which sample uses, is then "
-        f"one from near the lowest validation loss. {flag('eval_every')} set by hand validates that often and trains "
-        f"all the steps; {flag('patience')} sets when it stops"
+        f"one from near the lowest validation loss.{dropout} {flag('eval_every')} set by hand validates that often "
+        f"and trains all the steps; {flag('patience')} sets when it stops{sets_dropout}"
     )
 
 
