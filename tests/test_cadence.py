@@ -104,9 +104,12 @@ def test_the_defaults_dropout_is_raised_on_a_text_read_often_where_nobody_chose_
         (cadence.fitted(TrainConfig(dropout=0.0, eval_every=150), 65, set()), "a preset's (tiny, medium)"),
         (cadence.fitted(config, 65, set(), new_model=False), "a fine-tune's: not measured"),
         (cadence.fitted(TrainConfig(max_seconds=600), 65, set(), fills_time=True), "reads not known yet"),
+        (cadence.fitted(TrainConfig(max_seconds=180), 65, set()), "a limit may end it after fewer reads"),
     ]:
         assert left[1] is not None and left[1].dropout is None, why
         assert left[0].dropout == (0.0 if "preset" in why else config.dropout), why
+    # A cadence the user chose leaves the run as it is, its dropout too.
+    assert cadence.fitted(config, 65, {"eval_every"}) == (config, None)
 
 
 def _train(corpus, out, **options):

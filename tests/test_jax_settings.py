@@ -109,7 +109,8 @@ def test_a_backend_jax_cannot_start_is_one_line_not_a_traceback(trained_run, tmp
 
 
 @pytest.mark.parametrize(
-    ("variable", "value"), [("JAX_NUM_CPU_DEVICES", ""), ("JAX_DEFAULT_MATMUL_PRECISION", "bogus")]
+    ("variable", "value"),
+    [("JAX_NUM_CPU_DEVICES", ""), ("JAX_DEFAULT_MATMUL_PRECISION", "bogus"), ("JAX_LOG_COMPILES", "maybe")],
 )
 def test_a_value_jax_refuses_at_start_is_one_line_naming_the_variable(trained_run, tmp_path, variable, value):
     """JAX reads these as it is imported, and a value it cannot parse was a

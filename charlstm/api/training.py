@@ -92,7 +92,10 @@ def train(
     sets the sizes the other arguments leave out; the model's shape is
     otherwise ModelConfig's defaults (or, with `init_from`, that model's).
     `options` are TrainConfig fields (steps=, batch_size=, seq_len=,
-    learning_rate=, max_seconds=, patience=, ...). `fill_time` trains for
+    learning_rate=, max_seconds=, patience=, ...); on a short text, the
+    validation cadence, patience and dropout not given may be fitted to
+    it as `charlstm train` fits them, said by a "short text" warning
+    (`training/cadence.py`). `fill_time` trains for
     all of `max_seconds`: the step count is fitted to the time, more steps
     than the defaults' where they fit (a time limit alone only ever
     shortens a run). `on_event` receives the

@@ -72,7 +72,7 @@ _FILL_TIME = (
 )
 _DROPOUT = (
     "Drop this share of each recurrent layer's outputs in training (0: none) [default: "
-    f"{_T.dropout:g}, raised up to {SHORT_TEXT_DROPOUT:g} for a new model on a text it reads more than 20 times]."
+    f"{_T.dropout:g}, raised up to {SHORT_TEXT_DROPOUT:g} on a short text, where the run's start says so]."
 )
 _EVAL_EVERY = "Steps between validation passes."
 # A new run's: where none is given, a short text is validated more often (training/cadence.py).

@@ -129,10 +129,13 @@ def bad_value(err: ValueError) -> str | None:
     gives one of its options (`JAX_DEFAULT_MATMUL_PRECISION=bogus`, an empty
     `JAX_NUM_CPU_DEVICES=`: a traceback from `import jax`, a walkthrough of
     2026-12-07), one line naming the variable; None otherwise."""
-    said = re.fullmatch(r'Invalid value "(.*)" for JAX flag (\w+)', str(err), re.DOTALL)
-    if said is None or said[2].upper() not in os.environ:
+    # JAX's two wordings: an option's parser, and a yes/no variable's.
+    said = re.fullmatch(r'Invalid value "(?:.*)" for JAX flag (\w+)', str(err), re.DOTALL) or re.fullmatch(
+        r"invalid truth value (?:.*) for environment '(\w+)'", str(err), re.DOTALL
+    )
+    if said is None or said[1].upper() not in os.environ:
         return None
-    variable = said[2].upper()
+    variable = said[1].upper()
     value = os.environ[variable]
     return f"JAX cannot start: {variable}={value!r} in the environment is not a value it takes; correct it, or unset it"
 

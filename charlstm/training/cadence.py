@@ -91,19 +91,24 @@ def fitted(
     preset's 2,000 steps against 320 on the shipped corpus: not what this
     was measured on). `fills_time` takes no patience: the user asked for
     all of the time. The dropout is raised (`short_text_dropout`) where the
-    user chose none, the run keeps the defaults', it is a `new_model` (a
-    fine-tune's was not measured) and its steps are planned: a run that
-    fills its time reads its text a number of times not yet known."""
+    cadence is fitted, the user chose no dropout, the run keeps the
+    defaults', it is a `new_model` (a fine-tune's was not measured) and it
+    has no time limit: one that fills its time, or that a limit cuts short,
+    reads its text a number of times not yet known."""
     every = max(FEWEST_STEPS, PASSES_BETWEEN * steps_per_pass)
     too_few_reads = not fills_time and config.steps < FEWEST_READS * steps_per_pass
     if "eval_every" in given or every >= config.eval_every or too_few_reads or PATIENCE * every < config.warmup_used:
         return config, None
     patience = PATIENCE if not fills_time and "patience" not in given and config.patience is None else None
     dropout = None
-    if new_model and not fills_time and "dropout" not in given and config.dropout == DEFAULT_DROPOUT:
+    planned = not fills_time and config.max_seconds is None  # a time limit may end the run after fewer reads
+    if new_model and planned and "dropout" not in given and config.dropout == DEFAULT_DROPOUT:
         raised = short_text_dropout(config.steps / steps_per_pass)
         dropout = raised if raised != config.dropout else None
     fitted = dataclasses.replace(
-        config, eval_every=every, patience=patience or config.patience, dropout=dropout or config.dropout
+        config,
+        eval_every=every,
+        patience=patience or config.patience,
+        dropout=config.dropout if dropout is None else dropout,
     )
     return fitted, ShortText(steps_per_pass, every, config.eval_every, patience, fills_time, dropout)
