@@ -109,21 +109,18 @@ def _ended_if_gone() -> Iterator[None]:
         say(f"error: cannot write the output: {err.strerror}")
         unwritable_to_devnull(sys.stdout)  # what is still buffered for it goes nowhere, not into a traceback at exit
         raise typer.Exit(EXIT_USAGE) from None
-    except (RuntimeError, AssertionError) as err:
-        # Click's Exit and Abort are RuntimeErrors too: a command that has ended.
-        done = isinstance(err, (typer.Exit, typer.Abort))
-        # JAX_PLATFORMS=cuda without CUDA: a bare AssertionError from the first call into JAX.
-        unavailable = None if done else jax_settings.backend_unavailable()
-        if unavailable is None:
+    except (RuntimeError, AssertionError, ValueError) as err:
+        # JAX that cannot start: JAX_NUM_CPU_DEVICES=, say, a ValueError from
+        # `import jax`; JAX_PLATFORMS=cuda without CUDA, a bare AssertionError
+        # from the first call into it. Click's Exit and Abort are RuntimeErrors
+        # too: a command that has ended.
+        if isinstance(err, (typer.Exit, typer.Abort)):
             raise
-        say(f"error: {unavailable}")
+        said = jax_settings.bad_value(err) if isinstance(err, ValueError) else jax_settings.backend_unavailable()
+        if said is None:
+            raise
+        say(f"error: {said}")
         raise typer.Exit(EXIT_USAGE) from err
-    except ValueError as err:
-        refused = jax_settings.bad_value(err)  # JAX_NUM_CPU_DEVICES=, say: from `import jax`
-        if refused is None:
-            raise
-        say(f"error: {refused}")
-        raise typer.Exit(EXIT_USAGE) from None
     except PermissionError as err:
         # Python 3.11's Path.exists() and is_dir() raise, not answer False, for
         # a path inside a folder this user cannot enter: every command's first

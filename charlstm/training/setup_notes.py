@@ -111,15 +111,13 @@ def _short(short: cadence.ShortText, tc: TrainConfig) -> str:
         else f"this run would read its text about {tc.steps / per_pass:,.0f} times ({tc.steps:,} steps; a "
         f"pass over it is {steps})"
     )
-    dropout, sets_dropout = (
-        (
-            f" It trains with dropout {short.dropout:g} instead of {cadence.DEFAULT_DROPOUT:g}, which learns more "
-            "from a text read this often.",
-            f"; {flag('dropout')} sets the dropout",
-        )
+    dropout = (
+        f" It trains with dropout {short.dropout:g} instead of {cadence.DEFAULT_DROPOUT:g}, which learns more from "
+        "a text read this often."
         if short.dropout is not None
-        else ("", "")
+        else ""
     )
+    sets_dropout = f"; {flag('dropout')} sets the dropout" if dropout else ""
     return (
         f"{reads}, and a model learns what carries over to new text in its first ten or so passes, then memorises: "
         f"so it validates every {every} steps ({every / per_pass:.2g} passes over the text) instead of every "
